@@ -1,0 +1,242 @@
+/* tessera core: status, dtypes, tensors, arenas, the autograd tape, the
+ * parameter registry, rng and threads. Every family builds on this header.
+ *
+ * Contracts
+ * - A tensor is contiguous, ndim <= 4, owned by an arena (never freed alone).
+ * - Step tensors live in ctx->arena and die at tsr_ctx_reset(); parameters
+ *   live in a tsr_params registry and survive across steps.
+ * - Only f32 tensors carry gradients. Gradients are f32, same shape.
+ * - Backward accumulates (+=) into grads; zeroing is explicit
+ *   (tsr_params_zero_grad for parameters; step grads start at zero).
+ */
+#ifndef TESSERA_CORE_H
+#define TESSERA_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------- status */
+
+enum { TSR_OK = 0, TSR_ERR_IO = 1, TSR_ERR_FORMAT = 2, TSR_ERR_SHAPE = 3,
+       TSR_ERR_ARG = 4, TSR_ERR_NOMEM = 5 };
+
+/* What the library returns for anything a user can cause. Only src/cli
+ * prints it. code == TSR_OK means success and msg is empty. */
+typedef struct {
+    int code;
+    char msg[256];
+} tsr_status;
+
+tsr_status tsr_ok(void);
+tsr_status tsr_errorf(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Invariant broken (a bug, not bad input): print file:line, abort. */
+#define TSR_ASSERT(x)                                                        \
+    do {                                                                     \
+        if (!(x)) tsr_assert_fail(#x, __FILE__, __LINE__);                   \
+    } while (0)
+_Noreturn void tsr_assert_fail(const char *expr, const char *file, int line);
+
+void tsr_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ----------------------------------------------------------------- dtypes */
+
+typedef enum { TSR_F32, TSR_BF16, TSR_I32, TSR_U8, TSR_DTYPE_COUNT } tsr_dtype;
+
+size_t tsr_dtype_size(tsr_dtype dt);
+const char *tsr_dtype_name(tsr_dtype dt); /* "F32", "BF16", ... as safetensors */
+
+static inline float tsr_bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)h << 16;
+    return v.f;
+}
+/* round to nearest even; NaN stays NaN */
+static inline uint16_t tsr_f32_to_bf16(float f) {
+    union { uint32_t u; float f; } v;
+    v.f = f;
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
+    uint32_t r = 0x7fffu + ((v.u >> 16) & 1u);
+    return (uint16_t)((v.u + r) >> 16);
+}
+
+/* ------------------------------------------------------------------ arena */
+
+/* Bump allocator over a chain of blocks; 64-byte aligned; reset keeps the
+ * first block and frees the rest, so a steady-state step allocates nothing
+ * once the first block has grown to the step's peak. */
+typedef struct tsr_arena_block tsr_arena_block;
+typedef struct {
+    tsr_arena_block *head;     /* current block */
+    tsr_arena_block *first;
+    size_t block_size;         /* default size of new blocks */
+    size_t used_total, peak;   /* bytes handed out since reset, high mark */
+} tsr_arena;
+
+void tsr_arena_init(tsr_arena *a, size_t block_size);
+void *tsr_arena_alloc(tsr_arena *a, size_t bytes);  /* uninitialised */
+void *tsr_arena_calloc(tsr_arena *a, size_t bytes); /* zeroed */
+void tsr_arena_reset(tsr_arena *a);
+void tsr_arena_free(tsr_arena *a);
+
+/* ----------------------------------------------------------------- tensor */
+
+#define TSR_MAX_DIMS 4
+
+typedef struct tsr_node tsr_node;
+typedef struct tsr_ctx tsr_ctx;
+typedef struct tsr_tensor tsr_tensor;
+
+struct tsr_tensor {
+    tsr_dtype dtype;
+    int ndim;
+    int64_t shape[TSR_MAX_DIMS];
+    int64_t numel;
+    void *data;
+    float *grad;          /* NULL until needed; f32, numel elements */
+    bool requires_grad;
+    bool is_param;        /* grad storage is owned by a tsr_params */
+    tsr_node *node;       /* op that made it; NULL for leaves */
+    const char *name;     /* parameters: HF-style dotted name */
+};
+
+static inline float *tsr_f32(const tsr_tensor *t) { return (float *)t->data; }
+static inline int32_t *tsr_i32(const tsr_tensor *t) { return (int32_t *)t->data; }
+static inline uint8_t *tsr_u8(const tsr_tensor *t) { return (uint8_t *)t->data; }
+static inline uint16_t *tsr_bf16(const tsr_tensor *t) { return (uint16_t *)t->data; }
+
+int64_t tsr_shape_numel(int ndim, const int64_t *shape);
+bool tsr_same_shape(const tsr_tensor *a, const tsr_tensor *b);
+/* "(2,3,4)" into buf */
+const char *tsr_shape_str(const tsr_tensor *t, char *buf, size_t n);
+
+/* ------------------------------------------------------- backend seam */
+
+/* Kernels that a device backend provides. Ops call through ctx->be so a
+ * CUDA backend (or an all-reduce for data-parallel training) can replace
+ * them without touching model code. The CPU table wraps OpenBLAS. */
+typedef struct {
+    const char *name;
+    /* row-major C(M,N) = alpha * op(A)(M,K) op(B)(K,N) + beta * C */
+    void (*sgemm)(bool ta, bool tb, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta,
+                  float *C, int ldc);
+} tsr_backend;
+
+extern const tsr_backend tsr_backend_cpu;
+
+/* -------------------------------------------------------------------- rng */
+
+/* xoshiro256** seeded by splitmix64. State is 4 words so it can be saved
+ * in a training-state file and resumed exactly. */
+typedef struct { uint64_t s[4]; } tsr_rng;
+
+void tsr_rng_seed(tsr_rng *r, uint64_t seed);
+uint64_t tsr_rng_u64(tsr_rng *r);
+float tsr_rng_uniform(tsr_rng *r);                   /* [0,1) */
+float tsr_rng_normal(tsr_rng *r);                    /* N(0,1) */
+uint32_t tsr_rng_below(tsr_rng *r, uint32_t n);      /* [0,n) unbiased */
+void tsr_rng_shuffle_i32(tsr_rng *r, int32_t *a, int64_t n);
+
+/* -------------------------------------------------------- autograd tape */
+
+#define TSR_NODE_IARGS 8
+#define TSR_NODE_FARGS 4
+
+typedef void (*tsr_backward_fn)(tsr_ctx *c, tsr_node *n);
+
+struct tsr_node {
+    const char *op;        /* op name, for debugging */
+    tsr_backward_fn backward;
+    tsr_tensor *out;
+    tsr_tensor **in;
+    int n_in;
+    void *saved;           /* op-specific data in the step arena */
+    int64_t iarg[TSR_NODE_IARGS];
+    float farg[TSR_NODE_FARGS];
+};
+
+struct tsr_ctx {
+    tsr_arena arena;       /* per-step: tensors, nodes, saved data, grads */
+    tsr_node **tape;
+    int64_t tape_len, tape_cap;
+    bool grad_enabled;     /* record nodes at all */
+    bool training;         /* dropout on, batchnorm uses batch stats */
+    tsr_rng rng;           /* dropout and other stochastic ops */
+    const tsr_backend *be;
+};
+
+void tsr_ctx_init(tsr_ctx *c, size_t arena_block);
+void tsr_ctx_free(tsr_ctx *c);
+/* drop all step tensors and the tape */
+void tsr_ctx_reset(tsr_ctx *c);
+
+/* new step tensor; data uninitialised (tsr_zeros for zeroed) */
+tsr_tensor *tsr_new(tsr_ctx *c, tsr_dtype dt, int ndim, const int64_t *shape);
+tsr_tensor *tsr_zeros(tsr_ctx *c, tsr_dtype dt, int ndim, const int64_t *shape);
+/* step tensor with the same dtype/shape as t */
+tsr_tensor *tsr_new_like(tsr_ctx *c, const tsr_tensor *t);
+/* wrap caller-owned memory (not copied); no grad */
+tsr_tensor *tsr_wrap(tsr_ctx *c, tsr_dtype dt, int ndim, const int64_t *shape, void *data);
+/* copy from f32 host array */
+tsr_tensor *tsr_from_f32(tsr_ctx *c, int ndim, const int64_t *shape, const float *src);
+
+#define TSR_SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define TSR_NDIM(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+/* tsr_new(c, TSR_F32, TSR_DIMS(B, T, C)) */
+#define TSR_DIMS(...) TSR_NDIM(__VA_ARGS__), TSR_SHAPE(__VA_ARGS__)
+
+/* Gradient of t, allocated zeroed in the step arena on first use. */
+float *tsr_grad(tsr_ctx *c, tsr_tensor *t);
+
+/* Called by an op after computing `out` from `in`: if grad is enabled and
+ * any input requires grad, mark out as requiring grad and push a node onto
+ * the tape. Returns the node (to fill iarg/farg/saved) or NULL. */
+tsr_node *tsr_record(tsr_ctx *c, const char *op, tsr_backward_fn bw,
+                     tsr_tensor *out, int n_in, tsr_tensor *const *in);
+
+/* Seed d(loss)/d(loss) = 1 (loss must have numel 1) and run the tape in
+ * reverse. Gradients of parameters accumulate into their registry grads. */
+void tsr_backward(tsr_ctx *c, tsr_tensor *loss);
+/* Same, seeding d(loss)/d(out) = gout (out->numel floats). */
+void tsr_backward_with(tsr_ctx *c, tsr_tensor *out, const float *gout);
+
+/* ------------------------------------------------------- parameter registry */
+
+enum { TSR_PARAM_NO_DECAY = 1, TSR_PARAM_BUFFER = 2 /* no grad, saved */ };
+
+typedef struct {
+    tsr_tensor **items;
+    int *flags;
+    int n, cap;
+    tsr_arena arena; /* long-lived: tensor structs, data, grads */
+} tsr_params;
+
+void tsr_params_init(tsr_params *p);
+void tsr_params_free(tsr_params *p);
+/* zero-initialised f32 parameter; name is copied */
+tsr_tensor *tsr_param_new(tsr_params *p, const char *name, int flags, int ndim,
+                          const int64_t *shape);
+tsr_tensor *tsr_params_find(const tsr_params *p, const char *name);
+int64_t tsr_params_count(const tsr_params *p); /* trainable elements */
+void tsr_params_zero_grad(tsr_params *p);
+/* init helpers */
+void tsr_init_normal(tsr_tensor *t, tsr_rng *r, float std);
+void tsr_init_uniform(tsr_tensor *t, tsr_rng *r, float lo, float hi);
+void tsr_init_const(tsr_tensor *t, float v);
+
+/* ---------------------------------------------------------------- threads */
+
+/* n <= 0: take TESSERA_THREADS, else all cores. Sets OpenMP and OpenBLAS. */
+void tsr_threads_set(int n);
+int tsr_threads_get(void);
+
+/* monotonic seconds */
+double tsr_time(void);
+
+#endif
