@@ -163,9 +163,9 @@ int main(void) {
     check_binary_kernel("binary same", 2, TSR_SHAPE(70, 999), 2, TSR_SHAPE(70, 999));
     check_binary_kernel("binary outer", 3, TSR_SHAPE(64, 1, 40), 3, TSR_SHAPE(64, 33, 1));
     check_binary_kernel("binary row", 2, TSR_SHAPE(3, 20000), 2, TSR_SHAPE(3, 1));
-    check_reduce_kernel("reduce bias", 2, TSR_SHAPE(256, 300), 1, TSR_SHAPE(300));
-    check_reduce_kernel("reduce rows", 2, TSR_SHAPE(300, 256), 2, TSR_SHAPE(300, 1));
-    check_reduce_kernel("reduce mid", 3, TSR_SHAPE(8, 64, 100), 3, TSR_SHAPE(8, 1, 100));
+    check_reduce_kernel("reduce bias", 2, TSR_SHAPE(160, 300), 1, TSR_SHAPE(300));
+    check_reduce_kernel("reduce rows", 2, TSR_SHAPE(200, 200), 2, TSR_SHAPE(200, 1));
+    check_reduce_kernel("reduce mid", 3, TSR_SHAPE(4, 64, 130), 3, TSR_SHAPE(4, 1, 130));
     check_reduce_kernel("reduce all", 2, TSR_SHAPE(40, 1000), 0, NULL);
     check_reduce_kernel("reduce alt", 4, TSR_SHAPE(6, 7, 8, 120), 4, TSR_SHAPE(6, 1, 8, 1));
 
