@@ -56,14 +56,16 @@ static inline int64_t tsr_norm_bwd_scratch(int64_t N, int64_t C) {
     return 2 * (N < TSR_NORM_CHUNKS ? N : TSR_NORM_CHUNKS) * C;
 }
 
-/* y, x (N,C); w, b (C) or NULL; mean, rstd (N) saved for backward */
-void tsr_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w,
+/* y, x (N,C); w, b (C) or NULL. Saved for backward: rstd (N) and shift
+ * (N) = row mean - row's first element (the kernels work about x[i,0] so a
+ * large common offset costs no precision; mean = x[i,0] + shift[i]). */
+void tsr_layernorm_fwd(float *y, float *shift, float *rstd, const float *x, const float *w,
                        const float *b, int64_t N, int64_t C, float eps);
 void tsr_layernorm_fwd_ref(float *y, const float *x, const float *w, const float *b, int64_t N,
                            int64_t C, float eps);
 /* dx (N,C) or NULL, dw, db (C) or NULL; scratch tsr_norm_bwd_scratch(N,C) floats */
 void tsr_layernorm_bwd(float *dx, float *dw, float *db, float *scratch, const float *dy,
-                       const float *x, const float *w, const float *mean, const float *rstd,
+                       const float *x, const float *w, const float *shift, const float *rstd,
                        int64_t N, int64_t C);
 void tsr_layernorm_bwd_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
                            const float *w, int64_t N, int64_t C, float eps);
@@ -135,6 +137,21 @@ static inline float tsr_expf_fast(float x) {
     s.u = (t.u - 0x4B400000u + 127u) << 23;
     float e = p * s.f;
     return x < -87.0f ? 0.0f : e;
+}
+
+/* max of a row with 16 independent lanes: vectorises under gcc and clang
+ * without fast-math (a plain max reduction does not under clang). NaNs are
+ * skipped; they still poison the exp-sum that follows. */
+static inline float tsr_row_max(const float *x, int64_t n) {
+    float m[16];
+    for (int k = 0; k < 16; k++) m[k] = -__builtin_inff();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 16; k++) m[k] = x[j + k] > m[k] ? x[j + k] : m[k];
+    float r = -__builtin_inff();
+    for (int k = 0; k < 16; k++) r = m[k] > r ? m[k] : r;
+    for (; j < n; j++) r = x[j] > r ? x[j] : r;
+    return r;
 }
 
 #endif

@@ -37,9 +37,7 @@ float tsr_cross_entropy_fwd(float *row_loss, float *lse, const float *logits, co
         }
         TSR_ASSERT(t >= 0 && t < V);
         const float *xr = logits + i * V;
-        float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-        for (int64_t j = 0; j < V; j++) m = xr[j] > m ? xr[j] : m;
+        float m = tsr_row_max(xr, V);
         float s = 0, sd = 0;
         if (ls != 0.0f) {
             /* sum of (m - x) >= 0 terms: better conditioned than sum(x)

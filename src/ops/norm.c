@@ -16,38 +16,41 @@
 
 /* ------------------------------------------------------------ layer norm */
 
-ALWAYS_INLINE void ln_row_fwd(float *yr, float *mean_out, float *rstd_out, const float *xr,
+ALWAYS_INLINE void ln_row_fwd(float *yr, float *shift_out, float *rstd_out, const float *xr,
                               const float *w, const float *b, int64_t C, float eps, bool has_w,
                               bool has_b) {
+    /* Everything is taken about x[0]: x - x0 is exact for nearby values and
+     * the small mean offset d carries full precision, so a large common
+     * offset (|mean| >> std) costs no accuracy; the second pass over the
+     * cache-resident row gives the variance about the mean. */
+    const float x0 = xr[0];
     float s = 0;
 #pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < C; j++) s += xr[j];
-    float m = s / (float)C;
-    /* second pass over the (cache-resident) row: sum of squares about the
-     * mean keeps the variance exact-ish when |mean| >> std */
+    for (int64_t j = 0; j < C; j++) s += xr[j] - x0;
+    float d = s / (float)C;
     float v = 0;
 #pragma omp simd reduction(+ : v)
     for (int64_t j = 0; j < C; j++) {
-        float d = xr[j] - m;
-        v += d * d;
+        float e = (xr[j] - x0) - d;
+        v += e * e;
     }
     float rs = 1.0f / sqrtf(v / (float)C + eps);
-    if (mean_out) *mean_out = m;
+    if (shift_out) *shift_out = d;
     if (rstd_out) *rstd_out = rs;
 #pragma omp simd
     for (int64_t j = 0; j < C; j++) {
-        float o = (xr[j] - m) * rs;
+        float o = ((xr[j] - x0) - d) * rs;
         if (has_w) o *= w[j];
         if (has_b) o += b[j];
         yr[j] = o;
     }
 }
 
-void tsr_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w,
+void tsr_layernorm_fwd(float *y, float *shift, float *rstd, const float *x, const float *w,
                        const float *b, int64_t N, int64_t C, float eps) {
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
-        float *mo = mean ? mean + i : NULL, *ro = rstd ? rstd + i : NULL;
+        float *mo = shift ? shift + i : NULL, *ro = rstd ? rstd + i : NULL;
         if (w && b) ln_row_fwd(y + i * C, mo, ro, x + i * C, w, b, C, eps, true, true);
         else if (w) ln_row_fwd(y + i * C, mo, ro, x + i * C, w, b, C, eps, true, false);
         else if (b) ln_row_fwd(y + i * C, mo, ro, x + i * C, w, b, C, eps, false, true);
@@ -72,18 +75,19 @@ void tsr_layernorm_fwd_ref(float *y, const float *x, const float *w, const float
 /* One row of the backward. With g = dy*w and xh the normalised input,
  * dx = rstd * (g - mean(g) - xh * mean(g*xh)). */
 ALWAYS_INLINE void ln_row_bwd(float *dxr, float *pw, float *pb, const float *dyr, const float *xr,
-                              const float *w, float m, float rs, int64_t C, bool has_w) {
+                              const float *w, float d, float rs, int64_t C, bool has_w) {
+    const float x0 = xr[0];
     float sg = 0, sgx = 0;
 #pragma omp simd reduction(+ : sg, sgx)
     for (int64_t j = 0; j < C; j++) {
         float g = has_w ? dyr[j] * w[j] : dyr[j];
-        float xh = (xr[j] - m) * rs;
+        float xh = ((xr[j] - x0) - d) * rs;
         sg += g;
         sgx += g * xh;
     }
     if (pw) {
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) pw[j] += dyr[j] * (xr[j] - m) * rs;
+        for (int64_t j = 0; j < C; j++) pw[j] += dyr[j] * ((xr[j] - x0) - d) * rs;
     }
     if (pb) {
 #pragma omp simd
@@ -94,7 +98,7 @@ ALWAYS_INLINE void ln_row_bwd(float *dxr, float *pw, float *pb, const float *dyr
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) {
             float g = has_w ? dyr[j] * w[j] : dyr[j];
-            float xh = (xr[j] - m) * rs;
+            float xh = ((xr[j] - x0) - d) * rs;
             dxr[j] += rs * (g - a - xh * bb);
         }
     }
@@ -111,7 +115,7 @@ static void reduce_chunks(float *dst, const float *part, int64_t P, int64_t C) {
 }
 
 void tsr_layernorm_bwd(float *dx, float *dw, float *db, float *scratch, const float *dy,
-                       const float *x, const float *w, const float *mean, const float *rstd,
+                       const float *x, const float *w, const float *shift, const float *rstd,
                        int64_t N, int64_t C) {
     int64_t P = N < TSR_NORM_CHUNKS ? N : TSR_NORM_CHUNKS;
     float *dwp = dw ? scratch : NULL, *dbp = db ? scratch + P * C : NULL;
@@ -122,8 +126,8 @@ void tsr_layernorm_bwd(float *dx, float *dw, float *db, float *scratch, const fl
         if (pb) memset(pb, 0, sizeof(float) * (size_t)C);
         for (int64_t i = N * p / P; i < N * (p + 1) / P; i++) {
             float *dxr = dx ? dx + i * C : NULL;
-            if (w) ln_row_bwd(dxr, pw, pb, dy + i * C, x + i * C, w, mean[i], rstd[i], C, true);
-            else ln_row_bwd(dxr, pw, pb, dy + i * C, x + i * C, w, mean[i], rstd[i], C, false);
+            if (w) ln_row_bwd(dxr, pw, pb, dy + i * C, x + i * C, w, shift[i], rstd[i], C, true);
+            else ln_row_bwd(dxr, pw, pb, dy + i * C, x + i * C, w, shift[i], rstd[i], C, false);
         }
     }
     if (dw) reduce_chunks(dw, dwp, P, C);
@@ -154,7 +158,7 @@ void tsr_layernorm_bwd_ref(float *dx, float *dw, float *db, const float *dy, con
 }
 
 typedef struct {
-    float *mean, *rstd;
+    float *shift, *rstd;
     float eps;
 } norm_saved;
 
@@ -167,7 +171,7 @@ static void layernorm_backward(tsr_ctx *c, tsr_node *n) {
     float *db = b && b->requires_grad ? tsr_grad(c, b) : NULL;
     float *scratch = (dw || db) ? tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)tsr_norm_bwd_scratch(N, C)) : NULL;
     tsr_layernorm_bwd(dx, dw, db, scratch, n->out->grad, tsr_f32(x), w ? tsr_f32(w) : NULL,
-                      s->mean, s->rstd, N, C);
+                      s->shift, s->rstd, N, C);
 }
 
 static int64_t last_dim(const tsr_tensor *x) {
@@ -187,10 +191,10 @@ tsr_tensor *tsr_layernorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *
     check_vec(b, C);
     tsr_tensor *y = tsr_new_like(c, x);
     norm_saved *s = tsr_arena_alloc(&c->arena, sizeof *s);
-    s->mean = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)N);
+    s->shift = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)N);
     s->rstd = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)N);
     s->eps = eps;
-    tsr_layernorm_fwd(tsr_f32(y), s->mean, s->rstd, tsr_f32(x), w ? tsr_f32(w) : NULL,
+    tsr_layernorm_fwd(tsr_f32(y), s->shift, s->rstd, tsr_f32(x), w ? tsr_f32(w) : NULL,
                       b ? tsr_f32(b) : NULL, N, C, eps);
     tsr_tensor *ins[3] = {x, w, b};
     tsr_node *n = tsr_record(c, "layernorm", layernorm_backward, y, 3, ins);
@@ -295,7 +299,7 @@ tsr_tensor *tsr_rmsnorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, float eps) {
     check_vec(w, C);
     tsr_tensor *y = tsr_new_like(c, x);
     norm_saved *s = tsr_arena_alloc(&c->arena, sizeof *s);
-    s->mean = NULL;
+    s->shift = NULL;
     s->rstd = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)N);
     s->eps = eps;
     tsr_rmsnorm_fwd(tsr_f32(y), s->rstd, tsr_f32(x), w ? tsr_f32(w) : NULL, N, C, eps);
@@ -312,9 +316,7 @@ void tsr_softmax_fwd(float *y, const float *x, int64_t N, int64_t C, bool take_l
     for (int64_t i = 0; i < N; i++) {
         const float *xr = x + i * C;
         float *yr = y + i * C;
-        float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-        for (int64_t j = 0; j < C; j++) m = xr[j] > m ? xr[j] : m;
+        float m = tsr_row_max(xr, C);
         float s = 0;
         if (take_log) {
 #pragma omp simd reduction(+ : s)
