@@ -9,6 +9,7 @@
 
 /* x (..., C); w, b (C) or NULL */
 tsr_tensor *tsr_layernorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b, float eps);
+/* Llama: x * rsqrt(mean(x^2) + eps) * w; w may be NULL */
 tsr_tensor *tsr_rmsnorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, float eps);
 /* over the last dim */
 tsr_tensor *tsr_softmax(tsr_ctx *c, tsr_tensor *x);
@@ -19,7 +20,10 @@ tsr_tensor *tsr_log_softmax(tsr_ctx *c, tsr_tensor *x);
  * targets' shape (per-token weight) or NULL (all 1). Result: scalar
  * sum_i w_i l_i / sum_i w_i over non-ignored rows (torch's mean when all
  * w = 1); 0 if no row counts. label_smoothing as torch (eps spread
- * uniformly over V). */
+ * uniformly over V): l_i = (1-eps)(lse_i - x_{i,t_i}) + eps/V sum_c
+ * (lse_i - x_{i,c}), i.e. torch's reduction='none' row loss. A per-token
+ * weight scales that whole row loss (smoothing term included), so it equals
+ * torch's per-class `weight=` only when eps = 0 and w_i = weight[t_i]. */
 tsr_tensor *tsr_cross_entropy(tsr_ctx *c, tsr_tensor *logits, const tsr_tensor *targets,
                               const tsr_tensor *weights, int ignore_index, float label_smoothing);
 
@@ -33,7 +37,9 @@ tsr_tensor *tsr_l1(tsr_ctx *c, tsr_tensor *a, tsr_tensor *b);  /* mean |a-b|, gr
 /* RoPE on x (B,T,H,D), D even. pos: i32 with T entries (shared over B) or
  * B*T entries (per row: tree/group decoding needs arbitrary positions).
  * freq_i = theta^(-2i/D). interleaved: rotate pairs (2i,2i+1) as Meta /
- * llama2.c; else rotate halves (i, i+D/2) as HF Llama. */
+ * llama2.c; else rotate halves (i, i+D/2) as HF Llama. Angles pos*freq_i
+ * are formed in double (HF and llama2.c round them to f32, which differs
+ * by ~pos*6e-8 rad at large positions). */
 tsr_tensor *tsr_rope(tsr_ctx *c, tsr_tensor *x, const tsr_tensor *pos, float theta,
                      bool interleaved);
 /* 2-D RoPE for image grids: first D/2 channels rotated by row position,
