@@ -41,14 +41,16 @@ tsr_tensor *tsr_batchnorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *
 
 /* ---- kernels (src/ops/conv.c). A conv maps an image (B,Cin,Hh,Ww) to a
  * map (B,Cout,Ho,Wo) with w (Cout,Cin/G,kh,kw); a transposed conv runs the
- * same geometry backwards (its output is the "image"). nb images go
- * through im2col + one sgemm per group at a time (nb = 1 writes the sgemm
- * result in place; larger nb gathers/scatters through scratch). */
+ * same geometry backwards (its output is the "image"). Chunks of nb images
+ * go through im2col + one sgemm per group, chunks spread over `threads`
+ * OpenMP threads (nb = 1 writes the sgemm result in place; larger nb
+ * gathers/scatters through scratch). Scratch depends on nb and threads. */
 typedef struct {
     int B, cin, h, w;        /* image side */
     int cout, ho, wo;        /* map side */
     int kh, kw, sh, sw, ph, pw, dh, dw, groups;
     int nb;                  /* images per sgemm chunk, 1..B */
+    int threads;             /* OpenMP threads (scratch slots) */
 } tsr_conv_geom;
 
 /* geometry for conv x (B,cin,h,w) -> (B,cout,.,.): fills ho/wo and a chunk size */

@@ -1,21 +1,51 @@
 /* tessera ops: 2-D convolution and its transpose over (B,C,Hh,Ww) maps, for
  * the image families (the Fashion-MNIST classifier, U-Nets, detectors).
- * Fast path: im2col + one sgemm per group per chunk of images, col2im for
- * input grads; chunking keeps small maps (first layers, late 7x7 maps) from
- * turning into many tiny sgemms. tsr_conv2d_*_ref are the naive twins. */
+ * Fast path: im2col + sgemm per group per chunk of images, col2im for input
+ * grads; tsr_conv2d_*_ref are the naive twins.
+ *
+ * Threading: chunks of images go to OpenMP threads, each running its own
+ * im2col and a single-threaded sgemm on private scratch. Letting OpenBLAS
+ * thread each sgemm instead, between OpenMP loops, made the two thread
+ * pools spin against each other on few cores (4-6x slower on 2 cores).
+ * Weight grads sum per-thread partials in thread order, so results are
+ * deterministic for a fixed thread count. */
 #include "tessera/ops.h"
 
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int n);
+
+/* threads only pay off once a loop touches enough memory */
+#define PAR_MIN 32768
 
 static int or_default(int v, int d) { return v ? v : d; }
 
-static int pick_chunk(int B, int hwo) {
-    /* about 2k sgemm columns per call: large enough for OpenBLAS to thread
-     * well, small enough that the im2col buffer stays in cache */
-    int nb = (2048 + hwo - 1) / hwo;
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* images per chunk: about 1k sgemm columns (one 28x28 image, five 14x14),
+ * so a thread's im2col buffer stays in its L2; then rebalanced so the chunk
+ * count is a multiple of the thread count */
+static void pick_chunk(tsr_conv_geom *g) {
+    int hwo = g->ho * g->wo, T = g->threads;
+    int nb = 1024 / (hwo > 0 ? hwo : 1);
     if (nb < 1) nb = 1;
-    if (nb > B) nb = B;
-    return nb;
+    if (nb > g->B) nb = g->B;
+    int nc = (g->B + nb - 1) / nb;
+    if (T > 1 && nc > 1) {
+        nc = (nc + T - 1) / T * T;
+        nb = (g->B + nc - 1) / nc;
+    }
+    g->nb = nb < 1 ? 1 : nb;
 }
 
 tsr_conv_geom tsr_conv_geom_make(int B, int cin, int h, int w, int cout, int kh, int kw,
@@ -32,15 +62,22 @@ tsr_conv_geom tsr_conv_geom_make(int B, int cin, int h, int w, int cout, int kh,
     g.groups = or_default(o ? o->groups : 0, 1);
     g.ho = (h + 2 * g.ph - g.dh * (kh - 1) - 1) / g.sh + 1;
     g.wo = (w + 2 * g.pw - g.dw * (kw - 1) - 1) / g.sw + 1;
-    g.nb = pick_chunk(B, g.ho * g.wo);
+    g.threads = max_threads();
+    pick_chunk(&g);
     return g;
 }
 
-int64_t tsr_conv_scratch_floats(const tsr_conv_geom *g) {
+/* per-thread slot: col (kg, nb*hwo), tmp (coutg, nb*hwo) when nb > 1,
+ * weight-grad partial (cout, kg) */
+static int64_t slot_floats(const tsr_conv_geom *g) {
     int64_t cols = (int64_t)g->nb * g->ho * g->wo;
     int64_t kg = (int64_t)(g->cin / g->groups) * g->kh * g->kw;
     int64_t tmp = g->nb > 1 ? (int64_t)(g->cout / g->groups) * cols : 0;
-    return kg * cols + tmp;
+    return (kg * cols + tmp + (int64_t)g->cout * kg + 15) / 16 * 16;
+}
+
+int64_t tsr_conv_scratch_floats(const tsr_conv_geom *g) {
+    return slot_floats(g) * (g->threads > 1 ? g->threads : 1);
 }
 
 static bool pointwise(const tsr_conv_geom *g) {
@@ -101,59 +138,53 @@ static void col2im_plane(float *dxp, const float *col, int64_t ld, const tsr_con
         }
 }
 
-/* threads only pay off once a loop touches enough memory */
-#define PAR_MIN 32768
-
 /* images b0..b0+n-1, group gi -> col (cing*kh*kw, n*hwo) */
 static void im2col_chunk(float *col, const float *x, const tsr_conv_geom *g, int b0, int n, int gi) {
     int cing = g->cin / g->groups, kk = g->kh * g->kw;
     int64_t hwo = (int64_t)g->ho * g->wo, hw = (int64_t)g->h * g->w, ld = n * hwo;
-    int units = n * cing;
-#pragma omp parallel for schedule(static) if ((int64_t)units * kk * hwo > PAR_MIN)
-    for (int u = 0; u < units; u++) {
-        int i = u / cing, ci = u % cing;
-        const float *xp = x + ((int64_t)(b0 + i) * g->cin + gi * cing + ci) * hw;
-        im2col_plane(col + (int64_t)ci * kk * ld + i * hwo, ld, xp, g);
-    }
+    for (int i = 0; i < n; i++)
+        for (int ci = 0; ci < cing; ci++)
+            im2col_plane(col + (int64_t)ci * kk * ld + i * hwo, ld,
+                         x + ((int64_t)(b0 + i) * g->cin + gi * cing + ci) * hw, g);
 }
 
 static void col2im_chunk(float *dx, const float *col, const tsr_conv_geom *g, int b0, int n, int gi) {
     int cing = g->cin / g->groups, kk = g->kh * g->kw;
     int64_t hwo = (int64_t)g->ho * g->wo, hw = (int64_t)g->h * g->w, ld = n * hwo;
-    int units = n * cing;
-#pragma omp parallel for schedule(static) if ((int64_t)units * kk * hwo > PAR_MIN)
-    for (int u = 0; u < units; u++) {
-        int i = u / cing, ci = u % cing;
-        float *dxp = dx + ((int64_t)(b0 + i) * g->cin + gi * cing + ci) * hw;
-        col2im_plane(dxp, col + (int64_t)ci * kk * ld + i * hwo, ld, g);
-    }
+    for (int i = 0; i < n; i++)
+        for (int ci = 0; ci < cing; ci++)
+            col2im_plane(dx + ((int64_t)(b0 + i) * g->cin + gi * cing + ci) * hw,
+                         col + (int64_t)ci * kk * ld + i * hwo, ld, g);
 }
 
 /* tmp (coutg, n*hwo) <-> map rows of images b0.., group gi */
 static void gather_map(float *tmp, const float *map, const tsr_conv_geom *g, int b0, int n, int gi) {
     int coutg = g->cout / g->groups;
     int64_t hwo = (int64_t)g->ho * g->wo, ld = n * hwo;
-#pragma omp parallel for schedule(static) if ((int64_t)n * coutg * hwo > PAR_MIN)
-    for (int u = 0; u < n * coutg; u++) {
-        int i = u / coutg, co = u % coutg;
-        memcpy(tmp + co * ld + i * hwo, map + ((int64_t)(b0 + i) * g->cout + gi * coutg + co) * hwo,
-               sizeof(float) * (size_t)hwo);
-    }
+    for (int i = 0; i < n; i++)
+        for (int co = 0; co < coutg; co++)
+            memcpy(tmp + co * ld + i * hwo, map + ((int64_t)(b0 + i) * g->cout + gi * coutg + co) * hwo,
+                   sizeof(float) * (size_t)hwo);
 }
 
-static void scatter_map(float *map, const float *tmp, const tsr_conv_geom *g, int b0, int n, int gi,
-                        bool accumulate) {
+/* map rows (+)= tmp, plus bias when given */
+static void scatter_map(float *map, const float *tmp, int64_t ld, const tsr_conv_geom *g, int b0, int n,
+                        int gi, bool accumulate, const float *bias) {
     int coutg = g->cout / g->groups;
-    int64_t hwo = (int64_t)g->ho * g->wo, ld = n * hwo;
-#pragma omp parallel for schedule(static) if ((int64_t)n * coutg * hwo > PAR_MIN)
-    for (int u = 0; u < n * coutg; u++) {
-        int i = u / coutg, co = u % coutg;
-        float *d = map + ((int64_t)(b0 + i) * g->cout + gi * coutg + co) * hwo;
-        const float *s = tmp + co * ld + i * hwo;
-        if (accumulate)
-            for (int64_t p = 0; p < hwo; p++) d[p] += s[p];
-        else memcpy(d, s, sizeof(float) * (size_t)hwo);
-    }
+    int64_t hwo = (int64_t)g->ho * g->wo;
+    for (int i = 0; i < n; i++)
+        for (int co = 0; co < coutg; co++) {
+            float *d = map + ((int64_t)(b0 + i) * g->cout + gi * coutg + co) * hwo;
+            const float *s = tmp + co * ld + i * hwo;
+            float bv = bias ? bias[gi * coutg + co] : 0.f;
+            if (s == d) {
+                if (bias)
+                    for (int64_t p = 0; p < hwo; p++) d[p] += bv;
+            } else if (accumulate)
+                for (int64_t p = 0; p < hwo; p++) d[p] += s[p] + bv;
+            else
+                for (int64_t p = 0; p < hwo; p++) d[p] = s[p] + bv;
+        }
 }
 
 static void gemm(const tsr_backend *be, bool ta, bool tb, int M, int N, int K, const float *A, int lda,
@@ -161,79 +192,142 @@ static void gemm(const tsr_backend *be, bool ta, bool tb, int M, int N, int K, c
     be->sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
+static int n_chunks(const tsr_conv_geom *g) { return (g->B + g->nb - 1) / g->nb; }
+
+/* Several chunks: run them on OpenMP threads with OpenBLAS pinned to one
+ * thread (restored by end_parallel). One chunk (B == 1): run serially and
+ * let OpenBLAS thread the sgemm. */
+static bool go_parallel(const tsr_backend *be, const tsr_conv_geom *g, int *saved_blas) {
+    *saved_blas = 0;
+    if (g->threads <= 1 || n_chunks(g) < 2) return false;
+    if (be == &tsr_backend_cpu) {
+        *saved_blas = openblas_get_num_threads();
+        if (*saved_blas > 1) openblas_set_num_threads(1);
+    }
+    return true;
+}
+
+static void end_parallel(int saved_blas) {
+    if (saved_blas > 1) openblas_set_num_threads(saved_blas);
+}
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static void fwd_chunk(const tsr_backend *be, float *out, const float *x, const float *w, const float *bias,
+                      const tsr_conv_geom *g, float *slot, bool accumulate, int b0) {
+    int G = g->groups, cing = g->cin / G, coutg = g->cout / G, kg = cing * g->kh * g->kw;
+    int64_t hwo = (int64_t)g->ho * g->wo;
+    int n = g->B - b0 < g->nb ? g->B - b0 : g->nb, N = (int)(n * hwo);
+    float *col = slot, *tmp = slot + (int64_t)kg * g->nb * hwo;
+    for (int gi = 0; gi < G; gi++) {
+        const float *cp = col;
+        if (pointwise(g) && n == 1) cp = x + ((int64_t)b0 * g->cin + gi * cing) * hwo;
+        else im2col_chunk(col, x, g, b0, n, gi);
+        const float *wg = w + (int64_t)gi * coutg * kg;
+        /* one image: sgemm straight into the output rows */
+        float *dst = n == 1 ? out + ((int64_t)b0 * g->cout + gi * coutg) * hwo : tmp;
+        gemm(be, false, false, coutg, N, kg, wg, kg, cp, N, n == 1 && accumulate ? 1.f : 0.f, dst, N);
+        scatter_map(out, dst, N, g, b0, n, gi, accumulate, bias);
+    }
+}
+
 // x (B,cin,h,w), w (cout,cin/G,kh,kw), bias (cout) or NULL, out (B,cout,ho,wo)
 void tsr_conv2d_fwd(const tsr_backend *be, float *out, const float *x, const float *w,
                     const float *bias, const tsr_conv_geom *g, float *scratch, bool accumulate) {
+    int nc = n_chunks(g), sb;
+    int64_t sf = slot_floats(g);
+    if (go_parallel(be, g, &sb)) {
+#pragma omp parallel for schedule(static) num_threads(g->threads)
+        for (int k = 0; k < nc; k++)
+            fwd_chunk(be, out, x, w, bias, g, scratch + thread_id() * sf, accumulate, k * g->nb);
+        end_parallel(sb);
+    } else {
+        for (int k = 0; k < nc; k++) fwd_chunk(be, out, x, w, bias, g, scratch, accumulate, k * g->nb);
+    }
+}
+
+static void bwd_data_chunk(const tsr_backend *be, float *dx, const float *dout, const float *w,
+                           const tsr_conv_geom *g, float *slot, int b0) {
     int G = g->groups, cing = g->cin / G, coutg = g->cout / G, kg = cing * g->kh * g->kw;
     int64_t hwo = (int64_t)g->ho * g->wo;
-    float *col = scratch, *tmp = scratch + (int64_t)kg * g->nb * hwo;
-    for (int b0 = 0; b0 < g->B; b0 += g->nb) {
-        int n = g->B - b0 < g->nb ? g->B - b0 : g->nb;
-        int N = (int)(n * hwo);
-        for (int gi = 0; gi < G; gi++) {
-            const float *cp = col;
-            if (pointwise(g) && n == 1) cp = x + ((int64_t)b0 * g->cin + gi * cing) * hwo;
-            else im2col_chunk(col, x, g, b0, n, gi);
-            const float *wg = w + (int64_t)gi * coutg * kg;
-            if (n == 1)
-                gemm(be, false, false, coutg, N, kg, wg, kg, cp, N, accumulate ? 1.f : 0.f,
-                     out + ((int64_t)b0 * g->cout + gi * coutg) * hwo, N);
-            else {
-                gemm(be, false, false, coutg, N, kg, wg, kg, cp, N, 0.f, tmp, N);
-                scatter_map(out, tmp, g, b0, n, gi, accumulate);
-            }
-        }
-    }
-    if (bias) {
-#pragma omp parallel for schedule(static) if ((int64_t)g->B * g->cout * hwo > PAR_MIN)
-        for (int u = 0; u < g->B * g->cout; u++) {
-            float bv = bias[u % g->cout], *o = out + (int64_t)u * hwo;
-            for (int64_t p = 0; p < hwo; p++) o[p] += bv;
+    int n = g->B - b0 < g->nb ? g->B - b0 : g->nb, N = (int)(n * hwo);
+    float *col = slot, *tmp = slot + (int64_t)kg * g->nb * hwo;
+    for (int gi = 0; gi < G; gi++) {
+        const float *dp = tmp;
+        if (n == 1) dp = dout + ((int64_t)b0 * g->cout + gi * coutg) * hwo;
+        else gather_map(tmp, dout, g, b0, n, gi);
+        const float *wg = w + (int64_t)gi * coutg * kg;
+        if (pointwise(g) && n == 1) {
+            gemm(be, true, false, kg, N, coutg, wg, kg, dp, N, 1.f, dx + ((int64_t)b0 * g->cin + gi * cing) * hwo, N);
+        } else {
+            gemm(be, true, false, kg, N, coutg, wg, kg, dp, N, 0.f, col, N);
+            col2im_chunk(dx, col, g, b0, n, gi);
         }
     }
 }
 
 void tsr_conv2d_bwd_data(const tsr_backend *be, float *dx, const float *dout, const float *w,
                          const tsr_conv_geom *g, float *scratch) {
+    int nc = n_chunks(g), sb;
+    int64_t sf = slot_floats(g);
+    if (go_parallel(be, g, &sb)) {
+#pragma omp parallel for schedule(static) num_threads(g->threads)
+        for (int k = 0; k < nc; k++) bwd_data_chunk(be, dx, dout, w, g, scratch + thread_id() * sf, k * g->nb);
+        end_parallel(sb);
+    } else {
+        for (int k = 0; k < nc; k++) bwd_data_chunk(be, dx, dout, w, g, scratch, k * g->nb);
+    }
+}
+
+/* dwp (cout, kg) += this chunk's weight grad */
+static void bwd_weight_chunk(const tsr_backend *be, float *dwp, const float *dout, const float *x,
+                             const tsr_conv_geom *g, float *slot, int b0) {
     int G = g->groups, cing = g->cin / G, coutg = g->cout / G, kg = cing * g->kh * g->kw;
     int64_t hwo = (int64_t)g->ho * g->wo;
-    float *col = scratch, *tmp = scratch + (int64_t)kg * g->nb * hwo;
-    for (int b0 = 0; b0 < g->B; b0 += g->nb) {
-        int n = g->B - b0 < g->nb ? g->B - b0 : g->nb;
-        int N = (int)(n * hwo);
-        for (int gi = 0; gi < G; gi++) {
-            const float *dp = tmp;
-            if (n == 1) dp = dout + ((int64_t)b0 * g->cout + gi * coutg) * hwo;
-            else gather_map(tmp, dout, g, b0, n, gi);
-            const float *wg = w + (int64_t)gi * coutg * kg;
-            if (pointwise(g) && n == 1) {
-                gemm(be, true, false, kg, N, coutg, wg, kg, dp, N, 1.f,
-                     dx + ((int64_t)b0 * g->cin + gi * cing) * hwo, N);
-            } else {
-                gemm(be, true, false, kg, N, coutg, wg, kg, dp, N, 0.f, col, N);
-                col2im_chunk(dx, col, g, b0, n, gi);
-            }
-        }
+    int n = g->B - b0 < g->nb ? g->B - b0 : g->nb, N = (int)(n * hwo);
+    float *col = slot, *tmp = slot + (int64_t)kg * g->nb * hwo;
+    for (int gi = 0; gi < G; gi++) {
+        const float *cp = col, *dp = tmp;
+        if (pointwise(g) && n == 1) cp = x + ((int64_t)b0 * g->cin + gi * cing) * hwo;
+        else im2col_chunk(col, x, g, b0, n, gi);
+        if (n == 1) dp = dout + ((int64_t)b0 * g->cout + gi * coutg) * hwo;
+        else gather_map(tmp, dout, g, b0, n, gi);
+        gemm(be, false, true, coutg, kg, N, dp, N, cp, N, 1.f, dwp + (int64_t)gi * coutg * kg, kg);
     }
 }
 
 void tsr_conv2d_bwd_weight(const tsr_backend *be, float *dw, float *dbias, const float *dout,
                            const float *x, const tsr_conv_geom *g, float *scratch) {
-    int G = g->groups, cing = g->cin / G, coutg = g->cout / G, kg = cing * g->kh * g->kw;
-    int64_t hwo = (int64_t)g->ho * g->wo;
-    float *col = scratch, *tmp = scratch + (int64_t)kg * g->nb * hwo;
+    int kg = (g->cin / g->groups) * g->kh * g->kw, nc = n_chunks(g), sb;
+    int64_t hwo = (int64_t)g->ho * g->wo, sf = slot_floats(g), nw = (int64_t)g->cout * kg;
+    int64_t part = sf - nw; /* the partial sits at the end of each slot */
     if (dw) {
-        for (int b0 = 0; b0 < g->B; b0 += g->nb) {
-            int n = g->B - b0 < g->nb ? g->B - b0 : g->nb;
-            int N = (int)(n * hwo);
-            for (int gi = 0; gi < G; gi++) {
-                const float *cp = col, *dp = tmp;
-                if (pointwise(g) && n == 1) cp = x + ((int64_t)b0 * g->cin + gi * cing) * hwo;
-                else im2col_chunk(col, x, g, b0, n, gi);
-                if (n == 1) dp = dout + ((int64_t)b0 * g->cout + gi * coutg) * hwo;
-                else gather_map(tmp, dout, g, b0, n, gi);
-                gemm(be, false, true, coutg, kg, N, dp, N, cp, N, 1.f, dw + (int64_t)gi * coutg * kg, kg);
+        if (go_parallel(be, g, &sb)) {
+            int T = g->threads;
+#pragma omp parallel num_threads(T)
+            {
+                int t = thread_id();
+                float *slot = scratch + t * sf;
+                memset(slot + part, 0, sizeof(float) * (size_t)nw);
+#pragma omp for schedule(static)
+                for (int k = 0; k < nc; k++) bwd_weight_chunk(be, slot + part, dout, x, g, slot, k * g->nb);
+                /* fixed-order reduction over thread partials, split by rows of dw */
+#pragma omp for schedule(static)
+                for (int64_t i = 0; i < nw; i++) {
+                    float s = 0.f;
+                    for (int u = 0; u < T; u++) s += scratch[u * sf + part + i];
+                    dw[i] += s;
+                }
             }
+            end_parallel(sb);
+        } else {
+            for (int k = 0; k < nc; k++) bwd_weight_chunk(be, dw, dout, x, g, scratch, k * g->nb);
         }
     }
     if (dbias) {
@@ -430,7 +524,7 @@ tsr_tensor *tsr_conv_transpose2d(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_t
      * image rows no map position reaches: pin the map to x's size */
     TSR_ASSERT(g->ho >= H && g->wo >= W);
     g->ho = H, g->wo = W;
-    g->nb = pick_chunk(g->B, H * W);
+    pick_chunk(g);
     tsr_tensor *out = tsr_zeros(c, TSR_F32, TSR_DIMS(g->B, cout, ht, wt));
     tsr_conv2d_bwd_data(c->be, tsr_f32(out), tsr_f32(x), tsr_f32(w), g, scratch_for(c, g));
     if (bias) channel_bias_add(tsr_f32(out), tsr_f32(bias), g->B, cout, (int64_t)ht * wt);
