@@ -185,6 +185,7 @@ static tsr_status parse_owned(void *block, const unsigned char *img, size_t len,
     cJSON *root = NULL;
     span *spans = NULL;
     tsr_st_tensor **by_name = NULL;
+    char *hcopy = NULL;
     memset(f, 0, sizeof *f);
     f->block = block;
     f->buf = (void *)img;
@@ -201,13 +202,18 @@ static tsr_status parse_owned(void *block, const unsigned char *img, size_t len,
     uint64_t data_len = len - 8 - hlen;
     const unsigned char *data = img + 8 + hlen;
     if (hlen == 0 || hdr[0] != '{') FAIL(TSR_ERR_FORMAT, "%s: header is not a JSON object", what);
+    /* cJSON gets its own NUL-terminated copy: no scan can run past it */
+    hcopy = malloc((size_t)hlen + 1);
+    TSR_ASSERT(hcopy);
+    memcpy(hcopy, hdr, (size_t)hlen);
+    hcopy[hlen] = 0;
     const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
+    root = cJSON_ParseWithLengthOpts(hcopy, (size_t)hlen + 1, &end, 0);
     if (!root) {
-        size_t at = (end && end >= hdr && end <= hdr + hlen) ? (size_t)(end - hdr) : 0;
+        size_t at = (end && end >= hcopy && end <= hcopy + hlen) ? (size_t)(end - hcopy) : 0;
         FAIL(TSR_ERR_FORMAT, "%s: header is not valid JSON (near byte %zu)", what, at);
     }
-    for (const char *q = end; q < hdr + hlen; q++)
+    for (const char *q = end; q < hcopy + hlen; q++)
         if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
             FAIL(TSR_ERR_FORMAT, "%s: header has trailing bytes after the JSON object", what);
     if (!cJSON_IsObject(root)) FAIL(TSR_ERR_FORMAT, "%s: header is not a JSON object", what);
@@ -279,6 +285,7 @@ static tsr_status parse_owned(void *block, const unsigned char *img, size_t len,
              (unsigned long long)data_len, (unsigned long long)pos);
 done:
     cJSON_Delete(root);
+    free(hcopy);
     free(spans);
     free(by_name);
     if (st.code) tsr_st_free(f);
