@@ -39,4 +39,39 @@ tsr_tensor *tsr_batchnorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *
                           tsr_tensor *running_mean, tsr_tensor *running_var, float momentum,
                           float eps);
 
+/* ---- kernels (src/ops/conv.c). A conv maps an image (B,Cin,Hh,Ww) to a
+ * map (B,Cout,Ho,Wo) with w (Cout,Cin/G,kh,kw); a transposed conv runs the
+ * same geometry backwards (its output is the "image"). Chunks of nb images
+ * go through im2col + one sgemm per group, chunks spread over `threads`
+ * OpenMP threads (nb = 1 writes the sgemm result in place; larger nb
+ * gathers/scatters through scratch). Scratch depends on nb and threads. */
+typedef struct {
+    int B, cin, h, w;        /* image side */
+    int cout, ho, wo;        /* map side */
+    int kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    int nb;                  /* images per sgemm chunk, 1..B */
+    int threads;             /* OpenMP threads (scratch slots) */
+} tsr_conv_geom;
+
+/* geometry for conv x (B,cin,h,w) -> (B,cout,.,.): fills ho/wo and a chunk size */
+tsr_conv_geom tsr_conv_geom_make(int B, int cin, int h, int w, int cout, int kh, int kw,
+                                 const tsr_conv_opts *o);
+/* floats of scratch the fast kernels need for g */
+int64_t tsr_conv_scratch_floats(const tsr_conv_geom *g);
+
+/* out (B,cout,ho,wo) = conv(x) [+ bias]; accumulate adds into out instead */
+void tsr_conv2d_fwd(const tsr_backend *be, float *out, const float *x, const float *w,
+                    const float *bias, const tsr_conv_geom *g, float *scratch, bool accumulate);
+/* dx (B,cin,h,w) += conv^T(dout) */
+void tsr_conv2d_bwd_data(const tsr_backend *be, float *dx, const float *dout, const float *w,
+                         const tsr_conv_geom *g, float *scratch);
+/* dw (cout,cin/G,kh,kw) += dout (x) x; dbias (cout) += sum dout; either may be NULL */
+void tsr_conv2d_bwd_weight(const tsr_backend *be, float *dw, float *dbias, const float *dout,
+                           const float *x, const tsr_conv_geom *g, float *scratch);
+/* naive direct-loop twins (double accumulation) */
+void tsr_conv2d_fwd_ref(float *out, const float *x, const float *w, const float *bias,
+                        const tsr_conv_geom *g);
+void tsr_conv2d_bwd_ref(float *dx, float *dw, float *dbias, const float *dout, const float *x,
+                        const float *w, const tsr_conv_geom *g);
+
 #endif

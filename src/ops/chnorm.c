@@ -1,0 +1,242 @@
+/* tessera ops: normalisations over channels of (B,C,...) maps — group norm
+ * (diffusion/U-Net style blocks) and batch norm (the CNN classifier), each
+ * one tape node with a hand-written backward. Statistics accumulate in
+ * double in a fixed order, parallel over independent groups/channels, so
+ * results do not depend on the thread count. */
+#include "tessera/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#define PAR_MIN 32768
+
+/* ---- group norm: x (B,C,S), stats per (b, group) over C/G*S values */
+
+static void gn_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                   int B, int C, int64_t S, int G, float eps) {
+    int cg = C / G;
+    int64_t n = (int64_t)cg * S;
+#pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
+    for (int u = 0; u < B * G; u++) {
+        const float *xp = x + (int64_t)u * n;
+        double s = 0;
+        for (int64_t i = 0; i < n; i++) s += xp[i];
+        double m = s / (double)n, v = 0;
+        for (int64_t i = 0; i < n; i++) v += ((double)xp[i] - m) * ((double)xp[i] - m);
+        float mf = (float)m, r = (float)(1.0 / sqrt(v / (double)n + eps));
+        mean[u] = mf, rstd[u] = r;
+        int gi = u % G;
+        for (int k = 0; k < cg; k++) {
+            int ch = gi * cg + k;
+            float a = r * (w ? w[ch] : 1.f), bb = b ? b[ch] : 0.f;
+            const float *xs = xp + k * S;
+            float *ys = y + (int64_t)u * n + k * S;
+            for (int64_t i = 0; i < S; i++) ys[i] = (xs[i] - mf) * a + bb;
+        }
+    }
+}
+
+static void gn_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                   const float *rstd, const float *w, int B, int C, int64_t S, int G) {
+    int cg = C / G;
+    int64_t n = (int64_t)cg * S;
+    if (dx) {
+#pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
+        for (int u = 0; u < B * G; u++) {
+            const float *xp = x + (int64_t)u * n, *gp = dy + (int64_t)u * n;
+            float m = mean[u], r = rstd[u];
+            int gi = u % G;
+            double s1 = 0, s2 = 0; /* sum dxhat, sum dxhat*xhat */
+            for (int k = 0; k < cg; k++) {
+                float wc = w ? w[gi * cg + k] : 1.f;
+                for (int64_t i = k * S; i < (k + 1) * S; i++) {
+                    float dh = gp[i] * wc;
+                    s1 += dh;
+                    s2 += (double)dh * ((xp[i] - m) * r);
+                }
+            }
+            float a = (float)(s1 / (double)n), bq = (float)(s2 / (double)n);
+            float *dp = dx + (int64_t)u * n;
+            for (int k = 0; k < cg; k++) {
+                float wc = w ? w[gi * cg + k] : 1.f;
+                for (int64_t i = k * S; i < (k + 1) * S; i++)
+                    dp[i] += r * (gp[i] * wc - a - (xp[i] - m) * r * bq);
+            }
+        }
+    }
+    if (dw || db) {
+#pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
+        for (int ch = 0; ch < C; ch++) {
+            double sw = 0, sb = 0;
+            for (int bi = 0; bi < B; bi++) {
+                int u = bi * G + ch / cg;
+                const float *xs = x + ((int64_t)bi * C + ch) * S, *gs = dy + ((int64_t)bi * C + ch) * S;
+                for (int64_t i = 0; i < S; i++) {
+                    sw += (double)gs[i] * ((xs[i] - mean[u]) * rstd[u]);
+                    sb += gs[i];
+                }
+            }
+            if (dw) dw[ch] += (float)sw;
+            if (db) db[ch] += (float)sb;
+        }
+    }
+}
+
+static int64_t spatial(const tsr_tensor *x) {
+    int64_t s = 1;
+    for (int i = 2; i < x->ndim; i++) s *= x->shape[i];
+    return s;
+}
+
+static void check_affine(const tsr_tensor *t, int64_t C) {
+    if (t) TSR_ASSERT(t->dtype == TSR_F32 && t->numel == C);
+}
+
+static void groupnorm_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int B = (int)x->shape[0], C = (int)x->shape[1], G = (int)n->iarg[0];
+    const float *mean = n->saved, *rstd = mean + B * G;
+    gn_bwd(x->requires_grad ? tsr_grad(c, x) : NULL, w && w->requires_grad ? tsr_grad(c, w) : NULL,
+           b && b->requires_grad ? tsr_grad(c, b) : NULL, n->out->grad, tsr_f32(x), mean, rstd,
+           w ? tsr_f32(w) : NULL, B, C, spatial(x), G);
+}
+
+tsr_tensor *tsr_groupnorm(tsr_ctx *c, tsr_tensor *x, int groups, tsr_tensor *w, tsr_tensor *b,
+                          float eps) {
+    TSR_ASSERT(x->dtype == TSR_F32 && x->ndim >= 2);
+    int B = (int)x->shape[0], C = (int)x->shape[1];
+    TSR_ASSERT(groups >= 1 && C % groups == 0);
+    check_affine(w, C);
+    check_affine(b, C);
+    tsr_tensor *y = tsr_new_like(c, x);
+    float *stats = tsr_arena_alloc(&c->arena, sizeof(float) * 2 * (size_t)B * groups);
+    gn_fwd(tsr_f32(y), stats, stats + B * groups, tsr_f32(x), w ? tsr_f32(w) : NULL, b ? tsr_f32(b) : NULL, B,
+           C, spatial(x), groups, eps);
+    tsr_tensor *ins[3] = {x, w, b};
+    tsr_node *n = tsr_record(c, "groupnorm", groupnorm_backward, y, 3, ins);
+    if (n) {
+        n->saved = stats;
+        n->iarg[0] = groups;
+    }
+    return y;
+}
+
+/* ---- batch norm: x (B,C,S), stats per channel over B*S values */
+
+/* batch mean and biased variance per channel */
+static void bn_stats(float *mean, double *var, const float *x, int B, int C, int64_t S) {
+#pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
+    for (int ch = 0; ch < C; ch++) {
+        double s = 0;
+        for (int bi = 0; bi < B; bi++) {
+            const float *xs = x + ((int64_t)bi * C + ch) * S;
+            for (int64_t i = 0; i < S; i++) s += xs[i];
+        }
+        double m = s / ((double)B * S), v = 0;
+        for (int bi = 0; bi < B; bi++) {
+            const float *xs = x + ((int64_t)bi * C + ch) * S;
+            for (int64_t i = 0; i < S; i++) v += ((double)xs[i] - m) * ((double)xs[i] - m);
+        }
+        mean[ch] = (float)m;
+        var[ch] = v / ((double)B * S);
+    }
+}
+
+// y = (x - mean) * rstd * w + b per channel
+static void bn_apply(float *y, const float *x, const float *mean, const float *rstd, const float *w,
+                     const float *b, int B, int C, int64_t S) {
+#pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
+    for (int u = 0; u < B * C; u++) {
+        int ch = u % C;
+        float a = rstd[ch] * (w ? w[ch] : 1.f), m = mean[ch], bb = b ? b[ch] : 0.f;
+        const float *xs = x + (int64_t)u * S;
+        float *ys = y + (int64_t)u * S;
+        for (int64_t i = 0; i < S; i++) ys[i] = (xs[i] - m) * a + bb;
+    }
+}
+
+/* training: dx = w*rstd*(dy - mean(dy) - xhat*mean(dy*xhat)); eval: the
+ * statistics are constants, dx = w*rstd*dy */
+static void bn_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                   const float *rstd, const float *w, int B, int C, int64_t S, bool training) {
+    double cnt = (double)B * S;
+#pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
+    for (int ch = 0; ch < C; ch++) {
+        float m = mean[ch], r = rstd[ch];
+        double s1 = 0, s2 = 0; /* sum dy, sum dy*xhat */
+        for (int bi = 0; bi < B; bi++) {
+            const float *xs = x + ((int64_t)bi * C + ch) * S, *gs = dy + ((int64_t)bi * C + ch) * S;
+            float t1 = 0.f, t2 = 0.f;
+            for (int64_t i = 0; i < S; i++) {
+                t1 += gs[i];
+                t2 += gs[i] * ((xs[i] - m) * r);
+            }
+            s1 += t1, s2 += t2;
+        }
+        if (dw) dw[ch] += (float)s2;
+        if (db) db[ch] += (float)s1;
+        if (!dx) continue;
+        float k = r * (w ? w[ch] : 1.f);
+        float a = training ? (float)(s1 / cnt) : 0.f, q = training ? (float)(s2 / cnt) : 0.f;
+        for (int bi = 0; bi < B; bi++) {
+            const float *xs = x + ((int64_t)bi * C + ch) * S, *gs = dy + ((int64_t)bi * C + ch) * S;
+            float *ds = dx + ((int64_t)bi * C + ch) * S;
+            for (int64_t i = 0; i < S; i++) ds[i] += k * (gs[i] - a - (xs[i] - m) * r * q);
+        }
+    }
+}
+
+static void batchnorm_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int C = (int)x->shape[1];
+    const float *mean = n->saved, *rstd = mean + C;
+    bn_bwd(x->requires_grad ? tsr_grad(c, x) : NULL, w && w->requires_grad ? tsr_grad(c, w) : NULL,
+           b && b->requires_grad ? tsr_grad(c, b) : NULL, n->out->grad, tsr_f32(x), mean, rstd,
+           w ? tsr_f32(w) : NULL, (int)x->shape[0], C, spatial(x), n->iarg[0]);
+}
+
+tsr_tensor *tsr_batchnorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b,
+                          tsr_tensor *running_mean, tsr_tensor *running_var, float momentum,
+                          float eps) {
+    TSR_ASSERT(x->dtype == TSR_F32 && x->ndim >= 2);
+    int B = (int)x->shape[0], C = (int)x->shape[1];
+    int64_t S = spatial(x);
+    check_affine(w, C);
+    check_affine(b, C);
+    check_affine(running_mean, C);
+    check_affine(running_var, C);
+    TSR_ASSERT((running_mean == NULL) == (running_var == NULL));
+    /* without running buffers torch normalises with batch stats in eval too */
+    bool batch_stats = c->training || !running_mean;
+    float *stats = tsr_arena_alloc(&c->arena, sizeof(float) * 2 * (size_t)C);
+    float *mean = stats, *rstd = stats + C;
+    if (batch_stats) {
+        double *var = tsr_arena_alloc(&c->arena, sizeof(double) * (size_t)C);
+        TSR_ASSERT((int64_t)B * S > 1); /* torch: more than one value per channel */
+        bn_stats(mean, var, tsr_f32(x), B, C, S);
+        for (int ch = 0; ch < C; ch++) rstd[ch] = (float)(1.0 / sqrt(var[ch] + eps));
+        if (c->training && running_mean) {
+            float *rm = tsr_f32(running_mean), *rv = tsr_f32(running_var);
+            double unb = (double)B * S / ((double)B * S - 1);
+            for (int ch = 0; ch < C; ch++) {
+                rm[ch] = (1.f - momentum) * rm[ch] + momentum * mean[ch];
+                rv[ch] = (1.f - momentum) * rv[ch] + momentum * (float)(var[ch] * unb);
+            }
+        }
+    } else {
+        const float *rm = tsr_f32(running_mean), *rv = tsr_f32(running_var);
+        for (int ch = 0; ch < C; ch++) {
+            mean[ch] = rm[ch];
+            rstd[ch] = 1.f / sqrtf(rv[ch] + eps);
+        }
+    }
+    tsr_tensor *y = tsr_new_like(c, x);
+    bn_apply(tsr_f32(y), tsr_f32(x), mean, rstd, w ? tsr_f32(w) : NULL, b ? tsr_f32(b) : NULL, B, C, S);
+    tsr_tensor *ins[3] = {x, w, b};
+    tsr_node *n = tsr_record(c, "batchnorm", batchnorm_backward, y, 3, ins);
+    if (n) {
+        n->saved = stats;
+        n->iarg[0] = batch_stats;
+    }
+    return y;
+}

@@ -1,0 +1,282 @@
+/* tessera ops: pooling and upsampling over (B,C,Hh,Ww) maps, for the CNN
+ * classifier and the encoder/decoder families: max and average pooling
+ * (torch semantics, floor output size), nearest upsampling by integer
+ * factors and bilinear resizing as torch F.interpolate. Every kernel runs
+ * over independent (b,c) planes, so OpenMP over planes is deterministic. */
+#include "tessera/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#define PAR_MIN 32768
+
+typedef struct {
+    int64_t planes;
+    int h, w, ho, wo, kh, kw, sh, sw, ph, pw;
+} pool_geom;
+
+// x (P,h,w) -> out (P,ho,wo), idx: flat argmax within the plane (-1 if the window is all padding)
+static void maxpool_fwd(float *out, int32_t *idx, const float *x, const pool_geom *g) {
+    int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
+#pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
+    for (int64_t p = 0; p < g->planes; p++) {
+        const float *xp = x + p * hw;
+        for (int oh = 0; oh < g->ho; oh++)
+            for (int ow = 0; ow < g->wo; ow++) {
+                float m = -INFINITY;
+                int32_t mi = -1;
+                for (int ki = 0; ki < g->kh; ki++) {
+                    int ih = oh * g->sh - g->ph + ki;
+                    if (ih < 0 || ih >= g->h) continue;
+                    for (int kj = 0; kj < g->kw; kj++) {
+                        int iw = ow * g->sw - g->pw + kj;
+                        if (iw < 0 || iw >= g->w) continue;
+                        float v = xp[ih * g->w + iw];
+                        /* first maximum wins; NaN propagates, as in torch */
+                        if (mi < 0 || v > m || isnan(v)) {
+                            m = v;
+                            mi = ih * g->w + iw;
+                        }
+                    }
+                }
+                out[p * hwo + oh * g->wo + ow] = m;
+                idx[p * hwo + oh * g->wo + ow] = mi;
+            }
+    }
+}
+
+static void maxpool_bwd(float *dx, const float *dout, const int32_t *idx, const pool_geom *g) {
+    int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
+#pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
+    for (int64_t p = 0; p < g->planes; p++)
+        for (int64_t o = 0; o < hwo; o++)
+            if (idx[p * hwo + o] >= 0) dx[p * hw + idx[p * hwo + o]] += dout[p * hwo + o];
+}
+
+/* count_include_pad: the divisor is always kh*kw (windows never reach past
+ * the padded border without ceil_mode) */
+static void avgpool_fwd(float *out, const float *x, const pool_geom *g) {
+    int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
+    float inv = 1.0f / (float)(g->kh * g->kw);
+#pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
+    for (int64_t p = 0; p < g->planes; p++) {
+        const float *xp = x + p * hw;
+        for (int oh = 0; oh < g->ho; oh++)
+            for (int ow = 0; ow < g->wo; ow++) {
+                float s = 0.f;
+                for (int ki = 0; ki < g->kh; ki++) {
+                    int ih = oh * g->sh - g->ph + ki;
+                    if (ih < 0 || ih >= g->h) continue;
+                    for (int kj = 0; kj < g->kw; kj++) {
+                        int iw = ow * g->sw - g->pw + kj;
+                        if (iw >= 0 && iw < g->w) s += xp[ih * g->w + iw];
+                    }
+                }
+                out[p * hwo + oh * g->wo + ow] = s * inv;
+            }
+    }
+}
+
+static void avgpool_bwd(float *dx, const float *dout, const pool_geom *g) {
+    int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
+    float inv = 1.0f / (float)(g->kh * g->kw);
+#pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
+    for (int64_t p = 0; p < g->planes; p++) {
+        float *dp = dx + p * hw;
+        for (int oh = 0; oh < g->ho; oh++)
+            for (int ow = 0; ow < g->wo; ow++) {
+                float d = dout[p * hwo + oh * g->wo + ow] * inv;
+                for (int ki = 0; ki < g->kh; ki++) {
+                    int ih = oh * g->sh - g->ph + ki;
+                    if (ih < 0 || ih >= g->h) continue;
+                    for (int kj = 0; kj < g->kw; kj++) {
+                        int iw = ow * g->sw - g->pw + kj;
+                        if (iw >= 0 && iw < g->w) dp[ih * g->w + iw] += d;
+                    }
+                }
+            }
+    }
+}
+
+static pool_geom pool_make(const tsr_tensor *x, const int k[2], const int s[2], const int p[2]) {
+    TSR_ASSERT(x->dtype == TSR_F32 && x->ndim == 4);
+    pool_geom g;
+    g.planes = x->shape[0] * x->shape[1];
+    g.h = (int)x->shape[2], g.w = (int)x->shape[3];
+    g.kh = k[0], g.kw = k[1];
+    g.sh = s && s[0] ? s[0] : k[0];
+    g.sw = s && s[1] ? s[1] : k[1];
+    g.ph = p ? p[0] : 0, g.pw = p ? p[1] : 0;
+    TSR_ASSERT(g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0);
+    /* torch: padding at most half the kernel */
+    TSR_ASSERT(g.ph >= 0 && g.pw >= 0 && 2 * g.ph <= g.kh && 2 * g.pw <= g.kw);
+    g.ho = (g.h + 2 * g.ph - g.kh) / g.sh + 1;
+    g.wo = (g.w + 2 * g.pw - g.kw) / g.sw + 1;
+    TSR_ASSERT(g.ho > 0 && g.wo > 0);
+    return g;
+}
+
+static void maxpool_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0];
+    if (!x->requires_grad) return;
+    const pool_geom *g = n->saved;
+    maxpool_bwd(tsr_grad(c, x), n->out->grad, (const int32_t *)(g + 1), g);
+}
+
+tsr_tensor *tsr_maxpool2d(tsr_ctx *c, tsr_tensor *x, const int k[2], const int s[2], const int p[2]) {
+    pool_geom g = pool_make(x, k, s, p);
+    tsr_tensor *out = tsr_new(c, TSR_F32, TSR_DIMS(x->shape[0], x->shape[1], g.ho, g.wo));
+    /* geometry and argmax indices share one arena block for the backward */
+    pool_geom *sv = tsr_arena_alloc(&c->arena, sizeof g + sizeof(int32_t) * (size_t)out->numel);
+    *sv = g;
+    maxpool_fwd(tsr_f32(out), (int32_t *)(sv + 1), tsr_f32(x), &g);
+    tsr_node *n = tsr_record(c, "maxpool2d", maxpool_backward, out, 1, &x);
+    if (n) n->saved = sv;
+    return out;
+}
+
+static void avgpool_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0];
+    if (x->requires_grad) avgpool_bwd(tsr_grad(c, x), n->out->grad, n->saved);
+}
+
+tsr_tensor *tsr_avgpool2d(tsr_ctx *c, tsr_tensor *x, const int k[2], const int s[2], const int p[2]) {
+    pool_geom g = pool_make(x, k, s, p);
+    tsr_tensor *out = tsr_new(c, TSR_F32, TSR_DIMS(x->shape[0], x->shape[1], g.ho, g.wo));
+    avgpool_fwd(tsr_f32(out), tsr_f32(x), &g);
+    tsr_node *n = tsr_record(c, "avgpool2d", avgpool_backward, out, 1, &x);
+    if (n) {
+        pool_geom *sv = tsr_arena_alloc(&c->arena, sizeof g);
+        *sv = g;
+        n->saved = sv;
+    }
+    return out;
+}
+
+/* ---- nearest: out[oh][ow] = x[oh/sh][ow/sw] (integer factors make torch's
+ * floor(dst * 1/scale) exact division) */
+
+static void nearest_fwd(float *out, const float *x, int64_t planes, int h, int w, int sh, int sw) {
+    int ho = h * sh, wo = w * sw;
+#pragma omp parallel for schedule(static) if (planes * ho * wo > PAR_MIN)
+    for (int64_t p = 0; p < planes; p++)
+        for (int oh = 0; oh < ho; oh++) {
+            const float *s = x + (p * h + oh / sh) * w;
+            float *d = out + (p * ho + oh) * wo;
+            for (int ow = 0; ow < wo; ow++) d[ow] = s[ow / sw];
+        }
+}
+
+static void nearest_bwd(float *dx, const float *dout, int64_t planes, int h, int w, int sh, int sw) {
+    int ho = h * sh, wo = w * sw;
+#pragma omp parallel for schedule(static) if (planes * ho * wo > PAR_MIN)
+    for (int64_t p = 0; p < planes; p++)
+        for (int oh = 0; oh < ho; oh++) {
+            const float *s = dout + (p * ho + oh) * wo;
+            float *d = dx + (p * h + oh / sh) * w;
+            for (int ow = 0; ow < wo; ow++) d[ow / sw] += s[ow];
+        }
+}
+
+static void nearest_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0];
+    if (!x->requires_grad) return;
+    nearest_bwd(tsr_grad(c, x), n->out->grad, x->shape[0] * x->shape[1], (int)x->shape[2],
+                (int)x->shape[3], (int)n->iarg[0], (int)n->iarg[1]);
+}
+
+tsr_tensor *tsr_upsample_nearest(tsr_ctx *c, tsr_tensor *x, int scale_h, int scale_w) {
+    TSR_ASSERT(x->dtype == TSR_F32 && x->ndim == 4 && scale_h >= 1 && scale_w >= 1);
+    tsr_tensor *out = tsr_new(c, TSR_F32,
+                              TSR_DIMS(x->shape[0], x->shape[1], x->shape[2] * scale_h, x->shape[3] * scale_w));
+    nearest_fwd(tsr_f32(out), tsr_f32(x), x->shape[0] * x->shape[1], (int)x->shape[2], (int)x->shape[3],
+                scale_h, scale_w);
+    tsr_node *n = tsr_record(c, "upsample_nearest", nearest_backward, out, 1, &x);
+    if (n) n->iarg[0] = scale_h, n->iarg[1] = scale_w;
+    return out;
+}
+
+/* ---- bilinear as torch's upsample_bilinear2d (float arithmetic, source
+ * index clamped at 0 when align_corners is false) */
+
+typedef struct {
+    int i0, i1;
+    float l0, l1;
+} lerp_tap;
+
+static lerp_tap bilinear_tap(int dst, int in, int out, bool align_corners) {
+    float scale, src;
+    if (align_corners) {
+        scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.f;
+        src = scale * (float)dst;
+    } else {
+        scale = (float)in / (float)out;
+        src = scale * ((float)dst + 0.5f) - 0.5f;
+        if (src < 0.f) src = 0.f;
+    }
+    lerp_tap t;
+    t.i0 = (int)src;
+    if (t.i0 > in - 1) t.i0 = in - 1;
+    t.i1 = t.i0 + (t.i0 < in - 1 ? 1 : 0);
+    t.l1 = src - (float)t.i0;
+    t.l0 = 1.f - t.l1;
+    return t;
+}
+
+static void bilinear_fwd(float *out, const float *x, int64_t planes, int h, int w, int ho, int wo,
+                         bool ac) {
+#pragma omp parallel for schedule(static) if (planes * ho * wo > PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * h * w;
+        for (int oh = 0; oh < ho; oh++) {
+            lerp_tap th = bilinear_tap(oh, h, ho, ac);
+            const float *r0 = xp + th.i0 * w, *r1 = xp + th.i1 * w;
+            float *d = out + (p * ho + oh) * wo;
+            for (int ow = 0; ow < wo; ow++) {
+                lerp_tap tw = bilinear_tap(ow, w, wo, ac);
+                d[ow] = th.l0 * (tw.l0 * r0[tw.i0] + tw.l1 * r0[tw.i1]) +
+                        th.l1 * (tw.l0 * r1[tw.i0] + tw.l1 * r1[tw.i1]);
+            }
+        }
+    }
+}
+
+static void bilinear_bwd(float *dx, const float *dout, int64_t planes, int h, int w, int ho, int wo,
+                         bool ac) {
+#pragma omp parallel for schedule(static) if (planes * ho * wo > PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        float *dp = dx + p * h * w;
+        for (int oh = 0; oh < ho; oh++) {
+            lerp_tap th = bilinear_tap(oh, h, ho, ac);
+            float *r0 = dp + th.i0 * w, *r1 = dp + th.i1 * w;
+            const float *s = dout + (p * ho + oh) * wo;
+            for (int ow = 0; ow < wo; ow++) {
+                lerp_tap tw = bilinear_tap(ow, w, wo, ac);
+                float g0 = th.l0 * s[ow], g1 = th.l1 * s[ow];
+                r0[tw.i0] += tw.l0 * g0;
+                r0[tw.i1] += tw.l1 * g0;
+                r1[tw.i0] += tw.l0 * g1;
+                r1[tw.i1] += tw.l1 * g1;
+            }
+        }
+    }
+}
+
+static void bilinear_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0];
+    if (!x->requires_grad) return;
+    bilinear_bwd(tsr_grad(c, x), n->out->grad, x->shape[0] * x->shape[1], (int)x->shape[2],
+                 (int)x->shape[3], (int)n->out->shape[2], (int)n->out->shape[3], n->iarg[0]);
+}
+
+tsr_tensor *tsr_upsample_bilinear(tsr_ctx *c, tsr_tensor *x, int out_h, int out_w,
+                                  bool align_corners) {
+    TSR_ASSERT(x->dtype == TSR_F32 && x->ndim == 4 && out_h >= 1 && out_w >= 1);
+    TSR_ASSERT(x->shape[2] >= 1 && x->shape[3] >= 1);
+    tsr_tensor *out = tsr_new(c, TSR_F32, TSR_DIMS(x->shape[0], x->shape[1], out_h, out_w));
+    bilinear_fwd(tsr_f32(out), tsr_f32(x), x->shape[0] * x->shape[1], (int)x->shape[2], (int)x->shape[3],
+                 out_h, out_w, align_corners);
+    tsr_node *n = tsr_record(c, "upsample_bilinear", bilinear_backward, out, 1, &x);
+    if (n) n->iarg[0] = align_corners;
+    return out;
+}
