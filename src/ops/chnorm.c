@@ -59,6 +59,7 @@ static void gn_fwd(float *y, float *mean, float *rstd, const float *x, const flo
             float a = r * (w ? w[ch] : 1.f), bb = b ? b[ch] : 0.f;
             const float *xs = xp + k * S;
             float *ys = y + (int64_t)u * n + k * S;
+#pragma omp simd
             for (int64_t i = 0; i < S; i++) ys[i] = (xs[i] - mf) * a + bb;
         }
     }
@@ -85,6 +86,7 @@ static void gn_bwd(float *dx, float *dw, float *db, const float *dy, const float
             float *dp = dx + (int64_t)u * n;
             for (int k = 0; k < cg; k++) {
                 float wc = w ? w[gi * cg + k] : 1.f;
+#pragma omp simd
                 for (int64_t i = k * S; i < (k + 1) * S; i++)
                     dp[i] += r * (gp[i] * wc - a - (xp[i] - m) * r * bq);
             }
@@ -174,6 +176,7 @@ static void bn_apply(float *y, const float *x, const float *mean, const float *r
         float a = rstd[ch] * (w ? w[ch] : 1.f), m = mean[ch], bb = b ? b[ch] : 0.f;
         const float *xs = x + (int64_t)u * S;
         float *ys = y + (int64_t)u * S;
+#pragma omp simd
         for (int64_t i = 0; i < S; i++) ys[i] = (xs[i] - m) * a + bb;
     }
 }
@@ -201,6 +204,7 @@ static void bn_bwd(float *dx, float *dw, float *db, const float *dy, const float
         for (int bi = 0; bi < B; bi++) {
             const float *xs = x + ((int64_t)bi * C + ch) * S, *gs = dy + ((int64_t)bi * C + ch) * S;
             float *ds = dx + ((int64_t)bi * C + ch) * S;
+#pragma omp simd
             for (int64_t i = 0; i < S; i++) ds[i] += k * (gs[i] - a - (xs[i] - m) * r * q);
         }
     }
