@@ -444,17 +444,20 @@ void tsr_conv2d_bwd_ref(float *dx, float *dw, float *dbias, const float *dout, c
 
 /* ---- autograd wrappers */
 
-static float *scratch_for(tsr_ctx *c, const tsr_conv_geom *g) {
-    return tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)(tsr_conv_scratch_floats(g) + 1));
+/* the forward and input-grad kernels only use the per-thread slots; the
+ * weight grad also needs the group partials */
+static float *scratch_for(tsr_ctx *c, const tsr_conv_geom *g, bool weight_grad) {
+    int64_t n = weight_grad ? tsr_conv_scratch_floats(g) : slot_floats(g) * n_slots(g);
+    return tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)(n + 1));
 }
 
 static void conv2d_backward(tsr_ctx *c, tsr_node *n) {
     tsr_tensor *x = n->in[0], *w = n->in[1], *bias = n->n_in > 2 ? n->in[2] : NULL;
     const tsr_conv_geom *g = n->saved;
     const float *go = n->out->grad;
-    float *scratch = scratch_for(c, g);
-    if (x->requires_grad) tsr_conv2d_bwd_data(c->be, tsr_grad(c, x), go, tsr_f32(w), g, scratch);
     bool gw = w->requires_grad, gb = bias && bias->requires_grad;
+    float *scratch = scratch_for(c, g, gw);
+    if (x->requires_grad) tsr_conv2d_bwd_data(c->be, tsr_grad(c, x), go, tsr_f32(w), g, scratch);
     if (gw || gb)
         tsr_conv2d_bwd_weight(c->be, gw ? tsr_grad(c, w) : NULL, gb ? tsr_grad(c, bias) : NULL, go,
                               tsr_f32(x), g, scratch);
@@ -480,7 +483,7 @@ tsr_tensor *tsr_conv2d(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *bia
     TSR_ASSERT(g->ho > 0 && g->wo > 0);
     tsr_tensor *out = tsr_new(c, TSR_F32, TSR_DIMS(g->B, cout, g->ho, g->wo));
     tsr_conv2d_fwd(c->be, tsr_f32(out), tsr_f32(x), tsr_f32(w), bias ? tsr_f32(bias) : NULL, g,
-                   scratch_for(c, g), false);
+                   scratch_for(c, g, false), false);
     tsr_tensor *ins[3] = {x, w, bias};
     tsr_node *n = tsr_record(c, "conv2d", conv2d_backward, out, bias ? 3 : 2, ins);
     if (n) n->saved = g;
@@ -519,7 +522,7 @@ static void conv_transpose2d_backward(tsr_ctx *c, tsr_node *n) {
     tsr_tensor *x = n->in[0], *w = n->in[1], *bias = n->n_in > 2 ? n->in[2] : NULL;
     const tsr_conv_geom *g = n->saved;
     const float *gy = n->out->grad;
-    float *scratch = scratch_for(c, g);
+    float *scratch = scratch_for(c, g, w->requires_grad);
     if (x->requires_grad) tsr_conv2d_fwd(c->be, tsr_grad(c, x), gy, tsr_f32(w), NULL, g, scratch, true);
     if (w->requires_grad) tsr_conv2d_bwd_weight(c->be, tsr_grad(c, w), NULL, tsr_f32(x), gy, g, scratch);
     if (bias && bias->requires_grad) channel_sum(tsr_grad(c, bias), gy, g->B, g->cin, (int64_t)g->h * g->w);
@@ -552,7 +555,7 @@ tsr_tensor *tsr_conv_transpose2d(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_t
     g->ho = H, g->wo = W;
     pick_chunk(g);
     tsr_tensor *out = tsr_zeros(c, TSR_F32, TSR_DIMS(g->B, cout, ht, wt));
-    tsr_conv2d_bwd_data(c->be, tsr_f32(out), tsr_f32(x), tsr_f32(w), g, scratch_for(c, g));
+    tsr_conv2d_bwd_data(c->be, tsr_f32(out), tsr_f32(x), tsr_f32(w), g, scratch_for(c, g, false));
     if (bias) channel_bias_add(tsr_f32(out), tsr_f32(bias), g->B, cout, (int64_t)ht * wt);
     tsr_tensor *ins[3] = {x, w, bias};
     tsr_node *n = tsr_record(c, "conv_transpose2d", conv_transpose2d_backward, out, bias ? 3 : 2, ins);
