@@ -51,4 +51,31 @@ tsr_tensor *tsr_swiglu(tsr_ctx *c, tsr_tensor *gate, tsr_tensor *up);
 /* inverted dropout with c->rng when c->training and p > 0; identity else */
 tsr_tensor *tsr_dropout(tsr_ctx *c, tsr_tensor *x, float p);
 
+/* ---- kernels (raw pointers; the autograd ops above call these). Tests
+ * hold each optimised kernel to its naive _ref twin. */
+typedef enum { TSR_BIN_ADD, TSR_BIN_SUB, TSR_BIN_MUL, TSR_BIN_DIV, TSR_BIN_COUNT } tsr_binop;
+
+/* out (broadcast of a's and b's shapes) = a op b, or += when acc */
+void tsr_binary_fwd(float *out, const float *a, const float *b, tsr_binop op, bool acc, int nda,
+                    const int64_t *sha, int ndb, const int64_t *shb);
+void tsr_binary_ref(float *out, const float *a, const float *b, tsr_binop op, bool acc, int nda,
+                    const int64_t *sha, int ndb, const int64_t *shb);
+/* dst (shape shi) += scale * g (shape sho) summed over the dims where shi
+ * broadcasts to sho: the backward of broadcasting, and sum/mean. Each dst
+ * element is summed in a fixed order, whatever the thread count. */
+void tsr_reduce_acc(float *dst, const float *g, float scale, int ndo, const int64_t *sho, int ndi,
+                    const int64_t *shi);
+void tsr_reduce_acc_ref(float *dst, const float *g, float scale, int ndo, const int64_t *sho,
+                        int ndi, const int64_t *shi);
+/* out[j] = in[i] with out dim k = in dim perm[k]; esize bytes per element.
+ * acc_f32: out (f32) += permuted in instead of copying. */
+void tsr_permute_fwd(void *out, const void *in, size_t esize, bool acc_f32, int nd,
+                     const int64_t *shape, const int *perm);
+void tsr_permute_ref(void *out, const void *in, size_t esize, bool acc_f32, int nd,
+                     const int64_t *shape, const int *perm);
+/* out (N,C) = w[ids] rows; gw (V,C) += scattered go (N,C) */
+void tsr_embedding_fwd(float *out, const float *w, const int32_t *ids, int64_t N, int64_t C);
+void tsr_embedding_bwd(float *gw, const float *go, const int32_t *ids, int64_t N, int64_t C);
+void tsr_embedding_bwd_ref(float *gw, const float *go, const int32_t *ids, int64_t N, int64_t C);
+
 #endif

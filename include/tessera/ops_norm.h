@@ -9,6 +9,7 @@
 
 /* x (..., C); w, b (C) or NULL */
 tsr_tensor *tsr_layernorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b, float eps);
+/* Llama: x * rsqrt(mean(x^2) + eps) * w; w may be NULL */
 tsr_tensor *tsr_rmsnorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, float eps);
 /* over the last dim */
 tsr_tensor *tsr_softmax(tsr_ctx *c, tsr_tensor *x);
@@ -19,7 +20,10 @@ tsr_tensor *tsr_log_softmax(tsr_ctx *c, tsr_tensor *x);
  * targets' shape (per-token weight) or NULL (all 1). Result: scalar
  * sum_i w_i l_i / sum_i w_i over non-ignored rows (torch's mean when all
  * w = 1); 0 if no row counts. label_smoothing as torch (eps spread
- * uniformly over V). */
+ * uniformly over V): l_i = (1-eps)(lse_i - x_{i,t_i}) + eps/V sum_c
+ * (lse_i - x_{i,c}), i.e. torch's reduction='none' row loss. A per-token
+ * weight scales that whole row loss (smoothing term included), so it equals
+ * torch's per-class `weight=` only when eps = 0 and w_i = weight[t_i]. */
 tsr_tensor *tsr_cross_entropy(tsr_ctx *c, tsr_tensor *logits, const tsr_tensor *targets,
                               const tsr_tensor *weights, int ignore_index, float label_smoothing);
 
@@ -33,7 +37,9 @@ tsr_tensor *tsr_l1(tsr_ctx *c, tsr_tensor *a, tsr_tensor *b);  /* mean |a-b|, gr
 /* RoPE on x (B,T,H,D), D even. pos: i32 with T entries (shared over B) or
  * B*T entries (per row: tree/group decoding needs arbitrary positions).
  * freq_i = theta^(-2i/D). interleaved: rotate pairs (2i,2i+1) as Meta /
- * llama2.c; else rotate halves (i, i+D/2) as HF Llama. */
+ * llama2.c; else rotate halves (i, i+D/2) as HF Llama. Angles pos*freq_i
+ * are formed in double (HF and llama2.c round them to f32, which differs
+ * by ~pos*6e-8 rad at large positions). */
 tsr_tensor *tsr_rope(tsr_ctx *c, tsr_tensor *x, const tsr_tensor *pos, float theta,
                      bool interleaved);
 /* 2-D RoPE for image grids: first D/2 channels rotated by row position,
@@ -41,5 +47,117 @@ tsr_tensor *tsr_rope(tsr_ctx *c, tsr_tensor *x, const tsr_tensor *pos, float the
  * layout). pos_h, pos_w as pos above. */
 tsr_tensor *tsr_rope2d(tsr_ctx *c, tsr_tensor *x, const tsr_tensor *pos_h,
                        const tsr_tensor *pos_w, float theta);
+
+/* ------------------------------------------------------------------------
+ * Raw kernels behind the wrappers above (rows of a (N, C) matrix; backward
+ * accumulates with +=). Each optimised kernel has a naive `_ref` twin that
+ * accumulates in double; tests hold them together. Kernels parallelise over
+ * rows with OpenMP; weight-gradient sums are split into a fixed number of
+ * row chunks (TSR_NORM_CHUNKS, independent of the thread count) so results
+ * do not depend on how many threads ran them. */
+
+#define TSR_NORM_CHUNKS 32
+/* floats of scratch the layernorm/rmsnorm backward kernels need */
+static inline int64_t tsr_norm_bwd_scratch(int64_t N, int64_t C) {
+    return 2 * (N < TSR_NORM_CHUNKS ? N : TSR_NORM_CHUNKS) * C;
+}
+
+/* y, x (N,C); w, b (C) or NULL. Saved for backward: rstd (N) and shift
+ * (N) = row mean - row's first element (the kernels work about x[i,0] so a
+ * large common offset costs no precision; mean = x[i,0] + shift[i]). */
+void tsr_layernorm_fwd(float *y, float *shift, float *rstd, const float *x, const float *w,
+                       const float *b, int64_t N, int64_t C, float eps);
+void tsr_layernorm_fwd_ref(float *y, const float *x, const float *w, const float *b, int64_t N,
+                           int64_t C, float eps);
+/* dx (N,C) or NULL, dw, db (C) or NULL; scratch tsr_norm_bwd_scratch(N,C) floats */
+void tsr_layernorm_bwd(float *dx, float *dw, float *db, float *scratch, const float *dy,
+                       const float *x, const float *w, const float *shift, const float *rstd,
+                       int64_t N, int64_t C);
+void tsr_layernorm_bwd_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                           const float *w, int64_t N, int64_t C, float eps);
+
+/* y = x * rsqrt(mean(x^2) + eps) * w; rstd (N) saved; w may be NULL */
+void tsr_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t C,
+                     float eps);
+void tsr_rmsnorm_fwd_ref(float *y, const float *x, const float *w, int64_t N, int64_t C, float eps);
+void tsr_rmsnorm_bwd(float *dx, float *dw, float *scratch, const float *dy, const float *x,
+                     const float *w, const float *rstd, int64_t N, int64_t C);
+void tsr_rmsnorm_bwd_ref(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                         int64_t N, int64_t C, float eps);
+
+/* softmax / log-softmax over rows of length C; backward from the output y */
+void tsr_softmax_fwd(float *y, const float *x, int64_t N, int64_t C, bool log);
+void tsr_softmax_fwd_ref(float *y, const float *x, int64_t N, int64_t C, bool log);
+void tsr_softmax_bwd(float *dx, const float *dy, const float *y, int64_t N, int64_t C, bool log);
+
+/* Cross-entropy rows: logits (N,V), targets (N), weights (N) or NULL.
+ * Forward writes the per-row loss (0 for ignored rows) and the row's
+ * log-sum-exp (saved for backward) and returns sum_i w_i l_i / sum_i w_i
+ * (0 when no row counts). Backward: dlogits += gscale * w_i / sum_w *
+ * (softmax - (1-ls) onehot - ls/V), nothing for ignored rows. */
+float tsr_cross_entropy_fwd(float *row_loss, float *lse, const float *logits, const int32_t *targets,
+                            const float *weights, int64_t N, int64_t V, int ignore_index,
+                            float label_smoothing);
+float tsr_cross_entropy_fwd_ref(const float *logits, const int32_t *targets, const float *weights,
+                                int64_t N, int64_t V, int ignore_index, float label_smoothing);
+void tsr_cross_entropy_bwd(float *dlogits, const float *logits, const float *lse,
+                           const int32_t *targets, const float *weights, int64_t N, int64_t V,
+                           int ignore_index, float label_smoothing, float gscale);
+void tsr_cross_entropy_bwd_ref(float *dlogits, const float *logits, const int32_t *targets,
+                               const float *weights, int64_t N, int64_t V, int ignore_index,
+                               float label_smoothing, float gscale);
+
+/* RoPE rows: x, y (R, H, D). Row r uses row (r % tab_rows) of the cos/sin
+ * tables (d/2 entries per row) for channels [off, off+d) of every head,
+ * angle_i = pos * theta^(-2i/d). dir = +1 rotates by +angle, -1 by -angle
+ * (the backward). interleaved: pairs (off+2i, off+2i+1); else (off+i,
+ * off+i+d/2). acc: y += rot(x), else y = rot(x) on those channels. */
+void tsr_rope_apply(float *y, const float *x, const float *cosb, const float *sinb,
+                    int64_t tab_rows, int64_t R, int64_t H, int64_t D, int64_t off, int64_t d,
+                    bool interleaved, float dir, bool acc);
+void tsr_rope_apply_ref(float *y, const float *x, const int32_t *pos, int64_t tab_rows, int64_t R,
+                        int64_t H, int64_t D, int64_t off, int64_t d, float theta, bool interleaved);
+/* tables (rows, d/2) from positions, angles in double */
+void tsr_rope_table(float *cosb, float *sinb, const int32_t *pos, int64_t rows, int64_t d,
+                    float theta);
+
+/* exp for softmax-style kernels: Cody-Waite range reduction and a degree-7
+ * polynomial (max relative error ~2 ulp on [-87, 88]); returns 0 below -87
+ * and saturates above 88. Branch-free so loops over it vectorise, which is
+ * why it is used instead of libm's expf on the hot paths. */
+static inline float tsr_expf_fast(float x) {
+    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    /* adding 1.5*2^23 rounds to an integer held in the low mantissa bits */
+    union { float f; uint32_t u; } t, s;
+    t.f = xc * 1.44269504088896341f + 12582912.0f;
+    float n = t.f - 12582912.0f;
+    float r = xc - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    s.u = (t.u - 0x4B400000u + 127u) << 23;
+    float e = p * s.f;
+    return x < -87.0f ? 0.0f : e;
+}
+
+/* max of a row with 16 independent lanes: vectorises under gcc and clang
+ * without fast-math (a plain max reduction does not under clang). NaNs are
+ * skipped; they still poison the exp-sum that follows. */
+static inline float tsr_row_max(const float *x, int64_t n) {
+    float m[16];
+    for (int k = 0; k < 16; k++) m[k] = -__builtin_inff();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 16; k++) m[k] = x[j + k] > m[k] ? x[j + k] : m[k];
+    float r = -__builtin_inff();
+    for (int k = 0; k < 16; k++) r = m[k] > r ? m[k] : r;
+    for (; j < n; j++) r = x[j] > r ? x[j] : r;
+    return r;
+}
 
 #endif

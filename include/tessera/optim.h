@@ -13,7 +13,7 @@ typedef struct {
 /* Decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW:
  * p -= lr*wd*p; m,v updated; p -= lr * mhat / (sqrt(vhat) + eps).
  * Parameters flagged TSR_PARAM_NO_DECAY get wd 0; buffers are skipped. */
-typedef struct {
+typedef struct tsr_adamw { /* tagged: safetensors.h forward-declares it */
     tsr_params *p;
     tsr_adamw_cfg cfg;
     float **m, **v; /* per parameter (NULL for buffers) */
@@ -29,7 +29,8 @@ typedef struct {
     bool nesterov;
 } tsr_sgd_cfg;
 
-/* as torch.optim.SGD (coupled L2 weight decay, dampening 0) */
+/* as torch.optim.SGD (coupled L2 weight decay, dampening 0); parameters
+ * flagged TSR_PARAM_NO_DECAY get wd 0, buffers are skipped */
 typedef struct {
     tsr_params *p;
     tsr_sgd_cfg cfg;

@@ -27,9 +27,14 @@ typedef struct {
     int n;
     char **meta_keys, **meta_vals; /* __metadata__ (string -> string) */
     int n_meta;
-    void *buf;             /* whole file */
+    void *buf;             /* whole file; the data section starts 64-byte aligned */
     size_t len;
+    void *block;           /* allocation holding buf (private) */
 } tsr_st_file;
+
+/* "F32", "BF16", ... and bytes per element */
+const char *tsr_st_dtype_name(tsr_st_dtype dt);
+size_t tsr_st_dtype_size(tsr_st_dtype dt);
 
 /* parse a whole file image (buf is copied; used by the fuzz target too) */
 tsr_status tsr_st_parse(const void *buf, size_t len, const char *what, tsr_st_file *out);

@@ -1,0 +1,192 @@
+/* tessera lm: inference for Llama-family decoder-only language models
+ * (RMSNorm, rotary attention with grouped KV heads, SwiGLU MLP), their KV
+ * cache, token sampling and text generation; plus the llama2.c checkpoint
+ * reader that produces such a model.
+ *
+ * Contracts
+ * - tsr_lm_forward(model, cache, tokens, n, pos0, logits) runs n new tokens
+ *   at positions pos0..pos0+n-1 (batched prefill or one decode step) and
+ *   writes n x vocab logits. The cache must hold positions 0..pos0-1 from
+ *   earlier calls. The logits of a token are bit-identical whatever n is and
+ *   however the sequence was split into calls (fixed reduction order per
+ *   output element; our own kernels, no BLAS), and whatever the thread count.
+ * - Weights are matrices of a tagged element type so bf16 and group-quantised
+ *   int8 kernels can be added next to f32 without touching model code.
+ * - Anything a user can cause (bad file, token out of range, sequence too
+ *   long) returns a tsr_status; nothing here prints or exits.
+ */
+#ifndef TESSERA_LM_H
+#define TESSERA_LM_H
+
+#include "tessera/core.h"
+
+/* ------------------------------------------------------------ model */
+
+typedef enum {
+    TSR_LM_ROPE_INTERLEAVED = 0, /* pairs (2i, 2i+1) rotate together (llama2.c, Meta) */
+    TSR_LM_ROPE_HALF = 1,        /* pairs (i, i+D/2) (HF Llama); not implemented yet */
+} tsr_lm_rope_layout;
+
+typedef struct {
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+    float rope_theta;       /* 10000 for llama2.c checkpoints */
+    float norm_eps;         /* 1e-5 for llama2.c checkpoints */
+    bool shared_classifier; /* output projection is the token embedding */
+    tsr_lm_rope_layout rope_layout;
+} tsr_lm_config;
+
+typedef enum {
+    TSR_LM_W_F32 = 0,
+    TSR_LM_W_BF16 = 1, /* reserved: data is uint16 bf16 */
+    TSR_LM_W_Q8 = 2,   /* reserved: data is int8, scales per group_size of a row */
+} tsr_lm_wtype;
+
+/* A weight matrix (rows, cols) row-major; out = W x computes one dot
+ * product of length cols per row. */
+typedef struct {
+    tsr_lm_wtype type;
+    int rows, cols;
+    const void *data;
+    const float *scales; /* Q8 only */
+    int group_size;      /* Q8 only */
+} tsr_lm_mat;
+
+typedef struct {
+    const float *rms_att, *rms_ffn; /* (C) */
+    tsr_lm_mat wq;                  /* (H*D, C) */
+    tsr_lm_mat wk, wv;              /* (Hkv*D, C) */
+    tsr_lm_mat wo;                  /* (C, H*D) */
+    tsr_lm_mat w1, w3;              /* (hidden, C): gate and up */
+    tsr_lm_mat w2;                  /* (C, hidden): down */
+} tsr_lm_layer;
+
+typedef struct {
+    tsr_lm_config cfg;
+    const float *tok_emb;   /* (V, C) f32 */
+    tsr_lm_layer *layers;   /* n_layers */
+    const float *rms_final; /* (C) */
+    tsr_lm_mat wcls;        /* (V, C); shares tok_emb when cfg.shared_classifier */
+    void *storage;          /* owned block behind every pointer above */
+    size_t storage_bytes;
+} tsr_lm_model;
+
+/* Check a config for consistency and sane sizes (so size arithmetic cannot
+ * overflow). `what` names the source in the message. */
+tsr_status tsr_lm_config_check(const tsr_lm_config *cfg, const char *what);
+/* Allocate a model with f32 weights laid out for cfg, all zero. */
+tsr_status tsr_lm_model_alloc(tsr_lm_model *m, const tsr_lm_config *cfg);
+/* Fill every weight with N(0, std) (norm weights 1 + N(0, std)); tests. */
+void tsr_lm_model_randomize(tsr_lm_model *m, uint64_t seed, float std);
+void tsr_lm_model_free(tsr_lm_model *m);
+/* number of weights (the shared classifier counted once) */
+int64_t tsr_lm_model_params(const tsr_lm_model *m);
+
+/* ------------------------------------------------------------ cache */
+
+/* KV cache for one sequence plus the forward's scratch (grown on demand). */
+typedef struct {
+    int n_layers, max_len, kv_dim;
+    float *k, *v;       /* (L, max_len, Hkv*D) */
+    float *scratch;     /* activations for the largest n seen so far */
+    size_t scratch_floats;
+} tsr_lm_cache;
+
+/* max_len <= 0 means cfg->seq_len */
+tsr_status tsr_lm_cache_init(tsr_lm_cache *c, const tsr_lm_config *cfg, int max_len);
+void tsr_lm_cache_free(tsr_lm_cache *c);
+
+/* Largest n a single forward is designed for; larger n works too but is
+ * processed the same way. */
+#define TSR_LM_MAX_BATCH 64
+
+/* tokens (n) at positions pos0..; logits (n, V) or NULL to only fill the
+ * cache. Fails on a token outside [0, V) or pos0 + n > cache max_len. */
+tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n,
+                          int pos0, float *logits);
+
+/* ------------------------------------------------------------ kernels
+ * Used by tsr_lm_forward; exposed for tests and benches.
+ * out (n, ldo) rows t: out[t*ldo + i] = dot(W row i, x row t) for i < rows.
+ * Every element is one dot product in a fixed order, whatever n. */
+void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n);
+/* naive twin: plain sequential sum */
+void tsr_lm_matmul_ref(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n);
+/* the canonical dot product every output element is computed with */
+float tsr_lm_dot(const float *a, const float *b, int k);
+
+/* ------------------------------------------------------------ sampling */
+
+typedef struct {
+    float temperature;   /* 0: greedy (argmax, first index on ties) */
+    int top_k;           /* 0: off */
+    float top_p;         /* <= 0 or >= 1: off */
+    float min_p;         /* 0: off; keep tokens with p >= min_p * p_max */
+    float rep_penalty;   /* 1: off; CTRL-style on tokens already in the context */
+    int rep_window;      /* how many recent tokens the penalty looks at (0: all) */
+    uint64_t seed;
+} tsr_lm_sampler_opts;
+
+typedef struct {
+    float p;
+    int id;
+} tsr_lm_prob;
+
+typedef struct {
+    tsr_lm_sampler_opts o;
+    int vocab;
+    tsr_rng rng;
+    tsr_lm_prob *cand;   /* (V) candidates */
+    uint32_t *seen;      /* (V) marks for the repetition penalty */
+    uint32_t stamp;
+} tsr_lm_sampler;
+
+void tsr_lm_sampler_defaults(tsr_lm_sampler_opts *o);
+tsr_status tsr_lm_sampler_init(tsr_lm_sampler *s, const tsr_lm_sampler_opts *o, int vocab);
+void tsr_lm_sampler_free(tsr_lm_sampler *s);
+/* logits (V) are modified in place. history: tokens so far (for the
+ * repetition penalty), may be NULL when n_hist == 0. */
+int tsr_lm_sample(tsr_lm_sampler *s, float *logits, const int *history, int n_hist);
+/* index of the largest value, first one on ties */
+int tsr_lm_argmax(const float *x, int n);
+
+/* ------------------------------------------------------------ generation */
+
+struct tsr_tokenizer;
+
+typedef struct {
+    int steps;            /* llama2.c -n: total positions incl. prompt; <= 0 -> seq_len */
+    int max_new_tokens;   /* <= 0: no limit besides steps */
+    const char *const *stop; /* stop strings (completion only, not printed) */
+    int n_stop;
+    int prefill_batch;    /* tokens per prefill forward (<= 0: TSR_LM_MAX_BATCH) */
+} tsr_lm_gen_opts;
+
+typedef struct {
+    int prompt_tokens, new_tokens, positions;
+    double prefill_s, decode_s; /* wall time of the prefill and of the decode steps */
+    bool stopped_bos, stopped_stop;
+} tsr_lm_gen_stats;
+
+/* Writes text pieces as they become final; returning non-zero stops. */
+typedef int (*tsr_lm_emit_fn)(void *ud, const char *text, size_t len);
+
+/* llama2.c run.c semantics: encode with BOS and the dummy-prefix space,
+ * feed the prompt, then sample; print the prompt's pieces and every new
+ * token's piece (leading space dropped after BOS, raw byte tokens as bytes,
+ * unprintable single bytes skipped); stop at BOS, at steps positions, at
+ * max_new_tokens, or at a stop string. Does not print the final newline. */
+tsr_status tsr_lm_generate(const tsr_lm_model *m, const struct tsr_tokenizer *tok,
+                           tsr_lm_sampler *s, const char *prompt, const tsr_lm_gen_opts *o,
+                           tsr_lm_emit_fn emit, void *ud, tsr_lm_gen_stats *st);
+
+/* ------------------------------------------------------------ llama2.c files */
+
+/* Read a llama2.c checkpoint: legacy v0 (7 int32 header, negative vocab =
+ * separate classifier), "ak42" v1 (f32) or v2 (Q8_0 groups, dequantised to
+ * f32 at load). Every size is checked against the file length. */
+tsr_status tsr_llama2c_load(tsr_lm_model *m, const char *path);
+/* The same from memory; `name` is used in messages. The buffer may be
+ * freed afterwards (weights are copied). */
+tsr_status tsr_llama2c_parse(tsr_lm_model *m, const void *buf, size_t len, const char *name);
+
+#endif

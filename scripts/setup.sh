@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install tessera's Debian dependencies and build it (Release, in build/).
+# Usage: scripts/setup.sh            (root, or a user with sudo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+PKGS="build-essential cmake pkg-config libopenblas-dev libcjson-dev zlib1g-dev libpng-dev dataset-fashion-mnist"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
+echo "setup: built build/tessera" >&2

@@ -1,0 +1,154 @@
+/* lm family: the Llama forward pass over n new tokens with a KV cache
+ * (pre-norm RMSNorm blocks, rotary attention with grouped KV heads, SwiGLU
+ * MLP; Touvron et al. 2023, sec. 2.2). Numerics follow llama2.c's run.c
+ * (RoPE angles from powf/cosf/sinf in f32, scores divided by sqrt(D),
+ * softmax with max subtraction) so greedy outputs track its reference.
+ * Every per-token quantity is computed the same way whatever n is: see
+ * kernels.c for the matmuls; norms, RoPE and attention are per token with
+ * keys visited in position order. */
+#include "tessera/lm.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static void rmsnorm(float *o, const float *x, const float *w, int C, float eps) {
+    float ss = 0.0f;
+    for (int j = 0; j < C; j++) ss += x[j] * x[j];
+    ss /= (float)C;
+    ss += eps;
+    ss = 1.0f / sqrtf(ss);
+    for (int j = 0; j < C; j++) o[j] = w[j] * (ss * x[j]);
+}
+
+/* interleaved pairs (2i, 2i+1) of each head rotate by pos * theta^(-2i/D) */
+static void rope(float *v, int width, int D, const float *cs) {
+    for (int i = 0; i < width; i += 2) {
+        int j = (i % D) / 2;
+        float c = cs[2 * j], s = cs[2 * j + 1];
+        float a = v[i], b = v[i + 1];
+        v[i] = a * c - b * s;
+        v[i + 1] = a * s + b * c;
+    }
+}
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                          float *logits) {
+    const tsr_lm_config *cfg = &m->cfg;
+    const int C = cfg->dim, Hd = cfg->hidden_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
+    const int D = C / H, kv = D * Hkv, V = cfg->vocab_size, group = H / Hkv;
+    if (n < 0 || pos0 < 0) return tsr_errorf(TSR_ERR_ARG, "lm forward: negative count or position");
+    if (n == 0) return tsr_ok();
+    if (c->kv_dim != kv || c->n_layers != cfg->n_layers)
+        return tsr_errorf(TSR_ERR_ARG, "lm forward: cache was made for another model");
+    if (pos0 > c->max_len - n)
+        return tsr_errorf(TSR_ERR_ARG, "lm forward: positions %d..%d exceed the context of %d", pos0,
+                          pos0 + n - 1, c->max_len);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= V)
+            return tsr_errorf(TSR_ERR_ARG, "lm forward: token %d out of range [0, %d)", tokens[t], V);
+
+    /* scratch: x, xb, xb2, q (n*C each), hb, hb2 (n*Hd), rope (n*D), att (threads*max_len) */
+    int nth = max_threads();
+    size_t need = (size_t)n * (4 * (size_t)C + 2 * (size_t)Hd + (size_t)D) + (size_t)nth * (size_t)c->max_len;
+    if (need > c->scratch_floats) {
+        free(c->scratch);
+        c->scratch = malloc(need * sizeof(float));
+        c->scratch_floats = c->scratch ? need : 0;
+        if (!c->scratch) return tsr_errorf(TSR_ERR_NOMEM, "lm forward: out of memory for activations");
+    }
+    float *x = c->scratch, *xb = x + (size_t)n * C, *xb2 = xb + (size_t)n * C, *q = xb2 + (size_t)n * C;
+    float *hb = q + (size_t)n * C, *hb2 = hb + (size_t)n * Hd, *cs = hb2 + (size_t)n * Hd;
+    float *att_all = cs + (size_t)n * D;
+
+    for (int t = 0; t < n; t++) {
+        memcpy(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, sizeof(float) * (size_t)C);
+        float *ct = cs + (size_t)t * D;
+        for (int i = 0; i < D; i += 2) {
+            float freq = 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
+            float ang = (float)(pos0 + t) * freq;
+            ct[i] = cosf(ang);
+            ct[i + 1] = sinf(ang);
+        }
+    }
+    const float scale = sqrtf((float)D);
+
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const tsr_lm_layer *L = &m->layers[l];
+        float *kc = c->k + (size_t)l * c->max_len * kv, *vc = c->v + (size_t)l * c->max_len * kv;
+        float *kn = kc + (size_t)pos0 * kv, *vn = vc + (size_t)pos0 * kv;
+
+        for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_att, C, cfg->norm_eps);
+        tsr_lm_matmul(q, C, xb, C, &L->wq, n);
+        tsr_lm_matmul(kn, kv, xb, C, &L->wk, n);
+        tsr_lm_matmul(vn, kv, xb, C, &L->wv, n);
+        for (int t = 0; t < n; t++) {
+            rope(q + (size_t)t * C, C, D, cs + (size_t)t * D);
+            rope(kn + (size_t)t * kv, kv, D, cs + (size_t)t * D);
+        }
+
+        /* one (token, head) per iteration, keys 0..pos in order */
+        const int pairs = n * H;
+#pragma omp parallel for schedule(dynamic, 1) if ((double)pairs * (pos0 + n) * D > 32768.0)
+        for (int ph = 0; ph < pairs; ph++) {
+            int t = ph / H, h = ph % H, pos = pos0 + t;
+            float *att = att_all + (size_t)thread_id() * c->max_len;
+            const float *qh = q + (size_t)t * C + (size_t)h * D;
+            const float *kh = kc + (size_t)(h / group) * D, *vh = vc + (size_t)(h / group) * D;
+            float mx = -INFINITY;
+            for (int s = 0; s <= pos; s++) {
+                float sc = tsr_lm_dot(qh, kh + (size_t)s * kv, D) / scale;
+                att[s] = sc;
+                if (sc > mx) mx = sc;
+            }
+            float sum = 0.0f;
+            for (int s = 0; s <= pos; s++) {
+                att[s] = expf(att[s] - mx);
+                sum += att[s];
+            }
+            for (int s = 0; s <= pos; s++) att[s] /= sum;
+            float *o = xb + (size_t)t * C + (size_t)h * D;
+            for (int i = 0; i < D; i++) o[i] = 0.0f;
+            for (int s = 0; s <= pos; s++) {
+                const float a = att[s], *vs = vh + (size_t)s * kv;
+                for (int i = 0; i < D; i++) o[i] += a * vs[i];
+            }
+        }
+
+        tsr_lm_matmul(xb2, C, xb, C, &L->wo, n);
+        for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
+
+        for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_ffn, C, cfg->norm_eps);
+        tsr_lm_matmul(hb, Hd, xb, C, &L->w1, n);
+        tsr_lm_matmul(hb2, Hd, xb, C, &L->w3, n);
+        for (size_t i = 0; i < (size_t)n * Hd; i++) {
+            float g = hb[i];
+            hb[i] = g * (1.0f / (1.0f + expf(-g))) * hb2[i];
+        }
+        tsr_lm_matmul(xb2, C, hb, Hd, &L->w2, n);
+        for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
+    }
+
+    if (logits) {
+        for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
+        tsr_lm_matmul(logits, V, xb, C, &m->wcls, n);
+    }
+    return tsr_ok();
+}

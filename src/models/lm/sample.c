@@ -1,0 +1,152 @@
+/* lm family: next-token sampling for generation. Greedy argmax at
+ * temperature 0 (first index on ties, as llama2.c); otherwise softmax at a
+ * temperature, then optional repetition penalty (Keskar et al. 2019, CTRL,
+ * sec. 4.1: divide positive logits, multiply negative ones), min-p, top-k
+ * and top-p (nucleus, Holtzman et al. 2020) filters, and one draw from the
+ * renormalised distribution. The random stream is tessera's xoshiro rng, so
+ * seeds do not reproduce llama2.c's sampled text (only its greedy text). */
+#include "tessera/lm.h"
+
+#include <math.h>
+#include <string.h>
+
+void tsr_lm_sampler_defaults(tsr_lm_sampler_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->temperature = 1.0f;
+    o->top_p = 0.9f;
+    o->rep_penalty = 1.0f;
+    o->seed = 42;
+}
+
+tsr_status tsr_lm_sampler_init(tsr_lm_sampler *s, const tsr_lm_sampler_opts *o, int vocab) {
+    memset(s, 0, sizeof *s);
+    if (vocab < 1) return tsr_errorf(TSR_ERR_ARG, "sampler: vocabulary size %d", vocab);
+    if (!(o->temperature >= 0) || !isfinite(o->temperature))
+        return tsr_errorf(TSR_ERR_ARG, "temperature must be >= 0 (got %g)", o->temperature);
+    if (o->top_k < 0) return tsr_errorf(TSR_ERR_ARG, "top-k must be >= 0 (got %d)", o->top_k);
+    if (!(o->top_p >= 0 && o->top_p <= 1))
+        return tsr_errorf(TSR_ERR_ARG, "top-p must be in [0, 1] (got %g)", o->top_p);
+    if (!(o->min_p >= 0 && o->min_p <= 1))
+        return tsr_errorf(TSR_ERR_ARG, "min-p must be in [0, 1] (got %g)", o->min_p);
+    if (!(o->rep_penalty > 0) || !isfinite(o->rep_penalty))
+        return tsr_errorf(TSR_ERR_ARG, "repetition penalty must be > 0 (got %g)", o->rep_penalty);
+    if (o->rep_window < 0) return tsr_errorf(TSR_ERR_ARG, "repetition window must be >= 0");
+    s->o = *o;
+    s->vocab = vocab;
+    tsr_rng_seed(&s->rng, o->seed);
+    s->cand = malloc(sizeof(tsr_lm_prob) * (size_t)vocab);
+    s->seen = calloc((size_t)vocab, sizeof(uint32_t));
+    if (!s->cand || !s->seen) {
+        tsr_lm_sampler_free(s);
+        return tsr_errorf(TSR_ERR_NOMEM, "sampler: out of memory");
+    }
+    return tsr_ok();
+}
+
+void tsr_lm_sampler_free(tsr_lm_sampler *s) {
+    if (!s) return;
+    free(s->cand);
+    free(s->seen);
+    memset(s, 0, sizeof *s);
+}
+
+int tsr_lm_argmax(const float *x, int n) {
+    int best = 0;
+    float bv = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > bv) {
+            bv = x[i];
+            best = i;
+        }
+    return best;
+}
+
+static int cmp_prob_desc(const void *a, const void *b) {
+    const tsr_lm_prob *x = a, *y = b;
+    if (x->p > y->p) return -1;
+    if (x->p < y->p) return 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int tsr_lm_sample(tsr_lm_sampler *s, float *logits, const int *history, int n_hist) {
+    const int V = s->vocab;
+    const tsr_lm_sampler_opts *o = &s->o;
+    if (o->rep_penalty != 1.0f && n_hist > 0) {
+        /* each distinct token once; stamps avoid clearing the marks */
+        if (++s->stamp == 0) {
+            memset(s->seen, 0, sizeof(uint32_t) * (size_t)V);
+            s->stamp = 1;
+        }
+        int from = o->rep_window > 0 && n_hist > o->rep_window ? n_hist - o->rep_window : 0;
+        for (int i = from; i < n_hist; i++) {
+            int id = history[i];
+            if (id < 0 || id >= V || s->seen[id] == s->stamp) continue;
+            s->seen[id] = s->stamp;
+            logits[id] = logits[id] > 0 ? logits[id] / o->rep_penalty : logits[id] * o->rep_penalty;
+        }
+    }
+    if (o->temperature == 0.0f) return tsr_lm_argmax(logits, V);
+
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) {
+        logits[i] /= o->temperature;
+        if (logits[i] > mx) mx = logits[i];
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < V; i++) {
+        logits[i] = expf(logits[i] - mx);
+        sum += logits[i];
+    }
+    float pmax = 0.0f;
+    for (int i = 0; i < V; i++) {
+        logits[i] /= sum;
+        if (logits[i] > pmax) pmax = logits[i];
+    }
+
+    bool filt_k = o->top_k > 0 && o->top_k < V;
+    bool filt_p = o->top_p > 0 && o->top_p < 1;
+    float coin = tsr_rng_uniform(&s->rng);
+    if (!filt_k && !filt_p && o->min_p <= 0) {
+        /* plain multinomial over the full distribution */
+        float cdf = 0.0f;
+        for (int i = 0; i < V; i++) {
+            cdf += logits[i];
+            if (coin < cdf) return i;
+        }
+        return V - 1;
+    }
+    /* candidates surviving min-p; with top-p alone, tokens below
+     * (1 - p) / (V - 1) can never be inside the nucleus, so skip them early */
+    float floor_p = o->min_p > 0 ? o->min_p * pmax : 0.0f;
+    if (filt_p && !filt_k && V > 1) {
+        float cut = (1.0f - o->top_p) / (float)(V - 1);
+        if (cut > floor_p) floor_p = cut;
+    }
+    int n = 0;
+    for (int i = 0; i < V; i++)
+        if (logits[i] >= floor_p) s->cand[n++] = (tsr_lm_prob){logits[i], i};
+    if (n == 0) return tsr_lm_argmax(logits, V);
+    qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_prob_desc);
+    if (filt_k && n > o->top_k) n = o->top_k;
+    float mass = 0.0f;
+    for (int i = 0; i < n; i++) mass += s->cand[i].p;
+    if (filt_p) {
+        /* smallest prefix whose share of the kept mass exceeds top_p */
+        float cum = 0.0f;
+        for (int i = 0; i < n; i++) {
+            cum += s->cand[i].p;
+            if (cum > o->top_p * mass) {
+                n = i + 1;
+                break;
+            }
+        }
+        mass = 0.0f;
+        for (int i = 0; i < n; i++) mass += s->cand[i].p;
+    }
+    float r = coin * mass, cdf = 0.0f;
+    for (int i = 0; i < n; i++) {
+        cdf += s->cand[i].p;
+        if (r < cdf) return s->cand[i].id;
+    }
+    return s->cand[n - 1].id;
+}

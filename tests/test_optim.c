@@ -1,0 +1,186 @@
+/* Tests for src/optim: AdamW and SGD (plain, momentum, Nesterov) against
+ * torch.optim on five steps from the same init and gradient sequence
+ * (tools/refs/gen_optim.py), grad-norm clipping against
+ * torch.nn.utils.clip_grad_norm_, LR schedules against the closed form, EMA
+ * against a double-precision recurrence.
+ * Tolerances: weights after every step atol 1e-7 rtol 1e-6 (the update
+ * follows torch's float operation order; differences are single roundings
+ * such as FMA vs mul+add); AdamW moments rtol 1e-6; clip norm and grads
+ * rtol 1e-6 (we sum in double, torch in float); schedules 1e-7 relative to
+ * a double formula (the result is one float rounding); EMA 1e-6. */
+#include "testutil.h"
+#include "tessera/optim.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *names[3] = {"w", "b", "c"};
+
+static void make_params(tsr_params *p, const tref *r) {
+    tsr_params_init(p);
+    for (int i = 0; i < 3; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "init_%s", names[i]);
+        const tref_entry *e = tref_get(r, k);
+        tsr_tensor *t = tsr_param_new(p, names[i], i == 1 ? TSR_PARAM_NO_DECAY : 0, e->ndim, e->shape);
+        memcpy(t->data, e->data, sizeof(float) * (size_t)e->numel);
+    }
+    /* a buffer: optimizers must leave it alone */
+    tsr_tensor *b = tsr_param_new(p, "buf", TSR_PARAM_BUFFER, 1, TSR_SHAPE(2));
+    tsr_init_const(b, 7.0f);
+}
+
+static void set_grads(tsr_params *p, const tref *r, int s) {
+    for (int i = 0; i < 3; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "g%d_%s", s, names[i]);
+        const tref_entry *e = tref_get(r, k);
+        memcpy(p->items[i]->grad, e->data, sizeof(float) * (size_t)e->numel);
+    }
+}
+
+static void check_weights(tsr_params *p, const tref *r, const char *tag, int s) {
+    for (int i = 0; i < 3; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "%s%d_%s", tag, s, names[i]);
+        tu_close_ref(r, k, tsr_f32(p->items[i]), p->items[i]->numel, 1e-7, 1e-6);
+    }
+    const float *bf = tsr_f32(p->items[3]);
+    TU_CHECK(bf[0] == 7.0f && bf[1] == 7.0f, "%s: buffer changed", tag);
+}
+
+static void test_adamw(const tref *r) {
+    tsr_params p;
+    make_params(&p, r);
+    tsr_adamw o;
+    tsr_adamw_init(&o, &p, (tsr_adamw_cfg){.lr = 1.0f, .beta1 = 0.9f, .beta2 = 0.999f,
+                                           .eps = 1e-8f, .weight_decay = 0.1f});
+    const float *lrs = tref_get(r, "lrs")->data;
+    for (int s = 0; s < 5; s++) {
+        set_grads(&p, r, s);
+        tsr_adamw_step(&o, lrs[s]);
+        check_weights(&p, r, "adamw", s);
+    }
+    TU_CHECK(o.step == 5, "adamw step count %lld", (long long)o.step);
+    TU_CHECK(o.m[3] == NULL && o.v[3] == NULL, "adamw keeps no state for buffers");
+    for (int i = 0; i < 3; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "adamw_m_%s", names[i]);
+        tu_close_ref(r, k, o.m[i], p.items[i]->numel, 1e-9, 1e-6);
+        snprintf(k, sizeof k, "adamw_v_%s", names[i]);
+        tu_close_ref(r, k, o.v[i], p.items[i]->numel, 1e-12, 1e-6);
+    }
+    tsr_adamw_free(&o);
+    tsr_params_free(&p);
+}
+
+static void test_sgd(const tref *r, const char *tag, float momentum, bool nesterov) {
+    tsr_params p;
+    make_params(&p, r);
+    tsr_sgd o;
+    tsr_sgd_init(&o, &p, (tsr_sgd_cfg){.lr = 1.0f, .momentum = momentum, .weight_decay = 0.01f,
+                                       .nesterov = nesterov});
+    const float *lrs = tref_get(r, "lrs")->data;
+    for (int s = 0; s < 5; s++) {
+        set_grads(&p, r, s);
+        tsr_sgd_step(&o, lrs[s]);
+        check_weights(&p, r, tag, s);
+    }
+    tsr_sgd_free(&o);
+    tsr_params_free(&p);
+}
+
+static void test_clip(const tref *r) {
+    const char *tags[2] = {"clip", "noclip"};
+    float maxn[2] = {1.0f, 100.0f};
+    for (int c = 0; c < 2; c++) {
+        tsr_params p;
+        make_params(&p, r);
+        set_grads(&p, r, 4);
+        float n = tsr_clip_grad_norm(&p, maxn[c]);
+        char k[64];
+        snprintf(k, sizeof k, "%s_norm", tags[c]);
+        tu_close_ref(r, k, &n, 1, 0, 1e-6);
+        for (int i = 0; i < 3; i++) {
+            snprintf(k, sizeof k, "%s_%s", tags[c], names[i]);
+            tu_close_ref(r, k, p.items[i]->grad, p.items[i]->numel, 1e-9, 1e-6);
+        }
+        tsr_params_free(&p);
+    }
+}
+
+static double close_form(const tsr_lr_sched *s, int64_t t) {
+    if (t < s->warmup) return s->base_lr * (double)(t + 1) / (double)s->warmup;
+    if (s->kind == TSR_LR_CONSTANT) return s->base_lr;
+    if (t >= s->total) return s->min_lr;
+    double q = (double)(t - s->warmup) / (double)(s->total - s->warmup);
+    return s->min_lr + (s->base_lr - s->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * q));
+}
+
+static void test_sched(void) {
+    tsr_lr_sched cs = {TSR_LR_COSINE, 3e-3f, 1e-4f, 10, 110};
+    tsr_lr_sched cn = {TSR_LR_CONSTANT, 3e-3f, 0.0f, 10, 110};
+    tsr_lr_sched nw = {TSR_LR_COSINE, 1.0f, 0.0f, 0, 100};
+    const tsr_lr_sched *all[3] = {&cs, &cn, &nw};
+    int bad = 0;
+    for (int k = 0; k < 3; k++)
+        for (int64_t t = 0; t < 130; t++) {
+            double want = close_form(all[k], t), got = tsr_lr_at(all[k], t);
+            if (fabs(got - want) > 1e-7 * fabs(want) + 1e-12) {
+                if (!bad) fprintf(stderr, "sched %d step %lld: %g vs %g\n", k, (long long)t, got, want);
+                bad++;
+            }
+        }
+    TU_CHECK(bad == 0, "schedules vs closed form: %d mismatches", bad);
+    /* landmarks: warmup reaches base at its last step, cosine ends at min */
+    TU_CHECK(tsr_lr_at(&cs, 0) == 3e-4f, "first warmup step");
+    TU_CHECK(tsr_lr_at(&cs, 9) == 3e-3f, "end of warmup");
+    TU_CHECK(tsr_lr_at(&cs, 110) == 1e-4f && tsr_lr_at(&cs, 500) == 1e-4f, "after total");
+    TU_CHECK(fabsf(tsr_lr_at(&cs, 60) - 0.5f * (3e-3f + 1e-4f)) < 1e-9f, "cosine midpoint");
+    TU_CHECK(tsr_lr_at(&nw, 0) == 1.0f, "no warmup starts at base");
+}
+
+static void test_ema(void) {
+    tsr_params p;
+    tsr_params_init(&p);
+    tsr_tensor *w = tsr_param_new(&p, "w", 0, 1, TSR_SHAPE(6));
+    tsr_tensor *b = tsr_param_new(&p, "bn.mean", TSR_PARAM_BUFFER, 1, TSR_SHAPE(2));
+    tsr_rng r;
+    tsr_rng_seed(&r, 5);
+    tsr_init_normal(w, &r, 1.0f);
+    tsr_init_const(b, 3.0f);
+    double ref[6];
+    for (int i = 0; i < 6; i++) ref[i] = tsr_f32(w)[i];
+    tsr_ema e;
+    tsr_ema_init(&e, &p, 0.9f);
+    TU_CHECK(e.shadow[1] == NULL, "ema skips buffers");
+    for (int s = 0; s < 20; s++) {
+        tsr_init_normal(w, &r, 1.0f);
+        tsr_ema_update(&e);
+        for (int i = 0; i < 6; i++) ref[i] = 0.9 * ref[i] + (1.0 - 0.9) * tsr_f32(w)[i];
+    }
+    float want[6], before[6];
+    for (int i = 0; i < 6; i++) want[i] = (float)ref[i];
+    memcpy(before, w->data, sizeof before);
+    tu_close("ema shadow", e.shadow[0], want, 6, 1e-6, 1e-6);
+    tsr_ema_swap(&e);
+    tu_close("ema swap in", tsr_f32(w), want, 6, 1e-6, 1e-6);
+    tsr_ema_swap(&e);
+    TU_CHECK(memcmp(w->data, before, sizeof before) == 0, "ema swap back restores weights");
+    tsr_ema_free(&e);
+    tsr_params_free(&p);
+}
+
+int main(void) {
+    tsr_threads_set(0);
+    tref *r = tref_load("tests/refs/optim.tref");
+    test_adamw(r);
+    test_sgd(r, "sgd", 0.9f, false);
+    test_sgd(r, "nest", 0.9f, true);
+    test_sgd(r, "plain", 0.0f, false);
+    test_clip(r);
+    test_sched();
+    test_ema();
+    tref_free(r);
+    return tu_finish("optim");
+}
