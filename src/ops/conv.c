@@ -267,17 +267,12 @@ static void scatter_map(float *map, const float *tmp, int64_t ld, const tsr_conv
             const float *s = tmp + co * ld + i * hwo;
             float bv = bias ? bias[gi * coutg + co] : 0.f;
             if (s == d) {
-                if (bias) {
-#pragma omp simd
+                if (bias)
                     for (int64_t p = 0; p < hwo; p++) d[p] += bv;
-                }
-            } else if (accumulate) {
-#pragma omp simd
+            } else if (accumulate)
                 for (int64_t p = 0; p < hwo; p++) d[p] += s[p] + bv;
-            } else {
-#pragma omp simd
+            else
                 for (int64_t p = 0; p < hwo; p++) d[p] = s[p] + bv;
-            }
         }
 }
 
