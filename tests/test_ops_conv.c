@@ -182,6 +182,10 @@ int main(void) {
         check_fast_vs_ref(5, 6, 5, 4, 3, 1, 1, opts(1, 1, 0, 0, 1, 1, 1, 0, 0), nbs[i], 140 + i);
         check_fast_vs_ref(5, 4, 8, 11, 4, 2, 5, opts(3, 2, 0, 3, 1, 2, 2, 0, 0), nbs[i], 150 + i);
         check_fast_vs_ref(5, 2, 6, 6, 3, 1, 1, opts(2, 2, 0, 0, 1, 1, 1, 0, 0), nbs[i], 160 + i);
+        /* stride 1 but narrower map: the per-row copy path */
+        check_fast_vs_ref(5, 3, 7, 9, 4, 3, 3, opts(1, 1, 1, 0, 1, 1, 1, 0, 0), nbs[i], 180 + i);
+        /* 'same' width with a wide asymmetric kernel and padding only in w */
+        check_fast_vs_ref(5, 2, 6, 8, 3, 2, 5, opts(1, 1, 0, 2, 1, 1, 1, 0, 0), nbs[i], 190 + i);
     }
     /* default chunking on a classifier layer */
     {

@@ -107,8 +107,75 @@ static void valid_range(int off, int s, int w, int wo, int *lo, int *hi) {
     *lo = l, *hi = h;
 }
 
+/* 'Same'-width stride-1 convs (the classifier's 3x3 pad 1): a col row is
+ * the input plane shifted by a constant, so it is one long vector copy plus
+ * a few edge columns, instead of a short copy per output row. */
+static bool shift_layout(const tsr_conv_geom *g) { return g->sh == 1 && g->sw == 1 && g->wo == g->w; }
+
+typedef struct {
+    int oh_lo, oh_hi, lo, hi; /* valid map rows, valid columns within a row */
+    int64_t shift, p0, p1;    /* input index = p + shift for p in [p0, p1) */
+} shift_span;
+
+static shift_span shift_for(const tsr_conv_geom *g, int ki, int kj) {
+    shift_span t;
+    int off = kj * g->dw - g->pw, ihs = ki * g->dh - g->ph;
+    valid_range(off, 1, g->w, g->wo, &t.lo, &t.hi);
+    t.oh_lo = ihs < 0 ? -ihs : 0;
+    t.oh_hi = g->h - ihs < g->ho ? g->h - ihs : g->ho;
+    if (t.oh_lo > g->ho) t.oh_lo = g->ho;
+    if (t.oh_hi < t.oh_lo) t.oh_hi = t.oh_lo;
+    t.shift = (int64_t)ihs * g->w + off;
+    t.p0 = (int64_t)t.oh_lo * g->wo;
+    t.p1 = (int64_t)t.oh_hi * g->wo;
+    /* keep the source inside the plane; what is cut lies in edge columns */
+    if (t.p0 < -t.shift) t.p0 = -t.shift;
+    if (t.p1 > (int64_t)g->h * g->w - t.shift) t.p1 = (int64_t)g->h * g->w - t.shift;
+    if (t.p1 < t.p0) t.p1 = t.p0;
+    return t;
+}
+
+static void zero_edges(float *row, const shift_span *t, int wo) {
+    for (int oh = t->oh_lo; oh < t->oh_hi; oh++) {
+        float *r = row + (int64_t)oh * wo;
+        for (int ow = 0; ow < t->lo; ow++) r[ow] = 0.f;
+        for (int ow = t->hi; ow < wo; ow++) r[ow] = 0.f;
+    }
+}
+
+static void im2col_plane_shift(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g) {
+    int64_t hwo = (int64_t)g->ho * g->wo;
+    for (int ki = 0; ki < g->kh; ki++)
+        for (int kj = 0; kj < g->kw; kj++) {
+            float *row = col + (int64_t)(ki * g->kw + kj) * ld;
+            shift_span t = shift_for(g, ki, kj);
+            memset(row, 0, sizeof(float) * (size_t)t.p0);
+#pragma omp simd
+            for (int64_t p = t.p0; p < t.p1; p++) row[p] = xp[p + t.shift];
+            memset(row + t.p1, 0, sizeof(float) * (size_t)(hwo - t.p1));
+            zero_edges(row, &t, g->wo);
+        }
+}
+
+/* col rows are scratch: their edge columns are zeroed in place so the
+ * shifted add can run over whole rows without wrapping garbage around */
+static void col2im_plane_shift(float *dxp, float *col, int64_t ld, const tsr_conv_geom *g) {
+    for (int ki = 0; ki < g->kh; ki++)
+        for (int kj = 0; kj < g->kw; kj++) {
+            float *row = col + (int64_t)(ki * g->kw + kj) * ld;
+            shift_span t = shift_for(g, ki, kj);
+            zero_edges(row, &t, g->wo);
+#pragma omp simd
+            for (int64_t p = t.p0; p < t.p1; p++) dxp[p + t.shift] += row[p];
+        }
+}
+
 /* one channel plane xp (h,w) -> kh*kw rows of col, row stride ld */
 static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g) {
+    if (shift_layout(g)) {
+        im2col_plane_shift(col, ld, xp, g);
+        return;
+    }
     for (int ki = 0; ki < g->kh; ki++)
         for (int kj = 0; kj < g->kw; kj++) {
             float *row = col + (int64_t)(ki * g->kw + kj) * ld;
@@ -136,7 +203,11 @@ static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv
 }
 
 /* adjoint of im2col_plane: dxp (h,w) += scattered col rows */
-static void col2im_plane(float *dxp, const float *col, int64_t ld, const tsr_conv_geom *g) {
+static void col2im_plane(float *dxp, float *col, int64_t ld, const tsr_conv_geom *g) {
+    if (shift_layout(g)) {
+        col2im_plane_shift(dxp, col, ld, g);
+        return;
+    }
     for (int ki = 0; ki < g->kh; ki++)
         for (int kj = 0; kj < g->kw; kj++) {
             const float *row = col + (int64_t)(ki * g->kw + kj) * ld;
@@ -166,7 +237,7 @@ static void im2col_chunk(float *col, const float *x, const tsr_conv_geom *g, int
                          x + ((int64_t)(b0 + i) * g->cin + gi * cing + ci) * hw, g);
 }
 
-static void col2im_chunk(float *dx, const float *col, const tsr_conv_geom *g, int b0, int n, int gi) {
+static void col2im_chunk(float *dx, float *col, const tsr_conv_geom *g, int b0, int n, int gi) {
     int cing = g->cin / g->groups, kk = g->kh * g->kw;
     int64_t hwo = (int64_t)g->ho * g->wo, hw = (int64_t)g->h * g->w, ld = n * hwo;
     for (int i = 0; i < n; i++)
@@ -196,17 +267,12 @@ static void scatter_map(float *map, const float *tmp, int64_t ld, const tsr_conv
             const float *s = tmp + co * ld + i * hwo;
             float bv = bias ? bias[gi * coutg + co] : 0.f;
             if (s == d) {
-                if (bias) {
-#pragma omp simd
+                if (bias)
                     for (int64_t p = 0; p < hwo; p++) d[p] += bv;
-                }
-            } else if (accumulate) {
-#pragma omp simd
+            } else if (accumulate)
                 for (int64_t p = 0; p < hwo; p++) d[p] += s[p] + bv;
-            } else {
-#pragma omp simd
+            else
                 for (int64_t p = 0; p < hwo; p++) d[p] = s[p] + bv;
-            }
         }
 }
 
