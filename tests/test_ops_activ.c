@@ -6,10 +6,13 @@
  *   inputs span about [-9, 9]).
  * - gradcheck: eps 1e-3, atol 1e-3, rtol 1e-2 (smooth functions with
  *   |f'''| = O(1); relu inputs kept >= 0.05 from the kink).
- * - gelu/silu over [-9, 9] vs the same formulas in double: rtol 1e-5. The
+ * - gelu/silu/sigmoid/tanh over [-9, 9] vs double: rtol 1e-5 where
+ *   |x| >= 2, else atol 5e-7 (gelu' crosses zero near -0.75). The
  *   tails are exponentials of a rounded argument (|2u| <= 66 for gelu
  *   tanh, x^2/2 <= 41 for erf), so relative error reaches ~66 ulp = 4e-6;
  *   a cancelling 1 + tanh or 1 - sigma would be off by orders.
+ * - sigmoid on [-87, 0] vs double: rtol 5e-7 (the polynomial exp is within
+ *   3.1 ulp there, measured).
  * - dropout: keep rate within 4 sigma of 1-p over 200k draws; kept values
  *   and grads exactly x/(1-p) and go/(1-p). */
 #include "testutil.h"
@@ -64,11 +67,12 @@ static void fixture(tsr_ctx *c, const tref *r, const char *prefix, int n_in, gc_
 static void test_tails(void) {
     enum { N = 181 };
     float xs[N], go[N];
-    for (int i = 0; i < N; i++) xs[i] = -9.0f + 0.1f * (float)i, go[i] = 1.0f;
+    /* an even count of steps keeps 0 out: the sigmoid/tanh rows divide by x */
+    for (int i = 0; i < N; i++) xs[i] = -9.05f + 0.1f * (float)i, go[i] = 1.0f;
     tsr_ctx c;
     tsr_ctx_init(&c, 1 << 20);
-    static const int kinds[3] = {A_GELU_TANH, A_GELU_ERF, A_SILU};
-    for (int t = 0; t < 3; t++) {
+    static const int kinds[5] = {A_GELU_TANH, A_GELU_ERF, A_SILU, A_SIGMOID, A_TANH};
+    for (int t = 0; t < 5; t++) {
         int k = kinds[t];
         tsr_ctx_reset(&c);
         tsr_tensor *x = tsr_from_f32(&c, TSR_DIMS(N), xs);
@@ -86,17 +90,59 @@ static void test_tails(void) {
             } else if (k == A_GELU_ERF) {
                 cdf = 0.5 * erfc(-v / sqrt(2.0));
                 d = cdf + v * exp(-0.5 * v * v) / sqrt(2 * 3.141592653589793);
-            } else {
+            } else if (k == A_SILU) {
                 cdf = 1 / (1 + exp(-v));
                 d = cdf * (1 + v * (1 - cdf));
+            } else if (k == A_SIGMOID) {
+                cdf = 1 / (1 + exp(-v)) / v; /* y = v * cdf below */
+                d = exp(-fabs(v)) / ((1 + exp(-fabs(v))) * (1 + exp(-fabs(v))));
+            } else {
+                cdf = tanh(v) / v;
+                d = 1 / (cosh(v) * cosh(v));
             }
             wy[i] = (float)(v * cdf);
             wd[i] = (float)d;
         }
         char w[64];
         snprintf(w, sizeof w, "%s tails vs double", names[k]);
-        tu_close(w, tsr_f32(y), wy, N, 1e-30, 1e-5);
-        tu_close(w, x->grad, wd, N, 1e-30, 1e-5);
+        /* relative in the tails (|x| >= 2); absolute a few ulp of the O(1)
+         * terms in the middle, where gelu' crosses zero near x = -0.75 */
+        tu_close(w, tsr_f32(y), wy, 70, 1e-30, 1e-5);
+        tu_close(w, x->grad, wd, 70, 1e-30, 1e-5);
+        tu_close(w, tsr_f32(y) + N - 70, wy + N - 70, 70, 1e-30, 1e-5);
+        tu_close(w, x->grad + N - 70, wd + N - 70, 70, 1e-30, 1e-5);
+        tu_close(w, tsr_f32(y), wy, N, 5e-7, 1e-5);
+        tu_close(w, x->grad, wd, N, 5e-7, 1e-5);
+    }
+    /* the polynomial exp under the sigmoid family, densely over its range:
+     * sigmoid(x) = e^x / (1 + e^x) for x <= 0 carries its relative error */
+    {
+        enum { M = 20000 };
+        static float xe[M], we[M];
+        for (int i = 0; i < M; i++) {
+            xe[i] = -87.0f * (float)i / (float)M;
+            double e = exp((double)xe[i]);
+            we[i] = (float)(e / (1 + e));
+        }
+        tsr_ctx_reset(&c);
+        tsr_tensor *x = tsr_from_f32(&c, TSR_DIMS(M), xe);
+        tu_close("sigmoid on [-87, 0] vs double", tsr_f32(tsr_sigmoid(&c, x)), we, M, 1e-37, 5e-7);
+    }
+    /* far out: limits, no NaN from overflowing exponentials */
+    static const float far[4] = {-100.0f, -50.0f, 50.0f, 100.0f};
+    for (int k = 0; k < A_COUNT; k++) {
+        tsr_ctx_reset(&c);
+        tsr_tensor *x = tsr_from_f32(&c, TSR_DIMS(4), far);
+        x->requires_grad = true;
+        tsr_tensor *y = act_fn(&c, &x, &k);
+        tsr_backward_with(&c, y, go);
+        for (int i = 0; i < 4; i++) {
+            float v = far[i], Y = tsr_f32(y)[i], D = x->grad[i];
+            float wy = k == A_SIGMOID ? (v > 0) : k == A_TANH ? (v > 0 ? 1.0f : -1.0f) : (v > 0 ? v : 0.0f);
+            float wd = k == A_SIGMOID || k == A_TANH ? 0.0f : (v > 0);
+            TU_CHECK(fabsf(Y - wy) <= 1e-6f * fabsf(wy) + 1e-20f && fabsf(D - wd) <= 1e-6f,
+                     "%s(%g) = %g grad %g, want %g grad %g", names[k], v, Y, D, wy, wd);
+        }
     }
     tsr_ctx_free(&c);
 }

@@ -113,6 +113,10 @@ void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_ma
 void tsr_lm_matmul_ref(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n);
 /* the canonical dot product every output element is computed with */
 float tsr_lm_dot(const float *a, const float *b, int k);
+/* One query head (D) over keys/values 0..n_keys-1 (rows ld floats apart):
+ * softmax(q.k / sqrt(D)) v, keys visited in order; att: n_keys scratch. */
+void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
+                   float *att);
 
 /* ------------------------------------------------------------ sampling */
 

@@ -1,10 +1,14 @@
 /* tessera ops: activations (relu, gelu tanh/erf, silu, sigmoid, tanh),
  * SwiGLU and inverted dropout, for the MLPs and heads of every family.
- * Values match torch's F.gelu(approximate='tanh'/'none') etc.; the
- * formulas are rearranged (sigma(2u) for 0.5(1+tanh u), erfc for 1+erf)
- * so saturated tails keep full precision instead of cancelling. Loops are elementwise, split across
- * threads on large tensors; libm calls keep them scalar per element. */
+ *
+ * Values match torch's F.gelu(approximate='tanh'/'none'), F.silu etc. The
+ * formulas are rearranged so saturated tails keep full precision instead
+ * of cancelling: 0.5 (1 + tanh u) = sigma(2u), 1 + erf = erfc, 1 - sigma =
+ * sigma(-x), 1 - tanh^2 = 4 sigma(2x) sigma(-2x). The sigmoid family runs
+ * on a polynomial exp (below) so those loops vectorise; erf and tanh
+ * forwards call libm. */
 #include "tessera/ops.h"
+#include "tessera/fastmath.h"
 
 #include <math.h>
 
@@ -15,78 +19,95 @@
 #define INV_SQRT2 0.7071067811865476f
 #define INV_SQRT_2PI 0.3989422804014327f
 
-static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* sigma(x) and 1 - sigma(x) = sigma(-x), each without cancellation or
- * overflow: the saturated tails of gelu/silu grads depend on them */
+/* sigma(x) and 1 - sigma(x) = sigma(-x), each without cancellation */
 static inline void sigm2(float x, float *s, float *sn) {
-    if (x >= 0.0f) {
-        float e = expf(-x);
-        *s = 1.0f / (1.0f + e);
-        *sn = e / (1.0f + e);
-    } else {
-        float e = expf(x);
-        *s = e / (1.0f + e);
-        *sn = 1.0f / (1.0f + e);
-    }
+    float e = tsr_expf_fast(-fabsf(x));
+    float big = 1.0f / (1.0f + e), small = e * big;
+    *s = x >= 0.0f ? big : small;
+    *sn = x >= 0.0f ? small : big;
+}
+
+static inline float sigm(float x) {
+    float s, sn;
+    sigm2(x, &s, &sn);
+    return s;
 }
 
 typedef enum { ACT_RELU, ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_SIGMOID, ACT_TANH, ACT_COUNT } act_kind;
 
 static const char *const act_names[ACT_COUNT] = {"relu", "gelu_tanh", "gelu", "silu", "sigmoid", "tanh"};
 
-/* gelu tanh: 0.5 (1 + tanh u) = sigma(2u), u = sqrt(2/pi) (x + kappa x^3);
- * gelu erf: Phi(x) = 0.5 erfc(-x/sqrt2), exact in the negative tail */
+/* u = sqrt(2/pi) (x + kappa x^3); gelu_tanh(x) = x sigma(2u) */
 static inline float gelu_u(float x) { return SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x); }
 
-static inline float act_f(act_kind k, float x) {
-    switch (k) {
-    case ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case ACT_GELU_TANH: {
-        float s, sn;
-        sigm2(2.0f * gelu_u(x), &s, &sn);
-        return x * s;
-    }
-    case ACT_GELU_ERF: return x * 0.5f * erfcf(-x * INV_SQRT2);
-    case ACT_SILU: return x * sigm(x);
-    case ACT_SIGMOID: return sigm(x);
-    default: return tanhf(x);
-    }
+static inline float gelu_tanh_d(float x) {
+    float s, sn;
+    sigm2(2.0f * gelu_u(x), &s, &sn);
+    return s + 2.0f * x * s * sn * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_KAPPA * x * x);
 }
 
-/* dy/dx from the input x and the output y (whichever is cheaper) */
-static inline float act_d(act_kind k, float x, float y) {
-    switch (k) {
-    case ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
-    case ACT_GELU_TANH: {
-        float s, sn;
-        sigm2(2.0f * gelu_u(x), &s, &sn);
-        return s + 2.0f * x * s * sn * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_KAPPA * x * x);
-    }
-    case ACT_GELU_ERF: return 0.5f * erfcf(-x * INV_SQRT2) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
-    case ACT_SILU: {
-        float s, sn;
-        sigm2(x, &s, &sn);
-        return s * (1.0f + x * sn);
-    }
-    case ACT_SIGMOID: return y * (1.0f - y);
-    default: return 1.0f - y * y;
-    }
+static inline float silu_d(float x) {
+    float s, sn;
+    sigm2(x, &s, &sn);
+    return s * (1.0f + x * sn);
 }
 
-static void act_fwd(act_kind k, float *y, const float *x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = act_f(k, x[i]);
+static inline float sigmoid_d(float x) {
+    float s, sn;
+    sigm2(x, &s, &sn);
+    return s * sn;
+}
+
+static inline float tanh_d(float x) {
+    float s, sn;
+    sigm2(2.0f * x, &s, &sn);
+    return 4.0f * s * sn;
+}
+
+/* one loop per kind over cnt elements: a switch inside the loop would
+ * keep -O2 from vectorising */
+#define ACT_LOOP(STMT)                                                                            \
+    do {                                                                                          \
+        _Pragma("omp parallel for simd schedule(static) if (cnt >= PAR_MIN)")                     \
+        for (int64_t i = 0; i < cnt; i++) STMT;                                                   \
+    } while (0)
+
+static void act_fwd(act_kind k, float *y, const float *x, int64_t cnt) {
+    switch (k) {
+    case ACT_RELU: ACT_LOOP(y[i] = x[i] > 0.0f ? x[i] : 0.0f); break;
+    case ACT_GELU_TANH: ACT_LOOP(y[i] = x[i] * sigm(2.0f * gelu_u(x[i]))); break;
+    case ACT_SILU: ACT_LOOP(y[i] = x[i] * sigm(x[i])); break;
+    case ACT_SIGMOID: ACT_LOOP(y[i] = sigm(x[i])); break;
+    case ACT_GELU_ERF:
+#pragma omp parallel for schedule(static) if (cnt >= PAR_MIN)
+        for (int64_t i = 0; i < cnt; i++) y[i] = x[i] * 0.5f * erfcf(-x[i] * INV_SQRT2);
+        break;
+    default:
+#pragma omp parallel for schedule(static) if (cnt >= PAR_MIN)
+        for (int64_t i = 0; i < cnt; i++) y[i] = tanhf(x[i]);
+    }
 }
 
 static void act_backward(tsr_ctx *c, tsr_node *n) {
     act_kind k = (act_kind)n->iarg[0];
-    tsr_tensor *xt = n->in[0], *yt = n->out;
+    tsr_tensor *xt = n->in[0];
     float *gx = tsr_grad(c, xt);
-    const float *go = yt->grad, *x = tsr_f32(xt), *y = tsr_f32(yt);
-    int64_t N = xt->numel;
-#pragma omp parallel for schedule(static) if (N >= PAR_MIN)
-    for (int64_t i = 0; i < N; i++) gx[i] += go[i] * act_d(k, x[i], y[i]);
+    const float *go = n->out->grad, *x = tsr_f32(xt);
+    int64_t cnt = xt->numel;
+    switch (k) {
+    case ACT_RELU: ACT_LOOP(gx[i] += x[i] > 0.0f ? go[i] : 0.0f); break;
+    case ACT_GELU_TANH: ACT_LOOP(gx[i] += go[i] * gelu_tanh_d(x[i])); break;
+    case ACT_SILU: ACT_LOOP(gx[i] += go[i] * silu_d(x[i])); break;
+    case ACT_SIGMOID: ACT_LOOP(gx[i] += go[i] * sigmoid_d(x[i])); break;
+    case ACT_TANH: ACT_LOOP(gx[i] += go[i] * tanh_d(x[i])); break;
+    default:
+#pragma omp parallel for schedule(static) if (cnt >= PAR_MIN)
+        for (int64_t i = 0; i < cnt; i++) {
+            float v = x[i];
+            gx[i] += go[i] * (0.5f * erfcf(-v * INV_SQRT2) + v * INV_SQRT_2PI * expf(-0.5f * v * v));
+        }
+    }
 }
 
 static tsr_tensor *act(tsr_ctx *c, tsr_tensor *x, act_kind k) {
@@ -114,7 +135,7 @@ static void swiglu_backward(tsr_ctx *c, tsr_node *n) {
     float *dg = gt->requires_grad ? tsr_grad(c, gt) : NULL;
     float *du = ut->requires_grad ? tsr_grad(c, ut) : NULL;
     int64_t N = gt->numel;
-#pragma omp parallel for schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
         float s, sn;
         sigm2(g[i], &s, &sn);
@@ -130,7 +151,7 @@ tsr_tensor *tsr_swiglu(tsr_ctx *c, tsr_tensor *gate, tsr_tensor *up) {
     const float *g = tsr_f32(gate), *u = tsr_f32(up);
     float *y = tsr_f32(out);
     int64_t N = gate->numel;
-#pragma omp parallel for schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) y[i] = g[i] * sigm(g[i]) * u[i];
     tsr_tensor *ins[2] = {gate, up};
     tsr_record(c, "swiglu", swiglu_backward, out, 2, ins);
@@ -146,7 +167,7 @@ static void dropout_backward(tsr_ctx *c, tsr_node *n) {
     const float *go = n->out->grad;
     float *gx = tsr_grad(c, x), s = n->farg[0];
     int64_t N = x->numel;
-#pragma omp parallel for schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) gx[i] += m[i] ? go[i] * s : 0.0f;
 }
 
@@ -167,7 +188,7 @@ tsr_tensor *tsr_dropout(tsr_ctx *c, tsr_tensor *x, float p) {
     tsr_tensor *out = tsr_new_like(c, x);
     const float *X = tsr_f32(x);
     float *Y = tsr_f32(out);
-#pragma omp parallel for schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) Y[i] = m[i] ? X[i] * s : 0.0f;
     tsr_node *n = tsr_record(c, "dropout", dropout_backward, out, 1, &x);
     if (n) n->saved = m, n->farg[0] = s;

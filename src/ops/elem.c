@@ -86,12 +86,14 @@ enum { OP_BSCALE = TSR_BIN_COUNT };
 #define F_DIV(x, y) ((x) / (y))
 #define F_SND(x, y) (y)
 
+/* omp simd: -O2's cheap cost model would leave these loops scalar */
 #define ROW_ASSIGN(F, AV, BV)                                                                     \
     do {                                                                                          \
-        if (acc)                                                                                  \
-            for (int64_t j = 0; j < len; j++) o[j] += F(AV, BV);                                  \
-        else                                                                                      \
-            for (int64_t j = 0; j < len; j++) o[j] = F(AV, BV);                                   \
+        if (acc) {                                                                                \
+            _Pragma("omp simd") for (int64_t j = 0; j < len; j++) o[j] += F(AV, BV);              \
+        } else {                                                                                  \
+            _Pragma("omp simd") for (int64_t j = 0; j < len; j++) o[j] = F(AV, BV);               \
+        }                                                                                         \
     } while (0)
 
 #define ROW(F)                                                                                    \
@@ -227,6 +229,7 @@ void tsr_reduce_acc(float *dst, const float *g, float scale, int ndo, const int6
             for (int64_t j = 0; j < len; j++) acc[j] = 0.0f;
             for (int64_t r = 0; r < R; r++) {
                 const float *row = g + obase + decode(r, nr, rn, ro);
+#pragma omp simd
                 for (int64_t j = 0; j < len; j++) acc[j] += row[j];
             }
             for (int64_t j = 0; j < len; j++) dst[ibase + j] += scale * acc[j];
@@ -266,7 +269,7 @@ void tsr_reduce_acc_ref(float *dst, const float *g, float scale, int ndo, const 
 /* ------------------------------------------------------- autograd ops */
 
 static void vec_acc(float *dst, const float *src, float s, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) dst[i] += s * src[i];
 }
 
@@ -311,7 +314,7 @@ static void binary_backward(tsr_ctx *c, tsr_node *n) {
     if (b->requires_grad) {
         const float *Y = tsr_f32(y);
         int64_t ny = y->numel;
-#pragma omp parallel for schedule(static) if (ny >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (ny >= PAR_MIN)
         for (int64_t i = 0; i < ny; i++) tmp[i] *= Y[i];
         acc_reduced(c, b, tmp, -1.0f, y);
     }
@@ -349,10 +352,10 @@ static tsr_tensor *scalar_op(tsr_ctx *c, tsr_tensor *x, float s, bool add) {
     float *O = tsr_f32(out);
     int64_t n = x->numel;
     if (add) {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++) O[i] = X[i] + s;
     } else {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++) O[i] = X[i] * s;
     }
     tsr_node *nd = tsr_record(c, add ? "add_scalar" : "scale", scalar_backward, out, 1, &x);
@@ -377,7 +380,7 @@ static void reduce_backward(tsr_ctx *c, tsr_node *n) {
 
 static tsr_tensor *reduce_op(tsr_ctx *c, tsr_tensor *x, int dim, bool keepdim, bool all, bool mean) {
     TSR_ASSERT(x->dtype == TSR_F32);
-    int64_t ksh[TSR_MAX_DIMS], osh[TSR_MAX_DIMS];
+    int64_t ksh[TSR_MAX_DIMS] = {0}, osh[TSR_MAX_DIMS] = {0};
     int kd = 0, od = 0;
     int64_t count;
     if (all) {

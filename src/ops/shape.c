@@ -38,6 +38,7 @@ static void acc_rows(float *dst, int64_t ds, const float *src, int64_t ss, int64
     for (int64_t r = 0; r < rows; r++) {
         float *d = dst + r * ds;
         const float *s = src + r * ss;
+#pragma omp simd
         for (int64_t j = 0; j < len; j++) d[j] += s[j];
     }
 }
@@ -124,6 +125,7 @@ void tsr_permute_fwd(void *out, const void *in, size_t esize, bool acc_f32, int 
         if (acc_f32) {
             float *of = (float *)o;
             const float *sf = (const float *)src;
+#pragma omp simd
             for (int64_t j = 0; j < n3; j++) of[j] += sf[j * s3];
         } else if (s3 == 1) {
             memcpy(o, src, (size_t)n3 * esize);
@@ -286,6 +288,7 @@ void tsr_embedding_bwd(float *gw, const float *go, const int32_t *ids, int64_t N
         for (int64_t i = 0; i < N; i++) {
             float *d = gw + (int64_t)ids[i] * C;
             const float *s = go + i * C;
+#pragma omp simd
             for (int64_t j = j0; j < j1; j++) d[j] += s[j];
         }
     }
@@ -339,6 +342,7 @@ static void index_select_backward(tsr_ctx *c, tsr_node *n) {
         for (int64_t k = 0; k < K; k++) {
             float *dd = gx + (o * nx + ix[k]) * inner;
             const float *s = go + (o * K + k) * inner;
+#pragma omp simd
             for (int64_t j = j0; j < j1; j++) dd[j] += s[j];
         }
     }
