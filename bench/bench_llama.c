@@ -86,6 +86,7 @@ int main(void) {
 
     int total = steps + 2; /* 2 untimed: validation + warm-up of the arena */
     double *times = malloc(sizeof(double) * (size_t)total);
+    double *ph = calloc((size_t)total * 3, sizeof(double)); /* fwd, bwd, opt per step */
     float loss0 = 0, loss_last = 0;
     for (int s = 0; s < total; s++) {
         double t0 = tsr_time();
@@ -96,10 +97,17 @@ int main(void) {
             memcpy(tsr_i32(tg) + b * T, seqs + b * (T + 1) + 1, sizeof(int32_t) * T);
         }
         tsr_params_zero_grad(&p);
+        double t1 = tsr_time();
         tsr_tensor *loss = tsr_nn_llama_loss(&c, &m, in, tg, -1, NULL, NULL);
+        double t2 = tsr_time();
         tsr_backward(&c, loss);
+        double t3 = tsr_time();
         tsr_adamw_step(&opt, 3e-4f);
-        times[s] = tsr_time() - t0;
+        double t4 = tsr_time();
+        times[s] = t4 - t0;
+        ph[3 * s] = t2 - t1;
+        ph[3 * s + 1] = t3 - t2;
+        ph[3 * s + 2] = t4 - t3;
         float lv = tsr_f32(loss)[0];
         if (s == 0) loss0 = lv;
         loss_last = lv;
@@ -117,8 +125,15 @@ int main(void) {
         fprintf(stderr, "bench_llama: loss did not fall (%g -> %g)\n", loss0, loss_last);
         return 1;
     }
-    qsort(times + 2, (size_t)steps, sizeof(double), cmp_double);
-    double med = times[2 + steps / 2], best = times[2];
+    /* phase split of the median step (before sorting loses the pairing) */
+    double *order = malloc(sizeof(double) * (size_t)steps);
+    memcpy(order, times + 2, sizeof(double) * (size_t)steps);
+    qsort(order, (size_t)steps, sizeof(double), cmp_double);
+    double med = order[steps / 2], best = order[0];
+    int mi = 2;
+    for (int s = 2; s < total; s++)
+        if (times[s] == med) mi = s;
+    free(order);
     double flops = 3.0 * tsr_nn_llama_flops_fwd(&cfg, B, T); /* fwd + 2x for bwd */
     double peak = sgemm_peak_gflops();
     char cpu[256];
@@ -126,7 +141,7 @@ int main(void) {
     printf("{\"bench\":\"llama_train\",\"impl\":\"tessera\",\"cpu\":\"%s\",\"threads\":%d,"
            "\"build\":\"%s%s\",\"B\":%d,\"T\":%d,\"dim\":%d,\"layers\":%d,\"heads\":%d,"
            "\"hidden\":%d,\"vocab\":%d,\"params\":%lld,\"steps\":%d,\"loss0\":%.4f,\"loss_last\":%.4f,"
-           "\"step_ms_median\":%.1f,\"step_ms_best\":%.1f,\"tokens_per_s\":%.1f,"
+           "\"step_ms_median\":%.1f,\"step_ms_best\":%.1f,\"fwd_ms\":%.1f,\"bwd_ms\":%.1f,\"adamw_ms\":%.1f,\"tokens_per_s\":%.1f,"
            "\"gflop_per_step\":%.2f,\"gflops\":%.2f,\"sgemm_peak_gflops\":%.2f,\"frac_of_peak\":%.3f,"
            "\"arena_peak_mb\":%.1f}\n",
            cpu, tsr_threads_get(),
@@ -143,10 +158,12 @@ int main(void) {
            "",
 #endif
            B, T, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.hidden_dim, cfg.vocab,
-           (long long)tsr_params_count(&p), steps, loss0, loss_last, med * 1e3, best * 1e3,
+           (long long)tsr_params_count(&p), steps, loss0, loss_last, med * 1e3, best * 1e3, ph[3 * mi] * 1e3,
+           ph[3 * mi + 1] * 1e3, ph[3 * mi + 2] * 1e3,
            B * T / med, flops * 1e-9, flops / med * 1e-9, peak, flops / med * 1e-9 / peak,
            (double)c.arena.peak / (1 << 20));
     free(times);
+    free(ph);
     free(seqs);
     tsr_adamw_free(&opt);
     tsr_ctx_free(&c);
