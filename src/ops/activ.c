@@ -135,13 +135,25 @@ static void swiglu_backward(tsr_ctx *c, tsr_node *n) {
     float *dg = gt->requires_grad ? tsr_grad(c, gt) : NULL;
     float *du = ut->requires_grad ? tsr_grad(c, ut) : NULL;
     int64_t N = gt->numel;
+    /* one loop per case so each body is branch-free and vectorises */
+    if (dg && du) {
 #pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
-    for (int64_t i = 0; i < N; i++) {
-        float s, sn;
-        sigm2(g[i], &s, &sn);
-        float sl = g[i] * s;
-        if (dg) dg[i] += go[i] * u[i] * s * (1.0f + g[i] * sn);
-        if (du) du[i] += go[i] * sl;
+        for (int64_t i = 0; i < N; i++) {
+            float s, sn;
+            sigm2(g[i], &s, &sn);
+            dg[i] += go[i] * u[i] * s * (1.0f + g[i] * sn);
+            du[i] += go[i] * g[i] * s;
+        }
+    } else if (dg) {
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+        for (int64_t i = 0; i < N; i++) {
+            float s, sn;
+            sigm2(g[i], &s, &sn);
+            dg[i] += go[i] * u[i] * s * (1.0f + g[i] * sn);
+        }
+    } else if (du) {
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+        for (int64_t i = 0; i < N; i++) du[i] += go[i] * g[i] * sigm(g[i]);
     }
 }
 
