@@ -218,6 +218,19 @@ static void test_model(const tsr_lm_config *cfg, uint64_t seed) {
     }
     tsr_threads_set(0);
 
+    /* last-token-only logits equal the last row of a full forward */
+    {
+        float *lastv = malloc(sizeof(float) * V);
+        int p = 0;
+        for (int b = 5; p < S; p += b, b = b * 2 % 61 + 1) {
+            int nb = b < S - p ? b : S - p;
+            tsr_lm_forward_last(&m, &c, tok + p, nb, p, lastv);
+            TU_CHECK(memcmp(lastv, ref + (size_t)(p + nb - 1) * V, sizeof(float) * V) == 0,
+                     "forward_last at %d..%d", p, p + nb - 1);
+        }
+        free(lastv);
+    }
+
     /* errors a caller can cause */
     int badtok = V;
     s = tsr_lm_forward(&m, &c, &badtok, 1, 0, got);

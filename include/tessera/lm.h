@@ -103,6 +103,10 @@ void tsr_lm_cache_free(tsr_lm_cache *c);
  * cache. Fails on a token outside [0, V) or pos0 + n > cache max_len. */
 tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n,
                           int pos0, float *logits);
+/* The same, writing only the last token's logits (V): what prefill needs.
+ * Bit-identical to the last row of tsr_lm_forward. */
+tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n,
+                               int pos0, float *logits);
 
 /* ------------------------------------------------------------ kernels
  * Used by tsr_lm_forward; exposed for tests and benches.

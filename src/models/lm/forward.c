@@ -49,8 +49,9 @@ static int thread_id(void) {
 #endif
 }
 
-tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
-                          float *logits) {
+/* last_only: logits (V) of the final token only (prefill needs no more) */
+static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                          float *logits, bool last_only) {
     const tsr_lm_config *cfg = &m->cfg;
     const int C = cfg->dim, Hd = cfg->hidden_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
     const int D = C / H, kv = D * Hkv, V = cfg->vocab_size, group = H / Hkv;
@@ -129,8 +130,19 @@ tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     }
 
     if (logits) {
-        for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
-        tsr_lm_matmul(logits, V, xb, C, &m->wcls, n);
+        int t0 = last_only ? n - 1 : 0;
+        for (int t = t0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
+        tsr_lm_matmul(logits, V, xb + (size_t)t0 * C, C, &m->wcls, n - t0);
     }
     return tsr_ok();
+}
+
+tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                          float *logits) {
+    return forward(m, c, tokens, n, pos0, logits, false);
+}
+
+tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                               float *logits) {
+    return forward(m, c, tokens, n, pos0, logits, true);
 }
