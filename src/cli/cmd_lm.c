@@ -2,17 +2,6 @@
  * format (`tessera lm generate`, `tessera lm info`). stdout carries exactly
  * what llama2.c's run.c prints (prompt + completion + newline), streamed and
  * flushed per token; throughput goes to stderr. */
-#if defined(__has_include)
-#if !__has_include("cli/args.h")
-#define TSR_NO_CLI_FRAMEWORK 1
-#endif
-#endif
-
-#ifdef TSR_NO_CLI_FRAMEWORK
-/* The shared flag parser and command table (cli/args.h) are not in this
- * tree yet; the lm commands appear once they are. */
-typedef int tsr_cmd_lm_pending;
-#else
 #include "cli/args.h"
 #include "tessera/lm.h"
 #include "tessera/tokenizer.h"
@@ -224,4 +213,3 @@ static const cli_verb k_verbs[] = {
 };
 
 const cli_family cli_family_lm = {"lm", "Llama-family language model inference (llama2.c checkpoints)", k_verbs};
-#endif
