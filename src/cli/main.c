@@ -1,3 +1,68 @@
-/* tessera CLI: `tessera <family> <verb> [--flags]`. */
-#include <stdio.h>
-int main(void) { puts("tessera"); return 0; }
+/* tessera CLI entry point: `tessera <family> <verb> [--long-flags]`.
+ * The command table below is the only place that knows every family; a new
+ * family adds its cmd_<family>.c (defining a cli_family) and one line here. */
+#include "cli/args.h"
+
+#include <string.h>
+
+extern const cli_family cli_family_classify;
+
+static const cli_family *const g_families[] = {
+    &cli_family_classify,
+    NULL,
+};
+
+static void print_top_help(FILE *f) {
+    fprintf(f, "usage: tessera <family> <verb> [--flags]\n\nfamilies:\n");
+    for (int i = 0; g_families[i]; i++)
+        fprintf(f, "  %-12s %s\n", g_families[i]->name, g_families[i]->summary);
+    fprintf(f, "\n'tessera <family> --help' lists its verbs; "
+               "'tessera <family> <verb> --help' its flags.\n");
+}
+
+static void print_family_help(FILE *f, const cli_family *fam) {
+    fprintf(f, "usage: tessera %s <verb> [--flags]\n\n%s\n\nverbs:\n", fam->name, fam->summary);
+    for (int i = 0; fam->verbs[i].name; i++)
+        fprintf(f, "  %-12s %s\n", fam->verbs[i].name, fam->verbs[i].summary);
+}
+
+static bool is_help(const char *a) {
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_top_help(stderr);
+        return CLI_USAGE;
+    }
+    if (is_help(argv[1])) {
+        print_top_help(stdout);
+        return CLI_OK;
+    }
+    const cli_family *fam = NULL;
+    for (int i = 0; g_families[i]; i++)
+        if (strcmp(g_families[i]->name, argv[1]) == 0) fam = g_families[i];
+    if (!fam) {
+        fprintf(stderr, "tessera: unknown family '%s' (see 'tessera --help')\n", argv[1]);
+        return CLI_USAGE;
+    }
+    if (argc < 3) {
+        print_family_help(stderr, fam);
+        return CLI_USAGE;
+    }
+    if (is_help(argv[2])) {
+        print_family_help(stdout, fam);
+        return CLI_OK;
+    }
+    for (int i = 0; fam->verbs[i].name; i++) {
+        if (strcmp(fam->verbs[i].name, argv[2]) == 0) {
+            char prog[128];
+            snprintf(prog, sizeof prog, "tessera %s %s", fam->name, fam->verbs[i].name);
+            int rc = fam->verbs[i].run(prog, argc - 3, argv + 3);
+            return rc == CLI_HELP ? CLI_OK : rc;
+        }
+    }
+    fprintf(stderr, "tessera %s: unknown verb '%s' (see 'tessera %s --help')\n", fam->name, argv[2],
+            fam->name);
+    return CLI_USAGE;
+}

@@ -1,0 +1,149 @@
+/* tessera CLI: the long-flag parser and the error/usage printers that every
+ * cmd_<family>.c uses, so all commands fail the same way. */
+#include "cli/args.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+int cli_usage_error(const char *prog, const char *fmt, ...) {
+    fprintf(stderr, "%s: ", prog);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see '%s --help')\n", prog);
+    return CLI_USAGE;
+}
+
+int cli_fail(tsr_status st, const char *hint) {
+    fprintf(stderr, "tessera: error: %s\n", st.msg[0] ? st.msg : "unknown failure");
+    if (hint && hint[0]) fprintf(stderr, "  hint: %s\n", hint);
+    return CLI_FAIL;
+}
+
+static const char *kind_meta(const arg_spec *s) {
+    if (s->metavar) return s->metavar;
+    switch (s->kind) {
+    case ARG_INT:
+    case ARG_I64:
+    case ARG_U64: return "N";
+    case ARG_FLOAT: return "X";
+    case ARG_STR: return "STR";
+    default: return "";
+    }
+}
+
+void args_print_help(FILE *f, const char *prog, const char *summary, const arg_spec *specs,
+                     int n_specs) {
+    fprintf(f, "usage: %s [flags]\n", prog);
+    if (summary) fprintf(f, "\n%s\n", summary);
+    fprintf(f, "\nflags:\n");
+    for (int i = 0; i < n_specs; i++) {
+        char left[64];
+        if (specs[i].kind == ARG_BOOL) snprintf(left, sizeof left, "--%s", specs[i].name);
+        else snprintf(left, sizeof left, "--%s %s", specs[i].name, kind_meta(&specs[i]));
+        fprintf(f, "  %-22s %s", left, specs[i].help ? specs[i].help : "");
+        /* show defaults of numbers and strings so --help documents them */
+        switch (specs[i].kind) {
+        case ARG_INT: fprintf(f, " [%d]", *(int *)specs[i].dst); break;
+        case ARG_I64: fprintf(f, " [%lld]", (long long)*(int64_t *)specs[i].dst); break;
+        case ARG_U64: fprintf(f, " [%llu]", (unsigned long long)*(uint64_t *)specs[i].dst); break;
+        case ARG_FLOAT: fprintf(f, " [%g]", (double)*(float *)specs[i].dst); break;
+        case ARG_STR:
+            if (*(const char **)specs[i].dst) fprintf(f, " [%s]", *(const char **)specs[i].dst);
+            break;
+        default: break;
+        }
+        fputc('\n', f);
+    }
+    fprintf(f, "  %-22s %s\n", "--help", "show this help");
+}
+
+static int parse_value(const char *prog, const arg_spec *s, const char *v) {
+    char *end = NULL;
+    errno = 0;
+    switch (s->kind) {
+    case ARG_INT: {
+        long x = strtol(v, &end, 10);
+        if (!*v || *end || errno || x < INT_MIN || x > INT_MAX)
+            return cli_usage_error(prog, "--%s expects an integer, got '%s'", s->name, v);
+        *(int *)s->dst = (int)x;
+        break;
+    }
+    case ARG_I64: {
+        long long x = strtoll(v, &end, 10);
+        if (!*v || *end || errno)
+            return cli_usage_error(prog, "--%s expects an integer, got '%s'", s->name, v);
+        *(int64_t *)s->dst = x;
+        break;
+    }
+    case ARG_U64: {
+        if (v[0] == '-')
+            return cli_usage_error(prog, "--%s expects a non-negative integer, got '%s'", s->name, v);
+        unsigned long long x = strtoull(v, &end, 10);
+        if (!*v || *end || errno)
+            return cli_usage_error(prog, "--%s expects a non-negative integer, got '%s'", s->name, v);
+        *(uint64_t *)s->dst = x;
+        break;
+    }
+    case ARG_FLOAT: {
+        float x = strtof(v, &end);
+        if (!*v || *end || errno || !isfinite(x))
+            return cli_usage_error(prog, "--%s expects a number, got '%s'", s->name, v);
+        *(float *)s->dst = x;
+        break;
+    }
+    case ARG_STR:
+        if (!*v) return cli_usage_error(prog, "--%s expects a non-empty value", s->name);
+        *(const char **)s->dst = v;
+        break;
+    case ARG_BOOL: *(bool *)s->dst = true; break;
+    }
+    if (s->set) *s->set = true;
+    return CLI_OK;
+}
+
+int args_parse(const char *prog, const char *summary, const arg_spec *specs, int n_specs,
+               int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            args_print_help(stdout, prog, summary, specs, n_specs);
+            return CLI_HELP;
+        }
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || a[2] == 0)
+            return cli_usage_error(prog, "unexpected argument '%s'", a);
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const arg_spec *s = NULL;
+        for (int k = 0; k < n_specs; k++)
+            if (strlen(specs[k].name) == nlen && strncmp(specs[k].name, name, nlen) == 0) s = &specs[k];
+        if (!s) return cli_usage_error(prog, "unknown flag '--%.*s'", (int)nlen, name);
+        const char *val;
+        if (s->kind == ARG_BOOL) {
+            if (eq) return cli_usage_error(prog, "--%s takes no value", s->name);
+            val = "";
+        } else if (eq) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc) return cli_usage_error(prog, "--%s needs a value", s->name);
+            val = argv[++i];
+        }
+        int rc = parse_value(prog, s, val);
+        if (rc != CLI_OK) return rc;
+    }
+    return CLI_OK;
+}
+
+int cli_common_apply(const char *prog, const cli_common *cm) {
+    if (cm->threads < 0 || cm->threads > 4096)
+        return cli_usage_error(prog, "--threads must be between 1 and 4096");
+    tsr_threads_set(cm->threads);
+    return CLI_OK;
+}
