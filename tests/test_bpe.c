@@ -197,7 +197,7 @@ static void test_roundtrip(tsr_bpe *b) {
         if (!roundtrip(b, buf, len, "random bytes")) fails++;
     }
     const char *inval[] = {"\xc3", "\xc3\x28", "\xe2\x82", "\xed\xa0\x80", "\xf4\x90\x80\x80",
-                           "\xc0\xaf", "\xf0\x9f\x98\x80 ok \xf0\x9f", "a\x00" "b\x00\x00 c"};
+                           "\xc0\xaf", "\xf0\x9f\x98\x80 ok \xf0\x9f", ("a\x00" "b\x00\x00 c")};
     size_t inval_len[] = {1, 2, 2, 3, 4, 2, 10, 8};
     for (int i = 0; i < 8; i++) roundtrip(b, inval[i], inval_len[i], "invalid UTF-8");
     size_t big = 20000;
