@@ -62,6 +62,10 @@ static void test_split(void) {
     check_split("x='s'", "x|='|s|'");
     check_split("h\xc3\xa9llo w\xc3\xb6rld", "h\xc3\xa9llo| w\xc3\xb6rld");
     check_split("a\xc2\xa0" "b", "a|\xc2\xa0|b");                 /* NBSP is whitespace */
+    check_split("module\xe2\x80\x99s \xe2\x80\x9cq\xe2\x80\x9d", /* ’ “ ” are punctuation */
+                "module|\xe2\x80\x99|s| \xe2\x80\x9c|q|\xe2\x80\x9d");
+    check_split("caf\xc3\xa9\xc3\x97x\xc2\xb2 \xe2\x82\xac" "5", /* × is P, ² is N, € is P */
+                "caf\xc3\xa9|\xc3\x97|x|\xc2\xb2| \xe2\x82\xac|5");
     check_split("a\xff\xfe" "b c", "a\xff\xfe" "b| c");           /* invalid bytes are letters */
     check_split("if x:\n\tpass\n", "if| x|:|\n|\t|pass|\n"); /* only " " joins a word */
     check_split("x = [1, 2]  # c", "x| =| [|1|,| 2|]| | #| c");
@@ -193,7 +197,7 @@ static void test_roundtrip(tsr_bpe *b) {
         if (!roundtrip(b, buf, len, "random bytes")) fails++;
     }
     const char *inval[] = {"\xc3", "\xc3\x28", "\xe2\x82", "\xed\xa0\x80", "\xf4\x90\x80\x80",
-                           "\xc0\xaf", "\xf0\x9f\x98\x80 ok \xf0\x9f", "a\x00" "b\x00\x00 c"};
+                           "\xc0\xaf", "\xf0\x9f\x98\x80 ok \xf0\x9f", ("a\x00" "b\x00\x00 c")};
     size_t inval_len[] = {1, 2, 2, 3, 4, 2, 10, 8};
     for (int i = 0; i < 8; i++) roundtrip(b, inval[i], inval_len[i], "invalid UTF-8");
     size_t big = 20000;

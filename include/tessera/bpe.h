@@ -7,10 +7,13 @@
  *     's|'t|'re|'ve|'m|'ll|'d| ?L+| ?N+| ?[^\sLN]+|\s+(?!\S)|\s+
  *   (L letters, N digits, \s Unicode White_Space), written as a hand-made
  *   scanner. Classes: ASCII exactly as the regex; a well-formed non-ASCII
- *   UTF-8 code point is whitespace when it is in Unicode's White_Space set
+ *   UTF-8 code point is whitespace when in Unicode's White_Space set, a
+ *   digit or punctuation for a small table of blocks (Latin-1, General
+ *   Punctuation, currency, arrows/maths, box drawing/shapes, CJK
+ *   punctuation, fullwidth ASCII, emoji; see cp_class in src/io/bpe.c),
  *   and a letter otherwise; a byte that is not part of well-formed UTF-8
- *   is a one-byte letter. On ASCII text (all of the Python corpus but a
- *   few files) this gives exactly HF's ByteLevel(use_regex=true) words.
+ *   is a one-byte letter. On ASCII text this gives exactly HF's
+ *   ByteLevel(use_regex=true) words, and on non-ASCII text nearly always.
  *   For code this keeps an indentation run as its own word minus its last
  *   space, which starts the next word (" return"), and "\n" runs apart.
  * - Each word is encoded independently: bytes -> base tokens, then the

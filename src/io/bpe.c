@@ -85,6 +85,33 @@ static bool cp_is_ws(int cp) {
            cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
+/* Class of a non-ASCII code point: Unicode's White_Space exactly; digits
+ * and punctuation/symbols for the blocks that show up in source code and
+ * its comments (Latin-1, General Punctuation, currency, arrows and maths,
+ * box drawing and shapes, CJK punctuation, fullwidth ASCII, emoji);
+ * everything else counts as a letter. */
+static int cp_class(int cp) {
+    if (cp_is_ws(cp)) return CL_WS;
+    if (cp < 0x100) {
+        if (cp < 0xA0 || cp == 0xD7 || cp == 0xF7) return CL_P;
+        if (cp >= 0xC0 || cp == 0xAA || cp == 0xB5 || cp == 0xBA) return CL_L;
+        if (cp == 0xB2 || cp == 0xB3 || cp == 0xB9 || (cp >= 0xBC && cp <= 0xBE)) return CL_N;
+        return CL_P;
+    }
+    if ((cp >= 0x0660 && cp <= 0x0669) || (cp >= 0x06F0 && cp <= 0x06F9) || (cp >= 0x0966 && cp <= 0x096F))
+        return CL_N;
+    if ((cp >= 0x2000 && cp <= 0x206F) || (cp >= 0x20A0 && cp <= 0x20CF) || (cp >= 0x2190 && cp <= 0x23FF) ||
+        (cp >= 0x2500 && cp <= 0x26FF) || (cp >= 0x3001 && cp <= 0x3004) || (cp >= 0x3008 && cp <= 0x3020) ||
+        (cp >= 0x1F300 && cp <= 0x1FAFF))
+        return CL_P;
+    if (cp >= 0xFF01 && cp <= 0xFF5E) {
+        if (cp >= 0xFF10 && cp <= 0xFF19) return CL_N;
+        if ((cp >= 0xFF21 && cp <= 0xFF3A) || (cp >= 0xFF41 && cp <= 0xFF5A)) return CL_L;
+        return CL_P;
+    }
+    return CL_L;
+}
+
 /* class of the character at s; its byte length in *w */
 static int char_class(const unsigned char *s, size_t n, size_t *w) {
     unsigned c = s[0];
@@ -99,7 +126,7 @@ static int char_class(const unsigned char *s, size_t n, size_t *w) {
     int len = utf8_seq(s, n, &cp);
     if (len == 0) { *w = 1; return CL_L; }
     *w = (size_t)len;
-    return cp_is_ws(cp) ? CL_WS : CL_L;
+    return cp_class(cp);
 }
 
 void tsr_bpe_pretokenize(const void *text, size_t len,
