@@ -206,10 +206,15 @@ static int cmd_info(const char *prog, int argc, char **argv) {
     return CLI_OK;
 }
 
+int cli_lm_tokenizer_train(const char *prog, int argc, char **argv); /* cmd_lm_data.c */
+int cli_lm_tokenize(const char *prog, int argc, char **argv);
+
 static const cli_verb k_verbs[] = {
     {"generate", "continue a prompt (llama2.c run.c semantics)", cmd_generate},
     {"info", "print a checkpoint's configuration", cmd_info},
+    {"tokenizer-train", "learn a byte-level BPE tokenizer.json on a corpus's train split", cli_lm_tokenizer_train},
+    {"tokenize", "tokenise the train/val splits to token files (bytes, tokens per split)", cli_lm_tokenize},
     {NULL, NULL, NULL},
 };
 
-const cli_family cli_family_lm = {"lm", "Llama-family language model inference (llama2.c checkpoints)", k_verbs};
+const cli_family cli_family_lm = {"lm", "Llama-family language model: tokenizers, llama2.c checkpoints, generation", k_verbs};
