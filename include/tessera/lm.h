@@ -97,8 +97,13 @@ tsr_status tsr_lm_model_alloc(tsr_lm_model *m, const tsr_lm_config *cfg);
  * tsr_lm_model_sync_classifier. */
 tsr_status tsr_lm_model_alloc_typed(tsr_lm_model *m, const tsr_lm_config *cfg, tsr_lm_wtype wt,
                                     int group_size);
-/* After tok_emb is filled: store it into a separate shared classifier. */
+/* After tok_emb is filled: store it into a separate (bf16/Q8) shared
+ * classifier and set tok_emb to the classifier's dequantised values. */
 void tsr_lm_model_sync_classifier(tsr_lm_model *m);
+/* Round tok_emb through the model's weight type (tied: as sync_classifier;
+ * untied: each row quantised and dequantised), so that the embedding
+ * table holds exactly what a saved file of this type holds. */
+void tsr_lm_model_round_embedding(tsr_lm_model *m);
 /* dst = src with matrices of type wt (f32 data dequantised exactly first) */
 tsr_status tsr_lm_model_convert(tsr_lm_model *dst, const tsr_lm_model *src, tsr_lm_wtype wt,
                                 int group_size);
@@ -111,6 +116,8 @@ size_t tsr_lm_model_decode_bytes(const tsr_lm_model *m);
 void tsr_lm_mat_store(const tsr_lm_mat *w, const float *src);
 /* Dequantise row r into dst (cols floats). */
 void tsr_lm_mat_row(const tsr_lm_mat *w, int r, float *dst);
+/* dst = src converted (same shape); row: cols floats of scratch */
+void tsr_lm_mat_copy(const tsr_lm_mat *dst, const tsr_lm_mat *src, float *row);
 /* bytes of data + scales */
 size_t tsr_lm_mat_bytes(const tsr_lm_mat *w);
 /* groups per row (Q8) */
@@ -278,6 +285,17 @@ tsr_status tsr_lm_config_from_json(tsr_lm_config *c, const char *json, size_t le
 /* Write the model as safetensors (HF names, matrices in the model's type,
  * config in __metadata__); atomic. */
 tsr_status tsr_lm_save(const tsr_lm_model *m, const char *path);
+
+/* ------------------------------------------------------------ bench helpers
+ * src/models/lm/bench.c: limits measured in the same run as a benchmark. */
+
+/* GB/s of a streaming sum over `bytes` on every worker thread (best of reps) */
+double tsr_lm_bench_read_bw(size_t bytes, int reps, double *checksum);
+/* GFLOPS of cblas_sgemm N x N x N (best of reps) */
+double tsr_lm_bench_sgemm_gflops(int N, int reps);
+/* matmul FLOPs of one forward over n tokens at positions pos0.. (weights,
+ * classifier, attention scores and weighted sums over the keys seen) */
+double tsr_lm_forward_flops(const tsr_lm_config *c, int n, int pos0);
 
 /* ------------------------------------------------------------ llama2.c files */
 

@@ -152,10 +152,38 @@ tsr_status tsr_lm_model_alloc(tsr_lm_model *m, const tsr_lm_config *cfg) {
 }
 
 void tsr_lm_model_sync_classifier(tsr_lm_model *m) {
-    if (m->cfg.shared_classifier && m->wcls.data != (const void *)m->tok_emb) tsr_lm_mat_store(&m->wcls, m->tok_emb);
+    if (!m->cfg.shared_classifier || m->wcls.data == (const void *)m->tok_emb) return;
+    tsr_lm_mat_store(&m->wcls, m->tok_emb);
+    /* the table becomes what the classifier holds, so a tied model reads
+     * the same weights both ways (and a saved copy reloads exactly) */
+    for (int r = 0; r < m->wcls.rows; r++) tsr_lm_mat_row(&m->wcls, r, (float *)m->tok_emb + (size_t)r * m->cfg.dim);
 }
 
-static void copy_mat(const tsr_lm_mat *dst, const tsr_lm_mat *src, float *row) {
+void tsr_lm_model_round_embedding(tsr_lm_model *m) {
+    if (m->wtype == TSR_LM_W_F32) return;
+    if (m->cfg.shared_classifier) {
+        tsr_lm_model_sync_classifier(m);
+        return;
+    }
+    /* untied: round each row through the model's type, one row at a time */
+    const int C = m->cfg.dim;
+    tsr_lm_mat one = {m->wtype, 1, C, NULL, NULL, m->group_size};
+    void *q = malloc((size_t)C * sizeof(uint16_t));
+    float *sc = malloc(sizeof(float) * (size_t)(tsr_lm_mat_groups(&one) + 1));
+    TSR_ASSERT(q && sc);
+    one.data = q;
+    one.scales = m->wtype == TSR_LM_W_Q8 ? sc : NULL;
+    for (int r = 0; r < m->cfg.vocab_size; r++) {
+        float *row = (float *)m->tok_emb + (size_t)r * C;
+        tsr_lm_mat_store(&one, row);
+        tsr_lm_mat_row(&one, 0, row);
+    }
+    free(q);
+    free(sc);
+}
+
+void tsr_lm_mat_copy(const tsr_lm_mat *dst, const tsr_lm_mat *src, float *row) {
+    TSR_ASSERT(dst->rows == src->rows && dst->cols == src->cols);
     if (dst->type == src->type && dst->group_size == src->group_size) {
         memcpy((void *)dst->data, src->data, data_bytes(src->type, (size_t)src->rows, (size_t)src->cols));
         if (src->scales)
@@ -192,17 +220,23 @@ tsr_status tsr_lm_model_convert(tsr_lm_model *dst, const tsr_lm_model *src, tsr_
         tsr_lm_layer *b = &dst->layers[l];
         memcpy((void *)b->rms_att, a->rms_att, sizeof(float) * C);
         memcpy((void *)b->rms_ffn, a->rms_ffn, sizeof(float) * C);
-        copy_mat(&b->wq, &a->wq, row);
-        copy_mat(&b->wk, &a->wk, row);
-        copy_mat(&b->wv, &a->wv, row);
-        copy_mat(&b->wo, &a->wo, row);
-        copy_mat(&b->w1, &a->w1, row);
-        copy_mat(&b->w3, &a->w3, row);
-        copy_mat(&b->w2, &a->w2, row);
+        tsr_lm_mat_copy(&b->wq, &a->wq, row);
+        tsr_lm_mat_copy(&b->wk, &a->wk, row);
+        tsr_lm_mat_copy(&b->wv, &a->wv, row);
+        tsr_lm_mat_copy(&b->wo, &a->wo, row);
+        tsr_lm_mat_copy(&b->w1, &a->w1, row);
+        tsr_lm_mat_copy(&b->w3, &a->w3, row);
+        tsr_lm_mat_copy(&b->w2, &a->w2, row);
     }
     memcpy((void *)dst->rms_final, src->rms_final, sizeof(float) * C);
-    if (dst->wcls.data != (const void *)dst->tok_emb) copy_mat(&dst->wcls, &src->wcls, row);
+    if (dst->wcls.data != (const void *)dst->tok_emb) tsr_lm_mat_copy(&dst->wcls, &src->wcls, row);
     free(row);
+    /* the embedding table is stored in the model's type too */
+    if (c->shared_classifier) {
+        for (int r = 0; r < dst->wcls.rows; r++) tsr_lm_mat_row(&dst->wcls, r, (float *)dst->tok_emb + (size_t)r * C);
+    } else {
+        tsr_lm_model_round_embedding(dst);
+    }
     return tsr_ok();
 }
 
@@ -312,7 +346,7 @@ void tsr_lm_model_randomize(tsr_lm_model *m, uint64_t seed, float std) {
     }
     fill_normal(m->rms_final, C, &r, std, 1);
     if (!c->shared_classifier) fill_mat(&m->wcls, &r, std);
-    else tsr_lm_model_sync_classifier(m);
+    tsr_lm_model_round_embedding(m);
 }
 
 int64_t tsr_lm_model_params(const tsr_lm_model *m) {
