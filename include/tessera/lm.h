@@ -275,6 +275,9 @@ tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, struct tsr_bpe *tok, tsr_l
 /* wtype < 0: the type the file stores (F32/F16 -> f32, BF16 -> bf16,
  * Q8 -> q8); group_size <= 0: the file's or TSR_LM_Q8_GROUP. */
 tsr_status tsr_lm_load_safetensors(tsr_lm_model *m, const char *path, int wtype, int group_size);
+/* The same from a file image in memory; name labels messages. */
+tsr_status tsr_lm_parse_safetensors(tsr_lm_model *m, const void *buf, size_t len, const char *name, int wtype,
+                                    int group_size);
 /* dir/config.json + dir/model.safetensors */
 tsr_status tsr_lm_load_hf_dir(tsr_lm_model *m, const char *dir, int wtype, int group_size);
 /* Dispatch on the path: a directory -> HF, *.safetensors -> tessera file,

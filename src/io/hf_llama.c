@@ -310,6 +310,30 @@ static tsr_status fill_model(tsr_lm_model *m, const loader *L) {
     return tsr_ok();
 }
 
+/* Every tensor present with its shape before anything is allocated, so
+ * the allocation is bounded by what the file holds. */
+static tsr_status check_shapes(const loader *L, const tsr_lm_config *c) {
+    const int C = c->dim, kv = c->dim / c->n_heads * c->n_kv_heads, Hd = c->hidden_dim;
+    const tsr_st_tensor *t, *s;
+    char nm[128];
+    tsr_status st;
+    if ((st = find_mat(L, "model.embed_tokens.weight", c->vocab_size, C, &t, &s)).code) return st;
+    for (int l = 0; l < c->n_layers; l++) {
+        struct {
+            const char *leaf;
+            int r, k;
+        } mats[] = {{"self_attn.q_proj", C, C},   {"self_attn.k_proj", kv, C}, {"self_attn.v_proj", kv, C},
+                    {"self_attn.o_proj", C, C},   {"mlp.gate_proj", Hd, C},    {"mlp.up_proj", Hd, C},
+                    {"mlp.down_proj", C, Hd}};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, mats[i].leaf);
+            if ((st = find_mat(L, nm, mats[i].r, mats[i].k, &t, &s)).code) return st;
+        }
+    }
+    if (!c->shared_classifier && (st = find_mat(L, "lm_head.weight", c->vocab_size, C, &t, &s)).code) return st;
+    return tsr_ok();
+}
+
 /* the file's weight type: its q_proj's dtype */
 static tsr_lm_wtype stored_type(const tsr_st_file *f) {
     const tsr_st_tensor *t = tsr_st_find(f, "model.layers.0.self_attn.q_proj.weight");
@@ -335,9 +359,11 @@ static tsr_status load_from(tsr_lm_model *m, const tsr_st_file *f, const char *p
     if (tied < 0) cfg.shared_classifier = !has_head;
     if (!cfg.shared_classifier && !has_head)
         return tsr_errorf(TSR_ERR_FORMAT, "%s: missing tensor 'lm_head.weight' (config says untied embeddings)", path);
+    tsr_status st = check_shapes(&L, &cfg);
+    if (st.code) return st;
     tsr_lm_wtype wt = wtype >= 0 ? (tsr_lm_wtype)wtype : stored_type(f);
     if (group_size <= 0) group_size = L.file_gs ? L.file_gs : TSR_LM_Q8_GROUP;
-    tsr_status st = tsr_lm_model_alloc_typed(m, &cfg, wt, group_size);
+    st = tsr_lm_model_alloc_typed(m, &cfg, wt, group_size);
     if (st.code) return tsr_errorf(st.code, "%s: %s", path, st.msg);
     st = fill_model(m, &L);
     if (st.code) tsr_lm_model_free(m);
@@ -359,6 +385,21 @@ tsr_status tsr_lm_load_safetensors(tsr_lm_model *m, const char *path, int wtype,
     int tied;
     st = config_from(&cfg, &tied, &src);
     if (st.code == TSR_OK) st = load_from(m, &f, path, &cfg, tied, wtype, group_size);
+    tsr_st_free(&f);
+    return st;
+}
+
+tsr_status tsr_lm_parse_safetensors(tsr_lm_model *m, const void *buf, size_t len, const char *name, int wtype,
+                                    int group_size) {
+    memset(m, 0, sizeof *m);
+    tsr_st_file f;
+    tsr_status st = tsr_st_parse(buf, len, name, &f);
+    if (st.code) return st;
+    cfg_src src = {NULL, &f, name};
+    tsr_lm_config cfg;
+    int tied;
+    st = config_from(&cfg, &tied, &src);
+    if (st.code == TSR_OK) st = load_from(m, &f, name, &cfg, tied, wtype, group_size);
     tsr_st_free(&f);
     return st;
 }
