@@ -119,7 +119,7 @@ bool tsr_lm_have_avx512_vnni(void) {
 }
 
 /* sum of 16 lanes: halves added, then the 8-lane tree of hsum8 */
-static inline float hsum16_scalar(const float *a) {
+static inline __attribute__((unused)) float hsum16_scalar(const float *a) {
     float h[8];
     for (int l = 0; l < 8; l++) h[l] = a[l] + a[l + 8];
     float b0 = h[0] + h[4], b1 = h[1] + h[5], b2 = h[2] + h[6], b3 = h[3] + h[7];
