@@ -60,6 +60,28 @@ static tsr_conv_opts opts(int sh, int sw, int ph, int pw, int dh, int dw, int G,
     return o;
 }
 
+/* chunks are scheduled dynamically: two runs must still agree bit for bit */
+static void check_deterministic(void) {
+    tsr_conv_opts o = opts(1, 1, 1, 1, 1, 1, 1, 0, 0);
+    tsr_conv_geom g = tsr_conv_geom_make(24, 8, 9, 9, 12, 3, 3, &o);
+    g.nb = 1;
+    int64_t nx = 24 * 8 * 81, nw = 12 * 8 * 9, ny = 24 * 12 * 81;
+    float *x = frand(nx, 7), *w = frand(nw, 8), *dy = frand(ny, 9);
+    float *scratch = malloc(sizeof(float) * (size_t)tsr_conv_scratch_floats(&g));
+    float *y[2], *dx[2], *dw[2];
+    for (int r = 0; r < 2; r++) {
+        y[r] = malloc(sizeof(float) * ny), dx[r] = calloc(nx, 4), dw[r] = calloc(nw, 4);
+        tsr_conv2d_fwd(&tsr_backend_cpu, y[r], x, w, NULL, &g, scratch, false);
+        tsr_conv2d_bwd_data(&tsr_backend_cpu, dx[r], dy, w, &g, scratch);
+        tsr_conv2d_bwd_weight(&tsr_backend_cpu, dw[r], NULL, dy, x, &g, scratch);
+    }
+    TU_CHECK(memcmp(y[0], y[1], sizeof(float) * ny) == 0 && memcmp(dx[0], dx[1], sizeof(float) * nx) == 0 &&
+                 memcmp(dw[0], dw[1], sizeof(float) * nw) == 0,
+             "conv results differ between two identical runs");
+    for (int r = 0; r < 2; r++) free(y[r]), free(dx[r]), free(dw[r]);
+    free(x), free(w), free(dy), free(scratch);
+}
+
 static tsr_conv_opts g_opts;
 static tsr_tensor *conv_fn(tsr_ctx *c, tsr_tensor **in, void *ud) {
     return tsr_conv2d(c, in[0], in[1], ud ? in[2] : NULL, &g_opts);
@@ -160,6 +182,10 @@ int main(void) {
         check_fast_vs_ref(5, 6, 5, 4, 3, 1, 1, opts(1, 1, 0, 0, 1, 1, 1, 0, 0), nbs[i], 140 + i);
         check_fast_vs_ref(5, 4, 8, 11, 4, 2, 5, opts(3, 2, 0, 3, 1, 2, 2, 0, 0), nbs[i], 150 + i);
         check_fast_vs_ref(5, 2, 6, 6, 3, 1, 1, opts(2, 2, 0, 0, 1, 1, 1, 0, 0), nbs[i], 160 + i);
+        /* stride 1 but narrower map: the per-row copy path */
+        check_fast_vs_ref(5, 3, 7, 9, 4, 3, 3, opts(1, 1, 1, 0, 1, 1, 1, 0, 0), nbs[i], 180 + i);
+        /* 'same' width with a wide asymmetric kernel and padding only in w */
+        check_fast_vs_ref(5, 2, 6, 8, 3, 2, 5, opts(1, 1, 0, 2, 1, 1, 1, 0, 0), nbs[i], 190 + i);
     }
     /* default chunking on a classifier layer */
     {
@@ -167,6 +193,8 @@ int main(void) {
         tsr_conv_geom g = tsr_conv_geom_make(16, 8, 14, 14, 16, 3, 3, &o);
         check_fast_vs_ref(16, 8, 14, 14, 16, 3, 3, o, g.nb, 170);
     }
+
+    check_deterministic();
 
     /* gradient checks */
     gradcheck_conv("conv2d pad1 bias", false, (int64_t[]){2, 3, 6, 5}, (int64_t[]){4, 3, 3, 3}, 4,

@@ -138,6 +138,8 @@ int main(void) {
         "\xff\xfe bad \x80\x80\x80\x80\x80 lead\xc3 trunc \xe2\x82",    /* invalid UTF-8 */
         "\x01\x02\x7f tabs\tand\rcontrol",
         "<s> </s> <unk> <0x41>",
+        "aaa eee ooo lll   sss !!! ...", /* equal-score pairs: the leftmost merges first */
+        "aaaaaaa helllo appple cooool",
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char label[32];

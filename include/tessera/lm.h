@@ -103,6 +103,10 @@ void tsr_lm_cache_free(tsr_lm_cache *c);
  * cache. Fails on a token outside [0, V) or pos0 + n > cache max_len. */
 tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n,
                           int pos0, float *logits);
+/* The same, writing only the last token's logits (V): what prefill needs.
+ * Bit-identical to the last row of tsr_lm_forward. */
+tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n,
+                               int pos0, float *logits);
 
 /* ------------------------------------------------------------ kernels
  * Used by tsr_lm_forward; exposed for tests and benches.
@@ -113,6 +117,10 @@ void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_ma
 void tsr_lm_matmul_ref(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n);
 /* the canonical dot product every output element is computed with */
 float tsr_lm_dot(const float *a, const float *b, int k);
+/* One query head (D) over keys/values 0..n_keys-1 (rows ld floats apart):
+ * softmax(q.k / sqrt(D)) v, keys visited in order; att: n_keys scratch. */
+void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
+                   float *att);
 
 /* ------------------------------------------------------------ sampling */
 

@@ -56,7 +56,8 @@ typedef struct {
 /* geometry for conv x (B,cin,h,w) -> (B,cout,.,.): fills ho/wo and a chunk size */
 tsr_conv_geom tsr_conv_geom_make(int B, int cin, int h, int w, int cout, int kh, int kw,
                                  const tsr_conv_opts *o);
-/* floats of scratch the fast kernels need for g */
+/* floats of scratch the fast kernels need for g (the weight grad needs all
+ * of it; forward and input grad only the per-thread part at the front) */
 int64_t tsr_conv_scratch_floats(const tsr_conv_geom *g);
 
 /* out (B,cout,ho,wo) = conv(x) [+ bias]; accumulate adds into out instead */

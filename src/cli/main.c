@@ -6,16 +6,18 @@
 #include <string.h>
 
 extern const cli_family cli_family_classify;
+extern const cli_family cli_family_lm;
 
 static const cli_family *const g_families[] = {
     &cli_family_classify,
+    &cli_family_lm,
     NULL,
 };
 
 static void print_top_help(FILE *f) {
     fprintf(f, "usage: tessera <family> <verb> [--flags]\n\nfamilies:\n");
     for (int i = 0; g_families[i]; i++)
-        fprintf(f, "  %-12s %s\n", g_families[i]->name, g_families[i]->summary);
+        fprintf(f, "  %-16s %s\n", g_families[i]->name, g_families[i]->summary);
     fprintf(f, "\n'tessera <family> --help' lists its verbs; "
                "'tessera <family> <verb> --help' its flags.\n");
 }
@@ -23,7 +25,7 @@ static void print_top_help(FILE *f) {
 static void print_family_help(FILE *f, const cli_family *fam) {
     fprintf(f, "usage: tessera %s <verb> [--flags]\n\n%s\n\nverbs:\n", fam->name, fam->summary);
     for (int i = 0; fam->verbs[i].name; i++)
-        fprintf(f, "  %-12s %s\n", fam->verbs[i].name, fam->verbs[i].summary);
+        fprintf(f, "  %-16s %s\n", fam->verbs[i].name, fam->verbs[i].summary);
 }
 
 static bool is_help(const char *a) {

@@ -8,6 +8,7 @@
  * on a polynomial exp (below) so those loops vectorise; erf and tanh
  * forwards call libm. */
 #include "tessera/ops.h"
+#include "tessera/fastmath.h"
 
 #include <math.h>
 
@@ -18,35 +19,10 @@
 #define INV_SQRT2 0.7071067811865476f
 #define INV_SQRT_2PI 0.3989422804014327f
 
-/* e^x for x <= 0 without a libm call, so loops using it vectorise.
- * x = k ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its
- * degree-8 Taylor polynomial (truncation < 1e-8 relative), 2^k built in the
- * exponent bits. Within a few ulp of expf on [-87, 0]; below -87 it
- * returns e^-87 (about 1.6e-38) instead of underflowing. */
-static inline float exp_neg(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round via 1.5 * 2^23 */
-    float r = x - k * 0.693145752f;
-    r = r - k * 1.42860677e-6f;
-    float p = 2.48015873e-5f;
-    p = p * r + 1.98412698e-4f;
-    p = p * r + 1.38888889e-3f;
-    p = p * r + 8.33333333e-3f;
-    p = p * r + 4.16666667e-2f;
-    p = p * r + 1.66666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } two_k = {.i = ((int32_t)k + 127) << 23};
-    return p * two_k.f;
-}
 
 /* sigma(x) and 1 - sigma(x) = sigma(-x), each without cancellation */
 static inline void sigm2(float x, float *s, float *sn) {
-    float e = exp_neg(-fabsf(x));
+    float e = tsr_expf_fast(-fabsf(x));
     float big = 1.0f / (1.0f + e), small = e * big;
     *s = x >= 0.0f ? big : small;
     *sn = x >= 0.0f ? small : big;
@@ -159,13 +135,25 @@ static void swiglu_backward(tsr_ctx *c, tsr_node *n) {
     float *dg = gt->requires_grad ? tsr_grad(c, gt) : NULL;
     float *du = ut->requires_grad ? tsr_grad(c, ut) : NULL;
     int64_t N = gt->numel;
+    /* one loop per case so each body is branch-free and vectorises */
+    if (dg && du) {
 #pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
-    for (int64_t i = 0; i < N; i++) {
-        float s, sn;
-        sigm2(g[i], &s, &sn);
-        float sl = g[i] * s;
-        if (dg) dg[i] += go[i] * u[i] * s * (1.0f + g[i] * sn);
-        if (du) du[i] += go[i] * sl;
+        for (int64_t i = 0; i < N; i++) {
+            float s, sn;
+            sigm2(g[i], &s, &sn);
+            dg[i] += go[i] * u[i] * s * (1.0f + g[i] * sn);
+            du[i] += go[i] * g[i] * s;
+        }
+    } else if (dg) {
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+        for (int64_t i = 0; i < N; i++) {
+            float s, sn;
+            sigm2(g[i], &s, &sn);
+            dg[i] += go[i] * u[i] * s * (1.0f + g[i] * sn);
+        }
+    } else if (du) {
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+        for (int64_t i = 0; i < N; i++) du[i] += go[i] * g[i] * sigm(g[i]);
     }
 }
 

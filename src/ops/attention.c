@@ -286,6 +286,18 @@ static float max_row(const float *x, int npad) {
     return r;
 }
 
+/* sum of x (npad, a multiple of 16) lane by lane, then across lanes in a
+ * fixed order: trailing zeros leave it bit-identical, so a query row's
+ * output does not depend on how many keys its tile computed (or on how
+ * many queries shared the forward, which speculative verification needs) */
+static float sum_row(const float *x, int npad) {
+    v16 a = vsplat(0.f);
+    for (int j = 0; j < npad; j += VL) a += vload(x + j);
+    float r = 0;
+    for (int i = 0; i < VL; i++) r += a[i];
+    return r;
+}
+
 /* x (npad, a multiple of 16) -> exp(x - sub) in place */
 static void exp_row(float *x, int npad, float sub) {
     for (int j = 0; j < npad; j += VL) vstore(x + j, vexp(vload(x + j) - sub));
@@ -301,11 +313,17 @@ static void transpose_kv(float *xt, const float *x, int B, int S, int Hkv, int D
         float *dst = xt + (int64_t)bg * D * S;
         const float *src = x + ((int64_t)b * S * Hkv + g) * D;
         int64_t rs = (int64_t)Hkv * D;
-        /* 16 keys at a time so each destination row gets a full line */
+        /* 16x16 blocks through a local buffer: contiguous reads and
+         * contiguous 64-byte writes */
+        float blk[VL][VL];
         for (int s0 = 0; s0 < S; s0 += VL) {
             int sn = S - s0 < VL ? S - s0 : VL;
-            for (int d = 0; d < D; d++)
-                for (int s = 0; s < sn; s++) dst[(int64_t)d * S + s0 + s] = src[(s0 + s) * rs + d];
+            for (int d0 = 0; d0 < D; d0 += VL) {
+                int dn = D - d0 < VL ? D - d0 : VL;
+                for (int s = 0; s < sn; s++)
+                    for (int d = 0; d < dn; d++) blk[d][s] = src[(s0 + s) * rs + d0 + d];
+                for (int d = 0; d < dn; d++) memcpy(dst + (int64_t)(d0 + d) * S + s0, blk[d], sizeof(float) * sn);
+            }
         }
     }
 }
@@ -356,9 +374,7 @@ void tsr_attention_fwd(float *out, float *lse, float *scratch, const float *q, c
                     continue;
                 }
                 exp_row(x, ld, m);
-                float l = 0;
-#pragma omp simd reduction(+ : l)
-                for (int j = 0; j < jn; j++) l += x[j];
+                float l = sum_row(x, ld);
                 float inv = 1.0f / l;
 #pragma omp simd
                 for (int j = 0; j < jn; j++) x[j] *= inv;

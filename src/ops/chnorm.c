@@ -10,6 +10,33 @@
 
 #define PAR_MIN 32768
 
+/* Plane sums run in float across SIMD lanes (a fixed order for a given
+ * build), planes and channels then combine in double. */
+static float vsum(const float *x, int64_t n) {
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+static float vsum_sq_dev(const float *x, int64_t n, float m) {
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    return s;
+}
+
+/* sum dy and sum dy*(x-m) */
+static void vsum_dy(const float *dy, const float *x, int64_t n, float m, float *s1, float *s2) {
+    float a = 0.f, b = 0.f;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < n; i++) {
+        a += dy[i];
+        b += dy[i] * (x[i] - m);
+    }
+    *s1 = a, *s2 = b;
+}
+
 /* ---- group norm: x (B,C,S), stats per (b, group) over C/G*S values */
 
 static void gn_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
@@ -19,11 +46,12 @@ static void gn_fwd(float *y, float *mean, float *rstd, const float *x, const flo
 #pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
     for (int u = 0; u < B * G; u++) {
         const float *xp = x + (int64_t)u * n;
-        double s = 0;
-        for (int64_t i = 0; i < n; i++) s += xp[i];
-        double m = s / (double)n, v = 0;
-        for (int64_t i = 0; i < n; i++) v += ((double)xp[i] - m) * ((double)xp[i] - m);
-        float mf = (float)m, r = (float)(1.0 / sqrt(v / (double)n + eps));
+        double s = 0, v = 0;
+        for (int k = 0; k < cg; k++) s += vsum(xp + k * S, S);
+        float mf = (float)(s / (double)n);
+        for (int k = 0; k < cg; k++) v += vsum_sq_dev(xp + k * S, S, mf);
+        double d = (s - (double)mf * n) / (double)n; /* mf's rounding */
+        float r = (float)(1.0 / sqrt(v / (double)n - d * d + eps));
         mean[u] = mf, rstd[u] = r;
         int gi = u % G;
         for (int k = 0; k < cg; k++) {
@@ -31,6 +59,7 @@ static void gn_fwd(float *y, float *mean, float *rstd, const float *x, const flo
             float a = r * (w ? w[ch] : 1.f), bb = b ? b[ch] : 0.f;
             const float *xs = xp + k * S;
             float *ys = y + (int64_t)u * n + k * S;
+#pragma omp simd
             for (int64_t i = 0; i < S; i++) ys[i] = (xs[i] - mf) * a + bb;
         }
     }
@@ -48,17 +77,16 @@ static void gn_bwd(float *dx, float *dw, float *db, const float *dy, const float
             int gi = u % G;
             double s1 = 0, s2 = 0; /* sum dxhat, sum dxhat*xhat */
             for (int k = 0; k < cg; k++) {
-                float wc = w ? w[gi * cg + k] : 1.f;
-                for (int64_t i = k * S; i < (k + 1) * S; i++) {
-                    float dh = gp[i] * wc;
-                    s1 += dh;
-                    s2 += (double)dh * ((xp[i] - m) * r);
-                }
+                float wc = w ? w[gi * cg + k] : 1.f, t1, t2;
+                vsum_dy(gp + k * S, xp + k * S, S, m, &t1, &t2);
+                s1 += (double)t1 * wc;
+                s2 += (double)t2 * wc * r;
             }
             float a = (float)(s1 / (double)n), bq = (float)(s2 / (double)n);
             float *dp = dx + (int64_t)u * n;
             for (int k = 0; k < cg; k++) {
                 float wc = w ? w[gi * cg + k] : 1.f;
+#pragma omp simd
                 for (int64_t i = k * S; i < (k + 1) * S; i++)
                     dp[i] += r * (gp[i] * wc - a - (xp[i] - m) * r * bq);
             }
@@ -70,11 +98,11 @@ static void gn_bwd(float *dx, float *dw, float *db, const float *dy, const float
             double sw = 0, sb = 0;
             for (int bi = 0; bi < B; bi++) {
                 int u = bi * G + ch / cg;
-                const float *xs = x + ((int64_t)bi * C + ch) * S, *gs = dy + ((int64_t)bi * C + ch) * S;
-                for (int64_t i = 0; i < S; i++) {
-                    sw += (double)gs[i] * ((xs[i] - mean[u]) * rstd[u]);
-                    sb += gs[i];
-                }
+                int64_t o = ((int64_t)bi * C + ch) * S;
+                float t1, t2;
+                vsum_dy(dy + o, x + o, S, mean[u], &t1, &t2);
+                sw += (double)t2 * rstd[u];
+                sb += t1;
             }
             if (dw) dw[ch] += (float)sw;
             if (db) db[ch] += (float)sb;
@@ -123,22 +151,19 @@ tsr_tensor *tsr_groupnorm(tsr_ctx *c, tsr_tensor *x, int groups, tsr_tensor *w, 
 
 /* ---- batch norm: x (B,C,S), stats per channel over B*S values */
 
-/* batch mean and biased variance per channel */
+/* batch mean and biased variance per channel; the variance pass centres
+ * on the float mean (exact two-pass form, no cancellation) */
 static void bn_stats(float *mean, double *var, const float *x, int B, int C, int64_t S) {
 #pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
     for (int ch = 0; ch < C; ch++) {
         double s = 0;
-        for (int bi = 0; bi < B; bi++) {
-            const float *xs = x + ((int64_t)bi * C + ch) * S;
-            for (int64_t i = 0; i < S; i++) s += xs[i];
-        }
-        double m = s / ((double)B * S), v = 0;
-        for (int bi = 0; bi < B; bi++) {
-            const float *xs = x + ((int64_t)bi * C + ch) * S;
-            for (int64_t i = 0; i < S; i++) v += ((double)xs[i] - m) * ((double)xs[i] - m);
-        }
-        mean[ch] = (float)m;
-        var[ch] = v / ((double)B * S);
+        for (int bi = 0; bi < B; bi++) s += vsum(x + ((int64_t)bi * C + ch) * S, S);
+        float m = (float)(s / ((double)B * S));
+        double n = (double)B * S, v = 0, d = s - (double)m * n;
+        for (int bi = 0; bi < B; bi++) v += vsum_sq_dev(x + ((int64_t)bi * C + ch) * S, S, m);
+        mean[ch] = m;
+        /* d/n corrects for m being the rounded mean */
+        var[ch] = v / n - (d / n) * (d / n);
     }
 }
 
@@ -151,6 +176,7 @@ static void bn_apply(float *y, const float *x, const float *mean, const float *r
         float a = rstd[ch] * (w ? w[ch] : 1.f), m = mean[ch], bb = b ? b[ch] : 0.f;
         const float *xs = x + (int64_t)u * S;
         float *ys = y + (int64_t)u * S;
+#pragma omp simd
         for (int64_t i = 0; i < S; i++) ys[i] = (xs[i] - m) * a + bb;
     }
 }
@@ -165,13 +191,10 @@ static void bn_bwd(float *dx, float *dw, float *db, const float *dy, const float
         float m = mean[ch], r = rstd[ch];
         double s1 = 0, s2 = 0; /* sum dy, sum dy*xhat */
         for (int bi = 0; bi < B; bi++) {
-            const float *xs = x + ((int64_t)bi * C + ch) * S, *gs = dy + ((int64_t)bi * C + ch) * S;
-            float t1 = 0.f, t2 = 0.f;
-            for (int64_t i = 0; i < S; i++) {
-                t1 += gs[i];
-                t2 += gs[i] * ((xs[i] - m) * r);
-            }
-            s1 += t1, s2 += t2;
+            int64_t o = ((int64_t)bi * C + ch) * S;
+            float t1, t2;
+            vsum_dy(dy + o, x + o, S, m, &t1, &t2);
+            s1 += t1, s2 += (double)t2 * r;
         }
         if (dw) dw[ch] += (float)s2;
         if (db) db[ch] += (float)s1;
@@ -181,6 +204,7 @@ static void bn_bwd(float *dx, float *dw, float *db, const float *dy, const float
         for (int bi = 0; bi < B; bi++) {
             const float *xs = x + ((int64_t)bi * C + ch) * S, *gs = dy + ((int64_t)bi * C + ch) * S;
             float *ds = dx + ((int64_t)bi * C + ch) * S;
+#pragma omp simd
             for (int64_t i = 0; i < S; i++) ds[i] += k * (gs[i] - a - (xs[i] - m) * r * q);
         }
     }

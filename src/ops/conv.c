@@ -7,8 +7,9 @@
  * im2col and a single-threaded sgemm on private scratch. Letting OpenBLAS
  * thread each sgemm instead, between OpenMP loops, made the two thread
  * pools spin against each other on few cores (4-6x slower on 2 cores).
- * Weight grads sum per-thread partials in thread order, so results are
- * deterministic for a fixed thread count. */
+ * Chunks are scheduled dynamically (a shared, busy machine stalls static
+ * splits); weight grads sum fixed per-group partials in group order, so
+ * results are deterministic for a fixed thread count. */
 #include "tessera/ops.h"
 
 #include <string.h>
@@ -67,17 +68,29 @@ tsr_conv_geom tsr_conv_geom_make(int B, int cin, int h, int w, int cout, int kh,
     return g;
 }
 
-/* per-thread slot: col (kg, nb*hwo), tmp (coutg, nb*hwo) when nb > 1,
- * weight-grad partial (cout, kg) */
+/* per-thread slot: col (kg, nb*hwo) and tmp (coutg, nb*hwo) when nb > 1 */
 static int64_t slot_floats(const tsr_conv_geom *g) {
     int64_t cols = (int64_t)g->nb * g->ho * g->wo;
     int64_t kg = (int64_t)(g->cin / g->groups) * g->kh * g->kw;
     int64_t tmp = g->nb > 1 ? (int64_t)(g->cout / g->groups) * cols : 0;
-    return (kg * cols + tmp + (int64_t)g->cout * kg + 15) / 16 * 16;
+    return (kg * cols + tmp + 15) / 16 * 16;
+}
+
+static int n_slots(const tsr_conv_geom *g) { return g->threads > 1 ? g->threads : 1; }
+
+static int n_chunks(const tsr_conv_geom *g) { return (g->B + g->nb - 1) / g->nb; }
+
+/* weight grads: chunks fall into this many fixed contiguous groups, each
+ * summed into its own partial, so any thread may take any group and the
+ * result still has one summation order */
+static int n_wgroups(const tsr_conv_geom *g) {
+    int ng = 4 * n_slots(g), nc = n_chunks(g);
+    return ng < nc ? ng : nc;
 }
 
 int64_t tsr_conv_scratch_floats(const tsr_conv_geom *g) {
-    return slot_floats(g) * (g->threads > 1 ? g->threads : 1);
+    int64_t nw = (int64_t)g->cout * (g->cin / g->groups) * g->kh * g->kw;
+    return slot_floats(g) * n_slots(g) + (int64_t)n_wgroups(g) * nw;
 }
 
 static bool pointwise(const tsr_conv_geom *g) {
@@ -94,8 +107,75 @@ static void valid_range(int off, int s, int w, int wo, int *lo, int *hi) {
     *lo = l, *hi = h;
 }
 
+/* 'Same'-width stride-1 convs (the classifier's 3x3 pad 1): a col row is
+ * the input plane shifted by a constant, so it is one long vector copy plus
+ * a few edge columns, instead of a short copy per output row. */
+static bool shift_layout(const tsr_conv_geom *g) { return g->sh == 1 && g->sw == 1 && g->wo == g->w; }
+
+typedef struct {
+    int oh_lo, oh_hi, lo, hi; /* valid map rows, valid columns within a row */
+    int64_t shift, p0, p1;    /* input index = p + shift for p in [p0, p1) */
+} shift_span;
+
+static shift_span shift_for(const tsr_conv_geom *g, int ki, int kj) {
+    shift_span t;
+    int off = kj * g->dw - g->pw, ihs = ki * g->dh - g->ph;
+    valid_range(off, 1, g->w, g->wo, &t.lo, &t.hi);
+    t.oh_lo = ihs < 0 ? -ihs : 0;
+    t.oh_hi = g->h - ihs < g->ho ? g->h - ihs : g->ho;
+    if (t.oh_lo > g->ho) t.oh_lo = g->ho;
+    if (t.oh_hi < t.oh_lo) t.oh_hi = t.oh_lo;
+    t.shift = (int64_t)ihs * g->w + off;
+    t.p0 = (int64_t)t.oh_lo * g->wo;
+    t.p1 = (int64_t)t.oh_hi * g->wo;
+    /* keep the source inside the plane; what is cut lies in edge columns */
+    if (t.p0 < -t.shift) t.p0 = -t.shift;
+    if (t.p1 > (int64_t)g->h * g->w - t.shift) t.p1 = (int64_t)g->h * g->w - t.shift;
+    if (t.p1 < t.p0) t.p1 = t.p0;
+    return t;
+}
+
+static void zero_edges(float *row, const shift_span *t, int wo) {
+    for (int oh = t->oh_lo; oh < t->oh_hi; oh++) {
+        float *r = row + (int64_t)oh * wo;
+        for (int ow = 0; ow < t->lo; ow++) r[ow] = 0.f;
+        for (int ow = t->hi; ow < wo; ow++) r[ow] = 0.f;
+    }
+}
+
+static void im2col_plane_shift(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g) {
+    int64_t hwo = (int64_t)g->ho * g->wo;
+    for (int ki = 0; ki < g->kh; ki++)
+        for (int kj = 0; kj < g->kw; kj++) {
+            float *row = col + (int64_t)(ki * g->kw + kj) * ld;
+            shift_span t = shift_for(g, ki, kj);
+            memset(row, 0, sizeof(float) * (size_t)t.p0);
+#pragma omp simd
+            for (int64_t p = t.p0; p < t.p1; p++) row[p] = xp[p + t.shift];
+            memset(row + t.p1, 0, sizeof(float) * (size_t)(hwo - t.p1));
+            zero_edges(row, &t, g->wo);
+        }
+}
+
+/* col rows are scratch: their edge columns are zeroed in place so the
+ * shifted add can run over whole rows without wrapping garbage around */
+static void col2im_plane_shift(float *dxp, float *col, int64_t ld, const tsr_conv_geom *g) {
+    for (int ki = 0; ki < g->kh; ki++)
+        for (int kj = 0; kj < g->kw; kj++) {
+            float *row = col + (int64_t)(ki * g->kw + kj) * ld;
+            shift_span t = shift_for(g, ki, kj);
+            zero_edges(row, &t, g->wo);
+#pragma omp simd
+            for (int64_t p = t.p0; p < t.p1; p++) dxp[p + t.shift] += row[p];
+        }
+}
+
 /* one channel plane xp (h,w) -> kh*kw rows of col, row stride ld */
 static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g) {
+    if (shift_layout(g)) {
+        im2col_plane_shift(col, ld, xp, g);
+        return;
+    }
     for (int ki = 0; ki < g->kh; ki++)
         for (int kj = 0; kj < g->kw; kj++) {
             float *row = col + (int64_t)(ki * g->kw + kj) * ld;
@@ -110,8 +190,12 @@ static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv
                 }
                 const float *s = xp + (int64_t)ih * g->w;
                 for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
-                if (g->sw == 1) memcpy(d + lo, s + lo + off, sizeof(float) * (size_t)(hi - lo));
-                else
+                /* rows are short (28 floats on Fashion-MNIST): an inline
+                 * vector loop beats a memcpy call per row */
+                if (g->sw == 1) {
+#pragma omp simd
+                    for (int ow = lo; ow < hi; ow++) d[ow] = s[ow + off];
+                } else
                     for (int ow = lo; ow < hi; ow++) d[ow] = s[ow * g->sw + off];
                 for (int ow = hi; ow < g->wo; ow++) d[ow] = 0.f;
             }
@@ -119,7 +203,11 @@ static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv
 }
 
 /* adjoint of im2col_plane: dxp (h,w) += scattered col rows */
-static void col2im_plane(float *dxp, const float *col, int64_t ld, const tsr_conv_geom *g) {
+static void col2im_plane(float *dxp, float *col, int64_t ld, const tsr_conv_geom *g) {
+    if (shift_layout(g)) {
+        col2im_plane_shift(dxp, col, ld, g);
+        return;
+    }
     for (int ki = 0; ki < g->kh; ki++)
         for (int kj = 0; kj < g->kw; kj++) {
             const float *row = col + (int64_t)(ki * g->kw + kj) * ld;
@@ -130,9 +218,10 @@ static void col2im_plane(float *dxp, const float *col, int64_t ld, const tsr_con
                 if (ih < 0 || ih >= g->h) continue;
                 const float *s = row + (int64_t)oh * g->wo;
                 float *d = dxp + (int64_t)ih * g->w;
-                if (g->sw == 1)
+                if (g->sw == 1) {
+#pragma omp simd
                     for (int ow = lo; ow < hi; ow++) d[ow + off] += s[ow];
-                else
+                } else
                     for (int ow = lo; ow < hi; ow++) d[ow * g->sw + off] += s[ow];
             }
         }
@@ -148,7 +237,7 @@ static void im2col_chunk(float *col, const float *x, const tsr_conv_geom *g, int
                          x + ((int64_t)(b0 + i) * g->cin + gi * cing + ci) * hw, g);
 }
 
-static void col2im_chunk(float *dx, const float *col, const tsr_conv_geom *g, int b0, int n, int gi) {
+static void col2im_chunk(float *dx, float *col, const tsr_conv_geom *g, int b0, int n, int gi) {
     int cing = g->cin / g->groups, kk = g->kh * g->kw;
     int64_t hwo = (int64_t)g->ho * g->wo, hw = (int64_t)g->h * g->w, ld = n * hwo;
     for (int i = 0; i < n; i++)
@@ -191,8 +280,6 @@ static void gemm(const tsr_backend *be, bool ta, bool tb, int M, int N, int K, c
                  const float *B, int ldb, float beta, float *C, int ldc) {
     be->sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
-
-static int n_chunks(const tsr_conv_geom *g) { return (g->B + g->nb - 1) / g->nb; }
 
 /* Several chunks: run them on OpenMP threads with OpenBLAS pinned to one
  * thread (restored by end_parallel). One chunk (B == 1): run serially and
@@ -243,7 +330,7 @@ void tsr_conv2d_fwd(const tsr_backend *be, float *out, const float *x, const flo
     int nc = n_chunks(g), sb;
     int64_t sf = slot_floats(g);
     if (go_parallel(be, g, &sb)) {
-#pragma omp parallel for schedule(static) num_threads(g->threads)
+#pragma omp parallel for schedule(dynamic) num_threads(g->threads)
         for (int k = 0; k < nc; k++)
             fwd_chunk(be, out, x, w, bias, g, scratch + thread_id() * sf, accumulate, k * g->nb);
         end_parallel(sb);
@@ -277,7 +364,7 @@ void tsr_conv2d_bwd_data(const tsr_backend *be, float *dx, const float *dout, co
     int nc = n_chunks(g), sb;
     int64_t sf = slot_floats(g);
     if (go_parallel(be, g, &sb)) {
-#pragma omp parallel for schedule(static) num_threads(g->threads)
+#pragma omp parallel for schedule(dynamic) num_threads(g->threads)
         for (int k = 0; k < nc; k++) bwd_data_chunk(be, dx, dout, w, g, scratch + thread_id() * sf, k * g->nb);
         end_parallel(sb);
     } else {
@@ -306,22 +393,24 @@ void tsr_conv2d_bwd_weight(const tsr_backend *be, float *dw, float *dbias, const
                            const float *x, const tsr_conv_geom *g, float *scratch) {
     int kg = (g->cin / g->groups) * g->kh * g->kw, nc = n_chunks(g), sb;
     int64_t hwo = (int64_t)g->ho * g->wo, sf = slot_floats(g), nw = (int64_t)g->cout * kg;
-    int64_t part = sf - nw; /* the partial sits at the end of each slot */
     if (dw) {
         if (go_parallel(be, g, &sb)) {
-            int T = g->threads;
-#pragma omp parallel num_threads(T)
+            int ng = n_wgroups(g);
+            float *parts = scratch + sf * n_slots(g);
+#pragma omp parallel num_threads(g->threads)
             {
-                int t = thread_id();
-                float *slot = scratch + t * sf;
-                memset(slot + part, 0, sizeof(float) * (size_t)nw);
-#pragma omp for schedule(static)
-                for (int k = 0; k < nc; k++) bwd_weight_chunk(be, slot + part, dout, x, g, slot, k * g->nb);
-                /* fixed-order reduction over thread partials, split by rows of dw */
+                float *slot = scratch + thread_id() * sf;
+#pragma omp for schedule(dynamic)
+                for (int j = 0; j < ng; j++) {
+                    float *pj = parts + j * nw;
+                    memset(pj, 0, sizeof(float) * (size_t)nw);
+                    for (int k = (int)((int64_t)j * nc / ng); k < (int)((int64_t)(j + 1) * nc / ng); k++)
+                        bwd_weight_chunk(be, pj, dout, x, g, slot, k * g->nb);
+                }
 #pragma omp for schedule(static)
                 for (int64_t i = 0; i < nw; i++) {
                     float s = 0.f;
-                    for (int u = 0; u < T; u++) s += scratch[u * sf + part + i];
+                    for (int j = 0; j < ng; j++) s += parts[j * nw + i];
                     dw[i] += s;
                 }
             }
@@ -337,6 +426,7 @@ void tsr_conv2d_bwd_weight(const tsr_backend *be, float *dw, float *dbias, const
             for (int b = 0; b < g->B; b++) {
                 const float *d = dout + ((int64_t)b * g->cout + co) * hwo;
                 float t = 0.f;
+#pragma omp simd reduction(+ : t)
                 for (int64_t p = 0; p < hwo; p++) t += d[p];
                 s += t;
             }
@@ -420,17 +510,20 @@ void tsr_conv2d_bwd_ref(float *dx, float *dw, float *dbias, const float *dout, c
 
 /* ---- autograd wrappers */
 
-static float *scratch_for(tsr_ctx *c, const tsr_conv_geom *g) {
-    return tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)(tsr_conv_scratch_floats(g) + 1));
+/* the forward and input-grad kernels only use the per-thread slots; the
+ * weight grad also needs the group partials */
+static float *scratch_for(tsr_ctx *c, const tsr_conv_geom *g, bool weight_grad) {
+    int64_t n = weight_grad ? tsr_conv_scratch_floats(g) : slot_floats(g) * n_slots(g);
+    return tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)(n + 1));
 }
 
 static void conv2d_backward(tsr_ctx *c, tsr_node *n) {
     tsr_tensor *x = n->in[0], *w = n->in[1], *bias = n->n_in > 2 ? n->in[2] : NULL;
     const tsr_conv_geom *g = n->saved;
     const float *go = n->out->grad;
-    float *scratch = scratch_for(c, g);
-    if (x->requires_grad) tsr_conv2d_bwd_data(c->be, tsr_grad(c, x), go, tsr_f32(w), g, scratch);
     bool gw = w->requires_grad, gb = bias && bias->requires_grad;
+    float *scratch = scratch_for(c, g, gw);
+    if (x->requires_grad) tsr_conv2d_bwd_data(c->be, tsr_grad(c, x), go, tsr_f32(w), g, scratch);
     if (gw || gb)
         tsr_conv2d_bwd_weight(c->be, gw ? tsr_grad(c, w) : NULL, gb ? tsr_grad(c, bias) : NULL, go,
                               tsr_f32(x), g, scratch);
@@ -456,7 +549,7 @@ tsr_tensor *tsr_conv2d(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *bia
     TSR_ASSERT(g->ho > 0 && g->wo > 0);
     tsr_tensor *out = tsr_new(c, TSR_F32, TSR_DIMS(g->B, cout, g->ho, g->wo));
     tsr_conv2d_fwd(c->be, tsr_f32(out), tsr_f32(x), tsr_f32(w), bias ? tsr_f32(bias) : NULL, g,
-                   scratch_for(c, g), false);
+                   scratch_for(c, g, false), false);
     tsr_tensor *ins[3] = {x, w, bias};
     tsr_node *n = tsr_record(c, "conv2d", conv2d_backward, out, bias ? 3 : 2, ins);
     if (n) n->saved = g;
@@ -468,6 +561,7 @@ static void channel_bias_add(float *y, const float *bias, int B, int C, int64_t 
 #pragma omp parallel for schedule(static) if ((int64_t)B * C * S > PAR_MIN)
     for (int u = 0; u < B * C; u++) {
         float bv = bias[u % C], *p = y + (int64_t)u * S;
+#pragma omp simd
         for (int64_t s = 0; s < S; s++) p[s] += bv;
     }
 }
@@ -479,6 +573,7 @@ static void channel_sum(float *db, const float *dy, int B, int C, int64_t S) {
         for (int b = 0; b < B; b++) {
             const float *p = dy + ((int64_t)b * C + ch) * S;
             float t = 0.f;
+#pragma omp simd reduction(+ : t)
             for (int64_t k = 0; k < S; k++) t += p[k];
             s += t;
         }
@@ -493,7 +588,7 @@ static void conv_transpose2d_backward(tsr_ctx *c, tsr_node *n) {
     tsr_tensor *x = n->in[0], *w = n->in[1], *bias = n->n_in > 2 ? n->in[2] : NULL;
     const tsr_conv_geom *g = n->saved;
     const float *gy = n->out->grad;
-    float *scratch = scratch_for(c, g);
+    float *scratch = scratch_for(c, g, w->requires_grad);
     if (x->requires_grad) tsr_conv2d_fwd(c->be, tsr_grad(c, x), gy, tsr_f32(w), NULL, g, scratch, true);
     if (w->requires_grad) tsr_conv2d_bwd_weight(c->be, tsr_grad(c, w), NULL, tsr_f32(x), gy, g, scratch);
     if (bias && bias->requires_grad) channel_sum(tsr_grad(c, bias), gy, g->B, g->cin, (int64_t)g->h * g->w);
@@ -526,7 +621,7 @@ tsr_tensor *tsr_conv_transpose2d(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_t
     g->ho = H, g->wo = W;
     pick_chunk(g);
     tsr_tensor *out = tsr_zeros(c, TSR_F32, TSR_DIMS(g->B, cout, ht, wt));
-    tsr_conv2d_bwd_data(c->be, tsr_f32(out), tsr_f32(x), tsr_f32(w), g, scratch_for(c, g));
+    tsr_conv2d_bwd_data(c->be, tsr_f32(out), tsr_f32(x), tsr_f32(w), g, scratch_for(c, g, false));
     if (bias) channel_bias_add(tsr_f32(out), tsr_f32(bias), g->B, cout, (int64_t)ht * wt);
     tsr_tensor *ins[3] = {x, w, bias};
     tsr_node *n = tsr_record(c, "conv_transpose2d", conv_transpose2d_backward, out, bias ? 3 : 2, ins);

@@ -380,7 +380,7 @@ static void reduce_backward(tsr_ctx *c, tsr_node *n) {
 
 static tsr_tensor *reduce_op(tsr_ctx *c, tsr_tensor *x, int dim, bool keepdim, bool all, bool mean) {
     TSR_ASSERT(x->dtype == TSR_F32);
-    int64_t ksh[TSR_MAX_DIMS], osh[TSR_MAX_DIMS];
+    int64_t ksh[TSR_MAX_DIMS] = {0}, osh[TSR_MAX_DIMS] = {0};
     int kd = 0, od = 0;
     int64_t count;
     if (all) {

@@ -15,33 +15,74 @@ typedef struct {
     int h, w, ho, wo, kh, kw, sh, sw, ph, pw;
 } pool_geom;
 
-// x (P,h,w) -> out (P,ho,wo), idx: flat argmax within the plane (-1 if the window is all padding)
+/* torch's max scan step: take v when larger or NaN. Bit masks instead of
+ * branches: the comparison is a coin flip on real data. */
+typedef struct {
+    float m;
+    int32_t k;
+} sel_max;
+
+static inline void sel_step(sel_max *s, float v, int32_t k) {
+    int32_t mask = -(int32_t)((v > s->m) | (v != v));
+    union { float f; int32_t i; } a = {s->m}, b = {v};
+    a.i = (a.i & ~mask) | (b.i & mask);
+    s->m = a.f;
+    s->k = (s->k & ~mask) | (k & mask);
+}
+
+/* the classifier's 2x2/2 pooling without padding, same scan order as the
+ * general loop */
+static void maxpool_2x2(float *out, int32_t *idx, const float *x, const pool_geom *g) {
+    int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
+#pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
+    for (int64_t p = 0; p < g->planes; p++)
+        for (int oh = 0; oh < g->ho; oh++) {
+            const float *r0 = x + p * hw + (int64_t)(2 * oh) * g->w, *r1 = r0 + g->w;
+            float *o = out + p * hwo + (int64_t)oh * g->wo;
+            int32_t *oi = idx + p * hwo + (int64_t)oh * g->wo, base = 2 * oh * g->w;
+            for (int ow = 0; ow < g->wo; ow++) {
+                int32_t ka = base + 2 * ow, kc = ka + g->w;
+                sel_max s = {r0[2 * ow], ka};
+                sel_step(&s, r0[2 * ow + 1], ka + 1);
+                sel_step(&s, r1[2 * ow], kc);
+                sel_step(&s, r1[2 * ow + 1], kc + 1);
+                o[ow] = s.m;
+                oi[ow] = s.k;
+            }
+        }
+}
+
+// x (P,h,w) -> out (P,ho,wo), idx: flat argmax within the plane
 static void maxpool_fwd(float *out, int32_t *idx, const float *x, const pool_geom *g) {
     int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
 #pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
     for (int64_t p = 0; p < g->planes; p++) {
         const float *xp = x + p * hw;
-        for (int oh = 0; oh < g->ho; oh++)
+        for (int oh = 0; oh < g->ho; oh++) {
+            int ih0 = oh * g->sh - g->ph, ih1 = ih0 + g->kh;
+            if (ih0 < 0) ih0 = 0;
+            if (ih1 > g->h) ih1 = g->h;
             for (int ow = 0; ow < g->wo; ow++) {
-                float m = -INFINITY;
-                int32_t mi = -1;
-                for (int ki = 0; ki < g->kh; ki++) {
-                    int ih = oh * g->sh - g->ph + ki;
-                    if (ih < 0 || ih >= g->h) continue;
-                    for (int kj = 0; kj < g->kw; kj++) {
-                        int iw = ow * g->sw - g->pw + kj;
-                        if (iw < 0 || iw >= g->w) continue;
-                        float v = xp[ih * g->w + iw];
-                        /* first maximum wins; NaN propagates, as in torch */
-                        if (mi < 0 || v > m || isnan(v)) {
-                            m = v;
-                            mi = ih * g->w + iw;
-                        }
+                int iw0 = ow * g->sw - g->pw, iw1 = iw0 + g->kw;
+                if (iw0 < 0) iw0 = 0;
+                if (iw1 > g->w) iw1 = g->w;
+                /* torch: the first in-window element seeds the max; later
+                 * ones replace it when larger or NaN. Written as selects
+                 * because the comparison is a coin flip on real data. */
+                int32_t mi = ih0 * g->w + iw0;
+                float m = xp[mi];
+                for (int ih = ih0; ih < ih1; ih++)
+                    for (int iw = iw0; iw < iw1; iw++) {
+                        int32_t k = ih * g->w + iw;
+                        float v = xp[k];
+                        int take = (v > m) | (v != v);
+                        m = take ? v : m;
+                        mi = take ? k : mi;
                     }
-                }
                 out[p * hwo + oh * g->wo + ow] = m;
                 idx[p * hwo + oh * g->wo + ow] = mi;
             }
+        }
     }
 }
 
@@ -50,7 +91,7 @@ static void maxpool_bwd(float *dx, const float *dout, const int32_t *idx, const 
 #pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
     for (int64_t p = 0; p < g->planes; p++)
         for (int64_t o = 0; o < hwo; o++)
-            if (idx[p * hwo + o] >= 0) dx[p * hw + idx[p * hwo + o]] += dout[p * hwo + o];
+            dx[p * hw + idx[p * hwo + o]] += dout[p * hwo + o];
 }
 
 /* count_include_pad: the divisor is always kh*kw (windows never reach past
@@ -129,7 +170,9 @@ tsr_tensor *tsr_maxpool2d(tsr_ctx *c, tsr_tensor *x, const int k[2], const int s
     /* geometry and argmax indices share one arena block for the backward */
     pool_geom *sv = tsr_arena_alloc(&c->arena, sizeof g + sizeof(int32_t) * (size_t)out->numel);
     *sv = g;
-    maxpool_fwd(tsr_f32(out), (int32_t *)(sv + 1), tsr_f32(x), &g);
+    if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0)
+        maxpool_2x2(tsr_f32(out), (int32_t *)(sv + 1), tsr_f32(x), &g);
+    else maxpool_fwd(tsr_f32(out), (int32_t *)(sv + 1), tsr_f32(x), &g);
     tsr_node *n = tsr_record(c, "maxpool2d", maxpool_backward, out, 1, &x);
     if (n) n->saved = sv;
     return out;

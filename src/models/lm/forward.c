@@ -49,8 +49,9 @@ static int thread_id(void) {
 #endif
 }
 
-tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
-                          float *logits) {
+/* last_only: logits (V) of the final token only (prefill needs no more) */
+static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                          float *logits, bool last_only) {
     const tsr_lm_config *cfg = &m->cfg;
     const int C = cfg->dim, Hd = cfg->hidden_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
     const int D = C / H, kv = D * Hkv, V = cfg->vocab_size, group = H / Hkv;
@@ -88,7 +89,6 @@ tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             ct[i + 1] = sinf(ang);
         }
     }
-    const float scale = sqrtf((float)D);
 
     for (int l = 0; l < cfg->n_layers; l++) {
         const tsr_lm_layer *L = &m->layers[l];
@@ -108,28 +108,11 @@ tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         const int pairs = n * H;
 #pragma omp parallel for schedule(dynamic, 1) if ((double)pairs * (pos0 + n) * D > 32768.0)
         for (int ph = 0; ph < pairs; ph++) {
-            int t = ph / H, h = ph % H, pos = pos0 + t;
+            int t = ph / H, h = ph % H;
             float *att = att_all + (size_t)thread_id() * c->max_len;
-            const float *qh = q + (size_t)t * C + (size_t)h * D;
-            const float *kh = kc + (size_t)(h / group) * D, *vh = vc + (size_t)(h / group) * D;
-            float mx = -INFINITY;
-            for (int s = 0; s <= pos; s++) {
-                float sc = tsr_lm_dot(qh, kh + (size_t)s * kv, D) / scale;
-                att[s] = sc;
-                if (sc > mx) mx = sc;
-            }
-            float sum = 0.0f;
-            for (int s = 0; s <= pos; s++) {
-                att[s] = expf(att[s] - mx);
-                sum += att[s];
-            }
-            for (int s = 0; s <= pos; s++) att[s] /= sum;
-            float *o = xb + (size_t)t * C + (size_t)h * D;
-            for (int i = 0; i < D; i++) o[i] = 0.0f;
-            for (int s = 0; s <= pos; s++) {
-                const float a = att[s], *vs = vh + (size_t)s * kv;
-                for (int i = 0; i < D; i++) o[i] += a * vs[i];
-            }
+            size_t kvo = (size_t)(h / group) * D;
+            tsr_lm_attend(xb + (size_t)t * C + (size_t)h * D, q + (size_t)t * C + (size_t)h * D, kc + kvo, vc + kvo,
+                          (size_t)kv, pos0 + t + 1, D, att);
         }
 
         tsr_lm_matmul(xb2, C, xb, C, &L->wo, n);
@@ -147,8 +130,19 @@ tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     }
 
     if (logits) {
-        for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
-        tsr_lm_matmul(logits, V, xb, C, &m->wcls, n);
+        int t0 = last_only ? n - 1 : 0;
+        for (int t = t0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
+        tsr_lm_matmul(logits, V, xb + (size_t)t0 * C, C, &m->wcls, n - t0);
     }
     return tsr_ok();
+}
+
+tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                          float *logits) {
+    return forward(m, c, tokens, n, pos0, logits, false);
+}
+
+tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                               float *logits) {
+    return forward(m, c, tokens, n, pos0, logits, true);
 }

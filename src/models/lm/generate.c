@@ -101,10 +101,9 @@ tsr_status tsr_lm_generate(const tsr_lm_model *m, const tsr_tokenizer *tok, tsr_
     out_filter f = {emit, ud, o->stop, o->n_stop, NULL, 0, 0, false, false};
     int *ptok = malloc(sizeof(int) * tsr_tokenizer_max_tokens(prompt));
     int *hist = malloc(sizeof(int) * ((size_t)steps + 1));
-    float *logits = malloc(sizeof(float) * (size_t)pb * (size_t)V);
     float *last = malloc(sizeof(float) * (size_t)V);
     memset(&cache, 0, sizeof cache);
-    if (!ptok || !hist || !logits || !last) {
+    if (!ptok || !hist || !last) {
         s = tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory");
         goto done;
     }
@@ -122,9 +121,8 @@ tsr_status tsr_lm_generate(const tsr_lm_model *m, const tsr_tokenizer *tok, tsr_
     double t0 = tsr_time();
     for (int off = 0; off < n_feed; off += pb) {
         int nb = n_feed - off < pb ? n_feed - off : pb;
-        s = tsr_lm_forward(m, &cache, ptok + off, nb, off, logits);
+        s = tsr_lm_forward_last(m, &cache, ptok + off, nb, off, off + nb == n_feed ? last : NULL);
         if (s.code) goto done;
-        if (off + nb == n_feed) memcpy(last, logits + (size_t)(nb - 1) * V, sizeof(float) * (size_t)V);
     }
     st->prefill_s = tsr_time() - t0;
     double t1 = tsr_time();
@@ -174,7 +172,6 @@ done:
     free(f.buf);
     free(ptok);
     free(hist);
-    free(logits);
     free(last);
     return s;
 }

@@ -34,7 +34,7 @@ AI float hsum8(__m256 v) {
 /* out[t*ldo + r] = dot(w row r, x row t) for r < R, t < T */
 AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w, size_t ldw, int k,
               const int R, const int T) {
-    __m256 acc[4][2];
+    __m256 acc[8][2];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     int j = 0;
@@ -58,7 +58,7 @@ AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w
 /* Portable path: the same structure with 8 scalar lanes. */
 AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w, size_t ldw, int k,
               const int R, const int T) {
-    float acc[4][2][8];
+    float acc[8][2][8];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++)
             for (int l = 0; l < 8; l++) acc[r][t][l] = 0.0f;
@@ -99,20 +99,69 @@ void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_ma
     TSR_ASSERT(w->type == TSR_LM_W_F32);
     const float *W = w->data;
     const int rows = w->rows, k = w->cols;
-    const int nrb = (rows + 3) / 4;
+    /* one token: 8 rows keep 8 independent FMA chains in flight; more
+     * tokens: 4 rows x 2 tokens do the same and reuse each loaded row */
+    const int RB = n == 1 ? 8 : 4;
+    const int nrb = (rows + RB - 1) / RB;
     /* small products: a parallel region costs more than it saves */
     const double work = (double)rows * k * n;
 #pragma omp parallel for schedule(static) if (work > 65536.0)
     for (int rb = 0; rb < nrb; rb++) {
-        int r0 = rb * 4, R = rows - r0 < 4 ? rows - r0 : 4;
+        int r0 = rb * RB, R = rows - r0 < RB ? rows - r0 : RB;
         const float *wr = W + (size_t)r0 * (size_t)k;
         float *o = out + r0;
-        switch (R) {
-        case 4: row_block(o, (size_t)ldo, x, (size_t)ldx, wr, (size_t)k, k, n, 4); break;
-        case 3: row_block(o, (size_t)ldo, x, (size_t)ldx, wr, (size_t)k, k, n, 3); break;
-        case 2: row_block(o, (size_t)ldo, x, (size_t)ldx, wr, (size_t)k, k, n, 2); break;
-        default: row_block(o, (size_t)ldo, x, (size_t)ldx, wr, (size_t)k, k, n, 1); break;
+        size_t lo = (size_t)ldo, lx = (size_t)ldx, lw = (size_t)k;
+        if (R == 8) {
+            block(o, lo, x, lx, wr, lw, k, 8, 1);
+            continue;
         }
+        /* the last rows of a one-token product fall through in blocks of 4 */
+        for (int r = 0; r < R; r += 4, o += 4, wr += 4 * lw) {
+            switch (R - r < 4 ? R - r : 4) {
+            case 4: row_block(o, lo, x, lx, wr, lw, k, n, 4); break;
+            case 3: row_block(o, lo, x, lx, wr, lw, k, n, 3); break;
+            case 2: row_block(o, lo, x, lx, wr, lw, k, n, 2); break;
+            default: row_block(o, lo, x, lx, wr, lw, k, n, 1); break;
+            }
+        }
+    }
+}
+
+/* Causal attention of one query head over keys 0..n_keys-1 (in order):
+ * scores q.k / sqrt(D), softmax with max subtraction, weighted sum of the
+ * values. k and v rows are ld floats apart. att: n_keys scratch floats. */
+void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
+                   float *att) {
+    const float scale = sqrtf((float)D);
+    float mx = -INFINITY;
+    for (int s = 0; s < n_keys; s++) {
+        float sc;
+        block(&sc, 1, q, 0, k + (size_t)s * ld, 0, D, 1, 1);
+        sc /= scale;
+        att[s] = sc;
+        if (sc > mx) mx = sc;
+    }
+    float sum = 0.0f;
+    for (int s = 0; s < n_keys; s++) {
+        att[s] = expf(att[s] - mx);
+        sum += att[s];
+    }
+    for (int s = 0; s < n_keys; s++) att[s] /= sum;
+    /* each output element sums over the keys in order; 8 elements at a
+     * time stay in a register */
+    int i = 0;
+#ifdef LM_AVX2
+    for (; i + 8 <= D; i += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int s = 0; s < n_keys; s++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(att[s]), _mm256_loadu_ps(v + (size_t)s * ld + i), acc);
+        _mm256_storeu_ps(out + i, acc);
+    }
+#endif
+    for (; i < D; i++) {
+        float acc = 0.0f;
+        for (int s = 0; s < n_keys; s++) acc += att[s] * v[(size_t)s * ld + i];
+        out[i] = acc;
     }
 }
 

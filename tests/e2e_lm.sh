@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# End-to-end tests of `tessera lm`: greedy stories260K output must equal
+# llama2.c's reference run byte for byte (run stories260K.bin -z tok512.bin
+# -t 0 -n 256 -i "Once upon a time"), and bad files must fail cleanly
+# (exit 1, a message naming the file, nothing on stdout).
+# Usage: tests/e2e_lm.sh path/to/tessera   (cwd = repository root)
+set -u
+BIN=${1:?usage: e2e_lm.sh path/to/tessera}
+D=../shared/data/llama2c
+M=$D/stories260K.bin
+T=$D/tok512.bin
+TMP=$(mktemp -d /tmp/tessera_e2e_lm.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+if ! "$BIN" lm --help 2>/dev/null | grep -q generate; then
+    echo "SKIP: this tessera build has no 'lm' command in its command table (src/cli/main.c)"
+    exit 0
+fi
+fails=0
+pass=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+
+# 1. golden: stdout byte for byte, stats on stderr
+"$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once upon a time" --steps 256 --temperature 0 \
+    >"$TMP/out.txt" 2>"$TMP/err.txt"
+rc=$?
+[ $rc -eq 0 ] && ok || bad "golden run exited $rc: $(cat "$TMP/err.txt")"
+cmp -s "$TMP/out.txt" "$D/golden_once_upon_a_time.txt" && ok || {
+    bad "greedy output differs from golden_once_upon_a_time.txt"
+    diff <(fold -w 80 "$TMP/out.txt") <(fold -w 80 "$D/golden_once_upon_a_time.txt") | head -5 >&2
+}
+grep -q "tok/s" "$TMP/err.txt" && ok || bad "no throughput on stderr"
+
+# same text with one token per prefill forward and with one thread
+"$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once upon a time" --steps 256 --temperature 0 \
+    --prefill-batch 1 --threads 1 >"$TMP/out1.txt" 2>/dev/null
+cmp -s "$TMP/out1.txt" "$D/golden_once_upon_a_time.txt" && ok || bad "prefill-batch 1 / 1 thread differs from golden"
+
+# --max-tokens counts new tokens only: a prefix of the golden text
+"$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once upon a time" --max-tokens 8 --temperature 0 \
+    >"$TMP/short.txt" 2>/dev/null && ok || bad "--max-tokens run failed"
+n=$(($(wc -c <"$TMP/short.txt") - 1))
+[ "$n" -gt 16 ] && cmp -s -n "$n" "$TMP/short.txt" "$D/golden_once_upon_a_time.txt" && ok ||
+    bad "--max-tokens 8 is not a prefix of the golden text"
+
+# stop string: the completion ends right before it
+"$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once upon a time" --temperature 0 --stop "red ball" \
+    --stop "zzz" >"$TMP/stop.txt" 2>/dev/null && ok || bad "--stop run failed"
+want=$(printf '%s' "$(cat "$D/golden_once_upon_a_time.txt")" | sed -n '1s/red ball.*//p')
+[ "$(cat "$TMP/stop.txt")" = "$want" ] && ok || bad "--stop output: '$(cat "$TMP/stop.txt")'"
+
+# an empty prompt is allowed (llama2.c -i "")
+"$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "" --steps 20 --temperature 0 >"$TMP/empty.txt" 2>/dev/null &&
+    [ -s "$TMP/empty.txt" ] && ok || bad "empty prompt run failed"
+
+# sampling runs and is reproducible for a seed
+"$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once" --steps 64 --temperature 0.9 --top-p 0.9 \
+    --top-k 40 --seed 7 >"$TMP/s1.txt" 2>/dev/null && ok || bad "sampling run failed"
+"$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once" --steps 64 --temperature 0.9 --top-p 0.9 \
+    --top-k 40 --seed 7 >"$TMP/s2.txt" 2>/dev/null
+cmp -s "$TMP/s1.txt" "$TMP/s2.txt" && ok || bad "same seed gave different samples"
+
+# 2. bad files: exit 1, message naming the file, empty stdout
+expect_fail() { # label, expected exit code, args...
+    local label=$1 want=$2
+    shift 2
+    "$BIN" lm generate "$@" >"$TMP/bad_out.txt" 2>"$TMP/bad_err.txt"
+    local rc=$?
+    if [ $rc -ne "$want" ]; then
+        bad "$label: exit $rc (want $want): $(cat "$TMP/bad_err.txt")"
+    elif [ -s "$TMP/bad_out.txt" ]; then
+        bad "$label: wrote to stdout"
+    else
+        ok
+    fi
+}
+head -c 100000 "$M" >"$TMP/trunc.bin"
+expect_fail "truncated checkpoint" 1 --model "$TMP/trunc.bin" --tokenizer "$T" --prompt hi
+grep -q "trunc.bin" "$TMP/bad_err.txt" && grep -qi "truncated\|size" "$TMP/bad_err.txt" && ok ||
+    bad "truncated checkpoint message: $(cat "$TMP/bad_err.txt")"
+head -c 20 "$M" >"$TMP/tiny.bin"
+expect_fail "20-byte checkpoint" 1 --model "$TMP/tiny.bin" --tokenizer "$T" --prompt hi
+: >"$TMP/empty.bin"
+expect_fail "empty checkpoint" 1 --model "$TMP/empty.bin" --tokenizer "$T" --prompt hi
+head -c 3000 /dev/urandom >"$TMP/garbage.bin"
+expect_fail "garbage checkpoint" 1 --model "$TMP/garbage.bin" --tokenizer "$T" --prompt hi
+expect_fail "missing checkpoint" 1 --model "$TMP/nope.bin" --tokenizer "$T" --prompt hi
+grep -q "nope.bin" "$TMP/bad_err.txt" && ok || bad "missing file message: $(cat "$TMP/bad_err.txt")"
+head -c 3000 "$T" >"$TMP/tok_trunc.bin"
+expect_fail "truncated tokenizer" 1 --model "$M" --tokenizer "$TMP/tok_trunc.bin" --prompt hi
+grep -q "tok_trunc.bin" "$TMP/bad_err.txt" && ok || bad "truncated tokenizer message: $(cat "$TMP/bad_err.txt")"
+expect_fail "model as tokenizer" 1 --model "$M" --tokenizer "$M" --prompt hi
+expect_fail "tokenizer as model" 1 --model "$T" --tokenizer "$T" --prompt hi
+
+# 3. usage errors: exit 2
+expect_fail "missing --model" 2 --tokenizer "$T"
+expect_fail "unknown flag" 2 --model "$M" --tokenizer "$T" --bogus 1
+expect_fail "negative temperature" 2 --model "$M" --tokenizer "$T" --temperature -1
+expect_fail "top-p above 1" 2 --model "$M" --tokenizer "$T" --top-p 1.5
+
+echo "e2e_lm: $pass passed, $fails failed"
+[ $fails -eq 0 ]
