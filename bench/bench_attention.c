@@ -4,68 +4,18 @@
  * measured in the same run. One JSON line per figure; validates first.
  * Flop convention (FlashAttention's): forward 4*D per visible (query, key)
  * pair and head, backward 10*D (2.5x forward, recompute included). */
+#include "bench_common.h"
 #include "tessera/ops.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-static void cpu_model(char *buf, size_t n) {
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ') p++;
-                p[strcspn(p, "\n")] = 0;
-                snprintf(buf, n, "%s", p);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
-/* what the compiler tells us about the flags it was given */
-static const char *build_flags(void) {
-    return "cc " __VERSION__
-#ifdef __OPTIMIZE__
-           " optimized"
-#else
-           " -O0"
-#endif
-#ifdef __AVX512F__
-           " avx512f"
-#elif defined(__AVX2__)
-           " avx2"
-#endif
-#ifdef __FMA__
-           " fma"
-#endif
-#ifdef _OPENMP
-           " openmp"
-#endif
-#ifdef __SANITIZE_ADDRESS__
-           " asan"
-#endif
-        ;
-}
-
 static char g_cpu[256];
 
 static void json_head(const char *what) {
     printf("{\"bench\":\"attention\",\"what\":\"%s\",\"cpu\":\"%s\",\"threads\":%d,\"build\":\"%s\"",
-           what, g_cpu, tsr_threads_get(), build_flags());
-}
-
-static void fill(float *x, int64_t n, uint64_t seed) {
-    tsr_rng r;
-    tsr_rng_seed(&r, seed);
-    for (int64_t i = 0; i < n; i++) x[i] = tsr_rng_normal(&r);
+           what, g_cpu, tsr_threads_get(), bench_build_flags());
 }
 
 static double max_err(const float *a, const float *b, int64_t n) {
@@ -75,27 +25,6 @@ static double max_err(const float *a, const float *b, int64_t n) {
         worst = d > worst || isnan(d) ? (isnan(d) ? INFINITY : d) : worst;
     }
     return worst;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double sgemm_peak(int n) {
-    float *a = malloc(sizeof(float) * (size_t)n * n), *b = malloc(sizeof(float) * (size_t)n * n),
-          *c = malloc(sizeof(float) * (size_t)n * n);
-    fill(a, (int64_t)n * n, 4);
-    fill(b, (int64_t)n * n, 5);
-    double best = 1e30;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
-    for (int i = 0; i < 5; i++) {
-        double t0 = tsr_time();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
-        best = fmin(best, tsr_time() - t0);
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * n * n / best * 1e-9;
 }
 
 typedef struct {
@@ -116,12 +45,12 @@ static int bench_case(result *res) {
     tsr_tensor *q = tsr_new(&keep, TSR_F32, TSR_DIMS(B, T, H, D));
     tsr_tensor *k = tsr_new(&keep, TSR_F32, TSR_DIMS(B, S, Hkv, D));
     tsr_tensor *v = tsr_new(&keep, TSR_F32, TSR_DIMS(B, S, Hkv, D));
-    fill(tsr_f32(q), q->numel, 1);
-    fill(tsr_f32(k), k->numel, 2);
-    fill(tsr_f32(v), v->numel, 3);
+    bench_fill(tsr_f32(q), q->numel, 1);
+    bench_fill(tsr_f32(k), k->numel, 2);
+    bench_fill(tsr_f32(v), v->numel, 3);
     q->requires_grad = k->requires_grad = v->requires_grad = true;
     float *dy = malloc(sizeof(float) * (size_t)q->numel);
-    fill(dy, q->numel, 4);
+    bench_fill(dy, q->numel, 4);
     tsr_attn_opts o = {causal, NULL, NULL, 0.f};
 
     /* validate batch 0 against the naive double twin */
@@ -162,8 +91,8 @@ static int bench_case(result *res) {
         double t3 = tsr_time();
         tf[i] = t1 - t0, tb[i] = t3 - t2;
     }
-    qsort(tf, REPS, sizeof(double), cmp_double);
-    qsort(tb, REPS, sizeof(double), cmp_double);
+    qsort(tf, REPS, sizeof(double), bench_cmp_double);
+    qsort(tb, REPS, sizeof(double), bench_cmp_double);
     res->ms_fwd = tf[REPS / 2] * 1e3, res->ms_bwd = tb[REPS / 2] * 1e3;
     res->gf_fwd = ff / tf[REPS / 2] * 1e-9, res->gf_bwd = fb / tb[REPS / 2] * 1e-9;
     res->best_gf_fwd = ff / tf[0] * 1e-9, res->best_gf_bwd = fb / tb[0] * 1e-9;
@@ -185,7 +114,7 @@ static void print_result(const result *r, bool bwd, double peak) {
 
 int main(void) {
     tsr_threads_set(0);
-    cpu_model(g_cpu, sizeof g_cpu);
+    bench_cpu_model(g_cpu, sizeof g_cpu);
     result cases[] = {
         {"lm_causal", 8, 256, 256, 8, 8, 32, true, 0, 0, 0, 0, 0, 0},
         {"bidirectional", 8, 256, 256, 8, 8, 32, false, 0, 0, 0, 0, 0, 0},
@@ -196,7 +125,7 @@ int main(void) {
      * spinning for a while after a call and would steal the cores */
     for (int i = 0; i < n; i++)
         if (bench_case(&cases[i])) return 1;
-    double peak = sgemm_peak(2048);
+    double peak = bench_sgemm_peak(2048);
     json_head("sgemm_peak");
     printf(",\"shape\":\"2048^3\",\"gflops\":%.1f}\n", peak);
     for (int i = 0; i < n; i++) {

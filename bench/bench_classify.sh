@@ -15,6 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d /tmp/tsr_bench_classify.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+flags=$(grep -m1 'CMAKE_C_FLAGS_RELEASE' "$HERE/../CMakeLists.txt" | sed 's/.*"\(.*\)".*/\1/')
 
 # tessera: STEPS+2 steps logged every 2; the windows after the first give
 # the steady rate (equal images per window: harmonic mean of the rates)
@@ -26,8 +27,8 @@ ts=$(awk '/img\/s/ { for (i = 1; i <= NF; i++) if ($i == "img/s") r = $(i-1);
                      k++; if (k > 1) { s += 1 / r; m++ } }
           END { if (m) printf "%.1f", m / s; else print 0 }' "$T/err")
 loss=$(awk '/img\/s/ { for (i = 1; i <= NF; i++) if ($i == "loss") l = $(i+1) } END { print l }' "$T/err")
-printf '{"bench": "classify_train", "impl": "tessera", "cpu": "%s", "threads": %d, "batch": %d, "steps": %d, "images_per_s": %s, "last_loss": %s, "build": "Release -O2 -march=native"}\n' \
-    "$cpu" "$THREADS" "$BATCH" "$STEPS" "$ts" "$loss"
+printf '{"bench": "classify_train", "impl": "tessera", "cpu": "%s", "threads": %d, "batch": %d, "steps": %d, "images_per_s": %s, "last_loss": %s, "build": "Release %s -march=native"}\n' \
+    "$cpu" "$THREADS" "$BATCH" "$STEPS" "$ts" "$loss" "$flags"
 
 tp=$(/usr/bin/python3 "$HERE/classify_torch.py" --data "$DATA" --threads "$THREADS" --batch "$BATCH" \
     --steps "$STEPS" --warmup-steps 2)

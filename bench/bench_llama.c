@@ -6,56 +6,13 @@
  * of this machine's sgemm peak measured in the same run (2048^3).
  * bench/bench_llama.sh runs it beside bench/llama_torch.py.
  * Env: TESSERA_THREADS, BENCH_STEPS (timed steps, default 6). */
+#include "bench_common.h"
 #include "tessera/nn.h"
 #include "tessera/ops.h"
 #include "tessera/optim.h"
 
 #include <math.h>
 #include <string.h>
-
-static void cpu_model(char *buf, size_t n) {
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p += 2;
-                p[strcspn(p, "\n")] = 0;
-                snprintf(buf, n, "%s", p);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
-static double sgemm_peak_gflops(void) {
-    const int N = 2048;
-    float *a = malloc(sizeof(float) * N * N), *b = malloc(sizeof(float) * N * N),
-          *c = malloc(sizeof(float) * N * N);
-    TSR_ASSERT(a && b && c);
-    for (int64_t i = 0; i < (int64_t)N * N; i++) {
-        a[i] = (float)((i * 7) % 13) * 0.01f;
-        b[i] = (float)((i * 5) % 11) * 0.01f;
-    }
-    double best = 1e30;
-    for (int r = 0; r < 4; r++) {
-        double t0 = tsr_time();
-        tsr_matmul_fwd(&tsr_backend_cpu, c, a, b, N, N, N, false, false, 0.0f);
-        double dt = tsr_time() - t0;
-        if (r > 0 && dt < best) best = dt; /* first call warms up threads */
-    }
-    free(a), free(b), free(c);
-    return 2.0 * N * N * N / best * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(void) {
     tsr_threads_set(0);
@@ -128,35 +85,23 @@ int main(void) {
     /* phase split of the median step (before sorting loses the pairing) */
     double *order = malloc(sizeof(double) * (size_t)steps);
     memcpy(order, times + 2, sizeof(double) * (size_t)steps);
-    qsort(order, (size_t)steps, sizeof(double), cmp_double);
+    qsort(order, (size_t)steps, sizeof(double), bench_cmp_double);
     double med = order[steps / 2], best = order[0];
     int mi = 2;
     for (int s = 2; s < total; s++)
         if (times[s] == med) mi = s;
     free(order);
     double flops = 3.0 * tsr_nn_llama_flops_fwd(&cfg, B, T); /* fwd + 2x for bwd */
-    double peak = sgemm_peak_gflops();
+    double peak = bench_sgemm_peak(2048);
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    bench_cpu_model(cpu, sizeof cpu);
     printf("{\"bench\":\"llama_train\",\"impl\":\"tessera\",\"cpu\":\"%s\",\"threads\":%d,"
            "\"build\":\"%s%s\",\"B\":%d,\"T\":%d,\"dim\":%d,\"layers\":%d,\"heads\":%d,"
            "\"hidden\":%d,\"vocab\":%d,\"params\":%lld,\"steps\":%d,\"loss0\":%.4f,\"loss_last\":%.4f,"
            "\"step_ms_median\":%.1f,\"step_ms_best\":%.1f,\"fwd_ms\":%.1f,\"bwd_ms\":%.1f,\"adamw_ms\":%.1f,\"tokens_per_s\":%.1f,"
            "\"gflop_per_step\":%.2f,\"gflops\":%.2f,\"sgemm_peak_gflops\":%.2f,\"frac_of_peak\":%.3f,"
            "\"arena_peak_mb\":%.1f}\n",
-           cpu, tsr_threads_get(),
-#ifdef __OPTIMIZE__
-           "opt",
-#else
-           "noopt",
-#endif
-#ifdef __AVX512F__
-           "+avx512",
-#elif defined(__AVX2__)
-           "+avx2",
-#else
-           "",
-#endif
+           cpu, tsr_threads_get(), bench_build_flags(), "",
            B, T, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.hidden_dim, cfg.vocab,
            (long long)tsr_params_count(&p), steps, loss0, loss_last, med * 1e3, best * 1e3, ph[3 * mi] * 1e3,
            ph[3 * mi + 1] * 1e3, ph[3 * mi + 2] * 1e3,

@@ -3,68 +3,18 @@
  * raw cblas_sgemm on the same shapes, timed interleaved so machine noise
  * hits both alike; plus the machine's sgemm peak on a 2048^3 square.
  * One JSON line per figure on stdout. Validates before it times. */
+#include "bench_common.h"
 #include "tessera/ops.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-static void cpu_model(char *buf, size_t n) {
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ') p++;
-                p[strcspn(p, "\n")] = 0;
-                snprintf(buf, n, "%s", p);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
-/* what the compiler tells us about the flags it was given */
-static const char *build_flags(void) {
-    return "cc " __VERSION__
-#ifdef __OPTIMIZE__
-           " optimized"
-#else
-           " -O0"
-#endif
-#ifdef __AVX512F__
-           " avx512f"
-#elif defined(__AVX2__)
-           " avx2"
-#endif
-#ifdef __FMA__
-           " fma"
-#endif
-#ifdef _OPENMP
-           " openmp"
-#endif
-#ifdef __SANITIZE_ADDRESS__
-           " asan"
-#endif
-        ;
-}
-
 static char g_cpu[256];
 
 static void json_head(const char *what) {
     printf("{\"bench\":\"matmul\",\"what\":\"%s\",\"cpu\":\"%s\",\"threads\":%d,\"build\":\"%s\"", what,
-           g_cpu, tsr_threads_get(), build_flags());
-}
-
-static void fill(float *x, int64_t n, uint64_t seed) {
-    tsr_rng r;
-    tsr_rng_seed(&r, seed);
-    for (int64_t i = 0; i < n; i++) x[i] = tsr_rng_uniform(&r) - 0.5f;
+           g_cpu, tsr_threads_get(), bench_build_flags());
 }
 
 static double max_rel(const float *a, const float *b, int64_t n) {
@@ -74,12 +24,8 @@ static double max_rel(const float *a, const float *b, int64_t n) {
     return worst;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return v[n / 2];
 }
 
@@ -97,12 +43,12 @@ static int bench_shape(const char *label, int M, int K, int N, double peak) {
     tsr_ctx_init(&keep, 1 << 20);
     tsr_ctx_init(&c, 256 << 20); /* one block: steady state allocates nothing */
     tsr_tensor *x = tsr_new(&keep, TSR_F32, TSR_DIMS(M, K)), *w = tsr_new(&keep, TSR_F32, TSR_DIMS(N, K));
-    fill(tsr_f32(x), x->numel, 1);
-    fill(tsr_f32(w), w->numel, 2);
+    bench_fill(tsr_f32(x), x->numel, 1);
+    bench_fill(tsr_f32(w), w->numel, 2);
     x->requires_grad = w->requires_grad = true;
     float *dy = malloc(sizeof(float) * (size_t)M * N), *y = malloc(sizeof(float) * (size_t)M * N);
     float *dx = calloc((size_t)M * K, sizeof(float)), *dw = calloc((size_t)N * K, sizeof(float));
-    fill(dy, (int64_t)M * N, 3);
+    bench_fill(dy, (int64_t)M * N, 3);
 
     /* validate: the op against raw sgemm (same library, so tight) */
     x->grad = w->grad = NULL;
@@ -160,29 +106,12 @@ static int bench_shape(const char *label, int M, int K, int N, double peak) {
     return 0;
 }
 
-/* sgemm peak: best of a few large square products */
-static double sgemm_peak(int n) {
-    float *a = malloc(sizeof(float) * (size_t)n * n), *b = malloc(sizeof(float) * (size_t)n * n),
-          *c = malloc(sizeof(float) * (size_t)n * n);
-    fill(a, (int64_t)n * n, 4);
-    fill(b, (int64_t)n * n, 5);
-    double best = 1e30;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n); /* warm */
-    for (int i = 0; i < 5; i++) {
-        double t0 = tsr_time();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, c, n);
-        best = fmin(best, tsr_time() - t0);
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * n * n / best * 1e-9;
-}
-
 int main(int argc, char **argv) {
     (void)argv;
     tsr_threads_set(0);
-    cpu_model(g_cpu, sizeof g_cpu);
+    bench_cpu_model(g_cpu, sizeof g_cpu);
     bool quick = argc > 1; /* any argument: only the first two shapes */
-    double peak = sgemm_peak(2048);
+    double peak = bench_sgemm_peak(2048);
     json_head("sgemm_peak");
     printf(",\"shape\":\"2048^3\",\"gflops\":%.1f}\n", peak);
     static const int shapes[][3] = {

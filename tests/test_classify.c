@@ -121,7 +121,7 @@ static void test_inference(void) {
     for (int i = 0; i < N * 32; i++) ok &= isfinite(f1[i]) && f1[i] >= 0.0f;
     TU_CHECK(ok, "features finite and post-ReLU");
     /* f32 input path and a different chunking (first 37 images alone) */
-    for (int i = 0; i < N * 784; i++) xf[i] = (float)d.images.data[i] / 255.0f;
+    for (int i = 0; i < N * 784; i++) xf[i] = (float)d.images.data[i] * (1.0f / 255.0f);
     tsr_classify_run_f32(&m, xf, N, f2, l2);
     tu_close("f32 vs u8 features", f2, f1, N * 32, 1e-6, 1e-6);
     tsr_classify_run_u8(&m, d.images.data, 37, f2, l2);

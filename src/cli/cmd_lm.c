@@ -567,6 +567,7 @@ done:
 
 int cli_lm_tokenizer_train(const char *prog, int argc, char **argv); /* cmd_lm_data.c */
 int cli_lm_tokenize(const char *prog, int argc, char **argv);
+int cli_lm_train(const char *prog, int argc, char **argv); /* cmd_lm_train.c */
 
 static const cli_verb k_verbs[] = {
     {"generate", "continue a prompt (llama2.c run.c semantics)", cmd_generate},
@@ -575,6 +576,7 @@ static const cli_verb k_verbs[] = {
     {"bench", "decode/prefill throughput against bandwidth and sgemm limits; batch-cost curve", cmd_bench},
     {"tokenizer-train", "learn a byte-level BPE tokenizer.json on a corpus's train split", cli_lm_tokenizer_train},
     {"tokenize", "tokenise the train/val splits to token files (bytes, tokens per split)", cli_lm_tokenize},
+    {"train", "train the decoder on the code corpus (eval in bits per byte, exact resume)", cli_lm_train},
     {NULL, NULL, NULL},
 };
 

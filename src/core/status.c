@@ -17,6 +17,10 @@ tsr_status tsr_errorf(int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(s.msg, sizeof s.msg, fmt, ap);
     va_end(ap);
+    /* a status is one line: control bytes quoted from bad input (names,
+     * tokens) become '?' so they cannot break or forge output lines */
+    for (char *p = s.msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     return s;
 }
 

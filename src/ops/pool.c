@@ -15,39 +15,33 @@ typedef struct {
     int h, w, ho, wo, kh, kw, sh, sw, ph, pw;
 } pool_geom;
 
-/* torch's max scan step: take v when larger or NaN. Bit masks instead of
- * branches: the comparison is a coin flip on real data. */
-typedef struct {
-    float m;
-    int32_t k;
-} sel_max;
-
-static inline void sel_step(sel_max *s, float v, int32_t k) {
-    int32_t mask = -(int32_t)((v > s->m) | (v != v));
-    union { float f; int32_t i; } a = {s->m}, b = {v};
-    a.i = (a.i & ~mask) | (b.i & mask);
-    s->m = a.f;
-    s->k = (s->k & ~mask) | (k & mask);
-}
-
 /* the classifier's 2x2/2 pooling without padding, same scan order as the
- * general loop */
+ * general loop; selects over whole rows so the loop vectorises */
 static void maxpool_2x2(float *out, int32_t *idx, const float *x, const pool_geom *g) {
     int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
+    int w = g->w, wo = g->wo;
 #pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
     for (int64_t p = 0; p < g->planes; p++)
         for (int oh = 0; oh < g->ho; oh++) {
-            const float *r0 = x + p * hw + (int64_t)(2 * oh) * g->w, *r1 = r0 + g->w;
-            float *o = out + p * hwo + (int64_t)oh * g->wo;
-            int32_t *oi = idx + p * hwo + (int64_t)oh * g->wo, base = 2 * oh * g->w;
-            for (int ow = 0; ow < g->wo; ow++) {
-                int32_t ka = base + 2 * ow, kc = ka + g->w;
-                sel_max s = {r0[2 * ow], ka};
-                sel_step(&s, r0[2 * ow + 1], ka + 1);
-                sel_step(&s, r1[2 * ow], kc);
-                sel_step(&s, r1[2 * ow + 1], kc + 1);
-                o[ow] = s.m;
-                oi[ow] = s.k;
+            const float *r0 = x + p * hw + (int64_t)(2 * oh) * w, *r1 = r0 + w;
+            float *o = out + p * hwo + (int64_t)oh * wo;
+            int32_t *oi = idx + p * hwo + (int64_t)oh * wo, base = 2 * oh * w;
+#pragma omp simd
+            for (int ow = 0; ow < wo; ow++) {
+                float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                float m = a;
+                int32_t k = base + 2 * ow;
+                int tb = (b > m) | (b != b);
+                m = tb ? b : m;
+                k = tb ? base + 2 * ow + 1 : k;
+                int tc = (c > m) | (c != c);
+                m = tc ? c : m;
+                k = tc ? base + w + 2 * ow : k;
+                int td = (d > m) | (d != d);
+                m = td ? d : m;
+                k = td ? base + w + 2 * ow + 1 : k;
+                o[ow] = m;
+                oi[ow] = k;
             }
         }
 }
