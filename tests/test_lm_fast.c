@@ -373,6 +373,17 @@ static void test_malformed(void) {
     TU_CHECK(s.code == TSR_OK && !m.cfg.shared_classifier, "minimal metadata loads (untied inferred): %s", s.msg);
     if (s.code == TSR_OK) tsr_lm_model_free(&m);
 
+    /* the trainer's spelling: HF config names in the metadata */
+    const char *hf_names[] = {"model_type", "llama", "hidden_size", "16", "num_hidden_layers", "1",
+                              "num_attention_heads", "2", "num_key_value_heads", "2", "intermediate_size", "24",
+                              "vocab_size", "20", "max_position_embeddings", "8", "rope_theta", "10000",
+                              "rms_norm_eps", "1e-06", "tie_word_embeddings", "false", NULL};
+    snprintf(path, sizeof path, "%s/hfnames.safetensors", g_tmp);
+    TSR_ASSERT(tsr_params_save(&p, path, TSR_ST_F32, hf_names).code == TSR_OK);
+    s = tsr_lm_load(&m, path, -1, 0);
+    TU_CHECK(s.code == TSR_OK && m.cfg.norm_eps == 1e-6f && m.cfg.seq_len == 8, "HF names in metadata: %s", s.msg);
+    if (s.code == TSR_OK) tsr_lm_model_free(&m);
+
     const char *no_vocab[] = {"dim", "16", "n_layers", "1", "n_heads", "2", "hidden_dim", "24", "max_seq", "8", NULL};
     snprintf(path, sizeof path, "%s/novocab.safetensors", g_tmp);
     TSR_ASSERT(tsr_params_save(&p, path, TSR_ST_F32, no_vocab).code == TSR_OK);

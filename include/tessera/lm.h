@@ -268,9 +268,10 @@ tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, struct tsr_bpe *tok, tsr_l
  * Config: config.json (hidden_size, num_hidden_layers, num_attention_heads,
  * num_key_value_heads, intermediate_size, vocab_size,
  * max_position_embeddings, rms_norm_eps, rope_theta, tie_word_embeddings)
- * or __metadata__ (dim, n_layers, n_heads, n_kv_heads, hidden_dim, vocab,
- * max_seq, rope_theta, norm_eps, tied; HF names accepted too). RoPE is the
- * rotate-half layout. */
+ * or __metadata__ with the same HF names (what the trainer and tsr_lm_save
+ * write) or the short ones (dim, n_layers, n_heads, n_kv_heads, hidden_dim,
+ * vocab, max_seq, rope_theta, norm_eps, tied). tied absent: inferred from
+ * whether lm_head.weight is present. RoPE is the rotate-half layout. */
 
 /* wtype < 0: the type the file stores (F32/F16 -> f32, BF16 -> bf16,
  * Q8 -> q8); group_size <= 0: the file's or TSR_LM_Q8_GROUP. */

@@ -535,16 +535,18 @@ tsr_status tsr_lm_save(const tsr_lm_model *m, const char *path) {
     char nm[128], v[64];
 #define META_I(k, x) (snprintf(v, sizeof v, "%d", (x)), tsr_st_set_meta(w, k, v))
 #define META_F(k, x) (snprintf(v, sizeof v, "%.9g", (double)(x)), tsr_st_set_meta(w, k, v))
-    META_I("dim", c->dim);
-    META_I("n_layers", c->n_layers);
-    META_I("n_heads", c->n_heads);
-    META_I("n_kv_heads", c->n_kv_heads);
-    META_I("hidden_dim", c->hidden_dim);
-    META_I("vocab", c->vocab_size);
-    META_I("max_seq", c->seq_len);
+    /* the trainer's spelling (HF config.json names), so either side reads the other's files */
+    tsr_st_set_meta(w, "model_type", "llama");
+    META_I("hidden_size", c->dim);
+    META_I("num_hidden_layers", c->n_layers);
+    META_I("num_attention_heads", c->n_heads);
+    META_I("num_key_value_heads", c->n_kv_heads);
+    META_I("intermediate_size", c->hidden_dim);
+    META_I("vocab_size", c->vocab_size);
+    META_I("max_position_embeddings", c->seq_len);
     META_F("rope_theta", c->rope_theta);
-    META_F("norm_eps", c->norm_eps);
-    tsr_st_set_meta(w, "tied", c->shared_classifier ? "true" : "false");
+    META_F("rms_norm_eps", c->norm_eps);
+    tsr_st_set_meta(w, "tie_word_embeddings", c->shared_classifier ? "true" : "false");
     tsr_st_set_meta(w, "format", "tessera-lm");
     if (m->wtype == TSR_LM_W_Q8) {
         tsr_st_set_meta(w, "quant", "q8");
