@@ -356,6 +356,37 @@ static inline v16 vbcast(float s) { return (v16){s, s, s, s, s, s, s, s, s, s, s
 #define VPIN(v) ((void)0)
 #endif
 
+/* short rows (7..28 floats here): masked 16-lane blocks instead of a
+ * memcpy call or a scalar remainder loop per row */
+static inline void row_copy(float *d, const float *s, int n) {
+    int k = 0;
+#ifdef __AVX512F__
+    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(d + k, _mm512_loadu_ps(s + k));
+    if (k < n) {
+        __mmask16 m = (__mmask16)((1u << (n - k)) - 1u);
+        _mm512_mask_storeu_ps(d + k, m, _mm512_maskz_loadu_ps(m, s + k));
+    }
+#else
+    for (; k < n; k++) d[k] = s[k];
+#endif
+}
+
+/* d[k] (+)= s[k] + bv over a short row */
+static inline void row_store(float *d, const float *s, int n, float bv, bool accumulate) {
+    int k = 0;
+#ifdef __AVX512F__
+    __m512 b = _mm512_set1_ps(bv);
+    for (; k < n; k += 16) {
+        __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1u);
+        __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, s + k), b);
+        if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, d + k));
+        _mm512_mask_storeu_ps(d + k, m, v);
+    }
+#else
+    for (; k < n; k++) d[k] = (accumulate ? d[k] : 0.f) + (s[k] + bv);
+#endif
+}
+
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 static bool direct3x3(const tsr_conv_geom *g) {
@@ -408,10 +439,7 @@ static void pad_planes(float *dst, const float *src, int c, int h, int w, const 
         memset(p, 0, sizeof(float) * (size_t)(d->wp + 1));
         for (int r = 0; r < h; r++) {
             float *row = p + (int64_t)(r + 1) * d->wp + 1;
-            const float *sr = s + (int64_t)r * w;
-            /* short rows: an inline loop beats a memcpy call per row */
-#pragma omp simd
-            for (int k = 0; k < w; k++) row[k] = sr[k];
+            row_copy(row, s + (int64_t)r * w, w);
             row[w] = 0.f, row[w + 1] = 0.f;
         }
         int64_t used = (int64_t)(h + 1) * d->wp + 1;
@@ -426,9 +454,7 @@ static void grid_planes(float *dst, const float *src, int c, int h, int w, const
         const float *s = src + (int64_t)ci * h * w;
         for (int r = 0; r < h; r++) {
             float *row = p + (int64_t)r * d->wp;
-            const float *sr = s + (int64_t)r * w;
-#pragma omp simd
-            for (int k = 0; k < w; k++) row[k] = sr[k];
+            row_copy(row, s + (int64_t)r * w, w);
             row[w] = 0.f, row[w + 1] = 0.f;
         }
         int64_t used = (int64_t)h * d->wp;
@@ -473,15 +499,8 @@ static void ungrid(float *dst, const float *grid, int c, int h, int w, const dge
     for (int ci = 0; ci < c; ci++) {
         float bv = bias ? bias[ci] : 0.f;
         for (int r = 0; r < h; r++) {
-            const float *s = grid + (int64_t)ci * d->qn + (int64_t)r * d->wp;
-            float *o = dst + ((int64_t)ci * h + r) * w;
-            if (accumulate) {
-#pragma omp simd
-                for (int k = 0; k < w; k++) o[k] += s[k] + bv;
-            } else {
-#pragma omp simd
-                for (int k = 0; k < w; k++) o[k] = s[k] + bv;
-            }
+            row_store(dst + ((int64_t)ci * h + r) * w, grid + (int64_t)ci * d->qn + (int64_t)r * d->wp, w, bv,
+                      accumulate);
         }
     }
 }

@@ -201,8 +201,30 @@ static void maxpool_2x2_bwd_write(float *dx, const float *dout, const int32_t *i
             const float *d = dout + p * hwo + (int64_t)oh * wo;
             const int32_t *k = idx + p * hwo + (int64_t)oh * wo;
             int32_t base = 2 * oh * w;
-#pragma omp simd
-            for (int ow = 0; ow < wo; ow++) {
+            int ow = 0;
+#ifdef __AVX512F__
+            const __m512i lane2 = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            const __m512i il_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+            const __m512i il_hi = _mm512_add_epi32(il_lo, _mm512_set1_epi32(8));
+            for (; ow < wo; ow += 16) {
+                int n = wo - ow < 16 ? wo - ow : 16;
+                __mmask16 m16 = (__mmask16)((1u << n) - 1u);
+                uint32_t m32 = n == 16 ? 0xffffffffu : (1u << (2 * n)) - 1u;
+                __mmask16 lo = (__mmask16)(m32 & 0xffffu), hi = (__mmask16)(m32 >> 16);
+                __m512 dv = _mm512_maskz_loadu_ps(m16, d + ow);
+                __m512i e = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m16, k + ow),
+                                             _mm512_add_epi32(lane2, _mm512_set1_epi32(base + 2 * ow)));
+                __m512 v0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0)), dv);
+                __m512 v1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(1)), dv);
+                __m512 v2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(w)), dv);
+                __m512 v3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(w + 1)), dv);
+                _mm512_mask_storeu_ps(r0 + 2 * ow, lo, _mm512_permutex2var_ps(v0, il_lo, v1));
+                _mm512_mask_storeu_ps(r0 + 2 * ow + 16, hi, _mm512_permutex2var_ps(v0, il_hi, v1));
+                _mm512_mask_storeu_ps(r1 + 2 * ow, lo, _mm512_permutex2var_ps(v2, il_lo, v3));
+                _mm512_mask_storeu_ps(r1 + 2 * ow + 16, hi, _mm512_permutex2var_ps(v2, il_hi, v3));
+            }
+#endif
+            for (; ow < wo; ow++) {
                 int32_t e = k[ow] - base - 2 * ow; /* 0, 1, w, w+1 */
                 r0[2 * ow] = e == 0 ? d[ow] : 0.f;
                 r0[2 * ow + 1] = e == 1 ? d[ow] : 0.f;
