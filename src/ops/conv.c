@@ -447,21 +447,6 @@ static void pad_planes(float *dst, const float *src, int c, int h, int w, const 
     }
 }
 
-/* map planes (c,h,w) -> (c,qn) on the output grid, dead columns zero */
-static void grid_planes(float *dst, const float *src, int c, int h, int w, const dgeom *d) {
-    for (int ci = 0; ci < c; ci++) {
-        float *p = dst + (int64_t)ci * d->qn;
-        const float *s = src + (int64_t)ci * h * w;
-        for (int r = 0; r < h; r++) {
-            float *row = p + (int64_t)r * d->wp;
-            row_copy(row, s + (int64_t)r * w, w);
-            row[w] = 0.f, row[w + 1] = 0.f;
-        }
-        int64_t used = (int64_t)h * d->wp;
-        memset(p + used, 0, sizeof(float) * (size_t)(d->qn - used));
-    }
-}
-
 /* out (co,qn) = sum_ci sum_tap wpk * shifted in (ci,pp); wpk is laid out
  * [co/DCO][ci][tap][DCO] so a block's broadcasts are contiguous */
 static void direct_kernel(float *out, const float *in, const float *wpk, int cin, int cout, const dgeom *d) {
@@ -525,30 +510,9 @@ static void direct_fwd(float *out, const float *x, const float *w, const float *
     }
 }
 
-/* dx += conv(dout) with w transposed and flipped */
-static void direct_bwd_data(float *dx, const float *dout, const float *w, const tsr_conv_geom *g, float *scratch) {
-    dgeom d = dgeom_of(g);
-    float *wpk = scratch + d.slot * n_slots(g);
-    int cin = g->cin, cout = g->cout;
-    for (int co = 0; co < cout; co++)
-        for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < 9; t++)
-                wpk[(((int64_t)(ci / DCO) * cout + co) * 9 + (8 - t)) * DCO + ci % DCO] =
-                    w[((int64_t)co * cin + ci) * 9 + t];
-    int64_t hw = (int64_t)g->h * g->w;
-#pragma omp parallel for schedule(dynamic) num_threads(g->threads) if (g->threads > 1 && g->B > 1)
-    for (int b = 0; b < g->B; b++) {
-        float *slot = scratch + thread_id() * d.slot;
-        float *dp = slot + (int64_t)cin * d.pp, *grid = slot + (int64_t)(cin + cout) * d.pp;
-        pad_planes(dp, dout + (int64_t)b * cout * hw, cout, g->h, g->w, &d);
-        direct_kernel(grid, dp, wpk, cout, cin, &d);
-        ungrid(dx + (int64_t)b * cin * hw, grid, cin, g->h, g->w, &d, true, NULL);
-    }
-}
-
 /* lane partials acc16 [co][ci][tap][16] += one image's weight grad */
-static void direct_wgrad_image(float *acc16, const float *dgrid, const float *xp, int cin, int cout,
-                               const dgeom *d) {
+static void direct_wgrad_image(float *acc16, const float *dgrid, int64_t dstride, const float *xp, int cin,
+                               int cout, const dgeom *d) {
     for (int cb = 0; cb < cout / DCO; cb++)
         for (int ci = 0; ci < cin; ci++)
             for (int ki = 0; ki < 3; ki++) {
@@ -556,12 +520,12 @@ static void direct_wgrad_image(float *acc16, const float *dgrid, const float *xp
                 for (int j = 0; j < DCO; j++)
                     for (int kj = 0; kj < 3; kj++) acc[j][kj] = (v16){0};
                 const float *xr = xp + (int64_t)ci * d->pp + (int64_t)ki * d->wp;
-                const float *dr = dgrid + (int64_t)cb * DCO * d->qn;
+                const float *dr = dgrid + (int64_t)cb * DCO * dstride;
                 for (int64_t q = 0; q < d->qn; q += 16) {
                     v16 x0 = vload(xr + q), x1 = vload(xr + q + 1), x2 = vload(xr + q + 2);
 #pragma GCC unroll 8
                     for (int j = 0; j < DCO; j++) {
-                        v16 dv = vload(dr + (int64_t)j * d->qn + q);
+                        v16 dv = vload(dr + (int64_t)j * dstride + q);
                         VPIN(dv);
                         VFMA(acc[j][0], dv, x0);
                         VFMA(acc[j][1], dv, x1);
@@ -576,27 +540,51 @@ static void direct_wgrad_image(float *acc16, const float *dgrid, const float *xp
             }
 }
 
-static void direct_bwd_weight(float *dw, const float *dout, const float *x, const tsr_conv_geom *g,
-                              float *scratch) {
+/* weights for the input grad: transposed and flipped, packed like the
+ * forward's with the roles of cin and cout swapped */
+static void pack_wt_flipped(float *wpk, const float *w, int cin, int cout) {
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < 9; t++)
+                wpk[(((int64_t)(ci / DCO) * cout + co) * 9 + (8 - t)) * DCO + ci % DCO] =
+                    w[((int64_t)co * cin + ci) * 9 + t];
+}
+
+/* Both backward halves in one pass over the images, each map grad plane
+ * padded once: dx (+)= conv(dout) with w transposed and flipped (dx may be
+ * NULL; overwrite: write instead of adding), dw += weight grad (may be
+ * NULL). The padded map grad shifted by one row and column is the weight
+ * grad's zero-edged grid. Images fall into fixed groups, each summing its
+ * weight grad into its own partial: any thread may take any group and the
+ * summation order stays the same. */
+static void direct_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                       const tsr_conv_geom *g, float *scratch, bool overwrite) {
     dgeom d = dgeom_of(g);
     int cin = g->cin, cout = g->cout, ng = d.ng;
-    float *parts = scratch + d.slot * n_slots(g) + round_up(d.nw, 16);
+    float *wpk = scratch + d.slot * n_slots(g);
+    float *parts = wpk + round_up(d.nw, 16);
     int64_t hw = (int64_t)g->h * g->w, nw = d.nw;
+    if (dx) pack_wt_flipped(wpk, w, cin, cout);
 #pragma omp parallel num_threads(g->threads) if (g->threads > 1 && ng > 1)
     {
         float *slot = scratch + thread_id() * d.slot;
-        float *xp = slot, *dgrid = slot + (int64_t)(cin + cout) * d.pp;
-        float *acc16 = dgrid + (int64_t)(cin > cout ? cin : cout) * d.qn;
-        /* fixed image groups, each summed into its own partial: any thread
-         * may take any group and the summation order stays the same */
+        float *xp = slot, *dp = slot + (int64_t)cin * d.pp, *grid = slot + (int64_t)(cin + cout) * d.pp;
+        float *acc16 = grid + (int64_t)(cin > cout ? cin : cout) * d.qn;
 #pragma omp for schedule(dynamic)
         for (int j = 0; j < ng; j++) {
-            memset(acc16, 0, sizeof(float) * (size_t)(nw * 16));
+            if (dw) memset(acc16, 0, sizeof(float) * (size_t)(nw * 16));
             for (int b = (int)((int64_t)j * g->B / ng); b < (int)((int64_t)(j + 1) * g->B / ng); b++) {
-                pad_planes(xp, x + (int64_t)b * cin * hw, cin, g->h, g->w, &d);
-                grid_planes(dgrid, dout + (int64_t)b * cout * hw, cout, g->h, g->w, &d);
-                direct_wgrad_image(acc16, dgrid, xp, cin, cout, &d);
+                pad_planes(dp, dout + (int64_t)b * cout * hw, cout, g->h, g->w, &d);
+                if (dx) {
+                    direct_kernel(grid, dp, wpk, cout, cin, &d);
+                    ungrid(dx + (int64_t)b * cin * hw, grid, cin, g->h, g->w, &d, !overwrite, NULL);
+                }
+                if (dw) {
+                    pad_planes(xp, x + (int64_t)b * cin * hw, cin, g->h, g->w, &d);
+                    direct_wgrad_image(acc16, dp + d.wp + 1, d.pp, xp, cin, cout, &d);
+                }
             }
+            if (!dw) continue;
             float *pj = parts + j * nw;
             for (int64_t i = 0; i < nw; i++) {
                 float s = 0.f;
@@ -604,11 +592,13 @@ static void direct_bwd_weight(float *dw, const float *dout, const float *x, cons
                 pj[i] = s;
             }
         }
+        if (dw) {
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < nw; i++) {
-            float s = 0.f;
-            for (int j = 0; j < ng; j++) s += parts[j * nw + i];
-            dw[i] += s;
+            for (int64_t i = 0; i < nw; i++) {
+                float s = 0.f;
+                for (int j = 0; j < ng; j++) s += parts[j * nw + i];
+                dw[i] += s;
+            }
         }
     }
 }
@@ -673,7 +663,7 @@ static void bwd_data_chunk(const tsr_backend *be, float *dx, const float *dout, 
 void tsr_conv2d_bwd_data(const tsr_backend *be, float *dx, const float *dout, const float *w,
                          const tsr_conv_geom *g, float *scratch) {
     if (direct_data_ok(g)) {
-        direct_bwd_data(dx, dout, w, g, scratch);
+        direct_bwd(dx, NULL, dout, NULL, w, g, scratch, false);
         return;
     }
     int nc = n_chunks(g), sb;
@@ -709,7 +699,7 @@ void tsr_conv2d_bwd_weight(const tsr_backend *be, float *dw, float *dbias, const
     int kg = (g->cin / g->groups) * g->kh * g->kw, nc = n_chunks(g), sb;
     int64_t hwo = (int64_t)g->ho * g->wo, sf = slot_floats(g), nw = (int64_t)g->cout * kg;
     if (dw && direct_fwd_ok(g)) {
-        direct_bwd_weight(dw, dout, x, g, scratch);
+        direct_bwd(NULL, dw, dout, x, NULL, g, scratch, false);
     } else if (dw) {
         if (go_parallel(be, g, &sb)) {
             int ng = n_wgroups(g);
@@ -840,6 +830,14 @@ static void conv2d_backward(tsr_ctx *c, tsr_node *n) {
     const float *go = n->out->grad;
     bool gw = w->requires_grad, gb = bias && bias->requires_grad;
     float *scratch = scratch_for(c, g, gw);
+    if (direct_fwd_ok(g) && direct_data_ok(g) && x->requires_grad) {
+        /* one pass for both halves; a fresh input grad is written, not zeroed and added to */
+        bool fresh = !x->grad && !x->is_param;
+        if (fresh) x->grad = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)x->numel);
+        direct_bwd(x->grad, gw ? tsr_grad(c, w) : NULL, go, tsr_f32(x), tsr_f32(w), g, scratch, fresh);
+        if (gb) tsr_conv2d_bwd_weight(c->be, NULL, tsr_grad(c, bias), go, tsr_f32(x), g, scratch);
+        return;
+    }
     if (x->requires_grad) tsr_conv2d_bwd_data(c->be, tsr_grad(c, x), go, tsr_f32(w), g, scratch);
     if (gw || gb)
         tsr_conv2d_bwd_weight(c->be, gw ? tsr_grad(c, w) : NULL, gb ? tsr_grad(c, bias) : NULL, go,
