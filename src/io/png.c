@@ -8,8 +8,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* libpng prints errors to stderr by default; only src/cli may print, so
+ * errors just unwind to the setjmp and warnings are dropped */
+static void png_err_quiet(png_structp ps, png_const_charp msg) {
+    (void)msg;
+    png_longjmp(ps, 1);
+}
+static void png_warn_quiet(png_structp ps, png_const_charp msg) { (void)ps, (void)msg; }
+
 static tsr_status write_rows(FILE *f, const uint8_t *px, int w, int h, int ch) {
-    png_structp ps = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_structp ps = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_err_quiet, png_warn_quiet);
     if (!ps) return tsr_errorf(TSR_ERR_NOMEM, "png: out of memory");
     png_infop pi = png_create_info_struct(ps);
     png_bytep *rows = NULL;
@@ -56,7 +64,7 @@ tsr_status tsr_png_write(const char *path, const uint8_t *px, int w, int h, int 
 }
 
 static tsr_status read_rows(FILE *f, const char *path, uint8_t **out, int *w, int *h, int *ch) {
-    png_structp ps = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_structp ps = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err_quiet, png_warn_quiet);
     if (!ps) return tsr_errorf(TSR_ERR_NOMEM, "png: out of memory");
     png_infop pi = png_create_info_struct(ps);
     uint8_t *volatile px = NULL;
