@@ -118,6 +118,8 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     tsr_status st = tsr_elm_tok_train(&o, &r);
     if (st.code) {
         const char *hint = strstr(st.msg, "idx") || strstr(st.msg, "fashion") ? DATA_HINT
+                           : strstr(st.msg, "cannot create") || strstr(st.msg, "failed") ? OUT_HINT
+                           : o.percep_w > 0 && strstr(st.msg, o.classifier) ? CLS_HINT
                            : st.code == TSR_ERR_ARG ? "start a new run without --resume, or use the original settings"
                                                     : TOK_HINT;
         return cli_fail(st, hint);
