@@ -194,6 +194,7 @@ int main(void) {
     check_fast_vs_ref(3, 16, 14, 14, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 202);
     check_fast_vs_ref(2, 5, 1, 13, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 203);
     check_fast_vs_ref(1, 8, 6, 1, 24, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 204);
+    check_fast_vs_ref(3, 8, 6, 5, 4, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 205); /* input grad only */
     /* default chunking on a classifier layer */
     {
         tsr_conv_opts o = opts(1, 1, 1, 1, 1, 1, 1, 0, 0);
@@ -206,6 +207,9 @@ int main(void) {
 
     /* gradient checks */
     gradcheck_conv("conv2d pad1 bias", false, (int64_t[]){2, 3, 6, 5}, (int64_t[]){4, 3, 3, 3}, 4,
+                   opts(1, 1, 1, 1, 1, 1, 1, 0, 0));
+    /* the direct 3x3 kernels, both backward halves in one pass */
+    gradcheck_conv("conv2d direct 3x3", false, (int64_t[]){2, 8, 5, 6}, (int64_t[]){8, 8, 3, 3}, 8,
                    opts(1, 1, 1, 1, 1, 1, 1, 0, 0));
     gradcheck_conv("conv2d stride2", false, (int64_t[]){2, 2, 7, 6}, (int64_t[]){3, 2, 3, 3}, 3,
                    opts(2, 2, 1, 0, 1, 1, 1, 0, 0));

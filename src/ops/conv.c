@@ -356,6 +356,37 @@ static inline v16 vbcast(float s) { return (v16){s, s, s, s, s, s, s, s, s, s, s
 #define VPIN(v) ((void)0)
 #endif
 
+/* short rows (7..28 floats here): masked 16-lane blocks instead of a
+ * memcpy call or a scalar remainder loop per row */
+static inline void row_copy(float *d, const float *s, int n) {
+    int k = 0;
+#ifdef __AVX512F__
+    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(d + k, _mm512_loadu_ps(s + k));
+    if (k < n) {
+        __mmask16 m = (__mmask16)((1u << (n - k)) - 1u);
+        _mm512_mask_storeu_ps(d + k, m, _mm512_maskz_loadu_ps(m, s + k));
+    }
+#else
+    for (; k < n; k++) d[k] = s[k];
+#endif
+}
+
+/* d[k] (+)= s[k] + bv over a short row */
+static inline void row_store(float *d, const float *s, int n, float bv, bool accumulate) {
+    int k = 0;
+#ifdef __AVX512F__
+    __m512 b = _mm512_set1_ps(bv);
+    for (; k < n; k += 16) {
+        __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1u);
+        __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, s + k), b);
+        if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, d + k));
+        _mm512_mask_storeu_ps(d + k, m, v);
+    }
+#else
+    for (; k < n; k++) d[k] = (accumulate ? d[k] : 0.f) + (s[k] + bv);
+#endif
+}
+
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 static bool direct3x3(const tsr_conv_geom *g) {
@@ -408,26 +439,11 @@ static void pad_planes(float *dst, const float *src, int c, int h, int w, const 
         memset(p, 0, sizeof(float) * (size_t)(d->wp + 1));
         for (int r = 0; r < h; r++) {
             float *row = p + (int64_t)(r + 1) * d->wp + 1;
-            memcpy(row, s + (int64_t)r * w, sizeof(float) * (size_t)w);
+            row_copy(row, s + (int64_t)r * w, w);
             row[w] = 0.f, row[w + 1] = 0.f;
         }
         int64_t used = (int64_t)(h + 1) * d->wp + 1;
         memset(p + used, 0, sizeof(float) * (size_t)(d->pp - used));
-    }
-}
-
-/* map planes (c,h,w) -> (c,qn) on the output grid, dead columns zero */
-static void grid_planes(float *dst, const float *src, int c, int h, int w, const dgeom *d) {
-    for (int ci = 0; ci < c; ci++) {
-        float *p = dst + (int64_t)ci * d->qn;
-        const float *s = src + (int64_t)ci * h * w;
-        for (int r = 0; r < h; r++) {
-            float *row = p + (int64_t)r * d->wp;
-            memcpy(row, s + (int64_t)r * w, sizeof(float) * (size_t)w);
-            row[w] = 0.f, row[w + 1] = 0.f;
-        }
-        int64_t used = (int64_t)h * d->wp;
-        memset(p + used, 0, sizeof(float) * (size_t)(d->qn - used));
     }
 }
 
@@ -468,15 +484,8 @@ static void ungrid(float *dst, const float *grid, int c, int h, int w, const dge
     for (int ci = 0; ci < c; ci++) {
         float bv = bias ? bias[ci] : 0.f;
         for (int r = 0; r < h; r++) {
-            const float *s = grid + (int64_t)ci * d->qn + (int64_t)r * d->wp;
-            float *o = dst + ((int64_t)ci * h + r) * w;
-            if (accumulate) {
-#pragma omp simd
-                for (int k = 0; k < w; k++) o[k] += s[k] + bv;
-            } else {
-#pragma omp simd
-                for (int k = 0; k < w; k++) o[k] = s[k] + bv;
-            }
+            row_store(dst + ((int64_t)ci * h + r) * w, grid + (int64_t)ci * d->qn + (int64_t)r * d->wp, w, bv,
+                      accumulate);
         }
     }
 }
@@ -501,30 +510,9 @@ static void direct_fwd(float *out, const float *x, const float *w, const float *
     }
 }
 
-/* dx += conv(dout) with w transposed and flipped */
-static void direct_bwd_data(float *dx, const float *dout, const float *w, const tsr_conv_geom *g, float *scratch) {
-    dgeom d = dgeom_of(g);
-    float *wpk = scratch + d.slot * n_slots(g);
-    int cin = g->cin, cout = g->cout;
-    for (int co = 0; co < cout; co++)
-        for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < 9; t++)
-                wpk[(((int64_t)(ci / DCO) * cout + co) * 9 + (8 - t)) * DCO + ci % DCO] =
-                    w[((int64_t)co * cin + ci) * 9 + t];
-    int64_t hw = (int64_t)g->h * g->w;
-#pragma omp parallel for schedule(dynamic) num_threads(g->threads) if (g->threads > 1 && g->B > 1)
-    for (int b = 0; b < g->B; b++) {
-        float *slot = scratch + thread_id() * d.slot;
-        float *dp = slot + (int64_t)cin * d.pp, *grid = slot + (int64_t)(cin + cout) * d.pp;
-        pad_planes(dp, dout + (int64_t)b * cout * hw, cout, g->h, g->w, &d);
-        direct_kernel(grid, dp, wpk, cout, cin, &d);
-        ungrid(dx + (int64_t)b * cin * hw, grid, cin, g->h, g->w, &d, true, NULL);
-    }
-}
-
 /* lane partials acc16 [co][ci][tap][16] += one image's weight grad */
-static void direct_wgrad_image(float *acc16, const float *dgrid, const float *xp, int cin, int cout,
-                               const dgeom *d) {
+static void direct_wgrad_image(float *acc16, const float *dgrid, int64_t dstride, const float *xp, int cin,
+                               int cout, const dgeom *d) {
     for (int cb = 0; cb < cout / DCO; cb++)
         for (int ci = 0; ci < cin; ci++)
             for (int ki = 0; ki < 3; ki++) {
@@ -532,12 +520,12 @@ static void direct_wgrad_image(float *acc16, const float *dgrid, const float *xp
                 for (int j = 0; j < DCO; j++)
                     for (int kj = 0; kj < 3; kj++) acc[j][kj] = (v16){0};
                 const float *xr = xp + (int64_t)ci * d->pp + (int64_t)ki * d->wp;
-                const float *dr = dgrid + (int64_t)cb * DCO * d->qn;
+                const float *dr = dgrid + (int64_t)cb * DCO * dstride;
                 for (int64_t q = 0; q < d->qn; q += 16) {
                     v16 x0 = vload(xr + q), x1 = vload(xr + q + 1), x2 = vload(xr + q + 2);
 #pragma GCC unroll 8
                     for (int j = 0; j < DCO; j++) {
-                        v16 dv = vload(dr + (int64_t)j * d->qn + q);
+                        v16 dv = vload(dr + (int64_t)j * dstride + q);
                         VPIN(dv);
                         VFMA(acc[j][0], dv, x0);
                         VFMA(acc[j][1], dv, x1);
@@ -552,27 +540,51 @@ static void direct_wgrad_image(float *acc16, const float *dgrid, const float *xp
             }
 }
 
-static void direct_bwd_weight(float *dw, const float *dout, const float *x, const tsr_conv_geom *g,
-                              float *scratch) {
+/* weights for the input grad: transposed and flipped, packed like the
+ * forward's with the roles of cin and cout swapped */
+static void pack_wt_flipped(float *wpk, const float *w, int cin, int cout) {
+    for (int co = 0; co < cout; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < 9; t++)
+                wpk[(((int64_t)(ci / DCO) * cout + co) * 9 + (8 - t)) * DCO + ci % DCO] =
+                    w[((int64_t)co * cin + ci) * 9 + t];
+}
+
+/* Both backward halves in one pass over the images, each map grad plane
+ * padded once: dx (+)= conv(dout) with w transposed and flipped (dx may be
+ * NULL; overwrite: write instead of adding), dw += weight grad (may be
+ * NULL). The padded map grad shifted by one row and column is the weight
+ * grad's zero-edged grid. Images fall into fixed groups, each summing its
+ * weight grad into its own partial: any thread may take any group and the
+ * summation order stays the same. */
+static void direct_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                       const tsr_conv_geom *g, float *scratch, bool overwrite) {
     dgeom d = dgeom_of(g);
     int cin = g->cin, cout = g->cout, ng = d.ng;
-    float *parts = scratch + d.slot * n_slots(g) + round_up(d.nw, 16);
+    float *wpk = scratch + d.slot * n_slots(g);
+    float *parts = wpk + round_up(d.nw, 16);
     int64_t hw = (int64_t)g->h * g->w, nw = d.nw;
+    if (dx) pack_wt_flipped(wpk, w, cin, cout);
 #pragma omp parallel num_threads(g->threads) if (g->threads > 1 && ng > 1)
     {
         float *slot = scratch + thread_id() * d.slot;
-        float *xp = slot, *dgrid = slot + (int64_t)(cin + cout) * d.pp;
-        float *acc16 = dgrid + (int64_t)(cin > cout ? cin : cout) * d.qn;
-        /* fixed image groups, each summed into its own partial: any thread
-         * may take any group and the summation order stays the same */
+        float *xp = slot, *dp = slot + (int64_t)cin * d.pp, *grid = slot + (int64_t)(cin + cout) * d.pp;
+        float *acc16 = grid + (int64_t)(cin > cout ? cin : cout) * d.qn;
 #pragma omp for schedule(dynamic)
         for (int j = 0; j < ng; j++) {
-            memset(acc16, 0, sizeof(float) * (size_t)(nw * 16));
+            if (dw) memset(acc16, 0, sizeof(float) * (size_t)(nw * 16));
             for (int b = (int)((int64_t)j * g->B / ng); b < (int)((int64_t)(j + 1) * g->B / ng); b++) {
-                pad_planes(xp, x + (int64_t)b * cin * hw, cin, g->h, g->w, &d);
-                grid_planes(dgrid, dout + (int64_t)b * cout * hw, cout, g->h, g->w, &d);
-                direct_wgrad_image(acc16, dgrid, xp, cin, cout, &d);
+                pad_planes(dp, dout + (int64_t)b * cout * hw, cout, g->h, g->w, &d);
+                if (dx) {
+                    direct_kernel(grid, dp, wpk, cout, cin, &d);
+                    ungrid(dx + (int64_t)b * cin * hw, grid, cin, g->h, g->w, &d, !overwrite, NULL);
+                }
+                if (dw) {
+                    pad_planes(xp, x + (int64_t)b * cin * hw, cin, g->h, g->w, &d);
+                    direct_wgrad_image(acc16, dp + d.wp + 1, d.pp, xp, cin, cout, &d);
+                }
             }
+            if (!dw) continue;
             float *pj = parts + j * nw;
             for (int64_t i = 0; i < nw; i++) {
                 float s = 0.f;
@@ -580,11 +592,13 @@ static void direct_bwd_weight(float *dw, const float *dout, const float *x, cons
                 pj[i] = s;
             }
         }
+        if (dw) {
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < nw; i++) {
-            float s = 0.f;
-            for (int j = 0; j < ng; j++) s += parts[j * nw + i];
-            dw[i] += s;
+            for (int64_t i = 0; i < nw; i++) {
+                float s = 0.f;
+                for (int j = 0; j < ng; j++) s += parts[j * nw + i];
+                dw[i] += s;
+            }
         }
     }
 }
@@ -649,7 +663,7 @@ static void bwd_data_chunk(const tsr_backend *be, float *dx, const float *dout, 
 void tsr_conv2d_bwd_data(const tsr_backend *be, float *dx, const float *dout, const float *w,
                          const tsr_conv_geom *g, float *scratch) {
     if (direct_data_ok(g)) {
-        direct_bwd_data(dx, dout, w, g, scratch);
+        direct_bwd(dx, NULL, dout, NULL, w, g, scratch, false);
         return;
     }
     int nc = n_chunks(g), sb;
@@ -685,7 +699,7 @@ void tsr_conv2d_bwd_weight(const tsr_backend *be, float *dw, float *dbias, const
     int kg = (g->cin / g->groups) * g->kh * g->kw, nc = n_chunks(g), sb;
     int64_t hwo = (int64_t)g->ho * g->wo, sf = slot_floats(g), nw = (int64_t)g->cout * kg;
     if (dw && direct_fwd_ok(g)) {
-        direct_bwd_weight(dw, dout, x, g, scratch);
+        direct_bwd(NULL, dw, dout, x, NULL, g, scratch, false);
     } else if (dw) {
         if (go_parallel(be, g, &sb)) {
             int ng = n_wgroups(g);
@@ -816,6 +830,14 @@ static void conv2d_backward(tsr_ctx *c, tsr_node *n) {
     const float *go = n->out->grad;
     bool gw = w->requires_grad, gb = bias && bias->requires_grad;
     float *scratch = scratch_for(c, g, gw);
+    if (direct_fwd_ok(g) && direct_data_ok(g) && x->requires_grad) {
+        /* one pass for both halves; a fresh input grad is written, not zeroed and added to */
+        bool fresh = !x->grad && !x->is_param;
+        if (fresh) x->grad = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)x->numel);
+        direct_bwd(x->grad, gw ? tsr_grad(c, w) : NULL, go, tsr_f32(x), tsr_f32(w), g, scratch, fresh);
+        if (gb) tsr_conv2d_bwd_weight(c->be, NULL, tsr_grad(c, bias), go, tsr_f32(x), g, scratch);
+        return;
+    }
     if (x->requires_grad) tsr_conv2d_bwd_data(c->be, tsr_grad(c, x), go, tsr_f32(w), g, scratch);
     if (gw || gb)
         tsr_conv2d_bwd_weight(c->be, gw ? tsr_grad(c, w) : NULL, gb ? tsr_grad(c, bias) : NULL, go,

@@ -1,0 +1,25 @@
+/* tessera io: PNG output (and input, for tests and tools) through libpng,
+ * and image grids for samples. src/io/png.c. Writes are atomic (path.tmp,
+ * fsync, rename): a failed write leaves no partial file behind. */
+#ifndef TESSERA_PNG_H
+#define TESSERA_PNG_H
+
+#include "tessera/core.h"
+
+/* px: h rows of w pixels, `ch` interleaved 8-bit channels (1 grey, 3 RGB) */
+tsr_status tsr_png_write(const char *path, const uint8_t *px, int w, int h, int ch);
+
+/* Reads an 8-bit grey or RGB PNG (palette, 16-bit and alpha are converted
+ * to 8-bit grey/RGB). *px is malloc'd (caller frees). */
+tsr_status tsr_png_read(const char *path, uint8_t **px, int *w, int *h, int *ch);
+
+/* Tiles n images (each ih x iw x ch, row-major, 8-bit) into a grid of
+ * `cols` columns with `pad` pixels of value `pad_val` around and between
+ * them. Returns the malloc'd canvas and its size in *gw, *gh. */
+uint8_t *tsr_png_grid(const uint8_t *imgs, int n, int ih, int iw, int ch, int cols, int pad,
+                      uint8_t pad_val, int *gw, int *gh);
+
+/* f32 pixels in [0,1] (clamped) -> u8 with rounding */
+void tsr_png_from_unit(uint8_t *dst, const float *src, int64_t n);
+
+#endif

@@ -1,0 +1,137 @@
+/* tessera io: PNG write/read through libpng and image grids, for the image
+ * families' samples and reconstructions. Writes go to path.tmp, fsync,
+ * rename; libpng's longjmp error path is contained in one function each. */
+#include "tessera/png.h"
+
+#include <errno.h>
+#include <png.h>
+#include <string.h>
+#include <unistd.h>
+
+/* libpng prints errors to stderr by default; only src/cli may print, so
+ * errors just unwind to the setjmp and warnings are dropped */
+static void png_err_quiet(png_structp ps, png_const_charp msg) {
+    (void)msg;
+    png_longjmp(ps, 1);
+}
+static void png_warn_quiet(png_structp ps, png_const_charp msg) { (void)ps, (void)msg; }
+
+static tsr_status write_rows(FILE *f, const uint8_t *px, int w, int h, int ch) {
+    png_structp ps = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_err_quiet, png_warn_quiet);
+    if (!ps) return tsr_errorf(TSR_ERR_NOMEM, "png: out of memory");
+    png_infop pi = png_create_info_struct(ps);
+    png_bytep *rows = NULL;
+    if (!pi || setjmp(png_jmpbuf(ps))) {
+        png_destroy_write_struct(&ps, &pi);
+        free(rows);
+        return tsr_errorf(TSR_ERR_IO, "png: libpng write failed");
+    }
+    png_init_io(ps, f);
+    png_set_IHDR(ps, pi, (png_uint_32)w, (png_uint_32)h, 8,
+                 ch == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    rows = malloc(sizeof(png_bytep) * (size_t)h);
+    if (!rows) png_error(ps, "oom");
+    for (int r = 0; r < h; r++) rows[r] = (png_bytep)(px + (size_t)r * (size_t)w * (size_t)ch);
+    png_set_rows(ps, pi, rows);
+    png_write_png(ps, pi, PNG_TRANSFORM_IDENTITY, NULL);
+    png_destroy_write_struct(&ps, &pi);
+    free(rows);
+    return tsr_ok();
+}
+
+tsr_status tsr_png_write(const char *path, const uint8_t *px, int w, int h, int ch) {
+    if (w < 1 || h < 1 || w > (1 << 20) || h > (1 << 20) || (ch != 1 && ch != 3))
+        return tsr_errorf(TSR_ERR_ARG, "%s: cannot write a %dx%d PNG with %d channels", path, w,
+                          h, ch);
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return tsr_errorf(TSR_ERR_ARG, "output path too long");
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
+    tsr_status st = write_rows(f, px, w, h, ch);
+    if (!st.code && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+        st = tsr_errorf(TSR_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
+    if (fclose(f) != 0 && !st.code) st = tsr_errorf(TSR_ERR_IO, "%s: close failed", tmp);
+    if (!st.code && rename(tmp, path) != 0)
+        st = tsr_errorf(TSR_ERR_IO, "%s: rename failed (%s)", path, strerror(errno));
+    if (st.code) {
+        remove(tmp);
+        if (st.msg[0] == 'p') /* the libpng message names no file */
+            return tsr_errorf(st.code, "%s: %s", path, st.msg);
+    }
+    return st;
+}
+
+static tsr_status read_rows(FILE *f, const char *path, uint8_t **out, int *w, int *h, int *ch) {
+    png_structp ps = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err_quiet, png_warn_quiet);
+    if (!ps) return tsr_errorf(TSR_ERR_NOMEM, "png: out of memory");
+    png_infop pi = png_create_info_struct(ps);
+    uint8_t *volatile px = NULL;
+    png_bytep *volatile rows = NULL;
+    if (!pi || setjmp(png_jmpbuf(ps))) {
+        png_destroy_read_struct(&ps, &pi, NULL);
+        free(px);
+        free(rows);
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: not a readable PNG", path);
+    }
+    png_init_io(ps, f);
+    png_set_user_limits(ps, 1 << 14, 1 << 14);
+    png_read_info(ps, pi);
+    int ct = png_get_color_type(ps, pi), bd = png_get_bit_depth(ps, pi);
+    if (bd == 16) png_set_strip_16(ps);
+    if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(ps);
+    if (ct == PNG_COLOR_TYPE_GRAY && bd < 8) png_set_expand_gray_1_2_4_to_8(ps);
+    if (ct & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(ps);
+    png_read_update_info(ps, pi);
+    int W = (int)png_get_image_width(ps, pi), H = (int)png_get_image_height(ps, pi);
+    int C = png_get_channels(ps, pi);
+    if (C != 1 && C != 3) png_error(ps, "channels");
+    px = malloc((size_t)W * (size_t)H * (size_t)C);
+    rows = malloc(sizeof(png_bytep) * (size_t)H);
+    if (!px || !rows) png_error(ps, "oom");
+    for (int r = 0; r < H; r++) rows[r] = px + (size_t)r * (size_t)W * (size_t)C;
+    png_read_image(ps, rows);
+    png_read_end(ps, NULL);
+    png_destroy_read_struct(&ps, &pi, NULL);
+    free(rows);
+    *out = px, *w = W, *h = H, *ch = C;
+    return tsr_ok();
+}
+
+tsr_status tsr_png_read(const char *path, uint8_t **px, int *w, int *h, int *ch) {
+    *px = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    tsr_status st = read_rows(f, path, px, w, h, ch);
+    fclose(f);
+    return st;
+}
+
+uint8_t *tsr_png_grid(const uint8_t *imgs, int n, int ih, int iw, int ch, int cols, int pad,
+                      uint8_t pad_val, int *gw, int *gh) {
+    TSR_ASSERT(n >= 1 && ih >= 1 && iw >= 1 && ch >= 1 && cols >= 1 && pad >= 0);
+    if (cols > n) cols = n;
+    const int rows = (n + cols - 1) / cols;
+    const int W = cols * (iw + pad) + pad, H = rows * (ih + pad) + pad;
+    uint8_t *g = malloc((size_t)W * (size_t)H * (size_t)ch);
+    TSR_ASSERT(g);
+    memset(g, pad_val, (size_t)W * (size_t)H * (size_t)ch);
+    for (int i = 0; i < n; i++) {
+        const int x0 = pad + (i % cols) * (iw + pad), y0 = pad + (i / cols) * (ih + pad);
+        for (int r = 0; r < ih; r++)
+            memcpy(g + ((size_t)(y0 + r) * (size_t)W + (size_t)x0) * (size_t)ch,
+                   imgs + ((size_t)i * (size_t)ih + (size_t)r) * (size_t)iw * (size_t)ch,
+                   (size_t)iw * (size_t)ch);
+    }
+    *gw = W, *gh = H;
+    return g;
+}
+
+void tsr_png_from_unit(uint8_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = src[i];
+        v = v != v ? 0.0f : v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+        dst[i] = (uint8_t)(v * 255.0f + 0.5f);
+    }
+}

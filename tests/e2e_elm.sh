@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# End-to-end tests of `tessera elm` (run by ctest with the binary as $1):
+# help, usage errors (exit 2, one line), a tiny BAE and VQ tokenizer run,
+# encode -> codes with the documented dtypes/shapes, decode -> a PNG grid,
+# eval --json, and bad inputs (wrong codes, missing tokenizer) exiting 1.
+set -u
+BIN=${1:?usage: e2e_elm.sh path/to/tessera}
+if ! "$BIN" elm --help >/dev/null 2>&1; then
+    echo "SKIP: this tessera binary has no 'elm' family registered"
+    exit 0
+fi
+T=$(mktemp -d /tmp/tsr_e2e_elm.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export TESSERA_THREADS=${TESSERA_THREADS:-2}
+fails=0 passes=0
+ok() { passes=$((passes + 1)); }
+bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+expect() {
+    local want=$1; shift
+    "$@" >"$T/out" 2>"$T/err"
+    local got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
+}
+has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
+lines() {
+    local n; n=$(wc -l <"$1")
+    if [ "$n" -eq "$2" ]; then ok; else bad "$1 has $n lines, want $2"; sed 's/^/  | /' "$1" >&2; fi
+}
+
+expect 0 "$BIN" elm --help;                   has "$T/out" "tokenizer-train"; has "$T/out" "decode"
+expect 0 "$BIN" elm tokenizer-train --help;   has "$T/out" "--kind"; has "$T/out" "--codebook"
+expect 0 "$BIN" elm encode --help;            has "$T/out" "--tokenizer"
+expect 0 "$BIN" elm eval --help;              has "$T/out" "--json"
+expect 2 "$BIN" elm tokenizer-train --kind ae;         has "$T/err" "--kind"; lines "$T/err" 1
+expect 2 "$BIN" elm tokenizer-train --bits 0;          lines "$T/err" 1
+expect 2 "$BIN" elm encode --out "$T/c.safetensors";   has "$T/err" "--tokenizer"
+expect 2 "$BIN" elm encode --tokenizer x --out y --split val; has "$T/err" "--split"
+expect 2 "$BIN" elm decode --tokenizer x;              lines "$T/err" 1
+expect 1 "$BIN" elm eval --tokenizer "$T/none.safetensors"; has "$T/err" "tessera: error:"
+
+TINY="--ch 4 --bits 4 --epochs 1 --batch 32 --train-limit 128 --warmup 1 --log-every 0"
+for kind in bae vq; do
+    expect 0 "$BIN" elm tokenizer-train --kind $kind $TINY --codebook 16 --out "$T/$kind.safetensors" --json
+    has "$T/out" '"finished": true'
+    expect 0 "$BIN" elm encode --tokenizer "$T/$kind.safetensors" --limit 20 --out "$T/$kind.codes.safetensors" --json
+    has "$T/out" '"n": 20'
+    expect 0 "$BIN" elm decode --tokenizer "$T/$kind.safetensors" --codes "$T/$kind.codes.safetensors" --out "$T/$kind.png" --cols 5
+    if [ "$(head -c 4 "$T/$kind.png" | tail -c 3)" = "PNG" ]; then ok; else bad "$kind.png is not a PNG"; fi
+    expect 0 "$BIN" elm eval --tokenizer "$T/$kind.safetensors" --limit 64 --json --grid "$T/$kind.grid.png"
+    has "$T/out" '"psnr"'; has "$T/out" '"fd"'; has "$T/out" '"recall"'; lines "$T/out" 1
+    [ -s "$T/$kind.grid.png" ] && ok || bad "no eval grid for $kind"
+done
+# dtypes and shapes in the codes files (safetensors header is JSON)
+has "$T/bae.codes.safetensors" '"bits":{"dtype":"U8","shape":\[20,7,7,4\]'
+has "$T/vq.codes.safetensors" '"ids":{"dtype":"I32","shape":\[20,7,7\]'
+# codes of the other kind do not fit: exit 1, no PNG
+expect 1 "$BIN" elm decode --tokenizer "$T/bae.safetensors" --codes "$T/vq.codes.safetensors" --out "$T/x.png"
+has "$T/err" "expected 'bits'"
+[ ! -e "$T/x.png" ] && ok || bad "a failed decode left x.png"
+
+echo "e2e_elm: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]
