@@ -51,6 +51,14 @@ cmp -s "$TMP/a.safetensors" "$TMP/b.safetensors" && ok || bad "resumed checkpoin
 cmp -s "$TMP/a.state.safetensors" "$TMP/b.state.safetensors" && ok || bad "resumed training state differs"
 cmp -s "$TMP/a.bf16.safetensors" "$TMP/b.bf16.safetensors" && ok || bad "resumed BF16 copy differs"
 
+# 2b. resuming a run that has already finished rewrites the same files
+cp "$TMP/a.safetensors" "$TMP/f.safetensors"
+cp "$TMP/a.state.safetensors" "$TMP/f.state.safetensors"
+"$BIN" lm train "${COMMON[@]}" --out "$TMP/f.safetensors" --resume >/dev/null 2>"$TMP/f.err" &&
+    ok || bad "resume of a finished run: $(tail -3 "$TMP/f.err")"
+cmp -s "$TMP/a.safetensors" "$TMP/f.safetensors" && ok || bad "resuming a finished run changed its checkpoint"
+cmp -s "$TMP/a.bf16.safetensors" "$TMP/f.bf16.safetensors" && ok || bad "resuming a finished run changed its BF16 copy"
+
 # 3. SIGTERM at whatever step it has reached, then resume
 "$BIN" lm train "${COMMON[@]}" --out "$TMP/c.safetensors" --log-every 1 >/dev/null 2>"$TMP/c.err" &
 pid=$!

@@ -419,6 +419,12 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
     res->finished = !st.code && !stopped && tm.step == o->steps;
     res->tokens_per_s = (double)((tm.step - step0) * B * T) / (step_s + 1e-9);
     res->gflops = (double)(tm.step - step0) * fl_step / (step_s + 1e-9) * 1e-9;
+    if (res->finished && es.n > 0 && res->eval.step != tm.step) {
+        /* resumed a run that had already finished (e.g. stopped while it
+         * wrote its final files): evaluate again so the rewrite is the same */
+        eval_run(&c, &m, val, &es, B, T, &res->eval);
+        res->eval.step = tm.step;
+    }
     if (res->finished) {
         double t1 = tsr_time();
         const char *kv[2 * (N_CFG_KEYS + N_RUN_KEYS + 4) + 1];
