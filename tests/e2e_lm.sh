@@ -60,6 +60,35 @@ want=$(printf '%s' "$(cat "$D/golden_once_upon_a_time.txt")" | sed -n '1s/red ba
     --top-k 40 --seed 7 >"$TMP/s2.txt" 2>/dev/null
 cmp -s "$TMP/s1.txt" "$TMP/s2.txt" && ok || bad "same seed gave different samples"
 
+# converted to safetensors (HF names, q/k rows reordered to rotate-half
+# RoPE): the same golden text; bf16 and Q8 copies run and start alike
+"$BIN" lm convert --model "$M" --dtype f32 --out "$TMP/s.safetensors" 2>/dev/null && ok || bad "convert f32 failed"
+"$BIN" lm generate --model "$TMP/s.safetensors" --tokenizer "$T" --prompt "Once upon a time" --steps 256 \
+    --temperature 0 >"$TMP/st.txt" 2>/dev/null
+cmp -s "$TMP/st.txt" "$D/golden_once_upon_a_time.txt" && ok || bad "safetensors copy differs from golden"
+for dt in bf16 q8; do
+    "$BIN" lm convert --model "$M" --dtype $dt --out "$TMP/s_$dt.safetensors" 2>/dev/null && ok || bad "convert $dt failed"
+    "$BIN" lm info --model "$TMP/s_$dt.safetensors" | grep -q "$dt weights" && ok || bad "info on $dt file"
+    "$BIN" lm generate --model "$TMP/s_$dt.safetensors" --tokenizer "$T" --prompt "Once upon a time" --steps 40 \
+        --temperature 0 >"$TMP/g_$dt.txt" 2>/dev/null && ok || bad "generate from $dt file failed"
+    "$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once upon a time" --steps 40 --temperature 0 \
+        --dtype $dt >"$TMP/d_$dt.txt" 2>/dev/null && ok || bad "generate --dtype $dt failed"
+    cmp -s -n 40 "$TMP/g_$dt.txt" "$D/golden_once_upon_a_time.txt" && ok || bad "$dt text does not start like golden"
+done
+# a .safetensors model needs a tokenizer: tokenizer.json next to it by default
+expect_gen_fail() {
+    "$BIN" lm generate "$@" >"$TMP/bad_out.txt" 2>"$TMP/bad_err.txt"
+    local rc=$?
+    [ $rc -eq 1 ] && [ ! -s "$TMP/bad_out.txt" ] && ok || bad "expected failure (rc $rc): $*"
+}
+expect_gen_fail --model "$TMP/s.safetensors" --prompt hi
+grep -q "tokenizer.json" "$TMP/bad_err.txt" && ok || bad "missing tokenizer.json message: $(cat "$TMP/bad_err.txt")"
+head -c 5000 "$TMP/s.safetensors" >"$TMP/cut.safetensors"
+expect_gen_fail --model "$TMP/cut.safetensors" --tokenizer "$T" --prompt hi
+grep -q "cut.safetensors" "$TMP/bad_err.txt" && ok || bad "truncated safetensors message: $(cat "$TMP/bad_err.txt")"
+"$BIN" lm generate --model "$M" --tokenizer "$T" --dtype q4 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--dtype q4 is not a usage error"
+
 # 2. bad files: exit 1, message naming the file, empty stdout
 expect_fail() { # label, expected exit code, args...
     local label=$1 want=$2

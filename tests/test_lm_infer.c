@@ -41,11 +41,11 @@ static void test_kernels(void) {
         tsr_lm_mat m = {TSR_LM_W_F32, rows, k, w, NULL, 0};
         tsr_lm_matmul_ref(ref, rows, x, k, &m, n);
         for (int nn = 1; nn <= n; nn++) {
-            tsr_lm_matmul(o, rows, x, k, &m, nn);
+            tsr_lm_matmul(o, rows, x, k, &m, nn, NULL);
             tu_close("lm matmul vs ref", o, ref, (int64_t)nn * rows, 1e-5, 1e-5);
             bool same = true;
             for (int t = 0; t < nn; t++) {
-                tsr_lm_matmul(one, rows, x + (size_t)t * k, k, &m, 1);
+                tsr_lm_matmul(one, rows, x + (size_t)t * k, k, &m, 1, NULL);
                 same = same && memcmp(one, o + (size_t)t * rows, sizeof(float) * rows) == 0;
                 for (int i = 0; i < rows; i++) {
                     float d = tsr_lm_dot(w + (size_t)i * k, x + (size_t)t * k, k);

@@ -61,11 +61,11 @@ static tsr_conv_opts opts(int sh, int sw, int ph, int pw, int dh, int dw, int G,
 }
 
 /* chunks are scheduled dynamically: two runs must still agree bit for bit */
-static void check_deterministic(void) {
+static void check_deterministic(int cout) {
     tsr_conv_opts o = opts(1, 1, 1, 1, 1, 1, 1, 0, 0);
-    tsr_conv_geom g = tsr_conv_geom_make(24, 8, 9, 9, 12, 3, 3, &o);
+    tsr_conv_geom g = tsr_conv_geom_make(24, 8, 9, 9, cout, 3, 3, &o);
     g.nb = 1;
-    int64_t nx = 24 * 8 * 81, nw = 12 * 8 * 9, ny = 24 * 12 * 81;
+    int64_t nx = 24 * 8 * 81, nw = cout * 8 * 9, ny = 24 * cout * 81;
     float *x = frand(nx, 7), *w = frand(nw, 8), *dy = frand(ny, 9);
     float *scratch = malloc(sizeof(float) * (size_t)tsr_conv_scratch_floats(&g));
     float *y[2], *dx[2], *dw[2];
@@ -187,6 +187,14 @@ int main(void) {
         /* 'same' width with a wide asymmetric kernel and padding only in w */
         check_fast_vs_ref(5, 2, 6, 8, 3, 2, 5, opts(1, 1, 0, 2, 1, 1, 1, 0, 0), nbs[i], 190 + i);
     }
+    /* direct 3x3 stride-1 pad-1 kernels (output channels a multiple of 8;
+     * the input grad also needs input channels a multiple of 8) */
+    check_fast_vs_ref(3, 8, 9, 7, 16, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 200);
+    check_fast_vs_ref(2, 1, 28, 28, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 201);
+    check_fast_vs_ref(3, 16, 14, 14, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 202);
+    check_fast_vs_ref(2, 5, 1, 13, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 203);
+    check_fast_vs_ref(1, 8, 6, 1, 24, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 204);
+    check_fast_vs_ref(3, 8, 6, 5, 4, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 205); /* input grad only */
     /* default chunking on a classifier layer */
     {
         tsr_conv_opts o = opts(1, 1, 1, 1, 1, 1, 1, 0, 0);
@@ -194,10 +202,14 @@ int main(void) {
         check_fast_vs_ref(16, 8, 14, 14, 16, 3, 3, o, g.nb, 170);
     }
 
-    check_deterministic();
+    check_deterministic(12);
+    check_deterministic(16); /* the direct kernels */
 
     /* gradient checks */
     gradcheck_conv("conv2d pad1 bias", false, (int64_t[]){2, 3, 6, 5}, (int64_t[]){4, 3, 3, 3}, 4,
+                   opts(1, 1, 1, 1, 1, 1, 1, 0, 0));
+    /* the direct 3x3 kernels, both backward halves in one pass */
+    gradcheck_conv("conv2d direct 3x3", false, (int64_t[]){2, 8, 5, 6}, (int64_t[]){8, 8, 3, 3}, 8,
                    opts(1, 1, 1, 1, 1, 1, 1, 0, 0));
     gradcheck_conv("conv2d stride2", false, (int64_t[]){2, 2, 7, 6}, (int64_t[]){3, 2, 3, 3}, 3,
                    opts(2, 2, 1, 0, 1, 1, 1, 0, 0));

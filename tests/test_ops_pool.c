@@ -8,6 +8,7 @@
 #include "testutil.h"
 #include "tessera/ops.h"
 
+#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -57,8 +58,53 @@ static void fixture(tref *r, const char *p, int kind) {
     tsr_ctx_free(&c);
 }
 
+/* the 2x2/2 fast path vs a naive scan with torch's rule (first maximum
+ * wins ties, a NaN always takes over), on values with many ties, NaNs and odd sizes */
+static void check_maxpool_2x2_ties(int B, int C, int H, int W) {
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 20);
+    tsr_tensor *x = tsr_new(&c, TSR_F32, TSR_DIMS(B, C, H, W));
+    x->requires_grad = true;
+    float *xd = tsr_f32(x);
+    for (int64_t i = 0; i < x->numel; i++) xd[i] = (float)((i * i * 31 + i / 3) % 3) - 1.0f;
+    for (int64_t i = 3; i < x->numel; i += 37) xd[i] = xd[i + (i % 2 ? -1 : 1)] = NAN;
+    const int k[2] = {2, 2}, p0[2] = {0, 0};
+    tsr_tensor *y = tsr_maxpool2d(&c, x, k, k, p0);
+    int ho = H / 2, wo = W / 2;
+    float *gy = malloc(sizeof(float) * (size_t)y->numel), *gx = calloc((size_t)x->numel, sizeof(float));
+    float *yr = malloc(sizeof(float) * (size_t)y->numel);
+    for (int64_t i = 0; i < y->numel; i++) gy[i] = (float)(i % 13) + 1.0f;
+    for (int64_t pl = 0; pl < (int64_t)B * C; pl++)
+        for (int oh = 0; oh < ho; oh++)
+            for (int ow = 0; ow < wo; ow++) {
+                int64_t best = pl * H * W + (int64_t)2 * oh * W + 2 * ow;
+                for (int ki = 0; ki < 2; ki++)
+                    for (int kj = 0; kj < 2; kj++) {
+                        int64_t at = pl * H * W + (int64_t)(2 * oh + ki) * W + 2 * ow + kj;
+                        if (xd[at] > xd[best] || xd[at] != xd[at]) best = at;
+                    }
+                int64_t o = (pl * ho + oh) * wo + ow;
+                yr[o] = xd[best];
+                gx[best] += gy[o];
+            }
+    bool same = true;
+    for (int64_t i = 0; i < y->numel; i++) {
+        float a = tsr_f32(y)[i], b = yr[i];
+        if (!(a == b || (a != a && b != b))) same = false;
+    }
+    TU_CHECK(same, "maxpool 2x2 fast path values (%dx%d)", H, W);
+    tsr_backward_with(&c, y, gy);
+    tu_close("maxpool 2x2 fast path grads", x->grad, gx, x->numel, 0, 0);
+    free(gy), free(gx), free(yr);
+    tsr_ctx_free(&c);
+}
+
 int main(void) {
     tsr_threads_set(0);
+    check_maxpool_2x2_ties(2, 3, 28, 28);
+    check_maxpool_2x2_ties(1, 2, 7, 9);
+    check_maxpool_2x2_ties(2, 1, 6, 41); /* a full 16-lane block and a tail */
+    check_maxpool_2x2_ties(2, 1, 4, 40); /* the same, grads written in place */
     gradcheck("maxpool 2x2", (pool_case){0, {2, 2, 2, 2, 0, 0}}, 2, 3, 6, 5, 1e-3);
     gradcheck("maxpool 3x3 s2 p1", (pool_case){0, {3, 3, 2, 2, 1, 1}}, 2, 2, 7, 6, 1e-3);
     gradcheck("avgpool 2x2", (pool_case){1, {2, 2, 2, 2, 0, 0}}, 2, 3, 6, 5, 1e-2);

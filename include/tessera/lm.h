@@ -10,8 +10,14 @@
  *   earlier calls. The logits of a token are bit-identical whatever n is and
  *   however the sequence was split into calls (fixed reduction order per
  *   output element; our own kernels, no BLAS), and whatever the thread count.
- * - Weights are matrices of a tagged element type so bf16 and group-quantised
- *   int8 kernels can be added next to f32 without touching model code.
+ * - Weights are matrices of a tagged element type: f32, bf16 (dot products
+ *   with AVX-512 BF16 on activations rounded to bf16) or Q8 (int8 in groups
+ *   of 32 or 64 along a row with one f32 scale per group; activations are
+ *   quantised the same way and dotted with AVX-512 VNNI). Every type keeps
+ *   the fixed-reduction-order property above.
+ * - Loaders: llama2.c .bin, HF directories (config.json + model.safetensors
+ *   [+ tokenizer.json]) and single tessera .safetensors files whose
+ *   __metadata__ carries the config (src/io/hf_llama.c).
  * - Anything a user can cause (bad file, token out of range, sequence too
  *   long) returns a tsr_status; nothing here prints or exits.
  */
@@ -24,7 +30,7 @@
 
 typedef enum {
     TSR_LM_ROPE_INTERLEAVED = 0, /* pairs (2i, 2i+1) rotate together (llama2.c, Meta) */
-    TSR_LM_ROPE_HALF = 1,        /* pairs (i, i+D/2) (HF Llama); not implemented yet */
+    TSR_LM_ROPE_HALF = 1,        /* pairs (i, i+D/2) (HF Llama) */
 } tsr_lm_rope_layout;
 
 typedef struct {
@@ -37,12 +43,19 @@ typedef struct {
 
 typedef enum {
     TSR_LM_W_F32 = 0,
-    TSR_LM_W_BF16 = 1, /* reserved: data is uint16 bf16 */
-    TSR_LM_W_Q8 = 2,   /* reserved: data is int8, scales per group_size of a row */
+    TSR_LM_W_BF16 = 1, /* data is uint16 bf16 */
+    TSR_LM_W_Q8 = 2,   /* data is int8, scales (rows, ceil(cols/group_size)) */
+    TSR_LM_W_COUNT
 } tsr_lm_wtype;
 
+/* "f32", "bf16", "q8" */
+const char *tsr_lm_wtype_name(tsr_lm_wtype t);
+/* parse a name; returns false on an unknown one */
+bool tsr_lm_wtype_parse(const char *name, tsr_lm_wtype *t);
+
 /* A weight matrix (rows, cols) row-major; out = W x computes one dot
- * product of length cols per row. */
+ * product of length cols per row. Q8: row r, group g holds int8 values
+ * q with w = q * scales[r * ngroups + g], |q| <= 127. */
 typedef struct {
     tsr_lm_wtype type;
     int rows, cols;
@@ -65,16 +78,52 @@ typedef struct {
     const float *tok_emb;   /* (V, C) f32 */
     tsr_lm_layer *layers;   /* n_layers */
     const float *rms_final; /* (C) */
-    tsr_lm_mat wcls;        /* (V, C); shares tok_emb when cfg.shared_classifier */
+    tsr_lm_mat wcls;        /* (V, C); shares tok_emb when cfg.shared_classifier and f32 */
+    tsr_lm_wtype wtype;     /* type of every matrix (the embedding table stays f32) */
+    int group_size;         /* Q8 only: 32 or 64 */
     void *storage;          /* owned block behind every pointer above */
     size_t storage_bytes;
 } tsr_lm_model;
+
+#define TSR_LM_Q8_GROUP 32 /* default Q8 group size */
 
 /* Check a config for consistency and sane sizes (so size arithmetic cannot
  * overflow). `what` names the source in the message. */
 tsr_status tsr_lm_config_check(const tsr_lm_config *cfg, const char *what);
 /* Allocate a model with f32 weights laid out for cfg, all zero. */
 tsr_status tsr_lm_model_alloc(tsr_lm_model *m, const tsr_lm_config *cfg);
+/* The same with matrices of type wt (group_size for Q8: 32 or 64). A
+ * shared classifier gets its own bf16/Q8 copy of the embedding, filled by
+ * tsr_lm_model_sync_classifier. */
+tsr_status tsr_lm_model_alloc_typed(tsr_lm_model *m, const tsr_lm_config *cfg, tsr_lm_wtype wt,
+                                    int group_size);
+/* After tok_emb is filled: store it into a separate (bf16/Q8) shared
+ * classifier and set tok_emb to the classifier's dequantised values. */
+void tsr_lm_model_sync_classifier(tsr_lm_model *m);
+/* Round tok_emb through the model's weight type (tied: as sync_classifier;
+ * untied: each row quantised and dequantised), so that the embedding
+ * table holds exactly what a saved file of this type holds. */
+void tsr_lm_model_round_embedding(tsr_lm_model *m);
+/* dst = src with matrices of type wt (f32 data dequantised exactly first) */
+tsr_status tsr_lm_model_convert(tsr_lm_model *dst, const tsr_lm_model *src, tsr_lm_wtype wt,
+                                int group_size);
+/* Bytes a decode step reads from the weights: every matrix (scales
+ * included), one embedding row and the norms. */
+size_t tsr_lm_model_decode_bytes(const tsr_lm_model *m);
+
+/* Store f32 rows (rows x cols) into w in its type (bf16: round to nearest
+ * even; Q8: per group scale max|w|/127, q = round(w/scale)). */
+void tsr_lm_mat_store(const tsr_lm_mat *w, const float *src);
+/* Dequantise row r into dst (cols floats). */
+void tsr_lm_mat_row(const tsr_lm_mat *w, int r, float *dst);
+/* dst = src converted (same shape); row: cols floats of scratch */
+void tsr_lm_mat_copy(const tsr_lm_mat *dst, const tsr_lm_mat *src, float *row);
+/* bytes of data + scales */
+size_t tsr_lm_mat_bytes(const tsr_lm_mat *w);
+/* groups per row (Q8) */
+static inline int tsr_lm_mat_groups(const tsr_lm_mat *w) {
+    return w->group_size > 0 ? (w->cols + w->group_size - 1) / w->group_size : 0;
+}
 /* Fill every weight with N(0, std) (norm weights 1 + N(0, std)); tests. */
 void tsr_lm_model_randomize(tsr_lm_model *m, uint64_t seed, float std);
 void tsr_lm_model_free(tsr_lm_model *m);
@@ -111,10 +160,21 @@ tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int
 /* ------------------------------------------------------------ kernels
  * Used by tsr_lm_forward; exposed for tests and benches.
  * out (n, ldo) rows t: out[t*ldo + i] = dot(W row i, x row t) for i < rows.
- * Every element is one dot product in a fixed order, whatever n. */
-void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n);
-/* naive twin: plain sequential sum */
+ * Every element is one dot product in a fixed order, whatever n.
+ * bf16: x is rounded to bf16 and the products summed in f32 lanes (AVX-512
+ * BF16 vdpbf16ps, or a scalar emulation of it); Q8: each group of x is
+ * quantised to int8 with scale max|x|/127, integer dot products per group
+ * (AVX-512 VNNI) are scaled by both scales and summed in f32 lanes.
+ * scratch: tsr_lm_matmul_scratch(w, n) bytes, 64-byte aligned (NULL for f32). */
+size_t tsr_lm_matmul_scratch(const tsr_lm_mat *w, int n);
+void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n,
+                   void *scratch);
+/* naive twin: plain sequential sum (of the same rounded/quantised products
+ * for bf16 and Q8) */
 void tsr_lm_matmul_ref(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n);
+/* which bf16 / int8 instruction sets the kernels were built with */
+bool tsr_lm_have_avx512_bf16(void);
+bool tsr_lm_have_avx512_vnni(void);
 /* the canonical dot product every output element is computed with */
 float tsr_lm_dot(const float *a, const float *b, int k);
 /* One query head (D) over keys/values 0..n_keys-1 (rows ld floats apart):
@@ -186,6 +246,60 @@ typedef int (*tsr_lm_emit_fn)(void *ud, const char *text, size_t len);
 tsr_status tsr_lm_generate(const tsr_lm_model *m, const struct tsr_tokenizer *tok,
                            tsr_lm_sampler *s, const char *prompt, const tsr_lm_gen_opts *o,
                            tsr_lm_emit_fn emit, void *ud, tsr_lm_gen_stats *st);
+
+/* Byte-level BPE (HF tokenizer.json) generation: stdout-style output is the
+ * prompt bytes followed by the completion. The prompt is encoded without
+ * BOS; a BOS special ("<s>", "<|begin_of_text|>", "<|endoftext|>" in that
+ * order of preference) is put in front when the tokenizer has one (and
+ * always when the prompt is empty). Generation stops at an end special
+ * ("</s>", "<|end_of_text|>", "<|eot_id|>", "<|endoftext|>"), at steps
+ * positions, at max_new_tokens or at a stop string. Specials are not
+ * printed. */
+struct tsr_bpe;
+tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, struct tsr_bpe *tok, tsr_lm_sampler *s,
+                               const char *prompt, const tsr_lm_gen_opts *o, tsr_lm_emit_fn emit,
+                               void *ud, tsr_lm_gen_stats *st);
+
+/* ------------------------------------------------------------ HF / safetensors files
+ * src/io/hf_llama.c. Tensor names as HF LlamaForCausalLM (see nn.h).
+ * F32, BF16 and F16 tensors are accepted; Q8 files written by
+ * tsr_lm_save carry "<name>" as I8 (rows, cols) plus "<name>_scale" F32
+ * (rows, groups) and metadata "quant" = "q8", "group_size".
+ * Config: config.json (hidden_size, num_hidden_layers, num_attention_heads,
+ * num_key_value_heads, intermediate_size, vocab_size,
+ * max_position_embeddings, rms_norm_eps, rope_theta, tie_word_embeddings)
+ * or __metadata__ with the same HF names (what the trainer and tsr_lm_save
+ * write) or the short ones (dim, n_layers, n_heads, n_kv_heads, hidden_dim,
+ * vocab, max_seq, rope_theta, norm_eps, tied). tied absent: inferred from
+ * whether lm_head.weight is present. RoPE is the rotate-half layout. */
+
+/* wtype < 0: the type the file stores (F32/F16 -> f32, BF16 -> bf16,
+ * Q8 -> q8); group_size <= 0: the file's or TSR_LM_Q8_GROUP. */
+tsr_status tsr_lm_load_safetensors(tsr_lm_model *m, const char *path, int wtype, int group_size);
+/* The same from a file image in memory; name labels messages. */
+tsr_status tsr_lm_parse_safetensors(tsr_lm_model *m, const void *buf, size_t len, const char *name, int wtype,
+                                    int group_size);
+/* dir/config.json + dir/model.safetensors */
+tsr_status tsr_lm_load_hf_dir(tsr_lm_model *m, const char *dir, int wtype, int group_size);
+/* Dispatch on the path: a directory -> HF, *.safetensors -> tessera file,
+ * anything else -> llama2.c .bin (then converted to wtype when >= 0). */
+tsr_status tsr_lm_load(tsr_lm_model *m, const char *path, int wtype, int group_size);
+/* Config from a JSON object text (config.json); name labels messages. */
+tsr_status tsr_lm_config_from_json(tsr_lm_config *c, const char *json, size_t len, const char *name);
+/* Write the model as safetensors (HF names, matrices in the model's type,
+ * config in __metadata__); atomic. */
+tsr_status tsr_lm_save(const tsr_lm_model *m, const char *path);
+
+/* ------------------------------------------------------------ bench helpers
+ * src/models/lm/bench.c: limits measured in the same run as a benchmark. */
+
+/* GB/s of a streaming sum over `bytes` on every worker thread (best of reps) */
+double tsr_lm_bench_read_bw(size_t bytes, int reps, double *checksum);
+/* GFLOPS of cblas_sgemm N x N x N (best of reps) */
+double tsr_lm_bench_sgemm_gflops(int N, int reps);
+/* matmul FLOPs of one forward over n tokens at positions pos0.. (weights,
+ * classifier, attention scores and weighted sums over the keys seen) */
+double tsr_lm_forward_flops(const tsr_lm_config *c, int n, int pos0);
 
 /* ------------------------------------------------------------ llama2.c files */
 

@@ -38,6 +38,11 @@ tsr_tensor *tsr_groupnorm(tsr_ctx *c, tsr_tensor *x, int groups, tsr_tensor *w, 
 tsr_tensor *tsr_batchnorm(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b,
                           tsr_tensor *running_mean, tsr_tensor *running_var, float momentum,
                           float eps);
+/* relu(batchnorm(...)) as one node: the classifier's conv blocks; same
+ * arithmetic as tsr_relu(c, tsr_batchnorm(...)) without the intermediate */
+tsr_tensor *tsr_batchnorm_relu(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b,
+                               tsr_tensor *running_mean, tsr_tensor *running_var, float momentum,
+                               float eps);
 
 /* ---- kernels (src/ops/conv.c). A conv maps an image (B,Cin,Hh,Ww) to a
  * map (B,Cout,Ho,Wo) with w (Cout,Cin/G,kh,kw); a transposed conv runs the

@@ -1,13 +1,16 @@
-/* tessera lm: text generation with Llama-family checkpoints in llama2.c
- * format (`tessera lm generate`, `tessera lm info`). stdout carries exactly
- * what llama2.c's run.c prints (prompt + completion + newline), streamed and
- * flushed per token; throughput goes to stderr. */
+/* tessera lm: text generation with Llama-family checkpoints (llama2.c .bin,
+ * HF directories, tessera .safetensors) in f32, bf16 or Q8 (`tessera lm
+ * generate`, `info`, `convert`, `bench`). stdout carries the prompt and the
+ * completion (for llama2.c files exactly what run.c prints, newline
+ * included), streamed and flushed per token; throughput goes to stderr. */
 #include "cli/args.h"
+#include "tessera/bpe.h"
 #include "tessera/lm.h"
 #include "tessera/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_STOPS 16
 
@@ -37,10 +40,51 @@ static int emit(void *ud, const char *s, size_t n) {
     return 0;
 }
 
-static int load_model(const char *path, tsr_lm_model *m) {
-    tsr_status st = tsr_llama2c_load(m, path);
-    if (st.code) return cli_fail(st, "--model expects a llama2.c checkpoint (.bin, legacy or ak42 v1/v2)");
+#define MODEL_HINT                                                                                  \
+    "--model expects a llama2.c checkpoint (.bin), an HF directory (config.json + model.safetensors) " \
+    "or a tessera .safetensors with its config in the metadata"
+
+/* dtype: NULL or "auto" keeps the file's type */
+static int parse_dtype(const char *prog, const char *dtype, int group_size, int *wt) {
+    *wt = -1;
+    if (dtype && strcmp(dtype, "auto") != 0) {
+        tsr_lm_wtype t;
+        if (!tsr_lm_wtype_parse(dtype, &t)) return cli_usage_error(prog, "--dtype must be f32, bf16, q8 or auto");
+        *wt = (int)t;
+    }
+    if (group_size != 0 && group_size != 32 && group_size != 64)
+        return cli_usage_error(prog, "--group-size must be 32 or 64");
     return CLI_OK;
+}
+
+static int load_model_as(const char *path, tsr_lm_model *m, int wt, int group_size) {
+    tsr_status st = tsr_lm_load(m, path, wt, group_size);
+    if (st.code) return cli_fail(st, MODEL_HINT);
+    return CLI_OK;
+}
+
+static bool is_llama2c_path(const char *path) {
+    struct stat sb;
+    size_t n = strlen(path);
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return false;
+    return !(n >= 12 && strcmp(path + n - 12, ".safetensors") == 0);
+}
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* tokenizer.json in the model's directory (or the directory itself) */
+static void default_tokenizer(const char *model, char *out, size_t n) {
+    struct stat sb;
+    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(out, n, "%s/tokenizer.json", model);
+        return;
+    }
+    const char *slash = strrchr(model, '/');
+    if (!slash) snprintf(out, n, "tokenizer.json");
+    else snprintf(out, n, "%.*s/tokenizer.json", (int)(slash - model), model);
 }
 
 static int cmd_generate(const char *prog, int argc, char **argv) {
@@ -76,14 +120,18 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         }
     }
 
-    const char *model = NULL, *tok_path = NULL, *prompt_help = NULL;
-    int steps = 256, max_tokens = 0, top_k = 0, rep_window = 0, prefill = 0;
+    const char *model = NULL, *tok_path = NULL, *prompt_help = NULL, *dtype = NULL;
+    int steps = 256, max_tokens = 0, top_k = 0, rep_window = 0, prefill = 0, group_size = 0;
     float temperature = 1.0f, top_p = 0.9f, min_p = 0.0f, rep = 1.0f;
     bool steps_set = false;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c checkpoint (.bin)", NULL},
-        {"tokenizer", ARG_STR, &tok_path, "PATH", "llama2.c tokenizer (.bin)", NULL},
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors", NULL},
+        {"tokenizer", ARG_STR, &tok_path, "PATH",
+         "llama2.c tokenizer.bin, or tokenizer.json (default for HF/safetensors models: tokenizer.json next to the model)",
+         NULL},
+        {"dtype", ARG_STR, &dtype, "T", "weights in memory: f32, bf16, q8 or auto (as stored; default)", NULL},
+        {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default: the file's, else 32)", NULL},
         {"prompt", ARG_STR, &prompt_help, "TEXT", "text to continue (may be empty; default: empty)", NULL},
         {"steps", ARG_INT, &steps, "N", "positions incl. the prompt, as llama2.c -n (0: context length)", &steps_set},
         {"max-tokens", ARG_INT, &max_tokens, "N", "stop after N new tokens (0: no limit; without --steps the context bounds it)", NULL},
@@ -98,13 +146,22 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
-    const char *summary = "Continue a prompt with a llama2.c checkpoint. --stop STR (repeatable) ends the "
+    const char *summary = "Continue a prompt with a Llama-family model. --stop STR (repeatable) ends the "
                           "completion before STR.";
     int rc = args_parse(prog, summary, specs, (int)(sizeof specs / sizeof *specs), nrest, rest);
     free(rest);
     if (rc != CLI_OK) return rc;
     if (!model) return cli_usage_error(prog, "--model is required");
-    if (!tok_path) return cli_usage_error(prog, "--tokenizer is required");
+    bool l2c = is_llama2c_path(model);
+    if (!tok_path && l2c) return cli_usage_error(prog, "--tokenizer is required with a llama2.c checkpoint");
+    char tok_default[4096];
+    if (!tok_path) {
+        default_tokenizer(model, tok_default, sizeof tok_default);
+        tok_path = tok_default;
+    }
+    bool bpe_tok = ends_with(tok_path, ".json");
+    int wt;
+    if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
     if (steps < 0) return cli_usage_error(prog, "--steps must be >= 0");
     if (max_tokens < 0) return cli_usage_error(prog, "--max-tokens must be >= 0");
     if (prefill < 0) return cli_usage_error(prog, "--prefill-batch must be >= 0");
@@ -125,23 +182,36 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     tsr_lm_sampler_free(&smp);
 
     tsr_lm_model m;
-    if ((rc = load_model(model, &m)) != CLI_OK) return rc;
+    if ((rc = load_model_as(model, &m, wt, group_size)) != CLI_OK) return rc;
     tsr_tokenizer tok;
-    st = tsr_tokenizer_load(&tok, tok_path, m.cfg.vocab_size);
-    if (st.code) {
-        tsr_lm_model_free(&m);
-        return cli_fail(st, "--tokenizer expects the llama2.c tokenizer.bin that matches the model");
+    tsr_bpe bpe;
+    memset(&tok, 0, sizeof tok);
+    memset(&bpe, 0, sizeof bpe);
+    if (bpe_tok) {
+        st = tsr_bpe_load(&bpe, tok_path);
+        if (st.code) {
+            tsr_lm_model_free(&m);
+            return cli_fail(st, "--tokenizer expects the tokenizer.json that matches the model");
+        }
+    } else {
+        st = tsr_tokenizer_load(&tok, tok_path, m.cfg.vocab_size);
+        if (st.code) {
+            tsr_lm_model_free(&m);
+            return cli_fail(st, "--tokenizer expects the llama2.c tokenizer.bin that matches the model");
+        }
     }
     st = tsr_lm_sampler_init(&smp, &so, m.cfg.vocab_size);
     if (st.code) {
-        tsr_tokenizer_free(&tok);
+        if (bpe_tok) tsr_bpe_free(&bpe);
+        else tsr_tokenizer_free(&tok);
         tsr_lm_model_free(&m);
         return cli_fail(st, NULL);
     }
     tsr_lm_gen_opts go = {steps_set || max_tokens == 0 ? steps : 0, max_tokens, stops, n_stop, prefill};
     tsr_lm_gen_stats gs;
     out_sink out = {cm.json, NULL, 0, 0, false};
-    st = tsr_lm_generate(&m, &tok, &smp, prompt ? prompt : "", &go, emit, &out, &gs);
+    if (bpe_tok) st = tsr_lm_generate_bpe(&m, &bpe, &smp, prompt ? prompt : "", &go, emit, &out, &gs);
+    else st = tsr_lm_generate(&m, &tok, &smp, prompt ? prompt : "", &go, emit, &out, &gs);
     rc = CLI_OK;
     if (st.code) {
         if (!cm.json) fputc('\n', stdout);
@@ -161,6 +231,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
             cJSON_AddNumberToObject(j, "prefill_tok_s", pre_tps);
             cJSON_AddNumberToObject(j, "decode_tok_s", dec_tps);
             cJSON_AddNumberToObject(j, "threads", tsr_threads_get());
+            cJSON_AddStringToObject(j, "dtype", tsr_lm_wtype_name(m.wtype));
             char *s = cJSON_PrintUnformatted(j);
             if (s) puts(s);
             free(s);
@@ -174,7 +245,8 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     }
     free(out.buf);
     tsr_lm_sampler_free(&smp);
-    tsr_tokenizer_free(&tok);
+    if (bpe_tok) tsr_bpe_free(&bpe);
+    else tsr_tokenizer_free(&tok);
     tsr_lm_model_free(&m);
     return rc;
 }
@@ -183,38 +255,329 @@ static int cmd_info(const char *prog, int argc, char **argv) {
     const char *model = NULL;
     cli_common cm = {0, 0, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c checkpoint (.bin)", NULL},
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors", NULL},
         CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "Print a checkpoint's configuration.", specs, 2, argc, argv);
     if (rc != CLI_OK) return rc;
     if (!model) return cli_usage_error(prog, "--model is required");
     tsr_lm_model m;
-    if ((rc = load_model(model, &m)) != CLI_OK) return rc;
+    if ((rc = load_model_as(model, &m, -1, 0)) != CLI_OK) return rc;
     const tsr_lm_config *c = &m.cfg;
     if (cm.json) {
         printf("{\"dim\":%d,\"hidden_dim\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,\"vocab_size\":%d,"
-               "\"seq_len\":%d,\"shared_classifier\":%s,\"params\":%lld}\n",
+               "\"seq_len\":%d,\"shared_classifier\":%s,\"params\":%lld,\"dtype\":\"%s\",\"rope\":\"%s\"}\n",
                c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
-               c->shared_classifier ? "true" : "false", (long long)tsr_lm_model_params(&m));
+               c->shared_classifier ? "true" : "false", (long long)tsr_lm_model_params(&m), tsr_lm_wtype_name(m.wtype),
+               c->rope_layout == TSR_LM_ROPE_HALF ? "half" : "interleaved");
     } else {
-        printf("dim %d, hidden %d, layers %d, heads %d (kv %d), vocab %d, context %d, %s classifier, %lld parameters\n",
+        printf("dim %d, hidden %d, layers %d, heads %d (kv %d), vocab %d, context %d, %s classifier, %lld parameters, "
+               "%s weights\n",
                c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
-               c->shared_classifier ? "shared" : "separate", (long long)tsr_lm_model_params(&m));
+               c->shared_classifier ? "shared" : "separate", (long long)tsr_lm_model_params(&m),
+               tsr_lm_wtype_name(m.wtype));
     }
     tsr_lm_model_free(&m);
     return CLI_OK;
 }
 
+/* ------------------------------------------------------------ random models */
+
+/* "dim=384,layers=6,heads=6,kv_heads=6,hidden=1024,vocab=4096,seq=1024,tied=0,seed=1" */
+static bool parse_random(const char *spec, tsr_lm_config *c, uint64_t *seed) {
+    *c = (tsr_lm_config){384, 1024, 6, 6, 6, 4096, 1024, 10000.0f, 1e-5f, true, TSR_LM_ROPE_HALF};
+    *seed = 1;
+    bool kv_set = false;
+    const char *p = spec;
+    while (*p) {
+        char key[32];
+        long long v;
+        int used = 0;
+        if (sscanf(p, "%31[a-z_]=%lld%n", key, &v, &used) != 2 || v < 0 || v > (1 << 24)) return false;
+        p += used;
+        if (*p == ',') p++;
+        else if (*p) return false;
+        if (strcmp(key, "dim") == 0) c->dim = (int)v;
+        else if (strcmp(key, "layers") == 0) c->n_layers = (int)v;
+        else if (strcmp(key, "heads") == 0) c->n_heads = (int)v;
+        else if (strcmp(key, "kv_heads") == 0) c->n_kv_heads = (int)v, kv_set = true;
+        else if (strcmp(key, "hidden") == 0) c->hidden_dim = (int)v;
+        else if (strcmp(key, "vocab") == 0) c->vocab_size = (int)v;
+        else if (strcmp(key, "seq") == 0) c->seq_len = (int)v;
+        else if (strcmp(key, "tied") == 0) c->shared_classifier = v != 0;
+        else if (strcmp(key, "seed") == 0) *seed = (uint64_t)v;
+        else return false;
+    }
+    if (!kv_set) c->n_kv_heads = c->n_heads;
+    return true;
+}
+
+#define RANDOM_HELP "a random model instead of --model: dim=,layers=,heads=,kv_heads=,hidden=,vocab=,seq=,tied=,seed="
+
+static int model_or_random(const char *prog, const char *model, const char *random, int wt, int gs,
+                           tsr_lm_model *m) {
+    if (!model == !random) return cli_usage_error(prog, "give exactly one of --model and --random");
+    if (model) return load_model_as(model, m, wt, gs);
+    tsr_lm_config c;
+    uint64_t seed;
+    if (!parse_random(random, &c, &seed)) return cli_usage_error(prog, "--random: cannot parse '%s'", random);
+    tsr_status st = tsr_lm_model_alloc_typed(m, &c, wt < 0 ? TSR_LM_W_F32 : (tsr_lm_wtype)wt,
+                                             gs ? gs : TSR_LM_Q8_GROUP);
+    if (st.code) return cli_fail(st, "--random gives the config of the model");
+    /* trained-model scale: N(0, 0.02) projections, unit norms */
+    tsr_lm_model_randomize(m, seed, 0.02f);
+    for (int l = 0; l < c.n_layers; l++)
+        for (int i = 0; i < c.dim; i++) {
+            ((float *)m->layers[l].rms_att)[i] = 1.0f;
+            ((float *)m->layers[l].rms_ffn)[i] = 1.0f;
+        }
+    for (int i = 0; i < c.dim; i++) ((float *)m->rms_final)[i] = 1.0f;
+    return CLI_OK;
+}
+
+/* ------------------------------------------------------------ convert */
+
+static int cmd_convert(const char *prog, int argc, char **argv) {
+    const char *model = NULL, *random = NULL, *dtype = NULL, *out = NULL;
+    int group_size = 0;
+    arg_spec specs[] = {
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors", NULL},
+        {"random", ARG_STR, &random, "SPEC", RANDOM_HELP, NULL},
+        {"dtype", ARG_STR, &dtype, "T", "f32, bf16, q8 or auto (as stored; default)", NULL},
+        {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default 32)", NULL},
+        {"out", ARG_STR, &out, "PATH", "output .safetensors (HF tensor names, config in the metadata)", NULL},
+    };
+    int rc = args_parse(prog,
+                        "Write a model as safetensors with bf16 or Q8 (int8 + per-group f32 scales) weights. "
+                        "llama2.c q/k rows are reordered to HF's rotate-half RoPE layout.",
+                        specs, (int)(sizeof specs / sizeof *specs), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if (!out) return cli_usage_error(prog, "--out is required");
+    int wt;
+    if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
+    tsr_lm_model m;
+    if ((rc = model_or_random(prog, model, random, wt, group_size, &m)) != CLI_OK) return rc;
+    tsr_status st = tsr_lm_save(&m, out);
+    if (st.code) rc = cli_fail(st, NULL);
+    else fprintf(stderr, "wrote %s (%s weights, %lld parameters)\n", out, tsr_lm_wtype_name(m.wtype),
+                 (long long)tsr_lm_model_params(&m));
+    tsr_lm_model_free(&m);
+    return rc;
+}
+
+/* ------------------------------------------------------------ bench */
+
+static void cpu_name(char *buf, size_t n) {
+    snprintf(buf, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0) {
+            char *c = strchr(line, ':');
+            if (c) {
+                c++;
+                while (*c == ' ') c++;
+                c[strcspn(c, "\n")] = 0;
+                snprintf(buf, n, "%s", c);
+            }
+            break;
+        }
+    fclose(f);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* fill the cache with ctx random tokens */
+static tsr_status prefill_random(const tsr_lm_model *m, tsr_lm_cache *c, int ctx, tsr_rng *r) {
+    int tok[TSR_LM_MAX_BATCH];
+    for (int p = 0; p < ctx; p += TSR_LM_MAX_BATCH) {
+        int nb = ctx - p < TSR_LM_MAX_BATCH ? ctx - p : TSR_LM_MAX_BATCH;
+        for (int i = 0; i < nb; i++) tok[i] = (int)tsr_rng_below(r, (uint32_t)m->cfg.vocab_size);
+        tsr_status st = tsr_lm_forward(m, c, tok, nb, p, NULL);
+        if (st.code) return st;
+    }
+    return tsr_ok();
+}
+
+static int cmd_bench(const char *prog, int argc, char **argv) {
+    const char *model = NULL, *random = NULL, *dtype = NULL;
+    int group_size = 0, decode_tokens = 128, prefill_tokens = 64;
+    double bw_mib = 512;
+    cli_common cm = {0, 1, false};
+    arg_spec specs[] = {
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors", NULL},
+        {"random", ARG_STR, &random, "SPEC", RANDOM_HELP, NULL},
+        {"dtype", ARG_STR, &dtype, "T", "f32, bf16, q8 or auto (as stored; default)", NULL},
+        {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64", NULL},
+        {"decode-tokens", ARG_INT, &decode_tokens, "N", "decode steps timed (default 128)", NULL},
+        {"prefill-tokens", ARG_INT, &prefill_tokens, "N", "tokens in the timed prefill forward (default 64)", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog,
+                        "Decode tokens/s against the memory-bandwidth bound, prefill GFLOPS against sgemm, and the "
+                        "cost of one forward over n = 1..64 tokens relative to n = 1 (all limits measured in the "
+                        "same run).",
+                        specs, (int)(sizeof specs / sizeof *specs), argc, argv);
+    if (rc != CLI_OK) return rc;
+    int wt;
+    if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
+    if (decode_tokens < 1 || prefill_tokens < 1) return cli_usage_error(prog, "token counts must be >= 1");
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    tsr_lm_model m;
+    if ((rc = model_or_random(prog, model, random, wt, group_size, &m)) != CLI_OK) return rc;
+    const tsr_lm_config *c = &m.cfg;
+    tsr_lm_cache cache;
+    tsr_status st = tsr_lm_cache_init(&cache, c, 0);
+    if (st.code) {
+        tsr_lm_model_free(&m);
+        return cli_fail(st, NULL);
+    }
+    int L = c->seq_len;
+    if (prefill_tokens > L) prefill_tokens = L;
+    int start = L / 8 < 16 ? L / 8 : 16; /* decode starts after a short prompt */
+    if (start + decode_tokens > L) decode_tokens = L - start;
+    float *logits = malloc(sizeof(float) * (size_t)c->vocab_size * TSR_LM_MAX_BATCH);
+    int *toks = malloc(sizeof(int) * (size_t)(prefill_tokens > TSR_LM_MAX_BATCH ? prefill_tokens : TSR_LM_MAX_BATCH));
+    tsr_rng r;
+    tsr_rng_seed(&r, cm.seed);
+    if (!logits || !toks) {
+        st = tsr_errorf(TSR_ERR_NOMEM, "bench: out of memory");
+        goto done;
+    }
+    /* limits */
+    double bw = tsr_lm_bench_read_bw((size_t)(bw_mib * 1048576.0), 3, NULL);
+    double sg = tsr_lm_bench_sgemm_gflops(2048, 2);
+
+    /* decode: one token per forward after a short prompt */
+    if ((st = prefill_random(&m, &cache, start, &r)).code) goto done;
+    int tok = (int)tsr_rng_below(&r, (uint32_t)c->vocab_size);
+    st = tsr_lm_forward(&m, &cache, &tok, 1, start, logits); /* warm-up */
+    if (st.code) goto done;
+    /* per-step times: the median is the figure (other tenants of a shared
+     * host stall single steps), the mean is reported beside it */
+    double *step = malloc(sizeof(double) * (size_t)decode_tokens);
+    if (!step) {
+        st = tsr_errorf(TSR_ERR_NOMEM, "bench: out of memory");
+        goto done;
+    }
+    double t0 = tsr_time();
+    for (int i = 0; i < decode_tokens; i++) {
+        double a = tsr_time();
+        st = tsr_lm_forward(&m, &cache, &tok, 1, start + i, logits);
+        step[i] = tsr_time() - a;
+        if (st.code) {
+            free(step);
+            goto done;
+        }
+        tok = tsr_lm_argmax(logits, c->vocab_size);
+    }
+    double dec_mean = (tsr_time() - t0) / decode_tokens;
+    qsort(step, (size_t)decode_tokens, sizeof(double), cmp_double);
+    double dec_s = step[decode_tokens / 2], dec_best = step[0];
+    free(step);
+    double kv_per_pos = 2.0 * c->n_layers * cache.kv_dim * sizeof(float);
+    double avg_keys = start + (decode_tokens + 1) / 2.0;
+    double bytes_tok = (double)tsr_lm_model_decode_bytes(&m) + kv_per_pos * avg_keys;
+    double bound_s = bytes_tok / (bw * 1e9);
+
+    /* prefill: one forward over prefill_tokens at position 0, best of 3 */
+    for (int i = 0; i < prefill_tokens; i++) toks[i] = (int)tsr_rng_below(&r, (uint32_t)c->vocab_size);
+    double pre_best = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        double a = tsr_time();
+        if ((st = tsr_lm_forward_last(&m, &cache, toks, prefill_tokens, 0, logits)).code) goto done;
+        double d = tsr_time() - a;
+        if (d < pre_best) pre_best = d;
+    }
+    double pre_gflops = tsr_lm_forward_flops(c, prefill_tokens, 0) / pre_best / 1e9;
+
+    /* batch-cost curves at two contexts */
+    int ctxs[2] = {128, 512};
+    double curve[2][7];
+    int ncurve = 0;
+    for (int ci = 0; ci < 2; ci++) {
+        if (ctxs[ci] + TSR_LM_MAX_BATCH > L) break;
+        if ((st = prefill_random(&m, &cache, ctxs[ci], &r)).code) goto done;
+        for (int i = 0; i < TSR_LM_MAX_BATCH; i++) toks[i] = (int)tsr_rng_below(&r, (uint32_t)c->vocab_size);
+        for (int k = 0, n = 1; n <= TSR_LM_MAX_BATCH; k++, n *= 2) {
+            double best = 1e30;
+            for (int rep = 0; rep < 5; rep++) {
+                double a = tsr_time();
+                if ((st = tsr_lm_forward(&m, &cache, toks, n, ctxs[ci], logits)).code) goto done;
+                double d = tsr_time() - a;
+                if (d < best) best = d;
+            }
+            curve[ci][k] = best;
+        }
+        ncurve++;
+    }
+
+    char cpu[256];
+    cpu_name(cpu, sizeof cpu);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "bench", "lm");
+    cJSON_AddStringToObject(j, "model", model ? model : random);
+    cJSON_AddStringToObject(j, "dtype", tsr_lm_wtype_name(m.wtype));
+    if (m.wtype == TSR_LM_W_Q8) cJSON_AddNumberToObject(j, "group_size", m.group_size);
+    cJSON_AddStringToObject(j, "cpu", cpu);
+    cJSON_AddNumberToObject(j, "threads", tsr_threads_get());
+    cJSON_AddStringToObject(j, "kernels", tsr_lm_have_avx512_bf16() ? "avx512_bf16+vnni" : "scalar/avx2");
+    cJSON_AddNumberToObject(j, "params", (double)tsr_lm_model_params(&m));
+    cJSON_AddNumberToObject(j, "weight_bytes_per_token", (double)tsr_lm_model_decode_bytes(&m));
+    cJSON_AddNumberToObject(j, "kv_bytes_per_token", kv_per_pos * avg_keys);
+    cJSON_AddNumberToObject(j, "read_bw_gbs", bw);
+    cJSON_AddNumberToObject(j, "decode_tokens", decode_tokens);
+    cJSON_AddNumberToObject(j, "tokens_per_s", 1.0 / dec_s);
+    cJSON_AddNumberToObject(j, "ms_per_token", dec_s * 1e3);
+    cJSON_AddNumberToObject(j, "tokens_per_s_mean", 1.0 / dec_mean);
+    cJSON_AddNumberToObject(j, "tokens_per_s_best", 1.0 / dec_best);
+    cJSON_AddNumberToObject(j, "bandwidth_fraction_best", bound_s / dec_best);
+    cJSON_AddNumberToObject(j, "bound_tokens_per_s", 1.0 / bound_s);
+    cJSON_AddNumberToObject(j, "bandwidth_fraction", bound_s / dec_s);
+    cJSON_AddNumberToObject(j, "prefill_tokens", prefill_tokens);
+    cJSON_AddNumberToObject(j, "prefill_tokens_per_s", prefill_tokens / pre_best);
+    cJSON_AddNumberToObject(j, "prefill_gflops", pre_gflops);
+    cJSON_AddNumberToObject(j, "sgemm_gflops", sg);
+    cJSON_AddNumberToObject(j, "sgemm_fraction", pre_gflops / sg);
+    for (int ci = 0; ci < ncurve; ci++) {
+        char key[64];
+        double rel[7];
+        for (int k = 0; k < 7; k++) rel[k] = curve[ci][k] / curve[ci][0];
+        snprintf(key, sizeof key, "batch_cost_ctx%d", ctxs[ci]);
+        cJSON_AddItemToObject(j, key, cJSON_CreateDoubleArray(rel, 7));
+        snprintf(key, sizeof key, "batch_ms_n1_ctx%d", ctxs[ci]);
+        cJSON_AddNumberToObject(j, key, curve[ci][0] * 1e3);
+    }
+    char *txt = cm.json ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
+    if (txt) puts(txt);
+    free(txt);
+    cJSON_Delete(j);
+done:
+    free(logits);
+    free(toks);
+    tsr_lm_cache_free(&cache);
+    tsr_lm_model_free(&m);
+    return st.code ? cli_fail(st, NULL) : CLI_OK;
+}
+
 int cli_lm_tokenizer_train(const char *prog, int argc, char **argv); /* cmd_lm_data.c */
 int cli_lm_tokenize(const char *prog, int argc, char **argv);
+int cli_lm_train(const char *prog, int argc, char **argv); /* cmd_lm_train.c */
 
 static const cli_verb k_verbs[] = {
     {"generate", "continue a prompt (llama2.c run.c semantics)", cmd_generate},
     {"info", "print a checkpoint's configuration", cmd_info},
+    {"convert", "write a model as safetensors in f32, bf16 or Q8", cmd_convert},
+    {"bench", "decode/prefill throughput against bandwidth and sgemm limits; batch-cost curve", cmd_bench},
     {"tokenizer-train", "learn a byte-level BPE tokenizer.json on a corpus's train split", cli_lm_tokenizer_train},
     {"tokenize", "tokenise the train/val splits to token files (bytes, tokens per split)", cli_lm_tokenize},
+    {"train", "train the decoder on the code corpus (eval in bits per byte, exact resume)", cli_lm_train},
     {NULL, NULL, NULL},
 };
 
-const cli_family cli_family_lm = {"lm", "Llama-family language model: tokenizers, llama2.c checkpoints, generation", k_verbs};
+const cli_family cli_family_lm = {"lm", "Llama-family language model: tokenizers, checkpoints (llama2.c, HF, safetensors), generation", k_verbs};

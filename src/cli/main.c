@@ -7,10 +7,12 @@
 
 extern const cli_family cli_family_classify;
 extern const cli_family cli_family_lm;
+extern const cli_family cli_family_elm;
 
 static const cli_family *const g_families[] = {
     &cli_family_classify,
     &cli_family_lm,
+    &cli_family_elm,
     NULL,
 };
 

@@ -7,6 +7,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #define PAR_MIN 32768
 
@@ -15,40 +18,69 @@ typedef struct {
     int h, w, ho, wo, kh, kw, sh, sw, ph, pw;
 } pool_geom;
 
-/* torch's max scan step: take v when larger or NaN. Bit masks instead of
- * branches: the comparison is a coin flip on real data. */
-typedef struct {
-    float m;
-    int32_t k;
-} sel_max;
-
-static inline void sel_step(sel_max *s, float v, int32_t k) {
-    int32_t mask = -(int32_t)((v > s->m) | (v != v));
-    union { float f; int32_t i; } a = {s->m}, b = {v};
-    a.i = (a.i & ~mask) | (b.i & mask);
-    s->m = a.f;
-    s->k = (s->k & ~mask) | (k & mask);
+/* one row pair of 2x2/2 pooling: torch's scan order (row by row, a later
+ * element takes over when larger or NaN) as selects */
+static inline void maxpool_2x2_row(float *o, int32_t *oi, const float *r0, const float *r1, int32_t base, int w,
+                                   int wo) {
+    int ow = 0;
+#ifdef __AVX512F__
+    /* rows are 7..14 outputs wide here, too short for the auto-vectoriser:
+     * masked 16-lane blocks, even/odd columns split by a permute */
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512i lane2 = _mm512_add_epi32(ev, _mm512_set1_epi32(base));
+    for (; ow < wo; ow += 16) {
+        int n = wo - ow < 16 ? wo - ow : 16;
+        __mmask16 m16 = (__mmask16)((1u << n) - 1u);
+        uint32_t m32 = n == 16 ? 0xffffffffu : (1u << (2 * n)) - 1u;
+        __mmask16 lo = (__mmask16)(m32 & 0xffffu), hi = (__mmask16)(m32 >> 16);
+        __m512 a0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * ow), a1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * ow + 16);
+        __m512 c0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * ow), c1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * ow + 16);
+        __m512 va = _mm512_permutex2var_ps(a0, ev, a1), vb = _mm512_permutex2var_ps(a0, od, a1);
+        __m512 vc = _mm512_permutex2var_ps(c0, ev, c1), vd = _mm512_permutex2var_ps(c0, od, c1);
+        __m512i k = _mm512_add_epi32(lane2, _mm512_set1_epi32(2 * ow));
+        __m512 m = va;
+        __m512i ki = k;
+        __mmask16 t = _mm512_cmp_ps_mask(vb, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(vb, vb, _CMP_UNORD_Q);
+        m = _mm512_mask_blend_ps(t, m, vb);
+        ki = _mm512_mask_blend_epi32(t, ki, _mm512_add_epi32(k, _mm512_set1_epi32(1)));
+        t = _mm512_cmp_ps_mask(vc, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(vc, vc, _CMP_UNORD_Q);
+        m = _mm512_mask_blend_ps(t, m, vc);
+        ki = _mm512_mask_blend_epi32(t, ki, _mm512_add_epi32(k, _mm512_set1_epi32(w)));
+        t = _mm512_cmp_ps_mask(vd, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(vd, vd, _CMP_UNORD_Q);
+        m = _mm512_mask_blend_ps(t, m, vd);
+        ki = _mm512_mask_blend_epi32(t, ki, _mm512_add_epi32(k, _mm512_set1_epi32(w + 1)));
+        _mm512_mask_storeu_ps(o + ow, m16, m);
+        _mm512_mask_storeu_epi32(oi + ow, m16, ki);
+    }
+#endif
+    for (; ow < wo; ow++) {
+        float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+        float m = a;
+        int32_t k = base + 2 * ow;
+        int tb = (b > m) | (b != b);
+        m = tb ? b : m;
+        k = tb ? base + 2 * ow + 1 : k;
+        int tc = (c > m) | (c != c);
+        m = tc ? c : m;
+        k = tc ? base + w + 2 * ow : k;
+        int td = (d > m) | (d != d);
+        m = td ? d : m;
+        k = td ? base + w + 2 * ow + 1 : k;
+        o[ow] = m;
+        oi[ow] = k;
+    }
 }
 
-/* the classifier's 2x2/2 pooling without padding, same scan order as the
- * general loop */
+/* the classifier's 2x2/2 pooling without padding */
 static void maxpool_2x2(float *out, int32_t *idx, const float *x, const pool_geom *g) {
     int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
 #pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
     for (int64_t p = 0; p < g->planes; p++)
         for (int oh = 0; oh < g->ho; oh++) {
-            const float *r0 = x + p * hw + (int64_t)(2 * oh) * g->w, *r1 = r0 + g->w;
-            float *o = out + p * hwo + (int64_t)oh * g->wo;
-            int32_t *oi = idx + p * hwo + (int64_t)oh * g->wo, base = 2 * oh * g->w;
-            for (int ow = 0; ow < g->wo; ow++) {
-                int32_t ka = base + 2 * ow, kc = ka + g->w;
-                sel_max s = {r0[2 * ow], ka};
-                sel_step(&s, r0[2 * ow + 1], ka + 1);
-                sel_step(&s, r1[2 * ow], kc);
-                sel_step(&s, r1[2 * ow + 1], kc + 1);
-                o[ow] = s.m;
-                oi[ow] = s.k;
-            }
+            const float *r0 = x + p * hw + (int64_t)(2 * oh) * g->w;
+            maxpool_2x2_row(out + p * hwo + (int64_t)oh * g->wo, idx + p * hwo + (int64_t)oh * g->wo, r0, r0 + g->w,
+                            2 * oh * g->w, g->w, g->wo);
         }
 }
 
@@ -157,11 +189,66 @@ static pool_geom pool_make(const tsr_tensor *x, const int k[2], const int s[2], 
     return g;
 }
 
+/* 2x2/2 windows tiling the whole plane: every input gets written (the
+ * window's argmax its grad, the rest 0), so a fresh grad needs no zeroing */
+static void maxpool_2x2_bwd_write(float *dx, const float *dout, const int32_t *idx, const pool_geom *g) {
+    int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
+    int w = g->w, wo = g->wo;
+#pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
+    for (int64_t p = 0; p < g->planes; p++)
+        for (int oh = 0; oh < g->ho; oh++) {
+            float *r0 = dx + p * hw + (int64_t)(2 * oh) * w, *r1 = r0 + w;
+            const float *d = dout + p * hwo + (int64_t)oh * wo;
+            const int32_t *k = idx + p * hwo + (int64_t)oh * wo;
+            int32_t base = 2 * oh * w;
+            int ow = 0;
+#ifdef __AVX512F__
+            const __m512i lane2 = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            const __m512i il_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+            const __m512i il_hi = _mm512_add_epi32(il_lo, _mm512_set1_epi32(8));
+            for (; ow < wo; ow += 16) {
+                int n = wo - ow < 16 ? wo - ow : 16;
+                __mmask16 m16 = (__mmask16)((1u << n) - 1u);
+                uint32_t m32 = n == 16 ? 0xffffffffu : (1u << (2 * n)) - 1u;
+                __mmask16 lo = (__mmask16)(m32 & 0xffffu), hi = (__mmask16)(m32 >> 16);
+                __m512 dv = _mm512_maskz_loadu_ps(m16, d + ow);
+                __m512i e = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m16, k + ow),
+                                             _mm512_add_epi32(lane2, _mm512_set1_epi32(base + 2 * ow)));
+                __m512 v0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0)), dv);
+                __m512 v1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(1)), dv);
+                __m512 v2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(w)), dv);
+                __m512 v3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(w + 1)), dv);
+                _mm512_mask_storeu_ps(r0 + 2 * ow, lo, _mm512_permutex2var_ps(v0, il_lo, v1));
+                _mm512_mask_storeu_ps(r0 + 2 * ow + 16, hi, _mm512_permutex2var_ps(v0, il_hi, v1));
+                _mm512_mask_storeu_ps(r1 + 2 * ow, lo, _mm512_permutex2var_ps(v2, il_lo, v3));
+                _mm512_mask_storeu_ps(r1 + 2 * ow + 16, hi, _mm512_permutex2var_ps(v2, il_hi, v3));
+            }
+#endif
+            for (; ow < wo; ow++) {
+                int32_t e = k[ow] - base - 2 * ow; /* 0, 1, w, w+1 */
+                r0[2 * ow] = e == 0 ? d[ow] : 0.f;
+                r0[2 * ow + 1] = e == 1 ? d[ow] : 0.f;
+                r1[2 * ow] = e == w ? d[ow] : 0.f;
+                r1[2 * ow + 1] = e == w + 1 ? d[ow] : 0.f;
+            }
+        }
+}
+
+static bool is_2x2(const pool_geom *g) {
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0;
+}
+
 static void maxpool_backward(tsr_ctx *c, tsr_node *n) {
     tsr_tensor *x = n->in[0];
     if (!x->requires_grad) return;
     const pool_geom *g = n->saved;
-    maxpool_bwd(tsr_grad(c, x), n->out->grad, (const int32_t *)(g + 1), g);
+    const int32_t *idx = (const int32_t *)(g + 1);
+    if (!x->grad && !x->is_param && is_2x2(g) && g->h % 2 == 0 && g->w % 2 == 0) {
+        x->grad = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)x->numel);
+        maxpool_2x2_bwd_write(x->grad, n->out->grad, idx, g);
+        return;
+    }
+    maxpool_bwd(tsr_grad(c, x), n->out->grad, idx, g);
 }
 
 tsr_tensor *tsr_maxpool2d(tsr_ctx *c, tsr_tensor *x, const int k[2], const int s[2], const int p[2]) {
@@ -170,7 +257,7 @@ tsr_tensor *tsr_maxpool2d(tsr_ctx *c, tsr_tensor *x, const int k[2], const int s
     /* geometry and argmax indices share one arena block for the backward */
     pool_geom *sv = tsr_arena_alloc(&c->arena, sizeof g + sizeof(int32_t) * (size_t)out->numel);
     *sv = g;
-    if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0)
+    if (is_2x2(&g))
         maxpool_2x2(tsr_f32(out), (int32_t *)(sv + 1), tsr_f32(x), &g);
     else maxpool_fwd(tsr_f32(out), (int32_t *)(sv + 1), tsr_f32(x), &g);
     tsr_node *n = tsr_record(c, "maxpool2d", maxpool_backward, out, 1, &x);

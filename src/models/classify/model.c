@@ -148,8 +148,8 @@ tsr_status tsr_classify_save(const tsr_classifier *m, const char *path, const ch
 static tsr_tensor *conv_bn_relu(tsr_ctx *c, tsr_classifier *m, int i, tsr_tensor *h) {
     const tsr_conv_opts o = {.pad = {1, 1}};
     h = tsr_conv2d(c, h, m->conv_w[i], NULL, &o);
-    h = tsr_batchnorm(c, h, m->bn_w[i], m->bn_b[i], m->bn_mean[i], m->bn_var[i], 0.1f, 1e-5f);
-    return tsr_relu(c, h);
+    /* one node for batch norm + ReLU: same arithmetic, no intermediate map */
+    return tsr_batchnorm_relu(c, h, m->bn_w[i], m->bn_b[i], m->bn_mean[i], m->bn_var[i], 0.1f, 1e-5f);
 }
 
 tsr_tensor *tsr_classify_forward(tsr_ctx *c, tsr_classifier *m, tsr_tensor *x,

@@ -23,15 +23,41 @@ static void rmsnorm(float *o, const float *x, const float *w, int C, float eps) 
     for (int j = 0; j < C; j++) o[j] = w[j] * (ss * x[j]);
 }
 
-/* interleaved pairs (2i, 2i+1) of each head rotate by pos * theta^(-2i/D) */
-static void rope(float *v, int width, int D, const float *cs) {
-    for (int i = 0; i < width; i += 2) {
-        int j = (i % D) / 2;
-        float c = cs[2 * j], s = cs[2 * j + 1];
-        float a = v[i], b = v[i + 1];
-        v[i] = a * c - b * s;
-        v[i + 1] = a * s + b * c;
+/* interleaved: pairs (2i, 2i+1) of each head rotate by pos * theta^(-2i/D);
+ * half (HF): pairs (i, i + D/2) by the same angle. cs holds (cos, sin) per i. */
+static void rope(float *v, int width, int D, const float *cs, tsr_lm_rope_layout lay) {
+    if (lay == TSR_LM_ROPE_INTERLEAVED) {
+        for (int i = 0; i < width; i += 2) {
+            int j = (i % D) / 2;
+            float c = cs[2 * j], s = cs[2 * j + 1];
+            float a = v[i], b = v[i + 1];
+            v[i] = a * c - b * s;
+            v[i + 1] = a * s + b * c;
+        }
+        return;
     }
+    const int half = D / 2;
+    for (int h = 0; h < width; h += D)
+        for (int j = 0; j < half; j++) {
+            float c = cs[2 * j], s = cs[2 * j + 1];
+            float a = v[h + j], b = v[h + j + half];
+            v[h + j] = a * c - b * s;
+            v[h + j + half] = a * s + b * c;
+        }
+}
+
+/* largest activation scratch any matmul of the model needs for n tokens */
+static size_t mm_scratch(const tsr_lm_model *m, int n) {
+    size_t b = tsr_lm_matmul_scratch(&m->wcls, n);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const tsr_lm_layer *L = &m->layers[l];
+        const tsr_lm_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w3, &L->w2};
+        for (int i = 0; i < 7; i++) {
+            size_t x = tsr_lm_matmul_scratch(ms[i], n);
+            if (x > b) b = x;
+        }
+    }
+    return b;
 }
 
 static int max_threads(void) {
@@ -66,15 +92,20 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         if (tokens[t] < 0 || tokens[t] >= V)
             return tsr_errorf(TSR_ERR_ARG, "lm forward: token %d out of range [0, %d)", tokens[t], V);
 
-    /* scratch: x, xb, xb2, q (n*C each), hb, hb2 (n*Hd), rope (n*D), att (threads*max_len) */
+    /* scratch: x, xb, xb2, q (n*C each), hb, hb2 (n*Hd), rope (n*D), att
+     * (threads*max_len), then the matmuls' prepared activations (aligned) */
     int nth = max_threads();
-    size_t need = (size_t)n * (4 * (size_t)C + 2 * (size_t)Hd + (size_t)D) + (size_t)nth * (size_t)c->max_len;
+    size_t base = (size_t)n * (4 * (size_t)C + 2 * (size_t)Hd + (size_t)D) + (size_t)nth * (size_t)c->max_len;
+    base = (base + 15) / 16 * 16;
+    size_t need = base + (mm_scratch(m, n) + sizeof(float) - 1) / sizeof(float);
     if (need > c->scratch_floats) {
         free(c->scratch);
-        c->scratch = malloc(need * sizeof(float));
+        void *p = NULL;
+        c->scratch = posix_memalign(&p, 64, need * sizeof(float)) == 0 ? p : NULL;
         c->scratch_floats = c->scratch ? need : 0;
         if (!c->scratch) return tsr_errorf(TSR_ERR_NOMEM, "lm forward: out of memory for activations");
     }
+    void *mms = c->scratch + base;
     float *x = c->scratch, *xb = x + (size_t)n * C, *xb2 = xb + (size_t)n * C, *q = xb2 + (size_t)n * C;
     float *hb = q + (size_t)n * C, *hb2 = hb + (size_t)n * Hd, *cs = hb2 + (size_t)n * Hd;
     float *att_all = cs + (size_t)n * D;
@@ -83,10 +114,18 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         memcpy(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, sizeof(float) * (size_t)C);
         float *ct = cs + (size_t)t * D;
         for (int i = 0; i < D; i += 2) {
-            float freq = 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
-            float ang = (float)(pos0 + t) * freq;
-            ct[i] = cosf(ang);
-            ct[i + 1] = sinf(ang);
+            if (cfg->rope_layout == TSR_LM_ROPE_INTERLEAVED) {
+                /* as run.c, in f32 */
+                float freq = 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
+                float ang = (float)(pos0 + t) * freq;
+                ct[i] = cosf(ang);
+                ct[i + 1] = sinf(ang);
+            } else {
+                /* as the training side (tsr_rope_table), in double */
+                double ang = (double)(pos0 + t) * pow((double)cfg->rope_theta, -(double)i / (double)D);
+                ct[i] = (float)cos(ang);
+                ct[i + 1] = (float)sin(ang);
+            }
         }
     }
 
@@ -96,12 +135,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         float *kn = kc + (size_t)pos0 * kv, *vn = vc + (size_t)pos0 * kv;
 
         for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_att, C, cfg->norm_eps);
-        tsr_lm_matmul(q, C, xb, C, &L->wq, n);
-        tsr_lm_matmul(kn, kv, xb, C, &L->wk, n);
-        tsr_lm_matmul(vn, kv, xb, C, &L->wv, n);
+        tsr_lm_matmul(q, C, xb, C, &L->wq, n, mms);
+        tsr_lm_matmul(kn, kv, xb, C, &L->wk, n, mms);
+        tsr_lm_matmul(vn, kv, xb, C, &L->wv, n, mms);
         for (int t = 0; t < n; t++) {
-            rope(q + (size_t)t * C, C, D, cs + (size_t)t * D);
-            rope(kn + (size_t)t * kv, kv, D, cs + (size_t)t * D);
+            rope(q + (size_t)t * C, C, D, cs + (size_t)t * D, cfg->rope_layout);
+            rope(kn + (size_t)t * kv, kv, D, cs + (size_t)t * D, cfg->rope_layout);
         }
 
         /* one (token, head) per iteration, keys 0..pos in order */
@@ -115,24 +154,24 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
                           (size_t)kv, pos0 + t + 1, D, att);
         }
 
-        tsr_lm_matmul(xb2, C, xb, C, &L->wo, n);
+        tsr_lm_matmul(xb2, C, xb, C, &L->wo, n, mms);
         for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
 
         for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_ffn, C, cfg->norm_eps);
-        tsr_lm_matmul(hb, Hd, xb, C, &L->w1, n);
-        tsr_lm_matmul(hb2, Hd, xb, C, &L->w3, n);
+        tsr_lm_matmul(hb, Hd, xb, C, &L->w1, n, mms);
+        tsr_lm_matmul(hb2, Hd, xb, C, &L->w3, n, mms);
         for (size_t i = 0; i < (size_t)n * Hd; i++) {
             float g = hb[i];
             hb[i] = g * (1.0f / (1.0f + expf(-g))) * hb2[i];
         }
-        tsr_lm_matmul(xb2, C, hb, Hd, &L->w2, n);
+        tsr_lm_matmul(xb2, C, hb, Hd, &L->w2, n, mms);
         for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
     }
 
     if (logits) {
         int t0 = last_only ? n - 1 : 0;
         for (int t = t0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
-        tsr_lm_matmul(logits, V, xb + (size_t)t0 * C, C, &m->wcls, n - t0);
+        tsr_lm_matmul(logits, V, xb + (size_t)t0 * C, C, &m->wcls, n - t0, mms);
     }
     return tsr_ok();
 }

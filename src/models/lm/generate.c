@@ -5,6 +5,7 @@
  * matched on the completion text; text that could still turn into a stop
  * string is held back so it is never printed. */
 #include "tessera/lm.h"
+#include "tessera/bpe.h"
 #include "tessera/tokenizer.h"
 
 #include <string.h>
@@ -78,41 +79,36 @@ static tsr_status filter_push(out_filter *f, const char *s, size_t n) {
     return tsr_ok();
 }
 
-tsr_status tsr_lm_generate(const tsr_lm_model *m, const tsr_tokenizer *tok, tsr_lm_sampler *smp,
-                           const char *prompt, const tsr_lm_gen_opts *o, tsr_lm_emit_fn emit, void *ud,
-                           tsr_lm_gen_stats *st) {
-    tsr_lm_gen_stats dummy;
-    if (!st) st = &dummy;
-    memset(st, 0, sizeof *st);
+/* What the loop needs from a tokenizer: the bytes to print when `next`
+ * follows `prev` (len 0: nothing) and whether `next` ends the text. */
+typedef struct {
+    const char *(*piece)(const void *tok, int prev, int next, size_t *len);
+    bool (*is_end)(const void *tok, int token);
+    const void *tok;
+} tok_iface;
+
+/* Feed the prompt ptok[0..np) (batched), then sample as run.c does. */
+static tsr_status run_loop(const tsr_lm_model *m, const tok_iface *ti, tsr_lm_sampler *smp, const int *ptok, int np,
+                           const tsr_lm_gen_opts *o, tsr_lm_emit_fn emit, void *ud, tsr_lm_gen_stats *st) {
     const int V = m->cfg.vocab_size;
-    if (tok->vocab_size != V)
-        return tsr_errorf(TSR_ERR_ARG, "tokenizer has %d tokens but the model's vocabulary is %d",
-                          tok->vocab_size, V);
     if (smp->vocab != V) return tsr_errorf(TSR_ERR_ARG, "sampler was made for another vocabulary");
     for (int k = 0; k < o->n_stop; k++)
         if (!o->stop[k] || !o->stop[k][0]) return tsr_errorf(TSR_ERR_ARG, "empty stop string");
-    if (!prompt) prompt = "";
     int steps = o->steps;
     if (steps <= 0 || steps > m->cfg.seq_len) steps = m->cfg.seq_len;
     int pb = o->prefill_batch > 0 ? o->prefill_batch : TSR_LM_MAX_BATCH;
+    st->prompt_tokens = np;
 
     tsr_status s = tsr_ok();
     tsr_lm_cache cache;
     out_filter f = {emit, ud, o->stop, o->n_stop, NULL, 0, 0, false, false};
-    int *ptok = malloc(sizeof(int) * tsr_tokenizer_max_tokens(prompt));
     int *hist = malloc(sizeof(int) * ((size_t)steps + 1));
     float *last = malloc(sizeof(float) * (size_t)V);
     memset(&cache, 0, sizeof cache);
-    if (!ptok || !hist || !last) {
+    if (!hist || !last) {
         s = tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory");
         goto done;
     }
-    int np = tsr_tokenizer_encode(tok, prompt, true, false, ptok);
-    if (np < 1) {
-        s = tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory while encoding the prompt");
-        goto done;
-    }
-    st->prompt_tokens = np;
     s = tsr_lm_cache_init(&cache, &m->cfg, steps);
     if (s.code) goto done;
 
@@ -144,15 +140,16 @@ tsr_status tsr_lm_generate(const tsr_lm_model *m, const tsr_tokenizer *tok, tsr_
             st->new_tokens++;
         }
         pos++;
-        if (next == TSR_TOK_BOS) {
+        if (ti->is_end(ti->tok, next)) {
             st->stopped_bos = true;
             break;
         }
-        const char *piece = tsr_tokenizer_decode(tok, token, next);
-        if (tsr_tokenizer_printable(piece)) {
-            if (from_prompt) do_emit(&f, piece, strlen(piece));
+        size_t plen = 0;
+        const char *piece = ti->piece(ti->tok, token, next, &plen);
+        if (plen) {
+            if (from_prompt) do_emit(&f, piece, plen);
             else {
-                s = filter_push(&f, piece, strlen(piece));
+                s = filter_push(&f, piece, plen);
                 if (s.code) goto done;
             }
         }
@@ -170,8 +167,99 @@ tsr_status tsr_lm_generate(const tsr_lm_model *m, const tsr_tokenizer *tok, tsr_
 done:
     tsr_lm_cache_free(&cache);
     free(f.buf);
-    free(ptok);
     free(hist);
     free(last);
+    return s;
+}
+
+/* ---- llama2.c tokenizer */
+
+static const char *l2c_piece(const void *tok, int prev, int next, size_t *len) {
+    const char *p = tsr_tokenizer_decode(tok, prev, next);
+    *len = tsr_tokenizer_printable(p) ? strlen(p) : 0;
+    return p;
+}
+/* run.c stops whenever BOS comes next, from the prompt or sampled */
+static bool l2c_end(const void *tok, int token) {
+    (void)tok;
+    return token == TSR_TOK_BOS;
+}
+
+tsr_status tsr_lm_generate(const tsr_lm_model *m, const tsr_tokenizer *tok, tsr_lm_sampler *smp,
+                           const char *prompt, const tsr_lm_gen_opts *o, tsr_lm_emit_fn emit, void *ud,
+                           tsr_lm_gen_stats *st) {
+    tsr_lm_gen_stats dummy;
+    if (!st) st = &dummy;
+    memset(st, 0, sizeof *st);
+    if (tok->vocab_size != m->cfg.vocab_size)
+        return tsr_errorf(TSR_ERR_ARG, "tokenizer has %d tokens but the model's vocabulary is %d",
+                          tok->vocab_size, m->cfg.vocab_size);
+    if (!prompt) prompt = "";
+    int *ptok = malloc(sizeof(int) * tsr_tokenizer_max_tokens(prompt));
+    if (!ptok) return tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory");
+    int np = tsr_tokenizer_encode(tok, prompt, true, false, ptok);
+    tsr_status s;
+    if (np < 1) s = tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory while encoding the prompt");
+    else {
+        tok_iface ti = {l2c_piece, l2c_end, tok};
+        s = run_loop(m, &ti, smp, ptok, np, o, emit, ud, st);
+    }
+    free(ptok);
+    return s;
+}
+
+/* ---- byte-level BPE (tokenizer.json) */
+
+static const char *const k_bos[] = {"<s>", "<|begin_of_text|>", "<|endoftext|>", NULL};
+static const char *const k_eos[] = {"</s>", "<|end_of_text|>", "<|eot_id|>", "<|endoftext|>", NULL};
+
+static const char *bpe_piece(const void *tok, int prev, int next, size_t *len) {
+    const tsr_bpe *b = tok;
+    (void)prev;
+    int l = 0;
+    const char *p = tsr_bpe_piece(b, next, &l);
+    *len = p && !b->special[next] ? (size_t)l : 0;
+    return p;
+}
+static bool bpe_end(const void *tok, int token) {
+    const tsr_bpe *b = tok;
+    for (int i = 0; k_eos[i]; i++)
+        if (tsr_bpe_special_id(b, k_eos[i]) == token) return true;
+    return false;
+}
+
+tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, tsr_bpe *tok, tsr_lm_sampler *smp, const char *prompt,
+                               const tsr_lm_gen_opts *o, tsr_lm_emit_fn emit, void *ud, tsr_lm_gen_stats *st) {
+    tsr_lm_gen_stats dummy;
+    if (!st) st = &dummy;
+    memset(st, 0, sizeof *st);
+    if (tok->vocab_size > m->cfg.vocab_size)
+        return tsr_errorf(TSR_ERR_ARG, "tokenizer has %d tokens but the model's vocabulary is %d",
+                          tok->vocab_size, m->cfg.vocab_size);
+    if (!prompt) prompt = "";
+    size_t len = strlen(prompt);
+    int bos = -1;
+    for (int i = 0; k_bos[i] && bos < 0; i++) bos = tsr_bpe_special_id(tok, k_bos[i]);
+    if (bos < 0 && len == 0) return tsr_errorf(TSR_ERR_ARG, "an empty prompt needs a BOS special token in the tokenizer");
+    int32_t *ids = malloc(sizeof(int32_t) * (len + 1));
+    int *ptok = malloc(sizeof(int) * (len + 1));
+    tsr_status s;
+    if (!ids || !ptok) s = tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory");
+    else {
+        int np = 0;
+        if (bos >= 0) ptok[np++] = bos;
+        size_t n = tsr_bpe_encode(tok, prompt, len, ids);
+        for (size_t i = 0; i < n; i++) ptok[np++] = ids[i];
+        /* without BOS the first prompt token is never printed by the loop */
+        if (bos < 0) {
+            int l = 0;
+            const char *p = tsr_bpe_piece(tok, ptok[0], &l);
+            if (p && l && emit(ud, p, (size_t)l)) np = 0;
+        }
+        tok_iface ti = {bpe_piece, bpe_end, tok};
+        s = np ? run_loop(m, &ti, smp, ptok, np, o, emit, ud, st) : tsr_ok();
+    }
+    free(ids);
+    free(ptok);
     return s;
 }

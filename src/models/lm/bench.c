@@ -1,0 +1,78 @@
+/* lm family: the physical limits `tessera lm bench` compares against,
+ * measured in the same run: memory read bandwidth (a streaming sum over an
+ * array much larger than the caches, on every worker thread) and sgemm
+ * throughput (OpenBLAS). */
+#include "tessera/lm.h"
+
+#include <cblas.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+double tsr_lm_bench_read_bw(size_t bytes, int reps, double *checksum) {
+    size_t n = bytes / sizeof(float) / 64 * 64;
+    float *a = NULL;
+    if (n == 0 || posix_memalign((void **)&a, 64, n * sizeof(float)) != 0) return 0;
+    /* touch every page so the timing sees no page faults */
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
+    double best = 1e30, sum = 0;
+    for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
+        double t0 = tsr_time(), s = 0;
+#pragma omp parallel for schedule(static) reduction(+ : s)
+        for (size_t b = 0; b < n / 64; b++) {
+            const float *p = a + b * 64;
+#if defined(__AVX512F__)
+            __m512 x0 = _mm512_load_ps(p), x1 = _mm512_load_ps(p + 16), x2 = _mm512_load_ps(p + 32),
+                   x3 = _mm512_load_ps(p + 48);
+            s += (double)_mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(x0, x1), _mm512_add_ps(x2, x3)));
+#else
+            float acc = 0;
+            for (int j = 0; j < 64; j++) acc += p[j];
+            s += acc;
+#endif
+        }
+        double dt = tsr_time() - t0;
+        if (dt < best) best = dt;
+        sum = s;
+    }
+    free(a);
+    if (checksum) *checksum = sum;
+    return (double)n * sizeof(float) / best / 1e9;
+}
+
+double tsr_lm_bench_sgemm_gflops(int N, int reps) {
+    size_t nn = (size_t)N * (size_t)N;
+    float *a = malloc(nn * sizeof(float)), *b = malloc(nn * sizeof(float)), *c = malloc(nn * sizeof(float));
+    if (!a || !b || !c) {
+        free(a), free(b), free(c);
+        return 0;
+    }
+    for (size_t i = 0; i < nn; i++) {
+        a[i] = (float)((i * 7) % 13) * 0.01f;
+        b[i] = (float)((i * 5) % 11) * 0.01f;
+    }
+    double best = 1e30;
+    for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
+        double t0 = tsr_time();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
+        double dt = tsr_time() - t0;
+        if (dt < best) best = dt;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * (double)N * N * N / best / 1e9;
+}
+
+double tsr_lm_forward_flops(const tsr_lm_config *c, int n, int pos0) {
+    double C = c->dim, D = (double)c->dim / c->n_heads, kv = D * c->n_kv_heads;
+    double per_tok = c->n_layers * 2.0 * (C * C + 2 * kv * C + C * C + 3.0 * C * c->hidden_dim) +
+                     2.0 * C * c->vocab_size;
+    double keys = 0; /* token t attends to pos0 + t + 1 keys: scores and weighted sum */
+    for (int t = 0; t < n; t++) keys += pos0 + t + 1;
+    return per_tok * n + c->n_layers * 4.0 * C * keys;
+}
