@@ -98,7 +98,7 @@ static tsr_lm_train_opts tiny_opts(const char *out) {
                                .norm_eps = 1e-5f, .rope_theta = 10000.0f, .tied = true};
     o.out = out;
     o.batch = 8;
-    o.steps = 80;
+    o.steps = 60;
     o.warmup = 5;
     o.lr = 1e-2f;
     o.min_lr = 1e-3f;
@@ -140,8 +140,8 @@ static void test_train(const char *dir) {
     tsr_lm_train_result r;
     tsr_status st = tsr_lm_train_tokens(&o, tr, nt, va, nv, NULL, "none", 0, &r);
     TU_CHECK(st.code == 0, "train: %s", st.msg);
-    TU_CHECK(r.finished && r.steps == 80, "finished %d steps %lld", r.finished, (long long)r.steps);
-    TU_CHECK(ev.n == 8, "%d evaluations, want 8", ev.n);
+    TU_CHECK(r.finished && r.steps == 60, "finished %d steps %lld", r.finished, (long long)r.steps);
+    TU_CHECK(ev.n == 6, "%d evaluations, want 6", ev.n);
     TU_CHECK(ev.last < 0.4 * log((double)V) && ev.last < ev.first,
              "val loss %.4f -> %.4f, want below %.4f", ev.first, ev.last, 0.4 * log((double)V));
     TU_CHECK(fabs(r.eval.val_bpb - r.eval.val_loss / log(2.0)) < 1e-9,
@@ -167,22 +167,22 @@ static void test_train(const char *dir) {
     }
     snprintf(bf, sizeof bf, "%s", r.bf16_path);
 
-    /* exact resume: 40 straight vs 20 + stop + resume 20, same files */
+    /* exact resume: 30 straight vs 15 + stop + resume 15, same files */
     o = tiny_opts(out_a);
-    o.steps = 40;
+    o.steps = 30;
     o.ckpt_every = 7;
     st = tsr_lm_train_tokens(&o, tr, nt, va, nv, NULL, "none", 0, &r);
     TU_CHECK(st.code == 0 && r.finished, "straight: %s", st.msg);
     o = tiny_opts(out_b);
-    o.steps = 40;
+    o.steps = 30;
     o.ckpt_every = 7;
-    o.stop_after = 20;
+    o.stop_after = 15;
     st = tsr_lm_train_tokens(&o, tr, nt, va, nv, NULL, "none", 0, &r);
-    TU_CHECK(st.code == 0 && !r.finished && r.steps == 20, "first half: %s", st.msg);
+    TU_CHECK(st.code == 0 && !r.finished && r.steps == 15, "first half: %s", st.msg);
     o.stop_after = 0;
     o.resume = true;
     st = tsr_lm_train_tokens(&o, tr, nt, va, nv, NULL, "none", 0, &r);
-    TU_CHECK(st.code == 0 && r.finished && r.steps == 40, "resume: %s", st.msg);
+    TU_CHECK(st.code == 0 && r.finished && r.steps == 30, "resume: %s", st.msg);
     TU_CHECK(same_file(out_a, out_b), "resumed checkpoint differs from the straight one");
     TU_CHECK(same_file(st_a, st_b), "resumed training state differs from the straight one");
 
