@@ -107,14 +107,30 @@ tsr_status tsr_idx_read(const char *path, tsr_idx *out) {
         }
     }
     out->ndim = ndim;
-    out->data = malloc((size_t)total);
-    if (!out->data) {
-        st = tsr_errorf(TSR_ERR_NOMEM, "%s: cannot allocate %lld bytes", path, (long long)total);
-        goto done;
+    /* grow the buffer as data arrives, so a small file that claims a huge
+     * payload costs memory in proportion to what it holds, not its header */
+    int64_t cap = total < ((int64_t)1 << 20) ? total : ((int64_t)1 << 20);
+    out->data = malloc((size_t)cap);
+    r = 0;
+    while (out->data) {
+        int64_t got = gz_read_all(f, out->data + r, cap - r, &zerr);
+        if (got < 0) {
+            st = tsr_errorf(TSR_ERR_FORMAT, "%s: corrupt compressed data: %s", path, zerr);
+            goto done;
+        }
+        r += got;
+        if (r < cap || cap == total) break;
+        cap = cap * 2 < total ? cap * 2 : total;
+        uint8_t *grown = realloc(out->data, (size_t)cap);
+        if (!grown) {
+            free(out->data);
+            out->data = NULL;
+        } else {
+            out->data = grown;
+        }
     }
-    r = gz_read_all(f, out->data, total, &zerr);
-    if (r < 0) {
-        st = tsr_errorf(TSR_ERR_FORMAT, "%s: corrupt compressed data: %s", path, zerr);
+    if (!out->data) {
+        st = tsr_errorf(TSR_ERR_NOMEM, "%s: cannot allocate %lld bytes", path, (long long)cap);
         goto done;
     }
     if (r < total) {
