@@ -59,6 +59,14 @@ cp "$TMP/a.state.safetensors" "$TMP/f.state.safetensors"
 cmp -s "$TMP/a.safetensors" "$TMP/f.safetensors" && ok || bad "resuming a finished run changed its checkpoint"
 cmp -s "$TMP/a.bf16.safetensors" "$TMP/f.bf16.safetensors" && ok || bad "resuming a finished run changed its BF16 copy"
 
+# 2c. a new --steps on resume is refused, unless --reschedule asks for it
+cp "$TMP/a.safetensors" "$TMP/g.safetensors"
+cp "$TMP/a.state.safetensors" "$TMP/g.state.safetensors"
+"$BIN" lm train "${COMMON[@]}" --steps 30 --out "$TMP/g.safetensors" --resume >/dev/null 2>"$TMP/g.err"
+[ $? -eq 1 ] && grep -q "train.steps" "$TMP/g.err" && ok || bad "resume with other --steps not refused: $(cat "$TMP/g.err")"
+"$BIN" lm train "${COMMON[@]}" --steps 30 --out "$TMP/g.safetensors" --resume --reschedule --json >"$TMP/g.json" 2>"$TMP/g.err" &&
+    grep -q '"finished": true' "$TMP/g.json" && ok || bad "--reschedule resume: $(tail -3 "$TMP/g.err")"
+
 # 3. SIGTERM at whatever step it has reached, then resume
 "$BIN" lm train "${COMMON[@]}" --out "$TMP/c.safetensors" --log-every 1 >/dev/null 2>"$TMP/c.err" &
 pid=$!

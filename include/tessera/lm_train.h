@@ -75,6 +75,7 @@ typedef struct {
     int64_t stop_after;     /* stop with a checkpoint at this global step (0: never) */
     int64_t log_every;
     bool resume;
+    bool reschedule; /* with resume: accept a new --steps (the cosine schedule is re-spread) */
     uint64_t seed;
     /* set asynchronously (a signal handler): stop at the next step with a checkpoint */
     volatile int *stop_flag;

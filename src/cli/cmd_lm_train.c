@@ -90,6 +90,7 @@ int cli_lm_train(const char *prog, int argc, char **argv) {
         {"stop-after", ARG_I64, &o.stop_after, "N", "stop with a checkpoint at this step (resume later)", NULL},
         {"log-every", ARG_I64, &o.log_every, "N", "steps between progress lines", NULL},
         {"resume", ARG_BOOL, &o.resume, NULL, "continue from --out and its .state file", NULL},
+        {"reschedule", ARG_BOOL, &o.reschedule, NULL, "with --resume: take a new --steps (the cosine schedule is re-spread; not bit-identical to any straight run)", NULL},
         {"quiet", ARG_BOOL, &quiet, NULL, "no progress on stderr", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_SEED(&cm),

@@ -165,7 +165,8 @@ tsr_status tsr_lm_ckpt_config(const tsr_st_file *f, tsr_nn_llama_cfg *g) {
     return tsr_ok();
 }
 
-static tsr_status check_resume_meta(const char *path, const run_meta *rm, int64_t *ckpt_step) {
+static tsr_status check_resume_meta(const char *path, const run_meta *rm, bool reschedule,
+                                    int64_t *ckpt_step) {
     tsr_st_file f;
     tsr_status st = tsr_st_read(path, &f);
     if (st.code) return st;
@@ -173,6 +174,7 @@ static tsr_status check_resume_meta(const char *path, const run_meta *rm, int64_
         const char *k = i < N_CFG_KEYS ? k_cfg_keys[i] : k_run_keys[i - N_CFG_KEYS];
         const char *want = i < N_CFG_KEYS ? rm->cfg[i] : rm->run[i - N_CFG_KEYS];
         const char *v = tsr_st_meta(&f, k);
+        if (reschedule && strcmp(k, "train.steps") == 0) continue; /* asked for explicitly */
         if (!v || strcmp(v, want) != 0)
             st = tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: it was trained with %s=%s, this run has %s",
                             path, k, v ? v : "(missing)", want);
@@ -300,7 +302,7 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
     tsr_rng_seed(&tm.rng, o->seed ^ 0x6C6D747261696E00ull);
     if (o->resume) {
         int64_t ckpt_step = -1;
-        st = check_resume_meta(o->out, &rm, &ckpt_step);
+        st = check_resume_meta(o->out, &rm, o->reschedule, &ckpt_step);
         if (!st.code) st = tsr_params_load(&p, o->out, false);
         if (!st.code) st = tsr_trainstate_load(state_path, &opt, &tm);
         if (!st.code && (tm.step < 0 || tm.step > o->steps))
