@@ -329,6 +329,11 @@ static int thread_id(void) {
  * map grad (padded width, dead columns zeroed) with shifted input planes. */
 
 typedef float v16 __attribute__((vector_size(64)));
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__AVX512F__)
+/* without AVX-512 gcc notes that passing v16 by value has no fixed ABI:
+ * only static functions here take or return it, so no ABI is involved */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 #define DCO 8   /* output channels per register block */
 #define DQV 3   /* vectors of positions per register block */
 #define DQB (16 * DQV)
