@@ -1,8 +1,8 @@
 /* Tests for src/ops/chnorm.c: gradient checks and PyTorch fixtures
  * (tools/refs/gen_conv.py, gen_bnrelu.py) for group norm, batch norm and
  * the fused batch norm + ReLU (a training step with running-stat update,
- * then eval with the updated stats); the fused node also bit for bit
- * against the unfused pair.
+ * then eval with the updated stats); the fused node also against the
+ * unfused pair (forward bit for bit, grads atol 1e-6 rtol 1e-5).
  * Tolerances: forward and running stats vs PyTorch atol 1e-5 rtol 1e-4;
  * grads atol 1e-4 rtol 1e-4 (the input grad subtracts two means of O(1)
  * sums, so f32 cancellation leaves ~1e-5 absolute); gradcheck eps 1e-2,
@@ -132,8 +132,9 @@ static void bn_fixture(tref *r, const char *p, bool relu) {
 }
 
 /* the fused node against tsr_relu(tsr_batchnorm(...)): bit-identical
- * forward, running stats and grads, training and eval, with the input grad
- * both fresh and accumulated into */
+ * forward and running stats, grads within f32 summation rounding (atol
+ * 1e-6 rtol 1e-5), training and eval, with the input grad both fresh and
+ * accumulated into */
 static void check_bn_relu_matches_unfused(void) {
     enum { B = 4, C = 8, S = 30 };
     float x0[B * C * S], w0[C], b0[C], gy[B * C * S], pre[B * C * S];
@@ -167,9 +168,13 @@ static void check_bn_relu_matches_unfused(void) {
         TU_CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0 && memcmp(rms[0], rms[1], sizeof rms[0]) == 0 &&
                      memcmp(rvs[0], rvs[1], sizeof rvs[0]) == 0,
                  "batchnorm+relu forward matches the unfused ops (mode %d)", mode);
-        TU_CHECK(memcmp(gx[0], gx[1], sizeof gx[0]) == 0 && memcmp(gw[0], gw[1], sizeof gw[0]) == 0 &&
-                     memcmp(gb[0], gb[1], sizeof gb[0]) == 0,
-                 "batchnorm+relu grads match the unfused ops (mode %d)", mode);
+        /* grads: the masked sums may vectorise in another lane order than
+         * the unfused pair's, so equal up to f32 summation rounding */
+        char what[64];
+        snprintf(what, sizeof what, "batchnorm+relu grads vs unfused (mode %d)", mode);
+        tu_close(what, gx[1], gx[0], B * C * S, 1e-6, 1e-5);
+        tu_close(what, gw[1], gw[0], C, 1e-6, 1e-5);
+        tu_close(what, gb[1], gb[0], C, 1e-6, 1e-5);
     }
 }
 

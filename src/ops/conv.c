@@ -329,6 +329,11 @@ static int thread_id(void) {
  * map grad (padded width, dead columns zeroed) with shifted input planes. */
 
 typedef float v16 __attribute__((vector_size(64)));
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__AVX512F__)
+/* without AVX-512 gcc notes that passing v16 by value has no fixed ABI:
+ * only static functions here take or return it, so no ABI is involved */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 #define DCO 8   /* output channels per register block */
 #define DQV 3   /* vectors of positions per register block */
 #define DQB (16 * DQV)
@@ -399,7 +404,7 @@ static bool direct_data_ok(const tsr_conv_geom *g) { return direct3x3(g) && g->c
 
 typedef struct {
     int wp;          /* padded row width w+2 */
-    int64_t qn;      /* output grid positions, a multiple of DQB */
+    int64_t qn;      /* output grid positions, whole vectors */
     int64_t pp;      /* padded plane stride: covers every shifted read */
     int64_t slot;    /* floats per thread */
     int64_t nw;      /* weight floats */
@@ -414,7 +419,7 @@ static int direct_groups(const tsr_conv_geom *g) {
 static dgeom dgeom_of(const tsr_conv_geom *g) {
     dgeom d;
     d.wp = g->w + 2;
-    d.qn = round_up((int64_t)g->h * d.wp, DQB);
+    d.qn = round_up((int64_t)g->h * d.wp, 16);
     int64_t need = (int64_t)(g->h + 2) * d.wp;
     if (need < d.qn + 2 * d.wp + 2) need = d.qn + 2 * d.wp + 2;
     d.pp = round_up(need, 16);
@@ -447,35 +452,46 @@ static void pad_planes(float *dst, const float *src, int c, int h, int w, const 
     }
 }
 
+/* one register block: DCO output channels x NV vectors of positions from
+ * q0; NV is a literal at every call, so each use compiles to its own
+ * fully unrolled loop with the accumulators in registers */
+static inline __attribute__((always_inline)) void direct_block(float *out, const float *in, const float *wpk,
+                                                               int cin, int cb, int64_t q0, const int64_t *offs,
+                                                               const dgeom *d, const int NV) {
+    v16 acc[DCO][DQV];
+    for (int j = 0; j < DCO; j++)
+        for (int v = 0; v < NV; v++) acc[j][v] = (v16){0};
+    for (int ci = 0; ci < cin; ci++) {
+        const float *xp = in + (int64_t)ci * d->pp + q0;
+        const float *wb = wpk + ((int64_t)cb * cin + ci) * 9 * DCO;
+        for (int t = 0; t < 9; t++) {
+            v16 xv[DQV];
+            for (int v = 0; v < NV; v++) xv[v] = vload(xp + offs[t] + 16 * v);
+            const float *wt = wb + t * DCO;
+#pragma GCC unroll 8
+            for (int j = 0; j < DCO; j++) {
+                v16 sv = vbcast(wt[j]);
+                for (int v = 0; v < NV; v++) VFMA(acc[j][v], sv, xv[v]);
+            }
+        }
+    }
+    for (int j = 0; j < DCO; j++)
+        for (int v = 0; v < NV; v++) vstore(out + (int64_t)(cb * DCO + j) * d->qn + q0 + 16 * v, acc[j][v]);
+}
+
 /* out (co,qn) = sum_ci sum_tap wpk * shifted in (ci,pp); wpk is laid out
- * [co/DCO][ci][tap][DCO] so a block's broadcasts are contiguous */
+ * [co/DCO][ci][tap][DCO] so a block's broadcasts are contiguous. The grid
+ * ends on whole vectors, not whole blocks: the last block is narrower. */
 static void direct_kernel(float *out, const float *in, const float *wpk, int cin, int cout, const dgeom *d) {
     int64_t offs[9];
     for (int t = 0; t < 9; t++) offs[t] = (int64_t)(t / 3) * d->wp + t % 3;
-    for (int cb = 0; cb < cout / DCO; cb++)
-        for (int64_t q0 = 0; q0 < d->qn; q0 += DQB) {
-            v16 acc[DCO][DQV];
-            for (int j = 0; j < DCO; j++)
-                for (int v = 0; v < DQV; v++) acc[j][v] = (v16){0};
-            for (int ci = 0; ci < cin; ci++) {
-                const float *xp = in + (int64_t)ci * d->pp + q0;
-                const float *wb = wpk + ((int64_t)cb * cin + ci) * 9 * DCO;
-                for (int t = 0; t < 9; t++) {
-                    v16 x0 = vload(xp + offs[t]), x1 = vload(xp + offs[t] + 16), x2 = vload(xp + offs[t] + 32);
-                    const float *wt = wb + t * DCO;
-#pragma GCC unroll 8
-                    for (int j = 0; j < DCO; j++) {
-                        float s = wt[j];
-                        v16 sv = vbcast(s);
-                        VFMA(acc[j][0], sv, x0);
-                        VFMA(acc[j][1], sv, x1);
-                        VFMA(acc[j][2], sv, x2);
-                    }
-                }
-            }
-            for (int j = 0; j < DCO; j++)
-                for (int v = 0; v < DQV; v++) vstore(out + (int64_t)(cb * DCO + j) * d->qn + q0 + 16 * v, acc[j][v]);
-        }
+    int64_t full = d->qn / DQB * DQB;
+    int tail = (int)((d->qn - full) / 16);
+    for (int cb = 0; cb < cout / DCO; cb++) {
+        for (int64_t q0 = 0; q0 < full; q0 += DQB) direct_block(out, in, wpk, cin, cb, q0, offs, d, DQV);
+        if (tail == 2) direct_block(out, in, wpk, cin, cb, full, offs, d, 2);
+        else if (tail == 1) direct_block(out, in, wpk, cin, cb, full, offs, d, 1);
+    }
 }
 
 /* grid (c,qn) -> planes (c,h,w): store, add, or add bias */
