@@ -100,11 +100,11 @@ tsr_status tsr_idx_read(const char *path, tsr_idx *out) {
             goto done;
         }
         out->shape[i] = v;
-        total *= v;
-        if (total > IDX_MAX_BYTES) {
+        if (v > IDX_MAX_BYTES / total) { /* checked before multiplying: no overflow */
             st = tsr_errorf(TSR_ERR_FORMAT, "%s: IDX payload too large", path);
             goto done;
         }
+        total *= v;
     }
     out->ndim = ndim;
     /* grow the buffer as data arrives, so a small file that claims a huge
