@@ -316,6 +316,10 @@ size_t tsr_lm_matmul_scratch(const tsr_lm_mat *w, int n) {
     }
 }
 
+/* round to an int8 in [-127, 127]; NaN (from an overflowed activation)
+ * maps into range too rather than into an undefined conversion */
+static inline int8_t q8_round(float v) { return (int8_t)fminf(fmaxf(nearbyintf(v), -127.0f), 127.0f); }
+
 /* x rounded to bf16, rows kp apart, zero-padded */
 static void prep_bf16(uint16_t *dst, const float *x, size_t ldx, int k, int kp, int n) {
     for (int t = 0; t < n; t++) {
@@ -340,10 +344,7 @@ static void prep_q8(int8_t *q, int32_t *corr, float *xsv, const float *x, size_t
             float amax = 0;
             for (int j = j0; j < j1; j++) amax = fmaxf(amax, fabsf(s[j]));
             float sc = amax / 127.0f, inv = sc > 0 ? 1.0f / sc : 0.0f;
-            for (int j = j0; j < j0 + gs; j++) {
-                float v = j < j1 ? nearbyintf(s[j] * inv) : 0.0f;
-                d[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-            }
+            for (int j = j0; j < j0 + gs; j++) d[j] = j < j1 ? q8_round(s[j] * inv) : 0;
             for (int l = j0 / 4; l < (j0 + gs) / 4; l++) sv[l] = j0 < k ? sc : 0.0f;
         }
         for (int l = 0; l < kp / 4; l++) cr[l] = 128 * ((int32_t)d[4 * l] + d[4 * l + 1] + d[4 * l + 2] + d[4 * l + 3]);
@@ -440,7 +441,7 @@ void tsr_lm_matmul_ref(float *out, int ldo, const float *x, int ldx, const tsr_l
                     for (int j = j0; j < j1; j++) amax = fmaxf(amax, fabsf(xt[j]));
                     float sc = amax / 127.0f, inv = sc > 0 ? 1.0f / sc : 0.0f;
                     int32_t d = 0;
-                    for (int j = j0; j < j1; j++) d += (int32_t)W[j] * (int32_t)nearbyintf(xt[j] * inv);
+                    for (int j = j0; j < j1; j++) d += (int32_t)W[j] * (int32_t)q8_round(xt[j] * inv);
                     s += (float)d * w->scales[(size_t)r * ng + g] * sc;
                 }
             }

@@ -274,10 +274,7 @@ void tsr_lm_mat_store(const tsr_lm_mat *w, const float *src) {
                 for (size_t j = j0; j < j1; j++) amax = fmaxf(amax, fabsf(x[j]));
                 float s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0.0f;
                 sc[g] = s;
-                for (size_t j = j0; j < j1; j++) {
-                    float q = nearbyintf(x[j] * inv);
-                    d[j] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
-                }
+                for (size_t j = j0; j < j1; j++) d[j] = (int8_t)fminf(fmaxf(nearbyintf(x[j] * inv), -127.0f), 127.0f);
             }
         } break;
         }
