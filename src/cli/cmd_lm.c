@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_STOPS 16
 
@@ -75,6 +76,33 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* The shipped code model (an HF-style directory: config.json,
+ * model.safetensors, tokenizer.json), used when --model is not given:
+ * looked up in the working directory, then beside the binary's folder
+ * (build/../models), so `build/tessera lm generate` works from a checkout. */
+#define TSR_LM_DEFAULT_MODEL "models/pycode"
+
+static bool find_default_model(char *out, size_t n) {
+    struct stat sb;
+    if (stat(TSR_LM_DEFAULT_MODEL "/config.json", &sb) == 0) {
+        snprintf(out, n, "%s", TSR_LM_DEFAULT_MODEL);
+        return true;
+    }
+    char exe[2048];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return false;
+    exe[len] = 0;
+    for (int up = 0; up < 2; up++) { /* drop the file name, then its folder */
+        char *slash = strrchr(exe, '/');
+        if (!slash) return false;
+        *slash = 0;
+    }
+    snprintf(out, n, "%s/%s", exe, TSR_LM_DEFAULT_MODEL);
+    char cfg[4200];
+    snprintf(cfg, sizeof cfg, "%s/config.json", out);
+    return stat(cfg, &sb) == 0;
+}
+
 /* tokenizer.json in the model's directory (or the directory itself) */
 static void default_tokenizer(const char *model, char *out, size_t n) {
     struct stat sb;
@@ -126,7 +154,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     bool steps_set = false;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors", NULL},
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors (default: the shipped " TSR_LM_DEFAULT_MODEL ")", NULL},
         {"tokenizer", ARG_STR, &tok_path, "PATH",
          "llama2.c tokenizer.bin, or tokenizer.json (default for HF/safetensors models: tokenizer.json next to the model)",
          NULL},
@@ -151,7 +179,13 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     int rc = args_parse(prog, summary, specs, (int)(sizeof specs / sizeof *specs), nrest, rest);
     free(rest);
     if (rc != CLI_OK) return rc;
-    if (!model) return cli_usage_error(prog, "--model is required");
+    char model_default[4096];
+    if (!model) {
+        if (!find_default_model(model_default, sizeof model_default))
+            return cli_usage_error(prog, "--model is required (the shipped " TSR_LM_DEFAULT_MODEL
+                                         " was not found next to the binary or in the working directory)");
+        model = model_default;
+    }
     bool l2c = is_llama2c_path(model);
     if (!tok_path && l2c) return cli_usage_error(prog, "--tokenizer is required with a llama2.c checkpoint");
     char tok_default[4096];
