@@ -206,18 +206,21 @@ static void check_gen(const tsr_lm_model *m, const int *prompt, int np, int max_
     tsr_decode_stats sa, sb;
     tsr_status s = tsr_decode_greedy_generate(m, prompt, np, max_new, stop, 0, a, &na, &sa);
     TU_CHECK(s.code == TSR_OK, "%s greedy: %s", what, s.msg);
-    for (int cand = 1; cand <= 3; cand += 2) {
+    for (int v = 0; v < 3; v++) {
+        int cand = v == 2 ? 3 : 1;
         tsr_decode_ngram_opts o;
         tsr_decode_ngram_defaults(&o);
         o.n_cand = cand;
+        o.adaptive = v != 1;
         o.stop_token = stop;
         s = tsr_decode_ngram_generate(m, prompt, np, max_new, &o, b, &nb, &sb);
         TU_CHECK(s.code == TSR_OK, "%s ngram: %s", what, s.msg);
         TU_CHECK(na == nb && memcmp(a, b, sizeof(int) * na) == 0,
-                 "%s (%d candidates): speculative output equals greedy (%d vs %d tokens)", what, cand, nb, na);
+                 "%s (%d candidates, adaptive %d): speculative output equals greedy (%d vs %d tokens)", what, cand,
+                 o.adaptive, nb, na);
         if (accepted) *accepted += sb.accepted;
         if (getenv("TSR_DECODE_VERBOSE"))
-            printf("%s cand %d: %d tokens, %d forwards (greedy %d), %d/%d drafts accepted\n", what, cand, nb,
+            printf("%s cand %d adaptive %d: %d tokens, %d forwards (greedy %d), %d/%d drafts accepted\n", what, cand, o.adaptive, nb,
                    sb.forwards, sa.forwards, sb.accepted, sb.drafted);
     }
     free(a);

@@ -62,6 +62,9 @@ typedef struct {
     int n_cand;      /* candidates merged into a tree (1: a linear chain) */
     int stop_token;  /* generation ends after emitting it; < 0: none */
     int max_len;     /* KV cache length (<= 0: the model's seq_len) */
+    bool adaptive;   /* draft depth follows acceptance: one more than the
+                        last accepted run, doubled after a full accept,
+                        never above k (default true) */
 } tsr_decode_ngram_opts;
 
 typedef struct {

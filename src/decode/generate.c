@@ -16,6 +16,7 @@ void tsr_decode_ngram_defaults(tsr_decode_ngram_opts *o) {
     o->n_cand = 1;
     o->stop_token = -1;
     o->max_len = 0;
+    o->adaptive = true;
 }
 
 /* cache + prefill of the whole prompt; *first = greedy next token */
@@ -93,7 +94,7 @@ tsr_status tsr_decode_ngram_generate(const tsr_lm_model *m, const int *prompt, i
     int *ibuf = malloc(sizeof(int) * 4 * (size_t)cap);
     uint8_t *mask = malloc((size_t)cap * (size_t)cap);
     tsr_status s = tsr_ok();
-    int tok, cnt = 0, n_ctx = n_prompt;
+    int tok, cnt = 0, n_ctx = n_prompt, kcur = o->k;
     if (!logits || !hist || !ibuf || !mask) {
         s = tsr_errorf(TSR_ERR_NOMEM, "decode: out of memory");
         goto done;
@@ -111,7 +112,7 @@ tsr_status tsr_decode_ngram_generate(const tsr_lm_model *m, const int *prompt, i
         /* drafts deeper than what may still be emitted, or rows beyond the
          * cache, would only be thrown away */
         int room = c.max_len - n_ctx - 1, left = max_new - cnt - 1;
-        int kd = o->k < room ? o->k : room;
+        int kd = kcur < room ? kcur : room;
         if (kd > left) kd = left;
         int n = 1;
         if (o->n_cand == 1) {
@@ -140,6 +141,14 @@ tsr_status tsr_decode_ngram_generate(const tsr_lm_model *m, const int *prompt, i
         if (s.code) goto done;
         n_ctx += len;
         st->accepted += len - 1;
+        if (o->adaptive && n > 1) {
+            /* drafts past the first miss cost compute and bring nothing:
+             * follow the accepted run length, grow after a full accept */
+            int full = len - 1 == kd;
+            kcur = full ? 2 * kcur : len;
+            if (kcur > o->k) kcur = o->k;
+            if (kcur < 1) kcur = 1;
+        }
         bool stop = false;
         for (int i = 1; i < len && !stop; i++) {
             tok = tokens[path[i]];

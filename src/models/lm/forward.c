@@ -119,8 +119,10 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     int nth = max_threads();
     size_t base = (size_t)n * (4 * (size_t)C + 2 * (size_t)Hd + (size_t)D) + (size_t)nth * (size_t)c->max_len;
     base = (base + 15) / 16 * 16;
-    /* masked: each row's visible slots (int) */
-    size_t nidx = pos ? (size_t)n * (size_t)(pos0 + n + 1) : 0;
+    /* masked: each row's visible slots (int); sized by max_len, not by
+     * pos0, so a growing context does not reallocate every step */
+    const size_t vld = (size_t)c->max_len + 1;
+    size_t nidx = pos ? (size_t)n * vld : 0;
     base += (nidx + 15) / 16 * 16;
     size_t need = base + (mm_scratch(m, n) + sizeof(float) - 1) / sizeof(float);
     if (need > c->scratch_floats) {
@@ -139,7 +141,7 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     if (pos) {
         const int nk = pos0 + n;
         for (int t = 0; t < n; t++) {
-            int *r = vis + (size_t)t * (size_t)(nk + 1), cnt = 0;
+            int *r = vis + (size_t)t * vld, cnt = 0;
             const uint8_t *mr = mask + (size_t)t * (size_t)mask_ld;
             if (mask_ld == n) {
                 for (int j = 0; j < pos0; j++) r[1 + cnt++] = j;
@@ -196,7 +198,7 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             float *o = xb + (size_t)t * C + (size_t)h * D;
             const float *qh = q + (size_t)t * C + (size_t)h * D;
             if (pos) {
-                const int *r = vis + (size_t)t * (size_t)(pos0 + n + 1);
+                const int *r = vis + (size_t)t * vld;
                 tsr_lm_attend_idx(o, qh, kc + kvo, vc + kvo, (size_t)kv, r + 1, r[0], D, att);
             } else {
                 tsr_lm_attend(o, qh, kc + kvo, vc + kvo, (size_t)kv, pos0 + t + 1, D, att);
