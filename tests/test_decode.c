@@ -95,13 +95,15 @@ static void test_ngram(void) {
     int ctx2[] = {1, 2, 3, 4, 2, 3, 9, 1, 2, 3};
     c = tsr_decode_ngram_draft(out, ctx2, 10, 3, 5);
     TU_CHECK(c == 5 && out[0] == 4 && out[1] == 2 && out[4] == 1, "trigram wins over a more recent bigram");
-    c = tsr_decode_ngram_draft(out, ctx2, 10, 3, 20);
-    TU_CHECK(c == 7, "draft stops at the end of the context (%d)", c);
+    int big[20];
+    c = tsr_decode_ngram_draft(big, ctx2, 10, 3, 20);
+    TU_CHECK(c == 20 && big[6] == 3 && big[7] == 4 && big[14] == 4 && big[19] == 2,
+             "past the end of the context the draft repeats the match's period (%d)", c);
     int ctx3[] = {1, 2, 3, 4};
     TU_CHECK(tsr_decode_ngram_draft(out, ctx3, 4, 3, 5) == 0, "no match");
     int ctx4[] = {7, 7};
     c = tsr_decode_ngram_draft(out, ctx4, 2, 3, 5);
-    TU_CHECK(c == 1 && out[0] == 7, "unigram self overlap");
+    TU_CHECK(c == 5 && out[0] == 7 && out[4] == 7, "unigram self overlap drafts a run");
 
     /* tree: candidates after "2 3": 9 1 2 (recent, trigram-free), 4 2 3 */
     int tok[32], par[32];

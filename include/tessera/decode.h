@@ -46,11 +46,13 @@ int tsr_decode_accept_greedy(int *path, int *bonus, const int *tokens, const int
 
 /* Prompt lookup: find the most recent earlier occurrence of the last g
  * tokens of ctx (g = max_ngram down to 1, first hit wins) that has tokens
- * after it, and copy up to k of those tokens into out. Returns the count
- * (0: no match). */
+ * after it, and copy the k tokens that follow it into out; where those run
+ * past the end of ctx the copy continues periodically (token i is
+ * ctx[follow + i mod (n_ctx - follow)]), so repetition drafts at full
+ * length. Returns the count (0: no match, else k). */
 int tsr_decode_ngram_draft(int *out, const int *ctx, int n_ctx, int max_ngram, int k);
-/* Up to max_cand distinct continuations (each up to k tokens, most recent
- * matches and longer n-grams first) merged into a token tree: root row 0
+/* Up to max_cand distinct continuations (each k tokens as above, most
+ * recent matches and longer n-grams first) merged into a token tree: root row 0
  * holds root_token; tokens/parent get at most 1 + max_cand * k rows.
  * Returns the number of rows (1: no draft). */
 int tsr_decode_ngram_tree(int *tokens, int *parent, int root_token, const int *ctx, int n_ctx, int max_ngram,

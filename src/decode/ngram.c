@@ -5,8 +5,9 @@
 
 #include <string.h>
 
-/* Calls fn(ud, j) for each earlier match start j of the last g tokens,
- * most recent first, for g = max_ngram..1; stops when fn returns non-zero. */
+/* Calls fn(ud, follow, g) for each earlier match of the last g tokens
+ * (follow: the index after it), most recent first, for g = max_ngram..1;
+ * stops when fn returns non-zero. */
 typedef int (*match_fn)(void *ud, int follow, int g);
 
 static void each_match(const int *ctx, int n_ctx, int max_ngram, match_fn fn, void *ud) {
@@ -26,12 +27,19 @@ typedef struct {
     int count;
 } one_match;
 
+/* token i of the continuation at `follow`: past the end of the context it
+ * copies its own earlier tokens (as an overlapping LZ77 copy), so a short
+ * cycle such as "a b a b" drafts k tokens, not just one period */
+static int cont(const int *ctx, int n_ctx, int follow, int i) {
+    int p = n_ctx - follow; /* period: distance from the match to the end */
+    return ctx[follow + i % p];
+}
+
 static int take_first(void *ud, int follow, int g) {
     (void)g;
     one_match *o = ud;
-    int c = o->n_ctx - follow < o->k ? o->n_ctx - follow : o->k;
-    memcpy(o->out, o->ctx + follow, sizeof(int) * (size_t)c);
-    o->count = c;
+    for (int i = 0; i < o->k; i++) o->out[i] = cont(o->ctx, o->n_ctx, follow, i);
+    o->count = o->k;
     return 1;
 }
 
@@ -54,10 +62,9 @@ typedef struct {
 static int add_cand(void *ud, int follow, int g) {
     (void)g;
     tree_build *b = ud;
-    int c = b->n_ctx - follow < b->k ? b->n_ctx - follow : b->k;
     int cur = 0, added = 0;
-    for (int i = 0; i < c; i++) {
-        int tok = b->ctx[follow + i], next = -1;
+    for (int i = 0; i < b->k; i++) {
+        int tok = cont(b->ctx, b->n_ctx, follow, i), next = -1;
         for (int r = cur + 1; r < b->rows; r++)
             if (b->parent[r] == cur && b->tokens[r] == tok) {
                 next = r;
