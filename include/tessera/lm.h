@@ -157,6 +157,21 @@ tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
 tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n,
                                int pos0, float *logits);
 
+/* Speculative verification (src/decode): n new tokens written to cache
+ * slots n_ctx..n_ctx+n-1, token t rotated by position pos[t] (each in
+ * [0, max_len)) and attending to the slots mask row t marks (non-zero),
+ * visited in slot order. mask is (n, mask_ld) u8 with mask_ld == n (the
+ * new rows only; every cached slot 0..n_ctx-1 is visible) or
+ * mask_ld == n_ctx + n (every slot). Same kernels and reduction order as
+ * tsr_lm_forward: a row at position p that sees exactly the slots a causal
+ * step at p sees (holding the same K/V) gets bit-identical logits (n, V). */
+tsr_status tsr_lm_forward_masked(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int n_ctx,
+                                 const int *pos, const uint8_t *mask, int mask_ld, float *logits);
+/* Keep rows keep[0..n_keep) (strictly increasing, relative to slot n_ctx)
+ * of the last forward's new rows and move their K/V in place to slots
+ * n_ctx..n_ctx+n_keep-1. */
+tsr_status tsr_lm_cache_compact(tsr_lm_cache *c, int n_ctx, const int *keep, int n_keep);
+
 /* ------------------------------------------------------------ kernels
  * Used by tsr_lm_forward; exposed for tests and benches.
  * out (n, ldo) rows t: out[t*ldo + i] = dot(W row i, x row t) for i < rows.
@@ -181,6 +196,9 @@ float tsr_lm_dot(const float *a, const float *b, int k);
  * softmax(q.k / sqrt(D)) v, keys visited in order; att: n_keys scratch. */
 void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
                    float *att);
+/* The same over the key rows idx[0..n_keys) (the same arithmetic). */
+void tsr_lm_attend_idx(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx,
+                       int n_keys, int D, float *att);
 
 /* ------------------------------------------------------------ sampling */
 

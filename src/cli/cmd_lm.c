@@ -5,6 +5,7 @@
  * included), streamed and flushed per token; throughput goes to stderr. */
 #include "cli/args.h"
 #include "tessera/bpe.h"
+#include "tessera/decode.h"
 #include "tessera/lm.h"
 #include "tessera/tokenizer.h"
 
@@ -115,6 +116,89 @@ static void default_tokenizer(const char *model, char *out, size_t n) {
     else snprintf(out, n, "%.*s/tokenizer.json", (int)(slash - model), model);
 }
 
+/* Greedy generation with prompt-lookup drafts (llama2.c tokenizer): the
+ * same text as tsr_lm_generate at temperature 0 (the decode loop is
+ * token-identical to plain greedy decoding), printed once generation ends;
+ * stop strings cut the completion afterwards. */
+static tsr_status generate_ngram(const tsr_lm_model *m, const tsr_tokenizer *tok, tsr_lm_sampler *smp,
+                                 const char *prompt, const tsr_lm_gen_opts *go, int draft_k, out_sink *out,
+                                 tsr_lm_gen_stats *gs) {
+    memset(gs, 0, sizeof *gs);
+    int steps = go->steps, max_tokens = go->max_new_tokens, n_stop = go->n_stop;
+    const char *const *stops = go->stop;
+    if (steps <= 0 || steps > m->cfg.seq_len) steps = m->cfg.seq_len;
+    int *ptok = malloc(sizeof(int) * tsr_tokenizer_max_tokens(prompt));
+    if (!ptok) return tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory");
+    int np = tsr_tokenizer_encode(tok, prompt, true, false, ptok);
+    gs->prompt_tokens = np;
+    int max_new = steps - np + 1;
+    if (max_tokens > 0 && max_tokens < max_new) max_new = max_tokens;
+    if (max_new < 1) {
+        /* the prompt fills the context: nothing to draft */
+        free(ptok);
+        return tsr_lm_generate(m, tok, smp, prompt, go, emit, out, gs);
+    }
+    int *gen = malloc(sizeof(int) * (size_t)max_new), n_gen = 0;
+    char *text = NULL;
+    size_t tlen = 0, tcap = 0;
+    tsr_status st = gen ? tsr_ok() : tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory");
+    tsr_decode_ngram_opts o;
+    tsr_decode_ngram_defaults(&o);
+    if (draft_k > 0) o.k = draft_k;
+    o.stop_token = TSR_TOK_BOS;
+    o.max_len = steps;
+    tsr_decode_stats ds;
+    if (!st.code) st = tsr_decode_ngram_generate(m, ptok, np, max_new, &o, gen, &n_gen, &ds);
+    if (st.code) goto done;
+    gs->prefill_s = ds.prefill_s;
+    gs->decode_s = ds.decode_s;
+    gs->new_tokens = n_gen;
+    gs->positions = np - 1 + n_gen;
+    for (int i = 1; i < np; i++) {
+        const char *p = tsr_tokenizer_decode(tok, ptok[i - 1], ptok[i]);
+        if (tsr_tokenizer_printable(p)) emit(out, p, strlen(p));
+    }
+    int prev = ptok[np - 1];
+    for (int i = 0; i < n_gen; i++) {
+        if (gen[i] == TSR_TOK_BOS) {
+            gs->stopped_bos = true;
+            break;
+        }
+        const char *p = tsr_tokenizer_decode(tok, prev, gen[i]);
+        size_t pl = tsr_tokenizer_printable(p) ? strlen(p) : 0;
+        if (tlen + pl + 1 > tcap) {
+            tcap = (tlen + pl + 1) * 2;
+            char *b = realloc(text, tcap);
+            if (!b) {
+                st = tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory");
+                goto done;
+            }
+            text = b;
+        }
+        memcpy(text + tlen, p, pl);
+        tlen += pl;
+        text[tlen] = 0;
+        prev = gen[i];
+    }
+    size_t cut = tlen;
+    for (int k = 0; k < n_stop && text; k++) {
+        char *at = strstr(text, stops[k]);
+        if (at && (size_t)(at - text) < cut) {
+            cut = (size_t)(at - text);
+            gs->stopped_stop = true;
+        }
+    }
+    if (cut) emit(out, text, cut);
+    if (getenv("TESSERA_DRAFT_STATS"))
+        fprintf(stderr, "draft ngram: %d verification forwards, %d/%d drafts accepted\n", ds.forwards, ds.accepted,
+                ds.drafted);
+done:
+    free(text);
+    free(gen);
+    free(ptok);
+    return st;
+}
+
 static int cmd_generate(const char *prog, int argc, char **argv) {
     /* --stop may repeat and --prompt may be empty (as llama2.c -i ""):
      * take both before the one-non-empty-value-per-flag parser */
@@ -148,8 +232,8 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         }
     }
 
-    const char *model = NULL, *tok_path = NULL, *prompt_help = NULL, *dtype = NULL;
-    int steps = 256, max_tokens = 0, top_k = 0, rep_window = 0, prefill = 0, group_size = 0;
+    const char *model = NULL, *tok_path = NULL, *prompt_help = NULL, *dtype = NULL, *draft = NULL;
+    int steps = 256, max_tokens = 0, top_k = 0, rep_window = 0, prefill = 0, group_size = 0, draft_k = 0;
     float temperature = 1.0f, top_p = 0.9f, min_p = 0.0f, rep = 1.0f;
     bool steps_set = false;
     cli_common cm = {0, 42, false};
@@ -170,6 +254,11 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         {"repeat-penalty", ARG_FLOAT, &rep, "X", "penalise tokens already in the context (1: off)", NULL},
         {"repeat-window", ARG_INT, &rep_window, "N", "how many recent tokens the penalty sees (0: all)", NULL},
         {"prefill-batch", ARG_INT, &prefill, "N", "prompt tokens per forward (0: 64)", NULL},
+        {"draft", ARG_STR, &draft, "KIND",
+         "speculative drafts for greedy decoding: ngram (prompt lookup; same text, fewer forwards; needs "
+         "--temperature 0 and a llama2.c tokenizer)",
+         NULL},
+        {"draft-k", ARG_INT, &draft_k, "K", "most tokens drafted per step (0: 8)", NULL},
         CLI_COMMON_SEED(&cm),
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
@@ -199,6 +288,10 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     if (steps < 0) return cli_usage_error(prog, "--steps must be >= 0");
     if (max_tokens < 0) return cli_usage_error(prog, "--max-tokens must be >= 0");
     if (prefill < 0) return cli_usage_error(prog, "--prefill-batch must be >= 0");
+    if (draft && strcmp(draft, "ngram") != 0) return cli_usage_error(prog, "--draft must be ngram");
+    if (draft && temperature != 0.0f) return cli_usage_error(prog, "--draft needs --temperature 0 (greedy)");
+    if (draft && bpe_tok) return cli_usage_error(prog, "--draft needs a llama2.c tokenizer");
+    if (draft_k < 0) return cli_usage_error(prog, "--draft-k must be >= 0");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
 
     tsr_lm_sampler_opts so;
@@ -245,6 +338,8 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     tsr_lm_gen_stats gs;
     out_sink out = {cm.json, NULL, 0, 0, false};
     if (bpe_tok) st = tsr_lm_generate_bpe(&m, &bpe, &smp, prompt ? prompt : "", &go, emit, &out, &gs);
+    else if (draft)
+        st = generate_ngram(&m, &tok, &smp, prompt ? prompt : "", &go, draft_k, &out, &gs);
     else st = tsr_lm_generate(&m, &tok, &smp, prompt ? prompt : "", &go, emit, &out, &gs);
     rc = CLI_OK;
     if (st.code) {

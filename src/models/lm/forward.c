@@ -5,7 +5,12 @@
  * softmax with max subtraction) so greedy outputs track its reference.
  * Every per-token quantity is computed the same way whatever n is: see
  * kernels.c for the matmuls; norms, RoPE and attention are per token with
- * keys visited in position order. */
+ * keys visited in cache-slot order.
+ * The masked form (speculative verification of draft trees) writes the n
+ * new rows to cache slots n_ctx.. while rotating each by its own position,
+ * and lets each row attend to the slots its mask marks, visited in slot
+ * order through the very same attention body: a row whose visible keys
+ * and position equal those of a causal decode step gets the same bits. */
 #include "tessera/lm.h"
 
 #include <math.h>
@@ -75,9 +80,14 @@ static int thread_id(void) {
 #endif
 }
 
-/* last_only: logits (V) of the final token only (prefill needs no more) */
+/* last_only: logits (V) of the final token only (prefill needs no more).
+ * pos0 is the first cache slot written. pos NULL: causal (row t is at
+ * position pos0 + t and sees slots 0..pos0+t). Otherwise row t is at
+ * position pos[t] and sees the slots its mask row marks: mask rows are
+ * mask_ld bytes; mask_ld == n covers the new rows only (every cached slot
+ * visible), mask_ld == pos0 + n covers every slot. */
 static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
-                          float *logits, bool last_only) {
+                          const int *pos, const uint8_t *mask, int mask_ld, float *logits, bool last_only) {
     const tsr_lm_config *cfg = &m->cfg;
     const int C = cfg->dim, Hd = cfg->hidden_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
     const int D = C / H, kv = D * Hkv, V = cfg->vocab_size, group = H / Hkv;
@@ -91,12 +101,29 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     for (int t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= V)
             return tsr_errorf(TSR_ERR_ARG, "lm forward: token %d out of range [0, %d)", tokens[t], V);
+    if (pos) {
+        if (!mask || (mask_ld != n && mask_ld != pos0 + n))
+            return tsr_errorf(TSR_ERR_ARG, "lm forward: mask rows must cover the new rows (%d) or every slot (%d)", n,
+                              pos0 + n);
+        for (int t = 0; t < n; t++) {
+            if (pos[t] < 0 || pos[t] >= c->max_len)
+                return tsr_errorf(TSR_ERR_ARG, "lm forward: position %d outside [0, %d)", pos[t], c->max_len);
+            bool any = mask_ld == n && pos0 > 0;
+            for (int j = 0; j < mask_ld && !any; j++) any = mask[(size_t)t * mask_ld + j] != 0;
+            if (!any) return tsr_errorf(TSR_ERR_ARG, "lm forward: row %d of the mask sees no key", t);
+        }
+    }
 
     /* scratch: x, xb, xb2, q (n*C each), hb, hb2 (n*Hd), rope (n*D), att
      * (threads*max_len), then the matmuls' prepared activations (aligned) */
     int nth = max_threads();
     size_t base = (size_t)n * (4 * (size_t)C + 2 * (size_t)Hd + (size_t)D) + (size_t)nth * (size_t)c->max_len;
     base = (base + 15) / 16 * 16;
+    /* masked: each row's visible slots (int); sized by max_len, not by
+     * pos0, so a growing context does not reallocate every step */
+    const size_t vld = (size_t)c->max_len + 1;
+    size_t nidx = pos ? (size_t)n * vld : 0;
+    base += (nidx + 15) / 16 * 16;
     size_t need = base + (mm_scratch(m, n) + sizeof(float) - 1) / sizeof(float);
     if (need > c->scratch_floats) {
         free(c->scratch);
@@ -109,6 +136,24 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     float *x = c->scratch, *xb = x + (size_t)n * C, *xb2 = xb + (size_t)n * C, *q = xb2 + (size_t)n * C;
     float *hb = q + (size_t)n * C, *hb2 = hb + (size_t)n * Hd, *cs = hb2 + (size_t)n * Hd;
     float *att_all = cs + (size_t)n * D;
+    /* row t: count, then the slots it sees in increasing order */
+    int *vis = (int *)(att_all + (size_t)nth * (size_t)c->max_len);
+    if (pos) {
+        const int nk = pos0 + n;
+        for (int t = 0; t < n; t++) {
+            int *r = vis + (size_t)t * vld, cnt = 0;
+            const uint8_t *mr = mask + (size_t)t * (size_t)mask_ld;
+            if (mask_ld == n) {
+                for (int j = 0; j < pos0; j++) r[1 + cnt++] = j;
+                for (int j = 0; j < n; j++)
+                    if (mr[j]) r[1 + cnt++] = pos0 + j;
+            } else {
+                for (int j = 0; j < nk; j++)
+                    if (mr[j]) r[1 + cnt++] = j;
+            }
+            r[0] = cnt;
+        }
+    }
 
     for (int t = 0; t < n; t++) {
         memcpy(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, sizeof(float) * (size_t)C);
@@ -117,12 +162,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             if (cfg->rope_layout == TSR_LM_ROPE_INTERLEAVED) {
                 /* as run.c, in f32 */
                 float freq = 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
-                float ang = (float)(pos0 + t) * freq;
+                float ang = (float)(pos ? pos[t] : pos0 + t) * freq;
                 ct[i] = cosf(ang);
                 ct[i + 1] = sinf(ang);
             } else {
                 /* as the training side (tsr_rope_table), in double */
-                double ang = (double)(pos0 + t) * pow((double)cfg->rope_theta, -(double)i / (double)D);
+                double ang = (double)(pos ? pos[t] : pos0 + t) * pow((double)cfg->rope_theta, -(double)i / (double)D);
                 ct[i] = (float)cos(ang);
                 ct[i + 1] = (float)sin(ang);
             }
@@ -150,8 +195,14 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             int t = ph / H, h = ph % H;
             float *att = att_all + (size_t)thread_id() * c->max_len;
             size_t kvo = (size_t)(h / group) * D;
-            tsr_lm_attend(xb + (size_t)t * C + (size_t)h * D, q + (size_t)t * C + (size_t)h * D, kc + kvo, vc + kvo,
-                          (size_t)kv, pos0 + t + 1, D, att);
+            float *o = xb + (size_t)t * C + (size_t)h * D;
+            const float *qh = q + (size_t)t * C + (size_t)h * D;
+            if (pos) {
+                const int *r = vis + (size_t)t * vld;
+                tsr_lm_attend_idx(o, qh, kc + kvo, vc + kvo, (size_t)kv, r + 1, r[0], D, att);
+            } else {
+                tsr_lm_attend(o, qh, kc + kvo, vc + kvo, (size_t)kv, pos0 + t + 1, D, att);
+            }
         }
 
         tsr_lm_matmul(xb2, C, xb, C, &L->wo, n, mms);
@@ -178,10 +229,36 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
 
 tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
                           float *logits) {
-    return forward(m, c, tokens, n, pos0, logits, false);
+    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, false);
 }
 
 tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
                                float *logits) {
-    return forward(m, c, tokens, n, pos0, logits, true);
+    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, true);
+}
+
+tsr_status tsr_lm_forward_masked(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int n_ctx,
+                                 const int *pos, const uint8_t *mask, int mask_ld, float *logits) {
+    if (!pos || !mask) return tsr_errorf(TSR_ERR_ARG, "lm forward: masked forward needs positions and a mask");
+    return forward(m, c, tokens, n, n_ctx, pos, mask, mask_ld, logits, false);
+}
+
+tsr_status tsr_lm_cache_compact(tsr_lm_cache *c, int n_ctx, const int *keep, int n_keep) {
+    if (n_ctx < 0 || n_keep < 0 || n_ctx > c->max_len - n_keep)
+        return tsr_errorf(TSR_ERR_ARG, "lm cache compact: slots %d..%d outside the cache", n_ctx, n_ctx + n_keep);
+    for (int j = 0; j < n_keep; j++)
+        if (keep[j] < j || (j > 0 && keep[j] <= keep[j - 1]) || keep[j] >= c->max_len - n_ctx)
+            return tsr_errorf(TSR_ERR_ARG, "lm cache compact: kept rows must increase and lie in the cache");
+    const size_t kv = (size_t)c->kv_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        float *kc = c->k + ((size_t)l * c->max_len + (size_t)n_ctx) * kv;
+        float *vc = c->v + ((size_t)l * c->max_len + (size_t)n_ctx) * kv;
+        for (int j = 0; j < n_keep; j++) {
+            if (keep[j] == j) continue;
+            /* keep[j] > j: a forward move never overwrites a row still to be read */
+            memcpy(kc + (size_t)j * kv, kc + (size_t)keep[j] * kv, sizeof(float) * kv);
+            memcpy(vc + (size_t)j * kv, vc + (size_t)keep[j] * kv, sizeof(float) * kv);
+        }
+    }
+    return tsr_ok();
 }

@@ -381,16 +381,19 @@ void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_ma
     }
 }
 
-/* Causal attention of one query head over keys 0..n_keys-1 (in order):
- * scores q.k / sqrt(D), softmax with max subtraction, weighted sum of the
- * values. k and v rows are ld floats apart. att: n_keys scratch floats. */
-void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
-                   float *att) {
+/* Attention of one query head over n_keys keys visited in order: row s of
+ * k and v is idx[s] (or s when idx is NULL), ld floats apart. Scores
+ * q.k / sqrt(D), softmax with max subtraction, weighted sum of the values.
+ * One body for both forms, so a masked row that sees the same keys as a
+ * causal one gets the same bits. att: n_keys scratch floats. */
+AI void attend(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx, int n_keys,
+               int D, float *att) {
     const float scale = sqrtf((float)D);
     float mx = -INFINITY;
     for (int s = 0; s < n_keys; s++) {
+        size_t row = (size_t)(idx ? idx[s] : s);
         float sc;
-        block(&sc, 1, q, 0, k + (size_t)s * ld, 0, D, 1, 1);
+        block(&sc, 1, q, 0, k + row * ld, 0, D, 1, 1);
         sc /= scale;
         att[s] = sc;
         if (sc > mx) mx = sc;
@@ -407,16 +410,31 @@ void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, s
 #ifdef LM_AVX2
     for (; i + 8 <= D; i += 8) {
         __m256 acc = _mm256_setzero_ps();
-        for (int s = 0; s < n_keys; s++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(att[s]), _mm256_loadu_ps(v + (size_t)s * ld + i), acc);
+        for (int s = 0; s < n_keys; s++) {
+            size_t row = (size_t)(idx ? idx[s] : s);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(att[s]), _mm256_loadu_ps(v + row * ld + i), acc);
+        }
         _mm256_storeu_ps(out + i, acc);
     }
 #endif
     for (; i < D; i++) {
         float acc = 0.0f;
-        for (int s = 0; s < n_keys; s++) acc += att[s] * v[(size_t)s * ld + i];
+        for (int s = 0; s < n_keys; s++) {
+            size_t row = (size_t)(idx ? idx[s] : s);
+            acc += att[s] * v[row * ld + i];
+        }
         out[i] = acc;
     }
+}
+
+void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
+                   float *att) {
+    attend(out, q, k, v, ld, NULL, n_keys, D, att);
+}
+
+void tsr_lm_attend_idx(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx,
+                       int n_keys, int D, float *att) {
+    attend(out, q, k, v, ld, idx, n_keys, D, att);
 }
 
 void tsr_lm_matmul_ref(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n) {
