@@ -122,7 +122,17 @@ expect_fail "model as tokenizer" 1 --model "$M" --tokenizer "$M" --prompt hi
 expect_fail "tokenizer as model" 1 --model "$T" --tokenizer "$T" --prompt hi
 
 # 3. usage errors: exit 2
-expect_fail "missing --model" 2 --tokenizer "$T"
+# without --model, the shipped models/pycode (found from the working directory) is used
+if [ -f models/pycode/config.json ]; then
+    out=$("$BIN" lm generate --prompt 'def f(x):' --max-tokens 12 --temperature 0 --threads 1 2>"$TMP/def_err.txt")
+    [ $? -eq 0 ] && [ "${out#def f(x):}" != "$out" ] && [ ${#out} -gt 10 ] && ok ||
+        bad "default model: '$out' $(cat "$TMP/def_err.txt")"
+    abs_bin=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+    out2=$(cd "$TMP" && "$abs_bin" lm generate --prompt 'def f(x):' --max-tokens 12 --temperature 0 --threads 1 2>/dev/null)
+    [ "$out2" = "$out" ] && ok || bad "default model found beside the binary: '$out2'"
+else
+    expect_fail "missing --model" 2 --tokenizer "$T"
+fi
 expect_fail "unknown flag" 2 --model "$M" --tokenizer "$T" --bogus 1
 expect_fail "negative temperature" 2 --model "$M" --tokenizer "$T" --temperature -1
 expect_fail "top-p above 1" 2 --model "$M" --tokenizer "$T" --top-p 1.5
