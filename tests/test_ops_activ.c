@@ -13,6 +13,7 @@
  *   a cancelling 1 + tanh or 1 - sigma would be off by orders.
  * - sigmoid on [-87, 0] vs double: rtol 5e-7 (the polynomial exp is within
  *   3.1 ulp there, measured).
+ * - dropout vs PyTorch: atol/rtol 1e-6 (same mask, replayed in tools/refs/gen_dropout.py)
  * - dropout: keep rate within 4 sigma of 1-p over 200k draws; kept values
  *   and grads exactly x/(1-p) and go/(1-p). */
 #include "testutil.h"
@@ -205,6 +206,34 @@ static void test_dropout(void) {
     tsr_ctx_free(&c);
 }
 
+/* PyTorch fixture (tools/refs/gen_dropout.py): the generator replays our rng
+ * (seed 4242) to get our mask, then torch's dropout kernels apply it; our
+ * output and input grad must match (atol 1e-6, rtol 1e-6). */
+static void test_dropout_torch(void) {
+    tref *r = tref_load("tests/refs/dropout.tref");
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 20);
+    const char *names[] = {"a", "b", "c"};
+    for (int t = 0; t < 3; t++) {
+        char k[32];
+        tsr_ctx_reset(&c);
+        snprintf(k, sizeof k, "%s_x", names[t]);
+        tsr_tensor *x = tref_tensor(&c, r, k, true);
+        snprintf(k, sizeof k, "%s_p", names[t]);
+        float p = ((const float *)tref_get(r, k)->data)[0];
+        tsr_rng_seed(&c.rng, 4242);
+        tsr_tensor *y = tsr_dropout(&c, x, p);
+        snprintf(k, sizeof k, "%s_y", names[t]);
+        tu_close_ref(r, k, tsr_f32(y), y->numel, 1e-6, 1e-6);
+        snprintf(k, sizeof k, "%s_gy", names[t]);
+        tsr_backward_with(&c, y, tref_get(r, k)->data);
+        snprintf(k, sizeof k, "%s_gx", names[t]);
+        tu_close_ref(r, k, x->grad, x->numel, 1e-6, 1e-6);
+    }
+    tsr_ctx_free(&c);
+    tref_free(r);
+}
+
 int main(void) {
     tsr_threads_set(0);
     /* ---- gradchecks */
@@ -241,5 +270,6 @@ int main(void) {
 
     test_tails();
     test_dropout();
+    test_dropout_torch();
     return tu_finish("ops_activ");
 }
