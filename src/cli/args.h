@@ -38,6 +38,11 @@ int cli_usage_error(const char *prog, const char *fmt, ...) __attribute__((forma
 /* "tessera: error: <msg>" and "  hint: <hint>", returns CLI_FAIL */
 int cli_fail(tsr_status st, const char *hint);
 
+/* s as a JSON string literal (quotes, escapes) */
+void cli_json_str(FILE *f, const char *s);
+/* "1h05m" / "3m07s" for progress lines; "?" when unknown */
+void cli_fmt_eta(char *buf, size_t n, double seconds);
+
 /* Common flags every command may include. */
 typedef struct {
     int threads;   /* 0: TESSERA_THREADS, else all cores */

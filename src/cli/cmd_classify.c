@@ -11,17 +11,6 @@
 #define DATA_HINT "pass --data DIR with the Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ...)"
 #define MODEL_HINT "pass --model with a checkpoint from 'tessera classify train' (the shipped one is models/fmnist_cnn.safetensors)"
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 /* a failure either comes from the data set or from a checkpoint: pick the
  * hint by which path the message names */
 static const char *hint_for(tsr_status st, const char *data_dir) {
@@ -31,17 +20,10 @@ static const char *hint_for(tsr_status st, const char *data_dir) {
     return MODEL_HINT;
 }
 
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (s > 1e7) s = 1e7;
-    int h = (int)(s / 3600), mi = (int)(s / 60) % 60, se = (int)s % 60;
-    if (h) snprintf(buf, n, "%dh%02dm", h, mi);
-    else snprintf(buf, n, "%dm%02ds", mi, se);
-}
-
 static void train_progress(const tsr_classify_progress *p, void *ud) {
     (void)ud;
     char eta[32];
-    fmt_eta(eta, sizeof eta, p->eta_s);
+    cli_fmt_eta(eta, sizeof eta, p->eta_s);
     fprintf(stderr, "step %lld/%lld  epoch %lld  loss %.4f  lr %.2e  %.0f img/s  ETA %s\n",
             (long long)p->step, (long long)p->total_steps, (long long)p->epoch + 1,
             (double)p->loss, (double)p->lr, p->images_per_s, eta);
@@ -111,7 +93,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
             printf(", \"accuracy\": %.4f, \"n\": %lld, \"test_loss\": %.6f", r.test.accuracy,
                    (long long)r.test.n, r.test.loss);
         printf(", \"out\": ");
-        json_str(stdout, o.out);
+        cli_json_str(stdout, o.out);
         printf("}\n");
     } else {
         printf("%s %lld steps (%.0f img/s), last loss %.4f; saved %s\n",
@@ -157,7 +139,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         printf("{\"accuracy\": %.4f, \"n\": %lld, \"correct\": %lld, \"loss\": %.6f, "
                "\"images_per_s\": %.1f, \"model\": ",
                r.accuracy, (long long)r.n, (long long)r.correct, r.loss, (double)r.n / (sec + 1e-9));
-        json_str(stdout, model);
+        cli_json_str(stdout, model);
         printf("}\n");
     } else {
         printf("accuracy %.4f (%lld/%lld), loss %.4f\n", r.accuracy, (long long)r.correct,
@@ -228,7 +210,7 @@ static int cmd_features(const char *prog, int argc, char **argv) {
     if (cm.json) {
         printf("{\"n\": %lld, \"dim\": %d, \"split\": \"%s\", \"images_per_s\": %.1f, \"out\": ",
                (long long)n, F, split, (double)n / (sec + 1e-9));
-        json_str(stdout, out);
+        cli_json_str(stdout, out);
         printf("}\n");
     } else {
         printf("wrote %lld x %d features (%s split) to %s\n", (long long)n, F, split, out);

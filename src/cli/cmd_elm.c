@@ -16,28 +16,10 @@
 #define CLS_HINT "pass --classifier with the Fashion-MNIST CNN (models/fmnist_cnn.safetensors)"
 #define OUT_HINT "check that the output directory exists and is writable"
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (s > 1e7) s = 1e7;
-    int h = (int)(s / 3600), mi = (int)(s / 60) % 60, se = (int)s % 60;
-    if (h) snprintf(buf, n, "%dh%02dm", h, mi);
-    else snprintf(buf, n, "%dm%02ds", mi, se);
-}
-
 static void train_progress(const tsr_elm_tok_progress *p, void *ud) {
     (void)ud;
     char eta[32];
-    fmt_eta(eta, sizeof eta, p->eta_s);
+    cli_fmt_eta(eta, sizeof eta, p->eta_s);
     fprintf(stderr, "step %lld/%lld  epoch %lld  loss %.4f  rec %.4f  aux %.4f  lr %.2e  restarts %d  %.0f img/s  ETA %s\n",
             (long long)p->step, (long long)p->total_steps, (long long)p->epoch + 1, (double)p->loss,
             (double)p->rec, (double)p->aux, (double)p->lr, p->restarts, p->images_per_s, eta);
@@ -129,7 +111,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
                "\"seconds\": %.2f, \"threads\": %d, \"out\": ",
                (long long)r.steps, r.finished ? "true" : "false", (double)r.last_loss,
                r.images_per_s, r.seconds, tsr_threads_get());
-        json_str(stdout, o.out);
+        cli_json_str(stdout, o.out);
         printf("}\n");
     } else {
         printf("%s %lld steps (%.0f img/s), last loss %.4f; saved %s\n",
@@ -210,7 +192,7 @@ static int cmd_encode(const char *prog, int argc, char **argv) {
     if (cm.json) {
         printf("{\"n\": %lld, \"kind\": \"%s\", \"bits\": %d, \"images_per_s\": %.1f, \"out\": ",
                (long long)n, bae ? "bae" : "vq", K, (double)n / (sec + 1e-9));
-        json_str(stdout, out);
+        cli_json_str(stdout, out);
         printf("}\n");
     } else {
         printf("wrote %s codes of %lld images (%s split) to %s\n", bae ? "bit" : "id", (long long)n,
@@ -293,7 +275,7 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
     if (st.code) return cli_fail(st, strstr(st.msg, out) ? OUT_HINT : "codes must match the tokenizer");
     if (cm.json) {
         printf("{\"n\": %lld, \"out\": ", (long long)n);
-        json_str(stdout, out);
+        cli_json_str(stdout, out);
         printf("}\n");
     } else {
         printf("decoded %lld images to %s\n", (long long)n, out);
@@ -377,7 +359,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             printf(", \"bit_entropy\": %.4f, \"bit_p1_min\": %.4f, \"bit_p1_max\": %.4f",
                    r.bit_entropy, r.bit_p1_min, r.bit_p1_max);
         printf(", \"seconds\": %.2f, \"tokenizer\": ", sec);
-        json_str(stdout, tokp);
+        cli_json_str(stdout, tokp);
         printf("}\n");
     } else {
         printf("%s tokenizer (K=%d%s), %lld test images\n", bae ? "BAE" : "VQ", cfg.bits,

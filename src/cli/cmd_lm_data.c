@@ -20,23 +20,6 @@
 int cli_lm_tokenizer_train(const char *prog, int argc, char **argv);
 int cli_lm_tokenize(const char *prog, int argc, char **argv);
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 /* list the corpus and apply the held-out list ("none": everything trains) */
 static int open_corpus(const char *prog, const char *data, const char *ext, const char *val_list,
                        tsr_corpus *c) {
@@ -104,9 +87,9 @@ int cli_lm_tokenizer_train(const char *prog, int argc, char **argv) {
     if (!quiet) fprintf(stderr, "%s: training on %d files of %s, vocab %d\n", prog, n_files, c.root, vocab);
     tsr_bpe_train_opts o = {vocab, specials, n_specials, min_count, !quiet};
     tsr_bpe b;
-    double t0 = now_s();
+    double t0 = tsr_time();
     tsr_status st = tsr_bpe_train(&b, (const char *const *)paths, n_files, &o);
-    double secs = now_s() - t0;
+    double secs = tsr_time() - t0;
     tsr_corpus_paths_free(paths, n_files);
     if (st.code) {
         tsr_corpus_free(&c);
@@ -139,7 +122,7 @@ int cli_lm_tokenizer_train(const char *prog, int argc, char **argv) {
                "\"out\": ",
                b.vocab_size, b.n_merges, secs, (unsigned long long)b.hash, (unsigned long long)bytes[0],
                (unsigned long long)tokens[0], (unsigned long long)bytes[1], (unsigned long long)tokens[1]);
-        json_str(stdout, out);
+        cli_json_str(stdout, out);
         printf("}\n");
     } else {
         printf("vocab %d (%d merges) in %.2f s; saved %s\n", b.vocab_size, b.n_merges, secs, out);
@@ -194,7 +177,7 @@ int cli_lm_tokenize(const char *prog, int argc, char **argv) {
     const char *outs[2] = {out_train, out_val}, *nm[2] = {"train", "val"};
     uint64_t bytes[2] = {0, 0}, tokens[2] = {0, 0};
     uint32_t docs[2] = {0, 0};
-    double t0 = now_s();
+    double t0 = tsr_time();
     for (int s = 0; s < 2; s++) {
         tsr_corpus_tokens t;
         st = tsr_corpus_tokenize(&c, s, &b, sep_id, &t);
@@ -206,7 +189,7 @@ int cli_lm_tokenize(const char *prog, int argc, char **argv) {
         tsr_corpus_tokens_free(&t);
         if (st.code) break;
     }
-    double secs = now_s() - t0;
+    double secs = tsr_time() - t0;
     if (st.code) {
         /* a read names a corpus file, a write names an --out path */
         const char *hint = strstr(st.msg, c.root) ? DATA_HINT
@@ -221,7 +204,7 @@ int cli_lm_tokenize(const char *prog, int argc, char **argv) {
         for (int s = 0; s < 2; s++) {
             printf(", \"%s\": {\"files\": %u, \"bytes\": %llu, \"tokens\": %llu, \"out\": ", nm[s], docs[s],
                    (unsigned long long)bytes[s], (unsigned long long)tokens[s]);
-            json_str(stdout, outs[s]);
+            cli_json_str(stdout, outs[s]);
             printf("}");
         }
         printf("}\n");

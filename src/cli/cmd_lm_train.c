@@ -20,16 +20,10 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
-    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
-    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
-}
-
 static void on_progress(const tsr_lm_train_progress *p, void *ud) {
     (void)ud;
     char eta[32];
-    fmt_eta(eta, sizeof eta, p->eta_s);
+    cli_fmt_eta(eta, sizeof eta, p->eta_s);
     fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  ETA %s\n",
             (long long)p->step, (long long)p->total_steps, (double)p->loss, (double)p->lr,
             (double)p->grad_norm, p->tokens_per_s, eta);
@@ -43,17 +37,6 @@ static void on_eval(const tsr_lm_train_eval *e, void *ud) {
 
 static void on_note(const char *msg, void *ud) {
     fprintf(stderr, "%s: %s\n", (const char *)ud, msg);
-}
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
 }
 
 int cli_lm_train(const char *prog, int argc, char **argv) {
@@ -146,10 +129,10 @@ int cli_lm_train(const char *prog, int argc, char **argv) {
         printf(", \"seconds\": {\"data\": %.3f, \"forward\": %.3f, \"backward\": %.3f, \"optim\": %.3f, "
                "\"eval\": %.3f, \"ckpt\": %.3f, \"total\": %.3f}, \"out\": ",
                t->data, t->forward, t->backward, t->optim, t->eval, t->ckpt, t->total);
-        json_str(stdout, o.out);
+        cli_json_str(stdout, o.out);
         if (r.finished) {
             printf(", \"bf16\": ");
-            json_str(stdout, r.bf16_path);
+            cli_json_str(stdout, r.bf16_path);
         }
         printf("}\n");
     } else {
