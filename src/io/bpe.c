@@ -11,6 +11,7 @@
  * the current count and the first fresh entry is the true maximum.
  */
 #include "tessera/bpe.h"
+#include "tessera/fileio.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -933,35 +934,6 @@ tsr_status tsr_bpe_train_texts(tsr_bpe *b, const char *const *texts, const size_
     return st;
 }
 
-static tsr_status read_whole(const char *path, char **data, size_t *len) {
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    TSR_ASSERT(buf);
-    for (;;) {
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (n < cap) break;
-        cap *= 2;
-        buf = realloc(buf, cap + 1);
-        TSR_ASSERT(buf);
-    }
-    bool err = ferror(f);
-    int e = errno;
-    fclose(f);
-    if (err) {
-        free(buf);
-        return tsr_errorf(TSR_ERR_IO, "%s: read error: %s", path, strerror(e));
-    }
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
-    return tsr_ok();
-}
-
 tsr_status tsr_bpe_train(tsr_bpe *b, const char *const *files, int n_files,
                          const tsr_bpe_train_opts *o) {
     memset(b, 0, sizeof *b);
@@ -971,7 +943,7 @@ tsr_status tsr_bpe_train(tsr_bpe *b, const char *const *files, int n_files,
     for (int i = 0; i < n_files; i++) {
         char *d;
         size_t n;
-        tsr_status st = read_whole(files[i], &d, &n);
+        tsr_status st = tsr_read_file(files[i], &d, &n);
         if (st.code) {
             smap_free(&cc.counts);
             return st;
@@ -1340,7 +1312,7 @@ tsr_status tsr_bpe_load(tsr_bpe *b, const char *path) {
     memset(b, 0, sizeof *b);
     char *d;
     size_t n;
-    tsr_status st = read_whole(path, &d, &n);
+    tsr_status st = tsr_read_file(path, &d, &n);
     if (st.code) return st;
     st = tsr_bpe_parse(b, d, n, path);
     free(d);

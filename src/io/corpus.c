@@ -2,6 +2,7 @@
  * train/validation split by file, tokenisation into one id stream per
  * split and the token cache file. Feeds the LM family's training data. */
 #include "tessera/corpus.h"
+#include "tessera/fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -168,39 +169,10 @@ static int find_rel(const tsr_corpus *c, const char *rel) {
     return -1;
 }
 
-static tsr_status read_whole(const char *path, char **data, size_t *len) {
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    TSR_ASSERT(buf);
-    for (;;) {
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (n < cap) break;
-        cap *= 2;
-        buf = realloc(buf, cap + 1);
-        TSR_ASSERT(buf);
-    }
-    bool err = ferror(f);
-    int e = errno;
-    fclose(f);
-    if (err) {
-        free(buf);
-        return tsr_errorf(TSR_ERR_IO, "%s: read error: %s", path, strerror(e));
-    }
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
-    return tsr_ok();
-}
-
 tsr_status tsr_corpus_split_from_list(tsr_corpus *c, const char *list_path, int *n_missing) {
     char *d;
     size_t n;
-    tsr_status st = read_whole(list_path, &d, &n);
+    tsr_status st = tsr_read_file(list_path, &d, &n);
     if (st.code) return st;
     if (memchr(d, 0, n)) {
         free(d);
@@ -352,7 +324,7 @@ tsr_status tsr_corpus_tokenize(const tsr_corpus *c, int split, tsr_bpe *b, int s
         snprintf(path, l, "%s/%s", c->root, c->rel[i]);
         char *d;
         size_t n;
-        tsr_status st = read_whole(path, &d, &n);
+        tsr_status st = tsr_read_file(path, &d, &n);
         free(path);
         if (st.code) {
             tsr_corpus_tokens_free(out);
