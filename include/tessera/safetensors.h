@@ -74,5 +74,12 @@ typedef struct {
 tsr_status tsr_trainstate_save(const char *path, const struct tsr_adamw *o,
                                const tsr_train_meta *m);
 tsr_status tsr_trainstate_load(const char *path, struct tsr_adamw *o, tsr_train_meta *m);
+/* For a resume: load the state and check it belongs to the checkpoint it
+ * resumes (ckpt_path, whose metadata said step ckpt_step): 0 <= step <=
+ * total, step == ckpt_step, and when n_items >= 0 a data cursor
+ * (epoch >= 0, 0 <= index <= n_items). Errors name the files. */
+tsr_status tsr_trainstate_resume(const char *path, const char *ckpt_path, int64_t ckpt_step,
+                                 int64_t total, int64_t n_items, struct tsr_adamw *o,
+                                 tsr_train_meta *m);
 
 #endif

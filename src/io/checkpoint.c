@@ -225,3 +225,17 @@ out:
     tsr_st_free(&f);
     return st;
 }
+
+tsr_status tsr_trainstate_resume(const char *path, const char *ckpt_path, int64_t ckpt_step,
+                                 int64_t total, int64_t n_items, struct tsr_adamw *o,
+                                 tsr_train_meta *m) {
+    tsr_status st = tsr_trainstate_load(path, o, m);
+    if (st.code) return st;
+    if (m->step < 0 || m->step > total ||
+        (n_items >= 0 && (m->cursor[0] < 0 || m->cursor[1] < 0 || m->cursor[1] > n_items)))
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: training state out of range", path);
+    if (ckpt_step != m->step)
+        return tsr_errorf(TSR_ERR_FORMAT, "%s is at step %lld but %s at step %lld; cannot resume",
+                          ckpt_path, (long long)ckpt_step, path, (long long)m->step);
+    return tsr_ok();
+}

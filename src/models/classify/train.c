@@ -163,16 +163,9 @@ tsr_status tsr_classify_train(const tsr_classify_train_opts *o, tsr_classify_tra
                        (tsr_adamw_cfg){o->lr, 0.9f, 0.999f, 1e-8f, o->weight_decay});
         have_opt = true;
         tsr_rng_seed(&tm.rng, o->seed ^ 0xD1B54A32D192ED03ull);
-        if (o->resume) {
-            st = tsr_trainstate_load(state_path, &opt, &tm);
-            if (!st.code && (tm.step < 0 || tm.step > total || tm.cursor[0] < 0 ||
-                             tm.cursor[1] < 0 || tm.cursor[1] > n_train))
-                st = tsr_errorf(TSR_ERR_FORMAT, "%s: training state out of range", state_path);
-        }
+        if (o->resume)
+            st = tsr_trainstate_resume(state_path, o->out, ckpt_step, total, n_train, &opt, &tm);
     }
-    if (!st.code && o->resume && ckpt_step != tm.step)
-        st = tsr_errorf(TSR_ERR_FORMAT, "%s is at step %lld but %s at step %lld; cannot resume",
-                        o->out, (long long)ckpt_step, state_path, (long long)tm.step);
     if (st.code) goto out;
     tsr_batcher_init(&bt, n_train, o->batch, o->seed);
     tsr_batcher_seek(&bt, tm.cursor[0], tm.cursor[1]);

@@ -304,12 +304,7 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
         int64_t ckpt_step = -1;
         st = check_resume_meta(o->out, &rm, o->reschedule, &ckpt_step);
         if (!st.code) st = tsr_params_load(&p, o->out, false);
-        if (!st.code) st = tsr_trainstate_load(state_path, &opt, &tm);
-        if (!st.code && (tm.step < 0 || tm.step > o->steps))
-            st = tsr_errorf(TSR_ERR_FORMAT, "%s: training state out of range", state_path);
-        if (!st.code && ckpt_step != tm.step)
-            st = tsr_errorf(TSR_ERR_FORMAT, "%s is at step %lld but %s at step %lld; cannot resume",
-                            o->out, (long long)ckpt_step, state_path, (long long)tm.step);
+        if (!st.code) st = tsr_trainstate_resume(state_path, o->out, ckpt_step, o->steps, -1, &opt, &tm);
     } else {
         tsr_rng wr;
         tsr_rng_seed(&wr, o->seed);
