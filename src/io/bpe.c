@@ -15,8 +15,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -1064,44 +1062,7 @@ char *tsr_bpe_to_json(const tsr_bpe *b) {
 tsr_status tsr_bpe_save(const tsr_bpe *b, const char *path) {
     char *txt = tsr_bpe_to_json(b);
     if (!txt) return tsr_errorf(TSR_ERR_NOMEM, "%s: out of memory building JSON", path);
-    size_t plen = strlen(path), n = strlen(txt);
-    char *tmp = malloc(plen + 5);
-    TSR_ASSERT(tmp);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    tsr_status st = tsr_ok();
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = tsr_errorf(TSR_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    bool ok = fwrite(txt, 1, n, f) == n && fputc('\n', f) != EOF && fflush(f) == 0;
-    int e = errno;
-    if (ok && fsync(fileno(f)) != 0) ok = false, e = errno;
-    if (fclose(f) != 0 && ok) ok = false, e = errno;
-    if (!ok) {
-        unlink(tmp);
-        st = tsr_errorf(TSR_ERR_IO, "%s: write failed: %s", path, strerror(e));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        st = tsr_errorf(TSR_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
-        goto done;
-    }
-    {
-        char *dcopy = strdup(path);
-        TSR_ASSERT(dcopy);
-        int dfd = open(dirname(dcopy), O_RDONLY);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dcopy);
-    }
-done:
-    free(tmp);
+    tsr_status st = tsr_write_file_atomic(path, txt, strlen(txt), "\n", 1);
     free(txt);
     return st;
 }

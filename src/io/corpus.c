@@ -6,8 +6,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -199,45 +197,6 @@ tsr_status tsr_corpus_split_from_list(tsr_corpus *c, const char *list_path, int 
     return tsr_ok();
 }
 
-/* write len bytes to path atomically */
-static tsr_status write_atomic(const char *path, const void *a, size_t la, const void *b, size_t lb) {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    TSR_ASSERT(tmp);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    tsr_status st = tsr_ok();
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = tsr_errorf(TSR_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    bool ok = fwrite(a, 1, la, f) == la && (lb == 0 || fwrite(b, 1, lb, f) == lb) && fflush(f) == 0;
-    int e = errno;
-    if (ok && fsync(fileno(f)) != 0) ok = false, e = errno;
-    if (fclose(f) != 0 && ok) ok = false, e = errno;
-    if (!ok) {
-        unlink(tmp);
-        st = tsr_errorf(TSR_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    } else if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        st = tsr_errorf(TSR_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
-    } else {
-        char *dcopy = strdup(path);
-        TSR_ASSERT(dcopy);
-        int dfd = open(dirname(dcopy), O_RDONLY);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dcopy);
-    }
-    free(tmp);
-    return st;
-}
-
 tsr_status tsr_corpus_write_val_list(const tsr_corpus *c, const char *path) {
     size_t cap = 1024, n = 0;
     char *buf = malloc(cap);
@@ -262,7 +221,7 @@ tsr_status tsr_corpus_write_val_list(const tsr_corpus *c, const char *path) {
         n += l;
         if (i >= 0) buf[n++] = '\n';
     }
-    tsr_status st = write_atomic(path, buf, n, NULL, 0);
+    tsr_status st = tsr_write_file_atomic(path, buf, n, NULL, 0);
     free(buf);
     return st;
 }
@@ -383,7 +342,7 @@ tsr_status tsr_corpus_tokens_save(const tsr_corpus_tokens *t, const char *path) 
     put_u32(h + 44, t->vocab_size);
     put_u32(h + 48, (uint32_t)t->sep_id);
     TSR_ASSERT(little_endian()); /* ids are written as they sit in memory */
-    return write_atomic(path, h, TOK_HEADER, t->ids, t->n * sizeof *t->ids);
+    return tsr_write_file_atomic(path, h, TOK_HEADER, t->ids, t->n * sizeof *t->ids);
 }
 
 tsr_status tsr_corpus_tokens_load(tsr_corpus_tokens *t, const char *path, uint64_t expect_hash) {

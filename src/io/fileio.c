@@ -2,7 +2,10 @@
 #include "tessera/fileio.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <string.h>
+#include <unistd.h>
 
 tsr_status tsr_read_file(const char *path, char **data, size_t *len) {
     *data = NULL;
@@ -31,4 +34,42 @@ tsr_status tsr_read_file(const char *path, char **data, size_t *len) {
     *data = buf;
     *len = n;
     return tsr_ok();
+}
+
+tsr_status tsr_write_file_atomic(const char *path, const void *a, size_t la, const void *b, size_t lb) {
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    TSR_ASSERT(tmp);
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    tsr_status st = tsr_ok();
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        st = tsr_errorf(TSR_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    bool ok = fwrite(a, 1, la, f) == la && (lb == 0 || fwrite(b, 1, lb, f) == lb) && fflush(f) == 0;
+    int e = errno;
+    if (ok && fsync(fileno(f)) != 0) ok = false, e = errno;
+    if (fclose(f) != 0 && ok) ok = false, e = errno;
+    if (!ok) {
+        unlink(tmp);
+        st = tsr_errorf(TSR_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    } else if (rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        st = tsr_errorf(TSR_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
+    } else {
+        char *dcopy = strdup(path);
+        TSR_ASSERT(dcopy);
+        int dfd = open(dirname(dcopy), O_RDONLY);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+        free(dcopy);
+    }
+    free(tmp);
+    return st;
 }
