@@ -283,7 +283,12 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
     return CLI_OK;
 }
 
-static int cmd_eval(const char *prog, int argc, char **argv) {
+int cli_elm_train(const char *prog, int argc, char **argv);
+int cli_elm_sample(const char *prog, int argc, char **argv);
+int cli_elm_gen_eval(const char *prog, int argc, char **argv);
+int cli_elm_analyze(const char *prog, int argc, char **argv);
+
+static int cmd_tok_eval(const char *prog, int argc, char **argv) {
     const char *tokp = NULL, *clsp = "models/fmnist_cnn.safetensors", *data = NULL, *grid = NULL;
     int64_t limit = 0;
     cli_common cm = {0, 0, false};
@@ -379,13 +384,30 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     return CLI_OK;
 }
 
+/* `eval` scores a generator; given --tokenizer and no --model it keeps its
+ * stage-1 meaning (reconstruction metrics of that tokenizer) */
+static int cmd_eval(const char *prog, int argc, char **argv) {
+    bool tok = false, model = false, help = false;
+    for (int i = 0; i < argc; i++) {
+        tok |= strncmp(argv[i], "--tokenizer", 11) == 0;
+        model |= strncmp(argv[i], "--model", 7) == 0;
+        help |= strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+    }
+    if (tok && !model && !help) return cmd_tok_eval(prog, argc, argv);
+    return cli_elm_gen_eval(prog, argc, argv);
+}
+
 static const cli_verb k_verbs[] = {
     {"tokenizer-train", "train a binary (BAE) or VQ image tokenizer (resumable)", cmd_train},
     {"encode", "images -> codes (safetensors)", cmd_encode},
     {"decode", "codes -> PNG grid of images", cmd_decode},
-    {"eval", "reconstruction metrics of a tokenizer on the test set", cmd_eval},
+    {"tokenizer-eval", "reconstruction metrics of a tokenizer on the test set", cmd_tok_eval},
+    {"train", "train an AR or masked generator over cached codes (resumable)", cli_elm_train},
+    {"sample", "class-conditional samples as a PNG grid (KV cache, CFG, top-k/top-p, MaskGIT)", cli_elm_sample},
+    {"eval", "generation metrics (FD, accuracy, IS, precision/recall); with --tokenizer only: reconstruction metrics", cmd_eval},
+    {"analyze", "token randomness (KL from uniform) and attention locality / maps", cli_elm_analyze},
     {NULL, NULL, NULL},
 };
 
-const cli_family cli_family_elm = {"elm", "ELM image generation with language models (stage 1: tokenizers, metrics)",
+const cli_family cli_family_elm = {"elm", "ELM image generation with language models: tokenizers, AR / masked generators, sampling, metrics",
                                    k_verbs};
