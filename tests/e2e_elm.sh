@@ -58,5 +58,32 @@ expect 1 "$BIN" elm decode --tokenizer "$T/bae.safetensors" --codes "$T/vq.codes
 has "$T/err" "expected 'bits'"
 [ ! -e "$T/x.png" ] && ok || bad "a failed decode left x.png"
 
+# stage 2: generators over the tiny codes (bits K=4 -> token_each 1, 2, 4)
+expect 0 "$BIN" elm train --help;  has "$T/out" "--token-each"; has "$T/out" "--kind"
+expect 0 "$BIN" elm sample --help; has "$T/out" "--cfg-schedule"; has "$T/out" "--top-p"
+expect 2 "$BIN" elm train --kind gpt --codes x;  has "$T/err" "--kind"; lines "$T/err" 1
+expect 2 "$BIN" elm train --kind ar;             has "$T/err" "--codes"
+expect 2 "$BIN" elm sample --cfg-schedule cos;   has "$T/err" "--cfg-schedule"
+expect 1 "$BIN" elm sample --model "$T/none.safetensors" --out "$T/s.png"; has "$T/err" "tessera: error:"
+expect 0 "$BIN" elm encode --tokenizer "$T/bae.safetensors" --split train --limit 64 --out "$T/bae.train.safetensors"
+GEN="--dim 16 --layers 1 --heads 2 --hidden 16 --epochs 1 --batch 16 --warmup 1 --log-every 0"
+for kind in ar mlm; do
+    expect 0 "$BIN" elm train --kind $kind --codes "$T/bae.train.safetensors" --token-each 2 $GEN --out "$T/g_$kind.safetensors" --json
+    has "$T/out" '"finished": true'; has "$T/out" '"params"'
+    expect 0 "$BIN" elm sample --model "$T/g_$kind.safetensors" --n 3 --out "$T/g_$kind.png" --steps 4 --json
+    has "$T/out" '"n": 30'; has "$T/out" '"images_per_s"'
+    [ "$(head -c 4 "$T/g_$kind.png" | tail -c 3)" = "PNG" ] && ok || bad "g_$kind.png is not a PNG"
+    expect 0 "$BIN" elm eval --model "$T/g_$kind.safetensors" --n-per-class 2 --real 100 --json
+    has "$T/out" '"accuracy"'; has "$T/out" '"fd"'; has "$T/out" '"precision"'; lines "$T/out" 1
+done
+# the KV cache and recomputation give the same tokens
+expect 0 "$BIN" elm sample --model "$T/g_ar.safetensors" --class 3 --n 4 --compare-cache --json
+has "$T/out" '"identical_tokens": true'
+expect 1 "$BIN" elm train --kind ar --codes "$T/bae.train.safetensors" --token-each 3 $GEN --out "$T/g3.safetensors"
+has "$T/err" "sub-tokens"
+expect 0 "$BIN" elm analyze --codes "$T/bae.codes.safetensors" --model "$T/g_ar.safetensors" --limit 4 --attn-png "$T/attn.png" --json
+has "$T/out" '"image_kl_unigram"'; has "$T/out" '"attn_distance"'
+[ -s "$T/attn.png" ] && ok || bad "no attention PNG"
+
 echo "e2e_elm: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
