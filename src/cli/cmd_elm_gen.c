@@ -410,15 +410,29 @@ static tsr_status attn_png(const char *path, const float *map, int L, int H, int
     return st;
 }
 
+/* the same KL figures of n i.i.d. uniform tokens: the floor a finite
+ * sample puts under them (the bigram one is large when V^2 >> n) */
+static void uniform_floor(int32_t *scratch, int64_t n, int64_t V, double *u, double *b) {
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)n);
+    TSR_ASSERT(t);
+    tsr_rng r;
+    tsr_rng_seed(&r, 99);
+    for (int64_t i = 0; i < n; i++) t[i] = (int32_t)tsr_rng_below(&r, (uint32_t)V);
+    tsr_elm_token_kl(t, 1, (int)n, V, u, b);
+    free(t);
+    (void)scratch;
+}
+
 int cli_elm_analyze(const char *prog, int argc, char **argv) {
     const char *modelp = NULL, *codes = NULL, *bpe = NULL, *png = NULL;
     int64_t limit = 200, bpe_limit = 0;
-    int query = 25;
+    int query = 25, each = 1;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
         {"codes", ARG_STR, &codes, "PATH", "codes from 'tessera elm encode': token randomness of the image tokens", NULL},
         {"bpe-tokens", ARG_STR, &bpe, "PATH", "token file from 'tessera lm tokenize': the same figures for BPE text tokens", NULL},
         {"bpe-limit", ARG_I64, &bpe_limit, "N", "use the first N BPE tokens (0: as many as the image tokens, else all)", NULL},
+        {"token-each", ARG_INT, &each, "N", "BAE codes: read each K-bit code as N sub-tokens of K/N bits, in sequence [1]", NULL},
         {"model", ARG_STR, &modelp, "PATH", "generator: mean attention distance per layer on --codes", NULL},
         {"limit", ARG_I64, &limit, "N", "code maps for the attention statistics [200]", NULL},
         {"query", ARG_INT, &query, "P", "sequence position (1..49 = code P-1) whose attention --attn-png draws [25: the centre]", NULL},
@@ -431,9 +445,10 @@ int cli_elm_analyze(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if (!codes && !bpe) return cli_usage_error(prog, "pass --codes and/or --bpe-tokens");
     if (modelp && !codes) return cli_usage_error(prog, "--model needs --codes");
+    if (each < 1 || each > 16) return cli_usage_error(prog, "--token-each must be in [1,16]");
     if (limit < 1 || query < 1 || query > TSR_ELM_POS || bpe_limit < 0) return cli_usage_error(prog, "--limit >= 1, --query in [1,49]");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    double kl_u = 0, kl_b = 0, bkl_u = 0, bkl_b = 0;
+    double kl_u = 0, kl_b = 0, bkl_u = 0, bkl_b = 0, fl_u = 0, fl_b = 0, bfl_u = 0, bfl_b = 0;
     int64_t n_img_tok = 0, V = 0, n_bpe = 0, bV = 0;
     double *dist = NULL;
     int L = 0;
@@ -449,24 +464,30 @@ int cli_elm_analyze(const char *prog, int argc, char **argv) {
             tsr_st_free(&f);
             return cli_fail(tsr_errorf(TSR_ERR_FORMAT, "%s: no 'bits' (N,7,7,K<=24) or 'ids' codes", codes), CODES_HINT);
         }
-        int32_t *tok = malloc(sizeof(int32_t) * (size_t)(n * TSR_ELM_POS));
+        if (tb && tb->shape[3] % each) {
+            tsr_st_free(&f);
+            return cli_usage_error(prog, "--token-each must divide the %d bits of a code", (int)tb->shape[3]);
+        }
+        if (!tb) each = 1;
+        int32_t *tok = malloc(sizeof(int32_t) * (size_t)(n * TSR_ELM_POS * each));
         TSR_ASSERT(tok);
         if (tb) {
-            int K = (int)tb->shape[3];
+            int K = (int)tb->shape[3], bs = K / each;
             const uint8_t *b = tb->data;
-            for (int64_t i = 0; i < n * TSR_ELM_POS; i++) {
+            for (int64_t i = 0; i < n * TSR_ELM_POS * each; i++) {
                 int32_t v = 0;
-                for (int k = 0; k < K; k++) v |= (int32_t)(b[i * K + k] & 1) << k;
+                for (int k = 0; k < bs; k++) v |= (int32_t)(b[i * bs + k] & 1) << k;
                 tok[i] = v;
             }
-            V = (int64_t)1 << K;
+            V = (int64_t)1 << bs;
         } else {
             memcpy(tok, ti->data, sizeof(int32_t) * (size_t)(n * TSR_ELM_POS));
             V = atoi(cb);
         }
         tsr_st_free(&f);
-        n_img_tok = n * TSR_ELM_POS;
-        tsr_elm_token_kl(tok, n, TSR_ELM_POS, V, &kl_u, &kl_b);
+        n_img_tok = n * TSR_ELM_POS * each;
+        tsr_elm_token_kl(tok, n, TSR_ELM_POS * each, V, &kl_u, &kl_b);
+        uniform_floor(tok, n_img_tok, V, &fl_u, &fl_b);
         free(tok);
     }
     if (bpe) {
@@ -480,6 +501,7 @@ int cli_elm_analyze(const char *prog, int argc, char **argv) {
         for (int64_t i = 0; i < (int64_t)t.n; i++) bV = t.ids[i] + 1 > bV ? t.ids[i] + 1 : bV;
         bV = (int64_t)t.vocab_size > bV ? (int64_t)t.vocab_size : bV;
         tsr_elm_token_kl(t.ids, 1, (int)nn, bV, &bkl_u, &bkl_b);
+        uniform_floor(t.ids, nn, bV, &bfl_u, &bfl_b);
         n_bpe = nn;
         tsr_corpus_tokens_free(&t);
     }
@@ -536,14 +558,18 @@ int cli_elm_analyze(const char *prog, int argc, char **argv) {
         const char *sep = "";
         if (codes) {
             printf("\"image_tokens\": %lld, \"image_vocab\": %lld, \"image_kl_unigram\": %.4f, \"image_kl_bigram\": %.4f, "
-                   "\"image_kl_unigram_norm\": %.4f, \"image_kl_bigram_norm\": %.4f",
-                   (long long)n_img_tok, (long long)V, kl_u, kl_b, kl_u / log((double)V), kl_b / (2 * log((double)V)));
+                   "\"image_kl_unigram_norm\": %.4f, \"image_kl_bigram_norm\": %.4f, "
+                   "\"image_uniform_floor_unigram\": %.4f, \"image_uniform_floor_bigram\": %.4f",
+                   (long long)n_img_tok, (long long)V, kl_u, kl_b, kl_u / log((double)V), kl_b / (2 * log((double)V)),
+                   fl_u, fl_b);
             sep = ", ";
         }
         if (bpe) {
             printf("%s\"bpe_tokens\": %lld, \"bpe_vocab\": %lld, \"bpe_kl_unigram\": %.4f, \"bpe_kl_bigram\": %.4f, "
-                   "\"bpe_kl_unigram_norm\": %.4f, \"bpe_kl_bigram_norm\": %.4f",
-                   sep, (long long)n_bpe, (long long)bV, bkl_u, bkl_b, bkl_u / log((double)bV), bkl_b / (2 * log((double)bV)));
+                   "\"bpe_kl_unigram_norm\": %.4f, \"bpe_kl_bigram_norm\": %.4f, "
+                   "\"bpe_uniform_floor_unigram\": %.4f, \"bpe_uniform_floor_bigram\": %.4f",
+                   sep, (long long)n_bpe, (long long)bV, bkl_u, bkl_b, bkl_u / log((double)bV), bkl_b / (2 * log((double)bV)),
+                   bfl_u, bfl_b);
             sep = ", ";
         }
         if (dist) {
