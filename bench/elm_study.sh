@@ -8,7 +8,9 @@
 # $OUT/study.jsonl (train figures merged with eval figures).
 #
 #   bench/elm_study.sh grid            # the grid (codes are encoded once, cached)
-#   bench/elm_study.sh best NAME       # sweeps + full protocol for run NAME
+#   bench/elm_study.sh best NAME       # top-k and CFG sweeps for run NAME
+#   bench/elm_study.sh phase2          # best run: sweeps, 10k protocol (+ baseline), KV cache; then 1x16
+# (the study here ran `SKIP_1X16=1 grid` then `phase2`)
 #
 # Each grid run trains 1 epoch over the 60k training code maps (937 steps
 # of batch 64); the 1x16 runs (a 65536-way head, ~30x the cost per step)
@@ -74,24 +76,30 @@ grid() {
         run "bae_mlm_2x8_$size" bae mlm 2 $size
         run "bae_mlm_4x4_$size" bae mlm 4 $size
     done
+    [ "${SKIP_1X16:-0}" = 1 ] || grid1x16
+}
+
+# 1x16: compute-matched; the masked 1x16 models are scored on NPC_1X16
+# samples per class (MaskGIT evaluates the 65536-way head at every masked
+# position of every step, ~7x the AR cost)
+grid1x16() {
     run bae_ar_1x16_S bae ar 1 S --train-limit $((64 * S1X16_STEPS)) --warmup 5
-    run bae_mlm_1x16_S bae mlm 1 S --train-limit $((64 * S1X16_STEPS)) --warmup 5
     run bae_ar_1x16_M bae ar 1 M --train-limit $((64 * M1X16_STEPS)) --warmup 5
-    run bae_mlm_1x16_M bae mlm 1 M --train-limit $((64 * M1X16_STEPS)) --warmup 5
+    NPC=${NPC_1X16:-20} run bae_mlm_1x16_S bae mlm 1 S --train-limit $((64 * S1X16_STEPS)) --warmup 5
+    NPC=${NPC_1X16:-20} run bae_mlm_1x16_M bae mlm 1 M --train-limit $((64 * M1X16_STEPS)) --warmup 5
 }
 
 # sweeps on one trained run: top-k and CFG (scale x schedule), 500 samples
 best() {
     local name=$1 model="$OUT/elm_$1.safetensors" sw="$OUT/sweep.jsonl"
-    for k in 0 2 8 32; do
+    for k in 0 4 16 64; do
         $RUN elm eval --model "$model" --n-per-class "$NPC" --top-k $k --threads 1 --json |
             jq -c --arg name "$name" --arg sweep topk '{name: $name, sweep: $sweep} + .' >>"$sw"
     done
-    for sched in constant linear; do
-        for s in 1 1.5 2 3 4 6; do
-            $RUN elm eval --model "$model" --n-per-class "$NPC" --cfg $s --cfg-schedule $sched --threads 1 --json |
-                jq -c --arg name "$name" --arg sweep cfg '{name: $name, sweep: $sweep} + .' >>"$sw"
-        done
+    for cs in "1 constant" "2 constant" "4 constant" "2 linear" "4 linear" "6 linear"; do
+        set -- $cs
+        $RUN elm eval --model "$model" --n-per-class "$NPC" --cfg $1 --cfg-schedule $2 --threads 1 --json |
+            jq -c --arg name "$name" --arg sweep cfg '{name: $name, sweep: $sweep} + .' >>"$sw"
     done
 }
 
@@ -102,9 +110,32 @@ full() {
         jq -c --arg name "$name" '{name: $name, protocol: "10k"} + .' >>"$OUT/full.jsonl"
 }
 
+# after the grid (without 1x16): the best run by FD, its sweeps, the full
+# protocol for it and for the VQ+AR baseline of its size with the sweep's
+# best setting (lowest FD among settings with accuracy >= 0.85, else the
+# most accurate), the KV-cache timing, then the 1x16 rows
+phase2() {
+    local best size flags sw="$OUT/sweep.jsonl"
+    best=$(jq -s -r 'min_by(.fd) | .name' "$RES")
+    size=$(jq -s -r 'min_by(.fd) | .size' "$RES")
+    echo "best: $best" >&2
+    best "$best"
+    flags=$(jq -s -r '(map(select(.accuracy >= 0.85)) | if length > 0 then min_by(.fd) else empty end) // (max_by(.accuracy))
+        | "--cfg \(.cfg) --cfg-schedule \(.cfg_schedule) --top-k \(.top_k)"' "$sw")
+    echo "best setting: $flags" >&2
+    echo "$best $flags" >"$OUT/best.txt"
+    full "$best" $flags
+    [ "$best" = "vq_ar_$size" ] || full "vq_ar_$size" $flags
+    $RUN elm sample --model "$OUT/elm_$best.safetensors" --n 10 $flags --compare-cache --threads 1 --json \
+        --out "$OUT/best_grid.png" >"$OUT/kv.json"
+    grid1x16
+}
+
 case ${1:-grid} in
 grid) grid ;;
+grid1x16) encode; grid1x16 ;;
+phase2) phase2 ;;
 best) best "$2" ;;
 full) full "${@:2}" ;;
-*) echo "usage: $0 grid | best NAME | full NAME [eval flags]" >&2; exit 2 ;;
+*) echo "usage: $0 grid | grid1x16 | phase2 | best NAME | full NAME [eval flags]" >&2; exit 2 ;;
 esac
