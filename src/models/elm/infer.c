@@ -14,6 +14,8 @@
 #include <math.h>
 #include <string.h>
 
+#define ELM_HALF_PI 1.57079632679489661923
+
 /* fixed-order dot product: 8 interleaved partial sums, combined pairwise */
 static inline float dotf(const float *a, const float *b, int K) {
     float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -200,7 +202,7 @@ tsr_elm_sample_opts tsr_elm_default_sample_opts(void) {
 int tsr_elm_maskgit_remaining(int t, int T, int n_pos) {
     int prev = n_pos;
     for (int i = 0; i <= t; i++) {
-        int r = i >= T - 1 ? 0 : (int)floor((double)n_pos * cos(M_PI / 2 * (double)(i + 1) / T));
+        int r = i >= T - 1 ? 0 : (int)floor((double)n_pos * cos(ELM_HALF_PI * (double)(i + 1) / T));
         if (r > prev - 1) r = prev - 1;
         prev = r < 0 ? 0 : r;
     }
@@ -208,7 +210,7 @@ int tsr_elm_maskgit_remaining(int t, int T, int n_pos) {
 }
 
 int tsr_elm_mask_count(float u, int n_pos) {
-    int k = (int)ceil(cos(M_PI / 2 * (double)u) * n_pos);
+    int k = (int)ceil(cos(ELM_HALF_PI * (double)u) * n_pos);
     return k < 1 ? 1 : k > n_pos ? n_pos : k;
 }
 
