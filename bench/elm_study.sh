@@ -82,10 +82,20 @@ grid() {
 # 1x16: compute-matched; the masked 1x16 models are scored on NPC_1X16
 # samples per class (MaskGIT evaluates the 65536-way head at every masked
 # position of every step, ~7x the AR cost)
+# DEADLINE (epoch seconds, or in the file $OUT/deadline): start no 1x16 run after it
+late() {
+    local d=${DEADLINE:-}
+    [ -z "$d" ] && [ -f "$OUT/deadline" ] && d=$(cat "$OUT/deadline")
+    [ -n "$d" ] && [ "$(date +%s)" -ge "$d" ]
+}
 grid1x16() {
+    late && return
     run bae_ar_1x16_S bae ar 1 S --train-limit $((64 * S1X16_STEPS)) --warmup 5
+    late && return
     run bae_ar_1x16_M bae ar 1 M --train-limit $((64 * M1X16_STEPS)) --warmup 5
+    late && return
     NPC=${NPC_1X16:-20} run bae_mlm_1x16_S bae mlm 1 S --train-limit $((64 * S1X16_STEPS)) --warmup 5
+    late && return
     NPC=${NPC_1X16:-20} run bae_mlm_1x16_M bae mlm 1 M --train-limit $((64 * M1X16_STEPS)) --warmup 5
 }
 
@@ -126,6 +136,9 @@ phase2() {
     echo "$best $flags" >"$OUT/best.txt"
     full "$best" $flags
     [ "$best" = "vq_ar_$size" ] || full "vq_ar_$size" $flags
+    # the best BAE run too, for BAE vs VQ on the full protocol
+    bbest=$(jq -s -r 'map(select(.tokenizer == "bae")) | min_by(.fd) | .name' "$RES")
+    [ "$bbest" = "$best" ] || full "$bbest" $flags
     $RUN elm sample --model "$OUT/elm_$best.safetensors" --n 10 $flags --compare-cache --threads 1 --json \
         --out "$OUT/best_grid.png" >"$OUT/kv.json"
     grid1x16
