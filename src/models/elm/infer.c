@@ -73,6 +73,7 @@ static void rope2d_vec(float *x, int D, int ph, int pw, float theta) {
 
 void tsr_elm_infer_init(tsr_elm_infer *s, const tsr_elm_model *m, int B, int cap) {
     memset(s, 0, sizeof *s);
+    TSR_ASSERT(B >= 1 && cap >= 1 && cap <= 128); /* the attention rows live on the stack */
     s->m = m, s->B = B, s->cap = cap;
     size_t per = (size_t)m->cfg.n_layers * (size_t)B * (size_t)cap * (size_t)m->cfg.dim;
     s->k = malloc(sizeof(float) * per);
