@@ -200,8 +200,10 @@ typedef struct {
     int32_t *train_labels, *test_labels;
 } tsr_bigr_codes;
 
-/* encode with tokenizer `tok` the data set in data_dir (NULL: installed) */
-tsr_status tsr_bigr_codes_build(tsr_bigr_codes *cd, const char *tok, const char *data_dir);
+/* encode with tokenizer `tok` the data set in data_dir (NULL: installed);
+ * limit > 0 keeps the first `limit` images of each split */
+tsr_status tsr_bigr_codes_build(tsr_bigr_codes *cd, const char *tok, const char *data_dir,
+                                int64_t limit);
 tsr_status tsr_bigr_codes_save(const tsr_bigr_codes *cd, const char *path);
 tsr_status tsr_bigr_codes_load(tsr_bigr_codes *cd, const char *path);
 /* load path if present, else build and save it */

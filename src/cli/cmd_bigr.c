@@ -58,11 +58,13 @@ static int fail_hint(tsr_status st, const char *path_model) {
 
 static int cmd_codes(const char *prog, int argc, char **argv) {
     const char *tok = DEF_TOK, *data = NULL, *out = DEF_CODES;
+    int64_t limit = 0;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"tokenizer", ARG_STR, &tok, "PATH", "BAE tokenizer", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"out", ARG_STR, &out, "PATH", "code cache to write", NULL},
+        {"limit", ARG_I64, &limit, "N", "only the first N images of each split (0: all)", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -70,9 +72,11 @@ static int cmd_codes(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if (strncmp(out, "runs/", 5) == 0) mkdir("runs", 0777);
     tsr_bigr_codes cd;
     double t0 = tsr_time();
-    tsr_status st = tsr_bigr_codes_build(&cd, tok, data);
+    tsr_status st = tsr_bigr_codes_build(&cd, tok, data, limit);
     if (!st.code) st = tsr_bigr_codes_save(&cd, out);
     if (st.code) return fail_hint(st, NULL);
     double sec = tsr_time() - t0;

@@ -15,12 +15,13 @@ void tsr_bigr_codes_free(tsr_bigr_codes *cd) {
     memset(cd, 0, sizeof *cd);
 }
 
-static tsr_status encode_split(const tsr_imgtok *tok, const char *dir, bool train, uint8_t **bits,
-                               int32_t **labels, int64_t *n) {
+static tsr_status encode_split(const tsr_imgtok *tok, const char *dir, bool train, int64_t limit,
+                               uint8_t **bits, int32_t **labels, int64_t *n) {
     tsr_mnist d;
     tsr_status st = tsr_mnist_load(dir, train, &d);
     if (st.code) return st;
     const int K = tok->cfg.bits;
+    if (limit > 0 && limit < d.n) d.n = limit;
     float *img = malloc(sizeof(float) * (size_t)(d.n * 784));
     *bits = malloc((size_t)(d.n * TSR_BIGR_L * K));
     *labels = malloc(sizeof(int32_t) * (size_t)d.n);
@@ -34,7 +35,8 @@ static tsr_status encode_split(const tsr_imgtok *tok, const char *dir, bool trai
     return tsr_ok();
 }
 
-tsr_status tsr_bigr_codes_build(tsr_bigr_codes *cd, const char *tokp, const char *data_dir) {
+tsr_status tsr_bigr_codes_build(tsr_bigr_codes *cd, const char *tokp, const char *data_dir,
+                                int64_t limit) {
     memset(cd, 0, sizeof *cd);
     tsr_imgtok tok;
     tsr_status st = tsr_imgtok_load(&tok, tokp);
@@ -44,9 +46,9 @@ tsr_status tsr_bigr_codes_build(tsr_bigr_codes *cd, const char *tokp, const char
         return tsr_errorf(TSR_ERR_ARG, "%s: bigr needs a binary (BAE) tokenizer", tokp);
     }
     cd->K = tok.cfg.bits;
-    st = encode_split(&tok, data_dir, true, &cd->train_bits, &cd->train_labels, &cd->n_train);
+    st = encode_split(&tok, data_dir, true, limit, &cd->train_bits, &cd->train_labels, &cd->n_train);
     if (!st.code)
-        st = encode_split(&tok, data_dir, false, &cd->test_bits, &cd->test_labels, &cd->n_test);
+        st = encode_split(&tok, data_dir, false, limit, &cd->test_bits, &cd->test_labels, &cd->n_test);
     tsr_imgtok_free(&tok);
     if (st.code) tsr_bigr_codes_free(cd);
     return st;
@@ -110,7 +112,7 @@ tsr_status tsr_bigr_codes_load(tsr_bigr_codes *cd, const char *path) {
 tsr_status tsr_bigr_codes_get(tsr_bigr_codes *cd, const char *path, const char *tok,
                               const char *data_dir) {
     if (access(path, R_OK) == 0) return tsr_bigr_codes_load(cd, path);
-    tsr_status st = tsr_bigr_codes_build(cd, tok, data_dir);
+    tsr_status st = tsr_bigr_codes_build(cd, tok, data_dir, 0);
     if (!st.code) st = tsr_bigr_codes_save(cd, path);
     if (st.code) tsr_bigr_codes_free(cd);
     return st;
