@@ -8,7 +8,10 @@
  * Tolerances: schedule values exact or 1e-12 (double); empirical rates
  * within 5 standard errors; model gradients vs central differences (f32
  * forward, eps 1e-2 on parameters of a smooth network: truncation ~eps^2,
- * rounding ~1e-7/eps) atol 2e-4 + rtol 2e-2; round trip and resume exact.
+ * rounding ~1e-7/eps) atol 2e-4 + rtol 2e-2; against PyTorch
+ * (tools/refs/gen_bigr.py, f32 both sides): z and logits atol 1e-5 rtol
+ * 1e-4, loss atol 1e-6 rtol 1e-5, parameter grads atol 1e-6 rtol 1e-3
+ * (sums over ~100 rows of f32 products); round trip and resume exact.
  * The model is composed only of ops that are gradchecked and held to
  * PyTorch in their own tests (linear, rmsnorm, layernorm, rope2d,
  * attention, swiglu, silu, bce_with_logits, index_select, concat, slice). */
@@ -197,6 +200,59 @@ static void test_model_grads(void) {
     }
 }
 
+/* the tiny model against PyTorch (tools/refs/gen_bigr.py): transformer
+ * output, transcoder logits, weighted BCE and every parameter gradient */
+static void test_vs_torch(void) {
+    tref *ref = tref_load("tests/refs/bigr.tref");
+    tsr_bigr_cfg g = tiny_cfg();
+    tsr_bigr m;
+    TU_CHECK(tsr_bigr_init(&m, &g, 1).code == 0, "init");
+    int found = 0;
+    char nm[160];
+    for (int i = 0; i < m.params.n; i++) {
+        tsr_tensor *p = m.params.items[i];
+        snprintf(nm, sizeof nm, "p.%s", p->name);
+        const tref_entry *e = tref_find(ref, nm);
+        if (e && e->numel == p->numel) {
+            memcpy(p->data, e->data, sizeof(float) * (size_t)p->numel);
+            found++;
+        }
+    }
+    TU_CHECK(found == m.params.n, "every parameter has a reference (%d of %d)", found, m.params.n);
+    const tref_entry *eb = tref_get(ref, "bits"), *em = tref_get(ref, "mask"), *el = tref_get(ref, "labels");
+    const tref_entry *er = tref_get(ref, "rows"), *ets = tref_get(ref, "tsteps");
+    const int B = (int)eb->shape[0], L = TSR_BIGR_L;
+    uint8_t mask[2 * 49];
+    for (int i = 0; i < B * L; i++) mask[i] = ((const float *)em->data)[i] > 0.5f;
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 20);
+    c.grad_enabled = true;
+    tsr_params_zero_grad(&m.params);
+    tsr_tensor *z = tsr_bigr_forward(&c, &m, (const float *)eb->data, mask, (const int32_t *)el->data, NULL, 0.0f, B, NULL);
+    tu_close_ref(ref, "z", tsr_f32(z), z->numel, 1e-5, 1e-4);
+    tsr_tensor *idx = tsr_new(&c, TSR_I32, TSR_DIMS(er->numel));
+    memcpy(idx->data, er->data, sizeof(int32_t) * (size_t)er->numel);
+    tsr_tensor *cond = tsr_index_select(&c, tsr_reshape(&c, z, TSR_DIMS((int64_t)B * L, g.dim)), 0, idx);
+    tsr_tensor *xt = tref_tensor(&c, ref, "xt", false), *y = tref_tensor(&c, ref, "y", false);
+    tsr_tensor *lg = tsr_bigr_transcode(&c, &m, xt, (const int32_t *)ets->data, cond);
+    tu_close_ref(ref, "logits", tsr_f32(lg), lg->numel, 1e-5, 1e-4);
+    tsr_tensor *w = tsr_new_like(&c, y);
+    tsr_bigr_balance_weights(tsr_f32(w), tsr_f32(y), y->shape[0], g.bits);
+    tsr_tensor *loss = tsr_bce_with_logits(&c, lg, y, w, 1.0f, 1.0f);
+    tu_close_ref(ref, "loss", tsr_f32(loss), 1, 1e-6, 1e-5);
+    tsr_backward(&c, loss);
+    int gok = 0;
+    for (int i = 0; i < m.params.n; i++) {
+        tsr_tensor *p = m.params.items[i];
+        snprintf(nm, sizeof nm, "g.%s", p->name);
+        gok += tu_close_ref(ref, nm, p->grad, p->numel, 1e-6, 1e-3);
+    }
+    TU_CHECK(gok == m.params.n, "all %d parameter gradients match PyTorch (%d do)", m.params.n, gok);
+    tsr_ctx_free(&c);
+    tsr_bigr_free(&m);
+    tref_free(ref);
+}
+
 static void test_roundtrip_and_sample(void) {
     tsr_bigr_cfg g = tiny_cfg();
     tsr_bigr m, m2;
@@ -339,6 +395,7 @@ int main(void) {
     test_schedules();
     test_noise_rates();
     test_model_grads();
+    test_vs_torch();
     test_roundtrip_and_sample();
     test_probe();
     test_resume();
