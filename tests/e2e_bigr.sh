@@ -48,9 +48,9 @@ G=(--model "$M" --iters 2 --steps 2)
 expect 0 "$BIN" bigr sample "${G[@]}" --n 1 --out "$T/s.png" --json; has "$T/out" '"images_per_s"'; png "$T/s.png"
 expect 0 "$BIN" bigr sample "${G[@]}" --n 1 --order raster --deterministic --out "$T/s2.png"; png "$T/s2.png"
 expect 0 "$BIN" bigr eval "${G[@]}" --n 1 --real 50 --json; has "$T/out" '"class_accuracy"'; has "$T/out" '"frechet_distance"'
-expect 0 "$BIN" bigr probe --model "$M" --codes "$C" --epochs 1 --json; has "$T/out" '"best"'; has "$T/out" '"bae_bits"'
+expect 0 "$BIN" bigr probe --model "$M" --codes "$C" --epochs 1 --train-limit 64 --json; has "$T/out" '"best"'; has "$T/out" '"bae_bits"'
 for app in inpaint outpaint edit enrich; do
-    expect 0 "$BIN" bigr "$app" "${G[@]}" --codes "$C" --n 3 --out "$T/$app.png" --json; has "$T/out" '"app"'; png "$T/$app.png"
+    expect 0 "$BIN" bigr "$app" "${G[@]}" --codes "$C" --n 3 --real 50 --out "$T/$app.png" --json; has "$T/out" '"app"'; png "$T/$app.png"
 done
 expect 0 "$BIN" bigr interpolate "${G[@]}" --n 1 --points 2 --out "$T/i.png"; png "$T/i.png"
 expect 1 "$BIN" bigr probe --model "$M" --codes "$T/none.safetensors" --tokenizer "$T/none.safetensors"; has "$T/err" "tessera: error:"

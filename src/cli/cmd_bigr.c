@@ -195,6 +195,7 @@ typedef struct {
     float cfg, gumbel, temp;
     const char *order;
     bool deterministic;
+    int64_t real_n;
     cli_common cm;
 } gen_args;
 
@@ -205,6 +206,7 @@ static void gen_defaults(gen_args *a) {
     a->n = 10, a->iters = so.iters, a->steps = so.steps, a->cfg = so.cfg, a->gumbel = so.gumbel;
     a->temp = so.temp, a->order = "entropy", a->klass = -1, a->klass2 = -1;
     a->cm.seed = 1;
+    a->real_n = 10000;
 }
 
 #define GEN_SPECS(a)                                                                                    \
@@ -337,12 +339,11 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     gen_defaults(&a);
     a.n = 50;
     a.out = NULL;
-    int64_t real_n = 10000;
     const arg_spec specs[] = {
         {"n", ARG_INT, &a.n, "N", "samples per class", NULL},
         {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"real", ARG_I64, &real_n, "N", "test images for the reference statistics", NULL},
+        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
         GEN_SPECS(&a),
     };
     int rc = args_parse(prog, "Class-conditional samples: class accuracy under the classifier, Frechet distance to the test set, IS analogue, images/s.",
@@ -351,7 +352,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     tsr_bigr_sample_opts so;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
     if (a.n < 1 || a.n > 10000) return cli_usage_error(prog, "--n must be in [1,10000]");
-    if (real_n < 2) return cli_usage_error(prog, "--real must be >= 2");
+    if (a.real_n < 2) return cli_usage_error(prog, "--real must be >= 2");
+    int64_t real_n = a.real_n;
     gen_models g;
     tsr_classifier cls;
     tsr_mnist test = {0};
@@ -543,6 +545,7 @@ typedef struct {
     tsr_bigr_codes cd;
     tsr_mnist test;
     bool have_cls, have_cd, have_test;
+    int64_t real_n; /* test images behind the reference statistics */
 } app_env;
 
 static void app_free(app_env *e) {
@@ -559,15 +562,17 @@ static tsr_status app_load(app_env *e, const gen_args *a) {
     if (!st.code) st = get_codes(&e->cd, a->codes, a->tok, a->data), e->have_cd = !st.code;
     if (!st.code && e->cd.K != e->g.m.cfg.bits) st = tsr_errorf(TSR_ERR_ARG, "%s: wrong bits per position", a->codes);
     if (!st.code) st = tsr_mnist_load(a->data, false, &e->test), e->have_test = !st.code;
+    if (!st.code && a->real_n < 2) st = tsr_errorf(TSR_ERR_ARG, "--real must be >= 2");
+    e->real_n = !st.code && a->real_n < e->test.n ? a->real_n : e->test.n;
     return st;
 }
 
 /* reference features of the whole test set */
 static float *app_real_feats(app_env *e, int *fd) {
     *fd = tsr_classify_feature_dim(&e->cls);
-    float *f = malloc(sizeof(float) * (size_t)e->test.n * *fd);
+    float *f = malloc(sizeof(float) * (size_t)e->real_n * *fd);
     TSR_ASSERT(f);
-    tsr_classify_run_u8(&e->cls, e->test.images.data, e->test.n, f, NULL);
+    tsr_classify_run_u8(&e->cls, e->test.images.data, e->real_n, f, NULL);
     return f;
 }
 
@@ -575,7 +580,7 @@ static double fd_of(app_env *e, const float *img, int n, const float *real, int 
     float *f = malloc(sizeof(float) * (size_t)n * fd);
     TSR_ASSERT(f);
     tsr_classify_run_f32(&e->cls, img, n, f, logits);
-    double v = tsr_frechet_distance(f, n, real, e->test.n, fd);
+    double v = tsr_frechet_distance(f, n, real, e->real_n, fd);
     free(f);
     return v;
 }
@@ -605,6 +610,7 @@ static int run_paint(const char *prog, int argc, char **argv, app_kind kind) {
         {"codes", ARG_STR, &a.codes, "PATH", CODES_HELP, NULL},
         {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
+        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
         GEN_SPECS(&a),
     };
     int rc = args_parse(prog, kind == APP_INPAINT ? "Zero-shot inpainting: regenerate a latent box of test images given the rest; masked-region error and Frechet distance."
@@ -770,6 +776,7 @@ static int cmd_enrich(const char *prog, int argc, char **argv) {
         {"codes", ARG_STR, &a.codes, "PATH", CODES_HELP, NULL},
         {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
+        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
         GEN_SPECS(&a),
     };
     int rc = args_parse(prog, "Zero-shot enrichment: encode a 2x-downsampled (blurred) test image, then re-inpaint the four sub-position groups (row, col parity) in turn.",

@@ -149,7 +149,7 @@ void tsr_bigr_sample(const tsr_bigr *m, uint8_t *bits, const uint8_t *known,
                 score[best] = -INFINITY;
                 /* row of position `best` among this image's masked rows */
                 int64_t rr = r0;
-                for (int p = 0; p < best; p++) rr += mask[b * L + p];
+                for (int p = 0; p < best; p++) rr += mask[b * L + p] != 0;
                 const float *pp = p0 + rr * K;
                 for (int k = 0; k < K; k++) {
                     float v = o->deterministic ? (pp[k] > 0.5f ? 1.0f : 0.0f) : bern(rng, pp[k]);
