@@ -32,7 +32,7 @@ static float bern(tsr_rng *r, float p) { return tsr_rng_uniform(r) < p ? 1.0f : 
 /* Reverse Bernoulli diffusion for M positions. cond (G*M, d) holds the
  * conditional rows and, when G == 2, the unconditional rows after them.
  * Writes p0 (M,K) = P(x0 = 1) of the final step. */
-static void run_transcoder(const tsr_bigr *m, const float *cond, int64_t M, int G,
+static void run_transcoder(tsr_ctx *cp, const tsr_bigr *m, const float *cond, int64_t M, int G,
                            const tsr_bigr_sample_opts *o, tsr_rng *rng, float *p0) {
     const int K = m->cfg.bits, T = m->cfg.T, d = m->cfg.dim;
     const int S = o->steps < 1 ? 1 : o->steps > T ? T : o->steps;
@@ -40,19 +40,17 @@ static void run_transcoder(const tsr_bigr *m, const float *cond, int64_t M, int 
     int32_t *ts = malloc(sizeof(int32_t) * (size_t)(G * M));
     TSR_ASSERT(xt && ts);
     for (int64_t i = 0; i < M * K; i++) xt[i] = bern(rng, 0.5f);
-    tsr_ctx c;
-    tsr_ctx_init(&c, (size_t)16 << 20);
-    c.grad_enabled = false;
+    tsr_ctx *c = cp;
     for (int si = 0; si < S; si++) {
         /* BiGR's subsequence of 1..T: evenly spaced, from T down to 1 */
         int t = S == 1 ? 1 : 1 + (int)((double)(S - 1 - si) / (S - 1) * (T - 1));
         int s = si + 1 < S ? 1 + (int)((double)(S - 2 - si) / (S - 1) * (T - 1)) : 0;
-        tsr_ctx_reset(&c);
-        tsr_tensor *x = tsr_new(&c, TSR_F32, TSR_DIMS(G * M, K));
+        tsr_ctx_reset(c);
+        tsr_tensor *x = tsr_new(c, TSR_F32, TSR_DIMS(G * M, K));
         for (int gg = 0; gg < G; gg++) memcpy(tsr_f32(x) + gg * M * K, xt, sizeof(float) * (size_t)(M * K));
         for (int64_t i = 0; i < G * M; i++) ts[i] = t - 1;
-        tsr_tensor *cd = tsr_wrap(&c, TSR_F32, TSR_DIMS(G * M, d), (void *)cond);
-        tsr_tensor *lg = tsr_bigr_transcode(&c, m, x, ts, cd);
+        tsr_tensor *cd = tsr_wrap(c, TSR_F32, TSR_DIMS(G * M, d), (void *)cond);
+        tsr_tensor *lg = tsr_bigr_transcode(c, m, x, ts, cd);
         const float *lc = tsr_f32(lg), *lu = G == 2 ? lc + M * K : NULL;
         for (int64_t i = 0; i < M * K; i++) {
             float l = lu ? lu[i] + o->cfg * (lc[i] - lu[i]) : lc[i];
@@ -62,7 +60,6 @@ static void run_transcoder(const tsr_bigr *m, const float *cond, int64_t M, int 
             else p0[i] = p;
         }
     }
-    tsr_ctx_free(&c);
     free(xt);
     free(ts);
 }
@@ -122,7 +119,7 @@ void tsr_bigr_sample(const tsr_bigr *m, uint8_t *bits, const uint8_t *known,
             for (int64_t i = 0; i < M; i++)
                 memcpy(cond + (gg * M + i) * d, tsr_f32(z) + ((int64_t)gg * B * L + rowpos[i]) * d,
                        sizeof(float) * (size_t)d);
-        run_transcoder(m, cond, M, G, o, rng, p0);
+        run_transcoder(&c, m, cond, M, G, o, rng, p0);
         int64_t r = 0;
         for (int b = 0; b < B; b++) {
             int target = tsr_bigr_masked_after(leff[b], it, o->iters);
