@@ -312,7 +312,7 @@ static void test_roundtrip_and_sample(void) {
     }
     /* features: layer count and finite values */
     float feats[3 * 4 * 16];
-    tsr_bigr_features(&m2, ref, 4, feats);
+    tsr_bigr_features(&m2, ref, 4, feats, true);
     bool fin = true;
     for (int i = 0; i < 3 * 4 * 16; i++) fin &= isfinite(feats[i]);
     TU_CHECK(fin, "features finite");

@@ -153,8 +153,9 @@ void tsr_bigr_sample(const tsr_bigr *m, uint8_t *bits, const uint8_t *known,
 
 /* Representation: bits (n,49,K) run unmasked with the null class; feats
  * (n_layers+1, n, d) the average-pooled 49 position tokens of every
- * residual stream (0 = embeddings). */
-void tsr_bigr_features(const tsr_bigr *m, const uint8_t *bits, int64_t n, float *feats);
+ * residual stream (0 = embeddings). norm: each token scaled to unit RMS
+ * before pooling (what the next block's RMSNorm reads). */
+void tsr_bigr_features(const tsr_bigr *m, const uint8_t *bits, int64_t n, float *feats, bool norm);
 
 /* ---------------------------------------------------------------- training */
 

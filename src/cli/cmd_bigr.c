@@ -430,7 +430,7 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
     const char *model = DEF_MODEL, *codes = DEF_CODES, *tok = DEF_TOK, *data = NULL;
     int epochs = 20;
     int64_t train_limit = 0;
-    bool no_baselines = false;
+    bool no_baselines = false, normp = false;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},
@@ -440,6 +440,7 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
         {"epochs", ARG_INT, &epochs, "N", "passes of the linear classifier over the train set", NULL},
         {"train-limit", ARG_I64, &train_limit, "N", "use the first N training images (0: all)", NULL},
         {"no-baselines", ARG_BOOL, &no_baselines, NULL, "skip the pixel and BAE-bit probes", NULL},
+        {"norm-pool", ARG_BOOL, &normp, NULL, "scale every token to unit RMS before pooling (default: the raw residual stream)", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
         CLI_COMMON_JSON(&cm),
@@ -465,8 +466,8 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
     double *acc = malloc(sizeof(double) * (size_t)NL);
     TSR_ASSERT(ftr && fte && acc);
     double t0 = tsr_time();
-    tsr_bigr_features(&m, cd.train_bits, ntr, ftr);
-    tsr_bigr_features(&m, cd.test_bits, nte, fte);
+    tsr_bigr_features(&m, cd.train_bits, ntr, ftr, normp);
+    tsr_bigr_features(&m, cd.test_bits, nte, fte, normp);
     double tf = tsr_time() - t0;
     int best = 0;
     for (int l = 0; l < NL; l++) {

@@ -12,6 +12,7 @@
 #include "tessera/ops.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 static const char *const k_order_names[TSR_BIGR_ORDER_COUNT] = {"entropy", "random", "raster"};
@@ -165,7 +166,7 @@ void tsr_bigr_sample(const tsr_bigr *m, uint8_t *bits, const uint8_t *known,
     free(score), free(rowpos);
 }
 
-void tsr_bigr_features(const tsr_bigr *m, const uint8_t *bits, int64_t n, float *feats) {
+void tsr_bigr_features(const tsr_bigr *m, const uint8_t *bits, int64_t n, float *feats, bool norm) {
     const int L = TSR_BIGR_L, K = m->cfg.bits, d = m->cfg.dim, NL = m->cfg.n_layers + 1;
     const int CH = 200;
     tsr_ctx c;
@@ -185,11 +186,18 @@ void tsr_bigr_features(const tsr_bigr *m, const uint8_t *bits, int64_t n, float 
             const float *h = tsr_f32(hid[l]);
             for (int b = 0; b < B; b++) {
                 float *out = feats + ((int64_t)l * n + s + b) * d;
-                for (int j = 0; j < d; j++) {
-                    double acc = 0;
-                    for (int p = 1; p <= L; p++) acc += h[((int64_t)b * (L + 1) + p) * d + j];
-                    out[j] = (float)(acc / L);
+                double acc[4096] = {0};
+                for (int p = 1; p <= L; p++) {
+                    const float *tk = h + ((int64_t)b * (L + 1) + p) * d;
+                    double sc = 1.0;
+                    if (norm) {
+                        double ss = 0;
+                        for (int j = 0; j < d; j++) ss += (double)tk[j] * tk[j];
+                        sc = 1.0 / sqrt(ss / d + 1e-6);
+                    }
+                    for (int j = 0; j < d; j++) acc[j] += tk[j] * sc;
                 }
+                for (int j = 0; j < d; j++) out[j] = (float)(acc[j] / L);
             }
         }
     }
