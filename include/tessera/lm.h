@@ -307,6 +307,11 @@ tsr_status tsr_lm_config_from_json(tsr_lm_config *c, const char *json, size_t le
 /* Write the model as safetensors (HF names, matrices in the model's type,
  * config in __metadata__); atomic. */
 tsr_status tsr_lm_save(const tsr_lm_model *m, const char *path);
+/* An HF config.json for cfg (LlamaForCausalLM, rotate-half RoPE), written
+ * atomically; extra (may be NULL) is inserted verbatim as more members,
+ * e.g. "\"space_k\": 5". torch_dtype names the weights' type. */
+tsr_status tsr_lm_save_hf_config(const tsr_lm_config *cfg, const char *torch_dtype, const char *extra,
+                                 const char *path);
 
 /* ------------------------------------------------------------ bench helpers
  * src/models/lm/bench.c: limits measured in the same run as a benchmark. */
