@@ -100,10 +100,14 @@ typedef struct {
 tsr_status tsr_space_generate(const tsr_lm_model *m, const int *prompt, int n_prompt, int max_new,
                               const tsr_space_opts *o, int *out, int *n_out, tsr_space_stats *st);
 
-/* Tree of one SPACE step (layout above) for k candidates: rows
- * 1 + k + (k + 1) * k. tokens/parent get the rows; is_mask[i] marks mask
- * rows; group[j] is the row of the first mask of G(j) (j = 0..k). */
-int tsr_space_layout(int *tokens, int *parent, uint8_t *is_mask, int *group, int root, const int *cand, int k,
-                     int mask_id);
+/* Tree of one SPACE step (layout above) with c candidates and m masks per
+ * group (c <= m; the paper uses c = m = k): rows 1 + c + (c + 1) * m.
+ * tokens/parent get the rows; is_mask[i] marks mask rows; group[j] is the
+ * row of the first mask of G(j) (j = 0..c). Returns the row count. */
+int tsr_space_layout(int *tokens, int *parent, uint8_t *is_mask, int *group, int root, const int *cand, int c,
+                     int m, int mask_id);
+
+/* Rows of that layout. */
+static inline int tsr_space_rows(int c, int m) { return 1 + c + (c + 1) * m; }
 
 #endif
