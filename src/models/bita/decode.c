@@ -1,0 +1,437 @@
+/* bita: decoding with a tuned adapter (BiTA sec. 3.3, "tree-based
+ * decoding"), with a KV cache instead of the public code's recomputation
+ * of the whole sequence per step. Cache slots 0..P-1 hold the prompt K/V
+ * (seen by mask rows only), then the sequence. Each step is one masked
+ * forward of the root, a draft tree (level m: the top-(n - m) tokens of
+ * mask m, children of level m-1's top-1 token) and one mask group per tree
+ * node; acceptance is greedy (token-identical to plain greedy decoding:
+ * ordinary rows see exactly what a plain step sees and the lm kernels are
+ * batch invariant) or exact speculative sampling; accepted rows are
+ * compacted in place and the next drafts come from the mask group of the
+ * last accepted node. Also: the tree shape chosen from a measured
+ * batch-cost curve and the adapter's acceptance table. */
+#include "tessera/bita.h"
+#include "tessera/decode.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int tsr_bita_shape_nodes(tsr_bita_shape s) {
+    int n = 1;
+    for (int m = 0; m < s.depth; m++) n += s.top - m > 1 ? s.top - m : 1;
+    return n;
+}
+
+int tsr_bita_shape_rows(tsr_bita_shape s) { return tsr_bita_shape_nodes(s) * (1 + s.depth); }
+
+double tsr_bita_shape_tokens(const float acc[TSR_BITA_MAX_K][TSR_BITA_MAX_TOP], int k, tsr_bita_shape s) {
+    double e = 1.0, reach = 1.0;
+    for (int m = 0; m < s.depth && m < k; m++) {
+        int r = s.top - m > 1 ? s.top - m : 1;
+        if (r > TSR_BITA_MAX_TOP) r = TSR_BITA_MAX_TOP;
+        e += reach * acc[m][r - 1];
+        /* deeper levels hang under the top-1 token only */
+        reach *= acc[m][0];
+    }
+    return e;
+}
+
+tsr_status tsr_bita_cost_curve(const tsr_lm_model *m, int n_ctx, int n_max, int reps, double *ms) {
+    if (n_max < 1 || n_ctx < 0 || reps < 1) return tsr_errorf(TSR_ERR_ARG, "bita cost curve: bad sizes");
+    tsr_lm_cache c;
+    tsr_lm_config ccfg = m->cfg;
+    ccfg.seq_len = n_ctx + n_max;
+    tsr_status s = tsr_lm_cache_init(&c, &ccfg, n_ctx + n_max);
+    if (s.code) return s;
+    int *tok = calloc((size_t)n_max, sizeof(int)), *pos = calloc((size_t)n_max, sizeof(int));
+    uint8_t *mask = calloc((size_t)n_max * (size_t)(n_ctx + n_max), 1);
+    float *logits = malloc(sizeof(float) * (size_t)n_max * (size_t)m->cfg.vocab_size);
+    double *t = malloc(sizeof(double) * (size_t)reps);
+    if (!tok || !pos || !mask || !logits || !t) {
+        s = tsr_errorf(TSR_ERR_NOMEM, "bita cost curve: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n_max; i++) {
+        tok[i] = (i * 7 + 1) % m->cfg.vocab_size;
+        pos[i] = n_ctx + i;
+    }
+    /* a chain: row i sees the context and rows 0..i (what a tree row sees on average) */
+    for (int i = 0; i < n_max; i++)
+        for (int j = 0; j <= n_ctx + i; j++) mask[(size_t)i * (n_ctx + n_max) + j] = 1;
+    ms[0] = 0;
+    for (int n = 1; n <= n_max; n++) {
+        /* warm the scratch once, then time */
+        for (int r = -1; r < reps; r++) {
+            uint8_t *mk = mask;
+            /* mask_ld must be n_ctx + n: re-lay the rows */
+            uint8_t *tmp = malloc((size_t)n * (size_t)(n_ctx + n));
+            if (!tmp) {
+                s = tsr_errorf(TSR_ERR_NOMEM, "bita cost curve: out of memory");
+                goto done;
+            }
+            for (int i = 0; i < n; i++) memcpy(tmp + (size_t)i * (n_ctx + n), mk + (size_t)i * (n_ctx + n_max), (size_t)(n_ctx + n));
+            double t0 = tsr_time();
+            s = tsr_lm_forward_masked(m, &c, tok, n, n_ctx, pos, tmp, n_ctx + n, logits);
+            double dt = tsr_time() - t0;
+            free(tmp);
+            if (s.code) goto done;
+            if (r >= 0) t[r] = dt;
+        }
+        /* median */
+        for (int i = 1; i < reps; i++)
+            for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+                double x = t[j];
+                t[j] = t[j - 1];
+                t[j - 1] = x;
+            }
+        ms[n] = 1e3 * t[reps / 2];
+    }
+done:
+    tsr_lm_cache_free(&c);
+    free(tok);
+    free(pos);
+    free(mask);
+    free(logits);
+    free(t);
+    return s;
+}
+
+tsr_bita_shape tsr_bita_choose_shape(const tsr_bita_adapter *a, const double *ms, int n_max, int max_top) {
+    tsr_bita_shape best = {1, 1};
+    double best_v = -1;
+    if (max_top > TSR_BITA_MAX_TOP) max_top = TSR_BITA_MAX_TOP;
+    for (int d = 1; d <= a->k; d++)
+        for (int top = 1; top <= max_top; top++) {
+            tsr_bita_shape s = {top, d};
+            int rows = tsr_bita_shape_rows(s);
+            if (rows > n_max) continue;
+            double v = tsr_bita_shape_tokens(a->acc, a->k, s) * ms[1] / ms[rows];
+            if (v > best_v + 1e-9) {
+                best_v = v;
+                best = s;
+            }
+        }
+    return best;
+}
+
+void tsr_bita_gen_defaults(tsr_bita_gen_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->shape = (tsr_bita_shape){2, 2};
+    o->stop_token = -1;
+    tsr_lm_sampler_defaults(&o->sampling);
+    o->sampling.temperature = 0.0f;
+}
+
+/* ------------------------------------------------------------ sampling */
+
+static int cmp_prob_desc(const void *a, const void *b) {
+    const tsr_lm_prob *x = a, *y = b;
+    if (x->p > y->p) return -1;
+    if (x->p < y->p) return 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The same filters, in the same order and float arithmetic, as
+ * tsr_lm_sample (softmax at a temperature, min-p, top-k, top-p); the
+ * repetition penalty is not modelled. */
+void tsr_bita_target_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o,
+                           tsr_lm_prob *scratch) {
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) {
+        probs[i] = logits[i] / o->temperature;
+        if (probs[i] > mx) mx = probs[i];
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < V; i++) {
+        probs[i] = expf(probs[i] - mx);
+        sum += probs[i];
+    }
+    float pmax = 0.0f;
+    for (int i = 0; i < V; i++) {
+        probs[i] /= sum;
+        if (probs[i] > pmax) pmax = probs[i];
+    }
+    bool filt_k = o->top_k > 0 && o->top_k < V;
+    bool filt_p = o->top_p > 0 && o->top_p < 1;
+    if (!filt_k && !filt_p && o->min_p <= 0) return;
+    float floor_p = o->min_p > 0 ? o->min_p * pmax : 0.0f;
+    if (filt_p && !filt_k && V > 1) {
+        float cut = (1.0f - o->top_p) / (float)(V - 1);
+        if (cut > floor_p) floor_p = cut;
+    }
+    int n = 0;
+    for (int i = 0; i < V; i++)
+        if (probs[i] >= floor_p) scratch[n++] = (tsr_lm_prob){probs[i], i};
+    if (n == 0) {
+        int a = tsr_lm_argmax(probs, V);
+        memset(probs, 0, sizeof(float) * (size_t)V);
+        probs[a] = 1.0f;
+        return;
+    }
+    qsort(scratch, (size_t)n, sizeof *scratch, cmp_prob_desc);
+    if (filt_k && n > o->top_k) n = o->top_k;
+    float mass = 0.0f;
+    for (int i = 0; i < n; i++) mass += scratch[i].p;
+    if (filt_p) {
+        float cum = 0.0f;
+        for (int i = 0; i < n; i++) {
+            cum += scratch[i].p;
+            if (cum > o->top_p * mass) {
+                n = i + 1;
+                break;
+            }
+        }
+        mass = 0.0f;
+        for (int i = 0; i < n; i++) mass += scratch[i].p;
+    }
+    memset(probs, 0, sizeof(float) * (size_t)V);
+    for (int i = 0; i < n; i++) probs[scratch[i].id] = scratch[i].p / mass;
+}
+
+/* one draw from p (V, sums to ~1) */
+static int draw(const float *p, int V, tsr_rng *rng) {
+    double total = 0;
+    for (int i = 0; i < V; i++) total += p[i];
+    double r = (double)tsr_rng_uniform(rng) * total, cdf = 0;
+    int last = 0;
+    for (int i = 0; i < V; i++) {
+        if (p[i] <= 0) continue;
+        cdf += p[i];
+        last = i;
+        if (r < cdf) return i;
+    }
+    return last;
+}
+
+int tsr_bita_accept_sample(int *path, int *bonus, const int *tokens, const int *parent, int n, const float *logits,
+                           int ld, int V, const tsr_lm_sampler_opts *o, tsr_rng *rng, float *probs,
+                           tsr_lm_prob *scratch) {
+    int len = 0, cur = 0;
+    path[len++] = 0;
+    for (;;) {
+        tsr_bita_target_probs(probs, logits + (size_t)cur * ld, V, o, scratch);
+        int next = -1;
+        /* recursive rejection over the children (each a point-mass draft,
+         * Leviathan et al. 2023 / SpecInfer multi-candidate form): accept
+         * token x with the residual p(x); on rejection p <- norm(p - p(x) e_x) */
+        for (int i = cur + 1; i < n && next < 0; i++) {
+            if (parent[i] != cur) continue;
+            int x = tokens[i];
+            if (x < 0 || x >= V) continue;
+            double mass = 0;
+            for (int v = 0; v < V; v++) mass += probs[v];
+            if (mass <= 0) break;
+            double px = probs[x] / mass;
+            if (px > 0 && (double)tsr_rng_uniform(rng) < px) {
+                next = i;
+            } else {
+                probs[x] = 0.0f;
+            }
+        }
+        if (next < 0) {
+            *bonus = draw(probs, V, rng);
+            return len;
+        }
+        path[len++] = next;
+        cur = next;
+    }
+}
+
+/* ------------------------------------------------------------ generation */
+
+/* ids of the r largest of x[0..V) (ties: lower id first), best first */
+static void top_r(int *ids, const float *x, int V, int r) {
+    float val[TSR_BITA_MAX_TOP];
+    int n = 0;
+    for (int i = 0; i < V; i++) {
+        float v = x[i];
+        if (n == r && !(v > val[n - 1])) continue;
+        int j = n < r ? n++ : n - 1;
+        while (j > 0 && v > val[j - 1]) {
+            val[j] = val[j - 1];
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        val[j] = v;
+        ids[j] = i;
+    }
+}
+
+tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_prompt, int max_new,
+                             const tsr_bita_gen_opts *o, int *out, int *n_out, tsr_bita_stats *st) {
+    tsr_bita_stats dummy;
+    if (!st) st = &dummy;
+    memset(st, 0, sizeof *st);
+    *n_out = 0;
+    if (max_new <= 0) return tsr_ok();
+    const tsr_lm_model *m = &bm->view;
+    const tsr_bita_adapter *ad = bm->ad;
+    const int V = bm->base->cfg.vocab_size, Vx = m->cfg.vocab_size, P = ad->n_prefix, kv = ad->kv_dim;
+    const int d = o->shape.depth, top = o->shape.top;
+    if (d < 1 || d > ad->k || top < 1 || top > TSR_BITA_MAX_TOP)
+        return tsr_errorf(TSR_ERR_ARG, "bita: tree shape top %d, depth %d outside [1, %d] x [1, %d]", top, d,
+                          TSR_BITA_MAX_TOP, ad->k);
+    if (n_prompt < 1) return tsr_errorf(TSR_ERR_ARG, "bita: the prompt needs at least one token");
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= V)
+            return tsr_errorf(TSR_ERR_ARG, "bita: prompt token %d out of range [0, %d)", prompt[i], V);
+    const bool greedy = o->sampling.temperature == 0.0f;
+    const int max_len = o->max_len > 0 ? o->max_len : bm->base->cfg.seq_len;
+    if (n_prompt > max_len)
+        return tsr_errorf(TSR_ERR_ARG, "bita: prompt of %d tokens exceeds the context of %d", n_prompt, max_len);
+    const int nodes_max = tsr_bita_shape_nodes(o->shape), rows_max = nodes_max * (1 + d);
+    const int cap = (n_prompt + d > rows_max ? n_prompt + d : rows_max);
+    const int slots = P + max_len + rows_max + d;
+
+    tsr_lm_cache c;
+    memset(&c, 0, sizeof c);
+    float *logits = malloc(sizeof(float) * (size_t)Vx * (size_t)cap);
+    int *ibuf = malloc(sizeof(int) * 6 * (size_t)cap);
+    uint8_t *mask = malloc((size_t)cap * (size_t)(slots + cap));
+    float *probs = malloc(sizeof(float) * (size_t)V);
+    tsr_lm_prob *scratch = malloc(sizeof(tsr_lm_prob) * (size_t)V);
+    int cand[TSR_BITA_MAX_K][TSR_BITA_MAX_TOP];
+    tsr_rng rng;
+    tsr_rng_seed(&rng, o->sampling.seed);
+    tsr_status s = tsr_ok();
+    int cnt = 0, tok = 0;
+    if (!logits || !ibuf || !mask || !probs || !scratch) {
+        s = tsr_errorf(TSR_ERR_NOMEM, "bita: out of memory");
+        goto done;
+    }
+    int *tokens = ibuf, *parent = tokens + cap, *pos = parent + cap, *path = pos + cap, *depth = path + cap;
+    /* the cache holds the prompt slots and a step's rows beyond the context */
+    tsr_lm_config ccfg = m->cfg;
+    ccfg.seq_len = slots;
+    s = tsr_lm_cache_init(&c, &ccfg, slots);
+    if (s.code) goto done;
+    for (int l = 0; l < ad->n_layers; l++) {
+        memcpy(c.k + (size_t)l * c.max_len * kv, ad->prefix_k + (size_t)l * P * kv, sizeof(float) * (size_t)P * kv);
+        memcpy(c.v + (size_t)l * c.max_len * kv, ad->prefix_v + (size_t)l * P * kv, sizeof(float) * (size_t)P * kv);
+    }
+
+    /* prefill: the prompt rows (causal, prompt slots hidden) and the mask
+     * group that starts after the last prompt token */
+    double t0 = tsr_time();
+    {
+        const int n = n_prompt + d, ld = P + n;
+        memset(mask, 0, (size_t)n * ld);
+        for (int t = 0; t < n_prompt; t++) {
+            tokens[t] = prompt[t];
+            pos[t] = t;
+            memset(mask + (size_t)t * ld + P, 1, (size_t)t + 1);
+        }
+        for (int j = 0; j < d; j++) {
+            int t = n_prompt + j;
+            tokens[t] = V + j;
+            pos[t] = n_prompt + j;
+            memset(mask + (size_t)t * ld, 1, (size_t)P + n_prompt);
+            memset(mask + (size_t)t * ld + P + n_prompt, 1, (size_t)j + 1);
+        }
+        s = tsr_lm_forward_masked(m, &c, tokens, n, P, pos, mask, ld, logits);
+        if (s.code) goto done;
+        const float *lr = logits + (size_t)(n_prompt - 1) * Vx;
+        if (greedy) {
+            tok = tsr_lm_argmax(lr, V);
+        } else {
+            tsr_bita_target_probs(probs, lr, V, &o->sampling, scratch);
+            tok = draw(probs, V, &rng);
+        }
+        for (int j = 0; j < d; j++) {
+            int r = top - j > 1 ? top - j : 1;
+            top_r(cand[j], logits + (size_t)(n_prompt + j) * Vx, V, r);
+        }
+    }
+    st->prefill_s = tsr_time() - t0;
+    t0 = tsr_time();
+    int L = n_prompt; /* sequence tokens in the cache (slots P..P+L-1) */
+    out[cnt++] = tok;
+    while (cnt < max_new && tok != o->stop_token && L < max_len) {
+        int room = max_len - L - 1, left = max_new - cnt - 1;
+        int dd = d < room ? d : room;
+        if (dd > left) dd = left;
+        if (dd < 0) dd = 0;
+        /* tree */
+        int N = 1, prev = 0;
+        tokens[0] = tok;
+        parent[0] = -1;
+        depth[0] = 0;
+        for (int lv = 0; lv < dd; lv++) {
+            int r = top - lv > 1 ? top - lv : 1, first = N;
+            for (int i = 0; i < r; i++) {
+                tokens[N] = cand[lv][i];
+                parent[N] = prev;
+                depth[N] = lv + 1;
+                N++;
+            }
+            prev = first;
+        }
+        /* one mask group of d masks per node */
+        const int R = N * (1 + d), n_ctx = P + L, ld = n_ctx + R;
+        memset(mask, 0, (size_t)R * ld);
+        for (int i = 0; i < N; i++) {
+            uint8_t *row = mask + (size_t)i * ld;
+            memset(row + P, 1, (size_t)L);
+            for (int a = i; a >= 0; a = parent[a]) row[n_ctx + a] = 1;
+            pos[i] = L + depth[i];
+            for (int j = 0; j < d; j++) {
+                int t = N + i * d + j;
+                uint8_t *mr = mask + (size_t)t * ld;
+                memcpy(mr, row, (size_t)n_ctx + N);
+                memset(mr, 1, (size_t)P);
+                memset(mr + n_ctx + N + i * d, 1, (size_t)j + 1);
+                tokens[t] = V + j;
+                pos[t] = L + depth[i] + 1 + j;
+            }
+        }
+        s = tsr_lm_forward_masked(m, &c, tokens, R, n_ctx, pos, mask, ld, logits);
+        if (s.code) goto done;
+        st->forwards++;
+        st->rows += R;
+        int bonus, len;
+        if (greedy) {
+            /* the classifier writes V columns of Vx: the mask columns must never win */
+            for (int i = 0; i < N; i++)
+                for (int j = V; j < Vx; j++) logits[(size_t)i * Vx + j] = -INFINITY;
+            len = tsr_decode_accept_greedy(path, &bonus, tokens, parent, N, logits, Vx);
+        } else {
+            len = tsr_bita_accept_sample(path, &bonus, tokens, parent, N, logits, Vx, V, &o->sampling, &rng, probs,
+                                         scratch);
+        }
+        for (int lv = 0; lv < dd; lv++) {
+            if (len >= lv + 1) st->level_tries[lv]++;
+            if (len >= lv + 2) st->level_hits[lv]++;
+        }
+        s = tsr_lm_cache_compact(&c, n_ctx, path, len);
+        if (s.code) goto done;
+        L += len;
+        st->accepted += len - 1;
+        /* next drafts: the mask group of the last accepted node */
+        int last = path[len - 1];
+        for (int j = 0; j < d; j++) {
+            int r = top - j > 1 ? top - j : 1;
+            top_r(cand[j], logits + (size_t)(N + last * d + j) * Vx, V, r);
+        }
+        bool stop = false;
+        for (int i = 1; i < len && !stop; i++) {
+            tok = tokens[path[i]];
+            out[cnt++] = tok;
+            stop = tok == o->stop_token;
+        }
+        if (stop) break;
+        tok = bonus;
+        out[cnt++] = tok;
+    }
+    st->decode_s = tsr_time() - t0;
+done:
+    st->new_tokens = cnt;
+    *n_out = cnt;
+    tsr_lm_cache_free(&c);
+    free(logits);
+    free(ibuf);
+    free(mask);
+    free(probs);
+    free(scratch);
+    return s;
+}
