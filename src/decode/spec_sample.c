@@ -6,69 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_desc(const void *a, const void *b) {
-    const tsr_lm_prob *x = a, *y = b;
-    if (x->p > y->p) return -1;
-    if (x->p < y->p) return 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 void tsr_decode_target_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o,
                              tsr_lm_prob *cand) {
-    if (o->temperature == 0.0f) {
-        memset(probs, 0, sizeof(float) * (size_t)V);
-        probs[tsr_lm_argmax(logits, V)] = 1.0f;
-        return;
-    }
-    /* the same arithmetic as tsr_lm_sample */
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) {
-        probs[i] = logits[i] / o->temperature;
-        if (probs[i] > mx) mx = probs[i];
-    }
-    float sum = 0.0f, pmax = 0.0f;
-    for (int i = 0; i < V; i++) {
-        probs[i] = expf(probs[i] - mx);
-        sum += probs[i];
-    }
-    for (int i = 0; i < V; i++) {
-        probs[i] /= sum;
-        if (probs[i] > pmax) pmax = probs[i];
-    }
-    const bool filt_k = o->top_k > 0 && o->top_k < V, filt_p = o->top_p > 0 && o->top_p < 1;
-    if (!filt_k && !filt_p && o->min_p <= 0) return;
-    float floor_p = o->min_p > 0 ? o->min_p * pmax : 0.0f;
-    if (filt_p && !filt_k && V > 1) {
-        float cut = (1.0f - o->top_p) / (float)(V - 1);
-        if (cut > floor_p) floor_p = cut;
-    }
-    int n = 0;
-    for (int i = 0; i < V; i++)
-        if (probs[i] >= floor_p) cand[n++] = (tsr_lm_prob){probs[i], i};
-    if (n == 0) {
-        int a = tsr_lm_argmax(probs, V);
-        memset(probs, 0, sizeof(float) * (size_t)V);
-        probs[a] = 1.0f;
-        return;
-    }
-    qsort(cand, (size_t)n, sizeof *cand, cmp_desc);
-    if (filt_k && n > o->top_k) n = o->top_k;
-    float mass = 0.0f;
-    for (int i = 0; i < n; i++) mass += cand[i].p;
-    if (filt_p) {
-        float cum = 0.0f;
-        for (int i = 0; i < n; i++) {
-            cum += cand[i].p;
-            if (cum > o->top_p * mass) {
-                n = i + 1;
-                break;
-            }
-        }
-        mass = 0.0f;
-        for (int i = 0; i < n; i++) mass += cand[i].p;
-    }
-    memset(probs, 0, sizeof(float) * (size_t)V);
-    for (int i = 0; i < n; i++) probs[cand[i].id] = cand[i].p / mass;
+    tsr_lm_sample_probs(probs, logits, V, o, cand);
 }
 
 /* one draw from the (unnormalised, total mass) distribution p */
