@@ -402,6 +402,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     run_sum rp = {0}, rs = {0}, rn = {0};
     int64_t acc_at[16] = {0}, off_at[16] = {0};
     int64_t k_hist[16] = {0};
+    int min_new = max_tokens + 1;
     for (int i = 0; i < np_all && !st.code; i++) {
         int np = 0;
         int *ptok = encode_prompt(&sm, prompts[i], &np);
@@ -431,6 +432,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         if (st.code) break;
         rp.wall += t1 - t0, rs.wall += t2 - t1, rn.wall += t3 - t2;
         rp.tokens += n_p, rs.tokens += n_s, rn.tokens += n_n;
+        if (n_p < min_new) min_new = n_p;
         rp.forwards += dp.forwards, rs.forwards += ss.d.forwards, rn.forwards += dn.forwards;
         bool same_s = n_s == n_p && memcmp(o_sp, o_plain, sizeof(int) * (size_t)n_p) == 0;
         bool same_n = n_n == n_p && memcmp(o_ng, o_plain, sizeof(int) * (size_t)n_p) == 0;
@@ -451,10 +453,10 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         cli_json_str(stdout, model);
         printf(", \"threads\": %d, \"prompts\": %d, \"max_tokens\": %d, \"identical\": %d, \"tokens_per_step\": %.4f, "
                "\"speedup\": %.4f, \"ngram\": {\"identical\": %d, \"tokens_per_step\": %.4f, \"speedup\": %.4f}, "
-               "\"plain\": {\"tokens\": %lld, \"seconds\": %.4f, \"tokens_per_s\": %.1f}, "
+               "\"plain\": {\"tokens\": %lld, \"min_new_tokens\": %d, \"seconds\": %.4f, \"tokens_per_s\": %.1f}, "
                "\"space_seconds\": %.4f, \"ngram_seconds\": %.4f, \"k\": \"%s\", \"acceptance_at\": [",
                tsr_threads_get(), n, max_tokens, rs.identical, tps_s, rp.wall / rs.wall, rn.identical, tps_n,
-               rp.wall / rn.wall, (long long)rp.tokens, rp.wall, rp.wall > 0 ? rp.tokens / rp.wall : 0.0, rs.wall,
+               rp.wall / rn.wall, (long long)rp.tokens, min_new, rp.wall, rp.wall > 0 ? rp.tokens / rp.wall : 0.0, rs.wall,
                rn.wall, k ? "fixed" : "auto");
         for (int j = 0; j < 16 && off_at[j] > 0; j++)
             printf("%s%.4f", j ? ", " : "", (double)acc_at[j] / (double)off_at[j]);
