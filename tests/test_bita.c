@@ -239,7 +239,7 @@ static void test_generate_greedy(void) {
     int prompt[12] = {1, 5, 9, 5, 9, 5, 9, 2, 3, 5, 9, 5};
     const tsr_lm_model *models[2] = {&f, &b};
     int want[128], got[128];
-    int shapes[][2] = {{1, 1}, {2, 2}, {3, 3}, {4, 4}, {1, 4}, {5, 2}};
+    int shapes[][2] = {{1, 0}, {1, 1}, {2, 2}, {3, 3}, {4, 4}, {1, 4}, {5, 2}};
     for (int mi = 0; mi < 2; mi++) {
         tsr_bita_model bm;
         TSR_ASSERT(tsr_bita_model_init(&bm, models[mi], &ad).code == TSR_OK);
@@ -477,7 +477,12 @@ static void test_adapter_file(void) {
     double ms[33];
     for (int n = 0; n <= 32; n++) ms[n] = n <= 8 ? 1.0 : n / 8.0;
     tsr_bita_shape c = tsr_bita_choose_shape(&t, ms, 32, 4);
-    TU_CHECK(tsr_bita_shape_rows(c) <= 8, "chosen shape %dx%d has %d rows", c.top, c.depth, tsr_bita_shape_rows(c));
+    TU_CHECK(c.depth > 0 && tsr_bita_shape_rows(c) <= 8, "chosen shape %dx%d has %d rows", c.top, c.depth,
+             tsr_bita_shape_rows(c));
+    /* cost proportional to rows from the start: no tree pays, depth 0 */
+    for (int n = 0; n <= 32; n++) ms[n] = n;
+    c = tsr_bita_choose_shape(&t, ms, 32, 4);
+    TU_CHECK(c.depth == 0, "no tree when every row costs a step (got %dx%d)", c.top, c.depth);
 }
 
 int main(void) {

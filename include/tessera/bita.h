@@ -90,7 +90,7 @@ void tsr_bita_model_free(tsr_bita_model *bm);
 
 typedef struct {
     int top;   /* n: level m holds top-(n - m) candidates (at least 1) */
-    int depth; /* tree levels = masks per group, 1..k */
+    int depth; /* tree levels = masks per group, 0..k (0: no drafts, plain steps) */
 } tsr_bita_shape;
 
 /* rows of one verification forward: nodes (root + tree) * (1 + depth) */
@@ -101,10 +101,11 @@ int tsr_bita_shape_nodes(tsr_bita_shape s);
  * their top-1) * acc[m][top - m - 1]. */
 double tsr_bita_shape_tokens(const float acc[TSR_BITA_MAX_K][TSR_BITA_MAX_TOP], int k, tsr_bita_shape s);
 /* Measured milliseconds of one masked forward of n rows on the model
- * (ms[1..n_max], median of reps), from a cache of n_ctx slots. */
+ * (ms[1..n_max], fastest of reps), from a cache of n_ctx slots. */
 tsr_status tsr_bita_cost_curve(const tsr_lm_model *m, int n_ctx, int n_max, int reps, double *ms);
 /* The shape maximising tokens per step / (ms[rows] / ms[1]) over top in
- * 1..max_top, depth in 1..k with rows <= n_max. */
+ * 1..max_top, depth in 1..k with rows <= n_max; depth 0 (plain one-row
+ * steps, value 1) when no tree is expected to beat it. */
 tsr_bita_shape tsr_bita_choose_shape(const tsr_bita_adapter *a, const double *ms, int n_max, int max_top);
 
 typedef struct {

@@ -78,14 +78,11 @@ tsr_status tsr_bita_cost_curve(const tsr_lm_model *m, int n_ctx, int n_max, int 
             if (s.code) goto done;
             if (r >= 0) t[r] = dt;
         }
-        /* median */
+        /* the fastest rep: on a shared machine the others measure the neighbours */
+        double best = t[0];
         for (int i = 1; i < reps; i++)
-            for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-                double x = t[j];
-                t[j] = t[j - 1];
-                t[j - 1] = x;
-            }
-        ms[n] = 1e3 * t[reps / 2];
+            if (t[i] < best) best = t[i];
+        ms[n] = 1e3 * best;
     }
 done:
     tsr_lm_cache_free(&c);
@@ -98,8 +95,9 @@ done:
 }
 
 tsr_bita_shape tsr_bita_choose_shape(const tsr_bita_adapter *a, const double *ms, int n_max, int max_top) {
-    tsr_bita_shape best = {1, 1};
-    double best_v = -1;
+    /* depth 0 (no drafts, one row per step) is the baseline a tree must beat */
+    tsr_bita_shape best = {1, 0};
+    double best_v = 1.0;
     if (max_top > TSR_BITA_MAX_TOP) max_top = TSR_BITA_MAX_TOP;
     for (int d = 1; d <= a->k; d++)
         for (int top = 1; top <= max_top; top++) {
@@ -267,10 +265,11 @@ tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_
     if (max_new <= 0) return tsr_ok();
     const tsr_lm_model *m = &bm->view;
     const tsr_bita_adapter *ad = bm->ad;
-    const int V = bm->base->cfg.vocab_size, Vx = m->cfg.vocab_size, P = ad->n_prefix, kv = ad->kv_dim;
     const int d = o->shape.depth, top = o->shape.top;
-    if (d < 1 || d > ad->k || top < 1 || top > TSR_BITA_MAX_TOP)
-        return tsr_errorf(TSR_ERR_ARG, "bita: tree shape top %d, depth %d outside [1, %d] x [1, %d]", top, d,
+    /* without masks nothing reads the prompt K/V: plain one-row steps */
+    const int V = bm->base->cfg.vocab_size, Vx = m->cfg.vocab_size, P = d > 0 ? ad->n_prefix : 0, kv = ad->kv_dim;
+    if (d < 0 || d > ad->k || top < 1 || top > TSR_BITA_MAX_TOP)
+        return tsr_errorf(TSR_ERR_ARG, "bita: tree shape top %d, depth %d outside [1, %d] x [0, %d]", top, d,
                           TSR_BITA_MAX_TOP, ad->k);
     if (n_prompt < 1) return tsr_errorf(TSR_ERR_ARG, "bita: the prompt needs at least one token");
     for (int i = 0; i < n_prompt; i++)
@@ -385,7 +384,8 @@ tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_
                 pos[t] = L + depth[i] + 1 + j;
             }
         }
-        s = tsr_lm_forward_masked(m, &c, tokens, R, n_ctx, pos, mask, ld, logits);
+        if (R == 1 && P == 0) s = tsr_lm_forward(m, &c, tokens, 1, n_ctx, logits);
+        else s = tsr_lm_forward_masked(m, &c, tokens, R, n_ctx, pos, mask, ld, logits);
         if (s.code) goto done;
         st->forwards++;
         st->rows += R;
