@@ -6,6 +6,8 @@
 #include <limits.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int cli_usage_error(const char *prog, const char *fmt, ...) {
     fprintf(stderr, "%s: ", prog);
@@ -163,4 +165,23 @@ void cli_fmt_eta(char *buf, size_t n, double s) {
     if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
     else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+bool cli_find_shipped(const char *rel, char *out, size_t n) {
+    struct stat sb;
+    if (stat(rel, &sb) == 0) {
+        snprintf(out, n, "%s", rel);
+        return true;
+    }
+    char exe[2048];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return false;
+    exe[len] = 0;
+    for (int up = 0; up < 2; up++) { /* drop the file name, then its folder */
+        char *slash = strrchr(exe, '/');
+        if (!slash) return false;
+        *slash = 0;
+    }
+    snprintf(out, n, "%s/%s", exe, rel);
+    return stat(out, &sb) == 0;
 }
