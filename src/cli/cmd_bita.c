@@ -205,7 +205,7 @@ static int pick_shape(session *s, int top, int depth, tsr_bita_shape *shape, dou
         *shape = (tsr_bita_shape){top, depth};
         return CLI_OK;
     }
-    tsr_status st = tsr_bita_cost_curve(&s->bm.view, 128, n_max, 9, ms);
+    tsr_status st = tsr_decode_cost_curve(&s->bm.view, 128, n_max, ms);
     if (st.code) return cli_fail(st, NULL);
     *shape = tsr_bita_choose_shape(&s->ad, ms, n_max, 4);
     if (top > 0) shape->top = top;
