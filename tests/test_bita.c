@@ -239,7 +239,7 @@ static void test_generate_greedy(void) {
     int prompt[12] = {1, 5, 9, 5, 9, 5, 9, 2, 3, 5, 9, 5};
     const tsr_lm_model *models[2] = {&f, &b};
     int want[128], got[128];
-    int shapes[][2] = {{1, 1}, {2, 2}, {3, 3}, {4, 4}, {1, 4}, {5, 2}};
+    int shapes[][2] = {{1, 0}, {1, 1}, {2, 2}, {3, 3}, {4, 4}, {1, 4}, {5, 2}};
     for (int mi = 0; mi < 2; mi++) {
         tsr_bita_model bm;
         TSR_ASSERT(tsr_bita_model_init(&bm, models[mi], &ad).code == TSR_OK);
@@ -327,17 +327,17 @@ static void test_accept_sample(void) {
     tsr_lm_sampler_defaults(&o);
     o.temperature = 0.8f;
     o.top_p = 0;
-    float p0[6], p1[6], probs[6];
+    float p0[6], p1[6], probs[18];
     tsr_lm_prob scratch[6];
-    tsr_bita_target_probs(p0, logits, V, &o, scratch);
-    tsr_bita_target_probs(p1, logits + 1 * V, V, &o, scratch);
+    tsr_decode_target_probs(p0, logits, V, &o, scratch);
+    tsr_decode_target_probs(p1, logits + 1 * V, V, &o, scratch);
     tsr_rng rng;
     tsr_rng_seed(&rng, 77);
     const int N = 60000;
     int first[6] = {0}, second[6] = {0}, n_second = 0;
     for (int it = 0; it < N; it++) {
         int path[5], bonus;
-        int len = tsr_bita_accept_sample(path, &bonus, tokens, parent, n, logits, V, V, &o, &rng, probs, scratch);
+        int len = tsr_decode_accept_sample(path, &bonus, tokens, parent, n, logits, V, &o, &rng, probs);
         int t1 = len > 1 ? tokens[path[1]] : bonus;
         first[t1]++;
         if (len > 1 && path[1] == 1) {
@@ -360,14 +360,14 @@ static void test_accept_sample(void) {
 
     /* a filter (top-k 2): probabilities outside never appear */
     o.top_k = 2;
-    tsr_bita_target_probs(p0, logits, V, &o, scratch);
+    tsr_decode_target_probs(p0, logits, V, &o, scratch);
     int nz = 0;
     for (int i = 0; i < V; i++) nz += p0[i] > 0;
     TU_CHECK(nz == 2, "top-k 2 keeps 2 tokens");
     int seen_bad = 0;
     for (int it = 0; it < 2000; it++) {
         int path[5], bonus;
-        int len = tsr_bita_accept_sample(path, &bonus, tokens, parent, n, logits, V, V, &o, &rng, probs, scratch);
+        int len = tsr_decode_accept_sample(path, &bonus, tokens, parent, n, logits, V, &o, &rng, probs);
         int t1 = len > 1 ? tokens[path[1]] : bonus;
         seen_bad += p0[t1] == 0;
     }
@@ -399,10 +399,10 @@ static void test_generate_sample(void) {
         tsr_lm_prob sc[12];
         TSR_ASSERT(tsr_lm_cache_init(&c, &cfg, 0).code == TSR_OK);
         TSR_ASSERT(tsr_lm_forward_last(&m, &c, prompt, 4, 0, lg).code == TSR_OK);
-        tsr_bita_target_probs(p1, lg, V, &so, sc);
+        tsr_decode_target_probs(p1, lg, V, &so, sc);
         for (int a = 0; a < V; a++) {
             TSR_ASSERT(tsr_lm_forward(&m, &c, &a, 1, 4, lg).code == TSR_OK);
-            tsr_bita_target_probs(p2, lg, V, &so, sc);
+            tsr_decode_target_probs(p2, lg, V, &so, sc);
             for (int b = 0; b < V; b++) joint[a * V + b] = (double)p1[a] * p2[b];
         }
         tsr_lm_cache_free(&c);
@@ -477,7 +477,12 @@ static void test_adapter_file(void) {
     double ms[33];
     for (int n = 0; n <= 32; n++) ms[n] = n <= 8 ? 1.0 : n / 8.0;
     tsr_bita_shape c = tsr_bita_choose_shape(&t, ms, 32, 4);
-    TU_CHECK(tsr_bita_shape_rows(c) <= 8, "chosen shape %dx%d has %d rows", c.top, c.depth, tsr_bita_shape_rows(c));
+    TU_CHECK(c.depth > 0 && tsr_bita_shape_rows(c) <= 8, "chosen shape %dx%d has %d rows", c.top, c.depth,
+             tsr_bita_shape_rows(c));
+    /* cost proportional to rows from the start: no tree pays, depth 0 */
+    for (int n = 0; n <= 32; n++) ms[n] = n;
+    c = tsr_bita_choose_shape(&t, ms, 32, 4);
+    TU_CHECK(c.depth == 0, "no tree when every row costs a step (got %dx%d)", c.top, c.depth);
 }
 
 int main(void) {

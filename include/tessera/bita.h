@@ -90,7 +90,7 @@ void tsr_bita_model_free(tsr_bita_model *bm);
 
 typedef struct {
     int top;   /* n: level m holds top-(n - m) candidates (at least 1) */
-    int depth; /* tree levels = masks per group, 1..k */
+    int depth; /* tree levels = masks per group, 0..k (0: no drafts, plain steps) */
 } tsr_bita_shape;
 
 /* rows of one verification forward: nodes (root + tree) * (1 + depth) */
@@ -100,11 +100,9 @@ int tsr_bita_shape_nodes(tsr_bita_shape s);
  * (acc[m][r] as in tsr_bita_adapter): 1 + sum_m P(levels < m accepted by
  * their top-1) * acc[m][top - m - 1]. */
 double tsr_bita_shape_tokens(const float acc[TSR_BITA_MAX_K][TSR_BITA_MAX_TOP], int k, tsr_bita_shape s);
-/* Measured milliseconds of one masked forward of n rows on the model
- * (ms[1..n_max], median of reps), from a cache of n_ctx slots. */
-tsr_status tsr_bita_cost_curve(const tsr_lm_model *m, int n_ctx, int n_max, int reps, double *ms);
 /* The shape maximising tokens per step / (ms[rows] / ms[1]) over top in
- * 1..max_top, depth in 1..k with rows <= n_max. */
+ * 1..max_top, depth in 1..k with rows <= n_max; depth 0 (plain one-row
+ * steps, value 1) when no tree is expected to beat it. */
 tsr_bita_shape tsr_bita_choose_shape(const tsr_bita_adapter *a, const double *ms, int n_max, int max_top);
 
 typedef struct {
@@ -112,8 +110,9 @@ typedef struct {
     int stop_token; /* < 0: none */
     int max_len;    /* sequence length bound (<= 0: the model's seq_len) */
     /* temperature 0: greedy (token-identical to tsr_decode_greedy_generate);
-     * > 0: exact speculative sampling from the distribution tsr_lm_sample
-     * draws from (temperature, top-k, top-p, min-p; no repetition penalty) */
+     * > 0: exact speculative sampling (tsr_decode_accept_sample) from the
+     * distribution tsr_lm_sample draws from (temperature, top-k, top-p,
+     * min-p; no repetition penalty) */
     tsr_lm_sampler_opts sampling;
 } tsr_bita_gen_opts;
 
@@ -130,21 +129,6 @@ void tsr_bita_gen_defaults(tsr_bita_gen_opts *o);
  * max_len + 1 (as tsr_decode_greedy_generate). */
 tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_prompt, int max_new,
                              const tsr_bita_gen_opts *o, int *out, int *n_out, tsr_bita_stats *st);
-
-/* Exact speculative sampling over a tree of deterministic drafts (rows as
- * in decode.h, logits (n, ld) with V used columns). At each accepted node
- * the children are tried in row order: child c is accepted with the
- * current residual probability of its token; on rejection that token's
- * mass is removed and the rest renormalised; when every child fails the
- * bonus is drawn from the residual. probs: V floats of scratch. Returns
- * the path length as tsr_decode_accept_greedy. */
-int tsr_bita_accept_sample(int *path, int *bonus, const int *tokens, const int *parent, int n, const float *logits,
-                           int ld, int V, const tsr_lm_sampler_opts *o, tsr_rng *rng, float *probs,
-                           tsr_lm_prob *scratch);
-/* probs (V) = the distribution tsr_lm_sample draws from for these logits
- * (temperature, top-k, top-p, min-p); scratch: V entries */
-void tsr_bita_target_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o,
-                           tsr_lm_prob *scratch);
 
 /* ------------------------------------------------------------ training */
 

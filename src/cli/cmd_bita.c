@@ -201,15 +201,15 @@ static void print_pieces(const session *s, const int *ids, int n, FILE *f) {
 }
 
 static int pick_shape(session *s, int top, int depth, tsr_bita_shape *shape, double *ms, int n_max) {
-    if (top > 0 && depth > 0) {
+    if (top > 0 && depth >= 0) {
         *shape = (tsr_bita_shape){top, depth};
         return CLI_OK;
     }
-    tsr_status st = tsr_bita_cost_curve(&s->bm.view, 64, n_max, 5, ms);
+    tsr_status st = tsr_decode_cost_curve(&s->bm.view, 128, n_max, ms);
     if (st.code) return cli_fail(st, NULL);
     *shape = tsr_bita_choose_shape(&s->ad, ms, n_max, 4);
     if (top > 0) shape->top = top;
-    if (depth > 0) shape->depth = depth;
+    if (depth >= 0) shape->depth = depth;
     return CLI_OK;
 }
 
@@ -217,7 +217,7 @@ static int pick_shape(session *s, int top, int depth, tsr_bita_shape *shape, dou
 
 static int cmd_generate(const char *prog, int argc, char **argv) {
     const char *model = DEFAULT_MODEL, *adapter = DEFAULT_ADAPTER, *prompt = NULL, *dtype = NULL;
-    int max_tokens = 256, top = 0, depth = 0, top_k = 0;
+    int max_tokens = 256, top = 0, depth = -1, top_k = 0;
     float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f;
     bool stats = false;
     cli_common cm = {0, 42, false};
@@ -231,8 +231,8 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         {"top-k", ARG_INT, &top_k, "K", "sampling: keep the K most likely tokens (0: off)", NULL},
         {"top-p", ARG_FLOAT, &top_p, "P", "sampling: nucleus mass (0 or 1: off; default 1)", NULL},
         {"min-p", ARG_FLOAT, &min_p, "P", "sampling: min-p filter (0: off)", NULL},
-        {"tree-top", ARG_INT, &top, "N", "candidates at tree level 0 (0: chosen from the cost curve)", NULL},
-        {"tree-depth", ARG_INT, &depth, "D", "tree levels = masks per group (0: chosen)", NULL},
+        {"tree-top", ARG_INT, &top, "N", "candidates at tree level 0 (0: chosen from the cost curve, default)", NULL},
+        {"tree-depth", ARG_INT, &depth, "D", "tree levels = masks per group (-1: chosen, default; 0: no drafts)", NULL},
         {"stats", ARG_BOOL, &stats, NULL, "print steps and acceptance per level to stderr", NULL},
         CLI_COMMON_SEED(&cm),
         CLI_COMMON_THREADS(&cm),
@@ -244,8 +244,8 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     if (!prompt) return cli_usage_error(prog, "--prompt is required");
     if (max_tokens < 1) return cli_usage_error(prog, "--max-tokens must be >= 1");
     if (!(temperature >= 0)) return cli_usage_error(prog, "--temperature must be >= 0");
-    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < 0 || depth > TSR_BITA_MAX_K)
-        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in 0..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
+    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
+        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
     if (top_k < 0 || !(top_p >= 0 && top_p <= 1) || !(min_p >= 0 && min_p <= 1))
         return cli_usage_error(prog, "--top-k >= 0, --top-p and --min-p in [0, 1]");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
@@ -337,7 +337,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
 
 static int cmd_bench(const char *prog, int argc, char **argv) {
     const char *model = DEFAULT_MODEL, *adapter = DEFAULT_ADAPTER, *prompts = "bench/prompts_pyval.jsonl", *dtype = NULL;
-    int max_tokens = 256, top = 0, depth = 0, limit = 0, reps = 1;
+    int max_tokens = 256, top = 0, depth = -1, limit = 0, reps = 1;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "base model (default: " DEFAULT_MODEL ")", NULL},
@@ -347,8 +347,8 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         {"max-tokens", ARG_INT, &max_tokens, "N", "new tokens per prompt (default 256; the context also bounds it)", NULL},
         {"limit", ARG_INT, &limit, "N", "first N prompts only (0: all)", NULL},
         {"reps", ARG_INT, &reps, "R", "time each method R times per prompt, keep the fastest (default 1)", NULL},
-        {"tree-top", ARG_INT, &top, "N", "candidates at tree level 0 (0: chosen from the cost curve)", NULL},
-        {"tree-depth", ARG_INT, &depth, "D", "tree levels (0: chosen)", NULL},
+        {"tree-top", ARG_INT, &top, "N", "candidates at tree level 0 (0: chosen from the cost curve, default)", NULL},
+        {"tree-depth", ARG_INT, &depth, "D", "tree levels (-1: chosen, default; 0: no drafts)", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -356,8 +356,8 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof *specs), argc, argv);
     if (rc != CLI_OK) return rc;
     if (max_tokens < 1 || limit < 0 || reps < 1) return cli_usage_error(prog, "--max-tokens, --reps >= 1, --limit >= 0");
-    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < 0 || depth > TSR_BITA_MAX_K)
-        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in 0..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
+    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
+        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char *text;
     size_t len;
@@ -383,7 +383,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         return rc;
     }
     if (top > 0) go.shape.top = top;
-    if (depth > 0) go.shape.depth = depth;
+    if (depth >= 0) go.shape.depth = depth;
     go.stop_token = s.eos;
     tsr_decode_ngram_opts no;
     tsr_decode_ngram_defaults(&no);

@@ -9,7 +9,9 @@
  * batch invariant) or exact speculative sampling; accepted rows are
  * compacted in place and the next drafts come from the mask group of the
  * last accepted node. Also: the tree shape chosen from a measured
- * batch-cost curve and the adapter's acceptance table. */
+ * batch-cost curve (tsr_decode_cost_curve) and the adapter's acceptance
+ * table. Sampling uses decode's exact tree acceptance
+ * (tsr_decode_accept_sample). */
 #include "tessera/bita.h"
 #include "tessera/decode.h"
 
@@ -37,69 +39,10 @@ double tsr_bita_shape_tokens(const float acc[TSR_BITA_MAX_K][TSR_BITA_MAX_TOP], 
     return e;
 }
 
-tsr_status tsr_bita_cost_curve(const tsr_lm_model *m, int n_ctx, int n_max, int reps, double *ms) {
-    if (n_max < 1 || n_ctx < 0 || reps < 1) return tsr_errorf(TSR_ERR_ARG, "bita cost curve: bad sizes");
-    tsr_lm_cache c;
-    tsr_lm_config ccfg = m->cfg;
-    ccfg.seq_len = n_ctx + n_max;
-    tsr_status s = tsr_lm_cache_init(&c, &ccfg, n_ctx + n_max);
-    if (s.code) return s;
-    int *tok = calloc((size_t)n_max, sizeof(int)), *pos = calloc((size_t)n_max, sizeof(int));
-    uint8_t *mask = calloc((size_t)n_max * (size_t)(n_ctx + n_max), 1);
-    float *logits = malloc(sizeof(float) * (size_t)n_max * (size_t)m->cfg.vocab_size);
-    double *t = malloc(sizeof(double) * (size_t)reps);
-    if (!tok || !pos || !mask || !logits || !t) {
-        s = tsr_errorf(TSR_ERR_NOMEM, "bita cost curve: out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n_max; i++) {
-        tok[i] = (i * 7 + 1) % m->cfg.vocab_size;
-        pos[i] = n_ctx + i;
-    }
-    /* a chain: row i sees the context and rows 0..i (what a tree row sees on average) */
-    for (int i = 0; i < n_max; i++)
-        for (int j = 0; j <= n_ctx + i; j++) mask[(size_t)i * (n_ctx + n_max) + j] = 1;
-    ms[0] = 0;
-    for (int n = 1; n <= n_max; n++) {
-        /* warm the scratch once, then time */
-        for (int r = -1; r < reps; r++) {
-            uint8_t *mk = mask;
-            /* mask_ld must be n_ctx + n: re-lay the rows */
-            uint8_t *tmp = malloc((size_t)n * (size_t)(n_ctx + n));
-            if (!tmp) {
-                s = tsr_errorf(TSR_ERR_NOMEM, "bita cost curve: out of memory");
-                goto done;
-            }
-            for (int i = 0; i < n; i++) memcpy(tmp + (size_t)i * (n_ctx + n), mk + (size_t)i * (n_ctx + n_max), (size_t)(n_ctx + n));
-            double t0 = tsr_time();
-            s = tsr_lm_forward_masked(m, &c, tok, n, n_ctx, pos, tmp, n_ctx + n, logits);
-            double dt = tsr_time() - t0;
-            free(tmp);
-            if (s.code) goto done;
-            if (r >= 0) t[r] = dt;
-        }
-        /* median */
-        for (int i = 1; i < reps; i++)
-            for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-                double x = t[j];
-                t[j] = t[j - 1];
-                t[j - 1] = x;
-            }
-        ms[n] = 1e3 * t[reps / 2];
-    }
-done:
-    tsr_lm_cache_free(&c);
-    free(tok);
-    free(pos);
-    free(mask);
-    free(logits);
-    free(t);
-    return s;
-}
-
 tsr_bita_shape tsr_bita_choose_shape(const tsr_bita_adapter *a, const double *ms, int n_max, int max_top) {
-    tsr_bita_shape best = {1, 1};
-    double best_v = -1;
+    /* depth 0 (no drafts, one row per step) is the baseline a tree must beat */
+    tsr_bita_shape best = {1, 0};
+    double best_v = 1.0;
     if (max_top > TSR_BITA_MAX_TOP) max_top = TSR_BITA_MAX_TOP;
     for (int d = 1; d <= a->k; d++)
         for (int top = 1; top <= max_top; top++) {
@@ -123,71 +66,7 @@ void tsr_bita_gen_defaults(tsr_bita_gen_opts *o) {
     o->sampling.temperature = 0.0f;
 }
 
-/* ------------------------------------------------------------ sampling */
-
-static int cmp_prob_desc(const void *a, const void *b) {
-    const tsr_lm_prob *x = a, *y = b;
-    if (x->p > y->p) return -1;
-    if (x->p < y->p) return 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-/* The same filters, in the same order and float arithmetic, as
- * tsr_lm_sample (softmax at a temperature, min-p, top-k, top-p); the
- * repetition penalty is not modelled. */
-void tsr_bita_target_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o,
-                           tsr_lm_prob *scratch) {
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) {
-        probs[i] = logits[i] / o->temperature;
-        if (probs[i] > mx) mx = probs[i];
-    }
-    float sum = 0.0f;
-    for (int i = 0; i < V; i++) {
-        probs[i] = expf(probs[i] - mx);
-        sum += probs[i];
-    }
-    float pmax = 0.0f;
-    for (int i = 0; i < V; i++) {
-        probs[i] /= sum;
-        if (probs[i] > pmax) pmax = probs[i];
-    }
-    bool filt_k = o->top_k > 0 && o->top_k < V;
-    bool filt_p = o->top_p > 0 && o->top_p < 1;
-    if (!filt_k && !filt_p && o->min_p <= 0) return;
-    float floor_p = o->min_p > 0 ? o->min_p * pmax : 0.0f;
-    if (filt_p && !filt_k && V > 1) {
-        float cut = (1.0f - o->top_p) / (float)(V - 1);
-        if (cut > floor_p) floor_p = cut;
-    }
-    int n = 0;
-    for (int i = 0; i < V; i++)
-        if (probs[i] >= floor_p) scratch[n++] = (tsr_lm_prob){probs[i], i};
-    if (n == 0) {
-        int a = tsr_lm_argmax(probs, V);
-        memset(probs, 0, sizeof(float) * (size_t)V);
-        probs[a] = 1.0f;
-        return;
-    }
-    qsort(scratch, (size_t)n, sizeof *scratch, cmp_prob_desc);
-    if (filt_k && n > o->top_k) n = o->top_k;
-    float mass = 0.0f;
-    for (int i = 0; i < n; i++) mass += scratch[i].p;
-    if (filt_p) {
-        float cum = 0.0f;
-        for (int i = 0; i < n; i++) {
-            cum += scratch[i].p;
-            if (cum > o->top_p * mass) {
-                n = i + 1;
-                break;
-            }
-        }
-        mass = 0.0f;
-        for (int i = 0; i < n; i++) mass += scratch[i].p;
-    }
-    memset(probs, 0, sizeof(float) * (size_t)V);
-    for (int i = 0; i < n; i++) probs[scratch[i].id] = scratch[i].p / mass;
-}
+/* ------------------------------------------------------------ generation */
 
 /* one draw from p (V, sums to ~1) */
 static int draw(const float *p, int V, tsr_rng *rng) {
@@ -204,41 +83,6 @@ static int draw(const float *p, int V, tsr_rng *rng) {
     return last;
 }
 
-int tsr_bita_accept_sample(int *path, int *bonus, const int *tokens, const int *parent, int n, const float *logits,
-                           int ld, int V, const tsr_lm_sampler_opts *o, tsr_rng *rng, float *probs,
-                           tsr_lm_prob *scratch) {
-    int len = 0, cur = 0;
-    path[len++] = 0;
-    for (;;) {
-        tsr_bita_target_probs(probs, logits + (size_t)cur * ld, V, o, scratch);
-        int next = -1;
-        /* recursive rejection over the children (each a point-mass draft,
-         * Leviathan et al. 2023 / SpecInfer multi-candidate form): accept
-         * token x with the residual p(x); on rejection p <- norm(p - p(x) e_x) */
-        for (int i = cur + 1; i < n && next < 0; i++) {
-            if (parent[i] != cur) continue;
-            int x = tokens[i];
-            if (x < 0 || x >= V) continue;
-            double mass = 0;
-            for (int v = 0; v < V; v++) mass += probs[v];
-            if (mass <= 0) break;
-            double px = probs[x] / mass;
-            if (px > 0 && (double)tsr_rng_uniform(rng) < px) {
-                next = i;
-            } else {
-                probs[x] = 0.0f;
-            }
-        }
-        if (next < 0) {
-            *bonus = draw(probs, V, rng);
-            return len;
-        }
-        path[len++] = next;
-        cur = next;
-    }
-}
-
-/* ------------------------------------------------------------ generation */
 
 /* ids of the r largest of x[0..V) (ties: lower id first), best first */
 static void top_r(int *ids, const float *x, int V, int r) {
@@ -267,10 +111,11 @@ tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_
     if (max_new <= 0) return tsr_ok();
     const tsr_lm_model *m = &bm->view;
     const tsr_bita_adapter *ad = bm->ad;
-    const int V = bm->base->cfg.vocab_size, Vx = m->cfg.vocab_size, P = ad->n_prefix, kv = ad->kv_dim;
     const int d = o->shape.depth, top = o->shape.top;
-    if (d < 1 || d > ad->k || top < 1 || top > TSR_BITA_MAX_TOP)
-        return tsr_errorf(TSR_ERR_ARG, "bita: tree shape top %d, depth %d outside [1, %d] x [1, %d]", top, d,
+    /* without masks nothing reads the prompt K/V: plain one-row steps */
+    const int V = bm->base->cfg.vocab_size, Vx = m->cfg.vocab_size, P = d > 0 ? ad->n_prefix : 0, kv = ad->kv_dim;
+    if (d < 0 || d > ad->k || top < 1 || top > TSR_BITA_MAX_TOP)
+        return tsr_errorf(TSR_ERR_ARG, "bita: tree shape top %d, depth %d outside [1, %d] x [0, %d]", top, d,
                           TSR_BITA_MAX_TOP, ad->k);
     if (n_prompt < 1) return tsr_errorf(TSR_ERR_ARG, "bita: the prompt needs at least one token");
     for (int i = 0; i < n_prompt; i++)
@@ -289,7 +134,7 @@ tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_
     float *logits = malloc(sizeof(float) * (size_t)Vx * (size_t)cap);
     int *ibuf = malloc(sizeof(int) * 6 * (size_t)cap);
     uint8_t *mask = malloc((size_t)cap * (size_t)(slots + cap));
-    float *probs = malloc(sizeof(float) * (size_t)V);
+    float *probs = malloc(sizeof(float) * 3 * (size_t)Vx);
     tsr_lm_prob *scratch = malloc(sizeof(tsr_lm_prob) * (size_t)V);
     int cand[TSR_BITA_MAX_K][TSR_BITA_MAX_TOP];
     tsr_rng rng;
@@ -335,7 +180,7 @@ tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_
         if (greedy) {
             tok = tsr_lm_argmax(lr, V);
         } else {
-            tsr_bita_target_probs(probs, lr, V, &o->sampling, scratch);
+            tsr_decode_target_probs(probs, lr, V, &o->sampling, scratch);
             tok = draw(probs, V, &rng);
         }
         for (int j = 0; j < d; j++) {
@@ -385,20 +230,18 @@ tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_
                 pos[t] = L + depth[i] + 1 + j;
             }
         }
-        s = tsr_lm_forward_masked(m, &c, tokens, R, n_ctx, pos, mask, ld, logits);
+        if (R == 1 && P == 0) s = tsr_lm_forward(m, &c, tokens, 1, n_ctx, logits);
+        else s = tsr_lm_forward_masked(m, &c, tokens, R, n_ctx, pos, mask, ld, logits);
         if (s.code) goto done;
         st->forwards++;
         st->rows += R;
         int bonus, len;
-        if (greedy) {
-            /* the classifier writes V columns of Vx: the mask columns must never win */
-            for (int i = 0; i < N; i++)
-                for (int j = V; j < Vx; j++) logits[(size_t)i * Vx + j] = -INFINITY;
-            len = tsr_decode_accept_greedy(path, &bonus, tokens, parent, N, logits, Vx);
-        } else {
-            len = tsr_bita_accept_sample(path, &bonus, tokens, parent, N, logits, Vx, V, &o->sampling, &rng, probs,
-                                         scratch);
-        }
+        /* the classifier writes V columns of Vx: the mask columns must never
+         * win an argmax nor get probability (exp(-inf) = 0) */
+        for (int i = 0; i < N; i++)
+            for (int j = V; j < Vx; j++) logits[(size_t)i * Vx + j] = -INFINITY;
+        if (greedy) len = tsr_decode_accept_greedy(path, &bonus, tokens, parent, N, logits, Vx);
+        else len = tsr_decode_accept_sample(path, &bonus, tokens, parent, N, logits, Vx, &o->sampling, &rng, probs);
         for (int lv = 0; lv < dd; lv++) {
             if (len >= lv + 1) st->level_tries[lv]++;
             if (len >= lv + 2) st->level_hits[lv]++;
