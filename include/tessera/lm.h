@@ -279,6 +279,12 @@ tsr_status tsr_lm_generate(const tsr_lm_model *m, const struct tsr_tokenizer *to
  * positions, at max_new_tokens or at a stop string. Specials are not
  * printed. */
 struct tsr_bpe;
+/* The BOS special tsr_lm_generate_bpe puts in front and the end special it
+ * stops at (-1 when the tokenizer has none). */
+void tsr_lm_bpe_specials(const struct tsr_bpe *tok, int *bos, int *eos);
+/* BOS (when there is one) + the text's tokens, as tsr_lm_generate_bpe
+ * feeds a prompt: malloc'd (free it), *n tokens; NULL when out of memory. */
+int *tsr_lm_bpe_prompt(struct tsr_bpe *tok, const char *text, int *n);
 tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, struct tsr_bpe *tok, tsr_lm_sampler *s,
                                const char *prompt, const tsr_lm_gen_opts *o, tsr_lm_emit_fn emit,
                                void *ud, tsr_lm_gen_stats *st);

@@ -8,7 +8,6 @@
 #include "tessera/bita.h"
 #include "tessera/bpe.h"
 #include "tessera/decode.h"
-#include "tessera/fileio.h"
 #include "tessera/lm.h"
 
 #include <cjson/cJSON.h>
@@ -165,31 +164,8 @@ static int session_open(session *s, const char *model, const char *adapter, cons
         return cli_fail(st, "a tokenizer.json must sit next to the model");
     }
     s->has_bpe = true;
-    static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<|endoftext|>", NULL};
-    static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|eot_id|>", "<|endoftext|>", NULL};
-    s->bos = s->eos = -1;
-    for (int i = 0; bos_names[i] && s->bos < 0; i++) s->bos = tsr_bpe_special_id(&s->bpe, bos_names[i]);
-    for (int i = 0; eos_names[i] && s->eos < 0; i++) s->eos = tsr_bpe_special_id(&s->bpe, eos_names[i]);
+    tsr_lm_bpe_specials(&s->bpe, &s->bos, &s->eos);
     return CLI_OK;
-}
-
-/* as tsr_lm_generate_bpe: BOS (when the tokenizer has one) + the prompt */
-static int *encode_prompt(session *s, const char *text, int *np) {
-    size_t len = strlen(text);
-    int32_t *ids = malloc(sizeof(int32_t) * (len + 2));
-    int *p = malloc(sizeof(int) * (len + 2));
-    if (!ids || !p) {
-        free(ids);
-        free(p);
-        return NULL;
-    }
-    int n = 0;
-    if (s->bos >= 0) p[n++] = s->bos;
-    size_t k = tsr_bpe_encode(&s->bpe, text, len, ids);
-    for (size_t i = 0; i < k; i++) p[n++] = ids[i];
-    free(ids);
-    *np = n;
-    return p;
 }
 
 static void print_pieces(const session *s, const int *ids, int n, FILE *f) {
@@ -269,7 +245,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     go.sampling.min_p = min_p;
     go.sampling.seed = cm.seed;
     int np = 0;
-    int *ptok = encode_prompt(&s, prompt, &np);
+    int *ptok = tsr_lm_bpe_prompt(&s.bpe, prompt, &np);
     int *gen = malloc(sizeof(int) * (size_t)max_tokens);
     if (!ptok || !gen || np < 1) {
         free(ptok);
@@ -359,17 +335,17 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
         return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    char *text;
-    size_t len;
-    tsr_status st = tsr_read_file(prompts, &text, &len);
-    if (st.code) return cli_fail(st, "make one with tools/refs/gen_bita_prompts.py");
+    char **texts;
+    int n_texts;
+    tsr_status st = cli_read_jsonl_field(prompts, "prompt", &texts, &n_texts);
+    if (st.code) return cli_fail(st, "each line must be a JSON object with a \"prompt\" string (bench/prompts_pyval.jsonl)");
     session s;
     if ((rc = session_open(&s, model, adapter, dtype)) != CLI_OK) {
-        free(text);
+        cli_free_strings(texts, n_texts);
         return rc;
     }
     if (depth > s.ad.k) {
-        free(text);
+        cli_free_strings(texts, n_texts);
         session_free(&s);
         return cli_usage_error(prog, "--tree-depth %d exceeds the adapter's %d masks", depth, s.ad.k);
     }
@@ -378,7 +354,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     double ms[65] = {0};
     const int n_max = 32;
     if ((rc = pick_shape(&s, 0, 0, &go.shape, ms, n_max)) != CLI_OK) {
-        free(text);
+        cli_free_strings(texts, n_texts);
         session_free(&s);
         return rc;
     }
@@ -395,68 +371,56 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     double t_plain = 0, t_bita = 0, t_ng = 0;
     int *a = malloc(sizeof(int) * (size_t)max_tokens), *b = malloc(sizeof(int) * (size_t)max_tokens);
     int *c = malloc(sizeof(int) * (size_t)max_tokens);
-    char *line = text;
     st = tsr_ok();
-    while (line && *line && a && b && c && (limit == 0 || n_prompts < limit)) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        cJSON *j = cJSON_Parse(line);
-        const cJSON *p = j ? cJSON_GetObjectItemCaseSensitive(j, "prompt") : NULL;
-        if (p && cJSON_IsString(p)) {
-            int np = 0;
-            int *ptok = encode_prompt(&s, p->valuestring, &np);
-            if (!ptok) {
-                cJSON_Delete(j);
-                st = tsr_errorf(TSR_ERR_NOMEM, "out of memory");
-                break;
-            }
-            int na = 0, nb = 0, nc = 0;
-            double best_a = 1e30, best_b = 1e30, best_c = 1e30;
-            tsr_decode_stats ds, ns;
-            tsr_bita_stats bs;
-            for (int r = 0; r < reps && !st.code; r++) {
-                st = tsr_decode_greedy_generate(&s.m, ptok, np, max_tokens, s.eos, 0, a, &na, &ds);
-                if (st.code) break;
-                if (ds.prefill_s + ds.decode_s < best_a) best_a = ds.prefill_s + ds.decode_s;
-                st = tsr_bita_generate(&s.bm, ptok, np, max_tokens, &go, b, &nb, &bs);
-                if (st.code) break;
-                if (bs.prefill_s + bs.decode_s < best_b) best_b = bs.prefill_s + bs.decode_s;
-                st = tsr_decode_ngram_generate(&s.m, ptok, np, max_tokens, &no, c, &nc, &ns);
-                if (st.code) break;
-                if (ns.prefill_s + ns.decode_s < best_c) best_c = ns.prefill_s + ns.decode_s;
-            }
-            free(ptok);
-            cJSON_Delete(j);
-            if (st.code) break;
-            n_prompts++;
-            identical += na == nb && memcmp(a, b, sizeof(int) * (size_t)na) == 0;
-            ng_identical += na == nc && memcmp(a, c, sizeof(int) * (size_t)na) == 0;
-            tok_plain += na;
-            tok_bita += nb;
-            steps_bita += bs.forwards + 1;
-            rows_bita += bs.rows;
-            tok_ng += nc;
-            steps_ng += ns.forwards + 1;
-            t_plain += best_a;
-            t_bita += best_b;
-            t_ng += best_c;
-            for (int l = 0; l < TSR_BITA_MAX_K; l++) {
-                tries[l] += bs.level_tries[l];
-                hits[l] += bs.level_hits[l];
-            }
-            if (!cm.json)
-                fprintf(stderr, "prompt %d: %d tokens, bita %d steps (%s), ngram %d steps (%s)\n", n_prompts, na,
-                        bs.forwards + 1, na == nb && !memcmp(a, b, sizeof(int) * (size_t)na) ? "identical" : "DIFFERS",
-                        ns.forwards + 1, na == nc && !memcmp(a, c, sizeof(int) * (size_t)na) ? "identical" : "DIFFERS");
-        } else {
-            cJSON_Delete(j);
+    for (int pi = 0; pi < n_texts && a && b && c && (limit == 0 || n_prompts < limit); pi++) {
+        int np = 0;
+        int *ptok = tsr_lm_bpe_prompt(&s.bpe, texts[pi], &np);
+        if (!ptok) {
+            st = tsr_errorf(TSR_ERR_NOMEM, "out of memory");
+            break;
         }
-        line = nl ? nl + 1 : NULL;
+        int na = 0, nb = 0, nc = 0;
+        double best_a = 1e30, best_b = 1e30, best_c = 1e30;
+        tsr_decode_stats ds, ns;
+        tsr_bita_stats bs;
+        for (int r = 0; r < reps && !st.code; r++) {
+            st = tsr_decode_greedy_generate(&s.m, ptok, np, max_tokens, s.eos, 0, a, &na, &ds);
+            if (st.code) break;
+            if (ds.prefill_s + ds.decode_s < best_a) best_a = ds.prefill_s + ds.decode_s;
+            st = tsr_bita_generate(&s.bm, ptok, np, max_tokens, &go, b, &nb, &bs);
+            if (st.code) break;
+            if (bs.prefill_s + bs.decode_s < best_b) best_b = bs.prefill_s + bs.decode_s;
+            st = tsr_decode_ngram_generate(&s.m, ptok, np, max_tokens, &no, c, &nc, &ns);
+            if (st.code) break;
+            if (ns.prefill_s + ns.decode_s < best_c) best_c = ns.prefill_s + ns.decode_s;
+        }
+        free(ptok);
+        if (st.code) break;
+        n_prompts++;
+        identical += na == nb && memcmp(a, b, sizeof(int) * (size_t)na) == 0;
+        ng_identical += na == nc && memcmp(a, c, sizeof(int) * (size_t)na) == 0;
+        tok_plain += na;
+        tok_bita += nb;
+        steps_bita += bs.forwards + 1;
+        rows_bita += bs.rows;
+        tok_ng += nc;
+        steps_ng += ns.forwards + 1;
+        t_plain += best_a;
+        t_bita += best_b;
+        t_ng += best_c;
+        for (int l = 0; l < TSR_BITA_MAX_K; l++) {
+            tries[l] += bs.level_tries[l];
+            hits[l] += bs.level_hits[l];
+        }
+        if (!cm.json)
+            fprintf(stderr, "prompt %d: %d tokens, bita %d steps (%s), ngram %d steps (%s)\n", n_prompts, na,
+                    bs.forwards + 1, na == nb && !memcmp(a, b, sizeof(int) * (size_t)na) ? "identical" : "DIFFERS",
+                    ns.forwards + 1, na == nc && !memcmp(a, c, sizeof(int) * (size_t)na) ? "identical" : "DIFFERS");
     }
     free(a);
     free(b);
     free(c);
-    free(text);
+    cli_free_strings(texts, n_texts);
     if (st.code) {
         session_free(&s);
         return cli_fail(st, NULL);

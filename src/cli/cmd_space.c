@@ -8,12 +8,10 @@
 #include "tessera/bpe.h"
 #include "tessera/space.h"
 
-#include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tessera/fileio.h"
 
 #define SPACE_DEFAULT_MODEL "models/pycode-space"
 #define MODEL_HINT "--model must be an SAR model directory from 'tessera space tune' (shipped: " SPACE_DEFAULT_MODEL ")"
@@ -145,9 +143,6 @@ typedef struct {
     int mask_id, bos, eos;
 } space_model;
 
-static const char *const k_bos[] = {"<s>", "<|begin_of_text|>", "<|endoftext|>", NULL};
-static const char *const k_eos[] = {"</s>", "<|end_of_text|>", "<|eot_id|>", "<|endoftext|>", NULL};
-
 static void space_model_free(space_model *sm) {
     tsr_lm_model_free(&sm->m);
     tsr_bpe_free(&sm->bpe);
@@ -170,9 +165,7 @@ static int space_model_load(const char *prog, const char **model, char *buf, siz
         return cli_fail(st, MODEL_HINT);
     }
     sm->mask_id = tsr_bpe_special_id(&sm->bpe, TSR_SPACE_MASK);
-    sm->bos = sm->eos = -1;
-    for (int i = 0; k_bos[i] && sm->bos < 0; i++) sm->bos = tsr_bpe_special_id(&sm->bpe, k_bos[i]);
-    for (int i = 0; k_eos[i] && sm->eos < 0; i++) sm->eos = tsr_bpe_special_id(&sm->bpe, k_eos[i]);
+    tsr_lm_bpe_specials(&sm->bpe, &sm->bos, &sm->eos);
     if (sm->mask_id < 0 || sm->bpe.vocab_size != sm->m.cfg.vocab_size) {
         space_model_free(sm);
         return cli_fail(tsr_errorf(TSR_ERR_FORMAT, "%s: no %s token in a tokenizer matching the model (%d tokens, model %d)",
@@ -180,25 +173,6 @@ static int space_model_load(const char *prog, const char **model, char *buf, siz
                         MODEL_HINT);
     }
     return CLI_OK;
-}
-
-/* BOS + the prompt's tokens, as `tessera lm generate` feeds them */
-static int *encode_prompt(space_model *sm, const char *prompt, int *n) {
-    size_t len = strlen(prompt);
-    int32_t *ids = malloc(sizeof(int32_t) * (len + 2));
-    int *p = malloc(sizeof(int) * (len + 2));
-    if (!ids || !p) {
-        free(ids);
-        free(p);
-        return NULL;
-    }
-    int np = 0;
-    if (sm->bos >= 0) p[np++] = sm->bos;
-    size_t k = tsr_bpe_encode(&sm->bpe, prompt, len, ids);
-    for (size_t i = 0; i < k; i++) p[np++] = ids[i];
-    free(ids);
-    *n = np;
-    return p;
 }
 
 /* ------------------------------------------------------------ generate */
@@ -240,7 +214,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     space_model sm;
     if ((rc = space_model_load(prog, &model, mbuf, sizeof mbuf, &sm)) != CLI_OK) return rc;
     int np = 0;
-    int *ptok = encode_prompt(&sm, prompt, &np);
+    int *ptok = tsr_lm_bpe_prompt(&sm.bpe, prompt, &np);
     int *out = malloc(sizeof(int) * ((size_t)max_tokens + 1));
     int32_t *ids = malloc(sizeof(int32_t) * ((size_t)max_tokens + 1));
     char *text = malloc(64 * ((size_t)max_tokens + 1));
@@ -303,51 +277,6 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
 
 /* ------------------------------------------------------------ bench */
 
-/* the "prompt" field of every non-empty JSONL line */
-static tsr_status read_prompts(const char *path, char ***out, int *n) {
-    char *data;
-    size_t len;
-    *out = NULL;
-    *n = 0;
-    tsr_status st = tsr_read_file(path, &data, &len);
-    if (st.code) return st;
-    int cap = 0, line = 0;
-    char **v = NULL;
-    for (size_t i = 0; i < len && !st.code;) {
-        size_t j = i;
-        while (j < len && data[j] != '\n') j++;
-        line++;
-        size_t a = i;
-        while (a < j && (data[a] == ' ' || data[a] == '\t' || data[a] == '\r')) a++;
-        if (a < j) {
-            cJSON *o = cJSON_ParseWithLength(data + i, j - i);
-            cJSON *p = o ? cJSON_GetObjectItemCaseSensitive(o, "prompt") : NULL;
-            if (!cJSON_IsString(p)) st = tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a JSON object with a string \"prompt\"", path, line);
-            else {
-                if (*n == cap) {
-                    cap = cap ? 2 * cap : 64;
-                    char **nv = realloc(v, sizeof *v * (size_t)cap);
-                    TSR_ASSERT(nv);
-                    v = nv;
-                }
-                v[(*n)++] = strdup(p->valuestring);
-            }
-            cJSON_Delete(o);
-        }
-        i = j + 1;
-    }
-    free(data);
-    if (!st.code && *n == 0) st = tsr_errorf(TSR_ERR_FORMAT, "%s: no prompts", path);
-    if (st.code) {
-        for (int i = 0; i < *n; i++) free(v[i]);
-        free(v);
-        *n = 0;
-        return st;
-    }
-    *out = v;
-    return st;
-}
-
 typedef struct {
     double wall;
     int64_t tokens, forwards;
@@ -379,14 +308,13 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char **prompts;
     int np_all;
-    tsr_status st = read_prompts(prompts_path, &prompts, &np_all);
+    tsr_status st = cli_read_jsonl_field(prompts_path, "prompt", &prompts, &np_all);
     if (st.code) return cli_fail(st, "each line must be a JSON object with a \"prompt\" string");
     if (limit > 0 && limit < np_all) np_all = limit;
     char mbuf[4096];
     space_model sm;
     if ((rc = space_model_load(prog, &model, mbuf, sizeof mbuf, &sm)) != CLI_OK) {
-        for (int i = 0; i < np_all; i++) free(prompts[i]);
-        free(prompts);
+        cli_free_strings(prompts, np_all);
         return rc;
     }
     const int V = sm.m.cfg.vocab_size;
@@ -405,7 +333,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     int min_new = max_tokens + 1;
     for (int i = 0; i < np_all && !st.code; i++) {
         int np = 0;
-        int *ptok = encode_prompt(&sm, prompts[i], &np);
+        int *ptok = tsr_lm_bpe_prompt(&sm.bpe, prompts[i], &np);
         TSR_ASSERT(ptok);
         int n_p = 0, n_s = 0, n_n = 0;
         tsr_decode_stats dp, dn;
@@ -474,8 +402,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     free(o_plain);
     free(o_sp);
     free(o_ng);
-    for (int i = 0; i < np_all; i++) free(prompts[i]);
-    free(prompts);
+    cli_free_strings(prompts, np_all);
     space_model_free(&sm);
     if (st.code) return cli_fail(st, "see --help");
     return CLI_OK;
