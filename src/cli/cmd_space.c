@@ -22,21 +22,8 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
-static void on_progress(const tsr_lm_train_progress *p, void *ud) {
-    (void)ud;
-    char eta[32];
-    cli_fmt_eta(eta, sizeof eta, p->eta_s);
-    fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  ETA %s\n", (long long)p->step,
-            (long long)p->total_steps, (double)p->loss, (double)p->lr, (double)p->grad_norm, p->tokens_per_s, eta);
-}
-
-static void on_eval(const tsr_lm_train_eval *e, void *ud) {
-    (void)ud;
-    fprintf(stderr, "eval step %lld  val loss %.4f nats/token  %.4f bits/byte  (%lld tokens, %lld bytes)\n",
-            (long long)e->step, e->val_loss, e->val_bpb, (long long)e->tokens, (long long)e->bytes);
-}
-
-static void on_note(const char *msg, void *ud) { fprintf(stderr, "%s: %s\n", (const char *)ud, msg); }
+/* cmd_lm_train.c */
+void cli_lm_train_report(tsr_lm_train_opts *o, const char *prog);
 
 /* ------------------------------------------------------------ tune */
 
@@ -92,11 +79,7 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
     t->ckpt_seconds = 60.0 * ckpt_minutes;
     t->stop_flag = &g_stop;
     t->ud = (void *)prog;
-    if (!quiet) {
-        t->progress = on_progress;
-        t->on_eval = on_eval;
-        t->on_note = on_note;
-    }
+    if (!quiet) cli_lm_train_report(t, prog);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     tsr_lm_train_result r;
