@@ -10,6 +10,7 @@ extern const cli_family cli_family_lm;
 extern const cli_family cli_family_elm;
 extern const cli_family cli_family_space;
 extern const cli_family cli_family_bita;
+extern const cli_family cli_family_bigr;
 
 static const cli_family *const g_families[] = {
     &cli_family_classify,
@@ -17,6 +18,7 @@ static const cli_family *const g_families[] = {
     &cli_family_elm,
     &cli_family_space,
     &cli_family_bita,
+    &cli_family_bigr,
     NULL,
 };
 
