@@ -19,4 +19,11 @@ done
 if [ -f ../shared/data/llama2c/stories260K.bin ]; then
   "$B/tessera" lm bench --model ../shared/data/llama2c/stories260K.bin --json > "$O/lm_stories260K.json"
 fi
+# speculative decoding: plain vs SPACE vs n-gram on the held-out prompts
+if [ -d models/pycode-space ]; then
+  "$B/tessera" space bench --model models/pycode-space --prompts bench/prompts_pyval.jsonl --max-tokens 256 \
+    --threads 2 --json > "$O/space_t2.json"
+  "$B/tessera" space bench --model models/pycode-space --prompts bench/prompts_pyval.jsonl --max-tokens 256 \
+    --threads 1 --json > "$O/space_t1.json"
+fi
 echo "results in $O/" >&2

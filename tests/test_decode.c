@@ -12,12 +12,22 @@
  * - Speculative greedy generation (chain and tree drafts) is
  *   token-identical to plain greedy decoding: a random model with
  *   repetitive prompts (where drafts must be accepted) and stories260K over
- *   several prompts and 200 tokens (skipped when ../shared/data is absent). */
+ *   several prompts and 200 tokens (skipped when ../shared/data is absent).
+ * - Exact speculative sampling: a statistical test. Over 20000 seeded
+ *   trials of a tiny random model with a fixed draft tree, the joint
+ *   frequencies of the first two emitted tokens must pass a chi-square
+ *   test (p = 0.001) against the model's exact distribution, computed by
+ *   enumeration; the same test must REJECT the rule of the public SPACE
+ *   code (on rejection, draw from p instead of the residual), so it has
+ *   power. The target distribution equals what tsr_lm_sample draws from
+ *   (chi-square over 20000 draws with top-k / top-p / min-p). */
 #include "testutil.h"
 #include "tessera/decode.h"
 #include "tessera/lm.h"
 #include "tessera/tokenizer.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -276,6 +286,168 @@ static void test_generate_stories(void) {
     tsr_lm_model_free(&m);
 }
 
+
+/* ------------------------------------------------------------ exact sampling */
+
+/* chi-square of counts against probabilities (n draws); cells with an
+ * expected count below 5 are pooled into one; *df gets cells - 1 */
+static double chi2(const int64_t *cnt, const double *p, int cells, int64_t n, int *df) {
+    double x = 0, pool_e = 0, pool_o = 0;
+    int k = 0;
+    for (int i = 0; i < cells; i++) {
+        double e = p[i] * (double)n;
+        if (e < 5) {
+            pool_e += e, pool_o += (double)cnt[i];
+            continue;
+        }
+        x += ((double)cnt[i] - e) * ((double)cnt[i] - e) / e;
+        k++;
+    }
+    if (pool_e > 0) {
+        x += (pool_o - pool_e) * (pool_o - pool_e) / (pool_e > 1e-9 ? pool_e : 1e-9);
+        k++;
+    }
+    *df = k - 1;
+    return x;
+}
+
+/* chi-square critical value at p = 0.001 (Wilson-Hilferty) */
+static double chi2_crit(int df) {
+    const double z = 3.0902;
+    double a = 2.0 / (9.0 * df);
+    return df * pow(1 - a + z * sqrt(a), 3);
+}
+
+static void test_target_probs(void) {
+    enum { V = 12 };
+    float logits[V], work[V], probs[V];
+    tsr_lm_prob scratch[V];
+    tu_randn(logits, V, 7, 1.5f);
+    tsr_lm_sampler_opts cases[3];
+    for (int c = 0; c < 3; c++) {
+        tsr_lm_sampler_defaults(&cases[c]);
+        cases[c].top_p = 0;
+    }
+    cases[0].temperature = 0.8f, cases[0].top_k = 5;
+    cases[1].temperature = 1.2f, cases[1].top_p = 0.8f;
+    cases[2].temperature = 1.0f, cases[2].min_p = 0.1f;
+    for (int c = 0; c < 3; c++) {
+        tsr_decode_target_probs(probs, logits, V, &cases[c], scratch);
+        tsr_lm_sampler smp;
+        TSR_ASSERT(tsr_lm_sampler_init(&smp, &cases[c], V).code == TSR_OK);
+        int64_t cnt[V] = {0};
+        const int64_t n = 20000;
+        for (int64_t i = 0; i < n; i++) {
+            memcpy(work, logits, sizeof logits);
+            cnt[tsr_lm_sample(&smp, work, NULL, 0)]++;
+        }
+        double p[V], sum = 0;
+        bool support = true;
+        for (int i = 0; i < V; i++) {
+            p[i] = probs[i], sum += p[i];
+            if (probs[i] == 0 && cnt[i] > 0) support = false;
+        }
+        int df;
+        double x = chi2(cnt, p, V, n, &df);
+        TU_CHECK(fabs(sum - 1) < 1e-5, "target probs sum to 1 (case %d: %g)", c, sum);
+        TU_CHECK(support, "case %d: the sampler never draws a token of probability 0", c);
+        TU_CHECK(df >= 1 && x < chi2_crit(df), "case %d: sampler frequencies match the target (chi2 %.1f, df %d, crit %.1f)",
+                 c, x, df, chi2_crit(df));
+        tsr_lm_sampler_free(&smp);
+    }
+}
+
+/* the rule of the public code: accept a draft with p(x), else draw from p */
+static int naive_first(const float *logits, int V, int draft, const tsr_lm_sampler_opts *o, tsr_rng *r) {
+    float p[64];
+    tsr_lm_prob sc[64];
+    tsr_decode_target_probs(p, logits, V, o, sc);
+    if (tsr_rng_uniform(r) < p[draft]) return draft;
+    float u = tsr_rng_uniform(r), cdf = 0;
+    for (int i = 0; i < V; i++) {
+        cdf += p[i];
+        if (u < cdf) return i;
+    }
+    return V - 1;
+}
+
+static void test_exact_sampling(void) {
+    enum { V = 6 };
+    tsr_lm_config cfg = {16, 32, 1, 2, 2, V, 32, 10000.0f, 1e-5f, true, TSR_LM_ROPE_HALF};
+    tsr_lm_model m;
+    TSR_ASSERT(tsr_lm_model_alloc(&m, &cfg).code == TSR_OK);
+    tsr_lm_model_randomize(&m, 11, 0.6f);
+    tsr_lm_sampler_opts so;
+    tsr_lm_sampler_defaults(&so);
+    so.temperature = 1.0f, so.top_p = 0, so.top_k = 5;
+    const int prefix[2] = {1, 2}, root = 3;
+    /* exact joint of the first two tokens after prefix + root */
+    double pj[V * V];
+    float lg[V], p1[V], p2[V];
+    tsr_lm_prob sc[V];
+    int seq[4] = {1, 2, 3, 0};
+    TSR_ASSERT(plain_logits(&m, seq, 3, lg));
+    tsr_decode_target_probs(p1, lg, V, &so, sc);
+    for (int a = 0; a < V; a++) {
+        seq[3] = a;
+        TSR_ASSERT(plain_logits(&m, seq, 4, lg));
+        tsr_decode_target_probs(p2, lg, V, &so, sc);
+        for (int b = 0; b < V; b++) pj[a * V + b] = (double)p1[a] * p2[b];
+    }
+    int d1 = 0;
+    for (int i = 1; i < V; i++)
+        if (p1[i] > p1[d1]) d1 = i;
+    /* draft tree: root, children d1 and (d1 + 1) % V, a grandchild under d1 */
+    const int tokens[4] = {root, d1, (d1 + 1) % V, 2}, parent[4] = {-1, 0, 0, 1};
+    uint8_t mask[16];
+    int pos[4];
+    tsr_decode_tree_mask(mask, parent, 4);
+    tsr_decode_positions(pos, mask, 4, 2, 4);
+    float logits[4 * V], scratch[3 * V];
+    int64_t cnt[V * V] = {0}, cnt1[V] = {0}, naive1[V] = {0};
+    const int64_t n = 20000;
+    tsr_rng r, rn;
+    tsr_rng_seed(&r, 99);
+    tsr_rng_seed(&rn, 98);
+    tsr_lm_cache c;
+    TSR_ASSERT(tsr_lm_cache_init(&c, &cfg, 16).code == TSR_OK);
+    TSR_ASSERT(tsr_lm_forward(&m, &c, prefix, 2, 0, NULL).code == TSR_OK);
+    /* the prefix's K/V stay in slots 0..1; each trial overwrites 2.. */
+    for (int64_t t = 0; t < n; t++) {
+        TSR_ASSERT(tsr_lm_forward_masked(&m, &c, tokens, 4, 2, pos, mask, 4, logits).code == TSR_OK);
+        int path[4], bonus;
+        int len = tsr_decode_accept_sample(path, &bonus, tokens, parent, 4, logits, V, &so, &r, scratch);
+        int emitted[5], ne = 0;
+        for (int i = 1; i < len; i++) emitted[ne++] = tokens[path[i]];
+        emitted[ne++] = bonus;
+        if (ne < 2) {
+            /* one more step after the bonus: root + first token in the cache */
+            TSR_ASSERT(tsr_lm_cache_compact(&c, 2, path, len).code == TSR_OK);
+            float l2[V];
+            TSR_ASSERT(tsr_lm_forward(&m, &c, &emitted[0], 1, 3, l2).code == TSR_OK);
+            int only[1] = {-1}, p0[1], b2;
+            tsr_decode_accept_sample(p0, &b2, only, only, 1, l2, V, &so, &r, scratch);
+            emitted[ne++] = b2;
+        }
+        cnt[emitted[0] * V + emitted[1]]++;
+        cnt1[emitted[0]]++;
+        naive1[naive_first(logits, V, d1, &so, &rn)]++;
+    }
+    tsr_lm_cache_free(&c);
+    int df;
+    double x = chi2(cnt, pj, V * V, n, &df);
+    TU_CHECK(df >= 3 && x < chi2_crit(df), "exact sampling: joint of two tokens matches the model (chi2 %.1f, df %d, crit %.1f)",
+             x, df, chi2_crit(df));
+    double pm[V];
+    for (int i = 0; i < V; i++) pm[i] = p1[i];
+    x = chi2(cnt1, pm, V, n, &df);
+    TU_CHECK(x < chi2_crit(df), "exact sampling: first token matches (chi2 %.1f, df %d)", x, df);
+    double xn = chi2(naive1, pm, V, n, &df);
+    TU_CHECK(xn > chi2_crit(df), "the test has power: resampling from p is rejected (chi2 %.1f, crit %.1f)", xn,
+             chi2_crit(df));
+    tsr_lm_model_free(&m);
+}
+
 int main(void) {
     tsr_threads_set(0);
     test_tree();
@@ -286,5 +458,7 @@ int main(void) {
     tsr_threads_set(1); /* generation: many tiny forwards, cheaper on one thread */
     test_generate_random();
     test_generate_stories();
+    test_target_probs();
+    test_exact_sampling();
     return tu_finish("decode");
 }

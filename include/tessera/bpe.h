@@ -91,6 +91,10 @@ size_t tsr_bpe_encode(tsr_bpe *b, const void *text, size_t len, int32_t *out);
 size_t tsr_bpe_decode(const tsr_bpe *b, const int32_t *ids, size_t n, char *out, size_t cap);
 /* The raw bytes of one id (len in *len), or NULL for an id out of range. */
 const char *tsr_bpe_piece(const tsr_bpe *b, int id, int *len);
+/* Append a special (added) token with this content; *id gets its id, the
+ * old vocab_size. TSR_ERR_ARG if it is empty or already a special. The
+ * merges and the ids of every other token are unchanged. */
+tsr_status tsr_bpe_add_special(tsr_bpe *b, const char *content, int *id);
 /* Id of the special token with this content, or -1. */
 int tsr_bpe_special_id(const tsr_bpe *b, const char *content);
 

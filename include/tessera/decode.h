@@ -44,6 +44,37 @@ void tsr_decode_positions(int *pos, const uint8_t *mask, int n, int n_ctx, int m
 int tsr_decode_accept_greedy(int *path, int *bonus, const int *tokens, const int *parent, int n,
                              const float *logits, int V);
 
+/* ------------------------------------------------ exact speculative sampling
+ * For temperature > 0 (Leviathan et al. 2023; Chen et al. 2023). Drafts
+ * here are fixed tokens (an argmax or a lookup), i.e. a draft distribution
+ * q that puts all its mass on the drafted token x: the rule "accept with
+ * min(1, p(x)/q(x)), else draw from the normalised residual max(0, p - q)"
+ * becomes "accept with p(x), else remove x from p, renormalise". Among
+ * several children of one node the rule is applied in row order on the
+ * running residual (SpecInfer's multi-draft form), and when every child
+ * is rejected the bonus token is drawn from the final residual. The
+ * emitted tokens then follow the sampler's own distribution exactly. */
+
+/* The distribution tsr_lm_sample draws from for these logits (softmax at
+ * o->temperature, then min-p, top-k and top-p, renormalised); temperature
+ * 0: one-hot on the argmax. The repetition penalty is not included
+ * (callers refuse it). scratch: V entries. */
+void tsr_decode_target_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o,
+                             tsr_lm_prob *scratch);
+/* Exact acceptance over a tree of fixed drafts (rows with tokens[i] < 0
+ * are never accepted: mask rows). Same outputs as
+ * tsr_decode_accept_greedy; rng draws the coins. scratch: 3 * V floats. */
+int tsr_decode_accept_sample(int *path, int *bonus, const int *tokens, const int *parent, int n,
+                             const float *logits, int V, const tsr_lm_sampler_opts *o, tsr_rng *rng,
+                             float *scratch);
+
+/* ------------------------------------------------ cost of a forward
+ * ms[n] (n = 1..n_max; ms[0] = 0) = measured wall time of one masked
+ * forward of n rows (a causal chain) after n_ctx cached tokens, the best of
+ * a few repetitions: the curve that decides how many rows a draft may
+ * carry. Uses its own cache; the model is not changed. */
+tsr_status tsr_decode_cost_curve(const tsr_lm_model *m, int n_ctx, int n_max, double *ms);
+
 /* Prompt lookup: find the most recent earlier occurrence of the last g
  * tokens of ctx (g = max_ngram down to 1, first hit wins) that has tokens
  * after it, and copy the k tokens that follow it into out; where those run

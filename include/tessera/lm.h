@@ -232,6 +232,11 @@ void tsr_lm_sampler_free(tsr_lm_sampler *s);
 /* logits (V) are modified in place. history: tokens so far (for the
  * repetition penalty), may be NULL when n_hist == 0. */
 int tsr_lm_sample(tsr_lm_sampler *s, float *logits, const int *history, int n_hist);
+/* The distribution tsr_lm_sample draws from for these logits, without the
+ * repetition penalty: softmax at o->temperature, then min-p, top-k and
+ * top-p, renormalised (zeros elsewhere); temperature 0: one-hot on the
+ * argmax. cand: V entries of scratch. */
+void tsr_lm_sample_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o, tsr_lm_prob *cand);
 /* index of the largest value, first one on ties */
 int tsr_lm_argmax(const float *x, int n);
 
@@ -274,6 +279,12 @@ tsr_status tsr_lm_generate(const tsr_lm_model *m, const struct tsr_tokenizer *to
  * positions, at max_new_tokens or at a stop string. Specials are not
  * printed. */
 struct tsr_bpe;
+/* The BOS special tsr_lm_generate_bpe puts in front and the end special it
+ * stops at (-1 when the tokenizer has none). */
+void tsr_lm_bpe_specials(const struct tsr_bpe *tok, int *bos, int *eos);
+/* BOS (when there is one) + the text's tokens, as tsr_lm_generate_bpe
+ * feeds a prompt: malloc'd (free it), *n tokens; NULL when out of memory. */
+int *tsr_lm_bpe_prompt(struct tsr_bpe *tok, const char *text, int *n);
 tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, struct tsr_bpe *tok, tsr_lm_sampler *s,
                                const char *prompt, const tsr_lm_gen_opts *o, tsr_lm_emit_fn emit,
                                void *ud, tsr_lm_gen_stats *st);
@@ -307,6 +318,11 @@ tsr_status tsr_lm_config_from_json(tsr_lm_config *c, const char *json, size_t le
 /* Write the model as safetensors (HF names, matrices in the model's type,
  * config in __metadata__); atomic. */
 tsr_status tsr_lm_save(const tsr_lm_model *m, const char *path);
+/* An HF config.json for cfg (LlamaForCausalLM, rotate-half RoPE), written
+ * atomically; extra (may be NULL) is inserted verbatim as more members,
+ * e.g. "\"space_k\": 5". torch_dtype names the weights' type. */
+tsr_status tsr_lm_save_hf_config(const tsr_lm_config *cfg, const char *torch_dtype, const char *extra,
+                                 const char *path);
 
 /* ------------------------------------------------------------ bench helpers
  * src/models/lm/bench.c: limits measured in the same run as a benchmark. */

@@ -59,6 +59,12 @@ typedef struct {
     double data, forward, backward, optim, eval, ckpt, total;
 } tsr_lm_train_times;
 
+/* Builds one step's examples (B,T) from the training stream: inputs x and
+ * targets y (-100: no loss), drawing only from rng (whose state is saved in
+ * the training state, so a resumed run draws the same examples). */
+typedef void (*tsr_lm_batch_fn)(void *ud, int32_t *x, int32_t *y, int B, int T, const int32_t *train,
+                                size_t n_train, tsr_rng *rng);
+
 typedef struct {
     const char *data_dir;   /* corpus root (.py files) */
     const char *val_list;   /* held-out list; NULL: data/python_val_files.txt */
@@ -70,6 +76,8 @@ typedef struct {
     float lr, min_lr, weight_decay, clip;
     int64_t eval_every;     /* 0: only at the end */
     int64_t eval_tokens;
+    int eval_context;       /* tokens per validation window (0: the training context) */
+    bool eval_first;        /* also evaluate the starting weights (step 0; not on resume) */
     int64_t ckpt_every;     /* steps; 0: only at the end */
     double ckpt_seconds;    /* also checkpoint when this much time passed (0: off) */
     int64_t stop_after;     /* stop with a checkpoint at this global step (0: never) */
@@ -77,6 +85,15 @@ typedef struct {
     bool resume;
     bool reschedule; /* with resume: accept a new --steps (the cosine schedule is re-spread) */
     uint64_t seed;
+    /* Fine-tuning: start from these weights (a safetensors file with HF
+     * names, F32 or BF16) instead of a random init; an embedding with fewer
+     * rows than the model's vocab grows (tsr_params_load_grow). Not read on
+     * resume. */
+    const char *init_from;
+    int extra_vocab;          /* model vocab = tokenizer's + this (added tokens, never in the corpus) */
+    tsr_lm_batch_fn make_batch; /* NULL: plain windows */
+    void *batch_ud;
+    const char *data_rule;    /* names make_batch in the metadata; a resume under another rule is refused */
     /* set asynchronously (a signal handler): stop at the next step with a checkpoint */
     volatile int *stop_flag;
     void (*progress)(const tsr_lm_train_progress *p, void *ud);
@@ -90,6 +107,7 @@ typedef struct {
     bool finished;
     float last_loss;
     tsr_lm_train_eval eval; /* last evaluation (step -1 when none) */
+    tsr_lm_train_eval eval_first; /* the starting weights' (eval_first; step -1 when none) */
     double tokens_per_s;    /* training tokens of this invocation / its step time */
     double gflops;          /* model matmul FLOP rate of the steps (fwd+bwd = 3x fwd) */
     int64_t n_params;

@@ -61,6 +61,12 @@ tsr_status tsr_params_save(const tsr_params *p, const char *path, tsr_st_dtype d
 /* Every registered name must be present with the same shape (error names
  * the tensor); extra tensors in the file are an error unless allow_extra. */
 tsr_status tsr_params_load(tsr_params *p, const char *path, bool allow_extra);
+/* The same for starting a fine-tune from another model's weights: a 2-D
+ * parameter may have more rows than the file's tensor (same columns), e.g.
+ * an embedding whose vocabulary grew by added tokens; the file's rows are
+ * copied and every new row gets their mean. *grown (may be NULL) counts
+ * the parameters that grew. Extra tensors in the file are an error. */
+tsr_status tsr_params_load_grow(tsr_params *p, const char *path, int *grown);
 
 /* Training state: optimizer moments ("adamw.m.<name>", "adamw.v.<name>"),
  * step, rng state and a data cursor, in a second safetensors file, so that

@@ -2,10 +2,17 @@
  * cmd_<family>.c uses, so all commands fail the same way. */
 #include "cli/args.h"
 
+#include "tessera/fileio.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int cli_usage_error(const char *prog, const char *fmt, ...) {
     fprintf(stderr, "%s: ", prog);
@@ -163,4 +170,71 @@ void cli_fmt_eta(char *buf, size_t n, double s) {
     if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
     else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+bool cli_find_shipped(const char *rel, char *out, size_t n) {
+    struct stat sb;
+    if (stat(rel, &sb) == 0) {
+        snprintf(out, n, "%s", rel);
+        return true;
+    }
+    char exe[2048];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return false;
+    exe[len] = 0;
+    for (int up = 0; up < 2; up++) { /* drop the file name, then its folder */
+        char *slash = strrchr(exe, '/');
+        if (!slash) return false;
+        *slash = 0;
+    }
+    snprintf(out, n, "%s/%s", exe, rel);
+    return stat(out, &sb) == 0;
+}
+
+tsr_status cli_read_jsonl_field(const char *path, const char *field, char ***out, int *n) {
+    char *data;
+    size_t len;
+    *out = NULL;
+    *n = 0;
+    tsr_status st = tsr_read_file(path, &data, &len);
+    if (st.code) return st;
+    int cap = 0, line = 0;
+    char **v = NULL;
+    for (size_t i = 0; i < len && !st.code;) {
+        size_t j = i;
+        while (j < len && data[j] != '\n') j++;
+        line++;
+        size_t a = i;
+        while (a < j && (data[a] == ' ' || data[a] == '\t' || data[a] == '\r')) a++;
+        if (a < j) {
+            cJSON *o = cJSON_ParseWithLength(data + i, j - i);
+            cJSON *p = o ? cJSON_GetObjectItemCaseSensitive(o, field) : NULL;
+            if (!cJSON_IsString(p)) st = tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a JSON object with a string \"%s\"", path, line, field);
+            else {
+                if (*n == cap) {
+                    cap = cap ? 2 * cap : 64;
+                    char **nv = realloc(v, sizeof *v * (size_t)cap);
+                    TSR_ASSERT(nv);
+                    v = nv;
+                }
+                v[(*n)++] = strdup(p->valuestring);
+            }
+            cJSON_Delete(o);
+        }
+        i = j + 1;
+    }
+    free(data);
+    if (!st.code && *n == 0) st = tsr_errorf(TSR_ERR_FORMAT, "%s: no lines with \"%s\"", path, field);
+    if (st.code) {
+        cli_free_strings(v, *n);
+        *n = 0;
+        return st;
+    }
+    *out = v;
+    return st;
+}
+
+void cli_free_strings(char **v, int n) {
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
 }

@@ -43,6 +43,19 @@ void cli_json_str(FILE *f, const char *s);
 /* "1h05m" / "3m07s" for progress lines; "?" when unknown */
 void cli_fmt_eta(char *buf, size_t n, double seconds);
 
+/* A shipped file or directory (e.g. "models/pycode"): rel itself when it
+ * exists from the working directory, else rel beside the binary's parent
+ * folder (build/tessera -> <repo>/rel). out gets the path; false if
+ * neither exists. */
+bool cli_find_shipped(const char *rel, char *out, size_t n);
+
+/* The string field `field` of every non-empty line of a JSONL file: a
+ * malloc'd array of malloc'd strings (free with cli_free_strings). A line
+ * that is not an object with that string field is an error naming the
+ * line; so is a file without any. */
+tsr_status cli_read_jsonl_field(const char *path, const char *field, char ***out, int *n);
+void cli_free_strings(char **v, int n);
+
 /* Common flags every command may include. */
 typedef struct {
     int threads;   /* 0: TESSERA_THREADS, else all cores */

@@ -83,26 +83,7 @@ static bool ends_with(const char *s, const char *suf) {
  * (build/../models), so `build/tessera lm generate` works from a checkout. */
 #define TSR_LM_DEFAULT_MODEL "models/pycode"
 
-static bool find_default_model(char *out, size_t n) {
-    struct stat sb;
-    if (stat(TSR_LM_DEFAULT_MODEL "/config.json", &sb) == 0) {
-        snprintf(out, n, "%s", TSR_LM_DEFAULT_MODEL);
-        return true;
-    }
-    char exe[2048];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return false;
-    exe[len] = 0;
-    for (int up = 0; up < 2; up++) { /* drop the file name, then its folder */
-        char *slash = strrchr(exe, '/');
-        if (!slash) return false;
-        *slash = 0;
-    }
-    snprintf(out, n, "%s/%s", exe, TSR_LM_DEFAULT_MODEL);
-    char cfg[4200];
-    snprintf(cfg, sizeof cfg, "%s/config.json", out);
-    return stat(cfg, &sb) == 0;
-}
+static bool find_default_model(char *out, size_t n) { return cli_find_shipped(TSR_LM_DEFAULT_MODEL, out, n); }
 
 /* tokenizer.json in the model's directory (or the directory itself) */
 static void default_tokenizer(const char *model, char *out, size_t n) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 int cli_lm_train(const char *prog, int argc, char **argv);
+void cli_lm_train_report(tsr_lm_train_opts *o, const char *prog);
 
 #define TOK_HINT "train one first: tessera lm tokenizer-train --vocab 4096 --out tokenizer.json"
 
@@ -37,6 +38,15 @@ static void on_eval(const tsr_lm_train_eval *e, void *ud) {
 
 static void on_note(const char *msg, void *ud) {
     fprintf(stderr, "%s: %s\n", (const char *)ud, msg);
+}
+
+/* progress, evaluations and notes of a tsr_lm_train run on stderr
+ * (tessera lm train, tessera space tune) */
+void cli_lm_train_report(tsr_lm_train_opts *o, const char *prog) {
+    o->progress = on_progress;
+    o->on_eval = on_eval;
+    o->on_note = on_note;
+    o->ud = (void *)prog;
 }
 
 int cli_lm_train(const char *prog, int argc, char **argv) {
@@ -96,11 +106,7 @@ int cli_lm_train(const char *prog, int argc, char **argv) {
     o.ckpt_seconds = 60.0 * ckpt_minutes;
     o.stop_flag = &g_stop;
     o.ud = (void *)prog;
-    if (!quiet) {
-        o.progress = on_progress;
-        o.on_eval = on_eval;
-        o.on_note = on_note;
-    }
+    if (!quiet) cli_lm_train_report(&o, prog);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     tsr_lm_train_result r;

@@ -8,11 +8,17 @@
 extern const cli_family cli_family_classify;
 extern const cli_family cli_family_lm;
 extern const cli_family cli_family_elm;
+extern const cli_family cli_family_space;
+extern const cli_family cli_family_bita;
+extern const cli_family cli_family_bigr;
 
 static const cli_family *const g_families[] = {
     &cli_family_classify,
     &cli_family_lm,
     &cli_family_elm,
+    &cli_family_space,
+    &cli_family_bita,
+    &cli_family_bigr,
     NULL,
 };
 

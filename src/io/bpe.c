@@ -451,6 +451,26 @@ const char *tsr_bpe_piece(const tsr_bpe *b, int id, int *len) {
     return b->piece[id];
 }
 
+tsr_status tsr_bpe_add_special(tsr_bpe *b, const char *content, int *id) {
+    if (!content || !content[0]) return tsr_errorf(TSR_ERR_ARG, "bpe: special token is empty");
+    if (tsr_bpe_special_id(b, content) >= 0)
+        return tsr_errorf(TSR_ERR_ARG, "bpe: special token '%s' exists already", content);
+    const int v = b->vocab_size;
+    char **piece = realloc(b->piece, sizeof *piece * (size_t)(v + 1));
+    if (piece) b->piece = piece;
+    int *plen = realloc(b->piece_len, sizeof *plen * (size_t)(v + 1));
+    if (plen) b->piece_len = plen;
+    uint8_t *sp = realloc(b->special, (size_t)v + 1);
+    if (sp) b->special = sp;
+    TSR_ASSERT(piece && plen && sp);
+    set_piece(b, v, content, (int)strlen(content));
+    b->special[v] = 1;
+    b->vocab_size = v + 1;
+    b->hash = tsr_bpe_hash(b);
+    if (id) *id = v;
+    return tsr_ok();
+}
+
 int tsr_bpe_special_id(const tsr_bpe *b, const char *content) {
     size_t n = strlen(content);
     for (int i = 0; i < b->vocab_size; i++)

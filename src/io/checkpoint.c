@@ -103,6 +103,54 @@ tsr_status tsr_params_load(tsr_params *p, const char *path, bool allow_extra) {
     return st;
 }
 
+tsr_status tsr_params_load_grow(tsr_params *p, const char *path, int *grown) {
+    if (grown) *grown = 0;
+    tsr_st_file f;
+    tsr_status st = tsr_st_read(path, &f);
+    if (st.code) return st;
+    char a[64], b[64], nm[128];
+    for (int i = 0; i < p->n && !st.code; i++) {
+        tsr_tensor *t = p->items[i];
+        const tsr_st_tensor *s = tsr_st_find(&f, t->name);
+        if (!s) {
+            st = tsr_errorf(TSR_ERR_SHAPE, "%s: tensor '%s' is missing", path, t->name);
+            break;
+        }
+        if (!is_float(s->dtype)) {
+            st = tsr_errorf(TSR_ERR_FORMAT, "%s: tensor '%s' has dtype %s, expected a float dtype", path,
+                            t->name, tsr_st_dtype_name(s->dtype));
+            break;
+        }
+        if (same_shape(s, t)) {
+            tsr_st_to_f32(s, tsr_f32(t));
+            continue;
+        }
+        if (t->ndim != 2 || s->ndim != 2 || s->shape[1] != t->shape[1] || s->shape[0] < 1 ||
+            s->shape[0] > t->shape[0]) {
+            st = tsr_errorf(TSR_ERR_SHAPE, "%s: tensor '%s' has shape %s in the file, the model expects %s", path,
+                            t->name, shape_str(a, sizeof a, s->ndim, s->shape), shape_str(b, sizeof b, t->ndim, t->shape));
+            break;
+        }
+        /* more rows: copy the file's, fill the rest with their mean */
+        const int64_t rows = s->shape[0], cols = s->shape[1];
+        float *d = tsr_f32(t);
+        tsr_st_to_f32(s, d);
+        for (int64_t c = 0; c < cols; c++) {
+            double m = 0;
+            for (int64_t r = 0; r < rows; r++) m += d[r * cols + c];
+            m /= (double)rows;
+            for (int64_t r = rows; r < t->shape[0]; r++) d[r * cols + c] = (float)m;
+        }
+        if (grown) (*grown)++;
+    }
+    for (int i = 0; i < f.n && !st.code; i++)
+        if (!tsr_params_find(p, f.t[i].name))
+            st = tsr_errorf(TSR_ERR_SHAPE, "%s: unexpected tensor '%s' (not a parameter of this model)", path,
+                            printable(nm, sizeof nm, f.t[i].name));
+    tsr_st_free(&f);
+    return st;
+}
+
 /* ------------------------------------------------------------ train state */
 
 static void add_i64(tsr_st_writer *w, const char *name, const int64_t *v, int64_t n) {

@@ -7,6 +7,7 @@
  * when the group size matches and dequantised otherwise. Every problem is a
  * status naming the file (and the tensor or key). */
 #include "tessera/lm.h"
+#include "tessera/fileio.h"
 #include "tessera/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -605,4 +606,20 @@ tsr_status tsr_lm_save(const tsr_lm_model *m, const char *path) {
     tsr_status st = tsr_st_write(w, path);
     tsr_st_writer_free(w);
     return st;
+}
+
+tsr_status tsr_lm_save_hf_config(const tsr_lm_config *c, const char *torch_dtype, const char *extra,
+                                 const char *path) {
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf,
+                     "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+                     "  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
+                     "  \"num_key_value_heads\": %d,\n  \"intermediate_size\": %d,\n  \"vocab_size\": %d,\n"
+                     "  \"max_position_embeddings\": %d,\n  \"rope_theta\": %.9g,\n  \"rms_norm_eps\": %.9g,\n"
+                     "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n  \"torch_dtype\": \"%s\"%s%s\n}\n",
+                     c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size, c->seq_len,
+                     (double)c->rope_theta, (double)c->norm_eps, c->shared_classifier ? "true" : "false",
+                     torch_dtype ? torch_dtype : "float32", extra ? ",\n  " : "", extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof buf) return tsr_errorf(TSR_ERR_ARG, "%s: config too long", path);
+    return tsr_write_file_atomic(path, buf, (size_t)n, NULL, 0);
 }

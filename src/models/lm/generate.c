@@ -228,6 +228,31 @@ static bool bpe_end(const void *tok, int token) {
     return false;
 }
 
+void tsr_lm_bpe_specials(const tsr_bpe *tok, int *bos, int *eos) {
+    *bos = *eos = -1;
+    for (int i = 0; k_bos[i] && *bos < 0; i++) *bos = tsr_bpe_special_id(tok, k_bos[i]);
+    for (int i = 0; k_eos[i] && *eos < 0; i++) *eos = tsr_bpe_special_id(tok, k_eos[i]);
+}
+
+int *tsr_lm_bpe_prompt(tsr_bpe *tok, const char *text, int *n) {
+    size_t len = strlen(text);
+    int32_t *ids = malloc(sizeof(int32_t) * (len + 2));
+    int *p = malloc(sizeof(int) * (len + 2));
+    if (!ids || !p) {
+        free(ids);
+        free(p);
+        return NULL;
+    }
+    int bos, eos, np = 0;
+    tsr_lm_bpe_specials(tok, &bos, &eos);
+    if (bos >= 0) p[np++] = bos;
+    size_t k = tsr_bpe_encode(tok, text, len, ids);
+    for (size_t i = 0; i < k; i++) p[np++] = ids[i];
+    free(ids);
+    *n = np;
+    return p;
+}
+
 tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, tsr_bpe *tok, tsr_lm_sampler *smp, const char *prompt,
                                const tsr_lm_gen_opts *o, tsr_lm_emit_fn emit, void *ud, tsr_lm_gen_stats *st) {
     tsr_lm_gen_stats dummy;

@@ -43,12 +43,12 @@ AI float hsum8(__m256 v) {
 /* out[t*ldo + r] = dot(w row r, x row t) for r < R, t < T */
 AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w, size_t ldw, int k,
               const int R, const int T) {
-    __m256 acc[8][2];
+    __m256 acc[8][4];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     int j = 0;
     for (; j + 8 <= k; j += 8) {
-        __m256 xv[2];
+        __m256 xv[4];
         for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps(x + (size_t)t * ldx + j);
         for (int r = 0; r < R; r++) {
             __m256 wv = _mm256_loadu_ps(w + (size_t)r * ldw + j);
@@ -67,7 +67,7 @@ AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w
 /* Portable path: the same structure with 8 scalar lanes. */
 AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w, size_t ldw, int k,
               const int R, const int T) {
-    float acc[8][2][8];
+    float acc[8][4][8];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++)
             for (int l = 0; l < 8; l++) acc[r][t][l] = 0.0f;
@@ -152,13 +152,13 @@ typedef struct {
 AI void bf16_block(float *out, size_t ldo, const uint16_t *x, size_t ldx, const uint16_t *w, size_t ldw, int k,
                    const int R, const int T) {
 #ifdef LM_BF16
-    __m512 acc[8][2];
+    __m512 acc[8][4];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int j = 0; j < k; j += 32) {
         /* x is zero-padded to a multiple of 32; w is masked past its row */
         __mmask32 mk = k - j >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (k - j)) - 1u);
-        __m512i xv[2];
+        __m512i xv[4];
         for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_si512(x + (size_t)t * ldx + j);
         for (int r = 0; r < R; r++) {
             __m512i wv = _mm512_maskz_loadu_epi16(mk, w + (size_t)r * ldw + j);
@@ -207,14 +207,14 @@ AI void q8_block(float *out, size_t ldo, const mm_args *a, int r0, int t0, const
     const int8_t *w = (const int8_t *)W->data + (size_t)r0 * (size_t)k;
     const float *wsc = W->scales + (size_t)r0 * (size_t)ng;
 #ifdef LM_VNNI
-    __m512 acc[8][2];
+    __m512 acc[8][4];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     const __m512i off = _mm512_set1_epi8((char)0x80);
     for (int j = 0, c = 0; j < k; j += 64, c++) {
         __mmask64 mk = k - j >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - j)) - 1);
-        __m512i xv[2], cv[2];
-        __m512 sv[2];
+        __m512i xv[4], cv[4];
+        __m512 sv[4];
         for (int t = 0; t < T; t++) {
             xv[t] = _mm512_loadu_si512(x + (size_t)t * lq + j);
             cv[t] = _mm512_loadu_si512(corr + (size_t)t * l4 + 16 * c);
@@ -276,13 +276,15 @@ AI void any_block(const int type, float *out, size_t ldo, const mm_args *a, int 
 /* rows r0..r0+R-1 for all n tokens; R constant after inlining */
 AI void row_block(const int type, float *out, size_t ldo, const mm_args *a, int r0, int n, const int R) {
     int t = 0;
+    for (; t + 4 <= n; t += 4) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 4);
     for (; t + 2 <= n; t += 2) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 2);
     if (t < n) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 1);
 }
 
 AI void drive(const int type, float *out, int ldo, const mm_args *a, int rows, int n) {
     /* one token: 8 rows keep 8 independent accumulation chains in flight;
-     * more tokens: 4 rows x 2 tokens do the same and reuse each loaded row */
+     * more tokens: blocks of 4 rows x 4 tokens (16 chains, 8 loads per 16
+     * dot instructions) reuse each loaded weight and activation vector */
     const int RB = n == 1 ? 8 : 4;
     const int nrb = (rows + RB - 1) / RB;
     /* small products: a parallel region costs more than it saves */

@@ -68,6 +68,66 @@ static int cmp_prob_desc(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* p = softmax(logits / temperature) in place; returns max p */
+static float softmax_t(float *p, int V, float temperature) {
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) {
+        p[i] /= temperature;
+        if (p[i] > mx) mx = p[i];
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < V; i++) {
+        p[i] = expf(p[i] - mx);
+        sum += p[i];
+    }
+    float pmax = 0.0f;
+    for (int i = 0; i < V; i++) {
+        p[i] /= sum;
+        if (p[i] > pmax) pmax = p[i];
+    }
+    return pmax;
+}
+
+static bool any_filter(const tsr_lm_sampler_opts *o, int V) {
+    return (o->top_k > 0 && o->top_k < V) || (o->top_p > 0 && o->top_p < 1) || o->min_p > 0;
+}
+
+/* the tokens min-p, top-k and top-p keep, most likely first, into cand;
+ * returns their count (0: none survived) and their total mass */
+static int filter(tsr_lm_prob *cand, const float *p, int V, const tsr_lm_sampler_opts *o, float pmax, float *mass_out) {
+    const bool filt_k = o->top_k > 0 && o->top_k < V, filt_p = o->top_p > 0 && o->top_p < 1;
+    /* candidates surviving min-p; with top-p alone, tokens below
+     * (1 - p) / (V - 1) can never be inside the nucleus, so skip them early */
+    float floor_p = o->min_p > 0 ? o->min_p * pmax : 0.0f;
+    if (filt_p && !filt_k && V > 1) {
+        float cut = (1.0f - o->top_p) / (float)(V - 1);
+        if (cut > floor_p) floor_p = cut;
+    }
+    int n = 0;
+    for (int i = 0; i < V; i++)
+        if (p[i] >= floor_p) cand[n++] = (tsr_lm_prob){p[i], i};
+    if (n == 0) return 0;
+    qsort(cand, (size_t)n, sizeof *cand, cmp_prob_desc);
+    if (filt_k && n > o->top_k) n = o->top_k;
+    float mass = 0.0f;
+    for (int i = 0; i < n; i++) mass += cand[i].p;
+    if (filt_p) {
+        /* smallest prefix whose share of the kept mass exceeds top_p */
+        float cum = 0.0f;
+        for (int i = 0; i < n; i++) {
+            cum += cand[i].p;
+            if (cum > o->top_p * mass) {
+                n = i + 1;
+                break;
+            }
+        }
+        mass = 0.0f;
+        for (int i = 0; i < n; i++) mass += cand[i].p;
+    }
+    *mass_out = mass;
+    return n;
+}
+
 int tsr_lm_sample(tsr_lm_sampler *s, float *logits, const int *history, int n_hist) {
     const int V = s->vocab;
     const tsr_lm_sampler_opts *o = &s->o;
@@ -86,27 +146,9 @@ int tsr_lm_sample(tsr_lm_sampler *s, float *logits, const int *history, int n_hi
         }
     }
     if (o->temperature == 0.0f) return tsr_lm_argmax(logits, V);
-
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) {
-        logits[i] /= o->temperature;
-        if (logits[i] > mx) mx = logits[i];
-    }
-    float sum = 0.0f;
-    for (int i = 0; i < V; i++) {
-        logits[i] = expf(logits[i] - mx);
-        sum += logits[i];
-    }
-    float pmax = 0.0f;
-    for (int i = 0; i < V; i++) {
-        logits[i] /= sum;
-        if (logits[i] > pmax) pmax = logits[i];
-    }
-
-    bool filt_k = o->top_k > 0 && o->top_k < V;
-    bool filt_p = o->top_p > 0 && o->top_p < 1;
+    const float pmax = softmax_t(logits, V, o->temperature);
     float coin = tsr_rng_uniform(&s->rng);
-    if (!filt_k && !filt_p && o->min_p <= 0) {
+    if (!any_filter(o, V)) {
         /* plain multinomial over the full distribution */
         float cdf = 0.0f;
         for (int i = 0; i < V; i++) {
@@ -115,38 +157,34 @@ int tsr_lm_sample(tsr_lm_sampler *s, float *logits, const int *history, int n_hi
         }
         return V - 1;
     }
-    /* candidates surviving min-p; with top-p alone, tokens below
-     * (1 - p) / (V - 1) can never be inside the nucleus, so skip them early */
-    float floor_p = o->min_p > 0 ? o->min_p * pmax : 0.0f;
-    if (filt_p && !filt_k && V > 1) {
-        float cut = (1.0f - o->top_p) / (float)(V - 1);
-        if (cut > floor_p) floor_p = cut;
-    }
-    int n = 0;
-    for (int i = 0; i < V; i++)
-        if (logits[i] >= floor_p) s->cand[n++] = (tsr_lm_prob){logits[i], i};
-    if (n == 0) return tsr_lm_argmax(logits, V);
-    qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_prob_desc);
-    if (filt_k && n > o->top_k) n = o->top_k;
     float mass = 0.0f;
-    for (int i = 0; i < n; i++) mass += s->cand[i].p;
-    if (filt_p) {
-        /* smallest prefix whose share of the kept mass exceeds top_p */
-        float cum = 0.0f;
-        for (int i = 0; i < n; i++) {
-            cum += s->cand[i].p;
-            if (cum > o->top_p * mass) {
-                n = i + 1;
-                break;
-            }
-        }
-        mass = 0.0f;
-        for (int i = 0; i < n; i++) mass += s->cand[i].p;
-    }
+    int n = filter(s->cand, logits, V, o, pmax, &mass);
+    if (n == 0) return tsr_lm_argmax(logits, V);
     float r = coin * mass, cdf = 0.0f;
     for (int i = 0; i < n; i++) {
         cdf += s->cand[i].p;
         if (r < cdf) return s->cand[i].id;
     }
     return s->cand[n - 1].id;
+}
+
+void tsr_lm_sample_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o, tsr_lm_prob *cand) {
+    if (o->temperature == 0.0f) {
+        memset(probs, 0, sizeof(float) * (size_t)V);
+        probs[tsr_lm_argmax(logits, V)] = 1.0f;
+        return;
+    }
+    memcpy(probs, logits, sizeof(float) * (size_t)V);
+    const float pmax = softmax_t(probs, V, o->temperature);
+    if (!any_filter(o, V)) return;
+    float mass = 0.0f;
+    int n = filter(cand, probs, V, o, pmax, &mass);
+    if (n == 0) {
+        int a = tsr_lm_argmax(probs, V);
+        memset(probs, 0, sizeof(float) * (size_t)V);
+        probs[a] = 1.0f;
+        return;
+    }
+    memset(probs, 0, sizeof(float) * (size_t)V);
+    for (int i = 0; i < n; i++) probs[cand[i].id] = cand[i].p / mass;
 }

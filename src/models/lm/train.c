@@ -110,7 +110,7 @@ static void meta_fill(run_meta *rm, const tsr_lm_train_opts *o, const tsr_nn_lla
     snprintf(rm->run[6], 40, "%lld", (long long)o->warmup);
     snprintf(rm->run[7], 40, "%llu", (unsigned long long)o->seed);
     snprintf(rm->run[8], 40, "%llu", (unsigned long long)n_train);
-    snprintf(rm->run[9], 40, "uniform-windows-v1");
+    snprintf(rm->run[9], 40, "%s", o->data_rule ? o->data_rule : "uniform-windows-v1");
     snprintf(rm->tok_name, sizeof rm->tok_name, "%s", tok_name ? tok_name : "");
 }
 
@@ -255,6 +255,7 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
                                const char *tok_name, uint64_t tok_hash, tsr_lm_train_result *res) {
     memset(res, 0, sizeof *res);
     res->eval.step = -1;
+    res->eval_first.step = -1;
     const int T = o->cfg.max_seq, B = o->batch;
     if (B < 1 || o->steps < 1 || !(o->lr > 0) || o->min_lr < 0 || o->warmup < 0 || o->clip < 0 ||
         o->weight_decay < 0 || o->eval_tokens < 0 || !o->out || T < 1)
@@ -265,11 +266,13 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
     if (n_train - (size_t)T - 1 > UINT32_MAX)
         return tsr_errorf(TSR_ERR_ARG, "training split too large (%zu tokens)", n_train);
     tsr_nn_llama_cfg g = o->cfg;
-    if (bpe && g.vocab == 0) g.vocab = bpe->vocab_size;
+    if (o->extra_vocab < 0 || o->extra_vocab > 1024)
+        return tsr_errorf(TSR_ERR_ARG, "extra vocab %d out of range", o->extra_vocab);
+    if (bpe && g.vocab == 0) g.vocab = bpe->vocab_size + o->extra_vocab;
     if (g.n_kv_heads == 0) g.n_kv_heads = g.n_heads;
-    if (bpe && g.vocab != bpe->vocab_size)
-        return tsr_errorf(TSR_ERR_ARG, "model vocab %d differs from the tokenizer's %d", g.vocab,
-                          bpe->vocab_size);
+    if (bpe && g.vocab != bpe->vocab_size + o->extra_vocab)
+        return tsr_errorf(TSR_ERR_ARG, "model vocab %d differs from the tokenizer's %d + %d added", g.vocab,
+                          bpe->vocab_size, o->extra_vocab);
     for (size_t i = 0; i < n_train; i++)
         if (train[i] < 0 || train[i] >= g.vocab)
             return tsr_errorf(TSR_ERR_ARG, "training token %d at %zu outside the vocab %d", train[i], i,
@@ -305,6 +308,8 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
         st = check_resume_meta(o->out, &rm, o->reschedule, &ckpt_step);
         if (!st.code) st = tsr_params_load(&p, o->out, false);
         if (!st.code) st = tsr_trainstate_resume(state_path, o->out, ckpt_step, o->steps, -1, &opt, &tm);
+    } else if (o->init_from) {
+        st = tsr_params_load_grow(&p, o->init_from, NULL);
     } else {
         tsr_rng wr;
         tsr_rng_seed(&wr, o->seed);
@@ -319,18 +324,19 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
 
     /* the fixed validation windows */
     eval_set es = {0};
-    if (n_val >= (size_t)T + 2 && o->eval_tokens > 0) {
-        int64_t max_n = (int64_t)(n_val - 1) / T; /* non-overlapping when it fits */
-        es.n = o->eval_tokens / T;
+    const int Te = o->eval_context > 0 && o->eval_context < T ? o->eval_context : T;
+    if (n_val >= (size_t)Te + 2 && o->eval_tokens > 0) {
+        int64_t max_n = (int64_t)(n_val - 1) / Te; /* non-overlapping when it fits */
+        es.n = o->eval_tokens / Te;
         if (es.n < 1) es.n = 1;
         if (es.n > max_n) es.n = max_n;
         es.offs = malloc(sizeof(size_t) * (size_t)es.n);
         TSR_ASSERT(es.offs);
         for (int64_t i = 0; i < es.n; i++) {
-            es.offs[i] = tsr_lm_eval_offset(n_val, T, i, es.n);
-            es.bytes += tsr_lm_token_bytes(bpe, val + es.offs[i] + 1, (size_t)T);
+            es.offs[i] = tsr_lm_eval_offset(n_val, Te, i, es.n);
+            es.bytes += tsr_lm_token_bytes(bpe, val + es.offs[i] + 1, (size_t)Te);
         }
-        es.tokens = es.n * T;
+        es.tokens = es.n * Te;
     }
 
     tsr_ctx c;
@@ -346,6 +352,15 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
     int64_t step0 = tm.step, log_step = tm.step;
     float loss_v = 0, gn = 0;
     bool stopped = false;
+    if (o->eval_first && !o->resume && es.n > 0) {
+        tsr_lm_train_eval e0;
+        double t1 = tsr_time();
+        eval_run(&c, &m, val, &es, B, Te, &e0);
+        e0.step = 0;
+        tt->eval += tsr_time() - t1;
+        res->eval_first = e0;
+        if (o->on_eval) o->on_eval(&e0, o->ud);
+    }
     while (tm.step < o->steps) {
         if (o->stop_flag && *o->stop_flag) {
             stopped = true;
@@ -353,13 +368,17 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
             break;
         }
         double ta = tsr_time();
-        for (int b = 0; b < B; b++) offs[b] = tsr_rng_below(&tm.rng, span);
         tsr_ctx_reset(&c);
         c.grad_enabled = true;
         c.training = true;
         tsr_tensor *x = tsr_new(&c, TSR_I32, TSR_DIMS(B, T));
         tsr_tensor *y = tsr_new(&c, TSR_I32, TSR_DIMS(B, T));
-        fill_windows(tsr_i32(x), tsr_i32(y), train, offs, B, T);
+        if (o->make_batch) {
+            o->make_batch(o->batch_ud, tsr_i32(x), tsr_i32(y), B, T, train, n_train, &tm.rng);
+        } else {
+            for (int b = 0; b < B; b++) offs[b] = tsr_rng_below(&tm.rng, span);
+            fill_windows(tsr_i32(x), tsr_i32(y), train, offs, B, T);
+        }
         double tb = tsr_time();
         tsr_tensor *loss = tsr_nn_llama_loss(&c, &m, x, y, -100, NULL, NULL);
         loss_v = tsr_f32(loss)[0];
@@ -392,7 +411,7 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
         }
         if (es.n > 0 && (last || (o->eval_every > 0 && tm.step % o->eval_every == 0))) {
             double t1 = tsr_time();
-            eval_run(&c, &m, val, &es, B, T, &res->eval);
+            eval_run(&c, &m, val, &es, B, Te, &res->eval);
             res->eval.step = tm.step;
             tt->eval += tsr_time() - t1;
             if (o->on_eval) o->on_eval(&res->eval, o->ud);
@@ -419,7 +438,7 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
     if (res->finished && es.n > 0 && res->eval.step != tm.step) {
         /* resumed a run that had already finished (e.g. stopped while it
          * wrote its final files): evaluate again so the rewrite is the same */
-        eval_run(&c, &m, val, &es, B, T, &res->eval);
+        eval_run(&c, &m, val, &es, B, Te, &res->eval);
         res->eval.step = tm.step;
     }
     if (res->finished) {
@@ -475,6 +494,7 @@ static void note(const tsr_lm_train_opts *o, const char *msg) {
 tsr_status tsr_lm_train(const tsr_lm_train_opts *o, tsr_lm_train_result *res) {
     memset(res, 0, sizeof *res);
     res->eval.step = -1;
+    res->eval_first.step = -1;
     if (!o->tokenizer) return tsr_errorf(TSR_ERR_ARG, "a tokenizer.json is required");
     if (!o->out) return tsr_errorf(TSR_ERR_ARG, "an output path is required");
     tsr_bpe b;
