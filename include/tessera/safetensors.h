@@ -68,6 +68,13 @@ tsr_status tsr_params_load(tsr_params *p, const char *path, bool allow_extra);
  * the parameters that grew. Extra tensors in the file are an error. */
 tsr_status tsr_params_load_grow(tsr_params *p, const char *path, int *grown);
 
+/* Before resuming from the checkpoint at path: its metadata must hold
+ * vals[i] under keys[i] for every i < n (the settings that shape the
+ * trajectory), else TSR_ERR_ARG naming the key, the checkpoint's value and
+ * this run's. *ckpt_step gets its "train.step" (-1 when absent). */
+tsr_status tsr_ckpt_check_meta(const char *path, const char *const *keys, const char *const *vals, int n,
+                               int64_t *ckpt_step);
+
 /* Training state: optimizer moments ("adamw.m.<name>", "adamw.v.<name>"),
  * step, rng state and a data cursor, in a second safetensors file, so that
  * N steps straight == N/2, stop, resume, N/2 (bit-identical). */

@@ -151,6 +151,27 @@ tsr_status tsr_params_load_grow(tsr_params *p, const char *path, int *grown) {
     return st;
 }
 
+tsr_status tsr_ckpt_check_meta(const char *path, const char *const *keys, const char *const *vals, int n,
+                               int64_t *ckpt_step) {
+    tsr_st_file f;
+    tsr_status st = tsr_st_read(path, &f);
+    if (st.code) return st;
+    for (int i = 0; i < n; i++) {
+        const char *v = tsr_st_meta(&f, keys[i]);
+        if (!v || strcmp(v, vals[i]) != 0) {
+            st = tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: it was trained with %s=%s, this run has %s", path,
+                            keys[i], v ? v : "(missing)", vals[i]);
+            break;
+        }
+    }
+    const char *s = tsr_st_meta(&f, "train.step");
+    char *end = NULL;
+    long long v = s ? strtoll(s, &end, 10) : -1;
+    *ckpt_step = s && end != s && *end == 0 && v >= 0 ? v : -1;
+    tsr_st_free(&f);
+    return st;
+}
+
 /* ------------------------------------------------------------ train state */
 
 static void add_i64(tsr_st_writer *w, const char *name, const int64_t *v, int64_t n) {

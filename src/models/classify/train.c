@@ -80,22 +80,9 @@ static tsr_status save_all(const tsr_classifier *m, const run_meta *rm, const ch
 }
 
 static tsr_status check_resume_meta(const char *path, const run_meta *rm, int64_t *ckpt_step) {
-    tsr_st_file f;
-    tsr_status st = tsr_st_read(path, &f);
-    if (st.code) return st;
-    for (int i = 0; i < 10; i++) {
-        const char *v = tsr_st_meta(&f, k_run_keys[i]);
-        if (!v || strcmp(v, rm->v[i]) != 0) {
-            st = tsr_errorf(TSR_ERR_ARG,
-                            "%s: cannot resume: it was trained with %s=%s, this run has %s", path,
-                            k_run_keys[i], v ? v : "(missing)", rm->v[i]);
-            break;
-        }
-    }
-    const char *s = tsr_st_meta(&f, "train.step");
-    *ckpt_step = s ? strtoll(s, NULL, 10) : -1;
-    tsr_st_free(&f);
-    return st;
+    const char *vals[10];
+    for (int i = 0; i < 10; i++) vals[i] = rm->v[i];
+    return tsr_ckpt_check_meta(path, k_run_keys, vals, 10, ckpt_step);
 }
 
 /* (B,1,28,28) in [0,1] from the sampled ids; flips draw from the trainer rng */

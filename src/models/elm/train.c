@@ -117,21 +117,18 @@ static tsr_status save_all(const tsr_elm_model *m, char v[N_RUN_KEYS][48], const
 
 static tsr_status check_resume(const char *path, char v[N_RUN_KEYS][48], int64_t *ckpt_step,
                                double *seconds) {
-    tsr_st_file f;
-    tsr_status st = tsr_st_read(path, &f);
+    const char *vals[N_RUN_KEYS];
+    for (int i = 0; i < N_RUN_KEYS; i++) vals[i] = v[i];
+    *seconds = 0;
+    tsr_status st = tsr_ckpt_check_meta(path, k_run_keys, vals, N_RUN_KEYS, ckpt_step);
     if (st.code) return st;
-    for (int i = 0; i < N_RUN_KEYS; i++) {
-        const char *s = tsr_st_meta(&f, k_run_keys[i]);
-        if (!s || strcmp(s, v[i]) != 0) {
-            st = tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: it was trained with %s=%s, this run has %s",
-                            path, k_run_keys[i], s ? s : "(missing)", v[i]);
-            break;
-        }
+    /* the wall time so far, for the report (not part of the trajectory) */
+    tsr_st_file f;
+    if (!tsr_st_read(path, &f).code) {
+        const char *sec = tsr_st_meta(&f, "train.seconds");
+        *seconds = sec ? strtod(sec, NULL) : 0;
+        tsr_st_free(&f);
     }
-    const char *s = tsr_st_meta(&f, "train.step"), *sec = tsr_st_meta(&f, "train.seconds");
-    *ckpt_step = s ? strtoll(s, NULL, 10) : -1;
-    *seconds = sec ? strtod(sec, NULL) : 0;
-    tsr_st_free(&f);
     return st;
 }
 
