@@ -329,8 +329,8 @@ static void test_accept_sample(void) {
     o.top_p = 0;
     float p0[6], p1[6], probs[18];
     tsr_lm_prob scratch[6];
-    tsr_decode_target_probs(p0, logits, V, &o, scratch);
-    tsr_decode_target_probs(p1, logits + 1 * V, V, &o, scratch);
+    tsr_lm_sample_probs(p0, logits, V, &o, scratch);
+    tsr_lm_sample_probs(p1, logits + 1 * V, V, &o, scratch);
     tsr_rng rng;
     tsr_rng_seed(&rng, 77);
     const int N = 60000;
@@ -360,7 +360,7 @@ static void test_accept_sample(void) {
 
     /* a filter (top-k 2): probabilities outside never appear */
     o.top_k = 2;
-    tsr_decode_target_probs(p0, logits, V, &o, scratch);
+    tsr_lm_sample_probs(p0, logits, V, &o, scratch);
     int nz = 0;
     for (int i = 0; i < V; i++) nz += p0[i] > 0;
     TU_CHECK(nz == 2, "top-k 2 keeps 2 tokens");
@@ -399,10 +399,10 @@ static void test_generate_sample(void) {
         tsr_lm_prob sc[12];
         TSR_ASSERT(tsr_lm_cache_init(&c, &cfg, 0).code == TSR_OK);
         TSR_ASSERT(tsr_lm_forward_last(&m, &c, prompt, 4, 0, lg).code == TSR_OK);
-        tsr_decode_target_probs(p1, lg, V, &so, sc);
+        tsr_lm_sample_probs(p1, lg, V, &so, sc);
         for (int a = 0; a < V; a++) {
             TSR_ASSERT(tsr_lm_forward(&m, &c, &a, 1, 4, lg).code == TSR_OK);
-            tsr_decode_target_probs(p2, lg, V, &so, sc);
+            tsr_lm_sample_probs(p2, lg, V, &so, sc);
             for (int b = 0; b < V; b++) joint[a * V + b] = (double)p1[a] * p2[b];
         }
         tsr_lm_cache_free(&c);

@@ -332,7 +332,7 @@ static void test_target_probs(void) {
     cases[1].temperature = 1.2f, cases[1].top_p = 0.8f;
     cases[2].temperature = 1.0f, cases[2].min_p = 0.1f;
     for (int c = 0; c < 3; c++) {
-        tsr_decode_target_probs(probs, logits, V, &cases[c], scratch);
+        tsr_lm_sample_probs(probs, logits, V, &cases[c], scratch);
         tsr_lm_sampler smp;
         TSR_ASSERT(tsr_lm_sampler_init(&smp, &cases[c], V).code == TSR_OK);
         int64_t cnt[V] = {0};
@@ -361,7 +361,7 @@ static void test_target_probs(void) {
 static int naive_first(const float *logits, int V, int draft, const tsr_lm_sampler_opts *o, tsr_rng *r) {
     float p[64];
     tsr_lm_prob sc[64];
-    tsr_decode_target_probs(p, logits, V, o, sc);
+    tsr_lm_sample_probs(p, logits, V, o, sc);
     if (tsr_rng_uniform(r) < p[draft]) return draft;
     float u = tsr_rng_uniform(r), cdf = 0;
     for (int i = 0; i < V; i++) {
@@ -387,11 +387,11 @@ static void test_exact_sampling(void) {
     tsr_lm_prob sc[V];
     int seq[4] = {1, 2, 3, 0};
     TSR_ASSERT(plain_logits(&m, seq, 3, lg));
-    tsr_decode_target_probs(p1, lg, V, &so, sc);
+    tsr_lm_sample_probs(p1, lg, V, &so, sc);
     for (int a = 0; a < V; a++) {
         seq[3] = a;
         TSR_ASSERT(plain_logits(&m, seq, 4, lg));
-        tsr_decode_target_probs(p2, lg, V, &so, sc);
+        tsr_lm_sample_probs(p2, lg, V, &so, sc);
         for (int b = 0; b < V; b++) pj[a * V + b] = (double)p1[a] * p2[b];
     }
     int d1 = 0;

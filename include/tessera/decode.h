@@ -53,14 +53,9 @@ int tsr_decode_accept_greedy(int *path, int *bonus, const int *tokens, const int
  * several children of one node the rule is applied in row order on the
  * running residual (SpecInfer's multi-draft form), and when every child
  * is rejected the bonus token is drawn from the final residual. The
- * emitted tokens then follow the sampler's own distribution exactly. */
+ * emitted tokens then follow the sampler's own distribution exactly: p is
+ * tsr_lm_sample_probs (lm.h), what tsr_lm_sample draws from. */
 
-/* The distribution tsr_lm_sample draws from for these logits (softmax at
- * o->temperature, then min-p, top-k and top-p, renormalised); temperature
- * 0: one-hot on the argmax. The repetition penalty is not included
- * (callers refuse it). scratch: V entries. */
-void tsr_decode_target_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o,
-                             tsr_lm_prob *scratch);
 /* Exact acceptance over a tree of fixed drafts (rows with tokens[i] < 0
  * are never accepted: mask rows). Same outputs as
  * tsr_decode_accept_greedy; rng draws the coins. scratch: 3 * V floats. */

@@ -300,8 +300,6 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         cli_free_strings(prompts, np_all);
         return rc;
     }
-    const int V = sm.m.cfg.vocab_size;
-    (void)V;
     /* the cost curve once, for auto k and for the report */
     const int cost_n = 40;
     double cost[41];

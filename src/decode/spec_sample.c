@@ -6,11 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void tsr_decode_target_probs(float *probs, const float *logits, int V, const tsr_lm_sampler_opts *o,
-                             tsr_lm_prob *cand) {
-    tsr_lm_sample_probs(probs, logits, V, o, cand);
-}
-
 /* one draw from the (unnormalised, total mass) distribution p */
 static int draw(const float *p, int V, float mass, tsr_rng *rng) {
     float r = tsr_rng_uniform(rng) * mass, cdf = 0.0f;
@@ -32,7 +27,7 @@ int tsr_decode_accept_sample(int *path, int *bonus, const int *tokens, const int
     int len = 0, cur = 0;
     path[len++] = 0;
     for (;;) {
-        tsr_decode_target_probs(p, logits + (size_t)cur * V, V, o, cand);
+        tsr_lm_sample_probs(p, logits + (size_t)cur * V, V, o, cand);
         float mass = 1.0f;
         int next = -1;
         for (int c = cur + 1; c < n && next < 0; c++) {

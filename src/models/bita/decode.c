@@ -180,7 +180,7 @@ tsr_status tsr_bita_generate(const tsr_bita_model *bm, const int *prompt, int n_
         if (greedy) {
             tok = tsr_lm_argmax(lr, V);
         } else {
-            tsr_decode_target_probs(probs, lr, V, &o->sampling, scratch);
+            tsr_lm_sample_probs(probs, lr, V, &o->sampling, scratch);
             tok = draw(probs, V, &rng);
         }
         for (int j = 0; j < d; j++) {
