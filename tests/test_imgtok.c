@@ -270,6 +270,52 @@ static void test_resume(tsr_imgtok_kind kind) {
     tsr_classify_state_path(b, sp, sizeof sp), remove(sp), remove(b);
 }
 
+/* --init + --decoder-only: the encoder, the code projection and the VQ
+ * codebook stay byte-identical (so codes do not change), the decoder moves */
+static void test_decoder_only(tsr_imgtok_kind kind) {
+    const char *a = "/tmp/tsr_test_elm_da.safetensors", *b = "/tmp/tsr_test_elm_db.safetensors";
+    tsr_elm_tok_train_opts o = tsr_elm_tok_default_train_opts(kind);
+    o.cfg.ch = 4, o.cfg.bits = 4, o.cfg.codebook = 16;
+    o.epochs = 1, o.batch = 16, o.train_limit = 64, o.warmup = 1, o.ckpt_every = 0, o.log_every = 0;
+    tsr_elm_tok_train_result r;
+    o.out = a;
+    tsr_status st = tsr_elm_tok_train(&o, &r);
+    TU_CHECK(st.code == TSR_OK && r.finished, "base run: %s", st.msg);
+    tsr_elm_tok_train_opts d = o;
+    d.cfg.ch = 8; /* ignored: the config is the init checkpoint's */
+    d.init = a, d.decoder_only = true, d.out = b, d.seed = 7;
+    st = tsr_elm_tok_train(&d, &r);
+    TU_CHECK(st.code == TSR_OK && r.finished && r.steps == 4, "decoder-only run: %s", st.msg);
+    tsr_st_file fa, fb;
+    if (read_all(a, &fa) && read_all(b, &fb)) {
+        int enc_same = 1, n_enc = 0, dec_moved = 0;
+        for (int i = 0; i < fa.n; i++) {
+            const tsr_st_tensor *tb = tsr_st_find(&fb, fa.t[i].name);
+            bool same = tb && tb->nbytes == fa.t[i].nbytes && memcmp(tb->data, fa.t[i].data, tb->nbytes) == 0;
+            const char *nm = fa.t[i].name;
+            if (strncmp(nm, "enc", 3) == 0 || strncmp(nm, "quant.", 6) == 0 || strncmp(nm, "vq.", 3) == 0)
+                enc_same &= same, n_enc++;
+            else if (strncmp(nm, "dec", 3) == 0 && !same)
+                dec_moved++;
+        }
+        TU_CHECK(n_enc >= 10 && enc_same, "%s: %d encoder/code tensors unchanged",
+                 tsr_imgtok_kind_name(kind), n_enc);
+        TU_CHECK(dec_moved > 0, "%s: %d decoder tensors trained", tsr_imgtok_kind_name(kind), dec_moved);
+        tsr_st_free(&fa), tsr_st_free(&fb);
+    } else {
+        TU_CHECK(false, "read checkpoints");
+    }
+    d.init = NULL;
+    st = tsr_elm_tok_train(&d, &r);
+    TU_CHECK(st.code == TSR_ERR_ARG, "--decoder-only without --init refused: %s", st.msg);
+    d.init = "/tmp/tsr_test_elm_missing.safetensors";
+    st = tsr_elm_tok_train(&d, &r);
+    TU_CHECK(st.code != TSR_OK, "a missing --init checkpoint is an error: %s", st.msg);
+    char sp[256];
+    tsr_classify_state_path(a, sp, sizeof sp), remove(sp), remove(a);
+    tsr_classify_state_path(b, sp, sizeof sp), remove(sp), remove(b);
+}
+
 int main(void) {
     tsr_threads_set(0);
     test_bernoulli();
@@ -277,5 +323,7 @@ int main(void) {
     test_vs_torch();
     test_resume(TSR_IMGTOK_BAE);
     test_resume(TSR_IMGTOK_VQ);
+    test_decoder_only(TSR_IMGTOK_BAE);
+    test_decoder_only(TSR_IMGTOK_VQ);
     return tu_finish("imgtok");
 }

@@ -35,6 +35,9 @@ typedef struct {
     float percep_w;            /* > 0: + w * mse(features(recon), features(x)) */
     const char *classifier;    /* feature extractor for the perceptual term */
     float dead;                /* VQ restart threshold on the EMA cluster size */
+    const char *init;          /* non-NULL: start from this tokenizer's weights (and config) */
+    bool decoder_only;         /* freeze encoder (+ codebook), train the decoder on the
+                                  deterministic codes that encoding emits */
     bool resume;
     uint64_t seed;
     void (*progress)(const tsr_elm_tok_progress *p, void *ud);

@@ -63,6 +63,8 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"stop-after", ARG_I64, &o.stop_after, "N", "stop with a checkpoint after global step N (0: never)", NULL},
         {"train-limit", ARG_I64, &o.train_limit, "N", "train on the first N images (0: all)", NULL},
         {"log-every", ARG_I64, &o.log_every, "N", "steps between progress lines", NULL},
+        {"init", ARG_STR, &o.init, "PATH", "start from this tokenizer's weights and config (the config flags are ignored)", NULL},
+        {"decoder-only", ARG_BOOL, &o.decoder_only, NULL, "freeze the encoder (and VQ codebook); train the decoder on the thresholded / nearest-entry codes", NULL},
         {"resume", ARG_BOOL, &o.resume, NULL, "continue from --out and its state file", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
@@ -88,14 +90,19 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         return cli_usage_error(prog, "--min-lr, --weight-decay, --l1, --l2, --perceptual, --dead must be >= 0");
     if (o.warmup < 0 || o.ckpt_every < 0 || o.stop_after < 0 || o.train_limit < 0 || o.log_every < 0)
         return cli_usage_error(prog, "step counts and limits must be >= 0");
+    if (o.decoder_only && !o.init) return cli_usage_error(prog, "--decoder-only needs --init PATH (a trained tokenizer)");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     o.cfg = tsr_imgtok_default_cfg(k);
     o.cfg.bits = bits, o.cfg.codebook = codebook, o.cfg.ch = ch, o.cfg.commit = commit, o.cfg.ema_decay = ema;
     o.out = out ? out : (k == TSR_IMGTOK_VQ ? "fmnist_vq.safetensors" : "fmnist_bae.safetensors");
     o.seed = cm.seed;
     o.progress = train_progress;
-    fprintf(stderr, "%s: %s, %d threads, %d epochs, batch %d, lr %g, out %s%s\n", prog, kind,
-            tsr_threads_get(), o.epochs, o.batch, (double)o.lr, o.out, o.resume ? " (resume)" : "");
+    if (o.init)
+        fprintf(stderr, "%s: from %s%s, ", prog, o.init, o.decoder_only ? " (decoder only)" : "");
+    else
+        fprintf(stderr, "%s: %s, ", prog, kind);
+    fprintf(stderr, "%d threads, %d epochs, batch %d, lr %g, out %s%s\n", tsr_threads_get(), o.epochs,
+            o.batch, (double)o.lr, o.out, o.resume ? " (resume)" : "");
     tsr_elm_tok_train_result r;
     tsr_status st = tsr_elm_tok_train(&o, &r);
     if (st.code) {

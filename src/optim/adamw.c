@@ -57,6 +57,7 @@ void tsr_adamw_step(tsr_adamw *o, float lr) {
     for (int i = 0; i < p->n; i++) {
         if (p->flags[i] & TSR_PARAM_BUFFER) continue;
         tsr_tensor *w = p->items[i];
+        if (!w->requires_grad) continue; /* frozen: neither stepped nor decayed */
         float wd = (p->flags[i] & TSR_PARAM_NO_DECAY) ? 0.0f : c->weight_decay;
         float decay_mul = (float)(1.0 - (double)lr * (double)wd);
         adamw_update(tsr_f32(w), o->m[i], o->v[i], w->grad, w->numel, decay_mul, c->beta1,

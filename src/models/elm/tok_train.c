@@ -34,14 +34,14 @@ tsr_elm_tok_train_opts tsr_elm_tok_default_train_opts(tsr_imgtok_kind kind) {
     return o;
 }
 
-#define N_RUN_KEYS 12
+#define N_RUN_KEYS 14
 typedef struct {
     char v[N_RUN_KEYS][48];
 } run_meta;
 static const char *const k_run_keys[N_RUN_KEYS] = {
     "train.epochs", "train.batch", "train.lr", "train.min_lr", "train.weight_decay",
     "train.warmup", "train.seed", "train.train_limit", "train.l1_w", "train.l2_w",
-    "train.percep_w", "train.dead"};
+    "train.percep_w", "train.dead", "train.init", "train.decoder_only"};
 
 static void run_meta_fill(run_meta *rm, const tsr_elm_tok_train_opts *o, int64_t n_train) {
     snprintf(rm->v[0], 48, "%d", o->epochs);
@@ -56,6 +56,8 @@ static void run_meta_fill(run_meta *rm, const tsr_elm_tok_train_opts *o, int64_t
     snprintf(rm->v[9], 48, "%.9g", (double)o->l2_w);
     snprintf(rm->v[10], 48, "%.9g", (double)o->percep_w);
     snprintf(rm->v[11], 48, "%.9g", (double)o->dead);
+    snprintf(rm->v[12], 48, "%s", o->init ? o->init : "");
+    snprintf(rm->v[13], 48, "%d", o->decoder_only ? 1 : 0);
 }
 
 static tsr_status save_all(const tsr_imgtok *m, const run_meta *rm, const char *path,
@@ -90,6 +92,8 @@ tsr_status tsr_elm_tok_train(const tsr_elm_tok_train_opts *o, tsr_elm_tok_train_
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->warmup < 0 || !o->out ||
         !(o->l1_w >= 0) || !(o->l2_w >= 0) || !(o->percep_w >= 0) || !(o->dead >= 0))
         return tsr_errorf(TSR_ERR_ARG, "training options out of range");
+    if (o->decoder_only && !o->init)
+        return tsr_errorf(TSR_ERR_ARG, "--decoder-only needs --init: a trained tokenizer to keep the encoder of");
     tsr_mnist train = {0};
     tsr_status st = tsr_mnist_load(o->data_dir, true, &train);
     if (st.code) return st;
@@ -120,12 +124,17 @@ tsr_status tsr_elm_tok_train(const tsr_elm_tok_train_opts *o, tsr_elm_tok_train_
         /* a fixed extractor: no parameter of it takes a gradient */
         for (int i = 0; have_cls && i < cls.params.n; i++) cls.params.items[i]->requires_grad = false;
     }
+    tsr_imgtok_cfg want = o->cfg; /* with --init the config is the init checkpoint's */
+    if (!st.code && o->init) st = tsr_imgtok_read_cfg(o->init, &want);
     if (!st.code && o->resume) {
         st = check_resume_meta(o->out, &rm, &ckpt_step);
         if (!st.code) st = tsr_imgtok_load(&m, o->out);
         have_model = !st.code;
-        if (!st.code && !same_cfg(&m.cfg, &o->cfg))
+        if (!st.code && !same_cfg(&m.cfg, &want))
             st = tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: the tokenizer config differs", o->out);
+    } else if (!st.code && o->init) {
+        st = tsr_imgtok_load(&m, o->init);
+        have_model = !st.code;
     } else if (!st.code) {
         st = tsr_imgtok_init(&m, &o->cfg, o->seed);
         have_model = !st.code;
@@ -138,6 +147,13 @@ tsr_status tsr_elm_tok_train(const tsr_elm_tok_train_opts *o, tsr_elm_tok_train_
             st = tsr_trainstate_resume(state_path, o->out, ckpt_step, total, n_train, &opt, &tm);
     }
     if (st.code) goto out;
+    if (o->decoder_only) {
+        /* the encoder (and VQ codebook, a buffer) stay as they are: the decoder
+         * learns to invert exactly the codes tsr_imgtok_encode_images emits */
+        tsr_tensor *frozen[] = {m.enc_w[0], m.enc_w[1], m.enc_w[2], m.enc_w[3], m.enc_b[0],
+                                m.enc_b[1], m.enc_b[2], m.enc_b[3], m.qproj_w, m.qproj_b};
+        for (size_t i = 0; i < sizeof frozen / sizeof frozen[0]; i++) frozen[i]->requires_grad = false;
+    }
     tsr_batcher_init(&bt, n_train, o->batch, o->seed);
     tsr_batcher_seek(&bt, tm.cursor[0], tm.cursor[1]);
     c.rng = tm.rng;
@@ -162,11 +178,11 @@ tsr_status tsr_elm_tok_train(const tsr_elm_tok_train_opts *o, tsr_elm_tok_train_
             for (int j = 0; j < 784; j++)
                 xd[i * 784 + j] = (float)train.images.data[(int64_t)ids[i] * 784 + j] * (1.0f / 255.0f);
         tsr_imgtok_out fo;
-        tsr_imgtok_forward(&c, &m, x, true, &fo);
+        tsr_imgtok_forward(&c, &m, x, !o->decoder_only, &fo);
         tsr_tensor *rec = tsr_add(&c, tsr_scale(&c, tsr_l1(&c, fo.recon, x), o->l1_w),
                                   tsr_scale(&c, tsr_mse(&c, fo.recon, x), o->l2_w));
         tsr_tensor *loss = rec, *aux = NULL;
-        if (fo.commit) aux = tsr_scale(&c, fo.commit, m.cfg.commit);
+        if (fo.commit && !o->decoder_only) aux = tsr_scale(&c, fo.commit, m.cfg.commit);
         if (o->percep_w > 0) {
             tsr_tensor *fr = NULL, *fx = NULL;
             tsr_classify_forward(&c, &cls, fo.recon, &fr);
@@ -182,7 +198,7 @@ tsr_status tsr_elm_tok_train(const tsr_elm_tok_train_opts *o, tsr_elm_tok_train_
         tsr_backward(&c, loss);
         float lr = tsr_lr_at(&sched, tm.step);
         tsr_adamw_step(&opt, lr);
-        if (m.cfg.kind == TSR_IMGTOK_VQ) restarts += tsr_imgtok_vq_update(&m, fo.z, fo.ids, o->dead, &c.rng);
+        if (m.cfg.kind == TSR_IMGTOK_VQ && !o->decoder_only) restarts += tsr_imgtok_vq_update(&m, fo.z, fo.ids, o->dead, &c.rng);
         tm.step++;
         bool last = tm.step == total, stop = o->stop_after > 0 && tm.step >= o->stop_after;
         if (o->progress && o->log_every > 0 && (tm.step % o->log_every == 0 || last || stop)) {
