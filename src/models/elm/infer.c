@@ -195,7 +195,7 @@ void tsr_elm_infer_head(const tsr_elm_model *m, int j, const float *h, float *lo
 
 tsr_elm_sample_opts tsr_elm_default_sample_opts(void) {
     /* the setting the study chose for the shipped model (docs/elm.md) */
-    tsr_elm_sample_opts o = {.temperature = 1.0f, .top_k = 16, .top_p = 1.0f, .cfg_scale = 3.0f,
+    tsr_elm_sample_opts o = {.temperature = 1.0f, .top_k = 64, .top_p = 1.0f, .cfg_scale = 3.0f,
                              .cfg_sched = TSR_ELM_CFG_LINEAR, .steps = 10, .choice_temp = 4.5f,
                              .kv_cache = true, .batch = 100, .seed = 1};
     return o;
