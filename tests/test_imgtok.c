@@ -231,13 +231,20 @@ static void test_vs_torch(void) {
     tref_free(r);
 }
 
+/* a tokenizer small enough to train in milliseconds: batch 16, no logging */
+static tsr_elm_tok_train_opts tiny_train_opts(tsr_imgtok_kind kind, int epochs, int64_t limit) {
+    tsr_elm_tok_train_opts o = tsr_elm_tok_default_train_opts(kind);
+    o.cfg.ch = 4, o.cfg.bits = 4, o.cfg.codebook = 16;
+    o.epochs = epochs, o.batch = 16, o.train_limit = limit, o.warmup = 1, o.ckpt_every = 0, o.log_every = 0;
+    return o;
+}
+
 /* N steps straight == N/2, stop, resume, N/2: bit-identical weights */
 static bool read_all(const char *path, tsr_st_file *f) { return tsr_st_read(path, f).code == TSR_OK; }
 static void test_resume(tsr_imgtok_kind kind) {
     const char *a = "/tmp/tsr_test_elm_a.safetensors", *b = "/tmp/tsr_test_elm_b.safetensors";
-    tsr_elm_tok_train_opts o = tsr_elm_tok_default_train_opts(kind);
-    o.cfg.ch = 4, o.cfg.bits = 4, o.cfg.codebook = 16;
-    o.epochs = 2, o.batch = 16, o.train_limit = 96, o.warmup = 2, o.ckpt_every = 0, o.log_every = 0;
+    tsr_elm_tok_train_opts o = tiny_train_opts(kind, 2, 96);
+    o.warmup = 2;
     tsr_elm_tok_train_result r;
     o.out = a;
     tsr_status st = tsr_elm_tok_train(&o, &r);
@@ -274,9 +281,7 @@ static void test_resume(tsr_imgtok_kind kind) {
  * codebook stay byte-identical (so codes do not change), the decoder moves */
 static void test_decoder_only(tsr_imgtok_kind kind) {
     const char *a = "/tmp/tsr_test_elm_da.safetensors", *b = "/tmp/tsr_test_elm_db.safetensors";
-    tsr_elm_tok_train_opts o = tsr_elm_tok_default_train_opts(kind);
-    o.cfg.ch = 4, o.cfg.bits = 4, o.cfg.codebook = 16;
-    o.epochs = 1, o.batch = 16, o.train_limit = 64, o.warmup = 1, o.ckpt_every = 0, o.log_every = 0;
+    tsr_elm_tok_train_opts o = tiny_train_opts(kind, 1, 64);
     tsr_elm_tok_train_result r;
     o.out = a;
     tsr_status st = tsr_elm_tok_train(&o, &r);

@@ -50,12 +50,17 @@ static void check_weights(tsr_params *p, const tref *r, const char *tag, int s) 
     TU_CHECK(bf[0] == 7.0f && bf[1] == 7.0f, "%s: buffer changed", tag);
 }
 
+/* the settings tools/refs wrote the AdamW reference with */
+static void adamw_ref_init(tsr_adamw *o, tsr_params *p) {
+    tsr_adamw_init(o, p, (tsr_adamw_cfg){.lr = 1.0f, .beta1 = 0.9f, .beta2 = 0.999f,
+                                         .eps = 1e-8f, .weight_decay = 0.1f});
+}
+
 static void test_adamw(const tref *r) {
     tsr_params p;
     make_params(&p, r);
     tsr_adamw o;
-    tsr_adamw_init(&o, &p, (tsr_adamw_cfg){.lr = 1.0f, .beta1 = 0.9f, .beta2 = 0.999f,
-                                           .eps = 1e-8f, .weight_decay = 0.1f});
+    adamw_ref_init(&o, &p);
     const float *lrs = tref_get(r, "lrs")->data;
     for (int s = 0; s < 5; s++) {
         set_grads(&p, r, s);
@@ -81,8 +86,7 @@ static void test_adamw_frozen(const tref *r) {
     tsr_params p;
     make_params(&p, r);
     tsr_adamw o;
-    tsr_adamw_init(&o, &p, (tsr_adamw_cfg){.lr = 1.0f, .beta1 = 0.9f, .beta2 = 0.999f,
-                                           .eps = 1e-8f, .weight_decay = 0.1f});
+    adamw_ref_init(&o, &p);
     tsr_tensor *w0 = p.items[0];
     float *before = malloc(sizeof(float) * (size_t)w0->numel);
     memcpy(before, tsr_f32(w0), sizeof(float) * (size_t)w0->numel);

@@ -124,10 +124,10 @@ tsr_status tsr_elm_tok_train(const tsr_elm_tok_train_opts *o, tsr_elm_tok_train_
         /* a fixed extractor: no parameter of it takes a gradient */
         for (int i = 0; have_cls && i < cls.params.n; i++) cls.params.items[i]->requires_grad = false;
     }
-    tsr_imgtok_cfg want = o->cfg; /* with --init the config is the init checkpoint's */
-    if (!st.code && o->init) st = tsr_imgtok_read_cfg(o->init, &want);
     if (!st.code && o->resume) {
+        tsr_imgtok_cfg want = o->cfg; /* with --init the config is the init checkpoint's */
         st = check_resume_meta(o->out, &rm, &ckpt_step);
+        if (!st.code && o->init) st = tsr_imgtok_read_cfg(o->init, &want);
         if (!st.code) st = tsr_imgtok_load(&m, o->out);
         have_model = !st.code;
         if (!st.code && !same_cfg(&m.cfg, &want))
