@@ -10,6 +10,7 @@
 #define TESSERA_SEARCH_H
 
 #include "tessera/core.h"
+#include "tessera/nn.h"
 
 /* ------------------------------------------------------------ string map */
 
@@ -282,5 +283,40 @@ tsr_status tsr_qfile_resolve(tsr_queryset *qs, const tsr_qfile *qf, const tsr_ca
 /* Writes queries (one split or all when split < 0) as JSONL, atomically. */
 tsr_status tsr_queryset_write(const tsr_queryset *qs, const tsr_catalog *cat, int split,
                               const char *path);
+
+/* ------------------------------------------------------------ bi-encoder */
+
+/* A small bidirectional transformer text encoder (the nn Llama blocks with
+ * a padding mask instead of the causal one), mean-pooled over the real
+ * tokens and L2-normalised; query and item share it. With eff_hidden > 0
+ * an item's embedding adds an efficiency MLP before the normalisation
+ * (Hi-Gen's item encoder: text + popularity):
+ *   e(item) = normalize(pool(h) + W2 silu(W1 eff + b1))
+ * Trained with InfoNCE (tsr_benc_infonce). src/search/biencoder.c. */
+typedef struct {
+    int dim, n_layers, n_heads, n_kv_heads, hidden_dim, vocab, max_seq;
+    int eff_hidden; /* 0: no efficiency MLP */
+} tsr_benc_cfg;
+
+typedef struct {
+    tsr_benc_cfg cfg;
+    tsr_params params;
+    tsr_nn_llama enc;      /* "model.*"; its head is tied and unused */
+    tsr_nn_linear eff1, eff2; /* "eff.0", "eff.2" when eff_hidden > 0 */
+} tsr_benc;
+
+/* checks the config (TSR_ERR_ARG on a bad one) and registers parameters */
+tsr_status tsr_benc_init(tsr_benc *m, const tsr_benc_cfg *cfg);
+void tsr_benc_init_weights(tsr_benc *m, uint64_t seed);
+void tsr_benc_free(tsr_benc *m);
+/* tokens i32 (B,T), row b real for its first lens[b] >= 1 tokens (the rest
+ * any valid id); eff (B) f32 or NULL (no efficiency term; queries) ->
+ * unit-norm embeddings (B, dim). */
+tsr_tensor *tsr_benc_encode(tsr_ctx *c, const tsr_benc *m, const tsr_tensor *tokens,
+                            const int32_t *lens, const tsr_tensor *eff);
+/* InfoNCE over in-batch and extra negatives: q (B,C), d (N,C), N >= B,
+ * d[i] the positive of q[i], every other row a negative of every query:
+ * mean_i CE(q_i d^T / tau, i). */
+tsr_tensor *tsr_benc_infonce(tsr_ctx *c, tsr_tensor *q, tsr_tensor *d, float tau);
 
 #endif

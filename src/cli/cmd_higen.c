@@ -151,6 +151,7 @@ static int cmd_queries(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!construction || !out) return cli_usage_error(prog, "--construction and --out are required");
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_catalog cat;
     if ((rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
     tsr_queryset qs;
@@ -190,7 +191,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (!queries == !construction) return cli_usage_error(prog, "give exactly one of --queries and --construction");
-    if (!(k1 >= 0 && k1 <= 100) || !(b >= 0 && b <= 1)) return cli_usage_error(prog, "--k1 must be in [0, 100], --b in [0, 1]");
+    if ((rc = cli_check_float(prog, "k1", k1, 0, 100)) != CLI_OK || (rc = cli_check_float(prog, "b", b, 0, 1)) != CLI_OK)
+        return rc;
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
     tsr_qfile qf = {0};
@@ -274,7 +276,7 @@ static int cmd_search(const char *prog, int argc, char **argv) {
     bool blank = true;
     for (const char *p = query; *p; p++) blank &= (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
     if (blank) return cli_usage_error(prog, "--query is empty");
-    if (k < 1 || k > 1000) return cli_usage_error(prog, "-k must be in 1..1000");
+    if ((rc = cli_check_int(prog, "k", k, 1, 1000)) != CLI_OK) return rc;
     if (user_set && user < 0) return cli_usage_error(prog, "--user must be a non-negative id");
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
