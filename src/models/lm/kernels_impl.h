@@ -364,11 +364,18 @@ AI void any_block(const int type, float *out, size_t ldo, const mm_args *a, int 
 #else
 #define SMALL_REGS(type) 0
 #endif
+/* tokens per block: 4 x 4 f32 blocks need 21 registers, which AVX-512
+ * has (32) and AVX2 (16) has not */
+#if defined(__AVX512F__)
+#define TMAX(type) (SMALL_REGS(type) ? 2 : 4)
+#else
+#define TMAX(type) 2
+#endif
 
 /* rows r0..r0+R-1 for all n tokens; R constant after inlining */
 AI void row_block(const int type, float *out, size_t ldo, const mm_args *a, int r0, int n, const int R) {
     int t = 0;
-    if (!SMALL_REGS(type))
+    if (TMAX(type) >= 4)
         for (; t + 4 <= n; t += 4) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 4);
     for (; t + 2 <= n; t += 2) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 2);
     if (t < n) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 1);
