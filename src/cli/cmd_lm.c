@@ -519,6 +519,7 @@ static int cmd_convert(const char *prog, int argc, char **argv) {
     if (gguf && group_size && group_size != 32) return cli_usage_error(prog, "GGUF Q8_0 blocks are 32 wide");
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "--out", out, false)) != CLI_OK) return rc;
     tsr_lm_model m;
     /* GGUF: read as stored; the writer converts each row to the GGUF type */
     if ((rc = model_or_random(prog, model, random, gguf ? -1 : wt, group_size, &m)) != CLI_OK) return rc;
