@@ -477,6 +477,7 @@ void tsr_gguf_writer_free(tsr_gguf_writer *w) {
 }
 
 static void put(tsr_gguf_writer *w, const void *p, size_t n) {
+    if (n == 0) return;
     if (w->kv_len + n > w->kv_cap) {
         w->kv_cap = (w->kv_len + n) * 2 + 256;
         w->kv = realloc(w->kv, w->kv_cap);
