@@ -604,6 +604,7 @@ tsr_status tsr_st_write(tsr_st_writer *w, const char *path) {
         st = tsr_errorf(TSR_ERR_IO, "%s: write failed: %s", path, strerror(e ? e : EIO));
         goto out;
     }
+    if (tsr_fault_hook) tsr_fault_hook("tmp-written");
     if (rename(tmp, path) != 0) {
         e = errno;
         unlink(tmp);
