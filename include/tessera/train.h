@@ -159,9 +159,4 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
 /* "m.safetensors" -> "m.state.safetensors" (other names: + ".state") */
 void tsr_train_state_path(const char *out, char *buf, size_t n);
 
-/* Before long work: path can be created or replaced by a regular file
- * (its directory exists and is writable; an existing path is a regular
- * file). Error names the path. */
-tsr_status tsr_train_check_output(const char *path);
-
 #endif

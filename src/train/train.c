@@ -5,10 +5,10 @@
 #include "tessera/train.h"
 
 #include "tessera/data.h"
+#include "tessera/fileio.h"
 #include "tessera/safetensors.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -51,26 +51,6 @@ void tsr_train_state_path(const char *out, char *buf, size_t n) {
     if (l > ls && strcmp(out + l - ls, suf) == 0)
         snprintf(buf, n, "%.*s.state%s", (int)(l - ls), out, suf);
     else snprintf(buf, n, "%s.state", out);
-}
-
-tsr_status tsr_train_check_output(const char *path) {
-    struct stat sb;
-    if (lstat(path, &sb) == 0) {
-        if (!S_ISREG(sb.st_mode))
-            return tsr_errorf(TSR_ERR_IO, "%s: exists and is not a regular file; choose another output path", path);
-        if (access(path, W_OK) != 0)
-            return tsr_errorf(TSR_ERR_IO, "%s: not writable: %s", path, strerror(errno));
-    }
-    char *d = strdup(path);
-    TSR_ASSERT(d);
-    const char *dir = dirname(d);
-    tsr_status st = tsr_ok();
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        st = tsr_errorf(TSR_ERR_IO, "%s: directory %s does not exist; create it first", path, dir);
-    else if (access(dir, W_OK | X_OK) != 0)
-        st = tsr_errorf(TSR_ERR_IO, "%s: directory %s is not writable: %s", path, dir, strerror(errno));
-    free(d);
-    return st;
 }
 
 /* an interrupted save leaves path.tmp behind (see tsr_st_write) */
@@ -281,8 +261,8 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
     t.f = f, t.o = o, t.saved_step = -1, t.total = total, t.eval_step = -1;
     tsr_train_state_path(o->out, t.state_path, sizeof t.state_path);
     /* every output is checked before any long work */
-    if ((st = tsr_train_check_output(o->out)).code || (st = tsr_train_check_output(t.state_path)).code ||
-        (o->log_path && (st = tsr_train_check_output(o->log_path)).code))
+    if ((st = tsr_output_check(o->out)).code || (st = tsr_output_check(t.state_path)).code ||
+        (o->log_path && (st = tsr_output_check(o->log_path)).code))
         return st;
     remove_orphan_tmp(o->out);
     remove_orphan_tmp(t.state_path);

@@ -5,6 +5,7 @@
  * exact resume come from the trainer. */
 #include "tessera/classify.h"
 
+#include "tessera/fileio.h"
 #include "tessera/ops.h"
 #include "tessera/train.h"
 
@@ -92,7 +93,7 @@ tsr_status tsr_classify_train(const tsr_classify_train_opts *o, tsr_classify_tra
     run r;
     memset(&r, 0, sizeof r);
     r.o = o;
-    tsr_status st = tsr_train_check_output(o->train.out); /* before loading data */
+    tsr_status st = tsr_output_check(o->train.out); /* before loading data */
     if (!st.code) st = tsr_mnist_load(o->data_dir, true, &r.train);
     if (!st.code && o->test_limit >= 0) st = tsr_mnist_load(o->data_dir, false, &r.test);
     if (st.code) goto out;
