@@ -89,8 +89,8 @@ static tsr_status eval(void *ud, tsr_train_metrics *mt) {
     return tsr_ok();
 }
 
-static tsr_status save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev) {
-    (void)ev;
+static tsr_status save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev, bool final) {
+    (void)ev, (void)final;
     return tsr_params_save(&((tiny *)ud)->p, path, TSR_ST_F32, meta);
 }
 

@@ -23,7 +23,7 @@
  *       return tsr_ok();
  *   }
  *   static tsr_status my_save(void *ud, const char *path, const char *const *meta,
- *                             const tsr_train_metrics *eval) {
+ *                             const tsr_train_metrics *eval, bool final) {
  *       return my_model_save(((my_run *)ud)->model, path, meta); // atomic write
  *   }
  *   const char *cfg[] = {"model.dim", "64", "train.batch", "32", NULL};
@@ -95,6 +95,7 @@ typedef struct {
     int64_t items_per_step;/* for throughput (default: batch) */
     const char *unit;      /* "img", "tok", ...: progress "12345 img/s" */
     size_t arena_bytes;    /* tsr_ctx arena for one step (default 64 MiB) */
+    uint64_t rng_salt;     /* c->rng starts at seed ^ salt (0: a fixed default) */
     void *ud;
     /* forward + backward of one step; grads are zero on entry, c is reset
      * with training and grad_enabled on. *loss: the scalar loss. */
@@ -103,9 +104,10 @@ typedef struct {
     tsr_status (*eval)(void *ud, tsr_train_metrics *m);
     /* write the weights file (atomically); meta: NULL-terminated pairs (the
      * config and "train.step"); eval: the metrics of an evaluation at this
-     * very step (the final one), else NULL */
+     * very step, else NULL; final: the end of the run (e.g. for an extra
+     * export such as a BF16 copy) */
     tsr_status (*save)(void *ud, const char *path, const char *const *meta,
-                       const tsr_train_metrics *eval);
+                       const tsr_train_metrics *eval, bool final);
     /* own data position (n_items == 0; may be NULL): 4 words in the state */
     void (*get_cursor)(void *ud, int64_t cursor[4]);
     tsr_status (*set_cursor)(void *ud, const int64_t cursor[4]);
@@ -131,10 +133,12 @@ typedef struct {
     int64_t warmup;           /* steps of linear warmup from 0 */
     int64_t eval_every;       /* steps between evaluations (0: only at the end) */
     bool eval_at_end;         /* evaluate when the run finishes (default true) */
+    bool eval_first;          /* also evaluate the starting weights (step 0; not on resume) */
     int64_t ckpt_every;       /* steps between checkpoints (0: none by count) */
     float ckpt_minutes;       /* minutes between checkpoints (0: none by time) */
     int64_t stop_after;       /* stop with a checkpoint after this global step (0: never) */
     bool resume;
+    bool reschedule;          /* with resume: accept a changed step count (the decay is re-spread) */
     uint64_t seed;            /* data order and c->rng */
     const char *log_path;     /* JSONL metrics (NULL: none); appended on resume */
     int64_t log_every;        /* steps between progress reports and log lines */
@@ -151,6 +155,8 @@ typedef struct {
     bool interrupted;         /* stopped by opts.stop */
     float last_loss;
     double items_per_s, seconds; /* of this invocation */
+    double step_s, optim_s, eval_s, ckpt_s; /* where its time went: family step, update, eval, saves */
+    tsr_train_metrics eval_first; /* opts.eval_first's (n == 0: none) */
     tsr_train_metrics eval;   /* the last evaluation (n == 0: none) */
 } tsr_train_result;
 

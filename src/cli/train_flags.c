@@ -42,7 +42,7 @@ int cli_train_parse(const char *prog, const char *summary, const arg_spec *own, 
     if (t->flags & CLI_TF_BATCH) s[n++] = (arg_spec){"batch", ARG_INT, &t->batch, "B", "batch size", NULL};
     s[n++] = (arg_spec){"lr", ARG_FLOAT, &o->lr, "X", "peak learning rate (AdamW)", NULL};
     s[n++] = (arg_spec){"min-lr", ARG_FLOAT, &o->min_lr, "X", "learning rate at the end of the decay", NULL};
-    s[n++] = (arg_spec){"sched", ARG_STR, &t->sched, "cosine|linear|constant", "decay after the warmup", NULL};
+    s[n++] = (arg_spec){"sched", ARG_STR, &t->sched, "KIND", "decay after the warmup: cosine, linear or constant", NULL};
     s[n++] = (arg_spec){"warmup", ARG_I64, &o->warmup, "N", "linear warmup steps", NULL};
     s[n++] = (arg_spec){"wd", ARG_FLOAT, &o->weight_decay, "X", "decoupled weight decay", NULL};
     s[n++] = (arg_spec){"weight-decay", ARG_FLOAT, &o->weight_decay, "X", "the same as --wd", NULL};

@@ -129,11 +129,13 @@ typedef struct {
     int64_t total;
     int64_t eval_step; /* step of the last evaluation (-1: none) */
     const tsr_train_metrics *eval;
+    double eval_s, ckpt_s;
 } trainer;
 
 /* state first (one file, one rename: the commit point), then the weights
  * file the family writes; resume needs only the state */
-static tsr_status save_ckpt(trainer *t) {
+static tsr_status save_ckpt(trainer *t, bool final) {
+    const double t1 = tsr_time();
     const tsr_train_family *f = t->f;
     t->tm.rng = t->c.rng;
     if (t->have_bt) {
@@ -148,10 +150,11 @@ static tsr_status save_ckpt(trainer *t) {
     tsr_status st = tsr_trainstate_write(t->state_path, &t->opt, &t->tm, f->params, meta);
     if (st.code) return st;
     fault("weights");
-    if (f->save) st = f->save(f->ud, t->o->out, meta, t->eval_step == t->tm.step ? t->eval : NULL);
+    if (f->save) st = f->save(f->ud, t->o->out, meta, t->eval_step == t->tm.step ? t->eval : NULL, final);
     if (st.code) return st;
     fault("done");
     t->saved_step = t->tm.step;
+    t->ckpt_s += tsr_time() - t1;
     return st;
 }
 
@@ -218,13 +221,16 @@ static float grad_norm(tsr_params *p, float clip) {
     return (float)sqrt(ss);
 }
 
-static tsr_status run_eval(trainer *t, tsr_train_result *r, int64_t total) {
+static tsr_status run_eval(trainer *t, tsr_train_result *r, int64_t total, bool first) {
     const tsr_train_family *f = t->f;
     if (!f->eval) return tsr_ok();
     tsr_train_metrics m;
     memset(&m, 0, sizeof m);
+    const double t1 = tsr_time();
     tsr_status st = f->eval(f->ud, &m);
+    t->eval_s += tsr_time() - t1;
     if (st.code) return st;
+    if (first) r->eval_first = m;
     r->eval = m;
     t->eval = &r->eval, t->eval_step = t->tm.step;
     tsr_train_progress p = {.step = t->tm.step, .total = total, .epoch = t->have_bt ? t->bt.epoch : 0,
@@ -269,13 +275,16 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
     config_build(&t.rc, f, o, total);
 
     tsr_adamw_init(&t.opt, f->params, (tsr_adamw_cfg){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay});
-    tsr_rng_seed(&t.tm.rng, o->seed ^ 0xD1B54A32D192ED03ull);
+    tsr_rng_seed(&t.tm.rng, o->seed ^ (f->rng_salt ? f->rng_salt : 0xD1B54A32D192ED03ull));
     tsr_ctx_init(&t.c, f->arena_bytes ? f->arena_bytes : (size_t)64 << 20);
     if (o->resume) {
         int64_t ckpt_step = -1;
         const char *keys[MAX_KEYS], *vals[MAX_KEYS];
-        for (int i = 0; i < t.rc.n; i++) keys[i] = t.rc.kv[2 * i], vals[i] = t.rc.kv[2 * i + 1];
-        st = tsr_ckpt_check_meta(t.state_path, keys, vals, t.rc.n, &ckpt_step);
+        int nk = 0;
+        for (int i = 0; i < t.rc.n; i++)
+            if (!o->reschedule || strcmp(t.rc.kv[2 * i], "train.steps") != 0)
+                keys[nk] = t.rc.kv[2 * i], vals[nk++] = t.rc.kv[2 * i + 1];
+        st = tsr_ckpt_check_meta(t.state_path, keys, vals, nk, &ckpt_step);
         if (!st.code) st = tsr_params_load(f->params, t.state_path, true);
         if (!st.code)
             st = tsr_trainstate_resume(t.state_path, t.state_path, ckpt_step, total,
@@ -303,6 +312,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
     int32_t *ids = t.have_bt ? malloc(sizeof(int32_t) * (size_t)f->batch) : NULL;
     TSR_ASSERT(!t.have_bt || ids);
     t.t0 = tsr_time();
+    if (o->eval_first && !o->resume && (st = run_eval(&t, r, total, true)).code) goto done;
     double t_log = t.t0, t_ckpt = t.t0;
     const int64_t step0 = t.tm.step;
     int64_t log_step = t.tm.step;
@@ -317,7 +327,10 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         t.c.training = true;
         t.c.grad_enabled = true;
         tsr_params_zero_grad(f->params);
+        const double ta = tsr_time();
         st = f->step(f->ud, &t.c, ids, b, &loss_v);
+        const double tb = tsr_time();
+        r->step_s += tb - ta;
         if (st.code) break;
         float gn = grad_norm(f->params, o->clip);
         if (!isfinite(loss_v) || !isfinite(gn)) {
@@ -334,6 +347,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         }
         float lr = lr_at(o, t.tm.step, total);
         tsr_adamw_step(&t.opt, lr);
+        r->optim_s += tsr_time() - tb;
         t.tm.step++;
         const bool last = t.tm.step == total, stop = o->stop_after > 0 && t.tm.step >= o->stop_after;
         const bool sig = o->stop && *o->stop;
@@ -348,11 +362,11 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
             t_log = now, log_step = t.tm.step;
         }
         if (last) break; /* the final evaluation and checkpoint follow */
-        if (o->eval_every > 0 && t.tm.step % o->eval_every == 0 && (st = run_eval(&t, r, total)).code) break;
+        if (o->eval_every > 0 && t.tm.step % o->eval_every == 0 && (st = run_eval(&t, r, total, false)).code) break;
         double now = tsr_time();
         if ((o->ckpt_every > 0 && t.tm.step % o->ckpt_every == 0) || stop || sig ||
             (o->ckpt_minutes > 0 && now - t_ckpt >= 60.0 * o->ckpt_minutes)) {
-            if ((st = save_ckpt(&t)).code) break;
+            if ((st = save_ckpt(&t, false)).code) break;
             t_ckpt = now;
         }
         if (stop) break;
@@ -367,9 +381,11 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
     r->items_per_s = (double)((t.tm.step - step0) * per_step) / (r->seconds + 1e-9);
     r->finished = t.tm.step == total;
     if (!st.code && r->finished) {
-        if (o->eval_at_end) st = run_eval(&t, r, total);
-        if (!st.code) st = save_ckpt(&t);
+        if (o->eval_at_end) st = run_eval(&t, r, total, false);
+        if (!st.code) st = save_ckpt(&t, true);
     }
+done:
+    r->eval_s = t.eval_s, r->ckpt_s = t.ckpt_s;
     free(ids);
 out:
     if (t.have_bt) tsr_batcher_free(&t.bt);

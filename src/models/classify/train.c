@@ -73,7 +73,8 @@ static tsr_status eval(void *ud, tsr_train_metrics *m) {
     return tsr_ok();
 }
 
-static tsr_status save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev) {
+static tsr_status save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev, bool final) {
+    (void)final;
     run *r = ud;
     const char *kv[160];
     int n = 0;
