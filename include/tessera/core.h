@@ -22,7 +22,8 @@
 /* ---------------------------------------------------------------- status */
 
 enum { TSR_OK = 0, TSR_ERR_IO = 1, TSR_ERR_FORMAT = 2, TSR_ERR_SHAPE = 3,
-       TSR_ERR_ARG = 4, TSR_ERR_NOMEM = 5 };
+       TSR_ERR_ARG = 4, TSR_ERR_NOMEM = 5,
+       TSR_ERR_NUMERIC = 6 /* a non-finite loss, gradient or weight */ };
 
 /* What the library returns for anything a user can cause. Only src/cli
  * prints it. code == TSR_OK means success and msg is empty. */
@@ -259,6 +260,10 @@ tsr_tensor *tsr_param_new(tsr_params *p, const char *name, int flags, int ndim,
 tsr_tensor *tsr_params_find(const tsr_params *p, const char *name);
 int64_t tsr_params_count(const tsr_params *p); /* trainable elements */
 void tsr_params_zero_grad(tsr_params *p);
+/* TSR_ERR_NUMERIC naming the first tensor of p with a non-finite value
+ * (what: the file or model, for the message), else ok: evals and loads of
+ * trained weights refuse a diverged model with it. */
+tsr_status tsr_params_check_finite(const tsr_params *p, const char *what);
 /* init helpers */
 void tsr_init_normal(tsr_tensor *t, tsr_rng *r, float std);
 void tsr_init_uniform(tsr_tensor *t, tsr_rng *r, float lo, float hi);
@@ -269,6 +274,11 @@ void tsr_init_const(tsr_tensor *t, float v);
 /* n <= 0: take TESSERA_THREADS, else all cores. Sets OpenMP and OpenBLAS. */
 void tsr_threads_set(int n);
 int tsr_threads_get(void);
+
+/* Test hook for crash tests: called at named points of multi-file saves
+ * (the atomic writer after its tmp file is complete, the trainer between
+ * its files) so a test can kill the process there. NULL normally. */
+extern void (*tsr_fault_hook)(const char *point);
 
 /* monotonic seconds */
 double tsr_time(void);
