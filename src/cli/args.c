@@ -177,6 +177,11 @@ void cli_fmt_eta(char *buf, size_t n, double s) {
 
 bool cli_find_shipped(const char *rel, char *out, size_t n) { return tsr_find_model(rel, out, n); }
 
+const char *cli_shipped_default(const char *v, const char *def, char *buf, size_t n) {
+    if (!v || strcmp(v, def) != 0) return v;
+    return cli_find_shipped(def, buf, n) ? buf : v;
+}
+
 int cli_check_output(const char *prog, const char *flag, const char *path, bool allow_stdout) {
     (void)prog;
     char hint[160];
