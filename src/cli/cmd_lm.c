@@ -276,13 +276,14 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     bool bpe_tok = ends_with(tok_path, ".json");
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
-    if (steps < 0) return cli_usage_error(prog, "--steps must be >= 0");
-    if (max_tokens < 0) return cli_usage_error(prog, "--max-tokens must be >= 0");
-    if (prefill < 0) return cli_usage_error(prog, "--prefill-batch must be >= 0");
+    if ((rc = cli_check_int(prog, "steps", steps, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "max-tokens", max_tokens, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "prefill-batch", prefill, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "draft-k", draft_k, 0, INT32_MAX)) != CLI_OK)
+        return rc;
     if (draft && strcmp(draft, "ngram") != 0) return cli_usage_error(prog, "--draft must be ngram");
     if (draft && temperature != 0.0f) return cli_usage_error(prog, "--draft needs --temperature 0 (greedy)");
     if (draft && bpe_tok) return cli_usage_error(prog, "--draft needs a llama2.c tokenizer");
-    if (draft_k < 0) return cli_usage_error(prog, "--draft-k must be >= 0");
     bool keep_last;
     if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
@@ -492,6 +493,7 @@ static int cmd_convert(const char *prog, int argc, char **argv) {
     if (!out) return cli_usage_error(prog, "--out is required");
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_lm_model m;
     if ((rc = model_or_random(prog, model, random, wt, group_size, &m)) != CLI_OK) return rc;
     tsr_status st = tsr_lm_save(&m, out);
@@ -563,7 +565,9 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
-    if (decode_tokens < 1 || prefill_tokens < 1) return cli_usage_error(prog, "token counts must be >= 1");
+    if ((rc = cli_check_int(prog, "decode-tokens", decode_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "prefill-tokens", prefill_tokens, 1, INT32_MAX)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     tsr_lm_model m;
     if ((rc = model_or_random(prog, model, random, wt, group_size, &m)) != CLI_OK) return rc;
