@@ -465,7 +465,12 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (epochs < 1 || epochs > 1000 || train_limit < 0) return cli_usage_error(prog, "--epochs in [1,1000], --train-limit >= 0");
+    if ((rc = cli_check_int(prog, "epochs", epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "train-limit", train_limit, 0, INT64_MAX)) != CLI_OK)
+        return rc;
+    char mbuf[4096], tbuf[4096];
+    model = cli_shipped_default(model, DEF_MODEL, mbuf, sizeof mbuf);
+    tok = cli_shipped_default(tok, DEF_TOK, tbuf, sizeof tbuf);
     tsr_bigr m;
     tsr_bigr_codes cd;
     tsr_status st = tsr_bigr_load(&m, model);

@@ -11,6 +11,7 @@
 #include "tessera/lm.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,12 +227,14 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     if (!prompt && !prompt_file) return cli_usage_error(prog, "--prompt TEXT or --prompt-file FILE is required");
     bool keep_last;
     if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
-    if (max_tokens < 1) return cli_usage_error(prog, "--max-tokens must be >= 1");
-    if (!(temperature >= 0)) return cli_usage_error(prog, "--temperature must be >= 0");
-    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
-        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
-    if (top_k < 0 || !(top_p >= 0 && top_p <= 1) || !(min_p >= 0 && min_p <= 1))
-        return cli_usage_error(prog, "--top-k >= 0, --top-p and --min-p in [0, 1]");
+    if ((rc = cli_check_int(prog, "max-tokens", max_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_float(prog, "temperature", temperature, 0, INFINITY)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-top", top, 0, TSR_BITA_MAX_TOP)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-depth", depth, -1, TSR_BITA_MAX_K)) != CLI_OK ||
+        (rc = cli_check_int(prog, "top-k", top_k, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_float(prog, "top-p", top_p, 0, 1)) != CLI_OK ||
+        (rc = cli_check_float(prog, "min-p", min_p, 0, 1)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char *prompt_text;
     if ((rc = cli_read_prompt(prog, prompt, prompt_file, true, &prompt_text)) != CLI_OK) return rc;
@@ -362,8 +365,9 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         return rc;
     bool keep_last;
     if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
-    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
-        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
+    if ((rc = cli_check_int(prog, "tree-top", top, 0, TSR_BITA_MAX_TOP)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-depth", depth, -1, TSR_BITA_MAX_K)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char **texts;
     int n_texts;
