@@ -209,7 +209,9 @@ int cli_check_int(const char *prog, const char *flag, int64_t v, int64_t lo, int
     snprintf(a, sizeof a, "%lld", (long long)lo);
     snprintf(b, sizeof b, "%lld", (long long)hi);
     snprintf(g, sizeof g, "%lld", (long long)v);
-    return range_error(prog, flag, lo == INT64_MIN ? NULL : a, hi == INT64_MAX ? NULL : b, g);
+    /* the type's own limit is no documented bound: say ">= lo" */
+    bool open_lo = lo == INT64_MIN || lo == INT32_MIN, open_hi = hi == INT64_MAX || hi == INT32_MAX;
+    return range_error(prog, flag, open_lo ? NULL : a, open_hi ? NULL : b, g);
 }
 
 int cli_check_float(const char *prog, const char *flag, double v, double lo, double hi) {

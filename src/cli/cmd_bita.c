@@ -248,12 +248,35 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         free(prompt_text);
         return cli_usage_error(prog, "--tree-depth %d exceeds the adapter's %d masks", depth, s.ad.k);
     }
+    int np = 0;
+    int *ptok = tsr_lm_bpe_prompt(&s.bpe, prompt_text, &np);
+    free(prompt_text);
+    if (!ptok || np < 1) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(tsr_errorf(TSR_ERR_ARG, "the prompt is empty and the tokenizer has no BOS"), NULL);
+    }
+    tsr_status fit = tsr_prompt_fit(ptok, &np, s.m.cfg.seq_len, keep_last, max_tokens);
+    if (fit.code) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(fit, CLI_PROMPT_HINT);
+    }
+    if (max_tokens > s.m.cfg.seq_len - np + 1) max_tokens = s.m.cfg.seq_len - np + 1; /* the context bounds it */
+    int *gen = malloc(sizeof(int) * (size_t)max_tokens);
+    if (!gen) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(tsr_errorf(TSR_ERR_NOMEM, "out of memory"), NULL);
+    }
+    /* the tree shape (timing the cost curve) only once the prompt fits */
     tsr_bita_gen_opts go;
     tsr_bita_gen_defaults(&go);
     double ms[65];
     if ((rc = pick_shape(&s, top, depth, &go.shape, ms, 32)) != CLI_OK) {
+        free(ptok);
+        free(gen);
         session_free(&s);
-        free(prompt_text);
         return rc;
     }
     go.stop_token = s.eos;
@@ -262,23 +285,6 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     go.sampling.top_p = top_p;
     go.sampling.min_p = min_p;
     go.sampling.seed = cm.seed;
-    int np = 0;
-    int *ptok = tsr_lm_bpe_prompt(&s.bpe, prompt_text, &np);
-    free(prompt_text);
-    int *gen = malloc(sizeof(int) * (size_t)max_tokens);
-    if (!ptok || !gen || np < 1) {
-        free(ptok);
-        free(gen);
-        session_free(&s);
-        return cli_fail(tsr_errorf(TSR_ERR_ARG, "the prompt is empty and the tokenizer has no BOS"), NULL);
-    }
-    tsr_status fit = tsr_prompt_fit(ptok, &np, s.m.cfg.seq_len, keep_last, max_tokens);
-    if (fit.code) {
-        free(ptok);
-        free(gen);
-        session_free(&s);
-        return cli_fail(fit, CLI_PROMPT_HINT);
-    }
     int ng = 0;
     tsr_bita_stats bs;
     tsr_status st = tsr_bita_generate(&s.bm, ptok, np, max_tokens, &go, gen, &ng, &bs);
@@ -403,6 +409,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     long tok_plain = 0, tok_bita = 0, steps_bita = 0, tok_ng = 0, steps_ng = 0, rows_bita = 0;
     long tries[TSR_BITA_MAX_K] = {0}, hits[TSR_BITA_MAX_K] = {0};
     double t_plain = 0, t_bita = 0, t_ng = 0;
+    if (max_tokens > s.m.cfg.seq_len) max_tokens = s.m.cfg.seq_len; /* the context bounds it */
     int *a = malloc(sizeof(int) * (size_t)max_tokens), *b = malloc(sizeof(int) * (size_t)max_tokens);
     int *c = malloc(sizeof(int) * (size_t)max_tokens);
     st = tsr_ok();

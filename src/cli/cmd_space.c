@@ -349,6 +349,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     const int cost_n = 40;
     double cost[41];
     st = tsr_decode_cost_curve(&sm.m, 128 < sm.m.cfg.seq_len - cost_n ? 128 : 1, cost_n, cost);
+    if (max_tokens > sm.m.cfg.seq_len) max_tokens = sm.m.cfg.seq_len; /* the context bounds it */
     int *o_plain = malloc(sizeof(int) * ((size_t)max_tokens + 1));
     int *o_sp = malloc(sizeof(int) * ((size_t)max_tokens + 1));
     int *o_ng = malloc(sizeof(int) * ((size_t)max_tokens + 1));
