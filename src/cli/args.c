@@ -183,8 +183,8 @@ const char *cli_shipped_default(const char *v, const char *def, char *buf, size_
 }
 
 int cli_check_output(const char *prog, const char *flag, const char *path, bool allow_stdout) {
-    (void)prog;
     char hint[160];
+    if (strncmp(flag, "--", 2) == 0) flag += 2; /* "out" or "--out" */
     if (strcmp(path, "-") == 0 && !allow_stdout) {
         fprintf(stderr, "%s: --%s cannot be '-' (stdout carries the results here); name a file (see '%s --help')\n",
                 prog, flag, prog);
