@@ -159,6 +159,7 @@ check_bad 400 '{"prompt": "x", "decoder": "beam"}'
 check_bad 404 '{"prompt": "x", "model": "gpt-4"}'
 check_bad 400 '{"prompt": "x", "max_tokens": 100000}'
 check_bad 400 '{"prompt": "x", "decoder": "ngram", "temperature": 0.7}'
+check_bad 400 "{\"prompt\": \"$(printf 'x = 1; %.0s' $(seq 1 300))\"}"
 head -c 5000 /dev/zero | tr '\0' 'a' | sed 's/^/{"prompt":"/; s/$/"}/' >"$TMP/big.json"
 check_bad 413 "@$TMP/big.json"
 grep -q '"param":"max_tokens"' <($C $U/v1/completions -d '{"max_tokens":-1}') && ok || bad "error param names the field"

@@ -265,7 +265,7 @@ static void test_batching(void) {
         tsr_lm_sampler smp;
         tsr_lm_sampler_init(&smp, &so, m.cfg.vocab_size);
         const char *stops[1] = {j->stop};
-        tsr_lm_gen_opts go = {0, j->max_tokens, stops, j->stop ? 1 : 0, 0};
+        tsr_lm_gen_opts go = {.max_new_tokens = j->max_tokens, .stop = stops, .n_stop = j->stop ? 1 : 0};
         want[i] = NULL;
         emit_cat(&want[i], "", 0);
         st = tsr_lm_generate_bpe(&m, &bpe, &smp, j->prompt, &go, emit_cat, &want[i], NULL);

@@ -684,9 +684,12 @@ static void on_completions(void *state, const tsr_serve_request *rq, tsr_serve_r
     } else if (np < 1) {
         status = 400;
         snprintf(msg, sizeof msg, "an empty prompt needs a BOS token in the tokenizer");
-    } else if (np > seq_len) {
-        status = 400;
-        snprintf(msg, sizeof msg, "the prompt is %d tokens; the model's context is %d", np, seq_len);
+    } else {
+        tsr_status fit = tsr_prompt_fit(pt, &np, seq_len, false, 0); /* every decoder's prompt rule */
+        if (fit.code) {
+            status = 400;
+            snprintf(msg, sizeof msg, "%s", fit.msg);
+        }
     }
     if (!status) {
         /* as lm generate: a token is sampled at every position up to seq_len - 1 */
