@@ -100,6 +100,9 @@ typedef struct {
     /* forward + backward of one step; grads are zero on entry, c is reset
      * with training and grad_enabled on. *loss: the scalar loss. */
     tsr_status (*step)(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss);
+    /* after the optimizer update, before c is reset (may be NULL): e.g. an
+     * EMA codebook update from this step's tensors (randomness: c->rng) */
+    void (*post_step)(void *ud, tsr_ctx *c);
     /* evaluation (may be NULL): fill named metrics */
     tsr_status (*eval)(void *ud, tsr_train_metrics *m);
     /* write the weights file (atomically); meta: NULL-terminated pairs (the

@@ -348,6 +348,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         }
         float lr = lr_at(o, t.tm.step, total);
         tsr_adamw_step(&t.opt, lr);
+        if (f->post_step) f->post_step(f->ud, &t.c);
         r->optim_s += tsr_time() - tb;
         t.tm.step++;
         const bool last = t.tm.step == total, stop = o->stop_after > 0 && t.tm.step >= o->stop_after;
