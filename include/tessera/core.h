@@ -66,6 +66,40 @@ static inline uint16_t tsr_f32_to_bf16(float f) {
     return (uint16_t)((v.u + r) >> 16);
 }
 
+/* IEEE half precision (ggml's and safetensors' F16): exact widening */
+static inline float tsr_f16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) {
+        v.f = (float)m * 0x1p-24f; /* zero and subnormals */
+        v.u |= sign;
+    } else if (e == 31) {
+        v.u = sign | 0x7f800000u | (m << 13);
+    } else {
+        v.u = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    return v.f;
+}
+/* round to nearest even; overflow gives infinity, NaN stays NaN */
+static inline uint16_t tsr_f32_to_f16(float f) {
+    union { uint32_t u; float f; } v;
+    v.f = f;
+    uint32_t sign = (v.u >> 16) & 0x8000u, a = v.u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+    if (a < 0x38800000u) {                                   /* below 2^-14: subnormal half */
+        union { uint32_t u; float f; } s;
+        s.u = a;
+        /* adding 0.5 shifts the value's bits so that the float adder's
+         * round-to-nearest-even gives the subnormal half's mantissa */
+        s.f += 0.5f;
+        return (uint16_t)(sign | (s.u - 0x3f000000u));
+    }
+    uint32_t mant_odd = (a >> 13) & 1u;
+    a += 0xc8000fffu + mant_odd; /* rebias exponent (-112 << 23) and round */
+    return (uint16_t)(sign | (a >> 13));
+}
+
 /* ------------------------------------------------------------------ arena */
 
 /* Bump allocator over a chain of blocks; 64-byte aligned; reset keeps the
