@@ -487,12 +487,21 @@ tsr_status tsr_lm_load_hf_dir(tsr_lm_model *m, const char *dir, int wtype, int g
     return st;
 }
 
+static bool has_gguf_magic(const char *path) {
+    char b[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    bool yes = fread(b, 1, 4, f) == 4 && memcmp(b, "GGUF", 4) == 0;
+    fclose(f);
+    return yes;
+}
+
 tsr_status tsr_lm_load(tsr_lm_model *m, const char *path, int wtype, int group_size) {
     memset(m, 0, sizeof *m);
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return tsr_lm_load_hf_dir(m, path, wtype, group_size);
     if (has_suffix(path, ".safetensors")) return tsr_lm_load_safetensors(m, path, wtype, group_size);
-    if (has_suffix(path, ".gguf")) return tsr_lm_load_gguf(m, path, wtype, group_size);
+    if (has_suffix(path, ".gguf") || has_gguf_magic(path)) return tsr_lm_load_gguf(m, path, wtype, group_size);
     tsr_status st = tsr_llama2c_load(m, path);
     if (st.code || wtype < 0 || wtype == TSR_LM_W_F32) return st;
     tsr_lm_model f32 = *m;
