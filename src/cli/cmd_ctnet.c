@@ -168,7 +168,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     data_flags d;
     data_defaults(&d);
     run_flags r = {.o = tsr_ctnet_default_run_opts(), .method = "ctnet"};
-    cli_common cm = {0, 1, false};
+    cli_common cm = {1, 1, false}; /* tiny towers: one thread (more only add sync cost) */
     const char *out = "ctnet.safetensors", *state = NULL;
     bool resume = false;
     int stop_after = 0;
@@ -256,7 +256,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     data_flags d;
     data_defaults(&d);
     run_flags r = {.o = tsr_ctnet_default_run_opts()};
-    cli_common cm = {0, 1, false};
+    cli_common cm = {1, 1, false};
     const char *methods = NULL;
     int seeds = 5;
     const arg_spec specs[] = {

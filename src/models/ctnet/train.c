@@ -420,7 +420,7 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         int64_t nr;
         update(r, g, INT32_MIN, o->first - 1, true, 0, buf, &tt, &ts, &nr);
         r->warm = true;
-        if (verbose) tsr_log("ctnet %s: warm-up (periods < %d) %.2fs", tsr_ctnet_method_names[o->method], (int)o->first, tt + ts);
+        if (verbose) tsr_log("ctnet %s: warm-up (periods < %d) %.2fs\n", tsr_ctnet_method_names[o->method], (int)o->first, tt + ts);
         if (state_path) st = save_state(r, g, state_path, false);
     }
     while (!st.code && r->res.steps_done < r->res.steps_total) {
@@ -440,7 +440,7 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         r->res.eval_rows[s] = ne;
         r->res.steps_done = s + 1;
         if (verbose)
-            tsr_log("ctnet %s: period %d -> %d  auc %.4f  logloss %.4f  train %.3fs (%lld rows) source %.3fs",
+            tsr_log("ctnet %s: period %d -> %d  auc %.4f  logloss %.4f  train %.3fs (%lld rows) source %.3fs\n",
                     tsr_ctnet_method_names[o->method], (int)k, (int)k + 1, r->res.auc[s], r->res.logloss[s], tt,
                     (long long)nr, ts);
         if (state_path) st = save_state(r, g, state_path, false);
