@@ -261,11 +261,13 @@ typedef struct {
     tsr_ctnet_adapters ad;
     tsr_tensor *concat_w;
     char field[TSR_CTNET_MAX_FIELDS][32];
+    tsr_ctx ctx;      /* scoring scratch, kept between calls */
+    bool ctx_ready;
 } tsr_ctnet_model;
 tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path);
 void tsr_ctnet_model_free(tsr_ctnet_model *m);
 /* click probabilities of rows[0..n) of g (all rows when rows == NULL),
- * in batches of `batch`, no tape */
+ * in batches of `batch`, no tape. Not thread-safe (one scratch per model). */
 void tsr_ctnet_model_predict(tsr_ctnet_model *m, const tsr_ctnet_log *g, const int64_t *rows,
                              int64_t n, int batch, float *prob);
 

@@ -4,7 +4,10 @@
 #include "cli/args.h"
 
 #include "tessera/ctnet.h"
+#include "tessera/fileio.h"
+#include "tessera/plot.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,7 @@
 
 typedef struct {
     const char *data, *pair, *source, *target, *period;
-    int first, last;
+    int first, last, val;
     bool first_set, last_set;
 } data_flags;
 
@@ -27,8 +30,9 @@ typedef struct {
     {"source", ARG_STR, &(d)->source, "NAME", "CSV/TSV log: the domain value of source rows (default source)", NULL}, \
     {"target", ARG_STR, &(d)->target, "NAME", "CSV/TSV log: the domain value of target rows (default target)", NULL}, \
     {"period", ARG_STR, &(d)->period, "UNIT", "period unit: year, month, week (default: year; week for ml-100k)", NULL}, \
-    {"first", ARG_INT, &(d)->first, "K", "first period key (ml-latest-small 2005; ml-100k week 10)", &(d)->first_set}, \
-    {"last", ARG_INT, &(d)->last, "K", "last period key (ml-latest-small 2018; ml-100k week 30)", &(d)->last_set}
+    {"first", ARG_INT, &(d)->first, "K", "first trained period key; earlier rows are the warm-up (ml-latest-small 2003; ml-100k week 8)", &(d)->first_set}, \
+    {"last", ARG_INT, &(d)->last, "K", "last scored period key (ml-latest-small 2018; ml-100k week 30)", &(d)->last_set}, \
+    {"val-periods", ARG_INT, &(d)->val, "N", "the first N scored periods are for validation (hyper-parameters), not reported (default 3)", NULL}
 
 static void data_defaults(data_flags *d) {
     memset(d, 0, sizeof *d);
@@ -36,6 +40,7 @@ static void data_defaults(data_flags *d) {
     d->pair = "big-animation";
     d->source = "source";
     d->target = "target";
+    d->val = 3;
 }
 
 static bool is_dir(const char *p) {
@@ -68,12 +73,12 @@ static int load_data(const char *prog, data_flags *d, tsr_ctnet_log *g) {
         tsr_ctnet_log_free(g);
         return cli_usage_error(prog, "%s", st.msg);
     }
-    if (!d->first_set) d->first = ml100k ? 10 : 2005;
+    if (!d->first_set) d->first = ml100k ? 8 : 2003;
     if (!d->last_set) d->last = ml100k ? 30 : 2018;
-    if (d->last - d->first < 2 || d->last - d->first >= TSR_CTNET_MAX_PERIODS) {
+    if (d->val < 0 || d->last - d->first - d->val < 1 || d->last - d->first >= TSR_CTNET_MAX_PERIODS) {
         tsr_ctnet_log_free(g);
-        return cli_usage_error(prog, "--first %d --last %d: need between 3 and %d periods", d->first, d->last,
-                               TSR_CTNET_MAX_PERIODS);
+        return cli_usage_error(prog, "--first %d --last %d --val-periods %d: need at least one evaluation period and at most %d periods",
+                               d->first, d->last, d->val, TSR_CTNET_MAX_PERIODS);
     }
     return CLI_OK;
 }
@@ -97,7 +102,7 @@ static int cmd_data(const char *prog, int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) {
         const char *role = pc[i].key < d.first ? "warm-up" : pc[i].key > d.last ? "unused"
-                         : pc[i].key == d.first ? "train" : pc[i].key == d.first + 1 ? "validate" : "evaluate";
+                         : pc[i].key == d.first ? "train" : pc[i].key <= d.first + d.val ? "validate" : "evaluate";
         if (cm.json)
             printf("{\"period\": %d, \"role\": \"%s\", \"source_rows\": %lld, \"source_clicks\": %lld, "
                    "\"target_rows\": %lld, \"target_clicks\": %lld, \"other_rows\": %lld}\n",
@@ -216,12 +221,12 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (st.code) return cli_fail(st, "check that the output folder exists and is writable");
     double sum = 0;
     int n = 0;
-    for (int s = 1; s < res.steps_done; s++)
+    for (int s = d.val; s < res.steps_done; s++)
         if (!isnan(res.auc[s])) sum += res.auc[s], n++;
     if (cm.json) {
         printf("{\"method\": \"%s\", \"steps_done\": %d, \"steps_total\": %d, \"auc_mean\": %.6f, \"auc_per_period\": [",
                r.method, res.steps_done, res.steps_total, n ? sum / n : NAN);
-        for (int s = 1; s < res.steps_done; s++) printf("%s%.6f", s > 1 ? ", " : "", res.auc[s]);
+        for (int s = d.val; s < res.steps_done; s++) printf("%s%.6f", s > d.val ? ", " : "", res.auc[s]);
         printf("]}\n");
     } else {
         printf("%s: %d/%d period steps, mean next-period AUC %.4f over %d evaluation periods%s%s\n", r.method,
@@ -232,6 +237,49 @@ static int cmd_train(const char *prog, int argc, char **argv) {
 }
 
 /* ----------------------------------------------------------------- eval */
+
+/* From the JSON lines of 'eval --validation' runs (any number of lr /
+ * epochs settings): each method's setting with the best validation AUC on
+ * this pair. found[m] false when the file has none for m. */
+static tsr_status read_tuned(const char *path, const char *pair, float *lr, int *epochs, bool *found) {
+    char *buf;
+    size_t len;
+    tsr_status st = tsr_read_file(path, &buf, &len);
+    if (st.code) return st;
+    double best[TSR_CTNET_M_COUNT];
+    for (int m = 0; m < TSR_CTNET_M_COUNT; m++) found[m] = false, best[m] = -1;
+    char *line = buf;
+    int ln = 0;
+    while (line && *line) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        ln++;
+        if (*line) {
+            cJSON *j = cJSON_Parse(line);
+            cJSON *jm = cJSON_GetObjectItem(j, "method"), *jp = cJSON_GetObjectItem(j, "pair"),
+                  *js = cJSON_GetObjectItem(j, "split"), *ja = cJSON_GetObjectItem(j, "auc_mean"),
+                  *jl = cJSON_GetObjectItem(j, "lr"), *je = cJSON_GetObjectItem(j, "epochs");
+            if (!j || !cJSON_IsString(jm) || !cJSON_IsString(jp) || !cJSON_IsString(js) || !cJSON_IsNumber(jl) ||
+                !cJSON_IsNumber(je)) {
+                cJSON_Delete(j);
+                free(buf);
+                return tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a line of 'tessera ctnet eval --validation --json'", path, ln);
+            }
+            int m = tsr_ctnet_method_parse(jm->valuestring);
+            if (m >= 0 && !strcmp(jp->valuestring, pair) && !strcmp(js->valuestring, "validation") &&
+                cJSON_IsNumber(ja) && ja->valuedouble > best[m]) {
+                best[m] = ja->valuedouble;
+                lr[m] = (float)jl->valuedouble;
+                epochs[m] = je->valueint;
+                found[m] = true;
+            }
+            cJSON_Delete(j);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    return tsr_ok();
+}
 
 /* two-sided 97.5% Student t quantiles for 1..10 degrees of freedom */
 static double t975(int df) {
@@ -259,10 +307,15 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     cli_common cm = {1, 1, false};
     const char *methods = NULL;
     int seeds = 5;
+    bool validation = false;
+    const char *tuned = NULL, *plot = NULL;
     const arg_spec specs[] = {
         DATA_SPECS(&d),
         RUN_SPECS(&r),
         {"methods", ARG_STR, &methods, "LIST", "comma-separated methods (default: all)", NULL},
+        {"validation", ARG_BOOL, &validation, NULL, "stop after the validation periods and report them (for choosing hyper-parameters)", NULL},
+        {"plot", ARG_STR, &plot, "PATH", "also draw the AUC per period of every method as a PNG", NULL},
+        {"tuned", ARG_STR, &tuned, "PATH", "JSON lines of 'eval --validation' runs: each method takes the lr and epochs of its best validation AUC on this pair", NULL},
         {"seeds", ARG_INT, &seeds, "N", "seeds per method (default 5; seeds S..S+N-1)", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
@@ -291,13 +344,30 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         }
     }
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (plot && (rc = cli_check_output(prog, "--plot", plot, false)) != CLI_OK) return rc;
     tsr_ctnet_log g;
     if ((rc = load_data(prog, &d, &g)) != CLI_OK) return rc;
     r.o.first = d.first;
     r.o.last = d.last;
     r.o.cfg.n_fields = g.n_fields;
     const char *pair = is_dir(d.data) ? d.pair : "csv";
-    const int P = d.last - d.first; /* steps; step 0 validates */
+    double plot_y[TSR_CTNET_M_COUNT][TSR_CTNET_MAX_PERIODS];
+    tsr_plot_series series[TSR_CTNET_M_COUNT];
+    int n_series = 0;
+    float t_lr[TSR_CTNET_M_COUNT];
+    int t_ep[TSR_CTNET_M_COUNT];
+    bool t_found[TSR_CTNET_M_COUNT] = {0};
+    if (tuned) {
+        tsr_status st = read_tuned(tuned, pair, t_lr, t_ep, t_found);
+        if (st.code) {
+            tsr_ctnet_log_free(&g);
+            return cli_fail(st, "pass the output of 'tessera ctnet eval --validation --json'");
+        }
+    }
+    /* steps: step k trains on key first+k and scores first+k+1; steps
+     * 0..val-1 validate, the rest are the reported evaluation */
+    const int P = d.last - d.first;
+    const int k0 = validation ? 0 : d.val, k1 = validation ? d.val : P;
     for (int m = 0; m < TSR_CTNET_M_COUNT; m++) {
         if (!want[m]) continue;
         double *auc_seed = calloc((size_t)seeds, sizeof(double)), *ll_seed = calloc((size_t)seeds, sizeof(double));
@@ -308,16 +378,21 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         for (int s = 0; s < seeds; s++) {
             tsr_ctnet_run_opts o = r.o;
             o.method = m;
+            if (t_found[m]) {
+                o.lr = t_lr[m];
+                if (m == TSR_CTNET_M_RETRAIN) o.retrain_epochs = t_ep[m];
+                else o.epochs = t_ep[m];
+            }
             o.seed = cm.seed + (uint64_t)s;
             tsr_ctnet_results res;
-            tsr_status st = tsr_ctnet_run_protocol(&g, &o, NULL, false, 0, false, &res, NULL);
+            tsr_status st = tsr_ctnet_run_protocol(&g, &o, NULL, false, validation ? d.val : 0, false, &res, NULL);
             if (st.code) {
                 tsr_ctnet_log_free(&g);
                 return cli_fail(st, DATA_HINT);
             }
             double a = 0, l = 0;
             int n = 0;
-            for (int k = 1; k < P; k++) {
+            for (int k = k0; k < k1; k++) {
                 if (isnan(res.auc[k])) continue;
                 a += res.auc[k];
                 l += res.logloss[k];
@@ -331,7 +406,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             }
             auc_seed[s] = a / n;
             ll_seed[s] = l / n;
-            val_seed[s] = res.auc[0];
+            val_seed[s] = 0;
+            for (int k = 0; k < d.val; k++) val_seed[s] += res.auc[k] / d.val;
             if (!cli_quiet())
                 fprintf(stderr, "%s seed %llu: auc %.4f (validation %.4f)\n", tsr_ctnet_method_names[m],
                         (unsigned long long)o.seed, auc_seed[s], val_seed[s]);
@@ -341,8 +417,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         mean_ci(ll_seed, seeds, &lm, &lc);
         mean_ci(val_seed, seeds, &vm, &vc);
         if (cm.json) {
-            printf("{\"method\": \"%s\", \"pair\": \"%s\", \"periods\": [%d, %d], \"seeds\": %d, \"auc_mean\": ",
-                   tsr_ctnet_method_names[m], pair, d.first + 2, d.last, seeds);
+            printf("{\"method\": \"%s\", \"pair\": \"%s\", \"split\": \"%s\", \"periods\": [%d, %d], \"seeds\": %d, \"auc_mean\": ",
+                   tsr_ctnet_method_names[m], pair, validation ? "validation" : "evaluation", d.first + 1 + k0, d.first + k1, seeds);
             json_num(am);
             printf(", \"auc_ci95\": ");
             json_num(ac);
@@ -351,26 +427,40 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             printf(", \"logloss_ci95\": ");
             json_num(lc);
             printf(", \"auc_per_period\": [");
-            for (int k = 1; k < P; k++) {
-                printf(k > 1 ? ", " : "");
+            for (int k = k0; k < k1; k++) {
+                printf(k > k0 ? ", " : "");
                 json_num(per_n[k] ? per[k] / per_n[k] : NAN);
             }
             printf("], \"validation_auc\": ");
             json_num(vm);
             printf(", \"train_seconds_per_period\": %.6g, \"source_seconds_per_period\": %.6g, "
-                   "\"examples_per_period\": %.1f}\n",
-                   nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0, nt ? rows / nt : 0.0);
+                   "\"examples_per_period\": %.1f, \"lr\": %g, \"epochs\": %d}\n",
+                   nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0, nt ? rows / nt : 0.0,
+                   (double)(t_found[m] ? t_lr[m] : r.o.lr),
+                   t_found[m] ? t_ep[m] : m == TSR_CTNET_M_RETRAIN ? r.o.retrain_epochs : r.o.epochs);
         } else {
             printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4fs/period (source %.4fs)  %.0f examples/period\n",
                    tsr_ctnet_method_names[m], pair, am, ac, lm, vm, nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0,
                    nt ? rows / nt : 0.0);
         }
         fflush(stdout);
+        series[n_series] = (tsr_plot_series){tsr_ctnet_method_names[m], plot_y[n_series], m == TSR_CTNET_M_CTNET ? 4 : 2};
+        for (int k = k0; k < k1; k++) plot_y[n_series][k - k0] = per_n[k] ? per[k] / per_n[k] : NAN;
+        n_series++;
         free(auc_seed);
         free(ll_seed);
         free(val_seed);
     }
     tsr_ctnet_log_free(&g);
+    if (plot) {
+        double xs[TSR_CTNET_MAX_PERIODS];
+        for (int k = k0; k < k1; k++) xs[k - k0] = d.first + 1 + k;
+        char title[160];
+        snprintf(title, sizeof title, "next-period AUC, %s, mean of %d seeds", pair, seeds);
+        tsr_status st = tsr_plot_lines(plot, title, "period", "AUC", xs, k1 - k0, series, n_series, 1100, 560);
+        if (st.code) return cli_fail(st, "check --plot");
+        if (!cli_quiet()) fprintf(stderr, "wrote %s\n", plot);
+    }
     return CLI_OK;
 }
 
@@ -474,7 +564,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     tsr_ctnet_model_predict(&m, &g, rows, n < batch ? n : batch, batch, p);
     float q;
     double maxdiff = 0;
-    for (int64_t i = 0; i < (n < 64 ? n : 64); i++) {
+    for (int64_t i = 0; i < (n < batch ? n : batch) && i < 64; i++) {
         tsr_ctnet_model_predict(&m, &g, rows + i, 1, 1, &q);
         maxdiff = fmax(maxdiff, fabs((double)q - (double)p[i]));
     }

@@ -11,7 +11,7 @@
 
 tsr_ctnet_cfg tsr_ctnet_default_cfg(void) {
     return (tsr_ctnet_cfg){.dim = 16, .n_layers = 2, .hidden = {64, 32}, .cross = 1,
-                           .user_buckets = 4096, .item_buckets = 16384, .tok_buckets = 4096,
+                           .user_buckets = 2048, .item_buckets = 8192, .tok_buckets = 2048,
                            .n_fields = 5};
 }
 

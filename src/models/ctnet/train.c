@@ -28,7 +28,7 @@ int tsr_ctnet_method_parse(const char *name) {
 tsr_ctnet_run_opts tsr_ctnet_default_run_opts(void) {
     return (tsr_ctnet_run_opts){.cfg = tsr_ctnet_default_cfg(), .method = TSR_CTNET_M_CTNET,
                                 .first = 2005, .last = 2018, .epochs = 2, .retrain_epochs = 2,
-                                .batch = 64, .lr = 2e-3f, .weight_decay = 1e-5f,
+                                .batch = 128, .lr = 2e-3f, .weight_decay = 1e-5f,
                                 .adapter_std = 1e-3f, .seed = 1};
 }
 
@@ -517,6 +517,7 @@ tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path) {
 
 void tsr_ctnet_model_free(tsr_ctnet_model *m) {
     tsr_params_free(&m->params);
+    if (m->ctx_ready) tsr_ctx_free(&m->ctx);
     memset(m, 0, sizeof *m);
 }
 
@@ -528,20 +529,22 @@ void tsr_ctnet_model_predict(tsr_ctnet_model *m, const tsr_ctnet_log *g, const i
         for (int j = 0; j < g->n_fields; j++)
             if (!strcmp(m->field[f], g->field[j])) fmap[f] = j;
     }
-    tsr_ctx c;
-    tsr_ctx_init(&c, (size_t)4 << 20);
-    c.training = false;
-    c.grad_enabled = false;
+    if (!m->ctx_ready) {
+        tsr_ctx_init(&m->ctx, (size_t)4 << 20);
+        m->ctx_ready = true;
+    }
+    tsr_ctx *c = &m->ctx;
+    c->training = false;
+    c->grad_enabled = false;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)(batch > 0 ? batch : 1));
     TSR_ASSERT(idx);
     for (int64_t s = 0; s < n; s += batch) {
         int64_t B = n - s < batch ? n - s : batch;
         for (int64_t i = 0; i < B; i++) idx[i] = rows ? rows[s + i] : s + i;
-        tsr_ctx_reset(&c);
-        tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, g, idx, B, &m->cfg, fmap);
-        tsr_tensor *logit = method_logit(&c, &m->cfg, m->method, &m->tgt, &m->src, &m->ad, m->concat_w, &b);
+        tsr_ctx_reset(c);
+        tsr_ctnet_batch b = tsr_ctnet_make_batch(c, g, idx, B, &m->cfg, fmap);
+        tsr_tensor *logit = method_logit(c, &m->cfg, m->method, &m->tgt, &m->src, &m->ad, m->concat_w, &b);
         for (int64_t i = 0; i < B; i++) prob[s + i] = 1.0f / (1.0f + expf(-tsr_f32(logit)[i]));
     }
     free(idx);
-    tsr_ctx_free(&c);
 }
