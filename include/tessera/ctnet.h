@@ -215,6 +215,7 @@ typedef struct {
                              train on key t and evaluate key t+1 */
     int epochs;           /* per period stage */
     int retrain_epochs;   /* retrain: epochs over the whole target history */
+    int source_epochs;    /* the source tower's own update (CTNet, fine-tune's warm-up) */
     int batch;
     float lr, weight_decay, adapter_std;
     uint64_t seed;

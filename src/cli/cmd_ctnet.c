@@ -132,6 +132,7 @@ typedef struct {
     {"cross", ARG_INT, &(r)->o.cfg.cross, "0|1", "DCNv2 cross layer on the embeddings", NULL},           \
     {"epochs", ARG_INT, &(r)->o.epochs, "N", "epochs per period update", NULL},                          \
     {"retrain-epochs", ARG_INT, &(r)->o.retrain_epochs, "N", "retrain: epochs over all target history", NULL}, \
+    {"source-epochs", ARG_INT, &(r)->o.source_epochs, "N", "epochs of the source tower's own update per period", NULL}, \
     {"batch", ARG_INT, &(r)->o.batch, "B", "batch size", NULL},                                           \
     {"lr", ARG_FLOAT, &(r)->o.lr, "X", "AdamW learning rate", NULL},                                      \
     {"weight-decay", ARG_FLOAT, &(r)->o.weight_decay, "X", "AdamW decoupled weight decay", NULL},         \
@@ -156,8 +157,9 @@ static int check_run_flags(const char *prog, run_flags *r) {
     }
     if (g->dim < 1 || g->dim > 256) return cli_usage_error(prog, "--dim must be in [1,256]");
     if (g->cross != 0 && g->cross != 1) return cli_usage_error(prog, "--cross must be 0 or 1");
-    if (r->o.epochs < 1 || r->o.epochs > 1000 || r->o.retrain_epochs < 1 || r->o.retrain_epochs > 1000)
-        return cli_usage_error(prog, "--epochs and --retrain-epochs must be in [1,1000]");
+    if (r->o.epochs < 1 || r->o.epochs > 1000 || r->o.retrain_epochs < 1 || r->o.retrain_epochs > 1000 ||
+        r->o.source_epochs < 1 || r->o.source_epochs > 1000)
+        return cli_usage_error(prog, "--epochs, --retrain-epochs and --source-epochs must be in [1,1000]");
     if (r->o.batch < 1 || r->o.batch > 65536) return cli_usage_error(prog, "--batch must be in [1,65536]");
     if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1)");
     if (!(r->o.weight_decay >= 0 && r->o.weight_decay < 1)) return cli_usage_error(prog, "--weight-decay must be in [0,1)");

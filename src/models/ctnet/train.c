@@ -27,7 +27,8 @@ int tsr_ctnet_method_parse(const char *name) {
 
 tsr_ctnet_run_opts tsr_ctnet_default_run_opts(void) {
     return (tsr_ctnet_run_opts){.cfg = tsr_ctnet_default_cfg(), .method = TSR_CTNET_M_CTNET,
-                                .first = 2005, .last = 2018, .epochs = 2, .retrain_epochs = 2,
+                                .first = 2003, .last = 2018, .epochs = 3, .retrain_epochs = 3,
+                                .source_epochs = 2,
                                 .batch = 128, .lr = 2e-3f, .weight_decay = 1e-5f,
                                 .adapter_std = 1e-3f, .seed = 1};
 }
@@ -218,6 +219,7 @@ static void opts_meta(const tsr_ctnet_run_opts *o, char vals[][32], const char *
     KV("last", "%d", (int)o->last);
     KV("epochs", "%d", o->epochs);
     KV("retrain_epochs", "%d", o->retrain_epochs);
+    KV("source_epochs", "%d", o->source_epochs);
     KV("batch", "%d", o->batch);
     KV("lr", "%.9g", (double)o->lr);
     KV("weight_decay", "%.9g", (double)o->weight_decay);
@@ -344,7 +346,7 @@ static void update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, int32_t
     *n_rows = 0;
     if (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT || (m == TSR_CTNET_M_FINETUNE && warmup)) {
         int64_t n = select_rows(g, TSR_CTNET_SOURCE, lo, hi, buf);
-        *t_src = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, E, tag * 8 + 1);
+        *t_src = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, tag * 8 + 1);
     }
     if (m == TSR_CTNET_M_FINETUNE && warmup) /* source-then-fine-tune: start from the source tower */
         tsr_ctnet_tower_copy(&r->tgt, &r->src, &r->o.cfg);
