@@ -64,8 +64,8 @@ done
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
 [ -f "$T/b.safetensors.state" ] && ok || bad "no state file after the kill"
-ls "$T" | grep -q '\.tmp$' && bad "a .tmp file was left behind" || ok
 expect 0 "$BIN" ctnet train $S $M --epochs 3 --out "$T/b.safetensors" --resume
+ls "$T" | grep -q '\.tmp$' && bad "a .tmp file was left behind" || ok
 expect 2 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after -1
 expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after 2
 [ -f "$T/c.safetensors" ] && bad "a stopped run wrote the final model" || ok
@@ -84,6 +84,13 @@ expect 0 "$BIN" ctnet predict --model "$T/a.safetensors" --input "$T/rows.tsv" -
 has "$T/out" '"p_click"'
 expect 1 "$BIN" ctnet predict --model "$T/log.tsv" --input "$T/rows.tsv"
 lines "$T/err" 2
+
+# the shipped model is the default
+if [ -f models/ctnet_ml_animation.safetensors ]; then
+    printf 'user,item,timestamp,genre,year,history\n1,1,1514764800,Adventure|Animation|Children|Comedy|Fantasy,1990,2|3\n1,2,1514764801,Action|Drama,2000,\n' >"$T/ml.csv"
+    expect 0 "$BIN" ctnet predict --input "$T/ml.csv"
+    lines "$T/out" 2
+fi
 
 # eval: the JSON contract, one line per method
 expect 0 "$BIN" ctnet eval $S $M --seeds 2 --methods ctnet,target-only,retrain --json

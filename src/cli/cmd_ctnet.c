@@ -205,6 +205,9 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         snprintf(state_buf, sizeof state_buf, "%s.state", out);
         state = state_buf;
     }
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK ||
+        (rc = cli_check_output(prog, "state", state, false)) != CLI_OK)
+        return rc;
     tsr_ctnet_log g;
     if ((rc = load_data(prog, &d, &g)) != CLI_OK) return rc;
     r.o.first = d.first;
@@ -346,7 +349,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         }
     }
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (plot && (rc = cli_check_output(prog, "--plot", plot, false)) != CLI_OK) return rc;
+    if (plot && (rc = cli_check_output(prog, "plot", plot, false)) != CLI_OK) return rc;
     tsr_ctnet_log g;
     if ((rc = load_data(prog, &d, &g)) != CLI_OK) return rc;
     r.o.first = d.first;

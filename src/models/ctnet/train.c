@@ -10,6 +10,7 @@
 #include "tessera/safetensors.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -406,6 +407,11 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
                                 o->method == TSR_CTNET_M_RAND_ADAPT ? -1.0f : o->adapter_std, &ir);
     if (o->method == TSR_CTNET_M_CROSS) tsr_ctnet_adapters_init(&r->ad, &o->cfg, false, o->adapter_std, &ir);
     tsr_status st = tsr_ok();
+    if (state_path) { /* a save killed half-way leaves its tmp; the state itself is whole */
+        char tmp[1100];
+        snprintf(tmp, sizeof tmp, "%s.tmp", state_path);
+        remove(tmp);
+    }
     if (resume) {
         st = load_state(r, state_path);
         if (st.code) {
