@@ -8,11 +8,13 @@
 #include "tessera/ops.h"
 #include "tessera/optim.h"
 #include "tessera/safetensors.h"
+#include "tessera/train.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *const tsr_ctnet_method_names[TSR_CTNET_M_COUNT] = {
     "ctnet", "target-only", "retrain", "fine-tune", "joint", "cross-domain",
@@ -42,6 +44,8 @@ struct tsr_ctnet_run {
     tsr_tensor *concat_w;
     bool has_src, has_ad, gated, has_concat;
     bool warm;        /* warm-up done */
+    char scratch[1200]; /* the trainer's files of the running period update */
+    char scratch_dir[1100]; /* a temporary folder holding scratch (removed at the end), or "" */
     tsr_ctnet_results res;
 };
 
@@ -109,51 +113,111 @@ static tsr_tensor *stage_loss(tsr_ctx *c, tsr_ctnet_run *r, int kind, const tsr_
     return tsr_bce_with_logits(c, logit, b->y, NULL, 1, 1);
 }
 
+/* One period update on the shared training loop (src/train): the stage
+ * is a tsr_train_family whose parameters are the tensors the update
+ * trains (a view into the run's registry) and whose data stream is its
+ * own: rows[0..n) reshuffled every epoch by an rng stream `tag`, in
+ * batches of opts.batch with a short last batch (a target period can hold
+ * fewer rows than one batch, which the trainer's drop-last batcher would
+ * skip). The cursor (epoch, index) restores the stream exactly. */
+typedef struct {
+    tsr_ctnet_run *r;
+    const tsr_ctnet_log *g;
+    const int64_t *rows;
+    int64_t n;
+    int kind;
+    uint64_t seed;
+    tsr_rng rng;
+    int32_t *perm;
+    int64_t *br;
+    int64_t epoch, index;
+} stage;
+
+static void stage_shuffle(stage *s) {
+    for (int64_t i = 0; i < s->n; i++) s->perm[i] = (int32_t)i;
+    tsr_rng_shuffle_i32(&s->rng, s->perm, s->n);
+}
+
+static tsr_status stage_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t nid, float *loss) {
+    (void)ids;
+    (void)nid;
+    stage *s = ud;
+    if (s->index == 0) stage_shuffle(s);
+    const int64_t B = s->n - s->index < s->r->o.batch ? s->n - s->index : s->r->o.batch;
+    for (int64_t i = 0; i < B; i++) s->br[i] = s->rows[s->perm[s->index + i]];
+    tsr_ctnet_batch b = tsr_ctnet_make_batch(c, s->g, s->br, B, &s->r->o.cfg, NULL);
+    tsr_tensor *l = stage_loss(c, s->r, s->kind, &b, s->g, s->br);
+    *loss = tsr_f32(l)[0];
+    tsr_backward(c, l);
+    s->index += B;
+    if (s->index >= s->n) s->epoch++, s->index = 0;
+    return tsr_ok();
+}
+
+static void stage_get_cursor(void *ud, int64_t cursor[4]) {
+    stage *s = ud;
+    cursor[0] = s->epoch, cursor[1] = s->index, cursor[2] = s->n, cursor[3] = 0;
+}
+
+/* replays the shuffles of the epochs before the cursor's */
+static tsr_status stage_set_cursor(void *ud, const int64_t cursor[4]) {
+    stage *s = ud;
+    if (cursor[0] < 0 || cursor[1] < 0 || cursor[1] >= s->n || cursor[2] != s->n)
+        return tsr_errorf(TSR_ERR_FORMAT, "ctnet stage: data cursor (%lld, %lld) does not fit %lld rows",
+                          (long long)cursor[0], (long long)cursor[1], (long long)s->n);
+    tsr_rng_seed(&s->rng, s->seed);
+    for (int64_t e = 0; e < cursor[0] + (cursor[1] > 0); e++) stage_shuffle(s);
+    s->epoch = cursor[0], s->index = cursor[1];
+    return tsr_ok();
+}
+
 /* Trains the tensors named by the prefixes on rows[0..n) for `epochs`
- * passes (fresh AdamW, constant lr, shuffled by rng stream `tag`).
- * Returns wall seconds. */
-static double run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n,
-                        int kind, const char *const *prefixes, int epochs, uint64_t tag) {
-    double t0 = tsr_time();
-    if (n == 0) return 0;
+ * passes (fresh AdamW, constant lr) with the trainer's files at
+ * `scratch` (removed afterwards: the continual state is saved per period
+ * by the protocol). Returns the seconds of forward/backward and updates. */
+static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n,
+                            int kind, const char *const *prefixes, int epochs, uint64_t tag,
+                            const char *scratch, double *seconds) {
+    *seconds = 0;
+    if (n == 0) return tsr_ok();
     tsr_params view;
     memset(&view, 0, sizeof view);
     tsr_arena_init(&view.arena, 4096);
     for (int i = 0; prefixes[i]; i++) view_add(&view, &r->all, prefixes[i]);
-    tsr_adamw opt;
-    tsr_adamw_init(&opt, &view, (tsr_adamw_cfg){.lr = r->o.lr, .beta1 = 0.9f, .beta2 = 0.999f,
-                                                .eps = 1e-8f, .weight_decay = r->o.weight_decay});
-    tsr_rng rng;
-    tsr_rng_seed(&rng, r->o.seed * 1000003ull + tag);
-    int32_t *perm = malloc(sizeof(int32_t) * (size_t)n);
-    int64_t *br = malloc(sizeof(int64_t) * (size_t)r->o.batch);
-    TSR_ASSERT(perm && br);
-    tsr_ctx c;
-    tsr_ctx_init(&c, (size_t)8 << 20);
-    for (int ep = 0; ep < epochs; ep++) {
-        for (int64_t i = 0; i < n; i++) perm[i] = (int32_t)i;
-        tsr_rng_shuffle_i32(&rng, perm, n);
-        for (int64_t s = 0; s < n; s += r->o.batch) {
-            int64_t B = n - s < r->o.batch ? n - s : r->o.batch;
-            for (int64_t i = 0; i < B; i++) br[i] = rows[perm[s + i]];
-            tsr_ctx_reset(&c);
-            c.training = true;
-            c.grad_enabled = true;
-            tsr_params_zero_grad(&view);
-            tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, g, br, B, &r->o.cfg, NULL);
-            tsr_tensor *loss = stage_loss(&c, r, kind, &b, g, br);
-            tsr_backward(&c, loss);
-            tsr_adamw_step(&opt, r->o.lr);
-        }
-    }
-    tsr_ctx_free(&c);
-    free(perm);
-    free(br);
-    tsr_adamw_free(&opt);
+    stage s = {.r = r, .g = g, .rows = rows, .n = n, .kind = kind, .seed = r->o.seed * 1000003ull + tag};
+    tsr_rng_seed(&s.rng, s.seed);
+    s.perm = malloc(sizeof(int32_t) * (size_t)n);
+    s.br = malloc(sizeof(int64_t) * (size_t)r->o.batch);
+    TSR_ASSERT(s.perm && s.br);
+    char kv_n[24], kv_kind[8], kv_tag[24];
+    snprintf(kv_n, sizeof kv_n, "%lld", (long long)n);
+    snprintf(kv_kind, sizeof kv_kind, "%d", kind);
+    snprintf(kv_tag, sizeof kv_tag, "%llu", (unsigned long long)tag);
+    const char *cfg[] = {"ctnet.rows", kv_n, "ctnet.stage", kv_kind, "ctnet.tag", kv_tag, NULL};
+    tsr_train_family f = {.name = "ctnet", .params = &view, .config = cfg, .n_items = 0,
+                          .batch = r->o.batch, .unit = "row", .arena_bytes = (size_t)8 << 20, .ud = &s,
+                          .step = stage_step, .get_cursor = stage_get_cursor, .set_cursor = stage_set_cursor};
+    tsr_train_opts o = tsr_train_default_opts();
+    o.out = scratch;
+    o.steps = (n + r->o.batch - 1) / r->o.batch * epochs;
+    o.lr = r->o.lr;
+    o.weight_decay = r->o.weight_decay;
+    o.sched = TSR_SCHED_CONSTANT;
+    o.eval_at_end = false;
+    o.log_every = 0;
+    o.seed = r->o.seed;
+    tsr_train_result res;
+    tsr_status st = tsr_train_run(&f, &o, &res);
+    *seconds = res.step_s + res.optim_s;
+    char sp[1200];
+    tsr_train_state_path(scratch, sp, sizeof sp);
+    remove(sp);
+    free(s.perm);
+    free(s.br);
     free(view.items);
     free(view.flags);
     tsr_arena_free(&view.arena);
-    return tsr_time() - t0;
+    return st;
 }
 
 /* rows of domain dom (-1: source or target) with key in [lo, hi] */
@@ -324,6 +388,7 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
 /* ------------------------------------------------------------- protocol */
 
 static void run_free(tsr_ctnet_run *r) {
+    if (r->scratch_dir[0]) rmdir(r->scratch_dir);
     tsr_params_free(&r->all);
     free(r);
 }
@@ -338,24 +403,26 @@ static const char *const P_CONET[] = {"target.", "source.", "link.", NULL};
 
 /* one period's update of the method on the rows of key lo..hi (retrain:
  * all target history up to hi); returns target-side and source seconds */
-static void update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, int32_t hi, bool warmup,
-                   uint64_t tag, int64_t *buf, double *t_tgt, double *t_src, int64_t *n_rows) {
+static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, int32_t hi, bool warmup,
+                         uint64_t tag, int64_t *buf, double *t_tgt, double *t_src, int64_t *n_rows) {
     const int m = r->o.method;
     const int E = r->o.epochs;
     *t_src = 0;
     *t_tgt = 0;
     *n_rows = 0;
+    tsr_status st;
     if (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT || (m == TSR_CTNET_M_FINETUNE && warmup)) {
         int64_t n = select_rows(g, TSR_CTNET_SOURCE, lo, hi, buf);
-        *t_src = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, tag * 8 + 1);
+        st = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, tag * 8 + 1, r->scratch, t_src);
+        if (st.code) return st;
     }
     if (m == TSR_CTNET_M_FINETUNE && warmup) /* source-then-fine-tune: start from the source tower */
         tsr_ctnet_tower_copy(&r->tgt, &r->src, &r->o.cfg);
     int64_t n;
     if (m == TSR_CTNET_M_JOINT || m == TSR_CTNET_M_CROSS) {
         n = select_rows(g, -1, lo, hi, buf);
-        *t_tgt = run_stage(r, g, buf, n, m == TSR_CTNET_M_JOINT ? STG_JOINT : STG_CONET,
-                           m == TSR_CTNET_M_JOINT ? P_TGT : P_CONET, E, tag * 8 + 2);
+        st = run_stage(r, g, buf, n, m == TSR_CTNET_M_JOINT ? STG_JOINT : STG_CONET,
+                       m == TSR_CTNET_M_JOINT ? P_TGT : P_CONET, E, tag * 8 + 2, r->scratch, t_tgt);
     } else if (m == TSR_CTNET_M_RETRAIN) {
         if (!warmup) { /* from scratch, on every target row so far */
             tsr_rng ir;
@@ -363,16 +430,17 @@ static void update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, int32_t
             tsr_ctnet_tower_init(&r->tgt, &r->o.cfg, &ir);
         }
         n = select_rows(g, TSR_CTNET_TARGET, INT32_MIN, hi, buf);
-        *t_tgt = run_stage(r, g, buf, n, STG_TARGET, P_TGT, r->o.retrain_epochs, tag * 8 + 3);
+        st = run_stage(r, g, buf, n, STG_TARGET, P_TGT, r->o.retrain_epochs, tag * 8 + 3, r->scratch, t_tgt);
     } else {
         n = select_rows(g, TSR_CTNET_TARGET, lo, hi, buf);
         /* CTNet keeps a plain target tower until the warm-up is over: the
          * adapters join a trained target model (paper Sec. 3.2) */
         bool with_src = !warmup && (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT);
-        *t_tgt = run_stage(r, g, buf, n, with_src ? STG_CTNET : STG_TARGET, with_src ? P_CTNET : P_TGT, E,
-                           tag * 8 + 4);
+        st = run_stage(r, g, buf, n, with_src ? STG_CTNET : STG_TARGET, with_src ? P_CTNET : P_TGT, E,
+                       tag * 8 + 4, r->scratch, t_tgt);
     }
     *n_rows = n;
+    return st;
 }
 
 tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_opts *o,
@@ -412,6 +480,21 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         snprintf(tmp, sizeof tmp, "%s.tmp", state_path);
         remove(tmp);
     }
+    /* the trainer's files of one period update: beside the state, or in a
+     * temporary folder (tmpfs when there is one) for in-memory runs */
+    if (state_path) {
+        snprintf(r->scratch, sizeof r->scratch, "%s.update", state_path);
+    } else {
+        const char *td = getenv("TMPDIR");
+        snprintf(r->scratch_dir, sizeof r->scratch_dir, "%s/tsr_ctnet.XXXXXX",
+                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : td && *td ? td : "/tmp");
+        if (!mkdtemp(r->scratch_dir)) {
+            st = tsr_errorf(TSR_ERR_IO, "%s: cannot create a temporary folder", r->scratch_dir);
+            run_free(r);
+            return st;
+        }
+        snprintf(r->scratch, sizeof r->scratch, "%s/update", r->scratch_dir);
+    }
     if (resume) {
         st = load_state(r, state_path);
         if (st.code) {
@@ -426,17 +509,18 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
     if (!r->warm) {
         double ts, tt;
         int64_t nr;
-        update(r, g, INT32_MIN, o->first - 1, true, 0, buf, &tt, &ts, &nr);
-        r->warm = true;
+        st = update(r, g, INT32_MIN, o->first - 1, true, 0, buf, &tt, &ts, &nr);
+        r->warm = !st.code;
         if (verbose) tsr_log("ctnet %s: warm-up (periods < %d) %.2fs\n", tsr_ctnet_method_names[o->method], (int)o->first, tt + ts);
-        if (state_path) st = save_state(r, g, state_path, false);
+        if (!st.code && state_path) st = save_state(r, g, state_path, false);
     }
     while (!st.code && r->res.steps_done < r->res.steps_total) {
         int s = r->res.steps_done;
         int32_t k = o->first + s;
         double ts, tt;
         int64_t nr;
-        update(r, g, k, k, false, (uint64_t)s + 1, buf, &tt, &ts, &nr);
+        st = update(r, g, k, k, false, (uint64_t)s + 1, buf, &tt, &ts, &nr);
+        if (st.code) break;
         int64_t ne = select_rows(g, TSR_CTNET_TARGET, k + 1, k + 1, buf);
         predict_rows(r, g, buf, ne, prob);
         for (int64_t i = 0; i < ne; i++) lab[i] = g->label[buf[i]];
