@@ -245,6 +245,8 @@ static void test_loader(void) {
     uint32_t ha = tsr_ctnet_hash(NULL, "a", 1), hb = tsr_ctnet_hash(NULL, "b", 1);
     /* rows in time order: (u1,a,100) (u1,b,100) (u2,a,150) (u1,c,200) (u1,d,300) */
     TU_CHECK(g.ts[2] == 150 && g.domain[2] == TSR_CTNET_OTHER && g.domain[1] == TSR_CTNET_TARGET, "order and domains");
+    TU_CHECK(g.src_row[0] == 0 && g.src_row[1] == 1 && g.src_row[2] == 3 && g.src_row[3] == 2 && g.src_row[4] == 4,
+             "input positions of the time-ordered rows");
     TU_CHECK(g.hist[0 * TSR_CTNET_HIST] == 0 && g.hist[1 * TSR_CTNET_HIST] == 0, "no history at the first instant");
     /* u1 at 200: clicks a, b at 100 (input order, most recent first: b then a) */
     TU_CHECK(g.hist[3 * TSR_CTNET_HIST] == hb && g.hist[3 * TSR_CTNET_HIST + 1] == ha && g.hist[3 * TSR_CTNET_HIST + 2] == 0,

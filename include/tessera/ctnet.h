@@ -44,6 +44,7 @@ typedef struct {
     uint8_t *label;   /* 0/1 (0 when the file has no label column) */
     uint8_t *domain;  /* TSR_CTNET_SOURCE / TARGET / OTHER */
     int32_t *period;  /* set by tsr_ctnet_log_periods */
+    int64_t *src_row; /* the row's position in the input (rows are kept in time order) */
     uint32_t *user, *item; /* hashes (never 0) */
     uint32_t *hist;   /* n * HIST hashes, 0 = empty slot, most recent first */
     uint32_t *tok;    /* n * MAX_FIELDS * FIELD_TOKS hashes, 0 = empty */

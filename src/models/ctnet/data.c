@@ -20,6 +20,7 @@ void tsr_ctnet_log_free(tsr_ctnet_log *g) {
     free(g->label);
     free(g->domain);
     free(g->period);
+    free(g->src_row);
     free(g->user);
     free(g->item);
     free(g->hist);
@@ -45,11 +46,12 @@ static void grow(tsr_ctnet_log *g) {
     g->label = realloc(g->label, (size_t)cap);
     g->domain = realloc(g->domain, (size_t)cap);
     g->period = realloc(g->period, sizeof(int32_t) * (size_t)cap);
+    g->src_row = realloc(g->src_row, sizeof(int64_t) * (size_t)cap);
     g->user = realloc(g->user, sizeof(uint32_t) * (size_t)cap);
     g->item = realloc(g->item, sizeof(uint32_t) * (size_t)cap);
     g->hist = realloc(g->hist, sizeof(uint32_t) * (size_t)(cap * TSR_CTNET_HIST));
     g->tok = realloc(g->tok, sizeof(uint32_t) * (size_t)(cap * F_K));
-    TSR_ASSERT(g->ts && g->label && g->domain && g->period && g->user && g->item && g->hist &&
+    TSR_ASSERT(g->ts && g->label && g->domain && g->period && g->src_row && g->user && g->item && g->hist &&
                g->tok);
     g->cap = cap;
 }
@@ -76,6 +78,7 @@ static int64_t add_row(tsr_ctnet_log *g, uint32_t user, uint32_t item, int dom, 
     g->ts[i] = ts;
     g->label[i] = (uint8_t)label;
     g->period[i] = 0;
+    g->src_row[i] = i;
     memset(g->hist + i * TSR_CTNET_HIST, 0, sizeof(uint32_t) * TSR_CTNET_HIST);
     memset(g->tok + i * F_K, 0, sizeof(uint32_t) * F_K);
     return i;
@@ -143,6 +146,7 @@ static void finalize(tsr_ctnet_log *g) {
     PERMUTE(g->label, uint8_t, 1);
     PERMUTE(g->domain, uint8_t, 1);
     PERMUTE(g->period, int32_t, 1);
+    PERMUTE(g->src_row, int64_t, 1);
     PERMUTE(g->user, uint32_t, 1);
     PERMUTE(g->item, uint32_t, 1);
     PERMUTE(g->hist, uint32_t, TSR_CTNET_HIST);
@@ -747,6 +751,7 @@ tsr_status tsr_ctnet_log_periods(tsr_ctnet_log *g, const char *unit) {
             g->period[i] = kind == 0 ? tm.tm_year + 1900 : (tm.tm_year + 1900) * 12 + tm.tm_mon;
         } else {
             g->period[i] = 0;
+    g->src_row[i] = i;
         }
     }
     return tsr_ok();
