@@ -22,6 +22,14 @@
 #include "tessera/core.h"
 #include "tessera/lm.h"
 
+/* The one prompt-length rule of every decoder: a prompt of *n tokens fits a
+ * context of ctx positions when *n <= ctx - 1 (one position stays for the
+ * first new token). A longer prompt is TSR_ERR_ARG saying how many tokens
+ * it has and what the context allows, unless keep_last: then its last
+ * ctx - 1 tokens move to the front of tok and *n shrinks to ctx - 1 (the
+ * CLI's `--truncate left`). */
+tsr_status tsr_prompt_fit(int *tok, int *n, int ctx, bool keep_last);
+
 /* TSR_ERR_ARG unless parent[0] == -1 and 0 <= parent[i] < i for i > 0. */
 tsr_status tsr_decode_tree_check(const int *parent, int n);
 /* depth[i]: 0 for the root, depth[parent[i]] + 1 otherwise */

@@ -52,8 +52,11 @@ void args_print_help(FILE *f, const char *prog, const char *summary, const arg_s
         if (specs[i].kind == ARG_BOOL) snprintf(left, sizeof left, "--%s", specs[i].name);
         else snprintf(left, sizeof left, "--%s %s", specs[i].name, kind_meta(&specs[i]));
         fprintf(f, "  %-22s %s", left, specs[i].help ? specs[i].help : "");
-        /* show defaults of numbers and strings so --help documents them */
-        switch (specs[i].kind) {
+        /* show defaults of numbers and strings so --help documents them,
+         * unless the help text already states its default */
+        const char *h = specs[i].help ? specs[i].help : "";
+        bool stated = strstr(h, "default") || strchr(h, '[');
+        switch (stated ? ARG_BOOL : specs[i].kind) {
         case ARG_INT: fprintf(f, " [%d]", *(int *)specs[i].dst); break;
         case ARG_I64: fprintf(f, " [%lld]", (long long)*(int64_t *)specs[i].dst); break;
         case ARG_U64: fprintf(f, " [%llu]", (unsigned long long)*(uint64_t *)specs[i].dst); break;
@@ -172,23 +175,81 @@ void cli_fmt_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
-bool cli_find_shipped(const char *rel, char *out, size_t n) {
-    struct stat sb;
-    if (stat(rel, &sb) == 0) {
-        snprintf(out, n, "%s", rel);
-        return true;
+bool cli_find_shipped(const char *rel, char *out, size_t n) { return tsr_find_model(rel, out, n); }
+
+int cli_check_output(const char *prog, const char *flag, const char *path, bool allow_stdout) {
+    (void)prog;
+    char hint[160];
+    if (strcmp(path, "-") == 0 && !allow_stdout) {
+        fprintf(stderr, "%s: --%s cannot be '-' (stdout carries the results here); name a file (see '%s --help')\n",
+                prog, flag, prog);
+        return CLI_USAGE;
     }
-    char exe[2048];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return false;
-    exe[len] = 0;
-    for (int up = 0; up < 2; up++) { /* drop the file name, then its folder */
-        char *slash = strrchr(exe, '/');
-        if (!slash) return false;
-        *slash = 0;
+    tsr_status st = tsr_output_check(path);
+    if (!st.code) return CLI_OK;
+    snprintf(hint, sizeof hint, "pass --%s a new or regular file in a writable directory%s", flag,
+             allow_stdout ? " (or '-' for stdout)" : "");
+    return cli_fail(st, hint);
+}
+
+static int range_error(const char *prog, const char *flag, const char *lo, const char *hi, const char *got) {
+    if (!lo) return cli_usage_error(prog, "--%s must be <= %s (got %s)", flag, hi, got);
+    if (!hi) return cli_usage_error(prog, "--%s must be >= %s (got %s)", flag, lo, got);
+    return cli_usage_error(prog, "--%s must be between %s and %s (got %s)", flag, lo, hi, got);
+}
+
+int cli_check_int(const char *prog, const char *flag, int64_t v, int64_t lo, int64_t hi) {
+    if (v >= lo && v <= hi) return CLI_OK;
+    char a[32], b[32], g[32];
+    snprintf(a, sizeof a, "%lld", (long long)lo);
+    snprintf(b, sizeof b, "%lld", (long long)hi);
+    snprintf(g, sizeof g, "%lld", (long long)v);
+    return range_error(prog, flag, lo == INT64_MIN ? NULL : a, hi == INT64_MAX ? NULL : b, g);
+}
+
+int cli_check_float(const char *prog, const char *flag, double v, double lo, double hi) {
+    if (v >= lo && v <= hi) return CLI_OK;
+    char a[32], b[32], g[32];
+    snprintf(a, sizeof a, "%g", lo);
+    snprintf(b, sizeof b, "%g", hi);
+    snprintf(g, sizeof g, "%g", v);
+    return range_error(prog, flag, isinf(lo) ? NULL : a, isinf(hi) ? NULL : b, g);
+}
+
+int cli_read_prompt(const char *prog, const char *prompt, const char *prompt_file, bool required,
+                    char **out) {
+    *out = NULL;
+    if (prompt && prompt_file)
+        return cli_usage_error(prog, "pass either --prompt or --prompt-file, not both");
+    if (!prompt && !prompt_file) {
+        if (required) return cli_usage_error(prog, "--prompt TEXT or --prompt-file FILE is required");
+        prompt = "";
     }
-    snprintf(out, n, "%s/%s", exe, rel);
-    return stat(out, &sb) == 0;
+    if (prompt) {
+        *out = strdup(prompt);
+        TSR_ASSERT(*out);
+        return CLI_OK;
+    }
+    size_t len;
+    tsr_status st = tsr_read_file(prompt_file, out, &len);
+    if (st.code) return cli_fail(st, "--prompt-file: name a readable text file, or '-' for stdin");
+    if (strlen(*out) != len) {
+        free(*out);
+        *out = NULL;
+        return cli_fail(tsr_errorf(TSR_ERR_FORMAT, "%s: the prompt contains a NUL byte", prompt_file),
+                        "--prompt-file takes a text file");
+    }
+    return CLI_OK;
+}
+
+int cli_parse_truncate(const char *prog, const char *v, bool *keep_last) {
+    *keep_last = false;
+    if (!v || strcmp(v, "none") == 0) return CLI_OK;
+    if (strcmp(v, "left") == 0) {
+        *keep_last = true;
+        return CLI_OK;
+    }
+    return cli_usage_error(prog, "--truncate must be 'none' or 'left' (got '%s')", v);
 }
 
 tsr_status cli_read_jsonl_field(const char *path, const char *field, char ***out, int *n) {

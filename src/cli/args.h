@@ -43,11 +43,41 @@ void cli_json_str(FILE *f, const char *s);
 /* "1h05m" / "3m07s" for progress lines; "?" when unknown */
 void cli_fmt_eta(char *buf, size_t n, double seconds);
 
-/* A shipped file or directory (e.g. "models/pycode"): rel itself when it
- * exists from the working directory, else rel beside the binary's parent
- * folder (build/tessera -> <repo>/rel). out gets the path; false if
- * neither exists. */
+/* A shipped model file or directory by its name under models/ (e.g.
+ * "models/pycode"), found as tsr_find_model says (TESSERA_MODELS, the
+ * install prefix, beside the binary, the working directory). out gets the
+ * path; false if none exists. */
 bool cli_find_shipped(const char *rel, char *out, size_t n);
+
+/* The one check of an output path, run before any long work: refuses an
+ * existing non-regular target (device, FIFO, symlink, directory) and a
+ * missing or unwritable directory (tsr_output_check). "-" (stdout) is
+ * accepted only when allow_stdout. Prints "tessera: error: ..." with a hint
+ * naming --flag; returns CLI_OK or CLI_FAIL. */
+int cli_check_output(const char *prog, const char *flag, const char *path, bool allow_stdout);
+
+/* Documented ranges of numeric flags: CLI_USAGE with "--flag must be
+ * between lo and hi (got v)" (or ">= lo" / "<= hi" when the other end is
+ * open: INT64_MIN/INT64_MAX, -INFINITY/INFINITY), else CLI_OK. */
+int cli_check_int(const char *prog, const char *flag, int64_t v, int64_t lo, int64_t hi);
+int cli_check_float(const char *prog, const char *flag, double v, double lo, double hi);
+
+/* Prompt input shared by every generate/bench verb: --prompt TEXT or
+ * --prompt-file FILE ("-": stdin), not both. *out is a malloc'd copy (""
+ * when neither was given and !required). Returns CLI_OK, CLI_USAGE (both
+ * flags, or required and neither) or CLI_FAIL (unreadable file). */
+int cli_read_prompt(const char *prog, const char *prompt, const char *prompt_file, bool required,
+                    char **out);
+/* --truncate: NULL or "none" -> false, "left" -> true; anything else is a
+ * usage error. Returns CLI_OK or CLI_USAGE. */
+int cli_parse_truncate(const char *prog, const char *v, bool *keep_last);
+#define CLI_PROMPT_HINT \
+    "shorten the prompt, or pass --truncate left to keep its last tokens"
+#define CLI_PROMPT_FILE_SPEC(p) \
+    {"prompt-file", ARG_STR, &(p), "FILE", "read the prompt from FILE ('-': stdin) instead of --prompt", NULL}
+#define CLI_TRUNCATE_SPEC(p) \
+    {"truncate", ARG_STR, &(p), "SIDE", \
+     "a prompt longer than the context: 'none' is an error (default), 'left' keeps its last tokens", NULL}
 
 /* The string field `field` of every non-empty line of a JSONL file: a
  * malloc'd array of malloc'd strings (free with cli_free_strings). A line

@@ -3,6 +3,8 @@
  * rename; libpng's longjmp error path is contained in one function each. */
 #include "tessera/png.h"
 
+#include "tessera/fileio.h"
+
 #include <errno.h>
 #include <png.h>
 #include <string.h>
@@ -44,19 +46,13 @@ tsr_status tsr_png_write(const char *path, const uint8_t *px, int w, int h, int 
     if (w < 1 || h < 1 || w > (1 << 20) || h > (1 << 20) || (ch != 1 && ch != 3))
         return tsr_errorf(TSR_ERR_ARG, "%s: cannot write a %dx%d PNG with %d channels", path, w,
                           h, ch);
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return tsr_errorf(TSR_ERR_ARG, "output path too long");
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
-    tsr_status st = write_rows(f, px, w, h, ch);
-    if (!st.code && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        st = tsr_errorf(TSR_ERR_IO, "%s: write failed (%s)", tmp, strerror(errno));
-    if (fclose(f) != 0 && !st.code) st = tsr_errorf(TSR_ERR_IO, "%s: close failed", tmp);
-    if (!st.code && rename(tmp, path) != 0)
-        st = tsr_errorf(TSR_ERR_IO, "%s: rename failed (%s)", path, strerror(errno));
+    tsr_atomic_file af;
+    tsr_status st = tsr_atomic_open(&af, path);
+    if (st.code) return st;
+    st = write_rows(af.f, px, w, h, ch);
+    tsr_status cs = tsr_atomic_commit(&af, !st.code);
+    if (!st.code) st = cs;
     if (st.code) {
-        remove(tmp);
         if (st.msg[0] == 'p') /* the libpng message names no file */
             return tsr_errorf(st.code, "%s: %s", path, st.msg);
     }

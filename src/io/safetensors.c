@@ -12,6 +12,8 @@
  * to the data section. */
 #include "tessera/safetensors.h"
 
+#include "tessera/fileio.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -582,46 +584,14 @@ tsr_status tsr_st_write(tsr_st_writer *w, const char *path) {
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
 
-    tsr_status st = tsr_ok();
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    TSR_ASSERT(tmp);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        st = tsr_errorf(TSR_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    bool ok = write_all(fp, lenb, 8) && write_all(fp, h.s, h.n);
-    for (int k = 0; ok && k < w->n; k++) ok = write_all(fp, w->t[ord[k]].data, w->t[ord[k]].nbytes);
-    int e = ok ? 0 : errno;
-    if (ok && fflush(fp) != 0) ok = false, e = errno;
-    if (ok && fsync(fileno(fp)) != 0) ok = false, e = errno;
-    if (fclose(fp) != 0 && ok) ok = false, e = errno;
-    if (!ok) {
-        unlink(tmp);
-        st = tsr_errorf(TSR_ERR_IO, "%s: write failed: %s", path, strerror(e ? e : EIO));
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        st = tsr_errorf(TSR_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
-        goto out;
-    }
-    /* make the rename itself durable; failure here cannot undo the write */
-    char *dcopy = malloc(plen + 1);
-    TSR_ASSERT(dcopy);
-    memcpy(dcopy, path, plen + 1);
-    int dfd = open(dirname(dcopy), O_RDONLY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dcopy);
+    tsr_atomic_file af;
+    tsr_status st = tsr_atomic_open(&af, path);
+    if (st.code) goto out;
+    errno = 0;
+    bool ok = write_all(af.f, lenb, 8) && write_all(af.f, h.s, h.n);
+    for (int k = 0; ok && k < w->n; k++) ok = write_all(af.f, w->t[ord[k]].data, w->t[ord[k]].nbytes);
+    st = tsr_atomic_commit(&af, ok);
 out:
-    free(tmp);
     free(h.s);
     free(ord);
     free(off);
