@@ -85,3 +85,61 @@ void tsr_nf_tokenize(const tsr_nf_graph *g, float *tokens, float *adj, float *st
 void tsr_nf_encode_scalar(float *out, double x, int n_freqs);
 
 #endif
+
+/* ------------------------------------------------------------ the model */
+
+typedef enum { TSR_NF_HEAD_LATENCY = 0, TSR_NF_HEAD_ACCURACY = 1 } tsr_nf_head;
+
+typedef struct {
+    int in_dim;        /* token width (152 whole networks, 128 NB201 cells) */
+    int dim;           /* hidden width D (paper 512) */
+    int n_layers;      /* graph-aided transformer layers (paper: 2 latency, 6 accuracy) */
+    int ffn_ratio;     /* grouped FFN hidden = ratio * D (4) */
+    int groups;        /* FFN groups (8), each with LayerNorm on its outputs */
+    int fc_hidden;     /* head MLP width (D) */
+    int head;          /* tsr_nf_head */
+    bool degree;       /* degree gate (on) */
+    float dropout;     /* 0.05 */
+    float layer_scale; /* gamma init (1e-4) */
+} tsr_nf_cfg;
+
+tsr_nf_cfg tsr_nf_default_cfg(tsr_nf_head head, int in_dim);
+/* checks a config (user input) */
+tsr_status tsr_nf_cfg_check(const tsr_nf_cfg *cfg);
+
+typedef struct {
+    tsr_tensor *lin_d_w, *lin_d_b, *qk_w, *qk_b, *l_w, *l_b, *r_w;
+    tsr_tensor *ln_w, *ln_b;
+    tsr_tensor *up_w, *up_b, *up_ln_w, *up_ln_b, *down_w, *down_b, *down_ln_w, *down_ln_b;
+    tsr_tensor *gamma;
+} tsr_nf_layer;
+
+typedef struct {
+    tsr_nf_cfg cfg;
+    tsr_params params;
+    tsr_nf_layer *layers;
+    tsr_tensor *fuse1_w, *fuse1_b, *fuse2_w, *fuse2_b; /* accuracy head */
+    tsr_tensor *sf_w, *sf_b;                           /* latency head: static branch */
+    tsr_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b, *pred_w, *pred_b;
+} tsr_nf_model;
+
+/* registers parameters (names as the PyTorch reference's state dict) and
+ * initialises them from seed as PyTorch does (Linear: U(+-1/sqrt(in)),
+ * grouped weights Xavier-uniform, norms 1/0, gamma = layer_scale) */
+tsr_status tsr_nf_model_init(tsr_nf_model *m, const tsr_nf_cfg *cfg, uint64_t seed);
+void tsr_nf_model_free(tsr_nf_model *m);
+
+/* Predictions (B,1) >= 0 for B graphs of N tokens each. x (B,N,in_dim);
+ * adj (B,N,N) or (N,N) shared by the batch, 0/1 undirected; static_feat
+ * (B,40) for the latency head (NULL for accuracy). */
+tsr_tensor *tsr_nf_forward(tsr_ctx *c, const tsr_nf_model *m, tsr_tensor *x, tsr_tensor *adj,
+                           tsr_tensor *static_feat);
+/* MSE(pred / y, 1) (paper eq. 8); y (B,1) > 0 */
+tsr_tensor *tsr_nf_loss_ratio(tsr_ctx *c, tsr_tensor *pred, tsr_tensor *y);
+/* L1 between pairwise differences: |(p - p[perm]) - (y - y[perm])| mean
+ * (the official SRLoss); perm i32 (B) */
+tsr_tensor *tsr_nf_loss_pairdiff(tsr_ctx *c, tsr_tensor *pred, tsr_tensor *y, const tsr_tensor *perm);
+
+tsr_status tsr_nf_model_save(const tsr_nf_model *m, const char *path, const char *const *meta);
+/* loads a file written by tsr_nf_model_save (config from its metadata) */
+tsr_status tsr_nf_model_load(tsr_nf_model *m, const char *path);
