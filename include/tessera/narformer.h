@@ -143,3 +143,50 @@ tsr_tensor *tsr_nf_loss_pairdiff(tsr_ctx *c, tsr_tensor *pred, tsr_tensor *y, co
 tsr_status tsr_nf_model_save(const tsr_nf_model *m, const char *path, const char *const *meta);
 /* loads a file written by tsr_nf_model_save (config from its metadata) */
 tsr_status tsr_nf_model_load(tsr_nf_model *m, const char *path);
+
+/* ------------------------------------------------------------ NAS-Bench-201 */
+
+#define TSR_NB201_N 15625
+#define TSR_NB201_TOKENS 8      /* input, 6 edge operations, output */
+#define TSR_NB201_TOKEN_DIM 128 /* 64 op code + 64 position (32 frequencies each) */
+#define TSR_NB201_MAX_DEV 64
+
+/* operation ids (the official encoding): input 0, nor_conv_1x1 1,
+ * nor_conv_3x3 2, avg_pool_3x3 3, skip_connect 4, none 5, output 6 */
+enum { TSR_NB201_INPUT = 0, TSR_NB201_CONV1 = 1, TSR_NB201_CONV3 = 2, TSR_NB201_POOL = 3,
+       TSR_NB201_SKIP = 4, TSR_NB201_NONE = 5, TSR_NB201_OUTPUT = 6 };
+
+typedef struct {
+    int n;
+    uint8_t (*ops)[6];     /* edge operations in arch-string order (ids 1..5) */
+    float *acc[3];         /* test accuracy %, 200 epochs: CIFAR-10, CIFAR-100, ImageNet16-120 */
+    int32_t *iso;          /* isomorphism class (from UniqueString), dense ids */
+    int n_iso;
+    int n_dev;             /* latency devices (0 when no latency file was given) */
+    char dev[TSR_NB201_MAX_DEV][32];
+    float *lat;            /* (n, n_dev) ms */
+} tsr_nb201;
+
+/* acc_csv: nats_bench.csv; lat_gz: nb201_latency_ms.csv.gz or NULL. Rows
+ * must be the 15,625 cells in index order (the arch strings are checked to
+ * agree between the two files). */
+tsr_status tsr_nb201_load(tsr_nb201 *t, const char *acc_csv, const char *lat_gz);
+void tsr_nb201_free(tsr_nb201 *t);
+/* arch string "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|" -> ops[6]; false if malformed */
+bool tsr_nb201_parse_arch(const char *s, uint8_t ops[6]);
+int tsr_nb201_device(const tsr_nb201 *t, const char *name); /* -1 if absent */
+
+/* node operations (8: input, ops, output) and the fixed cell DAG as an
+ * undirected 0/1 adjacency (8x8) */
+void tsr_nb201_graph(const uint8_t ops[6], uint8_t node_ops[8], float adj[64]);
+/* The isomorphic copy used by the consistency loss: the first relabelling
+ * (lexicographic over the 720 orders of nodes 1..6) that keeps the DAG
+ * upper-triangular and changes the adjacency or the operations: node j of
+ * the copy is node label[j] of the original. Returns false if none. */
+bool tsr_nb201_iso_copy(const uint8_t node_ops[8], const float adj[64], uint8_t ops_out[8], float adj_out[64]);
+/* tokens (8, 128): op id and position, each as 32 sin/cos pairs with
+ * frequencies 10000^(-j/32) */
+void tsr_nb201_tokens(const uint8_t node_ops[8], float *tokens);
+/* FLOPs and parameters of the NB201 CIFAR network with this cell (C = 16,
+ * 5 cells per stage, ReLU-Conv-BN ops), as used by the FLOPs baseline */
+void tsr_nb201_cost(const uint8_t ops[6], double *flops, double *params);
