@@ -184,8 +184,8 @@ void tsr_nb201_graph(const uint8_t ops[6], uint8_t node_ops[8], float adj[64]);
  * upper-triangular and changes the adjacency or the operations: node j of
  * the copy is node label[j] of the original. Returns false if none. */
 bool tsr_nb201_iso_copy(const uint8_t node_ops[8], const float adj[64], uint8_t ops_out[8], float adj_out[64]);
-/* tokens (8, 128): op id and position, each as 32 sin/cos pairs with
- * frequencies 10000^(-j/32) */
+/* tokens (8, 128): op id and position, each as 32 sin/cos pairs
+ * sin/cos(pi x f_k), f_k = 1 + k (2^31 - 1) / 31 (the official NeRF code) */
 void tsr_nb201_tokens(const uint8_t node_ops[8], float *tokens);
 /* FLOPs and parameters of the NB201 CIFAR network with this cell (C = 16,
  * 5 cells per stage, ReLU-Conv-BN ops), as used by the FLOPs baseline */

@@ -95,10 +95,23 @@ bool tsr_nb201_iso_copy(const uint8_t node_ops[8], const float adj[64], uint8_t 
     return false;
 }
 
+/* NeRF-style code of the official NB201 tokenizer (embed_type nerf,
+ * multires 32): sin/cos(pi x f_k), f_k linearly spaced from 1 to 2^31. At
+ * integer x these high frequencies act as a fixed pseudo-random code per
+ * value, which keeps the 7 operation ids apart (the 10000^(-j/d) code of
+ * whole networks is nearly linear in small ids). */
+static void nerf_code(float *out, double x) {
+    for (int k = 0; k < 32; k++) {
+        double f = 1.0 + (double)k * (2147483648.0 - 1.0) / 31.0;
+        out[2 * k] = (float)sin(x * M_PI * f);
+        out[2 * k + 1] = (float)cos(x * M_PI * f);
+    }
+}
+
 void tsr_nb201_tokens(const uint8_t node_ops[8], float *tokens) {
     for (int i = 0; i < 8; i++) {
-        tsr_nf_encode_scalar(tokens + i * TSR_NB201_TOKEN_DIM, node_ops[i], 32);
-        tsr_nf_encode_scalar(tokens + i * TSR_NB201_TOKEN_DIM + 64, i, 32);
+        nerf_code(tokens + i * TSR_NB201_TOKEN_DIM, node_ops[i]);
+        nerf_code(tokens + i * TSR_NB201_TOKEN_DIM + 64, i);
     }
 }
 
