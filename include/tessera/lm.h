@@ -250,6 +250,8 @@ typedef struct {
     const char *const *stop; /* stop strings (completion only, not printed) */
     int n_stop;
     int prefill_batch;    /* tokens per prefill forward (<= 0: TSR_LM_MAX_BATCH) */
+    bool truncate_left;   /* a prompt longer than the context keeps its last tokens
+                             (else it is an error; see tsr_prompt_fit) */
 } tsr_lm_gen_opts;
 
 typedef struct {

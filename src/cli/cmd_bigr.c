@@ -72,8 +72,11 @@ static int cmd_codes(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, INT64_MAX)) != CLI_OK) return rc;
     if (strncmp(out, "runs/", 5) == 0) mkdir("runs", 0777);
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
+    char tbuf[4096];
+    tok = cli_shipped_default(tok, DEF_TOK, tbuf, sizeof tbuf);
     tsr_bigr_codes cd;
     double t0 = tsr_time();
     tsr_status st = tsr_bigr_codes_build(&cd, tok, data, limit);
@@ -197,6 +200,7 @@ typedef struct {
     bool deterministic;
     int64_t real_n;
     cli_common cm;
+    char model_buf[4096], tok_buf[4096], cls_buf[4096]; /* shipped defaults, found by gen_check */
 } gen_args;
 
 static void gen_defaults(gen_args *a) {
@@ -212,30 +216,41 @@ static void gen_defaults(gen_args *a) {
 #define GEN_SPECS(a)                                                                                    \
     {"model", ARG_STR, &(a)->model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},                  \
     {"tokenizer", ARG_STR, &(a)->tok, "PATH", "BAE tokenizer [" DEF_TOK "]", NULL},                     \
-    {"iters", ARG_INT, &(a)->iters, "N", "unmasking iterations", NULL},                                 \
-    {"steps", ARG_INT, &(a)->steps, "N", "transcoder diffusion steps", NULL},                           \
-    {"cfg", ARG_FLOAT, &(a)->cfg, "X", "classifier-free guidance scale (1: off)", NULL},                \
-    {"gumbel", ARG_FLOAT, &(a)->gumbel, "X", "Gumbel temperature on the confidences", NULL},           \
-    {"temp", ARG_FLOAT, &(a)->temp, "X", "transcoder logit temperature", NULL},                          \
+    {"iters", ARG_INT, &(a)->iters, "N", "unmasking iterations, 1..49", NULL},                          \
+    {"steps", ARG_INT, &(a)->steps, "N", "transcoder diffusion steps, 1..100000", NULL},                \
+    {"cfg", ARG_FLOAT, &(a)->cfg, "X", "classifier-free guidance scale, 0..100 (1: off)", NULL},        \
+    {"gumbel", ARG_FLOAT, &(a)->gumbel, "X", "Gumbel temperature on the confidences, 0..100", NULL},   \
+    {"temp", ARG_FLOAT, &(a)->temp, "X", "transcoder logit temperature, in (0, 100]", NULL},             \
     {"order", ARG_STR, &(a)->order, "entropy|random|raster", "which positions to fix first", NULL},     \
     {"deterministic", ARG_BOOL, &(a)->deterministic, NULL, "fix bits by p > 0.5 instead of Bernoulli(p)", NULL}, \
     {"out", ARG_STR, &(a)->out, "PATH", "PNG grid to write", NULL},                                     \
     CLI_COMMON_THREADS(&(a)->cm), CLI_COMMON_SEED(&(a)->cm), CLI_COMMON_JSON(&(a)->cm)
 
-static int gen_check(const char *prog, const gen_args *a, tsr_bigr_sample_opts *so) {
+/* flags shared by the generator verbs: ranges, the shipped defaults (found
+ * from any working directory) and the output PNG, before any work */
+static int gen_check(const char *prog, gen_args *a, tsr_bigr_sample_opts *so) {
     *so = tsr_bigr_default_sample_opts();
-    if (a->iters < 1 || a->iters > 49) return cli_usage_error(prog, "--iters must be in [1,49]");
-    if (a->steps < 1 || a->steps > 100000) return cli_usage_error(prog, "--steps must be >= 1");
-    if (!(a->cfg >= 0 && a->cfg <= 100) || !(a->gumbel >= 0 && a->gumbel <= 100) ||
-        !(a->temp > 0 && a->temp <= 100))
-        return cli_usage_error(prog, "--cfg, --gumbel in [0,100], --temp in (0,100]");
+    int rc;
+    if ((rc = cli_check_int(prog, "iters", a->iters, 1, 49)) != CLI_OK ||
+        (rc = cli_check_int(prog, "steps", a->steps, 1, 100000)) != CLI_OK ||
+        (rc = cli_check_float(prog, "cfg", a->cfg, 0, 100)) != CLI_OK ||
+        (rc = cli_check_float(prog, "gumbel", a->gumbel, 0, 100)) != CLI_OK ||
+        (rc = cli_check_int(prog, "real", a->real_n, 2, INT64_MAX)) != CLI_OK)
+        return rc;
+    if (!(a->temp > 0 && a->temp <= 100))
+        return cli_usage_error(prog, "--temp must be in (0, 100] (got %g)", (double)a->temp);
     int o = -1;
     for (int i = 0; i < TSR_BIGR_ORDER_COUNT; i++)
         if (strcmp(a->order, tsr_bigr_order_name((tsr_bigr_order)i)) == 0) o = i;
     if (o < 0) return cli_usage_error(prog, "--order must be entropy, random or raster");
     so->iters = a->iters, so->steps = a->steps, so->cfg = a->cfg, so->gumbel = a->gumbel;
     so->temp = a->temp, so->order = (tsr_bigr_order)o, so->deterministic = a->deterministic;
-    return cli_common_apply(prog, &a->cm);
+    if ((rc = cli_common_apply(prog, &a->cm)) != CLI_OK) return rc;
+    if (a->out && (rc = cli_check_output(prog, "out", a->out, false)) != CLI_OK) return rc;
+    a->model = cli_shipped_default(a->model, DEF_MODEL, a->model_buf, sizeof a->model_buf);
+    a->tok = cli_shipped_default(a->tok, DEF_TOK, a->tok_buf, sizeof a->tok_buf);
+    a->cls = cli_shipped_default(a->cls, DEF_CLS, a->cls_buf, sizeof a->cls_buf);
+    return CLI_OK;
 }
 
 /* write n images (784 f32) as a grid of `cols` columns */
@@ -282,16 +297,18 @@ static int cmd_sample(const char *prog, int argc, char **argv) {
     gen_defaults(&a);
     a.out = "bigr_samples.png";
     const arg_spec specs[] = {
-        {"class", ARG_INT, &a.klass, "C", "class to sample (-1: every class, one row each)", NULL},
-        {"n", ARG_INT, &a.n, "N", "samples per class", NULL},
+        {"class", ARG_INT, &a.klass, "C", "class to sample, 0..9 (-1: every class, one row each)", NULL},
+        {"n", ARG_INT, &a.n, "N", "samples per class, 1..1000", NULL},
         GEN_SPECS(&a),
     };
     int rc = args_parse(prog, "Class-conditional samples from BiGR to a PNG grid (one row per class).", specs,
                         (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
+    if ((rc = cli_check_int(prog, "class", a.klass, -1, 9)) != CLI_OK ||
+        (rc = cli_check_int(prog, "n", a.n, 1, 1000)) != CLI_OK)
+        return rc;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 1000) return cli_usage_error(prog, "--n must be in [1,1000]");
     gen_models g;
     tsr_status st = gen_load(&g, &a);
     if (st.code) {
@@ -301,7 +318,7 @@ static int cmd_sample(const char *prog, int argc, char **argv) {
     const int C = g.m.cfg.classes, K = g.m.cfg.bits;
     if (a.klass >= C) {
         gen_free(&g);
-        return cli_usage_error(prog, "--class must be < %d", C);
+        return cli_check_int(prog, "class", a.klass, -1, C - 1);
     }
     int ncls = a.klass < 0 ? C : 1, B = ncls * a.n;
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
@@ -350,9 +367,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
+    if ((rc = cli_check_int(prog, "n", a.n, 1, 10000)) != CLI_OK) return rc;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 10000) return cli_usage_error(prog, "--n must be in [1,10000]");
-    if (a.real_n < 2) return cli_usage_error(prog, "--real must be >= 2");
     int64_t real_n = a.real_n;
     gen_models g;
     tsr_classifier cls;
@@ -449,7 +465,12 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (epochs < 1 || epochs > 1000 || train_limit < 0) return cli_usage_error(prog, "--epochs in [1,1000], --train-limit >= 0");
+    if ((rc = cli_check_int(prog, "epochs", epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "train-limit", train_limit, 0, INT64_MAX)) != CLI_OK)
+        return rc;
+    char mbuf[4096], tbuf[4096];
+    model = cli_shipped_default(model, DEF_MODEL, mbuf, sizeof mbuf);
+    tok = cli_shipped_default(tok, DEF_TOK, tbuf, sizeof tbuf);
     tsr_bigr m;
     tsr_bigr_codes cd;
     tsr_status st = tsr_bigr_load(&m, model);
@@ -620,11 +641,12 @@ static int run_paint(const char *prog, int argc, char **argv, app_kind kind) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
-    if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
     int box[4];
     if ((rc = parse_box(prog, boxs, box)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 10000) return cli_usage_error(prog, "--n must be in [1,10000]");
-    if (a.klass >= 10) return cli_usage_error(prog, "--class must be < 10");
+    if ((rc = cli_check_int(prog, "n", a.n, 1, 10000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "class", a.klass, -1, 9)) != CLI_OK)
+        return rc;
+    if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
     app_env e;
     tsr_status st = app_load(&e, &a);
     if (st.code) {
@@ -727,9 +749,12 @@ static int cmd_interpolate(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
+    if ((rc = cli_check_int(prog, "n", a.n, 1, 100)) != CLI_OK ||
+        (rc = cli_check_int(prog, "points", points, 2, 64)) != CLI_OK ||
+        (rc = cli_check_int(prog, "class", a.klass, 0, 9)) != CLI_OK ||
+        (rc = cli_check_int(prog, "class2", a.klass2, 0, 9)) != CLI_OK)
+        return rc;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 100 || points < 2 || points > 64)
-        return cli_usage_error(prog, "--n in [1,100], --points in [2,64]");
     gen_models g;
     tsr_status st = gen_load(&g, &a);
     if (!st.code && (a.klass < 0 || a.klass >= g.m.cfg.classes || a.klass2 < 0 || a.klass2 >= g.m.cfg.classes))
@@ -784,8 +809,8 @@ static int cmd_enrich(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
+    if ((rc = cli_check_int(prog, "n", a.n, 1, 10000)) != CLI_OK) return rc;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 10000) return cli_usage_error(prog, "--n must be in [1,10000]");
     app_env e;
     tsr_status st = app_load(&e, &a);
     if (st.code) {

@@ -7,10 +7,12 @@
 #include "cli/args.h"
 #include "tessera/bita.h"
 #include "tessera/bpe.h"
+#include "tessera/gguf.h"
 #include "tessera/decode.h"
 #include "tessera/lm.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +128,9 @@ static void session_free(session *s) {
 
 static int session_open(session *s, const char *model, const char *adapter, const char *dtype) {
     memset(s, 0, sizeof *s);
+    char mbuf[4096], abuf[4096];
+    model = cli_shipped_default(model, DEFAULT_MODEL, mbuf, sizeof mbuf);
+    adapter = cli_shipped_default(adapter, DEFAULT_ADAPTER, abuf, sizeof abuf);
     int wt = -1;
     if (dtype && strcmp(dtype, "auto") != 0) {
         tsr_lm_wtype t;
@@ -133,7 +138,7 @@ static int session_open(session *s, const char *model, const char *adapter, cons
         wt = (int)t;
     }
     tsr_status st = tsr_lm_load(&s->m, model, wt, 0);
-    if (st.code) return cli_fail(st, "--model expects an HF directory or a tessera .safetensors");
+    if (st.code) return cli_fail(st, "--model expects an HF directory, a tessera .safetensors or a .gguf");
     s->has_m = true;
     st = tsr_bita_adapter_load(&s->ad, adapter);
     if (st.code) {
@@ -153,15 +158,17 @@ static int session_open(session *s, const char *model, const char *adapter, cons
     s->has_bm = true;
     char tp[4096];
     struct stat sb;
+    size_t ml = strlen(model);
     if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(tp, sizeof tp, "%s/tokenizer.json", model);
+    else if (ml > 5 && strcmp(model + ml - 5, ".gguf") == 0) snprintf(tp, sizeof tp, "%s", model);
     else {
         const char *slash = strrchr(model, '/');
         snprintf(tp, sizeof tp, "%.*stokenizer.json", slash ? (int)(slash - model + 1) : 0, model);
     }
-    st = tsr_bpe_load(&s->bpe, tp);
+    st = tp[0] && strcmp(tp, model) == 0 ? tsr_bpe_load_gguf(&s->bpe, tp, NULL, 0) : tsr_bpe_load(&s->bpe, tp);
     if (st.code) {
         session_free(s);
-        return cli_fail(st, "a tokenizer.json must sit next to the model");
+        return cli_fail(st, "a tokenizer.json must sit next to the model (a .gguf carries its own)");
     }
     s->has_bpe = true;
     tsr_lm_bpe_specials(&s->bpe, &s->bos, &s->eos);
@@ -193,6 +200,7 @@ static int pick_shape(session *s, int top, int depth, tsr_bita_shape *shape, dou
 
 static int cmd_generate(const char *prog, int argc, char **argv) {
     const char *model = DEFAULT_MODEL, *adapter = DEFAULT_ADAPTER, *prompt = NULL, *dtype = NULL;
+    const char *prompt_file = NULL, *truncate = NULL;
     int max_tokens = 256, top = 0, depth = -1, top_k = 0;
     float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f;
     bool stats = false;
@@ -201,7 +209,9 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "PATH", "base model (default: " DEFAULT_MODEL ")", NULL},
         {"adapter", ARG_STR, &adapter, "PATH", "adapter from 'bita tune' (default: " DEFAULT_ADAPTER ")", NULL},
         {"dtype", ARG_STR, &dtype, "T", "weights in memory: f32, bf16, q8 or auto (default)", NULL},
-        {"prompt", ARG_STR, &prompt, "TEXT", "text to continue (required)", NULL},
+        {"prompt", ARG_STR, &prompt, "TEXT", "text to continue (this or --prompt-file is required)", NULL},
+        CLI_PROMPT_FILE_SPEC(prompt_file),
+        CLI_TRUNCATE_SPEC(truncate),
         {"max-tokens", ARG_INT, &max_tokens, "N", "new tokens at most (default 256; the context also bounds it)", NULL},
         {"temperature", ARG_FLOAT, &temperature, "X", "0: greedy (default); > 0: exact speculative sampling", NULL},
         {"top-k", ARG_INT, &top_k, "K", "sampling: keep the K most likely tokens (0: off)", NULL},
@@ -217,24 +227,58 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     int rc = args_parse(prog, "Continue a prompt with BiTA tree decoding (same text as lm generate at temperature 0).",
                         specs, (int)(sizeof specs / sizeof *specs), argc, argv);
     if (rc != CLI_OK) return rc;
-    if (!prompt) return cli_usage_error(prog, "--prompt is required");
-    if (max_tokens < 1) return cli_usage_error(prog, "--max-tokens must be >= 1");
-    if (!(temperature >= 0)) return cli_usage_error(prog, "--temperature must be >= 0");
-    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
-        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
-    if (top_k < 0 || !(top_p >= 0 && top_p <= 1) || !(min_p >= 0 && min_p <= 1))
-        return cli_usage_error(prog, "--top-k >= 0, --top-p and --min-p in [0, 1]");
+    if (!prompt && !prompt_file) return cli_usage_error(prog, "--prompt TEXT or --prompt-file FILE is required");
+    bool keep_last;
+    if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "max-tokens", max_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_float(prog, "temperature", temperature, 0, INFINITY)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-top", top, 0, TSR_BITA_MAX_TOP)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-depth", depth, -1, TSR_BITA_MAX_K)) != CLI_OK ||
+        (rc = cli_check_int(prog, "top-k", top_k, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_float(prog, "top-p", top_p, 0, 1)) != CLI_OK ||
+        (rc = cli_check_float(prog, "min-p", min_p, 0, 1)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    char *prompt_text;
+    if ((rc = cli_read_prompt(prog, prompt, prompt_file, true, &prompt_text)) != CLI_OK) return rc;
     session s;
-    if ((rc = session_open(&s, model, adapter, dtype)) != CLI_OK) return rc;
+    if ((rc = session_open(&s, model, adapter, dtype)) != CLI_OK) {
+        free(prompt_text);
+        return rc;
+    }
     if (depth > s.ad.k) {
         session_free(&s);
+        free(prompt_text);
         return cli_usage_error(prog, "--tree-depth %d exceeds the adapter's %d masks", depth, s.ad.k);
     }
+    int np = 0;
+    int *ptok = tsr_lm_bpe_prompt(&s.bpe, prompt_text, &np);
+    free(prompt_text);
+    if (!ptok || np < 1) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(tsr_errorf(TSR_ERR_ARG, "the prompt is empty and the tokenizer has no BOS"), NULL);
+    }
+    tsr_status fit = tsr_prompt_fit(ptok, &np, s.m.cfg.seq_len, keep_last, max_tokens);
+    if (fit.code) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(fit, CLI_PROMPT_HINT);
+    }
+    if (max_tokens > s.m.cfg.seq_len - np + 1) max_tokens = s.m.cfg.seq_len - np + 1; /* the context bounds it */
+    int *gen = malloc(sizeof(int) * (size_t)max_tokens);
+    if (!gen) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(tsr_errorf(TSR_ERR_NOMEM, "out of memory"), NULL);
+    }
+    /* the tree shape (timing the cost curve) only once the prompt fits */
     tsr_bita_gen_opts go;
     tsr_bita_gen_defaults(&go);
     double ms[65];
     if ((rc = pick_shape(&s, top, depth, &go.shape, ms, 32)) != CLI_OK) {
+        free(ptok);
+        free(gen);
         session_free(&s);
         return rc;
     }
@@ -244,15 +288,6 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     go.sampling.top_p = top_p;
     go.sampling.min_p = min_p;
     go.sampling.seed = cm.seed;
-    int np = 0;
-    int *ptok = tsr_lm_bpe_prompt(&s.bpe, prompt, &np);
-    int *gen = malloc(sizeof(int) * (size_t)max_tokens);
-    if (!ptok || !gen || np < 1) {
-        free(ptok);
-        free(gen);
-        session_free(&s);
-        return cli_fail(tsr_errorf(TSR_ERR_ARG, "the prompt is empty and the tokenizer has no BOS"), NULL);
-    }
     int ng = 0;
     tsr_bita_stats bs;
     tsr_status st = tsr_bita_generate(&s.bm, ptok, np, max_tokens, &go, gen, &ng, &bs);
@@ -313,6 +348,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
 
 static int cmd_bench(const char *prog, int argc, char **argv) {
     const char *model = DEFAULT_MODEL, *adapter = DEFAULT_ADAPTER, *prompts = "bench/prompts_pyval.jsonl", *dtype = NULL;
+    const char *truncate = NULL;
     int max_tokens = 256, top = 0, depth = -1, limit = 0, reps = 1;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
@@ -325,15 +361,22 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         {"reps", ARG_INT, &reps, "R", "time each method R times per prompt, keep the fastest (default 1)", NULL},
         {"tree-top", ARG_INT, &top, "N", "candidates at tree level 0 (0: chosen from the cost curve, default)", NULL},
         {"tree-depth", ARG_INT, &depth, "D", "tree levels (-1: chosen, default; 0: no drafts)", NULL},
+        CLI_TRUNCATE_SPEC(truncate),
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "Plain greedy vs BiTA vs prompt lookup on a prompt file: identity, tokens/step, speedup.",
                         specs, (int)(sizeof specs / sizeof *specs), argc, argv);
     if (rc != CLI_OK) return rc;
-    if (max_tokens < 1 || limit < 0 || reps < 1) return cli_usage_error(prog, "--max-tokens, --reps >= 1, --limit >= 0");
-    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
-        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
+    if ((rc = cli_check_int(prog, "max-tokens", max_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "reps", reps, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "limit", limit, 0, INT32_MAX)) != CLI_OK)
+        return rc;
+    bool keep_last;
+    if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "tree-top", top, 0, TSR_BITA_MAX_TOP)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-depth", depth, -1, TSR_BITA_MAX_K)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char **texts;
     int n_texts;
@@ -369,6 +412,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     long tok_plain = 0, tok_bita = 0, steps_bita = 0, tok_ng = 0, steps_ng = 0, rows_bita = 0;
     long tries[TSR_BITA_MAX_K] = {0}, hits[TSR_BITA_MAX_K] = {0};
     double t_plain = 0, t_bita = 0, t_ng = 0;
+    if (max_tokens > s.m.cfg.seq_len) max_tokens = s.m.cfg.seq_len; /* the context bounds it */
     int *a = malloc(sizeof(int) * (size_t)max_tokens), *b = malloc(sizeof(int) * (size_t)max_tokens);
     int *c = malloc(sizeof(int) * (size_t)max_tokens);
     st = tsr_ok();
@@ -377,6 +421,12 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         int *ptok = tsr_lm_bpe_prompt(&s.bpe, texts[pi], &np);
         if (!ptok) {
             st = tsr_errorf(TSR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        st = tsr_prompt_fit(ptok, &np, s.m.cfg.seq_len, keep_last, max_tokens);
+        if (st.code) {
+            free(ptok);
+            st = tsr_errorf(st.code, "%s: prompt %d: %s", prompts, pi + 1, st.msg);
             break;
         }
         int na = 0, nb = 0, nc = 0;
@@ -423,7 +473,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     cli_free_strings(texts, n_texts);
     if (st.code) {
         session_free(&s);
-        return cli_fail(st, NULL);
+        return cli_fail(st, strstr(st.msg, "prompt tokens") ? CLI_PROMPT_HINT : NULL);
     }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "bench", "bita");

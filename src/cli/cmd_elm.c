@@ -13,7 +13,8 @@
 
 #define DATA_HINT "pass --data DIR with the Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ...)"
 #define TOK_HINT "pass --tokenizer with a checkpoint from 'tessera elm tokenizer-train' (shipped: models/fmnist_bae.safetensors, models/fmnist_vq.safetensors)"
-#define CLS_HINT "pass --classifier with the Fashion-MNIST CNN (models/fmnist_cnn.safetensors)"
+#define DEF_CLASSIFIER "models/fmnist_cnn.safetensors"
+#define CLS_HINT "pass --classifier with the Fashion-MNIST CNN (" DEF_CLASSIFIER ")"
 #define OUT_HINT "check that the output directory exists and is writable"
 
 static void train_progress(const tsr_elm_tok_progress *p, void *ud) {
@@ -155,8 +156,9 @@ static int cmd_encode(const char *prog, int argc, char **argv) {
     if (!out) return cli_usage_error(prog, "--out is required");
     bool train;
     if ((rc = parse_split(prog, split, &train)) != CLI_OK) return rc;
-    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, INT64_MAX)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_imgtok m;
     tsr_status st = tsr_imgtok_load(&m, tokp);
     if (st.code) return cli_fail(st, TOK_HINT);
@@ -229,8 +231,8 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
         {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer checkpoint", NULL},
         {"codes", ARG_STR, &codes, "PATH", "codes from 'tessera elm encode' (or a generator)", NULL},
         {"out", ARG_STR, &out, "PATH", "PNG grid to write", NULL},
-        {"limit", ARG_I64, &limit, "N", "decode the first N code maps (0: all)", NULL},
-        {"cols", ARG_INT, &cols, "N", "grid columns", NULL},
+        {"limit", ARG_I64, &limit, "N", "decode the first N code maps, 0..100000 (0: all)", NULL},
+        {"cols", ARG_INT, &cols, "N", "grid columns, 1..1000", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -238,9 +240,11 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
                         (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!tokp || !codes || !out) return cli_usage_error(prog, "--tokenizer, --codes and --out are required");
-    if (limit < 0 || limit > 100000) return cli_usage_error(prog, "--limit must be in [0,100000]");
-    if (cols < 1 || cols > 1000) return cli_usage_error(prog, "--cols must be in [1,1000]");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, 100000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "cols", cols, 1, 1000)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_imgtok m;
     tsr_status st = tsr_imgtok_load(&m, tokp);
     if (st.code) return cli_fail(st, TOK_HINT);
@@ -296,7 +300,7 @@ int cli_elm_gen_eval(const char *prog, int argc, char **argv);
 int cli_elm_analyze(const char *prog, int argc, char **argv);
 
 static int cmd_tok_eval(const char *prog, int argc, char **argv) {
-    const char *tokp = NULL, *clsp = "models/fmnist_cnn.safetensors", *data = NULL, *grid = NULL;
+    const char *tokp = NULL, *clsp = DEF_CLASSIFIER, *data = NULL, *grid = NULL;
     int64_t limit = 0;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
@@ -312,8 +316,11 @@ static int cmd_tok_eval(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!tokp) return cli_usage_error(prog, "--tokenizer is required");
-    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, INT64_MAX)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (grid && (rc = cli_check_output(prog, "grid", grid, false)) != CLI_OK) return rc;
+    char cbuf[4096];
+    clsp = cli_shipped_default(clsp, DEF_CLASSIFIER, cbuf, sizeof cbuf);
     tsr_imgtok m;
     tsr_status st = tsr_imgtok_load(&m, tokp);
     if (st.code) return cli_fail(st, TOK_HINT);

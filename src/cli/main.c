@@ -11,6 +11,7 @@ extern const cli_family cli_family_elm;
 extern const cli_family cli_family_space;
 extern const cli_family cli_family_bita;
 extern const cli_family cli_family_bigr;
+extern const cli_family cli_family_higen;
 extern const cli_family cli_family_narformer;
 
 static const cli_family *const g_families[] = {
@@ -20,6 +21,7 @@ static const cli_family *const g_families[] = {
     &cli_family_space,
     &cli_family_bita,
     &cli_family_bigr,
+    &cli_family_higen,
     &cli_family_narformer,
     NULL,
 };

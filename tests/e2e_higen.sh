@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# End-to-end test of `tessera higen`: misuse is a usage error (exit 2), bad
+# input files are one-line failures (exit 1), and with the Debian catalog
+# present, search and eval print what the contract names.
+# Usage: tests/e2e_higen.sh path/to/tessera   (cwd = repository root)
+set -u
+BIN=${1:?usage: e2e_higen.sh path/to/tessera}
+CAT=../shared/data/debian-catalog
+ML=../shared/data/movielens-latest-small
+TMP=$(mktemp -d /tmp/tessera_e2e_higen.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+pass=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+
+"$BIN" higen --help | grep -q eval && ok || bad "higen --help lists no eval"
+"$BIN" higen search --query "" >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an empty query is not a usage error"
+"$BIN" higen search --query "  " >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "a blank query is not a usage error"
+"$BIN" higen search --query x --bogus 1 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown flag is not a usage error"
+"$BIN" higen search --query x -k 0 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "-k 0 is not a usage error"
+"$BIN" higen eval --queries "$TMP/q.jsonl" --method magic >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown method is not a usage error"
+"$BIN" higen eval >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval without queries is not a usage error"
+"$BIN" higen search --query x --catalog "$TMP/none" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q hint "$TMP/err" && ok || bad "a missing catalog is not a failure with a hint"
+
+if [ ! -r "$CAT/packages.jsonl.gz" ]; then
+    echo "e2e_higen: $pass passed, $fails failed (catalog checks skipped: $CAT not found)"
+    [ $fails -eq 0 ]
+    exit
+fi
+echo '{"query": "pdf viewer", "relevant": ["evince"]}' >"$TMP/q.jsonl"
+echo '{"query": "pdf viewer", "relevant": ["evince"' >>"$TMP/q.jsonl"
+"$BIN" higen eval --queries "$TMP/q.jsonl" 2>"$TMP/err" >/dev/null
+[ $? -eq 1 ] && grep -q "q.jsonl:2:" "$TMP/err" && [ "$(grep -c error "$TMP/err")" -eq 1 ] && ok ||
+    bad "a malformed queries file is not a one-line failure naming the line"
+echo '{"query": "pdf viewer", "relevant": ["no-such-package-xyz"]}' >"$TMP/q.jsonl"
+"$BIN" higen eval --queries "$TMP/q.jsonl" 2>"$TMP/err" >/dev/null
+[ $? -eq 1 ] && grep -q "unknown item" "$TMP/err" && ok || bad "an unknown item id is not a failure"
+"$BIN" higen search --query "pdf viewer" --user 3 >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "unknown user" "$TMP/err" && ok || bad "--user on the Debian catalog is not a failure"
+
+out=$("$BIN" higen search --query "pdf viewer" -k 5 2>/dev/null)
+[ "$(echo "$out" | wc -l)" -eq 5 ] && echo "$out" | grep -qi pdf && ok || bad "search prints 5 PDF results: $out"
+printf '%s\n' '{"query": "pdf viewer", "relevant": ["evince", "zathura", "mupdf", "xpdf"]}' \
+    '{"query": "web browser", "relevant": ["firefox-esr", "chromium"]}' >"$TMP/q.jsonl"
+js=$("$BIN" higen eval --queries "$TMP/q.jsonl" --method bm25 --json 2>/dev/null)
+for f in '"method": "bm25"' '"queries": 2' '"recall@1"' '"recall@10"' '"recall@100"' '"mrr@10"' '"ndcg@10"' '"qps"'; do
+    echo "$js" | grep -q "$f" && ok || bad "eval --json lacks $f: $js"
+done
+"$BIN" higen queries --construction virtual --split valid --out "$TMP/v.jsonl" 2>/dev/null &&
+    "$BIN" higen eval --queries "$TMP/v.jsonl" --json >/dev/null 2>&1 && ok || bad "queries -> eval round trip"
+
+if [ -r "$ML/tags.csv" ]; then
+    "$BIN" higen search --catalog "$ML" --query "funny" --user 999999 >/dev/null 2>"$TMP/err"
+    [ $? -eq 1 ] && grep -q "unknown user" "$TMP/err" && ok || bad "an unknown MovieLens user is not a failure"
+    "$BIN" higen search --catalog "$ML" --query "funny" --user 2 -k 3 >/dev/null 2>&1 && ok || bad "MovieLens search"
+fi
+echo "e2e_higen: $pass passed, $fails failed"
+[ $fails -eq 0 ]
