@@ -20,6 +20,7 @@
 
 #include "tessera/core.h"
 #include "tessera/onnx.h"
+#include "tessera/train.h"
 
 #define TSR_NF_OPS 32
 #define TSR_NF_ATTRS 8
@@ -190,3 +191,61 @@ void tsr_nb201_tokens(const uint8_t node_ops[8], float *tokens);
 /* FLOPs and parameters of the NB201 CIFAR network with this cell (C = 16,
  * 5 cells per stage, ReLU-Conv-BN ops), as used by the FLOPs baseline */
 void tsr_nb201_cost(const uint8_t ops[6], double *flops, double *params);
+
+/* ------------------------------------------------------------ evaluation */
+
+/* Kendall tau-b (ties as scipy.stats.kendalltau) */
+double tsr_nf_kendall_tau(const float *a, const float *b, int64_t n);
+
+typedef struct {
+    double kendall_tau, mape;
+    double acc_10pct, acc_5pct, acc_1pct; /* share with |pred - y| / y <= 10%, 5%, 1% */
+} tsr_nf_metrics;
+void tsr_nf_metrics_compute(const float *pred, const float *y, int64_t n, tsr_nf_metrics *m);
+
+/* fixed random split of n items: the first n_train of a seeded shuffle */
+void tsr_nf_split(int n, int n_train, uint64_t seed, int32_t *order);
+
+/* ------------------------------------------------------------ NB201 predictors */
+
+typedef enum { TSR_NF_METHOD_NARFORMER = 0, TSR_NF_METHOD_MLP, TSR_NF_METHOD_GNN,
+               TSR_NF_METHOD_FLOPS, TSR_NF_METHOD_KERNEL_SUM, TSR_NF_METHOD_COUNT } tsr_nf_method;
+const char *tsr_nf_method_name(int method);
+int tsr_nf_method_parse(const char *s); /* -1 if unknown */
+
+/* A trained predictor of one NB201 target (accuracy or one device's
+ * latency). narformer: the model above on cell tokens; mlp: MLP on the
+ * 30-d one-hot of the 6 operations; gnn: GIN (3 layers, sum aggregation)
+ * over one-hot node operations, mean readout; flops: least squares on
+ * [1, FLOPs, params] of the network. */
+typedef struct {
+    int method;
+    tsr_nf_model nf;                 /* narformer */
+    tsr_params params;               /* mlp, gnn */
+    tsr_tensor *w[8];
+    double coef[3];                  /* flops: y = c0 + c1 GFLOPs + c2 Mparams */
+    float y_scale;                   /* targets are divided by this for training */
+} tsr_nf_nb201_pred;
+
+typedef struct {
+    int method;
+    tsr_nf_cfg cfg;                  /* narformer */
+    int hidden;                      /* mlp/gnn width */
+    float lambda_sr, lambda_cons;    /* pair-difference and consistency weights */
+    int64_t eval_items;              /* cells in the progress evaluation (0: none) */
+    int batch;                       /* cells per step (8, as the paper) */
+    uint64_t split_seed;             /* recorded in the weights' metadata */
+} tsr_nf_nb201_opts;
+
+tsr_nf_nb201_opts tsr_nf_nb201_default_opts(int method);
+
+/* Trains on the cells ids[0..n_train) with targets y (all 15,625 cells, y
+ * > 0), through the shared trainer (o->out receives the weights). flops
+ * is solved in closed form (no trainer, o may be NULL). init: a trained
+ * predictor to fine-tune from (narformer/mlp/gnn), or NULL. */
+tsr_status tsr_nf_nb201_fit(tsr_nf_nb201_pred *p, const tsr_nf_nb201_opts *opts, const tsr_nb201 *t,
+                            const float *y, const int32_t *ids, int n_train, const tsr_nf_nb201_pred *init,
+                            const tsr_train_opts *to, tsr_train_result *res);
+/* predictions for cells ids[0..n) */
+void tsr_nf_nb201_predict(const tsr_nf_nb201_pred *p, const tsr_nb201 *t, const int32_t *ids, int n, float *out);
+void tsr_nf_nb201_pred_free(tsr_nf_nb201_pred *p);
