@@ -95,7 +95,22 @@ static void test_tables(void) {
     TU_CHECK(st.code != 0 && strstr(st.msg, "/nonexistent.csv"), "missing file named: %s", st.msg);
 }
 
+static void test_metrics(void) {
+    /* tau-b with ties in both, by hand (brute force in Python): 16 concordant,
+     * 3 discordant, 1 tie in each -> 13 / sqrt(20 * 20) = 0.65 */
+    const float a[7] = {1, 2, 3, 4, 5, 5, 7}, b[7] = {2, 1, 3, 3, 6, 7, 5};
+    TU_CHECK(fabs(tsr_nf_kendall_tau(a, b, 7) - 0.65) < 1e-9, "tau-b %.6f", tsr_nf_kendall_tau(a, b, 7));
+    TU_CHECK(fabs(tsr_nf_kendall_tau(a, a, 7) - 1.0) < 1e-9, "tau of itself");
+    const float p[4] = {1.05f, 2, 2.9f, 4.5f}, y[4] = {1, 2, 3, 4};
+    tsr_nf_metrics m;
+    tsr_nf_metrics_compute(p, y, 4, &m);
+    TU_CHECK(fabs(m.mape - (0.05 + 0 + 0.1 / 3 + 0.125) / 4) < 1e-6, "mape %.6f", m.mape);
+    TU_CHECK(m.acc_10pct == 0.75 && m.acc_5pct == 0.75 && m.acc_1pct == 0.25, "within 10/5/1%%: %.2f %.2f %.2f",
+             m.acc_10pct, m.acc_5pct, m.acc_1pct);
+}
+
 int main(void) {
+    test_metrics();
     test_arch();
     test_graph_iso();
     test_cost();
