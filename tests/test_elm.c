@@ -297,35 +297,35 @@ static void test_train(void) {
         tsr_elm_train_opts o = tsr_elm_default_train_opts();
         o.cfg = tiny_cfg((tsr_elm_kind)kind, 2);
         o.codes = codes, o.tokenizer = "none";
-        o.epochs = 4, o.batch = 32, o.warmup = 4, o.lr = 5e-3f, o.log_every = 0, o.ckpt_every = 0;
-        o.out = "/tmp/tsr_test_elm_a.safetensors";
+        o.train.epochs = 4, o.batch = 32, o.train.warmup = 4, o.train.lr = 5e-3f, o.train.log_every = 0, o.train.ckpt_every = 0;
+        o.train.out = "/tmp/tsr_test_elm_a.safetensors";
         tsr_elm_train_result r0, r1, r2;
         /* loss after 1 step (stop) vs after the run */
-        o.stop_after = 1;
+        o.train.stop_after = 1;
         tsr_status st = tsr_elm_train(&o, &r0);
         TU_CHECK(st.code == 0, "train: %s", st.msg);
-        o.stop_after = 0;
+        o.train.stop_after = 0;
         st = tsr_elm_train(&o, &r1);
         TU_CHECK(st.code == 0 && r1.finished, "train: %s", st.msg);
         TU_CHECK(r1.last_nll < 0.8f * r0.last_nll, "%s loss must fall: %g -> %g", kind ? "mlm" : "ar",
                  (double)r0.last_nll, (double)r1.last_nll);
         /* stop at 17, resume to the end: bit-identical checkpoint */
-        o.out = "/tmp/tsr_test_elm_b.safetensors";
-        o.stop_after = 17;
+        o.train.out = "/tmp/tsr_test_elm_b.safetensors";
+        o.train.stop_after = 17;
         st = tsr_elm_train(&o, &r2);
         TU_CHECK(st.code == 0 && !r2.finished, "stop: %s", st.msg);
-        o.stop_after = 0, o.resume = true;
+        o.train.stop_after = 0, o.train.resume = true;
         st = tsr_elm_train(&o, &r2);
         TU_CHECK(st.code == 0 && r2.finished, "resume: %s", st.msg);
         TU_CHECK(same_file_tensors("/tmp/tsr_test_elm_a.safetensors", "/tmp/tsr_test_elm_b.safetensors"),
                  "%s: stop + resume == straight run", kind ? "mlm" : "ar");
         /* the checkpoint loads and samples */
         tsr_elm_model m;
-        st = tsr_elm_load(&m, o.out);
+        st = tsr_elm_load(&m, o.train.out);
         TU_CHECK(st.code == 0 && m.cfg.kind == (tsr_elm_kind)kind && m.cfg.n_sub == 2, "load: %s", st.msg);
         if (!st.code) tsr_elm_free(&m);
-        o.resume = false, o.cfg.dim = 32;
-        o.resume = true;
+        o.train.resume = false, o.cfg.dim = 32;
+        o.train.resume = true;
         TU_CHECK(tsr_elm_train(&o, &r2).code == TSR_ERR_ARG, "resume with another config must fail");
     }
     remove(codes);

@@ -3,11 +3,12 @@
  * outpaint, edit, interpolate, enrich). Results on stdout (JSON with
  * --json), progress on stderr. SIGINT/SIGTERM stop training at the next
  * step with a checkpoint (resume with --resume). */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 
 #include "tessera/bigr.h"
 #include "tessera/classify.h"
 #include "tessera/data.h"
+#include "tessera/fileio.h"
 #include "tessera/imgmetrics.h"
 #include "tessera/imgtok.h"
 #include "tessera/png.h"
@@ -22,23 +23,8 @@
 #define DEF_CLS "models/fmnist_cnn.safetensors"
 #define DEF_CODES "runs/bigr_codes.safetensors"
 #define CODES_HELP "BAE code cache (built from --tokenizer and the data set on first use)"
+#define WRITE_CODES_HELP "build a missing --codes cache at that path (about 55 MB)"
 #define MODEL_HINT "pass --model with a checkpoint from 'tessera bigr train' (shipped: " DEF_MODEL ")"
-
-static volatile int g_stop = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-static void train_progress(const tsr_bigr_progress *p, void *ud) {
-    (void)ud;
-    char eta[32];
-    cli_fmt_eta(eta, sizeof eta, p->eta_s);
-    fprintf(stderr, "step %lld/%lld  epoch %lld  loss %.4f  bit-acc %.4f  lr %.2e  %.0f img/s  ETA %s\n",
-            (long long)p->step, (long long)p->total_steps, (long long)p->epoch + 1, (double)p->loss,
-            (double)p->bit_acc, (double)p->lr, p->images_per_s, eta);
-    fflush(stderr);
-}
 
 static int fail_hint(tsr_status st, const char *path_model) {
     const char *hint = "see --help";
@@ -96,7 +82,21 @@ static int cmd_codes(const char *prog, int argc, char **argv) {
     return CLI_OK;
 }
 
-static tsr_status get_codes(tsr_bigr_codes *cd, const char *codes, const char *tok, const char *data) {
+/* The code cache: built and written on first use. A missing cache at a
+ * path other than the default is most likely a typo, and building it
+ * writes ~55 MB there: that takes --write-codes. */
+static tsr_status get_codes(tsr_bigr_codes *cd, const char *codes, const char *tok, const char *data,
+                            bool write) {
+    struct stat sb;
+    if (stat(codes, &sb) != 0) {
+        if (!write && strcmp(codes, DEF_CODES) != 0)
+            return tsr_errorf(TSR_ERR_IO,
+                              "%s: no code cache there; pass --write-codes to encode the data set into "
+                              "a new cache at that path (about 55 MB), or fix the path",
+                              codes);
+        fprintf(stderr, "tessera bigr: %s does not exist: encoding Fashion-MNIST with %s into a new code "
+                        "cache there (about 55 MB)\n", codes, tok);
+    }
     /* the default cache lives in runs/ (git-ignored) */
     if (strncmp(codes, "runs/", 5) == 0) mkdir("runs", 0777);
     return tsr_bigr_codes_get(cd, codes, tok, data);
@@ -107,14 +107,15 @@ static tsr_status get_codes(tsr_bigr_codes *cd, const char *codes, const char *t
 static int cmd_train(const char *prog, int argc, char **argv) {
     tsr_bigr_train_opts o = tsr_bigr_default_train_opts();
     o.codes = DEF_CODES;
-    cli_common cm = {0, o.seed, false};
+    cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH);
     const char *tok = DEF_TOK, *data = NULL, *target = "flip";
-    bool quiet = false;
+    bool write_codes = false;
     const arg_spec specs[] = {
         {"codes", ARG_STR, &o.codes, "PATH", CODES_HELP, NULL},
+        {"write-codes", ARG_BOOL, &write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"tokenizer", ARG_STR, &tok, "PATH", "BAE tokenizer for building the code cache", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"out", ARG_STR, &o.out, "PATH", "checkpoint; training state in *.state.safetensors", NULL},
+        {"out", ARG_STR, &t.o.out, "PATH", "checkpoint; training state in *.state.safetensors", NULL},
         {"dim", ARG_INT, &o.cfg.dim, "N", "model width d", NULL},
         {"layers", ARG_INT, &o.cfg.n_layers, "N", "transformer blocks", NULL},
         {"heads", ARG_INT, &o.cfg.n_heads, "N", "attention heads", NULL},
@@ -123,69 +124,48 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"tc-blocks", ARG_INT, &o.cfg.tc_blocks, "N", "transcoder residual blocks", NULL},
         {"diffusion-steps", ARG_INT, &o.cfg.T, "T", "Bernoulli-diffusion training steps", NULL},
         {"target", ARG_STR, &target, "flip|x0", "transcoder predicts the flip mask x0^x_t (BiGR) or x0", NULL},
-        {"epochs", ARG_INT, &o.epochs, "N", "passes over the training codes", NULL},
-        {"batch", ARG_INT, &o.batch, "B", "images per step", NULL},
         {"repeat", ARG_INT, &o.repeat, "N", "transcoder samples (t, x_t) per masked position", NULL},
-        {"lr", ARG_FLOAT, &o.lr, "X", "peak learning rate (AdamW)", NULL},
-        {"min-lr", ARG_FLOAT, &o.min_lr, "X", "learning rate at the end of the cosine", NULL},
-        {"wd", ARG_FLOAT, &o.weight_decay, "X", "decoupled weight decay", NULL},
         {"p-uncond", ARG_FLOAT, &o.p_uncond, "X", "label dropout for classifier-free guidance", NULL},
-        {"clip", ARG_FLOAT, &o.clip, "X", "global grad-norm clip (0: off)", NULL},
-        {"warmup", ARG_I64, &o.warmup, "N", "linear warmup steps", NULL},
-        {"ckpt-every", ARG_I64, &o.ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL},
-        {"stop-after", ARG_I64, &o.stop_after, "N", "stop with a checkpoint after global step N (0: never)", NULL},
         {"train-limit", ARG_I64, &o.train_limit, "N", "train on the first N images (0: all)", NULL},
-        {"log-every", ARG_I64, &o.log_every, "N", "steps between progress lines", NULL},
-        {"resume", ARG_BOOL, &o.resume, NULL, "continue from --out and its state file", NULL},
-        {"quiet", ARG_BOOL, &quiet, NULL, "no progress on stderr", NULL},
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_JSON(&cm),
     };
-    int rc = args_parse(prog, "Train BiGR (masked bit modelling + binary transcoder) on the BAE codes of Fashion-MNIST, resumable.",
-                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    int rc = cli_train_parse(prog, "Train BiGR (masked bit modelling + binary transcoder) on the BAE codes of Fashion-MNIST, resumable.",
+                             specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (strcmp(target, "flip") == 0) o.cfg.target = TSR_BIGR_TARGET_FLIP;
     else if (strcmp(target, "x0") == 0) o.cfg.target = TSR_BIGR_TARGET_X0;
     else return cli_usage_error(prog, "--target must be 'flip' or 'x0', got '%s'", target);
     tsr_status st = tsr_bigr_check_cfg(&o.cfg);
     if (st.code) return cli_usage_error(prog, "%s", st.msg);
-    if (o.epochs < 1 || o.epochs > 100000 || o.batch < 1 || o.batch > 65536 || o.repeat < 1 || o.repeat > 64)
-        return cli_usage_error(prog, "--epochs >= 1, --batch in [1,65536], --repeat in [1,64]");
-    if (!(o.lr > 0) || !(o.min_lr >= 0) || !(o.weight_decay >= 0) || !(o.clip >= 0) ||
-        !(o.p_uncond >= 0 && o.p_uncond <= 1))
-        return cli_usage_error(prog, "--lr > 0; --min-lr, --wd, --clip >= 0; --p-uncond in [0,1]");
-    if (o.warmup < 0 || o.ckpt_every < 0 || o.stop_after < 0 || o.train_limit < 0 || o.log_every < 0)
-        return cli_usage_error(prog, "step counts and limits must be >= 0");
-    o.seed = cm.seed;
-    o.stop_flag = &g_stop;
-    if (!quiet) o.progress = train_progress;
+    if (o.repeat < 1 || o.repeat > 64) return cli_usage_error(prog, "--repeat must be in [1,64]");
+    if (!(o.p_uncond >= 0 && o.p_uncond <= 1)) return cli_usage_error(prog, "--p-uncond must be in [0,1]");
+    if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
+    o.batch = t.batch;
+    if ((st = tsr_output_check(t.o.out)).code) return fail_hint(st, NULL);
     tsr_bigr_codes cd;
-    st = get_codes(&cd, o.codes, tok, data);
+    st = get_codes(&cd, o.codes, tok, data, write_codes);
     if (st.code) return fail_hint(st, NULL);
     tsr_bigr_codes_free(&cd);
-    fprintf(stderr, "%s: d %d, %d layers, target %s, %d threads, %d epochs, batch %d, lr %g, out %s%s\n",
-            prog, o.cfg.dim, o.cfg.n_layers, target, tsr_threads_get(), o.epochs, o.batch,
-            (double)o.lr, o.out, o.resume ? " (resume)" : "");
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    tsr_bigr_train_result r;
+    if (!t.quiet)
+        fprintf(stderr, "%s: d %d, %d layers, target %s, %d threads, %d epochs, batch %d, lr %g, out %s%s\n",
+                prog, o.cfg.dim, o.cfg.n_layers, target, tsr_threads_get(), t.o.epochs, o.batch,
+                (double)t.o.lr, t.o.out, t.o.resume ? " (resume)" : "");
+    cli_train_begin(&t);
+    o.train = t.o;
+    tsr_train_result r;
     st = tsr_bigr_train(&o, &r);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    if (st.code) return fail_hint(st, o.resume ? o.out : NULL);
-    if (cm.json) {
+    cli_train_end(&t, &r);
+    if (st.code) return cli_fail(st, cli_train_hint(&t, st, "see --help"));
+    if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"loss\": %.6f, \"images_per_s\": %.1f, "
                "\"seconds\": %.2f, \"threads\": %d, \"out\": ",
-               (long long)r.steps, r.finished ? "true" : "false", (double)r.last_loss,
-               r.images_per_s, r.seconds, tsr_threads_get());
-        cli_json_str(stdout, o.out);
+               (long long)r.step, r.finished ? "true" : "false", (double)r.last_loss,
+               r.items_per_s, r.seconds, tsr_threads_get());
+        cli_json_str(stdout, t.o.out);
         printf("}\n");
     } else {
         printf("%s %lld steps (%.0f img/s), last loss %.4f; saved %s\n",
-               r.finished ? "finished" : "stopped at", (long long)r.steps, r.images_per_s,
-               (double)r.last_loss, o.out);
+               r.finished ? "finished" : "stopped at", (long long)r.step, r.items_per_s,
+               (double)r.last_loss, t.o.out);
     }
     return CLI_OK;
 }
@@ -197,7 +177,7 @@ typedef struct {
     int n, iters, steps, klass, klass2;
     float cfg, gumbel, temp;
     const char *order;
-    bool deterministic;
+    bool deterministic, write_codes;
     int64_t real_n;
     cli_common cm;
     char model_buf[4096], tok_buf[4096], cls_buf[4096]; /* shipped defaults, found by gen_check */
@@ -446,11 +426,12 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
     const char *model = DEF_MODEL, *codes = DEF_CODES, *tok = DEF_TOK, *data = NULL;
     int epochs = 20;
     int64_t train_limit = 0;
-    bool no_baselines = false, normp = false;
+    bool no_baselines = false, normp = false, write_codes = false;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},
         {"codes", ARG_STR, &codes, "PATH", CODES_HELP, NULL},
+        {"write-codes", ARG_BOOL, &write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"tokenizer", ARG_STR, &tok, "PATH", "BAE tokenizer for building the code cache", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"epochs", ARG_INT, &epochs, "N", "passes of the linear classifier over the train set", NULL},
@@ -475,7 +456,7 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
     tsr_bigr_codes cd;
     tsr_status st = tsr_bigr_load(&m, model);
     if (st.code) return fail_hint(st, model);
-    st = get_codes(&cd, codes, tok, data);
+    st = get_codes(&cd, codes, tok, data, write_codes);
     if (!st.code && cd.K != m.cfg.bits) st = tsr_errorf(TSR_ERR_ARG, "%s: %d bits per position, the model has %d", codes, cd.K, m.cfg.bits);
     if (st.code) {
         tsr_bigr_free(&m);
@@ -581,7 +562,7 @@ static tsr_status app_load(app_env *e, const gen_args *a) {
     memset(e, 0, sizeof *e);
     tsr_status st = gen_load(&e->g, a);
     if (!st.code) st = tsr_classify_load(&e->cls, a->cls), e->have_cls = !st.code;
-    if (!st.code) st = get_codes(&e->cd, a->codes, a->tok, a->data), e->have_cd = !st.code;
+    if (!st.code) st = get_codes(&e->cd, a->codes, a->tok, a->data, a->write_codes), e->have_cd = !st.code;
     if (!st.code && e->cd.K != e->g.m.cfg.bits) st = tsr_errorf(TSR_ERR_ARG, "%s: wrong bits per position", a->codes);
     if (!st.code) st = tsr_mnist_load(a->data, false, &e->test), e->have_test = !st.code;
     if (!st.code && a->real_n < 2) st = tsr_errorf(TSR_ERR_ARG, "--real must be >= 2");
@@ -630,6 +611,7 @@ static int run_paint(const char *prog, int argc, char **argv, app_kind kind) {
         {"box", ARG_STR, &boxs, "r0,r1,c0,c1", kind == APP_OUTPAINT ? "latent box that is kept" : "latent box that is regenerated", NULL},
         {"class", ARG_INT, &a.klass, "C", kind == APP_EDIT ? "new class for the region (-1: the next class)" : "class (-1: the true label)", NULL},
         {"codes", ARG_STR, &a.codes, "PATH", CODES_HELP, NULL},
+        {"write-codes", ARG_BOOL, &a.write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
@@ -800,6 +782,7 @@ static int cmd_enrich(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"n", ARG_INT, &a.n, "N", "test images (the first N; the grid shows up to 10)", NULL},
         {"codes", ARG_STR, &a.codes, "PATH", CODES_HELP, NULL},
+        {"write-codes", ARG_BOOL, &a.write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},

@@ -4,7 +4,7 @@
  * after; generate decodes with draft trees (greedy output identical to
  * `tessera lm generate --temperature 0`); bench times plain greedy, BiTA
  * and the prompt-lookup baseline on a JSONL prompt file in one run. */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 #include "tessera/bita.h"
 #include "tessera/bpe.h"
 #include "tessera/gguf.h"
@@ -21,32 +21,16 @@
 #define DEFAULT_MODEL "models/pycode"
 #define DEFAULT_ADAPTER "models/bita_pycode.safetensors"
 
-static volatile int g_stop = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-static void on_progress(void *ud, int64_t step, int64_t total, float loss, float lr, double eta) {
-    (void)ud;
-    if (step % 10 != 0 && step != total) return;
-    char e[32];
-    cli_fmt_eta(e, sizeof e, eta);
-    fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e eta %s\n", (long long)step, (long long)total, loss, lr, e);
-}
-
 static int cmd_tune(const char *prog, int argc, char **argv) {
     tsr_bita_tune_opts o;
     tsr_bita_tune_defaults(&o);
-    const char *out = NULL, *model = o.model, *data = o.data_dir, *val = NULL;
-    int steps = (int)o.steps, warmup = (int)o.warmup, ckpt = (int)o.ckpt_every;
-    bool resume = false;
-    cli_common cm = {0, 1, false};
+    cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_BATCH);
+    const char *model = o.model, *data = o.data_dir, *val = NULL;
     arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "frozen base model (default: " DEFAULT_MODEL ")", NULL},
-        {"out", ARG_STR, &out, "PATH", "adapter file to write (required), e.g. runs/bita.safetensors", NULL},
+        {"out", ARG_STR, &t.o.out, "PATH", "adapter file to write (required), e.g. runs/bita.safetensors", NULL},
         {"data-dir", ARG_STR, &data, "DIR", "code corpus root (default: /usr/lib/python3.11)", NULL},
-        {"val-list", ARG_STR, &val, "PATH", "held-out files (default: data/python_val_files.txt)", NULL},
+        {"val-list", ARG_STR, &val, "PATH", "held-out files (default: data/python_val_files.txt; none: no held-out files)", NULL},
         {"k", ARG_INT, &o.k, "K", "mask tokens = draft depth (default 4)", NULL},
         {"prompt-tokens", ARG_INT, &o.n_prefix, "P", "prompt K/V tokens per layer (default 16)", NULL},
         {"groups", ARG_INT, &o.groups, "G", "mask groups per example (default 8)", NULL},
@@ -55,41 +39,25 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
         {"prompt-min", ARG_INT, &o.prompt_min, "N", "shortest prompt window in tokens (default 16)", NULL},
         {"prompt-max", ARG_INT, &o.prompt_max, "N", "longest prompt window (default 64)", NULL},
         {"response", ARG_INT, &o.response, "N", "greedy response tokens per example (default 96)", NULL},
-        {"batch", ARG_INT, &o.batch, "B", "examples per step (default 16)", NULL},
-        {"steps", ARG_INT, &steps, "N", "optimizer steps (default 1200)", NULL},
-        {"lr", ARG_FLOAT, &o.lr, "X", "peak learning rate, cosine (default 3e-2)", NULL},
-        {"min-lr", ARG_FLOAT, &o.min_lr, "X", "final learning rate (default 3e-4)", NULL},
-        {"warmup", ARG_INT, &warmup, "N", "linear warmup steps (default 50)", NULL},
-        {"ckpt-every", ARG_INT, &ckpt, "N", "checkpoint every N steps (default 100)", NULL},
-        {"resume", ARG_BOOL, &resume, NULL, "continue from --out and its .state file", NULL},
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_JSON(&cm),
     };
-    int rc = args_parse(prog, "Tune a BiTA adapter (mask embeddings + prompt K/V) on a frozen model.", specs,
-                        (int)(sizeof specs / sizeof *specs), argc, argv);
+    int rc = cli_train_parse(prog, "Tune a BiTA adapter (mask embeddings + prompt K/V) on a frozen model. A resume may extend --steps.",
+                             specs, (int)(sizeof specs / sizeof *specs), &t, argc, argv);
     if (rc != CLI_OK) return rc;
-    if (!out) return cli_usage_error(prog, "--out is required");
-    if (steps < 1 || warmup < 0 || ckpt < 0) return cli_usage_error(prog, "--steps >= 1, --warmup and --ckpt-every >= 0");
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (!t.o.out) return cli_usage_error(prog, "--out is required");
+    if (t.o.steps < 1) return cli_usage_error(prog, "--steps must be >= 1");
     o.model = model;
-    o.out = out;
     o.data_dir = data;
     o.val_list = val;
-    o.steps = steps;
-    o.warmup = warmup;
-    o.ckpt_every = ckpt;
-    o.resume = resume;
-    o.seed = cm.seed;
-    o.stop = &g_stop;
-    o.progress = on_progress;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    o.batch = t.batch;
+    cli_train_begin(&t);
+    o.train = t.o;
     tsr_bita_tune_result r;
     tsr_status st = tsr_bita_tune(&o, &r);
-    if (st.code) return cli_fail(st, resume ? "--resume needs the adapter, its .state and .data files" : NULL);
+    cli_train_end(&t, &r.train);
+    if (st.code)
+        return cli_fail(st, cli_train_hint(&t, st, t.o.resume ? "--resume needs the adapter, its .state and .data files" : NULL));
     bool same = strcmp(r.base_hash_before, r.base_hash_after) == 0;
-    if (cm.json) {
+    if (t.cm.json) {
         printf("{\"steps\":%lld,\"loss\":%.5f,\"examples\":%d,\"data_s\":%.1f,\"train_s\":%.1f,\"stopped\":%s,"
                "\"base_hash_before\":\"%s\",\"base_hash_after\":\"%s\",\"base_unchanged\":%s,\"acc_top1\":[",
                (long long)r.steps_done, r.final_loss, r.n_examples, r.data_s, r.train_s, r.stopped ? "true" : "false",

@@ -3,9 +3,10 @@
  * cache vs recomputation timing), `eval` (generation metrics) and
  * `analyze` (token randomness, attention locality and maps). The verbs
  * are listed in cmd_elm.c's table. Protocol and figures: docs/elm.md. */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 
 #include "tessera/elm.h"
+#include "tessera/fileio.h"
 #include "tessera/png.h"
 #include "tessera/safetensors.h"
 #include "tessera/corpus.h"
@@ -26,26 +27,11 @@ int cli_elm_sample(const char *prog, int argc, char **argv);
 int cli_elm_gen_eval(const char *prog, int argc, char **argv);
 int cli_elm_analyze(const char *prog, int argc, char **argv);
 
-static volatile int g_stop = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-static void progress(const tsr_elm_progress *p, void *ud) {
-    (void)ud;
-    char eta[32];
-    cli_fmt_eta(eta, sizeof eta, p->eta_s);
-    fprintf(stderr, "step %lld/%lld  epoch %lld  loss %.4f  nll/code %.4f  lr %.2e  %.0f img/s  ETA %s\n",
-            (long long)p->step, (long long)p->total_steps, (long long)p->epoch + 1, (double)p->loss,
-            (double)p->nll, (double)p->lr, p->images_per_s, eta);
-    fflush(stderr);
-}
-
 int cli_elm_train(const char *prog, int argc, char **argv) {
     tsr_elm_train_opts o = tsr_elm_default_train_opts();
-    const char *kind = "ar", *codes = NULL, *tokp = NULL, *out = NULL;
-    cli_common cm = {0, o.seed, false};
+    const char *kind = "ar", *codes = NULL, *tokp = NULL;
+    o.train.out = NULL; /* default by kind */
+    cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH);
     tsr_elm_cfg g = o.cfg;
     const arg_spec specs[] = {
         {"kind", ARG_STR, &kind, "ar|mlm", "autoregressive (raster order) or masked (MaskGIT) model", NULL},
@@ -56,42 +42,26 @@ int cli_elm_train(const char *prog, int argc, char **argv) {
         {"layers", ARG_INT, &g.n_layers, "L", "transformer blocks", NULL},
         {"heads", ARG_INT, &g.n_heads, "H", "attention heads (head dim divisible by 4)", NULL},
         {"hidden", ARG_INT, &g.hidden, "F", "SwiGLU hidden width", NULL},
-        {"out", ARG_STR, &out, "PATH", "checkpoint [elm_<kind>.safetensors]; state in *.state.safetensors", NULL},
-        {"epochs", ARG_INT, &o.epochs, "N", "passes over the codes", NULL},
-        {"batch", ARG_INT, &o.batch, "B", "batch size", NULL},
-        {"lr", ARG_FLOAT, &o.lr, "X", "peak learning rate (AdamW)", NULL},
-        {"min-lr", ARG_FLOAT, &o.min_lr, "X", "learning rate at the end of the cosine", NULL},
-        {"weight-decay", ARG_FLOAT, &o.weight_decay, "X", "decoupled weight decay (matrices)", NULL},
-        {"warmup", ARG_I64, &o.warmup, "N", "linear warmup steps", NULL},
+        {"out", ARG_STR, &t.o.out, "PATH", "checkpoint [elm_<kind>.safetensors]; state in *.state.safetensors", NULL},
         {"label-drop", ARG_FLOAT, &o.label_drop, "P", "probability of the null class (CFG)", NULL},
-        {"grad-clip", ARG_FLOAT, &o.grad_clip, "X", "global gradient-norm clip (0: off)", NULL},
-        {"ckpt-every", ARG_I64, &o.ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL},
-        {"stop-after", ARG_I64, &o.stop_after, "N", "stop with a checkpoint after global step N", NULL},
+        {"grad-clip", ARG_FLOAT, &t.o.clip, "X", "the same as --clip", NULL},
         {"train-limit", ARG_I64, &o.train_limit, "N", "train on the first N code maps (0: all)", NULL},
-        {"log-every", ARG_I64, &o.log_every, "N", "steps between progress lines", NULL},
-        {"resume", ARG_BOOL, &o.resume, NULL, "continue from --out and its state file", NULL},
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_JSON(&cm),
     };
-    int rc = args_parse(prog, "Train a class-conditional AR or masked generator over tokenizer codes (resumable; SIGINT/SIGTERM stop with a checkpoint).",
-                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    int rc = cli_train_parse(prog, "Train a class-conditional AR or masked generator over tokenizer codes (resumable; SIGINT/SIGTERM stop with a checkpoint).",
+                             specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
     if (strcmp(kind, "ar") == 0) g.kind = TSR_ELM_AR;
     else if (strcmp(kind, "mlm") == 0) g.kind = TSR_ELM_MLM;
     else return cli_usage_error(prog, "--kind must be 'ar' or 'mlm', got '%s'", kind);
     if (!codes) return cli_usage_error(prog, "--codes is required");
-    if (o.epochs < 1 || o.epochs > 100000 || o.batch < 1 || o.batch > 65536)
-        return cli_usage_error(prog, "--epochs and --batch must be >= 1");
-    if (!(o.lr > 0) || !(o.min_lr >= 0) || !(o.weight_decay >= 0) || !(o.grad_clip >= 0) ||
-        !(o.label_drop >= 0 && o.label_drop <= 1))
-        return cli_usage_error(prog, "--lr must be > 0; --min-lr, --weight-decay, --grad-clip >= 0; --label-drop in [0,1]");
-    if (o.warmup < 0 || o.ckpt_every < 0 || o.stop_after < 0 || o.train_limit < 0 || o.log_every < 0)
-        return cli_usage_error(prog, "step counts and limits must be >= 0");
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (!(o.label_drop >= 0 && o.label_drop <= 1)) return cli_usage_error(prog, "--label-drop must be in [0,1]");
+    if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
+    if (!t.o.out) t.o.out = g.kind == TSR_ELM_AR ? "elm_ar.safetensors" : "elm_mlm.safetensors";
+    tsr_status st = tsr_output_check(t.o.out);
+    if (st.code) return cli_fail(st, OUT_HINT);
     /* the tokenizer kind and code size come from the codes file */
     tsr_st_file f;
-    tsr_status st = tsr_st_read(codes, &f);
+    st = tsr_st_read(codes, &f);
     if (st.code) return cli_fail(st, CODES_HINT);
     const char *tk = tsr_st_meta(&f, "kind"), *bk = tsr_st_meta(&f, "bits"), *ck = tsr_st_meta(&f, "codebook"),
                *tp = tsr_st_meta(&f, "tokenizer");
@@ -109,40 +79,35 @@ int cli_elm_train(const char *prog, int argc, char **argv) {
     o.cfg = g;
     o.codes = codes;
     o.tokenizer = tokbuf;
-    o.out = out ? out : (g.kind == TSR_ELM_AR ? "elm_ar.safetensors" : "elm_mlm.safetensors");
-    o.seed = cm.seed;
-    o.progress = progress;
-    o.stop_flag = &g_stop;
-    fprintf(stderr, "%s: %s over %s codes (token_each %d), dim %d, %d layers, %d threads, %d epochs, batch %d, out %s%s\n",
-            prog, kind, tkname, g.n_sub, g.dim, g.n_layers, tsr_threads_get(), o.epochs, o.batch, o.out,
-            o.resume ? " (resume)" : "");
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    o.batch = t.batch;
+    if (!t.quiet)
+        fprintf(stderr, "%s: %s over %s codes (token_each %d), dim %d, %d layers, %d threads, %d epochs, batch %d, out %s%s\n",
+                prog, kind, tkname, g.n_sub, g.dim, g.n_layers, tsr_threads_get(), t.o.epochs, o.batch, t.o.out,
+                t.o.resume ? " (resume)" : "");
+    cli_train_begin(&t);
+    o.train = t.o;
     tsr_elm_train_result r;
     st = tsr_elm_train(&o, &r);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    cli_train_end(&t, &(tsr_train_result){.step = r.steps, .total = r.total, .interrupted = r.interrupted});
     if (st.code)
-        return cli_fail(st, strstr(st.msg, codes) ? CODES_HINT
-                            : st.code == TSR_ERR_ARG ? "check the model flags (or start without --resume)"
-                                                     : OUT_HINT);
+        return cli_fail(st, strstr(st.msg, codes) ? CODES_HINT : cli_train_hint(&t, st, "check the model flags"));
     tsr_elm_model m;
     int64_t params = 0;
-    if (!tsr_elm_load(&m, o.out).code) {
+    if (!tsr_elm_load(&m, t.o.out).code) {
         params = tsr_elm_param_count(&m);
         tsr_elm_free(&m);
     }
-    if (cm.json) {
+    if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"loss\": %.6f, \"nll\": %.6f, \"params\": %lld, "
                "\"images_per_s\": %.1f, \"seconds\": %.2f, \"threads\": %d, \"out\": ",
                (long long)r.steps, r.finished ? "true" : "false", (double)r.last_loss,
                (double)r.last_nll, (long long)params, r.images_per_s, r.seconds, tsr_threads_get());
-        cli_json_str(stdout, o.out);
+        cli_json_str(stdout, t.o.out);
         printf("}\n");
     } else {
         printf("%s %lld steps (%.0f img/s, %.1f s), last loss %.4f (nll %.4f nats/code), %lld params; saved %s\n",
                r.finished ? "finished" : "stopped at", (long long)r.steps, r.images_per_s, r.seconds,
-               (double)r.last_loss, (double)r.last_nll, (long long)params, o.out);
+               (double)r.last_loss, (double)r.last_nll, (long long)params, t.o.out);
     }
     return CLI_OK;
 }
