@@ -244,6 +244,7 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
     } else {
         tsr_nf_nb201_opts o = nb_opts(a, method);
         tsr_train_result tr;
+        memset(&tr, 0, sizeof tr);
         t->o.out = out;
         if (t->batch > 0) o.batch = t->batch;
         cli_train_begin(t);
@@ -325,6 +326,7 @@ static int nb201_help(nb_args *a, int method, cli_train *t, const char *tmp, boo
     tsr_nf_nb201_pred pre, p;
     memset(&pre, 0, sizeof pre);
     tsr_train_result tr;
+    memset(&tr, 0, sizeof tr);
     double t0 = tsr_time();
     cli_train_begin(t);
     if (method != TSR_NF_METHOD_FLOPS) {

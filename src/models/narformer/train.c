@@ -307,6 +307,7 @@ tsr_status tsr_nf_nb201_fit(tsr_nf_nb201_pred *p, const tsr_nf_nb201_opts *opts,
                             const float *y, const int32_t *ids, int n_train, const tsr_nf_nb201_pred *init,
                             const tsr_train_opts *to, tsr_train_result *res) {
     memset(p, 0, sizeof *p);
+    if (res) memset(res, 0, sizeof *res);
     p->method = opts->method;
     if (n_train < 2) return tsr_errorf(TSR_ERR_ARG, "narformer: need at least 2 training cells (got %d)", n_train);
     if (p->method == TSR_NF_METHOD_FLOPS) {
