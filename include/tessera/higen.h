@@ -1,0 +1,124 @@
+/* tessera higen: Hi-Gen generative retrieval (arXiv 2404.15675) — docIDs
+ * built by category-guided hierarchical clustering of item embeddings
+ * (text + efficiency), the docID trie, and its baselines' docIDs
+ * (NCI-style semantic ids without categories or efficiency, DSI-style
+ * atomic ids). src/models/higen/. docs/higen.md says what is implemented
+ * and why. */
+#ifndef TESSERA_HIGEN_H
+#define TESSERA_HIGEN_H
+
+#include "tessera/search.h"
+
+/* ---------------------------------------------------------------- docIDs */
+
+/* A node of the docID trie. Children are contiguous: child t of node n is
+ * nodes[n.first_child + t], t in 0..n_children-1 (the docID token at that
+ * depth). A leaf holds one item. */
+typedef struct {
+    int32_t first_child, n_children;
+    int32_t item;  /* leaf: the item; internal: -1 */
+    int32_t depth;  /* root 0 */
+    int32_t parent; /* root: -1 */
+} tsr_higen_node;
+
+#define TSR_HIGEN_MAX_DEPTH 16
+
+typedef struct {
+    tsr_higen_node *nodes;
+    int32_t n_nodes;
+    int32_t n_items;
+    int32_t *item_leaf;  /* leaf node of each item */
+    int max_depth;       /* longest docID */
+    int32_t max_fanout;  /* the docID token vocabulary per position */
+} tsr_higen_trie;
+
+typedef struct {
+    bool category;    /* start with the category path (Hi-Gen); false: NCI-style */
+    int eff_buckets;  /* > 0: an efficiency bucket token after the path (0: none) */
+    int k;            /* k-means branching factor */
+    int leaf_size;    /* a group of at most this many items is not split further */
+    int iters;        /* k-means iterations */
+    bool atomic;      /* DSI-style: one token per item (ignores the rest) */
+    uint64_t seed;
+} tsr_higen_docid_opts;
+
+tsr_higen_docid_opts tsr_higen_docid_default_opts(void);
+
+/* Builds the docIDs and trie of every catalog item. emb: n_items x dim
+ * unit-norm item embeddings (may be NULL only when atomic). Within a
+ * group of at most leaf_size items the last token orders the items by
+ * efficiency (most popular first). Deterministic for fixed inputs. */
+tsr_status tsr_higen_build(tsr_higen_trie *t, const tsr_catalog *cat, const float *emb, int dim,
+                           const tsr_higen_docid_opts *o);
+void tsr_higen_trie_free(tsr_higen_trie *t);
+/* the docID of an item: tokens into out (TSR_HIGEN_MAX_DEPTH), returns its length */
+int tsr_higen_docid(const tsr_higen_trie *t, int32_t item, int32_t *out);
+/* Rebuilds a trie from stored docIDs (item i: lens[i] tokens at
+ * docids + i * stride), as `higen index` saves them. Codes under each node
+ * must be dense 0..n-1, and no docID may be a prefix of another or
+ * repeat one: anything else is TSR_ERR_FORMAT naming `what`. */
+tsr_status tsr_higen_trie_from_docids(tsr_higen_trie *t, const int32_t *docids, const uint8_t *lens, int stride,
+                                      int32_t n_items, const char *what);
+/* the node a token prefix leads to, or -1 when the prefix is not in the trie */
+int32_t tsr_higen_walk(const tsr_higen_trie *t, const int32_t *tokens, int n);
+
+/* Spherical k-means (dot product on unit vectors), k-means++ seeding from
+ * a seeded rng, `iters` Lloyd steps; empty clusters are reseeded with the
+ * point farthest from its centroid. assign[i] in 0..k-1. rows: the n
+ * points' row indices into x (n_rows x dim). */
+void tsr_kmeans(int32_t *assign, const float *x, int dim, const int32_t *rows, int n, int k, int iters,
+                uint64_t seed);
+
+/* ------------------------------------------------------------- generator */
+
+/* The docID generator: a causal Llama decoder (the lm stack) over
+ *   [pad ... pad, query tokens, SEP, d_0, ..., d_{L-2}]
+ * predicting d_0 .. d_{L-1} from SEP on. Queries are left-padded to
+ * max_query tokens (pads are masked out as keys), so SEP sits at a fixed
+ * position. DocID token t at depth p has id doc_base + p * fanout + t: the
+ * same code at different depths is a different token. */
+typedef struct {
+    int dim, n_layers, n_heads, n_kv_heads, hidden_dim;
+    int text_vocab;  /* BPE vocabulary; pad is token 0 */
+    int max_query;   /* query tokens kept (the first ones) */
+    int max_depth;   /* longest docID */
+    int fanout;      /* docID codes per position */
+} tsr_higen_gen_cfg;
+
+typedef struct {
+    tsr_higen_gen_cfg cfg;
+    tsr_params params;
+    tsr_nn_llama dec;
+    int sep, doc_base, vocab, seq;
+} tsr_higen_gen;
+
+tsr_status tsr_higen_gen_init(tsr_higen_gen *g, const tsr_higen_gen_cfg *cfg);
+void tsr_higen_gen_init_weights(tsr_higen_gen *g, uint64_t seed);
+void tsr_higen_gen_free(tsr_higen_gen *g);
+
+/* The position-aware loss (docs/higen.md): with per-position weights w_p and
+ * S_p the children of the true prefix's trie node (the true token and its
+ * siblings),
+ *   L = sum_p w_p [ CE_V(p) + lambda CE_S(p) ] / sum_p w_p
+ * CE_V: cross-entropy over the whole vocabulary; CE_S: over S_p only.
+ * Plain CE is w_p = 1, lambda = 0. */
+typedef struct {
+    float pos_decay;   /* w_p = 1 - pos_decay * p / max_depth (>= 0) */
+    float sibling;     /* lambda */
+} tsr_higen_loss_opts;
+
+/* query tokens (B rows of q_len[b] <= max_query ids each, row-major with
+ * stride max_query), items (B) -> scalar loss. */
+tsr_tensor *tsr_higen_gen_loss(tsr_ctx *c, const tsr_higen_gen *g, const tsr_higen_trie *t,
+                               const int32_t *q_tok, const int32_t *q_len, const int32_t *items, int B,
+                               const tsr_higen_loss_opts *o);
+
+/* Constrained beam search over the trie: at each step every beam extends
+ * only by the children of its node (log-softmax over those children), the
+ * best `beam` prefixes by summed log-probability go on (ties: lower node
+ * id); a prefix that reaches a leaf is a finished item. Returns up to k
+ * items (k <= beam), best first, and their scores. Deterministic. */
+int tsr_higen_beam_search(const tsr_higen_gen *g, const tsr_higen_trie *t, const int32_t *q_tok, int q_len,
+                          int beam, int k, int32_t *items, float *scores);
+
+#endif
