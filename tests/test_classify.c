@@ -26,25 +26,25 @@ static char g_tmp[256];
 static float g_losses[256];
 static int g_nloss;
 
-static void on_progress(const tsr_classify_progress *p, void *ud) {
+static void on_progress(const tsr_train_progress *p, void *ud) {
     (void)ud;
-    if (g_nloss < 256) g_losses[g_nloss++] = p->loss;
+    if (!p->eval && g_nloss < 256) g_losses[g_nloss++] = p->loss;
 }
 
 static tsr_classify_train_opts small_opts(const char *out) {
     tsr_classify_train_opts o = tsr_classify_default_train_opts();
     o.cfg = (tsr_classify_cfg){.c1 = 8, .c2 = 16, .fc = 32, .dropout = 0.1f};
-    o.out = out;
-    o.epochs = 3;
+    o.train.out = out;
+    o.train.epochs = 3;
     o.batch = 64;
-    o.lr = 3e-3f;
-    o.warmup = 5;
+    o.train.lr = 3e-3f;
+    o.train.warmup = 5;
     o.train_limit = 640;
     o.test_limit = 500;
-    o.ckpt_every = 0;
-    o.seed = 7;
-    o.progress = on_progress;
-    o.log_every = 1;
+    o.train.ckpt_every = 0;
+    o.train.seed = 7;
+    o.train.progress = on_progress;
+    o.train.log_every = 1;
     return o;
 }
 
@@ -87,18 +87,18 @@ static void test_train_and_resume(void) {
 
     /* the same run stopped at step 13 and resumed */
     o = small_opts(b);
-    o.stop_after = 13;
+    o.train.stop_after = 13;
     st = tsr_classify_train(&o, &r);
     TU_CHECK(st.code == TSR_OK && !r.finished && r.steps == 13, "stopped run: %s", st.msg);
-    o.stop_after = 0;
-    o.resume = true;
+    o.train.stop_after = 0;
+    o.train.resume = true;
     st = tsr_classify_train(&o, &r);
     TU_CHECK(st.code == TSR_OK && r.finished && r.steps == 30, "resumed run: %s", st.msg);
     TU_CHECK(files_equal(a, b), "resumed checkpoint is byte-identical to the straight one");
     TU_CHECK(files_equal(sa, sb), "resumed state is byte-identical to the straight one");
 
     /* resume under different settings is refused */
-    o.lr = 1e-3f;
+    o.train.lr = 1e-3f;
     st = tsr_classify_train(&o, &r);
     TU_CHECK(st.code == TSR_ERR_ARG && strstr(st.msg, "train.lr"), "changed lr refused: %s", st.msg);
 }

@@ -78,6 +78,15 @@ tsr_status tsr_bpe_train_texts(tsr_bpe *b, const char *const *texts, const size_
 /* HF tokenizer.json. name labels messages (a path). */
 tsr_status tsr_bpe_load(tsr_bpe *b, const char *path);
 tsr_status tsr_bpe_parse(tsr_bpe *b, const char *json, size_t len, const char *name);
+/* From lists (GGUF's tokenizer.ggml.tokens / merges): tokens[i] is id i in
+ * GPT-2 printable form, or a special's content where special[i] (special
+ * may be NULL); merges "left right" in rank order. The same checks as a
+ * tokenizer.json. */
+tsr_status tsr_bpe_from_lists(tsr_bpe *b, const char *const *tokens, const uint8_t *special, int n_tokens,
+                              const char *const *merges, int n_merges, const char *name);
+/* Token id's text as tokenizer.json spells it (GPT-2 printable form; a
+ * special's content), malloc'd; NULL for an id out of range. */
+char *tsr_bpe_token_text(const tsr_bpe *b, int id);
 tsr_status tsr_bpe_save(const tsr_bpe *b, const char *path);
 /* The JSON text save writes (malloc'd, NUL-terminated), or NULL on OOM. */
 char *tsr_bpe_to_json(const tsr_bpe *b);

@@ -18,6 +18,7 @@
 
 #include "tessera/core.h"
 #include "tessera/data.h"
+#include "tessera/train.h"
 
 #define TSR_CLASSIFY_CLASSES 10
 #define TSR_CLASSIFY_MEAN 0.2860f
@@ -72,36 +73,24 @@ tsr_classify_eval_result tsr_classify_evaluate(tsr_classifier *m, const tsr_mnis
 /* ----------------------------------------------------------------- training */
 
 typedef struct {
-    int64_t step, total_steps, epoch;
-    float loss, lr;
-    double images_per_s, eta_s;
-} tsr_classify_progress;
-
-typedef struct {
     const char *data_dir;     /* NULL: the installed Fashion-MNIST */
-    const char *out;          /* checkpoint path; state in tsr_classify_state_path(out) */
     tsr_classify_cfg cfg;
-    int epochs, batch;
-    float lr, min_lr, weight_decay, label_smoothing;
-    int64_t warmup;           /* steps */
-    int64_t ckpt_every;       /* steps between checkpoints (0: only at the end) */
-    int64_t stop_after;       /* stop (with a checkpoint) after this global step; 0: never */
+    int batch;
+    float label_smoothing;
     int64_t train_limit;      /* use the first N training images (0: all) */
     int64_t test_limit;       /* evaluate on the first N test images (0: all, <0: skip) */
     bool flip;                /* random horizontal flips */
-    bool resume;
-    uint64_t seed;
-    /* called every `log_every` steps and at the end; may be NULL */
-    void (*progress)(const tsr_classify_progress *p, void *ud);
-    void *progress_ud;
-    int64_t log_every;
+    /* out (checkpoint; state beside it), epochs, lr, schedule, checkpoints,
+     * resume, seed, progress, log: the shared trainer's options */
+    tsr_train_opts train;
 } tsr_classify_train_opts;
 
 tsr_classify_train_opts tsr_classify_default_train_opts(void);
 
 typedef struct {
-    int64_t steps;            /* global step reached */
+    int64_t steps, total;     /* global step reached, of total */
     bool finished;            /* all epochs done (false when stopped early) */
+    bool interrupted;         /* stopped by train.stop (a signal) */
     float last_loss;
     double images_per_s;      /* training throughput of this invocation */
     double seconds;
@@ -110,7 +99,7 @@ typedef struct {
 
 tsr_status tsr_classify_train(const tsr_classify_train_opts *o, tsr_classify_train_result *r);
 
-/* "m.safetensors" -> "m.state.safetensors" (other names: + ".state") */
+/* tsr_train_state_path: "m.safetensors" -> "m.state.safetensors" */
 void tsr_classify_state_path(const char *ckpt, char *buf, size_t n);
 
 #endif

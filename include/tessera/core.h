@@ -22,7 +22,8 @@
 /* ---------------------------------------------------------------- status */
 
 enum { TSR_OK = 0, TSR_ERR_IO = 1, TSR_ERR_FORMAT = 2, TSR_ERR_SHAPE = 3,
-       TSR_ERR_ARG = 4, TSR_ERR_NOMEM = 5 };
+       TSR_ERR_ARG = 4, TSR_ERR_NOMEM = 5,
+       TSR_ERR_NUMERIC = 6 /* a non-finite loss, gradient or weight */ };
 
 /* What the library returns for anything a user can cause. Only src/cli
  * prints it. code == TSR_OK means success and msg is empty. */
@@ -63,6 +64,40 @@ static inline uint16_t tsr_f32_to_bf16(float f) {
     if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
     uint32_t r = 0x7fffu + ((v.u >> 16) & 1u);
     return (uint16_t)((v.u + r) >> 16);
+}
+
+/* IEEE half precision (ggml's and safetensors' F16): exact widening */
+static inline float tsr_f16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) {
+        v.f = (float)m * 0x1p-24f; /* zero and subnormals */
+        v.u |= sign;
+    } else if (e == 31) {
+        v.u = sign | 0x7f800000u | (m << 13);
+    } else {
+        v.u = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    return v.f;
+}
+/* round to nearest even; overflow gives infinity, NaN stays NaN */
+static inline uint16_t tsr_f32_to_f16(float f) {
+    union { uint32_t u; float f; } v;
+    v.f = f;
+    uint32_t sign = (v.u >> 16) & 0x8000u, a = v.u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+    if (a < 0x38800000u) {                                   /* below 2^-14: subnormal half */
+        union { uint32_t u; float f; } s;
+        s.u = a;
+        /* adding 0.5 shifts the value's bits so that the float adder's
+         * round-to-nearest-even gives the subnormal half's mantissa */
+        s.f += 0.5f;
+        return (uint16_t)(sign | (s.u - 0x3f000000u));
+    }
+    uint32_t mant_odd = (a >> 13) & 1u;
+    a += 0xc8000fffu + mant_odd; /* rebias exponent (-112 << 23) and round */
+    return (uint16_t)(sign | (a >> 13));
 }
 
 /* ------------------------------------------------------------------ arena */
@@ -225,6 +260,10 @@ tsr_tensor *tsr_param_new(tsr_params *p, const char *name, int flags, int ndim,
 tsr_tensor *tsr_params_find(const tsr_params *p, const char *name);
 int64_t tsr_params_count(const tsr_params *p); /* trainable elements */
 void tsr_params_zero_grad(tsr_params *p);
+/* TSR_ERR_NUMERIC naming the first tensor of p with a non-finite value
+ * (what: the file or model, for the message), else ok: evals and loads of
+ * trained weights refuse a diverged model with it. */
+tsr_status tsr_params_check_finite(const tsr_params *p, const char *what);
 /* init helpers */
 void tsr_init_normal(tsr_tensor *t, tsr_rng *r, float std);
 void tsr_init_uniform(tsr_tensor *t, tsr_rng *r, float lo, float hi);
@@ -235,6 +274,11 @@ void tsr_init_const(tsr_tensor *t, float v);
 /* n <= 0: take TESSERA_THREADS, else all cores. Sets OpenMP and OpenBLAS. */
 void tsr_threads_set(int n);
 int tsr_threads_get(void);
+
+/* Test hook for crash tests: called at named points of multi-file saves
+ * (the atomic writer after its tmp file is complete, the trainer between
+ * its files) so a test can kill the process there. NULL normally. */
+extern void (*tsr_fault_hook)(const char *point);
 
 /* monotonic seconds */
 double tsr_time(void);

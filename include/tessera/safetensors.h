@@ -86,6 +86,11 @@ typedef struct {
 } tsr_train_meta;
 tsr_status tsr_trainstate_save(const char *path, const struct tsr_adamw *o,
                                const tsr_train_meta *m);
+/* The same plus, in one file, the weights (under their registry names)
+ * and metadata pairs (NULL-terminated key, value, ...): everything a
+ * resume needs, committed by a single rename. Either may be NULL. */
+tsr_status tsr_trainstate_write(const char *path, const struct tsr_adamw *o, const tsr_train_meta *m,
+                                const tsr_params *weights, const char *const *meta);
 tsr_status tsr_trainstate_load(const char *path, struct tsr_adamw *o, tsr_train_meta *m);
 /* For a resume: load the state and check it belongs to the checkpoint it
  * resumes (ckpt_path, whose metadata said step ckpt_step): 0 <= step <=

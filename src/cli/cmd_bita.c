@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "tessera/bita.h"
 #include "tessera/bpe.h"
+#include "tessera/gguf.h"
 #include "tessera/decode.h"
 #include "tessera/lm.h"
 
@@ -133,7 +134,7 @@ static int session_open(session *s, const char *model, const char *adapter, cons
         wt = (int)t;
     }
     tsr_status st = tsr_lm_load(&s->m, model, wt, 0);
-    if (st.code) return cli_fail(st, "--model expects an HF directory or a tessera .safetensors");
+    if (st.code) return cli_fail(st, "--model expects an HF directory, a tessera .safetensors or a .gguf");
     s->has_m = true;
     st = tsr_bita_adapter_load(&s->ad, adapter);
     if (st.code) {
@@ -153,15 +154,17 @@ static int session_open(session *s, const char *model, const char *adapter, cons
     s->has_bm = true;
     char tp[4096];
     struct stat sb;
+    size_t ml = strlen(model);
     if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(tp, sizeof tp, "%s/tokenizer.json", model);
+    else if (ml > 5 && strcmp(model + ml - 5, ".gguf") == 0) snprintf(tp, sizeof tp, "%s", model);
     else {
         const char *slash = strrchr(model, '/');
         snprintf(tp, sizeof tp, "%.*stokenizer.json", slash ? (int)(slash - model + 1) : 0, model);
     }
-    st = tsr_bpe_load(&s->bpe, tp);
+    st = tp[0] && strcmp(tp, model) == 0 ? tsr_bpe_load_gguf(&s->bpe, tp, NULL, 0) : tsr_bpe_load(&s->bpe, tp);
     if (st.code) {
         session_free(s);
-        return cli_fail(st, "a tokenizer.json must sit next to the model");
+        return cli_fail(st, "a tokenizer.json must sit next to the model (a .gguf carries its own)");
     }
     s->has_bpe = true;
     tsr_lm_bpe_specials(&s->bpe, &s->bos, &s->eos);

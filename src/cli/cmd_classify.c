@@ -1,7 +1,7 @@
 /* tessera CLI: `tessera classify train|eval|features` — the Fashion-MNIST
  * CNN (src/models/classify). Results on stdout (JSON with --json), progress
  * and errors on stderr. */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 
 #include "tessera/classify.h"
 #include "tessera/safetensors.h"
@@ -11,42 +11,19 @@
 #define DATA_HINT "pass --data DIR with the Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ...)"
 #define MODEL_HINT "pass --model with a checkpoint from 'tessera classify train' (the shipped one is models/fmnist_cnn.safetensors)"
 
-/* a failure either comes from the data set or from a checkpoint: pick the
- * hint by which path the message names */
-static const char *hint_for(tsr_status st, const char *data_dir) {
+static const char *data_hint(tsr_status st, const char *data_dir) {
     const char *d = data_dir ? data_dir : "/usr/share/datasets/fashion-mnist";
-    if (strstr(st.msg, d) || strstr(st.msg, "idx")) return DATA_HINT;
-    if (st.code == TSR_ERR_ARG) return "start a new run without --resume, or use the original settings";
-    return MODEL_HINT;
-}
-
-static void train_progress(const tsr_classify_progress *p, void *ud) {
-    (void)ud;
-    char eta[32];
-    cli_fmt_eta(eta, sizeof eta, p->eta_s);
-    fprintf(stderr, "step %lld/%lld  epoch %lld  loss %.4f  lr %.2e  %.0f img/s  ETA %s\n",
-            (long long)p->step, (long long)p->total_steps, (long long)p->epoch + 1,
-            (double)p->loss, (double)p->lr, p->images_per_s, eta);
-    fflush(stderr);
+    return strstr(st.msg, d) || strstr(st.msg, "idx") ? DATA_HINT : NULL;
 }
 
 static int cmd_train(const char *prog, int argc, char **argv) {
     tsr_classify_train_opts o = tsr_classify_default_train_opts();
-    cli_common cm = {0, o.seed, false};
+    cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH | CLI_TF_EVAL);
     bool no_flip = false;
-    o.out = "fmnist_cnn.safetensors";
     const arg_spec specs[] = {
         {"data", ARG_STR, &o.data_dir, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"out", ARG_STR, &o.out, "PATH", "checkpoint to write (training state next to it: *.state.safetensors)", NULL},
-        {"epochs", ARG_INT, &o.epochs, "N", "passes over the training set", NULL},
-        {"batch", ARG_INT, &o.batch, "B", "batch size", NULL},
-        {"lr", ARG_FLOAT, &o.lr, "X", "peak learning rate (AdamW)", NULL},
-        {"min-lr", ARG_FLOAT, &o.min_lr, "X", "learning rate at the end of the cosine", NULL},
-        {"weight-decay", ARG_FLOAT, &o.weight_decay, "X", "decoupled weight decay", NULL},
+        {"out", ARG_STR, &t.o.out, "PATH", "checkpoint to write (training state next to it: *.state.safetensors)", NULL},
         {"label-smoothing", ARG_FLOAT, &o.label_smoothing, "X", "cross-entropy label smoothing", NULL},
-        {"warmup", ARG_I64, &o.warmup, "N", "linear warmup steps", NULL},
-        {"ckpt-every", ARG_I64, &o.ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL},
-        {"stop-after", ARG_I64, &o.stop_after, "N", "stop with a checkpoint after global step N (0: never)", NULL},
         {"train-limit", ARG_I64, &o.train_limit, "N", "train on the first N images (0: all)", NULL},
         {"test-limit", ARG_I64, &o.test_limit, "N", "evaluate on the first N test images (0: all, -1: skip)", NULL},
         {"no-flip", ARG_BOOL, &no_flip, NULL, "no random horizontal flips", NULL},
@@ -54,37 +31,29 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"c2", ARG_INT, &o.cfg.c2, "N", "channels of the second conv block", NULL},
         {"fc", ARG_INT, &o.cfg.fc, "N", "feature width (penultimate layer)", NULL},
         {"dropout", ARG_FLOAT, &o.cfg.dropout, "X", "dropout before fc1 and fc2", NULL},
-        {"log-every", ARG_I64, &o.log_every, "N", "steps between progress lines", NULL},
-        {"resume", ARG_BOOL, &o.resume, NULL, "continue from --out and its state file", NULL},
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_JSON(&cm),
     };
-    int rc = args_parse(prog, "Train the Fashion-MNIST CNN (AdamW, warmup + cosine), with resumable checkpoints.",
-                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    int rc = cli_train_parse(prog, "Train the Fashion-MNIST CNN (AdamW, warmup + cosine), with resumable checkpoints.",
+                             specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
-    if (o.epochs < 1 || o.epochs > 100000) return cli_usage_error(prog, "--epochs must be >= 1");
-    if (o.batch < 1 || o.batch > 65536) return cli_usage_error(prog, "--batch must be between 1 and 65536");
-    if (!(o.lr > 0)) return cli_usage_error(prog, "--lr must be > 0");
-    if (o.min_lr < 0 || o.weight_decay < 0) return cli_usage_error(prog, "--min-lr and --weight-decay must be >= 0");
     if (o.label_smoothing < 0 || o.label_smoothing >= 1) return cli_usage_error(prog, "--label-smoothing must be in [0,1)");
-    if (o.warmup < 0 || o.ckpt_every < 0 || o.stop_after < 0 || o.train_limit < 0 || o.log_every < 0)
-        return cli_usage_error(prog, "step counts and limits must be >= 0");
+    if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
     if (o.test_limit < -1) return cli_usage_error(prog, "--test-limit must be >= -1");
     if (o.cfg.c1 < 1 || o.cfg.c2 < 1 || o.cfg.fc < 1 || o.cfg.c1 > 1024 || o.cfg.c2 > 1024 || o.cfg.fc > 65536)
         return cli_usage_error(prog, "--c1/--c2/--fc out of range");
     if (o.cfg.dropout < 0 || o.cfg.dropout >= 1) return cli_usage_error(prog, "--dropout must be in [0,1)");
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    o.seed = cm.seed;
     o.flip = !no_flip;
-    o.progress = train_progress;
+    o.batch = t.batch;
 
-    fprintf(stderr, "%s: %d threads, %d epochs, batch %d, lr %g, out %s%s\n", prog, tsr_threads_get(),
-            o.epochs, o.batch, (double)o.lr, o.out, o.resume ? " (resume)" : "");
+    if (!t.quiet)
+        fprintf(stderr, "%s: %d threads, %d epochs, batch %d, lr %g, out %s%s\n", prog, tsr_threads_get(),
+                t.o.epochs, o.batch, (double)t.o.lr, t.o.out, t.o.resume ? " (resume)" : "");
     tsr_classify_train_result r;
+    cli_train_begin(&t);
+    o.train = t.o;
     tsr_status st = tsr_classify_train(&o, &r);
-    if (st.code) return cli_fail(st, hint_for(st, o.data_dir));
-    if (cm.json) {
+    cli_train_end(&t, &(tsr_train_result){.step = r.steps, .total = r.total, .interrupted = r.interrupted});
+    if (st.code) return cli_fail(st, cli_train_hint(&t, st, data_hint(st, o.data_dir)));
+    if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"loss\": %.6f, \"images_per_s\": %.1f, "
                "\"seconds\": %.2f, \"threads\": %d",
                (long long)r.steps, r.finished ? "true" : "false", (double)r.last_loss,
@@ -93,12 +62,12 @@ static int cmd_train(const char *prog, int argc, char **argv) {
             printf(", \"accuracy\": %.4f, \"n\": %lld, \"test_loss\": %.6f", r.test.accuracy,
                    (long long)r.test.n, r.test.loss);
         printf(", \"out\": ");
-        cli_json_str(stdout, o.out);
+        cli_json_str(stdout, t.o.out);
         printf("}\n");
     } else {
         printf("%s %lld steps (%.0f img/s), last loss %.4f; saved %s\n",
                r.finished ? "finished" : "stopped at", (long long)r.steps, r.images_per_s,
-               (double)r.last_loss, o.out);
+               (double)r.last_loss, t.o.out);
         if (r.test.n)
             printf("test accuracy %.4f (%lld/%lld), loss %.4f\n", r.test.accuracy,
                    (long long)r.test.correct, (long long)r.test.n, r.test.loss);
@@ -125,6 +94,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     tsr_classifier m;
     tsr_status st = tsr_classify_load(&m, model);
+    if (!st.code && (st = tsr_params_check_finite(&m.params, model)).code) tsr_classify_free(&m);
     if (st.code) return cli_fail(st, MODEL_HINT);
     tsr_mnist d;
     st = tsr_mnist_load(data, false, &d);
@@ -179,6 +149,7 @@ static int cmd_features(const char *prog, int argc, char **argv) {
     }
     tsr_classifier m;
     tsr_status st = tsr_classify_load(&m, model);
+    if (!st.code && (st = tsr_params_check_finite(&m.params, model)).code) tsr_classify_free(&m);
     if (st.code) return cli_fail(st, MODEL_HINT);
     tsr_mnist d;
     st = tsr_mnist_load(data, train, &d);

@@ -6,6 +6,7 @@
 #include "cli/args.h"
 #include "tessera/bpe.h"
 #include "tessera/decode.h"
+#include "tessera/gguf.h"
 #include "tessera/lm.h"
 #include "tessera/tokenizer.h"
 
@@ -43,8 +44,8 @@ static int emit(void *ud, const char *s, size_t n) {
 }
 
 #define MODEL_HINT                                                                                  \
-    "--model expects a llama2.c checkpoint (.bin), an HF directory (config.json + model.safetensors) " \
-    "or a tessera .safetensors with its config in the metadata"
+    "--model expects a llama2.c checkpoint (.bin), an HF directory (config.json + model.safetensors), " \
+    "a tessera .safetensors with its config in the metadata, or a llama.cpp .gguf (F32, F16, BF16, Q8_0)"
 
 /* dtype: NULL or "auto" keeps the file's type */
 static int parse_dtype(const char *prog, const char *dtype, int group_size, int *wt) {
@@ -65,16 +66,27 @@ static int load_model_as(const char *path, tsr_lm_model *m, int wt, int group_si
     return CLI_OK;
 }
 
-static bool is_llama2c_path(const char *path) {
-    struct stat sb;
-    size_t n = strlen(path);
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return false;
-    return !(n >= 12 && strcmp(path + n - 12, ".safetensors") == 0);
-}
-
 static bool ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static bool is_llama2c_path(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return false;
+    return !ends_with(path, ".safetensors") && !ends_with(path, ".gguf");
+}
+
+/* A byte-level BPE tokenizer: tokenizer.json, or the one inside a .gguf
+ * (with a warning when its pre-tokenizer is not GPT-2's, which ours is) */
+static tsr_status load_bpe(tsr_bpe *b, const char *path) {
+    if (!ends_with(path, ".gguf")) return tsr_bpe_load(b, path);
+    char pre[64];
+    tsr_status st = tsr_bpe_load_gguf(b, path, pre, sizeof pre);
+    if (!st.code && pre[0] && strcmp(pre, "gpt-2") != 0)
+        fprintf(stderr, "warning: %s: tokenizer.ggml.pre is '%s'; tessera pre-tokenises as GPT-2 ('gpt-2'), so "
+                        "some texts may split into different tokens\n", path, pre);
+    return st;
 }
 
 /* The shipped code model (an HF-style directory: config.json,
@@ -85,9 +97,14 @@ static bool ends_with(const char *s, const char *suf) {
 
 static bool find_default_model(char *out, size_t n) { return cli_find_shipped(TSR_LM_DEFAULT_MODEL, out, n); }
 
-/* tokenizer.json in the model's directory (or the directory itself) */
+/* tokenizer.json in the model's directory (or the directory itself); a
+ * .gguf carries its own */
 static void default_tokenizer(const char *model, char *out, size_t n) {
     struct stat sb;
+    if (ends_with(model, ".gguf")) {
+        snprintf(out, n, "%s", model);
+        return;
+    }
     if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         snprintf(out, n, "%s/tokenizer.json", model);
         return;
@@ -219,9 +236,10 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     bool steps_set = false;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors (default: the shipped " TSR_LM_DEFAULT_MODEL ")", NULL},
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf (default: the shipped " TSR_LM_DEFAULT_MODEL ")", NULL},
         {"tokenizer", ARG_STR, &tok_path, "PATH",
-         "llama2.c tokenizer.bin, or tokenizer.json (default for HF/safetensors models: tokenizer.json next to the model)",
+         "llama2.c tokenizer.bin, tokenizer.json or a .gguf's tokenizer (default: the .gguf's own; for HF/safetensors "
+         "models tokenizer.json next to the model)",
          NULL},
         {"dtype", ARG_STR, &dtype, "T", "weights in memory: f32, bf16, q8 or auto (as stored; default)", NULL},
         {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default: the file's, else 32)", NULL},
@@ -263,7 +281,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         default_tokenizer(model, tok_default, sizeof tok_default);
         tok_path = tok_default;
     }
-    bool bpe_tok = ends_with(tok_path, ".json");
+    bool bpe_tok = ends_with(tok_path, ".json") || ends_with(tok_path, ".gguf");
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
     if (steps < 0) return cli_usage_error(prog, "--steps must be >= 0");
@@ -296,10 +314,10 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     memset(&tok, 0, sizeof tok);
     memset(&bpe, 0, sizeof bpe);
     if (bpe_tok) {
-        st = tsr_bpe_load(&bpe, tok_path);
+        st = load_bpe(&bpe, tok_path);
         if (st.code) {
             tsr_lm_model_free(&m);
-            return cli_fail(st, "--tokenizer expects the tokenizer.json that matches the model");
+            return cli_fail(st, "--tokenizer expects the tokenizer.json (or .gguf) that matches the model");
         }
     } else {
         st = tsr_tokenizer_load(&tok, tok_path, m.cfg.vocab_size);
@@ -365,7 +383,7 @@ static int cmd_info(const char *prog, int argc, char **argv) {
     const char *model = NULL;
     cli_common cm = {0, 0, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors", NULL},
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
         CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "Print a checkpoint's configuration.", specs, 2, argc, argv);
@@ -447,26 +465,69 @@ static int model_or_random(const char *prog, const char *model, const char *rand
 
 /* ------------------------------------------------------------ convert */
 
+/* --to gguf: matrices in the GGUF type named by --dtype (auto: the model's) */
+static int convert_gguf(const tsr_lm_model *m, const char *dtype, const char *model, const char *tok_path,
+                        const char *out) {
+    uint32_t gt = m->wtype == TSR_LM_W_BF16 ? TSR_GGML_BF16 : m->wtype == TSR_LM_W_Q8 ? TSR_GGML_Q8_0 : TSR_GGML_F32;
+    if (dtype && strcmp(dtype, "auto") != 0)
+        gt = strcmp(dtype, "bf16") == 0 ? TSR_GGML_BF16 : strcmp(dtype, "q8") == 0 ? TSR_GGML_Q8_0 : TSR_GGML_F32;
+    char tok_default[4096];
+    if (!tok_path && model) {
+        default_tokenizer(model, tok_default, sizeof tok_default);
+        tok_path = tok_default;
+    }
+    if (!tok_path || (!ends_with(tok_path, ".json") && !ends_with(tok_path, ".gguf")))
+        return cli_fail(tsr_errorf(TSR_ERR_ARG, "GGUF output needs a byte-level BPE tokenizer (tokenizer.json)"),
+                        "pass --tokenizer PATH/tokenizer.json (llama2.c tokenizer.bin files are not converted)");
+    tsr_bpe tok;
+    tsr_status st = load_bpe(&tok, tok_path);
+    if (st.code) return cli_fail(st, "--tokenizer expects the tokenizer.json that matches the model");
+    int bos, eos;
+    tsr_lm_bpe_specials(&tok, &bos, &eos);
+    st = tsr_lm_save_gguf(m, &tok, bos, eos, gt, out);
+    tsr_bpe_free(&tok);
+    if (st.code) return cli_fail(st, NULL);
+    fprintf(stderr, "wrote %s (GGUF, %s matrices, %lld parameters, tokenizer %s)\n", out, tsr_ggml_type_name(gt),
+            (long long)tsr_lm_model_params(m), tok_path);
+    return CLI_OK;
+}
+
 static int cmd_convert(const char *prog, int argc, char **argv) {
-    const char *model = NULL, *random = NULL, *dtype = NULL, *out = NULL;
+    const char *model = NULL, *random = NULL, *dtype = NULL, *out = NULL, *to = NULL, *tok_path = NULL;
     int group_size = 0;
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors", NULL},
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
         {"random", ARG_STR, &random, "SPEC", RANDOM_HELP, NULL},
-        {"dtype", ARG_STR, &dtype, "T", "f32, bf16, q8 or auto (as stored; default)", NULL},
-        {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default 32)", NULL},
-        {"out", ARG_STR, &out, "PATH", "output .safetensors (HF tensor names, config in the metadata)", NULL},
+        {"dtype", ARG_STR, &dtype, "T", "f32, bf16, q8 (GGUF: Q8_0) or auto (as stored; default)", NULL},
+        {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default 32; GGUF Q8_0 is 32)", NULL},
+        {"to", ARG_STR, &to, "FORMAT", "safetensors (default) or gguf (llama.cpp's format, tokenizer included)", NULL},
+        {"tokenizer", ARG_STR, &tok_path, "PATH",
+         "GGUF only: the tokenizer.json to embed (default: next to the model)", NULL},
+        {"out", ARG_STR, &out, "PATH", "output .safetensors (HF tensor names, config in the metadata) or .gguf", NULL},
     };
     int rc = args_parse(prog,
-                        "Write a model as safetensors with bf16 or Q8 (int8 + per-group f32 scales) weights. "
+                        "Write a model as safetensors with bf16 or Q8 (int8 + per-group f32 scales) weights, or as a "
+                        "llama.cpp GGUF (F32, BF16 or Q8_0, llama.cpp's names and q/k layout, gpt2 BPE tokenizer). "
                         "llama2.c q/k rows are reordered to HF's rotate-half RoPE layout.",
                         specs, (int)(sizeof specs / sizeof *specs), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!out) return cli_usage_error(prog, "--out is required");
+    if (to && strcmp(to, "safetensors") != 0 && strcmp(to, "gguf") != 0)
+        return cli_usage_error(prog, "--to must be safetensors or gguf");
+    bool gguf = to ? strcmp(to, "gguf") == 0 : ends_with(out, ".gguf");
+    if (tok_path && !gguf) return cli_usage_error(prog, "--tokenizer is only used with --to gguf");
+    if (gguf && group_size && group_size != 32) return cli_usage_error(prog, "GGUF Q8_0 blocks are 32 wide");
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "--out", out, false)) != CLI_OK) return rc;
     tsr_lm_model m;
-    if ((rc = model_or_random(prog, model, random, wt, group_size, &m)) != CLI_OK) return rc;
+    /* GGUF: read as stored; the writer converts each row to the GGUF type */
+    if ((rc = model_or_random(prog, model, random, gguf ? -1 : wt, group_size, &m)) != CLI_OK) return rc;
+    if (gguf) {
+        rc = convert_gguf(&m, dtype, model, tok_path, out);
+        tsr_lm_model_free(&m);
+        return rc;
+    }
     tsr_status st = tsr_lm_save(&m, out);
     if (st.code) rc = cli_fail(st, NULL);
     else fprintf(stderr, "wrote %s (%s weights, %lld parameters)\n", out, tsr_lm_wtype_name(m.wtype),
@@ -519,7 +580,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     double bw_mib = 512;
     cli_common cm = {0, 1, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory or tessera .safetensors", NULL},
+        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
         {"random", ARG_STR, &random, "SPEC", RANDOM_HELP, NULL},
         {"dtype", ARG_STR, &dtype, "T", "f32, bf16, q8 or auto (as stored; default)", NULL},
         {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64", NULL},
@@ -682,7 +743,7 @@ int cli_lm_train(const char *prog, int argc, char **argv); /* cmd_lm_train.c */
 static const cli_verb k_verbs[] = {
     {"generate", "continue a prompt (llama2.c run.c semantics)", cmd_generate},
     {"info", "print a checkpoint's configuration", cmd_info},
-    {"convert", "write a model as safetensors in f32, bf16 or Q8", cmd_convert},
+    {"convert", "write a model as safetensors (f32, bf16, Q8) or GGUF (F32, BF16, Q8_0)", cmd_convert},
     {"bench", "decode/prefill throughput against bandwidth and sgemm limits; batch-cost curve", cmd_bench},
     {"tokenizer-train", "learn a byte-level BPE tokenizer.json on a corpus's train split", cli_lm_tokenizer_train},
     {"tokenize", "tokenise the train/val splits to token files (bytes, tokens per split)", cli_lm_tokenize},

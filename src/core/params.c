@@ -79,3 +79,17 @@ void tsr_init_const(tsr_tensor *t, float v) {
     float *d = tsr_f32(t);
     for (int64_t i = 0; i < t->numel; i++) d[i] = v;
 }
+
+tsr_status tsr_params_check_finite(const tsr_params *p, const char *what) {
+    for (int i = 0; i < p->n; i++) {
+        const tsr_tensor *t = p->items[i];
+        const float *d = tsr_f32(t);
+        for (int64_t k = 0; k < t->numel; k++)
+            if (!isfinite(d[k]))
+                return tsr_errorf(TSR_ERR_NUMERIC,
+                                  "%s: tensor '%s' holds a non-finite value (%g at element %lld): "
+                                  "the weights diverged",
+                                  what, t->name, (double)d[k], (long long)k);
+    }
+    return tsr_ok();
+}

@@ -36,3 +36,5 @@ void tsr_log(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     va_end(ap);
 }
+
+void (*tsr_fault_hook)(const char *point) = NULL;

@@ -1276,6 +1276,42 @@ fail:
     return st;
 }
 
+tsr_status tsr_bpe_from_lists(tsr_bpe *b, const char *const *tokens, const uint8_t *special, int n_tokens,
+                              const char *const *merges, int n_merges, const char *name) {
+    memset(b, 0, sizeof *b);
+    if (n_tokens < 1 || n_tokens > MAX_VOCAB)
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: %d tokens (need 1..%d)", name, n_tokens, MAX_VOCAB);
+    /* the same checks as a tokenizer.json: build its tree and parse that */
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(root, "model");
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab"), *ml = cJSON_AddArrayToObject(model, "merges");
+    TSR_ASSERT(root && model && added && vocab && ml);
+    for (int i = 0; i < n_tokens; i++) {
+        if (special && special[i]) {
+            cJSON *t = cJSON_CreateObject();
+            cJSON_AddNumberToObject(t, "id", i);
+            cJSON_AddStringToObject(t, "content", tokens[i]);
+            cJSON_AddItemToArray(added, t);
+        }
+        cJSON_AddNumberToObject(vocab, tokens[i], i);
+    }
+    for (int r = 0; r < n_merges; r++) cJSON_AddItemToArray(ml, cJSON_CreateString(merges[r]));
+    tsr_status st = parse_json(b, root, name);
+    cJSON_Delete(root);
+    return st;
+}
+
+char *tsr_bpe_token_text(const tsr_bpe *b, int id) {
+    if (id < 0 || id >= b->vocab_size) return NULL;
+    if (b->special[id]) {
+        char *s = strdup(b->piece[id]);
+        TSR_ASSERT(s);
+        return s;
+    }
+    return to_printable(b->piece[id], b->piece_len[id]);
+}
+
 tsr_status tsr_bpe_parse(tsr_bpe *b, const char *json, size_t len, const char *name) {
     memset(b, 0, sizeof *b);
     cJSON *root = cJSON_ParseWithLength(json, len);

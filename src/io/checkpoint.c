@@ -179,9 +179,19 @@ static void add_i64(tsr_st_writer *w, const char *name, const int64_t *v, int64_
 }
 
 tsr_status tsr_trainstate_save(const char *path, const struct tsr_adamw *o, const tsr_train_meta *m) {
+    return tsr_trainstate_write(path, o, m, NULL, NULL);
+}
+
+tsr_status tsr_trainstate_write(const char *path, const struct tsr_adamw *o, const tsr_train_meta *m,
+                                const tsr_params *weights, const char *const *meta) {
     tsr_st_writer *w = tsr_st_writer_new();
     char buf[96];
+    for (int i = 0; meta && meta[i] && meta[i + 1]; i += 2) tsr_st_set_meta(w, meta[i], meta[i + 1]);
     tsr_st_set_meta(w, "format", TRAINSTATE_FORMAT);
+    for (int i = 0; weights && i < weights->n; i++) {
+        const tsr_tensor *t = weights->items[i];
+        tsr_st_add(w, t->name, TSR_ST_F32, t->ndim, t->shape, t->data);
+    }
     snprintf(buf, sizeof buf, "%" PRId64, m->step);
     tsr_st_set_meta(w, "step", buf); /* for people; the I64 tensors are authoritative */
     add_i64(w, "train.step", &m->step, 1);

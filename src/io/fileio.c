@@ -175,6 +175,7 @@ tsr_status tsr_atomic_commit(tsr_atomic_file *af, bool ok) {
     if (ok && fsync(fileno(af->f)) != 0) ok = false, e = errno;
     if (fclose(af->f) != 0 && ok) ok = false, e = errno;
     af->f = NULL;
+    if (ok && tsr_fault_hook) tsr_fault_hook("tmp-written"); /* crash tests: complete tmp, no rename yet */
     if (!ok) {
         unlink(af->tmp);
         st = tsr_errorf(TSR_ERR_IO, "%s: write failed: %s", af->path, strerror(e ? e : EIO));

@@ -9,6 +9,8 @@
 #include "tessera/lm.h"
 #include "tessera/fileio.h"
 #include "tessera/safetensors.h"
+#include "tessera/gguf.h"
+#include "io/lm_st.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -376,16 +378,23 @@ static bool has_suffix(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+tsr_status tsr_lm_load_st_file(tsr_lm_model *m, const tsr_st_file *f, const char *name, int wtype,
+                               int group_size) {
+    memset(m, 0, sizeof *m);
+    cfg_src src = {NULL, f, name};
+    tsr_lm_config cfg;
+    int tied;
+    tsr_status st = config_from(&cfg, &tied, &src);
+    if (st.code == TSR_OK) st = load_from(m, f, name, &cfg, tied, wtype, group_size);
+    return st;
+}
+
 tsr_status tsr_lm_load_safetensors(tsr_lm_model *m, const char *path, int wtype, int group_size) {
     memset(m, 0, sizeof *m);
     tsr_st_file f;
     tsr_status st = tsr_st_read(path, &f);
     if (st.code) return st;
-    cfg_src src = {NULL, &f, path};
-    tsr_lm_config cfg;
-    int tied;
-    st = config_from(&cfg, &tied, &src);
-    if (st.code == TSR_OK) st = load_from(m, &f, path, &cfg, tied, wtype, group_size);
+    st = tsr_lm_load_st_file(m, &f, path, wtype, group_size);
     tsr_st_free(&f);
     return st;
 }
@@ -396,11 +405,7 @@ tsr_status tsr_lm_parse_safetensors(tsr_lm_model *m, const void *buf, size_t len
     tsr_st_file f;
     tsr_status st = tsr_st_parse(buf, len, name, &f);
     if (st.code) return st;
-    cfg_src src = {NULL, &f, name};
-    tsr_lm_config cfg;
-    int tied;
-    st = config_from(&cfg, &tied, &src);
-    if (st.code == TSR_OK) st = load_from(m, &f, name, &cfg, tied, wtype, group_size);
+    st = tsr_lm_load_st_file(m, &f, name, wtype, group_size);
     tsr_st_free(&f);
     return st;
 }
@@ -487,6 +492,7 @@ tsr_status tsr_lm_load(tsr_lm_model *m, const char *path, int wtype, int group_s
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return tsr_lm_load_hf_dir(m, path, wtype, group_size);
     if (has_suffix(path, ".safetensors")) return tsr_lm_load_safetensors(m, path, wtype, group_size);
+    if (has_suffix(path, ".gguf")) return tsr_lm_load_gguf(m, path, wtype, group_size);
     tsr_status st = tsr_llama2c_load(m, path);
     if (st.code || wtype < 0 || wtype == TSR_LM_W_F32) return st;
     tsr_lm_model f32 = *m;

@@ -364,21 +364,6 @@ const char *tsr_st_meta(const tsr_st_file *f, const char *key) {
     return NULL;
 }
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;
-    if (e == 0) {
-        float f = (float)m * 0x1p-24f; /* zero and subnormals */
-        memcpy(&u, &f, 4);
-        u |= sign;
-    } else if (e == 31)
-        u = sign | 0x7f800000u | (m << 13);
-    else
-        u = sign | ((e + 112u) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 void tsr_st_to_f32(const tsr_st_tensor *t, float *dst) {
     size_t es = dt_sizes[t->dtype], n = t->nbytes / es;
     const unsigned char *s = t->data;
@@ -387,7 +372,7 @@ void tsr_st_to_f32(const tsr_st_tensor *t, float *dst) {
         switch (t->dtype) {
         case TSR_ST_F32: memcpy(&dst[i], s, 4); break;
         case TSR_ST_BF16: { uint16_t h; memcpy(&h, s, 2); dst[i] = tsr_bf16_to_f32(h); } break;
-        case TSR_ST_F16: { uint16_t h; memcpy(&h, s, 2); dst[i] = f16_to_f32(h); } break;
+        case TSR_ST_F16: { uint16_t h; memcpy(&h, s, 2); dst[i] = tsr_f16_to_f32(h); } break;
         case TSR_ST_F64: { double v; memcpy(&v, s, 8); dst[i] = (float)v; } break;
         case TSR_ST_I64: { int64_t v; memcpy(&v, s, 8); dst[i] = (float)v; } break;
         case TSR_ST_I32: { int32_t v; memcpy(&v, s, 4); dst[i] = (float)v; } break;

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# End-to-end tests of the shared training loop through `tessera classify
+# train` (run by ctest with the binary as $1): a diverged run stops with an
+# error naming the step, eval refuses non-finite weights, SIGTERM checkpoints
+# and prints a resume command that works, --log writes JSON lines, outputs
+# are checked before training, and failure hints fit the verb.
+set -u
+BIN=${1:?usage: e2e_train.sh path/to/tessera}
+T=$(mktemp -d /tmp/tsr_e2e_train.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export TESSERA_THREADS=${TESSERA_THREADS:-2}
+fails=0 passes=0
+ok() { passes=$((passes + 1)); }
+bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+expect() {
+    local want=$1; shift
+    "$@" >"$T/out" 2>"$T/err"
+    local got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
+}
+has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
+hasnt() { if grep -q -- "$2" "$1"; then bad "$1 has '$2'"; sed 's/^/  | /' "$1" >&2; else ok; fi; }
+
+if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    echo "Fashion-MNIST not installed (dataset-fashion-mnist); cannot run the training checks" >&2
+    exit 1
+fi
+small=(--train-limit 256 --batch 32 --epochs 2 --c1 4 --c2 8 --fc 16 --test-limit 200 --seed 3 --threads 2)
+
+# --- divergence: error naming the step, exit 1, the checkpoint keeps the last good step
+expect 1 "$BIN" classify train "${small[@]}" --lr 1e30 --warmup 0 --ckpt-every 1 --out "$T/n.safetensors"
+has "$T/err" "diverged at step [0-9]"; has "$T/err" "keeps step"; has "$T/err" "hint: lower --lr"
+hasnt "$T/err" "pass --model"
+expect 0 "$BIN" classify eval --model "$T/n.safetensors" --limit 10
+
+# --- eval and features refuse non-finite weights
+expect 0 "$BIN" classify train "${small[@]}" --out "$T/a.safetensors" --log "$T/run.jsonl" --eval-every 4 --quiet
+[ -s "$T/err" ] && bad "--quiet printed progress" || ok
+/usr/bin/python3 - "$T/a.safetensors" "$T/nan.safetensors" <<'PY' && ok || bad "could not write a NaN checkpoint"
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+off = 8 + n + h['fc2.weight']['data_offsets'][0]
+b[off:off + 4] = struct.pack('<f', float('nan'))
+open(sys.argv[2], 'wb').write(b)
+PY
+expect 1 "$BIN" classify eval --model "$T/nan.safetensors" --limit 10; has "$T/err" "fc2.weight.*non-finite"
+expect 1 "$BIN" classify features --model "$T/nan.safetensors" --limit 10 --out "$T/f.safetensors"
+has "$T/err" "non-finite"; [ -e "$T/f.safetensors" ] && bad "features written from NaN weights" || ok
+
+# --- the log: one JSON object per logged step and per evaluation
+/usr/bin/python3 - "$T/run.jsonl" <<'PY' && ok || bad "run.jsonl"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+tr = [r for r in recs if r['kind'] == 'train']
+ev = [r for r in recs if r['kind'] == 'eval']
+assert tr and all({'step', 'time', 'loss', 'lr', 'img_per_s'} <= r.keys() for r in tr), tr[:2]
+assert [r['step'] for r in ev] == [4, 8, 12, 16], ev
+assert all(0 <= r['test_accuracy'] <= 1 and r['test_loss'] > 0 for r in ev), ev
+PY
+
+# --- SIGTERM: finish the step, checkpoint, print the resume command, exit 0
+"$BIN" classify train "${small[@]}" --epochs 400 --out "$T/s.safetensors" >"$T/out" 2>"$T/err" &
+pid=$!
+for _ in $(seq 50); do grep -q "^step" "$T/err" && break; sleep 0.2; done
+kill -TERM $pid; wait $pid; rc=$?
+[ $rc -eq 0 ] && ok || bad "SIGTERM run exit $rc"
+has "$T/err" "interrupted at step"; has "$T/err" "resume with: .*--resume"
+[ -s "$T/s.state.safetensors" ] && ok || bad "no state after SIGTERM"
+cmd=$(sed -n 's/^  resume with: [^ ]* //p' "$T/err")
+eval "expect 0 \"\$BIN\" $cmd --stop-after 1"; has "$T/out" "stopped at"
+
+# --- outputs are checked before any training; hints fit the verb
+start=$(date +%s)
+expect 1 "$BIN" classify train "${small[@]}" --epochs 50 --out "$T/nodir/x.safetensors"
+[ $(( $(date +%s) - start )) -le 5 ] && ok || bad "unwritable --out found late"
+has "$T/err" "nodir"; has "$T/err" "hint: check that the output directory"; hasnt "$T/err" "pass --model"
+mkfifo "$T/fifo"
+expect 1 "$BIN" classify train "${small[@]}" --out "$T/fifo"; has "$T/err" "not a regular file\|is a FIFO\|FIFO"
+[ -p "$T/fifo" ] && ok || bad "FIFO replaced"
+expect 1 "$BIN" classify train "${small[@]}" --log "$T/nodir/run.jsonl" --out "$T/l.safetensors"; has "$T/err" "nodir"
+expect 1 "$BIN" classify train "${small[@]}" --out "$T/none.safetensors" --resume
+has "$T/err" "start without --resume"; hasnt "$T/err" "pass --model"
+expect 2 "$BIN" classify train --sched wavy; has "$T/err" "--sched"
+expect 2 "$BIN" classify train --clip -1; has "$T/err" "--clip"
+
+echo "e2e_train: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]

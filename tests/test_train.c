@@ -1,0 +1,409 @@
+/* tessera tests: the shared training loop (src/train) on a tiny softmax
+ * regression: a straight run vs --stop-after + resume vs SIGTERM + resume
+ * (byte-identical weights and state files), refused resumes under a changed
+ * config, a kill at every point inside every checkpoint save followed by a
+ * resume (always byte-identical to the straight run, no orphan .tmp), the
+ * non-finite stop, the JSONL log and the output checks. */
+#include "testutil.h"
+
+#include "tessera/ops.h"
+#include "tessera/safetensors.h"
+#include "tessera/train.h"
+
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { N_ITEMS = 96, D_IN = 8, N_CLS = 4 };
+
+typedef struct {
+    tsr_params p;
+    tsr_tensor *w, *b;
+    float x[N_ITEMS * D_IN];
+    int32_t y[N_ITEMS];
+    int calls;        /* step calls in this process */
+    int sigterm_at;   /* raise SIGTERM in this call (0: never) */
+    int nan_loss_at;  /* report a NaN loss in this call */
+    int nan_grad_at;  /* poison a gradient in this call */
+    char hidden[8];   /* a family config value */
+} tiny;
+
+static void tiny_init(tiny *m) {
+    memset(m, 0, sizeof *m);
+    tsr_params_init(&m->p);
+    m->w = tsr_param_new(&m->p, "fc.weight", 0, 2, (int64_t[]){N_CLS, D_IN});
+    m->b = tsr_param_new(&m->p, "fc.bias", TSR_PARAM_NO_DECAY, 1, (int64_t[]){N_CLS});
+    tsr_rng r;
+    tsr_rng_seed(&r, 5);
+    tsr_init_normal(m->w, &r, 0.1f);
+    float truth[N_CLS * D_IN];
+    for (int i = 0; i < N_CLS * D_IN; i++) truth[i] = tsr_rng_normal(&r);
+    for (int i = 0; i < N_ITEMS; i++) {
+        float best = -1e30f;
+        for (int k = 0; k < D_IN; k++) m->x[i * D_IN + k] = tsr_rng_normal(&r);
+        for (int c = 0; c < N_CLS; c++) {
+            float s = 0;
+            for (int k = 0; k < D_IN; k++) s += truth[c * D_IN + k] * m->x[i * D_IN + k];
+            if (s > best) best = s, m->y[i] = c;
+        }
+    }
+    snprintf(m->hidden, sizeof m->hidden, "0");
+}
+
+static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss_v) {
+    tiny *m = ud;
+    m->calls++;
+    if (m->sigterm_at && m->calls == m->sigterm_at) raise(SIGTERM);
+    tsr_tensor *x = tsr_new(c, TSR_F32, TSR_DIMS(n, D_IN));
+    tsr_tensor *y = tsr_new(c, TSR_I32, TSR_DIMS(n));
+    for (int64_t i = 0; i < n; i++) {
+        for (int k = 0; k < D_IN; k++) /* noise from the step rng: its state must survive a resume */
+            tsr_f32(x)[i * D_IN + k] = m->x[ids[i] * D_IN + k] + 0.1f * tsr_rng_normal(&c->rng);
+        tsr_i32(y)[i] = m->y[ids[i]];
+    }
+    tsr_tensor *loss = tsr_cross_entropy(c, tsr_linear(c, x, m->w, m->b), y, NULL, -100, 0.0f);
+    *loss_v = tsr_f32(loss)[0];
+    tsr_backward(c, loss);
+    if (m->nan_loss_at == m->calls) *loss_v = NAN;
+    if (m->nan_grad_at == m->calls) m->w->grad[3] = INFINITY;
+    return tsr_ok();
+}
+
+static tsr_status eval(void *ud, tsr_train_metrics *mt) {
+    tiny *m = ud;
+    int correct = 0;
+    for (int i = 0; i < N_ITEMS; i++) {
+        int best = 0;
+        float bv = -1e30f;
+        for (int c = 0; c < N_CLS; c++) {
+            float s = tsr_f32(m->b)[c];
+            for (int k = 0; k < D_IN; k++) s += tsr_f32(m->w)[c * D_IN + k] * m->x[i * D_IN + k];
+            if (s > bv) bv = s, best = c;
+        }
+        correct += best == m->y[i];
+    }
+    tsr_train_metric(mt, "accuracy", (double)correct / N_ITEMS);
+    return tsr_ok();
+}
+
+static tsr_status save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev, bool final) {
+    (void)ev, (void)final;
+    return tsr_params_save(&((tiny *)ud)->p, path, TSR_ST_F32, meta);
+}
+
+static char g_dir[256];
+
+static tsr_train_opts opts(const char *name) {
+    static char out[8][512];
+    static int k;
+    char *o = out[k++ % 8];
+    snprintf(o, 512, "%s/%s.safetensors", g_dir, name);
+    tsr_train_opts t = tsr_train_default_opts();
+    t.out = o;
+    t.epochs = 6; /* 96 / 16 = 6 steps per epoch: 36 steps */
+    t.lr = 0.05f, t.min_lr = 0.005f, t.warmup = 4, t.weight_decay = 0.01f;
+    t.ckpt_every = 5, t.eval_every = 10, t.log_every = 3, t.seed = 11;
+    return t;
+}
+
+static tsr_status run(tiny *m, const tsr_train_opts *o, tsr_train_result *r) {
+    const char *cfg[] = {"tiny.hidden", m->hidden, NULL};
+    tsr_train_family f = {.name = "tiny", .params = &m->p, .config = cfg, .n_items = N_ITEMS, .batch = 16,
+                          .unit = "ex", .arena_bytes = 1 << 20, .ud = m, .step = step, .eval = eval,
+                          .save = save};
+    return tsr_train_run(&f, o, r);
+}
+
+static bool same_file(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool eq = fa && fb;
+    while (eq) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) eq = false;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return eq;
+}
+
+static bool same_run(const char *a, const char *b) {
+    char sa[600], sb[600];
+    tsr_train_state_path(a, sa, sizeof sa);
+    tsr_train_state_path(b, sb, sizeof sb);
+    return same_file(a, b) && same_file(sa, sb);
+}
+
+static bool exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+static volatile sig_atomic_t g_stop;
+static void on_term(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static const char *g_straight;
+
+static void test_straight_stop_signal(void) {
+    tiny m;
+    tiny_init(&m);
+    tsr_train_opts o = opts("a");
+    char log[600];
+    snprintf(log, sizeof log, "%s/a.jsonl", g_dir);
+    o.log_path = log;
+    tsr_train_result r;
+    tsr_status st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_OK && r.finished && r.step == 36 && r.total == 36, "straight run: %s", st.msg);
+    double acc = tsr_train_metric_get(&r.eval, "accuracy");
+    TU_CHECK(acc > 0.6, "tiny model learns: accuracy %.3f", acc);
+    g_straight = o.out;
+    /* the log: 12 step records (every 3 steps), evaluations at 10, 20, 30 and the end */
+    FILE *f = fopen(log, "r");
+    int n_train = 0, n_eval = 0;
+    char line[1024];
+    while (f && fgets(line, sizeof line, f)) {
+        n_train += strstr(line, "\"kind\":\"train\"") && strstr(line, "\"loss\":") && strstr(line, "\"lr\":") &&
+                   strstr(line, "\"ex_per_s\":") && strstr(line, "\"time\":");
+        n_eval += strstr(line, "\"kind\":\"eval\"") && strstr(line, "\"accuracy\":") != NULL;
+    }
+    if (f) fclose(f);
+    TU_CHECK(n_train == 12 && n_eval == 4, "log: %d step lines, %d eval lines", n_train, n_eval);
+    tsr_params_free(&m.p);
+
+    /* --stop-after 13, then resume */
+    tiny_init(&m);
+    o = opts("b");
+    o.stop_after = 13;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_OK && !r.finished && r.step == 13, "stopped run: %s", st.msg);
+    tsr_params_free(&m.p);
+    tiny_init(&m);
+    o.stop_after = 0, o.resume = true;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_OK && r.finished && r.step == 36, "resumed run: %s", st.msg);
+    TU_CHECK(same_run(g_straight, o.out), "stop-after + resume == straight (weights and state)");
+    /* resuming a finished run evaluates and saves again, unchanged */
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_OK && r.finished && r.step == 36 && same_run(g_straight, o.out),
+             "resume of a finished run: %s", st.msg);
+    tsr_params_free(&m.p);
+
+    /* SIGTERM inside step 17: the step finishes, a checkpoint, then resume */
+    tiny_init(&m);
+    o = opts("c");
+    g_stop = 0;
+    o.stop = &g_stop;
+    void (*prev)(int) = signal(SIGTERM, on_term);
+    m.sigterm_at = 17;
+    st = run(&m, &o, &r);
+    signal(SIGTERM, prev);
+    TU_CHECK(st.code == TSR_OK && r.interrupted && !r.finished && r.step == 17, "SIGTERM run: %s (step %lld)",
+             st.msg, (long long)r.step);
+    tsr_params_free(&m.p);
+    tiny_init(&m);
+    o.stop = NULL, o.resume = true;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_OK && r.finished, "resume after SIGTERM: %s", st.msg);
+    TU_CHECK(same_run(g_straight, o.out), "SIGTERM + resume == straight (weights and state)");
+
+    /* a changed setting is refused, naming it */
+    o = opts("c");
+    o.resume = true;
+    o.lr = 0.04f;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_ERR_ARG && strstr(st.msg, "train.lr") && strstr(st.msg, "cannot resume"),
+             "changed lr refused: %s", st.msg);
+    o.lr = 0.05f;
+    o.clip = 1.0f;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_ERR_ARG && strstr(st.msg, "train.clip"), "changed clip refused: %s", st.msg);
+    o.clip = 0;
+    snprintf(m.hidden, sizeof m.hidden, "1");
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_ERR_ARG && strstr(st.msg, "tiny.hidden"), "changed family config refused: %s",
+             st.msg);
+    tsr_params_free(&m.p);
+}
+
+/* ---- kill -9 inside a save, at every hook point of every save */
+static int g_kill_at, g_points;
+static void kill_hook(const char *point) {
+    (void)point;
+    if (++g_points == g_kill_at) _exit(77);
+}
+
+static int child_run(const char *out, bool resume, int kill_at) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        tiny m;
+        tiny_init(&m);
+        tsr_train_opts o = opts("k");
+        o.out = out, o.resume = resume;
+        o.ckpt_every = 12, o.log_path = NULL;
+        g_kill_at = kill_at, g_points = 0;
+        tsr_fault_hook = kill_hook;
+        tsr_train_result r;
+        tsr_status st = run(&m, &o, &r);
+        if (st.code) fprintf(stderr, "child: %s\n", st.msg);
+        _exit(st.code ? 1 : 0);
+    }
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128;
+}
+
+static void test_kill_inside_save(void) {
+    char out[600], sp[700], tmp[800];
+    snprintf(out, sizeof out, "%s/k.safetensors", g_dir);
+    tsr_train_state_path(out, sp, sizeof sp);
+    int killed = 0, resumed_ok = 0, k;
+    for (k = 1; k < 200; k++) {
+        remove(out), remove(sp);
+        int rc = child_run(out, false, k);
+        if (rc == 0) break; /* past the last hook point: the run finished */
+        if (rc != 77) {
+            TU_CHECK(false, "kill point %d: child exit %d", k, rc);
+            break;
+        }
+        killed++;
+        /* resume from whatever is on disk (a fresh start before the first commit) */
+        rc = child_run(out, exists(sp), 0);
+        bool tmp_left = false;
+        snprintf(tmp, sizeof tmp, "%s.tmp", out), tmp_left |= exists(tmp);
+        snprintf(tmp, sizeof tmp, "%s.tmp", sp), tmp_left |= exists(tmp);
+        bool same = rc == 0 && same_run(g_straight, out) && !tmp_left;
+        resumed_ok += same;
+        if (!same) TU_CHECK(false, "kill at save point %d: resume rc %d, identical %d, tmp left %d", k, rc,
+                            same_run(g_straight, out), tmp_left);
+    }
+    /* 3 saves (steps 12, 24 and the end) x 5 points: state, tmp, weights, tmp, done */
+    TU_CHECK(killed == 15 && resumed_ok == killed, "killed at %d points inside saves, %d resumed identically",
+             killed, resumed_ok);
+}
+
+static void test_nonfinite(void) {
+    char sp[700];
+    for (int kind = 0; kind < 2; kind++) {
+        tiny m;
+        tiny_init(&m);
+        tsr_train_opts o = opts(kind ? "ng" : "nl");
+        remove(o.out);
+        if (kind) m.nan_grad_at = 8;
+        else m.nan_loss_at = 7;
+        tsr_train_result r;
+        tsr_status st = run(&m, &o, &r);
+        const char *want = kind ? "at step 8: gradient norm is inf" : "at step 7: loss is nan";
+        TU_CHECK(st.code == TSR_ERR_NUMERIC && strstr(st.msg, want) && strstr(st.msg, "keeps step 5"),
+                 "non-finite stop: %s", st.msg);
+        TU_CHECK(r.step == (kind ? 7 : 6) && !r.finished, "no update after the bad step (%lld)", (long long)r.step);
+        tsr_train_state_path(o.out, sp, sizeof sp);
+        int64_t at = -1;
+        tsr_ckpt_check_meta(sp, NULL, NULL, 0, &at);
+        TU_CHECK(at == 5, "the state on disk is the last good checkpoint (step %lld)", (long long)at);
+        tsr_params_free(&m.p);
+    }
+    /* a real divergence: lr 1e30 */
+    tiny m;
+    tiny_init(&m);
+    tsr_train_opts o = opts("nd");
+    o.lr = 1e30f, o.min_lr = 0, o.warmup = 0, o.ckpt_every = 1;
+    tsr_train_result r;
+    tsr_status st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_ERR_NUMERIC && strstr(st.msg, "diverged at step"), "lr 1e30: %s", st.msg);
+    tsr_params_free(&m.p);
+    /* the shared finite check on a registry */
+    tiny_init(&m);
+    TU_CHECK(tsr_params_check_finite(&m.p, "x").code == TSR_OK, "finite weights pass");
+    tsr_f32(m.b)[2] = NAN;
+    st = tsr_params_check_finite(&m.p, "m.safetensors");
+    TU_CHECK(st.code == TSR_ERR_NUMERIC && strstr(st.msg, "fc.bias") && strstr(st.msg, "m.safetensors"),
+             "non-finite weights refused: %s", st.msg);
+    tsr_params_free(&m.p);
+}
+
+static void test_outputs(void) {
+    tiny m;
+    tiny_init(&m);
+    tsr_train_opts o = opts("x");
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/nodir/x.safetensors", g_dir);
+    o.out = bad;
+    tsr_train_result r;
+    tsr_status st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_ERR_IO && strstr(st.msg, bad) && m.calls == 0, "missing directory before any step: %s",
+             st.msg);
+    o = opts("x");
+    snprintf(bad, sizeof bad, "%s/nodir/log.jsonl", g_dir);
+    o.log_path = bad;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_ERR_IO && strstr(st.msg, bad) && m.calls == 0, "bad --log before any step: %s", st.msg);
+    /* orphan tmp files of a killed save are removed at the next start */
+    o = opts("x");
+    o.epochs = 1;
+    char t1[700], t2[800], sp[700];
+    tsr_train_state_path(o.out, sp, sizeof sp);
+    snprintf(t1, sizeof t1, "%s.tmp", o.out);
+    snprintf(t2, sizeof t2, "%s.tmp", sp);
+    fclose(fopen(t1, "w")), fclose(fopen(t2, "w"));
+    o.stop_after = 2;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_OK && !exists(t1) && !exists(t2), "orphan .tmp removed: %s", st.msg);
+    /* resume without a state file */
+    remove(sp);
+    o.resume = true;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_ERR_IO && strstr(st.msg, sp), "resume without a state: %s", st.msg);
+    tsr_params_free(&m.p);
+}
+
+static float g_lrs[64];
+static int g_nlr;
+static void collect_lr(const tsr_train_progress *p, void *ud) {
+    (void)ud;
+    if (!p->eval && g_nlr < 64) g_lrs[g_nlr++] = p->lr;
+}
+
+static void test_schedule(void) {
+    /* linear: warmup to lr over 4 steps, then straight down to min_lr */
+    tiny m;
+    tiny_init(&m);
+    tsr_train_opts o = opts("s");
+    o.sched = TSR_SCHED_LINEAR, o.ckpt_every = 0, o.eval_every = 0, o.log_every = 1;
+    o.progress = collect_lr;
+    g_nlr = 0;
+    tsr_train_result r;
+    tsr_status st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_OK && g_nlr == 36, "linear run: %s (%d steps)", st.msg, g_nlr);
+    float want[36];
+    for (int s = 0; s < 36; s++)
+        want[s] = s < 4 ? 0.05f * (float)(s + 1) / 4 : 0.05f + (0.005f - 0.05f) * (float)(s - 4) / 32;
+    tu_close("linear schedule", g_lrs, want, 36, 1e-7, 1e-5);
+    /* constant after the warmup */
+    o.sched = TSR_SCHED_CONSTANT;
+    g_nlr = 0;
+    st = run(&m, &o, &r);
+    TU_CHECK(st.code == TSR_OK && g_nlr == 36 && g_lrs[3] == 0.05f && g_lrs[35] == 0.05f, "constant: %s", st.msg);
+    tsr_params_free(&m.p);
+}
+
+int main(void) {
+    tsr_threads_set(1);
+    snprintf(g_dir, sizeof g_dir, "/tmp/tsr_test_train_%d", (int)getpid());
+    mkdir(g_dir, 0755);
+    test_straight_stop_signal();
+    test_kill_inside_save();
+    test_nonfinite();
+    test_outputs();
+    test_schedule();
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    return tu_finish("train");
+}
