@@ -109,6 +109,12 @@ typedef struct {
 
 /* query tokens (B rows of q_len[b] <= max_query ids each, row-major with
  * stride max_query), items (B) -> scalar loss. */
+/* Load a generator saved with the "generator.*" config keys (see
+ * tsr_higen_gen_config_kv) in its metadata. */
+tsr_status tsr_higen_gen_load(tsr_higen_gen *g, const char *path);
+/* 9 key, value pairs into kv (18 strings), values in buf (>= 9 * 16 bytes) */
+void tsr_higen_gen_config_kv(const tsr_higen_gen_cfg *cfg, const char **kv, char *buf);
+
 tsr_tensor *tsr_higen_gen_loss(tsr_ctx *c, const tsr_higen_gen *g, const tsr_higen_trie *t,
                                const int32_t *q_tok, const int32_t *q_len, const int32_t *items, int B,
                                const tsr_higen_loss_opts *o);
@@ -120,5 +126,75 @@ tsr_tensor *tsr_higen_gen_loss(tsr_ctx *c, const tsr_higen_gen *g, const tsr_hig
  * items (k <= beam), best first, and their scores. Deterministic. */
 int tsr_higen_beam_search(const tsr_higen_gen *g, const tsr_higen_trie *t, const int32_t *q_tok, int q_len,
                           int beam, int k, int32_t *items, float *scores);
+
+/* ------------------------------------------------------------ train data */
+
+/* tokens kept per query and per item text (the item text's head: name,
+ * summary, section, tags, AppStream, description, in that order) */
+#define TSR_HIGEN_TQ 16
+#define TSR_HIGEN_TI 32
+
+#include "tessera/bpe.h"
+
+/* Everything the encoder and generator train and evaluate on, built from
+ * the Debian catalog: the BPE tokenizer (trained on lower-cased item text),
+ * token ids of every item's text (as seen by all constructions, and with
+ * debtags hidden for the debtags construction), the four constructions'
+ * queries with tokens, and (query, positive, BM25 hard negative) pairs per
+ * split. src/models/higen/data.c. */
+typedef struct {
+    const tsr_catalog *cat;
+    tsr_bpe bpe;
+    int tq, ti;              /* tokens kept per query / item */
+    int32_t *item_tok[2];    /* [view] n_items x ti; view 1 hides debtags */
+    int32_t *item_len[2];
+    tsr_queryset qs;         /* every construction, every split */
+    int32_t *q_tok, *q_len;  /* per query, tq */
+    /* pairs of one split: query, positive item, hard negative item */
+    int32_t *pair_q[TSR_SPLIT_COUNT], *pair_pos[TSR_SPLIT_COUNT], *pair_neg[TSR_SPLIT_COUNT];
+    int64_t n_pairs[TSR_SPLIT_COUNT];
+} tsr_higen_data;
+
+/* bpe_path: an existing tokenizer.json to reuse, or NULL to train one
+ * (vocab_size tokens, "<pad>" = 0). */
+tsr_status tsr_higen_data_build(tsr_higen_data *d, const tsr_catalog *cat, const char *bpe_path, int vocab_size,
+                                int tq, int ti, bool pairs, uint64_t seed);
+void tsr_higen_data_free(tsr_higen_data *d);
+/* the item view a construction's queries see (1: debtags hidden) */
+int tsr_higen_view(int construction);
+/* lower-cased BPE ids of text, at most n (returns how many, >= 1: an empty
+ * text gives one pad) */
+int tsr_higen_encode(tsr_bpe *bpe, const char *text, int32_t *out, int n);
+
+/* ------------------------------------------------------------------ index */
+
+/* Unit-norm embeddings of every catalog item (n_items x dim each) with the
+ * encoder, seen through `view` (tsr_higen_view), from one forward: with_eff
+ * adds the efficiency MLP (Hi-Gen's item encoder), plain is text only.
+ * Either may be NULL. */
+void tsr_higen_embed_items(float *with_eff, float *plain, const tsr_higen_data *d, const tsr_benc *m, int view);
+/* Unit-norm query embedding of text (dim floats). */
+void tsr_higen_embed_query(float *out, tsr_bpe *bpe, const tsr_benc *m, const char *text);
+/* Item embeddings cache (safetensors "with_eff", "plain", n x dim f32). */
+tsr_status tsr_higen_emb_save(const char *path, const float *with_eff, const float *plain, int32_t n, int dim);
+/* Loads both; a file of another shape is TSR_ERR_FORMAT. */
+tsr_status tsr_higen_emb_load(const char *path, float *with_eff, float *plain, int32_t n, int dim);
+
+/* A saved index: the docIDs of every item plus, so that search needs no
+ * catalog, each item's id and summary. */
+typedef struct {
+    tsr_higen_trie trie;
+    int32_t n_items;
+    char **ids, **summaries;
+    tsr_higen_docid_opts opts;
+    double build_seconds;
+} tsr_higen_index;
+
+tsr_status tsr_higen_index_save(const tsr_higen_trie *t, const tsr_catalog *cat, const tsr_higen_docid_opts *o,
+                                double build_seconds, const char *path);
+/* A missing file, a bad header, docIDs that do not form a trie: an error
+ * naming path. */
+tsr_status tsr_higen_index_load(tsr_higen_index *ix, const char *path);
+void tsr_higen_index_free(tsr_higen_index *ix);
 
 #endif

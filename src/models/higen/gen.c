@@ -216,3 +216,48 @@ int tsr_higen_beam_search(const tsr_higen_gen *g, const tsr_higen_trie *t, const
     tsr_ctx_free(&c);
     return n;
 }
+
+/* ------------------------------------------------------------- loading */
+
+#include "tessera/safetensors.h"
+
+static const char *const k_gen_keys[9] = {"generator.dim",        "generator.layers",    "generator.heads",
+                                          "generator.kv_heads",   "generator.hidden",    "generator.text_vocab",
+                                          "generator.max_query",  "generator.depth",     "generator.fanout"};
+
+void tsr_higen_gen_config_kv(const tsr_higen_gen_cfg *cfg, const char **kv, char *buf) {
+    const int v[9] = {cfg->dim,        cfg->n_layers,   cfg->n_heads,   cfg->n_kv_heads, cfg->hidden_dim,
+                      cfg->text_vocab, cfg->max_query, cfg->max_depth, cfg->fanout};
+    for (int i = 0; i < 9; i++) {
+        snprintf(buf + 16 * i, 16, "%d", v[i]);
+        kv[2 * i] = k_gen_keys[i];
+        kv[2 * i + 1] = buf + 16 * i;
+    }
+}
+
+tsr_status tsr_higen_gen_load(tsr_higen_gen *g, const char *path) {
+    memset(g, 0, sizeof *g);
+    tsr_st_file f;
+    tsr_status st = tsr_st_read(path, &f);
+    if (st.code != TSR_OK) return st;
+    int v[9];
+    for (int i = 0; i < 9; i++) {
+        const char *s = tsr_st_meta(&f, k_gen_keys[i]);
+        char *end = NULL;
+        long x = s ? strtol(s, &end, 10) : -1;
+        if (!s || *end || x < 0 || x > (1 << 24)) {
+            tsr_st_free(&f);
+            return tsr_errorf(TSR_ERR_FORMAT, "%s: not a higen generator (metadata %s missing or bad)", path,
+                              k_gen_keys[i]);
+        }
+        v[i] = (int)x;
+    }
+    tsr_st_free(&f);
+    tsr_higen_gen_cfg cfg = {.dim = v[0], .n_layers = v[1], .n_heads = v[2], .n_kv_heads = v[3], .hidden_dim = v[4],
+                             .text_vocab = v[5], .max_query = v[6], .max_depth = v[7], .fanout = v[8]};
+    st = tsr_higen_gen_init(g, &cfg);
+    if (st.code != TSR_OK) return tsr_errorf(TSR_ERR_FORMAT, "%s: %s", path, st.msg);
+    st = tsr_params_load(&g->params, path, false);
+    if (st.code != TSR_OK) tsr_higen_gen_free(g);
+    return st;
+}
