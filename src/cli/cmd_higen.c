@@ -546,13 +546,15 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
 /* ------------------------------------------------------------- search */
 
 static int cmd_search(const char *prog, int argc, char **argv) {
-    const char *catalog = DEFAULT_CATALOG, *query = NULL, *method_name = "higen", *model = DEFAULT_MODEL;
+    const char *catalog = DEFAULT_CATALOG, *query = NULL, *method_name = "higen", *model = DEFAULT_MODEL,
+               *item = NULL;
     int k = 10, beam = 10;
     int64_t user = -1;
     bool user_set = false, catalog_set = false;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"query", ARG_STR, &query, "TEXT", "what to search for", NULL},
+        {"item", ARG_STR, &item, "ID", "instead of --query: items related to this one (Hi-Gen-I2I)", NULL},
         {"user", ARG_I64, &user, "ID", "user id (personalised catalog only)", &user_set},
         {"k", ARG_INT, &k, "N", "results to print (also -k)", NULL},
         {"method", ARG_STR, &method_name, "NAME", METHOD_LIST, NULL},
@@ -569,7 +571,8 @@ static int cmd_search(const char *prog, int argc, char **argv) {
     free(av);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (!query) return cli_usage_error(prog, "--query is required");
+    if (!query == !item) return cli_usage_error(prog, "give exactly one of --query and --item");
+    if (!query) query = item;
     bool blank = true;
     for (const char *p = query; *p; p++) blank &= (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
     if (blank) return cli_usage_error(prog, "--query is empty");
@@ -579,7 +582,8 @@ static int cmd_search(const char *prog, int argc, char **argv) {
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
     bool generative = method != M_BM25 && method != M_BIENCODER && method != M_HIGEN_CLUSTER;
-    if (generative && k > beam) beam = k;
+    if (item && !generative) return cli_usage_error(prog, "--item needs a generative --method (higen, nci, dsi, ...)");
+    if (generative && k + (item != NULL) > beam) beam = k + (item != NULL);
     tsr_catalog cat;
     bool have_cat = !generative || catalog_set || user_set;
     if (have_cat && (rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
@@ -601,12 +605,35 @@ static int cmd_search(const char *prog, int argc, char **argv) {
         return rc;
     }
     fprintf(stderr, "loaded in %.2f s\n", now_s() - t_open);
-    int32_t *top = malloc((size_t)k * sizeof *top);
+    int32_t *top = malloc((size_t)(k + 1) * sizeof *top), trigger = -1;
     TSR_ASSERT(top);
+    char *i2i = NULL;
+    if (item) { /* Hi-Gen-I2I: the generator reads the item's own text, as its indexing examples taught it */
+        for (int32_t i = 0; i < r.ix.n_items && trigger < 0; i++)
+            if (strcmp(r.ix.ids[i], item) == 0) trigger = i;
+        if (trigger < 0) {
+            free(top);
+            retriever_close(&r);
+            if (have_cat) tsr_catalog_free(&cat);
+            return cli_fail(tsr_errorf(TSR_ERR_ARG, "unknown item '%s' (not in the index)", item),
+                            "--item must be a package name of the catalog");
+        }
+        size_t len = strlen(r.ix.ids[trigger]) + strlen(r.ix.summaries[trigger]) + 2;
+        i2i = malloc(len);
+        TSR_ASSERT(i2i);
+        snprintf(i2i, len, "%s\n%s", r.ix.ids[trigger], r.ix.summaries[trigger]);
+        query = i2i;
+    }
     tsr_query q = {.text = (char *)query, .user = user};
     double t0 = now_s();
-    int n = retrieve(&r, &q, k, top);
+    int n = retrieve(&r, &q, k + (trigger >= 0), top);
     double ms = 1e3 * (now_s() - t0);
+    if (trigger >= 0) { /* the trigger itself is not a related item */
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (top[i] != trigger) top[m] = top[i], r.scores[m] = r.scores[i], m++;
+        n = m < k ? m : k;
+    }
     if (cm.json) printf("{\"query\": "), cli_json_str(stdout, query), printf(", \"method\": \"%s\", \"ms\": %.3f, \"results\": [", k_methods[method], ms);
     for (int i = 0; i < n; i++) {
         const char *id = have_cat ? cat.items[top[i]].id : r.ix.ids[top[i]];
@@ -628,8 +655,100 @@ static int cmd_search(const char *prog, int argc, char **argv) {
     else if (n == 0) printf("(no matching items)\n");
     fprintf(stderr, "%d results in %.2f ms (%s)\n", n, ms, k_methods[method]);
     free(top);
+    free(i2i);
     retriever_close(&r);
     if (have_cat) tsr_catalog_free(&cat);
+    return CLI_OK;
+}
+
+/* -------------------------------------------------------------- bench */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_bench(const char *prog, int argc, char **argv) {
+    const char *catalog = DEFAULT_CATALOG, *model = DEFAULT_MODEL, *method_name = "higen", *queries = NULL;
+    int n_q = 100;
+    cli_common cm = {0, 0, false};
+    const arg_spec specs[] = {
+        {"model", ARG_STR, &model, "DIR", "tokenizer, indexes and generators", NULL},
+        {"method", ARG_STR, &method_name, "NAME", "a generative method: higen, higen-noeff, higen-nocat, higen-ce, nci, dsi", NULL},
+        {"queries", ARG_STR, &queries, "FILE", "JSONL queries (default: the appstream construction's valid split)", NULL},
+        {"n", ARG_INT, &n_q, "N", "queries timed per beam width", NULL},
+        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog (for the default queries)", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog,
+                        "Time the constrained beam search at beam 10 and 50 (queries/s, p50 and p99 latency, one "
+                        "query at a time) and report the index build time.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "n", n_q, 1, 100000)) != CLI_OK) return rc;
+    int method = method_from(prog, method_name);
+    if (method < 0) return CLI_USAGE;
+    if (method == M_BM25 || method == M_BIENCODER || method == M_HIGEN_CLUSTER)
+        return cli_usage_error(prog, "--method must be a generative method");
+    char **texts = NULL;
+    int n_text = 0;
+    if (queries) {
+        tsr_qfile qf;
+        tsr_status st = tsr_qfile_read(&qf, queries);
+        if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
+        texts = malloc((size_t)qf.n * sizeof *texts);
+        TSR_ASSERT(texts);
+        for (int i = 0; i < qf.n; i++) texts[n_text++] = strdup(qf.l[i].query);
+        tsr_qfile_free(&qf);
+    } else {
+        tsr_catalog cat;
+        if ((rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
+        tsr_queryset qs = {0};
+        tsr_queries_build(&qs, &cat, TSR_QC_APPSTREAM);
+        texts = malloc((size_t)qs.n * sizeof *texts);
+        TSR_ASSERT(texts);
+        for (int i = 0; i < qs.n; i++)
+            if (qs.q[i].split == TSR_SPLIT_VALID) texts[n_text++] = strdup(qs.q[i].text);
+        tsr_queryset_free(&qs);
+        tsr_catalog_free(&cat);
+    }
+    retriever r;
+    if ((rc = retriever_open(&r, method, NULL, TSR_F_ALL, BM25_K1, BM25_B, model, 10)) != CLI_OK) {
+        cli_free_strings(texts, n_text);
+        return rc;
+    }
+    double *lat = malloc((size_t)n_q * sizeof *lat);
+    int32_t out[64];
+    TSR_ASSERT(lat);
+    static const int beams[2] = {10, 50};
+    for (int bi = 0; bi < 2; bi++) {
+        r.beam = beams[bi];
+        tsr_query q = {.user = -1};
+        q.text = texts[0];
+        retrieve(&r, &q, 10, out); /* warm-up */
+        double t0 = now_s();
+        for (int i = 0; i < n_q; i++) {
+            q.text = texts[i % n_text];
+            double a = now_s();
+            retrieve(&r, &q, 10, out);
+            lat[i] = 1e3 * (now_s() - a);
+        }
+        double dt = now_s() - t0;
+        qsort(lat, (size_t)n_q, sizeof *lat, cmp_double);
+        double p50 = lat[n_q / 2], p99 = lat[(int)((n_q - 1) * 0.99)];
+        if (cm.json)
+            printf("{\"method\": \"%s\", \"beam\": %d, \"queries\": %d, \"qps\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
+                   "\"threads\": %d, \"index_build_s\": %.2f}\n",
+                   k_methods[method], beams[bi], n_q, n_q / dt, p50, p99, tsr_threads_get(), r.ix.build_seconds);
+        else
+            printf("%s beam %d: %.1f queries/s, p50 %.2f ms, p99 %.2f ms (%d queries, %d threads); index built in %.1f s\n",
+                   k_methods[method], beams[bi], n_q / dt, p50, p99, n_q, tsr_threads_get(), r.ix.build_seconds);
+    }
+    free(lat);
+    retriever_close(&r);
+    cli_free_strings(texts, n_text);
     return CLI_OK;
 }
 
@@ -718,6 +837,7 @@ static const cli_verb k_verbs[] = {
     {"index", "embed the items, build the docIDs and their trie", cmd_index},
     {"search", "top-k items for a query", cmd_search},
     {"eval", "recall@1/10/100, mrr@10, ndcg@10, qps over a query set", cmd_eval},
+    {"bench", "beam-search queries/s and p50/p99 latency at beam 10 and 50, index build time", cmd_bench},
     {"queries", "write a built-in query construction as a JSONL file", cmd_queries},
     {"tune-bm25", "grid over BM25's k1 and b on one split's queries", cmd_tune_bm25},
     {NULL, NULL, NULL},
