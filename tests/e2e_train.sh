@@ -82,6 +82,9 @@ expect 1 "$BIN" classify train "${small[@]}" --out "$T/fifo"; has "$T/err" "not 
 expect 1 "$BIN" classify train "${small[@]}" --log "$T/nodir/run.jsonl" --out "$T/l.safetensors"; has "$T/err" "nodir"
 expect 1 "$BIN" classify train "${small[@]}" --out "$T/none.safetensors" --resume
 has "$T/err" "start without --resume"; hasnt "$T/err" "pass --model"
+# --- a mistyped --codes path is not silently filled with a 55 MB cache
+expect 1 "$BIN" bigr train --codes "$T/typo.safetensors" --out "$T/g.safetensors"
+has "$T/err" "--write-codes"; [ -e "$T/typo.safetensors" ] && bad "code cache created" || ok
 expect 2 "$BIN" classify train --sched wavy; has "$T/err" "--sched"
 expect 2 "$BIN" classify train --clip -1; has "$T/err" "--clip"
 

@@ -362,16 +362,16 @@ static void test_resume(void) {
     tsr_bigr_train_opts o = tsr_bigr_default_train_opts();
     o.codes = cp;
     o.cfg = tiny_cfg();
-    o.epochs = 2, o.batch = 8, o.warmup = 2, o.ckpt_every = 0, o.log_every = 0;
-    o.out = "/tmp/tsr_test_bigr_a.safetensors";
-    tsr_bigr_train_result r;
+    o.train.epochs = 2, o.batch = 8, o.train.warmup = 2, o.train.ckpt_every = 0, o.train.log_every = 0;
+    o.train.out = "/tmp/tsr_test_bigr_a.safetensors";
+    tsr_train_result r;
     st = tsr_bigr_train(&o, &r);
-    TU_CHECK(st.code == 0 && r.finished && r.steps == 12, "straight run: %s", st.msg);
-    o.out = "/tmp/tsr_test_bigr_b.safetensors";
-    o.stop_after = 5;
+    TU_CHECK(st.code == 0 && r.finished && r.step == 12, "straight run: %s", st.msg);
+    o.train.out = "/tmp/tsr_test_bigr_b.safetensors";
+    o.train.stop_after = 5;
     st = tsr_bigr_train(&o, &r);
-    TU_CHECK(st.code == 0 && r.steps == 5 && !r.finished, "stopped run: %s", st.msg);
-    o.stop_after = 0, o.resume = true;
+    TU_CHECK(st.code == 0 && r.step == 5 && !r.finished, "stopped run: %s", st.msg);
+    o.train.stop_after = 0, o.train.resume = true;
     st = tsr_bigr_train(&o, &r);
     TU_CHECK(st.code == 0 && r.finished, "resumed run: %s", st.msg);
     tsr_bigr a, b;
@@ -382,7 +382,7 @@ static void test_resume(void) {
     TU_CHECK(same, "resume is bit-identical to a straight run");
     if (same) tsr_bigr_free(&a), tsr_bigr_free(&b);
     /* a resume with other settings is refused */
-    o.lr = 0.5f;
+    o.train.lr = 0.5f;
     st = tsr_bigr_train(&o, &r);
     TU_CHECK(st.code != 0 && strstr(st.msg, "cannot resume"), "changed settings refused: %s", st.msg);
     const char *rm[] = {cp, "/tmp/tsr_test_bigr_a.safetensors", "/tmp/tsr_test_bigr_a.state.safetensors",

@@ -65,8 +65,8 @@ static void test_train_and_resume(void) {
     char a[512], b[512], sa[600], sb[600];
     snprintf(a, sizeof a, "%s/a.safetensors", g_tmp);
     snprintf(b, sizeof b, "%s/b.safetensors", g_tmp);
-    tsr_classify_state_path(a, sa, sizeof sa);
-    tsr_classify_state_path(b, sb, sizeof sb);
+    tsr_train_state_path(a, sa, sizeof sa);
+    tsr_train_state_path(b, sb, sizeof sb);
     TU_CHECK(strstr(sa, "a.state.safetensors") != NULL, "state path %s", sa);
 
     tsr_classify_train_opts o = small_opts(a);

@@ -134,13 +134,16 @@ int main(void) {
 
     /* the prompt rule */
     int tok[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, n = 10;
-    st = tsr_prompt_fit(tok, &n, 8, false);
+    st = tsr_prompt_fit(tok, &n, 8, false, 0);
     TU_CHECK(st.code == TSR_ERR_ARG && strstr(st.msg, "10 tokens") && strstr(st.msg, "at most 7"),
              "too long: %s", st.msg);
-    TU_CHECK(tsr_prompt_fit(tok, &n, 8, true).code == 0 && n == 7 && tok[0] == 3 && tok[6] == 9,
+    TU_CHECK(tsr_prompt_fit(tok, &n, 8, true, 0).code == 0 && n == 7 && tok[0] == 3 && tok[6] == 9,
              "--truncate left keeps the last 7");
+    int tok2[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, n2 = 10;
+    TU_CHECK(tsr_prompt_fit(tok2, &n2, 8, true, 3).code == 0 && n2 == 5 && tok2[0] == 5 && tok2[4] == 9,
+             "--truncate left leaves room for 3 new tokens");
     n = 7;
-    TU_CHECK(tsr_prompt_fit(tok, &n, 8, false).code == 0 && n == 7, "fits");
+    TU_CHECK(tsr_prompt_fit(tok, &n, 8, false, 0).code == 0 && n == 7, "fits");
 
     unlink(at("fifo")), unlink(at("link")), unlink(at("link2")), unlink(at("real")), unlink(at("null"));
     unlink(at("out.bin")), unlink(at("models/tiny.safetensors")), unlink(at("models/tok.safetensors"));

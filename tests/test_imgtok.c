@@ -235,7 +235,8 @@ static void test_vs_torch(void) {
 static tsr_elm_tok_train_opts tiny_train_opts(tsr_imgtok_kind kind, int epochs, int64_t limit) {
     tsr_elm_tok_train_opts o = tsr_elm_tok_default_train_opts(kind);
     o.cfg.ch = 4, o.cfg.bits = 4, o.cfg.codebook = 16;
-    o.epochs = epochs, o.batch = 16, o.train_limit = limit, o.warmup = 1, o.ckpt_every = 0, o.log_every = 0;
+    o.train.epochs = epochs, o.batch = 16, o.train_limit = limit, o.train.warmup = 1, o.train.ckpt_every = 0,
+    o.train.log_every = 0;
     return o;
 }
 
@@ -244,15 +245,15 @@ static bool read_all(const char *path, tsr_st_file *f) { return tsr_st_read(path
 static void test_resume(tsr_imgtok_kind kind) {
     const char *a = "/tmp/tsr_test_elm_a.safetensors", *b = "/tmp/tsr_test_elm_b.safetensors";
     tsr_elm_tok_train_opts o = tiny_train_opts(kind, 2, 96);
-    o.warmup = 2;
+    o.train.warmup = 2;
     tsr_elm_tok_train_result r;
-    o.out = a;
+    o.train.out = a;
     tsr_status st = tsr_elm_tok_train(&o, &r);
     TU_CHECK(st.code == TSR_OK && r.finished && r.steps == 12, "straight run: %s", st.msg);
-    o.out = b, o.stop_after = 5;
+    o.train.out = b, o.train.stop_after = 5;
     st = tsr_elm_tok_train(&o, &r);
     TU_CHECK(st.code == TSR_OK && !r.finished && r.steps == 5, "stopped run: %s", st.msg);
-    o.stop_after = 0, o.resume = true;
+    o.train.stop_after = 0, o.train.resume = true;
     st = tsr_elm_tok_train(&o, &r);
     TU_CHECK(st.code == TSR_OK && r.finished && r.steps == 12, "resumed run: %s", st.msg);
     tsr_st_file fa, fb;
@@ -269,12 +270,12 @@ static void test_resume(tsr_imgtok_kind kind) {
         TU_CHECK(false, "read checkpoints");
     }
     /* a resume under other settings is refused */
-    o.lr *= 2;
+    o.train.lr *= 2;
     st = tsr_elm_tok_train(&o, &r);
     TU_CHECK(st.code == TSR_ERR_ARG && strstr(st.msg, "train.lr"), "changed lr refused: %s", st.msg);
     char sp[256];
-    tsr_classify_state_path(a, sp, sizeof sp), remove(sp), remove(a);
-    tsr_classify_state_path(b, sp, sizeof sp), remove(sp), remove(b);
+    tsr_train_state_path(a, sp, sizeof sp), remove(sp), remove(a);
+    tsr_train_state_path(b, sp, sizeof sp), remove(sp), remove(b);
 }
 
 /* --init + --decoder-only: the encoder, the code projection and the VQ
@@ -283,12 +284,12 @@ static void test_decoder_only(tsr_imgtok_kind kind) {
     const char *a = "/tmp/tsr_test_elm_da.safetensors", *b = "/tmp/tsr_test_elm_db.safetensors";
     tsr_elm_tok_train_opts o = tiny_train_opts(kind, 1, 64);
     tsr_elm_tok_train_result r;
-    o.out = a;
+    o.train.out = a;
     tsr_status st = tsr_elm_tok_train(&o, &r);
     TU_CHECK(st.code == TSR_OK && r.finished, "base run: %s", st.msg);
     tsr_elm_tok_train_opts d = o;
     d.cfg.ch = 8; /* ignored: the config is the init checkpoint's */
-    d.init = a, d.decoder_only = true, d.out = b, d.seed = 7;
+    d.init = a, d.decoder_only = true, d.train.out = b, d.train.seed = 7;
     st = tsr_elm_tok_train(&d, &r);
     TU_CHECK(st.code == TSR_OK && r.finished && r.steps == 4, "decoder-only run: %s", st.msg);
     tsr_st_file fa, fb;
@@ -317,8 +318,8 @@ static void test_decoder_only(tsr_imgtok_kind kind) {
     st = tsr_elm_tok_train(&d, &r);
     TU_CHECK(st.code != TSR_OK, "a missing --init checkpoint is an error: %s", st.msg);
     char sp[256];
-    tsr_classify_state_path(a, sp, sizeof sp), remove(sp), remove(a);
-    tsr_classify_state_path(b, sp, sizeof sp), remove(sp), remove(b);
+    tsr_train_state_path(a, sp, sizeof sp), remove(sp), remove(a);
+    tsr_train_state_path(b, sp, sizeof sp), remove(sp), remove(b);
 }
 
 int main(void) {

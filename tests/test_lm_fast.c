@@ -470,7 +470,7 @@ static void test_bpe_generate(void) {
     so.temperature = 0;
     tsr_lm_sampler smp;
     TSR_ASSERT(tsr_lm_sampler_init(&smp, &so, cfg.vocab_size).code == TSR_OK);
-    tsr_lm_gen_opts go = {0, 12, NULL, 0, 0};
+    tsr_lm_gen_opts go = {0, 12, NULL, 0, 0, false};
     sink k1 = {{0}, 0}, k2 = {{0}, 0};
     tsr_lm_gen_stats st;
     const char *prompt = "def f(x):\n    return";

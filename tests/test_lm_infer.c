@@ -527,7 +527,7 @@ static void test_generate(void) {
     tsr_lm_gen_stats st;
     int pbs[] = {1, 7};
     for (int i = 0; i < 2; i++) {
-        tsr_lm_gen_opts go = {256, 0, NULL, 0, pbs[i]};
+        tsr_lm_gen_opts go = {256, 0, NULL, 0, pbs[i], false};
         sink k = run_gen(&m, &t, &greedy, "Once upon a time", &go, &st);
         /* run.c prints a final newline after the text */
         TU_CHECK(k.len + 1 == glen && memcmp(k.buf, golden, k.len) == 0 && golden[glen - 1] == '\n',
@@ -535,17 +535,17 @@ static void test_generate(void) {
         TU_CHECK(st.positions == 256 && st.prompt_tokens == 5 && st.new_tokens == 252, "stats %d %d %d",
                  st.positions, st.prompt_tokens, st.new_tokens);
     }
-    sink full = run_gen(&m, &t, &greedy, "Once upon a time", &(tsr_lm_gen_opts){256, 0, NULL, 0, 0}, &st);
+    sink full = run_gen(&m, &t, &greedy, "Once upon a time", &(tsr_lm_gen_opts){256, 0, NULL, 0, 0, false}, &st);
     TU_CHECK(full.len + 1 == glen && memcmp(full.buf, golden, full.len) == 0, "golden with the default prefill batch");
     {
-        tsr_lm_gen_opts go = {256, 10, NULL, 0, 0};
+        tsr_lm_gen_opts go = {256, 10, NULL, 0, 0, false};
         sink k = run_gen(&m, &t, &greedy, "Once upon a time", &go, &st);
         TU_CHECK(st.new_tokens == 10 && k.len < full.len && memcmp(k.buf, full.buf, k.len) == 0,
                  "max-tokens 10 is a prefix (%d new)", st.new_tokens);
     }
     {
         const char *stops[] = {"zzz", "red ball"};
-        tsr_lm_gen_opts go = {256, 0, stops, 2, 0};
+        tsr_lm_gen_opts go = {256, 0, stops, 2, 0, false};
         sink k = run_gen(&m, &t, &greedy, "Once upon a time", &go, &st);
         const char *at = strstr(full.buf, "red ball");
         TU_CHECK(at && st.stopped_stop && k.len == (size_t)(at - full.buf) && memcmp(k.buf, full.buf, k.len) == 0,
@@ -557,17 +557,17 @@ static void test_generate(void) {
         TU_CHECK(k.len == full.len && !st.stopped_stop, "stop string in the prompt is ignored");
     }
     {
-        tsr_lm_gen_opts go = {3, 0, NULL, 0, 0};
+        tsr_lm_gen_opts go = {3, 0, NULL, 0, 0, false};
         sink k = run_gen(&m, &t, &greedy, "Once upon a time", &go, &st);
         TU_CHECK(st.new_tokens == 0 && st.positions == 3 && k.len < 16 && memcmp(k.buf, "Once upon a time", k.len) == 0,
                  "steps shorter than the prompt prints a prompt prefix ('%s')", k.buf);
-        sink e = run_gen(&m, &t, &greedy, "", &(tsr_lm_gen_opts){20, 0, NULL, 0, 0}, &st);
+        sink e = run_gen(&m, &t, &greedy, "", &(tsr_lm_gen_opts){20, 0, NULL, 0, 0, false}, &st);
         TU_CHECK(st.prompt_tokens == 1 && (st.positions == 20 || st.stopped_bos), "empty prompt runs (%zu bytes)", e.len);
     }
     /* sampler: filters that leave one candidate reproduce greedy (64 steps:
      * a prefix of the full greedy text) */
     {
-        tsr_lm_gen_opts g64 = {64, 0, NULL, 0, 0};
+        tsr_lm_gen_opts g64 = {64, 0, NULL, 0, 0, false};
         sink ref = run_gen(&m, &t, &greedy, "Once upon a time", &g64, &st);
         TU_CHECK(ref.len < full.len && memcmp(ref.buf, full.buf, ref.len) == 0, "64 steps is a prefix of 256");
         tsr_lm_sampler_opts o;
@@ -588,7 +588,7 @@ static void test_generate(void) {
         o.top_p = 0.9f;
         o.seed = 123;
         sink a = run_gen(&m, &t, &o, "Once upon a time", &g64, &st);
-        sink b = run_gen(&m, &t, &o, "Once upon a time", &(tsr_lm_gen_opts){64, 0, NULL, 0, 3}, &st);
+        sink b = run_gen(&m, &t, &o, "Once upon a time", &(tsr_lm_gen_opts){64, 0, NULL, 0, 3, false}, &st);
         TU_CHECK(a.len == b.len && memcmp(a.buf, b.buf, a.len) == 0 && (a.len != ref.len || memcmp(a.buf, ref.buf, a.len)),
                  "seeded sampling is reproducible and differs from greedy");
         o.temperature = 0;
@@ -633,7 +633,7 @@ static void test_generate(void) {
         tsr_lm_sampler smp;
         tsr_lm_sampler_init(&smp, &greedy, 512);
         sink k = {{0}, 0};
-        s = tsr_lm_generate(&m, &t2, &smp, "hi", &(tsr_lm_gen_opts){16, 0, NULL, 0, 0}, to_sink, &k, &st);
+        s = tsr_lm_generate(&m, &t2, &smp, "hi", &(tsr_lm_gen_opts){16, 0, NULL, 0, 0, false}, to_sink, &k, &st);
         TU_CHECK(s.code == TSR_ERR_ARG, "tokenizer/model vocabulary mismatch: %s", s.msg);
         tsr_lm_sampler_free(&smp);
         tsr_tokenizer_free(&t2);

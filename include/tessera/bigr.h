@@ -24,6 +24,7 @@
 #define TESSERA_BIGR_H
 
 #include "tessera/core.h"
+#include "tessera/train.h"
 #include "tessera/nn.h"
 
 #define TSR_BIGR_GRID 7
@@ -160,35 +161,19 @@ void tsr_bigr_features(const tsr_bigr *m, const uint8_t *bits, int64_t n, float 
 /* ---------------------------------------------------------------- training */
 
 typedef struct {
-    int64_t step, total_steps, epoch;
-    float loss, bit_acc, lr;
-    double images_per_s, eta_s;
-} tsr_bigr_progress;
-
-typedef struct {
     const char *codes;   /* code cache (see tsr_bigr_codes_*) */
-    const char *out;     /* checkpoint; state next to it */
     tsr_bigr_cfg cfg;
-    int epochs, batch, repeat;
-    float lr, min_lr, weight_decay, p_uncond, clip;
-    int64_t warmup, ckpt_every, stop_after, train_limit, log_every;
-    bool resume;
-    uint64_t seed;
-    volatile int *stop_flag;
-    void (*progress)(const tsr_bigr_progress *p, void *ud);
-    void *progress_ud;
+    int batch, repeat;
+    float p_uncond;      /* label dropout for classifier-free guidance */
+    int64_t train_limit; /* the first N training codes (0: all) */
+    /* out (checkpoint; state beside it), epochs, lr, clip, checkpoints,
+     * resume, seed, progress, log: the shared trainer's options */
+    tsr_train_opts train;
 } tsr_bigr_train_opts;
 
 tsr_bigr_train_opts tsr_bigr_default_train_opts(void);
 
-typedef struct {
-    int64_t steps;
-    bool finished;
-    float last_loss;
-    double images_per_s, seconds;
-} tsr_bigr_train_result;
-
-tsr_status tsr_bigr_train(const tsr_bigr_train_opts *o, tsr_bigr_train_result *r);
+tsr_status tsr_bigr_train(const tsr_bigr_train_opts *o, tsr_train_result *r);
 
 /* ---------------------------------------------------------------- codes */
 

@@ -39,6 +39,7 @@
 
 #include "tessera/core.h"
 #include "tessera/lm.h"
+#include "tessera/train.h"
 #include "tessera/nn.h"
 
 #define TSR_BITA_MAX_K 8   /* mask tokens */
@@ -180,22 +181,16 @@ tsr_tensor *tsr_bita_example_loss(tsr_ctx *c, const tsr_nn_llama *m, const tsr_b
 typedef struct {
     const char *model;     /* base model (HF dir or .safetensors) */
     const char *data_dir;  /* corpus root (training split) */
-    const char *val_list;  /* held-out list (NULL: data/python_val_files.txt) */
-    const char *out;       /* adapter path; state next to it (.state.safetensors) */
+    const char *val_list;  /* held-out list (NULL: data/python_val_files.txt; "none": no held-out files) */
     int k, n_prefix, groups;
     int examples;          /* self-distilled examples to generate */
     int prompt_min, prompt_max, response; /* tokens */
     int eval_examples;     /* held back for the acceptance table */
     int batch;             /* examples per optimizer step */
-    int64_t steps;
-    float lr, min_lr;
-    int64_t warmup;
-    int64_t ckpt_every;
-    bool resume;
-    uint64_t seed;
-    volatile int *stop;    /* set asynchronously: checkpoint and stop */
-    void (*progress)(void *ud, int64_t step, int64_t total, float loss, float lr, double eta_s);
-    void *ud;
+    /* out (adapter; state next to it: .state.safetensors), steps, lr,
+     * schedule, checkpoints, resume (which may extend steps), seed,
+     * progress, log: the shared trainer's options */
+    tsr_train_opts train;
 } tsr_bita_tune_opts;
 
 typedef struct {
@@ -206,6 +201,7 @@ typedef struct {
     char base_hash_before[17], base_hash_after[17];
     double data_s, train_s;
     bool stopped;
+    tsr_train_result train;
 } tsr_bita_tune_result;
 
 void tsr_bita_tune_defaults(tsr_bita_tune_opts *o);

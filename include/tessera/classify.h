@@ -99,7 +99,5 @@ typedef struct {
 
 tsr_status tsr_classify_train(const tsr_classify_train_opts *o, tsr_classify_train_result *r);
 
-/* tsr_train_state_path: "m.safetensors" -> "m.state.safetensors" */
-void tsr_classify_state_path(const char *ckpt, char *buf, size_t n);
 
 #endif

@@ -25,10 +25,11 @@
 /* The one prompt-length rule of every decoder: a prompt of *n tokens fits a
  * context of ctx positions when *n <= ctx - 1 (one position stays for the
  * first new token). A longer prompt is TSR_ERR_ARG saying how many tokens
- * it has and what the context allows, unless keep_last: then its last
- * ctx - 1 tokens move to the front of tok and *n shrinks to ctx - 1 (the
- * CLI's `--truncate left`). */
-tsr_status tsr_prompt_fit(int *tok, int *n, int ctx, bool keep_last);
+ * it has and what the context allows, unless keep_last (the CLI's
+ * `--truncate left`): then its last ctx - reserve tokens move to the front
+ * of tok and *n shrinks to that, leaving room for `reserve` new tokens
+ * (reserve is clamped to 1..ctx/2; pass the new-token budget or 0). */
+tsr_status tsr_prompt_fit(int *tok, int *n, int ctx, bool keep_last, int reserve);
 
 /* TSR_ERR_ARG unless parent[0] == -1 and 0 <= parent[i] < i for i > 0. */
 tsr_status tsr_decode_tree_check(const int *parent, int n);

@@ -14,23 +14,15 @@
 #include "tessera/data.h"
 #include "tessera/imgtok.h"
 #include "tessera/nn.h"
+#include "tessera/train.h"
 
 /* ------------------------------------------------------ tokenizer training */
 
 typedef struct {
-    int64_t step, total_steps, epoch;
-    float loss, rec, aux, lr; /* total, L1+L2 reconstruction, commitment/perceptual */
-    int restarts;             /* VQ dead-code restarts since the last report */
-    double images_per_s, eta_s;
-} tsr_elm_tok_progress;
-
-typedef struct {
     const char *data_dir; /* NULL: the installed Fashion-MNIST */
-    const char *out;      /* checkpoint; state in tsr_classify_state_path(out) */
     tsr_imgtok_cfg cfg;
-    int epochs, batch;
-    float lr, min_lr, weight_decay;
-    int64_t warmup, ckpt_every, stop_after, train_limit, log_every;
+    int batch;
+    int64_t train_limit;
     float l1_w, l2_w;          /* reconstruction loss weights */
     float percep_w;            /* > 0: + w * mse(features(recon), features(x)) */
     const char *classifier;    /* feature extractor for the perceptual term */
@@ -38,17 +30,16 @@ typedef struct {
     const char *init;          /* non-NULL: start from this tokenizer's weights (and config) */
     bool decoder_only;         /* freeze encoder (+ codebook), train the decoder on the
                                   deterministic codes that encoding emits */
-    bool resume;
-    uint64_t seed;
-    void (*progress)(const tsr_elm_tok_progress *p, void *ud);
-    void *progress_ud;
+    /* out (checkpoint; state beside it), epochs, lr, checkpoints, resume,
+     * seed, progress, log: the shared trainer's options */
+    tsr_train_opts train;
 } tsr_elm_tok_train_opts;
 
 tsr_elm_tok_train_opts tsr_elm_tok_default_train_opts(tsr_imgtok_kind kind);
 
 typedef struct {
-    int64_t steps;
-    bool finished;
+    int64_t steps, total;
+    bool finished, interrupted;
     float last_loss;
     double images_per_s, seconds;
 } tsr_elm_tok_train_result;
@@ -145,31 +136,22 @@ void tsr_elm_logits(tsr_ctx *c, const tsr_elm_model *m, const int32_t *sub, cons
 /* ------------------------------------------------------------ training */
 
 typedef struct {
-    int64_t step, total_steps, epoch;
-    float loss, nll, lr;
-    double images_per_s, eta_s;
-} tsr_elm_progress;
-
-typedef struct {
     const char *codes;       /* training codes from `tessera elm encode --split train` */
     const char *tokenizer;   /* recorded in the checkpoint */
-    const char *out;
     tsr_elm_cfg cfg;
-    int epochs, batch;
-    float lr, min_lr, weight_decay, label_drop, grad_clip;
-    int64_t warmup, ckpt_every, stop_after, train_limit, log_every;
-    bool resume;
-    uint64_t seed;
-    volatile int *stop_flag; /* set asynchronously: stop at the next step with a checkpoint */
-    void (*progress)(const tsr_elm_progress *p, void *ud);
-    void *progress_ud;
+    int batch;
+    float label_drop;        /* class -> null class (classifier-free guidance) */
+    int64_t train_limit;
+    /* out, epochs, lr, clip, checkpoints, resume, seed, progress, log: the
+     * shared trainer's options */
+    tsr_train_opts train;
 } tsr_elm_train_opts;
 
 tsr_elm_train_opts tsr_elm_default_train_opts(void);
 
 typedef struct {
-    int64_t steps;
-    bool finished;
+    int64_t steps, total;
+    bool finished, interrupted;
     float last_loss, last_nll;
     double images_per_s, seconds;
 } tsr_elm_train_result;

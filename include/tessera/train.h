@@ -100,6 +100,9 @@ typedef struct {
     /* forward + backward of one step; grads are zero on entry, c is reset
      * with training and grad_enabled on. *loss: the scalar loss. */
     tsr_status (*step)(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss);
+    /* after the optimizer update, before c is reset (may be NULL): e.g. an
+     * EMA codebook update from this step's tensors (randomness: c->rng) */
+    void (*post_step)(void *ud, tsr_ctx *c);
     /* evaluation (may be NULL): fill named metrics */
     tsr_status (*eval)(void *ud, tsr_train_metrics *m);
     /* write the weights file (atomically); meta: NULL-terminated pairs (the
@@ -108,6 +111,9 @@ typedef struct {
      * export such as a BF16 copy) */
     tsr_status (*save)(void *ud, const char *path, const char *const *meta,
                        const tsr_train_metrics *eval, bool final);
+    /* extra named values of the last step for progress and the log, e.g.
+     * a bit accuracy (may be NULL) */
+    void (*step_metrics)(void *ud, tsr_train_metrics *m);
     /* own data position (n_items == 0; may be NULL): 4 words in the state */
     void (*get_cursor)(void *ud, int64_t cursor[4]);
     tsr_status (*set_cursor)(void *ud, const int64_t cursor[4]);
@@ -121,6 +127,7 @@ typedef struct {
     double items_per_s, eta_s, elapsed_s;
     const char *unit;
     const tsr_train_metrics *eval; /* non-NULL: this call reports an evaluation */
+    const tsr_train_metrics *extra; /* the family's step_metrics (n == 0: none) */
 } tsr_train_progress;
 
 typedef struct {

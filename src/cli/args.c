@@ -177,9 +177,14 @@ void cli_fmt_eta(char *buf, size_t n, double s) {
 
 bool cli_find_shipped(const char *rel, char *out, size_t n) { return tsr_find_model(rel, out, n); }
 
+const char *cli_shipped_default(const char *v, const char *def, char *buf, size_t n) {
+    if (!v || strcmp(v, def) != 0) return v;
+    return cli_find_shipped(def, buf, n) ? buf : v;
+}
+
 int cli_check_output(const char *prog, const char *flag, const char *path, bool allow_stdout) {
-    (void)prog;
     char hint[160];
+    if (strncmp(flag, "--", 2) == 0) flag += 2; /* "out" or "--out" */
     if (strcmp(path, "-") == 0 && !allow_stdout) {
         fprintf(stderr, "%s: --%s cannot be '-' (stdout carries the results here); name a file (see '%s --help')\n",
                 prog, flag, prog);
@@ -204,7 +209,9 @@ int cli_check_int(const char *prog, const char *flag, int64_t v, int64_t lo, int
     snprintf(a, sizeof a, "%lld", (long long)lo);
     snprintf(b, sizeof b, "%lld", (long long)hi);
     snprintf(g, sizeof g, "%lld", (long long)v);
-    return range_error(prog, flag, lo == INT64_MIN ? NULL : a, hi == INT64_MAX ? NULL : b, g);
+    /* the type's own limit is no documented bound: say ">= lo" */
+    bool open_lo = lo == INT64_MIN || lo == INT32_MIN, open_hi = hi == INT64_MAX || hi == INT32_MAX;
+    return range_error(prog, flag, open_lo ? NULL : a, open_hi ? NULL : b, g);
 }
 
 int cli_check_float(const char *prog, const char *flag, double v, double lo, double hi) {

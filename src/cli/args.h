@@ -49,6 +49,11 @@ void cli_fmt_eta(char *buf, size_t n, double seconds);
  * path; false if none exists. */
 bool cli_find_shipped(const char *rel, char *out, size_t n);
 
+/* A path flag whose default is a shipped model: while v still equals def,
+ * the shipped file cli_find_shipped finds (def itself when none is found,
+ * so the error names it); a path the user gave is returned as it is. */
+const char *cli_shipped_default(const char *v, const char *def, char *buf, size_t n);
+
 /* The one check of an output path, run before any long work: refuses an
  * existing non-regular target (device, FIFO, symlink, directory) and a
  * missing or unwritable directory (tsr_output_check). "-" (stdout) is
@@ -115,5 +120,9 @@ typedef struct {
     const char *summary;
     const cli_verb *verbs; /* terminated by a {NULL} entry */
 } cli_family;
+
+/* A top-level command without verbs (`tessera serve`); argv[0] is its
+ * first flag. */
+typedef cli_verb cli_command;
 
 #endif

@@ -3,11 +3,12 @@
  * outpaint, edit, interpolate, enrich). Results on stdout (JSON with
  * --json), progress on stderr. SIGINT/SIGTERM stop training at the next
  * step with a checkpoint (resume with --resume). */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 
 #include "tessera/bigr.h"
 #include "tessera/classify.h"
 #include "tessera/data.h"
+#include "tessera/fileio.h"
 #include "tessera/imgmetrics.h"
 #include "tessera/imgtok.h"
 #include "tessera/png.h"
@@ -22,23 +23,8 @@
 #define DEF_CLS "models/fmnist_cnn.safetensors"
 #define DEF_CODES "runs/bigr_codes.safetensors"
 #define CODES_HELP "BAE code cache (built from --tokenizer and the data set on first use)"
+#define WRITE_CODES_HELP "build a missing --codes cache at that path (about 55 MB)"
 #define MODEL_HINT "pass --model with a checkpoint from 'tessera bigr train' (shipped: " DEF_MODEL ")"
-
-static volatile int g_stop = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-static void train_progress(const tsr_bigr_progress *p, void *ud) {
-    (void)ud;
-    char eta[32];
-    cli_fmt_eta(eta, sizeof eta, p->eta_s);
-    fprintf(stderr, "step %lld/%lld  epoch %lld  loss %.4f  bit-acc %.4f  lr %.2e  %.0f img/s  ETA %s\n",
-            (long long)p->step, (long long)p->total_steps, (long long)p->epoch + 1, (double)p->loss,
-            (double)p->bit_acc, (double)p->lr, p->images_per_s, eta);
-    fflush(stderr);
-}
 
 static int fail_hint(tsr_status st, const char *path_model) {
     const char *hint = "see --help";
@@ -72,8 +58,11 @@ static int cmd_codes(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, INT64_MAX)) != CLI_OK) return rc;
     if (strncmp(out, "runs/", 5) == 0) mkdir("runs", 0777);
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
+    char tbuf[4096];
+    tok = cli_shipped_default(tok, DEF_TOK, tbuf, sizeof tbuf);
     tsr_bigr_codes cd;
     double t0 = tsr_time();
     tsr_status st = tsr_bigr_codes_build(&cd, tok, data, limit);
@@ -93,7 +82,21 @@ static int cmd_codes(const char *prog, int argc, char **argv) {
     return CLI_OK;
 }
 
-static tsr_status get_codes(tsr_bigr_codes *cd, const char *codes, const char *tok, const char *data) {
+/* The code cache: built and written on first use. A missing cache at a
+ * path other than the default is most likely a typo, and building it
+ * writes ~55 MB there: that takes --write-codes. */
+static tsr_status get_codes(tsr_bigr_codes *cd, const char *codes, const char *tok, const char *data,
+                            bool write) {
+    struct stat sb;
+    if (stat(codes, &sb) != 0) {
+        if (!write && strcmp(codes, DEF_CODES) != 0)
+            return tsr_errorf(TSR_ERR_IO,
+                              "%s: no code cache there; pass --write-codes to encode the data set into "
+                              "a new cache at that path (about 55 MB), or fix the path",
+                              codes);
+        fprintf(stderr, "tessera bigr: %s does not exist: encoding Fashion-MNIST with %s into a new code "
+                        "cache there (about 55 MB)\n", codes, tok);
+    }
     /* the default cache lives in runs/ (git-ignored) */
     if (strncmp(codes, "runs/", 5) == 0) mkdir("runs", 0777);
     return tsr_bigr_codes_get(cd, codes, tok, data);
@@ -104,14 +107,15 @@ static tsr_status get_codes(tsr_bigr_codes *cd, const char *codes, const char *t
 static int cmd_train(const char *prog, int argc, char **argv) {
     tsr_bigr_train_opts o = tsr_bigr_default_train_opts();
     o.codes = DEF_CODES;
-    cli_common cm = {0, o.seed, false};
+    cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH);
     const char *tok = DEF_TOK, *data = NULL, *target = "flip";
-    bool quiet = false;
+    bool write_codes = false;
     const arg_spec specs[] = {
         {"codes", ARG_STR, &o.codes, "PATH", CODES_HELP, NULL},
+        {"write-codes", ARG_BOOL, &write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"tokenizer", ARG_STR, &tok, "PATH", "BAE tokenizer for building the code cache", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"out", ARG_STR, &o.out, "PATH", "checkpoint; training state in *.state.safetensors", NULL},
+        {"out", ARG_STR, &t.o.out, "PATH", "checkpoint; training state in *.state.safetensors", NULL},
         {"dim", ARG_INT, &o.cfg.dim, "N", "model width d", NULL},
         {"layers", ARG_INT, &o.cfg.n_layers, "N", "transformer blocks", NULL},
         {"heads", ARG_INT, &o.cfg.n_heads, "N", "attention heads", NULL},
@@ -120,69 +124,48 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"tc-blocks", ARG_INT, &o.cfg.tc_blocks, "N", "transcoder residual blocks", NULL},
         {"diffusion-steps", ARG_INT, &o.cfg.T, "T", "Bernoulli-diffusion training steps", NULL},
         {"target", ARG_STR, &target, "flip|x0", "transcoder predicts the flip mask x0^x_t (BiGR) or x0", NULL},
-        {"epochs", ARG_INT, &o.epochs, "N", "passes over the training codes", NULL},
-        {"batch", ARG_INT, &o.batch, "B", "images per step", NULL},
         {"repeat", ARG_INT, &o.repeat, "N", "transcoder samples (t, x_t) per masked position", NULL},
-        {"lr", ARG_FLOAT, &o.lr, "X", "peak learning rate (AdamW)", NULL},
-        {"min-lr", ARG_FLOAT, &o.min_lr, "X", "learning rate at the end of the cosine", NULL},
-        {"wd", ARG_FLOAT, &o.weight_decay, "X", "decoupled weight decay", NULL},
         {"p-uncond", ARG_FLOAT, &o.p_uncond, "X", "label dropout for classifier-free guidance", NULL},
-        {"clip", ARG_FLOAT, &o.clip, "X", "global grad-norm clip (0: off)", NULL},
-        {"warmup", ARG_I64, &o.warmup, "N", "linear warmup steps", NULL},
-        {"ckpt-every", ARG_I64, &o.ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL},
-        {"stop-after", ARG_I64, &o.stop_after, "N", "stop with a checkpoint after global step N (0: never)", NULL},
         {"train-limit", ARG_I64, &o.train_limit, "N", "train on the first N images (0: all)", NULL},
-        {"log-every", ARG_I64, &o.log_every, "N", "steps between progress lines", NULL},
-        {"resume", ARG_BOOL, &o.resume, NULL, "continue from --out and its state file", NULL},
-        {"quiet", ARG_BOOL, &quiet, NULL, "no progress on stderr", NULL},
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_JSON(&cm),
     };
-    int rc = args_parse(prog, "Train BiGR (masked bit modelling + binary transcoder) on the BAE codes of Fashion-MNIST, resumable.",
-                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    int rc = cli_train_parse(prog, "Train BiGR (masked bit modelling + binary transcoder) on the BAE codes of Fashion-MNIST, resumable.",
+                             specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (strcmp(target, "flip") == 0) o.cfg.target = TSR_BIGR_TARGET_FLIP;
     else if (strcmp(target, "x0") == 0) o.cfg.target = TSR_BIGR_TARGET_X0;
     else return cli_usage_error(prog, "--target must be 'flip' or 'x0', got '%s'", target);
     tsr_status st = tsr_bigr_check_cfg(&o.cfg);
     if (st.code) return cli_usage_error(prog, "%s", st.msg);
-    if (o.epochs < 1 || o.epochs > 100000 || o.batch < 1 || o.batch > 65536 || o.repeat < 1 || o.repeat > 64)
-        return cli_usage_error(prog, "--epochs >= 1, --batch in [1,65536], --repeat in [1,64]");
-    if (!(o.lr > 0) || !(o.min_lr >= 0) || !(o.weight_decay >= 0) || !(o.clip >= 0) ||
-        !(o.p_uncond >= 0 && o.p_uncond <= 1))
-        return cli_usage_error(prog, "--lr > 0; --min-lr, --wd, --clip >= 0; --p-uncond in [0,1]");
-    if (o.warmup < 0 || o.ckpt_every < 0 || o.stop_after < 0 || o.train_limit < 0 || o.log_every < 0)
-        return cli_usage_error(prog, "step counts and limits must be >= 0");
-    o.seed = cm.seed;
-    o.stop_flag = &g_stop;
-    if (!quiet) o.progress = train_progress;
+    if (o.repeat < 1 || o.repeat > 64) return cli_usage_error(prog, "--repeat must be in [1,64]");
+    if (!(o.p_uncond >= 0 && o.p_uncond <= 1)) return cli_usage_error(prog, "--p-uncond must be in [0,1]");
+    if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
+    o.batch = t.batch;
+    if ((st = tsr_output_check(t.o.out)).code) return fail_hint(st, NULL);
     tsr_bigr_codes cd;
-    st = get_codes(&cd, o.codes, tok, data);
+    st = get_codes(&cd, o.codes, tok, data, write_codes);
     if (st.code) return fail_hint(st, NULL);
     tsr_bigr_codes_free(&cd);
-    fprintf(stderr, "%s: d %d, %d layers, target %s, %d threads, %d epochs, batch %d, lr %g, out %s%s\n",
-            prog, o.cfg.dim, o.cfg.n_layers, target, tsr_threads_get(), o.epochs, o.batch,
-            (double)o.lr, o.out, o.resume ? " (resume)" : "");
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    tsr_bigr_train_result r;
+    if (!t.quiet)
+        fprintf(stderr, "%s: d %d, %d layers, target %s, %d threads, %d epochs, batch %d, lr %g, out %s%s\n",
+                prog, o.cfg.dim, o.cfg.n_layers, target, tsr_threads_get(), t.o.epochs, o.batch,
+                (double)t.o.lr, t.o.out, t.o.resume ? " (resume)" : "");
+    cli_train_begin(&t);
+    o.train = t.o;
+    tsr_train_result r;
     st = tsr_bigr_train(&o, &r);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    if (st.code) return fail_hint(st, o.resume ? o.out : NULL);
-    if (cm.json) {
+    cli_train_end(&t, &r);
+    if (st.code) return cli_fail(st, cli_train_hint(&t, st, "see --help"));
+    if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"loss\": %.6f, \"images_per_s\": %.1f, "
                "\"seconds\": %.2f, \"threads\": %d, \"out\": ",
-               (long long)r.steps, r.finished ? "true" : "false", (double)r.last_loss,
-               r.images_per_s, r.seconds, tsr_threads_get());
-        cli_json_str(stdout, o.out);
+               (long long)r.step, r.finished ? "true" : "false", (double)r.last_loss,
+               r.items_per_s, r.seconds, tsr_threads_get());
+        cli_json_str(stdout, t.o.out);
         printf("}\n");
     } else {
         printf("%s %lld steps (%.0f img/s), last loss %.4f; saved %s\n",
-               r.finished ? "finished" : "stopped at", (long long)r.steps, r.images_per_s,
-               (double)r.last_loss, o.out);
+               r.finished ? "finished" : "stopped at", (long long)r.step, r.items_per_s,
+               (double)r.last_loss, t.o.out);
     }
     return CLI_OK;
 }
@@ -194,9 +177,10 @@ typedef struct {
     int n, iters, steps, klass, klass2;
     float cfg, gumbel, temp;
     const char *order;
-    bool deterministic;
+    bool deterministic, write_codes;
     int64_t real_n;
     cli_common cm;
+    char model_buf[4096], tok_buf[4096], cls_buf[4096]; /* shipped defaults, found by gen_check */
 } gen_args;
 
 static void gen_defaults(gen_args *a) {
@@ -212,30 +196,41 @@ static void gen_defaults(gen_args *a) {
 #define GEN_SPECS(a)                                                                                    \
     {"model", ARG_STR, &(a)->model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},                  \
     {"tokenizer", ARG_STR, &(a)->tok, "PATH", "BAE tokenizer [" DEF_TOK "]", NULL},                     \
-    {"iters", ARG_INT, &(a)->iters, "N", "unmasking iterations", NULL},                                 \
-    {"steps", ARG_INT, &(a)->steps, "N", "transcoder diffusion steps", NULL},                           \
-    {"cfg", ARG_FLOAT, &(a)->cfg, "X", "classifier-free guidance scale (1: off)", NULL},                \
-    {"gumbel", ARG_FLOAT, &(a)->gumbel, "X", "Gumbel temperature on the confidences", NULL},           \
-    {"temp", ARG_FLOAT, &(a)->temp, "X", "transcoder logit temperature", NULL},                          \
+    {"iters", ARG_INT, &(a)->iters, "N", "unmasking iterations, 1..49", NULL},                          \
+    {"steps", ARG_INT, &(a)->steps, "N", "transcoder diffusion steps, 1..100000", NULL},                \
+    {"cfg", ARG_FLOAT, &(a)->cfg, "X", "classifier-free guidance scale, 0..100 (1: off)", NULL},        \
+    {"gumbel", ARG_FLOAT, &(a)->gumbel, "X", "Gumbel temperature on the confidences, 0..100", NULL},   \
+    {"temp", ARG_FLOAT, &(a)->temp, "X", "transcoder logit temperature, in (0, 100]", NULL},             \
     {"order", ARG_STR, &(a)->order, "entropy|random|raster", "which positions to fix first", NULL},     \
     {"deterministic", ARG_BOOL, &(a)->deterministic, NULL, "fix bits by p > 0.5 instead of Bernoulli(p)", NULL}, \
     {"out", ARG_STR, &(a)->out, "PATH", "PNG grid to write", NULL},                                     \
     CLI_COMMON_THREADS(&(a)->cm), CLI_COMMON_SEED(&(a)->cm), CLI_COMMON_JSON(&(a)->cm)
 
-static int gen_check(const char *prog, const gen_args *a, tsr_bigr_sample_opts *so) {
+/* flags shared by the generator verbs: ranges, the shipped defaults (found
+ * from any working directory) and the output PNG, before any work */
+static int gen_check(const char *prog, gen_args *a, tsr_bigr_sample_opts *so) {
     *so = tsr_bigr_default_sample_opts();
-    if (a->iters < 1 || a->iters > 49) return cli_usage_error(prog, "--iters must be in [1,49]");
-    if (a->steps < 1 || a->steps > 100000) return cli_usage_error(prog, "--steps must be >= 1");
-    if (!(a->cfg >= 0 && a->cfg <= 100) || !(a->gumbel >= 0 && a->gumbel <= 100) ||
-        !(a->temp > 0 && a->temp <= 100))
-        return cli_usage_error(prog, "--cfg, --gumbel in [0,100], --temp in (0,100]");
+    int rc;
+    if ((rc = cli_check_int(prog, "iters", a->iters, 1, 49)) != CLI_OK ||
+        (rc = cli_check_int(prog, "steps", a->steps, 1, 100000)) != CLI_OK ||
+        (rc = cli_check_float(prog, "cfg", a->cfg, 0, 100)) != CLI_OK ||
+        (rc = cli_check_float(prog, "gumbel", a->gumbel, 0, 100)) != CLI_OK ||
+        (rc = cli_check_int(prog, "real", a->real_n, 2, INT64_MAX)) != CLI_OK)
+        return rc;
+    if (!(a->temp > 0 && a->temp <= 100))
+        return cli_usage_error(prog, "--temp must be in (0, 100] (got %g)", (double)a->temp);
     int o = -1;
     for (int i = 0; i < TSR_BIGR_ORDER_COUNT; i++)
         if (strcmp(a->order, tsr_bigr_order_name((tsr_bigr_order)i)) == 0) o = i;
     if (o < 0) return cli_usage_error(prog, "--order must be entropy, random or raster");
     so->iters = a->iters, so->steps = a->steps, so->cfg = a->cfg, so->gumbel = a->gumbel;
     so->temp = a->temp, so->order = (tsr_bigr_order)o, so->deterministic = a->deterministic;
-    return cli_common_apply(prog, &a->cm);
+    if ((rc = cli_common_apply(prog, &a->cm)) != CLI_OK) return rc;
+    if (a->out && (rc = cli_check_output(prog, "out", a->out, false)) != CLI_OK) return rc;
+    a->model = cli_shipped_default(a->model, DEF_MODEL, a->model_buf, sizeof a->model_buf);
+    a->tok = cli_shipped_default(a->tok, DEF_TOK, a->tok_buf, sizeof a->tok_buf);
+    a->cls = cli_shipped_default(a->cls, DEF_CLS, a->cls_buf, sizeof a->cls_buf);
+    return CLI_OK;
 }
 
 /* write n images (784 f32) as a grid of `cols` columns */
@@ -282,16 +277,18 @@ static int cmd_sample(const char *prog, int argc, char **argv) {
     gen_defaults(&a);
     a.out = "bigr_samples.png";
     const arg_spec specs[] = {
-        {"class", ARG_INT, &a.klass, "C", "class to sample (-1: every class, one row each)", NULL},
-        {"n", ARG_INT, &a.n, "N", "samples per class", NULL},
+        {"class", ARG_INT, &a.klass, "C", "class to sample, 0..9 (-1: every class, one row each)", NULL},
+        {"n", ARG_INT, &a.n, "N", "samples per class, 1..1000", NULL},
         GEN_SPECS(&a),
     };
     int rc = args_parse(prog, "Class-conditional samples from BiGR to a PNG grid (one row per class).", specs,
                         (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
+    if ((rc = cli_check_int(prog, "class", a.klass, -1, 9)) != CLI_OK ||
+        (rc = cli_check_int(prog, "n", a.n, 1, 1000)) != CLI_OK)
+        return rc;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 1000) return cli_usage_error(prog, "--n must be in [1,1000]");
     gen_models g;
     tsr_status st = gen_load(&g, &a);
     if (st.code) {
@@ -301,7 +298,7 @@ static int cmd_sample(const char *prog, int argc, char **argv) {
     const int C = g.m.cfg.classes, K = g.m.cfg.bits;
     if (a.klass >= C) {
         gen_free(&g);
-        return cli_usage_error(prog, "--class must be < %d", C);
+        return cli_check_int(prog, "class", a.klass, -1, C - 1);
     }
     int ncls = a.klass < 0 ? C : 1, B = ncls * a.n;
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
@@ -350,9 +347,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
+    if ((rc = cli_check_int(prog, "n", a.n, 1, 10000)) != CLI_OK) return rc;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 10000) return cli_usage_error(prog, "--n must be in [1,10000]");
-    if (a.real_n < 2) return cli_usage_error(prog, "--real must be >= 2");
     int64_t real_n = a.real_n;
     gen_models g;
     tsr_classifier cls;
@@ -430,11 +426,12 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
     const char *model = DEF_MODEL, *codes = DEF_CODES, *tok = DEF_TOK, *data = NULL;
     int epochs = 20;
     int64_t train_limit = 0;
-    bool no_baselines = false, normp = false;
+    bool no_baselines = false, normp = false, write_codes = false;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},
         {"codes", ARG_STR, &codes, "PATH", CODES_HELP, NULL},
+        {"write-codes", ARG_BOOL, &write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"tokenizer", ARG_STR, &tok, "PATH", "BAE tokenizer for building the code cache", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"epochs", ARG_INT, &epochs, "N", "passes of the linear classifier over the train set", NULL},
@@ -449,12 +446,17 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (epochs < 1 || epochs > 1000 || train_limit < 0) return cli_usage_error(prog, "--epochs in [1,1000], --train-limit >= 0");
+    if ((rc = cli_check_int(prog, "epochs", epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "train-limit", train_limit, 0, INT64_MAX)) != CLI_OK)
+        return rc;
+    char mbuf[4096], tbuf[4096];
+    model = cli_shipped_default(model, DEF_MODEL, mbuf, sizeof mbuf);
+    tok = cli_shipped_default(tok, DEF_TOK, tbuf, sizeof tbuf);
     tsr_bigr m;
     tsr_bigr_codes cd;
     tsr_status st = tsr_bigr_load(&m, model);
     if (st.code) return fail_hint(st, model);
-    st = get_codes(&cd, codes, tok, data);
+    st = get_codes(&cd, codes, tok, data, write_codes);
     if (!st.code && cd.K != m.cfg.bits) st = tsr_errorf(TSR_ERR_ARG, "%s: %d bits per position, the model has %d", codes, cd.K, m.cfg.bits);
     if (st.code) {
         tsr_bigr_free(&m);
@@ -560,7 +562,7 @@ static tsr_status app_load(app_env *e, const gen_args *a) {
     memset(e, 0, sizeof *e);
     tsr_status st = gen_load(&e->g, a);
     if (!st.code) st = tsr_classify_load(&e->cls, a->cls), e->have_cls = !st.code;
-    if (!st.code) st = get_codes(&e->cd, a->codes, a->tok, a->data), e->have_cd = !st.code;
+    if (!st.code) st = get_codes(&e->cd, a->codes, a->tok, a->data, a->write_codes), e->have_cd = !st.code;
     if (!st.code && e->cd.K != e->g.m.cfg.bits) st = tsr_errorf(TSR_ERR_ARG, "%s: wrong bits per position", a->codes);
     if (!st.code) st = tsr_mnist_load(a->data, false, &e->test), e->have_test = !st.code;
     if (!st.code && a->real_n < 2) st = tsr_errorf(TSR_ERR_ARG, "--real must be >= 2");
@@ -609,6 +611,7 @@ static int run_paint(const char *prog, int argc, char **argv, app_kind kind) {
         {"box", ARG_STR, &boxs, "r0,r1,c0,c1", kind == APP_OUTPAINT ? "latent box that is kept" : "latent box that is regenerated", NULL},
         {"class", ARG_INT, &a.klass, "C", kind == APP_EDIT ? "new class for the region (-1: the next class)" : "class (-1: the true label)", NULL},
         {"codes", ARG_STR, &a.codes, "PATH", CODES_HELP, NULL},
+        {"write-codes", ARG_BOOL, &a.write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
@@ -620,11 +623,12 @@ static int run_paint(const char *prog, int argc, char **argv, app_kind kind) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
-    if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
     int box[4];
     if ((rc = parse_box(prog, boxs, box)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 10000) return cli_usage_error(prog, "--n must be in [1,10000]");
-    if (a.klass >= 10) return cli_usage_error(prog, "--class must be < 10");
+    if ((rc = cli_check_int(prog, "n", a.n, 1, 10000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "class", a.klass, -1, 9)) != CLI_OK)
+        return rc;
+    if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
     app_env e;
     tsr_status st = app_load(&e, &a);
     if (st.code) {
@@ -727,9 +731,12 @@ static int cmd_interpolate(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
+    if ((rc = cli_check_int(prog, "n", a.n, 1, 100)) != CLI_OK ||
+        (rc = cli_check_int(prog, "points", points, 2, 64)) != CLI_OK ||
+        (rc = cli_check_int(prog, "class", a.klass, 0, 9)) != CLI_OK ||
+        (rc = cli_check_int(prog, "class2", a.klass2, 0, 9)) != CLI_OK)
+        return rc;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 100 || points < 2 || points > 64)
-        return cli_usage_error(prog, "--n in [1,100], --points in [2,64]");
     gen_models g;
     tsr_status st = gen_load(&g, &a);
     if (!st.code && (a.klass < 0 || a.klass >= g.m.cfg.classes || a.klass2 < 0 || a.klass2 >= g.m.cfg.classes))
@@ -775,6 +782,7 @@ static int cmd_enrich(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"n", ARG_INT, &a.n, "N", "test images (the first N; the grid shows up to 10)", NULL},
         {"codes", ARG_STR, &a.codes, "PATH", CODES_HELP, NULL},
+        {"write-codes", ARG_BOOL, &a.write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
@@ -784,8 +792,8 @@ static int cmd_enrich(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_bigr_sample_opts so;
+    if ((rc = cli_check_int(prog, "n", a.n, 1, 10000)) != CLI_OK) return rc;
     if ((rc = gen_check(prog, &a, &so)) != CLI_OK) return rc;
-    if (a.n < 1 || a.n > 10000) return cli_usage_error(prog, "--n must be in [1,10000]");
     app_env e;
     tsr_status st = app_load(&e, &a);
     if (st.code) {

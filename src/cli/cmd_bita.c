@@ -4,7 +4,7 @@
  * after; generate decodes with draft trees (greedy output identical to
  * `tessera lm generate --temperature 0`); bench times plain greedy, BiTA
  * and the prompt-lookup baseline on a JSONL prompt file in one run. */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 #include "tessera/bita.h"
 #include "tessera/bpe.h"
 #include "tessera/gguf.h"
@@ -12,6 +12,7 @@
 #include "tessera/lm.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,32 +21,16 @@
 #define DEFAULT_MODEL "models/pycode"
 #define DEFAULT_ADAPTER "models/bita_pycode.safetensors"
 
-static volatile int g_stop = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-static void on_progress(void *ud, int64_t step, int64_t total, float loss, float lr, double eta) {
-    (void)ud;
-    if (step % 10 != 0 && step != total) return;
-    char e[32];
-    cli_fmt_eta(e, sizeof e, eta);
-    fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e eta %s\n", (long long)step, (long long)total, loss, lr, e);
-}
-
 static int cmd_tune(const char *prog, int argc, char **argv) {
     tsr_bita_tune_opts o;
     tsr_bita_tune_defaults(&o);
-    const char *out = NULL, *model = o.model, *data = o.data_dir, *val = NULL;
-    int steps = (int)o.steps, warmup = (int)o.warmup, ckpt = (int)o.ckpt_every;
-    bool resume = false;
-    cli_common cm = {0, 1, false};
+    cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_BATCH);
+    const char *model = o.model, *data = o.data_dir, *val = NULL;
     arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "frozen base model (default: " DEFAULT_MODEL ")", NULL},
-        {"out", ARG_STR, &out, "PATH", "adapter file to write (required), e.g. runs/bita.safetensors", NULL},
+        {"out", ARG_STR, &t.o.out, "PATH", "adapter file to write (required), e.g. runs/bita.safetensors", NULL},
         {"data-dir", ARG_STR, &data, "DIR", "code corpus root (default: /usr/lib/python3.11)", NULL},
-        {"val-list", ARG_STR, &val, "PATH", "held-out files (default: data/python_val_files.txt)", NULL},
+        {"val-list", ARG_STR, &val, "PATH", "held-out files (default: data/python_val_files.txt; none: no held-out files)", NULL},
         {"k", ARG_INT, &o.k, "K", "mask tokens = draft depth (default 4)", NULL},
         {"prompt-tokens", ARG_INT, &o.n_prefix, "P", "prompt K/V tokens per layer (default 16)", NULL},
         {"groups", ARG_INT, &o.groups, "G", "mask groups per example (default 8)", NULL},
@@ -54,41 +39,25 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
         {"prompt-min", ARG_INT, &o.prompt_min, "N", "shortest prompt window in tokens (default 16)", NULL},
         {"prompt-max", ARG_INT, &o.prompt_max, "N", "longest prompt window (default 64)", NULL},
         {"response", ARG_INT, &o.response, "N", "greedy response tokens per example (default 96)", NULL},
-        {"batch", ARG_INT, &o.batch, "B", "examples per step (default 16)", NULL},
-        {"steps", ARG_INT, &steps, "N", "optimizer steps (default 1200)", NULL},
-        {"lr", ARG_FLOAT, &o.lr, "X", "peak learning rate, cosine (default 3e-2)", NULL},
-        {"min-lr", ARG_FLOAT, &o.min_lr, "X", "final learning rate (default 3e-4)", NULL},
-        {"warmup", ARG_INT, &warmup, "N", "linear warmup steps (default 50)", NULL},
-        {"ckpt-every", ARG_INT, &ckpt, "N", "checkpoint every N steps (default 100)", NULL},
-        {"resume", ARG_BOOL, &resume, NULL, "continue from --out and its .state file", NULL},
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_JSON(&cm),
     };
-    int rc = args_parse(prog, "Tune a BiTA adapter (mask embeddings + prompt K/V) on a frozen model.", specs,
-                        (int)(sizeof specs / sizeof *specs), argc, argv);
+    int rc = cli_train_parse(prog, "Tune a BiTA adapter (mask embeddings + prompt K/V) on a frozen model. A resume may extend --steps.",
+                             specs, (int)(sizeof specs / sizeof *specs), &t, argc, argv);
     if (rc != CLI_OK) return rc;
-    if (!out) return cli_usage_error(prog, "--out is required");
-    if (steps < 1 || warmup < 0 || ckpt < 0) return cli_usage_error(prog, "--steps >= 1, --warmup and --ckpt-every >= 0");
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (!t.o.out) return cli_usage_error(prog, "--out is required");
+    if (t.o.steps < 1) return cli_usage_error(prog, "--steps must be >= 1");
     o.model = model;
-    o.out = out;
     o.data_dir = data;
     o.val_list = val;
-    o.steps = steps;
-    o.warmup = warmup;
-    o.ckpt_every = ckpt;
-    o.resume = resume;
-    o.seed = cm.seed;
-    o.stop = &g_stop;
-    o.progress = on_progress;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    o.batch = t.batch;
+    cli_train_begin(&t);
+    o.train = t.o;
     tsr_bita_tune_result r;
     tsr_status st = tsr_bita_tune(&o, &r);
-    if (st.code) return cli_fail(st, resume ? "--resume needs the adapter, its .state and .data files" : NULL);
+    cli_train_end(&t, &r.train);
+    if (st.code)
+        return cli_fail(st, cli_train_hint(&t, st, t.o.resume ? "--resume needs the adapter, its .state and .data files" : NULL));
     bool same = strcmp(r.base_hash_before, r.base_hash_after) == 0;
-    if (cm.json) {
+    if (t.cm.json) {
         printf("{\"steps\":%lld,\"loss\":%.5f,\"examples\":%d,\"data_s\":%.1f,\"train_s\":%.1f,\"stopped\":%s,"
                "\"base_hash_before\":\"%s\",\"base_hash_after\":\"%s\",\"base_unchanged\":%s,\"acc_top1\":[",
                (long long)r.steps_done, r.final_loss, r.n_examples, r.data_s, r.train_s, r.stopped ? "true" : "false",
@@ -127,6 +96,9 @@ static void session_free(session *s) {
 
 static int session_open(session *s, const char *model, const char *adapter, const char *dtype) {
     memset(s, 0, sizeof *s);
+    char mbuf[4096], abuf[4096];
+    model = cli_shipped_default(model, DEFAULT_MODEL, mbuf, sizeof mbuf);
+    adapter = cli_shipped_default(adapter, DEFAULT_ADAPTER, abuf, sizeof abuf);
     int wt = -1;
     if (dtype && strcmp(dtype, "auto") != 0) {
         tsr_lm_wtype t;
@@ -196,6 +168,7 @@ static int pick_shape(session *s, int top, int depth, tsr_bita_shape *shape, dou
 
 static int cmd_generate(const char *prog, int argc, char **argv) {
     const char *model = DEFAULT_MODEL, *adapter = DEFAULT_ADAPTER, *prompt = NULL, *dtype = NULL;
+    const char *prompt_file = NULL, *truncate = NULL;
     int max_tokens = 256, top = 0, depth = -1, top_k = 0;
     float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f;
     bool stats = false;
@@ -204,7 +177,9 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "PATH", "base model (default: " DEFAULT_MODEL ")", NULL},
         {"adapter", ARG_STR, &adapter, "PATH", "adapter from 'bita tune' (default: " DEFAULT_ADAPTER ")", NULL},
         {"dtype", ARG_STR, &dtype, "T", "weights in memory: f32, bf16, q8 or auto (default)", NULL},
-        {"prompt", ARG_STR, &prompt, "TEXT", "text to continue (required)", NULL},
+        {"prompt", ARG_STR, &prompt, "TEXT", "text to continue (this or --prompt-file is required)", NULL},
+        CLI_PROMPT_FILE_SPEC(prompt_file),
+        CLI_TRUNCATE_SPEC(truncate),
         {"max-tokens", ARG_INT, &max_tokens, "N", "new tokens at most (default 256; the context also bounds it)", NULL},
         {"temperature", ARG_FLOAT, &temperature, "X", "0: greedy (default); > 0: exact speculative sampling", NULL},
         {"top-k", ARG_INT, &top_k, "K", "sampling: keep the K most likely tokens (0: off)", NULL},
@@ -220,24 +195,58 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     int rc = args_parse(prog, "Continue a prompt with BiTA tree decoding (same text as lm generate at temperature 0).",
                         specs, (int)(sizeof specs / sizeof *specs), argc, argv);
     if (rc != CLI_OK) return rc;
-    if (!prompt) return cli_usage_error(prog, "--prompt is required");
-    if (max_tokens < 1) return cli_usage_error(prog, "--max-tokens must be >= 1");
-    if (!(temperature >= 0)) return cli_usage_error(prog, "--temperature must be >= 0");
-    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
-        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
-    if (top_k < 0 || !(top_p >= 0 && top_p <= 1) || !(min_p >= 0 && min_p <= 1))
-        return cli_usage_error(prog, "--top-k >= 0, --top-p and --min-p in [0, 1]");
+    if (!prompt && !prompt_file) return cli_usage_error(prog, "--prompt TEXT or --prompt-file FILE is required");
+    bool keep_last;
+    if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "max-tokens", max_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_float(prog, "temperature", temperature, 0, INFINITY)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-top", top, 0, TSR_BITA_MAX_TOP)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-depth", depth, -1, TSR_BITA_MAX_K)) != CLI_OK ||
+        (rc = cli_check_int(prog, "top-k", top_k, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_float(prog, "top-p", top_p, 0, 1)) != CLI_OK ||
+        (rc = cli_check_float(prog, "min-p", min_p, 0, 1)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    char *prompt_text;
+    if ((rc = cli_read_prompt(prog, prompt, prompt_file, true, &prompt_text)) != CLI_OK) return rc;
     session s;
-    if ((rc = session_open(&s, model, adapter, dtype)) != CLI_OK) return rc;
+    if ((rc = session_open(&s, model, adapter, dtype)) != CLI_OK) {
+        free(prompt_text);
+        return rc;
+    }
     if (depth > s.ad.k) {
         session_free(&s);
+        free(prompt_text);
         return cli_usage_error(prog, "--tree-depth %d exceeds the adapter's %d masks", depth, s.ad.k);
     }
+    int np = 0;
+    int *ptok = tsr_lm_bpe_prompt(&s.bpe, prompt_text, &np);
+    free(prompt_text);
+    if (!ptok || np < 1) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(tsr_errorf(TSR_ERR_ARG, "the prompt is empty and the tokenizer has no BOS"), NULL);
+    }
+    tsr_status fit = tsr_prompt_fit(ptok, &np, s.m.cfg.seq_len, keep_last, max_tokens);
+    if (fit.code) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(fit, CLI_PROMPT_HINT);
+    }
+    if (max_tokens > s.m.cfg.seq_len - np + 1) max_tokens = s.m.cfg.seq_len - np + 1; /* the context bounds it */
+    int *gen = malloc(sizeof(int) * (size_t)max_tokens);
+    if (!gen) {
+        free(ptok);
+        session_free(&s);
+        return cli_fail(tsr_errorf(TSR_ERR_NOMEM, "out of memory"), NULL);
+    }
+    /* the tree shape (timing the cost curve) only once the prompt fits */
     tsr_bita_gen_opts go;
     tsr_bita_gen_defaults(&go);
     double ms[65];
     if ((rc = pick_shape(&s, top, depth, &go.shape, ms, 32)) != CLI_OK) {
+        free(ptok);
+        free(gen);
         session_free(&s);
         return rc;
     }
@@ -247,15 +256,6 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     go.sampling.top_p = top_p;
     go.sampling.min_p = min_p;
     go.sampling.seed = cm.seed;
-    int np = 0;
-    int *ptok = tsr_lm_bpe_prompt(&s.bpe, prompt, &np);
-    int *gen = malloc(sizeof(int) * (size_t)max_tokens);
-    if (!ptok || !gen || np < 1) {
-        free(ptok);
-        free(gen);
-        session_free(&s);
-        return cli_fail(tsr_errorf(TSR_ERR_ARG, "the prompt is empty and the tokenizer has no BOS"), NULL);
-    }
     int ng = 0;
     tsr_bita_stats bs;
     tsr_status st = tsr_bita_generate(&s.bm, ptok, np, max_tokens, &go, gen, &ng, &bs);
@@ -316,6 +316,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
 
 static int cmd_bench(const char *prog, int argc, char **argv) {
     const char *model = DEFAULT_MODEL, *adapter = DEFAULT_ADAPTER, *prompts = "bench/prompts_pyval.jsonl", *dtype = NULL;
+    const char *truncate = NULL;
     int max_tokens = 256, top = 0, depth = -1, limit = 0, reps = 1;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
@@ -328,15 +329,22 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         {"reps", ARG_INT, &reps, "R", "time each method R times per prompt, keep the fastest (default 1)", NULL},
         {"tree-top", ARG_INT, &top, "N", "candidates at tree level 0 (0: chosen from the cost curve, default)", NULL},
         {"tree-depth", ARG_INT, &depth, "D", "tree levels (-1: chosen, default; 0: no drafts)", NULL},
+        CLI_TRUNCATE_SPEC(truncate),
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "Plain greedy vs BiTA vs prompt lookup on a prompt file: identity, tokens/step, speedup.",
                         specs, (int)(sizeof specs / sizeof *specs), argc, argv);
     if (rc != CLI_OK) return rc;
-    if (max_tokens < 1 || limit < 0 || reps < 1) return cli_usage_error(prog, "--max-tokens, --reps >= 1, --limit >= 0");
-    if (top < 0 || top > TSR_BITA_MAX_TOP || depth < -1 || depth > TSR_BITA_MAX_K)
-        return cli_usage_error(prog, "--tree-top in 0..%d, --tree-depth in -1..%d", TSR_BITA_MAX_TOP, TSR_BITA_MAX_K);
+    if ((rc = cli_check_int(prog, "max-tokens", max_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "reps", reps, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "limit", limit, 0, INT32_MAX)) != CLI_OK)
+        return rc;
+    bool keep_last;
+    if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "tree-top", top, 0, TSR_BITA_MAX_TOP)) != CLI_OK ||
+        (rc = cli_check_int(prog, "tree-depth", depth, -1, TSR_BITA_MAX_K)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char **texts;
     int n_texts;
@@ -372,6 +380,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     long tok_plain = 0, tok_bita = 0, steps_bita = 0, tok_ng = 0, steps_ng = 0, rows_bita = 0;
     long tries[TSR_BITA_MAX_K] = {0}, hits[TSR_BITA_MAX_K] = {0};
     double t_plain = 0, t_bita = 0, t_ng = 0;
+    if (max_tokens > s.m.cfg.seq_len) max_tokens = s.m.cfg.seq_len; /* the context bounds it */
     int *a = malloc(sizeof(int) * (size_t)max_tokens), *b = malloc(sizeof(int) * (size_t)max_tokens);
     int *c = malloc(sizeof(int) * (size_t)max_tokens);
     st = tsr_ok();
@@ -380,6 +389,12 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         int *ptok = tsr_lm_bpe_prompt(&s.bpe, texts[pi], &np);
         if (!ptok) {
             st = tsr_errorf(TSR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        st = tsr_prompt_fit(ptok, &np, s.m.cfg.seq_len, keep_last, max_tokens);
+        if (st.code) {
+            free(ptok);
+            st = tsr_errorf(st.code, "%s: prompt %d: %s", prompts, pi + 1, st.msg);
             break;
         }
         int na = 0, nb = 0, nc = 0;
@@ -426,7 +441,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     cli_free_strings(texts, n_texts);
     if (st.code) {
         session_free(&s);
-        return cli_fail(st, NULL);
+        return cli_fail(st, strstr(st.msg, "prompt tokens") ? CLI_PROMPT_HINT : NULL);
     }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "bench", "bita");

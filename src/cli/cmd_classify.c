@@ -90,7 +90,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!model) return cli_usage_error(prog, "--model is required");
-    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, INT64_MAX)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     tsr_classifier m;
     tsr_status st = tsr_classify_load(&m, model);
@@ -128,7 +128,7 @@ static int cmd_features(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "PATH", "checkpoint (safetensors)", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"split", ARG_STR, &split, "test|train", "which images", NULL},
-        {"out", ARG_STR, &out, "PATH", "output safetensors: features (N,F) f32, labels (N) i32 [fmnist_features_<split>.safetensors]", NULL},
+        {"out", ARG_STR, &out, "PATH", "output safetensors: features (N,F) f32, labels (N) i32; '-': stdout [fmnist_features_<split>.safetensors]", NULL},
         {"limit", ARG_I64, &limit, "N", "the first N images (0: all)", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
@@ -140,13 +140,15 @@ static int cmd_features(const char *prog, int argc, char **argv) {
     bool train = strcmp(split, "train") == 0;
     if (!train && strcmp(split, "test") != 0)
         return cli_usage_error(prog, "--split must be 'test' or 'train', got '%s'", split);
-    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, INT64_MAX)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char def_out[64];
     if (!out) {
         snprintf(def_out, sizeof def_out, "fmnist_features_%s.safetensors", split);
         out = def_out;
     }
+    if ((rc = cli_check_output(prog, "out", out, true)) != CLI_OK) return rc;
+    FILE *res = strcmp(out, "-") == 0 ? stderr : stdout; /* the file may take stdout */
     tsr_classifier m;
     tsr_status st = tsr_classify_load(&m, model);
     if (!st.code && (st = tsr_params_check_finite(&m.params, model)).code) tsr_classify_free(&m);
@@ -179,12 +181,12 @@ static int cmd_features(const char *prog, int argc, char **argv) {
     tsr_classify_free(&m);
     if (st.code) return cli_fail(st, "check that the output directory exists and is writable");
     if (cm.json) {
-        printf("{\"n\": %lld, \"dim\": %d, \"split\": \"%s\", \"images_per_s\": %.1f, \"out\": ",
-               (long long)n, F, split, (double)n / (sec + 1e-9));
-        cli_json_str(stdout, out);
-        printf("}\n");
+        fprintf(res, "{\"n\": %lld, \"dim\": %d, \"split\": \"%s\", \"images_per_s\": %.1f, \"out\": ",
+                (long long)n, F, split, (double)n / (sec + 1e-9));
+        cli_json_str(res, out);
+        fprintf(res, "}\n");
     } else {
-        printf("wrote %lld x %d features (%s split) to %s\n", (long long)n, F, split, out);
+        fprintf(res, "wrote %lld x %d features (%s split) to %s\n", (long long)n, F, split, out);
     }
     return CLI_OK;
 }

@@ -2,7 +2,7 @@
  * the ELM family (src/models/elm): binary / VQ image tokenizers on
  * Fashion-MNIST, codes to and from safetensors, reconstruction metrics,
  * PNG grids. Results on stdout (JSON with --json), progress on stderr. */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 
 #include "tessera/elm.h"
 #include "tessera/imgmetrics.h"
@@ -13,18 +13,9 @@
 
 #define DATA_HINT "pass --data DIR with the Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ...)"
 #define TOK_HINT "pass --tokenizer with a checkpoint from 'tessera elm tokenizer-train' (shipped: models/fmnist_bae.safetensors, models/fmnist_vq.safetensors)"
-#define CLS_HINT "pass --classifier with the Fashion-MNIST CNN (models/fmnist_cnn.safetensors)"
+#define DEF_CLASSIFIER "models/fmnist_cnn.safetensors"
+#define CLS_HINT "pass --classifier with the Fashion-MNIST CNN (" DEF_CLASSIFIER ")"
 #define OUT_HINT "check that the output directory exists and is writable"
-
-static void train_progress(const tsr_elm_tok_progress *p, void *ud) {
-    (void)ud;
-    char eta[32];
-    cli_fmt_eta(eta, sizeof eta, p->eta_s);
-    fprintf(stderr, "step %lld/%lld  epoch %lld  loss %.4f  rec %.4f  aux %.4f  lr %.2e  restarts %d  %.0f img/s  ETA %s\n",
-            (long long)p->step, (long long)p->total_steps, (long long)p->epoch + 1, (double)p->loss,
-            (double)p->rec, (double)p->aux, (double)p->lr, p->restarts, p->images_per_s, eta);
-    fflush(stderr);
-}
 
 static int parse_split(const char *prog, const char *split, bool *train) {
     *train = strcmp(split, "train") == 0;
@@ -34,9 +25,10 @@ static int parse_split(const char *prog, const char *split, bool *train) {
 }
 
 static int cmd_train(const char *prog, int argc, char **argv) {
-    const char *kind = "bae", *out = NULL;
+    const char *kind = "bae";
     tsr_elm_tok_train_opts o = tsr_elm_tok_default_train_opts(TSR_IMGTOK_BAE);
-    cli_common cm = {0, o.seed, false};
+    o.train.out = NULL; /* default by kind */
+    cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH);
     int bits = 16, codebook = 1024, ch = 32;
     float commit = 0.25f, ema = 0.99f;
     const arg_spec specs[] = {
@@ -48,30 +40,17 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"ema-decay", ARG_FLOAT, &ema, "X", "VQ codebook EMA decay", NULL},
         {"dead", ARG_FLOAT, &o.dead, "X", "VQ: restart entries whose EMA cluster size falls below X", NULL},
         {"data", ARG_STR, &o.data_dir, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"out", ARG_STR, &out, "PATH", "checkpoint to write [fmnist_<kind>.safetensors]; state in *.state.safetensors", NULL},
-        {"epochs", ARG_INT, &o.epochs, "N", "passes over the training set", NULL},
-        {"batch", ARG_INT, &o.batch, "B", "batch size", NULL},
-        {"lr", ARG_FLOAT, &o.lr, "X", "peak learning rate (AdamW)", NULL},
-        {"min-lr", ARG_FLOAT, &o.min_lr, "X", "learning rate at the end of the cosine", NULL},
-        {"weight-decay", ARG_FLOAT, &o.weight_decay, "X", "decoupled weight decay", NULL},
-        {"warmup", ARG_I64, &o.warmup, "N", "linear warmup steps", NULL},
+        {"out", ARG_STR, &t.o.out, "PATH", "checkpoint to write [fmnist_<kind>.safetensors]; state in *.state.safetensors", NULL},
         {"l1", ARG_FLOAT, &o.l1_w, "X", "weight of the L1 reconstruction loss", NULL},
         {"l2", ARG_FLOAT, &o.l2_w, "X", "weight of the L2 reconstruction loss", NULL},
         {"perceptual", ARG_FLOAT, &o.percep_w, "X", "weight of the feature-matching term on the classifier (0: off)", NULL},
         {"classifier", ARG_STR, &o.classifier, "PATH", "classifier for --perceptual", NULL},
-        {"ckpt-every", ARG_I64, &o.ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL},
-        {"stop-after", ARG_I64, &o.stop_after, "N", "stop with a checkpoint after global step N (0: never)", NULL},
         {"train-limit", ARG_I64, &o.train_limit, "N", "train on the first N images (0: all)", NULL},
-        {"log-every", ARG_I64, &o.log_every, "N", "steps between progress lines", NULL},
         {"init", ARG_STR, &o.init, "PATH", "start from this tokenizer's weights and config (the config flags are ignored)", NULL},
         {"decoder-only", ARG_BOOL, &o.decoder_only, NULL, "freeze the encoder (and VQ codebook); train the decoder on the thresholded / nearest-entry codes", NULL},
-        {"resume", ARG_BOOL, &o.resume, NULL, "continue from --out and its state file", NULL},
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_JSON(&cm),
     };
-    int rc = args_parse(prog, "Train a binary (BAE) or VQ image tokenizer on Fashion-MNIST (28x28 -> 7x7 codes), resumable.",
-                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    int rc = cli_train_parse(prog, "Train a binary (BAE) or VQ image tokenizer on Fashion-MNIST (28x28 -> 7x7 codes), resumable.",
+                             specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
     tsr_imgtok_kind k;
     if (strcmp(kind, "bae") == 0) k = TSR_IMGTOK_BAE;
@@ -82,48 +61,45 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (ch < 2 || ch > 1024 || ch % 2) return cli_usage_error(prog, "--ch must be even in [2,1024]");
     if (!(commit >= 0 && commit <= 100)) return cli_usage_error(prog, "--commit must be in [0,100]");
     if (!(ema >= 0 && ema < 1)) return cli_usage_error(prog, "--ema-decay must be in [0,1)");
-    if (o.epochs < 1 || o.epochs > 100000) return cli_usage_error(prog, "--epochs must be >= 1");
-    if (o.batch < 1 || o.batch > 65536) return cli_usage_error(prog, "--batch must be between 1 and 65536");
-    if (!(o.lr > 0)) return cli_usage_error(prog, "--lr must be > 0");
-    if (!(o.min_lr >= 0) || !(o.weight_decay >= 0) || !(o.l1_w >= 0) || !(o.l2_w >= 0) ||
-        !(o.percep_w >= 0) || !(o.dead >= 0))
-        return cli_usage_error(prog, "--min-lr, --weight-decay, --l1, --l2, --perceptual, --dead must be >= 0");
-    if (o.warmup < 0 || o.ckpt_every < 0 || o.stop_after < 0 || o.train_limit < 0 || o.log_every < 0)
-        return cli_usage_error(prog, "step counts and limits must be >= 0");
+    if (!(o.l1_w >= 0) || !(o.l2_w >= 0) || !(o.percep_w >= 0) || !(o.dead >= 0))
+        return cli_usage_error(prog, "--l1, --l2, --perceptual and --dead must be >= 0");
+    if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
     if (o.decoder_only && !o.init) return cli_usage_error(prog, "--decoder-only needs --init PATH (a trained tokenizer)");
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     o.cfg = tsr_imgtok_default_cfg(k);
     o.cfg.bits = bits, o.cfg.codebook = codebook, o.cfg.ch = ch, o.cfg.commit = commit, o.cfg.ema_decay = ema;
-    o.out = out ? out : (k == TSR_IMGTOK_VQ ? "fmnist_vq.safetensors" : "fmnist_bae.safetensors");
-    o.seed = cm.seed;
-    o.progress = train_progress;
-    if (o.init)
-        fprintf(stderr, "%s: from %s%s, ", prog, o.init, o.decoder_only ? " (decoder only)" : "");
-    else
-        fprintf(stderr, "%s: %s, ", prog, kind);
-    fprintf(stderr, "%d threads, %d epochs, batch %d, lr %g, out %s%s\n", tsr_threads_get(), o.epochs,
-            o.batch, (double)o.lr, o.out, o.resume ? " (resume)" : "");
+    if (!t.o.out) t.o.out = k == TSR_IMGTOK_VQ ? "fmnist_vq.safetensors" : "fmnist_bae.safetensors";
+    o.batch = t.batch;
+    if (!t.quiet) {
+        if (o.init)
+            fprintf(stderr, "%s: from %s%s, ", prog, o.init, o.decoder_only ? " (decoder only)" : "");
+        else
+            fprintf(stderr, "%s: %s, ", prog, kind);
+        fprintf(stderr, "%d threads, %d epochs, batch %d, lr %g, out %s%s\n", tsr_threads_get(), t.o.epochs,
+                o.batch, (double)t.o.lr, t.o.out, t.o.resume ? " (resume)" : "");
+    }
+    cli_train_begin(&t);
+    o.train = t.o;
     tsr_elm_tok_train_result r;
     tsr_status st = tsr_elm_tok_train(&o, &r);
+    cli_train_end(&t, &(tsr_train_result){.step = r.steps, .total = r.total, .interrupted = r.interrupted});
     if (st.code) {
         const char *hint = strstr(st.msg, "idx") || strstr(st.msg, "fashion") ? DATA_HINT
-                           : strstr(st.msg, "cannot create") || strstr(st.msg, "failed") ? OUT_HINT
                            : o.percep_w > 0 && strstr(st.msg, o.classifier) ? CLS_HINT
-                           : st.code == TSR_ERR_ARG ? "start a new run without --resume, or use the original settings"
-                                                    : TOK_HINT;
+                           : o.init && strstr(st.msg, o.init) ? TOK_HINT
+                                                             : cli_train_hint(&t, st, NULL);
         return cli_fail(st, hint);
     }
-    if (cm.json) {
+    if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"loss\": %.6f, \"images_per_s\": %.1f, "
                "\"seconds\": %.2f, \"threads\": %d, \"out\": ",
                (long long)r.steps, r.finished ? "true" : "false", (double)r.last_loss,
                r.images_per_s, r.seconds, tsr_threads_get());
-        cli_json_str(stdout, o.out);
+        cli_json_str(stdout, t.o.out);
         printf("}\n");
     } else {
         printf("%s %lld steps (%.0f img/s), last loss %.4f; saved %s\n",
                r.finished ? "finished" : "stopped at", (long long)r.steps, r.images_per_s,
-               (double)r.last_loss, o.out);
+               (double)r.last_loss, t.o.out);
     }
     return CLI_OK;
 }
@@ -155,8 +131,9 @@ static int cmd_encode(const char *prog, int argc, char **argv) {
     if (!out) return cli_usage_error(prog, "--out is required");
     bool train;
     if ((rc = parse_split(prog, split, &train)) != CLI_OK) return rc;
-    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, INT64_MAX)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_imgtok m;
     tsr_status st = tsr_imgtok_load(&m, tokp);
     if (st.code) return cli_fail(st, TOK_HINT);
@@ -229,8 +206,8 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
         {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer checkpoint", NULL},
         {"codes", ARG_STR, &codes, "PATH", "codes from 'tessera elm encode' (or a generator)", NULL},
         {"out", ARG_STR, &out, "PATH", "PNG grid to write", NULL},
-        {"limit", ARG_I64, &limit, "N", "decode the first N code maps (0: all)", NULL},
-        {"cols", ARG_INT, &cols, "N", "grid columns", NULL},
+        {"limit", ARG_I64, &limit, "N", "decode the first N code maps, 0..100000 (0: all)", NULL},
+        {"cols", ARG_INT, &cols, "N", "grid columns, 1..1000", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -238,9 +215,11 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
                         (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!tokp || !codes || !out) return cli_usage_error(prog, "--tokenizer, --codes and --out are required");
-    if (limit < 0 || limit > 100000) return cli_usage_error(prog, "--limit must be in [0,100000]");
-    if (cols < 1 || cols > 1000) return cli_usage_error(prog, "--cols must be in [1,1000]");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, 100000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "cols", cols, 1, 1000)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_imgtok m;
     tsr_status st = tsr_imgtok_load(&m, tokp);
     if (st.code) return cli_fail(st, TOK_HINT);
@@ -296,7 +275,7 @@ int cli_elm_gen_eval(const char *prog, int argc, char **argv);
 int cli_elm_analyze(const char *prog, int argc, char **argv);
 
 static int cmd_tok_eval(const char *prog, int argc, char **argv) {
-    const char *tokp = NULL, *clsp = "models/fmnist_cnn.safetensors", *data = NULL, *grid = NULL;
+    const char *tokp = NULL, *clsp = DEF_CLASSIFIER, *data = NULL, *grid = NULL;
     int64_t limit = 0;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
@@ -312,8 +291,11 @@ static int cmd_tok_eval(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!tokp) return cli_usage_error(prog, "--tokenizer is required");
-    if (limit < 0) return cli_usage_error(prog, "--limit must be >= 0");
+    if ((rc = cli_check_int(prog, "limit", limit, 0, INT64_MAX)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (grid && (rc = cli_check_output(prog, "grid", grid, false)) != CLI_OK) return rc;
+    char cbuf[4096];
+    clsp = cli_shipped_default(clsp, DEF_CLASSIFIER, cbuf, sizeof cbuf);
     tsr_imgtok m;
     tsr_status st = tsr_imgtok_load(&m, tokp);
     if (st.code) return cli_fail(st, TOK_HINT);

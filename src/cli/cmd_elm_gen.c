@@ -3,12 +3,14 @@
  * cache vs recomputation timing), `eval` (generation metrics) and
  * `analyze` (token randomness, attention locality and maps). The verbs
  * are listed in cmd_elm.c's table. Protocol and figures: docs/elm.md. */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 
 #include "tessera/elm.h"
+#include "tessera/fileio.h"
 #include "tessera/png.h"
 #include "tessera/safetensors.h"
 #include "tessera/corpus.h"
+#include "tessera/fileio.h"
 
 #include <math.h>
 #include <signal.h>
@@ -18,32 +20,18 @@
 #define MODEL_HINT "pass --model with a checkpoint from 'tessera elm train' (shipped: " DEFAULT_MODEL ")"
 #define CODES_HINT "pass --codes with a file from 'tessera elm encode --split train'"
 #define OUT_HINT "check that the output directory exists and is writable"
+#define DEF_CLASSIFIER "models/fmnist_cnn.safetensors"
 
 int cli_elm_train(const char *prog, int argc, char **argv);
 int cli_elm_sample(const char *prog, int argc, char **argv);
 int cli_elm_gen_eval(const char *prog, int argc, char **argv);
 int cli_elm_analyze(const char *prog, int argc, char **argv);
 
-static volatile int g_stop = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-static void progress(const tsr_elm_progress *p, void *ud) {
-    (void)ud;
-    char eta[32];
-    cli_fmt_eta(eta, sizeof eta, p->eta_s);
-    fprintf(stderr, "step %lld/%lld  epoch %lld  loss %.4f  nll/code %.4f  lr %.2e  %.0f img/s  ETA %s\n",
-            (long long)p->step, (long long)p->total_steps, (long long)p->epoch + 1, (double)p->loss,
-            (double)p->nll, (double)p->lr, p->images_per_s, eta);
-    fflush(stderr);
-}
-
 int cli_elm_train(const char *prog, int argc, char **argv) {
     tsr_elm_train_opts o = tsr_elm_default_train_opts();
-    const char *kind = "ar", *codes = NULL, *tokp = NULL, *out = NULL;
-    cli_common cm = {0, o.seed, false};
+    const char *kind = "ar", *codes = NULL, *tokp = NULL;
+    o.train.out = NULL; /* default by kind */
+    cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH);
     tsr_elm_cfg g = o.cfg;
     const arg_spec specs[] = {
         {"kind", ARG_STR, &kind, "ar|mlm", "autoregressive (raster order) or masked (MaskGIT) model", NULL},
@@ -54,42 +42,26 @@ int cli_elm_train(const char *prog, int argc, char **argv) {
         {"layers", ARG_INT, &g.n_layers, "L", "transformer blocks", NULL},
         {"heads", ARG_INT, &g.n_heads, "H", "attention heads (head dim divisible by 4)", NULL},
         {"hidden", ARG_INT, &g.hidden, "F", "SwiGLU hidden width", NULL},
-        {"out", ARG_STR, &out, "PATH", "checkpoint [elm_<kind>.safetensors]; state in *.state.safetensors", NULL},
-        {"epochs", ARG_INT, &o.epochs, "N", "passes over the codes", NULL},
-        {"batch", ARG_INT, &o.batch, "B", "batch size", NULL},
-        {"lr", ARG_FLOAT, &o.lr, "X", "peak learning rate (AdamW)", NULL},
-        {"min-lr", ARG_FLOAT, &o.min_lr, "X", "learning rate at the end of the cosine", NULL},
-        {"weight-decay", ARG_FLOAT, &o.weight_decay, "X", "decoupled weight decay (matrices)", NULL},
-        {"warmup", ARG_I64, &o.warmup, "N", "linear warmup steps", NULL},
+        {"out", ARG_STR, &t.o.out, "PATH", "checkpoint [elm_<kind>.safetensors]; state in *.state.safetensors", NULL},
         {"label-drop", ARG_FLOAT, &o.label_drop, "P", "probability of the null class (CFG)", NULL},
-        {"grad-clip", ARG_FLOAT, &o.grad_clip, "X", "global gradient-norm clip (0: off)", NULL},
-        {"ckpt-every", ARG_I64, &o.ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL},
-        {"stop-after", ARG_I64, &o.stop_after, "N", "stop with a checkpoint after global step N", NULL},
+        {"grad-clip", ARG_FLOAT, &t.o.clip, "X", "the same as --clip", NULL},
         {"train-limit", ARG_I64, &o.train_limit, "N", "train on the first N code maps (0: all)", NULL},
-        {"log-every", ARG_I64, &o.log_every, "N", "steps between progress lines", NULL},
-        {"resume", ARG_BOOL, &o.resume, NULL, "continue from --out and its state file", NULL},
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_JSON(&cm),
     };
-    int rc = args_parse(prog, "Train a class-conditional AR or masked generator over tokenizer codes (resumable; SIGINT/SIGTERM stop with a checkpoint).",
-                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    int rc = cli_train_parse(prog, "Train a class-conditional AR or masked generator over tokenizer codes (resumable; SIGINT/SIGTERM stop with a checkpoint).",
+                             specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
     if (strcmp(kind, "ar") == 0) g.kind = TSR_ELM_AR;
     else if (strcmp(kind, "mlm") == 0) g.kind = TSR_ELM_MLM;
     else return cli_usage_error(prog, "--kind must be 'ar' or 'mlm', got '%s'", kind);
     if (!codes) return cli_usage_error(prog, "--codes is required");
-    if (o.epochs < 1 || o.epochs > 100000 || o.batch < 1 || o.batch > 65536)
-        return cli_usage_error(prog, "--epochs and --batch must be >= 1");
-    if (!(o.lr > 0) || !(o.min_lr >= 0) || !(o.weight_decay >= 0) || !(o.grad_clip >= 0) ||
-        !(o.label_drop >= 0 && o.label_drop <= 1))
-        return cli_usage_error(prog, "--lr must be > 0; --min-lr, --weight-decay, --grad-clip >= 0; --label-drop in [0,1]");
-    if (o.warmup < 0 || o.ckpt_every < 0 || o.stop_after < 0 || o.train_limit < 0 || o.log_every < 0)
-        return cli_usage_error(prog, "step counts and limits must be >= 0");
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (!(o.label_drop >= 0 && o.label_drop <= 1)) return cli_usage_error(prog, "--label-drop must be in [0,1]");
+    if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
+    if (!t.o.out) t.o.out = g.kind == TSR_ELM_AR ? "elm_ar.safetensors" : "elm_mlm.safetensors";
+    tsr_status st = tsr_output_check(t.o.out);
+    if (st.code) return cli_fail(st, OUT_HINT);
     /* the tokenizer kind and code size come from the codes file */
     tsr_st_file f;
-    tsr_status st = tsr_st_read(codes, &f);
+    st = tsr_st_read(codes, &f);
     if (st.code) return cli_fail(st, CODES_HINT);
     const char *tk = tsr_st_meta(&f, "kind"), *bk = tsr_st_meta(&f, "bits"), *ck = tsr_st_meta(&f, "codebook"),
                *tp = tsr_st_meta(&f, "tokenizer");
@@ -107,40 +79,35 @@ int cli_elm_train(const char *prog, int argc, char **argv) {
     o.cfg = g;
     o.codes = codes;
     o.tokenizer = tokbuf;
-    o.out = out ? out : (g.kind == TSR_ELM_AR ? "elm_ar.safetensors" : "elm_mlm.safetensors");
-    o.seed = cm.seed;
-    o.progress = progress;
-    o.stop_flag = &g_stop;
-    fprintf(stderr, "%s: %s over %s codes (token_each %d), dim %d, %d layers, %d threads, %d epochs, batch %d, out %s%s\n",
-            prog, kind, tkname, g.n_sub, g.dim, g.n_layers, tsr_threads_get(), o.epochs, o.batch, o.out,
-            o.resume ? " (resume)" : "");
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    o.batch = t.batch;
+    if (!t.quiet)
+        fprintf(stderr, "%s: %s over %s codes (token_each %d), dim %d, %d layers, %d threads, %d epochs, batch %d, out %s%s\n",
+                prog, kind, tkname, g.n_sub, g.dim, g.n_layers, tsr_threads_get(), t.o.epochs, o.batch, t.o.out,
+                t.o.resume ? " (resume)" : "");
+    cli_train_begin(&t);
+    o.train = t.o;
     tsr_elm_train_result r;
     st = tsr_elm_train(&o, &r);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    cli_train_end(&t, &(tsr_train_result){.step = r.steps, .total = r.total, .interrupted = r.interrupted});
     if (st.code)
-        return cli_fail(st, strstr(st.msg, codes) ? CODES_HINT
-                            : st.code == TSR_ERR_ARG ? "check the model flags (or start without --resume)"
-                                                     : OUT_HINT);
+        return cli_fail(st, strstr(st.msg, codes) ? CODES_HINT : cli_train_hint(&t, st, "check the model flags"));
     tsr_elm_model m;
     int64_t params = 0;
-    if (!tsr_elm_load(&m, o.out).code) {
+    if (!tsr_elm_load(&m, t.o.out).code) {
         params = tsr_elm_param_count(&m);
         tsr_elm_free(&m);
     }
-    if (cm.json) {
+    if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"loss\": %.6f, \"nll\": %.6f, \"params\": %lld, "
                "\"images_per_s\": %.1f, \"seconds\": %.2f, \"threads\": %d, \"out\": ",
                (long long)r.steps, r.finished ? "true" : "false", (double)r.last_loss,
                (double)r.last_nll, (long long)params, r.images_per_s, r.seconds, tsr_threads_get());
-        cli_json_str(stdout, o.out);
+        cli_json_str(stdout, t.o.out);
         printf("}\n");
     } else {
         printf("%s %lld steps (%.0f img/s, %.1f s), last loss %.4f (nll %.4f nats/code), %lld params; saved %s\n",
                r.finished ? "finished" : "stopped at", (long long)r.steps, r.images_per_s, r.seconds,
-               (double)r.last_loss, (double)r.last_nll, (long long)params, o.out);
+               (double)r.last_loss, (double)r.last_nll, (long long)params, t.o.out);
     }
     return CLI_OK;
 }
@@ -154,25 +121,30 @@ typedef struct {
 } samp_flags;
 
 #define SAMPLE_SPECS(sf)                                                                                   \
-    {"temperature", ARG_FLOAT, &(sf)->so.temperature, "T", "softmax temperature per sub-token (0: greedy)", NULL}, \
+    {"temperature", ARG_FLOAT, &(sf)->so.temperature, "T", "softmax temperature per sub-token, 0..100 (0: greedy)", NULL}, \
     {"top-k", ARG_INT, &(sf)->so.top_k, "K", "keep the K most likely values of each sub-token (0: off)", NULL},   \
-    {"top-p", ARG_FLOAT, &(sf)->so.top_p, "P", "nucleus mass per sub-token (1: off)", NULL},                       \
-    {"cfg", ARG_FLOAT, &(sf)->so.cfg_scale, "S", "classifier-free guidance scale (1: off)", NULL},                 \
+    {"top-p", ARG_FLOAT, &(sf)->so.top_p, "P", "nucleus mass per sub-token, in (0, 1] (1: off)", NULL},           \
+    {"cfg", ARG_FLOAT, &(sf)->so.cfg_scale, "S", "classifier-free guidance scale, 0..100 (1: off)", NULL},         \
     {"cfg-schedule", ARG_STR, &(sf)->sched, "constant|linear", "guidance scale constant, or rising linearly from 1 to S", NULL}, \
-    {"steps", ARG_INT, &(sf)->so.steps, "N", "MaskGIT iterations (masked models)", NULL},                          \
-    {"choice-temp", ARG_FLOAT, &(sf)->so.choice_temp, "X", "MaskGIT Gumbel noise on confidences, annealed to 0", NULL}, \
+    {"steps", ARG_INT, &(sf)->so.steps, "N", "MaskGIT iterations (masked models), 1..1000", NULL},                \
+    {"choice-temp", ARG_FLOAT, &(sf)->so.choice_temp, "X", "MaskGIT Gumbel noise on confidences, annealed to 0; 0..100", NULL}, \
     {"no-kv-cache", ARG_BOOL, &(sf)->no_cache, NULL, "AR: re-run the whole prefix every step", NULL},            \
-    {"batch", ARG_INT, &(sf)->so.batch, "B", "images per forward", NULL}
+    {"batch", ARG_INT, &(sf)->so.batch, "B", "images per forward, 1..4096", NULL}
 
 static int samp_check(const char *prog, samp_flags *sf, uint64_t seed) {
     if (strcmp(sf->sched, "constant") == 0) sf->so.cfg_sched = TSR_ELM_CFG_CONSTANT;
     else if (strcmp(sf->sched, "linear") == 0) sf->so.cfg_sched = TSR_ELM_CFG_LINEAR;
     else return cli_usage_error(prog, "--cfg-schedule must be 'constant' or 'linear', got '%s'", sf->sched);
-    if (!(sf->so.temperature >= 0 && sf->so.temperature <= 100) || sf->so.top_k < 0 ||
-        !(sf->so.top_p > 0 && sf->so.top_p <= 1) || !(sf->so.cfg_scale >= 0 && sf->so.cfg_scale <= 100) ||
-        sf->so.steps < 1 || sf->so.steps > 1000 || !(sf->so.choice_temp >= 0) || sf->so.batch < 1 ||
-        sf->so.batch > 4096)
-        return cli_usage_error(prog, "sampling flags out of range (temperature >= 0, top-k >= 0, top-p in (0,1], cfg >= 0, steps in [1,1000], batch in [1,4096])");
+    int rc;
+    if ((rc = cli_check_float(prog, "temperature", sf->so.temperature, 0, 100)) != CLI_OK ||
+        (rc = cli_check_int(prog, "top-k", sf->so.top_k, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_float(prog, "cfg", sf->so.cfg_scale, 0, 100)) != CLI_OK ||
+        (rc = cli_check_int(prog, "steps", sf->so.steps, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_float(prog, "choice-temp", sf->so.choice_temp, 0, 100)) != CLI_OK ||
+        (rc = cli_check_int(prog, "batch", sf->so.batch, 1, 4096)) != CLI_OK)
+        return rc;
+    if (!(sf->so.top_p > 0 && sf->so.top_p <= 1))
+        return cli_usage_error(prog, "--top-p must be in (0, 1] (got %g)", (double)sf->so.top_p);
     sf->so.kv_cache = !sf->no_cache;
     sf->so.seed = seed;
     return CLI_OK;
@@ -183,11 +155,19 @@ static samp_flags samp_default(void) {
     return sf;
 }
 
-/* loads the generator and its tokenizer (tokp overrides the recorded one) */
+/* loads the generator (the shipped one found from any directory) and its
+ * tokenizer: tokp, else the path recorded in the generator, resolved
+ * against the generator's own directory (then the shipped models) */
 static int load_pair(const char *modelp, const char *tokp, tsr_elm_model *m, tsr_imgtok *tok) {
+    char mbuf[4096], tbuf[4096];
+    modelp = cli_shipped_default(modelp, DEFAULT_MODEL, mbuf, sizeof mbuf);
     tsr_status st = tsr_elm_load(m, modelp);
     if (st.code) return cli_fail(st, MODEL_HINT);
-    const char *tp = tokp ? tokp : m->tokenizer;
+    const char *tp = tokp;
+    if (!tp) {
+        tsr_resolve_recorded(modelp, m->tokenizer, tbuf, sizeof tbuf);
+        tp = tbuf;
+    }
     st = tsr_imgtok_load(tok, tp);
     if (st.code) {
         tsr_elm_free(m);
@@ -232,8 +212,8 @@ int cli_elm_sample(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &modelp, "PATH", "generator checkpoint [" DEFAULT_MODEL "]", NULL},
         {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer (default: the one recorded in the model)", NULL},
         {"class", ARG_INT, &cls, "C", "class 0..9, 10 = unconditional, -1 = every class (one row each) [-1]", NULL},
-        {"n", ARG_I64, &n, "N", "images per class [10]", NULL},
-        {"out", ARG_STR, &out, "PATH", "PNG grid (one row per class)", NULL},
+        {"n", ARG_I64, &n, "N", "images per class, 1..100000 [10]", NULL},
+        {"out", ARG_STR, &out, "PATH", "PNG grid (one row per class; '-': stdout, the summary then goes to stderr)", NULL},
         {"compare-cache", ARG_BOOL, &compare, NULL, "AR: also sample without the KV cache, check the tokens agree, report both speeds", NULL},
         SAMPLE_SPECS(&sf),
         CLI_COMMON_THREADS(&cm),
@@ -243,10 +223,13 @@ int cli_elm_sample(const char *prog, int argc, char **argv) {
     int rc = args_parse(prog, "Sample class-conditional images from a generator; a 10x10 class grid by default.",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
-    if (cls < -1 || cls > TSR_ELM_CLASSES) return cli_usage_error(prog, "--class must be in [-1,10]");
-    if (n < 1 || n > 100000) return cli_usage_error(prog, "--n must be in [1,100000]");
+    if ((rc = cli_check_int(prog, "class", cls, -1, TSR_ELM_CLASSES)) != CLI_OK ||
+        (rc = cli_check_int(prog, "n", n, 1, 100000)) != CLI_OK)
+        return rc;
     if ((rc = samp_check(prog, &sf, cm.seed)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (out && (rc = cli_check_output(prog, "out", out, true)) != CLI_OK) return rc;
+    FILE *res = out && strcmp(out, "-") == 0 ? stderr : stdout; /* the PNG may take stdout */
     tsr_elm_model m;
     tsr_imgtok tok;
     if ((rc = load_pair(modelp, tokp, &m, &tok)) != CLI_OK) return rc;
@@ -278,28 +261,27 @@ int cli_elm_sample(const char *prog, int argc, char **argv) {
     if (st.code) return cli_fail(st, OUT_HINT);
     double ips = (double)total / (sec + 1e-9), ips2 = (double)total / (sec2 + 1e-9);
     if (cm.json) {
-        printf("{\"n\": %lld, \"model\": \"%s\", \"seconds\": %.3f, \"images_per_s\": %.2f, \"kv_cache\": %s",
-               (long long)total, ar ? "ar" : "mlm", sec, ips, (ar && sf.so.kv_cache) ? "true" : "false");
+        fprintf(res, "{\"n\": %lld, \"model\": \"%s\", \"seconds\": %.3f, \"images_per_s\": %.2f, \"kv_cache\": %s",
+                (long long)total, ar ? "ar" : "mlm", sec, ips, (ar && sf.so.kv_cache) ? "true" : "false");
         if (compare)
-            printf(", \"other_seconds\": %.3f, \"other_images_per_s\": %.2f, \"identical_tokens\": %s", sec2,
-                   ips2, same ? "true" : "false");
-        printf(", \"threads\": %d, \"out\": ", tsr_threads_get());
-        cli_json_str(stdout, out ? out : "");
-        printf("}\n");
+            fprintf(res, ", \"other_seconds\": %.3f, \"other_images_per_s\": %.2f, \"identical_tokens\": %s", sec2,
+                    ips2, same ? "true" : "false");
+        fprintf(res, ", \"threads\": %d, \"out\": ", tsr_threads_get());
+        cli_json_str(res, out ? out : "");
+        fprintf(res, "}\n");
     } else {
-        printf("sampled %lld images in %.2f s (%.1f images/s%s)%s%s\n", (long long)total, sec, ips,
-               ar ? (sf.so.kv_cache ? ", KV cache" : ", recomputing the prefix") : "", out ? " -> " : "",
-               out ? out : "");
+        fprintf(res, "sampled %lld images in %.2f s (%.1f images/s%s)%s%s\n", (long long)total, sec, ips,
+                ar ? (sf.so.kv_cache ? ", KV cache" : ", recomputing the prefix") : "", out ? " -> " : "",
+                out ? out : "");
         if (compare)
-            printf("%s: %.2f s (%.1f images/s); tokens %s\n", sf.so.kv_cache ? "without the cache" : "with the cache",
-                   sec2, ips2, same ? "identical" : "DIFFER");
+            fprintf(res, "%s: %.2f s (%.1f images/s); tokens %s\n", sf.so.kv_cache ? "without the cache" : "with the cache",
+                    sec2, ips2, same ? "identical" : "DIFFER");
     }
     return same ? CLI_OK : CLI_FAIL;
 }
 
 int cli_elm_gen_eval(const char *prog, int argc, char **argv) {
-    const char *modelp = DEFAULT_MODEL, *tokp = NULL, *clsp = "models/fmnist_cnn.safetensors",
-               *data = NULL, *grid = NULL;
+    const char *modelp = DEFAULT_MODEL, *tokp = NULL, *clsp = DEF_CLASSIFIER, *data = NULL, *grid = NULL;
     int64_t per_class = 1000, n_real = 0;
     samp_flags sf = samp_default();
     cli_common cm = {0, 1, false};
@@ -308,8 +290,8 @@ int cli_elm_gen_eval(const char *prog, int argc, char **argv) {
         {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer (default: the model's); without --model: reconstruction metrics of this tokenizer (stage 1)", NULL},
         {"classifier", ARG_STR, &clsp, "PATH", "fixed feature extractor / classifier", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"n-per-class", ARG_I64, &per_class, "N", "samples per class [1000: 10k in all]", NULL},
-        {"real", ARG_I64, &n_real, "N", "real test images (0: all 10000)", NULL},
+        {"n-per-class", ARG_I64, &per_class, "N", "samples per class, 1..100000 [1000: 10k in all]", NULL},
+        {"real", ARG_I64, &n_real, "N", "real test images, 0..10000 (0: all 10000)", NULL},
         {"grid", ARG_STR, &grid, "PATH", "also write the first 10 samples of every class as a PNG", NULL},
         SAMPLE_SPECS(&sf),
         CLI_COMMON_THREADS(&cm),
@@ -319,9 +301,14 @@ int cli_elm_gen_eval(const char *prog, int argc, char **argv) {
     int rc = args_parse(prog, "Generation metrics of a generator: Frechet distance, classifier accuracy, IS analogue, precision/recall (docs/elm.md). With --tokenizer and no --model: the tokenizer's reconstruction metrics.",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
-    if (per_class < 1 || per_class > 100000 || n_real < 0) return cli_usage_error(prog, "--n-per-class must be in [1,100000], --real >= 0");
+    if ((rc = cli_check_int(prog, "n-per-class", per_class, 1, 100000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "real", n_real, 0, 10000)) != CLI_OK)
+        return rc;
     if ((rc = samp_check(prog, &sf, cm.seed)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (grid && (rc = cli_check_output(prog, "grid", grid, false)) != CLI_OK) return rc;
+    char cbuf[4096];
+    clsp = cli_shipped_default(clsp, DEF_CLASSIFIER, cbuf, sizeof cbuf);
     tsr_elm_model m;
     tsr_imgtok tok;
     if ((rc = load_pair(modelp, tokp, &m, &tok)) != CLI_OK) return rc;
@@ -445,9 +432,14 @@ int cli_elm_analyze(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if (!codes && !bpe) return cli_usage_error(prog, "pass --codes and/or --bpe-tokens");
     if (modelp && !codes) return cli_usage_error(prog, "--model needs --codes");
-    if (each < 1 || each > 16) return cli_usage_error(prog, "--token-each must be in [1,16]");
-    if (limit < 1 || query < 1 || query > TSR_ELM_POS || bpe_limit < 0) return cli_usage_error(prog, "--limit >= 1, --query in [1,49]");
+    if (png && !modelp) return cli_usage_error(prog, "--attn-png needs --model (the maps are the generator's)");
+    if ((rc = cli_check_int(prog, "token-each", each, 1, 16)) != CLI_OK ||
+        (rc = cli_check_int(prog, "limit", limit, 1, INT64_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "query", query, 1, TSR_ELM_POS)) != CLI_OK ||
+        (rc = cli_check_int(prog, "bpe-limit", bpe_limit, 0, INT64_MAX)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (png && (rc = cli_check_output(prog, "attn-png", png, false)) != CLI_OK) return rc;
     double kl_u = 0, kl_b = 0, bkl_u = 0, bkl_b = 0, fl_u = 0, fl_b = 0, bfl_u = 0, bfl_b = 0;
     int64_t n_img_tok = 0, V = 0, n_bpe = 0, bV = 0;
     double *dist = NULL;

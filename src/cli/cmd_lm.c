@@ -22,11 +22,13 @@ typedef struct {
     char *buf;
     size_t len, cap;
     bool failed;
+    bool emitted; /* something reached stdout */
 } out_sink;
 
 static int emit(void *ud, const char *s, size_t n) {
     out_sink *o = ud;
     if (!o->json) {
+        if (n) o->emitted = true;
         if (fwrite(s, 1, n, stdout) != n || fflush(stdout) != 0) o->failed = true;
         return o->failed;
     }
@@ -128,6 +130,11 @@ static tsr_status generate_ngram(const tsr_lm_model *m, const tsr_tokenizer *tok
     int *ptok = malloc(sizeof(int) * tsr_tokenizer_max_tokens(prompt));
     if (!ptok) return tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory");
     int np = tsr_tokenizer_encode(tok, prompt, true, false, ptok);
+    tsr_status fit = tsr_prompt_fit(ptok, &np, m->cfg.seq_len, go->truncate_left, go->max_new_tokens);
+    if (fit.code) {
+        free(ptok);
+        return fit;
+    }
     gs->prompt_tokens = np;
     int max_new = steps - np + 1;
     if (max_tokens > 0 && max_tokens < max_new) max_new = max_tokens;
@@ -231,6 +238,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     }
 
     const char *model = NULL, *tok_path = NULL, *prompt_help = NULL, *dtype = NULL, *draft = NULL;
+    const char *prompt_file = NULL, *truncate = NULL;
     int steps = 256, max_tokens = 0, top_k = 0, rep_window = 0, prefill = 0, group_size = 0, draft_k = 0;
     float temperature = 1.0f, top_p = 0.9f, min_p = 0.0f, rep = 1.0f;
     bool steps_set = false;
@@ -244,6 +252,8 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         {"dtype", ARG_STR, &dtype, "T", "weights in memory: f32, bf16, q8 or auto (as stored; default)", NULL},
         {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default: the file's, else 32)", NULL},
         {"prompt", ARG_STR, &prompt_help, "TEXT", "text to continue (may be empty; default: empty)", NULL},
+        CLI_PROMPT_FILE_SPEC(prompt_file),
+        CLI_TRUNCATE_SPEC(truncate),
         {"steps", ARG_INT, &steps, "N", "positions incl. the prompt, as llama2.c -n (0: context length)", &steps_set},
         {"max-tokens", ARG_INT, &max_tokens, "N", "stop after N new tokens (0: no limit; without --steps the context bounds it)", NULL},
         {"temperature", ARG_FLOAT, &temperature, "X", "0 is greedy", NULL},
@@ -284,13 +294,16 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     bool bpe_tok = ends_with(tok_path, ".json") || ends_with(tok_path, ".gguf");
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
-    if (steps < 0) return cli_usage_error(prog, "--steps must be >= 0");
-    if (max_tokens < 0) return cli_usage_error(prog, "--max-tokens must be >= 0");
-    if (prefill < 0) return cli_usage_error(prog, "--prefill-batch must be >= 0");
+    if ((rc = cli_check_int(prog, "steps", steps, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "max-tokens", max_tokens, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "prefill-batch", prefill, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "draft-k", draft_k, 0, INT32_MAX)) != CLI_OK)
+        return rc;
     if (draft && strcmp(draft, "ngram") != 0) return cli_usage_error(prog, "--draft must be ngram");
     if (draft && temperature != 0.0f) return cli_usage_error(prog, "--draft needs --temperature 0 (greedy)");
     if (draft && bpe_tok) return cli_usage_error(prog, "--draft needs a llama2.c tokenizer");
-    if (draft_k < 0) return cli_usage_error(prog, "--draft-k must be >= 0");
+    bool keep_last;
+    if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
 
     tsr_lm_sampler_opts so;
@@ -307,22 +320,34 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     if (st.code) return cli_usage_error(prog, "%s", st.msg);
     tsr_lm_sampler_free(&smp);
 
+    char *prompt_text;
+    if ((rc = cli_read_prompt(prog, prompt, prompt_file, false, &prompt_text)) != CLI_OK) return rc;
     tsr_lm_model m;
-    if ((rc = load_model_as(model, &m, wt, group_size)) != CLI_OK) return rc;
+    if ((rc = load_model_as(model, &m, wt, group_size)) != CLI_OK) {
+        free(prompt_text);
+        return rc;
+    }
     tsr_tokenizer tok;
     tsr_bpe bpe;
     memset(&tok, 0, sizeof tok);
     memset(&bpe, 0, sizeof bpe);
     if (bpe_tok) {
         st = load_bpe(&bpe, tok_path);
+        if (!st.code && bpe.vocab_size > m.cfg.vocab_size) {
+            st = tsr_errorf(TSR_ERR_ARG, "%s: the tokenizer has %d tokens but the model %s has a vocabulary of %d",
+                            tok_path, bpe.vocab_size, model, m.cfg.vocab_size);
+            tsr_bpe_free(&bpe);
+        }
         if (st.code) {
             tsr_lm_model_free(&m);
-            return cli_fail(st, "--tokenizer expects the tokenizer.json (or .gguf) that matches the model");
+            free(prompt_text);
+            return cli_fail(st, "--tokenizer expects the tokenizer.json (or .gguf) the model was trained with");
         }
     } else {
         st = tsr_tokenizer_load(&tok, tok_path, m.cfg.vocab_size);
         if (st.code) {
             tsr_lm_model_free(&m);
+            free(prompt_text);
             return cli_fail(st, "--tokenizer expects the llama2.c tokenizer.bin that matches the model");
         }
     }
@@ -331,19 +356,22 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         if (bpe_tok) tsr_bpe_free(&bpe);
         else tsr_tokenizer_free(&tok);
         tsr_lm_model_free(&m);
+        free(prompt_text);
         return cli_fail(st, NULL);
     }
-    tsr_lm_gen_opts go = {steps_set || max_tokens == 0 ? steps : 0, max_tokens, stops, n_stop, prefill};
+    const char *prompt_s = prompt_text;
+    tsr_lm_gen_opts go = {steps_set || max_tokens == 0 ? steps : 0, max_tokens, stops, n_stop, prefill, keep_last};
     tsr_lm_gen_stats gs;
-    out_sink out = {cm.json, NULL, 0, 0, false};
-    if (bpe_tok) st = tsr_lm_generate_bpe(&m, &bpe, &smp, prompt ? prompt : "", &go, emit, &out, &gs);
+    out_sink out = {cm.json, NULL, 0, 0, false, false};
+    if (bpe_tok) st = tsr_lm_generate_bpe(&m, &bpe, &smp, prompt_s, &go, emit, &out, &gs);
     else if (draft)
-        st = generate_ngram(&m, &tok, &smp, prompt ? prompt : "", &go, draft_k, &out, &gs);
-    else st = tsr_lm_generate(&m, &tok, &smp, prompt ? prompt : "", &go, emit, &out, &gs);
+        st = generate_ngram(&m, &tok, &smp, prompt_s, &go, draft_k, &out, &gs);
+    else st = tsr_lm_generate(&m, &tok, &smp, prompt_s, &go, emit, &out, &gs);
+    free(prompt_text);
     rc = CLI_OK;
     if (st.code) {
-        if (!cm.json) fputc('\n', stdout);
-        rc = cli_fail(st, NULL);
+        if (!cm.json && out.emitted) fputc('\n', stdout); /* end a partly printed line */
+        rc = cli_fail(st, st.code == TSR_ERR_ARG && strstr(st.msg, "prompt tokens") ? CLI_PROMPT_HINT : NULL);
     } else if (out.failed) {
         rc = cli_fail(tsr_errorf(TSR_ERR_IO, "writing to stdout failed"), NULL);
     } else {
@@ -519,7 +547,7 @@ static int cmd_convert(const char *prog, int argc, char **argv) {
     if (gguf && group_size && group_size != 32) return cli_usage_error(prog, "GGUF Q8_0 blocks are 32 wide");
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
-    if ((rc = cli_check_output(prog, "--out", out, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_lm_model m;
     /* GGUF: read as stored; the writer converts each row to the GGUF type */
     if ((rc = model_or_random(prog, model, random, gguf ? -1 : wt, group_size, &m)) != CLI_OK) return rc;
@@ -597,7 +625,9 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
-    if (decode_tokens < 1 || prefill_tokens < 1) return cli_usage_error(prog, "token counts must be >= 1");
+    if ((rc = cli_check_int(prog, "decode-tokens", decode_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "prefill-tokens", prefill_tokens, 1, INT32_MAX)) != CLI_OK)
+        return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     tsr_lm_model m;
     if ((rc = model_or_random(prog, model, random, wt, group_size, &m)) != CLI_OK) return rc;

@@ -10,6 +10,7 @@
 
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_DATA "/usr/lib/python3.11"
 #define DEFAULT_VAL_LIST "data/python_val_files.txt"
@@ -55,7 +56,7 @@ int cli_lm_tokenizer_train(const char *prog, int argc, char **argv) {
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"data", ARG_STR, &data, "DIR", "corpus root", NULL},
-        {"vocab", ARG_INT, &vocab, "N", "vocab size, specials and 256 bytes included", NULL},
+        {"vocab", ARG_INT, &vocab, "N", "vocab size, specials and 256 bytes included; 257..1048576", NULL},
         {"out", ARG_STR, &out, "PATH", "tokenizer.json to write (HF format)", NULL},
         {"specials", ARG_STR, &specials_arg, "A,B", "special tokens, comma-separated, ids 0..", NULL},
         {"min-count", ARG_I64, &min_count, "N", "stop when the best pair occurs fewer times", NULL},
@@ -68,8 +69,10 @@ int cli_lm_tokenizer_train(const char *prog, int argc, char **argv) {
                         (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!out) return cli_usage_error(prog, "--out is required");
-    if (vocab < 257 || vocab > (1 << 20)) return cli_usage_error(prog, "--vocab must be between 257 and 1048576");
-    if (min_count < 1) return cli_usage_error(prog, "--min-count must be >= 1");
+    if ((rc = cli_check_int(prog, "vocab", vocab, 257, 1 << 20)) != CLI_OK ||
+        (rc = cli_check_int(prog, "min-count", min_count, 1, INT64_MAX)) != CLI_OK)
+        return rc;
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     char spbuf[1024];
     snprintf(spbuf, sizeof spbuf, "%s", specials_arg);
     const char *specials[16];
@@ -157,6 +160,9 @@ int cli_lm_tokenize(const char *prog, int argc, char **argv) {
     if (!out_train || !out_val) return cli_usage_error(prog, "--out-train and --out-val are required");
     if (strcmp(out_train, out_val) == 0) return cli_usage_error(prog, "--out-train and --out-val must differ");
     if (strcmp(val_list, "none") == 0) return cli_usage_error(prog, "tokenize needs a held-out list (--val-list)");
+    if ((rc = cli_check_output(prog, "out-train", out_train, false)) != CLI_OK ||
+        (rc = cli_check_output(prog, "out-val", out_val, false)) != CLI_OK)
+        return rc;
     tsr_bpe b;
     tsr_status st = tsr_bpe_load(&b, tok);
     if (st.code) return cli_fail(st, TOK_HINT);
@@ -178,17 +184,22 @@ int cli_lm_tokenize(const char *prog, int argc, char **argv) {
     uint64_t bytes[2] = {0, 0}, tokens[2] = {0, 0};
     uint32_t docs[2] = {0, 0};
     double t0 = tsr_time();
-    for (int s = 0; s < 2; s++) {
-        tsr_corpus_tokens t;
-        st = tsr_corpus_tokenize(&c, s, &b, sep_id, &t);
-        if (st.code) break;
-        st = tsr_corpus_tokens_save(&t, outs[s]);
-        bytes[s] = t.bytes;
-        tokens[s] = t.n;
-        docs[s] = t.n_docs;
-        tsr_corpus_tokens_free(&t);
-        if (st.code) break;
+    /* both splits first, then both files: a failure leaves no new output */
+    tsr_corpus_tokens t[2];
+    bool have[2] = {false, false}, existed = access(outs[0], F_OK) == 0;
+    for (int s = 0; s < 2 && !st.code; s++) {
+        st = tsr_corpus_tokenize(&c, s, &b, sep_id, &t[s]);
+        have[s] = !st.code;
     }
+    for (int s = 0; s < 2 && !st.code; s++) {
+        st = tsr_corpus_tokens_save(&t[s], outs[s]);
+        bytes[s] = t[s].bytes;
+        tokens[s] = t[s].n;
+        docs[s] = t[s].n_docs;
+        if (st.code && s == 1 && !existed) unlink(outs[0]);
+    }
+    for (int s = 0; s < 2; s++)
+        if (have[s]) tsr_corpus_tokens_free(&t[s]);
     double secs = tsr_time() - t0;
     if (st.code) {
         /* a read names a corpus file, a write names an --out path */

@@ -6,8 +6,10 @@
 #include "cli/args.h"
 
 #include "tessera/bpe.h"
+#include "tessera/decode.h"
 #include "tessera/space.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,11 +151,14 @@ static int space_model_load(const char *prog, const char **model, char *buf, siz
     }
     sm->mask_id = tsr_bpe_special_id(&sm->bpe, TSR_SPACE_MASK);
     tsr_lm_bpe_specials(&sm->bpe, &sm->bos, &sm->eos);
-    if (sm->mask_id < 0 || sm->bpe.vocab_size != sm->m.cfg.vocab_size) {
+    if (sm->mask_id < 0)
+        st = tsr_errorf(TSR_ERR_FORMAT, "%s: not an SAR model: its tokenizer has no %s token", *model, TSR_SPACE_MASK);
+    else if (sm->bpe.vocab_size != sm->m.cfg.vocab_size)
+        st = tsr_errorf(TSR_ERR_FORMAT, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", tp,
+                        sm->bpe.vocab_size, sm->m.cfg.vocab_size);
+    if (st.code) {
         space_model_free(sm);
-        return cli_fail(tsr_errorf(TSR_ERR_FORMAT, "%s: no %s token in a tokenizer matching the model (%d tokens, model %d)",
-                                   tp, TSR_SPACE_MASK, sm->bpe.vocab_size, sm->m.cfg.vocab_size),
-                        MODEL_HINT);
+        return cli_fail(st, MODEL_HINT);
     }
     return CLI_OK;
 }
@@ -161,14 +166,16 @@ static int space_model_load(const char *prog, const char **model, char *buf, siz
 /* ------------------------------------------------------------ generate */
 
 static int cmd_generate(const char *prog, int argc, char **argv) {
-    const char *model = NULL, *prompt = "", *draft = NULL;
+    const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *truncate = NULL, *draft = NULL;
     int max_tokens = 256, k = 0, k_max = 4, top_k = 0;
     float temperature = 0.0f, top_p = 0.0f;
     bool stats = false;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
         {"model", ARG_STR, &model, "DIR", "SAR model directory (default: the shipped " SPACE_DEFAULT_MODEL ")", NULL},
-        {"prompt", ARG_STR, &prompt, "TEXT", "text to continue", NULL},
+        {"prompt", ARG_STR, &prompt, "TEXT", "text to continue (default: empty)", NULL},
+        CLI_PROMPT_FILE_SPEC(prompt_file),
+        CLI_TRUNCATE_SPEC(truncate),
         {"max-tokens", ARG_INT, &max_tokens, "N", "new tokens at most (the context also bounds it)", NULL},
         {"temperature", ARG_FLOAT, &temperature, "X", "0: greedy; > 0: exact speculative sampling", NULL},
         {"top-k", ARG_INT, &top_k, "K", "keep the K most likely tokens (0: off)", NULL},
@@ -184,24 +191,42 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     int rc = args_parse(prog, "Continue a prompt with SPACE auto-correct decoding (the same text as plain decoding).",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
-    if (max_tokens < 1) return cli_usage_error(prog, "--max-tokens must be >= 1");
-    if (k < 0 || k > 15 || k_max < 1 || k_max > 15) return cli_usage_error(prog, "--k must be in 0..15, --k-max in 1..15");
-    if (!(temperature >= 0) || top_k < 0 || !(top_p >= 0 && top_p <= 1))
-        return cli_usage_error(prog, "--temperature >= 0, --top-k >= 0, --top-p in [0, 1]");
+    if ((rc = cli_check_int(prog, "max-tokens", max_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "k", k, 0, 15)) != CLI_OK || (rc = cli_check_int(prog, "k-max", k_max, 1, 15)) != CLI_OK ||
+        (rc = cli_check_float(prog, "temperature", temperature, 0, INFINITY)) != CLI_OK ||
+        (rc = cli_check_int(prog, "top-k", top_k, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_float(prog, "top-p", top_p, 0, 1)) != CLI_OK)
+        return rc;
+    bool keep_last;
+    if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
     bool ngram = false;
     if (draft && strcmp(draft, "ngram") == 0) ngram = true;
     else if (draft && strcmp(draft, "mask") != 0) return cli_usage_error(prog, "--draft must be mask or ngram");
     if (ngram && temperature != 0.0f) return cli_usage_error(prog, "--draft ngram needs --temperature 0");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    char *prompt_text;
+    if ((rc = cli_read_prompt(prog, prompt, prompt_file, false, &prompt_text)) != CLI_OK) return rc;
     char mbuf[4096];
     space_model sm;
-    if ((rc = space_model_load(prog, &model, mbuf, sizeof mbuf, &sm)) != CLI_OK) return rc;
+    if ((rc = space_model_load(prog, &model, mbuf, sizeof mbuf, &sm)) != CLI_OK) {
+        free(prompt_text);
+        return rc;
+    }
     int np = 0;
-    int *ptok = tsr_lm_bpe_prompt(&sm.bpe, prompt, &np);
+    int *ptok = tsr_lm_bpe_prompt(&sm.bpe, prompt_text, &np);
+    tsr_status st = tsr_ok();
+    if (ptok && np > 0) st = tsr_prompt_fit(ptok, &np, sm.m.cfg.seq_len, keep_last, max_tokens);
+    if (st.code) {
+        free(ptok);
+        free(prompt_text);
+        space_model_free(&sm);
+        return cli_fail(st, CLI_PROMPT_HINT);
+    }
+    /* the context bounds the completion, as in lm and bita generate */
+    if (np > 0 && max_tokens > sm.m.cfg.seq_len - np + 1) max_tokens = sm.m.cfg.seq_len - np + 1;
     int *out = malloc(sizeof(int) * ((size_t)max_tokens + 1));
     int32_t *ids = malloc(sizeof(int32_t) * ((size_t)max_tokens + 1));
     char *text = malloc(64 * ((size_t)max_tokens + 1));
-    tsr_status st = tsr_ok();
     int n_out = 0;
     tsr_space_stats ss;
     memset(&ss, 0, sizeof ss);
@@ -239,7 +264,21 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
             cli_json_str(stdout, text);
             printf("}\n");
         } else {
-            fputs(prompt, stdout);
+            /* the prompt as decoded from its (possibly truncated) tokens */
+            if (keep_last) {
+                int32_t *pids = malloc(sizeof(int32_t) * (size_t)np);
+                char *ptext = malloc(64 * (size_t)np + 1);
+                int skip = np > 0 && ptok[0] == sm.bos ? 1 : 0;
+                if (pids && ptext) {
+                    for (int i = skip; i < np; i++) pids[i - skip] = ptok[i];
+                    size_t pl = tsr_bpe_decode(&sm.bpe, pids, (size_t)(np - skip), ptext, 64 * (size_t)np + 1);
+                    fwrite(ptext, 1, pl, stdout);
+                }
+                free(pids);
+                free(ptext);
+            } else {
+                fputs(prompt_text, stdout);
+            }
             fwrite(text, 1, tl, stdout);
             fputc('\n', stdout);
         }
@@ -253,6 +292,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     free(out);
     free(ids);
     free(text);
+    free(prompt_text);
     space_model_free(&sm);
     if (st.code) return cli_fail(st, "see --help");
     return CLI_OK;
@@ -267,7 +307,7 @@ typedef struct {
 } run_sum;
 
 static int cmd_bench(const char *prog, int argc, char **argv) {
-    const char *model = NULL, *prompts_path = NULL;
+    const char *model = NULL, *prompts_path = NULL, *truncate = NULL;
     int max_tokens = 256, k = 0, k_max = 4, limit = 0;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
@@ -277,6 +317,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         {"k", ARG_INT, &k, "N", "candidates per step (0: auto)", NULL},
         {"k-max", ARG_INT, &k_max, "N", "largest k auto may pick", NULL},
         {"limit", ARG_INT, &limit, "N", "only the first N prompts (0: all)", NULL},
+        CLI_TRUNCATE_SPEC(truncate),
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -286,24 +327,29 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!prompts_path) return cli_usage_error(prog, "--prompts is required");
-    if (max_tokens < 1 || limit < 0) return cli_usage_error(prog, "--max-tokens must be >= 1, --limit >= 0");
-    if (k < 0 || k > 15 || k_max < 1 || k_max > 15) return cli_usage_error(prog, "--k must be in 0..15, --k-max in 1..15");
+    if ((rc = cli_check_int(prog, "max-tokens", max_tokens, 1, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "limit", limit, 0, INT32_MAX)) != CLI_OK ||
+        (rc = cli_check_int(prog, "k", k, 0, 15)) != CLI_OK || (rc = cli_check_int(prog, "k-max", k_max, 1, 15)) != CLI_OK)
+        return rc;
+    bool keep_last;
+    if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char **prompts;
-    int np_all;
-    tsr_status st = cli_read_jsonl_field(prompts_path, "prompt", &prompts, &np_all);
+    int np_read, np_all;
+    tsr_status st = cli_read_jsonl_field(prompts_path, "prompt", &prompts, &np_read);
     if (st.code) return cli_fail(st, "each line must be a JSON object with a \"prompt\" string");
-    if (limit > 0 && limit < np_all) np_all = limit;
+    np_all = limit > 0 && limit < np_read ? limit : np_read;
     char mbuf[4096];
     space_model sm;
     if ((rc = space_model_load(prog, &model, mbuf, sizeof mbuf, &sm)) != CLI_OK) {
-        cli_free_strings(prompts, np_all);
+        cli_free_strings(prompts, np_read);
         return rc;
     }
     /* the cost curve once, for auto k and for the report */
     const int cost_n = 40;
     double cost[41];
     st = tsr_decode_cost_curve(&sm.m, 128 < sm.m.cfg.seq_len - cost_n ? 128 : 1, cost_n, cost);
+    if (max_tokens > sm.m.cfg.seq_len) max_tokens = sm.m.cfg.seq_len; /* the context bounds it */
     int *o_plain = malloc(sizeof(int) * ((size_t)max_tokens + 1));
     int *o_sp = malloc(sizeof(int) * ((size_t)max_tokens + 1));
     int *o_ng = malloc(sizeof(int) * ((size_t)max_tokens + 1));
@@ -316,6 +362,12 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         int np = 0;
         int *ptok = tsr_lm_bpe_prompt(&sm.bpe, prompts[i], &np);
         TSR_ASSERT(ptok);
+        st = tsr_prompt_fit(ptok, &np, sm.m.cfg.seq_len, keep_last, max_tokens);
+        if (st.code) {
+            free(ptok);
+            st = tsr_errorf(st.code, "%s: prompt %d: %s", prompts_path, i + 1, st.msg);
+            break;
+        }
         int n_p = 0, n_s = 0, n_n = 0;
         tsr_decode_stats dp, dn;
         tsr_space_stats ss;
@@ -383,9 +435,9 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     free(o_plain);
     free(o_sp);
     free(o_ng);
-    cli_free_strings(prompts, np_all);
+    cli_free_strings(prompts, np_read);
     space_model_free(&sm);
-    if (st.code) return cli_fail(st, "see --help");
+    if (st.code) return cli_fail(st, strstr(st.msg, "prompt tokens") ? CLI_PROMPT_HINT : "see --help");
     return CLI_OK;
 }
 

@@ -94,11 +94,13 @@ static void progress(const tsr_train_progress *p, void *ud) {
         fflush(stderr);
         return;
     }
-    char eta[32];
+    char eta[32], extra[256] = "";
     cli_fmt_eta(eta, sizeof eta, p->eta_s);
-    fprintf(stderr, "%sstep %lld/%lld  epoch %lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f %s/s  ETA %s%s",
+    for (int i = 0, k = 0; p->extra && i < p->extra->n && k < (int)sizeof extra - 48; i++)
+        k += snprintf(extra + k, sizeof extra - (size_t)k, "  %s %.4f", p->extra->name[i], p->extra->value[i]);
+    fprintf(stderr, "%sstep %lld/%lld  epoch %lld  loss %.4f%s  lr %.2e  gnorm %.3f  %.0f %s/s  ETA %s%s",
             t->tty ? "\r" : "", (long long)p->step, (long long)p->total, (long long)p->epoch + 1,
-            (double)p->loss, (double)p->lr, (double)p->grad_norm, p->items_per_s, p->unit, eta,
+            (double)p->loss, extra, (double)p->lr, (double)p->grad_norm, p->items_per_s, p->unit, eta,
             t->tty ? "\033[K" : "\n");
     t->dirty = t->tty;
     fflush(stderr);

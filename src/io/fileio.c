@@ -229,19 +229,21 @@ static bool exists_at(char *out, size_t n, const char *dir, const char *sub, con
 bool tsr_find_model(const char *name, char *out, size_t n) {
     if (n == 0) return false;
     if (strncmp(name, "models/", 7) == 0) name += 7;
-    char bindir[PATH_MAX];
+    /* the binary's folder and its parent (the prefix of an installed bin/) */
+    char bindir[PATH_MAX], parent[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", bindir, sizeof bindir - 1);
-    if (len > 0) {
-        bindir[len] = 0;
-        char *slash = strrchr(bindir, '/');
-        if (slash) *slash = 0;
-    } else {
-        bindir[0] = 0;
-    }
+    bindir[len > 0 ? len : 0] = 0;
+    char *slash = strrchr(bindir, '/');
+    if (slash) *slash = 0;
+    else bindir[0] = 0;
+    snprintf(parent, sizeof parent, "%s", bindir);
+    slash = strrchr(parent, '/');
+    if (slash) *slash = 0;
+    else parent[0] = 0;
     if (exists_at(out, n, getenv("TESSERA_MODELS"), "", name) ||
-        exists_at(out, n, bindir, "/../share/tessera/models", name) ||
+        exists_at(out, n, parent, "/share/tessera/models", name) ||
         exists_at(out, n, TSR_MODELS_INSTALL_DIR, "", name) ||
-        exists_at(out, n, bindir, "/models", name) || exists_at(out, n, bindir, "/../models", name) ||
+        exists_at(out, n, bindir, "/models", name) || exists_at(out, n, parent, "/models", name) ||
         exists_at(out, n, TSR_MODELS_SOURCE_DIR, "", name) || exists_at(out, n, "models", "", name))
         return true;
     out[0] = 0;

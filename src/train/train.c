@@ -187,6 +187,7 @@ static void log_line(trainer *t, const tsr_train_progress *p) {
         log_num(t->log, "loss", p->loss);
         log_num(t->log, "lr", p->lr);
         log_num(t->log, "grad_norm", p->grad_norm);
+        for (int i = 0; p->extra && i < p->extra->n; i++) log_num(t->log, p->extra->name[i], p->extra->value[i]);
         char k[48];
         snprintf(k, sizeof k, "%s_per_s", p->unit);
         log_num(t->log, k, p->items_per_s);
@@ -347,6 +348,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         }
         float lr = lr_at(o, t.tm.step, total);
         tsr_adamw_step(&t.opt, lr);
+        if (f->post_step) f->post_step(f->ud, &t.c);
         r->optim_s += tsr_time() - tb;
         t.tm.step++;
         const bool last = t.tm.step == total, stop = o->stop_after > 0 && t.tm.step >= o->stop_after;
@@ -355,8 +357,12 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
             double now = tsr_time();
             double ips = (double)((t.tm.step - log_step) * per_step) / (now - t_log + 1e-9);
             double sps = (double)(t.tm.step - step0) / (now - t.t0 + 1e-9);
+            tsr_train_metrics extra;
+            memset(&extra, 0, sizeof extra);
+            if (f->step_metrics) f->step_metrics(f->ud, &extra);
             tsr_train_progress p = {t.tm.step, total, t.have_bt ? t.bt.epoch : 0, loss_v, lr, gn, ips,
-                                    (double)(total - t.tm.step) / (sps + 1e-12), now - t.t0, unit, NULL};
+                                    (double)(total - t.tm.step) / (sps + 1e-12), now - t.t0, unit, NULL,
+                                    &extra};
             log_line(&t, &p);
             if (o->progress) o->progress(&p, o->progress_ud);
             t_log = now, log_step = t.tm.step;

@@ -76,14 +76,6 @@ void tsr_bita_train_adapter_export(const tsr_bita_train_adapter *a, tsr_bita_ada
     }
 }
 
-static void import_adapter(tsr_bita_train_adapter *a, const tsr_bita_adapter *in) {
-    memcpy(tsr_f32(a->mask_emb), in->mask_emb, sizeof(float) * (size_t)a->mask_emb->numel);
-    for (int l = 0; l < a->n_layers; l++) {
-        size_t n = (size_t)a->prefix_k[l]->numel;
-        memcpy(tsr_f32(a->prefix_k[l]), in->prefix_k + (size_t)l * n, sizeof(float) * n);
-        memcpy(tsr_f32(a->prefix_v[l]), in->prefix_v + (size_t)l * n, sizeof(float) * n);
-    }
-}
 
 /* ------------------------------------------------------------ forward */
 
@@ -263,7 +255,9 @@ static tsr_status make_examples(const tsr_bita_tune_opts *o, const tsr_lm_model 
     tsr_corpus corp;
     tsr_status s = tsr_corpus_list(&corp, o->data_dir, ".py");
     if (s.code) return s;
-    s = tsr_corpus_split_from_list(&corp, o->val_list ? o->val_list : "data/python_val_files.txt", NULL);
+    /* "none": no held-out files, every file may give training prompts */
+    if (!o->val_list || strcmp(o->val_list, "none") != 0)
+        s = tsr_corpus_split_from_list(&corp, o->val_list ? o->val_list : "data/python_val_files.txt", NULL);
     if (s.code) {
         tsr_corpus_free(&corp);
         return s;
@@ -405,12 +399,18 @@ void tsr_bita_tune_defaults(tsr_bita_tune_opts *o) {
     o->response = 96;
     o->eval_examples = 100;
     o->batch = 16;
-    o->steps = 1200;
-    o->lr = 3e-2f;
-    o->min_lr = 3e-4f;
-    o->warmup = 50;
-    o->ckpt_every = 100;
-    o->seed = 1;
+    o->train = tsr_train_default_opts();
+    o->train.out = NULL;
+    o->train.steps = 1200;
+    o->train.lr = 3e-2f;
+    o->train.min_lr = 3e-4f;
+    o->train.weight_decay = 0.0f;
+    o->train.clip = 1.0f;
+    o->train.warmup = 50;
+    o->train.ckpt_every = 100;
+    o->train.log_every = 10;
+    o->train.reschedule = true; /* a resume may extend --steps (the cosine is re-spread) */
+    o->train.seed = 1;
 }
 
 static void sibling(char *buf, size_t n, const char *out, const char *tag) {
@@ -453,15 +453,87 @@ static tsr_status load_base(const char *path, tsr_lm_model *lm, tsr_nn_llama *nn
     return tsr_ok();
 }
 
+typedef struct {
+    const tsr_bita_tune_opts *o;
+    tsr_nn_llama *nn;
+    tsr_bita_train_adapter *ta;
+    tsr_bita_adapter *ad;
+    example_set *set;
+    tsr_bita_tune_result *res;
+} run;
+
+/* a batch of examples drawn with the step rng, each with its mask groups;
+ * the grads are the mean over the batch. A batch without any group (too
+ * short responses) is drawn again. */
+static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss_v) {
+    (void)ids, (void)n;
+    run *r = ud;
+    const tsr_bita_tune_opts *o = r->o;
+    int starts[64], nb = 0;
+    float lsum = 0;
+    while (nb == 0) {
+        tsr_params_zero_grad(&r->ta->params);
+        lsum = 0;
+        for (int b = 0; b < o->batch; b++) {
+            const tsr_bita_example *e = &r->set->ex[tsr_rng_below(&c->rng, (uint32_t)o->examples)];
+            int ng = draw_starts(starts, e, o->k, o->groups, &c->rng);
+            if (!ng) continue;
+            tsr_tensor *l = tsr_bita_example_loss(c, r->nn, r->ta, e, starts, ng, NULL);
+            lsum += tsr_f32(l)[0];
+            nb++;
+            tsr_backward(c, l);
+            tsr_rng keep = c->rng; /* the reset must not rewind the draws */
+            tsr_ctx_reset(c);
+            c->rng = keep;
+            c->training = true, c->grad_enabled = true;
+        }
+    }
+    for (int i = 0; i < r->ta->params.n; i++) {
+        tsr_tensor *p = r->ta->params.items[i];
+        if (!p->grad) continue;
+        for (int64_t j = 0; j < p->numel; j++) p->grad[j] /= (float)nb;
+    }
+    *loss_v = lsum / nb;
+    return tsr_ok();
+}
+
+/* the acceptance table on the held-back examples, stored in the adapter */
+static tsr_status eval(void *ud, tsr_train_metrics *m) {
+    run *r = ud;
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 24);
+    float el;
+    eval_acc(&c, r->nn, r->ta, r->set, r->o->examples, r->o->groups, r->ad->acc, &el);
+    tsr_ctx_free(&c);
+    memcpy(r->res->acc, r->ad->acc, sizeof r->ad->acc);
+    char nm[32];
+    for (int j = 0; j < r->o->k; j++) {
+        snprintf(nm, sizeof nm, "top1_mask%d", j);
+        tsr_train_metric(m, nm, r->ad->acc[j][0]);
+    }
+    return tsr_ok();
+}
+
+static tsr_status save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev,
+                       bool final) {
+    (void)meta, (void)ev, (void)final;
+    run *r = ud;
+    tsr_bita_train_adapter_export(r->ta, r->ad);
+    return tsr_bita_adapter_save(r->ad, path);
+}
+
 tsr_status tsr_bita_tune(const tsr_bita_tune_opts *o, tsr_bita_tune_result *res) {
     memset(res, 0, sizeof *res);
+    const char *out = o->train.out;
     if (o->k < 1 || o->k > TSR_BITA_MAX_K || o->n_prefix < 1 || o->groups < 1 || o->groups > 64 || o->batch < 1 ||
-        o->steps < 1 || o->examples < 1 || o->eval_examples < 0 || o->prompt_min < 2 || o->prompt_max < o->prompt_min ||
-        o->response < o->k + 2 || !(o->lr > 0) || !o->out)
+        o->train.steps < 1 || o->examples < 1 || o->eval_examples < 0 || o->prompt_min < 2 ||
+        o->prompt_max < o->prompt_min || o->response < o->k + 2 || !(o->train.lr > 0) || !out)
         return tsr_errorf(TSR_ERR_ARG, "bita tune: bad options (k 1..%d, groups 1..64, prompt_min >= 2, "
                                        "response >= k + 2, positive sizes and lr)",
                           TSR_BITA_MAX_K);
-    tsr_status s = tsr_bita_file_hash(o->model, res->base_hash_before);
+    tsr_status s = tsr_output_check(out);
+    if (s.code) return s;
+    s = tsr_bita_file_hash(o->model, res->base_hash_before);
     if (s.code) return s;
     tsr_lm_model lm;
     tsr_nn_llama nn;
@@ -476,24 +548,16 @@ tsr_status tsr_bita_tune(const tsr_bita_tune_opts *o, tsr_bita_tune_result *res)
         tsr_lm_model_free(&lm);
         return s;
     }
-    char state_path[4096], data_path[4096], tok_path[4096];
-    sibling(state_path, sizeof state_path, o->out, "state.safetensors");
-    sibling(data_path, sizeof data_path, o->out, "data.bin");
+    char data_path[4096], tok_path[4096];
+    sibling(data_path, sizeof data_path, out, "data.bin");
     tsr_bita_train_adapter ta;
-    tsr_bita_train_adapter_init(&ta, &nn.cfg, o->k, o->n_prefix, o->seed);
+    tsr_bita_train_adapter_init(&ta, &nn.cfg, o->k, o->n_prefix, o->train.seed);
     tsr_bita_adapter ad;
     memset(&ad, 0, sizeof ad);
-    tsr_adamw opt;
-    tsr_adamw_init(&opt, &ta.params, (tsr_adamw_cfg){o->lr, 0.9f, 0.999f, 1e-8f, 0.0f});
-    tsr_ctx ctx;
-    tsr_ctx_init(&ctx, 1 << 24);
     example_set set;
     memset(&set, 0, sizeof set);
     tsr_bpe bpe;
     memset(&bpe, 0, sizeof bpe);
-    tsr_train_meta meta;
-    memset(&meta, 0, sizeof meta);
-    tsr_rng_seed(&meta.rng, o->seed ^ 0xb17a);
     s = tsr_bita_adapter_alloc(&ad, &lm.cfg, o->k, o->n_prefix);
     if (s.code) goto done;
     memcpy(ad.base_hash, res->base_hash_before, 17);
@@ -502,7 +566,7 @@ tsr_status tsr_bita_tune(const tsr_bita_tune_opts *o, tsr_bita_tune_result *res)
     double t0 = tsr_time();
     const int n_total = o->examples + o->eval_examples;
     struct stat sb;
-    if (o->resume && stat(data_path, &sb) == 0) {
+    if (o->train.resume && stat(data_path, &sb) == 0) {
         s = set_load(&set, data_path, lm.cfg.vocab_size);
         if (!s.code && set.n != n_total)
             s = tsr_errorf(TSR_ERR_ARG, "%s holds %d examples, the options ask for %d", data_path, set.n, n_total);
@@ -514,7 +578,7 @@ tsr_status tsr_bita_tune(const tsr_bita_tune_opts *o, tsr_bita_tune_result *res)
         s = tsr_bpe_load(&bpe, tok_path);
         if (s.code) goto done;
         tsr_rng dr;
-        tsr_rng_seed(&dr, o->seed * 7919 + 17);
+        tsr_rng_seed(&dr, o->train.seed * 7919 + 17);
         s = make_examples(o, &lm, &bpe, n_total, &dr, &set);
         if (s.code) goto done;
         s = set_save(&set, data_path);
@@ -523,90 +587,31 @@ tsr_status tsr_bita_tune(const tsr_bita_tune_opts *o, tsr_bita_tune_result *res)
     res->n_examples = set.n;
     res->data_s = tsr_time() - t0;
 
-    if (o->resume) {
-        tsr_bita_adapter prev;
-        s = tsr_bita_adapter_load(&prev, o->out);
-        if (s.code) goto done;
-        if (prev.k != o->k || prev.n_prefix != o->n_prefix || tsr_bita_adapter_check(&prev, &lm.cfg).code) {
-            tsr_bita_adapter_free(&prev);
-            s = tsr_errorf(TSR_ERR_ARG, "bita tune --resume: %s has other k / prompt tokens / model", o->out);
-            goto done;
-        }
-        import_adapter(&ta, &prev);
-        tsr_bita_adapter_free(&prev);
-        s = tsr_trainstate_load(state_path, &opt, &meta);
-        if (s.code) goto done;
-        if (meta.step > o->steps) {
-            s = tsr_errorf(TSR_ERR_ARG, "bita tune --resume: state is at step %lld of %lld", (long long)meta.step,
-                           (long long)o->steps);
-            goto done;
-        }
-    }
-
-    t0 = tsr_time();
-    const tsr_lr_sched sched = {TSR_LR_COSINE, o->lr, o->min_lr, o->warmup, o->steps};
-    int starts[64];
-    int64_t step = meta.step, first = step;
-    float loss_avg = 0;
-    while (step < o->steps) {
-        tsr_params_zero_grad(&ta.params);
-        float lsum = 0;
-        int nb = 0;
-        for (int b = 0; b < o->batch; b++) {
-            const tsr_bita_example *e = &set.ex[tsr_rng_below(&meta.rng, (uint32_t)o->examples)];
-            int ng = draw_starts(starts, e, o->k, o->groups, &meta.rng);
-            if (!ng) continue;
-            tsr_tensor *l = tsr_bita_example_loss(&ctx, &nn, &ta, e, starts, ng, NULL);
-            lsum += tsr_f32(l)[0];
-            nb++;
-            tsr_backward(&ctx, l);
-            tsr_ctx_reset(&ctx);
-        }
-        if (nb == 0) continue;
-        /* mean over the batch's examples */
-        for (int i = 0; i < ta.params.n; i++) {
-            tsr_tensor *p = ta.params.items[i];
-            if (!p->grad) continue;
-            for (int64_t j = 0; j < p->numel; j++) p->grad[j] /= (float)nb;
-        }
-        tsr_clip_grad_norm(&ta.params, 1.0f);
-        float lr = tsr_lr_at(&sched, step);
-        tsr_adamw_step(&opt, lr);
-        step++;
-        loss_avg = lsum / nb;
-        meta.step = step;
-        double el = tsr_time() - t0;
-        if (o->progress)
-            o->progress(o->ud, step, o->steps, loss_avg, lr, el / (double)(step - first) * (double)(o->steps - step));
-        bool stop = o->stop && *o->stop;
-        if ((o->ckpt_every > 0 && step % o->ckpt_every == 0) || step == o->steps || stop) {
-            tsr_bita_train_adapter_export(&ta, &ad);
-            s = tsr_bita_adapter_save(&ad, o->out);
-            if (!s.code) s = tsr_trainstate_save(state_path, &opt, &meta);
-            if (s.code) goto done;
-        }
-        if (stop) {
-            res->stopped = true;
-            break;
-        }
-    }
-    res->steps_done = step;
-    res->final_loss = loss_avg;
-    res->train_s = tsr_time() - t0;
-    if (step == o->steps) {
-        float el;
-        eval_acc(&ctx, &nn, &ta, &set, o->examples, o->groups, ad.acc, &el);
-        memcpy(res->acc, ad.acc, sizeof ad.acc);
-        tsr_bita_train_adapter_export(&ta, &ad);
-        s = tsr_bita_adapter_save(&ad, o->out);
-        if (s.code) goto done;
-    }
+    char v[8][40];
+    snprintf(v[0], 40, "%d", o->k);
+    snprintf(v[1], 40, "%d", o->n_prefix);
+    snprintf(v[2], 40, "%d", o->groups);
+    snprintf(v[3], 40, "%d", o->examples);
+    snprintf(v[4], 40, "%d", o->batch);
+    snprintf(v[5], 40, "%s", res->base_hash_before);
+    const char *cfg[] = {"bita.k", v[0], "bita.prompt_tokens", v[1], "train.groups", v[2], "train.examples", v[3],
+                         "train.batch", v[4], "bita.base_hash", v[5], NULL};
+    run r = {o, &nn, &ta, &ad, &set, res};
+    tsr_train_family f = {.name = "bita", .params = &ta.params, .config = cfg, .items_per_step = o->batch,
+                          .unit = "ex", .arena_bytes = 1 << 24, .rng_salt = 0xb17a, .ud = &r, .step = step,
+                          .eval = eval, .save = save};
+    tsr_train_result tr;
+    s = tsr_train_run(&f, &o->train, &tr);
+    res->train = tr;
+    res->steps_done = tr.step;
+    res->final_loss = tr.last_loss;
+    res->train_s = tr.seconds;
+    res->stopped = !tr.finished;
+    if (s.code) goto done;
     s = tsr_bita_file_hash(o->model, res->base_hash_after);
 done:
     set_free(&set);
     tsr_bpe_free(&bpe);
-    tsr_ctx_free(&ctx);
-    tsr_adamw_free(&opt);
     tsr_bita_adapter_free(&ad);
     tsr_bita_train_adapter_free(&ta);
     tsr_nn_llama_free(&nn);

@@ -31,10 +31,6 @@ tsr_classify_train_opts tsr_classify_default_train_opts(void) {
     return o;
 }
 
-void tsr_classify_state_path(const char *ckpt, char *buf, size_t n) {
-    tsr_train_state_path(ckpt, buf, n);
-}
-
 typedef struct {
     const tsr_classify_train_opts *o;
     tsr_classifier m;

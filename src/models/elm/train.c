@@ -8,7 +8,7 @@
 #include "tessera/elm.h"
 
 #include "tessera/ops.h"
-#include "tessera/optim.h"
+#include "tessera/fileio.h"
 #include "tessera/safetensors.h"
 
 #include <math.h>
@@ -17,21 +17,23 @@
 tsr_elm_train_opts tsr_elm_default_train_opts(void) {
     tsr_elm_train_opts o;
     memset(&o, 0, sizeof o);
-    o.out = "elm_gen.safetensors";
     o.cfg = (tsr_elm_cfg){.kind = TSR_ELM_AR, .tok = TSR_IMGTOK_BAE, .bits = 16, .codebook = 0,
                           .n_sub = 2, .dim = 64, .n_layers = 2, .n_heads = 4, .hidden = 176,
                           .rope_theta = 100.0f};
-    o.epochs = 2;
     o.batch = 64;
-    o.lr = 2e-3f;
-    o.min_lr = 1e-4f;
-    o.weight_decay = 0.05f;
     o.label_drop = 0.1f;
-    o.grad_clip = 1.0f;
-    o.warmup = 100;
-    o.ckpt_every = 500;
-    o.log_every = 100;
-    o.seed = 1;
+    o.train = tsr_train_default_opts();
+    o.train.out = "elm_gen.safetensors";
+    o.train.epochs = 2;
+    o.train.lr = 2e-3f;
+    o.train.min_lr = 1e-4f;
+    o.train.weight_decay = 0.05f;
+    o.train.beta2 = 0.95f;
+    o.train.clip = 1.0f;
+    o.train.warmup = 100;
+    o.train.ckpt_every = 500;
+    o.train.log_every = 100;
+    o.train.seed = 1;
     return o;
 }
 
@@ -80,189 +82,131 @@ tsr_status tsr_elm_load_codes(const char *path, const tsr_elm_model *m, int64_t 
     return load_codes(path, m, limit, sub, labels, n);
 }
 
-#define N_RUN_KEYS 9
-static const char *const k_run_keys[N_RUN_KEYS] = {"train.epochs", "train.batch", "train.lr",
-                                                   "train.min_lr", "train.weight_decay",
-                                                   "train.warmup", "train.seed", "train.n_train",
-                                                   "train.label_drop"};
+typedef struct {
+    const tsr_elm_train_opts *o;
+    tsr_elm_model m;
+    int32_t *sub, *labels;
+    int32_t *bsub, *blab;
+    uint8_t *mask;
+    float nll;
+    double prev_sec, t0; /* wall time of earlier invocations, for the report */
+} run;
 
-static void run_meta(char v[N_RUN_KEYS][48], const tsr_elm_train_opts *o, int64_t n) {
-    snprintf(v[0], 48, "%d", o->epochs);
-    snprintf(v[1], 48, "%d", o->batch);
-    snprintf(v[2], 48, "%.9g", (double)o->lr);
-    snprintf(v[3], 48, "%.9g", (double)o->min_lr);
-    snprintf(v[4], 48, "%.9g", (double)o->weight_decay);
-    snprintf(v[5], 48, "%lld", (long long)o->warmup);
-    snprintf(v[6], 48, "%llu", (unsigned long long)o->seed);
-    snprintf(v[7], 48, "%lld", (long long)n);
-    snprintf(v[8], 48, "%.9g", (double)o->label_drop);
+/* a batch of codes with labels dropped to the null class (CFG) and, for
+ * the masked model, a cosine-schedule mask; all draws from the step rng */
+static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t b, float *loss_v) {
+    run *r = ud;
+    const int S = r->m.cfg.n_sub, P = TSR_ELM_POS;
+    int32_t perm[TSR_ELM_POS];
+    for (int64_t i = 0; i < b; i++) {
+        memcpy(r->bsub + i * P * S, r->sub + (int64_t)ids[i] * P * S, sizeof(int32_t) * P * S);
+        r->blab[i] = tsr_rng_uniform(&c->rng) < r->o->label_drop ? TSR_ELM_CLASSES : r->labels[ids[i]];
+        if (r->m.cfg.kind == TSR_ELM_MLM) {
+            int k = tsr_elm_mask_count(tsr_rng_uniform(&c->rng), P);
+            for (int p = 0; p < P; p++) perm[p] = p;
+            for (int p = 0; p < k; p++) { /* partial Fisher-Yates: k random positions */
+                int q = p + (int)tsr_rng_below(&c->rng, (uint32_t)(P - p));
+                int32_t t = perm[p];
+                perm[p] = perm[q], perm[q] = t;
+            }
+            memset(r->mask + i * P, 0, P);
+            for (int p = 0; p < k; p++) r->mask[i * P + perm[p]] = 1;
+        }
+    }
+    tsr_tensor *loss = tsr_elm_loss(c, &r->m, r->bsub, r->blab, r->mask, b, &r->nll);
+    *loss_v = tsr_f32(loss)[0];
+    tsr_backward(c, loss);
+    return tsr_ok();
 }
 
-static tsr_status save_all(const tsr_elm_model *m, char v[N_RUN_KEYS][48], const char *path,
-                           const char *state_path, const tsr_adamw *opt, const tsr_train_meta *tm,
-                           double seconds) {
-    const char *kv[2 * N_RUN_KEYS + 8];
-    char step[32], sec[32];
-    snprintf(step, sizeof step, "%lld", (long long)tm->step);
-    snprintf(sec, sizeof sec, "%.1f", seconds);
+static void step_metrics(void *ud, tsr_train_metrics *m) {
+    tsr_train_metric(m, "nll", ((run *)ud)->nll);
+}
+
+static tsr_status save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev,
+                       bool final) {
+    (void)ev, (void)final;
+    run *r = ud;
+    const char *kv[160];
     int n = 0;
-    for (int i = 0; i < N_RUN_KEYS; i++) kv[n++] = k_run_keys[i], kv[n++] = v[i];
-    kv[n++] = "train.step", kv[n++] = step;
+    for (; meta[n] && n < 156; n++) kv[n] = meta[n];
+    char sec[32];
+    snprintf(sec, sizeof sec, "%.1f", r->prev_sec + tsr_time() - r->t0);
     kv[n++] = "train.seconds", kv[n++] = sec;
     kv[n] = NULL;
-    tsr_status st = tsr_trainstate_save(state_path, opt, tm);
-    if (st.code) return st;
-    return tsr_elm_save(m, path, kv);
-}
-
-static tsr_status check_resume(const char *path, char v[N_RUN_KEYS][48], int64_t *ckpt_step,
-                               double *seconds) {
-    const char *vals[N_RUN_KEYS];
-    for (int i = 0; i < N_RUN_KEYS; i++) vals[i] = v[i];
-    *seconds = 0;
-    tsr_status st = tsr_ckpt_check_meta(path, k_run_keys, vals, N_RUN_KEYS, ckpt_step);
-    if (st.code) return st;
-    /* the wall time so far, for the report (not part of the trajectory) */
-    tsr_st_file f;
-    if (!tsr_st_read(path, &f).code) {
-        const char *sec = tsr_st_meta(&f, "train.seconds");
-        *seconds = sec ? strtod(sec, NULL) : 0;
-        tsr_st_free(&f);
-    }
-    return st;
-}
-
-static bool same_cfg(const tsr_elm_cfg *a, const tsr_elm_cfg *b) {
-    return a->kind == b->kind && a->tok == b->tok && a->bits == b->bits && a->codebook == b->codebook &&
-           a->n_sub == b->n_sub && a->dim == b->dim && a->n_layers == b->n_layers &&
-           a->n_heads == b->n_heads && a->hidden == b->hidden && a->rope_theta == b->rope_theta;
+    return tsr_elm_save(&r->m, path, kv);
 }
 
 tsr_status tsr_elm_train(const tsr_elm_train_opts *o, tsr_elm_train_result *res) {
     memset(res, 0, sizeof *res);
-    if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0) || o->warmup < 0 || !o->out || !o->codes ||
-        !(o->label_drop >= 0 && o->label_drop <= 1))
-        return tsr_errorf(TSR_ERR_ARG, "training options out of range");
-    tsr_elm_model m;
-    tsr_adamw opt;
-    tsr_train_meta tm = {0};
-    bool have_model = false, have_opt = false;
-    int32_t *sub = NULL, *labels = NULL;
-    int64_t n_train = 0, ckpt_step = -1;
-    double prev_sec = 0;
-    char state_path[1200];
-    tsr_classify_state_path(o->out, state_path, sizeof state_path);
-    tsr_status st;
-    if (o->resume) {
-        st = tsr_elm_load(&m, o->out);
-        have_model = !st.code;
-        if (!st.code && !same_cfg(&m.cfg, &o->cfg))
-            st = tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: the model config differs", o->out);
-    } else {
-        st = tsr_elm_init(&m, &o->cfg, o->seed);
-        have_model = !st.code;
-    }
-    if (!st.code) {
-        snprintf(m.tokenizer, sizeof m.tokenizer, "%s", o->tokenizer ? o->tokenizer : "");
-        st = load_codes(o->codes, &m, o->train_limit, &sub, &labels, &n_train);
-    }
+    if (o->batch < 1 || !o->codes || !(o->label_drop >= 0 && o->label_drop <= 1))
+        return tsr_errorf(TSR_ERR_ARG, "elm train: options out of range");
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    int64_t n_train = 0;
+    tsr_status st = tsr_output_check(o->train.out);
+    if (!st.code) st = tsr_elm_init(&r.m, &o->cfg, o->train.seed);
+    if (st.code) return st;
+    snprintf(r.m.tokenizer, sizeof r.m.tokenizer, "%s", o->tokenizer ? o->tokenizer : "");
+    st = load_codes(o->codes, &r.m, o->train_limit, &r.sub, &r.labels, &n_train);
     if (!st.code && n_train < o->batch)
         st = tsr_errorf(TSR_ERR_ARG, "batch %d is larger than the %lld training images", o->batch,
                         (long long)n_train);
-    char rv[N_RUN_KEYS][48];
-    run_meta(rv, o, n_train);
-    const int64_t total = n_train / o->batch * o->epochs;
-    if (!st.code && o->resume) st = check_resume(o->out, rv, &ckpt_step, &prev_sec);
-    if (!st.code) {
-        tsr_adamw_init(&opt, &m.params, (tsr_adamw_cfg){o->lr, 0.9f, 0.95f, 1e-8f, o->weight_decay});
-        have_opt = true;
-        tsr_rng_seed(&tm.rng, o->seed ^ 0xD1B54A32D192ED03ull);
-        if (o->resume)
-            st = tsr_trainstate_resume(state_path, o->out, ckpt_step, total, n_train, &opt, &tm);
+    if (st.code) {
+        tsr_elm_free(&r.m);
+        free(r.sub), free(r.labels);
+        return st;
     }
-    if (st.code) goto out;
+    if (o->train.resume) { /* the wall time so far, for the report (not part of the trajectory) */
+        tsr_st_file f;
+        if (!tsr_st_read(o->train.out, &f).code) {
+            const char *sec = tsr_st_meta(&f, "train.seconds");
+            r.prev_sec = sec ? strtod(sec, NULL) : 0;
+            tsr_st_free(&f);
+        }
+    }
     /* norms and embeddings are not decayed */
-    for (int i = 0; i < m.params.n; i++)
-        if (m.params.items[i]->ndim == 1 || strstr(m.params.items[i]->name, "embed"))
-            m.params.flags[i] |= TSR_PARAM_NO_DECAY;
-
-    tsr_batcher bt;
-    tsr_batcher_init(&bt, n_train, o->batch, o->seed);
-    tsr_batcher_seek(&bt, tm.cursor[0], tm.cursor[1]);
-    tsr_ctx c;
-    tsr_ctx_init(&c, (size_t)64 << 20);
-    const int S = m.cfg.n_sub, P = TSR_ELM_POS;
-    const tsr_lr_sched sched = {TSR_LR_COSINE, o->lr, o->min_lr, o->warmup, total};
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)o->batch);
-    int32_t *bsub = malloc(sizeof(int32_t) * (size_t)o->batch * P * S);
-    int32_t *blab = malloc(sizeof(int32_t) * (size_t)o->batch);
-    uint8_t *mask = malloc((size_t)o->batch * P);
-    int32_t perm[TSR_ELM_POS];
-    TSR_ASSERT(ids && bsub && blab && mask);
-    const double t0 = tsr_time();
-    double t_log = t0;
-    int64_t step0 = tm.step, log_step = tm.step;
-    float loss_v = 0, nll_v = 0;
-    while (tm.step < total) {
-        int64_t b = tsr_batcher_next(&bt, ids, true);
-        TSR_ASSERT(b == o->batch);
-        for (int64_t i = 0; i < b; i++) {
-            memcpy(bsub + i * P * S, sub + (int64_t)ids[i] * P * S, sizeof(int32_t) * P * S);
-            blab[i] = tsr_rng_uniform(&tm.rng) < o->label_drop ? TSR_ELM_CLASSES : labels[ids[i]];
-            if (m.cfg.kind == TSR_ELM_MLM) {
-                int k = tsr_elm_mask_count(tsr_rng_uniform(&tm.rng), P);
-                for (int p = 0; p < P; p++) perm[p] = p;
-                for (int p = 0; p < k; p++) { /* partial Fisher-Yates: k random positions */
-                    int q = p + (int)tsr_rng_below(&tm.rng, (uint32_t)(P - p));
-                    int32_t t = perm[p];
-                    perm[p] = perm[q], perm[q] = t;
-                }
-                memset(mask + i * P, 0, P);
-                for (int p = 0; p < k; p++) mask[i * P + perm[p]] = 1;
-            }
-        }
-        tsr_ctx_reset(&c);
-        c.training = true;
-        c.grad_enabled = true;
-        tsr_tensor *loss = tsr_elm_loss(&c, &m, bsub, blab, mask, b, &nll_v);
-        loss_v = tsr_f32(loss)[0];
-        tsr_params_zero_grad(&m.params);
-        tsr_backward(&c, loss);
-        if (o->grad_clip > 0) tsr_clip_grad_norm(&m.params, o->grad_clip);
-        float lr = tsr_lr_at(&sched, tm.step);
-        tsr_adamw_step(&opt, lr);
-        tm.step++;
-        bool last = tm.step == total, stop = (o->stop_after > 0 && tm.step >= o->stop_after) ||
-                                             (o->stop_flag && *o->stop_flag);
-        if (o->progress && o->log_every > 0 && (tm.step % o->log_every == 0 || last || stop)) {
-            double now = tsr_time();
-            double ips = (double)((tm.step - log_step) * o->batch) / (now - t_log + 1e-9);
-            double sps = (double)(tm.step - step0) / (now - t0 + 1e-9);
-            tsr_elm_progress p = {tm.step, total, bt.epoch, loss_v, nll_v, lr, ips,
-                                  (double)(total - tm.step) / (sps + 1e-12)};
-            o->progress(&p, o->progress_ud);
-            t_log = now, log_step = tm.step;
-        }
-        if ((o->ckpt_every > 0 && tm.step % o->ckpt_every == 0) || stop || last) {
-            tm.cursor[0] = bt.epoch, tm.cursor[1] = bt.index;
-            tm.cursor[2] = (int64_t)o->seed, tm.cursor[3] = total;
-            st = save_all(&m, rv, o->out, state_path, &opt, &tm, prev_sec + tsr_time() - t0);
-            if (st.code) break;
-        }
-        if (stop) break;
-    }
-    res->seconds = tsr_time() - t0;
-    res->steps = tm.step;
-    res->last_loss = loss_v;
-    res->last_nll = nll_v;
-    res->images_per_s = (double)((tm.step - step0) * o->batch) / (res->seconds + 1e-9);
-    res->finished = tm.step == total;
-    free(ids), free(bsub), free(blab), free(mask);
-    tsr_batcher_free(&bt);
-    tsr_ctx_free(&c);
-out:
-    if (have_opt) tsr_adamw_free(&opt);
-    if (have_model) tsr_elm_free(&m);
-    free(sub), free(labels);
+    for (int i = 0; i < r.m.params.n; i++)
+        if (r.m.params.items[i]->ndim == 1 || strstr(r.m.params.items[i]->name, "embed"))
+            r.m.params.flags[i] |= TSR_PARAM_NO_DECAY;
+    const tsr_elm_cfg *g = &o->cfg;
+    char v[13][40];
+    snprintf(v[0], 40, "%d", o->batch);
+    snprintf(v[1], 40, "%lld", (long long)n_train);
+    snprintf(v[2], 40, "%.9g", (double)o->label_drop);
+    snprintf(v[3], 40, "%d", (int)g->kind);
+    snprintf(v[4], 40, "%d", (int)g->tok);
+    snprintf(v[5], 40, "%d", g->bits);
+    snprintf(v[6], 40, "%d", g->codebook);
+    snprintf(v[7], 40, "%d", g->n_sub);
+    snprintf(v[8], 40, "%d", g->dim);
+    snprintf(v[9], 40, "%d", g->n_layers);
+    snprintf(v[10], 40, "%d", g->n_heads);
+    snprintf(v[11], 40, "%d", g->hidden);
+    snprintf(v[12], 40, "%.9g", (double)g->rope_theta);
+    const char *cfg[] = {"train.batch", v[0], "train.n_train", v[1], "train.label_drop", v[2],
+                         "train.cfg.kind", v[3], "train.cfg.tok", v[4], "train.cfg.bits", v[5],
+                         "train.cfg.codebook", v[6], "train.cfg.n_sub", v[7], "train.cfg.dim", v[8],
+                         "train.cfg.n_layers", v[9], "train.cfg.n_heads", v[10], "train.cfg.hidden", v[11],
+                         "train.cfg.rope_theta", v[12], NULL};
+    const int P = TSR_ELM_POS;
+    r.bsub = malloc(sizeof(int32_t) * (size_t)o->batch * P * g->n_sub);
+    r.blab = malloc(sizeof(int32_t) * (size_t)o->batch);
+    r.mask = malloc((size_t)o->batch * P);
+    TSR_ASSERT(r.bsub && r.blab && r.mask);
+    r.t0 = tsr_time();
+    tsr_train_family f = {.name = "elm", .params = &r.m.params, .config = cfg, .n_items = n_train,
+                          .batch = o->batch, .unit = "img", .ud = &r, .step = step,
+                          .step_metrics = step_metrics, .save = save};
+    tsr_train_result tr;
+    st = tsr_train_run(&f, &o->train, &tr);
+    res->steps = tr.step, res->total = tr.total;
+    res->finished = tr.finished, res->interrupted = tr.interrupted;
+    res->last_loss = tr.last_loss, res->last_nll = r.nll;
+    res->images_per_s = tr.items_per_s, res->seconds = tr.seconds;
+    free(r.bsub), free(r.blab), free(r.mask);
+    tsr_elm_free(&r.m);
+    free(r.sub), free(r.labels);
     return st;
 }

@@ -7,6 +7,7 @@
 #include "tessera/lm.h"
 #include "tessera/bpe.h"
 #include "tessera/tokenizer.h"
+#include "tessera/decode.h"
 
 #include <string.h>
 
@@ -200,7 +201,8 @@ tsr_status tsr_lm_generate(const tsr_lm_model *m, const tsr_tokenizer *tok, tsr_
     int np = tsr_tokenizer_encode(tok, prompt, true, false, ptok);
     tsr_status s;
     if (np < 1) s = tsr_errorf(TSR_ERR_NOMEM, "generate: out of memory while encoding the prompt");
-    else {
+    else if ((s = tsr_prompt_fit(ptok, &np, m->cfg.seq_len, o->truncate_left, o->max_new_tokens)).code) {
+    } else {
         tok_iface ti = {l2c_piece, l2c_end, tok};
         s = run_loop(m, &ti, smp, ptok, np, o, emit, ud, st);
     }
@@ -275,6 +277,8 @@ tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, tsr_bpe *tok, tsr_lm_sampl
         if (bos >= 0) ptok[np++] = bos;
         size_t n = tsr_bpe_encode(tok, prompt, len, ids);
         for (size_t i = 0; i < n; i++) ptok[np++] = ids[i];
+        s = tsr_prompt_fit(ptok, &np, m->cfg.seq_len, o->truncate_left, o->max_new_tokens);
+        if (s.code) np = 0;
         /* without BOS the first prompt token is never printed by the loop */
         if (bos < 0) {
             int l = 0;
@@ -282,7 +286,7 @@ tsr_status tsr_lm_generate_bpe(const tsr_lm_model *m, tsr_bpe *tok, tsr_lm_sampl
             if (p && l && emit(ud, p, (size_t)l)) np = 0;
         }
         tok_iface ti = {bpe_piece, bpe_end, tok};
-        s = np ? run_loop(m, &ti, smp, ptok, np, o, emit, ud, st) : tsr_ok();
+        if (np) s = run_loop(m, &ti, smp, ptok, np, o, emit, ud, st);
     }
     free(ids);
     free(ptok);

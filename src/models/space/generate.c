@@ -102,7 +102,10 @@ tsr_status tsr_space_generate(const tsr_lm_model *m, const int *prompt, int n_pr
                 s = tsr_errorf(TSR_ERR_NOMEM, "space: out of memory");
                 goto done;
             }
-            s = tsr_decode_cost_curve(m, n_prompt, cost_n, cost);
+            /* timed where the prompt ends, or lower when the rows would not
+             * fit the context there (a prompt near the context length) */
+            int at = n_prompt + cost_n <= m->cfg.seq_len ? n_prompt : m->cfg.seq_len - cost_n;
+            s = tsr_decode_cost_curve(m, at > 1 ? at : 1, cost_n, cost);
             if (s.code) goto done;
         }
         /* a larger forward never costs less: smooth timing noise */
