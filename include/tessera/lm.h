@@ -325,6 +325,7 @@ tsr_status tsr_lm_parse_safetensors(tsr_lm_model *m, const void *buf, size_t len
 /* dir/config.json + dir/model.safetensors */
 tsr_status tsr_lm_load_hf_dir(tsr_lm_model *m, const char *dir, int wtype, int group_size);
 /* Dispatch on the path: a directory -> HF, *.safetensors -> tessera file,
+ * *.gguf or a file starting with "GGUF" -> llama.cpp GGUF (gguf.h),
  * anything else -> llama2.c .bin (then converted to wtype when >= 0). */
 tsr_status tsr_lm_load(tsr_lm_model *m, const char *path, int wtype, int group_size);
 /* Config from a JSON object text (config.json); name labels messages. */
