@@ -159,15 +159,17 @@ static int check_run_flags(const char *prog, run_flags *r) {
         if (n == 0) return cli_usage_error(prog, "--hidden is empty");
         g->n_layers = n;
     }
-    if (g->dim < 1 || g->dim > 256) return cli_usage_error(prog, "--dim must be in [1,256]");
-    if (g->cross != 0 && g->cross != 1) return cli_usage_error(prog, "--cross must be 0 or 1");
-    if (r->o.epochs < 1 || r->o.epochs > 1000 || r->o.retrain_epochs < 1 || r->o.retrain_epochs > 1000 ||
-        r->o.source_epochs < 1 || r->o.source_epochs > 1000)
-        return cli_usage_error(prog, "--epochs, --retrain-epochs and --source-epochs must be in [1,1000]");
-    if (r->o.batch < 1 || r->o.batch > 65536) return cli_usage_error(prog, "--batch must be in [1,65536]");
-    if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1)");
-    if (!(r->o.weight_decay >= 0 && r->o.weight_decay < 1)) return cli_usage_error(prog, "--weight-decay must be in [0,1)");
-    if (!(r->o.adapter_std >= 0 && r->o.adapter_std < 10)) return cli_usage_error(prog, "--adapter-std must be in [0,10)");
+    int rc;
+    if ((rc = cli_check_int(prog, "dim", g->dim, 1, 256)) != CLI_OK ||
+        (rc = cli_check_int(prog, "cross", g->cross, 0, 1)) != CLI_OK ||
+        (rc = cli_check_int(prog, "epochs", r->o.epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "retrain-epochs", r->o.retrain_epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "source-epochs", r->o.source_epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "batch", r->o.batch, 1, 65536)) != CLI_OK ||
+        (rc = cli_check_float(prog, "weight-decay", r->o.weight_decay, 0, 0.5)) != CLI_OK ||
+        (rc = cli_check_float(prog, "adapter-std", r->o.adapter_std, 0, 10)) != CLI_OK)
+        return rc;
+    if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1) (got %g)", (double)r->o.lr);
     return CLI_OK;
 }
 
