@@ -14,6 +14,7 @@ extern const cli_family cli_family_bita;
 extern const cli_family cli_family_bigr;
 extern const cli_family cli_family_higen;
 extern const cli_family cli_family_ctnet;
+extern const cli_family cli_family_narformer;
 extern const cli_command cli_command_serve;
 
 static const cli_command *const g_commands[] = {
@@ -30,6 +31,7 @@ static const cli_family *const g_families[] = {
     &cli_family_bigr,
     &cli_family_higen,
     &cli_family_ctnet,
+    &cli_family_narformer,
     NULL,
 };
 
