@@ -75,6 +75,7 @@
 
 /* named values of one evaluation, e.g. {"val_loss", 1.23}, {"accuracy", 0.9} */
 typedef struct {
+    int64_t step; /* the step evaluated (set by the trainer before eval is called) */
     int n;
     char name[TSR_TRAIN_MAX_METRICS][32];
     double value[TSR_TRAIN_MAX_METRICS];
@@ -122,7 +123,7 @@ typedef struct {
 typedef enum { TSR_SCHED_COSINE, TSR_SCHED_LINEAR, TSR_SCHED_CONSTANT } tsr_train_sched;
 
 typedef struct {
-    int64_t step, total, epoch;
+    int64_t step, total, epoch; /* epoch -1: the family keeps its own data position */
     float loss, lr, grad_norm;
     double items_per_s, eta_s, elapsed_s;
     const char *unit;

@@ -24,10 +24,13 @@ static const cli_family *const g_families[] = {
     NULL,
 };
 
+int cli_plot(const char *prog, int argc, char **argv);
+
 static void print_top_help(FILE *f) {
     fprintf(f, "usage: tessera <family> <verb> [--flags]\n\nfamilies:\n");
     for (int i = 0; g_families[i]; i++)
         fprintf(f, "  %-16s %s\n", g_families[i]->name, g_families[i]->summary);
+    fprintf(f, "\ntools:\n  %-16s %s\n", "plot", "training curves from a --log FILE.jsonl, as PNG");
     fprintf(f, "\n'tessera <family> --help' lists its verbs; "
                "'tessera <family> <verb> --help' its flags.\n");
 }
@@ -50,6 +53,10 @@ int main(int argc, char **argv) {
     if (is_help(argv[1])) {
         print_top_help(stdout);
         return CLI_OK;
+    }
+    if (strcmp(argv[1], "plot") == 0) {
+        int rc = cli_plot("tessera plot", argc - 2, argv + 2);
+        return rc == CLI_HELP ? CLI_OK : rc;
     }
     const cli_family *fam = NULL;
     for (int i = 0; g_families[i]; i++)
