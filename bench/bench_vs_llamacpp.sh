@@ -12,10 +12,13 @@
 #   REPS           repetitions per figure, medians reported (default 3)
 #   MODELS         "pycode 135m" (default) or a subset
 #   DTYPES         "f32 bf16 q8" (default) or a subset; THREADS "1 2" (default)
-# Figures: tessera's decode is the median step time over 128 steps after a
-# 16-token prompt, its prefill the best of 3 forwards over 64 tokens (`lm
-# bench`), each the median over REPS runs; llama.cpp's are the medians of
-# llama-bench's REPS samples of tg128 (from an empty context) and pp64.
+# Figures (the same definition on both sides): decode is the average rate
+# of a 128-token run (tessera: `lm bench`'s tokens_per_s_mean over 128 steps
+# after a 16-token prompt; llama.cpp: llama-bench's tg128 from an empty
+# context), the median over REPS runs; prefill is the best 64-token forward
+# (tessera: best of 3 per `lm bench` run, median over REPS runs; llama.cpp:
+# the best of its REPS pp64 samples). tessera's median step rate, which a
+# loaded machine disturbs least, is reported beside them.
 set -u
 if [ -z "${LLAMA_CPP_DIR:-}" ]; then
     echo "bench_vs_llamacpp: LLAMA_CPP_DIR is not set (point it at a llama.cpp build with llama-bench); nothing to do"
@@ -65,30 +68,35 @@ for model in $MODELS; do
             # llama.cpp: REPS samples each of pp64 and tg128
             "$LB" -m "$g" -t "$t" -p 64 -n 128 -r "$REPS" -o jsonl >"$TMP/lb.jsonl" 2>"$TMP/lb.err" ||
                 { echo "llama-bench failed on $g: $(tail -3 "$TMP/lb.err")" >&2; exit 1; }
-            l_pp=$(grep '"n_prompt": *64' "$TMP/lb.jsonl" | grep -o '"samples_ts": *\[[^]]*\]' | grep -o '[0-9.e+]*' | median)
+            l_pp=$(grep '"n_prompt": *64' "$TMP/lb.jsonl" | grep -o '"samples_ts": *\[[^]]*\]' | grep -o '[0-9.e+]*' |
+                sort -g | tail -1)
             l_tg=$(grep '"n_gen": *128' "$TMP/lb.jsonl" | grep -o '"samples_ts": *\[[^]]*\]' | grep -o '[0-9.e+]*' | median)
             # tessera on the same file
             : >"$TMP/tdec"
             : >"$TMP/tpre"
             : >"$TMP/tbound"
+            : >"$TMP/tstep"
             for r in $(seq "$REPS"); do
                 j=$("$BIN" lm bench --model "$g" --threads "$t" --json 2>"$TMP/tb.err") ||
                     { echo "lm bench failed on $g: $(cat "$TMP/tb.err")" >&2; exit 1; }
-                field "$j" tokens_per_s >>"$TMP/tdec"
+                field "$j" tokens_per_s_mean >>"$TMP/tdec"
+                field "$j" tokens_per_s >>"$TMP/tstep"
                 field "$j" prefill_tokens_per_s >>"$TMP/tpre"
                 field "$j" bound_tokens_per_s >>"$TMP/tbound"
                 last=$j
             done
             t_dec=$(median <"$TMP/tdec")
+            t_step=$(median <"$TMP/tstep")
             t_pre=$(median <"$TMP/tpre")
             bound=$(median <"$TMP/tbound")
             kern=$(grep -o '"kernels":"[^"]*"' <<<"$last" | cut -d'"' -f4)
             bw=$(field "$last" read_bw_gbs)
             awk -v m="$model" -v d="$dt" -v t="$t" -v k="$kern" -v td="$t_dec" -v ld="$l_tg" -v tp="$t_pre" \
-                -v lp="$l_pp" -v b="$bound" -v bw="$bw" -v reps="$REPS" -v cpu="${TESSERA_CPU:-native}" 'BEGIN {
+                -v lp="$l_pp" -v b="$bound" -v bw="$bw" -v ts="$t_step" -v reps="$REPS" -v cpu="${TESSERA_CPU:-native}" 'BEGIN {
                 printf "{\"bench\":\"vs_llamacpp\",\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"kernels\":\"%s\",", m, d, t, k
                 printf "\"tessera_cpu\":\"%s\",\"reps\":%d,", cpu, reps
                 printf "\"tessera_decode_tok_s\":%.1f,\"llamacpp_decode_tok_s\":%.1f,\"decode_ratio\":%.3f,", td, ld, (ld > 0 ? td / ld : 0)
+                printf "\"tessera_decode_median_step_tok_s\":%.1f,", ts
                 printf "\"tessera_prefill64_tok_s\":%.1f,\"llamacpp_prefill64_tok_s\":%.1f,\"prefill_ratio\":%.3f,", tp, lp, (lp > 0 ? tp / lp : 0)
                 printf "\"read_bw_gbs\":%.2f,\"bound_decode_tok_s\":%.1f,", bw, b
                 printf "\"tessera_bandwidth_fraction\":%.3f,\"llamacpp_bandwidth_fraction\":%.3f}\n", (b > 0 ? td / b : 0), (b > 0 ? ld / b : 0)

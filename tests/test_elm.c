@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 static tsr_elm_cfg tiny_cfg(tsr_elm_kind kind, int n_sub) {
     tsr_elm_cfg g = {.kind = kind, .tok = TSR_IMGTOK_BAE, .bits = 8, .codebook = 0, .n_sub = n_sub,
@@ -290,15 +291,27 @@ static bool same_file_tensors(const char *a, const char *b) {
     return same;
 }
 
+/* per-process file names: test runs of several checkouts share /tmp */
+static const char *tmp_path(const char *name) {
+    static char buf[4][128];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "/tmp/tsr_test_elm_%d_%s", (int)getpid(), name);
+    return buf[k];
+}
+
 static void test_train(void) {
-    const char *codes = "/tmp/tsr_test_elm_codes.safetensors";
+    char codes[128], pa[128], pb[128];
+    snprintf(codes, sizeof codes, "%s", tmp_path("codes.safetensors"));
+    snprintf(pa, sizeof pa, "%s", tmp_path("a.safetensors"));
+    snprintf(pb, sizeof pb, "%s", tmp_path("b.safetensors"));
     write_codes(codes, 320);
     for (int kind = 0; kind < 2; kind++) {
         tsr_elm_train_opts o = tsr_elm_default_train_opts();
         o.cfg = tiny_cfg((tsr_elm_kind)kind, 2);
         o.codes = codes, o.tokenizer = "none";
         o.train.epochs = 4, o.batch = 32, o.train.warmup = 4, o.train.lr = 5e-3f, o.train.log_every = 0, o.train.ckpt_every = 0;
-        o.train.out = "/tmp/tsr_test_elm_a.safetensors";
+        o.train.out = pa;
         tsr_elm_train_result r0, r1, r2;
         /* loss after 1 step (stop) vs after the run */
         o.train.stop_after = 1;
@@ -310,14 +323,14 @@ static void test_train(void) {
         TU_CHECK(r1.last_nll < 0.8f * r0.last_nll, "%s loss must fall: %g -> %g", kind ? "mlm" : "ar",
                  (double)r0.last_nll, (double)r1.last_nll);
         /* stop at 17, resume to the end: bit-identical checkpoint */
-        o.train.out = "/tmp/tsr_test_elm_b.safetensors";
+        o.train.out = pb;
         o.train.stop_after = 17;
         st = tsr_elm_train(&o, &r2);
         TU_CHECK(st.code == 0 && !r2.finished, "stop: %s", st.msg);
         o.train.stop_after = 0, o.train.resume = true;
         st = tsr_elm_train(&o, &r2);
         TU_CHECK(st.code == 0 && r2.finished, "resume: %s", st.msg);
-        TU_CHECK(same_file_tensors("/tmp/tsr_test_elm_a.safetensors", "/tmp/tsr_test_elm_b.safetensors"),
+        TU_CHECK(same_file_tensors(pa, pb),
                  "%s: stop + resume == straight run", kind ? "mlm" : "ar");
         /* the checkpoint loads and samples */
         tsr_elm_model m;
@@ -329,8 +342,8 @@ static void test_train(void) {
         TU_CHECK(tsr_elm_train(&o, &r2).code == TSR_ERR_ARG, "resume with another config must fail");
     }
     remove(codes);
-    remove("/tmp/tsr_test_elm_a.safetensors"), remove("/tmp/tsr_test_elm_a.state.safetensors");
-    remove("/tmp/tsr_test_elm_b.safetensors"), remove("/tmp/tsr_test_elm_b.state.safetensors");
+    remove(pa), remove(tmp_path("a.state.safetensors"));
+    remove(pb), remove(tmp_path("b.state.safetensors"));
 }
 
 int main(void) {

@@ -400,6 +400,24 @@ static void test_model_errors(void) {
         tsr_gguf_free(&f);
     }
     put32(d + type_at, 0);
+    /* a bias the Llama graph has no place for */
+    unsigned char *vw = memmem(d, n, "blk.0.attn_v.weight", 19);
+    TSR_ASSERT(vw);
+    memcpy(vw, "blk.0.attn_vvv.bias", 19);
+    TSR_ASSERT(tsr_gguf_parse(d, n, "e.gguf", &f).code == TSR_OK);
+    s = tsr_lm_gguf_model(&back, &f, "e.gguf", -1, 0);
+    TU_CHECK(s.code != TSR_OK && strstr(s.msg, "bias"), "bias: '%s'", s.msg);
+    tsr_gguf_free(&f);
+    memcpy(vw, "blk.0.attn_v.weight", 19);
+    /* found by its magic without the .gguf suffix */
+    char plain[420];
+    snprintf(plain, sizeof plain, "%s/model_without_suffix", g_tmp);
+    FILE *pf = fopen(plain, "wb");
+    TSR_ASSERT(pf && fwrite(d, 1, n, pf) == n);
+    fclose(pf);
+    s = tsr_lm_load(&back, plain, -1, 0);
+    TU_CHECK(s.code == TSR_OK, "GGUF without the suffix: %s", s.msg);
+    if (s.code == TSR_OK) tsr_lm_model_free(&back);
     /* another architecture */
     unsigned char *arch = memmem(d, n, "llama", 5);
     TSR_ASSERT(arch);

@@ -157,6 +157,18 @@ tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
 tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n,
                                int pos0, float *logits);
 
+/* Continuous batching (src/serve): rows of several sequences in one
+ * forward. Row t is token tokens[t] of the sequence whose cache is
+ * caches[t], at position pos[t]; a sequence's rows are adjacent and at
+ * consecutive positions, and its cache holds positions 0..(first pos)-1.
+ * Each row's K/V goes to its own cache and it attends to that cache's
+ * slots 0..pos[t], so its logits are bit-identical to those of
+ * tsr_lm_forward on that sequence alone. logits: one row (V) for every t
+ * with want[t] != 0 (want NULL: every row), in row order. ws lends only its
+ * scratch (a cache made for this model). */
+tsr_status tsr_lm_forward_batch(const tsr_lm_model *m, tsr_lm_cache *ws, tsr_lm_cache *const *caches,
+                                const int *tokens, const int *pos, int n, const uint8_t *want, float *logits);
+
 /* Speculative verification (src/decode): n new tokens written to cache
  * slots n_ctx..n_ctx+n-1, token t rotated by position pos[t] (each in
  * [0, max_len)) and attending to the slots mask row t marks (non-zero),
@@ -313,6 +325,7 @@ tsr_status tsr_lm_parse_safetensors(tsr_lm_model *m, const void *buf, size_t len
 /* dir/config.json + dir/model.safetensors */
 tsr_status tsr_lm_load_hf_dir(tsr_lm_model *m, const char *dir, int wtype, int group_size);
 /* Dispatch on the path: a directory -> HF, *.safetensors -> tessera file,
+ * *.gguf or a file starting with "GGUF" -> llama.cpp GGUF (gguf.h),
  * anything else -> llama2.c .bin (then converted to wtype when >= 0). */
 tsr_status tsr_lm_load(tsr_lm_model *m, const char *path, int wtype, int group_size);
 /* Config from a JSON object text (config.json); name labels messages. */

@@ -1,34 +1,21 @@
-/* tessera io: line charts as PNG, for training curves (`tessera plot`).
- * Axes with "nice" ticks (1, 2, 5 x 10^k) and tick labels, a legend, a
- * title, drawn with a built-in 5x7 bitmap font (digits, lowercase letters
- * and . - _ + : / ( ) % , =; capitals are drawn as lowercase) and written
- * with the PNG writer. src/io/plot.c. */
+/* tessera io: line charts as PNG (results per period, training curves),
+ * drawn with a built-in 5x7 pixel font, no plotting library. src/io/plot.c.
+ * Written atomically through tsr_png_write. */
 #ifndef TESSERA_PLOT_H
 #define TESSERA_PLOT_H
 
 #include "tessera/core.h"
 
 typedef struct {
-    const char *name;     /* legend entry */
-    const double *x, *y;  /* n points; non-finite y values are skipped */
-    int n;
-    bool markers;         /* a square at every point (sparse series such as evaluations) */
+    const char *label;  /* legend text */
+    const double *y;    /* n values (NAN: a gap) */
+    int width;          /* line width in pixels (0: 2) */
 } tsr_plot_series;
 
-typedef struct {
-    const char *title, *xlabel, *ylabel; /* may be NULL */
-    int width, height;    /* pixels (0: 960 x 600) */
-    bool log_y;           /* log10 y axis (positive values only) */
-} tsr_plot_opts;
-
-/* Draws into rgb (height x width x 3, caller-allocated). TSR_ERR_ARG when
- * no series has a point to draw. */
-tsr_status tsr_plot_render(uint8_t *rgb, const tsr_plot_series *s, int n_series, const tsr_plot_opts *o);
-/* Renders and writes path atomically. */
-tsr_status tsr_plot_png(const char *path, const tsr_plot_series *s, int n_series, const tsr_plot_opts *o);
-
-/* The bitmap font, for tests: 7 rows of 5 bits (bit 4 = leftmost) of
- * character ch, or NULL when the font has no glyph for it. */
-const uint8_t *tsr_plot_glyph(char ch);
+/* One chart of ns series over the n points x (ascending), w x h pixels
+ * (>= 320 x 200), legend on the right. Text: ASCII letters, digits and
+ * " -.,():/+_=>%" (others drawn as blanks; letters in capitals). */
+tsr_status tsr_plot_lines(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                          const double *x, int n, const tsr_plot_series *s, int ns, int w, int h);
 
 #endif

@@ -121,4 +121,8 @@ typedef struct {
     const cli_verb *verbs; /* terminated by a {NULL} entry */
 } cli_family;
 
+/* A top-level command without verbs (`tessera serve`); argv[0] is its
+ * first flag. */
+typedef cli_verb cli_command;
+
 #endif

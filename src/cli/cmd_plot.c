@@ -6,13 +6,12 @@
 #include "cli/args.h"
 
 #include "tessera/fileio.h"
-#include "tessera/plot.h"
+#include "tessera/chart.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
 
-int cli_plot(const char *prog, int argc, char **argv);
 
 #define MAX_METRICS 16
 static const char *const k_not_metrics[] = {"kind", "step", "time", "epoch", NULL};
@@ -100,7 +99,7 @@ static tsr_status read_log(const char *path, const char *const *want, int n_want
     return st;
 }
 
-int cli_plot(const char *prog, int argc, char **argv) {
+static int cmd_plot(const char *prog, int argc, char **argv) {
     const char *out = NULL, *x = "step", *title = NULL;
     int width = 960, height = 600;
     bool log_y = false;
@@ -163,13 +162,13 @@ int cli_plot(const char *prog, int argc, char **argv) {
     int ns = 0;
     st = read_log(path, want, n_want, by_time, s, &ns);
     if (!st.code) {
-        tsr_plot_series ps[MAX_METRICS];
+        tsr_chart_series ps[MAX_METRICS];
         for (int i = 0; i < ns; i++)
-            ps[i] = (tsr_plot_series){s[i].name, s[i].x, s[i].y, s[i].n, s[i].eval && s[i].n <= 200};
+            ps[i] = (tsr_chart_series){s[i].name, s[i].x, s[i].y, s[i].n, s[i].eval && s[i].n <= 200};
         const char *slash = strrchr(path, '/');
-        tsr_plot_opts po = {title ? title : slash ? slash + 1 : path, by_time ? "seconds" : "step",
+        tsr_chart_opts po = {title ? title : slash ? slash + 1 : path, by_time ? "seconds" : "step",
                             ns == 1 ? s[0].name : NULL, width, height, log_y};
-        st = tsr_plot_png(out, ps, ns, &po);
+        st = tsr_chart_png(out, ps, ns, &po);
     }
     for (int i = 0; i < ns; i++) free(s[i].x), free(s[i].y);
     if (st.code)
@@ -177,3 +176,6 @@ int cli_plot(const char *prog, int argc, char **argv) {
     fprintf(stderr, "%s: %d curve%s from %s -> %s\n", prog, ns, ns == 1 ? "" : "s", path, out);
     return CLI_OK;
 }
+
+const cli_command cli_command_plot = {"plot", "training curves from a --log FILE.jsonl of any train/tune verb, as PNG",
+                                      cmd_plot};

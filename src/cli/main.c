@@ -1,4 +1,5 @@
-/* tessera CLI entry point: `tessera <family> <verb> [--long-flags]`.
+/* tessera CLI entry point: `tessera <family> <verb> [--long-flags]`, and
+ * the commands that span families (`tessera serve [--flags]`).
  * The command table below is the only place that knows every family; a new
  * family adds its cmd_<family>.c (defining a cli_family) and one line here. */
 #include "cli/args.h"
@@ -12,6 +13,16 @@ extern const cli_family cli_family_space;
 extern const cli_family cli_family_bita;
 extern const cli_family cli_family_bigr;
 extern const cli_family cli_family_higen;
+extern const cli_family cli_family_ctnet;
+extern const cli_family cli_family_narformer;
+extern const cli_command cli_command_serve;
+extern const cli_command cli_command_plot;
+
+static const cli_command *const g_commands[] = {
+    &cli_command_serve,
+    &cli_command_plot,
+    NULL,
+};
 
 static const cli_family *const g_families[] = {
     &cli_family_classify,
@@ -21,16 +32,18 @@ static const cli_family *const g_families[] = {
     &cli_family_bita,
     &cli_family_bigr,
     &cli_family_higen,
+    &cli_family_ctnet,
+    &cli_family_narformer,
     NULL,
 };
 
-int cli_plot(const char *prog, int argc, char **argv);
-
 static void print_top_help(FILE *f) {
-    fprintf(f, "usage: tessera <family> <verb> [--flags]\n\nfamilies:\n");
+    fprintf(f, "usage: tessera <family> <verb> [--flags]\n       tessera <command> [--flags]\n\nfamilies:\n");
     for (int i = 0; g_families[i]; i++)
         fprintf(f, "  %-16s %s\n", g_families[i]->name, g_families[i]->summary);
-    fprintf(f, "\ntools:\n  %-16s %s\n", "plot", "training curves from a --log FILE.jsonl, as PNG");
+    fprintf(f, "\ncommands:\n");
+    for (int i = 0; g_commands[i]; i++)
+        fprintf(f, "  %-16s %s\n", g_commands[i]->name, g_commands[i]->summary);
     fprintf(f, "\n'tessera <family> --help' lists its verbs; "
                "'tessera <family> <verb> --help' its flags.\n");
 }
@@ -54,10 +67,13 @@ int main(int argc, char **argv) {
         print_top_help(stdout);
         return CLI_OK;
     }
-    if (strcmp(argv[1], "plot") == 0) {
-        int rc = cli_plot("tessera plot", argc - 2, argv + 2);
-        return rc == CLI_HELP ? CLI_OK : rc;
-    }
+    for (int i = 0; g_commands[i]; i++)
+        if (strcmp(g_commands[i]->name, argv[1]) == 0) {
+            char prog[64];
+            snprintf(prog, sizeof prog, "tessera %s", g_commands[i]->name);
+            int rc = g_commands[i]->run(prog, argc - 2, argv + 2);
+            return rc == CLI_HELP ? CLI_OK : rc;
+        }
     const cli_family *fam = NULL;
     for (int i = 0; g_families[i]; i++)
         if (strcmp(g_families[i]->name, argv[1]) == 0) fam = g_families[i];

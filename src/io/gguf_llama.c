@@ -222,6 +222,7 @@ tsr_status tsr_lm_gguf_model(tsr_lm_model *m, const tsr_gguf_file *f, const char
     synth s;
     memset(&s, 0, sizeof s);
     tsr_lm_config c;
+    memset(&c, 0, sizeof c);
     tsr_status st = gguf_config(&s, f, path, &c);
     const int D = c.dim / (c.n_heads ? c.n_heads : 1);
     bool q8 = false;
@@ -249,6 +250,10 @@ tsr_status tsr_lm_gguf_model(tsr_lm_model *m, const tsr_gguf_file *f, const char
             if (strcmp(leaf, "attn_q") == 0) heads = c.n_heads;
             if (strcmp(leaf, "attn_k") == 0) heads = c.n_kv_heads;
         } else {
+            size_t nl = strlen(g->name);
+            if (nl > 5 && strcmp(g->name + nl - 5, ".bias") == 0)
+                st = tsr_errorf(TSR_ERR_FORMAT, "%s: tensor '%s': biases are not part of the Llama graph tessera runs",
+                                path, g->name);
             continue;
         }
         q8 |= g->type == TSR_GGML_Q8_0;

@@ -492,6 +492,15 @@ tsr_status tsr_lm_load_hf_dir(tsr_lm_model *m, const char *dir, int wtype, int g
     return st;
 }
 
+static bool has_gguf_magic(const char *path) {
+    char b[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    bool yes = fread(b, 1, 4, f) == 4 && memcmp(b, "GGUF", 4) == 0;
+    fclose(f);
+    return yes;
+}
+
 /* What a file that is not a llama2.c checkpoint looks like, so the error
  * names its type rather than a nonsense header field: NULL when unknown. */
 static const char *sniff_other(const char *path) {
@@ -505,7 +514,6 @@ static const char *sniff_other(const char *path) {
     if (i < n && (b[i] == '{' || b[i] == '[')) return "a JSON file (tokenizer.json or config.json?)";
     if (n >= 8 && memcmp(b, "\x89PNG", 4) == 0) return "a PNG image";
     if (n >= 9 && b[8] == '{' && b[6] == 0 && b[7] == 0) return "a safetensors file without the .safetensors suffix";
-    if (n >= 4 && memcmp(b, "GGUF", 4) == 0) return "a GGUF file without the .gguf suffix";
     bool text = n > 0;
     for (size_t k = 0; k < n; k++) text &= b[k] >= 0x20 || b[k] == '\n' || b[k] == '\r' || b[k] == '\t';
     return text ? "a text file" : NULL;
@@ -516,7 +524,7 @@ tsr_status tsr_lm_load(tsr_lm_model *m, const char *path, int wtype, int group_s
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return tsr_lm_load_hf_dir(m, path, wtype, group_size);
     if (has_suffix(path, ".safetensors")) return tsr_lm_load_safetensors(m, path, wtype, group_size);
-    if (has_suffix(path, ".gguf")) return tsr_lm_load_gguf(m, path, wtype, group_size);
+    if (has_suffix(path, ".gguf") || has_gguf_magic(path)) return tsr_lm_load_gguf(m, path, wtype, group_size);
     const char *other = sniff_other(path);
     if (other)
         return tsr_errorf(TSR_ERR_FORMAT, "%s: %s, not a model checkpoint (llama2.c .bin, GGUF, HF directory or .safetensors)",

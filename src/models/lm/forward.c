@@ -86,8 +86,13 @@ static int thread_id(void) {
  * position pos[t] and sees the slots its mask row marks: mask rows are
  * mask_ld bytes; mask_ld == n covers the new rows only (every cached slot
  * visible), mask_ld == pos0 + n covers every slot. */
+/* rc non-NULL (batched sequences): row t belongs to the sequence whose
+ * cache is rc[t], sits at position pos[t] (mask NULL) and sees that cache's
+ * slots 0..pos[t]; c only lends its scratch. want (may be NULL) marks the
+ * rows whose logits are written, compactly in row order. */
 static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
-                          const int *pos, const uint8_t *mask, int mask_ld, float *logits, bool last_only) {
+                          const int *pos, const uint8_t *mask, int mask_ld, float *logits, bool last_only,
+                          tsr_lm_cache *const *rc, const uint8_t *want) {
     const tsr_lm_config *cfg = &m->cfg;
     const int C = cfg->dim, Hd = cfg->hidden_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
     const int D = C / H, kv = D * Hkv, V = cfg->vocab_size, group = H / Hkv;
@@ -95,13 +100,28 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     if (n == 0) return tsr_ok();
     if (c->kv_dim != kv || c->n_layers != cfg->n_layers)
         return tsr_errorf(TSR_ERR_ARG, "lm forward: cache was made for another model");
-    if (pos0 > c->max_len - n)
+    if (!rc && pos0 > c->max_len - n)
         return tsr_errorf(TSR_ERR_ARG, "lm forward: positions %d..%d exceed the context of %d", pos0,
                           pos0 + n - 1, c->max_len);
     for (int t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= V)
             return tsr_errorf(TSR_ERR_ARG, "lm forward: token %d out of range [0, %d)", tokens[t], V);
-    if (pos) {
+    int alen = c->max_len; /* attention scratch per thread */
+    if (rc) {
+        for (int t = 0; t < n; t++) {
+            const tsr_lm_cache *r = rc[t];
+            if (r->kv_dim != kv || r->n_layers != cfg->n_layers)
+                return tsr_errorf(TSR_ERR_ARG, "lm forward: cache was made for another model");
+            if (pos[t] < 0 || pos[t] >= r->max_len)
+                return tsr_errorf(TSR_ERR_ARG, "lm forward: position %d outside [0, %d)", pos[t], r->max_len);
+            if (t > 0 && rc[t - 1] == r && pos[t] != pos[t - 1] + 1)
+                return tsr_errorf(TSR_ERR_ARG, "lm forward: a sequence's rows must be consecutive positions");
+            for (int u = 0; u + 1 < t; u++)
+                if (rc[u] == r && rc[u + 1] != r)
+                    return tsr_errorf(TSR_ERR_ARG, "lm forward: a sequence's rows must be adjacent");
+            if (r->max_len > alen) alen = r->max_len;
+        }
+    } else if (pos) {
         if (!mask || (mask_ld != n && mask_ld != pos0 + n))
             return tsr_errorf(TSR_ERR_ARG, "lm forward: mask rows must cover the new rows (%d) or every slot (%d)", n,
                               pos0 + n);
@@ -117,12 +137,14 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     /* scratch: x, xb, xb2, q (n*C each), hb, hb2 (n*Hd), rope (n*D), att
      * (threads*max_len), then the matmuls' prepared activations (aligned) */
     int nth = max_threads();
-    size_t base = (size_t)n * (4 * (size_t)C + 2 * (size_t)Hd + (size_t)D) + (size_t)nth * (size_t)c->max_len;
+    /* batched sequences: the new K/V rows (n*kv each) before they go to their caches */
+    size_t base = (size_t)n * (4 * (size_t)C + 2 * (size_t)Hd + (size_t)D) + (size_t)nth * (size_t)alen;
+    if (rc) base += 2 * (size_t)n * (size_t)kv;
     base = (base + 15) / 16 * 16;
     /* masked: each row's visible slots (int); sized by max_len, not by
      * pos0, so a growing context does not reallocate every step */
     const size_t vld = (size_t)c->max_len + 1;
-    size_t nidx = pos ? (size_t)n * vld : 0;
+    size_t nidx = pos && !rc ? (size_t)n * vld : 0;
     base += (nidx + 15) / 16 * 16;
     size_t need = base + (mm_scratch(m, n) + sizeof(float) - 1) / sizeof(float);
     if (need > c->scratch_floats) {
@@ -136,9 +158,10 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     float *x = c->scratch, *xb = x + (size_t)n * C, *xb2 = xb + (size_t)n * C, *q = xb2 + (size_t)n * C;
     float *hb = q + (size_t)n * C, *hb2 = hb + (size_t)n * Hd, *cs = hb2 + (size_t)n * Hd;
     float *att_all = cs + (size_t)n * D;
+    float *kbuf = att_all + (size_t)nth * (size_t)alen, *vbuf = kbuf + (rc ? (size_t)n * kv : 0);
     /* row t: count, then the slots it sees in increasing order */
-    int *vis = (int *)(att_all + (size_t)nth * (size_t)c->max_len);
-    if (pos) {
+    int *vis = (int *)(vbuf + (rc ? (size_t)n * kv : 0));
+    if (pos && !rc) {
         const int nk = pos0 + n;
         for (int t = 0; t < n; t++) {
             int *r = vis + (size_t)t * vld, cnt = 0;
@@ -177,7 +200,7 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     for (int l = 0; l < cfg->n_layers; l++) {
         const tsr_lm_layer *L = &m->layers[l];
         float *kc = c->k + (size_t)l * c->max_len * kv, *vc = c->v + (size_t)l * c->max_len * kv;
-        float *kn = kc + (size_t)pos0 * kv, *vn = vc + (size_t)pos0 * kv;
+        float *kn = rc ? kbuf : kc + (size_t)pos0 * kv, *vn = rc ? vbuf : vc + (size_t)pos0 * kv;
 
         for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_att, C, cfg->norm_eps);
         tsr_lm_matmul(q, C, xb, C, &L->wq, n, mms);
@@ -187,17 +210,27 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             rope(q + (size_t)t * C, C, D, cs + (size_t)t * D, cfg->rope_layout);
             rope(kn + (size_t)t * kv, kv, D, cs + (size_t)t * D, cfg->rope_layout);
         }
+        if (rc)
+            for (int t = 0; t < n; t++) {
+                size_t o = ((size_t)l * rc[t]->max_len + (size_t)pos[t]) * kv;
+                memcpy(rc[t]->k + o, kn + (size_t)t * kv, sizeof(float) * kv);
+                memcpy(rc[t]->v + o, vn + (size_t)t * kv, sizeof(float) * kv);
+            }
 
         /* one (token, head) per iteration, keys 0..pos in order */
         const int pairs = n * H;
 #pragma omp parallel for schedule(dynamic, 1) if ((double)pairs * (pos0 + n) * D > 32768.0)
         for (int ph = 0; ph < pairs; ph++) {
             int t = ph / H, h = ph % H;
-            float *att = att_all + (size_t)thread_id() * c->max_len;
+            float *att = att_all + (size_t)thread_id() * alen;
             size_t kvo = (size_t)(h / group) * D;
             float *o = xb + (size_t)t * C + (size_t)h * D;
             const float *qh = q + (size_t)t * C + (size_t)h * D;
-            if (pos) {
+            if (rc) {
+                const tsr_lm_cache *r = rc[t];
+                const float *kt = r->k + (size_t)l * r->max_len * kv, *vt = r->v + (size_t)l * r->max_len * kv;
+                tsr_lm_attend(o, qh, kt + kvo, vt + kvo, (size_t)kv, pos[t] + 1, D, att);
+            } else if (pos) {
                 const int *r = vis + (size_t)t * vld;
                 tsr_lm_attend_idx(o, qh, kc + kvo, vc + kvo, (size_t)kv, r + 1, r[0], D, att);
             } else {
@@ -220,27 +253,36 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     }
 
     if (logits) {
-        int t0 = last_only ? n - 1 : 0;
-        for (int t = t0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
-        tsr_lm_matmul(logits, V, xb + (size_t)t0 * C, C, &m->wcls, n - t0, mms);
+        /* the selected rows, normed into consecutive rows of xb */
+        int k = 0;
+        for (int t = 0; t < n; t++)
+            if (want ? want[t] != 0 : !last_only || t == n - 1)
+                rmsnorm(xb + (size_t)k++ * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
+        tsr_lm_matmul(logits, V, xb, C, &m->wcls, k, mms);
     }
     return tsr_ok();
 }
 
 tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
                           float *logits) {
-    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, false);
+    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, false, NULL, NULL);
 }
 
 tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
                                float *logits) {
-    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, true);
+    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, true, NULL, NULL);
 }
 
 tsr_status tsr_lm_forward_masked(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int n_ctx,
                                  const int *pos, const uint8_t *mask, int mask_ld, float *logits) {
     if (!pos || !mask) return tsr_errorf(TSR_ERR_ARG, "lm forward: masked forward needs positions and a mask");
-    return forward(m, c, tokens, n, n_ctx, pos, mask, mask_ld, logits, false);
+    return forward(m, c, tokens, n, n_ctx, pos, mask, mask_ld, logits, false, NULL, NULL);
+}
+
+tsr_status tsr_lm_forward_batch(const tsr_lm_model *m, tsr_lm_cache *ws, tsr_lm_cache *const *caches,
+                                const int *tokens, const int *pos, int n, const uint8_t *want, float *logits) {
+    if (n > 0 && (!caches || !pos)) return tsr_errorf(TSR_ERR_ARG, "lm forward: batched forward needs caches and positions");
+    return forward(m, ws, tokens, n, 0, pos, NULL, 0, logits, false, caches, want);
 }
 
 tsr_status tsr_lm_cache_compact(tsr_lm_cache *c, int n_ctx, const int *keep, int n_keep) {

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds every libFuzzer target (clang, -DTSR_FUZZ=ON, its own build dir) and
+# runs each in turn for SECONDS, seeded with valid files from the repository
+# (see fuzz/README.md). Prints one line per target (executions, coverage,
+# crashes) and exits non-zero when any target found a crash, leak or timeout.
+#
+#   scripts/fuzz.sh [SECONDS]        default 60 per target
+#   BUILD=dir JOBS=n scripts/fuzz.sh  build dir (build-fuzz), make -j (2)
+#   TARGETS="fuzz_png fuzz_idx" scripts/fuzz.sh 20   a subset
+set -u
+SECS=${1:-60}
+case "$SECS" in '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS]" >&2; exit 2 ;; esac
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=${BUILD:-$ROOT/build-fuzz}
+JOBS=${JOBS:-2}
+command -v clang >/dev/null || { echo "fuzz.sh: clang is needed (apt-get install clang)" >&2; exit 1; }
+
+all=$(cd "$ROOT/fuzz" && ls fuzz_*.c | sed 's/\.c$//')
+targets=${TARGETS:-$all}
+echo "fuzz.sh: building $(echo $targets | wc -w) targets in $B" >&2
+cmake -S "$ROOT" -B "$B" -DTSR_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release >"$B.cmake.log" 2>&1 ||
+    { tail -20 "$B.cmake.log" >&2; exit 1; }
+# the CLI too: it writes the seeds a parser needs (a tiny model, a GGUF)
+cmake --build "$B" -j"$JOBS" --target tessera_cli $targets >"$B.build.log" 2>&1 ||
+    { grep -E 'error|Error' "$B.build.log" | head -20 >&2; exit 1; }
+rm -f "$B.cmake.log" "$B.build.log"
+
+# ---- seeds: valid inputs of each format, with the selector bytes some
+# targets read first (fuzz/README.md)
+S="$B/seeds"
+rm -rf "$S"
+mkdir -p "$S"
+for t in $all; do mkdir -p "$S/$t"; done
+TSR="$B/tessera"
+D="$ROOT/../shared/data"
+cp "$ROOT"/tests/refs/st_*.safetensors "$S/fuzz_safetensors/"
+"$TSR" lm convert --random dim=16,layers=1,heads=2,hidden=32,vocab=64,seq=16 --out "$S/tiny.safetensors" 2>/dev/null &&
+    cp "$S/tiny.safetensors" "$S/fuzz_safetensors/" &&
+    (printf '\001\000'; cat "$S/tiny.safetensors") >"$S/fuzz_hf_config/tiny_f32" &&
+    (printf '\001\002'; cat "$S/tiny.safetensors") >"$S/fuzz_hf_config/tiny_q8"
+(printf '\000'; cat "$ROOT/models/pycode/config.json") >"$S/fuzz_hf_config/config"
+[ -f "$D/llama2c/stories260K.bin" ] && cp "$D/llama2c/stories260K.bin" "$S/fuzz_llama2c/"
+[ -f "$D/llama2c/tok512.bin" ] && cp "$D/llama2c/tok512.bin" "$S/fuzz_tokenizer/"
+for f in /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz; do [ -f "$f" ] && cp "$f" "$S/fuzz_idx/"; done
+[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] &&
+    gzip -dc /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz | head -c 208 >"$S/fuzz_idx/labels_plain"
+ls "$ROOT"/docs/*.png >/dev/null 2>&1 && cp "$(ls -S "$ROOT"/docs/*.png | tail -1)" "$S/fuzz_png/"
+cp "$ROOT/models/pycode/tokenizer.json" "$S/fuzz_bpe_json/"
+printf '{"query": "a text editor for the terminal", "relevant": ["vim", "nano"]}\n{"query": "x", "relevant": ["y"], "user": "7"}\n' \
+    >"$S/fuzz_qfile/two.jsonl"
+"$TSR" lm convert --random dim=32,layers=1,heads=2,hidden=64,vocab=4096 --to gguf \
+    --tokenizer "$ROOT/models/pycode/tokenizer.json" --out "$S/r.gguf" 2>/dev/null &&
+    (printf '\003'; cat "$S/r.gguf") >"$S/fuzz_gguf/r"
+rm -f "$S/tiny.safetensors" "$S/r.gguf"
+
+# ---- run each in turn
+bad=0
+printf '%-18s %10s %8s %8s  %s\n' target execs cov corpus result
+for t in $targets; do
+    [ -x "$B/$t" ] || { echo "$t: not built" >&2; bad=1; continue; }
+    mkdir -p "$B/corpus/$t" "$B/artifacts/$t"
+    log="$B/$t.log"
+    (cd "$B" && "./$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+        -artifact_prefix="$B/artifacts/$t/" "corpus/$t" "seeds/$t" >"$log" 2>&1)
+    rc=$?
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+    n=$(ls "$B/corpus/$t" | wc -l)
+    arts=$(ls "$B/artifacts/$t" | wc -l)
+    if [ $rc -eq 0 ] && [ "$arts" -eq 0 ]; then res=ok; else res="FAILED (rc $rc, $arts artifacts in $B/artifacts/$t, log $log)"; bad=1; fi
+    printf '%-18s %10s %8s %8s  %s\n' "$t" "${execs:-?}" "${cov:-?}" "$n" "$res"
+done
+exit $bad

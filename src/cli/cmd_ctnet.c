@@ -1,0 +1,649 @@
+/* tessera CLI: `tessera ctnet data|train|eval|predict|bench` — continual
+ * cross-domain CTR transfer (src/models/ctnet). Results on stdout (JSON
+ * lines with --json), progress and errors on stderr. */
+#include "cli/args.h"
+
+#include "tessera/ctnet.h"
+#include "tessera/fileio.h"
+#include "tessera/plot.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define DEFAULT_MODEL "models/ctnet_ml_animation.safetensors"
+#define DATA_HINT "pass --data with a MovieLens folder (ml-latest-small or RecBole ml-100k) or a CSV/TSV log (see docs/ctnet.md)"
+
+/* ----------------------------------------------------------- data flags */
+
+typedef struct {
+    const char *data, *pair, *source, *target, *period;
+    int first, last, val;
+    bool first_set, last_set;
+} data_flags;
+
+#define DATA_SPECS(d)                                                                                          \
+    {"data", ARG_STR, &(d)->data, "PATH", "MovieLens folder (ml-latest-small or ml-100k) or a CSV/TSV log (default ../shared/data/movielens-latest-small)", NULL}, \
+    {"pair", ARG_STR, &(d)->pair, "NAME", "MovieLens source->target pair: big-animation, big-horror, big-children (default big-animation)", NULL}, \
+    {"source", ARG_STR, &(d)->source, "NAME", "CSV/TSV log: the domain value of source rows (default source)", NULL}, \
+    {"target", ARG_STR, &(d)->target, "NAME", "CSV/TSV log: the domain value of target rows (default target)", NULL}, \
+    {"period", ARG_STR, &(d)->period, "UNIT", "period unit: year, month, week (default: year; week for ml-100k)", NULL}, \
+    {"first", ARG_INT, &(d)->first, "K", "first trained period key; earlier rows are the warm-up (ml-latest-small 2003; ml-100k week 8)", &(d)->first_set}, \
+    {"last", ARG_INT, &(d)->last, "K", "last scored period key (ml-latest-small 2018; ml-100k week 30)", &(d)->last_set}, \
+    {"val-periods", ARG_INT, &(d)->val, "N", "the first N scored periods are for validation (hyper-parameters), not reported (default 3)", NULL}
+
+static void data_defaults(data_flags *d) {
+    memset(d, 0, sizeof *d);
+    d->data = "../shared/data/movielens-latest-small";
+    d->pair = "big-animation";
+    d->source = "source";
+    d->target = "target";
+    d->val = 3;
+}
+
+static bool is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* loads the log, sets periods and the default period range */
+static int load_data(const char *prog, data_flags *d, tsr_ctnet_log *g) {
+    tsr_status st;
+    bool ml100k = false;
+    if (is_dir(d->data)) {
+        const char *target = NULL;
+        char p100[1100];
+        snprintf(p100, sizeof p100, "%s/ml-100k.inter", d->data);
+        struct stat sb;
+        ml100k = stat(p100, &sb) == 0;
+        if (!strcmp(d->pair, "big-animation")) target = "Animation";
+        else if (!strcmp(d->pair, "big-horror")) target = "Horror";
+        else if (!strcmp(d->pair, "big-children")) target = ml100k ? "Children's" : "Children";
+        else return cli_usage_error(prog, "--pair '%s' is not one of big-animation, big-horror, big-children", d->pair);
+        st = tsr_ctnet_load_movielens(d->data, "Action|Comedy|Drama", target, g);
+    } else {
+        st = tsr_ctnet_load_csv(d->data, d->source, d->target, true, g);
+    }
+    if (st.code) return cli_fail(st, DATA_HINT);
+    const char *unit = d->period ? d->period : ml100k ? "week" : "year";
+    st = tsr_ctnet_log_periods(g, unit);
+    if (st.code) {
+        tsr_ctnet_log_free(g);
+        return cli_usage_error(prog, "%s", st.msg);
+    }
+    if (!d->first_set) d->first = ml100k ? 8 : 2003;
+    if (!d->last_set) d->last = ml100k ? 30 : 2018;
+    if (d->val < 0 || d->last - d->first - d->val < 1 || d->last - d->first >= TSR_CTNET_MAX_PERIODS) {
+        tsr_ctnet_log_free(g);
+        return cli_usage_error(prog, "--first %d --last %d --val-periods %d: need at least one evaluation period and at most %d periods",
+                               d->first, d->last, d->val, TSR_CTNET_MAX_PERIODS);
+    }
+    return CLI_OK;
+}
+
+static int cmd_data(const char *prog, int argc, char **argv) {
+    data_flags d;
+    data_defaults(&d);
+    cli_common cm = {0, 1, false};
+    const arg_spec specs[] = {DATA_SPECS(&d), CLI_COMMON_JSON(&cm)};
+    int rc = args_parse(prog, "Show the periods of a log and the rows and clicks per domain.", specs,
+                        (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    tsr_ctnet_log g;
+    if ((rc = load_data(prog, &d, &g)) != CLI_OK) return rc;
+    tsr_ctnet_period_count *pc;
+    int n = tsr_ctnet_period_counts(&g, &pc);
+    if (!cm.json) {
+        printf("%s: %lld rows, fields:", d.data, (long long)g.n);
+        for (int f = 0; f < g.n_fields; f++) printf(" %s", g.field[f]);
+        printf("\nperiod  role        source rows (clicks)   target rows (clicks)   other rows\n");
+    }
+    for (int i = 0; i < n; i++) {
+        const char *role = pc[i].key < d.first ? "warm-up" : pc[i].key > d.last ? "unused"
+                         : pc[i].key == d.first ? "train" : pc[i].key <= d.first + d.val ? "validate" : "evaluate";
+        if (cm.json)
+            printf("{\"period\": %d, \"role\": \"%s\", \"source_rows\": %lld, \"source_clicks\": %lld, "
+                   "\"target_rows\": %lld, \"target_clicks\": %lld, \"other_rows\": %lld}\n",
+                   pc[i].key, role, (long long)pc[i].rows[0], (long long)pc[i].clicks[0], (long long)pc[i].rows[1],
+                   (long long)pc[i].clicks[1], (long long)pc[i].rows[2]);
+        else
+            printf("%6d  %-10s  %10lld (%6lld)      %10lld (%6lld)    %10lld\n", pc[i].key, role,
+                   (long long)pc[i].rows[0], (long long)pc[i].clicks[0], (long long)pc[i].rows[1],
+                   (long long)pc[i].clicks[1], (long long)pc[i].rows[2]);
+    }
+    free(pc);
+    tsr_ctnet_log_free(&g);
+    return CLI_OK;
+}
+
+/* --------------------------------------------------------- model flags */
+
+typedef struct {
+    tsr_ctnet_run_opts o;
+    const char *method;
+    const char *hidden;
+} run_flags;
+
+#define RUN_SPECS(r)                                                                                           \
+    {"dim", ARG_INT, &(r)->o.cfg.dim, "N", "embedding width", NULL},                                       \
+    {"hidden", ARG_STR, &(r)->hidden, "LIST", "MLP hidden widths, comma-separated (default 64,32)", NULL}, \
+    {"cross", ARG_INT, &(r)->o.cfg.cross, "0|1", "DCNv2 cross layer on the embeddings", NULL},           \
+    {"epochs", ARG_INT, &(r)->o.epochs, "N", "epochs per period update", NULL},                          \
+    {"retrain-epochs", ARG_INT, &(r)->o.retrain_epochs, "N", "retrain: epochs over all target history", NULL}, \
+    {"source-epochs", ARG_INT, &(r)->o.source_epochs, "N", "epochs of the source tower's own update per period", NULL}, \
+    {"batch", ARG_INT, &(r)->o.batch, "B", "batch size", NULL},                                           \
+    {"lr", ARG_FLOAT, &(r)->o.lr, "X", "AdamW learning rate", NULL},                                      \
+    {"weight-decay", ARG_FLOAT, &(r)->o.weight_decay, "X", "AdamW decoupled weight decay", NULL},         \
+    {"adapter-std", ARG_FLOAT, &(r)->o.adapter_std, "X", "std of the adapters' W_a at init", NULL}
+
+static int check_run_flags(const char *prog, run_flags *r) {
+    tsr_ctnet_cfg *g = &r->o.cfg;
+    if (r->hidden) {
+        int n = 0;
+        const char *p = r->hidden;
+        while (*p) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || v > 4096 || n == TSR_CTNET_MAX_LAYERS || (*end && *end != ','))
+                return cli_usage_error(prog, "--hidden '%s': 1 to %d comma-separated widths in [1,4096]", r->hidden,
+                                       TSR_CTNET_MAX_LAYERS);
+            g->hidden[n++] = (int)v;
+            p = *end ? end + 1 : end;
+        }
+        if (n == 0) return cli_usage_error(prog, "--hidden is empty");
+        g->n_layers = n;
+    }
+    if (g->dim < 1 || g->dim > 256) return cli_usage_error(prog, "--dim must be in [1,256]");
+    if (g->cross != 0 && g->cross != 1) return cli_usage_error(prog, "--cross must be 0 or 1");
+    if (r->o.epochs < 1 || r->o.epochs > 1000 || r->o.retrain_epochs < 1 || r->o.retrain_epochs > 1000 ||
+        r->o.source_epochs < 1 || r->o.source_epochs > 1000)
+        return cli_usage_error(prog, "--epochs, --retrain-epochs and --source-epochs must be in [1,1000]");
+    if (r->o.batch < 1 || r->o.batch > 65536) return cli_usage_error(prog, "--batch must be in [1,65536]");
+    if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1)");
+    if (!(r->o.weight_decay >= 0 && r->o.weight_decay < 1)) return cli_usage_error(prog, "--weight-decay must be in [0,1)");
+    if (!(r->o.adapter_std >= 0 && r->o.adapter_std < 10)) return cli_usage_error(prog, "--adapter-std must be in [0,10)");
+    return CLI_OK;
+}
+
+static bool cli_quiet(void) { return getenv("TESSERA_QUIET") != NULL; }
+
+/* ---------------------------------------------------------------- train */
+
+static int cmd_train(const char *prog, int argc, char **argv) {
+    data_flags d;
+    data_defaults(&d);
+    run_flags r = {.o = tsr_ctnet_default_run_opts(), .method = "ctnet"};
+    cli_common cm = {1, 1, false}; /* tiny towers: one thread (more only add sync cost) */
+    const char *out = "ctnet.safetensors", *state = NULL;
+    bool resume = false;
+    int stop_after = 0;
+    const arg_spec specs[] = {
+        DATA_SPECS(&d),
+        RUN_SPECS(&r),
+        {"method", ARG_STR, &r.method, "NAME", "ctnet, target-only, retrain, fine-tune, joint, cross-domain, ctnet-no-adapters, ctnet-no-gate, ctnet-random-adapters", NULL},
+        {"out", ARG_STR, &out, "PATH", "serving model written at the end (default ctnet.safetensors)", NULL},
+        {"state", ARG_STR, &state, "PATH", "continual state, saved after every period (default OUT.state)", NULL},
+        {"resume", ARG_BOOL, &resume, NULL, "continue from --state after the last finished period", NULL},
+        {"stop-after", ARG_INT, &stop_after, "N", "stop after N period steps (the state resumes)", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_SEED(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog, "Run one method through the periods (warm-up, then train on period t, score t+1), saving the continual state after every period.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if ((rc = check_run_flags(prog, &r)) != CLI_OK) return rc;
+    if ((r.o.method = tsr_ctnet_method_parse(r.method)) < 0)
+        return cli_usage_error(prog, "--method '%s' is unknown", r.method);
+    if (stop_after < 0) return cli_usage_error(prog, "--stop-after must be >= 0");
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    r.o.seed = cm.seed;
+    char state_buf[1100];
+    if (!state) {
+        snprintf(state_buf, sizeof state_buf, "%s.state", out);
+        state = state_buf;
+    }
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK ||
+        (rc = cli_check_output(prog, "state", state, false)) != CLI_OK)
+        return rc;
+    tsr_ctnet_log g;
+    if ((rc = load_data(prog, &d, &g)) != CLI_OK) return rc;
+    r.o.first = d.first;
+    r.o.last = d.last;
+    r.o.cfg.n_fields = g.n_fields;
+    tsr_ctnet_results res;
+    tsr_ctnet_run *run = NULL;
+    tsr_status st = tsr_ctnet_run_protocol(&g, &r.o, state, resume, stop_after, !cli_quiet(), &res, &run);
+    if (st.code) {
+        tsr_ctnet_log_free(&g);
+        return cli_fail(st, resume ? "resume with the flags of the original run, or start again without --resume" : DATA_HINT);
+    }
+    if (res.steps_done == res.steps_total) st = tsr_ctnet_run_save_model(run, &g, out);
+    tsr_ctnet_run_free(run);
+    tsr_ctnet_log_free(&g);
+    if (st.code) return cli_fail(st, "check that the output folder exists and is writable");
+    double sum = 0;
+    int n = 0;
+    for (int s = d.val; s < res.steps_done; s++)
+        if (!isnan(res.auc[s])) sum += res.auc[s], n++;
+    if (cm.json) {
+        printf("{\"method\": \"%s\", \"steps_done\": %d, \"steps_total\": %d, \"auc_mean\": %.6f, \"auc_per_period\": [",
+               r.method, res.steps_done, res.steps_total, n ? sum / n : NAN);
+        for (int s = d.val; s < res.steps_done; s++) printf("%s%.6f", s > d.val ? ", " : "", res.auc[s]);
+        printf("]}\n");
+    } else {
+        printf("%s: %d/%d period steps, mean next-period AUC %.4f over %d evaluation periods%s%s\n", r.method,
+               res.steps_done, res.steps_total, n ? sum / n : NAN, n,
+               res.steps_done == res.steps_total ? "; model " : "; state ", res.steps_done == res.steps_total ? out : state);
+    }
+    return CLI_OK;
+}
+
+/* ----------------------------------------------------------------- eval */
+
+/* From the JSON lines of 'eval --validation' runs (any number of lr /
+ * epochs settings): each method's setting with the best validation AUC on
+ * this pair. found[m] false when the file has none for m. */
+static tsr_status read_tuned(const char *path, const char *pair, float *lr, int *epochs, bool *found) {
+    char *buf;
+    size_t len;
+    tsr_status st = tsr_read_file(path, &buf, &len);
+    if (st.code) return st;
+    double best[TSR_CTNET_M_COUNT];
+    for (int m = 0; m < TSR_CTNET_M_COUNT; m++) found[m] = false, best[m] = -1;
+    char *line = buf;
+    int ln = 0;
+    while (line && *line) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        ln++;
+        if (*line) {
+            cJSON *j = cJSON_Parse(line);
+            cJSON *jm = cJSON_GetObjectItem(j, "method"), *jp = cJSON_GetObjectItem(j, "pair"),
+                  *js = cJSON_GetObjectItem(j, "split"), *ja = cJSON_GetObjectItem(j, "auc_mean"),
+                  *jl = cJSON_GetObjectItem(j, "lr"), *je = cJSON_GetObjectItem(j, "epochs");
+            if (!j || !cJSON_IsString(jm) || !cJSON_IsString(jp) || !cJSON_IsString(js) || !cJSON_IsNumber(jl) ||
+                !cJSON_IsNumber(je)) {
+                cJSON_Delete(j);
+                free(buf);
+                return tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a line of 'tessera ctnet eval --validation --json'", path, ln);
+            }
+            int m = tsr_ctnet_method_parse(jm->valuestring);
+            if (m >= 0 && !strcmp(jp->valuestring, pair) && !strcmp(js->valuestring, "validation") &&
+                cJSON_IsNumber(ja) && ja->valuedouble > best[m]) {
+                best[m] = ja->valuedouble;
+                lr[m] = (float)jl->valuedouble;
+                epochs[m] = je->valueint;
+                found[m] = true;
+            }
+            cJSON_Delete(j);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    return tsr_ok();
+}
+
+/* two-sided 97.5% Student t quantiles for 1..10 degrees of freedom */
+static double t975(int df) {
+    static const double t[11] = {0, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228};
+    return df < 1 ? NAN : df <= 10 ? t[df] : 1.96;
+}
+
+static void mean_ci(const double *v, int n, double *mean, double *ci) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *ci = n > 1 ? t975(n - 1) * sqrt(q / (n - 1)) / sqrt((double)n) : NAN;
+}
+
+static void json_num(double v) {
+    if (isnan(v) || isinf(v)) printf("null");
+    else printf("%.6g", v);
+}
+
+static int cmd_eval(const char *prog, int argc, char **argv) {
+    data_flags d;
+    data_defaults(&d);
+    run_flags r = {.o = tsr_ctnet_default_run_opts()};
+    cli_common cm = {1, 1, false};
+    const char *methods = NULL;
+    int seeds = 5;
+    bool validation = false;
+    const char *tuned = NULL, *plot = NULL;
+    const arg_spec specs[] = {
+        DATA_SPECS(&d),
+        RUN_SPECS(&r),
+        {"methods", ARG_STR, &methods, "LIST", "comma-separated methods (default: all)", NULL},
+        {"validation", ARG_BOOL, &validation, NULL, "stop after the validation periods and report them (for choosing hyper-parameters)", NULL},
+        {"plot", ARG_STR, &plot, "PATH", "also draw the AUC per period of every method as a PNG", NULL},
+        {"tuned", ARG_STR, &tuned, "PATH", "JSON lines of 'eval --validation' runs: each method takes the lr and epochs of its best validation AUC on this pair", NULL},
+        {"seeds", ARG_INT, &seeds, "N", "seeds per method (default 5; seeds S..S+N-1)", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_SEED(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog, "Run every method on the same periods and seeds; one line (JSON with --json) per method: next-period AUC mean and 95% interval over seeds, per period, log loss, training time.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if ((rc = check_run_flags(prog, &r)) != CLI_OK) return rc;
+    if (seeds < 1 || seeds > 100) return cli_usage_error(prog, "--seeds must be in [1,100]");
+    bool want[TSR_CTNET_M_COUNT];
+    for (int m = 0; m < TSR_CTNET_M_COUNT; m++) want[m] = methods == NULL;
+    if (methods) {
+        const char *p = methods;
+        while (*p) {
+            size_t l = strcspn(p, ",");
+            char nm[64];
+            if (l == 0 || l >= sizeof nm) return cli_usage_error(prog, "--methods '%s' is malformed", methods);
+            memcpy(nm, p, l);
+            nm[l] = 0;
+            int m = tsr_ctnet_method_parse(nm);
+            if (m < 0) return cli_usage_error(prog, "--methods: '%s' is not a method", nm);
+            want[m] = true;
+            p += l;
+            if (*p) p++;
+        }
+    }
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (plot && (rc = cli_check_output(prog, "plot", plot, false)) != CLI_OK) return rc;
+    tsr_ctnet_log g;
+    if ((rc = load_data(prog, &d, &g)) != CLI_OK) return rc;
+    r.o.first = d.first;
+    r.o.last = d.last;
+    r.o.cfg.n_fields = g.n_fields;
+    const char *pair = is_dir(d.data) ? d.pair : "csv";
+    double plot_y[TSR_CTNET_M_COUNT][TSR_CTNET_MAX_PERIODS];
+    tsr_plot_series series[TSR_CTNET_M_COUNT];
+    int n_series = 0;
+    float t_lr[TSR_CTNET_M_COUNT];
+    int t_ep[TSR_CTNET_M_COUNT];
+    bool t_found[TSR_CTNET_M_COUNT] = {0};
+    if (tuned) {
+        tsr_status st = read_tuned(tuned, pair, t_lr, t_ep, t_found);
+        if (st.code) {
+            tsr_ctnet_log_free(&g);
+            return cli_fail(st, "pass the output of 'tessera ctnet eval --validation --json'");
+        }
+    }
+    /* steps: step k trains on key first+k and scores first+k+1; steps
+     * 0..val-1 validate, the rest are the reported evaluation */
+    const int P = d.last - d.first;
+    const int k0 = validation ? 0 : d.val, k1 = validation ? d.val : P;
+    for (int m = 0; m < TSR_CTNET_M_COUNT; m++) {
+        if (!want[m]) continue;
+        double *auc_seed = calloc((size_t)seeds, sizeof(double)), *ll_seed = calloc((size_t)seeds, sizeof(double));
+        double *val_seed = calloc((size_t)seeds, sizeof(double));
+        double per[TSR_CTNET_MAX_PERIODS] = {0}, per_n[TSR_CTNET_MAX_PERIODS] = {0};
+        double t_train = 0, t_src = 0, rows = 0;
+        int nt = 0;
+        for (int s = 0; s < seeds; s++) {
+            tsr_ctnet_run_opts o = r.o;
+            o.method = m;
+            if (t_found[m]) {
+                o.lr = t_lr[m];
+                if (m == TSR_CTNET_M_RETRAIN) o.retrain_epochs = t_ep[m];
+                else o.epochs = t_ep[m];
+            }
+            o.seed = cm.seed + (uint64_t)s;
+            tsr_ctnet_results res;
+            tsr_status st = tsr_ctnet_run_protocol(&g, &o, NULL, false, validation ? d.val : 0, false, &res, NULL);
+            if (st.code) {
+                tsr_ctnet_log_free(&g);
+                return cli_fail(st, DATA_HINT);
+            }
+            double a = 0, l = 0;
+            int n = 0;
+            for (int k = k0; k < k1; k++) {
+                if (isnan(res.auc[k])) continue;
+                a += res.auc[k];
+                l += res.logloss[k];
+                per[k] += res.auc[k];
+                per_n[k]++;
+                n++;
+                t_train += res.train_s[k];
+                t_src += res.source_s[k];
+                rows += (double)res.train_rows[k];
+                nt++;
+            }
+            auc_seed[s] = a / n;
+            ll_seed[s] = l / n;
+            val_seed[s] = 0;
+            for (int k = 0; k < d.val; k++) val_seed[s] += res.auc[k] / d.val;
+            if (!cli_quiet())
+                fprintf(stderr, "%s seed %llu: auc %.4f (validation %.4f)\n", tsr_ctnet_method_names[m],
+                        (unsigned long long)o.seed, auc_seed[s], val_seed[s]);
+        }
+        double am, ac, lm, lc, vm, vc;
+        mean_ci(auc_seed, seeds, &am, &ac);
+        mean_ci(ll_seed, seeds, &lm, &lc);
+        mean_ci(val_seed, seeds, &vm, &vc);
+        if (cm.json) {
+            printf("{\"method\": \"%s\", \"pair\": \"%s\", \"split\": \"%s\", \"periods\": [%d, %d], \"seeds\": %d, \"auc_mean\": ",
+                   tsr_ctnet_method_names[m], pair, validation ? "validation" : "evaluation", d.first + 1 + k0, d.first + k1, seeds);
+            json_num(am);
+            printf(", \"auc_ci95\": ");
+            json_num(ac);
+            printf(", \"logloss_mean\": ");
+            json_num(lm);
+            printf(", \"logloss_ci95\": ");
+            json_num(lc);
+            printf(", \"auc_per_period\": [");
+            for (int k = k0; k < k1; k++) {
+                printf(k > k0 ? ", " : "");
+                json_num(per_n[k] ? per[k] / per_n[k] : NAN);
+            }
+            printf("], \"validation_auc\": ");
+            json_num(vm);
+            printf(", \"train_seconds_per_period\": %.6g, \"source_seconds_per_period\": %.6g, "
+                   "\"examples_per_period\": %.1f, \"lr\": %g, \"epochs\": %d}\n",
+                   nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0, nt ? rows / nt : 0.0,
+                   (double)(t_found[m] ? t_lr[m] : r.o.lr),
+                   t_found[m] ? t_ep[m] : m == TSR_CTNET_M_RETRAIN ? r.o.retrain_epochs : r.o.epochs);
+        } else {
+            printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4fs/period (source %.4fs)  %.0f examples/period\n",
+                   tsr_ctnet_method_names[m], pair, am, ac, lm, vm, nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0,
+                   nt ? rows / nt : 0.0);
+        }
+        fflush(stdout);
+        series[n_series] = (tsr_plot_series){tsr_ctnet_method_names[m], plot_y[n_series], m == TSR_CTNET_M_CTNET ? 4 : 2};
+        for (int k = k0; k < k1; k++) plot_y[n_series][k - k0] = per_n[k] ? per[k] / per_n[k] : NAN;
+        n_series++;
+        free(auc_seed);
+        free(ll_seed);
+        free(val_seed);
+    }
+    tsr_ctnet_log_free(&g);
+    if (plot) {
+        double xs[TSR_CTNET_MAX_PERIODS];
+        for (int k = k0; k < k1; k++) xs[k - k0] = d.first + 1 + k;
+        char title[160];
+        snprintf(title, sizeof title, "next-period AUC, %s, mean of %d seeds", pair, seeds);
+        tsr_status st = tsr_plot_lines(plot, title, "period", "AUC", xs, k1 - k0, series, n_series, 1100, 560);
+        if (st.code) return cli_fail(st, "check --plot");
+        if (!cli_quiet()) fprintf(stderr, "wrote %s\n", plot);
+    }
+    return CLI_OK;
+}
+
+/* -------------------------------------------------------------- predict */
+
+static int cmd_predict(const char *prog, int argc, char **argv) {
+    const char *model = NULL, *input = NULL;
+    cli_common cm = {0, 1, false};
+    int batch = 256;
+    const arg_spec specs[] = {
+        {"model", ARG_STR, &model, "PATH", "model from 'tessera ctnet train' (default " DEFAULT_MODEL ")", NULL},
+        {"input", ARG_STR, &input, "PATH", "CSV/TSV rows to score: user, item, timestamp, optional history and feature columns", NULL},
+        {"batch", ARG_INT, &batch, "B", "rows per forward", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog, "Score rows with a trained model: one click probability per input row, in input order.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if (!input) return cli_usage_error(prog, "--input is required");
+    if (batch < 1 || batch > 65536) return cli_usage_error(prog, "--batch must be in [1,65536]");
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    char mp[1100];
+    if (!model) {
+        if (!cli_find_shipped(DEFAULT_MODEL, mp, sizeof mp))
+            return cli_fail(tsr_errorf(TSR_ERR_IO, "the shipped model %s is missing", DEFAULT_MODEL), "pass --model");
+        model = mp;
+    }
+    tsr_ctnet_model m;
+    tsr_status st = tsr_ctnet_model_load(&m, model);
+    if (st.code) return cli_fail(st, "pass --model with a file written by 'tessera ctnet train'");
+    tsr_ctnet_log g;
+    st = tsr_ctnet_load_csv(input, "source", "target", false, &g);
+    if (st.code) {
+        tsr_ctnet_model_free(&m);
+        return cli_fail(st, "the input needs a header with user, item, timestamp (see docs/ctnet.md)");
+    }
+    float *p = malloc(sizeof(float) * (size_t)g.n);
+    TSR_ASSERT(p);
+    tsr_ctnet_model_predict(&m, &g, NULL, g.n, batch, p);
+    /* the log keeps rows in time order: print them in the input's order */
+    int64_t *at = malloc(sizeof(int64_t) * (size_t)g.n);
+    TSR_ASSERT(at);
+    for (int64_t i = 0; i < g.n; i++) at[g.src_row[i]] = i;
+    for (int64_t r = 0; r < g.n; r++) {
+        int64_t i = at[r];
+        if (cm.json) printf("{\"row\": %lld, \"timestamp\": %lld, \"p_click\": %.6f}\n", (long long)r, (long long)g.ts[i], (double)p[i]);
+        else printf("%.6f\n", (double)p[i]);
+    }
+    free(at);
+    free(p);
+    tsr_ctnet_log_free(&g);
+    tsr_ctnet_model_free(&m);
+    return CLI_OK;
+}
+
+/* ---------------------------------------------------------------- bench */
+
+/* CPU seconds of this process: on a shared machine the wall clock also
+ * counts the time other jobs hold the cores */
+static double cpu_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_bench(const char *prog, int argc, char **argv) {
+    const char *model = NULL;
+    data_flags d;
+    data_defaults(&d);
+    cli_common cm = {1, 1, false};
+    int batch = 256, requests = 2000;
+    const arg_spec specs[] = {
+        {"model", ARG_STR, &model, "PATH", "model (default " DEFAULT_MODEL ")", NULL},
+        DATA_SPECS(&d),
+        {"batch", ARG_INT, &batch, "B", "rows per batched request (default 256)", NULL},
+        {"requests", ARG_INT, &requests, "N", "timed batch-1 requests (default 2000)", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog, "Scoring throughput (rows/s per core at batch 1 and batched) and p99 latency per request, on the target rows of the log.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if (batch < 1 || batch > 65536 || requests < 10 || requests > 10000000)
+        return cli_usage_error(prog, "--batch must be in [1,65536] and --requests in [10,1e7]");
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    char mp[1100];
+    if (!model) {
+        if (!cli_find_shipped(DEFAULT_MODEL, mp, sizeof mp))
+            return cli_fail(tsr_errorf(TSR_ERR_IO, "the shipped model %s is missing", DEFAULT_MODEL), "pass --model");
+        model = mp;
+    }
+    tsr_ctnet_model m;
+    tsr_status st = tsr_ctnet_model_load(&m, model);
+    if (st.code) return cli_fail(st, "pass --model with a file written by 'tessera ctnet train'");
+    tsr_ctnet_log g;
+    if ((rc = load_data(prog, &d, &g)) != CLI_OK) {
+        tsr_ctnet_model_free(&m);
+        return rc;
+    }
+    int64_t *rows = malloc(sizeof(int64_t) * (size_t)g.n), n = 0;
+    TSR_ASSERT(rows);
+    for (int64_t i = 0; i < g.n; i++)
+        if (g.domain[i] == TSR_CTNET_TARGET) rows[n++] = i;
+    float *p = malloc(sizeof(float) * (size_t)(n > batch ? n : batch));
+    double *lat = malloc(sizeof(double) * (size_t)requests);
+    TSR_ASSERT(p && lat);
+    /* validate: scores are probabilities, batch 1 == batched within 1e-5 */
+    tsr_ctnet_model_predict(&m, &g, rows, n < batch ? n : batch, batch, p);
+    float q;
+    double maxdiff = 0;
+    for (int64_t i = 0; i < (n < batch ? n : batch) && i < 64; i++) {
+        tsr_ctnet_model_predict(&m, &g, rows + i, 1, 1, &q);
+        maxdiff = fmax(maxdiff, fabs((double)q - (double)p[i]));
+    }
+    for (int i = 0; i < 100; i++) tsr_ctnet_model_predict(&m, &g, rows + i % n, 1, 1, &q); /* warm */
+    double c0 = cpu_time();
+    for (int i = 0; i < requests; i++) {
+        double t0 = tsr_time();
+        tsr_ctnet_model_predict(&m, &g, rows + i % n, 1, 1, &q);
+        lat[i] = tsr_time() - t0;
+    }
+    double cpu1 = cpu_time() - c0, tot1 = 0;
+    for (int i = 0; i < requests; i++) tot1 += lat[i];
+    qsort(lat, (size_t)requests, sizeof *lat, cmp_d);
+    double p99_1 = lat[(int)(0.99 * (requests - 1))], p50_1 = lat[requests / 2];
+    int nb = (int)(requests / 8 > 200 ? 200 : requests / 8);
+    if (nb < 5) nb = 5;
+    double *latb = malloc(sizeof(double) * (size_t)nb), totb = 0;
+    TSR_ASSERT(latb);
+    int64_t bsz = n < batch ? n : batch;
+    c0 = cpu_time();
+    for (int i = 0; i < nb; i++) {
+        double t0 = tsr_time();
+        tsr_ctnet_model_predict(&m, &g, rows, bsz, (int)bsz, p);
+        latb[i] = tsr_time() - t0;
+        totb += latb[i];
+    }
+    double cpub = cpu_time() - c0;
+    qsort(latb, (size_t)nb, sizeof *latb, cmp_d);
+    double p99_b = latb[(int)(0.99 * (nb - 1))];
+    int th = tsr_threads_get();
+    /* rows/s per core from CPU time (robust to other jobs), and from wall time */
+    double rps1 = requests / cpu1 / th, rpsb = (double)nb * (double)bsz / cpub / th;
+    double wps1 = requests / tot1 / th, wpsb = (double)nb * (double)bsz / totb / th;
+    if (cm.json) {
+        printf("{\"bench\": \"ctnet_score\", \"threads\": %d, \"batch\": 1, \"rows_per_s_per_core\": %.1f, \"rows_per_s_per_core_wall\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"max_diff_vs_batched\": %.2g}\n",
+               th, rps1, wps1, p50_1 * 1e3, p99_1 * 1e3, maxdiff);
+        printf("{\"bench\": \"ctnet_score\", \"threads\": %d, \"batch\": %lld, \"rows_per_s_per_core\": %.1f, \"rows_per_s_per_core_wall\": %.1f, \"p50_ms\": %.4f, \"p99_ms\": %.4f}\n",
+               th, (long long)bsz, rpsb, wpsb, latb[nb / 2] * 1e3, p99_b * 1e3);
+    } else {
+        printf("batch 1:   %.0f rows/s per core (CPU time; wall %.0f), p50 %.3f ms, p99 %.3f ms per request (%d threads; batch-1 vs batched max |diff| %.2g)\n",
+               rps1, wps1, p50_1 * 1e3, p99_1 * 1e3, th, maxdiff);
+        printf("batch %lld: %.0f rows/s per core (CPU time; wall %.0f), p50 %.3f ms, p99 %.3f ms per request\n", (long long)bsz, rpsb,
+               wpsb, latb[nb / 2] * 1e3, p99_b * 1e3);
+    }
+    free(latb);
+    free(lat);
+    free(p);
+    free(rows);
+    tsr_ctnet_log_free(&g);
+    tsr_ctnet_model_free(&m);
+    return maxdiff < 1e-4 ? CLI_OK : cli_fail(tsr_errorf(TSR_ERR_FORMAT, "batch-1 and batched scores differ by %.3g", maxdiff), "report this as a bug");
+}
+
+static const cli_verb verbs[] = {
+    {"data", "show the periods and row/click counts per domain of a log", cmd_data},
+    {"train", "run one method through the periods with a resumable continual state; write the model", cmd_train},
+    {"eval", "every method on the same periods and seeds: next-period AUC, log loss, training time", cmd_eval},
+    {"predict", "score (user, item, context) rows with a trained model", cmd_predict},
+    {"bench", "scoring throughput and latency", cmd_bench},
+    {NULL, NULL, NULL},
+};
+
+const cli_family cli_family_ctnet = {"ctnet", "continual cross-domain CTR transfer (CTNet) and its baselines", verbs};

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# End-to-end tests of `tessera ctnet` (run by ctest with the binary as $1):
+# help, usage errors (exit 2, one line), a synthetic CSV log through data,
+# train (killed with SIGKILL inside a period, then resumed: the model
+# scores exactly like an uninterrupted run's), eval --json with the
+# contract fields, predict with --json, and bad inputs exiting 1.
+set -u
+BIN=${1:?usage: e2e_ctnet.sh path/to/tessera}
+T=$(mktemp -d /tmp/tsr_e2e_ctnet.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export TESSERA_QUIET=1
+fails=0 passes=0
+ok() { passes=$((passes + 1)); }
+bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+expect() {
+    local want=$1; shift
+    "$@" >"$T/out" 2>"$T/err"
+    local got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
+}
+has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
+lines() {
+    local n; n=$(wc -l <"$1")
+    if [ "$n" -eq "$2" ]; then ok; else bad "$1 has $n lines, want $2"; sed 's/^/  | /' "$1" >&2; fi
+}
+
+# a synthetic log: 2000 rows over 2000..2005, click when user and item share a taste class
+awk 'BEGIN { srand(7); print "user\titem\tdomain\ttimestamp\tlabel\tgenre";
+  for (i = 0; i < 2000; i++) { u = int(rand() * 50); it = int(rand() * 80); t = (rand() < 0.3);
+    ts = 946684800 + int(rand() * 6 * 365) * 86400; c = ((u % 3) == (it % 3)); if (rand() < 0.1) c = 1 - c;
+    printf "u%d\t%s%d\t%s\t%d\t%d\tg%d|x%d\n", u, t ? "t" : "s", it, t ? "target" : "source", ts, c, it % 3, it % 5 } }' >"$T/log.tsv"
+S="--data $T/log.tsv --first 2001 --last 2005 --val-periods 1"
+M="--dim 4 --hidden 16,8 --epochs 3 --batch 16"
+
+expect 0 "$BIN" ctnet --help
+has "$T/out" "predict"
+for v in data train eval predict bench; do expect 0 "$BIN" ctnet $v --help; has "$T/out" "usage"; done
+expect 2 "$BIN" ctnet train --bogus
+lines "$T/err" 1
+expect 2 "$BIN" ctnet train $S --method nope
+has "$T/err" "method"
+expect 2 "$BIN" ctnet eval $S --seeds 0
+expect 2 "$BIN" ctnet train $S --hidden 8,x
+expect 2 "$BIN" ctnet data $S --period fortnight
+expect 2 "$BIN" ctnet predict
+expect 1 "$BIN" ctnet data --data "$T/missing.csv"
+lines "$T/err" 2
+printf 'user,item,domain,timestamp,label\nu,i,target,12,yes\n' >"$T/bad.csv"
+expect 1 "$BIN" ctnet data --data "$T/bad.csv"
+has "$T/err" "bad.csv:2: label 'yes'"
+
+expect 0 "$BIN" ctnet data $S --json
+lines "$T/out" 6
+has "$T/out" '"role": "evaluate"'
+
+# straight run, and one killed mid-way and resumed
+expect 0 "$BIN" ctnet train $S $M --out "$T/a.safetensors"
+"$BIN" ctnet train $S $M --epochs 3 --out "$T/b.safetensors" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 400); do
+    if [ -f "$T/b.safetensors.state" ] && grep -aq '"steps_done":"1"' "$T/b.safetensors.state"; then break; fi
+    sleep 0.01
+done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+[ -f "$T/b.safetensors.state" ] && ok || bad "no state file after the kill"
+expect 0 "$BIN" ctnet train $S $M --epochs 3 --out "$T/b.safetensors" --resume
+ls "$T" | grep -q '\.tmp$' && bad "a .tmp file was left behind" || ok
+expect 2 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after -1
+expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after 2
+[ -f "$T/c.safetensors" ] && bad "a stopped run wrote the final model" || ok
+expect 1 "$BIN" ctnet train $S $M --lr 0.01 --out "$T/c.safetensors" --resume
+has "$T/err" "lr"
+expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --resume
+head -50 "$T/log.tsv" | cut -f1,2,4,6 >"$T/rows.tsv"
+expect 0 "$BIN" ctnet predict --model "$T/a.safetensors" --input "$T/rows.tsv"
+cp "$T/out" "$T/pa"
+lines "$T/pa" 49
+expect 0 "$BIN" ctnet predict --model "$T/b.safetensors" --input "$T/rows.tsv"
+cmp -s "$T/pa" "$T/out" && ok || bad "killed+resumed model scores differently from the straight run"
+expect 0 "$BIN" ctnet predict --model "$T/c.safetensors" --input "$T/rows.tsv"
+cmp -s "$T/pa" "$T/out" && ok || bad "stopped+resumed model scores differently from the straight run"
+expect 0 "$BIN" ctnet predict --model "$T/a.safetensors" --input "$T/rows.tsv" --json
+has "$T/out" '"p_click"'
+expect 1 "$BIN" ctnet predict --model "$T/log.tsv" --input "$T/rows.tsv"
+lines "$T/err" 2
+
+# the shipped model is the default
+if [ -f models/ctnet_ml_animation.safetensors ]; then
+    printf 'user,item,timestamp,genre,year,history\n1,1,1514764800,Adventure|Animation|Children|Comedy|Fantasy,1990,2|3\n1,2,1514764801,Action|Drama,2000,\n' >"$T/ml.csv"
+    expect 0 "$BIN" ctnet predict --input "$T/ml.csv"
+    lines "$T/out" 2
+fi
+
+# eval: the JSON contract, one line per method
+expect 0 "$BIN" ctnet eval $S $M --seeds 2 --methods ctnet,target-only,retrain --json
+lines "$T/out" 3
+for f in '"method": "ctnet"' '"method": "retrain"' '"pair"' '"periods"' '"auc_mean"' '"auc_ci95"' '"logloss_mean"' \
+    '"auc_per_period"' '"train_seconds_per_period"' '"examples_per_period"'; do has "$T/out" "$f"; done
+expect 0 "$BIN" ctnet bench --model "$T/a.safetensors" $S --requests 50 --batch 32 --json
+has "$T/out" '"rows_per_s_per_core"'
+
+echo "e2e_ctnet: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end test of `tessera narformer`: tokenize the ResNet-18 ONNX file
+# (70 tokens, JSON fields), refuse bad files (exit 1, one-line error) and
+# bad flags (exit 2), the eval JSON contract with the closed-form FLOPs
+# baseline, and a few steps of training + eval of the saved model.
+# Usage: tests/e2e_narformer.sh path/to/tessera   (cwd = repository root)
+set -u
+BIN=${1:?usage: e2e_narformer.sh path/to/tessera}
+ONNX=../shared/data/nnlqp/resnet18-v1-7-no-weight.onnx
+CSV=../shared/data/nas-bench-201/nats_bench.csv
+TMP=$(mktemp -d /tmp/tessera_e2e_nf.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+pass=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+
+"$BIN" narformer tokenize --bogus x >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown flag is not a usage error"
+"$BIN" narformer eval --method nope >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown --method is not a usage error"
+"$BIN" narformer eval --train-frac 2 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--train-frac 2 is not a usage error"
+head -c 300 /dev/urandom > "$TMP/junk.onnx"
+"$BIN" narformer tokenize "$TMP/junk.onnx" >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && ok || bad "a junk file is not a one-line failure"
+"$BIN" narformer tokenize "$TMP/none.onnx" >/dev/null 2>&1
+[ $? -eq 1 ] && ok || bad "a missing file is not a failure"
+
+if [ -r "$ONNX" ]; then
+    "$BIN" narformer tokenize "$ONNX" --json > "$TMP/tok.json"
+    [ $? -eq 0 ] && grep -q '"n_tokens": 70' "$TMP/tok.json" && grep -q '"token_dim": 152' "$TMP/tok.json" \
+        && ok || bad "ResNet-18 does not give 70 tokens of 152"
+    head -c 5000 "$ONNX" > "$TMP/cut.onnx"
+    "$BIN" narformer tokenize "$TMP/cut.onnx" >/dev/null 2>&1
+    [ $? -eq 1 ] && ok || bad "a truncated ONNX file is not a failure"
+fi
+
+if [ -r "$CSV" ]; then
+    "$BIN" narformer eval --task nb201-accuracy --method flops --json > "$TMP/ev.json"
+    rc=$?
+    for k in task method split n_train n_test kendall_tau mape acc_10pct acc_5pct acc_1pct; do
+        grep -q "\"$k\": " "$TMP/ev.json" || bad "eval JSON lacks $k"
+    done
+    [ $rc -eq 0 ] && grep -q '"n_train": 1563' "$TMP/ev.json" && ok || bad "eval flops failed"
+    "$BIN" narformer train --method mlp --steps 30 --train-frac 0.01 --log-every 10 --out "$TMP/m.safetensors" \
+        --json > "$TMP/tr.json" 2>/dev/null
+    [ $? -eq 0 ] && grep -q '"method": "mlp"' "$TMP/tr.json" && [ -s "$TMP/m.safetensors" ] && ok \
+        || bad "a short mlp training run failed"
+    "$BIN" narformer train --method narformer --steps 4 --batch 4 --dim 16 --layers 1 --train-frac 0.002 \
+        --out "$TMP/n.safetensors" --quiet --json > /dev/null 2>&1
+    [ $? -eq 0 ] && ok || bad "a short narformer training run failed"
+    "$BIN" narformer eval --model "$TMP/n.safetensors" --train-frac 0.002 --json > "$TMP/ne.json" 2>/dev/null
+    [ $? -eq 0 ] && grep -q '"method": "narformer"' "$TMP/ne.json" && ok || bad "eval of a saved model failed"
+    "$BIN" narformer eval --model "$TMP/n.safetensors" --train-frac 0.1 --json >/dev/null 2>&1
+    [ $? -eq 1 ] && ok || bad "a model evaluated on another split is not refused"
+fi
+echo "e2e_narformer: $pass passed, $fails failed"
+[ $fails -eq 0 ]

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# End-to-end tests of `tessera serve` over HTTP on the loopback interface
+# (127.0.0.1 only, a free port picked by the server): every endpoint,
+# streaming and not, greedy replies identical to `tessera lm generate`,
+# seeded sampling reproducible, the space/bita/ngram decoders, auth on and
+# off, bad input (4xx in OpenAI's error shape, the server keeps serving),
+# limits (413, 429), a client leaving mid-stream, metrics, the access log
+# and a graceful SIGTERM drain (requests in flight finish, exit 0). Every
+# server is stopped by its own pid; every request has a time bound.
+# Usage: tests/e2e_serve.sh path/to/tessera   (cwd = repository root; needs curl)
+set -u
+BIN=${1:?usage: e2e_serve.sh path/to/tessera}
+if ! command -v curl >/dev/null; then
+    echo "SKIP: curl is not installed (scripts/setup.sh installs it)"
+    exit 0
+fi
+TMP=$(mktemp -d /tmp/tessera_e2e_serve.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+fails=0
+pass=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+C="curl -s --max-time 60"
+
+# start_server NAME ARGS...: sets PORT and SPID; waits for the listening line
+start_server() {
+    local name=$1
+    shift
+    "$BIN" serve --port 0 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    SPID=$!
+    PIDS+=("$SPID")
+    PORT=
+    for _ in $(seq 1 300); do
+        PORT=$(grep -o '"port": [0-9]*' "$TMP/$name.out" 2>/dev/null | grep -o '[0-9]*$')
+        [ -n "$PORT" ] && break
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$PORT" ]; then
+        bad "server $name did not start: $(tail -3 "$TMP/$name.err")"
+        echo "e2e_serve: $pass passed, $fails failed"
+        exit 1
+    fi
+    U=http://127.0.0.1:$PORT
+}
+
+# stop_server: SIGTERM to our own pid, wait (bounded) and check the exit code
+stop_server() {
+    kill -TERM "$SPID"
+    local rc=
+    for _ in $(seq 1 300); do
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$SPID" 2>/dev/null; then
+        bad "server did not exit within 30 s of SIGTERM"
+        kill -KILL "$SPID"
+    fi
+    wait "$SPID"
+    rc=$?
+    [ "$rc" -eq 0 ] && ok || bad "server exited $rc after SIGTERM"
+}
+
+# the raw (JSON-escaped) value of the first "text" member
+text_of() { grep -oE '"text":"([^"\\]|\\.)*"' | head -1 | sed -E 's/^"text":"//; s/"$//'; }
+# every "text" of an SSE stream, concatenated (escaped form)
+stream_text() { grep '^data: {' | grep -oE '"text":"([^"\\]|\\.)*"' | sed -E 's/^"text":"//; s/"$//' | tr -d '\n'; }
+# HTTP status of a request: code BODYFILE curl-args...
+code() {
+    local out=$1
+    shift
+    $C -o "$out" -w '%{http_code}' "$@"
+}
+is_error_shape() { grep -qE '^\{"error":\{"message":"[^"]+","type":"[a-z_]+"' "$1"; }
+
+P1='def add(a, b):'
+P2='class Stack:\n    def __init__(self):'
+
+# ------------------------------------------------------------ server A: no auth, every shipped model
+start_server A --max-body 4096 --max-tokens 300
+[ "$($C $U/health)" = '{"status":"ok"}' ] && ok || bad "/health"
+$C $U/v1/models >"$TMP/models.json"
+grep -q '"id":"pycode"' "$TMP/models.json" && grep -q '"id":"pycode-space"' "$TMP/models.json" &&
+    grep -q '"object":"list"' "$TMP/models.json" && ok || bad "/v1/models: $(cat "$TMP/models.json")"
+
+# greedy: the completion equals what `tessera lm generate` prints after the prompt
+for p in "$P1" "$P2"; do
+    pj=$p
+    pe=$(printf "$p")
+    st=$(code "$TMP/g.json" $U/v1/completions -H 'Content-Type: application/json' \
+        -d "{\"prompt\":\"$p\",\"max_tokens\":48,\"temperature\":0}")
+    [ "$st" = 200 ] && ok || bad "greedy completion: status $st"
+    got=$(text_of <"$TMP/g.json")
+    "$BIN" lm generate --prompt "$pe" --max-tokens 48 --temperature 0 --json 2>/dev/null >"$TMP/gen.json"
+    want=$(text_of <"$TMP/gen.json")
+    [ -n "$got" ] && [ "$pj$got" = "$want" ] && ok || bad "greedy text differs from lm generate for '$p':
+  served:   $pj$got
+  generate: $want"
+    grep -q '"usage":{"prompt_tokens":[0-9]*,"completion_tokens":48,"total_tokens":[0-9]*}' "$TMP/g.json" && ok ||
+        bad "usage: $(cat "$TMP/g.json")"
+    grep -q '"object":"text_completion"' "$TMP/g.json" && grep -q '"finish_reason":"length"' "$TMP/g.json" && ok ||
+        bad "completion object: $(cat "$TMP/g.json")"
+done
+# stop strings: the text ends before the stop string, finish_reason stop
+$C $U/v1/completions -d "{\"prompt\":\"$P1\",\"max_tokens\":48,\"temperature\":0,\"stop\":\"a =\"}" >"$TMP/s.json"
+"$BIN" lm generate --prompt "$P1" --max-tokens 48 --temperature 0 --stop "a =" --json 2>/dev/null >"$TMP/gens.json"
+[ "$P1$(text_of <"$TMP/s.json")" = "$(text_of <"$TMP/gens.json")" ] && grep -q '"finish_reason":"stop"' "$TMP/s.json" &&
+    ok || bad "stop string: $(cat "$TMP/s.json") vs $(cat "$TMP/gens.json")"
+
+# seeded sampling: reproducible and identical to lm generate with the same settings
+body="{\"prompt\":\"import os\",\"max_tokens\":40,\"temperature\":0.8,\"top_p\":0.9,\"seed\":7}"
+a=$($C $U/v1/completions -d "$body" | text_of)
+b=$($C $U/v1/completions -d "$body" | text_of)
+w=$("$BIN" lm generate --prompt "import os" --max-tokens 40 --temperature 0.8 --top-p 0.9 --seed 7 --json 2>/dev/null | text_of)
+[ -n "$a" ] && [ "$a" = "$b" ] && [ "import os$a" = "$w" ] && ok || bad "seeded sampling: '$a' / '$b' / lm generate '$w'"
+
+# streaming: SSE framing OpenAI clients parse, same text as the plain reply
+$C -N -D "$TMP/sh.txt" $U/v1/completions -d "{\"prompt\":\"$P1\",\"max_tokens\":48,\"temperature\":0,\"stream\":true}" >"$TMP/st.txt"
+grep -qi '^content-type: text/event-stream' "$TMP/sh.txt" && ok || bad "stream content type: $(cat "$TMP/sh.txt")"
+[ "$(tail -2 "$TMP/st.txt" | head -1)" = "data: [DONE]" ] && ok || bad "stream does not end with data: [DONE]"
+# every event: one 'data: ' line followed by an empty line
+awk 'NR % 2 == 1 && !/^data: / {e=1} NR % 2 == 0 && $0 != "" {e=1} END {exit e}' "$TMP/st.txt" && ok ||
+    bad "SSE framing: $(head -c 300 "$TMP/st.txt")"
+plain=$($C $U/v1/completions -d "{\"prompt\":\"$P1\",\"max_tokens\":48,\"temperature\":0}" | text_of)
+[ "$(stream_text <"$TMP/st.txt")" = "$plain" ] && ok || bad "streamed text differs from the plain reply"
+grep '^data: {' "$TMP/st.txt" | tail -1 | grep -q '"finish_reason":"length".*"usage":{"prompt_tokens"' && ok ||
+    bad "the last chunk carries no finish_reason/usage"
+$C -N $U/v1/completions -d "{\"prompt\":\"x\",\"max_tokens\":5,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" |
+    grep -q '^data: {.*"choices":\[\],"usage":{' && ok || bad "stream_options.include_usage"
+
+# decoders: bita and ngram are token-identical to plain greedy; space answers
+for d in bita ngram; do
+    t=$($C $U/v1/completions -d "{\"prompt\":\"$P1\",\"max_tokens\":48,\"temperature\":0,\"decoder\":\"$d\"}" | text_of)
+    [ "$t" = "$plain" ] && ok || bad "decoder $d differs from plain greedy: '$t'"
+done
+st=$(code "$TMP/sp.json" $U/v1/completions -d "{\"prompt\":\"$P1\",\"max_tokens\":16,\"temperature\":0,\"decoder\":\"space\"}")
+[ "$st" = 200 ] && grep -q '"model":"pycode-space"' "$TMP/sp.json" && grep -q '"completion_tokens":16' "$TMP/sp.json" && ok ||
+    bad "decoder space: $st $(cat "$TMP/sp.json")"
+
+# bad input: 4xx with OpenAI's error shape
+check_bad() { # want-status body [curl args]
+    local want=$1 body=$2
+    shift 2
+    local st
+    st=$(code "$TMP/e.json" "$@" $U/v1/completions -d "$body")
+    [ "$st" = "$want" ] && is_error_shape "$TMP/e.json" && ok || bad "'${body:0:60}': status $st (want $want): $(head -c 200 "$TMP/e.json")"
+}
+check_bad 400 '{"prompt": "x", '
+check_bad 400 'not json'
+check_bad 400 '{"prompt": 5}'
+check_bad 400 '{"prompt": "x", "max_tokens": "many"}'
+check_bad 400 '{"prompt": "x", "temprature": 0.5}'
+check_bad 400 '{"prompt": "x", "decoder": "beam"}'
+check_bad 404 '{"prompt": "x", "model": "gpt-4"}'
+check_bad 400 '{"prompt": "x", "max_tokens": 100000}'
+check_bad 400 '{"prompt": "x", "decoder": "ngram", "temperature": 0.7}'
+check_bad 400 "{\"prompt\": \"$(printf 'x = 1; %.0s' $(seq 1 300))\"}"
+head -c 5000 /dev/zero | tr '\0' 'a' | sed 's/^/{"prompt":"/; s/$/"}/' >"$TMP/big.json"
+check_bad 413 "@$TMP/big.json"
+grep -q '"param":"max_tokens"' <($C $U/v1/completions -d '{"max_tokens":-1}') && ok || bad "error param names the field"
+st=$(code "$TMP/e.json" $U/v1/nothing)
+[ "$st" = 404 ] && is_error_shape "$TMP/e.json" && ok || bad "unknown path: $st"
+st=$(code "$TMP/e.json" $U/v1/completions)
+[ "$st" = 405 ] && is_error_shape "$TMP/e.json" && ok || bad "GET /v1/completions: $st"
+
+# a client that leaves mid-stream: the server goes on serving
+curl -s -N --max-time 0.2 $U/v1/completions -d '{"prompt":"def","max_tokens":300,"stream":true,"temperature":1}' >/dev/null 2>&1
+[ "$($C $U/health)" = '{"status":"ok"}' ] && ok || bad "health after a client left mid-stream"
+t=$($C $U/v1/completions -d "{\"prompt\":\"$P1\",\"max_tokens\":48,\"temperature\":0}" | text_of)
+[ "$t" = "$plain" ] && ok || bad "completion after a client left mid-stream"
+
+# metrics and the access log
+$C $U/metrics >"$TMP/metrics.txt"
+grep -q '^tessera_requests_total{endpoint="/v1/completions",status="200"} [0-9]' "$TMP/metrics.txt" &&
+    grep -q '^tessera_requests_total{endpoint="/v1/completions",status="400"} [0-9]' "$TMP/metrics.txt" &&
+    grep -q '^tessera_request_duration_seconds_bucket{endpoint="/v1/completions",le="+Inf"}' "$TMP/metrics.txt" &&
+    grep -q '^tessera_llm_completion_tokens_total [1-9]' "$TMP/metrics.txt" &&
+    grep -q '^tessera_llm_batch_size_bucket' "$TMP/metrics.txt" && grep -q '^tessera_llm_queue_depth 0' "$TMP/metrics.txt" &&
+    grep -q '^tessera_llm_kv_cache_pool_hit_ratio' "$TMP/metrics.txt" && ok || bad "metrics: $(head -c 400 "$TMP/metrics.txt")"
+n_log=$(grep -c '^{"time":"[^"]*","remote":"127.0.0.1","method":"POST","path":"/v1/completions","status":' "$TMP/A.err")
+[ "$n_log" -ge 20 ] && ok || bad "access log: $n_log lines for /v1/completions"
+
+# graceful shutdown: requests in flight when SIGTERM arrives finish with 200
+CP=()
+for i in 1 2 3 4; do
+    $C -o "$TMP/d$i.json" -w '%{http_code}' $U/v1/completions \
+        -d "{\"prompt\":\"def f$i(\",\"max_tokens\":200,\"temperature\":1,\"seed\":$i}" >"$TMP/d$i.code" &
+    CP+=($!)
+done
+sleep 0.3
+stop_server
+wait "${CP[@]}"
+for i in 1 2 3 4; do
+    [ "$(cat "$TMP/d$i.code")" = 200 ] && grep -q '"usage"' "$TMP/d$i.json" && ok ||
+        bad "request $i in flight at SIGTERM: status $(cat "$TMP/d$i.code")"
+done
+grep -q "draining" "$TMP/A.err" && ok || bad "no drain message"
+curl -s --max-time 2 $U/health >/dev/null && bad "server still answers after exit" || ok
+
+# ------------------------------------------------------------ server B: auth, one request at a time
+TESSERA_API_KEY=sekret start_server B --space none --bita none --max-concurrent 1 --quiet
+[ "$($C $U/health)" = '{"status":"ok"}' ] && ok || bad "/health without a key"
+st=$(code "$TMP/e.json" $U/v1/models)
+[ "$st" = 401 ] && is_error_shape "$TMP/e.json" && ok || bad "no key: $st"
+st=$(code "$TMP/e.json" -H 'Authorization: Bearer wrong' $U/v1/models)
+[ "$st" = 401 ] && ok || bad "wrong key: $st"
+st=$(code "$TMP/e.json" -H 'Authorization: Bearer sekret' $U/v1/models)
+[ "$st" = 200 ] && ok || bad "right key: $st"
+st=$(code "$TMP/e.json" -H 'Authorization: Bearer sekret' $U/metrics)
+[ "$st" = 200 ] && ok || bad "metrics with the key: $st"
+# --max-concurrent 1: simultaneous requests get a clean 429, the rest 200
+CP=()
+for i in $(seq 1 12); do
+    $C -o /dev/null -w '%{http_code}\n' -H 'Authorization: Bearer sekret' $U/v1/completions \
+        -d "{\"prompt\":\"def g$i(\",\"max_tokens\":150,\"temperature\":0}" >"$TMP/c$i.code" &
+    CP+=($!)
+done
+wait "${CP[@]}"
+codes=$(cat "$TMP"/c*.code | sort | uniq -c | tr -s ' ' | tr '\n' ' ')
+n200=$(cat "$TMP"/c*.code | grep -c '^200$')
+n429=$(cat "$TMP"/c*.code | grep -c '^429$')
+[ "$n200" -ge 1 ] && [ "$n429" -ge 1 ] && [ $((n200 + n429)) -eq 12 ] && ok || bad "max-concurrent: codes $codes"
+[ "$($C $U/health)" = '{"status":"ok"}' ] && ok || bad "health after 429s"
+stop_server
+[ ! -s "$TMP/B.out" ] || grep -q '"auth": true' "$TMP/B.out" && ok || bad "auth not reported on stdout"
+
+# usage errors
+"$BIN" serve --port 70000 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--port 70000 is not a usage error"
+"$BIN" serve --bogus >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown flag is not a usage error"
+"$BIN" serve --lm /nonexistent --port 0 >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q nonexistent "$TMP/err.txt" && ok || bad "a missing model: $(cat "$TMP/err.txt")"
+
+echo "e2e_serve: $pass passed, $fails failed"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,317 @@
+/* tests for src/serve: the completions request parser (every kind of bad
+ * input gets a message naming the field), the batched forward over
+ * several sequences (each row's logits bit-identical to its sequence's
+ * forward alone), and continuous batching end to end through the
+ * /v1/completions handler: concurrent requests, greedy and seeded
+ * sampling, joining and leaving between steps, give exactly the text each
+ * gets alone and exactly what `tessera lm generate` (tsr_lm_generate_bpe)
+ * prints. */
+#include "testutil.h"
+#include "tessera/bpe.h"
+#include "tessera/lm.h"
+#include "tessera/serve.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ parser */
+
+static void expect_bad(const char *body, const char *param) {
+    tsr_serve_completion c;
+    char p[64];
+    tsr_status st = tsr_serve_parse_completion(&c, body, strlen(body), p);
+    TU_CHECK(st.code == TSR_ERR_ARG && st.msg[0], "parser accepted %s", body);
+    TU_CHECK(strcmp(p, param) == 0, "%s: param '%s', want '%s' (%s)", body, p, param, st.msg);
+}
+
+static void test_parser(void) {
+    const char *ok = "{\"prompt\":\"def f(\",\"model\":\"pycode\",\"decoder\":\"bita\",\"max_tokens\":7,"
+                     "\"temperature\":0.5,\"top_p\":0.9,\"top_k\":40,\"stop\":[\"\\n\\n\",\"x\"],\"seed\":12,"
+                     "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"n\":1,\"echo\":false,"
+                     "\"logprobs\":null,\"user\":\"u\"}";
+    tsr_serve_completion c;
+    char p[64];
+    tsr_status st = tsr_serve_parse_completion(&c, ok, strlen(ok), p);
+    TU_CHECK(!st.code, "valid body rejected: %s", st.msg);
+    if (!st.code) {
+        TU_CHECK(strcmp(c.prompt, "def f(") == 0 && strcmp(c.model, "pycode") == 0 && c.decoder == TSR_DEC_BITA,
+                 "prompt/model/decoder");
+        TU_CHECK(c.max_tokens == 7 && c.temperature == 0.5f && c.top_p == 0.9f && c.top_k == 40, "numbers");
+        TU_CHECK(c.n_stop == 2 && strcmp(c.stop[0], "\n\n") == 0 && c.has_seed && c.seed == 12, "stop/seed");
+        TU_CHECK(c.stream && c.include_usage, "stream");
+        tsr_serve_completion_free(&c);
+    }
+    st = tsr_serve_parse_completion(&c, "{}", 2, p);
+    TU_CHECK(!st.code && c.prompt && !c.prompt[0] && c.max_tokens == 16 && c.temperature == 1.0f && c.decoder == -1,
+             "defaults");
+    if (!st.code) tsr_serve_completion_free(&c);
+    st = tsr_serve_parse_completion(&c, "{\"prompt\":[\"a\"]}", 16, p);
+    TU_CHECK(!st.code && strcmp(c.prompt, "a") == 0, "prompt as an array of one string");
+    if (!st.code) tsr_serve_completion_free(&c);
+
+    expect_bad("", "");
+    expect_bad("{\"prompt\":", "");
+    expect_bad("[1,2]", "");
+    expect_bad("{\"prompt\":\"a\"} trailing", "");
+    expect_bad("{\"prompt\":1}", "prompt");
+    expect_bad("{\"prompt\":[\"a\",\"b\"]}", "prompt");
+    expect_bad("{\"max_tokens\":\"5\"}", "max_tokens");
+    expect_bad("{\"max_tokens\":1.5}", "max_tokens");
+    expect_bad("{\"max_tokens\":0}", "max_tokens");
+    expect_bad("{\"temperature\":-1}", "temperature");
+    expect_bad("{\"temperature\":true}", "temperature");
+    expect_bad("{\"top_p\":0}", "top_p");
+    expect_bad("{\"top_k\":-2}", "top_k");
+    expect_bad("{\"seed\":-1}", "seed");
+    expect_bad("{\"seed\":1e300}", "seed");
+    expect_bad("{\"stream\":1}", "stream");
+    expect_bad("{\"stream_options\":{\"x\":1}}", "stream_options");
+    expect_bad("{\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", "stop");
+    expect_bad("{\"stop\":[\"\"]}", "stop");
+    expect_bad("{\"stop\":5}", "stop");
+    expect_bad("{\"decoder\":\"beam\"}", "decoder");
+    expect_bad("{\"n\":2}", "n");
+    expect_bad("{\"echo\":true}", "echo");
+    expect_bad("{\"prompt\":\"a\",\"prompt\":\"b\"}", "prompt");
+    expect_bad("{\"prompt\":\"a\",\"frobnicate\":1}", "frobnicate");
+    expect_bad("{\"model\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", "model");
+    /* the length bounds what is read: a valid prefix is not enough */
+    const char *cut = "{\"prompt\":\"ab\"}";
+    st = tsr_serve_parse_completion(&c, cut, 10, p);
+    TU_CHECK(st.code == TSR_ERR_ARG, "a truncated body is rejected");
+}
+
+/* ------------------------------------------------------------ batched forward */
+
+static void test_forward_batch(tsr_lm_wtype wt) {
+    tsr_lm_config cfg = {64, 96, 2, 4, 2, 97, 48, 10000.0f, 1e-5f, true, TSR_LM_ROPE_HALF};
+    tsr_lm_model f32, m;
+    tsr_status st = tsr_lm_model_alloc(&f32, &cfg);
+    TU_CHECK(!st.code, "alloc: %s", st.msg);
+    tsr_lm_model_randomize(&f32, 7, 0.08f);
+    st = tsr_lm_model_convert(&m, &f32, wt, 32);
+    TU_CHECK(!st.code, "convert: %s", st.msg);
+    const int V = cfg.vocab_size, S = 3, L = 30;
+    int toks[3][30];
+    tsr_rng rng;
+    tsr_rng_seed(&rng, 11);
+    for (int s = 0; s < S; s++)
+        for (int t = 0; t < L; t++) toks[s][t] = (int)(tsr_rng_u64(&rng) % (uint64_t)V);
+    /* alone: each sequence fed one token at a time */
+    float *alone = malloc(sizeof(float) * (size_t)S * L * V), *got = malloc(sizeof(float) * (size_t)64 * V);
+    for (int s = 0; s < S; s++) {
+        tsr_lm_cache c;
+        tsr_lm_cache_init(&c, &cfg, 0);
+        for (int t = 0; t < L; t++) tsr_lm_forward(&m, &c, &toks[s][t], 1, t, alone + ((size_t)s * L + t) * V);
+        tsr_lm_cache_free(&c);
+    }
+    /* batched: each step every sequence feeds a chunk of its own size
+     * (sequence s takes s + 1 tokens), sequences starting at different steps */
+    tsr_lm_cache cs[3], ws, *rc[64];
+    for (int s = 0; s < S; s++) tsr_lm_cache_init(&cs[s], &cfg, s == 1 ? 40 : 0); /* caches of different lengths */
+    tsr_lm_cache_init(&ws, &cfg, 8);
+    int fed[3] = {0, 0, 0}, tokens[64], pos[64], who[64], at[64];
+    uint8_t want[64];
+    bool same = true;
+    for (int step = 0; step < 40; step++) {
+        int n = 0;
+        for (int s = 0; s < S; s++) {
+            if (step < 2 * s) continue; /* joins later */
+            for (int j = 0; j <= s && fed[s] < L; j++, fed[s]++) {
+                tokens[n] = toks[s][fed[s]];
+                pos[n] = fed[s];
+                rc[n] = &cs[s];
+                want[n] = (uint8_t)((fed[s] + step) % 2 == 0 || j == s); /* only some rows' logits */
+                who[n] = s;
+                at[n] = fed[s];
+                n++;
+            }
+        }
+        if (!n) break;
+        st = tsr_lm_forward_batch(&m, &ws, rc, tokens, pos, n, want, got);
+        TU_CHECK(!st.code, "forward_batch: %s", st.msg);
+        int k = 0;
+        for (int r = 0; r < n; r++)
+            if (want[r]) {
+                if (memcmp(got + (size_t)k * V, alone + ((size_t)who[r] * L + at[r]) * V, sizeof(float) * V) != 0)
+                    same = false;
+                k++;
+            }
+    }
+    TU_CHECK(same, "%s: batched rows of several sequences differ from each sequence alone", tsr_lm_wtype_name(wt));
+    /* rows of one sequence must be adjacent and consecutive */
+    int bt[3] = {1, 2, 3}, bp[3] = {0, 0, 1};
+    tsr_lm_cache *brc[3] = {&cs[0], &cs[1], &cs[0]};
+    st = tsr_lm_forward_batch(&m, &ws, brc, bt, bp, 3, NULL, NULL);
+    TU_CHECK(st.code == TSR_ERR_ARG, "rows of one sequence split by another are rejected");
+    int bp2[2] = {0, 2};
+    st = tsr_lm_forward_batch(&m, &ws, brc, bt, bp2, 2, NULL, NULL);
+    TU_CHECK(!st.code, "two sequences, one row each");
+    brc[1] = &cs[0];
+    st = tsr_lm_forward_batch(&m, &ws, brc, bt, bp2, 2, NULL, NULL);
+    TU_CHECK(st.code == TSR_ERR_ARG, "a gap in a sequence's positions is rejected");
+    for (int s = 0; s < S; s++) tsr_lm_cache_free(&cs[s]);
+    tsr_lm_cache_free(&ws);
+    free(alone);
+    free(got);
+    tsr_lm_model_free(&m);
+    tsr_lm_model_free(&f32);
+}
+
+/* ------------------------------------------------------------ continuous batching */
+
+#define MODEL "models/pycode"
+
+typedef struct {
+    const char *prompt;
+    int max_tokens;
+    float temperature, top_p;
+    int top_k;
+    uint64_t seed;
+    const char *stop;
+} job;
+
+static const job k_jobs[] = {
+    {"def add(a, b):", 24, 0.0f, 1.0f, 0, 0, NULL},
+    {"import os\n", 16, 0.8f, 0.9f, 0, 5, NULL},
+    {"class Stack:\n    def __init__(self):", 30, 0.0f, 1.0f, 0, 0, "\n\n"},
+    {"for i in range(", 8, 1.0f, 1.0f, 20, 77, NULL},
+    {"", 20, 0.7f, 0.95f, 0, 3, NULL},
+    {"def fib(n):\n    if n < 2:\n        return n\n", 30, 0.0f, 1.0f, 0, 0, "return"},
+    {"x = [", 20, 1.2f, 1.0f, 0, 9, NULL},
+};
+#define N_JOBS ((int)(sizeof k_jobs / sizeof *k_jobs))
+
+typedef struct {
+    void *state;
+    int i;
+    char *text; /* NULL: failed */
+} call;
+
+static char *body_of(const job *j) {
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "prompt", j->prompt);
+    cJSON_AddNumberToObject(b, "max_tokens", j->max_tokens);
+    cJSON_AddNumberToObject(b, "temperature", j->temperature);
+    cJSON_AddNumberToObject(b, "top_p", j->top_p);
+    cJSON_AddNumberToObject(b, "top_k", j->top_k);
+    cJSON_AddNumberToObject(b, "seed", (double)j->seed);
+    if (j->stop) cJSON_AddStringToObject(b, "stop", j->stop);
+    char *s = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    return s;
+}
+
+static void *do_call(void *arg) {
+    call *c = arg;
+    char *body = body_of(&k_jobs[c->i]);
+    tsr_serve_usage u;
+    memset(&u, 0, sizeof u);
+    tsr_serve_request rq = {"POST", "/v1/completions", body, strlen(body), tsr_time() + 60, &u};
+    tsr_serve_reply rp;
+    memset(&rp, 0, sizeof rp);
+    tsr_serve_llm_endpoint.routes[0].handle(c->state, &rq, &rp);
+    free(body);
+    c->text = NULL;
+    if (rp.status == 200 && rp.body) {
+        cJSON *j = cJSON_Parse(rp.body);
+        const cJSON *t = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0), "text");
+        const cJSON *us = cJSON_GetObjectItem(j, "usage");
+        if (cJSON_IsString(t) && cJSON_IsObject(us)) c->text = strdup(t->valuestring);
+        cJSON_Delete(j);
+    } else {
+        fprintf(stderr, "request %d: status %d: %s\n", c->i, rp.status, rp.error);
+    }
+    free(rp.body);
+    return NULL;
+}
+
+static int emit_cat(void *ud, const char *s, size_t n) {
+    char **buf = ud;
+    size_t l = *buf ? strlen(*buf) : 0;
+    char *b = realloc(*buf, l + n + 1);
+    memcpy(b + l, s, n);
+    b[l + n] = 0;
+    *buf = b;
+    return 0;
+}
+
+static void test_batching(void) {
+    tsr_serve_opts o;
+    tsr_serve_default_opts(&o);
+    o.max_batch = 3; /* fewer slots than requests: some wait, join as others leave */
+    const char *paths[3] = {MODEL, NULL, NULL};
+    void *state = NULL;
+    tsr_status st = tsr_serve_llm_endpoint.load(&state, paths, &o);
+    TU_CHECK(!st.code, "load %s: %s", MODEL, st.msg);
+    if (st.code) return;
+
+    /* what `tessera lm generate` prints: the prompt, then the completion */
+    tsr_lm_model m;
+    tsr_bpe bpe;
+    st = tsr_lm_load(&m, MODEL, -1, 0);
+    if (!st.code) st = tsr_bpe_load(&bpe, MODEL "/tokenizer.json");
+    TU_CHECK(!st.code, "load: %s", st.msg);
+    char *want[N_JOBS];
+    for (int i = 0; i < N_JOBS; i++) {
+        const job *j = &k_jobs[i];
+        tsr_lm_sampler_opts so;
+        tsr_lm_sampler_defaults(&so);
+        so.temperature = j->temperature;
+        so.top_p = j->top_p;
+        so.top_k = j->top_k;
+        so.seed = j->seed;
+        tsr_lm_sampler smp;
+        tsr_lm_sampler_init(&smp, &so, m.cfg.vocab_size);
+        const char *stops[1] = {j->stop};
+        tsr_lm_gen_opts go = {.max_new_tokens = j->max_tokens, .stop = stops, .n_stop = j->stop ? 1 : 0};
+        want[i] = NULL;
+        emit_cat(&want[i], "", 0);
+        st = tsr_lm_generate_bpe(&m, &bpe, &smp, j->prompt, &go, emit_cat, &want[i], NULL);
+        TU_CHECK(!st.code, "generate: %s", st.msg);
+        tsr_lm_sampler_free(&smp);
+    }
+
+    /* alone, one after another */
+    call solo[N_JOBS], conc[N_JOBS];
+    for (int i = 0; i < N_JOBS; i++) {
+        solo[i] = (call){state, i, NULL};
+        do_call(&solo[i]);
+        size_t pl = strlen(k_jobs[i].prompt);
+        TU_CHECK(solo[i].text && strncmp(want[i], k_jobs[i].prompt, pl) == 0 && strcmp(want[i] + pl, solo[i].text) == 0,
+                 "job %d served alone differs from lm generate:\n  served  '%s'\n  generate '%s'", i,
+                 solo[i].text ? solo[i].text : "(failed)", want[i] + (strlen(want[i]) >= pl ? pl : 0));
+    }
+    /* all at once: they join and leave the batch at different steps */
+    for (int round = 0; round < 1; round++) {
+        pthread_t th[N_JOBS];
+        for (int i = 0; i < N_JOBS; i++) {
+            conc[i] = (call){state, i, NULL};
+            pthread_create(&th[i], NULL, do_call, &conc[i]);
+        }
+        for (int i = 0; i < N_JOBS; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < N_JOBS; i++) {
+            TU_CHECK(conc[i].text && solo[i].text && strcmp(conc[i].text, solo[i].text) == 0,
+                     "round %d job %d (temperature %g): batched text differs from the text served alone", round, i,
+                     k_jobs[i].temperature);
+            free(conc[i].text);
+        }
+    }
+    for (int i = 0; i < N_JOBS; i++) {
+        free(solo[i].text);
+        free(want[i]);
+    }
+    tsr_bpe_free(&bpe);
+    tsr_lm_model_free(&m);
+    tsr_serve_llm_endpoint.unload(state);
+}
+
+int main(void) {
+    test_parser();
+    test_forward_batch(TSR_LM_W_F32);
+    test_forward_batch(TSR_LM_W_BF16);
+    test_forward_batch(TSR_LM_W_Q8);
+    test_batching();
+    return tu_finish("serve");
+}
