@@ -26,9 +26,10 @@ n=$(( (STEPS + 2) * BATCH ))
 ts=$(awk '/img\/s/ { for (i = 1; i <= NF; i++) if ($i == "img/s") r = $(i-1);
                      k++; if (k > 1) { s += 1 / r; m++ } }
           END { if (m) printf "%.1f", m / s; else print 0 }' "$T/err")
+kern=$("$BIN" --version | sed 's/.*kernels: \([a-z0-9]*\).*/\1/')
 loss=$(awk '/img\/s/ { for (i = 1; i <= NF; i++) if ($i == "loss") l = $(i+1) } END { print l }' "$T/err")
-printf '{"bench": "classify_train", "impl": "tessera", "cpu": "%s", "threads": %d, "batch": %d, "steps": %d, "images_per_s": %s, "last_loss": %s, "build": "Release %s -march=native"}\n' \
-    "$cpu" "$THREADS" "$BATCH" "$STEPS" "$ts" "$loss" "$flags"
+printf '{"bench": "classify_train", "impl": "tessera", "cpu": "%s", "threads": %d, "batch": %d, "steps": %d, "images_per_s": %s, "last_loss": %s, "kernels": "%s", "build": "Release %s"}\n' \
+    "$cpu" "$THREADS" "$BATCH" "$STEPS" "$ts" "$loss" "$kern" "$flags"
 
 tp=$(/usr/bin/python3 "$HERE/classify_torch.py" --data "$DATA" --threads "$THREADS" --batch "$BATCH" \
     --steps "$STEPS" --warmup-steps 2)

@@ -17,6 +17,7 @@
  *   distribution, chi-square with a threshold at p ~ 1e-4 (the rng is
  *   seeded, so the test is deterministic). */
 #include "testutil.h"
+#include "tessera/cpu.h"
 #include "tessera/bita.h"
 #include "tessera/decode.h"
 #include "tessera/lm.h"
@@ -487,7 +488,13 @@ static void test_adapter_file(void) {
 
 int main(void) {
     test_train_forward();
-    test_generate_greedy();
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    for (int i = 0; i < nl; i++) { /* identity with greedy at every kernel level */
+        tu_level_set(lv[i]);
+        test_generate_greedy();
+    }
+    tu_level_restore();
     test_accept_sample();
     test_generate_sample();
     test_adapter_file();

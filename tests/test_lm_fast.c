@@ -8,7 +8,10 @@
  *   products of O(1) values in a different order).
  * - Bit-identity (memcmp) of every output element whatever n (1..64), the
  *   chunking of a sequence and the thread count, for bf16 and Q8 (group 32
- *   and 64), exactly as for f32 in test_lm_infer.c.
+ *   and 64), exactly as for f32 in test_lm_infer.c, at every kernel level
+ *   the CPU supports (or the one TESSERA_CPU forces).
+ * - Across levels: the SIMD levels bit-identical to each other, the scalar
+ *   level within atol 1e-4, rtol 1e-4 (f32 sums without FMA).
  * - Loader: logits of a tsr_nn_llama (training side, HF names, rotate-half
  *   RoPE) saved with tsr_params_save + metadata (or as an HF directory with
  *   config.json) and run by tsr_lm_forward: atol 1e-5, rtol 1e-5 (two f32
@@ -20,6 +23,7 @@
  * - Malformed configs and tensors give a status naming the file. */
 #include "testutil.h"
 #include "tessera/bpe.h"
+#include "tessera/cpu.h"
 #include "tessera/lm.h"
 #include "tessera/nn.h"
 #include "tessera/safetensors.h"
@@ -89,6 +93,57 @@ static void test_kernels(tsr_lm_wtype wt, int gs) {
         free(row);
         free(data), free(sc), free(w), free(x), free(o), free(ref), free(one), free(scr);
     }
+}
+
+/* ------------------------------------------------------------ kernel levels */
+
+/* The same products at every kernel level the CPU supports: the SIMD
+ * levels (avx2, avx512, avx512bf16) compute the same lanes in the same
+ * order with exact products (bf16) or exact integers (Q8), so they agree
+ * bit for bit; the scalar level (no FMA) within atol 1e-4, rtol 1e-4. */
+static void test_levels(void) {
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    const int types[][2] = {{TSR_LM_W_F32, 0}, {TSR_LM_W_BF16, 0}, {TSR_LM_W_Q8, 32}, {TSR_LM_W_Q8, 64}};
+    const int shapes[][2] = {{5, 20}, {37, 172}, {16, 1024}};
+    const int N = 9;
+    tsr_rng r;
+    tsr_rng_seed(&r, 5);
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            tsr_lm_wtype wt = (tsr_lm_wtype)types[ti][0];
+            int gs = types[ti][1], rows = shapes[si][0], k = shapes[si][1];
+            tsr_lm_mat m = {wt, rows, k, NULL, NULL, gs};
+            void *data = calloc((size_t)rows * k * 4 + 64, 1);
+            float *sc = calloc((size_t)rows * (k / 32 + 2), sizeof(float));
+            m.data = data;
+            m.scales = wt == TSR_LM_W_Q8 ? sc : NULL;
+            float *w = malloc(sizeof(float) * rows * k), *x = malloc(sizeof(float) * N * k);
+            for (int i = 0; i < rows * k; i++) w[i] = tsr_rng_normal(&r);
+            for (int i = 0; i < N * k; i++) x[i] = tsr_rng_normal(&r);
+            tsr_lm_mat_store(&m, w);
+            float *o[TSR_CPU_LEVELS];
+            void *scr = NULL;
+            TSR_ASSERT(posix_memalign(&scr, 64, tsr_lm_matmul_scratch(&m, N) + 64) == 0);
+            for (int i = 0; i < nl; i++) {
+                o[i] = malloc(sizeof(float) * N * rows);
+                TSR_ASSERT(tsr_cpu_set_level(lv[i]).code == TSR_OK);
+                tsr_lm_matmul(o[i], rows, x, k, &m, N, scr);
+            }
+            tu_level_restore();
+            /* compare each level to the highest one */
+            for (int i = 0; i + 1 < nl; i++) {
+                char what[96];
+                snprintf(what, sizeof what, "%s/%d %dx%d at %s vs %s", tsr_lm_wtype_name(wt), gs, rows, k,
+                         tsr_cpu_level_name(lv[i]), tsr_cpu_level_name(lv[nl - 1]));
+                if (lv[i] == TSR_CPU_SCALAR)
+                    tu_close(what, o[i], o[nl - 1], (int64_t)N * rows, 1e-4, 1e-4);
+                else
+                    TU_CHECK(memcmp(o[i], o[nl - 1], sizeof(float) * N * rows) == 0, "%s: not bit-identical", what);
+            }
+            for (int i = 0; i < nl; i++) free(o[i]);
+            free(data), free(sc), free(w), free(x), free(scr);
+        }
 }
 
 /* ------------------------------------------------------------ batch invariance */
@@ -518,16 +573,23 @@ int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/tessera_lm_fast.XXXXXX");
     TSR_ASSERT(mkdtemp(g_tmp));
     tsr_threads_set(0);
-    printf("kernels: avx512_bf16 %d, avx512_vnni %d\n", tsr_lm_have_avx512_bf16(), tsr_lm_have_avx512_vnni());
-    test_kernels(TSR_LM_W_BF16, 0);
-    test_kernels(TSR_LM_W_Q8, 32);
-    test_kernels(TSR_LM_W_Q8, 64);
-    tsr_lm_config a = {40, 100, 2, 4, 2, 97, 80, 10000.0f, 1e-5f, false, TSR_LM_ROPE_HALF};
-    tsr_lm_config b = {64, 172, 1, 8, 4, 61, 80, 500.0f, 1e-6f, true, TSR_LM_ROPE_INTERLEAVED};
-    test_invariance(&a, TSR_LM_W_BF16, 0);
-    test_invariance(&a, TSR_LM_W_Q8, 32);
-    test_invariance(&b, TSR_LM_W_Q8, 64);
-    test_invariance(&b, TSR_LM_W_BF16, 0);
+    /* the kernels and the batch-invariance contract at every kernel level */
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    for (int i = 0; i < nl; i++) {
+        tu_level_set(lv[i]);
+        test_kernels(TSR_LM_W_BF16, 0);
+        test_kernels(TSR_LM_W_Q8, 32);
+        test_kernels(TSR_LM_W_Q8, 64);
+        tsr_lm_config a = {40, 100, 2, 4, 2, 97, 80, 10000.0f, 1e-5f, false, TSR_LM_ROPE_HALF};
+        tsr_lm_config b = {64, 172, 1, 8, 4, 61, 80, 500.0f, 1e-6f, true, TSR_LM_ROPE_INTERLEAVED};
+        test_invariance(&a, TSR_LM_W_BF16, 0);
+        test_invariance(&a, TSR_LM_W_Q8, 32);
+        test_invariance(&b, TSR_LM_W_Q8, 64);
+        test_invariance(&b, TSR_LM_W_BF16, 0);
+    }
+    tu_level_restore();
+    test_levels();
     test_accuracy();
     test_nn_parity(false, 2);
     test_nn_parity(true, 4);

@@ -4,7 +4,8 @@
  *   bit-identity of every output element whatever n and thread count;
  * - batch invariance: logits of random sequences fed in chunks of every
  *   size 1..64 and in random splits are memcmp-identical to feeding one
- *   token at a time (1 and 2 threads);
+ *   token at a time (1 and 2 threads); kernels, invariance and the forward
+ *   below at every kernel level the CPU supports (tessera/cpu.h);
  * - correctness: tsr_lm_forward vs a naive double-precision forward written
  *   here from the Llama equations (atol 2e-5, rtol 1e-4: f32 vs f64
  *   accumulation through 2 layers, logits O(1));
@@ -17,6 +18,7 @@
  *   than the prompt; sampler filters (top-k 1, min-p 1 and a tiny top-p are
  *   greedy), repetition penalty, seeded determinism. */
 #include "testutil.h"
+#include "tessera/cpu.h"
 #include "tessera/lm.h"
 #include "tessera/tokenizer.h"
 
@@ -645,11 +647,18 @@ static void test_generate(void) {
 
 int main(void) {
     tsr_threads_set(0);
-    test_kernels();
-    tsr_lm_config a = {40, 100, 2, 4, 2, 97, 160, 10000.0f, 1e-5f, false, TSR_LM_ROPE_INTERLEAVED};
-    test_model(&a, 11);
-    tsr_lm_config b = {48, 64, 2, 3, 3, 61, 160, 500.0f, 1e-6f, true, TSR_LM_ROPE_INTERLEAVED};
-    test_model(&b, 12);
+    /* kernels, batch invariance and the f64 forward at every kernel level */
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    for (int i = 0; i < nl; i++) {
+        tu_level_set(lv[i]);
+        test_kernels();
+        tsr_lm_config a = {40, 100, 2, 4, 2, 97, 160, 10000.0f, 1e-5f, false, TSR_LM_ROPE_INTERLEAVED};
+        test_model(&a, 11);
+        tsr_lm_config b = {48, 64, 2, 3, 3, 61, 160, 500.0f, 1e-6f, true, TSR_LM_ROPE_INTERLEAVED};
+        test_model(&b, 12);
+    }
+    tu_level_restore();
     test_files();
     test_generate();
     return tu_finish("lm_infer");

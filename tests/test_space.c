@@ -6,6 +6,7 @@
  * Tolerances: none; everything here is exact. */
 #include "testutil.h"
 #include "tessera/bpe.h"
+#include "tessera/cpu.h"
 #include "tessera/space.h"
 
 #include <stdlib.h>
@@ -163,7 +164,15 @@ int main(void) {
     tsr_threads_set(1);
     test_sar_batch();
     test_layout();
-    test_random_model();
+    /* identity at every kernel level on the random model; the shipped one
+     * at the start-up level */
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    for (int i = 0; i < nl; i++) {
+        tu_level_set(lv[i]);
+        test_random_model();
+    }
+    tu_level_restore();
     test_shipped();
     return tu_finish("space");
 }

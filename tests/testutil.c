@@ -1,5 +1,6 @@
 /* tessera tests: shared helpers (see testutil.h). */
 #include "testutil.h"
+#include "tessera/cpu.h"
 
 #include <math.h>
 #include <string.h>
@@ -193,4 +194,34 @@ bool tu_gradcheck(const char *name, gc_fn fn, void *ud, int n_in, gc_input *ins,
     if (ok) tu_pass++;
     else tu_fail++;
     return ok;
+}
+
+/* ---- kernel levels */
+
+static int g_start_level = -1;
+
+int tu_levels(int *levels) {
+    if (g_start_level < 0) g_start_level = tsr_cpu_level();
+    const char *e = getenv("TESSERA_CPU");
+    if (e && *e) {
+        levels[0] = g_start_level;
+        return 1;
+    }
+    int n = 0;
+    for (int l = 0; l <= tsr_cpu_best_level(); l++) levels[n++] = l;
+    return n;
+}
+
+void tu_level_set(int level) {
+    if (g_start_level < 0) g_start_level = tsr_cpu_level();
+    tsr_status s = tsr_cpu_set_level(level);
+    if (s.code != TSR_OK) {
+        fprintf(stderr, "tu_level_set: %s\n", s.msg);
+        exit(1);
+    }
+    printf("-- kernel level %s\n", tsr_cpu_level_name(level));
+}
+
+void tu_level_restore(void) {
+    if (g_start_level >= 0) (void)tsr_cpu_set_level(g_start_level);
 }

@@ -27,6 +27,14 @@ int tu_finish(const char *suite);
 bool tu_close(const char *what, const float *got, const float *want, int64_t n, double atol,
               double rtol);
 
+/* ---- kernel levels (tessera/cpu.h)
+ * The levels a test runs at: every level this CPU supports, lowest first,
+ * or only the one forced with TESSERA_CPU. tu_level_set switches to one
+ * and prints it; tu_level_restore returns to the start-up level. */
+int tu_levels(int *levels);
+void tu_level_set(int level);
+void tu_level_restore(void);
+
 /* ---- reference fixtures: tests/refs/<name>.tref */
 typedef struct {
     char name[128];

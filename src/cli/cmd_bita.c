@@ -5,6 +5,7 @@
  * `tessera lm generate --temperature 0`); bench times plain greedy, BiTA
  * and the prompt-lookup baseline on a JSONL prompt file in one run. */
 #include "cli/train_flags.h"
+#include "tessera/cpu.h"
 #include "tessera/bita.h"
 #include "tessera/bpe.h"
 #include "tessera/gguf.h"
@@ -468,6 +469,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     for (int n = 1; n <= n_max && ms[1] > 0; n *= 2) cJSON_AddItemToArray(cc, cJSON_CreateNumber(ms[n] / ms[1]));
     cJSON_AddNumberToObject(j, "ms_one_row", ms[1]);
     cJSON_AddNumberToObject(j, "threads", tsr_threads_get());
+    cJSON_AddStringToObject(j, "kernels", tsr_cpu_level_name(tsr_cpu_level()));
     cJSON_AddStringToObject(j, "dtype", tsr_lm_wtype_name(s.m.wtype));
     char *t = cJSON_PrintUnformatted(j);
     if (t) puts(t);

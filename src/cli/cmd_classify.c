@@ -2,6 +2,7 @@
  * CNN (src/models/classify). Results on stdout (JSON with --json), progress
  * and errors on stderr. */
 #include "cli/train_flags.h"
+#include "tessera/cpu.h"
 
 #include "tessera/classify.h"
 #include "tessera/safetensors.h"
@@ -55,9 +56,9 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (st.code) return cli_fail(st, cli_train_hint(&t, st, data_hint(st, o.data_dir)));
     if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"loss\": %.6f, \"images_per_s\": %.1f, "
-               "\"seconds\": %.2f, \"threads\": %d",
+               "\"seconds\": %.2f, \"threads\": %d, \"kernels\": \"%s\"",
                (long long)r.steps, r.finished ? "true" : "false", (double)r.last_loss,
-               r.images_per_s, r.seconds, tsr_threads_get());
+               r.images_per_s, r.seconds, tsr_threads_get(), tsr_cpu_level_name(tsr_cpu_level()));
         if (r.test.n)
             printf(", \"accuracy\": %.4f, \"n\": %lld, \"test_loss\": %.6f", r.test.accuracy,
                    (long long)r.test.n, r.test.loss);

@@ -4,6 +4,7 @@
  * completion (for llama2.c files exactly what run.c prints, newline
  * included), streamed and flushed per token; throughput goes to stderr. */
 #include "cli/args.h"
+#include "tessera/cpu.h"
 #include "tessera/bpe.h"
 #include "tessera/decode.h"
 #include "tessera/gguf.h"
@@ -422,16 +423,17 @@ static int cmd_info(const char *prog, int argc, char **argv) {
     const tsr_lm_config *c = &m.cfg;
     if (cm.json) {
         printf("{\"dim\":%d,\"hidden_dim\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,\"vocab_size\":%d,"
-               "\"seq_len\":%d,\"shared_classifier\":%s,\"params\":%lld,\"dtype\":\"%s\",\"rope\":\"%s\"}\n",
+               "\"seq_len\":%d,\"shared_classifier\":%s,\"params\":%lld,\"dtype\":\"%s\",\"rope\":\"%s\","
+               "\"kernels\":\"%s\"}\n",
                c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
                c->shared_classifier ? "true" : "false", (long long)tsr_lm_model_params(&m), tsr_lm_wtype_name(m.wtype),
-               c->rope_layout == TSR_LM_ROPE_HALF ? "half" : "interleaved");
+               c->rope_layout == TSR_LM_ROPE_HALF ? "half" : "interleaved", tsr_cpu_level_name(tsr_cpu_level()));
     } else {
         printf("dim %d, hidden %d, layers %d, heads %d (kv %d), vocab %d, context %d, %s classifier, %lld parameters, "
-               "%s weights\n",
+               "%s weights, %s kernels\n",
                c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
                c->shared_classifier ? "shared" : "separate", (long long)tsr_lm_model_params(&m),
-               tsr_lm_wtype_name(m.wtype));
+               tsr_lm_wtype_name(m.wtype), tsr_cpu_level_name(tsr_cpu_level()));
     }
     tsr_lm_model_free(&m);
     return CLI_OK;
@@ -651,7 +653,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         goto done;
     }
     /* limits */
-    double bw = tsr_lm_bench_read_bw((size_t)(bw_mib * 1048576.0), 3, NULL);
+    double bw = tsr_lm_bench_read_bw((size_t)(bw_mib * 1048576.0), 5, NULL);
     double sg = tsr_lm_bench_sgemm_gflops(2048, 2);
 
     /* decode: one token per forward after a short prompt */
@@ -727,7 +729,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     if (m.wtype == TSR_LM_W_Q8) cJSON_AddNumberToObject(j, "group_size", m.group_size);
     cJSON_AddStringToObject(j, "cpu", cpu);
     cJSON_AddNumberToObject(j, "threads", tsr_threads_get());
-    cJSON_AddStringToObject(j, "kernels", tsr_lm_have_avx512_bf16() ? "avx512_bf16+vnni" : "scalar/avx2");
+    cJSON_AddStringToObject(j, "kernels", tsr_cpu_level_name(tsr_cpu_level()));
     cJSON_AddNumberToObject(j, "params", (double)tsr_lm_model_params(&m));
     cJSON_AddNumberToObject(j, "weight_bytes_per_token", (double)tsr_lm_model_decode_bytes(&m));
     cJSON_AddNumberToObject(j, "kv_bytes_per_token", kv_per_pos * avg_keys);

@@ -4,6 +4,7 @@
  * n-gram drafter as the baseline. Results on stdout (JSON with --json),
  * progress on stderr. */
 #include "cli/train_flags.h"
+#include "tessera/cpu.h"
 
 #include "tessera/bpe.h"
 #include "tessera/decode.h"
@@ -380,6 +381,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         double tps_n = rn.forwards ? (double)(rn.tokens - n) / (double)rn.forwards : 0.0;
         printf("{\"bench\": \"space\", \"model\": ");
         cli_json_str(stdout, model);
+        printf(", \"kernels\": \"%s\"", tsr_cpu_level_name(tsr_cpu_level()));
         printf(", \"threads\": %d, \"prompts\": %d, \"max_tokens\": %d, \"identical\": %d, \"tokens_per_step\": %.4f, "
                "\"speedup\": %.4f, \"ngram\": {\"identical\": %d, \"tokens_per_step\": %.4f, \"speedup\": %.4f}, "
                "\"plain\": {\"tokens\": %lld, \"min_new_tokens\": %d, \"seconds\": %.4f, \"tokens_per_s\": %.1f}, "

@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "tessera/cpu.h"
+
 extern const cli_family cli_family_classify;
 extern const cli_family cli_family_lm;
 extern const cli_family cli_family_elm;
@@ -38,7 +40,7 @@ static const cli_family *const g_families[] = {
 };
 
 static void print_top_help(FILE *f) {
-    fprintf(f, "usage: tessera <family> <verb> [--flags]\n       tessera <command> [--flags]\n\nfamilies:\n");
+    fprintf(f, "usage: tessera <family> <verb> [--flags]\n       tessera <command> [--flags]\n       tessera --version\n\nfamilies:\n");
     for (int i = 0; g_families[i]; i++)
         fprintf(f, "  %-16s %s\n", g_families[i]->name, g_families[i]->summary);
     fprintf(f, "\ncommands:\n");
@@ -59,6 +61,17 @@ static bool is_help(const char *a) {
 }
 
 int main(int argc, char **argv) {
+    /* settle the kernel level first: a bad TESSERA_CPU is reported, not ignored */
+    tsr_status cs = tsr_cpu_init();
+    if (cs.code != TSR_OK) {
+        fprintf(stderr, "tessera: %s\n", cs.msg);
+        return CLI_USAGE;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("tessera %s (kernels: %s; this CPU supports up to %s)\n", TSR_VERSION,
+               tsr_cpu_level_name(tsr_cpu_level()), tsr_cpu_level_name(tsr_cpu_best_level()));
+        return CLI_OK;
+    }
     if (argc < 2) {
         print_top_help(stderr);
         return CLI_USAGE;

@@ -10,12 +10,10 @@
  * Chunks are scheduled dynamically (a shared, busy machine stalls static
  * splits); weight grads sum fixed per-group partials in group order, so
  * results are deterministic for a fixed thread count. */
-#include "tessera/ops.h"
+#include "ops/conv_direct.h"
+#include "tessera/cpu.h"
 
 #include <string.h>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -79,8 +77,6 @@ static int64_t slot_floats(const tsr_conv_geom *g) {
     return (kg * cols + tmp + 15) / 16 * 16;
 }
 
-static int n_slots(const tsr_conv_geom *g) { return g->threads > 1 ? g->threads : 1; }
-
 static int n_chunks(const tsr_conv_geom *g) { return (g->B + g->nb - 1) / g->nb; }
 
 /* weight grads: chunks fall into this many fixed contiguous groups, each
@@ -91,8 +87,6 @@ static int n_wgroups(const tsr_conv_geom *g) {
     return ng < nc ? ng : nc;
 }
 
-static int64_t direct_scratch(const tsr_conv_geom *g);
-static bool direct3x3(const tsr_conv_geom *g);
 
 int64_t tsr_conv_scratch_floats(const tsr_conv_geom *g) {
     int64_t nw = (int64_t)g->cout * (g->cin / g->groups) * g->kh * g->kw;
@@ -317,305 +311,12 @@ static int thread_id(void) {
 #endif
 }
 
-/* ---- direct 3x3 stride-1 pad-1 kernels (the classifier's convs)
- *
- * No im2col: each input plane is copied once into a zero-bordered plane of
- * width w+2, so tap (ki,kj) of output q = oh*(w+2)+ow reads the padded
- * plane at q + ki*(w+2) + kj, a constant shift. Outputs are computed on
- * that padded-width grid (the two extra columns per row are discarded), 16
- * lanes at a time, with 8 output channels x 48 positions held in 24 vector
- * accumulators. The input grad is the same kernel on the padded map grad
- * with the weights transposed and flipped; the weight grad correlates the
- * map grad (padded width, dead columns zeroed) with shifted input planes. */
-
-typedef float v16 __attribute__((vector_size(64)));
-#if defined(__GNUC__) && !defined(__clang__) && !defined(__AVX512F__)
-/* without AVX-512 gcc notes that passing v16 by value has no fixed ABI:
- * only static functions here take or return it, so no ABI is involved */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-#define DCO 8   /* output channels per register block */
-#define DQV 3   /* vectors of positions per register block */
-#define DQB (16 * DQV)
-
-static inline v16 vload(const float *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void vstore(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-/* a + b*c fused: -std=c11 turns off contraction, and unfused the kernels
- * run at half speed */
-#ifdef __AVX512F__
-#define VFMA(a, b, c) ((a) = (v16)_mm512_fmadd_ps((__m512)(b), (__m512)(c), (__m512)(a)))
-static inline v16 vbcast(float s) { return (v16)_mm512_set1_ps(s); }
-#else
-#define VFMA(a, b, c) ((a) += (b) * (c))
-static inline v16 vbcast(float s) { return (v16){s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}; }
-#endif
-/* keeps a value used several times in a register: folded into each use
- * as a memory operand it would be loaded once per use */
-#if defined(__GNUC__) && defined(__AVX512F__)
-#define VPIN(v) __asm__("" : "+v"(v))
-#else
-#define VPIN(v) ((void)0)
-#endif
-
-/* short rows (7..28 floats here): masked 16-lane blocks instead of a
- * memcpy call or a scalar remainder loop per row */
-static inline void row_copy(float *d, const float *s, int n) {
-    int k = 0;
-#ifdef __AVX512F__
-    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(d + k, _mm512_loadu_ps(s + k));
-    if (k < n) {
-        __mmask16 m = (__mmask16)((1u << (n - k)) - 1u);
-        _mm512_mask_storeu_ps(d + k, m, _mm512_maskz_loadu_ps(m, s + k));
-    }
-#else
-    for (; k < n; k++) d[k] = s[k];
-#endif
-}
-
-/* d[k] (+)= s[k] + bv over a short row */
-static inline void row_store(float *d, const float *s, int n, float bv, bool accumulate) {
-    int k = 0;
-#ifdef __AVX512F__
-    __m512 b = _mm512_set1_ps(bv);
-    for (; k < n; k += 16) {
-        __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1u);
-        __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, s + k), b);
-        if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, d + k));
-        _mm512_mask_storeu_ps(d + k, m, v);
-    }
-#else
-    for (; k < n; k++) d[k] = (accumulate ? d[k] : 0.f) + (s[k] + bv);
-#endif
-}
-
-static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-static bool direct3x3(const tsr_conv_geom *g) {
-    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->ph == 1 &&
-           g->pw == 1 && g->groups == 1 && g->ho == g->h && g->wo == g->w && g->B >= 1;
-}
-/* the forward and weight grad block output channels, the input grad input ones */
-static bool direct_fwd_ok(const tsr_conv_geom *g) { return direct3x3(g) && g->cout % DCO == 0; }
-static bool direct_data_ok(const tsr_conv_geom *g) { return direct3x3(g) && g->cin % DCO == 0; }
-
-typedef struct {
-    int wp;          /* padded row width w+2 */
-    int64_t qn;      /* output grid positions, whole vectors */
-    int64_t pp;      /* padded plane stride: covers every shifted read */
-    int64_t slot;    /* floats per thread */
-    int64_t nw;      /* weight floats */
-    int ng;          /* weight-grad partial groups */
-} dgeom;
-
-static int direct_groups(const tsr_conv_geom *g) {
-    int ng = 4 * (g->threads > 1 ? g->threads : 1);
-    return ng < g->B ? ng : g->B;
-}
-
-static dgeom dgeom_of(const tsr_conv_geom *g) {
-    dgeom d;
-    d.wp = g->w + 2;
-    d.qn = round_up((int64_t)g->h * d.wp, 16);
-    int64_t need = (int64_t)(g->h + 2) * d.wp;
-    if (need < d.qn + 2 * d.wp + 2) need = d.qn + 2 * d.wp + 2;
-    d.pp = round_up(need, 16);
-    int cmax = g->cin > g->cout ? g->cin : g->cout;
-    d.nw = (int64_t)g->cout * g->cin * 9;
-    /* padded image, padded/zero-edged map, kernel output, lane partials */
-    d.slot = round_up((int64_t)g->cin * d.pp + (int64_t)g->cout * d.pp + (int64_t)cmax * d.qn + d.nw * 16, 16);
-    d.ng = direct_groups(g);
-    return d;
-}
-
-static int64_t direct_scratch(const tsr_conv_geom *g) {
-    dgeom d = dgeom_of(g);
-    return d.slot * n_slots(g) + round_up(d.nw, 16) + (int64_t)d.ng * d.nw;
-}
-
-/* planes (c,h,w) -> (c,pp) with a zero border, zeros to the end */
-static void pad_planes(float *dst, const float *src, int c, int h, int w, const dgeom *d) {
-    for (int ci = 0; ci < c; ci++) {
-        float *p = dst + (int64_t)ci * d->pp;
-        const float *s = src + (int64_t)ci * h * w;
-        memset(p, 0, sizeof(float) * (size_t)(d->wp + 1));
-        for (int r = 0; r < h; r++) {
-            float *row = p + (int64_t)(r + 1) * d->wp + 1;
-            row_copy(row, s + (int64_t)r * w, w);
-            row[w] = 0.f, row[w + 1] = 0.f;
-        }
-        int64_t used = (int64_t)(h + 1) * d->wp + 1;
-        memset(p + used, 0, sizeof(float) * (size_t)(d->pp - used));
-    }
-}
-
-/* one register block: DCO output channels x NV vectors of positions from
- * q0; NV is a literal at every call, so each use compiles to its own
- * fully unrolled loop with the accumulators in registers */
-static inline __attribute__((always_inline)) void direct_block(float *out, const float *in, const float *wpk,
-                                                               int cin, int cb, int64_t q0, const int64_t *offs,
-                                                               const dgeom *d, const int NV) {
-    v16 acc[DCO][DQV];
-    for (int j = 0; j < DCO; j++)
-        for (int v = 0; v < NV; v++) acc[j][v] = (v16){0};
-    for (int ci = 0; ci < cin; ci++) {
-        const float *xp = in + (int64_t)ci * d->pp + q0;
-        const float *wb = wpk + ((int64_t)cb * cin + ci) * 9 * DCO;
-        for (int t = 0; t < 9; t++) {
-            v16 xv[DQV];
-            for (int v = 0; v < NV; v++) xv[v] = vload(xp + offs[t] + 16 * v);
-            const float *wt = wb + t * DCO;
-#pragma GCC unroll 8
-            for (int j = 0; j < DCO; j++) {
-                v16 sv = vbcast(wt[j]);
-                for (int v = 0; v < NV; v++) VFMA(acc[j][v], sv, xv[v]);
-            }
-        }
-    }
-    for (int j = 0; j < DCO; j++)
-        for (int v = 0; v < NV; v++) vstore(out + (int64_t)(cb * DCO + j) * d->qn + q0 + 16 * v, acc[j][v]);
-}
-
-/* out (co,qn) = sum_ci sum_tap wpk * shifted in (ci,pp); wpk is laid out
- * [co/DCO][ci][tap][DCO] so a block's broadcasts are contiguous. The grid
- * ends on whole vectors, not whole blocks: the last block is narrower. */
-static void direct_kernel(float *out, const float *in, const float *wpk, int cin, int cout, const dgeom *d) {
-    int64_t offs[9];
-    for (int t = 0; t < 9; t++) offs[t] = (int64_t)(t / 3) * d->wp + t % 3;
-    int64_t full = d->qn / DQB * DQB;
-    int tail = (int)((d->qn - full) / 16);
-    for (int cb = 0; cb < cout / DCO; cb++) {
-        for (int64_t q0 = 0; q0 < full; q0 += DQB) direct_block(out, in, wpk, cin, cb, q0, offs, d, DQV);
-        if (tail == 2) direct_block(out, in, wpk, cin, cb, full, offs, d, 2);
-        else if (tail == 1) direct_block(out, in, wpk, cin, cb, full, offs, d, 1);
-    }
-}
-
-/* grid (c,qn) -> planes (c,h,w): store, add, or add bias */
-static void ungrid(float *dst, const float *grid, int c, int h, int w, const dgeom *d, bool accumulate,
-                   const float *bias) {
-    for (int ci = 0; ci < c; ci++) {
-        float bv = bias ? bias[ci] : 0.f;
-        for (int r = 0; r < h; r++) {
-            row_store(dst + ((int64_t)ci * h + r) * w, grid + (int64_t)ci * d->qn + (int64_t)r * d->wp, w, bv,
-                      accumulate);
-        }
-    }
-}
-
-static void direct_fwd(float *out, const float *x, const float *w, const float *bias, const tsr_conv_geom *g,
-                       float *scratch, bool accumulate) {
-    dgeom d = dgeom_of(g);
-    float *wpk = scratch + d.slot * n_slots(g);
-    int cin = g->cin, cout = g->cout;
-    for (int co = 0; co < cout; co++)
-        for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < 9; t++)
-                wpk[(((int64_t)(co / DCO) * cin + ci) * 9 + t) * DCO + co % DCO] = w[((int64_t)co * cin + ci) * 9 + t];
-    int64_t hw = (int64_t)g->h * g->w;
-#pragma omp parallel for schedule(dynamic) num_threads(g->threads) if (g->threads > 1 && g->B > 1)
-    for (int b = 0; b < g->B; b++) {
-        float *slot = scratch + thread_id() * d.slot;
-        float *xp = slot, *grid = slot + (int64_t)(cin + cout) * d.pp;
-        pad_planes(xp, x + (int64_t)b * cin * hw, cin, g->h, g->w, &d);
-        direct_kernel(grid, xp, wpk, cin, cout, &d);
-        ungrid(out + (int64_t)b * cout * hw, grid, cout, g->h, g->w, &d, accumulate, bias);
-    }
-}
-
-/* lane partials acc16 [co][ci][tap][16] += one image's weight grad */
-static void direct_wgrad_image(float *acc16, const float *dgrid, int64_t dstride, const float *xp, int cin,
-                               int cout, const dgeom *d) {
-    for (int cb = 0; cb < cout / DCO; cb++)
-        for (int ci = 0; ci < cin; ci++)
-            for (int ki = 0; ki < 3; ki++) {
-                v16 acc[DCO][3];
-                for (int j = 0; j < DCO; j++)
-                    for (int kj = 0; kj < 3; kj++) acc[j][kj] = (v16){0};
-                const float *xr = xp + (int64_t)ci * d->pp + (int64_t)ki * d->wp;
-                const float *dr = dgrid + (int64_t)cb * DCO * dstride;
-                for (int64_t q = 0; q < d->qn; q += 16) {
-                    v16 x0 = vload(xr + q), x1 = vload(xr + q + 1), x2 = vload(xr + q + 2);
-#pragma GCC unroll 8
-                    for (int j = 0; j < DCO; j++) {
-                        v16 dv = vload(dr + (int64_t)j * dstride + q);
-                        VPIN(dv);
-                        VFMA(acc[j][0], dv, x0);
-                        VFMA(acc[j][1], dv, x1);
-                        VFMA(acc[j][2], dv, x2);
-                    }
-                }
-                for (int j = 0; j < DCO; j++)
-                    for (int kj = 0; kj < 3; kj++) {
-                        float *a = acc16 + ((((int64_t)(cb * DCO + j) * cin + ci) * 9) + ki * 3 + kj) * 16;
-                        vstore(a, vload(a) + acc[j][kj]);
-                    }
-            }
-}
-
-/* weights for the input grad: transposed and flipped, packed like the
- * forward's with the roles of cin and cout swapped */
-static void pack_wt_flipped(float *wpk, const float *w, int cin, int cout) {
-    for (int co = 0; co < cout; co++)
-        for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < 9; t++)
-                wpk[(((int64_t)(ci / DCO) * cout + co) * 9 + (8 - t)) * DCO + ci % DCO] =
-                    w[((int64_t)co * cin + ci) * 9 + t];
-}
-
-/* Both backward halves in one pass over the images, each map grad plane
- * padded once: dx (+)= conv(dout) with w transposed and flipped (dx may be
- * NULL; overwrite: write instead of adding), dw += weight grad (may be
- * NULL). The padded map grad shifted by one row and column is the weight
- * grad's zero-edged grid. Images fall into fixed groups, each summing its
- * weight grad into its own partial: any thread may take any group and the
- * summation order stays the same. */
-static void direct_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
-                       const tsr_conv_geom *g, float *scratch, bool overwrite) {
-    dgeom d = dgeom_of(g);
-    int cin = g->cin, cout = g->cout, ng = d.ng;
-    float *wpk = scratch + d.slot * n_slots(g);
-    float *parts = wpk + round_up(d.nw, 16);
-    int64_t hw = (int64_t)g->h * g->w, nw = d.nw;
-    if (dx) pack_wt_flipped(wpk, w, cin, cout);
-#pragma omp parallel num_threads(g->threads) if (g->threads > 1 && ng > 1)
-    {
-        float *slot = scratch + thread_id() * d.slot;
-        float *xp = slot, *dp = slot + (int64_t)cin * d.pp, *grid = slot + (int64_t)(cin + cout) * d.pp;
-        float *acc16 = grid + (int64_t)(cin > cout ? cin : cout) * d.qn;
-#pragma omp for schedule(dynamic)
-        for (int j = 0; j < ng; j++) {
-            if (dw) memset(acc16, 0, sizeof(float) * (size_t)(nw * 16));
-            for (int b = (int)((int64_t)j * g->B / ng); b < (int)((int64_t)(j + 1) * g->B / ng); b++) {
-                pad_planes(dp, dout + (int64_t)b * cout * hw, cout, g->h, g->w, &d);
-                if (dx) {
-                    direct_kernel(grid, dp, wpk, cout, cin, &d);
-                    ungrid(dx + (int64_t)b * cin * hw, grid, cin, g->h, g->w, &d, !overwrite, NULL);
-                }
-                if (dw) {
-                    pad_planes(xp, x + (int64_t)b * cin * hw, cin, g->h, g->w, &d);
-                    direct_wgrad_image(acc16, dp + d.wp + 1, d.pp, xp, cin, cout, &d);
-                }
-            }
-            if (!dw) continue;
-            float *pj = parts + j * nw;
-            for (int64_t i = 0; i < nw; i++) {
-                float s = 0.f;
-                for (int l = 0; l < 16; l++) s += acc16[i * 16 + l];
-                pj[i] = s;
-            }
-        }
-        if (dw) {
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < nw; i++) {
-                float s = 0.f;
-                for (int j = 0; j < ng; j++) s += parts[j * nw + i];
-                dw[i] += s;
-            }
-        }
+/* the direct 3x3 kernels of the kernel level in use (conv_direct.h) */
+static const tsr_conv_direct_kern *direct(void) {
+    switch (tsr_cpu_level()) {
+    case TSR_CPU_SCALAR: return &tsr_conv_direct_scalar;
+    case TSR_CPU_AVX2: return &tsr_conv_direct_avx2;
+    default: return &tsr_conv_direct_avx512;
     }
 }
 
@@ -641,7 +342,7 @@ static void fwd_chunk(const tsr_backend *be, float *out, const float *x, const f
 void tsr_conv2d_fwd(const tsr_backend *be, float *out, const float *x, const float *w,
                     const float *bias, const tsr_conv_geom *g, float *scratch, bool accumulate) {
     if (direct_fwd_ok(g)) {
-        direct_fwd(out, x, w, bias, g, scratch, accumulate);
+        direct()->fwd(out, x, w, bias, g, scratch, accumulate);
         return;
     }
     int nc = n_chunks(g), sb;
@@ -679,7 +380,7 @@ static void bwd_data_chunk(const tsr_backend *be, float *dx, const float *dout, 
 void tsr_conv2d_bwd_data(const tsr_backend *be, float *dx, const float *dout, const float *w,
                          const tsr_conv_geom *g, float *scratch) {
     if (direct_data_ok(g)) {
-        direct_bwd(dx, NULL, dout, NULL, w, g, scratch, false);
+        direct()->bwd(dx, NULL, dout, NULL, w, g, scratch, false);
         return;
     }
     int nc = n_chunks(g), sb;
@@ -715,7 +416,7 @@ void tsr_conv2d_bwd_weight(const tsr_backend *be, float *dw, float *dbias, const
     int kg = (g->cin / g->groups) * g->kh * g->kw, nc = n_chunks(g), sb;
     int64_t hwo = (int64_t)g->ho * g->wo, sf = slot_floats(g), nw = (int64_t)g->cout * kg;
     if (dw && direct_fwd_ok(g)) {
-        direct_bwd(NULL, dw, dout, x, NULL, g, scratch, false);
+        direct()->bwd(NULL, dw, dout, x, NULL, g, scratch, false);
     } else if (dw) {
         if (go_parallel(be, g, &sb)) {
             int ng = n_wgroups(g);
@@ -850,7 +551,7 @@ static void conv2d_backward(tsr_ctx *c, tsr_node *n) {
         /* one pass for both halves; a fresh input grad is written, not zeroed and added to */
         bool fresh = !x->grad && !x->is_param;
         if (fresh) x->grad = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)x->numel);
-        direct_bwd(x->grad, gw ? tsr_grad(c, w) : NULL, go, tsr_f32(x), tsr_f32(w), g, scratch, fresh);
+        direct()->bwd(x->grad, gw ? tsr_grad(c, w) : NULL, go, tsr_f32(x), tsr_f32(w), g, scratch, fresh);
         if (gb) tsr_conv2d_bwd_weight(c->be, NULL, tsr_grad(c, bias), go, tsr_f32(x), g, scratch);
         return;
     }

@@ -3,12 +3,18 @@
  * (torch semantics, floor output size), nearest upsampling by integer
  * factors and bilinear resizing as torch F.interpolate. Every kernel runs
  * over independent (b,c) planes, so OpenMP over planes is deterministic. */
+#include "tessera/cpu.h"
 #include "tessera/ops.h"
 
 #include <math.h>
 #include <string.h>
-#ifdef __AVX512F__
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+/* the 2x2 max pooling rows have an AVX-512 form, compiled for that level
+ * with a target attribute and used when the kernel level has it; every
+ * form selects the same elements, so the results are the same bits */
+#define POOL_AVX512 1
+#define AVX512_FN static __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
 #endif
 
 #define PAR_MIN 32768
@@ -18,14 +24,13 @@ typedef struct {
     int h, w, ho, wo, kh, kw, sh, sw, ph, pw;
 } pool_geom;
 
-/* one row pair of 2x2/2 pooling: torch's scan order (row by row, a later
- * element takes over when larger or NaN) as selects */
-static inline void maxpool_2x2_row(float *o, int32_t *oi, const float *r0, const float *r1, int32_t base, int w,
-                                   int wo) {
+#ifdef POOL_AVX512
+/* rows are 7..14 outputs wide here, too short for the auto-vectoriser:
+ * masked 16-lane blocks, even/odd columns split by a permute; returns the
+ * outputs done (all) */
+AVX512_FN int maxpool_2x2_row_avx512(float *o, int32_t *oi, const float *r0, const float *r1, int32_t base, int w,
+                                     int wo) {
     int ow = 0;
-#ifdef __AVX512F__
-    /* rows are 7..14 outputs wide here, too short for the auto-vectoriser:
-     * masked 16-lane blocks, even/odd columns split by a permute */
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     const __m512i lane2 = _mm512_add_epi32(ev, _mm512_set1_epi32(base));
@@ -53,6 +58,17 @@ static inline void maxpool_2x2_row(float *o, int32_t *oi, const float *r0, const
         _mm512_mask_storeu_ps(o + ow, m16, m);
         _mm512_mask_storeu_epi32(oi + ow, m16, ki);
     }
+    return ow;
+}
+#endif
+
+/* one row pair of 2x2/2 pooling: torch's scan order (row by row, a later
+ * element takes over when larger or NaN) as selects */
+static inline void maxpool_2x2_row(float *o, int32_t *oi, const float *r0, const float *r1, int32_t base, int w,
+                                   int wo) {
+    int ow = 0;
+#ifdef POOL_AVX512
+    if (tsr_cpu_level() >= TSR_CPU_AVX512) ow = maxpool_2x2_row_avx512(o, oi, r0, r1, base, w, wo);
 #endif
     for (; ow < wo; ow++) {
         float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
@@ -189,11 +205,43 @@ static pool_geom pool_make(const tsr_tensor *x, const int k[2], const int s[2], 
     return g;
 }
 
+#ifdef POOL_AVX512
+/* one output row of the 2x2 backward below in masked 16-lane blocks:
+ * each grad goes to the window element its index names, zeros elsewhere */
+AVX512_FN int maxpool_2x2_bwd_row_avx512(float *r0, float *r1, const float *d, const int32_t *k, int32_t base, int w,
+                                         int wo) {
+    int ow = 0;
+    const __m512i lane2 = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i il_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i il_hi = _mm512_add_epi32(il_lo, _mm512_set1_epi32(8));
+    for (; ow < wo; ow += 16) {
+        int n = wo - ow < 16 ? wo - ow : 16;
+        __mmask16 m16 = (__mmask16)((1u << n) - 1u);
+        uint32_t m32 = n == 16 ? 0xffffffffu : (1u << (2 * n)) - 1u;
+        __mmask16 lo = (__mmask16)(m32 & 0xffffu), hi = (__mmask16)(m32 >> 16);
+        __m512 dv = _mm512_maskz_loadu_ps(m16, d + ow);
+        __m512i e = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m16, k + ow),
+                                     _mm512_add_epi32(lane2, _mm512_set1_epi32(base + 2 * ow)));
+        __m512 v0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0)), dv);
+        __m512 v1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(1)), dv);
+        __m512 v2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(w)), dv);
+        __m512 v3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(w + 1)), dv);
+        _mm512_mask_storeu_ps(r0 + 2 * ow, lo, _mm512_permutex2var_ps(v0, il_lo, v1));
+        _mm512_mask_storeu_ps(r0 + 2 * ow + 16, hi, _mm512_permutex2var_ps(v0, il_hi, v1));
+        _mm512_mask_storeu_ps(r1 + 2 * ow, lo, _mm512_permutex2var_ps(v2, il_lo, v3));
+        _mm512_mask_storeu_ps(r1 + 2 * ow + 16, hi, _mm512_permutex2var_ps(v2, il_hi, v3));
+    }
+    return ow;
+}
+#endif
+
 /* 2x2/2 windows tiling the whole plane: every input gets written (the
  * window's argmax its grad, the rest 0), so a fresh grad needs no zeroing */
 static void maxpool_2x2_bwd_write(float *dx, const float *dout, const int32_t *idx, const pool_geom *g) {
     int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
     int w = g->w, wo = g->wo;
+    const bool use512 = tsr_cpu_level() >= TSR_CPU_AVX512;
+    (void)use512;
 #pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
     for (int64_t p = 0; p < g->planes; p++)
         for (int oh = 0; oh < g->ho; oh++) {
@@ -202,27 +250,8 @@ static void maxpool_2x2_bwd_write(float *dx, const float *dout, const int32_t *i
             const int32_t *k = idx + p * hwo + (int64_t)oh * wo;
             int32_t base = 2 * oh * w;
             int ow = 0;
-#ifdef __AVX512F__
-            const __m512i lane2 = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-            const __m512i il_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-            const __m512i il_hi = _mm512_add_epi32(il_lo, _mm512_set1_epi32(8));
-            for (; ow < wo; ow += 16) {
-                int n = wo - ow < 16 ? wo - ow : 16;
-                __mmask16 m16 = (__mmask16)((1u << n) - 1u);
-                uint32_t m32 = n == 16 ? 0xffffffffu : (1u << (2 * n)) - 1u;
-                __mmask16 lo = (__mmask16)(m32 & 0xffffu), hi = (__mmask16)(m32 >> 16);
-                __m512 dv = _mm512_maskz_loadu_ps(m16, d + ow);
-                __m512i e = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m16, k + ow),
-                                             _mm512_add_epi32(lane2, _mm512_set1_epi32(base + 2 * ow)));
-                __m512 v0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(0)), dv);
-                __m512 v1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(1)), dv);
-                __m512 v2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(w)), dv);
-                __m512 v3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(w + 1)), dv);
-                _mm512_mask_storeu_ps(r0 + 2 * ow, lo, _mm512_permutex2var_ps(v0, il_lo, v1));
-                _mm512_mask_storeu_ps(r0 + 2 * ow + 16, hi, _mm512_permutex2var_ps(v0, il_hi, v1));
-                _mm512_mask_storeu_ps(r1 + 2 * ow, lo, _mm512_permutex2var_ps(v2, il_lo, v3));
-                _mm512_mask_storeu_ps(r1 + 2 * ow + 16, hi, _mm512_permutex2var_ps(v2, il_hi, v3));
-            }
+#ifdef POOL_AVX512
+            if (use512) ow = maxpool_2x2_bwd_row_avx512(r0, r1, d, k, base, w, wo);
 #endif
             for (; ow < wo; ow++) {
                 int32_t e = k[ow] - base - 2 * ow; /* 0, 1, w, w+1 */

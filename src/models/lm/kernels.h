@@ -1,0 +1,19 @@
+/* lm family: one table of matmul/attention kernels per kernel level (see
+ * tessera/cpu.h); kernels_impl.h is compiled into each. */
+#ifndef TSR_LM_KERNELS_H
+#define TSR_LM_KERNELS_H
+
+#include "tessera/lm.h"
+
+typedef struct {
+    void (*matmul)(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n, void *scratch);
+    void (*attend)(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
+                   float *att);
+    void (*attend_idx)(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx,
+                       int n_keys, int D, float *att);
+    float (*dot)(const float *a, const float *b, int k);
+} tsr_lm_kern;
+
+extern const tsr_lm_kern tsr_lm_kern_scalar, tsr_lm_kern_avx2, tsr_lm_kern_avx512, tsr_lm_kern_avx512bf16;
+
+#endif

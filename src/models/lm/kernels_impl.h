@@ -1,0 +1,558 @@
+/* lm family: matrix-vector/matrix-matrix kernels for inference whose
+ * result per output element does not depend on the batch. This body is
+ * compiled once per kernel level (kernels_<level>.c, each with its own
+ * -march flags); kernels.c picks one table at run time (tessera/cpu.h).
+ *
+ * Why our own and not sgemm: speculative verification and batched prefill
+ * must give a token exactly the logits it gets when processed alone. BLAS
+ * picks different blockings (and so summation orders) for different n.
+ * Here every output element is ONE dot product computed by the same code
+ * path: a single 8-lane accumulator walked over k in steps of 8 (fused
+ * multiply-add), one fixed horizontal sum, then the scalar tail in order.
+ * Blocking over rows x tokens only reuses loads; it never changes what is
+ * added to what. Threads split rows, so the thread count is irrelevant.
+ *
+ * bf16 and Q8 weights follow the same rule with 16 f32 lanes. bf16: lane l
+ * of a 32-element step takes elements 2l+1 then 2l (the order of AVX-512
+ * BF16 vdpbf16ps), the activations rounded to bf16 once per call. With
+ * AVX2 the weights become f32 by a 16-bit shift (even elements) or a mask
+ * (odd ones) and the exact products are added by FMA, which is the same
+ * arithmetic. Q8: 64 int8 per step, each lane the integer dot product of 4
+ * consecutive columns (vpdpbusd under AVX-512 VNNI, with the weights offset
+ * by 128 and the offset removed exactly with a per-lane activation sum;
+ * vpmaddubsw + vpmaddwd under AVX2, with the sign moved onto the
+ * activations), scaled by its group's two scales and added to an f32 lane.
+ * The integers are exact, so Q8 is bit-identical at every SIMD level;
+ * without SIMD, scalar code computes the same lanes (f32 without FMA).
+ */
+#include "models/lm/kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if !defined(TSR_KLEVEL)
+#error "define TSR_KLEVEL before including kernels_impl.h"
+#endif
+#define KCAT2(a, b) a##_##b
+#define KCAT(a, b) KCAT2(a, b)
+#define KV(name) KCAT(name, TSR_KLEVEL)
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define LM_AVX2 1
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BF16__) && defined(LM_AVX2)
+#define LM_BF16 1
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(LM_AVX2)
+#define LM_VNNI 1
+#endif
+
+#define AI static inline __attribute__((always_inline))
+
+#ifdef LM_AVX2
+AI float hsum8(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);                    /* l0+l4 l1+l5 l2+l6 l3+l7 */
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo)); /* (.. + ..) pairs 0,2 and 1,3 */
+    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+    return _mm_cvtss_f32(lo);
+}
+
+/* out[t*ldo + r] = dot(w row r, x row t) for r < R, t < T */
+AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w, size_t ldw, int k,
+              const int R, const int T) {
+    __m256 acc[8][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= k; j += 8) {
+        __m256 xv[4];
+        for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps(x + (size_t)t * ldx + j);
+        for (int r = 0; r < R; r++) {
+            __m256 wv = _mm256_loadu_ps(w + (size_t)r * ldw + j);
+            for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            float s = hsum8(acc[r][t]);
+            const float *wr = w + (size_t)r * ldw, *xt = x + (size_t)t * ldx;
+            for (int jj = j; jj < k; jj++) s = fmaf(wr[jj], xt[jj], s);
+            out[(size_t)t * ldo + r] = s;
+        }
+}
+#else
+/* Portable path: the same structure with 8 scalar lanes. */
+AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w, size_t ldw, int k,
+              const int R, const int T) {
+    float acc[8][4][8];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++)
+            for (int l = 0; l < 8; l++) acc[r][t][l] = 0.0f;
+    int j = 0;
+    for (; j + 8 <= k; j += 8)
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < T; t++)
+                for (int l = 0; l < 8; l++)
+                    acc[r][t][l] = acc[r][t][l] + w[(size_t)r * ldw + j + l] * x[(size_t)t * ldx + j + l];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            float *a = acc[r][t];
+            float b0 = a[0] + a[4], b1 = a[1] + a[5], b2 = a[2] + a[6], b3 = a[3] + a[7];
+            float c0 = b0 + b2, c1 = b1 + b3;
+            float s = c0 + c1;
+            const float *wr = w + (size_t)r * ldw, *xt = x + (size_t)t * ldx;
+            for (int jj = j; jj < k; jj++) s = s + wr[jj] * xt[jj];
+            out[(size_t)t * ldo + r] = s;
+        }
+}
+#endif
+
+static float KV(dot)(const float *a, const float *b, int k) {
+    float r;
+    block(&r, 1, b, 0, a, 0, k, 1, 1);
+    return r;
+}
+
+/* sum of 16 lanes: halves added, then the 8-lane tree of hsum8 */
+static inline __attribute__((unused)) float hsum16_scalar(const float *a) {
+    float h[8];
+    for (int l = 0; l < 8; l++) h[l] = a[l] + a[l + 8];
+    float b0 = h[0] + h[4], b1 = h[1] + h[5], b2 = h[2] + h[6], b3 = h[3] + h[7];
+    return (b0 + b2) + (b1 + b3);
+}
+#if defined(LM_BF16) || defined(LM_VNNI)
+AI float hsum16(__m512 v) {
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return hsum8(_mm256_add_ps(lo, hi));
+}
+#endif
+
+static size_t pad_to(size_t k, size_t m) { return (k + m - 1) / m * m; }
+
+/* Everything a block needs; x is the prepared activation (f32 as given;
+ * bf16: rounded, padded to kp, as bf16 pairs or, for AVX2, as f32 odd/even
+ * planes; Q8: int8 padded to kp plus per-lane offset sums and scales). */
+typedef struct {
+    const tsr_lm_mat *w;
+    const void *x;
+    size_t ldx;          /* elements between tokens of x */
+    const int32_t *corr; /* Q8: (n, kp/4) 128 * sum of each lane's 4 activations */
+    const float *xsv;    /* Q8: (n, kp/4) the activation scale of each lane */
+    int k, kp;
+} mm_args;
+
+/* ---- bf16 */
+
+#if !defined(LM_BF16) && defined(LM_AVX2)
+/* 32 bf16 of a row from column j, zero past k (the rows are not padded) */
+AI const uint16_t *bf16_chunk(const uint16_t *wr, int j, int k, uint16_t *tmp) {
+    if (k - j >= 32) return wr + j;
+    memset(tmp, 0, 64);
+    memcpy(tmp, wr + j, sizeof(uint16_t) * (size_t)(k - j));
+    return tmp;
+}
+/* acc (lanes of one half) += odd then even products of 16 weights and the
+ * activation planes xo (odd) and xe (even) */
+AI __m256 bf16_step(__m256 acc, __m256i wv, const float *xo, const float *xe) {
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(wv, hi));
+    __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(wv, 16));
+    acc = _mm256_fmadd_ps(wo, _mm256_loadu_ps(xo), acc);
+    return _mm256_fmadd_ps(we, _mm256_loadu_ps(xe), acc);
+}
+#endif
+
+/* x: AVX2 f32 planes (per 32 columns: odd lanes 0-7, even 0-7, odd 8-15,
+ * even 8-15), otherwise bf16 as given */
+AI void bf16_block(float *out, size_t ldo, const void *xp, size_t ldx, const uint16_t *w, size_t ldw, int k,
+                   const int R, const int T) {
+#if defined(LM_BF16)
+    const uint16_t *x = xp;
+    __m512 acc[8][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int j = 0; j < k; j += 32) {
+        /* x is zero-padded to a multiple of 32; w is masked past its row */
+        __mmask32 mk = k - j >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (k - j)) - 1u);
+        __m512i xv[4];
+        for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_si512(x + (size_t)t * ldx + j);
+        for (int r = 0; r < R; r++) {
+            __m512i wv = _mm512_maskz_loadu_epi16(mk, w + (size_t)r * ldw + j);
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv, (__m512bh)xv[t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum16(acc[r][t]);
+#elif defined(LM_AVX2)
+    const float *x = xp;
+    __m256 lo[8][4], hi[8][4];
+    uint16_t tmp[32];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
+    for (int j = 0; j < k; j += 32) {
+        for (int r = 0; r < R; r++) {
+            const uint16_t *wc = bf16_chunk(w + (size_t)r * ldw, j, k, tmp);
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)wc);
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(wc + 16));
+            for (int t = 0; t < T; t++) {
+                const float *xt = x + (size_t)t * ldx + j;
+                lo[r][t] = bf16_step(lo[r][t], w0, xt, xt + 8);
+                hi[r][t] = bf16_step(hi[r][t], w1, xt + 16, xt + 24);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum8(_mm256_add_ps(lo[r][t], hi[r][t]));
+#else
+    const uint16_t *x = xp;
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            float a[16] = {0};
+            const uint16_t *wr = w + (size_t)r * ldw, *xt = x + (size_t)t * ldx;
+            for (int j = 0; j < k; j += 32)
+                for (int l = 0; l < 16; l++) {
+                    int j0 = j + 2 * l, j1 = j0 + 1;
+                    float p1 = j1 < k ? tsr_bf16_to_f32(wr[j1]) * tsr_bf16_to_f32(xt[j1]) : 0.0f;
+                    float p0 = j0 < k ? tsr_bf16_to_f32(wr[j0]) * tsr_bf16_to_f32(xt[j0]) : 0.0f;
+                    a[l] = a[l] + p1;
+                    a[l] = a[l] + p0;
+                }
+            out[(size_t)t * ldo + r] = hsum16_scalar(a);
+        }
+#endif
+}
+
+/* ---- Q8 */
+
+/* scale of the group holding lanes 0-7 and 8-15 of 64-column chunk c */
+AI void q8_lane_scales(const float *sc, int c, int gs, int ng, float *lo, float *hi) {
+    if (gs == 64) {
+        *lo = *hi = sc[c];
+    } else {
+        *lo = sc[2 * c];
+        *hi = 2 * c + 1 < ng ? sc[2 * c + 1] : 0.0f;
+    }
+}
+
+#if !defined(LM_VNNI) && defined(LM_AVX2)
+/* 8 lanes of 4-column integer dot products of int8 w and x (exact: the
+ * pair sums of vpmaddubsw stay within +-2*128*127) */
+AI __m256i q8_dot8(__m256i w, __m256i x) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+#endif
+
+AI void q8_block(float *out, size_t ldo, const mm_args *a, int r0, int t0, const int R, const int T) {
+    const tsr_lm_mat *W = a->w;
+    const int k = a->k, kp = a->kp, gs = W->group_size, ng = tsr_lm_mat_groups(W);
+    const size_t lq = (size_t)kp, l4 = (size_t)kp / 4;
+    const int8_t *x = (const int8_t *)a->x + (size_t)t0 * lq;
+    const int32_t *corr = a->corr + (size_t)t0 * l4;
+    const float *xsv = a->xsv + (size_t)t0 * l4;
+    const int8_t *w = (const int8_t *)W->data + (size_t)r0 * (size_t)k;
+    const float *wsc = W->scales + (size_t)r0 * (size_t)ng;
+#if defined(LM_VNNI)
+    __m512 acc[8][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    const __m512i off = _mm512_set1_epi8((char)0x80);
+    for (int j = 0, c = 0; j < k; j += 64, c++) {
+        __mmask64 mk = k - j >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - j)) - 1);
+        __m512i xv[4], cv[4];
+        __m512 sv[4];
+        for (int t = 0; t < T; t++) {
+            xv[t] = _mm512_loadu_si512(x + (size_t)t * lq + j);
+            cv[t] = _mm512_loadu_si512(corr + (size_t)t * l4 + 16 * c);
+            sv[t] = _mm512_loadu_ps(xsv + (size_t)t * l4 + 16 * c);
+        }
+        for (int r = 0; r < R; r++) {
+            __m512i wu = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, w + (size_t)r * k + j), off);
+            float slo, shi;
+            q8_lane_scales(wsc + (size_t)r * ng, c, gs, ng, &slo, &shi);
+            __m512 wsv = _mm512_mask_blend_ps((__mmask16)0xff00, _mm512_set1_ps(slo), _mm512_set1_ps(shi));
+            for (int t = 0; t < T; t++) {
+                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, xv[t]);
+                __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(d, cv[t]));
+                acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(wsv, sv[t]), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum16(acc[r][t]);
+#elif defined(LM_AVX2)
+    (void)corr;
+    __m256 lo[8][4], hi[8][4];
+    int8_t tmp[64];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
+    for (int j = 0, c = 0; j < k; j += 64, c++) {
+        for (int r = 0; r < R; r++) {
+            const int8_t *wc = w + (size_t)r * k + j;
+            if (k - j < 64) {
+                memset(tmp, 0, sizeof tmp);
+                memcpy(tmp, wc, (size_t)(k - j));
+                wc = tmp;
+            }
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)wc), w1 = _mm256_loadu_si256((const __m256i *)(wc + 32));
+            float slo, shi;
+            q8_lane_scales(wsc + (size_t)r * ng, c, gs, ng, &slo, &shi);
+            const __m256 s0 = _mm256_set1_ps(slo), s1 = _mm256_set1_ps(shi);
+            for (int t = 0; t < T; t++) {
+                const int8_t *xt = x + (size_t)t * lq + j;
+                const float *st = xsv + (size_t)t * l4 + 16 * c;
+                __m256 f0 = _mm256_cvtepi32_ps(q8_dot8(w0, _mm256_loadu_si256((const __m256i *)xt)));
+                __m256 f1 = _mm256_cvtepi32_ps(q8_dot8(w1, _mm256_loadu_si256((const __m256i *)(xt + 32))));
+                lo[r][t] = _mm256_fmadd_ps(f0, _mm256_mul_ps(s0, _mm256_loadu_ps(st)), lo[r][t]);
+                hi[r][t] = _mm256_fmadd_ps(f1, _mm256_mul_ps(s1, _mm256_loadu_ps(st + 8)), hi[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum8(_mm256_add_ps(lo[r][t], hi[r][t]));
+#else
+    (void)corr;
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            float acc[16] = {0};
+            const int8_t *wr = w + (size_t)r * k, *xt = x + (size_t)t * lq;
+            for (int j = 0, c = 0; j < k; j += 64, c++) {
+                float slo, shi;
+                q8_lane_scales(wsc + (size_t)r * ng, c, gs, ng, &slo, &shi);
+                for (int l = 0; l < 16; l++) {
+                    int32_t d = 0;
+                    for (int b = 0; b < 4; b++) {
+                        int jj = j + 4 * l + b;
+                        if (jj < k) d += (int32_t)wr[jj] * (int32_t)xt[jj];
+                    }
+                    float p = (l < 8 ? slo : shi) * xsv[(size_t)t * l4 + 16 * c + l];
+                    acc[l] = fmaf((float)d, p, acc[l]);
+                }
+            }
+            out[(size_t)t * ldo + r] = hsum16_scalar(acc);
+        }
+#endif
+}
+
+/* ---- shared driver */
+
+AI void any_block(const int type, float *out, size_t ldo, const mm_args *a, int r0, int t0, const int R,
+                  const int T) {
+    const size_t k = (size_t)a->k;
+    if (type == TSR_LM_W_F32)
+        block(out, ldo, (const float *)a->x + (size_t)t0 * a->ldx, a->ldx, (const float *)a->w->data + (size_t)r0 * k,
+              k, a->k, R, T);
+    else if (type == TSR_LM_W_BF16)
+#if defined(LM_AVX2) && !defined(LM_BF16)
+        bf16_block(out, ldo, (const float *)a->x + (size_t)t0 * a->ldx, a->ldx,
+                   (const uint16_t *)a->w->data + (size_t)r0 * k, k, a->k, R, T);
+#else
+        bf16_block(out, ldo, (const uint16_t *)a->x + (size_t)t0 * a->ldx, a->ldx,
+                   (const uint16_t *)a->w->data + (size_t)r0 * k, k, a->k, R, T);
+#endif
+    else
+        q8_block(out, ldo, a, r0, t0, R, T);
+}
+
+/* 256-bit bf16 and Q8 keep two accumulators per dot product: smaller
+ * blocks keep them (and the operands) within the 16 registers */
+#if defined(LM_AVX2) && !defined(LM_BF16)
+#define SMALL_REGS(type) ((type) != TSR_LM_W_F32)
+#else
+#define SMALL_REGS(type) 0
+#endif
+/* tokens per block: 4 x 4 f32 blocks need 21 registers, which AVX-512
+ * has (32) and AVX2 (16) has not */
+#if defined(__AVX512F__)
+#define TMAX(type) (SMALL_REGS(type) ? 2 : 4)
+#else
+#define TMAX(type) 2
+#endif
+
+/* rows r0..r0+R-1 for all n tokens; R constant after inlining */
+AI void row_block(const int type, float *out, size_t ldo, const mm_args *a, int r0, int n, const int R) {
+    int t = 0;
+    if (TMAX(type) >= 4)
+        for (; t + 4 <= n; t += 4) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 4);
+    for (; t + 2 <= n; t += 2) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 2);
+    if (t < n) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 1);
+}
+
+AI void drive(const int type, float *out, int ldo, const mm_args *a, int rows, int n) {
+    /* one token: 8 rows keep 8 independent accumulation chains in flight;
+     * more tokens: blocks of 4 rows x 4 tokens (16 chains, 8 loads per 16
+     * dot instructions) reuse each loaded weight and activation vector.
+     * Each block's weights stay in L1 while all n tokens pass. */
+    const int small = SMALL_REGS(type);
+    const int RB = small ? (n == 1 ? 4 : 2) : (n == 1 ? 8 : 4);
+    const int nrb = (rows + RB - 1) / RB;
+    /* small products: a parallel region costs more than it saves */
+    const double work = (double)rows * a->k * n;
+#pragma omp parallel for schedule(static) if (work > 65536.0)
+    for (int rb = 0; rb < nrb; rb++) {
+        int r0 = rb * RB, R = rows - r0 < RB ? rows - r0 : RB;
+        size_t lo = (size_t)ldo;
+        if (!small && R == 8) {
+            any_block(type, out + r0, lo, a, r0, 0, 8, 1);
+            continue;
+        }
+        if (small && n == 1 && R == 4) {
+            any_block(type, out + r0, lo, a, r0, 0, 4, 1);
+            continue;
+        }
+        if (small) {
+            for (int r = r0; r < r0 + R; r += 2) {
+                if (r0 + R - r >= 2) row_block(type, out + r, lo, a, r, n, 2);
+                else row_block(type, out + r, lo, a, r, n, 1);
+            }
+            continue;
+        }
+        /* the last rows of a one-token product fall through in blocks of 4 */
+        for (int r = r0; r < r0 + R; r += 4) {
+            switch (r0 + R - r < 4 ? r0 + R - r : 4) {
+            case 4: row_block(type, out + r, lo, a, r, n, 4); break;
+            case 3: row_block(type, out + r, lo, a, r, n, 3); break;
+            case 2: row_block(type, out + r, lo, a, r, n, 2); break;
+            default: row_block(type, out + r, lo, a, r, n, 1); break;
+            }
+        }
+    }
+}
+
+/* round to an int8 in [-127, 127]; NaN (from an overflowed activation)
+ * maps into range too rather than into an undefined conversion */
+static inline int8_t q8_round(float v) { return (int8_t)fminf(fmaxf(nearbyintf(v), -127.0f), 127.0f); }
+
+/* x rounded to bf16, rows kp apart, zero-padded; for AVX2 as f32 planes
+ * (per 32 columns: odd lanes 0-7, even lanes 0-7, odd 8-15, even 8-15) */
+static void prep_bf16(void *dst, const float *x, size_t ldx, int k, int kp, int n) {
+    for (int t = 0; t < n; t++) {
+        const float *s = x + (size_t)t * ldx;
+#if defined(LM_AVX2) && !defined(LM_BF16)
+        float *d = (float *)dst + (size_t)t * (size_t)kp;
+        for (int j = 0; j < kp; j += 32)
+            for (int h = 0; h < 2; h++)
+                for (int l = 0; l < 8; l++) {
+                    int j0 = j + 16 * h + 2 * l, j1 = j0 + 1;
+                    d[j + 16 * h + l] = j1 < k ? tsr_bf16_to_f32(tsr_f32_to_bf16(s[j1])) : 0.0f;
+                    d[j + 16 * h + 8 + l] = j0 < k ? tsr_bf16_to_f32(tsr_f32_to_bf16(s[j0])) : 0.0f;
+                }
+#else
+        uint16_t *d = (uint16_t *)dst + (size_t)t * (size_t)kp;
+        for (int j = 0; j < k; j++) d[j] = tsr_f32_to_bf16(s[j]);
+        for (int j = k; j < kp; j++) d[j] = 0;
+#endif
+    }
+}
+
+/* x quantised per group like the weights; plus, per 4 columns (one lane),
+ * 128 * their sum (the exact correction for the unsigned weight offset)
+ * and the group's scale */
+static void prep_q8(int8_t *q, int32_t *corr, float *xsv, const float *x, size_t ldx, int k, int kp, int gs, int n) {
+    for (int t = 0; t < n; t++) {
+        int8_t *d = q + (size_t)t * (size_t)kp;
+        int32_t *cr = corr + (size_t)t * (size_t)(kp / 4);
+        float *sv = xsv + (size_t)t * (size_t)(kp / 4);
+        const float *s = x + (size_t)t * ldx;
+        for (int j0 = 0; j0 < kp; j0 += gs) {
+            int j1 = j0 + gs < k ? j0 + gs : k;
+            float amax = 0;
+            for (int j = j0; j < j1; j++) amax = fmaxf(amax, fabsf(s[j]));
+            float sc = amax / 127.0f, inv = sc > 0 ? 1.0f / sc : 0.0f;
+            for (int j = j0; j < j0 + gs; j++) d[j] = j < j1 ? q8_round(s[j] * inv) : 0;
+            for (int l = j0 / 4; l < (j0 + gs) / 4; l++) sv[l] = j0 < k ? sc : 0.0f;
+        }
+        for (int l = 0; l < kp / 4; l++) cr[l] = 128 * ((int32_t)d[4 * l] + d[4 * l + 1] + d[4 * l + 2] + d[4 * l + 3]);
+    }
+}
+
+static void KV(matmul)(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n, void *scratch) {
+    mm_args a = {w, x, (size_t)ldx, NULL, NULL, w->cols, w->cols};
+    switch (w->type) {
+    case TSR_LM_W_F32: drive(TSR_LM_W_F32, out, ldo, &a, w->rows, n); break;
+    case TSR_LM_W_BF16:
+        TSR_ASSERT(scratch);
+        a.kp = (int)pad_to((size_t)w->cols, 32);
+        prep_bf16(scratch, x, (size_t)ldx, w->cols, a.kp, n);
+        a.x = scratch;
+        a.ldx = (size_t)a.kp;
+        drive(TSR_LM_W_BF16, out, ldo, &a, w->rows, n);
+        break;
+    case TSR_LM_W_Q8: {
+        TSR_ASSERT(scratch && (w->group_size == 32 || w->group_size == 64));
+        a.kp = (int)pad_to((size_t)w->cols, 64);
+        size_t nq = (size_t)n * (size_t)a.kp;
+        int8_t *q = scratch;
+        int32_t *corr = (int32_t *)(q + nq);
+        float *xsv = (float *)(corr + nq / 4);
+        prep_q8(q, corr, xsv, x, (size_t)ldx, w->cols, a.kp, w->group_size, n);
+        a.x = q;
+        a.ldx = (size_t)a.kp;
+        a.corr = corr;
+        a.xsv = xsv;
+        drive(TSR_LM_W_Q8, out, ldo, &a, w->rows, n);
+    } break;
+    default: TSR_ASSERT(!"unknown weight type");
+    }
+}
+
+/* Attention of one query head over n_keys keys visited in order: row s of
+ * k and v is idx[s] (or s when idx is NULL), ld floats apart. Scores
+ * q.k / sqrt(D), softmax with max subtraction, weighted sum of the values.
+ * One body for both forms, so a masked row that sees the same keys as a
+ * causal one gets the same bits. att: n_keys scratch floats. */
+AI void attend(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx, int n_keys,
+               int D, float *att) {
+    const float scale = sqrtf((float)D);
+    float mx = -INFINITY;
+    for (int s = 0; s < n_keys; s++) {
+        size_t row = (size_t)(idx ? idx[s] : s);
+        float sc;
+        block(&sc, 1, q, 0, k + row * ld, 0, D, 1, 1);
+        sc /= scale;
+        att[s] = sc;
+        if (sc > mx) mx = sc;
+    }
+    float sum = 0.0f;
+    for (int s = 0; s < n_keys; s++) {
+        att[s] = expf(att[s] - mx);
+        sum += att[s];
+    }
+    for (int s = 0; s < n_keys; s++) att[s] /= sum;
+    /* each output element sums over the keys in order; 8 elements at a
+     * time stay in a register */
+    int i = 0;
+#ifdef LM_AVX2
+    for (; i + 8 <= D; i += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int s = 0; s < n_keys; s++) {
+            size_t row = (size_t)(idx ? idx[s] : s);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(att[s]), _mm256_loadu_ps(v + row * ld + i), acc);
+        }
+        _mm256_storeu_ps(out + i, acc);
+    }
+#endif
+    for (; i < D; i++) {
+        float acc = 0.0f;
+        for (int s = 0; s < n_keys; s++) {
+            size_t row = (size_t)(idx ? idx[s] : s);
+            acc += att[s] * v[row * ld + i];
+        }
+        out[i] = acc;
+    }
+}
+
+static void KV(attend)(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
+                       float *att) {
+    attend(out, q, k, v, ld, NULL, n_keys, D, att);
+}
+
+static void KV(attend_idx)(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx,
+                           int n_keys, int D, float *att) {
+    attend(out, q, k, v, ld, idx, n_keys, D, att);
+}
+
+const tsr_lm_kern KV(tsr_lm_kern) = {KV(matmul), KV(attend), KV(attend_idx), KV(dot)};

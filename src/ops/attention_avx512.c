@@ -1,0 +1,4 @@
+/* attention kernels at level 'avx512' (compiled with that level's flags, see CMakeLists.txt)
+ */
+#define TSR_KLEVEL avx512
+#include "ops/attention_impl.h"
