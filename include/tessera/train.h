@@ -35,6 +35,13 @@
  *   tsr_train_result res;
  *   tsr_status st = tsr_train_run(&f, &o, &res);
  *
+ * Optional hooks: step_metrics (extra per-step values for progress and the
+ * log), post_step (after the update, e.g. an EMA codebook), get_cursor /
+ * set_cursor (below); rng_salt keeps an existing family's random stream.
+ * The CLI side is src/cli/train_flags.h: a verb lists only its own flags
+ * and gets the common ones (--steps/--epochs, --batch, --lr, ... --log,
+ * --quiet), the progress printer, the signal handling and the resume hint.
+ *
  * Data order. With n_items > 0 the trainer shuffles the items itself
  * (tsr_batcher, seeded by opts.seed, drop_last) and hands the step the ids
  * of each batch; the data cursor (epoch, index) is saved and restored. A
