@@ -27,7 +27,19 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 [ $? -eq 2 ] && ok || bad "an unknown method is not a usage error"
 "$BIN" higen eval >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "eval without queries is not a usage error"
-"$BIN" higen search --query x --catalog "$TMP/none" >/dev/null 2>"$TMP/err"
+"$BIN" higen train --what nothing >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "train --what nothing is not a usage error"
+"$BIN" higen train --what generator --variant magic >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown generator variant is not a usage error"
+"$BIN" higen index --variant magic >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown index variant is not a usage error"
+"$BIN" higen index --k 1 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--k 1 is not a usage error"
+"$BIN" higen bench --method bm25 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "bench of a non-generative method is not a usage error"
+"$BIN" higen search --query x --model "$TMP/none" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q hint "$TMP/err" && ok || bad "a missing model is not a failure with a hint"
+"$BIN" higen search --query x --method bm25 --catalog "$TMP/none" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -q hint "$TMP/err" && ok || bad "a missing catalog is not a failure with a hint"
 
 if [ ! -r "$CAT/packages.jsonl.gz" ]; then
@@ -46,7 +58,7 @@ echo '{"query": "pdf viewer", "relevant": ["no-such-package-xyz"]}' >"$TMP/q.jso
 "$BIN" higen search --query "pdf viewer" --user 3 >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -q "unknown user" "$TMP/err" && ok || bad "--user on the Debian catalog is not a failure"
 
-out=$("$BIN" higen search --query "pdf viewer" -k 5 2>/dev/null)
+out=$("$BIN" higen search --method bm25 --query "pdf viewer" -k 5 2>/dev/null)
 [ "$(echo "$out" | wc -l)" -eq 5 ] && echo "$out" | grep -qi pdf && ok || bad "search prints 5 PDF results: $out"
 printf '%s\n' '{"query": "pdf viewer", "relevant": ["evince", "zathura", "mupdf", "xpdf"]}' \
     '{"query": "web browser", "relevant": ["firefox-esr", "chromium"]}' >"$TMP/q.jsonl"
@@ -55,12 +67,32 @@ for f in '"method": "bm25"' '"queries": 2' '"recall@1"' '"recall@10"' '"recall@1
     echo "$js" | grep -q "$f" && ok || bad "eval --json lacks $f: $js"
 done
 "$BIN" higen queries --construction virtual --split valid --out "$TMP/v.jsonl" 2>/dev/null &&
-    "$BIN" higen eval --queries "$TMP/v.jsonl" --json >/dev/null 2>&1 && ok || bad "queries -> eval round trip"
+    "$BIN" higen eval --method bm25 --queries "$TMP/v.jsonl" --json >/dev/null 2>&1 && ok || bad "queries -> eval round trip"
+
+M=models/higen-debian
+if [ -r "$M/higen.generator.safetensors" ]; then
+    out=$("$BIN" higen search --query "pdf viewer" -k 5 2>/dev/null)
+    [ "$(echo "$out" | wc -l)" -eq 5 ] && ok || bad "the shipped Hi-Gen model does not answer 5 items: $out"
+    a=$("$BIN" higen search --query "web browser" -k 10 --json 2>/dev/null | sed 's/"ms": [0-9.]*//')
+    b=$("$BIN" higen search --query "web browser" -k 10 --json 2>/dev/null | sed 's/"ms": [0-9.]*//')
+    [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "Hi-Gen search is not deterministic"
+    mkdir -p "$TMP/bad"
+    cp "$M/tokenizer.json" "$M/higen.generator.safetensors" "$TMP/bad/"
+    head -c 3000 "$M/higen.index.safetensors" >"$TMP/bad/higen.index.safetensors"
+    "$BIN" higen search --query "pdf viewer" --model "$TMP/bad" >/dev/null 2>"$TMP/err"
+    [ $? -eq 1 ] && [ "$(grep -c error "$TMP/err")" -eq 1 ] && ok || bad "a truncated index is not a one-line failure"
+    printf 'not a safetensors file' >"$TMP/bad/higen.index.safetensors"
+    "$BIN" higen search --query "pdf viewer" --model "$TMP/bad" >/dev/null 2>"$TMP/err"
+    [ $? -eq 1 ] && ok || bad "a corrupt index is not a failure"
+    js=$("$BIN" higen eval --queries "$TMP/q.jsonl" --json 2>/dev/null)
+    echo "$js" | grep -q '"method": "higen"' && echo "$js" | grep -q '"recall@10"' && ok ||
+        bad "eval with the shipped model prints no higen JSON: $js"
+fi
 
 if [ -r "$ML/tags.csv" ]; then
     "$BIN" higen search --catalog "$ML" --query "funny" --user 999999 >/dev/null 2>"$TMP/err"
     [ $? -eq 1 ] && grep -q "unknown user" "$TMP/err" && ok || bad "an unknown MovieLens user is not a failure"
-    "$BIN" higen search --catalog "$ML" --query "funny" --user 2 -k 3 >/dev/null 2>&1 && ok || bad "MovieLens search"
+    "$BIN" higen search --method bm25 --catalog "$ML" --query "funny" --user 2 -k 3 >/dev/null 2>&1 && ok || bad "MovieLens search"
 fi
 echo "e2e_higen: $pass passed, $fails failed"
 [ $fails -eq 0 ]

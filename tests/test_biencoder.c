@@ -43,9 +43,9 @@ int main(void) {
     tsr_tensor *qt = ref_i32(&c, r, "q_tokens"), *dt = ref_i32(&c, r, "d_tokens");
     const int32_t *ql = (const int32_t *)tref_get(r, "q_lens")->data, *dl = (const int32_t *)tref_get(r, "d_lens")->data;
     tsr_tensor *eff = tref_tensor(&c, r, "eff", false);
-    tsr_tensor *qe = tsr_benc_encode(&c, &m, qt, ql, NULL);
-    tsr_tensor *de = tsr_benc_encode(&c, &m, dt, dl, eff);
-    tsr_tensor *loss = tsr_benc_infonce(&c, qe, de, 0.1f);
+    tsr_tensor *qe = tsr_benc_encode(&c, &m, qt, ql, NULL, NULL);
+    tsr_tensor *de = tsr_benc_encode(&c, &m, dt, dl, eff, NULL);
+    tsr_tensor *loss = tsr_benc_infonce(&c, qe, de, 0.1f, NULL);
     tu_close_ref(r, "q_emb", tsr_f32(qe), qe->numel, 1e-5, 1e-4);
     tu_close_ref(r, "d_emb", tsr_f32(de), de->numel, 1e-5, 1e-4);
     tu_close_ref(r, "loss", tsr_f32(loss), 1, 1e-5, 1e-5);
@@ -69,8 +69,33 @@ int main(void) {
     qt = ref_i32(&c, r, "q_tokens");
     for (int b = 0; b < 3; b++)
         for (int t = ql[b]; t < 5; t++) tsr_i32(qt)[b * 5 + t] = (tsr_i32(qt)[b * 5 + t] + 7) % 30;
-    qe = tsr_benc_encode(&c, &m, qt, ql, NULL);
+    qe = tsr_benc_encode(&c, &m, qt, ql, NULL, NULL);
     tu_close_ref(r, "q_emb", tsr_f32(qe), qe->numel, 1e-5, 1e-4);
+    /* the text-only output of an item forward is the forward without eff */
+    dt = ref_i32(&c, r, "d_tokens");
+    tsr_tensor *plain = NULL, *alone = tsr_benc_encode(&c, &m, dt, dl, NULL, NULL);
+    tsr_benc_encode(&c, &m, dt, dl, eff, &plain);
+    TU_CHECK(plain && memcmp(tsr_f32(plain), tsr_f32(alone), sizeof(float) * (size_t)alone->numel) == 0,
+             "plain embedding == encode without efficiency");
+    /* a masked-out negative is no negative: loss == CE over the rest */
+    tsr_tensor *mask = tsr_zeros(&c, TSR_F32, TSR_DIMS(3, 5));
+    tsr_f32(mask)[0 * 5 + 4] = -1e9f;
+    const float *qv = (const float *)tref_get(r, "q_emb")->data, *dv = (const float *)tref_get(r, "d_emb")->data;
+    tsr_tensor *qq = tsr_from_f32(&c, TSR_DIMS(3, 16), qv), *dd = tsr_from_f32(&c, TSR_DIMS(5, 16), dv);
+    float lm = tsr_f32(tsr_benc_infonce(&c, qq, dd, 0.1f, mask))[0];
+    double want = 0;
+    for (int i = 0; i < 3; i++) {
+        double z = 0, pos = 0;
+        for (int j = 0; j < 5; j++) {
+            if (i == 0 && j == 4) continue;
+            double s = 0;
+            for (int k = 0; k < 16; k++) s += (double)qv[i * 16 + k] * dv[j * 16 + k];
+            z += exp(s / 0.1);
+            if (j == i) pos = s / 0.1;
+        }
+        want += (log(z) - pos) / 3;
+    }
+    TU_CHECK(fabs(lm - want) < 1e-4, "masked InfoNCE %.6f, want %.6f", lm, want);
     tsr_ctx_free(&c);
     tsr_benc_free(&m);
     tref_free(r);

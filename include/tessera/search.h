@@ -311,12 +311,25 @@ void tsr_benc_init_weights(tsr_benc *m, uint64_t seed);
 void tsr_benc_free(tsr_benc *m);
 /* tokens i32 (B,T), row b real for its first lens[b] >= 1 tokens (the rest
  * any valid id); eff (B) f32 or NULL (no efficiency term; queries) ->
- * unit-norm embeddings (B, dim). */
+ * unit-norm embeddings (B, dim). plain (may be NULL) gets the text-only
+ * embedding of the same forward (no efficiency term), e.g. for an index
+ * that needs both. */
 tsr_tensor *tsr_benc_encode(tsr_ctx *c, const tsr_benc *m, const tsr_tensor *tokens,
-                            const int32_t *lens, const tsr_tensor *eff);
+                            const int32_t *lens, const tsr_tensor *eff, tsr_tensor **plain);
+/* Weights file written by a trainer whose config holds "encoder.dim",
+ * "encoder.layers", "encoder.heads", "encoder.kv_heads", "encoder.hidden",
+ * "encoder.vocab", "encoder.max_seq", "encoder.eff_hidden" in its metadata:
+ * builds the model from them and loads every tensor. */
+tsr_status tsr_benc_load(tsr_benc *m, const char *path);
+/* the same keys, for a trainer's config list: 16 strings (8 key, value
+ * pairs) into kv, values in buf (>= 8 * 16 bytes) */
+void tsr_benc_config_kv(const tsr_benc_cfg *cfg, const char **kv, char *buf);
+
 /* InfoNCE over in-batch and extra negatives: q (B,C), d (N,C), N >= B,
  * d[i] the positive of q[i], every other row a negative of every query:
- * mean_i CE(q_i d^T / tau, i). */
-tsr_tensor *tsr_benc_infonce(tsr_ctx *c, tsr_tensor *q, tsr_tensor *d, float tau);
+ * mean_i CE(q_i d^T / tau + M_i, i). M (B,N) f32 or NULL: 0, or a large
+ * negative number for a (query, item) that must not count as a negative
+ * (another row's item that is relevant to this query too). */
+tsr_tensor *tsr_benc_infonce(tsr_ctx *c, tsr_tensor *q, tsr_tensor *d, float tau, const tsr_tensor *mask);
 
 #endif

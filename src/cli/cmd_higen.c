@@ -4,6 +4,7 @@
  * --json), progress on stderr. */
 #include "cli/args.h"
 
+#include "tessera/higen.h"
 #include "tessera/search.h"
 
 #include <math.h>
@@ -52,53 +53,237 @@ static int load_catalog(const char *dir, tsr_catalog *cat) {
 
 /* ------------------------------------------------------------ methods */
 
-enum { M_BM25, M_BIENCODER, M_HIGEN, M_NCI, M_DSI, M_COUNT };
-static const char *const k_methods[M_COUNT] = {"bm25", "biencoder", "higen", "nci", "dsi"};
+enum { M_BM25, M_BIENCODER, M_HIGEN, M_HIGEN_CLUSTER, M_HIGEN_NOEFF, M_HIGEN_NOCAT, M_HIGEN_CE, M_NCI, M_DSI, M_COUNT };
+static const char *const k_methods[M_COUNT] = {"bm25",        "biencoder",   "higen", "higen-cluster", "higen-noeff",
+                                               "higen-nocat", "higen-ce",    "nci",   "dsi"};
+/* the index and generator files of each generative method: DIR/<index>.index.safetensors,
+ * DIR/<gen>.generator.safetensors */
+static const char *const k_index_of[M_COUNT] = {NULL, NULL, "higen", "higen", "higen-noeff", "higen-nocat", "higen", "nci", "dsi"};
+static const char *const k_gen_of[M_COUNT] = {NULL, NULL, "higen", "higen", "higen-noeff", "higen-nocat", "higen-ce", "nci", "dsi"};
+#define METHOD_LIST "bm25, biencoder, higen, higen-cluster, higen-noeff, higen-nocat, higen-ce, nci, dsi"
+#define DEFAULT_MODEL "models/higen-debian"
+#define MODEL_HINT "--model must be a directory from 'tessera higen train' / 'index' (shipped: " DEFAULT_MODEL ")"
 
 static int method_from(const char *prog, const char *name) {
     for (int i = 0; i < M_COUNT; i++)
         if (strcmp(name, k_methods[i]) == 0) return i;
-    cli_usage_error(prog, "unknown --method '%s' (bm25, biencoder, higen, nci, dsi)", name);
+    cli_usage_error(prog, "unknown --method '%s' (" METHOD_LIST ")", name);
     return -1;
 }
 
 /* A retriever answers a query with up to k item indices, best first. */
 typedef struct {
     int method;
-    const tsr_catalog *cat;
+    const tsr_catalog *cat; /* NULL: generative search without the catalog */
     tsr_bm25 bm25;
     unsigned fields;
     float *scratch;
     float *scores;
+    int beam;
+    /* dense and generative methods */
+    tsr_bpe bpe;
+    bool have_bpe;
+    tsr_benc enc;
+    bool have_enc;
+    float *emb; /* n_items x dim item embeddings */
+    tsr_higen_index ix;
+    bool have_ix;
+    tsr_higen_gen gen;
+    bool have_gen;
+    int32_t *qtok;
+    char *cand_seen;
+    int32_t *cand;
 } retriever;
 
-static int retriever_open(retriever *r, int method, const tsr_catalog *cat, unsigned fields, float k1, float b) {
+static void retriever_close(retriever *r);
+
+static int load_model_file(const char *dir, const char *name, char *path, size_t n) {
+    snprintf(path, n, "%s/%s", dir, name);
+    return CLI_OK;
+}
+
+/* Item embeddings of the catalog with the encoder: both kinds (with the
+ * efficiency MLP, text only) of the view a query set sees. View 0 is cached
+ * in MODEL/embeddings.safetensors (written by `index`). */
+static tsr_status catalog_embeddings(const tsr_catalog *cat, const char *model_dir, const tsr_benc *enc, int view,
+                                     float *with_eff, float *plain) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/embeddings.safetensors", model_dir);
+    struct stat sb;
+    if (view == 0 && stat(path, &sb) == 0) {
+        tsr_status st = tsr_higen_emb_load(path, with_eff, plain, cat->n_items, enc->cfg.dim);
+        if (st.code == TSR_OK) fprintf(stderr, "encoder: item embeddings from %s\n", path);
+        return st;
+    }
+    snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
+    tsr_higen_data d;
+    tsr_status st = tsr_higen_data_build(&d, cat, path, 0, TSR_HIGEN_TQ, TSR_HIGEN_TI, false, 0);
+    if (st.code != TSR_OK) return st;
+    double t0 = now_s();
+    tsr_higen_embed_items(with_eff, plain, &d, enc, view);
+    fprintf(stderr, "encoder: embedded %d items (%.1f s)\n", cat->n_items, now_s() - t0);
+    tsr_higen_data_free(&d);
+    if (view == 0) {
+        snprintf(path, sizeof path, "%s/embeddings.safetensors", model_dir);
+        st = tsr_higen_emb_save(path, with_eff, plain, cat->n_items, enc->cfg.dim);
+    }
+    return st;
+}
+
+static int embed_catalog(retriever *r, const char *model_dir, int view) {
+    size_t n = (size_t)r->cat->n_items * r->enc.cfg.dim;
+    r->emb = malloc(n * sizeof *r->emb);
+    float *plain = malloc(n * sizeof *plain);
+    TSR_ASSERT(r->emb && plain);
+    tsr_status st = catalog_embeddings(r->cat, model_dir, &r->enc, view, r->emb, plain);
+    free(plain);
+    return st.code == TSR_OK ? CLI_OK : cli_fail(st, MODEL_HINT);
+}
+
+static int retriever_open(retriever *r, int method, const tsr_catalog *cat, unsigned fields, float k1, float b,
+                          const char *model_dir, int beam) {
     memset(r, 0, sizeof *r);
     r->method = method;
     r->cat = cat;
     r->fields = fields;
-    if (method != M_BM25)
-        return cli_fail(tsr_errorf(TSR_ERR_ARG, "method '%s' has no trained model in this build", k_methods[method]),
-                        "use --method bm25");
-    double t0 = now_s();
-    tsr_bm25_build_catalog(&r->bm25, cat, fields, k1, b);
-    r->scratch = calloc((size_t)cat->n_items, sizeof *r->scratch);
-    r->scores = malloc(1024 * sizeof *r->scores);
-    TSR_ASSERT(r->scratch && r->scores);
-    fprintf(stderr, "bm25: %d terms over %d items (k1 %.2f, b %.2f, %.1f s)\n", r->bm25.n_terms, r->bm25.n_docs,
-            (double)k1, (double)b, now_s() - t0);
+    r->beam = beam;
+    r->scores = malloc(4096 * sizeof *r->scores);
+    TSR_ASSERT(r->scores);
+    if (method == M_BM25) {
+        double t0 = now_s();
+        tsr_bm25_build_catalog(&r->bm25, cat, fields, k1, b);
+        r->scratch = calloc((size_t)cat->n_items, sizeof *r->scratch);
+        TSR_ASSERT(r->scratch);
+        fprintf(stderr, "bm25: %d terms over %d items (k1 %.2f, b %.2f, %.1f s)\n", r->bm25.n_terms, r->bm25.n_docs,
+                (double)k1, (double)b, now_s() - t0);
+        return CLI_OK;
+    }
+    char path[1024];
+    tsr_status st;
+    load_model_file(model_dir, "tokenizer.json", path, sizeof path);
+    if ((st = tsr_bpe_load(&r->bpe, path)).code != TSR_OK) return cli_fail(st, MODEL_HINT);
+    r->have_bpe = true;
+    if (method == M_BIENCODER || method == M_HIGEN_CLUSTER) {
+        if (!cat) {
+            retriever_close(r);
+            return cli_fail(tsr_errorf(TSR_ERR_ARG, "--method %s needs the catalog", k_methods[method]), CATALOG_HINT);
+        }
+        load_model_file(model_dir, "encoder.safetensors", path, sizeof path);
+        if ((st = tsr_benc_load(&r->enc, path)).code != TSR_OK) {
+            retriever_close(r);
+            return cli_fail(st, MODEL_HINT);
+        }
+        r->have_enc = true;
+        int rc = embed_catalog(r, model_dir, (fields & TSR_F_TAGS) ? 0 : 1);
+        if (rc != CLI_OK) {
+            retriever_close(r);
+            return rc;
+        }
+    }
+    if (method != M_BIENCODER) {
+        snprintf(path, sizeof path, "%s/%s.index.safetensors", model_dir, k_index_of[method]);
+        if ((st = tsr_higen_index_load(&r->ix, path)).code != TSR_OK) {
+            retriever_close(r);
+            return cli_fail(st, "build it with 'tessera higen index' (" MODEL_HINT ")");
+        }
+        r->have_ix = true;
+        if (cat) { /* the index must describe this catalog, item for item */
+            bool same = r->ix.n_items == cat->n_items;
+            for (int32_t i = 0; same && i < cat->n_items; i++) same = strcmp(r->ix.ids[i], cat->items[i].id) == 0;
+            if (!same) {
+                retriever_close(r);
+                return cli_fail(tsr_errorf(TSR_ERR_FORMAT, "%s: built for another catalog (items differ)", path),
+                                "rebuild it with 'tessera higen index' over this --catalog");
+            }
+        }
+        snprintf(path, sizeof path, "%s/%s.generator.safetensors", model_dir, k_gen_of[method]);
+        if ((st = tsr_higen_gen_load(&r->gen, path)).code != TSR_OK) {
+            retriever_close(r);
+            return cli_fail(st, "train it with 'tessera higen train --what generator' (" MODEL_HINT ")");
+        }
+        r->have_gen = true;
+        if (r->gen.cfg.max_depth < r->ix.trie.max_depth || r->gen.cfg.fanout < r->ix.trie.max_fanout) {
+            retriever_close(r);
+            return cli_fail(tsr_errorf(TSR_ERR_FORMAT, "%s: trained for docIDs of depth %d / fanout %d, the index "
+                                                       "has %d / %d",
+                                       path, r->gen.cfg.max_depth, r->gen.cfg.fanout, r->ix.trie.max_depth,
+                                       r->ix.trie.max_fanout),
+                            "train the generator on this index");
+        }
+        r->qtok = malloc((size_t)r->gen.cfg.max_query * sizeof *r->qtok);
+        r->cand = malloc((size_t)r->ix.n_items * sizeof *r->cand);
+        r->cand_seen = calloc((size_t)r->ix.n_items, 1);
+        TSR_ASSERT(r->qtok && r->cand && r->cand_seen);
+    }
     return CLI_OK;
 }
 
+/* top k by score (ties: lower item) among cand[0..n) with scores sc */
+static int topk_dense(const float *q, const float *emb, int dim, const int32_t *cand, int n, int k, int32_t *out,
+                      float *scores) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int32_t it = cand ? cand[i] : i;
+        const float *e = emb + (size_t)it * dim;
+        float s = 0;
+        for (int j = 0; j < dim; j++) s += q[j] * e[j];
+        if (m == k && !(s > scores[m - 1] || (s == scores[m - 1] && it < out[m - 1]))) continue;
+        int j = m < k ? m++ : k - 1;
+        while (j > 0 && (s > scores[j - 1] || (s == scores[j - 1] && it < out[j - 1]))) {
+            scores[j] = scores[j - 1];
+            out[j] = out[j - 1];
+            j--;
+        }
+        scores[j] = s;
+        out[j] = it;
+    }
+    return m;
+}
+
 static int retrieve(retriever *r, const tsr_query *q, int k, int32_t *out) {
-    if (k > 1024) k = 1024;
-    return tsr_bm25_search(&r->bm25, q->text, k, out, r->scores, r->scratch);
+    if (k > 4096) k = 4096;
+    if (r->method == M_BM25) return tsr_bm25_search(&r->bm25, q->text, k, out, r->scores, r->scratch);
+    if (r->method == M_BIENCODER) {
+        float qe[1024];
+        tsr_higen_embed_query(qe, &r->bpe, &r->enc, q->text);
+        return topk_dense(qe, r->emb, r->enc.cfg.dim, NULL, r->cat->n_items, k, out, r->scores);
+    }
+    int ql = tsr_higen_encode(&r->bpe, q->text, r->qtok, r->gen.cfg.max_query);
+    int beam = r->beam, kk = k < beam ? k : beam;
+    if (r->method != M_HIGEN_CLUSTER) return tsr_higen_beam_search(&r->gen, &r->ix.trie, r->qtok, ql, beam, kk, out, r->scores);
+    /* Hi-Gen-Cluster: the generator picks clusters (the parents of its best
+     * leaves), the encoder ranks every item in them */
+    int32_t *top = malloc((size_t)beam * sizeof *top);
+    TSR_ASSERT(top);
+    int n = tsr_higen_beam_search(&r->gen, &r->ix.trie, r->qtok, ql, beam, beam, top, NULL), nc = 0;
+    const tsr_higen_node *nodes = r->ix.trie.nodes;
+    for (int i = 0; i < n; i++) {
+        const tsr_higen_node *par = &nodes[nodes[r->ix.trie.item_leaf[top[i]]].parent];
+        for (int32_t ch = 0; ch < par->n_children; ch++) {
+            int32_t it = nodes[par->first_child + ch].item;
+            if (it >= 0 && !r->cand_seen[it]) r->cand_seen[it] = 1, r->cand[nc++] = it;
+        }
+    }
+    for (int i = 0; i < nc; i++) r->cand_seen[r->cand[i]] = 0;
+    free(top);
+    float qe[1024];
+    tsr_higen_embed_query(qe, &r->bpe, &r->enc, q->text);
+    return topk_dense(qe, r->emb, r->enc.cfg.dim, r->cand, nc, k, out, r->scores);
 }
 
 static void retriever_close(retriever *r) {
     tsr_bm25_free(&r->bm25);
     free(r->scratch);
     free(r->scores);
+    if (r->have_bpe) tsr_bpe_free(&r->bpe);
+    if (r->have_enc) tsr_benc_free(&r->enc);
+    if (r->have_ix) tsr_higen_index_free(&r->ix);
+    if (r->have_gen) tsr_higen_gen_free(&r->gen);
+    free(r->emb);
+    free(r->qtok);
+    free(r->cand);
+    free(r->cand_seen);
+    memset(r, 0, sizeof *r);
 }
 
 /* ------------------------------------------------------------ queries */
@@ -167,16 +352,123 @@ static int cmd_queries(const char *prog, int argc, char **argv) {
     return rc;
 }
 
+/* -------------------------------------------------------------- index */
+
+#define VARIANT_LIST "higen, higen-noeff, higen-nocat, nci, dsi"
+
+/* docID options and whether item embeddings carry the efficiency MLP */
+static int variant_opts(const char *prog, const char *v, tsr_higen_docid_opts *o, bool *use_eff) {
+    *use_eff = true;
+    if (strcmp(v, "higen") == 0) return CLI_OK;
+    if (strcmp(v, "higen-noeff") == 0) {
+        o->eff_buckets = 0;
+        *use_eff = false;
+    } else if (strcmp(v, "higen-nocat") == 0) {
+        o->category = false;
+    } else if (strcmp(v, "nci") == 0) {
+        o->category = false;
+        o->eff_buckets = 0;
+        *use_eff = false;
+    } else if (strcmp(v, "dsi") == 0) {
+        o->atomic = true;
+    } else {
+        return cli_usage_error(prog, "unknown --variant '%s' (" VARIANT_LIST ")", v);
+    }
+    return CLI_OK;
+}
+
+static int cmd_index(const char *prog, int argc, char **argv) {
+    const char *catalog = DEFAULT_CATALOG, *model = DEFAULT_MODEL, *variant = "higen";
+    tsr_higen_docid_opts o = tsr_higen_docid_default_opts();
+    int eff_buckets = -1;
+    cli_common cm = {0, 0, false};
+    const arg_spec specs[] = {
+        {"model", ARG_STR, &model, "DIR", "model directory with tokenizer.json and encoder.safetensors", NULL},
+        {"variant", ARG_STR, &variant, "NAME", VARIANT_LIST, NULL},
+        {"k", ARG_INT, &o.k, "N", "k-means branching factor", NULL},
+        {"leaf-size", ARG_INT, &o.leaf_size, "N", "largest group not split further", NULL},
+        {"eff-buckets", ARG_INT, &eff_buckets, "N", "efficiency buckets after the category path (higen: 4)", NULL},
+        {"iters", ARG_INT, &o.iters, "N", "k-means iterations", NULL},
+        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_SEED(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    char **av = fix_short_k(argc, argv);
+    int rc = args_parse(prog,
+                        "Embed every item with the encoder, build the docIDs (category path, efficiency bucket, "
+                        "recursive k-means) and write MODEL/<variant>.index.safetensors.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, av);
+    free(av);
+    if (rc != CLI_OK) return rc;
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    bool use_eff;
+    if ((rc = variant_opts(prog, variant, &o, &use_eff)) != CLI_OK) return rc;
+    if (eff_buckets >= 0) o.eff_buckets = eff_buckets;
+    if (cm.seed) o.seed = cm.seed;
+    if ((rc = cli_check_int(prog, "k", o.k, 2, 4096)) != CLI_OK || (rc = cli_check_int(prog, "leaf-size", o.leaf_size, 1, 65536)) != CLI_OK ||
+        (rc = cli_check_int(prog, "eff-buckets", o.eff_buckets, 0, 64)) != CLI_OK || (rc = cli_check_int(prog, "iters", o.iters, 0, 1000)) != CLI_OK)
+        return rc;
+    char path[1024], out[1024];
+    snprintf(out, sizeof out, "%s/%s.index.safetensors", model, variant);
+    if ((rc = cli_check_output(prog, "model", out, false)) != CLI_OK) return rc;
+    tsr_catalog cat;
+    if ((rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
+    double t0 = now_s();
+    float *emb = NULL;
+    tsr_benc enc = {0};
+    tsr_status st = tsr_ok();
+    if (!o.atomic) {
+        snprintf(path, sizeof path, "%s/encoder.safetensors", model);
+        st = tsr_benc_load(&enc, path);
+        if (st.code == TSR_OK) {
+            size_t n = (size_t)cat.n_items * enc.cfg.dim;
+            float *with_eff = malloc(n * sizeof *with_eff), *plain = malloc(n * sizeof *plain);
+            TSR_ASSERT(with_eff && plain);
+            st = catalog_embeddings(&cat, model, &enc, 0, with_eff, plain);
+            if (use_eff) emb = with_eff, free(plain);
+            else emb = plain, free(with_eff);
+        }
+    }
+    tsr_higen_trie t = {0};
+    double t1 = now_s();
+    if (st.code == TSR_OK) st = tsr_higen_build(&t, &cat, emb, emb ? enc.cfg.dim : 0, &o);
+    double t_build = now_s() - t1, t_all = now_s() - t0;
+    if (st.code == TSR_OK) st = tsr_higen_index_save(&t, &cat, &o, t_all, out);
+    if (st.code == TSR_OK) {
+        int32_t leaves_max = 0;
+        for (int32_t i = 0; i < t.n_nodes; i++)
+            if (t.nodes[i].item < 0 && t.nodes[i].n_children > leaves_max) leaves_max = t.nodes[i].n_children;
+        if (cm.json)
+            printf("{\"variant\": \"%s\", \"items\": %d, \"nodes\": %d, \"max_depth\": %d, \"max_fanout\": %d, "
+                   "\"docid_seconds\": %.2f, \"build_seconds\": %.2f, \"out\": ",
+                   variant, t.n_items, t.n_nodes, t.max_depth, t.max_fanout, t_build, t_all),
+                cli_json_str(stdout, out), printf("}\n");
+        else
+            printf("%s: %d items, %d trie nodes, docIDs up to %d tokens, fanout <= %d; docIDs %.2f s, with "
+                   "embedding %.2f s -> %s\n",
+                   variant, t.n_items, t.n_nodes, t.max_depth, t.max_fanout, t_build, t_all, out);
+    }
+    tsr_higen_trie_free(&t);
+    free(emb);
+    if (enc.params.n) tsr_benc_free(&enc);
+    tsr_catalog_free(&cat);
+    return st.code == TSR_OK ? CLI_OK : cli_fail(st, MODEL_HINT);
+}
+
 /* --------------------------------------------------------------- eval */
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *queries = NULL, *construction = NULL, *split = "valid",
-               *method_name = "bm25";
+               *method_name = "higen", *model = DEFAULT_MODEL;
     float k1 = BM25_K1, b = BM25_B;
+    int beam = 20;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"queries", ARG_STR, &queries, "FILE", "JSONL queries: {\"query\", \"relevant\": [ids], \"user\"}", NULL},
-        {"method", ARG_STR, &method_name, "NAME", "bm25 (biencoder, higen, nci, dsi: once trained)", NULL},
+        {"method", ARG_STR, &method_name, "NAME", METHOD_LIST, NULL},
+        {"model", ARG_STR, &model, "DIR", "tokenizer, encoder, indexes and generators", NULL},
+        {"beam", ARG_INT, &beam, "N", "beam width of the generative methods (they return at most N items)", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         {"construction", ARG_STR, &construction, "NAME", "instead of --queries: a built-in construction", NULL},
         {"split", ARG_STR, &split, "NAME", "the construction's split: train, valid, test or all", NULL},
@@ -191,7 +483,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (!queries == !construction) return cli_usage_error(prog, "give exactly one of --queries and --construction");
-    if ((rc = cli_check_float(prog, "k1", k1, 0, 100)) != CLI_OK || (rc = cli_check_float(prog, "b", b, 0, 1)) != CLI_OK)
+    if ((rc = cli_check_float(prog, "k1", k1, 0, 100)) != CLI_OK || (rc = cli_check_float(prog, "b", b, 0, 1)) != CLI_OK ||
+        (rc = cli_check_int(prog, "beam", beam, 1, 1000)) != CLI_OK)
         return rc;
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
@@ -214,7 +507,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         return rc;
     }
     retriever r;
-    if ((rc = retriever_open(&r, method, &cat, TSR_F_ALL & ~tsr_qc_hidden(qc), k1, b)) != CLI_OK) {
+    if ((rc = retriever_open(&r, method, &cat, TSR_F_ALL & ~tsr_qc_hidden(qc), k1, b, model, beam)) != CLI_OK) {
         tsr_queryset_free(&qs);
         tsr_catalog_free(&cat);
         return rc;
@@ -236,6 +529,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                tsr_qc_names[qc]);
         cli_json_str(stdout, queries ? "file" : split);
         if (method == M_BM25) printf(", \"k1\": %g, \"b\": %g", (double)k1, (double)b);
+        else if (method != M_BIENCODER) printf(", \"beam\": %d", beam);
         printf("}\n");
     } else {
         printf("method %s, %lld queries (%s%s%s)\n", k_methods[method], (long long)m.queries, tsr_qc_names[qc],
@@ -252,17 +546,22 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
 /* ------------------------------------------------------------- search */
 
 static int cmd_search(const char *prog, int argc, char **argv) {
-    const char *catalog = DEFAULT_CATALOG, *query = NULL, *method_name = "bm25";
-    int k = 10;
+    const char *catalog = DEFAULT_CATALOG, *query = NULL, *method_name = "higen", *model = DEFAULT_MODEL,
+               *item = NULL;
+    int k = 10, beam = 10;
     int64_t user = -1;
-    bool user_set = false;
+    bool user_set = false, catalog_set = false;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"query", ARG_STR, &query, "TEXT", "what to search for", NULL},
+        {"item", ARG_STR, &item, "ID", "instead of --query: items related to this one (Hi-Gen-I2I)", NULL},
         {"user", ARG_I64, &user, "ID", "user id (personalised catalog only)", &user_set},
         {"k", ARG_INT, &k, "N", "results to print (also -k)", NULL},
-        {"method", ARG_STR, &method_name, "NAME", "bm25 (biencoder, higen, nci, dsi: once trained)", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
+        {"method", ARG_STR, &method_name, "NAME", METHOD_LIST, NULL},
+        {"model", ARG_STR, &model, "DIR", "tokenizer, encoder, indexes and generators", NULL},
+        {"beam", ARG_INT, &beam, "N", "beam width of the generative methods (>= k)", NULL},
+        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory (bm25, biencoder, "
+                                              "higen-cluster; the generative methods need none)", &catalog_set},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -272,56 +571,186 @@ static int cmd_search(const char *prog, int argc, char **argv) {
     free(av);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (!query) return cli_usage_error(prog, "--query is required");
+    if (!query == !item) return cli_usage_error(prog, "give exactly one of --query and --item");
+    if (!query) query = item;
     bool blank = true;
     for (const char *p = query; *p; p++) blank &= (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
     if (blank) return cli_usage_error(prog, "--query is empty");
     if ((rc = cli_check_int(prog, "k", k, 1, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "beam", beam, 1, 1000)) != CLI_OK) return rc;
     if (user_set && user < 0) return cli_usage_error(prog, "--user must be a non-negative id");
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
+    bool generative = method != M_BM25 && method != M_BIENCODER && method != M_HIGEN_CLUSTER;
+    if (item && !generative) return cli_usage_error(prog, "--item needs a generative --method (higen, nci, dsi, ...)");
+    if (generative && k + (item != NULL) > beam) beam = k + (item != NULL);
     tsr_catalog cat;
-    if ((rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
+    bool have_cat = !generative || catalog_set || user_set;
+    if (have_cat && (rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
     if (user_set && tsr_catalog_find_user(&cat, user) < 0) {
+        tsr_status st = tsr_errorf(TSR_ERR_ARG, "unknown user %lld in %s", (long long)user, catalog);
+        bool has_users = cat.n_users > 0;
         tsr_catalog_free(&cat);
-        return cli_fail(tsr_errorf(TSR_ERR_ARG, "unknown user %lld in %s", (long long)user, catalog),
-                        cat.n_users ? "--user must be a user id of the catalog" : "this catalog has no users: drop --user");
+        return cli_fail(st, has_users ? "--user must be a user id of the catalog" : "this catalog has no users: drop --user");
+    }
+    if (user_set && generative) {
+        tsr_catalog_free(&cat);
+        return cli_fail(tsr_errorf(TSR_ERR_ARG, "--method %s has no personalised model", k_methods[method]),
+                        "use --method bm25 on the MovieLens catalog");
     }
     retriever r;
-    if ((rc = retriever_open(&r, method, &cat, TSR_F_ALL, BM25_K1, BM25_B)) != CLI_OK) {
-        tsr_catalog_free(&cat);
+    double t_open = now_s();
+    if ((rc = retriever_open(&r, method, have_cat ? &cat : NULL, TSR_F_ALL, BM25_K1, BM25_B, model, beam)) != CLI_OK) {
+        if (have_cat) tsr_catalog_free(&cat);
         return rc;
     }
-    int32_t *top = malloc((size_t)k * sizeof *top);
+    fprintf(stderr, "loaded in %.2f s\n", now_s() - t_open);
+    int32_t *top = malloc((size_t)(k + 1) * sizeof *top), trigger = -1;
     TSR_ASSERT(top);
+    char *i2i = NULL;
+    if (item) { /* Hi-Gen-I2I: the generator reads the item's own text, as its indexing examples taught it */
+        for (int32_t i = 0; i < r.ix.n_items && trigger < 0; i++)
+            if (strcmp(r.ix.ids[i], item) == 0) trigger = i;
+        if (trigger < 0) {
+            free(top);
+            retriever_close(&r);
+            if (have_cat) tsr_catalog_free(&cat);
+            return cli_fail(tsr_errorf(TSR_ERR_ARG, "unknown item '%s' (not in the index)", item),
+                            "--item must be a package name of the catalog");
+        }
+        size_t len = strlen(r.ix.ids[trigger]) + strlen(r.ix.summaries[trigger]) + 2;
+        i2i = malloc(len);
+        TSR_ASSERT(i2i);
+        snprintf(i2i, len, "%s\n%s", r.ix.ids[trigger], r.ix.summaries[trigger]);
+        query = i2i;
+    }
     tsr_query q = {.text = (char *)query, .user = user};
     double t0 = now_s();
-    int n = retrieve(&r, &q, k, top);
+    int n = retrieve(&r, &q, k + (trigger >= 0), top);
     double ms = 1e3 * (now_s() - t0);
-    if (cm.json) printf("{\"query\": "), cli_json_str(stdout, query), printf(", \"ms\": %.3f, \"results\": [", ms);
+    if (trigger >= 0) { /* the trigger itself is not a related item */
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (top[i] != trigger) top[m] = top[i], r.scores[m] = r.scores[i], m++;
+        n = m < k ? m : k;
+    }
+    if (cm.json) printf("{\"query\": "), cli_json_str(stdout, query), printf(", \"method\": \"%s\", \"ms\": %.3f, \"results\": [", k_methods[method], ms);
     for (int i = 0; i < n; i++) {
-        const tsr_item *it = &cat.items[top[i]];
+        const char *id = have_cat ? cat.items[top[i]].id : r.ix.ids[top[i]];
+        const char *name = have_cat ? cat.items[top[i]].title : r.ix.ids[top[i]];
+        const char *summary = have_cat ? cat.items[top[i]].summary : r.ix.summaries[top[i]];
         if (cm.json) {
             printf("%s{\"id\": ", i ? ", " : "");
-            cli_json_str(stdout, it->id);
+            cli_json_str(stdout, id);
             printf(", \"name\": ");
-            cli_json_str(stdout, it->title);
+            cli_json_str(stdout, name);
             printf(", \"summary\": ");
-            cli_json_str(stdout, it->summary);
+            cli_json_str(stdout, summary);
             printf(", \"score\": %.4f}", (double)r.scores[i]);
         } else {
-            printf("%2d. %-28s %s\n", i + 1, it->title, it->summary);
+            printf("%2d. %-28s %s\n", i + 1, name, summary);
         }
     }
     if (cm.json) printf("]}\n");
     else if (n == 0) printf("(no matching items)\n");
-    fprintf(stderr, "%d results in %.2f ms\n", n, ms);
+    fprintf(stderr, "%d results in %.2f ms (%s)\n", n, ms, k_methods[method]);
     free(top);
+    free(i2i);
     retriever_close(&r);
-    tsr_catalog_free(&cat);
+    if (have_cat) tsr_catalog_free(&cat);
     return CLI_OK;
 }
 
+/* -------------------------------------------------------------- bench */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_bench(const char *prog, int argc, char **argv) {
+    const char *catalog = DEFAULT_CATALOG, *model = DEFAULT_MODEL, *method_name = "higen", *queries = NULL;
+    int n_q = 100;
+    cli_common cm = {0, 0, false};
+    const arg_spec specs[] = {
+        {"model", ARG_STR, &model, "DIR", "tokenizer, indexes and generators", NULL},
+        {"method", ARG_STR, &method_name, "NAME", "a generative method: higen, higen-noeff, higen-nocat, higen-ce, nci, dsi", NULL},
+        {"queries", ARG_STR, &queries, "FILE", "JSONL queries (default: the appstream construction's valid split)", NULL},
+        {"n", ARG_INT, &n_q, "N", "queries timed per beam width", NULL},
+        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog (for the default queries)", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog,
+                        "Time the constrained beam search at beam 10 and 50 (queries/s, p50 and p99 latency, one "
+                        "query at a time) and report the index build time.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "n", n_q, 1, 100000)) != CLI_OK) return rc;
+    int method = method_from(prog, method_name);
+    if (method < 0) return CLI_USAGE;
+    if (method == M_BM25 || method == M_BIENCODER || method == M_HIGEN_CLUSTER)
+        return cli_usage_error(prog, "--method must be a generative method");
+    char **texts = NULL;
+    int n_text = 0;
+    if (queries) {
+        tsr_qfile qf;
+        tsr_status st = tsr_qfile_read(&qf, queries);
+        if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
+        texts = malloc((size_t)qf.n * sizeof *texts);
+        TSR_ASSERT(texts);
+        for (int i = 0; i < qf.n; i++) texts[n_text++] = strdup(qf.l[i].query);
+        tsr_qfile_free(&qf);
+    } else {
+        tsr_catalog cat;
+        if ((rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
+        tsr_queryset qs = {0};
+        tsr_queries_build(&qs, &cat, TSR_QC_APPSTREAM);
+        texts = malloc((size_t)qs.n * sizeof *texts);
+        TSR_ASSERT(texts);
+        for (int i = 0; i < qs.n; i++)
+            if (qs.q[i].split == TSR_SPLIT_VALID) texts[n_text++] = strdup(qs.q[i].text);
+        tsr_queryset_free(&qs);
+        tsr_catalog_free(&cat);
+    }
+    retriever r;
+    if ((rc = retriever_open(&r, method, NULL, TSR_F_ALL, BM25_K1, BM25_B, model, 10)) != CLI_OK) {
+        cli_free_strings(texts, n_text);
+        return rc;
+    }
+    double *lat = malloc((size_t)n_q * sizeof *lat);
+    int32_t out[64];
+    TSR_ASSERT(lat);
+    static const int beams[2] = {10, 50};
+    for (int bi = 0; bi < 2; bi++) {
+        r.beam = beams[bi];
+        tsr_query q = {.user = -1};
+        q.text = texts[0];
+        retrieve(&r, &q, 10, out); /* warm-up */
+        double t0 = now_s();
+        for (int i = 0; i < n_q; i++) {
+            q.text = texts[i % n_text];
+            double a = now_s();
+            retrieve(&r, &q, 10, out);
+            lat[i] = 1e3 * (now_s() - a);
+        }
+        double dt = now_s() - t0;
+        qsort(lat, (size_t)n_q, sizeof *lat, cmp_double);
+        double p50 = lat[n_q / 2], p99 = lat[(int)((n_q - 1) * 0.99)];
+        if (cm.json)
+            printf("{\"method\": \"%s\", \"beam\": %d, \"queries\": %d, \"qps\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
+                   "\"threads\": %d, \"index_build_s\": %.2f}\n",
+                   k_methods[method], beams[bi], n_q, n_q / dt, p50, p99, tsr_threads_get(), r.ix.build_seconds);
+        else
+            printf("%s beam %d: %.1f queries/s, p50 %.2f ms, p99 %.2f ms (%d queries, %d threads); index built in %.1f s\n",
+                   k_methods[method], beams[bi], n_q / dt, p50, p99, n_q, tsr_threads_get(), r.ix.build_seconds);
+    }
+    free(lat);
+    retriever_close(&r);
+    cli_free_strings(texts, n_text);
+    return CLI_OK;
+}
 
 /* ---------------------------------------------------------- tune-bm25 */
 
@@ -400,9 +829,15 @@ static int cmd_tune_bm25(const char *prog, int argc, char **argv) {
     return CLI_OK;
 }
 
+/* cmd_higen_train.c */
+int cli_higen_train(const char *prog, int argc, char **argv);
+
 static const cli_verb k_verbs[] = {
+    {"train", "train the encoder or a docID generator", cli_higen_train},
+    {"index", "embed the items, build the docIDs and their trie", cmd_index},
     {"search", "top-k items for a query", cmd_search},
     {"eval", "recall@1/10/100, mrr@10, ndcg@10, qps over a query set", cmd_eval},
+    {"bench", "beam-search queries/s and p50/p99 latency at beam 10 and 50, index build time", cmd_bench},
     {"queries", "write a built-in query construction as a JSONL file", cmd_queries},
     {"tune-bm25", "grid over BM25's k1 and b on one split's queries", cmd_tune_bm25},
     {NULL, NULL, NULL},

@@ -53,7 +53,7 @@ void tsr_benc_free(tsr_benc *m) {
 }
 
 tsr_tensor *tsr_benc_encode(tsr_ctx *c, const tsr_benc *m, const tsr_tensor *tokens,
-                            const int32_t *lens, const tsr_tensor *eff) {
+                            const int32_t *lens, const tsr_tensor *eff, tsr_tensor **plain) {
     TSR_ASSERT(tokens->dtype == TSR_I32 && tokens->ndim == 2);
     int64_t B = tokens->shape[0], T = tokens->shape[1], C = m->cfg.dim;
     /* attend only to the row's real tokens (padded queries still see them) */
@@ -71,6 +71,7 @@ tsr_tensor *tsr_benc_encode(tsr_ctx *c, const tsr_benc *m, const tsr_tensor *tok
     tsr_nn_seq seq = {.pos = NULL, .mask = mask, .causal = false};
     tsr_tensor *h = tsr_nn_llama_hidden(c, &m->enc, tokens, &seq);         /* (B,T,C) */
     tsr_tensor *pooled = tsr_mul(c, tsr_sum(c, tsr_mul(c, h, keep), 1, false), inv); /* (B,C) */
+    if (plain) *plain = tsr_scale(c, tsr_rmsnorm(c, pooled, NULL, 1e-12f), 1.0f / sqrtf((float)C));
     if (eff && m->cfg.eff_hidden > 0) {
         TSR_ASSERT(eff->numel == B);
         tsr_tensor *e = tsr_reshape(c, (tsr_tensor *)eff, 2, TSR_SHAPE(B, 1));
@@ -81,11 +82,56 @@ tsr_tensor *tsr_benc_encode(tsr_ctx *c, const tsr_benc *m, const tsr_tensor *tok
     return tsr_scale(c, tsr_rmsnorm(c, pooled, NULL, 1e-12f), 1.0f / sqrtf((float)C));
 }
 
-tsr_tensor *tsr_benc_infonce(tsr_ctx *c, tsr_tensor *q, tsr_tensor *d, float tau) {
+tsr_tensor *tsr_benc_infonce(tsr_ctx *c, tsr_tensor *q, tsr_tensor *d, float tau, const tsr_tensor *mask) {
     TSR_ASSERT(q->ndim == 2 && d->ndim == 2 && d->shape[0] >= q->shape[0] && q->shape[1] == d->shape[1]);
     int64_t B = q->shape[0];
     tsr_tensor *s = tsr_scale(c, tsr_matmul(c, q, d, false, true), 1.0f / tau); /* (B,N) */
+    if (mask) s = tsr_add(c, s, (tsr_tensor *)mask);
     tsr_tensor *tgt = tsr_new(c, TSR_I32, TSR_DIMS(B));
     for (int64_t i = 0; i < B; i++) tsr_i32(tgt)[i] = (int32_t)i;
     return tsr_cross_entropy(c, s, tgt, NULL, -1, 0.f);
+}
+
+/* ------------------------------------------------------------- loading */
+
+static const char *const k_benc_keys[8] = {"encoder.dim",    "encoder.layers",  "encoder.heads",   "encoder.kv_heads",
+                                           "encoder.hidden", "encoder.vocab",   "encoder.max_seq", "encoder.eff_hidden"};
+
+void tsr_benc_config_kv(const tsr_benc_cfg *cfg, const char **kv, char *buf) {
+    const int v[8] = {cfg->dim,        cfg->n_layers, cfg->n_heads,   cfg->n_kv_heads,
+                      cfg->hidden_dim, cfg->vocab,    cfg->max_seq, cfg->eff_hidden};
+    for (int i = 0; i < 8; i++) {
+        snprintf(buf + 16 * i, 16, "%d", v[i]);
+        kv[2 * i] = k_benc_keys[i];
+        kv[2 * i + 1] = buf + 16 * i;
+    }
+}
+
+#include "tessera/safetensors.h"
+
+tsr_status tsr_benc_load(tsr_benc *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    tsr_st_file f;
+    tsr_status st = tsr_st_read(path, &f);
+    if (st.code != TSR_OK) return st;
+    int v[8];
+    for (int i = 0; i < 8; i++) {
+        const char *s = tsr_st_meta(&f, k_benc_keys[i]);
+        char *end = NULL;
+        long x = s ? strtol(s, &end, 10) : -1;
+        if (!s || *end || x < 0 || x > (1 << 24)) {
+            tsr_st_free(&f);
+            return tsr_errorf(TSR_ERR_FORMAT, "%s: not a bi-encoder checkpoint (metadata %s missing or bad)", path,
+                              k_benc_keys[i]);
+        }
+        v[i] = (int)x;
+    }
+    tsr_st_free(&f);
+    tsr_benc_cfg cfg = {.dim = v[0], .n_layers = v[1], .n_heads = v[2], .n_kv_heads = v[3], .hidden_dim = v[4],
+                        .vocab = v[5], .max_seq = v[6], .eff_hidden = v[7]};
+    st = tsr_benc_init(m, &cfg);
+    if (st.code != TSR_OK) return tsr_errorf(TSR_ERR_FORMAT, "%s: %s", path, st.msg);
+    st = tsr_params_load(&m->params, path, false);
+    if (st.code != TSR_OK) tsr_benc_free(m);
+    return st;
 }

@@ -1,0 +1,232 @@
+/* tessera higen: the batch, loss and evaluation of the encoder and the
+ * generator on the shared training loop (src/train). */
+#include "tessera/higen_train.h"
+
+#include "tessera/safetensors.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- encoder */
+
+typedef struct {
+    tsr_higen_data *d;
+    tsr_benc *m;
+    float tau;
+    int batch;
+} benc_run;
+
+static bool rel_has(const tsr_query *q, int32_t item) {
+    int lo = 0, hi = q->n_rel - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (q->rel[mid] == item) return true;
+        if (q->rel[mid] < item) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return false;
+}
+
+/* InfoNCE of pairs[ids] (split sp): queries against their positives then
+ * their hard negatives; an item relevant to a query is never its negative */
+static tsr_tensor *benc_batch_loss(tsr_ctx *c, benc_run *r, int sp, const int64_t *ids64, const int32_t *ids32,
+                                   int64_t B) {
+    tsr_higen_data *d = r->d;
+    int tq = d->tq, ti = d->ti;
+    int32_t *items = malloc((size_t)2 * B * sizeof *items), *qs = malloc((size_t)B * sizeof *qs);
+    int32_t *ql = malloc((size_t)B * sizeof *ql), *il = malloc((size_t)2 * B * sizeof *il);
+    TSR_ASSERT(items && qs && ql && il);
+    int Tq = 1, Ti = 1;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t p = ids64 ? ids64[b] : ids32[b];
+        qs[b] = d->pair_q[sp][p];
+        items[b] = d->pair_pos[sp][p];
+        items[B + b] = d->pair_neg[sp][p];
+        ql[b] = d->q_len[qs[b]];
+        Tq = ql[b] > Tq ? ql[b] : Tq;
+    }
+    for (int64_t j = 0; j < 2 * B; j++) {
+        int v = tsr_higen_view(d->qs.q[qs[j % B]].construction);
+        il[j] = d->item_len[v][items[j]];
+        Ti = il[j] > Ti ? il[j] : Ti;
+    }
+    tsr_tensor *qt = tsr_new(c, TSR_I32, TSR_DIMS(B, Tq)), *it = tsr_new(c, TSR_I32, TSR_DIMS(2 * B, Ti));
+    tsr_tensor *eff = tsr_new(c, TSR_F32, TSR_DIMS(2 * B)), *mask = tsr_new(c, TSR_F32, TSR_DIMS(B, 2 * B));
+    for (int64_t b = 0; b < B; b++) memcpy(tsr_i32(qt) + b * Tq, d->q_tok + (size_t)qs[b] * tq, (size_t)Tq * 4);
+    for (int64_t j = 0; j < 2 * B; j++) {
+        int v = tsr_higen_view(d->qs.q[qs[j % B]].construction);
+        memcpy(tsr_i32(it) + j * Ti, d->item_tok[v] + (size_t)items[j] * ti, (size_t)Ti * 4);
+        tsr_f32(eff)[j] = d->cat->items[items[j]].efficiency;
+    }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < 2 * B; j++)
+            tsr_f32(mask)[b * 2 * B + j] = j != b && rel_has(&d->qs.q[qs[b]], items[j]) ? -1e9f : 0.f;
+    tsr_tensor *qe = tsr_benc_encode(c, r->m, qt, ql, NULL, NULL);
+    tsr_tensor *de = tsr_benc_encode(c, r->m, it, il, eff, NULL);
+    tsr_tensor *loss = tsr_benc_infonce(c, qe, de, r->tau, mask);
+    free(items);
+    free(qs);
+    free(ql);
+    free(il);
+    return loss;
+}
+
+static tsr_status benc_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss) {
+    tsr_tensor *l = benc_batch_loss(c, ud, TSR_SPLIT_TRAIN, NULL, ids, n);
+    *loss = tsr_f32(l)[0];
+    tsr_backward(c, l);
+    return tsr_ok();
+}
+
+static tsr_status benc_eval(void *ud, tsr_train_metrics *m) {
+    benc_run *r = ud;
+    int64_t n = r->d->n_pairs[TSR_SPLIT_VALID];
+    if (n > 1024) n = 1024;
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 24);
+    c.grad_enabled = false;
+    double sum = 0;
+    int64_t cnt = 0;
+    int32_t *ids = malloc((size_t)r->batch * sizeof *ids);
+    TSR_ASSERT(ids);
+    for (int64_t a = 0; a + r->batch <= n; a += r->batch) { /* fixed batches: the first n valid pairs */
+        for (int b = 0; b < r->batch; b++) ids[b] = (int32_t)(a + b);
+        tsr_ctx_reset(&c);
+        sum += tsr_f32(benc_batch_loss(&c, r, TSR_SPLIT_VALID, NULL, ids, r->batch))[0];
+        cnt++;
+    }
+    free(ids);
+    tsr_ctx_free(&c);
+    tsr_train_metric(m, "val_loss", cnt ? sum / (double)cnt : NAN);
+    return tsr_ok();
+}
+
+static tsr_status benc_save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev,
+                            bool final) {
+    (void)ev;
+    (void)final;
+    return tsr_params_save(&((benc_run *)ud)->m->params, path, TSR_ST_F32, meta);
+}
+
+tsr_status tsr_higen_train_encoder(tsr_higen_data *d, tsr_benc *m, float tau, int batch,
+                                   const tsr_train_opts *o, tsr_train_result *res) {
+    benc_run r = {.d = d, .m = m, .tau = tau, .batch = batch};
+    char mb[8 * 16], bs[16], taus[32], np[24], tq[16], ti[16];
+    const char *cfg[16 + 10 + 1];
+    tsr_benc_config_kv(&m->cfg, cfg, mb);
+    snprintf(bs, sizeof bs, "%d", batch);
+    snprintf(taus, sizeof taus, "%g", (double)tau);
+    snprintf(np, sizeof np, "%lld", (long long)d->n_pairs[TSR_SPLIT_TRAIN]);
+    snprintf(tq, sizeof tq, "%d", d->tq);
+    snprintf(ti, sizeof ti, "%d", d->ti);
+    const char *extra[10] = {"train.batch", bs, "train.tau", taus, "data.pairs", np, "data.tq", tq, "data.ti", ti};
+    memcpy(cfg + 16, extra, sizeof extra);
+    cfg[26] = NULL;
+    tsr_train_family f = {.name = "higen encoder", .params = &m->params, .config = cfg,
+                          .n_items = d->n_pairs[TSR_SPLIT_TRAIN], .batch = batch, .unit = "pair",
+                          .arena_bytes = (size_t)256 << 20, .ud = &r, .step = benc_step, .eval = benc_eval,
+                          .save = benc_save};
+    return tsr_train_run(&f, o, res);
+}
+
+/* ----------------------------------------------------------- generator */
+
+typedef struct {
+    tsr_higen_data *d;
+    tsr_higen_gen *g;
+    const tsr_higen_trie *t;
+    tsr_higen_loss_opts lo;
+    int batch;
+    int64_t n_pairs; /* train pairs; ids beyond are indexing examples */
+} gen_run;
+
+static tsr_tensor *gen_batch_loss(tsr_ctx *c, gen_run *r, int sp, const int32_t *ids, int64_t B) {
+    tsr_higen_data *d = r->d;
+    int Q = r->g->cfg.max_query, tq = d->tq;
+    int32_t *qt = calloc((size_t)B * Q, sizeof *qt), *ql = malloc((size_t)B * sizeof *ql),
+            *items = malloc((size_t)B * sizeof *items);
+    TSR_ASSERT(qt && ql && items);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t id = ids[b];
+        const int32_t *src;
+        int len;
+        if (sp != TSR_SPLIT_TRAIN || id < r->n_pairs) {
+            int32_t q = d->pair_q[sp][id];
+            items[b] = d->pair_pos[sp][id];
+            src = d->q_tok + (size_t)q * tq;
+            len = d->q_len[q];
+        } else { /* indexing: the item's own text */
+            items[b] = (int32_t)(id - r->n_pairs);
+            src = d->item_tok[0] + (size_t)items[b] * d->ti;
+            len = d->item_len[0][items[b]];
+        }
+        if (len > Q) len = Q;
+        memcpy(qt + (size_t)b * Q, src, (size_t)len * sizeof *qt);
+        ql[b] = len;
+    }
+    tsr_tensor *l = tsr_higen_gen_loss(c, r->g, r->t, qt, ql, items, (int)B, &r->lo);
+    free(qt);
+    free(ql);
+    free(items);
+    return l;
+}
+
+static tsr_status gen_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss) {
+    tsr_tensor *l = gen_batch_loss(c, ud, TSR_SPLIT_TRAIN, ids, n);
+    *loss = tsr_f32(l)[0];
+    tsr_backward(c, l);
+    return tsr_ok();
+}
+
+static tsr_status gen_eval(void *ud, tsr_train_metrics *m) {
+    gen_run *r = ud;
+    int64_t n = r->d->n_pairs[TSR_SPLIT_VALID];
+    if (n > 1024) n = 1024;
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 24);
+    c.grad_enabled = false;
+    double sum = 0;
+    int64_t cnt = 0;
+    int32_t *ids = malloc((size_t)r->batch * sizeof *ids);
+    TSR_ASSERT(ids);
+    for (int64_t a = 0; a + r->batch <= n; a += r->batch) {
+        for (int b = 0; b < r->batch; b++) ids[b] = (int32_t)(a + b);
+        tsr_ctx_reset(&c);
+        sum += tsr_f32(gen_batch_loss(&c, r, TSR_SPLIT_VALID, ids, r->batch))[0];
+        cnt++;
+    }
+    free(ids);
+    tsr_ctx_free(&c);
+    tsr_train_metric(m, "val_loss", cnt ? sum / (double)cnt : NAN);
+    return tsr_ok();
+}
+
+static tsr_status gen_save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev,
+                           bool final) {
+    (void)ev;
+    (void)final;
+    return tsr_params_save(&((gen_run *)ud)->g->params, path, TSR_ST_F32, meta);
+}
+
+tsr_status tsr_higen_train_generator(tsr_higen_data *d, tsr_higen_gen *g, const tsr_higen_trie *t,
+                                     const tsr_higen_loss_opts *lo, int batch, bool indexing,
+                                     const tsr_train_opts *o, tsr_train_result *res) {
+    gen_run r = {.d = d, .g = g, .t = t, .lo = *lo, .batch = batch, .n_pairs = d->n_pairs[TSR_SPLIT_TRAIN]};
+    char gb[9 * 16], bs[16], pd[32], sb[32], ix[8], np[24];
+    const char *cfg[18 + 10 + 1];
+    tsr_higen_gen_config_kv(&g->cfg, cfg, gb);
+    snprintf(bs, sizeof bs, "%d", batch);
+    snprintf(pd, sizeof pd, "%g", (double)lo->pos_decay);
+    snprintf(sb, sizeof sb, "%g", (double)lo->sibling);
+    snprintf(ix, sizeof ix, "%d", indexing);
+    snprintf(np, sizeof np, "%lld", (long long)r.n_pairs);
+    const char *extra[10] = {"train.batch", bs, "loss.pos_decay", pd, "loss.sibling", sb, "data.indexing", ix,
+                             "data.pairs", np};
+    memcpy(cfg + 18, extra, sizeof extra);
+    cfg[28] = NULL;
+    tsr_train_family f = {.name = "higen generator", .params = &g->params, .config = cfg,
+                          .n_items = r.n_pairs + (indexing ? t->n_items : 0), .batch = batch, .unit = "ex",
+                          .arena_bytes = (size_t)256 << 20, .ud = &r, .step = gen_step, .eval = gen_eval,
+                          .save = gen_save};
+    return tsr_train_run(&f, o, res);
+}

@@ -1,0 +1,202 @@
+/* Tests for src/models/higen: the generator's position-aware loss and its
+ * gradients against tools/refs/gen_higen.py; k-means; docIDs and the trie
+ * on a synthetic catalog (unique, dense, category-first, deterministic,
+ * rebuilt from stored docIDs, corrupt docIDs refused); the constrained beam
+ * search never emits an invalid item over many queries and is
+ * deterministic. */
+#include "testutil.h"
+#include "tessera/higen.h"
+
+#include <math.h>
+#include <string.h>
+
+static void test_loss_ref(void) {
+    tref *r = tref_load("tests/refs/higen.tref");
+    tsr_higen_gen_cfg cfg = {.dim = 16, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .hidden_dim = 24,
+                             .text_vocab = 20, .max_query = 4, .max_depth = 3, .fanout = 3};
+    tsr_higen_gen g;
+    tsr_status st = tsr_higen_gen_init(&g, &cfg);
+    TU_CHECK(st.code == TSR_OK, "init: %s", st.msg);
+    char name[300];
+    for (int k = 0; k < g.params.n; k++) {
+        tsr_tensor *t = g.params.items[k];
+        snprintf(name, sizeof name, "w.%s", t->name);
+        const tref_entry *e = tref_find(r, name);
+        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", name);
+        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel);
+    }
+    const tref_entry *dd = tref_get(r, "docids"), *dl = tref_get(r, "docid_len");
+    int n_items = (int)dd->shape[0];
+    uint8_t lens[16];
+    for (int i = 0; i < n_items; i++) lens[i] = (uint8_t)((const int32_t *)dl->data)[i];
+    tsr_higen_trie t;
+    st = tsr_higen_trie_from_docids(&t, (const int32_t *)dd->data, lens, (int)dd->shape[1], n_items, "ref");
+    TU_CHECK(st.code == TSR_OK && t.max_depth == 3 && t.max_fanout == 3, "trie from docIDs: %s", st.msg);
+    const int32_t *items = (const int32_t *)tref_get(r, "items")->data,
+                  *qt = (const int32_t *)tref_get(r, "q_tok")->data, *ql = (const int32_t *)tref_get(r, "q_len")->data;
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 20);
+    c.grad_enabled = true;
+    tsr_higen_loss_opts lo = {.pos_decay = 0.5f, .sibling = 0.7f};
+    tsr_tensor *loss = tsr_higen_gen_loss(&c, &g, &t, qt, ql, items, 4, &lo);
+    tu_close_ref(r, "loss", tsr_f32(loss), 1, 1e-5, 1e-5);
+    tsr_params_zero_grad(&g.params);
+    tsr_backward(&c, loss);
+    for (int k = 0; k < g.params.n; k++) {
+        tsr_tensor *p = g.params.items[k];
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        const tref_entry *e = tref_find(r, name);
+        TU_CHECK(e && e->numel == p->numel, "no reference gradient %s", name);
+        if (e && e->numel == p->numel) tu_close_ref(r, name, p->grad, p->numel, 1e-5, 1e-4);
+    }
+    /* beam search over this trie: every item reachable, scores sorted */
+    int32_t out[8];
+    float sc[8];
+    int n = tsr_higen_beam_search(&g, &t, qt, ql[0], 8, 8, out, sc);
+    bool seen[8] = {false}, ok = n == n_items;
+    for (int i = 0; i < n; i++) {
+        ok &= out[i] >= 0 && out[i] < n_items && !seen[out[i]];
+        if (out[i] >= 0 && out[i] < n_items) seen[out[i]] = true;
+        if (i) ok &= sc[i] <= sc[i - 1];
+    }
+    TU_CHECK(ok, "a beam as wide as the catalog returns every item once, sorted (%d)", n);
+    double psum = 0;
+    for (int i = 0; i < n; i++) psum += exp((double)sc[i]);
+    TU_CHECK(fabs(psum - 1) < 1e-4, "item probabilities over the whole trie sum to 1 (%g)", psum);
+    tsr_higen_trie_free(&t);
+    /* corrupt stored docIDs are refused */
+    int32_t bad1[] = {0, 0, 0, 2, 0, 0}; /* codes 0 and 2 under the root: not dense */
+    uint8_t bl1[] = {1, 1, 1};
+    int32_t bad2[] = {0, 0, 0, 1, 0, 0};
+    uint8_t bl2[] = {2, 1, 1}; /* [0 0], [0]: a prefix */
+    st = tsr_higen_trie_from_docids(&t, bad1, bl1, 2, 3, "idx");
+    TU_CHECK(st.code == TSR_ERR_FORMAT && strstr(st.msg, "idx"), "non-dense codes: %s", st.msg);
+    st = tsr_higen_trie_from_docids(&t, bad2, bl2, 2, 3, "idx");
+    TU_CHECK(st.code == TSR_ERR_FORMAT, "a prefix docID: %s", st.msg);
+    tsr_ctx_free(&c);
+    tsr_higen_gen_free(&g);
+    tref_free(r);
+}
+
+/* a synthetic catalog: items in 3 sections x 4 purposes, random embeddings */
+static void make_catalog(tsr_catalog *cat, int n) {
+    memset(cat, 0, sizeof *cat);
+    cat->n_items = n;
+    cat->items = calloc((size_t)n, sizeof *cat->items);
+    tsr_rng r;
+    tsr_rng_seed(&r, 5);
+    for (int i = 0; i < n; i++) {
+        cat->items[i].path[0] = (int32_t)tsr_rng_below(&r, 3);
+        cat->items[i].path[1] = cat->items[i].path[0] * 4 + (int32_t)tsr_rng_below(&r, 4);
+        cat->items[i].efficiency = tsr_rng_uniform(&r);
+    }
+    cat->n_levels = 2;
+}
+
+static void test_docids(void) {
+    enum { N = 3000, DIM = 8 };
+    tsr_catalog cat;
+    make_catalog(&cat, N);
+    float *emb = malloc(sizeof(float) * N * DIM);
+    tu_randn(emb, N * DIM, 3, 1.0f);
+    for (int i = 0; i < N; i++) {
+        double s = 0;
+        for (int j = 0; j < DIM; j++) s += emb[i * DIM + j] * emb[i * DIM + j];
+        for (int j = 0; j < DIM; j++) emb[i * DIM + j] /= (float)sqrt(s);
+    }
+    /* k-means: every cluster used, points nearer their centroid's members */
+    int32_t rows[N], asg[N];
+    for (int i = 0; i < N; i++) rows[i] = i;
+    tsr_kmeans(asg, emb, DIM, rows, N, 8, 10, 1);
+    int cnt[8] = {0};
+    for (int i = 0; i < N; i++) cnt[asg[i]]++;
+    bool all = true;
+    for (int k = 0; k < 8; k++) all &= cnt[k] > 0;
+    TU_CHECK(all, "k-means uses every cluster");
+
+    tsr_higen_docid_opts o = tsr_higen_docid_default_opts();
+    o.k = 4;
+    o.leaf_size = 16;
+    const char *names[] = {"hi-gen", "nci", "dsi"};
+    for (int variant = 0; variant < 3; variant++) {
+        o.category = variant == 0;
+        o.eff_buckets = variant == 0 ? 4 : 0;
+        o.atomic = variant == 2;
+        tsr_higen_trie t, t2;
+        tsr_status st = tsr_higen_build(&t, &cat, emb, DIM, &o);
+        TU_CHECK(st.code == TSR_OK, "%s: build: %s", names[variant], st.msg);
+        st = tsr_higen_build(&t2, &cat, emb, DIM, &o);
+        bool same = t.n_nodes == t2.n_nodes && memcmp(t.nodes, t2.nodes, sizeof *t.nodes * (size_t)t.n_nodes) == 0;
+        TU_CHECK(same, "%s: deterministic", names[variant]);
+        tsr_higen_trie_free(&t2);
+        /* each docID walks back to its item's leaf; stored docIDs rebuild the trie */
+        int32_t *flat = calloc((size_t)N * TSR_HIGEN_MAX_DEPTH, sizeof *flat);
+        uint8_t *len = malloc(N);
+        int bad = 0, cat_first = 0;
+        for (int i = 0; i < N; i++) {
+            int L = tsr_higen_docid(&t, i, flat + (size_t)i * TSR_HIGEN_MAX_DEPTH);
+            len[i] = (uint8_t)L;
+            int32_t leaf = tsr_higen_walk(&t, flat + (size_t)i * TSR_HIGEN_MAX_DEPTH, L);
+            bad += leaf != t.item_leaf[i] || t.nodes[leaf].item != i;
+            if (variant == 0) cat_first += flat[(size_t)i * TSR_HIGEN_MAX_DEPTH] == cat.items[i].path[0];
+        }
+        TU_CHECK(bad == 0, "%s: %d docIDs do not lead to their item", names[variant], bad);
+        if (variant == 0) TU_CHECK(cat_first == N, "hi-gen: the first token is the section");
+        if (variant == 2) TU_CHECK(t.max_depth == 1 && t.max_fanout == N, "dsi: one atomic token per item");
+        if (variant < 2) TU_CHECK(t.max_fanout <= 16, "%s: fanout %d <= max(k, leaf size)", names[variant], t.max_fanout);
+        tsr_higen_trie t3;
+        st = tsr_higen_trie_from_docids(&t3, flat, len, TSR_HIGEN_MAX_DEPTH, N, "stored");
+        bad = st.code != TSR_OK;
+        for (int i = 0; i < N && !bad; i++) {
+            int32_t d[TSR_HIGEN_MAX_DEPTH];
+            int L = tsr_higen_docid(&t3, i, d);
+            bad += L != len[i] || memcmp(d, flat + (size_t)i * TSR_HIGEN_MAX_DEPTH, sizeof(int32_t) * (size_t)L) != 0;
+        }
+        TU_CHECK(bad == 0, "%s: stored docIDs rebuild the same trie (%s)", names[variant], st.msg);
+        if (st.code == TSR_OK) tsr_higen_trie_free(&t3);
+
+        if (variant < 2) {
+            /* beam search with an untrained generator: only valid, distinct
+             * items, the same answer twice */
+            tsr_higen_gen_cfg gc = {.dim = 16, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .hidden_dim = 32,
+                                    .text_vocab = 50, .max_query = 6, .max_depth = t.max_depth,
+                                    .fanout = t.max_fanout};
+            tsr_higen_gen g;
+            TU_CHECK(tsr_higen_gen_init(&g, &gc).code == TSR_OK, "generator init");
+            tsr_higen_gen_init_weights(&g, 7);
+            tsr_rng r;
+            tsr_rng_seed(&r, 11);
+            int invalid = 0, nondet = 0, short_lists = 0;
+            for (int q = 0; q < 60; q++) {
+                int32_t qt[6], out[10], out2[10];
+                float s1[10], s2[10];
+                int ql = 1 + (int)tsr_rng_below(&r, 6);
+                for (int i = 0; i < ql; i++) qt[i] = 1 + (int)tsr_rng_below(&r, 49);
+                int n = tsr_higen_beam_search(&g, &t, qt, ql, 10, 10, out, s1);
+                int n2 = tsr_higen_beam_search(&g, &t, qt, ql, 10, 10, out2, s2);
+                short_lists += n < 1;
+                nondet += n != n2 || memcmp(out, out2, sizeof(int32_t) * (size_t)n) != 0 ||
+                          memcmp(s1, s2, sizeof(float) * (size_t)n) != 0;
+                for (int i = 0; i < n; i++) {
+                    invalid += out[i] < 0 || out[i] >= N;
+                    for (int j = 0; j < i; j++) invalid += out[i] == out[j];
+                }
+            }
+            TU_CHECK(invalid == 0 && short_lists == 0, "%s: %d invalid or repeated items, %d empty answers",
+                     names[variant], invalid, short_lists);
+            TU_CHECK(nondet == 0, "%s: beam search not deterministic (%d queries)", names[variant], nondet);
+            tsr_higen_gen_free(&g);
+        }
+        free(flat);
+        free(len);
+        tsr_higen_trie_free(&t);
+    }
+    free(emb);
+    free(cat.items);
+}
+
+int main(void) {
+    test_loss_ref();
+    test_docids();
+    return tu_finish("higen");
+}
