@@ -5,7 +5,8 @@
  * query-item (QI) relevance; a bounded LRU cache shares QE scores between
  * every item that holds the entity. src/models/ebrm/: entities.c (entities,
  * leakage rule, QI candidate sets, QE pretraining pairs), softlogic.c
- * (aggregation forward/backward), cache.c (QE cache). docs/ebrm.md. */
+ * (aggregation forward/backward), qe.c (QE cross-encoder), cache.c (QE
+ * cache). docs/ebrm.md. */
 #ifndef TESSERA_EBRM_H
 #define TESSERA_EBRM_H
 
@@ -145,6 +146,27 @@ void tsr_ebrm_agg_backward(float *dr, float *dc, float *dtheta, const float *dp,
  * contradiction term removes. */
 void tsr_ebrm_agg_explain(float *support, float *veto, const float *r, const float *c,
                           const uint8_t *type, int m, const float *theta);
+
+/* ------------------------------------------------------- QE cross-encoder */
+
+/* A small bidirectional transformer over the tokens of [query ; entity
+ * text] (the nn Llama blocks, padding mask and masked mean pooling of the
+ * search bi-encoder, tsr_benc_pool), then a linear head to two logits:
+ * column 0 -> r = sigmoid (the query asks for e), column 1 -> c = sigmoid
+ * (e contradicts the query). cfg.eff_hidden must be 0. src/models/ebrm/qe.c. */
+typedef struct {
+    tsr_benc_cfg cfg;
+    tsr_params params;
+    tsr_nn_llama enc; /* "model.*" */
+    tsr_nn_linear head; /* "head": dim -> 2, with bias */
+} tsr_ebrm_qe;
+
+tsr_status tsr_ebrm_qe_init(tsr_ebrm_qe *m, const tsr_benc_cfg *cfg);
+void tsr_ebrm_qe_init_weights(tsr_ebrm_qe *m, uint64_t seed);
+void tsr_ebrm_qe_free(tsr_ebrm_qe *m);
+/* tokens i32 (B,T), row b real for its first lens[b] >= 1 tokens -> (B,2) logits */
+tsr_tensor *tsr_ebrm_qe_logits(tsr_ctx *c, const tsr_ebrm_qe *m, const tsr_tensor *tokens,
+                               const int32_t *lens);
 
 /* --------------------------------------------------------------- QE cache */
 

@@ -325,6 +325,11 @@ tsr_status tsr_benc_load(tsr_benc *m, const char *path);
  * pairs) into kv, values in buf (>= 8 * 16 bytes) */
 void tsr_benc_config_kv(const tsr_benc_cfg *cfg, const char **kv, char *buf);
 
+/* The encoder's final hidden states averaged over each row's real tokens
+ * (bidirectional attention restricted to them): (B, dim). The pooling
+ * tsr_benc_encode normalises; cross-encoders put a head on it. */
+tsr_tensor *tsr_benc_pool(tsr_ctx *c, const tsr_nn_llama *enc, const tsr_tensor *tokens,
+                          const int32_t *lens);
 /* InfoNCE over in-batch and extra negatives: q (B,C), d (N,C), N >= B,
  * d[i] the positive of q[i], every other row a negative of every query:
  * mean_i CE(q_i d^T / tau + M_i, i). M (B,N) f32 or NULL: 0, or a large

@@ -52,10 +52,10 @@ void tsr_benc_free(tsr_benc *m) {
     memset(m, 0, sizeof *m);
 }
 
-tsr_tensor *tsr_benc_encode(tsr_ctx *c, const tsr_benc *m, const tsr_tensor *tokens,
-                            const int32_t *lens, const tsr_tensor *eff, tsr_tensor **plain) {
+tsr_tensor *tsr_benc_pool(tsr_ctx *c, const tsr_nn_llama *enc, const tsr_tensor *tokens,
+                          const int32_t *lens) {
     TSR_ASSERT(tokens->dtype == TSR_I32 && tokens->ndim == 2);
-    int64_t B = tokens->shape[0], T = tokens->shape[1], C = m->cfg.dim;
+    int64_t B = tokens->shape[0], T = tokens->shape[1];
     /* attend only to the row's real tokens (padded queries still see them) */
     tsr_tensor *mask = tsr_new(c, TSR_U8, TSR_DIMS(B, T, T));
     tsr_tensor *keep = tsr_new(c, TSR_F32, TSR_DIMS(B, T, 1));
@@ -69,8 +69,14 @@ tsr_tensor *tsr_benc_encode(tsr_ctx *c, const tsr_benc *m, const tsr_tensor *tok
         tsr_f32(inv)[b] = 1.0f / (float)lens[b];
     }
     tsr_nn_seq seq = {.pos = NULL, .mask = mask, .causal = false};
-    tsr_tensor *h = tsr_nn_llama_hidden(c, &m->enc, tokens, &seq);         /* (B,T,C) */
-    tsr_tensor *pooled = tsr_mul(c, tsr_sum(c, tsr_mul(c, h, keep), 1, false), inv); /* (B,C) */
+    tsr_tensor *h = tsr_nn_llama_hidden(c, enc, tokens, &seq); /* (B,T,C) */
+    return tsr_mul(c, tsr_sum(c, tsr_mul(c, h, keep), 1, false), inv);
+}
+
+tsr_tensor *tsr_benc_encode(tsr_ctx *c, const tsr_benc *m, const tsr_tensor *tokens,
+                            const int32_t *lens, const tsr_tensor *eff, tsr_tensor **plain) {
+    int64_t B = tokens->shape[0], C = m->cfg.dim;
+    tsr_tensor *pooled = tsr_benc_pool(c, &m->enc, tokens, lens); /* (B,C) */
     if (plain) *plain = tsr_scale(c, tsr_rmsnorm(c, pooled, NULL, 1e-12f), 1.0f / sqrtf((float)C));
     if (eff && m->cfg.eff_hidden > 0) {
         TSR_ASSERT(eff->numel == B);

@@ -1,0 +1,83 @@
+"""PyTorch reference for the ebrm QE cross-encoder (src/models/ebrm/qe.c,
+tests/test_ebrm.c): the bidirectional Llama-block encoder with a padding
+mask over [query ; entity] tokens, masked mean pooling, a two-logit head
+(asks-for, contradicts), and BCE with logits against soft targets, in
+float64.
+
+ebrm.tref: dim 16, 2 layers, 4 heads, 2 kv heads, hidden 24, vocab 30;
+4 pairs (T 7, lengths 7 5 3 1); targets (4, 2) in [0, 1]. Holds every
+weight ("w.<name>"), the inputs, the logits, the loss and every gradient
+("grad.<name>").
+Run: /usr/bin/python3 tools/refs/gen_ebrm.py
+"""
+import math
+
+import torch
+from gen_nn import rms_norm, rope, attention
+from tref import save
+
+DT = torch.float64
+torch.manual_seed(23)
+C, L, H, Hkv, F, V, EPS = 16, 2, 4, 2, 24, 30, 1e-5
+D = C // H
+
+
+def rnd(*shape, scale=1.0):
+    return scale * torch.randn(*shape, dtype=DT)
+
+
+W = {"model.embed_tokens.weight": rnd(V, C)}
+for i in range(L):
+    p = f"model.layers.{i}."
+    W[p + "input_layernorm.weight"] = 1 + rnd(C, scale=0.2)
+    W[p + "self_attn.q_proj.weight"] = rnd(H * D, C, scale=1 / math.sqrt(C))
+    W[p + "self_attn.k_proj.weight"] = rnd(Hkv * D, C, scale=1 / math.sqrt(C))
+    W[p + "self_attn.v_proj.weight"] = rnd(Hkv * D, C, scale=1 / math.sqrt(C))
+    W[p + "self_attn.o_proj.weight"] = rnd(C, H * D, scale=1 / math.sqrt(C))
+    W[p + "post_attention_layernorm.weight"] = 1 + rnd(C, scale=0.2)
+    W[p + "mlp.gate_proj.weight"] = rnd(F, C, scale=1 / math.sqrt(C))
+    W[p + "mlp.up_proj.weight"] = rnd(F, C, scale=1 / math.sqrt(C))
+    W[p + "mlp.down_proj.weight"] = rnd(C, F, scale=1 / math.sqrt(F))
+W["model.norm.weight"] = 1 + rnd(C, scale=0.2)
+W["head.weight"] = rnd(2, C, scale=0.5)
+W["head.bias"] = rnd(2, scale=0.5)
+for w in W.values():
+    w.requires_grad_(True)
+
+
+def logits(tokens, lens):
+    B, T = tokens.shape
+    mask = torch.zeros(B, T, T, dtype=torch.int32)
+    keep = torch.zeros(B, T, 1, dtype=DT)
+    for b in range(B):
+        mask[b, :, : lens[b]] = 1
+        keep[b, : lens[b]] = 1
+    pos = torch.arange(T)
+    x = W["model.embed_tokens.weight"][tokens]
+    for i in range(L):
+        p = f"model.layers.{i}."
+        h = rms_norm(x, W[p + "input_layernorm.weight"], EPS)
+        q = rope((h @ W[p + "self_attn.q_proj.weight"].T).view(B, T, H, D), pos, 10000.0)
+        k = rope((h @ W[p + "self_attn.k_proj.weight"].T).view(B, T, Hkv, D), pos, 10000.0)
+        v = (h @ W[p + "self_attn.v_proj.weight"].T).view(B, T, Hkv, D)
+        x = x + attention(q, k, v, False, mask).reshape(B, T, H * D) @ W[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, W[p + "post_attention_layernorm.weight"], EPS)
+        gu = torch.nn.functional.silu(h @ W[p + "mlp.gate_proj.weight"].T) * (h @ W[p + "mlp.up_proj.weight"].T)
+        x = x + gu @ W[p + "mlp.down_proj.weight"].T
+    h = rms_norm(x, W["model.norm.weight"], EPS)
+    pooled = (h * keep).sum(1) / torch.tensor(lens, dtype=DT)[:, None]
+    return pooled @ W["head.weight"].T + W["head.bias"]
+
+
+tokens = torch.randint(0, V, (4, 7))
+lens = [7, 5, 3, 1]
+targets = torch.rand(4, 2, dtype=DT)
+out_logits = logits(tokens, lens)
+loss = torch.nn.functional.binary_cross_entropy_with_logits(out_logits, targets)
+loss.backward()
+out = {"tokens": tokens, "lens": torch.tensor(lens), "targets": targets, "logits": out_logits,
+       "loss": loss.reshape(1)}
+for k, w in W.items():
+    out["w." + k] = w
+    out["grad." + k] = w.grad
+print(save("ebrm", out))
