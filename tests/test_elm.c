@@ -16,10 +16,10 @@
 #include "tessera/elm.h"
 #include "tessera/ops.h"
 #include "tessera/safetensors.h"
+#include "tessera/train.h"
 
 #include <math.h>
 #include <string.h>
-#include <unistd.h>
 
 static tsr_elm_cfg tiny_cfg(tsr_elm_kind kind, int n_sub) {
     tsr_elm_cfg g = {.kind = kind, .tok = TSR_IMGTOK_BAE, .bits = 8, .codebook = 0, .n_sub = n_sub,
@@ -291,20 +291,9 @@ static bool same_file_tensors(const char *a, const char *b) {
     return same;
 }
 
-/* per-process file names: test runs of several checkouts share /tmp */
-static const char *tmp_path(const char *name) {
-    static char buf[4][128];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "/tmp/tsr_test_elm_%d_%s", (int)getpid(), name);
-    return buf[k];
-}
-
 static void test_train(void) {
-    char codes[128], pa[128], pb[128];
-    snprintf(codes, sizeof codes, "%s", tmp_path("codes.safetensors"));
-    snprintf(pa, sizeof pa, "%s", tmp_path("a.safetensors"));
-    snprintf(pb, sizeof pb, "%s", tmp_path("b.safetensors"));
+    const char *codes = tu_tmp("test_elm_codes.safetensors"), *pa = tu_tmp("test_elm_a.safetensors"),
+               *pb = tu_tmp("test_elm_b.safetensors");
     write_codes(codes, 320);
     for (int kind = 0; kind < 2; kind++) {
         tsr_elm_train_opts o = tsr_elm_default_train_opts();
@@ -342,8 +331,9 @@ static void test_train(void) {
         TU_CHECK(tsr_elm_train(&o, &r2).code == TSR_ERR_ARG, "resume with another config must fail");
     }
     remove(codes);
-    remove(pa), remove(tmp_path("a.state.safetensors"));
-    remove(pb), remove(tmp_path("b.state.safetensors"));
+    char sp[1200];
+    tsr_train_state_path(pa, sp, sizeof sp), remove(sp), remove(pa);
+    tsr_train_state_path(pb, sp, sizeof sp), remove(sp), remove(pb);
 }
 
 int main(void) {

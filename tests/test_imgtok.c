@@ -208,7 +208,7 @@ static void test_vs_torch(void) {
     TU_CHECK(tsr_imgtok_check_codes(&m, badb, NULL, 2).code != TSR_OK, "bit 2 rejected");
 
     /* save / load round trip keeps every tensor and the config */
-    const char *path = "/tmp/tsr_test_imgtok.safetensors";
+    const char *path = tu_tmp("test_imgtok.safetensors");
     TU_CHECK(tsr_imgtok_save(&m, path, NULL).code == TSR_OK, "save");
     tsr_imgtok m2;
     tsr_status st = tsr_imgtok_load(&m2, path);
@@ -243,7 +243,7 @@ static tsr_elm_tok_train_opts tiny_train_opts(tsr_imgtok_kind kind, int epochs, 
 /* N steps straight == N/2, stop, resume, N/2: bit-identical weights */
 static bool read_all(const char *path, tsr_st_file *f) { return tsr_st_read(path, f).code == TSR_OK; }
 static void test_resume(tsr_imgtok_kind kind) {
-    const char *a = "/tmp/tsr_test_imgtok_a.safetensors", *b = "/tmp/tsr_test_imgtok_b.safetensors";
+    const char *a = tu_tmp("test_imgtok_a.safetensors"), *b = tu_tmp("test_imgtok_b.safetensors");
     tsr_elm_tok_train_opts o = tiny_train_opts(kind, 2, 96);
     o.train.warmup = 2;
     tsr_elm_tok_train_result r;
@@ -281,7 +281,7 @@ static void test_resume(tsr_imgtok_kind kind) {
 /* --init + --decoder-only: the encoder, the code projection and the VQ
  * codebook stay byte-identical (so codes do not change), the decoder moves */
 static void test_decoder_only(tsr_imgtok_kind kind) {
-    const char *a = "/tmp/tsr_test_imgtok_da.safetensors", *b = "/tmp/tsr_test_imgtok_db.safetensors";
+    const char *a = tu_tmp("test_imgtok_da.safetensors"), *b = tu_tmp("test_imgtok_db.safetensors");
     tsr_elm_tok_train_opts o = tiny_train_opts(kind, 1, 64);
     tsr_elm_tok_train_result r;
     o.train.out = a;
@@ -314,7 +314,7 @@ static void test_decoder_only(tsr_imgtok_kind kind) {
     d.init = NULL;
     st = tsr_elm_tok_train(&d, &r);
     TU_CHECK(st.code == TSR_ERR_ARG, "--decoder-only without --init refused: %s", st.msg);
-    d.init = "/tmp/tsr_test_imgtok_missing.safetensors";
+    d.init = tu_tmp("test_imgtok_missing.safetensors");
     st = tsr_elm_tok_train(&d, &r);
     TU_CHECK(st.code != TSR_OK, "a missing --init checkpoint is an error: %s", st.msg);
     char sp[256];

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 int tu_pass = 0, tu_fail = 0;
 
@@ -194,6 +195,20 @@ bool tu_gradcheck(const char *name, gc_fn fn, void *ud, int n_in, gc_input *ins,
     if (ok) tu_pass++;
     else tu_fail++;
     return ok;
+}
+
+const char *tu_tmp(const char *name) {
+    static struct {
+        char name[64];
+        char path[128];
+    } tab[64];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (strcmp(tab[i].name, name) == 0) return tab[i].path;
+    TSR_ASSERT(n < 64 && strlen(name) < sizeof tab[0].name);
+    snprintf(tab[n].name, sizeof tab[n].name, "%s", name);
+    snprintf(tab[n].path, sizeof tab[n].path, "/tmp/tsr_%d_%s", (int)getpid(), name);
+    return tab[n++].path;
 }
 
 /* ---- kernel levels */

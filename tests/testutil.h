@@ -19,6 +19,10 @@ extern int tu_pass, tu_fail;
         }                                                                    \
     } while (0)
 
+/* "/tmp/tsr_<pid>_<name>": a scratch file name of this process, stable for
+ * the process's life (several checkouts run the suite at once). */
+const char *tu_tmp(const char *name);
+
 /* prints "N passed, N failed" and returns the exit code for main */
 int tu_finish(const char *suite);
 

@@ -60,6 +60,9 @@ tsr_status tsr_write_file_atomic(const char *path, const void *a, size_t la, con
  *   4. the working directory: models/<name>
  * out gets the path; false (out = "") when none exists. */
 bool tsr_find_model(const char *name, char *out, size_t n);
+/* The same lookup for a default path: buf when found, else name itself
+ * (so an error names it). */
+const char *tsr_find_model_or(const char *name, char *buf, size_t n);
 
 /* Resolves a path `rec` recorded inside the file `owner` (e.g. the
  * tokenizer an ELM generator names): absolute paths as they are; relative

@@ -179,7 +179,7 @@ bool cli_find_shipped(const char *rel, char *out, size_t n) { return tsr_find_mo
 
 const char *cli_shipped_default(const char *v, const char *def, char *buf, size_t n) {
     if (!v || strcmp(v, def) != 0) return v;
-    return cli_find_shipped(def, buf, n) ? buf : v;
+    return tsr_find_model_or(def, buf, n);
 }
 
 int cli_check_output(const char *prog, const char *flag, const char *path, bool allow_stdout) {

@@ -17,6 +17,9 @@
 #define DEFAULT_MODEL "models/ctnet_ml_animation.safetensors"
 #define DATA_HINT "pass --data with a MovieLens folder (ml-latest-small or RecBole ml-100k) or a CSV/TSV log (see docs/ctnet.md)"
 
+/* the towers are small: one thread unless asked (more only add sync cost) */
+#define CTNET_THREADS(cm) {"threads", ARG_INT, &(cm)->threads, "N", "worker threads (default 1: the towers are small)", NULL}
+
 /* ----------------------------------------------------------- data flags */
 
 typedef struct {
@@ -31,8 +34,8 @@ typedef struct {
     {"source", ARG_STR, &(d)->source, "NAME", "CSV/TSV log: the domain value of source rows (default source)", NULL}, \
     {"target", ARG_STR, &(d)->target, "NAME", "CSV/TSV log: the domain value of target rows (default target)", NULL}, \
     {"period", ARG_STR, &(d)->period, "UNIT", "period unit: year, month, week (default: year; week for ml-100k)", NULL}, \
-    {"first", ARG_INT, &(d)->first, "K", "first trained period key; earlier rows are the warm-up (ml-latest-small 2003; ml-100k week 8)", &(d)->first_set}, \
-    {"last", ARG_INT, &(d)->last, "K", "last scored period key (ml-latest-small 2018; ml-100k week 30)", &(d)->last_set}, \
+    {"first", ARG_INT, &(d)->first, "K", "first trained period key; earlier rows are the warm-up (default: 2003 on ml-latest-small, week 8 on ml-100k)", &(d)->first_set}, \
+    {"last", ARG_INT, &(d)->last, "K", "last scored period key (default: 2018 on ml-latest-small, week 30 on ml-100k)", &(d)->last_set}, \
     {"val-periods", ARG_INT, &(d)->val, "N", "the first N scored periods are for validation (hyper-parameters), not reported (default 3)", NULL}
 
 static void data_defaults(data_flags *d) {
@@ -156,15 +159,17 @@ static int check_run_flags(const char *prog, run_flags *r) {
         if (n == 0) return cli_usage_error(prog, "--hidden is empty");
         g->n_layers = n;
     }
-    if (g->dim < 1 || g->dim > 256) return cli_usage_error(prog, "--dim must be in [1,256]");
-    if (g->cross != 0 && g->cross != 1) return cli_usage_error(prog, "--cross must be 0 or 1");
-    if (r->o.epochs < 1 || r->o.epochs > 1000 || r->o.retrain_epochs < 1 || r->o.retrain_epochs > 1000 ||
-        r->o.source_epochs < 1 || r->o.source_epochs > 1000)
-        return cli_usage_error(prog, "--epochs, --retrain-epochs and --source-epochs must be in [1,1000]");
-    if (r->o.batch < 1 || r->o.batch > 65536) return cli_usage_error(prog, "--batch must be in [1,65536]");
-    if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1)");
-    if (!(r->o.weight_decay >= 0 && r->o.weight_decay < 1)) return cli_usage_error(prog, "--weight-decay must be in [0,1)");
-    if (!(r->o.adapter_std >= 0 && r->o.adapter_std < 10)) return cli_usage_error(prog, "--adapter-std must be in [0,10)");
+    int rc;
+    if ((rc = cli_check_int(prog, "dim", g->dim, 1, 256)) != CLI_OK ||
+        (rc = cli_check_int(prog, "cross", g->cross, 0, 1)) != CLI_OK ||
+        (rc = cli_check_int(prog, "epochs", r->o.epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "retrain-epochs", r->o.retrain_epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "source-epochs", r->o.source_epochs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "batch", r->o.batch, 1, 65536)) != CLI_OK ||
+        (rc = cli_check_float(prog, "weight-decay", r->o.weight_decay, 0, 0.5)) != CLI_OK ||
+        (rc = cli_check_float(prog, "adapter-std", r->o.adapter_std, 0, 10)) != CLI_OK)
+        return rc;
+    if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1) (got %g)", (double)r->o.lr);
     return CLI_OK;
 }
 
@@ -176,7 +181,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     data_flags d;
     data_defaults(&d);
     run_flags r = {.o = tsr_ctnet_default_run_opts(), .method = "ctnet"};
-    cli_common cm = {1, 1, false}; /* tiny towers: one thread (more only add sync cost) */
+    cli_common cm = {1, 1, false};
     const char *out = "ctnet.safetensors", *state = NULL;
     bool resume = false;
     int stop_after = 0;
@@ -188,7 +193,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"state", ARG_STR, &state, "PATH", "continual state, saved after every period (default OUT.state)", NULL},
         {"resume", ARG_BOOL, &resume, NULL, "continue from --state after the last finished period", NULL},
         {"stop-after", ARG_INT, &stop_after, "N", "stop after N period steps (the state resumes)", NULL},
-        CLI_COMMON_THREADS(&cm),
+        CTNET_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -323,7 +328,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"plot", ARG_STR, &plot, "PATH", "also draw the AUC per period of every method as a PNG", NULL},
         {"tuned", ARG_STR, &tuned, "PATH", "JSON lines of 'eval --validation' runs: each method takes the lr and epochs of its best validation AUC on this pair", NULL},
         {"seeds", ARG_INT, &seeds, "N", "seeds per method (default 5; seeds S..S+N-1)", NULL},
-        CLI_COMMON_THREADS(&cm),
+        CTNET_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -474,13 +479,13 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
 
 static int cmd_predict(const char *prog, int argc, char **argv) {
     const char *model = NULL, *input = NULL;
-    cli_common cm = {0, 1, false};
+    cli_common cm = {1, 1, false};
     int batch = 256;
     const arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "model from 'tessera ctnet train' (default " DEFAULT_MODEL ")", NULL},
         {"input", ARG_STR, &input, "PATH", "CSV/TSV rows to score: user, item, timestamp, optional history and feature columns", NULL},
         {"batch", ARG_INT, &batch, "B", "rows per forward", NULL},
-        CLI_COMMON_THREADS(&cm),
+        CTNET_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "Score rows with a trained model: one click probability per input row, in input order.",
@@ -549,7 +554,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         DATA_SPECS(&d),
         {"batch", ARG_INT, &batch, "B", "rows per batched request (default 256)", NULL},
         {"requests", ARG_INT, &requests, "N", "timed batch-1 requests (default 2000)", NULL},
-        CLI_COMMON_THREADS(&cm),
+        CTNET_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "Scoring throughput (rows/s per core at batch 1 and batched) and p99 latency per request, on the target rows of the log.",

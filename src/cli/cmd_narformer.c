@@ -6,6 +6,7 @@
 
 #include "tessera/narformer.h"
 #include "tessera/onnx.h"
+#include "tessera/png.h"
 #include "tessera/safetensors.h"
 
 #include <string.h>
@@ -112,7 +113,7 @@ static int cmd_tokenize(const char *prog, int argc, char **argv) {
 /* ------------------------------------------------------------ NB201 experiments */
 
 typedef struct {
-    const char *task, *split, *method_s, *nb201, *latency, *model, *device, *target_dev;
+    const char *task, *split, *method_s, *nb201, *latency, *model, *device, *target_dev, *scatter;
     int samples;
     float train_frac;
     int n_train;
@@ -144,7 +145,8 @@ static nb_args nb_defaults(void) {
     {"lambda-cons", ARG_FLOAT, &(a)->lambda_cons, "X", "consistency loss weight, narformer (default 0.5)", NULL}, \
     {"source-device", ARG_STR, &(a)->device, "NAME", "help-latency: device trained on (default titanxp_1)", NULL}, \
     {"target-device", ARG_STR, &(a)->target_dev, "NAME", "help-latency: device predicted (default gold_6240)", NULL}, \
-    {"samples", ARG_INT, &(a)->samples, "K", "help-latency: target-device cells to adapt with (default 100)", NULL}
+    {"samples", ARG_INT, &(a)->samples, "K", "help-latency: target-device cells to adapt with (default 100)", NULL}, \
+    {"scatter", ARG_STR, &(a)->scatter, "PNG", "also draw predicted (y) vs measured (x) of the test cells", NULL}
 
 static int nb_check(const char *prog, nb_args *a, int *method) {
     if (strcmp(a->task, "nb201-accuracy") && strcmp(a->task, "help-latency") && strcmp(a->task, "latency"))
@@ -162,6 +164,7 @@ static int nb_check(const char *prog, nb_args *a, int *method) {
     if ((rc = cli_check_float(prog, "--lambda-cons", a->lambda_cons, 0, 100)) != CLI_OK) return rc;
     if (a->dim % 8) return cli_usage_error(prog, "--dim must be a multiple of 8 (the FFN groups)");
     if ((rc = cli_check_int(prog, "--samples", a->samples, 2, 10000)) != CLI_OK) return rc;
+    if (a->scatter && (rc = cli_check_output(prog, "--scatter", a->scatter, false)) != CLI_OK) return rc;
     a->n_train = (int)(a->train_frac * TSR_NB201_N + 0.5);
     return CLI_OK;
 }
@@ -181,7 +184,7 @@ static tsr_nf_nb201_opts nb_opts(const nb_args *a, int method) {
 /* the default protocol's trainer settings for NB201 predictors */
 static tsr_train_opts nb_train_defaults(void) {
     tsr_train_opts o = tsr_train_default_opts();
-    o.epochs = 60;
+    o.epochs = 80;
     o.lr = 1e-3f;
     o.min_lr = 0;
     o.weight_decay = 0;
@@ -202,6 +205,42 @@ static void print_metrics_json(const nb_args *a, int method, int n_train, int n_
            a->task, tsr_nf_method_name(method), a->split, (unsigned long long)a->split_seed, n_train, n_test,
            m->kendall_tau, m->mape, m->acc_10pct, m->acc_5pct, m->acc_1pct, n_held, held->kendall_tau, held->mape,
            train_s);
+}
+
+
+/* predicted (y axis) vs measured (x axis) as a PNG: a dot per cell, darker
+ * where they pile up, the y = x diagonal in grey, both axes over [lo, hi] */
+static tsr_status scatter_png(const char *path, const float *pred, const float *y, int n, float lo, float hi) {
+    const int W = 640, M = 24, S = W - 2 * M;
+    float *acc = calloc((size_t)W * W, sizeof(float));
+    uint8_t *px = malloc((size_t)W * W * 3);
+    TSR_ASSERT(acc && px);
+    for (int i = 0; i < n; i++) {
+        float fx = (y[i] - lo) / (hi - lo), fy = (pred[i] - lo) / (hi - lo);
+        if (!(fx >= 0 && fx <= 1 && fy >= 0 && fy <= 1)) continue;
+        int cx = M + (int)(fx * (S - 1)), cy = W - 1 - M - (int)(fy * (S - 1));
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) acc[(size_t)(cy + dy) * W + cx + dx] += 0.35f;
+    }
+    for (int r = 0; r < W; r++)
+        for (int c = 0; c < W; c++) {
+            uint8_t *p = px + ((size_t)r * W + c) * 3;
+            bool frame = (r == M || r == W - 1 - M || c == M || c == W - 1 - M) && r >= M && r <= W - 1 - M &&
+                         c >= M && c <= W - 1 - M;
+            bool diag = c - M == (W - 1 - M) - r;
+            p[0] = p[1] = p[2] = frame ? 0 : diag && c >= M && c <= W - 1 - M ? 170 : 255;
+            float a = acc[(size_t)r * W + c];
+            if (a > 0) {
+                float t = a > 1 ? 1 : a;
+                p[0] = (uint8_t)(p[0] * (1 - t) + 20 * t);
+                p[1] = (uint8_t)(p[1] * (1 - t) + 70 * t);
+                p[2] = (uint8_t)(p[2] * (1 - t) + 160 * t);
+            }
+        }
+    tsr_status st = tsr_png_write(path, px, W, W, 3);
+    free(acc);
+    free(px);
+    return st;
 }
 
 /* split, train (or load), evaluate: all 15,625 cells and the held-out ones
@@ -274,6 +313,16 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
     }
     tsr_nf_metrics m, mh;
     tsr_nf_metrics_compute(hp, hy, nh, &mh);
+    if (a->scatter) {
+        /* held-out cells, axes over the accuracies seen (%) */
+        st = scatter_png(a->scatter, hp, hy, nh, 0, 100);
+        if (st.code) {
+            free(seen), free(hp), free(hy), free(pred), free(all), free(order);
+            tsr_nf_nb201_pred_free(&p);
+            tsr_nb201_free(&tb);
+            return cli_fail(st, "--scatter must be a writable .png path");
+        }
+    }
     if (unseen) m = mh;
     else tsr_nf_metrics_compute(pred, y, TSR_NB201_N, &m);
     int n_test = unseen ? nh : TSR_NB201_N;
@@ -378,7 +427,7 @@ static int nb201_help(nb_args *a, int method, cli_train *t, const char *tmp, boo
 
 static int cmd_train(const char *prog, int argc, char **argv) {
     nb_args a = nb_defaults();
-    cli_train t = cli_train_init(nb_train_defaults(), 8, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH | CLI_TF_EVAL);
+    cli_train t = cli_train_init(nb_train_defaults(), 16, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH | CLI_TF_EVAL);
     t.o.out = NULL;
     t.cm.threads = 1; /* the model's ops are tiny: one thread beats two on a loaded machine */
     const arg_spec specs[] = {
@@ -400,7 +449,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
     nb_args a = nb_defaults();
-    cli_train t = cli_train_init(nb_train_defaults(), 8, CLI_TF_EPOCHS | CLI_TF_BATCH);
+    cli_train t = cli_train_init(nb_train_defaults(), 16, CLI_TF_EPOCHS | CLI_TF_BATCH);
     const char *model = NULL;
     bool model_set = false, frac_set = false;
     t.cm.threads = 1;

@@ -250,6 +250,10 @@ bool tsr_find_model(const char *name, char *out, size_t n) {
     return false;
 }
 
+const char *tsr_find_model_or(const char *name, char *buf, size_t n) {
+    return tsr_find_model(name, buf, n) ? buf : name;
+}
+
 bool tsr_resolve_recorded(const char *owner, const char *rec, char *out, size_t n) {
     struct stat sb;
     if (n == 0) return false;

@@ -478,10 +478,14 @@ tsr_status tsr_server_start(tsr_server **out, const tsr_serve_opts *o, const tsr
     /* connections beyond --max-concurrent still get a clean 429, up to
      * this many; past it MHD refuses them at accept */
     unsigned limit = (unsigned)o->max_concurrent * 2u + 16u;
+    /* MHD counts time spent blocked in our callbacks (a queued request
+     * waiting for its first token) as idleness: the idle limit must exceed
+     * the request timeout, which bounds a request's life anyway */
+    unsigned idle = (unsigned)(o->timeout_s + 30.0);
     s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, 0, NULL,
                             NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT, limit,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+                            MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
                             MHD_OPTION_END);
     if (!s->d) {
         tsr_server_free(s);

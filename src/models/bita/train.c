@@ -388,7 +388,8 @@ static void eval_acc(tsr_ctx *c, const tsr_nn_llama *m, const tsr_bita_train_ada
 
 void tsr_bita_tune_defaults(tsr_bita_tune_opts *o) {
     memset(o, 0, sizeof *o);
-    o->model = "models/pycode";
+    static char model[4096]; /* the shipped base, from any working directory */
+    o->model = tsr_find_model_or("models/pycode", model, sizeof model);
     o->data_dir = "/usr/lib/python3.11";
     o->k = 4;
     o->n_prefix = 16;

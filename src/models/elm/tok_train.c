@@ -19,7 +19,8 @@ tsr_elm_tok_train_opts tsr_elm_tok_default_train_opts(tsr_imgtok_kind kind) {
     o.l1_w = 1.0f;
     o.l2_w = 1.0f;
     o.percep_w = 0.0f;
-    o.classifier = "models/fmnist_cnn.safetensors";
+    static char cls[4096]; /* the shipped classifier, from any working directory */
+    o.classifier = tsr_find_model_or("models/fmnist_cnn.safetensors", cls, sizeof cls);
     o.dead = 0.03f;
     o.train = tsr_train_default_opts();
     o.train.out = kind == TSR_IMGTOK_VQ ? "fmnist_vq.safetensors" : "fmnist_bae.safetensors";

@@ -5,6 +5,7 @@
 #include "tessera/space.h"
 
 #include "tessera/bpe.h"
+#include "tessera/fileio.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -37,7 +38,8 @@ void tsr_space_sar_batch(void *ud, int32_t *x, int32_t *y, int B, int T, const i
 tsr_space_tune_opts tsr_space_tune_default_opts(void) {
     tsr_space_tune_opts o;
     memset(&o, 0, sizeof o);
-    o.base = "models/pycode";
+    static char base[4096]; /* the shipped base, from any working directory */
+    o.base = tsr_find_model_or("models/pycode", base, sizeof base);
     o.out = "runs/space";
     o.sar = (tsr_space_sar){.k = 5, .prob = 0.5f, .mask_id = -1, .min_prefix = 16};
     o.train = tsr_lm_train_default_opts();
