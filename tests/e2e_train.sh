@@ -85,6 +85,27 @@ has "$T/err" "start without --resume"; hasnt "$T/err" "pass --model"
 # --- a mistyped --codes path is not silently filled with a 55 MB cache
 expect 1 "$BIN" bigr train --codes "$T/typo.safetensors" --out "$T/g.safetensors"
 has "$T/err" "--write-codes"; [ -e "$T/typo.safetensors" ] && bad "code cache created" || ok
+# --- hints name only what the verb has
+expect 1 "$BIN" elm tokenizer-train --train-limit 10 --batch 64 --out "$T/t.safetensors"
+has "$T/err" "batch 64"; hasnt "$T/err" "without --resume"
+
+# --- --val-list none: every file trains, no validation
+SRC=/usr/lib/python3.11
+if [ -f "$SRC/abc.py" ] && [ -f "$SRC/bisect.py" ]; then
+    mkdir -p "$T/corpus"; cp "$SRC/abc.py" "$SRC/bisect.py" "$T/corpus/"
+    expect 0 "$BIN" lm tokenizer-train --data "$T/corpus" --val-list none --vocab 300 --out "$T/tok.json" --quiet
+    expect 0 "$BIN" lm train --data "$T/corpus" --val-list none --tokenizer "$T/tok.json" --dim 16 --layers 1 \
+        --heads 2 --hidden 32 --context 16 --batch 2 --steps 2 --out "$T/lm.safetensors" --quiet --json
+    has "$T/out" '"finished": true'
+else
+    echo "note: $SRC absent, --val-list none checks skipped" >&2
+fi
+
+# --- plot: a PNG from the log above
+expect 0 "$BIN" plot "$T/run.jsonl" --out "$T/curve.png" --metric loss --metric test_accuracy
+[ "$(head -c 4 "$T/curve.png" | od -An -c | tr -d ' ')" = "211PNG" ] && ok || bad "plot wrote no PNG"
+expect 1 "$BIN" plot "$T/run.jsonl" --out "$T/c2.png" --metric nosuch; has "$T/err" "nosuch"
+expect 2 "$BIN" plot "$T/run.jsonl"; has "$T/err" "--out"
 expect 2 "$BIN" classify train --sched wavy; has "$T/err" "--sched"
 expect 2 "$BIN" classify train --clip -1; has "$T/err" "--clip"
 

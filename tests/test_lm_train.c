@@ -96,16 +96,16 @@ static tsr_lm_train_opts tiny_opts(const char *out) {
     o.cfg = (tsr_nn_llama_cfg){.dim = 32, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1,
                                .hidden_dim = 64, .vocab = 32, .max_seq = 16,
                                .norm_eps = 1e-5f, .rope_theta = 10000.0f, .tied = true};
-    o.out = out;
+    o.train.out = out;
     o.batch = 8;
-    o.steps = 60;
-    o.warmup = 5;
-    o.lr = 1e-2f;
-    o.min_lr = 1e-3f;
-    o.eval_every = 10;
+    o.train.steps = 60;
+    o.train.warmup = 5;
+    o.train.lr = 1e-2f;
+    o.train.min_lr = 1e-3f;
+    o.train.eval_every = 10;
     o.eval_tokens = 512;
-    o.ckpt_every = 0;
-    o.log_every = 0;
+    o.train.ckpt_every = 0;
+    o.train.log_every = 0;
     return o;
 }
 
@@ -169,25 +169,25 @@ static void test_train(const char *dir) {
 
     /* exact resume: 30 straight vs 15 + stop + resume 15, same files */
     o = tiny_opts(out_a);
-    o.steps = 30;
-    o.ckpt_every = 7;
+    o.train.steps = 30;
+    o.train.ckpt_every = 7;
     st = tsr_lm_train_tokens(&o, tr, nt, va, nv, NULL, "none", 0, &r);
     TU_CHECK(st.code == 0 && r.finished, "straight: %s", st.msg);
     o = tiny_opts(out_b);
-    o.steps = 30;
-    o.ckpt_every = 7;
-    o.stop_after = 15;
+    o.train.steps = 30;
+    o.train.ckpt_every = 7;
+    o.train.stop_after = 15;
     st = tsr_lm_train_tokens(&o, tr, nt, va, nv, NULL, "none", 0, &r);
     TU_CHECK(st.code == 0 && !r.finished && r.steps == 15, "first half: %s", st.msg);
-    o.stop_after = 0;
-    o.resume = true;
+    o.train.stop_after = 0;
+    o.train.resume = true;
     st = tsr_lm_train_tokens(&o, tr, nt, va, nv, NULL, "none", 0, &r);
     TU_CHECK(st.code == 0 && r.finished && r.steps == 30, "resume: %s", st.msg);
     TU_CHECK(same_file(out_a, out_b), "resumed checkpoint differs from the straight one");
     TU_CHECK(same_file(st_a, st_b), "resumed training state differs from the straight one");
 
     /* a resume under other settings is refused */
-    o.lr = 2e-2f;
+    o.train.lr = 2e-2f;
     st = tsr_lm_train_tokens(&o, tr, nt, va, nv, NULL, "none", 0, &r);
     TU_CHECK(st.code == TSR_ERR_ARG && strstr(st.msg, "train.lr"), "changed lr: %s", st.msg);
     /* tokens outside the vocab are an error, not a crash */

@@ -41,12 +41,7 @@
 #include "tessera/core.h"
 #include "tessera/nn.h"
 #include "tessera/safetensors.h"
-
-typedef struct {
-    int64_t step, total_steps;
-    float loss, lr, grad_norm;
-    double tokens_per_s, eta_s;
-} tsr_lm_train_progress;
+#include "tessera/train.h"
 
 typedef struct {
     int64_t step;
@@ -67,24 +62,12 @@ typedef void (*tsr_lm_batch_fn)(void *ud, int32_t *x, int32_t *y, int B, int T, 
 
 typedef struct {
     const char *data_dir;   /* corpus root (.py files) */
-    const char *val_list;   /* held-out list; NULL: data/python_val_files.txt */
+    const char *val_list;   /* held-out list; NULL: data/python_val_files.txt; "none": no validation */
     const char *tokenizer;  /* tokenizer.json (required) */
-    const char *out;        /* F32 checkpoint path */
     tsr_nn_llama_cfg cfg;   /* vocab 0: the tokenizer's; n_kv_heads 0: n_heads */
     int batch;
-    int64_t steps, warmup;
-    float lr, min_lr, weight_decay, clip;
-    int64_t eval_every;     /* 0: only at the end */
     int64_t eval_tokens;
     int eval_context;       /* tokens per validation window (0: the training context) */
-    bool eval_first;        /* also evaluate the starting weights (step 0; not on resume) */
-    int64_t ckpt_every;     /* steps; 0: only at the end */
-    double ckpt_seconds;    /* also checkpoint when this much time passed (0: off) */
-    int64_t stop_after;     /* stop with a checkpoint at this global step (0: never) */
-    int64_t log_every;
-    bool resume;
-    bool reschedule; /* with resume: accept a new --steps (the cosine schedule is re-spread) */
-    uint64_t seed;
     /* Fine-tuning: start from these weights (a safetensors file with HF
      * names, F32 or BF16) instead of a random init; an embedding with fewer
      * rows than the model's vocab grows (tsr_params_load_grow). Not read on
@@ -94,17 +77,18 @@ typedef struct {
     tsr_lm_batch_fn make_batch; /* NULL: plain windows */
     void *batch_ud;
     const char *data_rule;    /* names make_batch in the metadata; a resume under another rule is refused */
-    /* set asynchronously (a signal handler): stop at the next step with a checkpoint */
-    volatile int *stop_flag;
-    void (*progress)(const tsr_lm_train_progress *p, void *ud);
-    void (*on_eval)(const tsr_lm_train_eval *e, void *ud);
+    void (*on_eval)(const tsr_lm_train_eval *e, void *ud); /* every evaluation, with its token and byte counts */
     void (*on_note)(const char *msg, void *ud); /* tokenising, checkpoints */
     void *ud;
+    /* out (F32 checkpoint), steps, lr, schedule, clip, eval_every,
+     * eval_first, checkpoints, resume, reschedule, seed, stop, progress,
+     * log: the shared trainer's options */
+    tsr_train_opts train;
 } tsr_lm_train_opts;
 
 typedef struct {
-    int64_t steps;          /* global step reached */
-    bool finished;
+    int64_t steps, total;   /* global step reached, of total */
+    bool finished, interrupted;
     float last_loss;
     tsr_lm_train_eval eval; /* last evaluation (step -1 when none) */
     tsr_lm_train_eval eval_first; /* the starting weights' (eval_first; step -1 when none) */

@@ -58,7 +58,7 @@ typedef struct {
     /* data_dir, val_list, cfg.max_seq (0: the base's), batch, steps, lr,
      * schedule, eval, checkpoints, resume, seed and callbacks; the rest is
      * set by tsr_space_tune */
-    tsr_lm_train_opts train;
+    tsr_lm_train_opts lm; /* the lm trainer's settings (lm.train: steps, lr, checkpoints, ...) */
 } tsr_space_tune_opts;
 
 tsr_space_tune_opts tsr_space_tune_default_opts(void);

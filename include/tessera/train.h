@@ -35,6 +35,13 @@
  *   tsr_train_result res;
  *   tsr_status st = tsr_train_run(&f, &o, &res);
  *
+ * Optional hooks: step_metrics (extra per-step values for progress and the
+ * log), post_step (after the update, e.g. an EMA codebook), get_cursor /
+ * set_cursor (below); rng_salt keeps an existing family's random stream.
+ * The CLI side is src/cli/train_flags.h: a verb lists only its own flags
+ * and gets the common ones (--steps/--epochs, --batch, --lr, ... --log,
+ * --quiet), the progress printer, the signal handling and the resume hint.
+ *
  * Data order. With n_items > 0 the trainer shuffles the items itself
  * (tsr_batcher, seeded by opts.seed, drop_last) and hands the step the ids
  * of each batch; the data cursor (epoch, index) is saved and restored. A
@@ -75,6 +82,7 @@
 
 /* named values of one evaluation, e.g. {"val_loss", 1.23}, {"accuracy", 0.9} */
 typedef struct {
+    int64_t step; /* the step evaluated (set by the trainer before eval is called) */
     int n;
     char name[TSR_TRAIN_MAX_METRICS][32];
     double value[TSR_TRAIN_MAX_METRICS];
@@ -122,7 +130,7 @@ typedef struct {
 typedef enum { TSR_SCHED_COSINE, TSR_SCHED_LINEAR, TSR_SCHED_CONSTANT } tsr_train_sched;
 
 typedef struct {
-    int64_t step, total, epoch;
+    int64_t step, total, epoch; /* epoch -1: the family keeps its own data position */
     float loss, lr, grad_norm;
     double items_per_s, eta_s, elapsed_s;
     const char *unit;

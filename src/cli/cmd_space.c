@@ -3,7 +3,7 @@
  * decoding, exactly lossless against plain decoding, with the prompt-lookup
  * n-gram drafter as the baseline. Results on stdout (JSON with --json),
  * progress on stderr. */
-#include "cli/args.h"
+#include "cli/train_flags.h"
 #include "tessera/cpu.h"
 
 #include "tessera/bpe.h"
@@ -19,84 +19,52 @@
 #define SPACE_DEFAULT_MODEL "models/pycode-space"
 #define MODEL_HINT "--model must be an SAR model directory from 'tessera space tune' (shipped: " SPACE_DEFAULT_MODEL ")"
 
-static volatile int g_stop = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
 /* cmd_lm_train.c */
-void cli_lm_train_report(tsr_lm_train_opts *o, const char *prog);
+void cli_lm_train_report(tsr_lm_train_opts *o, cli_train *t, const char *prog);
 
 /* ------------------------------------------------------------ tune */
 
 static int cmd_tune(const char *prog, int argc, char **argv) {
     tsr_space_tune_opts o = tsr_space_tune_default_opts();
-    tsr_lm_train_opts *t = &o.train;
-    cli_common cm = {0, t->seed, false};
-    bool quiet = false;
-    float ckpt_minutes = 0;
+    tsr_lm_train_opts *l = &o.lm;
+    cli_train t = cli_train_init(l->train, l->batch, CLI_TF_STEPS | CLI_TF_BATCH | CLI_TF_EVAL);
     const arg_spec specs[] = {
         {"model", ARG_STR, &o.base, "DIR", "base model: HF directory with tokenizer.json (default models/pycode)", NULL},
         {"out", ARG_STR, &o.out, "DIR", "SAR model directory (created; default runs/space)", NULL},
         {"k", ARG_INT, &o.sar.k, "N", "masks with a target per SAR example (paper: 5)", NULL},
         {"sar-prob", ARG_FLOAT, &o.sar.prob, "P", "share of SAR examples (paper: 0.5)", NULL},
         {"min-prefix", ARG_INT, &o.sar.min_prefix, "N", "shortest prompt before the masks", NULL},
-        {"data", ARG_STR, &t->data_dir, "DIR", "corpus root (.py files)", NULL},
-        {"val-list", ARG_STR, &t->val_list, "PATH", "held-out files (default data/python_val_files.txt)", NULL},
-        {"context", ARG_INT, &t->cfg.max_seq, "T", "tokens per training window (the model's new context)", NULL},
-        {"batch", ARG_INT, &t->batch, "B", "windows per step", NULL},
-        {"steps", ARG_I64, &t->steps, "N", "optimizer steps in all", NULL},
-        {"lr", ARG_FLOAT, &t->lr, "X", "peak learning rate", NULL},
-        {"warmup", ARG_I64, &t->warmup, "N", "linear warmup steps", NULL},
-        {"min-lr", ARG_FLOAT, &t->min_lr, "X", "cosine floor", NULL},
-        {"wd", ARG_FLOAT, &t->weight_decay, "X", "AdamW weight decay", NULL},
-        {"clip", ARG_FLOAT, &t->clip, "X", "global grad-norm clip (0: off)", NULL},
-        {"eval-every", ARG_I64, &t->eval_every, "N", "steps between evaluations (0: only at the end)", NULL},
-        {"eval-tokens", ARG_I64, &t->eval_tokens, "N", "validation tokens in the fixed window set", NULL},
-        {"ckpt-every", ARG_I64, &t->ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL},
-        {"ckpt-minutes", ARG_FLOAT, &ckpt_minutes, "X", "also checkpoint after this many minutes", NULL},
-        {"stop-after", ARG_I64, &t->stop_after, "N", "stop with a checkpoint at this step (resume later)", NULL},
-        {"log-every", ARG_I64, &t->log_every, "N", "steps between progress lines", NULL},
-        {"resume", ARG_BOOL, &t->resume, NULL, "continue from --out/train.safetensors and its state", NULL},
-        {"quiet", ARG_BOOL, &quiet, NULL, "no progress on stderr", NULL},
-        CLI_COMMON_THREADS(&cm),
-        CLI_COMMON_SEED(&cm),
-        CLI_COMMON_JSON(&cm),
+        {"data", ARG_STR, &l->data_dir, "DIR", "corpus root (.py files)", NULL},
+        {"val-list", ARG_STR, &l->val_list, "PATH", "held-out files (default data/python_val_files.txt; none: no validation)", NULL},
+        {"context", ARG_INT, &l->cfg.max_seq, "T", "tokens per training window (the model's new context)", NULL},
+        {"eval-tokens", ARG_I64, &l->eval_tokens, "N", "validation tokens in the fixed window set", NULL},
     };
-    int rc = args_parse(prog,
-                        "SAR fine-tune (SPACE): continue training every weight of a base model with a mask token "
-                        "added, half of the examples ending in k+1 masks that predict the tokens after the cut.",
-                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    int rc = cli_train_parse(prog,
+                             "SAR fine-tune (SPACE): continue training every weight of a base model with a mask token "
+                             "added, half of the examples ending in k+1 masks that predict the tokens after the cut. "
+                             "--resume continues from --out/train.safetensors and its state.",
+                             specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
-    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if (t->batch < 1 || t->steps < 1 || t->warmup < 0 || t->eval_every < 0 || t->eval_tokens < 0 ||
-        t->ckpt_every < 0 || t->stop_after < 0 || t->log_every < 0 || ckpt_minutes < 0)
-        return cli_usage_error(prog, "--batch and --steps must be >= 1; counts must be >= 0");
-    if (!(t->lr > 0) || t->min_lr < 0 || t->weight_decay < 0 || t->clip < 0)
-        return cli_usage_error(prog, "--lr must be > 0; --min-lr, --wd, --clip >= 0");
-    if (t->cfg.max_seq < 8 || t->cfg.max_seq > 65536) return cli_usage_error(prog, "--context must be in 8..65536");
+    if (t.o.steps < 1) return cli_usage_error(prog, "--steps must be >= 1");
+    if (l->eval_tokens < 0) return cli_usage_error(prog, "--eval-tokens must be >= 0");
+    if (l->cfg.max_seq < 8 || l->cfg.max_seq > 65536) return cli_usage_error(prog, "--context must be in 8..65536");
     if (o.sar.k < 1 || o.sar.k > 15) return cli_usage_error(prog, "--k must be in 1..15");
     if (!(o.sar.prob >= 0 && o.sar.prob <= 1)) return cli_usage_error(prog, "--sar-prob must be in [0, 1]");
-    t->seed = cm.seed;
-    t->ckpt_seconds = 60.0 * ckpt_minutes;
-    t->stop_flag = &g_stop;
-    t->ud = (void *)prog;
-    if (!quiet) cli_lm_train_report(t, prog);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    l->batch = t.batch;
+    t.o.out = NULL; /* the checkpoint is --out/train.safetensors */
+    cli_lm_train_report(l, &t, prog);
+    cli_train_begin(&t);
+    l->train = t.o;
     tsr_lm_train_result r;
     tsr_status st = tsr_space_tune(&o, &r);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    cli_train_end(&t, &(tsr_train_result){.step = r.steps, .total = r.total, .interrupted = r.interrupted});
     if (st.code) {
         const char *hint = "see --help";
-        if (strstr(st.msg, "cannot resume")) hint = "resume with the flags of the original run, or drop --resume";
-        else if (strstr(st.msg, o.base)) hint = "--model must be an HF directory with config.json, model.safetensors and tokenizer.json";
+        if (strstr(st.msg, o.base)) hint = "--model must be an HF directory with config.json, model.safetensors and tokenizer.json";
         else if (strstr(st.msg, o.out)) hint = "check that --out can be created and written";
-        return cli_fail(st, hint);
+        return cli_fail(st, cli_train_hint(&t, st, hint));
     }
-    if (cm.json) {
+    if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"params\": %lld, \"last_loss\": %.6f, \"tokens_per_s\": %.1f",
                (long long)r.steps, r.finished ? "true" : "false", (long long)r.n_params, (double)r.last_loss,
                r.tokens_per_s);
@@ -110,14 +78,14 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
         printf("}\n");
     } else {
         printf("%s at step %lld of %lld; %lld params; %.0f tokens/s\n", r.finished ? "finished" : "stopped",
-               (long long)r.steps, (long long)t->steps, (long long)r.n_params, r.tokens_per_s);
+               (long long)r.steps, (long long)t.o.steps, (long long)r.n_params, r.tokens_per_s);
         if (r.eval_first.step >= 0)
             printf("base model: val %.4f bits/byte\n", r.eval_first.val_bpb);
         if (r.eval.step >= 0)
             printf("SAR model:  val %.4f bits/byte at step %lld\n", r.eval.val_bpb, (long long)r.eval.step);
         if (r.finished) printf("model directory %s\n", o.out);
     }
-    return r.finished || g_stop || t->stop_after ? CLI_OK : CLI_FAIL;
+    return r.finished || r.interrupted || t.o.stop_after ? CLI_OK : CLI_FAIL;
 }
 
 

@@ -18,9 +18,11 @@ extern const cli_family cli_family_higen;
 extern const cli_family cli_family_ctnet;
 extern const cli_family cli_family_narformer;
 extern const cli_command cli_command_serve;
+extern const cli_command cli_command_plot;
 
 static const cli_command *const g_commands[] = {
     &cli_command_serve,
+    &cli_command_plot,
     NULL,
 };
 

@@ -86,6 +86,7 @@ int cli_train_parse(const char *prog, const char *summary, const arg_spec *own, 
 
 static void progress(const tsr_train_progress *p, void *ud) {
     cli_train *t = ud;
+    if (p->eval && t->own_eval_lines) return;
     if (p->eval) {
         if (t->dirty) fputs("\r\033[K", stderr), t->dirty = false;
         fprintf(stderr, "eval step %lld/%lld", (long long)p->step, (long long)p->total);
@@ -98,9 +99,10 @@ static void progress(const tsr_train_progress *p, void *ud) {
     cli_fmt_eta(eta, sizeof eta, p->eta_s);
     for (int i = 0, k = 0; p->extra && i < p->extra->n && k < (int)sizeof extra - 48; i++)
         k += snprintf(extra + k, sizeof extra - (size_t)k, "  %s %.4f", p->extra->name[i], p->extra->value[i]);
-    fprintf(stderr, "%sstep %lld/%lld  epoch %lld  loss %.4f%s  lr %.2e  gnorm %.3f  %.0f %s/s  ETA %s%s",
-            t->tty ? "\r" : "", (long long)p->step, (long long)p->total, (long long)p->epoch + 1,
-            (double)p->loss, extra, (double)p->lr, (double)p->grad_norm, p->items_per_s, p->unit, eta,
+    char epoch[32] = "";
+    if (p->epoch >= 0) snprintf(epoch, sizeof epoch, "  epoch %lld", (long long)p->epoch + 1);
+    fprintf(stderr, "%sstep %lld/%lld%s  loss %.4f%s  lr %.2e  gnorm %.3f  %.0f %s/s  ETA %s%s",
+            t->tty ? "\r" : "", (long long)p->step, (long long)p->total, epoch, (double)p->loss, extra, (double)p->lr, (double)p->grad_norm, p->items_per_s, p->unit, eta,
             t->tty ? "\033[K" : "\n");
     t->dirty = t->tty;
     fflush(stderr);
@@ -135,8 +137,8 @@ void cli_train_end(cli_train *t, const tsr_train_result *r) {
     signal(SIGTERM, SIG_DFL);
     if (t->dirty) fputc('\n', stderr), t->dirty = false;
     if (!r || !r->interrupted) return;
-    fprintf(stderr, "%s: interrupted at step %lld/%lld; checkpoint saved to %s\n  resume with: %s", t->prog,
-            (long long)r->step, (long long)r->total, t->o.out, t->prog);
+    fprintf(stderr, "%s: interrupted at step %lld/%lld; checkpoint saved%s%s\n  resume with: %s", t->prog,
+            (long long)r->step, (long long)r->total, t->o.out ? " to " : "", t->o.out ? t->o.out : "", t->prog);
     bool has_resume = false;
     for (int i = 0; i < t->argc; i++) {
         fputc(' ', stderr);

@@ -37,6 +37,7 @@ typedef struct {
     char **argv;
     bool tty;         /* progress as one carriage-return line */
     bool dirty;       /* a progress line is open on the TTY */
+    bool own_eval_lines; /* the verb prints its evaluations itself */
 } cli_train;
 
 cli_train cli_train_init(tsr_train_opts defaults, int batch, int flags);

@@ -180,7 +180,7 @@ static void log_line(trainer *t, const tsr_train_progress *p) {
     if (!t->log) return;
     fprintf(t->log, "{\"kind\":\"%s\",\"step\":%lld,\"time\":%.3f", p->eval ? "eval" : "train",
             (long long)p->step, wall_time());
-    log_num(t->log, "epoch", (double)p->epoch);
+    if (p->epoch >= 0) log_num(t->log, "epoch", (double)p->epoch);
     if (p->eval) {
         for (int i = 0; i < p->eval->n; i++) log_num(t->log, p->eval->name[i], p->eval->value[i]);
     } else {
@@ -227,6 +227,7 @@ static tsr_status run_eval(trainer *t, tsr_train_result *r, int64_t total, bool 
     if (!f->eval) return tsr_ok();
     tsr_train_metrics m;
     memset(&m, 0, sizeof m);
+    m.step = t->tm.step;
     const double t1 = tsr_time();
     tsr_status st = f->eval(f->ud, &m);
     t->eval_s += tsr_time() - t1;
@@ -234,7 +235,7 @@ static tsr_status run_eval(trainer *t, tsr_train_result *r, int64_t total, bool 
     if (first) r->eval_first = m;
     r->eval = m;
     t->eval = &r->eval, t->eval_step = t->tm.step;
-    tsr_train_progress p = {.step = t->tm.step, .total = total, .epoch = t->have_bt ? t->bt.epoch : 0,
+    tsr_train_progress p = {.step = t->tm.step, .total = total, .epoch = t->have_bt ? t->bt.epoch : -1,
                             .unit = f->unit ? f->unit : "item", .eval = &r->eval,
                             .elapsed_s = tsr_time() - t->t0};
     log_line(t, &p);
@@ -360,7 +361,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
             tsr_train_metrics extra;
             memset(&extra, 0, sizeof extra);
             if (f->step_metrics) f->step_metrics(f->ud, &extra);
-            tsr_train_progress p = {t.tm.step, total, t.have_bt ? t.bt.epoch : 0, loss_v, lr, gn, ips,
+            tsr_train_progress p = {t.tm.step, total, t.have_bt ? t.bt.epoch : -1, loss_v, lr, gn, ips,
                                     (double)(total - t.tm.step) / (sps + 1e-12), now - t.t0, unit, NULL,
                                     &extra};
             log_line(&t, &p);

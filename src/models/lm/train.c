@@ -8,8 +8,8 @@
 #include "tessera/lm_train.h"
 
 #include "tessera/corpus.h"
+#include "tessera/fileio.h"
 #include "tessera/ops.h"
-#include "tessera/optim.h"
 
 #include <math.h>
 #include <string.h>
@@ -18,22 +18,24 @@ tsr_lm_train_opts tsr_lm_train_default_opts(void) {
     tsr_lm_train_opts o;
     memset(&o, 0, sizeof o);
     o.data_dir = "/usr/lib/python3.11";
-    o.out = "runs/lm.safetensors";
     o.cfg = (tsr_nn_llama_cfg){.dim = 384, .n_layers = 6, .n_heads = 6, .n_kv_heads = 0,
                                .hidden_dim = 1024, .vocab = 0, .max_seq = 512,
                                .norm_eps = 1e-5f, .rope_theta = 10000.0f, .tied = true};
     o.batch = 8;
-    o.steps = 2000;
-    o.warmup = 100;
-    o.lr = 1e-3f;
-    o.min_lr = 1e-4f;
-    o.weight_decay = 0.1f;
-    o.clip = 1.0f;
-    o.eval_every = 250;
     o.eval_tokens = 32768;
-    o.ckpt_every = 250;
-    o.log_every = 10;
-    o.seed = 1;
+    o.train = tsr_train_default_opts();
+    o.train.out = "runs/lm.safetensors";
+    o.train.steps = 2000;
+    o.train.warmup = 100;
+    o.train.lr = 1e-3f;
+    o.train.min_lr = 1e-4f;
+    o.train.weight_decay = 0.1f;
+    o.train.beta2 = 0.95f;
+    o.train.clip = 1.0f;
+    o.train.eval_every = 250;
+    o.train.ckpt_every = 250;
+    o.train.log_every = 10;
+    o.train.seed = 1;
     return o;
 }
 
@@ -69,63 +71,13 @@ void tsr_lm_sibling_path(const char *ckpt, const char *tag, char *buf, size_t n)
 
 /* ---------------------------------------------------------------- metadata */
 
+/* the model config under its HF config.json names (the weights file's
+ * metadata, read back by tsr_lm_ckpt_config) */
 #define N_CFG_KEYS 12
-#define N_RUN_KEYS 10
 static const char *const k_cfg_keys[N_CFG_KEYS] = {
     "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
     "num_key_value_heads", "intermediate_size", "vocab_size", "max_position_embeddings",
     "rope_theta", "rms_norm_eps", "tie_word_embeddings", "tokenizer_hash"};
-/* everything that changes the trajectory: a resume under other settings
- * would silently diverge, so it is refused */
-static const char *const k_run_keys[N_RUN_KEYS] = {
-    "train.batch", "train.steps", "train.lr", "train.min_lr", "train.weight_decay",
-    "train.clip", "train.warmup", "train.seed", "train.train_tokens", "train.data_rule"};
-
-typedef struct {
-    char cfg[N_CFG_KEYS][40];
-    char run[N_RUN_KEYS][40];
-    char tok_name[256];
-} run_meta;
-
-static void meta_fill(run_meta *rm, const tsr_lm_train_opts *o, const tsr_nn_llama_cfg *g,
-                      size_t n_train, const char *tok_name, uint64_t tok_hash) {
-    snprintf(rm->cfg[0], 40, "llama");
-    snprintf(rm->cfg[1], 40, "%d", g->dim);
-    snprintf(rm->cfg[2], 40, "%d", g->n_layers);
-    snprintf(rm->cfg[3], 40, "%d", g->n_heads);
-    snprintf(rm->cfg[4], 40, "%d", g->n_kv_heads);
-    snprintf(rm->cfg[5], 40, "%d", g->hidden_dim);
-    snprintf(rm->cfg[6], 40, "%d", g->vocab);
-    snprintf(rm->cfg[7], 40, "%d", g->max_seq);
-    snprintf(rm->cfg[8], 40, "%.9g", (double)g->rope_theta);
-    snprintf(rm->cfg[9], 40, "%.9g", (double)g->norm_eps);
-    snprintf(rm->cfg[10], 40, "%s", g->tied ? "true" : "false");
-    snprintf(rm->cfg[11], 40, "%016llx", (unsigned long long)tok_hash);
-    snprintf(rm->run[0], 40, "%d", o->batch);
-    snprintf(rm->run[1], 40, "%lld", (long long)o->steps);
-    snprintf(rm->run[2], 40, "%.9g", (double)o->lr);
-    snprintf(rm->run[3], 40, "%.9g", (double)o->min_lr);
-    snprintf(rm->run[4], 40, "%.9g", (double)o->weight_decay);
-    snprintf(rm->run[5], 40, "%.9g", (double)o->clip);
-    snprintf(rm->run[6], 40, "%lld", (long long)o->warmup);
-    snprintf(rm->run[7], 40, "%llu", (unsigned long long)o->seed);
-    snprintf(rm->run[8], 40, "%llu", (unsigned long long)n_train);
-    snprintf(rm->run[9], 40, "%s", o->data_rule ? o->data_rule : "uniform-windows-v1");
-    snprintf(rm->tok_name, sizeof rm->tok_name, "%s", tok_name ? tok_name : "");
-}
-
-static int meta_kv(const run_meta *rm, const char **kv, const char *step, const char *val_loss,
-                   const char *val_bpb) {
-    int n = 0;
-    for (int i = 0; i < N_CFG_KEYS; i++) kv[n++] = k_cfg_keys[i], kv[n++] = rm->cfg[i];
-    kv[n++] = "tokenizer", kv[n++] = rm->tok_name;
-    for (int i = 0; i < N_RUN_KEYS; i++) kv[n++] = k_run_keys[i], kv[n++] = rm->run[i];
-    kv[n++] = "train.step", kv[n++] = step;
-    if (val_loss) kv[n++] = "val_loss", kv[n++] = val_loss;
-    if (val_bpb) kv[n++] = "val_bpb", kv[n++] = val_bpb;
-    kv[n] = NULL;
-    return n;
-}
 
 static int parse_int(const char *s, long long lo, long long hi, long long *v) {
     if (!s || !*s) return 0;
@@ -165,53 +117,7 @@ tsr_status tsr_lm_ckpt_config(const tsr_st_file *f, tsr_nn_llama_cfg *g) {
     return tsr_ok();
 }
 
-static tsr_status check_resume_meta(const char *path, const run_meta *rm, bool reschedule,
-                                    int64_t *ckpt_step) {
-    tsr_st_file f;
-    tsr_status st = tsr_st_read(path, &f);
-    if (st.code) return st;
-    for (int i = 0; i < N_CFG_KEYS + N_RUN_KEYS && !st.code; i++) {
-        const char *k = i < N_CFG_KEYS ? k_cfg_keys[i] : k_run_keys[i - N_CFG_KEYS];
-        const char *want = i < N_CFG_KEYS ? rm->cfg[i] : rm->run[i - N_CFG_KEYS];
-        const char *v = tsr_st_meta(&f, k);
-        if (reschedule && strcmp(k, "train.steps") == 0) continue; /* asked for explicitly */
-        if (!v || strcmp(v, want) != 0)
-            st = tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: it was trained with %s=%s, this run has %s",
-                            path, k, v ? v : "(missing)", want);
-    }
-    long long s = -1;
-    parse_int(tsr_st_meta(&f, "train.step"), 0, INT64_MAX, &s);
-    *ckpt_step = s;
-    tsr_st_free(&f);
-    return st;
-}
-
-/* ---------------------------------------------------------------- the loop */
-
-typedef struct {
-    const tsr_lm_train_opts *o;
-    const run_meta *rm;
-    const char *path, *state_path;
-} saver;
-
-static tsr_status save_ckpt(const saver *sv, const tsr_params *p, const tsr_adamw *opt,
-                            const tsr_train_meta *tm) {
-    const char *kv[2 * (N_CFG_KEYS + N_RUN_KEYS + 4) + 1];
-    char step[32];
-    snprintf(step, sizeof step, "%lld", (long long)tm->step);
-    meta_kv(sv->rm, kv, step, NULL, NULL);
-    /* state first: a kill between the two writes leaves older weights with
-     * newer moments, which resume detects by the step counts */
-    tsr_status st = tsr_trainstate_save(sv->state_path, opt, tm);
-    if (st.code) return st;
-    st = tsr_params_save(p, sv->path, TSR_ST_F32, kv);
-    if (!st.code && sv->o->on_note) {
-        char msg[1400];
-        snprintf(msg, sizeof msg, "checkpoint at step %lld: %s", (long long)tm->step, sv->path);
-        sv->o->on_note(msg, sv->o->ud);
-    }
-    return st;
-}
+/* ---------------------------------------------------------------- the run */
 
 /* (B,T) inputs and targets from windows starting at offs[b] */
 static void fill_windows(int32_t *x, int32_t *y, const int32_t *src, const size_t *offs, int B,
@@ -250,6 +156,94 @@ static void eval_run(tsr_ctx *c, const tsr_nn_llama *m, const int32_t *val, cons
     out->val_bpb = tsr_lm_bpb(out->val_loss, es->tokens, es->bytes);
 }
 
+typedef struct {
+    const tsr_lm_train_opts *o;
+    tsr_params p;
+    tsr_nn_llama m;
+    const int32_t *train, *val;
+    size_t n_train;
+    size_t *offs;
+    uint32_t span;
+    eval_set es;
+    int Te;
+    tsr_ctx ec; /* evaluation arena */
+    int64_t steps_run;
+    tsr_lm_train_result *res;
+} run;
+
+/* windows at uniform random offsets (or the family's make_batch), from the step rng */
+static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss_v) {
+    (void)ids, (void)n;
+    run *r = ud;
+    const tsr_lm_train_opts *o = r->o;
+    const int B = o->batch, T = o->cfg.max_seq;
+    tsr_lm_train_times *tt = &r->res->times;
+    double ta = tsr_time();
+    tsr_tensor *x = tsr_new(c, TSR_I32, TSR_DIMS(B, T));
+    tsr_tensor *y = tsr_new(c, TSR_I32, TSR_DIMS(B, T));
+    if (o->make_batch) {
+        o->make_batch(o->batch_ud, tsr_i32(x), tsr_i32(y), B, T, r->train, r->n_train, &c->rng);
+    } else {
+        for (int b = 0; b < B; b++) r->offs[b] = tsr_rng_below(&c->rng, r->span);
+        fill_windows(tsr_i32(x), tsr_i32(y), r->train, r->offs, B, T);
+    }
+    double tb = tsr_time();
+    tsr_tensor *loss = tsr_nn_llama_loss(c, &r->m, x, y, -100, NULL, NULL);
+    *loss_v = tsr_f32(loss)[0];
+    double tc = tsr_time();
+    tsr_backward(c, loss);
+    tt->data += tb - ta, tt->forward += tc - tb, tt->backward += tsr_time() - tc;
+    r->steps_run++;
+    return tsr_ok();
+}
+
+/* the fixed validation windows: mean loss (nats/token) and bits per byte */
+static tsr_status eval(void *ud, tsr_train_metrics *mt) {
+    run *r = ud;
+    tsr_lm_train_eval e;
+    eval_run(&r->ec, &r->m, r->val, &r->es, r->o->batch, r->Te, &e);
+    e.step = mt->step;
+    tsr_train_metric(mt, "val_loss", e.val_loss);
+    tsr_train_metric(mt, "val_bpb", e.val_bpb);
+    if (e.step == 0 && !r->steps_run) r->res->eval_first = e;
+    else r->res->eval = e;
+    if (r->o->on_eval) r->o->on_eval(&e, r->o->ud);
+    return tsr_ok();
+}
+
+static void note(const tsr_lm_train_opts *o, const char *msg) {
+    if (o->on_note) o->on_note(msg, o->ud);
+}
+
+static tsr_status save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev,
+                       bool final) {
+    run *r = ud;
+    const char *kv[160];
+    int n = 0;
+    for (; meta[n] && n < 150; n++) kv[n] = meta[n];
+    char vl[40], vb[40];
+    if (ev) {
+        snprintf(vl, sizeof vl, "%.6f", tsr_train_metric_get(ev, "val_loss"));
+        snprintf(vb, sizeof vb, "%.6f", tsr_train_metric_get(ev, "val_bpb"));
+        kv[n++] = "val_loss", kv[n++] = vl;
+        kv[n++] = "val_bpb", kv[n++] = vb;
+    }
+    kv[n] = NULL;
+    tsr_status st = tsr_params_save(&r->p, path, TSR_ST_F32, kv);
+    char msg[2600];
+    if (!st.code && final) {
+        st = tsr_params_save(&r->p, r->res->bf16_path, TSR_ST_BF16, kv);
+        snprintf(msg, sizeof msg, "saved %s (F32) and %s (BF16)", path, r->res->bf16_path);
+    } else {
+        const char *s = NULL;
+        for (int i = 0; meta[i]; i += 2)
+            if (strcmp(meta[i], "train.step") == 0) s = meta[i + 1];
+        snprintf(msg, sizeof msg, "checkpoint at step %s: %s", s ? s : "?", path);
+    }
+    if (!st.code) note(r->o, msg);
+    return st;
+}
+
 tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train, size_t n_train,
                                const int32_t *val, size_t n_val, const tsr_bpe *bpe,
                                const char *tok_name, uint64_t tok_hash, tsr_lm_train_result *res) {
@@ -257,9 +251,8 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
     res->eval.step = -1;
     res->eval_first.step = -1;
     const int T = o->cfg.max_seq, B = o->batch;
-    if (B < 1 || o->steps < 1 || !(o->lr > 0) || o->min_lr < 0 || o->warmup < 0 || o->clip < 0 ||
-        o->weight_decay < 0 || o->eval_tokens < 0 || !o->out || T < 1)
-        return tsr_errorf(TSR_ERR_ARG, "training options out of range");
+    if (B < 1 || o->eval_tokens < 0 || T < 1)
+        return tsr_errorf(TSR_ERR_ARG, "lm train: options out of range");
     if (n_train < (size_t)T + 2)
         return tsr_errorf(TSR_ERR_ARG, "the training split has %zu tokens, fewer than the context %d + 2",
                           n_train, T);
@@ -281,192 +274,97 @@ tsr_status tsr_lm_train_tokens(const tsr_lm_train_opts *o, const int32_t *train,
         if (val[i] < 0 || val[i] >= g.vocab)
             return tsr_errorf(TSR_ERR_ARG, "validation token %d at %zu outside the vocab %d", val[i], i,
                               g.vocab);
+    tsr_lm_sibling_path(o->train.out, "bf16", res->bf16_path, sizeof res->bf16_path);
+    tsr_status st = tsr_output_check(res->bf16_path);
+    if (st.code) return st;
 
-    run_meta rm;
-    meta_fill(&rm, o, &g, n_train, tok_name, tok_hash);
-    char state_path[1200];
-    tsr_lm_sibling_path(o->out, "state", state_path, sizeof state_path);
-    tsr_lm_sibling_path(o->out, "bf16", res->bf16_path, sizeof res->bf16_path);
-    saver sv = {o, &rm, o->out, state_path};
-
-    tsr_params p;
-    tsr_params_init(&p);
-    tsr_nn_llama m;
-    tsr_status st = tsr_nn_llama_init(&m, &p, &g);
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = o, r.res = res, r.train = train, r.val = val, r.n_train = n_train;
+    tsr_params_init(&r.p);
+    st = tsr_nn_llama_init(&r.m, &r.p, &g);
     if (st.code) {
-        tsr_params_free(&p);
+        tsr_params_free(&r.p);
         return st;
     }
-    res->n_params = tsr_params_count(&p);
-    tsr_adamw opt;
-    tsr_adamw_init(&opt, &p, (tsr_adamw_cfg){o->lr, 0.9f, 0.95f, 1e-8f, o->weight_decay});
-    tsr_train_meta tm;
-    memset(&tm, 0, sizeof tm);
-    tsr_rng_seed(&tm.rng, o->seed ^ 0x6C6D747261696E00ull);
-    if (o->resume) {
-        int64_t ckpt_step = -1;
-        st = check_resume_meta(o->out, &rm, o->reschedule, &ckpt_step);
-        if (!st.code) st = tsr_params_load(&p, o->out, false);
-        if (!st.code) st = tsr_trainstate_resume(state_path, o->out, ckpt_step, o->steps, -1, &opt, &tm);
-    } else if (o->init_from) {
-        st = tsr_params_load_grow(&p, o->init_from, NULL);
-    } else {
+    res->n_params = tsr_params_count(&r.p);
+    if (!o->train.resume && o->init_from) {
+        st = tsr_params_load_grow(&r.p, o->init_from, NULL);
+    } else if (!o->train.resume) {
         tsr_rng wr;
-        tsr_rng_seed(&wr, o->seed);
-        tsr_nn_llama_init_weights(&m, &wr);
+        tsr_rng_seed(&wr, o->train.seed);
+        tsr_nn_llama_init_weights(&r.m, &wr);
     }
-    if (st.code) {
-        tsr_adamw_free(&opt);
-        tsr_nn_llama_free(&m);
-        tsr_params_free(&p);
-        return st;
-    }
-
     /* the fixed validation windows */
-    eval_set es = {0};
-    const int Te = o->eval_context > 0 && o->eval_context < T ? o->eval_context : T;
-    if (n_val >= (size_t)Te + 2 && o->eval_tokens > 0) {
-        int64_t max_n = (int64_t)(n_val - 1) / Te; /* non-overlapping when it fits */
-        es.n = o->eval_tokens / Te;
-        if (es.n < 1) es.n = 1;
-        if (es.n > max_n) es.n = max_n;
-        es.offs = malloc(sizeof(size_t) * (size_t)es.n);
-        TSR_ASSERT(es.offs);
-        for (int64_t i = 0; i < es.n; i++) {
-            es.offs[i] = tsr_lm_eval_offset(n_val, Te, i, es.n);
-            es.bytes += tsr_lm_token_bytes(bpe, val + es.offs[i] + 1, (size_t)Te);
+    r.Te = o->eval_context > 0 && o->eval_context < T ? o->eval_context : T;
+    if (!st.code && n_val >= (size_t)r.Te + 2 && o->eval_tokens > 0) {
+        eval_set *es = &r.es;
+        int64_t max_n = (int64_t)(n_val - 1) / r.Te; /* non-overlapping when it fits */
+        es->n = o->eval_tokens / r.Te;
+        if (es->n < 1) es->n = 1;
+        if (es->n > max_n) es->n = max_n;
+        es->offs = malloc(sizeof(size_t) * (size_t)es->n);
+        TSR_ASSERT(es->offs);
+        for (int64_t i = 0; i < es->n; i++) {
+            es->offs[i] = tsr_lm_eval_offset(n_val, r.Te, i, es->n);
+            es->bytes += tsr_lm_token_bytes(bpe, val + es->offs[i] + 1, (size_t)r.Te);
         }
-        es.tokens = es.n * Te;
+        es->tokens = es->n * r.Te;
     }
+    char cfgv[N_CFG_KEYS][40], run_v[3][40], tokn[256];
+    snprintf(cfgv[0], 40, "llama");
+    snprintf(cfgv[1], 40, "%d", g.dim);
+    snprintf(cfgv[2], 40, "%d", g.n_layers);
+    snprintf(cfgv[3], 40, "%d", g.n_heads);
+    snprintf(cfgv[4], 40, "%d", g.n_kv_heads);
+    snprintf(cfgv[5], 40, "%d", g.hidden_dim);
+    snprintf(cfgv[6], 40, "%d", g.vocab);
+    snprintf(cfgv[7], 40, "%d", g.max_seq);
+    snprintf(cfgv[8], 40, "%.9g", (double)g.rope_theta);
+    snprintf(cfgv[9], 40, "%.9g", (double)g.norm_eps);
+    snprintf(cfgv[10], 40, "%s", g.tied ? "true" : "false");
+    snprintf(cfgv[11], 40, "%016llx", (unsigned long long)tok_hash);
+    snprintf(run_v[0], 40, "%d", B);
+    snprintf(run_v[1], 40, "%llu", (unsigned long long)n_train);
+    snprintf(run_v[2], 40, "%s", o->data_rule ? o->data_rule : "uniform-windows-v1");
+    snprintf(tokn, sizeof tokn, "%s", tok_name ? tok_name : "");
+    const char *cfg[2 * (N_CFG_KEYS + 4) + 1];
+    int nc = 0;
+    for (int i = 0; i < N_CFG_KEYS; i++) cfg[nc++] = k_cfg_keys[i], cfg[nc++] = cfgv[i];
+    cfg[nc++] = "tokenizer", cfg[nc++] = tokn;
+    cfg[nc++] = "train.batch", cfg[nc++] = run_v[0];
+    cfg[nc++] = "train.train_tokens", cfg[nc++] = run_v[1];
+    cfg[nc++] = "train.data_rule", cfg[nc++] = run_v[2];
+    cfg[nc] = NULL;
+    if (st.code) goto out;
 
-    tsr_ctx c;
-    tsr_ctx_init(&c, (size_t)64 << 20);
-    const tsr_lr_sched sched = {TSR_LR_COSINE, o->lr, o->min_lr, o->warmup, o->steps};
-    size_t *offs = malloc(sizeof(size_t) * (size_t)B);
-    TSR_ASSERT(offs);
-    const uint32_t span = (uint32_t)(n_train - (size_t)T - 1) + 1u; /* starts 0..n-T-1 */
+    r.offs = malloc(sizeof(size_t) * (size_t)B);
+    TSR_ASSERT(r.offs);
+    r.span = (uint32_t)(n_train - (size_t)T - 1) + 1u; /* starts 0..n-T-1 */
+    tsr_ctx_init(&r.ec, (size_t)64 << 20);
+    tsr_train_family f = {.name = "lm", .params = &r.p, .config = cfg, .items_per_step = (int64_t)B * T,
+                          .unit = "tok", .rng_salt = 0x6C6D747261696E00ull, .ud = &r, .step = step,
+                          .eval = r.es.n > 0 ? eval : NULL, .save = save};
+    tsr_train_opts to = o->train;
+    to.eval_first = to.eval_first && r.es.n > 0;
+    tsr_train_result tr;
+    st = tsr_train_run(&f, &to, &tr);
+    res->steps = tr.step, res->total = tr.total;
+    res->last_loss = tr.last_loss;
+    res->finished = !st.code && tr.finished;
+    res->interrupted = tr.interrupted;
+    const double step_s = tr.step_s + tr.optim_s;
     const double fl_step = 3.0 * tsr_nn_llama_flops_fwd(&g, B, T);
-    tsr_lm_train_times *tt = &res->times;
-    const double t0 = tsr_time();
-    double t_log = t0, t_ckpt = t0, step_s = 0;
-    int64_t step0 = tm.step, log_step = tm.step;
-    float loss_v = 0, gn = 0;
-    bool stopped = false;
-    if (o->eval_first && !o->resume && es.n > 0) {
-        tsr_lm_train_eval e0;
-        double t1 = tsr_time();
-        eval_run(&c, &m, val, &es, B, Te, &e0);
-        e0.step = 0;
-        tt->eval += tsr_time() - t1;
-        res->eval_first = e0;
-        if (o->on_eval) o->on_eval(&e0, o->ud);
-    }
-    while (tm.step < o->steps) {
-        if (o->stop_flag && *o->stop_flag) {
-            stopped = true;
-            st = save_ckpt(&sv, &p, &opt, &tm);
-            break;
-        }
-        double ta = tsr_time();
-        tsr_ctx_reset(&c);
-        c.grad_enabled = true;
-        c.training = true;
-        tsr_tensor *x = tsr_new(&c, TSR_I32, TSR_DIMS(B, T));
-        tsr_tensor *y = tsr_new(&c, TSR_I32, TSR_DIMS(B, T));
-        if (o->make_batch) {
-            o->make_batch(o->batch_ud, tsr_i32(x), tsr_i32(y), B, T, train, n_train, &tm.rng);
-        } else {
-            for (int b = 0; b < B; b++) offs[b] = tsr_rng_below(&tm.rng, span);
-            fill_windows(tsr_i32(x), tsr_i32(y), train, offs, B, T);
-        }
-        double tb = tsr_time();
-        tsr_tensor *loss = tsr_nn_llama_loss(&c, &m, x, y, -100, NULL, NULL);
-        loss_v = tsr_f32(loss)[0];
-        double tc = tsr_time();
-        tsr_params_zero_grad(&p);
-        tsr_backward(&c, loss);
-        double td = tsr_time();
-        gn = o->clip > 0 ? tsr_clip_grad_norm(&p, o->clip) : 0.0f;
-        float lr = tsr_lr_at(&sched, tm.step);
-        tsr_adamw_step(&opt, lr);
-        double te = tsr_time();
-        tt->data += tb - ta, tt->forward += tc - tb, tt->backward += td - tc, tt->optim += te - td;
-        step_s += te - ta;
-        tm.step++;
-        if (!isfinite(loss_v)) {
-            st = tsr_errorf(TSR_ERR_ARG, "loss is %g at step %lld; lower --lr or raise --warmup",
-                            (double)loss_v, (long long)tm.step);
-            break;
-        }
-        const bool last = tm.step == o->steps;
-        const bool stop = o->stop_after > 0 && tm.step >= o->stop_after;
-        if (o->progress && o->log_every > 0 && (tm.step % o->log_every == 0 || last || stop)) {
-            double now = tsr_time();
-            double tps = (double)((tm.step - log_step) * B * T) / (now - t_log + 1e-9);
-            double sps = (double)(tm.step - step0) / (now - t0 + 1e-9);
-            tsr_lm_train_progress pr = {tm.step, o->steps, loss_v, lr, gn, tps,
-                                        (double)(o->steps - tm.step) / (sps + 1e-12)};
-            o->progress(&pr, o->ud);
-            t_log = now, log_step = tm.step;
-        }
-        if (es.n > 0 && (last || (o->eval_every > 0 && tm.step % o->eval_every == 0))) {
-            double t1 = tsr_time();
-            eval_run(&c, &m, val, &es, B, Te, &res->eval);
-            res->eval.step = tm.step;
-            tt->eval += tsr_time() - t1;
-            if (o->on_eval) o->on_eval(&res->eval, o->ud);
-        }
-        if (last) break; /* the final checkpoint carries the evaluation */
-        double now = tsr_time();
-        if ((o->ckpt_every > 0 && tm.step % o->ckpt_every == 0) || stop ||
-            (o->ckpt_seconds > 0 && now - t_ckpt >= o->ckpt_seconds)) {
-            st = save_ckpt(&sv, &p, &opt, &tm);
-            tt->ckpt += tsr_time() - now;
-            t_ckpt = tsr_time();
-            if (st.code) break;
-        }
-        if (stop) {
-            stopped = true;
-            break;
-        }
-    }
-    res->steps = tm.step;
-    res->last_loss = loss_v;
-    res->finished = !st.code && !stopped && tm.step == o->steps;
-    res->tokens_per_s = (double)((tm.step - step0) * B * T) / (step_s + 1e-9);
-    res->gflops = (double)(tm.step - step0) * fl_step / (step_s + 1e-9) * 1e-9;
-    if (res->finished && es.n > 0 && res->eval.step != tm.step) {
-        /* resumed a run that had already finished (e.g. stopped while it
-         * wrote its final files): evaluate again so the rewrite is the same */
-        eval_run(&c, &m, val, &es, B, Te, &res->eval);
-        res->eval.step = tm.step;
-    }
-    if (res->finished) {
-        double t1 = tsr_time();
-        const char *kv[2 * (N_CFG_KEYS + N_RUN_KEYS + 4) + 1];
-        char step[32], vl[40], vb[40];
-        snprintf(step, sizeof step, "%lld", (long long)tm.step);
-        snprintf(vl, sizeof vl, "%.6f", res->eval.val_loss);
-        snprintf(vb, sizeof vb, "%.6f", res->eval.val_bpb);
-        bool ev = res->eval.step == tm.step;
-        meta_kv(&rm, kv, step, ev ? vl : NULL, ev ? vb : NULL);
-        st = tsr_trainstate_save(state_path, &opt, &tm);
-        if (!st.code) st = tsr_params_save(&p, o->out, TSR_ST_F32, kv);
-        if (!st.code) st = tsr_params_save(&p, res->bf16_path, TSR_ST_BF16, kv);
-        tt->ckpt += tsr_time() - t1;
-        if (!st.code && o->on_note) {
-            char msg[2600];
-            snprintf(msg, sizeof msg, "saved %s (F32) and %s (BF16)", o->out, res->bf16_path);
-            o->on_note(msg, o->ud);
-        }
-    }
-    tt->total = tsr_time() - t0;
-    free(offs);
-    free(es.offs);
-    tsr_ctx_free(&c);
-    tsr_adamw_free(&opt);
-    tsr_nn_llama_free(&m);
-    tsr_params_free(&p);
+    res->tokens_per_s = (double)(r.steps_run * B * T) / (step_s + 1e-9);
+    res->gflops = (double)r.steps_run * fl_step / (step_s + 1e-9) * 1e-9;
+    res->times.optim = tr.optim_s, res->times.eval = tr.eval_s, res->times.ckpt = tr.ckpt_s;
+    res->times.total = tr.seconds;
+    free(r.offs);
+    tsr_ctx_free(&r.ec);
+out:
+    free(r.es.offs);
+    tsr_nn_llama_free(&r.m);
+    tsr_params_free(&r.p);
     return st;
 }
 
@@ -487,16 +385,14 @@ static uint64_t corpus_key(const tsr_corpus *c, uint64_t tok_hash) {
     return h;
 }
 
-static void note(const tsr_lm_train_opts *o, const char *msg) {
-    if (o->on_note) o->on_note(msg, o->ud);
-}
-
 tsr_status tsr_lm_train(const tsr_lm_train_opts *o, tsr_lm_train_result *res) {
     memset(res, 0, sizeof *res);
     res->eval.step = -1;
     res->eval_first.step = -1;
     if (!o->tokenizer) return tsr_errorf(TSR_ERR_ARG, "a tokenizer.json is required");
-    if (!o->out) return tsr_errorf(TSR_ERR_ARG, "an output path is required");
+    if (!o->train.out) return tsr_errorf(TSR_ERR_ARG, "an output path is required");
+    tsr_status st0 = tsr_output_check(o->train.out); /* before tokenising */
+    if (st0.code) return st0;
     tsr_bpe b;
     tsr_status st = tsr_bpe_load(&b, o->tokenizer);
     if (st.code) return st;
@@ -508,8 +404,9 @@ tsr_status tsr_lm_train(const tsr_lm_train_opts *o, tsr_lm_train_result *res) {
         return st;
     }
     int missing = 0;
-    st = tsr_corpus_split_from_list(&c, o->val_list ? o->val_list : "data/python_val_files.txt",
-                                    &missing);
+    /* "none": no held-out files (no validation) */
+    if (!o->val_list || strcmp(o->val_list, "none") != 0)
+        st = tsr_corpus_split_from_list(&c, o->val_list ? o->val_list : "data/python_val_files.txt", &missing);
     tsr_corpus_tokens tk[2];
     memset(tk, 0, sizeof tk);
     char msg[1600];
@@ -518,10 +415,10 @@ tsr_status tsr_lm_train(const tsr_lm_train_opts *o, tsr_lm_train_result *res) {
         const char *nm[2] = {"train", "val"};
         for (int s = 0; s < 2 && !st.code; s++) {
             char base[1200], path[1300];
-            size_t l = strlen(o->out), ls = strlen(".safetensors");
-            if (l > ls && strcmp(o->out + l - ls, ".safetensors") == 0)
-                snprintf(base, sizeof base, "%.*s", (int)(l - ls), o->out);
-            else snprintf(base, sizeof base, "%s", o->out);
+            size_t l = strlen(o->train.out), ls = strlen(".safetensors");
+            if (l > ls && strcmp(o->train.out + l - ls, ".safetensors") == 0)
+                snprintf(base, sizeof base, "%.*s", (int)(l - ls), o->train.out);
+            else snprintf(base, sizeof base, "%s", o->train.out);
             snprintf(path, sizeof path, "%s.%016llx.%s.tok", base, (unsigned long long)key, nm[s]);
             double t1 = tsr_time();
             st = tsr_corpus_tokens_cached(&c, s, &b, sep, path, &tk[s]);

@@ -42,15 +42,15 @@ tsr_space_tune_opts tsr_space_tune_default_opts(void) {
     o.base = tsr_find_model_or("models/pycode", base, sizeof base);
     o.out = "runs/space";
     o.sar = (tsr_space_sar){.k = 5, .prob = 0.5f, .mask_id = -1, .min_prefix = 16};
-    o.train = tsr_lm_train_default_opts();
-    o.train.cfg.max_seq = 384;
-    o.train.batch = 10;
-    o.train.steps = 600;
-    o.train.warmup = 30;
-    o.train.lr = 6e-4f;
-    o.train.min_lr = 6e-5f;
-    o.train.eval_every = 100;
-    o.train.ckpt_every = 50;
+    o.lm = tsr_lm_train_default_opts();
+    o.lm.cfg.max_seq = 384;
+    o.lm.batch = 10;
+    o.lm.train.steps = 600;
+    o.lm.train.warmup = 30;
+    o.lm.train.lr = 6e-4f;
+    o.lm.train.min_lr = 6e-5f;
+    o.lm.train.eval_every = 100;
+    o.lm.train.ckpt_every = 50;
     return o;
 }
 
@@ -93,7 +93,7 @@ tsr_status tsr_space_tune(const tsr_space_tune_opts *o, tsr_lm_train_result *r) 
     }
     tsr_space_sar sar = o->sar;
     sar.mask_id = bc.vocab_size;
-    tsr_lm_train_opts t = o->train;
+    tsr_lm_train_opts t = o->lm;
     const int T = t.cfg.max_seq > 0 ? t.cfg.max_seq : bc.seq_len;
     if (sar.k < 1 || sar.k > 15 || !(sar.prob >= 0 && sar.prob <= 1) || sar.min_prefix < 1 ||
         sar.min_prefix > T - sar.k - 1) {
@@ -111,7 +111,7 @@ tsr_status tsr_space_tune(const tsr_space_tune_opts *o, tsr_lm_train_result *r) 
                                .vocab = bc.vocab_size + 1, .max_seq = T, .norm_eps = bc.norm_eps,
                                .rope_theta = bc.rope_theta, .tied = bc.shared_classifier};
     t.tokenizer = tpath;
-    t.out = ckpt;
+    t.train.out = ckpt;
     t.init_from = mpath;
     t.extra_vocab = 1;
     t.make_batch = tsr_space_sar_batch;
@@ -120,7 +120,7 @@ tsr_status tsr_space_tune(const tsr_space_tune_opts *o, tsr_lm_train_result *r) 
     snprintf(rule, sizeof rule, "space-sar-k%d-p%.3g-m%d-v1", sar.k, (double)sar.prob, sar.min_prefix);
     t.data_rule = rule;
     t.eval_context = bc.seq_len < T ? bc.seq_len : T;
-    t.eval_first = true;
+    t.train.eval_first = true;
     st = tsr_lm_train(&t, r);
     if (!st.code && r->finished) {
         /* the shipping directory: BF16 weights, config, tokenizer + mask */

@@ -1,0 +1,34 @@
+/* tessera io: line charts as PNG, for training curves (`tessera plot`).
+ * Axes with "nice" ticks (1, 2, 5 x 10^k) and tick labels, a legend, a
+ * title, drawn with a built-in 5x7 bitmap font (digits, lowercase letters
+ * and . - _ + : / ( ) % , =; capitals are drawn as lowercase) and written
+ * with the PNG writer. src/io/chart.c. */
+#ifndef TESSERA_CHART_H
+#define TESSERA_CHART_H
+
+#include "tessera/core.h"
+
+typedef struct {
+    const char *name;     /* legend entry */
+    const double *x, *y;  /* n points; non-finite y values are skipped */
+    int n;
+    bool markers;         /* a square at every point (sparse series such as evaluations) */
+} tsr_chart_series;
+
+typedef struct {
+    const char *title, *xlabel, *ylabel; /* may be NULL */
+    int width, height;    /* pixels (0: 960 x 600) */
+    bool log_y;           /* log10 y axis (positive values only) */
+} tsr_chart_opts;
+
+/* Draws into rgb (height x width x 3, caller-allocated). TSR_ERR_ARG when
+ * no series has a point to draw. */
+tsr_status tsr_chart_render(uint8_t *rgb, const tsr_chart_series *s, int n_series, const tsr_chart_opts *o);
+/* Renders and writes path atomically. */
+tsr_status tsr_chart_png(const char *path, const tsr_chart_series *s, int n_series, const tsr_chart_opts *o);
+
+/* The bitmap font, for tests: 7 rows of 5 bits (bit 4 = leftmost) of
+ * character ch, or NULL when the font has no glyph for it. */
+const uint8_t *tsr_chart_glyph(char ch);
+
+#endif

@@ -1,0 +1,66 @@
+/* tessera tests: the chart renderer behind `tessera plot` — the font covers
+ * what tick labels and metric names need, a rendered chart has its axes,
+ * its curves in their colours and its legend, and empty input is an error. */
+#include "testutil.h"
+
+#include "tessera/chart.h"
+
+#include <math.h>
+#include <string.h>
+
+static int count_rgb(const uint8_t *px, int w, int h, int x0, int y0, int x1, int y1, uint8_t r, uint8_t g,
+                     uint8_t b) {
+    int n = 0;
+    for (int y = y0; y < y1 && y < h; y++)
+        for (int x = x0; x < x1 && x < w; x++) {
+            const uint8_t *p = px + ((size_t)y * w + x) * 3;
+            n += p[0] == r && p[1] == g && p[2] == b;
+        }
+    return n;
+}
+
+int main(void) {
+    const char *need = "0123456789abcdefghijklmnopqrstuvwxyz.-_+:/()%,= ";
+    int missing = 0;
+    for (const char *c = need; *c; c++) missing += tsr_chart_glyph(*c) == NULL;
+    TU_CHECK(missing == 0, "%d characters without a glyph", missing);
+    TU_CHECK(tsr_chart_glyph('A') == tsr_chart_glyph('a'), "capitals drawn as lowercase");
+    const uint8_t *one = tsr_chart_glyph('1');
+    TU_CHECK(one && one[0] == 0x04 && one[6] == 0x0e, "glyph '1'");
+
+    enum { W = 480, H = 300, N = 50 };
+    double x[N], y[N], ex[5], ey[5];
+    for (int i = 0; i < N; i++) x[i] = i * 10, y[i] = 2.3 * exp(-i / 15.0) + 0.2;
+    for (int i = 0; i < 5; i++) ex[i] = 100 * (i + 1) - 10, ey[i] = 0.5 + 0.08 * i;
+    tsr_chart_series s[2] = {{"loss", x, y, N, false}, {"test_accuracy", ex, ey, 5, true}};
+    tsr_chart_opts o = {"run.jsonl", "step", NULL, W, H, false};
+    static uint8_t px[W * H * 3];
+    tsr_status st = tsr_chart_render(px, s, 2, &o);
+    TU_CHECK(st.code == TSR_OK, "render: %s", st.msg);
+    TU_CHECK(count_rgb(px, W, H, 0, 0, 4, 4, 255, 255, 255) == 16, "white background");
+    int blue = count_rgb(px, W, H, 0, 0, W, H, 31, 119, 180), red = count_rgb(px, W, H, 0, 0, W, H, 214, 39, 40);
+    TU_CHECK(blue > 300 && red > 100, "both curves drawn (%d, %d pixels)", blue, red);
+    /* the axes: a long black vertical run on the left, a horizontal one near the bottom */
+    int best_col = 0, best_row = 0;
+    for (int xx = 0; xx < W / 3; xx++) {
+        int n = count_rgb(px, W, H, xx, 0, xx + 1, H, 0, 0, 0);
+        if (n > best_col) best_col = n;
+    }
+    for (int yy = H / 2; yy < H; yy++) {
+        int n = count_rgb(px, W, H, 0, yy, W, yy + 1, 0, 0, 0);
+        if (n > best_row) best_row = n;
+    }
+    TU_CHECK(best_col > H / 2 && best_row > W / 2, "axes (%d, %d black pixels)", best_col, best_row);
+    /* the legend's swatches sit at the top right */
+    TU_CHECK(count_rgb(px, W, H, W / 2, 0, W, H / 2, 214, 39, 40) > 20, "legend swatch");
+    /* nothing to draw, or no room, is an error */
+    double nan_y[2] = {NAN, NAN};
+    tsr_chart_series bad = {"x", x, nan_y, 2, false};
+    TU_CHECK(tsr_chart_render(px, &bad, 1, &o).code == TSR_ERR_ARG, "no finite points refused");
+    tsr_chart_opts tiny = {NULL, NULL, NULL, 60, 40, false};
+    TU_CHECK(tsr_chart_render(px, s, 2, &tiny).code == TSR_ERR_ARG, "too small refused");
+    /* log axis */
+    o.log_y = true;
+    TU_CHECK(tsr_chart_render(px, s, 2, &o).code == TSR_OK, "log-y render");
+    return tu_finish("chart");
+}
