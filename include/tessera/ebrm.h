@@ -1,0 +1,197 @@
+/* tessera ebrm: entity-based relevance (EBRM, arXiv 2307.00370) over the
+ * Debian catalog. An item is decomposed into the entities the catalog
+ * states about it; a query-entity (QE) model scores each (query, entity)
+ * pair; a soft-logic aggregation turns an item's QE scores into the
+ * query-item (QI) relevance; a bounded LRU cache shares QE scores between
+ * every item that holds the entity. src/models/ebrm/: entities.c (entities,
+ * leakage rule, QI candidate sets, QE pretraining pairs), softlogic.c
+ * (aggregation forward/backward), cache.c (QE cache). docs/ebrm.md. */
+#ifndef TESSERA_EBRM_H
+#define TESSERA_EBRM_H
+
+#include "tessera/core.h"
+#include "tessera/search.h"
+
+/* ------------------------------------------------------------- entities */
+
+/* Entity types. Keys are "facet::value" strings: a debtag is its own key
+ * ("works-with::pdf"); the others are prefixed so no key collides with a
+ * debtag ("section::graphics", "category::Office", "provides::pdf-viewer"). */
+enum {
+    TSR_EBRM_TAG = 0,  /* debtags */
+    TSR_EBRM_SECTION,  /* Debian section */
+    TSR_EBRM_CATEGORY, /* AppStream (freedesktop) categories */
+    TSR_EBRM_PROVIDES, /* virtual packages provided: those Policy lists or
+                        * that two or more packages provide */
+    TSR_EBRM_TYPES
+};
+extern const char *const tsr_ebrm_type_names[TSR_EBRM_TYPES];
+
+typedef struct {
+    int32_t n;          /* distinct entities */
+    char **key;         /* unique key, see above */
+    char **text;        /* short text the QE model reads */
+    uint8_t *type;      /* TSR_EBRM_* */
+    tsr_strmap by_key;
+    int32_t n_items;
+    int64_t *item_off;  /* (n_items+1) CSR offsets into item_ent */
+    int32_t *item_ent;  /* entities of each item, ascending entity id */
+} tsr_ebrm_entities;
+
+/* Entities of every catalog item (a Debian catalog). Entity ids follow
+ * first appearance in item order, so they are deterministic. */
+tsr_status tsr_ebrm_entities_build(tsr_ebrm_entities *E, const tsr_catalog *cat);
+void tsr_ebrm_entities_free(tsr_ebrm_entities *E);
+/* entity id of a key, or -1 */
+int32_t tsr_ebrm_entity_find(const tsr_ebrm_entities *E, const char *key);
+
+/* The leakage rule: the entity types a construction's queries must not
+ * see, as a bit set (1 << TSR_EBRM_*). A construction that derives its
+ * labels from a field hides that field: virtual -> provides; debtags ->
+ * tags; plus every type whose item field tsr_qc_hidden hides (tags,
+ * section, AppStream categories). AppStream keywords are never entities. */
+unsigned tsr_ebrm_hidden_types(int construction);
+/* Writes the entities of `item` visible to `construction` into out (up to
+ * cap) and returns how many there are (may exceed cap). */
+int tsr_ebrm_item_entities(const tsr_ebrm_entities *E, int32_t item, int construction,
+                           int32_t *out, int cap);
+
+/* ----------------------------------------------- QI label sets (re-rank) */
+
+/* One query's candidates: the first-stage (BM25) top-k with 0/1 labels.
+ * Relevant items the retriever missed are not candidates; metrics still
+ * count them (rel/n_rel of the query). */
+typedef struct {
+    int32_t query;   /* index into the query set */
+    int32_t *cand;   /* candidate items, BM25 order */
+    float *bm25;     /* their BM25 scores */
+    uint8_t *label;  /* 1: relevant */
+    int n, n_pos;
+} tsr_ebrm_qi;
+
+typedef struct {
+    tsr_ebrm_qi *q;
+    int32_t n;
+} tsr_ebrm_qiset;
+
+/* Candidates for every query of qs in `split` (< 0: all): the top-k of
+ * index ix[q.construction] (one BM25 index per construction, built over
+ * the item text with that construction's hidden fields removed; the
+ * caller may pass the same index for several). Queries whose candidates
+ * hold no relevant item are kept (their metrics are 0). */
+tsr_status tsr_ebrm_qi_build(tsr_ebrm_qiset *out, const tsr_queryset *qs, int split,
+                             const tsr_bm25 *const *ix, int k);
+void tsr_ebrm_qiset_free(tsr_ebrm_qiset *s);
+
+/* -------------------------------------------- QE pretraining pairs */
+
+/* Weak query-entity pairs generated from the catalog, standing in for the
+ * paper's user logs: for each AppStream keyword w whose text falls in the
+ * train split (tsr_query_split, so no pair's query is a validation or test
+ * query text of any construction), with P(w) the packages listing it:
+ *   positive (w, e), target = |{p in P(w): e in p}| / |P(w)|, for every
+ *     tag, section or category entity e of some p in P(w) (provides is
+ *     left out: the virtual construction's labels come from it);
+ *   one negative (w, e') per positive, target 0, e' drawn uniformly from
+ *     the entities of the same type held by no package of P(w).
+ * Keywords listed by fewer than min_pkgs packages are skipped. */
+typedef struct {
+    int32_t query;   /* index into queries */
+    int32_t entity;
+    float target;    /* weak p(relevant) in [0,1] */
+} tsr_ebrm_qe_pair;
+
+typedef struct {
+    char **queries;
+    int32_t n_queries;
+    tsr_ebrm_qe_pair *pairs;
+    int64_t n;
+} tsr_ebrm_qe_data;
+
+tsr_status tsr_ebrm_qe_pairs(tsr_ebrm_qe_data *out, const tsr_catalog *cat,
+                             const tsr_ebrm_entities *E, int min_pkgs, uint64_t seed);
+void tsr_ebrm_qe_data_free(tsr_ebrm_qe_data *d);
+
+/* ------------------------------------------------- soft-logic aggregation */
+
+/* The QE model gives two probabilities per (query, entity e):
+ *   r_e = p(the query asks for e),   c_e = p(e contradicts the query).
+ * An item with entities e_1..e_m of types t_j is relevant with
+ *   S = 1 - (1 - leak) * prod_j (1 - w[t_j] r_j)     noisy-OR "some entity
+ *                                                    the query asks for"
+ *   K = prod_j (1 - v[t_j] c_j)                      product t-norm over
+ *                                                    "e_j does not contradict"
+ *   p(QI) = S * K
+ * with leak = sigmoid(theta[0]), w[t] = sigmoid(theta[1+t]) and
+ * v[t] = sigmoid(theta[1+T+t]), T = TSR_EBRM_TYPES: 2T+1 learned logits.
+ * Noisy-OR is monotone in each r_j, treats entities as independent
+ * causes and saturates (many weak matches do not beat one sure match);
+ * the t-norm lets any one confident contradiction veto the item. */
+#define TSR_EBRM_THETA (2 * TSR_EBRM_TYPES + 1)
+
+/* Items i in [0,n_items): slots off[i]..off[i+1] of r, c, type.
+ * p[i] = p(QI) of item i. */
+void tsr_ebrm_agg_forward(float *p, const float *r, const float *c, const uint8_t *type,
+                          const int64_t *off, int32_t n_items, const float *theta);
+/* Given dp = dL/dp: writes dr, dc (per slot) and ADDS dL/dtheta into
+ * dtheta. No division: the leave-one-out products come from prefix and
+ * suffix products, so r_j = 1 or c_j = 1 is fine. */
+void tsr_ebrm_agg_backward(float *dr, float *dc, float *dtheta, const float *dp, const float *r,
+                           const float *c, const uint8_t *type, const int64_t *off,
+                           int32_t n_items, const float *theta);
+/* Per-entity explanation of one item (slots 0..m): with
+ * S_{-j} the noisy-OR without e_j, support[j] = K * (S - S_{-j}) is how
+ * much e_j adds to p, and veto[j] = p_{-j} - p (>= 0) what its
+ * contradiction term removes. */
+void tsr_ebrm_agg_explain(float *support, float *veto, const float *r, const float *c,
+                          const uint8_t *type, int m, const float *theta);
+
+/* --------------------------------------------------------------- QE cache */
+
+/* Bounded LRU map (query text, entity) -> the QE pair (r, c). The query
+ * is keyed by two independent 64-bit hashes of its text (a false hit
+ * needs both to collide). Hits and misses are counted. */
+typedef struct {
+    uint64_t h1, h2;
+    int32_t entity;
+    float r, c;
+    int32_t prev, next;  /* LRU list, -1 ends */
+    int32_t chain;       /* hash bucket chain, -1 ends */
+    bool used;
+} tsr_ebrm_cache_slot;
+
+typedef struct {
+    tsr_ebrm_cache_slot *slot;
+    int32_t cap, n;
+    int32_t *bucket;     /* n_buckets heads */
+    int32_t n_buckets;
+    int32_t head, tail;  /* most / least recently used */
+    int64_t hits, misses;
+} tsr_ebrm_cache;
+
+/* cap >= 1 entries */
+void tsr_ebrm_cache_init(tsr_ebrm_cache *k, int32_t cap);
+void tsr_ebrm_cache_free(tsr_ebrm_cache *k);
+void tsr_ebrm_cache_clear(tsr_ebrm_cache *k); /* drops entries and counters */
+/* true and (r,c) on a hit (the entry becomes most recent); counts it */
+bool tsr_ebrm_cache_get(tsr_ebrm_cache *k, const char *query, int32_t entity, float *r, float *c);
+/* inserts or overwrites, evicting the least recently used when full */
+void tsr_ebrm_cache_put(tsr_ebrm_cache *k, const char *query, int32_t entity, float r, float c);
+double tsr_ebrm_cache_hit_rate(const tsr_ebrm_cache *k); /* 0 before any lookup */
+
+/* A QE scorer: writes r[i], c[i] for entities ent[0..n) under one query.
+ * A pair's score must not depend on the other pairs of the call (the
+ * cache relies on it for bit-identical scores). */
+typedef tsr_status (*tsr_ebrm_qe_fn)(void *ud, const char *query, const int32_t *ent, int n,
+                                     float *r, float *c);
+
+/* Scores items[0..n) for a query: their entities visible to construction
+ * (tsr_ebrm_item_entities), QE scores from the cache (NULL: no cache,
+ * every slot scored), misses scored in ONE call to qe for the distinct
+ * missing entities, then the aggregation. p[i] = p(QI). */
+tsr_status tsr_ebrm_score_items(float *p, const tsr_ebrm_entities *E, const int32_t *items,
+                                int32_t n, int construction, const char *query,
+                                tsr_ebrm_qe_fn qe, void *qe_ud, tsr_ebrm_cache *cache,
+                                const float *theta);
+
+#endif

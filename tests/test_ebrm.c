@@ -1,0 +1,426 @@
+/* Tests for the ebrm foundation (src/models/ebrm): entities of an item and
+ * the leakage rule, QI candidate sets, QE pretraining pairs (train-split
+ * keywords only), the soft-logic aggregation (forward against the formula,
+ * backward against central differences in double, explanations), the LRU
+ * QE cache and cached-vs-uncached bit identity. Real-catalog checks run
+ * when ../shared/data is present. */
+#include "testutil.h"
+#include "tessera/ebrm.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static void gz_put(const char *dir, const char *name, const char *s) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    gzFile f = gzopen(p, "wb");
+    TSR_ASSERT(f && gzwrite(f, s, (unsigned)strlen(s)) == (int)strlen(s));
+    gzclose(f);
+}
+
+/* three viewers, a library, an editor */
+static bool tiny_catalog(tsr_catalog *cat, char *dir) {
+    gz_put(dir, "packages.jsonl.gz",
+           "{\"package\": \"zview\", \"section\": \"graphics\", \"priority\": \"optional\", \"summary\": \"PDF "
+           "viewer\", \"description\": \"views pdf files\", \"tags\": [\"use::viewing\", \"works-with::pdf\"], "
+           "\"provides\": [\"pdf-viewer\"]}\n"
+           "{\"package\": \"yview\", \"section\": \"contrib/graphics\", \"priority\": \"optional\", \"summary\": "
+           "\"document viewer\", \"description\": \"pdf and ps\", \"tags\": [\"use::viewing\", "
+           "\"works-with::pdf\", \"works-with::postscript\"], \"provides\": [\"pdf-viewer\", \"odd\", \"solo\"]}\n"
+           "{\"package\": \"libz9\", \"section\": \"libs\", \"priority\": \"optional\", \"summary\": \"z library\", "
+           "\"description\": \"\", \"tags\": [\"role::shared-lib\"], \"provides\": [\"odd\"]}\n"
+           "{\"package\": \"tedit\", \"section\": \"editors\", \"priority\": \"optional\", \"summary\": \"text "
+           "editor\", \"description\": \"edits text\", \"tags\": [\"use::editing\"]}\n"
+           "{\"package\": \"xview\", \"section\": \"graphics\", \"priority\": \"optional\", \"summary\": \"image "
+           "viewer\", \"description\": \"views png\", \"tags\": [\"use::viewing\", \"works-with::image\"]}\n");
+    gz_put(dir, "appstream.jsonl.gz",
+           "{\"package\": \"zview\", \"name\": \"Z\", \"keywords\": [\"pdf\", \"reader\"], \"categories\": "
+           "[\"Office\", \"TextEditor\"]}\n"
+           "{\"package\": \"yview\", \"name\": \"Y\", \"keywords\": [\"PDF\", \"document\"], \"categories\": "
+           "[\"Office\"]}\n"
+           "{\"package\": \"tedit\", \"name\": \"T\", \"keywords\": [\"editor\"], \"categories\": [\"TextEditor\"]}\n");
+    gz_put(dir, "virtual-package-names-list.yaml.gz",
+           "virtualPackages:\n - name: pdf-viewer\n   description: a PDF viewer\n");
+    tsr_status st = tsr_catalog_load_debian(cat, dir);
+    TU_CHECK(st.code == TSR_OK, "tiny catalog: %s", st.msg);
+    return st.code == TSR_OK;
+}
+
+static bool has_type(const tsr_ebrm_entities *E, const int32_t *e, int n, int type) {
+    for (int i = 0; i < n; i++)
+        if (E->type[e[i]] == type) return true;
+    return false;
+}
+
+static void test_entities(const tsr_catalog *cat, tsr_ebrm_entities *E) {
+    int32_t z = tsr_catalog_find(cat, "zview"), y = tsr_catalog_find(cat, "yview");
+    int32_t pdf = tsr_ebrm_entity_find(E, "works-with::pdf"), sec = tsr_ebrm_entity_find(E, "section::contrib/graphics"),
+            te = tsr_ebrm_entity_find(E, "category::TextEditor"), pv = tsr_ebrm_entity_find(E, "provides::pdf-viewer"),
+            odd = tsr_ebrm_entity_find(E, "provides::odd");
+    TU_CHECK(pdf >= 0 && sec >= 0 && te >= 0 && pv >= 0 && odd >= 0, "entity keys");
+    if (pdf < 0 || sec < 0 || te < 0 || pv < 0 || odd < 0) return;
+    TU_CHECK(strcmp(E->text[pdf], "works with pdf") == 0 && E->type[pdf] == TSR_EBRM_TAG, "tag text: %s", E->text[pdf]);
+    TU_CHECK(strcmp(E->text[sec], "section graphics") == 0, "section text: %s", E->text[sec]);
+    TU_CHECK(strcmp(E->text[te], "category text editor") == 0, "category text: %s", E->text[te]);
+    TU_CHECK(strcmp(E->text[pv], "provides pdf viewer: a PDF viewer") == 0, "provides text: %s", E->text[pv]);
+    TU_CHECK(strcmp(E->text[odd], "provides odd") == 0, "provides without description: %s", E->text[odd]);
+    TU_CHECK(tsr_ebrm_entity_find(E, "provides::solo") < 0, "a name one package provides is no entity");
+    /* 8 distinct tags/sections/categories/provides ... plus counts per item */
+    int32_t e[32];
+    int n = tsr_ebrm_item_entities(E, y, TSR_QC_FILE, e, 32);
+    TU_CHECK(n == 7, "yview: 3 tags + section + category + 2 provides = %d", n);
+    bool sorted = true;
+    for (int i = 1; i < n; i++) sorted &= e[i - 1] < e[i];
+    TU_CHECK(sorted, "item entities ascending");
+    TU_CHECK(tsr_ebrm_item_entities(E, y, TSR_QC_FILE, e, 2) == 7, "count beyond cap");
+    /* the leakage rule */
+    n = tsr_ebrm_item_entities(E, y, TSR_QC_VIRTUAL, e, 32);
+    TU_CHECK(n == 5 && !has_type(E, e, n, TSR_EBRM_PROVIDES), "virtual queries see no provides");
+    n = tsr_ebrm_item_entities(E, y, TSR_QC_DEBTAGS, e, 32);
+    TU_CHECK(n == 4 && !has_type(E, e, n, TSR_EBRM_TAG) && has_type(E, e, n, TSR_EBRM_PROVIDES),
+             "debtags queries see no tags");
+    n = tsr_ebrm_item_entities(E, z, TSR_QC_APPSTREAM, e, 32);
+    TU_CHECK(n == 6 && has_type(E, e, n, TSR_EBRM_CATEGORY), "appstream queries see everything: %d", n);
+    TU_CHECK(tsr_ebrm_hidden_types(TSR_QC_KNOWN_ITEM) == 0 && tsr_ebrm_hidden_types(TSR_QC_FILE) == 0,
+             "known-item and file hide nothing");
+    for (int c = 0; c < TSR_QC_COUNT; c++)
+        TU_CHECK(!(tsr_qc_hidden(c) & TSR_F_TAGS) || (tsr_ebrm_hidden_types(c) & (1u << TSR_EBRM_TAG)),
+                 "%s: a field hidden from text is hidden as entity", tsr_qc_names[c]);
+}
+
+static void test_qi(const tsr_catalog *cat) {
+    tsr_queryset qs = {0};
+    TU_CHECK(tsr_queries_build(&qs, cat, TSR_QC_APPSTREAM).code == TSR_OK, "appstream queries");
+    TU_CHECK(tsr_queries_build(&qs, cat, TSR_QC_VIRTUAL).code == TSR_OK, "virtual queries");
+    tsr_bm25 full, novirt;
+    tsr_bm25_build_catalog(&full, cat, TSR_F_ALL, 1.2f, 0.75f);
+    tsr_bm25_build_catalog(&novirt, cat, TSR_F_ALL & ~tsr_qc_hidden(TSR_QC_VIRTUAL), 1.2f, 0.75f);
+    const tsr_bm25 *ix[TSR_QC_COUNT] = {0};
+    ix[TSR_QC_APPSTREAM] = &full;
+    ix[TSR_QC_VIRTUAL] = &novirt;
+    tsr_ebrm_qiset s;
+    TU_CHECK(tsr_ebrm_qi_build(&s, &qs, -1, ix, 3).code == TSR_OK, "qi build");
+    TU_CHECK(s.n == qs.n, "one candidate set per query (%d of %d)", s.n, qs.n);
+    for (int32_t i = 0; i < s.n; i++) {
+        const tsr_query *q = &qs.q[s.q[i].query];
+        int32_t d[3];
+        float sc[3];
+        int n = tsr_bm25_search(ix[q->construction], q->text, 3, d, sc, NULL), pos = 0;
+        bool same = n == s.q[i].n;
+        for (int j = 0; j < n && same; j++) same = d[j] == s.q[i].cand[j] && sc[j] == s.q[i].bm25[j];
+        for (int j = 0; j < s.q[i].n; j++) {
+            bool rel = false;
+            for (int k = 0; k < q->n_rel; k++) rel |= q->rel[k] == s.q[i].cand[j];
+            TU_CHECK(rel == (s.q[i].label[j] == 1), "%s: label of candidate %d", q->text, j);
+            pos += rel;
+        }
+        TU_CHECK(same && pos == s.q[i].n_pos, "%s: candidates are the BM25 top-3", q->text);
+    }
+    tsr_ebrm_qiset_free(&s);
+    tsr_ebrm_qiset v;
+    TU_CHECK(tsr_ebrm_qi_build(&v, &qs, TSR_SPLIT_VALID, ix, 3).code == TSR_OK, "qi valid");
+    for (int32_t i = 0; i < v.n; i++) TU_CHECK(qs.q[v.q[i].query].split == TSR_SPLIT_VALID, "split filter");
+    tsr_ebrm_qiset_free(&v);
+    ix[TSR_QC_VIRTUAL] = NULL;
+    tsr_status st = tsr_ebrm_qi_build(&v, &qs, -1, ix, 3);
+    TU_CHECK(st.code != TSR_OK && strstr(st.msg, "virtual"), "missing index named: %s", st.msg);
+    tsr_ebrm_qiset_free(&v);
+    tsr_bm25_free(&full);
+    tsr_bm25_free(&novirt);
+    tsr_queryset_free(&qs);
+}
+
+static void check_pairs(const tsr_catalog *cat, const tsr_ebrm_entities *E, const tsr_ebrm_qe_data *d) {
+    int bad_split = 0, bad_target = 0, bad_prov = 0;
+    for (int32_t q = 0; q < d->n_queries; q++) bad_split += tsr_query_split(d->queries[q]) != TSR_SPLIT_TRAIN;
+    for (int64_t i = 0; i < d->n; i++) {
+        const tsr_ebrm_qe_pair *p = &d->pairs[i];
+        bad_prov += E->type[p->entity] == TSR_EBRM_PROVIDES;
+        /* recount the target from the catalog */
+        int np = 0, with = 0;
+        for (int32_t it = 0; it < cat->n_items; it++) {
+            bool lists = false;
+            for (int k = 0; k < cat->items[it].n_keywords; k++) lists |= strcmp(cat->items[it].keywords[k], d->queries[p->query]) == 0;
+            if (!lists) continue;
+            np++;
+            for (int64_t s = E->item_off[it]; s < E->item_off[it + 1]; s++) with += E->item_ent[s] == p->entity;
+        }
+        bad_target += np == 0 || p->target != (float)with / (float)np;
+        if (i > 200) break; /* the recount is O(items): a sample on large data */
+    }
+    TU_CHECK(bad_split == 0 && bad_target == 0 && bad_prov == 0,
+             "QE pairs: %d non-train queries, %d wrong targets, %d provides entities", bad_split, bad_target, bad_prov);
+}
+
+static void test_qe_pairs(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
+    tsr_ebrm_qe_data d, d2;
+    TU_CHECK(tsr_ebrm_qe_pairs(&d, cat, E, 1, 7).code == TSR_OK, "qe pairs");
+    TU_CHECK(tsr_ebrm_qe_pairs(&d2, cat, E, 1, 7).code == TSR_OK, "qe pairs again");
+    TU_CHECK(d.n == d2.n && d.n_queries == d2.n_queries &&
+                 (d.n == 0 || memcmp(d.pairs, d2.pairs, (size_t)d.n * sizeof *d.pairs) == 0),
+             "deterministic for a seed");
+    /* which tiny keywords are in the train split decides what exists */
+    const char *kw[] = {"pdf", "reader", "document", "editor"};
+    int expect_q = 0;
+    for (int i = 0; i < 4; i++) expect_q += tsr_query_split(kw[i]) == TSR_SPLIT_TRAIN;
+    TU_CHECK(d.n_queries == expect_q, "train keywords: %d, expected %d", d.n_queries, expect_q);
+    check_pairs(cat, E, &d);
+    tsr_ebrm_qe_data_free(&d);
+    tsr_ebrm_qe_data_free(&d2);
+}
+
+/* ------------------------------------------------------------ aggregation */
+
+static double agg_ref(const float *r, const float *c, const uint8_t *t, int m, const double *th) {
+    double leak = 1 / (1 + exp(-th[0])), q = 1, k = 1;
+    for (int j = 0; j < m; j++) {
+        q *= 1 - r[j] / (1 + exp(-th[1 + t[j]]));
+        k *= 1 - c[j] / (1 + exp(-th[1 + TSR_EBRM_TYPES + t[j]]));
+    }
+    return (1 - (1 - leak) * q) * k;
+}
+
+static void test_agg(void) {
+    enum { N = 5, S = 17 };
+    int64_t off[N + 1] = {0, 4, 4, 9, 10, 17}; /* item 1 has no entity */
+    float r[S], c[S], theta[TSR_EBRM_THETA], dp[N];
+    uint8_t t[S];
+    tsr_rng g;
+    tsr_rng_seed(&g, 3);
+    for (int j = 0; j < S; j++) {
+        r[j] = tsr_rng_uniform(&g);
+        c[j] = 0.3f * tsr_rng_uniform(&g);
+        t[j] = (uint8_t)tsr_rng_below(&g, TSR_EBRM_TYPES);
+    }
+    r[5] = 1.0f; /* a sure match: the division-free backward must cope */
+    c[12] = 1.0f;
+    for (int k = 0; k < TSR_EBRM_THETA; k++) theta[k] = tsr_rng_normal(&g);
+    for (int i = 0; i < N; i++) dp[i] = tsr_rng_normal(&g);
+    float p[N];
+    tsr_ebrm_agg_forward(p, r, c, t, off, N, theta);
+    double thd[TSR_EBRM_THETA];
+    for (int k = 0; k < TSR_EBRM_THETA; k++) thd[k] = theta[k];
+    for (int i = 0; i < N; i++) {
+        double want = agg_ref(r + off[i], c + off[i], t + off[i], (int)(off[i + 1] - off[i]), thd);
+        TU_CHECK(fabs(p[i] - want) < 1e-6, "item %d: p %g want %g", i, p[i], want);
+    }
+    TU_CHECK(fabsf(p[1] - 1 / (1 + expf(-theta[0]))) < 1e-6f, "no entity: p = leak");
+    /* a sure contradiction caps the item at 1 - v[t] */
+    TU_CHECK(p[4] <= 1 - 1 / (1 + exp(-thd[1 + TSR_EBRM_TYPES + t[12]])) + 1e-7, "veto caps p: %g", p[4]);
+    float dr[S], dc[S], dth[TSR_EBRM_THETA] = {0};
+    tsr_ebrm_agg_backward(dr, dc, dth, dp, r, c, t, off, N, theta);
+    /* central differences of L = sum dp * p, in double */
+    double eps = 1e-4, worst = 0;
+    for (int j = 0; j < 2 * S + TSR_EBRM_THETA; j++) {
+        double th2[TSR_EBRM_THETA], L[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            memcpy(th2, thd, sizeof th2);
+            double h = sgn ? -eps : eps, dv[S], cv[S];
+            for (int s = 0; s < S; s++) dv[s] = r[s], cv[s] = c[s];
+            if (j < S) dv[j] += h;
+            else if (j < 2 * S) cv[j - S] += h;
+            else th2[j - 2 * S] += h;
+            L[sgn] = 0;
+            for (int i = 0; i < N; i++) {
+                double leak = 1 / (1 + exp(-th2[0])), q = 1, k = 1;
+                for (int64_t s = off[i]; s < off[i + 1]; s++) {
+                    q *= 1 - dv[s] / (1 + exp(-th2[1 + t[s]]));
+                    k *= 1 - cv[s] / (1 + exp(-th2[1 + TSR_EBRM_TYPES + t[s]]));
+                }
+                L[sgn] += dp[i] * (1 - (1 - leak) * q) * k;
+            }
+        }
+        double num = (L[0] - L[1]) / (2 * eps);
+        double ana = j < S ? dr[j] : j < 2 * S ? dc[j - S] : dth[j - 2 * S];
+        double err = fabs(num - ana) / (1e-4 + fabs(num));
+        if (err > worst) worst = err;
+        TU_CHECK(fabs(num - ana) <= 1e-5 + 1e-4 * fabs(num), "grad %d: analytic %g numeric %g", j, ana, num);
+    }
+    printf("aggregation: worst relative gradient error %.2e\n", worst);
+    /* dtheta accumulates */
+    float dth2[TSR_EBRM_THETA];
+    memcpy(dth2, dth, sizeof dth);
+    tsr_ebrm_agg_backward(dr, dc, dth2, dp, r, c, t, off, N, theta);
+    bool twice = true;
+    for (int k = 0; k < TSR_EBRM_THETA; k++) twice &= fabsf(dth2[k] - 2 * dth[k]) <= 1e-6f * (1 + fabsf(dth[k]));
+    TU_CHECK(twice, "dtheta adds");
+    /* explanation: support >= 0, veto >= 0; a lone entity's support is p - leak*K */
+    float sup[8], veto[8];
+    tsr_ebrm_agg_explain(sup, veto, r + off[2], c + off[2], t + off[2], 5, theta);
+    bool nonneg = true;
+    for (int j = 0; j < 5; j++) nonneg &= sup[j] >= 0 && veto[j] >= -1e-7f;
+    TU_CHECK(nonneg, "support and veto non-negative");
+    float p1;
+    int64_t off1[2] = {0, 1};
+    tsr_ebrm_agg_forward(&p1, r, c, t, off1, 1, theta);
+    tsr_ebrm_agg_explain(sup, veto, r, c, t, 1, theta);
+    double leak = 1 / (1 + exp(-thd[0])), K = 1 - c[0] / (1 + exp(-thd[1 + TSR_EBRM_TYPES + t[0]]));
+    TU_CHECK(fabs(sup[0] - (p1 - leak * K)) < 1e-6 && fabs(veto[0] - (p1 / K - p1)) < 1e-6,
+             "one entity: support %g veto %g", sup[0], veto[0]);
+}
+
+/* ------------------------------------------------------------------ cache */
+
+typedef struct {
+    int calls;
+    int64_t pairs;
+} fake_qe;
+
+/* a deterministic stand-in for the cross-encoder: depends on (query, entity) only */
+static tsr_status fake_score(void *ud, const char *query, const int32_t *ent, int n, float *r, float *c) {
+    fake_qe *f = ud;
+    f->calls++;
+    f->pairs += n;
+    uint64_t h = tsr_str_hash(query);
+    for (int i = 0; i < n; i++) {
+        uint64_t x = (h ^ (uint64_t)ent[i] * 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+        r[i] = (float)((x >> 40) & 0xffff) / 65536.0f;
+        c[i] = (float)((x >> 8) & 0xffff) / 262144.0f;
+    }
+    return tsr_ok();
+}
+
+static void test_cache_lru(void) {
+    tsr_ebrm_cache k;
+    tsr_ebrm_cache_init(&k, 2);
+    float r, c;
+    TU_CHECK(!tsr_ebrm_cache_get(&k, "q", 1, &r, &c) && tsr_ebrm_cache_hit_rate(&k) == 0, "empty");
+    tsr_ebrm_cache_put(&k, "q", 1, 0.1f, 0.2f);
+    tsr_ebrm_cache_put(&k, "q", 2, 0.3f, 0.4f);
+    TU_CHECK(tsr_ebrm_cache_get(&k, "q", 1, &r, &c) && r == 0.1f && c == 0.2f, "hit");
+    tsr_ebrm_cache_put(&k, "p", 1, 0.5f, 0.6f); /* evicts (q,2), the least recent */
+    TU_CHECK(!tsr_ebrm_cache_get(&k, "q", 2, &r, &c), "LRU evicted");
+    TU_CHECK(tsr_ebrm_cache_get(&k, "q", 1, &r, &c) && tsr_ebrm_cache_get(&k, "p", 1, &r, &c) && r == 0.5f,
+             "others kept, query is part of the key");
+    tsr_ebrm_cache_put(&k, "p", 1, 0.7f, 0.8f);
+    TU_CHECK(tsr_ebrm_cache_get(&k, "p", 1, &r, &c) && r == 0.7f && k.n == 2, "overwrite in place");
+    TU_CHECK(fabs(tsr_ebrm_cache_hit_rate(&k) - 4.0 / 6.0) < 1e-12, "hit rate %g", tsr_ebrm_cache_hit_rate(&k));
+    tsr_ebrm_cache_free(&k);
+    /* churn: many keys through a small cache keep the list and chains consistent */
+    tsr_ebrm_cache_init(&k, 7);
+    for (int i = 0; i < 500; i++) {
+        char q[16];
+        snprintf(q, sizeof q, "q%d", i % 13);
+        if (!tsr_ebrm_cache_get(&k, q, i % 5, &r, &c)) tsr_ebrm_cache_put(&k, q, i % 5, (float)i, 0);
+    }
+    int len = 0;
+    for (int32_t s = k.head; s >= 0 && len < 100; s = k.slot[s].next) len++;
+    TU_CHECK(k.n == 7 && len == 7, "after churn: %d entries, list %d", k.n, len);
+    tsr_ebrm_cache_free(&k);
+}
+
+static void test_cache_scores(const tsr_ebrm_entities *E, int32_t n_items) {
+    int32_t items[64];
+    int n = 0;
+    for (int32_t i = 0; i < n_items && n < 64; i++) items[n++] = i;
+    for (int32_t i = 0; i < n_items && n < 64; i++) items[n++] = n_items - 1 - i; /* repeats */
+    float theta[TSR_EBRM_THETA];
+    for (int k = 0; k < TSR_EBRM_THETA; k++) theta[k] = 0.1f * (float)(k - 4);
+    float p0[64], p1[64], p2[64];
+    fake_qe f0 = {0}, f1 = {0};
+    const char *qs[] = {"pdf viewer", "text editor", "pdf viewer"};
+    tsr_ebrm_cache k;
+    tsr_ebrm_cache_init(&k, 5); /* smaller than one query's distinct entities: evictions */
+    tsr_ebrm_cache big;
+    tsr_ebrm_cache_init(&big, 4096);
+    for (int round = 0; round < 3; round++) {
+        for (int c = 0; c < TSR_QC_COUNT; c++) {
+            if (c == TSR_QC_MOVIELENS) continue;
+            TU_CHECK(tsr_ebrm_score_items(p0, E, items, n, c, qs[round], fake_score, &f0, NULL, theta).code == TSR_OK,
+                     "uncached");
+            TU_CHECK(tsr_ebrm_score_items(p1, E, items, n, c, qs[round], fake_score, &f1, &k, theta).code == TSR_OK,
+                     "small cache");
+            TU_CHECK(tsr_ebrm_score_items(p2, E, items, n, c, qs[round], fake_score, &f1, &big, theta).code == TSR_OK,
+                     "big cache");
+            TU_CHECK(memcmp(p0, p1, (size_t)n * 4) == 0 && memcmp(p0, p2, (size_t)n * 4) == 0,
+                     "%s / %s: cached and uncached scores bit-identical", qs[round], tsr_qc_names[c]);
+        }
+    }
+    /* warm: the third round repeats the first query; the big cache holds everything */
+    int calls = f1.calls;
+    tsr_ebrm_score_items(p2, E, items, n, TSR_QC_FILE, "pdf viewer", fake_score, &f1, &big, theta);
+    TU_CHECK(f1.calls == calls, "warm cache: no QE call (%d)", f1.calls - calls);
+    TU_CHECK(tsr_ebrm_cache_hit_rate(&big) > 0.5 && f1.pairs < f0.pairs,
+             "hit rate %.3f, QE pairs %lld cached vs %lld uncached", tsr_ebrm_cache_hit_rate(&big),
+             (long long)f1.pairs, (long long)f0.pairs);
+    tsr_ebrm_cache_free(&k);
+    tsr_ebrm_cache_free(&big);
+}
+
+/* ------------------------------------------------------------------ real */
+
+#define DEB "../shared/data/debian-catalog"
+
+static void test_real(void) {
+    if (access(DEB "/packages.jsonl.gz", R_OK) != 0) {
+        printf("debian catalog not found: real-data checks skipped\n");
+        return;
+    }
+    tsr_catalog cat;
+    tsr_status st = tsr_catalog_load_debian(&cat, DEB);
+    TU_CHECK(st.code == TSR_OK, "debian: %s", st.msg);
+    if (st.code != TSR_OK) return;
+    tsr_ebrm_entities E;
+    TU_CHECK(tsr_ebrm_entities_build(&E, &cat).code == TSR_OK, "entities");
+    int per[TSR_EBRM_TYPES] = {0}, clash = 0;
+    for (int32_t e = 0; e < E.n; e++) {
+        per[E.type[e]]++;
+        if (E.type[e] == TSR_EBRM_TAG)
+            clash += !strncmp(E.key[e], "section::", 9) || !strncmp(E.key[e], "category::", 10) ||
+                     !strncmp(E.key[e], "provides::", 10);
+    }
+    printf("entities: %d (tags %d, sections %d, categories %d, provides %d), %lld item-entity links\n", E.n,
+           per[0], per[1], per[2], per[3], (long long)E.item_off[E.n_items]);
+    TU_CHECK(clash == 0 && per[0] > 500 && per[1] > 30 && per[2] > 50 && per[3] > 50, "entity types");
+    tsr_ebrm_qe_data d;
+    TU_CHECK(tsr_ebrm_qe_pairs(&d, &cat, &E, 2, 1).code == TSR_OK, "qe pairs");
+    /* disjoint from evaluation: no pair query is a valid/test query of any construction */
+    tsr_queryset qs = {0};
+    for (int c = 0; c < TSR_QC_MOVIELENS; c++) tsr_queries_build(&qs, &cat, c);
+    tsr_strmap ev;
+    tsr_strmap_init(&ev, qs.n);
+    for (int i = 0; i < qs.n; i++)
+        if (qs.q[i].split != TSR_SPLIT_TRAIN) tsr_strmap_put(&ev, qs.q[i].text, 1);
+    int leak = 0;
+    for (int32_t q = 0; q < d.n_queries; q++) leak += tsr_strmap_get(&ev, d.queries[q]) >= 0;
+    int64_t pos = 0;
+    for (int64_t i = 0; i < d.n; i++) pos += d.pairs[i].target > 0;
+    printf("QE pairs: %lld (%lld positive) over %d keywords\n", (long long)d.n, (long long)pos, d.n_queries);
+    TU_CHECK(leak == 0 && d.n_queries > 100 && pos > 1000 && d.n - pos > pos / 2, "QE pairs: %d leak", leak);
+    check_pairs(&cat, &E, &d);
+    tsr_strmap_free(&ev);
+    tsr_queryset_free(&qs);
+    tsr_ebrm_qe_data_free(&d);
+    tsr_ebrm_entities_free(&E);
+    tsr_catalog_free(&cat);
+}
+
+int main(void) {
+    char dir[] = "/tmp/tsr_ebrm_XXXXXX";
+    TSR_ASSERT(mkdtemp(dir));
+    tsr_catalog cat;
+    if (tiny_catalog(&cat, dir)) {
+        tsr_ebrm_entities E;
+        TU_CHECK(tsr_ebrm_entities_build(&E, &cat).code == TSR_OK, "entities");
+        test_entities(&cat, &E);
+        test_qi(&cat);
+        test_qe_pairs(&cat, &E);
+        test_cache_scores(&E, cat.n_items);
+        tsr_ebrm_entities_free(&E);
+        tsr_catalog_free(&cat);
+    }
+    const char *f[] = {"packages.jsonl.gz", "appstream.jsonl.gz", "virtual-package-names-list.yaml.gz"};
+    for (int i = 0; i < 3; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", dir, f[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+    test_agg();
+    test_cache_lru();
+    test_real();
+    return tu_finish("ebrm");
+}
