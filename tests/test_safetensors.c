@@ -11,6 +11,7 @@
 #include "testutil.h"
 #include "tessera/safetensors.h"
 
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -464,6 +465,16 @@ static void test_params_ckpt(void) {
     TU_CHECK(st.code != TSR_OK && strstr(st.msg, "unexpected") && strstr(st.msg, p), "extra: %s", st.msg);
     st = tsr_params_load(&c, p, true);
     TU_CHECK(st.code == TSR_OK && bits_eq(c.items[0]->data, a.items[0]->data, 60), "allow_extra: %s", st.msg);
+    tsr_params_free(&c);
+    /* a diverged checkpoint: refused by the loader, the model untouched */
+    tsr_f32(a.items[1])[2] = NAN;
+    TU_CHECK(tsr_params_save(&a, q, TSR_ST_BF16, NULL).code == TSR_OK, "save a NaN model");
+    make_model(&c, 3);
+    float before = tsr_f32(c.items[0])[0];
+    st = tsr_params_load(&c, q, false);
+    TU_CHECK(st.code == TSR_ERR_NUMERIC && strstr(st.msg, q) && strstr(st.msg, "enc.bias") &&
+                 strstr(st.msg, "non-finite"), "NaN weights refused: %s", st.msg);
+    TU_CHECK(tsr_f32(c.items[0])[0] == before, "a refused NaN load leaves the model untouched");
     tsr_params_free(&c);
     /* an integer tensor where a weight is expected */
     tsr_params_init(&c);

@@ -9,6 +9,7 @@
 #include "tessera/safetensors.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 #define TRAINSTATE_FORMAT "tessera.trainstate.v1"
@@ -96,8 +97,29 @@ tsr_status tsr_params_load(tsr_params *p, const char *path, bool allow_extra) {
         if (!tsr_params_find(p, f.t[i].name))
             st = tsr_errorf(TSR_ERR_SHAPE, "%s: unexpected tensor '%s' (not a parameter of this model)", path,
                             printable(nm, sizeof nm, f.t[i].name));
+    /* a diverged checkpoint is refused by every reader, not only by eval;
+     * values are checked before any is copied, so a refused load leaves
+     * the model untouched */
+    int64_t most = 0;
+    for (int i = 0; i < p->n && !st.code; i++)
+        if (p->items[i]->numel > most) most = p->items[i]->numel;
+    float *tmp = st.code ? NULL : malloc(sizeof(float) * (size_t)(most > 0 ? most : 1));
+    TSR_ASSERT(st.code || tmp);
+    for (int i = 0; i < p->n && !st.code; i++) {
+        const tsr_tensor *t = p->items[i];
+        tsr_st_to_f32(src[i], tmp);
+        for (int64_t k = 0; k < t->numel; k++)
+            if (!isfinite(tmp[k])) {
+                st = tsr_errorf(TSR_ERR_NUMERIC,
+                                "%s: tensor '%s' holds a non-finite value (%g at element %lld): "
+                                "the weights diverged; use an earlier checkpoint",
+                                path, t->name, (double)tmp[k], (long long)k);
+                break;
+            }
+    }
     if (!st.code)
         for (int i = 0; i < p->n; i++) tsr_st_to_f32(src[i], tsr_f32(p->items[i]));
+    free(tmp);
     free(src);
     tsr_st_free(&f);
     return st;
@@ -148,6 +170,7 @@ tsr_status tsr_params_load_grow(tsr_params *p, const char *path, int *grown) {
             st = tsr_errorf(TSR_ERR_SHAPE, "%s: unexpected tensor '%s' (not a parameter of this model)", path,
                             printable(nm, sizeof nm, f.t[i].name));
     tsr_st_free(&f);
+    if (!st.code) st = tsr_params_check_finite(p, path);
     return st;
 }
 
