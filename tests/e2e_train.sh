@@ -106,6 +106,7 @@ expect 0 "$BIN" plot "$T/run.jsonl" --out "$T/curve.png" --metric loss --metric 
 [ "$(head -c 4 "$T/curve.png" | od -An -c | tr -d ' ')" = "211PNG" ] && ok || bad "plot wrote no PNG"
 expect 1 "$BIN" plot "$T/run.jsonl" --out "$T/c2.png" --metric nosuch; has "$T/err" "nosuch"
 expect 2 "$BIN" plot "$T/run.jsonl"; has "$T/err" "--out"
+expect 1 "$BIN" plot "$T/nosuch.jsonl" --out "$T/c3.png"; has "$T/err" "nosuch.jsonl.*cannot open"; has "$T/err" "--log FILE.jsonl"
 expect 2 "$BIN" classify train --sched wavy; has "$T/err" "--sched"
 expect 2 "$BIN" classify train --clip -1; has "$T/err" "--clip"
 

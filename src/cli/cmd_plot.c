@@ -161,7 +161,12 @@ static int cmd_plot(const char *prog, int argc, char **argv) {
     series s[MAX_METRICS];
     int ns = 0;
     st = read_log(path, want, n_want, by_time, s, &ns);
-    if (!st.code) {
+    if (st.code) {
+        for (int i = 0; i < ns; i++) free(s[i].x), free(s[i].y);
+        return cli_fail(st, st.code == TSR_ERR_IO ? "pass the --log FILE.jsonl a train/tune verb wrote"
+                                                  : "pass a --log file of a train/tune verb, and --metric names it holds");
+    }
+    {
         tsr_chart_series ps[MAX_METRICS];
         for (int i = 0; i < ns; i++)
             ps[i] = (tsr_chart_series){s[i].name, s[i].x, s[i].y, s[i].n, s[i].eval && s[i].n <= 200};
@@ -172,7 +177,7 @@ static int cmd_plot(const char *prog, int argc, char **argv) {
     }
     for (int i = 0; i < ns; i++) free(s[i].x), free(s[i].y);
     if (st.code)
-        return cli_fail(st, st.code == TSR_ERR_IO ? "check --out" : "pass a --log file of a train/tune verb, and --metric names it holds");
+        return cli_fail(st, "check that --out's directory is writable and has space");
     fprintf(stderr, "%s: %d curve%s from %s -> %s\n", prog, ns, ns == 1 ? "" : "s", path, out);
     return CLI_OK;
 }
