@@ -32,7 +32,7 @@ int main(void) {
     double x[N], y[N], ex[5], ey[5];
     for (int i = 0; i < N; i++) x[i] = i * 10, y[i] = 2.3 * exp(-i / 15.0) + 0.2;
     for (int i = 0; i < 5; i++) ex[i] = 100 * (i + 1) - 10, ey[i] = 0.5 + 0.08 * i;
-    tsr_chart_series s[2] = {{"loss", x, y, N, false}, {"test_accuracy", ex, ey, 5, true}};
+    tsr_chart_series s[2] = {{"loss", x, y, N, false, 0}, {"test_accuracy", ex, ey, 5, true, 0}};
     tsr_chart_opts o = {"run.jsonl", "step", NULL, W, H, false};
     static uint8_t px[W * H * 3];
     tsr_status st = tsr_chart_render(px, s, 2, &o);
@@ -55,7 +55,7 @@ int main(void) {
     TU_CHECK(count_rgb(px, W, H, W / 2, 0, W, H / 2, 214, 39, 40) > 20, "legend swatch");
     /* nothing to draw, or no room, is an error */
     double nan_y[2] = {NAN, NAN};
-    tsr_chart_series bad = {"x", x, nan_y, 2, false};
+    tsr_chart_series bad = {"x", x, nan_y, 2, false, 0};
     TU_CHECK(tsr_chart_render(px, &bad, 1, &o).code == TSR_ERR_ARG, "no finite points refused");
     tsr_chart_opts tiny = {NULL, NULL, NULL, 60, 40, false};
     TU_CHECK(tsr_chart_render(px, s, 2, &tiny).code == TSR_ERR_ARG, "too small refused");

@@ -10,9 +10,10 @@
 
 typedef struct {
     const char *name;     /* legend entry */
-    const double *x, *y;  /* n points; non-finite y values are skipped */
+    const double *x, *y;  /* n points; a non-finite y leaves a gap */
     int n;
     bool markers;         /* a square at every point (sparse series such as evaluations) */
+    int width;            /* line width in pixels (0: 2) */
 } tsr_chart_series;
 
 typedef struct {

@@ -5,7 +5,7 @@
 
 #include "tessera/ctnet.h"
 #include "tessera/fileio.h"
-#include "tessera/plot.h"
+#include "tessera/chart.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -363,7 +363,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     r.o.cfg.n_fields = g.n_fields;
     const char *pair = is_dir(d.data) ? d.pair : "csv";
     double plot_y[TSR_CTNET_M_COUNT][TSR_CTNET_MAX_PERIODS];
-    tsr_plot_series series[TSR_CTNET_M_COUNT];
+    tsr_chart_series series[TSR_CTNET_M_COUNT];
+    double xs[TSR_CTNET_MAX_PERIODS];
     int n_series = 0;
     float t_lr[TSR_CTNET_M_COUNT];
     int t_ep[TSR_CTNET_M_COUNT];
@@ -455,7 +456,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                    nt ? rows / nt : 0.0);
         }
         fflush(stdout);
-        series[n_series] = (tsr_plot_series){tsr_ctnet_method_names[m], plot_y[n_series], m == TSR_CTNET_M_CTNET ? 4 : 2};
+        series[n_series] = (tsr_chart_series){tsr_ctnet_method_names[m], xs, plot_y[n_series], k1 - k0, false,
+                                              m == TSR_CTNET_M_CTNET ? 4 : 2};
         for (int k = k0; k < k1; k++) plot_y[n_series][k - k0] = per_n[k] ? per[k] / per_n[k] : NAN;
         n_series++;
         free(auc_seed);
@@ -464,11 +466,11 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     }
     tsr_ctnet_log_free(&g);
     if (plot) {
-        double xs[TSR_CTNET_MAX_PERIODS];
         for (int k = k0; k < k1; k++) xs[k - k0] = d.first + 1 + k;
         char title[160];
         snprintf(title, sizeof title, "next-period AUC, %s, mean of %d seeds", pair, seeds);
-        tsr_status st = tsr_plot_lines(plot, title, "period", "AUC", xs, k1 - k0, series, n_series, 1100, 560);
+        const tsr_chart_opts co = {title, "period", "AUC", 1100, 560, false};
+        tsr_status st = tsr_chart_png(plot, series, n_series, &co);
         if (st.code) return cli_fail(st, "check --plot");
         if (!cli_quiet()) fprintf(stderr, "wrote %s\n", plot);
     }

@@ -198,9 +198,12 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
         bool have = false;
         for (int k = 0; k < s[i].n; k++) {
             double x = s[i].x[k], y = s[i].y[k];
-            if (!isfinite(x) || !isfinite(y) || (o->log_y && !(y > 0))) continue;
+            if (!isfinite(x) || !isfinite(y) || (o->log_y && !(y > 0))) {
+                have = false; /* a gap */
+                continue;
+            }
             int qx = PX(x), qy = PY(o->log_y ? log10(y) : y);
-            if (have) line(&c, px_prev, py_prev, qx, qy, col, 2);
+            if (have) line(&c, px_prev, py_prev, qx, qy, col, s[i].width > 0 ? s[i].width : 2);
             if (s[i].markers) rect(&c, qx - 3, qy - 3, qx + 3, qy + 3, col);
             px_prev = qx, py_prev = qy, have = true;
         }
@@ -231,7 +234,8 @@ tsr_status tsr_chart_png(const char *path, const tsr_chart_series *s, int ns, co
     uint8_t *px = malloc((size_t)W * H * 3);
     TSR_ASSERT(px);
     tsr_status st = tsr_chart_render(px, s, ns, o);
-    if (!st.code) st = tsr_png_write(path, px, W, H, 3);
+    if (st.code) st = tsr_errorf(st.code, "%s: %s", path, st.msg);
+    else st = tsr_png_write(path, px, W, H, 3);
     free(px);
     return st;
 }
