@@ -23,7 +23,7 @@ size_t tsr_lm_matmul_scratch(const tsr_lm_mat *w, int n) {
     /* bf16 pairs, or f32 planes at the AVX2 levels: the larger, so a buffer
      * serves every level */
     case TSR_LM_W_BF16: return N * pad_to((size_t)w->cols, 32) * sizeof(float);
-    case TSR_LM_W_Q8: return N * pad_to((size_t)w->cols, 64) * 3; /* int8 x, int32 and f32 per 4 columns */
+    case TSR_LM_W_Q8: return N * pad_to((size_t)w->cols, 64) * 2; /* int8 x and an f32 scale per 4 columns */
     default: return 0;
     }
 }

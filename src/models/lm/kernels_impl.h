@@ -18,12 +18,12 @@
  * AVX2 the weights become f32 by a 16-bit shift (even elements) or a mask
  * (odd ones) and the exact products are added by FMA, which is the same
  * arithmetic. Q8: 64 int8 per step, each lane the integer dot product of 4
- * consecutive columns (vpdpbusd under AVX-512 VNNI, with the weights offset
- * by 128 and the offset removed exactly with a per-lane activation sum;
- * vpmaddubsw + vpmaddwd under AVX2, with the sign moved onto the
- * activations), scaled by its group's two scales and added to an f32 lane.
- * The integers are exact, so Q8 is bit-identical at every SIMD level;
- * without SIMD, scalar code computes the same lanes (f32 without FMA).
+ * consecutive columns, computed on 256-bit halves at every SIMD level as
+ * |w| times x with w's sign moved onto x (vpdpbusd with AVX-512 VNNI,
+ * vpmaddubsw + vpmaddwd otherwise), scaled by its group's two scales and
+ * added to an f32 lane. The integers are exact, so Q8 is bit-identical at
+ * every SIMD level; without SIMD, scalar code computes the same lanes (f32
+ * without FMA).
  */
 #include "models/lm/kernels.h"
 
@@ -139,7 +139,6 @@ typedef struct {
     const tsr_lm_mat *w;
     const void *x;
     size_t ldx;          /* elements between tokens of x */
-    const int32_t *corr; /* Q8: (n, kp/4) 128 * sum of each lane's 4 activations */
     const float *xsv;    /* Q8: (n, kp/4) the activation scale of each lane */
     int k, kp;
 } mm_args;
@@ -237,54 +236,36 @@ AI void q8_lane_scales(const float *sc, int c, int gs, int ng, float *lo, float 
     }
 }
 
-#if !defined(LM_VNNI) && defined(LM_AVX2)
-/* 8 lanes of 4-column integer dot products of int8 w and x (exact: the
- * pair sums of vpmaddubsw stay within +-2*128*127) */
-AI __m256i q8_dot8(__m256i w, __m256i x) {
-    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+#if defined(LM_AVX2)
+/* |w| once per weight vector: the sign goes onto the activations */
+AI __m256i q8_abs(__m256i w) { return _mm256_abs_epi8(w); }
+/* 8 lanes of 4-column integer dot products of int8 w and x, given
+ * wa = |w|. Exact: vpdpbusd adds the four u8 x s8 products in 32 bits;
+ * vpmaddubsw's pair sums stay within +-2*128*127 before vpmaddwd adds
+ * them. Both give the same integers. */
+AI __m256i q8_dot8(__m256i wa, __m256i w, __m256i x) {
+    __m256i xs = _mm256_sign_epi8(x, w);
+#if defined(LM_VNNI)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), wa, xs);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), _mm256_set1_epi16(1));
+#endif
 }
 #endif
 
+/* Every SIMD level computes a 64-column chunk as two 256-bit halves (the
+ * 16 lanes of the contract as lanes 0-7 and 8-15), so AVX-512 and AVX2
+ * are the same code: 256-bit integer dot products run at full rate on
+ * every AVX-512 CPU, and Zen 4 splits 512-bit ones in two anyway. */
 AI void q8_block(float *out, size_t ldo, const mm_args *a, int r0, int t0, const int R, const int T) {
     const tsr_lm_mat *W = a->w;
     const int k = a->k, kp = a->kp, gs = W->group_size, ng = tsr_lm_mat_groups(W);
     const size_t lq = (size_t)kp, l4 = (size_t)kp / 4;
     const int8_t *x = (const int8_t *)a->x + (size_t)t0 * lq;
-    const int32_t *corr = a->corr + (size_t)t0 * l4;
     const float *xsv = a->xsv + (size_t)t0 * l4;
     const int8_t *w = (const int8_t *)W->data + (size_t)r0 * (size_t)k;
     const float *wsc = W->scales + (size_t)r0 * (size_t)ng;
-#if defined(LM_VNNI)
-    __m512 acc[8][4];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    const __m512i off = _mm512_set1_epi8((char)0x80);
-    for (int j = 0, c = 0; j < k; j += 64, c++) {
-        __mmask64 mk = k - j >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - j)) - 1);
-        __m512i xv[4], cv[4];
-        __m512 sv[4];
-        for (int t = 0; t < T; t++) {
-            xv[t] = _mm512_loadu_si512(x + (size_t)t * lq + j);
-            cv[t] = _mm512_loadu_si512(corr + (size_t)t * l4 + 16 * c);
-            sv[t] = _mm512_loadu_ps(xsv + (size_t)t * l4 + 16 * c);
-        }
-        for (int r = 0; r < R; r++) {
-            __m512i wu = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, w + (size_t)r * k + j), off);
-            float slo, shi;
-            q8_lane_scales(wsc + (size_t)r * ng, c, gs, ng, &slo, &shi);
-            __m512 wsv = _mm512_mask_blend_ps((__mmask16)0xff00, _mm512_set1_ps(slo), _mm512_set1_ps(shi));
-            for (int t = 0; t < T; t++) {
-                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, xv[t]);
-                __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(d, cv[t]));
-                acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(wsv, sv[t]), acc[r][t]);
-            }
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum16(acc[r][t]);
-#elif defined(LM_AVX2)
-    (void)corr;
+#if defined(LM_AVX2)
     __m256 lo[8][4], hi[8][4];
     int8_t tmp[64];
     for (int r = 0; r < R; r++)
@@ -298,14 +279,15 @@ AI void q8_block(float *out, size_t ldo, const mm_args *a, int r0, int t0, const
                 wc = tmp;
             }
             __m256i w0 = _mm256_loadu_si256((const __m256i *)wc), w1 = _mm256_loadu_si256((const __m256i *)(wc + 32));
+            __m256i a0 = q8_abs(w0), a1 = q8_abs(w1);
             float slo, shi;
             q8_lane_scales(wsc + (size_t)r * ng, c, gs, ng, &slo, &shi);
             const __m256 s0 = _mm256_set1_ps(slo), s1 = _mm256_set1_ps(shi);
             for (int t = 0; t < T; t++) {
                 const int8_t *xt = x + (size_t)t * lq + j;
                 const float *st = xsv + (size_t)t * l4 + 16 * c;
-                __m256 f0 = _mm256_cvtepi32_ps(q8_dot8(w0, _mm256_loadu_si256((const __m256i *)xt)));
-                __m256 f1 = _mm256_cvtepi32_ps(q8_dot8(w1, _mm256_loadu_si256((const __m256i *)(xt + 32))));
+                __m256 f0 = _mm256_cvtepi32_ps(q8_dot8(a0, w0, _mm256_loadu_si256((const __m256i *)xt)));
+                __m256 f1 = _mm256_cvtepi32_ps(q8_dot8(a1, w1, _mm256_loadu_si256((const __m256i *)(xt + 32))));
                 lo[r][t] = _mm256_fmadd_ps(f0, _mm256_mul_ps(s0, _mm256_loadu_ps(st)), lo[r][t]);
                 hi[r][t] = _mm256_fmadd_ps(f1, _mm256_mul_ps(s1, _mm256_loadu_ps(st + 8)), hi[r][t]);
             }
@@ -314,7 +296,6 @@ AI void q8_block(float *out, size_t ldo, const mm_args *a, int r0, int t0, const
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum8(_mm256_add_ps(lo[r][t], hi[r][t]));
 #else
-    (void)corr;
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
             float acc[16] = {0};
@@ -337,6 +318,35 @@ AI void q8_block(float *out, size_t ldo, const mm_args *a, int r0, int t0, const
 #endif
 }
 
+#if defined(LM_AVX2)
+/* One token (decode), one row: the lanes of q8_block with R = T = 1, the
+ * group-size test and the row's tail out of the loop. A 32-column half
+ * lies within one group, so its 8 lanes share one scale product. */
+AI __m256 q8_half(__m256 acc, const int8_t *w, const int8_t *x, float s) {
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    __m256i d = q8_dot8(q8_abs(wv), wv, _mm256_loadu_si256((const __m256i *)x));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(s), acc);
+}
+AI float q8_row(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int k, const int gs, int ng) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    int j = 0, c = 0;
+    for (; j + 64 <= k; j += 64, c++) {
+        float slo = gs == 64 ? ws[c] : ws[2 * c], shi = gs == 64 ? ws[c] : ws[2 * c + 1];
+        lo = q8_half(lo, w + j, x + j, slo * xs[16 * c]);
+        hi = q8_half(hi, w + j + 32, x + j + 32, shi * xs[16 * c + 8]);
+    }
+    if (j < k) {
+        int8_t tmp[64] = {0};
+        memcpy(tmp, w + j, (size_t)(k - j));
+        float slo, shi;
+        q8_lane_scales(ws, c, gs, ng, &slo, &shi);
+        lo = q8_half(lo, tmp, x + j, slo * xs[16 * c]);
+        hi = q8_half(hi, tmp + 32, x + j + 32, shi * xs[16 * c + 8]);
+    }
+    return hsum8(_mm256_add_ps(lo, hi));
+}
+#endif
+
 /* ---- shared driver */
 
 AI void any_block(const int type, float *out, size_t ldo, const mm_args *a, int r0, int t0, const int R,
@@ -357,18 +367,19 @@ AI void any_block(const int type, float *out, size_t ldo, const mm_args *a, int 
         q8_block(out, ldo, a, r0, t0, R, T);
 }
 
-/* 256-bit bf16 and Q8 keep two accumulators per dot product: smaller
- * blocks keep them (and the operands) within the 16 registers */
-#if defined(LM_AVX2) && !defined(LM_BF16)
-#define SMALL_REGS(type) ((type) != TSR_LM_W_F32)
-#else
-#define SMALL_REGS(type) 0
-#endif
-/* tokens per block: 4 x 4 f32 blocks need 21 registers, which AVX-512
- * has (32) and AVX2 (16) has not */
+/* Register blocking. 256-bit bf16 (AVX2) and Q8 keep two accumulators per
+ * dot product; f32 and 512-bit bf16 one. With 16 registers (AVX2) those
+ * take blocks of 2 rows x 2 tokens and f32 4 x 2; with 32 (AVX-512) every
+ * type takes 4 rows, with 4 tokens where one accumulator each suffices. */
 #if defined(__AVX512F__)
-#define TMAX(type) (SMALL_REGS(type) ? 2 : 4)
+#define SMALL_REGS(type) 0
+#if defined(LM_BF16)
+#define TMAX(type) ((type) == TSR_LM_W_Q8 ? 2 : 4)
 #else
+#define TMAX(type) ((type) == TSR_LM_W_F32 ? 4 : 2)
+#endif
+#else
+#define SMALL_REGS(type) ((type) != TSR_LM_W_F32)
 #define TMAX(type) 2
 #endif
 
@@ -382,15 +393,43 @@ AI void row_block(const int type, float *out, size_t ldo, const mm_args *a, int 
 }
 
 AI void drive(const int type, float *out, int ldo, const mm_args *a, int rows, int n) {
-    /* one token: 8 rows keep 8 independent accumulation chains in flight;
-     * more tokens: blocks of 4 rows x 4 tokens (16 chains, 8 loads per 16
-     * dot instructions) reuse each loaded weight and activation vector.
-     * Each block's weights stay in L1 while all n tokens pass. */
+    /* small products: a parallel region costs more than it saves */
+    const double work = (double)rows * a->k * n;
+    /* one token: the rows one after another. The weights then stream in
+     * address order, which the hardware prefetchers follow; blocks of
+     * rows read several streams interleaved within a page and ran at a
+     * third of the memory bandwidth on short (1-2 KB) bf16/Q8 rows. The
+     * out-of-order core overlaps consecutive rows' accumulation chains. */
+    if (n == 1 && type != TSR_LM_W_F32) {
+#if defined(LM_AVX2)
+        if (type == TSR_LM_W_Q8) {
+            const tsr_lm_mat *W = a->w;
+            const int k = a->k, ng = tsr_lm_mat_groups(W);
+            const int8_t *wd = W->data;
+            if (W->group_size == 64) {
+#pragma omp parallel for schedule(static) if (work > 65536.0)
+                for (int r = 0; r < rows; r++)
+                    out[r] = q8_row(wd + (size_t)r * k, W->scales + (size_t)r * ng, a->x, a->xsv, k, 64, ng);
+            } else {
+#pragma omp parallel for schedule(static) if (work > 65536.0)
+                for (int r = 0; r < rows; r++)
+                    out[r] = q8_row(wd + (size_t)r * k, W->scales + (size_t)r * ng, a->x, a->xsv, k, 32, ng);
+            }
+            return;
+        }
+#endif
+#pragma omp parallel for schedule(static) if (work > 65536.0)
+        for (int r = 0; r < rows; r++) any_block(type, out + r, (size_t)ldo, a, r, 0, 1, 1);
+        return;
+    }
+    /* one f32 token: 8 rows keep 8 independent accumulation chains in
+     * flight; more tokens: blocks of 4 rows x 4 tokens (16 chains, 8
+     * loads per 16 dot instructions) reuse each loaded weight and
+     * activation vector. Each block's weights stay in L1 while all n
+     * tokens pass. */
     const int small = SMALL_REGS(type);
     const int RB = small ? (n == 1 ? 4 : 2) : (n == 1 ? 8 : 4);
     const int nrb = (rows + RB - 1) / RB;
-    /* small products: a parallel region costs more than it saves */
-    const double work = (double)rows * a->k * n;
 #pragma omp parallel for schedule(static) if (work > 65536.0)
     for (int rb = 0; rb < nrb; rb++) {
         int r0 = rb * RB, R = rows - r0 < RB ? rows - r0 : RB;
@@ -448,29 +487,56 @@ static void prep_bf16(void *dst, const float *x, size_t ldx, int k, int kp, int 
     }
 }
 
-/* x quantised per group like the weights; plus, per 4 columns (one lane),
- * 128 * their sum (the exact correction for the unsigned weight offset)
- * and the group's scale */
-static void prep_q8(int8_t *q, int32_t *corr, float *xsv, const float *x, size_t ldx, int k, int kp, int gs, int n) {
+/* x quantised per group like the weights, plus the group's scale per 4
+ * columns (one lane) */
+#if defined(LM_AVX2)
+/* 8 floats, already scaled, rounded and clamped as q8_round does (round to
+ * nearest even; vmaxps/vminps return their second operand for a NaN, so
+ * NaN goes to -127 as fmaxf/fminf send it), stored as 8 int8 */
+AI void q8_round8(int8_t *d, __m256 v) {
+    v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    __m256i i = _mm256_cvtps_epi32(v);
+    __m128i p = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    _mm_storel_epi64((__m128i *)d, _mm_packs_epi16(p, p));
+}
+#endif
+
+/* x quantised per group like the weights, plus the group's scale per 4
+ * columns (one lane). The amax ignores NaN (as fmaxf does). */
+static void prep_q8(int8_t *q, float *xsv, const float *x, size_t ldx, int k, int kp, int gs, int n) {
     for (int t = 0; t < n; t++) {
         int8_t *d = q + (size_t)t * (size_t)kp;
-        int32_t *cr = corr + (size_t)t * (size_t)(kp / 4);
         float *sv = xsv + (size_t)t * (size_t)(kp / 4);
         const float *s = x + (size_t)t * ldx;
         for (int j0 = 0; j0 < kp; j0 += gs) {
-            int j1 = j0 + gs < k ? j0 + gs : k;
+            int j1 = j0 + gs < k ? j0 + gs : k, j = j0;
             float amax = 0;
-            for (int j = j0; j < j1; j++) amax = fmaxf(amax, fabsf(s[j]));
+#if defined(LM_AVX2)
+            const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+            __m256 m = _mm256_setzero_ps();
+            for (; j + 8 <= j1; j += 8) m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(s + j), nosign), m);
+            float ml[8];
+            _mm256_storeu_ps(ml, m);
+            for (int l = 0; l < 8; l++) amax = ml[l] > amax ? ml[l] : amax;
+#endif
+            for (; j < j1; j++) {
+                float v = fabsf(s[j]);
+                amax = v > amax ? v : amax;
+            }
             float sc = amax / 127.0f, inv = sc > 0 ? 1.0f / sc : 0.0f;
-            for (int j = j0; j < j0 + gs; j++) d[j] = j < j1 ? q8_round(s[j] * inv) : 0;
+            j = j0;
+#if defined(LM_AVX2)
+            for (; j + 8 <= j1; j += 8) q8_round8(d + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(inv)));
+#endif
+            for (; j < j0 + gs; j++) d[j] = j < j1 ? q8_round(s[j] * inv) : 0;
             for (int l = j0 / 4; l < (j0 + gs) / 4; l++) sv[l] = j0 < k ? sc : 0.0f;
         }
-        for (int l = 0; l < kp / 4; l++) cr[l] = 128 * ((int32_t)d[4 * l] + d[4 * l + 1] + d[4 * l + 2] + d[4 * l + 3]);
     }
 }
 
 static void KV(matmul)(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n, void *scratch) {
-    mm_args a = {w, x, (size_t)ldx, NULL, NULL, w->cols, w->cols};
+    mm_args a = {w, x, (size_t)ldx, NULL, w->cols, w->cols};
     switch (w->type) {
     case TSR_LM_W_F32: drive(TSR_LM_W_F32, out, ldo, &a, w->rows, n); break;
     case TSR_LM_W_BF16:
@@ -486,12 +552,10 @@ static void KV(matmul)(float *out, int ldo, const float *x, int ldx, const tsr_l
         a.kp = (int)pad_to((size_t)w->cols, 64);
         size_t nq = (size_t)n * (size_t)a.kp;
         int8_t *q = scratch;
-        int32_t *corr = (int32_t *)(q + nq);
-        float *xsv = (float *)(corr + nq / 4);
-        prep_q8(q, corr, xsv, x, (size_t)ldx, w->cols, a.kp, w->group_size, n);
+        float *xsv = (float *)(q + nq);
+        prep_q8(q, xsv, x, (size_t)ldx, w->cols, a.kp, w->group_size, n);
         a.x = q;
         a.ldx = (size_t)a.kp;
-        a.corr = corr;
         a.xsv = xsv;
         drive(TSR_LM_W_Q8, out, ldo, &a, w->rows, n);
     } break;
