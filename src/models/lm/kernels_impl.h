@@ -508,13 +508,23 @@ AI void attend(float *out, const float *q, const float *k, const float *v, size_
                int D, float *att) {
     const float scale = sqrtf((float)D);
     float mx = -INFINITY;
-    for (int s = 0; s < n_keys; s++) {
+    /* scores of up to 8 consecutive slots per block call: the same dot
+     * product per key as one at a time (block's arithmetic per output does
+     * not depend on R), with 8 independent chains in flight */
+    for (int s = 0; s < n_keys;) {
+        int nb = n_keys - s < 8 ? n_keys - s : 8;
         size_t row = (size_t)(idx ? idx[s] : s);
-        float sc;
-        block(&sc, 1, q, 0, k + row * ld, 0, D, 1, 1);
-        sc /= scale;
-        att[s] = sc;
-        if (sc > mx) mx = sc;
+        if (nb == 8 && (!idx || idx[s + 7] - idx[s] == 7)) {
+            block(att + s, 0, q, 0, k + row * ld, ld, D, 8, 1);
+        } else {
+            nb = 1;
+            block(att + s, 0, q, 0, k + row * ld, 0, D, 1, 1);
+        }
+        for (int e = s + nb; s < e; s++) {
+            float sc = att[s] / scale;
+            att[s] = sc;
+            if (sc > mx) mx = sc;
+        }
     }
     float sum = 0.0f;
     for (int s = 0; s < n_keys; s++) {
@@ -526,13 +536,19 @@ AI void attend(float *out, const float *q, const float *k, const float *v, size_
      * time stay in a register */
     int i = 0;
 #ifdef LM_AVX2
-    for (; i + 8 <= D; i += 8) {
-        __m256 acc = _mm256_setzero_ps();
+    /* up to 64 output elements per pass over the keys, 8 per register:
+     * each element's sum is the same chain as one register at a time */
+    for (; i + 8 <= D;) {
+        const int nc = (D - i) / 8 < 8 ? (D - i) / 8 : 8;
+        __m256 acc[8];
+        for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int s = 0; s < n_keys; s++) {
-            size_t row = (size_t)(idx ? idx[s] : s);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(att[s]), _mm256_loadu_ps(v + row * ld + i), acc);
+            const float *vr = v + (size_t)(idx ? idx[s] : s) * ld + i;
+            const __m256 a = _mm256_set1_ps(att[s]);
+            for (int c = 0; c < nc; c++) acc[c] = _mm256_fmadd_ps(a, _mm256_loadu_ps(vr + 8 * c), acc[c]);
         }
-        _mm256_storeu_ps(out + i, acc);
+        for (int c = 0; c < nc; c++) _mm256_storeu_ps(out + i + 8 * c, acc[c]);
+        i += 8 * nc;
     }
 #endif
     for (; i < D; i++) {
