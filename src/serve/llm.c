@@ -236,6 +236,7 @@ static void *scheduler(void *arg) {
     uint8_t *want = malloc((size_t)R);
     seq **owner = malloc(sizeof(seq *) * R); /* the sequence of each logits row */
     bool oom = !tokens || !pos || !rc || !want || !owner;
+    tsr_threads_adopt();
     pthread_mutex_lock(&L->mu);
     while (!L->stop) {
         double now = tsr_time();
