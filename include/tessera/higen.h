@@ -197,4 +197,8 @@ tsr_status tsr_higen_index_save(const tsr_higen_trie *t, const tsr_catalog *cat,
 tsr_status tsr_higen_index_load(tsr_higen_index *ix, const char *path);
 void tsr_higen_index_free(tsr_higen_index *ix);
 
+/* `POST /v1/search` for `tessera serve` (src/models/higen/serve.c) */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_higen_serve_endpoint;
+
 #endif
