@@ -93,6 +93,19 @@ if [ -r "$ML/tags.csv" ]; then
     "$BIN" higen search --catalog "$ML" --query "funny" --user 999999 >/dev/null 2>"$TMP/err"
     [ $? -eq 1 ] && grep -q "unknown user" "$TMP/err" && ok || bad "an unknown MovieLens user is not a failure"
     "$BIN" higen search --method bm25 --catalog "$ML" --query "funny" --user 2 -k 3 >/dev/null 2>&1 && ok || bad "MovieLens search"
+    # the personalised generator end to end at a toy size: encoder, index, generator (query + user profile)
+    M="$TMP/ml"
+    mkdir -p "$M" && cp models/higen-debian/tokenizer.json "$M/"
+    tiny="--catalog $ML --model $M --dim 16 --hidden 32 --heads 2 --layers 1 --steps 3 --batch 8 --threads 1 --quiet"
+    "$BIN" higen train --what encoder $tiny >/dev/null 2>"$TMP/err" &&
+        "$BIN" higen index --catalog "$ML" --model "$M" --threads 1 >/dev/null 2>>"$TMP/err" &&
+        "$BIN" higen train --what generator $tiny >/dev/null 2>>"$TMP/err" && ok ||
+        bad "personalised training: $(tail -1 "$TMP/err")"
+    "$BIN" higen eval --catalog "$ML" --construction movielens --split valid --method higen --model "$M" --threads 1 \
+        --json 2>/dev/null | grep -q '"recall@10"' && ok || bad "personalised eval"
+    a=$("$BIN" higen search --catalog "$ML" --model "$M" --query funny --user 2 -k 5 --json --threads 1 2>/dev/null | sed "s/\"ms\": [0-9.]*//")
+    b=$("$BIN" higen search --catalog "$ML" --model "$M" --query funny --user 2 -k 5 --json --threads 1 2>/dev/null | sed "s/\"ms\": [0-9.]*//")
+    echo "$a" | grep -q '"results": \[{' && [ "$a" = "$b" ] && ok || bad "personalised search: '$a' / '$b'"
 fi
 # POST /v1/search on `tessera serve` (the shipped model): the same items as
 # `higen search --json`, and a 400 in OpenAI's error shape for bad requests
