@@ -345,4 +345,12 @@ tsr_status tsr_ebrm_model_item_qe(tsr_ebrm_model *m, const tsr_ebrm_entities *E,
                                   int construction, int32_t item, const tsr_ebrm_setqe *set, int32_t *ent,
                                   float *r, float *c, int cap, int *count);
 
+/* ---------------------------------------------------------------- serving */
+
+/* POST /v1/relevance for `tessera serve` (src/models/ebrm/serve.c):
+ * {"query", "candidates": [package names], "construction"?} -> scores,
+ * one QE cache shared by every request. */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_ebrm_serve_endpoint;
+
 #endif

@@ -216,7 +216,7 @@ static int parse_setqe(const char *prog, const tsr_ebrm_entities *E, const char 
     for (char *tok = strtok(s, ","); tok && rc == CLI_OK; tok = strtok(NULL, ",")) {
         char *eq = strrchr(tok, '=');
         if (!eq) {
-            rc = cli_usage_error(prog, "--set-qe '%s' must be KEY=VALUE, e.g. works-with::pdf=1", tok);
+            rc = cli_usage_error(prog, "--set-qe '%s' must be KEY=VALUE, e.g. works-with-format::pdf=1", tok);
             break;
         }
         *eq = 0;
@@ -224,7 +224,7 @@ static int parse_setqe(const char *prog, const tsr_ebrm_entities *E, const char 
         double x = strtod(eq + 1, &end);
         int32_t e = tsr_ebrm_entity_find(E, tok);
         if (e < 0)
-            rc = cli_usage_error(prog, "--set-qe: unknown entity '%s' (keys look like works-with::pdf, section::graphics, "
+            rc = cli_usage_error(prog, "--set-qe: unknown entity '%s' (keys look like works-with-format::pdf, section::graphics, "
                                        "category::Office, provides::pdf-viewer)", tok);
         else if (eq[1] == 0 || *end || !(x >= 0 && x <= 1))
             rc = cli_usage_error(prog, "--set-qe %s: the value must be a number in [0, 1], got '%s'", tok, eq + 1);
@@ -275,7 +275,7 @@ static int cmd_rank(const char *prog, int argc, char **argv) {
         {"k", ARG_INT, &k, "N", "results to print (also -k)", NULL},
         {"method", ARG_STR, &method_name, "NAME", "ebrm (default), cross-encoder, bi-encoder or bm25", NULL},
         {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
-        {"set-qe", ARG_STR, &setqe, "KEY=V,...", "ebrm: override the QE score r of entities, e.g. works-with::pdf=1", NULL},
+        {"set-qe", ARG_STR, &setqe, "KEY=V,...", "ebrm: override the QE score r of entities, e.g. works-with-format::pdf=1", NULL},
         {"construction", ARG_STR, &cons_name, "NAME", "hide that construction's label fields (default: none)", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
         CLI_COMMON_THREADS(&cm),
@@ -433,7 +433,7 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
         {"query", ARG_STR, &query, "TEXT", "the query", NULL},
         {"item", ARG_STR, &item_arg, "ID", "the package to explain", NULL},
         {"model", ARG_STR, &model, "FILE", "EBRM weights (default: the shipped model)", NULL},
-        {"set-qe", ARG_STR, &setqe, "KEY=V,...", "override the QE score r of entities, e.g. works-with::pdf=1", NULL},
+        {"set-qe", ARG_STR, &setqe, "KEY=V,...", "override the QE score r of entities, e.g. works-with-format::pdf=1", NULL},
         {"construction", ARG_STR, &cons_name, "NAME", "hide that construction's label fields (default: none)", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
         CLI_COMMON_THREADS(&cm),
