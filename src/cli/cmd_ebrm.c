@@ -55,18 +55,25 @@ typedef struct {
     tsr_ebrm_cache cache;
 } env;
 
+static void env_free_models(env *v) {
+    if (v->have_m) tsr_ebrm_model_free(&v->m);
+    if (v->have_be) {
+        tsr_benc_free(&v->be);
+        tsr_bpe_free(&v->be_bpe);
+        free(v->be_emb);
+        free(v->be_have);
+    }
+    v->have_m = v->have_be = false;
+}
+
+/* the model first (a bad model file fails before the catalog is read),
+ * then the catalog and its entities */
 static int env_open(env *v, const char *catalog, int method, const char *model, float k1, float b) {
     memset(v, 0, sizeof *v);
     v->method = method;
     v->k1 = k1;
     v->b = b;
-    tsr_status st = tsr_catalog_load_debian(&v->cat, catalog);
-    if (st.code != TSR_OK) return cli_fail(st, CATALOG_HINT);
-    st = tsr_ebrm_entities_build(&v->E, &v->cat);
-    if (st.code != TSR_OK) {
-        tsr_catalog_free(&v->cat);
-        return cli_fail(st, CATALOG_HINT);
-    }
+    tsr_status st = tsr_ok();
     char tok[1100];
     const char *slash = strrchr(model, '/');
     if (slash) snprintf(tok, sizeof tok, "%.*s/tokenizer.json", (int)(slash - model), model);
@@ -78,10 +85,7 @@ static int env_open(env *v, const char *catalog, int method, const char *model, 
                             v->m.kind == TSR_EBRM_KIND_EBRM ? "ebrm" : "cross-encoder", k_methods[method]);
             tsr_ebrm_model_free(&v->m);
         }
-        if (st.code == TSR_OK) {
-            v->have_m = true;
-            if (v->m.kind == TSR_EBRM_KIND_EBRM) tsr_ebrm_model_prepare(&v->m, &v->E);
-        }
+        v->have_m = st.code == TSR_OK;
     } else if (method == M_BIENC) {
         st = tsr_benc_load(&v->be, model);
         if (st.code == TSR_OK) {
@@ -93,19 +97,28 @@ static int env_open(env *v, const char *catalog, int method, const char *model, 
             }
             if (st.code != TSR_OK) tsr_benc_free(&v->be);
         }
-        if (st.code == TSR_OK) {
-            v->have_be = true;
-            v->be_emb = malloc((size_t)v->cat.n_items * v->be.cfg.dim * sizeof *v->be_emb);
-            v->be_have = calloc((size_t)v->cat.n_items, 1);
-            TSR_ASSERT(v->be_emb && v->be_have);
-        }
+        v->have_be = st.code == TSR_OK;
     }
-    if (st.code != TSR_OK) {
-        tsr_ebrm_entities_free(&v->E);
-        tsr_catalog_free(&v->cat);
+    if (st.code != TSR_OK)
         return cli_fail(st, method == M_BIENC ? "--model must be a bi-encoder (tessera higen train --what encoder) "
                                                 "with tokenizer.json beside it"
                                               : MODEL_HINT);
+    st = tsr_catalog_load_debian(&v->cat, catalog);
+    if (st.code != TSR_OK) {
+        env_free_models(v);
+        return cli_fail(st, CATALOG_HINT);
+    }
+    st = tsr_ebrm_entities_build(&v->E, &v->cat);
+    if (st.code != TSR_OK) {
+        env_free_models(v);
+        tsr_catalog_free(&v->cat);
+        return cli_fail(st, CATALOG_HINT);
+    }
+    if (v->have_m && v->m.kind == TSR_EBRM_KIND_EBRM) tsr_ebrm_model_prepare(&v->m, &v->E);
+    if (v->have_be) {
+        v->be_emb = malloc((size_t)v->cat.n_items * v->be.cfg.dim * sizeof *v->be_emb);
+        v->be_have = calloc((size_t)v->cat.n_items, 1);
+        TSR_ASSERT(v->be_emb && v->be_have);
     }
     tsr_ebrm_cache_init(&v->cache, 1 << 16);
     return CLI_OK;
@@ -114,13 +127,7 @@ static int env_open(env *v, const char *catalog, int method, const char *model, 
 static void env_close(env *v) {
     for (int i = 0; i < 2; i++)
         if (v->have_ix[i]) tsr_bm25_free(&v->ix[i]);
-    if (v->have_m) tsr_ebrm_model_free(&v->m);
-    if (v->have_be) {
-        tsr_benc_free(&v->be);
-        tsr_bpe_free(&v->be_bpe);
-        free(v->be_emb);
-        free(v->be_have);
-    }
+    env_free_models(v);
     tsr_ebrm_cache_free(&v->cache);
     tsr_ebrm_entities_free(&v->E);
     tsr_catalog_free(&v->cat);
