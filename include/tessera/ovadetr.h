@@ -90,6 +90,9 @@ typedef struct {
     tsr_ovd_mlp qpos;
     tsr_ovd_dec dec[TSR_OVD_MAX_DEC];
     tsr_tensor *closed_rows;   /* closed-set twin: CLIP rows of its class names (buffer) */
+    /* the training crop side (metadata data.crop): boxes are regressed in
+     * units of the input, so inference tiles are this size (tile 0) */
+    int train_crop;
 } tsr_ovd_model;
 
 tsr_status tsr_ovd_init(tsr_ovd_model *m, const tsr_ovd_cfg *cfg);
@@ -199,8 +202,8 @@ tsr_status tsr_ovd_train(const tsr_ovd_cfg *cfg, const tsr_ovd_data_opts *d, con
 
 typedef struct { float x0, y0, x1, y1, score; int cls; } tsr_ovd_det;
 
-/* Detections on one RGB image (w*h*3): tiles of `tile` px (multiple of 32)
- * overlapping by `overlap`, class-wise NMS at IoU 0.5 across tiles, the
+/* Detections on one RGB image (w*h*3): tiles of `tile` px (multiple of 32;
+ * 0: the model's training crop, overlap -1: a quarter of it) overlapping by `overlap`, class-wise NMS at IoU 0.5 across tiles, the
  * best max_det kept (score order). A closed-set model maps names to its
  * classes (unknown names score 0). *dets malloc'd. */
 tsr_status tsr_ovd_detect(const tsr_ovd_model *m, const char *const *model_classes, int n_model_classes,

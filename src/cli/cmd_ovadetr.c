@@ -140,7 +140,7 @@ static void draw_box(uint8_t *px, int w, int h, const tsr_ovd_det *d, const char
 
 static int cmd_detect(const char *prog, int argc, char **argv) {
     const char *image = NULL, *classes = NULL, *emb = NULL, *out = NULL, *draw = NULL, *model = OVD_MODEL;
-    int tile = 640, overlap = 96, max_det = 100;
+    int tile = 0, overlap = -1, max_det = 100;
     float min_score = 0.3f;
     cli_common cm = {0};
     const arg_spec specs[] = {
@@ -150,8 +150,8 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
         {"out", ARG_STR, &out, "JSON", "detections as COCO JSON (images, categories, annotations with score)", NULL},
         {"draw", ARG_STR, &draw, "PNG", "the image with labelled boxes", NULL},
         {"model", ARG_STR, &model, "PATH", "model (default: the shipped " OVD_MODEL ")", NULL},
-        {"tile", ARG_INT, &tile, "PX", "tile side, a multiple of 32 (default 640)", NULL},
-        {"overlap", ARG_INT, &overlap, "PX", "tile overlap (default 96)", NULL},
+        {"tile", ARG_INT, &tile, "PX", "tile side, a multiple of 32 (default 0: the model's training crop)", NULL},
+        {"overlap", ARG_INT, &overlap, "PX", "tile overlap (default -1: a quarter of the tile)", NULL},
         {"max-det", ARG_INT, &max_det, "N", "detections kept per image (default 100)", NULL},
         {"min-score", ARG_FLOAT, &min_score, "S", "score threshold (default 0.3)", NULL},
         CLI_COMMON_THREADS(&cm),
@@ -162,8 +162,8 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (!image || !classes) return cli_usage_error(prog, "--image PNG and --classes NAMES are required");
     if (!out && !draw) return cli_usage_error(prog, "give --out JSON and/or --draw PNG");
-    if (tile < 64 || tile > 2048 || tile % 32) return cli_usage_error(prog, "--tile must be a multiple of 32 in [64, 2048] (got %d)", tile);
-    if ((rc = cli_check_int(prog, "--overlap", overlap, 0, tile - 32)) != CLI_OK) return rc;
+    if (tile && (tile < 64 || tile > 2048 || tile % 32)) return cli_usage_error(prog, "--tile must be 0 or a multiple of 32 in [64, 2048] (got %d)", tile);
+    if ((rc = cli_check_int(prog, "--overlap", overlap, -1, tile ? tile - 32 : 1024)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "--max-det", max_det, 1, 100000)) != CLI_OK) return rc;
     if ((rc = cli_check_float(prog, "--min-score", min_score, 0, 1)) != CLI_OK) return rc;
     if (out && (rc = cli_check_output(prog, "--out", out, true)) != CLI_OK) return rc;
@@ -245,15 +245,15 @@ static void jnum(const char *k, double v, bool last) {
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
     const char *model = NULL, *method = "ovadetr", *data = "../shared/data";
-    int tile = 640, overlap = 96;
+    int tile = 0, overlap = -1;
     cli_common cm = {0};
     cm.threads = 0;
     const arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "model (default: the shipped " OVD_MODEL ", or " OVD_CLOSED " for closed-set)", NULL},
         {"method", ARG_STR, &method, "NAME", "ovadetr | closed-set | text-nearest (default ovadetr)", NULL},
         {"data", ARG_STR, &data, "DIR", "the shared data folder (default ../shared/data)", NULL},
-        {"tile", ARG_INT, &tile, "PX", "tile side (default 640)", NULL},
-        {"overlap", ARG_INT, &overlap, "PX", "tile overlap (default 96)", NULL},
+        {"tile", ARG_INT, &tile, "PX", "tile side (default 0: the model's training crop)", NULL},
+        {"overlap", ARG_INT, &overlap, "PX", "tile overlap (default -1: a quarter of the tile)", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -268,8 +268,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     else if (!strcmp(method, "closed-set")) mth = TSR_OVD_METHOD_CLOSED;
     else if (!strcmp(method, "text-nearest")) mth = TSR_OVD_METHOD_TEXT_NEAREST;
     else return cli_usage_error(prog, "--method must be ovadetr, closed-set or text-nearest");
-    if (tile < 64 || tile > 2048 || tile % 32) return cli_usage_error(prog, "--tile must be a multiple of 32 in [64, 2048]");
-    if ((rc = cli_check_int(prog, "--overlap", overlap, 0, tile - 32)) != CLI_OK) return rc;
+    if (tile && (tile < 64 || tile > 2048 || tile % 32)) return cli_usage_error(prog, "--tile must be 0 or a multiple of 32 in [64, 2048]");
+    if ((rc = cli_check_int(prog, "--overlap", overlap, -1, tile ? tile - 32 : 1024)) != CLI_OK) return rc;
     char mbuf[1024];
     const char *def = mth == TSR_OVD_METHOD_CLOSED ? OVD_CLOSED : OVD_MODEL;
     const char *path = model ? model : cli_shipped_default(def, def, mbuf, sizeof mbuf);

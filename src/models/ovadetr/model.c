@@ -97,6 +97,7 @@ static void ln_init(tsr_nn_layernorm *n, tsr_params *p, const char *name, int d)
 tsr_status tsr_ovd_init(tsr_ovd_model *m, const tsr_ovd_cfg *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
+    m->train_crop = 640;
     tsr_params *p = &m->params;
     tsr_params_init(p);
     const int *ch = cfg->ch, d = cfg->d;
@@ -579,9 +580,12 @@ tsr_status tsr_ovd_load(tsr_ovd_model *m, const char *path) {
     tsr_ovd_cfg cfg = tsr_ovd_default_cfg();
     if (!cs) st = tsr_errorf(TSR_ERR_FORMAT, "%s: not an ovadetr model (no ovadetr.config in its metadata)", path);
     else st = tsr_ovd_cfg_parse(&cfg, cs);
+    const char *cr = tsr_st_meta(&f, "data.crop");
+    int crop = cr ? atoi(cr) : 0;
     tsr_st_free(&f);
     if (st.code) return tsr_errorf(st.code, "%s: %s", path, st.msg);
     tsr_ovd_init(m, &cfg);
+    m->train_crop = crop >= 64 && crop % 32 == 0 ? crop : 640;
     st = tsr_params_load(&m->params, path, true);
     if (st.code) tsr_ovd_free(m);
     return st;

@@ -232,7 +232,8 @@ static tsr_status load_test(tsr_det_set *s, const char *dir) {
     snprintf(names, sizeof names, "%s/aerial/kit-ais-cars/aerial.names", dir);
     tsr_status st = tsr_det_names_read(s, names);
     for (int k = 0; k < 2 && !st.code; k++)
-        for (int i = k ? 74 : 155; i <= (k ? 93 : 179) && !st.code; i++) {
+        /* every 5th frame: neighbouring frames of a sequence are near duplicates */
+        for (int i = k ? 74 : 155; i <= (k ? 93 : 179) && !st.code; i += 5) {
             snprintf(png, sizeof png, "%s/aerial/kit-ais-cars/%sMOS%d.png", dir, k ? "MunichStreet02-" : "", i);
             snprintf(txt, sizeof txt, "%s/aerial/kit-ais-cars/%sMOS%d.txt", dir, k ? "MunichStreet02-" : "", i);
             int w, h, ch;
@@ -496,6 +497,7 @@ tsr_status tsr_ovd_detect(const tsr_ovd_model *m, const char *const *model_class
                           int K, int tile, int overlap, int max_det, float min_score, tsr_ovd_det **dets,
                           int *n) {
     *dets = NULL, *n = 0;
+    if (tile == 0) tile = m->train_crop, overlap = overlap < 0 ? tile / 4 : overlap;
     if (tile < 64 || tile % 32 || overlap < 0 || overlap >= tile)
         return tsr_errorf(TSR_ERR_ARG, "tile must be a multiple of 32 >= 64 and overlap in [0, tile)");
     /* closed-set twin: name -> column (-1: cannot name it) */
@@ -802,7 +804,8 @@ static tsr_status ovd_eval_hook(void *ud, tsr_train_metrics *mt) {
             tsr_det_box b = {im->box[4 * j], im->box[4 * j + 1], im->box[4 * j + 2], im->box[4 * j + 3], 1, 0, ii, 0, 0};
             tsr_det_add_box(&gt, &b);
         }
-        st = tsr_ovd_detect(&r->m, (const char *const *)mcls, 1, im->px, im->w, im->h, names, row, 1, 640, 64, 100, 0.001f, &det[i], &nd[i]);
+        st = tsr_ovd_detect(&r->m, (const char *const *)mcls, 1, im->px, im->w, im->h, names, row, 1, r->dopt.crop,
+                            r->dopt.crop / 4, 100, 0.001f, &det[i], &nd[i]);
         if (st.code) break;
     }
     if (!st.code) {
