@@ -497,7 +497,8 @@ tsr_status tsr_ovd_detect(const tsr_ovd_model *m, const char *const *model_class
                           int K, int tile, int overlap, int max_det, float min_score, tsr_ovd_det **dets,
                           int *n) {
     *dets = NULL, *n = 0;
-    if (tile == 0) tile = m->train_crop, overlap = overlap < 0 ? tile / 4 : overlap;
+    if (tile == 0) tile = m->train_crop;
+    if (overlap < 0) overlap = tile / 4;
     if (tile < 64 || tile % 32 || overlap < 0 || overlap >= tile)
         return tsr_errorf(TSR_ERR_ARG, "tile must be a multiple of 32 >= 64 and overlap in [0, tile)");
     /* closed-set twin: name -> column (-1: cannot name it) */
