@@ -86,6 +86,27 @@ void tsr_apt_upscale(const tsr_apt_state *s, const float *lowres, uint8_t *mask)
  * then holes and objects (4-connected) smaller than min_area removed. */
 void tsr_apt_postprocess(uint8_t *mask, int h, int w, int min_area);
 
+/* A whole image: optionally shrunk by an integer factor (the resolution a
+ * small model was trained at), then either one pass at the encoder's input
+ * size (SAM's way: longest side resized) or, tiled, S x S tiles at that
+ * resolution, each prompted with the points that fall in it (a tile with no
+ * positive point stays empty); the mask comes back to the image grid and is
+ * post-processed. Points are in image pixels. */
+typedef struct {
+    int shrink;          /* 1 or 2, ... */
+    bool tiled;
+    int iters;
+    bool postprocess;
+    int min_area;
+} tsr_apt_seg_opts;
+typedef struct {
+    double encode_s, decode_s;
+    int64_t decoder_runs;
+    int tiles;
+} tsr_apt_seg_stats;
+void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t *rgb, int h, int w,
+                     const tsr_apt_points *p, uint8_t *mask, tsr_apt_seg_stats *stats);
+
 /* Binary metrics of pred against truth (u8 0/1; truth 255 = not scored). */
 typedef struct {
     int64_t tp, fp, fn, tn;

@@ -20,12 +20,15 @@ typedef struct {
 tsr_status tsr_apt_image_load_isaid(tsr_apt_image *im, const char *dir, const char *name,
                                     const int *classes, int n_classes);
 void tsr_apt_image_free(tsr_apt_image *im);
+/* half the resolution: RGB 2x2 means, the class where >= 2 of 4 pixels
+ * have it (the training and evaluation resolution of the small model) */
+void tsr_apt_image_halve(tsr_apt_image *im);
 /* iSAID large vehicle (8) and small vehicle (9): the area class the
  * protocol uses (the shared images hold no sports fields) */
 extern const int tsr_apt_vehicle_classes[2];
 
-/* the CPU-sized TinyViT-like segmenter trained here: 256 px input (16x16
- * embedding), widths 24/48/64/96, depths 1/1/2/1, decoder dim 64 */
+/* the CPU-sized TinyViT-like segmenter trained here: 128 px input (8x8
+ * embedding) on half-resolution iSAID crops, widths 24/48/64/96, depths 1/1/2/1, decoder dim 64 */
 tsr_sam_cfg tsr_apt_small_cfg(void);
 
 typedef struct {

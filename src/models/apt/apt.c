@@ -218,3 +218,116 @@ tsr_apt_metrics tsr_apt_metrics_of(const tsr_apt_conf *c) {
     m.f1 = ratio(2 * m.precision * m.recall, m.precision + m.recall);
     return m;
 }
+
+/* ------------------------------------------------- whole images, tiles */
+
+/* rgb (h,w,3) averaged down by an integer factor f (f x f boxes) */
+static uint8_t *shrink_rgb(const uint8_t *rgb, int h, int w, int f, int *oh, int *ow) {
+    *oh = h / f;
+    *ow = w / f;
+    uint8_t *out = malloc((size_t)(*oh) * (*ow) * 3);
+    TSR_ASSERT(out);
+    for (int y = 0; y < *oh; y++)
+        for (int x = 0; x < *ow; x++)
+            for (int k = 0; k < 3; k++) {
+                int v = 0;
+                for (int dy = 0; dy < f; dy++)
+                    for (int dx = 0; dx < f; dx++) v += rgb[((int64_t)(y * f + dy) * w + x * f + dx) * 3 + k];
+                out[((int64_t)y * (*ow) + x) * 3 + k] = (uint8_t)((v + f * f / 2) / (f * f));
+            }
+    return out;
+}
+
+void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t *rgb, int h, int w,
+                     const tsr_apt_points *p, uint8_t *mask, tsr_apt_seg_stats *stats) {
+    memset(stats, 0, sizeof *stats);
+    int f = o->shrink > 1 ? o->shrink : 1;
+    int sh = h, sw = w;
+    uint8_t *small = f > 1 ? shrink_rgb(rgb, h, w, f, &sh, &sw) : NULL;
+    const uint8_t *src = small ? small : rgb;
+    uint8_t *smask = calloc((size_t)sh * sw, 1);
+    TSR_ASSERT(smask);
+    int S = m->cfg.img_size, L = 4 * m->grid;
+    float *low = malloc(sizeof(float) * (size_t)L * L);
+    TSR_ASSERT(low);
+    tsr_apt_points tp = {0};
+    if (!o->tiled) {
+        tsr_apt_state s;
+        tsr_apt_begin(&s, m, src, sh, sw);
+        tp.n = tp.cap = p->n;
+        tp.x = malloc(sizeof(float) * (size_t)(p->n + 1));
+        tp.y = malloc(sizeof(float) * (size_t)(p->n + 1));
+        TSR_ASSERT(tp.x && tp.y);
+        for (int i = 0; i < p->n; i++) {
+            tp.x[i] = (p->x[i] + 0.5f) / (float)f - 0.5f;
+            tp.y[i] = (p->y[i] + 0.5f) / (float)f - 0.5f;
+        }
+        tp.label = p->label;
+        tp.group = p->group;
+        tsr_apt_run(&s, &tp, o->iters, low);
+        tsr_apt_upscale(&s, low, smask);
+        stats->encode_s += s.encode_s;
+        stats->decode_s += s.decode_s;
+        stats->decoder_runs += s.decoder_runs;
+        stats->tiles = 1;
+        tsr_apt_end(&s);
+        free(tp.x);
+        free(tp.y);
+    } else {
+        /* S x S tiles at the model's resolution, the last ones flush with the edge */
+        uint8_t *tile = malloc((size_t)S * S * 3), *tmask = malloc((size_t)S * S);
+        tp.x = malloc(sizeof(float) * (size_t)(p->n + 1));
+        tp.y = malloc(sizeof(float) * (size_t)(p->n + 1));
+        tp.label = malloc(sizeof(int) * (size_t)(p->n + 1));
+        tp.group = malloc(sizeof(int) * (size_t)(p->n + 1));
+        TSR_ASSERT(tile && tmask && tp.x && tp.y && tp.label && tp.group);
+        for (int ty = 0; ty < sh; ty += S)
+            for (int tx = 0; tx < sw; tx += S) {
+                int y0 = ty + S > sh ? (sh > S ? sh - S : 0) : ty, x0 = tx + S > sw ? (sw > S ? sw - S : 0) : tx;
+                int th = sh < S ? sh : S, tw = sw < S ? sw : S;
+                tp.n = 0;
+                int npos = 0;
+                for (int i = 0; i < p->n; i++) {
+                    float x = (p->x[i] + 0.5f) / (float)f - 0.5f - (float)x0, y = (p->y[i] + 0.5f) / (float)f - 0.5f - (float)y0;
+                    if (x < 0 || y < 0 || x >= (float)tw || y >= (float)th) continue;
+                    tp.x[tp.n] = x;
+                    tp.y[tp.n] = y;
+                    tp.label[tp.n] = p->label[i];
+                    tp.group[tp.n] = p->group[i];
+                    npos += p->label[i] == 1;
+                    tp.n++;
+                }
+                if (npos == 0) continue; /* nothing of the class prompted here */
+                for (int y = 0; y < th; y++)
+                    memcpy(tile + (size_t)y * tw * 3, src + ((size_t)(y0 + y) * sw + x0) * 3, (size_t)tw * 3);
+                tsr_apt_state s;
+                tsr_apt_begin(&s, m, tile, th, tw);
+                tsr_apt_run(&s, &tp, o->iters, low);
+                tsr_apt_upscale(&s, low, tmask);
+                for (int y = 0; y < th; y++)
+                    for (int x = 0; x < tw; x++)
+                        smask[(size_t)(y0 + y) * sw + x0 + x] |= tmask[(size_t)y * tw + x];
+                stats->encode_s += s.encode_s;
+                stats->decode_s += s.decode_s;
+                stats->decoder_runs += s.decoder_runs;
+                stats->tiles++;
+                tsr_apt_end(&s);
+            }
+        free(tile);
+        free(tmask);
+        free(tp.x);
+        free(tp.y);
+        free(tp.label);
+        free(tp.group);
+    }
+    /* back to the image grid (nearest), then post-processing */
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int yy = y / f < sh ? y / f : sh - 1, xx = x / f < sw ? x / f : sw - 1;
+            mask[(size_t)y * w + x] = smask[(size_t)yy * sw + xx];
+        }
+    if (o->postprocess) tsr_apt_postprocess(mask, h, w, o->min_area);
+    free(smask);
+    free(small);
+    free(low);
+}
