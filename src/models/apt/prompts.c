@@ -278,7 +278,7 @@ static void superpixel_points(ptlist *out, const uint8_t *lab, const uint8_t *rg
     int32_t *seg = malloc(sizeof(int32_t) * (size_t)N);
     TSR_ASSERT(seg);
     int n;
-    tsr_apt_slic(seg, &n, rgb, h, w, k, 10.0f);
+    tsr_apt_slic(seg, &n, rgb, h, w, k, 20.0f); /* RGB distances: about 2x CIELAB m = 10 */
     double *sy = calloc((size_t)n, sizeof(double)), *sx = calloc((size_t)n, sizeof(double));
     int64_t *cnt = calloc((size_t)n, sizeof(int64_t));
     double *bestd = malloc(sizeof(double) * (size_t)n);
