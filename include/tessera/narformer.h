@@ -300,6 +300,8 @@ typedef struct {
 /* one JSON line of the data set file for network id */
 void tsr_nf_latnet_write(FILE *f, const tsr_nf_latnet *n, int id);
 tsr_status tsr_nf_latset_load(tsr_nf_latset *s, const char *path);
+/* the same from memory; path names the source in errors */
+tsr_status tsr_nf_latset_parse(tsr_nf_latset *s, const char *text, size_t len, const char *path);
 void tsr_nf_latset_free(tsr_nf_latset *s);
 
 /* latency predictors: narformer (latency head), gnn (NNLP-style: 2
@@ -333,3 +335,8 @@ void tsr_nf_lat_predict(const tsr_nf_lat_pred *p, const tsr_nf_latset *s, const 
 /* a narformer latency predictor written by tsr_nf_lat_fit */
 tsr_status tsr_nf_lat_load(tsr_nf_lat_pred *p, const char *path);
 void tsr_nf_lat_pred_free(tsr_nf_lat_pred *p);
+
+/* `tessera serve` endpoint POST /v1/latency (serve.c): ONNX bytes in,
+ * predicted ms out (a tsr_serve_endpoint, see tessera/serve.h) */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_narformer_serve_endpoint;

@@ -152,45 +152,61 @@ static tsr_status parse_net(const cJSON *o, tsr_nf_latnet *n, const char *path, 
 #undef BAD
 }
 
+tsr_status tsr_nf_latset_parse(tsr_nf_latset *s, const char *text, size_t len, const char *path) {
+    memset(s, 0, sizeof *s);
+    tsr_status st = tsr_ok();
+    int cap = 0, line = 0;
+    size_t pos = 0;
+    char *buf = NULL;
+    size_t buf_cap = 0;
+    while (pos < len && !st.code) {
+        const char *start = text + pos;
+        const char *e = memchr(start, '\n', len - pos);
+        size_t n = e ? (size_t)(e - start) : len - pos;
+        pos += n + 1;
+        line++;
+        if (n == 0) continue;
+        if (n + 1 > buf_cap) {
+            buf_cap = n + 1;
+            buf = realloc(buf, buf_cap);
+            TSR_ASSERT(buf);
+        }
+        memcpy(buf, start, n);
+        buf[n] = 0;
+        cJSON *o = cJSON_Parse(buf);
+        if (!o || !cJSON_IsObject(o)) st = tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a JSON object", path, line);
+        else if (line == 1) {
+            const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(o, "format");
+            const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version");
+            if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "tessera-narformer-latency") || !cJSON_IsNumber(ver) ||
+                ver->valueint != 1)
+                st = tsr_errorf(TSR_ERR_FORMAT, "%s: not a narformer latency data set (header line with format "
+                                                "tessera-narformer-latency, version 1)", path);
+        } else {
+            if (s->n == cap) {
+                cap = cap ? 2 * cap : 256;
+                s->nets = realloc(s->nets, sizeof *s->nets * (size_t)cap);
+                TSR_ASSERT(s->nets);
+            }
+            st = parse_net(o, &s->nets[s->n], path, line);
+            if (!st.code) s->n++;
+        }
+        cJSON_Delete(o);
+    }
+    free(buf);
+    if (!st.code && s->n < 2) st = tsr_errorf(TSR_ERR_FORMAT, "%s: fewer than 2 networks", path);
+    if (st.code) tsr_nf_latset_free(s);
+    return st;
+}
+
 tsr_status tsr_nf_latset_load(tsr_nf_latset *s, const char *path) {
     memset(s, 0, sizeof *s);
     char *data;
     size_t len;
     tsr_status st = tsr_read_file(path, &data, &len);
     if (st.code) return st;
-    int cap = 0, line = 0;
-    char *p = data;
-    while (*p && !st.code) {
-        char *e = strchr(p, '\n');
-        if (e) *e = 0;
-        line++;
-        if (*p) {
-            cJSON *o = cJSON_Parse(p);
-            if (!o || !cJSON_IsObject(o)) st = tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a JSON object", path, line);
-            else if (line == 1) {
-                const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(o, "format");
-                const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version");
-                if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "tessera-narformer-latency") ||
-                    !cJSON_IsNumber(ver) || ver->valueint != 1)
-                    st = tsr_errorf(TSR_ERR_FORMAT, "%s: not a narformer latency data set (header line with format "
-                                                    "tessera-narformer-latency, version 1)", path);
-            } else {
-                if (s->n == cap) {
-                    cap = cap ? 2 * cap : 256;
-                    s->nets = realloc(s->nets, sizeof *s->nets * (size_t)cap);
-                    TSR_ASSERT(s->nets);
-                }
-                st = parse_net(o, &s->nets[s->n], path, line);
-                if (!st.code) s->n++;
-            }
-            cJSON_Delete(o);
-        }
-        if (!e) break;
-        p = e + 1;
-    }
+    st = tsr_nf_latset_parse(s, data, len, path);
     free(data);
-    if (!st.code && s->n < 2) st = tsr_errorf(TSR_ERR_FORMAT, "%s: fewer than 2 networks", path);
-    if (st.code) tsr_nf_latset_free(s);
     return st;
 }
 
