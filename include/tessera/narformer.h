@@ -304,16 +304,21 @@ tsr_status tsr_nf_latset_load(tsr_nf_latset *s, const char *path);
 tsr_status tsr_nf_latset_parse(tsr_nf_latset *s, const char *text, size_t len, const char *path);
 void tsr_nf_latset_free(tsr_nf_latset *s);
 
+/* kernel classes of the kernel-sum model: the operators, with Conv split
+ * into pointwise, k x k stride 1, k x k strided and grouped/depthwise */
+#define TSR_NF_KERNEL_CLASSES (TSR_NF_OPS + 4)
+#define TSR_NF_KERNEL_FEATS 4 /* [1, MFLOPs, Mmem, Mcol] */
+
 /* latency predictors: narformer (latency head), gnn (NNLP-style: 2
- * SAGEConv layers + static branch), kernel-sum (per-operator least squares
- * on [1, MFLOPs, Mmem], summed), flops ([1, GFLOPs, Gmem]) */
+ * SAGEConv layers + static branch), kernel-sum (per-kernel-class least squares
+ * on [1, MFLOPs, Mmem, Mcol], summed), flops ([1, GFLOPs, Gmem]) */
 typedef struct {
     int method, platform;
     tsr_nf_model nf;
     tsr_params params;
     tsr_tensor *w[12];
     double coef[3];
-    double kcoef[TSR_NF_OPS][3];
+    double kcoef[TSR_NF_KERNEL_CLASSES][TSR_NF_KERNEL_FEATS];
     float y_scale;
 } tsr_nf_lat_pred;
 

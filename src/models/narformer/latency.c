@@ -252,13 +252,26 @@ static void accum(double A[4][5], const double *v, int k, double y, double w) {
     }
 }
 
+enum { KFEAT = TSR_NF_KERNEL_FEATS };
+
 /* the FLOPs regression: [1, GFLOPs, Gmem] of the network */
 static void flops_feat(const tsr_nf_graph *g, double v[3]) {
     v[0] = 1, v[1] = g->flops / 1e9, v[2] = g->mem / 1e9;
 }
-/* the kernel model: [1, MFLOPs, Mmem] of one node, per operator type */
-static void node_feat(const tsr_nf_node *nd, double v[3]) {
+/* the kernel model: [1, MFLOPs, Mmem, Mcol] of one node, per kernel class. As
+ * nn-Meter, convolutions are split by the kernel that runs them: pointwise,
+ * k x k at stride 1, k x k strided, depthwise / grouped */
+static void node_feat(const tsr_nf_node *nd, double v[KFEAT]) {
     v[0] = 1, v[1] = nd->flops / 1e6, v[2] = nd->mem / 1e6;
+    /* convolutions: the im2col matrix (Cin/g k^2 x Ho Wo), FLOPs / 2 Cout */
+    v[3] = nd->op == TSR_NF_OP_CONV && nd->ndim == 4 && nd->shape[1] > 0 ? nd->flops / (2e6 * (double)nd->shape[1]) : 0;
+}
+
+static int kernel_class(const tsr_nf_node *nd) {
+    if (nd->op != TSR_NF_OP_CONV) return nd->op;
+    if (nd->n_attr >= 5 && nd->attr[4] > 1) return TSR_NF_OPS + 3;
+    if (nd->attr[0] <= 1) return TSR_NF_OPS;
+    return nd->attr[1] <= 1 ? TSR_NF_OPS + 1 : TSR_NF_OPS + 2;
 }
 
 /* ------------------------------------------------------------ GNN baseline */
@@ -338,10 +351,10 @@ float tsr_nf_lat_predict_graph(const tsr_nf_lat_pred *p, const tsr_nf_graph *g, 
         for (int i = 0; i < g->n; i++) {
             const tsr_nf_node *nd = &g->nodes[i];
             if (nd->op < 0) continue;
-            double v[3], k = 0;
+            double v[KFEAT], k = 0;
             node_feat(nd, v);
-            const double *cf = p->kcoef[nd->op];
-            for (int a = 0; a < 3; a++) k += cf[a] * v[a];
+            const double *cf = p->kcoef[kernel_class(nd)];
+            for (int a = 0; a < KFEAT; a++) k += cf[a] * v[a];
             s += k > 0 ? k : 0;
         }
         return (float)s;
@@ -457,25 +470,26 @@ tsr_status tsr_nf_lat_fit(tsr_nf_lat_pred *p, const tsr_nf_lat_opts *o, const ts
         return tsr_ok();
     }
     if (p->method == TSR_NF_METHOD_KERNEL_SUM) {
-        static double A[TSR_NF_OPS + 1][4][5];
+        static double A[TSR_NF_KERNEL_CLASSES + 1][4][5];
         memset(A, 0, sizeof A);
         for (int i = 0; i < n_train; i++) {
             const tsr_nf_latnet *n = &s->nets[ids[i]];
             for (int k = 0; k < n->g.n; k++) {
                 const tsr_nf_node *nd = &n->g.nodes[k];
                 if (nd->op < 0) continue;
-                double v[3], y = n->node_ms[(size_t)k * TSR_NF_PLATFORMS + platform];
+                double v[KFEAT], y = n->node_ms[(size_t)k * TSR_NF_PLATFORMS + platform];
                 node_feat(nd, v);
-                double w = 1.0 / (1e-3 + y);
-                accum(A[nd->op], v, 3, y, w);
-                accum(A[TSR_NF_OPS], v, 3, y, w); /* all operators: for types unseen in training */
+                /* each network weighs as much as another, in relative terms */
+                double w = 1.0 / ((double)n->lat[platform] * n->lat[platform]);
+                accum(A[kernel_class(nd)], v, KFEAT, y, w);
+                accum(A[TSR_NF_KERNEL_CLASSES], v, KFEAT, y, w); /* all kernels: for classes unseen in training */
             }
         }
-        double all[3];
-        solve_normal(A[TSR_NF_OPS], 3, all);
-        for (int t = 0; t < TSR_NF_OPS; t++) {
+        double all[KFEAT];
+        solve_normal(A[TSR_NF_KERNEL_CLASSES], KFEAT, all);
+        for (int t = 0; t < TSR_NF_KERNEL_CLASSES; t++) {
             if (A[t][0][0] < 1e-12) memcpy(p->kcoef[t], all, sizeof all);
-            else solve_normal(A[t], 3, p->kcoef[t]);
+            else solve_normal(A[t], KFEAT, p->kcoef[t]);
         }
         return tsr_ok();
     }
