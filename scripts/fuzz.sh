@@ -51,6 +51,17 @@ printf '{"query": "a text editor for the terminal", "relevant": ["vim", "nano"]}
 "$TSR" lm convert --random dim=32,layers=1,heads=2,hidden=64,vocab=4096 --to gguf \
     --tokenizer "$ROOT/models/pycode/tokenizer.json" --out "$S/r.gguf" 2>/dev/null &&
     (printf '\003'; cat "$S/r.gguf") >"$S/fuzz_gguf/r"
+# detection labels: the selector byte picks names, DOTA, YOLO, VOC, COCO
+if [ -d "$D/aerial" ]; then
+    (printf '\000'; cat "$D/aerial/kit-ais-cars/aerial.names") >"$S/fuzz_detlabels/names"
+    (printf '\001'; cat "$D/aerial/mmrotate-demos/P0004__1__0___0.txt") >"$S/fuzz_detlabels/dota"
+    (printf '\002'; head -5 "$D/aerial/kit-ais-cars/MOS74.txt") >"$S/fuzz_detlabels/yolo"
+    (printf '\003'; cat "$D/aerial/mmrotate-demos/dior_00001.xml") >"$S/fuzz_detlabels/voc"
+fi
+printf '\004{"images":[{"id":1,"file_name":"a.png","width":64,"height":48}],"categories":[{"id":1,"name":"car"}],"annotations":[{"image_id":1,"category_id":1,"bbox":[1,2,3,4],"score":0.5}]}' \
+    >"$S/fuzz_detlabels/coco"
+/usr/bin/printf '\223NUMPY\001\000\166\000{'"'"'descr'"'"': '"'"'<f2'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (2, 2), }%*s\n\000\074\000\100\000\102\000\104' 58 '' >"$S/fuzz_npy/f2"
+printf '\010\010' >"$S/fuzz_isaid/empty"
 rm -f "$S/tiny.safetensors" "$S/r.gguf"
 
 # ---- run each in turn

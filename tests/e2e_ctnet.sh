@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of `tessera ctnet` (run by ctest with the binary as $1):
 # help, usage errors (exit 2, one line), a synthetic CSV log through data,
-# train (killed with SIGKILL inside a period, then resumed: the model
-# scores exactly like an uninterrupted run's), eval --json with the
+# train (killed with SIGKILL inside a period update, then resumed from its
+# checkpoint: the model file is byte-identical to an uninterrupted run's), eval --json with the
 # contract fields, predict with --json, and bad inputs exiting 1.
 set -u
 BIN=${1:?usage: e2e_ctnet.sh path/to/tessera}
@@ -53,18 +53,36 @@ expect 0 "$BIN" ctnet data $S --json
 lines "$T/out" 6
 has "$T/out" '"role": "evaluate"'
 
-# straight run, and one killed mid-way and resumed
+# straight run, and one killed with SIGKILL inside a period update (its
+# training state checkpointed every step), resumed from there: the model
+# file is byte-identical to the straight run's
 expect 0 "$BIN" ctnet train $S $M --out "$T/a.safetensors"
-"$BIN" ctnet train $S $M --epochs 3 --out "$T/b.safetensors" >/dev/null 2>&1 &
-pid=$!
-for _ in $(seq 1 400); do
-    if [ -f "$T/b.safetensors.state" ] && grep -aq '"steps_done":"1"' "$T/b.safetensors.state"; then break; fi
-    sleep 0.01
+landed=0
+for attempt in 1 2 3 4 5; do
+    rm -f "$T"/b.safetensors*
+    "$BIN" ctnet train $S $M --ckpt-every 1 --out "$T/b.safetensors" >/dev/null 2>&1 &
+    pid=$!
+    # past the first period's save, then inside a fresh update (its
+    # training state gone and written again)
+    phase=0
+    for _ in $(seq 1 4000); do
+        kill -0 $pid 2>/dev/null || break
+        u=0; [ -f "$T/b.safetensors.state.update.state" ] && u=1
+        if [ $phase -eq 0 ] && [ -f "$T/b.safetensors.state" ] && grep -aq '"steps_done":"[1-9]' "$T/b.safetensors.state"; then phase=1; fi
+        if [ $phase -eq 1 ] && [ $u -eq 0 ]; then phase=2; fi
+        if [ $phase -eq 2 ] && [ $u -eq 1 ]; then break; fi
+        sleep 0.002
+    done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    [ -f "$T/b.safetensors.state" ] && ok || bad "no state file after the kill"
+    env -u TESSERA_QUIET "$BIN" ctnet train $S $M --ckpt-every 1 --out "$T/b.safetensors" --resume >"$T/out" 2>"$T/err" && ok ||
+        bad "resume after the kill failed: $(tail -1 "$T/err")"
+    cmp -s "$T/a.safetensors" "$T/b.safetensors" && ok || bad "killed+resumed model file differs from the straight run's"
+    if grep -q "resuming a period update at its step" "$T/err"; then landed=1; break; fi
 done
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
-[ -f "$T/b.safetensors.state" ] && ok || bad "no state file after the kill"
-expect 0 "$BIN" ctnet train $S $M --epochs 3 --out "$T/b.safetensors" --resume
+[ "$landed" -eq 1 ] && ok || bad "no kill in 5 tries was resumed from inside a period update"
+[ -f "$T/b.safetensors.state.update.state" ] && bad "the update's training state was left behind" || ok
 ls "$T" | grep -q '\.tmp$' && bad "a .tmp file was left behind" || ok
 expect 2 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after -1
 expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after 2
@@ -72,6 +90,8 @@ expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after 2
 expect 1 "$BIN" ctnet train $S $M --lr 0.01 --out "$T/c.safetensors" --resume
 has "$T/err" "lr"
 expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --resume
+cmp -s "$T/a.safetensors" "$T/c.safetensors" && ok || bad "stopped+resumed model file differs from the straight run's"
+expect 2 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --ckpt-every -1
 head -50 "$T/log.tsv" | cut -f1,2,4,6 >"$T/rows.tsv"
 expect 0 "$BIN" ctnet predict --model "$T/a.safetensors" --input "$T/rows.tsv"
 cp "$T/out" "$T/pa"

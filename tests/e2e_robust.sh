@@ -133,6 +133,8 @@ mkdir "$W"
     # the tokenizer recorded in elm_best is resolved against the model file
     expect 0 "$BIN" elm sample --model "$REPO/models/elm_best.safetensors" --class 1 --n 1 --out s2.png; png s2.png
     expect 0 "$BIN" bigr sample --class 3 --n 1 --iters 2 --steps 2 --out b.png; png b.png
+    # shipped data files (the default bench prompts) as well as models
+    expect 0 "$BIN" bita bench --limit 1 --max-tokens 4 --json
     # the tune verbs find their shipped base model: the first error is the corpus
     expect 1 "$BIN" bita tune --steps 1 --out t.safetensors --data-dir "$T/no-corpus"; has "$T/err" "no-corpus"
     expect 1 "$BIN" space tune --steps 1 --out sp --data "$T/no-corpus"; has "$T/err" "no-corpus"

@@ -64,6 +64,12 @@ printf '{"prompt": "def add(a, b):\\n    \\"\\"\\"Return a + b.\\"\\"\\"\\n"}\n\
 "$BIN" space generate --model "$M" --prompt "$P1" --max-tokens 40 --temperature 0.8 --top-k 40 --seed 3 >"$TMP/s1.txt" 2>/dev/null &&
     "$BIN" space generate --model "$M" --prompt "$P1" --max-tokens 40 --temperature 0.8 --top-k 40 --seed 3 >"$TMP/s2.txt" 2>/dev/null &&
     cmp -s "$TMP/s1.txt" "$TMP/s2.txt" && ok || bad "sampling is not reproducible for a seed"
+# seeded text does not depend on the draft size: auto (timed), fixed k, plain
+for k in 1 3; do
+    "$BIN" space generate --model "$M" --prompt "$P1" --max-tokens 40 --temperature 0.8 --top-k 40 --seed 3 --k $k \
+        >"$TMP/sk.txt" 2>/dev/null && cmp -s "$TMP/s1.txt" "$TMP/sk.txt" && ok ||
+        bad "seeded sampling with --k $k differs from auto"
+done
 
 echo "e2e_space: $pass passed, $fails failed"
 [ $fails -eq 0 ]

@@ -258,7 +258,7 @@ static void test_roundtrip_and_sample(void) {
     tsr_bigr m, m2;
     TU_CHECK(tsr_bigr_init(&m, &g, 5).code == 0, "init");
     random_params(&m, 4);
-    const char *path = "/tmp/tsr_test_bigr.safetensors";
+    const char *path = tu_tmp("tsr_test_bigr.safetensors");
     tsr_status st = tsr_bigr_save(&m, path, NULL);
     TU_CHECK(st.code == 0, "save: %s", st.msg);
     st = tsr_bigr_load(&m2, path);
@@ -268,11 +268,11 @@ static void test_roundtrip_and_sample(void) {
         same = memcmp(m.params.items[i]->data, m2.params.items[i]->data, sizeof(float) * (size_t)m.params.items[i]->numel) == 0;
     TU_CHECK(same, "checkpoint round trip is exact");
     /* a file that is not a bigr checkpoint is an error, not a crash */
-    FILE *f = fopen("/tmp/tsr_test_bigr_bad.safetensors", "wb");
+    FILE *f = fopen(tu_tmp("tsr_test_bigr_bad.safetensors"), "wb");
     fputs("garbage", f);
     fclose(f);
     tsr_bigr m3;
-    TU_CHECK(tsr_bigr_load(&m3, "/tmp/tsr_test_bigr_bad.safetensors").code != 0, "bad file rejected");
+    TU_CHECK(tsr_bigr_load(&m3, tu_tmp("tsr_test_bigr_bad.safetensors")).code != 0, "bad file rejected");
 
     /* sampling: known positions kept, all bits 0/1, seeded determinism */
     const int B = 4, K = g.bits, L = TSR_BIGR_L;
@@ -319,7 +319,7 @@ static void test_roundtrip_and_sample(void) {
     tsr_bigr_free(&m);
     if (st.code == 0) tsr_bigr_free(&m2);
     unlink(path);
-    unlink("/tmp/tsr_test_bigr_bad.safetensors");
+    unlink(tu_tmp("tsr_test_bigr_bad.safetensors"));
 }
 
 static void test_probe(void) {
@@ -350,7 +350,7 @@ static void test_resume(void) {
     cd.train_labels = malloc(sizeof(int32_t) * 48), cd.test_labels = malloc(sizeof(int32_t) * 8);
     make_codes(cd.train_bits, cd.train_labels, 48, 4, 3, 1);
     make_codes(cd.test_bits, cd.test_labels, 8, 4, 3, 2);
-    const char *cp = "/tmp/tsr_test_bigr_codes.safetensors";
+    const char *cp = tu_tmp("tsr_test_bigr_codes.safetensors");
     TU_CHECK(tsr_bigr_codes_save(&cd, cp).code == 0, "codes save");
     tsr_bigr_codes cd2;
     tsr_status st = tsr_bigr_codes_load(&cd2, cp);
@@ -363,11 +363,11 @@ static void test_resume(void) {
     o.codes = cp;
     o.cfg = tiny_cfg();
     o.train.epochs = 2, o.batch = 8, o.train.warmup = 2, o.train.ckpt_every = 0, o.train.log_every = 0;
-    o.train.out = "/tmp/tsr_test_bigr_a.safetensors";
+    o.train.out = tu_tmp("tsr_test_bigr_a.safetensors");
     tsr_train_result r;
     st = tsr_bigr_train(&o, &r);
     TU_CHECK(st.code == 0 && r.finished && r.step == 12, "straight run: %s", st.msg);
-    o.train.out = "/tmp/tsr_test_bigr_b.safetensors";
+    o.train.out = tu_tmp("tsr_test_bigr_b.safetensors");
     o.train.stop_after = 5;
     st = tsr_bigr_train(&o, &r);
     TU_CHECK(st.code == 0 && r.step == 5 && !r.finished, "stopped run: %s", st.msg);
@@ -375,8 +375,8 @@ static void test_resume(void) {
     st = tsr_bigr_train(&o, &r);
     TU_CHECK(st.code == 0 && r.finished, "resumed run: %s", st.msg);
     tsr_bigr a, b;
-    bool same = tsr_bigr_load(&a, "/tmp/tsr_test_bigr_a.safetensors").code == 0;
-    same = same && tsr_bigr_load(&b, "/tmp/tsr_test_bigr_b.safetensors").code == 0;
+    bool same = tsr_bigr_load(&a, tu_tmp("tsr_test_bigr_a.safetensors")).code == 0;
+    same = same && tsr_bigr_load(&b, tu_tmp("tsr_test_bigr_b.safetensors")).code == 0;
     for (int i = 0; same && i < a.params.n; i++)
         same = memcmp(a.params.items[i]->data, b.params.items[i]->data, sizeof(float) * (size_t)a.params.items[i]->numel) == 0;
     TU_CHECK(same, "resume is bit-identical to a straight run");
@@ -385,8 +385,8 @@ static void test_resume(void) {
     o.train.lr = 0.5f;
     st = tsr_bigr_train(&o, &r);
     TU_CHECK(st.code != 0 && strstr(st.msg, "cannot resume"), "changed settings refused: %s", st.msg);
-    const char *rm[] = {cp, "/tmp/tsr_test_bigr_a.safetensors", "/tmp/tsr_test_bigr_a.state.safetensors",
-                        "/tmp/tsr_test_bigr_b.safetensors", "/tmp/tsr_test_bigr_b.state.safetensors"};
+    const char *rm[] = {cp, tu_tmp("tsr_test_bigr_a.safetensors"), tu_tmp("tsr_test_bigr_a.state.safetensors"),
+                        tu_tmp("tsr_test_bigr_b.safetensors"), tu_tmp("tsr_test_bigr_b.state.safetensors")};
     for (int i = 0; i < 5; i++) unlink(rm[i]);
 }
 

@@ -443,7 +443,7 @@ static void test_adapter_file(void) {
     a.acc[0][0] = 0.5f;
     a.acc[2][7] = 0.25f;
     memcpy(a.base_hash, "0123456789abcdef", 17);
-    const char *path = "/tmp/tessera_test_bita.safetensors";
+    const char *path = tu_tmp("tessera_test_bita.safetensors");
     TU_CHECK(tsr_bita_adapter_save(&a, path).code == TSR_OK, "save");
     TU_CHECK(tsr_bita_adapter_load(&b, path).code == TSR_OK, "load");
     TU_CHECK(b.k == 3 && b.n_prefix == 5 && b.kv_dim == a.kv_dim && b.n_layers == 2 && b.vocab == 64, "shape back");

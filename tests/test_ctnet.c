@@ -5,7 +5,9 @@
  * ties against the pairwise definition, the CSV loader (history of clicks
  * strictly before a row, pooling weights, one-line errors naming
  * file:line), and the continual protocol's exact resume (run straight ==
- * stop after 2 periods + resume, bitwise). Tolerances vs PyTorch: logits
+ * stop after 2 periods + resume, bitwise; and a run killed at checkpoint
+ * and save points inside periods, then resumed, ends with a model file
+ * byte-identical to the straight run's). Tolerances vs PyTorch: logits
  * and loss atol 1e-5 rtol 1e-4, grads atol 1e-5 rtol 1e-3 (float32
  * reductions in another order). */
 #include "testutil.h"
@@ -16,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static tsr_ctnet_cfg tiny_cfg(void) {
@@ -310,6 +313,108 @@ static char *synth_csv(void) {
     return s;
 }
 
+/* ------------------------------------------------ kill inside a period */
+
+static int g_points, g_kill_at;
+static void kill_hook(const char *point) {
+    (void)point;
+    if (++g_points == g_kill_at) _exit(77);
+}
+static void count_hook(const char *point) {
+    (void)point;
+    g_points++;
+}
+
+static bool same_file(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = false;
+        if (ca == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+/* A run with a state file is killed (a child process _exits at the k-th
+ * fault point: every atomic write's complete tmp before its rename, and
+ * the trainer's state/weights/done points of every checkpoint inside a
+ * period update), then resumed to the end: its model file must be
+ * byte-identical to the straight run's, for kill points spread over the
+ * whole run (warm-up, source stage, target stage, period saves). */
+static void test_kill_inside_periods(const tsr_ctnet_log *g, tsr_ctnet_run_opts o, int method) {
+    const char *name = tsr_ctnet_method_names[method];
+    /* tmpfs when there is one: the test is about the order of writes, and
+     * some hundred fsyncs on a busy disk would dominate its time */
+    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    char sa[160], sb[160], ma[160], mb[160], upd[200];
+    snprintf(sa, sizeof sa, "%s/tsr_ctnet_%d_kill_a.state", dir, (int)getpid());
+    snprintf(sb, sizeof sb, "%s/tsr_ctnet_%d_kill_b.state", dir, (int)getpid());
+    snprintf(ma, sizeof ma, "%s/tsr_ctnet_%d_kill_a.safetensors", dir, (int)getpid());
+    snprintf(mb, sizeof mb, "%s/tsr_ctnet_%d_kill_b.safetensors", dir, (int)getpid());
+    snprintf(upd, sizeof upd, "%s.update.state", sb);
+    o.method = method;
+    o.ckpt_every = 2;
+    tsr_ctnet_run *run = NULL;
+    g_points = 0;
+    tsr_fault_hook = count_hook;
+    tsr_status st = tsr_ctnet_run_protocol(g, &o, sa, false, 0, false, NULL, &run);
+    tsr_fault_hook = NULL;
+    const int n_points = g_points;
+    TU_CHECK(st.code == 0 && run, "%s straight: %s", name, st.msg);
+    if (!run) return;
+    TU_CHECK(tsr_ctnet_run_save_model(run, g, ma).code == 0, "save model");
+    tsr_ctnet_run_free(run);
+    TU_CHECK(n_points > 40, "%s: %d fault points (checkpoints inside periods expected)", name, n_points);
+    int killed = 0, inside = 0, same = 0, tries = 0, resumed = 0;
+    for (int k = 1; k <= n_points; k += 1 + n_points / 16) {
+        unlink(sb);
+        unlink(upd);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            g_points = 0, g_kill_at = k;
+            tsr_fault_hook = kill_hook;
+            st = tsr_ctnet_run_protocol(g, &o, sb, false, 0, false, NULL, NULL);
+            _exit(st.code ? 1 : 0);
+        }
+        int ws = 0;
+        waitpid(pid, &ws, 0);
+        tries++;
+        killed += WIFEXITED(ws) && WEXITSTATUS(ws) == 77;
+        const bool has_upd = access(upd, F_OK) == 0;
+        inside += has_upd;
+        run = NULL;
+        /* killed before the first save: start again (there is nothing to resume) */
+        tsr_ctnet_results rr;
+        st = tsr_ctnet_run_protocol(g, &o, sb, access(sb, F_OK) == 0, 0, false, &rr, &run);
+        TU_CHECK(st.code == 0 && run, "%s killed at point %d, resumed: %s", name, k, st.msg);
+        /* a training state left inside an update is continued, not redone
+         * (one of a stage the continual state had passed is dropped) */
+        TU_CHECK(rr.resumed_inside <= (int)has_upd, "%s killed at point %d: %d updates continued from their training state",
+                 name, k, rr.resumed_inside);
+        resumed += rr.resumed_inside;
+        if (!run) continue;
+        TU_CHECK(tsr_ctnet_run_save_model(run, g, mb).code == 0, "save model");
+        tsr_ctnet_run_free(run);
+        bool eq = same_file(ma, mb);
+        same += eq;
+        TU_CHECK(eq, "%s killed at fault point %d of %d and resumed: the model file differs", name, k, n_points);
+        TU_CHECK(access(upd, F_OK) != 0, "%s: the update's training state is left after the run", name);
+    }
+    TU_CHECK(killed == tries, "%s: %d of %d children were killed", name, killed, tries);
+    TU_CHECK(resumed >= tries / 2, "%s: only %d of %d killed runs continued inside a period update", name, resumed,
+             tries);
+    printf("  %s: killed at %d of %d fault points (%d left an update's state, %d continued from it), "
+           "resumed: %d byte-identical\n", name, tries, n_points, inside, resumed, same);
+    unlink(sa);
+    unlink(sb);
+    unlink(ma);
+    unlink(mb);
+}
+
 static void test_resume(void) {
     char *csv = synth_csv();
     tsr_ctnet_log g;
@@ -372,6 +477,11 @@ static void test_resume(void) {
             TU_CHECK(mean > 0.6, "ctnet learns the synthetic taste: next-period AUC %.3f", mean);
         }
     }
+    o.epochs = 3;
+    test_kill_inside_periods(&g, o, TSR_CTNET_M_CTNET);
+    test_kill_inside_periods(&g, o, TSR_CTNET_M_FINETUNE);
+    test_kill_inside_periods(&g, o, TSR_CTNET_M_RETRAIN);
+    o.epochs = 2;
     /* a state from other settings is refused, naming the key */
     o.lr = 1e-3f;
     st = tsr_ctnet_run_protocol(&g, &o, sb, true, 0, false, NULL, NULL);

@@ -425,6 +425,25 @@ static void test_files(void) {
         expect_bad(u.p, u.len - 4, "unshared-truncated");
         free(cls), free(u.p);
     }
+    /* a NaN weight (v0, v1) or an inf Q8 scale (v2): refused, not loaded */
+    {
+        const float bad[2] = {NAN, INFINITY};
+        unsigned char *b = malloc(len);
+        memcpy(b, v0, len);
+        memcpy(b + 28 + 4 * 1000, &bad[0], 4);
+        expect_bad(b, len, "v0-nan");
+        free(b);
+        b = malloc(b1.len);
+        memcpy(b, b1.p, b1.len);
+        memcpy(b + b1.len - 4 * 7, &bad[0], 4);
+        expect_bad(b, b1.len, "v1-nan");
+        free(b);
+        b = malloc(b2.len);
+        memcpy(b, b2.p, b2.len);
+        memcpy(b + b2.len - 4, &bad[1], 4);
+        expect_bad(b, b2.len, "v2-inf-scale");
+        free(b);
+    }
     /* truncated and padded copies of each version */
     const unsigned char *bufs[3] = {v0, b1.p, b2.p};
     size_t lens[3] = {len, b1.len, b2.len};

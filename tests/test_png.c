@@ -9,12 +9,14 @@
 #include <unistd.h>
 
 static void roundtrip(int w, int h, int ch) {
-    const char *path = "/tmp/tsr_test_png.png";
+    const char *path = tu_tmp("tsr_test_png.png");
     uint8_t *px = malloc((size_t)(w * h * ch));
     for (int i = 0; i < w * h * ch; i++) px[i] = (uint8_t)(i * 37 + 11);
     tsr_status st = tsr_png_write(path, px, w, h, ch);
     TU_CHECK(st.code == TSR_OK, "write %dx%dx%d: %s", w, h, ch, st.msg);
-    TU_CHECK(access("/tmp/tsr_test_png.png.tmp", F_OK) != 0, "no temp file left");
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    TU_CHECK(access(tmp, F_OK) != 0, "no temp file left");
     uint8_t *back = NULL;
     int bw, bh, bc;
     st = tsr_png_read(path, &back, &bw, &bh, &bc);
@@ -47,16 +49,16 @@ int main(void) {
     uint8_t px[4] = {1, 2, 3, 4};
     tsr_status st = tsr_png_write("/nonexistent_dir_tsr/x.png", px, 2, 2, 1);
     TU_CHECK(st.code == TSR_ERR_IO && strstr(st.msg, "nonexistent_dir_tsr"), "missing dir: %s", st.msg);
-    st = tsr_png_write("/tmp/tsr_test_png_bad.png", px, 2, 2, 2);
+    st = tsr_png_write(tu_tmp("tsr_test_png_bad.png"), px, 2, 2, 2);
     TU_CHECK(st.code == TSR_ERR_ARG, "2 channels refused");
-    FILE *f = fopen("/tmp/tsr_test_png_bad.png", "wb");
+    FILE *f = fopen(tu_tmp("tsr_test_png_bad.png"), "wb");
     fputs("not a png at all", f);
     fclose(f);
     uint8_t *back = NULL;
     int w, h, c;
-    st = tsr_png_read("/tmp/tsr_test_png_bad.png", &back, &w, &h, &c);
+    st = tsr_png_read(tu_tmp("tsr_test_png_bad.png"), &back, &w, &h, &c);
     TU_CHECK(st.code == TSR_ERR_FORMAT && back == NULL, "garbage refused: %s", st.msg);
-    remove("/tmp/tsr_test_png_bad.png");
+    remove(tu_tmp("tsr_test_png_bad.png"));
     st = tsr_png_read("/tmp/tsr_no_such.png", &back, &w, &h, &c);
     TU_CHECK(st.code == TSR_ERR_IO, "missing file: %s", st.msg);
     return tu_finish("png");

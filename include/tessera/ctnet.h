@@ -220,6 +220,10 @@ typedef struct {
     int batch;
     float lr, weight_decay, adapter_std;
     uint64_t seed;
+    /* not part of the trajectory: with a state file, the steps of a period
+     * update between checkpoints of its training state (0: none inside an
+     * update, a kill then redoes the stage) */
+    int ckpt_every;
 } tsr_ctnet_run_opts;
 tsr_ctnet_run_opts tsr_ctnet_default_run_opts(void);
 
@@ -233,6 +237,7 @@ typedef struct {
     double train_s[TSR_CTNET_MAX_PERIODS];  /* the method's update (target side) */
     double source_s[TSR_CTNET_MAX_PERIODS]; /* source-tower update (0 when none) */
     int64_t train_rows[TSR_CTNET_MAX_PERIODS], eval_rows[TSR_CTNET_MAX_PERIODS];
+    int resumed_inside; /* this invocation: stage updates continued from their mid-period training state */
 } tsr_ctnet_results;
 
 /* The continual state of one method: the source tower, target tower,
@@ -242,7 +247,10 @@ typedef struct tsr_ctnet_run tsr_ctnet_run;
 
 /* Runs the protocol on log g (periods set) from the start, or from the
  * state in `state_path` when resume. After every step, when state_path is
- * non-NULL, the state is saved there (atomic). stop_after_step > 0 stops
+ * non-NULL, the state is saved there (atomic); inside a step, after the
+ * source tower's update, and the update's own training state every
+ * o->ckpt_every steps at `state_path`.update.state (the shared trainer's
+ * file), so that a run killed at any instant resumes bit for bit. stop_after_step > 0 stops
  * after that many steps (the file then resumes). The final models are
  * saved by the caller with tsr_ctnet_run_save_model. */
 tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_opts *o,

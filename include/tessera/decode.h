@@ -54,20 +54,22 @@ int tsr_decode_accept_greedy(int *path, int *bonus, const int *tokens, const int
                              const float *logits, int V);
 
 /* ------------------------------------------------ exact speculative sampling
- * For temperature > 0 (Leviathan et al. 2023; Chen et al. 2023). Drafts
- * here are fixed tokens (an argmax or a lookup), i.e. a draft distribution
- * q that puts all its mass on the drafted token x: the rule "accept with
- * min(1, p(x)/q(x)), else draw from the normalised residual max(0, p - q)"
- * becomes "accept with p(x), else remove x from p, renormalise". Among
- * several children of one node the rule is applied in row order on the
- * running residual (SpecInfer's multi-draft form), and when every child
- * is rejected the bonus token is drawn from the final residual. The
- * emitted tokens then follow the sampler's own distribution exactly: p is
- * tsr_lm_sample_probs (lm.h), what tsr_lm_sample draws from. */
+ * For temperature > 0. Drafts here are fixed tokens (an argmax or a
+ * lookup). Each position on the tree walk draws ONE uniform u and samples
+ * x = F^-1(u) from the sampler's distribution p (tsr_lm_sample_probs, what
+ * tsr_lm_sample draws from); a child whose token is x is accepted and the
+ * walk goes on from it, else x is the bonus token. Every emitted token is
+ * therefore an exact draw from p given the accepted prefix, and a child x
+ * is accepted with probability p(x), as in the rejection rule of Leviathan
+ * et al. 2023 for a point-mass draft. Because the k-th emitted token always
+ * consumes the k-th uniform of rng, the output for a seed does not depend
+ * on the draft tree (its size, shape or which drafts were offered): a
+ * draft size chosen from measured timings cannot change seeded text. */
 
 /* Exact acceptance over a tree of fixed drafts (rows with tokens[i] < 0
- * are never accepted: mask rows). Same outputs as
- * tsr_decode_accept_greedy; rng draws the coins. scratch: 3 * V floats. */
+ * are never accepted: mask rows). Outputs as tsr_decode_accept_greedy;
+ * rng gives one uniform per emitted token (the returned length: the
+ * accepted drafts and the bonus). scratch: 3 * V floats. */
 int tsr_decode_accept_sample(int *path, int *bonus, const int *tokens, const int *parent, int n,
                              const float *logits, int V, const tsr_lm_sampler_opts *o, tsr_rng *rng,
                              float *scratch);

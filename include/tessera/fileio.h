@@ -64,6 +64,13 @@ bool tsr_find_model(const char *name, char *out, size_t n);
  * (so an error names it). */
 const char *tsr_find_model_or(const char *name, char *buf, size_t n);
 
+/* Finds another shipped file by its path in the source tree
+ * ("data/python_val_files.txt", "bench/prompts_pyval.jsonl"), first match
+ * in: <bindir>/../share/tessera/<rel>, the configured install prefix's
+ * share/tessera/<rel>, the source tree, the working directory. */
+bool tsr_find_shipped(const char *rel, char *out, size_t n);
+const char *tsr_find_shipped_or(const char *rel, char *buf, size_t n);
+
 /* Resolves a path `rec` recorded inside the file `owner` (e.g. the
  * tokenizer an ELM generator names): absolute paths as they are; relative
  * ones against owner's directory, then its basename beside owner, then the

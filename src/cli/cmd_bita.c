@@ -5,6 +5,7 @@
  * `tessera lm generate --temperature 0`); bench times plain greedy, BiTA
  * and the prompt-lookup baseline on a JSONL prompt file in one run. */
 #include "cli/train_flags.h"
+#include "tessera/fileio.h"
 #include "tessera/cpu.h"
 #include "tessera/bita.h"
 #include "tessera/bpe.h"
@@ -13,6 +14,7 @@
 #include "tessera/lm.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -349,6 +351,8 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     char **texts;
     int n_texts;
+    char pbuf[PATH_MAX];
+    if (strcmp(prompts, "bench/prompts_pyval.jsonl") == 0) prompts = tsr_find_shipped_or(prompts, pbuf, sizeof pbuf);
     tsr_status st = cli_read_jsonl_field(prompts, "prompt", &texts, &n_texts);
     if (st.code) return cli_fail(st, "each line must be a JSON object with a \"prompt\" string (bench/prompts_pyval.jsonl)");
     session s;

@@ -181,6 +181,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     data_flags d;
     data_defaults(&d);
     run_flags r = {.o = tsr_ctnet_default_run_opts(), .method = "ctnet"};
+    r.o.ckpt_every = 8;
     cli_common cm = {1, 1, false};
     const char *out = "ctnet.safetensors", *state = NULL;
     bool resume = false;
@@ -191,8 +192,9 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"method", ARG_STR, &r.method, "NAME", "ctnet, target-only, retrain, fine-tune, joint, cross-domain, ctnet-no-adapters, ctnet-no-gate, ctnet-random-adapters", NULL},
         {"out", ARG_STR, &out, "PATH", "serving model written at the end (default ctnet.safetensors)", NULL},
         {"state", ARG_STR, &state, "PATH", "continual state, saved after every period (default OUT.state)", NULL},
-        {"resume", ARG_BOOL, &resume, NULL, "continue from --state after the last finished period", NULL},
+        {"resume", ARG_BOOL, &resume, NULL, "continue from --state (and from inside the period it was killed in)", NULL},
         {"stop-after", ARG_INT, &stop_after, "N", "stop after N period steps (the state resumes)", NULL},
+        {"ckpt-every", ARG_INT, &r.o.ckpt_every, "N", "inside a period: checkpoint the update's training state every N steps (default 8; 0: a kill redoes the update)", NULL},
         CTNET_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
         CLI_COMMON_JSON(&cm),
@@ -204,6 +206,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if ((r.o.method = tsr_ctnet_method_parse(r.method)) < 0)
         return cli_usage_error(prog, "--method '%s' is unknown", r.method);
     if (stop_after < 0) return cli_usage_error(prog, "--stop-after must be >= 0");
+    if ((rc = cli_check_int(prog, "ckpt-every", r.o.ckpt_every, 0, 1 << 30)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     r.o.seed = cm.seed;
     char state_buf[1100];

@@ -5,9 +5,11 @@
  * include/tessera/bpe.h and include/tessera/corpus.h. */
 #include "cli/args.h"
 
+#include "tessera/fileio.h"
 #include "tessera/bpe.h"
 #include "tessera/corpus.h"
 
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +29,8 @@ static int open_corpus(const char *prog, const char *data, const char *ext, cons
     tsr_status st = tsr_corpus_list(c, data, ext);
     if (st.code) return cli_fail(st, DATA_HINT);
     if (strcmp(val_list, "none") != 0) {
+        char vbuf[PATH_MAX];
+        if (strcmp(val_list, DEFAULT_VAL_LIST) == 0) val_list = tsr_find_shipped_or(val_list, vbuf, sizeof vbuf);
         int missing = 0;
         st = tsr_corpus_split_from_list(c, val_list, &missing);
         if (st.code) {

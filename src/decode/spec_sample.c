@@ -6,9 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* one draw from the (unnormalised, total mass) distribution p */
-static int draw(const float *p, int V, float mass, tsr_rng *rng) {
-    float r = tsr_rng_uniform(rng) * mass, cdf = 0.0f;
+/* The inverse CDF of the (unnormalised) distribution p at u in [0, 1):
+ * the token whose cumulative mass first exceeds u * total. */
+static int inverse_cdf(const float *p, int V, double u) {
+    double total = 0.0;
+    for (int i = 0; i < V; i++)
+        if (p[i] > 0.0f) total += p[i];
+    double r = u * total, cdf = 0.0;
     int last = -1;
     for (int i = 0; i < V; i++) {
         if (p[i] <= 0.0f) continue;
@@ -16,7 +20,7 @@ static int draw(const float *p, int V, float mass, tsr_rng *rng) {
         last = i;
         if (r < cdf) return i;
     }
-    return last >= 0 ? last : 0;
+    return last;
 }
 
 int tsr_decode_accept_sample(int *path, int *bonus, const int *tokens, const int *parent, int n,
@@ -27,29 +31,15 @@ int tsr_decode_accept_sample(int *path, int *bonus, const int *tokens, const int
     int len = 0, cur = 0;
     path[len++] = 0;
     for (;;) {
+        /* one uniform per emitted token: the token this position samples */
         tsr_lm_sample_probs(p, logits + (size_t)cur * V, V, o, cand);
-        float mass = 1.0f;
+        int x = inverse_cdf(p, V, tsr_rng_uniform(rng));
+        if (x < 0) x = tsr_lm_argmax(logits + (size_t)cur * V, V);
         int next = -1;
-        for (int c = cur + 1; c < n && next < 0; c++) {
-            if (parent[c] != cur || tokens[c] < 0 || tokens[c] >= V) continue;
-            const int x = tokens[c];
-            if (p[x] <= 0.0f) continue; /* impossible (or already rejected) token */
-            if (tsr_rng_uniform(rng) * mass < p[x]) {
-                next = c;
-            } else {
-                mass -= p[x];
-                p[x] = 0.0f;
-                if (!(mass > 0.0f)) mass = 0.0f;
-            }
-        }
+        for (int c = cur + 1; c < n && next < 0; c++)
+            if (parent[c] == cur && tokens[c] == x) next = c;
         if (next < 0) {
-            if (mass > 0.0f) {
-                /* re-sum: subtracting may have drifted in float */
-                mass = 0.0f;
-                for (int i = 0; i < V; i++) mass += p[i];
-            }
-            if (mass > 0.0f) *bonus = draw(p, V, mass, rng);
-            else *bonus = tsr_lm_argmax(logits + (size_t)cur * V, V);
+            *bonus = x;
             return len;
         }
         path[len++] = next;

@@ -217,6 +217,12 @@ tsr_status tsr_write_file_atomic(const char *path, const void *a, size_t la, con
 #ifndef TSR_MODELS_SOURCE_DIR
 #define TSR_MODELS_SOURCE_DIR ""
 #endif
+#ifndef TSR_SHARE_INSTALL_DIR
+#define TSR_SHARE_INSTALL_DIR ""
+#endif
+#ifndef TSR_SOURCE_DIR
+#define TSR_SOURCE_DIR ""
+#endif
 
 static bool exists_at(char *out, size_t n, const char *dir, const char *sub, const char *name) {
     if (!dir || !dir[0]) return false;
@@ -226,20 +232,24 @@ static bool exists_at(char *out, size_t n, const char *dir, const char *sub, con
     return stat(out, &sb) == 0;
 }
 
-bool tsr_find_model(const char *name, char *out, size_t n) {
-    if (n == 0) return false;
-    if (strncmp(name, "models/", 7) == 0) name += 7;
-    /* the binary's folder and its parent (the prefix of an installed bin/) */
-    char bindir[PATH_MAX], parent[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", bindir, sizeof bindir - 1);
+/* the binary's folder and its parent (the prefix of an installed bin/) */
+static void binary_dirs(char *bindir, char *parent) {
+    ssize_t len = readlink("/proc/self/exe", bindir, PATH_MAX - 1);
     bindir[len > 0 ? len : 0] = 0;
     char *slash = strrchr(bindir, '/');
     if (slash) *slash = 0;
     else bindir[0] = 0;
-    snprintf(parent, sizeof parent, "%s", bindir);
+    snprintf(parent, PATH_MAX, "%s", bindir);
     slash = strrchr(parent, '/');
     if (slash) *slash = 0;
     else parent[0] = 0;
+}
+
+bool tsr_find_model(const char *name, char *out, size_t n) {
+    if (n == 0) return false;
+    if (strncmp(name, "models/", 7) == 0) name += 7;
+    char bindir[PATH_MAX], parent[PATH_MAX];
+    binary_dirs(bindir, parent);
     if (exists_at(out, n, getenv("TESSERA_MODELS"), "", name) ||
         exists_at(out, n, parent, "/share/tessera/models", name) ||
         exists_at(out, n, TSR_MODELS_INSTALL_DIR, "", name) ||
@@ -252,6 +262,21 @@ bool tsr_find_model(const char *name, char *out, size_t n) {
 
 const char *tsr_find_model_or(const char *name, char *buf, size_t n) {
     return tsr_find_model(name, buf, n) ? buf : name;
+}
+
+bool tsr_find_shipped(const char *rel, char *out, size_t n) {
+    if (n == 0) return false;
+    char bindir[PATH_MAX], parent[PATH_MAX];
+    binary_dirs(bindir, parent);
+    if (exists_at(out, n, parent, "/share/tessera", rel) || exists_at(out, n, TSR_SHARE_INSTALL_DIR, "", rel) ||
+        exists_at(out, n, TSR_SOURCE_DIR, "", rel) || exists_at(out, n, ".", "", rel))
+        return true;
+    out[0] = 0;
+    return false;
+}
+
+const char *tsr_find_shipped_or(const char *rel, char *buf, size_t n) {
+    return tsr_find_shipped(rel, buf, n) ? buf : rel;
 }
 
 bool tsr_resolve_recorded(const char *owner, const char *rec, char *out, size_t n) {

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -36,10 +37,13 @@ static int32_t rd_i32(const unsigned char *p) {
 typedef struct {
     const unsigned char *p;
     size_t off;
+    size_t nonfinite; /* weights (or Q8 scales) that are inf or NaN */
 } cursor;
 
 static void take_f32(cursor *c, const float *dst, size_t n) {
-    memcpy((float *)dst, c->p + c->off, n * sizeof(float));
+    float *d = (float *)dst;
+    memcpy(d, c->p + c->off, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) c->nonfinite += !isfinite(d[i]);
     c->off += n * sizeof(float);
 }
 
@@ -50,6 +54,7 @@ static void take_q8(cursor *q, cursor *sc, const float *dst, size_t n, size_t gs
     for (size_t g = 0; g < n / gs; g++) {
         float s;
         memcpy(&s, sc->p + sc->off + g * sizeof(float), sizeof(float));
+        q->nonfinite += !isfinite(s);
         for (size_t i = 0; i < gs; i++) d[g * gs + i] = (float)v[g * gs + i] * s;
     }
     q->off += n;
@@ -146,7 +151,7 @@ tsr_status tsr_llama2c_parse(tsr_lm_model *m, const void *buf, size_t len, const
 
     s = tsr_lm_model_alloc(m, &cfg);
     if (s.code) return s;
-    cursor c = {p, hdr};
+    cursor c = {p, hdr, 0};
     const int nl = cfg.n_layers;
 #define EACH_LAYER(stmt)                                                                          \
     for (int l = 0; l < nl; l++) {                                                                \
@@ -183,7 +188,7 @@ tsr_status tsr_llama2c_parse(tsr_lm_model *m, const void *buf, size_t len, const
             EACH_LAYER(take_f32(&c, ly->w3.data, mat_n(&ly->w3)));
             if (!cfg.shared_classifier) take_f32(&c, m->wcls.data, V * C);
         } else {
-            cursor sc = {p, c.off + (size_t)(V * C + mats + cls)};
+            cursor sc = {p, c.off + (size_t)(V * C + mats + cls), 0};
             take_q8(&c, &sc, m->tok_emb, V * C, gs);
             EACH_LAYER(take_q8(&c, &sc, ly->wq.data, mat_n(&ly->wq), gs));
             EACH_LAYER(take_q8(&c, &sc, ly->wk.data, mat_n(&ly->wk), gs));
@@ -198,6 +203,11 @@ tsr_status tsr_llama2c_parse(tsr_lm_model *m, const void *buf, size_t len, const
     }
 #undef EACH_LAYER
     TSR_ASSERT(c.off == len);
+    if (c.nonfinite) {
+        tsr_lm_model_free(m);
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: %zu weights are not finite (inf or NaN): a corrupt checkpoint", name,
+                          c.nonfinite);
+    }
     return tsr_ok();
 }
 

@@ -26,6 +26,7 @@
 #include "tessera/optim.h"
 #include "tessera/safetensors.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,8 +257,11 @@ static tsr_status make_examples(const tsr_bita_tune_opts *o, const tsr_lm_model 
     tsr_status s = tsr_corpus_list(&corp, o->data_dir, ".py");
     if (s.code) return s;
     /* "none": no held-out files, every file may give training prompts */
+    char vbuf[PATH_MAX];
     if (!o->val_list || strcmp(o->val_list, "none") != 0)
-        s = tsr_corpus_split_from_list(&corp, o->val_list ? o->val_list : "data/python_val_files.txt", NULL);
+        s = tsr_corpus_split_from_list(
+            &corp, o->val_list ? o->val_list : tsr_find_shipped_or("data/python_val_files.txt", vbuf, sizeof vbuf),
+            NULL);
     if (s.code) {
         tsr_corpus_free(&corp);
         return s;

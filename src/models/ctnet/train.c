@@ -44,6 +44,9 @@ struct tsr_ctnet_run {
     tsr_tensor *concat_w;
     bool has_src, has_ad, gated, has_concat;
     bool warm;        /* warm-up done */
+    bool verbose;
+    int stage;        /* stages of the running update done (0: source tower, 1: the method's own) */
+    const char *state_path; /* continual state (NULL: in-memory run) */
     char scratch[1200]; /* the trainer's files of the running period update */
     char scratch_dir[1100]; /* a temporary folder holding scratch (removed at the end), or "" */
     tsr_ctnet_results res;
@@ -199,6 +202,26 @@ static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int6
                           .step = stage_step, .get_cursor = stage_get_cursor, .set_cursor = stage_set_cursor};
     tsr_train_opts o = tsr_train_default_opts();
     o.out = scratch;
+    char sp[1200];
+    tsr_train_state_path(scratch, sp, sizeof sp);
+    if (r->state_path) {
+        /* a run with a state file checkpoints inside the update too; the
+         * training state of this very stage (same period, stage and rows)
+         * left by a killed run is resumed, any other is stale */
+        o.ckpt_every = r->o.ckpt_every;
+        if (access(sp, F_OK) == 0) {
+            const char *keys[] = {"ctnet.rows", "ctnet.stage", "ctnet.tag"}, *vals[] = {kv_n, kv_kind, kv_tag};
+            int64_t at = -1;
+            if (tsr_ckpt_check_meta(sp, keys, vals, 3, &at).code == 0) {
+                o.resume = true;
+                r->res.resumed_inside++;
+                if (r->verbose) tsr_log("ctnet %s: resuming a period update at its step %lld\n",
+                                        tsr_ctnet_method_names[r->o.method], (long long)at);
+            } else {
+                remove(sp);
+            }
+        }
+    }
     o.steps = (n + r->o.batch - 1) / r->o.batch * epochs;
     o.lr = r->o.lr;
     o.weight_decay = r->o.weight_decay;
@@ -209,9 +232,7 @@ static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int6
     tsr_train_result res;
     tsr_status st = tsr_train_run(&f, &o, &res);
     *seconds = res.step_s + res.optim_s;
-    char sp[1200];
-    tsr_train_state_path(scratch, sp, sizeof sp);
-    remove(sp);
+    if (!r->state_path) remove(sp); /* else after the continual state moved past this stage */
     free(s.perm);
     free(s.br);
     free(view.items);
@@ -310,23 +331,32 @@ static tsr_status save_state(const tsr_ctnet_run *r, const tsr_ctnet_log *g, con
         kv[k++] = keys[i];
         kv[k++] = vals[i];
     }
-    char steps[16], warm[4];
+    char steps[16], warm[4], stage[4];
     snprintf(steps, sizeof steps, "%d", r->res.steps_done);
     snprintf(warm, sizeof warm, "%d", (int)r->warm);
+    snprintf(stage, sizeof stage, "%d", r->stage);
     kv[k++] = "steps_done";
     kv[k++] = steps;
     kv[k++] = "warm";
     kv[k++] = warm;
-    /* results so far: per step auc logloss train_s source_s train_rows eval_rows */
+    if (!with_fields) { /* where inside the running update (the model file has none) */
+        kv[k++] = "stage";
+        kv[k++] = stage;
+    }
+    /* results so far: per step auc logloss train_s source_s train_rows
+     * eval_rows; the model file leaves the seconds out, so that a run's
+     * model is the same file however often it was killed and resumed */
     size_t cap = 64 + (size_t)r->res.steps_done * 160;
     char *rs = malloc(cap), fields[TSR_CTNET_MAX_FIELDS * 33 + 1] = "";
     TSR_ASSERT(rs);
     size_t off = 0;
     rs[0] = 0;
-    for (int s = 0; s < r->res.steps_done; s++)
+    for (int s = 0; s < r->res.steps_done; s++) {
+        const double ts = with_fields ? 0 : r->res.train_s[s], ss = with_fields ? 0 : r->res.source_s[s];
         off += (size_t)snprintf(rs + off, cap - off, "%s%.17g %.17g %.17g %.17g %lld %lld", s ? ";" : "",
-                                r->res.auc[s], r->res.logloss[s], r->res.train_s[s], r->res.source_s[s],
-                                (long long)r->res.train_rows[s], (long long)r->res.eval_rows[s]);
+                                r->res.auc[s], r->res.logloss[s], ts, ss, (long long)r->res.train_rows[s],
+                                (long long)r->res.eval_rows[s]);
+    }
     kv[k++] = "results";
     kv[k++] = rs;
     if (with_fields && g) {
@@ -367,6 +397,12 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
     }
     r->warm = atoi(wm) != 0;
     r->res.steps_done = done;
+    const char *sg = tsr_st_meta(&f, "stage"); /* absent in states saved only per period */
+    r->stage = sg ? atoi(sg) : 0;
+    if (r->stage < 0 || r->stage > 1) {
+        tsr_st_free(&f);
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: not a ctnet run state (stage '%s')", path, sg);
+    }
     const char *p = rs;
     for (int s = 0; s < done; s++) {
         long long a, b;
@@ -401,8 +437,31 @@ static const char *const P_TGT[] = {"target.", NULL};
 static const char *const P_CTNET[] = {"target.", "adapter.", "concat.", NULL};
 static const char *const P_CONET[] = {"target.", "source.", "link.", NULL};
 
-/* one period's update of the method on the rows of key lo..hi (retrain:
- * all target history up to hi); returns target-side and source seconds */
+/* the training state of the last stage (kept until the continual state has moved past it) */
+static void drop_scratch(const tsr_ctnet_run *r) {
+    char sp[1200];
+    tsr_train_state_path(r->scratch, sp, sizeof sp);
+    remove(sp);
+}
+
+/* After stage k of an update: the continual state records it (with the
+ * weights as they are now), then the stage's training state is dropped.
+ * A kill before the save resumes the stage's finished training state; a
+ * kill after it skips the stage. The last stage needs no save of its own:
+ * the period's save follows its evaluation. */
+static tsr_status stage_done(tsr_ctnet_run *r, const tsr_ctnet_log *g, int k) {
+    r->stage = k + 1;
+    if (!r->state_path) return tsr_ok();
+    tsr_status st = save_state(r, g, r->state_path, false);
+    if (!st.code) drop_scratch(r);
+    return st;
+}
+
+/* One period's update of the method on the rows of key lo..hi (retrain:
+ * all target history up to hi), in two stages: 0 the source tower's own
+ * update (CTNet, its ablations, fine-tune's warm-up), 1 the method's
+ * update. Stages before r->stage were done by an earlier, killed run.
+ * Returns the target-side and source seconds of this invocation. */
 static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, int32_t hi, bool warmup,
                          uint64_t tag, int64_t *buf, double *t_tgt, double *t_src, int64_t *n_rows) {
     const int m = r->o.method;
@@ -411,11 +470,18 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
     *t_tgt = 0;
     *n_rows = 0;
     tsr_status st;
-    if (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT || (m == TSR_CTNET_M_FINETUNE && warmup)) {
-        int64_t n = select_rows(g, TSR_CTNET_SOURCE, lo, hi, buf);
-        st = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, tag * 8 + 1, r->scratch, t_src);
-        if (st.code) return st;
+    if (r->stage < 1) {
+        if (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT || (m == TSR_CTNET_M_FINETUNE && warmup)) {
+            int64_t n = select_rows(g, TSR_CTNET_SOURCE, lo, hi, buf);
+            st = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, tag * 8 + 1, r->scratch, t_src);
+            if (st.code) return st;
+            if ((st = stage_done(r, g, 0)).code) return st;
+        }
+        r->stage = 1;
     }
+    /* stage 1 starts from the weights stage 0 left; what is set before it
+     * (a copy, a re-initialisation) is a function of those and is redone
+     * on resume, then overwritten by the stage's own training state */
     if (m == TSR_CTNET_M_FINETUNE && warmup) /* source-then-fine-tune: start from the source tower */
         tsr_ctnet_tower_copy(&r->tgt, &r->src, &r->o.cfg);
     int64_t n;
@@ -440,6 +506,8 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
                        tag * 8 + 4, r->scratch, t_tgt);
     }
     *n_rows = n;
+    /* the period's save (after its evaluation) moves the continual state on */
+    if (!st.code) r->stage = 2;
     return st;
 }
 
@@ -495,6 +563,9 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         }
         snprintf(r->scratch, sizeof r->scratch, "%s/update", r->scratch_dir);
     }
+    r->state_path = state_path;
+    r->verbose = verbose;
+    if (state_path && !resume) drop_scratch(r); /* a killed run's update, not ours */
     if (resume) {
         st = load_state(r, state_path);
         if (st.code) {
@@ -511,8 +582,9 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         int64_t nr;
         st = update(r, g, INT32_MIN, o->first - 1, true, 0, buf, &tt, &ts, &nr);
         r->warm = !st.code;
-        if (verbose) tsr_log("ctnet %s: warm-up (periods < %d) %.2fs\n", tsr_ctnet_method_names[o->method], (int)o->first, tt + ts);
-        if (!st.code && state_path) st = save_state(r, g, state_path, false);
+        if (verbose && !st.code) tsr_log("ctnet %s: warm-up (periods < %d) %.2fs\n", tsr_ctnet_method_names[o->method], (int)o->first, tt + ts);
+        r->stage = 0;
+        if (!st.code && state_path && !(st = save_state(r, g, state_path, false)).code) drop_scratch(r);
     }
     while (!st.code && r->res.steps_done < r->res.steps_total) {
         int s = r->res.steps_done;
@@ -535,7 +607,8 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
             tsr_log("ctnet %s: period %d -> %d  auc %.4f  logloss %.4f  train %.3fs (%lld rows) source %.3fs\n",
                     tsr_ctnet_method_names[o->method], (int)k, (int)k + 1, r->res.auc[s], r->res.logloss[s], tt,
                     (long long)nr, ts);
-        if (state_path) st = save_state(r, g, state_path, false);
+        r->stage = 0;
+        if (state_path && !(st = save_state(r, g, state_path, false)).code) drop_scratch(r);
         if (stop_after_step > 0 && r->res.steps_done >= stop_after_step) break;
     }
     free(buf);

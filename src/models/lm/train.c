@@ -11,6 +11,7 @@
 #include "tessera/fileio.h"
 #include "tessera/ops.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -405,8 +406,11 @@ tsr_status tsr_lm_train(const tsr_lm_train_opts *o, tsr_lm_train_result *res) {
     }
     int missing = 0;
     /* "none": no held-out files (no validation) */
+    char vbuf[PATH_MAX];
     if (!o->val_list || strcmp(o->val_list, "none") != 0)
-        st = tsr_corpus_split_from_list(&c, o->val_list ? o->val_list : "data/python_val_files.txt", &missing);
+        st = tsr_corpus_split_from_list(
+            &c, o->val_list ? o->val_list : tsr_find_shipped_or("data/python_val_files.txt", vbuf, sizeof vbuf),
+            &missing);
     tsr_corpus_tokens tk[2];
     memset(tk, 0, sizeof tk);
     char msg[1600];
