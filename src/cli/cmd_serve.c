@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "tessera/ebrm.h"
 #include "tessera/higen.h"
+#include "tessera/narformer.h"
 #include "tessera/serve.h"
 
 #include <signal.h>
@@ -20,6 +21,7 @@ static const tsr_serve_endpoint *const k_endpoints[] = {
     &tsr_serve_llm_endpoint,
     &tsr_ebrm_serve_endpoint,
     &tsr_higen_serve_endpoint,
+    &tsr_narformer_serve_endpoint,
     /* families add their endpoint here, e.g. &tsr_ctnet_serve_endpoint */
     NULL,
 };
