@@ -5,6 +5,7 @@
 #include "tessera/apt.h"
 
 #include <float.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,18 +77,23 @@ static void closest_factors(int A, int *N, int *M) {
     *M = bm > 0 ? bm : 1;
 }
 
-/* centres of the bounding boxes of the 8-connected components of class v */
+/* centres of the bounding boxes of the 8-connected components of class v
+ * (the official fallback), each moved to the component's pixel nearest to
+ * it: a box centre can miss its component (a ring, an L, a diagonal) */
 static void component_centres(ptlist *out, const uint8_t *lab, int h, int w, int v) {
     int32_t *seen = calloc((size_t)h * (size_t)w, sizeof(int32_t));
     int32_t *stack = malloc(sizeof(int32_t) * (size_t)h * (size_t)w);
-    TSR_ASSERT(seen && stack);
+    int32_t *members = malloc(sizeof(int32_t) * (size_t)h * (size_t)w);
+    TSR_ASSERT(seen && stack && members);
     for (int64_t s = 0; s < (int64_t)h * w; s++) {
         if (lab[s] != v || seen[s]) continue;
         int x0 = w, y0 = h, x1 = -1, y1 = -1, top = 0;
+        int64_t nm = 0;
         stack[top++] = (int32_t)s;
         seen[s] = 1;
         while (top) {
             int32_t q = stack[--top];
+            members[nm++] = q;
             int qy = q / w, qx = q % w;
             if (qx < x0) x0 = qx;
             if (qx > x1) x1 = qx;
@@ -104,11 +110,22 @@ static void component_centres(ptlist *out, const uint8_t *lab, int h, int w, int
                     }
                 }
         }
-        int bw = x1 - x0 + 1, bh = y1 - y0 + 1;
-        pl_push(out, x0 + bw / 2, y0 + bh / 2);
+        int cx = x0 + (x1 - x0 + 1) / 2, cy = y0 + (y1 - y0 + 1) / 2, bx = cx, by = cy;
+        int64_t best = INT64_MAX;
+        for (int64_t i = 0; i < nm; i++) {
+            int px = members[i] % w, py = members[i] / w;
+            int64_t d = (int64_t)(px - cx) * (px - cx) + (int64_t)(py - cy) * (py - cy);
+            if (d < best) {
+                best = d;
+                bx = px;
+                by = py;
+            }
+        }
+        pl_push(out, bx, by);
     }
     free(seen);
     free(stack);
+    free(members);
 }
 
 static void grid_points(ptlist *out, const uint8_t *lab, int h, int w, int v, int64_t area, int points,
