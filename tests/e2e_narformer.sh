@@ -55,5 +55,47 @@ if [ -r "$CSV" ]; then
     "$BIN" narformer eval --model "$TMP/n.safetensors" --train-frac 0.1 --json >/dev/null 2>&1
     [ $? -eq 1 ] && ok || bad "a model evaluated on another split is not refused"
 fi
+
+# latency side: a tiny data set (2 families x 3), the eval contract with
+# every latency method, train -> predict -> eval of the saved model, and
+# the bad inputs
+"$BIN" narformer dataset --out "$TMP/lat.jsonl" --families nb201,vgg --per-family 3 --warmup 0 --repeats 1 \
+    --recheck 2 --clock cpu --quiet --json > "$TMP/ds.json" 2>/dev/null
+[ $? -eq 0 ] && grep -q '"networks": 6' "$TMP/ds.json" && [ "$(wc -l < "$TMP/lat.jsonl")" -eq 7 ] && ok \
+    || bad "a small data set was not built"
+head -1 "$TMP/lat.jsonl" | grep -q '"format": "tessera-narformer-latency"' && ok || bad "data set header"
+for m in flops kernel-sum; do
+    "$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --method $m --json > "$TMP/le.json" 2>/dev/null
+    rc=$?
+    for k in task method split n_train n_test kendall_tau mape acc_10pct acc_5pct acc_1pct; do
+        grep -q "\"$k\": " "$TMP/le.json" || bad "latency eval JSON ($m) lacks $k"
+    done
+    [ $rc -eq 0 ] && grep -q '"n_train": 5' "$TMP/le.json" && ok || bad "latency eval $m failed"
+done
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --method flops --split unseen --json > "$TMP/lu.json" 2>/dev/null
+[ $? -eq 0 ] && grep -q '"holdout": "vgg"' "$TMP/lu.json" && ok || bad "unseen-family eval failed"
+"$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --steps 3 --batch 2 --dim 16 --layers 1 \
+    --out "$TMP/lat.safetensors" --quiet --json > /dev/null 2>&1
+[ $? -eq 0 ] && [ -s "$TMP/lat.safetensors" ] && ok || bad "a short latency training run failed"
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --model "$TMP/lat.safetensors" --json > "$TMP/lm.json" 2>/dev/null
+[ $? -eq 0 ] && grep -q '"method": "narformer"' "$TMP/lm.json" && ok || bad "latency eval of a saved model failed"
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --model "$TMP/lat.safetensors" --platform cpu-2t >/dev/null 2>&1
+[ $? -eq 1 ] && ok || bad "a model of another platform is not refused"
+if [ -r "$ONNX" ]; then
+    "$BIN" narformer predict --model "$TMP/lat.safetensors" --onnx "$ONNX" --json > "$TMP/pr.json"
+    [ $? -eq 0 ] && grep -q '"latency_ms": ' "$TMP/pr.json" && grep -q '"n_tokens": 70' "$TMP/pr.json" && ok \
+        || bad "predict on ResNet-18 failed"
+fi
+"$BIN" narformer predict --model "$TMP/lat.safetensors" --onnx "$TMP/junk.onnx" >/dev/null 2>&1
+[ $? -eq 1 ] && ok || bad "predict on a junk file is not a failure"
+"$BIN" narformer predict --model "$TMP/lat.jsonl" --onnx "$ONNX" >/dev/null 2>&1
+[ $? -eq 1 ] && ok || bad "predict with a non-model is not a failure"
+"$BIN" narformer dataset --out "$TMP/x.jsonl" --families nope >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown family is not a usage error"
+"$BIN" narformer eval --task latency --data "$TMP/none.jsonl" >/dev/null 2>&1
+[ $? -eq 1 ] && ok || bad "a missing data set is not a failure"
+printf '{"format": "tessera-narformer-latency", "version": 1}\n{"family": 3}\n' > "$TMP/badset.jsonl"
+"$BIN" narformer eval --task latency --data "$TMP/badset.jsonl" --method flops >/dev/null 2>"$TMP/err2.txt"
+[ $? -eq 1 ] && grep -q 'badset.jsonl:2' "$TMP/err2.txt" && ok || bad "a malformed data set line is not named"
 echo "e2e_narformer: $pass passed, $fails failed"
 [ $fails -eq 0 ]

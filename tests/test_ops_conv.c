@@ -186,6 +186,9 @@ int main(void) {
         check_fast_vs_ref(5, 3, 7, 9, 4, 3, 3, opts(1, 1, 1, 0, 1, 1, 1, 0, 0), nbs[i], 180 + i);
         /* 'same' width with a wide asymmetric kernel and padding only in w */
         check_fast_vs_ref(5, 2, 6, 8, 3, 2, 5, opts(1, 1, 0, 2, 1, 1, 1, 0, 0), nbs[i], 190 + i);
+        /* planes smaller than the kernel: taps that miss every output */
+        check_fast_vs_ref(5, 3, 1, 1, 4, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), nbs[i], 210 + i);
+        check_fast_vs_ref(5, 3, 2, 2, 4, 5, 5, opts(1, 1, 2, 2, 1, 1, 1, 0, 0), nbs[i], 220 + i);
     }
     /* direct 3x3 stride-1 pad-1 kernels (output channels a multiple of 8;
      * the input grad also needs input channels a multiple of 8) */

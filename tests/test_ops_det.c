@@ -160,12 +160,39 @@ static void test_contrast(const tref *r) {
     TU_CHECK(tu_gradcheck("contrastive head", gc_con, NULL, 4, in, 1e-3, 1e-3, 1e-2, 64), "contrast gradcheck");
 }
 
+static tsr_tensor *gc_max(tsr_ctx *c, tsr_tensor **in, void *ud) {
+    (void)ud;
+    return tsr_rowmax(c, in[0]);
+}
+
+static void test_rowmax(const tref *r) {
+    const tref_entry *x = tref_get(r, "max.x");
+    float y[16], yr[16];
+    tsr_rowmax_fwd_ref(yr, x->data, 15, 7);
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 16);
+    c.grad_enabled = true;
+    tsr_tensor *xt = tref_tensor(&c, r, "max.x", true), *o = tsr_rowmax(&c, xt);
+    TU_CHECK(o->ndim == 3 && o->shape[2] == 1, "rowmax keeps the dim");
+    memcpy(y, tsr_f32(o), sizeof(float) * 15);
+    tu_close("rowmax fwd vs ref", y, yr, 15, 0, 0);
+    tu_close_ref(r, "max.y", y, 15, 0, 0);
+    tsr_backward_with(&c, o, tref_get(r, "max.gy")->data);
+    tu_close_ref(r, "max.gx", tsr_grad(&c, xt), xt->numel, 0, 0);
+    tsr_ctx_free(&c);
+    float xv[105];
+    memcpy(xv, x->data, sizeof xv);
+    gc_input in = {TSR_F32, 3, {3, 5, 7}, xv, true};
+    TU_CHECK(tu_gradcheck("rowmax", gc_max, NULL, 1, &in, 1e-3, 1e-3, 1e-2, 105), "rowmax gradcheck");
+}
+
 int main(void) {
     test_hungarian();
     tref *r = tref_load("tests/refs/det.tref");
     test_giou(r);
     test_vfl(r);
     test_contrast(r);
+    test_rowmax(r);
     tref_free(r);
     return tu_finish("ops_det");
 }

@@ -5,9 +5,11 @@
  * this also checks the converter's round trip end to end.
  * Tolerances (f32 on both sides, different summation orders): image
  * embedding atol 2e-4 rtol 1e-3 (|emb| <= 4, after LayerNorm2d); masks and
- * IoU atol 5e-4 rtol 2e-3. Also: one embedding serves several prompt sets
- * (cached) with results identical to a fresh encoder pass, backward runs
- * and gives finite gradients, and files without SAM metadata are refused. */
+ * IoU atol 5e-4 rtol 2e-3; parameter gradients of a fixed scalar of the
+ * outputs rtol 2e-3, atol 1e-4 + 2e-3 * max|grad| (sums over thousands of
+ * outputs). Also: one embedding serves several prompt sets (cached) with
+ * results identical to a fresh encoder pass, and files without SAM
+ * metadata are refused. */
 #include "testutil.h"
 #include "tessera/ops.h"
 #include "tessera/safetensors.h"
@@ -64,29 +66,39 @@ static void check_kind(const char *kind) {
     TU_CHECK(tsr_f32(mk)[5] == first, "cached embedding reused: %g vs %g", tsr_f32(mk)[5], first);
     fprintf(stderr, "  %s: encoder %.1f ms, %lld params\n", kind, 1e3 * (t1 - t0),
             (long long)tsr_params_count(&m.params));
-    /* training mode: backward through encoder + decoder is finite */
+    /* gradients of loss = sum(masks_a * R) + 3 sum(iou_a) + mean(masks_b)
+     * against PyTorch's (eval mode: BatchNorm on running statistics) */
     tsr_ctx_reset(&c);
     c.grad_enabled = true;
-    c.training = true;
+    c.training = false;
     tsr_params_zero_grad(&m.params);
     emb = tsr_sam_encode(&c, &m, ref(&c, r, "img"));
     tsr_sam_prompts a2 = {.coords = ref(&c, r, "coords"), .labels = ref(&c, r, "labels"), .n = 2};
     tsr_sam_predict(&c, &m, emb, &a2, true, &mk, &iou);
-    tsr_tensor *loss = tsr_add(&c, tsr_mean_all(&c, tsr_mul(&c, mk, mk)), tsr_mean_all(&c, iou));
+    tsr_tensor *loss = tsr_add(&c, tsr_sum_all(&c, tsr_mul(&c, mk, ref(&c, r, "R"))),
+                               tsr_scale(&c, tsr_sum_all(&c, iou), 3.0f));
+    tsr_tensor *c2 = tsr_slice(&c, tsr_slice(&c, a2.coords, 0, 0, 1), 1, 0, 1);
+    tsr_tensor *l2 = tsr_slice(&c, tsr_slice(&c, a2.labels, 0, 0, 1), 1, 0, 1);
+    tsr_sam_prompts b2 = {.coords = c2, .labels = l2, .boxes = ref(&c, r, "box"), .mask_in = ref(&c, r, "mask_in"), .n = 1};
+    tsr_sam_predict(&c, &m, emb, &b2, false, &mk, &iou);
+    loss = tsr_add(&c, loss, tsr_mean_all(&c, mk));
+    tu_close_ref(r, "loss", tsr_f32(loss), 1, 1e-3, 1e-4);
     tsr_backward(&c, loss);
-    int n_nonzero = 0, n_bad = 0;
+    int checked = 0, bad = 0;
     for (int i = 0; i < m.params.n; i++) {
         const tsr_tensor *p = m.params.items[i];
-        if (!p->grad) continue;
-        double s = 0;
-        for (int64_t k = 0; k < p->numel; k++) {
-            if (!isfinite(p->grad[k])) n_bad++;
-            s += fabs(p->grad[k]);
-        }
-        if (s > 0) n_nonzero++;
+        char key[160];
+        snprintf(key, sizeof key, "grad.%s", p->name);
+        const tref_entry *e = tref_find(r, key);
+        if (!e) continue;
+        /* grads are sums over up to 3*2*32*32 outputs: atol scaled by the largest */
+        double mx = 0;
+        for (int64_t k = 0; k < e->numel; k++) mx = fmax(mx, fabs(((const float *)e->data)[k]));
+        bool ok = p->grad && tu_close_ref(r, key, p->grad, p->numel, 1e-4 + 2e-3 * mx, 2e-3);
+        checked++;
+        bad += !ok;
     }
-    TU_CHECK(n_bad == 0 && n_nonzero > m.params.n / 2, "%s grads: %d non-finite, %d of %d tensors nonzero",
-             kind, n_bad, n_nonzero, m.params.n);
+    TU_CHECK(checked > m.params.n / 2 && bad == 0, "%s: %d parameter grads checked, %d off", kind, checked, bad);
     tsr_ctx_free(&c);
     tref_free(r);
     tsr_sam_free(&m);

@@ -249,3 +249,99 @@ tsr_status tsr_nf_nb201_fit(tsr_nf_nb201_pred *p, const tsr_nf_nb201_opts *opts,
 /* predictions for cells ids[0..n) */
 void tsr_nf_nb201_predict(const tsr_nf_nb201_pred *p, const tsr_nb201 *t, const int32_t *ids, int n, float *out);
 void tsr_nf_nb201_pred_free(tsr_nf_nb201_pred *p);
+
+/* ------------------------------------------------------------ latency data set */
+
+/* network families of the generator (netgen.c) */
+enum { TSR_NF_FAM_RESNET = 0, TSR_NF_FAM_VGG, TSR_NF_FAM_MOBILENETV2, TSR_NF_FAM_MOBILENETV3, TSR_NF_FAM_MNASNET,
+       TSR_NF_FAM_SQUEEZENET, TSR_NF_FAM_GOOGLENET, TSR_NF_FAM_ALEXNET, TSR_NF_FAM_EFFICIENTNET, TSR_NF_FAM_NB201,
+       TSR_NF_FAMILIES };
+const char *tsr_nf_family_name(int f);
+int tsr_nf_family_parse(const char *s); /* -1 if unknown */
+/* a random variant (width, depth, kernels, resolution) of a family at
+ * batch 1, a pure function of (family, seed) */
+tsr_status tsr_nf_netgen(tsr_nf_graph *g, int family, uint64_t seed);
+
+/* the runner (measure.c): the graph executed for real on tessera's CPU ops
+ * with random weights at the current thread count (tsr_threads_set) */
+typedef struct {
+    int warmup, repeats;
+    uint64_t seed;  /* weights and inputs */
+    bool cpu_clock; /* time on the calling thread's CPU clock instead of the wall clock */
+} tsr_nf_measure_opts;
+typedef struct {
+    double median_ms, min_ms, max_ms; /* whole network over the repeats */
+    double *node_ms;                  /* (n) each node's median */
+} tsr_nf_measure_result;
+/* Unsupported operators or shapes are an error naming the node. */
+tsr_status tsr_nf_measure(const tsr_nf_graph *g, const tsr_nf_measure_opts *o, tsr_nf_measure_result *r);
+void tsr_nf_measure_result_free(tsr_nf_measure_result *r);
+
+/* platforms of the data set: tessera on this CPU at 1 and 2 threads */
+#define TSR_NF_PLATFORMS 2
+const char *tsr_nf_platform_name(int p); /* "cpu-1t", "cpu-2t" */
+int tsr_nf_platform_parse(const char *s); /* -1 if unknown */
+int tsr_nf_platform_threads(int p);
+
+/* one measured network (latency.c holds the file format) */
+typedef struct {
+    int family;
+    uint64_t seed;
+    tsr_nf_graph g;
+    float lat[TSR_NF_PLATFORMS], lat_min[TSR_NF_PLATFORMS], lat_max[TSR_NF_PLATFORMS]; /* ms */
+    float *node_ms; /* (g.n, TSR_NF_PLATFORMS) per-node medians */
+} tsr_nf_latnet;
+
+typedef struct {
+    int n;
+    tsr_nf_latnet *nets;
+} tsr_nf_latset;
+
+/* one JSON line of the data set file for network id */
+void tsr_nf_latnet_write(FILE *f, const tsr_nf_latnet *n, int id);
+tsr_status tsr_nf_latset_load(tsr_nf_latset *s, const char *path);
+/* the same from memory; path names the source in errors */
+tsr_status tsr_nf_latset_parse(tsr_nf_latset *s, const char *text, size_t len, const char *path);
+void tsr_nf_latset_free(tsr_nf_latset *s);
+
+/* kernel classes of the kernel-sum model: the operators, with Conv split
+ * into pointwise, k x k stride 1, k x k strided and grouped/depthwise */
+#define TSR_NF_KERNEL_CLASSES (TSR_NF_OPS + 4)
+#define TSR_NF_KERNEL_FEATS 4 /* [1, MFLOPs, Mmem, Mcol] */
+
+/* latency predictors: narformer (latency head), gnn (NNLP-style: 2
+ * SAGEConv layers + static branch), kernel-sum (per-kernel-class least squares
+ * on [1, MFLOPs, Mmem, Mcol], summed), flops ([1, GFLOPs, Gmem]) */
+typedef struct {
+    int method, platform;
+    tsr_nf_model nf;
+    tsr_params params;
+    tsr_tensor *w[12];
+    double coef[3];
+    double kcoef[TSR_NF_KERNEL_CLASSES][TSR_NF_KERNEL_FEATS];
+    float y_scale;
+} tsr_nf_lat_pred;
+
+typedef struct {
+    int method;
+    tsr_nf_cfg cfg; /* narformer */
+    int hidden;     /* gnn width */
+    int batch;      /* networks per step */
+} tsr_nf_lat_opts;
+
+tsr_nf_lat_opts tsr_nf_lat_default_opts(int method);
+/* trains on networks ids[0..n_train) of s for one platform (to->out gets
+ * the weights of narformer/gnn) */
+tsr_status tsr_nf_lat_fit(tsr_nf_lat_pred *p, const tsr_nf_lat_opts *o, const tsr_nf_latset *s, int platform,
+                          const int32_t *ids, int n_train, const tsr_train_opts *to, tsr_train_result *res);
+/* predicted ms of one graph; c: a scratch context (reset after) or NULL */
+float tsr_nf_lat_predict_graph(const tsr_nf_lat_pred *p, const tsr_nf_graph *g, tsr_ctx *c);
+void tsr_nf_lat_predict(const tsr_nf_lat_pred *p, const tsr_nf_latset *s, const int32_t *ids, int n, float *out);
+/* a narformer latency predictor written by tsr_nf_lat_fit */
+tsr_status tsr_nf_lat_load(tsr_nf_lat_pred *p, const char *path);
+void tsr_nf_lat_pred_free(tsr_nf_lat_pred *p);
+
+/* `tessera serve` endpoint POST /v1/latency (serve.c): ONNX bytes in,
+ * predicted ms out (a tsr_serve_endpoint, see tessera/serve.h) */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_narformer_serve_endpoint;

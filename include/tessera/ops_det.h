@@ -58,7 +58,16 @@ void tsr_contrast_bwd(float *dv, float *dt, float *ds, float *db, const float *d
                       const float *vn, const float *tn, const float *nv, const float *nt, float s,
                       int N, int K, int D);
 
+/* ---- row maximum, for OVA-DETR's text-guided gate sigmoid(max_t q.k_t):
+ * y[i] = max_c x[i,c], arg[i] its first index; dx[i,arg[i]] += dy[i]
+ * (torch.max(dim=-1) routes the gradient the same way). x (N, C). */
+void tsr_rowmax_fwd(float *y, int32_t *arg, const float *x, int64_t N, int64_t C);
+void tsr_rowmax_fwd_ref(float *y, const float *x, int64_t N, int64_t C);
+void tsr_rowmax_bwd(float *dx, const float *dy, const int32_t *arg, int64_t N, int64_t C);
+
 /* ---- autograd wrappers */
+/* x (..., C) -> (..., 1) */
+tsr_tensor *tsr_rowmax(tsr_ctx *c, tsr_tensor *x);
 /* (N,4), (N,4) -> (N) */
 tsr_tensor *tsr_giou(tsr_ctx *c, tsr_tensor *a, tsr_tensor *b);
 /* x (N, C) logits; q, pos constants of x's shape -> scalar sum (the caller

@@ -76,6 +76,10 @@ struct tsr_sam {
     tsr_params params;
     void *priv;         /* module pointers (sam.c) */
     int grid;           /* img_size / 16 */
+    /* "apt.pixel_scale" metadata of a model trained here (0.5: it sees
+     * images at half resolution, in img_size tiles); 0 for official weights
+     * (whole images resized to img_size, SAM's way) */
+    float pixel_scale;
 };
 
 /* registers every parameter (zeros; norms 1; BN var 1) */

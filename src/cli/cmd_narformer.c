@@ -4,11 +4,14 @@
  * (one JSON object with --json), progress on stderr. */
 #include "cli/train_flags.h"
 
+#include "tessera/cpu.h"
+#include "tessera/fileio.h"
 #include "tessera/narformer.h"
 #include "tessera/onnx.h"
 #include "tessera/png.h"
 #include "tessera/safetensors.h"
 
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -110,6 +113,164 @@ static int cmd_tokenize(const char *prog, int argc, char **argv) {
 }
 
 
+/* ------------------------------------------------------------ latency data set */
+
+#define LAT_DATA "narformer-latency.jsonl"
+#define LAT_MODEL_FMT "models/narformer-latency-%s.safetensors"
+#define LAT_EPOCHS 30
+#define LAT_LR 3e-3f
+#define LAT_WARMUP 100
+
+/* the families named in a comma list ("all": every one) */
+static int parse_families(const char *prog, const char *list, bool fam[TSR_NF_FAMILIES]) {
+    memset(fam, 0, sizeof(bool) * TSR_NF_FAMILIES);
+    if (!strcmp(list, "all")) {
+        for (int f = 0; f < TSR_NF_FAMILIES; f++) fam[f] = true;
+        return CLI_OK;
+    }
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int f = tsr_nf_family_parse(tok);
+        if (f < 0) {
+            char names[256] = "";
+            for (int k = 0; k < TSR_NF_FAMILIES; k++) {
+                strcat(names, k ? ", " : "");
+                strcat(names, tsr_nf_family_name(k));
+            }
+            return cli_usage_error(prog, "unknown family '%s' in --families (known: %s)", tok, names);
+        }
+        fam[f] = true;
+    }
+    return CLI_OK;
+}
+
+static tsr_status measure_both(tsr_nf_latnet *n, int warmup, int repeats, uint64_t seed, bool cpu_clock) {
+    n->node_ms = calloc((size_t)n->g.n * TSR_NF_PLATFORMS, sizeof(float));
+    TSR_ASSERT(n->node_ms);
+    for (int p = 0; p < TSR_NF_PLATFORMS; p++) {
+        tsr_threads_set(tsr_nf_platform_threads(p));
+        tsr_nf_measure_opts mo = {.warmup = warmup, .repeats = repeats, .seed = seed, .cpu_clock = cpu_clock};
+        tsr_nf_measure_result r;
+        tsr_status st = tsr_nf_measure(&n->g, &mo, &r);
+        if (st.code) return st;
+        n->lat[p] = (float)r.median_ms, n->lat_min[p] = (float)r.min_ms, n->lat_max[p] = (float)r.max_ms;
+        for (int i = 0; i < n->g.n; i++) n->node_ms[(size_t)i * TSR_NF_PLATFORMS + p] = (float)r.node_ms[i];
+        tsr_nf_measure_result_free(&r);
+    }
+    return tsr_ok();
+}
+
+static int cmd_dataset(const char *prog, int argc, char **argv) {
+    const char *out = NULL, *families = "all", *clock = "wall";
+    int per_family = 200, warmup = 2, repeats = 7, recheck = 100;
+    cli_common cm = {0, 0, false};
+    bool quiet = false;
+    const arg_spec specs[] = {
+        {"out", ARG_STR, &out, "FILE", "data set to write (JSON lines; format in docs/narformer.md)", NULL},
+        {"per-family", ARG_INT, &per_family, "N", "random variants per family (default 200)", NULL},
+        {"families", ARG_STR, &families, "LIST", "comma list of families, or all (default all)", NULL},
+        {"warmup", ARG_INT, &warmup, "N", "untimed runs before timing (default 2)", NULL},
+        {"repeats", ARG_INT, &repeats, "N", "timed runs; the latency is their median (default 7)", NULL},
+        {"recheck", ARG_INT, &recheck, "N", "re-measure N networks at the end and report the share within +-10% (default 100)", NULL},
+        {"clock", ARG_STR, &clock, "C", "wall | cpu: the calling thread's CPU time, for a machine shared with other jobs (default wall)", NULL},
+        {"quiet", ARG_BOOL, &quiet, NULL, "no progress on stderr", NULL},
+        CLI_COMMON_SEED(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog,
+                        "Build the latency data set: random variants of 10 network families, each run for real on "
+                        "tessera's CPU ops at batch 1 on 1 thread (platform cpu-1t) and 2 threads (cpu-2t).",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    bool fam[TSR_NF_FAMILIES];
+    if ((rc = parse_families(prog, families, fam)) != CLI_OK) return rc;
+    if (!out) return cli_usage_error(prog, "--out FILE is required");
+    if (strcmp(clock, "wall") && strcmp(clock, "cpu")) return cli_usage_error(prog, "--clock must be wall or cpu");
+    bool cpu_clock = !strcmp(clock, "cpu");
+    if ((rc = cli_check_int(prog, "--per-family", per_family, 1, 100000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "--warmup", warmup, 0, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "--repeats", repeats, 1, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "--recheck", recheck, 0, 100000)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "--out", out, false)) != CLI_OK) return rc;
+    tsr_atomic_file af;
+    tsr_status st = tsr_atomic_open(&af, out);
+    if (st.code) return cli_fail(st, "--out must be a writable file path");
+    fprintf(af.f, "{\"format\": \"tessera-narformer-latency\", \"version\": 1, \"platforms\": [");
+    for (int p = 0; p < TSR_NF_PLATFORMS; p++)
+        fprintf(af.f, "%s\"%s\"", p ? ", " : "", tsr_nf_platform_name(p));
+    fprintf(af.f, "], \"threads\": [1, 2], \"batch\": 1, \"warmup\": %d, \"repeats\": %d, \"seed\": %llu, "
+                  "\"clock\": \"%s\", \"kernel_level\": \"%s\"}\n",
+            warmup, repeats, (unsigned long long)cm.seed, clock, tsr_cpu_level_name(tsr_cpu_level()));
+    int n_fam = 0;
+    for (int f = 0; f < TSR_NF_FAMILIES; f++) n_fam += fam[f];
+    int total = n_fam * per_family, done = 0;
+    double t0 = tsr_time();
+    int n_check = recheck < total ? recheck : total, n_stable = 0;
+    float *first = malloc(sizeof(float) * (size_t)(n_check + 1));
+    int *chk_f = malloc(sizeof(int) * (size_t)(n_check + 1));
+    uint64_t *chk_s = malloc(sizeof(uint64_t) * (size_t)(n_check + 1));
+    int n_chk = 0;
+    /* networks in round-robin over the families, so an interrupted run still covers all */
+    for (int v = 0; v < per_family && !st.code; v++)
+        for (int f = 0; f < TSR_NF_FAMILIES && !st.code; f++) {
+            if (!fam[f]) continue;
+            tsr_nf_latnet n;
+            memset(&n, 0, sizeof n);
+            n.family = f;
+            n.seed = cm.seed * 100003u + (uint64_t)v;
+            st = tsr_nf_netgen(&n.g, f, n.seed);
+            if (!st.code) st = measure_both(&n, warmup, repeats, n.seed, cpu_clock);
+            if (!st.code) {
+                tsr_nf_latnet_write(af.f, &n, done);
+                /* every k-th network goes to the re-run check */
+                if (n_chk < n_check && done % (total / (n_check ? n_check : 1) > 0 ? total / n_check : 1) == 0) {
+                    first[n_chk] = n.lat[0], chk_f[n_chk] = f, chk_s[n_chk] = n.seed;
+                    n_chk++;
+                }
+            }
+            tsr_nf_graph_free(&n.g);
+            free(n.node_ms);
+            done++;
+            if (!quiet && (done % 20 == 0 || done == total)) {
+                double el = tsr_time() - t0;
+                char eta[32];
+                cli_fmt_eta(eta, sizeof eta, el / done * (total - done));
+                fprintf(stderr, "\r%s: %d/%d networks, %.0f s, ETA %s   ", prog, done, total, el, eta);
+            }
+        }
+    if (!quiet) fprintf(stderr, "\n");
+    st = tsr_atomic_commit(&af, !st.code);
+    if (st.code) {
+        free(first), free(chk_f), free(chk_s);
+        return cli_fail(st, "the runner supports the generator's operators; check --out");
+    }
+    /* re-run: the median of a second measurement against the first (cpu-1t) */
+    for (int i = 0; i < n_chk; i++) {
+        tsr_nf_latnet n;
+        memset(&n, 0, sizeof n);
+        tsr_nf_netgen(&n.g, chk_f[i], chk_s[i]);
+        tsr_threads_set(1);
+        tsr_nf_measure_opts mo = {.warmup = warmup, .repeats = repeats, .seed = chk_s[i], .cpu_clock = cpu_clock};
+        tsr_nf_measure_result r;
+        if (!tsr_nf_measure(&n.g, &mo, &r).code) {
+            n_stable += fabs(r.median_ms - first[i]) <= 0.10 * first[i];
+            tsr_nf_measure_result_free(&r);
+        }
+        tsr_nf_graph_free(&n.g);
+    }
+    double share = n_chk ? (double)n_stable / n_chk : 0;
+    if (cm.json)
+        printf("{\"out\": \"%s\", \"networks\": %d, \"families\": %d, \"per_family\": %d, \"warmup\": %d, \"repeats\": %d, "
+               "\"recheck\": %d, \"recheck_within_10pct\": %.4f, \"seconds\": %.1f}\n",
+               out, total, n_fam, per_family, warmup, repeats, n_chk, share, tsr_time() - t0);
+    else
+        printf("%s: %d networks (%d families x %d), re-run of %d: %.1f%% within +-10%% of the first median, %.0f s\n",
+               out, total, n_fam, per_family, n_chk, 100 * share, tsr_time() - t0);
+    free(first), free(chk_f), free(chk_s);
+    return CLI_OK;
+}
+
 /* ------------------------------------------------------------ NB201 experiments */
 
 typedef struct {
@@ -120,26 +281,31 @@ typedef struct {
     uint64_t split_seed;
     int dim, layers, hidden;
     float lambda_sr, lambda_cons;
+    const char *data, *platform, *holdout; /* --task latency */
+    bool frac_set, dim_set, layers_set;
 } nb_args;
 
 static nb_args nb_defaults(void) {
     nb_args a = {.task = "nb201-accuracy", .split = "random", .method_s = "narformer", .nb201 = NB201_CSV,
                  .latency = NB201_LAT, .train_frac = 0.1f, .split_seed = 0, .dim = 128, .layers = 3,
                  .hidden = 128, .lambda_sr = 0.1f, .lambda_cons = 0.5f, .device = "titanxp_1",
-                 .target_dev = "gold_6240", .samples = 100};
+                 .target_dev = "gold_6240", .samples = 100, .data = LAT_DATA, .platform = "cpu-1t"};
     return a;
 }
 
 #define NB_SPECS(a)                                                                                          \
     {"task", ARG_STR, &(a)->task, "T", "nb201-accuracy | help-latency | latency (default nb201-accuracy)", NULL}, \
     {"method", ARG_STR, &(a)->method_s, "M", "narformer | mlp | gnn | flops | kernel-sum", NULL},                \
-    {"train-frac", ARG_FLOAT, &(a)->train_frac, "F", "share of the 15,625 cells to train on (0.1 = 1,563; 0.05 = 781)", NULL}, \
+    {"train-frac", ARG_FLOAT, &(a)->train_frac, "F", "share to train on: NB201 cells (default 0.1 = 1,563; 0.05 = 781); latency networks (default 0.8)", &(a)->frac_set}, \
     {"split", ARG_STR, &(a)->split, "S", "random | unseen (test on isomorphism classes absent from training)", NULL}, \
     {"split-seed", ARG_U64, &(a)->split_seed, "S", "seed of the fixed split (default 0)", NULL},              \
     {"nb201", ARG_STR, &(a)->nb201, "CSV", "NAS-Bench-201 accuracy table (default " NB201_CSV ")", NULL},   \
     {"latency", ARG_STR, &(a)->latency, "CSV.GZ", "NB201 latency table (default " NB201_LAT ")", NULL},    \
-    {"dim", ARG_INT, &(a)->dim, "D", "narformer width (default 128)", NULL},                                 \
-    {"layers", ARG_INT, &(a)->layers, "L", "narformer layers (default 3)", NULL},                            \
+    {"dim", ARG_INT, &(a)->dim, "D", "narformer width (default 128; latency 64)", &(a)->dim_set},           \
+    {"layers", ARG_INT, &(a)->layers, "L", "narformer layers (default 3; latency 2)", &(a)->layers_set},    \
+    {"data", ARG_STR, &(a)->data, "FILE", "latency: data set from 'narformer dataset' (default " LAT_DATA ")", NULL}, \
+    {"platform", ARG_STR, &(a)->platform, "NAME", "latency: cpu-1t | cpu-2t (default cpu-1t)", NULL},       \
+    {"holdout", ARG_STR, &(a)->holdout, "FAMILY", "latency, --split unseen: only this held-out family (default: each in turn)", NULL}, \
     {"hidden", ARG_INT, &(a)->hidden, "H", "mlp/gnn width (default 128)", NULL},                             \
     {"lambda-sr", ARG_FLOAT, &(a)->lambda_sr, "X", "pair-difference loss weight (default 0.1)", NULL},       \
     {"lambda-cons", ARG_FLOAT, &(a)->lambda_cons, "X", "consistency loss weight, narformer (default 0.5)", NULL}, \
@@ -156,6 +322,12 @@ static int nb_check(const char *prog, nb_args *a, int *method) {
     if (strcmp(a->split, "random") && strcmp(a->split, "unseen"))
         return cli_usage_error(prog, "--split must be random or unseen");
     int rc;
+    bool lat = !strcmp(a->task, "latency");
+    if (lat && !a->frac_set) a->train_frac = 0.8f;
+    if (lat && !a->dim_set) a->dim = 64;
+    if (lat && !a->layers_set) a->layers = 2;
+    if (lat && tsr_nf_platform_parse(a->platform) < 0) return cli_usage_error(prog, "--platform must be cpu-1t or cpu-2t");
+    if (lat && a->holdout && tsr_nf_family_parse(a->holdout) < 0) return cli_usage_error(prog, "--holdout: unknown family '%s'", a->holdout);
     if ((rc = cli_check_float(prog, "--train-frac", a->train_frac, 0.0002, 0.9)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "--dim", a->dim, 8, 1024)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "--layers", a->layers, 1, 12)) != CLI_OK) return rc;
@@ -425,6 +597,205 @@ static int nb201_help(nb_args *a, int method, cli_train *t, const char *tmp, boo
     return CLI_OK;
 }
 
+
+/* ------------------------------------------------------------ latency on our data set */
+
+/* whether argv holds --name (or --name=...): defaults that depend on --task */
+static bool flag_given(int argc, char **argv, const char *name) {
+    size_t n = strlen(name);
+    for (int i = 0; i < argc; i++)
+        if (!strncmp(argv[i], name, n) && (argv[i][n] == 0 || argv[i][n] == '=')) return true;
+    return false;
+}
+
+/* the latency protocol's trainer defaults where the flags left them (chosen
+ * on split seed 100 of a part of the data set, not the reported split) */
+static void lat_train_flags(cli_train *t, int argc, char **argv) {
+    if (!flag_given(argc, argv, "--epochs") && !flag_given(argc, argv, "--steps")) t->o.epochs = LAT_EPOCHS;
+    if (!flag_given(argc, argv, "--lr")) t->o.lr = LAT_LR;
+    if (!flag_given(argc, argv, "--warmup")) t->o.warmup = LAT_WARMUP;
+}
+
+static tsr_nf_lat_opts lat_opts(const nb_args *a, int method, const cli_train *t) {
+    tsr_nf_lat_opts o = tsr_nf_lat_default_opts(method);
+    o.cfg.dim = a->dim;
+    o.cfg.fc_hidden = a->dim;
+    o.cfg.n_layers = a->layers;
+    o.hidden = a->hidden;
+    if (t->batch > 0) o.batch = t->batch;
+    return o;
+}
+
+static int lat_load_data(const nb_args *a, tsr_nf_latset *s) {
+    tsr_status st = tsr_nf_latset_load(s, a->data);
+    if (st.code)
+        return cli_fail(st, "build the data set first: tessera narformer dataset --out " LAT_DATA " (see docs/narformer.md), "
+                            "or pass --data FILE");
+    return CLI_OK;
+}
+
+/* train one predictor on ids[0..n_train), metrics on test ids; pred_out (n_test) optional */
+static tsr_status lat_fit_eval(const nb_args *a, int method, cli_train *t, const char *out, const tsr_nf_latset *s,
+                               int platform, const int32_t *ids, int n_train, const int32_t *test, int n_test,
+                               const char *load, tsr_nf_metrics *m, float *pred_out, double *train_s) {
+    tsr_nf_lat_pred p;
+    tsr_status st;
+    double t0 = tsr_time();
+    if (load) {
+        st = tsr_nf_lat_load(&p, load);
+        if (!st.code && p.platform != platform)
+            st = tsr_errorf(TSR_ERR_ARG, "%s predicts platform %s, not %s", load, tsr_nf_platform_name(p.platform),
+                            tsr_nf_platform_name(platform));
+        if (st.code) {
+            if (p.method == TSR_NF_METHOD_NARFORMER && p.nf.layers) tsr_nf_lat_pred_free(&p);
+            return st;
+        }
+    } else {
+        tsr_nf_lat_opts o = lat_opts(a, method, t);
+        tsr_train_result tr;
+        memset(&tr, 0, sizeof tr);
+        t->o.out = out;
+        cli_train_begin(t);
+        st = tsr_nf_lat_fit(&p, &o, s, platform, ids, n_train, &t->o, &tr);
+        cli_train_end(t, &tr);
+        if (st.code) return st;
+    }
+    *train_s = tsr_time() - t0;
+    float *pred = malloc(sizeof(float) * (size_t)n_test), *y = malloc(sizeof(float) * (size_t)n_test);
+    tsr_nf_lat_predict(&p, s, test, n_test, pred);
+    for (int i = 0; i < n_test; i++) y[i] = s->nets[test[i]].lat[platform];
+    tsr_nf_metrics_compute(pred, y, n_test, m);
+    if (pred_out) memcpy(pred_out, pred, sizeof(float) * (size_t)n_test);
+    free(pred);
+    free(y);
+    tsr_nf_lat_pred_free(&p);
+    return tsr_ok();
+}
+
+static void print_lat_json(const nb_args *a, int method, const char *split, int n_train, int n_test,
+                           const tsr_nf_metrics *m, double secs) {
+    printf("{\"task\": \"latency\", \"method\": \"%s\", \"split\": \"%s\", \"platform\": \"%s\", \"data\": ",
+           tsr_nf_method_name(method), split, a->platform);
+    cli_json_str(stdout, a->data);
+    printf(", \"split_seed\": %llu, \"n_train\": %d, \"n_test\": %d, \"kendall_tau\": %.4f, \"mape\": %.5f, "
+           "\"acc_10pct\": %.4f, \"acc_5pct\": %.4f, \"acc_1pct\": %.4f, \"seconds\": %.1f",
+           (unsigned long long)a->split_seed, n_train, n_test, m->kendall_tau, m->mape, m->acc_10pct, m->acc_5pct,
+           m->acc_1pct, secs);
+}
+
+/* predicted vs measured on log axes (latencies span orders of magnitude) */
+static tsr_status lat_scatter(const char *path, const float *pred, const float *y, int n) {
+    float *lp = malloc(sizeof(float) * (size_t)n), *ly = malloc(sizeof(float) * (size_t)n);
+    float lo = 1e30f, hi = -1e30f;
+    for (int i = 0; i < n; i++) {
+        lp[i] = log10f(pred[i] > 1e-6f ? pred[i] : 1e-6f), ly[i] = log10f(y[i]);
+        if (ly[i] < lo) lo = ly[i];
+        if (ly[i] > hi) hi = ly[i];
+    }
+    lo = floorf(lo * 2) / 2, hi = ceilf(hi * 2) / 2;
+    tsr_status st = scatter_png(path, lp, ly, n, lo, hi);
+    free(lp);
+    free(ly);
+    return st;
+}
+
+static int latency_task(nb_args *a, int method, cli_train *t, const char *out, const char *load, bool json) {
+    if (method == TSR_NF_METHOD_MLP)
+        return cli_fail(tsr_errorf(TSR_ERR_ARG, "--method mlp is an NB201 baseline"),
+                        "--task latency takes --method narformer, gnn, flops or kernel-sum");
+    tsr_nf_latset s;
+    int rc = lat_load_data(a, &s);
+    if (rc != CLI_OK) return rc;
+    int platform = tsr_nf_platform_parse(a->platform);
+    int32_t *order = malloc(sizeof(int32_t) * (size_t)s.n), *test = malloc(sizeof(int32_t) * (size_t)s.n);
+    float *pred = malloc(sizeof(float) * (size_t)s.n), *yy = malloc(sizeof(float) * (size_t)s.n);
+    tsr_nf_metrics m;
+    double secs = 0;
+    tsr_status st = tsr_ok();
+    if (!strcmp(a->split, "random")) {
+        int n_train = (int)(a->train_frac * s.n + 0.5);
+        if (n_train < 2 || n_train >= s.n) n_train = s.n > 2 ? s.n - 1 : 1;
+        tsr_nf_split(s.n, n_train, a->split_seed, order);
+        int n_test = s.n - n_train;
+        st = lat_fit_eval(a, method, t, out, &s, platform, order, n_train, order + n_train, n_test, load, &m, pred, &secs);
+        if (!st.code && a->scatter) {
+            for (int i = 0; i < n_test; i++) yy[i] = s.nets[order[n_train + i]].lat[platform];
+            st = lat_scatter(a->scatter, pred, yy, n_test);
+        }
+        if (!st.code) {
+            if (json) {
+                print_lat_json(a, method, "random", n_train, n_test, &m, secs);
+                printf("}\n");
+            } else
+                printf("latency %s on %s, random split: %d train / %d test networks: Kendall tau %.4f, MAPE %.2f%%, "
+                       "within 10%%/5%%/1%%: %.1f%%/%.1f%%/%.1f%%\n",
+                       tsr_nf_method_name(method), a->platform, n_train, n_test, m.kendall_tau, 100 * m.mape,
+                       100 * m.acc_10pct, 100 * m.acc_5pct, 100 * m.acc_1pct);
+        }
+    } else {
+        /* unseen structure: each family held out in turn, trained on all others */
+        tsr_nf_metrics fm[TSR_NF_FAMILIES], mean;
+        int fn_train[TSR_NF_FAMILIES], fn_test[TSR_NF_FAMILIES], n_folds = 0;
+        bool done[TSR_NF_FAMILIES] = {false};
+        memset(&mean, 0, sizeof mean);
+        int tot_train = 0, tot_test = 0;
+        for (int f = 0; f < TSR_NF_FAMILIES && !st.code; f++) {
+            if (a->holdout && tsr_nf_family_parse(a->holdout) != f) continue;
+            int ntr = 0, nte = 0;
+            for (int i = 0; i < s.n; i++) {
+                if (s.nets[i].family == f) test[nte++] = i;
+                else order[ntr++] = i;
+            }
+            if (nte == 0 || ntr < 2) continue;
+            /* a fixed shuffle of the training networks */
+            tsr_rng r;
+            tsr_rng_seed(&r, a->split_seed + 1000 + (uint64_t)f);
+            tsr_rng_shuffle_i32(&r, order, ntr);
+            double fs = 0;
+            if (!t->quiet) fprintf(stderr, "held-out family %s: %d train / %d test networks\n", tsr_nf_family_name(f), ntr, nte);
+            st = lat_fit_eval(a, method, t, out, &s, platform, order, ntr, test, nte, NULL, &fm[f], NULL, &fs);
+            if (st.code) break;
+            secs += fs;
+            done[f] = true;
+            fn_train[f] = ntr, fn_test[f] = nte;
+            tot_train += ntr, tot_test += nte;
+            mean.kendall_tau += fm[f].kendall_tau, mean.mape += fm[f].mape, mean.acc_10pct += fm[f].acc_10pct;
+            mean.acc_5pct += fm[f].acc_5pct, mean.acc_1pct += fm[f].acc_1pct;
+            n_folds++;
+        }
+        if (!st.code && n_folds == 0) st = tsr_errorf(TSR_ERR_ARG, "no family to hold out in %s", a->data);
+        if (!st.code) {
+            mean.kendall_tau /= n_folds, mean.mape /= n_folds, mean.acc_10pct /= n_folds;
+            mean.acc_5pct /= n_folds, mean.acc_1pct /= n_folds;
+            if (json) {
+                /* the contract fields hold the mean over held-out families */
+                print_lat_json(a, method, "unseen", tot_train / n_folds, tot_test, &mean, secs);
+                printf(", \"folds\": [");
+                int k = 0;
+                for (int f = 0; f < TSR_NF_FAMILIES; f++)
+                    if (done[f])
+                        printf("%s{\"holdout\": \"%s\", \"n_train\": %d, \"n_test\": %d, \"kendall_tau\": %.4f, "
+                               "\"mape\": %.5f, \"acc_10pct\": %.4f, \"acc_5pct\": %.4f, \"acc_1pct\": %.4f}",
+                               k++ ? ", " : "", tsr_nf_family_name(f), fn_train[f], fn_test[f], fm[f].kendall_tau,
+                               fm[f].mape, fm[f].acc_10pct, fm[f].acc_5pct, fm[f].acc_1pct);
+                printf("]}\n");
+            } else {
+                for (int f = 0; f < TSR_NF_FAMILIES; f++)
+                    if (done[f])
+                        printf("  held out %-13s tau %.4f  MAPE %6.2f%%  within 10%% %5.1f%%\n", tsr_nf_family_name(f),
+                               fm[f].kendall_tau, 100 * fm[f].mape, 100 * fm[f].acc_10pct);
+                printf("latency %s on %s, unseen families (mean of %d): Kendall tau %.4f, MAPE %.2f%%, within 10%%: %.1f%%\n",
+                       tsr_nf_method_name(method), a->platform, n_folds, mean.kendall_tau, 100 * mean.mape,
+                       100 * mean.acc_10pct);
+            }
+        }
+    }
+    free(order), free(test), free(pred), free(yy);
+    tsr_nf_latset_free(&s);
+    if (st.code) return cli_fail(st, cli_train_hint(t, st, "--model must be a narformer latency predictor; --scatter a writable .png"));
+    return CLI_OK;
+}
+
 static int cmd_train(const char *prog, int argc, char **argv) {
     nb_args a = nb_defaults();
     cli_train t = cli_train_init(nb_train_defaults(), 16, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH | CLI_TF_EVAL);
@@ -441,9 +812,16 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     int method;
     if ((rc = nb_check(prog, &a, &method)) != CLI_OK) return rc;
-    if (strcmp(a.task, "nb201-accuracy")) return cli_usage_error(prog, "train supports --task nb201-accuracy");
+    if (!strcmp(a.task, "help-latency")) return cli_usage_error(prog, "train supports --task nb201-accuracy or latency");
     if (!t.o.out) return cli_usage_error(prog, "--out PATH is required");
     if ((rc = cli_check_output(prog, "--out", t.o.out, false)) != CLI_OK) return rc;
+    if (!strcmp(a.task, "latency")) {
+        if (method != TSR_NF_METHOD_NARFORMER && method != TSR_NF_METHOD_GNN)
+            return cli_usage_error(prog, "train --task latency writes weights of --method narformer or gnn");
+        if (!strcmp(a.split, "unseen")) return cli_usage_error(prog, "train --task latency uses --split random");
+        lat_train_flags(&t, argc, argv);
+        return latency_task(&a, method, &t, t.o.out, NULL, t.cm.json);
+    }
     return nb201_accuracy(&a, method, &t, t.o.out, NULL, t.cm.json);
 }
 
@@ -466,12 +844,21 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     int method;
     if ((rc = nb_check(prog, &a, &method)) != CLI_OK) return rc;
-    if (!strcmp(a.task, "latency"))
-        return cli_fail(tsr_errorf(TSR_ERR_ARG, "--task latency (our own latency data set) is not implemented yet"),
-                        "--task nb201-accuracy and help-latency are available; see docs/narformer.md");
     char shipped[512];
     const char *load = NULL;
-    if (method == TSR_NF_METHOD_NARFORMER) {
+    if (!strcmp(a.task, "latency")) {
+        lat_train_flags(&t, argc, argv);
+        /* the shipped predictor answers the default protocol (random split, 0.8, seed 0) of its platform */
+        if (method == TSR_NF_METHOD_NARFORMER && model_set) load = model;
+        else if (method == TSR_NF_METHOD_NARFORMER && !strcmp(a.split, "random") && !a.frac_set && a.split_seed == 0 &&
+                 !a.dim_set && !a.layers_set) {
+            char rel[128];
+            snprintf(rel, sizeof rel, LAT_MODEL_FMT, a.platform);
+            if (cli_find_shipped(rel, shipped, sizeof shipped)) load = shipped;
+        }
+        if (load && strcmp(a.split, "random"))
+            return cli_usage_error(prog, "--model is evaluated on --split random (unseen trains one model per held-out family)");
+    } else if (method == TSR_NF_METHOD_NARFORMER) {
         if (model_set) load = model;
         else if (cli_find_shipped(NB201_MODEL, shipped, sizeof shipped)) {
             /* the shipped model answers only for its own split */
@@ -486,10 +873,14 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s/tsr_narformer_eval_%d.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
-    if (!load && !t.quiet && method != TSR_NF_METHOD_FLOPS)
+    if (strcmp(a.task, "latency") && !load && !t.quiet && method != TSR_NF_METHOD_FLOPS)
         fprintf(stderr, "%s: training %s on %d cells (%d epochs) for this evaluation\n", prog,
                 tsr_nf_method_name(method), a.n_train, t.o.epochs);
-    if (!strcmp(a.task, "help-latency")) {
+    if (!strcmp(a.task, "latency")) {
+        if (!load && !t.quiet && (method == TSR_NF_METHOD_NARFORMER || method == TSR_NF_METHOD_GNN))
+            fprintf(stderr, "%s: training %s (%d epochs) for this evaluation\n", prog, tsr_nf_method_name(method), t.o.epochs);
+        rc = latency_task(&a, method, &t, tmp, load, t.cm.json);
+    } else if (!strcmp(a.task, "help-latency")) {
         if (method == TSR_NF_METHOD_KERNEL_SUM)
             return cli_usage_error(prog, "--method kernel-sum needs per-operator latencies (--task latency)");
         rc = nb201_help(&a, method, &t, tmp, t.cm.json);
@@ -501,10 +892,196 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     return rc;
 }
 
+
+/* ------------------------------------------------------------ predict / bench */
+
+#define RESNET18_ONNX "../shared/data/nnlqp/resnet18-v1-7-no-weight.onnx"
+
+/* --model or the shipped predictor of --platform */
+static int load_lat_model(const char *prog, const char *model, const char *platform, tsr_nf_lat_pred *p,
+                          char *path, size_t n) {
+    int pl = tsr_nf_platform_parse(platform);
+    if (pl < 0) return cli_usage_error(prog, "--platform must be cpu-1t or cpu-2t");
+    if (model) snprintf(path, n, "%s", model);
+    else {
+        char rel[128];
+        snprintf(rel, sizeof rel, LAT_MODEL_FMT, platform);
+        tsr_find_model_or(rel, path, n);
+    }
+    tsr_status st = tsr_nf_lat_load(p, path);
+    if (st.code) return cli_fail(st, "--model must be a latency predictor written by 'tessera narformer train --task latency'");
+    if (model && p->platform != pl && strcmp(platform, "cpu-1t")) {
+        tsr_nf_lat_pred_free(p);
+        return cli_fail(tsr_errorf(TSR_ERR_ARG, "%s predicts %s, not %s", path, tsr_nf_platform_name(p->platform), platform),
+                        "drop --platform, or give that platform's model");
+    }
+    return CLI_OK;
+}
+
+static tsr_status onnx_graph(const char *path, int batch, tsr_nf_graph *g) {
+    tsr_onnx_model m;
+    tsr_status st = tsr_onnx_load(&m, path);
+    if (st.code) return st;
+    st = tsr_nf_graph_from_onnx(g, &m, batch);
+    tsr_onnx_free(&m);
+    return st;
+}
+
+static int cmd_predict(const char *prog, int argc, char **argv) {
+    const char *model = NULL, *onnx = NULL, *platform = "cpu-1t";
+    int batch = 0;
+    cli_common cm = {1, 0, false};
+    if (argc > 0 && argv[0][0] != '-') {
+        onnx = argv[0];
+        argc--;
+        argv++;
+    }
+    const arg_spec specs[] = {
+        {"model", ARG_STR, &model, "PATH", "latency predictor (default: the shipped models/narformer-latency-<platform>.safetensors)", NULL},
+        {"onnx", ARG_STR, &onnx, "FILE", "the network (also accepted as the first argument)", NULL},
+        {"platform", ARG_STR, &platform, "NAME", "cpu-1t | cpu-2t: tessera on this CPU at 1 or 2 threads (default cpu-1t)", NULL},
+        {"batch", ARG_INT, &batch, "N", "batch size (default: the file's, 1 if symbolic)", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog, "Predict the latency (ms) of an ONNX network on tessera's CPU kernels, without running it.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if (!onnx) return cli_usage_error(prog, "give an ONNX file (--onnx FILE)");
+    if (batch < 0 || batch > 65536) return cli_usage_error(prog, "--batch must be in 1..65536");
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    double t0 = tsr_time();
+    tsr_nf_lat_pred p;
+    char path[512];
+    if ((rc = load_lat_model(prog, model, platform, &p, path, sizeof path)) != CLI_OK) return rc;
+    double t1 = tsr_time();
+    tsr_nf_graph g;
+    tsr_status st = onnx_graph(onnx, batch, &g);
+    if (st.code) {
+        tsr_nf_lat_pred_free(&p);
+        return cli_fail(st, "the file must be an ONNX model of CNN operators (Conv, pools, BN, activations, Add/Mul, Concat, Gemm, ...)");
+    }
+    float ms = tsr_nf_lat_predict_graph(&p, &g, NULL);
+    double t2 = tsr_time();
+    if (cm.json) {
+        printf("{\"file\": ");
+        cli_json_str(stdout, onnx);
+        printf(", \"model\": ");
+        cli_json_str(stdout, path);
+        printf(", \"platform\": \"%s\", \"latency_ms\": %.4f, \"batch\": %d, \"n_tokens\": %d, \"gflops\": %.6f, "
+               "\"mparams\": %.4f, \"gmem\": %.6f, \"load_ms\": %.3f, \"predict_ms\": %.3f}\n",
+               tsr_nf_platform_name(p.platform), ms, g.batch, g.n, g.flops / 1e9, g.params / 1e6, g.mem / 1e9,
+               1e3 * (t1 - t0), 1e3 * (t2 - t1));
+    } else {
+        printf("%s: %.3f ms predicted on %s (batch %d, %d tokens, %.4f GFLOPs, %.3f M params); model load %.1f ms, "
+               "prediction %.2f ms\n",
+               onnx, ms, tsr_nf_platform_name(p.platform), g.batch, g.n, g.flops / 1e9, g.params / 1e6,
+               1e3 * (t1 - t0), 1e3 * (t2 - t1));
+    }
+    tsr_nf_graph_free(&g);
+    tsr_nf_lat_pred_free(&p);
+    return CLI_OK;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* validate (predicted vs measured on the runner), then time the predictor */
+static int cmd_bench(const char *prog, int argc, char **argv) {
+    const char *model = NULL, *onnx = RESNET18_ONNX, *platform = "cpu-1t", *clock = "cpu";
+    int repeats = 20, runs = 3;
+    uint64_t seed = 4242;
+    const arg_spec specs[] = {
+        {"model", ARG_STR, &model, "PATH", "latency predictor (default: the shipped one of --platform)", NULL},
+        {"onnx", ARG_STR, &onnx, "FILE", "also predict and run this network (default " RESNET18_ONNX "; '' for none)", NULL},
+        {"platform", ARG_STR, &platform, "NAME", "cpu-1t | cpu-2t (default cpu-1t)", NULL},
+        {"repeats", ARG_INT, &repeats, "N", "timed predictions per network (default 20)", NULL},
+        {"runs", ARG_INT, &runs, "N", "timed runs of each network on the runner (default 3)", NULL},
+        {"clock", ARG_STR, &clock, "C", "runner clock: wall | cpu (default cpu, as the shipped data set)", NULL},
+        {"variant-seed", ARG_U64, &seed, "S", "seed of the generated networks (default 4242: not in the data set)", NULL},
+    };
+    int rc = args_parse(prog,
+                        "Benchmark the latency predictor: for one new variant of each family (and an ONNX file), "
+                        "the predicted and the measured latency, and how long a prediction takes. One JSON line per network.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "--repeats", repeats, 1, 100000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "--runs", runs, 1, 1000)) != CLI_OK) return rc;
+    if (strcmp(clock, "wall") && strcmp(clock, "cpu")) return cli_usage_error(prog, "--clock must be wall or cpu");
+    tsr_nf_lat_pred p;
+    char path[512];
+    if ((rc = load_lat_model(prog, model, platform, &p, path, sizeof path)) != CLI_OK) return rc;
+    int threads = tsr_nf_platform_threads(p.platform);
+    tsr_ctx c;
+    tsr_ctx_init(&c, 8 << 20);
+    double *tt = malloc(sizeof(double) * (size_t)repeats);
+    double sum_ape = 0;
+    int n_net = 0;
+    tsr_status st = tsr_ok();
+    for (int f = -1; f < TSR_NF_FAMILIES && !st.code; f++) {
+        tsr_nf_graph g;
+        const char *name;
+        if (f < 0) {
+            if (!onnx || !*onnx) continue;
+            st = onnx_graph(onnx, 1, &g);
+            if (st.code) break;
+            name = onnx;
+        } else {
+            tsr_nf_netgen(&g, f, seed);
+            name = tsr_nf_family_name(f);
+        }
+        /* predictor time: tokenize + forward on one thread */
+        tsr_threads_set(1);
+        float pred = 0;
+        for (int r = 0; r < repeats; r++) {
+            double a = tsr_time();
+            pred = tsr_nf_lat_predict_graph(&p, &g, &c);
+            tt[r] = 1e3 * (tsr_time() - a);
+        }
+        qsort(tt, (size_t)repeats, sizeof(double), cmp_dbl);
+        double pred_ms = tt[repeats / 2];
+        /* the network itself on the runner */
+        tsr_threads_set(threads);
+        tsr_nf_measure_opts mo = {.warmup = 1, .repeats = runs, .seed = seed, .cpu_clock = !strcmp(clock, "cpu")};
+        tsr_nf_measure_result mr;
+        double t0 = tsr_time();
+        st = tsr_nf_measure(&g, &mo, &mr);
+        double run_s = tsr_time() - t0;
+        if (!st.code) {
+            double ape = fabs(pred - mr.median_ms) / mr.median_ms;
+            sum_ape += ape;
+            n_net++;
+            printf("{\"bench\": \"narformer_predict\", \"network\": ");
+            cli_json_str(stdout, name);
+            printf(", \"platform\": \"%s\", \"n_tokens\": %d, \"gflops\": %.5f, \"predicted_ms\": %.4f, \"measured_ms\": %.4f, "
+                   "\"abs_pct_error\": %.2f, \"predict_ms\": %.4f, \"measure_wall_s\": %.3f, \"cpu\": \"%s\", "
+                   "\"kernel_level\": \"%s\", \"threads\": 1}\n",
+                   tsr_nf_platform_name(p.platform), g.n, g.flops / 1e9, pred, mr.median_ms, 100 * ape, pred_ms, run_s,
+                   tsr_cpu_level_name(tsr_cpu_best_level()), tsr_cpu_level_name(tsr_cpu_level()));
+            fflush(stdout);
+            tsr_nf_measure_result_free(&mr);
+        }
+        tsr_nf_graph_free(&g);
+    }
+    tsr_threads_set(1);
+    if (!st.code && n_net)
+        printf("{\"bench\": \"narformer_predict_summary\", \"networks\": %d, \"mape\": %.4f}\n", n_net, sum_ape / n_net);
+    free(tt);
+    tsr_ctx_free(&c);
+    tsr_nf_lat_pred_free(&p);
+    if (st.code) return cli_fail(st, "--onnx must be an ONNX network the runner supports");
+    return CLI_OK;
+}
+
 static const cli_verb g_verbs[] = {
+    {"dataset", "build the latency data set: generated networks timed on tessera's CPU ops (1 and 2 threads)", cmd_dataset},
     {"tokenize", "an ONNX network as NAR-Former V2 tokens (152-d), adjacency and static vector", cmd_tokenize},
-    {"train", "train a NAS-Bench-201 accuracy predictor (NAR-Former V2 or a baseline) on the shared trainer", cmd_train},
+    {"train", "train a predictor (NB201 accuracy or latency; NAR-Former V2 or a baseline) on the shared trainer", cmd_train},
     {"eval", "evaluate a predictor on a task's documented protocol (one JSON object with --json)", cmd_eval},
+    {"predict", "predict the latency (ms) of an ONNX network on tessera's CPU kernels", cmd_predict},
+    {"bench", "predicted vs measured latency of new networks, and the time a prediction takes", cmd_bench},
     {NULL, NULL, NULL},
 };
 

@@ -7,7 +7,9 @@
  * SIGTERM and SIGINT drain: new requests get 503, those in flight finish
  * (up to --timeout), then the process exits 0. */
 #include "cli/args.h"
+#include "tessera/ebrm.h"
 #include "tessera/higen.h"
+#include "tessera/narformer.h"
 #include "tessera/serve.h"
 
 #include <signal.h>
@@ -17,7 +19,9 @@
 
 static const tsr_serve_endpoint *const k_endpoints[] = {
     &tsr_serve_llm_endpoint,
+    &tsr_ebrm_serve_endpoint,
     &tsr_higen_serve_endpoint,
+    &tsr_narformer_serve_endpoint,
     /* families add their endpoint here, e.g. &tsr_ctnet_serve_endpoint */
     NULL,
 };

@@ -18,6 +18,8 @@ extern const cli_family cli_family_higen;
 extern const cli_family cli_family_ctnet;
 extern const cli_family cli_family_narformer;
 extern const cli_family cli_family_ebrm;
+extern const cli_family cli_family_ovadetr;
+extern const cli_family cli_family_apt;
 extern const cli_command cli_command_serve;
 extern const cli_command cli_command_plot;
 
@@ -38,6 +40,8 @@ static const cli_family *const g_families[] = {
     &cli_family_ctnet,
     &cli_family_narformer,
     &cli_family_ebrm,
+    &cli_family_ovadetr,
+    &cli_family_apt,
     NULL,
 };
 

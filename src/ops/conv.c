@@ -136,6 +136,11 @@ static shift_span shift_for(const tsr_conv_geom *g, int ki, int kj) {
     /* keep the source inside the plane; what is cut lies in edge columns */
     if (t.p0 < -t.shift) t.p0 = -t.shift;
     if (t.p1 > (int64_t)g->h * g->w - t.shift) t.p1 = (int64_t)g->h * g->w - t.shift;
+    /* planes smaller than the kernel (1x1, 2x2 maps with pad): a tap can
+     * miss every output, then p0 = p1 = hwo */
+    int64_t hwo = (int64_t)g->ho * g->wo;
+    if (t.p0 > hwo) t.p0 = hwo;
+    if (t.p1 > hwo) t.p1 = hwo;
     if (t.p1 < t.p0) t.p1 = t.p0;
     return t;
 }

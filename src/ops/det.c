@@ -319,7 +319,52 @@ void tsr_contrast_bwd(float *dv, float *dt, float *ds, float *db, const float *d
     free(g);
 }
 
+/* ---------------------------------------------------------------- rowmax */
+
+void tsr_rowmax_fwd(float *y, int32_t *arg, const float *x, int64_t N, int64_t C) {
+    for (int64_t i = 0; i < N; i++) {
+        const float *r = x + i * C;
+        int64_t a = 0;
+        for (int64_t j = 1; j < C; j++)
+            if (r[j] > r[a]) a = j;
+        y[i] = r[a];
+        arg[i] = (int32_t)a;
+    }
+}
+
+void tsr_rowmax_fwd_ref(float *y, const float *x, int64_t N, int64_t C) {
+    for (int64_t i = 0; i < N; i++) {
+        double m = -INFINITY;
+        for (int64_t j = 0; j < C; j++) m = fmax(m, x[i * C + j]);
+        y[i] = (float)m;
+    }
+}
+
+void tsr_rowmax_bwd(float *dx, const float *dy, const int32_t *arg, int64_t N, int64_t C) {
+    for (int64_t i = 0; i < N; i++) dx[i * C + arg[i]] += dy[i];
+}
+
 /* ------------------------------------------------------------ autograd */
+
+static void rowmax_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0];
+    if (!x->requires_grad) return;
+    int64_t C = x->shape[x->ndim - 1];
+    tsr_rowmax_bwd(tsr_grad(c, x), n->out->grad, n->saved, x->numel / C, C);
+}
+
+tsr_tensor *tsr_rowmax(tsr_ctx *c, tsr_tensor *x) {
+    TSR_ASSERT(x->dtype == TSR_F32 && x->ndim >= 1 && x->shape[x->ndim - 1] >= 1);
+    int64_t C = x->shape[x->ndim - 1], N = x->numel / C, sh[TSR_MAX_DIMS];
+    memcpy(sh, x->shape, sizeof sh);
+    sh[x->ndim - 1] = 1;
+    tsr_tensor *y = tsr_new(c, TSR_F32, x->ndim, sh);
+    int32_t *arg = tsr_arena_alloc(&c->arena, sizeof(int32_t) * (size_t)(N > 0 ? N : 1));
+    tsr_rowmax_fwd(tsr_f32(y), arg, tsr_f32(x), N, C);
+    tsr_node *n = tsr_record(c, "rowmax", rowmax_backward, y, 1, &x);
+    if (n) n->saved = arg;
+    return y;
+}
 
 static void giou_backward(tsr_ctx *c, tsr_node *n) {
     tsr_tensor *a = n->in[0], *b = n->in[1];

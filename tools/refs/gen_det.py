@@ -78,4 +78,11 @@ gy = torch.randn_like(y)
 y.backward(gy)
 out.update({"con.v": v, "con.t": t, "con.s": s, "con.b": bb, "con.y": y, "con.gy": gy,
             "con.gv": v.grad, "con.gt": t.grad, "con.gs": s.grad, "con.gb": bb.grad})
+
+# row max (the text-guided gate's max over text tokens)
+x = torch.randn(3, 5, 7).requires_grad_(True)
+y = x.max(dim=-1, keepdim=True).values
+gy = torch.randn_like(y)
+y.backward(gy)
+out.update({"max.x": x, "max.y": y, "max.gy": gy, "max.gx": x.grad})
 print(save("det", out))

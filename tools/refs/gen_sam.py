@@ -96,7 +96,16 @@ def main():
             ma, ia = m.predict(emb, (coords, labels.float()), None, None, True)
             mb, ib = m.predict(emb, (coords[:1, :1], labels[:1, :1].float()), box, mask_in, False)
             mc, ic = m.predict(emb, None, box, None, True)
-        save("sam_" + kind, {"img": img, "emb": emb, "coords": coords, "labels": labels, "box": box,
+        # gradients of a fixed scalar of the outputs (eval mode: BN on running stats)
+        R = torch.randn(ma.shape, generator=g)
+        m.zero_grad()
+        e2 = m.image_encoder(img)
+        m2, i2 = m.predict(e2, (coords, labels.float()), None, None, True)
+        m3, i3 = m.predict(e2, (coords[:1, :1], labels[:1, :1].float()), box, mask_in, False)
+        loss = (m2 * R).sum() + 3.0 * i2.sum() + m3.mean()
+        loss.backward()
+        grads = {"grad." + k: p.grad for k, p in m.named_parameters() if p.grad is not None}
+        save("sam_" + kind, {"img": img, "emb": emb, "R": R, "loss": loss.detach().reshape(1), **grads, "coords": coords, "labels": labels, "box": box,
                              "mask_in": mask_in, "masks_a": ma, "iou_a": ia, "masks_b": mb, "iou_b": ib,
                              "masks_c": mc, "iou_c": ic})
         print(kind, "emb", tuple(emb.shape), "masks", tuple(ma.shape), "|emb| max %.3f" % emb.abs().max(),

