@@ -8,6 +8,7 @@
  * (up to --timeout), then the process exits 0. */
 #include "cli/args.h"
 #include "tessera/serve.h"
+#include "tessera/ctnet.h"
 
 #include <signal.h>
 #include <pthread.h>
@@ -16,7 +17,8 @@
 
 static const tsr_serve_endpoint *const k_endpoints[] = {
     &tsr_serve_llm_endpoint,
-    /* families add their endpoint here, e.g. &tsr_ctnet_serve_endpoint */
+    &tsr_ctnet_serve_endpoint,
+    /* families add their endpoint here */
     NULL,
 };
 
