@@ -3,43 +3,86 @@
 # only: the server binds 127.0.0.1 on a free port; bench_serve_client
 # connects to 127.0.0.1 only). The same numbered requests (half greedy,
 # half seeded sampling, streamed, --max-tokens each) run with 1 client
-# (the sequential reference), then 8, then 64 concurrent clients. Each run
-# prints one JSON line: requests/s, aggregate tokens/s, latency p50/p99,
-# time to first token p50/p99, errors by status, and the share of
-# responses bit-identical (same completion text) to the sequential run.
-# A last line gives tokens/s at 8 clients over 1 client (target >= 3).
+# (the sequential reference) and 8 concurrent clients, alternating, --reps
+# times; then once with 64 clients. Each run prints one JSON line:
+# requests/s, aggregate tokens/s, latency p50/p99, time to first token
+# p50/p99, errors by status, the share of responses bit-identical (same
+# completion text) to the first sequential run, and the 1-minute load
+# average when it ended. A summary line gives the median tokens/s at 1 and
+# 8 clients, their ratio (target >= 3) and the median of the per-repetition
+# ratios.
 #
-#   bench/bench_serve.sh [--requests N] [--max-tokens N] [--soak SECONDS]
+# With LLAMA_CPP_DIR set to a llama.cpp build (llama-server in it or in its
+# bin/), llama.cpp's server runs the same model (converted by `tessera lm
+# convert --to gguf`, bf16 as shipped) with 8 slots and the same thread
+# count, driven by the same client with the same requests, alternating with
+# tessera in each repetition (the client adds top_k 0 and min_p 0 so that
+# llama.cpp samples as tessera does: temperature, then top-p). The summary
+# then holds both servers' medians and tessera/llama.cpp ratios. Without it,
+# that part is skipped with a message.
 #
-# --soak S additionally drives 8 clients for S seconds and samples the
-# server's resident memory every 10 s (one JSON line per sample, then the
-# growth after the first minute). Every run is bounded by its request count;
-# the server is stopped by its own pid.
+#   bench/bench_serve.sh [--requests N] [--max-tokens N] [--reps N] [--threads N] [--soak SECONDS]
+#
+# --threads: the servers' compute threads (default $TESSERA_THREADS, else
+# all cores; on a machine other jobs share, 1 avoids an OpenMP team waiting
+# on a descheduled thread). --soak S additionally drives 8 clients for S
+# seconds and samples the server's resident memory every 10 s (one JSON
+# line per sample, then the growth after the first minute). Every run is
+# bounded by its request count; servers are stopped by their own pids.
 set -u
 cd "$(dirname "$0")/.."
 BIN=${TSR_BIN:-build/tessera}
 CLIENT=${TSR_CLIENT:-build/bench_serve_client}
 REQ=128
 MAXTOK=64
+REPS=3
 SOAK=0
+THREADS=${TESSERA_THREADS:-$(nproc)}
+usage() {
+    echo "usage: bench/bench_serve.sh [--requests N] [--max-tokens N] [--reps N] [--threads N] [--soak SECONDS]" >&2
+    exit 2
+}
 while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || usage
     case $1 in
-    --requests) REQ=$2; shift 2 ;;
-    --max-tokens) MAXTOK=$2; shift 2 ;;
-    --soak) SOAK=$2; shift 2 ;;
-    *) echo "usage: bench/bench_serve.sh [--requests N] [--max-tokens N] [--soak SECONDS]" >&2; exit 2 ;;
+    --requests) REQ=$2 ;;
+    --max-tokens) MAXTOK=$2 ;;
+    --reps) REPS=$2 ;;
+    --threads) THREADS=$2 ;;
+    --soak) SOAK=$2 ;;
+    *) usage ;;
     esac
+    shift 2
 done
+for v in "$REQ" "$MAXTOK" "$REPS" "$THREADS" "$SOAK"; do
+    [[ $v =~ ^[0-9]+$ ]] || usage
+done
+[ "$REPS" -ge 1 ] && [ "$THREADS" -ge 1 ] || usage
 [ -x "$BIN" ] && [ -x "$CLIENT" ] || { echo "build first: cmake --build build (needs $BIN and $CLIENT)" >&2; exit 1; }
+
+LS=
+if [ -n "${LLAMA_CPP_DIR:-}" ]; then
+    LS=$LLAMA_CPP_DIR/bin/llama-server
+    [ -x "$LS" ] || LS=$LLAMA_CPP_DIR/llama-server
+    if [ ! -x "$LS" ]; then
+        echo "bench_serve: no llama-server in $LLAMA_CPP_DIR or $LLAMA_CPP_DIR/bin (build its llama-server target)" >&2
+        exit 1
+    fi
+else
+    echo "bench_serve: LLAMA_CPP_DIR is not set (a llama.cpp build with llama-server); the llama.cpp comparison is skipped" >&2
+fi
+
 TMP=$(mktemp -d /tmp/tessera_bench_serve.XXXXXX)
 SPID=
+LPID=
 cleanup() {
     [ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
+    [ -n "$LPID" ] && kill -TERM "$LPID" 2>/dev/null && wait "$LPID" 2>/dev/null
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 
-"$BIN" serve --port 0 --space none --bita none --quiet "$@" >"$TMP/serve.out" 2>"$TMP/serve.err" &
+"$BIN" serve --port 0 --space none --bita none --quiet --threads "$THREADS" >"$TMP/serve.out" 2>"$TMP/serve.err" &
 SPID=$!
 PORT=
 for _ in $(seq 1 300); do
@@ -48,25 +91,79 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 [ -n "$PORT" ] || { echo "server did not start: $(cat "$TMP/serve.err")" >&2; exit 1; }
+
+LPORT=
+if [ -n "$LS" ]; then
+    "$BIN" lm convert --model models/pycode --to gguf --dtype bf16 --tokenizer models/pycode/tokenizer.json \
+        --out "$TMP/pycode.gguf" 2>"$TMP/conv.err" || { echo "convert: $(cat "$TMP/conv.err")" >&2; exit 1; }
+    # a port nothing listens on yet
+    for p in $(shuf -i 20000-60000 -n 20); do
+        (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && continue
+        LPORT=$p
+        break
+    done
+    # 8 slots of the model's 256 positions each
+    "$LS" -m "$TMP/pycode.gguf" -t "$THREADS" -tb "$THREADS" -c 2048 -np 8 --host 127.0.0.1 --port "$LPORT" \
+        --no-webui >"$TMP/llama.out" 2>"$TMP/llama.err" &
+    LPID=$!
+    for _ in $(seq 1 300); do
+        (exec 3<>/dev/tcp/127.0.0.1/$LPORT) 2>/dev/null && grep -q 'server is listening' "$TMP/llama.err" && break
+        sleep 0.1
+    done
+    grep -q 'server is listening' "$TMP/llama.err" ||
+        { echo "llama-server did not start: $(tail -3 "$TMP/llama.err")" >&2; exit 1; }
+    LVER=$(grep -o 'build: [^ ]* ([^)]*)' "$TMP/llama.err" | head -1)
+fi
+
 CPU=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
-echo "{\"bench\": \"serve\", \"cpu\": \"$CPU\", \"cores\": $(nproc), \"threads\": \"${TESSERA_THREADS:-all}\", \"model\": \"models/pycode\", \"requests\": $REQ, \"max_tokens\": $MAXTOK}"
+echo "{\"bench\": \"serve\", \"cpu\": \"$CPU\", \"cores\": $(nproc), \"threads\": $THREADS, \"model\": \"models/pycode\", \"dtype\": \"bf16\", \"requests\": $REQ, \"max_tokens\": $MAXTOK, \"reps\": $REPS, \"llama_cpp\": \"${LVER:-none}\"}"
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# share of requests answered 200 in both runs whose texts are equal, and the count compared
+same_as() {
+    join -t $'\t' <(sort "$1") <(sort "$2") |
+        awk -F'\t' '$2 == 200 && $5 == 200 {n++; if ($3 == $6) s++} END {printf "%.4f, \"compared\": %d", n ? s / n : 0, n}'
+}
+# one run: server name, port, clients, output tag, extra body members
+run() {
+    local line
+    line=$("$CLIENT" --port "$2" --clients "$3" --requests "$REQ" --max-tokens "$MAXTOK" --out "$TMP/$4.tsv" ${5:+--extra "$5"})
+    [ -f "$TMP/$1-ref.tsv" ] || cp "$TMP/$4.tsv" "$TMP/$1-ref.tsv"
+    echo "{\"server\": \"$1\", ${line#\{}" | sed "s/}\$/, \"identical_to_sequential\": $(same_as "$TMP/$1-ref.tsv" "$TMP/$4.tsv"), \"load1\": $(load1)}/"
+    echo "$line" | grep -o '"tok_per_s": [0-9.]*' | grep -o '[0-9.]*$' >>"$TMP/$1-c$3.tps"
+}
+LX='{"top_k": 0, "min_p": 0}'
 
 # warm-up (caches, pages), not measured
 "$CLIENT" --port "$PORT" --clients 4 --requests 8 --max-tokens 8 >/dev/null
+[ -n "$LS" ] && "$CLIENT" --port "$LPORT" --clients 4 --requests 8 --max-tokens 8 --extra "$LX" >/dev/null
 
-declare -A TPS
-for c in 1 8 64; do
-    line=$("$CLIENT" --port "$PORT" --clients $c --requests "$REQ" --max-tokens "$MAXTOK" --out "$TMP/r$c.tsv")
-    same=$(join -t $'\t' <(sort "$TMP/r1.tsv") <(sort "$TMP/r$c.tsv") |
-        awk -F'\t' '$2 == 200 && $5 == 200 {n++; if ($3 == $6) s++} END {printf "%.4f", n ? s / n : 0}')
-    cmpn=$(join -t $'\t' <(sort "$TMP/r1.tsv") <(sort "$TMP/r$c.tsv") | awk -F'\t' '$2 == 200 && $5 == 200' | wc -l)
-    echo "${line%\}}, \"identical_to_sequential\": $same, \"compared\": $cmpn}"
-    TPS[$c]=$(echo "$line" | grep -o '"tok_per_s": [0-9.]*' | grep -o '[0-9.]*$')
+for r in $(seq "$REPS"); do
+    run tessera "$PORT" 1 "t1-$r"
+    run tessera "$PORT" 8 "t8-$r"
+    if [ -n "$LS" ]; then
+        run llama.cpp "$LPORT" 1 "l1-$r" "$LX"
+        run llama.cpp "$LPORT" 8 "l8-$r" "$LX"
+    fi
 done
-awk -v a="${TPS[1]}" -v b="${TPS[8]}" -v c="${TPS[64]}" \
-    'BEGIN {printf "{\"tok_s_8_over_1\": %.2f, \"tok_s_64_over_1\": %.2f, \"target_8_over_1\": 3}\n", b / a, c / a}'
+run tessera "$PORT" 64 t64
+
+median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+t1=$(median <"$TMP/tessera-c1.tps")
+t8=$(median <"$TMP/tessera-c8.tps")
+t64=$(cat "$TMP/tessera-c64.tps")
+rr=$(paste "$TMP/tessera-c8.tps" "$TMP/tessera-c1.tps" | awk '{print $1 / $2}' | median)
+sum="{\"tessera_tok_s_1\": $t1, \"tessera_tok_s_8\": $t8, \"tok_s_8_over_1\": $(awk -v a="$t1" -v b="$t8" 'BEGIN {printf "%.2f", b / a}'), \"median_rep_ratio_8_over_1\": $(printf '%.2f' "$rr"), \"tok_s_64_over_1\": $(awk -v a="$t1" -v b="$t64" 'BEGIN {printf "%.2f", b / a}'), \"target_8_over_1\": 3"
+if [ -n "$LS" ]; then
+    l1=$(median <"$TMP/llama.cpp-c1.tps")
+    l8=$(median <"$TMP/llama.cpp-c8.tps")
+    sum="$sum, \"llama_tok_s_1\": $l1, \"llama_tok_s_8\": $l8, \"llama_8_over_1\": $(awk -v a="$l1" -v b="$l8" 'BEGIN {printf "%.2f", b / a}'), \"tessera_over_llama_1\": $(awk -v a="$l1" -v b="$t1" 'BEGIN {printf "%.2f", b / a}'), \"tessera_over_llama_8\": $(awk -v a="$l8" -v b="$t8" 'BEGIN {printf "%.2f", b / a}')"
+fi
+echo "$sum, \"load1\": $(load1)}"
 
 if [ "$SOAK" -gt 0 ]; then
+    [ -n "$LPID" ] && kill -TERM "$LPID" 2>/dev/null && wait "$LPID" 2>/dev/null
+    LPID=
     rss() { awk '/^VmRSS/ {print $2}' /proc/"$SPID"/status; }
     t_end=$(($(date +%s) + SOAK))
     (while [ "$(date +%s)" -lt "$t_end" ]; do

@@ -3,8 +3,11 @@
  * prompt i mod P (the first --prompt-bytes bytes of a JSONL "prompt"),
  * greedy when i is even, seeded sampling (seed i, temperature 0.8, top_p
  * 0.95) when odd, always streamed, so that the time to the first token is
- * seen. Loopback only: the host is fixed to 127.0.0.1. Each request has a
- * socket timeout; the run is bounded by R.
+ * seen. --extra adds members to every body (llama.cpp's server gets
+ * top_k 0 and min_p 0 so that it samples as tessera does). The reply may
+ * be chunked (llama.cpp's server); reading stops at [DONE]. Loopback only:
+ * the host is fixed to 127.0.0.1. Each request has a socket timeout; the
+ * run is bounded by R.
  *
  * Output: one line per request to --out (index, status, FNV-1a hash of the
  * completion text, completion tokens), so runs at different concurrency
@@ -13,6 +16,7 @@
  * p50/p99, errors by status. */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -36,6 +40,7 @@ typedef struct {
 
 static int g_port, g_clients, g_requests, g_max_tokens, g_prompt_bytes;
 static char **g_prompts;
+static cJSON *g_extra; /* --extra: members added to every body */
 static int g_n_prompts;
 static atomic_int g_next;
 static result *g_res;
@@ -59,6 +64,45 @@ static char *find_blank(char *s, size_t n) {
     for (size_t i = 0; i + 1 < n; i++)
         if (s[i] == '\n' && s[i + 1] == '\n') return s + i;
     return NULL;
+}
+
+/* HTTP/1.1 chunked transfer coding, decoded in place as bytes arrive
+ * (llama.cpp's server answers chunked even to HTTP/1.0 and keeps the
+ * connection open, so a reader stops at [DONE] rather than at EOF) */
+typedef struct {
+    size_t left;  /* payload bytes left in the current chunk */
+    int state;    /* 0: size line, 1: payload, 2: CRLF after the payload, 3: end, 4: extension */
+    size_t hex;   /* the size being read */
+} chunk_state;
+
+/* p[0..n) raw bytes; returns the payload length, written to p */
+static size_t dechunk(chunk_state *c, char *p, size_t n) {
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        char ch = p[i];
+        if (c->state == 0 || c->state == 4) {
+            i++;
+            if (ch == ';') c->state = 4; /* a chunk extension, up to the line's end */
+            if (ch == '\n') {
+                c->left = c->hex;
+                c->hex = 0;
+                c->state = c->left ? 1 : 3;
+            } else if (c->state == 0 && isxdigit((unsigned char)ch)) {
+                c->hex = c->hex * 16 + (size_t)(isdigit((unsigned char)ch) ? ch - '0' : tolower((unsigned char)ch) - 'a' + 10);
+            }
+        } else if (c->state == 1) {
+            size_t k = n - i < c->left ? n - i : c->left;
+            memmove(p + o, p + i, k);
+            o += k, i += k, c->left -= k;
+            if (!c->left) c->state = 2;
+        } else if (c->state == 2) {
+            i++;
+            if (ch == '\n') c->state = 0;
+        } else {
+            break;
+        }
+    }
+    return o;
 }
 
 /* handles the SSE events in buf[0..*len), keeps an unfinished tail */
@@ -108,6 +152,8 @@ static void one_request(int i, result *r) {
         cJSON_AddNumberToObject(b, "top_p", 0.95);
         cJSON_AddNumberToObject(b, "seed", i);
     }
+    for (const cJSON *e = g_extra ? g_extra->child : NULL; e; e = e->next)
+        cJSON_AddItemToObject(b, e->string, cJSON_Duplicate(e, 1));
     char *body = cJSON_PrintUnformatted(b);
     cJSON_Delete(b);
     size_t blen = strlen(body);
@@ -136,25 +182,34 @@ static void one_request(int i, result *r) {
     free(body);
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
-    bool in_body = false, done = false;
-    for (;;) {
+    bool in_body = false, done = false, chunked = false;
+    chunk_state cs = {0, 0, 0};
+    /* raw bytes land at buf + len; a chunked body is decoded in place */
+    while (!done) {
         if (len + 4096 + 1 > cap) {
             cap *= 2;
             buf = realloc(buf, cap);
         }
         ssize_t n = read(fd, buf + len, 4096);
         if (n <= 0) break;
-        len += (size_t)n;
-        buf[len] = 0;
+        size_t got = (size_t)n;
         if (!in_body) {
+            len += got;
+            buf[len] = 0;
             char *e = strstr(buf, "\r\n\r\n");
             if (!e) continue;
+            *e = 0;
             sscanf(buf, "HTTP/%*s %d", &r->status);
+            for (char *h = buf; *h; h++) *h = (char)tolower((unsigned char)*h);
+            chunked = strstr(buf, "transfer-encoding: chunked") != NULL;
             size_t hdr = (size_t)(e - buf) + 4;
-            memmove(buf, buf + hdr, len - hdr);
-            len -= hdr;
+            got = len - hdr;
+            memmove(buf, buf + hdr, got);
+            len = 0;
             in_body = true;
         }
+        len += chunked ? dechunk(&cs, buf + len, got) : got;
+        buf[len] = 0;
         if (r->status == 200) take_events(buf, &len, r, t0, &done);
     }
     close(fd);
@@ -204,9 +259,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt-bytes")) g_prompt_bytes = atoi(v);
         else if (!strcmp(argv[i], "--prompts")) prompts = v;
         else if (!strcmp(argv[i], "--out")) out = v;
+        else if (!strcmp(argv[i], "--extra")) {
+            cJSON_Delete(g_extra);
+            g_extra = cJSON_Parse(v);
+            if (!cJSON_IsObject(g_extra)) {
+                fprintf(stderr, "bench_serve_client: --extra must be a JSON object\n");
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "usage: bench_serve_client --port N [--clients N] [--requests N] [--max-tokens N] "
-                            "[--prompt-bytes N] [--prompts FILE.jsonl] [--out FILE]\n");
+                            "[--prompt-bytes N] [--prompts FILE.jsonl] [--out FILE] [--extra JSON]\n");
             return 2;
         }
         i++;

@@ -93,6 +93,48 @@ if [ -r "$ML/tags.csv" ]; then
     "$BIN" higen search --catalog "$ML" --query "funny" --user 999999 >/dev/null 2>"$TMP/err"
     [ $? -eq 1 ] && grep -q "unknown user" "$TMP/err" && ok || bad "an unknown MovieLens user is not a failure"
     "$BIN" higen search --method bm25 --catalog "$ML" --query "funny" --user 2 -k 3 >/dev/null 2>&1 && ok || bad "MovieLens search"
+    # the personalised generator end to end at a toy size: encoder, index, generator (query + user profile)
+    M="$TMP/ml"
+    mkdir -p "$M" && cp models/higen-debian/tokenizer.json "$M/"
+    tiny="--catalog $ML --model $M --dim 16 --hidden 32 --heads 2 --layers 1 --steps 3 --batch 8 --threads 1 --quiet"
+    "$BIN" higen train --what encoder $tiny >/dev/null 2>"$TMP/err" &&
+        "$BIN" higen index --catalog "$ML" --model "$M" --threads 1 >/dev/null 2>>"$TMP/err" &&
+        "$BIN" higen train --what generator $tiny >/dev/null 2>>"$TMP/err" && ok ||
+        bad "personalised training: $(tail -1 "$TMP/err")"
+    "$BIN" higen eval --catalog "$ML" --construction movielens --split valid --method higen --model "$M" --threads 1 \
+        --json 2>/dev/null | grep -q '"recall@10"' && ok || bad "personalised eval"
+    a=$("$BIN" higen search --catalog "$ML" --model "$M" --query funny --user 2 -k 5 --json --threads 1 2>/dev/null | sed "s/\"ms\": [0-9.]*//")
+    b=$("$BIN" higen search --catalog "$ML" --model "$M" --query funny --user 2 -k 5 --json --threads 1 2>/dev/null | sed "s/\"ms\": [0-9.]*//")
+    echo "$a" | grep -q '"results": \[{' && [ "$a" = "$b" ] && ok || bad "personalised search: '$a' / '$b'"
+fi
+# POST /v1/search on `tessera serve` (the shipped model): the same items as
+# `higen search --json`, and a 400 in OpenAI's error shape for bad requests
+if command -v curl >/dev/null 2>&1 && [ -f models/higen-debian/higen.generator.safetensors ]; then
+    "$BIN" serve --port 0 --quiet --space none --bita none --threads 1 >"$TMP/srv.out" 2>"$TMP/srv.err" &
+    SPID=$!
+    for _ in $(seq 1 300); do grep -q listening "$TMP/srv.out" 2>/dev/null && break; sleep 0.2; done
+    PORT=$(sed -n 's/.*"port": \([0-9]*\).*/\1/p' "$TMP/srv.out")
+    if [ -n "$PORT" ]; then
+        U=http://127.0.0.1:$PORT/v1/search
+        ids() { tr '{' '\n' | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | tr '\n' ' ' | sed 's/ *$//'; }
+        want=$("$BIN" higen search --query "pdf viewer" -k 5 --json --threads 1 2>/dev/null | ids)
+        got=$(curl -s --max-time 60 "$U" -d '{"query": "pdf viewer", "k": 5}' | ids)
+        [ -n "$want" ] && [ "$want" = "$got" ] && ok || bad "/v1/search gave '$got', higen search '$want'"
+        want=$("$BIN" higen search --item evince -k 3 --json --threads 1 2>/dev/null | ids)
+        got=$(curl -s --max-time 60 "$U" -d '{"item": "evince", "k": 3}' | ids)
+        [ -n "$want" ] && [ "$want" = "$got" ] && ok || bad "/v1/search item gave '$got', higen search '$want'"
+        for body in '{"query": "  "}' '{"query": "x", "bogus": 1}' '{"query": "x", "k": 0}' '{"query": 3}' \
+                    '[1]' '{"query": "x", "item": "evince"}' '{"item": "no-such-package"}' '{"query": "x", "k": 9, "beam": 4}'; do
+            code=$(curl -s --max-time 60 -o "$TMP/resp" -w '%{http_code}' "$U" -d "$body")
+            [ "$code" = 400 ] && grep -q '"error"' "$TMP/resp" && ok || bad "/v1/search $body: HTTP $code"
+        done
+        curl -s --max-time 60 "$U" -d '{"query": "text editor", "k": 2}' | grep -q '"results"' && ok ||
+            bad "the server stopped answering after bad requests"
+    else
+        bad "tessera serve did not start: $(tail -2 "$TMP/srv.err")"
+    fi
+    kill "$SPID" 2>/dev/null
+    wait "$SPID" 2>/dev/null
 fi
 echo "e2e_higen: $pass passed, $fails failed"
 [ $fails -eq 0 ]

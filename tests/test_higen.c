@@ -195,7 +195,33 @@ static void test_docids(void) {
     free(cat.items);
 }
 
+/* the personalised query text: tag, " |", the user's three most frequent
+ * genres among movies rated >= 4 (ties by name); no user: the text alone */
+static void test_query_text(void) {
+    char *g[4] = {"Drama", "Comedy", "Action", "Horror"};
+    char *t0[] = {g[0], g[1]}, *t1[] = {g[1], g[2]}, *t2[] = {g[3]}, *t3[] = {g[2], g[0]};
+    tsr_item items[4] = {{.tags = t0, .n_tags = 2}, {.tags = t1, .n_tags = 2}, {.tags = t2, .n_tags = 1},
+                         {.tags = t3, .n_tags = 2}};
+    /* liked: items 0, 1, 3 (Drama 2, Comedy 2, Action 2); item 2 (Horror) rated 3.5 is not liked */
+    int32_t ui[4] = {0, 1, 2, 3};
+    float ur[4] = {4.0f, 5.0f, 3.5f, 4.5f};
+    int64_t ut[4] = {1, 2, 3, 4};
+    tsr_user u = {.id = 7, .items = ui, .ratings = ur, .times = ut, .n = 4};
+    tsr_catalog cat = {.items = items, .n_items = 4, .users = &u, .n_users = 1};
+    char *a = tsr_higen_query_text(&cat, "funny", 0), *b = tsr_higen_query_text(&cat, "funny", -1);
+    TU_CHECK(strcmp(a, "funny | Action Comedy Drama") == 0, "profile text '%s'", a);
+    TU_CHECK(strcmp(b, "funny") == 0, "text without a user '%s'", b);
+    free(a);
+    free(b);
+    ur[2] = 5.0f; /* now liked: 0, 1, 2 -> Comedy 2, then Action, Drama, Horror once each (by name) */
+    ur[3] = 1.0f;
+    a = tsr_higen_query_text(&cat, "x", 0);
+    TU_CHECK(strcmp(a, "x | Comedy Action Drama") == 0, "profile text after re-rating '%s'", a);
+    free(a);
+}
+
 int main(void) {
+    test_query_text();
     test_loss_ref();
     test_docids();
     return tu_finish("higen");

@@ -664,6 +664,59 @@ static void test_generate(void) {
     tsr_lm_model_free(&m);
 }
 
+/* tsr_lm_sample_probs against a naive twin (qsort by p descending, ties
+ * by id; the sum of the kept mass in that order), bit for bit, on a
+ * 4096-token distribution with many tied probabilities: the filter's
+ * radix sort must give exactly the order the comparison defines */
+static int naive_cmp(const void *a, const void *b) {
+    const tsr_lm_prob *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->id - y->id;
+}
+static void test_filter_order(void) {
+    enum { V = 4096 };
+    static float logits[V], probs[V], ref[V], p[V];
+    static tsr_lm_prob cand[V], nc[V];
+    tu_randn(logits, V, 5, 2.0f);
+    for (int i = 0; i < V; i += 3) logits[i] = logits[(i * 7) % V]; /* ties */
+    const float temps[] = {0.8f, 1.0f, 1.3f};
+    for (int c = 0; c < 6; c++) {
+        tsr_lm_sampler_opts o;
+        tsr_lm_sampler_defaults(&o);
+        o.temperature = temps[c % 3];
+        o.top_p = c < 3 ? 0.95f : 0.0f;
+        o.top_k = c < 3 ? 0 : 3000;
+        tsr_lm_sample_probs(probs, logits, V, &o, cand);
+        /* the naive twin, with the sampler's own softmax */
+        float mx = -INFINITY, sum = 0.0f;
+        for (int i = 0; i < V; i++) p[i] = logits[i] / o.temperature, mx = p[i] > mx ? p[i] : mx;
+        for (int i = 0; i < V; i++) p[i] = expf(p[i] - mx), sum += p[i];
+        for (int i = 0; i < V; i++) p[i] /= sum;
+        float floor_p = o.top_k ? 0.0f : (1.0f - o.top_p) / (float)(V - 1);
+        int n = 0;
+        for (int i = 0; i < V; i++)
+            if (p[i] >= floor_p) nc[n++] = (tsr_lm_prob){p[i], i};
+        qsort(nc, (size_t)n, sizeof *nc, naive_cmp);
+        if (o.top_k && n > o.top_k) n = o.top_k;
+        float mass = 0.0f;
+        for (int i = 0; i < n; i++) mass += nc[i].p;
+        if (o.top_p > 0) {
+            float cum = 0.0f;
+            for (int i = 0; i < n; i++)
+                if ((cum += nc[i].p) > o.top_p * mass) {
+                    n = i + 1;
+                    break;
+                }
+            mass = 0.0f;
+            for (int i = 0; i < n; i++) mass += nc[i].p;
+        }
+        memset(ref, 0, sizeof ref);
+        for (int i = 0; i < n; i++) ref[nc[i].id] = nc[i].p / mass;
+        TU_CHECK(n > 64 && memcmp(probs, ref, sizeof ref) == 0,
+                 "filtered probabilities equal the naive sort's bit for bit (case %d, %d kept)", c, n);
+    }
+}
+
 int main(void) {
     tsr_threads_set(0);
     /* kernels, batch invariance and the f64 forward at every kernel level */
@@ -680,5 +733,6 @@ int main(void) {
     tu_level_restore();
     test_files();
     test_generate();
+    test_filter_order();
     return tu_finish("lm_infer");
 }

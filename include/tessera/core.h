@@ -274,6 +274,11 @@ void tsr_init_const(tsr_tensor *t, float v);
 /* n <= 0: take TESSERA_THREADS, else all cores. Sets OpenMP and OpenBLAS. */
 void tsr_threads_set(int n);
 int tsr_threads_get(void);
+/* Applies the process's thread count to the calling thread. OpenMP keeps
+ * the count per thread: a thread started after tsr_threads_set (a server's
+ * scheduler or connection threads) would otherwise run its parallel
+ * regions on every core whatever --threads says. */
+void tsr_threads_adopt(void);
 
 /* Test hook for crash tests: called at named points of multi-file saves
  * (the atomic writer after its tmp file is complete, the trainer between

@@ -162,6 +162,14 @@ tsr_status tsr_higen_data_build(tsr_higen_data *d, const tsr_catalog *cat, const
 void tsr_higen_data_free(tsr_higen_data *d);
 /* the item view a construction's queries see (1: debtags hidden) */
 int tsr_higen_view(int construction);
+/* The generator's and encoder's input text for a query: the text itself,
+ * or, for a user of a personalised catalog (user: index, -1 none), the text
+ * then " |" and the user's profile: the TSR_HIGEN_PROFILE genres (item
+ * tags) most frequent among the movies the user rated >= TSR_HIGEN_LIKED,
+ * most frequent first (ties by name). malloc'd. */
+#define TSR_HIGEN_PROFILE 3
+#define TSR_HIGEN_LIKED 4.0f
+char *tsr_higen_query_text(const tsr_catalog *cat, const char *text, int32_t user);
 /* lower-cased BPE ids of text, at most n (returns how many, >= 1: an empty
  * text gives one pad) */
 int tsr_higen_encode(tsr_bpe *bpe, const char *text, int32_t *out, int n);
@@ -196,5 +204,9 @@ tsr_status tsr_higen_index_save(const tsr_higen_trie *t, const tsr_catalog *cat,
  * naming path. */
 tsr_status tsr_higen_index_load(tsr_higen_index *ix, const char *path);
 void tsr_higen_index_free(tsr_higen_index *ix);
+
+/* `POST /v1/search` for `tessera serve` (src/models/higen/serve.c) */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_higen_serve_endpoint;
 
 #endif

@@ -240,15 +240,27 @@ static int topk_dense(const float *q, const float *emb, int dim, const int32_t *
     return m;
 }
 
+static int retrieve_text(retriever *r, const char *text, int k, int32_t *out);
+
+/* the encoder and the generator read the query text, plus the user's
+ * profile on a personalised catalog (tsr_higen_query_text) */
 static int retrieve(retriever *r, const tsr_query *q, int k, int32_t *out) {
     if (k > 4096) k = 4096;
     if (r->method == M_BM25) return tsr_bm25_search(&r->bm25, q->text, k, out, r->scores, r->scratch);
+    bool personal = r->cat && r->cat->n_users > 0 && q->user >= 0;
+    char *text = personal ? tsr_higen_query_text(r->cat, q->text, tsr_catalog_find_user(r->cat, q->user)) : NULL;
+    int n = retrieve_text(r, text ? text : q->text, k, out);
+    free(text);
+    return n;
+}
+
+static int retrieve_text(retriever *r, const char *text, int k, int32_t *out) {
     if (r->method == M_BIENCODER) {
         float qe[1024];
-        tsr_higen_embed_query(qe, &r->bpe, &r->enc, q->text);
+        tsr_higen_embed_query(qe, &r->bpe, &r->enc, text);
         return topk_dense(qe, r->emb, r->enc.cfg.dim, NULL, r->cat->n_items, k, out, r->scores);
     }
-    int ql = tsr_higen_encode(&r->bpe, q->text, r->qtok, r->gen.cfg.max_query);
+    int ql = tsr_higen_encode(&r->bpe, text, r->qtok, r->gen.cfg.max_query);
     int beam = r->beam, kk = k < beam ? k : beam;
     if (r->method != M_HIGEN_CLUSTER) return tsr_higen_beam_search(&r->gen, &r->ix.trie, r->qtok, ql, beam, kk, out, r->scores);
     /* Hi-Gen-Cluster: the generator picks clusters (the parents of its best
@@ -267,7 +279,7 @@ static int retrieve(retriever *r, const tsr_query *q, int k, int32_t *out) {
     for (int i = 0; i < nc; i++) r->cand_seen[r->cand[i]] = 0;
     free(top);
     float qe[1024];
-    tsr_higen_embed_query(qe, &r->bpe, &r->enc, q->text);
+    tsr_higen_embed_query(qe, &r->bpe, &r->enc, text);
     return topk_dense(qe, r->emb, r->enc.cfg.dim, r->cand, nc, k, out, r->scores);
 }
 
@@ -389,7 +401,7 @@ static int cmd_index(const char *prog, int argc, char **argv) {
         {"leaf-size", ARG_INT, &o.leaf_size, "N", "largest group not split further", NULL},
         {"eff-buckets", ARG_INT, &eff_buckets, "N", "efficiency buckets after the category path (higen: 4)", NULL},
         {"iters", ARG_INT, &o.iters, "N", "k-means iterations", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
         CLI_COMMON_JSON(&cm),
@@ -592,11 +604,6 @@ static int cmd_search(const char *prog, int argc, char **argv) {
         bool has_users = cat.n_users > 0;
         tsr_catalog_free(&cat);
         return cli_fail(st, has_users ? "--user must be a user id of the catalog" : "this catalog has no users: drop --user");
-    }
-    if (user_set && generative) {
-        tsr_catalog_free(&cat);
-        return cli_fail(tsr_errorf(TSR_ERR_ARG, "--method %s has no personalised model", k_methods[method]),
-                        "use --method bm25 on the MovieLens catalog");
     }
     retriever r;
     double t_open = now_s();

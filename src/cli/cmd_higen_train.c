@@ -38,7 +38,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "DIR", "model directory (created): tokenizer.json, encoder.safetensors, "
                                           "<variant>.index/.generator.safetensors", NULL},
         {"variant", ARG_STR, &variant, "NAME", "generator: higen, higen-noeff, higen-nocat, higen-ce, nci, dsi", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog, or MovieLens (personalised: query + user profile)", NULL},
         {"dim", ARG_INT, &ec.dim, "N", "model width (encoder and generator)", NULL},
         {"layers", ARG_INT, &ec.n_layers, "N", "transformer blocks", NULL},
         {"heads", ARG_INT, &ec.n_heads, "N", "attention heads", NULL},
@@ -85,9 +85,12 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_output(prog, "model", out, false)) != CLI_OK) return rc;
     t.o.out = out;
     tsr_catalog cat;
-    tsr_status st = tsr_catalog_load_debian(&cat, catalog);
-    if (st.code != TSR_OK) return cli_fail(st, "--catalog must be the Debian catalog directory");
     struct stat sb;
+    char mpath[1024];
+    snprintf(mpath, sizeof mpath, "%s/movies.csv", catalog);
+    bool movielens = stat(mpath, &sb) == 0; /* the personalised catalog: queries carry the user's profile */
+    tsr_status st = movielens ? tsr_catalog_load_movielens(&cat, catalog) : tsr_catalog_load_debian(&cat, catalog);
+    if (st.code != TSR_OK) return cli_fail(st, "--catalog must be the Debian catalog or a MovieLens directory");
     bool have_tok = stat(tok, &sb) == 0;
     if (!enc && !have_tok) {
         tsr_catalog_free(&cat);

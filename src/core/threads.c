@@ -27,6 +27,12 @@ void tsr_threads_set(int n) {
     openblas_set_num_threads(n);
 }
 
+void tsr_threads_adopt(void) {
+#ifdef _OPENMP
+    omp_set_num_threads(tsr_threads_get());
+#endif
+}
+
 int tsr_threads_get(void) {
     if (g_threads == 0) tsr_threads_set(0);
     return g_threads;

@@ -291,6 +291,7 @@ static enum MHD_Result dispatch(tsr_server *s, struct MHD_Connection *mc, conn *
     tsr_serve_reply rp;
     memset(&rp, 0, sizeof rp);
     const tsr_serve_endpoint *ep = s->eps[rr->ep];
+    tsr_threads_adopt(); /* a connection's thread computes with --threads */
     if (ep->serialize) pthread_mutex_lock(&s->ep_mu[rr->ep]);
     rr->r->handle(s->states[rr->ep], &rq, &rp);
     if (ep->serialize) pthread_mutex_unlock(&s->ep_mu[rr->ep]);

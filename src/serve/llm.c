@@ -236,6 +236,7 @@ static void *scheduler(void *arg) {
     uint8_t *want = malloc((size_t)R);
     seq **owner = malloc(sizeof(seq *) * R); /* the sequence of each logits row */
     bool oom = !tokens || !pos || !rc || !want || !owner;
+    tsr_threads_adopt();
     pthread_mutex_lock(&L->mu);
     while (!L->stop) {
         double now = tsr_time();
@@ -330,7 +331,10 @@ static void *scheduler(void *arg) {
          * `cancelled` may change, read under the lock afterwards) */
         tsr_status st = tsr_lm_forward_batch(m, &L->ws, rc, tokens, pos, n, want, L->logits);
         int sampled[TSR_LM_MAX_BATCH];
+        /* each sequence draws with its own sampler from its own row, so
+         * the rows can be sampled in parallel */
         if (!st.code)
+#pragma omp parallel for schedule(dynamic, 1) if (nl > 1)
             for (int r = 0; r < nl; r++) {
                 seq *q = owner[r];
                 sampled[r] = tsr_lm_sample(&q->smp, L->logits + (size_t)r * V, q->tok, q->n_tok);

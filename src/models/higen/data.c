@@ -28,6 +28,42 @@ int tsr_higen_encode(tsr_bpe *bpe, const char *text, int32_t *out, int n) {
     return k;
 }
 
+/* a genre's count among a user's liked movies, for the profile's order */
+typedef struct {
+    const char *name;
+    int n;
+} genre_count;
+
+static int genre_before(const void *a, const void *b) {
+    const genre_count *x = a, *y = b;
+    return x->n != y->n ? (x->n < y->n) - (x->n > y->n) : strcmp(x->name, y->name);
+}
+
+char *tsr_higen_query_text(const tsr_catalog *cat, const char *text, int32_t user) {
+    if (user < 0 || user >= cat->n_users) return strdup(text);
+    const tsr_user *u = &cat->users[user];
+    genre_count g[64];
+    int ng = 0;
+    for (int i = 0; i < u->n; i++) {
+        if (u->ratings[i] < TSR_HIGEN_LIKED) continue;
+        const tsr_item *it = &cat->items[u->items[i]];
+        for (int t = 0; t < it->n_tags; t++) {
+            int j = 0;
+            while (j < ng && strcmp(g[j].name, it->tags[t]) != 0) j++;
+            if (j == ng && ng < 64) g[ng++] = (genre_count){it->tags[t], 0};
+            if (j < ng) g[j].n++;
+        }
+    }
+    qsort(g, (size_t)ng, sizeof *g, genre_before);
+    size_t cap = strlen(text) + 8 + (size_t)TSR_HIGEN_PROFILE * 64, at;
+    char *out = malloc(cap);
+    TSR_ASSERT(out);
+    at = (size_t)snprintf(out, cap, "%s |", text);
+    for (int j = 0; j < ng && j < TSR_HIGEN_PROFILE; j++)
+        at += (size_t)snprintf(out + at, cap - at, " %.60s", g[j].name);
+    return out;
+}
+
 static void add_pairs(tsr_higen_data *d, int split, int32_t q, int32_t pos, int32_t neg, int64_t *cap) {
     int64_t n = d->n_pairs[split];
     if (n == cap[split]) {
@@ -57,7 +93,6 @@ static bool in_sorted(const int32_t *v, int n, int32_t x) {
 tsr_status tsr_higen_data_build(tsr_higen_data *d, const tsr_catalog *cat, const char *bpe_path, int vocab_size,
                                 int tq, int ti, bool pairs, uint64_t seed) {
     memset(d, 0, sizeof *d);
-    if (cat->kind != TSR_CATALOG_DEBIAN) return tsr_errorf(TSR_ERR_ARG, "higen training data needs the Debian catalog");
     d->cat = cat;
     d->tq = tq;
     d->ti = ti;
@@ -113,12 +148,17 @@ tsr_status tsr_higen_data_build(tsr_higen_data *d, const tsr_catalog *cat, const
         tsr_higen_data_free(d);
         return st;
     }
-    for (int c = 0; c < TSR_QC_MOVIELENS; c++) tsr_queries_build(&d->qs, cat, c);
+    if (cat->kind == TSR_CATALOG_MOVIELENS) tsr_queries_build(&d->qs, cat, TSR_QC_MOVIELENS);
+    else
+        for (int c = 0; c < TSR_QC_MOVIELENS; c++) tsr_queries_build(&d->qs, cat, c);
     d->q_tok = calloc((size_t)d->qs.n * tq, sizeof *d->q_tok);
     d->q_len = malloc((size_t)d->qs.n * sizeof *d->q_len);
     TSR_ASSERT(d->q_tok && d->q_len);
-    for (int32_t q = 0; q < d->qs.n; q++)
-        d->q_len[q] = tsr_higen_encode(&d->bpe, d->qs.q[q].text, d->q_tok + (size_t)q * tq, tq);
+    for (int32_t q = 0; q < d->qs.n; q++) { /* personalised queries: the tag, then the user's profile */
+        char *qt = tsr_higen_query_text(cat, d->qs.q[q].text, tsr_catalog_find_user(cat, d->qs.q[q].user));
+        d->q_len[q] = tsr_higen_encode(&d->bpe, qt, d->q_tok + (size_t)q * tq, tq);
+        free(qt);
+    }
     if (!pairs) return tsr_ok();
     /* pairs, with one BM25 hard negative each (from the best 30 non-relevant) */
     tsr_bm25 ix[2];

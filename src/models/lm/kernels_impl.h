@@ -128,6 +128,32 @@ AI float hsum16(__m512 v) {
     __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
     return hsum8(_mm256_add_ps(lo, hi));
 }
+
+/* one level of a transposed sum: lanes of a and b shuffled so that one add
+ * does, for both, what one step of hsum16 does for one vector */
+#define HS_Q(a, b, i0, i1) _mm512_add_ps(_mm512_shuffle_f32x4(a, b, i0), _mm512_shuffle_f32x4(a, b, i1))
+#define HS_L(a, b, i0, i1) _mm512_add_ps(_mm512_shuffle_ps(a, b, i0), _mm512_shuffle_ps(a, b, i1))
+/* hsum16 of the 16 accumulators of a 4 x 4 block at once, stored as
+ * out[t*ldo + r] = hsum16(acc[r][t]). Every lane meets exactly the partner
+ * it meets in hsum16 at every level (256-bit halves, 128-bit halves, lanes
+ * 0+2 and 1+3, then 0+1), so the sums are bit-identical; 15 adds and 30
+ * shuffles replace 16 separate reductions, which at k = 256 (8 steps of
+ * 32 per dot product) cost nearly as much as the products. */
+AI void hsum16_block4x4(float *out, size_t ldo, __m512 acc[8][4]) {
+    __m512 a[8], b[4], c[2];
+    /* v[4r + t] = acc[r][t]; a[k]: quarters (v2k lo+hi halves, v2k+1 ...) */
+    for (int k = 0; k < 8; k++) a[k] = HS_Q(acc[k / 2][0 + 2 * (k % 2)], acc[k / 2][1 + 2 * (k % 2)], 0x44, 0xEE);
+    /* b[k]: quarter i = the 4-lane partial of v[4k + i] */
+    for (int k = 0; k < 4; k++) b[k] = HS_Q(a[2 * k], a[2 * k + 1], 0x88, 0xDD);
+    /* c[k]: quarter i = 2-lane partials of v[8k + i] and v[8k + 4 + i] */
+    for (int k = 0; k < 2; k++) c[k] = HS_L(b[2 * k], b[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0), _MM_SHUFFLE(3, 2, 3, 2));
+    /* quarter i, lane j = sum of v[4j + i] = acc[j][i] */
+    __m512 d = HS_L(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0), _MM_SHUFFLE(3, 1, 3, 1));
+    _mm_storeu_ps(out, _mm512_castps512_ps128(d));
+    _mm_storeu_ps(out + ldo, _mm512_extractf32x4_ps(d, 1));
+    _mm_storeu_ps(out + 2 * ldo, _mm512_extractf32x4_ps(d, 2));
+    _mm_storeu_ps(out + 3 * ldo, _mm512_extractf32x4_ps(d, 3));
+}
 #endif
 
 static size_t pad_to(size_t k, size_t m) { return (k + m - 1) / m * m; }
@@ -183,6 +209,10 @@ AI void bf16_block(float *out, size_t ldo, const void *xp, size_t ldx, const uin
             __m512i wv = _mm512_maskz_loadu_epi16(mk, w + (size_t)r * ldw + j);
             for (int t = 0; t < T; t++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv, (__m512bh)xv[t]);
         }
+    }
+    if (R == 4 && T == 4) {
+        hsum16_block4x4(out, ldo, acc);
+        return;
     }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum16(acc[r][t]);
@@ -280,6 +310,10 @@ AI void q8_block(float *out, size_t ldo, const mm_args *a, int r0, int t0, const
                 acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(wsv, sv[t]), acc[r][t]);
             }
         }
+    }
+    if (R == 4 && T == 4) {
+        hsum16_block4x4(out, ldo, acc);
+        return;
     }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum16(acc[r][t]);
@@ -508,13 +542,23 @@ AI void attend(float *out, const float *q, const float *k, const float *v, size_
                int D, float *att) {
     const float scale = sqrtf((float)D);
     float mx = -INFINITY;
-    for (int s = 0; s < n_keys; s++) {
+    /* scores of up to 8 consecutive slots per block call: the same dot
+     * product per key as one at a time (block's arithmetic per output does
+     * not depend on R), with 8 independent chains in flight */
+    for (int s = 0; s < n_keys;) {
+        int nb = n_keys - s < 8 ? n_keys - s : 8;
         size_t row = (size_t)(idx ? idx[s] : s);
-        float sc;
-        block(&sc, 1, q, 0, k + row * ld, 0, D, 1, 1);
-        sc /= scale;
-        att[s] = sc;
-        if (sc > mx) mx = sc;
+        if (nb == 8 && (!idx || idx[s + 7] - idx[s] == 7)) {
+            block(att + s, 0, q, 0, k + row * ld, ld, D, 8, 1);
+        } else {
+            nb = 1;
+            block(att + s, 0, q, 0, k + row * ld, 0, D, 1, 1);
+        }
+        for (int e = s + nb; s < e; s++) {
+            float sc = att[s] / scale;
+            att[s] = sc;
+            if (sc > mx) mx = sc;
+        }
     }
     float sum = 0.0f;
     for (int s = 0; s < n_keys; s++) {
@@ -526,13 +570,19 @@ AI void attend(float *out, const float *q, const float *k, const float *v, size_
      * time stay in a register */
     int i = 0;
 #ifdef LM_AVX2
-    for (; i + 8 <= D; i += 8) {
-        __m256 acc = _mm256_setzero_ps();
+    /* up to 64 output elements per pass over the keys, 8 per register:
+     * each element's sum is the same chain as one register at a time */
+    for (; i + 8 <= D;) {
+        const int nc = (D - i) / 8 < 8 ? (D - i) / 8 : 8;
+        __m256 acc[8];
+        for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
         for (int s = 0; s < n_keys; s++) {
-            size_t row = (size_t)(idx ? idx[s] : s);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(att[s]), _mm256_loadu_ps(v + row * ld + i), acc);
+            const float *vr = v + (size_t)(idx ? idx[s] : s) * ld + i;
+            const __m256 a = _mm256_set1_ps(att[s]);
+            for (int c = 0; c < nc; c++) acc[c] = _mm256_fmadd_ps(a, _mm256_loadu_ps(vr + 8 * c), acc[c]);
         }
-        _mm256_storeu_ps(out + i, acc);
+        for (int c = 0; c < nc; c++) _mm256_storeu_ps(out + i + 8 * c, acc[c]);
+        i += 8 * nc;
     }
 #endif
     for (; i < D; i++) {
