@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end test of `tessera ebrm`: misuse is a usage error (exit 2), a bad
-# query file or a method without a model is a one-line failure (exit 1),
-# and with the Debian catalog present `eval --method bm25 --json` prints
-# the contract's fields.
+# query file, a corrupt model or an unknown --set-qe entity is a one-line
+# error, and with the Debian catalog present `eval --json` prints the
+# contract's fields for every method, `rank` uses the shipped model,
+# `--set-qe` changes the ranking it prints, and `explain`'s factors
+# reconstruct the score it reports.
 # Usage: tests/e2e_ebrm.sh path/to/tessera   (cwd = repository root)
 set -u
 BIN=${1:?usage: e2e_ebrm.sh path/to/tessera}
@@ -18,6 +20,13 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 "$BIN" ebrm eval --help | grep -q -- --method && ok || bad "eval --help names no --method"
 "$BIN" ebrm eval >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "eval without --queries is not a usage error"
+for v in train score rank explain bench; do
+    "$BIN" ebrm $v --help >/dev/null && ok || bad "ebrm $v --help"
+done
+"$BIN" ebrm rank >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "rank without --query is not a usage error"
+"$BIN" ebrm train --stage bogus >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "train --stage bogus is not a usage error"
 "$BIN" ebrm eval --queries x --method magic >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "an unknown method is not a usage error"
 "$BIN" ebrm eval --queries x --bogus 1 >/dev/null 2>&1
@@ -31,11 +40,75 @@ if [ -r "$CAT/packages.jsonl.gz" ]; then
     "$BIN" ebrm eval --queries "$TMP/q.jsonl" --method bm25 --json >"$TMP/out.json" 2>/dev/null &&
         grep -q '^{"method": "bm25", "queries": 2, "ndcg@10": [0-9.]*, "auc": [0-9.]*, "recall@10": [0-9.]*, "mrr@10": [0-9.]*' "$TMP/out.json" &&
         ok || bad "eval --json: $(cat "$TMP/out.json")"
-    "$BIN" ebrm eval --queries "$TMP/q.jsonl" >/dev/null 2>"$TMP/err"
-    [ $? -eq 1 ] && grep -q "no.*model\|none exists" "$TMP/err" && ok || bad "ebrm without a model: $(cat "$TMP/err")"
+    for m in ebrm cross-encoder bi-encoder; do
+        "$BIN" ebrm eval --queries "$TMP/q.jsonl" --method $m --json --threads 1 >"$TMP/out.json" 2>"$TMP/err" &&
+            grep -q "^{\"method\": \"$m\", \"queries\": 2, \"ndcg@10\": [0-9.]*, \"auc\": [0-9.]*, \"recall@10\": [0-9.]*, \"mrr@10\": [0-9.]*" "$TMP/out.json" &&
+            ok || bad "eval --method $m: $(cat "$TMP/out.json" "$TMP/err")"
+    done
+    "$BIN" ebrm rank --query "pdf viewer" -k 10 --json --threads 1 >"$TMP/rank.json" 2>"$TMP/err" &&
+        [ "$(grep -o '"rank": ' "$TMP/rank.json" | wc -l)" -eq 10 ] && grep -q '"method": "ebrm"' "$TMP/rank.json" &&
+        ok || bad "rank -k 10 with the shipped model: $(cat "$TMP/rank.json" "$TMP/err")"
+    "$BIN" ebrm rank --query "pdf viewer" -k 5 --set-qe "works-with-format::pdf=1" --threads 1 >"$TMP/set.txt" 2>"$TMP/err" &&
+        grep -q "was " "$TMP/set.txt" && ok || bad "rank --set-qe shows no change: $(cat "$TMP/set.txt" "$TMP/err")"
+    "$BIN" ebrm rank --query "pdf viewer" --set-qe "no-such::entity=1" >/dev/null 2>"$TMP/err"
+    [ $? -eq 2 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "unknown entity 'no-such::entity'" "$TMP/err" && ok ||
+        bad "unknown --set-qe entity: $(cat "$TMP/err")"
+    "$BIN" ebrm rank --query "pdf viewer" --set-qe "works-with-format::pdf=2" >/dev/null 2>"$TMP/err"
+    [ $? -eq 2 ] && ok || bad "--set-qe value out of [0,1]: $(cat "$TMP/err")"
+    "$BIN" ebrm explain --query "pdf viewer" --item zathura --json --threads 1 >"$TMP/ex.json" 2>"$TMP/err" &&
+        python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["score"]; s=1.0; k=1.0
+for e in d["entities"]: s*=e["support_factor"]; k*=e["veto_factor"]
+r=k*(1-(1-d["leak"])*s); sys.exit(0 if abs(r-p)<=1e-5 and abs(d["reconstructed"]-p)<=1e-5 and d["entities"] else 1)' "$TMP/ex.json" &&
+        ok || bad "explain factors do not reconstruct the score: $(cat "$TMP/ex.json" "$TMP/err")"
+    "$BIN" ebrm score --query "pdf viewer" --items zathura,evince --json --threads 1 >"$TMP/sc.json" 2>"$TMP/err" &&
+        grep -q '"id": "evince", "score": 0\.[0-9]*' "$TMP/sc.json" && ok || bad "score: $(cat "$TMP/sc.json" "$TMP/err")"
+    "$BIN" ebrm score --query "pdf viewer" --items no-such-pkg >/dev/null 2>"$TMP/err"
+    [ $? -eq 1 ] && grep -q "unknown package 'no-such-pkg'" "$TMP/err" && ok || bad "score unknown item: $(cat "$TMP/err")"
+    mkdir -p "$TMP/m"
+    cp models/ebrm-debian/tokenizer.json "$TMP/m/"
+    head -c 5000 models/ebrm-debian/ebrm.safetensors >"$TMP/m/ebrm.safetensors"
+    "$BIN" ebrm rank --query "pdf viewer" --model "$TMP/m/ebrm.safetensors" >/dev/null 2>"$TMP/err"
+    [ $? -eq 1 ] && [ "$(wc -l <"$TMP/err")" -le 2 ] && grep -q "ebrm.safetensors" "$TMP/err" && ok ||
+        bad "a truncated model: $(cat "$TMP/err")"
+    "$BIN" ebrm rank --query "pdf viewer" --model models/ebrm-debian/tokenizer.json >/dev/null 2>"$TMP/err"
+    [ $? -eq 1 ] && ok || bad "a model that is no safetensors file: $(cat "$TMP/err")"
     printf '{"query": "x", "relevant": ["no-such-package-zz"]}\n' >"$TMP/unk.jsonl"
     "$BIN" ebrm eval --queries "$TMP/unk.jsonl" --method bm25 >/dev/null 2>"$TMP/err"
     [ $? -eq 1 ] && grep -q "unk.jsonl:1" "$TMP/err" && ok || bad "unknown item id: $(cat "$TMP/err")"
+    # POST /v1/relevance: the same scores as `ebrm score`, the QE cache shared across requests
+    if command -v curl >/dev/null; then
+        "$BIN" serve --port 0 --ebrm-catalog "$CAT" --threads 1 --quiet >"$TMP/srv.out" 2>"$TMP/srv.err" &
+        SPID=$!
+        PORT=
+        for _ in $(seq 1 300); do
+            PORT=$(grep -o '"port": [0-9]*' "$TMP/srv.out" 2>/dev/null | grep -o '[0-9]*$')
+            [ -n "$PORT" ] && break
+            kill -0 "$SPID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if [ -n "$PORT" ]; then
+            U=http://127.0.0.1:$PORT/v1/relevance
+            curl -s --max-time 60 $U -d '{"query":"pdf viewer","candidates":["zathura","evince"]}' >"$TMP/r1.json"
+            curl -s --max-time 60 $U -d '{"query":"pdf viewer","candidates":["evince","okular"]}' >"$TMP/r2.json"
+            python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); c=json.load(open(sys.argv[3]))
+s={e["id"]:e["score"] for e in c["scores"]}
+ok=[e["id"] for e in a["scores"]]==["zathura","evince"] and all(abs(e["score"]-s[e["id"]])<1e-6 for e in a["scores"])
+ok=ok and abs(b["scores"][0]["score"]-s["evince"])<1e-6 and b["cache"]["hits"]>0
+sys.exit(0 if ok else 1)' "$TMP/r1.json" "$TMP/r2.json" "$TMP/sc.json" && ok ||
+                bad "/v1/relevance: $(cat "$TMP/r1.json" "$TMP/r2.json")"
+            code=$(curl -s -o "$TMP/r3.json" -w '%{http_code}' --max-time 60 $U -d '{"query":"x","candidates":["no-such-pkg"]}')
+            [ "$code" = 400 ] && grep -q '"param":"candidates"' "$TMP/r3.json" && ok || bad "unknown candidate: $code $(cat "$TMP/r3.json")"
+            code=$(curl -s -o "$TMP/r4.json" -w '%{http_code}' --max-time 60 $U -d '{"query":')
+            [ "$code" = 400 ] && ok || bad "malformed body: $code"
+            kill -TERM "$SPID"
+            wait "$SPID" && ok || bad "server exit"
+        else
+            bad "server with --ebrm-catalog did not start: $(tail -3 "$TMP/srv.err")"
+            kill "$SPID" 2>/dev/null
+        fi
+    else
+        echo "curl not installed: /v1/relevance checks skipped"
+    fi
 else
     echo "debian catalog not found: eval checks skipped"
 fi

@@ -3,7 +3,9 @@
  * keywords only), the soft-logic aggregation (forward against the formula,
  * backward against central differences in double, explanations), the LRU
  * QE cache and cached-vs-uncached bit identity, the QE cross-encoder's
- * logits, loss and gradients against tools/refs/gen_ebrm.py. Real-catalog checks run
+ * logits, loss and gradients against tools/refs/gen_ebrm.py, and the
+ * trained-model path at the shipped size (bit identity through the cache,
+ * the QI loss's gradients against central differences, save/load). Real-catalog checks run
  * when ../shared/data is present. */
 #include "testutil.h"
 #include "tessera/ebrm.h"
@@ -416,6 +418,179 @@ static void test_qe_model(void) {
     tref_free(r);
 }
 
+
+/* ------------------------------------------------- the model, real size */
+
+/* The trained-model path at the shipped size on the tiny catalog: QE
+ * scores of a pair alone and inside any block are bit-identical, so
+ * cached and uncached p(QI) are too; the QI loss (QE model -> sigmoid ->
+ * aggregation -> BCE, backward entering the tape at the logits) against
+ * central differences; save/load round trip; a corrupt file refused. */
+static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
+    const char *texts[64];
+    size_t lens[64];
+    int nt = 0;
+    for (int32_t e = 0; e < E->n && nt < 60; e++) texts[nt] = E->text[e], lens[nt] = strlen(E->text[e]), nt++;
+    const char *extra[] = {"pdf viewer", "text editor", "document reader", "image viewer"};
+    for (int i = 0; i < 4; i++) texts[nt] = extra[i], lens[nt] = strlen(extra[i]), nt++;
+    const char *specials[] = {"<pad>"};
+    tsr_bpe_train_opts bo = {.vocab_size = 300, .specials = specials, .n_specials = 1, .min_count = 1};
+    tsr_bpe bpe;
+    TU_CHECK(tsr_bpe_train_texts(&bpe, texts, lens, nt, &bo).code == TSR_OK, "bpe");
+    tsr_benc_cfg cfg = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 128,
+                        .vocab = bpe.vocab_size + 1, .max_seq = 80};
+    tsr_ebrm_model m;
+    tsr_status st = tsr_ebrm_model_init(&m, &cfg, TSR_EBRM_KIND_EBRM, TSR_EBRM_AGG_SOFTLOGIC);
+    TU_CHECK(st.code == TSR_OK, "model init: %s", st.msg);
+    if (st.code != TSR_OK) return;
+    tsr_ebrm_model_init_weights(&m, 5);
+    /* larger weights than at init so that scores spread */
+    for (int k = 0; k < m.qe.params.n; k++) {
+        tsr_tensor *t = m.qe.params.items[k];
+        if (t == m.theta) continue;
+        tsr_rng rg;
+        tsr_rng_seed(&rg, 100 + (uint64_t)k);
+        for (int64_t i = 0; i < t->numel; i++) tsr_f32(t)[i] += 0.2f * tsr_rng_normal(&rg);
+    }
+    m.bpe = bpe;
+    m.have_bpe = true;
+    tsr_ebrm_model_prepare(&m, E);
+    /* a pair alone vs in a block with every other entity */
+    int32_t all[64], one;
+    float ra[64], ca[64], r1, c1;
+    int ne = E->n < 64 ? E->n : 64;
+    for (int i = 0; i < ne; i++) all[i] = i;
+    TU_CHECK(tsr_ebrm_model_qe(&m, "pdf viewer", all, ne, ra, ca).code == TSR_OK, "qe block");
+    bool same = true;
+    for (int i = 0; i < ne; i++) {
+        one = i;
+        tsr_ebrm_model_qe(&m, "pdf viewer", &one, 1, &r1, &c1);
+        same &= memcmp(&r1, &ra[i], 4) == 0 && memcmp(&c1, &ca[i], 4) == 0;
+    }
+    TU_CHECK(same, "QE score of a pair alone == inside a block, bit for bit");
+    float spread = 0;
+    for (int i = 1; i < ne; i++) spread = fmaxf(spread, fabsf(ra[i] - ra[0]));
+    TU_CHECK(spread > 1e-3f, "QE scores differ between entities (%g)", spread);
+    /* cached vs uncached p(QI), every construction */
+    int32_t items[16];
+    int n = 0;
+    for (int32_t i = 0; i < cat->n_items; i++) items[n++] = i;
+    for (int32_t i = 0; i < cat->n_items; i++) items[n++] = i;
+    tsr_ebrm_cache small, big;
+    tsr_ebrm_cache_init(&small, 3);
+    tsr_ebrm_cache_init(&big, 1024);
+    float p0[16], p1[16], p2[16];
+    for (int round = 0; round < 2; round++)
+        for (int c = 0; c < TSR_QC_COUNT; c++) {
+            if (c == TSR_QC_MOVIELENS) continue;
+            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, NULL, NULL, p0);
+            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, &small, NULL, p1);
+            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, &big, NULL, p2);
+            TU_CHECK(!memcmp(p0, p1, (size_t)n * 4) && !memcmp(p0, p2, (size_t)n * 4),
+                     "model: cached == uncached bit for bit (%s, round %d)", tsr_qc_names[c], round);
+        }
+    TU_CHECK(tsr_ebrm_cache_hit_rate(&big) > 0.5, "warm hit rate %.3f", tsr_ebrm_cache_hit_rate(&big));
+    /* an override changes the score and never enters the cache */
+    int32_t pdf = tsr_ebrm_entity_find(E, "works-with::pdf");
+    float one_r = 1.f;
+    tsr_ebrm_setqe set = {1, &pdf, &one_r};
+    float ps[16];
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, &set, ps);
+    int32_t z = tsr_catalog_find(cat, "zview");
+    TU_CHECK(ps[z] > p0[z], "--set-qe works-with::pdf=1 raises zview: %g -> %g", p0[z], ps[z]);
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, NULL, p1);
+    TU_CHECK(!memcmp(p0, p1, (size_t)n * 4), "the override did not leak into the cache");
+    tsr_ebrm_cache_free(&small);
+    tsr_ebrm_cache_free(&big);
+
+    /* QI loss gradient vs central differences */
+    tsr_queryset qs = {0};
+    int32_t rel_pdf[2] = {tsr_catalog_find(cat, "yview"), z};
+    if (rel_pdf[0] > rel_pdf[1]) { int32_t x = rel_pdf[0]; rel_pdf[0] = rel_pdf[1]; rel_pdf[1] = x; }
+    int32_t rel_ed = tsr_catalog_find(cat, "tedit");
+    tsr_queryset_add(&qs, "pdf viewer", -1, rel_pdf, 2, TSR_QC_APPSTREAM, TSR_SPLIT_TRAIN);
+    tsr_queryset_add(&qs, "text editor", -1, &rel_ed, 1, TSR_QC_DEBTAGS, TSR_SPLIT_TRAIN);
+    tsr_bm25 ix[2];
+    tsr_bm25_build_catalog(&ix[0], cat, TSR_F_ALL, 1.2f, 0.4f);
+    tsr_bm25_build_catalog(&ix[1], cat, TSR_F_ALL & ~TSR_F_TAGS, 1.2f, 0.4f);
+    const tsr_bm25 *ixs[TSR_QC_COUNT] = {0};
+    ixs[TSR_QC_APPSTREAM] = &ix[0];
+    ixs[TSR_QC_DEBTAGS] = &ix[1];
+    tsr_ebrm_qiset tr;
+    TU_CHECK(tsr_ebrm_qi_build(&tr, &qs, TSR_SPLIT_TRAIN, ixs, 5).code == TSR_OK, "qi build");
+    tsr_ebrm_qi_train qt = {.cat = cat, .E = E, .qs = &qs, .tr = &tr, .va = &tr, .batch = 2, .n_neg = 2};
+    int32_t qids[2] = {0, 1};
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 22);
+    c.grad_enabled = true;
+    float *th = tsr_f32(m.theta);
+    for (int k = 0; k < TSR_EBRM_THETA; k++) th[k] = 0.3f * (float)(k % 5) - 0.6f;
+    tsr_params_zero_grad(&m.qe.params);
+    float loss;
+    tsr_rng_seed(&c.rng, 9);
+    tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, true, &loss);
+    /* theta, the head and one weight of the first block */
+    tsr_tensor *chk[3] = {m.theta, tsr_params_find(&m.qe.params, "head.weight"), NULL};
+    for (int k = 0; k < m.qe.params.n && !chk[2]; k++)
+        if (strstr(m.qe.params.items[k]->name, "layers.0") && m.qe.params.items[k]->ndim == 2) chk[2] = m.qe.params.items[k];
+    int bad = 0, checked = 0;
+    double worst = 0;
+    for (int t = 0; t < 3; t++) {
+        if (!chk[t]) continue;
+        for (int64_t i = 0; i < chk[t]->numel && i < 9; i++) {
+            float *w = tsr_f32(chk[t]) + i, keep = *w, lp, lm;
+            const float h = 1e-2f;
+            *w = keep + h;
+            tsr_ctx_reset(&c);
+            tsr_rng_seed(&c.rng, 9);
+            tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, false, &lp);
+            *w = keep - h;
+            tsr_ctx_reset(&c);
+            tsr_rng_seed(&c.rng, 9);
+            tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, false, &lm);
+            *w = keep;
+            double fd = ((double)lp - (double)lm) / (2 * h), an = chk[t]->grad[i];
+            double err = fabs(fd - an) / (1e-3 + fabs(fd));
+            worst = err > worst ? err : worst;
+            bad += err > 3e-2;
+            checked++;
+        }
+    }
+    printf("QI loss %.5f: %d gradients vs central differences, worst relative error %.2e\n", loss, checked, worst);
+    TU_CHECK(bad == 0 && checked >= 20, "QI loss gradients: %d of %d off", bad, checked);
+    tsr_ctx_free(&c);
+
+    /* save / load round trip, corrupt file refused */
+    const char *wp = tu_tmp("ebrm_model.safetensors"), *tp = tu_tmp("ebrm_tok.json");
+    TU_CHECK(tsr_ebrm_model_save(&m, wp, NULL).code == TSR_OK && tsr_bpe_save(&m.bpe, tp).code == TSR_OK, "save");
+    tsr_ebrm_model m2;
+    st = tsr_ebrm_model_load(&m2, wp, tp);
+    TU_CHECK(st.code == TSR_OK, "load: %s", st.msg);
+    if (st.code == TSR_OK) {
+        tsr_ebrm_model_prepare(&m2, E);
+        tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, p0);
+        tsr_ebrm_model_score(&m2, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, p1);
+        TU_CHECK(!memcmp(p0, p1, (size_t)n * 4), "loaded model scores identically");
+        tsr_ebrm_model_free(&m2);
+    }
+    FILE *f = fopen(wp, "r+b");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        long L = ftell(f);
+        TU_CHECK(ftruncate(fileno(f), L / 2) == 0, "truncate");
+        fclose(f);
+    }
+    TU_CHECK(tsr_ebrm_model_load(&m2, wp, tp).code != TSR_OK, "a truncated model is refused");
+    TU_CHECK(tsr_ebrm_model_load(&m2, tp, tp).code != TSR_OK, "a non-model file is refused");
+    unlink(wp);
+    unlink(tp);
+    tsr_ebrm_qiset_free(&tr);
+    tsr_bm25_free(&ix[0]);
+    tsr_bm25_free(&ix[1]);
+    tsr_queryset_free(&qs);
+    tsr_ebrm_model_free(&m);
+}
+
 /* ------------------------------------------------------------------ real */
 
 #define DEB "../shared/data/debian-catalog"
@@ -475,6 +650,7 @@ int main(void) {
         test_qi(&cat);
         test_qe_pairs(&cat, &E);
         test_cache_scores(&E, cat.n_items);
+        test_model(&cat, &E);
         tsr_ebrm_entities_free(&E);
         tsr_catalog_free(&cat);
     }

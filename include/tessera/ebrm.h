@@ -216,4 +216,141 @@ tsr_status tsr_ebrm_score_items(float *p, const tsr_ebrm_entities *E, const int3
                                 tsr_ebrm_qe_fn qe, void *qe_ud, tsr_ebrm_cache *cache,
                                 const float *theta);
 
+/* ------------------------------------------------------ the trained model */
+
+/* Tokens kept per query, per entity text and per item text (the full-text
+ * cross-encoder baseline reads the head of the item text). A pair is
+ * [query ; SEP ; second text], SEP being the id after the tokenizer's. */
+#define TSR_EBRM_TQ 16
+#define TSR_EBRM_TE 16
+#define TSR_EBRM_TI 48
+
+enum {
+    TSR_EBRM_KIND_EBRM = 0,  /* QE cross-encoder + aggregation */
+    TSR_EBRM_KIND_CROSS = 1, /* baseline: the same encoder over (query, full item text) */
+};
+enum {
+    TSR_EBRM_AGG_SOFTLOGIC = 0, /* tsr_ebrm_agg_forward */
+    TSR_EBRM_AGG_MEAN = 1,      /* ablation: p = mean_j r_j (leak when no entity) */
+};
+
+#include "tessera/bpe.h"
+
+/* A trained EBRM (or cross-encoder baseline) with its tokenizer. For the
+ * EBRM kind, theta ("agg.theta", TSR_EBRM_THETA logits) is a parameter
+ * beside the QE encoder's, and prepare() tokenises every entity text. */
+typedef struct {
+    tsr_ebrm_qe qe;        /* cfg.vocab = tokenizer vocab + 1 */
+    tsr_tensor *theta;     /* EBRM kind only */
+    int kind, agg, sep;
+    tsr_bpe bpe;
+    bool have_bpe;
+    int32_t n_ent;         /* prepared entities */
+    int32_t *ent_tok;      /* n_ent x TSR_EBRM_TE */
+    int32_t *ent_len;
+    tsr_ctx ctx;           /* inference scratch */
+} tsr_ebrm_model;
+
+/* cfg.vocab must be the tokenizer's vocabulary + 1 */
+tsr_status tsr_ebrm_model_init(tsr_ebrm_model *m, const tsr_benc_cfg *cfg, int kind, int agg);
+void tsr_ebrm_model_init_weights(tsr_ebrm_model *m, uint64_t seed);
+void tsr_ebrm_model_free(tsr_ebrm_model *m);
+/* the model's config as key, value pairs (11 pairs: 22 strings into kv,
+ * values in buf >= 11 * 16 bytes) for its metadata and the trainer */
+#define TSR_EBRM_CFG_KV 11
+void tsr_ebrm_model_config_kv(const tsr_ebrm_model *m, const char **kv, char *buf);
+/* weights file (safetensors, the config in its metadata plus meta) */
+tsr_status tsr_ebrm_model_save(const tsr_ebrm_model *m, const char *path, const char *const *meta);
+/* Reads a weights file and the tokenizer (tokenizer.json); a file of the
+ * wrong kind, a bad config, a vocabulary that does not match, a missing or
+ * non-finite tensor is an error naming the file. */
+tsr_status tsr_ebrm_model_load(tsr_ebrm_model *m, const char *path, const char *tokenizer);
+/* tokenises every entity text (EBRM kind) */
+void tsr_ebrm_model_prepare(tsr_ebrm_model *m, const tsr_ebrm_entities *E);
+/* lower-cased BPE ids of text, at most n (>= 1: an empty text gives id 0) */
+int tsr_ebrm_tokenize(tsr_bpe *bpe, const char *text, int32_t *out, int n);
+/* One pair's tokens: q (qn) ; SEP ; b (bn) into out, returns the length. */
+int tsr_ebrm_pair(const tsr_ebrm_model *m, const int32_t *q, int qn, const int32_t *b, int bn, int32_t *out);
+/* Builds the (n, T) token tensor of n pairs (the second texts b[i] of
+ * blen[i] tokens), T the longest pair. lens gets each pair's length. */
+tsr_tensor *tsr_ebrm_pairs_tensor(tsr_ctx *c, const tsr_ebrm_model *m, const int32_t *q, int qn,
+                                  const int32_t *const *b, const int *blen, int n, int32_t *lens);
+/* The QE scorer over the model (a tsr_ebrm_qe_fn; ud = the model): one
+ * forward per block of pairs, each pair padded to TSR_EBRM_TQ + 1 +
+ * TSR_EBRM_TE tokens so that its score never depends on the others. */
+tsr_status tsr_ebrm_model_qe(void *ud, const char *query, const int32_t *ent, int n, float *r, float *c);
+/* Cross-encoder kind: p(relevant) of (query, texts[i]) for i < n. */
+tsr_status tsr_ebrm_model_cross(tsr_ebrm_model *m, const char *query, const char *const *texts, int n, float *p);
+/* Mean aggregation (the ablation): p[i] = mean of r over item i's slots,
+ * sigmoid(theta[0]) for an item without slots; backward writes dr and adds
+ * dtheta. */
+void tsr_ebrm_mean_forward(float *p, const float *r, const int64_t *off, int32_t n_items, const float *theta);
+void tsr_ebrm_mean_backward(float *dr, float *dtheta, const float *dp, const int64_t *off, int32_t n_items,
+                            const float *theta);
+
+/* The re-ranked order of n candidates: p descending, ties kept in the
+ * first-stage order (index order). ord gets n indices. */
+void tsr_ebrm_rank_order(const float *p, int n, int *ord);
+
+/* ------------------------------------------------------------- training */
+
+#include "tessera/train.h"
+
+/* QE pretraining (EBRM kind): BCE on the weak targets of d's pairs
+ * (column r only; c learns on QI labels). eval: the loss on up to 2,048
+ * pairs held out of training (every 16th pair). */
+tsr_status tsr_ebrm_train_qe(tsr_ebrm_model *m, const tsr_ebrm_entities *E, const tsr_ebrm_qe_data *d, int batch,
+                             const tsr_train_opts *o, tsr_train_result *res);
+
+/* QI training on candidate sets: each step takes `batch` queries of tr,
+ * per query its relevant candidates (up to 8) and n_neg non-relevant ones
+ * drawn from c->rng, and minimises the BCE of p(QI) against the labels.
+ * EBRM kind: through the aggregation (QE encoder and theta); cross kind:
+ * over (query, item text). Item text and entities follow the query's
+ * construction (leakage rule). eval: NDCG@10 (and auc) of the re-ranked
+ * candidates of va (at most 64 queries). */
+typedef struct {
+    const tsr_catalog *cat;
+    const tsr_ebrm_entities *E;
+    const tsr_queryset *qs;
+    const tsr_ebrm_qiset *tr, *va;
+    int batch, n_neg;
+} tsr_ebrm_qi_train;
+/* One EBRM training step's loss on training queries qids (indices into
+ * t->tr; items drawn from c->rng); backward: gradients into the model's
+ * parameters (theta's grad must exist: zeroed params). Model prepared. */
+void tsr_ebrm_qi_loss(tsr_ctx *c, tsr_ebrm_model *m, const tsr_ebrm_qi_train *t, const int32_t *qids, int B,
+                      bool backward, float *loss);
+tsr_status tsr_ebrm_train_qi(tsr_ebrm_model *m, const tsr_ebrm_qi_train *t, const tsr_train_opts *o,
+                             tsr_train_result *res);
+
+/* QE overrides (`--set-qe KEY=VALUE`): entity ent[i] gets r = r[i] for
+ * every query, after the QE model and before the aggregation. */
+typedef struct {
+    int n;
+    int32_t *ent;
+    float *r;
+} tsr_ebrm_setqe;
+
+/* Scores one query's candidates with the model: EBRM kind through
+ * tsr_ebrm_score_items (cache may be NULL; with overrides the cache is
+ * bypassed so that overridden scores never enter it), cross kind over the
+ * item texts of the construction. p[i] = p(QI). */
+tsr_status tsr_ebrm_model_score(tsr_ebrm_model *m, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                const char *query, int construction, const int32_t *items, int n,
+                                tsr_ebrm_cache *cache, const tsr_ebrm_setqe *set, float *p);
+/* The QE scores of one item's visible entities (EBRM kind), overrides
+ * applied: ent/r/c up to cap, returns the count. */
+tsr_status tsr_ebrm_model_item_qe(tsr_ebrm_model *m, const tsr_ebrm_entities *E, const char *query,
+                                  int construction, int32_t item, const tsr_ebrm_setqe *set, int32_t *ent,
+                                  float *r, float *c, int cap, int *count);
+
+/* ---------------------------------------------------------------- serving */
+
+/* POST /v1/relevance for `tessera serve` (src/models/ebrm/serve.c):
+ * {"query", "candidates": [package names], "construction"?} -> scores,
+ * one QE cache shared by every request. */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_ebrm_serve_endpoint;
+
 #endif

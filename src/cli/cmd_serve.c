@@ -7,6 +7,7 @@
  * SIGTERM and SIGINT drain: new requests get 503, those in flight finish
  * (up to --timeout), then the process exits 0. */
 #include "cli/args.h"
+#include "tessera/ebrm.h"
 #include "tessera/higen.h"
 #include "tessera/serve.h"
 #include "tessera/ctnet.h"
@@ -18,6 +19,7 @@
 
 static const tsr_serve_endpoint *const k_endpoints[] = {
     &tsr_serve_llm_endpoint,
+    &tsr_ebrm_serve_endpoint,
     &tsr_higen_serve_endpoint,
     &tsr_ctnet_serve_endpoint,
     /* families add their endpoint here */

@@ -1,0 +1,189 @@
+/* tessera CLI: `tessera ebrm train` — QE pretraining on the catalog's weak
+ * (keyword, entity) pairs, EBRM training through the aggregation on QI
+ * labels, and the full-text cross-encoder baseline, all on the shared
+ * trainer with the shared train flags (src/cli/train_flags.c). */
+#include "cli/train_flags.h"
+
+#include "tessera/ebrm.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MODEL_HINT "--dir must be a writable directory holding tokenizer.json (or pass --tokenizer to copy one in)"
+
+int cli_ebrm_train(const char *prog, int argc, char **argv);
+
+static int parse_constructions(const char *prog, const char *s, bool use[TSR_QC_COUNT]) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    memset(use, 0, TSR_QC_COUNT * sizeof *use);
+    int n = 0;
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        int c = tsr_qc_from_name(t);
+        if (c < 0 || c == TSR_QC_MOVIELENS || c == TSR_QC_FILE)
+            return cli_usage_error(prog, "--constructions: unknown '%s' (appstream, virtual, debtags, known-item)", t);
+        use[c] = true;
+        n++;
+    }
+    return n ? CLI_OK : cli_usage_error(prog, "--constructions is empty");
+}
+
+int cli_ebrm_train(const char *prog, int argc, char **argv) {
+    const char *stage = "qi", *dir = "models/ebrm-debian", *out_arg = NULL, *init = NULL, *agg_name = "softlogic",
+               *tokenizer = "models/higen-debian/tokenizer.json", *catalog = "../shared/data/debian-catalog",
+               *cons_arg = "appstream,virtual,debtags";
+    tsr_benc_cfg ec = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 128, .max_seq = 80};
+    int n_neg = 15, min_pkgs = 2;
+    tsr_train_opts def = tsr_train_default_opts();
+    def.steps = 300;
+    def.lr = 1e-3f;
+    def.min_lr = 1e-4f;
+    def.warmup = 30;
+    def.eval_every = 0;
+    def.log_every = 20;
+    def.clip = 1.0f;
+    def.weight_decay = 0.01f;
+    cli_train t = cli_train_init(def, 8, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH | CLI_TF_EVAL);
+    const arg_spec specs[] = {
+        {"stage", ARG_STR, &stage, "NAME", "qe (QE pretraining), qi (EBRM on QI labels, default) or cross "
+                                           "(the full-text cross-encoder baseline)", NULL},
+        {"dir", ARG_STR, &dir, "DIR", "model directory (created): tokenizer.json, qe/ebrm/cross.safetensors", NULL},
+        {"out", ARG_STR, &out_arg, "FILE", "weights file (default: DIR/qe, DIR/ebrm or DIR/cross .safetensors)", NULL},
+        {"init", ARG_STR, &init, "FILE", "qi: start from these weights (default DIR/qe.safetensors; 'none': from "
+                                         "scratch, the no-pretraining ablation)", NULL},
+        {"agg", ARG_STR, &agg_name, "NAME", "qi: softlogic (default) or mean (the ablation)", NULL},
+        {"constructions", ARG_STR, &cons_arg, "LIST", "qi/cross: train queries of these constructions", NULL},
+        {"negatives", ARG_INT, &n_neg, "N", "qi/cross: non-relevant candidates drawn per query and step", NULL},
+        {"min-pkgs", ARG_INT, &min_pkgs, "N", "qe: keywords listed by at least N packages", NULL},
+        {"tokenizer", ARG_STR, &tokenizer, "FILE", "tokenizer.json copied into DIR when DIR has none", NULL},
+        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"dim", ARG_INT, &ec.dim, "N", "model width", NULL},
+        {"layers", ARG_INT, &ec.n_layers, "N", "transformer blocks", NULL},
+        {"heads", ARG_INT, &ec.n_heads, "N", "attention heads", NULL},
+        {"hidden", ARG_INT, &ec.hidden_dim, "N", "MLP width", NULL},
+    };
+    int rc = cli_train_parse(prog,
+                             "Train EBRM: QE pretraining on weak (keyword, entity) pairs from the catalog, then the QE "
+                             "model and the aggregation on QI labels (BM25 top-100 candidates of train queries); or the "
+                             "same-size cross-encoder over (query, full item text).",
+                             specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
+    if (rc != CLI_OK) return rc;
+    int st_kind = strcmp(stage, "qe") == 0 ? 0 : strcmp(stage, "qi") == 0 ? 1 : strcmp(stage, "cross") == 0 ? 2 : -1;
+    if (st_kind < 0) return cli_usage_error(prog, "--stage must be qe, qi or cross");
+    int agg = strcmp(agg_name, "softlogic") == 0 ? TSR_EBRM_AGG_SOFTLOGIC : strcmp(agg_name, "mean") == 0 ? TSR_EBRM_AGG_MEAN : -1;
+    if (agg < 0) return cli_usage_error(prog, "--agg must be softlogic or mean");
+    bool use[TSR_QC_COUNT];
+    if ((rc = parse_constructions(prog, cons_arg, use)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "dim", ec.dim, 8, 1024)) != CLI_OK || (rc = cli_check_int(prog, "layers", ec.n_layers, 1, 24)) != CLI_OK ||
+        (rc = cli_check_int(prog, "heads", ec.n_heads, 1, 64)) != CLI_OK || (rc = cli_check_int(prog, "hidden", ec.hidden_dim, 8, 8192)) != CLI_OK ||
+        (rc = cli_check_int(prog, "negatives", n_neg, 1, 99)) != CLI_OK || (rc = cli_check_int(prog, "min-pkgs", min_pkgs, 1, 1000)) != CLI_OK ||
+        (rc = cli_check_int(prog, "batch", t.batch, 1, 4096)) != CLI_OK)
+        return rc;
+    if (ec.dim % ec.n_heads) return cli_usage_error(prog, "--heads must divide --dim");
+    ec.n_kv_heads = ec.n_heads;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return cli_fail(tsr_errorf(TSR_ERR_IO, "cannot create %s: %s", dir, strerror(errno)), MODEL_HINT);
+    char out[1024], tok[1024], initp[1024];
+    snprintf(out, sizeof out, "%s/%s.safetensors", dir, st_kind == 0 ? "qe" : st_kind == 1 ? "ebrm" : "cross");
+    if (out_arg) snprintf(out, sizeof out, "%s", out_arg);
+    snprintf(tok, sizeof tok, "%s/tokenizer.json", dir);
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
+    t.o.out = out;
+    tsr_bpe bpe;
+    struct stat sb;
+    tsr_status st = tsr_bpe_load(&bpe, stat(tok, &sb) == 0 ? tok : tokenizer);
+    if (st.code != TSR_OK) return cli_fail(st, MODEL_HINT);
+    if (stat(tok, &sb) != 0 && (st = tsr_bpe_save(&bpe, tok)).code != TSR_OK) {
+        tsr_bpe_free(&bpe);
+        return cli_fail(st, MODEL_HINT);
+    }
+    ec.vocab = bpe.vocab_size + 1;
+    tsr_catalog cat;
+    st = tsr_catalog_load_debian(&cat, catalog);
+    if (st.code != TSR_OK) {
+        tsr_bpe_free(&bpe);
+        return cli_fail(st, "--catalog must be the Debian catalog directory");
+    }
+    tsr_ebrm_entities E;
+    st = tsr_ebrm_entities_build(&E, &cat);
+    tsr_ebrm_model m;
+    bool have_m = false;
+    if (st.code == TSR_OK) {
+        /* qi starts from the pretrained QE model unless told otherwise */
+        snprintf(initp, sizeof initp, "%s/qe.safetensors", dir);
+        const char *from = st_kind == 1 ? (init ? init : initp) : init;
+        if (from && strcmp(from, "none") != 0) {
+            st = tsr_ebrm_model_load(&m, from, tok);
+            if (st.code == TSR_OK) {
+                have_m = true;
+                if (m.kind != (st_kind == 2 ? TSR_EBRM_KIND_CROSS : TSR_EBRM_KIND_EBRM))
+                    st = tsr_errorf(TSR_ERR_ARG, "--init %s is a model of another kind", from);
+                m.agg = agg;
+                ec = m.qe.cfg;
+            }
+        } else {
+            st = tsr_ebrm_model_init(&m, &ec, st_kind == 2 ? TSR_EBRM_KIND_CROSS : TSR_EBRM_KIND_EBRM, agg);
+            if (st.code == TSR_OK) {
+                have_m = true;
+                tsr_ebrm_model_init_weights(&m, t.o.seed);
+                m.bpe = bpe;
+                m.have_bpe = true;
+                bpe.vocab_size = 0; /* owned by the model now */
+            }
+        }
+    }
+    if (bpe.vocab_size) tsr_bpe_free(&bpe);
+    tsr_train_result res = {0};
+    if (st.code == TSR_OK && st_kind == 0) {
+        tsr_ebrm_qe_data d;
+        st = tsr_ebrm_qe_pairs(&d, &cat, &E, min_pkgs, t.o.seed);
+        if (st.code == TSR_OK) {
+            if (!t.quiet) fprintf(stderr, "data: %lld QE pairs over %d keywords\n", (long long)d.n, d.n_queries);
+            cli_train_begin(&t);
+            st = tsr_ebrm_train_qe(&m, &E, &d, t.batch, &t.o, &res);
+            cli_train_end(&t, &res);
+            tsr_ebrm_qe_data_free(&d);
+        }
+    } else if (st.code == TSR_OK) {
+        tsr_queryset qs = {0};
+        for (int c = 0; c < TSR_QC_MOVIELENS; c++)
+            if (use[c]) tsr_queries_build(&qs, &cat, c);
+        tsr_bm25 ix[2];
+        tsr_bm25_build_catalog(&ix[0], &cat, TSR_F_ALL, 1.2f, 0.4f);
+        tsr_bm25_build_catalog(&ix[1], &cat, TSR_F_ALL & ~TSR_F_TAGS, 1.2f, 0.4f);
+        const tsr_bm25 *ixs[TSR_QC_COUNT];
+        for (int c = 0; c < TSR_QC_COUNT; c++) ixs[c] = (tsr_qc_hidden(c) & TSR_F_TAGS) ? &ix[1] : &ix[0];
+        tsr_ebrm_qiset tr = {0}, va = {0};
+        st = tsr_ebrm_qi_build(&tr, &qs, TSR_SPLIT_TRAIN, ixs, 100);
+        if (st.code == TSR_OK) st = tsr_ebrm_qi_build(&va, &qs, TSR_SPLIT_VALID, ixs, 100);
+        if (st.code == TSR_OK) {
+            if (!t.quiet) fprintf(stderr, "data: %d train / %d valid queries, BM25 top-100 candidates\n", tr.n, va.n);
+            tsr_ebrm_qi_train qt = {.cat = &cat, .E = &E, .qs = &qs, .tr = &tr, .va = &va, .batch = t.batch, .n_neg = n_neg};
+            cli_train_begin(&t);
+            st = tsr_ebrm_train_qi(&m, &qt, &t.o, &res);
+            cli_train_end(&t, &res);
+            tsr_ebrm_qiset_free(&va);
+        }
+        if (tr.q) tsr_ebrm_qiset_free(&tr);
+        tsr_bm25_free(&ix[0]);
+        tsr_bm25_free(&ix[1]);
+        tsr_queryset_free(&qs);
+    }
+    if (have_m) tsr_ebrm_model_free(&m);
+    tsr_ebrm_entities_free(&E);
+    tsr_catalog_free(&cat);
+    if (st.code != TSR_OK) return cli_fail(st, cli_train_hint(&t, st, MODEL_HINT));
+    if (t.cm.json) {
+        printf("{\"stage\": \"%s\", \"out\": ", stage);
+        cli_json_str(stdout, out);
+        printf(", \"step\": %lld, \"loss\": %.6g", (long long)res.step, res.last_loss);
+        for (int i = 0; i < res.eval.n; i++) printf(", \"%s\": %.6g", res.eval.name[i], res.eval.value[i]);
+        printf(", \"seconds\": %.1f}\n", res.seconds);
+    } else {
+        printf("%s: step %lld, loss %.4f", out, (long long)res.step, res.last_loss);
+        for (int i = 0; i < res.eval.n; i++) printf(", %s %.4f", res.eval.name[i], res.eval.value[i]);
+        printf(" (%.0f s)\n", res.seconds);
+    }
+    return CLI_OK;
+}

@@ -1,0 +1,173 @@
+/* tessera ebrm: the `POST /v1/relevance` endpoint of `tessera serve` —
+ * a query and candidate packages in, p(relevant) per candidate out, with
+ * one QE cache shared by every request (so repeated queries and entities
+ * shared between candidates cost no QE forward). Registered in
+ * src/cli/cmd_serve.c's endpoint table; off unless both the model and the
+ * catalog whose packages it scores are there. */
+#include "tessera/ebrm.h"
+#include "tessera/serve.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CANDIDATES 1000
+
+typedef struct {
+    tsr_catalog cat;
+    tsr_ebrm_entities E;
+    tsr_ebrm_model m;
+    tsr_ebrm_cache cache;
+} relevance_state;
+
+static tsr_status load(void **state, const char *const *paths, const struct tsr_serve_opts *opts) {
+    (void)opts;
+    *state = NULL;
+    if (!paths[0] || !paths[1]) return tsr_ok(); /* off: the route answers 503 */
+    relevance_state *s = calloc(1, sizeof *s);
+    TSR_ASSERT(s);
+    char tok[4096];
+    const char *slash = strrchr(paths[0], '/');
+    if (slash) snprintf(tok, sizeof tok, "%.*s/tokenizer.json", (int)(slash - paths[0]), paths[0]);
+    else snprintf(tok, sizeof tok, "tokenizer.json");
+    tsr_status st = tsr_ebrm_model_load(&s->m, paths[0], tok);
+    if (st.code == TSR_OK && s->m.kind != TSR_EBRM_KIND_EBRM) {
+        tsr_ebrm_model_free(&s->m);
+        st = tsr_errorf(TSR_ERR_FORMAT, "--ebrm %s is not an EBRM model", paths[0]);
+    }
+    if (st.code != TSR_OK) {
+        free(s);
+        return st;
+    }
+    st = tsr_catalog_load_debian(&s->cat, paths[1]);
+    if (st.code == TSR_OK) {
+        st = tsr_ebrm_entities_build(&s->E, &s->cat);
+        if (st.code != TSR_OK) tsr_catalog_free(&s->cat);
+    }
+    if (st.code != TSR_OK) {
+        tsr_ebrm_model_free(&s->m);
+        free(s);
+        return tsr_errorf(st.code, "--ebrm-catalog: %s", st.msg);
+    }
+    tsr_ebrm_model_prepare(&s->m, &s->E);
+    tsr_ebrm_cache_init(&s->cache, 1 << 18);
+    *state = s;
+    return tsr_ok();
+}
+
+static void unload(void *state) {
+    relevance_state *s = state;
+    if (!s) return;
+    tsr_ebrm_cache_free(&s->cache);
+    tsr_ebrm_model_free(&s->m);
+    tsr_ebrm_entities_free(&s->E);
+    tsr_catalog_free(&s->cat);
+    free(s);
+}
+
+static void bad_request(tsr_serve_reply *rp, const char *param, const char *msg) {
+    rp->status = 400;
+    snprintf(rp->error, sizeof rp->error, "%s", msg);
+    snprintf(rp->error_param, sizeof rp->error_param, "%s", param);
+}
+
+/* {"query": str, "candidates": [package, ...], "construction": optional}
+ * -> {"query", "scores": [{"id", "score"}], "cache": {"hits", "misses", "hit_rate"}} */
+static void relevance(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp) {
+    relevance_state *s = state;
+    if (!s) {
+        rp->status = 503;
+        snprintf(rp->error, sizeof rp->error,
+                 "relevance is off: start the server with --ebrm FILE and --ebrm-catalog DIR (the Debian catalog)");
+        return;
+    }
+    cJSON *root = cJSON_ParseWithLength(rq->body, rq->body_len);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        bad_request(rp, "", "the body must be a JSON object {\"query\": str, \"candidates\": [package names]}");
+        return;
+    }
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "query");
+    const cJSON *cands = cJSON_GetObjectItemCaseSensitive(root, "candidates");
+    const cJSON *cons_j = cJSON_GetObjectItemCaseSensitive(root, "construction");
+    int cons = TSR_QC_FILE;
+    if (!cJSON_IsString(q) || !q->valuestring[0]) {
+        bad_request(rp, "query", "'query' must be a non-empty string");
+    } else if (!cJSON_IsArray(cands) || cJSON_GetArraySize(cands) < 1 || cJSON_GetArraySize(cands) > MAX_CANDIDATES) {
+        bad_request(rp, "candidates", "'candidates' must be an array of 1 to 1000 package names");
+    } else if (cons_j && (!cJSON_IsString(cons_j) || (cons = tsr_qc_from_name(cons_j->valuestring)) < 0 ||
+                          cons == TSR_QC_MOVIELENS)) {
+        bad_request(rp, "construction", "'construction' must be appstream, virtual, debtags, known-item or file");
+    }
+    if (rp->status) {
+        cJSON_Delete(root);
+        return;
+    }
+    int n = cJSON_GetArraySize(cands);
+    int32_t *items = malloc((size_t)n * sizeof *items);
+    float *p = malloc((size_t)n * sizeof *p);
+    TSR_ASSERT(items && p);
+    int k = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cands) {
+        int32_t it = cJSON_IsString(c) ? tsr_catalog_find(&s->cat, c->valuestring) : -1;
+        if (it < 0) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "candidates[%d] is not a package of the catalog", k);
+            bad_request(rp, "candidates", msg);
+            break;
+        }
+        items[k++] = it;
+    }
+    if (!rp->status) {
+        int64_t h0 = s->cache.hits, m0 = s->cache.misses;
+        tsr_status st = tsr_ebrm_model_score(&s->m, &s->cat, &s->E, q->valuestring, cons, items, n, &s->cache, NULL, p);
+        if (st.code != TSR_OK) {
+            rp->status = 500;
+            snprintf(rp->error, sizeof rp->error, "%s", st.msg);
+        } else {
+            cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "scores");
+            cJSON_AddStringToObject(out, "query", q->valuestring);
+            for (int i = 0; i < n; i++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "id", s->cat.items[items[i]].id);
+                cJSON_AddNumberToObject(e, "score", p[i]);
+                cJSON_AddItemToArray(arr, e);
+            }
+            cJSON *ch = cJSON_AddObjectToObject(out, "cache");
+            int64_t h = s->cache.hits - h0, m = s->cache.misses - m0;
+            cJSON_AddNumberToObject(ch, "hits", (double)h);
+            cJSON_AddNumberToObject(ch, "misses", (double)m);
+            cJSON_AddNumberToObject(ch, "hit_rate", h + m ? (double)h / (double)(h + m) : 0.0);
+            cJSON_AddNumberToObject(ch, "total_hit_rate", tsr_ebrm_cache_hit_rate(&s->cache));
+            rp->body = cJSON_PrintUnformatted(out);
+            rp->status = 200;
+            cJSON_Delete(out);
+        }
+    }
+    free(items);
+    free(p);
+    cJSON_Delete(root);
+}
+
+static void metrics(void *state, FILE *out) {
+    relevance_state *s = state;
+    if (!s) return;
+    fprintf(out, "# TYPE tessera_ebrm_qe_cache_hits_total counter\ntessera_ebrm_qe_cache_hits_total %lld\n",
+            (long long)s->cache.hits);
+    fprintf(out, "# TYPE tessera_ebrm_qe_cache_misses_total counter\ntessera_ebrm_qe_cache_misses_total %lld\n",
+            (long long)s->cache.misses);
+}
+
+const tsr_serve_endpoint tsr_ebrm_serve_endpoint = {
+    .name = "relevance",
+    .summary = "EBRM query-item relevance: POST /v1/relevance",
+    .models = {{"ebrm", "FILE", "EBRM weights for POST /v1/relevance (needs --ebrm-catalog)",
+                "models/ebrm-debian/ebrm.safetensors"},
+               {"ebrm-catalog", "DIR", "Debian catalog whose packages POST /v1/relevance scores", NULL}},
+    .load = load,
+    .unload = unload,
+    .metrics = metrics,
+    .routes = {{"POST", "/v1/relevance", relevance}},
+    .serialize = true, /* one model scratch and one cache: one request at a time */
+};
