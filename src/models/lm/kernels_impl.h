@@ -59,6 +59,25 @@ AI float hsum8(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
+/* hsum8 of 8 accumulators at once, s[r] = hsum8(acc[r][0]): each level
+ * adds exactly the lanes hsum8 adds (128-bit halves, lanes 0+2 and 1+3,
+ * then 0+1), so the sums are bit-identical; 7 adds and 15 shuffles
+ * instead of 8 separate reductions (one-token matmuls, attention scores) */
+AI void hsum8_block8(float *s, __m256 acc[8][4]) {
+    __m256 a[4], b[2];
+    for (int k = 0; k < 4; k++)
+        a[k] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * k][0], acc[2 * k + 1][0], 0x20),
+                             _mm256_permute2f128_ps(acc[2 * k][0], acc[2 * k + 1][0], 0x31));
+    /* b[k], half h: 2-lane partials of v[4k + h] and v[4k + 2 + h] */
+    for (int k = 0; k < 2; k++)
+        b[k] = _mm256_add_ps(_mm256_shuffle_ps(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* lanes: sums of v0 v2 v4 v6 v1 v3 v5 v7 */
+    __m256 d = _mm256_add_ps(_mm256_shuffle_ps(b[0], b[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm256_shuffle_ps(b[0], b[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    _mm256_storeu_ps(s, _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
 /* out[t*ldo + r] = dot(w row r, x row t) for r < R, t < T */
 AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w, size_t ldw, int k,
               const int R, const int T) {
@@ -73,6 +92,17 @@ AI void block(float *out, size_t ldo, const float *x, size_t ldx, const float *w
             __m256 wv = _mm256_loadu_ps(w + (size_t)r * ldw + j);
             for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
         }
+    }
+    if (R == 8 && T == 1) {
+        float s8[8];
+        hsum8_block8(s8, acc);
+        for (int r = 0; r < 8; r++) {
+            float s = s8[r];
+            const float *wr = w + (size_t)r * ldw;
+            for (int jj = j; jj < k; jj++) s = fmaf(wr[jj], x[jj], s);
+            out[r] = s;
+        }
+        return;
     }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
