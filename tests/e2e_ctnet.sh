@@ -105,6 +105,43 @@ has "$T/out" '"p_click"'
 expect 1 "$BIN" ctnet predict --model "$T/log.tsv" --input "$T/rows.tsv"
 lines "$T/err" 2
 
+# POST /v1/ctr on `tessera serve`: the same probabilities as predict, in
+# request order; a bad row is a 400 naming the field
+if command -v curl >/dev/null; then
+    "$BIN" serve --port 0 --space none --bita none --ctnet "$T/a.safetensors" --quiet >"$T/srv.out" 2>"$T/srv.err" &
+    spid=$!
+    port=
+    for _ in $(seq 1 600); do
+        port=$(grep -o '"port": [0-9]*' "$T/srv.out" 2>/dev/null | grep -o '[0-9]*$')
+        [ -n "$port" ] && break
+        kill -0 $spid 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -n "$port" ]; then
+        head -6 "$T/rows.tsv" >"$T/rows5.tsv"
+        awk -F'\t' 'NR > 1 { printf "%s{\"user\": \"%s\", \"item\": \"%s\", \"timestamp\": %s, \"genre\": \"%s\"}",
+            (NR > 2 ? ", " : "{\"rows\": ["), $1, $2, $3, $4 } END { print "]}" }' "$T/rows5.tsv" >"$T/req.json"
+        curl -s --max-time 30 "http://127.0.0.1:$port/v1/ctr" -d @"$T/req.json" >"$T/ctr.json"
+        has "$T/ctr.json" '"probabilities"'
+        grep -o '"probabilities": \[[^]]*' "$T/ctr.json" | sed 's/.*\[//' | tr ',' '\n' |
+            awk 'NF { printf "%.6f\n", $1 }' >"$T/ctr.txt"
+        expect 0 "$BIN" ctnet predict --model "$T/a.safetensors" --input "$T/rows5.tsv"
+        lines "$T/ctr.txt" 5
+        cmp -s "$T/ctr.txt" "$T/out" && ok || bad "POST /v1/ctr scores differ from predict's"
+        code=$(curl -s --max-time 30 -o "$T/ctr.json" -w '%{http_code}' "http://127.0.0.1:$port/v1/ctr" \
+            -d '{"rows": [{"user": "u1", "item": "t2"}]}')
+        [ "$code" = 400 ] && ok || bad "a row without timestamp got HTTP $code"
+        has "$T/ctr.json" 'rows\[0\].timestamp'
+    else
+        bad "tessera serve did not start: $(tail -2 "$T/srv.err")"
+    fi
+    kill -TERM $spid 2>/dev/null
+    wait $spid
+    [ $? -eq 0 ] && ok || bad "tessera serve did not exit 0 on SIGTERM"
+else
+    echo "e2e_ctnet: curl is not installed; POST /v1/ctr not checked" >&2
+fi
+
 # the shipped model is the default
 if [ -f models/ctnet_ml_animation.safetensors ]; then
     printf 'user,item,timestamp,genre,year,history\n1,1,1514764800,Adventure|Animation|Children|Comedy|Fantasy,1990,2|3\n1,2,1514764801,Action|Drama,2000,\n' >"$T/ml.csv"

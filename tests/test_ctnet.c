@@ -14,6 +14,9 @@
 #include "tessera/ctnet.h"
 #include "tessera/ops.h"
 #include "tessera/safetensors.h"
+#include "tessera/serve.h"
+
+#include <cjson/cJSON.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -415,6 +418,118 @@ static void test_kill_inside_periods(const tsr_ctnet_log *g, tsr_ctnet_run_opts 
     unlink(mb);
 }
 
+/* ------------------------------------------------------ POST /v1/ctr */
+
+static void ctr_call(void *st, const char *body, tsr_serve_reply *rp) {
+    memset(rp, 0, sizeof *rp);
+    tsr_serve_usage u;
+    memset(&u, 0, sizeof u);
+    tsr_serve_request rq = {.method = "POST", .path = "/v1/ctr", .body = body, .body_len = strlen(body), .usage = &u};
+    tsr_ctnet_serve_endpoint.routes[0].handle(st, &rq, rp);
+}
+
+/* The endpoint scores rows exactly as predict does on the same rows given
+ * as a log (request order kept although the log sorts by time), and
+ * answers bad bodies with 400 naming the field. */
+static void test_serve_ctr(const tsr_ctnet_log *g, tsr_ctnet_run_opts o) {
+    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    char path[200];
+    snprintf(path, sizeof path, "%s/tsr_ctnet_%d_serve.safetensors", dir, (int)getpid());
+    o.method = TSR_CTNET_M_CTNET;
+    tsr_ctnet_run *run = NULL;
+    tsr_status st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, NULL, &run);
+    TU_CHECK(st.code == 0 && run, "serve model: %s", st.msg);
+    if (!run) return;
+    TU_CHECK(tsr_ctnet_run_save_model(run, g, path).code == 0, "save");
+    tsr_ctnet_run_free(run);
+    const tsr_serve_endpoint *ep = &tsr_ctnet_serve_endpoint;
+    TU_CHECK(!strcmp(ep->routes[0].method, "POST") && !strcmp(ep->routes[0].path, "/v1/ctr"), "route");
+    void *state = NULL;
+    const char *paths[TSR_SERVE_MAX_MODELS] = {path};
+    st = ep->load(&state, paths, NULL);
+    TU_CHECK(st.code == 0, "load: %s", st.msg);
+    if (st.code) {
+        ep->unload(state);
+        return;
+    }
+    /* rows out of time order, history as an array and as a string, ids as
+     * numbers and strings, a field as an array */
+    const char *fmt = "{\"model\": \"tsr_ctnet_%d_serve\", \"rows\": ["
+                      "{\"user\": \"u3\", \"item\": \"t7\", \"timestamp\": 1000000000, \"genre\": \"g1\", \"history\": [\"t1\", \"s4\"]},"
+                      "{\"user\": \"u3\", \"item\": 12, \"timestamp\": 999999999, \"genre\": [\"g0\", \"g2\"], \"history\": \"t1|s4\"},"
+                      "{\"user\": \"u9\", \"item\": \"t8\", \"timestamp\": 1000000001}]}";
+    char b2[800];
+    snprintf(b2, sizeof b2, fmt, (int)getpid());
+    tsr_serve_reply rp;
+    ctr_call(state, b2, &rp);
+    TU_CHECK(rp.status == 200 && rp.body, "ctr: status %d %s", rp.status, rp.error);
+    const char *csv = "user,item,timestamp,genre,history\n"
+                      "u3,t7,1000000000,g1,t1|s4\nu3,12,999999999,g0|g2,t1|s4\nu9,t8,1000000001,,\n";
+    tsr_ctnet_log q;
+    st = tsr_ctnet_parse_csv(csv, strlen(csv), "rows", "source", "target", false, &q);
+    TU_CHECK(st.code == 0, "rows: %s", st.msg);
+    tsr_ctnet_model m;
+    TU_CHECK(tsr_ctnet_model_load(&m, path).code == 0, "model");
+    float p[3], want[3];
+    tsr_ctnet_model_predict(&m, &q, NULL, 3, 3, p);
+    for (int i = 0; i < 3; i++) want[q.src_row[i]] = p[i];
+    cJSON *j = rp.body ? cJSON_Parse(rp.body) : NULL;
+    const cJSON *pr = cJSON_GetObjectItem(j, "probabilities");
+    TU_CHECK(cJSON_GetArraySize(pr) == 3, "3 probabilities: %s", rp.body ? rp.body : "");
+    for (int i = 0; i < 3 && cJSON_GetArraySize(pr) == 3; i++)
+        TU_CHECK((float)cJSON_GetArrayItem(pr, i)->valuedouble == want[i], "row %d: served %.9g, predict %.9g", i,
+                 cJSON_GetArrayItem(pr, i)->valuedouble, (double)want[i]);
+    cJSON_Delete(j);
+    free(rp.body);
+    tsr_ctnet_model_free(&m);
+    tsr_ctnet_log_free(&q);
+    /* bad bodies: status and the field named */
+    static const struct {
+        const char *body;
+        int status;
+        const char *param;
+    } bads[] = {
+        {"", 400, ""},
+        {"[1,2]", 400, ""},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3}", 400, ""},
+        {"{\"rows\": []}", 400, "rows"},
+        {"{\"rows\": {}}", 400, "rows"},
+        {"{\"rowz\": []}", 400, "rowz"},
+        {"{\"rows\": [7]}", 400, "rows[0]"},
+        {"{\"rows\": [{\"item\": 2, \"timestamp\": 3}]}", 400, "rows[0].user"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3}, {\"user\": 1, \"timestamp\": 3}]}", 400, "rows[1].item"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2}]}", 400, "rows[0].timestamp"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": -1}]}", 400, "rows[0].timestamp"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 1.5}]}", 400, "rows[0].timestamp"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": \"3\"}]}", 400, "rows[0].timestamp"},
+        {"{\"rows\": [{\"user\": 1.5, \"item\": 2, \"timestamp\": 3}]}", 400, "rows[0].user"},
+        {"{\"rows\": [{\"user\": \"\", \"item\": 2, \"timestamp\": 3}]}", 400, "rows[0].user"},
+        {"{\"rows\": [{\"user\": \"a\\tb\", \"item\": 2, \"timestamp\": 3}]}", 400, "rows[0].user"},
+        {"{\"rows\": [{\"user\": {}, \"item\": 2, \"timestamp\": 3}]}", 400, "rows[0].user"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3, \"genre\": [\"a|b\"]}]}", 400, "rows[0].genre"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3, \"genre\": [[1]]}]}", 400, "rows[0].genre"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3, \"history\": \"x\\\"y\"}]}", 400, "rows[0].history"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3, \"colour\": \"red\"}]}", 400, "rows[0].colour"},
+        {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3, \"user\": 4}]}", 400, "rows[0].user"},
+        {"{\"model\": \"other\", \"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3}]}", 404, "model"},
+    };
+    for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+        ctr_call(state, bads[i].body, &rp);
+        TU_CHECK(rp.status == bads[i].status && !strcmp(rp.error_param, bads[i].param) && rp.error[0] && !rp.body,
+                 "bad body %zu: status %d param '%s' (want %d '%s'): %s", i, rp.status, rp.error_param, bads[i].status,
+                 bads[i].param, rp.error);
+        free(rp.body);
+    }
+    ep->unload(state);
+    /* no model: 503 */
+    const char *none[TSR_SERVE_MAX_MODELS] = {NULL};
+    TU_CHECK(ep->load(&state, none, NULL).code == 0, "load without a model");
+    ctr_call(state, "{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3}]}", &rp);
+    TU_CHECK(rp.status == 503, "no model: status %d", rp.status);
+    ep->unload(state);
+    unlink(path);
+}
+
 static void test_resume(void) {
     char *csv = synth_csv();
     tsr_ctnet_log g;
@@ -482,6 +597,7 @@ static void test_resume(void) {
     test_kill_inside_periods(&g, o, TSR_CTNET_M_FINETUNE);
     test_kill_inside_periods(&g, o, TSR_CTNET_M_RETRAIN);
     o.epochs = 2;
+    test_serve_ctr(&g, o);
     /* a state from other settings is refused, naming the key */
     o.lr = 1e-3f;
     st = tsr_ctnet_run_protocol(&g, &o, sb, true, 0, false, NULL, NULL);

@@ -281,4 +281,13 @@ void tsr_ctnet_model_free(tsr_ctnet_model *m);
 void tsr_ctnet_model_predict(tsr_ctnet_model *m, const tsr_ctnet_log *g, const int64_t *rows,
                              int64_t n, int batch, float *prob);
 
+/* ---------------------------------------------------------------- serving */
+
+/* `POST /v1/ctr` for `tessera serve` (src/models/ctnet/serve.c): flag
+ * --ctnet FILE (default the shipped model); body {"rows": [{"user",
+ * "item", "timestamp", "history", <the model's fields>}, ...]}, reply
+ * {"probabilities": [...]} in request order. docs/ctnet.md, Serving. */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_ctnet_serve_endpoint;
+
 #endif

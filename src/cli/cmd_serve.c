@@ -11,6 +11,7 @@
 #include "tessera/higen.h"
 #include "tessera/narformer.h"
 #include "tessera/serve.h"
+#include "tessera/ctnet.h"
 
 #include <signal.h>
 #include <pthread.h>
@@ -22,7 +23,8 @@ static const tsr_serve_endpoint *const k_endpoints[] = {
     &tsr_ebrm_serve_endpoint,
     &tsr_higen_serve_endpoint,
     &tsr_narformer_serve_endpoint,
-    /* families add their endpoint here, e.g. &tsr_ctnet_serve_endpoint */
+    &tsr_ctnet_serve_endpoint,
+    /* families add their endpoint here */
     NULL,
 };
 
