@@ -135,6 +135,7 @@ mkdir "$W"
     expect 0 "$BIN" bigr sample --class 3 --n 1 --iters 2 --steps 2 --out b.png; png b.png
     # shipped data files (the default bench prompts) as well as models
     expect 0 "$BIN" bita bench --limit 1 --max-tokens 4 --json
+    expect 0 "$BIN" higen search --query 'pdf viewer' -k 2 --json
     # the tune verbs find their shipped base model: the first error is the corpus
     expect 1 "$BIN" bita tune --steps 1 --out t.safetensors --data-dir "$T/no-corpus"; has "$T/err" "no-corpus"
     expect 1 "$BIN" space tune --steps 1 --out sp --data "$T/no-corpus"; has "$T/err" "no-corpus"

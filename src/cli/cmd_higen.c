@@ -7,6 +7,7 @@
 #include "tessera/higen.h"
 #include "tessera/search.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -493,6 +494,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                         "Rank the catalog for each query and print recall@1/10/100, mrr@10, ndcg@10 and queries/s.",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
+    char model_buf[PATH_MAX];
+    model = cli_shipped_default(model, DEFAULT_MODEL, model_buf, sizeof model_buf);
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (!queries == !construction) return cli_usage_error(prog, "give exactly one of --queries and --construction");
     if ((rc = cli_check_float(prog, "k1", k1, 0, 100)) != CLI_OK || (rc = cli_check_float(prog, "b", b, 0, 1)) != CLI_OK ||
@@ -582,6 +585,8 @@ static int cmd_search(const char *prog, int argc, char **argv) {
                         (int)(sizeof specs / sizeof specs[0]), argc, av);
     free(av);
     if (rc != CLI_OK) return rc;
+    char model_buf[PATH_MAX];
+    model = cli_shipped_default(model, DEFAULT_MODEL, model_buf, sizeof model_buf);
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (!query == !item) return cli_usage_error(prog, "give exactly one of --query and --item");
     if (!query) query = item;
@@ -693,6 +698,8 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
                         "query at a time) and report the index build time.",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
+    char model_buf[PATH_MAX];
+    model = cli_shipped_default(model, DEFAULT_MODEL, model_buf, sizeof model_buf);
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "n", n_q, 1, 100000)) != CLI_OK) return rc;
     int method = method_from(prog, method_name);
