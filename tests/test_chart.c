@@ -1,4 +1,5 @@
-/* tessera tests: the chart renderer behind `tessera plot` — the font covers
+/* tessera tests: the chart renderer behind `tessera plot` and the
+ * predicted-vs-measured scatters — the font covers
  * what tick labels and metric names need, a rendered chart has its axes,
  * its curves in their colours and its legend, and empty input is an error. */
 #include "testutil.h"
@@ -32,7 +33,7 @@ int main(void) {
     double x[N], y[N], ex[5], ey[5];
     for (int i = 0; i < N; i++) x[i] = i * 10, y[i] = 2.3 * exp(-i / 15.0) + 0.2;
     for (int i = 0; i < 5; i++) ex[i] = 100 * (i + 1) - 10, ey[i] = 0.5 + 0.08 * i;
-    tsr_chart_series s[2] = {{"loss", x, y, N, false, 0}, {"test_accuracy", ex, ey, 5, true, 0}};
+    tsr_chart_series s[2] = {{"loss", x, y, N, false, 0, false}, {"test_accuracy", ex, ey, 5, true, 0, false}};
     tsr_chart_opts o = {"run.jsonl", "step", NULL, W, H, false};
     static uint8_t px[W * H * 3];
     tsr_status st = tsr_chart_render(px, s, 2, &o);
@@ -55,12 +56,24 @@ int main(void) {
     TU_CHECK(count_rgb(px, W, H, W / 2, 0, W, H / 2, 214, 39, 40) > 20, "legend swatch");
     /* nothing to draw, or no room, is an error */
     double nan_y[2] = {NAN, NAN};
-    tsr_chart_series bad = {"x", x, nan_y, 2, false, 0};
+    tsr_chart_series bad = {"x", x, nan_y, 2, false, 0, false};
     TU_CHECK(tsr_chart_render(px, &bad, 1, &o).code == TSR_ERR_ARG, "no finite points refused");
     tsr_chart_opts tiny = {NULL, NULL, NULL, 60, 40, false};
     TU_CHECK(tsr_chart_render(px, s, 2, &tiny).code == TSR_ERR_ARG, "too small refused");
     /* log axis */
     o.log_y = true;
     TU_CHECK(tsr_chart_render(px, s, 2, &o).code == TSR_OK, "log-y render");
+    /* a scatter: dots at the points and no line between them */
+    o.log_y = false;
+    double sx[2] = {0, 100}, sy[2] = {0, 100};
+    tsr_chart_series sc = {"held-out", sx, sy, 2, false, 0, true};
+    tsr_chart_opts so = {NULL, NULL, NULL, W, H, false};
+    TU_CHECK(tsr_chart_render(px, &sc, 1, &so).code == TSR_OK, "scatter render");
+    int dots = count_rgb(px, W, H, 0, 0, W, H, 31, 119, 180);
+    sc.points = false;
+    TU_CHECK(tsr_chart_render(px, &sc, 1, &so).code == TSR_OK, "line render");
+    int lined = count_rgb(px, W, H, 0, 0, W, H, 31, 119, 180);
+    TU_CHECK(dots > 0 && dots < 60 && lined > 3 * dots, "scatter draws dots only (%d pixels; as a line %d)", dots,
+             lined);
     return tu_finish("chart");
 }

@@ -1,4 +1,5 @@
-/* tessera io: line charts as PNG, for training curves (`tessera plot`).
+/* tessera io: line charts and scatters as PNG, for training curves
+ * (`tessera plot`) and predicted-vs-measured plots.
  * Axes with "nice" ticks (1, 2, 5 x 10^k) and tick labels, a legend, a
  * title, drawn with a built-in 5x7 bitmap font (digits, lowercase letters
  * and . - _ + : / ( ) % , =; capitals are drawn as lowercase) and written
@@ -14,6 +15,7 @@ typedef struct {
     int n;
     bool markers;         /* a square at every point (sparse series such as evaluations) */
     int width;            /* line width in pixels (0: 2) */
+    bool points;          /* a small dot at every point and no line: a scatter */
 } tsr_chart_series;
 
 typedef struct {

@@ -460,7 +460,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         }
         fflush(stdout);
         series[n_series] = (tsr_chart_series){tsr_ctnet_method_names[m], xs, plot_y[n_series], k1 - k0, false,
-                                              m == TSR_CTNET_M_CTNET ? 4 : 2};
+                                              m == TSR_CTNET_M_CTNET ? 4 : 2, false};
         for (int k = k0; k < k1; k++) plot_y[n_series][k - k0] = per_n[k] ? per[k] / per_n[k] : NAN;
         n_series++;
         free(auc_seed);

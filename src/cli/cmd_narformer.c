@@ -4,6 +4,7 @@
  * (one JSON object with --json), progress on stderr. */
 #include "cli/train_flags.h"
 
+#include "tessera/chart.h"
 #include "tessera/cpu.h"
 #include "tessera/fileio.h"
 #include "tessera/narformer.h"
@@ -380,38 +381,23 @@ static void print_metrics_json(const nb_args *a, int method, int n_train, int n_
 }
 
 
-/* predicted (y axis) vs measured (x axis) as a PNG: a dot per cell, darker
- * where they pile up, the y = x diagonal in grey, both axes over [lo, hi] */
-static tsr_status scatter_png(const char *path, const float *pred, const float *y, int n, float lo, float hi) {
-    const int W = 640, M = 24, S = W - 2 * M;
-    float *acc = calloc((size_t)W * W, sizeof(float));
-    uint8_t *px = malloc((size_t)W * W * 3);
-    TSR_ASSERT(acc && px);
-    for (int i = 0; i < n; i++) {
-        float fx = (y[i] - lo) / (hi - lo), fy = (pred[i] - lo) / (hi - lo);
-        if (!(fx >= 0 && fx <= 1 && fy >= 0 && fy <= 1)) continue;
-        int cx = M + (int)(fx * (S - 1)), cy = W - 1 - M - (int)(fy * (S - 1));
-        for (int dy = -1; dy <= 1; dy++)
-            for (int dx = -1; dx <= 1; dx++) acc[(size_t)(cy + dy) * W + cx + dx] += 0.35f;
-    }
-    for (int r = 0; r < W; r++)
-        for (int c = 0; c < W; c++) {
-            uint8_t *p = px + ((size_t)r * W + c) * 3;
-            bool frame = (r == M || r == W - 1 - M || c == M || c == W - 1 - M) && r >= M && r <= W - 1 - M &&
-                         c >= M && c <= W - 1 - M;
-            bool diag = c - M == (W - 1 - M) - r;
-            p[0] = p[1] = p[2] = frame ? 0 : diag && c >= M && c <= W - 1 - M ? 170 : 255;
-            float a = acc[(size_t)r * W + c];
-            if (a > 0) {
-                float t = a > 1 ? 1 : a;
-                p[0] = (uint8_t)(p[0] * (1 - t) + 20 * t);
-                p[1] = (uint8_t)(p[1] * (1 - t) + 70 * t);
-                p[2] = (uint8_t)(p[2] * (1 - t) + 160 * t);
-            }
-        }
-    tsr_status st = tsr_png_write(path, px, W, W, 3);
-    free(acc);
-    free(px);
+/* predicted (y axis) vs measured (x axis) as a PNG through the chart
+ * renderer: a dot per network or cell and the y = x line over [lo, hi] */
+static tsr_status scatter_png(const char *path, const float *pred, const float *y, int n, float lo, float hi,
+                              const char *what) {
+    double *xs = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1)), *ys = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+    TSR_ASSERT(xs && ys);
+    for (int i = 0; i < n; i++) xs[i] = y[i], ys[i] = pred[i];
+    const double dx[2] = {lo, hi};
+    char xl[96], yl[96];
+    snprintf(xl, sizeof xl, "measured %s", what);
+    snprintf(yl, sizeof yl, "predicted %s", what);
+    const tsr_chart_series s[2] = {{.name = "y = x", .x = dx, .y = dx, .n = 2, .width = 1},
+                                   {.name = "held-out", .x = xs, .y = ys, .n = n, .points = true}};
+    const tsr_chart_opts o = {.title = "predicted vs measured", .xlabel = xl, .ylabel = yl, .width = 720, .height = 720};
+    tsr_status st = tsr_chart_png(path, s, 2, &o);
+    free(xs);
+    free(ys);
     return st;
 }
 
@@ -487,7 +473,7 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
     tsr_nf_metrics_compute(hp, hy, nh, &mh);
     if (a->scatter) {
         /* held-out cells, axes over the accuracies seen (%) */
-        st = scatter_png(a->scatter, hp, hy, nh, 0, 100);
+        st = scatter_png(a->scatter, hp, hy, nh, 0, 100, "accuracy (%)");
         if (st.code) {
             free(seen), free(hp), free(hy), free(pred), free(all), free(order);
             tsr_nf_nb201_pred_free(&p);
@@ -693,7 +679,7 @@ static tsr_status lat_scatter(const char *path, const float *pred, const float *
         if (ly[i] > hi) hi = ly[i];
     }
     lo = floorf(lo * 2) / 2, hi = ceilf(hi * 2) / 2;
-    tsr_status st = scatter_png(path, lp, ly, n, lo, hi);
+    tsr_status st = scatter_png(path, lp, ly, n, lo, hi, "log10 ms");
     free(lp);
     free(ly);
     return st;

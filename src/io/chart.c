@@ -203,8 +203,9 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
                 continue;
             }
             int qx = PX(x), qy = PY(o->log_y ? log10(y) : y);
-            if (have) line(&c, px_prev, py_prev, qx, qy, col, s[i].width > 0 ? s[i].width : 2);
+            if (have && !s[i].points) line(&c, px_prev, py_prev, qx, qy, col, s[i].width > 0 ? s[i].width : 2);
             if (s[i].markers) rect(&c, qx - 3, qy - 3, qx + 3, qy + 3, col);
+            if (s[i].points) rect(&c, qx - 1, qy - 1, qx + 1, qy + 1, col);
             px_prev = qx, py_prev = qy, have = true;
         }
     }
@@ -221,7 +222,8 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
     for (int i = 0; i < ns; i++) {
         rgb col = k_palette[i % (int)(sizeof k_palette / sizeof k_palette[0])];
         int y = ly0 + 8 + i * row + CHAR_H / 2;
-        line(&c, lx0 + 8, y, lx0 + 32, y, col, 3);
+        if (s[i].points) rect(&c, lx0 + 18, y - 2, lx0 + 22, y + 2, col);
+        else line(&c, lx0 + 8, y, lx0 + 32, y, col, 3);
         if (s[i].markers) rect(&c, lx0 + 17, y - 3, lx0 + 23, y + 3, col);
         text(&c, lx0 + 40, y - CHAR_H / 2, s[i].name ? s[i].name : "", black, false);
     }
