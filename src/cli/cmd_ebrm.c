@@ -264,6 +264,26 @@ static const char *default_model(int method, const char *model, char *buf, size_
     return cli_shipped_default(def, def, buf, n);
 }
 
+/* --construction for the single-query verbs (rank, score, explain): -1
+ * after a usage error */
+static int construction_from(const char *prog, const char *name) {
+    int cons = tsr_qc_from_name(name);
+    if (cons >= 0 && cons != TSR_QC_MOVIELENS) return cons;
+    cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, file)", name);
+    return -1;
+}
+
+/* The catalog and the method's model (the shipped one by default), then
+ * the --set-qe overrides; v is closed again on failure. */
+static int open_query_env(const char *prog, env *v, const char *catalog, int method, const char *model,
+                          const char *setqe, tsr_ebrm_setqe *set) {
+    char mb[1024];
+    int rc = env_open(v, catalog, method, default_model(method, model, mb, sizeof mb), 1.2f, 0.4f);
+    if (rc != CLI_OK) return rc;
+    if ((rc = parse_setqe(prog, &v->E, setqe, set)) != CLI_OK) env_close(v);
+    return rc;
+}
+
 static bool blank(const char *s) {
     for (; *s; s++)
         if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r') return false;
@@ -298,19 +318,12 @@ static int cmd_rank(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_int(prog, "k", k, 1, N_CAND)) != CLI_OK) return rc;
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
-    int cons = tsr_qc_from_name(cons_name);
-    if (cons < 0 || cons == TSR_QC_MOVIELENS)
-        return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, file)", cons_name);
+    int cons = construction_from(prog, cons_name);
+    if (cons < 0) return CLI_USAGE;
     if (setqe && method != M_EBRM) return cli_usage_error(prog, "--set-qe needs --method ebrm");
-    char mb[1024];
     env v;
-    if ((rc = env_open(&v, catalog, method, default_model(method, model, mb, sizeof mb), 1.2f, 0.4f)) != CLI_OK)
-        return rc;
     tsr_ebrm_setqe set;
-    if ((rc = parse_setqe(prog, &v.E, setqe, &set)) != CLI_OK) {
-        env_close(&v);
-        return rc;
-    }
+    if ((rc = open_query_env(prog, &v, catalog, method, model, setqe, &set)) != CLI_OK) return rc;
     const tsr_bm25 *ix = env_index(&v, cons);
     int32_t cand[N_CAND];
     float bm[N_CAND], p[N_CAND], base[N_CAND];
@@ -383,19 +396,12 @@ static int cmd_score(const char *prog, int argc, char **argv) {
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
     if (method == M_BM25) return cli_usage_error(prog, "score needs a model: --method ebrm, cross-encoder or bi-encoder");
-    int cons = tsr_qc_from_name(cons_name);
-    if (cons < 0 || cons == TSR_QC_MOVIELENS)
-        return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, file)", cons_name);
+    int cons = construction_from(prog, cons_name);
+    if (cons < 0) return CLI_USAGE;
     if (setqe && method != M_EBRM) return cli_usage_error(prog, "--set-qe needs --method ebrm");
-    char mb[1024];
     env v;
-    if ((rc = env_open(&v, catalog, method, default_model(method, model, mb, sizeof mb), 1.2f, 0.4f)) != CLI_OK)
-        return rc;
     tsr_ebrm_setqe set;
-    if ((rc = parse_setqe(prog, &v.E, setqe, &set)) != CLI_OK) {
-        env_close(&v);
-        return rc;
-    }
+    if ((rc = open_query_env(prog, &v, catalog, method, model, setqe, &set)) != CLI_OK) return rc;
     char *s = strdup(items_arg);
     int cap = 1;
     for (const char *q = s; *q; q++) cap += *q == ',';
@@ -455,18 +461,11 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (!query || blank(query)) return cli_usage_error(prog, "--query TEXT is required and must not be empty");
     if (!item_arg) return cli_usage_error(prog, "--item ID is required");
-    int cons = tsr_qc_from_name(cons_name);
-    if (cons < 0 || cons == TSR_QC_MOVIELENS)
-        return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, file)", cons_name);
-    char mb[1024];
+    int cons = construction_from(prog, cons_name);
+    if (cons < 0) return CLI_USAGE;
     env v;
-    if ((rc = env_open(&v, catalog, M_EBRM, default_model(M_EBRM, model, mb, sizeof mb), 1.2f, 0.4f)) != CLI_OK)
-        return rc;
     tsr_ebrm_setqe set;
-    if ((rc = parse_setqe(prog, &v.E, setqe, &set)) != CLI_OK) {
-        env_close(&v);
-        return rc;
-    }
+    if ((rc = open_query_env(prog, &v, catalog, M_EBRM, model, setqe, &set)) != CLI_OK) return rc;
     int32_t item = tsr_catalog_find(&v.cat, item_arg);
     if (item < 0) {
         setqe_free(&set);
