@@ -182,19 +182,31 @@ typedef struct {
     const tsr_ebrm_qi_train *t;
 } qi_ctx;
 
+/* A step's items: each query's relevant and sampled non-relevant
+ * candidates (pick_items), their labels y and the batch row of their
+ * query; returns how many. The caller frees the three arrays. */
+static int sample_items(tsr_rng *rng, const tsr_ebrm_qi_train *t, const int32_t *qids, int64_t B, int32_t **items,
+                        int32_t **item_q, uint8_t **y) {
+    int cap_items = (int)B * (8 + t->n_neg);
+    *items = malloc((size_t)cap_items * sizeof **items);
+    *item_q = malloc((size_t)cap_items * sizeof **item_q);
+    *y = malloc((size_t)cap_items);
+    TSR_ASSERT(*items && *item_q && *y);
+    int ni = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int k = pick_items(rng, &t->tr->q[qids[b]], t->n_neg, *items + ni, *y + ni);
+        for (int j = 0; j < k; j++) (*item_q)[ni + j] = (int32_t)b;
+        ni += k;
+    }
+    return ni;
+}
+
 static tsr_tensor *qi_step_ebrm(tsr_ctx *c, qi_ctx *r, const int32_t *qids, int64_t B, float *loss, bool backward) {
     const tsr_ebrm_qi_train *t = r->t;
     const tsr_ebrm_entities *E = t->E;
-    int cap_items = (int)B * (8 + t->n_neg);
-    int32_t *items = malloc((size_t)cap_items * sizeof *items), *item_q = malloc((size_t)cap_items * sizeof *item_q);
-    uint8_t *y = malloc((size_t)cap_items);
-    TSR_ASSERT(items && item_q && y);
-    int ni = 0;
-    for (int64_t b = 0; b < B; b++) {
-        int k = pick_items(&c->rng, &t->tr->q[qids[b]], t->n_neg, items + ni, y + ni);
-        for (int j = 0; j < k; j++) item_q[ni + j] = (int32_t)b;
-        ni += k;
-    }
+    int32_t *items, *item_q;
+    uint8_t *y;
+    const int ni = sample_items(&c->rng, t, qids, B, &items, &item_q, &y);
     /* slots and distinct (query, entity) pairs */
     int64_t *off = malloc(((size_t)ni + 1) * sizeof *off), total = 0;
     TSR_ASSERT(off);
@@ -283,16 +295,9 @@ static tsr_tensor *qi_step_ebrm(tsr_ctx *c, qi_ctx *r, const int32_t *qids, int6
 
 static tsr_status qi_step_cross(tsr_ctx *c, qi_run *r, const int32_t *qids, int64_t B, float *loss) {
     const tsr_ebrm_qi_train *t = r->t;
-    int cap_items = (int)B * (8 + t->n_neg);
-    int32_t *items = malloc((size_t)cap_items * sizeof *items), *item_q = malloc((size_t)cap_items * sizeof *item_q);
-    uint8_t *y = malloc((size_t)cap_items);
-    TSR_ASSERT(items && item_q && y);
-    int ni = 0;
-    for (int64_t b = 0; b < B; b++) {
-        int k = pick_items(&c->rng, &t->tr->q[qids[b]], t->n_neg, items + ni, y + ni);
-        for (int j = 0; j < k; j++) item_q[ni + j] = (int32_t)b;
-        ni += k;
-    }
+    int32_t *items, *item_q;
+    uint8_t *y;
+    const int ni = sample_items(&c->rng, t, qids, B, &items, &item_q, &y);
     int32_t *tok = calloc((size_t)ni * (TSR_EBRM_TQ + 1 + TSR_EBRM_TI), sizeof *tok), *lens = malloc((size_t)ni * sizeof *lens);
     int32_t qt[TSR_EBRM_TQ], it[TSR_EBRM_TI];
     TSR_ASSERT(tok && lens);
