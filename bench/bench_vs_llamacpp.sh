@@ -51,6 +51,8 @@ trap 'rm -rf "$TMP"' EXIT
 
 # median of the numbers on stdin
 median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# the numbers of llama-bench's "samples_ts" arrays on stdin, one a line
+samples() { grep -o '"samples_ts": *\[[^]]*\]' | sed 's/.*\[//; s/\]//' | tr ', ' '\n\n' | grep -v '^$'; }
 # a number field of a one-line JSON object
 field() { grep -o "\"$2\":[-0-9.e+]*" <<<"$1" | head -1 | cut -d: -f2; }
 
@@ -94,8 +96,8 @@ for model in $MODELS; do
                     "${LBS[$i]}" -m "$g" -t "$t" -p 0 -n 128 -r 1 -o jsonl >"$TMP/lb.jsonl" 2>"$TMP/lb.err" &&
                         "${LBS[$i]}" -m "$g" -t "$t" -p 64 -n 0 -r 3 -o jsonl >>"$TMP/lb.jsonl" 2>>"$TMP/lb.err" ||
                         { echo "llama-bench failed on $g: $(tail -3 "$TMP/lb.err")" >&2; exit 1; }
-                    grep '"n_gen": *128' "$TMP/lb.jsonl" | grep -o '"samples_ts": *\[[^]]*\]' | grep -o '[0-9.e+]*' >>"$TMP/ltg$i"
-                    grep '"n_prompt": *64' "$TMP/lb.jsonl" | grep -o '"samples_ts": *\[[^]]*\]' | grep -o '[0-9.e+]*' >>"$TMP/lpp$i"
+                    grep '"n_gen": *128' "$TMP/lb.jsonl" | samples >>"$TMP/ltg$i"
+                    grep '"n_prompt": *64' "$TMP/lb.jsonl" | samples >>"$TMP/lpp$i"
                 done
             done
             t_dec=$(median <"$TMP/tdec")
