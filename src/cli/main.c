@@ -85,18 +85,26 @@ static bool is_help(const char *a) {
 #if defined(__linux__) && defined(__GLIBC__)
 static char g_spin[] = "GOMP_SPINCOUNT=10000";
 
-/* runs before libc's own initialisation: only the arguments, string
- * functions (bound at relocation) and system calls are used */
+/* s starts with p (no library call: this runs before libc, and before a
+ * sanitizer's interceptors, have initialised) */
+static bool starts(const char *s, const char *p) {
+    while (*p && *s == *p) s++, p++;
+    return !*p;
+}
+
+/* runs before libc's own initialisation: only the arguments and system
+ * calls are used */
 static void bound_omp_spin(int argc, char **argv, char **envp) {
     /* one thread has no team to wait for: no second start then */
     cpu_set_t cs;
     if (sched_getaffinity(0, sizeof cs, &cs) == 0 && CPU_COUNT(&cs) <= 1) return;
     for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--threads") && !strcmp(argv[i + 1], "1")) return;
+        if (starts(argv[i], "--threads") && !argv[i][9] && starts(argv[i + 1], "1") && !argv[i + 1][1]) return;
     size_t n = 0;
     for (; envp && envp[n]; n++)
-        if (!strncmp(envp[n], "GOMP_SPINCOUNT=", 15) || !strncmp(envp[n], "OMP_WAIT_POLICY=", 16) ||
-            !strcmp(envp[n], "TESSERA_THREADS=1") || !strcmp(envp[n], "OMP_NUM_THREADS=1"))
+        if (starts(envp[n], "GOMP_SPINCOUNT=") || starts(envp[n], "OMP_WAIT_POLICY=") ||
+            (starts(envp[n], "TESSERA_THREADS=1") && !envp[n][17]) ||
+            (starts(envp[n], "OMP_NUM_THREADS=1") && !envp[n][17]))
             return;
     char *env[n + 2];
     for (size_t i = 0; i < n; i++) env[i] = envp[i];
