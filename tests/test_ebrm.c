@@ -401,6 +401,7 @@ static void test_qe_model(void) {
      * in the batch (at this size; larger matmuls are checked with the model) */
     tsr_ctx_reset(&c);
     c.grad_enabled = false;
+    c.be = &tsr_backend_cpu_fixed;
     tsr_tensor *one = tsr_new(&c, TSR_I32, TSR_DIMS(1, 7));
     memcpy(one->data, (const int32_t *)te->data + 2 * 7, 7 * 4);
     tsr_tensor *l1 = tsr_ebrm_qe_logits(&c, &m, one, lens + 2);

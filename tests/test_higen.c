@@ -6,6 +6,7 @@
  * deterministic. */
 #include "testutil.h"
 #include "tessera/higen.h"
+#include "tessera/higen_train.h"
 
 #include <math.h>
 #include <string.h>
@@ -220,7 +221,48 @@ static void test_query_text(void) {
     free(a);
 }
 
+/* indexing views: the head without spans; with spans, windows of 2..Q
+ * consecutive source tokens anywhere in the text, heads too; with drop, an
+ * ordered subsequence of a window; the same seed gives the same views */
+static void test_index_view(void) {
+    int32_t src[32], out[16], out2[16];
+    for (int i = 0; i < 32; i++) src[i] = 100 + i;
+    tsr_rng r, r2;
+    tsr_rng_seed(&r, 5);
+    tsr_rng_seed(&r2, 5);
+    tsr_higen_indexing head = {.on = true}, span = {.on = true, .span = 0.5f},
+                       drop = {.on = true, .span = 1.0f, .drop = 0.5f};
+    int n = tsr_higen_index_view(&r, &head, src, 32, 16, out);
+    TU_CHECK(n == 16 && memcmp(out, src, 16 * sizeof *out) == 0, "head view: %d tokens", n);
+    n = tsr_higen_index_view(&r, &span, src, 2, 16, out);
+    TU_CHECK(n == 2 && out[0] == 100 && out[1] == 101, "a 2-token text is its own view (%d)", n);
+    int heads = 0, late = 0, lens[17] = {0};
+    for (int t = 0; t < 2000; t++) {
+        n = tsr_higen_index_view(&r, &span, src, 32, 16, out);
+        int n2 = tsr_higen_index_view(&r2, &span, src, 32, 16, out2);
+        TU_CHECK(n == n2 && memcmp(out, out2, (size_t)n * sizeof *out) == 0, "views differ for one seed (try %d)", t);
+        TU_CHECK(n >= 2 && n <= 16, "window length %d", n);
+        bool consecutive = out[0] >= 100 && out[n - 1] <= 131;
+        for (int i = 1; i < n; i++) consecutive = consecutive && out[i] == out[i - 1] + 1;
+        TU_CHECK(consecutive, "window not consecutive source tokens (try %d)", t);
+        heads += n == 16 && out[0] == 100;
+        late += out[n - 1] == 131;
+        lens[n]++;
+    }
+    TU_CHECK(heads > 800 && heads < 1200, "heads: %d of 2000 (span 0.5 plus windows that are the head)", heads);
+    TU_CHECK(late > 0 && lens[2] > 0 && lens[15] > 0, "windows reach the end (%d) and every length (%d, %d)", late,
+             lens[2], lens[15]);
+    for (int t = 0; t < 500; t++) {
+        n = tsr_higen_index_view(&r, &drop, src, 32, 16, out);
+        TU_CHECK(n >= 1 && n <= 16, "dropped window length %d", n);
+        bool ordered = out[0] >= 100 && out[n - 1] <= 131 && out[n - 1] - out[0] < 16;
+        for (int i = 1; i < n; i++) ordered = ordered && out[i] > out[i - 1];
+        TU_CHECK(ordered, "dropped window not an ordered subsequence of one window (try %d)", t);
+    }
+}
+
 int main(void) {
+    test_index_view();
     test_query_text();
     test_loss_ref();
     test_docids();

@@ -4,6 +4,7 @@
  * <= 7 terms); gradcheck eps 1e-2, atol 1e-3, rtol 1e-2 (matmul is bilinear,
  * so central differences are exact up to f32 rounding of the loss). */
 #include "testutil.h"
+#include "tessera/cpu.h"
 #include "tessera/ops.h"
 
 #include <string.h>
@@ -31,6 +32,41 @@ int main(void) {
         tsr_matmul_ref(r, a, b, M, N, K, ta, tb);
         tu_close("matmul sgemm vs ref", o, r, M * N, 1e-4, 1e-4);
         free(a), free(b), free(o), free(r);
+    }
+    /* the fixed-order backend: close to the naive twin, and a row's result
+     * is bit-identical whatever M, the row's position and the thread count
+     * (sizes past one 64x64 tile and 8-row block, with edges) */
+    for (int t = 0; t < 4; t++) {
+        bool ta = t & 1, tb = t >> 1;
+        int M = 45, N = 150, K = 140;
+        float *a = malloc(4 * M * K), *b = malloc(4 * K * N), *o = malloc(4 * M * N), *r = malloc(4 * M * N);
+        float *a1 = malloc(4 * K), *o1 = malloc(4 * N);
+        tu_randn(a, M * K, 5, 1);
+        tu_randn(b, K * N, 6, 1);
+        tsr_matmul_fwd(&tsr_backend_cpu_fixed, o, a, b, M, N, K, ta, tb, 0.0f);
+        tsr_matmul_ref(r, a, b, M, N, K, ta, tb);
+        tu_close("matmul fixed vs ref", o, r, M * N, 1e-4, 1e-4);
+        bool same = true;
+        for (int i = 0; i < M; i += 4) {
+            for (int k = 0; k < K; k++) a1[k] = ta ? a[(int64_t)k * M + i] : a[(int64_t)i * K + k];
+            tsr_matmul_fwd(&tsr_backend_cpu_fixed, o1, a1, b, 1, N, K, ta, tb, 0.0f);
+            same &= memcmp(o1, o + (int64_t)i * N, 4 * (size_t)N) == 0;
+        }
+        TU_CHECK(same, "fixed sgemm: a row alone == the same row inside M=%d, bit for bit (ta %d tb %d)", M, ta, tb);
+        tsr_threads_set(1);
+        tsr_matmul_fwd(&tsr_backend_cpu_fixed, r, a, b, M, N, K, ta, tb, 0.0f);
+        tsr_threads_set(0);
+        TU_CHECK(memcmp(o, r, 4 * (size_t)M * N) == 0, "fixed sgemm: 1 thread == all threads, bit for bit");
+        /* ISO C: no level contracts to FMA, so every level gives the same bits */
+        int best = tsr_cpu_level();
+        for (int lv = 0; lv <= tsr_cpu_best_level(); lv++) {
+            tsr_cpu_set_level(lv);
+            tsr_matmul_fwd(&tsr_backend_cpu_fixed, r, a, b, M, N, K, ta, tb, 0.0f);
+            TU_CHECK(memcmp(o, r, 4 * (size_t)M * N) == 0, "fixed sgemm: level %s == level %s, bit for bit",
+                     tsr_cpu_level_name(lv), tsr_cpu_level_name(best));
+        }
+        tsr_cpu_set_level(best);
+        free(a), free(b), free(o), free(r), free(a1), free(o1);
     }
     /* gradcheck: batched with each transpose, and a shared 2-D b */
     for (int t = 0; t < 4; t++) {

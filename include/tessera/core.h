@@ -164,6 +164,10 @@ typedef struct {
 } tsr_backend;
 
 extern const tsr_backend tsr_backend_cpu;
+/* the same product with a fixed reduction order per element (k ascending,
+ * one float sum): a row's result is independent of M, of its position and
+ * of the thread count; slower than OpenBLAS */
+extern const tsr_backend tsr_backend_cpu_fixed;
 
 /* -------------------------------------------------------------------- rng */
 

@@ -11,12 +11,32 @@
  * negatives on the train pairs; eval: InfoNCE on up to 1,024 valid pairs. */
 tsr_status tsr_higen_train_encoder(tsr_higen_data *d, tsr_benc *m, float tau, int batch,
                                    const tsr_train_opts *o, tsr_train_result *res);
+/* DSI's indexing task: one example per catalog item, its text -> its
+ * docID. Each time an item is drawn, with probability span it shows a
+ * random contiguous window of its first TSR_HIGEN_TI text tokens (2 up to
+ * max_query tokens long) instead of its head, and then each token is
+ * dropped with probability drop (one always stays): many partial views of
+ * one item, as NCI's and DSI-QG's document-as-query examples, so that a
+ * query naming only some of an item's words still leads to its docID. */
+typedef struct {
+    bool on;
+    float span; /* 0: always the head (the first max_query tokens) */
+    float drop;
+} tsr_higen_indexing;
+
+/* One indexing view of an item's tokens src[0..len) into out: the first
+ * min(len, Q) tokens, or (with probability ix->span, when len > 2 and
+ * Q >= 2) a window of 2..min(len, Q) consecutive tokens at a random place,
+ * each then dropped with probability ix->drop (at least one stays).
+ * Returns the number of tokens written (1..Q). Randomness: rng. */
+int tsr_higen_index_view(tsr_rng *rng, const tsr_higen_indexing *ix, const int32_t *src, int len, int Q,
+                         int32_t *out);
+
 /* The generator on the train pairs (query -> docID of a relevant item),
- * plus, when indexing, one example per catalog item (its text's first
- * tokens -> its docID, DSI's indexing task); eval: the loss on up to 1,024
- * valid pairs. */
+ * plus the indexing examples (ix->on); eval: the loss on up to 1,024 valid
+ * pairs (no indexing examples). */
 tsr_status tsr_higen_train_generator(tsr_higen_data *d, tsr_higen_gen *g, const tsr_higen_trie *t,
-                                     const tsr_higen_loss_opts *lo, int batch, bool indexing,
+                                     const tsr_higen_loss_opts *lo, int batch, const tsr_higen_indexing *ix,
                                      const tsr_train_opts *o, tsr_train_result *res);
 
 #endif

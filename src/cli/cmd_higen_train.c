@@ -22,7 +22,8 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     tsr_higen_gen_cfg gc = {.dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 256,
                             .max_query = 16};
     float tau = 0.05f, pos_decay = 0.5f, sibling = 0.5f;
-    bool no_indexing = false;
+    bool no_indexing = false, no_profile = false;
+    float index_span = 0.f, index_drop = 0.f;
     tsr_train_opts def = tsr_train_default_opts();
     def.steps = 400;
     def.lr = 1e-3f;
@@ -49,6 +50,11 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         {"pos-decay", ARG_FLOAT, &pos_decay, "X", "generator: w_p = 1 - decay * p / depth", NULL},
         {"sibling", ARG_FLOAT, &sibling, "X", "generator: weight of the sibling cross-entropy", NULL},
         {"no-indexing", ARG_BOOL, &no_indexing, NULL, "generator: no item-text -> docID examples", NULL},
+        {"no-profile", ARG_BOOL, &no_profile, NULL, "personalised catalog: the queries without the user's profile "
+                                                   "(to measure its share; evaluate with a queries file without users)", NULL},
+        {"index-span", ARG_FLOAT, &index_span, "P", "generator: chance that an indexing example shows a random "
+                                                     "window of the item's text instead of its head", NULL},
+        {"index-drop", ARG_FLOAT, &index_drop, "P", "generator: chance to drop each token of such a window", NULL},
     };
     int rc = cli_train_parse(prog,
                              "Train the item/query encoder (InfoNCE, in-batch + BM25 hard negatives) or a docID "
@@ -73,6 +79,8 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         (rc = cli_check_int(prog, "hidden", ec.hidden_dim, 8, 8192)) != CLI_OK || (rc = cli_check_int(prog, "vocab", ec.vocab, 300, 65536)) != CLI_OK ||
         (rc = cli_check_int(prog, "eff-hidden", ec.eff_hidden, 0, 1024)) != CLI_OK || (rc = cli_check_float(prog, "tau", tau, 1e-3, 10)) != CLI_OK ||
         (rc = cli_check_float(prog, "pos-decay", pos_decay, 0, 1)) != CLI_OK || (rc = cli_check_float(prog, "sibling", sibling, 0, 100)) != CLI_OK ||
+        (rc = cli_check_float(prog, "index-span", index_span, 0, 1)) != CLI_OK ||
+        (rc = cli_check_float(prog, "index-drop", index_drop, 0, 0.95)) != CLI_OK ||
         (rc = cli_check_int(prog, "batch", t.batch, 2, 4096)) != CLI_OK)
         return rc;
     ec.n_kv_heads = ec.n_heads;
@@ -104,6 +112,9 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         tsr_catalog_free(&cat);
         return cli_fail(st, MODEL_HINT);
     }
+    if (no_profile) /* the query tokens of the plain query text, as a query without a user reads */
+        for (int32_t q = 0; q < d.qs.n; q++)
+            d.q_len[q] = tsr_higen_encode(&d.bpe, d.qs.q[q].text, d.q_tok + (size_t)q * d.tq, d.tq);
     if (!t.quiet)
         fprintf(stderr, "data: %d tokens, %lld train / %lld valid pairs (%.1f s)\n", d.bpe.vocab_size,
                 (long long)d.n_pairs[TSR_SPLIT_TRAIN], (long long)d.n_pairs[TSR_SPLIT_VALID], tsr_time() - t0);
@@ -139,7 +150,8 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
                 tsr_higen_gen_init_weights(&g, t.o.seed);
                 tsr_higen_loss_opts lo = {.pos_decay = pos_decay, .sibling = sibling};
                 cli_train_begin(&t);
-                st = tsr_higen_train_generator(&d, &g, &ix.trie, &lo, t.batch, !no_indexing, &t.o, &res);
+                tsr_higen_indexing io = {.on = !no_indexing, .span = index_span, .drop = index_drop};
+                st = tsr_higen_train_generator(&d, &g, &ix.trie, &lo, t.batch, &io, &t.o, &res);
                 cli_train_end(&t, &res);
                 tsr_higen_gen_free(&g);
             }

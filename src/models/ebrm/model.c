@@ -29,6 +29,9 @@ tsr_status tsr_ebrm_model_init(tsr_ebrm_model *m, const tsr_benc_cfg *cfg, int k
         m->theta = tsr_param_new(&m->qe.params, "agg.theta", TSR_PARAM_NO_DECAY, 1, TSR_SHAPE(TSR_EBRM_THETA));
     tsr_ctx_init(&m->ctx, 1 << 24);
     m->ctx.grad_enabled = false;
+    /* the QE cache promises scores bit-identical to uncached scoring, so a
+     * pair's logits must not depend on the rows beside it in a block */
+    if (kind == TSR_EBRM_KIND_EBRM) m->ctx.be = &tsr_backend_cpu_fixed;
     return tsr_ok();
 }
 
@@ -183,9 +186,10 @@ tsr_tensor *tsr_ebrm_pairs_tensor(tsr_ctx *c, const tsr_ebrm_model *m, const int
 /* Logits of n pairs sharing query q. Pairs are grouped by length, and
  * every forward is a block of exactly PAIR_BLOCK pairs of one length (the
  * last block padded with copies of its last pair): the matmul shapes then
- * depend only on the length, so a pair's logits never depend on which
- * other pairs share the call (BLAS picks kernels by shape; the cache needs
- * bit identity, which the test checks). */
+ * depend only on the length. With the EBRM model's fixed-order backend a
+ * pair's logits then never depend on which other pairs share the call (the
+ * cache needs bit identity, which the test checks); the blocks keep the
+ * cross-encoder's OpenBLAS products the same shape from call to call. */
 #define PAIR_BLOCK 16
 static void pairs_logits(tsr_ebrm_model *m, const int32_t *q, int qn, const int32_t *const *b, const int *blen,
                          int n, float *out) {

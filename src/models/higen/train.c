@@ -136,9 +136,26 @@ typedef struct {
     tsr_higen_gen *g;
     const tsr_higen_trie *t;
     tsr_higen_loss_opts lo;
+    tsr_higen_indexing ix;
     int batch;
     int64_t n_pairs; /* train pairs; ids beyond are indexing examples */
 } gen_run;
+
+int tsr_higen_index_view(tsr_rng *rng, const tsr_higen_indexing *ix, const int32_t *src, int len, int Q,
+                         int32_t *out) {
+    if (ix->span <= 0 || len <= 2 || Q < 2 || tsr_rng_uniform(rng) >= ix->span) {
+        int n = len < Q ? len : Q;
+        memcpy(out, src, (size_t)n * sizeof *out);
+        return n;
+    }
+    int maxw = len < Q ? len : Q;
+    int w = 2 + (int)tsr_rng_below(rng, (uint32_t)(maxw - 1)); /* 2..maxw */
+    int at = (int)tsr_rng_below(rng, (uint32_t)(len - w + 1)), n = 0;
+    for (int i = 0; i < w; i++)
+        if (ix->drop <= 0 || tsr_rng_uniform(rng) >= ix->drop) out[n++] = src[at + i];
+    if (n == 0) out[n++] = src[at + (int)tsr_rng_below(rng, (uint32_t)w)];
+    return n;
+}
 
 static tsr_tensor *gen_batch_loss(tsr_ctx *c, gen_run *r, int sp, const int32_t *ids, int64_t B) {
     tsr_higen_data *d = r->d;
@@ -148,21 +165,17 @@ static tsr_tensor *gen_batch_loss(tsr_ctx *c, gen_run *r, int sp, const int32_t 
     TSR_ASSERT(qt && ql && items);
     for (int64_t b = 0; b < B; b++) {
         int64_t id = ids[b];
-        const int32_t *src;
-        int len;
         if (sp != TSR_SPLIT_TRAIN || id < r->n_pairs) {
             int32_t q = d->pair_q[sp][id];
             items[b] = d->pair_pos[sp][id];
-            src = d->q_tok + (size_t)q * tq;
-            len = d->q_len[q];
-        } else { /* indexing: the item's own text */
+            int len = d->q_len[q] < Q ? d->q_len[q] : Q;
+            memcpy(qt + (size_t)b * Q, d->q_tok + (size_t)q * tq, (size_t)len * sizeof *qt);
+            ql[b] = len;
+        } else { /* indexing: a view of the item's own text */
             items[b] = (int32_t)(id - r->n_pairs);
-            src = d->item_tok[0] + (size_t)items[b] * d->ti;
-            len = d->item_len[0][items[b]];
+            ql[b] = tsr_higen_index_view(&c->rng, &r->ix, d->item_tok[0] + (size_t)items[b] * d->ti, d->item_len[0][items[b]], Q,
+                               qt + (size_t)b * Q);
         }
-        if (len > Q) len = Q;
-        memcpy(qt + (size_t)b * Q, src, (size_t)len * sizeof *qt);
-        ql[b] = len;
     }
     tsr_tensor *l = tsr_higen_gen_loss(c, r->g, r->t, qt, ql, items, (int)B, &r->lo);
     free(qt);
@@ -209,21 +222,25 @@ static tsr_status gen_save(void *ud, const char *path, const char *const *meta, 
 }
 
 tsr_status tsr_higen_train_generator(tsr_higen_data *d, tsr_higen_gen *g, const tsr_higen_trie *t,
-                                     const tsr_higen_loss_opts *lo, int batch, bool indexing,
+                                     const tsr_higen_loss_opts *lo, int batch, const tsr_higen_indexing *ixo,
                                      const tsr_train_opts *o, tsr_train_result *res) {
-    gen_run r = {.d = d, .g = g, .t = t, .lo = *lo, .batch = batch, .n_pairs = d->n_pairs[TSR_SPLIT_TRAIN]};
-    char gb[9 * 16], bs[16], pd[32], sb[32], ix[8], np[24];
-    const char *cfg[18 + 10 + 1];
+    gen_run r = {.d = d, .g = g, .t = t, .lo = *lo, .ix = *ixo, .batch = batch,
+                 .n_pairs = d->n_pairs[TSR_SPLIT_TRAIN]};
+    bool indexing = ixo->on;
+    char gb[9 * 16], bs[16], pd[32], sb[32], ix[8], np[24], span[32], drop[32];
+    const char *cfg[18 + 14 + 1];
     tsr_higen_gen_config_kv(&g->cfg, cfg, gb);
     snprintf(bs, sizeof bs, "%d", batch);
     snprintf(pd, sizeof pd, "%g", (double)lo->pos_decay);
     snprintf(sb, sizeof sb, "%g", (double)lo->sibling);
     snprintf(ix, sizeof ix, "%d", indexing);
     snprintf(np, sizeof np, "%lld", (long long)r.n_pairs);
-    const char *extra[10] = {"train.batch", bs, "loss.pos_decay", pd, "loss.sibling", sb, "data.indexing", ix,
-                             "data.pairs", np};
+    snprintf(span, sizeof span, "%g", (double)ixo->span);
+    snprintf(drop, sizeof drop, "%g", (double)ixo->drop);
+    const char *extra[14] = {"train.batch", bs, "loss.pos_decay", pd, "loss.sibling", sb, "data.indexing", ix,
+                             "data.pairs", np, "data.index_span", span, "data.index_drop", drop};
     memcpy(cfg + 18, extra, sizeof extra);
-    cfg[28] = NULL;
+    cfg[32] = NULL;
     tsr_train_family f = {.name = "higen generator", .params = &g->params, .config = cfg,
                           .n_items = r.n_pairs + (indexing ? t->n_items : 0), .batch = batch, .unit = "ex",
                           .arena_bytes = (size_t)256 << 20, .ud = &r, .step = gen_step, .eval = gen_eval,

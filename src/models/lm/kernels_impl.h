@@ -49,6 +49,12 @@
 #endif
 
 #define AI static inline __attribute__((always_inline))
+#ifndef BF_RB
+#define BF_RB 3
+#endif
+#ifndef BF_TB
+#define BF_TB 3
+#endif
 
 #ifdef LM_AVX2
 AI float hsum8(__m256 v) {
@@ -284,6 +290,107 @@ AI void bf16_block(float *out, size_t ldo, const void *xp, size_t ldx, const uin
 #endif
 }
 
+#if defined(LM_AVX2) && !defined(LM_BF16)
+/* Prefill with 256-bit FMA: the lanes 0-7 (the first 16 columns of every
+ * 32) and 8-15 of bf16_block are independent sums, so one pass each over
+ * the row lets an R x T block keep one accumulator per dot product in
+ * registers, every weight vector converted once for T tokens. Each lane
+ * adds the same products in the same order as bf16_block. */
+/* acc[r][t] += the products of one 16-column half of a 32-column chunk:
+ * w[r] the rows' 16 bf16, x the tokens' odd and even planes of that half.
+ * The odd products of every row first, then the even ones: each
+ * accumulator still takes its odd product before its even one, and the
+ * activation vectors of the T tokens stay in registers for all rows. */
+AI void bf16_half(__m256 acc[BF_RB][BF_TB], const uint16_t *const *w, const float *x, size_t ldx, const int R,
+                  const int T) {
+    const __m256i mhi = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 xv[BF_TB];
+    for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps(x + (size_t)t * ldx);
+    for (int r = 0; r < R; r++) {
+        __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(_mm256_loadu_si256((const __m256i *)w[r]), mhi));
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(wo, xv[t], acc[r][t]);
+    }
+    for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps(x + (size_t)t * ldx + 8);
+    for (int r = 0; r < R; r++) {
+        __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)w[r]), 16));
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(we, xv[t], acc[r][t]);
+    }
+}
+
+AI void bf16_pass(__m256 acc[BF_RB][BF_TB], const uint16_t *w, size_t ldw, const float *x, size_t ldx, int k,
+                  const int h, const int R, const int T) {
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    const uint16_t *wp[BF_RB];
+    int j = 0;
+    for (; j + 32 <= k; j += 32) {
+        for (int r = 0; r < R; r++) wp[r] = w + (size_t)r * ldw + j + 16 * h;
+        bf16_half(acc, wp, x + j + 16 * h, ldx, R, T);
+    }
+    if (j < k) {
+        /* the last chunk zero-padded, as bf16_chunk gives it */
+        uint16_t tmp[BF_RB][32];
+        for (int r = 0; r < R; r++) {
+            memset(tmp[r], 0, sizeof tmp[r]);
+            memcpy(tmp[r], w + (size_t)r * ldw + j, sizeof(uint16_t) * (size_t)(k - j));
+            wp[r] = tmp[r] + 16 * h;
+        }
+        bf16_half(acc, wp, x + j + 16 * h, ldx, R, T);
+    }
+}
+
+AI void bf16_tile(float *out, size_t ldo, const float *x, size_t ldx, const uint16_t *w, size_t ldw, int k,
+                  const int R, const int T) {
+    __m256 lo[BF_RB][BF_TB], hi[BF_RB][BF_TB];
+    bf16_pass(lo, w, ldw, x, ldx, k, 0, R, T);
+    bf16_pass(hi, w, ldw, x, ldx, k, 1, R, T);
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum8(_mm256_add_ps(lo[r][t], hi[r][t]));
+}
+
+/* rows r0..r0+R-1 for all n tokens, T tokens at a time */
+AI void bf16_rows(float *out, size_t ldo, const float *x, size_t ldx, const uint16_t *w, size_t ldw, int k, int n,
+                  const int R) {
+    int t = 0;
+    for (; t + BF_TB <= n; t += BF_TB)
+        bf16_tile(out + (size_t)t * ldo, ldo, x + (size_t)t * ldx, ldx, w, ldw, k, R, BF_TB);
+    switch (n - t) {
+#if BF_TB > 3
+    case 3: bf16_tile(out + (size_t)t * ldo, ldo, x + (size_t)t * ldx, ldx, w, ldw, k, R, 3); break;
+#endif
+#if BF_TB > 2
+    case 2: bf16_tile(out + (size_t)t * ldo, ldo, x + (size_t)t * ldx, ldx, w, ldw, k, R, 2); break;
+#endif
+    case 1: bf16_tile(out + (size_t)t * ldo, ldo, x + (size_t)t * ldx, ldx, w, ldw, k, R, 1); break;
+    default: break;
+    }
+}
+
+static void bf16_prefill(float *out, size_t ldo, const mm_args *a, int rows, int n) {
+    const int k = a->k;
+    const size_t ldw = (size_t)k;
+    const uint16_t *w = a->w->data;
+    const float *x = a->x;
+    const int nrb = (rows + BF_RB - 1) / BF_RB;
+    const double work = (double)rows * k * n;
+#pragma omp parallel for schedule(static) if (work > 65536.0)
+    for (int rb = 0; rb < nrb; rb++) {
+        int r0 = rb * BF_RB, R = rows - r0 < BF_RB ? rows - r0 : BF_RB;
+        const uint16_t *wr = w + (size_t)r0 * ldw;
+        switch (R) {
+        case BF_RB: bf16_rows(out + r0, ldo, x, a->ldx, wr, ldw, k, n, BF_RB); break;
+#if BF_RB > 3
+        case 3: bf16_rows(out + r0, ldo, x, a->ldx, wr, ldw, k, n, 3); break;
+#endif
+#if BF_RB > 2
+        case 2: bf16_rows(out + r0, ldo, x, a->ldx, wr, ldw, k, n, 2); break;
+#endif
+        default: bf16_rows(out + r0, ldo, x, a->ldx, wr, ldw, k, n, 1); break;
+        }
+    }
+}
+#endif
+
 /* ---- Q8 */
 
 /* scale of the group holding lanes 0-7 and 8-15 of 64-column chunk c */
@@ -460,7 +567,7 @@ AI void any_block(const int type, float *out, size_t ldo, const mm_args *a, int 
 #endif
 #else
 #define SMALL_REGS(type) ((type) != TSR_LM_W_F32)
-#define TMAX(type) ((type) == TSR_LM_W_Q8 ? 4 : 2)
+#define TMAX(type) ((type) == TSR_LM_W_Q8 ? 4 : 3)
 #endif
 
 /* rows r0..r0+R-1 for all n tokens; R constant after inlining */
@@ -468,6 +575,8 @@ AI void row_block(const int type, float *out, size_t ldo, const mm_args *a, int 
     int t = 0;
     if (TMAX(type) >= 4)
         for (; t + 4 <= n; t += 4) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 4);
+    if (TMAX(type) == 3)
+        for (; t + 3 <= n; t += 3) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 3);
     for (; t + 2 <= n; t += 2) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 2);
     if (t < n) any_block(type, out + (size_t)t * ldo, ldo, a, r0, t, R, 1);
 }
@@ -507,6 +616,12 @@ AI void drive(const int type, float *out, int ldo, const mm_args *a, int rows, i
      * loads per 16 dot instructions) reuse each loaded weight and
      * activation vector. Each block's weights stay in L1 while all n
      * tokens pass. */
+#if defined(LM_AVX2) && !defined(LM_BF16)
+    if (type == TSR_LM_W_BF16) {
+        bf16_prefill(out, (size_t)ldo, a, rows, n);
+        return;
+    }
+#endif
     const int small = SMALL_REGS(type);
     const int RB = small ? (n == 1 ? 4 : 2) : (n == 1 ? 8 : 4);
     const int nrb = (rows + RB - 1) / RB;
