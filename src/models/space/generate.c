@@ -139,20 +139,34 @@ tsr_status tsr_space_generate(const tsr_lm_model *m, const int *prompt, int n_pr
     t0 = tsr_time();
     int cnt = 0, n_ctx = n_prompt, avail = 0;
     bool explored = false;
+    /* forwards between explorations: doubled each time one leaves plain
+     * steps the better choice, back to the first interval when drafting
+     * wins, so a text on which no draft pays costs a few explorations, not
+     * one in every 16 forwards */
+    int64_t explore_gap = 32, explore_at = 32;
     out[cnt++] = tok;
     while (cnt < max_new && tok != o->stop_token && n_ctx < c.max_len) {
         int mk = o->k;
         if (mk == 0) {
             /* plain steps (mk 0) when no draft pays for its rows; then
-             * every 16th step drafts anyway, and the next one verifies,
-             * so the acceptance estimates keep up with the text */
+             * an exploration step drafts anyway, and the next one
+             * verifies, so the acceptance estimates keep up with the text */
             double best = 1.0 / cost[1];
             for (int k = 1; k <= kmax; k++) {
                 double r = rate(st, k, cost, cost_n);
                 if (r > best) best = r, mk = k;
             }
-            if (mk == 0 && (st->d.forwards % 16 == 0 || (explored && avail > 0))) mk = 1;
-            explored = mk == 1 && st->d.forwards % 16 == 0 && avail == 0;
+            if (mk > 0) {
+                explore_gap = 32;
+                explore_at = st->d.forwards + explore_gap;
+            }
+            const bool due = mk == 0 && st->d.forwards >= explore_at && avail == 0;
+            if (due) {
+                explore_gap = explore_gap < 1024 ? 2 * explore_gap : explore_gap;
+                explore_at = st->d.forwards + explore_gap;
+            }
+            if (mk == 0 && (due || (explored && avail > 0))) mk = 1;
+            explored = due;
         }
         /* every row of the forward needs a cache slot until compaction;
          * candidates past what may still be emitted are useless */
