@@ -67,6 +67,25 @@ if [ "$GDAL" = 1 ] && [ -r "$WC" ]; then
     grep -q '"positive"' "$T/out" && ok || bad "WorldCover prompts"
     # a georeferenced image on the island (UTM 32N) from the PNG, via gdal-free means: the mask GeoTIFF writer
     expect 1 "absent" "$BIN" apt prompts --landcover "$WC" --bbox 8.5,2.5,8.9,2.9 --max-side 200 --out "$T/wc2.png"
+    # a georeferenced image GeoTIFF: the PNG above placed at 2 m on São Tomé
+    # (UTM 32N, around 6.629E 0.396N, where the tile has cropland), segmented
+    # against the tile (EPSG:4326) and against the tile warped to UTM; the
+    # mask must carry the image's CRS and geotransform
+    if command -v gdal_translate > /dev/null && command -v gdalwarp > /dev/null && command -v gdalinfo > /dev/null; then
+        gdal_translate -q -of GTiff -a_srs EPSG:32632 -a_ullr 235956 43937 236276 43697 "$T/img.png" "$T/img.tif"
+        gdalwarp -q -t_srs EPSG:32632 -tr 10 10 -te 235800 43600 236400 44000 -r near "$WC" "$T/lc_utm.tif"
+        for lc in "$WC" "$T/lc_utm.tif"; do
+            rm -f "$T/gm.tif"
+            expect 0 "" "$BIN" apt segment --image "$T/img.tif" --landcover "$lc" --model $FIX --out "$T/gm.tif" --overlay "$T/gov.png" --points 3 --iterations 1 --min-area 50 --json
+            grep -q '"georeferenced": true' "$T/out" && ok || bad "segment on a GeoTIFF: not georeferenced"
+            gdalinfo "$T/gm.tif" > "$T/gi" 2>&1
+            grep -q 'Size is 160, 120' "$T/gi" && grep -q 'Origin = (235956.0*,43937.0*)' "$T/gi" &&
+                grep -q 'Pixel Size = (2.0*,-2.0*)' "$T/gi" && grep -q 'ID\["EPSG",32632\]\]' "$T/gi" && ok ||
+                { bad "mask GeoTIFF lost the image's georeferencing ($lc)"; cat "$T/gi" >&2; }
+        done
+    else
+        echo "e2e_apt: gdal_translate/gdalwarp/gdalinfo absent: GeoTIFF segment case skipped"
+    fi
     printf 'II*\0garbage-not-a-tiff' > "$T/bad.tif"
     expect 1 "" "$BIN" apt segment --image "$T/bad.tif" --landcover "$WC" --model $FIX --out "$T/m6.tif"
     [ ! -e "$T/m6.tif" ] && ok || bad "a failed segment left a GeoTIFF"

@@ -297,7 +297,8 @@ static void json_metrics(const char *prefix, const tsr_apt_metrics *m) {
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
     tsr_apt_eval_opts o = tsr_apt_default_eval_opts();
-    const char *mode_s = "grid", *model = SHIPPED, *sup = "models/apt_small_supervised.safetensors", *ft = "none";
+    const char *mode_s = "grid", *model = SHIPPED, *sup = "models/apt_small_supervised.safetensors",
+               *ft = "models/apt_small_finetuned.safetensors";
     int min_area = o.min_area;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
@@ -309,7 +310,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"min-area", ARG_INT, &min_area, "PX", "post-processing area (default 200: vehicles, not fields)", NULL},
         {"model", ARG_STR, &model, "PATH", "promptable segmenter (default: shipped " SHIPPED ")", NULL},
         {"supervised", ARG_STR, &sup, "PATH", "supervised baseline ('none' to skip)", NULL},
-        {"finetuned", ARG_STR, &ft, "PATH", "fine-tuned baseline (default none: none is shipped)", NULL},
+        {"finetuned", ARG_STR, &ft, "PATH", "fine-tuned baseline ('none' to skip)", NULL},
         {"data", ARG_STR, &o.dir, "DIR", "iSAID folder of the held-out images", NULL},
         {"images", ARG_STR, &o.images, "A,B", "held-out image names (default P0003,P0004)", NULL},
         CLI_COMMON_SEED(&cm), CLI_COMMON_THREADS(&cm), CLI_COMMON_JSON(&cm),

@@ -438,6 +438,20 @@ void tsr_sam_free(tsr_sam *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* the nn.Embedding tables (N(0, 1) as in PyTorch): prompt point and mask
+ * embeddings and the decoder's output tokens. Matching "embed" or "token"
+ * anywhere in the name would also catch the patch-embedding convolutions
+ * and the decoder's cross_attn_token_to_image projections, whose N(0, 1)
+ * start saturates the attention softmax and stalls training. */
+static bool is_embedding(const char *n) {
+    static const char *const k[] = {"prompt_encoder.point_embeddings.", "prompt_encoder.not_a_point_embed.",
+                                    "prompt_encoder.no_mask_embed.", "mask_decoder.iou_token.",
+                                    "mask_decoder.mask_tokens."};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (strncmp(n, k[i], strlen(k[i])) == 0) return true;
+    return false;
+}
+
 void tsr_sam_init_weights(tsr_sam *m, uint64_t seed) {
     tsr_rng r;
     tsr_rng_seed(&r, seed);
@@ -451,12 +465,14 @@ void tsr_sam_init_weights(tsr_sam *m, uint64_t seed) {
                  strstr(n, "neck.1") || strstr(n, "neck.3") || strstr(n, "downscaling.1") ||
                  strstr(n, "downscaling.4") || strstr(n, "upscaling.1"))
             continue; /* norms and BN keep 1 / 0 (BN var 1) */
-        else if (is_w && t->ndim >= 2 && !strstr(n, "embed") && !strstr(n, "token")) {
+        else if (is_embedding(n)) {
+            tsr_init_normal(t, &r, 1.0f);
+        } else if (strstr(n, "pos_embed")) {
+            tsr_init_normal(t, &r, 0.02f);
+        } else if (is_w && t->ndim >= 2) {
             int64_t fan_in = t->numel / t->shape[0];
             if (strstr(n, "upscaling")) fan_in = t->numel / t->shape[1];
             tsr_init_normal(t, &r, sqrtf(1.0f / (float)fan_in));
-        } else if (strstr(n, "embed") || strstr(n, "token")) {
-            tsr_init_normal(t, &r, strstr(n, "pos_embed") ? 0.02f : 1.0f);
         }
         /* biases, rel_pos and attention biases start at 0 */
     }
