@@ -97,5 +97,21 @@ fi
 printf '{"format": "tessera-narformer-latency", "version": 1}\n{"family": 3}\n' > "$TMP/badset.jsonl"
 "$BIN" narformer eval --task latency --data "$TMP/badset.jsonl" --method flops >/dev/null 2>"$TMP/err2.txt"
 [ $? -eq 1 ] && grep -q 'badset.jsonl:2' "$TMP/err2.txt" && ok || bad "a malformed data set line is not named"
+# export: a generated network as ONNX, read back by tokenize with the same counts
+"$BIN" narformer export --family efficientnet --net-seed 3 --out "$TMP/eff.onnx" --json > "$TMP/ex.json"
+[ $? -eq 0 ] && [ -s "$TMP/eff.onnx" ] && ok || bad "export failed"
+"$BIN" narformer tokenize "$TMP/eff.onnx" --json > "$TMP/ex_tok.json"
+if [ $? -eq 0 ]; then
+    for k in n_tokens gflops gparams gmem; do
+        a=$(grep -o "\"$k\": [0-9.]*" "$TMP/ex.json"); b=$(grep -o "\"$k\": [0-9.]*" "$TMP/ex_tok.json" | head -1)
+        [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "export vs tokenize: $a vs $b"
+    done
+else
+    bad "tokenize of an exported network failed"
+fi
+"$BIN" narformer export --family nope --out "$TMP/n.onnx" >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "export of an unknown family is not a usage error"
+"$BIN" narformer export --family vgg --out /dev/null >/dev/null 2>&1
+[ $? -eq 1 ] && ok || bad "export to a device file is not refused"
 echo "e2e_narformer: $pass passed, $fails failed"
 [ $fails -eq 0 ]

@@ -234,6 +234,78 @@ static void test_endpoint(void) {
     remove(path);
 }
 
+/* every family exports to ONNX and reads back (tsr_onnx_parse +
+ * tsr_nf_graph_from_onnx) to the same graph: nodes, attributes, shapes,
+ * edges, FLOPs, parameters and memory; with and without weight data */
+static void test_onnx_export(void) {
+    int checked = 0;
+    for (int f = 0; f < TSR_NF_FAMILIES; f++)
+        for (uint64_t seed = 0; seed < 4; seed++) {
+            tsr_nf_graph g, h;
+            tsr_status st = tsr_nf_netgen(&g, f, seed);
+            TU_CHECK(!st.code, "netgen %s/%llu", tsr_nf_family_name(f), (unsigned long long)seed);
+            if (st.code) continue;
+            bool weights = seed == 1;
+            uint8_t *buf = NULL, *buf2 = NULL;
+            size_t n = 0, n2 = 0;
+            st = tsr_nf_graph_to_onnx(&g, weights, seed, &buf, &n);
+            TU_CHECK(!st.code && n > 0, "export %s/%llu: %s", tsr_nf_family_name(f), (unsigned long long)seed, st.msg);
+            tsr_nf_graph_to_onnx(&g, weights, seed, &buf2, &n2);
+            TU_CHECK(n == n2 && buf && buf2 && !memcmp(buf, buf2, n), "export is deterministic");
+            if (weights) { /* weight data is there: 4 bytes per parameter at least */
+                TU_CHECK((double)n > 4 * g.params, "%s with weights: %zu bytes for %.0f params", tsr_nf_family_name(f), n, g.params);
+            }
+            tsr_onnx_model m;
+            st = tsr_onnx_parse(&m, buf, n);
+            TU_CHECK(!st.code, "parse exported %s: %s", tsr_nf_family_name(f), st.msg);
+            if (!st.code) {
+                TU_CHECK(m.opset == 14 && m.n_inputs == 1 && m.n_nodes == g.n - 1, "model header %s", tsr_nf_family_name(f));
+                st = tsr_nf_graph_from_onnx(&h, &m, 1);
+                TU_CHECK(!st.code, "graph from exported %s: %s", tsr_nf_family_name(f), st.msg);
+                if (!st.code) {
+                    bool same = same_graph(&g, &h);
+                    for (int i = 0; same && i < g.n; i++)
+                        same = fabs(g.nodes[i].params - h.nodes[i].params) <= 1e-6 * (1 + g.nodes[i].params) &&
+                               fabs(g.nodes[i].mem - h.nodes[i].mem) <= 1e-6 * (1 + g.nodes[i].mem);
+                    same = same && fabs(g.flops - h.flops) <= 1e-9 * g.flops && fabs(g.params - h.params) <= 1e-9 * (1 + g.params) &&
+                           fabs(g.mem - h.mem) <= 1e-9 * g.mem;
+                    for (int i = 0; !same && i < g.n && i < h.n; i++) {
+                        const tsr_nf_node *x = &g.nodes[i], *y = &h.nodes[i];
+                        if (x->op != y->op || x->n_attr != y->n_attr || x->ndim != y->ndim || x->flops != y->flops ||
+                            x->params != y->params || x->mem != y->mem) {
+                            fprintf(stderr, "  first difference at node %d: op %d/%d attrs %d/%d ndim %d/%d flops %g/%g params %g/%g mem %g/%g\n",
+                                    i, x->op, y->op, x->n_attr, y->n_attr, x->ndim, y->ndim, x->flops, y->flops, x->params,
+                                    y->params, x->mem, y->mem);
+                            break;
+                        }
+                    }
+                    TU_CHECK(same, "%s/%llu: the ONNX round trip gives the same graph (%d vs %d nodes)",
+                             tsr_nf_family_name(f), (unsigned long long)seed, g.n, h.n);
+                    checked += same;
+                    tsr_nf_graph_free(&h);
+                }
+            }
+            tsr_onnx_free(&m);
+            free(buf);
+            free(buf2);
+            tsr_nf_graph_free(&g);
+        }
+    TU_CHECK(checked == 4 * TSR_NF_FAMILIES, "%d of %d exported networks round-trip", checked, 4 * TSR_NF_FAMILIES);
+    /* a graph the exporter cannot express is refused */
+    tsr_nf_graph g;
+    tsr_nf_graph_init(&g);
+    tsr_nf_node in = {.op = TSR_NF_OP_INPUT, .ndim = 4, .shape = {1, 3, 8, 8}};
+    tsr_nf_node sm = {.op = TSR_NF_OP_SOFTMAX, .ndim = 4, .shape = {1, 3, 8, 8}};
+    tsr_nf_graph_add(&g, &in);
+    tsr_nf_graph_add(&g, &sm);
+    tsr_nf_graph_edge(&g, 0, 1);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    tsr_status st = tsr_nf_graph_to_onnx(&g, false, 0, &buf, &n);
+    TU_CHECK(st.code && !buf && strstr(st.msg, "Softmax"), "unsupported operator refused: %s", st.msg);
+    tsr_nf_graph_free(&g);
+}
+
 int main(void) {
     tsr_threads_set(1);
     tsr_nf_latset s;
@@ -242,5 +314,6 @@ int main(void) {
     test_baselines(&s);
     tsr_nf_latset_free(&s);
     test_endpoint();
+    test_onnx_export();
     return tu_finish("narformer_latency");
 }

@@ -14,6 +14,7 @@
 #include "tessera/ops.h"
 #include "tessera/safetensors.h"
 #include "tessera/sam.h"
+#include "tessera/apt_train.h"
 
 #include <math.h>
 #include <string.h>
@@ -104,7 +105,55 @@ static void check_kind(const char *kind) {
     tsr_sam_free(&m);
 }
 
+static double sd_of(const tsr_tensor *t, double *maxabs) {
+    double s = 0, s2 = 0, mx = 0;
+    const float *v = tsr_f32(t);
+    for (int64_t i = 0; i < t->numel; i++) {
+        s += v[i];
+        s2 += (double)v[i] * v[i];
+        if (fabs(v[i]) > mx) mx = fabs(v[i]);
+    }
+    *maxabs = mx;
+    double m = s / (double)t->numel;
+    return sqrt(s2 / (double)t->numel - m * m);
+}
+
+/* from-scratch initialisation: N(0, 1) for the embedding tables only;
+ * fan-in scaling for the patch-embedding convolutions and the decoder's
+ * token-to-image attention (whose N(0, 1) start stalled training), zero
+ * biases */
+static void check_init(void) {
+    tsr_sam_cfg g = tsr_apt_small_cfg();
+    tsr_sam m;
+    tsr_status st = tsr_sam_init(&m, &g);
+    TU_CHECK(st.code == TSR_OK, "init: %s", st.msg);
+    if (st.code) return;
+    tsr_sam_init_weights(&m, 5);
+    struct { const char *name; double sd; } want[] = {
+        {"mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight", 1.0 / 8.0},
+        {"mask_decoder.transformer.final_attn_token_to_image.v_proj.weight", 1.0 / 8.0},
+        {"image_encoder.patch_embed.seq.0.c.weight", 1.0 / sqrt(27.0)},
+        {"mask_decoder.mask_tokens.weight", 1.0},
+        {"prompt_encoder.point_embeddings.1.weight", 1.0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        tsr_tensor *t = tsr_params_find(&m.params, want[i].name);
+        TU_CHECK(t != NULL, "init: %s present", want[i].name);
+        if (!t) continue;
+        double mx, sd = sd_of(t, &mx);
+        double lo = t->numel >= 200 ? 0.75 : 0.4, hi = t->numel >= 200 ? 1.25 : 1.8;
+        TU_CHECK(sd > lo * want[i].sd && sd < hi * want[i].sd, "init: %s sd %.4f, want about %.4f", want[i].name, sd,
+                 want[i].sd);
+    }
+    tsr_tensor *b = tsr_params_find(&m.params, "mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.bias");
+    double mx = 1;
+    if (b) sd_of(b, &mx);
+    TU_CHECK(b && mx == 0.0, "init: attention biases start at 0 (max |b| %g)", mx);
+    tsr_sam_free(&m);
+}
+
 int main(void) {
+    check_init();
     check_kind("tinyvit");
     check_kind("vit");
     /* a safetensors file that is not a SAM checkpoint is refused with a message */

@@ -262,6 +262,15 @@ int tsr_nf_family_parse(const char *s); /* -1 if unknown */
  * batch 1, a pure function of (family, seed) */
 tsr_status tsr_nf_netgen(tsr_nf_graph *g, int family, uint64_t seed);
 
+/* The graph as an ONNX model (onnx_export.c): opset 14, one ONNX node per
+ * graph node (Input -> graph input "input"), weights random from seed or,
+ * with weights false, dims only. tsr_nf_graph_from_onnx reads it back to
+ * the same nodes, edges, shapes and counts. *out is malloc'ed. Operators
+ * netgen does not emit are an error. */
+tsr_status tsr_nf_graph_to_onnx(const tsr_nf_graph *g, bool weights, uint64_t seed, uint8_t **out, size_t *out_len);
+/* the same, written atomically to path */
+tsr_status tsr_nf_graph_write_onnx(const tsr_nf_graph *g, bool weights, uint64_t seed, const char *path);
+
 /* the runner (measure.c): the graph executed for real on tessera's CPU ops
  * with random weights at the current thread count (tsr_threads_set) */
 typedef struct {

@@ -1061,9 +1061,58 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     return CLI_OK;
 }
 
+/* ------------------------------------------------------------ export */
+
+static int cmd_export(const char *prog, int argc, char **argv) {
+    const char *out = NULL, *family = NULL;
+    uint64_t seed = 0;
+    bool no_weights = false;
+    cli_common cm = {0, 0, false};
+    const arg_spec specs[] = {
+        {"family", ARG_STR, &family, "NAME", "network family (resnet, vgg, mobilenetv2, mobilenetv3, mnasnet, squeezenet, "
+                                             "googlenet, alexnet, efficientnet, nb201)", NULL},
+        {"net-seed", ARG_U64, &seed, "S", "the variant's seed (a data set line's \"seed\"; default 0)", NULL},
+        {"out", ARG_STR, &out, "FILE", "ONNX file to write (opset 14)", NULL},
+        {"no-weights", ARG_BOOL, &no_weights, NULL, "write weight shapes only, no data (smaller; not valid for onnx.checker)", NULL},
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog,
+                        "Write a generated network of the latency data set as an ONNX model: the same graph "
+                        "'tokenize' and 'predict' read back (random weights from the seed unless --no-weights).",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    if (!family) return cli_usage_error(prog, "--family NAME is required");
+    int f = tsr_nf_family_parse(family);
+    if (f < 0) return cli_usage_error(prog, "unknown family '%s'", family);
+    if (!out) return cli_usage_error(prog, "--out FILE is required");
+    tsr_nf_graph g;
+    tsr_status st = tsr_nf_netgen(&g, f, seed);
+    if (!st.code) st = tsr_nf_graph_write_onnx(&g, !no_weights, seed, out);
+    if (st.code) {
+        tsr_nf_graph_free(&g);
+        return cli_fail(st, NULL);
+    }
+    if (cm.json) {
+        printf("{\"file\": ");
+        cli_json_str(stdout, out);
+        printf(", \"family\": \"%s\", \"seed\": %llu, \"n_tokens\": %d, \"gflops\": %.6f, \"gparams\": %.6f, "
+               "\"gmem\": %.6f, \"weights\": %s}\n",
+               family, (unsigned long long)seed, g.n, g.flops / 1e9, g.params / 1e9, g.mem / 1e9,
+               no_weights ? "false" : "true");
+    } else {
+        printf("%s: %s seed %llu, %d nodes, input [%lld,%lld,%lld,%lld], %.4f GFLOPs, %.4f M params%s\n", out, family,
+               (unsigned long long)seed, g.n, (long long)g.nodes[0].shape[0], (long long)g.nodes[0].shape[1],
+               (long long)g.nodes[0].shape[2], (long long)g.nodes[0].shape[3], g.flops / 1e9, g.params / 1e6,
+               no_weights ? " (no weight data)" : "");
+    }
+    tsr_nf_graph_free(&g);
+    return CLI_OK;
+}
+
 static const cli_verb g_verbs[] = {
     {"dataset", "build the latency data set: generated networks timed on tessera's CPU ops (1 and 2 threads)", cmd_dataset},
     {"tokenize", "an ONNX network as NAR-Former V2 tokens (152-d), adjacency and static vector", cmd_tokenize},
+    {"export", "write a generated network of the latency data set as an ONNX model", cmd_export},
     {"train", "train a predictor (NB201 accuracy or latency; NAR-Former V2 or a baseline) on the shared trainer", cmd_train},
     {"eval", "evaluate a predictor on a task's documented protocol (one JSON object with --json)", cmd_eval},
     {"predict", "predict the latency (ms) of an ONNX network on tessera's CPU kernels", cmd_predict},

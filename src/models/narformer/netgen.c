@@ -37,7 +37,9 @@ static int64_t node_numel(const tsr_nf_node *n) {
 }
 
 static int add_node(tsr_nf_graph *g, tsr_nf_node *t, const int *ins, int n_in) {
-    t->mem = (double)node_numel(t) + t->params;
+    /* as tsr_nf_graph_from_onnx counts it: an operator's output elements +
+     * parameters; the network input is no operator and counts 0 */
+    t->mem = t->op == TSR_NF_OP_INPUT ? 0 : (double)node_numel(t) + t->params;
     int id = tsr_nf_graph_add(g, t);
     for (int i = 0; i < n_in; i++) tsr_nf_graph_edge(g, ins[i], id);
     return id;
