@@ -73,6 +73,24 @@ done
 printf '%s' '{"rows": [{"user": 1, "item": 1, "timestamp": 1514764800, "genre": ["Animation", "Children"], "year": 1990, "history": ["2", "3"]}, {"user": "1", "item": "2", "timestamp": 1514764801, "genre": "Action|Drama", "tag": "pixar"}], "model": "ctnet_ml_animation"}' \
     >"$S/fuzz_ctnet_ctr/two"
 printf '%s' '{"rows": [{"user": 7, "item": 9, "timestamp": 1, "history": "1|2|3"}]}' >"$S/fuzz_ctnet_ctr/one"
+# serving endpoints: small request bodies with base64 PNGs; the handlers
+# load the shipped models from these paths (the targets run in $B)
+export TSR_CTNET_MODEL="$ROOT/models/ctnet_ml_animation.safetensors"
+export TSR_OVADETR_MODEL="$ROOT/models/ovadetr.safetensors" TSR_APT_MODEL="$ROOT/models/apt_small.safetensors"
+python3 - "$S" <<'PY'
+import base64, struct, sys, zlib
+def png(w, h, ch, f):
+    raw = b"".join(b"\x00" + bytes(v for x in range(w) for v in (f(x, y) if ch == 3 else (f(x, y),))) for y in range(h))
+    def chunk(t, b): return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+    return base64.b64encode(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if ch == 3 else 0, 0, 0, 0))
+                            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")).decode()
+img = png(24, 16, 3, lambda x, y: (200, 180, 60) if 6 <= x < 18 else (40, 90, 30))
+lc = png(24, 16, 1, lambda x, y: 40 if 6 <= x < 18 else 10)
+d = sys.argv[1]
+open(d + "/fuzz_ovadetr_detect/plane", "w").write('{"image":"%s","classes":["plane","car"],"min_score":0,"max_det":3,"tile":64}' % img)
+open(d + "/fuzz_apt_segment/lc", "w").write('{"image":"%s","landcover":"%s","points_per_class":2,"iterations":1,"min_area":4}' % (img, lc))
+open(d + "/fuzz_apt_segment/points", "w").write('{"image":"data:image/png;base64,%s","points":[[10,8,1],[2,2,0]],"iterations":1}' % img)
+PY
 rm -f "$S/tiny.safetensors" "$S/r.gguf"
 
 # ---- run each in turn

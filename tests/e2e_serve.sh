@@ -229,6 +229,183 @@ n429=$(cat "$TMP"/c*.code | grep -c '^429$')
 stop_server
 [ ! -s "$TMP/B.out" ] || grep -q '"auth": true' "$TMP/B.out" && ok || bad "auth not reported on stdout"
 
+# ------------------------------------------------------------ server C: no language model, detect and segment
+# from another working directory: the shipped ovadetr and apt models are
+# found there; naming only family models leaves every other endpoint off
+REPO=$(pwd)
+BINABS=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+python3 - "$TMP" <<'PY'
+import struct, sys, zlib
+d = sys.argv[1]
+def png(path, w, h, ch, f, alpha=False):
+    ct = {1: 0, 3: 2}[ch] + (4 if alpha else 0)
+    raw = b"".join(b"\x00" + bytes(v for x in range(w) for v in ((f(x, y) if ch == 3 else (f(x, y),)) + ((255,) if alpha else ())))
+                   for y in range(h))
+    def chunk(t, b): return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ct, 0, 0, 0))
+                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+img = lambda x, y: (200, 180, 60) if 40 <= x < 110 and 30 <= y < 90 else ((x * 3) % 90, 90, (y * 5) % 120)
+png(d + "/img.png", 160, 120, 3, img)
+png(d + "/img_rgba.png", 160, 120, 3, img, alpha=True)
+png(d + "/lc.png", 160, 120, 1, lambda x, y: 40 if 32 <= x < 112 and 32 <= y < 96 else 10)
+png(d + "/lc_small.png", 80, 60, 1, lambda x, y: 40)
+PY
+# req FILE JSON-with-@IMG@-@RGBA@-@LC@-@LCS@: the body with base64 PNGs put in
+req() {
+    local f=$1
+    shift
+    printf '%s' "$*" | sed -e "s|@IMG@|$(base64 -w0 "$TMP/img.png")|" -e "s|@RGBA@|$(base64 -w0 "$TMP/img_rgba.png")|" \
+        -e "s|@LC@|$(base64 -w0 "$TMP/lc.png")|" -e "s|@LCS@|$(base64 -w0 "$TMP/lc_small.png")|" >"$TMP/$f"
+}
+mkdir -p "$TMP/elsewhere"
+cd "$TMP/elsewhere"
+BIN_SAVE=$BIN
+BIN=$BINABS
+start_server C --lm none --quiet --max-body 200000
+BIN=$BIN_SAVE
+cd "$REPO"
+grep -q 'llm: off' "$TMP/C.err" && grep -q 'search: .*models/higen-debian' "$TMP/C.err" &&
+    grep -q 'detect: .*models/ovadetr.safetensors' "$TMP/C.err" && grep -q 'segment: .*models/apt_small.safetensors' "$TMP/C.err" &&
+    ok || bad "loaded endpoints: $(cat "$TMP/C.err")"
+[ "$($C $U/v1/models)" = '{"object":"list","data":[]}' ] && ok || bad "/v1/models without a language model"
+st=$(code "$TMP/e.json" $U/v1/completions -d '{"prompt":"x"}')
+[ "$st" = 503 ] && is_error_shape "$TMP/e.json" && ok || bad "completions without a language model: $st"
+
+# detect: the same boxes and scores as `tessera ovadetr detect` (COCO JSON)
+req det.json '{"image":"@IMG@","classes":["plane","car"],"min_score":0,"max_det":5}'
+st=$(code "$TMP/det.out" $U/v1/detect -d @"$TMP/det.json")
+"$BIN" ovadetr detect --image "$TMP/img.png" --classes plane,car --min-score 0 --max-det 5 --out "$TMP/det.coco" \
+    --threads 2 >/dev/null 2>&1
+python3 - "$TMP/det.out" "$TMP/det.coco" <<'PY' && [ "$st" = 200 ] && ok || bad "detect ($st) differs from ovadetr detect: $(head -c 300 "$TMP/det.out")"
+import json, sys
+r, c = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+a = [(d["class"], d["score"], d["box"]) for d in r["detections"]]
+names = {k["id"]: k["name"] for k in c["categories"]}
+b = [(names[x["category_id"]], x["score"], [x["bbox"][0], x["bbox"][1]]) for x in c["annotations"]]
+assert r["object"] == "detection" and r["width"] == 160 and r["height"] == 120 and len(a) == 5, r
+assert [(n, s) for n, s, _ in a] == [(n, s) for n, s, _ in b], (a, b)
+assert all(abs(x[2][0] - y[2][0]) < 0.011 and abs(x[2][1] - y[2][1]) < 0.011 for x, y in zip(a, b)), (a, b)
+PY
+# an RGBA PNG (alpha dropped) and a data URL give the same reply
+req det2.json '{"image":"data:image/png;base64,@RGBA@","classes":"plane, car","min_score":0,"max_det":5}'
+$C $U/v1/detect -d @"$TMP/det2.json" | sed 's/"ms":[0-9.]*//' >"$TMP/det2.out"
+[ "$(sed 's/"ms":[0-9.]*//' "$TMP/det.out")" = "$(cat "$TMP/det2.out")" ] && ok || bad "RGBA / data URL detect differs"
+check_bad_at() { # want-status path body-file [param]
+    local st
+    st=$(code "$TMP/e.json" $U$2 -d @"$TMP/$3")
+    [ "$st" = "$1" ] && is_error_shape "$TMP/e.json" && { [ -z "${4:-}" ] || grep -q "\"param\":\"$4\"" "$TMP/e.json"; } && ok ||
+        bad "$2 $(head -c 80 "$TMP/$3"): status $st (want $1 ${4:-}): $(head -c 200 "$TMP/e.json")"
+}
+req b1 '{"image":"@IMG@","classes":["plane","flibbertigibbet"]}'
+check_bad_at 400 /v1/detect b1 classes
+req b2 '{"classes":["plane"]}'
+check_bad_at 400 /v1/detect b2 image
+req b3 '{"image":"not base64!","classes":["plane"]}'
+check_bad_at 400 /v1/detect b3 image
+req b4 '{"image":"aGVsbG8gd29ybGQ=","classes":["plane"]}'
+check_bad_at 400 /v1/detect b4 image
+req b5 '{"image":"@IMG@","classes":["plane"],"min_score":2}'
+check_bad_at 400 /v1/detect b5 min_score
+req b6 '{"image":"@IMG@","classes":["plane"],"tile":100}'
+check_bad_at 400 /v1/detect b6 tile
+req b7 '{"image":"@IMG@","classes":["plane"],"colour":"red"}'
+check_bad_at 400 /v1/detect b7 colour
+req b8 '{"image":"@IMG@","classes":[]}'
+check_bad_at 400 /v1/detect b8 classes
+req b9 '{"image": 5, "classes": 7}'
+check_bad_at 400 /v1/detect b9
+req b10 '{"image":"@IMG@", "classes":'
+check_bad_at 400 /v1/detect b10
+head -c 100000 /dev/zero | base64 -w0 | sed 's/^/{"image":"/; s/$/","classes":["car"]}/' >"$TMP/b11"
+check_bad_at 400 /v1/detect b11 image
+head -c 200000 /dev/zero | base64 -w0 | sed 's/^/{"image":"/; s/$/","classes":["car"]}/' >"$TMP/b12"
+check_bad_at 413 /v1/detect b12
+
+# segment: the same mask and points as `tessera apt segment`
+req seg.json '{"image":"@IMG@","landcover":"@LC@","class":40,"points_per_class":3,"iterations":2,"min_area":50}'
+st=$(code "$TMP/seg.out" $U/v1/segment -d @"$TMP/seg.json")
+"$BIN" apt segment --image "$TMP/img.png" --landcover "$TMP/lc.png" --class 40 --points 3 --iterations 2 --min-area 50 \
+    --out "$TMP/seg_cli.png" --json --threads 2 >"$TMP/seg_cli.json" 2>/dev/null
+python3 - "$TMP/seg.out" "$TMP/seg_cli.png" "$TMP/seg_cli.json" <<'PY' && [ "$st" = 200 ] && ok || bad "segment ($st) differs from apt segment: $(head -c 300 "$TMP/seg.out")"
+import base64, json, struct, sys, zlib
+def grey(b):  # an 8-bit greyscale PNG's pixels (any filters)
+    assert b[:8] == b"\x89PNG\r\n\x1a\n"
+    i, idat = 8, b""
+    while i < len(b):
+        n, t = struct.unpack(">I4s", b[i:i + 8])
+        if t == b"IHDR": w, h, bd, ct = struct.unpack(">IIBB", b[i + 8:i + 18])
+        if t == b"IDAT": idat += b[i + 8:i + 8 + n]
+        i += 12 + n
+    assert bd == 8 and ct == 0
+    raw, out, prev = zlib.decompress(idat), [], [0] * w
+    for y in range(h):
+        f, row = raw[y * (w + 1)], list(raw[y * (w + 1) + 1:(y + 1) * (w + 1)])
+        for x in range(w):
+            a, c, up = row[x - 1] if x else 0, prev[x - 1] if x else 0, prev[x]
+            if f == 1: row[x] = (row[x] + a) & 255
+            elif f == 2: row[x] = (row[x] + up) & 255
+            elif f == 3: row[x] = (row[x] + (a + up) // 2) & 255
+            elif f == 4:
+                p = a + up - c; pa, pb, pc = abs(p - a), abs(p - up), abs(p - c)
+                row[x] = (row[x] + (a if pa <= pb and pa <= pc else up if pb <= pc else c)) & 255
+        out += row
+        prev = row
+    return w, h, out
+r, cli = json.load(open(sys.argv[1])), json.load(open(sys.argv[3]))
+w, h, m = grey(base64.b64decode(r["mask"]))
+cw, ch, cm = grey(open(sys.argv[2], "rb").read())
+assert r["object"] == "segmentation" and (w, h) == (160, 120) == (cw, ch), (w, h, cw, ch)
+assert set(m) <= {0, 255} and [v > 0 for v in m] == [v > 0 for v in cm], "masks differ"
+assert r["mask_pixels"] == cli["mask_pixels"] == sum(v > 0 for v in m) > 0, (r["mask_pixels"], cli["mask_pixels"])
+assert r["points"] == cli["points"], (r["points"], cli["points"])
+PY
+req seg2.json '{"image":"@IMG@","points":[[70,60,1],[10,10,0]],"iterations":2,"min_area":50}'
+st=$(code "$TMP/seg2.out" $U/v1/segment -d @"$TMP/seg2.json")
+[ "$st" = 200 ] && grep -q '"points":\[\[70,60,1,0\],\[10,10,0,0\]\]' "$TMP/seg2.out" && grep -q '"mask_pixels":[1-9]' "$TMP/seg2.out" &&
+    ok || bad "segment with points: $st $(head -c 300 "$TMP/seg2.out")"
+req s1 '{"image":"@IMG@","landcover":"@LC@","points":[[1,1,1]]}'
+check_bad_at 400 /v1/segment s1 points
+req s2 '{"image":"@IMG@"}'
+check_bad_at 400 /v1/segment s2 landcover
+req s3 '{"image":"@IMG@","landcover":"@LCS@"}'
+check_bad_at 400 /v1/segment s3 landcover
+req s4 '{"image":"@IMG@","landcover":"@IMG@"}'
+check_bad_at 400 /v1/segment s4 landcover
+req s5 '{"image":"@IMG@","landcover":"@LC@","class":30}'
+check_bad_at 400 /v1/segment s5 landcover
+req s6 '{"image":"@IMG@","landcover":"@LC@","mode":"nearest"}'
+check_bad_at 400 /v1/segment s6 mode
+req s7 '{"image":"@IMG@","points":[[500,10,1]]}'
+check_bad_at 400 /v1/segment s7 points
+req s8 '{"image":"@IMG@","points":[[5,10,0]]}'
+check_bad_at 400 /v1/segment s8 points
+req s9 '{"image":"@IMG@","points":[[5,10,1]],"class":40}'
+check_bad_at 400 /v1/segment s9 class
+req s10 '{"image":"@IMG@","landcover":"@LC@","iterations":0}'
+check_bad_at 400 /v1/segment s10 iterations
+req s11 '[1, 2]'
+check_bad_at 400 /v1/segment s11
+$C $U/metrics >"$TMP/metrics_c.txt"
+grep -q '^tessera_detect_boxes_total 10$' "$TMP/metrics_c.txt" && grep -q '^tessera_segment_masks_total 2$' "$TMP/metrics_c.txt" &&
+    grep -q '^tessera_requests_total{endpoint="/v1/detect",status="400"} [1-9]' "$TMP/metrics_c.txt" && ok ||
+    bad "detect/segment metrics: $(grep -E 'detect|segment' "$TMP/metrics_c.txt" | head -5)"
+[ "$($C $U/health)" = '{"status":"ok"}' ] && ok || bad "health after the bad detect/segment requests"
+stop_server
+# naming only a family's model serves that endpoint alone: no language model
+start_server D --ovadetr models/ovadetr.safetensors --quiet
+grep -q 'llm: off' "$TMP/D.err" && grep -q 'search: off' "$TMP/D.err" && grep -q 'segment: off' "$TMP/D.err" &&
+    grep -q 'detect: models/ovadetr.safetensors' "$TMP/D.err" && ok || bad "only --ovadetr named: $(cat "$TMP/D.err")"
+st=$(code "$TMP/e.json" $U/v1/completions -d '{"prompt":"x"}')
+[ "$st" = 503 ] && is_error_shape "$TMP/e.json" && ok || bad "completions with only --ovadetr named: $st"
+st=$(code "$TMP/e.json" $U/v1/segment -d @"$TMP/seg2.json")
+[ "$st" = 503 ] && is_error_shape "$TMP/e.json" && ok || bad "segment with only --ovadetr named: $st"
+st=$(code "$TMP/e.json" $U/v1/detect -d @"$TMP/det.json")
+[ "$st" = 200 ] && ok || bad "detect with only --ovadetr named: $st"
+stop_server
+# --space without a language model is an error, not a silent default
+"$BIN" serve --port 0 --lm none --space models/pycode-space >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q -- '--space needs a language model' "$TMP/err.txt" && ok || bad "--space with --lm none: $(cat "$TMP/err.txt")"
+
 # usage errors
 "$BIN" serve --port 70000 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--port 70000 is not a usage error"

@@ -1,7 +1,10 @@
 /* Tests for src/io/png.c: grey and RGB images written and read back
- * through libpng byte for byte, grid geometry and placement, [0,1] -> u8
- * rounding, and failures (missing directory, not a PNG) that return a
- * status and leave no file behind. Exact comparisons (lossless format). */
+ * through libpng byte for byte (files, and in memory: tsr_png_encode /
+ * tsr_png_decode give the same bytes and pixels as the file path), grid
+ * geometry and placement, [0,1] -> u8 rounding, and failures (missing
+ * directory, not a PNG, a truncated PNG in memory, an image over the pixel
+ * limit) that return a status and leave no file behind. Exact comparisons
+ * (lossless format). */
 #include "testutil.h"
 #include "tessera/png.h"
 
@@ -22,6 +25,38 @@ static void roundtrip(int w, int h, int ch) {
     st = tsr_png_read(path, &back, &bw, &bh, &bc);
     TU_CHECK(st.code == TSR_OK && bw == w && bh == h && bc == ch, "read back %dx%dx%d: %s", bw, bh, bc, st.msg);
     if (!st.code) TU_CHECK(memcmp(back, px, (size_t)(w * h * ch)) == 0, "pixels identical (%d ch)", ch);
+    /* in memory: the same bytes as the file, the same pixels back */
+    uint8_t *mem = NULL;
+    size_t n = 0;
+    st = tsr_png_encode(px, w, h, ch, &mem, &n);
+    TU_CHECK(st.code == TSR_OK && n > 8, "encode %dx%dx%d: %s", w, h, ch, st.msg);
+    FILE *f = fopen(path, "rb");
+    uint8_t *file = malloc(n + 16);
+    size_t fn = f ? fread(file, 1, n + 16, f) : 0;
+    if (f) fclose(f);
+    TU_CHECK(fn == n && memcmp(file, mem, n) == 0, "encoded bytes equal the written file (%zu vs %zu)", n, fn);
+    uint8_t *dec = NULL;
+    int dw, dh, dc;
+    st = tsr_png_decode(mem, n, "img", 0, &dec, &dw, &dh, &dc);
+    TU_CHECK(st.code == TSR_OK && dw == w && dh == h && dc == ch && memcmp(dec, px, (size_t)(w * h * ch)) == 0,
+             "decode %dx%dx%d: %s", dw, dh, dc, st.msg);
+    free(dec);
+    dec = NULL;
+    st = tsr_png_decode(mem, n, "img", (int64_t)w * h, &dec, &dw, &dh, &dc);
+    TU_CHECK(st.code == TSR_OK, "a limit of exactly w*h passes: %s", st.msg);
+    free(dec);
+    dec = NULL;
+    if (w * h > 1) {
+        st = tsr_png_decode(mem, n, "img", (int64_t)w * h - 1, &dec, &dw, &dh, &dc);
+        TU_CHECK(st.code == TSR_ERR_ARG && dec == NULL && strstr(st.msg, "img:") && strstr(st.msg, "limit"),
+                 "over the pixel limit: %s", st.msg);
+    }
+    for (size_t cut = 0; cut < n; cut += n / 7 + 1) {
+        st = tsr_png_decode(mem, cut, "img", 0, &dec, &dw, &dh, &dc);
+        TU_CHECK(st.code == TSR_ERR_FORMAT && dec == NULL && strstr(st.msg, "img: not a readable PNG"),
+                 "truncated at %zu of %zu: %s", cut, n, st.msg);
+    }
+    free(mem), free(file);
     free(back), free(px);
     remove(path);
 }
@@ -30,6 +65,7 @@ int main(void) {
     roundtrip(5, 3, 1);
     roundtrip(7, 4, 3);
     roundtrip(1, 1, 1);
+    roundtrip(64, 48, 3);
     /* grid: 5 images of 2x3, 3 columns, pad 1 -> (3*4+1) x (2*3+1) */
     uint8_t imgs[5 * 6];
     for (int i = 0; i < 30; i++) imgs[i] = (uint8_t)(10 * (i / 6) + i % 6);

@@ -120,4 +120,8 @@ typedef struct {
  * denominator is 0) */
 tsr_apt_metrics tsr_apt_metrics_of(const tsr_apt_conf *c);
 
+/* `POST /v1/segment` for `tessera serve` (src/models/apt/serve.c) */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_apt_serve_endpoint;
+
 #endif

@@ -227,3 +227,7 @@ tsr_status tsr_ovd_eval(const char *model_path, int method, const char *data_dir
 
 /* the class names a closed-set model was trained with ("ovadetr.classes") */
 tsr_status tsr_ovd_model_classes(const char *path, char ***names, int *n);
+
+/* `POST /v1/detect` for `tessera serve` (src/models/ovadetr/serve.c) */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_ovadetr_serve_endpoint;

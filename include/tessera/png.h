@@ -13,6 +13,14 @@ tsr_status tsr_png_write(const char *path, const uint8_t *px, int w, int h, int 
  * to 8-bit grey/RGB). *px is malloc'd (caller frees). */
 tsr_status tsr_png_read(const char *path, uint8_t **px, int *w, int *h, int *ch);
 
+/* The same from a PNG file's bytes in memory; `what` names the input in
+ * messages ("image"). max_px > 0 refuses an image of more pixels (w*h)
+ * before its pixels are allocated (TSR_ERR_ARG). */
+tsr_status tsr_png_decode(const uint8_t *buf, size_t n, const char *what, int64_t max_px, uint8_t **px, int *w, int *h,
+                          int *ch);
+/* pixels (as tsr_png_write) -> a PNG file's bytes, *out malloc'd */
+tsr_status tsr_png_encode(const uint8_t *px, int w, int h, int ch, uint8_t **out, size_t *n);
+
 /* Tiles n images (each ih x iw x ch, row-major, 8-bit) into a grid of
  * `cols` columns with `pad` pixels of value `pad_val` around and between
  * them. Returns the malloc'd canvas and its size in *gw, *gh. */

@@ -7,9 +7,11 @@
  * SIGTERM and SIGINT drain: new requests get 503, those in flight finish
  * (up to --timeout), then the process exits 0. */
 #include "cli/args.h"
+#include "tessera/apt.h"
 #include "tessera/ebrm.h"
 #include "tessera/higen.h"
 #include "tessera/narformer.h"
+#include "tessera/ovadetr.h"
 #include "tessera/serve.h"
 #include "tessera/ctnet.h"
 
@@ -24,6 +26,8 @@ static const tsr_serve_endpoint *const k_endpoints[] = {
     &tsr_higen_serve_endpoint,
     &tsr_narformer_serve_endpoint,
     &tsr_ctnet_serve_endpoint,
+    &tsr_ovadetr_serve_endpoint,
+    &tsr_apt_serve_endpoint,
     /* families add their endpoint here */
     NULL,
 };
@@ -68,7 +72,9 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
         }
     const char *summary = "Serve every loaded model over HTTP: OpenAI-compatible POST /v1/completions and GET /v1/models "
                           "(continuous batching, bit-identical to serving each request alone), GET /health, GET /metrics "
-                          "(Prometheus). Loopback only unless --host says otherwise.";
+                          "(Prometheus), and each family's endpoint. Models: every shipped default, or, once a model flag "
+                          "names a file, only the endpoints whose flags are named ('--lm none' serves no language model). "
+                          "Loopback only unless --host says otherwise.";
     int rc = args_parse(prog, summary, specs, ns, argc, argv);
     if (rc != CLI_OK) return rc;
     if (!api_key) api_key = getenv("TESSERA_API_KEY");
@@ -98,6 +104,18 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Which models load: when a model flag names a file, only the
+     * endpoints whose flags were named are on (each with its other shipped
+     * defaults); when none does, every endpoint with its shipped defaults.
+     * Within an endpoint the first model is the main one: when it is off
+     * ('none', or its shipped file is missing), the other models load only
+     * when named. */
+    bool any_named = false, named[N_EPS + 1];
+    for (int e = 0, f = 0; e < N_EPS; e++) {
+        named[e] = false;
+        for (int i = 0; i < TSR_SERVE_MAX_MODELS && k_endpoints[e]->models[i].flag; i++, f++)
+            if (paths[f] && strcmp(paths[f], "none") != 0) named[e] = any_named = true;
+    }
     void *states[N_EPS + 1];
     char found[MAX_FLAGS + 1][4096];
     int loaded = 0, f = 0;
@@ -105,15 +123,21 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     for (int e = 0; e < N_EPS && !st.code; e++) {
         const tsr_serve_endpoint *ep = k_endpoints[e];
         const char *p[TSR_SERVE_MAX_MODELS] = {0};
+        bool defaults = !any_named || named[e];
+        char what[512] = "";
         for (int i = 0; i < TSR_SERVE_MAX_MODELS && ep->models[i].flag; i++, f++) {
             const tsr_serve_model_arg *a = &ep->models[i];
             if (paths[f] && strcmp(paths[f], "none") == 0) continue;
             if (paths[f]) p[i] = paths[f];
-            else if (a->default_path && cli_find_shipped(a->default_path, found[f], sizeof found[f])) p[i] = found[f];
-            else if (a->default_path)
-                fprintf(stderr, "%s: note: the shipped %s was not found; --%s is off\n", prog, a->default_path, a->flag);
+            else if (!defaults || !a->default_path || (i > 0 && !p[0])) continue;
+            else if (cli_find_shipped(a->default_path, found[f], sizeof found[f])) p[i] = found[f];
+            else fprintf(stderr, "%s: note: the shipped %s was not found; --%s is off\n", prog, a->default_path, a->flag);
+            if (p[i]) {
+                size_t l = strlen(what);
+                snprintf(what + l, sizeof what - l, "%s%s", l ? ", " : "", p[i]);
+            }
         }
-        fprintf(stderr, "%s: loading %s\n", prog, ep->name);
+        fprintf(stderr, "%s: %s: %s\n", prog, ep->name, what[0] ? what : "off");
         st = ep->load(&states[e], p, &o);
         if (!st.code) loaded++;
     }

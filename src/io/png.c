@@ -59,19 +59,39 @@ tsr_status tsr_png_write(const char *path, const uint8_t *px, int w, int h, int 
     return st;
 }
 
-static tsr_status read_rows(FILE *f, const char *path, uint8_t **out, int *w, int *h, int *ch) {
+/* an in-memory PNG file being read */
+typedef struct {
+    const uint8_t *p;
+    size_t n, off;
+} mem_src;
+
+static void mem_read(png_structp ps, png_bytep out, png_size_t len) {
+    mem_src *m = png_get_io_ptr(ps);
+    if (len > m->n - m->off) png_error(ps, "truncated");
+    memcpy(out, m->p + m->off, len);
+    m->off += len;
+}
+
+/* from a FILE (f) or memory (m); max_px > 0 bounds w*h before any pixel
+ * buffer is allocated */
+static tsr_status read_rows(FILE *f, mem_src *m, const char *path, int64_t max_px, uint8_t **out, int *w, int *h,
+                            int *ch) {
     png_structp ps = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err_quiet, png_warn_quiet);
     if (!ps) return tsr_errorf(TSR_ERR_NOMEM, "png: out of memory");
     png_infop pi = png_create_info_struct(ps);
     uint8_t *volatile px = NULL;
     png_bytep *volatile rows = NULL;
+    volatile int64_t too_big = 0;
     if (!pi || setjmp(png_jmpbuf(ps))) {
         png_destroy_read_struct(&ps, &pi, NULL);
         free(px);
         free(rows);
+        if (too_big) return tsr_errorf(TSR_ERR_ARG, "%s: %lld pixels, more than the limit of %lld", path, (long long)too_big,
+                                       (long long)max_px);
         return tsr_errorf(TSR_ERR_FORMAT, "%s: not a readable PNG", path);
     }
-    png_init_io(ps, f);
+    if (m) png_set_read_fn(ps, m, mem_read);
+    else png_init_io(ps, f);
     png_set_user_limits(ps, 1 << 14, 1 << 14);
     png_read_info(ps, pi);
     int ct = png_get_color_type(ps, pi), bd = png_get_bit_depth(ps, pi);
@@ -83,6 +103,10 @@ static tsr_status read_rows(FILE *f, const char *path, uint8_t **out, int *w, in
     int W = (int)png_get_image_width(ps, pi), H = (int)png_get_image_height(ps, pi);
     int C = png_get_channels(ps, pi);
     if (C != 1 && C != 3) png_error(ps, "channels");
+    if (max_px > 0 && (int64_t)W * H > max_px) {
+        too_big = (int64_t)W * H;
+        png_error(ps, "size");
+    }
     px = malloc((size_t)W * (size_t)H * (size_t)C);
     rows = malloc(sizeof(png_bytep) * (size_t)H);
     if (!px || !rows) png_error(ps, "oom");
@@ -99,9 +123,72 @@ tsr_status tsr_png_read(const char *path, uint8_t **px, int *w, int *h, int *ch)
     *px = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-    tsr_status st = read_rows(f, path, px, w, h, ch);
+    tsr_status st = read_rows(f, NULL, path, 0, px, w, h, ch);
     fclose(f);
     return st;
+}
+
+tsr_status tsr_png_decode(const uint8_t *buf, size_t n, const char *what, int64_t max_px, uint8_t **px, int *w, int *h,
+                          int *ch) {
+    *px = NULL;
+    mem_src m = {buf, n, 0};
+    return read_rows(NULL, &m, what, max_px, px, w, h, ch);
+}
+
+/* a growing in-memory PNG file being written */
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+    bool oom;
+} mem_dst;
+
+static void mem_write(png_structp ps, png_bytep in, png_size_t len) {
+    mem_dst *d = png_get_io_ptr(ps);
+    if (d->n + len > d->cap) {
+        size_t cap = (d->n + len) * 2 + 1024;
+        uint8_t *t = realloc(d->p, cap);
+        if (!t) {
+            d->oom = true;
+            png_error(ps, "oom");
+        }
+        d->p = t;
+        d->cap = cap;
+    }
+    memcpy(d->p + d->n, in, len);
+    d->n += len;
+}
+
+static void mem_flush(png_structp ps) { (void)ps; }
+
+tsr_status tsr_png_encode(const uint8_t *px, int w, int h, int ch, uint8_t **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    if (w < 1 || h < 1 || w > (1 << 20) || h > (1 << 20) || (ch != 1 && ch != 3))
+        return tsr_errorf(TSR_ERR_ARG, "png: cannot encode a %dx%d image with %d channels", w, h, ch);
+    png_structp ps = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_err_quiet, png_warn_quiet);
+    if (!ps) return tsr_errorf(TSR_ERR_NOMEM, "png: out of memory");
+    png_infop pi = png_create_info_struct(ps);
+    png_bytep *volatile rows = NULL;
+    mem_dst d = {0};
+    if (!pi || setjmp(png_jmpbuf(ps))) {
+        png_destroy_write_struct(&ps, &pi);
+        free(rows);
+        free(d.p);
+        return tsr_errorf(TSR_ERR_NOMEM, "png: out of memory");
+    }
+    png_set_write_fn(ps, &d, mem_write, mem_flush);
+    png_set_IHDR(ps, pi, (png_uint_32)w, (png_uint_32)h, 8, ch == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    rows = malloc(sizeof(png_bytep) * (size_t)h);
+    if (!rows) png_error(ps, "oom");
+    for (int r = 0; r < h; r++) rows[r] = (png_bytep)(px + (size_t)r * (size_t)w * (size_t)ch);
+    png_set_rows(ps, pi, rows);
+    png_write_png(ps, pi, PNG_TRANSFORM_IDENTITY, NULL);
+    png_destroy_write_struct(&ps, &pi);
+    free(rows);
+    *out = d.p;
+    *n = d.n;
+    return tsr_ok();
 }
 
 uint8_t *tsr_png_grid(const uint8_t *imgs, int n, int ih, int iw, int ch, int cols, int pad,

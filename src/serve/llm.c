@@ -605,6 +605,10 @@ static void stream_free(void *stream, bool completed) {
 
 static void on_completions(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp) {
     llm *L = state;
+    if (!L->lm.loaded) {
+        reply_error(rp, 503, NULL, "%s", "no language model is loaded (start tessera serve with --lm DIR)");
+        return;
+    }
     tsr_serve_completion c;
     char param[64];
     tsr_status st = tsr_serve_parse_completion(&c, rq->body, rq->body_len, param);
@@ -914,8 +918,19 @@ static tsr_status llm_load(void **state, const char *const *paths, const tsr_ser
     pthread_mutex_init(&L->solo_mu, NULL);
     atomic_init(&L->next_id, 1);
     tsr_status st = tsr_ok();
-    if (!paths[0]) st = tsr_errorf(TSR_ERR_ARG, "serve: no language model (--lm DIR)");
-    if (!st.code) st = load_entry(&L->lm, paths[0]);
+    if (!paths[0]) {
+        /* no language model: the completions routes answer 503, /v1/models
+         * lists nothing, and no scheduler runs */
+        if (paths[1] || paths[2])
+            st = tsr_errorf(TSR_ERR_ARG, "serve: %s needs a language model (--lm DIR)", paths[1] ? "--space" : "--bita");
+        if (st.code) {
+            llm_unload(L);
+            return st;
+        }
+        *state = L;
+        return tsr_ok();
+    }
+    st = load_entry(&L->lm, paths[0]);
     if (!st.code && paths[1]) {
         st = load_entry(&L->sp, paths[1]);
         if (!st.code) {

@@ -1,0 +1,332 @@
+/* tessera ovadetr: `POST /v1/detect` for `tessera serve` — open-vocabulary
+ * detection over HTTP. The request carries a PNG image (base64 in the JSON
+ * body) and the class names to look for; the reply lists the boxes, the
+ * same detections `tessera ovadetr detect` writes for the same model,
+ * image and settings (tiles of the model's training crop, class-wise NMS).
+ *
+ *   request: {"image": base64 PNG (a data URL header is accepted),
+ *             "classes": ["ship", "car"] | "ship,car",
+ *             "min_score": 0..1 (0.3), "max_det": 1..1000 (100),
+ *             "tile": 0 | 64..2048, a multiple of 32 (0: the training crop),
+ *             "overlap": -1 | 0..tile-32 (-1: a quarter of the tile)}
+ *   reply:   {"object": "detection", "model", "width", "height",
+ *             "classes": [...], "ms",
+ *             "detections": [{"class", "class_index", "score",
+ *                             "box": [x0, y0, x1, y1]}, ...]}   (pixels, score order)
+ *
+ * A class name must be in the model's vocabulary (a 400 names it). */
+#include "tessera/ovadetr.h"
+
+#include "tessera/base64.h"
+#include "tessera/png.h"
+#include "tessera/serve.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#define DET_MAX_CLASSES 64
+#define DET_MAX_PIXELS (4096 * 4096)
+
+typedef struct {
+    bool loaded;
+    tsr_ovd_model m;
+    tsr_ovd_vocab v;
+    char **mcls; /* a closed-set model's class names */
+    int nmc;
+    char name[64];
+    int64_t requests, boxes;
+} det_state;
+
+static void det_unload(void *state) {
+    det_state *s = state;
+    if (!s) return;
+    if (s->loaded) {
+        tsr_ovd_names_free(s->mcls, s->nmc);
+        tsr_ovd_vocab_free(&s->v);
+        tsr_ovd_free(&s->m);
+    }
+    free(s);
+}
+
+static tsr_status det_load(void **state, const char *const *paths, const struct tsr_serve_opts *o) {
+    (void)o;
+    det_state *s = calloc(1, sizeof *s);
+    if (!s) return tsr_errorf(TSR_ERR_NOMEM, "serve: out of memory");
+    *state = s;
+    if (!paths[0]) return tsr_ok(); /* off: the route answers 503 */
+    tsr_status st = tsr_ovd_load(&s->m, paths[0]);
+    if (st.code) return st;
+    st = tsr_ovd_vocab_load(&s->v, paths[0]);
+    if (st.code) {
+        tsr_ovd_free(&s->m);
+        return st;
+    }
+    st = tsr_ovd_model_classes(paths[0], &s->mcls, &s->nmc);
+    if (st.code) {
+        tsr_ovd_vocab_free(&s->v);
+        tsr_ovd_free(&s->m);
+        return st;
+    }
+    s->loaded = true;
+    const char *b = strrchr(paths[0], '/');
+    b = b ? b + 1 : paths[0];
+    snprintf(s->name, sizeof s->name, "%.*s", (int)strcspn(b, "."), b);
+    return tsr_ok();
+}
+
+static void det_metrics(void *state, FILE *out) {
+    det_state *s = state;
+    fprintf(out, "# HELP tessera_detect_boxes_total Boxes returned by POST /v1/detect.\n"
+                 "# TYPE tessera_detect_boxes_total counter\ntessera_detect_boxes_total %lld\n",
+            (long long)__atomic_load_n(&s->boxes, __ATOMIC_RELAXED));
+}
+
+static void bad(tsr_serve_reply *rp, int status, const char *param, const char *fmt, ...) {
+    rp->status = status;
+    snprintf(rp->error_param, sizeof rp->error_param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rp->error, sizeof rp->error, fmt, ap);
+    va_end(ap);
+}
+
+/* an integer-valued number in [lo, hi] into *out; false (reply filled) otherwise */
+static bool get_int(const cJSON *j, const char *key, int lo, int hi, int *out, tsr_serve_reply *rp) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!v) return true;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
+        bad(rp, 400, key, "'%s' must be an integer in [%d, %d]", key, lo, hi);
+        return false;
+    }
+    *out = (int)v->valuedouble;
+    return true;
+}
+
+/* the image member: base64 PNG -> RGB pixels (grey expanded) */
+static bool get_image(const cJSON *j, uint8_t **rgb, int *w, int *h, tsr_serve_reply *rp) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "image");
+    if (!v) {
+        bad(rp, 400, "image", "'image' (a base64 PNG) is required");
+        return false;
+    }
+    if (!cJSON_IsString(v)) {
+        bad(rp, 400, "image", "'image' must be a string: the PNG file's bytes in base64");
+        return false;
+    }
+    uint8_t *png = NULL;
+    size_t n = 0;
+    tsr_status st = tsr_base64_decode(v->valuestring, strlen(v->valuestring), "image", &png, &n);
+    int ch = 0;
+    uint8_t *px = NULL;
+    if (!st.code) st = tsr_png_decode(png, n, "image", DET_MAX_PIXELS, &px, w, h, &ch);
+    free(png);
+    if (st.code) {
+        bad(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, "image", "%s", st.msg);
+        return false;
+    }
+    if (ch == 1) {
+        uint8_t *c3 = malloc((size_t)*w * (size_t)*h * 3);
+        if (!c3) {
+            free(px);
+            bad(rp, 500, NULL, "out of memory");
+            return false;
+        }
+        for (int64_t i = 0; i < (int64_t)*w * *h; i++) c3[3 * i] = c3[3 * i + 1] = c3[3 * i + 2] = px[i];
+        free(px);
+        px = c3;
+    }
+    *rgb = px;
+    return true;
+}
+
+/* "classes": an array of names or one comma-separated string -> names (strdup'd) */
+static int get_classes(const cJSON *j, char **names, tsr_serve_reply *rp) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "classes");
+    if (!v) {
+        bad(rp, 400, "classes", "'classes' (class names, e.g. ['ship', 'car']) is required");
+        return -1;
+    }
+    int n = 0;
+    char buf[256];
+    const cJSON *e = cJSON_IsArray(v) ? v->child : NULL;
+    const char *list = cJSON_IsString(v) ? v->valuestring : NULL;
+    if (!cJSON_IsArray(v) && !list) {
+        bad(rp, 400, "classes", "'classes' must be an array of names or a comma-separated string");
+        return -1;
+    }
+    for (;;) {
+        const char *t;
+        size_t l;
+        if (list) {
+            while (*list == ',' || *list == ' ') list++;
+            if (!*list) break;
+            l = strcspn(list, ",");
+            t = list;
+            list += l;
+            while (l && t[l - 1] == ' ') l--;
+        } else {
+            if (!e) break;
+            if (!cJSON_IsString(e) || !e->valuestring[0]) {
+                bad(rp, 400, "classes", "'classes' must hold non-empty strings");
+                goto fail;
+            }
+            t = e->valuestring;
+            l = strlen(t);
+            e = e->next;
+        }
+        if (n == DET_MAX_CLASSES) {
+            bad(rp, 400, "classes", "at most %d class names per request", DET_MAX_CLASSES);
+            goto fail;
+        }
+        if (l >= sizeof buf) l = sizeof buf - 1;
+        memcpy(buf, t, l);
+        buf[l] = 0;
+        names[n] = strdup(buf);
+        if (!names[n]) {
+            bad(rp, 500, NULL, "out of memory");
+            goto fail;
+        }
+        n++;
+    }
+    if (n == 0) {
+        bad(rp, 400, "classes", "'classes' names no class");
+        return -1;
+    }
+    return n;
+fail:
+    for (int i = 0; i < n; i++) free(names[i]);
+    return -1;
+}
+
+static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp) {
+    det_state *s = state;
+    if (!s->loaded) {
+        bad(rp, 503, NULL, "no detector is loaded (start the server with --ovadetr FILE)");
+        return;
+    }
+    double t0 = tsr_time();
+    cJSON *j = cJSON_ParseWithLength(rq->body, rq->body_len);
+    if (!cJSON_IsObject(j)) {
+        bad(rp, 400, NULL, "the body must be a JSON object with 'image' and 'classes'");
+        cJSON_Delete(j);
+        return;
+    }
+    static const char *const known[] = {"image", "classes", "min_score", "max_det", "tile", "overlap"};
+    for (const cJSON *e = j->child; e; e = e->next) {
+        bool ok = false;
+        for (size_t k = 0; k < sizeof known / sizeof *known && !ok; k++) ok = strcmp(e->string, known[k]) == 0;
+        if (!ok) {
+            bad(rp, 400, e->string, "unknown field '%.60s' (fields: image, classes, min_score, max_det, tile, overlap)",
+                e->string);
+            cJSON_Delete(j);
+            return;
+        }
+    }
+    int max_det = 100, tile = 0, overlap = -1;
+    float min_score = 0.3f;
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "min_score");
+    if (ms && (!cJSON_IsNumber(ms) || !(ms->valuedouble >= 0 && ms->valuedouble <= 1))) {
+        bad(rp, 400, "min_score", "'min_score' must be a number in [0, 1]");
+        cJSON_Delete(j);
+        return;
+    }
+    if (ms) min_score = (float)ms->valuedouble;
+    if (!get_int(j, "max_det", 1, 1000, &max_det, rp) || !get_int(j, "tile", 0, 2048, &tile, rp) ||
+        !get_int(j, "overlap", -1, 2048, &overlap, rp)) {
+        cJSON_Delete(j);
+        return;
+    }
+    if (tile && (tile < 64 || tile % 32)) {
+        bad(rp, 400, "tile", "'tile' must be 0 or a multiple of 32 in [64, 2048]");
+        cJSON_Delete(j);
+        return;
+    }
+    int eff_tile = tile ? tile : s->m.train_crop;
+    if (overlap > eff_tile - 32) {
+        bad(rp, 400, "overlap", "'overlap' must be -1 or in [0, %d] for a tile of %d", eff_tile - 32, eff_tile);
+        cJSON_Delete(j);
+        return;
+    }
+    char *names[DET_MAX_CLASSES];
+    int K = get_classes(j, names, rp);
+    if (K < 0) {
+        cJSON_Delete(j);
+        return;
+    }
+    float *rows = malloc(sizeof(float) * (size_t)K * TSR_OVD_TEXT_DIM);
+    bool ok = rows != NULL;
+    if (!ok) bad(rp, 500, NULL, "out of memory");
+    for (int k = 0; ok && k < K; k++) {
+        int r = tsr_ovd_vocab_find(&s->v, names[k]);
+        if (r < 0) {
+            bad(rp, 400, "classes", "class '%.80s' has no text embedding in the model's vocabulary", names[k]);
+            ok = false;
+        } else {
+            memcpy(rows + (size_t)k * TSR_OVD_TEXT_DIM, s->v.rows + (size_t)r * TSR_OVD_TEXT_DIM,
+                   sizeof(float) * TSR_OVD_TEXT_DIM);
+        }
+    }
+    uint8_t *rgb = NULL;
+    int w = 0, h = 0;
+    if (ok) ok = get_image(j, &rgb, &w, &h, rp);
+    cJSON_Delete(j);
+    tsr_ovd_det *dets = NULL;
+    int nd = 0;
+    if (ok) {
+        tsr_status st = tsr_ovd_detect(&s->m, (const char *const *)s->mcls, s->nmc, rgb, w, h,
+                                       (const char *const *)names, rows, K, tile, overlap, max_det, min_score, &dets, &nd);
+        if (st.code) {
+            bad(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, NULL, "%s", st.msg);
+            ok = false;
+        }
+    }
+    if (ok) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "object", "detection");
+        cJSON_AddStringToObject(r, "model", s->name);
+        cJSON_AddNumberToObject(r, "width", w);
+        cJSON_AddNumberToObject(r, "height", h);
+        cJSON *cl = cJSON_AddArrayToObject(r, "classes");
+        for (int k = 0; k < K; k++) cJSON_AddItemToArray(cl, cJSON_CreateString(names[k]));
+        cJSON *da = cJSON_AddArrayToObject(r, "detections");
+        for (int i = 0; i < nd; i++) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "class", names[dets[i].cls]);
+            cJSON_AddNumberToObject(d, "class_index", dets[i].cls);
+            /* rounded as the COCO writer rounds (scores 5, pixels 2 decimals) */
+            cJSON_AddNumberToObject(d, "score", round((double)dets[i].score * 1e5) / 1e5);
+            const float b4[4] = {dets[i].x0, dets[i].y0, dets[i].x1, dets[i].y1};
+            cJSON *bx = cJSON_AddArrayToObject(d, "box");
+            for (int k = 0; k < 4; k++) cJSON_AddItemToArray(bx, cJSON_CreateNumber(round((double)b4[k] * 100) / 100));
+            cJSON_AddItemToArray(da, d);
+        }
+        cJSON_AddNumberToObject(r, "ms", round((tsr_time() - t0) * 1e4) / 10);
+        rp->body = cJSON_PrintUnformatted(r);
+        cJSON_Delete(r);
+        if (rp->body) {
+            rp->status = 200;
+            __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&s->boxes, nd, __ATOMIC_RELAXED);
+        } else {
+            bad(rp, 500, NULL, "out of memory");
+        }
+    }
+    if (rq->usage) snprintf(rq->usage->model, sizeof rq->usage->model, "%s", s->name);
+    free(dets);
+    free(rgb);
+    free(rows);
+    for (int k = 0; k < K; k++) free(names[k]);
+}
+
+const tsr_serve_endpoint tsr_ovadetr_serve_endpoint = {
+    .name = "detect",
+    .summary = "OVA-DETR: boxes for class names in a PNG image",
+    .models = {{"ovadetr", "FILE", "OVA-DETR detector for POST /v1/detect", "models/ovadetr.safetensors"}},
+    .load = det_load,
+    .unload = det_unload,
+    .metrics = det_metrics,
+    .routes = {{"POST", "/v1/detect", detect}},
+    .serialize = true, /* one image at a time: each already uses every thread */
+};
