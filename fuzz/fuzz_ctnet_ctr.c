@@ -1,9 +1,10 @@
 /* libFuzzer target for the POST /v1/ctr request body (src/models/ctnet/
  * serve.c): any body gets either 200 with one probability in [0,1] per
  * row, or a 4xx with a one-line message and no body. Scores with the
- * shipped model (run from the repository root, or set TSR_CTNET_MODEL).
- * Build: see fuzz/README.md. */
+ * shipped model, found like every shipped default (from any working
+ * directory), or the file TSR_CTNET_MODEL names. Build: see fuzz/README.md. */
 #include "tessera/ctnet.h"
+#include "tessera/fileio.h"
 #include "tessera/serve.h"
 
 #include <cjson/cJSON.h>
@@ -15,8 +16,10 @@ static void *g_state;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g_state) {
+        static char found[4096];
         const char *path = getenv("TSR_CTNET_MODEL");
-        const char *paths[TSR_SERVE_MAX_MODELS] = {path ? path : "models/ctnet_ml_animation.safetensors"};
+        if (!path) path = tsr_find_model_or("models/ctnet_ml_animation.safetensors", found, sizeof found);
+        const char *paths[TSR_SERVE_MAX_MODELS] = {path};
         tsr_status st = tsr_ctnet_serve_endpoint.load(&g_state, paths, NULL);
         if (st.code) {
             fprintf(stderr, "fuzz_ctnet_ctr: %s\n", st.msg);

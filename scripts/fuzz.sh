@@ -62,6 +62,17 @@ printf '\004{"images":[{"id":1,"file_name":"a.png","width":64,"height":48}],"cat
     >"$S/fuzz_detlabels/coco"
 /usr/bin/printf '\223NUMPY\001\000\166\000{'"'"'descr'"'"': '"'"'<f2'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (2, 2), }%*s\n\000\074\000\100\000\102\000\104' 58 '' >"$S/fuzz_npy/f2"
 printf '\010\010' >"$S/fuzz_isaid/empty"
+# ctnet: a small TSV log (its size's parity picks whether labels are
+# required, so one seed of each parity) and two /v1/ctr bodies
+printf 'user\titem\tdomain\ttimestamp\tlabel\tgenre\n1\t10\tsource\t100\t1\tAction|Comedy\n2\t11\ttarget\t200\t0\tChildren\n1\t11\ttarget\t300\t1\t\n' \
+    >"$S/fuzz_ctnet_log/tsv"
+for it in 10 100; do # one more row, its item id picked so that the size's parity flips
+    (cat "$S/fuzz_ctnet_log/tsv"; printf '2\t%s\tsource\t400\t0\tDrama\n' $it) >"$S/fuzz_ctnet_log/tsv2"
+    [ $((($(wc -c <"$S/fuzz_ctnet_log/tsv") + $(wc -c <"$S/fuzz_ctnet_log/tsv2")) % 2)) -eq 1 ] && break
+done
+printf '%s' '{"rows": [{"user": 1, "item": 1, "timestamp": 1514764800, "genre": ["Animation", "Children"], "year": 1990, "history": ["2", "3"]}, {"user": "1", "item": "2", "timestamp": 1514764801, "genre": "Action|Drama", "tag": "pixar"}], "model": "ctnet_ml_animation"}' \
+    >"$S/fuzz_ctnet_ctr/two"
+printf '%s' '{"rows": [{"user": 7, "item": 9, "timestamp": 1, "history": "1|2|3"}]}' >"$S/fuzz_ctnet_ctr/one"
 # serving endpoints: small request bodies with base64 PNGs; the handlers
 # load the shipped models from these paths (the targets run in $B)
 export TSR_CTNET_MODEL="$ROOT/models/ctnet_ml_animation.safetensors"

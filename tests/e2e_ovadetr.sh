@@ -40,6 +40,15 @@ M2="$TMP/tiny2.safetensors"
 "$BIN" ovadetr train --out "$M2" --model-config $CFG --steps 2 --crop 128 --eval-every 0 --quiet --threads 1 \
     --resume >/dev/null 2>&1
 cmp -s "$M" "$M2" && ok || bad "stop after 1 + resume differs from 2 straight steps"
+# the one-image fitting check: a bad name is a usage error, a missing image one line
+"$BIN" ovadetr train --out "$TMP/o.safetensors" --only ../MOS74 --steps 1 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--only with a path is not a usage error"
+"$BIN" ovadetr train --out "$TMP/o.safetensors" --only MOS9999 --steps 1 --quiet >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && [ ! -e "$TMP/o.safetensors" ] && ok || \
+    bad "--only with a missing image is not a one-line failure"
+"$BIN" ovadetr train --out "$TMP/o.safetensors" --only MOS74 --model-config $CFG --steps 2 --crop 128 --eval-every 2 \
+    --quiet --threads 1 --json >"$TMP/o.json" 2>&1
+[ $? -eq 0 ] && grep -q '"val_ap50_car"' "$TMP/o.json" && ok || bad "--only MOS74 does not train and validate"
 
 IMG=$D/aerial/mmrotate-demos/P0004__1__0___0.png
 "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "plane,car" --out "$TMP/b.json" --draw "$TMP/b.png" \

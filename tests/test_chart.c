@@ -7,6 +7,7 @@
 #include "tessera/chart.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int count_rgb(const uint8_t *px, int w, int h, int x0, int y0, int x1, int y1, uint8_t r, uint8_t g,
@@ -75,5 +76,34 @@ int main(void) {
     int lined = count_rgb(px, W, H, 0, 0, W, H, 31, 119, 180);
     TU_CHECK(dots > 0 && dots < 60 && lined > 3 * dots, "scatter draws dots only (%d pixels; as a line %d)", dots,
              lined);
+    /* every series of a chart has its own colour: the twelve of the
+     * palette stay well apart, later ones differ still, and a chart of
+     * twelve curves (more than the first palette's eight) draws each one
+     * and its legend swatch in its own colour */
+    uint8_t ca[3], cb[3];
+    int min_pal = 1 << 30, same = 0;
+    for (int i = 0; i < 48; i++)
+        for (int j = i + 1; j < 48; j++) {
+            tsr_chart_colour(i, ca);
+            tsr_chart_colour(j, cb);
+            int d = abs(ca[0] - cb[0]) + abs(ca[1] - cb[1]) + abs(ca[2] - cb[2]);
+            if (j < 12 && d < min_pal) min_pal = d;
+            same += d == 0;
+        }
+    TU_CHECK(same == 0 && min_pal >= 90, "series colours: %d equal pairs, palette distance %d", same, min_pal);
+    enum { NS = 12 };
+    double ly[NS][N];
+    tsr_chart_series many[NS];
+    for (int i = 0; i < NS; i++) {
+        for (int k = 0; k < N; k++) ly[i][k] = i + 0.3 * sin(k / 5.0);
+        many[i] = (tsr_chart_series){"s", x, ly[i], N, false, 0, false};
+    }
+    TU_CHECK(tsr_chart_render(px, many, NS, &so).code == TSR_OK, "12-series render");
+    int undrawn = 0;
+    for (int i = 0; i < NS; i++) {
+        tsr_chart_colour(i, ca);
+        undrawn += count_rgb(px, W, H, 0, 0, W, H, ca[0], ca[1], ca[2]) < 100;
+    }
+    TU_CHECK(undrawn == 0, "%d of 12 series without their own colour", undrawn);
     return tu_finish("chart");
 }

@@ -40,8 +40,8 @@ static void tiny_load(tiny_model *m, const tref *r) {
     tsr_params_init(&m->p);
     tsr_ctnet_tower_build(&m->p, "source", &g, &m->src);
     tsr_ctnet_tower_build(&m->p, "target", &g, &m->tgt);
-    tsr_ctnet_adapters_build(&m->p, "adapter", &g, true, &m->ad);
-    tsr_ctnet_adapters_build(&m->p, "link", &g, false, &m->link);
+    tsr_ctnet_adapters_build(&m->p, "adapter", &g, true, 0, &m->ad);
+    tsr_ctnet_adapters_build(&m->p, "link", &g, false, 0, &m->link);
     for (int i = 0; i < m->p.n; i++) {
         char nm[160];
         snprintf(nm, sizeof nm, "p.%s", m->p.items[i]->name);
@@ -61,6 +61,7 @@ static tsr_ctnet_batch tref_batch(tsr_ctx *c, const tref *r) {
     b.hist_w = tref_tensor(c, r, "in.hist_w", false);
     b.tok_w = tref_tensor(c, r, "in.tok_w", false);
     b.y = tref_tensor(c, r, "in.y", false);
+    b.tok_src = NULL; /* the source tower reads tok */
     b.B = b.user->shape[0];
     return b;
 }
@@ -100,6 +101,21 @@ static void test_vs_torch(void) {
     tu_close_ref(r, "ctnet.loss", tsr_f32(loss), 1, 1e-5, 1e-4);
     static const char *const ctnet_p[] = {"target.", "adapter.", NULL};
     check_grads(&m, r, "ctnet", ctnet_p);
+    /* CTNet with adapters after the hidden layers only, the source tower
+     * reading its own domain token (tok_src) */
+    tsr_ctx_reset(&c);
+    b = tref_batch(&c, r);
+    b.tok_src = tref_tensor(&c, r, "in.tok_src", false);
+    tsr_params_zero_grad(&m.p);
+    tsr_ctnet_adapters hidden = m.ad;
+    hidden.wa[0] = hidden.ba[0] = hidden.wg[0] = hidden.bg[0] = NULL;
+    logit = tsr_ctnet_forward(&c, &g, &m.tgt, &m.src, &hidden, NULL, &b);
+    loss = tsr_bce_with_logits(&c, logit, b.y, NULL, 1, 1);
+    tsr_backward(&c, loss);
+    tu_close_ref(r, "ctnet_h.logits", tsr_f32(logit), logit->numel, 1e-5, 1e-4);
+    tu_close_ref(r, "ctnet_h.loss", tsr_f32(loss), 1, 1e-5, 1e-4);
+    static const char *const ctnet_h_p[] = {"target.", "adapter.1.", "adapter.2.", NULL};
+    check_grads(&m, r, "ctnet_h", ctnet_h_p);
     /* CoNet */
     tsr_ctx_reset(&c);
     b = tref_batch(&c, r);
@@ -272,6 +288,20 @@ static void test_loader(void) {
     const float *tw2 = tw + 3 * TSR_CTNET_FIELD_TOKS;
     TU_CHECK(tw2[0] == 0 && tsr_i32(b.tok)[3 * TSR_CTNET_FIELD_TOKS] == 0, "empty genre of row 2: bucket 0, weight 0");
     TU_CHECK(tsr_f32(b.y)[0] == 1 && tsr_i32(b.user)[0] > 0, "label and user bucket");
+    /* the source tower's view: the domain field (2) holds the source token
+     * for the target row 4 and the other-domain row 2, the rest as in tok */
+    const int K = TSR_CTNET_FIELD_TOKS, FK = 3 * K;
+    const int32_t src_b = 1 + (int32_t)(tsr_ctnet_hash("domain", "source", 6) % (uint32_t)(cfg.tok_buckets - 1));
+    int same_rest = 0, dom_src = 0, dom_changed = 0;
+    for (int i = 0; i < 2; i++) {
+        for (int k = 0; k < FK; k++)
+            if (k < 2 * K || k > 2 * K) same_rest += tsr_i32(b.tok_src)[i * FK + k] == tsr_i32(b.tok)[i * FK + k];
+        dom_src += tsr_i32(b.tok_src)[i * FK + 2 * K] == src_b;
+        dom_changed += tsr_i32(b.tok)[i * FK + 2 * K] != src_b;
+    }
+    TU_CHECK(b.tok_src != b.tok && same_rest == 2 * (FK - 1) && dom_src == 2 && dom_changed == 2,
+             "tok_src: source domain token (%d of 2, %d differed in tok), other fields kept (%d of %d)", dom_src,
+             dom_changed, same_rest, 2 * (FK - 1));
     tsr_ctx_free(&c);
     tsr_ctnet_log_free(&g);
     /* errors: one line naming the file and line */
@@ -512,10 +542,15 @@ static void test_serve_ctr(const tsr_ctnet_log *g, tsr_ctnet_run_opts o) {
         {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3, \"colour\": \"red\"}]}", 400, "rows[0].colour"},
         {"{\"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3, \"user\": 4}]}", 400, "rows[0].user"},
         {"{\"model\": \"other\", \"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3}]}", 404, "model"},
+        /* names echoed in the message keep it one line (found by fuzz_ctnet_ctr) */
+        {"{\"rows\": [{\"use\\u001a\\nr\": 1, \"item\": 2, \"timestamp\": 3}]}", 400, "rows[0].use??r"},
+        {"{\"ro\\nws\": []}", 400, "ro?ws"},
+        {"{\"model\": \"a\\r\\nb\", \"rows\": [{\"user\": 1, \"item\": 2, \"timestamp\": 3}]}", 404, "model"},
     };
     for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
         ctr_call(state, bads[i].body, &rp);
-        TU_CHECK(rp.status == bads[i].status && !strcmp(rp.error_param, bads[i].param) && rp.error[0] && !rp.body,
+        TU_CHECK(rp.status == bads[i].status && !strcmp(rp.error_param, bads[i].param) && rp.error[0] && !rp.body &&
+                     !strpbrk(rp.error, "\n\r"),
                  "bad body %zu: status %d param '%s' (want %d '%s'): %s", i, rp.status, rp.error_param, bads[i].status,
                  bads[i].param, rp.error);
         free(rp.body);
@@ -546,8 +581,8 @@ static void test_resume(void) {
     snprintf(ma, sizeof ma, "%s/a.safetensors", dir);
     snprintf(mb, sizeof mb, "%s/b.safetensors", dir);
     tsr_ctnet_run_opts o = tsr_ctnet_default_run_opts();
-    o.cfg = (tsr_ctnet_cfg){.dim = 4, .n_layers = 2, .hidden = {8, 4}, .cross = 1, .user_buckets = 64,
-                            .item_buckets = 128, .tok_buckets = 64, .n_fields = g.n_fields};
+    o.cfg = (tsr_ctnet_cfg){.dim = 8, .n_layers = 2, .hidden = {16, 8}, .cross = 1, .user_buckets = 64,
+                            .item_buckets = 128, .tok_buckets = 64, .n_fields = g.n_fields, .adapt_from = 1};
     o.first = 2001;
     o.last = 2005;
     o.epochs = 2;

@@ -30,6 +30,10 @@ tsr_status tsr_chart_render(uint8_t *rgb, const tsr_chart_series *s, int n_serie
 /* Renders and writes path atomically. */
 tsr_status tsr_chart_png(const char *path, const tsr_chart_series *s, int n_series, const tsr_chart_opts *o);
 
+/* The colour of series i (0-based) as r, g, b: the first twelve are a
+ * fixed palette, later ones distinct hues; no two series share one. */
+void tsr_chart_colour(int i, uint8_t rgb[3]);
+
 /* The bitmap font, for tests: 7 rows of 5 bits (bit 4 = leftmost) of
  * character ch, or NULL when the font has no glyph for it. */
 const uint8_t *tsr_chart_glyph(char ch);

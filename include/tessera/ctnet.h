@@ -106,6 +106,11 @@ typedef struct {
     int cross;                 /* 0/1: a DCNv2 cross layer on x0 */
     int user_buckets, item_buckets, tok_buckets;
     int n_fields;
+    /* CTNet's adapters sit at the inputs of MLP layers adapt_from ..
+     * n_layers: 1 (the default) = after every hidden layer, fed with the
+     * source tower's hidden outputs (paper Sec. 3.2); 0 also adds one at the
+     * MLP's input, fed with the source tower's embeddings (cross output) */
+    int adapt_from;
 } tsr_ctnet_cfg;
 
 tsr_ctnet_cfg tsr_ctnet_default_cfg(void);
@@ -138,19 +143,23 @@ void tsr_ctnet_tower_build(tsr_params *p, const char *prefix, const tsr_ctnet_cf
 /* embeddings N(0, 0.05^2) (bucket 0, padding, stays 0), linears torch default */
 void tsr_ctnet_tower_init(tsr_ctnet_tower *t, const tsr_ctnet_cfg *g, tsr_rng *r);
 void tsr_ctnet_tower_copy(tsr_ctnet_tower *dst, const tsr_ctnet_tower *src, const tsr_ctnet_cfg *g);
-/* "<prefix>.<l>.a.weight", ... (gate tensors only when gated) */
+/* "<prefix>.<l>.a.weight", ... for l = from .. n_layers (gate tensors
+ * only when gated); layers below from have none (NULL) */
 void tsr_ctnet_adapters_build(tsr_params *p, const char *prefix, const tsr_ctnet_cfg *g,
-                              bool gated, tsr_ctnet_adapters *a);
+                              bool gated, int from, tsr_ctnet_adapters *a);
 /* W_a ~ N(0, wa_std^2) (wa_std < 0: torch default), b_a = 0, gate torch default */
 void tsr_ctnet_adapters_init(tsr_ctnet_adapters *a, const tsr_ctnet_cfg *g, bool gated,
                              float wa_std, tsr_rng *r);
 
 /* A batch as int32 bucket tensors (step arena): user (B), item (B),
  * hist (B,H), tok (B,F,K), with the pooling weights hist_w (B,H,1),
- * tok_w (B,F,K,1) (1/count of filled slots, 0 for empty), and y (B). */
+ * tok_w (B,F,K,1) (1/count of filled slots, 0 for empty), and y (B).
+ * tok_src: tok as a one-domain source tower sees it, the `domain` field
+ * holding the source domain's token for every row (the only value that
+ * tower was trained on); tok itself when there is no domain field. */
 typedef struct {
     int64_t B;
-    tsr_tensor *user, *item, *hist, *tok, *hist_w, *tok_w, *y;
+    tsr_tensor *user, *item, *hist, *tok, *hist_w, *tok_w, *y, *tok_src;
 } tsr_ctnet_batch;
 /* rows[0..B) of the log; field_map[f] = the log's field index of the
  * model's field f (-1: absent). y = label. */
@@ -175,6 +184,18 @@ tsr_tensor *tsr_ctnet_adapter(tsr_ctx *c, const tsr_ctnet_adapters *a, int l, ts
 tsr_tensor *tsr_ctnet_forward(tsr_ctx *c, const tsr_ctnet_cfg *g, const tsr_ctnet_tower *tgt,
                               const tsr_ctnet_tower *src, const tsr_ctnet_adapters *ad,
                               const tsr_tensor *concat_w, const tsr_ctnet_batch *b);
+
+/* The frozen source tower's inputs to MLP layers 0..n_layers (zs[0] its
+ * embeddings after the cross layer, zs[l] its hidden layer l), no tape,
+ * the batch read through tok_src. */
+void tsr_ctnet_source_states(tsr_ctx *c, const tsr_ctnet_cfg *g, const tsr_ctnet_tower *src,
+                             const tsr_ctnet_batch *b, tsr_tensor **zs);
+/* tsr_ctnet_forward with the source states given (zs NULL: target tower
+ * alone); a period update computes them once for its rows, since the
+ * source tower does not change during it. */
+tsr_tensor *tsr_ctnet_forward_states(tsr_ctx *c, const tsr_ctnet_cfg *g, const tsr_ctnet_tower *tgt,
+                                     tsr_tensor *const *zs, const tsr_ctnet_adapters *ad,
+                                     const tsr_tensor *concat_w, const tsr_ctnet_batch *b);
 
 /* CoNet-style (Hu et al. 2018): both towers with shared cross links H_l:
  * z_t += H_l z_s, z_s += H_l z_t at every MLP layer input (the links use

@@ -191,6 +191,8 @@ typedef struct {
     int crop;             /* training crop side (multiple of 32) */
     int slots;            /* text slots per step (positives + negatives) */
     float copy_paste;     /* probability of pasting iSAID chips into a crop */
+    const char *only;     /* NULL, or one KIT image stem (e.g. MOS74): train and
+                             validate on that image alone (a fitting check) */
 } tsr_ovd_data_opts;
 
 tsr_ovd_data_opts tsr_ovd_default_data_opts(void);

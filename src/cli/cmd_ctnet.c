@@ -140,7 +140,8 @@ typedef struct {
     {"batch", ARG_INT, &(r)->o.batch, "B", "batch size", NULL},                                           \
     {"lr", ARG_FLOAT, &(r)->o.lr, "X", "AdamW learning rate", NULL},                                      \
     {"weight-decay", ARG_FLOAT, &(r)->o.weight_decay, "X", "AdamW decoupled weight decay", NULL},         \
-    {"adapter-std", ARG_FLOAT, &(r)->o.adapter_std, "X", "std of the adapters' W_a at init", NULL}
+    {"adapter-std", ARG_FLOAT, &(r)->o.adapter_std, "X", "std of the adapters' W_a at init", NULL},        \
+    {"adapt-from", ARG_INT, &(r)->o.cfg.adapt_from, "L", "CTNet's adapters feed MLP layers L.. (1: after every hidden layer, as in the paper; 0: also the MLP's input, from the source embeddings)", NULL}
 
 static int check_run_flags(const char *prog, run_flags *r) {
     tsr_ctnet_cfg *g = &r->o.cfg;
@@ -167,7 +168,8 @@ static int check_run_flags(const char *prog, run_flags *r) {
         (rc = cli_check_int(prog, "source-epochs", r->o.source_epochs, 1, 1000)) != CLI_OK ||
         (rc = cli_check_int(prog, "batch", r->o.batch, 1, 65536)) != CLI_OK ||
         (rc = cli_check_float(prog, "weight-decay", r->o.weight_decay, 0, 0.5)) != CLI_OK ||
-        (rc = cli_check_float(prog, "adapter-std", r->o.adapter_std, 0, 10)) != CLI_OK)
+        (rc = cli_check_float(prog, "adapter-std", r->o.adapter_std, 0, 10)) != CLI_OK ||
+        (rc = cli_check_int(prog, "adapt-from", g->adapt_from, 0, g->n_layers)) != CLI_OK)
         return rc;
     if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1) (got %g)", (double)r->o.lr);
     return CLI_OK;
@@ -454,7 +456,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                    (double)(t_found[m] ? t_lr[m] : r.o.lr),
                    t_found[m] ? t_ep[m] : m == TSR_CTNET_M_RETRAIN ? r.o.retrain_epochs : r.o.epochs);
         } else {
-            printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4fs/period (source %.4fs)  %.0f examples/period\n",
+            printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4f CPU s/period (source %.4f)  %.0f examples/period\n",
                    tsr_ctnet_method_names[m], pair, am, ac, lm, vm, nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0,
                    nt ? rows / nt : 0.0);
         }

@@ -131,8 +131,36 @@ static void fmt_tick(char *buf, size_t n, double v, double step) {
     snprintf(buf, n, "%.*f", dec, v);
 }
 
-static const rgb k_palette[] = {{31, 119, 180}, {214, 39, 40}, {44, 160, 44},  {255, 127, 14},
-                                {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {23, 190, 207}};
+/* Series colours: twelve hand-picked ones that stay apart on white (the
+ * first eight in the order every chart so far used), then hues stepped by
+ * the golden angle at alternating brightness, so that no two series of a
+ * chart share a colour (a method comparison easily has more than eight). */
+static const rgb k_palette[] = {{31, 119, 180}, {214, 39, 40},   {44, 160, 44},  {255, 127, 14},
+                                {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {23, 190, 207},
+                                {188, 189, 34},  {0, 0, 0},      {0, 40, 110},    {120, 0, 50}};
+enum { N_PALETTE = (int)(sizeof k_palette / sizeof k_palette[0]) };
+
+static rgb series_colour(int i) {
+    if (i >= 0 && i < N_PALETTE) return k_palette[i];
+    const int k = i - N_PALETTE;
+    const double h = fmod(0.11 + 0.381966011250105 * k, 1.0) * 6.0, s = 0.85, v = k % 2 ? 0.55 : 0.80;
+    const double f = h - floor(h), p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+    double r, g, b;
+    switch ((int)h % 6) {
+    case 0: r = v, g = t, b = p; break;
+    case 1: r = q, g = v, b = p; break;
+    case 2: r = p, g = v, b = t; break;
+    case 3: r = p, g = q, b = v; break;
+    case 4: r = t, g = p, b = v; break;
+    default: r = v, g = p, b = q; break;
+    }
+    return (rgb){(uint8_t)lround(255 * r), (uint8_t)lround(255 * g), (uint8_t)lround(255 * b)};
+}
+
+void tsr_chart_colour(int i, uint8_t out[3]) {
+    rgb c = series_colour(i);
+    out[0] = c.r, out[1] = c.g, out[2] = c.b;
+}
 
 tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, const tsr_chart_opts *o) {
     const int W = o->width > 0 ? o->width : 960, H = o->height > 0 ? o->height : 600;
@@ -193,7 +221,7 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
     if (o->ylabel) text(&c, 24, (T + Bm) / 2 + text_width(o->ylabel) / 2, o->ylabel, grey, true);
     /* the curves */
     for (int i = 0; i < ns; i++) {
-        rgb col = k_palette[i % (int)(sizeof k_palette / sizeof k_palette[0])];
+        rgb col = series_colour(i);
         int px_prev = 0, py_prev = 0;
         bool have = false;
         for (int k = 0; k < s[i].n; k++) {
@@ -220,7 +248,7 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
     line(&c, lx0, ly0, lx1, ly0, grey, 1), line(&c, lx0, ly1, lx1, ly1, grey, 1);
     line(&c, lx0, ly0, lx0, ly1, grey, 1), line(&c, lx1, ly0, lx1, ly1, grey, 1);
     for (int i = 0; i < ns; i++) {
-        rgb col = k_palette[i % (int)(sizeof k_palette / sizeof k_palette[0])];
+        rgb col = series_colour(i);
         int y = ly0 + 8 + i * row + CHAR_H / 2;
         if (s[i].points) rect(&c, lx0 + 18, y - 2, lx0 + 22, y + 2, col);
         else line(&c, lx0 + 8, y, lx0 + 32, y, col, 3);

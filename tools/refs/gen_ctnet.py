@@ -1,8 +1,9 @@
 """PyTorch references for src/models/ctnet (tests/test_ctnet.c): a tiny
 config (dim 4, hidden 6,5, one DCNv2 cross layer, 2 token fields) of the
 CTR tower, CTNet (frozen source tower, gated adapters at every MLP layer
-input) and the CoNet-style cross-connected towers: logits, BCE loss and
-the gradients of every trained tensor."""
+input, and with adapters after the hidden layers only while the source
+tower reads its own domain token) and the CoNet-style cross-connected
+towers: logits, BCE loss and the gradients of every trained tensor."""
 import torch
 import torch.nn.functional as F
 from tref import save
@@ -62,11 +63,12 @@ out.update({"in.user": user, "in.item": item, "in.hist": hist, "in.tok": tok,
             "in.hist_w": hist_w, "in.tok_w": tok_w, "in.y": y})
 
 
-def tower_input(p, pre):
+def tower_input(p, pre, toks=None):
+    toks = tok if toks is None else toks
     eu = p[pre + ".emb_user.weight"][user]
     ei = p[pre + ".emb_item.weight"][item]
     eh = (p[pre + ".emb_item.weight"][hist] * hist_w).sum(1)
-    et = (p[pre + ".emb_tok.weight"][tok] * tok_w).sum(2).reshape(B, NF * D)
+    et = (p[pre + ".emb_tok.weight"][toks] * tok_w).sum(2).reshape(B, NF * D)
     x0 = torch.cat([eu, ei, eh, et], 1)
     return x0 * F.linear(x0, p[pre + ".cross.weight"], p[pre + ".cross.bias"]) + x0
 
@@ -127,5 +129,28 @@ out["conet.loss"] = loss.reshape(1)
 for k, v in params.items():
     if k.startswith("target.") or k.startswith("source.") or (k.startswith("link.") and ".a.weight" in k):
         out["conet.g." + k] = v.grad.clone()
+    v.grad = None
+# CTNet as shipped: adapters after the hidden layers only (inputs of MLP
+# layers 1.. and the output layer); the source tower reads tok_src, where
+# field 1 plays the domain field and holds the source domain's token
+tok_src = tok.clone()
+tok_src[:, 1, 0] = torch.where(tok[:, 1, 0] != 0, torch.full_like(tok[:, 1, 0], 3), tok[:, 1, 0])
+out["in.tok_src"] = tok_src
+with torch.no_grad():
+    zs = [tower_input(params, "source", tok_src)]
+    for l in range(len(HID)):
+        zs.append(layer(params, "source", l, zs[-1]))
+z = tower_input(params, "target")
+for l in range(len(HID) + 1):
+    if l >= 1:
+        z = z + adapter(params, "adapter", l, zs[l], True)
+    z = layer(params, "target", l, z)
+loss = F.binary_cross_entropy_with_logits(z, y)
+loss.backward()
+out["ctnet_h.logits"] = z
+out["ctnet_h.loss"] = loss.reshape(1)
+for k, v in params.items():
+    if (k.startswith("target.") or k.startswith("adapter.")) and not k.startswith("adapter.0."):
+        out["ctnet_h.g." + k] = v.grad.clone()
     v.grad = None
 save("ctnet", out)

@@ -12,7 +12,7 @@
 tsr_ctnet_cfg tsr_ctnet_default_cfg(void) {
     return (tsr_ctnet_cfg){.dim = 16, .n_layers = 2, .hidden = {64, 32}, .cross = 1,
                            .user_buckets = 2048, .item_buckets = 8192, .tok_buckets = 2048,
-                           .n_fields = 5};
+                           .n_fields = 5, .adapt_from = 1};
 }
 
 int tsr_ctnet_input_dim(const tsr_ctnet_cfg *g) { return (3 + g->n_fields) * g->dim; }
@@ -94,10 +94,10 @@ void tsr_ctnet_tower_copy(tsr_ctnet_tower *dst, const tsr_ctnet_tower *src, cons
 }
 
 void tsr_ctnet_adapters_build(tsr_params *p, const char *prefix, const tsr_ctnet_cfg *g,
-                              bool gated, tsr_ctnet_adapters *a) {
+                              bool gated, int from, tsr_ctnet_adapters *a) {
     char nm[96];
     memset(a, 0, sizeof *a);
-    for (int l = 0; l <= g->n_layers; l++) {
+    for (int l = from < 0 ? 0 : from; l <= g->n_layers; l++) {
         const int D = tsr_ctnet_layer_in(g, l);
         snprintf(nm, sizeof nm, "%s.%d.a.weight", prefix, l);
         a->wa[l] = tsr_param_new(p, nm, 0, TSR_DIMS(D, D));
@@ -114,6 +114,7 @@ void tsr_ctnet_adapters_build(tsr_params *p, const char *prefix, const tsr_ctnet
 void tsr_ctnet_adapters_init(tsr_ctnet_adapters *a, const tsr_ctnet_cfg *g, bool gated,
                              float wa_std, tsr_rng *r) {
     for (int l = 0; l <= g->n_layers; l++) {
+        if (!a->wa[l]) continue; /* below the first adapted layer */
         if (wa_std >= 0) tsr_init_normal(a->wa[l], r, wa_std);
         else init_linear(a->wa[l], NULL, r);
         tsr_init_const(a->ba[l], 0.0f);
@@ -140,6 +141,15 @@ tsr_ctnet_batch tsr_ctnet_make_batch(tsr_ctx *c, const tsr_ctnet_log *g, const i
     b.hist_w = tsr_new(c, TSR_F32, TSR_DIMS(B, H, 1));
     b.tok_w = tsr_new(c, TSR_F32, TSR_DIMS(B, F, K, 1));
     b.y = tsr_new(c, TSR_F32, TSR_DIMS(B, 1));
+    /* the model's field holding the domain, and the source domain's token */
+    int fdom = -1;
+    for (int f = 0; f < F && fdom < 0; f++) {
+        const int lf = field_map ? field_map[f] : f;
+        if (lf >= 0 && lf < g->n_fields && !strcmp(g->field[lf], "domain")) fdom = f;
+    }
+    b.tok_src = b.tok;
+    if (fdom >= 0) b.tok_src = tsr_new(c, TSR_I32, TSR_DIMS(B, F, K));
+    const int32_t src_tok = bucket(tsr_ctnet_hash("domain", "source", 6), cfg->tok_buckets);
     for (int64_t i = 0; i < B; i++) {
         const int64_t r = rows[i];
         tsr_i32(b.user)[i] = bucket(g->user[r], cfg->user_buckets);
@@ -163,6 +173,12 @@ tsr_ctnet_batch tsr_ctnet_make_batch(tsr_ctx *c, const tsr_ctnet_log *g, const i
                 cnt += t[k] != 0;
             }
             for (int k = 0; k < K; k++) w[k] = t[k] ? 1.0f / (float)cnt : 0.0f;
+        }
+        if (fdom >= 0) {
+            memcpy(tsr_i32(b.tok_src) + i * F * K, tsr_i32(b.tok) + i * F * K, sizeof(int32_t) * (size_t)(F * K));
+            /* the domain field holds one token; the source tower reads its own */
+            int32_t *t = tsr_i32(b.tok_src) + (i * F + fdom) * K;
+            if (t[0]) t[0] = src_tok;
         }
     }
     return b;
@@ -200,26 +216,38 @@ tsr_tensor *tsr_ctnet_adapter(tsr_ctx *c, const tsr_ctnet_adapters *a, int l, ts
     return tsr_mul(c, v, tsr_sigmoid(c, tsr_linear(c, z, a->wg[l], a->bg[l])));
 }
 
+void tsr_ctnet_source_states(tsr_ctx *c, const tsr_ctnet_cfg *g, const tsr_ctnet_tower *src,
+                             const tsr_ctnet_batch *b, tsr_tensor **zs) {
+    /* the source tower is frozen: no tape, its activations are inputs;
+     * it reads every row as a row of its own domain */
+    bool ge = c->grad_enabled;
+    c->grad_enabled = false;
+    tsr_ctnet_batch bs = *b;
+    if (bs.tok_src) bs.tok = bs.tok_src;
+    zs[0] = tsr_ctnet_tower_input(c, src, g, &bs);
+    for (int l = 0; l < g->n_layers; l++) zs[l + 1] = tsr_ctnet_tower_layer(c, src, g, l, zs[l]);
+    c->grad_enabled = ge;
+}
+
+tsr_tensor *tsr_ctnet_forward_states(tsr_ctx *c, const tsr_ctnet_cfg *g, const tsr_ctnet_tower *tgt,
+                                     tsr_tensor *const *zs, const tsr_ctnet_adapters *ad,
+                                     const tsr_tensor *concat_w, const tsr_ctnet_batch *b) {
+    tsr_tensor *z = tsr_ctnet_tower_input(c, tgt, g, b);
+    for (int l = 0; l <= g->n_layers; l++) {
+        if (zs && ad && ad->wa[l]) z = tsr_add(c, z, tsr_ctnet_adapter(c, ad, l, zs[l]));
+        z = tsr_ctnet_tower_layer(c, tgt, g, l, z);
+    }
+    if (zs && concat_w) /* logit of concat(h_t, h_s) = out(h_t) + concat_w . h_s */
+        z = tsr_add(c, z, tsr_linear(c, zs[g->n_layers], (tsr_tensor *)concat_w, NULL));
+    return z;
+}
+
 tsr_tensor *tsr_ctnet_forward(tsr_ctx *c, const tsr_ctnet_cfg *g, const tsr_ctnet_tower *tgt,
                               const tsr_ctnet_tower *src, const tsr_ctnet_adapters *ad,
                               const tsr_tensor *concat_w, const tsr_ctnet_batch *b) {
     tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 2] = {0};
-    if (src) {
-        /* the source tower is frozen: no tape, its activations are inputs */
-        bool ge = c->grad_enabled;
-        c->grad_enabled = false;
-        zs[0] = tsr_ctnet_tower_input(c, src, g, b);
-        for (int l = 0; l < g->n_layers; l++) zs[l + 1] = tsr_ctnet_tower_layer(c, src, g, l, zs[l]);
-        c->grad_enabled = ge;
-    }
-    tsr_tensor *z = tsr_ctnet_tower_input(c, tgt, g, b);
-    for (int l = 0; l <= g->n_layers; l++) {
-        if (src && ad) z = tsr_add(c, z, tsr_ctnet_adapter(c, ad, l, zs[l]));
-        z = tsr_ctnet_tower_layer(c, tgt, g, l, z);
-    }
-    if (src && concat_w) /* logit of concat(h_t, h_s) = out(h_t) + concat_w . h_s */
-        z = tsr_add(c, z, tsr_linear(c, zs[g->n_layers], (tsr_tensor *)concat_w, NULL));
-    return z;
+    if (src) tsr_ctnet_source_states(c, g, src, b, zs);
+    return tsr_ctnet_forward_states(c, g, tgt, src ? zs : NULL, ad, concat_w, b);
 }
 
 void tsr_ctnet_conet_forward(tsr_ctx *c, const tsr_ctnet_cfg *g, const tsr_ctnet_tower *tgt,

@@ -85,6 +85,18 @@ static void bad(tsr_serve_reply *rp, int status, const char *param, const char *
     va_end(ap);
 }
 
+/* a name the client sent, as shown in an error: at most max bytes, control
+ * bytes as '?', so that the message stays one line */
+static const char *shown(char *dst, size_t n, const char *s, size_t max) {
+    size_t k = 0;
+    for (; s && s[k] && k < max && k + 1 < n; k++) {
+        unsigned char ch = (unsigned char)s[k];
+        dst[k] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    dst[k] = 0;
+    return dst;
+}
+
 /* one scalar as log text: a string without the log's separators, or an
  * integer; false (with *why) otherwise */
 static bool scalar_text(const cJSON *v, bool tokens, sbuf *b, const char **why) {
@@ -160,7 +172,8 @@ static bool rows_to_tsv(const tsr_ctnet_model *m, const cJSON *rows, sbuf *tsv, 
                   : !strcmp(kv->string, "timestamp") ? 2 : !strcmp(kv->string, "history") ? 3 : -1;
             for (int f = 0; c < 0 && f < nf; f++)
                 if (!strcmp(kv->string, fields[f])) c = 4 + f;
-            snprintf(param, sizeof param, "rows[%d].%.40s", i, kv->string);
+            char nm[41];
+            snprintf(param, sizeof param, "rows[%d].%s", i, shown(nm, sizeof nm, kv->string, 40));
             if (c < 0) {
                 char known[TSR_CTNET_MAX_FIELDS * 34] = "";
                 for (int f = 0; f < nf; f++) {
@@ -203,7 +216,8 @@ static bool rows_to_tsv(const tsr_ctnet_model *m, const cJSON *rows, sbuf *tsv, 
                 ok = tokens_text(cell[c], tsv, &why);
             }
             if (!ok) {
-                snprintf(param, sizeof param, "rows[%d].%.40s", i, cell[c]->string);
+                char nm[41];
+                snprintf(param, sizeof param, "rows[%d].%s", i, shown(nm, sizeof nm, cell[c]->string, 40));
                 bad(rp, 400, param, "%s %s", param, why);
                 return false;
             }
@@ -230,14 +244,15 @@ static void ctr_score(void *state, const tsr_serve_request *rq, tsr_serve_reply 
         if (!strcmp(kv->string, "rows")) rows = kv;
         else if (!strcmp(kv->string, "model")) {
             if (!cJSON_IsString(kv) || strcmp(kv->valuestring, s->name)) {
-                bad(rp, 404, "model", "model '%.60s' is not served here (this server has '%s')",
-                    cJSON_IsString(kv) ? kv->valuestring : "?", s->name);
+                char nm[64];
+                bad(rp, 404, "model", "model '%s' is not served here (this server has '%s')",
+                    cJSON_IsString(kv) ? shown(nm, sizeof nm, kv->valuestring, 60) : "?", s->name);
                 cJSON_Delete(root);
                 return;
             }
         } else {
             char param[64];
-            snprintf(param, sizeof param, "%.63s", kv->string);
+            shown(param, sizeof param, kv->string, 63);
             bad(rp, 400, param, "unknown field '%s' (a request has rows and, optionally, model)", param);
             cJSON_Delete(root);
             return;

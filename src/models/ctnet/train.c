@@ -69,8 +69,9 @@ static void build_params(tsr_params *p, const tsr_ctnet_cfg *g, int method, tsr_
     *concat_w = NULL;
     tsr_ctnet_tower_build(p, "target", g, tgt);
     if (uses_source(method)) tsr_ctnet_tower_build(p, "source", g, src);
-    if (is_ctnet(method)) tsr_ctnet_adapters_build(p, "adapter", g, method != TSR_CTNET_M_NO_GATE, ad);
-    if (method == TSR_CTNET_M_CROSS) tsr_ctnet_adapters_build(p, "link", g, false, ad);
+    if (is_ctnet(method))
+        tsr_ctnet_adapters_build(p, "adapter", g, method != TSR_CTNET_M_NO_GATE, g->adapt_from, ad);
+    if (method == TSR_CTNET_M_CROSS) tsr_ctnet_adapters_build(p, "link", g, false, 0, ad); /* every layer */
     if (method == TSR_CTNET_M_NO_ADAPT)
         *concat_w = tsr_param_new(p, "concat.weight", 0, TSR_DIMS(1, g->hidden[g->n_layers - 1]));
 }
@@ -96,7 +97,7 @@ static void view_add(tsr_params *v, const tsr_params *all, const char *prefix) {
 enum { STG_SOURCE, STG_TARGET, STG_CTNET, STG_JOINT, STG_CONET };
 
 static tsr_tensor *stage_loss(tsr_ctx *c, tsr_ctnet_run *r, int kind, const tsr_ctnet_batch *b,
-                              const tsr_ctnet_log *g, const int64_t *rows) {
+                              const tsr_ctnet_log *g, const int64_t *rows, tsr_tensor *const *zs) {
     const tsr_ctnet_cfg *cfg = &r->o.cfg;
     if (kind == STG_CONET) {
         tsr_tensor *lt, *ls;
@@ -111,7 +112,7 @@ static tsr_tensor *stage_loss(tsr_ctx *c, tsr_ctnet_run *r, int kind, const tsr_
     tsr_tensor *logit;
     if (kind == STG_SOURCE) logit = tsr_ctnet_forward(c, cfg, &r->src, NULL, NULL, NULL, b);
     else if (kind == STG_CTNET)
-        logit = tsr_ctnet_forward(c, cfg, &r->tgt, &r->src, r->has_ad ? &r->ad : NULL, r->concat_w, b);
+        logit = tsr_ctnet_forward_states(c, cfg, &r->tgt, zs, r->has_ad ? &r->ad : NULL, r->concat_w, b);
     else logit = tsr_ctnet_forward(c, cfg, &r->tgt, NULL, NULL, NULL, b);
     return tsr_bce_with_logits(c, logit, b->y, NULL, 1, 1);
 }
@@ -134,7 +135,43 @@ typedef struct {
     int32_t *perm;
     int64_t *br;
     int64_t epoch, index;
+    /* STG_CTNET: the frozen source tower's states of rows[0..n), per MLP
+     * layer input l (NULL where no adapter or concat reads them), computed
+     * once per update instead of once per step */
+    float *zs_cache[TSR_CTNET_MAX_LAYERS + 1];
 } stage;
+
+/* the source states of every row of the stage, in fixed chunks */
+static void stage_cache_states(stage *s) {
+    const tsr_ctnet_run *r = s->r;
+    const tsr_ctnet_cfg *g = &r->o.cfg;
+    bool need[TSR_CTNET_MAX_LAYERS + 1] = {0};
+    for (int l = 0; l <= g->n_layers; l++) need[l] = r->has_ad && r->ad.wa[l];
+    if (r->has_concat) need[g->n_layers] = true;
+    for (int l = 0; l <= g->n_layers; l++)
+        if (need[l]) {
+            s->zs_cache[l] = malloc(sizeof(float) * (size_t)s->n * (size_t)tsr_ctnet_layer_in(g, l));
+            TSR_ASSERT(s->zs_cache[l]);
+        }
+    tsr_ctx c;
+    tsr_ctx_init(&c, (size_t)8 << 20);
+    const int64_t chunk = 512;
+    for (int64_t a = 0; a < s->n; a += chunk) {
+        const int64_t B = s->n - a < chunk ? s->n - a : chunk;
+        tsr_ctx_reset(&c);
+        c.training = false;
+        c.grad_enabled = false;
+        tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, s->g, s->rows + a, B, g, NULL);
+        tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 2] = {0};
+        tsr_ctnet_source_states(&c, g, &r->src, &b, zs);
+        for (int l = 0; l <= g->n_layers; l++)
+            if (s->zs_cache[l]) {
+                const int64_t w = tsr_ctnet_layer_in(g, l);
+                memcpy(s->zs_cache[l] + a * w, tsr_f32(zs[l]), sizeof(float) * (size_t)(B * w));
+            }
+    }
+    tsr_ctx_free(&c);
+}
 
 static void stage_shuffle(stage *s) {
     for (int64_t i = 0; i < s->n; i++) s->perm[i] = (int32_t)i;
@@ -148,8 +185,18 @@ static tsr_status stage_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n
     if (s->index == 0) stage_shuffle(s);
     const int64_t B = s->n - s->index < s->r->o.batch ? s->n - s->index : s->r->o.batch;
     for (int64_t i = 0; i < B; i++) s->br[i] = s->rows[s->perm[s->index + i]];
-    tsr_ctnet_batch b = tsr_ctnet_make_batch(c, s->g, s->br, B, &s->r->o.cfg, NULL);
-    tsr_tensor *l = stage_loss(c, s->r, s->kind, &b, s->g, s->br);
+    const tsr_ctnet_cfg *g = &s->r->o.cfg;
+    tsr_ctnet_batch b = tsr_ctnet_make_batch(c, s->g, s->br, B, g, NULL);
+    tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 1] = {0};
+    for (int l = 0; l <= g->n_layers; l++)
+        if (s->zs_cache[l]) { /* inputs, no tape: gathered from the cache */
+            const int64_t w = tsr_ctnet_layer_in(g, l);
+            zs[l] = tsr_new(c, TSR_F32, TSR_DIMS(B, w));
+            for (int64_t i = 0; i < B; i++)
+                memcpy(tsr_f32(zs[l]) + i * w, s->zs_cache[l] + (int64_t)s->perm[s->index + i] * w,
+                       sizeof(float) * (size_t)w);
+        }
+    tsr_tensor *l = stage_loss(c, s->r, s->kind, &b, s->g, s->br, zs);
     *loss = tsr_f32(l)[0];
     tsr_backward(c, l);
     s->index += B;
@@ -177,7 +224,8 @@ static tsr_status stage_set_cursor(void *ud, const int64_t cursor[4]) {
 /* Trains the tensors named by the prefixes on rows[0..n) for `epochs`
  * passes (fresh AdamW, constant lr) with the trainer's files at
  * `scratch` (removed afterwards: the continual state is saved per period
- * by the protocol). Returns the seconds of forward/backward and updates. */
+ * by the protocol). Returns the CPU seconds of the work (source states,
+ * forward/backward, updates). */
 static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n,
                             int kind, const char *const *prefixes, int epochs, uint64_t tag,
                             const char *scratch, double *seconds) {
@@ -192,6 +240,12 @@ static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int6
     s.perm = malloc(sizeof(int32_t) * (size_t)n);
     s.br = malloc(sizeof(int64_t) * (size_t)r->o.batch);
     TSR_ASSERT(s.perm && s.br);
+    /* the cost is counted in this thread's CPU seconds (one thread runs
+     * the update): the frozen source tower's states of the period's rows,
+     * then the loop's forward/backward and updates, not its file writes */
+    const double c0 = tsr_thread_time();
+    if (kind == STG_CTNET) stage_cache_states(&s);
+    const double cache_s = tsr_thread_time() - c0;
     char kv_n[24], kv_kind[8], kv_tag[24];
     snprintf(kv_n, sizeof kv_n, "%lld", (long long)n);
     snprintf(kv_kind, sizeof kv_kind, "%d", kind);
@@ -231,10 +285,11 @@ static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int6
     o.seed = r->o.seed;
     tsr_train_result res;
     tsr_status st = tsr_train_run(&f, &o, &res);
-    *seconds = res.step_s + res.optim_s;
+    *seconds = cache_s + res.step_cpu_s + res.optim_cpu_s;
     if (!r->state_path) remove(sp); /* else after the continual state moved past this stage */
     free(s.perm);
     free(s.br);
+    for (int l = 0; l <= TSR_CTNET_MAX_LAYERS; l++) free(s.zs_cache[l]);
     free(view.items);
     free(view.flags);
     tsr_arena_free(&view.arena);
@@ -297,6 +352,7 @@ static void opts_meta(const tsr_ctnet_run_opts *o, char vals[][32], const char *
         KV(hk[l], "%d", l < o->cfg.n_layers ? o->cfg.hidden[l] : 0);
     }
     KV("cross", "%d", o->cfg.cross);
+    KV("adapt_from", "%d", o->cfg.adapt_from);
     KV("user_buckets", "%d", o->cfg.user_buckets);
     KV("item_buckets", "%d", o->cfg.item_buckets);
     KV("tok_buckets", "%d", o->cfg.tok_buckets);
@@ -518,6 +574,8 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
     if (o->last - o->first < 2 || o->last - o->first >= TSR_CTNET_MAX_PERIODS)
         return tsr_errorf(TSR_ERR_ARG, "periods %d..%d: need 3 to %d consecutive periods", (int)o->first,
                           (int)o->last, TSR_CTNET_MAX_PERIODS);
+    if (o->cfg.adapt_from < 0 || o->cfg.adapt_from > o->cfg.n_layers)
+        return tsr_errorf(TSR_ERR_ARG, "adapt_from %d: must be in [0, %d]", o->cfg.adapt_from, o->cfg.n_layers);
     if (o->cfg.n_fields != g->n_fields)
         return tsr_errorf(TSR_ERR_ARG, "model has %d fields, the log %d", o->cfg.n_fields, g->n_fields);
     tsr_ctnet_run *r = calloc(1, sizeof *r);
@@ -650,6 +708,8 @@ tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path) {
     else if (!meta_i(&f, "dim", 1, 1024, &g.dim)) bad = "dim";
     else if (!meta_i(&f, "n_layers", 1, TSR_CTNET_MAX_LAYERS, &g.n_layers)) bad = "n_layers";
     else if (!meta_i(&f, "cross", 0, 1, &g.cross)) bad = "cross";
+    else if (tsr_st_meta(&f, "adapt_from") && !meta_i(&f, "adapt_from", 0, TSR_CTNET_MAX_LAYERS, &g.adapt_from))
+        bad = "adapt_from"; /* absent in files written before it existed: adapters from layer 0 */
     else if (!meta_i(&f, "user_buckets", 2, 1 << 24, &g.user_buckets)) bad = "user_buckets";
     else if (!meta_i(&f, "item_buckets", 2, 1 << 24, &g.item_buckets)) bad = "item_buckets";
     else if (!meta_i(&f, "tok_buckets", 2, 1 << 24, &g.tok_buckets)) bad = "tok_buckets";
@@ -657,6 +717,7 @@ tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path) {
     else if (!fields) bad = "fields";
     for (int l = 0; !bad && l < g.n_layers; l++)
         if (!meta_i(&f, hk[l], 1, 1 << 16, &g.hidden[l])) bad = hk[l];
+    if (!bad && g.adapt_from > g.n_layers) bad = "adapt_from";
     if (!bad) { /* field names, '|'-separated */
         int nf = 0;
         const char *p = fields;

@@ -17,7 +17,7 @@
 #include <sys/time.h>
 
 tsr_ovd_data_opts tsr_ovd_default_data_opts(void) {
-    return (tsr_ovd_data_opts){"../shared/data", 256, 12, 0.5f};
+    return (tsr_ovd_data_opts){"../shared/data", 256, 12, 0.5f, NULL};
 }
 
 /* ------------------------------------------------------------ images */
@@ -197,11 +197,21 @@ static tsr_status add_isaid(ovd_data *d, const char *dir, const char *split, con
 }
 
 /* training images of the protocol (val: MOS92, MOS93 into *val) */
-static tsr_status load_train(ovd_data *d, ovd_data *val, const char *dir) {
+static tsr_status load_train(ovd_data *d, ovd_data *val, const char *dir, const char *only) {
     memset(d, 0, sizeof *d);
     memset(val, 0, sizeof *val);
     tsr_status st = tsr_ok();
     char stem[64], a[1024], b[1024];
+    if (only) {
+        /* the fitting check: one KIT image is both the training and the
+         * validation set */
+        if (!*only || strlen(only) > 40 || strchr(only, '/') || strchr(only, '.'))
+            return tsr_errorf(TSR_ERR_ARG, "--only: '%s' is not a KIT AIS image name (e.g. MOS74)", only);
+        st = add_kit(d, dir, only);
+        if (!st.code) st = add_kit(val, dir, only);
+        if (st.code) data_free(d), data_free(val);
+        return st;
+    }
     for (int i = 74; i <= 93 && !st.code; i++) {
         snprintf(stem, sizeof stem, "MOS%d", i);
         st = add_kit(i >= 92 ? val : d, dir, stem);
@@ -420,8 +430,9 @@ static tsr_status ovd_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t nid
     ovd_run *r = ud;
     const int S = r->dopt.crop, B = r->B;
     int group = (int)tsr_rng_below(&c->rng, 2);
-    /* images of the group */
+    /* images of the group (a one-image set has one group) */
     int cand[64], nc = 0;
+    if (r->dopt.only) group = r->train.img[0].group;
     for (int i = 0; i < r->train.n && nc < 64; i++)
         if (r->train.img[i].group == group) cand[nc++] = i;
     tsr_tensor *img = tsr_new(c, TSR_F32, 4, TSR_SHAPE(B, 3, S, S));
@@ -848,7 +859,7 @@ tsr_status tsr_ovd_train(const tsr_ovd_cfg *cfg0, const tsr_ovd_data_opts *d, co
     char vdir[1024];
     snprintf(vdir, sizeof vdir, "%s/clip-text-embeddings", d->data_dir);
     if (!st.code) st = tsr_ovd_vocab_build(&r->vocab, vdir);
-    if (!st.code) st = load_train(&r->train, &r->val, d->data_dir);
+    if (!st.code) st = load_train(&r->train, &r->val, d->data_dir, d->only);
     if (st.code) {
         tsr_ovd_vocab_free(&r->vocab);
         free(r);
