@@ -248,6 +248,24 @@ static void test_segment(void) {
         free(hi);
     }
     tsr_apt_points_free(&p);
+    /* images thinner than the shrink factor (1 x 5 and 5 x 1 at shrink 3):
+     * the mask stays inside its image (ASan checks the indexing) */
+    for (int k = 0; k < 2; k++) {
+        int th = k ? 5 : 1, tw = k ? 1 : 5;
+        uint8_t trgb[15] = {0}, tm[5];
+        memset(tm, 7, sizeof tm);
+        float px = 0, py = 0;
+        int lb = 1, gr = 0;
+        tsr_apt_points one = {.x = &px, .y = &py, .label = &lb, .group = &gr, .n = 1, .cap = 1};
+        for (int tiled = 0; tiled < 2; tiled++) {
+            tsr_apt_seg_opts o = {.shrink = 3, .tiled = tiled, .iters = 1, .postprocess = true, .min_area = 0};
+            tsr_apt_seg_stats ss;
+            tsr_apt_segment(&m, &o, trgb, th, tw, &one, tm, &ss);
+            int bad = 0;
+            for (int i = 0; i < 5; i++) bad += tm[i] > 1;
+            TU_CHECK(bad == 0, "a %dx%d image at shrink 3 (%s): binary mask", th, tw, tiled ? "tiled" : "whole");
+        }
+    }
     free(rgb);
     free(lab);
     free(mask);

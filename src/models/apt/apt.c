@@ -242,6 +242,10 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
                      const tsr_apt_points *p, uint8_t *mask, tsr_apt_seg_stats *stats) {
     memset(stats, 0, sizeof *stats);
     int f = o->shrink > 1 ? o->shrink : 1;
+    /* never shrink a side below one pixel */
+    if (f > h) f = h;
+    if (f > w) f = w;
+    if (f < 1) f = 1;
     int sh = h, sw = w;
     uint8_t *small = f > 1 ? shrink_rgb(rgb, h, w, f, &sh, &sw) : NULL;
     const uint8_t *src = small ? small : rgb;
