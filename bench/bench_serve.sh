@@ -82,7 +82,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" serve --port 0 --space none --bita none --quiet --threads "$THREADS" >"$TMP/serve.out" 2>"$TMP/serve.err" &
+"$BIN" serve --port 0 --lm models/pycode --space none --bita none --quiet --threads "$THREADS" >"$TMP/serve.out" 2>"$TMP/serve.err" &
 SPID=$!
 PORT=
 for _ in $(seq 1 300); do

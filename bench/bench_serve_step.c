@@ -9,7 +9,8 @@
  * the ceiling batching alone puts on the n-client / 1-client throughput
  * ratio is n * t(1) / t(n).
  *
- *   build/bench_serve_step [MODEL_DIR (models/pycode)] [CTX (100)] [REPS (300)] */
+ *   build/bench_serve_step [MODEL_DIR (models/pycode)] [CTX (100)] [REPS (300)] [ROWS (all of 1, 2, 4, 8)]
+ * (one ROWS value: only that size, e.g. under perf record) */
 #include "bench_common.h"
 #include "tessera/lm.h"
 
@@ -28,7 +29,7 @@ static double median(double *v, int n) {
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "models/pycode";
-    int ctx = argc > 2 ? atoi(argv[2]) : 100, R = argc > 3 ? atoi(argv[3]) : 300;
+    int ctx = argc > 2 ? atoi(argv[2]) : 100, R = argc > 3 ? atoi(argv[3]) : 300, only = argc > 4 ? atoi(argv[4]) : 0;
     tsr_threads_set(1);
     tsr_lm_model m;
     tsr_status st = tsr_lm_load(&m, dir, -1, 0);
@@ -37,8 +38,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     const int V = m.cfg.vocab_size, NMAX = 8;
-    if (ctx < 1 || ctx >= m.cfg.seq_len || R < 3) {
-        fprintf(stderr, "bench_serve_step: CTX must be in [1, %d) and REPS >= 3\n", m.cfg.seq_len);
+    if (ctx < 1 || ctx >= m.cfg.seq_len || R < 3 || only < 0 || only > NMAX) {
+        fprintf(stderr, "bench_serve_step: CTX must be in [1, %d), REPS >= 3 and ROWS in 1..%d\n", m.cfg.seq_len, NMAX);
         return 2;
     }
     tsr_lm_cache ws, caches[8];
@@ -63,7 +64,7 @@ int main(int argc, char **argv) {
     char cpu[128];
     bench_cpu_model(cpu, sizeof cpu);
     double *t = malloc(sizeof(double) * (size_t)R), base_fwd = 0, base_smp = 0;
-    for (int n = 1; n <= NMAX; n *= 2) {
+    for (int n = only ? only : 1; n <= (only ? only : NMAX); n *= 2) {
         for (int r = 0; r < R; r++) {
             double a = cpu_now();
             st = tsr_lm_forward_batch(&m, &ws, rc, tok, pos, n, want, logits);
@@ -94,7 +95,7 @@ int main(int argc, char **argv) {
         }
         /* a step: the forward + half the rows greedy, half top-p (bench_serve's mix) */
         double step = fmed + n * 0.5 * (smp[0] + smp[1]);
-        if (n == 1) base_fwd = fmed, base_smp = step;
+        if (n == (only ? only : 1)) base_fwd = fmed, base_smp = step;
         printf("{\"bench\": \"serve_step\", \"model\": \"%s\", \"cpu\": \"%s\", \"threads\": 1, \"ctx\": %d, \"rows\": %d, "
                "\"forward_us_min\": %.1f, \"forward_us_median\": %.1f, \"forward_per_row_us\": %.1f, "
                "\"sample_greedy_us\": %.1f, \"sample_top_p_us\": %.1f, \"step_us\": %.1f, "

@@ -112,5 +112,45 @@ sys.exit(0 if ok else 1)' "$TMP/r1.json" "$TMP/r2.json" "$TMP/sc.json" && ok ||
 else
     echo "debian catalog not found: eval checks skipped"
 fi
+# Without ../shared: from a directory outside the repository, score, rank,
+# explain and POST /v1/relevance run on the shipped model and the shipped
+# copy of the catalog (models/debian-catalog); with the full snapshot
+# present, the shipped copy ranks exactly as it does.
+ABS=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+SHARED=$(cd ../shared 2>/dev/null && pwd)
+mkdir -p "$TMP/away"
+(cd "$TMP/away" && "$ABS" ebrm score --query "pdf viewer" --items evince,zathura --json) >"$TMP/away.json" 2>"$TMP/err"
+[ $? -eq 0 ] && grep -q zathura "$TMP/away.json" && ok || bad "score from another directory: $(tail -2 "$TMP/err")"
+(cd "$TMP/away" && "$ABS" ebrm rank --query "pdf viewer" -k 10 --json) >"$TMP/away_rank.json" 2>"$TMP/err"
+[ $? -eq 0 ] && grep -q '"id"' "$TMP/away_rank.json" && ok || bad "rank from another directory: $(tail -2 "$TMP/err")"
+(cd "$TMP/away" && "$ABS" ebrm explain --query "pdf viewer" --item zathura) >/dev/null 2>"$TMP/err"
+[ $? -eq 0 ] && ok || bad "explain from another directory: $(tail -2 "$TMP/err")"
+if [ -n "$SHARED" ] && [ -r "$CAT/packages.jsonl.gz" ]; then
+    (cd "$TMP/away" && "$ABS" ebrm rank --query "pdf viewer" -k 10 --json --catalog "$SHARED/data/debian-catalog") \
+        >"$TMP/full_rank.json" 2>/dev/null
+    cmp -s "$TMP/away_rank.json" "$TMP/full_rank.json" && ok || bad "the shipped catalog ranks differently from the snapshot"
+fi
+if command -v curl >/dev/null; then
+    (cd "$TMP/away" && exec "$ABS" serve --port 0 --lm none --threads 1 --quiet) >"$TMP/srv2.out" 2>"$TMP/srv2.err" &
+    SPID=$!
+    PORT=
+    for _ in $(seq 1 300); do
+        PORT=$(grep -o '"port": [0-9]*' "$TMP/srv2.out" 2>/dev/null | grep -o '[0-9]*$')
+        [ -n "$PORT" ] && break
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -n "$PORT" ]; then
+        code=$(curl -s -o "$TMP/r5.json" -w '%{http_code}' --max-time 60 http://127.0.0.1:$PORT/v1/relevance \
+            -d '{"query":"pdf viewer","candidates":["zathura","evince"]}')
+        [ "$code" = 200 ] && grep -q '"zathura"' "$TMP/r5.json" && ok ||
+            bad "/v1/relevance from another directory: $code $(cat "$TMP/r5.json") $(tail -2 "$TMP/srv2.err")"
+        kill -TERM "$SPID"
+        wait "$SPID" && ok || bad "server exit (from another directory)"
+    else
+        bad "server did not start from another directory: $(tail -3 "$TMP/srv2.err")"
+        kill "$SPID" 2>/dev/null
+    fi
+fi
 echo "e2e_ebrm: $pass passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -136,5 +136,11 @@ if command -v curl >/dev/null 2>&1 && [ -f models/higen-debian/higen.generator.s
     kill "$SPID" 2>/dev/null
     wait "$SPID" 2>/dev/null
 fi
+# the catalog methods work from another directory without ../shared, on
+# the shipped copy of the catalog (models/debian-catalog)
+ABS=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+mkdir -p "$TMP/away"
+(cd "$TMP/away" && "$ABS" higen search --query "pdf viewer" --method bm25 -k 3 --json) >"$TMP/away.json" 2>"$TMP/away.err"
+[ $? -eq 0 ] && grep -q '"id"' "$TMP/away.json" && ok || bad "bm25 search from another directory: $(tail -2 "$TMP/away.err")"
 echo "e2e_higen: $pass passed, $fails failed"
 [ $fails -eq 0 ]

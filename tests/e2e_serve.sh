@@ -192,7 +192,18 @@ for i in 1 2 3 4; do
         -d "{\"prompt\":\"def f$i(\",\"max_tokens\":200,\"temperature\":1,\"seed\":$i}" >"$TMP/d$i.code" &
     CP+=($!)
 done
-sleep 0.3
+# SIGTERM only once each of the four has reached the server or finished,
+# with at least one still running (a fixed sleep lost this race on a loaded
+# machine: a request its client has not sent yet is not in flight)
+inf=0
+for _ in $(seq 1 600); do
+    fin=0
+    for p in "${CP[@]}"; do kill -0 "$p" 2>/dev/null || fin=$((fin + 1)); done
+    inf=$($C $U/metrics | sed -n 's/^tessera_requests_in_flight //p')
+    [ "${inf:-0}" -ge 1 ] && [ $((inf + fin)) -ge 4 ] && break
+    sleep 0.05
+done
+[ "${inf:-0}" -ge 1 ] && ok || bad "no request was in flight at SIGTERM"
 stop_server
 wait "${CP[@]}"
 for i in 1 2 3 4; do

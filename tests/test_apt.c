@@ -1,10 +1,11 @@
 /* Tests for apt (src/models/apt): binary metrics against a Python reference
  * (tools/refs/gen_apt.py, atol 1e-9 on doubles), prompts in the three modes
- * (points on their class, counts, grouping, the absent-class error),
+ * (points on their class, counts, grouping, the absent-class error; per tile),
  * SLIC (segment count near k, every segment 4-connected), post-processing
  * (closing, small holes filled, small objects removed, big ones kept), the
  * coarse product (block mode; noise only at class boundaries), the tiled
- * segmentation loop with the reduced TinyViT fixture model, and rasters:
+ * segmentation loop with the reduced TinyViT fixture model (and its mask
+ * threshold), and rasters:
  * a GeoTIFF mask written with a georeference, read back and warped onto a
  * shifted grid, and the no-overlap and corrupt-file errors (with GDAL). */
 #include "testutil.h"
@@ -170,6 +171,42 @@ static void test_coarse(void) {
 }
 
 /* the loop end to end with the reduced fixture model (whole and tiled) */
+/* prompts drawn per tile: every point on its class, every tile that holds
+ * the class gets positives, more points than per image, the absent-class
+ * error */
+static void test_prompts_tiled(void) {
+    int h = 120, w = 100, T = 16, f = 2, sh = h / f, sw = w / f; /* 32 px tiles, the last flush */
+    uint8_t *lab = test_map(h, w);
+    tsr_apt_points p;
+    tsr_status st = tsr_apt_prompts_tiled(&p, lab, NULL, h, w, T, f, TSR_APT_GRID, 2, 2, 1);
+    TU_CHECK(st.code == TSR_OK, "tiled prompts: %s", st.msg);
+    int bad = 0, tiles_cls = 0, tiles_pos = 0;
+    for (int ty = 0; ty < sh; ty += T)
+        for (int tx = 0; tx < sw; tx += T) {
+            int y0 = (ty + T > sh ? sh - T : ty) * f, x0 = (tx + T > sw ? sw - T : tx) * f;
+            int ncls = 0, npos = 0;
+            for (int y = y0; y < y0 + T * f; y++)
+                for (int x = x0; x < x0 + T * f; x++) ncls += lab[y * w + x] == 1;
+            for (int i = 0; i < p.n; i++)
+                if (p.x[i] >= x0 && p.x[i] < x0 + T * f && p.y[i] >= y0 && p.y[i] < y0 + T * f) npos += p.label[i] == 1;
+            tiles_cls += ncls > 0;
+            tiles_pos += ncls > 0 && npos > 0;
+        }
+    for (int i = 0; i < p.n; i++) bad += lab[(int)p.y[i] * w + (int)p.x[i]] != p.label[i];
+    TU_CHECK(bad == 0, "tiled prompts: %d points off their class", bad);
+    TU_CHECK(tiles_cls >= 2 && tiles_pos == tiles_cls, "tiled prompts: %d of %d class tiles prompted", tiles_pos, tiles_cls);
+    tsr_apt_points whole;
+    tsr_apt_prompts(&whole, lab, NULL, h, w, TSR_APT_GRID, 2, 2, 1);
+    TU_CHECK(p.n > whole.n, "tiled prompts denser than per image (%d vs %d)", p.n, whole.n);
+    tsr_apt_points_free(&whole);
+    tsr_apt_points_free(&p);
+    uint8_t *none = calloc((size_t)h * w, 1);
+    st = tsr_apt_prompts_tiled(&p, none, NULL, h, w, T, f, TSR_APT_GRID, 2, 2, 1);
+    TU_CHECK(st.code == TSR_ERR_ARG && strstr(st.msg, "absent") && p.n == 0, "tiled: absent class refused: %s", st.msg);
+    free(none);
+    free(lab);
+}
+
 static void test_segment(void) {
     tsr_sam m;
     tsr_status st = tsr_sam_load(&m, "tests/refs/sam_tinyvit.safetensors");
@@ -192,8 +229,43 @@ static void test_segment(void) {
         for (int i = 0; i < p.n; i++) want += i == 0 ? 1 + 2 : 2 + 1; /* 1 + iters, then iters + 1 per point */
         TU_CHECK(bad == 0 && ss.tiles >= 1, "segment (%s): binary mask, %d tiles", tiled ? "tiled" : "whole", ss.tiles);
         if (!tiled) TU_CHECK(ss.decoder_runs == want, "decoder runs %lld, want %lld", (long long)ss.decoder_runs, (long long)want);
+        /* the logit threshold: a lower one never removes a pixel (before post-processing) */
+        uint8_t *lo = malloc((size_t)h * w), *hi = malloc((size_t)h * w);
+        tsr_apt_seg_opts o2 = o;
+        o2.postprocess = false;
+        o2.threshold = -2.0f;
+        tsr_apt_segment(&m, &o2, rgb, h, w, &p, lo, &ss);
+        o2.threshold = 2.0f;
+        tsr_apt_segment(&m, &o2, rgb, h, w, &p, hi, &ss);
+        int64_t nlo = 0, nhi = 0, lost = 0;
+        for (int i = 0; i < h * w; i++) {
+            nlo += lo[i];
+            nhi += hi[i];
+            lost += hi[i] && !lo[i];
+        }
+        TU_CHECK(lost == 0 && nlo > nhi, "threshold -2 keeps every pixel of threshold 2 and more (%lld > %lld)", (long long)nlo, (long long)nhi);
+        free(lo);
+        free(hi);
     }
     tsr_apt_points_free(&p);
+    /* images thinner than the shrink factor (1 x 5 and 5 x 1 at shrink 3):
+     * the mask stays inside its image (ASan checks the indexing) */
+    for (int k = 0; k < 2; k++) {
+        int th = k ? 5 : 1, tw = k ? 1 : 5;
+        uint8_t trgb[15] = {0}, tm[5];
+        memset(tm, 7, sizeof tm);
+        float px = 0, py = 0;
+        int lb = 1, gr = 0;
+        tsr_apt_points one = {.x = &px, .y = &py, .label = &lb, .group = &gr, .n = 1, .cap = 1};
+        for (int tiled = 0; tiled < 2; tiled++) {
+            tsr_apt_seg_opts o = {.shrink = 3, .tiled = tiled, .iters = 1, .postprocess = true, .min_area = 0};
+            tsr_apt_seg_stats ss;
+            tsr_apt_segment(&m, &o, trgb, th, tw, &one, tm, &ss);
+            int bad = 0;
+            for (int i = 0; i < 5; i++) bad += tm[i] > 1;
+            TU_CHECK(bad == 0, "a %dx%d image at shrink 3 (%s): binary mask", th, tw, tiled ? "tiled" : "whole");
+        }
+    }
     free(rgb);
     free(lab);
     free(mask);
@@ -258,6 +330,7 @@ static void test_raster(void) {
 int main(void) {
     test_metrics();
     test_prompts();
+    test_prompts_tiled();
     test_postprocess();
     test_coarse();
     test_segment();

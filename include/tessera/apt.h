@@ -48,6 +48,14 @@ void tsr_apt_points_free(tsr_apt_points *p);
 tsr_status tsr_apt_prompts(tsr_apt_points *out, const uint8_t *lab, const uint8_t *rgb, int h, int w,
                            int mode, int points, int iters, uint64_t seed);
 
+/* The same, drawn tile by tile: the map is cut into the tiles
+ * tsr_apt_segment walks when tiled (tile x tile pixels of the image shrunk
+ * by `shrink`, the last row and column flush with the edge) and each tile with class pixels gets its own
+ * prompts, as the official code prompts each image patch; tiles without
+ * the class get none. Errors: no class pixel at all (TSR_ERR_ARG). */
+tsr_status tsr_apt_prompts_tiled(tsr_apt_points *out, const uint8_t *lab, const uint8_t *rgb, int h, int w,
+                                 int tile, int shrink, int mode, int points, int iters, uint64_t seed);
+
 /* SLIC superpixels (RGB distance, compactness m, 10 iterations, orphan
  * pixels merged into a neighbour): seg (h,w) gets ids 0..*n-1 */
 void tsr_apt_slic(int32_t *seg, int *n, const uint8_t *rgb, int h, int w, int k, float m);
@@ -62,6 +70,7 @@ typedef struct {
     float scale;            /* encoder pixels per image pixel */
     double encode_s, decode_s;
     int64_t decoder_runs;
+    float threshold;        /* mask logit threshold of tsr_apt_upscale (0 after begin: SAM's) */
 } tsr_apt_state;
 
 /* rgb (h,w,3) -> embedding (one encoder pass) */
@@ -78,7 +87,7 @@ float tsr_apt_predict(tsr_apt_state *s, const float *x, const float *y, const in
  * previous low-res logits. lowres (4g x 4g) gets the final logits. */
 void tsr_apt_run(tsr_apt_state *s, const tsr_apt_points *p, int iters, float *lowres);
 /* low-res logits -> probability-free binary mask (h,w) at the original
- * size (bilinear to the encoder input, crop, bilinear to (h,w), > 0) */
+ * size (bilinear to the encoder input, crop, bilinear to (h,w), > s->threshold) */
 void tsr_apt_upscale(const tsr_apt_state *s, const float *lowres, uint8_t *mask);
 
 /* Post-processing (the official postprocess): closing with a 3x3 square
@@ -98,6 +107,7 @@ typedef struct {
     int iters;
     bool postprocess;
     int min_area;
+    float threshold;     /* mask logit threshold (0: SAM's) */
 } tsr_apt_seg_opts;
 typedef struct {
     double encode_s, decode_s;

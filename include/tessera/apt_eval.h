@@ -27,6 +27,9 @@ typedef struct {
     int shrink;                  /* image pixels per model pixel */
     bool tiled;
     uint64_t seed;
+    int region[4];               /* x, y, w, h scored in each image (native pixels); w = 0: all */
+    float threshold;             /* APT's mask logit threshold (0: SAM's) */
+    bool tile_prompts;           /* prompts drawn per tile (tiled models) instead of per image */
 } tsr_apt_eval_opts;
 tsr_apt_eval_opts tsr_apt_default_eval_opts(void);
 

@@ -20,6 +20,9 @@ typedef struct {
 tsr_status tsr_apt_image_load_isaid(tsr_apt_image *im, const char *dir, const char *name,
                                     const int *classes, int n_classes);
 void tsr_apt_image_free(tsr_apt_image *im);
+/* keep the rectangle (x, y, w, h) of the image (native pixels); an error
+ * when it is empty or leaves the image */
+tsr_status tsr_apt_image_crop(tsr_apt_image *im, const int region[4]);
 /* half the resolution: RGB 2x2 means, the class where >= 2 of 4 pixels
  * have it (the training and evaluation resolution of the small model) */
 void tsr_apt_image_halve(tsr_apt_image *im);
@@ -39,6 +42,9 @@ typedef struct {
     const char *image;      /* its name (P0005) */
     const char *init;       /* start from this checkpoint (fine-tuning), or NULL */
     bool supervised;        /* prompts off: the supervised baseline */
+    int region[4];          /* x, y, w, h of the image to draw crops from (native pixels); w = 0: all */
+    float focal_weight;     /* focal : dice weight (1; SAM's is 20) */
+    float focal_alpha;      /* focal weight of the positives (0.5 balanced; SAM's 0.25) */
 } tsr_apt_train_opts;
 
 tsr_apt_train_opts tsr_apt_default_train_opts(void);

@@ -295,8 +295,17 @@ static void json_metrics(const char *prefix, const tsr_apt_metrics *m) {
            prefix, m->iou, prefix, m->miou, prefix, m->oa, prefix, m->precision, prefix, m->recall, prefix, m->f1);
 }
 
+/* "X,Y,W,H" with W, H >= 1 and X, Y >= 0 */
+static int parse_region(const char *prog, const char *s, int r[4]) {
+    char tail;
+    if (sscanf(s, "%d,%d,%d,%d%c", &r[0], &r[1], &r[2], &r[3], &tail) != 4 || r[0] < 0 || r[1] < 0 || r[2] < 1 || r[3] < 1)
+        return cli_usage_error(prog, "--region must be X,Y,W,H with X, Y >= 0 and W, H >= 1 (got '%s')", s);
+    return CLI_OK;
+}
+
 static int cmd_eval(const char *prog, int argc, char **argv) {
     tsr_apt_eval_opts o = tsr_apt_default_eval_opts();
+    const char *region_s = NULL, *per_s = "image";
     const char *mode_s = "grid", *model = SHIPPED, *sup = "models/apt_small_supervised.safetensors",
                *ft = "models/apt_small_finetuned.safetensors";
     int min_area = o.min_area;
@@ -313,6 +322,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"finetuned", ARG_STR, &ft, "PATH", "fine-tuned baseline ('none' to skip)", NULL},
         {"data", ARG_STR, &o.dir, "DIR", "iSAID folder of the held-out images", NULL},
         {"images", ARG_STR, &o.images, "A,B", "held-out image names (default P0003,P0004)", NULL},
+        {"region", ARG_STR, &region_s, "X,Y,W,H", "score only this rectangle of each image (native pixels; a validation region)", NULL},
+        {"threshold", ARG_FLOAT, &o.threshold, "T", "APT's mask logit threshold (default 0, SAM's)", NULL},
+        {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'image' (default) or per 'tile' of a tiled model", NULL},
         CLI_COMMON_SEED(&cm), CLI_COMMON_THREADS(&cm), CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "The evaluation protocol on held-out iSAID images: a coarse product from the true mask "
@@ -320,6 +332,11 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = parse_mode(prog, mode_s, &o.mode)) != CLI_OK) return rc;
+    if (region_s && (rc = parse_region(prog, region_s, o.region)) != CLI_OK) return rc;
+    if (strcmp(per_s, "image") != 0 && strcmp(per_s, "tile") != 0)
+        return cli_usage_error(prog, "--prompts-per must be image or tile (got '%s')", per_s);
+    o.tile_prompts = strcmp(per_s, "tile") == 0;
+    if ((rc = cli_check_float(prog, "threshold", o.threshold, -100, 100))) return rc;
     if ((rc = cli_check_int(prog, "points", o.points, 1, 1000)) || (rc = cli_check_int(prog, "iterations", o.iters, 1, 100)) ||
         (rc = cli_check_int(prog, "factor", o.factor, 2, 256)) || (rc = cli_check_float(prog, "noise", o.noise, 0, 1)) ||
         (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)))
@@ -365,8 +382,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 json_metrics("finetuned_", &r.finetuned);
                 printf(", \"iou_finetuned\": %.4f", r.finetuned.iou);
             }
-            printf(", \"points\": %lld, \"decoder_runs\": %lld, \"factor\": %d, \"noise\": %.3f, \"seconds\": %.1f, \"per_image\": [",
-                   (long long)r.points, (long long)r.decoder_runs, o.factor, (double)o.noise, sec);
+            printf(", \"points\": %lld, \"decoder_runs\": %lld, \"factor\": %d, \"noise\": %.3f, \"threshold\": %g, "
+                   "\"prompts_per\": \"%s\", \"seconds\": %.1f, \"per_image\": [",
+                   (long long)r.points, (long long)r.decoder_runs, o.factor, (double)o.noise, (double)o.threshold, per_s, sec);
             for (int i = 0; i < r.images && i < TSR_APT_EVAL_MAX_IMAGES; i++)
                 printf("%s{\"image\": \"%s\", \"iou\": %.4f, \"iou_coarse\": %.4f}", i ? ", " : "", r.per_image[i].name,
                        r.per_image[i].apt.iou, r.per_image[i].coarse.iou);
@@ -463,6 +481,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
 static int cmd_train(const char *prog, int argc, char **argv) {
     tsr_apt_train_opts o = tsr_apt_default_train_opts();
     o.train.out = "apt_small.safetensors";
+    const char *region_s = NULL;
     cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_BATCH);
     const arg_spec specs[] = {
         {"data", ARG_STR, &o.data_dir, "DIR", "iSAID folder holding the training image and its masks", NULL},
@@ -470,12 +489,19 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"out", ARG_STR, &t.o.out, "PATH", "checkpoint to write (training state next to it)", NULL},
         {"init", ARG_STR, &o.init, "PATH", "start from this segmenter (fine-tuning)", NULL},
         {"supervised", ARG_BOOL, &o.supervised, NULL, "no prompts: train the class region alone (the baseline)", NULL},
+        {"region", ARG_STR, &region_s, "X,Y,W,H", "draw crops from this rectangle only (native pixels; leaves a validation region out)", NULL},
+        {"focal-weight", ARG_FLOAT, &o.focal_weight, "W", "focal : dice loss weight (default 1; SAM's 20)", NULL},
+        {"focal-alpha", ARG_FLOAT, &o.focal_alpha, "A", "focal weight of the positives (default 0.5; SAM's 0.25)", NULL},
     };
     int rc = cli_train_parse(prog, "Train a small promptable segmenter on real iSAID masks (SAM-style interactive prompts, "
                              "focal + dice + IoU-head losses).",
                              specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
     if (t.batch < 1 || t.batch > 64) return cli_usage_error(prog, "--batch must be between 1 and 64");
+    if (region_s && (rc = parse_region(prog, region_s, o.region)) != CLI_OK) return rc;
+    if ((rc = cli_check_float(prog, "focal-weight", o.focal_weight, 0, 1000)) ||
+        (rc = cli_check_float(prog, "focal-alpha", o.focal_alpha, 0, 1)))
+        return rc;
     o.batch = t.batch;
     if (!t.quiet)
         fprintf(stderr, "%s: %d threads, %lld steps, batch %d, lr %g, out %s%s\n", prog, tsr_threads_get(),

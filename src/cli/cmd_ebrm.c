@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_CATALOG "../shared/data/debian-catalog"
+/* the shipped copy of the Debian catalog (tools/pack_debian_catalog.py),
+ * found from any working directory like the shipped models */
+#define DEFAULT_CATALOG "models/debian-catalog"
 #define DEFAULT_MODEL "models/ebrm-debian/ebrm.safetensors"
 #define DEFAULT_CROSS "models/ebrm-debian/cross.safetensors"
 #define DEFAULT_BIENC "models/higen-debian/encoder.safetensors"
@@ -103,7 +105,8 @@ static int env_open(env *v, const char *catalog, int method, const char *model, 
         return cli_fail(st, method == M_BIENC ? "--model must be a bi-encoder (tessera higen train --what encoder) "
                                                 "with tokenizer.json beside it"
                                               : MODEL_HINT);
-    st = tsr_catalog_load_debian(&v->cat, catalog);
+    char found[4096];
+    st = tsr_catalog_load_debian(&v->cat, cli_shipped_default(catalog, DEFAULT_CATALOG, found, sizeof found));
     if (st.code != TSR_OK) {
         env_free_models(v);
         return cli_fail(st, CATALOG_HINT);

@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define DEFAULT_CATALOG "../shared/data/debian-catalog"
+/* the shipped copy of the Debian catalog (tools/pack_debian_catalog.py),
+ * found from any working directory like the shipped models */
+#define DEFAULT_CATALOG "models/debian-catalog"
 #define CATALOG_HINT                                                                          \
     "--catalog must be the Debian catalog directory (packages.jsonl.gz, appstream.jsonl.gz, " \
     "virtual-package-names-list.yaml.gz) or a MovieLens directory (movies.csv, ratings.csv, tags.csv)"
@@ -45,6 +47,8 @@ static bool is_movielens(const char *dir) {
 }
 
 static int load_catalog(const char *dir, tsr_catalog *cat) {
+    char found[4096];
+    dir = cli_shipped_default(dir, DEFAULT_CATALOG, found, sizeof found);
     double t0 = now_s();
     tsr_status st = is_movielens(dir) ? tsr_catalog_load_movielens(cat, dir) : tsr_catalog_load_debian(cat, dir);
     if (st.code != TSR_OK) return cli_fail(st, CATALOG_HINT);

@@ -65,6 +65,7 @@ struct tsr_server {
     route_ref *routes;
     int n_routes;
     atomic_int in_flight;
+    atomic_int begun; /* requests whose headers arrived, until their completion */
     atomic_bool draining;
     atomic_int_fast64_t served;
     pthread_mutex_t mu; /* metrics */
@@ -139,6 +140,7 @@ typedef struct {
     size_t len, cap;
     bool too_big;
     bool counted; /* holds a slot of in_flight */
+    bool late;    /* its headers arrived after draining began */
     int status;
     int label;
     char method[8];
@@ -253,8 +255,9 @@ static enum MHD_Result dispatch(tsr_server *s, struct MHD_Connection *mc, conn *
     if (!authorized(s, mc))
         return send_error(mc, c, 401, NULL, NULL, "invalid_api_key",
                           "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
-    if (atomic_load(&s->draining))
-        return send_error(mc, c, 503, NULL, NULL, "shutting_down", "the server is shutting down");
+    /* a request that arrived before the drain began is served: SIGTERM
+     * lets everything already received finish */
+    if (c->late) return send_error(mc, c, 503, NULL, NULL, "shutting_down", "the server is shutting down");
     if (c->too_big) {
         char m[128];
         snprintf(m, sizeof m, "the body exceeds the limit of %zu bytes (--max-body)", s->o.max_body);
@@ -331,6 +334,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c = calloc(1, sizeof *c);
         if (!c) return MHD_NO;
         *con_cls = c;
+        atomic_fetch_add(&s->begun, 1);
+        c->late = atomic_load(&s->draining);
         c->t0 = tsr_time();
         c->label = LBL_OTHER;
         snprintf(c->method, sizeof c->method, "%s", method);
@@ -427,6 +432,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
     pthread_mutex_unlock(&s->mu);
     if (s->o.access_log) log_line(s, c, dt);
     if (c->counted) atomic_fetch_sub(&s->in_flight, 1);
+    atomic_fetch_sub(&s->begun, 1);
     atomic_fetch_add(&s->served, 1);
     free(c->body);
     free(c);
@@ -504,8 +510,11 @@ int tsr_server_drain(tsr_server *s, double grace_s) {
     MHD_socket ls = MHD_quiesce_daemon(s->d);
     if (ls != MHD_INVALID_SOCKET) close(ls);
     double t_end = tsr_time() + grace_s;
-    while (atomic_load(&s->in_flight) > 0 && tsr_time() < t_end) usleep(10000);
-    return atomic_load(&s->in_flight);
+    /* wait for every request already received, not only those that have
+     * reached an endpoint: one still sending its body, or whose thread
+     * has not run yet, would otherwise be cut when the daemon stops */
+    while (atomic_load(&s->begun) > 0 && tsr_time() < t_end) usleep(10000);
+    return atomic_load(&s->begun);
 }
 
 void tsr_server_free(tsr_server *s) {

@@ -120,7 +120,7 @@ void tsr_apt_upscale(const tsr_apt_state *s, const float *lowres, uint8_t *mask)
     TSR_ASSERT(full && out);
     resize_bilinear(full, S, S, lowres, L, L, L);
     resize_bilinear(out, s->h, s->w, full, nh, nw, S);
-    for (int64_t i = 0; i < (int64_t)s->h * s->w; i++) mask[i] = out[i] > 0.0f;
+    for (int64_t i = 0; i < (int64_t)s->h * s->w; i++) mask[i] = out[i] > s->threshold;
     free(full);
     free(out);
 }
@@ -242,6 +242,10 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
                      const tsr_apt_points *p, uint8_t *mask, tsr_apt_seg_stats *stats) {
     memset(stats, 0, sizeof *stats);
     int f = o->shrink > 1 ? o->shrink : 1;
+    /* never shrink a side below one pixel */
+    if (f > h) f = h;
+    if (f > w) f = w;
+    if (f < 1) f = 1;
     int sh = h, sw = w;
     uint8_t *small = f > 1 ? shrink_rgb(rgb, h, w, f, &sh, &sw) : NULL;
     const uint8_t *src = small ? small : rgb;
@@ -254,6 +258,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
     if (!o->tiled) {
         tsr_apt_state s;
         tsr_apt_begin(&s, m, src, sh, sw);
+        s.threshold = o->threshold;
         tp.n = tp.cap = p->n;
         tp.x = malloc(sizeof(float) * (size_t)(p->n + 1));
         tp.y = malloc(sizeof(float) * (size_t)(p->n + 1));
@@ -302,6 +307,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
                     memcpy(tile + (size_t)y * tw * 3, src + ((size_t)(y0 + y) * sw + x0) * 3, (size_t)tw * 3);
                 tsr_apt_state s;
                 tsr_apt_begin(&s, m, tile, th, tw);
+                s.threshold = o->threshold;
                 tsr_apt_run(&s, &tp, o->iters, low);
                 tsr_apt_upscale(&s, low, tmask);
                 for (int y = 0; y < th; y++)

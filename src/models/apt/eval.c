@@ -116,16 +116,22 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
     memset(res, 0, sizeof *res);
     if (o->factor < 2 || o->factor > 256) return tsr_errorf(TSR_ERR_ARG, "coarse factor %d must be in 2..256", o->factor);
     if (!(o->noise >= 0 && o->noise <= 1)) return tsr_errorf(TSR_ERR_ARG, "boundary noise %g must be in [0,1]", (double)o->noise);
+    if (o->region[2] > 0 && (o->region[2] < 32 || o->region[3] < 32))
+        return tsr_errorf(TSR_ERR_ARG, "region %d x %d: at least 32 x 32 pixels are scored", o->region[2], o->region[3]);
     char names[512];
     snprintf(names, sizeof names, "%s", o->images);
     tsr_apt_conf conf_apt = {0}, conf_coarse = {0}, conf_sup = {0}, conf_ft = {0};
     tsr_apt_seg_opts so = {.shrink = o->shrink, .tiled = o->tiled, .iters = o->iters, .postprocess = true,
-                           .min_area = o->min_area};
+                           .min_area = o->min_area, .threshold = o->threshold};
     tsr_status st = tsr_ok();
     for (char *save = NULL, *nm = strtok_r(names, ",", &save); nm && !st.code; nm = strtok_r(NULL, ",", &save)) {
         tsr_apt_image im;
         st = tsr_apt_image_load_isaid(&im, o->dir, nm, tsr_apt_vehicle_classes, 2);
         if (st.code) break;
+        if (o->region[2] > 0 && (st = tsr_apt_image_crop(&im, o->region)).code) {
+            tsr_apt_image_free(&im);
+            break;
+        }
         int64_t N = (int64_t)im.w * im.h;
         uint8_t *coarse = malloc((size_t)N), *mask = malloc((size_t)N);
         TSR_ASSERT(coarse && mask);
@@ -133,7 +139,11 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
         tsr_apt_conf_add(&conf_coarse, coarse, im.lab, N);
         tsr_apt_conf one = {0};
         tsr_apt_points p;
-        st = tsr_apt_prompts(&p, coarse, im.rgb, im.h, im.w, o->mode, o->points, o->iters, o->seed);
+        if (o->tile_prompts && o->tiled)
+            st = tsr_apt_prompts_tiled(&p, coarse, im.rgb, im.h, im.w, o->model->cfg.img_size, o->shrink > 1 ? o->shrink : 1,
+                                       o->mode, o->points, o->iters, o->seed);
+        else
+            st = tsr_apt_prompts(&p, coarse, im.rgb, im.h, im.w, o->mode, o->points, o->iters, o->seed);
         if (!st.code) {
             tsr_apt_seg_stats ss;
             tsr_apt_segment(o->model, &so, im.rgb, im.h, im.w, &p, mask, &ss);

@@ -399,3 +399,44 @@ tsr_status tsr_apt_prompts(tsr_apt_points *out, const uint8_t *lab, const uint8_
     free(cls[1].v);
     return tsr_ok();
 }
+
+tsr_status tsr_apt_prompts_tiled(tsr_apt_points *out, const uint8_t *lab, const uint8_t *rgb, int h, int w,
+                                 int tile, int shrink, int mode, int points, int iters, uint64_t seed) {
+    memset(out, 0, sizeof *out);
+    if (tile < 1 || shrink < 1) return tsr_errorf(TSR_ERR_ARG, "tile %d and shrink %d must be positive", tile, shrink);
+    int f = shrink, sh = h / f, sw = w / f;
+    if (sh < 1 || sw < 1) return tsr_errorf(TSR_ERR_ARG, "a %d x %d map is smaller than the shrink factor %d", w, h, f);
+    uint8_t *tl = malloc((size_t)tile * f * tile * f), *trgb = rgb ? malloc((size_t)tile * f * tile * f * 3) : NULL;
+    TSR_ASSERT(tl && (!rgb || trgb));
+    bool any = false;
+    tsr_status st = tsr_ok();
+    int k = 0;
+    /* the tile walk of tsr_apt_segment, in image pixels */
+    for (int ty = 0; ty < sh && !st.code; ty += tile)
+        for (int tx = 0; tx < sw && !st.code; tx += tile, k++) {
+            int y0 = ty + tile > sh ? (sh > tile ? sh - tile : 0) : ty, x0 = tx + tile > sw ? (sw > tile ? sw - tile : 0) : tx;
+            int th = (sh < tile ? sh : tile) * f, tw = (sw < tile ? sw : tile) * f;
+            y0 *= f;
+            x0 *= f;
+            int64_t n1 = 0;
+            for (int y = 0; y < th; y++) {
+                memcpy(tl + (size_t)y * tw, lab + (size_t)(y0 + y) * w + x0, (size_t)tw);
+                if (trgb) memcpy(trgb + (size_t)y * tw * 3, rgb + ((size_t)(y0 + y) * w + x0) * 3, (size_t)tw * 3);
+                for (int x = 0; x < tw; x++) n1 += tl[(size_t)y * tw + x] == 1;
+            }
+            if (n1 == 0) continue;
+            tsr_apt_points p;
+            st = tsr_apt_prompts(&p, tl, trgb, th, tw, mode, points, iters, seed + (uint64_t)k * 7919u);
+            if (st.code) break;
+            for (int i = 0; i < p.n; i++) push(out, p.x[i] + (float)x0, p.y[i] + (float)y0, p.label[i], p.group[i]);
+            tsr_apt_points_free(&p);
+            any = true;
+        }
+    free(tl);
+    free(trgb);
+    if (!st.code && !any)
+        st = tsr_errorf(TSR_ERR_ARG, "the land-cover class is absent from the area covered by the image "
+                                     "(no pixel of it after resampling): pick another --class or image");
+    if (st.code) tsr_apt_points_free(out);
+    return st;
+}

@@ -70,6 +70,31 @@ void tsr_apt_image_halve(tsr_apt_image *im) {
     im->h = h;
 }
 
+tsr_status tsr_apt_image_crop(tsr_apt_image *im, const int region[4]) {
+    int x0 = region[0], y0 = region[1], w = region[2], h = region[3];
+    if (w < 1 || h < 1 || x0 < 0 || y0 < 0 || x0 > im->w - w || y0 > im->h - h)
+        return tsr_errorf(TSR_ERR_ARG, "region %d,%d,%d,%d is not inside the %d x %d image %s", x0, y0, w, h, im->w, im->h,
+                          im->name);
+    uint8_t *rgb = malloc((size_t)w * h * 3), *lab = malloc((size_t)w * h);
+    uint32_t *inst = malloc(sizeof(uint32_t) * (size_t)w * h);
+    TSR_ASSERT(rgb && lab && inst);
+    for (int y = 0; y < h; y++) {
+        size_t s = (size_t)(y0 + y) * im->w + x0, d = (size_t)y * w;
+        memcpy(rgb + 3 * d, im->rgb + 3 * s, 3 * (size_t)w);
+        memcpy(lab + d, im->lab + s, (size_t)w);
+        memcpy(inst + d, im->inst + s, sizeof(uint32_t) * (size_t)w);
+    }
+    free(im->rgb);
+    free(im->lab);
+    free(im->inst);
+    im->rgb = rgb;
+    im->lab = lab;
+    im->inst = inst;
+    im->w = w;
+    im->h = h;
+    return tsr_ok();
+}
+
 void tsr_apt_image_free(tsr_apt_image *im) {
     free(im->rgb);
     free(im->lab);
@@ -170,29 +195,31 @@ static bool pick(tsr_rng *r, const uint8_t *m, int64_t n, uint8_t v, int *x, int
 }
 
 /* SAM weighs focal 20 : dice 1 (with torchvision's alpha 0.25 for the
- * positives). Trained from scratch here, with vehicles on ~20% of a crop,
- * that loss collapsed every mask to empty within 60 steps (IoU 0, focal
- * falling, dice rising; so did 1 : 1): before the encoder discriminates
- * anything, the focal term's pull towards the class prior wins over dice.
- * So: balanced focal (alpha 0.5), 1 : 1 with dice. docs/apt.md. */
-#define TSR_APT_FOCAL_WEIGHT 1.0f
-
-/* focal (alpha 0.5, gamma 2; Lin et al. 2017) + dice losses of logits x
+ * positives). The first runs of that weighting here collapsed every mask
+ * to empty, but they were made with the faulty initialisation (docs/apt.md);
+ * the weighting is a flag (focal_weight, focal_alpha) and chosen on a
+ * validation region of the training image. */
+/* focal (alpha, gamma 2; Lin et al. 2017) + dice losses of logits x
  * against target y (same shape), built from autograd ops */
-static tsr_tensor *mask_loss(tsr_ctx *c, tsr_tensor *x, tsr_tensor *y, float *focal_out, float *dice_out) {
+static tsr_tensor *mask_loss(tsr_ctx *c, tsr_tensor *x, tsr_tensor *y, float alpha, float fw, float *focal_out,
+                             float *dice_out) {
     tsr_tensor *p = tsr_sigmoid(c, x);
     tsr_tensor *one_m_y = tsr_add_scalar(c, tsr_scale(c, y, -1.0f), 1.0f);
     tsr_tensor *ce = tsr_add(c, tsr_mul(c, y, tsr_neg_logsigmoid(c, x)),
                              tsr_mul(c, one_m_y, tsr_neg_logsigmoid(c, tsr_scale(c, x, -1.0f))));
     tsr_tensor *pt = tsr_add(c, tsr_mul(c, p, y), tsr_mul(c, tsr_add_scalar(c, tsr_scale(c, p, -1.0f), 1.0f), one_m_y));
     tsr_tensor *mod = tsr_add_scalar(c, tsr_scale(c, pt, -1.0f), 1.0f);
-    tsr_tensor *focal = tsr_scale(c, tsr_mean_all(c, tsr_mul(c, ce, tsr_mul(c, mod, mod))), 0.5f);
+    tsr_tensor *fl = tsr_mul(c, ce, tsr_mul(c, mod, mod));
+    tsr_tensor *focal;
+    if (alpha == 0.5f) focal = tsr_scale(c, tsr_mean_all(c, fl), 0.5f);
+    else /* alpha_t = alpha y + (1 - alpha)(1 - y) */
+        focal = tsr_mean_all(c, tsr_mul(c, fl, tsr_add_scalar(c, tsr_scale(c, y, 2.0f * alpha - 1.0f), 1.0f - alpha)));
     tsr_tensor *inter = tsr_sum_all(c, tsr_mul(c, p, y));
     tsr_tensor *den = tsr_add_scalar(c, tsr_add(c, tsr_sum_all(c, p), tsr_sum_all(c, y)), 1.0f);
     tsr_tensor *dice = tsr_add_scalar(c, tsr_scale(c, tsr_div(c, tsr_add_scalar(c, tsr_scale(c, inter, 2.0f), 1.0f), den), -1.0f), 1.0f);
     *focal_out = tsr_f32(focal)[0];
     *dice_out = tsr_f32(dice)[0];
-    return tsr_add(c, tsr_scale(c, focal, TSR_APT_FOCAL_WEIGHT), dice);
+    return tsr_add(c, tsr_scale(c, focal, fw), dice);
 }
 
 /* one prompted pass for crop b: returns loss; lowres_out (L*L) gets the
@@ -227,7 +254,7 @@ static tsr_tensor *round_loss(tsr_ctx *c, run *r, tsr_tensor *emb, const int *px
     }
     float iou_true = uni ? (float)inter / (float)uni : 1.0f;
     float fo, di;
-    tsr_tensor *loss = mask_loss(c, up, target, &fo, &di);
+    tsr_tensor *loss = mask_loss(c, up, target, r->o.focal_alpha, r->o.focal_weight, &fo, &di);
     tsr_tensor *want = tsr_from_f32(c, TSR_DIMS(1, 1), &iou_true);
     loss = tsr_add(c, loss, tsr_mse(c, iou, want));
     r->last_iou += iou_true;
@@ -401,6 +428,8 @@ tsr_apt_train_opts tsr_apt_default_train_opts(void) {
     o.data_dir = "../shared/data/aerial/isaid/train/images";
     o.image = "P0005";
     o.cfg = tsr_apt_small_cfg();
+    o.focal_weight = 1.0f;
+    o.focal_alpha = 0.5f;
     return o;
 }
 
@@ -411,6 +440,10 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
     tsr_apt_image im;
     tsr_status st = tsr_apt_image_load_isaid(&im, o->data_dir, o->image, tsr_apt_vehicle_classes, 2);
     if (st.code) return st;
+    if (o->region[2] > 0 && (st = tsr_apt_image_crop(&im, o->region)).code) {
+        tsr_apt_image_free(&im);
+        return st;
+    }
     tsr_apt_image_halve(&im); /* training resolution: half the native pixels */
     r.img = &im;
     if (o->init) {
@@ -443,6 +476,18 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
     kv[k++] = "0.5";
     kv[k++] = "apt.init";
     kv[k++] = o->init ? o->init : "";
+    char region[64], fw[32], fa[32];
+    snprintf(region, sizeof region, "%d,%d,%d,%d", o->region[0], o->region[1], o->region[2], o->region[3]);
+    snprintf(fw, sizeof fw, "%g", (double)o->focal_weight);
+    snprintf(fa, sizeof fa, "%g", (double)o->focal_alpha);
+    if (o->region[2] > 0) {
+        kv[k++] = "apt.region";
+        kv[k++] = region;
+    }
+    kv[k++] = "apt.focal_weight";
+    kv[k++] = fw;
+    kv[k++] = "apt.focal_alpha";
+    kv[k++] = fa;
     kv[k] = NULL;
     tsr_train_family f = {.name = "apt", .params = &r.model.params, .config = kv, .n_items = 0,
                           .batch = o->batch, .unit = "img", .arena_bytes = 256u << 20, .ud = &r,

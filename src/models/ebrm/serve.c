@@ -162,9 +162,10 @@ static void metrics(void *state, FILE *out) {
 const tsr_serve_endpoint tsr_ebrm_serve_endpoint = {
     .name = "relevance",
     .summary = "EBRM query-item relevance: POST /v1/relevance",
-    .models = {{"ebrm", "FILE", "EBRM weights for POST /v1/relevance (needs --ebrm-catalog)",
+    .models = {{"ebrm", "FILE", "EBRM weights for POST /v1/relevance",
                 "models/ebrm-debian/ebrm.safetensors"},
-               {"ebrm-catalog", "DIR", "Debian catalog whose packages POST /v1/relevance scores", NULL}},
+               {"ebrm-catalog", "DIR", "Debian catalog whose packages POST /v1/relevance scores",
+                "models/debian-catalog"}},
     .load = load,
     .unload = unload,
     .metrics = metrics,
