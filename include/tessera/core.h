@@ -291,5 +291,8 @@ extern void (*tsr_fault_hook)(const char *point);
 
 /* monotonic seconds */
 double tsr_time(void);
+/* CPU seconds used by the calling thread (user + system): a cost that a
+ * loaded machine's other jobs do not inflate, unlike tsr_time's wall clock */
+double tsr_thread_time(void);
 
 #endif

@@ -171,6 +171,7 @@ typedef struct {
     float last_loss;
     double items_per_s, seconds; /* of this invocation */
     double step_s, optim_s, eval_s, ckpt_s; /* where its time went: family step, update, eval, saves */
+    double step_cpu_s, optim_cpu_s; /* the same step and update, in the calling thread's CPU seconds */
     tsr_train_metrics eval_first; /* opts.eval_first's (n == 0: none) */
     tsr_train_metrics eval;   /* the last evaluation (n == 0: none) */
 } tsr_train_result;

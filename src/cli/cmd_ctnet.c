@@ -456,7 +456,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                    (double)(t_found[m] ? t_lr[m] : r.o.lr),
                    t_found[m] ? t_ep[m] : m == TSR_CTNET_M_RETRAIN ? r.o.retrain_epochs : r.o.epochs);
         } else {
-            printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4fs/period (source %.4fs)  %.0f examples/period\n",
+            printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4f CPU s/period (source %.4f)  %.0f examples/period\n",
                    tsr_ctnet_method_names[m], pair, am, ac, lm, vm, nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0,
                    nt ? rows / nt : 0.0);
         }

@@ -329,10 +329,11 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         t.c.training = true;
         t.c.grad_enabled = true;
         tsr_params_zero_grad(f->params);
-        const double ta = tsr_time();
+        const double ta = tsr_time(), ca = tsr_thread_time();
         st = f->step(f->ud, &t.c, ids, b, &loss_v);
-        const double tb = tsr_time();
+        const double tb = tsr_time(), cb = tsr_thread_time();
         r->step_s += tb - ta;
+        r->step_cpu_s += cb - ca;
         if (st.code) break;
         float gn = grad_norm(f->params, o->clip);
         if (!isfinite(loss_v) || !isfinite(gn)) {
@@ -351,6 +352,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         tsr_adamw_step(&t.opt, lr);
         if (f->post_step) f->post_step(f->ud, &t.c);
         r->optim_s += tsr_time() - tb;
+        r->optim_cpu_s += tsr_thread_time() - cb;
         t.tm.step++;
         const bool last = t.tm.step == total, stop = o->stop_after > 0 && t.tm.step >= o->stop_after;
         const bool sig = o->stop && *o->stop;
