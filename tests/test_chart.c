@@ -55,6 +55,36 @@ int main(void) {
     TU_CHECK(best_col > H / 2 && best_row > W / 2, "axes (%d, %d black pixels)", best_col, best_row);
     /* the legend's swatches sit at the top right */
     TU_CHECK(count_rgb(px, W, H, W / 2, 0, W, H / 2, 214, 39, 40) > 20, "legend swatch");
+    /* the legend moves to the corner its box covers the fewest curve
+     * pixels in: a dense band across the top half leaves a bottom corner;
+     * and a wider (highlighted) series is drawn over thinner ones */
+    {
+        enum { NB = 200 };
+        double bx[NB], by[NB], fx[2] = {0, 1}, fy[2] = {0.1, 0.1};
+        for (int i = 0; i < NB; i++) bx[i] = i / (double)(NB - 1), by[i] = 0.55 + 0.45 * (i % 2);
+        tsr_chart_series band[2] = {{"band", bx, by, NB, false, 4, false}, {"flat", fx, fy, 2, false, 0, false}};
+        tsr_chart_opts bo = {NULL, NULL, NULL, W, H, false};
+        TU_CHECK(tsr_chart_render(px, band, 2, &bo).code == TSR_OK, "band render");
+        int top = count_rgb(px, W, H, 0, 0, W, H / 2, 214, 39, 40),
+            bottom = count_rgb(px, W, H, 0, H / 2, W, H, 214, 39, 40);
+        TU_CHECK(bottom > 100 && top < 40, "legend below the band (swatch pixels top %d, bottom %d)", top, bottom);
+        /* a wide horizontal line (blue) and a thin vertical one (red) drawn after it */
+        double hx[2] = {0, 1}, hy[2] = {0.5, 0.5}, vx[2] = {0.5, 0.5}, vy[2] = {0, 1};
+        tsr_chart_series cross[2] = {{"wide", hx, hy, 2, false, 6, false}, {"thin", vx, vy, 2, false, 0, false}};
+        TU_CHECK(tsr_chart_render(px, cross, 2, &bo).code == TSR_OK, "cross render");
+        int yb = 0, xr = 0, nbest = 0, nred = 0;
+        for (int yy = H / 4; yy < 3 * H / 4; yy++) {
+            int n = count_rgb(px, W, H, W / 4, yy, 3 * W / 4, yy + 1, 31, 119, 180);
+            if (n > nbest) nbest = n, yb = yy;
+        }
+        for (int xx = W / 4; xx < 3 * W / 4; xx++) {
+            int n = count_rgb(px, W, H, xx, H / 4, xx + 1, 3 * H / 4, 214, 39, 40);
+            if (n > nred) nred = n, xr = xx;
+        }
+        TU_CHECK(nbest > W / 4 && nred > H / 8, "both lines drawn (%d, %d)", nbest, nred);
+        TU_CHECK(count_rgb(px, W, H, xr, yb, xr + 1, yb + 1, 31, 119, 180) == 1,
+                 "the wide series is on top where the two cross (%d, %d)", xr, yb);
+    }
     /* nothing to draw, or no room, is an error */
     double nan_y[2] = {NAN, NAN};
     tsr_chart_series bad = {"x", x, nan_y, 2, false, 0, false};

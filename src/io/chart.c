@@ -219,8 +219,10 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
     if (o->xlabel)
         text(&c, (L + R) / 2 - text_width(o->xlabel) / 2, Bm + 10 + CHAR_H + 12, o->xlabel, grey, false);
     if (o->ylabel) text(&c, 24, (T + Bm) / 2 + text_width(o->ylabel) / 2, o->ylabel, grey, true);
-    /* the curves */
+    /* the curves; wider (highlighted) ones last, so no thinner one hides them */
+    for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < ns; i++) {
+        if ((s[i].width > 2) != (pass == 1)) continue;
         rgb col = series_colour(i);
         int px_prev = 0, py_prev = 0;
         bool have = false;
@@ -239,11 +241,26 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
     }
 #undef PX
 #undef PY
-    /* legend: top right inside the plot area */
+    /* legend: inside the plot area, in the corner where it covers the
+     * fewest curve pixels (top right when tied) */
     int lw = 0;
     for (int i = 0; i < ns; i++)
         if (s[i].name && text_width(s[i].name) > lw) lw = text_width(s[i].name);
-    const int row = CHAR_H + 8, lx1 = R - 10, lx0 = lx1 - (lw + 48), ly0 = T + 10, ly1 = ly0 + ns * row + 8;
+    const int row = CHAR_H + 8, bw = lw + 48, bh = ns * row + 8;
+    int lx1 = R - 10, ly0 = T + 10;
+    long best = -1;
+    for (int corner = 0; corner < 4; corner++) {
+        const int cx1 = corner & 1 ? L + 10 + bw : R - 10, cy0 = corner & 2 ? Bm - 10 - bh : T + 10;
+        long covered = 0;
+        for (int y = cy0 < 0 ? 0 : cy0; y <= cy0 + bh && y < H; y++)
+            for (int x = cx1 - bw < 0 ? 0 : cx1 - bw; x <= cx1 && x < W; x++) {
+                const uint8_t *q = px + ((size_t)y * W + x) * 3;
+                const bool bg = q[0] == q[1] && q[1] == q[2] && (q[0] == 255 || q[0] == 225); /* white, grid */
+                covered += !bg;
+            }
+        if (best < 0 || covered < best) best = covered, lx1 = cx1, ly0 = cy0;
+    }
+    const int lx0 = lx1 - bw, ly1 = ly0 + bh;
     rect(&c, lx0, ly0, lx1, ly1, white);
     line(&c, lx0, ly0, lx1, ly0, grey, 1), line(&c, lx0, ly1, lx1, ly1, grey, 1);
     line(&c, lx0, ly0, lx0, ly1, grey, 1), line(&c, lx1, ly0, lx1, ly1, grey, 1);
