@@ -11,6 +11,7 @@
 #include "tessera/ebrm.h"
 #include "tessera/ops_norm.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -633,6 +634,40 @@ static void test_real(void) {
     printf("QE pairs: %lld (%lld positive) over %d keywords\n", (long long)d.n, (long long)pos, d.n_queries);
     TU_CHECK(leak == 0 && d.n_queries > 100 && pos > 1000 && d.n - pos > pos / 2, "QE pairs: %d leak", leak);
     check_pairs(&cat, &E, &d);
+    /* the tuning split: train queries only, about 1/8 of them in every
+     * construction, insensitive to case and white space, and held out of
+     * the QE pairs when asked */
+    int n_train[TSR_QC_COUNT] = {0}, n_tune[TSR_QC_COUNT] = {0}, bad = 0;
+    for (int i = 0; i < qs.n; i++) {
+        bool t = tsr_ebrm_is_tune(qs.q[i].text);
+        bad += t && qs.q[i].split != TSR_SPLIT_TRAIN;
+        char v[256];
+        snprintf(v, sizeof v, "  %s ", qs.q[i].text);
+        for (char *c = v; *c; c++) *c = (char)toupper((unsigned char)*c);
+        bad += tsr_ebrm_is_tune(v) != t;
+        n_train[qs.q[i].construction] += qs.q[i].split == TSR_SPLIT_TRAIN;
+        n_tune[qs.q[i].construction] += t;
+    }
+    tsr_queryset qt = {0};
+    for (int c = 0; c < TSR_QC_MOVIELENS; c++) tsr_queries_build(&qt, &cat, c);
+    int32_t marked = tsr_ebrm_mark_tune(&qt), n_tr = 0;
+    for (int i = 0; i < qt.n; i++) n_tr += qt.q[i].split == TSR_SPLIT_TRAIN;
+    int all_tune = 0, all_train = 0;
+    for (int c = 0; c < TSR_QC_MOVIELENS; c++) all_tune += n_tune[c], all_train += n_train[c];
+    printf("tuning split: %d of %d train queries (appstream %d/%d)\n", all_tune, all_train, n_tune[TSR_QC_APPSTREAM],
+           n_train[TSR_QC_APPSTREAM]);
+    TU_CHECK(bad == 0 && marked == all_tune && n_tr == all_train - all_tune, "tune split: %d bad", bad);
+    TU_CHECK(n_tune[TSR_QC_APPSTREAM] * 12 > n_train[TSR_QC_APPSTREAM] &&
+                 n_tune[TSR_QC_APPSTREAM] * 6 < n_train[TSR_QC_APPSTREAM], "tune split size");
+    tsr_queryset_free(&qt);
+    tsr_ebrm_qe_data dh;
+    TU_CHECK(tsr_ebrm_qe_pairs_ex(&dh, &cat, &E, 2, 1, true).code == TSR_OK, "qe pairs without tune keywords");
+    int tune_kw = 0, held = 0;
+    for (int32_t q = 0; q < dh.n_queries; q++) tune_kw += tsr_ebrm_is_tune(dh.queries[q]);
+    for (int32_t q = 0; q < d.n_queries; q++) held += tsr_ebrm_is_tune(d.queries[q]);
+    TU_CHECK(tune_kw == 0 && held > 0 && dh.n_queries == d.n_queries - held, "QE pairs hold out %d tune keywords, %d left",
+             held, tune_kw);
+    tsr_ebrm_qe_data_free(&dh);
     tsr_strmap_free(&ev);
     tsr_queryset_free(&qs);
     tsr_ebrm_qe_data_free(&d);

@@ -82,6 +82,16 @@ typedef struct {
  * hold no relevant item are kept (their metrics are 0). */
 tsr_status tsr_ebrm_qi_build(tsr_ebrm_qiset *out, const tsr_queryset *qs, int split,
                              const tsr_bm25 *const *ix, int k);
+
+/* The tuning split: about 1/8 of the train split's query texts, chosen by a
+ * second hash of the same normalised text (case and runs of white space do
+ * not matter), so training settings can be chosen without the validation
+ * queries the results are reported on. tsr_ebrm_mark_tune moves those
+ * train queries of qs to TSR_EBRM_SPLIT_TUNE (then a TSR_SPLIT_TRAIN
+ * build leaves them out and a TSR_EBRM_SPLIT_TUNE build takes only them). */
+#define TSR_EBRM_SPLIT_TUNE TSR_SPLIT_COUNT
+bool tsr_ebrm_is_tune(const char *text);
+int32_t tsr_ebrm_mark_tune(tsr_queryset *qs);
 void tsr_ebrm_qiset_free(tsr_ebrm_qiset *s);
 
 /* -------------------------------------------- QE pretraining pairs */
@@ -111,6 +121,10 @@ typedef struct {
 
 tsr_status tsr_ebrm_qe_pairs(tsr_ebrm_qe_data *out, const tsr_catalog *cat,
                              const tsr_ebrm_entities *E, int min_pkgs, uint64_t seed);
+/* The same, without the keywords of the tuning split (tsr_ebrm_is_tune)
+ * when hold_tune is set. */
+tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                int min_pkgs, uint64_t seed, bool hold_tune);
 void tsr_ebrm_qe_data_free(tsr_ebrm_qe_data *d);
 
 /* ------------------------------------------------- soft-logic aggregation */

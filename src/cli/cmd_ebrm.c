@@ -211,7 +211,8 @@ static tsr_status env_score(env *v, const char *query, int construction, const i
     return tsr_ok();
 }
 
-/* --set-qe "KEY=VALUE[,KEY=VALUE...]" (also repeatable through commas) */
+/* --set-qe "KEY=VALUE[,KEY=VALUE...]" (also repeatable through commas);
+ * E NULL checks only the form and the values (before the catalog loads) */
 static int parse_setqe(const char *prog, const tsr_ebrm_entities *E, const char *spec, tsr_ebrm_setqe *out) {
     memset(out, 0, sizeof *out);
     if (!spec) return CLI_OK;
@@ -232,7 +233,7 @@ static int parse_setqe(const char *prog, const tsr_ebrm_entities *E, const char 
         *eq = 0;
         char *end = NULL;
         double x = strtod(eq + 1, &end);
-        int32_t e = tsr_ebrm_entity_find(E, tok);
+        int32_t e = E ? tsr_ebrm_entity_find(E, tok) : 0;
         if (e < 0)
             rc = cli_usage_error(prog, "--set-qe: unknown entity '%s' (keys look like works-with-format::pdf, section::graphics, "
                                        "category::Office, provides::pdf-viewer)", tok);
@@ -281,7 +282,10 @@ static int construction_from(const char *prog, const char *name) {
 static int open_query_env(const char *prog, env *v, const char *catalog, int method, const char *model,
                           const char *setqe, tsr_ebrm_setqe *set) {
     char mb[1024];
-    int rc = env_open(v, catalog, method, default_model(method, model, mb, sizeof mb), 1.2f, 0.4f);
+    int rc = parse_setqe(prog, NULL, setqe, set);
+    setqe_free(set);
+    if (rc != CLI_OK) return rc;
+    rc = env_open(v, catalog, method, default_model(method, model, mb, sizeof mb), 1.2f, 0.4f);
     if (rc != CLI_OK) return rc;
     if ((rc = parse_setqe(prog, &v->E, setqe, set)) != CLI_OK) env_close(v);
     return rc;
@@ -550,7 +554,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"queries", ARG_STR, &queries, "FILE", "JSONL queries: {\"query\", \"relevant\": [ids]} (higen's format)", NULL},
         {"construction", ARG_STR, &cons_name, "NAME", "without --queries: that construction's queries of --split; "
                                                       "with --queries: hide its label fields", NULL},
-        {"split", ARG_STR, &split_name, "NAME", "train, valid (default) or test, with --construction alone", NULL},
+        {"split", ARG_STR, &split_name, "NAME", "train, valid (default) or test, with --construction alone; "
+                                               "tune: the part of train that `train --tune` holds out", NULL},
         {"method", ARG_STR, &method_name, "NAME", "ebrm (default), cross-encoder, bi-encoder or bm25", NULL},
         {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
@@ -574,8 +579,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         cons = tsr_qc_from_name(cons_name);
         if (cons < 0 || cons == TSR_QC_MOVIELENS || (!queries && cons == TSR_QC_FILE))
             return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item)", cons_name);
-        split = tsr_split_from_name(split_name);
-        if (split < 0) return cli_usage_error(prog, "unknown --split '%s' (train, valid, test)", split_name);
+        split = strcmp(split_name, "tune") == 0 ? TSR_EBRM_SPLIT_TUNE : tsr_split_from_name(split_name);
+        if (split < 0) return cli_usage_error(prog, "unknown --split '%s' (train, valid, test, tune)", split_name);
     }
     tsr_qfile qf = {0};
     tsr_status st;
@@ -601,6 +606,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         split = -1;
     } else {
         tsr_queries_build(&qs, &v.cat, cons);
+        if (split == TSR_EBRM_SPLIT_TUNE) tsr_ebrm_mark_tune(&qs);
     }
     const tsr_bm25 *ixs[TSR_QC_COUNT] = {0};
     ixs[cons] = env_index(&v, cons);

@@ -35,6 +35,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                *cons_arg = "appstream,virtual,debtags";
     tsr_benc_cfg ec = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 128, .max_seq = 80};
     int n_neg = 15, min_pkgs = 2;
+    bool tune = false;
     tsr_train_opts def = tsr_train_default_opts();
     def.steps = 300;
     def.lr = 1e-3f;
@@ -56,6 +57,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         {"constructions", ARG_STR, &cons_arg, "LIST", "qi/cross: train queries of these constructions", NULL},
         {"negatives", ARG_INT, &n_neg, "N", "qi/cross: non-relevant candidates drawn per query and step", NULL},
         {"min-pkgs", ARG_INT, &min_pkgs, "N", "qe: keywords listed by at least N packages", NULL},
+        {"tune", ARG_BOOL, &tune, NULL, "hold the tuning split (about 1/8 of the train queries) out of QE pretraining "
+                                        "and QI training, and evaluate on it instead of the validation queries", NULL},
         {"tokenizer", ARG_STR, &tokenizer, "FILE", "tokenizer.json copied into DIR when DIR has none", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
         {"dim", ARG_INT, &ec.dim, "N", "model width", NULL},
@@ -137,7 +140,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     tsr_train_result res = {0};
     if (st.code == TSR_OK && st_kind == 0) {
         tsr_ebrm_qe_data d;
-        st = tsr_ebrm_qe_pairs(&d, &cat, &E, min_pkgs, t.o.seed);
+        st = tsr_ebrm_qe_pairs_ex(&d, &cat, &E, min_pkgs, t.o.seed, tune);
         if (st.code == TSR_OK) {
             if (!t.quiet) fprintf(stderr, "data: %lld QE pairs over %d keywords\n", (long long)d.n, d.n_queries);
             cli_train_begin(&t);
@@ -149,6 +152,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         tsr_queryset qs = {0};
         for (int c = 0; c < TSR_QC_MOVIELENS; c++)
             if (use[c]) tsr_queries_build(&qs, &cat, c);
+        if (tune) tsr_ebrm_mark_tune(&qs);
         tsr_bm25 ix[2];
         tsr_bm25_build_catalog(&ix[0], &cat, TSR_F_ALL, 1.2f, 0.4f);
         tsr_bm25_build_catalog(&ix[1], &cat, TSR_F_ALL & ~TSR_F_TAGS, 1.2f, 0.4f);
@@ -156,9 +160,10 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         for (int c = 0; c < TSR_QC_COUNT; c++) ixs[c] = (tsr_qc_hidden(c) & TSR_F_TAGS) ? &ix[1] : &ix[0];
         tsr_ebrm_qiset tr = {0}, va = {0};
         st = tsr_ebrm_qi_build(&tr, &qs, TSR_SPLIT_TRAIN, ixs, 100);
-        if (st.code == TSR_OK) st = tsr_ebrm_qi_build(&va, &qs, TSR_SPLIT_VALID, ixs, 100);
+        if (st.code == TSR_OK) st = tsr_ebrm_qi_build(&va, &qs, tune ? TSR_EBRM_SPLIT_TUNE : TSR_SPLIT_VALID, ixs, 100);
         if (st.code == TSR_OK) {
-            if (!t.quiet) fprintf(stderr, "data: %d train / %d valid queries, BM25 top-100 candidates\n", tr.n, va.n);
+            if (!t.quiet)
+                fprintf(stderr, "data: %d train / %d %s queries, BM25 top-100 candidates\n", tr.n, va.n, tune ? "tune" : "valid");
             tsr_ebrm_qi_train qt = {.cat = &cat, .E = &E, .qs = &qs, .tr = &tr, .va = &va, .batch = t.batch, .n_neg = n_neg};
             cli_train_begin(&t);
             st = tsr_ebrm_train_qi(&m, &qt, &t.o, &res);

@@ -219,8 +219,43 @@ void tsr_ebrm_qiset_free(tsr_ebrm_qiset *s) {
 
 /* ---------------------------------------------------- QE pretraining */
 
+bool tsr_ebrm_is_tune(const char *text) {
+    if (tsr_query_split(text) != TSR_SPLIT_TRAIN) return false;
+    /* FNV-1a from another offset basis over the text as tsr_query_split
+     * normalises it: lower case, runs of white space as one space, none at
+     * either end */
+    uint64_t h = 0x84222325cbf29ce4ull;
+    bool space = false, any = false;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        unsigned char c = *p;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            space = any;
+            continue;
+        }
+        if (space) h = (h ^ ' ') * 1099511628211ull;
+        space = false;
+        any = true;
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
+        h = (h ^ c) * 1099511628211ull;
+    }
+    h ^= h >> 29;
+    return h % 8 == 0;
+}
+
+int32_t tsr_ebrm_mark_tune(tsr_queryset *qs) {
+    int32_t n = 0;
+    for (int32_t i = 0; i < qs->n; i++)
+        if (qs->q[i].split == TSR_SPLIT_TRAIN && tsr_ebrm_is_tune(qs->q[i].text)) qs->q[i].split = TSR_EBRM_SPLIT_TUNE, n++;
+    return n;
+}
+
 tsr_status tsr_ebrm_qe_pairs(tsr_ebrm_qe_data *out, const tsr_catalog *cat,
                              const tsr_ebrm_entities *E, int min_pkgs, uint64_t seed) {
+    return tsr_ebrm_qe_pairs_ex(out, cat, E, min_pkgs, seed, false);
+}
+
+tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                int min_pkgs, uint64_t seed, bool hold_tune) {
     memset(out, 0, sizeof *out);
     if (E->n_items != cat->n_items) return tsr_errorf(TSR_ERR_ARG, "ebrm: entities do not match the catalog");
     if (min_pkgs < 1) min_pkgs = 1;
@@ -271,7 +306,8 @@ tsr_status tsr_ebrm_qe_pairs(tsr_ebrm_qe_data *out, const tsr_catalog *cat,
     int64_t cap = 0;
     for (int32_t k = 0; k < n_kw; k++) {
         int np = (int)(off[k + 1] - off[k]);
-        if (np < min_pkgs || tsr_query_split(kws[k]) != TSR_SPLIT_TRAIN) continue;
+        if (np < min_pkgs || tsr_query_split(kws[k]) != TSR_SPLIT_TRAIN || (hold_tune && tsr_ebrm_is_tune(kws[k])))
+            continue;
         int nt = 0;
         for (int64_t j = off[k]; j < off[k + 1]; j++) {
             int32_t it = pk[j];
