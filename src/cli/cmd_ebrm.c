@@ -667,54 +667,57 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
 /* ------------------------------------------------------------- bench */
 
 typedef struct {
-    double cold_ms, warm_ms, hit_rate, cold_hit_rate;
-    bool ok;
+    double cold_ms, warm_ms, cold_med, warm_med, hit_rate, cold_hit_rate;
 } bench_row;
 
-/* ms per query over the queries' candidate sets: cold (caches emptied before
- * every query) then warm (a second pass, caches kept) */
-static tsr_status bench_method(env *v, const tsr_queryset *qs, const tsr_ebrm_qiset *s, bench_row *out) {
-    float p[N_CAND];
-    tsr_status st = tsr_ok();
-    double cold = 0, warm = 0;
-    int64_t ch = 0, cm = 0;
-    tsr_ebrm_cache_clear(&v->cache);
-    for (int32_t i = 0; i < s->n && st.code == TSR_OK; i++) {
-        ch += v->cache.hits, cm += v->cache.misses;
-        tsr_ebrm_cache_clear(&v->cache);
-        if (v->have_be) memset(v->be_have, 0, (size_t)v->cat.n_items);
-        const tsr_query *q = &qs->q[s->q[i].query];
-        double t0 = tsr_time();
-        st = env_score(v, q->text, q->construction, s->q[i].cand, s->q[i].bm25, s->q[i].n, true, NULL, p);
-        cold += tsr_time() - t0;
-    }
-    ch += v->cache.hits, cm += v->cache.misses;
-    out->cold_hit_rate = ch + cm ? (double)ch / (double)(ch + cm) : 0;
-    /* warm: every query's QE scores / item embeddings are in the caches */
-    for (int32_t i = 0; i < s->n && st.code == TSR_OK; i++) {
-        const tsr_query *q = &qs->q[s->q[i].query];
-        st = env_score(v, q->text, q->construction, s->q[i].cand, s->q[i].bm25, s->q[i].n, true, NULL, p);
-    }
-    v->cache.hits = v->cache.misses = 0;
-    for (int32_t i = 0; i < s->n && st.code == TSR_OK; i++) {
-        const tsr_query *q = &qs->q[s->q[i].query];
-        double t0 = tsr_time();
-        st = env_score(v, q->text, q->construction, s->q[i].cand, s->q[i].bm25, s->q[i].n, true, NULL, p);
-        warm += tsr_time() - t0;
-    }
-    out->cold_ms = 1e3 * cold / (s->n ? s->n : 1);
-    out->warm_ms = 1e3 * warm / (s->n ? s->n : 1);
-    out->hit_rate = tsr_ebrm_cache_hit_rate(&v->cache);
-    out->ok = st.code == TSR_OK;
-    return st;
+static double median(double *x, int n) {
+    for (int i = 1; i < n; i++) /* insertion sort: n is small */
+        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) {
+            double t = x[j];
+            x[j] = x[j - 1], x[j - 1] = t;
+        }
+    return n ? (n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2])) : 0;
 }
 
+static double load1(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f && fscanf(f, "%lf", &l) != 1) l = -1;
+    if (f) fclose(f);
+    return l;
+}
+
+/* One timed scoring of query i's candidates by method k (0 EBRM, 1 EBRM
+ * without the cache, 2 bi-encoder, 3 cross-encoder); cold empties the
+ * method's caches first. Returns seconds. */
+static double bench_one(env *v, int k, const tsr_queryset *qs, const tsr_ebrm_qi *qi, bool cold, tsr_status *st) {
+    float p[N_CAND];
+    const tsr_query *q = &qs->q[qi->query];
+    if (cold) {
+        tsr_ebrm_cache_clear(&v->cache);
+        if (v->have_be) memset(v->be_have, 0, (size_t)v->cat.n_items);
+    }
+    double t0 = tsr_time();
+    if (k == 1) /* no cache: every candidate's every entity through the QE model */
+        *st = tsr_ebrm_model_score(&v->m, &v->cat, &v->E, q->text, q->construction, qi->cand, qi->n, NULL, NULL, p);
+    else
+        *st = env_score(v, q->text, q->construction, qi->cand, qi->bm25, qi->n, true, NULL, p);
+    return tsr_time() - t0;
+}
+
+/* The methods take turns query by query (the order rotating), so a change
+ * of the machine's load falls on all of them alike. Per query: cold is the
+ * median of `reps` scorings, each after emptying the caches; warm is the
+ * median of `reps` scorings after one untimed scoring filled them. A
+ * method's figure is the mean over queries of those medians (and, as
+ * *_median, their median). */
 static int cmd_bench(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *model = NULL, *cross = NULL, *bienc = NULL;
-    int nq = 20;
+    int nq = 20, reps = 3;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"queries", ARG_INT, &nq, "N", "validation appstream queries timed (default 20)", NULL},
+        {"reps", ARG_INT, &reps, "N", "timings per query, method and cache state; the median counts (default 3)", NULL},
         {"model", ARG_STR, &model, "FILE", "EBRM weights (default: shipped)", NULL},
         {"cross", ARG_STR, &cross, "FILE", "cross-encoder weights (default: shipped)", NULL},
         {"biencoder", ARG_STR, &bienc, "FILE", "bi-encoder weights (default: " DEFAULT_BIENC ")", NULL},
@@ -724,53 +727,74 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     };
     int rc = args_parse(prog,
                         "Milliseconds per query to score 100 candidates, cold and warm cache, for EBRM, EBRM without "
-                        "the cache, the bi-encoder and the cross-encoder, in one run; plus EBRM's cache hit rate.",
+                        "the cache, the bi-encoder and the cross-encoder, taking turns in one run; plus EBRM's cache "
+                        "hit rate and the load average.",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "queries", nq, 1, 240)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "queries", nq, 1, 240)) != CLI_OK || (rc = cli_check_int(prog, "reps", reps, 1, 99)) != CLI_OK)
+        return rc;
     const char *names[4] = {"ebrm", "ebrm-nocache", "bi-encoder", "cross-encoder"};
-    const int meth[4] = {M_EBRM, M_EBRM, M_BIENC, M_CROSS};
-    const char *paths[4] = {model, model, bienc, cross};
-    bench_row rows[4] = {{0}};
+    /* three settings: EBRM (also scored without its cache), bi-encoder, cross-encoder */
+    const int meth[3] = {M_EBRM, M_BIENC, M_CROSS};
+    const char *paths[3] = {model, bienc, cross};
+    const int env_of[4] = {0, 0, 1, 2};
+    env v[3];
     char mb[1024];
-    for (int k = 0; k < 4; k++) {
-        env v;
-        if ((rc = env_open(&v, catalog, meth[k], default_model(meth[k], paths[k], mb, sizeof mb), 1.2f, 0.4f)) != CLI_OK)
+    for (int e = 0; e < 3; e++)
+        if ((rc = env_open(&v[e], catalog, meth[e], default_model(meth[e], paths[e], mb, sizeof mb), 1.2f, 0.4f)) != CLI_OK) {
+            while (e-- > 0) env_close(&v[e]);
             return rc;
-        tsr_queryset qs = {0};
-        tsr_queries_build(&qs, &v.cat, TSR_QC_APPSTREAM);
-        const tsr_bm25 *ixs[TSR_QC_COUNT] = {0};
-        ixs[TSR_QC_APPSTREAM] = env_index(&v, TSR_QC_APPSTREAM);
-        tsr_ebrm_qiset s;
-        tsr_status st = tsr_ebrm_qi_build(&s, &qs, TSR_SPLIT_VALID, ixs, N_CAND);
-        if (st.code == TSR_OK) {
-            int32_t all = s.n;
-            if (s.n > nq) s.n = nq; /* the first nq */
-            if (k == 1) {
-                /* no cache: every candidate's every entity through the QE model */
-                float p[N_CAND];
-                double t0 = tsr_time();
-                for (int32_t i = 0; i < s.n && st.code == TSR_OK; i++) {
-                    const tsr_query *q = &qs.q[s.q[i].query];
-                    st = tsr_ebrm_model_score(&v.m, &v.cat, &v.E, q->text, q->construction, s.q[i].cand, s.q[i].n,
-                                              NULL, NULL, p);
-                }
-                rows[k].cold_ms = rows[k].warm_ms = 1e3 * (tsr_time() - t0) / (s.n ? s.n : 1);
-                rows[k].ok = st.code == TSR_OK;
-            } else {
-                st = bench_method(&v, &qs, &s, &rows[k]);
-            }
-            if (!cm.json && st.code == TSR_OK)
-                fprintf(stderr, "%-14s cold %8.2f ms/query  warm %8.2f ms/query\n", names[k], rows[k].cold_ms,
-                        rows[k].warm_ms);
-            s.n = all;
         }
-        tsr_ebrm_qiset_free(&s);
-        tsr_queryset_free(&qs);
-        env_close(&v);
-        if (st.code != TSR_OK) return cli_fail(st, NULL);
+    /* the same catalog in every setting, so one candidate set serves all */
+    tsr_queryset qs = {0};
+    tsr_queries_build(&qs, &v[0].cat, TSR_QC_APPSTREAM);
+    const tsr_bm25 *ixs[TSR_QC_COUNT] = {0};
+    ixs[TSR_QC_APPSTREAM] = env_index(&v[0], TSR_QC_APPSTREAM);
+    tsr_ebrm_qiset s;
+    tsr_status st = tsr_ebrm_qi_build(&s, &qs, TSR_SPLIT_VALID, ixs, N_CAND);
+    int n = st.code == TSR_OK ? (s.n < nq ? s.n : nq) : 0;
+    double *t = calloc((size_t)4 * 2 * (n ? n : 1), sizeof *t), rep[99];
+    TSR_ASSERT(t);
+    const double l0 = load1();
+    int64_t ch = 0, cmiss = 0;
+    /* cold */
+    for (int i = 0; i < n && st.code == TSR_OK; i++)
+        for (int j = 0; j < 4 && st.code == TSR_OK; j++) {
+            int k = (i + j) % 4;
+            for (int r = 0; r < reps && st.code == TSR_OK; r++) {
+                rep[r] = bench_one(&v[env_of[k]], k, &qs, &s.q[i], true, &st);
+                if (k == 0) ch += v[0].cache.hits, cmiss += v[0].cache.misses;
+            }
+            t[(k * 2 + 0) * n + i] = median(rep, reps);
+        }
+    /* warm: one untimed scoring fills the caches, then the timed ones */
+    v[0].cache.hits = v[0].cache.misses = 0;
+    int64_t wh = 0, wm = 0;
+    for (int i = 0; i < n && st.code == TSR_OK; i++)
+        for (int j = 0; j < 4 && st.code == TSR_OK; j++) {
+            int k = (i + j) % 4;
+            bench_one(&v[env_of[k]], k, &qs, &s.q[i], false, &st);
+            int64_t h0 = v[0].cache.hits, m0 = v[0].cache.misses;
+            for (int r = 0; r < reps && st.code == TSR_OK; r++) rep[r] = bench_one(&v[env_of[k]], k, &qs, &s.q[i], false, &st);
+            if (k == 0) wh += v[0].cache.hits - h0, wm += v[0].cache.misses - m0;
+            t[(k * 2 + 1) * n + i] = median(rep, reps);
+        }
+    const double l1 = load1();
+    bench_row rows[4] = {{0}};
+    for (int k = 0; k < 4 && st.code == TSR_OK; k++) {
+        double *c = t + (k * 2 + 0) * n, *w = t + (k * 2 + 1) * n;
+        for (int i = 0; i < n; i++) rows[k].cold_ms += 1e3 * c[i] / n, rows[k].warm_ms += 1e3 * w[i] / n;
+        rows[k].cold_med = 1e3 * median(c, n);
+        rows[k].warm_med = 1e3 * median(w, n);
     }
+    rows[0].cold_hit_rate = ch + cmiss ? (double)ch / (double)(ch + cmiss) : 0;
+    rows[0].hit_rate = wh + wm ? (double)wh / (double)(wh + wm) : 0;
+    free(t);
+    tsr_ebrm_qiset_free(&s);
+    tsr_queryset_free(&qs);
+    for (int e = 0; e < 3; e++) env_close(&v[e]);
+    if (st.code != TSR_OK) return cli_fail(st, NULL);
     char cpu[128] = "unknown";
     FILE *f = fopen("/proc/cpuinfo", "r");
     char line[512];
@@ -783,19 +807,20 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     if (f) fclose(f);
     if (cm.json) {
         for (int k = 0; k < 4; k++) {
-            printf("{\"bench\": \"ebrm\", \"method\": \"%s\", \"candidates\": %d, \"queries\": %d, \"cold_ms\": %.4f, "
-                   "\"warm_ms\": %.4f, ",
-                   names[k], N_CAND, nq, rows[k].cold_ms, rows[k].warm_ms);
+            printf("{\"bench\": \"ebrm\", \"method\": \"%s\", \"candidates\": %d, \"queries\": %d, \"reps\": %d, "
+                   "\"cold_ms\": %.4f, \"warm_ms\": %.4f, \"cold_ms_median\": %.4f, \"warm_ms_median\": %.4f, ",
+                   names[k], N_CAND, n, reps, rows[k].cold_ms, rows[k].warm_ms, rows[k].cold_med, rows[k].warm_med);
             if (k == 0) printf("\"hit_rate\": %.4f, \"cold_hit_rate\": %.4f, ", rows[0].hit_rate, rows[0].cold_hit_rate);
             printf("\"cpu\": \"%s\", \"threads\": %d}\n", cpu, tsr_threads_get());
         }
         printf("{\"bench\": \"ebrm\", \"summary\": true, \"warm_speedup_vs_cross\": %.3f, \"warm_ratio_vs_biencoder\": "
                "%.3f, \"cache_speedup\": %.3f, \"cold_speedup_vs_cross\": %.3f, \"hit_rate\": %.4f, "
-               "\"cold_hit_rate\": %.4f}\n",
+               "\"cold_hit_rate\": %.4f, \"loadavg_start\": %.2f, \"loadavg_end\": %.2f}\n",
                rows[3].warm_ms / rows[0].warm_ms, rows[0].warm_ms / rows[2].warm_ms, rows[1].warm_ms / rows[0].warm_ms,
-               rows[3].cold_ms / rows[0].cold_ms, rows[0].hit_rate, rows[0].cold_hit_rate);
+               rows[3].cold_ms / rows[0].cold_ms, rows[0].hit_rate, rows[0].cold_hit_rate, l0, l1);
     } else {
-        printf("%-14s %12s %12s\n", "method", "cold ms/q", "warm ms/q");
+        printf("%-14s %12s %12s  (mean over %d queries of the median of %d; load average %.2f -> %.2f)\n", "method",
+               "cold ms/q", "warm ms/q", n, reps, l0, l1);
         for (int k = 0; k < 4; k++) printf("%-14s %12.3f %12.3f\n", names[k], rows[k].cold_ms, rows[k].warm_ms);
         printf("warm EBRM: %.1fx faster than the cross-encoder, %.2fx the bi-encoder's time; cache hit rate %.3f warm, "
                "%.3f cold (entities shared by candidates of one query)\n",
