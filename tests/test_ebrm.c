@@ -138,26 +138,32 @@ static void test_qi(const tsr_catalog *cat) {
     tsr_queryset_free(&qs);
 }
 
-static void check_pairs(const tsr_catalog *cat, const tsr_ebrm_entities *E, const tsr_ebrm_qe_data *d) {
+static void check_pairs(const tsr_catalog *cat, const tsr_ebrm_entities *E, const tsr_ebrm_qe_data *d, int target) {
     int bad_split = 0, bad_target = 0, bad_prov = 0;
     for (int32_t q = 0; q < d->n_queries; q++) bad_split += tsr_query_split(d->queries[q]) != TSR_SPLIT_TRAIN;
     for (int64_t i = 0; i < d->n; i++) {
         const tsr_ebrm_qe_pair *p = &d->pairs[i];
         bad_prov += E->type[p->entity] == TSR_EBRM_PROVIDES;
         /* recount the target from the catalog */
-        int np = 0, with = 0;
+        int np = 0, with = 0, listing = 0, base_with = 0;
         for (int32_t it = 0; it < cat->n_items; it++) {
-            bool lists = false;
+            bool lists = false, holds = false;
             for (int k = 0; k < cat->items[it].n_keywords; k++) lists |= strcmp(cat->items[it].keywords[k], d->queries[p->query]) == 0;
+            for (int64_t s = E->item_off[it]; s < E->item_off[it + 1]; s++) holds |= E->item_ent[s] == p->entity;
+            listing += cat->items[it].n_keywords > 0;
+            base_with += cat->items[it].n_keywords > 0 && holds;
             if (!lists) continue;
             np++;
-            for (int64_t s = E->item_off[it]; s < E->item_off[it + 1]; s++) with += E->item_ent[s] == p->entity;
+            with += holds;
         }
-        bad_target += np == 0 || p->target != (float)with / (float)np;
+        double share = np ? (double)with / (double)np : 0, b = (double)base_with / (double)listing;
+        double y = target == TSR_EBRM_QE_LIFT ? (b < 1 && share > b ? (share - b) / (1 - b) : 0) : share;
+        bad_target += np == 0 || p->target != (float)y;
         if (i > 200) break; /* the recount is O(items): a sample on large data */
     }
     TU_CHECK(bad_split == 0 && bad_target == 0 && bad_prov == 0,
-             "QE pairs: %d non-train queries, %d wrong targets, %d provides entities", bad_split, bad_target, bad_prov);
+             "QE pairs (%s): %d non-train queries, %d wrong targets, %d provides entities",
+             target == TSR_EBRM_QE_LIFT ? "lift" : "share", bad_split, bad_target, bad_prov);
 }
 
 static void test_qe_pairs(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
@@ -172,7 +178,18 @@ static void test_qe_pairs(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
     int expect_q = 0;
     for (int i = 0; i < 4; i++) expect_q += tsr_query_split(kw[i]) == TSR_SPLIT_TRAIN;
     TU_CHECK(d.n_queries == expect_q, "train keywords: %d, expected %d", d.n_queries, expect_q);
-    check_pairs(cat, E, &d);
+    check_pairs(cat, E, &d, TSR_EBRM_QE_SHARE);
+    /* lift: the same pairs, the targets corrected for the base rate */
+    tsr_ebrm_qe_data dl;
+    TU_CHECK(tsr_ebrm_qe_pairs_ex(&dl, cat, E, 1, 7, false, TSR_EBRM_QE_LIFT).code == TSR_OK, "qe pairs (lift)");
+    bool same = dl.n == d.n, lower = true;
+    for (int64_t i = 0; same && i < d.n; i++) {
+        same = dl.pairs[i].query == d.pairs[i].query && dl.pairs[i].entity == d.pairs[i].entity;
+        lower &= dl.pairs[i].target <= d.pairs[i].target;
+    }
+    TU_CHECK(same && lower, "lift pairs are the share pairs with lower targets");
+    check_pairs(cat, E, &dl, TSR_EBRM_QE_LIFT);
+    tsr_ebrm_qe_data_free(&dl);
     tsr_ebrm_qe_data_free(&d);
     tsr_ebrm_qe_data_free(&d2);
 }
@@ -633,7 +650,7 @@ static void test_real(void) {
     for (int64_t i = 0; i < d.n; i++) pos += d.pairs[i].target > 0;
     printf("QE pairs: %lld (%lld positive) over %d keywords\n", (long long)d.n, (long long)pos, d.n_queries);
     TU_CHECK(leak == 0 && d.n_queries > 100 && pos > 1000 && d.n - pos > pos / 2, "QE pairs: %d leak", leak);
-    check_pairs(&cat, &E, &d);
+    check_pairs(&cat, &E, &d, TSR_EBRM_QE_SHARE);
     /* the tuning split: train queries only, about 1/8 of them in every
      * construction, insensitive to case and white space, and held out of
      * the QE pairs when asked */
@@ -661,7 +678,7 @@ static void test_real(void) {
                  n_tune[TSR_QC_APPSTREAM] * 6 < n_train[TSR_QC_APPSTREAM], "tune split size");
     tsr_queryset_free(&qt);
     tsr_ebrm_qe_data dh;
-    TU_CHECK(tsr_ebrm_qe_pairs_ex(&dh, &cat, &E, 2, 1, true).code == TSR_OK, "qe pairs without tune keywords");
+    TU_CHECK(tsr_ebrm_qe_pairs_ex(&dh, &cat, &E, 2, 1, true, TSR_EBRM_QE_SHARE).code == TSR_OK, "qe pairs without tune keywords");
     int tune_kw = 0, held = 0;
     for (int32_t q = 0; q < dh.n_queries; q++) tune_kw += tsr_ebrm_is_tune(dh.queries[q]);
     for (int32_t q = 0; q < d.n_queries; q++) held += tsr_ebrm_is_tune(d.queries[q]);

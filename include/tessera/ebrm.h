@@ -122,9 +122,16 @@ typedef struct {
 tsr_status tsr_ebrm_qe_pairs(tsr_ebrm_qe_data *out, const tsr_catalog *cat,
                              const tsr_ebrm_entities *E, int min_pkgs, uint64_t seed);
 /* The same, without the keywords of the tuning split (tsr_ebrm_is_tune)
- * when hold_tune is set. */
+ * when hold_tune is set, and with a choice of positive target:
+ *   TSR_EBRM_QE_SHARE  s = |{p in P(w): e in p}| / |P(w)| (as above);
+ *   TSR_EBRM_QE_LIFT   max(0, (s - b_e) / (1 - b_e)), b_e the share of all
+ *                      keyword-listing packages that hold e: how much more
+ *                      often w's packages hold e than packages at large,
+ *                      so an entity nearly every package holds
+ *                      (role::program) is no evidence for any keyword. */
+enum { TSR_EBRM_QE_SHARE = 0, TSR_EBRM_QE_LIFT = 1 };
 tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
-                                int min_pkgs, uint64_t seed, bool hold_tune);
+                                int min_pkgs, uint64_t seed, bool hold_tune, int target);
 void tsr_ebrm_qe_data_free(tsr_ebrm_qe_data *d);
 
 /* ------------------------------------------------- soft-logic aggregation */

@@ -36,6 +36,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     tsr_benc_cfg ec = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 128, .max_seq = 80};
     int n_neg = 15, min_pkgs = 2;
     bool tune = false;
+    const char *qe_target = "share";
     tsr_train_opts def = tsr_train_default_opts();
     def.steps = 300;
     def.lr = 1e-3f;
@@ -57,6 +58,9 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         {"constructions", ARG_STR, &cons_arg, "LIST", "qi/cross: train queries of these constructions", NULL},
         {"negatives", ARG_INT, &n_neg, "N", "qi/cross: non-relevant candidates drawn per query and step", NULL},
         {"min-pkgs", ARG_INT, &min_pkgs, "N", "qe: keywords listed by at least N packages", NULL},
+        {"qe-target", ARG_STR, &qe_target, "NAME", "qe: a pair's weak target, share (the share of the keyword's "
+                                                   "packages holding the entity) or lift (that share's excess over "
+                                                   "the entity's base rate)", NULL},
         {"tune", ARG_BOOL, &tune, NULL, "hold the tuning split (about 1/8 of the train queries) out of QE pretraining "
                                         "and QI training, and evaluate on it instead of the validation queries", NULL},
         {"tokenizer", ARG_STR, &tokenizer, "FILE", "tokenizer.json copied into DIR when DIR has none", NULL},
@@ -76,6 +80,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     if (st_kind < 0) return cli_usage_error(prog, "--stage must be qe, qi or cross");
     int agg = strcmp(agg_name, "softlogic") == 0 ? TSR_EBRM_AGG_SOFTLOGIC : strcmp(agg_name, "mean") == 0 ? TSR_EBRM_AGG_MEAN : -1;
     if (agg < 0) return cli_usage_error(prog, "--agg must be softlogic or mean");
+    int qe_tk = strcmp(qe_target, "share") == 0 ? TSR_EBRM_QE_SHARE : strcmp(qe_target, "lift") == 0 ? TSR_EBRM_QE_LIFT : -1;
+    if (qe_tk < 0) return cli_usage_error(prog, "--qe-target must be share or lift");
     bool use[TSR_QC_COUNT];
     if ((rc = parse_constructions(prog, cons_arg, use)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "dim", ec.dim, 8, 1024)) != CLI_OK || (rc = cli_check_int(prog, "layers", ec.n_layers, 1, 24)) != CLI_OK ||
@@ -140,7 +146,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     tsr_train_result res = {0};
     if (st.code == TSR_OK && st_kind == 0) {
         tsr_ebrm_qe_data d;
-        st = tsr_ebrm_qe_pairs_ex(&d, &cat, &E, min_pkgs, t.o.seed, tune);
+        st = tsr_ebrm_qe_pairs_ex(&d, &cat, &E, min_pkgs, t.o.seed, tune, qe_tk);
         if (st.code == TSR_OK) {
             if (!t.quiet) fprintf(stderr, "data: %lld QE pairs over %d keywords\n", (long long)d.n, d.n_queries);
             cli_train_begin(&t);

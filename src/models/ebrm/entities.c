@@ -251,11 +251,11 @@ int32_t tsr_ebrm_mark_tune(tsr_queryset *qs) {
 
 tsr_status tsr_ebrm_qe_pairs(tsr_ebrm_qe_data *out, const tsr_catalog *cat,
                              const tsr_ebrm_entities *E, int min_pkgs, uint64_t seed) {
-    return tsr_ebrm_qe_pairs_ex(out, cat, E, min_pkgs, seed, false);
+    return tsr_ebrm_qe_pairs_ex(out, cat, E, min_pkgs, seed, false, TSR_EBRM_QE_SHARE);
 }
 
 tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
-                                int min_pkgs, uint64_t seed, bool hold_tune) {
+                                int min_pkgs, uint64_t seed, bool hold_tune, int target) {
     memset(out, 0, sizeof *out);
     if (E->n_items != cat->n_items) return tsr_errorf(TSR_ERR_ARG, "ebrm: entities do not match the catalog");
     if (min_pkgs < 1) min_pkgs = 1;
@@ -294,6 +294,17 @@ tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, c
             int32_t id = tsr_strmap_get(&kw, cat->items[i].keywords[t]);
             pk[off[id] + cnt[id]++] = i;
         }
+    /* lift targets: each entity's base rate among the packages that list
+     * any keyword (the population the keywords' packages come from) */
+    double *base = calloc((size_t)E->n + 1, sizeof *base);
+    TSR_ASSERT(base);
+    int64_t n_listing = 0;
+    for (int32_t i = 0; i < cat->n_items; i++) {
+        if (!cat->items[i].n_keywords) continue;
+        n_listing++;
+        for (int64_t s = E->item_off[i]; s < E->item_off[i + 1]; s++) base[E->item_ent[s]] += 1;
+    }
+    for (int32_t e = 0; e < E->n; e++) base[e] = n_listing ? base[e] / (double)n_listing : 0;
     /* entities per type, for negatives */
     int32_t *by_type[TSR_EBRM_TYPES], n_type[TSR_EBRM_TYPES] = {0};
     for (int t = 0; t < TSR_EBRM_TYPES; t++) by_type[t] = malloc(((size_t)E->n + 1) * sizeof(int32_t));
@@ -332,7 +343,9 @@ tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, c
         qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
         for (int j = 0; j < nt; j++) {
             int32_t e = touched[j];
-            out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, (float)count[e] / (float)np};
+            double share = (double)count[e] / (double)np, y = share;
+            if (target == TSR_EBRM_QE_LIFT) y = base[e] < 1 && share > base[e] ? (share - base[e]) / (1 - base[e]) : 0;
+            out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, (float)y};
         }
         for (int j = 0; j < nt; j++) {
             int t = E->type[touched[j]];
@@ -347,6 +360,7 @@ tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, c
         for (int j = 0; j < nt; j++) count[touched[j]] = 0;
     }
     for (int t = 0; t < TSR_EBRM_TYPES; t++) free(by_type[t]);
+    free(base);
     free(count);
     free(touched);
     free(off);
