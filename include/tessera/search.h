@@ -240,6 +240,10 @@ int tsr_split_from_name(const char *name); /* -1 if unknown; "all" is -1 too */
  * spaces) mod 20: 0..15 train, 16..17 valid, 18..19 test. The same text
  * lands in one split whatever construction or user it comes with. */
 int tsr_query_split(const char *text);
+/* FNV-1a (64-bit, from offset basis `basis`) of the text lower-cased, with
+ * runs of white space as one space and none at either end: what
+ * tsr_query_split hashes */
+uint64_t tsr_query_hash(const char *text, uint64_t basis);
 
 /* Appends the queries of one construction built from the catalog. Query
  * texts are distinct within a construction (a text naming several label

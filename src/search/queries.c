@@ -29,8 +29,8 @@ unsigned tsr_qc_hidden(int construction) {
     return construction == TSR_QC_DEBTAGS ? TSR_F_TAGS : 0u;
 }
 
-int tsr_query_split(const char *text) {
-    uint64_t h = 1469598103934665603ull;
+uint64_t tsr_query_hash(const char *text, uint64_t basis) {
+    uint64_t h = basis;
     bool space = false, any = false;
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
         unsigned char c = *p;
@@ -44,6 +44,11 @@ int tsr_query_split(const char *text) {
         if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
         h = (h ^ c) * 1099511628211ull;
     }
+    return h;
+}
+
+int tsr_query_split(const char *text) {
+    uint64_t h = tsr_query_hash(text, 1469598103934665603ull);
     int b = (int)(h % 20);
     return b < 16 ? TSR_SPLIT_TRAIN : b < 18 ? TSR_SPLIT_VALID : TSR_SPLIT_TEST;
 }

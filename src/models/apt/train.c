@@ -37,6 +37,18 @@ tsr_sam_cfg tsr_apt_small_cfg(void) {
     return g;
 }
 
+/* the image's planes become the given w x h ones */
+static void image_replace(tsr_apt_image *im, uint8_t *rgb, uint8_t *lab, uint32_t *inst, int w, int h) {
+    free(im->rgb);
+    free(im->lab);
+    free(im->inst);
+    im->rgb = rgb;
+    im->lab = lab;
+    im->inst = inst;
+    im->w = w;
+    im->h = h;
+}
+
 void tsr_apt_image_halve(tsr_apt_image *im) {
     int w = im->w / 2, h = im->h / 2;
     uint8_t *rgb = malloc((size_t)w * h * 3), *lab = malloc((size_t)w * h);
@@ -60,14 +72,7 @@ void tsr_apt_image_halve(tsr_apt_image *im) {
             lab[d] = n1 >= 2 ? 1 : n255 == 4 ? 255 : 0;
             if (lab[d] != 1) inst[d] = 0;
         }
-    free(im->rgb);
-    free(im->lab);
-    free(im->inst);
-    im->rgb = rgb;
-    im->lab = lab;
-    im->inst = inst;
-    im->w = w;
-    im->h = h;
+    image_replace(im, rgb, lab, inst, w, h);
 }
 
 tsr_status tsr_apt_image_crop(tsr_apt_image *im, const int region[4]) {
@@ -84,14 +89,7 @@ tsr_status tsr_apt_image_crop(tsr_apt_image *im, const int region[4]) {
         memcpy(lab + d, im->lab + s, (size_t)w);
         memcpy(inst + d, im->inst + s, sizeof(uint32_t) * (size_t)w);
     }
-    free(im->rgb);
-    free(im->lab);
-    free(im->inst);
-    im->rgb = rgb;
-    im->lab = lab;
-    im->inst = inst;
-    im->w = w;
-    im->h = h;
+    image_replace(im, rgb, lab, inst, w, h);
     return tsr_ok();
 }
 

@@ -221,23 +221,9 @@ void tsr_ebrm_qiset_free(tsr_ebrm_qiset *s) {
 
 bool tsr_ebrm_is_tune(const char *text) {
     if (tsr_query_split(text) != TSR_SPLIT_TRAIN) return false;
-    /* FNV-1a from another offset basis over the text as tsr_query_split
-     * normalises it: lower case, runs of white space as one space, none at
-     * either end */
-    uint64_t h = 0x84222325cbf29ce4ull;
-    bool space = false, any = false;
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        unsigned char c = *p;
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-            space = any;
-            continue;
-        }
-        if (space) h = (h ^ ' ') * 1099511628211ull;
-        space = false;
-        any = true;
-        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
-        h = (h ^ c) * 1099511628211ull;
-    }
+    /* the same normalised FNV-1a as tsr_query_split, from another offset
+     * basis, so the tune subset is independent of the split */
+    uint64_t h = tsr_query_hash(text, 0x84222325cbf29ce4ull);
     h ^= h >> 29;
     return h % 8 == 0;
 }
