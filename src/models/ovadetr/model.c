@@ -4,6 +4,7 @@
  * Fusion" (2024); RT-DETR details follow Zhao et al. (2023). */
 #include "tessera/ovadetr.h"
 #include "tessera/ops.h"
+#include "tessera/ops_attention.h"
 #include "tessera/ops_conv.h"
 #include "tessera/ops_det.h"
 #include "tessera/ops_matmul.h"
@@ -246,16 +247,16 @@ static tsr_tensor *mlp_fwd(tsr_ctx *c, const tsr_ovd_mlp *m, tsr_tensor *x) {
 }
 
 /* multi-head attention: xq (B,T,d), xk and xv (B,S,d) -> (B,T,d), as
- * softmax(q k^T / sqrt(dh)) v per head from matmul and softmax ops */
+ * softmax(q k^T / sqrt(dh)) v per head, by the fused attention op (no
+ * T x S score matrix is stored; heads stay interleaved, no permutes) */
 static tsr_tensor *mha_fwd(tsr_ctx *c, const tsr_ovd_mha *a, int H, tsr_tensor *xq, tsr_tensor *xk,
                            tsr_tensor *xv) {
     int64_t B = xq->shape[0], T = xq->shape[1], S = xk->shape[1], d = xq->shape[2], dh = d / H;
-    const int perm[4] = {0, 2, 1, 3};
-    tsr_tensor *q = tsr_permute(c, tsr_reshape(c, tsr_nn_linear_forward(c, &a->q, xq), 4, TSR_SHAPE(B, T, H, dh)), perm);
-    tsr_tensor *k = tsr_permute(c, tsr_reshape(c, tsr_nn_linear_forward(c, &a->k, xk), 4, TSR_SHAPE(B, S, H, dh)), perm);
-    tsr_tensor *v = tsr_permute(c, tsr_reshape(c, tsr_nn_linear_forward(c, &a->v, xv), 4, TSR_SHAPE(B, S, H, dh)), perm);
-    tsr_tensor *p = tsr_softmax(c, tsr_scale(c, tsr_matmul(c, q, k, false, true), 1.f / sqrtf((float)dh)));
-    tsr_tensor *y = tsr_reshape(c, tsr_permute(c, tsr_matmul(c, p, v, false, false), perm), 3, TSR_SHAPE(B, T, d));
+    tsr_tensor *q = tsr_reshape(c, tsr_nn_linear_forward(c, &a->q, xq), 4, TSR_SHAPE(B, T, H, dh));
+    tsr_tensor *k = tsr_reshape(c, tsr_nn_linear_forward(c, &a->k, xk), 4, TSR_SHAPE(B, S, H, dh));
+    tsr_tensor *v = tsr_reshape(c, tsr_nn_linear_forward(c, &a->v, xv), 4, TSR_SHAPE(B, S, H, dh));
+    tsr_attn_opts o = {0};
+    tsr_tensor *y = tsr_reshape(c, tsr_attention(c, q, k, v, &o), 3, TSR_SHAPE(B, T, d));
     return tsr_nn_linear_forward(c, &a->o, y);
 }
 
@@ -275,18 +276,28 @@ static tsr_tensor *tgvt_fwd(tsr_ctx *c, const tsr_ovd_mha *a, int H, tsr_tensor 
     return tsr_nn_linear_forward(c, &a->o, o);
 }
 
-/* 2-D sine-cosine position embedding of an h x w grid, (h*w, d) */
+/* 2-D sine-cosine position embedding of an h x w grid, (h*w, d): row
+ * (y, x) is [sin x w_i, cos x w_i, sin y w_i, cos y w_i], w_i =
+ * 10000^(-i/q), q = d/4; the per-column and per-row halves are computed
+ * once and copied */
 static tsr_tensor *pos2d(tsr_ctx *c, int h, int w, int d) {
     tsr_tensor *p = tsr_new(c, TSR_F32, 2, TSR_SHAPE((int64_t)h * w, d));
     float *P = tsr_f32(p);
-    int q = d / 4;
+    const int q = d / 4;
+    float *xs = malloc(sizeof(float) * (size_t)(w + h) * 2 * q), *ys = xs + (size_t)w * 2 * q;
+    TSR_ASSERT(xs);
+    for (int i = 0; i < q; i++) {
+        float om = 1.f / powf(10000.f, (float)i / (float)q);
+        for (int x = 0; x < w; x++) xs[(size_t)x * 2 * q + i] = sinf(x * om), xs[(size_t)x * 2 * q + q + i] = cosf(x * om);
+        for (int y = 0; y < h; y++) ys[(size_t)y * 2 * q + i] = sinf(y * om), ys[(size_t)y * 2 * q + q + i] = cosf(y * om);
+    }
     for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-            for (int i = 0; i < q; i++) {
-                float om = 1.f / powf(10000.f, (float)i / (float)q);
-                float *r = P + ((int64_t)y * w + x) * d;
-                r[i] = sinf(x * om), r[q + i] = cosf(x * om), r[2 * q + i] = sinf(y * om), r[3 * q + i] = cosf(y * om);
-            }
+        for (int x = 0; x < w; x++) {
+            float *r = P + ((int64_t)y * w + x) * d;
+            memcpy(r, xs + (size_t)x * 2 * q, sizeof(float) * 2 * (size_t)q);
+            memcpy(r + 2 * q, ys + (size_t)y * 2 * q, sizeof(float) * 2 * (size_t)q);
+        }
+    free(xs);
     return p;
 }
 
