@@ -235,7 +235,11 @@ static tsr_tensor *conv_fwd(tsr_ctx *c, const tsr_ovd_conv *cv, tsr_tensor *x) {
     tsr_tensor *y = tsr_conv2d(c, x, cv->w, cv->b, &o);
     int C = (int)y->shape[1];
     y = tsr_groupnorm(c, y, C % 8 == 0 ? 8 : 1, cv->gw, cv->gb, 1e-5f);
-    return tsr_relu(c, y);
+    if (c->grad_enabled) return tsr_relu(c, y);
+    /* inference: ReLU in place (nothing else reads the norm's output) */
+    float *p = tsr_f32(y);
+    for (int64_t i = 0; i < y->numel; i++) p[i] = p[i] > 0.f ? p[i] : 0.f;
+    return y;
 }
 
 static tsr_tensor *mlp_fwd(tsr_ctx *c, const tsr_ovd_mlp *m, tsr_tensor *x) {
@@ -422,8 +426,6 @@ tsr_ovd_out tsr_ovd_forward(tsr_ctx *c, const tsr_ovd_model *m, tsr_tensor *img,
     tsr_tensor *eo = tsr_nn_layernorm_forward(c, &m->enc_ln, tsr_nn_linear_forward(c, &m->enc_lin, mem));
     tsr_tensor *eo2 = tsr_reshape(c, eo, 2, TSR_SHAPE(B * S, d));
     tsr_tensor *elog = head_fwd(c, m, &m->enc_region, m->enc_s, m->enc_bias, &m->enc_cls, eo2, th); /* (B*S,K) */
-    tsr_tensor *ebox = tsr_add(c, mlp_fwd(c, &m->enc_box, eo), anc); /* (B,S,4) + (S,4) */
-    ebox = tsr_reshape(c, ebox, 2, TSR_SHAPE(B * S, 4));
     const int Q = (int)(g->queries < S ? g->queries : S);
     tsr_tensor *sel = tsr_new(c, TSR_I32, 1, TSR_SHAPE(B * Q));
     {
@@ -448,11 +450,16 @@ tsr_ovd_out tsr_ovd_forward(tsr_ctx *c, const tsr_ovd_model *m, tsr_tensor *img,
         }
         free(score);
     }
-    tsr_tensor *elog_q = tsr_index_select(c, elog, 0, sel), *ebox_q = tsr_index_select(c, ebox, 0, sel);
+    /* the box head runs on the selected positions only (the others' boxes
+     * are never used): anchors of the selected cells + MLP offsets */
+    tsr_tensor *anc_q = tsr_new(c, TSR_F32, 2, TSR_SHAPE(B * Q, 4));
+    for (int64_t i = 0; i < B * Q; i++) memcpy(tsr_f32(anc_q) + 4 * i, tsr_f32(anc) + 4 * (tsr_i32(sel)[i] % S), 4 * sizeof(float));
+    tsr_tensor *eo_q = tsr_index_select(c, eo2, 0, sel);
+    tsr_tensor *elog_q = tsr_index_select(c, elog, 0, sel), *ebox_q = tsr_add(c, mlp_fwd(c, &m->enc_box, eo_q), anc_q);
     out.B = (int)B, out.Q = Q, out.K = K;
     out.logits[0] = elog_q;
     out.boxes[0] = tsr_sigmoid(c, ebox_q);
-    tsr_tensor *tgt = tsr_reshape(c, detach(c, tsr_index_select(c, eo2, 0, sel)), 3, TSR_SHAPE(B, Q, d));
+    tsr_tensor *tgt = tsr_reshape(c, detach(c, eo_q), 3, TSR_SHAPE(B, Q, d));
     tsr_tensor *ref = detach(c, out.boxes[0]); /* (B*Q,4) */
     /* decoder (sec. 3.4): multi-level text-guided fusion before each layer */
     for (int l = 0; l < g->dec_layers; l++) {
