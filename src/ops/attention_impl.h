@@ -281,31 +281,48 @@ static void mm(float *C, int ldc, const float *A, int ars, int acs, const float 
 
 /* ------------------------------------------------------------- softmax */
 
-/* exp on 16 lanes: Cody-Waite reduction to [-ln2/2, ln2/2], degree-6
+/* exp lane by lane: Cody-Waite reduction to [-ln2/2, ln2/2], degree-6
  * polynomial (about 2 ulp), 2^n through the exponent bits. Inputs below
- * -87 (including -inf) give exactly 0, which is what masked scores need. */
+ * -87 (including -inf) give exactly 0, which is what masked scores need.
+ * Written once for a vector type V with integer twin VI: 16 lanes, and 8
+ * lanes below AVX-512, where gcc would compare a 64-byte vector one lane at
+ * a time (the same operations on every lane, so the same results). */
+#define DEFINE_VEXP(name, V, VI)                                                         \
+    static inline __attribute__((always_inline)) V name(V x) {                        \
+        const float lo = -87.0f, hi = 88.0f;                                           \
+        VI keep = x >= lo;                                                             \
+        VI under = x < lo, over = x > hi;                                              \
+        x = (V)(((VI)x & ~under) | ((VI)((V){} + lo) & under));                        \
+        x = (V)(((VI)x & ~over) | ((VI)((V){} + hi) & over));                          \
+        const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */ \
+        V t = x * 1.44269504088896341f + magic;                                        \
+        V n = t - magic;                                                               \
+        V r = x - n * 0.693359375f;                                                    \
+        r = r - n * -2.12194440e-4f;                                                   \
+        V p = (V){} + 1.9875691500e-4f;                                                \
+        p = p * r + 1.3981999507e-3f;                                                  \
+        p = p * r + 8.3334519073e-3f;                                                  \
+        p = p * r + 4.1665795894e-2f;                                                  \
+        p = p * r + 1.6666665459e-1f;                                                  \
+        p = p * r + 5.0000001201e-1f;                                                  \
+        p = p * r * r + r + 1.0f;                                                      \
+        VI e = ((VI)t - 0x4B400000 + 127) << 23;                                       \
+        V y = p * (V)e;                                                                \
+        return (V)((VI)y & keep);                                                      \
+    }
+#if defined(__AVX512F__)
+DEFINE_VEXP(vexp, v16, v16i)
+#else
+typedef int32_t v8i __attribute__((vector_size(32)));
+DEFINE_VEXP(vexp8, v8, v8i)
 static inline __attribute__((always_inline)) v16 vexp(v16 x) {
-    const float lo = -87.0f, hi = 88.0f;
-    v16i keep = x >= lo;
-    v16i under = x < lo, over = x > hi;
-    x = (v16)(((v16i)x & ~under) | ((v16i)vsplat(lo) & under));
-    x = (v16)(((v16i)x & ~over) | ((v16i)vsplat(hi) & over));
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    v16 t = x * 1.44269504088896341f + magic;
-    v16 n = t - magic;
-    v16 r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    v16 p = vsplat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    v16i e = ((v16i)t - 0x4B400000 + 127) << 23;
-    v16 y = p * (v16)e;
-    return (v16)((v16i)y & keep);
+    v8 h[2];
+    memcpy(h, &x, sizeof x);
+    h[0] = vexp8(h[0]), h[1] = vexp8(h[1]);
+    memcpy(&x, h, sizeof x);
+    return x;
 }
+#endif
 
 typedef struct {
     const uint8_t *mask;
@@ -368,14 +385,25 @@ static void score_row(float *x, int n, int npad, int s0, const attn_geom *g, int
 /* max of x (npad, a multiple of 16); -inf when every entry is -inf. Done
  * by hand: an OpenMP max reduction may start from -FLT_MAX, not -inf. */
 static float max_row(const float *x, int npad) {
+#if defined(__AVX512F__)
     v16 m = vsplat(-INFINITY);
     for (int j = 0; j < npad; j += VL) {
         v16 a = vload(x + j);
         v16i gt = a > m;
         m = (v16)(((v16i)a & gt) | ((v16i)m & ~gt));
     }
+    const int nl = VL;
+#else /* 8 lanes: see vexp */
+    v8 m = (v8){} - INFINITY;
+    for (int j = 0; j < npad; j += 8) {
+        v8 a = v8load(x + j);
+        v8i gt = a > m;
+        m = (v8)(((v8i)a & gt) | ((v8i)m & ~gt));
+    }
+    const int nl = 8;
+#endif
     float r = m[0];
-    for (int i = 1; i < VL; i++) r = m[i] > r ? m[i] : r;
+    for (int i = 1; i < nl; i++) r = m[i] > r ? m[i] : r;
     return r;
 }
 
