@@ -150,6 +150,29 @@ static void tile_1(float *C, int ldc, const float *A, int ars, int acs, const fl
     vstore(C, c0), vstore(C1, c1), vstore(C2, c2), vstore(C3, c3);
 }
 
+/* 8 x 16: eight accumulators per B load (a 16-wide right-hand side, e.g.
+ * P V with 16-dim heads, runs here instead of two tile_1 calls) */
+static void tile_8x1(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
+                     int K, bool acc) {
+    v16 c0 = vsplat(0.f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    if (acc) {
+        c0 = vload(C), c1 = vload(C + (int64_t)ldc), c2 = vload(C + 2 * (int64_t)ldc), c3 = vload(C + 3 * (int64_t)ldc);
+        c4 = vload(C + 4 * (int64_t)ldc), c5 = vload(C + 5 * (int64_t)ldc), c6 = vload(C + 6 * (int64_t)ldc);
+        c7 = vload(C + 7 * (int64_t)ldc);
+    }
+    const int64_t r1 = ars, r2 = 2 * (int64_t)ars, r3 = 3 * (int64_t)ars, r4 = 4 * (int64_t)ars,
+                  r5 = 5 * (int64_t)ars, r6 = 6 * (int64_t)ars, r7 = 7 * (int64_t)ars;
+    for (int k = 0; k < K; k++) {
+        v16 b0 = vload(B + (int64_t)k * ldb);
+        const float *a = A + (int64_t)k * acs;
+        c0 += vsplat(a[0]) * b0, c1 += vsplat(a[r1]) * b0, c2 += vsplat(a[r2]) * b0, c3 += vsplat(a[r3]) * b0;
+        c4 += vsplat(a[r4]) * b0, c5 += vsplat(a[r5]) * b0, c6 += vsplat(a[r6]) * b0, c7 += vsplat(a[r7]) * b0;
+    }
+    vstore(C, c0), vstore(C + (int64_t)ldc, c1), vstore(C + 2 * (int64_t)ldc, c2), vstore(C + 3 * (int64_t)ldc, c3);
+    vstore(C + 4 * (int64_t)ldc, c4), vstore(C + 5 * (int64_t)ldc, c5), vstore(C + 6 * (int64_t)ldc, c6);
+    vstore(C + 7 * (int64_t)ldc, c7);
+}
+
 /* any leftover rows/columns: mr <= MR rows, nr <= 32 columns */
 static void tile_edge(float *C, int ldc, const float *A, int ars, int acs, const float *B,
                       int ldb, int mr, int nr, int K, bool acc) {
@@ -176,6 +199,7 @@ static void mm(float *C, int ldc, const float *A, int ars, int acs, const float 
         int j = 0;
         if (mr == MR && m - i >= 2 * MR) { /* 8 rows at once where they exist */
             for (; j + 2 * VL <= n; j += 2 * VL) tile_8x2(Ci + j, ldc, Ai, ars, acs, B + j, ldb, K, acc);
+            for (; j + VL <= n; j += VL) tile_8x1(Ci + j, ldc, Ai, ars, acs, B + j, ldb, K, acc);
             for (int h = 0; h < 2; h++) {
                 int jj = j;
                 float *Ch = Ci + (int64_t)h * MR * ldc;
