@@ -57,6 +57,17 @@ expect 1 "absent" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_non
 expect 1 "image grid" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_small.png" --model $FIX --out "$T/m3.png"
 expect 1 "cannot open" "$BIN" apt segment --image "$T/nope.png" --landcover "$T/lc.png" --model $FIX --out "$T/m4.png"
 expect 2 "--mode" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --mode nearest --out "$T/m5.png"
+# --threshold: the mask logit threshold (a lower one can only add pixels); out-of-range or non-numeric values are usage errors
+px() { sed -n 's/.*"mask_pixels": \([0-9]*\).*/\1/p' "$T/out"; }
+for t in -100 0 100; do
+    expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mt.png" --points 3 --iterations 2 --min-area 0 --threshold $t --json
+    eval "px_$((t + 100))=\$(px)"
+done
+[ -n "$px_0" ] && [ -n "$px_200" ] && [ "$px_0" -ge "$px_100" ] && [ "$px_100" -ge "$px_200" ] && [ "$px_0" -gt "$px_200" ] && ok ||
+    bad "segment --threshold -100/0/100 gave $px_0/$px_100/$px_200 mask pixels (want decreasing, not all equal)"
+expect 2 "--threshold must be between -100 and 100" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m7.png" --threshold 1000
+[ "$(wc -l < "$T/err")" = 1 ] && [ ! -e "$T/m7.png" ] && ok || bad "segment --threshold 1000: not one line, or a mask was written"
+expect 2 "--threshold expects a number" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m7.png" --threshold nan
 expect 2 "unknown" "$BIN" apt prompts --landcover "$T/lc.png" --out "$T/p.png" --frobnicate 1
 expect 2 "--points" "$BIN" apt prompts --landcover "$T/lc.png" --out "$T/p.png" --points 0
 expect 0 "" "$BIN" apt --help

@@ -97,6 +97,7 @@ static void print_points_json(const tsr_apt_points *p) {
 static int cmd_segment(const char *prog, int argc, char **argv) {
     const char *image = NULL, *landcover = NULL, *out = NULL, *overlay = NULL, *mode_s = "grid", *model = SHIPPED;
     int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0;
+    float threshold = 0.0f;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
         {"image", ARG_STR, &image, "IMG", "image (.tif through GDAL, or .png)", NULL},
@@ -107,6 +108,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         {"points", ARG_INT, &points, "N", "points per class and iteration (default 11)", NULL},
         {"iterations", ARG_INT, &iters, "K", "prompting iterations (default 3)", NULL},
         {"min-area", ARG_INT, &min_area, "PX", "post-processing: holes and objects below this many pixels go (default 2000)", NULL},
+        {"threshold", ARG_FLOAT, &threshold, "T", "mask logit threshold, -100 to 100 (default 0, SAM's)", NULL},
         {"model", ARG_STR, &model, "PATH", "segmenter (default: the shipped " SHIPPED ")", NULL},
         {"out", ARG_STR, &out, "MASK", "mask to write (.tif with the image's georeferencing, or .png)", NULL},
         {"overlay", ARG_STR, &overlay, "PNG", "also write the image with the mask and the points drawn", NULL},
@@ -120,7 +122,8 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     if ((rc = parse_mode(prog, mode_s, &mode)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "class", cls, 0, 255)) || (rc = cli_check_int(prog, "nodata", nodata, -1, 255)) ||
         (rc = cli_check_int(prog, "points", points, 1, 1000)) || (rc = cli_check_int(prog, "iterations", iters, 1, 100)) ||
-        (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)))
+        (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)) ||
+        (rc = cli_check_float(prog, "threshold", threshold, -100, 100)))
         return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
@@ -152,6 +155,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     tsr_apt_seg_stats ss = {0};
     if (!st.code) {
         tsr_apt_seg_opts so = seg_opts_for(&m, iters, min_area);
+        so.threshold = threshold;
         if (!cm.json) fprintf(stderr, "%s: %d points (%s), %s\n", prog, p.n, mode_s, so.tiled ? "tiled" : "whole image");
         tsr_apt_segment(&m, &so, img.px, img.h, img.w, &p, mask, &ss);
         st = tsr_raster_write_mask(out, mask, img.w, img.h, &img);
