@@ -59,11 +59,10 @@ double tsr_grad_sumsq(const tsr_tensor *t, bool sparse_rows, double ss) {
 }
 
 /* one tensor's update; elementwise, so threads never change the result */
-static void adamw_update(float *restrict w, float *restrict m, float *restrict v,
-                         const float *restrict g, int64_t n, float decay_mul, float b1,
-                         float one_m_b1, float b2, float one_m_b2, float bc2_sqrt, float eps,
-                         float neg_step) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+static inline void adamw_kernel(float *restrict w, float *restrict m, float *restrict v,
+                                const float *restrict g, int64_t n, float decay_mul, float b1,
+                                float one_m_b1, float b2, float one_m_b2, float bc2_sqrt, float eps,
+                                float neg_step) {
     for (int64_t i = 0; i < n; i++) {
         float wi = w[i] * decay_mul;
         float gi = g[i];
@@ -73,6 +72,25 @@ static void adamw_update(float *restrict w, float *restrict m, float *restrict v
         m[i] = mi;
         v[i] = vi;
         w[i] = wi + neg_step * (mi / denom);
+    }
+}
+
+/* the same over threads for large tensors (entering a parallel region
+ * costs microseconds, so small tensors and row runs stay on the caller) */
+static void adamw_update(float *restrict w, float *restrict m, float *restrict v,
+                         const float *restrict g, int64_t n, float decay_mul, float b1,
+                         float one_m_b1, float b2, float one_m_b2, float bc2_sqrt, float eps,
+                         float neg_step) {
+    if (n <= 65536) {
+        adamw_kernel(w, m, v, g, n, decay_mul, b1, one_m_b1, b2, one_m_b2, bc2_sqrt, eps, neg_step);
+        return;
+    }
+    const int64_t chunk = 16384, n_chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < n_chunks; c++) {
+        int64_t off = c * chunk, len = n - off < chunk ? n - off : chunk;
+        adamw_kernel(w + off, m + off, v + off, g + off, len, decay_mul, b1, one_m_b1, b2, one_m_b2,
+                     bc2_sqrt, eps, neg_step);
     }
 }
 
@@ -93,7 +111,7 @@ static void adamw_update_rows(float *w, float *m, float *v, const float *g, uint
         }
         if (run >= 0) {
             int64_t off = run * d, n = (r - run) * d;
-            adamw_update(w + off, m + off, v + off, g + off, n, decay_mul, b1, one_m_b1, b2, one_m_b2,
+            adamw_kernel(w + off, m + off, v + off, g + off, n, decay_mul, b1, one_m_b1, b2, one_m_b2,
                          bc2_sqrt, eps, neg_step);
             run = -1;
         }
