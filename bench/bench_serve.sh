@@ -4,13 +4,17 @@
 # connects to 127.0.0.1 only). The same numbered requests (half greedy,
 # half seeded sampling, streamed, --max-tokens each) run with 1 client
 # (the sequential reference) and 8 concurrent clients, alternating, --reps
-# times; then once with 64 clients. Each run prints one JSON line:
+# times; then once with 64 clients. The server admits --max-concurrent
+# requests (32): at 64 clients the rest get 429, which the client checks
+# for OpenAI's error body and retries after 20 ms, as clients do, so the
+# overload path runs and every request still completes. Each run prints one JSON line:
 # requests/s, aggregate tokens/s, latency p50/p99, time to first token
 # p50/p99, errors by status, the share of responses bit-identical (same
 # completion text) to the first sequential run, and the 1-minute load
 # average when it ended. A summary line gives the median tokens/s at 1 and
 # 8 clients, their ratio (target >= 3) and the median of the per-repetition
-# ratios.
+# ratios, and whether the errors held: none at 1 and 8 clients, at 64 only
+# clean 429/503 replies (each retried) and none left at the end.
 #
 # With LLAMA_CPP_DIR set to a llama.cpp build (llama-server in it or in its
 # bin/), llama.cpp's server runs the same model (converted by `tessera lm
@@ -21,14 +25,17 @@
 # then holds both servers' medians and tessera/llama.cpp ratios. Without it,
 # that part is skipped with a message.
 #
-#   bench/bench_serve.sh [--requests N] [--max-tokens N] [--reps N] [--threads N] [--soak SECONDS]
+#   bench/bench_serve.sh [--requests N] [--max-tokens N] [--reps N] [--threads N] [--max-concurrent N] [--soak SECONDS]
 #
 # --threads: the servers' compute threads (default $TESSERA_THREADS, else
 # all cores; on a machine other jobs share, 1 avoids an OpenMP team waiting
-# on a descheduled thread). --soak S additionally drives 8 clients for S
-# seconds and samples the server's resident memory every 10 s (one JSON
-# line per sample, then the growth after the first minute). Every run is
-# bounded by its request count; servers are stopped by their own pids.
+# on a descheduled thread). --reps 0 skips the throughput runs. --soak S
+# then starts the default server (`tessera serve` with no model flag: every
+# shipped model, the EBRM catalog included) and drives 8 clients for S
+# seconds, sampling its resident memory every 10 s (one JSON line per
+# sample, then the figure after the first minute, the peak and the end).
+# Every run is bounded by its request count; servers are stopped by their
+# own pids.
 set -u
 cd "$(dirname "$0")/.."
 BIN=${TSR_BIN:-build/tessera}
@@ -37,9 +44,10 @@ REQ=128
 MAXTOK=64
 REPS=3
 SOAK=0
+MAXC=32
 THREADS=${TESSERA_THREADS:-$(nproc)}
 usage() {
-    echo "usage: bench/bench_serve.sh [--requests N] [--max-tokens N] [--reps N] [--threads N] [--soak SECONDS]" >&2
+    echo "usage: bench/bench_serve.sh [--requests N] [--max-tokens N] [--reps N] [--threads N] [--max-concurrent N] [--soak SECONDS]" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -50,25 +58,26 @@ while [ $# -gt 0 ]; do
     --reps) REPS=$2 ;;
     --threads) THREADS=$2 ;;
     --soak) SOAK=$2 ;;
+    --max-concurrent) MAXC=$2 ;;
     *) usage ;;
     esac
     shift 2
 done
-for v in "$REQ" "$MAXTOK" "$REPS" "$THREADS" "$SOAK"; do
+for v in "$REQ" "$MAXTOK" "$REPS" "$THREADS" "$SOAK" "$MAXC"; do
     [[ $v =~ ^[0-9]+$ ]] || usage
 done
-[ "$REPS" -ge 1 ] && [ "$THREADS" -ge 1 ] || usage
+[ "$THREADS" -ge 1 ] && [ "$MAXC" -ge 8 ] || usage
 [ -x "$BIN" ] && [ -x "$CLIENT" ] || { echo "build first: cmake --build build (needs $BIN and $CLIENT)" >&2; exit 1; }
 
 LS=
-if [ -n "${LLAMA_CPP_DIR:-}" ]; then
+if [ "$REPS" -ge 1 ] && [ -n "${LLAMA_CPP_DIR:-}" ]; then
     LS=$LLAMA_CPP_DIR/bin/llama-server
     [ -x "$LS" ] || LS=$LLAMA_CPP_DIR/llama-server
     if [ ! -x "$LS" ]; then
         echo "bench_serve: no llama-server in $LLAMA_CPP_DIR or $LLAMA_CPP_DIR/bin (build its llama-server target)" >&2
         exit 1
     fi
-else
+elif [ "$REPS" -ge 1 ]; then
     echo "bench_serve: LLAMA_CPP_DIR is not set (a llama.cpp build with llama-server); the llama.cpp comparison is skipped" >&2
 fi
 
@@ -82,15 +91,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" serve --port 0 --lm models/pycode --space none --bita none --quiet --threads "$THREADS" >"$TMP/serve.out" 2>"$TMP/serve.err" &
-SPID=$!
-PORT=
-for _ in $(seq 1 300); do
-    PORT=$(grep -o '"port": [0-9]*' "$TMP/serve.out" 2>/dev/null | grep -o '[0-9]*$')
-    [ -n "$PORT" ] && break
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "server did not start: $(cat "$TMP/serve.err")" >&2; exit 1; }
+# starts `tessera serve --port 0 ARGS...` as SPID, sets PORT
+start_tessera() {
+    "$BIN" serve --port 0 "$@" --quiet --threads "$THREADS" >"$TMP/serve.out" 2>"$TMP/serve.err" &
+    SPID=$!
+    PORT=
+    for _ in $(seq 1 600); do
+        PORT=$(grep -o '"port": [0-9]*' "$TMP/serve.out" 2>/dev/null | grep -o '[0-9]*$')
+        [ -n "$PORT" ] && break
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$PORT" ] || { echo "server did not start: $(cat "$TMP/serve.err")" >&2; exit 1; }
+}
+load1() { cut -d' ' -f1 /proc/loadavg; }
+CPU=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+
+if [ "$REPS" -ge 1 ]; then
+start_tessera --lm models/pycode --space none --bita none --max-concurrent "$MAXC"
 
 LPORT=
 if [ -n "$LS" ]; then
@@ -115,22 +133,25 @@ if [ -n "$LS" ]; then
     LVER=$(grep -o 'build: [^ ]* ([^)]*)' "$TMP/llama.err" | head -1)
 fi
 
-CPU=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
-echo "{\"bench\": \"serve\", \"cpu\": \"$CPU\", \"cores\": $(nproc), \"threads\": $THREADS, \"model\": \"models/pycode\", \"dtype\": \"bf16\", \"requests\": $REQ, \"max_tokens\": $MAXTOK, \"reps\": $REPS, \"llama_cpp\": \"${LVER:-none}\"}"
+echo "{\"bench\": \"serve\", \"cpu\": \"$CPU\", \"cores\": $(nproc), \"threads\": $THREADS, \"model\": \"models/pycode\", \"dtype\": \"bf16\", \"requests\": $REQ, \"max_tokens\": $MAXTOK, \"reps\": $REPS, \"max_concurrent\": $MAXC, \"llama_cpp\": \"${LVER:-none}\", \"load1_start\": $(load1)}"
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
 # share of requests answered 200 in both runs whose texts are equal, and the count compared
 same_as() {
     join -t $'\t' <(sort "$1") <(sort "$2") |
         awk -F'\t' '$2 == 200 && $5 == 200 {n++; if ($3 == $6) s++} END {printf "%.4f, \"compared\": %d", n ? s / n : 0, n}'
 }
-# one run: server name, port, clients, output tag, extra body members
+# errors of a run: failed requests (any status but 200) at the end, plus,
+# with $6 set, rejections and unclean error replies
+num() { echo "$1" | grep -o "\"$2\": [0-9]*" | grep -o '[0-9]*$'; }
+# one run: server name, port, clients, output tag, extra body members, client flags
 run() {
     local line
-    line=$("$CLIENT" --port "$2" --clients "$3" --requests "$REQ" --max-tokens "$MAXTOK" --out "$TMP/$4.tsv" ${5:+--extra "$5"})
+    line=$("$CLIENT" --port "$2" --clients "$3" --requests "$REQ" --max-tokens "$MAXTOK" --out "$TMP/$4.tsv" ${5:+--extra "$5"} ${6:-})
     [ -f "$TMP/$1-ref.tsv" ] || cp "$TMP/$4.tsv" "$TMP/$1-ref.tsv"
     echo "{\"server\": \"$1\", ${line#\{}" | sed "s/}\$/, \"identical_to_sequential\": $(same_as "$TMP/$1-ref.tsv" "$TMP/$4.tsv"), \"load1\": $(load1)}/"
     echo "$line" | grep -o '"tok_per_s": [0-9.]*' | grep -o '[0-9.]*$' >>"$TMP/$1-c$3.tps"
+    # failed (final status not 200) and unclean (an error reply without OpenAI's error body)
+    echo "$1 $3 $(($(num "$line" err_429) + $(num "$line" err_503) + $(num "$line" err_other))) $(num "$line" unclean_errors) $(num "$line" rejected_retried)" >>"$TMP/errors"
 }
 LX='{"top_k": 0, "min_p": 0}'
 
@@ -146,25 +167,38 @@ for r in $(seq "$REPS"); do
         run llama.cpp "$LPORT" 8 "l8-$r" "$LX"
     fi
 done
-run tessera "$PORT" 64 t64
+# 64 clients against --max-concurrent: the overload path (429, retried)
+run tessera "$PORT" 64 t64 "" "--retry-ms 20"
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 t1=$(median <"$TMP/tessera-c1.tps")
 t8=$(median <"$TMP/tessera-c8.tps")
 t64=$(cat "$TMP/tessera-c64.tps")
 rr=$(paste "$TMP/tessera-c8.tps" "$TMP/tessera-c1.tps" | awk '{print $1 / $2}' | median)
-sum="{\"tessera_tok_s_1\": $t1, \"tessera_tok_s_8\": $t8, \"tok_s_8_over_1\": $(awk -v a="$t1" -v b="$t8" 'BEGIN {printf "%.2f", b / a}'), \"median_rep_ratio_8_over_1\": $(printf '%.2f' "$rr"), \"tok_s_64_over_1\": $(awk -v a="$t1" -v b="$t64" 'BEGIN {printf "%.2f", b / a}'), \"target_8_over_1\": 3"
+# errors: none at 1 and 8 clients; at 64 only clean 429/503, each retried to a 200
+e18=$(awk '$1 == "tessera" && $2 < 64 {s += $3 + $4 + $5} END {print s + 0}' "$TMP/errors")
+e64=$(awk '$1 == "tessera" && $2 == 64 {print $3 + $4}' "$TMP/errors")
+rej64=$(awk '$1 == "tessera" && $2 == 64 {print $5}' "$TMP/errors")
+held=$([ "$e18" -eq 0 ] && [ "$e64" -eq 0 ] && echo true || echo false)
+sum="{\"tessera_tok_s_1\": $t1, \"tessera_tok_s_8\": $t8, \"tok_s_8_over_1\": $(awk -v a="$t1" -v b="$t8" 'BEGIN {printf "%.2f", b / a}'), \"median_rep_ratio_8_over_1\": $(printf '%.2f' "$rr"), \"tok_s_64_over_1\": $(awk -v a="$t1" -v b="$t64" 'BEGIN {printf "%.2f", b / a}'), \"target_8_over_1\": 3, \"errors_1_8\": $e18, \"rejected_64_clean_429_503\": $rej64, \"failed_or_unclean_64\": $e64, \"errors_rule_held\": $held"
 if [ -n "$LS" ]; then
     l1=$(median <"$TMP/llama.cpp-c1.tps")
     l8=$(median <"$TMP/llama.cpp-c8.tps")
     sum="$sum, \"llama_tok_s_1\": $l1, \"llama_tok_s_8\": $l8, \"llama_8_over_1\": $(awk -v a="$l1" -v b="$l8" 'BEGIN {printf "%.2f", b / a}'), \"tessera_over_llama_1\": $(awk -v a="$l1" -v b="$t1" 'BEGIN {printf "%.2f", b / a}'), \"tessera_over_llama_8\": $(awk -v a="$l8" -v b="$t8" 'BEGIN {printf "%.2f", b / a}')"
 fi
 echo "$sum, \"load1\": $(load1)}"
+kill -TERM "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
+SPID=
+[ -n "$LPID" ] && kill -TERM "$LPID" 2>/dev/null && wait "$LPID" 2>/dev/null
+LPID=
+fi
 
 if [ "$SOAK" -gt 0 ]; then
-    [ -n "$LPID" ] && kill -TERM "$LPID" 2>/dev/null && wait "$LPID" 2>/dev/null
-    LPID=
+    # the default server, as `tessera serve` starts it: every shipped model
+    t_start=$(date +%s.%N)
+    start_tessera
     rss() { awk '/^VmRSS/ {print $2}' /proc/"$SPID"/status; }
+    echo "{\"soak\": \"serve\", \"cpu\": \"$CPU\", \"threads\": $THREADS, \"server\": \"default (every shipped model)\", \"start_s\": $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'), \"rss_start_kib\": $(rss), \"endpoints_loaded\": \"$(grep -o "^[^:]*: [a-z]*: /" "$TMP/serve.err" | cut -d: -f2 | tr -d " /" | tr "\n" " " | sed "s/ $//")\", \"load1\": $(load1)}"
     t_end=$(($(date +%s) + SOAK))
     (while [ "$(date +%s)" -lt "$t_end" ]; do
         "$CLIENT" --port "$PORT" --clients 8 --requests 64 --max-tokens "$MAXTOK" >>"$TMP/soak.jsonl"
@@ -172,16 +206,18 @@ if [ "$SOAK" -gt 0 ]; then
     LOAD=$!
     t0=$(date +%s)
     first=
+    peak=0
     while kill -0 "$LOAD" 2>/dev/null; do
         sleep 10
         r=$(rss)
         t=$(($(date +%s) - t0))
-        echo "{\"soak_t_s\": $t, \"rss_kib\": $r}"
+        echo "{\"soak_t_s\": $t, \"rss_kib\": $r, \"load1\": $(load1)}"
         [ -z "$first" ] && [ "$t" -ge 60 ] && first=$r
+        [ -n "$first" ] && [ "$r" -gt "$peak" ] && peak=$r
         last=$r
     done
     wait "$LOAD"
-    errs=$(grep -o '"err_other": [0-9]*' "$TMP/soak.jsonl" | awk '{s += $2} END {print s + 0}')
+    errs=$(grep -o '"err_[a-z0-9]*": [0-9]*' "$TMP/soak.jsonl" | awk '{s += $2} END {print s + 0}')
     reqs=$(grep -o '"ok": [0-9]*' "$TMP/soak.jsonl" | awk '{s += $2} END {print s + 0}')
-    echo "{\"soak_s\": $SOAK, \"requests_ok\": $reqs, \"errors\": $errs, \"rss_after_warmup_kib\": ${first:-0}, \"rss_end_kib\": ${last:-0}}"
+    echo "{\"soak_s\": $SOAK, \"requests_ok\": $reqs, \"errors\": $errs, \"rss_after_warmup_kib\": ${first:-0}, \"rss_peak_after_warmup_kib\": $peak, \"rss_end_kib\": ${last:-0}, \"load1\": $(load1)}"
 fi

@@ -9,11 +9,16 @@
  * the host is fixed to 127.0.0.1. Each request has a socket timeout; the
  * run is bounded by R.
  *
+ * A 429 or 503 reply (the server's overload answers) must carry OpenAI's
+ * error body; with --retry-ms M the request is sent again after M ms (at
+ * most 200 times), as clients do, and the rejections are counted.
+ *
  * Output: one line per request to --out (index, status, FNV-1a hash of the
  * completion text, completion tokens), so runs at different concurrency
  * can be compared request by request, and one JSON summary line on stdout:
  * requests/s, aggregate tokens/s, latency p50/p99, time to first token
- * p50/p99, errors by status. */
+ * p50/p99, errors by final status, rejections retried, and error replies
+ * without the error body ("unclean"). */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -36,9 +41,11 @@ typedef struct {
     double latency, ttft;
     int tokens;
     uint64_t hash;
+    int rejected;  /* 429/503 replies before this one (--retry-ms) */
+    bool unclean;  /* an error reply whose body was not OpenAI's {"error": {"message": ...}} */
 } result;
 
-static int g_port, g_clients, g_requests, g_max_tokens, g_prompt_bytes;
+static int g_port, g_clients, g_requests, g_max_tokens, g_prompt_bytes, g_retry_ms = -1;
 static char **g_prompts;
 static cJSON *g_extra; /* --extra: members added to every body */
 static int g_n_prompts;
@@ -137,7 +144,9 @@ static void take_events(char *buf, size_t *len, result *r, double t0, bool *done
 }
 
 static void one_request(int i, result *r) {
+    int rejected = r->rejected;
     memset(r, 0, sizeof *r);
+    r->rejected = rejected;
     r->hash = 1469598103934665603ull;
     cJSON *b = cJSON_CreateObject();
     const char *p = g_prompts[i % g_n_prompts];
@@ -213,6 +222,15 @@ static void one_request(int i, result *r) {
         if (r->status == 200) take_events(buf, &len, r, t0, &done);
     }
     close(fd);
+    if (r->status != 200 && in_body) {
+        /* an error reply: {"error": {"message": str, ...}} */
+        cJSON *j = cJSON_ParseWithLength(buf, len);
+        const cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "message");
+        r->unclean = !cJSON_IsString(m);
+        cJSON_Delete(j);
+    } else if (r->status != 200) {
+        r->unclean = true;
+    }
     free(buf);
     if (r->status == 200 && !done) r->status = 598; /* cut short */
     r->latency = now_s() - t0;
@@ -223,7 +241,17 @@ static void *client(void *arg) {
     for (;;) {
         int i = atomic_fetch_add(&g_next, 1);
         if (i >= g_requests) break;
-        one_request(i, &g_res[i]);
+        result *r = &g_res[i];
+        bool unclean = false;
+        for (;;) {
+            one_request(i, r);
+            unclean |= r->unclean;
+            if (g_retry_ms < 0 || (r->status != 429 && r->status != 503) || r->rejected >= 200) break;
+            r->rejected++;
+            struct timespec ts = {g_retry_ms / 1000, (long)(g_retry_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        r->unclean = unclean;
     }
     return NULL;
 }
@@ -258,6 +286,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--max-tokens")) g_max_tokens = atoi(v);
         else if (!strcmp(argv[i], "--prompt-bytes")) g_prompt_bytes = atoi(v);
         else if (!strcmp(argv[i], "--prompts")) prompts = v;
+        else if (!strcmp(argv[i], "--retry-ms")) g_retry_ms = atoi(v);
         else if (!strcmp(argv[i], "--out")) out = v;
         else if (!strcmp(argv[i], "--extra")) {
             cJSON_Delete(g_extra);
@@ -269,7 +298,7 @@ int main(int argc, char **argv) {
         }
         else {
             fprintf(stderr, "usage: bench_serve_client --port N [--clients N] [--requests N] [--max-tokens N] "
-                            "[--prompt-bytes N] [--prompts FILE.jsonl] [--out FILE] [--extra JSON]\n");
+                            "[--prompt-bytes N] [--prompts FILE.jsonl] [--out FILE] [--extra JSON] [--retry-ms M]\n");
             return 2;
         }
         i++;
@@ -309,12 +338,14 @@ int main(int argc, char **argv) {
     double wall = now_s() - t0;
 
     double *lat = malloc(sizeof(double) * (size_t)g_requests), *ttft = malloc(sizeof(double) * (size_t)g_requests);
-    int nok = 0, n429 = 0, n503 = 0, nother = 0;
+    int nok = 0, n429 = 0, n503 = 0, nother = 0, nrej = 0, nunclean = 0;
     long tokens = 0;
     FILE *o = out ? fopen(out, "w") : NULL;
     for (int i = 0; i < g_requests; i++) {
         result *r = &g_res[i];
         if (o) fprintf(o, "%d\t%d\t%016llx\t%d\n", i, r->status, (unsigned long long)r->hash, r->tokens);
+        nrej += r->rejected;
+        nunclean += r->unclean;
         if (r->status == 200) {
             lat[nok] = r->latency;
             ttft[nok] = r->ttft;
@@ -330,7 +361,8 @@ int main(int argc, char **argv) {
            "\"lat_p99_ms\": %.1f, ",
            g_clients, g_requests, nok, n429, n503, nother, wall, nok / wall, tokens, (double)tokens / wall,
            1e3 * pct(lat, nok, 0.5), 1e3 * pct(lat, nok, 0.99));
-    printf("\"ttft_p50_ms\": %.1f, \"ttft_p99_ms\": %.1f, \"max_tokens\": %d}\n", 1e3 * pct(ttft, nok, 0.5),
-           1e3 * pct(ttft, nok, 0.99), g_max_tokens);
+    printf("\"ttft_p50_ms\": %.1f, \"ttft_p99_ms\": %.1f, \"rejected_retried\": %d, \"unclean_errors\": %d, "
+           "\"max_tokens\": %d}\n",
+           1e3 * pct(ttft, nok, 0.5), 1e3 * pct(ttft, nok, 0.99), nrej, nunclean, g_max_tokens);
     return 0;
 }

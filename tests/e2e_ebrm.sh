@@ -81,6 +81,14 @@ r=k*(1-(1-d["leak"])*s); sys.exit(0 if abs(r-p)<=1e-5 and abs(d["reconstructed"]
     ok || bad "explain factors do not reconstruct the score: $(cat "$TMP/ex.json" "$TMP/err")"
 "$BIN" ebrm score --query "pdf viewer" --items zathura,evince --json --threads 1 >"$TMP/sc.json" 2>"$TMP/err" &&
     grep -q '"id": "evince", "score": 0\.[0-9]*' "$TMP/sc.json" && ok || bad "score: $(cat "$TMP/sc.json" "$TMP/err")"
+# bench's contract: ms per query (cold and warm) for EBRM, the bi-encoder
+# and the cross-encoder from one run, plus EBRM's cache hit rate
+"$BIN" ebrm bench --queries 2 --reps 1 --json --threads 1 >"$TMP/bench.json" 2>"$TMP/err" &&
+    python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]
+m={x["method"]:x for x in r if "method" in x}; s=[x for x in r if x.get("summary")]
+ok=all(k in m and m[k]["cold_ms"]>0 and m[k]["warm_ms"]>0 and m[k]["queries"]==2 for k in ("ebrm","bi-encoder","cross-encoder"))
+ok=ok and m["ebrm"]["hit_rate"]==1 and len(s)==1 and s[0]["warm_speedup_vs_cross"]>0 and "loadavg_start" in s[0]
+sys.exit(0 if ok else 1)' "$TMP/bench.json" && ok || bad "bench --json: $(cat "$TMP/bench.json" "$TMP/err")"
 "$BIN" ebrm score --query "pdf viewer" --items no-such-pkg >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -q "unknown package 'no-such-pkg'" "$TMP/err" && ok || bad "score unknown item: $(cat "$TMP/err")"
 mkdir -p "$TMP/m"

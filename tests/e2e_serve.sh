@@ -227,7 +227,7 @@ st=$(code "$TMP/e.json" -H 'Authorization: Bearer sekret' $U/metrics)
 # --max-concurrent 1: simultaneous requests get a clean 429, the rest 200
 CP=()
 for i in $(seq 1 12); do
-    $C -o /dev/null -w '%{http_code}\n' -H 'Authorization: Bearer sekret' $U/v1/completions \
+    $C -o "$TMP/c$i.body" -w '%{http_code}\n' -H 'Authorization: Bearer sekret' $U/v1/completions \
         -d "{\"prompt\":\"def g$i(\",\"max_tokens\":150,\"temperature\":0}" >"$TMP/c$i.code" &
     CP+=($!)
 done
@@ -236,6 +236,13 @@ codes=$(cat "$TMP"/c*.code | sort | uniq -c | tr -s ' ' | tr '\n' ' ')
 n200=$(cat "$TMP"/c*.code | grep -c '^200$')
 n429=$(cat "$TMP"/c*.code | grep -c '^429$')
 [ "$n200" -ge 1 ] && [ "$n429" -ge 1 ] && [ $((n200 + n429)) -eq 12 ] && ok || bad "max-concurrent: codes $codes"
+# each 429 carries OpenAI's error body (a client can tell it from a failure and retry)
+clean=0
+for i in $(seq 1 12); do
+    [ "$(cat "$TMP/c$i.code")" = 429 ] && is_error_shape "$TMP/c$i.body" &&
+        grep -q '"type": *"rate_limit_error"' "$TMP/c$i.body" && clean=$((clean + 1))
+done
+[ "$clean" -eq "$n429" ] && ok || bad "429 replies without the error body: $((n429 - clean)) of $n429"
 [ "$($C $U/health)" = '{"status":"ok"}' ] && ok || bad "health after 429s"
 stop_server
 [ ! -s "$TMP/B.out" ] || grep -q '"auth": true' "$TMP/B.out" && ok || bad "auth not reported on stdout"

@@ -198,6 +198,9 @@ int main(void) {
     check_fast_vs_ref(2, 5, 1, 13, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 203);
     check_fast_vs_ref(1, 8, 6, 1, 24, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 204);
     check_fast_vs_ref(3, 8, 6, 5, 4, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 205); /* input grad only */
+    /* one large image with a strided kernel: bands of output rows */
+    check_fast_vs_ref(1, 16, 96, 96, 8, 3, 3, opts(2, 2, 1, 1, 1, 1, 1, 0, 0), 1, 230);
+    check_fast_vs_ref(1, 3, 200, 130, 5, 3, 5, opts(2, 3, 1, 2, 1, 1, 1, 0, 0), 1, 231);
     /* default chunking on a classifier layer */
     {
         tsr_conv_opts o = opts(1, 1, 1, 1, 1, 1, 1, 0, 0);

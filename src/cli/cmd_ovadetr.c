@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #define OVD_MODEL "models/ovadetr.safetensors"
 #define OVD_CLOSED "models/ovadetr_closed.safetensors"
@@ -305,11 +306,41 @@ static double now_s(void) {
     return t.tv_sec + 1e-6 * t.tv_usec;
 }
 
+/* CPU seconds of the whole process (every thread): on a loaded machine the
+ * wall clock measures the other processes too */
+static double cpu_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* the 1-minute load average (Linux), -1 elsewhere */
+static double loadavg(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l = -1;
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+static double median(double *a, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && a[j] < a[j - 1]; j--) {
+            double t = a[j];
+            a[j] = a[j - 1], a[j - 1] = t;
+        }
+    return n % 2 ? a[n / 2] : 0.5 * (a[n / 2 - 1] + a[n / 2]);
+}
+
 static int cmd_bench(const char *prog, int argc, char **argv) {
-    int runs = 3;
+    int runs = 3, size = 0, nth = 0;
     cli_common cm = {0};
     const arg_spec specs[] = {
         {"runs", ARG_INT, &runs, "N", "timed forwards per model and setting, alternating (default 3, after one warm-up); the median counts", NULL},
+        {"size", ARG_INT, &size, "PX", "only this input side, a multiple of 32 (default 0: 640 and 800)", NULL},
+        {"threads", ARG_INT, &nth, "N", "only this thread count (default 0: 1 and 2)", NULL},
         CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog,
@@ -318,6 +349,9 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc == CLI_HELP ? CLI_OK : rc;
     if ((rc = cli_check_int(prog, "--runs", runs, 1, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "--size", size, 0, 2048)) != CLI_OK) return rc;
+    if (size % 32) return cli_usage_error(prog, "--size must be a multiple of 32 (got %d)", size);
+    if ((rc = cli_check_int(prog, "--threads", nth, 0, 64)) != CLI_OK) return rc;
     tsr_ovd_model m[2];
     tsr_ovd_cfg cfg = tsr_ovd_default_cfg();
     tsr_ovd_init(&m[0], &cfg);
@@ -328,55 +362,57 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     tsr_rng r;
     tsr_rng_seed(&r, 1);
     for (int i = 0; i < 3 * TSR_OVD_TEXT_DIM; i++) text[i] = tsr_rng_normal(&r);
-    const int sizes[2] = {640, 800};
-    double ips[2][2][2];
-    double *tv = malloc(sizeof(double) * 2 * (size_t)runs);
+    const double load0 = loadavg();
+    const int sizes[2] = {size ? size : 640, 800}, n_sizes = size ? 1 : 2;
+    double ips[2][64][2];
+    double cpu[2][64][2];
+    double *tv = malloc(sizeof(double) * 4 * (size_t)runs), *tc = tv + 2 * runs;
     /* the two models alternate forward by forward, so load on the machine
      * hits both alike; the figure is the median of the timed forwards */
-    for (int si = 0; si < 2; si++)
-        for (int th = 1; th <= 2; th++) {
+    for (int si = 0; si < n_sizes; si++)
+        for (int th = nth ? nth : 1; th <= (nth ? nth : 2); th++) {
             tsr_threads_set(th);
             const int S = sizes[si];
             tsr_ctx c;
             tsr_ctx_init(&c, 64 << 20);
             c.grad_enabled = false;
+            /* one random input per setting (drawn outside the timed forwards) */
+            float *px = malloc(sizeof(float) * 3 * (size_t)S * S);
+            TSR_ASSERT(px);
+            for (int64_t i = 0; i < 3 * (int64_t)S * S; i++) px[i] = tsr_rng_normal(&r);
             for (int it = 0; it <= runs; it++)
                 for (int v = 0; v < 2; v++) {
-                    tsr_tensor *img = tsr_zeros(&c, TSR_F32, 4, TSR_SHAPE(1, 3, S, S));
-                    for (int64_t i = 0; i < img->numel; i++) tsr_f32(img)[i] = tsr_rng_normal(&r);
-                    double t0 = now_s();
+                    tsr_tensor *img = tsr_from_f32(&c, 4, TSR_SHAPE(1, 3, S, S), px);
+                    double t0 = now_s(), c0 = cpu_s();
                     tsr_ovd_out o = tsr_ovd_forward(&c, &m[v], img, text, 3);
-                    double dt = now_s() - t0;
+                    double dt = now_s() - t0, dc = cpu_s() - c0;
                     bool fin = isfinite(tsr_f32(o.logits[o.n_sets - 1])[0]);
                     tsr_ctx_reset(&c);
                     if (!fin) {
                         fprintf(stderr, "%s: non-finite output\n", prog);
-                        tsr_ctx_free(&c), free(tv), free(text);
+                        tsr_ctx_free(&c), free(tv), free(text), free(px);
                         return CLI_FAIL;
                     }
-                    if (it > 0) tv[v * runs + it - 1] = dt; /* forward 0 is the warm-up */
+                    if (it > 0) tv[v * runs + it - 1] = dt, tc[v * runs + it - 1] = dc; /* forward 0 is the warm-up */
                 }
             tsr_ctx_free(&c);
+            free(px);
             for (int v = 0; v < 2; v++) {
-                double *a = tv + v * runs;
-                for (int i = 1; i < runs; i++)
-                    for (int j = i; j > 0 && a[j] < a[j - 1]; j--) {
-                        double t = a[j];
-                        a[j] = a[j - 1], a[j - 1] = t;
-                    }
-                double med = runs % 2 ? a[runs / 2] : 0.5 * (a[runs / 2 - 1] + a[runs / 2]);
-                ips[si][th - 1][v] = 1 / med;
+                ips[si][th - 1][v] = 1 / median(tv + v * runs, runs);
+                cpu[si][th - 1][v] = median(tc + v * runs, runs);
                 if (cm.json)
-                    printf("{\"bench\":\"ovadetr_forward\",\"model\":\"%s\",\"size\":%d,\"threads\":%d,\"runs\":%d,\"images_per_s\":%.3f}\n",
-                           v ? "closed-set" : "ovadetr", S, th, runs, ips[si][th - 1][v]);
+                    printf("{\"bench\":\"ovadetr_forward\",\"model\":\"%s\",\"size\":%d,\"threads\":%d,\"runs\":%d,\"images_per_s\":%.3f,\"cpu_s_per_image\":%.4f}\n",
+                           v ? "closed-set" : "ovadetr", S, th, runs, ips[si][th - 1][v], cpu[si][th - 1][v]);
                 else
-                    printf("%-10s %dx%d  %d thread%s  %.3f images/s (median of %d)\n", v ? "closed-set" : "ovadetr", S, S, th,
-                           th > 1 ? "s" : "", ips[si][th - 1][v], runs);
+                    printf("%-10s %dx%d  %d thread%s  %.3f images/s, %.4f CPU-s per image (medians of %d)\n", v ? "closed-set" : "ovadetr",
+                           S, S, th, th > 1 ? "s" : "", ips[si][th - 1][v], cpu[si][th - 1][v], runs);
             }
             if (!cm.json)
-                printf("  ratio ovadetr / closed-set at %d px, %d thread%s: %.3f\n", sizes[si], th, th > 1 ? "s" : "",
-                       ips[si][th - 1][0] / ips[si][th - 1][1]);
+                printf("  ratio ovadetr / closed-set at %d px, %d thread%s: %.3f (images/s), %.3f (CPU-s)\n", sizes[si], th,
+                       th > 1 ? "s" : "", ips[si][th - 1][0] / ips[si][th - 1][1], cpu[si][th - 1][1] / cpu[si][th - 1][0]);
         }
+    if (cm.json) printf("{\"bench\":\"load\",\"start\":%.2f,\"end\":%.2f}\n", load0, loadavg());
+    else printf("load average (1 min): %.2f at start, %.2f at end\n", load0, loadavg());
     free(tv);
     free(text);
     tsr_ovd_free(&m[0]), tsr_ovd_free(&m[1]);

@@ -212,6 +212,33 @@ static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv
         }
 }
 
+/* map rows [oh0, oh1) of one plane (general layout): col rows hold
+ * (oh1-oh0)*wo columns, row stride ld */
+static void im2col_plane_rows(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g, int oh0, int oh1) {
+    for (int ki = 0; ki < g->kh; ki++)
+        for (int kj = 0; kj < g->kw; kj++) {
+            float *row = col + (int64_t)(ki * g->kw + kj) * ld;
+            int off = kj * g->dw - g->pw, lo, hi;
+            valid_range(off, g->sw, g->w, g->wo, &lo, &hi);
+            for (int oh = oh0; oh < oh1; oh++) {
+                float *d = row + (int64_t)(oh - oh0) * g->wo;
+                int ih = oh * g->sh - g->ph + ki * g->dh;
+                if (ih < 0 || ih >= g->h) {
+                    memset(d, 0, sizeof(float) * (size_t)g->wo);
+                    continue;
+                }
+                const float *s = xp + (int64_t)ih * g->w;
+                for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
+                if (g->sw == 1) {
+#pragma omp simd
+                    for (int ow = lo; ow < hi; ow++) d[ow] = s[ow + off];
+                } else
+                    for (int ow = lo; ow < hi; ow++) d[ow] = s[ow * g->sw + off];
+                for (int ow = hi; ow < g->wo; ow++) d[ow] = 0.f;
+            }
+        }
+}
+
 /* adjoint of im2col_plane: dxp (h,w) += scattered col rows */
 static void col2im_plane(float *dxp, float *col, int64_t ld, const tsr_conv_geom *g) {
     if (shift_layout(g)) {
@@ -343,11 +370,65 @@ static void fwd_chunk(const tsr_backend *be, float *out, const float *x, const f
     }
 }
 
+/* One large image (B == 1, no groups, strided or dilated kernels): the
+ * whole-image col matrix of kg x ho*wo floats (14 MB for a 3x3 stride-2
+ * conv from 16 channels at 320 px) would go through memory twice, so bands
+ * of output rows are unfolded and multiplied one at a time, each band's
+ * col small enough to stay in L2, the sgemm writing straight into the
+ * output rows. Bands go to OpenMP threads (OpenBLAS pinned to one thread);
+ * every output element is the same dot product as in the whole-image path. */
+#define BAND_FLOATS (64 * 1024)
+static int band_rows(const tsr_conv_geom *g) {
+    int64_t kg = (int64_t)g->cin * g->kh * g->kw, per_row = kg * g->wo;
+    int r = (int)(BAND_FLOATS / (per_row > 0 ? per_row : 1));
+    return r < 1 ? 1 : r;
+}
+
+static bool banded(const tsr_conv_geom *g) {
+    return g->B == 1 && g->groups == 1 && !pointwise(g) && !shift_layout(g) && band_rows(g) * 2 <= g->ho;
+}
+
+static void fwd_band(const tsr_backend *be, float *out, const float *x, const float *w, const float *bias,
+                     const tsr_conv_geom *g, float *col, bool accumulate, int oh0, int oh1) {
+    int kg = g->cin * g->kh * g->kw, kk = g->kh * g->kw, N = (oh1 - oh0) * g->wo;
+    int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
+    for (int ci = 0; ci < g->cin; ci++) im2col_plane_rows(col + (int64_t)ci * kk * N, N, x + ci * hw, g, oh0, oh1);
+    float *dst = out + (int64_t)oh0 * g->wo;
+    gemm(be, false, false, g->cout, N, kg, w, kg, col, N, accumulate ? 1.f : 0.f, dst, (int)hwo);
+    if (bias)
+        for (int co = 0; co < g->cout; co++) {
+            float bv = bias[co], *d = dst + co * hwo;
+#pragma omp simd
+            for (int p = 0; p < N; p++) d[p] += bv;
+        }
+}
+
+static void fwd_banded(const tsr_backend *be, float *out, const float *x, const float *w, const float *bias,
+                       const tsr_conv_geom *g, float *scratch, bool accumulate) {
+    int R = band_rows(g), nbands = (g->ho + R - 1) / R;
+    int64_t sf = slot_floats(g);
+    int saved = 0;
+    if (g->threads > 1 && be == &tsr_backend_cpu) {
+        saved = openblas_get_num_threads();
+        if (saved > 1) openblas_set_num_threads(1);
+    }
+#pragma omp parallel for schedule(dynamic) num_threads(g->threads) if (g->threads > 1)
+    for (int k = 0; k < nbands; k++) {
+        int oh0 = k * R, oh1 = oh0 + R < g->ho ? oh0 + R : g->ho;
+        fwd_band(be, out, x, w, bias, g, scratch + thread_id() * sf, accumulate, oh0, oh1);
+    }
+    end_parallel(saved);
+}
+
 // x (B,cin,h,w), w (cout,cin/G,kh,kw), bias (cout) or NULL, out (B,cout,ho,wo)
 void tsr_conv2d_fwd(const tsr_backend *be, float *out, const float *x, const float *w,
                     const float *bias, const tsr_conv_geom *g, float *scratch, bool accumulate) {
     if (direct_fwd_ok(g)) {
         direct()->fwd(out, x, w, bias, g, scratch, accumulate);
+        return;
+    }
+    if (banded(g)) {
+        fwd_banded(be, out, x, w, bias, g, scratch, accumulate);
         return;
     }
     int nc = n_chunks(g), sb;

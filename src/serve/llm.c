@@ -557,13 +557,28 @@ static ssize_t stream_read(void *stream, char *buf, size_t cap) {
                 pthread_cond_signal(&L->cv);
             }
         }
-        bool ok = true;
+        /* the new text is copied under the lock and the event built
+         * after it: the scheduler takes the lock after every step, so
+         * connections formatting JSON under it would hold up the forwards.
+         * Once fin is set the sequence's counts and error stay as they are. */
         fill_usage(q);
-        if (q->sent < q->visible) {
-            ok = sse_add(q, completion_obj(q, q->text + q->sent, q->visible - q->sent, NULL));
+        char *piece = NULL;
+        size_t pn = 0;
+        const bool text = q->sent < q->visible;
+        const int fin = q->fin;
+        if (text) {
+            pn = q->visible - q->sent;
+            piece = malloc(pn);
+            if (piece) memcpy(piece, q->text + q->sent, pn);
             q->sent = q->visible;
-        } else if (q->fin == FIN_STOP || q->fin == FIN_LENGTH) {
-            cJSON *j = completion_obj(q, "", 0, finish_name(q->fin));
+        }
+        pthread_mutex_unlock(&L->mu);
+        bool ok = true;
+        if (text) {
+            ok = piece && sse_add(q, completion_obj(q, piece, pn, NULL));
+            free(piece);
+        } else if (fin == FIN_STOP || fin == FIN_LENGTH) {
+            cJSON *j = completion_obj(q, "", 0, finish_name(fin));
             cJSON_AddItemToObject(j, "usage", usage_json(q));
             ok = sse_add(q, j);
             if (ok && q->include_usage) {
@@ -577,11 +592,10 @@ static ssize_t stream_read(void *stream, char *buf, size_t cap) {
             /* timeout or failure after the stream began: an error event */
             cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
             cJSON_AddStringToObject(e, "message", q->err[0] ? q->err : "generation failed");
-            cJSON_AddStringToObject(e, "type", q->fin == FIN_TIMEOUT ? "timeout" : "server_error");
+            cJSON_AddStringToObject(e, "type", fin == FIN_TIMEOUT ? "timeout" : "server_error");
             ok = sse_add(q, j) && sse_raw(q, "data: [DONE]\n\n");
             q->phase = 2;
         }
-        pthread_mutex_unlock(&L->mu);
         if (!ok) return -1;
     }
     size_t n = q->out_len - q->out_off;

@@ -17,7 +17,8 @@ typedef struct {
     tsr_catalog cat;
     tsr_ebrm_entities E;
     tsr_ebrm_model m;
-    tsr_ebrm_cache cache;
+    tsr_ebrm_cache cache; /* the handler's alone (the endpoint is serialised) */
+    int64_t hits, misses; /* the cache's counters as of the last request, for /metrics (atomic) */
 } relevance_state;
 
 static tsr_status load(void **state, const char *const *paths, const struct tsr_serve_opts *opts) {
@@ -122,6 +123,9 @@ static void relevance(void *state, const tsr_serve_request *rq, tsr_serve_reply 
     if (!rp->status) {
         int64_t h0 = s->cache.hits, m0 = s->cache.misses;
         tsr_status st = tsr_ebrm_model_score(&s->m, &s->cat, &s->E, q->valuestring, cons, items, n, &s->cache, NULL, p);
+        /* /metrics runs on other threads, outside this endpoint's lock */
+        __atomic_store_n(&s->hits, s->cache.hits, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->misses, s->cache.misses, __ATOMIC_RELAXED);
         if (st.code != TSR_OK) {
             rp->status = 500;
             snprintf(rp->error, sizeof rp->error, "%s", st.msg);
@@ -154,9 +158,9 @@ static void metrics(void *state, FILE *out) {
     relevance_state *s = state;
     if (!s) return;
     fprintf(out, "# TYPE tessera_ebrm_qe_cache_hits_total counter\ntessera_ebrm_qe_cache_hits_total %lld\n",
-            (long long)s->cache.hits);
+            (long long)__atomic_load_n(&s->hits, __ATOMIC_RELAXED));
     fprintf(out, "# TYPE tessera_ebrm_qe_cache_misses_total counter\ntessera_ebrm_qe_cache_misses_total %lld\n",
-            (long long)s->cache.misses);
+            (long long)__atomic_load_n(&s->misses, __ATOMIC_RELAXED));
 }
 
 const tsr_serve_endpoint tsr_ebrm_serve_endpoint = {

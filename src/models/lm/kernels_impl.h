@@ -235,9 +235,22 @@ AI void bf16_block(float *out, size_t ldo, const void *xp, size_t ldx, const uin
     __m512 acc[8][4];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int j = 0; j < k; j += 32) {
+    int j = 0;
+    for (; j + 32 <= k; j += 32) {
+        __m512i xv[4];
+        for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_si512(x + (size_t)t * ldx + j);
+        for (int r = 0; r < R; r++) {
+            /* several tokens: blocks of rows read the weights in an
+             * order the hardware prefetchers follow poorly; 4 KB ahead
+             * is the next blocks' rows */
+            if (T > 1) _mm_prefetch((const char *)(w + (size_t)r * ldw + j) + 8192, _MM_HINT_T0);
+            __m512i wv = _mm512_loadu_si512(w + (size_t)r * ldw + j);
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv, (__m512bh)xv[t]);
+        }
+    }
+    if (j < k) {
         /* x is zero-padded to a multiple of 32; w is masked past its row */
-        __mmask32 mk = k - j >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (k - j)) - 1u);
+        __mmask32 mk = (__mmask32)((1u << (k - j)) - 1u);
         __m512i xv[4];
         for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_si512(x + (size_t)t * ldx + j);
         for (int r = 0; r < R; r++) {

@@ -112,24 +112,36 @@ static void sort_prob_desc(tsr_lm_prob *c, int n) {
     free(tmp);
 }
 
-/* p = softmax(logits / temperature) in place; returns max p */
+/* the largest value of x[0..n) that is not NaN (-inf if none), in four
+ * independent chains: the same value as one running maximum (at most the
+ * sign of a zero maximum can differ, which no caller can see) */
+static float max_of(const float *x, int n) {
+    float m[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int l = 0; l < 4; l++)
+            if (x[i + l] > m[l]) m[l] = x[i + l];
+    for (; i < n; i++)
+        if (x[i] > m[0]) m[0] = x[i];
+    for (int l = 1; l < 4; l++)
+        if (m[l] > m[0]) m[0] = m[l];
+    return m[0];
+}
+
+/* p = softmax(logits / temperature) in place; returns max p. The divisions
+ * have loops of their own so that they vectorise (IEEE division gives the
+ * same quotient whatever the width); the sum keeps its order. */
 static float softmax_t(float *p, int V, float temperature) {
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) {
-        p[i] /= temperature;
-        if (p[i] > mx) mx = p[i];
-    }
+    for (int i = 0; i < V; i++) p[i] /= temperature;
+    const float mx = max_of(p, V);
     float sum = 0.0f;
     for (int i = 0; i < V; i++) {
         p[i] = expf(p[i] - mx);
         sum += p[i];
     }
-    float pmax = 0.0f;
-    for (int i = 0; i < V; i++) {
-        p[i] /= sum;
-        if (p[i] > pmax) pmax = p[i];
-    }
-    return pmax;
+    for (int i = 0; i < V; i++) p[i] /= sum;
+    const float pmax = max_of(p, V);
+    return pmax > 0.0f ? pmax : 0.0f;
 }
 
 static bool any_filter(const tsr_lm_sampler_opts *o, int V) {

@@ -4,6 +4,7 @@
  * Fusion" (2024); RT-DETR details follow Zhao et al. (2023). */
 #include "tessera/ovadetr.h"
 #include "tessera/ops.h"
+#include "tessera/ops_attention.h"
 #include "tessera/ops_conv.h"
 #include "tessera/ops_det.h"
 #include "tessera/ops_matmul.h"
@@ -234,7 +235,11 @@ static tsr_tensor *conv_fwd(tsr_ctx *c, const tsr_ovd_conv *cv, tsr_tensor *x) {
     tsr_tensor *y = tsr_conv2d(c, x, cv->w, cv->b, &o);
     int C = (int)y->shape[1];
     y = tsr_groupnorm(c, y, C % 8 == 0 ? 8 : 1, cv->gw, cv->gb, 1e-5f);
-    return tsr_relu(c, y);
+    if (c->grad_enabled) return tsr_relu(c, y);
+    /* inference: ReLU in place (nothing else reads the norm's output) */
+    float *p = tsr_f32(y);
+    for (int64_t i = 0; i < y->numel; i++) p[i] = p[i] > 0.f ? p[i] : 0.f;
+    return y;
 }
 
 static tsr_tensor *mlp_fwd(tsr_ctx *c, const tsr_ovd_mlp *m, tsr_tensor *x) {
@@ -246,16 +251,16 @@ static tsr_tensor *mlp_fwd(tsr_ctx *c, const tsr_ovd_mlp *m, tsr_tensor *x) {
 }
 
 /* multi-head attention: xq (B,T,d), xk and xv (B,S,d) -> (B,T,d), as
- * softmax(q k^T / sqrt(dh)) v per head from matmul and softmax ops */
+ * softmax(q k^T / sqrt(dh)) v per head, by the fused attention op (no
+ * T x S score matrix is stored; heads stay interleaved, no permutes) */
 static tsr_tensor *mha_fwd(tsr_ctx *c, const tsr_ovd_mha *a, int H, tsr_tensor *xq, tsr_tensor *xk,
                            tsr_tensor *xv) {
     int64_t B = xq->shape[0], T = xq->shape[1], S = xk->shape[1], d = xq->shape[2], dh = d / H;
-    const int perm[4] = {0, 2, 1, 3};
-    tsr_tensor *q = tsr_permute(c, tsr_reshape(c, tsr_nn_linear_forward(c, &a->q, xq), 4, TSR_SHAPE(B, T, H, dh)), perm);
-    tsr_tensor *k = tsr_permute(c, tsr_reshape(c, tsr_nn_linear_forward(c, &a->k, xk), 4, TSR_SHAPE(B, S, H, dh)), perm);
-    tsr_tensor *v = tsr_permute(c, tsr_reshape(c, tsr_nn_linear_forward(c, &a->v, xv), 4, TSR_SHAPE(B, S, H, dh)), perm);
-    tsr_tensor *p = tsr_softmax(c, tsr_scale(c, tsr_matmul(c, q, k, false, true), 1.f / sqrtf((float)dh)));
-    tsr_tensor *y = tsr_reshape(c, tsr_permute(c, tsr_matmul(c, p, v, false, false), perm), 3, TSR_SHAPE(B, T, d));
+    tsr_tensor *q = tsr_reshape(c, tsr_nn_linear_forward(c, &a->q, xq), 4, TSR_SHAPE(B, T, H, dh));
+    tsr_tensor *k = tsr_reshape(c, tsr_nn_linear_forward(c, &a->k, xk), 4, TSR_SHAPE(B, S, H, dh));
+    tsr_tensor *v = tsr_reshape(c, tsr_nn_linear_forward(c, &a->v, xv), 4, TSR_SHAPE(B, S, H, dh));
+    tsr_attn_opts o = {0};
+    tsr_tensor *y = tsr_reshape(c, tsr_attention(c, q, k, v, &o), 3, TSR_SHAPE(B, T, d));
     return tsr_nn_linear_forward(c, &a->o, y);
 }
 
@@ -275,18 +280,28 @@ static tsr_tensor *tgvt_fwd(tsr_ctx *c, const tsr_ovd_mha *a, int H, tsr_tensor 
     return tsr_nn_linear_forward(c, &a->o, o);
 }
 
-/* 2-D sine-cosine position embedding of an h x w grid, (h*w, d) */
+/* 2-D sine-cosine position embedding of an h x w grid, (h*w, d): row
+ * (y, x) is [sin x w_i, cos x w_i, sin y w_i, cos y w_i], w_i =
+ * 10000^(-i/q), q = d/4; the per-column and per-row halves are computed
+ * once and copied */
 static tsr_tensor *pos2d(tsr_ctx *c, int h, int w, int d) {
     tsr_tensor *p = tsr_new(c, TSR_F32, 2, TSR_SHAPE((int64_t)h * w, d));
     float *P = tsr_f32(p);
-    int q = d / 4;
+    const int q = d / 4;
+    float *xs = malloc(sizeof(float) * (size_t)(w + h) * 2 * q), *ys = xs + (size_t)w * 2 * q;
+    TSR_ASSERT(xs);
+    for (int i = 0; i < q; i++) {
+        float om = 1.f / powf(10000.f, (float)i / (float)q);
+        for (int x = 0; x < w; x++) xs[(size_t)x * 2 * q + i] = sinf(x * om), xs[(size_t)x * 2 * q + q + i] = cosf(x * om);
+        for (int y = 0; y < h; y++) ys[(size_t)y * 2 * q + i] = sinf(y * om), ys[(size_t)y * 2 * q + q + i] = cosf(y * om);
+    }
     for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-            for (int i = 0; i < q; i++) {
-                float om = 1.f / powf(10000.f, (float)i / (float)q);
-                float *r = P + ((int64_t)y * w + x) * d;
-                r[i] = sinf(x * om), r[q + i] = cosf(x * om), r[2 * q + i] = sinf(y * om), r[3 * q + i] = cosf(y * om);
-            }
+        for (int x = 0; x < w; x++) {
+            float *r = P + ((int64_t)y * w + x) * d;
+            memcpy(r, xs + (size_t)x * 2 * q, sizeof(float) * 2 * (size_t)q);
+            memcpy(r + 2 * q, ys + (size_t)y * 2 * q, sizeof(float) * 2 * (size_t)q);
+        }
+    free(xs);
     return p;
 }
 
@@ -411,8 +426,6 @@ tsr_ovd_out tsr_ovd_forward(tsr_ctx *c, const tsr_ovd_model *m, tsr_tensor *img,
     tsr_tensor *eo = tsr_nn_layernorm_forward(c, &m->enc_ln, tsr_nn_linear_forward(c, &m->enc_lin, mem));
     tsr_tensor *eo2 = tsr_reshape(c, eo, 2, TSR_SHAPE(B * S, d));
     tsr_tensor *elog = head_fwd(c, m, &m->enc_region, m->enc_s, m->enc_bias, &m->enc_cls, eo2, th); /* (B*S,K) */
-    tsr_tensor *ebox = tsr_add(c, mlp_fwd(c, &m->enc_box, eo), anc); /* (B,S,4) + (S,4) */
-    ebox = tsr_reshape(c, ebox, 2, TSR_SHAPE(B * S, 4));
     const int Q = (int)(g->queries < S ? g->queries : S);
     tsr_tensor *sel = tsr_new(c, TSR_I32, 1, TSR_SHAPE(B * Q));
     {
@@ -437,11 +450,16 @@ tsr_ovd_out tsr_ovd_forward(tsr_ctx *c, const tsr_ovd_model *m, tsr_tensor *img,
         }
         free(score);
     }
-    tsr_tensor *elog_q = tsr_index_select(c, elog, 0, sel), *ebox_q = tsr_index_select(c, ebox, 0, sel);
+    /* the box head runs on the selected positions only (the others' boxes
+     * are never used): anchors of the selected cells + MLP offsets */
+    tsr_tensor *anc_q = tsr_new(c, TSR_F32, 2, TSR_SHAPE(B * Q, 4));
+    for (int64_t i = 0; i < B * Q; i++) memcpy(tsr_f32(anc_q) + 4 * i, tsr_f32(anc) + 4 * (tsr_i32(sel)[i] % S), 4 * sizeof(float));
+    tsr_tensor *eo_q = tsr_index_select(c, eo2, 0, sel);
+    tsr_tensor *elog_q = tsr_index_select(c, elog, 0, sel), *ebox_q = tsr_add(c, mlp_fwd(c, &m->enc_box, eo_q), anc_q);
     out.B = (int)B, out.Q = Q, out.K = K;
     out.logits[0] = elog_q;
     out.boxes[0] = tsr_sigmoid(c, ebox_q);
-    tsr_tensor *tgt = tsr_reshape(c, detach(c, tsr_index_select(c, eo2, 0, sel)), 3, TSR_SHAPE(B, Q, d));
+    tsr_tensor *tgt = tsr_reshape(c, detach(c, eo_q), 3, TSR_SHAPE(B, Q, d));
     tsr_tensor *ref = detach(c, out.boxes[0]); /* (B*Q,4) */
     /* decoder (sec. 3.4): multi-level text-guided fusion before each layer */
     for (int l = 0; l < g->dec_layers; l++) {

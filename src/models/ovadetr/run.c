@@ -660,69 +660,68 @@ tsr_status tsr_ovd_model_classes(const char *path, char ***names, int *n) {
     return tsr_ok();
 }
 
-/* detections of one image for an eval method (labels index `names`) */
+/* detections of one image for an eval method. Every method runs one
+ * forward with all names of the protocol (GZSD: the six seen and the two
+ * unseen names, names[0..K)); only the names the test labels know
+ * (scored[k]) are kept, and the best 100 of those per image count.
+ * text-nearest replaces each unseen name's detections by copies of those of
+ * the seen name whose CLIP row is nearest to its own (same forward, same
+ * boxes: only the scoring of the unseen names differs). */
 static tsr_status eval_image(const tsr_ovd_model *m, char **mcls, int nmcls, const tsr_ovd_vocab *v, int method,
-                             const uint8_t *px, int w, int h, const char *const *names, int K, int tile, int overlap,
-                             tsr_ovd_det **dets, int *nd) {
+                             const uint8_t *px, int w, int h, const char *const *names, int K, const bool *scored,
+                             int tile, int overlap, tsr_ovd_det **dets, int *nd) {
     char **tn;
     int tk;
     float *rows;
-    tsr_status st;
-    if (method == TSR_OVD_METHOD_TEXT_NEAREST) {
-        /* detect with the seen names; an unseen name takes the boxes and
-         * scores of the seen name whose CLIP row is nearest to its own */
-        char list[512] = "";
-        for (int i = 0; i < 6; i++) strcat(list, g_seen[i]), strcat(list, i < 5 ? "," : "");
-        st = tsr_ovd_text_for(v, list, NULL, &tn, &tk, &rows);
-        if (st.code) return st;
-        tsr_ovd_det *sd;
-        int ns;
-        st = tsr_ovd_detect(m, NULL, 0, px, w, h, (const char *const *)tn, rows, tk, tile, overlap, 1000, 0.001f, &sd, &ns);
-        if (st.code) {
-            tsr_ovd_names_free(tn, tk), free(rows);
-            return st;
-        }
-        int map[16];
-        for (int k = 0; k < K; k++) {
-            map[k] = -1;
-            for (int s = 0; s < tk; s++)
-                if (!strcmp(names[k], tn[s])) map[k] = s;
-            if (map[k] < 0) {
-                int r = tsr_ovd_vocab_find(v, names[k]);
-                float best = -2;
-                for (int s = 0; s < tk && r >= 0; s++) {
-                    float cs = row_cos(v->rows + (size_t)r * TSR_OVD_TEXT_DIM, rows + (size_t)s * TSR_OVD_TEXT_DIM);
-                    if (cs > best) best = cs, map[k] = s;
-                }
-            }
-        }
-        tsr_ovd_det *o = malloc(sizeof(tsr_ovd_det) * (size_t)(ns * K + 1));
-        int no = 0;
-        for (int i = 0; i < ns; i++)
-            for (int k = 0; k < K; k++)
-                if (map[k] == sd[i].cls) o[no] = sd[i], o[no++].cls = k;
-        qsort(o, (size_t)no, sizeof *o, cmp_det);
-        free(sd);
-        tsr_ovd_names_free(tn, tk), free(rows);
-        *dets = o, *nd = no < 100 ? no : 100;
-        return tsr_ok();
-    }
     char list[512] = "";
     for (int k = 0; k < K; k++) strcat(list, names[k]), strcat(list, k < K - 1 ? "," : "");
-    st = tsr_ovd_text_for(v, list, NULL, &tn, &tk, &rows);
+    tsr_status st = tsr_ovd_text_for(v, list, NULL, &tn, &tk, &rows);
     if (st.code) return st;
-    st = tsr_ovd_detect(m, (const char *const *)mcls, nmcls, px, w, h, names, rows, K, tile, overlap, 100, 0.001f, dets, nd);
+    tsr_ovd_det *sd;
+    int ns;
+    st = tsr_ovd_detect(m, (const char *const *)mcls, nmcls, px, w, h, names, rows, K, tile, overlap, 100000, 0.001f,
+                        &sd, &ns);
+    if (st.code) {
+        tsr_ovd_names_free(tn, tk), free(rows);
+        return st;
+    }
+    /* src[k]: the name whose detections name k takes (itself, or for
+     * text-nearest and an unseen name, the nearest seen name) */
+    int src[16];
+    for (int k = 0; k < K; k++) {
+        src[k] = k;
+        if (method != TSR_OVD_METHOD_TEXT_NEAREST || k < 6) continue;
+        float best = -2;
+        for (int s = 0; s < 6; s++) {
+            float cs = row_cos(rows + (size_t)k * TSR_OVD_TEXT_DIM, rows + (size_t)s * TSR_OVD_TEXT_DIM);
+            if (cs > best) best = cs, src[k] = s;
+        }
+    }
+    tsr_ovd_det *o = malloc(sizeof(tsr_ovd_det) * (size_t)(ns * K + 1));
+    int no = 0;
+    for (int i = 0; i < ns; i++)
+        for (int k = 0; k < K; k++)
+            if (scored[k] && src[k] == sd[i].cls) o[no] = sd[i], o[no++].cls = k;
+    qsort(o, (size_t)no, sizeof *o, cmp_det);
+    free(sd);
     tsr_ovd_names_free(tn, tk), free(rows);
-    return st;
+    *dets = o, *nd = no < 100 ? no : 100;
+    return tsr_ok();
 }
 
 static tsr_status eval_set(const tsr_ovd_model *m, char **mcls, int nmcls, const tsr_ovd_vocab *v, int method,
                            const tsr_det_set *gt, int tile, int overlap, tsr_ovd_eval_res *r, bool progress) {
+    /* all names of the protocol: seen then unseen; kmap: name -> the test
+     * set's class (-1: no label in the test images, not scored) */
     const char *names[8];
-    int K = gt->n_cls < 4 ? gt->n_cls : 4; /* car truck bus minibus: KIT's first four */
-    int kk = 0, kmap[8];
-    for (int k = 0; k < K; k++)
-        if (strcmp(gt->names[k], "truck")) kmap[kk] = k, names[kk++] = gt->names[k];
+    int kmap[8];
+    bool scored[8];
+    for (int k = 0; k < 8; k++) {
+        names[k] = k < 6 ? g_seen[k] : g_unseen[k - 6];
+        kmap[k] = tsr_det_class_find(gt, names[k]);
+        scored[k] = kmap[k] >= 0;
+    }
+    const int kk = 8;
     tsr_ovd_det **det = calloc((size_t)gt->n_img, sizeof *det);
     int *nd = calloc((size_t)gt->n_img, sizeof(int));
     tsr_status st = tsr_ok();
@@ -736,7 +735,7 @@ static tsr_status eval_set(const tsr_ovd_model *m, char **mcls, int nmcls, const
             st = tsr_errorf(TSR_ERR_FORMAT, "%s: expected an RGB image", gt->img[i].file);
             break;
         }
-        st = eval_image(m, mcls, nmcls, v, method, px, w, h, names, kk, tile, overlap, &det[i], &nd[i]);
+        st = eval_image(m, mcls, nmcls, v, method, px, w, h, names, kk, scored, tile, overlap, &det[i], &nd[i]);
         free(px);
         /* detection labels -> the set's class ids */
         for (int j = 0; !st.code && j < nd[i]; j++) det[i][j].cls = kmap[det[i][j].cls];
