@@ -201,7 +201,8 @@ static void test_prior(const tsr_nf_latset *s) {
     to.lr = 1e-3f;
     to.out = tu_tmp("nf_prior.safetensors");
     tsr_nf_lat_pred p, q;
-    tsr_status st = tsr_nf_lat_fit(&p, &o, s, 0, ids, s->n, &to, NULL);
+    tsr_train_result tr;
+    tsr_status st = tsr_nf_lat_fit(&p, &o, s, 0, ids, s->n, &to, &tr);
     TU_CHECK(st.code == 0 && p.prior, "fit with prior: %s", st.msg);
     if (st.code) return;
     const tsr_nf_graph *g = &s->nets[0].g; /* a ResNet variant */
