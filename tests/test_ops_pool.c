@@ -5,6 +5,7 @@
  * few f32 products per element; bilinear follows torch's float index math);
  * gradcheck eps 1e-3 for max pooling (small enough that no window's argmax
  * flips on these seeded inputs), 1e-2 for the linear ops, atol 1e-3 rtol 1e-2. */
+#include "tessera/cpu.h"
 #include "testutil.h"
 #include "tessera/ops.h"
 
@@ -101,10 +102,18 @@ static void check_maxpool_2x2_ties(int B, int C, int H, int W) {
 
 int main(void) {
     tsr_threads_set(0);
-    check_maxpool_2x2_ties(2, 3, 28, 28);
-    check_maxpool_2x2_ties(1, 2, 7, 9);
-    check_maxpool_2x2_ties(2, 1, 6, 41); /* a full 16-lane block and a tail */
-    check_maxpool_2x2_ties(2, 1, 4, 40); /* the same, grads written in place */
+    /* the 2x2 rows have a form per kernel level: every level against the naive scan */
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    for (int i = 0; i < nl; i++) {
+        tu_level_set(lv[i]);
+        check_maxpool_2x2_ties(2, 3, 28, 28);
+        check_maxpool_2x2_ties(1, 2, 7, 9);
+        check_maxpool_2x2_ties(2, 1, 6, 41); /* full 16- and 8-lane blocks and a tail */
+        check_maxpool_2x2_ties(2, 1, 4, 40); /* the same, grads written in place */
+        check_maxpool_2x2_ties(1, 2, 4, 30); /* 15 outputs: an 8-lane block and a 7-lane tail */
+    }
+    tu_level_restore();
     gradcheck("maxpool 2x2", (pool_case){0, {2, 2, 2, 2, 0, 0}}, 2, 3, 6, 5, 1e-3);
     gradcheck("maxpool 3x3 s2 p1", (pool_case){0, {3, 3, 2, 2, 1, 1}}, 2, 2, 7, 6, 1e-3);
     gradcheck("avgpool 2x2", (pool_case){1, {2, 2, 2, 2, 0, 0}}, 2, 3, 6, 5, 1e-2);

@@ -342,8 +342,12 @@ tsr_status tsr_lm_save_hf_config(const tsr_lm_config *cfg, const char *torch_dty
 /* ------------------------------------------------------------ bench helpers
  * src/models/lm/bench.c: limits measured in the same run as a benchmark. */
 
-/* GB/s of a streaming sum over `bytes` on every worker thread (best of reps) */
+/* GB/s of a streaming sum over `bytes` (0: tsr_lm_bench_read_bw_bytes())
+ * on all tsr_lm_bench_read_bw_threads() processors, best of reps: the
+ * machine's read peak, whatever the thread count of the run it bounds */
 double tsr_lm_bench_read_bw(size_t bytes, int reps, double *checksum);
+size_t tsr_lm_bench_read_bw_bytes(void); /* 4x the last-level cache, >= 512 MiB, <= memory/4 */
+int tsr_lm_bench_read_bw_threads(void);
 /* GFLOPS of cblas_sgemm N x N x N (best of reps) */
 double tsr_lm_bench_sgemm_gflops(int N, int reps);
 /* matmul FLOPs of one forward over n tokens at positions pos0.. (weights,

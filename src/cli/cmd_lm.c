@@ -607,7 +607,6 @@ static tsr_status prefill_random(const tsr_lm_model *m, tsr_lm_cache *c, int ctx
 static int cmd_bench(const char *prog, int argc, char **argv) {
     const char *model = NULL, *random = NULL, *dtype = NULL;
     int group_size = 0, decode_tokens = 128, prefill_tokens = 64;
-    double bw_mib = 512;
     cli_common cm = {0, 1, false};
     arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
@@ -653,7 +652,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         goto done;
     }
     /* limits */
-    double bw = tsr_lm_bench_read_bw((size_t)(bw_mib * 1048576.0), 5, NULL);
+    double bw = tsr_lm_bench_read_bw(0, 5, NULL);
     double sg = tsr_lm_bench_sgemm_gflops(2048, 2);
 
     /* decode: one token per forward after a short prompt */
@@ -734,6 +733,8 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     cJSON_AddNumberToObject(j, "weight_bytes_per_token", (double)tsr_lm_model_decode_bytes(&m));
     cJSON_AddNumberToObject(j, "kv_bytes_per_token", kv_per_pos * avg_keys);
     cJSON_AddNumberToObject(j, "read_bw_gbs", bw);
+    cJSON_AddNumberToObject(j, "read_bw_threads", tsr_lm_bench_read_bw_threads());
+    cJSON_AddNumberToObject(j, "read_bw_mib", (double)(tsr_lm_bench_read_bw_bytes() >> 20));
     cJSON_AddNumberToObject(j, "decode_tokens", decode_tokens);
     cJSON_AddNumberToObject(j, "tokens_per_s", 1.0 / dec_s);
     cJSON_AddNumberToObject(j, "ms_per_token", dec_s * 1e3);

@@ -189,9 +189,64 @@ static void tile_edge(float *C, int ldc, const float *A, int ars, int acs, const
     }
 }
 
-/* C (m,n; ldc) = or += A (m,K) B (K,n; ldb); fixed summation order over k */
+#if !defined(__AVX512F__)
+/* 6 x 16 for 256-bit registers, written with 8-lane vectors: gcc keeps a
+ * 64-byte vector that lives across loop iterations in memory when the
+ * target has no 512-bit registers, so tile_8x2 runs from the stack there.
+ * Twelve accumulators, the two halves of a B row and one broadcast fill
+ * the 16 ymm registers. */
+typedef float v8 __attribute__((vector_size(32)));
+static inline v8 v8load(const float *p) {
+    v8 r;
+    memcpy(&r, p, sizeof r);
+    return r;
+}
+static inline void v8store(float *p, v8 x) { memcpy(p, &x, sizeof x); }
+static void tile_6(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
+                   int K, bool acc) {
+    v8 z = {0, 0, 0, 0, 0, 0, 0, 0};
+    v8 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z,
+       c50 = z, c51 = z;
+    float *C1 = C + ldc, *C2 = C1 + ldc, *C3 = C2 + ldc, *C4 = C3 + ldc, *C5 = C4 + ldc;
+    if (acc) {
+        c00 = v8load(C), c01 = v8load(C + 8), c10 = v8load(C1), c11 = v8load(C1 + 8);
+        c20 = v8load(C2), c21 = v8load(C2 + 8), c30 = v8load(C3), c31 = v8load(C3 + 8);
+        c40 = v8load(C4), c41 = v8load(C4 + 8), c50 = v8load(C5), c51 = v8load(C5 + 8);
+    }
+    const int64_t r1 = ars, r2 = 2 * (int64_t)ars, r3 = 3 * (int64_t)ars, r4 = 4 * (int64_t)ars,
+                  r5 = 5 * (int64_t)ars;
+    for (int k = 0; k < K; k++) {
+        const float *a = A + (int64_t)k * acs, *b = B + (int64_t)k * ldb;
+        v8 b0 = v8load(b), b1 = v8load(b + 8), x;
+        x = (v8){a[0], a[0], a[0], a[0], a[0], a[0], a[0], a[0]}, c00 += x * b0, c01 += x * b1;
+        x = (v8){a[r1], a[r1], a[r1], a[r1], a[r1], a[r1], a[r1], a[r1]}, c10 += x * b0, c11 += x * b1;
+        x = (v8){a[r2], a[r2], a[r2], a[r2], a[r2], a[r2], a[r2], a[r2]}, c20 += x * b0, c21 += x * b1;
+        x = (v8){a[r3], a[r3], a[r3], a[r3], a[r3], a[r3], a[r3], a[r3]}, c30 += x * b0, c31 += x * b1;
+        x = (v8){a[r4], a[r4], a[r4], a[r4], a[r4], a[r4], a[r4], a[r4]}, c40 += x * b0, c41 += x * b1;
+        x = (v8){a[r5], a[r5], a[r5], a[r5], a[r5], a[r5], a[r5], a[r5]}, c50 += x * b0, c51 += x * b1;
+    }
+    v8store(C, c00), v8store(C + 8, c01), v8store(C1, c10), v8store(C1 + 8, c11);
+    v8store(C2, c20), v8store(C2 + 8, c21), v8store(C3, c30), v8store(C3 + 8, c31);
+    v8store(C4, c40), v8store(C4 + 8, c41), v8store(C5, c50), v8store(C5 + 8, c51);
+}
+#endif
+
+/* C (m,n; ldc) = or += A (m,K) B (K,n; ldb); fixed summation order over k
+ * (every element is one in-order chain of multiply-adds over k, whatever
+ * tile computes it, so the tiling never changes a result) */
 static void mm(float *C, int ldc, const float *A, int ars, int acs, const float *B, int ldb,
                int m, int n, int K, bool acc) {
+#if !defined(__AVX512F__)
+    int i6 = 0;
+    for (; i6 + 6 <= m; i6 += 6) {
+        float *Ci = C + (int64_t)i6 * ldc;
+        const float *Ai = A + (int64_t)i6 * ars;
+        int j = 0;
+        for (; j + VL <= n; j += VL) tile_6(Ci + j, ldc, Ai, ars, acs, B + j, ldb, K, acc);
+        if (j < n) tile_edge(Ci + j, ldc, Ai, ars, acs, B + j, ldb, 6, n - j, K, acc);
+    }
+    C += (int64_t)i6 * ldc, A += (int64_t)i6 * ars, m -= i6;
+#endif
     for (int i = 0; i < m; i += MR) {
         int mr = m - i < MR ? m - i : MR;
         float *Ci = C + (int64_t)i * ldc;
@@ -226,31 +281,48 @@ static void mm(float *C, int ldc, const float *A, int ars, int acs, const float 
 
 /* ------------------------------------------------------------- softmax */
 
-/* exp on 16 lanes: Cody-Waite reduction to [-ln2/2, ln2/2], degree-6
+/* exp lane by lane: Cody-Waite reduction to [-ln2/2, ln2/2], degree-6
  * polynomial (about 2 ulp), 2^n through the exponent bits. Inputs below
- * -87 (including -inf) give exactly 0, which is what masked scores need. */
+ * -87 (including -inf) give exactly 0, which is what masked scores need.
+ * Written once for a vector type V with integer twin VI: 16 lanes, and 8
+ * lanes below AVX-512, where gcc would compare a 64-byte vector one lane at
+ * a time (the same operations on every lane, so the same results). */
+#define DEFINE_VEXP(name, V, VI)                                                         \
+    static inline __attribute__((always_inline)) V name(V x) {                        \
+        const float lo = -87.0f, hi = 88.0f;                                           \
+        VI keep = x >= lo;                                                             \
+        VI under = x < lo, over = x > hi;                                              \
+        x = (V)(((VI)x & ~under) | ((VI)((V){} + lo) & under));                        \
+        x = (V)(((VI)x & ~over) | ((VI)((V){} + hi) & over));                          \
+        const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */ \
+        V t = x * 1.44269504088896341f + magic;                                        \
+        V n = t - magic;                                                               \
+        V r = x - n * 0.693359375f;                                                    \
+        r = r - n * -2.12194440e-4f;                                                   \
+        V p = (V){} + 1.9875691500e-4f;                                                \
+        p = p * r + 1.3981999507e-3f;                                                  \
+        p = p * r + 8.3334519073e-3f;                                                  \
+        p = p * r + 4.1665795894e-2f;                                                  \
+        p = p * r + 1.6666665459e-1f;                                                  \
+        p = p * r + 5.0000001201e-1f;                                                  \
+        p = p * r * r + r + 1.0f;                                                      \
+        VI e = ((VI)t - 0x4B400000 + 127) << 23;                                       \
+        V y = p * (V)e;                                                                \
+        return (V)((VI)y & keep);                                                      \
+    }
+#if defined(__AVX512F__)
+DEFINE_VEXP(vexp, v16, v16i)
+#else
+typedef int32_t v8i __attribute__((vector_size(32)));
+DEFINE_VEXP(vexp8, v8, v8i)
 static inline __attribute__((always_inline)) v16 vexp(v16 x) {
-    const float lo = -87.0f, hi = 88.0f;
-    v16i keep = x >= lo;
-    v16i under = x < lo, over = x > hi;
-    x = (v16)(((v16i)x & ~under) | ((v16i)vsplat(lo) & under));
-    x = (v16)(((v16i)x & ~over) | ((v16i)vsplat(hi) & over));
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    v16 t = x * 1.44269504088896341f + magic;
-    v16 n = t - magic;
-    v16 r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    v16 p = vsplat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    v16i e = ((v16i)t - 0x4B400000 + 127) << 23;
-    v16 y = p * (v16)e;
-    return (v16)((v16i)y & keep);
+    v8 h[2];
+    memcpy(h, &x, sizeof x);
+    h[0] = vexp8(h[0]), h[1] = vexp8(h[1]);
+    memcpy(&x, h, sizeof x);
+    return x;
 }
+#endif
 
 typedef struct {
     const uint8_t *mask;
@@ -313,14 +385,25 @@ static void score_row(float *x, int n, int npad, int s0, const attn_geom *g, int
 /* max of x (npad, a multiple of 16); -inf when every entry is -inf. Done
  * by hand: an OpenMP max reduction may start from -FLT_MAX, not -inf. */
 static float max_row(const float *x, int npad) {
+#if defined(__AVX512F__)
     v16 m = vsplat(-INFINITY);
     for (int j = 0; j < npad; j += VL) {
         v16 a = vload(x + j);
         v16i gt = a > m;
         m = (v16)(((v16i)a & gt) | ((v16i)m & ~gt));
     }
+    const int nl = VL;
+#else /* 8 lanes: see vexp */
+    v8 m = (v8){} - INFINITY;
+    for (int j = 0; j < npad; j += 8) {
+        v8 a = v8load(x + j);
+        v8i gt = a > m;
+        m = (v8)(((v8i)a & gt) | ((v8i)m & ~gt));
+    }
+    const int nl = 8;
+#endif
     float r = m[0];
-    for (int i = 1; i < VL; i++) r = m[i] > r ? m[i] : r;
+    for (int i = 1; i < nl; i++) r = m[i] > r ? m[i] : r;
     return r;
 }
 

@@ -10,11 +10,12 @@
 #include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-/* the 2x2 max pooling rows have an AVX-512 form, compiled for that level
- * with a target attribute and used when the kernel level has it; every
- * form selects the same elements, so the results are the same bits */
+/* the 2x2 max pooling rows have AVX-512 and AVX2 forms, compiled for their
+ * levels with target attributes and used when the kernel level has them;
+ * every form selects the same elements, so the results are the same bits */
 #define POOL_AVX512 1
 #define AVX512_FN static __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+#define AVX2_FN static __attribute__((target("avx2,fma")))
 #endif
 
 #define PAR_MIN 32768
@@ -60,6 +61,42 @@ AVX512_FN int maxpool_2x2_row_avx512(float *o, int32_t *oi, const float *r0, con
     }
     return ow;
 }
+
+/* 8 outputs a step: even/odd columns split by a shuffle and a lane
+ * permute, the tail by masked loads and stores; returns the outputs done */
+AVX2_FN int maxpool_2x2_row_avx2(float *o, int32_t *oi, const float *r0, const float *r1, int32_t base, int w, int wo) {
+    const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m256i lane2 = _mm256_add_epi32(_mm256_add_epi32(lane, lane), _mm256_set1_epi32(base));
+    int ow = 0;
+    for (; ow < wo; ow += 8) {
+        int n = wo - ow < 8 ? wo - ow : 8;
+        __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n), lane);     /* inputs 0..7 */
+        __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 8), lane); /* inputs 8..15 */
+        __m256i mo = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);         /* outputs */
+        __m256 a0 = _mm256_maskload_ps(r0 + 2 * ow, m0), a1 = _mm256_maskload_ps(r0 + 2 * ow + 8, m1);
+        __m256 c0 = _mm256_maskload_ps(r1 + 2 * ow, m0), c1 = _mm256_maskload_ps(r1 + 2 * ow + 8, m1);
+        /* shuffle gives (0 2 8 10 | 4 6 12 14); the 64-bit permute 0 2 1 3 restores 0 2 4 .. 14 */
+        __m256 va = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, 0x88)), 0xd8));
+        __m256 vb = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, 0xdd)), 0xd8));
+        __m256 vc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(c0, c1, 0x88)), 0xd8));
+        __m256 vd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(c0, c1, 0xdd)), 0xd8));
+        __m256i k = _mm256_add_epi32(lane2, _mm256_set1_epi32(2 * ow));
+        __m256 m = va;
+        __m256i ki = k;
+        __m256 t = _mm256_or_ps(_mm256_cmp_ps(vb, m, _CMP_GT_OQ), _mm256_cmp_ps(vb, vb, _CMP_UNORD_Q));
+        m = _mm256_blendv_ps(m, vb, t);
+        ki = _mm256_blendv_epi8(ki, _mm256_add_epi32(k, _mm256_set1_epi32(1)), _mm256_castps_si256(t));
+        t = _mm256_or_ps(_mm256_cmp_ps(vc, m, _CMP_GT_OQ), _mm256_cmp_ps(vc, vc, _CMP_UNORD_Q));
+        m = _mm256_blendv_ps(m, vc, t);
+        ki = _mm256_blendv_epi8(ki, _mm256_add_epi32(k, _mm256_set1_epi32(w)), _mm256_castps_si256(t));
+        t = _mm256_or_ps(_mm256_cmp_ps(vd, m, _CMP_GT_OQ), _mm256_cmp_ps(vd, vd, _CMP_UNORD_Q));
+        m = _mm256_blendv_ps(m, vd, t);
+        ki = _mm256_blendv_epi8(ki, _mm256_add_epi32(k, _mm256_set1_epi32(w + 1)), _mm256_castps_si256(t));
+        _mm256_maskstore_ps(o + ow, mo, m);
+        _mm256_maskstore_epi32(oi + ow, mo, ki);
+    }
+    return ow;
+}
 #endif
 
 /* one row pair of 2x2/2 pooling: torch's scan order (row by row, a later
@@ -68,7 +105,10 @@ static inline void maxpool_2x2_row(float *o, int32_t *oi, const float *r0, const
                                    int wo) {
     int ow = 0;
 #ifdef POOL_AVX512
-    if (tsr_cpu_level() >= TSR_CPU_AVX512) ow = maxpool_2x2_row_avx512(o, oi, r0, r1, base, w, wo);
+    if (tsr_cpu_level() >= TSR_CPU_AVX512)
+        ow = maxpool_2x2_row_avx512(o, oi, r0, r1, base, w, wo);
+    else if (tsr_cpu_level() >= TSR_CPU_AVX2)
+        ow = maxpool_2x2_row_avx2(o, oi, r0, r1, base, w, wo);
 #endif
     for (; ow < wo; ow++) {
         float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
@@ -233,6 +273,35 @@ AVX512_FN int maxpool_2x2_bwd_row_avx512(float *r0, float *r1, const float *d, c
     }
     return ow;
 }
+
+/* the same in 8-lane blocks: compares select the grad, unpacks and a
+ * 128-bit permute interleave the even and odd columns */
+AVX2_FN int maxpool_2x2_bwd_row_avx2(float *r0, float *r1, const float *d, const int32_t *k, int32_t base, int w,
+                                     int wo) {
+    const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m256i lane2 = _mm256_add_epi32(lane, lane);
+    int ow = 0;
+    for (; ow < wo; ow += 8) {
+        int n = wo - ow < 8 ? wo - ow : 8;
+        __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n), lane);
+        __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 8), lane);
+        __m256i mo = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+        __m256 dv = _mm256_maskload_ps(d + ow, mo);
+        __m256i e = _mm256_sub_epi32(_mm256_maskload_epi32(k + ow, mo),
+                                     _mm256_add_epi32(lane2, _mm256_set1_epi32(base + 2 * ow)));
+        __m256 v0 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_set1_epi32(0))), dv);
+        __m256 v1 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_set1_epi32(1))), dv);
+        __m256 v2 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_set1_epi32(w))), dv);
+        __m256 v3 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_set1_epi32(w + 1))), dv);
+        __m256 lo = _mm256_unpacklo_ps(v0, v1), hi = _mm256_unpackhi_ps(v0, v1);
+        _mm256_maskstore_ps(r0 + 2 * ow, m0, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_maskstore_ps(r0 + 2 * ow + 8, m1, _mm256_permute2f128_ps(lo, hi, 0x31));
+        lo = _mm256_unpacklo_ps(v2, v3), hi = _mm256_unpackhi_ps(v2, v3);
+        _mm256_maskstore_ps(r1 + 2 * ow, m0, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_maskstore_ps(r1 + 2 * ow + 8, m1, _mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+    return ow;
+}
 #endif
 
 /* 2x2/2 windows tiling the whole plane: every input gets written (the
@@ -240,8 +309,8 @@ AVX512_FN int maxpool_2x2_bwd_row_avx512(float *r0, float *r1, const float *d, c
 static void maxpool_2x2_bwd_write(float *dx, const float *dout, const int32_t *idx, const pool_geom *g) {
     int64_t hw = (int64_t)g->h * g->w, hwo = (int64_t)g->ho * g->wo;
     int w = g->w, wo = g->wo;
-    const bool use512 = tsr_cpu_level() >= TSR_CPU_AVX512;
-    (void)use512;
+    const int level = tsr_cpu_level();
+    (void)level;
 #pragma omp parallel for schedule(static) if (g->planes * hw > PAR_MIN)
     for (int64_t p = 0; p < g->planes; p++)
         for (int oh = 0; oh < g->ho; oh++) {
@@ -251,7 +320,10 @@ static void maxpool_2x2_bwd_write(float *dx, const float *dout, const int32_t *i
             int32_t base = 2 * oh * w;
             int ow = 0;
 #ifdef POOL_AVX512
-            if (use512) ow = maxpool_2x2_bwd_row_avx512(r0, r1, d, k, base, w, wo);
+            if (level >= TSR_CPU_AVX512)
+                ow = maxpool_2x2_bwd_row_avx512(r0, r1, d, k, base, w, wo);
+            else if (level >= TSR_CPU_AVX2)
+                ow = maxpool_2x2_bwd_row_avx2(r0, r1, d, k, base, w, wo);
 #endif
             for (; ow < wo; ow++) {
                 int32_t e = k[ow] - base - 2 * ow; /* 0, 1, w, w+1 */

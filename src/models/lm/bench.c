@@ -6,35 +6,64 @@
 
 #include <cblas.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-/* Streaming reads on every thread (each its own contiguous share, OpenMP's
- * static split), summed in 16 independent lanes so the loads, not an add
- * chain, set the pace; the best of reps runs. A single dependent add chain
- * (the old form without SIMD) measured the add latency, not the memory. */
+/* The machine's streaming-read peak, the ceiling for any decode: every
+ * processor reads its own contiguous share (OpenMP's static split) of a
+ * buffer four times the last-level cache (at least 512 MiB, at most a
+ * quarter of the memory), summed in 32 independent lanes so the loads, not
+ * an add chain, set the pace; the best of reps runs. It always uses all
+ * processors, whatever the thread count of the run it bounds: a decode on
+ * fewer threads may draw more than their share of the machine's bandwidth,
+ * so a per-thread probe is no ceiling. bytes = 0 picks the size. */
+size_t tsr_lm_bench_read_bw_bytes(void) {
+    size_t mib = (size_t)1 << 20, bytes = 512 * mib;
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (llc <= 0) llc = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (llc > 0 && (size_t)llc * 4 > bytes) bytes = (size_t)llc * 4;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psz > 0) {
+        size_t cap = (size_t)pages * (size_t)psz / 4;
+        if (bytes > cap) bytes = cap < 64 * mib ? 64 * mib : cap;
+    }
+    return bytes;
+}
+
+int tsr_lm_bench_read_bw_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
 double tsr_lm_bench_read_bw(size_t bytes, int reps, double *checksum) {
+    if (bytes == 0) bytes = tsr_lm_bench_read_bw_bytes();
     size_t n = bytes / sizeof(float) / 64 * 64;
     float *a = NULL;
     if (n == 0 || posix_memalign((void **)&a, 64, n * sizeof(float)) != 0) return 0;
+    int nt = tsr_lm_bench_read_bw_threads();
+    (void)nt;
     /* touch every page with the thread that will read it (first touch) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nt)
     for (size_t b = 0; b < n / 64; b++)
         for (int j = 0; j < 64; j++) a[b * 64 + (size_t)j] = (float)(j & 7);
     double best = 1e30, sum = 0;
     for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
         double t0 = tsr_time(), s = 0;
-#pragma omp parallel reduction(+ : s)
+#pragma omp parallel reduction(+ : s) num_threads(nt)
         {
-            float acc[16] = {0};
+            float acc[32] = {0};
 #pragma omp for schedule(static) nowait
             for (size_t b = 0; b < n / 64; b++) {
                 const float *p = a + b * 64;
-                for (int j = 0; j < 64; j += 16)
-                    for (int l = 0; l < 16; l++) acc[l] += p[j + l];
+                for (int j = 0; j < 64; j += 32)
+                    for (int l = 0; l < 32; l++) acc[l] += p[j + l];
             }
-            for (int l = 0; l < 16; l++) s += acc[l];
+            for (int l = 0; l < 32; l++) s += acc[l];
         }
         double dt = tsr_time() - t0;
         if (dt < best) best = dt;
