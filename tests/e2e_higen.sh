@@ -101,6 +101,22 @@ if [ -r "$ML/tags.csv" ]; then
         "$BIN" higen index --catalog "$ML" --model "$M" --threads 1 >/dev/null 2>>"$TMP/err" &&
         "$BIN" higen train --what generator $tiny >/dev/null 2>>"$TMP/err" && ok ||
         bad "personalised training: $(tail -1 "$TMP/err")"
+    # --keep-best: the tune subset held out, the lowest-tune-loss evaluation kept; a run stopped and
+    # resumed ends with the same files as one straight run
+    kb="--what generator --catalog $ML --dim 16 --hidden 32 --heads 2 --layers 1 --steps 4 --batch 8 --threads 1 --quiet --lr 0.05 --eval-every 1 --keep-best"
+    mkdir -p "$TMP/kb1" "$TMP/kb2" && cp "$M"/tokenizer.json "$M"/higen.index.safetensors "$TMP/kb1/" &&
+        cp "$M"/tokenizer.json "$M"/higen.index.safetensors "$TMP/kb2/"
+    js=$("$BIN" higen train $kb --model "$TMP/kb1" --json 2>/dev/null)
+    "$BIN" higen train $kb --model "$TMP/kb2" --stop-after 2 >/dev/null 2>&1
+    "$BIN" higen train $kb --model "$TMP/kb2" --resume >/dev/null 2>&1
+    echo "$js" | grep -q '"best_step": [1-4],' && echo "$js" | grep -q '"tune_loss"' &&
+        cmp -s "$TMP/kb1/higen.generator.safetensors" "$TMP/kb1/higen.generator.best.safetensors" &&
+        [ -f "$TMP/kb1/higen.generator.last.safetensors" ] &&
+        cmp -s "$TMP/kb1/higen.generator.safetensors" "$TMP/kb2/higen.generator.safetensors" &&
+        cmp -s "$TMP/kb1/higen.generator.last.safetensors" "$TMP/kb2/higen.generator.last.safetensors" && ok ||
+        bad "--keep-best: '$js'"
+    "$BIN" higen train --what generator --keep-best --eval-every 0 --model "$TMP/kb1" --catalog "$ML" >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "--keep-best without --eval-every is not a usage error"
     "$BIN" higen eval --catalog "$ML" --construction movielens --split valid --method higen --model "$M" --threads 1 \
         --json 2>/dev/null | grep -q '"recall@10"' && ok || bad "personalised eval"
     a=$("$BIN" higen search --catalog "$ML" --model "$M" --query funny --user 2 -k 5 --json --threads 1 2>/dev/null | sed "s/\"ms\": [0-9.]*//")

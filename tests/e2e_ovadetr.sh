@@ -25,6 +25,8 @@ export OMP_NUM_THREADS=1
 [ $? -eq 2 ] && ok || bad "an unknown --method is not a usage error"
 "$BIN" ovadetr train --out "$TMP/m.safetensors" --crop 100 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--crop 100 is not a usage error"
+"$BIN" ovadetr train --out "$TMP/m.safetensors" --name-pool 40 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--name-pool 40 is not a usage error"
 
 [ -d "$D/aerial" ] || { echo "e2e_ovadetr: $D/aerial missing, skipping the rest ($pass passed)"; exit $fails; }
 
@@ -40,6 +42,12 @@ M2="$TMP/tiny2.safetensors"
 "$BIN" ovadetr train --out "$M2" --model-config $CFG --steps 2 --crop 128 --eval-every 0 --quiet --threads 1 \
     --resume >/dev/null 2>&1
 cmp -s "$M" "$M2" && ok || bad "stop after 1 + resume differs from 2 straight steps"
+# more seen-class names: pools of near names, none nearer to bus or minibus
+"$BIN" ovadetr train --out "$TMP/p.safetensors" --model-config $CFG --steps 1 --crop 128 --eval-every 0 --quiet \
+    --threads 1 --name-pool 8 >/dev/null 2>"$TMP/pool.err"
+[ $? -eq 0 ] && grep -q "^name pool 'large vehicle': 'truck', " "$TMP/pool.err" && \
+    ! grep "^name pool" "$TMP/pool.err" | grep -Eq "'(bus|minibus|minivan|school bus)'" && ok || \
+    bad "--name-pool does not train with pools free of the unseen names"
 # the one-image fitting check: a bad name is a usage error, a missing image one line
 "$BIN" ovadetr train --out "$TMP/o.safetensors" --only ../MOS74 --steps 1 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--only with a path is not a usage error"

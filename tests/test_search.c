@@ -178,6 +178,16 @@ static void test_qfile(void) {
     }
     TU_CHECK(cnt[0] > 1500 && cnt[0] < 1700 && cnt[1] > 130 && cnt[2] > 130, "split sizes %d %d %d", cnt[0],
              cnt[1], cnt[2]);
+    /* the tuning subset: ~1/8 of the train texts, never a valid or test one */
+    int tune = 0, tune_bad = 0;
+    for (int i = 0; i < 2000; i++) {
+        snprintf(q, sizeof q, "query %d", i);
+        bool t = tsr_query_is_tune(q);
+        tune += t;
+        tune_bad += t && tsr_query_split(q) != TSR_SPLIT_TRAIN;
+    }
+    TU_CHECK(tune > 150 && tune < 260 && tune_bad == 0, "tune subset %d (%d outside train)", tune, tune_bad);
+    TU_CHECK(tsr_query_is_tune("Query  7 ") == tsr_query_is_tune("query 7"), "tune subset normalises");
 }
 
 /* ------------------------------------------- a small catalog on disk */

@@ -136,6 +136,10 @@ int tsr_higen_beam_search(const tsr_higen_gen *g, const tsr_higen_trie *t, const
 
 #include "tessera/bpe.h"
 
+/* the pair slot of the tuning subset of the train queries (tsr_query_is_tune) */
+#define TSR_HIGEN_TUNE TSR_SPLIT_COUNT
+#define TSR_HIGEN_SLOTS (TSR_SPLIT_COUNT + 1)
+
 /* Everything the encoder and generator train and evaluate on, built from
  * the Debian catalog: the BPE tokenizer (trained on lower-cased item text),
  * token ids of every item's text (as seen by all constructions, and with
@@ -150,9 +154,10 @@ typedef struct {
     int32_t *item_len[2];
     tsr_queryset qs;         /* every construction, every split */
     int32_t *q_tok, *q_len;  /* per query, tq */
-    /* pairs of one split: query, positive item, hard negative item */
-    int32_t *pair_q[TSR_SPLIT_COUNT], *pair_pos[TSR_SPLIT_COUNT], *pair_neg[TSR_SPLIT_COUNT];
-    int64_t n_pairs[TSR_SPLIT_COUNT];
+    /* pairs of one split: query, positive item, hard negative item; slot
+     * TSR_HIGEN_TUNE is empty until tsr_higen_data_hold_tune fills it */
+    int32_t *pair_q[TSR_HIGEN_SLOTS], *pair_pos[TSR_HIGEN_SLOTS], *pair_neg[TSR_HIGEN_SLOTS];
+    int64_t n_pairs[TSR_HIGEN_SLOTS];
 } tsr_higen_data;
 
 /* bpe_path: an existing tokenizer.json to reuse, or NULL to train one
@@ -160,6 +165,11 @@ typedef struct {
 tsr_status tsr_higen_data_build(tsr_higen_data *d, const tsr_catalog *cat, const char *bpe_path, int vocab_size,
                                 int tq, int ti, bool pairs, uint64_t seed);
 void tsr_higen_data_free(tsr_higen_data *d);
+/* Moves the train pairs whose query is in the tuning subset
+ * (tsr_query_is_tune) to slot TSR_HIGEN_TUNE, keeping their order, so a
+ * run can select checkpoints or settings on a loss the validation queries
+ * play no part in. Returns the number of pairs moved. */
+int64_t tsr_higen_data_hold_tune(tsr_higen_data *d);
 /* the item view a construction's queries see (1: debtags hidden) */
 int tsr_higen_view(int construction);
 /* The generator's and encoder's input text for a query: the text itself,

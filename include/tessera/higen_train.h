@@ -33,10 +33,18 @@ int tsr_higen_index_view(tsr_rng *rng, const tsr_higen_indexing *ix, const int32
                          int32_t *out);
 
 /* The generator on the train pairs (query -> docID of a relevant item),
- * plus the indexing examples (ix->on); eval: the loss on up to 1,024 valid
- * pairs (no indexing examples). */
+ * plus the indexing examples (ix->on); eval: "val_loss", the loss on up to
+ * 1,024 valid pairs (no indexing examples), and, when the data holds tune
+ * pairs (tsr_higen_data_hold_tune), "tune_loss" on up to 4,096 of them.
+ * keep_best (needs tune pairs): every save that follows an evaluation
+ * keeps the weights with the lowest tune_loss so far in X.best.safetensors
+ * beside o->out = X.safetensors (metadata higen.tune_loss, higen.best_step;
+ * on resume the file on disk is the best so far); the end of the run
+ * writes the last weights to X.last.safetensors and copies the best to
+ * o->out. Checkpoints should follow every evaluation (ckpt_every =
+ * eval_every) so that no evaluated step is passed over. */
 tsr_status tsr_higen_train_generator(tsr_higen_data *d, tsr_higen_gen *g, const tsr_higen_trie *t,
                                      const tsr_higen_loss_opts *lo, int batch, const tsr_higen_indexing *ix,
-                                     const tsr_train_opts *o, tsr_train_result *res);
+                                     bool keep_best, const tsr_train_opts *o, tsr_train_result *res);
 
 #endif

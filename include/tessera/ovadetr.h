@@ -193,6 +193,10 @@ typedef struct {
     float copy_paste;     /* probability of pasting iSAID chips into a crop */
     const char *only;     /* NULL, or one KIT image stem (e.g. MOS74): train and
                              validate on that image alone (a fitting check) */
+    int name_pool;        /* > 0: a positive name's row is, half of the time, one
+                             of its up to name_pool nearest vocabulary rows that
+                             lie nearer to it than to any other seen or unseen
+                             name (more seen-class vocabulary); 0: off */
 } tsr_ovd_data_opts;
 
 tsr_ovd_data_opts tsr_ovd_default_data_opts(void);

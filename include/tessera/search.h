@@ -244,6 +244,11 @@ int tsr_query_split(const char *text);
  * runs of white space as one space and none at either end: what
  * tsr_query_split hashes */
 uint64_t tsr_query_hash(const char *text, uint64_t basis);
+/* The tuning subset: about 1/8 of the train split's query texts, by a
+ * second hash of the same normalised text (offset basis
+ * 0x84222325cbf29ce4, then h ^= h >> 29, h % 8 == 0), so settings can be
+ * chosen without the validation queries. False for any valid/test text. */
+bool tsr_query_is_tune(const char *text);
 
 /* Appends the queries of one construction built from the catalog. Query
  * texts are distinct within a construction (a text naming several label

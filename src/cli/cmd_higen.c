@@ -325,8 +325,10 @@ static int load_queries(const char *prog, const tsr_catalog *cat, const tsr_qfil
         return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, movielens)",
                                construction);
     int sp = -1;
-    if (strcmp(split, "all") != 0 && (sp = tsr_split_from_name(split)) < 0)
-        return cli_usage_error(prog, "unknown --split '%s' (train, valid, test, all)", split);
+    bool tune = strcmp(split, "tune") == 0; /* the tuning subset of the train queries */
+    if (tune) sp = TSR_SPLIT_TRAIN;
+    else if (strcmp(split, "all") != 0 && (sp = tsr_split_from_name(split)) < 0)
+        return cli_usage_error(prog, "unknown --split '%s' (train, tune, valid, test, all)", split);
     tsr_queryset all = {0};
     tsr_status st = tsr_queries_build(&all, cat, c);
     if (st.code != TSR_OK) {
@@ -334,7 +336,7 @@ static int load_queries(const char *prog, const tsr_catalog *cat, const tsr_qfil
         return cli_fail(st, "the movielens construction needs --catalog ../shared/data/movielens-latest-small");
     }
     for (int32_t i = 0; i < all.n; i++)
-        if (sp < 0 || all.q[i].split == sp)
+        if ((sp < 0 || all.q[i].split == sp) && (!tune || tsr_query_is_tune(all.q[i].text)))
             tsr_queryset_add(qs, all.q[i].text, all.q[i].user, all.q[i].rel, all.q[i].n_rel, c, all.q[i].split);
     tsr_queryset_free(&all);
     *qc = c;
@@ -488,7 +490,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"beam", ARG_INT, &beam, "N", "beam width of the generative methods (they return at most N items)", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         {"construction", ARG_STR, &construction, "NAME", "instead of --queries: a built-in construction", NULL},
-        {"split", ARG_STR, &split, "NAME", "the construction's split: train, valid, test or all", NULL},
+        {"split", ARG_STR, &split, "NAME", "the construction's split: train, valid, test or all; tune: the tuning "
+                                            "subset of train (held out by 'train --tune')", NULL},
         {"k1", ARG_FLOAT, &k1, "X", "BM25 term-frequency saturation", NULL},
         {"b", ARG_FLOAT, &b, "X", "BM25 length normalisation", NULL},
         CLI_COMMON_THREADS(&cm),

@@ -4,8 +4,10 @@
 #include "cli/train_flags.h"
 
 #include "tessera/higen_train.h"
+#include "tessera/safetensors.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -22,7 +24,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     tsr_higen_gen_cfg gc = {.dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 256,
                             .max_query = 16};
     float tau = 0.05f, pos_decay = 0.5f, sibling = 0.5f;
-    bool no_indexing = false, no_profile = false;
+    bool no_indexing = false, no_profile = false, tune = false, keep_best = false;
     float index_span = 0.f, index_drop = 0.f;
     tsr_train_opts def = tsr_train_default_opts();
     def.steps = 400;
@@ -55,6 +57,11 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         {"index-span", ARG_FLOAT, &index_span, "P", "generator: chance that an indexing example shows a random "
                                                      "window of the item's text instead of its head", NULL},
         {"index-drop", ARG_FLOAT, &index_drop, "P", "generator: chance to drop each token of such a window", NULL},
+        {"tune", ARG_BOOL, &tune, NULL, "generator: hold the tuning subset of the train queries out of training "
+                                        "and report its loss (tune_loss)", NULL},
+        {"keep-best", ARG_BOOL, &keep_best, NULL, "generator (implies --tune, needs --eval-every): the model file "
+                                                  "ends as the evaluated step with the lowest tune_loss (the last "
+                                                  "weights go to <variant>.generator.last.safetensors)", NULL},
     };
     int rc = cli_train_parse(prog,
                              "Train the item/query encoder (InfoNCE, in-batch + BM25 hard negatives) or a docID "
@@ -63,6 +70,10 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     bool enc = strcmp(what, "encoder") == 0;
     if (!enc && strcmp(what, "generator") != 0) return cli_usage_error(prog, "--what must be encoder or generator");
+    if (keep_best) tune = true;
+    if (enc && tune) return cli_usage_error(prog, "--tune and --keep-best are for --what generator");
+    if (keep_best && t.o.eval_every <= 0) return cli_usage_error(prog, "--keep-best needs --eval-every N > 0");
+    if (keep_best) t.o.ckpt_every = t.o.eval_every; /* every evaluated step is a candidate */
     const char *index_of = NULL;
     if (!enc) {
         static const char *const v[][2] = {{"higen", "higen"}, {"higen-noeff", "higen-noeff"},
@@ -86,7 +97,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     ec.n_kv_heads = ec.n_heads;
     if (mkdir(model, 0777) != 0 && errno != EEXIST)
         return cli_fail(tsr_errorf(TSR_ERR_IO, "cannot create %s: %s", model, strerror(errno)), MODEL_HINT);
-    char out[1024], tok[1024], ipath[1024];
+    char out[1024], tok[1024], ipath[1024], best[1100];
     snprintf(out, sizeof out, "%s/%s", model, enc ? "encoder.safetensors" : "");
     if (!enc) snprintf(out, sizeof out, "%s/%s.generator.safetensors", model, variant);
     snprintf(tok, sizeof tok, "%s/tokenizer.json", model);
@@ -115,9 +126,11 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     if (no_profile) /* the query tokens of the plain query text, as a query without a user reads */
         for (int32_t q = 0; q < d.qs.n; q++)
             d.q_len[q] = tsr_higen_encode(&d.bpe, d.qs.q[q].text, d.q_tok + (size_t)q * d.tq, d.tq);
+    if (tune) tsr_higen_data_hold_tune(&d);
     if (!t.quiet)
-        fprintf(stderr, "data: %d tokens, %lld train / %lld valid pairs (%.1f s)\n", d.bpe.vocab_size,
-                (long long)d.n_pairs[TSR_SPLIT_TRAIN], (long long)d.n_pairs[TSR_SPLIT_VALID], tsr_time() - t0);
+        fprintf(stderr, "data: %d tokens, %lld train / %lld tune / %lld valid pairs (%.1f s)\n", d.bpe.vocab_size,
+                (long long)d.n_pairs[TSR_SPLIT_TRAIN], (long long)d.n_pairs[TSR_HIGEN_TUNE],
+                (long long)d.n_pairs[TSR_SPLIT_VALID], tsr_time() - t0);
     tsr_train_result res = {0};
     if (enc) {
         ec.vocab = d.bpe.vocab_size;
@@ -151,7 +164,11 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
                 tsr_higen_loss_opts lo = {.pos_decay = pos_decay, .sibling = sibling};
                 cli_train_begin(&t);
                 tsr_higen_indexing io = {.on = !no_indexing, .span = index_span, .drop = index_drop};
-                st = tsr_higen_train_generator(&d, &g, &ix.trie, &lo, t.batch, &io, &t.o, &res);
+                if (keep_best && !t.o.resume) { /* a best file of an earlier run is not a candidate */
+                    snprintf(best, sizeof best, "%s/%s.generator.best.safetensors", model, variant);
+                    remove(best);
+                }
+                st = tsr_higen_train_generator(&d, &g, &ix.trie, &lo, t.batch, &io, keep_best, &t.o, &res);
                 cli_train_end(&t, &res);
                 tsr_higen_gen_free(&g);
             }
@@ -161,11 +178,18 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     tsr_higen_data_free(&d);
     tsr_catalog_free(&cat);
     if (st.code != TSR_OK) return cli_fail(st, cli_train_hint(&t, st, MODEL_HINT));
-    double vl = tsr_train_metric_get(&res.eval, "val_loss");
+    double vl = tsr_train_metric_get(&res.eval, "val_loss"), tl = tsr_train_metric_get(&res.eval, "tune_loss");
     if (t.cm.json) {
-        printf("{\"what\": \"%s\", \"steps\": %lld, \"finished\": %s, \"loss\": %.5f, \"val_loss\": %.5f, "
-               "\"seconds\": %.1f, \"out\": ",
-               what, (long long)res.step, res.finished ? "true" : "false", (double)res.last_loss, vl, res.seconds);
+        printf("{\"what\": \"%s\", \"steps\": %lld, \"finished\": %s, \"loss\": %.5f, \"val_loss\": %.5f, ",
+               what, (long long)res.step, res.finished ? "true" : "false", (double)res.last_loss, vl);
+        if (tl == tl) printf("\"tune_loss\": %.5f, ", tl);
+        tsr_st_file bf;
+        if (keep_best && res.finished && tsr_st_read(out, &bf).code == TSR_OK) {
+            const char *bs = tsr_st_meta(&bf, "higen.best_step"), *bl = tsr_st_meta(&bf, "higen.tune_loss");
+            if (bs && bl) printf("\"best_step\": %s, \"best_tune_loss\": %s, ", bs, bl);
+            tsr_st_free(&bf);
+        }
+        printf("\"seconds\": %.1f, \"out\": ", res.seconds);
         cli_json_str(stdout, out);
         printf("}\n");
     } else {

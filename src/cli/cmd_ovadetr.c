@@ -46,6 +46,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"slots", ARG_INT, &d.slots, "K", "text slots per step: positive names + sampled negatives (default 12)", NULL},
         {"copy-paste", ARG_FLOAT, &d.copy_paste, "P", "probability of pasting iSAID chips into a crop (default 0.5)", NULL},
         {"only", ARG_STR, &d.only, "STEM", "fitting check: train and validate on this one KIT AIS image (e.g. MOS74)", NULL},
+        {"name-pool", ARG_INT, &d.name_pool, "K", "a positive name is, half of the time, one of its K nearest vocabulary names that are nearer to it than to any other protocol name (default 0: off)", NULL},
     };
     int rc = cli_train_parse(prog,
                              "Train OVA-DETR (or its closed-set twin / an ablation) on the zero-shot split of the real "
@@ -65,6 +66,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (d.crop % 32) return cli_usage_error(prog, "--crop must be a multiple of 32 (got %d)", d.crop);
     if ((rc = cli_check_int(prog, "--slots", d.slots, 6, 64)) != CLI_OK) return rc;
     if ((rc = cli_check_float(prog, "--copy-paste", d.copy_paste, 0, 1)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "--name-pool", d.name_pool, 0, 32)) != CLI_OK) return rc;
     if (d.only && (!*d.only || strlen(d.only) > 40 || strchr(d.only, '/') || strchr(d.only, '.')))
         return cli_usage_error(prog, "--only takes a KIT AIS image name such as MOS74 (got '%s')", d.only);
     if ((rc = cli_check_output(prog, "--out", t.o.out, false)) != CLI_OK) return rc;

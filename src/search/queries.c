@@ -53,6 +53,13 @@ int tsr_query_split(const char *text) {
     return b < 16 ? TSR_SPLIT_TRAIN : b < 18 ? TSR_SPLIT_VALID : TSR_SPLIT_TEST;
 }
 
+bool tsr_query_is_tune(const char *text) {
+    if (tsr_query_split(text) != TSR_SPLIT_TRAIN) return false;
+    uint64_t h = tsr_query_hash(text, 0x84222325cbf29ce4ull);
+    h ^= h >> 29;
+    return h % 8 == 0;
+}
+
 void tsr_queryset_add(tsr_queryset *qs, const char *text, int64_t user, const int32_t *rel,
                       int n_rel, int construction, int split) {
     if (qs->n == qs->cap) {

@@ -195,10 +195,29 @@ void tsr_higen_data_free(tsr_higen_data *d) {
     tsr_queryset_free(&d->qs);
     free(d->q_tok);
     free(d->q_len);
-    for (int s = 0; s < TSR_SPLIT_COUNT; s++) {
+    for (int s = 0; s < TSR_HIGEN_SLOTS; s++) {
         free(d->pair_q[s]);
         free(d->pair_pos[s]);
         free(d->pair_neg[s]);
     }
     memset(d, 0, sizeof *d);
+}
+
+int64_t tsr_higen_data_hold_tune(tsr_higen_data *d) {
+    const int tr = TSR_SPLIT_TRAIN, tu = TSR_HIGEN_TUNE;
+    int64_t n = d->n_pairs[tr], kept = 0, moved = 0;
+    int64_t cap[TSR_HIGEN_SLOTS] = {0};
+    cap[tu] = d->n_pairs[tu];
+    for (int64_t i = 0; i < n; i++) {
+        int32_t q = d->pair_q[tr][i], pos = d->pair_pos[tr][i], neg = d->pair_neg[tr][i];
+        if (tsr_query_is_tune(d->qs.q[q].text)) {
+            add_pairs(d, tu, q, pos, neg, cap);
+            moved++;
+        } else {
+            d->pair_q[tr][kept] = q, d->pair_pos[tr][kept] = pos, d->pair_neg[tr][kept] = neg;
+            kept++;
+        }
+    }
+    d->n_pairs[tr] = kept;
+    return moved;
 }

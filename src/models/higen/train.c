@@ -5,6 +5,7 @@
 #include "tessera/safetensors.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------- encoder */
@@ -139,6 +140,7 @@ typedef struct {
     tsr_higen_indexing ix;
     int batch;
     int64_t n_pairs; /* train pairs; ids beyond are indexing examples */
+    bool keep_best;  /* the weights file ends as the evaluation with the lowest tune_loss */
 } gen_run;
 
 int tsr_higen_index_view(tsr_rng *rng, const tsr_higen_indexing *ix, const int32_t *src, int len, int Q,
@@ -191,10 +193,8 @@ static tsr_status gen_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, 
     return tsr_ok();
 }
 
-static tsr_status gen_eval(void *ud, tsr_train_metrics *m) {
-    gen_run *r = ud;
-    int64_t n = r->d->n_pairs[TSR_SPLIT_VALID];
-    if (n > 1024) n = 1024;
+/* mean loss over the first n pairs of slot sp, in whole batches */
+static double gen_slot_loss(gen_run *r, int sp, int64_t n) {
     tsr_ctx c;
     tsr_ctx_init(&c, 1 << 24);
     c.grad_enabled = false;
@@ -205,27 +205,88 @@ static tsr_status gen_eval(void *ud, tsr_train_metrics *m) {
     for (int64_t a = 0; a + r->batch <= n; a += r->batch) {
         for (int b = 0; b < r->batch; b++) ids[b] = (int32_t)(a + b);
         tsr_ctx_reset(&c);
-        sum += tsr_f32(gen_batch_loss(&c, r, TSR_SPLIT_VALID, ids, r->batch))[0];
+        sum += tsr_f32(gen_batch_loss(&c, r, sp, ids, r->batch))[0];
         cnt++;
     }
     free(ids);
     tsr_ctx_free(&c);
-    tsr_train_metric(m, "val_loss", cnt ? sum / (double)cnt : NAN);
+    return cnt ? sum / (double)cnt : NAN;
+}
+
+static tsr_status gen_eval(void *ud, tsr_train_metrics *m) {
+    gen_run *r = ud;
+    int64_t n = r->d->n_pairs[TSR_SPLIT_VALID], nt = r->d->n_pairs[TSR_HIGEN_TUNE];
+    tsr_train_metric(m, "val_loss", gen_slot_loss(r, TSR_SPLIT_VALID, n < 1024 ? n : 1024));
+    if (nt > 0) tsr_train_metric(m, "tune_loss", gen_slot_loss(r, TSR_HIGEN_TUNE, nt < 4096 ? nt : 4096));
     return tsr_ok();
+}
+
+/* "d/x.safetensors" -> "d/x.<tag>.safetensors" */
+static void sibling_path(const char *path, const char *tag, char *buf, size_t n) {
+    size_t L = strlen(path), e = strlen(".safetensors");
+    if (L > e && strcmp(path + L - e, ".safetensors") == 0) snprintf(buf, n, "%.*s.%s.safetensors", (int)(L - e), path, tag);
+    else snprintf(buf, n, "%s.%s", path, tag);
+}
+
+/* the tune_loss stored in a best file, or +inf when there is none */
+static double best_on_disk(const char *best) {
+    tsr_st_file f;
+    if (tsr_st_read(best, &f).code != TSR_OK) return INFINITY;
+    const char *v = tsr_st_meta(&f, "higen.tune_loss");
+    double x = v ? strtod(v, NULL) : INFINITY;
+    tsr_st_free(&f);
+    return x == x ? x : INFINITY;
+}
+
+/* an atomic copy of a safetensors file (tensors and metadata) */
+static tsr_status st_copy(const char *src, const char *dst) {
+    tsr_st_file f;
+    tsr_status st = tsr_st_read(src, &f);
+    if (st.code != TSR_OK) return st;
+    tsr_st_writer *w = tsr_st_writer_new();
+    for (int i = 0; i < f.n; i++) tsr_st_add(w, f.t[i].name, f.t[i].dtype, f.t[i].ndim, f.t[i].shape, f.t[i].data);
+    for (int i = 0; i < f.n_meta; i++) tsr_st_set_meta(w, f.meta_keys[i], f.meta_vals[i]);
+    st = tsr_st_write(w, dst);
+    tsr_st_writer_free(w);
+    tsr_st_free(&f);
+    return st;
 }
 
 static tsr_status gen_save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev,
                            bool final) {
-    (void)ev;
-    (void)final;
-    return tsr_params_save(&((gen_run *)ud)->g->params, path, TSR_ST_F32, meta);
+    gen_run *r = ud;
+    double tl = ev ? tsr_train_metric_get(ev, "tune_loss") : NAN;
+    if (!r->keep_best || !(tl == tl)) return tsr_params_save(&r->g->params, path, TSR_ST_F32, meta);
+    /* keep the evaluation with the lowest tune loss in PATH.best (kept on
+     * disk, so a resumed run compares with it too); the end of the run
+     * copies it to PATH and the last weights to PATH.last */
+    char best[1100], last[1100], tls[32], step[24];
+    sibling_path(path, "best", best, sizeof best);
+    sibling_path(path, "last", last, sizeof last);
+    snprintf(tls, sizeof tls, "%.6f", tl);
+    snprintf(step, sizeof step, "%lld", (long long)ev->step);
+    int nm = 0;
+    while (meta[nm]) nm++;
+    const char **m2 = malloc((size_t)(nm + 5) * sizeof *m2);
+    TSR_ASSERT(m2);
+    memcpy(m2, meta, (size_t)nm * sizeof *m2);
+    m2[nm] = "higen.tune_loss", m2[nm + 1] = tls, m2[nm + 2] = "higen.best_step", m2[nm + 3] = step, m2[nm + 4] = NULL;
+    tsr_status st = tsr_ok();
+    if (tl < best_on_disk(best)) st = tsr_params_save(&r->g->params, best, TSR_ST_F32, m2);
+    free(m2);
+    if (st.code != TSR_OK) return st;
+    if (!final) return tsr_params_save(&r->g->params, path, TSR_ST_F32, meta);
+    if ((st = tsr_params_save(&r->g->params, last, TSR_ST_F32, meta)).code != TSR_OK) return st;
+    return st_copy(best, path);
 }
 
 tsr_status tsr_higen_train_generator(tsr_higen_data *d, tsr_higen_gen *g, const tsr_higen_trie *t,
                                      const tsr_higen_loss_opts *lo, int batch, const tsr_higen_indexing *ixo,
-                                     const tsr_train_opts *o, tsr_train_result *res) {
+                                     bool keep_best, const tsr_train_opts *o, tsr_train_result *res) {
     gen_run r = {.d = d, .g = g, .t = t, .lo = *lo, .ix = *ixo, .batch = batch,
-                 .n_pairs = d->n_pairs[TSR_SPLIT_TRAIN]};
+                 .n_pairs = d->n_pairs[TSR_SPLIT_TRAIN], .keep_best = keep_best};
+    if (keep_best && d->n_pairs[TSR_HIGEN_TUNE] == 0)
+        return tsr_errorf(TSR_ERR_ARG, "higen: keeping the best checkpoint needs tune pairs (tsr_higen_data_hold_tune)");
     bool indexing = ixo->on;
     char gb[9 * 16], bs[16], pd[32], sb[32], ix[8], np[24], span[32], drop[32];
     const char *cfg[18 + 14 + 1];

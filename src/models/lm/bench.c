@@ -14,11 +14,14 @@
 /* The machine's streaming-read peak, the ceiling for any decode: every
  * processor reads its own contiguous share (OpenMP's static split) of a
  * buffer four times the last-level cache (at least 512 MiB, at most a
- * quarter of the memory), summed in 32 independent lanes so the loads, not
- * an add chain, set the pace; the best of reps runs. It always uses all
- * processors, whatever the thread count of the run it bounds: a decode on
- * fewer threads may draw more than their share of the machine's bandwidth,
- * so a per-thread probe is no ceiling. bytes = 0 picks the size. */
+ * quarter of the memory). It always uses all processors and the widest
+ * vectors the CPU has, whatever the thread count and kernel level of the
+ * run it bounds: a decode on fewer threads may draw more than their share
+ * of the machine's bandwidth, so a per-thread probe is no ceiling, and
+ * narrow loads leave a core short of its peak. Each share is read as one
+ * stream and as 8 streams taken 4 KB at a time (a matrix-vector product
+ * reads several rows at once, which some memory systems serve faster),
+ * summed in 32 independent lanes; the best of reps runs of each form. */
 size_t tsr_lm_bench_read_bw_bytes(void) {
     size_t mib = (size_t)1 << 20, bytes = 512 * mib;
     long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
@@ -40,31 +43,55 @@ int tsr_lm_bench_read_bw_threads(void) {
 #endif
 }
 
+#define PROBE_CHUNK 1024 /* floats: 4 KB */
+/* sum of p[0..n) (n a multiple of streams * PROBE_CHUNK) read as `streams`
+ * interleaved streams; one body, compiled for three vector widths */
+#define DEFINE_PROBE_SUM(name, attr)                                                        \
+    attr static float name(const float *p, size_t n, int streams) {                      \
+        float acc[32] = {0};                                                              \
+        size_t part = n / (size_t)streams;                                                \
+        for (size_t off = 0; off < part; off += PROBE_CHUNK)                              \
+            for (int k = 0; k < streams; k++) {                                           \
+                const float *q = p + (size_t)k * part + off;                              \
+                for (int j = 0; j < PROBE_CHUNK; j += 32)                                 \
+                    for (int l = 0; l < 32; l++) acc[l] += q[j + l];                      \
+            }                                                                             \
+        float s = 0;                                                                      \
+        for (int l = 0; l < 32; l++) s += acc[l];                                         \
+        return s;                                                                         \
+    }
+DEFINE_PROBE_SUM(probe_sum, )
+#if defined(__x86_64__) && defined(__GNUC__)
+DEFINE_PROBE_SUM(probe_sum_avx2, __attribute__((target("avx2"))))
+DEFINE_PROBE_SUM(probe_sum_avx512, __attribute__((target("avx512f"))))
+#endif
+
+static float probe_share(const float *p, size_t n, int streams) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f")) return probe_sum_avx512(p, n, streams);
+    if (__builtin_cpu_supports("avx2")) return probe_sum_avx2(p, n, streams);
+#endif
+    return probe_sum(p, n, streams);
+}
+
 double tsr_lm_bench_read_bw(size_t bytes, int reps, double *checksum) {
     if (bytes == 0) bytes = tsr_lm_bench_read_bw_bytes();
-    size_t n = bytes / sizeof(float) / 64 * 64;
+    int nt = tsr_lm_bench_read_bw_threads();
+    size_t unit = (size_t)nt * 8 * PROBE_CHUNK; /* every share splits into 8 whole chunks */
+    size_t n = bytes / sizeof(float) / unit * unit;
     float *a = NULL;
     if (n == 0 || posix_memalign((void **)&a, 64, n * sizeof(float)) != 0) return 0;
-    int nt = tsr_lm_bench_read_bw_threads();
-    (void)nt;
+    size_t per = n / (size_t)nt;
     /* touch every page with the thread that will read it (first touch) */
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (size_t b = 0; b < n / 64; b++)
-        for (int j = 0; j < 64; j++) a[b * 64 + (size_t)j] = (float)(j & 7);
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+    for (int t = 0; t < nt; t++)
+        for (size_t i = 0; i < per; i++) a[(size_t)t * per + i] = (float)(i & 7);
     double best = 1e30, sum = 0;
-    for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
+    for (int r = 0; r < 2 * (reps > 0 ? reps : 1); r++) {
+        int streams = r % 2 ? 8 : 1;
         double t0 = tsr_time(), s = 0;
-#pragma omp parallel reduction(+ : s) num_threads(nt)
-        {
-            float acc[32] = {0};
-#pragma omp for schedule(static) nowait
-            for (size_t b = 0; b < n / 64; b++) {
-                const float *p = a + b * 64;
-                for (int j = 0; j < 64; j += 32)
-                    for (int l = 0; l < 32; l++) acc[l] += p[j + l];
-            }
-            for (int l = 0; l < 32; l++) s += acc[l];
-        }
+#pragma omp parallel for schedule(static, 1) reduction(+ : s) num_threads(nt)
+        for (int t = 0; t < nt; t++) s += probe_share(a + (size_t)t * per, per, streams);
         double dt = tsr_time() - t0;
         if (dt < best) best = dt;
         sum = s;

@@ -17,7 +17,7 @@
 #include <sys/time.h>
 
 tsr_ovd_data_opts tsr_ovd_default_data_opts(void) {
-    return (tsr_ovd_data_opts){"../shared/data", 256, 12, 0.5f, NULL};
+    return (tsr_ovd_data_opts){"../shared/data", 256, 12, 0.5f, NULL, 0};
 }
 
 /* ------------------------------------------------------------ images */
@@ -391,7 +391,9 @@ typedef struct {
     int grp_rows[2][8];
     float parts[3];
     int closed_cols[2][8]; /* closed-set twin: group names -> columns */
-    char cfgs[512], crop_s[16], slots_s[16], cp_s[16];
+    int pool[2][8][32];    /* name pools of the group names (rows), --name-pool */
+    int n_pool[2][8];
+    char cfgs[512], crop_s[16], slots_s[16], cp_s[16], pool_s[16];
 } ovd_run;
 
 static float row_cos(const float *a, const float *b) {
@@ -423,6 +425,52 @@ static void build_negatives(ovd_run *r) {
     for (int i = 0; i < v->n_rows; i++)
         if (!ban[i]) r->neg_rows[r->n_neg++] = i;
     free(ban), free(cs);
+}
+
+/* name pools: for each group name, those of its 24 nearest vocabulary
+ * rows (up to dopt.name_pool, itself first) whose nearest protocol name
+ * (seen or unseen) is this one, so no pool row is closer to bus or minibus
+ * than to the seen name it stands for */
+static void build_pools(ovd_run *r) {
+    const tsr_ovd_vocab *v = &r->vocab;
+    int prow[8], np = 0;
+    for (int s = 0; s < 8; s++) {
+        int row = tsr_ovd_vocab_find(v, s < 6 ? g_seen[s] : g_unseen[s - 6]);
+        if (row >= 0) prow[np++] = row;
+    }
+    float *cs = malloc(sizeof(float) * (size_t)v->n_rows);
+    int lim = r->dopt.name_pool < 32 ? r->dopt.name_pool : 32;
+    for (int g = 0; g < 2; g++)
+        for (int k = 0; k < g_nn[g]; k++) {
+            int row = r->grp_rows[g][k];
+            r->pool[g][k][0] = row, r->n_pool[g][k] = 1;
+            for (int i = 0; i < v->n_rows; i++) cs[i] = row_cos(v->rows + (size_t)row * TSR_OVD_TEXT_DIM, v->rows + (size_t)i * TSR_OVD_TEXT_DIM);
+            cs[row] = -3;
+            /* only among its 24 nearest rows (the rows never used as its negatives) */
+            for (int seen = 0; seen < 24 && r->n_pool[g][k] < lim; seen++) {
+                int bi = -1;
+                for (int i = 0; i < v->n_rows; i++)
+                    if (cs[i] > -2 && (bi < 0 || cs[i] > cs[bi])) bi = i;
+                if (bi < 0) break;
+                float own = cs[bi];
+                cs[bi] = -3;
+                bool keep = true;
+                for (int j = 0; j < np && keep; j++)
+                    if (prow[j] != row && row_cos(v->rows + (size_t)prow[j] * TSR_OVD_TEXT_DIM, v->rows + (size_t)bi * TSR_OVD_TEXT_DIM) >= own)
+                        keep = false;
+                if (keep) r->pool[g][k][r->n_pool[g][k]++] = bi;
+            }
+            /* the pool on stderr (a name of each row) */
+            fprintf(stderr, "name pool '%s':", g_names[g][k]);
+            for (int j = 0; j < r->n_pool[g][k]; j++)
+                for (int i = 0; i < v->n; i++)
+                    if (v->row[i] == r->pool[g][k][j]) {
+                        fprintf(stderr, "%s '%s'", j ? "," : "", v->names[i]);
+                        break;
+                    }
+            fprintf(stderr, "\n");
+        }
+    free(cs);
 }
 
 static tsr_status ovd_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t nid, float *loss) {
@@ -462,6 +510,8 @@ static tsr_status ovd_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t nid
         text = malloc(sizeof(float) * (size_t)K * TSR_OVD_TEXT_DIM);
         for (int k = 0; k < K; k++) {
             int row = k < g_nn[group] ? r->grp_rows[group][k] : r->neg_rows[tsr_rng_below(&c->rng, (uint32_t)r->n_neg)];
+            if (k < g_nn[group] && r->dopt.name_pool > 0 && tsr_rng_below(&c->rng, 2))
+                row = r->pool[group][k][tsr_rng_below(&c->rng, (uint32_t)r->n_pool[group][k])];
             memcpy(text + (size_t)k * TSR_OVD_TEXT_DIM, r->vocab.rows + (size_t)row * TSR_OVD_TEXT_DIM, sizeof(float) * TSR_OVD_TEXT_DIM);
         }
     }
@@ -872,6 +922,7 @@ tsr_status tsr_ovd_train(const tsr_ovd_cfg *cfg0, const tsr_ovd_data_opts *d, co
                 if (!strcmp(g_seen[j], g_names[g][k])) r->closed_cols[g][k] = j;
         }
     build_negatives(r);
+    if (d->name_pool > 0) build_pools(r);
     if (cfg.closed) cfg.closed = 6;
     tsr_ovd_init(&r->m, &cfg);
     tsr_ovd_init_weights(&r->m, o->seed);
@@ -885,8 +936,11 @@ tsr_status tsr_ovd_train(const tsr_ovd_cfg *cfg0, const tsr_ovd_data_opts *d, co
     snprintf(r->crop_s, sizeof r->crop_s, "%d", d->crop);
     snprintf(r->slots_s, sizeof r->slots_s, "%d", d->slots);
     snprintf(r->cp_s, sizeof r->cp_s, "%g", d->copy_paste);
+    snprintf(r->pool_s, sizeof r->pool_s, "%d", d->name_pool);
+    /* data.name_pool only when on, so earlier runs still resume */
     const char *conf[] = {"ovadetr.config", r->cfgs, "data.crop", r->crop_s, "data.slots", r->slots_s,
-                          "data.copy_paste", r->cp_s, "data.protocol", "kit-mos74-91+dota+isaid/v1", NULL};
+                          "data.copy_paste", r->cp_s, "data.protocol", "kit-mos74-91+dota+isaid/v1",
+                          d->name_pool > 0 ? "data.name_pool" : NULL, r->pool_s, NULL};
     tsr_train_family f = {.name = "ovadetr", .params = &r->m.params, .config = conf, .n_items = 0,
                           .batch = r->B, .items_per_step = r->B, .unit = "img", .arena_bytes = (size_t)256 << 20,
                           .ud = r, .step = ovd_step, .eval = ovd_eval_hook, .save = ovd_save,
