@@ -173,6 +173,71 @@ static void test_baselines(tsr_nf_latset *s) {
     TU_CHECK(st.code != 0, "mlp is refused for latency");
 }
 
+/* the narformer predictor with the kernel-sum prior: a network whose
+ * operators do 64x the work (same tokens, 64x FLOPs, memory and
+ * parameters) is predicted far slower, as the prior scales, where the
+ * plain head saturates inside the range it was trained on; the prior's
+ * coefficients travel through the saved file */
+static tsr_nf_graph scaled_copy(const tsr_nf_graph *g, double k) {
+    tsr_nf_graph o;
+    tsr_nf_graph_init(&o);
+    for (int i = 0; i < g->n; i++) {
+        tsr_nf_node nd = g->nodes[i];
+        nd.flops *= k, nd.mem *= k, nd.params *= k;
+        tsr_nf_graph_add(&o, &nd);
+    }
+    for (int e = 0; e < g->n_edges; e++) tsr_nf_graph_edge(&o, g->esrc[e], g->edst[e]);
+    return o;
+}
+
+static void test_prior(const tsr_nf_latset *s) {
+    int32_t ids[2 * TSR_NF_FAMILIES];
+    for (int i = 0; i < s->n; i++) ids[i] = i;
+    tsr_nf_lat_opts o = tsr_nf_lat_default_opts(TSR_NF_METHOD_NARFORMER);
+    TU_CHECK(o.prior, "the narformer latency predictor has the prior by default");
+    o.cfg.dim = 16, o.cfg.fc_hidden = 16, o.cfg.groups = 4, o.cfg.n_layers = 1;
+    tsr_train_opts to = tsr_train_default_opts();
+    to.epochs = 2;
+    to.lr = 1e-3f;
+    to.out = tu_tmp("nf_prior.safetensors");
+    tsr_nf_lat_pred p, q;
+    tsr_train_result tr;
+    tsr_status st = tsr_nf_lat_fit(&p, &o, s, 0, ids, s->n, &to, &tr);
+    TU_CHECK(st.code == 0 && p.prior, "fit with prior: %s", st.msg);
+    if (st.code) return;
+    const tsr_nf_graph *g = &s->nets[0].g; /* a ResNet variant */
+    tsr_nf_graph big = scaled_copy(g, 64);
+    float small_ms = tsr_nf_lat_predict_graph(&p, g, NULL), big_ms = tsr_nf_lat_predict_graph(&p, &big, NULL);
+    double ks = tsr_nf_lat_kernel_sum(&p, g), kb = tsr_nf_lat_kernel_sum(&p, &big);
+    TU_CHECK(kb > 8 * ks && ks > 0, "the prior scales with the work: %g -> %g ms", ks, kb);
+    /* the learned factor sees the same tokens and another static code: it may move, not cancel the scale */
+    double r = (double)big_ms / small_ms / (kb / ks);
+    TU_CHECK(small_ms > 0 && r > 0.25 && r < 4, "64x the work predicted %.4g -> %.4g ms (prior %.4g -> %.4g)",
+             small_ms, big_ms, ks, kb);
+    st = tsr_nf_lat_load(&q, to.out);
+    TU_CHECK(st.code == 0 && q.prior, "load with prior: %s", st.msg);
+    if (!st.code) {
+        float a = tsr_nf_lat_predict_graph(&q, &big, NULL);
+        TU_CHECK(fabsf(a - big_ms) <= 1e-5f * big_ms, "saved and loaded: %.6g vs %.6g ms", a, big_ms);
+        tsr_nf_lat_pred_free(&q);
+    }
+    /* a file that names the prior without its coefficients is refused */
+    const char *bad = tu_tmp("nf_prior_bad.safetensors");
+    const char *meta[] = {"latency.method", "narformer", "latency.platform", "cpu-1t", "latency.y_scale", "1",
+                          "latency.prior", "kernel-sum", "latency.prior_kcoef", "1 2 3", NULL};
+    st = tsr_nf_model_save(&p.nf, bad, meta);
+    TU_CHECK(st.code == 0, "save: %s", st.msg);
+    st = tsr_nf_lat_load(&q, bad);
+    TU_CHECK(st.code != 0 && strstr(st.msg, "prior"), "short prior refused: %s", st.msg);
+    remove(bad);
+    char state[1200];
+    tsr_train_state_path(to.out, state, sizeof state);
+    remove(state);
+    remove(to.out);
+    tsr_nf_graph_free(&big);
+    tsr_nf_lat_pred_free(&p);
+}
+
 /* POST /v1/latency with a small untrained predictor: ONNX bytes in, the same
  * figure as tsr_nf_lat_predict_graph out; bad bodies are 400s */
 static void test_endpoint(void) {
@@ -312,6 +377,7 @@ int main(void) {
     test_netgen_runner(&s);
     test_file(&s);
     test_baselines(&s);
+    test_prior(&s);
     tsr_nf_latset_free(&s);
     test_endpoint();
     test_onnx_export();

@@ -329,6 +329,11 @@ typedef struct {
     double coef[3];
     double kcoef[TSR_NF_KERNEL_CLASSES][TSR_NF_KERNEL_FEATS];
     float y_scale;
+    /* narformer/gnn with a prior: the network predicts a factor on the
+     * kernel-sum estimate (kcoef, fitted on the same training networks), so
+     * the prediction scales with the network's operators even outside the
+     * sizes trained on (the sin/cos codes of sizes and FLOPs wrap there) */
+    bool prior;
 } tsr_nf_lat_pred;
 
 typedef struct {
@@ -336,6 +341,7 @@ typedef struct {
     tsr_nf_cfg cfg; /* narformer */
     int hidden;     /* gnn width */
     int batch;      /* networks per step */
+    bool prior;     /* narformer/gnn: predict a factor on the kernel-sum estimate */
 } tsr_nf_lat_opts;
 
 tsr_nf_lat_opts tsr_nf_lat_default_opts(int method);
@@ -345,6 +351,8 @@ tsr_status tsr_nf_lat_fit(tsr_nf_lat_pred *p, const tsr_nf_lat_opts *o, const ts
                           const int32_t *ids, int n_train, const tsr_train_opts *to, tsr_train_result *res);
 /* predicted ms of one graph; c: a scratch context (reset after) or NULL */
 float tsr_nf_lat_predict_graph(const tsr_nf_lat_pred *p, const tsr_nf_graph *g, tsr_ctx *c);
+/* the kernel-sum estimate (ms) of a graph from p->kcoef (kernel-sum, or the prior) */
+double tsr_nf_lat_kernel_sum(const tsr_nf_lat_pred *p, const tsr_nf_graph *g);
 void tsr_nf_lat_predict(const tsr_nf_lat_pred *p, const tsr_nf_latset *s, const int32_t *ids, int n, float *out);
 /* a narformer latency predictor written by tsr_nf_lat_fit */
 tsr_status tsr_nf_lat_load(tsr_nf_lat_pred *p, const char *path);

@@ -282,7 +282,7 @@ typedef struct {
     uint64_t split_seed;
     int dim, layers, hidden;
     float lambda_sr, lambda_cons;
-    const char *data, *platform, *holdout; /* --task latency */
+    const char *data, *platform, *holdout, *prior; /* --task latency */
     bool frac_set, dim_set, layers_set;
 } nb_args;
 
@@ -290,7 +290,7 @@ static nb_args nb_defaults(void) {
     nb_args a = {.task = "nb201-accuracy", .split = "random", .method_s = "narformer", .nb201 = NB201_CSV,
                  .latency = NB201_LAT, .train_frac = 0.1f, .split_seed = 0, .dim = 128, .layers = 3,
                  .hidden = 128, .lambda_sr = 0.1f, .lambda_cons = 0.5f, .device = "titanxp_1",
-                 .target_dev = "gold_6240", .samples = 100, .data = LAT_DATA, .platform = "cpu-1t"};
+                 .target_dev = "gold_6240", .samples = 100, .data = LAT_DATA, .platform = "cpu-1t", .prior = "kernel-sum"};
     return a;
 }
 
@@ -307,6 +307,7 @@ static nb_args nb_defaults(void) {
     {"data", ARG_STR, &(a)->data, "FILE", "latency: data set from 'narformer dataset' (default " LAT_DATA ")", NULL}, \
     {"platform", ARG_STR, &(a)->platform, "NAME", "latency: cpu-1t | cpu-2t (default cpu-1t)", NULL},       \
     {"holdout", ARG_STR, &(a)->holdout, "FAMILY", "latency, --split unseen: only this held-out family (default: each in turn)", NULL}, \
+    {"prior", ARG_STR, &(a)->prior, "P", "latency, narformer/gnn: kernel-sum (predict a factor on the kernel-sum estimate, default) | none", NULL}, \
     {"hidden", ARG_INT, &(a)->hidden, "H", "mlp/gnn width (default 128)", NULL},                             \
     {"lambda-sr", ARG_FLOAT, &(a)->lambda_sr, "X", "pair-difference loss weight (default 0.1)", NULL},       \
     {"lambda-cons", ARG_FLOAT, &(a)->lambda_cons, "X", "consistency loss weight, narformer (default 0.5)", NULL}, \
@@ -328,6 +329,7 @@ static int nb_check(const char *prog, nb_args *a, int *method) {
     if (lat && !a->dim_set) a->dim = 64;
     if (lat && !a->layers_set) a->layers = 2;
     if (lat && tsr_nf_platform_parse(a->platform) < 0) return cli_usage_error(prog, "--platform must be cpu-1t or cpu-2t");
+    if (strcmp(a->prior, "kernel-sum") && strcmp(a->prior, "none")) return cli_usage_error(prog, "--prior must be kernel-sum or none");
     if (lat && a->holdout && tsr_nf_family_parse(a->holdout) < 0) return cli_usage_error(prog, "--holdout: unknown family '%s'", a->holdout);
     if ((rc = cli_check_float(prog, "--train-frac", a->train_frac, 0.0002, 0.9)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "--dim", a->dim, 8, 1024)) != CLI_OK) return rc;
@@ -609,6 +611,7 @@ static tsr_nf_lat_opts lat_opts(const nb_args *a, int method, const cli_train *t
     o.cfg.n_layers = a->layers;
     o.hidden = a->hidden;
     if (t->batch > 0) o.batch = t->batch;
+    o.prior = o.prior && !strcmp(a->prior, "kernel-sum");
     return o;
 }
 

@@ -3,7 +3,11 @@
  * MSE(pred/y, 1)), an NNLP-style GNN (2 SAGEConv layers over the node
  * tokens + the static vector), an nn-Meter-style kernel model (per-operator
  * least squares on FLOPs and memory, summed over the network) and a FLOPs
- * regression.
+ * regression. With the prior (the default), narformer and the GNN predict a
+ * factor on the kernel model's estimate, fitted on the same training
+ * networks: the estimate is linear in each operator's work, so predictions
+ * scale to networks larger than any trained on, where the sin/cos codes of
+ * sizes and FLOPs wrap and a plain head stays inside its label range.
  *
  * File (JSON lines): a header object {"format": "tessera-narformer-latency",
  * "version": 1, "platforms": [...], "warmup", "repeats", ...}, then one
@@ -322,6 +326,28 @@ static tsr_tensor *gnn_forward(tsr_ctx *c, const tsr_nf_lat_pred *p, tsr_tensor 
 
 /* ------------------------------------------------------------ predictors */
 
+double tsr_nf_lat_kernel_sum(const tsr_nf_lat_pred *p, const tsr_nf_graph *g) {
+    double s = 0;
+    for (int i = 0; i < g->n; i++) {
+        const tsr_nf_node *nd = &g->nodes[i];
+        if (nd->op < 0) continue;
+        double v[KFEAT], k = 0;
+        node_feat(nd, v);
+        const double *cf = p->kcoef[kernel_class(nd)];
+        for (int a = 0; a < KFEAT; a++) k += cf[a] * v[a];
+        s += k > 0 ? k : 0;
+    }
+    return s;
+}
+
+/* the learned predictors' unit: y_scale, times the kernel-sum estimate with a prior
+ * (floored at 1 us, for graphs of kernels the prior has no positive estimate for) */
+static double lat_unit(const tsr_nf_lat_pred *p, const tsr_nf_graph *g) {
+    if (!p->prior) return p->y_scale;
+    double k = tsr_nf_lat_kernel_sum(p, g);
+    return p->y_scale * (k > 1e-3 ? k : 1e-3);
+}
+
 /* one graph's prediction as a (1,1) tensor (narformer, gnn), in y_scale units */
 static tsr_tensor *graph_forward(tsr_ctx *c, const tsr_nf_lat_pred *p, const tsr_nf_graph *g) {
     int N = g->n;
@@ -346,19 +372,7 @@ float tsr_nf_lat_predict_graph(const tsr_nf_lat_pred *p, const tsr_nf_graph *g, 
         flops_feat(g, v);
         return (float)(p->coef[0] + p->coef[1] * v[1] + p->coef[2] * v[2]);
     }
-    if (p->method == TSR_NF_METHOD_KERNEL_SUM) {
-        double s = 0;
-        for (int i = 0; i < g->n; i++) {
-            const tsr_nf_node *nd = &g->nodes[i];
-            if (nd->op < 0) continue;
-            double v[KFEAT], k = 0;
-            node_feat(nd, v);
-            const double *cf = p->kcoef[kernel_class(nd)];
-            for (int a = 0; a < KFEAT; a++) k += cf[a] * v[a];
-            s += k > 0 ? k : 0;
-        }
-        return (float)s;
-    }
+    if (p->method == TSR_NF_METHOD_KERNEL_SUM) return (float)tsr_nf_lat_kernel_sum(p, g);
     bool own = c == NULL;
     tsr_ctx local;
     if (own) {
@@ -368,7 +382,7 @@ float tsr_nf_lat_predict_graph(const tsr_nf_lat_pred *p, const tsr_nf_graph *g, 
     bool ge = c->grad_enabled, tr = c->training;
     c->grad_enabled = false;
     c->training = false;
-    float y = tsr_f32(graph_forward(c, p, g))[0] * p->y_scale;
+    float y = (float)(tsr_f32(graph_forward(c, p, g))[0] * lat_unit(p, g));
     c->grad_enabled = ge;
     c->training = tr;
     if (own) tsr_ctx_free(&local);
@@ -391,6 +405,7 @@ tsr_nf_lat_opts tsr_nf_lat_default_opts(int method) {
     o.cfg.dropout = 0;
     o.hidden = 128;
     o.batch = 8;
+    o.prior = method == TSR_NF_METHOD_NARFORMER || method == TSR_NF_METHOD_GNN;
     return o;
 }
 
@@ -412,7 +427,7 @@ static tsr_status lat_step(void *ud, tsr_ctx *c, const int32_t *idx, int64_t n, 
     for (int i = 0; i < B; i++) {
         const tsr_nf_latnet *net = &r->s->nets[r->ids[idx[i]]];
         preds[i] = graph_forward(c, r->p, &net->g);
-        tsr_f32(y)[i] = net->lat[r->p->platform] / r->p->y_scale;
+        tsr_f32(y)[i] = (float)(net->lat[r->p->platform] / lat_unit(r->p, &net->g));
     }
     tsr_tensor *pred = B == 1 ? preds[0] : tsr_concat(c, preds, B, 0);
     tsr_tensor *loss = tsr_nf_loss_ratio(c, pred, y);
@@ -437,12 +452,60 @@ static void meta_strings(const tsr_nf_lat_pred *p, char v[4][32]) {
     snprintf(v[2], 32, "%.9g", p->y_scale);
 }
 
+/* the prior's coefficients as metadata text: classes x features numbers ("" without a prior) */
+static char *prior_string(const tsr_nf_lat_pred *p) {
+    size_t cap = (size_t)TSR_NF_KERNEL_CLASSES * KFEAT * 26 + 1, n = 0;
+    char *t = malloc(cap);
+    TSR_ASSERT(t);
+    t[0] = 0;
+    for (int c = 0; p->prior && c < TSR_NF_KERNEL_CLASSES; c++)
+        for (int a = 0; a < KFEAT; a++) n += (size_t)snprintf(t + n, cap - n, "%s%.17g", n ? " " : "", p->kcoef[c][a]);
+    return t;
+}
+
+static bool prior_parse(tsr_nf_lat_pred *p, const char *t) {
+    for (int c = 0; c < TSR_NF_KERNEL_CLASSES; c++)
+        for (int a = 0; a < KFEAT; a++) {
+            char *e;
+            p->kcoef[c][a] = strtod(t, &e);
+            if (e == t || !isfinite(p->kcoef[c][a])) return false;
+            t = e;
+        }
+    while (*t == ' ') t++;
+    return *t == 0;
+}
+
 static tsr_status lat_save(void *ud, const char *path, const char *const *meta, const tsr_train_metrics *ev, bool final) {
     (void)ev;
     (void)final;
     lat_run *r = ud;
     if (r->p->method == TSR_NF_METHOD_NARFORMER) return tsr_nf_model_save(&r->p->nf, path, meta);
     return tsr_params_save(&r->p->params, path, TSR_ST_F32, meta);
+}
+
+/* the kernel model's per-class least squares on the training networks' nodes */
+static void kernel_fit(tsr_nf_lat_pred *p, const tsr_nf_latset *s, int platform, const int32_t *ids, int n_train) {
+    static double A[TSR_NF_KERNEL_CLASSES + 1][4][5];
+    memset(A, 0, sizeof A);
+    for (int i = 0; i < n_train; i++) {
+        const tsr_nf_latnet *n = &s->nets[ids[i]];
+        for (int k = 0; k < n->g.n; k++) {
+            const tsr_nf_node *nd = &n->g.nodes[k];
+            if (nd->op < 0) continue;
+            double v[KFEAT], y = n->node_ms[(size_t)k * TSR_NF_PLATFORMS + platform];
+            node_feat(nd, v);
+            /* each network weighs as much as another, in relative terms */
+            double w = 1.0 / ((double)n->lat[platform] * n->lat[platform]);
+            accum(A[kernel_class(nd)], v, KFEAT, y, w);
+            accum(A[TSR_NF_KERNEL_CLASSES], v, KFEAT, y, w); /* all kernels: for classes unseen in training */
+        }
+    }
+    double all[KFEAT];
+    solve_normal(A[TSR_NF_KERNEL_CLASSES], KFEAT, all);
+    for (int t = 0; t < TSR_NF_KERNEL_CLASSES; t++) {
+        if (A[t][0][0] < 1e-12) memcpy(p->kcoef[t], all, sizeof all);
+        else solve_normal(A[t], KFEAT, p->kcoef[t]);
+    }
 }
 
 tsr_status tsr_nf_lat_fit(tsr_nf_lat_pred *p, const tsr_nf_lat_opts *o, const tsr_nf_latset *s, int platform,
@@ -470,31 +533,14 @@ tsr_status tsr_nf_lat_fit(tsr_nf_lat_pred *p, const tsr_nf_lat_opts *o, const ts
         return tsr_ok();
     }
     if (p->method == TSR_NF_METHOD_KERNEL_SUM) {
-        static double A[TSR_NF_KERNEL_CLASSES + 1][4][5];
-        memset(A, 0, sizeof A);
-        for (int i = 0; i < n_train; i++) {
-            const tsr_nf_latnet *n = &s->nets[ids[i]];
-            for (int k = 0; k < n->g.n; k++) {
-                const tsr_nf_node *nd = &n->g.nodes[k];
-                if (nd->op < 0) continue;
-                double v[KFEAT], y = n->node_ms[(size_t)k * TSR_NF_PLATFORMS + platform];
-                node_feat(nd, v);
-                /* each network weighs as much as another, in relative terms */
-                double w = 1.0 / ((double)n->lat[platform] * n->lat[platform]);
-                accum(A[kernel_class(nd)], v, KFEAT, y, w);
-                accum(A[TSR_NF_KERNEL_CLASSES], v, KFEAT, y, w); /* all kernels: for classes unseen in training */
-            }
-        }
-        double all[KFEAT];
-        solve_normal(A[TSR_NF_KERNEL_CLASSES], KFEAT, all);
-        for (int t = 0; t < TSR_NF_KERNEL_CLASSES; t++) {
-            if (A[t][0][0] < 1e-12) memcpy(p->kcoef[t], all, sizeof all);
-            else solve_normal(A[t], KFEAT, p->kcoef[t]);
-        }
+        kernel_fit(p, s, platform, ids, n_train);
         return tsr_ok();
     }
+    /* targets in units of the training mean (of the latency, or of its ratio to the prior) */
+    if (o->prior) kernel_fit(p, s, platform, ids, n_train);
+    p->prior = o->prior;
     double mean = 0;
-    for (int i = 0; i < n_train; i++) mean += s->nets[ids[i]].lat[platform];
+    for (int i = 0; i < n_train; i++) mean += s->nets[ids[i]].lat[platform] / lat_unit(p, &s->nets[ids[i]].g);
     p->y_scale = (float)(mean / n_train);
     uint64_t seed = to->seed * 7919 + 29;
     tsr_status st;
@@ -516,9 +562,10 @@ tsr_status tsr_nf_lat_fit(tsr_nf_lat_pred *p, const tsr_nf_lat_opts *o, const ts
         r.ev_ids[i] = ids[(int64_t)i * n_train / r.n_ev];
         r.ev_y[i] = s->nets[r.ev_ids[i]].lat[platform];
     }
-    char v[4][32];
+    char v[4][32], *kc = prior_string(p);
     meta_strings(p, v);
-    const char *config[] = {"latency.method", v[0], "latency.platform", v[1], "latency.y_scale", v[2], NULL};
+    const char *config[] = {"latency.method", v[0], "latency.platform", v[1], "latency.y_scale", v[2],
+                            "latency.prior", p->prior ? "kernel-sum" : "none", "latency.prior_kcoef", kc, NULL};
     tsr_train_family f = {.name = "narformer", .params = params, .config = config, .n_items = n_train,
                           .batch = o->batch, .unit = "net", .arena_bytes = 64 << 20, .ud = &r,
                           .step = lat_step, .eval = lat_eval, .save = lat_save};
@@ -527,6 +574,7 @@ tsr_status tsr_nf_lat_fit(tsr_nf_lat_pred *p, const tsr_nf_lat_opts *o, const ts
     free(r.ev_ids);
     free(r.ev_pred);
     free(r.ev_y);
+    free(kc);
     if (st.code) tsr_nf_lat_pred_free(p);
     return st;
 }
@@ -546,6 +594,15 @@ tsr_status tsr_nf_lat_load(tsr_nf_lat_pred *p, const char *path) {
     p->method = TSR_NF_METHOD_NARFORMER;
     p->platform = tsr_nf_platform_parse(pl);
     p->y_scale = strtof(ys, NULL);
+    /* files without latency.prior predate it: no prior */
+    const char *pr = tsr_st_meta(&f, "latency.prior"), *kc = tsr_st_meta(&f, "latency.prior_kcoef");
+    p->prior = pr && !strcmp(pr, "kernel-sum");
+    if ((pr && !p->prior && strcmp(pr, "none")) || (p->prior && (!kc || !prior_parse(p, kc)))) {
+        tsr_st_free(&f);
+        memset(p, 0, sizeof *p);
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: latency.prior must be none or kernel-sum, with %d numbers in "
+                                          "latency.prior_kcoef", path, TSR_NF_KERNEL_CLASSES * KFEAT);
+    }
     tsr_st_free(&f);
     st = tsr_nf_model_load(&p->nf, path);
     if (!st.code && p->nf.cfg.head != TSR_NF_HEAD_LATENCY)
