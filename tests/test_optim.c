@@ -203,11 +203,88 @@ static void test_ema(void) {
     tsr_params_free(&p);
 }
 
+/* TSR_PARAM_SPARSE_ROWS: the same bits as the dense update, step after step,
+ * with decay and without, across a "resume" (moments copied into a fresh
+ * optimizer, as a loaded training state does), with rows that get a gradient
+ * once and then none, and a gradient whose square underflows */
+static void test_adamw_sparse_rows(void) {
+    enum { ROWS = 40, D = 6, STEPS = 24 };
+    tsr_params pd, ps;
+    tsr_tensor *wd[2], *ws[2];
+    tsr_params_init(&pd);
+    tsr_params_init(&ps);
+    for (int k = 0; k < 2; k++) { /* k = 0: decayed table, k = 1: no decay */
+        char nm[16];
+        snprintf(nm, sizeof nm, "emb%d", k);
+        wd[k] = tsr_param_new(&pd, nm, k ? TSR_PARAM_NO_DECAY : 0, 2, TSR_SHAPE(ROWS, D));
+        ws[k] = tsr_param_new(&ps, nm, (k ? TSR_PARAM_NO_DECAY : 0) | TSR_PARAM_SPARSE_ROWS, 2, TSR_SHAPE(ROWS, D));
+        tsr_rng r;
+        tsr_rng_seed(&r, 11 + (uint64_t)k);
+        tsr_init_normal(wd[k], &r, 1.0f);
+        memcpy(ws[k]->data, wd[k]->data, sizeof(float) * ROWS * D);
+    }
+    tsr_adamw_cfg cfg = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
+    tsr_adamw od, os;
+    tsr_adamw_init(&od, &pd, cfg);
+    tsr_adamw_init(&os, &ps, cfg);
+    tsr_rng r;
+    tsr_rng_seed(&r, 5);
+    bool same = true, same_norm = true;
+    for (int s = 0; s < STEPS; s++) {
+        if (s == STEPS / 2) { /* resume: a fresh optimizer gets the moments and the step */
+            tsr_adamw o2;
+            tsr_adamw_init(&o2, &ps, cfg);
+            for (int k = 0; k < 2; k++) {
+                memcpy(o2.m[k], os.m[k], sizeof(float) * ROWS * D);
+                memcpy(o2.v[k], os.v[k], sizeof(float) * ROWS * D);
+            }
+            o2.step = os.step;
+            tsr_adamw_free(&os);
+            os = o2;
+        }
+        for (int k = 0; k < 2; k++) {
+            memset(wd[k]->grad, 0, sizeof(float) * ROWS * D);
+            for (int t = 0; t < 3; t++) { /* 3 rows, mostly among the first 12 */
+                int row = (int)(tsr_rng_u64(&r) % (s < 4 ? 12u : 30u));
+                for (int j = 0; j < D; j++) wd[k]->grad[row * D + j] = tsr_rng_uniform(&r) - 0.5f;
+            }
+            if (s == 3) wd[k]->grad[35 * D + 1] = 1e-30f; /* m > 0, v underflows to 0 */
+            if (s == 5) wd[k]->grad[36 * D + 2] = -0.0f;   /* a negative zero is no gradient */
+            memcpy(ws[k]->grad, wd[k]->grad, sizeof(float) * ROWS * D);
+            same_norm &= tsr_grad_sumsq(wd[k], false, 0.25) == tsr_grad_sumsq(ws[k], true, 0.25);
+        }
+        float lr = s % 5 == 4 ? 0.0f : 0.01f * (1.0f + (float)s / 8.0f);
+        tsr_adamw_step(&od, lr);
+        tsr_adamw_step(&os, lr);
+        for (int k = 0; k < 2; k++) {
+            size_t bytes = sizeof(float) * ROWS * D;
+            same &= memcmp(wd[k]->data, ws[k]->data, bytes) == 0 && memcmp(od.m[k], os.m[k], bytes) == 0 &&
+                    memcmp(od.v[k], os.v[k], bytes) == 0;
+        }
+    }
+    TU_CHECK(same, "adamw: sparse-row path gives the dense update's weights and moments bit for bit");
+    TU_CHECK(same_norm, "grad_sumsq: skipping zero rows gives the same bits");
+    /* the untouched rows of the no-decay table never moved */
+    tsr_rng_seed(&r, 12);
+    tsr_params pc;
+    tsr_params_init(&pc);
+    tsr_tensor *w0 = tsr_param_new(&pc, "x", 0, 2, TSR_SHAPE(ROWS, D));
+    tsr_init_normal(w0, &r, 1.0f);
+    TU_CHECK(memcmp(tsr_f32(w0) + 39 * D, tsr_f32(ws[1]) + 39 * D, sizeof(float) * D) == 0,
+             "adamw: a no-decay row without gradient is unchanged");
+    tsr_params_free(&pc);
+    tsr_adamw_free(&od);
+    tsr_adamw_free(&os);
+    tsr_params_free(&pd);
+    tsr_params_free(&ps);
+}
+
 int main(void) {
     tsr_threads_set(0);
     tref *r = tref_load("tests/refs/optim.tref");
     test_adamw(r);
     test_adamw_frozen(r);
+    test_adamw_sparse_rows();
     test_sgd(r, "sgd", 0.9f, false);
     test_sgd(r, "nest", 0.9f, true);
     test_sgd(r, "plain", 0.0f, false);

@@ -247,7 +247,10 @@ void tsr_backward_with(tsr_ctx *c, tsr_tensor *out, const float *gout);
 
 /* ------------------------------------------------------- parameter registry */
 
-enum { TSR_PARAM_NO_DECAY = 1, TSR_PARAM_BUFFER = 2 /* no grad, saved */ };
+/* TSR_PARAM_SPARSE_ROWS: an embedding table, of which a step's gradient
+ * touches few rows (rows = the last dimension); AdamW and the trainer's
+ * gradient norm then skip the rows that cannot change (see optim.h) */
+enum { TSR_PARAM_NO_DECAY = 1, TSR_PARAM_BUFFER = 2 /* no grad, saved */, TSR_PARAM_SPARSE_ROWS = 4 };
 
 typedef struct {
     tsr_tensor **items;

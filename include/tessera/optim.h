@@ -12,12 +12,24 @@ typedef struct {
 
 /* Decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW:
  * p -= lr*wd*p; m,v updated; p -= lr * mhat / (sqrt(vhat) + eps).
- * Parameters flagged TSR_PARAM_NO_DECAY get wd 0; buffers are skipped. */
+ * Parameters flagged TSR_PARAM_NO_DECAY get wd 0; buffers are skipped.
+ *
+ * Rows that cannot move (TSR_PARAM_SPARSE_ROWS). For a row whose moments
+ * are all +0 (it never had a non-zero gradient since the optimizer was
+ * made, or they underflowed) and whose gradient is all zero this step, the
+ * update above is exactly w *= (1 - lr*wd) with m and v staying +0 (with
+ * eps > 0 and lr >= 0), so such a row is only decayed, or left alone when
+ * it has no decay. Every other row gets the full update: the weights and
+ * moments are bit-identical to the dense loop's, only the work differs.
+ * Which rows have zero moments is cached per step and rebuilt from m and v
+ * whenever `step` was set from outside (a loaded training state). */
 typedef struct tsr_adamw { /* tagged: safetensors.h forward-declares it */
     tsr_params *p;
     tsr_adamw_cfg cfg;
     float **m, **v; /* per parameter (NULL for buffers) */
     int64_t step;   /* number of steps taken */
+    uint8_t **zero_rows; /* TSR_PARAM_SPARSE_ROWS params: 1 = the row's m and v are all +0 */
+    int64_t zero_rows_step; /* step at which zero_rows was right (-1: rebuild) */
 } tsr_adamw;
 
 void tsr_adamw_init(tsr_adamw *o, tsr_params *p, tsr_adamw_cfg cfg);
@@ -41,6 +53,12 @@ typedef struct {
 void tsr_sgd_init(tsr_sgd *o, tsr_params *p, tsr_sgd_cfg cfg);
 void tsr_sgd_step(tsr_sgd *o, float lr);
 void tsr_sgd_free(tsr_sgd *o);
+
+/* ss + the sum of g*g over a parameter's gradient, added in element order
+ * in double; with sparse_rows, rows (last dimension) whose gradient is all
+ * zero are skipped: they would add exactly +0.0 (ss >= 0), so the result
+ * has the same bits */
+double tsr_grad_sumsq(const tsr_tensor *t, bool sparse_rows, double ss);
 
 /* scales all grads so the global L2 norm is <= max_norm (as
  * torch.nn.utils.clip_grad_norm_); returns the norm before clipping */

@@ -217,7 +217,7 @@ static float grad_norm(tsr_params *p, float clip) {
     for (int i = 0; i < p->n; i++) {
         const tsr_tensor *t = p->items[i];
         if ((p->flags[i] & TSR_PARAM_BUFFER) || !t->grad) continue;
-        for (int64_t k = 0; k < t->numel; k++) ss += (double)t->grad[k] * t->grad[k];
+        ss = tsr_grad_sumsq(t, (p->flags[i] & TSR_PARAM_SPARSE_ROWS) != 0, ss);
     }
     return (float)sqrt(ss);
 }

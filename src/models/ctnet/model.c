@@ -28,11 +28,11 @@ void tsr_ctnet_tower_build(tsr_params *p, const char *prefix, const tsr_ctnet_cf
     char nm[96];
     memset(t, 0, sizeof *t);
     snprintf(nm, sizeof nm, "%s.emb_user.weight", prefix);
-    t->emb_user = tsr_param_new(p, nm, TSR_PARAM_NO_DECAY, TSR_DIMS(g->user_buckets, g->dim));
+    t->emb_user = tsr_param_new(p, nm, TSR_PARAM_NO_DECAY | TSR_PARAM_SPARSE_ROWS, TSR_DIMS(g->user_buckets, g->dim));
     snprintf(nm, sizeof nm, "%s.emb_item.weight", prefix);
-    t->emb_item = tsr_param_new(p, nm, TSR_PARAM_NO_DECAY, TSR_DIMS(g->item_buckets, g->dim));
+    t->emb_item = tsr_param_new(p, nm, TSR_PARAM_NO_DECAY | TSR_PARAM_SPARSE_ROWS, TSR_DIMS(g->item_buckets, g->dim));
     snprintf(nm, sizeof nm, "%s.emb_tok.weight", prefix);
-    t->emb_tok = tsr_param_new(p, nm, TSR_PARAM_NO_DECAY, TSR_DIMS(g->tok_buckets, g->dim));
+    t->emb_tok = tsr_param_new(p, nm, TSR_PARAM_NO_DECAY | TSR_PARAM_SPARSE_ROWS, TSR_DIMS(g->tok_buckets, g->dim));
     const int D = tsr_ctnet_input_dim(g);
     if (g->cross) {
         snprintf(nm, sizeof nm, "%s.cross.weight", prefix);
