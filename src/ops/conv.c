@@ -180,19 +180,16 @@ static void col2im_plane_shift(float *dxp, float *col, int64_t ld, const tsr_con
         }
 }
 
-/* one channel plane xp (h,w) -> kh*kw rows of col, row stride ld */
-static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g) {
-    if (shift_layout(g)) {
-        im2col_plane_shift(col, ld, xp, g);
-        return;
-    }
+/* map rows [oh0, oh1) of one plane (general layout): col rows hold
+ * (oh1-oh0)*wo columns, row stride ld */
+static void im2col_plane_rows(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g, int oh0, int oh1) {
     for (int ki = 0; ki < g->kh; ki++)
         for (int kj = 0; kj < g->kw; kj++) {
             float *row = col + (int64_t)(ki * g->kw + kj) * ld;
             int off = kj * g->dw - g->pw, lo, hi;
             valid_range(off, g->sw, g->w, g->wo, &lo, &hi);
-            for (int oh = 0; oh < g->ho; oh++) {
-                float *d = row + (int64_t)oh * g->wo;
+            for (int oh = oh0; oh < oh1; oh++) {
+                float *d = row + (int64_t)(oh - oh0) * g->wo;
                 int ih = oh * g->sh - g->ph + ki * g->dh;
                 if (ih < 0 || ih >= g->h) {
                     memset(d, 0, sizeof(float) * (size_t)g->wo);
@@ -212,31 +209,12 @@ static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv
         }
 }
 
-/* map rows [oh0, oh1) of one plane (general layout): col rows hold
- * (oh1-oh0)*wo columns, row stride ld */
-static void im2col_plane_rows(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g, int oh0, int oh1) {
-    for (int ki = 0; ki < g->kh; ki++)
-        for (int kj = 0; kj < g->kw; kj++) {
-            float *row = col + (int64_t)(ki * g->kw + kj) * ld;
-            int off = kj * g->dw - g->pw, lo, hi;
-            valid_range(off, g->sw, g->w, g->wo, &lo, &hi);
-            for (int oh = oh0; oh < oh1; oh++) {
-                float *d = row + (int64_t)(oh - oh0) * g->wo;
-                int ih = oh * g->sh - g->ph + ki * g->dh;
-                if (ih < 0 || ih >= g->h) {
-                    memset(d, 0, sizeof(float) * (size_t)g->wo);
-                    continue;
-                }
-                const float *s = xp + (int64_t)ih * g->w;
-                for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
-                if (g->sw == 1) {
-#pragma omp simd
-                    for (int ow = lo; ow < hi; ow++) d[ow] = s[ow + off];
-                } else
-                    for (int ow = lo; ow < hi; ow++) d[ow] = s[ow * g->sw + off];
-                for (int ow = hi; ow < g->wo; ow++) d[ow] = 0.f;
-            }
-        }
+/* one channel plane xp (h,w) -> kh*kw rows of col, row stride ld */
+static void im2col_plane(float *col, int64_t ld, const float *xp, const tsr_conv_geom *g) {
+    if (shift_layout(g))
+        im2col_plane_shift(col, ld, xp, g);
+    else
+        im2col_plane_rows(col, ld, xp, g, 0, g->ho);
 }
 
 /* adjoint of im2col_plane: dxp (h,w) += scattered col rows */
