@@ -189,11 +189,11 @@ static int cmd_dataset(const char *prog, int argc, char **argv) {
     if (!out) return cli_usage_error(prog, "--out FILE is required");
     if (strcmp(clock, "wall") && strcmp(clock, "cpu")) return cli_usage_error(prog, "--clock must be wall or cpu");
     bool cpu_clock = !strcmp(clock, "cpu");
-    if ((rc = cli_check_int(prog, "--per-family", per_family, 1, 100000)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--warmup", warmup, 0, 1000)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--repeats", repeats, 1, 1000)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--recheck", recheck, 0, 100000)) != CLI_OK) return rc;
-    if ((rc = cli_check_output(prog, "--out", out, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "per-family", per_family, 1, 100000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "warmup", warmup, 0, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "repeats", repeats, 1, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "recheck", recheck, 0, 100000)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_atomic_file af;
     tsr_status st = tsr_atomic_open(&af, out);
     if (st.code) return cli_fail(st, "--out must be a writable file path");
@@ -331,15 +331,15 @@ static int nb_check(const char *prog, nb_args *a, int *method) {
     if (lat && tsr_nf_platform_parse(a->platform) < 0) return cli_usage_error(prog, "--platform must be cpu-1t or cpu-2t");
     if (strcmp(a->prior, "kernel-sum") && strcmp(a->prior, "none")) return cli_usage_error(prog, "--prior must be kernel-sum or none");
     if (lat && a->holdout && tsr_nf_family_parse(a->holdout) < 0) return cli_usage_error(prog, "--holdout: unknown family '%s'", a->holdout);
-    if ((rc = cli_check_float(prog, "--train-frac", a->train_frac, 0.0002, 0.9)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--dim", a->dim, 8, 1024)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--layers", a->layers, 1, 12)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--hidden", a->hidden, 4, 4096)) != CLI_OK) return rc;
-    if ((rc = cli_check_float(prog, "--lambda-sr", a->lambda_sr, 0, 100)) != CLI_OK) return rc;
-    if ((rc = cli_check_float(prog, "--lambda-cons", a->lambda_cons, 0, 100)) != CLI_OK) return rc;
+    if ((rc = cli_check_float(prog, "train-frac", a->train_frac, 0.0002, 0.9)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "dim", a->dim, 8, 1024)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "layers", a->layers, 1, 12)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "hidden", a->hidden, 4, 4096)) != CLI_OK) return rc;
+    if ((rc = cli_check_float(prog, "lambda-sr", a->lambda_sr, 0, 100)) != CLI_OK) return rc;
+    if ((rc = cli_check_float(prog, "lambda-cons", a->lambda_cons, 0, 100)) != CLI_OK) return rc;
     if (a->dim % 8) return cli_usage_error(prog, "--dim must be a multiple of 8 (the FFN groups)");
-    if ((rc = cli_check_int(prog, "--samples", a->samples, 2, 10000)) != CLI_OK) return rc;
-    if (a->scatter && (rc = cli_check_output(prog, "--scatter", a->scatter, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "samples", a->samples, 2, 10000)) != CLI_OK) return rc;
+    if (a->scatter && (rc = cli_check_output(prog, "scatter", a->scatter, false)) != CLI_OK) return rc;
     a->n_train = (int)(a->train_frac * TSR_NB201_N + 0.5);
     return CLI_OK;
 }
@@ -803,7 +803,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if ((rc = nb_check(prog, &a, &method)) != CLI_OK) return rc;
     if (!strcmp(a.task, "help-latency")) return cli_usage_error(prog, "train supports --task nb201-accuracy or latency");
     if (!t.o.out) return cli_usage_error(prog, "--out PATH is required");
-    if ((rc = cli_check_output(prog, "--out", t.o.out, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", t.o.out, false)) != CLI_OK) return rc;
     if (!strcmp(a.task, "latency")) {
         if (method != TSR_NF_METHOD_NARFORMER && method != TSR_NF_METHOD_GNN)
             return cli_usage_error(prog, "train --task latency writes weights of --method narformer or gnn");
@@ -996,8 +996,8 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
                         "the predicted and the measured latency, and how long a prediction takes. One JSON line per network.",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--repeats", repeats, 1, 100000)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--runs", runs, 1, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "repeats", repeats, 1, 100000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "runs", runs, 1, 1000)) != CLI_OK) return rc;
     if (strcmp(clock, "wall") && strcmp(clock, "cpu")) return cli_usage_error(prog, "--clock must be wall or cpu");
     tsr_nf_lat_pred p;
     char path[512];

@@ -62,14 +62,14 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     else if (!strcmp(variant, "no-tgvt")) cfg.tgvt = false;
     else if (!strcmp(variant, "no-vat")) cfg.vat = false;
     else if (strcmp(variant, "ovadetr")) return cli_usage_error(prog, "--variant must be ovadetr, closed-set, no-tgvt or no-vat");
-    if ((rc = cli_check_int(prog, "--crop", d.crop, 64, 1024)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "crop", d.crop, 64, 1024)) != CLI_OK) return rc;
     if (d.crop % 32) return cli_usage_error(prog, "--crop must be a multiple of 32 (got %d)", d.crop);
-    if ((rc = cli_check_int(prog, "--slots", d.slots, 6, 64)) != CLI_OK) return rc;
-    if ((rc = cli_check_float(prog, "--copy-paste", d.copy_paste, 0, 1)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--name-pool", d.name_pool, 0, 32)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "slots", d.slots, 6, 64)) != CLI_OK) return rc;
+    if ((rc = cli_check_float(prog, "copy-paste", d.copy_paste, 0, 1)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "name-pool", d.name_pool, 0, 32)) != CLI_OK) return rc;
     if (d.only && (!*d.only || strlen(d.only) > 40 || strchr(d.only, '/') || strchr(d.only, '.')))
         return cli_usage_error(prog, "--only takes a KIT AIS image name such as MOS74 (got '%s')", d.only);
-    if ((rc = cli_check_output(prog, "--out", t.o.out, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_output(prog, "out", t.o.out, false)) != CLI_OK) return rc;
     tsr_train_result res;
     cli_train_begin(&t);
     st = tsr_ovd_train(&cfg, &d, &t.o, &res);
@@ -169,11 +169,11 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
     if (!image || !classes) return cli_usage_error(prog, "--image PNG and --classes NAMES are required");
     if (!out && !draw) return cli_usage_error(prog, "give --out JSON and/or --draw PNG");
     if (tile && (tile < 64 || tile > 2048 || tile % 32)) return cli_usage_error(prog, "--tile must be 0 or a multiple of 32 in [64, 2048] (got %d)", tile);
-    if ((rc = cli_check_int(prog, "--overlap", overlap, -1, tile ? tile - 32 : 1024)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--max-det", max_det, 1, 100000)) != CLI_OK) return rc;
-    if ((rc = cli_check_float(prog, "--min-score", min_score, 0, 1)) != CLI_OK) return rc;
-    if (out && (rc = cli_check_output(prog, "--out", out, true)) != CLI_OK) return rc;
-    if (draw && (rc = cli_check_output(prog, "--draw", draw, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "overlap", overlap, -1, tile ? tile - 32 : 1024)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "max-det", max_det, 1, 100000)) != CLI_OK) return rc;
+    if ((rc = cli_check_float(prog, "min-score", min_score, 0, 1)) != CLI_OK) return rc;
+    if (out && (rc = cli_check_output(prog, "out", out, true)) != CLI_OK) return rc;
+    if (draw && (rc = cli_check_output(prog, "draw", draw, false)) != CLI_OK) return rc;
     char mbuf[1024];
     model = cli_shipped_default(model, OVD_MODEL, mbuf, sizeof mbuf);
     tsr_ovd_model m;
@@ -275,7 +275,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     else if (!strcmp(method, "text-nearest")) mth = TSR_OVD_METHOD_TEXT_NEAREST;
     else return cli_usage_error(prog, "--method must be ovadetr, closed-set or text-nearest");
     if (tile && (tile < 64 || tile > 2048 || tile % 32)) return cli_usage_error(prog, "--tile must be 0 or a multiple of 32 in [64, 2048]");
-    if ((rc = cli_check_int(prog, "--overlap", overlap, -1, tile ? tile - 32 : 1024)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "overlap", overlap, -1, tile ? tile - 32 : 1024)) != CLI_OK) return rc;
     char mbuf[1024];
     const char *def = mth == TSR_OVD_METHOD_CLOSED ? OVD_CLOSED : OVD_MODEL;
     const char *path = model ? model : cli_shipped_default(def, def, mbuf, sizeof mbuf);
@@ -350,10 +350,10 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
                         "closed-set twin (same size, random weights), in one run.",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc == CLI_HELP ? CLI_OK : rc;
-    if ((rc = cli_check_int(prog, "--runs", runs, 1, 1000)) != CLI_OK) return rc;
-    if ((rc = cli_check_int(prog, "--size", size, 0, 2048)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "runs", runs, 1, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "size", size, 0, 2048)) != CLI_OK) return rc;
     if (size % 32) return cli_usage_error(prog, "--size must be a multiple of 32 (got %d)", size);
-    if ((rc = cli_check_int(prog, "--threads", nth, 0, 64)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "threads", nth, 0, 64)) != CLI_OK) return rc;
     tsr_ovd_model m[2];
     tsr_ovd_cfg cfg = tsr_ovd_default_cfg();
     tsr_ovd_init(&m[0], &cfg);
