@@ -222,6 +222,29 @@ static float grad_norm(tsr_params *p, float clip) {
     return (float)sqrt(ss);
 }
 
+/* true when every trainable grad element is finite and |g| <= 1e30: the
+ * gradient norm (a double sum of squares <= 1e60 over far fewer than 1e16
+ * elements, its root rounded to float) is then finite. Unlike the norm (one
+ * serial chain of double adds, to keep its bits), this test is free of
+ * order and vectorises; rows that carry marks (core.h) and are unmarked
+ * are +0 and skipped. */
+static bool grads_tame(const tsr_params *p) {
+    for (int i = 0; i < p->n; i++) {
+        const tsr_tensor *t = p->items[i];
+        if ((p->flags[i] & TSR_PARAM_BUFFER) || !t->grad) continue;
+        const bool marked = t->grad_rows && !t->grad_rows_all;
+        const int64_t d = marked && t->ndim > 1 ? t->shape[t->ndim - 1] : t->numel;
+        for (int64_t r = 0, r0 = 0; r0 < t->numel; r++, r0 += d) {
+            if (marked && !t->grad_rows[r]) continue;
+            const float *g = t->grad + r0;
+            int bad = 0;
+            for (int64_t k = 0; k < d; k++) bad |= !(fabsf(g[k]) <= 1e30f);
+            if (bad) return false;
+        }
+    }
+    return true;
+}
+
 static tsr_status run_eval(trainer *t, tsr_train_result *r, int64_t total, bool first) {
     const tsr_train_family *f = t->f;
     if (!f->eval) return tsr_ok();
@@ -335,7 +358,9 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         r->step_s += tb - ta;
         r->step_cpu_s += cb - ca;
         if (st.code) break;
-        float gn = grad_norm(f->params, o->clip);
+        /* the norm itself is needed to clip or to log; else only whether
+         * it is finite, which grads_tame answers without summing */
+        float gn = o->clip > 0 || o->log_every > 0 || !grads_tame(f->params) ? grad_norm(f->params, o->clip) : 0.0f;
         if (!isfinite(loss_v) || !isfinite(gn)) {
             char kept[1400];
             if (t.saved_step >= 0)
