@@ -122,7 +122,7 @@ typedef struct {
     tsr_train_meta tm;
     tsr_batcher bt;
     bool have_bt;
-    tsr_ctx c;
+    tsr_ctx own, *c; /* c: &own, or the family's context */
     FILE *log;
     double t0, wall0;
     int64_t saved_step; /* last step on disk (-1: none) */
@@ -137,7 +137,7 @@ typedef struct {
 static tsr_status save_ckpt(trainer *t, bool final) {
     const double t1 = tsr_time();
     const tsr_train_family *f = t->f;
-    t->tm.rng = t->c.rng;
+    t->tm.rng = t->c->rng;
     if (t->have_bt) {
         t->tm.cursor[0] = t->bt.epoch, t->tm.cursor[1] = t->bt.index;
         t->tm.cursor[2] = (int64_t)t->o->seed;
@@ -301,7 +301,12 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
 
     tsr_adamw_init(&t.opt, f->params, (tsr_adamw_cfg){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay});
     tsr_rng_seed(&t.tm.rng, o->seed ^ (f->rng_salt ? f->rng_salt : 0xD1B54A32D192ED03ull));
-    tsr_ctx_init(&t.c, f->arena_bytes ? f->arena_bytes : (size_t)64 << 20);
+    if (f->ctx) {
+        t.c = f->ctx;
+    } else {
+        tsr_ctx_init(&t.own, f->arena_bytes ? f->arena_bytes : (size_t)64 << 20);
+        t.c = &t.own;
+    }
     if (o->resume) {
         int64_t ckpt_step = -1;
         const char *keys[MAX_KEYS], *vals[MAX_KEYS];
@@ -330,7 +335,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
             goto out;
         }
     }
-    t.c.rng = t.tm.rng;
+    t.c->rng = t.tm.rng;
 
     const int64_t per_step = f->items_per_step > 0 ? f->items_per_step : f->batch;
     const char *unit = f->unit ? f->unit : "item";
@@ -348,12 +353,12 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
             b = tsr_batcher_next(&t.bt, ids, true);
             TSR_ASSERT(b == f->batch);
         }
-        tsr_ctx_reset(&t.c);
-        t.c.training = true;
-        t.c.grad_enabled = true;
+        tsr_ctx_reset(t.c);
+        t.c->training = true;
+        t.c->grad_enabled = true;
         tsr_params_zero_grad(f->params);
         const double ta = tsr_time(), ca = tsr_thread_time();
-        st = f->step(f->ud, &t.c, ids, b, &loss_v);
+        st = f->step(f->ud, t.c, ids, b, &loss_v);
         const double tb = tsr_time(), cb = tsr_thread_time();
         r->step_s += tb - ta;
         r->step_cpu_s += cb - ca;
@@ -375,7 +380,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         }
         float lr = lr_at(o, t.tm.step, total);
         tsr_adamw_step(&t.opt, lr);
-        if (f->post_step) f->post_step(f->ud, &t.c);
+        if (f->post_step) f->post_step(f->ud, t.c);
         r->optim_s += tsr_time() - tb;
         r->optim_cpu_s += tsr_thread_time() - cb;
         t.tm.step++;
@@ -425,6 +430,7 @@ out:
     if (t.have_bt) tsr_batcher_free(&t.bt);
     if (t.log) fclose(t.log);
     tsr_adamw_free(&t.opt);
-    tsr_ctx_free(&t.c);
+    if (t.c == &t.own) tsr_ctx_free(&t.own);
+    else if (t.c) tsr_ctx_reset(t.c);
     return st;
 }
