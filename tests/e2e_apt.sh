@@ -72,6 +72,18 @@ expect 2 "unknown" "$BIN" apt prompts --landcover "$T/lc.png" --out "$T/p.png" -
 expect 2 "--points" "$BIN" apt prompts --landcover "$T/lc.png" --out "$T/p.png" --points 0
 expect 0 "" "$BIN" apt --help
 
+# train --color-jitter: recorded in the checkpoint, and it changes the crops (same seed, different loss)
+D=../shared/data/aerial/isaid/train/images
+if [ -r "$D/P0005.png" ]; then
+    for j in 0 1; do
+        flag=; [ $j = 1 ] && flag=--color-jitter
+        expect 0 "" "$BIN" apt train --data "$D" --steps 2 --batch 2 --warmup 1 --threads 1 --quiet --json --out "$T/j$j.safetensors" $flag
+        sed -n 's/.*"loss": \([-0-9.e]*\).*/\1/p' "$T/out" > "$T/loss$j"
+        head -c 4096 "$T/j$j.safetensors" | grep -aq "\"apt.color_jitter\":\"$j\"" && ok || bad "checkpoint lacks apt.color_jitter $j"
+    done
+    [ -s "$T/loss0" ] && [ -s "$T/loss1" ] && ! cmp -s "$T/loss0" "$T/loss1" && ok || bad "--color-jitter left the training loss unchanged"
+fi
+
 if [ "$GDAL" = 1 ] && [ -r "$WC" ]; then
     # São Tomé: the island's land area in the tile (lon/lat degrees)
     expect 0 "" "$BIN" apt prompts --landcover "$WC" --bbox 6.45,0.0,6.78,0.42 --max-side 400 --out "$T/wc.png" --json

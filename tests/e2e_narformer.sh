@@ -77,6 +77,21 @@ done
 "$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --steps 3 --batch 2 --dim 16 --layers 1 \
     --out "$TMP/lat.safetensors" --quiet --json > /dev/null 2>&1
 [ $? -eq 0 ] && [ -s "$TMP/lat.safetensors" ] && ok || bad "a short latency training run failed"
+# --validate: settings are chosen on a fifth of the training networks (5 -> 4 train / 1 validation)
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --method kernel-sum --validate --json > "$TMP/lv.json" 2>/dev/null
+[ $? -eq 0 ] && grep -q '"split": "validation"' "$TMP/lv.json" && grep -q '"n_train": 4' "$TMP/lv.json" \
+    && grep -q '"n_test": 1' "$TMP/lv.json" && ok || bad "latency eval --validate failed"
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --method flops --validate --split unseen >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--validate with --split unseen is not a usage error"
+# SIGTERM: the checkpoint is saved and the run stops (exit 0, no evaluation printed)
+"$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --steps 1000000 --batch 2 --dim 16 --layers 1 \
+    --log-every 1 --out "$TMP/sig.safetensors" --json > "$TMP/sig.out" 2> "$TMP/sig.err" &
+pid=$!
+for _ in $(seq 100); do grep -q "^step" "$TMP/sig.err" && break; sleep 0.1; done
+kill -TERM $pid; wait $pid; rc=$?
+[ $rc -eq 0 ] && grep -q "interrupted at step" "$TMP/sig.err" && [ -s "$TMP/sig.state.safetensors" ] && ok \
+    || bad "SIGTERM: exit $rc, or no checkpoint"
+grep -q kendall_tau "$TMP/sig.out" && bad "SIGTERM: the run went on to its evaluation" || ok
 "$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --model "$TMP/lat.safetensors" --json > "$TMP/lm.json" 2>/dev/null
 [ $? -eq 0 ] && grep -q '"method": "narformer"' "$TMP/lm.json" && ok || bad "latency eval of a saved model failed"
 "$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --model "$TMP/lat.safetensors" --platform cpu-2t >/dev/null 2>&1

@@ -186,22 +186,29 @@ n_log=$(grep -c '^{"time":"[^"]*","remote":"127.0.0.1","method":"POST","path":"/
 [ "$n_log" -ge 20 ] && ok || bad "access log: $n_log lines for /v1/completions"
 
 # graceful shutdown: requests in flight when SIGTERM arrives finish with 200
-CP=()
-for i in 1 2 3 4; do
-    $C -o "$TMP/d$i.json" -w '%{http_code}' $U/v1/completions \
-        -d "{\"prompt\":\"def f$i(\",\"max_tokens\":200,\"temperature\":1,\"seed\":$i}" >"$TMP/d$i.code" &
-    CP+=($!)
-done
 # SIGTERM only once each of the four has reached the server or finished,
 # with at least one still running (a fixed sleep lost this race on a loaded
-# machine: a request its client has not sent yet is not in flight)
+# machine: a request its client has not sent yet is not in flight). If all
+# four finish before a poll sees one in flight, that round proves nothing
+# about draining: send four more (at most three rounds).
 inf=0
-for _ in $(seq 1 600); do
-    fin=0
-    for p in "${CP[@]}"; do kill -0 "$p" 2>/dev/null || fin=$((fin + 1)); done
-    inf=$($C $U/metrics | sed -n 's/^tessera_requests_in_flight //p')
-    [ "${inf:-0}" -ge 1 ] && [ $((inf + fin)) -ge 4 ] && break
-    sleep 0.05
+for round in 1 2 3; do
+    CP=()
+    for i in 1 2 3 4; do
+        $C -o "$TMP/d$i.json" -w '%{http_code}' $U/v1/completions \
+            -d "{\"prompt\":\"def f$i(\",\"max_tokens\":200,\"temperature\":1,\"seed\":$((i + 4 * round))}" >"$TMP/d$i.code" &
+        CP+=($!)
+    done
+    for _ in $(seq 1 600); do
+        fin=0
+        for p in "${CP[@]}"; do kill -0 "$p" 2>/dev/null || fin=$((fin + 1)); done
+        inf=$($C $U/metrics | sed -n 's/^tessera_requests_in_flight //p')
+        [ "${inf:-0}" -ge 1 ] && [ $((inf + fin)) -ge 4 ] && break
+        [ "$fin" -eq 4 ] && break
+        sleep 0.05
+    done
+    [ "${inf:-0}" -ge 1 ] && break
+    wait "${CP[@]}"
 done
 [ "${inf:-0}" -ge 1 ] && ok || bad "no request was in flight at SIGTERM"
 stop_server

@@ -45,6 +45,7 @@ typedef struct {
     int region[4];          /* x, y, w, h of the image to draw crops from (native pixels); w = 0: all */
     float focal_weight;     /* focal : dice weight (1; SAM's is 20) */
     float focal_alpha;      /* focal weight of the positives (0.5 balanced; SAM's 0.25) */
+    bool color_jitter;      /* per-crop saturation, contrast, brightness and channel-order jitter */
 } tsr_apt_train_opts;
 
 tsr_apt_train_opts tsr_apt_default_train_opts(void);

@@ -496,6 +496,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"region", ARG_STR, &region_s, "X,Y,W,H", "draw crops from this rectangle only (native pixels; leaves a validation region out)", NULL},
         {"focal-weight", ARG_FLOAT, &o.focal_weight, "W", "focal : dice loss weight (default 1; SAM's 20)", NULL},
         {"focal-alpha", ARG_FLOAT, &o.focal_alpha, "A", "focal weight of the positives (default 0.5; SAM's 0.25)", NULL},
+        {"color-jitter", ARG_BOOL, &o.color_jitter, NULL, "jitter each crop's saturation, contrast, brightness and channel order", NULL},
     };
     int rc = cli_train_parse(prog, "Train a small promptable segmenter on real iSAID masks (SAM-style interactive prompts, "
                              "focal + dice + IoU-head losses).",

@@ -283,6 +283,7 @@ typedef struct {
     int dim, layers, hidden;
     float lambda_sr, lambda_cons;
     const char *data, *platform, *holdout, *prior; /* --task latency */
+    bool validate;                                  /* --task latency: report on a part of the training split */
     bool frac_set, dim_set, layers_set;
 } nb_args;
 
@@ -307,6 +308,7 @@ static nb_args nb_defaults(void) {
     {"data", ARG_STR, &(a)->data, "FILE", "latency: data set from 'narformer dataset' (default " LAT_DATA ")", NULL}, \
     {"platform", ARG_STR, &(a)->platform, "NAME", "latency: cpu-1t | cpu-2t (default cpu-1t)", NULL},       \
     {"holdout", ARG_STR, &(a)->holdout, "FAMILY", "latency, --split unseen: only this held-out family (default: each in turn)", NULL}, \
+    {"validate", ARG_BOOL, &(a)->validate, NULL, "latency, random split: train on 4/5 of the training networks, report on the other 1/5 (for choosing settings; the test networks stay unseen)", NULL}, \
     {"prior", ARG_STR, &(a)->prior, "P", "latency, narformer/gnn: kernel-sum (predict a factor on the kernel-sum estimate, default) | none", NULL}, \
     {"hidden", ARG_INT, &(a)->hidden, "H", "mlp/gnn width (default 128)", NULL},                             \
     {"lambda-sr", ARG_FLOAT, &(a)->lambda_sr, "X", "pair-difference loss weight (default 0.1)", NULL},       \
@@ -330,6 +332,8 @@ static int nb_check(const char *prog, nb_args *a, int *method) {
     if (lat && !a->layers_set) a->layers = 2;
     if (lat && tsr_nf_platform_parse(a->platform) < 0) return cli_usage_error(prog, "--platform must be cpu-1t or cpu-2t");
     if (strcmp(a->prior, "kernel-sum") && strcmp(a->prior, "none")) return cli_usage_error(prog, "--prior must be kernel-sum or none");
+    if (a->validate && (!lat || strcmp(a->split, "random")))
+        return cli_usage_error(prog, "--validate takes --task latency --split random");
     if (lat && a->holdout && tsr_nf_family_parse(a->holdout) < 0) return cli_usage_error(prog, "--holdout: unknown family '%s'", a->holdout);
     if ((rc = cli_check_float(prog, "train-frac", a->train_frac, 0.0002, 0.9)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "dim", a->dim, 8, 1024)) != CLI_OK) return rc;
@@ -449,10 +453,11 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
         cli_train_begin(t);
         st = tsr_nf_nb201_fit(&p, &o, &tb, y, order, a->n_train, NULL, &t->o, &tr);
         cli_train_end(t, &tr);
-        if (st.code) {
+        if (st.code || t->interrupted) { /* interrupted: the checkpoint is saved, no evaluation */
+            if (!st.code) tsr_nf_nb201_pred_free(&p);
             free(order);
             tsr_nb201_free(&tb);
-            return cli_fail(st, cli_train_hint(t, st, NULL));
+            return st.code ? cli_fail(st, cli_train_hint(t, st, NULL)) : CLI_OK;
         }
     }
     double train_s = tsr_time() - t0;
@@ -542,7 +547,8 @@ static int nb201_help(nb_args *a, int method, cli_train *t, const char *tmp, boo
         t->o.out = tmp;
         st = tsr_nf_nb201_fit(&pre, &o, &tb, ys, order, a->n_train, NULL, &t->o, &tr);
     }
-    if (!st.code) {
+    bool adapted = false;
+    if (!st.code && !tr.interrupted) {
         /* adaptation: a short fine-tune on the K target cells */
         tsr_train_opts fo = t->o;
         fo.epochs = 0;
@@ -554,13 +560,15 @@ static int nb201_help(nb_args *a, int method, cli_train *t, const char *tmp, boo
         o.batch = a->samples < 8 ? a->samples : 8;
         o.eval_items = 0;
         st = tsr_nf_nb201_fit(&p, &o, &tb, yt, torder, a->samples, method == TSR_NF_METHOD_FLOPS ? NULL : &pre, &fo, &tr);
+        adapted = !st.code;
     }
     cli_train_end(t, &tr);
     if (method != TSR_NF_METHOD_FLOPS) tsr_nf_nb201_pred_free(&pre);
-    if (st.code) {
+    if (st.code || t->interrupted) { /* interrupted: stop without an evaluation */
+        if (adapted) tsr_nf_nb201_pred_free(&p);
         free(ys), free(yt), free(order), free(torder);
         tsr_nb201_free(&tb);
-        return cli_fail(st, cli_train_hint(t, st, NULL));
+        return st.code ? cli_fail(st, cli_train_hint(t, st, NULL)) : CLI_OK;
     }
     int n_test = TSR_NB201_N - a->samples;
     float *pred = malloc(sizeof(float) * n_test), *yy = malloc(sizeof(float) * n_test);
@@ -648,6 +656,10 @@ static tsr_status lat_fit_eval(const nb_args *a, int method, cli_train *t, const
         st = tsr_nf_lat_fit(&p, &o, s, platform, ids, n_train, &t->o, &tr);
         cli_train_end(t, &tr);
         if (st.code) return st;
+        if (t->interrupted) { /* the checkpoint is saved: stop, no evaluation */
+            tsr_nf_lat_pred_free(&p);
+            return tsr_ok();
+        }
     }
     *train_s = tsr_time() - t0;
     float *pred = malloc(sizeof(float) * (size_t)n_test), *y = malloc(sizeof(float) * (size_t)n_test);
@@ -706,19 +718,30 @@ static int latency_task(nb_args *a, int method, cli_train *t, const char *out, c
         if (n_train < 2 || n_train >= s.n) n_train = s.n > 2 ? s.n - 1 : 1;
         tsr_nf_split(s.n, n_train, a->split_seed, order);
         int n_test = s.n - n_train;
+        if (a->validate) {
+            /* a fifth of the training networks becomes the validation set; the test ones are not used */
+            tsr_rng r;
+            tsr_rng_seed(&r, a->split_seed + 500);
+            tsr_rng_shuffle_i32(&r, order, n_train);
+            n_test = n_train / 5 > 0 ? n_train / 5 : 1;
+            n_train -= n_test;
+        }
+        const char *split = a->validate ? "validation" : "random";
         st = lat_fit_eval(a, method, t, out, &s, platform, order, n_train, order + n_train, n_test, load, &m, pred, &secs);
-        if (!st.code && a->scatter) {
+        if (t->interrupted) {
+        } else if (!st.code && a->scatter) {
             for (int i = 0; i < n_test; i++) yy[i] = s.nets[order[n_train + i]].lat[platform];
             st = lat_scatter(a->scatter, pred, yy, n_test);
         }
-        if (!st.code) {
+        if (!st.code && !t->interrupted) {
             if (json) {
-                print_lat_json(a, method, "random", n_train, n_test, &m, secs);
+                print_lat_json(a, method, split, n_train, n_test, &m, secs);
                 printf("}\n");
             } else
-                printf("latency %s on %s, random split: %d train / %d test networks: Kendall tau %.4f, MAPE %.2f%%, "
+                printf("latency %s on %s, %s split: %d train / %d %s networks: Kendall tau %.4f, MAPE %.2f%%, "
                        "within 10%%/5%%/1%%: %.1f%%/%.1f%%/%.1f%%\n",
-                       tsr_nf_method_name(method), a->platform, n_train, n_test, m.kendall_tau, 100 * m.mape,
+                       tsr_nf_method_name(method), a->platform, split, n_train, n_test,
+                       a->validate ? "validation" : "test", m.kendall_tau, 100 * m.mape,
                        100 * m.acc_10pct, 100 * m.acc_5pct, 100 * m.acc_1pct);
         }
     } else {
@@ -743,7 +766,7 @@ static int latency_task(nb_args *a, int method, cli_train *t, const char *out, c
             double fs = 0;
             if (!t->quiet) fprintf(stderr, "held-out family %s: %d train / %d test networks\n", tsr_nf_family_name(f), ntr, nte);
             st = lat_fit_eval(a, method, t, out, &s, platform, order, ntr, test, nte, NULL, &fm[f], NULL, &fs);
-            if (st.code) break;
+            if (st.code || t->interrupted) break;
             secs += fs;
             done[f] = true;
             fn_train[f] = ntr, fn_test[f] = nte;
@@ -752,8 +775,8 @@ static int latency_task(nb_args *a, int method, cli_train *t, const char *out, c
             mean.acc_5pct += fm[f].acc_5pct, mean.acc_1pct += fm[f].acc_1pct;
             n_folds++;
         }
-        if (!st.code && n_folds == 0) st = tsr_errorf(TSR_ERR_ARG, "no family to hold out in %s", a->data);
-        if (!st.code) {
+        if (!st.code && !t->interrupted && n_folds == 0) st = tsr_errorf(TSR_ERR_ARG, "no family to hold out in %s", a->data);
+        if (!st.code && !t->interrupted) {
             mean.kendall_tau /= n_folds, mean.mape /= n_folds, mean.acc_10pct /= n_folds;
             mean.acc_5pct /= n_folds, mean.acc_1pct /= n_folds;
             if (json) {
@@ -838,9 +861,11 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (!strcmp(a.task, "latency")) {
         lat_train_flags(&t, argc, argv);
         /* the shipped predictor answers the default protocol (random split, 0.8, seed 0) of its platform */
+        if (model_set && a.validate)
+            return cli_usage_error(prog, "--validate trains on a part of the training split; it takes no --model");
         if (method == TSR_NF_METHOD_NARFORMER && model_set) load = model;
         else if (method == TSR_NF_METHOD_NARFORMER && !strcmp(a.split, "random") && !a.frac_set && a.split_seed == 0 &&
-                 !a.dim_set && !a.layers_set) {
+                 !a.dim_set && !a.layers_set && !a.validate) {
             char rel[128];
             snprintf(rel, sizeof rel, LAT_MODEL_FMT, a.platform);
             if (cli_find_shipped(rel, shipped, sizeof shipped)) load = shipped;

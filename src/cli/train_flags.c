@@ -136,7 +136,8 @@ void cli_train_end(cli_train *t, const tsr_train_result *r) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (t->dirty) fputc('\n', stderr), t->dirty = false;
-    if (!r || !r->interrupted) return;
+    t->interrupted = r && r->interrupted;
+    if (!t->interrupted) return;
     fprintf(stderr, "%s: interrupted at step %lld/%lld; checkpoint saved%s%s\n  resume with: %s", t->prog,
             (long long)r->step, (long long)r->total, t->o.out ? " to " : "", t->o.out ? t->o.out : "", t->prog);
     bool has_resume = false;

@@ -38,6 +38,7 @@ typedef struct {
     bool tty;         /* progress as one carriage-return line */
     bool dirty;       /* a progress line is open on the TTY */
     bool own_eval_lines; /* the verb prints its evaluations itself */
+    bool interrupted;    /* the last run stopped on SIGINT/SIGTERM (set by cli_train_end) */
 } cli_train;
 
 cli_train cli_train_init(tsr_train_opts defaults, int batch, int flags);

@@ -160,8 +160,40 @@ typedef struct {
 
 static float unit(tsr_rng *r) { return tsr_rng_uniform(r); }
 
-/* a crop (S x S) of the image at (x0,y0), flipped as asked */
-static void crop(const tsr_apt_image *im, int x0, int y0, int S, bool fx, bool fy, float *img,
+/* colour jitter of one crop: saturation (0: grey), contrast, brightness,
+ * then the channels permuted (a hue change that keeps grey grey). With one
+ * training image its vehicles have one look (yellow buses); drawn per crop,
+ * the jitter leaves the prompts as the only steady sign of which pixels
+ * are the class. */
+typedef struct {
+    bool on;
+    float sat, contrast, bright;
+    int perm[3];
+} jitter;
+
+static jitter jitter_draw(tsr_rng *r, bool on) {
+    static const int perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    jitter j = {.on = on, .sat = 1, .contrast = 1, .bright = 0, .perm = {0, 1, 2}};
+    if (!on) return j;
+    j.sat = 1.5f * tsr_rng_uniform(r);
+    j.contrast = 0.7f + 0.6f * tsr_rng_uniform(r);
+    j.bright = 80.0f * tsr_rng_uniform(r) - 40.0f;
+    memcpy(j.perm, perms[tsr_rng_below(r, 6)], sizeof j.perm);
+    return j;
+}
+
+static void jitter_apply(const jitter *j, const uint8_t *in, float out[3]) {
+    float g = 0.299f * in[0] + 0.587f * in[1] + 0.114f * in[2], v[3];
+    for (int k = 0; k < 3; k++) {
+        v[k] = g + j->sat * ((float)in[k] - g);
+        v[k] = (v[k] - 128.0f) * j->contrast + 128.0f + j->bright;
+        v[k] = v[k] < 0 ? 0 : v[k] > 255 ? 255 : v[k];
+    }
+    for (int k = 0; k < 3; k++) out[k] = v[j->perm[k]];
+}
+
+/* a crop (S x S) of the image at (x0,y0), flipped and colour-jittered as asked */
+static void crop(const tsr_apt_image *im, int x0, int y0, int S, bool fx, bool fy, const jitter *jt, float *img,
                  uint8_t *lab, uint32_t *inst) {
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
@@ -169,9 +201,12 @@ static void crop(const tsr_apt_image *im, int x0, int y0, int S, bool fx, bool f
             int gx = x0 + sx, gy = y0 + sy;
             bool in = gx < im->w && gy < im->h;
             int64_t s = (int64_t)gy * im->w + gx, d = (int64_t)y * S + x;
+            float px[3] = {0, 0, 0};
+            if (in && jt->on) jitter_apply(jt, im->rgb + 3 * s, px);
+            else if (in)
+                for (int k = 0; k < 3; k++) px[k] = im->rgb[3 * s + k];
             for (int k = 0; k < 3; k++)
-                img[(int64_t)k * S * S + d] =
-                    in ? ((float)im->rgb[3 * s + k] - tsr_sam_pixel_mean[k]) / tsr_sam_pixel_std[k] : 0.0f;
+                img[(int64_t)k * S * S + d] = in ? (px[k] - tsr_sam_pixel_mean[k]) / tsr_sam_pixel_std[k] : 0.0f;
             lab[d] = in ? im->lab[s] : 0;
             inst[d] = in ? im->inst[s] : 0;
         }
@@ -281,7 +316,8 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
             int x0 = im->w > S ? (int)tsr_rng_below(&c->rng, (uint32_t)(im->w - S + 1)) : 0;
             int y0 = im->h > S ? (int)tsr_rng_below(&c->rng, (uint32_t)(im->h - S + 1)) : 0;
             bool fx = unit(&c->rng) < 0.5f, fy = unit(&c->rng) < 0.5f;
-            crop(im, x0, y0, S, fx, fy, img + 3 * SS * b, lab + SS * b, inst + SS * b);
+            jitter jt = jitter_draw(&c->rng, o->color_jitter);
+            crop(im, x0, y0, S, fx, fy, &jt, img + 3 * SS * b, lab + SS * b, inst + SS * b);
             int64_t cnt = 0;
             for (int64_t i = 0; i < SS; i++) cnt += lab[SS * b + i] == 1;
             if (cnt > SS / 50) break;
@@ -486,6 +522,8 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
     kv[k++] = fw;
     kv[k++] = "apt.focal_alpha";
     kv[k++] = fa;
+    kv[k++] = "apt.color_jitter";
+    kv[k++] = o->color_jitter ? "1" : "0";
     kv[k] = NULL;
     tsr_train_family f = {.name = "apt", .params = &r.model.params, .config = kv, .n_items = 0,
                           .batch = o->batch, .unit = "img", .arena_bytes = 256u << 20, .ud = &r,
