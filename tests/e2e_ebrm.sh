@@ -77,7 +77,9 @@ fi
 "$BIN" ebrm explain --query "pdf viewer" --item zathura --json --threads 1 >"$TMP/ex.json" 2>"$TMP/err" &&
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["score"]; s=1.0; k=1.0
 for e in d["entities"]: s*=e["support_factor"]; k*=e["veto_factor"]
-r=k*(1-(1-d["leak"])*s); sys.exit(0 if abs(r-p)<=1e-5 and abs(d["reconstructed"]-p)<=1e-5 and d["entities"] else 1)' "$TMP/ex.json" &&
+r=k*(1-(1-d["leak"])*s)
+if "fusion" in d: import math; q=min(max(r,1e-7),1-1e-7); r=1/(1+math.exp(-(math.log(q/(1-q))+d["fusion"]["alpha"]*d["fusion"]["lex"])))
+sys.exit(0 if abs(r-p)<=1e-5 and abs(d["reconstructed"]-p)<=1e-5 and d["entities"] else 1)' "$TMP/ex.json" &&
     ok || bad "explain factors do not reconstruct the score: $(cat "$TMP/ex.json" "$TMP/err")"
 "$BIN" ebrm score --query "pdf viewer" --items zathura,evince --json --threads 1 >"$TMP/sc.json" 2>"$TMP/err" &&
     grep -q '"id": "evince", "score": 0\.[0-9]*' "$TMP/sc.json" && ok || bad "score: $(cat "$TMP/sc.json" "$TMP/err")"

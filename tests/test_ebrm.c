@@ -123,6 +123,14 @@ static void test_qi(const tsr_catalog *cat) {
             pos += rel;
         }
         TU_CHECK(same && pos == s.q[i].n_pos, "%s: candidates are the BM25 top-3", q->text);
+        /* the lexical match: BM25 / the query's maximum, in [0, 1) */
+        float lex[3];
+        tsr_ebrm_lex(ix[q->construction], q->text, s.q[i].cand, NULL, s.q[i].n, lex);
+        bool in01 = s.q[i].bm25_max == tsr_bm25_max_score(ix[q->construction], q->text);
+        for (int j = 0; j < s.q[i].n; j++)
+            in01 &= s.q[i].bm25[j] < s.q[i].bm25_max && lex[j] > 0 && lex[j] < 1 &&
+                    fabsf(lex[j] - s.q[i].bm25[j] / s.q[i].bm25_max) < 1e-5f;
+        TU_CHECK(in01, "%s: lexical match in (0, 1), bm25 < max score", q->text);
     }
     tsr_ebrm_qiset_free(&s);
     tsr_ebrm_qiset v;
@@ -492,9 +500,11 @@ static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
     TU_CHECK(spread > 1e-3f, "QE scores differ between entities (%g)", spread);
     /* cached vs uncached p(QI), every construction */
     int32_t items[16];
+    float lexv[16]; /* lexical matches (used once the model has the text cause) */
     int n = 0;
     for (int32_t i = 0; i < cat->n_items; i++) items[n++] = i;
     for (int32_t i = 0; i < cat->n_items; i++) items[n++] = i;
+    for (int i = 0; i < n; i++) lexv[i] = 0.1f * (float)(i % 8);
     tsr_ebrm_cache small, big;
     tsr_ebrm_cache_init(&small, 3);
     tsr_ebrm_cache_init(&big, 1024);
@@ -502,9 +512,9 @@ static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
     for (int round = 0; round < 2; round++)
         for (int c = 0; c < TSR_QC_COUNT; c++) {
             if (c == TSR_QC_MOVIELENS) continue;
-            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, NULL, NULL, p0);
-            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, &small, NULL, p1);
-            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, &big, NULL, p2);
+            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, NULL, NULL, lexv, p0);
+            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, &small, NULL, lexv, p1);
+            tsr_ebrm_model_score(&m, cat, E, "pdf viewer", c, items, n, &big, NULL, lexv, p2);
             TU_CHECK(!memcmp(p0, p1, (size_t)n * 4) && !memcmp(p0, p2, (size_t)n * 4),
                      "model: cached == uncached bit for bit (%s, round %d)", tsr_qc_names[c], round);
         }
@@ -514,10 +524,10 @@ static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
     float one_r = 1.f;
     tsr_ebrm_setqe set = {1, &pdf, &one_r};
     float ps[16];
-    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, &set, ps);
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, &set, lexv, ps);
     int32_t z = tsr_catalog_find(cat, "zview");
     TU_CHECK(ps[z] > p0[z], "--set-qe works-with::pdf=1 raises zview: %g -> %g", p0[z], ps[z]);
-    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, NULL, p1);
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, NULL, lexv, p1);
     TU_CHECK(!memcmp(p0, p1, (size_t)n * 4), "the override did not leak into the cache");
     tsr_ebrm_cache_free(&small);
     tsr_ebrm_cache_free(&big);
@@ -577,7 +587,38 @@ static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
     }
     printf("QI loss %.5f: %d gradients vs central differences, worst relative error %.2e\n", loss, checked, worst);
     TU_CHECK(bad == 0 && checked >= 20, "QI loss gradients: %d of %d off", bad, checked);
+
     tsr_ctx_free(&c);
+    /* late fusion: p' = sigmoid(logit(p) + alpha lex); cached == uncached;
+     * alpha = 0 is the soft-logic score; a larger lex raises p'; no lex is an
+     * error; a fused model is not trained further */
+    float pf[16];
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, NULL, p0);
+    TU_CHECK(tsr_ebrm_model_set_agg(&m, TSR_EBRM_AGG_FUSE, -1.f).code != TSR_OK, "negative fusion weight refused");
+    TU_CHECK(tsr_ebrm_model_set_agg(&m, TSR_EBRM_AGG_FUSE, 0.f).code == TSR_OK && m.fuse, "fuse");
+    TU_CHECK(tsr_ebrm_model_set_agg(&m, TSR_EBRM_AGG_SOFTLOGIC, 0.f).code != TSR_OK, "a fused model keeps its aggregation");
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, p1);
+    bool near = true;
+    for (int i = 0; i < n; i++) near &= fabsf(p1[i] - p0[i]) <= 1e-6f;
+    TU_CHECK(near, "alpha 0: the soft-logic score");
+    tsr_f32(m.fuse)[0] = 3.f;
+    tsr_ebrm_cache_init(&big, 1024);
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, p1);
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, NULL, lexv, p2);
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, NULL, lexv, pf);
+    TU_CHECK(!memcmp(p1, p2, (size_t)n * 4) && !memcmp(p1, pf, (size_t)n * 4), "fused: cached == uncached");
+    bool ok_f = true;
+    for (int i = 0; i < n; i++) {
+        double q = p0[i] < 1e-7f ? 1e-7 : p0[i] > 1 - 1e-7f ? 1 - 1e-7 : p0[i];
+        double want = 1 / (1 + exp(-(log(q / (1 - q)) + 3.0 * lexv[i])));
+        ok_f &= fabs(p1[i] - want) < 1e-6 && p1[i] >= p0[i] && (lexv[i] == 0 || p1[i] > p0[i]);
+    }
+    TU_CHECK(ok_f, "fused score = sigmoid(logit(p) + alpha lex), raised by the lexical match");
+    TU_CHECK(tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, NULL, pf).code != TSR_OK,
+             "a fused model without lexical matches is an error");
+    tsr_ebrm_cache_free(&big);
+    tsr_train_opts o0 = tsr_train_default_opts();
+    TU_CHECK(tsr_ebrm_train_qi(&m, &qt, &o0, NULL).code != TSR_OK, "a fused model is not trained");
 
     /* save / load round trip, corrupt file refused */
     const char *wp = tu_tmp("ebrm_model.safetensors"), *tp = tu_tmp("ebrm_tok.json");
@@ -587,8 +628,8 @@ static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
     TU_CHECK(st.code == TSR_OK, "load: %s", st.msg);
     if (st.code == TSR_OK) {
         tsr_ebrm_model_prepare(&m2, E);
-        tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, p0);
-        tsr_ebrm_model_score(&m2, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, p1);
+        tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, p0);
+        tsr_ebrm_model_score(&m2, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, p1);
         TU_CHECK(!memcmp(p0, p1, (size_t)n * 4), "loaded model scores identically");
         tsr_ebrm_model_free(&m2);
     }

@@ -9,6 +9,7 @@
  * rtol 1e-6 (we sum in double, torch in float); schedules 1e-7 relative to
  * a double formula (the result is one float rounding); EMA 1e-6. */
 #include "testutil.h"
+#include "tessera/ops.h"
 #include "tessera/optim.h"
 
 #include <math.h>
@@ -279,12 +280,94 @@ static void test_adamw_sparse_rows(void) {
     tsr_params_free(&ps);
 }
 
+/* Row marks (core.h): an embedding's backward marks the rows it writes,
+ * and zeroing, the gradient norm and AdamW then visit only marked rows; a
+ * dense writer (tsr_grad, here a matmul) marks every row. Against the same
+ * tables without TSR_PARAM_SPARSE_ROWS (decayed and not): the same
+ * gradients, norms, weights and moments bit for bit, the exact marks, and
+ * a grad that is all zero after each zeroing. */
+static void test_row_marks(void) {
+    enum { ROWS = 64, D = 4, B = 5, STEPS = 14, DENSE_AT = 7 };
+    tsr_params pd, ps;
+    tsr_tensor *wd[2], *ws[2];
+    tsr_params_init(&pd);
+    tsr_params_init(&ps);
+    tsr_rng r;
+    tsr_rng_seed(&r, 21);
+    for (int k = 0; k < 2; k++) { /* k = 0: decayed, k = 1: no decay */
+        char nm[16];
+        snprintf(nm, sizeof nm, "emb%d", k);
+        wd[k] = tsr_param_new(&pd, nm, k ? TSR_PARAM_NO_DECAY : 0, 2, TSR_SHAPE(ROWS, D));
+        ws[k] = tsr_param_new(&ps, nm, (k ? TSR_PARAM_NO_DECAY : 0) | TSR_PARAM_SPARSE_ROWS, 2, TSR_SHAPE(ROWS, D));
+        tsr_init_normal(wd[k], &r, 1.0f);
+        memcpy(ws[k]->data, wd[k]->data, sizeof(float) * ROWS * D);
+    }
+    TU_CHECK(ws[0]->grad_rows && !wd[0]->grad_rows, "row marks only on TSR_PARAM_SPARSE_ROWS grads");
+    tsr_adamw_cfg cfg = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
+    tsr_adamw od, os;
+    tsr_adamw_init(&od, &pd, cfg);
+    tsr_adamw_init(&os, &ps, cfg);
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 16);
+    static const float zero[ROWS * D];
+    const size_t bytes = sizeof zero;
+    bool same = true, zeroed = true, marks_ok = true;
+    for (int s = 0; s < STEPS; s++) {
+        tsr_params_zero_grad(&pd);
+        tsr_params_zero_grad(&ps);
+        int32_t ids[B];
+        float co[B * D];
+        for (int i = 0; i < B; i++) ids[i] = (int32_t)(tsr_rng_u64(&r) % (s < 5 ? 12u : (unsigned)ROWS));
+        ids[B - 1] = ids[0]; /* a repeated row */
+        for (int i = 0; i < B * D; i++) co[i] = tsr_rng_uniform(&r) - 0.5f;
+        for (int k = 0; k < 2; k++) {
+            zeroed &= memcmp(ws[k]->grad, zero, bytes) == 0 && !ws[k]->grad_rows_all;
+            for (int p = 0; p < 2; p++) {
+                tsr_ctx_reset(&c);
+                tsr_tensor *w = p ? ws[k] : wd[k];
+                tsr_tensor *id = tsr_new(&c, TSR_I32, TSR_DIMS(B));
+                memcpy(id->data, ids, sizeof ids);
+                tsr_tensor *cf = tsr_from_f32(&c, TSR_DIMS(B, D), co);
+                tsr_tensor *l = tsr_sum_all(&c, tsr_mul(&c, tsr_embedding(&c, w, id), cf));
+                if (s == DENSE_AT) l = tsr_add(&c, l, tsr_sum_all(&c, tsr_matmul(&c, cf, w, false, true)));
+                tsr_backward(&c, l);
+            }
+            if (s == DENSE_AT) {
+                marks_ok &= ws[k]->grad_rows_all;
+            } else {
+                for (int row = 0; row < ROWS; row++) {
+                    bool in = false;
+                    for (int i = 0; i < B; i++) in |= ids[i] == row;
+                    marks_ok &= !ws[k]->grad_rows_all && ws[k]->grad_rows[row] == in;
+                }
+            }
+            same &= memcmp(wd[k]->grad, ws[k]->grad, bytes) == 0 &&
+                    tsr_grad_sumsq(wd[k], false, 0.5) == tsr_grad_sumsq(ws[k], true, 0.5);
+        }
+        float lr = 0.01f * (1.0f + (float)s / 4.0f);
+        tsr_adamw_step(&od, lr);
+        tsr_adamw_step(&os, lr);
+        for (int k = 0; k < 2; k++)
+            same &= memcmp(wd[k]->data, ws[k]->data, bytes) == 0 && memcmp(od.m[k], os.m[k], bytes) == 0 &&
+                    memcmp(od.v[k], os.v[k], bytes) == 0;
+    }
+    TU_CHECK(same, "row marks: gradients, norms, weights and moments equal the unmarked tables' bit for bit");
+    TU_CHECK(marks_ok, "row marks: exactly the embedded rows, or all after a dense writer");
+    TU_CHECK(zeroed, "row marks: the grad is all zero after every zeroing");
+    tsr_ctx_free(&c);
+    tsr_adamw_free(&od);
+    tsr_adamw_free(&os);
+    tsr_params_free(&pd);
+    tsr_params_free(&ps);
+}
+
 int main(void) {
     tsr_threads_set(0);
     tref *r = tref_load("tests/refs/optim.tref");
     test_adamw(r);
     test_adamw_frozen(r);
     test_adamw_sparse_rows();
+    test_row_marks();
     test_sgd(r, "sgd", 0.9f, false);
     test_sgd(r, "nest", 0.9f, true);
     test_sgd(r, "plain", 0.0f, false);

@@ -28,6 +28,7 @@ typedef struct {
     int sigterm_at;   /* raise SIGTERM in this call (0: never) */
     int nan_loss_at;  /* report a NaN loss in this call */
     int nan_grad_at;  /* poison a gradient in this call */
+    float poison;     /* ... with this value (0: inf) in two elements */
     char hidden[8];   /* a family config value */
 } tiny;
 
@@ -68,7 +69,7 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
     *loss_v = tsr_f32(loss)[0];
     tsr_backward(c, loss);
     if (m->nan_loss_at == m->calls) *loss_v = NAN;
-    if (m->nan_grad_at == m->calls) m->w->grad[3] = INFINITY;
+    if (m->nan_grad_at == m->calls) m->w->grad[3] = m->w->grad[5] = m->poison != 0 ? m->poison : INFINITY;
     return tsr_ok();
 }
 
@@ -290,19 +291,25 @@ static void test_kill_inside_save(void) {
 
 static void test_nonfinite(void) {
     char sp[700];
-    for (int kind = 0; kind < 2; kind++) {
+    /* kind 0: NaN loss; 1: inf gradient; 2: finite gradients whose norm
+     * overflows a float (3e38 twice), with and without logging (without,
+     * the trainer only tests the gradients unless they are huge) */
+    for (int kind = 0; kind < 6; kind++) {
         tiny m;
         tiny_init(&m);
-        tsr_train_opts o = opts(kind ? "ng" : "nl");
+        static const char *const names[6] = {"nl", "ng", "nf", "nl0", "ng0", "nf0"};
+        tsr_train_opts o = opts(names[kind]);
+        if (kind >= 3) o.log_every = 0;
         remove(o.out);
-        if (kind) m.nan_grad_at = 8;
+        if (kind % 3) m.nan_grad_at = 8;
         else m.nan_loss_at = 7;
+        if (kind % 3 == 2) m.poison = 3e38f;
         tsr_train_result r;
         tsr_status st = run(&m, &o, &r);
-        const char *want = kind ? "at step 8: gradient norm is inf" : "at step 7: loss is nan";
+        const char *want = kind % 3 ? "at step 8: gradient norm is inf" : "at step 7: loss is nan";
         TU_CHECK(st.code == TSR_ERR_NUMERIC && strstr(st.msg, want) && strstr(st.msg, "keeps step 5"),
-                 "non-finite stop: %s", st.msg);
-        TU_CHECK(r.step == (kind ? 7 : 6) && !r.finished, "no update after the bad step (%lld)", (long long)r.step);
+                 "non-finite stop (case %s): %s", names[kind], st.msg);
+        TU_CHECK(r.step == (kind % 3 ? 7 : 6) && !r.finished, "no update after the bad step (%lld)", (long long)r.step);
         tsr_train_state_path(o.out, sp, sizeof sp);
         int64_t at = -1;
         tsr_ckpt_check_meta(sp, NULL, NULL, 0, &at);

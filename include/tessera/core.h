@@ -134,6 +134,11 @@ struct tsr_tensor {
     int64_t numel;
     void *data;
     float *grad;          /* NULL until needed; f32, numel elements */
+    /* TSR_PARAM_SPARSE_ROWS parameters: one mark per row (the last
+     * dimension) of grad; while grad_rows_all is false, an unmarked row's
+     * grad is all +0 (see tsr_grad_rows and tsr_params_zero_grad) */
+    uint8_t *grad_rows;
+    bool grad_rows_all;
     bool requires_grad;
     bool is_param;        /* grad storage is owned by a tsr_params */
     tsr_node *node;       /* op that made it; NULL for leaves */
@@ -232,6 +237,10 @@ tsr_tensor *tsr_from_f32(tsr_ctx *c, int ndim, const int64_t *shape, const float
 
 /* Gradient of t, allocated zeroed in the step arena on first use. */
 float *tsr_grad(tsr_ctx *c, tsr_tensor *t);
+/* t's grad for a writer that adds only to the rows ids[0..n) (an
+ * embedding's backward): a TSR_PARAM_SPARSE_ROWS parameter marks just
+ * these rows, where tsr_grad marks them all */
+float *tsr_grad_rows(tsr_ctx *c, tsr_tensor *t, const int32_t *ids, int64_t n);
 
 /* Called by an op after computing `out` from `in`: if grad is enabled and
  * any input requires grad, mark out as requiring grad and push a node onto
@@ -249,7 +258,12 @@ void tsr_backward_with(tsr_ctx *c, tsr_tensor *out, const float *gout);
 
 /* TSR_PARAM_SPARSE_ROWS: an embedding table, of which a step's gradient
  * touches few rows (rows = the last dimension); AdamW and the trainer's
- * gradient norm then skip the rows that cannot change (see optim.h) */
+ * gradient norm then skip the rows that cannot change (see optim.h).
+ * Its grad also carries row marks: after tsr_params_zero_grad, the ops
+ * mark the rows they write (tsr_grad_rows; tsr_grad marks every row), so
+ * the next zeroing, gradient norm and AdamW step visit only marked rows.
+ * Code that writes such a grad directly, not through tsr_grad, must set
+ * grad_rows_all. */
 enum { TSR_PARAM_NO_DECAY = 1, TSR_PARAM_BUFFER = 2 /* no grad, saved */, TSR_PARAM_SPARSE_ROWS = 4 };
 
 typedef struct {
@@ -266,6 +280,8 @@ tsr_tensor *tsr_param_new(tsr_params *p, const char *name, int flags, int ndim,
                           const int64_t *shape);
 tsr_tensor *tsr_params_find(const tsr_params *p, const char *name);
 int64_t tsr_params_count(const tsr_params *p); /* trainable elements */
+/* zeroes every grad (a TSR_PARAM_SPARSE_ROWS grad: its marked rows, or
+ * all when grad_rows_all; then its marks are cleared and kept from here) */
 void tsr_params_zero_grad(tsr_params *p);
 /* TSR_ERR_NUMERIC naming the first tensor of p with a non-finite value
  * (what: the file or model, for the message), else ok: evals and loads of

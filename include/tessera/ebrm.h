@@ -66,6 +66,7 @@ typedef struct {
     int32_t query;   /* index into the query set */
     int32_t *cand;   /* candidate items, BM25 order */
     float *bm25;     /* their BM25 scores */
+    float bm25_max;  /* tsr_bm25_max_score of the query: bm25 / bm25_max in [0, 1) */
     uint8_t *label;  /* 1: relevant */
     int n, n_pos;
 } tsr_ebrm_qi;
@@ -253,6 +254,10 @@ enum {
 enum {
     TSR_EBRM_AGG_SOFTLOGIC = 0, /* tsr_ebrm_agg_forward */
     TSR_EBRM_AGG_MEAN = 1,      /* ablation: p = mean_j r_j (leak when no entity) */
+    TSR_EBRM_AGG_FUSE = 2,      /* soft logic, then late fusion with the item's lexical
+                                 * match: p' = sigmoid(logit(p) + alpha * lex), lex the
+                                 * item's BM25 score / the query's maximum score,
+                                 * alpha = "agg.fuse" (tsr_ebrm_model_score) */
 };
 
 #include "tessera/bpe.h"
@@ -263,6 +268,7 @@ enum {
 typedef struct {
     tsr_ebrm_qe qe;        /* cfg.vocab = tokenizer vocab + 1 */
     tsr_tensor *theta;     /* EBRM kind only */
+    tsr_tensor *fuse;      /* TSR_EBRM_AGG_FUSE only: alpha, shape (1) */
     int kind, agg, sep;
     tsr_bpe bpe;
     bool have_bpe;
@@ -276,6 +282,10 @@ typedef struct {
 tsr_status tsr_ebrm_model_init(tsr_ebrm_model *m, const tsr_benc_cfg *cfg, int kind, int agg);
 void tsr_ebrm_model_init_weights(tsr_ebrm_model *m, uint64_t seed);
 void tsr_ebrm_model_free(tsr_ebrm_model *m);
+/* Changes a loaded EBRM model's aggregation (softlogic <-> mean for QI
+ * training from QE pretraining). TSR_EBRM_AGG_FUSE adds "agg.fuse" = alpha
+ * (>= 0) to a soft-logic model; a fused model cannot change its aggregation. */
+tsr_status tsr_ebrm_model_set_agg(tsr_ebrm_model *m, int agg, float alpha);
 /* the model's config as key, value pairs (11 pairs: 22 strings into kv,
  * values in buf >= 11 * 16 bytes) for its metadata and the trainer */
 #define TSR_EBRM_CFG_KV 11
@@ -356,10 +366,20 @@ typedef struct {
 /* Scores one query's candidates with the model: EBRM kind through
  * tsr_ebrm_score_items (cache may be NULL; with overrides the cache is
  * bypassed so that overridden scores never enter it), cross kind over the
- * item texts of the construction. p[i] = p(QI). */
+ * item texts of the construction. lex[i]: item i's lexical match in [0, 1]
+ * (tsr_ebrm_lex), needed by a TSR_EBRM_AGG_FUSE model (else ignored; NULL
+ * then is an error): p[i] = sigmoid(logit(p_softlogic) + alpha * lex[i]),
+ * the logit taken of p clamped to [1e-7, 1 - 1e-7]. */
 tsr_status tsr_ebrm_model_score(tsr_ebrm_model *m, const tsr_catalog *cat, const tsr_ebrm_entities *E,
                                 const char *query, int construction, const int32_t *items, int n,
-                                tsr_ebrm_cache *cache, const tsr_ebrm_setqe *set, float *p);
+                                tsr_ebrm_cache *cache, const tsr_ebrm_setqe *set, const float *lex, float *p);
+/* The lexical match of items for a query: BM25 score / tsr_bm25_max_score
+ * over index ix (the construction's visible text), in [0, 1). bm25: the
+ * items' scores from the first stage, or NULL to compute them. */
+void tsr_ebrm_lex(const tsr_bm25 *ix, const char *query, const int32_t *items, const float *bm25, int n, float *lex);
+/* Late fusion of a TSR_EBRM_AGG_FUSE model: sigmoid(logit(p) + alpha * lex)
+ * (p clamped as above); p itself for other models. */
+float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex);
 /* The QE scores of one item's visible entities (EBRM kind), overrides
  * applied: ent/r/c up to cap, returns the count. */
 tsr_status tsr_ebrm_model_item_qe(tsr_ebrm_model *m, const tsr_ebrm_entities *E, const char *query,

@@ -22,7 +22,9 @@ typedef struct {
  * it has no decay. Every other row gets the full update: the weights and
  * moments are bit-identical to the dense loop's, only the work differs.
  * Which rows have zero moments is cached per step and rebuilt from m and v
- * whenever `step` was set from outside (a loaded training state). */
+ * whenever `step` was set from outside (a loaded training state; a loader
+ * that sets m and v without changing `step` sets zero_rows_step = -1).
+ * A gradient's row marks (core.h) spare the look at unmarked rows. */
 typedef struct tsr_adamw { /* tagged: safetensors.h forward-declares it */
     tsr_params *p;
     tsr_adamw_cfg cfg;

@@ -165,6 +165,10 @@ double tsr_bm25_idf(const tsr_bm25 *ix, int64_t df);
  * n_docs floats the caller keeps between calls (zeroed on return). */
 int tsr_bm25_search(const tsr_bm25 *ix, const char *query, int k, int32_t *docs, float *scores,
                     float *scratch);
+/* The supremum of any document's score for query: sum over its distinct
+ * known terms of idf(t) (k1 + 1) (the tf -> infinity limit of a term's
+ * score), 0 when no term is known. score / max_score lies in [0, 1). */
+float tsr_bm25_max_score(const tsr_bm25 *ix, const char *query);
 /* score of one document (the same formula; for tests and re-ranking) */
 float tsr_bm25_score(const tsr_bm25 *ix, const char *query, int32_t doc);
 

@@ -103,6 +103,11 @@ typedef struct {
     int64_t items_per_step;/* for throughput (default: batch) */
     const char *unit;      /* "img", "tok", ...: progress "12345 img/s" */
     size_t arena_bytes;    /* tsr_ctx arena for one step (default 64 MiB) */
+    /* optional: the context the steps run in, owned by the caller, so that
+     * a caller running many short trainings keeps its arena (pages already
+     * mapped and warm) from one run to the next; NULL: the trainer makes
+     * one of arena_bytes. Its rng is set from the run's state. */
+    tsr_ctx *ctx;
     uint64_t rng_salt;     /* c->rng starts at seed ^ salt (0: a fixed default) */
     void *ud;
     /* forward + backward of one step; grads are zero on entry, c is reset

@@ -172,18 +172,33 @@ static void benc_embed(env *v, const char *const *texts, int n, int max_tok, flo
     tsr_ctx_free(&c);
 }
 
+/* The lexical match a fused EBRM (softlogic-fuse) needs (NULL for other models):
+ * bm25 the items' first-stage scores, or NULL to compute them. Caller frees. */
+static float *env_lex(env *v, const char *query, int construction, const int32_t *items, const float *bm25, int n) {
+    if (!v->have_m || v->m.agg != TSR_EBRM_AGG_FUSE) return NULL;
+    float *lex = malloc(((size_t)n + 1) * sizeof *lex);
+    TSR_ASSERT(lex);
+    tsr_ebrm_lex(env_index(v, construction), query, items, bm25, n, lex);
+    return lex;
+}
+
 /* Scores n candidates of a query with the method; p higher is better.
- * bm25 gives its own scores (passed in). use_cache: EBRM's QE cache and the
- * bi-encoder's item embeddings are kept across calls. */
+ * bm25 gives its own scores (passed in; NULL: computed where a method needs
+ * them). use_cache: EBRM's QE cache and the bi-encoder's item embeddings are
+ * kept across calls. */
 static tsr_status env_score(env *v, const char *query, int construction, const int32_t *items, const float *bm25,
                             int n, bool use_cache, const tsr_ebrm_setqe *set, float *p) {
     if (v->method == M_BM25) {
         memcpy(p, bm25, (size_t)n * sizeof *p);
         return tsr_ok();
     }
-    if (v->method == M_EBRM || v->method == M_CROSS)
-        return tsr_ebrm_model_score(&v->m, &v->cat, &v->E, query, construction, items, n,
-                                    use_cache ? &v->cache : NULL, set, p);
+    if (v->method == M_EBRM || v->method == M_CROSS) {
+        float *lex = env_lex(v, query, construction, items, bm25, n);
+        tsr_status st = tsr_ebrm_model_score(&v->m, &v->cat, &v->E, query, construction, items, n,
+                                             use_cache ? &v->cache : NULL, set, lex, p);
+        free(lex);
+        return st;
+    }
     /* bi-encoder over the same item text the cross-encoder reads */
     int dim = v->be.cfg.dim;
     unsigned fields = TSR_F_ALL & ~tsr_qc_hidden(construction);
@@ -485,14 +500,18 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
     uint8_t type[CAP];
     int m = 0;
     tsr_status st = tsr_ebrm_model_item_qe(&v.m, &v.E, query, cons, item, &set, ent, r, c, CAP, &m);
-    if (st.code == TSR_OK) st = tsr_ebrm_model_score(&v.m, &v.cat, &v.E, query, cons, &item, 1, NULL, &set, &p);
+    float *lexp = env_lex(&v, query, cons, &item, NULL, 1), lex = lexp ? lexp[0] : 0.f;
+    free(lexp);
+    bool fused = v.m.fuse != NULL;
+    float alpha = fused ? tsr_f32(v.m.fuse)[0] : 0.f;
+    if (st.code == TSR_OK) st = tsr_ebrm_model_score(&v.m, &v.cat, &v.E, query, cons, &item, 1, NULL, &set, &lex, &p);
     if (st.code != TSR_OK) {
         setqe_free(&set);
         env_close(&v);
         return cli_fail(st, NULL);
     }
     const float *th = tsr_f32(v.m.theta);
-    bool soft = v.m.agg == TSR_EBRM_AGG_SOFTLOGIC;
+    bool soft = v.m.agg != TSR_EBRM_AGG_MEAN;
     for (int j = 0; j < m; j++) type[j] = v.E.type[ent[j]];
     if (soft) tsr_ebrm_agg_explain(sup, veto, r, c, type, m, th);
     double leak = 1 / (1 + exp(-(double)th[0])), prodQ = 1, K = 1;
@@ -502,10 +521,12 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
         cli_json_str(stdout, query);
         printf(", \"item\": ");
         cli_json_str(stdout, it->id);
-        printf(", \"aggregation\": \"%s\", \"score\": %.6g, \"leak\": %.6g, \"entities\": [", soft ? "softlogic" : "mean",
+        printf(", \"aggregation\": \"%s\", \"score\": %.6g, \"leak\": %.6g", fused ? "softlogic-fuse" : soft ? "softlogic" : "mean",
                p, leak);
+        if (fused) printf(", \"fusion\": {\"lex\": %.6g, \"alpha\": %.6g}", lex, alpha);
+        printf(", \"entities\": [");
     } else {
-        printf("%s  p = %.6f  (%s aggregation%s)\n", it->id, p, soft ? "soft-logic" : "mean",
+        printf("%s  p = %.6f  (%s aggregation%s)\n", it->id, p, fused ? "soft-logic, fused with BM25," : soft ? "soft-logic" : "mean",
                set.n ? ", with --set-qe" : "");
         printf("%-36s %-9s %8s %8s %9s %9s %9s %9s\n", "entity", "type", "r", "c", "1-w*r", "1-v*c", "support", "veto");
     }
@@ -530,12 +551,16 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
             printf("%s\n", over ? "  (set)" : "");
         }
     }
-    double recon = soft ? K * (1 - (1 - leak) * prodQ) : p;
+    double S = 1 - (1 - leak) * prodQ, sk = soft ? K * S : p, recon = soft ? tsr_ebrm_fuse(&v.m, (float)sk, lex) : p;
     if (cm.json) {
-        printf("], \"support_S\": %.6g, \"veto_K\": %.6g, \"reconstructed\": %.6g}\n", 1 - (1 - leak) * prodQ, K, recon);
+        printf("], \"support_S\": %.6g, \"veto_K\": %.6g, \"softlogic\": %.6g, \"reconstructed\": %.6g}\n", S, K, sk,
+               recon);
     } else if (soft) {
         printf("S = 1 - (1 - leak %.4f) * prod(1 - w r) = %.6f;  K = prod(1 - v c) = %.6f;  S * K = %.6f\n", leak,
-               1 - (1 - leak) * prodQ, K, recon);
+               S, K, sk);
+        if (fused)
+            printf("fusion: lexical match %.4f (BM25 / the query's maximum), alpha %.4g: "
+                   "sigmoid(logit(S * K) + alpha * lex) = %.6f\n", lex, alpha, recon);
         printf("support_j = K (S - S without e_j); veto_j = p without e_j's contradiction - p\n");
     }
     setqe_free(&set);
@@ -699,7 +724,7 @@ static double bench_one(env *v, int k, const tsr_queryset *qs, const tsr_ebrm_qi
     }
     double t0 = tsr_time();
     if (k == 1) /* no cache: every candidate's every entity through the QE model */
-        *st = tsr_ebrm_model_score(&v->m, &v->cat, &v->E, q->text, q->construction, qi->cand, qi->n, NULL, NULL, p);
+        *st = env_score(v, q->text, q->construction, qi->cand, qi->bm25, qi->n, false, NULL, p);
     else
         *st = env_score(v, q->text, q->construction, qi->cand, qi->bm25, qi->n, true, NULL, p);
     return tsr_time() - t0;

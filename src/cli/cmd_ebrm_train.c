@@ -5,6 +5,7 @@
 #include "cli/train_flags.h"
 
 #include "tessera/ebrm.h"
+#include "tessera/safetensors.h"
 
 #include <errno.h>
 #include <string.h>
@@ -29,12 +30,52 @@ static int parse_constructions(const char *prog, const char *s, bool use[TSR_QC_
     return n ? CLI_OK : cli_usage_error(prog, "--constructions is empty");
 }
 
+/* --stage fuse: a trained soft-logic model plus the fusion weight, written
+ * to --out (no training: the weight is chosen on the tuning split, see
+ * docs/ebrm.md) */
+static int fuse_stage(const char *prog, const char *init, const char *out, float alpha) {
+    if (!init || !out) return cli_usage_error(prog, "--stage fuse needs --init FILE (a softlogic model) and --out FILE");
+    if (!(alpha >= 0 && alpha <= 1000)) return cli_usage_error(prog, "--stage fuse needs --fuse-alpha X in [0, 1000]");
+    int rc = cli_check_output(prog, "out", out, false);
+    if (rc != CLI_OK) return rc;
+    char tok[1100];
+    const char *slash = strrchr(init, '/');
+    if (slash) snprintf(tok, sizeof tok, "%.*s/tokenizer.json", (int)(slash - init), init);
+    else snprintf(tok, sizeof tok, "tokenizer.json");
+    tsr_ebrm_model m;
+    tsr_status st = tsr_ebrm_model_load(&m, init, tok);
+    if (st.code != TSR_OK) return cli_fail(st, MODEL_HINT);
+    /* the trained model's metadata (its training record) plus the fusion's */
+    tsr_st_file f;
+    st = tsr_st_read(init, &f);
+    if (st.code != TSR_OK) {
+        tsr_ebrm_model_free(&m);
+        return cli_fail(st, MODEL_HINT);
+    }
+    char a[32];
+    snprintf(a, sizeof a, "%g", alpha);
+    const char *meta[2 * 60 + 7];
+    int k = 0;
+    for (int i = 0; i < f.n_meta && k < 2 * 60; i++) meta[k++] = f.meta_keys[i], meta[k++] = f.meta_vals[i];
+    const char *extra[6] = {"fuse.from", init, "fuse.alpha", a, "fuse.lex", "bm25/max_bm25"};
+    for (int i = 0; i < 6; i++) meta[k++] = extra[i];
+    meta[k] = NULL;
+    st = tsr_ebrm_model_set_agg(&m, TSR_EBRM_AGG_FUSE, alpha);
+    if (st.code == TSR_OK) st = tsr_ebrm_model_save(&m, out, meta);
+    tsr_st_free(&f);
+    tsr_ebrm_model_free(&m);
+    if (st.code != TSR_OK) return cli_fail(st, MODEL_HINT);
+    printf("%s: %s fused with BM25, alpha %g\n", out, init, alpha);
+    return CLI_OK;
+}
+
 int cli_ebrm_train(const char *prog, int argc, char **argv) {
     const char *stage = "qi", *dir = "models/ebrm-debian", *out_arg = NULL, *init = NULL, *agg_name = "softlogic",
                *tokenizer = "models/higen-debian/tokenizer.json", *catalog = "../shared/data/debian-catalog",
                *cons_arg = "appstream,virtual,debtags";
     tsr_benc_cfg ec = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 128, .max_seq = 80};
     int n_neg = 15, min_pkgs = 2;
+    float fuse_alpha = -1;
     bool tune = false;
     const char *qe_target = "share";
     tsr_train_opts def = tsr_train_default_opts();
@@ -48,13 +89,16 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     def.weight_decay = 0.01f;
     cli_train t = cli_train_init(def, 8, CLI_TF_STEPS | CLI_TF_EPOCHS | CLI_TF_BATCH | CLI_TF_EVAL);
     const arg_spec specs[] = {
-        {"stage", ARG_STR, &stage, "NAME", "qe (QE pretraining), qi (EBRM on QI labels, default) or cross "
-                                           "(the full-text cross-encoder baseline)", NULL},
+        {"stage", ARG_STR, &stage, "NAME", "qe (QE pretraining), qi (EBRM on QI labels, default), cross "
+                                           "(the full-text cross-encoder baseline) or fuse (--init's soft-logic "
+                                           "model plus late fusion with BM25, weight --fuse-alpha, to --out)", NULL},
         {"dir", ARG_STR, &dir, "DIR", "model directory (created): tokenizer.json, qe/ebrm/cross.safetensors", NULL},
         {"out", ARG_STR, &out_arg, "FILE", "weights file (default: DIR/qe, DIR/ebrm or DIR/cross .safetensors)", NULL},
         {"init", ARG_STR, &init, "FILE", "qi: start from these weights (default DIR/qe.safetensors; 'none': from "
                                          "scratch, the no-pretraining ablation)", NULL},
         {"agg", ARG_STR, &agg_name, "NAME", "qi: softlogic (default) or mean (the ablation)", NULL},
+        {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "fuse: the weight of the lexical match in "
+                                                    "sigmoid(logit(p) + X * BM25 / max BM25)", NULL},
         {"constructions", ARG_STR, &cons_arg, "LIST", "qi/cross: train queries of these constructions", NULL},
         {"negatives", ARG_INT, &n_neg, "N", "qi/cross: non-relevant candidates drawn per query and step", NULL},
         {"min-pkgs", ARG_INT, &min_pkgs, "N", "qe: keywords listed by at least N packages", NULL},
@@ -76,8 +120,9 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                              "same-size cross-encoder over (query, full item text).",
                              specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
+    if (strcmp(stage, "fuse") == 0) return fuse_stage(prog, init, out_arg, fuse_alpha);
     int st_kind = strcmp(stage, "qe") == 0 ? 0 : strcmp(stage, "qi") == 0 ? 1 : strcmp(stage, "cross") == 0 ? 2 : -1;
-    if (st_kind < 0) return cli_usage_error(prog, "--stage must be qe, qi or cross");
+    if (st_kind < 0) return cli_usage_error(prog, "--stage must be qe, qi, cross or fuse");
     int agg = strcmp(agg_name, "softlogic") == 0 ? TSR_EBRM_AGG_SOFTLOGIC : strcmp(agg_name, "mean") == 0 ? TSR_EBRM_AGG_MEAN : -1;
     if (agg < 0) return cli_usage_error(prog, "--agg must be softlogic or mean");
     int qe_tk = strcmp(qe_target, "share") == 0 ? TSR_EBRM_QE_SHARE : strcmp(qe_target, "lift") == 0 ? TSR_EBRM_QE_LIFT : -1;
@@ -128,7 +173,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                 have_m = true;
                 if (m.kind != (st_kind == 2 ? TSR_EBRM_KIND_CROSS : TSR_EBRM_KIND_EBRM))
                     st = tsr_errorf(TSR_ERR_ARG, "--init %s is a model of another kind", from);
-                m.agg = agg;
+                else if (m.kind == TSR_EBRM_KIND_EBRM && st_kind == 1)
+                    st = tsr_ebrm_model_set_agg(&m, agg, 0.f);
                 ec = m.qe.cfg;
             }
         } else {

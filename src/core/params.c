@@ -16,6 +16,11 @@ void tsr_params_free(tsr_params *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* a row of a parameter's grad: its last dimension */
+static int64_t grad_row_width(const tsr_tensor *t) {
+    return t->ndim > 1 && t->numel > 0 ? t->shape[t->ndim - 1] : (t->numel > 0 ? t->numel : 1);
+}
+
 tsr_tensor *tsr_param_new(tsr_params *p, const char *name, int flags, int ndim,
                           const int64_t *shape) {
     TSR_ASSERT(ndim >= 0 && ndim <= TSR_MAX_DIMS);
@@ -36,6 +41,11 @@ tsr_tensor *tsr_param_new(tsr_params *p, const char *name, int flags, int ndim,
     if (!(flags & TSR_PARAM_BUFFER)) {
         t->grad = tsr_arena_calloc(&p->arena, sizeof(float) * (size_t)t->numel);
         t->requires_grad = true;
+        if ((flags & TSR_PARAM_SPARSE_ROWS) && t->numel > 0) {
+            /* marks start unknown: the first tsr_params_zero_grad sets them */
+            t->grad_rows = tsr_arena_calloc(&p->arena, (size_t)(t->numel / grad_row_width(t)));
+            t->grad_rows_all = true;
+        }
     }
     size_t len = strlen(name) + 1;
     char *nm = tsr_arena_alloc(&p->arena, len);
@@ -61,8 +71,26 @@ int64_t tsr_params_count(const tsr_params *p) {
 }
 
 void tsr_params_zero_grad(tsr_params *p) {
-    for (int i = 0; i < p->n; i++)
-        if (p->items[i]->grad) memset(p->items[i]->grad, 0, sizeof(float) * (size_t)p->items[i]->numel);
+    for (int i = 0; i < p->n; i++) {
+        tsr_tensor *t = p->items[i];
+        if (!t->grad) continue;
+        if (!t->grad_rows) {
+            memset(t->grad, 0, sizeof(float) * (size_t)t->numel);
+            continue;
+        }
+        const int64_t d = grad_row_width(t), rows = t->numel / d;
+        if (t->grad_rows_all) {
+            memset(t->grad, 0, sizeof(float) * (size_t)t->numel);
+            memset(t->grad_rows, 0, (size_t)rows);
+            t->grad_rows_all = false;
+            continue;
+        }
+        for (int64_t r = 0; r < rows; r++) /* unmarked rows are +0 already */
+            if (t->grad_rows[r]) {
+                memset(t->grad + r * d, 0, sizeof(float) * (size_t)d);
+                t->grad_rows[r] = 0;
+            }
+    }
 }
 
 void tsr_init_normal(tsr_tensor *t, tsr_rng *r, float std) {

@@ -106,6 +106,13 @@ tsr_tensor *tsr_from_f32(tsr_ctx *c, int ndim, const int64_t *shape, const float
 float *tsr_grad(tsr_ctx *c, tsr_tensor *t) {
     TSR_ASSERT(t->dtype == TSR_F32);
     if (!t->grad) t->grad = tsr_arena_calloc(&c->arena, sizeof(float) * (size_t)t->numel);
+    if (t->grad_rows) t->grad_rows_all = true; /* the writer may touch any row */
+    return t->grad;
+}
+
+float *tsr_grad_rows(tsr_ctx *c, tsr_tensor *t, const int32_t *ids, int64_t n) {
+    if (!t->grad_rows || t->grad_rows_all) return tsr_grad(c, t);
+    for (int64_t i = 0; i < n; i++) t->grad_rows[ids[i]] = 1;
     return t->grad;
 }
 

@@ -320,6 +320,7 @@ tsr_status tsr_trainstate_load(const char *path, struct tsr_adamw *o, tsr_train_
             memcpy(o->m[i], ms[i]->data, ms[i]->nbytes);
             memcpy(o->v[i], vs[i]->data, vs[i]->nbytes);
         }
+        o->zero_rows_step = -1; /* AdamW's cache of zero moment rows: rebuild */
     }
 out:
     free(ms);

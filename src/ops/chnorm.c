@@ -268,6 +268,7 @@ static void bn_bwd(float *dx, float *dw, float *db, const float *dy, const float
 static float *grad_buffer(tsr_ctx *c, tsr_tensor *x, bool *fresh) {
     *fresh = !x->grad && !x->is_param;
     if (*fresh) x->grad = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)x->numel);
+    else if (x->grad_rows) x->grad_rows_all = true; /* see tsr_grad */
     return x->grad;
 }
 

@@ -615,6 +615,7 @@ static void conv2d_backward(tsr_ctx *c, tsr_node *n) {
         /* one pass for both halves; a fresh input grad is written, not zeroed and added to */
         bool fresh = !x->grad && !x->is_param;
         if (fresh) x->grad = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)x->numel);
+        else if (x->grad_rows) x->grad_rows_all = true; /* see tsr_grad */
         direct()->bwd(x->grad, gw ? tsr_grad(c, w) : NULL, go, tsr_f32(x), tsr_f32(w), g, scratch, fresh);
         if (gb) tsr_conv2d_bwd_weight(c->be, NULL, tsr_grad(c, bias), go, tsr_f32(x), g, scratch);
         return;

@@ -302,7 +302,8 @@ void tsr_embedding_bwd_ref(float *gw, const float *go, const int32_t *ids, int64
 static void embedding_backward(tsr_ctx *c, tsr_node *n) {
     tsr_tensor *w = n->in[0], *y = n->out;
     const tsr_tensor *ids = n->saved;
-    tsr_embedding_bwd(tsr_grad(c, w), y->grad, tsr_i32(ids), ids->numel, w->shape[1]);
+    tsr_embedding_bwd(tsr_grad_rows(c, w, tsr_i32(ids), ids->numel), y->grad, tsr_i32(ids), ids->numel,
+                      w->shape[1]);
 }
 
 tsr_tensor *tsr_embedding(tsr_ctx *c, tsr_tensor *weight, const tsr_tensor *ids) {

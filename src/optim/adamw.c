@@ -28,10 +28,11 @@ void tsr_adamw_init(tsr_adamw *o, tsr_params *p, tsr_adamw_cfg cfg) {
         if ((p->flags[i] & TSR_PARAM_BUFFER) || !(p->flags[i] & TSR_PARAM_SPARSE_ROWS)) continue;
         const tsr_tensor *t = p->items[i];
         int64_t rows = t->ndim > 1 && t->numel > 0 ? t->numel / t->shape[t->ndim - 1] : 1;
-        o->zero_rows[i] = calloc((size_t)rows, 1);
+        o->zero_rows[i] = malloc((size_t)rows);
         TSR_ASSERT(o->zero_rows[i]);
+        memset(o->zero_rows[i], 1, (size_t)rows); /* the moments are all +0 */
     }
-    o->zero_rows_step = -1;
+    o->zero_rows_step = 0;
 }
 
 /* 1 when the n floats are all +0 or -0 (any_sign) / all +0 (bitwise) */
@@ -47,11 +48,18 @@ static int64_t row_width(const tsr_tensor *t) {
     return t->ndim > 1 && t->numel > 0 ? t->shape[t->ndim - 1] : (t->numel > 0 ? t->numel : 1);
 }
 
+/* the row marks of a grad (see core.h), NULL when every row may be non-zero */
+static const uint8_t *grad_marks(const tsr_tensor *t) {
+    return t->grad_rows && !t->grad_rows_all ? t->grad_rows : NULL;
+}
+
 double tsr_grad_sumsq(const tsr_tensor *t, bool sparse_rows, double ss) {
     if (!t->grad) return ss;
     const int64_t d = sparse_rows ? row_width(t) : (t->numel > 0 ? t->numel : 1);
-    for (int64_t r0 = 0; r0 < t->numel; r0 += d) {
+    const uint8_t *marks = sparse_rows ? grad_marks(t) : NULL;
+    for (int64_t r = 0, r0 = 0; r0 < t->numel; r++, r0 += d) {
         const float *g = t->grad + r0;
+        if (marks && !marks[r]) continue; /* all +0 */
         if (sparse_rows && all_zero(g, d, true)) continue; /* adds exactly +0.0 */
         for (int64_t k = 0; k < d; k++) ss += (double)g[k] * g[k];
     }
@@ -97,13 +105,25 @@ static void adamw_update(float *restrict w, float *restrict m, float *restrict v
 /* a TSR_PARAM_SPARSE_ROWS tensor: the full update on every row but those
  * with all-zero moments and gradient, which are only decayed (see optim.h);
  * consecutive full rows go to adamw_update as one run */
-static void adamw_update_rows(float *w, float *m, float *v, const float *g, uint8_t *zero_rows,
-                              int64_t numel, int64_t d, float decay_mul, float b1, float one_m_b1,
-                              float b2, float one_m_b2, float bc2_sqrt, float eps, float neg_step) {
+static void adamw_update_rows(float *w, float *m, float *v, const float *g, const uint8_t *marks,
+                              uint8_t *zero_rows, int64_t numel, int64_t d, float decay_mul, float b1,
+                              float one_m_b1, float b2, float one_m_b2, float bc2_sqrt, float eps,
+                              float neg_step) {
     const int64_t rows = numel / d;
+    const uint64_t ones = 0x0101010101010101ull;
     int64_t run = -1; /* first row of the pending run of full updates */
     for (int64_t r = 0; r <= rows; r++) {
-        bool skip = r < rows && zero_rows[r] && all_zero(g + r * d, d, true);
+        if (marks && decay_mul == 1.0f && run < 0 && r + 8 <= rows) {
+            uint64_t z, mk; /* 8 rows that are left alone at once */
+            memcpy(&z, zero_rows + r, 8);
+            memcpy(&mk, marks + r, 8);
+            if (z == ones && mk == 0) {
+                r += 7;
+                continue;
+            }
+        }
+        /* an unmarked row's gradient is all +0 (marks: see core.h) */
+        bool skip = r < rows && zero_rows[r] && ((marks && !marks[r]) || all_zero(g + r * d, d, true));
         if (r < rows && !skip) {
             if (run < 0) run = r;
             zero_rows[r] = 0; /* conservative: full updates until rebuilt from m, v */
@@ -153,7 +173,7 @@ void tsr_adamw_step(tsr_adamw *o, float lr) {
         float decay_mul = (float)(1.0 - (double)lr * (double)wd);
         /* the row skip is exact only when a zero gradient leaves w*decay_mul as it is */
         if (o->zero_rows[i] && c->eps > 0 && !(neg_step > 0))
-            adamw_update_rows(tsr_f32(w), o->m[i], o->v[i], w->grad, o->zero_rows[i], w->numel,
+            adamw_update_rows(tsr_f32(w), o->m[i], o->v[i], w->grad, grad_marks(w), o->zero_rows[i], w->numel,
                               row_width(w), decay_mul, c->beta1, one_m_b1, c->beta2, one_m_b2,
                               bc2_sqrt, c->eps, neg_step);
         else {

@@ -198,6 +198,15 @@ int tsr_bm25_search(const tsr_bm25 *ix, const char *query, int k, int32_t *docs,
     return n;
 }
 
+float tsr_bm25_max_score(const tsr_bm25 *ix, const char *query) {
+    int32_t *terms = NULL;
+    int m = query_terms(ix, query, &terms);
+    double s = 0;
+    for (int i = 0; i < m; i++) s += tsr_bm25_idf(ix, ix->post_off[terms[i] + 1] - ix->post_off[terms[i]]) * (ix->k1 + 1.0);
+    free(terms);
+    return (float)s;
+}
+
 float tsr_bm25_score(const tsr_bm25 *ix, const char *query, int32_t doc) {
     TSR_ASSERT(doc >= 0 && doc < ix->n_docs);
     int32_t *terms = NULL;

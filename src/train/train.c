@@ -122,7 +122,7 @@ typedef struct {
     tsr_train_meta tm;
     tsr_batcher bt;
     bool have_bt;
-    tsr_ctx c;
+    tsr_ctx own, *c; /* c: &own, or the family's context */
     FILE *log;
     double t0, wall0;
     int64_t saved_step; /* last step on disk (-1: none) */
@@ -137,7 +137,7 @@ typedef struct {
 static tsr_status save_ckpt(trainer *t, bool final) {
     const double t1 = tsr_time();
     const tsr_train_family *f = t->f;
-    t->tm.rng = t->c.rng;
+    t->tm.rng = t->c->rng;
     if (t->have_bt) {
         t->tm.cursor[0] = t->bt.epoch, t->tm.cursor[1] = t->bt.index;
         t->tm.cursor[2] = (int64_t)t->o->seed;
@@ -222,6 +222,29 @@ static float grad_norm(tsr_params *p, float clip) {
     return (float)sqrt(ss);
 }
 
+/* true when every trainable grad element is finite and |g| <= 1e30: the
+ * gradient norm (a double sum of squares <= 1e60 over far fewer than 1e16
+ * elements, its root rounded to float) is then finite. Unlike the norm (one
+ * serial chain of double adds, to keep its bits), this test is free of
+ * order and vectorises; rows that carry marks (core.h) and are unmarked
+ * are +0 and skipped. */
+static bool grads_tame(const tsr_params *p) {
+    for (int i = 0; i < p->n; i++) {
+        const tsr_tensor *t = p->items[i];
+        if ((p->flags[i] & TSR_PARAM_BUFFER) || !t->grad) continue;
+        const bool marked = t->grad_rows && !t->grad_rows_all;
+        const int64_t d = marked && t->ndim > 1 ? t->shape[t->ndim - 1] : t->numel;
+        for (int64_t r = 0, r0 = 0; r0 < t->numel; r++, r0 += d) {
+            if (marked && !t->grad_rows[r]) continue;
+            const float *g = t->grad + r0;
+            int bad = 0;
+            for (int64_t k = 0; k < d; k++) bad |= !(fabsf(g[k]) <= 1e30f);
+            if (bad) return false;
+        }
+    }
+    return true;
+}
+
 static tsr_status run_eval(trainer *t, tsr_train_result *r, int64_t total, bool first) {
     const tsr_train_family *f = t->f;
     if (!f->eval) return tsr_ok();
@@ -278,7 +301,12 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
 
     tsr_adamw_init(&t.opt, f->params, (tsr_adamw_cfg){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay});
     tsr_rng_seed(&t.tm.rng, o->seed ^ (f->rng_salt ? f->rng_salt : 0xD1B54A32D192ED03ull));
-    tsr_ctx_init(&t.c, f->arena_bytes ? f->arena_bytes : (size_t)64 << 20);
+    if (f->ctx) {
+        t.c = f->ctx;
+    } else {
+        tsr_ctx_init(&t.own, f->arena_bytes ? f->arena_bytes : (size_t)64 << 20);
+        t.c = &t.own;
+    }
     if (o->resume) {
         int64_t ckpt_step = -1;
         const char *keys[MAX_KEYS], *vals[MAX_KEYS];
@@ -307,7 +335,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
             goto out;
         }
     }
-    t.c.rng = t.tm.rng;
+    t.c->rng = t.tm.rng;
 
     const int64_t per_step = f->items_per_step > 0 ? f->items_per_step : f->batch;
     const char *unit = f->unit ? f->unit : "item";
@@ -325,17 +353,19 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
             b = tsr_batcher_next(&t.bt, ids, true);
             TSR_ASSERT(b == f->batch);
         }
-        tsr_ctx_reset(&t.c);
-        t.c.training = true;
-        t.c.grad_enabled = true;
+        tsr_ctx_reset(t.c);
+        t.c->training = true;
+        t.c->grad_enabled = true;
         tsr_params_zero_grad(f->params);
         const double ta = tsr_time(), ca = tsr_thread_time();
-        st = f->step(f->ud, &t.c, ids, b, &loss_v);
+        st = f->step(f->ud, t.c, ids, b, &loss_v);
         const double tb = tsr_time(), cb = tsr_thread_time();
         r->step_s += tb - ta;
         r->step_cpu_s += cb - ca;
         if (st.code) break;
-        float gn = grad_norm(f->params, o->clip);
+        /* the norm itself is needed to clip or to log; else only whether
+         * it is finite, which grads_tame answers without summing */
+        float gn = o->clip > 0 || o->log_every > 0 || !grads_tame(f->params) ? grad_norm(f->params, o->clip) : 0.0f;
         if (!isfinite(loss_v) || !isfinite(gn)) {
             char kept[1400];
             if (t.saved_step >= 0)
@@ -350,7 +380,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         }
         float lr = lr_at(o, t.tm.step, total);
         tsr_adamw_step(&t.opt, lr);
-        if (f->post_step) f->post_step(f->ud, &t.c);
+        if (f->post_step) f->post_step(f->ud, t.c);
         r->optim_s += tsr_time() - tb;
         r->optim_cpu_s += tsr_thread_time() - cb;
         t.tm.step++;
@@ -400,6 +430,7 @@ out:
     if (t.have_bt) tsr_batcher_free(&t.bt);
     if (t.log) fclose(t.log);
     tsr_adamw_free(&t.opt);
-    tsr_ctx_free(&t.c);
+    if (t.c == &t.own) tsr_ctx_free(&t.own);
+    else if (t.c) tsr_ctx_reset(t.c);
     return st;
 }

@@ -49,8 +49,21 @@ struct tsr_ctnet_run {
     const char *state_path; /* continual state (NULL: in-memory run) */
     char scratch[1200]; /* the trainer's files of the running period update */
     char scratch_dir[1100]; /* a temporary folder holding scratch (removed at the end), or "" */
+    /* the context of every period update (its steps and CTNet's source
+     * states), kept across updates: a period's few steps then start on an
+     * arena whose pages are mapped, not on a fresh one */
+    tsr_ctx ctx;
+    bool ctx_ready;
     tsr_ctnet_results res;
 };
+
+static tsr_ctx *run_ctx(tsr_ctnet_run *r) {
+    if (!r->ctx_ready) {
+        tsr_ctx_init(&r->ctx, (size_t)8 << 20);
+        r->ctx_ready = true;
+    }
+    return &r->ctx;
+}
 
 static bool uses_source(int m) {
     return m == TSR_CTNET_M_CTNET || m == TSR_CTNET_M_NO_ADAPT || m == TSR_CTNET_M_NO_GATE ||
@@ -143,7 +156,7 @@ typedef struct {
 
 /* the source states of every row of the stage, in fixed chunks */
 static void stage_cache_states(stage *s) {
-    const tsr_ctnet_run *r = s->r;
+    tsr_ctnet_run *r = s->r;
     const tsr_ctnet_cfg *g = &r->o.cfg;
     bool need[TSR_CTNET_MAX_LAYERS + 1] = {0};
     for (int l = 0; l <= g->n_layers; l++) need[l] = r->has_ad && r->ad.wa[l];
@@ -153,24 +166,23 @@ static void stage_cache_states(stage *s) {
             s->zs_cache[l] = malloc(sizeof(float) * (size_t)s->n * (size_t)tsr_ctnet_layer_in(g, l));
             TSR_ASSERT(s->zs_cache[l]);
         }
-    tsr_ctx c;
-    tsr_ctx_init(&c, (size_t)8 << 20);
+    tsr_ctx *c = run_ctx(r);
     const int64_t chunk = 512;
     for (int64_t a = 0; a < s->n; a += chunk) {
         const int64_t B = s->n - a < chunk ? s->n - a : chunk;
-        tsr_ctx_reset(&c);
-        c.training = false;
-        c.grad_enabled = false;
-        tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, s->g, s->rows + a, B, g, NULL);
+        tsr_ctx_reset(c);
+        c->training = false;
+        c->grad_enabled = false;
+        tsr_ctnet_batch b = tsr_ctnet_make_batch(c, s->g, s->rows + a, B, g, NULL);
         tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 2] = {0};
-        tsr_ctnet_source_states(&c, g, &r->src, &b, zs);
+        tsr_ctnet_source_states(c, g, &r->src, &b, zs);
         for (int l = 0; l <= g->n_layers; l++)
             if (s->zs_cache[l]) {
                 const int64_t w = tsr_ctnet_layer_in(g, l);
                 memcpy(s->zs_cache[l] + a * w, tsr_f32(zs[l]), sizeof(float) * (size_t)(B * w));
             }
     }
-    tsr_ctx_free(&c);
+    tsr_ctx_reset(c);
 }
 
 static void stage_shuffle(stage *s) {
@@ -252,7 +264,7 @@ static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int6
     snprintf(kv_tag, sizeof kv_tag, "%llu", (unsigned long long)tag);
     const char *cfg[] = {"ctnet.rows", kv_n, "ctnet.stage", kv_kind, "ctnet.tag", kv_tag, NULL};
     tsr_train_family f = {.name = "ctnet", .params = &view, .config = cfg, .n_items = 0,
-                          .batch = r->o.batch, .unit = "row", .arena_bytes = (size_t)8 << 20, .ud = &s,
+                          .batch = r->o.batch, .unit = "row", .arena_bytes = (size_t)8 << 20, .ctx = run_ctx(r), .ud = &s,
                           .step = stage_step, .get_cursor = stage_get_cursor, .set_cursor = stage_set_cursor};
     tsr_train_opts o = tsr_train_default_opts();
     o.out = scratch;
@@ -481,6 +493,7 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
 
 static void run_free(tsr_ctnet_run *r) {
     if (r->scratch_dir[0]) rmdir(r->scratch_dir);
+    if (r->ctx_ready) tsr_ctx_free(&r->ctx);
     tsr_params_free(&r->all);
     free(r);
 }

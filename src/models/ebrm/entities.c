@@ -201,6 +201,7 @@ tsr_status tsr_ebrm_qi_build(tsr_ebrm_qiset *out, const tsr_queryset *qs, int sp
         s->label = malloc((size_t)k);
         TSR_ASSERT(s->cand && s->bm25 && s->label);
         s->n = tsr_bm25_search(x, q->text, k, s->cand, s->bm25, NULL);
+        s->bm25_max = tsr_bm25_max_score(x, q->text);
         for (int j = 0; j < s->n; j++) {
             s->label[j] = 0;
             for (int r = 0; r < q->n_rel; r++)

@@ -12,11 +12,11 @@
 #include <string.h>
 
 static const char *const k_kind_names[2] = {"ebrm", "cross-encoder"};
-static const char *const k_agg_names[2] = {"softlogic", "mean"};
+static const char *const k_agg_names[3] = {"softlogic", "mean", "softlogic-fuse"};
 
 tsr_status tsr_ebrm_model_init(tsr_ebrm_model *m, const tsr_benc_cfg *cfg, int kind, int agg) {
     memset(m, 0, sizeof *m);
-    if (kind < 0 || kind > 1 || agg < 0 || agg > 1) return tsr_errorf(TSR_ERR_ARG, "ebrm model: bad kind or aggregation");
+    if (kind < 0 || kind > 1 || agg < 0 || agg > 2 || (kind == TSR_EBRM_KIND_CROSS && agg == TSR_EBRM_AGG_FUSE)) return tsr_errorf(TSR_ERR_ARG, "ebrm model: bad kind or aggregation");
     if (cfg->vocab < 2) return tsr_errorf(TSR_ERR_ARG, "ebrm model: vocab %d too small", cfg->vocab);
     if (cfg->max_seq < TSR_EBRM_TQ + 1 + TSR_EBRM_TI)
         return tsr_errorf(TSR_ERR_ARG, "ebrm model: max_seq %d < %d", cfg->max_seq, TSR_EBRM_TQ + 1 + TSR_EBRM_TI);
@@ -27,6 +27,7 @@ tsr_status tsr_ebrm_model_init(tsr_ebrm_model *m, const tsr_benc_cfg *cfg, int k
     m->sep = cfg->vocab - 1;
     if (kind == TSR_EBRM_KIND_EBRM)
         m->theta = tsr_param_new(&m->qe.params, "agg.theta", TSR_PARAM_NO_DECAY, 1, TSR_SHAPE(TSR_EBRM_THETA));
+    if (agg == TSR_EBRM_AGG_FUSE) m->fuse = tsr_param_new(&m->qe.params, "agg.fuse", TSR_PARAM_NO_DECAY, 1, TSR_SHAPE(1));
     tsr_ctx_init(&m->ctx, 1 << 24);
     m->ctx.grad_enabled = false;
     /* the QE cache promises scores bit-identical to uncached scoring, so a
@@ -43,6 +44,21 @@ void tsr_ebrm_model_init_weights(tsr_ebrm_model *m, uint64_t seed) {
         t[0] = -3.f;
         for (int i = 0; i < TSR_EBRM_TYPES; i++) t[1 + i] = 2.f, t[1 + TSR_EBRM_TYPES + i] = 0.f;
     }
+    if (m->fuse) tsr_f32(m->fuse)[0] = 0.f;
+}
+
+tsr_status tsr_ebrm_model_set_agg(tsr_ebrm_model *m, int agg, float alpha) {
+    if (m->kind != TSR_EBRM_KIND_EBRM || agg < 0 || agg > 2)
+        return tsr_errorf(TSR_ERR_ARG, "ebrm: aggregation %d does not apply to this model", agg);
+    if (m->fuse) return tsr_errorf(TSR_ERR_ARG, "ebrm: a fused model (softlogic-fuse) keeps its aggregation");
+    if (agg == TSR_EBRM_AGG_FUSE) {
+        if (m->agg != TSR_EBRM_AGG_SOFTLOGIC) return tsr_errorf(TSR_ERR_ARG, "ebrm: only a softlogic model can be fused");
+        if (!(alpha >= 0 && alpha <= 1000)) return tsr_errorf(TSR_ERR_ARG, "ebrm: fusion weight %g outside [0, 1000]", alpha);
+        m->fuse = tsr_param_new(&m->qe.params, "agg.fuse", TSR_PARAM_NO_DECAY, 1, TSR_SHAPE(1));
+        tsr_f32(m->fuse)[0] = alpha;
+    }
+    m->agg = agg;
+    return tsr_ok();
 }
 
 void tsr_ebrm_model_free(tsr_ebrm_model *m) {
@@ -108,7 +124,7 @@ tsr_status tsr_ebrm_model_load(tsr_ebrm_model *m, const char *path, const char *
         } else {
             const char *const *names = i == 7 ? k_kind_names : k_agg_names;
             int *dst = i == 7 ? &kind : &agg;
-            for (int k = 0; k < 2; k++)
+            for (int k = 0; k < (i == 7 ? 2 : 3); k++)
                 if (strcmp(s, names[k]) == 0) *dst = k;
             if (*dst < 0) st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata %s = '%s' is unknown", path, k_cfg_keys[i], s);
         }
@@ -286,6 +302,21 @@ void tsr_ebrm_mean_backward(float *dr, float *dtheta, const float *dp, const int
 
 /* ------------------------------------------------------------- scoring */
 
+float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex) {
+    if (!m->fuse) return p;
+    double q = p < 1e-7f ? 1e-7 : p > 1 - 1e-7f ? 1 - 1e-7 : (double)p;
+    return (float)(1.0 / (1.0 + exp(-(log(q / (1 - q)) + (double)tsr_f32(m->fuse)[0] * lex))));
+}
+
+void tsr_ebrm_lex(const tsr_bm25 *ix, const char *query, const int32_t *items, const float *bm25, int n, float *lex) {
+    float mx = tsr_bm25_max_score(ix, query);
+    for (int i = 0; i < n; i++) {
+        float s = bm25 ? bm25[i] : tsr_bm25_score(ix, query, items[i]);
+        float v = mx > 0 ? s / mx : 0.f;
+        lex[i] = v < 0 ? 0.f : v > 1 ? 1.f : v;
+    }
+}
+
 typedef struct {
     tsr_ebrm_model *m;
     const tsr_ebrm_setqe *set;
@@ -303,7 +334,7 @@ static tsr_status qe_with_overrides(void *ud, const char *query, const int32_t *
 
 tsr_status tsr_ebrm_model_score(tsr_ebrm_model *m, const tsr_catalog *cat, const tsr_ebrm_entities *E,
                                 const char *query, int construction, const int32_t *items, int n,
-                                tsr_ebrm_cache *cache, const tsr_ebrm_setqe *set, float *p) {
+                                tsr_ebrm_cache *cache, const tsr_ebrm_setqe *set, const float *lex, float *p) {
     if (m->kind == TSR_EBRM_KIND_CROSS) {
         char **texts = calloc((size_t)n + 1, sizeof *texts);
         TSR_ASSERT(texts);
@@ -316,9 +347,15 @@ tsr_status tsr_ebrm_model_score(tsr_ebrm_model *m, const tsr_catalog *cat, const
     }
     qe_over o = {m, set && set->n ? set : NULL};
     if (o.set) cache = NULL;
-    if (m->agg == TSR_EBRM_AGG_SOFTLOGIC)
-        return tsr_ebrm_score_items(p, E, items, n, construction, query, qe_with_overrides, &o, cache,
-                                    tsr_f32(m->theta));
+    if (m->agg == TSR_EBRM_AGG_FUSE && !lex)
+        return tsr_errorf(TSR_ERR_ARG, "ebrm: a fused model needs the items' lexical match");
+    if (m->agg != TSR_EBRM_AGG_MEAN) {
+        tsr_status st = tsr_ebrm_score_items(p, E, items, n, construction, query, qe_with_overrides, &o, cache,
+                                             tsr_f32(m->theta));
+        if (st.code == TSR_OK && m->fuse)
+            for (int i = 0; i < n; i++) p[i] = tsr_ebrm_fuse(m, p[i], lex[i]);
+        return st;
+    }
     /* the mean ablation: same QE scores, averaged */
     int64_t *off = malloc(((size_t)n + 1) * sizeof *off), total = 0;
     TSR_ASSERT(off);

@@ -18,6 +18,8 @@ typedef struct {
     tsr_ebrm_entities E;
     tsr_ebrm_model m;
     tsr_ebrm_cache cache; /* the handler's alone (the endpoint is serialised) */
+    tsr_bm25 ix[2];       /* a fused model's lexical match: every field / without debtags */
+    bool have_ix[2];
     int64_t hits, misses; /* the cache's counters as of the last request, for /metrics (atomic) */
 } relevance_state;
 
@@ -60,6 +62,8 @@ static void unload(void *state) {
     relevance_state *s = state;
     if (!s) return;
     tsr_ebrm_cache_free(&s->cache);
+    for (int i = 0; i < 2; i++)
+        if (s->have_ix[i]) tsr_bm25_free(&s->ix[i]);
     tsr_ebrm_model_free(&s->m);
     tsr_ebrm_entities_free(&s->E);
     tsr_catalog_free(&s->cat);
@@ -122,7 +126,22 @@ static void relevance(void *state, const tsr_serve_request *rq, tsr_serve_reply 
     }
     if (!rp->status) {
         int64_t h0 = s->cache.hits, m0 = s->cache.misses;
-        tsr_status st = tsr_ebrm_model_score(&s->m, &s->cat, &s->E, q->valuestring, cons, items, n, &s->cache, NULL, p);
+        float *lex = NULL;
+        if (s->m.agg == TSR_EBRM_AGG_FUSE) {
+            /* the BM25 index of the construction's visible text, built on first use
+             * (the same k1, b as the CLI's first stage) */
+            int x = (tsr_qc_hidden(cons) & TSR_F_TAGS) ? 1 : 0;
+            if (!s->have_ix[x]) {
+                tsr_bm25_build_catalog(&s->ix[x], &s->cat, TSR_F_ALL & ~tsr_qc_hidden(cons), 1.2f, 0.4f);
+                s->have_ix[x] = true;
+            }
+            lex = malloc((size_t)n * sizeof *lex);
+            TSR_ASSERT(lex);
+            tsr_ebrm_lex(&s->ix[x], q->valuestring, items, NULL, n, lex);
+        }
+        tsr_status st = tsr_ebrm_model_score(&s->m, &s->cat, &s->E, q->valuestring, cons, items, n, &s->cache, NULL,
+                                             lex, p);
+        free(lex);
         /* /metrics runs on other threads, outside this endpoint's lock */
         __atomic_store_n(&s->hits, s->cache.hits, __ATOMIC_RELAXED);
         __atomic_store_n(&s->misses, s->cache.misses, __ATOMIC_RELAXED);

@@ -153,6 +153,12 @@ static double bce_p(const float *p, const uint8_t *y, int64_t n, float *dp) {
     return l / (double)n;
 }
 
+/* A candidate's lexical match: its BM25 score over the query's maximum. */
+static float cand_lex(const tsr_ebrm_qi *q, int i) {
+    float v = q->bm25_max > 0 ? q->bm25[i] / q->bm25_max : 0.f;
+    return v < 0 ? 0.f : v > 1 ? 1.f : v;
+}
+
 /* The items of one training query for this step: its relevant candidates
  * (at most 8) then n_neg non-relevant ones drawn without replacement. */
 static int pick_items(tsr_rng *rng, const tsr_ebrm_qi *q, int n_neg, int32_t *items, uint8_t *y) {
@@ -358,8 +364,11 @@ static tsr_status qi_eval(void *ud, tsr_train_metrics *mt) {
         float *p = malloc(((size_t)qi->n + 1) * sizeof *p);
         int *ord = malloc(((size_t)qi->n + 1) * sizeof *ord);
         int32_t *ranked = malloc(((size_t)qi->n + 1) * sizeof *ranked);
-        TSR_ASSERT(p && ord && ranked);
-        st = tsr_ebrm_model_score(r->m, t->cat, t->E, q->text, q->construction, qi->cand, qi->n, NULL, NULL, p);
+        float *lex = malloc(((size_t)qi->n + 1) * sizeof *lex);
+        TSR_ASSERT(p && ord && ranked && lex);
+        for (int k = 0; k < qi->n; k++) lex[k] = cand_lex(qi, k);
+        st = tsr_ebrm_model_score(r->m, t->cat, t->E, q->text, q->construction, qi->cand, qi->n, NULL, NULL, lex, p);
+        free(lex);
         if (st.code == TSR_OK) {
             tsr_ebrm_rank_order(p, qi->n, ord);
             for (int k = 0; k < qi->n; k++) ranked[k] = qi->cand[ord[k]];
@@ -384,6 +393,7 @@ static tsr_status qi_save(void *ud, const char *path, const char *const *meta, c
 
 tsr_status tsr_ebrm_train_qi(tsr_ebrm_model *m, const tsr_ebrm_qi_train *t, const tsr_train_opts *o,
                              tsr_train_result *res) {
+    if (m->fuse) return tsr_errorf(TSR_ERR_ARG, "ebrm training: a fused model is trained before its fusion");
     if (m->kind == TSR_EBRM_KIND_EBRM && (!m->ent_tok || m->n_ent != t->E->n)) tsr_ebrm_model_prepare(m, t->E);
     qi_run r = {.m = m, .t = t};
     r.train_q = malloc(((size_t)t->tr->n + 1) * sizeof *r.train_q);
