@@ -16,6 +16,16 @@
 # ratios, and whether the errors held: none at 1 and 8 clients, at 64 only
 # clean 429/503 replies (each retried) and none left at the end.
 #
+# tessera runs twice per repetition: with its prompt cache (the server's
+# default) and with --prompt-cache 0, each run on a freshly started server
+# (so every run starts with an empty prompt cache; the warm-up uses prompts
+# of its own). Each run's line gives the share of prompt tokens whose K/V
+# came from the cache (from /metrics). The bench sends every prompt twice
+# (request i uses prompt i mod 64), so at most about half the prompt
+# tokens can be reused. Both are compared with the first sequential run
+# without the cache. With TSR_BIN_BASE set to another tessera binary (an
+# older build), that server (its defaults) runs in every repetition too.
+#
 # With LLAMA_CPP_DIR set to a llama.cpp build (llama-server in it or in its
 # bin/), llama.cpp's server runs the same model (converted by `tessera lm
 # convert --to gguf`, bf16 as shipped) with 8 slots and the same thread
@@ -39,6 +49,7 @@
 set -u
 cd "$(dirname "$0")/.."
 BIN=${TSR_BIN:-build/tessera}
+BASE=${TSR_BIN_BASE:-}
 CLIENT=${TSR_CLIENT:-build/bench_serve_client}
 REQ=128
 MAXTOK=64
@@ -67,6 +78,7 @@ for v in "$REQ" "$MAXTOK" "$REPS" "$THREADS" "$SOAK" "$MAXC"; do
     [[ $v =~ ^[0-9]+$ ]] || usage
 done
 [ "$THREADS" -ge 1 ] && [ "$MAXC" -ge 8 ] || usage
+[ -z "$BASE" ] || [ -x "$BASE" ] || { echo "TSR_BIN_BASE: $BASE is not an executable" >&2; exit 1; }
 [ -x "$BIN" ] && [ -x "$CLIENT" ] || { echo "build first: cmake --build build (needs $BIN and $CLIENT)" >&2; exit 1; }
 
 LS=
@@ -91,9 +103,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# starts `tessera serve --port 0 ARGS...` as SPID, sets PORT
+# starts `tessera serve --port 0 ARGS...` as SPID, sets PORT ($SBIN: the binary, default $BIN)
 start_tessera() {
-    "$BIN" serve --port 0 "$@" --quiet --threads "$THREADS" >"$TMP/serve.out" 2>"$TMP/serve.err" &
+    "${SBIN:-$BIN}" serve --port 0 "$@" --quiet --threads "$THREADS" >"$TMP/serve.out" 2>"$TMP/serve.err" &
     SPID=$!
     PORT=
     for _ in $(seq 1 600); do
@@ -108,7 +120,21 @@ load1() { cut -d' ' -f1 /proc/loadavg; }
 CPU=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 
 if [ "$REPS" -ge 1 ]; then
-start_tessera --lm models/pycode --space none --bita none --max-concurrent "$MAXC"
+# warm-up prompts that are not the bench's
+for i in 0 1 2 3 4 5 6 7; do echo "{\"prompt\": \"# warm-up $i: the server's pages and caches\\n\"}"; done >"$TMP/warm.jsonl"
+# (re)starts tessera for one run, warmed up: $1 on (prompt cache), off
+# (--prompt-cache 0) or base ($TSR_BIN_BASE with its defaults)
+fresh_tessera() {
+    [ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
+    SPID=
+    case $1 in
+    on) SBIN=$BIN start_tessera --lm models/pycode --space none --bita none --max-concurrent "$MAXC" ;;
+    off) SBIN=$BIN start_tessera --lm models/pycode --space none --bita none --max-concurrent "$MAXC" --prompt-cache 0 ;;
+    base) SBIN=$BASE start_tessera --lm models/pycode --space none --bita none --max-concurrent "$MAXC" ;;
+    esac
+    "$CLIENT" --port "$PORT" --clients 8 --requests 16 --max-tokens 8 --prompts "$TMP/warm.jsonl" >/dev/null
+}
+fresh_tessera off
 
 LPORT=
 if [ -n "$LS" ]; then
@@ -144,11 +170,22 @@ same_as() {
 # with $6 set, rejections and unclean error replies
 num() { echo "$1" | grep -o "\"$2\": [0-9]*" | grep -o '[0-9]*$'; }
 # one run: server name, port, clients, output tag, extra body members, client flags
+# prompt-cache counters of the tessera server on port $1: reused and looked-up tokens
+pc_counts() {
+    curl -s "http://127.0.0.1:$1/metrics" | awk '/^tessera_llm_prompt_cache_reused_tokens_total / {r = $2}
+        /^tessera_llm_prompt_cache_lookup_tokens_total / {l = $2} END {print r + 0, l + 0}'
+}
 run() {
-    local line
+    local line ref=${1%%-*} pc0 pc1 hit=
+    [[ $1 == tessera* ]] && pc0=$(pc_counts "$2")
     line=$("$CLIENT" --port "$2" --clients "$3" --requests "$REQ" --max-tokens "$MAXTOK" --out "$TMP/$4.tsv" ${5:+--extra "$5"} ${6:-})
-    [ -f "$TMP/$1-ref.tsv" ] || cp "$TMP/$4.tsv" "$TMP/$1-ref.tsv"
-    echo "{\"server\": \"$1\", ${line#\{}" | sed "s/}\$/, \"identical_to_sequential\": $(same_as "$TMP/$1-ref.tsv" "$TMP/$4.tsv"), \"load1\": $(load1)}/"
+    if [[ $1 == tessera* ]]; then
+        pc1=$(pc_counts "$2")
+        hit=", \"prompt_cache_hit_ratio\": $(echo "$pc0 $pc1" | awk '{printf "%.4f", ($4 > $2 ? ($3 - $1) / ($4 - $2) : 0)}')"
+        echo "$pc0 $pc1" | awk '{if ($4 > $2) print ($3 - $1) / ($4 - $2)}' >>"$TMP/$1-c$3.hit"
+    fi
+    [ -f "$TMP/$ref-ref.tsv" ] || cp "$TMP/$4.tsv" "$TMP/$ref-ref.tsv"
+    echo "{\"server\": \"$1\", ${line#\{}" | sed "s/}\$/$hit, \"identical_to_sequential\": $(same_as "$TMP/$ref-ref.tsv" "$TMP/$4.tsv"), \"load1\": $(load1)}/"
     echo "$line" | grep -o '"tok_per_s": [0-9.]*' | grep -o '[0-9.]*$' >>"$TMP/$1-c$3.tps"
     # failed (final status not 200) and unclean (an error reply without OpenAI's error body)
     echo "$1 $3 $(($(num "$line" err_429) + $(num "$line" err_503) + $(num "$line" err_other))) $(num "$line" unclean_errors) $(num "$line" rejected_retried)" >>"$TMP/errors"
@@ -156,18 +193,31 @@ run() {
 LX='{"top_k": 0, "min_p": 0}'
 
 # warm-up (caches, pages), not measured
-"$CLIENT" --port "$PORT" --clients 4 --requests 8 --max-tokens 8 >/dev/null
-[ -n "$LS" ] && "$CLIENT" --port "$LPORT" --clients 4 --requests 8 --max-tokens 8 --extra "$LX" >/dev/null
+[ -n "$LS" ] && "$CLIENT" --port "$LPORT" --clients 8 --requests 16 --max-tokens 8 --prompts "$TMP/warm.jsonl" --extra "$LX" >/dev/null
 
+# each tessera run on a fresh server: the first, without the prompt cache, is the reference
 for r in $(seq "$REPS"); do
+    [ "$r" -gt 1 ] && fresh_tessera off
+    run tessera-nocache "$PORT" 1 "n1-$r"
+    fresh_tessera off
+    run tessera-nocache "$PORT" 8 "n8-$r"
+    fresh_tessera on
     run tessera "$PORT" 1 "t1-$r"
+    fresh_tessera on
     run tessera "$PORT" 8 "t8-$r"
+    if [ -n "$BASE" ]; then
+        fresh_tessera base
+        run tessera-base "$PORT" 1 "b1-$r"
+        fresh_tessera base
+        run tessera-base "$PORT" 8 "b8-$r"
+    fi
     if [ -n "$LS" ]; then
         run llama.cpp "$LPORT" 1 "l1-$r" "$LX"
         run llama.cpp "$LPORT" 8 "l8-$r" "$LX"
     fi
 done
 # 64 clients against --max-concurrent: the overload path (429, retried)
+fresh_tessera on
 run tessera "$PORT" 64 t64 "" "--retry-ms 20"
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -176,11 +226,21 @@ t8=$(median <"$TMP/tessera-c8.tps")
 t64=$(cat "$TMP/tessera-c64.tps")
 rr=$(paste "$TMP/tessera-c8.tps" "$TMP/tessera-c1.tps" | awk '{print $1 / $2}' | median)
 # errors: none at 1 and 8 clients; at 64 only clean 429/503, each retried to a 200
-e18=$(awk '$1 == "tessera" && $2 < 64 {s += $3 + $4 + $5} END {print s + 0}' "$TMP/errors")
+e18=$(awk '$1 ~ /^tessera/ && $2 < 64 {s += $3 + $4 + $5} END {print s + 0}' "$TMP/errors")
 e64=$(awk '$1 == "tessera" && $2 == 64 {print $3 + $4}' "$TMP/errors")
 rej64=$(awk '$1 == "tessera" && $2 == 64 {print $5}' "$TMP/errors")
 held=$([ "$e18" -eq 0 ] && [ "$e64" -eq 0 ] && echo true || echo false)
-sum="{\"tessera_tok_s_1\": $t1, \"tessera_tok_s_8\": $t8, \"tok_s_8_over_1\": $(awk -v a="$t1" -v b="$t8" 'BEGIN {printf "%.2f", b / a}'), \"median_rep_ratio_8_over_1\": $(printf '%.2f' "$rr"), \"tok_s_64_over_1\": $(awk -v a="$t1" -v b="$t64" 'BEGIN {printf "%.2f", b / a}'), \"target_8_over_1\": 3, \"errors_1_8\": $e18, \"rejected_64_clean_429_503\": $rej64, \"failed_or_unclean_64\": $e64, \"errors_rule_held\": $held"
+n1=$(median <"$TMP/tessera-nocache-c1.tps")
+n8=$(median <"$TMP/tessera-nocache-c8.tps")
+nrr=$(paste "$TMP/tessera-nocache-c8.tps" "$TMP/tessera-nocache-c1.tps" | awk '{print $1 / $2}' | median)
+h1=$(median <"$TMP/tessera-c1.hit")
+h8=$(median <"$TMP/tessera-c8.hit")
+sum="{\"tessera_tok_s_1\": $t1, \"tessera_tok_s_8\": $t8, \"tok_s_8_over_1\": $(awk -v a="$t1" -v b="$t8" 'BEGIN {printf "%.2f", b / a}'), \"median_rep_ratio_8_over_1\": $(printf '%.2f' "$rr"), \"prompt_cache_hit_ratio_1\": $h1, \"prompt_cache_hit_ratio_8\": $h8, \"nocache_tok_s_1\": $n1, \"nocache_tok_s_8\": $n8, \"nocache_8_over_1\": $(awk -v a="$n1" -v b="$n8" 'BEGIN {printf "%.2f", b / a}'), \"nocache_median_rep_ratio_8_over_1\": $(printf '%.2f' "$nrr"), \"tok_s_64_over_1\": $(awk -v a="$t1" -v b="$t64" 'BEGIN {printf "%.2f", b / a}'), \"target_8_over_1\": 3, \"errors_1_8\": $e18, \"rejected_64_clean_429_503\": $rej64, \"failed_or_unclean_64\": $e64, \"errors_rule_held\": $held"
+if [ -n "$BASE" ]; then
+    b1=$(median <"$TMP/tessera-base-c1.tps")
+    b8=$(median <"$TMP/tessera-base-c8.tps")
+    sum="$sum, \"base_tok_s_1\": $b1, \"base_tok_s_8\": $b8, \"base_8_over_1\": $(awk -v a="$b1" -v b="$b8" 'BEGIN {printf "%.2f", b / a}')"
+fi
 if [ -n "$LS" ]; then
     l1=$(median <"$TMP/llama.cpp-c1.tps")
     l8=$(median <"$TMP/llama.cpp-c8.tps")

@@ -5,20 +5,24 @@
  * server's sampler settings (greedy; temperature 0.8 + top-p 0.95, the
  * bench_serve mix). Timed by thread CPU time (the machine is shared:
  * wall time measures the neighbours), minimum and median of R repetitions,
- * one thread. One JSON line per n, with the cost per row relative to n = 1:
+ * one thread (THREADS > 1: that many, timed by wall clock, since the
+ * other threads' time is not the caller's; use it on an idle machine).
+ * Sampling is timed one row at a time. One JSON line per n, with the cost per row relative to n = 1:
  * the ceiling batching alone puts on the n-client / 1-client throughput
  * ratio is n * t(1) / t(n).
  *
- *   build/bench_serve_step [MODEL_DIR (models/pycode)] [CTX (100)] [REPS (300)] [ROWS (all of 1, 2, 4, 8)]
+ *   build/bench_serve_step [MODEL_DIR (models/pycode)] [CTX (100)] [REPS (300)] [ROWS (0: all of 1, 2, 4, 8)] [THREADS (1)]
  * (one ROWS value: only that size, e.g. under perf record) */
 #include "bench_common.h"
 #include "tessera/lm.h"
 
 #include <time.h>
 
+static clockid_t g_clock = CLOCK_THREAD_CPUTIME_ID;
+
 static double cpu_now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(g_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -30,7 +34,13 @@ static double median(double *v, int n) {
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "models/pycode";
     int ctx = argc > 2 ? atoi(argv[2]) : 100, R = argc > 3 ? atoi(argv[3]) : 300, only = argc > 4 ? atoi(argv[4]) : 0;
-    tsr_threads_set(1);
+    int threads = argc > 5 ? atoi(argv[5]) : 1;
+    if (threads < 1 || threads > 256) {
+        fprintf(stderr, "bench_serve_step: THREADS must be in 1..256\n");
+        return 2;
+    }
+    tsr_threads_set(threads);
+    if (threads > 1) g_clock = CLOCK_MONOTONIC;
     tsr_lm_model m;
     tsr_status st = tsr_lm_load(&m, dir, -1, 0);
     if (st.code) {
@@ -96,11 +106,11 @@ int main(int argc, char **argv) {
         /* a step: the forward + half the rows greedy, half top-p (bench_serve's mix) */
         double step = fmed + n * 0.5 * (smp[0] + smp[1]);
         if (n == (only ? only : 1)) base_fwd = fmed, base_smp = step;
-        printf("{\"bench\": \"serve_step\", \"model\": \"%s\", \"cpu\": \"%s\", \"threads\": 1, \"ctx\": %d, \"rows\": %d, "
+        printf("{\"bench\": \"serve_step\", \"model\": \"%s\", \"cpu\": \"%s\", \"threads\": %d, \"clock\": \"%s\", \"ctx\": %d, \"rows\": %d, "
                "\"forward_us_min\": %.1f, \"forward_us_median\": %.1f, \"forward_per_row_us\": %.1f, "
                "\"sample_greedy_us\": %.1f, \"sample_top_p_us\": %.1f, \"step_us\": %.1f, "
                "\"forward_ratio_vs_1\": %.2f, \"batching_ceiling\": %.2f, \"build\": \"%s\"}\n",
-               dir, cpu, ctx, n, 1e6 * fmin, 1e6 * fmed, 1e6 * fmed / n, 1e6 * smp[0], 1e6 * smp[1], 1e6 * step,
+               dir, cpu, threads, threads > 1 ? "wall" : "thread_cpu", ctx, n, 1e6 * fmin, 1e6 * fmed, 1e6 * fmed / n, 1e6 * smp[0], 1e6 * smp[1], 1e6 * step,
                fmed / base_fwd, n * base_smp / step, bench_build_flags());
         fflush(stdout);
     }

@@ -307,11 +307,116 @@ static void test_batching(void) {
     tsr_serve_llm_endpoint.unload(state);
 }
 
+/* ------------------------------------------------------------ prompt cache */
+
+/* a counter of the endpoint's /metrics lines */
+static double metric(void *state, const char *name) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tsr_serve_llm_endpoint.metrics(state, f);
+    fclose(f);
+    double v = -1;
+    size_t nl = strlen(name);
+    for (const char *p = buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, nl) == 0 && p[nl] == ' ') v = atof(p + nl + 1);
+    free(buf);
+    return v;
+}
+
+static char *serve_text(void *state, const job *j) {
+    call c = {state, 0, NULL};
+    char *body = body_of(j);
+    tsr_serve_usage u;
+    memset(&u, 0, sizeof u);
+    tsr_serve_request rq = {"POST", "/v1/completions", body, strlen(body), tsr_time() + 60, &u};
+    tsr_serve_reply rp;
+    memset(&rp, 0, sizeof rp);
+    tsr_serve_llm_endpoint.routes[0].handle(state, &rq, &rp);
+    free(body);
+    if (rp.status == 200 && rp.body) {
+        cJSON *js = cJSON_Parse(rp.body);
+        const cJSON *t = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(js, "choices"), 0), "text");
+        if (cJSON_IsString(t)) c.text = strdup(t->valuestring);
+        cJSON_Delete(js);
+    }
+    free(rp.body);
+    return c.text;
+}
+
+/* A request whose prompt shares a prefix with a finished sequence reuses
+ * that sequence's K/V, and its text is the one a server without the cache
+ * gives (greedy and seeded; a repeated prompt, a prompt extending an
+ * earlier prompt and its completion); a tiny cache evicts and stays within
+ * its bound; --prompt-cache 0 reuses nothing. */
+static void test_prompt_cache(void) {
+    tsr_serve_opts o;
+    tsr_serve_default_opts(&o);
+    const char *paths[3] = {MODEL, NULL, NULL};
+    void *on = NULL, *off = NULL, *tiny = NULL;
+    tsr_status st = tsr_serve_llm_endpoint.load(&on, paths, &o);
+    TU_CHECK(!st.code, "load: %s", st.msg);
+    o.prompt_cache = 0;
+    if (!st.code) st = tsr_serve_llm_endpoint.load(&off, paths, &o);
+    o.prompt_cache = 400 << 10; /* ~50 positions of this model */
+    if (!st.code) st = tsr_serve_llm_endpoint.load(&tiny, paths, &o);
+    TU_CHECK(!st.code, "load: %s", st.msg);
+    if (st.code) return;
+    const job *base[2] = {&k_jobs[5], &k_jobs[1]}; /* greedy with a stop string; seeded */
+    for (int b = 0; b < 2; b++) {
+        job j = *base[b];
+        char *ref = serve_text(off, &j);
+        TU_CHECK(ref != NULL, "job %d without the cache failed", b);
+        double hits0 = metric(on, "tessera_llm_prompt_cache_hits_total");
+        double reused0 = metric(on, "tessera_llm_prompt_cache_reused_tokens_total");
+        char *first = serve_text(on, &j), *again = serve_text(on, &j);
+        TU_CHECK(first && again && ref && !strcmp(first, ref) && !strcmp(again, ref),
+                 "job %d: cached texts differ from the uncached one:\n  '%s'\n  '%s'\n  '%s'", b, ref ? ref : "",
+                 first ? first : "", again ? again : "");
+        TU_CHECK(metric(on, "tessera_llm_prompt_cache_hits_total") >= hits0 + 1 &&
+                     metric(on, "tessera_llm_prompt_cache_reused_tokens_total") >= reused0 + 4,
+                 "job %d: the repeated prompt did not reuse the cache", b);
+        /* the prompt and its completion, continued: most of it is cached */
+        size_t pl = strlen(j.prompt), cl = ref ? strlen(ref) : 0;
+        char *ext = malloc(pl + cl + 8);
+        memcpy(ext, j.prompt, pl);
+        memcpy(ext + pl, ref ? ref : "", cl);
+        memcpy(ext + pl + cl, "\n    x", 7);
+        job je = j;
+        je.prompt = ext;
+        char *eref = serve_text(off, &je);
+        reused0 = metric(on, "tessera_llm_prompt_cache_reused_tokens_total");
+        char *eon = serve_text(on, &je);
+        TU_CHECK(eref && eon && !strcmp(eref, eon), "job %d extended: cached text differs from the uncached one", b);
+        TU_CHECK(metric(on, "tessera_llm_prompt_cache_reused_tokens_total") >= reused0 + 4,
+                 "job %d extended: no prefix reused", b);
+        free(ext), free(eref), free(eon), free(ref), free(first), free(again);
+    }
+    /* every job twice through a cache of ~50 positions */
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < N_JOBS; i++) {
+            char *a = serve_text(off, &k_jobs[i]), *t = serve_text(tiny, &k_jobs[i]);
+            TU_CHECK(a && t && !strcmp(a, t), "job %d through the tiny cache: text differs", i);
+            free(a), free(t);
+        }
+    TU_CHECK(metric(off, "tessera_llm_prompt_cache_reused_tokens_total") == 0 &&
+                 metric(off, "tessera_llm_prompt_cache_entries") == 0,
+             "--prompt-cache 0 reused or kept something");
+    TU_CHECK(metric(tiny, "tessera_llm_prompt_cache_bytes") <= 400 << 10 &&
+                 metric(tiny, "tessera_llm_prompt_cache_evictions_total") >= 1,
+             "the tiny cache did not evict within its bound (%g bytes, %g evictions)",
+             metric(tiny, "tessera_llm_prompt_cache_bytes"), metric(tiny, "tessera_llm_prompt_cache_evictions_total"));
+    tsr_serve_llm_endpoint.unload(on);
+    tsr_serve_llm_endpoint.unload(off);
+    tsr_serve_llm_endpoint.unload(tiny);
+}
+
 int main(void) {
     test_parser();
     test_forward_batch(TSR_LM_W_F32);
     test_forward_batch(TSR_LM_W_BF16);
     test_forward_batch(TSR_LM_W_Q8);
     test_batching();
+    test_prompt_cache();
     return tu_finish("serve");
 }

@@ -111,6 +111,8 @@ typedef struct tsr_serve_opts {
     int max_tokens;        /* largest max_tokens a request may ask for */
     int max_concurrent;    /* requests in flight (429 beyond) */
     int max_batch;         /* sequences decoded together */
+    size_t prompt_cache;   /* bytes of finished sequences' KV kept for reuse by
+                              requests sharing a token prefix; 0: off */
     double timeout_s;      /* per request (503 when exceeded) */
     bool access_log;       /* one JSON line per request on stderr */
 } tsr_serve_opts;

@@ -40,7 +40,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     tsr_serve_default_opts(&o);
     const char *host = o.host, *api_key = NULL;
     int port = o.port, max_tokens = o.max_tokens, max_conc = o.max_concurrent, max_batch = o.max_batch;
-    int64_t max_body = (int64_t)o.max_body;
+    int64_t max_body = (int64_t)o.max_body, prompt_cache = (int64_t)(o.prompt_cache >> 20);
     float timeout = (float)o.timeout_s;
     bool quiet = false;
     cli_common cm = {0, 0, false};
@@ -58,6 +58,8 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     specs[ns++] = (arg_spec){"max-tokens", ARG_INT, &max_tokens, "N", "largest max_tokens a request may ask for (400 beyond)", NULL};
     specs[ns++] = (arg_spec){"max-concurrent", ARG_INT, &max_conc, "N", "requests in flight (429 beyond)", NULL};
     specs[ns++] = (arg_spec){"max-batch", ARG_INT, &max_batch, "N", "sequences decoded together (more wait in a queue)", NULL};
+    specs[ns++] = (arg_spec){"prompt-cache", ARG_I64, &prompt_cache, "MIB",
+                             "KV of finished sequences kept for requests that share a token prefix (0: off)", NULL};
     specs[ns++] = (arg_spec){"timeout", ARG_FLOAT, &timeout, "S", "per-request limit in seconds (503 beyond); also the drain grace", NULL};
     specs[ns++] = (arg_spec){"quiet", ARG_BOOL, &quiet, NULL, "no access log (one JSON line per request on stderr)", NULL};
     specs[ns++] = (arg_spec)CLI_COMMON_THREADS(&cm);
@@ -83,6 +85,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     if (max_tokens < 1) return cli_usage_error(prog, "--max-tokens must be >= 1");
     if (max_conc < 1 || max_conc > 4096) return cli_usage_error(prog, "--max-concurrent must be in 1..4096");
     if (max_batch < 1 || max_batch > 1024) return cli_usage_error(prog, "--max-batch must be in 1..1024");
+    if (prompt_cache < 0 || prompt_cache > (int64_t)1 << 20) return cli_usage_error(prog, "--prompt-cache must be in 0..1048576 (MiB)");
     if (!(timeout > 0)) return cli_usage_error(prog, "--timeout must be > 0");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     o.host = host;
@@ -92,6 +95,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     o.max_tokens = max_tokens;
     o.max_concurrent = max_conc;
     o.max_batch = max_batch;
+    o.prompt_cache = (size_t)prompt_cache << 20;
     o.timeout_s = timeout;
     o.access_log = !quiet;
 

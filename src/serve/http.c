@@ -29,6 +29,7 @@ void tsr_serve_default_opts(tsr_serve_opts *o) {
     o->max_tokens = 1024;
     o->max_concurrent = 64;
     o->max_batch = 32;
+    o->prompt_cache = (size_t)128 << 20;
     o->timeout_s = 120;
     o->access_log = true;
 }

@@ -43,6 +43,16 @@ typedef struct {
 
 typedef struct seq seq;
 
+/* A finished sequence's K/V, kept for requests that share a token prefix
+ * with it (the prompt cache). */
+typedef struct {
+    int *tok;      /* tokens at positions 0..n-1 */
+    int n;
+    float *kv;     /* per layer: the K rows of positions 0..n-1, then the V rows */
+    size_t bytes;  /* what the entry holds (tokens + K/V) */
+    uint64_t used; /* last use, for least-recently-used eviction */
+} pc_entry;
+
 typedef struct {
     lm_entry lm, sp;
     int sp_mask;
@@ -68,9 +78,15 @@ typedef struct {
     tsr_lm_cache ws;
     float *logits;
     pthread_mutex_t solo_mu; /* per-request decoders, one at a time */
+    /* prompt cache (scheduler thread, under mu): at most o.prompt_cache bytes */
+    pc_entry *pc;
+    int pc_n, pc_cap;
+    size_t pc_bytes;
+    uint64_t pc_clock;
 
     /* metrics (under mu) */
     uint64_t prompt_tokens, completion_tokens, steps, rows, seqs_stepped, pool_hits, pool_misses;
+    uint64_t pc_lookups, pc_hits, pc_lookup_tokens, pc_reused_tokens, pc_stored, pc_evicted;
     uint64_t batch_hist[7]; /* sequences per step: 1, 2, 3-4, 5-8, 9-16, 17-32, >32 */
     uint64_t finished[4];   /* stop, length, cancelled, timeout */
     double tps_t0;          /* tokens/s over the last window */
@@ -212,6 +228,111 @@ static void seq_push_token(seq *q, int t) {
     if (q->fin) q->visible = q->len;
 }
 
+/* ------------------------------------------------------------ prompt cache
+ *
+ * The K/V a cache slot holds for position p depends only on the tokens at
+ * positions 0..p (causal attention, and kernels that give a row the same
+ * bits whatever else is in the forward). So a request whose first P tokens
+ * equal those of a finished sequence can copy that sequence's first P K/V
+ * rows instead of computing them, and its logits, hence its text, stay
+ * bit-identical to serving it alone. At least its last prompt token is
+ * always fed, for the logits of its first sampled token. */
+
+static void pc_drop(llm *L, int i) {
+    pc_entry *e = &L->pc[i];
+    L->pc_bytes -= e->bytes;
+    free(e->tok);
+    free(e->kv);
+    L->pc[i] = L->pc[--L->pc_n];
+}
+
+/* tokens a[0..n) and b[0..n) agree on */
+static int common_prefix(const int *a, const int *b, int n) {
+    int i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* The longest cached prefix of q's prompt (at most np - 1 tokens) goes
+ * into q's fresh cache; q->fed says how many positions it holds. */
+static void pc_lookup(llm *L, seq *q) {
+    if (!L->o.prompt_cache) return;
+    L->pc_lookups++;
+    L->pc_lookup_tokens += (uint64_t)q->np;
+    int best = -1, bn = 0;
+    for (int i = 0; i < L->pc_n; i++) {
+        const pc_entry *e = &L->pc[i];
+        int n = common_prefix(e->tok, q->tok, e->n < q->np - 1 ? e->n : q->np - 1);
+        if (n > bn || (n == bn && n > 0 && e->used > L->pc[best].used)) best = i, bn = n;
+    }
+    if (best < 0 || bn == 0) return;
+    pc_entry *e = &L->pc[best];
+    tsr_lm_cache *c = q->cache;
+    const size_t kv = (size_t)c->kv_dim, row = sizeof(float) * kv;
+    for (int l = 0; l < c->n_layers; l++) {
+        const float *k = e->kv + (size_t)l * 2 * (size_t)e->n * kv, *v = k + (size_t)e->n * kv;
+        memcpy(c->k + (size_t)l * (size_t)c->max_len * kv, k, row * (size_t)bn);
+        memcpy(c->v + (size_t)l * (size_t)c->max_len * kv, v, row * (size_t)bn);
+    }
+    q->fed = bn;
+    e->used = ++L->pc_clock;
+    L->pc_hits++;
+    L->pc_reused_tokens += (uint64_t)bn;
+}
+
+/* Keeps the K/V of q's fed positions (a finished sequence); entries it
+ * extends go, least recently used ones make room. */
+static void pc_store(llm *L, const seq *q) {
+    const tsr_lm_cache *c = q->cache;
+    const int n = q->fed;
+    if (!L->o.prompt_cache || n < 1) return;
+    const size_t kv = (size_t)c->kv_dim, row = sizeof(float) * kv;
+    const size_t bytes = sizeof(int) * (size_t)n + 2 * row * (size_t)n * (size_t)c->n_layers;
+    if (bytes > L->o.prompt_cache) return;
+    for (int i = 0; i < L->pc_n;) {
+        pc_entry *e = &L->pc[i];
+        int m = e->n < n ? e->n : n;
+        if (common_prefix(e->tok, q->tok, m) < m) {
+            i++;
+        } else if (e->n >= n) { /* already held */
+            e->used = ++L->pc_clock;
+            return;
+        } else {
+            pc_drop(L, i); /* a prefix of the new entry */
+        }
+    }
+    while (L->pc_n > 0 && L->pc_bytes + bytes > L->o.prompt_cache) {
+        int lru = 0;
+        for (int i = 1; i < L->pc_n; i++)
+            if (L->pc[i].used < L->pc[lru].used) lru = i;
+        pc_drop(L, lru);
+        L->pc_evicted++;
+    }
+    if (L->pc_n == L->pc_cap) {
+        int cap = L->pc_cap ? 2 * L->pc_cap : 16;
+        pc_entry *p = realloc(L->pc, sizeof *p * (size_t)cap);
+        if (!p) return;
+        L->pc = p;
+        L->pc_cap = cap;
+    }
+    pc_entry e = {malloc(sizeof(int) * (size_t)n), n, malloc(2 * row * (size_t)n * (size_t)c->n_layers), bytes,
+                  ++L->pc_clock};
+    if (!e.tok || !e.kv) {
+        free(e.tok);
+        free(e.kv);
+        return;
+    }
+    memcpy(e.tok, q->tok, sizeof(int) * (size_t)n);
+    for (int l = 0; l < c->n_layers; l++) {
+        float *k = e.kv + (size_t)l * 2 * (size_t)n * kv, *v = k + (size_t)n * kv;
+        memcpy(k, c->k + (size_t)l * (size_t)c->max_len * kv, row * (size_t)n);
+        memcpy(v, c->v + (size_t)l * (size_t)c->max_len * kv, row * (size_t)n);
+    }
+    L->pc[L->pc_n++] = e;
+    L->pc_bytes += bytes;
+    L->pc_stored++;
+}
+
 /* ------------------------------------------------------------ scheduler */
 
 static int batch_bucket(int n) {
@@ -265,6 +386,7 @@ static void *scheduler(void *arg) {
                     continue;
                 }
             }
+            pc_lookup(L, q);
             L->act[L->n_act++] = q;
         }
         /* retire finished, cancelled and late sequences */
@@ -283,6 +405,7 @@ static void *scheduler(void *arg) {
             if (q->fin) {
                 finish_count(L, q->fin);
                 q->visible = q->len;
+                if (q->fin != FIN_ERROR) pc_store(L, q);
                 /* at most max_batch caches exist: the pool has room */
                 L->pool[L->n_pool++] = q->cache;
                 q->cache = NULL;
@@ -863,6 +986,26 @@ static void llm_metrics(void *state, FILE *f) {
             lk ? (double)L->pool_hits / (double)lk : 0.0);
     fprintf(f, "# HELP tessera_llm_kv_caches Pooled KV caches held.\n# TYPE tessera_llm_kv_caches gauge\n"
                "tessera_llm_kv_caches %d\n", L->n_pool);
+    fprintf(f, "# HELP tessera_llm_prompt_cache_lookups_total Sequences that looked for a cached prefix of their prompt.\n"
+               "# TYPE tessera_llm_prompt_cache_lookups_total counter\ntessera_llm_prompt_cache_lookups_total %llu\n"
+               "# HELP tessera_llm_prompt_cache_hits_total Sequences that reused a cached prefix (at least one token).\n"
+               "# TYPE tessera_llm_prompt_cache_hits_total counter\ntessera_llm_prompt_cache_hits_total %llu\n"
+               "# HELP tessera_llm_prompt_cache_lookup_tokens_total Prompt tokens of the sequences that looked.\n"
+               "# TYPE tessera_llm_prompt_cache_lookup_tokens_total counter\ntessera_llm_prompt_cache_lookup_tokens_total %llu\n"
+               "# HELP tessera_llm_prompt_cache_reused_tokens_total Prompt tokens whose K/V came from the cache.\n"
+               "# TYPE tessera_llm_prompt_cache_reused_tokens_total counter\ntessera_llm_prompt_cache_reused_tokens_total %llu\n",
+            (unsigned long long)L->pc_lookups, (unsigned long long)L->pc_hits, (unsigned long long)L->pc_lookup_tokens,
+            (unsigned long long)L->pc_reused_tokens);
+    fprintf(f, "# HELP tessera_llm_prompt_cache_hit_ratio Share of prompt tokens whose K/V came from the cache.\n"
+               "# TYPE tessera_llm_prompt_cache_hit_ratio gauge\ntessera_llm_prompt_cache_hit_ratio %.4f\n",
+            L->pc_lookup_tokens ? (double)L->pc_reused_tokens / (double)L->pc_lookup_tokens : 0.0);
+    fprintf(f, "# HELP tessera_llm_prompt_cache_entries Finished sequences held for prefix reuse.\n"
+               "# TYPE tessera_llm_prompt_cache_entries gauge\ntessera_llm_prompt_cache_entries %d\n"
+               "# HELP tessera_llm_prompt_cache_bytes Bytes the prompt cache holds (at most --prompt-cache).\n"
+               "# TYPE tessera_llm_prompt_cache_bytes gauge\ntessera_llm_prompt_cache_bytes %zu\n"
+               "# HELP tessera_llm_prompt_cache_evictions_total Entries dropped to make room.\n"
+               "# TYPE tessera_llm_prompt_cache_evictions_total counter\ntessera_llm_prompt_cache_evictions_total %llu\n",
+            L->pc_n, L->pc_bytes, (unsigned long long)L->pc_evicted);
     static const char *const fin[] = {"stop", "length", "cancelled", "timeout"};
     fprintf(f, "# HELP tessera_llm_finished_total Completions by how they ended.\n# TYPE tessera_llm_finished_total counter\n");
     for (int i = 0; i < 4; i++)
@@ -1022,6 +1165,8 @@ static void llm_unload(void *state) {
         tsr_lm_cache_free(L->pool[i]);
         free(L->pool[i]);
     }
+    while (L->pc_n > 0) pc_drop(L, L->pc_n - 1);
+    free(L->pc);
     if (L->have_bita) {
         tsr_bita_model_free(&L->bm);
         tsr_bita_adapter_free(&L->ad);

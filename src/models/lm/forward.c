@@ -197,6 +197,9 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         }
     }
 
+    /* the per-row work (norms, RoPE, SwiGLU) is split over the threads
+     * once there are a few rows: the same arithmetic per row either way */
+    const bool par_rows = n >= 4 && nth > 1;
     for (int l = 0; l < cfg->n_layers; l++) {
         const tsr_lm_layer *L = &m->layers[l];
         float *kc = c->k + (size_t)l * c->max_len * kv, *vc = c->v + (size_t)l * c->max_len * kv;
@@ -209,17 +212,22 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         for (int t = 0; t < n; t++) {
             rope(q + (size_t)t * C, C, D, cs + (size_t)t * D, cfg->rope_layout);
             rope(kn + (size_t)t * kv, kv, D, cs + (size_t)t * D, cfg->rope_layout);
-        }
-        if (rc)
-            for (int t = 0; t < n; t++) {
+            if (rc) {
                 size_t o = ((size_t)l * rc[t]->max_len + (size_t)pos[t]) * kv;
                 memcpy(rc[t]->k + o, kn + (size_t)t * kv, sizeof(float) * kv);
                 memcpy(rc[t]->v + o, vn + (size_t)t * kv, sizeof(float) * kv);
             }
+        }
 
-        /* one (token, head) per iteration, keys 0..pos in order */
+        /* one (token, head) per iteration, keys 0..pos in order; batched
+         * sequences: the keys each row actually reads */
         const int pairs = n * H;
-#pragma omp parallel for schedule(dynamic, 1) if ((double)pairs * (pos0 + n) * D > 32768.0)
+        double awork = (double)pairs * (pos0 + n) * D;
+        if (rc) {
+            awork = 0;
+            for (int t = 0; t < n; t++) awork += (double)H * (pos[t] + 1) * D;
+        }
+#pragma omp parallel for schedule(dynamic, 1) if (awork > 32768.0)
         for (int ph = 0; ph < pairs; ph++) {
             int t = ph / H, h = ph % H;
             float *att = att_all + (size_t)thread_id() * alen;
@@ -244,10 +252,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_ffn, C, cfg->norm_eps);
         tsr_lm_matmul(hb, Hd, xb, C, &L->w1, n, mms);
         tsr_lm_matmul(hb2, Hd, xb, C, &L->w3, n, mms);
-        for (size_t i = 0; i < (size_t)n * Hd; i++) {
-            float g = hb[i];
-            hb[i] = g * (1.0f / (1.0f + expf(-g))) * hb2[i];
-        }
+#pragma omp parallel for schedule(static) if (par_rows)
+        for (int t = 0; t < n; t++)
+            for (size_t i = (size_t)t * Hd; i < (size_t)(t + 1) * Hd; i++) {
+                float g = hb[i];
+                hb[i] = g * (1.0f / (1.0f + expf(-g))) * hb2[i];
+            }
         tsr_lm_matmul(xb2, C, hb, Hd, &L->w2, n, mms);
         for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
     }
