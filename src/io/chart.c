@@ -183,7 +183,7 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
     if (y1 - y0 < 1e-12 * fmax(1.0, fabs(y0))) y0 -= 0.5 * fmax(1e-3, fabs(y0)), y1 += 0.5 * fmax(1e-3, fabs(y1));
     const double ypad = 0.05 * (y1 - y0);
     y0 -= ypad, y1 += ypad;
-    const double xs = nice_step(x1 - x0, 8), ys = nice_step(y1 - y0, 6);
+    const double ys = nice_step(y1 - y0, 6);
     /* the plot area leaves room for tick labels, axis labels and the title */
     char buf[64];
     int ylab_w = 0;
@@ -195,6 +195,20 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
     const int L = 24 + (o->ylabel ? CHAR_H + 12 : 0) + ylab_w, R = W - 24, T = o->title ? 24 + CHAR_H + 16 : 24,
               Bm = H - (24 + CHAR_H + 10 + (o->xlabel ? CHAR_H + 12 : 0));
     if (R - L < 50 || Bm - T < 50) return tsr_errorf(TSR_ERR_ARG, "chart: %d x %d pixels is too small", W, H);
+    /* x ticks: up to 8, fewer where their labels would touch (a narrow
+     * chart, or labels as wide as "-0.8") */
+    double xs = nice_step(x1 - x0, 8);
+    for (int target = 7; target >= 2; target--) {
+        int xlab_w = 0;
+        for (double v = ceil(x0 / xs) * xs; v <= x1 + xs * 1e-9; v += xs) {
+            fmt_tick(buf, sizeof buf, v, xs);
+            int tw = text_width(buf);
+            if (tw > xlab_w) xlab_w = tw;
+        }
+        if (xlab_w + 12 <= xs / (x1 - x0) * (R - L)) break;
+        double wider = nice_step(x1 - x0, target);
+        if (wider > xs) xs = wider;
+    }
 #define PX(x) (L + (int)lround(((x) - x0) / (x1 - x0) * (R - L)))
 #define PY(y) (Bm - (int)lround(((y) - y0) / (y1 - y0) * (Bm - T)))
     /* grid, ticks and labels */
@@ -203,7 +217,9 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
         line(&c, x, T, x, Bm, grid, 1);
         line(&c, x, Bm, x, Bm + 6, black, 1);
         fmt_tick(buf, sizeof buf, v, xs);
-        text(&c, x - text_width(buf) / 2, Bm + 10, buf, black, false);
+        int tx = x - text_width(buf) / 2; /* the last label stays inside the image */
+        if (tx + text_width(buf) > W - 2) tx = W - 2 - text_width(buf);
+        text(&c, tx, Bm + 10, buf, black, false);
     }
     for (double v = ceil(y0 / ys) * ys; v <= y1 + ys * 1e-9; v += ys) {
         int y = PY(v);
