@@ -28,6 +28,7 @@
 #include "models/lm/kernels.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #if !defined(TSR_KLEVEL)
@@ -43,6 +44,7 @@
 #endif
 #if defined(__AVX512F__) && defined(__AVX512BF16__) && defined(LM_AVX2)
 #define LM_BF16 1
+#include <cpuid.h>
 #endif
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(LM_AVX2)
 #define LM_VNNI 1
@@ -203,6 +205,7 @@ typedef struct {
     size_t ldx;          /* elements between tokens of x */
     const float *xsv;    /* Q8: (n, kp/4) the activation scale of each lane */
     int k, kp;
+    int fma_csr;         /* bf16, AVX-512 BF16: >= 0 when x holds f32 planes for bf16_block_fma (MXCSR bits to set) */
 } mm_args;
 
 /* ---- bf16 */
@@ -676,14 +679,15 @@ AI void bf16_rows_fma(float *out, size_t ldo, const mm_args *a, int r0, int n, c
 }
 
 /* several tokens (x as f32 planes): blocks of 4 weight rows, each thread
- * with DAZ and FTZ set while it computes (vdpbf16ps's denormal rule) */
+ * with MXCSR's DAZ and FTZ as vdpbf16ps's denormal rule needs while it
+ * computes */
 static void bf16_multi(float *out, size_t ldo, const mm_args *a, int rows, int n) {
     const double work = (double)rows * a->k * n;
     const int nrb = (rows + 3) / 4;
 #pragma omp parallel if (work > 65536.0)
     {
         const unsigned csr = _mm_getcsr();
-        _mm_setcsr(csr | 0x8040u);
+        _mm_setcsr((csr & ~0x8040u) | (unsigned)a->fma_csr);
 #pragma omp for schedule(static) nowait
         for (int rb = 0; rb < nrb; rb++) {
             const int r0 = 4 * rb;
@@ -798,7 +802,7 @@ AI void drive(const int type, float *out, int ldo, const mm_args *a, int rows, i
     }
 #endif
 #if defined(LM_BF16)
-    if (type == TSR_LM_W_BF16) {
+    if (type == TSR_LM_W_BF16 && a->fma_csr >= 0) {
         bf16_multi(out, (size_t)ldo, a, rows, n);
         return;
     }
@@ -912,6 +916,38 @@ static void prep_q8(int8_t *q, float *xsv, const float *x, size_t ldx, int k, in
 }
 
 #if defined(LM_BF16)
+/* one lane of vdpbf16ps: acc + odd product + even product */
+static float dp_lane(float acc, uint16_t wo, uint16_t xo, uint16_t we, uint16_t xe) {
+    __m512 r = _mm512_dpbf16_ps(_mm512_set1_ps(acc), (__m512bh)_mm512_set1_epi32((int)((uint32_t)wo << 16 | we)),
+                                (__m512bh)_mm512_set1_epi32((int)((uint32_t)xo << 16 | xe)));
+    return _mm512_cvtss_f32(r);
+}
+
+/* Whether several tokens go through bf16_block_fma, and with which MXCSR
+ * bits (DAZ 0x40, FTZ 0x8000) FMA follows this CPU's vdpbf16ps on
+ * denormals; -1: vdpbf16ps. The FMA path is faster where vdpbf16ps is
+ * slower than two FMAs, measured on Intel Xeon cores (2.2 cycles against
+ * one); other vendors keep vdpbf16ps. The denormal rule is probed once:
+ * a denormal weight times 2^100 (read as zero?), a denormal accumulator
+ * plus 2^-126 (read as zero?), 2^-70 times 2^-70 (flushed?). A rule FMA
+ * cannot follow (zero for one input kind only) keeps vdpbf16ps. */
+static int bf16_fma_mode(void) {
+    static _Atomic int mode = -2;
+    int m = atomic_load_explicit(&mode, memory_order_relaxed);
+    if (m != -2) return m;
+    m = -1;
+    unsigned eax, ebx, ecx, edx;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) && ebx == 0x756e6547u && edx == 0x49656e69u && ecx == 0x6c65746eu) {
+        const float acc_den = 0x1p-127f, two126 = 0x1p-126f;
+        bool daz_mul = dp_lane(0.0f, 0, 0, 0x0001, 0x7180) == 0.0f;            /* 2^-133 * 2^100 */
+        bool daz_acc = dp_lane(acc_den, 0, 0, 0x2000, 0x2000) == two126;       /* 2^-127 + 2^-63 * 2^-63 */
+        bool ftz = dp_lane(0.0f, 0, 0, 0x1c80, 0x1c80) == 0.0f;                /* 2^-70 * 2^-70 */
+        if (daz_mul == daz_acc) m = (daz_mul ? 0x40 : 0) | (ftz ? 0x8000 : 0);
+    }
+    atomic_store_explicit(&mode, m, memory_order_relaxed);
+    return m;
+}
+
 /* x rounded to bf16 as tsr_f32_to_bf16 does (NaN quietened, otherwise
  * round to nearest even) and widened back to f32, for several tokens: per
  * 32 columns the 16 odd elements, then the 16 even ones (bf16_block_fma),
@@ -944,14 +980,15 @@ static void prep_bf16_planes(float *dst, const float *x, size_t ldx, int k, int 
 #endif
 
 static void KV(matmul)(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n, void *scratch) {
-    mm_args a = {w, x, (size_t)ldx, NULL, w->cols, w->cols};
+    mm_args a = {w, x, (size_t)ldx, NULL, w->cols, w->cols, -1};
     switch (w->type) {
     case TSR_LM_W_F32: drive(TSR_LM_W_F32, out, ldo, &a, w->rows, n); break;
     case TSR_LM_W_BF16:
         TSR_ASSERT(scratch);
         a.kp = (int)pad_to((size_t)w->cols, 32);
 #if defined(LM_BF16)
-        if (n > 1)
+        a.fma_csr = n > 1 ? bf16_fma_mode() : -1;
+        if (a.fma_csr >= 0)
             prep_bf16_planes(scratch, x, (size_t)ldx, w->cols, a.kp, n);
         else
 #endif
