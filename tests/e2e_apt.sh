@@ -4,6 +4,7 @@
 #    same-grid PNG pair; segment with the reduced fixture model on a PNG
 #    (mask + overlay written) and, with GDAL, on a GeoTIFF whose mask keeps
 #    the georeferencing;
+#  - eval --truth dota (true masks from filled DOTA vehicle boxes);
 #  - bad input gets one line and a non-zero exit: a class absent from the
 #    area, maps that do not overlap, a corrupt GeoTIFF, a missing file, a
 #    land-cover PNG off the image grid, unknown mode and flags.
@@ -57,6 +58,16 @@ expect 1 "absent" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_non
 expect 1 "image grid" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_small.png" --model $FIX --out "$T/m3.png"
 expect 1 "cannot open" "$BIN" apt segment --image "$T/nope.png" --landcover "$T/lc.png" --model $FIX --out "$T/m4.png"
 expect 2 "--mode" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --mode nearest --out "$T/m5.png"
+# eval --truth dota: the true mask filled from DOTA oriented vehicle boxes
+# (a 70 x 60 box on the 160 x 120 image: 21.9% of the pixels; the plane is
+# not a vehicle); a malformed label file names its line; unknown kinds are usage errors
+printf 'imagesource:GoogleEarth\ngsd:0.3\n40 30 110 30 110 90 40 90 large-vehicle 0\n0 0 5 0 5 5 0 5 plane 0\n' > "$T/img.txt"
+expect 0 "" "$BIN" apt eval --truth dota --data "$T" --images img --model $FIX --supervised none --finetuned none --points 3 --iterations 1 --min-area 50 --json
+grep -q '"truth": "dota"' "$T/out" && grep -q '"images": 1' "$T/out" && ok || bad "eval --truth dota: $(cat "$T/out")"
+cp "$T/img.png" "$T/bad.png"
+printf '40 30 110 30 110 90 large-vehicle 0\n' > "$T/bad.txt"
+expect 1 "bad.txt:1:" "$BIN" apt eval --truth dota --data "$T" --images bad --model $FIX --supervised none --finetuned none
+expect 2 "--truth" "$BIN" apt eval --truth masks
 # --threshold: the mask logit threshold (a lower one can only add pixels); out-of-range or non-numeric values are usage errors
 px() { sed -n 's/.*"mask_pixels": \([0-9]*\).*/\1/p' "$T/out"; }
 for t in -100 0 100; do

@@ -27,6 +27,10 @@ export OMP_NUM_THREADS=1
 [ $? -eq 2 ] && ok || bad "--crop 100 is not a usage error"
 "$BIN" ovadetr train --out "$TMP/m.safetensors" --name-pool 40 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--name-pool 40 is not a usage error"
+"$BIN" ovadetr train --out "$TMP/m.safetensors" --split loose >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "train --split loose is not a usage error"
+"$BIN" ovadetr eval --split loose >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --split loose is not a usage error"
 
 [ -d "$D/aerial" ] || { echo "e2e_ovadetr: $D/aerial missing, skipping the rest ($pass passed)"; exit $fails; }
 
@@ -48,6 +52,16 @@ cmp -s "$M" "$M2" && ok || bad "stop after 1 + resume differs from 2 straight st
 [ $? -eq 0 ] && grep -q "^name pool 'large vehicle': 'truck', " "$TMP/pool.err" && \
     ! grep "^name pool" "$TMP/pool.err" | grep -Eq "'(bus|minibus|minivan|school bus)'" && ok || \
     bad "--name-pool does not train with pools free of the unseen names"
+# split strict: trains, and its model is refused by an eval of the other split (and vice versa)
+"$BIN" ovadetr train --out "$TMP/s.safetensors" --model-config $CFG --steps 1 --crop 128 --eval-every 0 --quiet \
+    --threads 1 --split strict >/dev/null 2>&1
+[ $? -eq 0 ] && [ -s "$TMP/s.safetensors" ] && ok || bad "train --split strict failed"
+"$BIN" ovadetr eval --model "$TMP/s.safetensors" --split names --json >"$TMP/s.json" 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "trained on split strict" "$TMP/err.txt" && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && \
+    [ ! -s "$TMP/s.json" ] && ok || bad "eval --split names accepts a model trained on split strict"
+"$BIN" ovadetr eval --model "$M" --split strict --json >"$TMP/s.json" 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "trained on split names" "$TMP/err.txt" && ok || \
+    bad "eval --split strict accepts a model trained on split names"
 # the one-image fitting check: a bad name is a usage error, a missing image one line
 "$BIN" ovadetr train --out "$TMP/o.safetensors" --only ../MOS74 --steps 1 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--only with a path is not a usage error"

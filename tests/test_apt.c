@@ -3,7 +3,8 @@
  * (points on their class, counts, grouping, the absent-class error; per tile),
  * SLIC (segment count near k, every segment 4-connected), post-processing
  * (closing, small holes filled, small objects removed, big ones kept), the
- * coarse product (block mode; noise only at class boundaries), the tiled
+ * coarse product (block mode; noise only at class boundaries), true masks
+ * filled from DOTA oriented boxes (eval --truth dota), the tiled
  * segmentation loop with the reduced TinyViT fixture model (and its mask
  * threshold), and rasters:
  * a GeoTIFF mask written with a georeference, read back and warped onto a
@@ -170,6 +171,48 @@ static void test_coarse(void) {
     free(c2);
 }
 
+/* true masks from DOTA oriented boxes: an axis-aligned box fills exactly the
+ * pixels whose centres it holds, a diamond fills half its hull, other
+ * classes and the header lines are skipped, boxes off the image are
+ * clipped, malformed lines are one-line errors naming the line */
+static void test_dota_truth(void) {
+    int w = 20, h = 16, n = -1;
+    uint8_t *lab = malloc((size_t)w * h);
+    uint32_t *inst = malloc(sizeof(uint32_t) * (size_t)w * h);
+    const char *ok = "imagesource:GoogleEarth\ngsd:0.27\n"
+                     "2 3 6 3 6 5 2 5 small-vehicle 0\n"
+                     "0 0 19 0 19 15 0 15 harbor 1\n"
+                     "\r\n"
+                     "14 4 18 8 14 12 10 8 large-vehicle\n"
+                     "15 13 40 13 40 30 15 30 small-vehicle 1\n";
+    tsr_status st = tsr_apt_dota_truth_parse(ok, strlen(ok), "t.txt", w, h, lab, inst, &n);
+    TU_CHECK(st.code == TSR_OK && n == 3, "parse (%s, %d boxes)", st.msg, n);
+    int box1 = 0, dia = 0, clip = 0, total = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int v = lab[y * w + x];
+            total += v;
+            if (x >= 2 && x < 6 && y >= 3 && y < 5) box1 += v && inst[y * w + x] == 1;
+            if (x >= 10 && x < 18 && y >= 4 && y < 12) dia += v && inst[y * w + x] == 2;
+            if (x >= 15 && y >= 13) clip += v && inst[y * w + x] == 3;
+        }
+    TU_CHECK(box1 == 8, "axis-aligned box: 8 pixels (got %d)", box1);
+    TU_CHECK(dia == 32, "diamond of diagonals 8: 32 pixels (got %d)", dia);
+    TU_CHECK(clip == 15, "box clipped to the image: 5 x 3 pixels (got %d)", clip);
+    TU_CHECK(total == 8 + 32 + 15, "nothing else filled (got %d)", total);
+    const char *bad[] = {"1 2 3 4 5 6 7 small-vehicle\n", "1 2 3 4 5 6 7 8\n", "1 2 3 4 5 6 7 8 car 2\n",
+                         "1 2 3 4 5 6 7 8 car 0 x\n", "nan 2 3 4 5 6 7 8 car\n"};
+    for (int i = 0; i < 5; i++) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "gsd:1\n%s", bad[i]);
+        st = tsr_apt_dota_truth_parse(msg, strlen(msg), "b.txt", w, h, lab, NULL, &n);
+        TU_CHECK(st.code != TSR_OK && strstr(st.msg, "b.txt:2:") && !strchr(st.msg, '\n'), "bad line %d refused (%s)", i,
+                 st.msg);
+    }
+    free(lab);
+    free(inst);
+}
+
 /* the loop end to end with the reduced fixture model (whole and tiled) */
 /* prompts drawn per tile: every point on its class, every tile that holds
  * the class gets positives, more points than per image, the absent-class
@@ -333,6 +376,7 @@ int main(void) {
     test_prompts_tiled();
     test_postprocess();
     test_coarse();
+    test_dota_truth();
     test_segment();
     test_raster();
     return tu_finish("apt");

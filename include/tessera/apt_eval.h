@@ -30,6 +30,7 @@ typedef struct {
     int region[4];               /* x, y, w, h scored in each image (native pixels); w = 0: all */
     float threshold;             /* APT's mask logit threshold (0: SAM's) */
     bool tile_prompts;           /* prompts drawn per tile (tiled models) instead of per image */
+    int truth;                   /* TSR_APT_TRUTH_ISAID (masks) or TSR_APT_TRUTH_DOTA (filled oriented boxes) */
 } tsr_apt_eval_opts;
 tsr_apt_eval_opts tsr_apt_default_eval_opts(void);
 
@@ -47,6 +48,24 @@ typedef struct {
     bool have_supervised, have_finetuned;
     tsr_apt_eval_image per_image[TSR_APT_EVAL_MAX_IMAGES];
 } tsr_apt_eval_result;
+
+/* Where the true class mask comes from. ISAID: <dir>/<name>.png with its
+ * iSAID instance masks (large + small vehicle). DOTA: <dir>/<name>.png with
+ * the DOTA labelTxt <dir>/<name>.txt; the oriented boxes of the classes
+ * large-vehicle and small-vehicle are filled (a pixel is in when its centre
+ * is inside the quadrilateral). Vehicles are near rectangles seen from
+ * above, so filled boxes are close to their masks; this scores images that
+ * have boxes but no masks (a validation set with other looks). */
+enum { TSR_APT_TRUTH_ISAID = 0, TSR_APT_TRUTH_DOTA = 1 };
+extern const char *const tsr_apt_dota_vehicle_names[2];
+/* the labelTxt in buf filled into lab (h x w, 1 inside a vehicle box, else
+ * 0) and inst (box number from 1, NULL to skip); header lines imagesource:
+ * and gsd: skipped, other classes ignored; *n_objects counts the vehicle
+ * boxes. A malformed line is a one-line error naming name and the line. */
+tsr_status tsr_apt_dota_truth_parse(const char *buf, size_t len, const char *name, int w, int h, uint8_t *lab,
+                                    uint32_t *inst, int *n_objects);
+/* the image and its filled vehicle boxes; an error when it has none */
+tsr_status tsr_apt_image_load_dota(tsr_apt_image *im, const char *dir, const char *name);
 
 tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res);
 

@@ -309,7 +309,7 @@ static int parse_region(const char *prog, const char *s, int r[4]) {
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
     tsr_apt_eval_opts o = tsr_apt_default_eval_opts();
-    const char *region_s = NULL, *per_s = "image";
+    const char *region_s = NULL, *per_s = "image", *truth_s = "isaid";
     const char *mode_s = "grid", *model = SHIPPED, *sup = "models/apt_small_supervised.safetensors",
                *ft = "models/apt_small_finetuned.safetensors";
     int min_area = o.min_area;
@@ -329,6 +329,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"region", ARG_STR, &region_s, "X,Y,W,H", "score only this rectangle of each image (native pixels; a validation region)", NULL},
         {"threshold", ARG_FLOAT, &o.threshold, "T", "APT's mask logit threshold (default 0, SAM's)", NULL},
         {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'image' (default) or per 'tile' of a tiled model", NULL},
+        {"truth", ARG_STR, &truth_s, "KIND", "true masks: 'isaid' instance masks (default) or 'dota': NAME.txt oriented vehicle boxes, filled", NULL},
         CLI_COMMON_SEED(&cm), CLI_COMMON_THREADS(&cm), CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "The evaluation protocol on held-out iSAID images: a coarse product from the true mask "
@@ -340,6 +341,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (strcmp(per_s, "image") != 0 && strcmp(per_s, "tile") != 0)
         return cli_usage_error(prog, "--prompts-per must be image or tile (got '%s')", per_s);
     o.tile_prompts = strcmp(per_s, "tile") == 0;
+    if (strcmp(truth_s, "isaid") != 0 && strcmp(truth_s, "dota") != 0)
+        return cli_usage_error(prog, "--truth must be isaid or dota (got '%s')", truth_s);
+    o.truth = strcmp(truth_s, "dota") == 0 ? TSR_APT_TRUTH_DOTA : TSR_APT_TRUTH_ISAID;
     if ((rc = cli_check_float(prog, "threshold", o.threshold, -100, 100))) return rc;
     if ((rc = cli_check_int(prog, "points", o.points, 1, 1000)) || (rc = cli_check_int(prog, "iterations", o.iters, 1, 100)) ||
         (rc = cli_check_int(prog, "factor", o.factor, 2, 256)) || (rc = cli_check_float(prog, "noise", o.noise, 0, 1)) ||
@@ -387,8 +391,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 printf(", \"iou_finetuned\": %.4f", r.finetuned.iou);
             }
             printf(", \"points\": %lld, \"decoder_runs\": %lld, \"factor\": %d, \"noise\": %.3f, \"threshold\": %g, "
-                   "\"prompts_per\": \"%s\", \"seconds\": %.1f, \"per_image\": [",
-                   (long long)r.points, (long long)r.decoder_runs, o.factor, (double)o.noise, (double)o.threshold, per_s, sec);
+                   "\"prompts_per\": \"%s\", \"truth\": \"%s\", \"seconds\": %.1f, \"per_image\": [",
+                   (long long)r.points, (long long)r.decoder_runs, o.factor, (double)o.noise, (double)o.threshold, per_s, truth_s,
+                   sec);
             for (int i = 0; i < r.images && i < TSR_APT_EVAL_MAX_IMAGES; i++)
                 printf("%s{\"image\": \"%s\", \"iou\": %.4f, \"iou_coarse\": %.4f}", i ? ", " : "", r.per_image[i].name,
                        r.per_image[i].apt.iou, r.per_image[i].coarse.iou);
@@ -409,7 +414,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     tsr_sam_free(&m);
     if (have_s) tsr_sam_free(&ms);
     if (have_f) tsr_sam_free(&mf);
-    return st.code ? cli_fail(st, "pass --data with the iSAID val folder (../shared/data/aerial/isaid/val/images)") : CLI_OK;
+    return st.code ? cli_fail(st, o.truth == TSR_APT_TRUTH_DOTA
+                                      ? "pass --data with the folder of NAME.png and its DOTA labelTxt NAME.txt (../shared/data/dota-samples)"
+                                      : "pass --data with the iSAID val folder (../shared/data/aerial/isaid/val/images)")
+                   : CLI_OK;
 }
 
 static int cmd_bench(const char *prog, int argc, char **argv) {

@@ -15,6 +15,8 @@
 
 #define OVD_MODEL "models/ovadetr.safetensors"
 #define OVD_CLOSED "models/ovadetr_closed.safetensors"
+#define OVD_STRICT "models/ovadetr_strict.safetensors"
+#define OVD_STRICT_CLOSED "models/ovadetr_strict_closed.safetensors"
 #define OVD_DATA_HINT "the training and evaluation images are the real files in ../shared/data (see docs/ovadetr.md)"
 
 static tsr_train_opts ovd_train_defaults(void) {
@@ -47,6 +49,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"copy-paste", ARG_FLOAT, &d.copy_paste, "P", "probability of pasting iSAID chips into a crop (default 0.5)", NULL},
         {"only", ARG_STR, &d.only, "STEM", "fitting check: train and validate on this one KIT AIS image (e.g. MOS74)", NULL},
         {"name-pool", ARG_INT, &d.name_pool, "K", "a positive name is, half of the time, one of its K nearest vocabulary names that are nearer to it than to any other protocol name (default 0: off)", NULL},
+        {"split", ARG_STR, &d.split, "NAME", "zero-shot protocol: names (bus, minibus unseen as names; default) | strict (also no training image showing a bus under another name)", NULL},
     };
     int rc = cli_train_parse(prog,
                              "Train OVA-DETR (or its closed-set twin / an ablation) on the zero-shot split of the real "
@@ -67,6 +70,8 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_int(prog, "slots", d.slots, 6, 64)) != CLI_OK) return rc;
     if ((rc = cli_check_float(prog, "copy-paste", d.copy_paste, 0, 1)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "name-pool", d.name_pool, 0, 32)) != CLI_OK) return rc;
+    if (strcmp(d.split, "names") && strcmp(d.split, "strict"))
+        return cli_usage_error(prog, "--split must be names or strict (got '%s')", d.split);
     if (d.only && (!*d.only || strlen(d.only) > 40 || strchr(d.only, '/') || strchr(d.only, '.')))
         return cli_usage_error(prog, "--only takes a KIT AIS image name such as MOS74 (got '%s')", d.only);
     if ((rc = cli_check_output(prog, "out", t.o.out, false)) != CLI_OK) return rc;
@@ -250,12 +255,13 @@ static void jnum(const char *k, double v, bool last) {
 }
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
-    const char *model = NULL, *method = "ovadetr", *data = "../shared/data";
+    const char *model = NULL, *method = "ovadetr", *data = "../shared/data", *split = "names";
     int tile = 0, overlap = -1;
     cli_common cm = {0};
     cm.threads = 0;
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "model (default: the shipped " OVD_MODEL ", or " OVD_CLOSED " for closed-set)", NULL},
+        {"model", ARG_STR, &model, "PATH", "model (default: the shipped " OVD_MODEL ", or " OVD_CLOSED " for closed-set; with --split strict " OVD_STRICT " and " OVD_STRICT_CLOSED ")", NULL},
+        {"split", ARG_STR, &split, "NAME", "zero-shot protocol the model was trained on: names (default) | strict (docs/ovadetr.md)", NULL},
         {"method", ARG_STR, &method, "NAME", "ovadetr | closed-set | text-nearest (default ovadetr)", NULL},
         {"data", ARG_STR, &data, "DIR", "the shared data folder (default ../shared/data)", NULL},
         {"tile", ARG_INT, &tile, "PX", "tile side (default 0: the model's training crop)", NULL},
@@ -274,13 +280,15 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     else if (!strcmp(method, "closed-set")) mth = TSR_OVD_METHOD_CLOSED;
     else if (!strcmp(method, "text-nearest")) mth = TSR_OVD_METHOD_TEXT_NEAREST;
     else return cli_usage_error(prog, "--method must be ovadetr, closed-set or text-nearest");
+    bool strict = !strcmp(split, "strict");
+    if (!strict && strcmp(split, "names")) return cli_usage_error(prog, "--split must be names or strict (got '%s')", split);
     if (tile && (tile < 64 || tile > 2048 || tile % 32)) return cli_usage_error(prog, "--tile must be 0 or a multiple of 32 in [64, 2048]");
     if ((rc = cli_check_int(prog, "overlap", overlap, -1, tile ? tile - 32 : 1024)) != CLI_OK) return rc;
     char mbuf[1024];
-    const char *def = mth == TSR_OVD_METHOD_CLOSED ? OVD_CLOSED : OVD_MODEL;
+    const char *def = mth == TSR_OVD_METHOD_CLOSED ? (strict ? OVD_STRICT_CLOSED : OVD_CLOSED) : (strict ? OVD_STRICT : OVD_MODEL);
     const char *path = model ? model : cli_shipped_default(def, def, mbuf, sizeof mbuf);
     tsr_ovd_eval_res r;
-    tsr_status st = tsr_ovd_eval(path, mth, data, tile, overlap, &r, !cm.json);
+    tsr_status st = tsr_ovd_eval(path, mth, split, data, tile, overlap, &r, !cm.json);
     if (st.code) return cli_fail(st, OVD_DATA_HINT);
     if (cm.json) {
         printf("{\"method\":\"%s\",", r.method);
@@ -290,9 +298,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         jnum("ap50_bus", r.ap50_bus, false), jnum("ap50_minibus", r.ap50_minibus, false);
         jnum("recall_car", r.recall_car, false), jnum("recall_bus", r.recall_bus, false);
         jnum("recall_minibus", r.recall_minibus, false);
-        printf("\"gt_seen\":%d,\"gt_unseen\":%d,\"images\":%d}\n", r.gt_seen, r.gt_unseen, r.images);
+        printf("\"gt_seen\":%d,\"gt_unseen\":%d,\"images\":%d,\"split\":\"%s\"}\n", r.gt_seen, r.gt_unseen, r.images, r.split);
     } else {
-        printf("method %s on %d images (%d seen, %d unseen objects)\n", r.method, r.images, r.gt_seen, r.gt_unseen);
+        printf("method %s, split %s, on %d images (%d seen, %d unseen objects)\n", r.method, r.split, r.images, r.gt_seen,
+               r.gt_unseen);
         printf("  AP50 seen (car) %.4f  unseen %.4f (bus %.4f, minibus %.4f)\n", r.ap50_seen, r.ap50_unseen, r.ap50_bus, r.ap50_minibus);
         printf("  recall@100 seen %.4f  unseen %.4f (bus %.4f, minibus %.4f)  harmonic mean %.4f\n", r.recall_seen,
                r.recall_unseen, r.recall_bus, r.recall_minibus, r.hm_recall);

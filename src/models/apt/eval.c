@@ -7,7 +7,9 @@
  * product upsampled and against supervised models of the same size. */
 #include "tessera/apt_eval.h"
 
+#include "tessera/fileio.h"
 #include "tessera/ops.h"
+#include "tessera/png.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -126,7 +128,8 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
     tsr_status st = tsr_ok();
     for (char *save = NULL, *nm = strtok_r(names, ",", &save); nm && !st.code; nm = strtok_r(NULL, ",", &save)) {
         tsr_apt_image im;
-        st = tsr_apt_image_load_isaid(&im, o->dir, nm, tsr_apt_vehicle_classes, 2);
+        st = o->truth == TSR_APT_TRUTH_DOTA ? tsr_apt_image_load_dota(&im, o->dir, nm)
+                                            : tsr_apt_image_load_isaid(&im, o->dir, nm, tsr_apt_vehicle_classes, 2);
         if (st.code) break;
         if (o->region[2] > 0 && (st = tsr_apt_image_crop(&im, o->region)).code) {
             tsr_apt_image_free(&im);
@@ -183,5 +186,117 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
     res->finetuned = tsr_apt_metrics_of(&conf_ft);
     res->have_supervised = o->supervised != NULL;
     res->have_finetuned = o->finetuned != NULL;
+    return tsr_ok();
+}
+
+/* ------------------------------------- truth from DOTA oriented boxes */
+
+const char *const tsr_apt_dota_vehicle_names[2] = {"large-vehicle", "small-vehicle"};
+
+/* even-odd test of the point (px, py) against the quadrilateral c[8] */
+static bool in_quad(const double *c, double px, double py) {
+    bool in = false;
+    for (int i = 0, j = 3; i < 4; j = i++) {
+        double xi = c[2 * i], yi = c[2 * i + 1], xj = c[2 * j], yj = c[2 * j + 1];
+        if ((yi > py) != (yj > py) && px < (xj - xi) * (py - yi) / (yj - yi) + xi) in = !in;
+    }
+    return in;
+}
+
+tsr_status tsr_apt_dota_truth_parse(const char *buf, size_t len, const char *name, int w, int h, uint8_t *lab,
+                                    uint32_t *inst, int *n_objects) {
+    if (w < 1 || h < 1) return tsr_errorf(TSR_ERR_ARG, "%s: image size %dx%d", name, w, h);
+    memset(lab, 0, (size_t)w * (size_t)h);
+    if (inst) memset(inst, 0, sizeof(uint32_t) * (size_t)w * (size_t)h);
+    int n = 0, ln = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *s = buf + pos, *nl = memchr(s, '\n', len - pos);
+        size_t ll = nl ? (size_t)(nl - s) : len - pos;
+        pos += ll + 1;
+        ln++;
+        char line[512];
+        if (ll >= sizeof line || memchr(s, '\0', ll))
+            return tsr_errorf(TSR_ERR_FORMAT, "%s:%d: line too long or not text", name, ln);
+        memcpy(line, s, ll);
+        line[ll] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t' || *p == '\r') p++;
+        if (!*p || !strncmp(p, "imagesource:", 12) || !strncmp(p, "gsd:", 4)) continue;
+        double c[8];
+        int k = 0;
+        for (; k < 8; k++) {
+            char *e;
+            c[k] = strtod(p, &e);
+            if (e == p || !isfinite(c[k]) || fabs(c[k]) > 1e7) break;
+            p = e;
+        }
+        char cls[64] = "";
+        int used = 0, diff = 0;
+        if (k == 8 && sscanf(p, " %63s%n", cls, &used) == 1) {
+            p += used;
+            char extra[8];
+            int u2 = 0;
+            if (sscanf(p, " %d%n", &diff, &u2) == 1) p += u2;
+            if (sscanf(p, " %7s", extra) == 1 || diff < 0 || diff > 1) k = -1;
+        } else
+            k = -1;
+        if (k != 8)
+            return tsr_errorf(TSR_ERR_FORMAT, "%s:%d: expected 'x1 y1 x2 y2 x3 y3 x4 y4 class [difficult 0|1]'", name, ln);
+        if (strcmp(cls, tsr_apt_dota_vehicle_names[0]) != 0 && strcmp(cls, tsr_apt_dota_vehicle_names[1]) != 0) continue;
+        n++;
+        double x0 = c[0], x1 = c[0], y0 = c[1], y1 = c[1];
+        for (int i = 1; i < 4; i++) {
+            x0 = fmin(x0, c[2 * i]), x1 = fmax(x1, c[2 * i]);
+            y0 = fmin(y0, c[2 * i + 1]), y1 = fmax(y1, c[2 * i + 1]);
+        }
+        /* pixel (x, y) is inside when its centre is: rows and columns clipped to the image */
+        int ya = (int)fmax(0, floor(y0)), yb = (int)fmin(h - 1, ceil(y1)), xa = (int)fmax(0, floor(x0)),
+            xb = (int)fmin(w - 1, ceil(x1));
+        for (int y = ya; y <= yb; y++)
+            for (int x = xa; x <= xb; x++)
+                if (in_quad(c, x + 0.5, y + 0.5)) {
+                    lab[(int64_t)y * w + x] = 1;
+                    if (inst) inst[(int64_t)y * w + x] = (uint32_t)n;
+                }
+    }
+    if (n_objects) *n_objects = n;
+    return tsr_ok();
+}
+
+tsr_status tsr_apt_image_load_dota(tsr_apt_image *im, const char *dir, const char *name) {
+    memset(im, 0, sizeof *im);
+    char p[1024];
+    int w, h, ch;
+    snprintf(p, sizeof p, "%s/%s.png", dir, name);
+    uint8_t *px;
+    tsr_status st = tsr_png_read(p, &px, &w, &h, &ch);
+    if (st.code) return st;
+    if (ch != 3) {
+        free(px);
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: expected an RGB image, it has %d channels", p, ch);
+    }
+    snprintf(p, sizeof p, "%s/%s.txt", dir, name);
+    char *buf;
+    size_t len;
+    if ((st = tsr_read_file(p, &buf, &len)).code) {
+        free(px);
+        return st;
+    }
+    im->rgb = px;
+    im->w = w;
+    im->h = h;
+    im->lab = malloc((size_t)w * (size_t)h);
+    im->inst = malloc(sizeof(uint32_t) * (size_t)w * (size_t)h);
+    TSR_ASSERT(im->lab && im->inst);
+    int n = 0;
+    st = tsr_apt_dota_truth_parse(buf, len, p, w, h, im->lab, im->inst, &n);
+    free(buf);
+    if (!st.code && n == 0) st = tsr_errorf(TSR_ERR_ARG, "%s: no large-vehicle or small-vehicle box", p);
+    if (st.code) {
+        tsr_apt_image_free(im);
+        return st;
+    }
+    snprintf(im->name, sizeof im->name, "%s", name);
     return tsr_ok();
 }

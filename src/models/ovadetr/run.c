@@ -17,7 +17,26 @@
 #include <sys/time.h>
 
 tsr_ovd_data_opts tsr_ovd_default_data_opts(void) {
-    return (tsr_ovd_data_opts){"../shared/data", 256, 12, 0.5f, NULL, 0};
+    return (tsr_ovd_data_opts){"../shared/data", 256, 12, 0.5f, NULL, 0, "names"};
+}
+
+/* the two zero-shot protocols (docs/ovadetr.md): "names" holds bus and
+ * minibus out as names; "strict" also drops every training image whose
+ * boxes cover a bus under another name (DOTA P1888, iSAID P0003 and P0005:
+ * their "large vehicles" are school buses), so no training box or chip
+ * shows one. The protocol string is stored in the model file. */
+static const char *split_protocol(const char *split) {
+    if (!split || !strcmp(split, "names")) return "kit-mos74-91+dota+isaid/v1";
+    if (!strcmp(split, "strict")) return "strict/v1: kit-mos74-91+dota-p0706+planes+isaid-p0004";
+    return NULL;
+}
+
+static bool split_drops(const char *split, const char *stem) {
+    static const char *const bus_images[] = {"P1888", "P0003", "P0005"};
+    if (!split || strcmp(split, "strict")) return false;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(stem, bus_images[i])) return true;
+    return false;
 }
 
 /* ------------------------------------------------------------ images */
@@ -29,12 +48,14 @@ typedef struct {
     float *box;    /* (n,4) x0 y0 x1 y1 pixels */
     int *cls;      /* index into the group's names */
     int group;
+    char stem[32]; /* file name without folder and extension */
 } ovd_img;
 
 typedef struct {
     uint8_t *px;   /* RGB of the box */
     uint8_t *mask; /* 1 inside the instance */
     int w, h, cls;
+    int img;       /* the image it was cut from */
 } ovd_chip;
 
 /* group names: 0 KIT, 1 DOTA / iSAID */
@@ -127,11 +148,12 @@ static tsr_status add_kit(ovd_data *d, const char *dir, const char *stem) {
     st = tsr_yolo_read(&s, ii, w, h, txt);
     if (!st.code) st = img_load(im, png, &s, 0);
     if (st.code) d->n--;
+    else snprintf(im->stem, sizeof im->stem, "%s", stem);
     tsr_det_set_free(&s);
     return st;
 }
 
-static tsr_status add_dota(ovd_data *d, const char *png, const char *txt) {
+static tsr_status add_dota(ovd_data *d, const char *png, const char *txt, const char *stem) {
     tsr_det_set s;
     tsr_det_set_init(&s);
     int ii = tsr_det_add_image(&s, png, 0, 0);
@@ -139,6 +161,7 @@ static tsr_status add_dota(ovd_data *d, const char *png, const char *txt) {
     ovd_img *im = data_push(d);
     if (!st.code) st = img_load(im, png, &s, 1);
     if (st.code) d->n--;
+    else snprintf(im->stem, sizeof im->stem, "%s", stem);
     tsr_det_set_free(&s);
     return st;
 }
@@ -169,6 +192,7 @@ static tsr_status add_isaid(ovd_data *d, const char *dir, const char *split, con
         free(in), free(imap);
         return st;
     }
+    snprintf(im->stem, sizeof im->stem, "%s", id);
     im->box = realloc(im->box, sizeof(float) * 4 * (size_t)(n + 1));
     im->cls = realloc(im->cls, sizeof(int) * (size_t)(n + 1));
     for (int i = 0; i < n; i++) {
@@ -182,7 +206,7 @@ static tsr_status add_isaid(ovd_data *d, const char *dir, const char *split, con
         if (d->n_chip == d->cap_chip)
             d->chip = realloc(d->chip, sizeof(ovd_chip) * (size_t)(d->cap_chip = d->cap_chip ? 2 * d->cap_chip : 64));
         ovd_chip *c = &d->chip[d->n_chip++];
-        c->w = cw, c->h = chh, c->cls = k;
+        c->w = cw, c->h = chh, c->cls = k, c->img = d->n - 1;
         c->px = malloc((size_t)cw * chh * 3);
         c->mask = malloc((size_t)cw * chh);
         for (int y = 0; y < chh; y++)
@@ -196,8 +220,8 @@ static tsr_status add_isaid(ovd_data *d, const char *dir, const char *split, con
     return tsr_ok();
 }
 
-/* training images of the protocol (val: MOS92, MOS93 into *val) */
-static tsr_status load_train(ovd_data *d, ovd_data *val, const char *dir, const char *only) {
+/* training images of the protocol `split` (val: MOS92, MOS93 into *val) */
+static tsr_status load_train(ovd_data *d, ovd_data *val, const char *dir, const char *only, const char *split) {
     memset(d, 0, sizeof *d);
     memset(val, 0, sizeof *val);
     tsr_status st = tsr_ok();
@@ -218,21 +242,41 @@ static tsr_status load_train(ovd_data *d, ovd_data *val, const char *dir, const 
     }
     const char *dota[2] = {"P0706", "P1888"};
     for (int i = 0; i < 2 && !st.code; i++) {
+        if (split_drops(split, dota[i])) continue;
         snprintf(a, sizeof a, "%s/dota-samples/%s.png", dir, dota[i]);
         snprintf(b, sizeof b, "%s/dota-samples/%s.txt", dir, dota[i]);
-        st = add_dota(d, a, b);
+        st = add_dota(d, a, b, dota[i]);
     }
     const char *mm[2] = {"P0004__1__0___0", "P2805__1024__0___0"};
     for (int i = 0; i < 2 && !st.code; i++) {
         snprintf(a, sizeof a, "%s/aerial/mmrotate-demos/%s.png", dir, mm[i]);
         snprintf(b, sizeof b, "%s/aerial/mmrotate-demos/%s.txt", dir, mm[i]);
-        st = add_dota(d, a, b);
+        st = add_dota(d, a, b, mm[i]);
     }
-    if (!st.code) st = add_isaid(d, dir, "train", "P0005");
-    if (!st.code) st = add_isaid(d, dir, "val", "P0003");
-    if (!st.code) st = add_isaid(d, dir, "val", "P0004");
+    const char *isaid[3][2] = {{"train", "P0005"}, {"val", "P0003"}, {"val", "P0004"}};
+    for (int i = 0; i < 3 && !st.code; i++)
+        if (!split_drops(split, isaid[i][1])) st = add_isaid(d, dir, isaid[i][0], isaid[i][1]);
     if (st.code) data_free(d), data_free(val);
     return st;
+}
+
+tsr_status tsr_ovd_train_set(const char *data_dir, const char *split, tsr_ovd_train_info *info) {
+    memset(info, 0, sizeof *info);
+    if (!split_protocol(split)) return tsr_errorf(TSR_ERR_ARG, "--split must be names or strict (got '%s')", split);
+    ovd_data d, val;
+    tsr_status st = load_train(&d, &val, data_dir, NULL, split);
+    if (st.code) return st;
+    info->n_img = d.n < TSR_OVD_INFO_MAX ? d.n : TSR_OVD_INFO_MAX;
+    for (int i = 0; i < info->n_img; i++) {
+        const ovd_img *im = &d.img[i];
+        snprintf(info->stem[i], sizeof info->stem[i], "%s", im->stem);
+        /* group 0 names: car; group 1: ship .. large vehicle = seen names 1..5 */
+        for (int j = 0; j < im->n; j++) info->n_box[i][im->group ? 1 + im->cls[j] : 0]++;
+    }
+    for (int c = 0; c < d.n_chip; c++)
+        if (d.chip[c].img < info->n_img) info->n_chip[d.chip[c].img]++;
+    data_free(&d), data_free(&val);
+    return tsr_ok();
 }
 
 /* the held-out test images: names car, bus, minibus (KIT's) */
@@ -815,11 +859,31 @@ static tsr_status eval_set(const tsr_ovd_model *m, char **mcls, int nmcls, const
     return st;
 }
 
-tsr_status tsr_ovd_eval(const char *model_path, int method, const char *data_dir, int tile, int overlap,
-                        tsr_ovd_eval_res *r, bool progress) {
+/* the protocol a model file was trained on must be the evaluated one */
+static tsr_status check_split(const char *model_path, const char *split) {
+    const char *want = split_protocol(split);
+    if (!want) return tsr_errorf(TSR_ERR_ARG, "--split must be names or strict (got '%s')", split);
+    tsr_st_file f;
+    tsr_status st = tsr_st_read(model_path, &f);
+    if (st.code) return st;
+    const char *have = tsr_st_meta(&f, "data.protocol");
+    if (have && strcmp(have, want)) {
+        bool names = !strcmp(have, split_protocol("names")), strict = !strcmp(have, split_protocol("strict"));
+        st = tsr_errorf(TSR_ERR_ARG, "%s was trained on split %s, not %s (use --split %s or a model from train --split %s)",
+                        model_path, names ? "names" : strict ? "strict" : "(unknown)", split,
+                        names ? "names" : strict ? "strict" : split, split);
+    }
+    tsr_st_free(&f);
+    return st;
+}
+
+tsr_status tsr_ovd_eval(const char *model_path, int method, const char *split, const char *data_dir, int tile,
+                        int overlap, tsr_ovd_eval_res *r, bool progress) {
     tsr_ovd_model m;
     tsr_ovd_vocab v;
-    tsr_status st = tsr_ovd_load(&m, model_path);
+    tsr_status st = check_split(model_path, split ? split : "names");
+    if (st.code) return st;
+    st = tsr_ovd_load(&m, model_path);
     if (st.code) return st;
     if ((method == TSR_OVD_METHOD_CLOSED) != (m.cfg.closed > 0)) {
         tsr_ovd_free(&m);
@@ -836,6 +900,7 @@ tsr_status tsr_ovd_eval(const char *model_path, int method, const char *data_dir
         st = load_test(&gt, data_dir);
         if (!st.code) {
             st = eval_set(&m, mcls, nm, &v, method, &gt, tile, overlap, r, progress);
+            if (!st.code) r->split = split ? split : "names";
             tsr_det_set_free(&gt);
         }
         tsr_ovd_vocab_free(&v);
@@ -908,7 +973,8 @@ tsr_status tsr_ovd_train(const tsr_ovd_cfg *cfg0, const tsr_ovd_data_opts *d, co
     char vdir[1024];
     snprintf(vdir, sizeof vdir, "%s/clip-text-embeddings", d->data_dir);
     if (!st.code) st = tsr_ovd_vocab_build(&r->vocab, vdir);
-    if (!st.code) st = load_train(&r->train, &r->val, d->data_dir, d->only);
+    if (!split_protocol(d->split)) st = tsr_errorf(TSR_ERR_ARG, "--split must be names or strict (got '%s')", d->split);
+    if (!st.code) st = load_train(&r->train, &r->val, d->data_dir, d->only, d->split);
     if (st.code) {
         tsr_ovd_vocab_free(&r->vocab);
         free(r);
@@ -939,7 +1005,7 @@ tsr_status tsr_ovd_train(const tsr_ovd_cfg *cfg0, const tsr_ovd_data_opts *d, co
     snprintf(r->pool_s, sizeof r->pool_s, "%d", d->name_pool);
     /* data.name_pool only when on, so earlier runs still resume */
     const char *conf[] = {"ovadetr.config", r->cfgs, "data.crop", r->crop_s, "data.slots", r->slots_s,
-                          "data.copy_paste", r->cp_s, "data.protocol", "kit-mos74-91+dota+isaid/v1",
+                          "data.copy_paste", r->cp_s, "data.protocol", split_protocol(d->split),
                           d->name_pool > 0 ? "data.name_pool" : NULL, r->pool_s, NULL};
     tsr_train_family f = {.name = "ovadetr", .params = &r->m.params, .config = conf, .n_items = 0,
                           .batch = r->B, .items_per_step = r->B, .unit = "img", .arena_bytes = (size_t)256 << 20,
