@@ -140,7 +140,9 @@ static void test_levels(void) {
     int lv[TSR_CPU_LEVELS];
     int nl = tu_levels(lv);
     const int types[][2] = {{TSR_LM_W_F32, 0}, {TSR_LM_W_BF16, 0}, {TSR_LM_W_Q8, 32}, {TSR_LM_W_Q8, 64}};
-    const int shapes[][2] = {{5, 20}, {37, 172}, {16, 1024}};
+    /* 523 x 1040: over 1 MiB in bf16, so one token takes the 8-row decode
+     * blocks (4 for the smaller shapes), with a tail of 3 rows and 16 columns */
+    const int shapes[][2] = {{5, 20}, {37, 172}, {16, 1024}, {523, 1040}};
     const int N = 9;
     tsr_rng r;
     tsr_rng_seed(&r, 5);
@@ -157,13 +159,20 @@ static void test_levels(void) {
             for (int i = 0; i < rows * k; i++) w[i] = tsr_rng_normal(&r);
             for (int i = 0; i < N * k; i++) x[i] = tsr_rng_normal(&r);
             tsr_lm_mat_store(&m, w);
-            float *o[TSR_CPU_LEVELS];
+            float *o[TSR_CPU_LEVELS], *o1 = malloc(sizeof(float) * rows);
             void *scr = NULL;
             TSR_ASSERT(posix_memalign(&scr, 64, tsr_lm_matmul_scratch(&m, N) + 64) == 0);
             for (int i = 0; i < nl; i++) {
                 o[i] = malloc(sizeof(float) * N * rows);
                 TSR_ASSERT(tsr_cpu_set_level(lv[i]).code == TSR_OK);
                 tsr_lm_matmul(o[i], rows, x, k, &m, N, scr);
+                /* each token alone (the one-token kernels) gives its row bit for bit */
+                for (int t = 0; t < N; t++) {
+                    tsr_lm_matmul(o1, rows, x + (size_t)t * k, k, &m, 1, scr);
+                    TU_CHECK(memcmp(o1, o[i] + (size_t)t * rows, sizeof(float) * rows) == 0,
+                             "%s/%d %dx%d at %s: token %d alone differs from the batch", tsr_lm_wtype_name(wt), gs,
+                             rows, k, tsr_cpu_level_name(lv[i]), t);
+                }
             }
             tu_level_restore();
             /* compare each level to the highest one */
@@ -177,7 +186,7 @@ static void test_levels(void) {
                     TU_CHECK(memcmp(o[i], o[nl - 1], sizeof(float) * N * rows) == 0, "%s: not bit-identical", what);
             }
             for (int i = 0; i < nl; i++) free(o[i]);
-            free(data), free(sc), free(w), free(x), free(scr);
+            free(data), free(sc), free(w), free(x), free(scr), free(o1);
         }
 }
 
