@@ -21,6 +21,7 @@
 #define NB201_MODEL "models/narformer-nb201-cifar10.safetensors"
 /* members of the default NB201 accuracy protocol (chosen on the validation fifth of the training cells) */
 #define NB201_ENSEMBLE 1
+#define NB201_EPOCHS 160 /* epochs per member of the NB201 accuracy protocol */
 #define NB_STR2(x) #x
 #define NB_STR(x) NB_STR2(x)
 #define DATA_HINT "NAS-Bench-201 tables: --nb201 nats_bench.csv and --latency nb201_latency_ms.csv.gz (the repository's ../shared/data)"
@@ -373,7 +374,7 @@ static tsr_nf_nb201_opts nb_opts(const nb_args *a, int method) {
 /* the default protocol's trainer settings for NB201 predictors */
 static tsr_train_opts nb_train_defaults(void) {
     tsr_train_opts o = tsr_train_default_opts();
-    o.epochs = 80;
+    o.epochs = NB201_EPOCHS; /* help-latency: 80 unless --epochs */
     o.lr = 1e-3f;
     o.min_lr = 0;
     o.weight_decay = 0;
@@ -682,6 +683,11 @@ static bool flag_given(int argc, char **argv, const char *name) {
     return false;
 }
 
+/* the NB201 accuracy protocol's epochs where the flags left them */
+static void nb201_train_flags(cli_train *t, int argc, char **argv) {
+    if (!flag_given(argc, argv, "--epochs") && !flag_given(argc, argv, "--steps")) t->o.epochs = NB201_EPOCHS;
+}
+
 /* the latency protocol's trainer defaults where the flags left them (chosen
  * on split seed 100 of a part of the data set, not the reported split) */
 static void lat_train_flags(cli_train *t, int argc, char **argv) {
@@ -912,6 +918,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         lat_train_flags(&t, argc, argv);
         return latency_task(&a, method, &t, t.o.out, NULL, t.cm.json);
     }
+    nb201_train_flags(&t, argc, argv);
     return nb201_accuracy(&a, method, &t, t.o.out, NULL, t.cm.json);
 }
 
@@ -934,6 +941,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     int method;
     if ((rc = nb_check(prog, &a, &method)) != CLI_OK) return rc;
+    if (!strcmp(a.task, "nb201-accuracy")) nb201_train_flags(&t, argc, argv);
+    if (!strcmp(a.task, "help-latency") && !flag_given(argc, argv, "--epochs")) t.o.epochs = 80;
     char shipped[512];
     const char *load = NULL;
     if (!strcmp(a.task, "latency")) {
