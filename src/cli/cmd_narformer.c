@@ -20,7 +20,7 @@
 #define NB201_LAT "../shared/data/nb201-latency/nb201_latency_ms.csv.gz"
 #define NB201_MODEL "models/narformer-nb201-cifar10.safetensors"
 /* members of the default NB201 accuracy protocol (chosen on the validation fifth of the training cells) */
-#define NB201_ENSEMBLE 1
+#define NB201_ENSEMBLE 2
 #define NB201_EPOCHS 160 /* epochs per member of the NB201 accuracy protocol */
 #define NB_STR2(x) #x
 #define NB_STR(x) NB_STR2(x)
