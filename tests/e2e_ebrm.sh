@@ -57,6 +57,22 @@ for m in ebrm cross-encoder bi-encoder; do
         grep -q "^{\"method\": \"$m\", \"queries\": 2, \"ndcg@10\": [0-9.]*, \"auc\": [0-9.]*, \"recall@10\": [0-9.]*, \"mrr@10\": [0-9.]*" "$TMP/out.json" &&
         ok || bad "eval --method $m: $(cat "$TMP/out.json" "$TMP/err")"
 done
+# --fuse-alpha: the fused cross-encoder baseline keeps the contract's method
+# name and reports its weight; the shipped model's own weight given again
+# changes nothing; bm25 and the bi-encoder refuse it
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --method cross-encoder --fuse-alpha 12 --json --threads 1 >"$TMP/out.json" 2>"$TMP/err" &&
+    grep -q '^{"method": "cross-encoder", "queries": 2, "ndcg@10": [0-9.]*, .*"fuse_alpha": 12, ' "$TMP/out.json" &&
+    ok || bad "eval --method cross-encoder --fuse-alpha 12: $(cat "$TMP/out.json" "$TMP/err")"
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --json --threads 1 | sed 's/"seconds": [0-9.]*//' >"$TMP/a.json" 2>/dev/null
+A=$(sed -n 's/.*"fuse_alpha": \([0-9.]*\).*/\1/p' "$TMP/a.json")
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --fuse-alpha "$A" --json --threads 1 | sed 's/"seconds": [0-9.]*//' >"$TMP/b.json" 2>/dev/null
+[ -n "$A" ] && cmp -s "$TMP/a.json" "$TMP/b.json" && ok || bad "eval --fuse-alpha with the shipped weight ($A) differs"
+for m in bm25 bi-encoder; do
+    "$BIN" ebrm eval --queries "$TMP/q.jsonl" --method $m --fuse-alpha 2 >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "eval --method $m --fuse-alpha is not a usage error"
+done
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --fuse-alpha -3 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --fuse-alpha -3 is not a usage error"
 "$BIN" ebrm rank --query "pdf viewer" -k 10 --json --threads 1 >"$TMP/rank.json" 2>"$TMP/err" &&
     [ "$(grep -o '"rank": ' "$TMP/rank.json" | wc -l)" -eq 10 ] && grep -q '"method": "ebrm"' "$TMP/rank.json" &&
     ok || bad "rank -k 10 with the shipped model: $(cat "$TMP/rank.json" "$TMP/err")"

@@ -54,6 +54,29 @@ if [ -r "$CSV" ]; then
     [ $? -eq 0 ] && grep -q '"method": "narformer"' "$TMP/ne.json" && ok || bad "eval of a saved model failed"
     "$BIN" narformer eval --model "$TMP/n.safetensors" --train-frac 0.1 --json >/dev/null 2>&1
     [ $? -eq 1 ] && ok || bad "a model evaluated on another split is not refused"
+    # --validate: a fifth of the training cells (156 at 0.01) validates, 125 are trained on
+    "$BIN" narformer eval --method mlp --validate --epochs 1 --train-frac 0.01 --json > "$TMP/nv.json" 2>/dev/null
+    [ $? -eq 0 ] && grep -q '"split": "validation"' "$TMP/nv.json" && grep -q '"n_train": 125' "$TMP/nv.json" \
+        && grep -q '"n_test": 31' "$TMP/nv.json" && ok || bad "nb201 eval --validate failed"
+    # --ensemble: K members (seeds S..S+K-1) saved beside --out, each member's tau reported
+    "$BIN" narformer train --method narformer --ensemble 2 --steps 4 --batch 4 --dim 16 --layers 1 \
+        --train-frac 0.002 --out "$TMP/e.safetensors" --quiet --json > "$TMP/e.json" 2>/dev/null
+    [ $? -eq 0 ] && grep -q '"ensemble": 2' "$TMP/e.json" && grep -q '"member_kendall_tau": \[' "$TMP/e.json" \
+        && [ -s "$TMP/e.safetensors" ] && [ -s "$TMP/e.m1.safetensors" ] && ok || bad "train --ensemble 2 failed"
+    t1=$("$BIN" narformer eval --model "$TMP/e.m1.safetensors" --train-frac 0.002 --json 2>/dev/null \
+        | sed -n 's/.*"kendall_tau": \([-0-9.]*\).*/\1/p')
+    grep -q "\"member_kendall_tau\": \[[-0-9.]*, $t1\]" "$TMP/e.json" && ok \
+        || bad "the second ensemble member's file does not give its reported tau ($t1)"
+    te=$(sed -n 's/.*"kendall_tau": \([-0-9.]*\).*/\1/p' "$TMP/e.json")
+    "$BIN" narformer eval --model "$TMP/e.safetensors" --ensemble 2 --train-frac 0.002 --json > "$TMP/el.json" 2>/dev/null
+    [ $? -eq 0 ] && grep -q "\"kendall_tau\": $te," "$TMP/el.json" && ok \
+        || bad "the saved ensemble does not give the trained ensemble's tau ($te)"
+    "$BIN" narformer eval --model "$TMP/e.safetensors" --ensemble 3 --train-frac 0.002 --json >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && ok || bad "a missing ensemble member is not a one-line failure"
+    "$BIN" narformer eval --model "$TMP/e.safetensors" --validate --json >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "--model with --validate is not a usage error"
+    "$BIN" narformer eval --task help-latency --validate >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "help-latency --validate is not a usage error"
 fi
 
 # latency side: a tiny data set (2 families x 3), the eval contract with
@@ -83,6 +106,8 @@ done
     && grep -q '"n_test": 1' "$TMP/lv.json" && ok || bad "latency eval --validate failed"
 "$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --method flops --validate --split unseen >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--validate with --split unseen is not a usage error"
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --method flops --ensemble 2 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--ensemble with --task latency is not a usage error"
 # SIGTERM: the checkpoint is saved and the run stops (exit 0, no evaluation printed)
 "$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --steps 1000000 --batch 2 --dim 16 --layers 1 \
     --log-every 1 --out "$TMP/sig.safetensors" --json > "$TMP/sig.out" 2> "$TMP/sig.err" &

@@ -131,6 +131,17 @@ static void test_qi(const tsr_catalog *cat) {
             in01 &= s.q[i].bm25[j] < s.q[i].bm25_max && lex[j] > 0 && lex[j] < 1 &&
                     fabsf(lex[j] - s.q[i].bm25[j] / s.q[i].bm25_max) < 1e-5f;
         TU_CHECK(in01, "%s: lexical match in (0, 1), bm25 < max score", q->text);
+        /* score, explain and /v1/relevance compute BM25 per item (lex with
+         * bm25 NULL); eval, rank and bench reuse the first stage's: the
+         * same bits either way */
+        float given[3];
+        tsr_ebrm_lex(ix[q->construction], q->text, s.q[i].cand, s.q[i].bm25, s.q[i].n, given);
+        bool bits = memcmp(lex, given, (size_t)s.q[i].n * sizeof *lex) == 0;
+        for (int j = 0; j < s.q[i].n; j++) {
+            float one = tsr_bm25_score(ix[q->construction], q->text, s.q[i].cand[j]);
+            bits &= memcmp(&one, &s.q[i].bm25[j], sizeof one) == 0;
+        }
+        TU_CHECK(bits, "%s: per-item BM25 and lex differ from the first stage's in their bits", q->text);
     }
     tsr_ebrm_qiset_free(&s);
     tsr_ebrm_qiset v;
@@ -726,6 +737,26 @@ static void test_real(void) {
     TU_CHECK(tune_kw == 0 && held > 0 && dh.n_queries == d.n_queries - held, "QE pairs hold out %d tune keywords, %d left",
              held, tune_kw);
     tsr_ebrm_qe_data_free(&dh);
+    /* per-item BM25 (score, explain, /v1/relevance) against the first
+     * stage's (eval, rank, bench) on the real catalog: the top 100 of long
+     * (virtual) queries, where summing the terms in another order or
+     * precision changes some last bits */
+    tsr_bm25 novirt;
+    tsr_bm25_build_catalog(&novirt, &cat, TSR_F_ALL & ~tsr_qc_hidden(TSR_QC_VIRTUAL), 1.2f, 0.4f);
+    int differ = 0, checked = 0;
+    for (int32_t i = 0, nv = 0; i < qs.n && nv < 60; i++) {
+        const tsr_query *q = &qs.q[i];
+        if (q->construction != TSR_QC_VIRTUAL) continue;
+        nv++;
+        int32_t d[100];
+        float sc[100], lex[100], given[100];
+        int n = tsr_bm25_search(&novirt, q->text, 100, d, sc, NULL);
+        tsr_ebrm_lex(&novirt, q->text, d, NULL, n, lex);
+        tsr_ebrm_lex(&novirt, q->text, d, sc, n, given);
+        for (int j = 0; j < n; j++) differ += memcmp(&lex[j], &given[j], sizeof *lex) != 0, checked++;
+    }
+    TU_CHECK(checked > 1000 && differ == 0, "per-item lex differs from the first stage's in %d of %d", differ, checked);
+    tsr_bm25_free(&novirt);
     tsr_strmap_free(&ev);
     tsr_queryset_free(&qs);
     tsr_ebrm_qe_data_free(&d);

@@ -95,6 +95,41 @@ static void test_kernels(tsr_lm_wtype wt, int gs) {
     }
 }
 
+/* Values at the edges of f32 (denormal weights and activations, products
+ * and sums that fall below the normal range, zeros of both signs, an
+ * infinity, a NaN): each token's outputs bit-identical to its
+ * single-token product whatever n, as for ordinary values. At the AVX-512
+ * BF16 level one token goes through vdpbf16ps and several through FMA,
+ * which must follow its denormal rule exactly. */
+static void test_kernels_edge(void) {
+    tsr_rng r;
+    tsr_rng_seed(&r, 17);
+    const int rows = 11, k = 100, N = 9;
+    tsr_lm_mat m = {TSR_LM_W_BF16, rows, k, NULL, NULL, 0};
+    void *data = calloc((size_t)rows * k * 2 + 64, 1);
+    m.data = data;
+    float *w = malloc(sizeof(float) * rows * k), *x = malloc(sizeof(float) * N * k);
+    const float scale[] = {1.0f, 1e-19f, 1e-38f, 3e-39f, 0.0f, -0.0f};
+    for (int i = 0; i < rows * k; i++) w[i] = tsr_rng_normal(&r) * scale[(i / 7 + i / k) % 6];
+    for (int i = 0; i < N * k; i++) x[i] = tsr_rng_normal(&r) * scale[(i / 5 + i / k) % 6];
+    x[3 * k + 11] = INFINITY;
+    x[5 * k + 50] = NAN;
+    tsr_lm_mat_store(&m, w);
+    float *o = malloc(sizeof(float) * N * rows), *one = malloc(sizeof(float) * rows);
+    void *scr = NULL;
+    TSR_ASSERT(posix_memalign(&scr, 64, tsr_lm_matmul_scratch(&m, N) + 64) == 0);
+    int bad = 0;
+    for (int nn = 2; nn <= N; nn++) {
+        tsr_lm_matmul(o, rows, x, k, &m, nn, scr);
+        for (int t = 0; t < nn; t++) {
+            tsr_lm_matmul(one, rows, x + (size_t)t * k, k, &m, 1, scr);
+            if (memcmp(one, o + (size_t)t * rows, sizeof(float) * rows)) bad++;
+        }
+    }
+    TU_CHECK(bad == 0, "bf16 edge values: %d tokens differ from their single-token product", bad);
+    free(data), free(w), free(x), free(o), free(one), free(scr);
+}
+
 /* ------------------------------------------------------------ kernel levels */
 
 /* The same products at every kernel level the CPU supports: the SIMD
@@ -105,7 +140,9 @@ static void test_levels(void) {
     int lv[TSR_CPU_LEVELS];
     int nl = tu_levels(lv);
     const int types[][2] = {{TSR_LM_W_F32, 0}, {TSR_LM_W_BF16, 0}, {TSR_LM_W_Q8, 32}, {TSR_LM_W_Q8, 64}};
-    const int shapes[][2] = {{5, 20}, {37, 172}, {16, 1024}};
+    /* 523 x 1040: over 1 MiB in bf16, so one token takes the 8-row decode
+     * blocks (4 for the smaller shapes), with a tail of 3 rows and 16 columns */
+    const int shapes[][2] = {{5, 20}, {37, 172}, {16, 1024}, {523, 1040}};
     const int N = 9;
     tsr_rng r;
     tsr_rng_seed(&r, 5);
@@ -122,13 +159,20 @@ static void test_levels(void) {
             for (int i = 0; i < rows * k; i++) w[i] = tsr_rng_normal(&r);
             for (int i = 0; i < N * k; i++) x[i] = tsr_rng_normal(&r);
             tsr_lm_mat_store(&m, w);
-            float *o[TSR_CPU_LEVELS];
+            float *o[TSR_CPU_LEVELS], *o1 = malloc(sizeof(float) * rows);
             void *scr = NULL;
             TSR_ASSERT(posix_memalign(&scr, 64, tsr_lm_matmul_scratch(&m, N) + 64) == 0);
             for (int i = 0; i < nl; i++) {
                 o[i] = malloc(sizeof(float) * N * rows);
                 TSR_ASSERT(tsr_cpu_set_level(lv[i]).code == TSR_OK);
                 tsr_lm_matmul(o[i], rows, x, k, &m, N, scr);
+                /* each token alone (the one-token kernels) gives its row bit for bit */
+                for (int t = 0; t < N; t++) {
+                    tsr_lm_matmul(o1, rows, x + (size_t)t * k, k, &m, 1, scr);
+                    TU_CHECK(memcmp(o1, o[i] + (size_t)t * rows, sizeof(float) * rows) == 0,
+                             "%s/%d %dx%d at %s: token %d alone differs from the batch", tsr_lm_wtype_name(wt), gs,
+                             rows, k, tsr_cpu_level_name(lv[i]), t);
+                }
             }
             tu_level_restore();
             /* compare each level to the highest one */
@@ -142,7 +186,7 @@ static void test_levels(void) {
                     TU_CHECK(memcmp(o[i], o[nl - 1], sizeof(float) * N * rows) == 0, "%s: not bit-identical", what);
             }
             for (int i = 0; i < nl; i++) free(o[i]);
-            free(data), free(sc), free(w), free(x), free(scr);
+            free(data), free(sc), free(w), free(x), free(scr), free(o1);
         }
 }
 
@@ -579,6 +623,7 @@ int main(void) {
     for (int i = 0; i < nl; i++) {
         tu_level_set(lv[i]);
         test_kernels(TSR_LM_W_BF16, 0);
+        test_kernels_edge();
         test_kernels(TSR_LM_W_Q8, 32);
         test_kernels(TSR_LM_W_Q8, 64);
         tsr_lm_config a = {40, 100, 2, 4, 2, 97, 80, 10000.0f, 1e-5f, false, TSR_LM_ROPE_HALF};

@@ -380,6 +380,9 @@ void tsr_ebrm_lex(const tsr_bm25 *ix, const char *query, const int32_t *items, c
 /* Late fusion of a TSR_EBRM_AGG_FUSE model: sigmoid(logit(p) + alpha * lex)
  * (p clamped as above); p itself for other models. */
 float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex);
+/* The same fusion with an explicit weight, for any score p in [0, 1] (the
+ * evaluation of a fused cross-encoder or of an ablation, eval --fuse-alpha). */
+float tsr_ebrm_fuse_alpha(float p, float alpha, float lex);
 /* The QE scores of one item's visible entities (EBRM kind), overrides
  * applied: ent/r/c up to cap, returns the count. */
 tsr_status tsr_ebrm_model_item_qe(tsr_ebrm_model *m, const tsr_ebrm_entities *E, const char *query,

@@ -233,6 +233,8 @@ typedef struct {
     int hidden;                      /* mlp/gnn width */
     float lambda_sr, lambda_cons;    /* pair-difference and consistency weights */
     int64_t eval_items;              /* cells in the progress evaluation (0: none) */
+    const int32_t *eval_ids;         /* if set: the progress evaluation uses these cells */
+    int n_eval_ids;
     int batch;                       /* cells per step (8, as the paper) */
     uint64_t split_seed;             /* recorded in the weights' metadata */
 } tsr_nf_nb201_opts;

@@ -169,7 +169,8 @@ int tsr_bm25_search(const tsr_bm25 *ix, const char *query, int k, int32_t *docs,
  * known terms of idf(t) (k1 + 1) (the tf -> infinity limit of a term's
  * score), 0 when no term is known. score / max_score lies in [0, 1). */
 float tsr_bm25_max_score(const tsr_bm25 *ix, const char *query);
-/* score of one document (the same formula; for tests and re-ranking) */
+/* score of one document: the same bits tsr_bm25_search gives it (one
+ * shared accumulation; the re-rankers fuse it with the first stage's) */
 float tsr_bm25_score(const tsr_bm25 *ix, const char *query, int32_t doc);
 
 /* --------------------------------------------------------------- metrics */

@@ -54,6 +54,8 @@ typedef struct {
     float *be_emb;      /* n_items x dim, valid where be_have */
     uint8_t *be_have;
     bool have_m, have_be;
+    bool fuse_post;     /* eval --fuse-alpha on a model without its own fusion */
+    float post_alpha;
     tsr_ebrm_cache cache;
 } env;
 
@@ -172,10 +174,11 @@ static void benc_embed(env *v, const char *const *texts, int n, int max_tok, flo
     tsr_ctx_free(&c);
 }
 
-/* The lexical match a fused EBRM (softlogic-fuse) needs (NULL for other models):
- * bm25 the items' first-stage scores, or NULL to compute them. Caller frees. */
+/* The lexical match a fused EBRM (softlogic-fuse) or a fusion asked by
+ * eval --fuse-alpha needs (NULL otherwise): bm25 the items' first-stage
+ * scores, or NULL to compute them. Caller frees. */
 static float *env_lex(env *v, const char *query, int construction, const int32_t *items, const float *bm25, int n) {
-    if (!v->have_m || v->m.agg != TSR_EBRM_AGG_FUSE) return NULL;
+    if (!v->have_m || (v->m.agg != TSR_EBRM_AGG_FUSE && !v->fuse_post)) return NULL;
     float *lex = malloc(((size_t)n + 1) * sizeof *lex);
     TSR_ASSERT(lex);
     tsr_ebrm_lex(env_index(v, construction), query, items, bm25, n, lex);
@@ -196,6 +199,8 @@ static tsr_status env_score(env *v, const char *query, int construction, const i
         float *lex = env_lex(v, query, construction, items, bm25, n);
         tsr_status st = tsr_ebrm_model_score(&v->m, &v->cat, &v->E, query, construction, items, n,
                                              use_cache ? &v->cache : NULL, set, lex, p);
+        if (st.code == TSR_OK && v->fuse_post)
+            for (int i = 0; i < n; i++) p[i] = tsr_ebrm_fuse_alpha(p[i], v->post_alpha, lex[i]);
         free(lex);
         return st;
     }
@@ -574,6 +579,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *queries = NULL, *method_name = "ebrm", *model = NULL, *cons_name = NULL,
                *split_name = "valid";
     float k1 = 1.2f, b = 0.4f; /* the search module's tuned values (docs/search.md) */
+    float fuse_alpha = -1;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"queries", ARG_STR, &queries, "FILE", "JSONL queries: {\"query\", \"relevant\": [ids]} (higen's format)", NULL},
@@ -583,6 +589,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                                                "tune: the part of train that `train --tune` holds out", NULL},
         {"method", ARG_STR, &method_name, "NAME", "ebrm (default), cross-encoder, bi-encoder or bm25", NULL},
         {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
+        {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "ebrm and cross-encoder: fuse the score with the first stage's BM25 "
+                                                   "as sigmoid(logit(p) + X * lex) (a fused model's own weight replaced)", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
         {"k1", ARG_FLOAT, &k1, "X", "BM25 term-frequency saturation", NULL},
         {"b", ARG_FLOAT, &b, "X", "BM25 length normalisation", NULL},
@@ -599,6 +607,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         return rc;
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
+    bool fuse = fuse_alpha != -1;
+    if (fuse && (rc = cli_check_float(prog, "fuse-alpha", fuse_alpha, 0, 1000)) != CLI_OK) return rc;
+    if (fuse && method != M_EBRM && method != M_CROSS)
+        return cli_usage_error(prog, "--fuse-alpha applies to --method ebrm or cross-encoder, not %s", method_name);
     int cons = TSR_QC_FILE, split = -1;
     if (cons_name) {
         cons = tsr_qc_from_name(cons_name);
@@ -619,6 +631,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         tsr_qfile_free(&qf);
         return rc;
     }
+    if (fuse && v.m.fuse) tsr_f32(v.m.fuse)[0] = fuse_alpha;
+    else if (fuse) v.fuse_post = true, v.post_alpha = fuse_alpha;
     tsr_queryset qs = {0};
     if (queries) {
         st = tsr_qfile_resolve(&qs, &qf, &v.cat, queries);
@@ -677,11 +691,13 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                k_methods[method], (long long)r.queries, r.ndcg10, isnan(auc) ? 0.0 : auc, r.recall10, r.mrr10,
                (long long)auc_n, tsr_qc_names[cons]);
         cli_json_str(stdout, mpath);
+        if (v.m.fuse || v.fuse_post) printf(", \"fuse_alpha\": %g", v.m.fuse ? tsr_f32(v.m.fuse)[0] : v.post_alpha);
         printf(", \"seconds\": %.3f}\n", secs);
     } else {
-        printf("%s: %lld queries  ndcg@10 %.4f  auc %.4f (over %lld queries with positives and negatives among "
+        printf("%s%s: %lld queries  ndcg@10 %.4f  auc %.4f (over %lld queries with positives and negatives among "
                "the candidates)  recall@10 %.4f  mrr@10 %.4f  (%.1f s)\n",
-               k_methods[method], (long long)r.queries, r.ndcg10, auc, (long long)auc_n, r.recall10, r.mrr10, secs);
+               k_methods[method], v.m.fuse || v.fuse_post ? " (fused with BM25)" : "", (long long)r.queries, r.ndcg10, auc,
+               (long long)auc_n, r.recall10, r.mrr10, secs);
     }
     tsr_ebrm_qiset_free(&s);
     tsr_queryset_free(&qs);

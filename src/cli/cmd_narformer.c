@@ -277,13 +277,14 @@ static int cmd_dataset(const char *prog, int argc, char **argv) {
 typedef struct {
     const char *task, *split, *method_s, *nb201, *latency, *model, *device, *target_dev, *scatter;
     int samples;
+    int ensemble; /* nb201-accuracy: members trained with seeds seed..seed+K-1, predictions averaged */
     float train_frac;
     int n_train;
     uint64_t split_seed;
     int dim, layers, hidden;
     float lambda_sr, lambda_cons;
     const char *data, *platform, *holdout, *prior; /* --task latency */
-    bool validate;                                  /* --task latency: report on a part of the training split */
+    bool validate;                                  /* report on a fifth of the training split (latency, nb201-accuracy) */
     bool frac_set, dim_set, layers_set;
 } nb_args;
 
@@ -291,7 +292,7 @@ static nb_args nb_defaults(void) {
     nb_args a = {.task = "nb201-accuracy", .split = "random", .method_s = "narformer", .nb201 = NB201_CSV,
                  .latency = NB201_LAT, .train_frac = 0.1f, .split_seed = 0, .dim = 128, .layers = 3,
                  .hidden = 128, .lambda_sr = 0.1f, .lambda_cons = 0.5f, .device = "titanxp_1",
-                 .target_dev = "gold_6240", .samples = 100, .data = LAT_DATA, .platform = "cpu-1t", .prior = "kernel-sum"};
+                 .target_dev = "gold_6240", .samples = 100, .ensemble = 1, .data = LAT_DATA, .platform = "cpu-1t", .prior = "kernel-sum"};
     return a;
 }
 
@@ -308,7 +309,8 @@ static nb_args nb_defaults(void) {
     {"data", ARG_STR, &(a)->data, "FILE", "latency: data set from 'narformer dataset' (default " LAT_DATA ")", NULL}, \
     {"platform", ARG_STR, &(a)->platform, "NAME", "latency: cpu-1t | cpu-2t (default cpu-1t)", NULL},       \
     {"holdout", ARG_STR, &(a)->holdout, "FAMILY", "latency, --split unseen: only this held-out family (default: each in turn)", NULL}, \
-    {"validate", ARG_BOOL, &(a)->validate, NULL, "latency, random split: train on 4/5 of the training networks, report on the other 1/5 (for choosing settings; the test networks stay unseen)", NULL}, \
+    {"validate", ARG_BOOL, &(a)->validate, NULL, "latency or nb201-accuracy, random split: train on 4/5 of the training networks/cells, report on the other 1/5 (for choosing settings; the test ones stay unseen)", NULL}, \
+    {"ensemble", ARG_INT, &(a)->ensemble, "K", "nb201-accuracy: train K models (seeds S..S+K-1) and average their predictions (default 1)", NULL}, \
     {"prior", ARG_STR, &(a)->prior, "P", "latency, narformer/gnn: kernel-sum (predict a factor on the kernel-sum estimate, default) | none", NULL}, \
     {"hidden", ARG_INT, &(a)->hidden, "H", "mlp/gnn width (default 128)", NULL},                             \
     {"lambda-sr", ARG_FLOAT, &(a)->lambda_sr, "X", "pair-difference loss weight (default 0.1)", NULL},       \
@@ -332,8 +334,11 @@ static int nb_check(const char *prog, nb_args *a, int *method) {
     if (lat && !a->layers_set) a->layers = 2;
     if (lat && tsr_nf_platform_parse(a->platform) < 0) return cli_usage_error(prog, "--platform must be cpu-1t or cpu-2t");
     if (strcmp(a->prior, "kernel-sum") && strcmp(a->prior, "none")) return cli_usage_error(prog, "--prior must be kernel-sum or none");
-    if (a->validate && (!lat || strcmp(a->split, "random")))
-        return cli_usage_error(prog, "--validate takes --task latency --split random");
+    if (a->validate && (!strcmp(a->task, "help-latency") || strcmp(a->split, "random")))
+        return cli_usage_error(prog, "--validate takes --task latency or nb201-accuracy, --split random");
+    if ((rc = cli_check_int(prog, "ensemble", a->ensemble, 1, 16)) != CLI_OK) return rc;
+    if (a->ensemble > 1 && strcmp(a->task, "nb201-accuracy"))
+        return cli_usage_error(prog, "--ensemble takes --task nb201-accuracy");
     if (lat && a->holdout && tsr_nf_family_parse(a->holdout) < 0) return cli_usage_error(prog, "--holdout: unknown family '%s'", a->holdout);
     if ((rc = cli_check_float(prog, "train-frac", a->train_frac, 0.0002, 0.9)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "dim", a->dim, 8, 1024)) != CLI_OK) return rc;
@@ -375,15 +380,15 @@ static tsr_train_opts nb_train_defaults(void) {
     return o;
 }
 
-static void print_metrics_json(const nb_args *a, int method, int n_train, int n_test, const tsr_nf_metrics *m,
-                               const tsr_nf_metrics *held, int n_held, double train_s) {
+static void print_metrics_json(const nb_args *a, int method, const char *split, int n_train, int n_test,
+                               const tsr_nf_metrics *m, const tsr_nf_metrics *held, int n_held, double train_s) {
     printf("{\"task\": \"%s\", \"method\": \"%s\", \"split\": \"%s\", \"dataset\": \"cifar10\", \"split_seed\": %llu, "
            "\"n_train\": %d, \"n_test\": %d, \"kendall_tau\": %.4f, \"mape\": %.5f, \"acc_10pct\": %.4f, "
            "\"acc_5pct\": %.4f, \"acc_1pct\": %.4f, \"n_heldout\": %d, \"kendall_tau_heldout\": %.4f, "
-           "\"mape_heldout\": %.5f, \"train_seconds\": %.1f}\n",
-           a->task, tsr_nf_method_name(method), a->split, (unsigned long long)a->split_seed, n_train, n_test,
+           "\"mape_heldout\": %.5f, \"ensemble\": %d, \"train_seconds\": %.1f",
+           a->task, tsr_nf_method_name(method), split, (unsigned long long)a->split_seed, n_train, n_test,
            m->kendall_tau, m->mape, m->acc_10pct, m->acc_5pct, m->acc_1pct, n_held, held->kendall_tau, held->mape,
-           train_s);
+           method == TSR_NF_METHOD_FLOPS ? 1 : a->ensemble, train_s);
 }
 
 
@@ -409,6 +414,23 @@ static tsr_status scatter_png(const char *path, const float *pred, const float *
 
 /* split, train (or load), evaluate: all 15,625 cells and the held-out ones
  * (random), or only cells of isomorphism classes unseen in training */
+/* the weights of ensemble member k: OUT for k = 0, else OUT with ".mK"
+ * before its ".safetensors" (or at its end) */
+static void member_path(const char *out, int k, char *buf, size_t n) {
+    if (k == 0) {
+        snprintf(buf, n, "%s", out);
+        return;
+    }
+    size_t len = strlen(out), sl = strlen(".safetensors");
+    if (len > sl && !strcmp(out + len - sl, ".safetensors"))
+        snprintf(buf, n, "%.*s.m%d.safetensors", (int)(len - sl), out, k);
+    else snprintf(buf, n, "%s.m%d", out, k);
+}
+
+/* split, train (or load), evaluate: all 15,625 cells and the held-out ones
+ * (random), or only cells of isomorphism classes unseen in training; with
+ * --validate, train on 4/5 of the training cells and report on the other
+ * fifth only (the test cells are not touched) */
 static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
                           const char *load, bool json) {
     tsr_nb201 tb;
@@ -416,62 +438,94 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
     if (st.code) return cli_fail(st, DATA_HINT);
     int32_t *order = malloc(sizeof(int32_t) * TSR_NB201_N);
     tsr_nf_split(TSR_NB201_N, a->n_train, a->split_seed, order);
+    int n_fit = a->n_train, n_val = 0;
+    if (a->validate) {
+        /* as the latency task: the training cells reshuffled (seed + 500), the last fifth validates */
+        tsr_rng r;
+        tsr_rng_seed(&r, a->split_seed + 500);
+        tsr_rng_shuffle_i32(&r, order, a->n_train);
+        n_val = a->n_train / 5 > 0 ? a->n_train / 5 : 1;
+        n_fit = a->n_train - n_val;
+    }
     float *y = tb.acc[0];
+    int K = method == TSR_NF_METHOD_FLOPS ? 1 : a->ensemble;
+    float *pred = calloc(TSR_NB201_N, sizeof(float)), *one = malloc(sizeof(float) * TSR_NB201_N * (size_t)K);
+    int32_t *all = malloc(sizeof(int32_t) * TSR_NB201_N);
+    for (int i = 0; i < TSR_NB201_N; i++) all[i] = i;
     tsr_nf_nb201_pred p;
     double t0 = tsr_time();
-    if (load) {
-        memset(&p, 0, sizeof p);
-        p.method = TSR_NF_METHOD_NARFORMER;
-        st = tsr_nf_model_load(&p.nf, load);
-        if (!st.code) {
+    if (load) { /* the model, and with --ensemble K its members LOAD.m1 ... LOAD.m{K-1} */
+        for (int k = 0; k < K && !st.code; k++) {
+            char path[600];
+            member_path(load, k, path, sizeof path);
+            memset(&p, 0, sizeof p);
+            p.method = TSR_NF_METHOD_NARFORMER;
+            st = tsr_nf_model_load(&p.nf, path);
+            if (st.code) break;
             tsr_st_file f;
             const char *v;
             p.y_scale = 0;
-            if (!tsr_st_read(load, &f).code) {
+            if (!tsr_st_read(path, &f).code) {
                 if ((v = tsr_st_meta(&f, "nb201.y_scale"))) p.y_scale = strtof(v, NULL);
                 const char *nt = tsr_st_meta(&f, "nb201.n_train"), *ss = tsr_st_meta(&f, "nb201.split_seed");
                 if (nt && atoi(nt) != a->n_train)
-                    st = tsr_errorf(TSR_ERR_ARG, "%s was trained on %s cells, not %d (--train-frac)", load, nt, a->n_train);
+                    st = tsr_errorf(TSR_ERR_ARG, "%s was trained on %s cells, not %d (--train-frac)", path, nt, a->n_train);
                 else if (ss && strtoull(ss, NULL, 10) != a->split_seed)
-                    st = tsr_errorf(TSR_ERR_ARG, "%s was trained on split seed %s, not %llu", load, ss,
+                    st = tsr_errorf(TSR_ERR_ARG, "%s was trained on split seed %s, not %llu", path, ss,
                                     (unsigned long long)a->split_seed);
                 tsr_st_free(&f);
             }
-            if (!st.code && !(p.y_scale > 0)) st = tsr_errorf(TSR_ERR_FORMAT, "%s: no nb201.y_scale in its metadata", load);
+            if (!st.code && !(p.y_scale > 0)) st = tsr_errorf(TSR_ERR_FORMAT, "%s: no nb201.y_scale in its metadata", path);
+            if (!st.code) {
+                float *mine = one + (size_t)k * TSR_NB201_N;
+                tsr_nf_nb201_predict(&p, &tb, all, TSR_NB201_N, mine);
+                for (int i = 0; i < TSR_NB201_N; i++) pred[i] += mine[i] / (float)K;
+            }
+            tsr_nf_nb201_pred_free(&p);
         }
         if (st.code) {
-            free(order);
+            free(order), free(pred), free(one), free(all);
             tsr_nb201_free(&tb);
-            return cli_fail(st, "--model must be a narformer NB201 model written by 'tessera narformer train'");
+            return cli_fail(st, "--model must be a narformer NB201 model written by 'tessera narformer train' "
+                                "(with --ensemble K, also its members M.m1 ... written by train --ensemble K)");
         }
     } else {
         tsr_nf_nb201_opts o = nb_opts(a, method);
-        tsr_train_result tr;
-        memset(&tr, 0, sizeof tr);
-        t->o.out = out;
+        if (a->validate) o.eval_ids = order + n_fit, o.n_eval_ids = n_val;
         if (t->batch > 0) o.batch = t->batch;
-        cli_train_begin(t);
-        st = tsr_nf_nb201_fit(&p, &o, &tb, y, order, a->n_train, NULL, &t->o, &tr);
-        cli_train_end(t, &tr);
-        if (st.code || t->interrupted) { /* interrupted: the checkpoint is saved, no evaluation */
-            if (!st.code) tsr_nf_nb201_pred_free(&p);
-            free(order);
-            tsr_nb201_free(&tb);
-            return st.code ? cli_fail(st, cli_train_hint(t, st, NULL)) : CLI_OK;
+        uint64_t seed0 = t->o.seed;
+        char path[600];
+        for (int k = 0; k < K; k++) {
+            tsr_train_result tr;
+            memset(&tr, 0, sizeof tr);
+            member_path(out, k, path, sizeof path);
+            t->o.out = path;
+            t->o.seed = seed0 + (uint64_t)k;
+            cli_train_begin(t);
+            st = tsr_nf_nb201_fit(&p, &o, &tb, y, order, n_fit, NULL, &t->o, &tr);
+            cli_train_end(t, &tr);
+            if (st.code || t->interrupted) { /* interrupted: the checkpoint is saved, no evaluation */
+                if (!st.code) tsr_nf_nb201_pred_free(&p);
+                free(order), free(pred), free(one), free(all);
+                tsr_nb201_free(&tb);
+                return st.code ? cli_fail(st, cli_train_hint(t, st, NULL)) : CLI_OK;
+            }
+            float *mine = one + (size_t)k * TSR_NB201_N; /* kept: each member's own figure */
+            tsr_nf_nb201_predict(&p, &tb, all, TSR_NB201_N, mine);
+            for (int i = 0; i < TSR_NB201_N; i++) pred[i] += mine[i] / (float)K;
+            tsr_nf_nb201_pred_free(&p);
         }
+        t->o.seed = seed0;
     }
     double train_s = tsr_time() - t0;
-    float *pred = malloc(sizeof(float) * TSR_NB201_N);
-    int32_t *all = malloc(sizeof(int32_t) * TSR_NB201_N);
-    for (int i = 0; i < TSR_NB201_N; i++) all[i] = i;
-    tsr_nf_nb201_predict(&p, &tb, all, TSR_NB201_N, pred);
-    /* held-out cells (and, for unseen, only classes with no training member) */
+    /* held-out cells (and, for unseen, only classes with no training member);
+     * the validation cells with --validate */
     bool *seen = calloc((size_t)tb.n_iso + 1, 1);
-    for (int i = 0; i < a->n_train; i++) seen[tb.iso[order[i]]] = true;
+    for (int i = 0; i < n_fit; i++) seen[tb.iso[order[i]]] = true;
     bool unseen = !strcmp(a->split, "unseen");
     float *hp = malloc(sizeof(float) * TSR_NB201_N), *hy = malloc(sizeof(float) * TSR_NB201_N);
     int nh = 0;
-    for (int i = a->n_train; i < TSR_NB201_N; i++) {
+    for (int i = n_fit; i < (a->validate ? a->n_train : TSR_NB201_N); i++) {
         int c = order[i];
         if (unseen && seen[tb.iso[c]]) continue;
         hp[nh] = pred[c], hy[nh] = y[c], nh++;
@@ -482,30 +536,49 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
         /* held-out cells, axes over the accuracies seen (%) */
         st = scatter_png(a->scatter, hp, hy, nh, 0, 100, "accuracy (%)");
         if (st.code) {
-            free(seen), free(hp), free(hy), free(pred), free(all), free(order);
-            tsr_nf_nb201_pred_free(&p);
+            free(seen), free(hp), free(hy), free(pred), free(one), free(all), free(order);
             tsr_nb201_free(&tb);
             return cli_fail(st, "--scatter must be a writable .png path");
         }
     }
-    if (unseen) m = mh;
+    if (unseen || a->validate) m = mh;
     else tsr_nf_metrics_compute(pred, y, TSR_NB201_N, &m);
-    int n_test = unseen ? nh : TSR_NB201_N;
-    if (json) print_metrics_json(a, method, a->n_train, n_test, &m, &mh, nh, train_s);
-    else {
-        printf("%s %s, %s split (seed %llu), %d training cells: Kendall tau %.4f over %d cells (held-out %d: %.4f), "
+    int n_test = unseen || a->validate ? nh : TSR_NB201_N;
+    const char *split_name = a->validate ? "validation" : a->split;
+    double member_tau[16];
+    for (int k = 0; k < K && K > 1; k++) { /* the same cells as kendall_tau */
+        const float *mk = one + (size_t)k * TSR_NB201_N;
+        nh = 0;
+        for (int i = n_fit; i < (a->validate ? a->n_train : TSR_NB201_N); i++) {
+            int c = order[i];
+            if (unseen && seen[tb.iso[c]]) continue;
+            hp[nh] = mk[c], hy[nh] = y[c], nh++;
+        }
+        member_tau[k] = unseen || a->validate ? tsr_nf_kendall_tau(hp, hy, nh) : tsr_nf_kendall_tau(mk, y, TSR_NB201_N);
+    }
+    if (json) {
+        print_metrics_json(a, method, split_name, n_fit, n_test, &m, &mh, nh, train_s);
+        if (K > 1) {
+            printf(", \"member_kendall_tau\": [");
+            for (int k = 0; k < K; k++) printf("%s%.4f", k ? ", " : "", member_tau[k]);
+            printf("]");
+        }
+        printf("}\n");
+    } else {
+        printf("%s %s, %s split (seed %llu), %d training cells%s: Kendall tau %.4f over %d cells (held-out %d: %.4f), "
                "MAPE %.2f%%, within 10%%/5%%/1%%: %.1f%%/%.1f%%/%.1f%%\n",
-               a->task, tsr_nf_method_name(method), a->split, (unsigned long long)a->split_seed, a->n_train,
-               m.kendall_tau, n_test, nh, mh.kendall_tau, 100 * m.mape, 100 * m.acc_10pct, 100 * m.acc_5pct,
-               100 * m.acc_1pct);
+               a->task, tsr_nf_method_name(method), split_name, (unsigned long long)a->split_seed, n_fit,
+               a->ensemble > 1 ? " (ensemble)" : "", m.kendall_tau, n_test, nh, mh.kendall_tau, 100 * m.mape,
+               100 * m.acc_10pct, 100 * m.acc_5pct, 100 * m.acc_1pct);
+        for (int k = 0; k < K && K > 1; k++) printf("  member %d: Kendall tau %.4f\n", k, member_tau[k]);
     }
     free(seen);
     free(hp);
     free(hy);
     free(pred);
+    free(one);
     free(all);
     free(order);
-    tsr_nf_nb201_pred_free(&p);
     tsr_nb201_free(&tb);
     return CLI_OK;
 }
@@ -873,8 +946,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         if (load && strcmp(a.split, "random"))
             return cli_usage_error(prog, "--model is evaluated on --split random (unseen trains one model per held-out family)");
     } else if (method == TSR_NF_METHOD_NARFORMER) {
+        if (model_set && a.validate)
+            return cli_usage_error(prog, "--validate trains on a part of the training split; it takes no --model");
         if (model_set) load = model;
-        else if (cli_find_shipped(NB201_MODEL, shipped, sizeof shipped)) {
+        else if (!a.validate && cli_find_shipped(NB201_MODEL, shipped, sizeof shipped)) {
             /* the shipped model answers only for its own split */
             tsr_st_file f;
             if (!tsr_st_read(shipped, &f).code) {
@@ -882,14 +957,20 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 if (nt && atoi(nt) == a.n_train && a.split_seed == 0) load = shipped;
                 tsr_st_free(&f);
             }
+            for (int k = 1; k < a.ensemble && load; k++) { /* an ensemble needs every member shipped */
+                char mp[600];
+                member_path(shipped, k, mp, sizeof mp);
+                if (access(mp, R_OK)) load = NULL;
+            }
         }
     }
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s/tsr_narformer_eval_%d.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
     if (strcmp(a.task, "latency") && !load && !t.quiet && method != TSR_NF_METHOD_FLOPS)
-        fprintf(stderr, "%s: training %s on %d cells (%d epochs) for this evaluation\n", prog,
-                tsr_nf_method_name(method), a.n_train, t.o.epochs);
+        fprintf(stderr, "%s: training %s%s on %d cells (%d epochs) for this evaluation\n", prog,
+                tsr_nf_method_name(method), a.ensemble > 1 ? " (each ensemble member)" : "",
+                a.validate ? a.n_train - a.n_train / 5 : a.n_train, t.o.epochs);
     if (!strcmp(a.task, "latency")) {
         if (!load && !t.quiet && (method == TSR_NF_METHOD_NARFORMER || method == TSR_NF_METHOD_GNN))
             fprintf(stderr, "%s: training %s (%d epochs) for this evaluation\n", prog, tsr_nf_method_name(method), t.o.epochs);
@@ -899,10 +980,13 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             return cli_usage_error(prog, "--method kernel-sum needs per-operator latencies (--task latency)");
         rc = nb201_help(&a, method, &t, tmp, t.cm.json);
     } else rc = nb201_accuracy(&a, method, &t, tmp, load, t.cm.json);
-    char st_path[300];
-    tsr_train_state_path(tmp, st_path, sizeof st_path);
-    unlink(tmp);
-    unlink(st_path);
+    for (int k = 0; k < a.ensemble; k++) {
+        char mp[600], st_path[700];
+        member_path(tmp, k, mp, sizeof mp);
+        tsr_train_state_path(mp, st_path, sizeof st_path);
+        unlink(mp);
+        unlink(st_path);
+    }
     return rc;
 }
 

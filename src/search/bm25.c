@@ -141,6 +141,15 @@ static inline float term_score(const tsr_bm25 *ix, double idf, int tf, int32_t d
     return (float)(idf * tf * (ix->k1 + 1.0) / (tf + norm));
 }
 
+/* A document's score is the float sum of its term scores in the query's
+ * term order (query_terms), each at least 1e-30 so that a touched document
+ * never reads as untouched in the search's accumulator. tsr_bm25_search and
+ * tsr_bm25_score both add through this, so a document's score is the same
+ * bits whichever computed it. */
+static inline float add_term(float acc, float s) {
+    return acc + (s > 0.f ? s : 1e-30f);
+}
+
 /* a before b in the ranking: higher score, then lower doc */
 static inline bool better(float sa, int32_t da, float sb, int32_t db) {
     return sa > sb || (sa == sb && da < db);
@@ -170,10 +179,7 @@ int tsr_bm25_search(const tsr_bm25 *ix, const char *query, int k, int32_t *docs,
                 }
                 touch[n_touch++] = doc;
             }
-            float s = term_score(ix, idf, ix->post_tf[p], ix->doc_len[doc]);
-            /* idf > 0 and tf >= 1 make s > 0, so a touched doc never reads as
-             * untouched; guard anyway against underflow */
-            acc[doc] += s > 0.f ? s : 1e-30f;
+            acc[doc] = add_term(acc[doc], term_score(ix, idf, ix->post_tf[p], ix->doc_len[doc]));
         }
     }
     /* top k by a bounded insertion (k is small: <= a few hundred) */
@@ -211,15 +217,15 @@ float tsr_bm25_score(const tsr_bm25 *ix, const char *query, int32_t doc) {
     TSR_ASSERT(doc >= 0 && doc < ix->n_docs);
     int32_t *terms = NULL;
     int m = query_terms(ix, query, &terms);
-    double s = 0;
+    float s = 0.f;
     for (int i = 0; i < m; i++) {
         int64_t a = ix->post_off[terms[i]], e = ix->post_off[terms[i] + 1];
         for (int64_t p = a; p < e; p++)
             if (ix->post_doc[p] == doc) {
-                s += term_score(ix, tsr_bm25_idf(ix, e - a), ix->post_tf[p], ix->doc_len[doc]);
+                s = add_term(s, term_score(ix, tsr_bm25_idf(ix, e - a), ix->post_tf[p], ix->doc_len[doc]));
                 break;
             }
     }
     free(terms);
-    return (float)s;
+    return s;
 }

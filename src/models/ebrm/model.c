@@ -302,10 +302,13 @@ void tsr_ebrm_mean_backward(float *dr, float *dtheta, const float *dp, const int
 
 /* ------------------------------------------------------------- scoring */
 
-float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex) {
-    if (!m->fuse) return p;
+float tsr_ebrm_fuse_alpha(float p, float alpha, float lex) {
     double q = p < 1e-7f ? 1e-7 : p > 1 - 1e-7f ? 1 - 1e-7 : (double)p;
-    return (float)(1.0 / (1.0 + exp(-(log(q / (1 - q)) + (double)tsr_f32(m->fuse)[0] * lex))));
+    return (float)(1.0 / (1.0 + exp(-(log(q / (1 - q)) + (double)alpha * lex))));
+}
+
+float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex) {
+    return m->fuse ? tsr_ebrm_fuse_alpha(p, tsr_f32(m->fuse)[0], lex) : p;
 }
 
 void tsr_ebrm_lex(const tsr_bm25 *ix, const char *query, const int32_t *items, const float *bm25, int n, float *lex) {

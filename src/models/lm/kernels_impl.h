@@ -28,6 +28,7 @@
 #include "models/lm/kernels.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #if !defined(TSR_KLEVEL)
@@ -43,6 +44,7 @@
 #endif
 #if defined(__AVX512F__) && defined(__AVX512BF16__) && defined(LM_AVX2)
 #define LM_BF16 1
+#include <cpuid.h>
 #endif
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(LM_AVX2)
 #define LM_VNNI 1
@@ -203,6 +205,7 @@ typedef struct {
     size_t ldx;          /* elements between tokens of x */
     const float *xsv;    /* Q8: (n, kp/4) the activation scale of each lane */
     int k, kp;
+    int fma_csr;         /* bf16, AVX-512 BF16: >= 0 when x holds f32 planes for bf16_block_fma (MXCSR bits to set) */
 } mm_args;
 
 /* ---- bf16 */
@@ -312,6 +315,56 @@ AI void bf16_block(float *out, size_t ldo, const void *xp, size_t ldx, const uin
 #endif
 }
 
+#if defined(LM_BF16)
+/* Several tokens with AVX-512 BF16: the same lanes as bf16_block computed
+ * by 512-bit FMA. vdpbf16ps adds, per 32-bit lane, the odd product and
+ * then the even one, each product of two bf16 exact in f32 and each add
+ * rounded to nearest even, with denormal inputs read as zero and denormal
+ * results flushed; two FMAs on the widened weights (a mask and a 16-bit
+ * shift) and activations (f32 planes: per 32 columns the 16 odd elements,
+ * then the 16 even ones) do exactly that under MXCSR's DAZ and FTZ, set by
+ * the caller. One vdpbf16ps takes 2.2 cycles on the Intel Xeon where two
+ * FMAs take one, so blocks of several tokens run ~1.6x faster; one token
+ * (weight-streaming bound) keeps vdpbf16ps. */
+AI void bf16_block_fma(float *out, size_t ldo, const float *x, size_t ldx, const uint16_t *w, size_t ldw, int k,
+                       const int R, const int T) {
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    __m512 acc[8][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int j = 0; j < k; j += 32) {
+        __m512 xo[4], xe[4];
+        for (int t = 0; t < T; t++) {
+            xo[t] = _mm512_loadu_ps(x + (size_t)t * ldx + j);
+            xe[t] = _mm512_loadu_ps(x + (size_t)t * ldx + j + 16);
+        }
+        for (int r = 0; r < R; r++) {
+            const uint16_t *wr = w + (size_t)r * ldw + j;
+            __m512i wv;
+            if (k - j >= 32) {
+                if (T > 1) _mm_prefetch((const char *)wr + 8192, _MM_HINT_T0);
+                wv = _mm512_loadu_si512(wr);
+            } else {
+                /* x is zero-padded to a multiple of 32; w is masked past its row */
+                wv = _mm512_maskz_loadu_epi16((__mmask32)((1u << (k - j)) - 1u), wr);
+            }
+            const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(wv, hi));
+            const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(wv, 16));
+            for (int t = 0; t < T; t++) {
+                acc[r][t] = _mm512_fmadd_ps(wo, xo[t], acc[r][t]);
+                acc[r][t] = _mm512_fmadd_ps(we, xe[t], acc[r][t]);
+            }
+        }
+    }
+    if (R == 4 && T == 4) {
+        hsum16_block4x4(out, ldo, acc);
+        return;
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[(size_t)t * ldo + r] = hsum16(acc[r][t]);
+}
+#endif
+
 #if defined(LM_AVX2) && !defined(LM_BF16)
 /* Prefill with 256-bit FMA: the lanes 0-7 (the first 16 columns of every
  * 32) and 8-15 of bf16_block are independent sums, so one pass each over
@@ -387,30 +440,44 @@ AI void bf16_rows(float *out, size_t ldo, const float *x, size_t ldx, const uint
     }
 }
 
-#ifndef BF_DRB
-#define BF_DRB 4
-#endif
-/* bytes ahead in each row that the one-token loop prefetches */
+/* bytes ahead in each row's stream that the one-token loop prefetches */
 #ifndef BF_DPF
 #define BF_DPF 1024
+#endif
+/* a matrix larger than this is read in blocks of 8 rows, a smaller one
+ * (which may stay in L2 between calls) in blocks of 4 */
+#ifndef BF_BIG
+#define BF_BIG ((size_t)1 << 20)
 #endif
 /* One token, rows r0..r0+R-1 read together: 2R independent accumulation
  * chains (lanes 0-7 and 8-15 of each row) keep both FMA ports busy, where
  * one row's two chains (two dependent FMAs per 32 columns) waited on the
  * FMA latency. Each lane adds the same products in the same order as
- * bf16_block. The R rows are contiguous (R * 2k bytes); each row's stream
- * is prefetched BF_DPF bytes ahead, one line per row per step. Measured
- * (Intel Xeon, one core, 64-byte aligned rows): 1.6x on L2-resident
- * matrices, 1.4x streaming 277 MB from memory, against one row at a time;
- * 8 rows gained 6-11% from memory but lost 6-12% from L2 (16 accumulators
- * leave no register free). */
+ * bf16_block, whatever R is. The R rows are contiguous; row r's stream is
+ * prefetched BF_DPF bytes ahead, one line per row per step, and past the
+ * row's end it continues at the same row of the next block (the row this
+ * stream reads next), so short rows (2 KB at k = 1024) are prefetched
+ * through their whole length too. Measured (Intel Xeon, one core, 64-byte
+ * aligned rows, docs/lm.md): against one row at a time, 4-row blocks gave
+ * 1.6x on L2-resident matrices and 1.4x streaming from memory; against a
+ * prefetch that stopped at the row's end, 1.13x on 1024-column matrices
+ * from memory; 8-row blocks a further 3-8% from memory but 6% less on a
+ * matrix in L2 (16 accumulators leave no register free), hence BF_BIG. */
 AI void bf16_dec_block(float *out, const float *x, const uint16_t *w, size_t ldw, int k, const int R) {
-    __m256 lo[BF_DRB], hi[BF_DRB];
+    __m256 lo[8], hi[8];
     for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm256_setzero_ps();
+    /* prefetch address (not a pointer: past the last block it lies outside
+     * the matrix) of row 0's stream: pq blocks on, column pc */
+    const size_t pq = (size_t)(BF_DPF / 2) / (size_t)k, rowb = 2 * ldw;
+    size_t pc = (size_t)(BF_DPF / 2) % (size_t)k;
+    uintptr_t pf = (uintptr_t)w + pq * (size_t)R * rowb + 2 * pc;
     int j = 0;
     for (; j + 32 <= k; j += 32) {
         const float *xt = x + j;
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (size_t)r * ldw + j) + BF_DPF, _MM_HINT_T0);
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(pf + (size_t)r * rowb), _MM_HINT_T0);
+        pf += 64, pc += 32;
+        /* past the row's end: the same row of the next block */
+        if (pc >= (size_t)k) pc -= (size_t)k, pf += (size_t)(R - 1) * rowb;
         for (int r = 0; r < R; r++) {
             const uint16_t *wr = w + (size_t)r * ldw + j;
             lo[r] = bf16_step(lo[r], _mm256_loadu_si256((const __m256i *)wr), xt, xt + 8);
@@ -425,26 +492,50 @@ AI void bf16_dec_block(float *out, const float *x, const uint16_t *w, size_t ldw
             hi[r] = bf16_step(hi[r], _mm256_loadu_si256((const __m256i *)(wc + 16)), x + j + 16, x + j + 24);
         }
     }
+    if (R == 8) {
+        __m256 s[8][4];
+        for (int r = 0; r < 8; r++) s[r][0] = _mm256_add_ps(lo[r], hi[r]);
+        hsum8_block8(out, s);
+        return;
+    }
     for (int r = 0; r < R; r++) out[r] = hsum8(_mm256_add_ps(lo[r], hi[r]));
 }
 
-static void bf16_decode(float *out, const mm_args *a, int rows) {
-    const int k = a->k;
+/* one function per block height, so that each keeps R a constant (inlined
+ * into one body, gcc merged the heights into one loop testing R at run
+ * time: 26% slower on L2-resident rows) */
+static __attribute__((noinline)) void bf16_dec8(float *out, const float *x, const uint16_t *w, size_t ldw, int k) {
+    bf16_dec_block(out, x, w, ldw, k, 8);
+}
+static __attribute__((noinline)) void bf16_dec4(float *out, const float *x, const uint16_t *w, size_t ldw, int k) {
+    bf16_dec_block(out, x, w, ldw, k, 4);
+}
+static __attribute__((noinline)) void bf16_dec1(float *out, const float *x, const uint16_t *w, size_t ldw, int k) {
+    bf16_dec_block(out, x, w, ldw, k, 1);
+}
+
+/* blocks of RB rows (4 or 8), the last rows in a block of 4 and singly */
+AI void bf16_decode_rb(float *out, const uint16_t *w, const float *x, int rows, int k, const int RB) {
     const size_t ldw = (size_t)k;
-    const uint16_t *w = a->w->data;
-    const float *x = a->x;
-    const int nrb = (rows + BF_DRB - 1) / BF_DRB;
+    const int nrb = (rows + RB - 1) / RB;
     const double work = (double)rows * k;
 #pragma omp parallel for schedule(static) if (work > 65536.0)
     for (int rb = 0; rb < nrb; rb++) {
-        int r0 = rb * BF_DRB, R = rows - r0 < BF_DRB ? rows - r0 : BF_DRB;
+        int r0 = rb * RB, R = rows - r0 < RB ? rows - r0 : RB;
         const uint16_t *wr = w + (size_t)r0 * ldw;
-        if (R == BF_DRB) {
-            bf16_dec_block(out + r0, x, wr, ldw, k, BF_DRB);
-        } else {
-            for (int r = 0; r < R; r++) bf16_dec_block(out + r0 + r, x, wr + (size_t)r * ldw, ldw, k, 1);
-        }
+        int r = 0;
+        if (RB == 8 && R == 8) bf16_dec8(out + r0, x, wr, ldw, k), r = 8;
+        if (R - r >= 4) bf16_dec4(out + r0 + r, x, wr + (size_t)r * ldw, ldw, k), r += 4;
+        for (; r < R; r++) bf16_dec1(out + r0 + r, x, wr + (size_t)r * ldw, ldw, k);
     }
+}
+
+static void bf16_decode(float *out, const mm_args *a, int rows) {
+    const uint16_t *w = a->w->data;
+    if ((size_t)rows * (size_t)a->k * 2 > BF_BIG)
+        bf16_decode_rb(out, w, a->x, rows, a->k, 8);
+    else
+        bf16_decode_rb(out, w, a->x, rows, a->k, 4);
 }
 
 static void bf16_prefill(float *out, size_t ldo, const mm_args *a, int rows, int n) {
@@ -614,6 +705,42 @@ AI float q8_row(const int8_t *w, const float *ws, const int8_t *x, const float *
 }
 #endif
 
+#if defined(LM_BF16)
+/* rows r0..r0+R-1 for all n tokens in blocks of 4, 2, 1 tokens */
+AI void bf16_rows_fma(float *out, size_t ldo, const mm_args *a, int r0, int n, const int R) {
+    const float *x = a->x;
+    const uint16_t *w = (const uint16_t *)a->w->data + (size_t)r0 * (size_t)a->k;
+    int t = 0;
+    for (; t + 4 <= n; t += 4) bf16_block_fma(out + (size_t)t * ldo, ldo, x + (size_t)t * a->ldx, a->ldx, w, (size_t)a->k, a->k, R, 4);
+    for (; t + 2 <= n; t += 2) bf16_block_fma(out + (size_t)t * ldo, ldo, x + (size_t)t * a->ldx, a->ldx, w, (size_t)a->k, a->k, R, 2);
+    if (t < n) bf16_block_fma(out + (size_t)t * ldo, ldo, x + (size_t)t * a->ldx, a->ldx, w, (size_t)a->k, a->k, R, 1);
+}
+
+/* several tokens (x as f32 planes): blocks of 4 weight rows, each thread
+ * with MXCSR's DAZ and FTZ as vdpbf16ps's denormal rule needs while it
+ * computes */
+static void bf16_multi(float *out, size_t ldo, const mm_args *a, int rows, int n) {
+    const double work = (double)rows * a->k * n;
+    const int nrb = (rows + 3) / 4;
+#pragma omp parallel if (work > 65536.0)
+    {
+        const unsigned csr = _mm_getcsr();
+        _mm_setcsr((csr & ~0x8040u) | (unsigned)a->fma_csr);
+#pragma omp for schedule(static) nowait
+        for (int rb = 0; rb < nrb; rb++) {
+            const int r0 = 4 * rb;
+            switch (rows - r0 < 4 ? rows - r0 : 4) {
+            case 4: bf16_rows_fma(out + r0, ldo, a, r0, n, 4); break;
+            case 3: bf16_rows_fma(out + r0, ldo, a, r0, n, 3); break;
+            case 2: bf16_rows_fma(out + r0, ldo, a, r0, n, 2); break;
+            default: bf16_rows_fma(out + r0, ldo, a, r0, n, 1); break;
+            }
+        }
+        _mm_setcsr(csr);
+    }
+}
+#endif
+
 /* ---- shared driver */
 
 AI void any_block(const int type, float *out, size_t ldo, const mm_args *a, int r0, int t0, const int R,
@@ -709,6 +836,12 @@ AI void drive(const int type, float *out, int ldo, const mm_args *a, int rows, i
 #if defined(LM_AVX2) && !defined(LM_BF16)
     if (type == TSR_LM_W_BF16) {
         bf16_prefill(out, (size_t)ldo, a, rows, n);
+        return;
+    }
+#endif
+#if defined(LM_BF16)
+    if (type == TSR_LM_W_BF16 && a->fma_csr >= 0) {
+        bf16_multi(out, (size_t)ldo, a, rows, n);
         return;
     }
 #endif
@@ -820,14 +953,84 @@ static void prep_q8(int8_t *q, float *xsv, const float *x, size_t ldx, int k, in
     }
 }
 
+#if defined(LM_BF16)
+/* one lane of vdpbf16ps: acc + odd product + even product */
+static float dp_lane(float acc, uint16_t wo, uint16_t xo, uint16_t we, uint16_t xe) {
+    __m512 r = _mm512_dpbf16_ps(_mm512_set1_ps(acc), (__m512bh)_mm512_set1_epi32((int)((uint32_t)wo << 16 | we)),
+                                (__m512bh)_mm512_set1_epi32((int)((uint32_t)xo << 16 | xe)));
+    return _mm512_cvtss_f32(r);
+}
+
+/* Whether several tokens go through bf16_block_fma, and with which MXCSR
+ * bits (DAZ 0x40, FTZ 0x8000) FMA follows this CPU's vdpbf16ps on
+ * denormals; -1: vdpbf16ps. The FMA path is faster where vdpbf16ps is
+ * slower than two FMAs, measured on Intel Xeon cores (2.2 cycles against
+ * one); other vendors keep vdpbf16ps. The denormal rule is probed once:
+ * a denormal weight times 2^100 (read as zero?), a denormal accumulator
+ * plus 2^-126 (read as zero?), 2^-70 times 2^-70 (flushed?). A rule FMA
+ * cannot follow (zero for one input kind only) keeps vdpbf16ps. */
+static int bf16_fma_mode(void) {
+    static _Atomic int mode = -2;
+    int m = atomic_load_explicit(&mode, memory_order_relaxed);
+    if (m != -2) return m;
+    m = -1;
+    unsigned eax, ebx, ecx, edx;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) && ebx == 0x756e6547u && edx == 0x49656e69u && ecx == 0x6c65746eu) {
+        const float acc_den = 0x1p-127f, two126 = 0x1p-126f;
+        bool daz_mul = dp_lane(0.0f, 0, 0, 0x0001, 0x7180) == 0.0f;            /* 2^-133 * 2^100 */
+        bool daz_acc = dp_lane(acc_den, 0, 0, 0x2000, 0x2000) == two126;       /* 2^-127 + 2^-63 * 2^-63 */
+        bool ftz = dp_lane(0.0f, 0, 0, 0x1c80, 0x1c80) == 0.0f;                /* 2^-70 * 2^-70 */
+        if (daz_mul == daz_acc) m = (daz_mul ? 0x40 : 0) | (ftz ? 0x8000 : 0);
+    }
+    atomic_store_explicit(&mode, m, memory_order_relaxed);
+    return m;
+}
+
+/* x rounded to bf16 as tsr_f32_to_bf16 does (NaN quietened, otherwise
+ * round to nearest even) and widened back to f32, for several tokens: per
+ * 32 columns the 16 odd elements, then the 16 even ones (bf16_block_fma),
+ * rows kp apart, zero past k */
+static void prep_bf16_planes(float *dst, const float *x, size_t ldx, int k, int kp, int n) {
+    const __m512i one = _mm512_set1_epi32(1), rnd = _mm512_set1_epi32(0x7fff), abs = _mm512_set1_epi32(0x7fffffff);
+    const __m512i inf = _mm512_set1_epi32(0x7f800000), top = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i quiet = _mm512_set1_epi32(0x00400000);
+    const __m512i iodd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i ieven = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int t = 0; t < n; t++) {
+        const float *s = x + (size_t)t * ldx;
+        float *d = dst + (size_t)t * (size_t)kp;
+        for (int j = 0; j < kp; j += 32) {
+            __m512i v[2];
+            for (int h = 0; h < 2; h++) {
+                int left = k - (j + 16 * h);
+                __mmask16 m = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+                __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, s + j + 16 * h));
+                __m512i r = _mm512_add_epi32(rnd, _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+                __m512i b = _mm512_and_si512(_mm512_add_epi32(u, r), top);
+                __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
+                v[h] = _mm512_mask_or_epi32(b, nan, _mm512_and_si512(u, top), quiet);
+            }
+            _mm512_storeu_si512(d + j, _mm512_permutex2var_epi32(v[0], iodd, v[1]));
+            _mm512_storeu_si512(d + j + 16, _mm512_permutex2var_epi32(v[0], ieven, v[1]));
+        }
+    }
+}
+#endif
+
 static void KV(matmul)(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n, void *scratch) {
-    mm_args a = {w, x, (size_t)ldx, NULL, w->cols, w->cols};
+    mm_args a = {w, x, (size_t)ldx, NULL, w->cols, w->cols, -1};
     switch (w->type) {
     case TSR_LM_W_F32: drive(TSR_LM_W_F32, out, ldo, &a, w->rows, n); break;
     case TSR_LM_W_BF16:
         TSR_ASSERT(scratch);
         a.kp = (int)pad_to((size_t)w->cols, 32);
-        prep_bf16(scratch, x, (size_t)ldx, w->cols, a.kp, n);
+#if defined(LM_BF16)
+        a.fma_csr = n > 1 ? bf16_fma_mode() : -1;
+        if (a.fma_csr >= 0)
+            prep_bf16_planes(scratch, x, (size_t)ldx, w->cols, a.kp, n);
+        else
+#endif
+            prep_bf16(scratch, x, (size_t)ldx, w->cols, a.kp, n);
         a.x = scratch;
         a.ldx = (size_t)a.kp;
         drive(TSR_LM_W_BF16, out, ldo, &a, w->rows, n);

@@ -255,8 +255,8 @@ static tsr_status eval_fn(void *ud, tsr_train_metrics *m) {
     tsr_nf_nb201_predict(r->p, r->t, r->ev_ids, r->n_ev, r->ev_pred);
     tsr_nf_metrics mm;
     tsr_nf_metrics_compute(r->ev_pred, r->ev_y, r->n_ev, &mm);
-    tsr_train_metric(m, "heldout_tau", mm.kendall_tau);
-    tsr_train_metric(m, "heldout_mape", mm.mape);
+    tsr_train_metric(m, r->o->eval_ids ? "val_tau" : "heldout_tau", mm.kendall_tau);
+    tsr_train_metric(m, r->o->eval_ids ? "val_mape" : "heldout_mape", mm.mape);
     return tsr_ok();
 }
 
@@ -346,8 +346,11 @@ tsr_status tsr_nf_nb201_fit(tsr_nf_nb201_pred *p, const tsr_nf_nb201_opts *opts,
     bool *in_train = calloc((size_t)t->n, 1);
     for (int i = 0; i < n_train; i++) in_train[ids[i]] = true;
     r.ev_ids = malloc(sizeof(int32_t) * (size_t)t->n);
-    for (int i = 0; i < t->n && r.n_ev < opts->eval_items; i += 7)
-        if (!in_train[i]) r.ev_ids[r.n_ev++] = i;
+    if (opts->eval_ids) /* given cells (a validation set) */
+        for (int i = 0; i < opts->n_eval_ids && r.n_ev < opts->eval_items && r.n_ev < t->n; i++) r.ev_ids[r.n_ev++] = opts->eval_ids[i];
+    else
+        for (int i = 0; i < t->n && r.n_ev < opts->eval_items; i += 7)
+            if (!in_train[i]) r.ev_ids[r.n_ev++] = i;
     free(in_train);
     r.ev_pred = malloc(sizeof(float) * (size_t)(r.n_ev + 1));
     r.ev_y = malloc(sizeof(float) * (size_t)(r.n_ev + 1));
