@@ -71,6 +71,9 @@ if [ -r "$CSV" ]; then
     "$BIN" narformer eval --model "$TMP/e.safetensors" --ensemble 2 --train-frac 0.002 --json > "$TMP/el.json" 2>/dev/null
     [ $? -eq 0 ] && grep -q "\"kendall_tau\": $te," "$TMP/el.json" && ok \
         || bad "the saved ensemble does not give the trained ensemble's tau ($te)"
+    "$BIN" narformer eval --model "$TMP/e.safetensors" --train-frac 0.002 --json > "$TMP/ed.json" 2>/dev/null
+    [ $? -eq 0 ] && grep -q "\"kendall_tau\": $te," "$TMP/ed.json" && grep -q '"ensemble": 2' "$TMP/ed.json" && ok \
+        || bad "--model does not pick up the members saved beside it"
     "$BIN" narformer eval --model "$TMP/e.safetensors" --ensemble 3 --train-frac 0.002 --json >/dev/null 2>"$TMP/err.txt"
     [ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && ok || bad "a missing ensemble member is not a one-line failure"
     "$BIN" narformer eval --model "$TMP/e.safetensors" --validate --json >/dev/null 2>&1

@@ -19,6 +19,11 @@
 #define NB201_CSV "../shared/data/nas-bench-201/nats_bench.csv"
 #define NB201_LAT "../shared/data/nb201-latency/nb201_latency_ms.csv.gz"
 #define NB201_MODEL "models/narformer-nb201-cifar10.safetensors"
+/* members of the default NB201 accuracy protocol (chosen on the validation fifth of the training cells) */
+#define NB201_ENSEMBLE 2
+#define NB201_EPOCHS 160 /* epochs per member of the NB201 accuracy protocol */
+#define NB_STR2(x) #x
+#define NB_STR(x) NB_STR2(x)
 #define DATA_HINT "NAS-Bench-201 tables: --nb201 nats_bench.csv and --latency nb201_latency_ms.csv.gz (the repository's ../shared/data)"
 
 /* ------------------------------------------------------------ tokenize */
@@ -285,7 +290,7 @@ typedef struct {
     float lambda_sr, lambda_cons;
     const char *data, *platform, *holdout, *prior; /* --task latency */
     bool validate;                                  /* report on a fifth of the training split (latency, nb201-accuracy) */
-    bool frac_set, dim_set, layers_set;
+    bool frac_set, dim_set, layers_set, ensemble_set;
 } nb_args;
 
 static nb_args nb_defaults(void) {
@@ -310,7 +315,7 @@ static nb_args nb_defaults(void) {
     {"platform", ARG_STR, &(a)->platform, "NAME", "latency: cpu-1t | cpu-2t (default cpu-1t)", NULL},       \
     {"holdout", ARG_STR, &(a)->holdout, "FAMILY", "latency, --split unseen: only this held-out family (default: each in turn)", NULL}, \
     {"validate", ARG_BOOL, &(a)->validate, NULL, "latency or nb201-accuracy, random split: train on 4/5 of the training networks/cells, report on the other 1/5 (for choosing settings; the test ones stay unseen)", NULL}, \
-    {"ensemble", ARG_INT, &(a)->ensemble, "K", "nb201-accuracy: train K models (seeds S..S+K-1) and average their predictions (default 1)", NULL}, \
+    {"ensemble", ARG_INT, &(a)->ensemble, "K", "nb201-accuracy: train (or load) K models, seeds S..S+K-1, and average their predictions (default " NB_STR(NB201_ENSEMBLE) ")", &(a)->ensemble_set}, \
     {"prior", ARG_STR, &(a)->prior, "P", "latency, narformer/gnn: kernel-sum (predict a factor on the kernel-sum estimate, default) | none", NULL}, \
     {"hidden", ARG_INT, &(a)->hidden, "H", "mlp/gnn width (default 128)", NULL},                             \
     {"lambda-sr", ARG_FLOAT, &(a)->lambda_sr, "X", "pair-difference loss weight (default 0.1)", NULL},       \
@@ -336,6 +341,7 @@ static int nb_check(const char *prog, nb_args *a, int *method) {
     if (strcmp(a->prior, "kernel-sum") && strcmp(a->prior, "none")) return cli_usage_error(prog, "--prior must be kernel-sum or none");
     if (a->validate && (!strcmp(a->task, "help-latency") || strcmp(a->split, "random")))
         return cli_usage_error(prog, "--validate takes --task latency or nb201-accuracy, --split random");
+    if (!a->ensemble_set && !strcmp(a->task, "nb201-accuracy")) a->ensemble = NB201_ENSEMBLE;
     if ((rc = cli_check_int(prog, "ensemble", a->ensemble, 1, 16)) != CLI_OK) return rc;
     if (a->ensemble > 1 && strcmp(a->task, "nb201-accuracy"))
         return cli_usage_error(prog, "--ensemble takes --task nb201-accuracy");
@@ -368,7 +374,7 @@ static tsr_nf_nb201_opts nb_opts(const nb_args *a, int method) {
 /* the default protocol's trainer settings for NB201 predictors */
 static tsr_train_opts nb_train_defaults(void) {
     tsr_train_opts o = tsr_train_default_opts();
-    o.epochs = 80;
+    o.epochs = NB201_EPOCHS; /* help-latency: 80 unless --epochs */
     o.lr = 1e-3f;
     o.min_lr = 0;
     o.weight_decay = 0;
@@ -677,6 +683,11 @@ static bool flag_given(int argc, char **argv, const char *name) {
     return false;
 }
 
+/* the NB201 accuracy protocol's epochs where the flags left them */
+static void nb201_train_flags(cli_train *t, int argc, char **argv) {
+    if (!flag_given(argc, argv, "--epochs") && !flag_given(argc, argv, "--steps")) t->o.epochs = NB201_EPOCHS;
+}
+
 /* the latency protocol's trainer defaults where the flags left them (chosen
  * on split seed 100 of a part of the data set, not the reported split) */
 static void lat_train_flags(cli_train *t, int argc, char **argv) {
@@ -907,6 +918,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         lat_train_flags(&t, argc, argv);
         return latency_task(&a, method, &t, t.o.out, NULL, t.cm.json);
     }
+    nb201_train_flags(&t, argc, argv);
     return nb201_accuracy(&a, method, &t, t.o.out, NULL, t.cm.json);
 }
 
@@ -918,8 +930,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     t.cm.threads = 1;
     const arg_spec specs[] = {
         NB_SPECS(&a),
-        {"model", ARG_STR, &model, "PATH", "trained narformer NB201 model (default: the shipped " NB201_MODEL
-                                            " for its own split; else one is trained now)", &model_set},
+        {"model", ARG_STR, &model, "PATH", "trained narformer NB201 model, with the members saved beside it (PATH.m1...) "
+                                            "(default: the shipped " NB201_MODEL " for its own split; else one is trained now)", &model_set},
     };
     (void)frac_set;
     int rc = cli_train_parse(prog,
@@ -929,6 +941,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     int method;
     if ((rc = nb_check(prog, &a, &method)) != CLI_OK) return rc;
+    if (!strcmp(a.task, "nb201-accuracy")) nb201_train_flags(&t, argc, argv);
+    if (!strcmp(a.task, "help-latency") && !flag_given(argc, argv, "--epochs")) t.o.epochs = 80;
     char shipped[512];
     const char *load = NULL;
     if (!strcmp(a.task, "latency")) {
@@ -948,8 +962,18 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     } else if (method == TSR_NF_METHOD_NARFORMER) {
         if (model_set && a.validate)
             return cli_usage_error(prog, "--validate trains on a part of the training split; it takes no --model");
-        if (model_set) load = model;
-        else if (!a.validate && cli_find_shipped(NB201_MODEL, shipped, sizeof shipped)) {
+        if (model_set) {
+            load = model;
+            if (!a.ensemble_set) { /* the model and the members saved beside it */
+                char mp[600];
+                a.ensemble = 1;
+                for (int k = 1; k < 16; k++) {
+                    member_path(model, k, mp, sizeof mp);
+                    if (access(mp, R_OK)) break;
+                    a.ensemble = k + 1;
+                }
+            }
+        } else if (!a.validate && cli_find_shipped(NB201_MODEL, shipped, sizeof shipped)) {
             /* the shipped model answers only for its own split */
             tsr_st_file f;
             if (!tsr_st_read(shipped, &f).code) {
