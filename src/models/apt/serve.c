@@ -211,10 +211,16 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
         bool ok = false;
         for (size_t k = 0; k < sizeof known / sizeof *known && !ok; k++) ok = strcmp(e->string, known[k]) == 0;
         if (!ok) {
+            /* the name is echoed: control bytes (cJSON lets a raw newline through) shown as '?', so the
+             * message stays one line */
+            char name[61];
+            size_t n = 0;
+            for (const char *c = e->string; *c && n < sizeof name - 1; c++) name[n++] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
+            name[n] = '\0';
             bad(rp, 400, e->string,
-                "unknown field '%.60s' (fields: image, landcover, class, nodata, mode, points_per_class, iterations, "
+                "unknown field '%s' (fields: image, landcover, class, nodata, mode, points_per_class, iterations, "
                 "seed, points, min_area)",
-                e->string);
+                name);
             cJSON_Delete(j);
             return;
         }
