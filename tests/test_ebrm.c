@@ -642,8 +642,18 @@ static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
         tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, p0);
         tsr_ebrm_model_score(&m2, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, p1);
         TU_CHECK(!memcmp(p0, p1, (size_t)n * 4), "loaded model scores identically");
+        TU_CHECK(m2.lex_norm == TSR_EBRM_LEX_MAX, "a file without fuse.lex normalises by the maximum");
         tsr_ebrm_model_free(&m2);
     }
+    /* the normaliser is read from the metadata; an unknown one is refused */
+    const char *top1_meta[] = {"fuse.lex", "bm25/top1_bm25", NULL}, *bad_meta[] = {"fuse.lex", "bm25/median", NULL};
+    TU_CHECK(tsr_ebrm_model_save(&m, wp, top1_meta).code == TSR_OK, "save top1");
+    st = tsr_ebrm_model_load(&m2, wp, tp);
+    TU_CHECK(st.code == TSR_OK && m2.lex_norm == TSR_EBRM_LEX_TOP1, "fuse.lex top1 read: %s", st.msg);
+    if (st.code == TSR_OK) tsr_ebrm_model_free(&m2);
+    TU_CHECK(tsr_ebrm_model_save(&m, wp, bad_meta).code == TSR_OK, "save bad");
+    st = tsr_ebrm_model_load(&m2, wp, tp);
+    TU_CHECK(st.code != TSR_OK && strstr(st.msg, "fuse.lex"), "an unknown fuse.lex is refused: %s", st.msg);
     FILE *f = fopen(wp, "r+b");
     if (f) {
         fseek(f, 0, SEEK_END);
@@ -756,6 +766,27 @@ static void test_real(void) {
         for (int j = 0; j < n; j++) differ += memcmp(&lex[j], &given[j], sizeof *lex) != 0, checked++;
     }
     TU_CHECK(checked > 1000 && differ == 0, "per-item lex differs from the first stage's in %d of %d", differ, checked);
+    /* lex normalised by the query's best BM25: the first stage's first
+     * candidate gets 1, the rest [0, 1], the same bits whether the best
+     * score is given (eval, rank, bench) or searched for (score, explain,
+     * /v1/relevance) */
+    int bad_top1 = 0, n_top1 = 0;
+    for (int32_t i = 0, nv = 0; i < qs.n && nv < 20; i++) {
+        const tsr_query *q = &qs.q[i];
+        if (q->construction != TSR_QC_VIRTUAL) continue;
+        nv++;
+        int32_t d[100];
+        float sc[100], lex[100], given[100];
+        int n = tsr_bm25_search(&novirt, q->text, 100, d, sc, NULL);
+        if (n == 0) continue;
+        tsr_ebrm_lex_ex(&novirt, q->text, TSR_EBRM_LEX_TOP1, -1.f, d + 1, NULL, n - 1, lex + 1);
+        tsr_ebrm_lex_ex(&novirt, q->text, TSR_EBRM_LEX_TOP1, -1.f, d, NULL, 1, lex);
+        tsr_ebrm_lex_ex(&novirt, q->text, TSR_EBRM_LEX_TOP1, sc[0], d, sc, n, given);
+        bad_top1 += lex[0] != 1.f || memcmp(lex, given, (size_t)n * sizeof *lex) != 0;
+        for (int j = 0; j < n; j++) bad_top1 += !(lex[j] >= 0 && lex[j] <= 1);
+        n_top1++;
+    }
+    TU_CHECK(n_top1 >= 10 && bad_top1 == 0, "top1 lex: %d bad of %d queries", bad_top1, n_top1);
     tsr_bm25_free(&novirt);
     tsr_strmap_free(&ev);
     tsr_queryset_free(&qs);

@@ -269,6 +269,8 @@ typedef struct {
     tsr_ebrm_qe qe;        /* cfg.vocab = tokenizer vocab + 1 */
     tsr_tensor *theta;     /* EBRM kind only */
     tsr_tensor *fuse;      /* TSR_EBRM_AGG_FUSE only: alpha, shape (1) */
+    int lex_norm;          /* TSR_EBRM_AGG_FUSE: the lexical match's normaliser
+                            * (TSR_EBRM_LEX_*, weights metadata "fuse.lex") */
     int kind, agg, sep;
     tsr_bpe bpe;
     bool have_bpe;
@@ -377,6 +379,17 @@ tsr_status tsr_ebrm_model_score(tsr_ebrm_model *m, const tsr_catalog *cat, const
  * over index ix (the construction's visible text), in [0, 1). bm25: the
  * items' scores from the first stage, or NULL to compute them. */
 void tsr_ebrm_lex(const tsr_bm25 *ix, const char *query, const int32_t *items, const float *bm25, int n, float *lex);
+/* What a query's BM25 scores are divided by: MAX, tsr_bm25_max_score (no
+ * item reaches it; weights metadata "fuse.lex" = "bm25/max_bm25", and files
+ * without the key); TOP1, the best score of any item of the index for the
+ * query (the first stage's first candidate; "bm25/top1_bm25"). */
+enum { TSR_EBRM_LEX_MAX = 0, TSR_EBRM_LEX_TOP1 = 1 };
+extern const char *const tsr_ebrm_lex_names[2];
+/* tsr_ebrm_lex with either normaliser, clamped to [0, 1]. top1: the query's
+ * best BM25 score over ix when the caller has it (the first entry of the
+ * first stage's list), < 0 to search for it (TOP1 only). */
+void tsr_ebrm_lex_ex(const tsr_bm25 *ix, const char *query, int norm, float top1, const int32_t *items,
+                     const float *bm25, int n, float *lex);
 /* Late fusion of a TSR_EBRM_AGG_FUSE model: sigmoid(logit(p) + alpha * lex)
  * (p clamped as above); p itself for other models. */
 float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex);

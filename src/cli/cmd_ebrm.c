@@ -56,6 +56,7 @@ typedef struct {
     bool have_m, have_be;
     bool fuse_post;     /* eval --fuse-alpha on a model without its own fusion */
     float post_alpha;
+    int post_norm;      /* its TSR_EBRM_LEX_* */
     tsr_ebrm_cache cache;
 } env;
 
@@ -175,13 +176,15 @@ static void benc_embed(env *v, const char *const *texts, int n, int max_tok, flo
 }
 
 /* The lexical match a fused EBRM (softlogic-fuse) or a fusion asked by
- * eval --fuse-alpha needs (NULL otherwise): bm25 the items' first-stage
- * scores, or NULL to compute them. Caller frees. */
+ * eval --fuse-alpha needs (NULL otherwise): bm25 the first stage's scores
+ * of its own list (items in its order: bm25[0] is the query's best score),
+ * or NULL for any items, their scores then computed. Caller frees. */
 static float *env_lex(env *v, const char *query, int construction, const int32_t *items, const float *bm25, int n) {
     if (!v->have_m || (v->m.agg != TSR_EBRM_AGG_FUSE && !v->fuse_post)) return NULL;
     float *lex = malloc(((size_t)n + 1) * sizeof *lex);
     TSR_ASSERT(lex);
-    tsr_ebrm_lex(env_index(v, construction), query, items, bm25, n, lex);
+    tsr_ebrm_lex_ex(env_index(v, construction), query, v->fuse_post ? v->post_norm : v->m.lex_norm,
+                    bm25 && n ? bm25[0] : -1.f, items, bm25, n, lex);
     return lex;
 }
 
@@ -528,7 +531,9 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
         cli_json_str(stdout, it->id);
         printf(", \"aggregation\": \"%s\", \"score\": %.6g, \"leak\": %.6g", fused ? "softlogic-fuse" : soft ? "softlogic" : "mean",
                p, leak);
-        if (fused) printf(", \"fusion\": {\"lex\": %.6g, \"alpha\": %.6g}", lex, alpha);
+        if (fused)
+            printf(", \"fusion\": {\"lex\": %.6g, \"alpha\": %.6g, \"lex_norm\": \"%s\"}", lex, alpha,
+                   tsr_ebrm_lex_names[v.m.lex_norm]);
         printf(", \"entities\": [");
     } else {
         printf("%s  p = %.6f  (%s aggregation%s)\n", it->id, p, fused ? "soft-logic, fused with BM25," : soft ? "soft-logic" : "mean",
@@ -564,8 +569,10 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
         printf("S = 1 - (1 - leak %.4f) * prod(1 - w r) = %.6f;  K = prod(1 - v c) = %.6f;  S * K = %.6f\n", leak,
                S, K, sk);
         if (fused)
-            printf("fusion: lexical match %.4f (BM25 / the query's maximum), alpha %.4g: "
-                   "sigmoid(logit(S * K) + alpha * lex) = %.6f\n", lex, alpha, recon);
+            printf("fusion: lexical match %.4f (BM25 / %s), alpha %.4g: "
+                   "sigmoid(logit(S * K) + alpha * lex) = %.6f\n", lex,
+                   v.m.lex_norm == TSR_EBRM_LEX_TOP1 ? "the query's best BM25 over the catalog" : "the query's maximum",
+                   alpha, recon);
         printf("support_j = K (S - S without e_j); veto_j = p without e_j's contradiction - p\n");
     }
     setqe_free(&set);
@@ -580,6 +587,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                *split_name = "valid";
     float k1 = 1.2f, b = 0.4f; /* the search module's tuned values (docs/search.md) */
     float fuse_alpha = -1;
+    const char *fuse_lex = NULL;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"queries", ARG_STR, &queries, "FILE", "JSONL queries: {\"query\", \"relevant\": [ids]} (higen's format)", NULL},
@@ -591,6 +599,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
         {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "ebrm and cross-encoder: fuse the score with the first stage's BM25 "
                                                    "as sigmoid(logit(p) + X * lex) (a fused model's own weight replaced)", NULL},
+        {"fuse-lex", ARG_STR, &fuse_lex, "NAME", "with --fuse-alpha: lex = BM25 / top1 (the query's best BM25) or / max "
+                                                 "(the score no item reaches) [a fused model's own, else max]", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
         {"k1", ARG_FLOAT, &k1, "X", "BM25 term-frequency saturation", NULL},
         {"b", ARG_FLOAT, &b, "X", "BM25 length normalisation", NULL},
@@ -611,6 +621,12 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (fuse && (rc = cli_check_float(prog, "fuse-alpha", fuse_alpha, 0, 1000)) != CLI_OK) return rc;
     if (fuse && method != M_EBRM && method != M_CROSS)
         return cli_usage_error(prog, "--fuse-alpha applies to --method ebrm or cross-encoder, not %s", method_name);
+    int norm = -1;
+    if (fuse_lex) {
+        norm = strcmp(fuse_lex, "top1") == 0 ? TSR_EBRM_LEX_TOP1 : strcmp(fuse_lex, "max") == 0 ? TSR_EBRM_LEX_MAX : -2;
+        if (norm == -2) return cli_usage_error(prog, "unknown --fuse-lex '%s' (top1, max)", fuse_lex);
+        if (!fuse) return cli_usage_error(prog, "--fuse-lex needs --fuse-alpha");
+    }
     int cons = TSR_QC_FILE, split = -1;
     if (cons_name) {
         cons = tsr_qc_from_name(cons_name);
@@ -631,8 +647,12 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         tsr_qfile_free(&qf);
         return rc;
     }
-    if (fuse && v.m.fuse) tsr_f32(v.m.fuse)[0] = fuse_alpha;
-    else if (fuse) v.fuse_post = true, v.post_alpha = fuse_alpha;
+    if (fuse && v.m.fuse) {
+        tsr_f32(v.m.fuse)[0] = fuse_alpha;
+        if (norm >= 0) v.m.lex_norm = norm;
+    } else if (fuse) {
+        v.fuse_post = true, v.post_alpha = fuse_alpha, v.post_norm = norm >= 0 ? norm : TSR_EBRM_LEX_MAX;
+    }
     tsr_queryset qs = {0};
     if (queries) {
         st = tsr_qfile_resolve(&qs, &qf, &v.cat, queries);
@@ -691,7 +711,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                k_methods[method], (long long)r.queries, r.ndcg10, isnan(auc) ? 0.0 : auc, r.recall10, r.mrr10,
                (long long)auc_n, tsr_qc_names[cons]);
         cli_json_str(stdout, mpath);
-        if (v.m.fuse || v.fuse_post) printf(", \"fuse_alpha\": %g", v.m.fuse ? tsr_f32(v.m.fuse)[0] : v.post_alpha);
+        if (v.m.fuse || v.fuse_post)
+            printf(", \"fuse_alpha\": %g, \"fuse_lex\": \"%s\"", v.m.fuse ? tsr_f32(v.m.fuse)[0] : v.post_alpha,
+                   tsr_ebrm_lex_names[v.fuse_post ? v.post_norm : v.m.lex_norm]);
         printf(", \"seconds\": %.3f}\n", secs);
     } else {
         printf("%s%s: %lld queries  ndcg@10 %.4f  auc %.4f (over %lld queries with positives and negatives among "

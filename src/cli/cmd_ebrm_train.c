@@ -33,9 +33,11 @@ static int parse_constructions(const char *prog, const char *s, bool use[TSR_QC_
 /* --stage fuse: a trained soft-logic model plus the fusion weight, written
  * to --out (no training: the weight is chosen on the tuning split, see
  * docs/ebrm.md) */
-static int fuse_stage(const char *prog, const char *init, const char *out, float alpha) {
+static int fuse_stage(const char *prog, const char *init, const char *out, float alpha, const char *lex_name) {
     if (!init || !out) return cli_usage_error(prog, "--stage fuse needs --init FILE (a softlogic model) and --out FILE");
     if (!(alpha >= 0 && alpha <= 1000)) return cli_usage_error(prog, "--stage fuse needs --fuse-alpha X in [0, 1000]");
+    int norm = strcmp(lex_name, "top1") == 0 ? TSR_EBRM_LEX_TOP1 : strcmp(lex_name, "max") == 0 ? TSR_EBRM_LEX_MAX : -1;
+    if (norm < 0) return cli_usage_error(prog, "unknown --fuse-lex '%s' (top1, max)", lex_name);
     int rc = cli_check_output(prog, "out", out, false);
     if (rc != CLI_OK) return rc;
     char tok[1100];
@@ -57,7 +59,7 @@ static int fuse_stage(const char *prog, const char *init, const char *out, float
     const char *meta[2 * 60 + 7];
     int k = 0;
     for (int i = 0; i < f.n_meta && k < 2 * 60; i++) meta[k++] = f.meta_keys[i], meta[k++] = f.meta_vals[i];
-    const char *extra[6] = {"fuse.from", init, "fuse.alpha", a, "fuse.lex", "bm25/max_bm25"};
+    const char *extra[6] = {"fuse.from", init, "fuse.alpha", a, "fuse.lex", tsr_ebrm_lex_names[norm]};
     for (int i = 0; i < 6; i++) meta[k++] = extra[i];
     meta[k] = NULL;
     st = tsr_ebrm_model_set_agg(&m, TSR_EBRM_AGG_FUSE, alpha);
@@ -76,6 +78,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     tsr_benc_cfg ec = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 128, .max_seq = 80};
     int n_neg = 15, min_pkgs = 2;
     float fuse_alpha = -1;
+    const char *fuse_lex = "max";
     bool tune = false;
     const char *qe_target = "share";
     tsr_train_opts def = tsr_train_default_opts();
@@ -98,7 +101,9 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                                          "scratch, the no-pretraining ablation)", NULL},
         {"agg", ARG_STR, &agg_name, "NAME", "qi: softlogic (default) or mean (the ablation)", NULL},
         {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "fuse: the weight of the lexical match in "
-                                                    "sigmoid(logit(p) + X * BM25 / max BM25)", NULL},
+                                                    "sigmoid(logit(p) + X * lex)", NULL},
+        {"fuse-lex", ARG_STR, &fuse_lex, "NAME", "fuse: lex = BM25 / max (the score no item reaches) or / top1 (the "
+                                                 "query's best BM25 over the catalog)", NULL},
         {"constructions", ARG_STR, &cons_arg, "LIST", "qi/cross: train queries of these constructions", NULL},
         {"negatives", ARG_INT, &n_neg, "N", "qi/cross: non-relevant candidates drawn per query and step", NULL},
         {"min-pkgs", ARG_INT, &min_pkgs, "N", "qe: keywords listed by at least N packages", NULL},
@@ -120,7 +125,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                              "same-size cross-encoder over (query, full item text).",
                              specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
-    if (strcmp(stage, "fuse") == 0) return fuse_stage(prog, init, out_arg, fuse_alpha);
+    if (strcmp(stage, "fuse") == 0) return fuse_stage(prog, init, out_arg, fuse_alpha, fuse_lex);
     int st_kind = strcmp(stage, "qe") == 0 ? 0 : strcmp(stage, "qi") == 0 ? 1 : strcmp(stage, "cross") == 0 ? 2 : -1;
     if (st_kind < 0) return cli_usage_error(prog, "--stage must be qe, qi, cross or fuse");
     int agg = strcmp(agg_name, "softlogic") == 0 ? TSR_EBRM_AGG_SOFTLOGIC : strcmp(agg_name, "mean") == 0 ? TSR_EBRM_AGG_MEAN : -1;

@@ -110,7 +110,7 @@ tsr_status tsr_ebrm_model_load(tsr_ebrm_model *m, const char *path, const char *
     tsr_st_file f;
     tsr_status st = tsr_st_read(path, &f);
     if (st.code != TSR_OK) return st;
-    int v[7] = {0}, kind = -1, agg = -1;
+    int v[7] = {0}, kind = -1, agg = -1, lex_norm = TSR_EBRM_LEX_MAX;
     for (int i = 0; i < 9 && st.code == TSR_OK; i++) {
         const char *s = tsr_st_meta(&f, k_cfg_keys[i]);
         if (!s) {
@@ -129,6 +129,11 @@ tsr_status tsr_ebrm_model_load(tsr_ebrm_model *m, const char *path, const char *
             if (*dst < 0) st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata %s = '%s' is unknown", path, k_cfg_keys[i], s);
         }
     }
+    const char *lx = st.code == TSR_OK ? tsr_st_meta(&f, "fuse.lex") : NULL;
+    if (lx) {
+        lex_norm = strcmp(lx, tsr_ebrm_lex_names[1]) == 0 ? TSR_EBRM_LEX_TOP1 : strcmp(lx, tsr_ebrm_lex_names[0]) == 0 ? TSR_EBRM_LEX_MAX : -1;
+        if (lex_norm < 0) st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata fuse.lex = '%s' is unknown", path, lx);
+    }
     tsr_st_free(&f);
     if (st.code != TSR_OK) return st;
     tsr_benc_cfg cfg = {.dim = v[0], .n_layers = v[1], .n_heads = v[2], .n_kv_heads = v[3], .hidden_dim = v[4],
@@ -138,6 +143,7 @@ tsr_status tsr_ebrm_model_load(tsr_ebrm_model *m, const char *path, const char *
                           cfg.n_kv_heads, cfg.dim);
     st = tsr_ebrm_model_init(m, &cfg, kind, agg);
     if (st.code != TSR_OK) return tsr_errorf(TSR_ERR_FORMAT, "%s: %s", path, st.msg);
+    m->lex_norm = lex_norm;
     st = tsr_params_load(&m->qe.params, path, false);
     if (st.code == TSR_OK) {
         st = tsr_bpe_load(&m->bpe, tokenizer);
@@ -311,13 +317,29 @@ float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex) {
     return m->fuse ? tsr_ebrm_fuse_alpha(p, tsr_f32(m->fuse)[0], lex) : p;
 }
 
-void tsr_ebrm_lex(const tsr_bm25 *ix, const char *query, const int32_t *items, const float *bm25, int n, float *lex) {
-    float mx = tsr_bm25_max_score(ix, query);
+const char *const tsr_ebrm_lex_names[2] = {"bm25/max_bm25", "bm25/top1_bm25"};
+
+void tsr_ebrm_lex_ex(const tsr_bm25 *ix, const char *query, int norm, float top1, const int32_t *items,
+                     const float *bm25, int n, float *lex) {
+    float mx = 0.f;
+    if (norm != TSR_EBRM_LEX_TOP1) {
+        mx = tsr_bm25_max_score(ix, query);
+    } else if (top1 >= 0) {
+        mx = top1;
+    } else {
+        int32_t d;
+        float best;
+        if (tsr_bm25_search(ix, query, 1, &d, &best, NULL) == 1) mx = best;
+    }
     for (int i = 0; i < n; i++) {
         float s = bm25 ? bm25[i] : tsr_bm25_score(ix, query, items[i]);
         float v = mx > 0 ? s / mx : 0.f;
         lex[i] = v < 0 ? 0.f : v > 1 ? 1.f : v;
     }
+}
+
+void tsr_ebrm_lex(const tsr_bm25 *ix, const char *query, const int32_t *items, const float *bm25, int n, float *lex) {
+    tsr_ebrm_lex_ex(ix, query, TSR_EBRM_LEX_MAX, -1, items, bm25, n, lex);
 }
 
 typedef struct {

@@ -137,7 +137,7 @@ static void relevance(void *state, const tsr_serve_request *rq, tsr_serve_reply 
             }
             lex = malloc((size_t)n * sizeof *lex);
             TSR_ASSERT(lex);
-            tsr_ebrm_lex(&s->ix[x], q->valuestring, items, NULL, n, lex);
+            tsr_ebrm_lex_ex(&s->ix[x], q->valuestring, s->m.lex_norm, -1, items, NULL, n, lex);
         }
         tsr_status st = tsr_ebrm_model_score(&s->m, &s->cat, &s->E, q->valuestring, cons, items, n, &s->cache, NULL,
                                              lex, p);
