@@ -15,6 +15,8 @@ typedef struct {
     char name[64];
 } tsr_apt_image;
 
+/* the RGB image <dir>/<name>.png (an error unless it has 3 channels) */
+tsr_status tsr_apt_rgb_read(const char *dir, const char *name, uint8_t **px, int *w, int *h);
 /* iSAID image <dir>/<name>.png with its two mask PNGs; the class region is
  * the union of the listed iSAID class ids */
 tsr_status tsr_apt_image_load_isaid(tsr_apt_image *im, const char *dir, const char *name,

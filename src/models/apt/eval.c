@@ -267,15 +267,10 @@ tsr_status tsr_apt_dota_truth_parse(const char *buf, size_t len, const char *nam
 tsr_status tsr_apt_image_load_dota(tsr_apt_image *im, const char *dir, const char *name) {
     memset(im, 0, sizeof *im);
     char p[1024];
-    int w, h, ch;
-    snprintf(p, sizeof p, "%s/%s.png", dir, name);
+    int w, h;
     uint8_t *px;
-    tsr_status st = tsr_png_read(p, &px, &w, &h, &ch);
+    tsr_status st = tsr_apt_rgb_read(dir, name, &px, &w, &h);
     if (st.code) return st;
-    if (ch != 3) {
-        free(px);
-        return tsr_errorf(TSR_ERR_FORMAT, "%s: expected an RGB image, it has %d channels", p, ch);
-    }
     snprintf(p, sizeof p, "%s/%s.txt", dir, name);
     char *buf;
     size_t len;

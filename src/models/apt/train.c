@@ -100,19 +100,28 @@ void tsr_apt_image_free(tsr_apt_image *im) {
     memset(im, 0, sizeof *im);
 }
 
+tsr_status tsr_apt_rgb_read(const char *dir, const char *name, uint8_t **px, int *w, int *h) {
+    char p[1024];
+    int ch;
+    snprintf(p, sizeof p, "%s/%s.png", dir, name);
+    tsr_status st = tsr_png_read(p, px, w, h, &ch);
+    if (st.code) return st;
+    if (ch != 3) {
+        free(*px);
+        *px = NULL;
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: expected an RGB image, it has %d channels", p, ch);
+    }
+    return tsr_ok();
+}
+
 tsr_status tsr_apt_image_load_isaid(tsr_apt_image *im, const char *dir, const char *name,
                                     const int *classes, int n_classes) {
     memset(im, 0, sizeof *im);
     char p[1024];
-    int w, h, ch, w2, h2;
-    snprintf(p, sizeof p, "%s/%s.png", dir, name);
+    int w, h, w2, h2;
     uint8_t *px;
-    tsr_status st = tsr_png_read(p, &px, &w, &h, &ch);
+    tsr_status st = tsr_apt_rgb_read(dir, name, &px, &w, &h);
     if (st.code) return st;
-    if (ch != 3) {
-        free(px);
-        return tsr_errorf(TSR_ERR_FORMAT, "%s: expected an RGB image, it has %d channels", p, ch);
-    }
     uint8_t *cls;
     snprintf(p, sizeof p, "%s/%s_instance_color_RGB.png", dir, name);
     st = tsr_isaid_read_classes(p, &cls, &w2, &h2);
