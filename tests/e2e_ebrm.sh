@@ -73,6 +73,8 @@ for m in bm25 bi-encoder; do
 done
 "$BIN" ebrm eval --queries "$TMP/q.jsonl" --fuse-alpha -3 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "eval --fuse-alpha -3 is not a usage error"
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --fuse-alpha -1 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --fuse-alpha -1 is not a usage error"
 "$BIN" ebrm rank --query "pdf viewer" -k 10 --json --threads 1 >"$TMP/rank.json" 2>"$TMP/err" &&
     [ "$(grep -o '"rank": ' "$TMP/rank.json" | wc -l)" -eq 10 ] && grep -q '"method": "ebrm"' "$TMP/rank.json" &&
     ok || bad "rank -k 10 with the shipped model: $(cat "$TMP/rank.json" "$TMP/err")"

@@ -586,7 +586,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *queries = NULL, *method_name = "ebrm", *model = NULL, *cons_name = NULL,
                *split_name = "valid";
     float k1 = 1.2f, b = 0.4f; /* the search module's tuned values (docs/search.md) */
-    float fuse_alpha = -1;
+    float fuse_alpha = NAN; /* not given (the parser refuses "nan") */
     const char *fuse_lex = NULL;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
@@ -598,7 +598,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"method", ARG_STR, &method_name, "NAME", "ebrm (default), cross-encoder, bi-encoder or bm25", NULL},
         {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
         {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "ebrm and cross-encoder: fuse the score with the first stage's BM25 "
-                                                   "as sigmoid(logit(p) + X * lex) (a fused model's own weight replaced)", NULL},
+                                                   "as sigmoid(logit(p) + X * lex), X in [0, 1000] (a fused model's own weight replaced) [the model's own]", NULL},
         {"fuse-lex", ARG_STR, &fuse_lex, "NAME", "with --fuse-alpha: lex = BM25 / top1 (the query's best BM25) or / max "
                                                  "(the score no item reaches) [a fused model's own, else max]", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
@@ -617,7 +617,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         return rc;
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
-    bool fuse = fuse_alpha != -1;
+    bool fuse = !isnan(fuse_alpha);
     if (fuse && (rc = cli_check_float(prog, "fuse-alpha", fuse_alpha, 0, 1000)) != CLI_OK) return rc;
     if (fuse && method != M_EBRM && method != M_CROSS)
         return cli_usage_error(prog, "--fuse-alpha applies to --method ebrm or cross-encoder, not %s", method_name);

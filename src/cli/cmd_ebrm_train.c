@@ -101,7 +101,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                                          "scratch, the no-pretraining ablation)", NULL},
         {"agg", ARG_STR, &agg_name, "NAME", "qi: softlogic (default) or mean (the ablation)", NULL},
         {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "fuse: the weight of the lexical match in "
-                                                    "sigmoid(logit(p) + X * lex)", NULL},
+                                                    "sigmoid(logit(p) + X * lex), X in [0, 1000] [required with --stage fuse]", NULL},
         {"fuse-lex", ARG_STR, &fuse_lex, "NAME", "fuse: lex = BM25 / max (the score no item reaches) or / top1 (the "
                                                  "query's best BM25 over the catalog)", NULL},
         {"constructions", ARG_STR, &cons_arg, "LIST", "qi/cross: train queries of these constructions", NULL},
