@@ -92,13 +92,34 @@ fi
     bad "unknown --set-qe entity: $(cat "$TMP/err")"
 "$BIN" ebrm rank --query "pdf viewer" --set-qe "works-with-format::pdf=2" >/dev/null 2>"$TMP/err"
 [ $? -eq 2 ] && ok || bad "--set-qe value out of [0,1]: $(cat "$TMP/err")"
-"$BIN" ebrm explain --query "pdf viewer" --item zathura --json --threads 1 >"$TMP/ex.json" 2>"$TMP/err" &&
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=d["score"]; s=1.0; k=1.0
+RECON='import json,sys; d=json.load(open(sys.argv[1])); p=d["score"]; s=1.0; k=1.0
 for e in d["entities"]: s*=e["support_factor"]; k*=e["veto_factor"]
 r=k*(1-(1-d["leak"])*s)
-if "fusion" in d: import math; q=min(max(r,1e-7),1-1e-7); r=1/(1+math.exp(-(math.log(q/(1-q))+d["fusion"]["alpha"]*d["fusion"]["lex"])))
-sys.exit(0 if abs(r-p)<=1e-5 and abs(d["reconstructed"]-p)<=1e-5 and d["entities"] else 1)' "$TMP/ex.json" &&
-    ok || bad "explain factors do not reconstruct the score: $(cat "$TMP/ex.json" "$TMP/err")"
+if "fusion" in d: import math; q=min(max(r,1e-7),1-1e-7); f=d["fusion"]; r=1/(1+math.exp(-(f["g"]*math.log(q/(1-q))+f["alpha"]*f["lex"])))
+if "gate" in d.get("fusion", {}): import math; G=d["fusion"]["gate"]; assert abs(d["fusion"]["g"]-1/(1+math.exp(-G["slope"]*(G["top"]-G["center"]))))<=1e-6
+sys.exit(0 if abs(r-p)<=1e-5 and abs(d["reconstructed"]-p)<=1e-5 and d["entities"] else 1)'
+"$BIN" ebrm explain --query "pdf viewer" --item zathura --json --threads 1 >"$TMP/ex.json" 2>"$TMP/err" &&
+    python3 -c "$RECON" "$TMP/ex.json" && ok || bad "explain factors do not reconstruct the score: $(cat "$TMP/ex.json" "$TMP/err")"
+# the query-gated fusion (train --stage fuse --gate-slope/--gate-center on the
+# shipped model): explain's factors and gate reconstruct its score; score
+# gives the same number for the item alone as among other candidates
+mkdir -p "$TMP/g"
+cp "$ROOT/models/ebrm-debian/tokenizer.json" "$TMP/g/"
+"$BIN" ebrm train --stage fuse --init "$ROOT/models/ebrm-debian/ebrm.safetensors" --fuse-alpha 6 --gate-slope 6.4 \
+    --gate-center 0.62 --out "$TMP/g/ebrm.safetensors" >/dev/null 2>"$TMP/err" && ok || bad "gated fuse: $(cat "$TMP/err")"
+"$BIN" ebrm explain --query "pdf viewer" --item zathura --model "$TMP/g/ebrm.safetensors" --json --threads 1 \
+    >"$TMP/exg.json" 2>"$TMP/err" && grep -q '"gate": {"feature": "bm25top1/max_bm25"' "$TMP/exg.json" &&
+    python3 -c "$RECON" "$TMP/exg.json" && ok || bad "gated explain: $(cat "$TMP/exg.json" "$TMP/err")"
+"$BIN" ebrm score --query "pdf viewer" --items zathura --model "$TMP/g/ebrm.safetensors" --json --threads 1 >"$TMP/g1.json" 2>&1
+"$BIN" ebrm score --query "pdf viewer" --items evince,zathura --model "$TMP/g/ebrm.safetensors" --json --threads 1 >"$TMP/g2.json" 2>&1
+python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); e=json.load(open(sys.argv[3]))
+s={x["id"]:x["score"] for x in b["scores"]}
+sys.exit(0 if a["scores"][0]["score"]==s["zathura"] and abs(s["zathura"]-e["score"])<=1e-6 else 1)' "$TMP/g1.json" "$TMP/g2.json" "$TMP/exg.json" &&
+    ok || bad "gated score depends on the other items: $(cat "$TMP/g1.json" "$TMP/g2.json")"
+"$BIN" ebrm train --stage fuse --init "$TMP/g/ebrm.safetensors" --fuse-alpha 6 --out "$TMP/g/x.safetensors" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "already has a gate" "$TMP/err" && ok || bad "re-fusing a gated model: $(cat "$TMP/err")"
+"$BIN" ebrm train --stage fuse --init "$TMP/g/ebrm.safetensors" --fuse-alpha 6 --gate-slope 2 --out "$TMP/g/x.safetensors" >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--gate-slope without --gate-center is not a usage error"
 "$BIN" ebrm score --query "pdf viewer" --items zathura,evince --json --threads 1 >"$TMP/sc.json" 2>"$TMP/err" &&
     grep -q '"id": "evince", "score": 0\.[0-9]*' "$TMP/sc.json" && ok || bad "score: $(cat "$TMP/sc.json" "$TMP/err")"
 # bench's contract: ms per query (cold and warm) for EBRM, the bi-encoder

@@ -663,6 +663,64 @@ static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
     }
     TU_CHECK(tsr_ebrm_model_load(&m2, wp, tp).code != TSR_OK, "a truncated model is refused");
     TU_CHECK(tsr_ebrm_model_load(&m2, tp, tp).code != TSR_OK, "a non-model file is refused");
+
+    /* gated fusion: p' = sigmoid(g logit(p) + alpha lex), g = sigmoid(slope (top - center)) one number per
+     * query; cached == uncached bit for bit; top = -1 refused; save / load keeps the gate; an unknown gate
+     * feature is refused */
+    tsr_f32(m.fuse)[0] = 3.f;
+    float pg[16], pc[16], pu[16];
+    tsr_tensor *fuse_keep = m.fuse; /* p0: the soft-logic score */
+    m.fuse = NULL, m.agg = TSR_EBRM_AGG_SOFTLOGIC;
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, NULL, p0);
+    m.fuse = fuse_keep, m.agg = TSR_EBRM_AGG_FUSE;
+    tsr_ebrm_model_score(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, p1); /* ungated */
+    TU_CHECK(tsr_ebrm_model_set_gate(&m, 5.f, 1.5f).code != TSR_OK, "gate center outside [0, 1] refused");
+    TU_CHECK(tsr_ebrm_model_set_gate(&m, 5.f, 0.4f).code == TSR_OK && m.gate, "gate");
+    TU_CHECK(tsr_ebrm_model_set_gate(&m, 5.f, 0.4f).code != TSR_OK, "a second gate refused");
+    TU_CHECK(tsr_ebrm_model_score_top(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, -1.f, pg).code
+                 != TSR_OK, "a gated model without top is an error");
+    const float tops[3] = {0.f, 0.4f, 0.9f};
+    bool ok_g = true, mono = true;
+    float prev_g = -1.f;
+    for (int k = 0; k < 3; k++) {
+        tsr_ebrm_cache_init(&big, 1024);
+        tsr_ebrm_model_score_top(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, tops[k], pu);
+        tsr_ebrm_model_score_top(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, NULL, lexv, tops[k], pc);
+        tsr_ebrm_model_score_top(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, &big, NULL, lexv, tops[k], pg);
+        TU_CHECK(!memcmp(pu, pc, (size_t)n * 4) && !memcmp(pu, pg, (size_t)n * 4), "gated: cached == uncached (top %g)",
+                 tops[k]);
+        tsr_ebrm_cache_free(&big);
+        double g = 1 / (1 + exp(-5.0 * ((double)tops[k] - 0.4)));
+        mono &= tsr_ebrm_gate(&m, tops[k]) > prev_g;
+        prev_g = tsr_ebrm_gate(&m, tops[k]);
+        for (int i = 0; i < n; i++) {
+            double q = p0[i] < 1e-7f ? 1e-7 : p0[i] > 1 - 1e-7f ? 1 - 1e-7 : p0[i];
+            double want = 1 / (1 + exp(-(g * log(q / (1 - q)) + 3.0 * lexv[i])));
+            ok_g &= fabs(pu[i] - want) < 1e-6;
+        }
+    }
+    TU_CHECK(ok_g && mono, "gated score = sigmoid(g logit(p) + alpha lex), g rising with top");
+    tsr_tensor *gate_keep = m.gate;
+    m.gate = NULL;
+    tsr_ebrm_model_score_top(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, 0.3f, pg);
+    m.gate = gate_keep;
+    TU_CHECK(!memcmp(p1, pg, (size_t)n * 4) && tsr_ebrm_fuse_gated(0.3f, 1.f, 3.f, 0.5f) ==
+                                                   tsr_ebrm_fuse_alpha(0.3f, 3.f, 0.5f),
+             "no gate: top ignored, g = 1 gives the ungated bits");
+    TU_CHECK(tsr_ebrm_model_save(&m, wp, NULL).code == TSR_OK && tsr_bpe_save(&m.bpe, tp).code == TSR_OK, "save gated");
+    st = tsr_ebrm_model_load(&m2, wp, tp);
+    TU_CHECK(st.code == TSR_OK && m2.gate, "load gated: %s", st.msg);
+    if (st.code == TSR_OK) {
+        tsr_ebrm_model_prepare(&m2, E);
+        tsr_ebrm_model_score_top(&m, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, 0.7f, pu);
+        tsr_ebrm_model_score_top(&m2, cat, E, "pdf viewer", TSR_QC_FILE, items, n, NULL, NULL, lexv, 0.7f, pg);
+        TU_CHECK(m2.gate && !memcmp(pu, pg, (size_t)n * 4), "loaded gated model scores identically");
+        tsr_ebrm_model_free(&m2);
+    }
+    const char *bad_gate[] = {"fuse.gate", "entropy", NULL};
+    TU_CHECK(tsr_ebrm_model_save(&m, wp, bad_gate).code == TSR_OK, "save bad gate");
+    st = tsr_ebrm_model_load(&m2, wp, tp);
+    TU_CHECK(st.code != TSR_OK && strstr(st.msg, "fuse.gate"), "an unknown gate feature is refused: %s", st.msg);
     unlink(wp);
     unlink(tp);
     tsr_ebrm_qiset_free(&tr);
@@ -773,6 +831,10 @@ static void test_real(void) {
         tsr_ebrm_lex_ex(&novirt, q->text, TSR_EBRM_LEX_TOP1, -1.f, d, NULL, 1, lex);
         tsr_ebrm_lex_ex(&novirt, q->text, TSR_EBRM_LEX_TOP1, sc[0], d, sc, n, given);
         bad_top1 += lex[0] != 1.f || memcmp(lex, given, (size_t)n * sizeof *lex) != 0;
+        /* the gate's top(q): searched for == given, = the first candidate's lex (max norm) */
+        float ts = tsr_ebrm_top_ratio(&novirt, q->text, -1.f), tg = tsr_ebrm_top_ratio(&novirt, q->text, sc[0]);
+        tsr_ebrm_lex(&novirt, q->text, d, sc, 1, given);
+        bad_top1 += memcmp(&ts, &tg, sizeof ts) != 0 || ts != given[0] || !(ts > 0 && ts <= 1);
         for (int j = 0; j < n; j++) bad_top1 += !(lex[j] >= 0 && lex[j] <= 1);
         n_top1++;
     }

@@ -271,6 +271,8 @@ typedef struct {
     tsr_tensor *fuse;      /* TSR_EBRM_AGG_FUSE only: alpha, shape (1) */
     int lex_norm;          /* TSR_EBRM_AGG_FUSE: the lexical match's normaliser
                             * (TSR_EBRM_LEX_*, weights metadata "fuse.lex") */
+    tsr_tensor *gate;      /* gated fusion only (tsr_ebrm_model_set_gate): (slope,
+                            * center), shape (2); weights metadata "fuse.gate" */
     int kind, agg, sep;
     tsr_bpe bpe;
     bool have_bpe;
@@ -390,9 +392,37 @@ extern const char *const tsr_ebrm_lex_names[2];
  * first stage's list), < 0 to search for it (TOP1 only). */
 void tsr_ebrm_lex_ex(const tsr_bm25 *ix, const char *query, int norm, float top1, const int32_t *items,
                      const float *bm25, int n, float *lex);
-/* Late fusion of a TSR_EBRM_AGG_FUSE model: sigmoid(logit(p) + alpha * lex)
- * (p clamped as above); p itself for other models. */
-float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex);
+/* Late fusion of a TSR_EBRM_AGG_FUSE model: sigmoid(g * logit(p) + alpha *
+ * lex) (p clamped as above), g the query's gate (tsr_ebrm_gate; 1 for a
+ * model without one); p itself for other models. */
+float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex, float g);
+/* The fusion with explicit weights: sigmoid(g * logit(p) + alpha * lex),
+ * computed in double; g = 1 gives tsr_ebrm_fuse_alpha's bits. */
+float tsr_ebrm_fuse_gated(float p, float g, float alpha, float lex);
+
+/* Gated fusion: how much the soft-logic logit counts depends on the query,
+ *   g(q) = sigmoid(slope * (top(q) - center)),
+ * top(q) = the query's best BM25 score over the construction's index (the
+ * first stage's first candidate) / tsr_bm25_max_score, in [0, 1]: how much
+ * of the query the best lexical match covers. A query-level number from
+ * BM25 alone (no QE score, no other candidate), so the QE cache and the
+ * per-item scores are untouched and any subset of items scores the same.
+ * set_gate adds "agg.gate" = (slope, center) to a fused model; the feature
+ * is named in the weights metadata "fuse.gate" (tsr_ebrm_gate_feature). */
+extern const char *const tsr_ebrm_gate_feature;
+tsr_status tsr_ebrm_model_set_gate(tsr_ebrm_model *m, float slope, float center);
+/* top(q): top1 = the query's best BM25 score when the caller has it (the
+ * first entry of the first stage's list), < 0 to search for it */
+float tsr_ebrm_top_ratio(const tsr_bm25 *ix, const char *query, float top1);
+/* g(q) of a gated model for top(q); 1 for a model without a gate */
+float tsr_ebrm_gate(const tsr_ebrm_model *m, float top);
+/* tsr_ebrm_model_score with the query's top(q) (tsr_ebrm_top_ratio), which a
+ * gated model needs (top < 0 is then an error) and other models ignore.
+ * tsr_ebrm_model_score is this with top = -1. */
+tsr_status tsr_ebrm_model_score_top(tsr_ebrm_model *m, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                    const char *query, int construction, const int32_t *items, int n,
+                                    tsr_ebrm_cache *cache, const tsr_ebrm_setqe *set, const float *lex, float top,
+                                    float *p);
 /* The same fusion with an explicit weight, for any score p in [0, 1] (the
  * evaluation of a fused cross-encoder or of an ablation, eval --fuse-alpha). */
 float tsr_ebrm_fuse_alpha(float p, float alpha, float lex);

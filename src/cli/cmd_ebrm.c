@@ -188,6 +188,13 @@ static float *env_lex(env *v, const char *query, int construction, const int32_t
     return lex;
 }
 
+/* The query's top(q) a gated model needs (tsr_ebrm_top_ratio; bm25 as in
+ * env_lex), -1 for any other model. */
+static float env_top(env *v, const char *query, int construction, const float *bm25, int n) {
+    if (!v->have_m || !v->m.gate) return -1.f;
+    return tsr_ebrm_top_ratio(env_index(v, construction), query, bm25 && n ? bm25[0] : -1.f);
+}
+
 /* Scores n candidates of a query with the method; p higher is better.
  * bm25 gives its own scores (passed in; NULL: computed where a method needs
  * them). use_cache: EBRM's QE cache and the bi-encoder's item embeddings are
@@ -200,8 +207,9 @@ static tsr_status env_score(env *v, const char *query, int construction, const i
     }
     if (v->method == M_EBRM || v->method == M_CROSS) {
         float *lex = env_lex(v, query, construction, items, bm25, n);
-        tsr_status st = tsr_ebrm_model_score(&v->m, &v->cat, &v->E, query, construction, items, n,
-                                             use_cache ? &v->cache : NULL, set, lex, p);
+        tsr_status st = tsr_ebrm_model_score_top(&v->m, &v->cat, &v->E, query, construction, items, n,
+                                                 use_cache ? &v->cache : NULL, set, lex,
+                                                 env_top(v, query, construction, bm25, n), p);
         if (st.code == TSR_OK && v->fuse_post)
             for (int i = 0; i < n; i++) p[i] = tsr_ebrm_fuse_alpha(p[i], v->post_alpha, lex[i]);
         free(lex);
@@ -511,8 +519,9 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
     float *lexp = env_lex(&v, query, cons, &item, NULL, 1), lex = lexp ? lexp[0] : 0.f;
     free(lexp);
     bool fused = v.m.fuse != NULL;
-    float alpha = fused ? tsr_f32(v.m.fuse)[0] : 0.f;
-    if (st.code == TSR_OK) st = tsr_ebrm_model_score(&v.m, &v.cat, &v.E, query, cons, &item, 1, NULL, &set, &lex, &p);
+    float alpha = fused ? tsr_f32(v.m.fuse)[0] : 0.f, top = env_top(&v, query, cons, NULL, 1), g = tsr_ebrm_gate(&v.m, top);
+    if (st.code == TSR_OK)
+        st = tsr_ebrm_model_score_top(&v.m, &v.cat, &v.E, query, cons, &item, 1, NULL, &set, &lex, top, &p);
     if (st.code != TSR_OK) {
         setqe_free(&set);
         env_close(&v);
@@ -531,9 +540,14 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
         cli_json_str(stdout, it->id);
         printf(", \"aggregation\": \"%s\", \"score\": %.6g, \"leak\": %.6g", fused ? "softlogic-fuse" : soft ? "softlogic" : "mean",
                p, leak);
-        if (fused)
-            printf(", \"fusion\": {\"lex\": %.6g, \"alpha\": %.6g, \"lex_norm\": \"%s\"}", lex, alpha,
-                   tsr_ebrm_lex_names[v.m.lex_norm]);
+        if (fused) {
+            printf(", \"fusion\": {\"lex\": %.6g, \"alpha\": %.6g, \"lex_norm\": \"%s\", \"g\": %.9g", lex, alpha,
+                   tsr_ebrm_lex_names[v.m.lex_norm], g);
+            if (v.m.gate)
+                printf(", \"gate\": {\"feature\": \"%s\", \"top\": %.9g, \"slope\": %.9g, \"center\": %.9g}",
+                       tsr_ebrm_gate_feature, top, tsr_f32(v.m.gate)[0], tsr_f32(v.m.gate)[1]);
+            printf("}");
+        }
         printf(", \"entities\": [");
     } else {
         printf("%s  p = %.6f  (%s aggregation%s)\n", it->id, p, fused ? "soft-logic, fused with BM25," : soft ? "soft-logic" : "mean",
@@ -561,18 +575,21 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
             printf("%s\n", over ? "  (set)" : "");
         }
     }
-    double S = 1 - (1 - leak) * prodQ, sk = soft ? K * S : p, recon = soft ? tsr_ebrm_fuse(&v.m, (float)sk, lex) : p;
+    double S = 1 - (1 - leak) * prodQ, sk = soft ? K * S : p, recon = soft ? tsr_ebrm_fuse(&v.m, (float)sk, lex, g) : p;
     if (cm.json) {
         printf("], \"support_S\": %.6g, \"veto_K\": %.6g, \"softlogic\": %.6g, \"reconstructed\": %.6g}\n", S, K, sk,
                recon);
     } else if (soft) {
         printf("S = 1 - (1 - leak %.4f) * prod(1 - w r) = %.6f;  K = prod(1 - v c) = %.6f;  S * K = %.6f\n", leak,
                S, K, sk);
+        if (v.m.gate)
+            printf("gate: g = sigmoid(%.4g * (top %.4f - %.4f)) = %.6f (top: the query's best BM25 / its maximum)\n",
+                   tsr_f32(v.m.gate)[0], top, tsr_f32(v.m.gate)[1], g);
         if (fused)
             printf("fusion: lexical match %.4f (BM25 / %s), alpha %.4g: "
-                   "sigmoid(logit(S * K) + alpha * lex) = %.6f\n", lex,
+                   "sigmoid(%s%slogit(S * K) + alpha * lex) = %.6f\n", lex,
                    v.m.lex_norm == TSR_EBRM_LEX_TOP1 ? "the query's best BM25 over the catalog" : "the query's maximum",
-                   alpha, recon);
+                   alpha, v.m.gate ? "g" : "", v.m.gate ? " * " : "", recon);
         printf("support_j = K (S - S without e_j); veto_j = p without e_j's contradiction - p\n");
     }
     setqe_free(&set);
@@ -714,6 +731,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         if (v.m.fuse || v.fuse_post)
             printf(", \"fuse_alpha\": %g, \"fuse_lex\": \"%s\"", v.m.fuse ? tsr_f32(v.m.fuse)[0] : v.post_alpha,
                    tsr_ebrm_lex_names[v.fuse_post ? v.post_norm : v.m.lex_norm]);
+        if (v.have_m && v.m.gate)
+            printf(", \"gate\": {\"feature\": \"%s\", \"slope\": %g, \"center\": %g}", tsr_ebrm_gate_feature,
+                   tsr_f32(v.m.gate)[0], tsr_f32(v.m.gate)[1]);
         printf(", \"seconds\": %.3f}\n", secs);
     } else {
         printf("%s%s: %lld queries  ndcg@10 %.4f  auc %.4f (over %lld queries with positives and negatives among "

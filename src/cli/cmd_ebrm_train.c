@@ -8,6 +8,7 @@
 #include "tessera/safetensors.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -30,14 +31,22 @@ static int parse_constructions(const char *prog, const char *s, bool use[TSR_QC_
     return n ? CLI_OK : cli_usage_error(prog, "--constructions is empty");
 }
 
-/* --stage fuse: a trained soft-logic model plus the fusion weight, written
- * to --out (no training: the weight is chosen on the tuning split, see
- * docs/ebrm.md) */
-static int fuse_stage(const char *prog, const char *init, const char *out, float alpha, const char *lex_name) {
+/* --stage fuse: a trained soft-logic model (or a fused one without a gate,
+ * its weight replaced) plus the fusion weight and optionally the query gate,
+ * written to --out (no training: the weights are chosen on the tuning
+ * split, see docs/ebrm.md) */
+static int fuse_stage(const char *prog, const char *init, const char *out, float alpha, const char *lex_name,
+                      float gate_slope, float gate_center) {
     if (!init || !out) return cli_usage_error(prog, "--stage fuse needs --init FILE (a softlogic model) and --out FILE");
     if (!(alpha >= 0 && alpha <= 1000)) return cli_usage_error(prog, "--stage fuse needs --fuse-alpha X in [0, 1000]");
     int norm = strcmp(lex_name, "top1") == 0 ? TSR_EBRM_LEX_TOP1 : strcmp(lex_name, "max") == 0 ? TSR_EBRM_LEX_MAX : -1;
     if (norm < 0) return cli_usage_error(prog, "unknown --fuse-lex '%s' (top1, max)", lex_name);
+    bool gated = !isnan(gate_slope);
+    if (gated != !isnan(gate_center)) return cli_usage_error(prog, "--gate-slope and --gate-center go together");
+    if (gated && !(gate_slope >= -1000 && gate_slope <= 1000))
+        return cli_usage_error(prog, "--gate-slope %g outside [-1000, 1000]", gate_slope);
+    if (gated && !(gate_center >= 0 && gate_center <= 1))
+        return cli_usage_error(prog, "--gate-center %g outside [0, 1]", gate_center);
     int rc = cli_check_output(prog, "out", out, false);
     if (rc != CLI_OK) return rc;
     char tok[1100];
@@ -58,16 +67,26 @@ static int fuse_stage(const char *prog, const char *init, const char *out, float
     snprintf(a, sizeof a, "%g", alpha);
     const char *meta[2 * 60 + 7];
     int k = 0;
-    for (int i = 0; i < f.n_meta && k < 2 * 60; i++) meta[k++] = f.meta_keys[i], meta[k++] = f.meta_vals[i];
+    for (int i = 0; i < f.n_meta && k < 2 * 60; i++)
+        if (strncmp(f.meta_keys[i], "fuse.", 5) != 0) meta[k++] = f.meta_keys[i], meta[k++] = f.meta_vals[i];
     const char *extra[6] = {"fuse.from", init, "fuse.alpha", a, "fuse.lex", tsr_ebrm_lex_names[norm]};
     for (int i = 0; i < 6; i++) meta[k++] = extra[i];
     meta[k] = NULL;
-    st = tsr_ebrm_model_set_agg(&m, TSR_EBRM_AGG_FUSE, alpha);
+    /* a fused model (no gate) is fused again: its weight replaced */
+    if (m.gate) st = tsr_errorf(TSR_ERR_ARG, "%s already has a gate; fuse its soft-logic model instead", init);
+    else if (m.fuse) tsr_f32(m.fuse)[0] = alpha;
+    else st = tsr_ebrm_model_set_agg(&m, TSR_EBRM_AGG_FUSE, alpha);
+    m.lex_norm = norm;
+    if (st.code == TSR_OK && gated) st = tsr_ebrm_model_set_gate(&m, gate_slope, gate_center);
     if (st.code == TSR_OK) st = tsr_ebrm_model_save(&m, out, meta);
     tsr_st_free(&f);
     tsr_ebrm_model_free(&m);
     if (st.code != TSR_OK) return cli_fail(st, MODEL_HINT);
-    printf("%s: %s fused with BM25, alpha %g\n", out, init, alpha);
+    if (gated)
+        printf("%s: %s fused with BM25, alpha %g, gate sigmoid(%g * (top - %g))\n", out, init, alpha, gate_slope,
+               gate_center);
+    else
+        printf("%s: %s fused with BM25, alpha %g\n", out, init, alpha);
     return CLI_OK;
 }
 
@@ -79,6 +98,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     int n_neg = 15, min_pkgs = 2;
     float fuse_alpha = -1;
     const char *fuse_lex = "max";
+    float gate_slope = NAN, gate_center = NAN; /* not given (the parser refuses "nan") */
     bool tune = false;
     const char *qe_target = "share";
     tsr_train_opts def = tsr_train_default_opts();
@@ -104,6 +124,10 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                                                     "sigmoid(logit(p) + X * lex), X in [0, 1000] [required with --stage fuse]", NULL},
         {"fuse-lex", ARG_STR, &fuse_lex, "NAME", "fuse: lex = BM25 / max (the score no item reaches) or / top1 (the "
                                                  "query's best BM25 over the catalog)", NULL},
+        {"gate-slope", ARG_FLOAT, &gate_slope, "X", "fuse: a query gate on the soft-logic logit, sigmoid(g * logit(p) "
+                                                    "+ alpha * lex) with g = sigmoid(X * (top - C)), top = the "
+                                                    "query's best BM25 / its maximum [no gate]", NULL},
+        {"gate-center", ARG_FLOAT, &gate_center, "C", "fuse: the gate's center C in [0, 1] (with --gate-slope)", NULL},
         {"constructions", ARG_STR, &cons_arg, "LIST", "qi/cross: train queries of these constructions", NULL},
         {"negatives", ARG_INT, &n_neg, "N", "qi/cross: non-relevant candidates drawn per query and step", NULL},
         {"min-pkgs", ARG_INT, &min_pkgs, "N", "qe: keywords listed by at least N packages", NULL},
@@ -125,7 +149,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                              "same-size cross-encoder over (query, full item text).",
                              specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
-    if (strcmp(stage, "fuse") == 0) return fuse_stage(prog, init, out_arg, fuse_alpha, fuse_lex);
+    if (strcmp(stage, "fuse") == 0) return fuse_stage(prog, init, out_arg, fuse_alpha, fuse_lex, gate_slope, gate_center);
     int st_kind = strcmp(stage, "qe") == 0 ? 0 : strcmp(stage, "qi") == 0 ? 1 : strcmp(stage, "cross") == 0 ? 2 : -1;
     if (st_kind < 0) return cli_usage_error(prog, "--stage must be qe, qi, cross or fuse");
     int agg = strcmp(agg_name, "softlogic") == 0 ? TSR_EBRM_AGG_SOFTLOGIC : strcmp(agg_name, "mean") == 0 ? TSR_EBRM_AGG_MEAN : -1;

@@ -90,7 +90,7 @@ void tsr_ebrm_model_config_kv(const tsr_ebrm_model *m, const char **kv, char *bu
 }
 
 tsr_status tsr_ebrm_model_save(const tsr_ebrm_model *m, const char *path, const char *const *meta) {
-    const char *kv[2 * TSR_EBRM_CFG_KV + 64 + 1];
+    const char *kv[2 * TSR_EBRM_CFG_KV + 64 + 2 + 1];
     char buf[16 * TSR_EBRM_CFG_KV];
     tsr_ebrm_model_config_kv(m, kv, buf);
     int n = 2 * TSR_EBRM_CFG_KV;
@@ -100,6 +100,11 @@ tsr_status tsr_ebrm_model_save(const tsr_ebrm_model *m, const char *path, const 
         if (dup) continue;
         kv[n++] = meta[i];
         kv[n++] = meta[i + 1];
+    }
+    if (m->gate && n < 2 * TSR_EBRM_CFG_KV + 64) {
+        bool have = false;
+        for (int i = 2 * TSR_EBRM_CFG_KV; i < n; i += 2) have |= strcmp(kv[i], "fuse.gate") == 0;
+        if (!have) kv[n++] = "fuse.gate", kv[n++] = tsr_ebrm_gate_feature;
     }
     kv[n] = NULL;
     return tsr_params_save(&m->qe.params, path, TSR_ST_F32, kv);
@@ -129,7 +134,15 @@ tsr_status tsr_ebrm_model_load(tsr_ebrm_model *m, const char *path, const char *
             if (*dst < 0) st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata %s = '%s' is unknown", path, k_cfg_keys[i], s);
         }
     }
-    const char *lx = st.code == TSR_OK ? tsr_st_meta(&f, "fuse.lex") : NULL;
+    const char *lx = st.code == TSR_OK ? tsr_st_meta(&f, "fuse.lex") : NULL, *gt = NULL;
+    bool gated = false;
+    if (st.code == TSR_OK && (gt = tsr_st_meta(&f, "fuse.gate"))) {
+        gated = true;
+        if (strcmp(gt, tsr_ebrm_gate_feature) != 0)
+            st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata fuse.gate = '%s' is unknown", path, gt);
+        else if (agg != TSR_EBRM_AGG_FUSE)
+            st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata fuse.gate on a model without fusion", path);
+    }
     if (lx) {
         lex_norm = strcmp(lx, tsr_ebrm_lex_names[1]) == 0 ? TSR_EBRM_LEX_TOP1 : strcmp(lx, tsr_ebrm_lex_names[0]) == 0 ? TSR_EBRM_LEX_MAX : -1;
         if (lex_norm < 0) st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata fuse.lex = '%s' is unknown", path, lx);
@@ -144,6 +157,7 @@ tsr_status tsr_ebrm_model_load(tsr_ebrm_model *m, const char *path, const char *
     st = tsr_ebrm_model_init(m, &cfg, kind, agg);
     if (st.code != TSR_OK) return tsr_errorf(TSR_ERR_FORMAT, "%s: %s", path, st.msg);
     m->lex_norm = lex_norm;
+    if (gated) tsr_ebrm_model_set_gate(m, 0.f, 0.f); /* the values come from the file */
     st = tsr_params_load(&m->qe.params, path, false);
     if (st.code == TSR_OK) {
         st = tsr_bpe_load(&m->bpe, tokenizer);
@@ -308,13 +322,46 @@ void tsr_ebrm_mean_backward(float *dr, float *dtheta, const float *dp, const int
 
 /* ------------------------------------------------------------- scoring */
 
-float tsr_ebrm_fuse_alpha(float p, float alpha, float lex) {
+float tsr_ebrm_fuse_gated(float p, float g, float alpha, float lex) {
     double q = p < 1e-7f ? 1e-7 : p > 1 - 1e-7f ? 1 - 1e-7 : (double)p;
-    return (float)(1.0 / (1.0 + exp(-(log(q / (1 - q)) + (double)alpha * lex))));
+    return (float)(1.0 / (1.0 + exp(-((double)g * log(q / (1 - q)) + (double)alpha * lex))));
 }
 
-float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex) {
-    return m->fuse ? tsr_ebrm_fuse_alpha(p, tsr_f32(m->fuse)[0], lex) : p;
+float tsr_ebrm_fuse_alpha(float p, float alpha, float lex) { return tsr_ebrm_fuse_gated(p, 1.f, alpha, lex); }
+
+float tsr_ebrm_fuse(const tsr_ebrm_model *m, float p, float lex, float g) {
+    return m->fuse ? tsr_ebrm_fuse_gated(p, g, tsr_f32(m->fuse)[0], lex) : p;
+}
+
+const char *const tsr_ebrm_gate_feature = "bm25top1/max_bm25";
+
+tsr_status tsr_ebrm_model_set_gate(tsr_ebrm_model *m, float slope, float center) {
+    if (!m->fuse) return tsr_errorf(TSR_ERR_ARG, "ebrm: a gate needs a fused model (softlogic-fuse)");
+    if (m->gate) return tsr_errorf(TSR_ERR_ARG, "ebrm: the model already has a gate");
+    if (!(slope >= -1000 && slope <= 1000) || !(center >= 0 && center <= 1))
+        return tsr_errorf(TSR_ERR_ARG, "ebrm: gate slope %g outside [-1000, 1000] or center %g outside [0, 1]", slope,
+                          center);
+    m->gate = tsr_param_new(&m->qe.params, "agg.gate", TSR_PARAM_NO_DECAY, 1, TSR_SHAPE(2));
+    tsr_f32(m->gate)[0] = slope;
+    tsr_f32(m->gate)[1] = center;
+    return tsr_ok();
+}
+
+float tsr_ebrm_top_ratio(const tsr_bm25 *ix, const char *query, float top1) {
+    float mx = tsr_bm25_max_score(ix, query);
+    if (top1 < 0) {
+        int32_t d;
+        float best = 0.f;
+        top1 = tsr_bm25_search(ix, query, 1, &d, &best, NULL) == 1 ? best : 0.f;
+    }
+    float v = mx > 0 ? top1 / mx : 0.f;
+    return v < 0 ? 0.f : v > 1 ? 1.f : v;
+}
+
+float tsr_ebrm_gate(const tsr_ebrm_model *m, float top) {
+    if (!m->gate) return 1.f;
+    const float *g = tsr_f32(m->gate);
+    return (float)(1.0 / (1.0 + exp(-(double)g[0] * ((double)top - (double)g[1]))));
 }
 
 const char *const tsr_ebrm_lex_names[2] = {"bm25/max_bm25", "bm25/top1_bm25"};
@@ -360,6 +407,13 @@ static tsr_status qe_with_overrides(void *ud, const char *query, const int32_t *
 tsr_status tsr_ebrm_model_score(tsr_ebrm_model *m, const tsr_catalog *cat, const tsr_ebrm_entities *E,
                                 const char *query, int construction, const int32_t *items, int n,
                                 tsr_ebrm_cache *cache, const tsr_ebrm_setqe *set, const float *lex, float *p) {
+    return tsr_ebrm_model_score_top(m, cat, E, query, construction, items, n, cache, set, lex, -1.f, p);
+}
+
+tsr_status tsr_ebrm_model_score_top(tsr_ebrm_model *m, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                    const char *query, int construction, const int32_t *items, int n,
+                                    tsr_ebrm_cache *cache, const tsr_ebrm_setqe *set, const float *lex, float top,
+                                    float *p) {
     if (m->kind == TSR_EBRM_KIND_CROSS) {
         char **texts = calloc((size_t)n + 1, sizeof *texts);
         TSR_ASSERT(texts);
@@ -374,11 +428,15 @@ tsr_status tsr_ebrm_model_score(tsr_ebrm_model *m, const tsr_catalog *cat, const
     if (o.set) cache = NULL;
     if (m->agg == TSR_EBRM_AGG_FUSE && !lex)
         return tsr_errorf(TSR_ERR_ARG, "ebrm: a fused model needs the items' lexical match");
+    if (m->gate && !(top >= 0 && top <= 1))
+        return tsr_errorf(TSR_ERR_ARG, "ebrm: a gated model needs the query's best BM25 match (top in [0, 1])");
     if (m->agg != TSR_EBRM_AGG_MEAN) {
         tsr_status st = tsr_ebrm_score_items(p, E, items, n, construction, query, qe_with_overrides, &o, cache,
                                              tsr_f32(m->theta));
-        if (st.code == TSR_OK && m->fuse)
-            for (int i = 0; i < n; i++) p[i] = tsr_ebrm_fuse(m, p[i], lex[i]);
+        if (st.code == TSR_OK && m->fuse) {
+            float g = tsr_ebrm_gate(m, top);
+            for (int i = 0; i < n; i++) p[i] = tsr_ebrm_fuse(m, p[i], lex[i], g);
+        }
         return st;
     }
     /* the mean ablation: same QE scores, averaged */

@@ -126,7 +126,7 @@ static void relevance(void *state, const tsr_serve_request *rq, tsr_serve_reply 
     }
     if (!rp->status) {
         int64_t h0 = s->cache.hits, m0 = s->cache.misses;
-        float *lex = NULL;
+        float *lex = NULL, top = -1.f;
         if (s->m.agg == TSR_EBRM_AGG_FUSE) {
             /* the BM25 index of the construction's visible text, built on first use
              * (the same k1, b as the CLI's first stage) */
@@ -138,9 +138,10 @@ static void relevance(void *state, const tsr_serve_request *rq, tsr_serve_reply 
             lex = malloc((size_t)n * sizeof *lex);
             TSR_ASSERT(lex);
             tsr_ebrm_lex_ex(&s->ix[x], q->valuestring, s->m.lex_norm, -1, items, NULL, n, lex);
+            if (s->m.gate) top = tsr_ebrm_top_ratio(&s->ix[x], q->valuestring, -1.f);
         }
-        tsr_status st = tsr_ebrm_model_score(&s->m, &s->cat, &s->E, q->valuestring, cons, items, n, &s->cache, NULL,
-                                             lex, p);
+        tsr_status st = tsr_ebrm_model_score_top(&s->m, &s->cat, &s->E, q->valuestring, cons, items, n, &s->cache,
+                                                 NULL, lex, top, p);
         free(lex);
         /* /metrics runs on other threads, outside this endpoint's lock */
         __atomic_store_n(&s->hits, s->cache.hits, __ATOMIC_RELAXED);
