@@ -144,6 +144,9 @@ if command -v curl >/dev/null 2>&1 && [ -f models/higen-debian/higen.generator.s
             code=$(curl -s --max-time 60 -o "$TMP/resp" -w '%{http_code}' "$U" -d "$body")
             [ "$code" = 400 ] && grep -q '"error"' "$TMP/resp" && ok || bad "/v1/search $body: HTTP $code"
         done
+        # an unknown field's name is echoed on one line: a newline in it shows as '?'
+        code=$(curl -s --max-time 60 -o "$TMP/resp" -w '%{http_code}' "$U" -d '{"query": "x", "a\nb": 1}')
+        [ "$code" = 400 ] && grep -q "unknown field 'a?b'" "$TMP/resp" && ok || bad "/v1/search newline field: $(cat "$TMP/resp")"
         curl -s --max-time 60 "$U" -d '{"query": "text editor", "k": 2}' | grep -q '"results"' && ok ||
             bad "the server stopped answering after bad requests"
     else
