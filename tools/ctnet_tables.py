@@ -21,10 +21,18 @@ def load(path):
 DEFAULTS = {"source_epochs": 2, "weight_decay": 1e-5, "adapter_std": 1e-3}
 
 
+# the methods a setting acts on (source epochs: a source tower updated on
+# its own; adapter std: the near-zero init of ctnet's W_a and CoNet's links)
+USES = {"source_epochs": ("ctnet", "ctnet-no-adapters", "ctnet-no-gate", "ctnet-random-adapters", "fine-tune"),
+        "adapter_std": ("ctnet", "ctnet-no-gate", "cross-domain")}
+
+
 def extras(r):
     """the settings of a line beyond lr and epochs that differ from the defaults"""
     out = []
     for k, short in (("source_epochs", "source ep"), ("weight_decay", "wd"), ("adapter_std", "adapter std")):
+        if k in USES and r["method"] not in USES[k]:
+            continue
         if k in r and abs(r[k] - DEFAULTS[k]) > 1e-12:
             out.append(f"{short} {r[k]:g}")
     return ", ".join(out)
