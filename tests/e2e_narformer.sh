@@ -76,8 +76,16 @@ if [ -r "$CSV" ]; then
         || bad "--model does not pick up the members saved beside it"
     "$BIN" narformer eval --model "$TMP/e.safetensors" --ensemble 3 --train-frac 0.002 --json >/dev/null 2>"$TMP/err.txt"
     [ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && ok || bad "a missing ensemble member is not a one-line failure"
-    "$BIN" narformer eval --model "$TMP/e.safetensors" --validate --json >/dev/null 2>&1
-    [ $? -eq 2 ] && ok || bad "--model with --validate is not a usage error"
+    # --validate --model: members written by train --validate, scored again on the same validation fifth
+    "$BIN" narformer train --method narformer --validate --ensemble 2 --steps 4 --batch 4 --dim 16 --layers 1 \
+        --train-frac 0.01 --out "$TMP/v.safetensors" --quiet --json > "$TMP/v.json" 2>/dev/null
+    tv=$(sed -n 's/.*"kendall_tau": \([-0-9.]*\).*/\1/p' "$TMP/v.json")
+    "$BIN" narformer eval --model "$TMP/v.safetensors" --validate --train-frac 0.01 --json > "$TMP/vl.json" 2>/dev/null
+    [ $? -eq 0 ] && [ -n "$tv" ] && grep -q "\"kendall_tau\": $tv," "$TMP/vl.json" && grep -q '"split": "validation"' "$TMP/vl.json" \
+        && grep -q '"n_test": 31' "$TMP/vl.json" && ok || bad "eval --validate --model does not give the validation tau of train --validate ($tv)"
+    "$BIN" narformer eval --model "$TMP/e.safetensors" --validate --train-frac 0.002 --json >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && ok \
+        || bad "--validate with a model trained on every training cell is not refused"
     "$BIN" narformer eval --task help-latency --validate >/dev/null 2>&1
     [ $? -eq 2 ] && ok || bad "help-latency --validate is not a usage error"
 fi

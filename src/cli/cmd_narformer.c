@@ -474,8 +474,9 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
             if (!tsr_st_read(path, &f).code) {
                 if ((v = tsr_st_meta(&f, "nb201.y_scale"))) p.y_scale = strtof(v, NULL);
                 const char *nt = tsr_st_meta(&f, "nb201.n_train"), *ss = tsr_st_meta(&f, "nb201.split_seed");
-                if (nt && atoi(nt) != a->n_train)
-                    st = tsr_errorf(TSR_ERR_ARG, "%s was trained on %s cells, not %d (--train-frac)", path, nt, a->n_train);
+                if (nt && atoi(nt) != n_fit)
+                    st = tsr_errorf(TSR_ERR_ARG, "%s was trained on %s cells, not %d (--train-frac%s)", path, nt, n_fit,
+                                    a->validate ? ", --validate: a model written by train --validate" : "");
                 else if (ss && strtoull(ss, NULL, 10) != a->split_seed)
                     st = tsr_errorf(TSR_ERR_ARG, "%s was trained on split seed %s, not %llu", path, ss,
                                     (unsigned long long)a->split_seed);
@@ -931,7 +932,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         NB_SPECS(&a),
         {"model", ARG_STR, &model, "PATH", "trained narformer NB201 model, with the members saved beside it (PATH.m1...) "
-                                            "(default: the shipped " NB201_MODEL " for its own split; else one is trained now)", &model_set},
+                                            "(default: the shipped " NB201_MODEL " for its own split; else one is trained now; "
+                                            "with --validate, one written by train --validate)", &model_set},
     };
     (void)frac_set;
     int rc = cli_train_parse(prog,
@@ -960,8 +962,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         if (load && strcmp(a.split, "random"))
             return cli_usage_error(prog, "--model is evaluated on --split random (unseen trains one model per held-out family)");
     } else if (method == TSR_NF_METHOD_NARFORMER) {
-        if (model_set && a.validate)
-            return cli_usage_error(prog, "--validate trains on a part of the training split; it takes no --model");
+        /* with --validate, --model is a model written by train --validate (its
+         * members trained on the same four fifths): scored on the fifth */
         if (model_set) {
             load = model;
             if (!a.ensemble_set) { /* the model and the members saved beside it */
