@@ -169,6 +169,18 @@ typedef struct {
 tsr_status tsr_serve_parse_completion(tsr_serve_completion *c, const char *body, size_t len, char param[64]);
 void tsr_serve_completion_free(tsr_serve_completion *c);
 
+/* A client-given name (e.g. an unknown JSON field) for a one-line message:
+ * copied into out (at most cap - 1 bytes, always terminated) with every
+ * control byte (< 0x20 and 0x7f; JSON's "\n" escape reaches a key as a raw
+ * newline) shown as '?'. Header-only, so model endpoints below the server
+ * library share it. */
+static inline void tsr_serve_printable(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    if (cap == 0) return;
+    for (; s && *s && n < cap - 1; s++) out[n++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+    out[n] = '\0';
+}
+
 /* The LLM endpoints (/v1/completions, /v1/models): src/serve/llm.c. */
 extern const tsr_serve_endpoint tsr_serve_llm_endpoint;
 
