@@ -80,6 +80,27 @@ static int thread_id(void) {
 #endif
 }
 
+/* A row's embedding (C floats) into xt and its RoPE (cos, sin) pairs for
+ * position p into ct: the angles p * freq, freq from the table (ff: f32,
+ * interleaved, as run.c; fd: double, half, as tsr_rope_table) or, without
+ * one, computed here the same way. */
+static void embed_row(float *xt, const float *emb, int C, float *ct, int p, int D, const tsr_lm_config *cfg,
+                      const float *ff, const double *fd) {
+    memcpy(xt, emb, sizeof(float) * (size_t)C);
+    for (int i = 0; i < D; i += 2) {
+        if (cfg->rope_layout == TSR_LM_ROPE_INTERLEAVED) {
+            float freq = ff ? ff[i / 2] : 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
+            float ang = (float)p * freq;
+            ct[i] = cosf(ang);
+            ct[i + 1] = sinf(ang);
+        } else {
+            double ang = (double)p * (fd ? fd[i / 2] : pow((double)cfg->rope_theta, -(double)i / (double)D));
+            ct[i] = (float)cos(ang);
+            ct[i + 1] = (float)sin(ang);
+        }
+    }
+}
+
 /* last_only: logits (V) of the final token only (prefill needs no more).
  * pos0 is the first cache slot written. pos NULL: causal (row t is at
  * position pos0 + t and sees slots 0..pos0+t). Otherwise row t is at
@@ -187,23 +208,17 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         if (inter) freq_f[i / 2] = 1.0f / powf(cfg->rope_theta, (float)i / (float)D); /* as run.c, in f32 */
         else freq_d[i / 2] = pow((double)cfg->rope_theta, -(double)i / (double)D);   /* as tsr_rope_table, in double */
     }
-#pragma omp parallel for schedule(static) if (n >= 8 && nth > 1)
-    for (int t = 0; t < n; t++) {
-        memcpy(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, sizeof(float) * (size_t)C);
-        float *ct = cs + (size_t)t * D;
-        const int p = pos ? pos[t] : pos0 + t;
-        for (int i = 0; i < D; i += 2) {
-            if (inter) {
-                float freq = once ? freq_f[i / 2] : 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
-                float ang = (float)p * freq;
-                ct[i] = cosf(ang);
-                ct[i + 1] = sinf(ang);
-            } else {
-                double ang = (double)p * (once ? freq_d[i / 2] : pow((double)cfg->rope_theta, -(double)i / (double)D));
-                ct[i] = (float)cos(ang);
-                ct[i + 1] = (float)sin(ang);
-            }
-        }
+    const float *ff = once && inter ? freq_f : NULL;
+    const double *fd = once && !inter ? freq_d : NULL;
+    if (n >= 8 && nth > 1) {
+#pragma omp parallel for schedule(static)
+        for (int t = 0; t < n; t++)
+            embed_row(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, C, cs + (size_t)t * D, pos ? pos[t] : pos0 + t,
+                      D, cfg, ff, fd);
+    } else {
+        for (int t = 0; t < n; t++)
+            embed_row(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, C, cs + (size_t)t * D, pos ? pos[t] : pos0 + t,
+                      D, cfg, ff, fd);
     }
 
     /* the per-row work (norms, RoPE, SwiGLU) is split over the threads
