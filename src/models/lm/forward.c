@@ -178,19 +178,28 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         }
     }
 
+    /* RoPE angles: pos * freq, the frequencies computed once per forward
+     * (for head sizes up to 256; the same values computed per row beyond) */
+    const bool inter = cfg->rope_layout == TSR_LM_ROPE_INTERLEAVED, once = D <= 256;
+    float freq_f[128];
+    double freq_d[128];
+    for (int i = 0; once && i < D; i += 2) {
+        if (inter) freq_f[i / 2] = 1.0f / powf(cfg->rope_theta, (float)i / (float)D); /* as run.c, in f32 */
+        else freq_d[i / 2] = pow((double)cfg->rope_theta, -(double)i / (double)D);   /* as tsr_rope_table, in double */
+    }
+#pragma omp parallel for schedule(static) if (n >= 8 && nth > 1)
     for (int t = 0; t < n; t++) {
         memcpy(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, sizeof(float) * (size_t)C);
         float *ct = cs + (size_t)t * D;
+        const int p = pos ? pos[t] : pos0 + t;
         for (int i = 0; i < D; i += 2) {
-            if (cfg->rope_layout == TSR_LM_ROPE_INTERLEAVED) {
-                /* as run.c, in f32 */
-                float freq = 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
-                float ang = (float)(pos ? pos[t] : pos0 + t) * freq;
+            if (inter) {
+                float freq = once ? freq_f[i / 2] : 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
+                float ang = (float)p * freq;
                 ct[i] = cosf(ang);
                 ct[i + 1] = sinf(ang);
             } else {
-                /* as the training side (tsr_rope_table), in double */
-                double ang = (double)(pos ? pos[t] : pos0 + t) * pow((double)cfg->rope_theta, -(double)i / (double)D);
+                double ang = (double)p * (once ? freq_d[i / 2] : pow((double)cfg->rope_theta, -(double)i / (double)D));
                 ct[i] = (float)cos(ang);
                 ct[i + 1] = (float)sin(ang);
             }
@@ -206,9 +215,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         float *kn = rc ? kbuf : kc + (size_t)pos0 * kv, *vn = rc ? vbuf : vc + (size_t)pos0 * kv;
 
         for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_att, C, cfg->norm_eps);
-        tsr_lm_matmul(q, C, xb, C, &L->wq, n, mms);
-        tsr_lm_matmul(kn, kv, xb, C, &L->wk, n, mms);
-        tsr_lm_matmul(vn, kv, xb, C, &L->wv, n, mms);
+        {
+            float *const o[3] = {q, kn, vn};
+            const int ld[3] = {C, kv, kv};
+            const tsr_lm_mat *const w[3] = {&L->wq, &L->wk, &L->wv};
+            tsr_lm_matmul_multi(3, o, ld, xb, C, w, n, mms);
+        }
         for (int t = 0; t < n; t++) {
             rope(q + (size_t)t * C, C, D, cs + (size_t)t * D, cfg->rope_layout);
             rope(kn + (size_t)t * kv, kv, D, cs + (size_t)t * D, cfg->rope_layout);
@@ -250,8 +262,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
 
         for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_ffn, C, cfg->norm_eps);
-        tsr_lm_matmul(hb, Hd, xb, C, &L->w1, n, mms);
-        tsr_lm_matmul(hb2, Hd, xb, C, &L->w3, n, mms);
+        {
+            float *const o[2] = {hb, hb2};
+            const int ld[2] = {Hd, Hd};
+            const tsr_lm_mat *const w[2] = {&L->w1, &L->w3};
+            tsr_lm_matmul_multi(2, o, ld, xb, C, w, n, mms);
+        }
 #pragma omp parallel for schedule(static) if (par_rows)
         for (int t = 0; t < n; t++)
             for (size_t i = (size_t)t * Hd; i < (size_t)(t + 1) * Hd; i++) {
