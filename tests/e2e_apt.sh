@@ -79,6 +79,10 @@ done
 expect 2 "--threshold must be between -100 and 100" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m7.png" --threshold 1000
 [ "$(wc -l < "$T/err")" = 1 ] && [ ! -e "$T/m7.png" ] && ok || bad "segment --threshold 1000: not one line, or a mask was written"
 expect 2 "--threshold expects a number" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m7.png" --threshold nan
+# --feedback off: one decoder pass with every point (no low-res logits fed back); anything but on/off is a usage error
+expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mf.png" --points 3 --iterations 2 --feedback off --json
+grep -q '"decoder_runs": 1,' "$T/out" && ok || bad "segment --feedback off: $(cat "$T/out")"
+expect 2 "--feedback must be on or off" "$BIN" apt eval --feedback maybe
 expect 2 "unknown" "$BIN" apt prompts --landcover "$T/lc.png" --out "$T/p.png" --frobnicate 1
 expect 2 "--points" "$BIN" apt prompts --landcover "$T/lc.png" --out "$T/p.png" --points 0
 expect 0 "" "$BIN" apt --help
@@ -93,6 +97,12 @@ if [ -r "$D/P0005.png" ]; then
         head -c 4096 "$T/j$j.safetensors" | grep -aq "\"apt.color_jitter\":\"$j\"" && ok || bad "checkpoint lacks apt.color_jitter $j"
     done
     [ -s "$T/loss0" ] && [ -s "$T/loss1" ] && ! cmp -s "$T/loss0" "$T/loss1" && ok || bad "--color-jitter left the training loss unchanged"
+    # --scale-jitter: recorded in the checkpoint only when on, and it changes the crops
+    expect 0 "" "$BIN" apt train --data "$D" --steps 2 --batch 2 --warmup 1 --threads 1 --quiet --json --out "$T/s1.safetensors" --scale-jitter
+    sed -n 's/.*"loss": \([-0-9.e]*\).*/\1/p' "$T/out" > "$T/loss_s"
+    head -c 4096 "$T/s1.safetensors" | grep -aq '"apt.scale_jitter":"1"' && ! head -c 4096 "$T/j0.safetensors" | grep -aq 'apt.scale_jitter' && ok ||
+        bad "apt.scale_jitter not recorded as asked"
+    [ -s "$T/loss_s" ] && ! cmp -s "$T/loss0" "$T/loss_s" && ok || bad "--scale-jitter left the training loss unchanged"
 fi
 
 if [ "$GDAL" = 1 ] && [ -r "$WC" ]; then

@@ -154,6 +154,25 @@ expect 0 "$BIN" ctnet eval $S $M --seeds 2 --methods ctnet,target-only,retrain -
 lines "$T/out" 3
 for f in '"method": "ctnet"' '"method": "retrain"' '"pair"' '"periods"' '"auc_mean"' '"auc_ci95"' '"logloss_mean"' \
     '"auc_per_period"' '"train_seconds_per_period"' '"examples_per_period"'; do has "$T/out" "$f"; done
+# eval --tuned: a method takes every hyper-parameter of its best validation
+# line; a line of the zero-source diagnostic is no setting
+{
+    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.6, "lr": 0.004, "epochs": 2, "source_epochs": 3, "weight_decay": 0.0002, "adapter_std": 0.05}'
+    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.9, "lr": 0.005, "epochs": 4, "zero_source_states": true}'
+    echo '{"method": "ctnet", "pair": "other", "split": "validation", "auc_mean": 0.95, "lr": 0.006, "epochs": 5}'
+    echo '{"method": "target-only", "pair": "csv", "split": "validation", "auc_mean": 0.5, "lr": 0.003, "epochs": 1}'
+} >"$T/tuned.jsonl"
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet,target-only --tuned "$T/tuned.jsonl" --json
+lines "$T/out" 2
+has "$T/out" '"method": "ctnet".*"lr": 0.004, "epochs": 2, "source_epochs": 3, "weight_decay": 0.0002, "adapter_std": 0.05}'
+has "$T/out" '"method": "target-only".*"lr": 0.003, "epochs": 1, "source_epochs": 2, "weight_decay": 1e-05,'
+# the diagnostic: adapters fed zeros instead of the source states score differently
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --adapter-std 1 --json
+sed 's/.*"logloss_mean": \([^,]*\),.*/\1/' "$T/out" >"$T/ll_src"
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --adapter-std 1 --zero-source-states --json
+has "$T/out" '"zero_source_states": true}'
+sed 's/.*"logloss_mean": \([^,]*\),.*/\1/' "$T/out" >"$T/ll_zero"
+if ! cmp -s "$T/ll_src" "$T/ll_zero"; then ok; else bad "--zero-source-states changed nothing ($(cat "$T/ll_zero"))"; fi
 expect 0 "$BIN" ctnet bench --model "$T/a.safetensors" $S --requests 50 --batch 32 --json
 has "$T/out" '"rows_per_s_per_core"'
 

@@ -101,6 +101,17 @@ if [ -r "$ML/tags.csv" ]; then
         "$BIN" higen index --catalog "$ML" --model "$M" --threads 1 >/dev/null 2>>"$TMP/err" &&
         "$BIN" higen train --what generator $tiny >/dev/null 2>>"$TMP/err" && ok ||
         bad "personalised training: $(tail -1 "$TMP/err")"
+    # the encoder with indexing pairs (item text views -> item) and random negatives, tune subset held
+    # out: it reports tune_loss, and a run stopped and resumed ends with the same weights
+    ep="--what encoder --catalog $ML --dim 16 --hidden 32 --heads 2 --layers 1 --steps 4 --batch 8 --threads 1 --quiet --eval-every 2 --index-pairs --index-span 0.5 --index-drop 0.2 --random-neg --tune"
+    mkdir -p "$TMP/ep1" "$TMP/ep2" && cp "$M"/tokenizer.json "$TMP/ep1/" && cp "$M"/tokenizer.json "$TMP/ep2/"
+    js=$("$BIN" higen train $ep --model "$TMP/ep1" --json 2>/dev/null)
+    "$BIN" higen train $ep --model "$TMP/ep2" --stop-after 2 >/dev/null 2>&1
+    "$BIN" higen train $ep --model "$TMP/ep2" --resume >/dev/null 2>&1
+    echo "$js" | grep -q '"tune_loss"' && cmp -s "$TMP/ep1/encoder.safetensors" "$TMP/ep2/encoder.safetensors" && ok ||
+        bad "encoder --index-pairs --random-neg --tune: '$js'"
+    "$BIN" higen train --what generator --index-pairs --model "$TMP/ep1" --catalog "$ML" >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "--index-pairs for the generator is not a usage error"
     # --keep-best: the tune subset held out, the lowest-tune-loss evaluation kept; a run stopped and
     # resumed ends with the same files as one straight run
     kb="--what generator --catalog $ML --dim 16 --hidden 32 --heads 2 --layers 1 --steps 4 --batch 8 --threads 1 --quiet --lr 0.05 --eval-every 1 --keep-best"
@@ -144,6 +155,9 @@ if command -v curl >/dev/null 2>&1 && [ -f models/higen-debian/higen.generator.s
             code=$(curl -s --max-time 60 -o "$TMP/resp" -w '%{http_code}' "$U" -d "$body")
             [ "$code" = 400 ] && grep -q '"error"' "$TMP/resp" && ok || bad "/v1/search $body: HTTP $code"
         done
+        # an unknown field's name is echoed on one line: a newline in it shows as '?'
+        code=$(curl -s --max-time 60 -o "$TMP/resp" -w '%{http_code}' "$U" -d '{"query": "x", "a\nb": 1}')
+        [ "$code" = 400 ] && grep -q "unknown field 'a?b'" "$TMP/resp" && ok || bad "/v1/search newline field: $(cat "$TMP/resp")"
         curl -s --max-time 60 "$U" -d '{"query": "text editor", "k": 2}' | grep -q '"results"' && ok ||
             bad "the server stopped answering after bad requests"
     else

@@ -410,6 +410,12 @@ req s10 '{"image":"@IMG@","landcover":"@LC@","iterations":0}'
 check_bad_at 400 /v1/segment s10 iterations
 req s11 '[1, 2]'
 check_bad_at 400 /v1/segment s11
+# an unknown field's name is echoed on one line: control bytes show as '?'
+printf '%s' '{"a\nb\u0001c": 1}' >"$TMP/nl.json"
+for path in /v1/detect /v1/segment; do
+    check_bad_at 400 $path nl.json
+    grep -q "unknown field 'a?b?c'" "$TMP/e.json" && ok || bad "$path newline field: $(head -c 200 "$TMP/e.json")"
+done
 $C $U/metrics >"$TMP/metrics_c.txt"
 grep -q '^tessera_detect_boxes_total 10$' "$TMP/metrics_c.txt" && grep -q '^tessera_segment_masks_total 2$' "$TMP/metrics_c.txt" &&
     grep -q '^tessera_requests_total{endpoint="/v1/detect",status="400"} [1-9]' "$TMP/metrics_c.txt" && ok ||

@@ -272,6 +272,25 @@ static void test_segment(void) {
         for (int i = 0; i < p.n; i++) want += i == 0 ? 1 + 2 : 2 + 1; /* 1 + iters, then iters + 1 per point */
         TU_CHECK(bad == 0 && ss.tiles >= 1, "segment (%s): binary mask, %d tiles", tiled ? "tiled" : "whole", ss.tiles);
         if (!tiled) TU_CHECK(ss.decoder_runs == want, "decoder runs %lld, want %lld", (long long)ss.decoder_runs, (long long)want);
+        if (!tiled) { /* without feedback: one pass with every point, the same mask as a direct prediction */
+            tsr_apt_seg_opts onf = o;
+            onf.no_feedback = true;
+            onf.postprocess = false;
+            uint8_t *m1 = malloc((size_t)h * w), *m2 = malloc((size_t)h * w);
+            tsr_apt_segment(&m, &onf, rgb, h, w, &p, m1, &ss);
+            TU_CHECK(ss.decoder_runs == 1, "no feedback: %lld decoder runs, want 1", (long long)ss.decoder_runs);
+            tsr_apt_state s;
+            tsr_apt_begin(&s, &m, rgb, h, w);
+            int L = 4 * m.grid;
+            float *low = malloc(sizeof(float) * (size_t)L * L);
+            tsr_apt_predict(&s, p.x, p.y, p.label, p.n, NULL, low);
+            tsr_apt_upscale(&s, low, m2);
+            tsr_apt_end(&s);
+            TU_CHECK(memcmp(m1, m2, (size_t)h * w) == 0, "no feedback: the mask of one pass with all %d points", p.n);
+            free(low);
+            free(m1);
+            free(m2);
+        }
         /* the logit threshold: a lower one never removes a pixel (before post-processing) */
         uint8_t *lo = malloc((size_t)h * w), *hi = malloc((size_t)h * w);
         tsr_apt_seg_opts o2 = o;

@@ -2,9 +2,11 @@
 """Markdown tables of docs/ctnet.md from the JSON lines of tools/ctnet_protocol.sh.
 
 usage: tools/ctnet_tables.py OUTDIR [LABEL]
-Reads OUTDIR/validation.jsonl and OUTDIR/eval.jsonl; prints, per pair, the
-evaluation table (every method at its validation-chosen setting, the time
-column as a share of retrain's) and the validation grid it was chosen on.
+Reads OUTDIR/validation.jsonl, OUTDIR/eval.jsonl and, when present,
+OUTDIR/diagnostics.jsonl; prints, per pair, the evaluation table (every
+method at its validation-chosen setting, the time column as a share of
+retrain's), the validation grid and other settings it was chosen on, and
+the diagnostics.
 Standard library only."""
 import json
 import os
@@ -16,6 +18,26 @@ def load(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+DEFAULTS = {"source_epochs": 2, "weight_decay": 1e-5, "adapter_std": 1e-3}
+
+
+# the methods a setting acts on (source epochs: a source tower updated on
+# its own; adapter std: the near-zero init of ctnet's W_a and CoNet's links)
+USES = {"source_epochs": ("ctnet", "ctnet-no-adapters", "ctnet-no-gate", "ctnet-random-adapters", "fine-tune"),
+        "adapter_std": ("ctnet", "ctnet-no-gate", "cross-domain")}
+
+
+def extras(r):
+    """the settings of a line beyond lr and epochs that differ from the defaults"""
+    out = []
+    for k, short in (("source_epochs", "source ep"), ("weight_decay", "wd"), ("adapter_std", "adapter std")):
+        if k in USES and r["method"] not in USES[k]:
+            continue
+        if k in r and abs(r[k] - DEFAULTS[k]) > 1e-12:
+            out.append(f"{short} {r[k]:g}")
+    return ", ".join(out)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit("usage: tools/ctnet_tables.py OUTDIR [LABEL]")
@@ -23,6 +45,8 @@ def main():
     label = sys.argv[2] if len(sys.argv) > 2 else ""
     val = load(os.path.join(out, "validation.jsonl"))
     ev = load(os.path.join(out, "eval.jsonl"))
+    dp = os.path.join(out, "diagnostics.jsonl")
+    diags = load(dp) if os.path.exists(dp) else []
     pairs = []
     for r in ev:
         if r["pair"] not in pairs:
@@ -33,14 +57,14 @@ def main():
         base = rt[-1]["train_seconds_per_period"] if rt else float("nan")
         best = max((r for r in rows if not r["method"].startswith("ctnet")), key=lambda r: r["auc_mean"])
         print(f"#### {label}{pair}: periods {rows[0]['periods'][0]}–{rows[0]['periods'][1]}\n")
-        print("| method | lr | epochs | validation AUC | AUC (mean ± 95%) | log loss | train CPU s/period | vs retrain | source CPU s/period | examples/period |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| method | lr | epochs | other settings | validation AUC | AUC (mean ± 95%) | log loss | train CPU s/period | vs retrain | source CPU s/period | examples/period |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             share = r["train_seconds_per_period"] / base if base > 0 else float("nan")
             auc = f"{r['auc_mean']:.4f} ± {r['auc_ci95']:.4f}"
             if r is best or r["method"] == "ctnet":
                 auc = f"**{auc}**"
-            print(f"| `{r['method']}` | {r['lr']:g} | {r['epochs']} | {r['validation_auc']:.4f} | {auc} | "
+            print(f"| `{r['method']}` | {r['lr']:g} | {r['epochs']} | {extras(r)} | {r['validation_auc']:.4f} | {auc} | "
                   f"{r['logloss_mean']:.4f} | {r['train_seconds_per_period']:.4f} | {100 * share:.0f}% | "
                   f"{r['source_seconds_per_period']:.4f} | {r['examples_per_period']:.1f} |")
         ct = [r for r in rows if r["method"] == "ctnet"]
@@ -50,10 +74,13 @@ def main():
             print(f"\nctnet − best baseline (`{best['method']}`): {d:+.4f}; intervals ±{c['auc_ci95']:.4f} and "
                   f"±{best['auc_ci95']:.4f}; "
                   f"{'separated' if abs(d) > c['auc_ci95'] + best['auc_ci95'] else 'overlapping'}.")
-        grid = {}
+        grid, other = {}, []
         for r in val:
             if r["pair"] == pair:
-                grid.setdefault(r["method"], {})[(r["lr"], r["epochs"])] = r["auc_mean"]
+                if extras(r):
+                    other.append(r)
+                else:
+                    grid.setdefault(r["method"], {})[(r["lr"], r["epochs"])] = r["auc_mean"]
         keys = sorted({k for g in grid.values() for k in g})
         if keys:
             print(f"\nValidation AUC per setting ({val[0]['seeds']} seeds, periods "
@@ -63,6 +90,21 @@ def main():
             print("|---|" + "---|" * len(keys))
             for m, g in grid.items():
                 print(f"| `{m}` | " + " | ".join(f"{g[k]:.4f}" if k in g else "" for k in keys) + " |")
+        if other:
+            print("\nOther settings on the validation periods:\n")
+            print("| method | lr | epochs | setting | validation AUC |")
+            print("|---|---|---|---|---|")
+            for r in other:
+                print(f"| `{r['method']}` | {r['lr']:g} | {r['epochs']} | {extras(r)} | {r['auc_mean']:.4f} ± {r['auc_ci95']:.4f} |")
+        diag = [r for r in diags if r["pair"] == pair]
+        if diag:
+            print("\nDiagnostics on the validation periods (not used for any choice):\n")
+            print("| method | lr | epochs | setting | validation AUC | per period |")
+            print("|---|---|---|---|---|---|")
+            for r in diag:
+                st = extras(r) + (", adapters read zeros" if r.get("zero_source_states") else "")
+                pp = " / ".join(f"{x:.3f}" for x in r["auc_per_period"])
+                print(f"| `{r['method']}` | {r['lr']:g} | {r['epochs']} | {st} | {r['auc_mean']:.4f} ± {r['auc_ci95']:.4f} | {pp} |")
         print()
 
 

@@ -71,6 +71,7 @@ typedef struct {
     double encode_s, decode_s;
     int64_t decoder_runs;
     float threshold;        /* mask logit threshold of tsr_apt_upscale (0 after begin: SAM's) */
+    bool no_feedback;       /* tsr_apt_run without the low-res logits fed back (false after begin) */
 } tsr_apt_state;
 
 /* rgb (h,w,3) -> embedding (one encoder pass) */
@@ -84,7 +85,9 @@ float tsr_apt_predict(tsr_apt_state *s, const float *x, const float *y, const in
 /* APT's prompting (the official "point_model"): points are added one at a
  * time; after each addition the decoder runs iters+1 times (iters for the
  * first point after an initial pass without a mask), each time fed the
- * previous low-res logits. lowres (4g x 4g) gets the final logits. */
+ * previous low-res logits. lowres (4g x 4g) gets the final logits. With
+ * s->no_feedback there is no mask input, so the passes before the last
+ * cannot change it: one pass with every point. */
 void tsr_apt_run(tsr_apt_state *s, const tsr_apt_points *p, int iters, float *lowres);
 /* low-res logits -> probability-free binary mask (h,w) at the original
  * size (bilinear to the encoder input, crop, bilinear to (h,w), > s->threshold) */
@@ -108,6 +111,7 @@ typedef struct {
     bool postprocess;
     int min_area;
     float threshold;     /* mask logit threshold (0: SAM's) */
+    bool no_feedback;    /* no low-res logits fed back (tsr_apt_state.no_feedback) */
 } tsr_apt_seg_opts;
 typedef struct {
     double encode_s, decode_s;

@@ -30,6 +30,7 @@ typedef struct {
     int region[4];               /* x, y, w, h scored in each image (native pixels); w = 0: all */
     float threshold;             /* APT's mask logit threshold (0: SAM's) */
     bool tile_prompts;           /* prompts drawn per tile (tiled models) instead of per image */
+    bool no_feedback;            /* APT without the low-res logits fed back as the mask input */
     int truth;                   /* TSR_APT_TRUTH_ISAID (masks) or TSR_APT_TRUTH_DOTA (filled oriented boxes) */
 } tsr_apt_eval_opts;
 tsr_apt_eval_opts tsr_apt_default_eval_opts(void);

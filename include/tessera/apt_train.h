@@ -48,6 +48,7 @@ typedef struct {
     float focal_weight;     /* focal : dice weight (1; SAM's is 20) */
     float focal_alpha;      /* focal weight of the positives (0.5 balanced; SAM's 0.25) */
     bool color_jitter;      /* per-crop saturation, contrast, brightness and channel-order jitter */
+    bool scale_jitter;      /* per-crop scale: 1/2 to 2 image pixels per crop pixel (log-uniform, nearest) */
 } tsr_apt_train_opts;
 
 tsr_apt_train_opts tsr_apt_default_train_opts(void);

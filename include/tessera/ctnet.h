@@ -241,6 +241,10 @@ typedef struct {
     int batch;
     float lr, weight_decay, adapter_std;
     uint64_t seed;
+    /* diagnostic (eval only, not saved in a state): CTNet's adapters and
+     * the no-adapters concat read zeros instead of the frozen source
+     * tower's states, so only their biases remain */
+    bool zero_source;
     /* not part of the trajectory: with a state file, the steps of a period
      * update between checkpoints of its training state (0: none inside an
      * update, a kill then redoes the stage) */

@@ -7,10 +7,6 @@
 #include "tessera/higen.h"
 #include "tessera/train.h"
 
-/* The item/query encoder with InfoNCE over in-batch and BM25 hard
- * negatives on the train pairs; eval: InfoNCE on up to 1,024 valid pairs. */
-tsr_status tsr_higen_train_encoder(tsr_higen_data *d, tsr_benc *m, float tau, int batch,
-                                   const tsr_train_opts *o, tsr_train_result *res);
 /* DSI's indexing task: one example per catalog item, its text -> its
  * docID. Each time an item is drawn, with probability span it shows a
  * random contiguous window of its first TSR_HIGEN_TI text tokens (2 up to
@@ -31,6 +27,20 @@ typedef struct {
  * Returns the number of tokens written (1..Q). Randomness: rng. */
 int tsr_higen_index_view(tsr_rng *rng, const tsr_higen_indexing *ix, const int32_t *src, int len, int Q,
                          int32_t *out);
+
+/* The item/query encoder with InfoNCE over in-batch and BM25 hard
+ * negatives on the train pairs, plus (ix->on) one unsupervised indexing
+ * pair per catalog item: a view of its text (tsr_higen_index_view, up to
+ * d->tq tokens) as the query, the item as the positive and a random item as
+ * the extra negative (inverse-cloze / document-as-query pre-training, over
+ * the whole catalog rather than the items that train queries name).
+ * random_neg: a train pair's extra negative is a uniformly drawn
+ * non-relevant item instead of its BM25 hard negative.
+ * eval: "val_loss", InfoNCE on up to 1,024 valid pairs, and, when the data
+ * holds tune pairs (tsr_higen_data_hold_tune), "tune_loss" on up to 4,096. */
+tsr_status tsr_higen_train_encoder(tsr_higen_data *d, tsr_benc *m, float tau, int batch,
+                                   const tsr_higen_indexing *ix, bool random_neg, const tsr_train_opts *o,
+                                   tsr_train_result *res);
 
 /* The generator on the train pairs (query -> docID of a relevant item),
  * plus the indexing examples (ix->on); eval: "val_loss", the loss on up to

@@ -114,6 +114,9 @@ typedef struct tsr_serve_opts {
     size_t prompt_cache;   /* bytes of finished sequences' KV kept for reuse by
                               requests sharing a token prefix; 0: off */
     double timeout_s;      /* per request (503 when exceeded) */
+    double stream_interval_s; /* a streamed completion's new text is sent at
+                              most this often (its first text and its end at
+                              once); 0: every token as it comes */
     bool access_log;       /* one JSON line per request on stderr */
 } tsr_serve_opts;
 
@@ -168,6 +171,18 @@ typedef struct {
  * unknown ones. */
 tsr_status tsr_serve_parse_completion(tsr_serve_completion *c, const char *body, size_t len, char param[64]);
 void tsr_serve_completion_free(tsr_serve_completion *c);
+
+/* A client-given name (e.g. an unknown JSON field) for a one-line message:
+ * copied into out (at most cap - 1 bytes, always terminated) with every
+ * control byte (< 0x20 and 0x7f; JSON's "\n" escape reaches a key as a raw
+ * newline) shown as '?'. Header-only, so model endpoints below the server
+ * library share it. */
+static inline void tsr_serve_printable(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    if (cap == 0) return;
+    for (; s && *s && n < cap - 1; s++) out[n++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+    out[n] = '\0';
+}
 
 /* The LLM endpoints (/v1/completions, /v1/models): src/serve/llm.c. */
 extern const tsr_serve_endpoint tsr_serve_llm_endpoint;

@@ -37,6 +37,14 @@ static tsr_apt_seg_opts seg_opts_for(const tsr_sam *m, int iters, int min_area) 
     return so;
 }
 
+/* --feedback on|off: the low-res logits fed back as the mask input (APT's loop) or not */
+static int parse_feedback(const char *prog, const char *s, bool *no_feedback) {
+    if (strcmp(s, "on") != 0 && strcmp(s, "off") != 0)
+        return cli_usage_error(prog, "--feedback must be on or off (got '%s')", s);
+    *no_feedback = strcmp(s, "off") == 0;
+    return CLI_OK;
+}
+
 static int parse_mode(const char *prog, const char *s, int *mode) {
     *mode = tsr_apt_mode_parse(s);
     if (*mode < 0) return cli_usage_error(prog, "--mode must be grid, random or superpixel (got '%s')", s);
@@ -95,7 +103,9 @@ static void print_points_json(const tsr_apt_points *p) {
 }
 
 static int cmd_segment(const char *prog, int argc, char **argv) {
-    const char *image = NULL, *landcover = NULL, *out = NULL, *overlay = NULL, *mode_s = "grid", *model = SHIPPED;
+    const char *image = NULL, *landcover = NULL, *out = NULL, *overlay = NULL, *mode_s = "grid", *model = SHIPPED,
+               *feedback_s = "on";
+    bool no_feedback = false;
     int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0;
     float threshold = 0.0f;
     cli_common cm = {0, 1, false};
@@ -109,6 +119,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         {"iterations", ARG_INT, &iters, "K", "prompting iterations (default 3)", NULL},
         {"min-area", ARG_INT, &min_area, "PX", "post-processing: holes and objects below this many pixels go (default 2000)", NULL},
         {"threshold", ARG_FLOAT, &threshold, "T", "mask logit threshold, -100 to 100 (default 0, SAM's)", NULL},
+        {"feedback", ARG_STR, &feedback_s, "on|off", "feed each pass's low-res logits to the next as the mask input (default on, APT's loop)", NULL},
         {"model", ARG_STR, &model, "PATH", "segmenter (default: the shipped " SHIPPED ")", NULL},
         {"out", ARG_STR, &out, "MASK", "mask to write (.tif with the image's georeferencing, or .png)", NULL},
         {"overlay", ARG_STR, &overlay, "PNG", "also write the image with the mask and the points drawn", NULL},
@@ -120,6 +131,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     int mode;
     if (!image || !landcover || !out) return cli_usage_error(prog, "--image, --landcover and --out are required");
     if ((rc = parse_mode(prog, mode_s, &mode)) != CLI_OK) return rc;
+    if ((rc = parse_feedback(prog, feedback_s, &no_feedback)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "class", cls, 0, 255)) || (rc = cli_check_int(prog, "nodata", nodata, -1, 255)) ||
         (rc = cli_check_int(prog, "points", points, 1, 1000)) || (rc = cli_check_int(prog, "iterations", iters, 1, 100)) ||
         (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)) ||
@@ -156,6 +168,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     if (!st.code) {
         tsr_apt_seg_opts so = seg_opts_for(&m, iters, min_area);
         so.threshold = threshold;
+        so.no_feedback = no_feedback;
         if (!cm.json) fprintf(stderr, "%s: %d points (%s), %s\n", prog, p.n, mode_s, so.tiled ? "tiled" : "whole image");
         tsr_apt_segment(&m, &so, img.px, img.h, img.w, &p, mask, &ss);
         st = tsr_raster_write_mask(out, mask, img.w, img.h, &img);
@@ -309,7 +322,7 @@ static int parse_region(const char *prog, const char *s, int r[4]) {
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
     tsr_apt_eval_opts o = tsr_apt_default_eval_opts();
-    const char *region_s = NULL, *per_s = "image", *truth_s = "isaid";
+    const char *region_s = NULL, *per_s = "image", *truth_s = "isaid", *feedback_s = "on";
     const char *mode_s = "grid", *model = SHIPPED, *sup = "models/apt_small_supervised.safetensors",
                *ft = "models/apt_small_finetuned.safetensors";
     int min_area = o.min_area;
@@ -328,6 +341,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"images", ARG_STR, &o.images, "A,B", "held-out image names (default P0003,P0004)", NULL},
         {"region", ARG_STR, &region_s, "X,Y,W,H", "score only this rectangle of each image (native pixels; a validation region)", NULL},
         {"threshold", ARG_FLOAT, &o.threshold, "T", "APT's mask logit threshold (default 0, SAM's)", NULL},
+        {"feedback", ARG_STR, &feedback_s, "on|off", "APT feeds each pass's low-res logits to the next (default on)", NULL},
         {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'image' (default) or per 'tile' of a tiled model", NULL},
         {"truth", ARG_STR, &truth_s, "KIND", "true masks: 'isaid' instance masks (default) or 'dota': NAME.txt oriented vehicle boxes, filled", NULL},
         CLI_COMMON_SEED(&cm), CLI_COMMON_THREADS(&cm), CLI_COMMON_JSON(&cm),
@@ -337,6 +351,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if ((rc = parse_mode(prog, mode_s, &o.mode)) != CLI_OK) return rc;
+    if ((rc = parse_feedback(prog, feedback_s, &o.no_feedback)) != CLI_OK) return rc;
     if (region_s && (rc = parse_region(prog, region_s, o.region)) != CLI_OK) return rc;
     if (strcmp(per_s, "image") != 0 && strcmp(per_s, "tile") != 0)
         return cli_usage_error(prog, "--prompts-per must be image or tile (got '%s')", per_s);
@@ -391,8 +406,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 printf(", \"iou_finetuned\": %.4f", r.finetuned.iou);
             }
             printf(", \"points\": %lld, \"decoder_runs\": %lld, \"factor\": %d, \"noise\": %.3f, \"threshold\": %g, "
-                   "\"prompts_per\": \"%s\", \"truth\": \"%s\", \"seconds\": %.1f, \"per_image\": [",
-                   (long long)r.points, (long long)r.decoder_runs, o.factor, (double)o.noise, (double)o.threshold, per_s, truth_s,
+                   "\"prompts_per\": \"%s\", \"truth\": \"%s\", \"feedback\": \"%s\", \"seconds\": %.1f, \"per_image\": [",
+                   (long long)r.points, (long long)r.decoder_runs, o.factor, (double)o.noise, (double)o.threshold, per_s, truth_s, o.no_feedback ? "off" : "on",
                    sec);
             for (int i = 0; i < r.images && i < TSR_APT_EVAL_MAX_IMAGES; i++)
                 printf("%s{\"image\": \"%s\", \"iou\": %.4f, \"iou_coarse\": %.4f}", i ? ", " : "", r.per_image[i].name,
@@ -505,6 +520,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"focal-weight", ARG_FLOAT, &o.focal_weight, "W", "focal : dice loss weight (default 1; SAM's 20)", NULL},
         {"focal-alpha", ARG_FLOAT, &o.focal_alpha, "A", "focal weight of the positives (default 0.5; SAM's 0.25)", NULL},
         {"color-jitter", ARG_BOOL, &o.color_jitter, NULL, "jitter each crop's saturation, contrast, brightness and channel order", NULL},
+        {"scale-jitter", ARG_BOOL, &o.scale_jitter, NULL, "draw each crop at 1/2 to 2 image pixels per crop pixel (log-uniform)", NULL},
     };
     int rc = cli_train_parse(prog, "Train a small promptable segmenter on real iSAID masks (SAM-style interactive prompts, "
                              "focal + dice + IoU-head losses).",

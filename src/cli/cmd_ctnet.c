@@ -257,7 +257,12 @@ static int cmd_train(const char *prog, int argc, char **argv) {
 /* From the JSON lines of 'eval --validation' runs (any number of lr /
  * epochs settings): each method's setting with the best validation AUC on
  * this pair. found[m] false when the file has none for m. */
-static tsr_status read_tuned(const char *path, const char *pair, float *lr, int *epochs, bool *found) {
+typedef struct {
+    float lr, weight_decay, adapter_std;
+    int epochs, source_epochs; /* source_epochs, weight_decay, adapter_std: < 0 when the line has none */
+} tuned_setting;
+
+static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *set, bool *found) {
     char *buf;
     size_t len;
     tsr_status st = tsr_read_file(path, &buf, &len);
@@ -274,7 +279,9 @@ static tsr_status read_tuned(const char *path, const char *pair, float *lr, int 
             cJSON *j = cJSON_Parse(line);
             cJSON *jm = cJSON_GetObjectItem(j, "method"), *jp = cJSON_GetObjectItem(j, "pair"),
                   *js = cJSON_GetObjectItem(j, "split"), *ja = cJSON_GetObjectItem(j, "auc_mean"),
-                  *jl = cJSON_GetObjectItem(j, "lr"), *je = cJSON_GetObjectItem(j, "epochs");
+                  *jl = cJSON_GetObjectItem(j, "lr"), *je = cJSON_GetObjectItem(j, "epochs"),
+                  *jse = cJSON_GetObjectItem(j, "source_epochs"), *jwd = cJSON_GetObjectItem(j, "weight_decay"),
+                  *jas = cJSON_GetObjectItem(j, "adapter_std"), *jz = cJSON_GetObjectItem(j, "zero_source_states");
             if (!j || !cJSON_IsString(jm) || !cJSON_IsString(jp) || !cJSON_IsString(js) || !cJSON_IsNumber(jl) ||
                 !cJSON_IsNumber(je)) {
                 cJSON_Delete(j);
@@ -282,11 +289,13 @@ static tsr_status read_tuned(const char *path, const char *pair, float *lr, int 
                 return tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a line of 'tessera ctnet eval --validation --json'", path, ln);
             }
             int m = tsr_ctnet_method_parse(jm->valuestring);
+            /* lines of the zero-source diagnostic are not settings */
             if (m >= 0 && !strcmp(jp->valuestring, pair) && !strcmp(js->valuestring, "validation") &&
-                cJSON_IsNumber(ja) && ja->valuedouble > best[m]) {
+                !cJSON_IsTrue(jz) && cJSON_IsNumber(ja) && ja->valuedouble > best[m]) {
                 best[m] = ja->valuedouble;
-                lr[m] = (float)jl->valuedouble;
-                epochs[m] = je->valueint;
+                set[m] = (tuned_setting){(float)jl->valuedouble, cJSON_IsNumber(jwd) ? (float)jwd->valuedouble : -1,
+                                         cJSON_IsNumber(jas) ? (float)jas->valuedouble : -1, je->valueint,
+                                         cJSON_IsNumber(jse) ? jse->valueint : -1};
                 found[m] = true;
             }
             cJSON_Delete(j);
@@ -316,6 +325,22 @@ static void json_num(double v) {
     else printf("%.6g", v);
 }
 
+/* the run options of method m: the flags, with the method's tuned setting
+ * (when the file had one) in place of lr, epochs and, where the line
+ * carries them, the source tower's epochs, weight decay and adapter std */
+static tsr_ctnet_run_opts method_opts(const tsr_ctnet_run_opts *base, int m, const tuned_setting *t) {
+    tsr_ctnet_run_opts o = *base;
+    o.method = m;
+    if (!t) return o;
+    o.lr = t->lr;
+    if (m == TSR_CTNET_M_RETRAIN) o.retrain_epochs = t->epochs;
+    else o.epochs = t->epochs;
+    if (t->source_epochs > 0) o.source_epochs = t->source_epochs;
+    if (t->weight_decay >= 0) o.weight_decay = t->weight_decay;
+    if (t->adapter_std >= 0) o.adapter_std = t->adapter_std;
+    return o;
+}
+
 static int cmd_eval(const char *prog, int argc, char **argv) {
     data_flags d;
     data_defaults(&d);
@@ -330,8 +355,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         RUN_SPECS(&r),
         {"methods", ARG_STR, &methods, "LIST", "comma-separated methods (default: all)", NULL},
         {"validation", ARG_BOOL, &validation, NULL, "stop after the validation periods and report them (for choosing hyper-parameters)", NULL},
+        {"zero-source-states", ARG_BOOL, &r.o.zero_source, NULL, "diagnostic: CTNet's adapters (and the no-adapters concat) read zeros instead of the source tower's states", NULL},
         {"plot", ARG_STR, &plot, "PATH", "also draw the AUC per period of every method as a PNG", NULL},
-        {"tuned", ARG_STR, &tuned, "PATH", "JSON lines of 'eval --validation' runs: each method takes the lr and epochs of its best validation AUC on this pair", NULL},
+        {"tuned", ARG_STR, &tuned, "PATH", "JSON lines of 'eval --validation' runs: each method takes the setting (lr, epochs, and source epochs, weight decay and adapter std where given) of its best validation AUC on this pair", NULL},
         {"seeds", ARG_INT, &seeds, "N", "seeds per method (default 5; seeds S..S+N-1)", NULL},
         CTNET_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
@@ -371,11 +397,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     tsr_chart_series series[TSR_CTNET_M_COUNT];
     double xs[TSR_CTNET_MAX_PERIODS];
     int n_series = 0;
-    float t_lr[TSR_CTNET_M_COUNT];
-    int t_ep[TSR_CTNET_M_COUNT];
+    tuned_setting t_set[TSR_CTNET_M_COUNT];
     bool t_found[TSR_CTNET_M_COUNT] = {0};
     if (tuned) {
-        tsr_status st = read_tuned(tuned, pair, t_lr, t_ep, t_found);
+        tsr_status st = read_tuned(tuned, pair, t_set, t_found);
         if (st.code) {
             tsr_ctnet_log_free(&g);
             return cli_fail(st, "pass the output of 'tessera ctnet eval --validation --json'");
@@ -393,13 +418,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         double t_train = 0, t_src = 0, rows = 0;
         int nt = 0;
         for (int s = 0; s < seeds; s++) {
-            tsr_ctnet_run_opts o = r.o;
-            o.method = m;
-            if (t_found[m]) {
-                o.lr = t_lr[m];
-                if (m == TSR_CTNET_M_RETRAIN) o.retrain_epochs = t_ep[m];
-                else o.epochs = t_ep[m];
-            }
+            tsr_ctnet_run_opts o = method_opts(&r.o, m, t_found[m] ? &t_set[m] : NULL);
             o.seed = cm.seed + (uint64_t)s;
             tsr_ctnet_results res;
             tsr_status st = tsr_ctnet_run_protocol(&g, &o, NULL, false, validation ? d.val : 0, false, &res, NULL);
@@ -450,11 +469,14 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             }
             printf("], \"validation_auc\": ");
             json_num(vm);
+            const tsr_ctnet_run_opts mo = method_opts(&r.o, m, t_found[m] ? &t_set[m] : NULL);
             printf(", \"train_seconds_per_period\": %.6g, \"source_seconds_per_period\": %.6g, "
-                   "\"examples_per_period\": %.1f, \"lr\": %g, \"epochs\": %d}\n",
-                   nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0, nt ? rows / nt : 0.0,
-                   (double)(t_found[m] ? t_lr[m] : r.o.lr),
-                   t_found[m] ? t_ep[m] : m == TSR_CTNET_M_RETRAIN ? r.o.retrain_epochs : r.o.epochs);
+                   "\"examples_per_period\": %.1f, \"lr\": %g, \"epochs\": %d, \"source_epochs\": %d, "
+                   "\"weight_decay\": %g, \"adapter_std\": %g%s}\n",
+                   nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0, nt ? rows / nt : 0.0, (double)mo.lr,
+                   m == TSR_CTNET_M_RETRAIN ? mo.retrain_epochs : mo.epochs, mo.source_epochs,
+                   (double)mo.weight_decay, (double)mo.adapter_std,
+                   r.o.zero_source ? ", \"zero_source_states\": true" : "");
         } else {
             printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4f CPU s/period (source %.4f)  %.0f examples/period\n",
                    tsr_ctnet_method_names[m], pair, am, ac, lm, vm, nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0,

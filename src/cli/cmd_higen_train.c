@@ -24,7 +24,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     tsr_higen_gen_cfg gc = {.dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 256,
                             .max_query = 16};
     float tau = 0.05f, pos_decay = 0.5f, sibling = 0.5f;
-    bool no_indexing = false, no_profile = false, tune = false, keep_best = false;
+    bool no_indexing = false, no_profile = false, tune = false, keep_best = false, index_pairs = false, random_neg = false;
     float index_span = 0.f, index_drop = 0.f;
     tsr_train_opts def = tsr_train_default_opts();
     def.steps = 400;
@@ -51,13 +51,17 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         {"tau", ARG_FLOAT, &tau, "X", "encoder: InfoNCE temperature", NULL},
         {"pos-decay", ARG_FLOAT, &pos_decay, "X", "generator: w_p = 1 - decay * p / depth", NULL},
         {"sibling", ARG_FLOAT, &sibling, "X", "generator: weight of the sibling cross-entropy", NULL},
+        {"index-pairs", ARG_BOOL, &index_pairs, NULL, "encoder: add one pair per catalog item, a view of its text "
+                                                       "(--index-span, --index-drop) -> the item", NULL},
+        {"random-neg", ARG_BOOL, &random_neg, NULL, "encoder: a random non-relevant item as each train pair's extra "
+                                                   "negative instead of a BM25 hard negative", NULL},
         {"no-indexing", ARG_BOOL, &no_indexing, NULL, "generator: no item-text -> docID examples", NULL},
         {"no-profile", ARG_BOOL, &no_profile, NULL, "personalised catalog: the queries without the user's profile "
                                                    "(to measure its share; evaluate with a queries file without users)", NULL},
-        {"index-span", ARG_FLOAT, &index_span, "P", "generator: chance that an indexing example shows a random "
+        {"index-span", ARG_FLOAT, &index_span, "P", "chance that an indexing example shows a random "
                                                      "window of the item's text instead of its head", NULL},
-        {"index-drop", ARG_FLOAT, &index_drop, "P", "generator: chance to drop each token of such a window", NULL},
-        {"tune", ARG_BOOL, &tune, NULL, "generator: hold the tuning subset of the train queries out of training "
+        {"index-drop", ARG_FLOAT, &index_drop, "P", "chance to drop each token of such a window", NULL},
+        {"tune", ARG_BOOL, &tune, NULL, "hold the tuning subset of the train queries out of training "
                                         "and report its loss (tune_loss)", NULL},
         {"keep-best", ARG_BOOL, &keep_best, NULL, "generator (implies --tune, needs --eval-every): the model file "
                                                   "ends as the evaluated step with the lowest tune_loss (the last "
@@ -71,7 +75,8 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     bool enc = strcmp(what, "encoder") == 0;
     if (!enc && strcmp(what, "generator") != 0) return cli_usage_error(prog, "--what must be encoder or generator");
     if (keep_best) tune = true;
-    if (enc && tune) return cli_usage_error(prog, "--tune and --keep-best are for --what generator");
+    if (enc && keep_best) return cli_usage_error(prog, "--keep-best is for --what generator");
+    if (!enc && (index_pairs || random_neg)) return cli_usage_error(prog, "--index-pairs and --random-neg are for --what encoder");
     if (keep_best && t.o.eval_every <= 0) return cli_usage_error(prog, "--keep-best needs --eval-every N > 0");
     if (keep_best) t.o.ckpt_every = t.o.eval_every; /* every evaluated step is a candidate */
     const char *index_of = NULL;
@@ -139,7 +144,8 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         if (st.code == TSR_OK) {
             tsr_benc_init_weights(&m, t.o.seed);
             cli_train_begin(&t);
-            st = tsr_higen_train_encoder(&d, &m, tau, t.batch, &t.o, &res);
+            tsr_higen_indexing io = {.on = index_pairs, .span = index_span, .drop = index_drop};
+            st = tsr_higen_train_encoder(&d, &m, tau, t.batch, &io, random_neg, &t.o, &res);
             cli_train_end(&t, &res);
             tsr_benc_free(&m);
         }

@@ -77,7 +77,9 @@ void tsr_apt_run(tsr_apt_state *s, const tsr_apt_points *p, int iters, float *lo
     int L = 4 * s->model->grid;
     float *prev = malloc(sizeof(float) * (size_t)L * (size_t)L);
     TSR_ASSERT(prev);
-    for (int i = 0; i < p->n; i++) {
+    /* without feedback only the pass with every point counts */
+    if (s->no_feedback && p->n > 0) tsr_apt_predict(s, p->x, p->y, p->label, p->n, NULL, lowres);
+    for (int i = 0; i < p->n && !s->no_feedback; i++) {
         int k = i + 1; /* the first k points */
         int runs = i == 0 ? iters : iters + 1;
         if (i == 0) tsr_apt_predict(s, p->x, p->y, p->label, k, NULL, lowres);
@@ -259,6 +261,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
         tsr_apt_state s;
         tsr_apt_begin(&s, m, src, sh, sw);
         s.threshold = o->threshold;
+        s.no_feedback = o->no_feedback;
         tp.n = tp.cap = p->n;
         tp.x = malloc(sizeof(float) * (size_t)(p->n + 1));
         tp.y = malloc(sizeof(float) * (size_t)(p->n + 1));
@@ -308,6 +311,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
                 tsr_apt_state s;
                 tsr_apt_begin(&s, m, tile, th, tw);
                 s.threshold = o->threshold;
+                s.no_feedback = o->no_feedback;
                 tsr_apt_run(&s, &tp, o->iters, low);
                 tsr_apt_upscale(&s, low, tmask);
                 for (int y = 0; y < th; y++)

@@ -124,7 +124,7 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
     snprintf(names, sizeof names, "%s", o->images);
     tsr_apt_conf conf_apt = {0}, conf_coarse = {0}, conf_sup = {0}, conf_ft = {0};
     tsr_apt_seg_opts so = {.shrink = o->shrink, .tiled = o->tiled, .iters = o->iters, .postprocess = true,
-                           .min_area = o->min_area, .threshold = o->threshold};
+                           .min_area = o->min_area, .threshold = o->threshold, .no_feedback = o->no_feedback};
     tsr_status st = tsr_ok();
     for (char *save = NULL, *nm = strtok_r(names, ",", &save); nm && !st.code; nm = strtok_r(NULL, ",", &save)) {
         tsr_apt_image im;

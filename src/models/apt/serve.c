@@ -214,9 +214,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
             /* the name is echoed: control bytes (cJSON lets a raw newline through) shown as '?', so the
              * message stays one line */
             char name[61];
-            size_t n = 0;
-            for (const char *c = e->string; *c && n < sizeof name - 1; c++) name[n++] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
-            name[n] = '\0';
+            tsr_serve_printable(name, sizeof name, e->string);
             bad(rp, 400, e->string,
                 "unknown field '%s' (fields: image, landcover, class, nodata, mode, points_per_class, iterations, "
                 "seed, points, min_area)",

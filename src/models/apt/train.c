@@ -201,13 +201,16 @@ static void jitter_apply(const jitter *j, const uint8_t *in, float out[3]) {
     for (int k = 0; k < 3; k++) out[k] = v[j->perm[k]];
 }
 
-/* a crop (S x S) of the image at (x0,y0), flipped and colour-jittered as asked */
-static void crop(const tsr_apt_image *im, int x0, int y0, int S, bool fx, bool fy, const jitter *jt, float *img,
+/* a crop (S x S) of the image at (x0,y0), z image pixels per crop pixel
+ * (nearest neighbour; z = 1: the pixels themselves), flipped and
+ * colour-jittered as asked */
+static void crop(const tsr_apt_image *im, int x0, int y0, int S, float z, bool fx, bool fy, const jitter *jt, float *img,
                  uint8_t *lab, uint32_t *inst) {
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
             int sx = fx ? S - 1 - x : x, sy = fy ? S - 1 - y : y;
-            int gx = x0 + sx, gy = y0 + sy;
+            int gx = z == 1.0f ? x0 + sx : x0 + (int)(((float)sx + 0.5f) * z),
+                gy = z == 1.0f ? y0 + sy : y0 + (int)(((float)sy + 0.5f) * z);
             bool in = gx < im->w && gy < im->h;
             int64_t s = (int64_t)gy * im->w + gx, d = (int64_t)y * S + x;
             float px[3] = {0, 0, 0};
@@ -322,11 +325,14 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
     for (int b = 0; b < B; b++) {
         /* a crop with some of the class when one can be found */
         for (int tries = 0; tries < 8; tries++) {
-            int x0 = im->w > S ? (int)tsr_rng_below(&c->rng, (uint32_t)(im->w - S + 1)) : 0;
-            int y0 = im->h > S ? (int)tsr_rng_below(&c->rng, (uint32_t)(im->h - S + 1)) : 0;
+            /* scale jitter: 1/2 to 2 image pixels per crop pixel, log-uniform */
+            float z = o->scale_jitter ? exp2f(2.0f * unit(&c->rng) - 1.0f) : 1.0f;
+            int win = z == 1.0f ? S : (int)ceilf((float)S * z);
+            int x0 = im->w > win ? (int)tsr_rng_below(&c->rng, (uint32_t)(im->w - win + 1)) : 0;
+            int y0 = im->h > win ? (int)tsr_rng_below(&c->rng, (uint32_t)(im->h - win + 1)) : 0;
             bool fx = unit(&c->rng) < 0.5f, fy = unit(&c->rng) < 0.5f;
             jitter jt = jitter_draw(&c->rng, o->color_jitter);
-            crop(im, x0, y0, S, fx, fy, &jt, img + 3 * SS * b, lab + SS * b, inst + SS * b);
+            crop(im, x0, y0, S, z, fx, fy, &jt, img + 3 * SS * b, lab + SS * b, inst + SS * b);
             int64_t cnt = 0;
             for (int64_t i = 0; i < SS; i++) cnt += lab[SS * b + i] == 1;
             if (cnt > SS / 50) break;
@@ -533,6 +539,10 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
     kv[k++] = fa;
     kv[k++] = "apt.color_jitter";
     kv[k++] = o->color_jitter ? "1" : "0";
+    if (o->scale_jitter) { /* written only when on: older checkpoints stay resumable */
+        kv[k++] = "apt.scale_jitter";
+        kv[k++] = "1";
+    }
     kv[k] = NULL;
     tsr_train_family f = {.name = "apt", .params = &r.model.params, .config = kv, .n_items = 0,
                           .batch = o->batch, .unit = "img", .arena_bytes = 256u << 20, .ud = &r,

@@ -179,7 +179,8 @@ static void stage_cache_states(stage *s) {
         for (int l = 0; l <= g->n_layers; l++)
             if (s->zs_cache[l]) {
                 const int64_t w = tsr_ctnet_layer_in(g, l);
-                memcpy(s->zs_cache[l] + a * w, tsr_f32(zs[l]), sizeof(float) * (size_t)(B * w));
+                if (r->o.zero_source) memset(s->zs_cache[l] + a * w, 0, sizeof(float) * (size_t)(B * w));
+                else memcpy(s->zs_cache[l] + a * w, tsr_f32(zs[l]), sizeof(float) * (size_t)(B * w));
             }
     }
     tsr_ctx_reset(c);
@@ -345,7 +346,15 @@ static void predict_rows(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t
         c.training = false;
         c.grad_enabled = false;
         tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, g, rows + s, B, &r->o.cfg, NULL);
-        tsr_tensor *logit = method_logit(&c, &r->o.cfg, r->o.method, &r->tgt, &r->src, &r->ad, r->concat_w, &b);
+        tsr_tensor *logit;
+        if (r->o.zero_source && (r->has_ad || r->has_concat)) {
+            tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 1] = {0};
+            for (int l = 0; l <= r->o.cfg.n_layers; l++)
+                zs[l] = tsr_zeros(&c, TSR_F32, TSR_DIMS(B, tsr_ctnet_layer_in(&r->o.cfg, l)));
+            logit = tsr_ctnet_forward_states(&c, &r->o.cfg, &r->tgt, zs, r->has_ad ? &r->ad : NULL, r->concat_w, &b);
+        } else {
+            logit = method_logit(&c, &r->o.cfg, r->o.method, &r->tgt, &r->src, &r->ad, r->concat_w, &b);
+        }
         for (int64_t i = 0; i < B; i++) prob[s + i] = 1.0f / (1.0f + expf(-tsr_f32(logit)[i]));
     }
     tsr_ctx_free(&c);

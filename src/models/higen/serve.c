@@ -111,7 +111,9 @@ static void on_search(void *state, const tsr_serve_request *rq, tsr_serve_reply 
             if (n[0] == 'k') k = (int)v;
             else beam = (int)v;
         } else {
-            snprintf(msg, sizeof msg, "unknown field '%.60s' (query, item, k, beam)", n);
+            char name[61];
+            tsr_serve_printable(name, sizeof name, n);
+            snprintf(msg, sizeof msg, "unknown field '%s' (query, item, k, beam)", name);
             bad(rp, 400, n, msg);
             goto done;
         }

@@ -15,6 +15,9 @@ typedef struct {
     tsr_benc *m;
     float tau;
     int batch;
+    tsr_higen_indexing ix;
+    int64_t n_pairs; /* train pairs; ids beyond are indexing examples */
+    bool random_neg; /* train pairs: a random non-relevant item instead of the BM25 hard negative */
 } benc_run;
 
 static bool rel_has(const tsr_query *q, int32_t item) {
@@ -29,39 +32,61 @@ static bool rel_has(const tsr_query *q, int32_t item) {
 }
 
 /* InfoNCE of pairs[ids] (split sp): queries against their positives then
- * their hard negatives; an item relevant to a query is never its negative */
-static tsr_tensor *benc_batch_loss(tsr_ctx *c, benc_run *r, int sp, const int64_t *ids64, const int32_t *ids32,
-                                   int64_t B) {
+ * their hard negatives; an item relevant to a query is never its negative.
+ * A train id at or beyond n_pairs is an indexing example: a view of item
+ * (id - n_pairs)'s own text (tsr_higen_index_view) against the item, with a
+ * uniformly drawn item as its extra negative; the same item elsewhere in the
+ * batch is not its negative either. */
+static tsr_tensor *benc_batch_loss(tsr_ctx *c, benc_run *r, int sp, const int32_t *ids, int64_t B) {
     tsr_higen_data *d = r->d;
     int tq = d->tq, ti = d->ti;
+    int32_t n_items = d->cat->n_items;
     int32_t *items = malloc((size_t)2 * B * sizeof *items), *qs = malloc((size_t)B * sizeof *qs);
     int32_t *ql = malloc((size_t)B * sizeof *ql), *il = malloc((size_t)2 * B * sizeof *il);
-    TSR_ASSERT(items && qs && ql && il);
+    int32_t *qbuf = calloc((size_t)B * tq, sizeof *qbuf);
+    int8_t *view = malloc((size_t)B);
+    TSR_ASSERT(items && qs && ql && il && qbuf && view);
     int Tq = 1, Ti = 1;
     for (int64_t b = 0; b < B; b++) {
-        int64_t p = ids64 ? ids64[b] : ids32[b];
-        qs[b] = d->pair_q[sp][p];
-        items[b] = d->pair_pos[sp][p];
-        items[B + b] = d->pair_neg[sp][p];
-        ql[b] = d->q_len[qs[b]];
+        int64_t p = ids[b];
+        if (sp != TSR_SPLIT_TRAIN || p < r->n_pairs) {
+            qs[b] = d->pair_q[sp][p];
+            items[b] = d->pair_pos[sp][p];
+            items[B + b] = d->pair_neg[sp][p];
+            if (sp == TSR_SPLIT_TRAIN && r->random_neg)
+                do items[B + b] = (int32_t)tsr_rng_below(&c->rng, (uint32_t)n_items);
+                while (rel_has(&d->qs.q[qs[b]], items[B + b]) && n_items > d->qs.q[qs[b]].n_rel);
+            ql[b] = d->q_len[qs[b]];
+            memcpy(qbuf + (size_t)b * tq, d->q_tok + (size_t)qs[b] * tq, (size_t)ql[b] * sizeof *qbuf);
+            view[b] = (int8_t)tsr_higen_view(d->qs.q[qs[b]].construction);
+        } else {
+            int32_t it = (int32_t)(p - r->n_pairs);
+            qs[b] = -1;
+            items[b] = it;
+            do items[B + b] = (int32_t)tsr_rng_below(&c->rng, (uint32_t)n_items);
+            while (items[B + b] == it && n_items > 1);
+            ql[b] = tsr_higen_index_view(&c->rng, &r->ix, d->item_tok[0] + (size_t)it * ti, d->item_len[0][it], tq,
+                                         qbuf + (size_t)b * tq);
+            view[b] = 0;
+        }
         Tq = ql[b] > Tq ? ql[b] : Tq;
     }
     for (int64_t j = 0; j < 2 * B; j++) {
-        int v = tsr_higen_view(d->qs.q[qs[j % B]].construction);
-        il[j] = d->item_len[v][items[j]];
+        il[j] = d->item_len[view[j % B]][items[j]];
         Ti = il[j] > Ti ? il[j] : Ti;
     }
     tsr_tensor *qt = tsr_new(c, TSR_I32, TSR_DIMS(B, Tq)), *it = tsr_new(c, TSR_I32, TSR_DIMS(2 * B, Ti));
     tsr_tensor *eff = tsr_new(c, TSR_F32, TSR_DIMS(2 * B)), *mask = tsr_new(c, TSR_F32, TSR_DIMS(B, 2 * B));
-    for (int64_t b = 0; b < B; b++) memcpy(tsr_i32(qt) + b * Tq, d->q_tok + (size_t)qs[b] * tq, (size_t)Tq * 4);
+    for (int64_t b = 0; b < B; b++) memcpy(tsr_i32(qt) + b * Tq, qbuf + (size_t)b * tq, (size_t)Tq * 4);
     for (int64_t j = 0; j < 2 * B; j++) {
-        int v = tsr_higen_view(d->qs.q[qs[j % B]].construction);
-        memcpy(tsr_i32(it) + j * Ti, d->item_tok[v] + (size_t)items[j] * ti, (size_t)Ti * 4);
+        memcpy(tsr_i32(it) + j * Ti, d->item_tok[view[j % B]] + (size_t)items[j] * ti, (size_t)Ti * 4);
         tsr_f32(eff)[j] = d->cat->items[items[j]].efficiency;
     }
     for (int64_t b = 0; b < B; b++)
-        for (int64_t j = 0; j < 2 * B; j++)
-            tsr_f32(mask)[b * 2 * B + j] = j != b && rel_has(&d->qs.q[qs[b]], items[j]) ? -1e9f : 0.f;
+        for (int64_t j = 0; j < 2 * B; j++) {
+            bool rel = qs[b] >= 0 ? rel_has(&d->qs.q[qs[b]], items[j]) : items[j] == items[b];
+            tsr_f32(mask)[b * 2 * B + j] = j != b && rel ? -1e9f : 0.f;
+        }
     tsr_tensor *qe = tsr_benc_encode(c, r->m, qt, ql, NULL, NULL);
     tsr_tensor *de = tsr_benc_encode(c, r->m, it, il, eff, NULL);
     tsr_tensor *loss = tsr_benc_infonce(c, qe, de, r->tau, mask);
@@ -69,20 +94,20 @@ static tsr_tensor *benc_batch_loss(tsr_ctx *c, benc_run *r, int sp, const int64_
     free(qs);
     free(ql);
     free(il);
+    free(qbuf);
+    free(view);
     return loss;
 }
 
 static tsr_status benc_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss) {
-    tsr_tensor *l = benc_batch_loss(c, ud, TSR_SPLIT_TRAIN, NULL, ids, n);
+    tsr_tensor *l = benc_batch_loss(c, ud, TSR_SPLIT_TRAIN, ids, n);
     *loss = tsr_f32(l)[0];
     tsr_backward(c, l);
     return tsr_ok();
 }
 
-static tsr_status benc_eval(void *ud, tsr_train_metrics *m) {
-    benc_run *r = ud;
-    int64_t n = r->d->n_pairs[TSR_SPLIT_VALID];
-    if (n > 1024) n = 1024;
+/* mean InfoNCE over the first n pairs of slot sp, in whole fixed batches */
+static double benc_slot_loss(benc_run *r, int sp, int64_t n) {
     tsr_ctx c;
     tsr_ctx_init(&c, 1 << 24);
     c.grad_enabled = false;
@@ -90,15 +115,22 @@ static tsr_status benc_eval(void *ud, tsr_train_metrics *m) {
     int64_t cnt = 0;
     int32_t *ids = malloc((size_t)r->batch * sizeof *ids);
     TSR_ASSERT(ids);
-    for (int64_t a = 0; a + r->batch <= n; a += r->batch) { /* fixed batches: the first n valid pairs */
+    for (int64_t a = 0; a + r->batch <= n; a += r->batch) {
         for (int b = 0; b < r->batch; b++) ids[b] = (int32_t)(a + b);
         tsr_ctx_reset(&c);
-        sum += tsr_f32(benc_batch_loss(&c, r, TSR_SPLIT_VALID, NULL, ids, r->batch))[0];
+        sum += tsr_f32(benc_batch_loss(&c, r, sp, ids, r->batch))[0];
         cnt++;
     }
     free(ids);
     tsr_ctx_free(&c);
-    tsr_train_metric(m, "val_loss", cnt ? sum / (double)cnt : NAN);
+    return cnt ? sum / (double)cnt : NAN;
+}
+
+static tsr_status benc_eval(void *ud, tsr_train_metrics *m) {
+    benc_run *r = ud;
+    int64_t n = r->d->n_pairs[TSR_SPLIT_VALID], nt = r->d->n_pairs[TSR_HIGEN_TUNE];
+    tsr_train_metric(m, "val_loss", benc_slot_loss(r, TSR_SPLIT_VALID, n < 1024 ? n : 1024));
+    if (nt > 0) tsr_train_metric(m, "tune_loss", benc_slot_loss(r, TSR_HIGEN_TUNE, nt < 4096 ? nt : 4096));
     return tsr_ok();
 }
 
@@ -110,21 +142,29 @@ static tsr_status benc_save(void *ud, const char *path, const char *const *meta,
 }
 
 tsr_status tsr_higen_train_encoder(tsr_higen_data *d, tsr_benc *m, float tau, int batch,
-                                   const tsr_train_opts *o, tsr_train_result *res) {
-    benc_run r = {.d = d, .m = m, .tau = tau, .batch = batch};
-    char mb[8 * 16], bs[16], taus[32], np[24], tq[16], ti[16];
-    const char *cfg[16 + 10 + 1];
+                                   const tsr_higen_indexing *ixo, bool random_neg, const tsr_train_opts *o,
+                                   tsr_train_result *res) {
+    benc_run r = {.d = d, .m = m, .tau = tau, .batch = batch, .ix = *ixo, .n_pairs = d->n_pairs[TSR_SPLIT_TRAIN],
+                  .random_neg = random_neg};
+    char mb[8 * 16], bs[16], taus[32], np[24], tq[16], ti[16], ix[8], span[32], drop[32];
+    const char *cfg[16 + 18 + 1];
     tsr_benc_config_kv(&m->cfg, cfg, mb);
     snprintf(bs, sizeof bs, "%d", batch);
     snprintf(taus, sizeof taus, "%g", (double)tau);
     snprintf(np, sizeof np, "%lld", (long long)d->n_pairs[TSR_SPLIT_TRAIN]);
     snprintf(tq, sizeof tq, "%d", d->tq);
     snprintf(ti, sizeof ti, "%d", d->ti);
-    const char *extra[10] = {"train.batch", bs, "train.tau", taus, "data.pairs", np, "data.tq", tq, "data.ti", ti};
+    snprintf(ix, sizeof ix, "%d", ixo->on);
+    snprintf(span, sizeof span, "%g", (double)ixo->span);
+    snprintf(drop, sizeof drop, "%g", (double)ixo->drop);
+    const char *extra[16] = {"train.batch", bs,   "train.tau",       taus, "data.pairs",      np,  "data.tq", tq,
+                             "data.ti",     ti,   "data.indexing",   ix,   "data.index_span", span, "data.index_drop", drop};
     memcpy(cfg + 16, extra, sizeof extra);
-    cfg[26] = NULL;
+    cfg[32] = "train.negative";
+    cfg[33] = random_neg ? "random" : "bm25";
+    cfg[34] = NULL;
     tsr_train_family f = {.name = "higen encoder", .params = &m->params, .config = cfg,
-                          .n_items = d->n_pairs[TSR_SPLIT_TRAIN], .batch = batch, .unit = "pair",
+                          .n_items = r.n_pairs + (ixo->on ? d->cat->n_items : 0), .batch = batch, .unit = "pair",
                           .arena_bytes = (size_t)256 << 20, .ud = &r, .step = benc_step, .eval = benc_eval,
                           .save = benc_save};
     return tsr_train_run(&f, o, res);

@@ -218,8 +218,10 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
         bool ok = false;
         for (size_t k = 0; k < sizeof known / sizeof *known && !ok; k++) ok = strcmp(e->string, known[k]) == 0;
         if (!ok) {
-            bad(rp, 400, e->string, "unknown field '%.60s' (fields: image, classes, min_score, max_det, tile, overlap)",
-                e->string);
+            char name[61];
+            tsr_serve_printable(name, sizeof name, e->string);
+            bad(rp, 400, e->string, "unknown field '%s' (fields: image, classes, min_score, max_det, tile, overlap)",
+                name);
             cJSON_Delete(j);
             return;
         }
