@@ -411,6 +411,87 @@ static void test_prompt_cache(void) {
     tsr_serve_llm_endpoint.unload(tiny);
 }
 
+/* ------------------------------------------------------------ streaming */
+
+/* One streamed completion of j, read as the HTTP front reads it: the texts
+ * of its events concatenated into *text, the events that carried text in
+ * *events, the seconds it took in *secs. Returns false on a failure. */
+static bool stream_job(void *state, const job *j, char **text, int *events, double *secs) {
+    char *b0 = body_of(j);
+    size_t bl = strlen(b0);
+    char *body = malloc(bl + 32);
+    snprintf(body, bl + 32, "%.*s,\"stream\":true}", (int)bl - 1, b0);
+    free(b0);
+    tsr_serve_usage u;
+    memset(&u, 0, sizeof u);
+    double t0 = tsr_time();
+    tsr_serve_request rq = {"POST", "/v1/completions", body, strlen(body), t0 + 60, &u};
+    tsr_serve_reply rp;
+    memset(&rp, 0, sizeof rp);
+    tsr_serve_llm_endpoint.routes[0].handle(state, &rq, &rp);
+    free(body);
+    *text = NULL;
+    *events = 0;
+    emit_cat(text, "", 0);
+    if (!rp.stream_read) return false;
+    char *all = NULL, buf[256];
+    emit_cat(&all, "", 0);
+    ssize_t n;
+    while ((n = rp.stream_read(rp.stream, buf, sizeof buf)) > 0) emit_cat(&all, buf, (size_t)n);
+    rp.stream_free(rp.stream, n == 0);
+    *secs = tsr_time() - t0;
+    bool done = false;
+    for (char *l = strtok(all, "\n"); l; l = strtok(NULL, "\n")) {
+        if (strcmp(l, "data: [DONE]") == 0) {
+            done = true;
+            continue;
+        }
+        cJSON *js = strncmp(l, "data: ", 6) == 0 ? cJSON_Parse(l + 6) : NULL;
+        const cJSON *t = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(js, "choices"), 0), "text");
+        if (cJSON_IsString(t) && t->valuestring[0]) {
+            emit_cat(text, t->valuestring, strlen(t->valuestring));
+            (*events)++;
+        }
+        cJSON_Delete(js);
+    }
+    free(all);
+    return n == 0 && done;
+}
+
+/* --stream-interval: a streamed completion's text is the whole reply's
+ * whatever the interval; with 0 each token's text goes out as it comes,
+ * with a long interval the first text goes out at once and the rest with
+ * the end (or when the reply's thread wakes by itself, once a second). */
+static void test_stream_interval(void) {
+    const job j = {"def add(a, b):", 40, 0.0f, 1.0f, 0, 0, NULL};
+    char *whole = NULL;
+    for (int mode = 0; mode < 2; mode++) {
+        tsr_serve_opts o;
+        tsr_serve_default_opts(&o);
+        o.stream_interval_s = mode ? 3600.0 : 0.0;
+        const char *paths[3] = {MODEL, NULL, NULL};
+        void *state = NULL;
+        tsr_status st = tsr_serve_llm_endpoint.load(&state, paths, &o);
+        TU_CHECK(!st.code, "load: %s", st.msg);
+        if (st.code) return;
+        if (!whole) whole = serve_text(state, &j);
+        char *text = NULL;
+        int events = 0;
+        double secs = 0;
+        bool ok = stream_job(state, &j, &text, &events, &secs);
+        TU_CHECK(ok && whole && strcmp(text, whole) == 0,
+                 "interval %g s: streamed text differs from the whole reply:\n  stream '%s'\n  whole  '%s'",
+                 o.stream_interval_s, text, whole ? whole : "(failed)");
+        if (mode == 0)
+            TU_CHECK(events >= 10, "interval 0: %d text events for %zu bytes of text", events, strlen(text));
+        else
+            TU_CHECK(events <= 2 + (int)secs, "interval 1 h: %d text events in %.1f s", events, secs);
+        free(text);
+        tsr_serve_llm_endpoint.unload(state);
+    }
+    free(whole);
+}
+
 int main(void) {
     test_parser();
     test_forward_batch(TSR_LM_W_F32);
@@ -418,5 +499,6 @@ int main(void) {
     test_forward_batch(TSR_LM_W_Q8);
     test_batching();
     test_prompt_cache();
+    test_stream_interval();
     return tu_finish("serve");
 }

@@ -196,6 +196,12 @@ tsr_status tsr_lm_cache_compact(tsr_lm_cache *c, int n_ctx, const int *keep, int
 size_t tsr_lm_matmul_scratch(const tsr_lm_mat *w, int n);
 void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n,
                    void *scratch);
+/* out[i] = x w[i]^T for cnt (<= 4) matrices with the same column count,
+ * each element with the bits tsr_lm_matmul gives it; where the kernel level
+ * allows, the activations are prepared once and all the products share one
+ * parallel region. scratch: the largest tsr_lm_matmul_scratch of them. */
+void tsr_lm_matmul_multi(int cnt, float *const *out, const int *ldo, const float *x, int ldx,
+                         const tsr_lm_mat *const *w, int n, void *scratch);
 /* naive twin: plain sequential sum (of the same rounded/quantised products
  * for bf16 and Q8) */
 void tsr_lm_matmul_ref(float *out, int ldo, const float *x, int ldx, const tsr_lm_mat *w, int n);

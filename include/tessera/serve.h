@@ -114,6 +114,9 @@ typedef struct tsr_serve_opts {
     size_t prompt_cache;   /* bytes of finished sequences' KV kept for reuse by
                               requests sharing a token prefix; 0: off */
     double timeout_s;      /* per request (503 when exceeded) */
+    double stream_interval_s; /* a streamed completion's new text is sent at
+                              most this often (its first text and its end at
+                              once); 0: every token as it comes */
     bool access_log;       /* one JSON line per request on stderr */
 } tsr_serve_opts;
 

@@ -41,7 +41,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     const char *host = o.host, *api_key = NULL;
     int port = o.port, max_tokens = o.max_tokens, max_conc = o.max_concurrent, max_batch = o.max_batch;
     int64_t max_body = (int64_t)o.max_body, prompt_cache = (int64_t)(o.prompt_cache >> 20);
-    float timeout = (float)o.timeout_s;
+    float timeout = (float)o.timeout_s, stream_ms = (float)(o.stream_interval_s * 1e3);
     bool quiet = false;
     cli_common cm = {0, 0, false};
     const char *paths[MAX_FLAGS + 1];
@@ -61,6 +61,9 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     specs[ns++] = (arg_spec){"prompt-cache", ARG_I64, &prompt_cache, "MIB",
                              "KV of finished sequences kept for requests that share a token prefix (0: off)", NULL};
     specs[ns++] = (arg_spec){"timeout", ARG_FLOAT, &timeout, "S", "per-request limit in seconds (503 beyond); also the drain grace", NULL};
+    specs[ns++] = (arg_spec){"stream-interval", ARG_FLOAT, &stream_ms, "MS",
+                             "a streamed completion's new text goes out at most this often, its first text and its end at once "
+                             "(0: every token)", NULL};
     specs[ns++] = (arg_spec){"quiet", ARG_BOOL, &quiet, NULL, "no access log (one JSON line per request on stderr)", NULL};
     specs[ns++] = (arg_spec)CLI_COMMON_THREADS(&cm);
     int first_model = ns;
@@ -87,6 +90,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     if (max_batch < 1 || max_batch > 1024) return cli_usage_error(prog, "--max-batch must be in 1..1024");
     if (prompt_cache < 0 || prompt_cache > (int64_t)1 << 20) return cli_usage_error(prog, "--prompt-cache must be in 0..1048576 (MiB)");
     if (!(timeout > 0)) return cli_usage_error(prog, "--timeout must be > 0");
+    if (!(stream_ms >= 0 && stream_ms <= 1000)) return cli_usage_error(prog, "--stream-interval must be in 0..1000 (ms)");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     o.host = host;
     o.port = port;
@@ -97,6 +101,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     o.max_batch = max_batch;
     o.prompt_cache = (size_t)prompt_cache << 20;
     o.timeout_s = timeout;
+    o.stream_interval_s = stream_ms * 1e-3;
     o.access_log = !quiet;
 
     /* every thread started from here on inherits this mask: the signals

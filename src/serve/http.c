@@ -31,6 +31,7 @@ void tsr_serve_default_opts(tsr_serve_opts *o) {
     o->max_batch = 32;
     o->prompt_cache = (size_t)128 << 20;
     o->timeout_s = 120;
+    o->stream_interval_s = 0.01;
     o->access_log = true;
 }
 

@@ -111,6 +111,7 @@ struct seq {
     char *stop[TSR_SERVE_MAX_STOP];
     int n_stop;
     double t0, deadline, t_first;
+    double t_wake; /* when the scheduler last woke the reply's thread */
     /* scheduler-owned */
     tsr_lm_cache *cache;
     int fed; /* tokens in the cache */
@@ -348,6 +349,18 @@ static void finish_count(llm *L, int fin) {
     else if (fin == FIN_TIMEOUT) L->finished[3]++;
 }
 
+/* Whether a sequence's reply thread should wake after a step (L->mu
+ * held): once the sequence has finished; for a streamed reply, when it has
+ * new text to send, at once for its first text and then at most every
+ * --stream-interval, so that at many concurrent streams the connection
+ * threads take the cores from the forwards less often; a whole reply
+ * waits for the end only. */
+static bool wake_due(const llm *L, const seq *q, double now) {
+    if (q->fin) return true;
+    if (!q->stream || q->visible <= q->sent) return false;
+    return now - q->t_wake >= L->o.stream_interval_s;
+}
+
 static void *scheduler(void *arg) {
     llm *L = arg;
     const tsr_lm_model *m = &L->lm.m;
@@ -464,6 +477,7 @@ static void *scheduler(void *arg) {
             }
 
         pthread_mutex_lock(&L->mu);
+        now = tsr_time();
         /* cache positions advance by the rows each sequence fed */
         for (int t = 0; t < n; t++) {
             seq *q = NULL;
@@ -480,13 +494,15 @@ static void *scheduler(void *arg) {
                 seq_push_token(q, sampled[r]);
                 L->completion_tokens++;
             }
-            pthread_cond_broadcast(&q->cv);
+            if (wake_due(L, q, now)) {
+                q->t_wake = now;
+                pthread_cond_broadcast(&q->cv);
+            }
         }
         L->steps++;
         L->rows += (uint64_t)n;
         L->seqs_stepped += (uint64_t)n_seq;
         L->batch_hist[batch_bucket(nl)]++;
-        now = tsr_time();
         if (now - L->tps_t0 >= 2.0) {
             L->tps = (double)(L->completion_tokens - L->tps_tok0) / (now - L->tps_t0);
             L->tps_t0 = now;

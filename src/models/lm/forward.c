@@ -80,6 +80,27 @@ static int thread_id(void) {
 #endif
 }
 
+/* A row's embedding (C floats) into xt and its RoPE (cos, sin) pairs for
+ * position p into ct: the angles p * freq, freq from the table (ff: f32,
+ * interleaved, as run.c; fd: double, half, as tsr_rope_table) or, without
+ * one, computed here the same way. */
+static void embed_row(float *xt, const float *emb, int C, float *ct, int p, int D, const tsr_lm_config *cfg,
+                      const float *ff, const double *fd) {
+    memcpy(xt, emb, sizeof(float) * (size_t)C);
+    for (int i = 0; i < D; i += 2) {
+        if (cfg->rope_layout == TSR_LM_ROPE_INTERLEAVED) {
+            float freq = ff ? ff[i / 2] : 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
+            float ang = (float)p * freq;
+            ct[i] = cosf(ang);
+            ct[i + 1] = sinf(ang);
+        } else {
+            double ang = (double)p * (fd ? fd[i / 2] : pow((double)cfg->rope_theta, -(double)i / (double)D));
+            ct[i] = (float)cos(ang);
+            ct[i + 1] = (float)sin(ang);
+        }
+    }
+}
+
 /* last_only: logits (V) of the final token only (prefill needs no more).
  * pos0 is the first cache slot written. pos NULL: causal (row t is at
  * position pos0 + t and sees slots 0..pos0+t). Otherwise row t is at
@@ -178,23 +199,26 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         }
     }
 
-    for (int t = 0; t < n; t++) {
-        memcpy(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, sizeof(float) * (size_t)C);
-        float *ct = cs + (size_t)t * D;
-        for (int i = 0; i < D; i += 2) {
-            if (cfg->rope_layout == TSR_LM_ROPE_INTERLEAVED) {
-                /* as run.c, in f32 */
-                float freq = 1.0f / powf(cfg->rope_theta, (float)i / (float)D);
-                float ang = (float)(pos ? pos[t] : pos0 + t) * freq;
-                ct[i] = cosf(ang);
-                ct[i + 1] = sinf(ang);
-            } else {
-                /* as the training side (tsr_rope_table), in double */
-                double ang = (double)(pos ? pos[t] : pos0 + t) * pow((double)cfg->rope_theta, -(double)i / (double)D);
-                ct[i] = (float)cos(ang);
-                ct[i + 1] = (float)sin(ang);
-            }
-        }
+    /* RoPE angles: pos * freq, the frequencies computed once per forward
+     * (for head sizes up to 256; the same values computed per row beyond) */
+    const bool inter = cfg->rope_layout == TSR_LM_ROPE_INTERLEAVED, once = D <= 256;
+    float freq_f[128];
+    double freq_d[128];
+    for (int i = 0; once && i < D; i += 2) {
+        if (inter) freq_f[i / 2] = 1.0f / powf(cfg->rope_theta, (float)i / (float)D); /* as run.c, in f32 */
+        else freq_d[i / 2] = pow((double)cfg->rope_theta, -(double)i / (double)D);   /* as tsr_rope_table, in double */
+    }
+    const float *ff = once && inter ? freq_f : NULL;
+    const double *fd = once && !inter ? freq_d : NULL;
+    if (n >= 8 && nth > 1) {
+#pragma omp parallel for schedule(static)
+        for (int t = 0; t < n; t++)
+            embed_row(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, C, cs + (size_t)t * D, pos ? pos[t] : pos0 + t,
+                      D, cfg, ff, fd);
+    } else {
+        for (int t = 0; t < n; t++)
+            embed_row(x + (size_t)t * C, m->tok_emb + (size_t)tokens[t] * C, C, cs + (size_t)t * D, pos ? pos[t] : pos0 + t,
+                      D, cfg, ff, fd);
     }
 
     /* the per-row work (norms, RoPE, SwiGLU) is split over the threads
@@ -206,9 +230,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         float *kn = rc ? kbuf : kc + (size_t)pos0 * kv, *vn = rc ? vbuf : vc + (size_t)pos0 * kv;
 
         for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_att, C, cfg->norm_eps);
-        tsr_lm_matmul(q, C, xb, C, &L->wq, n, mms);
-        tsr_lm_matmul(kn, kv, xb, C, &L->wk, n, mms);
-        tsr_lm_matmul(vn, kv, xb, C, &L->wv, n, mms);
+        {
+            float *const o[3] = {q, kn, vn};
+            const int ld[3] = {C, kv, kv};
+            const tsr_lm_mat *const w[3] = {&L->wq, &L->wk, &L->wv};
+            tsr_lm_matmul_multi(3, o, ld, xb, C, w, n, mms);
+        }
         for (int t = 0; t < n; t++) {
             rope(q + (size_t)t * C, C, D, cs + (size_t)t * D, cfg->rope_layout);
             rope(kn + (size_t)t * kv, kv, D, cs + (size_t)t * D, cfg->rope_layout);
@@ -250,8 +277,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
 
         for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_ffn, C, cfg->norm_eps);
-        tsr_lm_matmul(hb, Hd, xb, C, &L->w1, n, mms);
-        tsr_lm_matmul(hb2, Hd, xb, C, &L->w3, n, mms);
+        {
+            float *const o[2] = {hb, hb2};
+            const int ld[2] = {Hd, Hd};
+            const tsr_lm_mat *const w[2] = {&L->w1, &L->w3};
+            tsr_lm_matmul_multi(2, o, ld, xb, C, w, n, mms);
+        }
 #pragma omp parallel for schedule(static) if (par_rows)
         for (int t = 0; t < n; t++)
             for (size_t i = (size_t)t * Hd; i < (size_t)(t + 1) * Hd; i++) {

@@ -32,6 +32,13 @@ void tsr_lm_matmul(float *out, int ldo, const float *x, int ldx, const tsr_lm_ma
     kern()->matmul(out, ldo, x, ldx, w, n, scratch);
 }
 
+void tsr_lm_matmul_multi(int cnt, float *const *out, const int *ldo, const float *x, int ldx, const tsr_lm_mat *const *w,
+                         int n, void *scratch) {
+    const tsr_lm_kern *k = kern();
+    if (k->matmul_multi && k->matmul_multi(cnt, out, ldo, x, ldx, w, n, scratch)) return;
+    for (int i = 0; i < cnt; i++) k->matmul(out[i], ldo[i], x, ldx, w[i], n, scratch);
+}
+
 float tsr_lm_dot(const float *a, const float *b, int k) { return kern()->dot(a, b, k); }
 
 void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,

@@ -12,6 +12,10 @@ typedef struct {
     void (*attend_idx)(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx,
                        int n_keys, int D, float *att);
     float (*dot)(const float *a, const float *b, int k);
+    /* several products of one x in one pass, where the level has such a
+     * path (NULL, or false returned: none) */
+    bool (*matmul_multi)(int cnt, float *const *out, const int *ldo, const float *x, int ldx,
+                         const tsr_lm_mat *const *w, int n, void *scratch);
 } tsr_lm_kern;
 
 extern const tsr_lm_kern tsr_lm_kern_scalar, tsr_lm_kern_avx2, tsr_lm_kern_avx512, tsr_lm_kern_avx512bf16;

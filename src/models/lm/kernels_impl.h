@@ -1051,6 +1051,53 @@ static void KV(matmul)(float *out, int ldo, const float *x, int ldx, const tsr_l
     }
 }
 
+#if defined(LM_BF16)
+/* Several bf16 products of the same x (same column count), n > 1 tokens on
+ * the FMA path: one activation prep and one parallel region over all their
+ * blocks of 4 rows, each block computed as bf16_multi computes it, so every
+ * output element has the bits matmul gives it. Returns false where that
+ * path does not apply (the caller then runs matmul per product). */
+static bool KV(matmul_multi)(int cnt, float *const *out, const int *ldo, const float *x, int ldx,
+                             const tsr_lm_mat *const *w, int n, void *scratch) {
+    if (n < 2 || cnt < 1 || cnt > 4 || !scratch) return false;
+    for (int i = 0; i < cnt; i++)
+        if (w[i]->type != TSR_LM_W_BF16 || w[i]->cols != w[0]->cols) return false;
+    const int fma = bf16_fma_mode();
+    if (fma < 0) return false;
+    const int k = w[0]->cols, kp = (int)pad_to((size_t)k, 32);
+    prep_bf16_planes(scratch, x, (size_t)ldx, k, kp, n);
+    mm_args a[4];
+    int nb[5] = {0};
+    double work = 0;
+    for (int i = 0; i < cnt; i++) {
+        a[i] = (mm_args){w[i], scratch, (size_t)kp, NULL, k, kp, fma};
+        nb[i + 1] = nb[i] + (w[i]->rows + 3) / 4;
+        work += (double)w[i]->rows * k * n;
+    }
+#pragma omp parallel if (work > 65536.0)
+    {
+        const unsigned csr = _mm_getcsr();
+        _mm_setcsr((csr & ~0x8040u) | (unsigned)fma);
+#pragma omp for schedule(static) nowait
+        for (int b = 0; b < nb[cnt]; b++) {
+            int i = 0;
+            while (b >= nb[i + 1]) i++;
+            const int r0 = 4 * (b - nb[i]), rows = w[i]->rows;
+            float *o = out[i] + r0;
+            const size_t lo = (size_t)ldo[i];
+            switch (rows - r0 < 4 ? rows - r0 : 4) {
+            case 4: bf16_rows_fma(o, lo, &a[i], r0, n, 4); break;
+            case 3: bf16_rows_fma(o, lo, &a[i], r0, n, 3); break;
+            case 2: bf16_rows_fma(o, lo, &a[i], r0, n, 2); break;
+            default: bf16_rows_fma(o, lo, &a[i], r0, n, 1); break;
+            }
+        }
+        _mm_setcsr(csr);
+    }
+    return true;
+}
+#endif
+
 /* Attention of one query head over n_keys keys visited in order: row s of
  * k and v is idx[s] (or s when idx is NULL), ld floats apart. Scores
  * q.k / sqrt(D), softmax with max subtraction, weighted sum of the values.
@@ -1123,4 +1170,8 @@ static void KV(attend_idx)(float *out, const float *q, const float *k, const flo
     attend(out, q, k, v, ld, idx, n_keys, D, att);
 }
 
-const tsr_lm_kern KV(tsr_lm_kern) = {KV(matmul), KV(attend), KV(attend_idx), KV(dot)};
+#if defined(LM_BF16)
+const tsr_lm_kern KV(tsr_lm_kern) = {KV(matmul), KV(attend), KV(attend_idx), KV(dot), KV(matmul_multi)};
+#else
+const tsr_lm_kern KV(tsr_lm_kern) = {KV(matmul), KV(attend), KV(attend_idx), KV(dot), NULL};
+#endif
