@@ -31,13 +31,46 @@ static bool rel_has(const tsr_query *q, int32_t item) {
     return false;
 }
 
+/* one batch's loss over the pairs ids of split sp (the encoder's or the
+ * generator's; run is its benc_run or gen_run) */
+typedef tsr_tensor *(*batch_loss_fn)(tsr_ctx *c, void *run, int sp, const int32_t *ids, int64_t B);
+
+/* mean loss over the first n pairs of slot sp, in whole fixed batches */
+static double slot_loss(batch_loss_fn f, void *run, int batch, int sp, int64_t n) {
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 24);
+    c.grad_enabled = false;
+    double sum = 0;
+    int64_t cnt = 0;
+    int32_t *ids = malloc((size_t)batch * sizeof *ids);
+    TSR_ASSERT(ids);
+    for (int64_t a = 0; a + batch <= n; a += batch) {
+        for (int b = 0; b < batch; b++) ids[b] = (int32_t)(a + b);
+        tsr_ctx_reset(&c);
+        sum += tsr_f32(f(&c, run, sp, ids, batch))[0];
+        cnt++;
+    }
+    free(ids);
+    tsr_ctx_free(&c);
+    return cnt ? sum / (double)cnt : NAN;
+}
+
+/* val_loss over the first 1,024 validation pairs; tune_loss over the first
+ * 4,096 tuning pairs when the tuning subset is held out */
+static void slot_metrics(tsr_train_metrics *m, const tsr_higen_data *d, batch_loss_fn f, void *run, int batch) {
+    int64_t n = d->n_pairs[TSR_SPLIT_VALID], nt = d->n_pairs[TSR_HIGEN_TUNE];
+    tsr_train_metric(m, "val_loss", slot_loss(f, run, batch, TSR_SPLIT_VALID, n < 1024 ? n : 1024));
+    if (nt > 0) tsr_train_metric(m, "tune_loss", slot_loss(f, run, batch, TSR_HIGEN_TUNE, nt < 4096 ? nt : 4096));
+}
+
 /* InfoNCE of pairs[ids] (split sp): queries against their positives then
  * their hard negatives; an item relevant to a query is never its negative.
  * A train id at or beyond n_pairs is an indexing example: a view of item
  * (id - n_pairs)'s own text (tsr_higen_index_view) against the item, with a
  * uniformly drawn item as its extra negative; the same item elsewhere in the
  * batch is not its negative either. */
-static tsr_tensor *benc_batch_loss(tsr_ctx *c, benc_run *r, int sp, const int32_t *ids, int64_t B) {
+static tsr_tensor *benc_batch_loss(tsr_ctx *c, void *run, int sp, const int32_t *ids, int64_t B) {
+    benc_run *r = run;
     tsr_higen_data *d = r->d;
     int tq = d->tq, ti = d->ti;
     int32_t n_items = d->cat->n_items;
@@ -106,31 +139,9 @@ static tsr_status benc_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n,
     return tsr_ok();
 }
 
-/* mean InfoNCE over the first n pairs of slot sp, in whole fixed batches */
-static double benc_slot_loss(benc_run *r, int sp, int64_t n) {
-    tsr_ctx c;
-    tsr_ctx_init(&c, 1 << 24);
-    c.grad_enabled = false;
-    double sum = 0;
-    int64_t cnt = 0;
-    int32_t *ids = malloc((size_t)r->batch * sizeof *ids);
-    TSR_ASSERT(ids);
-    for (int64_t a = 0; a + r->batch <= n; a += r->batch) {
-        for (int b = 0; b < r->batch; b++) ids[b] = (int32_t)(a + b);
-        tsr_ctx_reset(&c);
-        sum += tsr_f32(benc_batch_loss(&c, r, sp, ids, r->batch))[0];
-        cnt++;
-    }
-    free(ids);
-    tsr_ctx_free(&c);
-    return cnt ? sum / (double)cnt : NAN;
-}
-
 static tsr_status benc_eval(void *ud, tsr_train_metrics *m) {
     benc_run *r = ud;
-    int64_t n = r->d->n_pairs[TSR_SPLIT_VALID], nt = r->d->n_pairs[TSR_HIGEN_TUNE];
-    tsr_train_metric(m, "val_loss", benc_slot_loss(r, TSR_SPLIT_VALID, n < 1024 ? n : 1024));
-    if (nt > 0) tsr_train_metric(m, "tune_loss", benc_slot_loss(r, TSR_HIGEN_TUNE, nt < 4096 ? nt : 4096));
+    slot_metrics(m, r->d, benc_batch_loss, r, r->batch);
     return tsr_ok();
 }
 
@@ -199,7 +210,8 @@ int tsr_higen_index_view(tsr_rng *rng, const tsr_higen_indexing *ix, const int32
     return n;
 }
 
-static tsr_tensor *gen_batch_loss(tsr_ctx *c, gen_run *r, int sp, const int32_t *ids, int64_t B) {
+static tsr_tensor *gen_batch_loss(tsr_ctx *c, void *run, int sp, const int32_t *ids, int64_t B) {
+    gen_run *r = run;
     tsr_higen_data *d = r->d;
     int Q = r->g->cfg.max_query, tq = d->tq;
     int32_t *qt = calloc((size_t)B * Q, sizeof *qt), *ql = malloc((size_t)B * sizeof *ql),
@@ -233,31 +245,9 @@ static tsr_status gen_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, 
     return tsr_ok();
 }
 
-/* mean loss over the first n pairs of slot sp, in whole batches */
-static double gen_slot_loss(gen_run *r, int sp, int64_t n) {
-    tsr_ctx c;
-    tsr_ctx_init(&c, 1 << 24);
-    c.grad_enabled = false;
-    double sum = 0;
-    int64_t cnt = 0;
-    int32_t *ids = malloc((size_t)r->batch * sizeof *ids);
-    TSR_ASSERT(ids);
-    for (int64_t a = 0; a + r->batch <= n; a += r->batch) {
-        for (int b = 0; b < r->batch; b++) ids[b] = (int32_t)(a + b);
-        tsr_ctx_reset(&c);
-        sum += tsr_f32(gen_batch_loss(&c, r, sp, ids, r->batch))[0];
-        cnt++;
-    }
-    free(ids);
-    tsr_ctx_free(&c);
-    return cnt ? sum / (double)cnt : NAN;
-}
-
 static tsr_status gen_eval(void *ud, tsr_train_metrics *m) {
     gen_run *r = ud;
-    int64_t n = r->d->n_pairs[TSR_SPLIT_VALID], nt = r->d->n_pairs[TSR_HIGEN_TUNE];
-    tsr_train_metric(m, "val_loss", gen_slot_loss(r, TSR_SPLIT_VALID, n < 1024 ? n : 1024));
-    if (nt > 0) tsr_train_metric(m, "tune_loss", gen_slot_loss(r, TSR_HIGEN_TUNE, nt < 4096 ? nt : 4096));
+    slot_metrics(m, r->d, gen_batch_loss, r, r->batch);
     return tsr_ok();
 }
 
