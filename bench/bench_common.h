@@ -5,6 +5,7 @@
 #define TSR_BENCH_COMMON_H
 
 #include "tessera/core.h"
+#include "tessera/cpu.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -46,6 +47,24 @@ static inline void bench_fill(float *x, int64_t n, uint64_t seed) {
 static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* the kernels for this CPU and the default thread count ($TESSERA_THREADS,
+ * else all cores), as the CLI picks them; false after printing why not */
+static inline bool bench_start(const char *name) {
+    tsr_status st = tsr_cpu_init();
+    if (st.code) {
+        fprintf(stderr, "%s: %s\n", name, st.msg);
+        return false;
+    }
+    tsr_threads_set(0);
+    return true;
+}
+
+/* the median of v[0..n) (sorts v in place) */
+static inline double bench_median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return v[n / 2];
 }
 
 /* best of 5 timed n^3 sgemm calls after a warm-up call, in GFLOPS */

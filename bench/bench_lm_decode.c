@@ -21,23 +21,14 @@
 enum { G_FWD, G_ATT, G_MLP, G_DOWN, G_CLS, NG };
 static const char *const g_name[NG] = {"forward", "qkvo", "w1w3", "w2", "classifier"};
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return v[n / 2];
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_lm_decode MODEL [STEPS] [REPS]\n");
         return 2;
     }
     const int steps = argc > 2 ? atoi(argv[2]) : 48, reps = argc > 3 ? atoi(argv[3]) : 3;
-    tsr_status st = tsr_cpu_init();
-    if (st.code) {
-        fprintf(stderr, "bench_lm_decode: %s\n", st.msg);
-        return 2;
-    }
-    tsr_threads_set(0);
+    if (!bench_start("bench_lm_decode")) return 2;
+    tsr_status st = tsr_ok();
     tsr_lm_model m;
     if (steps < 1 || reps < 1 || (st = tsr_lm_load(&m, argv[1], -1, 0)).code) {
         fprintf(stderr, "bench_lm_decode: %s\n", st.code ? st.msg : "STEPS and REPS must be positive");
@@ -120,12 +111,12 @@ int main(int argc, char **argv) {
         for (int g = G_ATT; g < NG; g++) mw[i] += tw[g][i], mc[i] += tc[g][i];
         ow[i] = tw[G_FWD][i] - mw[i], oc[i] = tc[G_FWD][i] - mc[i];
     }
-    printf(",\"wall_ms\":{\"products\":%.3f,\"other\":%.3f", median(mw, total) * 1e3, median(ow, total) * 1e3);
-    for (int g = 0; g < NG; g++) printf(",\"%s\":%.3f", g_name[g], median(tw[g], total) * 1e3);
+    printf(",\"wall_ms\":{\"products\":%.3f,\"other\":%.3f", bench_median(mw, total) * 1e3, bench_median(ow, total) * 1e3);
+    for (int g = 0; g < NG; g++) printf(",\"%s\":%.3f", g_name[g], bench_median(tw[g], total) * 1e3);
     printf("}");
     if (one) {
-        printf(",\"cpu_ms\":{\"products\":%.3f,\"other\":%.3f", median(mc, total) * 1e3, median(oc, total) * 1e3);
-        for (int g = 0; g < NG; g++) printf(",\"%s\":%.3f", g_name[g], median(tc[g], total) * 1e3);
+        printf(",\"cpu_ms\":{\"products\":%.3f,\"other\":%.3f", bench_median(mc, total) * 1e3, bench_median(oc, total) * 1e3);
+        for (int g = 0; g < NG; g++) printf(",\"%s\":%.3f", g_name[g], bench_median(tc[g], total) * 1e3);
         printf("}");
     }
     printf("}\n");

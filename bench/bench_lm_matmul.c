@@ -16,22 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return v[n / 2];
-}
-
 int main(int argc, char **argv) {
     const char *dt = argc > 1 ? argv[1] : "bf16";
     const int rows = argc > 2 ? atoi(argv[2]) : 512, cols = argc > 3 ? atoi(argv[3]) : 1024;
     const int mats = argc > 4 ? atoi(argv[4]) : 1, n = argc > 5 ? atoi(argv[5]) : 1;
     const int reps = argc > 6 ? atoi(argv[6]) : 21;
-    tsr_status st = tsr_cpu_init();
-    if (st.code) {
-        fprintf(stderr, "bench_lm_matmul: %s\n", st.msg);
-        return 2;
-    }
-    tsr_threads_set(0);
+    if (!bench_start("bench_lm_matmul")) return 2;
     tsr_lm_wtype wt;
     if (!tsr_lm_wtype_parse(dt, &wt) || rows < 1 || cols < 1 || mats < 1 || n < 1 || reps < 1) {
         fprintf(stderr, "usage: bench_lm_matmul [f32|bf16|q8] [ROWS] [COLS] [MATS] [N] [REPS]\n");
@@ -64,7 +54,7 @@ int main(int argc, char **argv) {
         tc[r] = tsr_thread_time() - c0;
         tw[r] = tsr_time() - w0;
     }
-    const double bytes = wbytes * (double)ne * mats, mw = median(tw, reps), mc = median(tc, reps);
+    const double bytes = wbytes * (double)ne * mats, mw = bench_median(tw, reps), mc = bench_median(tc, reps);
     char cpu[256];
     bench_cpu_model(cpu, sizeof cpu);
     printf("{\"bench\":\"lm_matmul\",\"cpu\":\"%s\",\"kernels\":\"%s\",\"threads\":%d,\"dtype\":\"%s\",\"rows\":%d,"

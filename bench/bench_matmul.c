@@ -24,11 +24,6 @@ static double max_rel(const float *a, const float *b, int64_t n) {
     return worst;
 }
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return v[n / 2];
-}
-
 /* raw Linear: y = x W^T; backward dx = dy W, dW += dy^T x */
 static void raw_fwd(float *y, const float *x, const float *w, int M, int N, int K) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.f, x, K, w, K, 0.f, y, N);
@@ -89,8 +84,8 @@ static int bench_shape(const char *label, int M, int K, int N, double peak) {
     }
     /* ratio: median of per-iteration pairs, robust to load drifting on a
      * shared machine */
-    double ratio_f = median(pf, reps), ratio_b = median(pb, reps);
-    double mf = median(tf, reps), mb = median(tb, reps), mrf = median(rf, reps), mrb = median(rb, reps);
+    double ratio_f = bench_median(pf, reps), ratio_b = bench_median(pb, reps);
+    double mf = bench_median(tf, reps), mb = bench_median(tb, reps), mrf = bench_median(rf, reps), mrb = bench_median(rb, reps);
     json_head("linear_forward");
     printf(",\"shape\":\"(%dx%d)x(%dx%d)\",\"ours_gflops\":%.1f,\"raw_gflops\":%.1f,\"ratio\":%.3f,"
            "\"frac_peak\":%.3f,\"reps\":%d}\n",

@@ -26,11 +26,6 @@ static double cpu_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return v[n / 2];
-}
-
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "models/pycode";
     int ctx = argc > 2 ? atoi(argv[2]) : 100, R = argc > 3 ? atoi(argv[3]) : 300, only = argc > 4 ? atoi(argv[4]) : 0;
@@ -83,7 +78,7 @@ int main(int argc, char **argv) {
         }
         double fmin = t[0];
         for (int r = 1; r < R; r++) fmin = t[r] < fmin ? t[r] : fmin;
-        double fmed = median(t, R);
+        double fmed = bench_median(t, R);
         /* sampling: greedy and top-p rows of these logits */
         double smp[2];
         for (int kind = 0; kind < 2; kind++) {
@@ -100,7 +95,7 @@ int main(int argc, char **argv) {
                 (void)tsr_lm_sample(&sm, lg, hist, ctx);
                 t[r] = cpu_now() - a;
             }
-            smp[kind] = median(t, R);
+            smp[kind] = bench_median(t, R);
             tsr_lm_sampler_free(&sm);
         }
         /* a step: the forward + half the rows greedy, half top-p (bench_serve's mix) */
