@@ -170,6 +170,11 @@ void tsr_higen_data_free(tsr_higen_data *d);
  * run can select checkpoints or settings on a loss the validation queries
  * play no part in. Returns the number of pairs moved. */
 int64_t tsr_higen_data_hold_tune(tsr_higen_data *d);
+/* Keeps at most max_per_query train pairs of each query (a random choice,
+ * seeded, in the original order), so that queries with many relevant items
+ * (debtags values) do not dominate an epoch; <= 0 keeps all. Returns how
+ * many pairs were dropped. */
+int64_t tsr_higen_data_cap_pairs(tsr_higen_data *d, int max_per_query, uint64_t seed);
 /* the item view a construction's queries see (1: debtags hidden) */
 int tsr_higen_view(int construction);
 /* The generator's and encoder's input text for a query: the text itself,
