@@ -128,7 +128,7 @@ def main():
             print("| method | lr | epochs | setting | validation AUC | per period |")
             print("|---|---|---|---|---|---|")
             for r in diag:
-                st = extras(r) + (", adapters read zeros" if r.get("zero_source_states") else "")
+                st = ", ".join(x for x in (extras(r), "adapters read zeros" if r.get("zero_source_states") else "") if x)
                 pp = " / ".join(f"{x:.3f}" for x in r["auc_per_period"])
                 print(f"| `{r['method']}` | {r['lr']:g} | {r['epochs']} | {st} | {r['auc_mean']:.4f} ± {r['auc_ci95']:.4f} | {pp} |")
         print()
