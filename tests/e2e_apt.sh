@@ -103,6 +103,20 @@ if [ -r "$D/P0005.png" ]; then
     head -c 4096 "$T/s1.safetensors" | grep -aq '"apt.scale_jitter":"1"' && ! head -c 4096 "$T/j0.safetensors" | grep -aq 'apt.scale_jitter' && ok ||
         bad "apt.scale_jitter not recorded as asked"
     [ -s "$T/loss_s" ] && ! cmp -s "$T/loss0" "$T/loss_s" && ok || bad "--scale-jitter left the training loss unchanged"
+    # --dota-data/--dota-images: more training images with DOTA vehicle boxes (the 160 x 120 one above);
+    # --hard-negatives: both recorded only when set, and both change the crops
+    expect 0 "" "$BIN" apt train --data "$D" --steps 2 --batch 2 --warmup 1 --threads 1 --quiet --json --out "$T/u1.safetensors" --dota-data "$T" --dota-images img
+    sed -n 's/.*"loss": \([-0-9.e]*\).*/\1/p' "$T/out" > "$T/loss_u"
+    expect 0 "" "$BIN" apt train --data "$D" --steps 2 --batch 2 --warmup 1 --threads 1 --quiet --json --out "$T/h1.safetensors" --hard-negatives 0.5
+    sed -n 's/.*"loss": \([-0-9.e]*\).*/\1/p' "$T/out" > "$T/loss_h"
+    head -c 4096 "$T/u1.safetensors" | grep -aq '"apt.dota_images":"img"' && head -c 4096 "$T/h1.safetensors" | grep -aq '"apt.hard_negatives":"0.5"' &&
+        ! head -c 4096 "$T/j0.safetensors" | grep -aq 'apt.dota_images\|apt.hard_negatives' && ok || bad "apt.dota_images / apt.hard_negatives not recorded as asked"
+    [ -s "$T/loss_u" ] && [ -s "$T/loss_h" ] && ! cmp -s "$T/loss0" "$T/loss_u" && ! cmp -s "$T/loss0" "$T/loss_h" && ok ||
+        bad "--dota-images / --hard-negatives left the training loss unchanged"
+    expect 1 "nothere" "$BIN" apt train --data "$D" --steps 1 --batch 1 --threads 1 --quiet --out "$T/u2.safetensors" --dota-data "$T" --dota-images img,nothere
+    head -1 "$T/err" | grep -q "error: .*nothere.png" && [ ! -e "$T/u2.safetensors" ] && ok || bad "train with a missing DOTA image: error not on the first line, or a checkpoint was written"
+    expect 2 "--dota-data" "$BIN" apt train --data "$D" --steps 1 --out "$T/u3.safetensors" --dota-images img
+    expect 2 "hard-negatives" "$BIN" apt train --data "$D" --steps 1 --out "$T/u3.safetensors" --hard-negatives 2
 fi
 
 if [ "$GDAL" = 1 ] && [ -r "$WC" ]; then

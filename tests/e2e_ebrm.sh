@@ -24,6 +24,7 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 for v in train score rank explain bench; do
     "$BIN" ebrm $v --help >/dev/null && ok || bad "ebrm $v --help"
 done
+"$BIN" ebrm train --help | grep -q -- --qe-virtual && ok || bad "train --help names no --qe-virtual"
 "$BIN" ebrm rank >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "rank without --query is not a usage error"
 "$BIN" ebrm train --stage bogus >/dev/null 2>&1

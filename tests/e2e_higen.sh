@@ -110,6 +110,16 @@ if [ -r "$ML/tags.csv" ]; then
     "$BIN" higen train $ep --model "$TMP/ep2" --resume >/dev/null 2>&1
     echo "$js" | grep -q '"tune_loss"' && cmp -s "$TMP/ep1/encoder.safetensors" "$TMP/ep2/encoder.safetensors" && ok ||
         bad "encoder --index-pairs --random-neg --tune: '$js'"
+    # the item embeddings cache is tied to the encoder that wrote it: a cache left by another encoder
+    # (M's) is rebuilt, so search answers as it does without a cache, and the rebuilt cache is then read
+    mkdir -p "$TMP/st1" "$TMP/st2" && cp "$TMP/ep1/tokenizer.json" "$TMP/ep1/encoder.safetensors" "$TMP/st1/" &&
+        cp "$TMP/ep1/tokenizer.json" "$TMP/ep1/encoder.safetensors" "$M/embeddings.safetensors" "$TMP/st2/"
+    se="higen search --catalog $ML --method biencoder --query funny -k 10 --json --threads 1"
+    a=$("$BIN" $se --model "$TMP/st1" 2>/dev/null | sed "s/\"ms\": [0-9.]*//")
+    b=$("$BIN" $se --model "$TMP/st2" 2>"$TMP/err" | sed "s/\"ms\": [0-9.]*//")
+    c=$("$BIN" $se --model "$TMP/st2" 2>"$TMP/err2" | sed "s/\"ms\": [0-9.]*//")
+    echo "$a" | grep -q '"score"' && [ "$a" = "$b" ] && [ "$a" = "$c" ] && grep -q "another encoder" "$TMP/err" &&
+        grep -q "item embeddings from" "$TMP/err2" && ok || bad "a stale embeddings cache: '$a' / '$b' / '$c'"
     "$BIN" higen train --what generator --index-pairs --model "$TMP/ep1" --catalog "$ML" >/dev/null 2>&1
     [ $? -eq 2 ] && ok || bad "--index-pairs for the generator is not a usage error"
     # --keep-best: the tune subset held out, the lowest-tune-loss evaluation kept; a run stopped and

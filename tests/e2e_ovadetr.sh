@@ -31,6 +31,14 @@ export OMP_NUM_THREADS=1
 [ $? -eq 2 ] && ok || bad "train --split loose is not a usage error"
 "$BIN" ovadetr eval --split loose >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "eval --split loose is not a usage error"
+"$BIN" ovadetr eval --on val >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --on val without --split strict is not a usage error"
+"$BIN" ovadetr eval --split strict --on train >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --on train is not a usage error"
+"$BIN" ovadetr eval --calib 99 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --calib 99 is not a usage error"
+"$BIN" ovadetr train --out "$TMP/m.safetensors" --text-geo -1 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "train --text-geo -1 is not a usage error"
 
 [ -d "$D/aerial" ] || { echo "e2e_ovadetr: $D/aerial missing, skipping the rest ($pass passed)"; exit $fails; }
 
@@ -62,6 +70,16 @@ cmp -s "$M" "$M2" && ok || bad "stop after 1 + resume differs from 2 straight st
 "$BIN" ovadetr eval --model "$M" --split strict --json >"$TMP/s.json" 2>"$TMP/err.txt"
 [ $? -eq 1 ] && grep -q "trained on split names" "$TMP/err.txt" && ok || \
     bad "eval --split strict accepts a model trained on split names"
+# strict's validation images (P1888, P0003, P0005: 189 large vehicles scored as bus), with calibration
+"$BIN" ovadetr eval --model "$TMP/s.safetensors" --split strict --on val --calib 2 --threads 1 --json \
+    >"$TMP/v.json" 2>"$TMP/err.txt"
+[ $? -eq 0 ] && grep -q '"images":3,"split":"strict","on":"val","calib":2}' "$TMP/v.json" && \
+    grep -q '"gt_unseen":189,' "$TMP/v.json" && grep -q '"recall_minibus":null' "$TMP/v.json" && ok || \
+    bad "eval --on val --calib 2 does not score the three validation images"
+# the text-geometry loss trains and is logged
+"$BIN" ovadetr train --out "$TMP/g.safetensors" --model-config $CFG --steps 1 --crop 128 --eval-every 0 --quiet \
+    --threads 1 --split strict --text-geo 10 --log-every 1 --log "$TMP/g.jsonl" >/dev/null 2>&1
+[ $? -eq 0 ] && grep -q '"text_geo":' "$TMP/g.jsonl" && ok || bad "train --text-geo 10 does not log its loss"
 # the one-image fitting check: a bad name is a usage error, a missing image one line
 "$BIN" ovadetr train --out "$TMP/o.safetensors" --only ../MOS74 --steps 1 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--only with a path is not a usage error"

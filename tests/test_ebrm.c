@@ -804,7 +804,56 @@ static void test_real(void) {
     for (int32_t q = 0; q < d.n_queries; q++) held += tsr_ebrm_is_tune(d.queries[q]);
     TU_CHECK(tune_kw == 0 && held > 0 && dh.n_queries == d.n_queries - held, "QE pairs hold out %d tune keywords, %d left",
              held, tune_kw);
+    int32_t dh_nq = dh.n_queries;
     tsr_ebrm_qe_data_free(&dh);
+    /* pairs from the train split's virtual-package descriptions, appended:
+     * the keyword pairs untouched, every new query a train (and, held out,
+     * non-tune) virtual query text and never an evaluation query of any
+     * construction, no provides entity (the leakage rule), targets the
+     * share of the providers holding the entity, tags among the positives */
+    tsr_ebrm_qe_data dv, dvh;
+    TU_CHECK(tsr_ebrm_qe_pairs(&dv, &cat, &E, 2, 1).code == TSR_OK, "qe pairs");
+    TU_CHECK(tsr_ebrm_qe_pairs_virtual(&dv, &cat, &E, 1, false).code == TSR_OK, "virtual qe pairs");
+    TU_CHECK(tsr_ebrm_qe_pairs_ex(&dvh, &cat, &E, 2, 1, true, TSR_EBRM_QE_SHARE).code == TSR_OK &&
+                 tsr_ebrm_qe_pairs_virtual(&dvh, &cat, &E, 1, true).code == TSR_OK, "virtual qe pairs without tune");
+    TU_CHECK(dv.n > d.n && memcmp(dv.pairs, d.pairs, (size_t)d.n * sizeof *d.pairs) == 0, "keyword pairs kept");
+    {
+        tsr_strmap vtrain;
+        tsr_strmap_init(&vtrain, 256);
+        int n_vtrain = 0, n_vtune = 0;
+        for (int i = 0; i < qs.n; i++)
+            if (qs.q[i].construction == TSR_QC_VIRTUAL && qs.q[i].split == TSR_SPLIT_TRAIN) {
+                tsr_strmap_put(&vtrain, qs.q[i].text, i);
+                n_vtrain++;
+                n_vtune += tsr_ebrm_is_tune(qs.q[i].text);
+            }
+        int bad_q = 0, bad_prov = 0, bad_t = 0, tags = 0, npos = 0;
+        for (int64_t i = d.n; i < dv.n; i++) {
+            const tsr_ebrm_qe_pair *p = &dv.pairs[i];
+            int32_t qi = tsr_strmap_get(&vtrain, dv.queries[p->query]);
+            bad_q += p->query < d.n_queries || qi < 0 || tsr_strmap_get(&ev, dv.queries[p->query]) >= 0;
+            bad_prov += E.type[p->entity] == TSR_EBRM_PROVIDES;
+            if (qi < 0) continue;
+            const tsr_query *Q = &qs.q[qi];
+            int have = 0;
+            for (int j = 0; j < Q->n_rel; j++)
+                for (int64_t s = E.item_off[Q->rel[j]]; s < E.item_off[Q->rel[j] + 1]; s++) have += E.item_ent[s] == p->entity;
+            bad_t += p->target != (p->target > 0 ? (float)((double)have / Q->n_rel) : 0.f) || (p->target == 0) != (have == 0);
+            tags += p->target > 0 && E.type[p->entity] == TSR_EBRM_TAG;
+            npos += p->target > 0;
+        }
+        int tune_v = 0;
+        for (int32_t q = 0; q < dvh.n_queries; q++) tune_v += tsr_ebrm_is_tune(dvh.queries[q]);
+        printf("virtual QE pairs: %lld (%d positive, %d of them tags) over %d of %d train virtual descriptions (%d tune)\n",
+               (long long)(dv.n - d.n), npos, tags, dv.n_queries - d.n_queries, n_vtrain, n_vtune);
+        TU_CHECK(bad_q == 0 && bad_prov == 0 && bad_t == 0 && tags > 0 && dv.n_queries - d.n_queries > 10,
+                 "virtual QE pairs: %d bad queries, %d provides entities, %d wrong targets", bad_q, bad_prov, bad_t);
+        TU_CHECK(tune_v == 0 && n_vtune > 0 && dvh.n_queries - dh_nq < dv.n_queries - d.n_queries,
+                 "virtual QE pairs hold out the tune descriptions (%d left)", tune_v);
+        tsr_strmap_free(&vtrain);
+    }
+    tsr_ebrm_qe_data_free(&dv);
+    tsr_ebrm_qe_data_free(&dvh);
     /* per-item BM25 (score, explain, /v1/relevance) against the first
      * stage's (eval, rank, bench) on the real catalog: the top 100 of long
      * (virtual) queries, where summing the terms in another order or

@@ -261,7 +261,59 @@ static void test_index_view(void) {
     }
 }
 
+/* tsr_higen_data_cap_pairs: at most N train pairs per query, a subset of
+ * each query's own pairs in their order, the same choice for the same
+ * seed; other slots untouched */
+static void test_cap_pairs(void) {
+    enum { NQ = 6, CAP = 3 };
+    const int n_rel[NQ] = {1, 7, 3, 12, 2, 5};
+    tsr_higen_data d;
+    memset(&d, 0, sizeof d);
+    int64_t n = 0;
+    for (int q = 0; q < NQ; q++) n += n_rel[q];
+    int32_t *keep[2];
+    int64_t kept[2];
+    for (int run = 0; run < 2; run++) {
+        const int tr = TSR_SPLIT_TRAIN;
+        d.pair_q[tr] = malloc((size_t)n * 4), d.pair_pos[tr] = malloc((size_t)n * 4), d.pair_neg[tr] = malloc((size_t)n * 4);
+        int64_t at = 0;
+        for (int q = 0; q < NQ; q++)
+            for (int j = 0; j < n_rel[q]; j++, at++)
+                d.pair_q[tr][at] = 10 + q, d.pair_pos[tr][at] = 100 * q + j, d.pair_neg[tr][at] = -(100 * q + j);
+        d.n_pairs[tr] = n;
+        d.n_pairs[TSR_SPLIT_VALID] = 5;
+        int64_t dropped = tsr_higen_data_cap_pairs(&d, CAP, 42);
+        kept[run] = d.n_pairs[tr];
+        int64_t want = 0;
+        for (int q = 0; q < NQ; q++) want += n_rel[q] < CAP ? n_rel[q] : CAP;
+        TU_CHECK(kept[run] == want && dropped == n - want, "cap %d: %lld kept (want %lld), %lld dropped", CAP,
+                 (long long)kept[run], (long long)want, (long long)dropped);
+        TU_CHECK(d.n_pairs[TSR_SPLIT_VALID] == 5, "other slots untouched");
+        int count[NQ] = {0}, bad = 0;
+        for (int64_t i = 0; i < kept[run]; i++) {
+            int q = d.pair_q[tr][i] - 10, pos = d.pair_pos[tr][i];
+            if (q < 0 || q >= NQ || pos / 100 != q || pos % 100 >= n_rel[q] || d.pair_neg[tr][i] != -pos) bad++;
+            else count[q]++;
+            if (i > 0 && (d.pair_q[tr][i] < d.pair_q[tr][i - 1] ||
+                          (d.pair_q[tr][i] == d.pair_q[tr][i - 1] && pos <= d.pair_pos[tr][i - 1])))
+                bad++;
+        }
+        for (int q = 0; q < NQ; q++) bad += count[q] != (n_rel[q] < CAP ? n_rel[q] : CAP);
+        TU_CHECK(bad == 0, "capped pairs are each query's own, in order, at most %d each (%d bad)", CAP, bad);
+        keep[run] = d.pair_pos[tr];
+        free(d.pair_q[tr]);
+        free(d.pair_neg[tr]);
+    }
+    TU_CHECK(kept[0] == kept[1] && memcmp(keep[0], keep[1], (size_t)kept[0] * 4) == 0, "the same seed, the same pairs");
+    free(keep[0]);
+    free(keep[1]);
+    d.pair_q[TSR_SPLIT_TRAIN] = malloc(4), d.n_pairs[TSR_SPLIT_TRAIN] = 1;
+    TU_CHECK(tsr_higen_data_cap_pairs(&d, 0, 1) == 0 && d.n_pairs[TSR_SPLIT_TRAIN] == 1, "cap 0 keeps every pair");
+    free(d.pair_q[TSR_SPLIT_TRAIN]);
+}
+
 int main(void) {
+    test_cap_pairs();
     test_index_view();
     test_query_text();
     test_loss_ref();

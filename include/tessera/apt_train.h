@@ -49,7 +49,14 @@ typedef struct {
     float focal_alpha;      /* focal weight of the positives (0.5 balanced; SAM's 0.25) */
     bool color_jitter;      /* per-crop saturation, contrast, brightness and channel-order jitter */
     bool scale_jitter;      /* per-crop scale: 1/2 to 2 image pixels per crop pixel (log-uniform, nearest) */
+    const char *dota_dir;   /* folder with more training images and their DOTA labelTxt vehicle boxes, or NULL */
+    const char *dota_images; /* their names, comma-separated (boxes filled as the class masks) */
+    float hard_negatives;   /* share of class-region samples whose crop is drawn anywhere (often empty) and
+                             * whose positive points lie off the class (0: none) */
 } tsr_apt_train_opts;
+
+/* the most training images (the iSAID one and the DOTA-labelled ones) */
+#define TSR_APT_TRAIN_MAX_IMAGES 32
 
 tsr_apt_train_opts tsr_apt_default_train_opts(void);
 tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res);

@@ -133,6 +133,20 @@ tsr_status tsr_ebrm_qe_pairs(tsr_ebrm_qe_data *out, const tsr_catalog *cat,
 enum { TSR_EBRM_QE_SHARE = 0, TSR_EBRM_QE_LIFT = 1 };
 tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
                                 int min_pkgs, uint64_t seed, bool hold_tune, int target);
+/* Appends to out (empty or from tsr_ebrm_qe_pairs*) the pairs of the
+ * virtual construction's train-split queries (tsr_queries_build: Policy's
+ * description of a virtual package, relevant = its providers), without
+ * the tuning split's when hold_tune is set: with P(v) the providers,
+ *   positive (desc, e), target |{p in P(v): e in p}| / |P(v)|, for every
+ *     entity e of some p in P(v) that the virtual construction's queries
+ *     may see (tags, sections, categories: the leakage rule hides
+ *     provides, the field the labels come from);
+ *   one negative per positive, target 0, drawn as for the keyword pairs.
+ * Only the description text and entity texts enter a pair (no package's
+ * name, summary or description), and no validation or test query text:
+ * the split is a function of the query text. */
+tsr_status tsr_ebrm_qe_pairs_virtual(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                     uint64_t seed, bool hold_tune);
 void tsr_ebrm_qe_data_free(tsr_ebrm_qe_data *d);
 
 /* ------------------------------------------------- soft-logic aggregation */

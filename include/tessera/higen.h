@@ -170,6 +170,11 @@ void tsr_higen_data_free(tsr_higen_data *d);
  * run can select checkpoints or settings on a loss the validation queries
  * play no part in. Returns the number of pairs moved. */
 int64_t tsr_higen_data_hold_tune(tsr_higen_data *d);
+/* Keeps at most max_per_query train pairs of each query (a random choice,
+ * seeded, in the original order), so that queries with many relevant items
+ * (debtags values) do not dominate an epoch; <= 0 keeps all. Returns how
+ * many pairs were dropped. */
+int64_t tsr_higen_data_cap_pairs(tsr_higen_data *d, int max_per_query, uint64_t seed);
 /* the item view a construction's queries see (1: debtags hidden) */
 int tsr_higen_view(int construction);
 /* The generator's and encoder's input text for a query: the text itself,
@@ -193,10 +198,19 @@ int tsr_higen_encode(tsr_bpe *bpe, const char *text, int32_t *out, int n);
 void tsr_higen_embed_items(float *with_eff, float *plain, const tsr_higen_data *d, const tsr_benc *m, int view);
 /* Unit-norm query embedding of text (dim floats). */
 void tsr_higen_embed_query(float *out, tsr_bpe *bpe, const tsr_benc *m, const char *text);
-/* Item embeddings cache (safetensors "with_eff", "plain", n x dim f32). */
-tsr_status tsr_higen_emb_save(const char *path, const float *with_eff, const float *plain, int32_t n, int dim);
-/* Loads both; a file of another shape is TSR_ERR_FORMAT. */
-tsr_status tsr_higen_emb_load(const char *path, float *with_eff, float *plain, int32_t n, int dim);
+/* 16 hex digits of FNV-1a 64 over a file's bytes. */
+tsr_status tsr_higen_file_digest(const char *path, char out[17]);
+/* Item embeddings cache (safetensors "with_eff", "plain", n x dim f32),
+ * tied to the encoder that wrote it: metadata "encoder.fnv1a64" holds the
+ * encoder file's digest (tsr_higen_file_digest). */
+tsr_status tsr_higen_emb_save(const char *path, const float *with_eff, const float *plain, int32_t n, int dim,
+                              const char *encoder);
+/* Loads both when the file was written by the encoder of digest `encoder`;
+ * otherwise (another encoder, or no digest) loads nothing, sets *stale and
+ * returns TSR_OK, so that the caller re-embeds. A file of another shape
+ * is TSR_ERR_FORMAT. */
+tsr_status tsr_higen_emb_load(const char *path, float *with_eff, float *plain, int32_t n, int dim, const char *encoder,
+                              bool *stale);
 
 /* A saved index: the docIDs of every item plus, so that search needs no
  * catalog, each item's id and summary. */

@@ -109,6 +109,7 @@ void tsr_ovd_free(tsr_ovd_model *m);
 typedef struct {
     int n_sets, B, Q, K;
     tsr_tensor *logits[TSR_OVD_MAX_DEC + 1], *boxes[TSR_OVD_MAX_DEC + 1];
+    tsr_tensor *text_head; /* (K, d): the head's text rows (NULL for the closed-set twin) */
 } tsr_ovd_out;
 
 tsr_ovd_out tsr_ovd_forward(tsr_ctx *c, const tsr_ovd_model *m, tsr_tensor *img, const float *text,
@@ -200,6 +201,9 @@ typedef struct {
                              of its up to name_pool nearest vocabulary rows that
                              lie nearer to it than to any other seen or unseen
                              name (more seen-class vocabulary); 0: off */
+    float text_geo;       /* > 0: weight of a loss that keeps the cosines of the
+                             head's text rows of a step's names near their CLIP
+                             cosines (mean squared difference); 0: off */
     const char *split;    /* the zero-shot protocol: "names" (bus and minibus
                              unseen as names; the default) or "strict" (also no
                              training image whose boxes show a bus under another
@@ -242,6 +246,8 @@ enum { TSR_OVD_METHOD_OVADETR, TSR_OVD_METHOD_CLOSED, TSR_OVD_METHOD_TEXT_NEARES
 typedef struct {
     const char *method;
     const char *split;
+    const char *on; /* "test" (the held-out images) or "val" (strict's validation images) */
+    float calib;    /* calibrated stacking: subtracted from the seen names' logits */
     double ap50_seen, ap50_unseen, ap50_car, recall_seen, recall_unseen, hm_recall;
     double recall_car, recall_bus, recall_minibus, ap50_bus, ap50_minibus;
     int images, gt_seen, gt_unseen;
@@ -249,10 +255,15 @@ typedef struct {
 
 /* The held-out test split above with the model at `model_path` (closed-set
  * twin for TSR_OVD_METHOD_CLOSED), trained on protocol `split` ("names" or
- * "strict"; a model file trained on the other one is an error). tile/overlap
- * as for detect. */
-tsr_status tsr_ovd_eval(const char *model_path, int method, const char *split, const char *data_dir, int tile,
-                        int overlap, tsr_ovd_eval_res *r, bool progress);
+ * "strict"; a model file trained on the other one is an error). on_val:
+ * instead of the test images, the validation images of "strict" (DOTA
+ * P1888, iSAID P0003 and P0005: neither training nor test images there;
+ * large vehicles scored as bus, small vehicles as car). calib: calibrated
+ * stacking, subtracted from every seen name's logit before the 100 best
+ * detections per image are kept (0: off), for every method alike.
+ * tile/overlap as for detect. */
+tsr_status tsr_ovd_eval(const char *model_path, int method, const char *split, const char *data_dir, bool on_val,
+                        float calib, int tile, int overlap, tsr_ovd_eval_res *r, bool progress);
 
 /* the class names a closed-set model was trained with ("ovadetr.classes") */
 tsr_status tsr_ovd_model_classes(const char *path, char ***names, int *n);

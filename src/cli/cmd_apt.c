@@ -521,6 +521,9 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"focal-alpha", ARG_FLOAT, &o.focal_alpha, "A", "focal weight of the positives (default 0.5; SAM's 0.25)", NULL},
         {"color-jitter", ARG_BOOL, &o.color_jitter, NULL, "jitter each crop's saturation, contrast, brightness and channel order", NULL},
         {"scale-jitter", ARG_BOOL, &o.scale_jitter, NULL, "draw each crop at 1/2 to 2 image pixels per crop pixel (log-uniform)", NULL},
+        {"dota-data", ARG_STR, &o.dota_dir, "DIR", "folder with more training images (NAME.png) and their DOTA labelTxt vehicle boxes (NAME.txt)", NULL},
+        {"dota-images", ARG_STR, &o.dota_images, "A,B,..", "those images, trained on beside --image (each crop from one image, chosen uniformly)", NULL},
+        {"hard-negatives", ARG_FLOAT, &o.hard_negatives, "P", "share of class-region samples with the crop drawn anywhere and positive points off the class (default 0)", NULL},
     };
     int rc = cli_train_parse(prog, "Train a small promptable segmenter on real iSAID masks (SAM-style interactive prompts, "
                              "focal + dice + IoU-head losses).",
@@ -528,8 +531,10 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if (t.batch < 1 || t.batch > 64) return cli_usage_error(prog, "--batch must be between 1 and 64");
     if (region_s && (rc = parse_region(prog, region_s, o.region)) != CLI_OK) return rc;
+    if ((o.dota_images != NULL) != (o.dota_dir != NULL)) return cli_usage_error(prog, "--dota-images and --dota-data go together");
     if ((rc = cli_check_float(prog, "focal-weight", o.focal_weight, 0, 1000)) ||
-        (rc = cli_check_float(prog, "focal-alpha", o.focal_alpha, 0, 1)))
+        (rc = cli_check_float(prog, "focal-alpha", o.focal_alpha, 0, 1)) ||
+        (rc = cli_check_float(prog, "hard-negatives", o.hard_negatives, 0, 1)))
         return rc;
     o.batch = t.batch;
     if (!t.quiet)
@@ -540,7 +545,10 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     o.train = t.o;
     tsr_status st = tsr_apt_train(&o, &r);
     cli_train_end(&t, &r);
-    if (st.code) return cli_fail(st, cli_train_hint(&t, st, "pass --data with the iSAID images folder (../shared/data/aerial/isaid/train/images)"));
+    if (st.code)
+        return cli_fail(st, cli_train_hint(&t, st, o.dota_images ? "pass --data with the iSAID images folder and --dota-data with "
+                                                                   "the folder holding the --dota-images and their .txt boxes"
+                                                                 : "pass --data with the iSAID images folder (../shared/data/aerial/isaid/train/images)"));
     if (t.cm.json) {
         printf("{\"steps\": %lld, \"finished\": %s, \"loss\": %.6f, \"seconds\": %.1f, \"out\": ", (long long)r.step,
                r.finished ? "true" : "false", (double)r.last_loss, r.seconds);

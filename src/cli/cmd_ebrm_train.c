@@ -99,7 +99,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     float fuse_alpha = -1;
     const char *fuse_lex = "max";
     float gate_slope = NAN, gate_center = NAN; /* not given (the parser refuses "nan") */
-    bool tune = false;
+    bool tune = false, qe_virtual = false;
     const char *qe_target = "share";
     tsr_train_opts def = tsr_train_default_opts();
     def.steps = 300;
@@ -134,6 +134,9 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         {"qe-target", ARG_STR, &qe_target, "NAME", "qe: a pair's weak target, share (the share of the keyword's "
                                                    "packages holding the entity) or lift (that share's excess over "
                                                    "the entity's base rate)", NULL},
+        {"qe-virtual", ARG_BOOL, &qe_virtual, NULL, "qe: also pairs from the train split's virtual-package "
+                                                    "descriptions against their providers' tags, sections and "
+                                                    "categories (never provides)", NULL},
         {"tune", ARG_BOOL, &tune, NULL, "hold the tuning split (about 1/8 of the train queries) out of QE pretraining "
                                         "and QI training, and evaluate on it instead of the validation queries", NULL},
         {"tokenizer", ARG_STR, &tokenizer, "FILE", "tokenizer.json copied into DIR when DIR has none", NULL},
@@ -222,13 +225,17 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     if (st.code == TSR_OK && st_kind == 0) {
         tsr_ebrm_qe_data d;
         st = tsr_ebrm_qe_pairs_ex(&d, &cat, &E, min_pkgs, t.o.seed, tune, qe_tk);
+        int32_t n_kw = d.n_queries;
+        if (st.code == TSR_OK && qe_virtual) st = tsr_ebrm_qe_pairs_virtual(&d, &cat, &E, t.o.seed, tune);
         if (st.code == TSR_OK) {
-            if (!t.quiet) fprintf(stderr, "data: %lld QE pairs over %d keywords\n", (long long)d.n, d.n_queries);
+            if (!t.quiet)
+                fprintf(stderr, "data: %lld QE pairs over %d keywords and %d virtual-package descriptions\n",
+                        (long long)d.n, n_kw, d.n_queries - n_kw);
             cli_train_begin(&t);
             st = tsr_ebrm_train_qe(&m, &E, &d, t.batch, &t.o, &res);
             cli_train_end(&t, &res);
-            tsr_ebrm_qe_data_free(&d);
         }
+        tsr_ebrm_qe_data_free(&d);
     } else if (st.code == TSR_OK) {
         tsr_queryset qs = {0};
         for (int c = 0; c < TSR_QC_MOVIELENS; c++)

@@ -109,20 +109,30 @@ static int load_model_file(const char *dir, const char *name, char *path, size_t
 
 /* Item embeddings of the catalog with the encoder: both kinds (with the
  * efficiency MLP, text only) of the view a query set sees. View 0 is cached
- * in MODEL/embeddings.safetensors (written by `index`). */
+ * in MODEL/embeddings.safetensors (written by `index`), tied to the digest
+ * of MODEL/encoder.safetensors: a cache written by another encoder (one
+ * retrained in the same directory) is rebuilt. */
 static tsr_status catalog_embeddings(const tsr_catalog *cat, const char *model_dir, const tsr_benc *enc, int view,
                                      float *with_eff, float *plain) {
-    char path[1024];
+    char path[1024], digest[17];
+    snprintf(path, sizeof path, "%s/encoder.safetensors", model_dir);
+    tsr_status st = tsr_higen_file_digest(path, digest);
+    if (st.code != TSR_OK) return st;
     snprintf(path, sizeof path, "%s/embeddings.safetensors", model_dir);
     struct stat sb;
     if (view == 0 && stat(path, &sb) == 0) {
-        tsr_status st = tsr_higen_emb_load(path, with_eff, plain, cat->n_items, enc->cfg.dim);
-        if (st.code == TSR_OK) fprintf(stderr, "encoder: item embeddings from %s\n", path);
-        return st;
+        bool stale;
+        st = tsr_higen_emb_load(path, with_eff, plain, cat->n_items, enc->cfg.dim, digest, &stale);
+        if (st.code != TSR_OK) return st;
+        if (!stale) {
+            fprintf(stderr, "encoder: item embeddings from %s\n", path);
+            return st;
+        }
+        fprintf(stderr, "encoder: %s was written by another encoder; embedding again\n", path);
     }
     snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
     tsr_higen_data d;
-    tsr_status st = tsr_higen_data_build(&d, cat, path, 0, TSR_HIGEN_TQ, TSR_HIGEN_TI, false, 0);
+    st = tsr_higen_data_build(&d, cat, path, 0, TSR_HIGEN_TQ, TSR_HIGEN_TI, false, 0);
     if (st.code != TSR_OK) return st;
     double t0 = now_s();
     tsr_higen_embed_items(with_eff, plain, &d, enc, view);
@@ -130,7 +140,7 @@ static tsr_status catalog_embeddings(const tsr_catalog *cat, const char *model_d
     tsr_higen_data_free(&d);
     if (view == 0) {
         snprintf(path, sizeof path, "%s/embeddings.safetensors", model_dir);
-        st = tsr_higen_emb_save(path, with_eff, plain, cat->n_items, enc->cfg.dim);
+        st = tsr_higen_emb_save(path, with_eff, plain, cat->n_items, enc->cfg.dim, digest);
     }
     return st;
 }

@@ -26,6 +26,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     float tau = 0.05f, pos_decay = 0.5f, sibling = 0.5f;
     bool no_indexing = false, no_profile = false, tune = false, keep_best = false, index_pairs = false, random_neg = false;
     float index_span = 0.f, index_drop = 0.f;
+    int max_per_query = 0;
     tsr_train_opts def = tsr_train_default_opts();
     def.steps = 400;
     def.lr = 1e-3f;
@@ -61,6 +62,8 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         {"index-span", ARG_FLOAT, &index_span, "P", "chance that an indexing example shows a random "
                                                      "window of the item's text instead of its head", NULL},
         {"index-drop", ARG_FLOAT, &index_drop, "P", "chance to drop each token of such a window", NULL},
+        {"max-per-query", ARG_INT, &max_per_query, "N", "keep at most N train pairs per query (a seeded random "
+                                                         "choice; 0: all)", NULL},
         {"tune", ARG_BOOL, &tune, NULL, "hold the tuning subset of the train queries out of training "
                                         "and report its loss (tune_loss)", NULL},
         {"keep-best", ARG_BOOL, &keep_best, NULL, "generator (implies --tune, needs --eval-every): the model file "
@@ -97,7 +100,8 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         (rc = cli_check_float(prog, "pos-decay", pos_decay, 0, 1)) != CLI_OK || (rc = cli_check_float(prog, "sibling", sibling, 0, 100)) != CLI_OK ||
         (rc = cli_check_float(prog, "index-span", index_span, 0, 1)) != CLI_OK ||
         (rc = cli_check_float(prog, "index-drop", index_drop, 0, 0.95)) != CLI_OK ||
-        (rc = cli_check_int(prog, "batch", t.batch, 2, 4096)) != CLI_OK)
+        (rc = cli_check_int(prog, "batch", t.batch, 2, 4096)) != CLI_OK ||
+        (rc = cli_check_int(prog, "max-per-query", max_per_query, 0, 1 << 20)) != CLI_OK)
         return rc;
     ec.n_kv_heads = ec.n_heads;
     if (mkdir(model, 0777) != 0 && errno != EEXIST)
@@ -132,6 +136,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         for (int32_t q = 0; q < d.qs.n; q++)
             d.q_len[q] = tsr_higen_encode(&d.bpe, d.qs.q[q].text, d.q_tok + (size_t)q * d.tq, d.tq);
     if (tune) tsr_higen_data_hold_tune(&d);
+    tsr_higen_data_cap_pairs(&d, max_per_query, t.o.seed);
     if (!t.quiet)
         fprintf(stderr, "data: %d tokens, %lld train / %lld tune / %lld valid pairs (%.1f s)\n", d.bpe.vocab_size,
                 (long long)d.n_pairs[TSR_SPLIT_TRAIN], (long long)d.n_pairs[TSR_HIGEN_TUNE],

@@ -49,6 +49,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"copy-paste", ARG_FLOAT, &d.copy_paste, "P", "probability of pasting iSAID chips into a crop (default 0.5)", NULL},
         {"only", ARG_STR, &d.only, "STEM", "fitting check: train and validate on this one KIT AIS image (e.g. MOS74)", NULL},
         {"name-pool", ARG_INT, &d.name_pool, "K", "a positive name is, half of the time, one of its K nearest vocabulary names that are nearer to it than to any other protocol name (default 0: off)", NULL},
+        {"text-geo", ARG_FLOAT, &d.text_geo, "W", "weight of a loss keeping the cosines of the head's text rows of a step's names near their CLIP cosines (default 0: off)", NULL},
         {"split", ARG_STR, &d.split, "NAME", "zero-shot protocol: names (bus, minibus unseen as names; default) | strict (also no training image showing a bus under another name)", NULL},
     };
     int rc = cli_train_parse(prog,
@@ -70,6 +71,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_int(prog, "slots", d.slots, 6, 64)) != CLI_OK) return rc;
     if ((rc = cli_check_float(prog, "copy-paste", d.copy_paste, 0, 1)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "name-pool", d.name_pool, 0, 32)) != CLI_OK) return rc;
+    if ((rc = cli_check_float(prog, "text-geo", d.text_geo, 0, 1000)) != CLI_OK) return rc;
     if (strcmp(d.split, "names") && strcmp(d.split, "strict"))
         return cli_usage_error(prog, "--split must be names or strict (got '%s')", d.split);
     if (d.only && (!*d.only || strlen(d.only) > 40 || strchr(d.only, '/') || strchr(d.only, '.')))
@@ -255,14 +257,17 @@ static void jnum(const char *k, double v, bool last) {
 }
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
-    const char *model = NULL, *method = "ovadetr", *data = "../shared/data", *split = "names";
+    const char *model = NULL, *method = "ovadetr", *data = "../shared/data", *split = "names", *on = "test";
     int tile = 0, overlap = -1;
+    float calib = 0.f;
     cli_common cm = {0};
     cm.threads = 0;
     const arg_spec specs[] = {
         {"model", ARG_STR, &model, "PATH", "model (default: the shipped " OVD_MODEL ", or " OVD_CLOSED " for closed-set; with --split strict " OVD_STRICT " and " OVD_STRICT_CLOSED ")", NULL},
         {"split", ARG_STR, &split, "NAME", "zero-shot protocol the model was trained on: names (default) | strict (docs/ovadetr.md)", NULL},
         {"method", ARG_STR, &method, "NAME", "ovadetr | closed-set | text-nearest (default ovadetr)", NULL},
+        {"on", ARG_STR, &on, "SET", "test (the held-out images; default) | val (with --split strict: P1888, P0003, P0005, the bus images left out of its training)", NULL},
+        {"calib", ARG_FLOAT, &calib, "G", "calibrated stacking: subtract G from every seen name's logit, any method (default 0: off)", NULL},
         {"data", ARG_STR, &data, "DIR", "the shared data folder (default ../shared/data)", NULL},
         {"tile", ARG_INT, &tile, "PX", "tile side (default 0: the model's training crop)", NULL},
         {"overlap", ARG_INT, &overlap, "PX", "tile overlap (default -1: a quarter of the tile)", NULL},
@@ -282,13 +287,17 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     else return cli_usage_error(prog, "--method must be ovadetr, closed-set or text-nearest");
     bool strict = !strcmp(split, "strict");
     if (!strict && strcmp(split, "names")) return cli_usage_error(prog, "--split must be names or strict (got '%s')", split);
+    if (strcmp(on, "test") && strcmp(on, "val")) return cli_usage_error(prog, "--on must be test or val (got '%s')", on);
+    if (!strcmp(on, "val") && !strict)
+        return cli_usage_error(prog, "--on val needs --split strict (P1888, P0003, P0005 are training images of split names)");
+    if ((rc = cli_check_float(prog, "calib", calib, -50, 50)) != CLI_OK) return rc;
     if (tile && (tile < 64 || tile > 2048 || tile % 32)) return cli_usage_error(prog, "--tile must be 0 or a multiple of 32 in [64, 2048]");
     if ((rc = cli_check_int(prog, "overlap", overlap, -1, tile ? tile - 32 : 1024)) != CLI_OK) return rc;
     char mbuf[1024];
     const char *def = mth == TSR_OVD_METHOD_CLOSED ? (strict ? OVD_STRICT_CLOSED : OVD_CLOSED) : (strict ? OVD_STRICT : OVD_MODEL);
     const char *path = model ? model : cli_shipped_default(def, def, mbuf, sizeof mbuf);
     tsr_ovd_eval_res r;
-    tsr_status st = tsr_ovd_eval(path, mth, split, data, tile, overlap, &r, !cm.json);
+    tsr_status st = tsr_ovd_eval(path, mth, split, data, !strcmp(on, "val"), calib, tile, overlap, &r, !cm.json);
     if (st.code) return cli_fail(st, OVD_DATA_HINT);
     if (cm.json) {
         printf("{\"method\":\"%s\",", r.method);
@@ -298,10 +307,11 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         jnum("ap50_bus", r.ap50_bus, false), jnum("ap50_minibus", r.ap50_minibus, false);
         jnum("recall_car", r.recall_car, false), jnum("recall_bus", r.recall_bus, false);
         jnum("recall_minibus", r.recall_minibus, false);
-        printf("\"gt_seen\":%d,\"gt_unseen\":%d,\"images\":%d,\"split\":\"%s\"}\n", r.gt_seen, r.gt_unseen, r.images, r.split);
+        printf("\"gt_seen\":%d,\"gt_unseen\":%d,\"images\":%d,\"split\":\"%s\",\"on\":\"%s\",\"calib\":%g}\n", r.gt_seen,
+               r.gt_unseen, r.images, r.split, r.on, (double)r.calib);
     } else {
-        printf("method %s, split %s, on %d images (%d seen, %d unseen objects)\n", r.method, r.split, r.images, r.gt_seen,
-               r.gt_unseen);
+        printf("method %s, split %s, on %d %s images (%d seen, %d unseen objects), calibration %g\n", r.method, r.split,
+               r.images, r.on, r.gt_seen, r.gt_unseen, (double)r.calib);
         printf("  AP50 seen (car) %.4f  unseen %.4f (bus %.4f, minibus %.4f)\n", r.ap50_seen, r.ap50_unseen, r.ap50_bus, r.ap50_minibus);
         printf("  recall@100 seen %.4f  unseen %.4f (bus %.4f, minibus %.4f)  harmonic mean %.4f\n", r.recall_seen,
                r.recall_unseen, r.recall_bus, r.recall_minibus, r.hm_recall);

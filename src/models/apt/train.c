@@ -11,6 +11,7 @@
  * Runs on the shared loop (src/train). */
 #include "tessera/apt_train.h"
 
+#include "tessera/apt_eval.h"
 #include "tessera/isaid.h"
 #include "tessera/ops_graph.h"
 #include "tessera/ops.h"
@@ -163,7 +164,8 @@ tsr_status tsr_apt_image_load_isaid(tsr_apt_image *im, const char *dir, const ch
 typedef struct {
     tsr_apt_train_opts o;
     tsr_sam model;
-    const tsr_apt_image *img;
+    tsr_apt_image imgs[TSR_APT_TRAIN_MAX_IMAGES];
+    int n_imgs;
     float last_iou, last_focal, last_dice;
 } run;
 
@@ -314,15 +316,21 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
     run *r = ud;
     const tsr_apt_train_opts *o = &r->o;
     const tsr_sam *m = &r->model;
-    const tsr_apt_image *im = r->img;
     int S = m->cfg.img_size, L = 4 * m->grid, B = o->batch;
     int64_t SS = (int64_t)S * S;
     float *img = calloc(3 * (size_t)SS * (size_t)B, sizeof(float));
     uint8_t *lab = malloc((size_t)SS * (size_t)B), *pred = malloc((size_t)SS);
     uint32_t *inst = malloc(sizeof(uint32_t) * (size_t)SS * (size_t)B);
     float *low = malloc(sizeof(float) * (size_t)L * L);
-    TSR_ASSERT(img && lab && pred && inst && low);
+    bool hard[64] = {false};
+    TSR_ASSERT(img && lab && pred && inst && low && B <= 64);
     for (int b = 0; b < B; b++) {
+        /* the image: one of the training images, uniformly (no draw with one image,
+         * so single-image runs draw the random numbers they always did) */
+        const tsr_apt_image *im = &r->imgs[r->n_imgs > 1 ? tsr_rng_below(&c->rng, (uint32_t)r->n_imgs) : 0];
+        /* a hard negative: the crop drawn anywhere (often without the class),
+         * positive points off the class */
+        hard[b] = o->hard_negatives > 0 && !o->supervised && unit(&c->rng) < o->hard_negatives;
         /* a crop with some of the class when one can be found */
         for (int tries = 0; tries < 8; tries++) {
             /* scale jitter: 1/2 to 2 image pixels per crop pixel, log-uniform */
@@ -335,7 +343,7 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
             crop(im, x0, y0, S, z, fx, fy, &jt, img + 3 * SS * b, lab + SS * b, inst + SS * b);
             int64_t cnt = 0;
             for (int64_t i = 0; i < SS; i++) cnt += lab[SS * b + i] == 1;
-            if (cnt > SS / 50) break;
+            if (cnt > SS / 50 || hard[b]) break;
         }
     }
     tsr_tensor *x = tsr_from_f32(c, TSR_DIMS(B, 3, S, S), img);
@@ -350,7 +358,7 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
         tsr_tensor *target = tsr_new(c, TSR_F32, TSR_DIMS(1, 1, S, S));
         int px[64], py[64], pl[64], np = 0;
         float box[4], *boxp = NULL;
-        bool instance = !o->supervised && unit(&c->rng) < 0.3f;
+        bool instance = !o->supervised && !hard[b] && unit(&c->rng) < 0.3f;
         uint32_t key = 0;
         if (instance) { /* one instance: a jittered box or a point on it */
             int ix, iy;
@@ -392,8 +400,11 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
             }
         } else { /* the class region, APT's way: positives and negatives */
             int npos = 1 + (int)tsr_rng_below(&c->rng, 8), nneg = (int)tsr_rng_below(&c->rng, 9);
+            /* a hard negative's positives fall on the background, as a coarse
+             * label's do between vehicles; the target stays the class region */
             for (int i = 0; i < npos && np < 60; i++)
-                if (pick(&c->rng, tm, SS, 1, &px[np], &py[np], S)) pl[np++] = 1;
+                if (hard[b] ? pick(&c->rng, lb, SS, 0, &px[np], &py[np], S) : pick(&c->rng, tm, SS, 1, &px[np], &py[np], S))
+                    pl[np++] = 1;
             for (int i = 0; i < nneg && np < 60; i++)
                 if (pick(&c->rng, tm, SS, 0, &px[np], &py[np], S)) pl[np++] = 0;
             if (np == 0) { /* empty crop: a not-a-point token */
@@ -484,17 +495,43 @@ tsr_apt_train_opts tsr_apt_default_train_opts(void) {
 
 const int tsr_apt_vehicle_classes[2] = {8, 9}; /* large and small vehicle */
 
+static void free_images(run *r) {
+    for (int i = 0; i < r->n_imgs; i++) tsr_apt_image_free(&r->imgs[i]);
+    r->n_imgs = 0;
+}
+
+/* the iSAID image (cut to the region) and the DOTA-labelled ones, each at
+ * the training resolution (half the native pixels) */
+static tsr_status load_images(run *r, const tsr_apt_train_opts *o) {
+    tsr_status st = tsr_apt_image_load_isaid(&r->imgs[0], o->data_dir, o->image, tsr_apt_vehicle_classes, 2);
+    if (st.code) return st;
+    r->n_imgs = 1;
+    if (o->region[2] > 0 && (st = tsr_apt_image_crop(&r->imgs[0], o->region)).code) return st;
+    if (o->dota_images && o->dota_images[0]) {
+        if (!o->dota_dir) return tsr_errorf(TSR_ERR_ARG, "DOTA training images %s given without their folder", o->dota_images);
+        char names[1024];
+        if (strlen(o->dota_images) >= sizeof names) return tsr_errorf(TSR_ERR_ARG, "the DOTA image list is too long");
+        snprintf(names, sizeof names, "%s", o->dota_images);
+        for (char *save = NULL, *nm = strtok_r(names, ",", &save); nm; nm = strtok_r(NULL, ",", &save)) {
+            if (r->n_imgs == TSR_APT_TRAIN_MAX_IMAGES)
+                return tsr_errorf(TSR_ERR_ARG, "at most %d training images", TSR_APT_TRAIN_MAX_IMAGES);
+            if ((st = tsr_apt_image_load_dota(&r->imgs[r->n_imgs], o->dota_dir, nm)).code) return st;
+            r->n_imgs++;
+        }
+    }
+    for (int i = 0; i < r->n_imgs; i++) tsr_apt_image_halve(&r->imgs[i]);
+    return tsr_ok();
+}
+
 tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
     run r = {.o = *o};
-    tsr_apt_image im;
-    tsr_status st = tsr_apt_image_load_isaid(&im, o->data_dir, o->image, tsr_apt_vehicle_classes, 2);
-    if (st.code) return st;
-    if (o->region[2] > 0 && (st = tsr_apt_image_crop(&im, o->region)).code) {
-        tsr_apt_image_free(&im);
+    if (!(o->hard_negatives >= 0 && o->hard_negatives <= 1))
+        return tsr_errorf(TSR_ERR_ARG, "hard-negative share %g must be in [0,1]", (double)o->hard_negatives);
+    tsr_status st = load_images(&r, o);
+    if (st.code) {
+        free_images(&r);
         return st;
     }
-    tsr_apt_image_halve(&im); /* training resolution: half the native pixels */
-    r.img = &im;
     if (o->init) {
         st = tsr_sam_load(&r.model, o->init);
         if (!st.code && r.model.cfg.img_size != o->cfg.img_size)
@@ -505,10 +542,10 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
         if (!st.code) tsr_sam_init_weights(&r.model, o->train.seed + 17);
     }
     if (st.code) {
-        tsr_apt_image_free(&im);
+        free_images(&r);
         return st;
     }
-    char metabuf[4096], batch[16], sup[8];
+    char metabuf[4096], batch[16], sup[8], hardneg[32];
     const char *kv[128];
     tsr_sam_cfg_to_meta(&r.model.cfg, metabuf, sizeof metabuf, kv, 100);
     int k = 0;
@@ -539,9 +576,19 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
     kv[k++] = fa;
     kv[k++] = "apt.color_jitter";
     kv[k++] = o->color_jitter ? "1" : "0";
-    if (o->scale_jitter) { /* written only when on: older checkpoints stay resumable */
+    /* the options below are written only when on: older checkpoints stay resumable */
+    if (o->scale_jitter) {
         kv[k++] = "apt.scale_jitter";
         kv[k++] = "1";
+    }
+    if (r.n_imgs > 1) {
+        kv[k++] = "apt.dota_images";
+        kv[k++] = o->dota_images;
+    }
+    if (o->hard_negatives > 0) {
+        snprintf(hardneg, sizeof hardneg, "%g", (double)o->hard_negatives);
+        kv[k++] = "apt.hard_negatives";
+        kv[k++] = hardneg;
     }
     kv[k] = NULL;
     tsr_train_family f = {.name = "apt", .params = &r.model.params, .config = kv, .n_items = 0,
@@ -549,6 +596,6 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
                           .step = step, .save = save, .step_metrics = step_metrics};
     st = tsr_train_run(&f, &o->train, res);
     tsr_sam_free(&r.model);
-    tsr_apt_image_free(&im);
+    free_images(&r);
     return st;
 }

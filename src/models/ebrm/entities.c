@@ -1,6 +1,7 @@
 /* tessera ebrm: the entities of an item, the leakage rule, the QI
  * candidate sets (BM25 top-k with labels) and the weak QE pretraining
- * pairs generated from AppStream keywords. docs/ebrm.md. */
+ * pairs generated from AppStream keywords and from the train split's
+ * virtual-package descriptions. docs/ebrm.md. */
 #include "tessera/ebrm.h"
 
 #include <ctype.h>
@@ -355,6 +356,65 @@ tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, c
     free(cnt);
     free(kws);
     tsr_strmap_free(&kw);
+    return tsr_ok();
+}
+
+tsr_status tsr_ebrm_qe_pairs_virtual(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                     uint64_t seed, bool hold_tune) {
+    if (E->n_items != cat->n_items) return tsr_errorf(TSR_ERR_ARG, "ebrm: entities do not match the catalog");
+    /* the virtual construction itself: Policy's description -> providers */
+    tsr_queryset qs = {0};
+    tsr_status st = tsr_queries_build(&qs, cat, TSR_QC_VIRTUAL);
+    if (st.code != TSR_OK) return st;
+    unsigned hide = tsr_ebrm_hidden_types(TSR_QC_VIRTUAL); /* the leakage rule: provides */
+    int32_t *by_type[TSR_EBRM_TYPES], n_type[TSR_EBRM_TYPES] = {0};
+    for (int t = 0; t < TSR_EBRM_TYPES; t++) by_type[t] = malloc(((size_t)E->n + 1) * sizeof(int32_t));
+    for (int32_t e = 0; e < E->n; e++) by_type[E->type[e]][n_type[E->type[e]]++] = e;
+    int32_t *count = calloc((size_t)E->n + 1, sizeof *count);
+    int32_t *touched = malloc(((size_t)E->n + 1) * sizeof *touched);
+    TSR_ASSERT(count && touched);
+    tsr_rng rng;
+    tsr_rng_seed(&rng, seed ^ 0x7669727475616cull); /* not the keyword pairs' stream */
+    int64_t cap = out->n;
+    for (int32_t q = 0; q < qs.n; q++) {
+        const tsr_query *Q = &qs.q[q];
+        if (Q->split != TSR_SPLIT_TRAIN || (hold_tune && tsr_ebrm_is_tune(Q->text))) continue;
+        int nt = 0;
+        for (int j = 0; j < Q->n_rel; j++)
+            for (int64_t s = E->item_off[Q->rel[j]]; s < E->item_off[Q->rel[j] + 1]; s++) {
+                int32_t e = E->item_ent[s];
+                if (hide & (1u << E->type[e])) continue;
+                if (count[e]++ == 0) touched[nt++] = e;
+            }
+        if (nt == 0) continue;
+        int32_t qid = out->n_queries++;
+        out->queries = realloc(out->queries, (size_t)out->n_queries * sizeof *out->queries);
+        TSR_ASSERT(out->queries);
+        out->queries[qid] = xstrdup(Q->text);
+        if (out->n + 2 * nt > cap) {
+            cap = out->n + 2 * nt + (1 << 12);
+            out->pairs = realloc(out->pairs, (size_t)cap * sizeof *out->pairs);
+            TSR_ASSERT(out->pairs);
+        }
+        qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
+        for (int j = 0; j < nt; j++)
+            out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, touched[j], (float)((double)count[touched[j]] / Q->n_rel)};
+        for (int j = 0; j < nt; j++) {
+            int t = E->type[touched[j]];
+            if (n_type[t] <= nt) continue;
+            for (int tries = 0; tries < 64; tries++) {
+                int32_t e = by_type[t][tsr_rng_below(&rng, (uint32_t)n_type[t])];
+                if (count[e]) continue;
+                out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, 0.f};
+                break;
+            }
+        }
+        for (int j = 0; j < nt; j++) count[touched[j]] = 0;
+    }
+    for (int t = 0; t < TSR_EBRM_TYPES; t++) free(by_type[t]);
+    free(count);
+    free(touched);
+    tsr_queryset_free(&qs);
     return tsr_ok();
 }
 

@@ -221,3 +221,40 @@ int64_t tsr_higen_data_hold_tune(tsr_higen_data *d) {
     d->n_pairs[tr] = kept;
     return moved;
 }
+
+int64_t tsr_higen_data_cap_pairs(tsr_higen_data *d, int max_per_query, uint64_t seed) {
+    const int tr = TSR_SPLIT_TRAIN;
+    int64_t n = d->n_pairs[tr], kept = 0;
+    if (max_per_query <= 0) return 0;
+    tsr_rng r;
+    tsr_rng_seed(&r, seed ^ 0x6361702d70616972ull);
+    int64_t cap = 0, *pick = NULL;
+    for (int64_t a = 0, b; a < n; a = b) { /* a query's pairs are one run */
+        for (b = a + 1; b < n && d->pair_q[tr][b] == d->pair_q[tr][a]; b++) {}
+        int64_t L = b - a, m = L < max_per_query ? L : max_per_query;
+        if (L > cap) {
+            cap = L;
+            pick = realloc(pick, (size_t)cap * sizeof *pick);
+            TSR_ASSERT(pick);
+        }
+        for (int64_t i = 0; i < L; i++) pick[i] = a + i;
+        for (int64_t i = 0; i < m && m < L; i++) { /* partial Fisher-Yates: m of the L, at random */
+            int64_t j = i + (int64_t)tsr_rng_below(&r, (uint32_t)(L - i)), t = pick[i];
+            pick[i] = pick[j], pick[j] = t;
+        }
+        for (int64_t i = 1; i < m; i++) /* back in the original order (insertion sort, m is small) */
+            for (int64_t j = i; j > 0 && pick[j - 1] > pick[j]; j--) {
+                int64_t t = pick[j];
+                pick[j] = pick[j - 1], pick[j - 1] = t;
+            }
+        for (int64_t i = 0; i < m; i++) {
+            int64_t p = pick[i];
+            d->pair_q[tr][kept] = d->pair_q[tr][p], d->pair_pos[tr][kept] = d->pair_pos[tr][p];
+            d->pair_neg[tr][kept] = d->pair_neg[tr][p];
+            kept++;
+        }
+    }
+    free(pick);
+    d->n_pairs[tr] = kept;
+    return n - kept;
+}

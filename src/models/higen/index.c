@@ -46,20 +46,45 @@ void tsr_higen_embed_query(float *out, tsr_bpe *bpe, const tsr_benc *m, const ch
     tsr_ctx_free(&c);
 }
 
-tsr_status tsr_higen_emb_save(const char *path, const float *with_eff, const float *plain, int32_t n, int dim) {
+tsr_status tsr_higen_file_digest(const char *path, char out[17]) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open", path);
+    uint64_t h = 0xcbf29ce484222325ull;
+    unsigned char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 0x100000001b3ull;
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (bad) return tsr_errorf(TSR_ERR_IO, "%s: read error", path);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    return tsr_ok();
+}
+
+tsr_status tsr_higen_emb_save(const char *path, const float *with_eff, const float *plain, int32_t n, int dim,
+                              const char *encoder) {
     tsr_st_writer *w = tsr_st_writer_new();
     tsr_st_add(w, "with_eff", TSR_ST_F32, 2, TSR_SHAPE(n, dim), with_eff);
     tsr_st_add(w, "plain", TSR_ST_F32, 2, TSR_SHAPE(n, dim), plain);
     tsr_st_set_meta(w, "format", "tessera.higen.embeddings.v1");
+    tsr_st_set_meta(w, "encoder.fnv1a64", encoder);
     tsr_status st = tsr_st_write(w, path);
     tsr_st_writer_free(w);
     return st;
 }
 
-tsr_status tsr_higen_emb_load(const char *path, float *with_eff, float *plain, int32_t n, int dim) {
+tsr_status tsr_higen_emb_load(const char *path, float *with_eff, float *plain, int32_t n, int dim, const char *encoder,
+                              bool *stale) {
+    *stale = false;
     tsr_st_file f;
     tsr_status st = tsr_st_read(path, &f);
     if (st.code != TSR_OK) return st;
+    const char *by = tsr_st_meta(&f, "encoder.fnv1a64");
+    if (!by || strcmp(by, encoder) != 0) { /* written by another encoder (or before the digest was kept) */
+        tsr_st_free(&f);
+        *stale = true;
+        return tsr_ok();
+    }
     const tsr_st_tensor *a = tsr_st_find(&f, "with_eff"), *b = tsr_st_find(&f, "plain");
     if (!a || !b || a->dtype != TSR_ST_F32 || b->dtype != TSR_ST_F32 || a->ndim != 2 || b->ndim != 2 ||
         a->shape[0] != n || a->shape[1] != dim || b->shape[0] != n || b->shape[1] != dim) {

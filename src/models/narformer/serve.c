@@ -64,7 +64,7 @@ static void latency(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
 const tsr_serve_endpoint tsr_narformer_serve_endpoint = {
     .name = "latency",
     .summary = "NAR-Former V2: predicted latency (ms) of an ONNX network on tessera's CPU kernels",
-    .models = {{"narformer-latency", "FILE", "narformer latency predictor for POST /v1/latency ('none': off)",
+    .models = {{"narformer-latency", "FILE", "narformer latency predictor for POST /v1/latency",
                 "models/narformer-latency-cpu-1t.safetensors"}},
     .load = load,
     .unload = unload,

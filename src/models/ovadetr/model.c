@@ -482,6 +482,7 @@ tsr_ovd_out tsr_ovd_forward(tsr_ctx *c, const tsr_ovd_model *m, tsr_tensor *img,
         ref = detach(c, bx);
     }
     out.n_sets = g->dec_layers + 1;
+    out.text_head = g->closed ? NULL : th;
     return out;
 }
 
