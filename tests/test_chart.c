@@ -1,7 +1,8 @@
 /* tessera tests: the chart renderer behind `tessera plot` and the
  * predicted-vs-measured scatters — the font covers
  * what tick labels and metric names need, a rendered chart has its axes,
- * its curves in their colours and its legend, and empty input is an error. */
+ * its curves in their colours and its legend (inside the plot area or
+ * below it), and empty input is an error. */
 #include "testutil.h"
 
 #include "tessera/chart.h"
@@ -35,7 +36,7 @@ int main(void) {
     for (int i = 0; i < N; i++) x[i] = i * 10, y[i] = 2.3 * exp(-i / 15.0) + 0.2;
     for (int i = 0; i < 5; i++) ex[i] = 100 * (i + 1) - 10, ey[i] = 0.5 + 0.08 * i;
     tsr_chart_series s[2] = {{"loss", x, y, N, false, 0, false}, {"test_accuracy", ex, ey, 5, true, 0, false}};
-    tsr_chart_opts o = {"run.jsonl", "step", NULL, W, H, false};
+    tsr_chart_opts o = {"run.jsonl", "step", NULL, W, H, false, false};
     static uint8_t px[W * H * 3];
     tsr_status st = tsr_chart_render(px, s, 2, &o);
     TU_CHECK(st.code == TSR_OK, "render: %s", st.msg);
@@ -63,7 +64,7 @@ int main(void) {
         double bx[NB], by[NB], fx[2] = {0, 1}, fy[2] = {0.1, 0.1};
         for (int i = 0; i < NB; i++) bx[i] = i / (double)(NB - 1), by[i] = 0.55 + 0.45 * (i % 2);
         tsr_chart_series band[2] = {{"band", bx, by, NB, false, 4, false}, {"flat", fx, fy, 2, false, 0, false}};
-        tsr_chart_opts bo = {NULL, NULL, NULL, W, H, false};
+        tsr_chart_opts bo = {NULL, NULL, NULL, W, H, false, false};
         TU_CHECK(tsr_chart_render(px, band, 2, &bo).code == TSR_OK, "band render");
         int top = count_rgb(px, W, H, 0, 0, W, H / 2, 214, 39, 40),
             bottom = count_rgb(px, W, H, 0, H / 2, W, H, 214, 39, 40);
@@ -85,11 +86,37 @@ int main(void) {
         TU_CHECK(count_rgb(px, W, H, xr, yb, xr + 1, yb + 1, 31, 119, 180) == 1,
                  "the wide series is on top where the two cross (%d, %d)", xr, yb);
     }
+    /* the legend below the plot area: the x axis moves up to make room,
+     * the swatches sit under it (none inside the plot area), and the
+     * curves keep their colours */
+    {
+        tsr_chart_opts lo = o;
+        lo.legend_below = true;
+        int axis_in = 0, axis_below = 0, n_in = 0, n_below = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            TU_CHECK(tsr_chart_render(px, s, 2, pass ? &lo : &o).code == TSR_OK, "legend render %d", pass);
+            int *ay = pass ? &axis_below : &axis_in, *nb = pass ? &n_below : &n_in;
+            for (int yy = H / 2; yy < H; yy++) {
+                int n = count_rgb(px, W, H, 0, yy, W, yy + 1, 0, 0, 0);
+                if (n > *nb) *nb = n, *ay = yy;
+            }
+        }
+        TU_CHECK(n_in > W / 2 && n_below > W / 2 && axis_below < axis_in - 20, "x axis at row %d, %d with the legend below",
+                 axis_in, axis_below);
+        int red_under = count_rgb(px, W, H, 0, axis_below + 2, W, H, 214, 39, 40),
+            blue_under = count_rgb(px, W, H, 0, axis_below + 2, W, H, 31, 119, 180);
+        TU_CHECK(red_under > 20 && blue_under > 20, "swatches under the axis (%d, %d)", red_under, blue_under);
+        TU_CHECK(count_rgb(px, W, H, 0, 0, W, axis_below - 2, 214, 39, 40) > 100 &&
+                     count_rgb(px, W, H, W / 2, 0, W, H / 4, 214, 39, 40) < 20,
+                 "the curves still drawn, no legend box at the top right");
+        lo.height = 130; /* the legend takes its rows from the plot area: too little left */
+        TU_CHECK(tsr_chart_render(px, s, 2, &lo).code == TSR_ERR_ARG, "too small with the legend below");
+    }
     /* nothing to draw, or no room, is an error */
     double nan_y[2] = {NAN, NAN};
     tsr_chart_series bad = {"x", x, nan_y, 2, false, 0, false};
     TU_CHECK(tsr_chart_render(px, &bad, 1, &o).code == TSR_ERR_ARG, "no finite points refused");
-    tsr_chart_opts tiny = {NULL, NULL, NULL, 60, 40, false};
+    tsr_chart_opts tiny = {NULL, NULL, NULL, 60, 40, false, false};
     TU_CHECK(tsr_chart_render(px, s, 2, &tiny).code == TSR_ERR_ARG, "too small refused");
     /* log axis */
     o.log_y = true;
@@ -98,7 +125,7 @@ int main(void) {
     o.log_y = false;
     double sx[2] = {0, 100}, sy[2] = {0, 100};
     tsr_chart_series sc = {"held-out", sx, sy, 2, false, 0, true};
-    tsr_chart_opts so = {NULL, NULL, NULL, W, H, false};
+    tsr_chart_opts so = {NULL, NULL, NULL, W, H, false, false};
     TU_CHECK(tsr_chart_render(px, &sc, 1, &so).code == TSR_OK, "scatter render");
     int dots = count_rgb(px, W, H, 0, 0, W, H, 31, 119, 180);
     sc.points = false;

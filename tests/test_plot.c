@@ -26,7 +26,7 @@ int main(void) {
     const double a[5] = {0.55, 0.61, 0.58, NAN, 0.66}, b[5] = {0.50, 0.52, 0.57, 0.60, 0.59};
     /* the first series draws blue, the second red; the first is wider */
     tsr_chart_series s[2] = {{"ctnet", x, a, 5, false, 4, false}, {"retrain", x, b, 5, false, 0, false}};
-    tsr_chart_opts o = {"next-period AUC", "period", "AUC", 640, 360, false};
+    tsr_chart_opts o = {"next-period AUC", "period", "AUC", 640, 360, false, false};
     tsr_status st = tsr_chart_png(path, s, 2, &o);
     TU_CHECK(st.code == 0, "plot: %s", st.msg);
     uint8_t *px = NULL;
@@ -43,7 +43,7 @@ int main(void) {
         free(px);
     }
     unlink(path);
-    tsr_chart_opts small = {NULL, NULL, NULL, 100, 50, false}, plain = {NULL, NULL, NULL, 640, 360, false};
+    tsr_chart_opts small = {NULL, NULL, NULL, 100, 50, false, false}, plain = {NULL, NULL, NULL, 640, 360, false, false};
     st = tsr_chart_png(path, s, 2, &small);
     TU_CHECK(st.code != 0 && strstr(st.msg, path) && access(path, F_OK) != 0, "too small: '%s'", st.msg);
     char bad[300];

@@ -1,11 +1,13 @@
 /* Tests for src/io/png.c: grey and RGB images written and read back
  * through libpng byte for byte (files, and in memory: tsr_png_encode /
- * tsr_png_decode give the same bytes and pixels as the file path), grid
+ * tsr_png_decode give the same bytes and pixels as the file path, and
+ * tsr_png_decode_base64 the same pixels, grey expanded to RGB on request), grid
  * geometry and placement, [0,1] -> u8 rounding, and failures (missing
  * directory, not a PNG, a truncated PNG in memory, an image over the pixel
  * limit) that return a status and leave no file behind. Exact comparisons
  * (lossless format). */
 #include "testutil.h"
+#include "tessera/base64.h"
 #include "tessera/png.h"
 
 #include <string.h>
@@ -56,6 +58,22 @@ static void roundtrip(int w, int h, int ch) {
         TU_CHECK(st.code == TSR_ERR_FORMAT && dec == NULL && strstr(st.msg, "img: not a readable PNG"),
                  "truncated at %zu of %zu: %s", cut, n, st.msg);
     }
+    /* the same bytes as base64 (a request's JSON member): identical
+     * pixels, and with rgb a grey image comes back as three equal channels */
+    char *b64 = tsr_base64_encode(mem, n);
+    for (int rgb = 0; rgb < 2; rgb++) {
+        st = tsr_png_decode_base64(b64, "img", 0, rgb, &dec, &dw, &dh, &dc);
+        int want = rgb && ch == 1 ? 3 : ch;
+        bool same = st.code == TSR_OK && dw == w && dh == h && dc == want;
+        for (int i = 0; same && i < w * h * want; i++) same = dec[i] == px[want == ch ? i : i / 3];
+        TU_CHECK(same, "base64 decode %dx%dx%d rgb %d: %s", w, h, ch, rgb, st.msg);
+        free(dec);
+        dec = NULL;
+    }
+    b64[n / 3] = '*';
+    st = tsr_png_decode_base64(b64, "img", 0, true, &dec, &dw, &dh, &dc);
+    TU_CHECK(st.code == TSR_ERR_FORMAT && dec == NULL && strstr(st.msg, "img"), "bad base64 refused: %s", st.msg);
+    free(b64);
     free(mem), free(file);
     free(back), free(px);
     remove(path);

@@ -3,10 +3,11 @@
 
 usage: tools/ctnet_tables.py OUTDIR [LABEL]
 Reads OUTDIR/validation.jsonl, OUTDIR/eval.jsonl and, when present,
-OUTDIR/diagnostics.jsonl; prints, per pair, the evaluation table (every
-method at its validation-chosen setting, the time column as a share of
-retrain's), the validation grid and other settings it was chosen on, and
-the diagnostics.
+OUTDIR/diagnostics.jsonl and OUTDIR/cost.jsonl; prints, per pair, the
+evaluation table (every method at its validation-chosen setting, with the
+chosen line's validation AUC, the time column as a share of retrain's),
+the cost at matched epochs, the validation grid and other settings it was
+chosen on, and the diagnostics.
 Standard library only."""
 import json
 import os
@@ -47,6 +48,17 @@ def main():
     ev = load(os.path.join(out, "eval.jsonl"))
     dp = os.path.join(out, "diagnostics.jsonl")
     diags = load(dp) if os.path.exists(dp) else []
+    cp = os.path.join(out, "cost.jsonl")
+    costs = load(cp) if os.path.exists(cp) else []
+
+    def chosen(pair, method):
+        """the validation line `eval --tuned` takes (highest auc_mean, first of equals)"""
+        b = None
+        for r in val:
+            if (r["pair"] == pair and r["method"] == method and r["split"] == "validation"
+                    and not r.get("zero_source_states") and (b is None or r["auc_mean"] > b["auc_mean"])):
+                b = r
+        return b
     pairs = []
     for r in ev:
         if r["pair"] not in pairs:
@@ -64,7 +76,9 @@ def main():
             auc = f"{r['auc_mean']:.4f} ± {r['auc_ci95']:.4f}"
             if r is best or r["method"] == "ctnet":
                 auc = f"**{auc}**"
-            print(f"| `{r['method']}` | {r['lr']:g} | {r['epochs']} | {extras(r)} | {r['validation_auc']:.4f} | {auc} | "
+            v = chosen(pair, r["method"])
+            vs = f"{v['auc_mean']:.4f} ± {v['auc_ci95']:.4f}" if v else f"{r['validation_auc']:.4f}"
+            print(f"| `{r['method']}` | {r['lr']:g} | {r['epochs']} | {extras(r)} | {vs} | {auc} | "
                   f"{r['logloss_mean']:.4f} | {r['train_seconds_per_period']:.4f} | {100 * share:.0f}% | "
                   f"{r['source_seconds_per_period']:.4f} | {r['examples_per_period']:.1f} |")
         ct = [r for r in rows if r["method"] == "ctnet"]
@@ -74,13 +88,25 @@ def main():
             print(f"\nctnet − best baseline (`{best['method']}`): {d:+.4f}; intervals ±{c['auc_ci95']:.4f} and "
                   f"±{best['auc_ci95']:.4f}; "
                   f"{'separated' if abs(d) > c['auc_ci95'] + best['auc_ci95'] else 'overlapping'}.")
+            if rt:
+                print(f"\nCost, `ctnet` / `retrain`, each at its own chosen setting (same run): "
+                      f"{100 * c['train_seconds_per_period'] / base:.1f}% "
+                      f"({c['train_seconds_per_period']:.4f} / {base:.4f} CPU s per period).")
+            cc = [r for r in costs if r["pair"] == pair]
+            cct = [r for r in cc if r["method"] == "ctnet"]
+            ccr = [r for r in cc if r["method"] == "retrain"]
+            if cct and ccr:
+                a, b = cct[-1], ccr[-1]
+                print(f"At matched epochs (`retrain` at ctnet's lr {b['lr']:g} and {b['epochs']} epochs, "
+                      f"{b['seeds']} seeds, cost only): {100 * a['train_seconds_per_period'] / b['train_seconds_per_period']:.1f}% "
+                      f"({a['train_seconds_per_period']:.4f} / {b['train_seconds_per_period']:.4f}).")
         grid, other = {}, []
         for r in val:
             if r["pair"] == pair:
                 if extras(r):
                     other.append(r)
                 else:
-                    grid.setdefault(r["method"], {})[(r["lr"], r["epochs"])] = r["auc_mean"]
+                    grid.setdefault(r["method"], {})[(r["lr"], r["epochs"])] = (r["auc_mean"], r["auc_ci95"])
         keys = sorted({k for g in grid.values() for k in g})
         if keys:
             print(f"\nValidation AUC per setting ({val[0]['seeds']} seeds, periods "
@@ -89,7 +115,7 @@ def main():
             print("| method | " + " | ".join(f"lr {lr:g}, {ep} ep" for lr, ep in keys) + " |")
             print("|---|" + "---|" * len(keys))
             for m, g in grid.items():
-                print(f"| `{m}` | " + " | ".join(f"{g[k]:.4f}" if k in g else "" for k in keys) + " |")
+                print(f"| `{m}` | " + " | ".join(f"{g[k][0]:.4f} ± {g[k][1]:.3f}" if k in g else "" for k in keys) + " |")
         if other:
             print("\nOther settings on the validation periods:\n")
             print("| method | lr | epochs | setting | validation AUC |")
@@ -102,7 +128,7 @@ def main():
             print("| method | lr | epochs | setting | validation AUC | per period |")
             print("|---|---|---|---|---|---|")
             for r in diag:
-                st = extras(r) + (", adapters read zeros" if r.get("zero_source_states") else "")
+                st = ", ".join(x for x in (extras(r), "adapters read zeros" if r.get("zero_source_states") else "") if x)
                 pp = " / ".join(f"{x:.3f}" for x in r["auc_per_period"])
                 print(f"| `{r['method']}` | {r['lr']:g} | {r['epochs']} | {st} | {r['auc_mean']:.4f} ± {r['auc_ci95']:.4f} | {pp} |")
         print()

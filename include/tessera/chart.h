@@ -1,8 +1,9 @@
 /* tessera io: line charts and scatters as PNG, for training curves
  * (`tessera plot`) and predicted-vs-measured plots.
- * Axes with "nice" ticks (1, 2, 5 x 10^k) and tick labels, a legend, a
- * title, drawn with a built-in 5x7 bitmap font (digits, lowercase letters
- * and . - _ + : / ( ) % , =; capitals are drawn as lowercase) and written
+ * Axes with "nice" ticks (1, 2, 5 x 10^k) and tick labels, a legend
+ * (inside the plot area, or in rows below it), a title, drawn with a
+ * built-in 5x7 bitmap font (digits, lowercase letters and
+ * . - _ + : / ( ) % , =; capitals are drawn as lowercase) and written
  * with the PNG writer. src/io/chart.c. */
 #ifndef TESSERA_CHART_H
 #define TESSERA_CHART_H
@@ -22,6 +23,8 @@ typedef struct {
     const char *title, *xlabel, *ylabel; /* may be NULL */
     int width, height;    /* pixels (0: 960 x 600) */
     bool log_y;           /* log10 y axis (positive values only) */
+    bool legend_below;    /* the legend in rows under the plot area, clear of every curve
+                             (default: a box inside the plot area, in its emptiest corner) */
 } tsr_chart_opts;
 
 /* Draws into rgb (height x width x 3, caller-allocated). TSR_ERR_ARG when

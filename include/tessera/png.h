@@ -18,6 +18,11 @@ tsr_status tsr_png_read(const char *path, uint8_t **px, int *w, int *h, int *ch)
  * before its pixels are allocated (TSR_ERR_ARG). */
 tsr_status tsr_png_decode(const uint8_t *buf, size_t n, const char *what, int64_t max_px, uint8_t **px, int *w, int *h,
                           int *ch);
+/* A PNG file's bytes in base64 (a request's JSON member, a data URL
+ * header accepted as tsr_base64_decode does) -> pixels, as tsr_png_decode;
+ * with rgb a grey image comes back expanded to 3 channels (*ch 3). */
+tsr_status tsr_png_decode_base64(const char *b64, const char *what, int64_t max_px, bool rgb, uint8_t **px, int *w,
+                                 int *h, int *ch);
 /* pixels (as tsr_png_write) -> a PNG file's bytes, *out malloc'd */
 tsr_status tsr_png_encode(const uint8_t *px, int w, int h, int ch, uint8_t **out, size_t *n);
 

@@ -27,6 +27,7 @@
 
 #include "tessera/core.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -182,6 +183,19 @@ static inline void tsr_serve_printable(char *out, size_t cap, const char *s) {
     if (cap == 0) return;
     for (; s && *s && n < cap - 1; s++) out[n++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
     out[n] = '\0';
+}
+
+/* An error reply: status, the offending parameter (NULL: none) and a
+ * printf-style one-line message. Header-only, as above. */
+static inline void tsr_serve_fail(tsr_serve_reply *rp, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline void tsr_serve_fail(tsr_serve_reply *rp, int status, const char *param, const char *fmt, ...) {
+    rp->status = status;
+    snprintf(rp->error_param, sizeof rp->error_param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rp->error, sizeof rp->error, fmt, ap);
+    va_end(ap);
 }
 
 /* The LLM endpoints (/v1/completions, /v1/models): src/serve/llm.c. */

@@ -496,7 +496,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         for (int k = k0; k < k1; k++) xs[k - k0] = d.first + 1 + k;
         char title[160];
         snprintf(title, sizeof title, "next-period AUC, %s, mean of %d seeds", pair, seeds);
-        const tsr_chart_opts co = {title, "period", "AUC", 1100, 560, false};
+        const tsr_chart_opts co = {.title = title, .xlabel = "period", .ylabel = "AUC", .width = 1100, .height = 600,
+                                   .legend_below = true};
         tsr_status st = tsr_chart_png(plot, series, n_series, &co);
         if (st.code) return cli_fail(st, "check --plot");
         if (!cli_quiet()) fprintf(stderr, "wrote %s\n", plot);

@@ -172,7 +172,7 @@ static int cmd_plot(const char *prog, int argc, char **argv) {
             ps[i] = (tsr_chart_series){s[i].name, s[i].x, s[i].y, s[i].n, s[i].eval && s[i].n <= 200, 0, false};
         const char *slash = strrchr(path, '/');
         tsr_chart_opts po = {title ? title : slash ? slash + 1 : path, by_time ? "seconds" : "step",
-                            ns == 1 ? s[0].name : NULL, width, height, log_y};
+                            ns == 1 ? s[0].name : NULL, width, height, log_y, false};
         st = tsr_chart_png(out, ps, ns, &po);
     }
     for (int i = 0; i < ns; i++) free(s[i].x), free(s[i].y);

@@ -192,8 +192,18 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
         int tw = text_width(buf);
         if (tw > ylab_w) ylab_w = tw;
     }
+    /* a legend below the plot area: entries left to right in rows as wide
+     * as the image allows; its height comes off the plot area */
+    const int row = CHAR_H + 8, W_IN = W - 48;
+    int lw = 0, below_rows = 0;
+    for (int i = 0; i < ns; i++)
+        if (s[i].name && text_width(s[i].name) > lw) lw = text_width(s[i].name);
+    const int entry_w = lw + 56; /* swatch, gap, name, gap */
+    const int per_row = o->legend_below ? (W_IN / entry_w > 0 ? W_IN / entry_w : 1) : 0;
+    if (o->legend_below) below_rows = (ns + per_row - 1) / per_row;
+    const int below_h = below_rows ? below_rows * row + 8 + 12 : 0;
     const int L = 24 + (o->ylabel ? CHAR_H + 12 : 0) + ylab_w, R = W - 24, T = o->title ? 24 + CHAR_H + 16 : 24,
-              Bm = H - (24 + CHAR_H + 10 + (o->xlabel ? CHAR_H + 12 : 0));
+              Bm = H - (24 + CHAR_H + 10 + (o->xlabel ? CHAR_H + 12 : 0)) - below_h;
     if (R - L < 50 || Bm - T < 50) return tsr_errorf(TSR_ERR_ARG, "chart: %d x %d pixels is too small", W, H);
     /* x ticks: up to 8, fewer where their labels would touch (a narrow
      * chart, or labels as wide as "-0.8") */
@@ -257,12 +267,25 @@ tsr_status tsr_chart_render(uint8_t *px, const tsr_chart_series *s, int ns, cons
     }
 #undef PX
 #undef PY
+    if (o->legend_below) {
+        /* rows of entries under the x-axis label, centred, in a frame */
+        const int cols = ns < per_row ? ns : per_row, bw = cols * entry_w + 8;
+        const int lx0 = (W - bw) / 2, ly0 = H - 24 - below_rows * row - 8, lx1 = lx0 + bw, ly1 = ly0 + below_rows * row + 8;
+        line(&c, lx0, ly0, lx1, ly0, grey, 1), line(&c, lx0, ly1, lx1, ly1, grey, 1);
+        line(&c, lx0, ly0, lx0, ly1, grey, 1), line(&c, lx1, ly0, lx1, ly1, grey, 1);
+        for (int i = 0; i < ns; i++) {
+            rgb col = series_colour(i);
+            const int ex = lx0 + 4 + (i % per_row) * entry_w, y = ly0 + 8 + (i / per_row) * row + CHAR_H / 2;
+            if (s[i].points) rect(&c, ex + 18, y - 2, ex + 22, y + 2, col);
+            else line(&c, ex + 8, y, ex + 32, y, col, 3);
+            if (s[i].markers) rect(&c, ex + 17, y - 3, ex + 23, y + 3, col);
+            text(&c, ex + 40, y - CHAR_H / 2, s[i].name ? s[i].name : "", black, false);
+        }
+        return tsr_ok();
+    }
     /* legend: inside the plot area, in the corner where it covers the
      * fewest curve pixels (top right when tied) */
-    int lw = 0;
-    for (int i = 0; i < ns; i++)
-        if (s[i].name && text_width(s[i].name) > lw) lw = text_width(s[i].name);
-    const int row = CHAR_H + 8, bw = lw + 48, bh = ns * row + 8;
+    const int bw = lw + 48, bh = ns * row + 8;
     int lx1 = R - 10, ly0 = T + 10;
     long best = -1;
     for (int corner = 0; corner < 4; corner++) {

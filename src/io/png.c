@@ -3,6 +3,7 @@
  * rename; libpng's longjmp error path is contained in one function each. */
 #include "tessera/png.h"
 
+#include "tessera/base64.h"
 #include "tessera/fileio.h"
 
 #include <errno.h>
@@ -217,4 +218,24 @@ void tsr_png_from_unit(uint8_t *dst, const float *src, int64_t n) {
         v = v != v ? 0.0f : v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
         dst[i] = (uint8_t)(v * 255.0f + 0.5f);
     }
+}
+
+tsr_status tsr_png_decode_base64(const char *b64, const char *what, int64_t max_px, bool rgb, uint8_t **px, int *w,
+                                 int *h, int *ch) {
+    *px = NULL;
+    uint8_t *png = NULL;
+    size_t n = 0;
+    tsr_status st = tsr_base64_decode(b64, strlen(b64), what, &png, &n);
+    if (!st.code) st = tsr_png_decode(png, n, what, max_px, px, w, h, ch);
+    free(png);
+    if (st.code || !rgb || *ch != 1) return st;
+    uint8_t *c3 = malloc((size_t)*w * (size_t)*h * 3);
+    if (!c3) {
+        free(*px), *px = NULL;
+        return tsr_errorf(TSR_ERR_NOMEM, "%s: out of memory", what);
+    }
+    for (int64_t i = 0; i < (int64_t)*w * *h; i++) c3[3 * i] = c3[3 * i + 1] = c3[3 * i + 2] = (*px)[i];
+    free(*px);
+    *px = c3, *ch = 3;
+    return tsr_ok();
 }

@@ -29,7 +29,6 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
 #define SEG_MAX_PIXELS (4096 * 4096)
@@ -76,20 +75,11 @@ static void seg_metrics(void *state, FILE *out) {
             (long long)__atomic_load_n(&s->requests, __ATOMIC_RELAXED));
 }
 
-static void bad(tsr_serve_reply *rp, int status, const char *param, const char *fmt, ...) {
-    rp->status = status;
-    snprintf(rp->error_param, sizeof rp->error_param, "%s", param ? param : "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(rp->error, sizeof rp->error, fmt, ap);
-    va_end(ap);
-}
-
 static bool get_int(const cJSON *j, const char *key, double lo, double hi, double *out, tsr_serve_reply *rp) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!v) return true;
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
-        bad(rp, 400, key, "'%s' must be an integer in [%.0f, %.0f]", key, lo, hi);
+        tsr_serve_fail(rp, 400, key, "'%s' must be an integer in [%.0f, %.0f]", key, lo, hi);
         return false;
     }
     *out = v->valuedouble;
@@ -100,37 +90,20 @@ static bool get_int(const cJSON *j, const char *key, double lo, double hi, doubl
 static bool get_png(const cJSON *j, const char *key, int want_ch, uint8_t **px, int *w, int *h, tsr_serve_reply *rp) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!cJSON_IsString(v)) {
-        bad(rp, 400, key, "'%s' must be a string: the PNG file's bytes in base64", key);
+        tsr_serve_fail(rp, 400, key, "'%s' must be a string: the PNG file's bytes in base64", key);
         return false;
     }
-    uint8_t *png = NULL;
-    size_t n = 0;
-    tsr_status st = tsr_base64_decode(v->valuestring, strlen(v->valuestring), key, &png, &n);
     int ch = 0;
-    uint8_t *p = NULL;
-    if (!st.code) st = tsr_png_decode(png, n, key, SEG_MAX_PIXELS, &p, w, h, &ch);
-    free(png);
+    tsr_status st = tsr_png_decode_base64(v->valuestring, key, SEG_MAX_PIXELS, want_ch == 3, px, w, h, &ch);
     if (st.code) {
-        bad(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, key, "%s", st.msg);
+        tsr_serve_fail(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, key, "%s", st.msg);
         return false;
     }
     if (want_ch == 1 && ch != 1) {
-        free(p);
-        bad(rp, 400, key, "'%s' must be a greyscale PNG of class codes", key);
+        free(*px), *px = NULL;
+        tsr_serve_fail(rp, 400, key, "'%s' must be a greyscale PNG of class codes", key);
         return false;
     }
-    if (want_ch == 3 && ch == 1) {
-        uint8_t *c3 = malloc((size_t)*w * (size_t)*h * 3);
-        if (!c3) {
-            free(p);
-            bad(rp, 500, NULL, "out of memory");
-            return false;
-        }
-        for (int64_t i = 0; i < (int64_t)*w * *h; i++) c3[3 * i] = c3[3 * i + 1] = c3[3 * i + 2] = p[i];
-        free(p);
-        p = c3;
-    }
-    *px = p;
     return true;
 }
 
@@ -159,34 +132,34 @@ static bool push_point(tsr_apt_points *p, float x, float y, int label) {
 /* "points": [[x, y, label], ...] inside a w x h image */
 static bool get_points(const cJSON *v, int w, int h, tsr_apt_points *p, tsr_serve_reply *rp) {
     if (!cJSON_IsArray(v)) {
-        bad(rp, 400, "points", "'points' must be an array of [x, y, label]");
+        tsr_serve_fail(rp, 400, "points", "'points' must be an array of [x, y, label]");
         return false;
     }
     int npos = 0;
     for (const cJSON *e = v->child; e; e = e->next) {
         if (p->n == SEG_MAX_POINTS) {
-            bad(rp, 400, "points", "at most %d points per request", SEG_MAX_POINTS);
+            tsr_serve_fail(rp, 400, "points", "at most %d points per request", SEG_MAX_POINTS);
             return false;
         }
         const cJSON *x = cJSON_GetArrayItem(e, 0), *y = cJSON_GetArrayItem(e, 1), *l = cJSON_GetArrayItem(e, 2);
         if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 3 || !cJSON_IsNumber(x) || !cJSON_IsNumber(y) ||
             !cJSON_IsNumber(l) || (l->valuedouble != 0 && l->valuedouble != 1)) {
-            bad(rp, 400, "points", "point %d must be [x, y, label] with numbers and label 0 or 1", p->n);
+            tsr_serve_fail(rp, 400, "points", "point %d must be [x, y, label] with numbers and label 0 or 1", p->n);
             return false;
         }
         if (!(x->valuedouble >= 0 && x->valuedouble < w && y->valuedouble >= 0 && y->valuedouble < h)) {
-            bad(rp, 400, "points", "point %d (%.1f, %.1f) lies outside the %dx%d image", p->n, x->valuedouble,
+            tsr_serve_fail(rp, 400, "points", "point %d (%.1f, %.1f) lies outside the %dx%d image", p->n, x->valuedouble,
                 y->valuedouble, w, h);
             return false;
         }
         if (!push_point(p, (float)x->valuedouble, (float)y->valuedouble, (int)l->valuedouble)) {
-            bad(rp, 500, NULL, "out of memory");
+            tsr_serve_fail(rp, 500, NULL, "out of memory");
             return false;
         }
         npos += l->valuedouble == 1;
     }
     if (npos == 0) {
-        bad(rp, 400, "points", "'points' needs at least one point with label 1 (on the class)");
+        tsr_serve_fail(rp, 400, "points", "'points' needs at least one point with label 1 (on the class)");
         return false;
     }
     return true;
@@ -195,13 +168,13 @@ static bool get_points(const cJSON *v, int w, int h, tsr_apt_points *p, tsr_serv
 static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp) {
     seg_state *s = state;
     if (!s->loaded) {
-        bad(rp, 503, NULL, "no segmenter is loaded (start the server with --apt FILE)");
+        tsr_serve_fail(rp, 503, NULL, "no segmenter is loaded (start the server with --apt FILE)");
         return;
     }
     double t0 = tsr_time();
     cJSON *j = cJSON_ParseWithLength(rq->body, rq->body_len);
     if (!cJSON_IsObject(j)) {
-        bad(rp, 400, NULL, "the body must be a JSON object with 'image' and 'landcover' or 'points'");
+        tsr_serve_fail(rp, 400, NULL, "the body must be a JSON object with 'image' and 'landcover' or 'points'");
         cJSON_Delete(j);
         return;
     }
@@ -215,7 +188,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
              * message stays one line */
             char name[61];
             tsr_serve_printable(name, sizeof name, e->string);
-            bad(rp, 400, e->string,
+            tsr_serve_fail(rp, 400, e->string,
                 "unknown field '%s' (fields: image, landcover, class, nodata, mode, points_per_class, iterations, "
                 "seed, points, min_area)",
                 name);
@@ -228,17 +201,17 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
     int mode = TSR_APT_GRID;
     bool ok = true;
     if (!cJSON_GetObjectItemCaseSensitive(j, "image")) {
-        bad(rp, 400, "image", "'image' (a base64 PNG) is required");
+        tsr_serve_fail(rp, 400, "image", "'image' (a base64 PNG) is required");
         ok = false;
     } else if (!lc == !pts) {
-        bad(rp, 400, lc ? "points" : "landcover", "give either 'landcover' (a class-code PNG) or 'points', not %s",
+        tsr_serve_fail(rp, 400, lc ? "points" : "landcover", "give either 'landcover' (a class-code PNG) or 'points', not %s",
             lc ? "both" : "neither");
         ok = false;
     } else if (pts) {
         static const char *const lc_only[] = {"class", "nodata", "mode", "points_per_class", "seed"};
         for (size_t k = 0; k < sizeof lc_only / sizeof *lc_only && ok; k++)
             if (cJSON_GetObjectItemCaseSensitive(j, lc_only[k])) {
-                bad(rp, 400, lc_only[k], "'%s' applies to 'landcover' requests, not to 'points'", lc_only[k]);
+                tsr_serve_fail(rp, 400, lc_only[k], "'%s' applies to 'landcover' requests, not to 'points'", lc_only[k]);
                 ok = false;
             }
     }
@@ -249,7 +222,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
     if (ok && ms) {
         mode = cJSON_IsString(ms) ? tsr_apt_mode_parse(ms->valuestring) : -1;
         if (mode < 0) {
-            bad(rp, 400, "mode", "'mode' must be grid, random or superpixel");
+            tsr_serve_fail(rp, 400, "mode", "'mode' must be grid, random or superpixel");
             ok = false;
         }
     }
@@ -261,7 +234,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
         int lw = 0, lh = 0;
         ok = get_png(j, "landcover", 1, &codes, &lw, &lh, rp);
         if (ok && (lw != w || lh != h)) {
-            bad(rp, 400, "landcover", "'landcover' is %dx%d, the image %dx%d: the map must be on the image grid", lw, lh, w,
+            tsr_serve_fail(rp, 400, "landcover", "'landcover' is %dx%d, the image %dx%d: the map must be on the image grid", lw, lh, w,
                 h);
             ok = false;
         }
@@ -269,7 +242,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
             int64_t N = (int64_t)w * h;
             lab = malloc((size_t)N);
             if (!lab) {
-                bad(rp, 500, NULL, "out of memory");
+                tsr_serve_fail(rp, 500, NULL, "out of memory");
                 ok = false;
             }
             for (int64_t i = 0; ok && i < N; i++)
@@ -278,7 +251,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
         if (ok) {
             tsr_status st = tsr_apt_prompts(&p, lab, rgb, h, w, mode, (int)ppc, (int)iters, (uint64_t)seed);
             if (st.code) {
-                bad(rp, 400, "landcover", "class %d: %s", (int)cls, st.msg);
+                tsr_serve_fail(rp, 400, "landcover", "class %d: %s", (int)cls, st.msg);
                 ok = false;
             }
         }
@@ -297,7 +270,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
         }
         mask = malloc((size_t)w * (size_t)h);
         if (!mask) {
-            bad(rp, 500, NULL, "out of memory");
+            tsr_serve_fail(rp, 500, NULL, "out of memory");
             ok = false;
         } else {
             tsr_apt_segment(&s->m, &so, rgb, h, w, &p, mask, &ss);
@@ -345,7 +318,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
             rp->status = 200;
             __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
         } else {
-            bad(rp, 500, NULL, "out of memory");
+            tsr_serve_fail(rp, 500, NULL, "out of memory");
         }
     }
     if (rq->usage) snprintf(rq->usage->model, sizeof rq->usage->model, "%s", s->name);

@@ -12,7 +12,6 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,15 +73,6 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
     memcpy(b->s + b->n, s, n);
     b->n += n;
     b->s[b->n] = 0;
-}
-
-static void bad(tsr_serve_reply *rp, int status, const char *param, const char *fmt, ...) {
-    rp->status = status;
-    snprintf(rp->error_param, sizeof rp->error_param, "%s", param ? param : "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(rp->error, sizeof rp->error, fmt, ap);
-    va_end(ap);
 }
 
 /* a name the client sent, as shown in an error: at most max bytes, control
@@ -163,7 +153,7 @@ static bool rows_to_tsv(const tsr_ctnet_model *m, const cJSON *rows, sbuf *tsv, 
     for (const cJSON *r = rows->child; r; r = r->next, i++) {
         if (!cJSON_IsObject(r)) {
             snprintf(param, sizeof param, "rows[%d]", i);
-            bad(rp, 400, param, "%s must be an object with user, item and timestamp", param);
+            tsr_serve_fail(rp, 400, param, "%s must be an object with user, item and timestamp", param);
             return false;
         }
         const cJSON *cell[4 + TSR_CTNET_MAX_FIELDS] = {0};
@@ -180,11 +170,11 @@ static bool rows_to_tsv(const tsr_ctnet_model *m, const cJSON *rows, sbuf *tsv, 
                     strcat(known, ", ");
                     strcat(known, fields[f]);
                 }
-                bad(rp, 400, param, "%s: unknown field (a row has user, item, timestamp, history%s)", param, known);
+                tsr_serve_fail(rp, 400, param, "%s: unknown field (a row has user, item, timestamp, history%s)", param, known);
                 return false;
             }
             if (cell[c]) {
-                bad(rp, 400, param, "%s appears twice", param);
+                tsr_serve_fail(rp, 400, param, "%s appears twice", param);
                 return false;
             }
             cell[c] = kv;
@@ -193,13 +183,13 @@ static bool rows_to_tsv(const tsr_ctnet_model *m, const cJSON *rows, sbuf *tsv, 
         for (int c = 0; c < 3; c++)
             if (!cell[c] || cJSON_IsNull(cell[c])) {
                 snprintf(param, sizeof param, "rows[%d].%s", i, req[c]);
-                bad(rp, 400, param, "%s is missing", param);
+                tsr_serve_fail(rp, 400, param, "%s is missing", param);
                 return false;
             }
         if (!cJSON_IsNumber(cell[2]) || cell[2]->valuedouble < 0 || cell[2]->valuedouble > 1099511627776.0 ||
             cell[2]->valuedouble != floor(cell[2]->valuedouble)) {
             snprintf(param, sizeof param, "rows[%d].timestamp", i);
-            bad(rp, 400, param, "%s must be integer unix seconds (0 .. 2^40)", param);
+            tsr_serve_fail(rp, 400, param, "%s must be integer unix seconds (0 .. 2^40)", param);
             return false;
         }
         for (int c = 0; c < 4 + nf; c++) {
@@ -218,7 +208,7 @@ static bool rows_to_tsv(const tsr_ctnet_model *m, const cJSON *rows, sbuf *tsv, 
             if (!ok) {
                 char nm[41];
                 snprintf(param, sizeof param, "rows[%d].%s", i, shown(nm, sizeof nm, cell[c]->string, 40));
-                bad(rp, 400, param, "%s %s", param, why);
+                tsr_serve_fail(rp, 400, param, "%s %s", param, why);
                 return false;
             }
         }
@@ -230,13 +220,13 @@ static bool rows_to_tsv(const tsr_ctnet_model *m, const cJSON *rows, sbuf *tsv, 
 static void ctr_score(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp) {
     ctr_state *s = state;
     if (!s || !s->loaded) {
-        bad(rp, 503, NULL, "no CTR model is loaded (start the server with --ctnet FILE)");
+        tsr_serve_fail(rp, 503, NULL, "no CTR model is loaded (start the server with --ctnet FILE)");
         return;
     }
     cJSON *root = cJSON_ParseWithLength(rq->body, rq->body_len);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        bad(rp, 400, NULL, "the body is not a JSON object ({\"rows\": [{\"user\": ..., \"item\": ..., \"timestamp\": ...}]})");
+        tsr_serve_fail(rp, 400, NULL, "the body is not a JSON object ({\"rows\": [{\"user\": ..., \"item\": ..., \"timestamp\": ...}]})");
         return;
     }
     const cJSON *rows = NULL;
@@ -245,7 +235,7 @@ static void ctr_score(void *state, const tsr_serve_request *rq, tsr_serve_reply 
         else if (!strcmp(kv->string, "model")) {
             if (!cJSON_IsString(kv) || strcmp(kv->valuestring, s->name)) {
                 char nm[64];
-                bad(rp, 404, "model", "model '%s' is not served here (this server has '%s')",
+                tsr_serve_fail(rp, 404, "model", "model '%s' is not served here (this server has '%s')",
                     cJSON_IsString(kv) ? shown(nm, sizeof nm, kv->valuestring, 60) : "?", s->name);
                 cJSON_Delete(root);
                 return;
@@ -253,7 +243,7 @@ static void ctr_score(void *state, const tsr_serve_request *rq, tsr_serve_reply 
         } else {
             char param[64];
             shown(param, sizeof param, kv->string, 63);
-            bad(rp, 400, param, "unknown field '%s' (a request has rows and, optionally, model)", param);
+            tsr_serve_fail(rp, 400, param, "unknown field '%s' (a request has rows and, optionally, model)", param);
             cJSON_Delete(root);
             return;
         }
@@ -261,7 +251,7 @@ static void ctr_score(void *state, const tsr_serve_request *rq, tsr_serve_reply 
     int n = rows && cJSON_IsArray(rows) ? cJSON_GetArraySize(rows) : -1;
     if (n < 1 || n > CTR_MAX_ROWS) {
         cJSON_Delete(root);
-        bad(rp, 400, "rows", "rows must be an array of 1 to %d row objects", CTR_MAX_ROWS);
+        tsr_serve_fail(rp, 400, "rows", "rows must be an array of 1 to %d row objects", CTR_MAX_ROWS);
         return;
     }
     sbuf tsv = {0};
@@ -275,7 +265,7 @@ static void ctr_score(void *state, const tsr_serve_request *rq, tsr_serve_reply 
     tsr_status st = tsr_ctnet_parse_csv(tsv.s, tsv.n, "request", "source", "target", false, &g);
     free(tsv.s);
     if (st.code) {
-        bad(rp, 400, "rows", "%s", st.msg);
+        tsr_serve_fail(rp, 400, "rows", "%s", st.msg);
         return;
     }
     float *p = malloc(sizeof(float) * (size_t)g.n);

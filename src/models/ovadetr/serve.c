@@ -17,13 +17,11 @@
  * A class name must be in the model's vocabulary (a 400 names it). */
 #include "tessera/ovadetr.h"
 
-#include "tessera/base64.h"
 #include "tessera/png.h"
 #include "tessera/serve.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
 #define DET_MAX_CLASSES 64
@@ -83,21 +81,12 @@ static void det_metrics(void *state, FILE *out) {
             (long long)__atomic_load_n(&s->boxes, __ATOMIC_RELAXED));
 }
 
-static void bad(tsr_serve_reply *rp, int status, const char *param, const char *fmt, ...) {
-    rp->status = status;
-    snprintf(rp->error_param, sizeof rp->error_param, "%s", param ? param : "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(rp->error, sizeof rp->error, fmt, ap);
-    va_end(ap);
-}
-
 /* an integer-valued number in [lo, hi] into *out; false (reply filled) otherwise */
 static bool get_int(const cJSON *j, const char *key, int lo, int hi, int *out, tsr_serve_reply *rp) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!v) return true;
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
-        bad(rp, 400, key, "'%s' must be an integer in [%d, %d]", key, lo, hi);
+        tsr_serve_fail(rp, 400, key, "'%s' must be an integer in [%d, %d]", key, lo, hi);
         return false;
     }
     *out = (int)v->valuedouble;
@@ -108,36 +97,19 @@ static bool get_int(const cJSON *j, const char *key, int lo, int hi, int *out, t
 static bool get_image(const cJSON *j, uint8_t **rgb, int *w, int *h, tsr_serve_reply *rp) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "image");
     if (!v) {
-        bad(rp, 400, "image", "'image' (a base64 PNG) is required");
+        tsr_serve_fail(rp, 400, "image", "'image' (a base64 PNG) is required");
         return false;
     }
     if (!cJSON_IsString(v)) {
-        bad(rp, 400, "image", "'image' must be a string: the PNG file's bytes in base64");
+        tsr_serve_fail(rp, 400, "image", "'image' must be a string: the PNG file's bytes in base64");
         return false;
     }
-    uint8_t *png = NULL;
-    size_t n = 0;
-    tsr_status st = tsr_base64_decode(v->valuestring, strlen(v->valuestring), "image", &png, &n);
     int ch = 0;
-    uint8_t *px = NULL;
-    if (!st.code) st = tsr_png_decode(png, n, "image", DET_MAX_PIXELS, &px, w, h, &ch);
-    free(png);
+    tsr_status st = tsr_png_decode_base64(v->valuestring, "image", DET_MAX_PIXELS, true, rgb, w, h, &ch);
     if (st.code) {
-        bad(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, "image", "%s", st.msg);
+        tsr_serve_fail(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, "image", "%s", st.msg);
         return false;
     }
-    if (ch == 1) {
-        uint8_t *c3 = malloc((size_t)*w * (size_t)*h * 3);
-        if (!c3) {
-            free(px);
-            bad(rp, 500, NULL, "out of memory");
-            return false;
-        }
-        for (int64_t i = 0; i < (int64_t)*w * *h; i++) c3[3 * i] = c3[3 * i + 1] = c3[3 * i + 2] = px[i];
-        free(px);
-        px = c3;
-    }
-    *rgb = px;
     return true;
 }
 
@@ -145,7 +117,7 @@ static bool get_image(const cJSON *j, uint8_t **rgb, int *w, int *h, tsr_serve_r
 static int get_classes(const cJSON *j, char **names, tsr_serve_reply *rp) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "classes");
     if (!v) {
-        bad(rp, 400, "classes", "'classes' (class names, e.g. ['ship', 'car']) is required");
+        tsr_serve_fail(rp, 400, "classes", "'classes' (class names, e.g. ['ship', 'car']) is required");
         return -1;
     }
     int n = 0;
@@ -153,7 +125,7 @@ static int get_classes(const cJSON *j, char **names, tsr_serve_reply *rp) {
     const cJSON *e = cJSON_IsArray(v) ? v->child : NULL;
     const char *list = cJSON_IsString(v) ? v->valuestring : NULL;
     if (!cJSON_IsArray(v) && !list) {
-        bad(rp, 400, "classes", "'classes' must be an array of names or a comma-separated string");
+        tsr_serve_fail(rp, 400, "classes", "'classes' must be an array of names or a comma-separated string");
         return -1;
     }
     for (;;) {
@@ -169,7 +141,7 @@ static int get_classes(const cJSON *j, char **names, tsr_serve_reply *rp) {
         } else {
             if (!e) break;
             if (!cJSON_IsString(e) || !e->valuestring[0]) {
-                bad(rp, 400, "classes", "'classes' must hold non-empty strings");
+                tsr_serve_fail(rp, 400, "classes", "'classes' must hold non-empty strings");
                 goto fail;
             }
             t = e->valuestring;
@@ -177,7 +149,7 @@ static int get_classes(const cJSON *j, char **names, tsr_serve_reply *rp) {
             e = e->next;
         }
         if (n == DET_MAX_CLASSES) {
-            bad(rp, 400, "classes", "at most %d class names per request", DET_MAX_CLASSES);
+            tsr_serve_fail(rp, 400, "classes", "at most %d class names per request", DET_MAX_CLASSES);
             goto fail;
         }
         if (l >= sizeof buf) l = sizeof buf - 1;
@@ -185,13 +157,13 @@ static int get_classes(const cJSON *j, char **names, tsr_serve_reply *rp) {
         buf[l] = 0;
         names[n] = strdup(buf);
         if (!names[n]) {
-            bad(rp, 500, NULL, "out of memory");
+            tsr_serve_fail(rp, 500, NULL, "out of memory");
             goto fail;
         }
         n++;
     }
     if (n == 0) {
-        bad(rp, 400, "classes", "'classes' names no class");
+        tsr_serve_fail(rp, 400, "classes", "'classes' names no class");
         return -1;
     }
     return n;
@@ -203,13 +175,13 @@ fail:
 static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp) {
     det_state *s = state;
     if (!s->loaded) {
-        bad(rp, 503, NULL, "no detector is loaded (start the server with --ovadetr FILE)");
+        tsr_serve_fail(rp, 503, NULL, "no detector is loaded (start the server with --ovadetr FILE)");
         return;
     }
     double t0 = tsr_time();
     cJSON *j = cJSON_ParseWithLength(rq->body, rq->body_len);
     if (!cJSON_IsObject(j)) {
-        bad(rp, 400, NULL, "the body must be a JSON object with 'image' and 'classes'");
+        tsr_serve_fail(rp, 400, NULL, "the body must be a JSON object with 'image' and 'classes'");
         cJSON_Delete(j);
         return;
     }
@@ -220,7 +192,7 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
         if (!ok) {
             char name[61];
             tsr_serve_printable(name, sizeof name, e->string);
-            bad(rp, 400, e->string, "unknown field '%s' (fields: image, classes, min_score, max_det, tile, overlap)",
+            tsr_serve_fail(rp, 400, e->string, "unknown field '%s' (fields: image, classes, min_score, max_det, tile, overlap)",
                 name);
             cJSON_Delete(j);
             return;
@@ -230,7 +202,7 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
     float min_score = 0.3f;
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "min_score");
     if (ms && (!cJSON_IsNumber(ms) || !(ms->valuedouble >= 0 && ms->valuedouble <= 1))) {
-        bad(rp, 400, "min_score", "'min_score' must be a number in [0, 1]");
+        tsr_serve_fail(rp, 400, "min_score", "'min_score' must be a number in [0, 1]");
         cJSON_Delete(j);
         return;
     }
@@ -241,13 +213,13 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
         return;
     }
     if (tile && (tile < 64 || tile % 32)) {
-        bad(rp, 400, "tile", "'tile' must be 0 or a multiple of 32 in [64, 2048]");
+        tsr_serve_fail(rp, 400, "tile", "'tile' must be 0 or a multiple of 32 in [64, 2048]");
         cJSON_Delete(j);
         return;
     }
     int eff_tile = tile ? tile : s->m.train_crop;
     if (overlap > eff_tile - 32) {
-        bad(rp, 400, "overlap", "'overlap' must be -1 or in [0, %d] for a tile of %d", eff_tile - 32, eff_tile);
+        tsr_serve_fail(rp, 400, "overlap", "'overlap' must be -1 or in [0, %d] for a tile of %d", eff_tile - 32, eff_tile);
         cJSON_Delete(j);
         return;
     }
@@ -259,11 +231,11 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
     }
     float *rows = malloc(sizeof(float) * (size_t)K * TSR_OVD_TEXT_DIM);
     bool ok = rows != NULL;
-    if (!ok) bad(rp, 500, NULL, "out of memory");
+    if (!ok) tsr_serve_fail(rp, 500, NULL, "out of memory");
     for (int k = 0; ok && k < K; k++) {
         int r = tsr_ovd_vocab_find(&s->v, names[k]);
         if (r < 0) {
-            bad(rp, 400, "classes", "class '%.80s' has no text embedding in the model's vocabulary", names[k]);
+            tsr_serve_fail(rp, 400, "classes", "class '%.80s' has no text embedding in the model's vocabulary", names[k]);
             ok = false;
         } else {
             memcpy(rows + (size_t)k * TSR_OVD_TEXT_DIM, s->v.rows + (size_t)r * TSR_OVD_TEXT_DIM,
@@ -280,7 +252,7 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
         tsr_status st = tsr_ovd_detect(&s->m, (const char *const *)s->mcls, s->nmc, rgb, w, h,
                                        (const char *const *)names, rows, K, tile, overlap, max_det, min_score, &dets, &nd);
         if (st.code) {
-            bad(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, NULL, "%s", st.msg);
+            tsr_serve_fail(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, NULL, "%s", st.msg);
             ok = false;
         }
     }
@@ -312,7 +284,7 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
             __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
             __atomic_add_fetch(&s->boxes, nd, __ATOMIC_RELAXED);
         } else {
-            bad(rp, 500, NULL, "out of memory");
+            tsr_serve_fail(rp, 500, NULL, "out of memory");
         }
     }
     if (rq->usage) snprintf(rq->usage->model, sizeof rq->usage->model, "%s", s->name);

@@ -1,0 +1,59 @@
+/* Shared harness of the libFuzzer targets that drive one family endpoint
+ * of `tessera serve` (fuzz_ctnet_ctr, fuzz_ovadetr_detect,
+ * fuzz_apt_segment): the endpoint loads its model once (the file the
+ * environment variable `env` names, else the shipped default found as every
+ * shipped default is, from any working directory), each input goes through
+ * the first route's handler as a request body, and a reply that is not 200
+ * must be a 4xx with a one-line message and no body. The target checks a
+ * 200 reply's JSON itself. */
+#ifndef TSR_FUZZ_ENDPOINT_H
+#define TSR_FUZZ_ENDPOINT_H
+
+#include "tessera/fileio.h"
+#include "tessera/serve.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One body through ep's first route. Returns the parsed 200 reply (the
+ * caller deletes it) or NULL after a valid error reply. */
+static cJSON *fuzz_endpoint_call(const tsr_serve_endpoint *ep, const char *env, const char *dflt, const uint8_t *data,
+                                 size_t size) {
+    static void *state;
+    static bool loaded;
+    if (!loaded) {
+        static char found[4096];
+        const char *path = getenv(env);
+        if (!path) path = tsr_find_model_or(dflt, found, sizeof found);
+        const char *paths[TSR_SERVE_MAX_MODELS] = {path};
+        tsr_status st = ep->load(&state, paths, NULL);
+        if (st.code) {
+            fprintf(stderr, "%s: %s\n", ep->routes[0].path, st.msg);
+            abort();
+        }
+        loaded = true;
+    }
+    char *body = malloc(size + 1);
+    memcpy(body, data, size);
+    body[size] = 0;
+    tsr_serve_usage u;
+    memset(&u, 0, sizeof u);
+    tsr_serve_request rq = {.method = "POST", .path = ep->routes[0].path, .body = body, .body_len = size, .usage = &u};
+    tsr_serve_reply rp;
+    memset(&rp, 0, sizeof rp);
+    ep->routes[0].handle(state, &rq, &rp);
+    cJSON *j = NULL;
+    if (rp.status == 200) {
+        j = rp.body ? cJSON_Parse(rp.body) : NULL;
+        if (!j) __builtin_trap();
+    } else if (rp.status < 400 || rp.status > 499 || rp.body || !rp.error[0] || strchr(rp.error, '\n')) {
+        __builtin_trap();
+    }
+    free(rp.body);
+    free(body);
+    return j;
+}
+
+#endif
