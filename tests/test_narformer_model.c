@@ -144,11 +144,68 @@ static void test_model(const tref *r, int head) {
     tsr_nf_model_free(&m);
 }
 
+/* a batch of cells in one forward/backward (token rows of all cells in
+ * one product, attention per cell) gives each cell's prediction and the
+ * sum of the per-cell parameter gradients, up to float rounding */
+static void test_batched(void) {
+    enum { B = 5, N = 8, F = 12 };
+    tsr_nf_cfg cfg;
+    tiny_cfg(&cfg, TSR_NF_HEAD_ACCURACY);
+    tsr_nf_model m;
+    tsr_status st = tsr_nf_model_init(&m, &cfg, 3);
+    TU_CHECK(st.code == 0, "%s", st.msg);
+    for (int i = 0; i < m.params.n; i++) /* layer scale 1e-4 would hide the FFN's gradients */
+        if (strstr(m.params.items[i]->name, "gamma")) tsr_init_const(m.params.items[i], 0.5f);
+    float xs[B * N * F], adjs[B * N * N];
+    tu_randn(xs, B * N * F, 11, 1);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++)
+                adjs[(b * N + i) * N + j] = i != j && ((i * 7 + j * 7 + b * (i + j)) % 3 == 0 || j == i + 1 || i == j + 1);
+    int64_t tot = 0;
+    for (int i = 0; i < m.params.n; i++) tot += m.params.items[i]->numel;
+    float *g_sum = calloc((size_t)tot, sizeof(float)), pred1[B], predB[B];
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 22);
+    c.grad_enabled = true;
+    c.training = true;
+    for (int b = 0; b <= B; b++) { /* cells 0..B-1 alone, then all B at once */
+        int n = b < B ? 1 : B, off = b < B ? b : 0;
+        tsr_ctx_reset(&c);
+        tsr_params_zero_grad(&m.params);
+        tsr_tensor *x = tsr_new(&c, TSR_F32, TSR_DIMS(n, N, F)), *adj = tsr_new(&c, TSR_F32, TSR_DIMS(n, N, N));
+        memcpy(tsr_f32(x), xs + off * N * F, sizeof(float) * (size_t)(n * N * F));
+        memcpy(tsr_f32(adj), adjs + off * N * N, sizeof(float) * (size_t)(n * N * N));
+        tsr_tensor *pred = tsr_nf_forward(&c, &m, x, adj, NULL);
+        for (int i = 0; i < n; i++) (b < B ? pred1 : predB)[off + i] = tsr_f32(pred)[i];
+        tsr_backward(&c, tsr_sum(&c, pred, 0, false));
+        int64_t k = 0;
+        double worst = 0;
+        for (int i = 0; i < m.params.n; i++)
+            for (int64_t j = 0; j < m.params.items[i]->numel; j++, k++) {
+                float g = m.params.items[i]->grad[j];
+                if (b < B) g_sum[k] += g;
+                else {
+                    double e = fabs((double)g - g_sum[k]) / (1e-6 + fabs((double)g_sum[k]));
+                    if (e > worst) worst = e;
+                }
+            }
+        if (b == B) TU_CHECK(worst < 5e-4, "batched grads differ from the per-cell sum (rel %.2e)", worst);
+    }
+    for (int i = 0; i < B; i++)
+        TU_CHECK(fabsf(pred1[i] - predB[i]) <= 1e-5f * fabsf(pred1[i]), "cell %d: %g alone, %g in a batch", i,
+                 pred1[i], predB[i]);
+    free(g_sum);
+    tsr_ctx_free(&c);
+    tsr_nf_model_free(&m);
+}
+
 int main(void) {
     tref *r = tref_load("tests/refs/narformer.tref");
     test_ops(r);
     test_model(r, TSR_NF_HEAD_LATENCY);
     test_model(r, TSR_NF_HEAD_ACCURACY);
+    test_batched();
     tref_free(r);
     return tu_finish("narformer_model");
 }

@@ -206,6 +206,53 @@ static void test_dropout(void) {
     tsr_ctx_free(&c);
 }
 
+/* relu_dropout is dropout(relu(x)) fused: the same outputs, input grads
+ * and rng draws, bit for bit (x crosses zero; odd N). Two contexts, one
+ * per form, so each backward runs its own tape. */
+static void test_relu_dropout(void) {
+    tsr_ctx c[2];
+    tsr_ctx_init(&c[0], 1 << 20);
+    tsr_ctx_init(&c[1], 1 << 20);
+    const int64_t N = 20001;
+    float *x0 = malloc(sizeof(float) * (size_t)N), *go = malloc(sizeof(float) * (size_t)N);
+    tu_randn(x0, N, 5, 1);
+    tu_randn(go, N, 6, 1);
+    x0[3] = 0.0f;
+    x0[4] = -0.0f;
+    const float ps[3] = {0.05f, 0.5f, 1.0f};
+    for (int k = 0; k < 3; k++) {
+        tsr_tensor *x[2], *y[2];
+        for (int f = 0; f < 2; f++) {
+            tsr_ctx_reset(&c[f]);
+            x[f] = tsr_new(&c[f], TSR_F32, TSR_DIMS(N));
+            memcpy(tsr_f32(x[f]), x0, sizeof(float) * (size_t)N);
+            x[f]->requires_grad = true;
+            tsr_rng_seed(&c[f].rng, 99 + (uint64_t)k);
+            y[f] = f ? tsr_relu_dropout(&c[f], x[f], ps[k]) : tsr_dropout(&c[f], tsr_relu(&c[f], x[f]), ps[k]);
+            tsr_backward_with(&c[f], y[f], go);
+        }
+        TU_CHECK(memcmp(&c[0].rng, &c[1].rng, sizeof c[0].rng) == 0, "relu_dropout p=%g: other rng draws", ps[k]);
+        TU_CHECK(memcmp(tsr_f32(y[0]), tsr_f32(y[1]), sizeof(float) * (size_t)N) == 0,
+                 "relu_dropout p=%g: outputs differ", ps[k]);
+        TU_CHECK(x[0]->grad && x[1]->grad && memcmp(x[0]->grad, x[1]->grad, sizeof(float) * (size_t)N) == 0,
+                 "relu_dropout p=%g: input grads differ", ps[k]);
+    }
+    /* eval mode: relu, no rng use */
+    tsr_ctx_reset(&c[1]);
+    c[1].training = false;
+    tsr_tensor *x = tsr_new(&c[1], TSR_F32, TSR_DIMS(N));
+    memcpy(tsr_f32(x), x0, sizeof(float) * (size_t)N);
+    tsr_rng state = c[1].rng;
+    tsr_tensor *r = tsr_relu_dropout(&c[1], x, 0.5f);
+    bool relu = true;
+    for (int64_t i = 0; i < N; i++) relu = relu && tsr_f32(r)[i] == (x0[i] > 0 ? x0[i] : 0.0f);
+    TU_CHECK(relu && memcmp(&state, &c[1].rng, sizeof state) == 0, "relu_dropout in eval is not relu");
+    free(x0);
+    free(go);
+    tsr_ctx_free(&c[0]);
+    tsr_ctx_free(&c[1]);
+}
+
 /* PyTorch fixture (tools/refs/gen_dropout.py): the generator replays our rng
  * (seed 4242) to get our mask, then torch's dropout kernels apply it; our
  * output and input grad must match (atol 1e-6, rtol 1e-6). */
@@ -271,5 +318,6 @@ int main(void) {
     test_tails();
     test_dropout();
     test_dropout_torch();
+    test_relu_dropout();
     return tu_finish("ops_activ");
 }

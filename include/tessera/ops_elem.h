@@ -50,6 +50,9 @@ tsr_tensor *tsr_tanh(tsr_ctx *c, tsr_tensor *x);
 tsr_tensor *tsr_swiglu(tsr_ctx *c, tsr_tensor *gate, tsr_tensor *up);
 /* inverted dropout with c->rng when c->training and p > 0; identity else */
 tsr_tensor *tsr_dropout(tsr_ctx *c, tsr_tensor *x, float p);
+/* tsr_dropout(c, tsr_relu(c, x), p) in one pass, the same values, mask
+ * and rng draws, without the intermediate tensor and its gradient */
+tsr_tensor *tsr_relu_dropout(tsr_ctx *c, tsr_tensor *x, float p);
 
 /* ---- kernels (raw pointers; the autograd ops above call these). Tests
  * hold each optimised kernel to its naive _ref twin. */

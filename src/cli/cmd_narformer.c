@@ -459,7 +459,8 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
     int32_t *all = malloc(sizeof(int32_t) * TSR_NB201_N);
     for (int i = 0; i < TSR_NB201_N; i++) all[i] = i;
     tsr_nf_nb201_pred p;
-    double t0 = tsr_time();
+    double t0 = tsr_time(), step_cpu = 0; /* thread CPU seconds of the training steps and updates */
+    int64_t steps_run = 0;
     if (load) { /* the model, and with --ensemble K its members LOAD.m1 ... LOAD.m{K-1} */
         for (int k = 0; k < K && !st.code; k++) {
             char path[600];
@@ -511,6 +512,8 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
             cli_train_begin(t);
             st = tsr_nf_nb201_fit(&p, &o, &tb, y, order, n_fit, NULL, &t->o, &tr);
             cli_train_end(t, &tr);
+            steps_run += t->o.resume ? 0 : tr.step; /* a resumed run: its CPU is not all of the steps */
+            step_cpu += tr.step_cpu_s + tr.optim_cpu_s;
             if (st.code || t->interrupted) { /* interrupted: the checkpoint is saved, no evaluation */
                 if (!st.code) tsr_nf_nb201_pred_free(&p);
                 free(order), free(pred), free(one), free(all);
@@ -565,6 +568,8 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
     }
     if (json) {
         print_metrics_json(a, method, split_name, n_fit, n_test, &m, &mh, nh, train_s);
+        if (steps_run > 0) /* steps and their CPU seconds (forward, backward, update) */
+            printf(", \"train_steps\": %lld, \"train_cpu_seconds\": %.2f", (long long)steps_run, step_cpu);
         if (K > 1) {
             printf(", \"member_kendall_tau\": [");
             for (int k = 0; k < K; k++) printf("%s%.4f", k ? ", " : "", member_tau[k]);

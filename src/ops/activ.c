@@ -183,19 +183,25 @@ static void dropout_backward(tsr_ctx *c, tsr_node *n) {
     for (int64_t i = 0; i < N; i++) gx[i] += m[i] ? go[i] * s : 0.0f;
 }
 
-tsr_tensor *tsr_dropout(tsr_ctx *c, tsr_tensor *x, float p) {
-    TSR_ASSERT(x->dtype == TSR_F32 && p >= 0.0f && p <= 1.0f);
-    if (!c->training || p == 0.0f) return x;
-    int64_t N = x->numel;
+/* keep mask of N elements (arena) from c->rng: keep when a 24-bit uniform
+ * draw is >= p; each u64 gives two draws, in element order, so the mask
+ * depends only on the rng state */
+static uint8_t *dropout_mask(tsr_ctx *c, int64_t N, float p) {
     uint8_t *m = tsr_arena_alloc(&c->arena, (size_t)(N > 0 ? N : 1));
-    /* keep when a 24-bit uniform draw is >= p; each u64 gives two draws,
-     * in element order, so the mask depends only on the rng state */
     uint32_t thr = (uint32_t)((double)p * 16777216.0 + 0.5);
     for (int64_t i = 0; i < N; i += 2) {
         uint64_t r = tsr_rng_u64(&c->rng);
         m[i] = (uint32_t)(r >> 40) >= thr;
         if (i + 1 < N) m[i + 1] = (uint32_t)((r >> 8) & 0xffffffu) >= thr;
     }
+    return m;
+}
+
+tsr_tensor *tsr_dropout(tsr_ctx *c, tsr_tensor *x, float p) {
+    TSR_ASSERT(x->dtype == TSR_F32 && p >= 0.0f && p <= 1.0f);
+    if (!c->training || p == 0.0f) return x;
+    int64_t N = x->numel;
+    uint8_t *m = dropout_mask(c, N, p);
     float s = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     tsr_tensor *out = tsr_new_like(c, x);
     const float *X = tsr_f32(x);
@@ -203,6 +209,35 @@ tsr_tensor *tsr_dropout(tsr_ctx *c, tsr_tensor *x, float p) {
 #pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) Y[i] = m[i] ? X[i] * s : 0.0f;
     tsr_node *n = tsr_record(c, "dropout", dropout_backward, out, 1, &x);
+    if (n) n->saved = m, n->farg[0] = s;
+    return out;
+}
+
+/* ------------------------------------------------------- relu + dropout */
+
+/* saved: u8 keep mask; farg 0: 1/(1-p) */
+static void relu_dropout_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0];
+    const uint8_t *m = n->saved;
+    const float *go = n->out->grad, *X = tsr_f32(x);
+    float *gx = tsr_grad(c, x), s = n->farg[0];
+    int64_t N = x->numel;
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+    for (int64_t i = 0; i < N; i++) gx[i] += m[i] && X[i] > 0.0f ? go[i] * s : 0.0f;
+}
+
+tsr_tensor *tsr_relu_dropout(tsr_ctx *c, tsr_tensor *x, float p) {
+    TSR_ASSERT(x->dtype == TSR_F32 && p >= 0.0f && p <= 1.0f);
+    if (!c->training || p == 0.0f) return tsr_relu(c, x);
+    int64_t N = x->numel;
+    uint8_t *m = dropout_mask(c, N, p);
+    float s = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    tsr_tensor *out = tsr_new_like(c, x);
+    const float *X = tsr_f32(x);
+    float *Y = tsr_f32(out);
+#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+    for (int64_t i = 0; i < N; i++) Y[i] = m[i] && X[i] > 0.0f ? X[i] * s : 0.0f;
+    tsr_node *n = tsr_record(c, "relu_dropout", relu_dropout_backward, out, 1, &x);
     if (n) n->saved = m, n->farg[0] = s;
     return out;
 }

@@ -167,6 +167,7 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     const size_t vld = (size_t)c->max_len + 1;
     size_t nidx = pos && !rc ? (size_t)n * vld : 0;
     base += (nidx + 15) / 16 * 16;
+    base += ((size_t)n + 15) / 16 * 16; /* the last layer's row map (int) */
     size_t need = base + (mm_scratch(m, n) + sizeof(float) - 1) / sizeof(float);
     if (need > c->scratch_floats) {
         free(c->scratch);
@@ -182,6 +183,7 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     float *kbuf = att_all + (size_t)nth * (size_t)alen, *vbuf = kbuf + (rc ? (size_t)n * kv : 0);
     /* row t: count, then the slots it sees in increasing order */
     int *vis = (int *)(vbuf + (rc ? (size_t)n * kv : 0));
+    int *rmap = vis + (nidx + 15) / 16 * 16;
     if (pos && !rc) {
         const int nk = pos0 + n;
         for (int t = 0; t < n; t++) {
@@ -224,6 +226,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     /* the per-row work (norms, RoPE, SwiGLU) is split over the threads
      * once there are a few rows: the same arithmetic per row either way */
     const bool par_rows = n >= 4 && nth > 1;
+    /* rows whose logits are written; the last layer computes only these
+     * past its K/V (nothing else reads a row's final state), gathered to
+     * rows 0..nr-1, row k being the forward's row rmap[k]. A row's
+     * arithmetic does not depend on the other rows, so its bits are the same. */
+    int nr = n;
+    bool mapped = false;
     for (int l = 0; l < cfg->n_layers; l++) {
         const tsr_lm_layer *L = &m->layers[l];
         float *kc = c->k + (size_t)l * c->max_len * kv, *vc = c->v + (size_t)l * c->max_len * kv;
@@ -246,21 +254,37 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             }
         }
 
+        if (l == cfg->n_layers - 1 && (!pos || rc)) {
+            int k = 0;
+            for (int t = 0; t < n; t++)
+                if (logits && (want ? want[t] != 0 : !last_only || t == n - 1)) rmap[k++] = t;
+            if (k < n) {
+                for (int j = 0; j < k; j++)
+                    if (rmap[j] != j) {
+                        memcpy(q + (size_t)j * C, q + (size_t)rmap[j] * C, sizeof(float) * (size_t)C);
+                        memcpy(x + (size_t)j * C, x + (size_t)rmap[j] * C, sizeof(float) * (size_t)C);
+                    }
+                nr = k;
+                mapped = true;
+            }
+            if (nr == 0) break;
+        }
+
         /* one (token, head) per iteration, keys 0..pos in order; batched
          * sequences: the keys each row actually reads */
-        const int pairs = n * H;
+        const int pairs = nr * H;
         double awork = (double)pairs * (pos0 + n) * D;
         if (rc) {
             awork = 0;
-            for (int t = 0; t < n; t++) awork += (double)H * (pos[t] + 1) * D;
+            for (int k = 0; k < nr; k++) awork += (double)H * (pos[mapped ? rmap[k] : k] + 1) * D;
         }
 #pragma omp parallel for schedule(dynamic, 1) if (awork > 32768.0)
         for (int ph = 0; ph < pairs; ph++) {
-            int t = ph / H, h = ph % H;
+            int k = ph / H, h = ph % H, t = mapped ? rmap[k] : k;
             float *att = att_all + (size_t)thread_id() * alen;
             size_t kvo = (size_t)(h / group) * D;
-            float *o = xb + (size_t)t * C + (size_t)h * D;
-            const float *qh = q + (size_t)t * C + (size_t)h * D;
+            float *o = xb + (size_t)k * C + (size_t)h * D;
+            const float *qh = q + (size_t)k * C + (size_t)h * D;
             if (rc) {
                 const tsr_lm_cache *r = rc[t];
                 const float *kt = r->k + (size_t)l * r->max_len * kv, *vt = r->v + (size_t)l * r->max_len * kv;
@@ -273,31 +297,31 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             }
         }
 
-        tsr_lm_matmul(xb2, C, xb, C, &L->wo, n, mms);
-        for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
+        tsr_lm_matmul(xb2, C, xb, C, &L->wo, nr, mms);
+        for (size_t i = 0; i < (size_t)nr * C; i++) x[i] += xb2[i];
 
-        for (int t = 0; t < n; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_ffn, C, cfg->norm_eps);
+        for (int t = 0; t < nr; t++) rmsnorm(xb + (size_t)t * C, x + (size_t)t * C, L->rms_ffn, C, cfg->norm_eps);
         {
             float *const o[2] = {hb, hb2};
             const int ld[2] = {Hd, Hd};
             const tsr_lm_mat *const w[2] = {&L->w1, &L->w3};
-            tsr_lm_matmul_multi(2, o, ld, xb, C, w, n, mms);
+            tsr_lm_matmul_multi(2, o, ld, xb, C, w, nr, mms);
         }
-#pragma omp parallel for schedule(static) if (par_rows)
-        for (int t = 0; t < n; t++)
+#pragma omp parallel for schedule(static) if (par_rows && nr >= 4)
+        for (int t = 0; t < nr; t++)
             for (size_t i = (size_t)t * Hd; i < (size_t)(t + 1) * Hd; i++) {
                 float g = hb[i];
                 hb[i] = g * (1.0f / (1.0f + expf(-g))) * hb2[i];
             }
-        tsr_lm_matmul(xb2, C, hb, Hd, &L->w2, n, mms);
-        for (size_t i = 0; i < (size_t)n * C; i++) x[i] += xb2[i];
+        tsr_lm_matmul(xb2, C, hb, Hd, &L->w2, nr, mms);
+        for (size_t i = 0; i < (size_t)nr * C; i++) x[i] += xb2[i];
     }
 
     if (logits) {
         /* the selected rows, normed into consecutive rows of xb */
         int k = 0;
-        for (int t = 0; t < n; t++)
-            if (want ? want[t] != 0 : !last_only || t == n - 1)
+        for (int t = 0; t < nr; t++)
+            if (mapped || (want ? want[t] != 0 : !last_only || t == n - 1))
                 rmsnorm(xb + (size_t)k++ * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
         tsr_lm_matmul(logits, V, xb, C, &m->wcls, k, mms);
     }

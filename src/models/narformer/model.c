@@ -137,19 +137,68 @@ void tsr_nf_model_free(tsr_nf_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* grouped linear over the last dim: x (R, G*I) -> (R, G*O), W (G,I,O),
- * b (G,1,O), LayerNorm over each group's O outputs (official GroupLinear
- * with norm_type LN, no feature shuffle) */
+/* grouped linear, one autograd op: x holds R rows of G*I values (any
+ * shape of that size), W (G,I,O), b (G,1,O); out (R,G,O) with out[r,g] =
+ * x[r, g*I:(g+1)*I] W[g] + b[g]. Each group is one sgemm reading x and
+ * writing out in place through leading dimensions, where the composed
+ * form (reshape, transpose, batched matmul, broadcast add, transpose)
+ * copied every activation and its gradient twice. The sgemm calls have the
+ * same sizes and the bias sums the same order, so values are the same. */
+static void glin_backward(tsr_ctx *c, tsr_node *n) {
+    tsr_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    const int G = (int)w->shape[0], I = (int)w->shape[1], O = (int)w->shape[2];
+    const int R = (int)(x->numel / ((int64_t)G * I));
+    const float *go = n->out->grad, *X = tsr_f32(x), *W = tsr_f32(w);
+    if (b->requires_grad) {
+        float *gb = tsr_grad(c, b), *acc = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)O);
+        for (int g = 0; g < G; g++) {
+            for (int o = 0; o < O; o++) acc[o] = 0.0f;
+            for (int r = 0; r < R; r++) {
+                const float *row = go + ((int64_t)r * G + g) * O;
+                for (int o = 0; o < O; o++) acc[o] += row[o];
+            }
+            for (int o = 0; o < O; o++) gb[g * O + o] += acc[o];
+        }
+    }
+    if (x->requires_grad) { /* dx_g += dy_g W_g^T */
+        float *gx = tsr_grad(c, x);
+        for (int g = 0; g < G; g++)
+            c->be->sgemm(false, true, R, I, O, 1.0f, go + g * O, G * O, W + (int64_t)g * I * O, O, 1.0f,
+                         gx + g * I, G * I);
+    }
+    if (w->requires_grad) { /* dW_g += x_g^T dy_g */
+        float *gw = tsr_grad(c, w);
+        for (int g = 0; g < G; g++)
+            c->be->sgemm(true, false, I, O, R, 1.0f, X + g * I, G * I, go + g * O, G * O, 1.0f,
+                         gw + (int64_t)g * I * O, O);
+    }
+}
+
+static tsr_tensor *glin(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b) {
+    TSR_ASSERT(x->dtype == TSR_F32 && w->ndim == 3 && b->numel == w->shape[0] * w->shape[2]);
+    const int G = (int)w->shape[0], I = (int)w->shape[1], O = (int)w->shape[2];
+    TSR_ASSERT(x->numel % ((int64_t)G * I) == 0);
+    const int R = (int)(x->numel / ((int64_t)G * I));
+    tsr_tensor *out = tsr_new(c, TSR_F32, TSR_DIMS(R, G, O));
+    const float *X = tsr_f32(x), *W = tsr_f32(w), *Bv = tsr_f32(b);
+    float *Y = tsr_f32(out);
+    for (int g = 0; g < G; g++)
+        c->be->sgemm(false, false, R, O, I, 1.0f, X + g * I, G * I, W + (int64_t)g * I * O, O, 0.0f, Y + g * O,
+                     G * O);
+    for (int64_t r = 0; r < R; r++)
+        for (int g = 0; g < G; g++)
+            for (int o = 0; o < O; o++) Y[(r * G + g) * O + o] += Bv[g * O + o];
+    tsr_tensor *ins[3] = {x, w, b};
+    tsr_record(c, "narformer.group_linear", glin_backward, out, 3, ins);
+    return out;
+}
+
+/* grouped linear over the last dim, LayerNorm over each group's O outputs
+ * (official GroupLinear with norm_type LN, no feature shuffle): x (R, G*I)
+ * -> (R, G, O) */
 static tsr_tensor *group_linear(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b,
                                 tsr_tensor *lnw, tsr_tensor *lnb) {
-    int64_t R = x->shape[0], G = w->shape[0], I = w->shape[1], O = w->shape[2];
-    tsr_tensor *h = tsr_reshape(c, x, TSR_DIMS(R, G, I));
-    h = tsr_transpose(c, h, 0, 1);                  /* (G, R, I) */
-    h = tsr_matmul(c, h, w, false, false);          /* (G, R, O) */
-    h = tsr_add(c, h, b);
-    h = tsr_transpose(c, h, 0, 1);                  /* (R, G, O) */
-    h = tsr_layernorm(c, h, lnw, lnb, 1e-5f);
-    return tsr_reshape(c, h, TSR_DIMS(R, G * O));
+    return tsr_layernorm(c, glin(c, x, w, b), lnw, lnb, 1e-5f);
 }
 
 static tsr_tensor *layer_forward(tsr_ctx *c, const tsr_nf_model *m, const tsr_nf_layer *ly,
@@ -168,15 +217,12 @@ static tsr_tensor *layer_forward(tsr_ctx *c, const tsr_nf_model *m, const tsr_nf
     tsr_tensor *agg = tsr_matmul(c, s, x, false, false); /* (B,N,Din) */
     tsr_tensor *h = tsr_add(c, tsr_linear(c, agg, ly->l_w, ly->l_b), tsr_linear(c, x, ly->r_w, NULL));
     h = tsr_l2_normalize(c, h, 1e-12f);
-    h = tsr_relu(c, h);
-    h = tsr_dropout(c, h, m->cfg.dropout);
+    h = tsr_relu_dropout(c, h, m->cfg.dropout);
     /* x + gamma * GFFN(LN(x)) */
     int64_t D = h->shape[2];
     tsr_tensor *f = tsr_layernorm(c, h, ly->ln_w, ly->ln_b, 1e-5f);
-    f = tsr_reshape(c, f, TSR_DIMS(B * N, D));
-    f = group_linear(c, f, ly->up_w, ly->up_b, ly->up_ln_w, ly->up_ln_b);
-    f = tsr_relu(c, f);
-    f = tsr_dropout(c, f, m->cfg.dropout);
+    f = group_linear(c, f, ly->up_w, ly->up_b, ly->up_ln_w, ly->up_ln_b); /* (B*N, G, H/G) */
+    f = tsr_relu_dropout(c, f, m->cfg.dropout);
     f = group_linear(c, f, ly->down_w, ly->down_b, ly->down_ln_w, ly->down_ln_b);
     f = tsr_dropout(c, f, m->cfg.dropout);
     f = tsr_reshape(c, f, TSR_DIMS(B, N, D));
@@ -221,8 +267,8 @@ tsr_tensor *tsr_nf_forward(tsr_ctx *c, const tsr_nf_model *m, tsr_tensor *x, tsr
         tsr_tensor *two[2] = {g, s};
         h = tsr_concat(c, two, 2, 1);
     }
-    h = tsr_dropout(c, tsr_relu(c, tsr_linear(c, h, m->fc1_w, m->fc1_b)), cfg->dropout);
-    h = tsr_dropout(c, tsr_relu(c, tsr_linear(c, h, m->fc2_w, m->fc2_b)), cfg->dropout);
+    h = tsr_relu_dropout(c, tsr_linear(c, h, m->fc1_w, m->fc1_b), cfg->dropout);
+    h = tsr_relu_dropout(c, tsr_linear(c, h, m->fc2_w, m->fc2_b), cfg->dropout);
     h = tsr_linear(c, h, m->pred_w, m->pred_b);
     return tsr_neg_logsigmoid(c, h); /* (B,1) */
 }

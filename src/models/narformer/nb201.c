@@ -6,6 +6,7 @@
 #include "tessera/narformer.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -108,10 +109,23 @@ static void nerf_code(float *out, double x) {
     }
 }
 
+/* the codes of 0..7 (operation ids and positions), computed once: the
+ * sines of these huge arguments cost ~1 us each, and every training batch
+ * tokenizes its cells again */
+static float nerf_table[8][64];
+static pthread_once_t nerf_once = PTHREAD_ONCE_INIT;
+
+static void nerf_table_init(void) {
+    for (int v = 0; v < 8; v++) nerf_code(nerf_table[v], v);
+}
+
 void tsr_nb201_tokens(const uint8_t node_ops[8], float *tokens) {
+    pthread_once(&nerf_once, nerf_table_init);
     for (int i = 0; i < 8; i++) {
-        nerf_code(tokens + i * TSR_NB201_TOKEN_DIM, node_ops[i]);
-        nerf_code(tokens + i * TSR_NB201_TOKEN_DIM + 64, i);
+        float *t = tokens + i * TSR_NB201_TOKEN_DIM;
+        if (node_ops[i] < 8) memcpy(t, nerf_table[node_ops[i]], sizeof nerf_table[0]);
+        else nerf_code(t, node_ops[i]);
+        memcpy(t + 64, nerf_table[i], sizeof nerf_table[0]);
     }
 }
 
