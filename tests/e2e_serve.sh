@@ -416,6 +416,10 @@ for path in /v1/detect /v1/segment; do
     check_bad_at 400 $path nl.json
     grep -q "unknown field 'a?b?c'" "$TMP/e.json" && ok || bad "$path newline field: $(head -c 200 "$TMP/e.json")"
 done
+# ... and so is an unknown class name
+req bnl '{"image":"@IMG@","classes":["pl\nane"]}'
+check_bad_at 400 /v1/detect bnl classes
+grep -q "class 'pl?ane' has no" "$TMP/e.json" && ok || bad "newline class name: $(head -c 200 "$TMP/e.json")"
 $C $U/metrics >"$TMP/metrics_c.txt"
 grep -q '^tessera_detect_boxes_total 10$' "$TMP/metrics_c.txt" && grep -q '^tessera_segment_masks_total 2$' "$TMP/metrics_c.txt" &&
     grep -q '^tessera_requests_total{endpoint="/v1/detect",status="400"} [1-9]' "$TMP/metrics_c.txt" && ok ||

@@ -235,7 +235,9 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
     for (int k = 0; ok && k < K; k++) {
         int r = tsr_ovd_vocab_find(&s->v, names[k]);
         if (r < 0) {
-            tsr_serve_fail(rp, 400, "classes", "class '%.80s' has no text embedding in the model's vocabulary", names[k]);
+            char shown[81];
+            tsr_serve_printable(shown, sizeof shown, names[k]);
+            tsr_serve_fail(rp, 400, "classes", "class '%s' has no text embedding in the model's vocabulary", shown);
             ok = false;
         } else {
             memcpy(rows + (size_t)k * TSR_OVD_TEXT_DIM, s->v.rows + (size_t)r * TSR_OVD_TEXT_DIM,
