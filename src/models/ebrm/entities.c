@@ -70,6 +70,24 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* one negative pair (target 0) per positive entity of query qid: an entity
+ * of the same type that is not one of the query's positives (count 0),
+ * drawn uniformly, at most 64 tries; none when the type has no more
+ * entities than the query has positives */
+static void add_negatives(tsr_ebrm_qe_data *out, int32_t qid, const tsr_ebrm_entities *E, int32_t *const *by_type,
+                          const int32_t *n_type, const int32_t *count, const int32_t *touched, int nt, tsr_rng *rng) {
+    for (int j = 0; j < nt; j++) {
+        int t = E->type[touched[j]];
+        if (n_type[t] <= nt) continue;
+        for (int tries = 0; tries < 64; tries++) {
+            int32_t e = by_type[t][tsr_rng_below(rng, (uint32_t)n_type[t])];
+            if (count[e]) continue;
+            out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, 0.f};
+            break;
+        }
+    }
+}
+
 tsr_status tsr_ebrm_entities_build(tsr_ebrm_entities *E, const tsr_catalog *cat) {
     memset(E, 0, sizeof *E);
     if (cat->kind != TSR_CATALOG_DEBIAN)
@@ -335,16 +353,7 @@ tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, c
             if (target == TSR_EBRM_QE_LIFT) y = base[e] < 1 && share > base[e] ? (share - base[e]) / (1 - base[e]) : 0;
             out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, (float)y};
         }
-        for (int j = 0; j < nt; j++) {
-            int t = E->type[touched[j]];
-            if (n_type[t] <= nt) continue;
-            for (int tries = 0; tries < 64; tries++) {
-                int32_t e = by_type[t][tsr_rng_below(&rng, (uint32_t)n_type[t])];
-                if (count[e]) continue;
-                out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, 0.f};
-                break;
-            }
-        }
+        add_negatives(out, qid, E, by_type, n_type, count, touched, nt, &rng);
         for (int j = 0; j < nt; j++) count[touched[j]] = 0;
     }
     for (int t = 0; t < TSR_EBRM_TYPES; t++) free(by_type[t]);
@@ -399,16 +408,7 @@ tsr_status tsr_ebrm_qe_pairs_virtual(tsr_ebrm_qe_data *out, const tsr_catalog *c
         qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
         for (int j = 0; j < nt; j++)
             out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, touched[j], (float)((double)count[touched[j]] / Q->n_rel)};
-        for (int j = 0; j < nt; j++) {
-            int t = E->type[touched[j]];
-            if (n_type[t] <= nt) continue;
-            for (int tries = 0; tries < 64; tries++) {
-                int32_t e = by_type[t][tsr_rng_below(&rng, (uint32_t)n_type[t])];
-                if (count[e]) continue;
-                out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, 0.f};
-                break;
-            }
-        }
+        add_negatives(out, qid, E, by_type, n_type, count, touched, nt, &rng);
         for (int j = 0; j < nt; j++) count[touched[j]] = 0;
     }
     for (int t = 0; t < TSR_EBRM_TYPES; t++) free(by_type[t]);
