@@ -145,6 +145,15 @@ int main(void) {
     n = 7;
     TU_CHECK(tsr_prompt_fit(tok, &n, 8, false, 0).code == 0 && n == 7, "fits");
 
+    /* FNV-1a 64 of a file: published vectors ("" and "a"), a missing file */
+    char dg[17];
+    TU_CHECK(tsr_write_file_atomic(at("fnv"), "", 0, NULL, 0).code == 0, "write an empty file");
+    TU_CHECK(tsr_file_fnv1a64(at("fnv"), dg).code == 0 && !strcmp(dg, "cbf29ce484222325"), "fnv1a64 of nothing: %s", dg);
+    TU_CHECK(tsr_write_file_atomic(at("fnv"), "a", 1, NULL, 0).code == 0, "write 'a'");
+    TU_CHECK(tsr_file_fnv1a64(at("fnv"), dg).code == 0 && !strcmp(dg, "af63dc4c8601ec8c"), "fnv1a64 of 'a': %s", dg);
+    tsr_status fs = tsr_file_fnv1a64(at("nofile"), dg);
+    TU_CHECK(fs.code == TSR_ERR_IO && strstr(fs.msg, "nofile"), "missing file: %s", fs.msg);
+    unlink(at("fnv"));
     unlink(at("fifo")), unlink(at("link")), unlink(at("link2")), unlink(at("real")), unlink(at("null"));
     unlink(at("out.bin")), unlink(at("models/tiny.safetensors")), unlink(at("models/tok.safetensors"));
     rmdir(at("models"));

@@ -50,6 +50,9 @@ tsr_status tsr_write_file_atomic(const char *path, const void *a, size_t la, con
 
 /* ------------------------------------------------------ shipped models */
 
+/* 16 hex digits (out, terminated) of FNV-1a 64 over a file's bytes: ties a
+ * derived file (a cache, an adapter) to the exact file it was made from. */
+tsr_status tsr_file_fnv1a64(const char *path, char out[17]);
 /* Finds a shipped model file or directory by name ("pycode",
  * "fmnist_cnn.safetensors"; a leading "models/" is ignored), first match in:
  *   1. $TESSERA_MODELS/<name>

@@ -198,11 +198,9 @@ int tsr_higen_encode(tsr_bpe *bpe, const char *text, int32_t *out, int n);
 void tsr_higen_embed_items(float *with_eff, float *plain, const tsr_higen_data *d, const tsr_benc *m, int view);
 /* Unit-norm query embedding of text (dim floats). */
 void tsr_higen_embed_query(float *out, tsr_bpe *bpe, const tsr_benc *m, const char *text);
-/* 16 hex digits of FNV-1a 64 over a file's bytes. */
-tsr_status tsr_higen_file_digest(const char *path, char out[17]);
 /* Item embeddings cache (safetensors "with_eff", "plain", n x dim f32),
  * tied to the encoder that wrote it: metadata "encoder.fnv1a64" holds the
- * encoder file's digest (tsr_higen_file_digest). */
+ * encoder file's digest (tsr_file_fnv1a64). */
 tsr_status tsr_higen_emb_save(const char *path, const float *with_eff, const float *plain, int32_t n, int dim,
                               const char *encoder);
 /* Loads both when the file was written by the encoder of digest `encoder`;

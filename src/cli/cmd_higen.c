@@ -4,6 +4,7 @@
  * --json), progress on stderr. */
 #include "cli/args.h"
 
+#include "tessera/fileio.h"
 #include "tessera/higen.h"
 #include "tessera/search.h"
 
@@ -116,7 +117,7 @@ static tsr_status catalog_embeddings(const tsr_catalog *cat, const char *model_d
                                      float *with_eff, float *plain) {
     char path[1024], digest[17];
     snprintf(path, sizeof path, "%s/encoder.safetensors", model_dir);
-    tsr_status st = tsr_higen_file_digest(path, digest);
+    tsr_status st = tsr_file_fnv1a64(path, digest);
     if (st.code != TSR_OK) return st;
     snprintf(path, sizeof path, "%s/embeddings.safetensors", model_dir);
     struct stat sb;

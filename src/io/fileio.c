@@ -296,3 +296,18 @@ bool tsr_resolve_recorded(const char *owner, const char *rec, char *out, size_t 
     if (!found) snprintf(out, n, "%s", rec);
     return found;
 }
+
+tsr_status tsr_file_fnv1a64(const char *path, char out[17]) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open", path);
+    uint64_t h = 0xcbf29ce484222325ull;
+    unsigned char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 0x100000001b3ull;
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (bad) return tsr_errorf(TSR_ERR_IO, "%s: read error", path);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    return tsr_ok();
+}

@@ -3,6 +3,7 @@
  * base weights (the base must stay byte-for-byte unchanged), and the
  * extended model view the decoder runs mask rows through. */
 #include "tessera/bita.h"
+#include "tessera/fileio.h"
 #include "tessera/safetensors.h"
 
 #include <stdio.h>
@@ -183,21 +184,7 @@ tsr_status tsr_bita_file_hash(const char *path, char out[17]) {
         snprintf(buf, sizeof buf, "%s/model.safetensors", path);
         p = buf;
     }
-    FILE *f = fopen(p, "rb");
-    if (!f) return tsr_errorf(TSR_ERR_IO, "cannot open %s", p);
-    uint64_t h = 0xcbf29ce484222325ull;
-    unsigned char blk[1 << 16];
-    size_t got;
-    while ((got = fread(blk, 1, sizeof blk, f)) > 0)
-        for (size_t i = 0; i < got; i++) {
-            h ^= blk[i];
-            h *= 0x100000001b3ull;
-        }
-    int err = ferror(f);
-    fclose(f);
-    if (err) return tsr_errorf(TSR_ERR_IO, "reading %s failed", p);
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
-    return tsr_ok();
+    return tsr_file_fnv1a64(p, out);
 }
 
 tsr_status tsr_bita_model_init(tsr_bita_model *bm, const tsr_lm_model *base, const tsr_bita_adapter *a) {

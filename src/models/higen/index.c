@@ -46,21 +46,6 @@ void tsr_higen_embed_query(float *out, tsr_bpe *bpe, const tsr_benc *m, const ch
     tsr_ctx_free(&c);
 }
 
-tsr_status tsr_higen_file_digest(const char *path, char out[17]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open", path);
-    uint64_t h = 0xcbf29ce484222325ull;
-    unsigned char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 0x100000001b3ull;
-    bool bad = ferror(f) != 0;
-    fclose(f);
-    if (bad) return tsr_errorf(TSR_ERR_IO, "%s: read error", path);
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
-    return tsr_ok();
-}
-
 tsr_status tsr_higen_emb_save(const char *path, const float *with_eff, const float *plain, int32_t n, int dim,
                               const char *encoder) {
     tsr_st_writer *w = tsr_st_writer_new();
