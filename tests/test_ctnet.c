@@ -565,6 +565,40 @@ static void test_serve_ctr(const tsr_ctnet_log *g, tsr_ctnet_run_opts o) {
     unlink(path);
 }
 
+/* --source-lr: the source tower's own learning rate. Equal to lr it is
+ * the default run; another value moves CTNet (its source tower trains at
+ * it) and leaves a method without a source tower as it was. The source
+ * tower's next-period source AUC is reported for CTNet only. */
+static void test_source_lr(const tsr_ctnet_log *g, tsr_ctnet_run_opts o) {
+    tsr_ctnet_results base, same, other;
+    const int ms[2] = {TSR_CTNET_M_CTNET, TSR_CTNET_M_TARGET_ONLY};
+    for (int i = 0; i < 2; i++) {
+        o.method = ms[i];
+        o.source_lr = 0;
+        tsr_status st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &base, NULL);
+        o.source_lr = o.lr;
+        if (!st.code) st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &same, NULL);
+        o.source_lr = o.lr * 4;
+        if (!st.code) st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &other, NULL);
+        TU_CHECK(st.code == 0, "source lr runs: %s", st.msg);
+        if (st.code) return;
+        bool eq = true, moved = false;
+        for (int s = 0; s < base.steps_done; s++) {
+            eq = eq && base.auc[s] == same.auc[s] && base.logloss[s] == same.logloss[s];
+            moved = moved || base.logloss[s] != other.logloss[s];
+            if (ms[i] == TSR_CTNET_M_CTNET)
+                TU_CHECK(base.source_auc[s] > 0 && base.source_auc[s] < 1 &&
+                             base.source_auc[s] != other.source_auc[s],
+                         "ctnet step %d: source auc %g vs %g", s, base.source_auc[s], other.source_auc[s]);
+            else
+                TU_CHECK(isnan(base.source_auc[s]), "target-only step %d: source auc %g", s, base.source_auc[s]);
+        }
+        TU_CHECK(eq, "%s: source lr = lr differs from the default run", tsr_ctnet_method_names[ms[i]]);
+        TU_CHECK(moved == (ms[i] == TSR_CTNET_M_CTNET), "%s: another source lr %s the run",
+                 tsr_ctnet_method_names[ms[i]], moved ? "moved" : "did not move");
+    }
+}
+
 static void test_resume(void) {
     char *csv = synth_csv();
     tsr_ctnet_log g;
@@ -633,6 +667,7 @@ static void test_resume(void) {
     test_kill_inside_periods(&g, o, TSR_CTNET_M_RETRAIN);
     o.epochs = 2;
     test_serve_ctr(&g, o);
+    test_source_lr(&g, o);
     /* a state from other settings is refused, naming the key */
     o.lr = 1e-3f;
     st = tsr_ctnet_run_protocol(&g, &o, sb, true, 0, false, NULL, NULL);

@@ -343,6 +343,38 @@ static void test_malformed(void) {
     TU_CHECK(st.code != TSR_OK && !strchr(st.msg, '\n'), "control chars in names: %s", st.msg);
 }
 
+/* metadata values read as numbers: whole, in range, finite */
+static void test_meta_numbers(void) {
+    const char *hdr = "{\"__metadata__\": {\"n\": \"42\", \"neg\": \"-3\", \"empty\": \"\", \"tail\": \"12x\", "
+                      "\"space\": \" 7\", \"huge\": \"99999999999999999999\", \"big\": \"3000000000\", "
+                      "\"f\": \"1e-3\", \"nan\": \"nan\", \"inf\": \"-inf\", \"ftail\": \"0.5 \"}}";
+    unsigned char img[512];
+    size_t hl = strlen(hdr);
+    TSR_ASSERT(8 + hl <= sizeof img);
+    for (int i = 0; i < 8; i++) img[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(img + 8, hdr, hl);
+    tsr_st_file f;
+    tsr_status st = tsr_st_parse(img, 8 + hl, "meta", &f);
+    TU_CHECK(st.code == TSR_OK, "metadata-only file: %s", st.msg);
+    if (st.code) return;
+    int v = -7;
+    TU_CHECK(tsr_st_meta_int(&f, "n", 0, 100, &v) && v == 42, "int 42 read (%d)", v);
+    TU_CHECK(tsr_st_meta_int(&f, "n", 0, 42, &v) && !tsr_st_meta_int(&f, "n", 0, 41, &v), "upper bound inclusive");
+    TU_CHECK(tsr_st_meta_int(&f, "neg", -3, 0, &v) && v == -3, "negative in range");
+    v = -7;
+    TU_CHECK(!tsr_st_meta_int(&f, "neg", 0, 100, &v) && v == -7, "below range refused, out untouched");
+    const char *bad[] = {"absent", "empty", "tail", "space", "huge", "big", "f"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        TU_CHECK(!tsr_st_meta_int(&f, bad[i], -(1L << 40), 1L << 40, &v) && v == -7, "int '%s' refused", bad[i]);
+    float x = 0;
+    TU_CHECK(tsr_st_meta_float(&f, "f", &x) && x == 1e-3f, "float 1e-3 read");
+    TU_CHECK(tsr_st_meta_float(&f, "n", &x) && x == 42.0f, "an integer is a float");
+    const char *badf[] = {"absent", "empty", "nan", "inf", "ftail"};
+    for (size_t i = 0; i < sizeof badf / sizeof badf[0]; i++)
+        TU_CHECK(!tsr_st_meta_float(&f, badf[i], &x) && x == 42.0f, "float '%s' refused", badf[i]);
+    tsr_st_free(&f);
+}
+
 /* ---------------------------------------------------------- atomic writes */
 
 static void test_atomic(void) {
@@ -495,6 +527,7 @@ int main(int argc, char **argv) {
     test_python_fixtures();
     test_roundtrip();
     test_malformed();
+    test_meta_numbers();
     test_atomic();
     test_params_ckpt();
     if (argc > 1) { /* interop file for tools/st_check.py */

@@ -109,9 +109,9 @@ def main():
                     grid.setdefault(r["method"], {})[(r["lr"], r["epochs"])] = (r["auc_mean"], r["auc_ci95"])
         keys = sorted({k for g in grid.values() for k in g})
         if keys:
-            print(f"\nValidation AUC per setting ({val[0]['seeds']} seeds, periods "
-                  f"{[r for r in val if r['pair'] == pair][0]['periods'][0]}–"
-                  f"{[r for r in val if r['pair'] == pair][0]['periods'][1]}):\n")
+            first = [r for r in val if r["pair"] == pair][0]  # the pair's own lines
+            print(f"\nValidation AUC per setting ({first['seeds']} seeds, periods "
+                  f"{first['periods'][0]}–{first['periods'][1]}):\n")
             print("| method | " + " | ".join(f"lr {lr:g}, {ep} ep" for lr, ep in keys) + " |")
             print("|---|" + "---|" * len(keys))
             for m, g in grid.items():

@@ -240,6 +240,9 @@ typedef struct {
     int source_epochs;    /* the source tower's own update (CTNet, fine-tune's warm-up) */
     int batch;
     float lr, weight_decay, adapter_std;
+    /* the source tower's own learning rate (its update each period and
+     * fine-tune's source pre-training); 0: the method's lr */
+    float source_lr;
     uint64_t seed;
     /* diagnostic (eval only, not saved in a state): CTNet's adapters and
      * the no-adapters concat read zeros instead of the frozen source
@@ -262,6 +265,10 @@ typedef struct {
     double train_s[TSR_CTNET_MAX_PERIODS];  /* the method's update (target side) */
     double source_s[TSR_CTNET_MAX_PERIODS]; /* source-tower update (0 when none) */
     int64_t train_rows[TSR_CTNET_MAX_PERIODS], eval_rows[TSR_CTNET_MAX_PERIODS];
+    /* CTNet and its ablations: the source tower's own next-period AUC on the
+     * source rows (NAN for other methods, and for steps done before a
+     * resume: not saved in the state) */
+    double source_auc[TSR_CTNET_MAX_PERIODS];
     int resumed_inside; /* this invocation: stage updates continued from their mid-period training state */
 } tsr_ctnet_results;
 

@@ -42,6 +42,10 @@ tsr_status tsr_st_read(const char *path, tsr_st_file *out);
 void tsr_st_free(tsr_st_file *f);
 const tsr_st_tensor *tsr_st_find(const tsr_st_file *f, const char *name);
 const char *tsr_st_meta(const tsr_st_file *f, const char *key); /* NULL if absent */
+/* a metadata value read whole as a decimal integer in [lo, hi], or as a finite
+ * float; false (out untouched) when absent, empty, malformed or out of range */
+bool tsr_st_meta_int(const tsr_st_file *f, const char *key, long lo, long hi, int *out);
+bool tsr_st_meta_float(const tsr_st_file *f, const char *key, float *out);
 /* copy a tensor into f32 (from F32, BF16, F16, F64, integer types) */
 void tsr_st_to_f32(const tsr_st_tensor *t, float *dst);
 

@@ -141,6 +141,7 @@ typedef struct {
     {"lr", ARG_FLOAT, &(r)->o.lr, "X", "AdamW learning rate", NULL},                                      \
     {"weight-decay", ARG_FLOAT, &(r)->o.weight_decay, "X", "AdamW decoupled weight decay", NULL},         \
     {"adapter-std", ARG_FLOAT, &(r)->o.adapter_std, "X", "std of the adapters' W_a at init", NULL},        \
+    {"source-lr", ARG_FLOAT, &(r)->o.source_lr, "X", "the source tower's own AdamW learning rate (default: --lr)", NULL}, \
     {"adapt-from", ARG_INT, &(r)->o.cfg.adapt_from, "L", "CTNet's adapters feed MLP layers L.. (1: after every hidden layer, as in the paper; 0: also the MLP's input, from the source embeddings)", NULL}
 
 static int check_run_flags(const char *prog, run_flags *r) {
@@ -172,6 +173,8 @@ static int check_run_flags(const char *prog, run_flags *r) {
         (rc = cli_check_int(prog, "adapt-from", g->adapt_from, 0, g->n_layers)) != CLI_OK)
         return rc;
     if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1) (got %g)", (double)r->o.lr);
+    if (!(r->o.source_lr >= 0 && r->o.source_lr < 1))
+        return cli_usage_error(prog, "--source-lr must be in (0,1) (got %g)", (double)r->o.source_lr);
     return CLI_OK;
 }
 
@@ -260,6 +263,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
 typedef struct {
     float lr, weight_decay, adapter_std;
     int epochs, source_epochs; /* source_epochs, weight_decay, adapter_std: < 0 when the line has none */
+    float source_lr;           /* 0 when the line has none */
 } tuned_setting;
 
 static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *set, bool *found) {
@@ -281,7 +285,8 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                   *js = cJSON_GetObjectItem(j, "split"), *ja = cJSON_GetObjectItem(j, "auc_mean"),
                   *jl = cJSON_GetObjectItem(j, "lr"), *je = cJSON_GetObjectItem(j, "epochs"),
                   *jse = cJSON_GetObjectItem(j, "source_epochs"), *jwd = cJSON_GetObjectItem(j, "weight_decay"),
-                  *jas = cJSON_GetObjectItem(j, "adapter_std"), *jz = cJSON_GetObjectItem(j, "zero_source_states");
+                  *jas = cJSON_GetObjectItem(j, "adapter_std"), *jz = cJSON_GetObjectItem(j, "zero_source_states"),
+                  *jsl = cJSON_GetObjectItem(j, "source_lr");
             if (!j || !cJSON_IsString(jm) || !cJSON_IsString(jp) || !cJSON_IsString(js) || !cJSON_IsNumber(jl) ||
                 !cJSON_IsNumber(je)) {
                 cJSON_Delete(j);
@@ -295,7 +300,9 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                 best[m] = ja->valuedouble;
                 set[m] = (tuned_setting){(float)jl->valuedouble, cJSON_IsNumber(jwd) ? (float)jwd->valuedouble : -1,
                                          cJSON_IsNumber(jas) ? (float)jas->valuedouble : -1, je->valueint,
-                                         cJSON_IsNumber(jse) ? jse->valueint : -1};
+                                         cJSON_IsNumber(jse) ? jse->valueint : -1,
+                                         cJSON_IsNumber(jsl) && jsl->valuedouble > 0 && jsl->valuedouble < 1
+                                             ? (float)jsl->valuedouble : 0};
                 found[m] = true;
             }
             cJSON_Delete(j);
@@ -338,6 +345,7 @@ static tsr_ctnet_run_opts method_opts(const tsr_ctnet_run_opts *base, int m, con
     if (t->source_epochs > 0) o.source_epochs = t->source_epochs;
     if (t->weight_decay >= 0) o.weight_decay = t->weight_decay;
     if (t->adapter_std >= 0) o.adapter_std = t->adapter_std;
+    if (t->source_lr > 0) o.source_lr = t->source_lr;
     return o;
 }
 
@@ -413,7 +421,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     for (int m = 0; m < TSR_CTNET_M_COUNT; m++) {
         if (!want[m]) continue;
         double *auc_seed = calloc((size_t)seeds, sizeof(double)), *ll_seed = calloc((size_t)seeds, sizeof(double));
-        double *val_seed = calloc((size_t)seeds, sizeof(double));
+        double *val_seed = calloc((size_t)seeds, sizeof(double)), *src_seed = calloc((size_t)seeds, sizeof(double));
+        bool has_src_auc = true;
         double per[TSR_CTNET_MAX_PERIODS] = {0}, per_n[TSR_CTNET_MAX_PERIODS] = {0};
         double t_train = 0, t_src = 0, rows = 0;
         int nt = 0;
@@ -440,6 +449,12 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 rows += (double)res.train_rows[k];
                 nt++;
             }
+            double sa = 0;
+            int sn = 0;
+            for (int k = k0; k < k1; k++)
+                if (!isnan(res.source_auc[k])) sa += res.source_auc[k], sn++;
+            src_seed[s] = sn ? sa / sn : NAN;
+            has_src_auc = has_src_auc && sn > 0;
             auc_seed[s] = a / n;
             ll_seed[s] = l / n;
             val_seed[s] = 0;
@@ -448,8 +463,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 fprintf(stderr, "%s seed %llu: auc %.4f (validation %.4f)\n", tsr_ctnet_method_names[m],
                         (unsigned long long)o.seed, auc_seed[s], val_seed[s]);
         }
-        double am, ac, lm, lc, vm, vc;
+        double am, ac, lm, lc, vm, vc, sm = NAN, sc = NAN;
         mean_ci(auc_seed, seeds, &am, &ac);
+        if (has_src_auc) mean_ci(src_seed, seeds, &sm, &sc);
         mean_ci(ll_seed, seeds, &lm, &lc);
         mean_ci(val_seed, seeds, &vm, &vc);
         if (cm.json) {
@@ -470,13 +486,20 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             printf("], \"validation_auc\": ");
             json_num(vm);
             const tsr_ctnet_run_opts mo = method_opts(&r.o, m, t_found[m] ? &t_set[m] : NULL);
+            if (has_src_auc) { /* the source tower's own next-period AUC on source rows */
+                printf(", \"source_auc_mean\": ");
+                json_num(sm);
+                printf(", \"source_auc_ci95\": ");
+                json_num(sc);
+            }
+            if (mo.source_lr > 0) printf(", \"source_lr\": %g", (double)mo.source_lr);
             printf(", \"train_seconds_per_period\": %.6g, \"source_seconds_per_period\": %.6g, "
                    "\"examples_per_period\": %.1f, \"lr\": %g, \"epochs\": %d, \"source_epochs\": %d, "
-                   "\"weight_decay\": %g, \"adapter_std\": %g%s}\n",
+                   "\"weight_decay\": %g, \"adapter_std\": %g",
                    nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0, nt ? rows / nt : 0.0, (double)mo.lr,
                    m == TSR_CTNET_M_RETRAIN ? mo.retrain_epochs : mo.epochs, mo.source_epochs,
-                   (double)mo.weight_decay, (double)mo.adapter_std,
-                   r.o.zero_source ? ", \"zero_source_states\": true" : "");
+                   (double)mo.weight_decay, (double)mo.adapter_std);
+            printf("%s}\n", r.o.zero_source ? ", \"zero_source_states\": true" : "");
         } else {
             printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4f CPU s/period (source %.4f)  %.0f examples/period\n",
                    tsr_ctnet_method_names[m], pair, am, ac, lm, vm, nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0,
@@ -490,6 +513,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         free(auc_seed);
         free(ll_seed);
         free(val_seed);
+        free(src_seed);
     }
     tsr_ctnet_log_free(&g);
     if (plot) {

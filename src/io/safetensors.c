@@ -15,9 +15,12 @@
 #include "tessera/fileio.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -362,6 +365,27 @@ const char *tsr_st_meta(const tsr_st_file *f, const char *key) {
     for (int i = 0; i < f->n_meta; i++)
         if (strcmp(f->meta_keys[i], key) == 0) return f->meta_vals[i];
     return NULL;
+}
+
+bool tsr_st_meta_int(const tsr_st_file *f, const char *key, long lo, long hi, int *out) {
+    const char *v = tsr_st_meta(f, key);
+    if (!v || !*v || isspace((unsigned char)*v)) return false;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (*end || errno || x < lo || x > hi || x < INT_MIN || x > INT_MAX) return false;
+    *out = (int)x;
+    return true;
+}
+
+bool tsr_st_meta_float(const tsr_st_file *f, const char *key, float *out) {
+    const char *v = tsr_st_meta(f, key);
+    if (!v || !*v || isspace((unsigned char)*v)) return false;
+    char *end;
+    float x = strtof(v, &end);
+    if (*end || !isfinite(x)) return false;
+    *out = x;
+    return true;
 }
 
 void tsr_st_to_f32(const tsr_st_tensor *t, float *dst) {

@@ -119,34 +119,17 @@ void tsr_imgtok_free(tsr_imgtok *m) {
     memset(m, 0, sizeof *m);
 }
 
-static bool meta_int(const tsr_st_file *f, const char *key, int *out) {
-    const char *v = tsr_st_meta(f, key);
-    if (!v || !*v) return false;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < 0 || x > 1 << 20) return false;
-    *out = (int)x;
-    return true;
-}
-static bool meta_float(const tsr_st_file *f, const char *key, float *out) {
-    const char *v = tsr_st_meta(f, key);
-    if (!v || !*v) return false;
-    char *end;
-    *out = strtof(v, &end);
-    return !*end;
-}
-
 static tsr_status cfg_from_file(const tsr_st_file *f, const char *path, tsr_imgtok_cfg *g) {
     const char *arch = tsr_st_meta(f, "arch"), *kind = tsr_st_meta(f, "kind");
     const char *bad = NULL;
     memset(g, 0, sizeof *g);
     if (!arch || strcmp(arch, IMGTOK_ARCH) != 0) bad = "arch";
     else if (!kind || (strcmp(kind, "bae") != 0 && strcmp(kind, "vq") != 0)) bad = "kind";
-    else if (!meta_int(f, "bits", &g->bits)) bad = "bits";
-    else if (!meta_int(f, "ch", &g->ch)) bad = "ch";
-    else if (!meta_int(f, "codebook", &g->codebook)) bad = "codebook";
-    else if (!meta_float(f, "commit", &g->commit)) bad = "commit";
-    else if (!meta_float(f, "ema_decay", &g->ema_decay)) bad = "ema_decay";
+    else if (!tsr_st_meta_int(f, "bits", 0, 1 << 20, &g->bits)) bad = "bits";
+    else if (!tsr_st_meta_int(f, "ch", 0, 1 << 20, &g->ch)) bad = "ch";
+    else if (!tsr_st_meta_int(f, "codebook", 0, 1 << 20, &g->codebook)) bad = "codebook";
+    else if (!tsr_st_meta_float(f, "commit", &g->commit)) bad = "commit";
+    else if (!tsr_st_meta_float(f, "ema_decay", &g->ema_decay)) bad = "ema_decay";
     if (bad)
         return tsr_errorf(TSR_ERR_FORMAT,
                           "%s: not a tessera image tokenizer (metadata '%s' missing or invalid)",

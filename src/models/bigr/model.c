@@ -139,24 +139,6 @@ void tsr_bigr_free(tsr_bigr *m) {
     memset(m, 0, sizeof *m);
 }
 
-static bool meta_int(const tsr_st_file *f, const char *key, int *out) {
-    const char *v = tsr_st_meta(f, key);
-    if (!v || !*v) return false;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < 0 || x > 1 << 24) return false;
-    *out = (int)x;
-    return true;
-}
-
-static bool meta_float(const tsr_st_file *f, const char *key, float *out) {
-    const char *v = tsr_st_meta(f, key);
-    if (!v || !*v) return false;
-    char *end;
-    *out = strtof(v, &end);
-    return !*end;
-}
-
 tsr_status tsr_bigr_load(tsr_bigr *m, const char *path) {
     memset(m, 0, sizeof *m);
     tsr_st_file f;
@@ -165,18 +147,19 @@ tsr_status tsr_bigr_load(tsr_bigr *m, const char *path) {
     tsr_bigr_cfg g = {0};
     const char *arch = tsr_st_meta(&f, "arch"), *tg = tsr_st_meta(&f, "bigr.target");
     const char *bad = NULL;
+    const long M = 1 << 24;
     if (!arch || strcmp(arch, BIGR_ARCH) != 0) bad = "arch";
-    else if (!meta_int(&f, "bigr.bits", &g.bits)) bad = "bigr.bits";
-    else if (!meta_int(&f, "bigr.dim", &g.dim)) bad = "bigr.dim";
-    else if (!meta_int(&f, "bigr.n_layers", &g.n_layers)) bad = "bigr.n_layers";
-    else if (!meta_int(&f, "bigr.n_heads", &g.n_heads)) bad = "bigr.n_heads";
-    else if (!meta_int(&f, "bigr.ffn_hidden", &g.ffn_hidden)) bad = "bigr.ffn_hidden";
-    else if (!meta_int(&f, "bigr.classes", &g.classes)) bad = "bigr.classes";
-    else if (!meta_int(&f, "bigr.tc_hidden", &g.tc_hidden)) bad = "bigr.tc_hidden";
-    else if (!meta_int(&f, "bigr.tc_blocks", &g.tc_blocks)) bad = "bigr.tc_blocks";
-    else if (!meta_int(&f, "bigr.T", &g.T)) bad = "bigr.T";
-    else if (!meta_float(&f, "bigr.norm_eps", &g.norm_eps)) bad = "bigr.norm_eps";
-    else if (!meta_float(&f, "bigr.rope_theta", &g.rope_theta)) bad = "bigr.rope_theta";
+    else if (!tsr_st_meta_int(&f, "bigr.bits", 0, M, &g.bits)) bad = "bigr.bits";
+    else if (!tsr_st_meta_int(&f, "bigr.dim", 0, M, &g.dim)) bad = "bigr.dim";
+    else if (!tsr_st_meta_int(&f, "bigr.n_layers", 0, M, &g.n_layers)) bad = "bigr.n_layers";
+    else if (!tsr_st_meta_int(&f, "bigr.n_heads", 0, M, &g.n_heads)) bad = "bigr.n_heads";
+    else if (!tsr_st_meta_int(&f, "bigr.ffn_hidden", 0, M, &g.ffn_hidden)) bad = "bigr.ffn_hidden";
+    else if (!tsr_st_meta_int(&f, "bigr.classes", 0, M, &g.classes)) bad = "bigr.classes";
+    else if (!tsr_st_meta_int(&f, "bigr.tc_hidden", 0, M, &g.tc_hidden)) bad = "bigr.tc_hidden";
+    else if (!tsr_st_meta_int(&f, "bigr.tc_blocks", 0, M, &g.tc_blocks)) bad = "bigr.tc_blocks";
+    else if (!tsr_st_meta_int(&f, "bigr.T", 0, M, &g.T)) bad = "bigr.T";
+    else if (!tsr_st_meta_float(&f, "bigr.norm_eps", &g.norm_eps)) bad = "bigr.norm_eps";
+    else if (!tsr_st_meta_float(&f, "bigr.rope_theta", &g.rope_theta)) bad = "bigr.rope_theta";
     else if (!tg) bad = "bigr.target";
     else {
         g.target = TSR_BIGR_TARGET_COUNT;

@@ -51,16 +51,6 @@ tsr_status tsr_bita_adapter_check(const tsr_bita_adapter *a, const tsr_lm_config
     return tsr_ok();
 }
 
-static int meta_int(const tsr_st_file *f, const char *key, int *v) {
-    const char *s = tsr_st_meta(f, key);
-    if (!s) return 0;
-    char *end;
-    long x = strtol(s, &end, 10);
-    if (*end || end == s || x < 0 || x > (1L << 24)) return 0;
-    *v = (int)x;
-    return 1;
-}
-
 tsr_status tsr_bita_adapter_load(tsr_bita_adapter *a, const char *path) {
     memset(a, 0, sizeof *a);
     tsr_st_file f;
@@ -69,8 +59,10 @@ tsr_status tsr_bita_adapter_load(tsr_bita_adapter *a, const char *path) {
     tsr_lm_config cfg;
     memset(&cfg, 0, sizeof cfg);
     int k = 0, P = 0, kv = 0, dim = 0, L = 0, V = 0;
-    if (!meta_int(&f, "k", &k) || !meta_int(&f, "n_prefix", &P) || !meta_int(&f, "dim", &dim) ||
-        !meta_int(&f, "n_layers", &L) || !meta_int(&f, "kv_dim", &kv) || !meta_int(&f, "vocab", &V) || dim < 1 ||
+    const long M = 1 << 24;
+    if (!tsr_st_meta_int(&f, "k", 0, M, &k) || !tsr_st_meta_int(&f, "n_prefix", 0, M, &P) ||
+        !tsr_st_meta_int(&f, "dim", 0, M, &dim) || !tsr_st_meta_int(&f, "n_layers", 0, M, &L) ||
+        !tsr_st_meta_int(&f, "kv_dim", 0, M, &kv) || !tsr_st_meta_int(&f, "vocab", 0, M, &V) || dim < 1 ||
         L < 1 || kv < 1 || L > 1024 || V < 1) {
         tsr_st_free(&f);
         return tsr_errorf(TSR_ERR_FORMAT, "%s: not a bita adapter (metadata k, n_prefix, dim, n_layers, kv_dim, vocab)",

@@ -83,16 +83,6 @@ void tsr_classify_free(tsr_classifier *m) {
     memset(m, 0, sizeof *m);
 }
 
-static bool meta_int(const tsr_st_file *f, const char *key, int *out) {
-    const char *v = tsr_st_meta(f, key);
-    if (!v || !*v) return false;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < 0 || x > 1 << 20) return false;
-    *out = (int)x;
-    return true;
-}
-
 tsr_status tsr_classify_load(tsr_classifier *m, const char *path) {
     memset(m, 0, sizeof *m);
     tsr_st_file f;
@@ -102,9 +92,9 @@ tsr_status tsr_classify_load(tsr_classifier *m, const char *path) {
     tsr_classify_cfg g = {0};
     const char *bad = NULL;
     if (!arch || strcmp(arch, CLASSIFY_ARCH) != 0) bad = "arch";
-    else if (!meta_int(&f, "c1", &g.c1)) bad = "c1";
-    else if (!meta_int(&f, "c2", &g.c2)) bad = "c2";
-    else if (!meta_int(&f, "fc", &g.fc)) bad = "fc";
+    else if (!tsr_st_meta_int(&f, "c1", 0, 1 << 20, &g.c1)) bad = "c1";
+    else if (!tsr_st_meta_int(&f, "c2", 0, 1 << 20, &g.c2)) bad = "c2";
+    else if (!tsr_st_meta_int(&f, "fc", 0, 1 << 20, &g.fc)) bad = "fc";
     else {
         const char *d = tsr_st_meta(&f, "dropout");
         char *end;

@@ -235,12 +235,12 @@ static tsr_status stage_set_cursor(void *ud, const int64_t cursor[4]) {
 }
 
 /* Trains the tensors named by the prefixes on rows[0..n) for `epochs`
- * passes (fresh AdamW, constant lr) with the trainer's files at
+ * passes (fresh AdamW, constant learning rate lr) with the trainer's files at
  * `scratch` (removed afterwards: the continual state is saved per period
  * by the protocol). Returns the CPU seconds of the work (source states,
  * forward/backward, updates). */
 static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n,
-                            int kind, const char *const *prefixes, int epochs, uint64_t tag,
+                            int kind, const char *const *prefixes, int epochs, float lr, uint64_t tag,
                             const char *scratch, double *seconds) {
     *seconds = 0;
     if (n == 0) return tsr_ok();
@@ -290,7 +290,7 @@ static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int6
         }
     }
     o.steps = (n + r->o.batch - 1) / r->o.batch * epochs;
-    o.lr = r->o.lr;
+    o.lr = lr;
     o.weight_decay = r->o.weight_decay;
     o.sched = TSR_SCHED_CONSTANT;
     o.eval_at_end = false;
@@ -360,6 +360,24 @@ static void predict_rows(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t
     tsr_ctx_free(&c);
 }
 
+/* the source tower's own probabilities of source rows (no tape) */
+static void predict_source_rows(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n,
+                                float *prob) {
+    tsr_ctx c;
+    tsr_ctx_init(&c, (size_t)8 << 20);
+    const int bs = 512;
+    for (int64_t s = 0; s < n; s += bs) {
+        int64_t B = n - s < bs ? n - s : bs;
+        tsr_ctx_reset(&c);
+        c.training = false;
+        c.grad_enabled = false;
+        tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, g, rows + s, B, &r->o.cfg, NULL);
+        tsr_tensor *logit = tsr_ctnet_forward(&c, &r->o.cfg, &r->src, NULL, NULL, NULL, &b);
+        for (int64_t i = 0; i < B; i++) prob[s + i] = 1.0f / (1.0f + expf(-tsr_f32(logit)[i]));
+    }
+    tsr_ctx_free(&c);
+}
+
 /* ------------------------------------------------------- state on disk */
 
 static void opts_meta(const tsr_ctnet_run_opts *o, char vals[][32], const char **keys, int *n) {
@@ -387,6 +405,7 @@ static void opts_meta(const tsr_ctnet_run_opts *o, char vals[][32], const char *
     KV("lr", "%.9g", (double)o->lr);
     KV("weight_decay", "%.9g", (double)o->weight_decay);
     KV("adapter_std", "%.9g", (double)o->adapter_std);
+    if (o->source_lr > 0) KV("source_lr", "%.9g", (double)o->source_lr); /* absent: the method's lr */
     KV("seed", "%llu", (unsigned long long)o->seed);
 #undef KV
     *n = k;
@@ -551,7 +570,10 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
     if (r->stage < 1) {
         if (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT || (m == TSR_CTNET_M_FINETUNE && warmup)) {
             int64_t n = select_rows(g, TSR_CTNET_SOURCE, lo, hi, buf);
-            st = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, tag * 8 + 1, r->scratch, t_src);
+            /* the source model's own recipe: its lr is not the method's
+             * unless no source lr is given */
+            const float slr = r->o.source_lr > 0 ? r->o.source_lr : r->o.lr;
+            st = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, slr, tag * 8 + 1, r->scratch, t_src);
             if (st.code) return st;
             if ((st = stage_done(r, g, 0)).code) return st;
         }
@@ -566,7 +588,7 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
     if (m == TSR_CTNET_M_JOINT || m == TSR_CTNET_M_CROSS) {
         n = select_rows(g, -1, lo, hi, buf);
         st = run_stage(r, g, buf, n, m == TSR_CTNET_M_JOINT ? STG_JOINT : STG_CONET,
-                       m == TSR_CTNET_M_JOINT ? P_TGT : P_CONET, E, tag * 8 + 2, r->scratch, t_tgt);
+                       m == TSR_CTNET_M_JOINT ? P_TGT : P_CONET, E, r->o.lr, tag * 8 + 2, r->scratch, t_tgt);
     } else if (m == TSR_CTNET_M_RETRAIN) {
         if (!warmup) { /* from scratch, on every target row so far */
             tsr_rng ir;
@@ -574,14 +596,14 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
             tsr_ctnet_tower_init(&r->tgt, &r->o.cfg, &ir);
         }
         n = select_rows(g, TSR_CTNET_TARGET, INT32_MIN, hi, buf);
-        st = run_stage(r, g, buf, n, STG_TARGET, P_TGT, r->o.retrain_epochs, tag * 8 + 3, r->scratch, t_tgt);
+        st = run_stage(r, g, buf, n, STG_TARGET, P_TGT, r->o.retrain_epochs, r->o.lr, tag * 8 + 3, r->scratch, t_tgt);
     } else {
         n = select_rows(g, TSR_CTNET_TARGET, lo, hi, buf);
         /* CTNet keeps a plain target tower until the warm-up is over: the
          * adapters join a trained target model (paper Sec. 3.2) */
         bool with_src = !warmup && (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT);
         st = run_stage(r, g, buf, n, with_src ? STG_CTNET : STG_TARGET, with_src ? P_CTNET : P_TGT, E,
-                       tag * 8 + 4, r->scratch, t_tgt);
+                       r->o.lr, tag * 8 + 4, r->scratch, t_tgt);
     }
     *n_rows = n;
     /* the period's save (after its evaluation) moves the continual state on */
@@ -609,6 +631,7 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
     r->gated = o->method == TSR_CTNET_M_CTNET || o->method == TSR_CTNET_M_RAND_ADAPT;
     r->has_concat = r->concat_w != NULL;
     r->res.steps_total = (int)(o->last - o->first);
+    for (int s = 0; s < TSR_CTNET_MAX_PERIODS; s++) r->res.source_auc[s] = NAN;
     /* same initial towers for every method of a seed */
     tsr_rng ir;
     tsr_rng_seed(&ir, o->seed * 2 + 1);
@@ -682,6 +705,13 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         r->res.source_s[s] = ts;
         r->res.train_rows[s] = nr;
         r->res.eval_rows[s] = ne;
+        if (is_ctnet(o->method) || o->method == TSR_CTNET_M_NO_ADAPT) {
+            /* the source model's own quality: its next-period source rows */
+            int64_t ns = select_rows(g, TSR_CTNET_SOURCE, k + 1, k + 1, buf);
+            predict_source_rows(r, g, buf, ns, prob);
+            for (int64_t i = 0; i < ns; i++) lab[i] = g->label[buf[i]];
+            r->res.source_auc[s] = tsr_ctnet_auc(prob, lab, ns);
+        }
         r->res.steps_done = s + 1;
         if (verbose)
             tsr_log("ctnet %s: period %d -> %d  auc %.4f  logloss %.4f  train %.3fs (%lld rows) source %.3fs\n",

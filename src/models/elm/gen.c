@@ -143,16 +143,6 @@ tsr_status tsr_elm_save(const tsr_elm_model *m, const char *path, const char *co
     return tsr_params_save(&m->params, path, TSR_ST_F32, kv);
 }
 
-static bool meta_int(const tsr_st_file *f, const char *key, int *out) {
-    const char *s = tsr_st_meta(f, key);
-    if (!s) return false;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < -1000000 || v > 100000000) return false;
-    *out = (int)v;
-    return true;
-}
-
 tsr_status tsr_elm_load(tsr_elm_model *m, const char *path) {
     memset(m, 0, sizeof *m);
     tsr_st_file f;
@@ -160,17 +150,18 @@ tsr_status tsr_elm_load(tsr_elm_model *m, const char *path) {
     if (st.code) return st;
     tsr_elm_cfg g = {0};
     const char *fam = tsr_st_meta(&f, "family"), *kind = tsr_st_meta(&f, "model"),
-               *tk = tsr_st_meta(&f, "tokenizer_kind"), *th = tsr_st_meta(&f, "rope_theta"),
+               *tk = tsr_st_meta(&f, "tokenizer_kind"),
                *tp = tsr_st_meta(&f, "tokenizer");
-    bool ok = fam && strcmp(fam, "elm") == 0 && kind && tk && th && tp &&
-              meta_int(&f, "bits", &g.bits) && meta_int(&f, "codebook", &g.codebook) &&
-              meta_int(&f, "token_each", &g.n_sub) && meta_int(&f, "dim", &g.dim) &&
-              meta_int(&f, "n_layers", &g.n_layers) && meta_int(&f, "n_heads", &g.n_heads) &&
-              meta_int(&f, "hidden", &g.hidden);
+    const long M = 1 << 24;
+    bool ok = fam && strcmp(fam, "elm") == 0 && kind && tk && tp &&
+              tsr_st_meta_float(&f, "rope_theta", &g.rope_theta) &&
+              tsr_st_meta_int(&f, "bits", 0, M, &g.bits) && tsr_st_meta_int(&f, "codebook", 0, M, &g.codebook) &&
+              tsr_st_meta_int(&f, "token_each", 0, M, &g.n_sub) && tsr_st_meta_int(&f, "dim", 0, M, &g.dim) &&
+              tsr_st_meta_int(&f, "n_layers", 0, M, &g.n_layers) && tsr_st_meta_int(&f, "n_heads", 0, M, &g.n_heads) &&
+              tsr_st_meta_int(&f, "hidden", 0, M, &g.hidden);
     if (ok) {
         g.kind = strcmp(kind, "mlm") == 0 ? TSR_ELM_MLM : TSR_ELM_AR;
         g.tok = strcmp(tk, "vq") == 0 ? TSR_IMGTOK_VQ : TSR_IMGTOK_BAE;
-        g.rope_theta = strtof(th, NULL);
         snprintf(m->tokenizer, sizeof m->tokenizer, "%s", tp);
     }
     tsr_st_free(&f);

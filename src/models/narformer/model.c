@@ -316,12 +316,8 @@ tsr_status tsr_nf_model_save(const tsr_nf_model *m, const char *path, const char
 }
 
 static tsr_status meta_int(const tsr_st_file *f, const char *path, const char *key, int *out) {
-    const char *s = tsr_st_meta(f, key);
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || *end || v < 0 || v > 1 << 20)
+    if (!tsr_st_meta_int(f, key, 0, 1 << 20, out))
         return tsr_errorf(TSR_ERR_FORMAT, "%s: metadata '%s' missing or invalid (not a narformer model?)", path, key);
-    *out = (int)v;
     return tsr_ok();
 }
 
