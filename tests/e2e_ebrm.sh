@@ -25,6 +25,11 @@ for v in train score rank explain bench; do
     "$BIN" ebrm $v --help >/dev/null && ok || bad "ebrm $v --help"
 done
 "$BIN" ebrm train --help | grep -q -- --qe-virtual && ok || bad "train --help names no --qe-virtual"
+"$BIN" ebrm train --help | grep -q -- --qe-aux && ok || bad "train --help names no --qe-aux"
+for a in "--stage cross --qe-aux 1" "--stage qe --qe-aux 1" "--qe-aux -1" "--qe-aux 101"; do
+    "$BIN" ebrm train $a --dir "$TMP/none" >/dev/null 2>&1
+    [ $? -eq 2 ] && [ ! -e "$TMP/none" ] && ok || bad "train $a is not a usage error"
+done
 "$BIN" ebrm rank >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "rank without --query is not a usage error"
 "$BIN" ebrm train --stage bogus >/dev/null 2>&1

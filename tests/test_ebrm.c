@@ -565,39 +565,52 @@ static void test_model(const tsr_catalog *cat, const tsr_ebrm_entities *E) {
     c.grad_enabled = true;
     float *th = tsr_f32(m.theta);
     for (int k = 0; k < TSR_EBRM_THETA; k++) th[k] = 0.3f * (float)(k % 5) - 0.6f;
-    tsr_params_zero_grad(&m.qe.params);
-    float loss;
-    tsr_rng_seed(&c.rng, 9);
-    tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, true, &loss);
-    /* theta, the head and one weight of the first block */
-    tsr_tensor *chk[3] = {m.theta, tsr_params_find(&m.qe.params, "head.weight"), NULL};
-    for (int k = 0; k < m.qe.params.n && !chk[2]; k++)
-        if (strstr(m.qe.params.items[k]->name, "layers.0") && m.qe.params.items[k]->ndim == 2) chk[2] = m.qe.params.items[k];
-    int bad = 0, checked = 0;
-    double worst = 0;
-    for (int t = 0; t < 3; t++) {
-        if (!chk[t]) continue;
-        for (int64_t i = 0; i < chk[t]->numel && i < 9; i++) {
-            float *w = tsr_f32(chk[t]) + i, keep = *w, lp, lm;
-            const float h = 1e-2f;
-            *w = keep + h;
-            tsr_ctx_reset(&c);
-            tsr_rng_seed(&c.rng, 9);
-            tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, false, &lp);
-            *w = keep - h;
-            tsr_ctx_reset(&c);
-            tsr_rng_seed(&c.rng, 9);
-            tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, false, &lm);
-            *w = keep;
-            double fd = ((double)lp - (double)lm) / (2 * h), an = chk[t]->grad[i];
-            double err = fabs(fd - an) / (1e-3 + fabs(fd));
-            worst = err > worst ? err : worst;
-            bad += err > 3e-2;
-            checked++;
+    /* pass 0: the QI loss; pass 1: plus the auxiliary QE loss on a few pairs */
+    char *aux_q[2] = {"a pdf viewer", "an editor of text"};
+    tsr_ebrm_qe_pair aux_p[4] = {{0, 0, 1.f}, {0, 1, 0.f}, {1, 2, 0.5f}, {1, 0, 0.25f}};
+    tsr_ebrm_qe_data aux = {.queries = aux_q, .n_queries = 2, .pairs = aux_p, .n = 4};
+    float loss_plain = NAN;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) qt.aux = &aux, qt.aux_weight = 0.5f, qt.aux_batch = 3;
+        tsr_ctx_reset(&c);
+        tsr_params_zero_grad(&m.qe.params);
+        float loss;
+        tsr_rng_seed(&c.rng, 9);
+        tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, true, &loss);
+        /* theta, the head and one weight of the first block */
+        tsr_tensor *chk[3] = {m.theta, tsr_params_find(&m.qe.params, "head.weight"), NULL};
+        for (int k = 0; k < m.qe.params.n && !chk[2]; k++)
+            if (strstr(m.qe.params.items[k]->name, "layers.0") && m.qe.params.items[k]->ndim == 2) chk[2] = m.qe.params.items[k];
+        int bad = 0, checked = 0;
+        double worst = 0;
+        for (int t = 0; t < 3; t++) {
+            if (!chk[t]) continue;
+            for (int64_t i = 0; i < chk[t]->numel && i < 9; i++) {
+                float *w = tsr_f32(chk[t]) + i, keep = *w, lp, lm;
+                const float h = 1e-2f;
+                *w = keep + h;
+                tsr_ctx_reset(&c);
+                tsr_rng_seed(&c.rng, 9);
+                tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, false, &lp);
+                *w = keep - h;
+                tsr_ctx_reset(&c);
+                tsr_rng_seed(&c.rng, 9);
+                tsr_ebrm_qi_loss(&c, &m, &qt, qids, 2, false, &lm);
+                *w = keep;
+                double fd = ((double)lp - (double)lm) / (2 * h), an = chk[t]->grad[i];
+                double err = fabs(fd - an) / (1e-3 + fabs(fd));
+                worst = err > worst ? err : worst;
+                bad += err > 3e-2;
+                checked++;
+            }
         }
+        printf("QI loss%s %.5f: %d gradients vs central differences, worst relative error %.2e\n",
+               pass ? " + auxiliary QE loss" : "", loss, checked, worst);
+        TU_CHECK(bad == 0 && checked >= 20, "QI loss%s gradients: %d of %d off", pass ? " + aux" : "", bad, checked);
+        if (pass == 0) loss_plain = loss;
+        else TU_CHECK(loss > loss_plain, "the auxiliary loss adds to the QI loss: %g vs %g", loss, loss_plain);
     }
-    printf("QI loss %.5f: %d gradients vs central differences, worst relative error %.2e\n", loss, checked, worst);
-    TU_CHECK(bad == 0 && checked >= 20, "QI loss gradients: %d of %d off", bad, checked);
+    qt.aux = NULL;
 
     tsr_ctx_free(&c);
     /* late fusion: p' = sigmoid(logit(p) + alpha lex); cached == uncached;

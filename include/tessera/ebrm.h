@@ -364,6 +364,14 @@ typedef struct {
     const tsr_queryset *qs;
     const tsr_ebrm_qiset *tr, *va;
     int batch, n_neg;
+    /* Optional auxiliary QE loss (EBRM kind): each step also draws
+     * aux_batch pairs of aux from c->rng (after the items) and adds
+     * aux_weight x their mean BCE (the QE pretraining loss) to the QI loss,
+     * so that QI training keeps what the pairs teach. NULL or weight 0:
+     * none, and the step is unchanged. */
+    const tsr_ebrm_qe_data *aux;
+    float aux_weight;
+    int aux_batch;
 } tsr_ebrm_qi_train;
 /* One EBRM training step's loss on training queries qids (indices into
  * t->tr; items drawn from c->rng); backward: gradients into the model's

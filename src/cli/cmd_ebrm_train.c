@@ -99,6 +99,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     float fuse_alpha = -1;
     const char *fuse_lex = "max";
     float gate_slope = NAN, gate_center = NAN; /* not given (the parser refuses "nan") */
+    float qe_aux = 0;
     bool tune = false, qe_virtual = false;
     const char *qe_target = "share";
     tsr_train_opts def = tsr_train_default_opts();
@@ -137,6 +138,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         {"qe-virtual", ARG_BOOL, &qe_virtual, NULL, "qe: also pairs from the train split's virtual-package "
                                                     "descriptions against their providers' tags, sections and "
                                                     "categories (never provides)", NULL},
+        {"qe-aux", ARG_FLOAT, &qe_aux, "W", "qi: keep the virtual-description QE pairs (those of --qe-virtual) as "
+                                             "an auxiliary loss, W x their BCE over 64 pairs a step [0: none]", NULL},
         {"tune", ARG_BOOL, &tune, NULL, "hold the tuning split (about 1/8 of the train queries) out of QE pretraining "
                                         "and QI training, and evaluate on it instead of the validation queries", NULL},
         {"tokenizer", ARG_STR, &tokenizer, "FILE", "tokenizer.json copied into DIR when DIR has none", NULL},
@@ -167,6 +170,9 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         (rc = cli_check_int(prog, "batch", t.batch, 1, 4096)) != CLI_OK)
         return rc;
     if (ec.dim % ec.n_heads) return cli_usage_error(prog, "--heads must divide --dim");
+    if (!(qe_aux >= 0 && qe_aux <= 100)) return cli_usage_error(prog, "--qe-aux must be in [0, 100]");
+    if (qe_aux > 0 && st_kind != 1)
+        return cli_usage_error(prog, "--qe-aux is for --stage qi");
     ec.n_kv_heads = ec.n_heads;
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return cli_fail(tsr_errorf(TSR_ERR_IO, "cannot create %s: %s", dir, strerror(errno)), MODEL_HINT);
@@ -253,9 +259,20 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
             if (!t.quiet)
                 fprintf(stderr, "data: %d train / %d %s queries, BM25 top-100 candidates\n", tr.n, va.n, tune ? "tune" : "valid");
             tsr_ebrm_qi_train qt = {.cat = &cat, .E = &E, .qs = &qs, .tr = &tr, .va = &va, .batch = t.batch, .n_neg = n_neg};
-            cli_train_begin(&t);
-            st = tsr_ebrm_train_qi(&m, &qt, &t.o, &res);
-            cli_train_end(&t, &res);
+            tsr_ebrm_qe_data aux = {0};
+            if (qe_aux > 0) {
+                st = tsr_ebrm_qe_pairs_virtual(&aux, &cat, &E, t.o.seed, tune);
+                qt.aux = &aux, qt.aux_weight = qe_aux, qt.aux_batch = 64;
+                if (st.code == TSR_OK && !t.quiet)
+                    fprintf(stderr, "data: auxiliary loss over %lld QE pairs of %d virtual-package descriptions, "
+                                    "weight %g\n", (long long)aux.n, aux.n_queries, (double)qe_aux);
+            }
+            if (st.code == TSR_OK) {
+                cli_train_begin(&t);
+                st = tsr_ebrm_train_qi(&m, &qt, &t.o, &res);
+                cli_train_end(&t, &res);
+            }
+            tsr_ebrm_qe_data_free(&aux);
             tsr_ebrm_qiset_free(&va);
         }
         if (tr.q) tsr_ebrm_qiset_free(&tr);

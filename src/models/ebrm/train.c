@@ -207,6 +207,32 @@ static int sample_items(tsr_rng *rng, const tsr_ebrm_qi_train *t, const int32_t 
     return ni;
 }
 
+/* The auxiliary QE loss of a QI step (tsr_ebrm_qi_train.aux): the mean
+ * BCE-with-logits of r against the targets of aux_batch pairs drawn from
+ * c->rng, as in QE pretraining. Returns the (1) loss tensor on the tape. */
+static tsr_tensor *aux_loss(tsr_ctx *c, tsr_ebrm_model *m, const tsr_ebrm_qi_train *t) {
+    const tsr_ebrm_qe_data *d = t->aux;
+    const int B = t->aux_batch > 0 ? t->aux_batch : 64, W = TSR_EBRM_TQ + 1 + TSR_EBRM_TE;
+    int32_t *tok = calloc((size_t)B * W, sizeof *tok), *lens = malloc((size_t)B * sizeof *lens), qt[TSR_EBRM_TQ];
+    TSR_ASSERT(tok && lens);
+    tsr_tensor *y = tsr_new(c, TSR_F32, TSR_DIMS(B, 1));
+    int T = 1;
+    for (int i = 0; i < B; i++) {
+        const tsr_ebrm_qe_pair *p = &d->pairs[tsr_rng_below(&c->rng, (uint32_t)d->n)];
+        int qn = tsr_ebrm_tokenize(&m->bpe, d->queries[p->query], qt, TSR_EBRM_TQ);
+        lens[i] = tsr_ebrm_pair(m, qt, qn, m->ent_tok + (size_t)p->entity * TSR_EBRM_TE, m->ent_len[p->entity],
+                                tok + (size_t)i * W);
+        T = lens[i] > T ? lens[i] : T;
+        tsr_f32(y)[i] = p->target;
+    }
+    tsr_tensor *tt = tsr_zeros(c, TSR_I32, TSR_DIMS(B, T));
+    for (int i = 0; i < B; i++) memcpy(tsr_i32(tt) + (size_t)i * T, tok + (size_t)i * W, (size_t)lens[i] * sizeof *tok);
+    tsr_tensor *lg = tsr_ebrm_qe_logits(c, &m->qe, tt, lens);
+    tsr_tensor *l = tsr_bce_with_logits(c, tsr_slice(c, lg, 1, 0, 1), y, NULL, 1.f, 1.f);
+    free(tok), free(lens);
+    return l;
+}
+
 static tsr_tensor *qi_step_ebrm(tsr_ctx *c, qi_ctx *r, const int32_t *qids, int64_t B, float *loss, bool backward) {
     const tsr_ebrm_qi_train *t = r->t;
     const tsr_ebrm_entities *E = t->E;
@@ -269,11 +295,14 @@ static tsr_tensor *qi_step_ebrm(tsr_ctx *c, qi_ctx *r, const int32_t *qids, int6
             pc[k] = 1.f / (1.f + expf(-tsr_f32(logits)[2 * k + 1]));
         }
     }
+    /* the auxiliary QE loss, on the same tape (one backward pass below) */
+    tsr_tensor *al = t->aux && t->aux_weight > 0 && t->aux->n > 0 ? aux_loss(c, r->m, t) : NULL;
     for (int64_t j = 0; j < total; j++) sr[j] = pr[pair_of[j]], sc[j] = pc[pair_of[j]];
     const float *theta = tsr_f32(r->m->theta);
     if (r->m->agg == TSR_EBRM_AGG_SOFTLOGIC) tsr_ebrm_agg_forward(p, sr, sc, type, off, ni, theta);
     else tsr_ebrm_mean_forward(p, sr, off, ni, theta);
     *loss = (float)bce_p(p, y, ni, dp);
+    if (al) *loss += t->aux_weight * tsr_f32(al)[0];
     if (backward) {
         float *dr = calloc((size_t)total + 1, sizeof *dr), *dc = calloc((size_t)total + 1, sizeof *dc);
         TSR_ASSERT(dr && dc);
@@ -289,8 +318,11 @@ static tsr_tensor *qi_step_ebrm(tsr_ctx *c, qi_ctx *r, const int32_t *qids, int6
                 g[2 * k] += dr[j] * pr[k] * (1 - pr[k]);
                 g[2 * k + 1] += dc[j] * pc[k] * (1 - pc[k]);
             }
+            if (al) tsr_grad(c, al)[0] += t->aux_weight; /* seeded before the single pass over the tape */
             tsr_backward_with(c, logits, g);
             free(g);
+        } else if (al) {
+            tsr_backward_with(c, al, &t->aux_weight);
         }
         free(dr), free(dc);
     }
@@ -405,8 +437,8 @@ tsr_status tsr_ebrm_train_qi(tsr_ebrm_model *m, const tsr_ebrm_qi_train *t, cons
         return tsr_errorf(TSR_ERR_ARG, "ebrm training: %lld train queries with a relevant candidate, fewer than "
                                        "one batch of %d", (long long)r.n_train, t->batch);
     }
-    char kvbuf[16 * TSR_EBRM_CFG_KV], bs[16], nn[16], nq[24];
-    const char *cfg[2 * TSR_EBRM_CFG_KV + 8 + 1];
+    char kvbuf[16 * TSR_EBRM_CFG_KV], bs[16], nn[16], nq[24], aw[24], an[24];
+    const char *cfg[2 * TSR_EBRM_CFG_KV + 12 + 1];
     tsr_ebrm_model_config_kv(m, cfg, kvbuf);
     snprintf(bs, sizeof bs, "%d", t->batch);
     snprintf(nn, sizeof nn, "%d", t->n_neg);
@@ -414,6 +446,14 @@ tsr_status tsr_ebrm_train_qi(tsr_ebrm_model *m, const tsr_ebrm_qi_train *t, cons
     const char *extra[8] = {"train.stage", "qi", "train.batch", bs, "train.negatives", nn, "data.qi_queries", nq};
     memcpy(cfg + 2 * TSR_EBRM_CFG_KV, extra, sizeof extra);
     cfg[2 * TSR_EBRM_CFG_KV + 8] = NULL;
+    if (m->kind == TSR_EBRM_KIND_EBRM && t->aux && t->aux_weight > 0 && t->aux->n > 0) {
+        /* recorded only when set: the recipe's metadata stays as it was */
+        snprintf(aw, sizeof aw, "%g", (double)t->aux_weight);
+        snprintf(an, sizeof an, "%lld", (long long)t->aux->n);
+        const char *ax[4] = {"train.qe_aux_weight", aw, "data.qe_aux_pairs", an};
+        memcpy(cfg + 2 * TSR_EBRM_CFG_KV + 8, ax, sizeof ax);
+        cfg[2 * TSR_EBRM_CFG_KV + 12] = NULL;
+    }
     tsr_train_family f = {.name = m->kind == TSR_EBRM_KIND_EBRM ? "ebrm qi" : "ebrm cross-encoder",
                           .params = &m->qe.params, .config = cfg, .n_items = r.n_train, .batch = t->batch,
                           .unit = "query", .arena_bytes = (size_t)256 << 20, .ud = &r, .step = qi_step,
