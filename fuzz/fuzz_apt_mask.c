@@ -1,8 +1,9 @@
 /* libFuzzer target for apt's own mask handling (src/models/apt): the bytes
  * become a small label map (first two bytes: width and height, then one
  * code per pixel, 0/1/255 by value) and an RGB image; prompts in every
- * mode, post-processing, the coarse product and the metrics must finish
- * without a crash, give points on their class, and keep masks binary.
+ * mode, the coarse-class gate, post-processing, the coarse product and the
+ * metrics must finish without a crash, give points on their class, keep
+ * masks binary, and the gate must keep nothing far from the class.
  * Build: see fuzz/README.md. */
 #include "tessera/apt.h"
 #include "tessera/apt_eval.h"
@@ -32,6 +33,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         tsr_apt_points_free(&p);
     }
+    int gd = data[size - 1] % 8;
+    tsr_apt_gate(m, lab, h, w, gd);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            if (!m[(int64_t)y * w + x]) continue;
+            int near = 0;
+            for (int yy = y - gd; yy <= y + gd && !near; yy++)
+                for (int xx = x - gd; xx <= x + gd; xx++)
+                    if (yy >= 0 && yy < h && xx >= 0 && xx < w && lab[(int64_t)yy * w + xx] == 1) near = 1;
+            if (!near) __builtin_trap();
+        }
     tsr_apt_postprocess(m, h, w, 1 + data[2] % 50);
     for (int64_t i = 0; i < n; i++)
         if (m[i] > 1) __builtin_trap();

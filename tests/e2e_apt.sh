@@ -64,6 +64,10 @@ expect 2 "--mode" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png
 printf 'imagesource:GoogleEarth\ngsd:0.3\n40 30 110 30 110 90 40 90 large-vehicle 0\n0 0 5 0 5 5 0 5 plane 0\n' > "$T/img.txt"
 expect 0 "" "$BIN" apt eval --truth dota --data "$T" --images img --model $FIX --supervised none --finetuned none --points 3 --iterations 1 --min-area 50 --json
 grep -q '"truth": "dota"' "$T/out" && grep -q '"images": 1' "$T/out" && ok || bad "eval --truth dota: $(cat "$T/out")"
+# --gate: recorded in the JSON; gate 0 keeps APT inside the coarse class, so its precision is at least ungated's
+expect 0 "" "$BIN" apt eval --truth dota --data "$T" --images img --model $FIX --supervised none --finetuned none --points 3 --iterations 1 --min-area 50 --json --gate 0
+grep -q '"gate": 0' "$T/out" && ok || bad "eval --gate 0: $(cat "$T/out")"
+expect 2 "gate" "$BIN" apt eval --gate -2
 cp "$T/img.png" "$T/bad.png"
 printf '40 30 110 30 110 90 large-vehicle 0\n' > "$T/bad.txt"
 expect 1 "bad.txt:1:" "$BIN" apt eval --truth dota --data "$T" --images bad --model $FIX --supervised none --finetuned none
@@ -79,6 +83,11 @@ done
 expect 2 "--threshold must be between -100 and 100" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m7.png" --threshold 1000
 [ "$(wc -l < "$T/err")" = 1 ] && [ ! -e "$T/m7.png" ] && ok || bad "segment --threshold 1000: not one line, or a mask was written"
 expect 2 "--threshold expects a number" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m7.png" --threshold nan
+# --gate 0: the mask kept on the land-cover class, so the everything-mask of threshold -100 shrinks
+expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mg.png" --points 3 --iterations 2 --min-area 0 --threshold -100 --gate 0 --json
+px_g=$(px)
+[ -n "$px_g" ] && [ "$px_g" -gt 0 ] && [ "$px_g" -lt "$px_0" ] && ok || bad "segment --gate 0 gave $px_g mask pixels (ungated $px_0)"
+expect 2 "--gate must be between" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m8.png" --gate -5
 # --feedback off: one decoder pass with every point (no low-res logits fed back); anything but on/off is a usage error
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mf.png" --points 3 --iterations 2 --feedback off --json
 grep -q '"decoder_runs": 1,' "$T/out" && ok || bad "segment --feedback off: $(cat "$T/out")"
@@ -117,6 +126,13 @@ if [ -r "$D/P0005.png" ]; then
     head -1 "$T/err" | grep -q "error: .*nothere.png" && [ ! -e "$T/u2.safetensors" ] && ok || bad "train with a missing DOTA image: error not on the first line, or a checkpoint was written"
     expect 2 "--dota-data" "$BIN" apt train --data "$D" --steps 1 --out "$T/u3.safetensors" --dota-images img
     expect 2 "hard-negatives" "$BIN" apt train --data "$D" --steps 1 --out "$T/u3.safetensors" --hard-negatives 2
+    # --dota-share: recorded only when set, and it changes which image each crop comes from
+    expect 0 "" "$BIN" apt train --data "$D" --steps 2 --batch 2 --warmup 1 --threads 1 --quiet --json --out "$T/w1.safetensors" --dota-data "$T" --dota-images img --dota-share 1
+    sed -n 's/.*"loss": \([-0-9.e]*\).*/\1/p' "$T/out" > "$T/loss_w"
+    head -c 4096 "$T/w1.safetensors" | grep -aq '"apt.dota_share":"1"' && ! head -c 4096 "$T/u1.safetensors" | grep -aq 'apt.dota_share' && ok ||
+        bad "apt.dota_share not recorded as asked"
+    [ -s "$T/loss_w" ] && ! cmp -s "$T/loss_u" "$T/loss_w" && ok || bad "--dota-share left the training loss unchanged"
+    expect 2 "dota-share needs" "$BIN" apt train --data "$D" --steps 1 --out "$T/u3.safetensors" --dota-share 0.5
 fi
 
 if [ "$GDAL" = 1 ] && [ -r "$WC" ]; then

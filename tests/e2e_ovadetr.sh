@@ -39,6 +39,8 @@ export OMP_NUM_THREADS=1
 [ $? -eq 2 ] && ok || bad "eval --calib 99 is not a usage error"
 "$BIN" ovadetr train --out "$TMP/m.safetensors" --text-geo -1 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "train --text-geo -1 is not a usage error"
+"$BIN" ovadetr train --out "$TMP/m.safetensors" --lv-paste 2 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "train --lv-paste 2 is not a usage error"
 
 [ -d "$D/aerial" ] || { echo "e2e_ovadetr: $D/aerial missing, skipping the rest ($pass passed)"; exit $fails; }
 
@@ -80,6 +82,18 @@ cmp -s "$M" "$M2" && ok || bad "stop after 1 + resume differs from 2 straight st
 "$BIN" ovadetr train --out "$TMP/g.safetensors" --model-config $CFG --steps 1 --crop 128 --eval-every 0 --quiet \
     --threads 1 --split strict --text-geo 10 --log-every 1 --log "$TMP/g.jsonl" >/dev/null 2>&1
 [ $? -eq 0 ] && grep -q '"text_geo":' "$TMP/g.jsonl" && ok || bad "train --text-geo 10 does not log its loss"
+# rows of large-vehicle chips: exact resume, and the setting is part of the run's config
+L="$TMP/l.safetensors"
+"$BIN" ovadetr train --out "$L" --model-config $CFG --steps 3 --crop 128 --eval-every 0 --quiet --threads 1 \
+    --split strict --lv-paste 1 >/dev/null 2>&1
+"$BIN" ovadetr train --out "$TMP/l2.safetensors" --model-config $CFG --steps 3 --crop 128 --eval-every 0 --quiet \
+    --threads 1 --split strict --lv-paste 1 --stop-after 1 >/dev/null 2>&1
+"$BIN" ovadetr train --out "$TMP/l2.safetensors" --model-config $CFG --steps 3 --crop 128 --eval-every 0 --quiet \
+    --threads 1 --split strict --lv-paste 1 --resume >/dev/null 2>&1
+[ -s "$L" ] && cmp -s "$L" "$TMP/l2.safetensors" && ok || bad "--lv-paste 1: stop after 1 + resume differs from 3 steps"
+"$BIN" ovadetr train --out "$TMP/s.safetensors" --model-config $CFG --steps 1 --crop 128 --eval-every 0 --quiet \
+    --threads 1 --split strict --lv-paste 1 --resume >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "data.lv_paste=(missing)" "$TMP/err.txt" && ok || bad "a run without --lv-paste resumes with it"
 # the one-image fitting check: a bad name is a usage error, a missing image one line
 "$BIN" ovadetr train --out "$TMP/o.safetensors" --only ../MOS74 --steps 1 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--only with a path is not a usage error"

@@ -149,6 +149,37 @@ static void test_postprocess(void) {
     free(m);
 }
 
+/* the coarse-class gate against a brute-force chessboard distance */
+static void test_gate(void) {
+    int h = 37, w = 53;
+    uint8_t *lab = malloc((size_t)h * w), *m = malloc((size_t)h * w);
+    tsr_rng r;
+    tsr_rng_seed(&r, 5);
+    for (int i = 0; i < h * w; i++) lab[i] = tsr_rng_uniform(&r) < 0.01f ? 1 : (tsr_rng_uniform(&r) < 0.05f ? 255 : 0);
+    int bad = 0;
+    for (int dist = 0; dist <= 6; dist += 3) {
+        for (int i = 0; i < h * w; i++) m[i] = 1;
+        tsr_apt_gate(m, lab, h, w, dist);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                int near = 0;
+                for (int yy = y - dist; yy <= y + dist; yy++)
+                    for (int xx = x - dist; xx <= x + dist; xx++)
+                        if (yy >= 0 && yy < h && xx >= 0 && xx < w && lab[yy * w + xx] == 1) near = 1;
+                bad += m[y * w + x] != near;
+            }
+    }
+    TU_CHECK(bad == 0, "gate = chessboard dilation of the class (%d pixels differ)", bad);
+    memset(lab, 0, (size_t)h * w);
+    for (int i = 0; i < h * w; i++) m[i] = 1;
+    tsr_apt_gate(m, lab, h, w, 1000);
+    int on = 0;
+    for (int i = 0; i < h * w; i++) on += m[i];
+    TU_CHECK(on == 0, "no class pixel: nothing passes the gate");
+    free(lab);
+    free(m);
+}
+
 static void test_coarse(void) {
     int h = 64, w = 64;
     uint8_t *t = calloc((size_t)h * w, 1), *c = malloc((size_t)h * w), *c2 = malloc((size_t)h * w);
@@ -394,6 +425,7 @@ int main(void) {
     test_prompts();
     test_prompts_tiled();
     test_postprocess();
+    test_gate();
     test_coarse();
     test_dota_truth();
     test_segment();

@@ -98,12 +98,19 @@ void tsr_apt_upscale(const tsr_apt_state *s, const float *lowres, uint8_t *mask)
  * then holes and objects (4-connected) smaller than min_area removed. */
 void tsr_apt_postprocess(uint8_t *mask, int h, int w, int min_area);
 
+/* The coarse-class gate: mask pixels farther than dist pixels (chessboard
+ * distance) from every class pixel of lab (lab == 1) are cleared; dist 0
+ * keeps the mask inside the class. Not part of the official method: an
+ * option that limits a segmenter's spill to the land-cover class's area. */
+void tsr_apt_gate(uint8_t *mask, const uint8_t *lab, int h, int w, int dist);
+
 /* A whole image: optionally shrunk by an integer factor (the resolution a
  * small model was trained at), then either one pass at the encoder's input
  * size (SAM's way: longest side resized) or, tiled, S x S tiles at that
  * resolution, each prompted with the points that fall in it (a tile with no
- * positive point stays empty); the mask comes back to the image grid and is
- * post-processed. Points are in image pixels. */
+ * positive point stays empty); the mask comes back to the image grid, is
+ * gated (when o->gate_map is set) and post-processed. Points are in image
+ * pixels. */
 typedef struct {
     int shrink;          /* 1 or 2, ... */
     bool tiled;
@@ -112,6 +119,8 @@ typedef struct {
     int min_area;
     float threshold;     /* mask logit threshold (0: SAM's) */
     bool no_feedback;    /* no low-res logits fed back (tsr_apt_state.no_feedback) */
+    const uint8_t *gate_map; /* (h,w) land-cover label map (1 = the class), or NULL: no gate */
+    int gate;            /* with gate_map: the mask is kept only within this many pixels of the class (tsr_apt_gate) */
 } tsr_apt_seg_opts;
 typedef struct {
     double encode_s, decode_s;

@@ -32,6 +32,7 @@ typedef struct {
     bool tile_prompts;           /* prompts drawn per tile (tiled models) instead of per image */
     bool no_feedback;            /* APT without the low-res logits fed back as the mask input */
     int truth;                   /* TSR_APT_TRUTH_ISAID (masks) or TSR_APT_TRUTH_DOTA (filled oriented boxes) */
+    int gate;                    /* APT's mask kept within this many pixels of the coarse class (tsr_apt_gate); -1 off */
 } tsr_apt_eval_opts;
 tsr_apt_eval_opts tsr_apt_default_eval_opts(void);
 
@@ -46,6 +47,7 @@ typedef struct {
     int64_t points, decoder_runs;
     double encode_s, decode_s;
     tsr_apt_metrics apt, coarse, supervised, finetuned; /* pooled over the images' pixels */
+    tsr_apt_metrics supervised_gated, finetuned_gated;  /* with o->gate >= 0: the baselines' masks through the same gate */
     bool have_supervised, have_finetuned;
     tsr_apt_eval_image per_image[TSR_APT_EVAL_MAX_IMAGES];
 } tsr_apt_eval_result;

@@ -51,6 +51,8 @@ typedef struct {
     bool scale_jitter;      /* per-crop scale: 1/2 to 2 image pixels per crop pixel (log-uniform, nearest) */
     const char *dota_dir;   /* folder with more training images and their DOTA labelTxt vehicle boxes, or NULL */
     const char *dota_images; /* their names, comma-separated (boxes filled as the class masks) */
+    float dota_share;       /* share of crops drawn from the DOTA-labelled images (uniformly among them), the rest
+                             * from the iSAID image; < 0: every image equally likely */
     float hard_negatives;   /* share of class-region samples whose crop is drawn anywhere (often empty) and
                              * whose positive points lie off the class (0: none) */
 } tsr_apt_train_opts;

@@ -208,6 +208,10 @@ typedef struct {
                              unseen as names; the default) or "strict" (also no
                              training image whose boxes show a bus under another
                              name: DOTA P1888, iSAID P0003 and P0005 left out) */
+    float lv_paste;       /* probability of pasting, into a DOTA/iSAID crop, a
+                             parking row of 2-4 large-vehicle chips scaled by
+                             U[0.45, 1] at one angle (class-agnostic long-vehicle
+                             shapes of bus size from trucks); 0: off */
 } tsr_ovd_data_opts;
 
 tsr_ovd_data_opts tsr_ovd_default_data_opts(void);

@@ -106,7 +106,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     const char *image = NULL, *landcover = NULL, *out = NULL, *overlay = NULL, *mode_s = "grid", *model = SHIPPED,
                *feedback_s = "on";
     bool no_feedback = false;
-    int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0;
+    int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0, gate = -1;
     float threshold = 0.0f;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
@@ -120,6 +120,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         {"min-area", ARG_INT, &min_area, "PX", "post-processing: holes and objects below this many pixels go (default 2000)", NULL},
         {"threshold", ARG_FLOAT, &threshold, "T", "mask logit threshold, -100 to 100 (default 0, SAM's)", NULL},
         {"feedback", ARG_STR, &feedback_s, "on|off", "feed each pass's low-res logits to the next as the mask input (default on, APT's loop)", NULL},
+        {"gate", ARG_INT, &gate, "PX", "keep the mask only within PX pixels of the land-cover class (default -1: off)", NULL},
         {"model", ARG_STR, &model, "PATH", "segmenter (default: the shipped " SHIPPED ")", NULL},
         {"out", ARG_STR, &out, "MASK", "mask to write (.tif with the image's georeferencing, or .png)", NULL},
         {"overlay", ARG_STR, &overlay, "PNG", "also write the image with the mask and the points drawn", NULL},
@@ -134,7 +135,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     if ((rc = parse_feedback(prog, feedback_s, &no_feedback)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "class", cls, 0, 255)) || (rc = cli_check_int(prog, "nodata", nodata, -1, 255)) ||
         (rc = cli_check_int(prog, "points", points, 1, 1000)) || (rc = cli_check_int(prog, "iterations", iters, 1, 100)) ||
-        (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)) ||
+        (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)) || (rc = cli_check_int(prog, "gate", gate, -1, 100000)) ||
         (rc = cli_check_float(prog, "threshold", threshold, -100, 100)))
         return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
@@ -169,6 +170,8 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         tsr_apt_seg_opts so = seg_opts_for(&m, iters, min_area);
         so.threshold = threshold;
         so.no_feedback = no_feedback;
+        so.gate_map = gate >= 0 ? lab : NULL;
+        so.gate = gate;
         if (!cm.json) fprintf(stderr, "%s: %d points (%s), %s\n", prog, p.n, mode_s, so.tiled ? "tiled" : "whole image");
         tsr_apt_segment(&m, &so, img.px, img.h, img.w, &p, mask, &ss);
         st = tsr_raster_write_mask(out, mask, img.w, img.h, &img);
@@ -342,6 +345,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"region", ARG_STR, &region_s, "X,Y,W,H", "score only this rectangle of each image (native pixels; a validation region)", NULL},
         {"threshold", ARG_FLOAT, &o.threshold, "T", "APT's mask logit threshold (default 0, SAM's)", NULL},
         {"feedback", ARG_STR, &feedback_s, "on|off", "APT feeds each pass's low-res logits to the next (default on)", NULL},
+        {"gate", ARG_INT, &o.gate, "PX", "keep APT's mask only within PX pixels of the coarse class; baselines also reported gated (default -1: off)", NULL},
         {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'image' (default) or per 'tile' of a tiled model", NULL},
         {"truth", ARG_STR, &truth_s, "KIND", "true masks: 'isaid' instance masks (default) or 'dota': NAME.txt oriented vehicle boxes, filled", NULL},
         CLI_COMMON_SEED(&cm), CLI_COMMON_THREADS(&cm), CLI_COMMON_JSON(&cm),
@@ -362,7 +366,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_float(prog, "threshold", o.threshold, -100, 100))) return rc;
     if ((rc = cli_check_int(prog, "points", o.points, 1, 1000)) || (rc = cli_check_int(prog, "iterations", o.iters, 1, 100)) ||
         (rc = cli_check_int(prog, "factor", o.factor, 2, 256)) || (rc = cli_check_float(prog, "noise", o.noise, 0, 1)) ||
-        (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)))
+        (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)) || (rc = cli_check_int(prog, "gate", o.gate, -1, 100000)))
         return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     o.min_area = min_area;
@@ -405,10 +409,12 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 json_metrics("finetuned_", &r.finetuned);
                 printf(", \"iou_finetuned\": %.4f", r.finetuned.iou);
             }
+            if (o.gate >= 0 && r.have_supervised) printf(", \"iou_supervised_gated\": %.4f", r.supervised_gated.iou);
+            if (o.gate >= 0 && r.have_finetuned) printf(", \"iou_finetuned_gated\": %.4f", r.finetuned_gated.iou);
             printf(", \"points\": %lld, \"decoder_runs\": %lld, \"factor\": %d, \"noise\": %.3f, \"threshold\": %g, "
-                   "\"prompts_per\": \"%s\", \"truth\": \"%s\", \"feedback\": \"%s\", \"seconds\": %.1f, \"per_image\": [",
+                   "\"prompts_per\": \"%s\", \"truth\": \"%s\", \"feedback\": \"%s\", \"gate\": %d, \"seconds\": %.1f, \"per_image\": [",
                    (long long)r.points, (long long)r.decoder_runs, o.factor, (double)o.noise, (double)o.threshold, per_s, truth_s, o.no_feedback ? "off" : "on",
-                   sec);
+                   o.gate, sec);
             for (int i = 0; i < r.images && i < TSR_APT_EVAL_MAX_IMAGES; i++)
                 printf("%s{\"image\": \"%s\", \"iou\": %.4f, \"iou_coarse\": %.4f}", i ? ", " : "", r.per_image[i].name,
                        r.per_image[i].apt.iou, r.per_image[i].coarse.iou);
@@ -523,6 +529,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"scale-jitter", ARG_BOOL, &o.scale_jitter, NULL, "draw each crop at 1/2 to 2 image pixels per crop pixel (log-uniform)", NULL},
         {"dota-data", ARG_STR, &o.dota_dir, "DIR", "folder with more training images (NAME.png) and their DOTA labelTxt vehicle boxes (NAME.txt)", NULL},
         {"dota-images", ARG_STR, &o.dota_images, "A,B,..", "those images, trained on beside --image (each crop from one image, chosen uniformly)", NULL},
+        {"dota-share", ARG_FLOAT, &o.dota_share, "P", "share of crops drawn from the --dota-images, the rest from --image (default: every image equally likely)", NULL},
         {"hard-negatives", ARG_FLOAT, &o.hard_negatives, "P", "share of class-region samples with the crop drawn anywhere and positive points off the class (default 0)", NULL},
     };
     int rc = cli_train_parse(prog, "Train a small promptable segmenter on real iSAID masks (SAM-style interactive prompts, "
@@ -536,6 +543,10 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         (rc = cli_check_float(prog, "focal-alpha", o.focal_alpha, 0, 1)) ||
         (rc = cli_check_float(prog, "hard-negatives", o.hard_negatives, 0, 1)))
         return rc;
+    if (o.dota_share != -1.0f) {
+        if (!o.dota_images) return cli_usage_error(prog, "--dota-share needs --dota-images");
+        if ((rc = cli_check_float(prog, "dota-share", o.dota_share, 0, 1))) return rc;
+    }
     o.batch = t.batch;
     if (!t.quiet)
         fprintf(stderr, "%s: %d threads, %lld steps, batch %d, lr %g, out %s%s\n", prog, tsr_threads_get(),

@@ -49,6 +49,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"copy-paste", ARG_FLOAT, &d.copy_paste, "P", "probability of pasting iSAID chips into a crop (default 0.5)", NULL},
         {"only", ARG_STR, &d.only, "STEM", "fitting check: train and validate on this one KIT AIS image (e.g. MOS74)", NULL},
         {"name-pool", ARG_INT, &d.name_pool, "K", "a positive name is, half of the time, one of its K nearest vocabulary names that are nearer to it than to any other protocol name (default 0: off)", NULL},
+        {"lv-paste", ARG_FLOAT, &d.lv_paste, "P", "probability of pasting a parking row of 2-4 large-vehicle chips, scaled by 0.45-1 at one angle, into a DOTA/iSAID crop (default 0: off)", NULL},
         {"text-geo", ARG_FLOAT, &d.text_geo, "W", "weight of a loss keeping the cosines of the head's text rows of a step's names near their CLIP cosines (default 0: off)", NULL},
         {"split", ARG_STR, &d.split, "NAME", "zero-shot protocol: names (bus, minibus unseen as names; default) | strict (also no training image showing a bus under another name)", NULL},
     };
@@ -72,6 +73,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_float(prog, "copy-paste", d.copy_paste, 0, 1)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "name-pool", d.name_pool, 0, 32)) != CLI_OK) return rc;
     if ((rc = cli_check_float(prog, "text-geo", d.text_geo, 0, 1000)) != CLI_OK) return rc;
+    if ((rc = cli_check_float(prog, "lv-paste", d.lv_paste, 0, 1)) != CLI_OK) return rc;
     if (strcmp(d.split, "names") && strcmp(d.split, "strict"))
         return cli_usage_error(prog, "--split must be names or strict (got '%s')", d.split);
     if (d.only && (!*d.only || strlen(d.only) > 40 || strchr(d.only, '/') || strchr(d.only, '.')))

@@ -194,6 +194,35 @@ void tsr_apt_postprocess(uint8_t *mask, int h, int w, int min_area) {
     }
 }
 
+/* chessboard dilation of one line of n values (stride st) by dist: the
+ * distance to the nearest set value from the left, then from the right */
+static void dilate_line(uint8_t *out, const uint8_t *in, int n, int64_t st, int dist) {
+    int d = INT32_MAX / 2;
+    for (int i = 0; i < n; i++) {
+        d = in[i * st] ? 0 : d + 1;
+        out[i * st] = d <= dist;
+    }
+    d = INT32_MAX / 2;
+    for (int i = n - 1; i >= 0; i--) {
+        d = in[i * st] ? 0 : d + 1;
+        if (d <= dist) out[i * st] = 1;
+    }
+}
+
+void tsr_apt_gate(uint8_t *mask, const uint8_t *lab, int h, int w, int dist) {
+    int64_t N = (int64_t)h * w;
+    uint8_t *a = malloc((size_t)N), *b = malloc((size_t)N);
+    TSR_ASSERT(a && b);
+    for (int64_t i = 0; i < N; i++) a[i] = lab[i] == 1;
+    /* a square is separable: rows, then columns */
+    for (int y = 0; y < h; y++) dilate_line(b + (int64_t)y * w, a + (int64_t)y * w, w, 1, dist);
+    for (int x = 0; x < w; x++) dilate_line(a + x, b + x, h, w, dist);
+    for (int64_t i = 0; i < N; i++)
+        if (!a[i]) mask[i] = 0;
+    free(a);
+    free(b);
+}
+
 /* ------------------------------------------------------------- metrics */
 
 void tsr_apt_conf_add(tsr_apt_conf *c, const uint8_t *pred, const uint8_t *truth, int64_t n) {
@@ -336,6 +365,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
             int yy = y / f < sh ? y / f : sh - 1, xx = x / f < sw ? x / f : sw - 1;
             mask[(size_t)y * w + x] = smask[(size_t)yy * sw + xx];
         }
+    if (o->gate_map) tsr_apt_gate(mask, o->gate_map, h, w, o->gate);
     if (o->postprocess) tsr_apt_postprocess(mask, h, w, o->min_area);
     free(smask);
     free(small);

@@ -67,6 +67,7 @@ tsr_apt_eval_opts tsr_apt_default_eval_opts(void) {
     o.noise = 0.2f;
     o.min_area = 200;
     o.seed = 1;
+    o.gate = -1;
     return o;
 }
 
@@ -122,7 +123,7 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
         return tsr_errorf(TSR_ERR_ARG, "region %d x %d: at least 32 x 32 pixels are scored", o->region[2], o->region[3]);
     char names[512];
     snprintf(names, sizeof names, "%s", o->images);
-    tsr_apt_conf conf_apt = {0}, conf_coarse = {0}, conf_sup = {0}, conf_ft = {0};
+    tsr_apt_conf conf_apt = {0}, conf_coarse = {0}, conf_sup = {0}, conf_ft = {0}, conf_sup_g = {0}, conf_ft_g = {0};
     tsr_apt_seg_opts so = {.shrink = o->shrink, .tiled = o->tiled, .iters = o->iters, .postprocess = true,
                            .min_area = o->min_area, .threshold = o->threshold, .no_feedback = o->no_feedback};
     tsr_status st = tsr_ok();
@@ -139,6 +140,8 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
         uint8_t *coarse = malloc((size_t)N), *mask = malloc((size_t)N);
         TSR_ASSERT(coarse && mask);
         tsr_apt_coarse_product(coarse, im.lab, im.h, im.w, o->factor, o->noise, o->seed + (uint64_t)res->images);
+        so.gate_map = o->gate >= 0 ? coarse : NULL;
+        so.gate = o->gate;
         tsr_apt_conf_add(&conf_coarse, coarse, im.lab, N);
         tsr_apt_conf one = {0};
         tsr_apt_points p;
@@ -169,10 +172,18 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
         if (!st.code && o->supervised) {
             supervised_mask(o->supervised, &so, &im, mask);
             tsr_apt_conf_add(&conf_sup, mask, im.lab, N);
+            if (so.gate_map) {
+                tsr_apt_gate(mask, coarse, im.h, im.w, o->gate);
+                tsr_apt_conf_add(&conf_sup_g, mask, im.lab, N);
+            }
         }
         if (!st.code && o->finetuned) {
             supervised_mask(o->finetuned, &so, &im, mask);
             tsr_apt_conf_add(&conf_ft, mask, im.lab, N);
+            if (so.gate_map) {
+                tsr_apt_gate(mask, coarse, im.h, im.w, o->gate);
+                tsr_apt_conf_add(&conf_ft_g, mask, im.lab, N);
+            }
         }
         free(coarse);
         free(mask);
@@ -184,6 +195,8 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
     res->coarse = tsr_apt_metrics_of(&conf_coarse);
     res->supervised = tsr_apt_metrics_of(&conf_sup);
     res->finetuned = tsr_apt_metrics_of(&conf_ft);
+    res->supervised_gated = tsr_apt_metrics_of(&conf_sup_g);
+    res->finetuned_gated = tsr_apt_metrics_of(&conf_ft_g);
     res->have_supervised = o->supervised != NULL;
     res->have_finetuned = o->finetuned != NULL;
     return tsr_ok();

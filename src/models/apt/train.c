@@ -326,8 +326,14 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
     TSR_ASSERT(img && lab && pred && inst && low && B <= 64);
     for (int b = 0; b < B; b++) {
         /* the image: one of the training images, uniformly (no draw with one image,
-         * so single-image runs draw the random numbers they always did) */
-        const tsr_apt_image *im = &r->imgs[r->n_imgs > 1 ? tsr_rng_below(&c->rng, (uint32_t)r->n_imgs) : 0];
+         * so single-image runs draw the random numbers they always did), or with
+         * dota_share >= 0 a DOTA-labelled one with that probability */
+        int which = 0;
+        if (r->n_imgs > 1 && o->dota_share >= 0)
+            which = unit(&c->rng) < o->dota_share ? 1 + (int)tsr_rng_below(&c->rng, (uint32_t)(r->n_imgs - 1)) : 0;
+        else if (r->n_imgs > 1)
+            which = (int)tsr_rng_below(&c->rng, (uint32_t)r->n_imgs);
+        const tsr_apt_image *im = &r->imgs[which];
         /* a hard negative: the crop drawn anywhere (often without the class),
          * positive points off the class */
         hard[b] = o->hard_negatives > 0 && !o->supervised && unit(&c->rng) < o->hard_negatives;
@@ -490,6 +496,7 @@ tsr_apt_train_opts tsr_apt_default_train_opts(void) {
     o.cfg = tsr_apt_small_cfg();
     o.focal_weight = 1.0f;
     o.focal_alpha = 0.5f;
+    o.dota_share = -1.0f;
     return o;
 }
 
@@ -527,6 +534,8 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
     run r = {.o = *o};
     if (!(o->hard_negatives >= 0 && o->hard_negatives <= 1))
         return tsr_errorf(TSR_ERR_ARG, "hard-negative share %g must be in [0,1]", (double)o->hard_negatives);
+    if (!(o->dota_share <= 1) || (o->dota_share >= 0 && !(o->dota_images && o->dota_images[0])))
+        return tsr_errorf(TSR_ERR_ARG, "a DOTA share (%g) needs --dota-images and must be at most 1", (double)o->dota_share);
     tsr_status st = load_images(&r, o);
     if (st.code) {
         free_images(&r);
@@ -545,7 +554,7 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
         free_images(&r);
         return st;
     }
-    char metabuf[4096], batch[16], sup[8], hardneg[32];
+    char metabuf[4096], batch[16], sup[8], hardneg[32], dshare[32];
     const char *kv[128];
     tsr_sam_cfg_to_meta(&r.model.cfg, metabuf, sizeof metabuf, kv, 100);
     int k = 0;
@@ -589,6 +598,11 @@ tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
         snprintf(hardneg, sizeof hardneg, "%g", (double)o->hard_negatives);
         kv[k++] = "apt.hard_negatives";
         kv[k++] = hardneg;
+    }
+    if (r.n_imgs > 1 && o->dota_share >= 0) {
+        snprintf(dshare, sizeof dshare, "%g", (double)o->dota_share);
+        kv[k++] = "apt.dota_share";
+        kv[k++] = dshare;
     }
     kv[k] = NULL;
     tsr_train_family f = {.name = "apt", .params = &r.model.params, .config = kv, .n_items = 0,

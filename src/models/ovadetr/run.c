@@ -18,7 +18,7 @@
 #include <sys/time.h>
 
 tsr_ovd_data_opts tsr_ovd_default_data_opts(void) {
-    return (tsr_ovd_data_opts){"../shared/data", 256, 12, 0.5f, NULL, 0, 0.f, "names"};
+    return (tsr_ovd_data_opts){"../shared/data", 256, 12, 0.5f, NULL, 0, 0.f, "names", 0.f};
 }
 
 /* the two zero-shot protocols (docs/ovadetr.md): "names" holds bus and
@@ -395,9 +395,121 @@ typedef struct {
     int n;
 } crop_boxes;
 
+/* a pasted chip's box: boxes mostly covered by it are gone, then it is added */
+static void add_pasted_box(crop_boxes *cb, const float nb[4], int cls) {
+    for (int i = 0; i < cb->n; i++) {
+        float *b = cb->box + 4 * i;
+        float iw = fmaxf(0, fminf(b[2], nb[2]) - fmaxf(b[0], nb[0])), ih = fmaxf(0, fminf(b[3], nb[3]) - fmaxf(b[1], nb[1]));
+        if (iw * ih > 0.5f * (b[2] - b[0]) * (b[3] - b[1])) {
+            cb->box[4 * i] = cb->box[4 * (cb->n - 1)], cb->box[4 * i + 1] = cb->box[4 * (cb->n - 1) + 1];
+            cb->box[4 * i + 2] = cb->box[4 * (cb->n - 1) + 2], cb->box[4 * i + 3] = cb->box[4 * (cb->n - 1) + 3];
+            cb->cls[i] = cb->cls[cb->n - 1];
+            cb->n--, i--;
+        }
+    }
+    memcpy(cb->box + 4 * cb->n, nb, 4 * sizeof(float));
+    cb->cls[cb->n++] = cls;
+}
+
+/* --lv-paste: a parking row of 2-4 of the training set's large-vehicle
+ * chips (under `strict` trucks and trailers only, never a bus), each scaled
+ * by U[0.45, 1] and turned so that its long axis (the mask's principal
+ * axis) lies at one angle shared by the row (axis-aligned half of the time,
+ * else U[0, 180) degrees), side by side along their short axes with gaps of
+ * 1-4 px. Each chip's box is the hull of its pasted mask pixels, named
+ * "large vehicle": long, thin boxes of bus size from seen classes. A chip
+ * that would leave the crop is not pasted. */
+static void paste_lv_row(uint8_t *dst, crop_boxes *cb, const ovd_data *d, int S, tsr_rng *r) {
+    const int lv = name_idx(1, "large vehicle");
+    int idx[4], n = 0, cnt = 2 + (int)tsr_rng_below(r, 3);
+    int n_lv = 0;
+    for (int i = 0; i < d->n_chip; i++) n_lv += d->chip[i].cls == lv;
+    if (!n_lv) return;
+    for (; n < cnt; n++) {
+        int k = (int)tsr_rng_below(r, (uint32_t)n_lv);
+        for (int i = 0; i < d->n_chip; i++)
+            if (d->chip[i].cls == lv && k-- == 0) {
+                idx[n] = i;
+                break;
+            }
+    }
+    const float ang = tsr_rng_uniform(r) < 0.5f ? 0.f : 3.14159265f * tsr_rng_uniform(r);
+    const float ux = cosf(ang), uy = sinf(ang), vx = -uy, vy = ux; /* long axis u, row direction v */
+    float sc[4], rho[4], mx[4], my[4], hw[4], hl[4], off[4];
+    for (int j = 0; j < n; j++) {
+        const ovd_chip *c = &d->chip[idx[j]];
+        double m0 = 0, m1x = 0, m1y = 0, cxx = 0, cyy = 0, cxy = 0;
+        for (int y = 0; y < c->h; y++)
+            for (int x = 0; x < c->w; x++)
+                if (c->mask[(size_t)y * c->w + x]) m0++, m1x += x + 0.5, m1y += y + 0.5;
+        if (m0 < 4) return;
+        mx[j] = (float)(m1x / m0), my[j] = (float)(m1y / m0);
+        for (int y = 0; y < c->h; y++)
+            for (int x = 0; x < c->w; x++)
+                if (c->mask[(size_t)y * c->w + x]) {
+                    double ex = x + 0.5 - mx[j], ey = y + 0.5 - my[j];
+                    cxx += ex * ex, cyy += ey * ey, cxy += ex * ey;
+                }
+        const float phi = 0.5f * atan2f((float)(2 * cxy), (float)(cxx - cyy)); /* the chip's long axis */
+        sc[j] = 0.45f + 0.55f * tsr_rng_uniform(r);
+        rho[j] = ang - phi;
+        /* half extents of the turned, scaled mask along u (length) and v (width) */
+        const float px = cosf(phi), py = sinf(phi);
+        hl[j] = hw[j] = 0;
+        for (int y = 0; y < c->h; y++)
+            for (int x = 0; x < c->w; x++)
+                if (c->mask[(size_t)y * c->w + x]) {
+                    float ex = x + 0.5f - mx[j], ey = y + 0.5f - my[j];
+                    hl[j] = fmaxf(hl[j], fabsf(ex * px + ey * py) * sc[j]);
+                    hw[j] = fmaxf(hw[j], fabsf(-ex * py + ey * px) * sc[j]);
+                }
+    }
+    off[0] = 0;
+    for (int j = 1; j < n; j++) off[j] = off[j - 1] + hw[j - 1] + hw[j] + 1 + 3 * tsr_rng_uniform(r);
+    const float p0x = tsr_rng_uniform(r) * S, p0y = tsr_rng_uniform(r) * S, mid = 0.5f * off[n - 1];
+    for (int j = 0; j < n && cb->n < 200; j++) {
+        const ovd_chip *c = &d->chip[idx[j]];
+        const float cx = p0x + (off[j] - mid) * vx, cy = p0y + (off[j] - mid) * vy;
+        /* the turned chip's extent (a square of half side |hl| + |hw| holds it) */
+        const float ext = hl[j] + hw[j] + 1;
+        if (cx - ext < 0 || cy - ext < 0 || cx + ext > S || cy + ext > S) continue;
+        const float cr = cosf(rho[j]), sr = sinf(rho[j]), is = 1 / sc[j];
+        int bx0 = S, by0 = S, bx1 = -1, by1 = -1;
+        for (int y = (int)(cy - ext); y <= (int)(cy + ext) && y < S; y++)
+            for (int x = (int)(cx - ext); x <= (int)(cx + ext) && x < S; x++) {
+                /* destination pixel centre -> chip coordinates (inverse turn and scale) */
+                const float ex = x + 0.5f - cx, ey = y + 0.5f - cy;
+                const float sx = (cr * ex + sr * ey) * is + mx[j], sy = (-sr * ex + cr * ey) * is + my[j];
+                const int ix = (int)floorf(sx), iy = (int)floorf(sy);
+                if (ix < 0 || iy < 0 || ix >= c->w || iy >= c->h || !c->mask[(size_t)iy * c->w + ix]) continue;
+                /* bilinear colour from the chip (edges clamped) */
+                const float fx = sx - 0.5f, fy = sy - 0.5f;
+                const int x0 = (int)floorf(fx), y0 = (int)floorf(fy);
+                const float ax = fx - x0, ay = fy - y0;
+                for (int ch = 0; ch < 3; ch++) {
+                    float acc = 0;
+                    for (int dy = 0; dy < 2; dy++)
+                        for (int dx = 0; dx < 2; dx++) {
+                            int xx = x0 + dx < 0 ? 0 : x0 + dx >= c->w ? c->w - 1 : x0 + dx;
+                            int yy = y0 + dy < 0 ? 0 : y0 + dy >= c->h ? c->h - 1 : y0 + dy;
+                            acc += c->px[3 * ((size_t)yy * c->w + xx) + ch] * (dx ? ax : 1 - ax) * (dy ? ay : 1 - ay);
+                        }
+                    dst[3 * ((size_t)y * S + x) + ch] = (uint8_t)fminf(255.f, fmaxf(0.f, acc + 0.5f));
+                }
+                if (x < bx0) bx0 = x;
+                if (x > bx1) bx1 = x;
+                if (y < by0) by0 = y;
+                if (y > by1) by1 = y;
+            }
+        if (bx1 - bx0 < 2 || by1 - by0 < 2) continue;
+        const float nb[4] = {(float)bx0, (float)by0, (float)(bx1 + 1), (float)(by1 + 1)};
+        add_pasted_box(cb, nb, lv);
+    }
+}
+
 /* one training crop: S x S RGB + boxes (pixels) */
 static void make_crop(uint8_t *dst, crop_boxes *cb, const ovd_img *im, const ovd_data *d, int S, float cp,
-                      tsr_rng *r) {
+                      float lvp, tsr_rng *r) {
     float scale = 0.8f + 0.45f * tsr_rng_uniform(r); /* output px per source px */
     float win = S / scale;
     float cx, cy;
@@ -433,21 +545,10 @@ static void make_crop(uint8_t *dst, crop_boxes *cb, const ovd_img *im, const ovd
                 for (int x = 0; x < c->w; x++)
                     if (c->mask[(size_t)y * c->w + x]) memcpy(dst + 3 * ((size_t)(py0 + y) * S + px0 + x), c->px + 3 * ((size_t)y * c->w + x), 3);
             float nb[4] = {(float)px0, (float)py0, (float)(px0 + c->w), (float)(py0 + c->h)};
-            /* boxes mostly covered by the chip are gone */
-            for (int i = 0; i < cb->n; i++) {
-                float *b = cb->box + 4 * i;
-                float iw = fmaxf(0, fminf(b[2], nb[2]) - fmaxf(b[0], nb[0])), ih = fmaxf(0, fminf(b[3], nb[3]) - fmaxf(b[1], nb[1]));
-                if (iw * ih > 0.5f * (b[2] - b[0]) * (b[3] - b[1])) {
-                    cb->box[4 * i] = cb->box[4 * (cb->n - 1)], cb->box[4 * i + 1] = cb->box[4 * (cb->n - 1) + 1];
-                    cb->box[4 * i + 2] = cb->box[4 * (cb->n - 1) + 2], cb->box[4 * i + 3] = cb->box[4 * (cb->n - 1) + 3];
-                    cb->cls[i] = cb->cls[cb->n - 1];
-                    cb->n--, i--;
-                }
-            }
-            memcpy(cb->box + 4 * cb->n, nb, sizeof nb);
-            cb->cls[cb->n++] = c->cls;
+            add_pasted_box(cb, nb, c->cls);
         }
     }
+    if (im->group == 1 && lvp > 0 && tsr_rng_uniform(r) < lvp) paste_lv_row(dst, cb, d, S, r);
     /* flips and 90-degree rotations (the 8 symmetries of the square) */
     int rot = (int)tsr_rng_below(r, 4);
     bool flip = tsr_rng_below(r, 2);
@@ -492,7 +593,7 @@ typedef struct {
     int closed_cols[2][8]; /* closed-set twin: group names -> columns */
     int pool[2][8][32];    /* name pools of the group names (rows), --name-pool */
     int n_pool[2][8];
-    char cfgs[512], crop_s[16], slots_s[16], cp_s[16], pool_s[16], geo_s[16];
+    char cfgs[512], crop_s[16], slots_s[16], cp_s[16], pool_s[16], geo_s[16], lvp_s[16];
 } ovd_run;
 
 static float row_cos(const float *a, const float *b) {
@@ -590,7 +691,7 @@ static tsr_status ovd_step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t nid
     int off[17] = {0};
     for (int b = 0; b < B; b++) {
         const ovd_img *im = &r->train.img[cand[tsr_rng_below(&c->rng, (uint32_t)nc)]];
-        make_crop(crop, &cb[b], im, &r->train, S, r->dopt.copy_paste, &c->rng);
+        make_crop(crop, &cb[b], im, &r->train, S, r->dopt.copy_paste, r->dopt.lv_paste, &c->rng);
         normalise(tsr_f32(img) + (size_t)b * 3 * S * S, crop, S, S, S, S);
         off[b + 1] = off[b];
         for (int i = 0; i < cb[b].n; i++) {
@@ -1092,12 +1193,14 @@ tsr_status tsr_ovd_train(const tsr_ovd_cfg *cfg0, const tsr_ovd_data_opts *d, co
     snprintf(r->cp_s, sizeof r->cp_s, "%g", d->copy_paste);
     snprintf(r->pool_s, sizeof r->pool_s, "%d", d->name_pool);
     snprintf(r->geo_s, sizeof r->geo_s, "%g", d->text_geo);
-    /* data.name_pool and data.text_geo only when on, so earlier runs still resume */
+    snprintf(r->lvp_s, sizeof r->lvp_s, "%g", d->lv_paste);
+    /* data.name_pool, data.text_geo and data.lv_paste only when on, so earlier runs still resume */
     const char *conf[8 * 2 + 1] = {"ovadetr.config", r->cfgs, "data.crop", r->crop_s, "data.slots", r->slots_s,
                                    "data.copy_paste", r->cp_s, "data.protocol", split_protocol(d->split)};
     int nconf = 10;
     if (d->name_pool > 0) conf[nconf++] = "data.name_pool", conf[nconf++] = r->pool_s;
     if (d->text_geo > 0) conf[nconf++] = "data.text_geo", conf[nconf++] = r->geo_s;
+    if (d->lv_paste > 0) conf[nconf++] = "data.lv_paste", conf[nconf++] = r->lvp_s;
     conf[nconf] = NULL;
     tsr_train_family f = {.name = "ovadetr", .params = &r->m.params, .config = conf, .n_items = 0,
                           .batch = r->B, .items_per_step = r->B, .unit = "img", .arena_bytes = (size_t)256 << 20,
