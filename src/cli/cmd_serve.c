@@ -59,7 +59,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     specs[ns++] = (arg_spec){"max-concurrent", ARG_INT, &max_conc, "N", "requests in flight (429 beyond)", NULL};
     specs[ns++] = (arg_spec){"max-batch", ARG_INT, &max_batch, "N", "sequences decoded together (more wait in a queue)", NULL};
     specs[ns++] = (arg_spec){"prompt-cache", ARG_I64, &prompt_cache, "MIB",
-                             "KV of finished sequences kept for requests that share a token prefix (0: off)", NULL};
+                             "KV of finished sequences kept for requests that share a token prefix (0: off; reserved at start)", NULL};
     specs[ns++] = (arg_spec){"timeout", ARG_FLOAT, &timeout, "S", "per-request limit in seconds (503 beyond); also the drain grace", NULL};
     specs[ns++] = (arg_spec){"stream-interval", ARG_FLOAT, &stream_ms, "MS",
                              "a streamed completion's new text goes out at most this often, its first text and its end at once "

@@ -24,8 +24,10 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -44,14 +46,19 @@ typedef struct {
 typedef struct seq seq;
 
 /* A finished sequence's K/V, kept for requests that share a token prefix
- * with it (the prompt cache). */
+ * with it (the prompt cache). Its rows live in blocks of the prompt
+ * cache's arena, PC_BLOCK positions each. */
 typedef struct {
     int *tok;      /* tokens at positions 0..n-1 */
     int n;
-    float *kv;     /* per layer: the K rows of positions 0..n-1, then the V rows */
-    size_t bytes;  /* what the entry holds (tokens + K/V) */
+    int *blk;      /* arena blocks: blk[j] holds positions j*PC_BLOCK.. */
+    size_t bytes;  /* what the entry holds (its tokens and blocks) */
     uint64_t used; /* last use, for least-recently-used eviction */
 } pc_entry;
+
+/* Positions per arena block. A block holds, per layer, the K rows of its
+ * positions and then their V rows (128 KiB for the shipped code model). */
+#define PC_BLOCK 16
 
 typedef struct {
     lm_entry lm, sp;
@@ -78,11 +85,17 @@ typedef struct {
     tsr_lm_cache ws;
     float *logits;
     pthread_mutex_t solo_mu; /* per-request decoders, one at a time */
-    /* prompt cache (scheduler thread, under mu): at most o.prompt_cache bytes */
+    /* prompt cache (scheduler thread, under mu): at most o.prompt_cache
+     * bytes, reserved when the server loads: an arena of pc_nblk blocks
+     * (pc_blk_floats each), a stack of the free ones, and the entries */
     pc_entry *pc;
     int pc_n, pc_cap;
     size_t pc_bytes;
     uint64_t pc_clock;
+    float *pc_arena;
+    size_t pc_blk_floats;
+    int *pc_free;
+    int pc_nblk, pc_nfree;
 
     /* metrics (under mu) */
     uint64_t prompt_tokens, completion_tokens, steps, rows, seqs_stepped, pool_hits, pool_misses;
@@ -239,12 +252,40 @@ static void seq_push_token(seq *q, int t) {
  * bit-identical to serving it alone. At least its last prompt token is
  * always fed, for the logits of its first sampled token. */
 
+static int pc_blocks(int n) { return (n + PC_BLOCK - 1) / PC_BLOCK; }
+
+/* the K rows (v = 0) or V rows (v = 1) of layer l in block b */
+static float *pc_rows(const llm *L, int b, int l, int v, size_t kv) {
+    return L->pc_arena + (size_t)b * L->pc_blk_floats + ((size_t)l * 2 + (size_t)v) * PC_BLOCK * kv;
+}
+
 static void pc_drop(llm *L, int i) {
     pc_entry *e = &L->pc[i];
     L->pc_bytes -= e->bytes;
+    for (int j = pc_blocks(e->n) - 1; j >= 0; j--) L->pc_free[L->pc_nfree++] = e->blk[j];
     free(e->tok);
-    free(e->kv);
+    free(e->blk);
     L->pc[i] = L->pc[--L->pc_n];
+}
+
+/* Copies positions 0..n-1 of an entry's blocks into a sequence's cache
+ * (to_cache) or of the cache into the blocks. */
+static void pc_copy(const llm *L, const int *blk, const tsr_lm_cache *c, int n, bool to_cache) {
+    const size_t kv = (size_t)c->kv_dim, row = sizeof(float) * kv;
+    for (int j = 0; j * PC_BLOCK < n; j++) {
+        const size_t p0 = (size_t)j * PC_BLOCK, cnt = (size_t)(n - (int)p0 < PC_BLOCK ? n - (int)p0 : PC_BLOCK);
+        for (int l = 0; l < c->n_layers; l++) {
+            const size_t at = ((size_t)l * (size_t)c->max_len + p0) * kv;
+            float *bk = pc_rows(L, blk[j], l, 0, kv), *bv = pc_rows(L, blk[j], l, 1, kv);
+            if (to_cache) {
+                memcpy(c->k + at, bk, row * cnt);
+                memcpy(c->v + at, bv, row * cnt);
+            } else {
+                memcpy(bk, c->k + at, row * cnt);
+                memcpy(bv, c->v + at, row * cnt);
+            }
+        }
+    }
 }
 
 /* tokens a[0..n) and b[0..n) agree on */
@@ -257,7 +298,7 @@ static int common_prefix(const int *a, const int *b, int n) {
 /* The longest cached prefix of q's prompt (at most np - 1 tokens) goes
  * into q's fresh cache; q->fed says how many positions it holds. */
 static void pc_lookup(llm *L, seq *q) {
-    if (!L->o.prompt_cache) return;
+    if (!L->pc_nblk) return;
     L->pc_lookups++;
     L->pc_lookup_tokens += (uint64_t)q->np;
     int best = -1, bn = 0;
@@ -268,28 +309,20 @@ static void pc_lookup(llm *L, seq *q) {
     }
     if (best < 0 || bn == 0) return;
     pc_entry *e = &L->pc[best];
-    tsr_lm_cache *c = q->cache;
-    const size_t kv = (size_t)c->kv_dim, row = sizeof(float) * kv;
-    for (int l = 0; l < c->n_layers; l++) {
-        const float *k = e->kv + (size_t)l * 2 * (size_t)e->n * kv, *v = k + (size_t)e->n * kv;
-        memcpy(c->k + (size_t)l * (size_t)c->max_len * kv, k, row * (size_t)bn);
-        memcpy(c->v + (size_t)l * (size_t)c->max_len * kv, v, row * (size_t)bn);
-    }
+    pc_copy(L, e->blk, q->cache, bn, true);
     q->fed = bn;
     e->used = ++L->pc_clock;
     L->pc_hits++;
     L->pc_reused_tokens += (uint64_t)bn;
 }
 
-/* Keeps the K/V of q's fed positions (a finished sequence); entries it
- * extends go, least recently used ones make room. */
+/* Keeps the K/V of q's fed positions (a finished sequence) in free
+ * blocks of the arena; entries it extends go, least recently used ones
+ * make room. Nothing is allocated but the token list. */
 static void pc_store(llm *L, const seq *q) {
-    const tsr_lm_cache *c = q->cache;
-    const int n = q->fed;
-    if (!L->o.prompt_cache || n < 1) return;
-    const size_t kv = (size_t)c->kv_dim, row = sizeof(float) * kv;
-    const size_t bytes = sizeof(int) * (size_t)n + 2 * row * (size_t)n * (size_t)c->n_layers;
-    if (bytes > L->o.prompt_cache) return;
+    const int n = q->fed, nb = pc_blocks(n);
+    if (!L->pc_nblk || n < 1 || nb > L->pc_nblk) return;
+    const size_t bytes = sizeof(int) * (size_t)n + sizeof(float) * L->pc_blk_floats * (size_t)nb;
     for (int i = 0; i < L->pc_n;) {
         pc_entry *e = &L->pc[i];
         int m = e->n < n ? e->n : n;
@@ -302,7 +335,7 @@ static void pc_store(llm *L, const seq *q) {
             pc_drop(L, i); /* a prefix of the new entry */
         }
     }
-    while (L->pc_n > 0 && L->pc_bytes + bytes > L->o.prompt_cache) {
+    while (L->pc_n > 0 && L->pc_nfree < nb) {
         int lru = 0;
         for (int i = 1; i < L->pc_n; i++)
             if (L->pc[i].used < L->pc[lru].used) lru = i;
@@ -316,22 +349,48 @@ static void pc_store(llm *L, const seq *q) {
         L->pc = p;
         L->pc_cap = cap;
     }
-    pc_entry e = {malloc(sizeof(int) * (size_t)n), n, malloc(2 * row * (size_t)n * (size_t)c->n_layers), bytes,
-                  ++L->pc_clock};
-    if (!e.tok || !e.kv) {
+    pc_entry e = {malloc(sizeof(int) * (size_t)n), n, malloc(sizeof(int) * (size_t)nb), bytes, ++L->pc_clock};
+    if (!e.tok || !e.blk) {
         free(e.tok);
-        free(e.kv);
+        free(e.blk);
         return;
     }
     memcpy(e.tok, q->tok, sizeof(int) * (size_t)n);
-    for (int l = 0; l < c->n_layers; l++) {
-        float *k = e.kv + (size_t)l * 2 * (size_t)n * kv, *v = k + (size_t)n * kv;
-        memcpy(k, c->k + (size_t)l * (size_t)c->max_len * kv, row * (size_t)n);
-        memcpy(v, c->v + (size_t)l * (size_t)c->max_len * kv, row * (size_t)n);
-    }
+    for (int j = 0; j < nb; j++) e.blk[j] = L->pc_free[--L->pc_nfree];
+    pc_copy(L, e.blk, q->cache, n, false);
     L->pc[L->pc_n++] = e;
     L->pc_bytes += bytes;
     L->pc_stored++;
+}
+
+/* Reserves the prompt cache's arena: as many blocks as --prompt-cache
+ * bytes hold, counting each block's PC_BLOCK token ids too, so that the
+ * entries (blocks and token lists) never exceed the budget. The arena is
+ * written once here, so that requests do not pay for first touches of
+ * fresh memory (page faults); its blocks are reused until the server stops. */
+static tsr_status pc_reserve(llm *L) {
+    const tsr_lm_config *cfg = &L->lm.m.cfg;
+    const size_t kv = (size_t)(cfg->dim / cfg->n_heads * cfg->n_kv_heads);
+    L->pc_blk_floats = (size_t)cfg->n_layers * 2 * PC_BLOCK * kv;
+    const size_t per = sizeof(float) * L->pc_blk_floats + sizeof(int) * PC_BLOCK;
+    const size_t nblk = L->o.prompt_cache / per;
+    if (nblk == 0) return tsr_ok();
+    if (nblk > (size_t)INT_MAX / 2 || nblk > SIZE_MAX / sizeof(float) / L->pc_blk_floats)
+        return tsr_errorf(TSR_ERR_ARG, "serve: --prompt-cache is too large");
+    const size_t bytes = sizeof(float) * L->pc_blk_floats * nblk;
+    L->pc_arena = malloc(bytes);
+    L->pc_free = malloc(sizeof(int) * nblk);
+    if (!L->pc_arena || !L->pc_free)
+        return tsr_errorf(TSR_ERR_NOMEM, "serve: out of memory for the prompt cache (%zu MiB; see --prompt-cache)",
+                          bytes >> 20);
+    /* one write per 4 KiB page (a memset of zeros after malloc may become
+     * a calloc, which touches nothing) */
+    volatile float *touch = L->pc_arena;
+    for (size_t i = 0; i < bytes / sizeof(float); i += 1024) touch[i] = 0.0f;
+    L->pc_nblk = (int)nblk;
+    for (int b = 0; b < L->pc_nblk; b++) L->pc_free[b] = L->pc_nblk - 1 - b;
+    L->pc_nfree = L->pc_nblk;
+    return tsr_ok();
 }
 
 /* ------------------------------------------------------------ scheduler */
@@ -1137,6 +1196,7 @@ static tsr_status llm_load(void **state, const char *const *paths, const tsr_ser
     }
     const int seq_len = L->lm.loaded ? L->lm.m.cfg.seq_len : 0;
     if (!st.code) st = tsr_lm_cache_init(&L->ws, &L->lm.m.cfg, seq_len);
+    if (!st.code) st = pc_reserve(L);
     if (!st.code) {
         L->act = calloc((size_t)L->o.max_batch, sizeof *L->act);
         L->pool = calloc((size_t)L->o.max_batch, sizeof *L->pool);
@@ -1183,6 +1243,8 @@ static void llm_unload(void *state) {
     }
     while (L->pc_n > 0) pc_drop(L, L->pc_n - 1);
     free(L->pc);
+    free(L->pc_arena);
+    free(L->pc_free);
     if (L->have_bita) {
         tsr_bita_model_free(&L->bm);
         tsr_bita_adapter_free(&L->ad);
