@@ -87,6 +87,10 @@ expect 2 "--threshold expects a number" "$BIN" apt segment --image "$T/img.png" 
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mg.png" --points 3 --iterations 2 --min-area 0 --threshold -100 --gate 0 --json
 px_g=$(px)
 [ -n "$px_g" ] && [ "$px_g" -gt 0 ] && [ "$px_g" -lt "$px_0" ] && ok || bad "segment --gate 0 gave $px_g mask pixels (ungated $px_0)"
+# --prompts-per tile: a prompt set in each tile of a tiled model (the fixture is whole-image: same as per image)
+expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mpt.png" --points 3 --iterations 2 --min-area 0 --prompts-per tile --json
+grep -q '"mask_pixels"' "$T/out" && ok || bad "segment --prompts-per tile: $(cat "$T/out")"
+expect 2 "--prompts-per must be image or tile" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m9.png" --prompts-per pixel
 expect 2 "--gate must be between" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m8.png" --gate -5
 # --feedback off: one decoder pass with every point (no low-res logits fed back); anything but on/off is a usage error
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mf.png" --points 3 --iterations 2 --feedback off --json

@@ -104,7 +104,7 @@ static void print_points_json(const tsr_apt_points *p) {
 
 static int cmd_segment(const char *prog, int argc, char **argv) {
     const char *image = NULL, *landcover = NULL, *out = NULL, *overlay = NULL, *mode_s = "grid", *model = SHIPPED,
-               *feedback_s = "on";
+               *feedback_s = "on", *per_s = "image";
     bool no_feedback = false;
     int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0, gate = -1;
     float threshold = 0.0f;
@@ -121,6 +121,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         {"threshold", ARG_FLOAT, &threshold, "T", "mask logit threshold, -100 to 100 (default 0, SAM's)", NULL},
         {"feedback", ARG_STR, &feedback_s, "on|off", "feed each pass's low-res logits to the next as the mask input (default on, APT's loop)", NULL},
         {"gate", ARG_INT, &gate, "PX", "keep the mask only within PX pixels of the land-cover class (default -1: off)", NULL},
+        {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'image' (default) or per 'tile' of a tiled model", NULL},
         {"model", ARG_STR, &model, "PATH", "segmenter (default: the shipped " SHIPPED ")", NULL},
         {"out", ARG_STR, &out, "MASK", "mask to write (.tif with the image's georeferencing, or .png)", NULL},
         {"overlay", ARG_STR, &overlay, "PNG", "also write the image with the mask and the points drawn", NULL},
@@ -133,6 +134,8 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     if (!image || !landcover || !out) return cli_usage_error(prog, "--image, --landcover and --out are required");
     if ((rc = parse_mode(prog, mode_s, &mode)) != CLI_OK) return rc;
     if ((rc = parse_feedback(prog, feedback_s, &no_feedback)) != CLI_OK) return rc;
+    if (strcmp(per_s, "image") != 0 && strcmp(per_s, "tile") != 0)
+        return cli_usage_error(prog, "--prompts-per must be image or tile (got '%s')", per_s);
     if ((rc = cli_check_int(prog, "class", cls, 0, 255)) || (rc = cli_check_int(prog, "nodata", nodata, -1, 255)) ||
         (rc = cli_check_int(prog, "points", points, 1, 1000)) || (rc = cli_check_int(prog, "iterations", iters, 1, 100)) ||
         (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)) || (rc = cli_check_int(prog, "gate", gate, -1, 100000)) ||
@@ -159,7 +162,11 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     if (!lab || !mask) return cli_fail(tsr_errorf(TSR_ERR_NOMEM, "out of memory"), NULL);
     to_label(lab, codes, N, cls, nodata);
     tsr_apt_points p;
-    st = tsr_apt_prompts(&p, lab, img.px, img.h, img.w, mode, points, iters, cm.seed);
+    tsr_apt_seg_opts so = seg_opts_for(&m, iters, min_area);
+    if (strcmp(per_s, "tile") == 0 && so.tiled)
+        st = tsr_apt_prompts_tiled(&p, lab, img.px, img.h, img.w, m.cfg.img_size, so.shrink, mode, points, iters, cm.seed);
+    else
+        st = tsr_apt_prompts(&p, lab, img.px, img.h, img.w, mode, points, iters, cm.seed);
     if (st.code) {
         char msg[sizeof st.msg];
         snprintf(msg, sizeof msg, "%.60s: class %d: %.180s", landcover, cls, st.msg);
@@ -167,7 +174,6 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     }
     tsr_apt_seg_stats ss = {0};
     if (!st.code) {
-        tsr_apt_seg_opts so = seg_opts_for(&m, iters, min_area);
         so.threshold = threshold;
         so.no_feedback = no_feedback;
         so.gate_map = gate >= 0 ? lab : NULL;
