@@ -46,9 +46,9 @@ for pair in $pairs; do
             val --methods $M --lr $lr --epochs $ep --retrain-epochs $ep >> "$V"
         done
     done
-    read -r lr ep se wd as auc < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
+    read -r lr ep se wd as auc slr < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
     load "ablations and diagnostics $pair at ctnet's lr $lr, $ep epochs"
-    c="--lr $lr --epochs $ep --retrain-epochs $ep --source-epochs $se --weight-decay $wd --adapter-std $as"
+    c="--lr $lr --epochs $ep --retrain-epochs $ep --source-epochs $se --weight-decay $wd --adapter-std $as --source-lr $slr"
     val $c --methods ctnet-no-adapters,ctnet-no-gate,ctnet-random-adapters >> "$V"
     val $c --methods ctnet,ctnet-no-adapters --zero-source-states >> "$D"
     load "evaluation $pair"
