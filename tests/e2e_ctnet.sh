@@ -157,7 +157,7 @@ for f in '"method": "ctnet"' '"method": "retrain"' '"pair"' '"periods"' '"auc_me
 # eval --tuned: a method takes every hyper-parameter of its best validation
 # line; a line of the zero-source diagnostic is no setting
 {
-    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.6, "lr": 0.004, "epochs": 2, "source_epochs": 3, "weight_decay": 0.0002, "adapter_std": 0.05}'
+    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.6, "lr": 0.004, "epochs": 2, "source_epochs": 3, "weight_decay": 0.0002, "adapter_std": 0.05, "source_lr": 0.02}'
     echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.9, "lr": 0.005, "epochs": 4, "zero_source_states": true}'
     echo '{"method": "ctnet", "pair": "other", "split": "validation", "auc_mean": 0.95, "lr": 0.006, "epochs": 5}'
     echo '{"method": "target-only", "pair": "csv", "split": "validation", "auc_mean": 0.5, "lr": 0.003, "epochs": 1}'
@@ -165,6 +165,8 @@ for f in '"method": "ctnet"' '"method": "retrain"' '"pair"' '"periods"' '"auc_me
 expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet,target-only --tuned "$T/tuned.jsonl" --json
 lines "$T/out" 2
 has "$T/out" '"method": "ctnet".*"lr": 0.004, "epochs": 2, "source_epochs": 3, "weight_decay": 0.0002, "adapter_std": 0.05}'
+# ... and its source lr; CTNet reports its source tower's own next-period AUC
+has "$T/out" '"method": "ctnet".*"source_auc_mean": 0\.[0-9]*, "source_auc_ci95": null, "source_lr": 0.02, "train_seconds'
 has "$T/out" '"method": "target-only".*"lr": 0.003, "epochs": 1, "source_epochs": 2, "weight_decay": 1e-05,'
 # the diagnostic: adapters fed zeros instead of the source states score differently
 expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --adapter-std 1 --json

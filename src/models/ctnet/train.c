@@ -736,16 +736,6 @@ tsr_status tsr_ctnet_run_save_model(const tsr_ctnet_run *r, const tsr_ctnet_log 
 
 /* --------------------------------------------------------- serving model */
 
-static bool meta_i(const tsr_st_file *f, const char *k, int lo, int hi, int *out) {
-    const char *v = tsr_st_meta(f, k);
-    if (!v || !*v) return false;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < lo || x > hi) return false;
-    *out = (int)x;
-    return true;
-}
-
 tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path) {
     memset(m, 0, sizeof *m);
     tsr_st_file f;
@@ -757,18 +747,19 @@ tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path) {
     static const char *hk[TSR_CTNET_MAX_LAYERS] = {"hidden0", "hidden1", "hidden2", "hidden3"};
     if (!fam || strcmp(fam, "ctnet")) bad = "family";
     else if (!meth || (m->method = tsr_ctnet_method_parse(meth)) < 0) bad = "method";
-    else if (!meta_i(&f, "dim", 1, 1024, &g.dim)) bad = "dim";
-    else if (!meta_i(&f, "n_layers", 1, TSR_CTNET_MAX_LAYERS, &g.n_layers)) bad = "n_layers";
-    else if (!meta_i(&f, "cross", 0, 1, &g.cross)) bad = "cross";
-    else if (tsr_st_meta(&f, "adapt_from") && !meta_i(&f, "adapt_from", 0, TSR_CTNET_MAX_LAYERS, &g.adapt_from))
+    else if (!tsr_st_meta_int(&f, "dim", 1, 1024, &g.dim)) bad = "dim";
+    else if (!tsr_st_meta_int(&f, "n_layers", 1, TSR_CTNET_MAX_LAYERS, &g.n_layers)) bad = "n_layers";
+    else if (!tsr_st_meta_int(&f, "cross", 0, 1, &g.cross)) bad = "cross";
+    else if (tsr_st_meta(&f, "adapt_from") &&
+             !tsr_st_meta_int(&f, "adapt_from", 0, TSR_CTNET_MAX_LAYERS, &g.adapt_from))
         bad = "adapt_from"; /* absent in files written before it existed: adapters from layer 0 */
-    else if (!meta_i(&f, "user_buckets", 2, 1 << 24, &g.user_buckets)) bad = "user_buckets";
-    else if (!meta_i(&f, "item_buckets", 2, 1 << 24, &g.item_buckets)) bad = "item_buckets";
-    else if (!meta_i(&f, "tok_buckets", 2, 1 << 24, &g.tok_buckets)) bad = "tok_buckets";
-    else if (!meta_i(&f, "n_fields", 0, TSR_CTNET_MAX_FIELDS, &g.n_fields)) bad = "n_fields";
+    else if (!tsr_st_meta_int(&f, "user_buckets", 2, 1 << 24, &g.user_buckets)) bad = "user_buckets";
+    else if (!tsr_st_meta_int(&f, "item_buckets", 2, 1 << 24, &g.item_buckets)) bad = "item_buckets";
+    else if (!tsr_st_meta_int(&f, "tok_buckets", 2, 1 << 24, &g.tok_buckets)) bad = "tok_buckets";
+    else if (!tsr_st_meta_int(&f, "n_fields", 0, TSR_CTNET_MAX_FIELDS, &g.n_fields)) bad = "n_fields";
     else if (!fields) bad = "fields";
     for (int l = 0; !bad && l < g.n_layers; l++)
-        if (!meta_i(&f, hk[l], 1, 1 << 16, &g.hidden[l])) bad = hk[l];
+        if (!tsr_st_meta_int(&f, hk[l], 1, 1 << 16, &g.hidden[l])) bad = hk[l];
     if (!bad && g.adapt_from > g.n_layers) bad = "adapt_from";
     if (!bad) { /* field names, '|'-separated */
         int nf = 0;

@@ -121,11 +121,8 @@ tsr_status tsr_ebrm_model_load(tsr_ebrm_model *m, const char *path, const char *
         if (!s) {
             st = tsr_errorf(TSR_ERR_FORMAT, "%s: not an ebrm model (metadata %s missing)", path, k_cfg_keys[i]);
         } else if (i < 7) {
-            char *end = NULL;
-            long x = strtol(s, &end, 10);
-            if (*end || x < 1 || x > (1 << 20))
+            if (!tsr_st_meta_int(&f, k_cfg_keys[i], 1, 1 << 20, &v[i]))
                 st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata %s = '%s' is not a valid size", path, k_cfg_keys[i], s);
-            v[i] = (int)x;
         } else {
             const char *const *names = i == 7 ? k_kind_names : k_agg_names;
             int *dst = i == 7 ? &kind : &agg;

@@ -242,15 +242,11 @@ tsr_status tsr_higen_gen_load(tsr_higen_gen *g, const char *path) {
     if (st.code != TSR_OK) return st;
     int v[9];
     for (int i = 0; i < 9; i++) {
-        const char *s = tsr_st_meta(&f, k_gen_keys[i]);
-        char *end = NULL;
-        long x = s ? strtol(s, &end, 10) : -1;
-        if (!s || *end || x < 0 || x > (1 << 24)) {
+        if (!tsr_st_meta_int(&f, k_gen_keys[i], 0, 1 << 24, &v[i])) {
             tsr_st_free(&f);
             return tsr_errorf(TSR_ERR_FORMAT, "%s: not a higen generator (metadata %s missing or bad)", path,
                               k_gen_keys[i]);
         }
-        v[i] = (int)x;
     }
     tsr_st_free(&f);
     tsr_higen_gen_cfg cfg = {.dim = v[0], .n_layers = v[1], .n_heads = v[2], .n_kv_heads = v[3], .hidden_dim = v[4],

@@ -137,11 +137,6 @@ tsr_status tsr_higen_index_save(const tsr_higen_trie *t, const tsr_catalog *cat,
     return st;
 }
 
-static int meta_int(const tsr_st_file *f, const char *k, int def) {
-    const char *v = tsr_st_meta(f, k);
-    return v ? atoi(v) : def;
-}
-
 tsr_status tsr_higen_index_load(tsr_higen_index *ix, const char *path) {
     memset(ix, 0, sizeof *ix);
     tsr_st_file f;
@@ -187,14 +182,17 @@ tsr_status tsr_higen_index_load(tsr_higen_index *ix, const char *path) {
         if (i != n || p != end) st = tsr_errorf(TSR_ERR_FORMAT, "%s: the item list does not hold %d items", path, n);
     }
     if (st.code == TSR_OK) {
+        /* how the docIDs were built (reported, not used to search); an absent key reads as its default */
         ix->opts = tsr_higen_docid_default_opts();
-        ix->opts.category = meta_int(&f, "docid.category", 1);
-        ix->opts.eff_buckets = meta_int(&f, "docid.eff_buckets", 0);
-        ix->opts.k = meta_int(&f, "docid.k", 0);
-        ix->opts.leaf_size = meta_int(&f, "docid.leaf_size", 0);
-        ix->opts.atomic = meta_int(&f, "docid.atomic", 0);
-        const char *bs = tsr_st_meta(&f, "build_seconds");
-        ix->build_seconds = bs ? atof(bs) : 0;
+        const char *keys[] = {"docid.category", "docid.eff_buckets", "docid.k", "docid.leaf_size", "docid.atomic"};
+        int v[5] = {1, 0, 0, 0, 0};
+        for (int i = 0; i < 5 && st.code == TSR_OK; i++)
+            if (tsr_st_meta(&f, keys[i]) && !tsr_st_meta_int(&f, keys[i], 0, 1 << 24, &v[i]))
+                st = tsr_errorf(TSR_ERR_FORMAT, "%s: metadata %s is not a count", path, keys[i]);
+        ix->opts.category = v[0] != 0, ix->opts.eff_buckets = v[1], ix->opts.k = v[2];
+        ix->opts.leaf_size = v[3], ix->opts.atomic = v[4] != 0;
+        float bs = 0;
+        ix->build_seconds = tsr_st_meta_float(&f, "build_seconds", &bs) ? bs : 0;
     }
     tsr_st_free(&f);
     if (st.code != TSR_OK) tsr_higen_index_free(ix);
