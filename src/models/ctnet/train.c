@@ -334,8 +334,9 @@ static tsr_tensor *method_logit(tsr_ctx *c, const tsr_ctnet_cfg *g, int m, const
     return tsr_ctnet_forward(c, g, tgt, NULL, NULL, NULL, b);
 }
 
-/* target-domain probabilities of rows (no tape) */
-static void predict_rows(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n,
+/* probabilities of rows (no tape): the target domain's by the method, or
+ * with `source` the source tower's own on source rows */
+static void predict_rows(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n, bool source,
                          float *prob) {
     tsr_ctx c;
     tsr_ctx_init(&c, (size_t)8 << 20);
@@ -347,7 +348,9 @@ static void predict_rows(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t
         c.grad_enabled = false;
         tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, g, rows + s, B, &r->o.cfg, NULL);
         tsr_tensor *logit;
-        if (r->o.zero_source && (r->has_ad || r->has_concat)) {
+        if (source) {
+            logit = tsr_ctnet_forward(&c, &r->o.cfg, &r->src, NULL, NULL, NULL, &b);
+        } else if (r->o.zero_source && (r->has_ad || r->has_concat)) {
             tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 1] = {0};
             for (int l = 0; l <= r->o.cfg.n_layers; l++)
                 zs[l] = tsr_zeros(&c, TSR_F32, TSR_DIMS(B, tsr_ctnet_layer_in(&r->o.cfg, l)));
@@ -355,24 +358,6 @@ static void predict_rows(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t
         } else {
             logit = method_logit(&c, &r->o.cfg, r->o.method, &r->tgt, &r->src, &r->ad, r->concat_w, &b);
         }
-        for (int64_t i = 0; i < B; i++) prob[s + i] = 1.0f / (1.0f + expf(-tsr_f32(logit)[i]));
-    }
-    tsr_ctx_free(&c);
-}
-
-/* the source tower's own probabilities of source rows (no tape) */
-static void predict_source_rows(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n,
-                                float *prob) {
-    tsr_ctx c;
-    tsr_ctx_init(&c, (size_t)8 << 20);
-    const int bs = 512;
-    for (int64_t s = 0; s < n; s += bs) {
-        int64_t B = n - s < bs ? n - s : bs;
-        tsr_ctx_reset(&c);
-        c.training = false;
-        c.grad_enabled = false;
-        tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, g, rows + s, B, &r->o.cfg, NULL);
-        tsr_tensor *logit = tsr_ctnet_forward(&c, &r->o.cfg, &r->src, NULL, NULL, NULL, &b);
         for (int64_t i = 0; i < B; i++) prob[s + i] = 1.0f / (1.0f + expf(-tsr_f32(logit)[i]));
     }
     tsr_ctx_free(&c);
@@ -697,7 +682,7 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         st = update(r, g, k, k, false, (uint64_t)s + 1, buf, &tt, &ts, &nr);
         if (st.code) break;
         int64_t ne = select_rows(g, TSR_CTNET_TARGET, k + 1, k + 1, buf);
-        predict_rows(r, g, buf, ne, prob);
+        predict_rows(r, g, buf, ne, false, prob);
         for (int64_t i = 0; i < ne; i++) lab[i] = g->label[buf[i]];
         r->res.auc[s] = tsr_ctnet_auc(prob, lab, ne);
         r->res.logloss[s] = tsr_ctnet_logloss(prob, lab, ne);
@@ -708,7 +693,7 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         if (is_ctnet(o->method) || o->method == TSR_CTNET_M_NO_ADAPT) {
             /* the source model's own quality: its next-period source rows */
             int64_t ns = select_rows(g, TSR_CTNET_SOURCE, k + 1, k + 1, buf);
-            predict_source_rows(r, g, buf, ns, prob);
+            predict_rows(r, g, buf, ns, true, prob);
             for (int64_t i = 0; i < ns; i++) lab[i] = g->label[buf[i]];
             r->res.source_auc[s] = tsr_ctnet_auc(prob, lab, ns);
         }
