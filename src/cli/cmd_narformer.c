@@ -21,7 +21,7 @@
 #define NB201_MODEL "models/narformer-nb201-cifar10.safetensors"
 /* members of the default NB201 accuracy protocol (chosen on the validation fifth of the training cells) */
 #define NB201_ENSEMBLE 2
-#define NB201_EPOCHS 160 /* epochs per member of the NB201 accuracy protocol */
+#define NB201_EPOCHS 320 /* epochs per member of the NB201 accuracy protocol */
 #define NB_STR2(x) #x
 #define NB_STR(x) NB_STR2(x)
 #define DATA_HINT "NAS-Bench-201 tables: --nb201 nats_bench.csv and --latency nb201_latency_ms.csv.gz (the repository's ../shared/data)"
