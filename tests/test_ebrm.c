@@ -870,13 +870,13 @@ static void test_real(void) {
      * positive (target 1) and none of the negatives (target 0, same type as
      * a positive), a train-split text (never an evaluation query), no
      * provides entity; tune summaries held out when asked; deterministic */
-    {
+    for (int mode = TSR_EBRM_NEG_UNIFORM; mode <= TSR_EBRM_NEG_FREQ; mode++) {
         tsr_ebrm_qe_data di, di2, dih;
         TU_CHECK(tsr_ebrm_qe_pairs(&di, &cat, &E, 2, 1).code == TSR_OK &&
-                     tsr_ebrm_qe_pairs_items(&di, &cat, &E, 512, 1, false).code == TSR_OK, "item qe pairs");
+                     tsr_ebrm_qe_pairs_items(&di, &cat, &E, 512, 1, false, mode).code == TSR_OK, "item qe pairs");
         TU_CHECK(tsr_ebrm_qe_pairs(&di2, &cat, &E, 2, 1).code == TSR_OK &&
-                     tsr_ebrm_qe_pairs_items(&di2, &cat, &E, 512, 1, false).code == TSR_OK, "item qe pairs again");
-        TU_CHECK(tsr_ebrm_qe_pairs_items(&dih, &cat, &E, 512, 1, true).code == TSR_OK, "item qe pairs without tune");
+                     tsr_ebrm_qe_pairs_items(&di2, &cat, &E, 512, 1, false, mode).code == TSR_OK, "item qe pairs again");
+        TU_CHECK(tsr_ebrm_qe_pairs_items(&dih, &cat, &E, 512, 1, true, mode).code == TSR_OK, "item qe pairs without tune");
         TU_CHECK(di.n > d.n && memcmp(di.pairs, d.pairs, (size_t)d.n * sizeof *d.pairs) == 0, "earlier pairs kept");
         TU_CHECK(di2.n == di.n && memcmp(di2.pairs, di.pairs, (size_t)di.n * sizeof *di.pairs) == 0, "item pairs deterministic");
         int bad_q = 0, bad_t = 0, bad_prov = 0, npos = 0, tune_i = 0, tune_h = 0;
@@ -924,8 +924,16 @@ static void test_real(void) {
             k = e;
         }
         for (int32_t q = 0; q < dih.n_queries; q++) tune_h += tsr_ebrm_is_tune(dih.queries[q]);
-        printf("item QE pairs: %lld (%d positive) over %d package summaries (%d tune; held out: %d)\n",
-               (long long)(di.n - d.n), npos, di.n_queries - d.n_queries, tune_i, tune_h);
+        /* the most common positive entity: how often it is a negative */
+        int32_t *pc = calloc((size_t)E.n, sizeof *pc), *nc = calloc((size_t)E.n, sizeof *nc), top = 0;
+        for (int64_t k = d.n; k < di.n; k++) (di.pairs[k].target > 0 ? pc : nc)[di.pairs[k].entity]++;
+        for (int32_t e = 1; e < E.n; e++) top = pc[e] > pc[top] ? e : top;
+        printf("item QE pairs (%s negatives): %lld (%d positive) over %d package summaries (%d tune; held out: %d); "
+               "%s %d positive, %d negative\n", mode ? "freq" : "uniform", (long long)(di.n - d.n), npos,
+               di.n_queries - d.n_queries, tune_i, tune_h, E.key[top], pc[top], nc[top]);
+        TU_CHECK(mode == TSR_EBRM_NEG_FREQ ? nc[top] * 4 > pc[top] : nc[top] * 20 < pc[top],
+                 "item QE pairs: the common entity's negatives (%d of %d)", nc[top], pc[top]);
+        free(pc), free(nc);
         TU_CHECK(di.n_queries - d.n_queries == 512 && bad_q == 0 && bad_t == 0 && bad_prov == 0 && npos > 512 &&
                      di.n - d.n >= 2 * (int64_t)npos - 64,
                  "item QE pairs: %d bad queries, %d wrong targets, %d provides entities", bad_q, bad_t, bad_prov);

@@ -101,6 +101,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     float gate_slope = NAN, gate_center = NAN; /* not given (the parser refuses "nan") */
     float qe_aux = 0;
     int qe_items = 0;
+    const char *qe_items_neg = "uniform";
     bool tune = false, qe_virtual = false;
     const char *qe_target = "share";
     tsr_train_opts def = tsr_train_default_opts();
@@ -142,6 +143,9 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         {"qe-items", ARG_INT, &qe_items, "N", "qe: also pairs from N packages' own summaries against their tags, "
                                               "sections and categories (summaries in the train split; never "
                                               "provides) [0: none]", NULL},
+        {"qe-items-neg", ARG_STR, &qe_items_neg, "NAME", "qe: the item pairs' negatives, uniform (any entity of the "
+                                                         "type the package lacks) or freq (drawn as often as packages "
+                                                         "hold them)", NULL},
         {"qe-aux", ARG_FLOAT, &qe_aux, "W", "qi: keep the virtual-description QE pairs (those of --qe-virtual) as "
                                              "an auxiliary loss, W x their BCE over 64 pairs a step [0: none]", NULL},
         {"tune", ARG_BOOL, &tune, NULL, "hold the tuning split (about 1/8 of the train queries) out of QE pretraining "
@@ -176,6 +180,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     if (ec.dim % ec.n_heads) return cli_usage_error(prog, "--heads must divide --dim");
     if ((rc = cli_check_int(prog, "qe-items", qe_items, 0, 1000000)) != CLI_OK) return rc;
     if (qe_items > 0 && st_kind != 0) return cli_usage_error(prog, "--qe-items is for --stage qe");
+    int items_neg = strcmp(qe_items_neg, "uniform") == 0 ? TSR_EBRM_NEG_UNIFORM : strcmp(qe_items_neg, "freq") == 0 ? TSR_EBRM_NEG_FREQ : -1;
+    if (items_neg < 0) return cli_usage_error(prog, "--qe-items-neg must be uniform or freq");
     if (!(qe_aux >= 0 && qe_aux <= 100)) return cli_usage_error(prog, "--qe-aux must be in [0, 100]");
     if (qe_aux > 0 && st_kind != 1)
         return cli_usage_error(prog, "--qe-aux is for --stage qi");
@@ -240,7 +246,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         int32_t n_kw = d.n_queries;
         if (st.code == TSR_OK && qe_virtual) st = tsr_ebrm_qe_pairs_virtual(&d, &cat, &E, t.o.seed, tune);
         int32_t n_kv = d.n_queries;
-        if (st.code == TSR_OK && qe_items > 0) st = tsr_ebrm_qe_pairs_items(&d, &cat, &E, qe_items, t.o.seed, tune);
+        if (st.code == TSR_OK && qe_items > 0) st = tsr_ebrm_qe_pairs_items(&d, &cat, &E, qe_items, t.o.seed, tune, items_neg);
         if (st.code == TSR_OK) {
             if (!t.quiet)
                 fprintf(stderr, "data: %lld QE pairs over %d keywords, %d virtual-package descriptions and %d "

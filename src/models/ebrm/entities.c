@@ -420,9 +420,10 @@ tsr_status tsr_ebrm_qe_pairs_virtual(tsr_ebrm_qe_data *out, const tsr_catalog *c
 }
 
 tsr_status tsr_ebrm_qe_pairs_items(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
-                                   int32_t n_pkgs, uint64_t seed, bool hold_tune) {
+                                   int32_t n_pkgs, uint64_t seed, bool hold_tune, int neg) {
     if (E->n_items != cat->n_items) return tsr_errorf(TSR_ERR_ARG, "ebrm: entities do not match the catalog");
     if (n_pkgs < 0) return tsr_errorf(TSR_ERR_ARG, "ebrm: item-text package count %d must be >= 0", (int)n_pkgs);
+    if (neg != TSR_EBRM_NEG_UNIFORM && neg != TSR_EBRM_NEG_FREQ) return tsr_errorf(TSR_ERR_ARG, "ebrm: unknown negatives %d", neg);
     /* eligible: a summary in the train split (not the tuning split when held
      * out) and at least one tag or category entity */
     int32_t *pick = malloc(((size_t)cat->n_items + 1) * sizeof *pick), n_el = 0;
@@ -471,7 +472,21 @@ tsr_status tsr_ebrm_qe_pairs_items(tsr_ebrm_qe_data *out, const tsr_catalog *cat
         }
         qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
         for (int j = 0; j < nt; j++) out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, touched[j], 1.f};
-        add_negatives(out, qid, E, by_type, n_type, count, touched, nt, &rng);
+        if (neg == TSR_EBRM_NEG_UNIFORM) add_negatives(out, qid, E, by_type, n_type, count, touched, nt, &rng);
+        else /* an entity of the same type held by another drawn package: as often as it is held */
+            for (int j = 0; j < nt; j++) {
+                int t = E->type[touched[j]];
+                for (int tries = 0; tries < 64; tries++) {
+                    int32_t o = pick[tsr_rng_below(&rng, (uint32_t)n_el)], m = 0, cand[512];
+                    for (int64_t s = E->item_off[o]; s < E->item_off[o + 1] && m < 512; s++)
+                        if (E->type[E->item_ent[s]] == t) cand[m++] = E->item_ent[s];
+                    if (m == 0) continue;
+                    int32_t e = cand[tsr_rng_below(&rng, (uint32_t)m)];
+                    if (count[e]) continue;
+                    out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, 0.f};
+                    break;
+                }
+            }
         for (int j = 0; j < nt; j++) count[touched[j]] = 0;
     }
     for (int t = 0; t < TSR_EBRM_TYPES; t++) free(by_type[t]);
