@@ -790,8 +790,9 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
  * docID prefix given, is the true token the generator's first choice
  * among its siblings?) and in the beam (does the best item, or any item
  * of the beam, share the first p + 1 tokens with a relevant item?). Each
- * figure is a mean over queries (teacher-forced: first over the query's
- * relevant items with a token at p). */
+ * figure is a mean over the queries with a relevant item whose docID has
+ * a token at p (teacher-forced: first a mean over those items); hit_best
+ * and hit_beam: the best item / any beam item is relevant. */
 static int cmd_levels(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *queries = NULL, *construction = NULL, *split = "valid",
                *method_name = "higen", *model = DEFAULT_MODEL;
@@ -850,7 +851,7 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
     int32_t rank[TSR_HIGEN_MAX_DEPTH], fan[TSR_HIGEN_MAX_DEPTH], rd[TSR_HIGEN_MAX_DEPTH], bd[TSR_HIGEN_MAX_DEPTH];
     int32_t *top = malloc((size_t)beam * sizeof *top);
     TSR_ASSERT(top);
-    int64_t n_q = 0;
+    int64_t n_q = 0, hit_best = 0, hit_beam = 0;
     for (int32_t i = 0; i < qs.n; i++) {
         const tsr_query *q = &qs.q[i];
         bool personal = cat.n_users > 0 && q->user >= 0;
@@ -870,10 +871,14 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
             }
         }
         int n = tsr_higen_beam_search(&r.gen, &r.ix.trie, r.qtok, ql, beam, beam, top, NULL);
-        int best[TSR_HIGEN_MAX_DEPTH] = {0}, any[TSR_HIGEN_MAX_DEPTH] = {0};
+        int best[TSR_HIGEN_MAX_DEPTH] = {0}, any[TSR_HIGEN_MAX_DEPTH] = {0}, hb = 0, ha = 0;
         for (int j = 0; j < q->n_rel; j++) {
             int Lr = tsr_higen_docid(&r.ix.trie, q->rel[j], rd);
             for (int b = 0; b < n; b++) {
+                if (top[b] == q->rel[j]) {
+                    hb |= b == 0;
+                    ha = 1;
+                }
                 int Lb = tsr_higen_docid(&r.ix.trie, top[b], bd);
                 for (int p = 0; p < Lr && p < Lb && rd[p] == bd[p]; p++) {
                     any[p] = 1;
@@ -889,6 +894,8 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
             sum[p][3] += best[p];
             sum[p][4] += any[p];
         }
+        hit_best += hb;
+        hit_beam += ha;
         n_q++;
     }
     free(top);
@@ -896,9 +903,10 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
         printf("{\"method\": \"%s\", \"queries\": %lld, \"construction\": \"%s\", \"split\": ", k_methods[method],
                (long long)n_q, tsr_qc_names[qc]);
         cli_json_str(stdout, queries ? "file" : split);
-        printf(", \"beam\": %d, \"levels\": [", beam);
+        printf(", \"beam\": %d, \"hit_best\": %.4f, \"hit_beam\": %.4f, \"levels\": [", beam,
+               n_q ? (double)hit_best / (double)n_q : 0, n_q ? (double)hit_beam / (double)n_q : 0);
         for (int p = 0; p < D; p++) {
-            double nt = sum[p][5] > 0 ? sum[p][5] : 1, nq = n_q > 0 ? (double)n_q : 1;
+            double nt = sum[p][5] > 0 ? sum[p][5] : 1, nq = nt;
             printf("%s{\"position\": %d, \"queries\": %d, \"tf_acc\": %.4f, \"chance\": %.4f, \"tf_mrr\": %.4f, "
                    "\"best_prefix\": %.4f, \"beam_prefix\": %.4f}",
                    p ? ", " : "", p, (int)sum[p][5], sum[p][0] / nt, sum[p][1] / nt, sum[p][2] / nt, sum[p][3] / nq,
@@ -906,11 +914,12 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
         }
         printf("]}\n");
     } else {
-        printf("method %s, %lld queries (%s%s%s), beam %d\n", k_methods[method], (long long)n_q, tsr_qc_names[qc],
-               queries ? "" : ", ", queries ? "" : split, beam);
+        printf("method %s, %lld queries (%s%s%s), beam %d: best item relevant %.4f, a beam item relevant %.4f\n",
+               k_methods[method], (long long)n_q, tsr_qc_names[qc], queries ? "" : ", ", queries ? "" : split, beam,
+               n_q ? (double)hit_best / (double)n_q : 0, n_q ? (double)hit_beam / (double)n_q : 0);
         printf("pos  queries  tf_acc  chance  tf_mrr  best_prefix  beam_prefix\n");
         for (int p = 0; p < D; p++) {
-            double nt = sum[p][5] > 0 ? sum[p][5] : 1, nq = n_q > 0 ? (double)n_q : 1;
+            double nt = sum[p][5] > 0 ? sum[p][5] : 1, nq = nt;
             printf("%3d  %7d  %6.4f  %6.4f  %6.4f  %11.4f  %11.4f\n", p, (int)sum[p][5], sum[p][0] / nt,
                    sum[p][1] / nt, sum[p][2] / nt, sum[p][3] / nq, sum[p][4] / nq);
         }
