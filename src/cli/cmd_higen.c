@@ -852,6 +852,7 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
     int32_t *top = malloc((size_t)beam * sizeof *top);
     TSR_ASSERT(top);
     int64_t n_q = 0, hit_best = 0, hit_beam = 0;
+    double last[3] = {0}; /* the final token (the item inside its last group): accuracy, chance, mrr */
     for (int32_t i = 0; i < qs.n; i++) {
         const tsr_query *q = &qs.q[i];
         bool personal = cat.n_users > 0 && q->user >= 0;
@@ -859,7 +860,7 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
         int ql = tsr_higen_encode(&r.bpe, text ? text : q->text, r.qtok, r.gen.cfg.max_query);
         free(text);
         if (q->n_rel == 0) continue;
-        double acc[TSR_HIGEN_MAX_DEPTH][3] = {{0}};
+        double acc[TSR_HIGEN_MAX_DEPTH][3] = {{0}}, lq[3] = {0};
         int cnt[TSR_HIGEN_MAX_DEPTH] = {0};
         for (int j = 0; j < q->n_rel; j++) {
             int L = tsr_higen_gen_levels(&r.gen, &r.ix.trie, r.qtok, ql, q->rel[j], rank, fan);
@@ -869,7 +870,11 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
                 acc[p][2] += 1.0 / (rank[p] + 1);
                 cnt[p]++;
             }
+            lq[0] += rank[L - 1] == 0;
+            lq[1] += 1.0 / fan[L - 1];
+            lq[2] += 1.0 / (rank[L - 1] + 1);
         }
+        for (int s = 0; s < 3; s++) last[s] += lq[s] / q->n_rel;
         int n = tsr_higen_beam_search(&r.gen, &r.ix.trie, r.qtok, ql, beam, beam, top, NULL);
         int best[TSR_HIGEN_MAX_DEPTH] = {0}, any[TSR_HIGEN_MAX_DEPTH] = {0}, hb = 0, ha = 0;
         for (int j = 0; j < q->n_rel; j++) {
@@ -903,25 +908,30 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
         printf("{\"method\": \"%s\", \"queries\": %lld, \"construction\": \"%s\", \"split\": ", k_methods[method],
                (long long)n_q, tsr_qc_names[qc]);
         cli_json_str(stdout, queries ? "file" : split);
-        printf(", \"beam\": %d, \"hit_best\": %.4f, \"hit_beam\": %.4f, \"levels\": [", beam,
-               n_q ? (double)hit_best / (double)n_q : 0, n_q ? (double)hit_beam / (double)n_q : 0);
+        double nq = n_q > 0 ? (double)n_q : 1;
+        printf(", \"beam\": %d, \"hit_best\": %.4f, \"hit_beam\": %.4f, \"last\": {\"tf_acc\": %.4f, \"chance\": "
+               "%.4f, \"tf_mrr\": %.4f}, \"levels\": [",
+               beam, (double)hit_best / nq, (double)hit_beam / nq, last[0] / nq, last[1] / nq, last[2] / nq);
         for (int p = 0; p < D; p++) {
-            double nt = sum[p][5] > 0 ? sum[p][5] : 1, nq = nt;
+            double nt = sum[p][5] > 0 ? sum[p][5] : 1;
             printf("%s{\"position\": %d, \"queries\": %d, \"tf_acc\": %.4f, \"chance\": %.4f, \"tf_mrr\": %.4f, "
                    "\"best_prefix\": %.4f, \"beam_prefix\": %.4f}",
-                   p ? ", " : "", p, (int)sum[p][5], sum[p][0] / nt, sum[p][1] / nt, sum[p][2] / nt, sum[p][3] / nq,
-                   sum[p][4] / nq);
+                   p ? ", " : "", p, (int)sum[p][5], sum[p][0] / nt, sum[p][1] / nt, sum[p][2] / nt, sum[p][3] / nt,
+                   sum[p][4] / nt);
         }
         printf("]}\n");
     } else {
         printf("method %s, %lld queries (%s%s%s), beam %d: best item relevant %.4f, a beam item relevant %.4f\n",
                k_methods[method], (long long)n_q, tsr_qc_names[qc], queries ? "" : ", ", queries ? "" : split, beam,
                n_q ? (double)hit_best / (double)n_q : 0, n_q ? (double)hit_beam / (double)n_q : 0);
+        double nq = n_q > 0 ? (double)n_q : 1;
+        printf("last token (the item inside its final group): tf_acc %.4f, chance %.4f, tf_mrr %.4f\n", last[0] / nq,
+               last[1] / nq, last[2] / nq);
         printf("pos  queries  tf_acc  chance  tf_mrr  best_prefix  beam_prefix\n");
         for (int p = 0; p < D; p++) {
-            double nt = sum[p][5] > 0 ? sum[p][5] : 1, nq = nt;
+            double nt = sum[p][5] > 0 ? sum[p][5] : 1;
             printf("%3d  %7d  %6.4f  %6.4f  %6.4f  %11.4f  %11.4f\n", p, (int)sum[p][5], sum[p][0] / nt,
-                   sum[p][1] / nt, sum[p][2] / nt, sum[p][3] / nq, sum[p][4] / nq);
+                   sum[p][1] / nt, sum[p][2] / nt, sum[p][3] / nt, sum[p][4] / nt);
         }
     }
     retriever_close(&r);
