@@ -175,6 +175,14 @@ expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --adapter-std 1 --zer
 has "$T/out" '"zero_source_states": true}'
 sed 's/.*"logloss_mean": \([^,]*\),.*/\1/' "$T/out" >"$T/ll_zero"
 if ! cmp -s "$T/ll_src" "$T/ll_zero"; then ok; else bad "--zero-source-states changed nothing ($(cat "$T/ll_zero"))"; fi
+# --carry-optimizer: a line's carry is taken by --tuned, printed, and moves a continual method
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods target-only --lr 0.003 --epochs 1 --json
+sed 's/.*"logloss_mean": \([^,]*\),.*/\1/' "$T/out" >"$T/ll_fresh"
+echo '{"method": "target-only", "pair": "csv", "split": "validation", "auc_mean": 0.5, "lr": 0.003, "epochs": 1, "carry_optimizer": true}' >"$T/tuned2.jsonl"
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods target-only --tuned "$T/tuned2.jsonl" --json
+has "$T/out" '"method": "target-only".*"carry_optimizer": true, "train_seconds'
+sed 's/.*"logloss_mean": \([^,]*\),.*/\1/' "$T/out" >"$T/ll_carry"
+if ! cmp -s "$T/ll_fresh" "$T/ll_carry"; then ok; else bad "--carry-optimizer changed nothing ($(cat "$T/ll_carry"))"; fi
 expect 0 "$BIN" ctnet bench --model "$T/a.safetensors" $S --requests 50 --batch 32 --json
 has "$T/out" '"rows_per_s_per_core"'
 

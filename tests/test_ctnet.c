@@ -599,6 +599,27 @@ static void test_source_lr(const tsr_ctnet_log *g, tsr_ctnet_run_opts o) {
     }
 }
 
+/* --carry-optimizer: every continual update keeps AdamW's state from the
+ * previous one; retrain (from scratch each period) is untouched, every
+ * other method moves. Its exact resume is checked by the kill test. */
+static void test_carry_optimizer(const tsr_ctnet_log *g, tsr_ctnet_run_opts o) {
+    for (int m = 0; m < TSR_CTNET_M_COUNT; m++) {
+        tsr_ctnet_results off, on;
+        o.method = m;
+        o.carry_optimizer = false;
+        tsr_status st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &off, NULL);
+        o.carry_optimizer = true;
+        if (!st.code) st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &on, NULL);
+        TU_CHECK(st.code == 0, "%s carry runs: %s", tsr_ctnet_method_names[m], st.msg);
+        if (st.code) return;
+        bool moved = false;
+        for (int s = 0; s < off.steps_done; s++)
+            moved = moved || off.auc[s] != on.auc[s] || off.logloss[s] != on.logloss[s];
+        TU_CHECK(moved == (m != TSR_CTNET_M_RETRAIN), "%s: carrying the optimizer %s the run",
+                 tsr_ctnet_method_names[m], moved ? "moved" : "did not move");
+    }
+}
+
 static void test_resume(void) {
     char *csv = synth_csv();
     tsr_ctnet_log g;
@@ -665,7 +686,11 @@ static void test_resume(void) {
     test_kill_inside_periods(&g, o, TSR_CTNET_M_CTNET);
     test_kill_inside_periods(&g, o, TSR_CTNET_M_FINETUNE);
     test_kill_inside_periods(&g, o, TSR_CTNET_M_RETRAIN);
+    o.carry_optimizer = true;
+    test_kill_inside_periods(&g, o, TSR_CTNET_M_CTNET);
+    o.carry_optimizer = false;
     o.epochs = 2;
+    test_carry_optimizer(&g, o);
     test_serve_ctr(&g, o);
     test_source_lr(&g, o);
     /* a state from other settings is refused, naming the key */

@@ -371,8 +371,39 @@ static void test_onnx_export(void) {
     tsr_nf_graph_free(&g);
 }
 
+/* the average-pooling variant: about half of the ResNet (ResNet-D
+ * shortcuts) and GoogLeNet (average-pooled pool branch) networks have
+ * AveragePool nodes, the other families none outside NB201; a variant
+ * runs on the runner with the graph's shapes */
+static void test_pool_variant(void) {
+    for (int f = 0; f < TSR_NF_FAMILIES; f++) {
+        if (f == TSR_NF_FAM_NB201) continue;
+        int with = 0, ran = 0;
+        for (uint64_t seed = 0; seed < 16; seed++) {
+            tsr_nf_graph g;
+            tsr_nf_netgen(&g, f, seed);
+            bool avg = false;
+            for (int i = 0; i < g.n; i++) avg |= g.nodes[i].op == TSR_NF_OP_AVGPOOL;
+            with += avg;
+            if (avg && !ran++) {
+                tsr_nf_measure_opts mo = {.warmup = 0, .repeats = 1, .seed = 1};
+                tsr_nf_measure_result r;
+                tsr_status st = tsr_nf_measure(&g, &mo, &r);
+                TU_CHECK(!st.code, "%s pooling variant runs: %s", tsr_nf_family_name(f), st.msg);
+                if (!st.code) tsr_nf_measure_result_free(&r);
+            }
+            tsr_nf_graph_free(&g);
+        }
+        if (f == TSR_NF_FAM_RESNET || f == TSR_NF_FAM_GOOGLENET)
+            TU_CHECK(with >= 3 && with <= 13, "%s: %d of 16 with AveragePool", tsr_nf_family_name(f), with);
+        else
+            TU_CHECK(with == 0, "%s: %d of 16 with AveragePool", tsr_nf_family_name(f), with);
+    }
+}
+
 int main(void) {
     tsr_threads_set(1);
+    test_pool_variant();
     tsr_nf_latset s;
     test_netgen_runner(&s);
     test_file(&s);

@@ -400,6 +400,107 @@ static void test_schedule(void) {
     tsr_params_free(&m.p);
 }
 
+/* Carried optimizer state (opts.carry): full-batch steps with no noise,
+ * so that a run's steps depend on nothing but the weights and AdamW's
+ * state. 6 steps, carry out, 6 steps carried in == 12 straight steps (bit
+ * for bit: per-parameter step counts give the same bias corrections); a
+ * fresh AdamW for the second run differs; a carried run stopped and
+ * resumed from its state file (which holds the per-parameter steps)
+ * equals the carried run; a parameter whose carried step count is 0
+ * restarts its bias correction alone. */
+static tsr_status step_full(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, float *loss_v) {
+    (void)ids, (void)n;
+    tiny *m = ud;
+    tsr_tensor *x = tsr_new(c, TSR_F32, TSR_DIMS(N_ITEMS, D_IN));
+    tsr_tensor *y = tsr_new(c, TSR_I32, TSR_DIMS(N_ITEMS));
+    memcpy(tsr_f32(x), m->x, sizeof m->x);
+    memcpy(tsr_i32(y), m->y, sizeof m->y);
+    tsr_tensor *loss = tsr_cross_entropy(c, tsr_linear(c, x, m->w, m->b), y, NULL, -100, 0.0f);
+    *loss_v = tsr_f32(loss)[0];
+    tsr_backward(c, loss);
+    return tsr_ok();
+}
+
+static tsr_status run_full(tiny *m, const char *name, int64_t steps, tsr_train_carry *carry, int64_t stop_after,
+                           bool resume) {
+    tsr_train_opts o = opts(name);
+    o.steps = steps, o.sched = TSR_SCHED_CONSTANT, o.warmup = 0, o.eval_every = 0, o.eval_at_end = false;
+    o.ckpt_every = 0, o.log_every = 0, o.carry = carry, o.stop_after = stop_after, o.resume = resume;
+    tsr_train_family f = {.name = "tiny", .params = &m->p, .n_items = 0, .batch = N_ITEMS, .ud = m,
+                          .arena_bytes = 1 << 20, .step = step_full, .save = save};
+    tsr_train_result r;
+    return tsr_train_run(&f, &o, &r);
+}
+
+static bool same_weights(const tiny *a, const tiny *b) {
+    return memcmp(tsr_f32(a->w), tsr_f32(b->w), sizeof(float) * N_CLS * D_IN) == 0 &&
+           memcmp(tsr_f32(a->b), tsr_f32(b->b), sizeof(float) * N_CLS) == 0;
+}
+
+static void test_carry(void) {
+    tiny s, a, f, k;
+    tiny_init(&s), tiny_init(&a), tiny_init(&f), tiny_init(&k);
+    float mw[N_CLS * D_IN] = {0}, vw[N_CLS * D_IN] = {0}, mb[N_CLS] = {0}, vb[N_CLS] = {0};
+    float *ms[2] = {mw, mb}, *vs[2] = {vw, vb};
+    int64_t st[2] = {0, 0};
+    tsr_train_carry carry = {2, ms, vs, st};
+    TU_CHECK(run_full(&s, "c_straight", 12, NULL, 0, false).code == 0, "straight 12 steps");
+    TU_CHECK(run_full(&a, "c_a1", 6, &carry, 0, false).code == 0, "carried run 1");
+    TU_CHECK(st[0] == 6 && st[1] == 6, "carried step counts %lld %lld", (long long)st[0], (long long)st[1]);
+    float mw1[N_CLS * D_IN], vw1[N_CLS * D_IN], mb1[N_CLS], vb1[N_CLS];
+    memcpy(mw1, mw, sizeof mw), memcpy(vw1, vw, sizeof vw), memcpy(mb1, mb, sizeof mb), memcpy(vb1, vb, sizeof vb);
+    /* the fresh reference and the stopped + resumed run start from the same weights */
+    memcpy(tsr_f32(f.w), tsr_f32(a.w), sizeof mw), memcpy(tsr_f32(f.b), tsr_f32(a.b), sizeof mb);
+    memcpy(tsr_f32(k.w), tsr_f32(a.w), sizeof mw), memcpy(tsr_f32(k.b), tsr_f32(a.b), sizeof mb);
+    TU_CHECK(run_full(&a, "c_a2", 6, &carry, 0, false).code == 0, "carried run 2");
+    TU_CHECK(same_weights(&a, &s), "6 + carried 6 steps differ from 12 straight steps");
+    TU_CHECK(st[0] == 12 && st[1] == 12, "carried step counts %lld %lld", (long long)st[0], (long long)st[1]);
+    TU_CHECK(run_full(&f, "c_f2", 6, NULL, 0, false).code == 0, "fresh run 2");
+    TU_CHECK(!same_weights(&f, &s), "a fresh AdamW gives the carried run's weights");
+    /* stop after 2 of 6 carried steps, resume (the carry in is ignored: the state file has it) */
+    int64_t sk[2] = {6, 6};
+    tsr_train_carry ck = {2, (float *[]){mw1, mb1}, (float *[]){vw1, vb1}, sk};
+    TU_CHECK(run_full(&k, "c_k2", 6, &ck, 2, false).code == 0, "carried run stopped");
+    TU_CHECK(sk[0] == 6, "a stopped run wrote its carry out");
+    tsr_tensor *fw = k.w;
+    memset(tsr_f32(fw), 0, sizeof mw); /* the resume must load the weights */
+    float jmw[N_CLS * D_IN], jvw[N_CLS * D_IN], jmb[N_CLS], jvb[N_CLS];
+    for (int i = 0; i < N_CLS * D_IN; i++) jmw[i] = jvw[i] = 1.0f;
+    for (int i = 0; i < N_CLS; i++) jmb[i] = jvb[i] = 1.0f;
+    tsr_train_carry cj = {2, (float *[]){jmw, jmb}, (float *[]){jvw, jvb}, (int64_t[]){99, 99}};
+    TU_CHECK(run_full(&k, "c_k2", 6, &cj, 0, true).code == 0, "carried run resumed");
+    TU_CHECK(same_weights(&k, &s), "a stopped and resumed carried run differs");
+    TU_CHECK(cj.step[0] == 12 && cj.step[1] == 12 && !memcmp(jmw, mw, sizeof mw) && !memcmp(jvb, vb, sizeof vb),
+             "the resumed run's carry out");
+    /* resuming the carried state file without a carry is refused */
+    tsr_params_free(&k.p);
+    tiny_init(&k);
+    TU_CHECK(run_full(&k, "c_k2", 6, NULL, 0, true).code != 0, "resuming a carried state without a carry");
+    /* a parameter at step 0 (fresh moments) next to one at step 6 */
+    tiny p, q;
+    tiny_init(&p), tiny_init(&q);
+    float m2[N_CLS * D_IN] = {0}, v2[N_CLS * D_IN] = {0}, m3[N_CLS] = {0}, v3[N_CLS] = {0};
+    tsr_train_carry cp = {2, (float *[]){m2, m3}, (float *[]){v2, v3}, (int64_t[]){0, 0}};
+    TU_CHECK(run_full(&p, "c_p1", 6, &cp, 0, false).code == 0, "mixed run 1");
+    memcpy(tsr_f32(q.w), tsr_f32(p.w), sizeof mw), memcpy(tsr_f32(q.b), tsr_f32(p.b), sizeof mb);
+    memset(m3, 0, sizeof m3), memset(v3, 0, sizeof v3), cp.step[1] = 0; /* the bias starts afresh */
+    TU_CHECK(run_full(&p, "c_p2", 1, &cp, 0, false).code == 0, "mixed run 2");
+    TU_CHECK(cp.step[0] == 7 && cp.step[1] == 1, "mixed step counts %lld %lld", (long long)cp.step[0],
+             (long long)cp.step[1]);
+    /* the bias's first step from fresh moments: -lr * sign(g) to rounding (weight decay off for it) */
+    const float lr = opts("x").lr;
+    float bb[N_CLS];
+    memcpy(bb, tsr_f32(q.b), sizeof bb);
+    bool first = true;
+    for (int c = 0; c < N_CLS; c++) {
+        const float d = tsr_f32(p.b)[c] - bb[c];
+        first = first && fabsf(fabsf(d) - lr) < 1e-3f * lr;
+    }
+    TU_CHECK(first, "a parameter at step 0 does not take a first AdamW step of size lr");
+    tsr_params_free(&s.p), tsr_params_free(&a.p), tsr_params_free(&f.p), tsr_params_free(&k.p);
+    tsr_params_free(&p.p), tsr_params_free(&q.p);
+}
+
 int main(void) {
     tsr_threads_set(1);
     snprintf(g_dir, sizeof g_dir, "/tmp/tsr_test_train_%d", (int)getpid());
@@ -409,6 +510,7 @@ int main(void) {
     test_nonfinite();
     test_outputs();
     test_schedule();
+    test_carry();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);

@@ -3,7 +3,10 @@
 #  search, on the validation periods only (more of them than the default
 #     protocol's three: ml-latest-small scores 2000-2006, ml-100k weeks 3-11),
 #     5 seeds per setting, the same grid for CTNet and the five baselines:
-#     lr {0.001, 0.003, 0.01} x epochs per update {3, 10};
+#     lr {0.001, 0.003, 0.01} x epochs per update {3, 10}; with CTNET_CARRY=1
+#     the same grid again with --carry-optimizer for every continual method
+#     (retrain starts from scratch each period: nothing to carry), and each
+#     method's best line, carried or not, is its setting;
 #  the three ablations get one validation line each at CTNet's chosen setting;
 #  diagnostics (not used for any choice) at CTNet's setting: the adapters fed
 #     zeros instead of the source states;
@@ -15,7 +18,9 @@
 # CTNET_DATA=DIR picks the MovieLens folder (default: ml-latest-small; e.g.
 # ../shared/data/movielens-100k); one OUTDIR per data set. CTNET_VAL overrides
 # the validation periods' flags (default: --first 1999 --val-periods 7 on
-# ml-latest-small, --first 2 --val-periods 9 on ml-100k).
+# ml-latest-small, --first 2 --val-periods 9 on ml-100k). CTNET_SEARCH_FROM=FILE
+# takes the plain grid's lines of the pair from an earlier validation.jsonl
+# (same binary behaviour, same flags) instead of running them again.
 # Writes OUTDIR/validation.jsonl (the --tuned file), OUTDIR/diagnostics.jsonl,
 # OUTDIR/eval.jsonl, OUTDIR/cost.jsonl, OUTDIR/auc_PAIR.png, OUTDIR/load.txt
 # (time and load average at each step) and OUTDIR/tables.md
@@ -41,14 +46,28 @@ load() { echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/nu
 val() { "$bin" ctnet eval --data "$data" --pair "$pair" $CTNET_VAL --validation --seeds 5 --json "$@"; }
 for pair in $pairs; do
     load "search $pair ($CTNET_VAL)"
-    for lr in 0.001 0.003 0.01; do
-        for ep in 3 10; do
-            val --methods $M --lr $lr --epochs $ep --retrain-epochs $ep >> "$V"
+    if [ -n "${CTNET_SEARCH_FROM:-}" ]; then # the plain grid's lines, not the ablations' or diagnostics'
+        grep -F "\"pair\": \"$pair\"" "$CTNET_SEARCH_FROM" | grep -F '"split": "validation"' |
+            grep -vF '"zero_source_states"' | grep -vF '"method": "ctnet-' | grep -vF '"carry_optimizer"' >> "$V"
+    else
+        for lr in 0.001 0.003 0.01; do
+            for ep in 3 10; do
+                val --methods $M --lr $lr --epochs $ep --retrain-epochs $ep >> "$V"
+            done
         done
-    done
-    read -r lr ep se wd as auc slr < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
-    load "ablations and diagnostics $pair at ctnet's lr $lr, $ep epochs"
+    fi
+    if [ "${CTNET_CARRY:-0}" = 1 ]; then
+        load "search with --carry-optimizer $pair"
+        for lr in 0.001 0.003 0.01; do
+            for ep in 3 10; do
+                val --methods ctnet,target-only,fine-tune,joint,cross-domain --lr $lr --epochs $ep --carry-optimizer >> "$V"
+            done
+        done
+    fi
+    read -r lr ep se wd as auc slr co < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
+    load "ablations and diagnostics $pair at ctnet's lr $lr, $ep epochs, carry $co"
     c="--lr $lr --epochs $ep --retrain-epochs $ep --source-epochs $se --weight-decay $wd --adapter-std $as --source-lr $slr"
+    if [ "$co" = 1 ]; then c="$c --carry-optimizer"; fi
     val $c --methods ctnet-no-adapters,ctnet-no-gate,ctnet-random-adapters >> "$V"
     val $c --methods ctnet,ctnet-no-adapters --zero-source-states >> "$D"
     load "evaluation $pair"

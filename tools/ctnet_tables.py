@@ -7,7 +7,8 @@ OUTDIR/diagnostics.jsonl and OUTDIR/cost.jsonl; prints, per pair, the
 evaluation table (every method at its validation-chosen setting, with the
 chosen line's validation AUC, the time column as a share of retrain's),
 the cost at matched epochs, the validation grid and other settings it was
-chosen on, and the diagnostics.
+chosen on (rows "(carried AdamW)": the grid with --carry-optimizer), and
+the diagnostics.
 Standard library only."""
 import json
 import os
@@ -30,7 +31,7 @@ USES = {"source_epochs": ("ctnet", "ctnet-no-adapters", "ctnet-no-gate", "ctnet-
 
 def extras(r):
     """the settings of a line beyond lr and epochs that differ from the defaults"""
-    out = []
+    out = ["carried AdamW"] if r.get("carry_optimizer") else []
     for k, short in (("source_epochs", "source ep"), ("weight_decay", "wd"), ("adapter_std", "adapter std")):
         if k in USES and r["method"] not in USES[k]:
             continue
@@ -103,10 +104,11 @@ def main():
         grid, other = {}, []
         for r in val:
             if r["pair"] == pair:
-                if extras(r):
+                if extras(r) and extras(r) != "carried AdamW":
                     other.append(r)
-                else:
-                    grid.setdefault(r["method"], {})[(r["lr"], r["epochs"])] = (r["auc_mean"], r["auc_ci95"])
+                else:  # the grid, once with a fresh AdamW per update and once carried
+                    m = r["method"] + (" (carried AdamW)" if r.get("carry_optimizer") else "")
+                    grid.setdefault(m, {})[(r["lr"], r["epochs"])] = (r["auc_mean"], r["auc_ci95"])
         keys = sorted({k for g in grid.values() for k in g})
         if keys:
             first = [r for r in val if r["pair"] == pair][0]  # the pair's own lines

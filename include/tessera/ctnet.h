@@ -243,6 +243,11 @@ typedef struct {
     /* the source tower's own learning rate (its update each period and
      * fine-tune's source pre-training); 0: the method's lr */
     float source_lr;
+    /* every continual update (the source tower's, the target side's; not
+     * retrain, which starts from scratch) keeps AdamW's moments and step
+     * counts from the previous period's update instead of a fresh AdamW;
+     * saved in the continual state */
+    bool carry_optimizer;
     uint64_t seed;
     /* diagnostic (eval only, not saved in a state): CTNet's adapters and
      * the no-adapters concat read zeros instead of the frozen source

@@ -32,11 +32,19 @@ typedef struct tsr_adamw { /* tagged: safetensors.h forward-declares it */
     int64_t step;   /* number of steps taken */
     uint8_t **zero_rows; /* TSR_PARAM_SPARSE_ROWS params: 1 = the row's m and v are all +0 */
     int64_t zero_rows_step; /* step at which zero_rows was right (-1: rebuild) */
+    /* optional, per parameter (NULL: every parameter has taken `step`
+     * steps): the steps parameter i has taken, for moments carried over
+     * from earlier runs (see tsr_train_carry); its bias corrections use
+     * it, and tsr_adamw_step adds 1 to each. Set with
+     * tsr_adamw_use_param_steps; freed with the optimizer. */
+    int64_t *param_step;
 } tsr_adamw;
 
 void tsr_adamw_init(tsr_adamw *o, tsr_params *p, tsr_adamw_cfg cfg);
 void tsr_adamw_step(tsr_adamw *o, float lr); /* lr overrides cfg.lr for this step */
 void tsr_adamw_free(tsr_adamw *o);
+/* switches o to per-parameter step counts, all at o->step */
+void tsr_adamw_use_param_steps(tsr_adamw *o);
 
 typedef struct {
     float lr, momentum, weight_decay;

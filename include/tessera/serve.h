@@ -29,6 +29,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/types.h>
 
 /* ------------------------------------------------------------ endpoints */
@@ -183,6 +184,15 @@ static inline void tsr_serve_printable(char *out, size_t cap, const char *s) {
     if (cap == 0) return;
     for (; s && *s && n < cap - 1; s++) out[n++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
     out[n] = '\0';
+}
+
+/* A served model's name in replies and metrics: the file name of path
+ * without its folder and extension ("models/ovadetr.safetensors" ->
+ * "ovadetr"), at most cap - 1 bytes. Header-only, as above. */
+static inline void tsr_serve_model_name(char *out, size_t cap, const char *path) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(out, cap, "%.*s", (int)strcspn(b, "."), b);
 }
 
 /* An error reply: status, the offending parameter (NULL: none) and a

@@ -132,6 +132,20 @@ typedef struct {
     tsr_status (*set_cursor)(void *ud, const int64_t cursor[4]);
 } tsr_train_family;
 
+/* AdamW's state carried from one run into the next (a continual model
+ * updated period after period keeps its optimizer, as one long-lived
+ * torch optimizer would): per parameter of the family's registry, in its
+ * order, the first and second moments (numel floats; NULL for buffers)
+ * and the steps the parameter has taken (0: fresh moments, bias
+ * corrections restart for it alone). The caller owns the arrays. The run
+ * starts from them (on --resume its state file's copy, which holds them,
+ * is used instead) and writes its final ones back when it finishes. */
+typedef struct {
+    int n;
+    float **m, **v;
+    int64_t *step;
+} tsr_train_carry;
+
 typedef enum { TSR_SCHED_COSINE, TSR_SCHED_LINEAR, TSR_SCHED_CONSTANT } tsr_train_sched;
 
 typedef struct {
@@ -158,6 +172,7 @@ typedef struct {
     float ckpt_minutes;       /* minutes between checkpoints (0: none by time) */
     int64_t stop_after;       /* stop with a checkpoint after this global step (0: never) */
     bool resume;
+    tsr_train_carry *carry;   /* optional: AdamW's state in and out (above) */
     bool reschedule;          /* with resume: accept a changed step count (the decay is re-spread) */
     uint64_t seed;            /* data order and c->rng */
     const char *log_path;     /* JSONL metrics (NULL: none); appended on resume */

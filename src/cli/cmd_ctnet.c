@@ -142,6 +142,7 @@ typedef struct {
     {"weight-decay", ARG_FLOAT, &(r)->o.weight_decay, "X", "AdamW decoupled weight decay", NULL},         \
     {"adapter-std", ARG_FLOAT, &(r)->o.adapter_std, "X", "std of the adapters' W_a at init", NULL},        \
     {"source-lr", ARG_FLOAT, &(r)->o.source_lr, "X", "the source tower's own AdamW learning rate (default: --lr)", NULL}, \
+    {"carry-optimizer", ARG_BOOL, &(r)->o.carry_optimizer, NULL, "every continual update (not retrain's) keeps AdamW's moments and step counts from the previous period's instead of starting a fresh AdamW", NULL}, \
     {"adapt-from", ARG_INT, &(r)->o.cfg.adapt_from, "L", "CTNet's adapters feed MLP layers L.. (1: after every hidden layer, as in the paper; 0: also the MLP's input, from the source embeddings)", NULL}
 
 static int check_run_flags(const char *prog, run_flags *r) {
@@ -264,6 +265,7 @@ typedef struct {
     float lr, weight_decay, adapter_std;
     int epochs, source_epochs; /* source_epochs, weight_decay, adapter_std: < 0 when the line has none */
     float source_lr;           /* 0 when the line has none */
+    bool carry_optimizer;      /* the line's "carry_optimizer" (absent: false) */
 } tuned_setting;
 
 static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *set, bool *found) {
@@ -286,7 +288,7 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                   *jl = cJSON_GetObjectItem(j, "lr"), *je = cJSON_GetObjectItem(j, "epochs"),
                   *jse = cJSON_GetObjectItem(j, "source_epochs"), *jwd = cJSON_GetObjectItem(j, "weight_decay"),
                   *jas = cJSON_GetObjectItem(j, "adapter_std"), *jz = cJSON_GetObjectItem(j, "zero_source_states"),
-                  *jsl = cJSON_GetObjectItem(j, "source_lr");
+                  *jsl = cJSON_GetObjectItem(j, "source_lr"), *jco = cJSON_GetObjectItem(j, "carry_optimizer");
             if (!j || !cJSON_IsString(jm) || !cJSON_IsString(jp) || !cJSON_IsString(js) || !cJSON_IsNumber(jl) ||
                 !cJSON_IsNumber(je)) {
                 cJSON_Delete(j);
@@ -302,7 +304,8 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                                          cJSON_IsNumber(jas) ? (float)jas->valuedouble : -1, je->valueint,
                                          cJSON_IsNumber(jse) ? jse->valueint : -1,
                                          cJSON_IsNumber(jsl) && jsl->valuedouble > 0 && jsl->valuedouble < 1
-                                             ? (float)jsl->valuedouble : 0};
+                                             ? (float)jsl->valuedouble : 0,
+                                         cJSON_IsTrue(jco)};
                 found[m] = true;
             }
             cJSON_Delete(j);
@@ -346,6 +349,7 @@ static tsr_ctnet_run_opts method_opts(const tsr_ctnet_run_opts *base, int m, con
     if (t->weight_decay >= 0) o.weight_decay = t->weight_decay;
     if (t->adapter_std >= 0) o.adapter_std = t->adapter_std;
     if (t->source_lr > 0) o.source_lr = t->source_lr;
+    if (t->carry_optimizer) o.carry_optimizer = true;
     return o;
 }
 
@@ -493,6 +497,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 json_num(sc);
             }
             if (mo.source_lr > 0) printf(", \"source_lr\": %g", (double)mo.source_lr);
+            if (mo.carry_optimizer) printf(", \"carry_optimizer\": true");
             printf(", \"train_seconds_per_period\": %.6g, \"source_seconds_per_period\": %.6g, "
                    "\"examples_per_period\": %.1f, \"lr\": %g, \"epochs\": %d, \"source_epochs\": %d, "
                    "\"weight_decay\": %g, \"adapter_std\": %g",

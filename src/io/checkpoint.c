@@ -224,6 +224,7 @@ tsr_status tsr_trainstate_write(const char *path, const struct tsr_adamw *o, con
     add_i64(w, "train.cursor", m->cursor, 4);
     if (o) {
         add_i64(w, "adamw.step", &o->step, 1);
+        if (o->param_step) add_i64(w, "adamw.param_step", o->param_step, o->p->n);
         const tsr_params *p = o->p;
         for (int i = 0; i < p->n; i++) {
             if (!o->m[i]) continue;
@@ -270,6 +271,12 @@ tsr_status tsr_trainstate_load(const char *path, struct tsr_adamw *o, tsr_train_
         goto out;
     if (o) {
         if ((st = get_i64(&f, path, "adamw.step", 1, NULL)).code) goto out;
+        /* per-parameter step counts: in the file exactly when the optimizer keeps them */
+        if (o->param_step && (st = get_i64(&f, path, "adamw.param_step", o->p->n, NULL)).code) goto out;
+        if (!o->param_step && tsr_st_find(&f, "adamw.param_step")) {
+            st = tsr_errorf(TSR_ERR_FORMAT, "%s: has per-parameter step counts this run does not keep", path);
+            goto out;
+        }
         const tsr_params *p = o->p;
         ms = calloc((size_t)p->n + 1, sizeof *ms);
         vs = calloc((size_t)p->n + 1, sizeof *vs);
@@ -315,6 +322,7 @@ tsr_status tsr_trainstate_load(const char *path, struct tsr_adamw *o, tsr_train_
     get_i64(&f, path, "train.cursor", 4, m->cursor);
     if (o) {
         get_i64(&f, path, "adamw.step", 1, &o->step);
+        if (o->param_step) get_i64(&f, path, "adamw.param_step", o->p->n, o->param_step);
         for (int i = 0; i < o->p->n; i++) {
             if (!o->m[i]) continue;
             memcpy(o->m[i], ms[i]->data, ms[i]->nbytes);

@@ -162,6 +162,7 @@ void tsr_adamw_step(tsr_adamw *o, float lr) {
     double bc2 = 1.0 - pow((double)c->beta2, t);
     float neg_step = (float)(-(double)lr / bc1);
     float bc2_sqrt = (float)sqrt(bc2);
+    const float neg_step0 = neg_step, bc2_sqrt0 = bc2_sqrt;
     float one_m_b1 = (float)(1.0 - (double)c->beta1);
     float one_m_b2 = (float)(1.0 - (double)c->beta2);
     tsr_params *p = o->p;
@@ -169,6 +170,12 @@ void tsr_adamw_step(tsr_adamw *o, float lr) {
         if (p->flags[i] & TSR_PARAM_BUFFER) continue;
         tsr_tensor *w = p->items[i];
         if (!w->requires_grad) continue; /* frozen: neither stepped nor decayed */
+        neg_step = neg_step0, bc2_sqrt = bc2_sqrt0;
+        if (o->param_step) { /* this parameter's own step count (same formulas) */
+            const double ti = (double)++o->param_step[i];
+            neg_step = (float)(-(double)lr / (1.0 - pow((double)c->beta1, ti)));
+            bc2_sqrt = (float)sqrt(1.0 - pow((double)c->beta2, ti));
+        }
         float wd = (p->flags[i] & TSR_PARAM_NO_DECAY) ? 0.0f : c->weight_decay;
         float decay_mul = (float)(1.0 - (double)lr * (double)wd);
         /* the row skip is exact only when a zero gradient leaves w*decay_mul as it is */
@@ -193,7 +200,15 @@ void tsr_adamw_free(tsr_adamw *o) {
             if (o->zero_rows) free(o->zero_rows[i]);
         }
     free(o->zero_rows);
+    free(o->param_step);
     free(o->m);
     free(o->v);
     memset(o, 0, sizeof *o);
+}
+
+void tsr_adamw_use_param_steps(tsr_adamw *o) {
+    if (o->param_step) return;
+    o->param_step = malloc(sizeof(int64_t) * (size_t)(o->p->n > 0 ? o->p->n : 1));
+    TSR_ASSERT(o->param_step);
+    for (int i = 0; i < o->p->n; i++) o->param_step[i] = o->step;
 }

@@ -275,6 +275,8 @@ static tsr_status check_opts(const tsr_train_family *f, const tsr_train_opts *o)
         o->warmup < 0 || o->eval_every < 0 || o->ckpt_every < 0 || !(o->ckpt_minutes >= 0) ||
         o->stop_after < 0 || o->log_every < 0 || (int)o->sched < 0 || o->sched > TSR_SCHED_CONSTANT)
         return tsr_errorf(TSR_ERR_ARG, "%s train: training options out of range", f->name);
+    if (o->carry && (o->carry->n != f->params->n || !o->carry->m || !o->carry->v || !o->carry->step))
+        return tsr_errorf(TSR_ERR_ARG, "%s train: the carried optimizer state does not fit the parameters", f->name);
     if (f->n_items > 0 && (f->batch < 1 || f->batch > f->n_items))
         return tsr_errorf(TSR_ERR_ARG, "%s train: batch %lld does not fit the %lld training items", f->name,
                           (long long)f->batch, (long long)f->n_items);
@@ -300,6 +302,18 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
     config_build(&t.rc, f, o, total);
 
     tsr_adamw_init(&t.opt, f->params, (tsr_adamw_cfg){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay});
+    if (o->carry) { /* per-parameter steps; the moments from the caller (or, on resume, the state file) */
+        tsr_adamw_use_param_steps(&t.opt);
+        for (int i = 0; !o->resume && i < f->params->n; i++) {
+            t.opt.param_step[i] = o->carry->step[i];
+            if (!t.opt.m[i]) continue;
+            TSR_ASSERT(o->carry->m[i] && o->carry->v[i]);
+            const size_t bytes = sizeof(float) * (size_t)f->params->items[i]->numel;
+            memcpy(t.opt.m[i], o->carry->m[i], bytes);
+            memcpy(t.opt.v[i], o->carry->v[i], bytes);
+        }
+        t.opt.zero_rows_step = -1; /* rebuilt from the moments */
+    }
     tsr_rng_seed(&t.tm.rng, o->seed ^ (f->rng_salt ? f->rng_salt : 0xD1B54A32D192ED03ull));
     if (f->ctx) {
         t.c = f->ctx;
@@ -422,6 +436,13 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
     if (!st.code && r->finished) {
         if (o->eval_at_end) st = run_eval(&t, r, total, false);
         if (!st.code) st = save_ckpt(&t, true);
+        for (int i = 0; !st.code && o->carry && i < f->params->n; i++) { /* the moments out */
+            o->carry->step[i] = t.opt.param_step[i];
+            if (!t.opt.m[i]) continue;
+            const size_t bytes = sizeof(float) * (size_t)f->params->items[i]->numel;
+            memcpy(o->carry->m[i], t.opt.m[i], bytes);
+            memcpy(o->carry->v[i], t.opt.v[i], bytes);
+        }
     }
 done:
     r->eval_s = t.eval_s, r->ckpt_s = t.ckpt_s;

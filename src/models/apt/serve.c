@@ -26,6 +26,7 @@
 #include "tessera/base64.h"
 #include "tessera/png.h"
 #include "tessera/serve.h"
+#include "tessera/serve_json.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -62,9 +63,7 @@ static tsr_status seg_load(void **state, const char *const *paths, const struct 
         return st;
     }
     s->loaded = true;
-    const char *b = strrchr(paths[0], '/');
-    b = b ? b + 1 : paths[0];
-    snprintf(s->name, sizeof s->name, "%.*s", (int)strcspn(b, "."), b);
+    tsr_serve_model_name(s->name, sizeof s->name, paths[0]);
     return tsr_ok();
 }
 
@@ -73,38 +72,6 @@ static void seg_metrics(void *state, FILE *out) {
     fprintf(out, "# HELP tessera_segment_masks_total Masks returned by POST /v1/segment.\n"
                  "# TYPE tessera_segment_masks_total counter\ntessera_segment_masks_total %lld\n",
             (long long)__atomic_load_n(&s->requests, __ATOMIC_RELAXED));
-}
-
-static bool get_int(const cJSON *j, const char *key, double lo, double hi, double *out, tsr_serve_reply *rp) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!v) return true;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
-        tsr_serve_fail(rp, 400, key, "'%s' must be an integer in [%.0f, %.0f]", key, lo, hi);
-        return false;
-    }
-    *out = v->valuedouble;
-    return true;
-}
-
-/* a base64 PNG member -> pixels; want_ch 3 expands grey to RGB, 1 refuses colour */
-static bool get_png(const cJSON *j, const char *key, int want_ch, uint8_t **px, int *w, int *h, tsr_serve_reply *rp) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsString(v)) {
-        tsr_serve_fail(rp, 400, key, "'%s' must be a string: the PNG file's bytes in base64", key);
-        return false;
-    }
-    int ch = 0;
-    tsr_status st = tsr_png_decode_base64(v->valuestring, key, SEG_MAX_PIXELS, want_ch == 3, px, w, h, &ch);
-    if (st.code) {
-        tsr_serve_fail(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, key, "%s", st.msg);
-        return false;
-    }
-    if (want_ch == 1 && ch != 1) {
-        free(*px), *px = NULL;
-        tsr_serve_fail(rp, 400, key, "'%s' must be a greyscale PNG of class codes", key);
-        return false;
-    }
-    return true;
 }
 
 static bool push_point(tsr_apt_points *p, float x, float y, int label) {
@@ -215,9 +182,9 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
                 ok = false;
             }
     }
-    ok = ok && get_int(j, "class", 0, 255, &cls, rp) && get_int(j, "nodata", -1, 255, &nodata, rp) &&
-         get_int(j, "points_per_class", 1, 64, &ppc, rp) && get_int(j, "iterations", 1, 10, &iters, rp) &&
-         get_int(j, "seed", 0, 9007199254740991.0, &seed, rp) && get_int(j, "min_area", 0, 1e8, &min_area, rp);
+    ok = ok && tsr_serve_json_int(j, "class", 0, 255, &cls, rp) && tsr_serve_json_int(j, "nodata", -1, 255, &nodata, rp) &&
+         tsr_serve_json_int(j, "points_per_class", 1, 64, &ppc, rp) && tsr_serve_json_int(j, "iterations", 1, 10, &iters, rp) &&
+         tsr_serve_json_int(j, "seed", 0, 9007199254740991.0, &seed, rp) && tsr_serve_json_int(j, "min_area", 0, 1e8, &min_area, rp);
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "mode");
     if (ok && ms) {
         mode = cJSON_IsString(ms) ? tsr_apt_mode_parse(ms->valuestring) : -1;
@@ -229,10 +196,15 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
     uint8_t *rgb = NULL, *codes = NULL, *lab = NULL, *mask = NULL;
     int w = 0, h = 0;
     tsr_apt_points p = {0};
-    if (ok) ok = get_png(j, "image", 3, &rgb, &w, &h, rp);
+    int ch = 0;
+    if (ok) ok = tsr_serve_json_png(j, "image", SEG_MAX_PIXELS, true, &rgb, &w, &h, &ch, rp);
     if (ok && lc) {
         int lw = 0, lh = 0;
-        ok = get_png(j, "landcover", 1, &codes, &lw, &lh, rp);
+        ok = tsr_serve_json_png(j, "landcover", SEG_MAX_PIXELS, false, &codes, &lw, &lh, &ch, rp);
+        if (ok && ch != 1) {
+            tsr_serve_fail(rp, 400, "landcover", "'landcover' must be a greyscale PNG of class codes");
+            ok = false;
+        }
         if (ok && (lw != w || lh != h)) {
             tsr_serve_fail(rp, 400, "landcover", "'landcover' is %dx%d, the image %dx%d: the map must be on the image grid", lw, lh, w,
                 h);

@@ -35,12 +35,7 @@ static tsr_status ctr_load(void **state, const char *const *paths, const struct 
     tsr_status st = tsr_ctnet_model_load(&s->m, paths[0]);
     if (st.code) return st;
     s->loaded = true;
-    const char *b = strrchr(paths[0], '/');
-    b = b ? b + 1 : paths[0];
-    size_t l = strcspn(b, ".");
-    if (l >= sizeof s->name) l = sizeof s->name - 1;
-    memcpy(s->name, b, l);
-    s->name[l] = 0;
+    tsr_serve_model_name(s->name, sizeof s->name, paths[0]);
     return tsr_ok();
 }
 

@@ -55,7 +55,33 @@ struct tsr_ctnet_run {
     tsr_ctx ctx;
     bool ctx_ready;
     tsr_ctnet_results res;
+    /* o.carry_optimizer: AdamW's moments and per-parameter step counts,
+     * per tensor of `all` (NULL for buffers), carried across updates */
+    float **cm, **cv;
+    int64_t *cstep;
 };
+
+static void carry_alloc(tsr_ctnet_run *r) {
+    const int n = r->all.n > 0 ? r->all.n : 1;
+    r->cm = calloc((size_t)n, sizeof(float *));
+    r->cv = calloc((size_t)n, sizeof(float *));
+    r->cstep = calloc((size_t)n, sizeof(int64_t));
+    TSR_ASSERT(r->cm && r->cv && r->cstep);
+    for (int i = 0; i < r->all.n; i++) {
+        if (r->all.flags[i] & TSR_PARAM_BUFFER) continue;
+        const size_t k = (size_t)(r->all.items[i]->numel > 0 ? r->all.items[i]->numel : 1);
+        r->cm[i] = calloc(k, sizeof(float));
+        r->cv[i] = calloc(k, sizeof(float));
+        TSR_ASSERT(r->cm[i] && r->cv[i]);
+    }
+}
+
+static void carry_free(tsr_ctnet_run *r) {
+    for (int i = 0; r->cm && i < r->all.n; i++) free(r->cm[i]), free(r->cv[i]);
+    free(r->cm);
+    free(r->cv);
+    free(r->cstep);
+}
 
 static tsr_ctx *run_ctx(tsr_ctnet_run *r) {
     if (!r->ctx_ready) {
@@ -241,7 +267,7 @@ static tsr_status stage_set_cursor(void *ud, const int64_t cursor[4]) {
  * forward/backward, updates). */
 static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n,
                             int kind, const char *const *prefixes, int epochs, float lr, uint64_t tag,
-                            const char *scratch, double *seconds) {
+                            bool fresh, const char *scratch, double *seconds) {
     *seconds = 0;
     if (n == 0) return tsr_ok();
     tsr_params view;
@@ -296,8 +322,32 @@ static tsr_status run_stage(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int6
     o.eval_at_end = false;
     o.log_every = 0;
     o.seed = r->o.seed;
+    /* the carried optimizer state of the view's tensors (fresh: a new AdamW) */
+    tsr_train_carry carry = {view.n, NULL, NULL, NULL};
+    if (r->cm && !fresh) {
+        carry.m = malloc(sizeof(float *) * (size_t)(view.n + 1));
+        carry.v = malloc(sizeof(float *) * (size_t)(view.n + 1));
+        carry.step = malloc(sizeof(int64_t) * (size_t)(view.n + 1));
+        TSR_ASSERT(carry.m && carry.v && carry.step);
+        for (int i = 0; i < view.n; i++) {
+            int a = 0;
+            while (r->all.items[a] != view.items[i]) a++;
+            carry.m[i] = r->cm[a], carry.v[i] = r->cv[a], carry.step[i] = r->cstep[a];
+        }
+        o.carry = &carry;
+    }
     tsr_train_result res;
     tsr_status st = tsr_train_run(&f, &o, &res);
+    if (o.carry) {
+        for (int i = 0; !st.code && i < view.n; i++) { /* step counts back (moments were written in place) */
+            int a = 0;
+            while (r->all.items[a] != view.items[i]) a++;
+            r->cstep[a] = carry.step[i];
+        }
+        free(carry.m);
+        free(carry.v);
+        free(carry.step);
+    }
     *seconds = cache_s + res.step_cpu_s + res.optim_cpu_s;
     if (!r->state_path) remove(sp); /* else after the continual state moved past this stage */
     free(s.perm);
@@ -391,6 +441,7 @@ static void opts_meta(const tsr_ctnet_run_opts *o, char vals[][32], const char *
     KV("weight_decay", "%.9g", (double)o->weight_decay);
     KV("adapter_std", "%.9g", (double)o->adapter_std);
     if (o->source_lr > 0) KV("source_lr", "%.9g", (double)o->source_lr); /* absent: the method's lr */
+    if (o->carry_optimizer) KV("carry_optimizer", "%d", 1); /* absent: a fresh AdamW per update */
     KV("seed", "%llu", (unsigned long long)o->seed);
 #undef KV
     *n = k;
@@ -449,9 +500,63 @@ static tsr_status save_state(const tsr_ctnet_run *r, const tsr_ctnet_log *g, con
         kv[k++] = fields;
     }
     kv[k] = NULL;
-    tsr_status st = tsr_params_save(&r->all, path, TSR_ST_F32, kv);
+    tsr_status st;
+    if (r->cm && !with_fields) { /* the state also holds the carried optimizer */
+        tsr_st_writer *w = tsr_st_writer_new();
+        for (int i = 0; i < r->all.n; i++) {
+            const tsr_tensor *t = r->all.items[i];
+            tsr_st_add(w, t->name, TSR_ST_F32, t->ndim, t->shape, t->data);
+        }
+        char nm[160];
+        for (int i = 0; i < r->all.n; i++) {
+            const tsr_tensor *t = r->all.items[i];
+            if (!r->cm[i]) continue;
+            snprintf(nm, sizeof nm, "optim.m.%s", t->name);
+            tsr_st_add(w, nm, TSR_ST_F32, t->ndim, t->shape, r->cm[i]);
+            snprintf(nm, sizeof nm, "optim.v.%s", t->name);
+            tsr_st_add(w, nm, TSR_ST_F32, t->ndim, t->shape, r->cv[i]);
+        }
+        const int64_t ns = r->all.n;
+        tsr_st_add(w, "optim.step", TSR_ST_I64, 1, &ns, r->cstep);
+        for (int i = 0; kv[i] && kv[i + 1]; i += 2) tsr_st_set_meta(w, kv[i], kv[i + 1]);
+        st = tsr_st_write(w, path);
+        tsr_st_writer_free(w);
+    } else {
+        st = tsr_params_save(&r->all, path, TSR_ST_F32, kv);
+    }
     free(rs);
     return st;
+}
+
+/* the carried optimizer of a state file (o.carry_optimizer) */
+static tsr_status load_carry(tsr_ctnet_run *r, const tsr_st_file *f, const char *path) {
+    char nm[160];
+    const int64_t ns = r->all.n;
+    const tsr_st_tensor *st = tsr_st_find(f, "optim.step");
+    if (!st || st->dtype != TSR_ST_I64 || st->ndim != 1 || st->shape[0] != ns)
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: the carried optimizer's 'optim.step' is missing or of the wrong shape", path);
+    for (int i = 0; i < r->all.n; i++) {
+        if (!r->cm[i]) continue;
+        const tsr_tensor *t = r->all.items[i];
+        for (int k = 0; k < 2; k++) {
+            snprintf(nm, sizeof nm, "optim.%c.%s", k ? 'v' : 'm', t->name);
+            const tsr_st_tensor *s = tsr_st_find(f, nm);
+            if (!s || s->dtype != TSR_ST_F32 || s->nbytes != sizeof(float) * (size_t)t->numel)
+                return tsr_errorf(TSR_ERR_FORMAT, "%s: the carried optimizer's '%s' is missing or of the wrong size", path, nm);
+        }
+    }
+    memcpy(r->cstep, st->data, sizeof(int64_t) * (size_t)ns);
+    for (int i = 0; i < r->all.n; i++) {
+        if (!r->cm[i]) continue;
+        const tsr_tensor *t = r->all.items[i];
+        snprintf(nm, sizeof nm, "optim.m.%s", t->name);
+        memcpy(r->cm[i], tsr_st_find(f, nm)->data, sizeof(float) * (size_t)t->numel);
+        snprintf(nm, sizeof nm, "optim.v.%s", t->name);
+        memcpy(r->cv[i], tsr_st_find(f, nm)->data, sizeof(float) * (size_t)t->numel);
+    }
+    for (int i = 0; i < r->all.n; i++)
+        if (r->cstep[i] < 0) return tsr_errorf(TSR_ERR_FORMAT, "%s: negative step count in 'optim.step'", path);
+    return tsr_ok();
 }
 
 static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
@@ -464,11 +569,15 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
     int64_t step;
     tsr_status st = tsr_ckpt_check_meta(path, keys, vp, n, &step);
     if (st.code) return st;
-    st = tsr_params_load(&r->all, path, false);
+    st = tsr_params_load(&r->all, path, r->cm != NULL);
     if (st.code) return st;
     tsr_st_file f;
     st = tsr_st_read(path, &f);
     if (st.code) return st;
+    if (r->cm && (st = load_carry(r, &f, path)).code) {
+        tsr_st_free(&f);
+        return st;
+    }
     const char *sd = tsr_st_meta(&f, "steps_done"), *wm = tsr_st_meta(&f, "warm"),
                *rs = tsr_st_meta(&f, "results");
     int done = sd ? atoi(sd) : -1;
@@ -507,6 +616,7 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
 static void run_free(tsr_ctnet_run *r) {
     if (r->scratch_dir[0]) rmdir(r->scratch_dir);
     if (r->ctx_ready) tsr_ctx_free(&r->ctx);
+    carry_free(r);
     tsr_params_free(&r->all);
     free(r);
 }
@@ -558,7 +668,8 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
             /* the source model's own recipe: its lr is not the method's
              * unless no source lr is given */
             const float slr = r->o.source_lr > 0 ? r->o.source_lr : r->o.lr;
-            st = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, slr, tag * 8 + 1, r->scratch, t_src);
+            st = run_stage(r, g, buf, n, STG_SOURCE, P_SRC, r->o.source_epochs, slr, tag * 8 + 1, false, r->scratch,
+                           t_src);
             if (st.code) return st;
             if ((st = stage_done(r, g, 0)).code) return st;
         }
@@ -573,7 +684,8 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
     if (m == TSR_CTNET_M_JOINT || m == TSR_CTNET_M_CROSS) {
         n = select_rows(g, -1, lo, hi, buf);
         st = run_stage(r, g, buf, n, m == TSR_CTNET_M_JOINT ? STG_JOINT : STG_CONET,
-                       m == TSR_CTNET_M_JOINT ? P_TGT : P_CONET, E, r->o.lr, tag * 8 + 2, r->scratch, t_tgt);
+                       m == TSR_CTNET_M_JOINT ? P_TGT : P_CONET, E, r->o.lr, tag * 8 + 2, false, r->scratch,
+                       t_tgt);
     } else if (m == TSR_CTNET_M_RETRAIN) {
         if (!warmup) { /* from scratch, on every target row so far */
             tsr_rng ir;
@@ -581,14 +693,15 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
             tsr_ctnet_tower_init(&r->tgt, &r->o.cfg, &ir);
         }
         n = select_rows(g, TSR_CTNET_TARGET, INT32_MIN, hi, buf);
-        st = run_stage(r, g, buf, n, STG_TARGET, P_TGT, r->o.retrain_epochs, r->o.lr, tag * 8 + 3, r->scratch, t_tgt);
+        st = run_stage(r, g, buf, n, STG_TARGET, P_TGT, r->o.retrain_epochs, r->o.lr, tag * 8 + 3, true, r->scratch,
+                       t_tgt);
     } else {
         n = select_rows(g, TSR_CTNET_TARGET, lo, hi, buf);
         /* CTNet keeps a plain target tower until the warm-up is over: the
          * adapters join a trained target model (paper Sec. 3.2) */
         bool with_src = !warmup && (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT);
         st = run_stage(r, g, buf, n, with_src ? STG_CTNET : STG_TARGET, with_src ? P_CTNET : P_TGT, E,
-                       r->o.lr, tag * 8 + 4, r->scratch, t_tgt);
+                       r->o.lr, tag * 8 + 4, false, r->scratch, t_tgt);
     }
     *n_rows = n;
     /* the period's save (after its evaluation) moves the continual state on */
@@ -615,6 +728,7 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
     r->has_ad = is_ctnet(o->method);
     r->gated = o->method == TSR_CTNET_M_CTNET || o->method == TSR_CTNET_M_RAND_ADAPT;
     r->has_concat = r->concat_w != NULL;
+    if (o->carry_optimizer) carry_alloc(r);
     r->res.steps_total = (int)(o->last - o->first);
     for (int s = 0; s < TSR_CTNET_MAX_PERIODS; s++) r->res.source_auc[s] = NAN;
     /* same initial towers for every method of a seed */

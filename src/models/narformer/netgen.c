@@ -210,7 +210,10 @@ static int classifier(tsr_nf_graph *g, int x, int classes) {
 
 static const int CLASSES[] = {10, 100, 1000};
 
-static void fam_resnet(tsr_nf_graph *g, tsr_rng *r) {
+/* avg: the average-pooling variant of a family (ResNet-D shortcuts, an
+ * average-pooled GoogLeNet pool branch); drawn from its own stream, so the
+ * rest of a network is the same with or without it */
+static void fam_resnet(tsr_nf_graph *g, tsr_rng *r, bool avg) {
     const int res_v[] = {32, 48, 64};
     const double w_v[] = {0.25, 0.375, 0.5};
     int res = pick(r, res_v, 3);
@@ -236,7 +239,10 @@ static void fam_resnet(tsr_nf_graph *g, tsr_rng *r) {
                 h = cba(g, h, out, 3, 1, 1, ACT_NONE);
             }
             int sc = x;
-            if (s != 1 || Cof(g, x) != out) sc = b_unary(g, TSR_NF_OP_BN, b_conv(g, x, out, 1, s, 0, 1, false));
+            if (avg && s == 2 && Hof(g, x) % 2 == 0) /* ResNet-D: 2x2 average pool, then a 1x1 conv */
+                sc = b_unary(g, TSR_NF_OP_BN, b_conv(g, b_pool(g, TSR_NF_OP_AVGPOOL, x, 2, 2, 0), out, 1, 1, 0, 1, false));
+            else if (s != 1 || Cof(g, x) != out)
+                sc = b_unary(g, TSR_NF_OP_BN, b_conv(g, x, out, 1, s, 0, 1, false));
             x = b_unary(g, TSR_NF_OP_RELU, b_binary(g, TSR_NF_OP_ADD, h, sc));
         }
     }
@@ -339,7 +345,7 @@ static void fam_squeezenet(tsr_nf_graph *g, tsr_rng *r) {
     b_flatten(g, b_gap(g, x));
 }
 
-static void fam_googlenet(tsr_nf_graph *g, tsr_rng *r) {
+static void fam_googlenet(tsr_nf_graph *g, tsr_rng *r, bool avg) {
     const int res_v[] = {48, 64, 80};
     const double w_v[] = {0.25, 0.375, 0.5};
     int res = pick(r, res_v, 3);
@@ -363,7 +369,7 @@ static void fam_googlenet(tsr_nf_graph *g, tsr_rng *r) {
         int b2 = cba(g, cba(g, x, ch(c[1], w), 1, 1, 1, ACT_RELU), ch(c[2], w), 3, 1, 1, ACT_RELU);
         int k3 = tsr_rng_below(r, 2) ? 5 : 3;
         int b3 = cba(g, cba(g, x, ch(c[3], w), 1, 1, 1, ACT_RELU), ch(c[4], w), k3, 1, 1, ACT_RELU);
-        int b4 = cba(g, b_pool(g, TSR_NF_OP_MAXPOOL, x, 3, 1, 1), ch(c[5], w), 1, 1, 1, ACT_RELU);
+        int b4 = cba(g, b_pool(g, avg ? TSR_NF_OP_AVGPOOL : TSR_NF_OP_MAXPOOL, x, 3, 1, 1), ch(c[5], w), 1, 1, 1, ACT_RELU);
         int cat[4] = {b1, b2, b3, b4};
         x = b_concat(g, cat, 4);
         if ((m == 1 || m == 6) && Hof(g, x) >= 4) x = b_pool(g, TSR_NF_OP_MAXPOOL, x, 3, 2, 1);
@@ -450,11 +456,14 @@ tsr_status tsr_nf_netgen(tsr_nf_graph *g, int family, uint64_t seed) {
         return tsr_errorf(TSR_ERR_ARG, "narformer: no network family %d", family);
     tsr_rng r;
     tsr_rng_seed(&r, seed * 1000003u + (uint64_t)family);
+    tsr_rng rv; /* the pooling variant: half of the ResNet and GoogLeNet networks */
+    tsr_rng_seed(&rv, (seed * 1000003u + (uint64_t)family) ^ 0x9e3779b97f4a7c15ull);
+    bool avg = tsr_rng_below(&rv, 2) == 1;
     switch (family) {
-    case TSR_NF_FAM_RESNET: fam_resnet(g, &r); break;
+    case TSR_NF_FAM_RESNET: fam_resnet(g, &r, avg); break;
     case TSR_NF_FAM_VGG: fam_vgg(g, &r); break;
     case TSR_NF_FAM_SQUEEZENET: fam_squeezenet(g, &r); break;
-    case TSR_NF_FAM_GOOGLENET: fam_googlenet(g, &r); break;
+    case TSR_NF_FAM_GOOGLENET: fam_googlenet(g, &r, avg); break;
     case TSR_NF_FAM_ALEXNET: fam_alexnet(g, &r); break;
     case TSR_NF_FAM_NB201: fam_nb201(g, &r); break;
     default: fam_mbnet(g, &r, family); break;

@@ -19,6 +19,7 @@
 
 #include "tessera/png.h"
 #include "tessera/serve.h"
+#include "tessera/serve_json.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -68,9 +69,7 @@ static tsr_status det_load(void **state, const char *const *paths, const struct 
         return st;
     }
     s->loaded = true;
-    const char *b = strrchr(paths[0], '/');
-    b = b ? b + 1 : paths[0];
-    snprintf(s->name, sizeof s->name, "%.*s", (int)strcspn(b, "."), b);
+    tsr_serve_model_name(s->name, sizeof s->name, paths[0]);
     return tsr_ok();
 }
 
@@ -79,38 +78,6 @@ static void det_metrics(void *state, FILE *out) {
     fprintf(out, "# HELP tessera_detect_boxes_total Boxes returned by POST /v1/detect.\n"
                  "# TYPE tessera_detect_boxes_total counter\ntessera_detect_boxes_total %lld\n",
             (long long)__atomic_load_n(&s->boxes, __ATOMIC_RELAXED));
-}
-
-/* an integer-valued number in [lo, hi] into *out; false (reply filled) otherwise */
-static bool get_int(const cJSON *j, const char *key, int lo, int hi, int *out, tsr_serve_reply *rp) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!v) return true;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
-        tsr_serve_fail(rp, 400, key, "'%s' must be an integer in [%d, %d]", key, lo, hi);
-        return false;
-    }
-    *out = (int)v->valuedouble;
-    return true;
-}
-
-/* the image member: base64 PNG -> RGB pixels (grey expanded) */
-static bool get_image(const cJSON *j, uint8_t **rgb, int *w, int *h, tsr_serve_reply *rp) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "image");
-    if (!v) {
-        tsr_serve_fail(rp, 400, "image", "'image' (a base64 PNG) is required");
-        return false;
-    }
-    if (!cJSON_IsString(v)) {
-        tsr_serve_fail(rp, 400, "image", "'image' must be a string: the PNG file's bytes in base64");
-        return false;
-    }
-    int ch = 0;
-    tsr_status st = tsr_png_decode_base64(v->valuestring, "image", DET_MAX_PIXELS, true, rgb, w, h, &ch);
-    if (st.code) {
-        tsr_serve_fail(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, "image", "%s", st.msg);
-        return false;
-    }
-    return true;
 }
 
 /* "classes": an array of names or one comma-separated string -> names (strdup'd) */
@@ -198,7 +165,7 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
             return;
         }
     }
-    int max_det = 100, tile = 0, overlap = -1;
+    double max_det_d = 100, tile_d = 0, overlap_d = -1;
     float min_score = 0.3f;
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "min_score");
     if (ms && (!cJSON_IsNumber(ms) || !(ms->valuedouble >= 0 && ms->valuedouble <= 1))) {
@@ -207,11 +174,12 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
         return;
     }
     if (ms) min_score = (float)ms->valuedouble;
-    if (!get_int(j, "max_det", 1, 1000, &max_det, rp) || !get_int(j, "tile", 0, 2048, &tile, rp) ||
-        !get_int(j, "overlap", -1, 2048, &overlap, rp)) {
+    if (!tsr_serve_json_int(j, "max_det", 1, 1000, &max_det_d, rp) || !tsr_serve_json_int(j, "tile", 0, 2048, &tile_d, rp) ||
+        !tsr_serve_json_int(j, "overlap", -1, 2048, &overlap_d, rp)) {
         cJSON_Delete(j);
         return;
     }
+    int max_det = (int)max_det_d, tile = (int)tile_d, overlap = (int)overlap_d;
     if (tile && (tile < 64 || tile % 32)) {
         tsr_serve_fail(rp, 400, "tile", "'tile' must be 0 or a multiple of 32 in [64, 2048]");
         cJSON_Delete(j);
@@ -246,7 +214,8 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
     }
     uint8_t *rgb = NULL;
     int w = 0, h = 0;
-    if (ok) ok = get_image(j, &rgb, &w, &h, rp);
+    int ch = 0;
+    if (ok) ok = tsr_serve_json_png(j, "image", DET_MAX_PIXELS, true, &rgb, &w, &h, &ch, rp);
     cJSON_Delete(j);
     tsr_ovd_det *dets = NULL;
     int nd = 0;
