@@ -871,7 +871,7 @@ static void test_real(void) {
      * a positive), a train-split text (never an evaluation query), no
      * provides entity; tune summaries held out when asked; deterministic */
     for (int mode = TSR_EBRM_NEG_UNIFORM; mode <= TSR_EBRM_NEG_FREQ; mode++) {
-        tsr_ebrm_qe_data di, di2, dih;
+        tsr_ebrm_qe_data di, di2, dih = {0}; /* the item pairs append: dih starts empty */
         TU_CHECK(tsr_ebrm_qe_pairs(&di, &cat, &E, 2, 1).code == TSR_OK &&
                      tsr_ebrm_qe_pairs_items(&di, &cat, &E, 512, 1, false, mode).code == TSR_OK, "item qe pairs");
         TU_CHECK(tsr_ebrm_qe_pairs(&di2, &cat, &E, 2, 1).code == TSR_OK &&

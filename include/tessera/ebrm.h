@@ -147,7 +147,8 @@ tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, c
  * the split is a function of the query text. */
 tsr_status tsr_ebrm_qe_pairs_virtual(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
                                      uint64_t seed, bool hold_tune);
-/* Appends to out pairs from the catalog's own item text, read by no query
+/* Appends to out (empty, {0}, or from tsr_ebrm_qe_pairs*) pairs from the
+ * catalog's own item text, read by no query
  * construction: of the packages whose summary falls in the train split
  * (tsr_query_split of the summary; without the tuning split's when
  * hold_tune is set) and that hold at least one tag or category, n_pkgs
