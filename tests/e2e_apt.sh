@@ -67,6 +67,11 @@ grep -q '"truth": "dota"' "$T/out" && grep -q '"images": 1' "$T/out" && ok || ba
 # --gate: recorded in the JSON; gate 0 keeps APT inside the coarse class, so its precision is at least ungated's
 expect 0 "" "$BIN" apt eval --truth dota --data "$T" --images img --model $FIX --supervised none --finetuned none --points 3 --iterations 1 --min-area 50 --json --gate 0
 grep -q '"gate": 0' "$T/out" && ok || bad "eval --gate 0: $(cat "$T/out")"
+# the defaults are the settings chosen on the validation scenes; the paper's are spelled out
+expect 0 "" "$BIN" apt eval --truth dota --data "$T" --images img --model $FIX --supervised none --finetuned none --points 3 --iterations 1 --min-area 50 --json
+grep -q '"threshold": -1, "prompts_per": "tile", "truth": "dota", "feedback": "on", "gate": 8,' "$T/out" && ok || bad "eval defaults: $(cat "$T/out")"
+expect 0 "" "$BIN" apt eval --truth dota --data "$T" --images img --model $FIX --supervised none --finetuned none --points 3 --iterations 1 --min-area 50 --json --gate -1 --prompts-per image --threshold 0
+grep -q '"threshold": 0, "prompts_per": "image", "truth": "dota", "feedback": "on", "gate": -1,' "$T/out" && ok || bad "eval, the paper's settings: $(cat "$T/out")"
 expect 2 "gate" "$BIN" apt eval --gate -2
 cp "$T/img.png" "$T/bad.png"
 printf '40 30 110 30 110 90 large-vehicle 0\n' > "$T/bad.txt"
@@ -75,7 +80,7 @@ expect 2 "--truth" "$BIN" apt eval --truth masks
 # --threshold: the mask logit threshold (a lower one can only add pixels); out-of-range or non-numeric values are usage errors
 px() { sed -n 's/.*"mask_pixels": \([0-9]*\).*/\1/p' "$T/out"; }
 for t in -100 0 100; do
-    expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mt.png" --points 3 --iterations 2 --min-area 0 --threshold $t --json
+    expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mt.png" --points 3 --iterations 2 --min-area 0 --threshold $t --gate -1 --json
     eval "px_$((t + 100))=\$(px)"
 done
 [ -n "$px_0" ] && [ -n "$px_200" ] && [ "$px_0" -ge "$px_100" ] && [ "$px_100" -ge "$px_200" ] && [ "$px_0" -gt "$px_200" ] && ok ||
@@ -87,6 +92,11 @@ expect 2 "--threshold expects a number" "$BIN" apt segment --image "$T/img.png" 
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mg.png" --points 3 --iterations 2 --min-area 0 --threshold -100 --gate 0 --json
 px_g=$(px)
 [ -n "$px_g" ] && [ "$px_g" -gt 0 ] && [ "$px_g" -lt "$px_0" ] && ok || bad "segment --gate 0 gave $px_g mask pixels (ungated $px_0)"
+# segment's defaults are eval's: the same mask as the chosen settings spelled out, another one than the paper's
+expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/md.png" --points 3 --iterations 2 --min-area 0 --json
+px_d=$(px)
+expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/me.png" --points 3 --iterations 2 --min-area 0 --gate 8 --threshold -1 --prompts-per tile --json
+[ -n "$px_d" ] && [ "$px_d" = "$(px)" ] && cmp -s "$T/md.png" "$T/me.png" && ok || bad "segment defaults: $px_d mask pixels, explicit settings $(px)"
 # --prompts-per tile: a prompt set in each tile of a tiled model (the fixture is whole-image: same as per image)
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mpt.png" --points 3 --iterations 2 --min-area 0 --prompts-per tile --json
 grep -q '"mask_pixels"' "$T/out" && ok || bad "segment --prompts-per tile: $(cat "$T/out")"

@@ -26,7 +26,9 @@ for v in train score rank explain bench; do
 done
 "$BIN" ebrm train --help | grep -q -- --qe-virtual && ok || bad "train --help names no --qe-virtual"
 "$BIN" ebrm train --help | grep -q -- --qe-aux && ok || bad "train --help names no --qe-aux"
-for a in "--stage cross --qe-aux 1" "--stage qe --qe-aux 1" "--qe-aux -1" "--qe-aux 101"; do
+"$BIN" ebrm train --help | grep -q -- --qe-items && ok || bad "train --help names no --qe-items"
+for a in "--stage cross --qe-aux 1" "--stage qe --qe-aux 1" "--qe-aux -1" "--qe-aux 101" "--stage qi --qe-items 8" \
+    "--stage qe --qe-items -1" "--stage qe --qe-items 2000000" "--stage qe --qe-items 8 --qe-items-neg bogus"; do
     "$BIN" ebrm train $a --dir "$TMP/none" >/dev/null 2>&1
     [ $? -eq 2 ] && [ ! -e "$TMP/none" ] && ok || bad "train $a is not a usage error"
 done

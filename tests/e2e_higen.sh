@@ -37,6 +37,10 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 [ $? -eq 2 ] && ok || bad "--k 1 is not a usage error"
 "$BIN" higen bench --method bm25 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "bench of a non-generative method is not a usage error"
+"$BIN" higen levels --method biencoder --construction virtual >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "levels of a non-generative method is not a usage error"
+"$BIN" higen levels >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "levels without queries is not a usage error"
 "$BIN" higen search --query x --model "$TMP/none" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -q hint "$TMP/err" && ok || bad "a missing model is not a failure with a hint"
 "$BIN" higen search --query x --method bm25 --catalog "$TMP/none" >/dev/null 2>"$TMP/err"
@@ -76,6 +80,8 @@ if [ -r "$M/higen.generator.safetensors" ]; then
     a=$("$BIN" higen search --query "web browser" -k 10 --json 2>/dev/null | sed 's/"ms": [0-9.]*//')
     b=$("$BIN" higen search --query "web browser" -k 10 --json 2>/dev/null | sed 's/"ms": [0-9.]*//')
     [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "Hi-Gen search is not deterministic"
+    js=$("$BIN" higen levels --queries "$TMP/q.jsonl" --json 2>/dev/null)
+    echo "$js" | grep -q '"levels": \[{"position": 0, "queries": 2, "tf_acc"' && ok || bad "levels --json: $js"
     mkdir -p "$TMP/bad"
     cp "$M/tokenizer.json" "$M/higen.generator.safetensors" "$TMP/bad/"
     head -c 3000 "$M/higen.index.safetensors" >"$TMP/bad/higen.index.safetensors"

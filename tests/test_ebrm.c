@@ -865,6 +865,84 @@ static void test_real(void) {
                  "virtual QE pairs hold out the tune descriptions (%d left)", tune_v);
         tsr_strmap_free(&vtrain);
     }
+    /* pairs from the packages' own summaries, appended: the earlier pairs
+     * untouched, every new query the summary of a package that holds each
+     * positive (target 1) and none of the negatives (target 0, same type as
+     * a positive), a train-split text (never an evaluation query), no
+     * provides entity; tune summaries held out when asked; deterministic */
+    for (int mode = TSR_EBRM_NEG_UNIFORM; mode <= TSR_EBRM_NEG_FREQ; mode++) {
+        tsr_ebrm_qe_data di, di2, dih = {0}; /* the item pairs append: dih starts empty */
+        TU_CHECK(tsr_ebrm_qe_pairs(&di, &cat, &E, 2, 1).code == TSR_OK &&
+                     tsr_ebrm_qe_pairs_items(&di, &cat, &E, 512, 1, false, mode).code == TSR_OK, "item qe pairs");
+        TU_CHECK(tsr_ebrm_qe_pairs(&di2, &cat, &E, 2, 1).code == TSR_OK &&
+                     tsr_ebrm_qe_pairs_items(&di2, &cat, &E, 512, 1, false, mode).code == TSR_OK, "item qe pairs again");
+        TU_CHECK(tsr_ebrm_qe_pairs_items(&dih, &cat, &E, 512, 1, true, mode).code == TSR_OK, "item qe pairs without tune");
+        TU_CHECK(di.n > d.n && memcmp(di.pairs, d.pairs, (size_t)d.n * sizeof *d.pairs) == 0, "earlier pairs kept");
+        TU_CHECK(di2.n == di.n && memcmp(di2.pairs, di.pairs, (size_t)di.n * sizeof *di.pairs) == 0, "item pairs deterministic");
+        int bad_q = 0, bad_t = 0, bad_prov = 0, npos = 0, tune_i = 0, tune_h = 0;
+        int32_t *src = malloc((size_t)di.n_queries * sizeof *src);
+        for (int32_t q = d.n_queries; q < di.n_queries; q++) {
+            src[q] = -1; /* the packages with this summary: checked against each */
+            for (int32_t i = 0; i < cat.n_items && src[q] < 0; i++)
+                if (cat.items[i].summary && strcmp(cat.items[i].summary, di.queries[q]) == 0) src[q] = i;
+            bad_q += src[q] < 0 || tsr_query_split(di.queries[q]) != TSR_SPLIT_TRAIN ||
+                     tsr_strmap_get(&ev, di.queries[q]) >= 0;
+            tune_i += tsr_ebrm_is_tune(di.queries[q]);
+        }
+        /* each query's pairs are contiguous: there must be a package with
+         * that summary whose visible entities are exactly the positives and
+         * which holds no negative; a negative has a positive's type */
+        for (int64_t k = d.n; k < di.n;) {
+            int32_t q = di.pairs[k].query;
+            int64_t e = k;
+            while (e < di.n && di.pairs[e].query == q) e++;
+            unsigned pos_types = 0;
+            for (int64_t j = k; j < e; j++) {
+                bad_prov += E.type[di.pairs[j].entity] == TSR_EBRM_PROVIDES;
+                bad_t += di.pairs[j].target != 1.f && di.pairs[j].target != 0.f;
+                if (di.pairs[j].target == 1.f) pos_types |= 1u << E.type[di.pairs[j].entity], npos++;
+            }
+            for (int64_t j = k; j < e; j++) bad_t += di.pairs[j].target == 0.f && !(pos_types >> E.type[di.pairs[j].entity] & 1);
+            bool found = false;
+            for (int32_t i = q >= d.n_queries && src[q] >= 0 ? src[q] : cat.n_items; i < cat.n_items && !found; i++) {
+                if (strcmp(cat.items[i].summary, di.queries[q]) != 0) continue;
+                int held_pos = 0, held_neg = 0, vis = 0;
+                for (int64_t s = E.item_off[i]; s < E.item_off[i + 1]; s++) {
+                    int32_t en = E.item_ent[s];
+                    vis += E.type[en] != TSR_EBRM_PROVIDES;
+                    for (int64_t j = k; j < e; j++)
+                        if (di.pairs[j].entity == en) {
+                            if (di.pairs[j].target == 1.f) held_pos++;
+                            else held_neg++;
+                        }
+                }
+                int n_pos = 0;
+                for (int64_t j = k; j < e; j++) n_pos += di.pairs[j].target == 1.f;
+                found = held_neg == 0 && held_pos == n_pos && vis == n_pos;
+            }
+            bad_t += !found;
+            k = e;
+        }
+        for (int32_t q = 0; q < dih.n_queries; q++) tune_h += tsr_ebrm_is_tune(dih.queries[q]);
+        /* the most common positive entity: how often it is a negative */
+        int32_t *pc = calloc((size_t)E.n, sizeof *pc), *nc = calloc((size_t)E.n, sizeof *nc), top = 0;
+        for (int64_t k = d.n; k < di.n; k++) (di.pairs[k].target > 0 ? pc : nc)[di.pairs[k].entity]++;
+        for (int32_t e = 1; e < E.n; e++) top = pc[e] > pc[top] ? e : top;
+        printf("item QE pairs (%s negatives): %lld (%d positive) over %d package summaries (%d tune; held out: %d); "
+               "%s %d positive, %d negative\n", mode ? "freq" : "uniform", (long long)(di.n - d.n), npos,
+               di.n_queries - d.n_queries, tune_i, tune_h, E.key[top], pc[top], nc[top]);
+        TU_CHECK(mode == TSR_EBRM_NEG_FREQ ? nc[top] * 4 > pc[top] : nc[top] * 20 < pc[top],
+                 "item QE pairs: the common entity's negatives (%d of %d)", nc[top], pc[top]);
+        free(pc), free(nc);
+        TU_CHECK(di.n_queries - d.n_queries == 512 && bad_q == 0 && bad_t == 0 && bad_prov == 0 && npos > 512 &&
+                     di.n - d.n >= 2 * (int64_t)npos - 64,
+                 "item QE pairs: %d bad queries, %d wrong targets, %d provides entities", bad_q, bad_t, bad_prov);
+        TU_CHECK(tune_i > 0 && tune_h == 0 && dih.n_queries == 512, "item QE pairs hold out the tune summaries (%d left)", tune_h);
+        free(src);
+        tsr_ebrm_qe_data_free(&di);
+        tsr_ebrm_qe_data_free(&di2);
+        tsr_ebrm_qe_data_free(&dih);
+    }
     tsr_ebrm_qe_data_free(&dv);
     tsr_ebrm_qe_data_free(&dvh);
     /* per-item BM25 (score, explain, /v1/relevance) against the first

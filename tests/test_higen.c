@@ -167,7 +167,7 @@ static void test_docids(void) {
             tsr_higen_gen_init_weights(&g, 7);
             tsr_rng r;
             tsr_rng_seed(&r, 11);
-            int invalid = 0, nondet = 0, short_lists = 0;
+            int invalid = 0, nondet = 0, short_lists = 0, greedy_off = 0, rank_bad = 0;
             for (int q = 0; q < 60; q++) {
                 int32_t qt[6], out[10], out2[10];
                 float s1[10], s2[10];
@@ -182,7 +182,24 @@ static void test_docids(void) {
                     invalid += out[i] < 0 || out[i] >= N;
                     for (int j = 0; j < i; j++) invalid += out[i] == out[j];
                 }
+                /* the level diagnosis: the greedy (beam 1) item is the first
+                 * choice at every position; any item's ranks lie in its fanouts */
+                int32_t g1, rank[TSR_HIGEN_MAX_DEPTH], fan[TSR_HIGEN_MAX_DEPTH], d[TSR_HIGEN_MAX_DEPTH];
+                if (tsr_higen_beam_search(&g, &t, qt, ql, 1, 1, &g1, NULL) == 1) {
+                    int L = tsr_higen_gen_levels(&g, &t, qt, ql, g1, rank, fan);
+                    greedy_off += L != tsr_higen_docid(&t, g1, d);
+                    for (int p = 0; p < L; p++) greedy_off += rank[p] != 0;
+                }
+                int32_t it = (int32_t)tsr_rng_below(&r, (uint32_t)N);
+                int L = tsr_higen_gen_levels(&g, &t, qt, ql, it, rank, fan);
+                for (int p = 0, node = 0; p < L; p++) {
+                    tsr_higen_docid(&t, it, d);
+                    rank_bad += fan[p] != t.nodes[node].n_children || rank[p] < 0 || rank[p] >= fan[p];
+                    node = t.nodes[node].first_child + d[p];
+                }
             }
+            TU_CHECK(greedy_off == 0 && rank_bad == 0, "%s: levels: %d greedy positions not ranked first, %d bad "
+                     "ranks or fanouts", names[variant], greedy_off, rank_bad);
             TU_CHECK(invalid == 0 && short_lists == 0, "%s: %d invalid or repeated items, %d empty answers",
                      names[variant], invalid, short_lists);
             TU_CHECK(nondet == 0, "%s: beam search not deterministic (%d queries)", names[variant], nondet);

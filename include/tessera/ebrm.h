@@ -147,6 +147,25 @@ tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, c
  * the split is a function of the query text. */
 tsr_status tsr_ebrm_qe_pairs_virtual(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
                                      uint64_t seed, bool hold_tune);
+/* Appends to out (empty, {0}, or from tsr_ebrm_qe_pairs*) pairs from the
+ * catalog's own item text, read by no query
+ * construction: of the packages whose summary falls in the train split
+ * (tsr_query_split of the summary; without the tuning split's when
+ * hold_tune is set) and that hold at least one tag or category, n_pkgs
+ * drawn with the seed (all when fewer), each gives
+ *   positive (summary, e), target 1, for each of its tag, section and
+ *     category entities (never provides: the virtual construction's label);
+ *   one negative per positive, target 0, an entity of the same type the
+ *     package does not hold: drawn uniformly from the type's entities
+ *     (TSR_EBRM_NEG_UNIFORM), or as often as packages hold it
+ *     (TSR_EBRM_NEG_FREQ: a random entity of that type of another drawn
+ *     eligible package), so that a common entity (role::program) is a
+ *     negative about as often as a positive and only the text can tell.
+ * No query set and no label is read; no pair query is a validation or
+ * test query text of any construction. */
+enum { TSR_EBRM_NEG_UNIFORM = 0, TSR_EBRM_NEG_FREQ = 1 };
+tsr_status tsr_ebrm_qe_pairs_items(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                   int32_t n_pkgs, uint64_t seed, bool hold_tune, int neg);
 void tsr_ebrm_qe_data_free(tsr_ebrm_qe_data *d);
 
 /* ------------------------------------------------- soft-logic aggregation */

@@ -127,6 +127,14 @@ tsr_tensor *tsr_higen_gen_loss(tsr_ctx *c, const tsr_higen_gen *g, const tsr_hig
 int tsr_higen_beam_search(const tsr_higen_gen *g, const tsr_higen_trie *t, const int32_t *q_tok, int q_len,
                           int beam, int k, int32_t *items, float *scores);
 
+/* Teacher-forced diagnosis of one (query, item): the generator reads the
+ * query and the item's true docID prefix; rank[p] is the true token's rank
+ * among the children of its prefix's node at position p (0: the
+ * generator's first choice; ties count against it only for lower codes),
+ * fanout[p] that node's number of children. Returns the docID length. */
+int tsr_higen_gen_levels(const tsr_higen_gen *g, const tsr_higen_trie *t, const int32_t *q_tok, int q_len,
+                         int32_t item, int32_t *rank, int32_t *fanout);
+
 /* ------------------------------------------------------------ train data */
 
 /* tokens kept per query and per item text (the item text's head: name,

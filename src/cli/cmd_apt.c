@@ -103,11 +103,13 @@ static void print_points_json(const tsr_apt_points *p) {
 }
 
 static int cmd_segment(const char *prog, int argc, char **argv) {
+    /* gate, prompts per tile and threshold: the settings chosen on the validation scenes, as in eval */
+    const tsr_apt_eval_opts dflt = tsr_apt_default_eval_opts();
     const char *image = NULL, *landcover = NULL, *out = NULL, *overlay = NULL, *mode_s = "grid", *model = SHIPPED,
-               *feedback_s = "on", *per_s = "image";
+               *feedback_s = "on", *per_s = dflt.tile_prompts ? "tile" : "image";
     bool no_feedback = false;
-    int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0, gate = -1;
-    float threshold = 0.0f;
+    int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0, gate = dflt.gate;
+    float threshold = dflt.threshold;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
         {"image", ARG_STR, &image, "IMG", "image (.tif through GDAL, or .png)", NULL},
@@ -118,10 +120,10 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         {"points", ARG_INT, &points, "N", "points per class and iteration (default 11)", NULL},
         {"iterations", ARG_INT, &iters, "K", "prompting iterations (default 3)", NULL},
         {"min-area", ARG_INT, &min_area, "PX", "post-processing: holes and objects below this many pixels go (default 2000)", NULL},
-        {"threshold", ARG_FLOAT, &threshold, "T", "mask logit threshold, -100 to 100 (default 0, SAM's)", NULL},
+        {"threshold", ARG_FLOAT, &threshold, "T", "mask logit threshold, -100 to 100 (default -1; SAM's 0)", NULL},
         {"feedback", ARG_STR, &feedback_s, "on|off", "feed each pass's low-res logits to the next as the mask input (default on, APT's loop)", NULL},
-        {"gate", ARG_INT, &gate, "PX", "keep the mask only within PX pixels of the land-cover class (default -1: off)", NULL},
-        {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'image' (default) or per 'tile' of a tiled model", NULL},
+        {"gate", ARG_INT, &gate, "PX", "keep the mask only within PX pixels of the land-cover class (default 8; -1: off, the paper's)", NULL},
+        {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'tile' of a tiled model (default) or per 'image' (the paper's)", NULL},
         {"model", ARG_STR, &model, "PATH", "segmenter (default: the shipped " SHIPPED ")", NULL},
         {"out", ARG_STR, &out, "MASK", "mask to write (.tif with the image's georeferencing, or .png)", NULL},
         {"overlay", ARG_STR, &overlay, "PNG", "also write the image with the mask and the points drawn", NULL},
@@ -331,7 +333,7 @@ static int parse_region(const char *prog, const char *s, int r[4]) {
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
     tsr_apt_eval_opts o = tsr_apt_default_eval_opts();
-    const char *region_s = NULL, *per_s = "image", *truth_s = "isaid", *feedback_s = "on";
+    const char *region_s = NULL, *per_s = o.tile_prompts ? "tile" : "image", *truth_s = "isaid", *feedback_s = "on";
     const char *mode_s = "grid", *model = SHIPPED, *sup = "models/apt_small_supervised.safetensors",
                *ft = "models/apt_small_finetuned.safetensors";
     int min_area = o.min_area;
@@ -349,10 +351,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"data", ARG_STR, &o.dir, "DIR", "iSAID folder of the held-out images", NULL},
         {"images", ARG_STR, &o.images, "A,B", "held-out image names (default P0003,P0004)", NULL},
         {"region", ARG_STR, &region_s, "X,Y,W,H", "score only this rectangle of each image (native pixels; a validation region)", NULL},
-        {"threshold", ARG_FLOAT, &o.threshold, "T", "APT's mask logit threshold (default 0, SAM's)", NULL},
+        {"threshold", ARG_FLOAT, &o.threshold, "T", "APT's mask logit threshold (default -1; SAM's 0)", NULL},
         {"feedback", ARG_STR, &feedback_s, "on|off", "APT feeds each pass's low-res logits to the next (default on)", NULL},
-        {"gate", ARG_INT, &o.gate, "PX", "keep APT's mask only within PX pixels of the coarse class; baselines also reported gated (default -1: off)", NULL},
-        {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'image' (default) or per 'tile' of a tiled model", NULL},
+        {"gate", ARG_INT, &o.gate, "PX", "keep APT's mask only within PX pixels of the coarse class; baselines also reported gated (default 8; -1: off, the paper's)", NULL},
+        {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'tile' of a tiled model (default) or per 'image' (the paper's)", NULL},
         {"truth", ARG_STR, &truth_s, "KIND", "true masks: 'isaid' instance masks (default) or 'dota': NAME.txt oriented vehicle boxes, filled", NULL},
         CLI_COMMON_SEED(&cm), CLI_COMMON_THREADS(&cm), CLI_COMMON_JSON(&cm),
     };

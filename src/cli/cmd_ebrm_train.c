@@ -100,6 +100,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     const char *fuse_lex = "max";
     float gate_slope = NAN, gate_center = NAN; /* not given (the parser refuses "nan") */
     float qe_aux = 0;
+    int qe_items = 0;
+    const char *qe_items_neg = "uniform";
     bool tune = false, qe_virtual = false;
     const char *qe_target = "share";
     tsr_train_opts def = tsr_train_default_opts();
@@ -138,6 +140,12 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         {"qe-virtual", ARG_BOOL, &qe_virtual, NULL, "qe: also pairs from the train split's virtual-package "
                                                     "descriptions against their providers' tags, sections and "
                                                     "categories (never provides)", NULL},
+        {"qe-items", ARG_INT, &qe_items, "N", "qe: also pairs from N packages' own summaries against their tags, "
+                                              "sections and categories (summaries in the train split; never "
+                                              "provides) [0: none]", NULL},
+        {"qe-items-neg", ARG_STR, &qe_items_neg, "NAME", "qe: the item pairs' negatives, uniform (any entity of the "
+                                                         "type the package lacks) or freq (drawn as often as packages "
+                                                         "hold them)", NULL},
         {"qe-aux", ARG_FLOAT, &qe_aux, "W", "qi: keep the virtual-description QE pairs (those of --qe-virtual) as "
                                              "an auxiliary loss, W x their BCE over 64 pairs a step [0: none]", NULL},
         {"tune", ARG_BOOL, &tune, NULL, "hold the tuning split (about 1/8 of the train queries) out of QE pretraining "
@@ -170,6 +178,10 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         (rc = cli_check_int(prog, "batch", t.batch, 1, 4096)) != CLI_OK)
         return rc;
     if (ec.dim % ec.n_heads) return cli_usage_error(prog, "--heads must divide --dim");
+    if ((rc = cli_check_int(prog, "qe-items", qe_items, 0, 1000000)) != CLI_OK) return rc;
+    if (qe_items > 0 && st_kind != 0) return cli_usage_error(prog, "--qe-items is for --stage qe");
+    int items_neg = strcmp(qe_items_neg, "uniform") == 0 ? TSR_EBRM_NEG_UNIFORM : strcmp(qe_items_neg, "freq") == 0 ? TSR_EBRM_NEG_FREQ : -1;
+    if (items_neg < 0) return cli_usage_error(prog, "--qe-items-neg must be uniform or freq");
     if (!(qe_aux >= 0 && qe_aux <= 100)) return cli_usage_error(prog, "--qe-aux must be in [0, 100]");
     if (qe_aux > 0 && st_kind != 1)
         return cli_usage_error(prog, "--qe-aux is for --stage qi");
@@ -233,10 +245,12 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         st = tsr_ebrm_qe_pairs_ex(&d, &cat, &E, min_pkgs, t.o.seed, tune, qe_tk);
         int32_t n_kw = d.n_queries;
         if (st.code == TSR_OK && qe_virtual) st = tsr_ebrm_qe_pairs_virtual(&d, &cat, &E, t.o.seed, tune);
+        int32_t n_kv = d.n_queries;
+        if (st.code == TSR_OK && qe_items > 0) st = tsr_ebrm_qe_pairs_items(&d, &cat, &E, qe_items, t.o.seed, tune, items_neg);
         if (st.code == TSR_OK) {
             if (!t.quiet)
-                fprintf(stderr, "data: %lld QE pairs over %d keywords and %d virtual-package descriptions\n",
-                        (long long)d.n, n_kw, d.n_queries - n_kw);
+                fprintf(stderr, "data: %lld QE pairs over %d keywords, %d virtual-package descriptions and %d "
+                                "package summaries\n", (long long)d.n, n_kw, n_kv - n_kw, d.n_queries - n_kv);
             cli_train_begin(&t);
             st = tsr_ebrm_train_qe(&m, &E, &d, t.batch, &t.o, &res);
             cli_train_end(&t, &res);

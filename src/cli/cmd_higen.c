@@ -784,6 +784,162 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     return CLI_OK;
 }
 
+/* ------------------------------------------------------------- levels */
+
+/* Where a generator fails, position by position: teacher-forced (the true
+ * docID prefix given, is the true token the generator's first choice
+ * among its siblings?) and in the beam (does the best item, or any item
+ * of the beam, share the first p + 1 tokens with a relevant item?). Each
+ * figure is a mean over the queries with a relevant item whose docID has
+ * a token at p (teacher-forced: first a mean over those items); hit_best
+ * and hit_beam: the best item / any beam item is relevant. */
+static int cmd_levels(const char *prog, int argc, char **argv) {
+    const char *catalog = DEFAULT_CATALOG, *queries = NULL, *construction = NULL, *split = "valid",
+               *method_name = "higen", *model = DEFAULT_MODEL;
+    int beam = 20;
+    cli_common cm = {0, 0, false};
+    const arg_spec specs[] = {
+        {"queries", ARG_STR, &queries, "FILE", "JSONL queries: {\"query\", \"relevant\": [ids], \"user\"}", NULL},
+        {"method", ARG_STR, &method_name, "NAME", "a generative method: higen, higen-noeff, higen-nocat, higen-ce, nci, dsi", NULL},
+        {"model", ARG_STR, &model, "DIR", "tokenizer, indexes and generators", NULL},
+        {"beam", ARG_INT, &beam, "N", "beam width", NULL},
+        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
+        {"construction", ARG_STR, &construction, "NAME", "instead of --queries: a built-in construction", NULL},
+        {"split", ARG_STR, &split, "NAME", "the construction's split: train, tune, valid, test or all", NULL},
+        CLI_COMMON_THREADS(&cm),
+        CLI_COMMON_JSON(&cm),
+    };
+    int rc = args_parse(prog,
+                        "Per docID position: the generator's teacher-forced accuracy among siblings (and chance), "
+                        "and how often the beam's best item / any beam item shares the first p+1 tokens with a "
+                        "relevant item.",
+                        specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc != CLI_OK) return rc;
+    char model_buf[PATH_MAX];
+    model = cli_shipped_default(model, DEFAULT_MODEL, model_buf, sizeof model_buf);
+    if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    if (!queries == !construction) return cli_usage_error(prog, "give exactly one of --queries and --construction");
+    if ((rc = cli_check_int(prog, "beam", beam, 1, 1000)) != CLI_OK) return rc;
+    int method = method_from(prog, method_name);
+    if (method < 0) return CLI_USAGE;
+    if (method == M_BM25 || method == M_BIENCODER || method == M_HIGEN_CLUSTER)
+        return cli_usage_error(prog, "--method must be a generative method");
+    tsr_qfile qf = {0};
+    if (queries) {
+        tsr_status st = tsr_qfile_read(&qf, queries);
+        if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
+    }
+    tsr_catalog cat;
+    if ((rc = load_catalog(catalog, &cat)) != CLI_OK) {
+        tsr_qfile_free(&qf);
+        return rc;
+    }
+    tsr_queryset qs;
+    int qc;
+    rc = load_queries(prog, &cat, queries ? &qf : NULL, queries, construction, split, &qs, &qc);
+    tsr_qfile_free(&qf);
+    retriever r;
+    if (rc == CLI_OK && (rc = retriever_open(&r, method, &cat, TSR_F_ALL, BM25_K1, BM25_B, model, beam)) != CLI_OK)
+        tsr_queryset_free(&qs);
+    if (rc != CLI_OK) {
+        tsr_catalog_free(&cat);
+        return rc;
+    }
+    enum { NS = 6 }; /* per position: teacher-forced accuracy, chance, mean reciprocal rank, best item, any item, queries */
+    int D = r.ix.trie.max_depth;
+    double sum[TSR_HIGEN_MAX_DEPTH][NS] = {{0}};
+    int32_t rank[TSR_HIGEN_MAX_DEPTH], fan[TSR_HIGEN_MAX_DEPTH], rd[TSR_HIGEN_MAX_DEPTH], bd[TSR_HIGEN_MAX_DEPTH];
+    int32_t *top = malloc((size_t)beam * sizeof *top);
+    TSR_ASSERT(top);
+    int64_t n_q = 0, hit_best = 0, hit_beam = 0;
+    double last[3] = {0}; /* the final token (the item inside its last group): accuracy, chance, mrr */
+    for (int32_t i = 0; i < qs.n; i++) {
+        const tsr_query *q = &qs.q[i];
+        bool personal = cat.n_users > 0 && q->user >= 0;
+        char *text = personal ? tsr_higen_query_text(&cat, q->text, tsr_catalog_find_user(&cat, q->user)) : NULL;
+        int ql = tsr_higen_encode(&r.bpe, text ? text : q->text, r.qtok, r.gen.cfg.max_query);
+        free(text);
+        if (q->n_rel == 0) continue;
+        double acc[TSR_HIGEN_MAX_DEPTH][3] = {{0}}, lq[3] = {0};
+        int cnt[TSR_HIGEN_MAX_DEPTH] = {0};
+        for (int j = 0; j < q->n_rel; j++) {
+            int L = tsr_higen_gen_levels(&r.gen, &r.ix.trie, r.qtok, ql, q->rel[j], rank, fan);
+            for (int p = 0; p < L; p++) {
+                acc[p][0] += rank[p] == 0;
+                acc[p][1] += 1.0 / fan[p];
+                acc[p][2] += 1.0 / (rank[p] + 1);
+                cnt[p]++;
+            }
+            lq[0] += rank[L - 1] == 0;
+            lq[1] += 1.0 / fan[L - 1];
+            lq[2] += 1.0 / (rank[L - 1] + 1);
+        }
+        for (int s = 0; s < 3; s++) last[s] += lq[s] / q->n_rel;
+        int n = tsr_higen_beam_search(&r.gen, &r.ix.trie, r.qtok, ql, beam, beam, top, NULL);
+        int best[TSR_HIGEN_MAX_DEPTH] = {0}, any[TSR_HIGEN_MAX_DEPTH] = {0}, hb = 0, ha = 0;
+        for (int j = 0; j < q->n_rel; j++) {
+            int Lr = tsr_higen_docid(&r.ix.trie, q->rel[j], rd);
+            for (int b = 0; b < n; b++) {
+                if (top[b] == q->rel[j]) {
+                    hb |= b == 0;
+                    ha = 1;
+                }
+                int Lb = tsr_higen_docid(&r.ix.trie, top[b], bd);
+                for (int p = 0; p < Lr && p < Lb && rd[p] == bd[p]; p++) {
+                    any[p] = 1;
+                    if (b == 0) best[p] = 1;
+                }
+            }
+        }
+        for (int p = 0; p < D; p++) {
+            if (cnt[p] > 0) {
+                for (int s = 0; s < 3; s++) sum[p][s] += acc[p][s] / cnt[p];
+                sum[p][5] += 1;
+            }
+            sum[p][3] += best[p];
+            sum[p][4] += any[p];
+        }
+        hit_best += hb;
+        hit_beam += ha;
+        n_q++;
+    }
+    free(top);
+    if (cm.json) {
+        printf("{\"method\": \"%s\", \"queries\": %lld, \"construction\": \"%s\", \"split\": ", k_methods[method],
+               (long long)n_q, tsr_qc_names[qc]);
+        cli_json_str(stdout, queries ? "file" : split);
+        double nq = n_q > 0 ? (double)n_q : 1;
+        printf(", \"beam\": %d, \"hit_best\": %.4f, \"hit_beam\": %.4f, \"last\": {\"tf_acc\": %.4f, \"chance\": "
+               "%.4f, \"tf_mrr\": %.4f}, \"levels\": [",
+               beam, (double)hit_best / nq, (double)hit_beam / nq, last[0] / nq, last[1] / nq, last[2] / nq);
+        for (int p = 0; p < D; p++) {
+            double nt = sum[p][5] > 0 ? sum[p][5] : 1;
+            printf("%s{\"position\": %d, \"queries\": %d, \"tf_acc\": %.4f, \"chance\": %.4f, \"tf_mrr\": %.4f, "
+                   "\"best_prefix\": %.4f, \"beam_prefix\": %.4f}",
+                   p ? ", " : "", p, (int)sum[p][5], sum[p][0] / nt, sum[p][1] / nt, sum[p][2] / nt, sum[p][3] / nt,
+                   sum[p][4] / nt);
+        }
+        printf("]}\n");
+    } else {
+        printf("method %s, %lld queries (%s%s%s), beam %d: best item relevant %.4f, a beam item relevant %.4f\n",
+               k_methods[method], (long long)n_q, tsr_qc_names[qc], queries ? "" : ", ", queries ? "" : split, beam,
+               n_q ? (double)hit_best / (double)n_q : 0, n_q ? (double)hit_beam / (double)n_q : 0);
+        double nq = n_q > 0 ? (double)n_q : 1;
+        printf("last token (the item inside its final group): tf_acc %.4f, chance %.4f, tf_mrr %.4f\n", last[0] / nq,
+               last[1] / nq, last[2] / nq);
+        printf("pos  queries  tf_acc  chance  tf_mrr  best_prefix  beam_prefix\n");
+        for (int p = 0; p < D; p++) {
+            double nt = sum[p][5] > 0 ? sum[p][5] : 1;
+            printf("%3d  %7d  %6.4f  %6.4f  %6.4f  %11.4f  %11.4f\n", p, (int)sum[p][5], sum[p][0] / nt,
+                   sum[p][1] / nt, sum[p][2] / nt, sum[p][3] / nt, sum[p][4] / nt);
+        }
+    }
+    retriever_close(&r);
+    tsr_queryset_free(&qs);
+    tsr_catalog_free(&cat);
+    return CLI_OK;
+}
+
 /* ---------------------------------------------------------- tune-bm25 */
 
 static int cmd_tune_bm25(const char *prog, int argc, char **argv) {
@@ -872,6 +1028,7 @@ static const cli_verb k_verbs[] = {
     {"bench", "beam-search queries/s and p50/p99 latency at beam 10 and 50, index build time", cmd_bench},
     {"queries", "write a built-in query construction as a JSONL file", cmd_queries},
     {"tune-bm25", "grid over BM25's k1 and b on one split's queries", cmd_tune_bm25},
+    {"levels", "per docID position: teacher-forced accuracy and beam prefix hits of a generator", cmd_levels},
     {NULL, NULL, NULL},
 };
 

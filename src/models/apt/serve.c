@@ -6,7 +6,9 @@
  * themselves. The reply holds the mask as a PNG (base64; 255 the class,
  * 0 the rest) and the points used: for a land-cover request, the same mask
  * and points `tessera apt segment` writes for the same model, image, map
- * and settings.
+ * and settings (its defaults, chosen on validation: prompts per tile, mask
+ * threshold -1, the mask gated to 8 px of the class; a points request runs
+ * the points alone at SAM's threshold 0, with no map to gate by).
  *
  *   request: {"image": base64 PNG,
  *             "landcover": base64 greyscale PNG (class codes, same size),
@@ -22,6 +24,7 @@
  *             "points": [[x, y, label, iteration], ...], "tiles",
  *             "encoder_s", "decoder_s", "decoder_runs", "ms"} */
 #include "tessera/apt.h"
+#include "tessera/apt_eval.h"
 
 #include "tessera/base64.h"
 #include "tessera/png.h"
@@ -195,6 +198,16 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
     }
     uint8_t *rgb = NULL, *codes = NULL, *lab = NULL, *mask = NULL;
     int w = 0, h = 0;
+    /* as `tessera apt segment`: a model trained here sees shrunk images in
+     * tiles; a land-cover request gets segment's defaults (tile prompts,
+     * threshold, gate: those of the evaluation protocol) */
+    const tsr_apt_eval_opts dflt = tsr_apt_default_eval_opts();
+    tsr_apt_seg_opts so = {.shrink = 1, .tiled = false, .iters = (int)iters, .postprocess = true, .min_area = (int)min_area};
+    if (s->m.pixel_scale > 0) {
+        so.shrink = (int)lroundf(1.0f / s->m.pixel_scale);
+        if (so.shrink < 1) so.shrink = 1;
+        so.tiled = true;
+    }
     tsr_apt_points p = {0};
     int ch = 0;
     if (ok) ok = tsr_serve_json_png(j, "image", SEG_MAX_PIXELS, true, &rgb, &w, &h, &ch, rp);
@@ -221,7 +234,10 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
                 lab[i] = codes[i] == (int)cls ? 1 : (nodata >= 0 && codes[i] == (int)nodata) ? 255 : 0;
         }
         if (ok) {
-            tsr_status st = tsr_apt_prompts(&p, lab, rgb, h, w, mode, (int)ppc, (int)iters, (uint64_t)seed);
+            tsr_status st = dflt.tile_prompts && so.tiled
+                                ? tsr_apt_prompts_tiled(&p, lab, rgb, h, w, s->m.cfg.img_size, so.shrink, mode, (int)ppc, (int)iters,
+                                                        (uint64_t)seed)
+                                : tsr_apt_prompts(&p, lab, rgb, h, w, mode, (int)ppc, (int)iters, (uint64_t)seed);
             if (st.code) {
                 tsr_serve_fail(rp, 400, "landcover", "class %d: %s", (int)cls, st.msg);
                 ok = false;
@@ -233,12 +249,10 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
     cJSON_Delete(j);
     tsr_apt_seg_stats ss = {0};
     if (ok) {
-        /* as `tessera apt segment`: a model trained here sees shrunk images in tiles */
-        tsr_apt_seg_opts so = {.shrink = 1, .tiled = false, .iters = (int)iters, .postprocess = true, .min_area = (int)min_area};
-        if (s->m.pixel_scale > 0) {
-            so.shrink = (int)lroundf(1.0f / s->m.pixel_scale);
-            if (so.shrink < 1) so.shrink = 1;
-            so.tiled = true;
+        if (lab) {
+            so.threshold = dflt.threshold;
+            so.gate_map = dflt.gate >= 0 ? lab : NULL;
+            so.gate = dflt.gate;
         }
         mask = malloc((size_t)w * (size_t)h);
         if (!mask) {

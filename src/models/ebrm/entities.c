@@ -1,7 +1,8 @@
 /* tessera ebrm: the entities of an item, the leakage rule, the QI
  * candidate sets (BM25 top-k with labels) and the weak QE pretraining
- * pairs generated from AppStream keywords and from the train split's
- * virtual-package descriptions. docs/ebrm.md. */
+ * pairs generated from AppStream keywords, from the train split's
+ * virtual-package descriptions and from the packages' own summaries.
+ * docs/ebrm.md. */
 #include "tessera/ebrm.h"
 
 #include <ctype.h>
@@ -415,6 +416,83 @@ tsr_status tsr_ebrm_qe_pairs_virtual(tsr_ebrm_qe_data *out, const tsr_catalog *c
     free(count);
     free(touched);
     tsr_queryset_free(&qs);
+    return tsr_ok();
+}
+
+tsr_status tsr_ebrm_qe_pairs_items(tsr_ebrm_qe_data *out, const tsr_catalog *cat, const tsr_ebrm_entities *E,
+                                   int32_t n_pkgs, uint64_t seed, bool hold_tune, int neg) {
+    if (E->n_items != cat->n_items) return tsr_errorf(TSR_ERR_ARG, "ebrm: entities do not match the catalog");
+    if (n_pkgs < 0) return tsr_errorf(TSR_ERR_ARG, "ebrm: item-text package count %d must be >= 0", (int)n_pkgs);
+    if (neg != TSR_EBRM_NEG_UNIFORM && neg != TSR_EBRM_NEG_FREQ) return tsr_errorf(TSR_ERR_ARG, "ebrm: unknown negatives %d", neg);
+    /* eligible: a summary in the train split (not the tuning split when held
+     * out) and at least one tag or category entity */
+    int32_t *pick = malloc(((size_t)cat->n_items + 1) * sizeof *pick), n_el = 0;
+    TSR_ASSERT(pick);
+    for (int32_t i = 0; i < cat->n_items; i++) {
+        const char *s = cat->items[i].summary;
+        if (!s || !s[0] || tsr_query_split(s) != TSR_SPLIT_TRAIN || (hold_tune && tsr_ebrm_is_tune(s))) continue;
+        bool rich = false;
+        for (int64_t j = E->item_off[i]; j < E->item_off[i + 1]; j++)
+            rich |= E->type[E->item_ent[j]] == TSR_EBRM_TAG || E->type[E->item_ent[j]] == TSR_EBRM_CATEGORY;
+        if (rich) pick[n_el++] = i;
+    }
+    tsr_rng rng;
+    tsr_rng_seed(&rng, seed ^ 0x6974656d73ull); /* not the other pairs' streams */
+    int32_t n = n_pkgs < n_el ? n_pkgs : n_el;
+    for (int32_t k = 0; k < n; k++) { /* the first n of a seeded shuffle */
+        int32_t j = k + (int32_t)tsr_rng_below(&rng, (uint32_t)(n_el - k)), t = pick[k];
+        pick[k] = pick[j], pick[j] = t;
+    }
+    qsort(pick, (size_t)n, sizeof *pick, cmp_i32); /* catalog order */
+    unsigned hide = 1u << TSR_EBRM_PROVIDES;
+    int32_t *by_type[TSR_EBRM_TYPES], n_type[TSR_EBRM_TYPES] = {0};
+    for (int t = 0; t < TSR_EBRM_TYPES; t++) by_type[t] = malloc(((size_t)E->n + 1) * sizeof(int32_t));
+    for (int32_t e = 0; e < E->n; e++) by_type[E->type[e]][n_type[E->type[e]]++] = e;
+    int32_t *count = calloc((size_t)E->n + 1, sizeof *count);
+    int32_t *touched = malloc(((size_t)E->n + 1) * sizeof *touched);
+    TSR_ASSERT(count && touched);
+    int64_t cap = out->n;
+    for (int32_t k = 0; k < n; k++) {
+        int32_t it = pick[k];
+        int nt = 0;
+        for (int64_t s = E->item_off[it]; s < E->item_off[it + 1]; s++) {
+            int32_t e = E->item_ent[s];
+            if (hide & (1u << E->type[e])) continue;
+            if (count[e]++ == 0) touched[nt++] = e;
+        }
+        if (nt == 0) continue;
+        int32_t qid = out->n_queries++;
+        out->queries = realloc(out->queries, (size_t)out->n_queries * sizeof *out->queries);
+        TSR_ASSERT(out->queries);
+        out->queries[qid] = xstrdup(cat->items[it].summary);
+        if (out->n + 2 * nt > cap) {
+            cap = out->n + 2 * nt + (1 << 14);
+            out->pairs = realloc(out->pairs, (size_t)cap * sizeof *out->pairs);
+            TSR_ASSERT(out->pairs);
+        }
+        qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
+        for (int j = 0; j < nt; j++) out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, touched[j], 1.f};
+        if (neg == TSR_EBRM_NEG_UNIFORM) add_negatives(out, qid, E, by_type, n_type, count, touched, nt, &rng);
+        else /* an entity of the same type held by another drawn package: as often as it is held */
+            for (int j = 0; j < nt; j++) {
+                int t = E->type[touched[j]];
+                for (int tries = 0; tries < 64; tries++) {
+                    int32_t o = pick[tsr_rng_below(&rng, (uint32_t)n_el)], m = 0, cand[512];
+                    for (int64_t s = E->item_off[o]; s < E->item_off[o + 1] && m < 512; s++)
+                        if (E->type[E->item_ent[s]] == t) cand[m++] = E->item_ent[s];
+                    if (m == 0) continue;
+                    int32_t e = cand[tsr_rng_below(&rng, (uint32_t)m)];
+                    if (count[e]) continue;
+                    out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, e, 0.f};
+                    break;
+                }
+            }
+        for (int j = 0; j < nt; j++) count[touched[j]] = 0;
+    }
+    for (int t = 0; t < TSR_EBRM_TYPES; t++) free(by_type[t]);
+    free(count);
+    free(touched);
+    free(pick);
     return tsr_ok();
 }
 

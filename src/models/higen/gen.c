@@ -217,6 +217,45 @@ int tsr_higen_beam_search(const tsr_higen_gen *g, const tsr_higen_trie *t, const
     return n;
 }
 
+/* ------------------------------------------------------ level diagnosis */
+
+int tsr_higen_gen_levels(const tsr_higen_gen *g, const tsr_higen_trie *t, const int32_t *q_tok, int q_len,
+                         int32_t item, int32_t *rank, int32_t *fanout) {
+    int D = g->cfg.max_depth, Q = g->cfg.max_query, F = g->cfg.fanout, C = g->cfg.dim;
+    TSR_ASSERT(t->max_depth <= D && t->max_fanout <= F && item >= 0 && item < t->n_items);
+    int32_t d[TSR_HIGEN_MAX_DEPTH];
+    int L = tsr_higen_docid(t, item, d), S = Q + L; /* [query, SEP, d0 .. d_{L-2}] */
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 20);
+    c.grad_enabled = false;
+    c.training = false;
+    tsr_tensor *tok = tsr_new(&c, TSR_I32, TSR_DIMS(1, S));
+    tsr_tensor *mask = tsr_new(&c, TSR_U8, TSR_DIMS(1, S, S));
+    fill_inputs(g, tsr_i32(tok), tsr_u8(mask), S, q_tok, q_len, d, L - 1, 0);
+    tsr_nn_seq seq = {.pos = NULL, .mask = mask, .causal = true};
+    tsr_tensor *h = tsr_nn_llama_hidden(&c, &g->dec, tok, &seq);
+    const float *hw = tsr_f32(g->dec.lm_head);
+    int32_t node = 0;
+    for (int p = 0; p < L; p++) { /* the true token's rank among its node's children, from position Q + p */
+        const float *hp = tsr_f32(h) + (size_t)(Q + p) * C;
+        const tsr_higen_node *nd = &t->nodes[node];
+        float mine = 0;
+        for (int j = 0; j < C; j++) mine += hp[j] * hw[(size_t)(g->doc_base + p * F + d[p]) * C + j];
+        int32_t r = 0;
+        for (int ch = 0; ch < nd->n_children; ch++) {
+            const float *row = hw + (size_t)(g->doc_base + p * F + ch) * C;
+            float s = 0;
+            for (int j = 0; j < C; j++) s += hp[j] * row[j];
+            r += s > mine || (s == mine && ch < d[p]);
+        }
+        rank[p] = r;
+        fanout[p] = nd->n_children;
+        node = nd->first_child + d[p];
+    }
+    tsr_ctx_free(&c);
+    return L;
+}
+
 /* ------------------------------------------------------------- loading */
 
 #include "tessera/safetensors.h"
