@@ -12,6 +12,7 @@
  * order through the very same attention body: a row whose visible keys
  * and position equal those of a causal decode step gets the same bits. */
 #include "tessera/lm.h"
+#include "models/lm/kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -226,6 +227,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     /* the per-row work (norms, RoPE, SwiGLU) is split over the threads
      * once there are a few rows: the same arithmetic per row either way */
     const bool par_rows = n >= 4 && nth > 1;
+    /* forwards of several rows (batched steps, prefill chunks) take the
+     * exponentials of attention and SwiGLU from the vector expf of the
+     * kernels (tsr_lm_exp_sum, tsr_lm_silu_mul: expf's own bits); one-row
+     * forwards keep the C library's expf, whose cost there was within the
+     * noise of the measurement (docs/serve.md) */
+    const bool vexp = n >= 4;
     /* rows whose logits are written; the last layer computes only these
      * past its K/V (nothing else reads a row's final state), gathered to
      * rows 0..nr-1, row k being the forward's row rmap[k]. A row's
@@ -288,12 +295,14 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             if (rc) {
                 const tsr_lm_cache *r = rc[t];
                 const float *kt = r->k + (size_t)l * r->max_len * kv, *vt = r->v + (size_t)l * r->max_len * kv;
-                tsr_lm_attend(o, qh, kt + kvo, vt + kvo, (size_t)kv, pos[t] + 1, D, att);
+                if (vexp) tsr_lm_attend_vexp(o, qh, kt + kvo, vt + kvo, (size_t)kv, pos[t] + 1, D, att);
+                else tsr_lm_attend(o, qh, kt + kvo, vt + kvo, (size_t)kv, pos[t] + 1, D, att);
             } else if (pos) {
                 const int *r = vis + (size_t)t * vld;
                 tsr_lm_attend_idx(o, qh, kc + kvo, vc + kvo, (size_t)kv, r + 1, r[0], D, att);
             } else {
-                tsr_lm_attend(o, qh, kc + kvo, vc + kvo, (size_t)kv, pos0 + t + 1, D, att);
+                if (vexp) tsr_lm_attend_vexp(o, qh, kc + kvo, vc + kvo, (size_t)kv, pos0 + t + 1, D, att);
+                else tsr_lm_attend(o, qh, kc + kvo, vc + kvo, (size_t)kv, pos0 + t + 1, D, att);
             }
         }
 
@@ -308,11 +317,16 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             tsr_lm_matmul_multi(2, o, ld, xb, C, w, nr, mms);
         }
 #pragma omp parallel for schedule(static) if (par_rows && nr >= 4)
-        for (int t = 0; t < nr; t++)
+        for (int t = 0; t < nr; t++) {
+            if (vexp) {
+                tsr_lm_silu_mul(hb + (size_t)t * Hd, hb2 + (size_t)t * Hd, Hd);
+                continue;
+            }
             for (size_t i = (size_t)t * Hd; i < (size_t)(t + 1) * Hd; i++) {
                 float g = hb[i];
                 hb[i] = g * (1.0f / (1.0f + expf(-g))) * hb2[i];
             }
+        }
         tsr_lm_matmul(xb2, C, hb, Hd, &L->w2, nr, mms);
         for (size_t i = 0; i < (size_t)nr * C; i++) x[i] += xb2[i];
     }
