@@ -285,7 +285,15 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             awork = 0;
             for (int k = 0; k < nr; k++) awork += (double)H * (pos[mapped ? rmap[k] : k] + 1) * D;
         }
-#pragma omp parallel for schedule(dynamic, 1) if (awork > 32768.0)
+        /* with at least two rows per thread, a task is a whole row (its
+         * heads one after another), so that a row's K/V is read by one core
+         * (its prefetchers likely bring in the neighbouring heads' bytes of
+         * each cache row too; split over the cores, each fetched them):
+         * measured -12% on 8 rows at 2 threads (docs/serve.md). Fewer rows
+         * (one sequence decoding) keep one (row, head) per task, so that
+         * every thread has work. */
+        const int chunk = nr >= 2 * nth ? H : 1;
+#pragma omp parallel for schedule(dynamic, chunk) if (awork > 32768.0)
         for (int ph = 0; ph < pairs; ph++) {
             int k = ph / H, h = ph % H, t = mapped ? rmap[k] : k;
             float *att = att_all + (size_t)thread_id() * alen;
