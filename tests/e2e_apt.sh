@@ -92,7 +92,7 @@ expect 2 "--threshold expects a number" "$BIN" apt segment --image "$T/img.png" 
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mg.png" --points 3 --iterations 2 --min-area 0 --threshold -100 --gate 0 --json
 px_g=$(px)
 [ -n "$px_g" ] && [ "$px_g" -gt 0 ] && [ "$px_g" -lt "$px_0" ] && ok || bad "segment --gate 0 gave $px_g mask pixels (ungated $px_0)"
-# segment's defaults are eval's: the same mask as the chosen settings spelled out, another one than the paper's
+# segment's defaults are eval's: the same mask as the chosen settings spelled out
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/md.png" --points 3 --iterations 2 --min-area 0 --json
 px_d=$(px)
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/me.png" --points 3 --iterations 2 --min-area 0 --gate 8 --threshold -1 --prompts-per tile --json

@@ -190,6 +190,78 @@ static void test_levels(void) {
         }
 }
 
+/* tsr_lm_exp_sum and tsr_lm_silu_mul: every element with the bits of the
+ * scalar expressions they replace (expf(x - mx) and the SwiGLU gate) and
+ * the sum added in index order, at every kernel level, for lengths that
+ * leave vector tails, over a sweep from -110 to 110 with the special cases
+ * (overflow, underflow to a denormal and to zero, infinities, NaN, signed
+ * zeros). The SIMD levels compute expf's own operations in their lanes,
+ * which are GNU libc's expf on FMA machines: elsewhere the lanes are only
+ * compared with each other. All 2^32 inputs were compared once (docs/serve.md). */
+static void test_exp(void) {
+    enum { N = 4099 };
+    float *x = malloc(sizeof(float) * N), *p = malloc(sizeof(float) * N), *r = malloc(sizeof(float) * N);
+    float *h2 = malloc(sizeof(float) * N), *first = malloc(sizeof(float) * N);
+    tsr_rng g;
+    tsr_rng_seed(&g, 11);
+    for (int i = 0; i < N; i++) {
+        x[i] = i % 3 ? -110.0f + 220.0f * (float)i / N : 8.0f * tsr_rng_normal(&g);
+        h2[i] = tsr_rng_normal(&g);
+    }
+    const float special[] = {-INFINITY, INFINITY, NAN, -NAN, 0.0f, -0.0f, 88.0f, -88.0f, 88.72283f, 88.7229f,
+                             -87.5f, -103.0f, -103.5f, -104.0f, 1e-40f, -1e-40f, 0x1.fffffep127f, -0x1.fffffep127f};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++) x[N / 2 - 9 + (int)i] = special[i];
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 28))
+    const bool libm = true;
+#else
+    const bool libm = false;
+#endif
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    const int lens[] = {1, 7, 8, 15, 16, 17, 33, 688, N};
+    const float mxs[] = {0.0f, 3.25f, -2.0f};
+    for (int li = 0; li < nl; li++) {
+        tu_level_set(lv[li]);
+        for (size_t a = 0; a < sizeof lens / sizeof *lens; a++)
+            for (size_t b = 0; b < sizeof mxs / sizeof *mxs; b++) {
+                const int n = lens[a];
+                const float mx = mxs[b];
+                const float *xs = x + (N - n) / 2; /* the specials sit in the middle */
+                memcpy(p, xs, sizeof(float) * n);
+                float sum = tsr_lm_exp_sum(p, n, mx), rs = 0.0f;
+                for (int i = 0; i < n; i++) {
+                    r[i] = expf(xs[i] - mx);
+                    rs += r[i];
+                }
+                /* a sum that met NaN is NaN; which NaN (sign) follows the operand order the compiler picked */
+                const bool same_sum = memcmp(&sum, &rs, sizeof sum) == 0 || (isnan(sum) && isnan(rs));
+                int diff = 0;
+                for (int i = 0; i < n; i++) diff += memcmp(&p[i], &r[i], sizeof(float)) != 0 && !(isnan(p[i]) && isnan(r[i]));
+                if (libm || lv[li] == TSR_CPU_SCALAR)
+                    TU_CHECK(diff == 0 && same_sum, "exp_sum at %s, n %d, mx %g: %d elements not expf's bits",
+                             tsr_cpu_level_name(lv[li]), n, mx, diff);
+                memcpy(p, xs, sizeof(float) * n);
+                tsr_lm_silu_mul(p, h2, n);
+                for (int i = 0; i < n; i++) r[i] = xs[i] * (1.0f / (1.0f + expf(-xs[i]))) * h2[i];
+                /* NaN in, NaN out: which NaN (sign) follows the operand order of the compiled multiply */
+                int dsilu = 0;
+                for (int i = 0; i < n; i++) dsilu += memcmp(&p[i], &r[i], sizeof(float)) != 0 && !(isnan(p[i]) && isnan(r[i]));
+                if (libm || lv[li] == TSR_CPU_SCALAR)
+                    TU_CHECK(dsilu == 0, "silu_mul at %s, n %d: %d elements not the expression's bits",
+                             tsr_cpu_level_name(lv[li]), n, dsilu);
+            }
+        /* the SIMD levels agree with each other whatever the C library */
+        memcpy(p, x, sizeof(float) * N);
+        tsr_lm_exp_sum(p, N, 1.5f);
+        if (li == 0 || lv[li - 1] == TSR_CPU_SCALAR) memcpy(first, p, sizeof(float) * N);
+        else if (lv[li] != TSR_CPU_SCALAR)
+            TU_CHECK(memcmp(first, p, sizeof(float) * N) == 0, "exp_sum at %s differs from the lower SIMD level",
+                     tsr_cpu_level_name(lv[li]));
+    }
+    tu_level_restore();
+    free(x), free(p), free(r), free(h2), free(first);
+}
+
 /* ------------------------------------------------------------ batch invariance */
 
 static void feed(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok, int S, const int *chunks, int nchunks,
@@ -635,6 +707,7 @@ int main(void) {
     }
     tu_level_restore();
     test_levels();
+    test_exp();
     test_accuracy();
     test_nn_parity(false, 2);
     test_nn_parity(true, 4);

@@ -217,6 +217,14 @@ void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, s
 /* The same over the key rows idx[0..n_keys) (the same arithmetic). */
 void tsr_lm_attend_idx(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx,
                        int n_keys, int D, float *att);
+/* p[i] = expf(p[i] - mx) for i < n, each element with the bits expf gives
+ * it (vector lanes at the SIMD levels: expf's own sequence of operations,
+ * that of GNU libc on FMA machines); returns their sum, added in index
+ * order (attention's softmax). */
+float tsr_lm_exp_sum(float *p, int n, float mx);
+/* SwiGLU's gate: h[i] = h[i] * (1 / (1 + expf(-h[i]))) * h2[i], with the
+ * bits that expression gives */
+void tsr_lm_silu_mul(float *h, const float *h2, int n);
 
 /* ------------------------------------------------------------ sampling */
 

@@ -12,6 +12,7 @@
  * order through the very same attention body: a row whose visible keys
  * and position equal those of a causal decode step gets the same bits. */
 #include "tessera/lm.h"
+#include "models/lm/kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -226,6 +227,12 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     /* the per-row work (norms, RoPE, SwiGLU) is split over the threads
      * once there are a few rows: the same arithmetic per row either way */
     const bool par_rows = n >= 4 && nth > 1;
+    /* forwards of several rows (batched steps, prefill chunks) take the
+     * exponentials of attention and SwiGLU from the vector expf of the
+     * kernels (tsr_lm_exp_sum, tsr_lm_silu_mul: expf's own bits); one-row
+     * forwards keep the C library's expf, whose cost there was within the
+     * noise of the measurement (docs/serve.md) */
+    const bool vexp = n >= 4;
     /* rows whose logits are written; the last layer computes only these
      * past its K/V (nothing else reads a row's final state), gathered to
      * rows 0..nr-1, row k being the forward's row rmap[k]. A row's
@@ -278,7 +285,15 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             awork = 0;
             for (int k = 0; k < nr; k++) awork += (double)H * (pos[mapped ? rmap[k] : k] + 1) * D;
         }
-#pragma omp parallel for schedule(dynamic, 1) if (awork > 32768.0)
+        /* with at least two rows per thread, a task is a whole row (its
+         * heads one after another), so that a row's K/V is read by one core
+         * (its prefetchers likely bring in the neighbouring heads' bytes of
+         * each cache row too; split over the cores, each fetched them):
+         * measured -12% on 8 rows at 2 threads (docs/serve.md). Fewer rows
+         * (one sequence decoding) keep one (row, head) per task, so that
+         * every thread has work. */
+        const int chunk = nr >= 2 * nth ? H : 1;
+#pragma omp parallel for schedule(dynamic, chunk) if (awork > 32768.0)
         for (int ph = 0; ph < pairs; ph++) {
             int k = ph / H, h = ph % H, t = mapped ? rmap[k] : k;
             float *att = att_all + (size_t)thread_id() * alen;
@@ -288,12 +303,14 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             if (rc) {
                 const tsr_lm_cache *r = rc[t];
                 const float *kt = r->k + (size_t)l * r->max_len * kv, *vt = r->v + (size_t)l * r->max_len * kv;
-                tsr_lm_attend(o, qh, kt + kvo, vt + kvo, (size_t)kv, pos[t] + 1, D, att);
+                if (vexp) tsr_lm_attend_vexp(o, qh, kt + kvo, vt + kvo, (size_t)kv, pos[t] + 1, D, att);
+                else tsr_lm_attend(o, qh, kt + kvo, vt + kvo, (size_t)kv, pos[t] + 1, D, att);
             } else if (pos) {
                 const int *r = vis + (size_t)t * vld;
                 tsr_lm_attend_idx(o, qh, kc + kvo, vc + kvo, (size_t)kv, r + 1, r[0], D, att);
             } else {
-                tsr_lm_attend(o, qh, kc + kvo, vc + kvo, (size_t)kv, pos0 + t + 1, D, att);
+                if (vexp) tsr_lm_attend_vexp(o, qh, kc + kvo, vc + kvo, (size_t)kv, pos0 + t + 1, D, att);
+                else tsr_lm_attend(o, qh, kc + kvo, vc + kvo, (size_t)kv, pos0 + t + 1, D, att);
             }
         }
 
@@ -308,11 +325,16 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
             tsr_lm_matmul_multi(2, o, ld, xb, C, w, nr, mms);
         }
 #pragma omp parallel for schedule(static) if (par_rows && nr >= 4)
-        for (int t = 0; t < nr; t++)
+        for (int t = 0; t < nr; t++) {
+            if (vexp) {
+                tsr_lm_silu_mul(hb + (size_t)t * Hd, hb2 + (size_t)t * Hd, Hd);
+                continue;
+            }
             for (size_t i = (size_t)t * Hd; i < (size_t)(t + 1) * Hd; i++) {
                 float g = hb[i];
                 hb[i] = g * (1.0f / (1.0f + expf(-g))) * hb2[i];
             }
+        }
         tsr_lm_matmul(xb2, C, hb, Hd, &L->w2, nr, mms);
         for (size_t i = 0; i < (size_t)nr * C; i++) x[i] += xb2[i];
     }

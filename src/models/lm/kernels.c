@@ -41,9 +41,18 @@ void tsr_lm_matmul_multi(int cnt, float *const *out, const int *ldo, const float
 
 float tsr_lm_dot(const float *a, const float *b, int k) { return kern()->dot(a, b, k); }
 
+float tsr_lm_exp_sum(float *p, int n, float mx) { return kern()->exp_sum(p, n, mx); }
+
+void tsr_lm_silu_mul(float *h, const float *h2, int n) { kern()->silu_mul(h, h2, n); }
+
 void tsr_lm_attend(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
                    float *att) {
     kern()->attend(out, q, k, v, ld, n_keys, D, att);
+}
+
+void tsr_lm_attend_vexp(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
+                        float *att) {
+    kern()->attend_vexp(out, q, k, v, ld, n_keys, D, att);
 }
 
 void tsr_lm_attend_idx(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx,

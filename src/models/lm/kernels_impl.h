@@ -1098,13 +1098,181 @@ static bool KV(matmul_multi)(int cnt, float *const *out, const int *ldo, const f
 }
 #endif
 
+/* ---- exp */
+
+/* expf for attention's softmax and SwiGLU, several lanes at once with the bits
+ * expf gives each: the same fixed sequence of double operations per lane,
+ * which is the one the C library's expf performs on machines with FMA
+ * (GNU libc 2.28 and later; its results on this code's inputs were
+ * compared bit for bit over all 2^32 floats, see docs/serve.md). With
+ * t = x * 32/ln2: k = t rounded to the nearest integer (added to 1.5 *
+ * 2^52 by one fused multiply-add, which rounds), r = t - k by one fused
+ * multiply-subtract; exp(x) = 2^(k/32) * p(r), 2^(k/32) the table's
+ * 2^((k mod 32)/32) with k div 32 added to its exponent, p(r) = 1 + c1 r
+ * + c2 r^2 + c3 r^3 by three fused multiply-adds ((c3 r + c2) r^2 +
+ * (c1 r + 1)), the product rounded to float once. Lanes with |x| >= 88,
+ * infinite or NaN (overflow, underflow to zero or a denormal) get expf
+ * itself. The scalar level calls expf throughout. */
+#if defined(LM_AVX2)
+/* 2^(i/32) rounded to double, as bits */
+static const uint64_t exp2_32[32] = {
+    0x3ff0000000000000ULL, 0x3ff059b0d3158574ULL, 0x3ff0b5586cf9890fULL, 0x3ff11301d0125b51ULL,
+    0x3ff172b83c7d517bULL, 0x3ff1d4873168b9aaULL, 0x3ff2387a6e756238ULL, 0x3ff29e9df51fdee1ULL,
+    0x3ff306fe0a31b715ULL, 0x3ff371a7373aa9cbULL, 0x3ff3dea64c123422ULL, 0x3ff44e086061892dULL,
+    0x3ff4bfdad5362a27ULL, 0x3ff5342b569d4f82ULL, 0x3ff5ab07dd485429ULL, 0x3ff6247eb03a5585ULL,
+    0x3ff6a09e667f3bcdULL, 0x3ff71f75e8ec5f74ULL, 0x3ff7a11473eb0187ULL, 0x3ff82589994cce13ULL,
+    0x3ff8ace5422aa0dbULL, 0x3ff93737b0cdc5e5ULL, 0x3ff9c49182a3f090ULL, 0x3ffa5503b23e255dULL,
+    0x3ffae89f995ad3adULL, 0x3ffb7f76f2fb5e47ULL, 0x3ffc199bdd85529cULL, 0x3ffcb720dcef9069ULL,
+    0x3ffd5818dcfba487ULL, 0x3ffdfc97337b9b5fULL, 0x3ffea4afa2a490daULL, 0x3fff50765b6e4540ULL};
+#define EXP_T 0x1.71547652b82fep+5 /* 32 / ln 2 */
+#define EXP_SHIFT 0x1.8p+52
+#define EXP_C1 0x1.62e42ff0c52d6p-6
+#define EXP_C2 0x1.ebfce50fac4f3p-13
+#define EXP_C3 0x1.c6af84b912394p-20
+/* the top bits of |x| from which expf's special cases start (|x| >= 88) */
+#define EXP_SPECIAL 0x42b00000u
+
+AI float exp_one(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7ff00000u) >= EXP_SPECIAL) return expf(x);
+    const double xd = (double)x, kr = fma(xd, EXP_T, EXP_SHIFT), kd = kr - EXP_SHIFT;
+    const double r = fma(EXP_T, xd, -kd);
+    uint64_t ki, t;
+    memcpy(&ki, &kr, sizeof ki);
+    t = exp2_32[ki & 31] + ((ki >> 5) << 52);
+    double s;
+    memcpy(&s, &t, sizeof s);
+    const double p = fma(fma(r, EXP_C3, EXP_C2), r * r, fma(r, EXP_C1, 1.0));
+    return (float)(p * s);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define EXP_W 16
+AI __m256 exp8d(__m512d xd) {
+    const __m512d T = _mm512_set1_pd(EXP_T), sh = _mm512_set1_pd(EXP_SHIFT);
+    const __m512d kr = _mm512_fmadd_pd(xd, T, sh), kd = _mm512_sub_pd(kr, sh);
+    const __m512d r = _mm512_fmsub_pd(T, xd, kd);
+    const __m512i ki = _mm512_castpd_si512(kr);
+    /* table entry k mod 32: bits 0-3 pick one of 16, bit 4 the half */
+    const __m512i t0 = _mm512_permutex2var_epi64(_mm512_loadu_si512(exp2_32), ki, _mm512_loadu_si512(exp2_32 + 8));
+    const __m512i t1 =
+        _mm512_permutex2var_epi64(_mm512_loadu_si512(exp2_32 + 16), ki, _mm512_loadu_si512(exp2_32 + 24));
+    __m512i t = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), t0, t1);
+    t = _mm512_add_epi64(t, _mm512_slli_epi64(_mm512_srli_epi64(ki, 5), 52));
+    const __m512d p = _mm512_fmadd_pd(_mm512_fmadd_pd(r, _mm512_set1_pd(EXP_C3), _mm512_set1_pd(EXP_C2)),
+                                      _mm512_mul_pd(r, r), _mm512_fmadd_pd(r, _mm512_set1_pd(EXP_C1), _mm512_set1_pd(1.0)));
+    return _mm512_cvtpd_ps(_mm512_mul_pd(p, _mm512_castsi512_pd(t)));
+}
+/* expf of 16 floats into out */
+AI void exp_w(float *out, __m512 x) {
+    const __m256 lo = exp8d(_mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+    const __m256 hi = exp8d(_mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)));
+    _mm512_storeu_ps(out, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+    __mmask16 sp = _mm512_cmpge_epu32_mask(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7ff00000)),
+                                           _mm512_set1_epi32((int)EXP_SPECIAL));
+    if (sp) {
+        float xs[16];
+        _mm512_storeu_ps(xs, x);
+        for (int l = 0; l < 16; l++)
+            if (sp >> l & 1) out[l] = expf(xs[l]);
+    }
+}
+typedef __m512 expv;
+AI expv ev_load(const float *p) { return _mm512_loadu_ps(p); }
+AI expv ev_set1(float v) { return _mm512_set1_ps(v); }
+AI expv ev_sub(expv a, expv b) { return _mm512_sub_ps(a, b); }
+AI expv ev_mul(expv a, expv b) { return _mm512_mul_ps(a, b); }
+AI expv ev_add(expv a, expv b) { return _mm512_add_ps(a, b); }
+AI expv ev_div(expv a, expv b) { return _mm512_div_ps(a, b); }
+AI expv ev_neg(expv a) { return _mm512_xor_ps(a, _mm512_set1_ps(-0.0f)); }
+AI void ev_store(float *p, expv a) { _mm512_storeu_ps(p, a); }
+#else
+#define EXP_W 8
+AI __m128 exp4d(__m256d xd) {
+    const __m256d T = _mm256_set1_pd(EXP_T), sh = _mm256_set1_pd(EXP_SHIFT);
+    const __m256d kr = _mm256_fmadd_pd(xd, T, sh), kd = _mm256_sub_pd(kr, sh);
+    const __m256d r = _mm256_fmsub_pd(T, xd, kd);
+    const __m256i ki = _mm256_castpd_si256(kr);
+    __m256i t = _mm256_i64gather_epi64((const long long *)exp2_32, _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
+    t = _mm256_add_epi64(t, _mm256_slli_epi64(_mm256_srli_epi64(ki, 5), 52));
+    const __m256d p = _mm256_fmadd_pd(_mm256_fmadd_pd(r, _mm256_set1_pd(EXP_C3), _mm256_set1_pd(EXP_C2)),
+                                      _mm256_mul_pd(r, r), _mm256_fmadd_pd(r, _mm256_set1_pd(EXP_C1), _mm256_set1_pd(1.0)));
+    return _mm256_cvtpd_ps(_mm256_mul_pd(p, _mm256_castsi256_pd(t)));
+}
+/* expf of 8 floats into out */
+AI void exp_w(float *out, __m256 x) {
+    const __m128 lo = exp4d(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+    const __m128 hi = exp4d(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+    _mm256_storeu_ps(out, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1));
+    const __m256i top = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7ff00000));
+    int sp = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32((int)EXP_SPECIAL - 1))));
+    if (sp) {
+        float xs[8];
+        _mm256_storeu_ps(xs, x);
+        for (int l = 0; l < 8; l++)
+            if (sp >> l & 1) out[l] = expf(xs[l]);
+    }
+}
+typedef __m256 expv;
+AI expv ev_load(const float *p) { return _mm256_loadu_ps(p); }
+AI expv ev_set1(float v) { return _mm256_set1_ps(v); }
+AI expv ev_sub(expv a, expv b) { return _mm256_sub_ps(a, b); }
+AI expv ev_mul(expv a, expv b) { return _mm256_mul_ps(a, b); }
+AI expv ev_add(expv a, expv b) { return _mm256_add_ps(a, b); }
+AI expv ev_div(expv a, expv b) { return _mm256_div_ps(a, b); }
+AI expv ev_neg(expv a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.0f)); }
+AI void ev_store(float *p, expv a) { _mm256_storeu_ps(p, a); }
+#endif
+#else
+AI float exp_one(float x) { return expf(x); }
+#endif
+
+/* p[i] = expf(p[i] - mx); returns their sum, added in index order */
+AI float exp_sum(float *p, int n, float mx) {
+    float sum = 0.0f;
+    int i = 0;
+#if defined(LM_AVX2)
+    const expv m = ev_set1(mx);
+    for (; i + EXP_W <= n; i += EXP_W) {
+        exp_w(p + i, ev_sub(ev_load(p + i), m));
+        for (int l = 0; l < EXP_W; l++) sum += p[i + l];
+    }
+#endif
+    for (; i < n; i++) {
+        p[i] = exp_one(p[i] - mx);
+        sum += p[i];
+    }
+    return sum;
+}
+
+static float KV(exp_sum)(float *p, int n, float mx) { return exp_sum(p, n, mx); }
+
+/* SwiGLU: h[i] = h[i] * (1 / (1 + expf(-h[i]))) * h2[i] */
+static void KV(silu_mul)(float *h, const float *h2, int n) {
+    int i = 0;
+#if defined(LM_AVX2)
+    const expv one = ev_set1(1.0f);
+    for (; i + EXP_W <= n; i += EXP_W) {
+        float e[EXP_W];
+        const expv g = ev_load(h + i);
+        exp_w(e, ev_neg(g));
+        ev_store(h + i, ev_mul(ev_mul(g, ev_div(one, ev_add(one, ev_load(e)))), ev_load(h2 + i)));
+    }
+#endif
+    for (; i < n; i++) {
+        const float g = h[i];
+        h[i] = g * (1.0f / (1.0f + exp_one(-g))) * h2[i];
+    }
+}
+
 /* Attention of one query head over n_keys keys visited in order: row s of
  * k and v is idx[s] (or s when idx is NULL), ld floats apart. Scores
  * q.k / sqrt(D), softmax with max subtraction, weighted sum of the values.
  * One body for both forms, so a masked row that sees the same keys as a
  * causal one gets the same bits. att: n_keys scratch floats. */
 AI void attend(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx, int n_keys,
-               int D, float *att) {
+               int D, float *att, const bool vexp) {
     const float scale = sqrtf((float)D);
     float mx = -INFINITY;
     /* scores of up to 8 consecutive slots per block call: the same dot
@@ -1126,9 +1294,13 @@ AI void attend(float *out, const float *q, const float *k, const float *v, size_
         }
     }
     float sum = 0.0f;
-    for (int s = 0; s < n_keys; s++) {
-        att[s] = expf(att[s] - mx);
-        sum += att[s];
+    if (vexp) {
+        sum = exp_sum(att, n_keys, mx);
+    } else {
+        for (int s = 0; s < n_keys; s++) {
+            att[s] = expf(att[s] - mx);
+            sum += att[s];
+        }
     }
     for (int s = 0; s < n_keys; s++) att[s] /= sum;
     /* each output element sums over the keys in order; 8 elements at a
@@ -1162,16 +1334,23 @@ AI void attend(float *out, const float *q, const float *k, const float *v, size_
 
 static void KV(attend)(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
                        float *att) {
-    attend(out, q, k, v, ld, NULL, n_keys, D, att);
+    attend(out, q, k, v, ld, NULL, n_keys, D, att, false);
+}
+
+static void KV(attend_vexp)(float *out, const float *q, const float *k, const float *v, size_t ld, int n_keys, int D,
+                            float *att) {
+    attend(out, q, k, v, ld, NULL, n_keys, D, att, true);
 }
 
 static void KV(attend_idx)(float *out, const float *q, const float *k, const float *v, size_t ld, const int *idx,
                            int n_keys, int D, float *att) {
-    attend(out, q, k, v, ld, idx, n_keys, D, att);
+    attend(out, q, k, v, ld, idx, n_keys, D, att, false);
 }
 
 #if defined(LM_BF16)
-const tsr_lm_kern KV(tsr_lm_kern) = {KV(matmul), KV(attend), KV(attend_idx), KV(dot), KV(matmul_multi)};
+const tsr_lm_kern KV(tsr_lm_kern) = {KV(matmul),       KV(attend),  KV(attend_idx), KV(dot), KV(matmul_multi),
+                                    KV(attend_vexp), KV(exp_sum), KV(silu_mul)};
 #else
-const tsr_lm_kern KV(tsr_lm_kern) = {KV(matmul), KV(attend), KV(attend_idx), KV(dot), NULL};
+const tsr_lm_kern KV(tsr_lm_kern) = {KV(matmul),      KV(attend),  KV(attend_idx), KV(dot), NULL,
+                                    KV(attend_vexp), KV(exp_sum), KV(silu_mul)};
 #endif
