@@ -71,6 +71,24 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* a new query of out with the given text, room for 2 * nt more pairs (its
+ * positives and their negatives), and its nt positive entities sorted
+ * ascending (deterministic pair order); returns the query's id */
+static int32_t qe_new_query(tsr_ebrm_qe_data *out, const char *text, int32_t *touched, int nt, int64_t *cap) {
+    int32_t qid = out->n_queries++;
+    out->queries = realloc(out->queries, (size_t)out->n_queries * sizeof *out->queries);
+    TSR_ASSERT(out->queries);
+    out->queries[qid] = xstrdup(text);
+    if (out->n + 2 * nt > *cap) {
+        *cap = *cap ? 2 * *cap : 1 << 14;
+        while (*cap < out->n + 2 * nt) *cap *= 2;
+        out->pairs = realloc(out->pairs, (size_t)*cap * sizeof *out->pairs);
+        TSR_ASSERT(out->pairs);
+    }
+    qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
+    return qid;
+}
+
 /* one negative pair (target 0) per positive entity of query qid: an entity
  * of the same type that is not one of the query's positives (count 0),
  * drawn uniformly, at most 64 tries; none when the type has no more
@@ -336,18 +354,7 @@ tsr_status tsr_ebrm_qe_pairs_ex(tsr_ebrm_qe_data *out, const tsr_catalog *cat, c
             }
         }
         if (nt == 0) continue;
-        int32_t qid = out->n_queries++;
-        out->queries = realloc(out->queries, (size_t)out->n_queries * sizeof *out->queries);
-        TSR_ASSERT(out->queries);
-        out->queries[qid] = xstrdup(kws[k]);
-        if (out->n + 2 * nt > cap) {
-            cap = cap ? 2 * cap : 1 << 14;
-            while (cap < out->n + 2 * nt) cap *= 2;
-            out->pairs = realloc(out->pairs, (size_t)cap * sizeof *out->pairs);
-            TSR_ASSERT(out->pairs);
-        }
-        /* positives in ascending entity order (deterministic), then negatives */
-        qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
+        int32_t qid = qe_new_query(out, kws[k], touched, nt, &cap);
         for (int j = 0; j < nt; j++) {
             int32_t e = touched[j];
             double share = (double)count[e] / (double)np, y = share;
@@ -397,16 +404,7 @@ tsr_status tsr_ebrm_qe_pairs_virtual(tsr_ebrm_qe_data *out, const tsr_catalog *c
                 if (count[e]++ == 0) touched[nt++] = e;
             }
         if (nt == 0) continue;
-        int32_t qid = out->n_queries++;
-        out->queries = realloc(out->queries, (size_t)out->n_queries * sizeof *out->queries);
-        TSR_ASSERT(out->queries);
-        out->queries[qid] = xstrdup(Q->text);
-        if (out->n + 2 * nt > cap) {
-            cap = out->n + 2 * nt + (1 << 12);
-            out->pairs = realloc(out->pairs, (size_t)cap * sizeof *out->pairs);
-            TSR_ASSERT(out->pairs);
-        }
-        qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
+        int32_t qid = qe_new_query(out, Q->text, touched, nt, &cap);
         for (int j = 0; j < nt; j++)
             out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, touched[j], (float)((double)count[touched[j]] / Q->n_rel)};
         add_negatives(out, qid, E, by_type, n_type, count, touched, nt, &rng);
@@ -461,16 +459,7 @@ tsr_status tsr_ebrm_qe_pairs_items(tsr_ebrm_qe_data *out, const tsr_catalog *cat
             if (count[e]++ == 0) touched[nt++] = e;
         }
         if (nt == 0) continue;
-        int32_t qid = out->n_queries++;
-        out->queries = realloc(out->queries, (size_t)out->n_queries * sizeof *out->queries);
-        TSR_ASSERT(out->queries);
-        out->queries[qid] = xstrdup(cat->items[it].summary);
-        if (out->n + 2 * nt > cap) {
-            cap = out->n + 2 * nt + (1 << 14);
-            out->pairs = realloc(out->pairs, (size_t)cap * sizeof *out->pairs);
-            TSR_ASSERT(out->pairs);
-        }
-        qsort(touched, (size_t)nt, sizeof *touched, cmp_i32);
+        int32_t qid = qe_new_query(out, cat->items[it].summary, touched, nt, &cap);
         for (int j = 0; j < nt; j++) out->pairs[out->n++] = (tsr_ebrm_qe_pair){qid, touched[j], 1.f};
         if (neg == TSR_EBRM_NEG_UNIFORM) add_negatives(out, qid, E, by_type, n_type, count, touched, nt, &rng);
         else /* an entity of the same type held by another drawn package: as often as it is held */
