@@ -664,9 +664,17 @@ static void test_adapter_scale(const tsr_ctnet_log *g, tsr_ctnet_run_opts o, con
     TU_CHECK(differ, "the served model ignores its adapter scale");
     tsr_ctnet_model_free(&m);
     unlink(path);
-    /* a state is resumed only with its own scale */
+    /* a state is resumed exactly, and only with its own scale */
     char sp[400];
     snprintf(sp, sizeof sp, "%s/scale.state", dir);
+    st = tsr_ctnet_run_protocol(g, &o, sp, false, 1, false, NULL, NULL);
+    TU_CHECK(st.code == 0, "scale state: %s", st.msg);
+    tsr_ctnet_results resumed;
+    st = tsr_ctnet_run_protocol(g, &o, sp, true, 0, false, &resumed, NULL);
+    TU_CHECK(st.code == 0 && resumed.steps_done == half.steps_done, "scale resume: %s", st.msg);
+    for (int s = 0; !st.code && s < half.steps_done; s++)
+        TU_CHECK(resumed.auc[s] == half.auc[s] && resumed.logloss[s] == half.logloss[s],
+                 "scale 0.5 step %d: resumed %.17g, straight %.17g", s, resumed.logloss[s], half.logloss[s]);
     st = tsr_ctnet_run_protocol(g, &o, sp, false, 1, false, NULL, NULL);
     TU_CHECK(st.code == 0, "scale state: %s", st.msg);
     o.cfg.adapter_scale = 1.0f;
