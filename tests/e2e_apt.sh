@@ -73,6 +73,25 @@ grep -q '"threshold": -1, "prompts_per": "tile", "truth": "dota", "feedback": "o
 expect 0 "" "$BIN" apt eval --truth dota --data "$T" --images img --model $FIX --supervised none --finetuned none --points 3 --iterations 1 --min-area 50 --json --gate -1 --prompts-per image --threshold 0
 grep -q '"threshold": 0, "prompts_per": "image", "truth": "dota", "feedback": "on", "gate": -1,' "$T/out" && ok || bad "eval, the paper's settings: $(cat "$T/out")"
 expect 2 "gate" "$BIN" apt eval --gate -2
+# --breakdown: the same metrics (the mask is made the same way), and every missed pixel in exactly one group;
+# nothing predicted (threshold 100): every pixel missed; everything predicted (-100): only the gate's misses left
+B="--truth dota --data $T --images img --model $FIX --supervised none --finetuned none --points 3 --iterations 1 --min-area 50 --json"
+for t in -1 100 -100; do
+    expect 0 "" "$BIN" apt eval $B --gate 0 --threshold $t
+    sed 's/"seconds": [0-9.]*, //' "$T/out" > "$T/plain"
+    expect 0 "" "$BIN" apt eval $B --gate 0 --threshold $t --breakdown
+    sed 's/"seconds": [0-9.]*, //; s/, "breakdown": {[^}]*}//' "$T/out" | cmp -s - "$T/plain" && ok || bad "eval --breakdown changed the metrics (threshold $t)"
+    python3 - "$T/out" $t <<'PY' && ok || bad "eval --breakdown (threshold $t): $(cat "$T/out")"
+import json, sys
+r = json.load(open(sys.argv[1])); b = r["breakdown"]; t = int(sys.argv[2])
+groups = ["fn_beyond_gate", "fn_postprocess", "fn_no_tile", "fn_unprompted", "fn_low_1", "fn_low_3", "fn_low_more"]
+assert b["truth"] == 4200 and b["objects"] == 1 and sum(b[g] for g in groups) == b["fn"], b
+assert abs((b["truth"] - b["fn"]) / b["truth"] - r["recall"]) < 1e-4 and b["fn_beyond_gate_had"] <= b["fn_beyond_gate"], b
+assert b["points_pos"] > 0 and b["points_pos_on_class"] <= b["points_pos"] and b["points_neg_on_class"] <= b["points_neg"], b
+if t == 100: assert b["fn"] == b["truth"] and b["fn_beyond_gate_had"] == 0 and b["fn_postprocess"] == 0 and b["objects_found"] == 0, b
+if t == -100: assert b["fn"] == b["fn_beyond_gate"] > 0 and b["fn_beyond_gate_had"] == b["fn_beyond_gate"], b
+PY
+done
 cp "$T/img.png" "$T/bad.png"
 printf '40 30 110 30 110 90 large-vehicle 0\n' > "$T/bad.txt"
 expect 1 "bad.txt:1:" "$BIN" apt eval --truth dota --data "$T" --images bad --model $FIX --supervised none --finetuned none

@@ -153,7 +153,7 @@ fi
 expect 0 "$BIN" ctnet eval $S $M --seeds 2 --methods ctnet,target-only,retrain --json
 lines "$T/out" 3
 for f in '"method": "ctnet"' '"method": "retrain"' '"pair"' '"periods"' '"auc_mean"' '"auc_ci95"' '"logloss_mean"' \
-    '"auc_per_period"' '"train_seconds_per_period"' '"examples_per_period"'; do has "$T/out" "$f"; done
+    '"auc_per_period"' '"logloss_per_period"' '"train_seconds_per_period"' '"examples_per_period"'; do has "$T/out" "$f"; done
 # eval --tuned: a method takes every hyper-parameter of its best validation
 # line; a line of the zero-source diagnostic is no setting
 {
@@ -183,6 +183,16 @@ expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods target-only --tuned "$T/tun
 has "$T/out" '"method": "target-only".*"carry_optimizer": true, "train_seconds'
 sed 's/.*"logloss_mean": \([^,]*\),.*/\1/' "$T/out" >"$T/ll_carry"
 if ! cmp -s "$T/ll_fresh" "$T/ll_carry"; then ok; else bad "--carry-optimizer changed nothing ($(cat "$T/ll_carry"))"; fi
+# --adapter-scale: taken by --tuned, printed for CTNet, moves it; out of range is refused
+echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.5, "lr": 0.003, "epochs": 1, "adapter_scale": 0.25}' >"$T/tuned3.jsonl"
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --lr 0.003 --epochs 1 --json
+has "$T/out" '"adapter_std": 0.001}'
+sed 's/.*"logloss_mean": \([^,]*\),.*/\1/' "$T/out" >"$T/ll_one"
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned3.jsonl" --json
+has "$T/out" '"method": "ctnet".*"adapter_std": 0.001, "adapter_scale": 0.25}'
+sed 's/.*"logloss_mean": \([^,]*\),.*/\1/' "$T/out" >"$T/ll_quarter"
+if ! cmp -s "$T/ll_one" "$T/ll_quarter"; then ok; else bad "--adapter-scale changed nothing ($(cat "$T/ll_quarter"))"; fi
+expect 2 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --adapter-scale 11 --json
 expect 0 "$BIN" ctnet bench --model "$T/a.safetensors" $S --requests 50 --batch 32 --json
 has "$T/out" '"rows_per_s_per_core"'
 

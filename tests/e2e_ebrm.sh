@@ -83,6 +83,25 @@ done
 [ $? -eq 2 ] && ok || bad "eval --fuse-alpha -3 is not a usage error"
 "$BIN" ebrm eval --queries "$TMP/q.jsonl" --fuse-alpha -1 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "eval --fuse-alpha -1 is not a usage error"
+# --fuse-bi: the bi-encoder's cosine added to the logit; at 0 the metrics
+# are the unfused ones, at 4 they move; bm25 and the bi-encoder refuse it
+met() { sed -n 's/.*\("ndcg@10": [0-9.]*, "auc": [0-9.]*, "recall@10": [0-9.]*, "mrr@10": [0-9.]*\).*/\1/p' "$1"; }
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --fuse-bi 0 --json --threads 1 >"$TMP/c.json" 2>"$TMP/err" &&
+    grep -q '"fuse_bi": 0, "bi_model": ".*encoder.safetensors"' "$TMP/c.json" && [ -n "$(met "$TMP/a.json")" ] &&
+    [ "$(met "$TMP/a.json")" = "$(met "$TMP/c.json")" ] && ok || bad "eval --fuse-bi 0 differs from unfused: $(cat "$TMP/c.json" "$TMP/err")"
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --method ebrm --fuse-bi 4 --json --threads 1 >"$TMP/d.json" 2>"$TMP/err" &&
+    grep -q '^{"method": "ebrm", "queries": 2, .*"fuse_bi": 4, ' "$TMP/d.json" && [ -n "$(met "$TMP/d.json")" ] &&
+    [ "$(met "$TMP/a.json")" != "$(met "$TMP/d.json")" ] && ok || bad "eval --fuse-bi 4 had no effect: $(cat "$TMP/d.json" "$TMP/err")"
+for m in bm25 bi-encoder; do
+    "$BIN" ebrm eval --queries "$TMP/q.jsonl" --method $m --fuse-bi 2 >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "eval --method $m --fuse-bi is not a usage error"
+done
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --fuse-bi -1 >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --fuse-bi -1 is not a usage error"
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --bi-model "$TMP/q.jsonl" >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --bi-model without --fuse-bi is not a usage error"
+"$BIN" ebrm eval --queries "$TMP/q.jsonl" --fuse-bi 2 --bi-model "$TMP/q.jsonl" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err")" -eq 1 ] && ok || bad "eval --bi-model not a bi-encoder: $(cat "$TMP/err")"
 "$BIN" ebrm rank --query "pdf viewer" -k 10 --json --threads 1 >"$TMP/rank.json" 2>"$TMP/err" &&
     [ "$(grep -o '"rank": ' "$TMP/rank.json" | wc -l)" -eq 10 ] && grep -q '"method": "ebrm"' "$TMP/rank.json" &&
     ok || bad "rank -k 10 with the shipped model: $(cat "$TMP/rank.json" "$TMP/err")"

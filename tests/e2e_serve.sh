@@ -351,7 +351,7 @@ req seg.json '{"image":"@IMG@","landcover":"@LC@","class":40,"points_per_class":
 st=$(code "$TMP/seg.out" $U/v1/segment -d @"$TMP/seg.json")
 "$BIN" apt segment --image "$TMP/img.png" --landcover "$TMP/lc.png" --class 40 --points 3 --iterations 2 --min-area 50 \
     --out "$TMP/seg_cli.png" --json --threads 2 >"$TMP/seg_cli.json" 2>/dev/null
-python3 - "$TMP/seg.out" "$TMP/seg_cli.png" "$TMP/seg_cli.json" <<'PY' && [ "$st" = 200 ] && ok || bad "segment ($st) differs from apt segment: $(head -c 300 "$TMP/seg.out")"
+cat >"$TMP/segcmp.py" <<'PY'
 import base64, json, struct, sys, zlib
 def grey(b):  # an 8-bit greyscale PNG's pixels (any filters)
     assert b[:8] == b"\x89PNG\r\n\x1a\n"
@@ -384,10 +384,24 @@ assert set(m) <= {0, 255} and [v > 0 for v in m] == [v > 0 for v in cm], "masks 
 assert r["mask_pixels"] == cli["mask_pixels"] == sum(v > 0 for v in m) > 0, (r["mask_pixels"], cli["mask_pixels"])
 assert r["points"] == cli["points"], (r["points"], cli["points"])
 PY
+python3 "$TMP/segcmp.py" "$TMP/seg.out" "$TMP/seg_cli.png" "$TMP/seg_cli.json" && [ "$st" = 200 ] && ok || bad "segment ($st) differs from apt segment: $(head -c 300 "$TMP/seg.out")"
+# the gate, threshold and prompt placement as fields: the same as segment's flags (here the paper's settings, threshold 0.5)
+req seg3.json '{"image":"@IMG@","landcover":"@LC@","class":40,"points_per_class":3,"iterations":2,"min_area":50,"gate":-1,"threshold":0.5,"prompts_per":"image"}'
+st=$(code "$TMP/seg3.out" $U/v1/segment -d @"$TMP/seg3.json")
+"$BIN" apt segment --image "$TMP/img.png" --landcover "$TMP/lc.png" --class 40 --points 3 --iterations 2 --min-area 50 \
+    --gate -1 --threshold 0.5 --prompts-per image --out "$TMP/seg3_cli.png" --json --threads 2 >"$TMP/seg3_cli.json" 2>/dev/null
+python3 "$TMP/segcmp.py" "$TMP/seg3.out" "$TMP/seg3_cli.png" "$TMP/seg3_cli.json" && [ "$st" = 200 ] &&
+    ! grep -q "\"mask_pixels\":$(sed -n 's/.*"mask_pixels":\([0-9]*\).*/\1/p' "$TMP/seg.out")," "$TMP/seg3.out" && ok ||
+    bad "segment with gate/threshold/prompts_per ($st) differs from apt segment or from the defaults: $(head -c 300 "$TMP/seg3.out")"
 req seg2.json '{"image":"@IMG@","points":[[70,60,1],[10,10,0]],"iterations":2,"min_area":50}'
 st=$(code "$TMP/seg2.out" $U/v1/segment -d @"$TMP/seg2.json")
 [ "$st" = 200 ] && grep -q '"points":\[\[70,60,1,0\],\[10,10,0,0\]\]' "$TMP/seg2.out" && grep -q '"mask_pixels":[1-9]' "$TMP/seg2.out" &&
     ok || bad "segment with points: $st $(head -c 300 "$TMP/seg2.out")"
+# a points request's threshold (default 0): -100 keeps more pixels
+req seg4.json '{"image":"@IMG@","points":[[70,60,1],[10,10,0]],"iterations":2,"min_area":50,"threshold":-100}'
+st=$(code "$TMP/seg4.out" $U/v1/segment -d @"$TMP/seg4.json")
+n2=$(sed -n 's/.*"mask_pixels":\([0-9]*\).*/\1/p' "$TMP/seg2.out"); n4=$(sed -n 's/.*"mask_pixels":\([0-9]*\).*/\1/p' "$TMP/seg4.out")
+[ "$st" = 200 ] && [ -n "$n2" ] && [ -n "$n4" ] && [ "$n4" -gt "$n2" ] && ok || bad "segment with points at threshold -100: $st, $n4 mask pixels (threshold 0: $n2)"
 req s1 '{"image":"@IMG@","landcover":"@LC@","points":[[1,1,1]]}'
 check_bad_at 400 /v1/segment s1 points
 req s2 '{"image":"@IMG@"}'
@@ -410,6 +424,14 @@ req s10 '{"image":"@IMG@","landcover":"@LC@","iterations":0}'
 check_bad_at 400 /v1/segment s10 iterations
 req s11 '[1, 2]'
 check_bad_at 400 /v1/segment s11
+req s12 '{"image":"@IMG@","landcover":"@LC@","gate":-2}'
+check_bad_at 400 /v1/segment s12 gate
+req s13 '{"image":"@IMG@","landcover":"@LC@","threshold":"low"}'
+check_bad_at 400 /v1/segment s13 threshold
+req s14 '{"image":"@IMG@","landcover":"@LC@","prompts_per":"pixel"}'
+check_bad_at 400 /v1/segment s14 prompts_per
+req s15 '{"image":"@IMG@","points":[[5,10,1]],"gate":8}'
+check_bad_at 400 /v1/segment s15 gate
 # an unknown field's name is echoed on one line: control bytes show as '?'
 printf '%s' '{"a\nb\u0001c": 1}' >"$TMP/nl.json"
 for path in /v1/detect /v1/segment; do
@@ -421,7 +443,7 @@ req bnl '{"image":"@IMG@","classes":["pl\nane"]}'
 check_bad_at 400 /v1/detect bnl classes
 grep -q "class 'pl?ane' has no" "$TMP/e.json" && ok || bad "newline class name: $(head -c 200 "$TMP/e.json")"
 $C $U/metrics >"$TMP/metrics_c.txt"
-grep -q '^tessera_detect_boxes_total 10$' "$TMP/metrics_c.txt" && grep -q '^tessera_segment_masks_total 2$' "$TMP/metrics_c.txt" &&
+grep -q '^tessera_detect_boxes_total 10$' "$TMP/metrics_c.txt" && grep -q '^tessera_segment_masks_total 4$' "$TMP/metrics_c.txt" &&
     grep -q '^tessera_requests_total{endpoint="/v1/detect",status="400"} [1-9]' "$TMP/metrics_c.txt" && ok ||
     bad "detect/segment metrics: $(grep -E 'detect|segment' "$TMP/metrics_c.txt" | head -5)"
 [ "$($C $U/health)" = '{"status":"ok"}' ] && ok || bad "health after the bad detect/segment requests"

@@ -26,7 +26,7 @@
 
 static tsr_ctnet_cfg tiny_cfg(void) {
     return (tsr_ctnet_cfg){.dim = 4, .n_layers = 2, .hidden = {6, 5}, .cross = 1, .user_buckets = 7,
-                           .item_buckets = 11, .tok_buckets = 9, .n_fields = 2};
+                           .item_buckets = 11, .tok_buckets = 9, .n_fields = 2, .adapter_scale = 1.0f};
 }
 
 typedef struct {
@@ -620,6 +620,69 @@ static void test_carry_optimizer(const tsr_ctnet_log *g, tsr_ctnet_run_opts o) {
     }
 }
 
+/* --adapter-scale: at 0 (W_a = 0) the adapters add exactly nothing, so
+ * CTNet is target-only bit for bit (same initial target tower, same
+ * batches); another scale moves CTNet; the model file keeps the scale and
+ * a state is not resumed with another one */
+static void test_adapter_scale(const tsr_ctnet_log *g, tsr_ctnet_run_opts o, const char *dir) {
+    tsr_ctnet_results tgt, zero, half, one;
+    o.method = TSR_CTNET_M_TARGET_ONLY;
+    tsr_status st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &tgt, NULL);
+    o.method = TSR_CTNET_M_CTNET;
+    if (!st.code) st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &one, NULL);
+    tsr_ctnet_run_opts z = o;
+    z.cfg.adapter_scale = 0.0f;
+    z.adapter_std = 0.0f;
+    if (!st.code) st = tsr_ctnet_run_protocol(g, &z, NULL, false, 0, false, &zero, NULL);
+    o.cfg.adapter_scale = 0.5f;
+    tsr_ctnet_run *run = NULL;
+    if (!st.code) st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &half, &run);
+    TU_CHECK(st.code == 0 && run, "adapter scale runs: %s", st.msg);
+    if (st.code || !run) return;
+    bool eq = true, moved = false, moved1 = false;
+    for (int s = 0; s < tgt.steps_done; s++) {
+        eq = eq && zero.auc[s] == tgt.auc[s] && zero.logloss[s] == tgt.logloss[s];
+        moved = moved || half.logloss[s] != one.logloss[s];
+        moved1 = moved1 || one.logloss[s] != tgt.logloss[s];
+    }
+    TU_CHECK(eq, "ctnet with adapters fixed at zero differs from target-only");
+    TU_CHECK(moved && moved1, "adapter scale 0.5 %s ctnet; scale 1 %s it from target-only", moved ? "moved" : "did not move",
+             moved1 ? "moved" : "did not move");
+    char path[400];
+    snprintf(path, sizeof path, "%s/scale.safetensors", dir);
+    TU_CHECK(tsr_ctnet_run_save_model(run, g, path).code == 0, "save");
+    tsr_ctnet_run_free(run);
+    tsr_ctnet_model m;
+    TU_CHECK(tsr_ctnet_model_load(&m, path).code == 0, "load");
+    TU_CHECK(m.cfg.adapter_scale == 0.5f, "the model file's adapter scale %g", (double)m.cfg.adapter_scale);
+    float p[8], q[8];
+    tsr_ctnet_model_predict(&m, g, NULL, 8, 8, p);
+    m.cfg.adapter_scale = 1.0f;
+    tsr_ctnet_model_predict(&m, g, NULL, 8, 8, q);
+    bool differ = false;
+    for (int i = 0; i < 8; i++) differ = differ || p[i] != q[i];
+    TU_CHECK(differ, "the served model ignores its adapter scale");
+    tsr_ctnet_model_free(&m);
+    unlink(path);
+    /* a state is resumed exactly, and only with its own scale */
+    char sp[400];
+    snprintf(sp, sizeof sp, "%s/scale.state", dir);
+    st = tsr_ctnet_run_protocol(g, &o, sp, false, 1, false, NULL, NULL);
+    TU_CHECK(st.code == 0, "scale state: %s", st.msg);
+    tsr_ctnet_results resumed;
+    st = tsr_ctnet_run_protocol(g, &o, sp, true, 0, false, &resumed, NULL);
+    TU_CHECK(st.code == 0 && resumed.steps_done == half.steps_done, "scale resume: %s", st.msg);
+    for (int s = 0; !st.code && s < half.steps_done; s++)
+        TU_CHECK(resumed.auc[s] == half.auc[s] && resumed.logloss[s] == half.logloss[s],
+                 "scale 0.5 step %d: resumed %.17g, straight %.17g", s, resumed.logloss[s], half.logloss[s]);
+    st = tsr_ctnet_run_protocol(g, &o, sp, false, 1, false, NULL, NULL);
+    TU_CHECK(st.code == 0, "scale state: %s", st.msg);
+    o.cfg.adapter_scale = 1.0f;
+    st = tsr_ctnet_run_protocol(g, &o, sp, true, 0, false, NULL, NULL);
+    TU_CHECK(st.code != 0 && strstr(st.msg, "adapter_scale"), "resume with another adapter scale: '%s'", st.msg);
+    unlink(sp);
+}
+
 static void test_resume(void) {
     char *csv = synth_csv();
     tsr_ctnet_log g;
@@ -637,7 +700,8 @@ static void test_resume(void) {
     snprintf(mb, sizeof mb, "%s/b.safetensors", dir);
     tsr_ctnet_run_opts o = tsr_ctnet_default_run_opts();
     o.cfg = (tsr_ctnet_cfg){.dim = 8, .n_layers = 2, .hidden = {16, 8}, .cross = 1, .user_buckets = 64,
-                            .item_buckets = 128, .tok_buckets = 64, .n_fields = g.n_fields, .adapt_from = 1};
+                            .item_buckets = 128, .tok_buckets = 64, .n_fields = g.n_fields, .adapt_from = 1,
+                            .adapter_scale = 1.0f};
     o.first = 2001;
     o.last = 2005;
     o.epochs = 2;
@@ -693,6 +757,7 @@ static void test_resume(void) {
     test_carry_optimizer(&g, o);
     test_serve_ctr(&g, o);
     test_source_lr(&g, o);
+    test_adapter_scale(&g, o, dir);
     /* a state from other settings is refused, naming the key */
     o.lr = 1e-3f;
     st = tsr_ctnet_run_protocol(&g, &o, sb, true, 0, false, NULL, NULL);

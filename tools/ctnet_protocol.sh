@@ -6,7 +6,11 @@
 #     lr {0.001, 0.003, 0.01} x epochs per update {3, 10}; with CTNET_CARRY=1
 #     the same grid again with --carry-optimizer for every continual method
 #     (retrain starts from scratch each period: nothing to carry), and each
-#     method's best line, carried or not, is its setting;
+#     method's best line, carried or not, is its setting; with
+#     CTNET_SCALES="X ..." CTNet's grid again with each --adapter-scale X
+#     (also carried when CTNET_CARRY=1 or CTNET_SCALES_CARRY=1), and when
+#     CTNet's best line then has scale 1 the pair stops there (nothing
+#     changed: no evaluation is run);
 #  the three ablations get one validation line each at CTNet's chosen setting;
 #  diagnostics (not used for any choice) at CTNet's setting: the adapters fed
 #     zeros instead of the source states;
@@ -19,8 +23,10 @@
 # ../shared/data/movielens-100k); one OUTDIR per data set. CTNET_VAL overrides
 # the validation periods' flags (default: --first 1999 --val-periods 7 on
 # ml-latest-small, --first 2 --val-periods 9 on ml-100k). CTNET_SEARCH_FROM=FILE
-# takes the plain grid's lines of the pair from an earlier validation.jsonl
-# (same binary behaviour, same flags) instead of running them again.
+# takes the grid's lines of the pair from an earlier validation.jsonl (same
+# binary behaviour, same flags) instead of running them again: the plain
+# grid, its carried lines unless CTNET_CARRY=1 runs them again, and any
+# adapter-scale lines.
 # Writes OUTDIR/validation.jsonl (the --tuned file), OUTDIR/diagnostics.jsonl,
 # OUTDIR/eval.jsonl, OUTDIR/cost.jsonl, OUTDIR/auc_PAIR.png, OUTDIR/load.txt
 # (time and load average at each step) and OUTDIR/tables.md
@@ -47,8 +53,10 @@ val() { "$bin" ctnet eval --data "$data" --pair "$pair" $CTNET_VAL --validation 
 for pair in $pairs; do
     load "search $pair ($CTNET_VAL)"
     if [ -n "${CTNET_SEARCH_FROM:-}" ]; then # the plain grid's lines, not the ablations' or diagnostics'
+        skip='"carry_optimizer"'
+        if [ "${CTNET_CARRY:-0}" != 1 ]; then skip='"no line has this"'; fi
         grep -F "\"pair\": \"$pair\"" "$CTNET_SEARCH_FROM" | grep -F '"split": "validation"' |
-            grep -vF '"zero_source_states"' | grep -vF '"method": "ctnet-' | grep -vF '"carry_optimizer"' >> "$V"
+            grep -vF '"zero_source_states"' | grep -vF '"method": "ctnet-' | grep -vF "$skip" >> "$V"
     else
         for lr in 0.001 0.003 0.01; do
             for ep in 3 10; do
@@ -64,10 +72,27 @@ for pair in $pairs; do
             done
         done
     fi
-    read -r lr ep se wd as auc slr co < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
-    load "ablations and diagnostics $pair at ctnet's lr $lr, $ep epochs, carry $co"
+    for sc in ${CTNET_SCALES:-}; do
+        load "search ctnet with --adapter-scale $sc $pair"
+        for co in 0 1; do
+            if [ $co = 1 ] && [ "${CTNET_CARRY:-0}" != 1 ] && [ "${CTNET_SCALES_CARRY:-0}" != 1 ]; then continue; fi
+            for lr in 0.001 0.003 0.01; do
+                for ep in 3 10; do
+                    val --methods ctnet --lr $lr --epochs $ep --adapter-scale "$sc" \
+                        $(if [ $co = 1 ]; then echo --carry-optimizer; fi) >> "$V"
+                done
+            done
+        done
+    done
+    read -r lr ep se wd as auc slr co asc < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
+    if [ -n "${CTNET_SCALES:-}" ] && [ "$asc" = 1 ]; then
+        load "$pair: ctnet's best validation line has adapter scale 1 (lr $lr, $ep epochs, carry $co): stop"
+        continue
+    fi
+    load "ablations and diagnostics $pair at ctnet's lr $lr, $ep epochs, carry $co, adapter scale $asc"
     c="--lr $lr --epochs $ep --retrain-epochs $ep --source-epochs $se --weight-decay $wd --adapter-std $as --source-lr $slr"
     if [ "$co" = 1 ]; then c="$c --carry-optimizer"; fi
+    c="$c --adapter-scale $asc"
     val $c --methods ctnet-no-adapters,ctnet-no-gate,ctnet-random-adapters >> "$V"
     val $c --methods ctnet,ctnet-no-adapters --zero-source-states >> "$D"
     load "evaluation $pair"
@@ -77,4 +102,4 @@ for pair in $pairs; do
     "$bin" ctnet eval --data "$data" --pair "$pair" $c --methods ctnet,retrain --seeds 2 --json >> "$out/cost.jsonl"
 done
 load done
-python3 "$tools/ctnet_tables.py" "$out" > "$out/tables.md"
+if [ -s "$out/eval.jsonl" ]; then python3 "$tools/ctnet_tables.py" "$out" > "$out/tables.md"; fi

@@ -7,7 +7,8 @@ OUTDIR/diagnostics.jsonl and OUTDIR/cost.jsonl; prints, per pair, the
 evaluation table (every method at its validation-chosen setting, with the
 chosen line's validation AUC, the time column as a share of retrain's),
 the cost at matched epochs, the validation grid and other settings it was
-chosen on (rows "(carried AdamW)": the grid with --carry-optimizer), and
+chosen on (rows "(carried AdamW)": the grid with --carry-optimizer, "(adapter
+scale X)": with --adapter-scale X), and
 the diagnostics.
 Standard library only."""
 import json
@@ -29,9 +30,17 @@ USES = {"source_epochs": ("ctnet", "ctnet-no-adapters", "ctnet-no-gate", "ctnet-
         "adapter_std": ("ctnet", "ctnet-no-gate", "cross-domain")}
 
 
-def extras(r):
-    """the settings of a line beyond lr and epochs that differ from the defaults"""
+def grid_tags(r):
+    """the settings a validation grid is searched again with (own rows in the grid table)"""
     out = ["carried AdamW"] if r.get("carry_optimizer") else []
+    if "adapter_scale" in r:
+        out.append(f"adapter scale {r['adapter_scale']:g}")
+    return out
+
+
+def extras(r, tags=True):
+    """the settings of a line beyond lr and epochs that differ from the defaults"""
+    out = grid_tags(r) if tags else []
     for k, short in (("source_epochs", "source ep"), ("weight_decay", "wd"), ("adapter_std", "adapter std")):
         if k in USES and r["method"] not in USES[k]:
             continue
@@ -104,10 +113,10 @@ def main():
         grid, other = {}, []
         for r in val:
             if r["pair"] == pair:
-                if extras(r) and extras(r) != "carried AdamW":
+                if extras(r, tags=False):
                     other.append(r)
-                else:  # the grid, once with a fresh AdamW per update and once carried
-                    m = r["method"] + (" (carried AdamW)" if r.get("carry_optimizer") else "")
+                else:  # the grid, with a fresh AdamW per update, carried, and with an adapter scale
+                    m = r["method"] + (f" ({', '.join(grid_tags(r))})" if grid_tags(r) else "")
                     grid.setdefault(m, {})[(r["lr"], r["epochs"])] = (r["auc_mean"], r["auc_ci95"])
         keys = sorted({k for g in grid.values() for k in g})
         if keys:

@@ -92,6 +92,8 @@ void tsr_apt_run(tsr_apt_state *s, const tsr_apt_points *p, int iters, float *lo
 /* low-res logits -> probability-free binary mask (h,w) at the original
  * size (bilinear to the encoder input, crop, bilinear to (h,w), > s->threshold) */
 void tsr_apt_upscale(const tsr_apt_state *s, const float *lowres, uint8_t *mask);
+/* the same up to the threshold: out (h,w) gets the upscaled logits */
+void tsr_apt_upscale_logits(const tsr_apt_state *s, const float *lowres, float *out);
 
 /* Post-processing (the official postprocess): closing with a 3x3 square
  * (two dilations, two erosions; pixels outside the image do not count),
@@ -121,7 +123,10 @@ typedef struct {
     bool no_feedback;    /* no low-res logits fed back (tsr_apt_state.no_feedback) */
     const uint8_t *gate_map; /* (h,w) land-cover label map (1 = the class), or NULL: no gate */
     int gate;            /* with gate_map: the mask is kept only within this many pixels of the class (tsr_apt_gate) */
+    float *logits;       /* NULL, or (h,w) out: the mask logits before the threshold on the image grid (the
+                          * larger where tiles overlap; TSR_APT_NO_LOGIT where no tile was prompted) */
 } tsr_apt_seg_opts;
+#define TSR_APT_NO_LOGIT (-1e30f)
 typedef struct {
     double encode_s, decode_s;
     int64_t decoder_runs;

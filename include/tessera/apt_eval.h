@@ -33,9 +33,27 @@ typedef struct {
     bool no_feedback;            /* APT without the low-res logits fed back as the mask input */
     int truth;                   /* TSR_APT_TRUTH_ISAID (masks) or TSR_APT_TRUTH_DOTA (filled oriented boxes) */
     int gate;                    /* APT's mask kept within this many pixels of the coarse class (tsr_apt_gate); -1 off */
+    bool breakdown;              /* also count where APT's missed pixels are (tsr_apt_breakdown) */
 } tsr_apt_eval_opts;
 tsr_apt_eval_opts tsr_apt_default_eval_opts(void);
 
+/* Where APT's missed class pixels (false negatives of the final mask) are,
+ * pooled over the images. Each missed pixel is in exactly one of the fn_*
+ * groups, taken in this order: farther than the gate from the coarse class
+ * (beyond_gate; beyond_gate_had: of them, pixels the segmenter had, which
+ * the gate cut); removed by post-processing (the segmenter had them); in no
+ * prompted tile; in an object (instance) without a positive point in it
+ * (unprompted); else the segmenter's logit was below the threshold by at
+ * most 1 (low_1), by 1 to 3 (low_3) or by more (low_more). Objects: truth
+ * instances; in_coarse: with a pixel in the coarse class; prompted: with a
+ * positive point in it; found: at least half of it in the final mask. */
+typedef struct {
+    int64_t truth, fn, fn_beyond_gate, fn_beyond_gate_had, fn_postprocess, fn_no_tile, fn_unprompted;
+    int64_t fn_low_1, fn_low_3, fn_low_more;
+    int64_t fp, fp_postprocess; /* false positives; of them, added by post-processing */
+    int64_t objects, objects_in_coarse, objects_prompted, objects_found, objects_prompted_found;
+    int64_t points_pos, points_pos_on_class, points_neg, points_neg_on_class; /* prompts; on_class: on a class pixel */
+} tsr_apt_breakdown;
 #define TSR_APT_EVAL_MAX_IMAGES 16
 typedef struct {
     char name[64];
@@ -49,6 +67,7 @@ typedef struct {
     tsr_apt_metrics apt, coarse, supervised, finetuned; /* pooled over the images' pixels */
     tsr_apt_metrics supervised_gated, finetuned_gated;  /* with o->gate >= 0: the baselines' masks through the same gate */
     bool have_supervised, have_finetuned;
+    tsr_apt_breakdown breakdown;                        /* with o->breakdown */
     tsr_apt_eval_image per_image[TSR_APT_EVAL_MAX_IMAGES];
 } tsr_apt_eval_result;
 

@@ -111,6 +111,12 @@ typedef struct {
      * source tower's hidden outputs (paper Sec. 3.2); 0 also adds one at the
      * MLP's input, fed with the source tower's embeddings (cross output) */
     int adapt_from;
+    /* CTNet's adapters' outputs are multiplied by adapter_scale before
+     * they are added (1: the paper's adapter; 0: adapters fixed at zero,
+     * the target tower alone). Under AdamW, whose steps do not depend on
+     * the gradient's scale, it scales how fast the adapters' output moves
+     * per step, like an lr of its own for W_a and b_a. */
+    float adapter_scale;
 } tsr_ctnet_cfg;
 
 tsr_ctnet_cfg tsr_ctnet_default_cfg(void);

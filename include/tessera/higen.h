@@ -100,11 +100,14 @@ void tsr_higen_gen_free(tsr_higen_gen *g);
  * S_p the children of the true prefix's trie node (the true token and its
  * siblings),
  *   L = sum_p w_p [ CE_V(p) + lambda CE_S(p) ] / sum_p w_p
- * CE_V: cross-entropy over the whole vocabulary; CE_S: over S_p only.
+ * CE_V: cross-entropy over the whole vocabulary (with doc_only: over the
+ * docID tokens only, doc_base .. vocab-1, which skips the text tokens' rows of
+ * the output layer: they are never outputs); CE_S: over S_p only.
  * Plain CE is w_p = 1, lambda = 0. */
 typedef struct {
-    float pos_decay;   /* w_p = 1 - pos_decay * p / max_depth (>= 0) */
+    float pos_decay;   /* w_p = 1 - pos_decay * p / max_depth (-1..1: > 0 earlier positions weigh more) */
     float sibling;     /* lambda */
+    bool doc_only;     /* CE_V over the docID tokens only */
 } tsr_higen_loss_opts;
 
 /* query tokens (B rows of q_len[b] <= max_query ids each, row-major with

@@ -356,6 +356,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"gate", ARG_INT, &o.gate, "PX", "keep APT's mask only within PX pixels of the coarse class; baselines also reported gated (default 8; -1: off, the paper's)", NULL},
         {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'tile' of a tiled model (default) or per 'image' (the paper's)", NULL},
         {"truth", ARG_STR, &truth_s, "KIND", "true masks: 'isaid' instance masks (default) or 'dota': NAME.txt oriented vehicle boxes, filled", NULL},
+        {"breakdown", ARG_BOOL, &o.breakdown, NULL, "also count where APT's missed pixels are: beyond the gate, removed by post-processing, unprompted objects, logit below the threshold", NULL},
         CLI_COMMON_SEED(&cm), CLI_COMMON_THREADS(&cm), CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "The evaluation protocol on held-out iSAID images: a coarse product from the true mask "
@@ -426,7 +427,22 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             for (int i = 0; i < r.images && i < TSR_APT_EVAL_MAX_IMAGES; i++)
                 printf("%s{\"image\": \"%s\", \"iou\": %.4f, \"iou_coarse\": %.4f}", i ? ", " : "", r.per_image[i].name,
                        r.per_image[i].apt.iou, r.per_image[i].coarse.iou);
-            printf("]}\n");
+            printf("]");
+            if (o.breakdown) {
+                const tsr_apt_breakdown *b = &r.breakdown;
+                printf(", \"breakdown\": {\"truth\": %lld, \"fn\": %lld, \"fn_beyond_gate\": %lld, \"fn_beyond_gate_had\": %lld, "
+                       "\"fn_postprocess\": %lld, \"fn_no_tile\": %lld, \"fn_unprompted\": %lld, \"fn_low_1\": %lld, "
+                       "\"fn_low_3\": %lld, \"fn_low_more\": %lld, \"fp\": %lld, \"fp_postprocess\": %lld, \"objects\": %lld, "
+                       "\"objects_in_coarse\": %lld, \"objects_prompted\": %lld, \"objects_found\": %lld, \"objects_prompted_found\": %lld, "
+                       "\"points_pos\": %lld, \"points_pos_on_class\": %lld, \"points_neg\": %lld, \"points_neg_on_class\": %lld}",
+                       (long long)b->truth, (long long)b->fn, (long long)b->fn_beyond_gate, (long long)b->fn_beyond_gate_had,
+                       (long long)b->fn_postprocess, (long long)b->fn_no_tile, (long long)b->fn_unprompted, (long long)b->fn_low_1,
+                       (long long)b->fn_low_3, (long long)b->fn_low_more, (long long)b->fp, (long long)b->fp_postprocess,
+                       (long long)b->objects, (long long)b->objects_in_coarse, (long long)b->objects_prompted,
+                       (long long)b->objects_found, (long long)b->objects_prompted_found, (long long)b->points_pos,
+                       (long long)b->points_pos_on_class, (long long)b->points_neg, (long long)b->points_neg_on_class);
+            }
+            printf("}\n");
         } else {
             const struct { const char *name; const tsr_apt_metrics *m; bool on; } rows[] = {
                 {"coarse product, upsampled", &r.coarse, true}, {"supervised (same size, no prompts)", &r.supervised, r.have_supervised},

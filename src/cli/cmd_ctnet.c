@@ -141,6 +141,7 @@ typedef struct {
     {"lr", ARG_FLOAT, &(r)->o.lr, "X", "AdamW learning rate", NULL},                                      \
     {"weight-decay", ARG_FLOAT, &(r)->o.weight_decay, "X", "AdamW decoupled weight decay", NULL},         \
     {"adapter-std", ARG_FLOAT, &(r)->o.adapter_std, "X", "std of the adapters' W_a at init", NULL},        \
+    {"adapter-scale", ARG_FLOAT, &(r)->o.cfg.adapter_scale, "X", "CTNet's adapter outputs times X before they are added (default 1; 0: adapters fixed at zero)", NULL}, \
     {"source-lr", ARG_FLOAT, &(r)->o.source_lr, "X", "the source tower's own AdamW learning rate (default: --lr)", NULL}, \
     {"carry-optimizer", ARG_BOOL, &(r)->o.carry_optimizer, NULL, "every continual update (not retrain's) keeps AdamW's moments and step counts from the previous period's instead of starting a fresh AdamW", NULL}, \
     {"adapt-from", ARG_INT, &(r)->o.cfg.adapt_from, "L", "CTNet's adapters feed MLP layers L.. (1: after every hidden layer, as in the paper; 0: also the MLP's input, from the source embeddings)", NULL}
@@ -171,6 +172,7 @@ static int check_run_flags(const char *prog, run_flags *r) {
         (rc = cli_check_int(prog, "batch", r->o.batch, 1, 65536)) != CLI_OK ||
         (rc = cli_check_float(prog, "weight-decay", r->o.weight_decay, 0, 0.5)) != CLI_OK ||
         (rc = cli_check_float(prog, "adapter-std", r->o.adapter_std, 0, 10)) != CLI_OK ||
+        (rc = cli_check_float(prog, "adapter-scale", g->adapter_scale, 0, 10)) != CLI_OK ||
         (rc = cli_check_int(prog, "adapt-from", g->adapt_from, 0, g->n_layers)) != CLI_OK)
         return rc;
     if (!(r->o.lr > 0 && r->o.lr < 1)) return cli_usage_error(prog, "--lr must be in (0,1) (got %g)", (double)r->o.lr);
@@ -266,6 +268,7 @@ typedef struct {
     int epochs, source_epochs; /* source_epochs, weight_decay, adapter_std: < 0 when the line has none */
     float source_lr;           /* 0 when the line has none */
     bool carry_optimizer;      /* the line's "carry_optimizer" (absent: false) */
+    float adapter_scale;       /* < 0 when the line has none */
 } tuned_setting;
 
 static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *set, bool *found) {
@@ -288,7 +291,8 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                   *jl = cJSON_GetObjectItem(j, "lr"), *je = cJSON_GetObjectItem(j, "epochs"),
                   *jse = cJSON_GetObjectItem(j, "source_epochs"), *jwd = cJSON_GetObjectItem(j, "weight_decay"),
                   *jas = cJSON_GetObjectItem(j, "adapter_std"), *jz = cJSON_GetObjectItem(j, "zero_source_states"),
-                  *jsl = cJSON_GetObjectItem(j, "source_lr"), *jco = cJSON_GetObjectItem(j, "carry_optimizer");
+                  *jsl = cJSON_GetObjectItem(j, "source_lr"), *jco = cJSON_GetObjectItem(j, "carry_optimizer"),
+                  *jsc = cJSON_GetObjectItem(j, "adapter_scale");
             if (!j || !cJSON_IsString(jm) || !cJSON_IsString(jp) || !cJSON_IsString(js) || !cJSON_IsNumber(jl) ||
                 !cJSON_IsNumber(je)) {
                 cJSON_Delete(j);
@@ -305,7 +309,9 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                                          cJSON_IsNumber(jse) ? jse->valueint : -1,
                                          cJSON_IsNumber(jsl) && jsl->valuedouble > 0 && jsl->valuedouble < 1
                                              ? (float)jsl->valuedouble : 0,
-                                         cJSON_IsTrue(jco)};
+                                         cJSON_IsTrue(jco),
+                                         cJSON_IsNumber(jsc) && jsc->valuedouble >= 0 && jsc->valuedouble <= 10
+                                             ? (float)jsc->valuedouble : -1};
                 found[m] = true;
             }
             cJSON_Delete(j);
@@ -350,6 +356,7 @@ static tsr_ctnet_run_opts method_opts(const tsr_ctnet_run_opts *base, int m, con
     if (t->adapter_std >= 0) o.adapter_std = t->adapter_std;
     if (t->source_lr > 0) o.source_lr = t->source_lr;
     if (t->carry_optimizer) o.carry_optimizer = true;
+    if (t->adapter_scale >= 0) o.cfg.adapter_scale = t->adapter_scale;
     return o;
 }
 
@@ -428,6 +435,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         double *val_seed = calloc((size_t)seeds, sizeof(double)), *src_seed = calloc((size_t)seeds, sizeof(double));
         bool has_src_auc = true;
         double per[TSR_CTNET_MAX_PERIODS] = {0}, per_n[TSR_CTNET_MAX_PERIODS] = {0};
+        double per_ll[TSR_CTNET_MAX_PERIODS] = {0};
         double t_train = 0, t_src = 0, rows = 0;
         int nt = 0;
         for (int s = 0; s < seeds; s++) {
@@ -446,6 +454,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 a += res.auc[k];
                 l += res.logloss[k];
                 per[k] += res.auc[k];
+                per_ll[k] += res.logloss[k];
                 per_n[k]++;
                 n++;
                 t_train += res.train_s[k];
@@ -487,6 +496,11 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                 printf(k > k0 ? ", " : "");
                 json_num(per_n[k] ? per[k] / per_n[k] : NAN);
             }
+            printf("], \"logloss_per_period\": [");
+            for (int k = k0; k < k1; k++) {
+                printf(k > k0 ? ", " : "");
+                json_num(per_n[k] ? per_ll[k] / per_n[k] : NAN);
+            }
             printf("], \"validation_auc\": ");
             json_num(vm);
             const tsr_ctnet_run_opts mo = method_opts(&r.o, m, t_found[m] ? &t_set[m] : NULL);
@@ -504,6 +518,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                    nt ? t_train / nt : 0.0, nt ? t_src / nt : 0.0, nt ? rows / nt : 0.0, (double)mo.lr,
                    m == TSR_CTNET_M_RETRAIN ? mo.retrain_epochs : mo.epochs, mo.source_epochs,
                    (double)mo.weight_decay, (double)mo.adapter_std);
+            if (mo.cfg.adapter_scale != 1.0f &&
+                (m == TSR_CTNET_M_CTNET || m == TSR_CTNET_M_NO_GATE || m == TSR_CTNET_M_RAND_ADAPT))
+                printf(", \"adapter_scale\": %g", (double)mo.cfg.adapter_scale);
             printf("%s}\n", r.o.zero_source ? ", \"zero_source_states\": true" : "");
         } else {
             printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4f CPU s/period (source %.4f)  %.0f examples/period\n",

@@ -57,6 +57,8 @@ typedef struct {
     bool fuse_post;     /* eval --fuse-alpha on a model without its own fusion */
     float post_alpha;
     int post_norm;      /* its TSR_EBRM_LEX_* */
+    bool bi_fuse;       /* eval --fuse-bi: the bi-encoder's cosine added to the logit */
+    float bi_beta;
     tsr_ebrm_cache cache;
 } env;
 
@@ -71,6 +73,38 @@ static void env_free_models(env *v) {
     v->have_m = v->have_be = false;
 }
 
+/* tokenizer.json beside a weights file */
+static void tok_beside(const char *model, char *tok, size_t n) {
+    const char *slash = strrchr(model, '/');
+    if (slash) snprintf(tok, n, "%.*s/tokenizer.json", (int)(slash - model), model);
+    else snprintf(tok, n, "tokenizer.json");
+}
+
+/* the bi-encoder and its tokenizer into v->be (the item embeddings are
+ * allocated by benc_alloc once the catalog is loaded) */
+static tsr_status benc_load(env *v, const char *model) {
+    char tok[1100];
+    tok_beside(model, tok, sizeof tok);
+    tsr_status st = tsr_benc_load(&v->be, model);
+    if (st.code == TSR_OK) {
+        st = tsr_bpe_load(&v->be_bpe, tok);
+        if (st.code == TSR_OK && v->be_bpe.vocab_size != v->be.cfg.vocab) {
+            st = tsr_errorf(TSR_ERR_FORMAT, "%s has %d tokens, %s expects %d", tok, v->be_bpe.vocab_size, model,
+                            v->be.cfg.vocab);
+            tsr_bpe_free(&v->be_bpe);
+        }
+        if (st.code != TSR_OK) tsr_benc_free(&v->be);
+    }
+    v->have_be = st.code == TSR_OK;
+    return st;
+}
+
+static void benc_alloc(env *v) {
+    v->be_emb = malloc((size_t)v->cat.n_items * v->be.cfg.dim * sizeof *v->be_emb);
+    v->be_have = calloc((size_t)v->cat.n_items, 1);
+    TSR_ASSERT(v->be_emb && v->be_have);
+}
+
 /* the model first (a bad model file fails before the catalog is read),
  * then the catalog and its entities */
 static int env_open(env *v, const char *catalog, int method, const char *model, float k1, float b) {
@@ -80,9 +114,7 @@ static int env_open(env *v, const char *catalog, int method, const char *model, 
     v->b = b;
     tsr_status st = tsr_ok();
     char tok[1100];
-    const char *slash = strrchr(model, '/');
-    if (slash) snprintf(tok, sizeof tok, "%.*s/tokenizer.json", (int)(slash - model), model);
-    else snprintf(tok, sizeof tok, "tokenizer.json");
+    tok_beside(model, tok, sizeof tok);
     if (method == M_EBRM || method == M_CROSS) {
         st = tsr_ebrm_model_load(&v->m, model, tok);
         if (st.code == TSR_OK && v->m.kind != (method == M_EBRM ? TSR_EBRM_KIND_EBRM : TSR_EBRM_KIND_CROSS)) {
@@ -92,17 +124,7 @@ static int env_open(env *v, const char *catalog, int method, const char *model, 
         }
         v->have_m = st.code == TSR_OK;
     } else if (method == M_BIENC) {
-        st = tsr_benc_load(&v->be, model);
-        if (st.code == TSR_OK) {
-            st = tsr_bpe_load(&v->be_bpe, tok);
-            if (st.code == TSR_OK && v->be_bpe.vocab_size != v->be.cfg.vocab) {
-                st = tsr_errorf(TSR_ERR_FORMAT, "%s has %d tokens, %s expects %d", tok, v->be_bpe.vocab_size, model,
-                                v->be.cfg.vocab);
-                tsr_bpe_free(&v->be_bpe);
-            }
-            if (st.code != TSR_OK) tsr_benc_free(&v->be);
-        }
-        v->have_be = st.code == TSR_OK;
+        st = benc_load(v, model);
     }
     if (st.code != TSR_OK)
         return cli_fail(st, method == M_BIENC ? "--model must be a bi-encoder (tessera higen train --what encoder) "
@@ -121,11 +143,7 @@ static int env_open(env *v, const char *catalog, int method, const char *model, 
         return cli_fail(st, CATALOG_HINT);
     }
     if (v->have_m && v->m.kind == TSR_EBRM_KIND_EBRM) tsr_ebrm_model_prepare(&v->m, &v->E);
-    if (v->have_be) {
-        v->be_emb = malloc((size_t)v->cat.n_items * v->be.cfg.dim * sizeof *v->be_emb);
-        v->be_have = calloc((size_t)v->cat.n_items, 1);
-        TSR_ASSERT(v->be_emb && v->be_have);
-    }
+    if (v->have_be) benc_alloc(v);
     tsr_ebrm_cache_init(&v->cache, 1 << 16);
     return CLI_OK;
 }
@@ -195,27 +213,11 @@ static float env_top(env *v, const char *query, int construction, const float *b
     return tsr_ebrm_top_ratio(env_index(v, construction), query, bm25 && n ? bm25[0] : -1.f);
 }
 
-/* Scores n candidates of a query with the method; p higher is better.
- * bm25 gives its own scores (passed in; NULL: computed where a method needs
- * them). use_cache: EBRM's QE cache and the bi-encoder's item embeddings are
- * kept across calls. */
-static tsr_status env_score(env *v, const char *query, int construction, const int32_t *items, const float *bm25,
-                            int n, bool use_cache, const tsr_ebrm_setqe *set, float *p) {
-    if (v->method == M_BM25) {
-        memcpy(p, bm25, (size_t)n * sizeof *p);
-        return tsr_ok();
-    }
-    if (v->method == M_EBRM || v->method == M_CROSS) {
-        float *lex = env_lex(v, query, construction, items, bm25, n);
-        tsr_status st = tsr_ebrm_model_score_top(&v->m, &v->cat, &v->E, query, construction, items, n,
-                                                 use_cache ? &v->cache : NULL, set, lex,
-                                                 env_top(v, query, construction, bm25, n), p);
-        if (st.code == TSR_OK && v->fuse_post)
-            for (int i = 0; i < n; i++) p[i] = tsr_ebrm_fuse_alpha(p[i], v->post_alpha, lex[i]);
-        free(lex);
-        return st;
-    }
-    /* bi-encoder over the same item text the cross-encoder reads */
+/* The bi-encoder's cosine of the query and each of n items (unit-norm
+ * embeddings of the same item text the cross-encoder reads); use_cache
+ * keeps the item embeddings across calls. */
+static void benc_score(env *v, const char *query, int construction, const int32_t *items, int n, bool use_cache,
+                       float *p) {
     int dim = v->be.cfg.dim;
     unsigned fields = TSR_F_ALL & ~tsr_qc_hidden(construction);
     char **texts = calloc((size_t)n + 1, sizeof *texts);
@@ -239,6 +241,36 @@ static tsr_status env_score(env *v, const char *query, int construction, const i
         p[i] = (float)s;
     }
     free(texts), free(miss), free(qe), free(tmp);
+}
+
+/* Scores n candidates of a query with the method; p higher is better.
+ * bm25 gives its own scores (passed in; NULL: computed where a method needs
+ * them). use_cache: EBRM's QE cache and the bi-encoder's item embeddings are
+ * kept across calls. */
+static tsr_status env_score(env *v, const char *query, int construction, const int32_t *items, const float *bm25,
+                            int n, bool use_cache, const tsr_ebrm_setqe *set, float *p) {
+    if (v->method == M_BM25) {
+        memcpy(p, bm25, (size_t)n * sizeof *p);
+        return tsr_ok();
+    }
+    if (v->method == M_EBRM || v->method == M_CROSS) {
+        float *lex = env_lex(v, query, construction, items, bm25, n);
+        tsr_status st = tsr_ebrm_model_score_top(&v->m, &v->cat, &v->E, query, construction, items, n,
+                                                 use_cache ? &v->cache : NULL, set, lex,
+                                                 env_top(v, query, construction, bm25, n), p);
+        if (st.code == TSR_OK && v->fuse_post)
+            for (int i = 0; i < n; i++) p[i] = tsr_ebrm_fuse_alpha(p[i], v->post_alpha, lex[i]);
+        free(lex);
+        if (st.code == TSR_OK && v->bi_fuse) { /* eval --fuse-bi: logit(p) + beta cos(q, item) */
+            float *cs = malloc(((size_t)n + 1) * sizeof *cs);
+            TSR_ASSERT(cs);
+            benc_score(v, query, construction, items, n, use_cache, cs);
+            for (int i = 0; i < n; i++) p[i] = tsr_ebrm_fuse_alpha(p[i], v->bi_beta, cs[i]);
+            free(cs);
+        }
+        return st;
+    }
+    benc_score(v, query, construction, items, n, use_cache, p);
     return tsr_ok();
 }
 
@@ -603,8 +635,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *queries = NULL, *method_name = "ebrm", *model = NULL, *cons_name = NULL,
                *split_name = "valid";
     float k1 = 1.2f, b = 0.4f; /* the search module's tuned values (docs/search.md) */
-    float fuse_alpha = NAN; /* not given (the parser refuses "nan") */
-    const char *fuse_lex = NULL;
+    float fuse_alpha = NAN, fuse_bi = NAN; /* not given (the parser refuses "nan") */
+    const char *fuse_lex = NULL, *bi_model = NULL;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"queries", ARG_STR, &queries, "FILE", "JSONL queries: {\"query\", \"relevant\": [ids]} (higen's format)", NULL},
@@ -618,6 +650,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                                                    "as sigmoid(logit(p) + X * lex), X in [0, 1000] (a fused model's own weight replaced) [the model's own]", NULL},
         {"fuse-lex", ARG_STR, &fuse_lex, "NAME", "with --fuse-alpha: lex = BM25 / top1 (the query's best BM25) or / max "
                                                  "(the score no item reaches) [a fused model's own, else max]", NULL},
+        {"fuse-bi", ARG_FLOAT, &fuse_bi, "X", "ebrm and cross-encoder: then add X * cos(query, item) of the bi-encoder "
+                                             "to the logit, sigmoid(logit(p) + X * cos), X in [0, 1000] [not fused]", NULL},
+        {"bi-model", ARG_STR, &bi_model, "FILE", "with --fuse-bi: the bi-encoder [the shipped one]", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
         {"k1", ARG_FLOAT, &k1, "X", "BM25 term-frequency saturation", NULL},
         {"b", ARG_FLOAT, &b, "X", "BM25 length normalisation", NULL},
@@ -644,6 +679,11 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         if (norm == -2) return cli_usage_error(prog, "unknown --fuse-lex '%s' (top1, max)", fuse_lex);
         if (!fuse) return cli_usage_error(prog, "--fuse-lex needs --fuse-alpha");
     }
+    bool fbi = !isnan(fuse_bi);
+    if (fbi && (rc = cli_check_float(prog, "fuse-bi", fuse_bi, 0, 1000)) != CLI_OK) return rc;
+    if (fbi && method != M_EBRM && method != M_CROSS)
+        return cli_usage_error(prog, "--fuse-bi applies to --method ebrm or cross-encoder, not %s", method_name);
+    if (bi_model && !fbi) return cli_usage_error(prog, "--bi-model needs --fuse-bi");
     int cons = TSR_QC_FILE, split = -1;
     if (cons_name) {
         cons = tsr_qc_from_name(cons_name);
@@ -663,6 +703,19 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if ((rc = env_open(&v, catalog, method, default_model(method, model, mb, sizeof mb), k1, b)) != CLI_OK) {
         tsr_qfile_free(&qf);
         return rc;
+    }
+    char bb[1024];
+    if (fbi) {
+        const char *bp = bi_model ? bi_model : cli_shipped_default(DEFAULT_BIENC, DEFAULT_BIENC, bb, sizeof bb);
+        st = benc_load(&v, bp);
+        if (st.code != TSR_OK) {
+            tsr_qfile_free(&qf);
+            env_close(&v);
+            return cli_fail(st, "--bi-model must be a bi-encoder (tessera higen train --what encoder) with tokenizer.json beside it");
+        }
+        benc_alloc(&v);
+        v.bi_fuse = true, v.bi_beta = fuse_bi;
+        if (bp != bb) snprintf(bb, sizeof bb, "%s", bp);
     }
     if (fuse && v.m.fuse) {
         tsr_f32(v.m.fuse)[0] = fuse_alpha;
@@ -731,6 +784,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         if (v.m.fuse || v.fuse_post)
             printf(", \"fuse_alpha\": %g, \"fuse_lex\": \"%s\"", v.m.fuse ? tsr_f32(v.m.fuse)[0] : v.post_alpha,
                    tsr_ebrm_lex_names[v.fuse_post ? v.post_norm : v.m.lex_norm]);
+        if (v.bi_fuse) {
+            printf(", \"fuse_bi\": %g, \"bi_model\": ", v.bi_beta);
+            cli_json_str(stdout, bb);
+        }
         if (v.have_m && v.m.gate)
             printf(", \"gate\": {\"feature\": \"%s\", \"slope\": %g, \"center\": %g}", tsr_ebrm_gate_feature,
                    tsr_f32(v.m.gate)[0], tsr_f32(v.m.gate)[1]);
@@ -738,7 +795,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     } else {
         printf("%s%s: %lld queries  ndcg@10 %.4f  auc %.4f (over %lld queries with positives and negatives among "
                "the candidates)  recall@10 %.4f  mrr@10 %.4f  (%.1f s)\n",
-               k_methods[method], v.m.fuse || v.fuse_post ? " (fused with BM25)" : "", (long long)r.queries, r.ndcg10, auc,
+               k_methods[method],
+               v.bi_fuse ? (v.m.fuse || v.fuse_post ? " (fused with BM25 and the bi-encoder)" : " (fused with the bi-encoder)")
+                         : v.m.fuse || v.fuse_post ? " (fused with BM25)" : "",
+               (long long)r.queries, r.ndcg10, auc,
                (long long)auc_n, r.recall10, r.mrr10, secs);
     }
     tsr_ebrm_qiset_free(&s);

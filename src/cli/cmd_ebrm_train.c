@@ -142,8 +142,9 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                                                     "categories (never provides)", NULL},
         {"qe-items", ARG_INT, &qe_items, "N", "qe: also pairs from N packages' own summaries against their tags, "
                                               "sections and categories (summaries in the train split; never "
-                                              "provides) [0: none]", NULL},
-        {"qe-items-neg", ARG_STR, &qe_items_neg, "NAME", "qe: the item pairs' negatives, uniform (any entity of the "
+                                              "provides); qi with --qe-aux: those pairs are the auxiliary loss's "
+                                              "instead of the virtual-description ones [0: none]", NULL},
+        {"qe-items-neg", ARG_STR, &qe_items_neg, "NAME", "qe, qi: the item pairs' negatives, uniform (any entity of the "
                                                          "type the package lacks) or freq (drawn as often as packages "
                                                          "hold them)", NULL},
         {"qe-aux", ARG_FLOAT, &qe_aux, "W", "qi: keep the virtual-description QE pairs (those of --qe-virtual) as "
@@ -179,7 +180,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         return rc;
     if (ec.dim % ec.n_heads) return cli_usage_error(prog, "--heads must divide --dim");
     if ((rc = cli_check_int(prog, "qe-items", qe_items, 0, 1000000)) != CLI_OK) return rc;
-    if (qe_items > 0 && st_kind != 0) return cli_usage_error(prog, "--qe-items is for --stage qe");
+    if (qe_items > 0 && st_kind != 0 && !(st_kind == 1 && qe_aux > 0))
+        return cli_usage_error(prog, "--qe-items is for --stage qe (or --stage qi with --qe-aux)");
     int items_neg = strcmp(qe_items_neg, "uniform") == 0 ? TSR_EBRM_NEG_UNIFORM : strcmp(qe_items_neg, "freq") == 0 ? TSR_EBRM_NEG_FREQ : -1;
     if (items_neg < 0) return cli_usage_error(prog, "--qe-items-neg must be uniform or freq");
     if (!(qe_aux >= 0 && qe_aux <= 100)) return cli_usage_error(prog, "--qe-aux must be in [0, 100]");
@@ -275,11 +277,13 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
             tsr_ebrm_qi_train qt = {.cat = &cat, .E = &E, .qs = &qs, .tr = &tr, .va = &va, .batch = t.batch, .n_neg = n_neg};
             tsr_ebrm_qe_data aux = {0};
             if (qe_aux > 0) {
-                st = tsr_ebrm_qe_pairs_virtual(&aux, &cat, &E, t.o.seed, tune);
+                st = qe_items > 0 ? tsr_ebrm_qe_pairs_items(&aux, &cat, &E, qe_items, t.o.seed, tune, items_neg)
+                                  : tsr_ebrm_qe_pairs_virtual(&aux, &cat, &E, t.o.seed, tune);
                 qt.aux = &aux, qt.aux_weight = qe_aux, qt.aux_batch = 64;
                 if (st.code == TSR_OK && !t.quiet)
-                    fprintf(stderr, "data: auxiliary loss over %lld QE pairs of %d virtual-package descriptions, "
-                                    "weight %g\n", (long long)aux.n, aux.n_queries, (double)qe_aux);
+                    fprintf(stderr, "data: auxiliary loss over %lld QE pairs of %d %s, weight %g\n", (long long)aux.n,
+                            aux.n_queries, qe_items > 0 ? "package summaries" : "virtual-package descriptions",
+                            (double)qe_aux);
             }
             if (st.code == TSR_OK) {
                 cli_train_begin(&t);

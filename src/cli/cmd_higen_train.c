@@ -24,7 +24,8 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     tsr_higen_gen_cfg gc = {.dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 256,
                             .max_query = 16};
     float tau = 0.05f, pos_decay = 0.5f, sibling = 0.5f;
-    bool no_indexing = false, no_profile = false, tune = false, keep_best = false, index_pairs = false, random_neg = false;
+    bool no_indexing = false, no_profile = false, tune = false, keep_best = false, index_pairs = false, random_neg = false,
+         doc_only = false;
     float index_span = 0.f, index_drop = 0.f;
     int max_per_query = 0;
     tsr_train_opts def = tsr_train_default_opts();
@@ -50,8 +51,11 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         {"vocab", ARG_INT, &ec.vocab, "N", "BPE vocabulary when the tokenizer is trained here", NULL},
         {"eff-hidden", ARG_INT, &ec.eff_hidden, "N", "encoder: efficiency MLP width (0: none)", NULL},
         {"tau", ARG_FLOAT, &tau, "X", "encoder: InfoNCE temperature", NULL},
-        {"pos-decay", ARG_FLOAT, &pos_decay, "X", "generator: w_p = 1 - decay * p / depth", NULL},
+        {"pos-decay", ARG_FLOAT, &pos_decay, "X", "generator: w_p = 1 - decay * p / depth (-1..1; below 0 the later "
+                                                 "positions weigh more)", NULL},
         {"sibling", ARG_FLOAT, &sibling, "X", "generator: weight of the sibling cross-entropy", NULL},
+        {"doc-only", ARG_BOOL, &doc_only, NULL, "generator: the full cross-entropy over the docID tokens only (text "
+                                                 "tokens are never outputs; a cheaper step)", NULL},
         {"index-pairs", ARG_BOOL, &index_pairs, NULL, "encoder: add one pair per catalog item, a view of its text "
                                                        "(--index-span, --index-drop) -> the item", NULL},
         {"random-neg", ARG_BOOL, &random_neg, NULL, "encoder: a random non-relevant item as each train pair's extra "
@@ -80,6 +84,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     if (keep_best) tune = true;
     if (enc && keep_best) return cli_usage_error(prog, "--keep-best is for --what generator");
     if (!enc && (index_pairs || random_neg)) return cli_usage_error(prog, "--index-pairs and --random-neg are for --what encoder");
+    if (enc && doc_only) return cli_usage_error(prog, "--doc-only is for --what generator");
     if (keep_best && t.o.eval_every <= 0) return cli_usage_error(prog, "--keep-best needs --eval-every N > 0");
     if (keep_best) t.o.ckpt_every = t.o.eval_every; /* every evaluated step is a candidate */
     const char *index_of = NULL;
@@ -97,7 +102,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_int(prog, "dim", ec.dim, 8, 1024)) != CLI_OK || (rc = cli_check_int(prog, "layers", ec.n_layers, 1, 24)) != CLI_OK ||
         (rc = cli_check_int(prog, "hidden", ec.hidden_dim, 8, 8192)) != CLI_OK || (rc = cli_check_int(prog, "vocab", ec.vocab, 300, 65536)) != CLI_OK ||
         (rc = cli_check_int(prog, "eff-hidden", ec.eff_hidden, 0, 1024)) != CLI_OK || (rc = cli_check_float(prog, "tau", tau, 1e-3, 10)) != CLI_OK ||
-        (rc = cli_check_float(prog, "pos-decay", pos_decay, 0, 1)) != CLI_OK || (rc = cli_check_float(prog, "sibling", sibling, 0, 100)) != CLI_OK ||
+        (rc = cli_check_float(prog, "pos-decay", pos_decay, -1, 1)) != CLI_OK || (rc = cli_check_float(prog, "sibling", sibling, 0, 100)) != CLI_OK ||
         (rc = cli_check_float(prog, "index-span", index_span, 0, 1)) != CLI_OK ||
         (rc = cli_check_float(prog, "index-drop", index_drop, 0, 0.95)) != CLI_OK ||
         (rc = cli_check_int(prog, "batch", t.batch, 2, 4096)) != CLI_OK ||
@@ -172,7 +177,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
             st = tsr_higen_gen_init(&g, &gc);
             if (st.code == TSR_OK) {
                 tsr_higen_gen_init_weights(&g, t.o.seed);
-                tsr_higen_loss_opts lo = {.pos_decay = pos_decay, .sibling = sibling};
+                tsr_higen_loss_opts lo = {.pos_decay = pos_decay, .sibling = sibling, .doc_only = doc_only};
                 cli_train_begin(&t);
                 tsr_higen_indexing io = {.on = !no_indexing, .span = index_span, .drop = index_drop};
                 if (keep_best && !t.o.resume) { /* a best file of an earlier run is not a candidate */

@@ -8,7 +8,8 @@ among all items' docIDs (computed here from the docID list, not a trie).
 higen.tref: dim 16, 2 layers, 4 heads, 2 kv heads, hidden 24, text vocab 20,
 max query 4, max depth 3, fanout 3; 7 items with docIDs of length 1-3; a batch
 of 4 (query lengths 4 2 1 3), decay 0.5, lambda 0.7. Holds every weight, the
-docIDs, the batch, the loss and every gradient.
+docIDs, the batch, the loss and every gradient, and the same with CE_V over
+the docID tokens only (loss_doc, gdoc.*).
 Run: /usr/bin/python3 tools/refs/gen_higen.py
 """
 import math
@@ -100,6 +101,12 @@ def wce(lg):
 
 
 loss = wce(logits) + lam * wce(logits + sib)
+# doc_only: CE_V over the docID tokens only (logits BASE .. V-1, targets shifted by BASE)
+tgt_all = tgt
+tgt = torch.where(tgt_all >= 0, tgt_all - BASE, tgt_all)
+loss_doc = wce(logits[..., BASE:]) + lam * wce((logits + sib)[..., BASE:])
+tgt = tgt_all
+gdoc = torch.autograd.grad(loss_doc, list(W.values()), retain_graph=True)
 loss.backward()
 dflat = torch.zeros(len(docids), D, dtype=torch.int32)
 dlen = torch.zeros(len(docids), dtype=torch.int32)
@@ -107,8 +114,9 @@ for i, d in enumerate(docids):
     dflat[i, :len(d)] = torch.tensor(d, dtype=torch.int32)
     dlen[i] = len(d)
 out = {"docids": dflat, "docid_len": dlen, "items": torch.tensor(batch_items), "q_tok": qtok,
-       "q_len": torch.tensor(qlens), "loss": loss.reshape(1)}
-for k, w in W.items():
+       "q_len": torch.tensor(qlens), "loss": loss.reshape(1), "loss_doc": loss_doc.reshape(1)}
+for (k, w), gd in zip(W.items(), gdoc):
     out["w." + k] = w
     out["grad." + k] = w.grad
+    out["gdoc." + k] = gd
 print(save("higen", out))

@@ -112,18 +112,23 @@ static void resize_bilinear(float *dst, int dh, int dw, const float *src, int sh
     }
 }
 
-void tsr_apt_upscale(const tsr_apt_state *s, const float *lowres, uint8_t *mask) {
+void tsr_apt_upscale_logits(const tsr_apt_state *s, const float *lowres, float *out) {
     int S = s->model->cfg.img_size, L = 4 * s->model->grid;
     int nh = (int)floorf((float)s->h * s->scale + 0.5f), nw = (int)floorf((float)s->w * s->scale + 0.5f);
     if (nh > S) nh = S;
     if (nw > S) nw = S;
     float *full = malloc(sizeof(float) * (size_t)S * (size_t)S);
-    float *out = malloc(sizeof(float) * (size_t)s->h * (size_t)s->w);
-    TSR_ASSERT(full && out);
+    TSR_ASSERT(full);
     resize_bilinear(full, S, S, lowres, L, L, L);
     resize_bilinear(out, s->h, s->w, full, nh, nw, S);
-    for (int64_t i = 0; i < (int64_t)s->h * s->w; i++) mask[i] = out[i] > s->threshold;
     free(full);
+}
+
+void tsr_apt_upscale(const tsr_apt_state *s, const float *lowres, uint8_t *mask) {
+    float *out = malloc(sizeof(float) * (size_t)s->h * (size_t)s->w);
+    TSR_ASSERT(out);
+    tsr_apt_upscale_logits(s, lowres, out);
+    for (int64_t i = 0; i < (int64_t)s->h * s->w; i++) mask[i] = out[i] > s->threshold;
     free(out);
 }
 
@@ -281,7 +286,9 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
     uint8_t *small = f > 1 ? shrink_rgb(rgb, h, w, f, &sh, &sw) : NULL;
     const uint8_t *src = small ? small : rgb;
     uint8_t *smask = calloc((size_t)sh * sw, 1);
-    TSR_ASSERT(smask);
+    float *slog = o->logits ? malloc(sizeof(float) * (size_t)sh * sw) : NULL;
+    TSR_ASSERT(smask && (!o->logits || slog));
+    for (int64_t i = 0; slog && i < (int64_t)sh * sw; i++) slog[i] = TSR_APT_NO_LOGIT;
     int S = m->cfg.img_size, L = 4 * m->grid;
     float *low = malloc(sizeof(float) * (size_t)L * L);
     TSR_ASSERT(low);
@@ -303,6 +310,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
         tp.group = p->group;
         tsr_apt_run(&s, &tp, o->iters, low);
         tsr_apt_upscale(&s, low, smask);
+        if (slog) tsr_apt_upscale_logits(&s, low, slog);
         stats->encode_s += s.encode_s;
         stats->decode_s += s.decode_s;
         stats->decoder_runs += s.decoder_runs;
@@ -313,6 +321,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
     } else {
         /* S x S tiles at the model's resolution, the last ones flush with the edge */
         uint8_t *tile = malloc((size_t)S * S * 3), *tmask = malloc((size_t)S * S);
+        float *tlog = slog ? malloc(sizeof(float) * (size_t)S * S) : NULL;
         tp.x = malloc(sizeof(float) * (size_t)(p->n + 1));
         tp.y = malloc(sizeof(float) * (size_t)(p->n + 1));
         tp.label = malloc(sizeof(int) * (size_t)(p->n + 1));
@@ -346,6 +355,14 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
                 for (int y = 0; y < th; y++)
                     for (int x = 0; x < tw; x++)
                         smask[(size_t)(y0 + y) * sw + x0 + x] |= tmask[(size_t)y * tw + x];
+                if (tlog) { /* overlapping tiles: the larger logit, as the mask takes the union */
+                    tsr_apt_upscale_logits(&s, low, tlog);
+                    for (int y = 0; y < th; y++)
+                        for (int x = 0; x < tw; x++) {
+                            float *d = &slog[(size_t)(y0 + y) * sw + x0 + x];
+                            if (tlog[(size_t)y * tw + x] > *d) *d = tlog[(size_t)y * tw + x];
+                        }
+                }
                 stats->encode_s += s.encode_s;
                 stats->decode_s += s.decode_s;
                 stats->decoder_runs += s.decoder_runs;
@@ -354,6 +371,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
             }
         free(tile);
         free(tmask);
+        free(tlog);
         free(tp.x);
         free(tp.y);
         free(tp.label);
@@ -364,10 +382,12 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
         for (int x = 0; x < w; x++) {
             int yy = y / f < sh ? y / f : sh - 1, xx = x / f < sw ? x / f : sw - 1;
             mask[(size_t)y * w + x] = smask[(size_t)yy * sw + xx];
+            if (slog) o->logits[(size_t)y * w + x] = slog[(size_t)yy * sw + xx];
         }
     if (o->gate_map) tsr_apt_gate(mask, o->gate_map, h, w, o->gate);
     if (o->postprocess) tsr_apt_postprocess(mask, h, w, o->min_area);
     free(smask);
+    free(slog);
     free(small);
     free(low);
 }

@@ -119,6 +119,112 @@ static void supervised_mask(const tsr_sam *m, const tsr_apt_seg_opts *so, const 
     free(low);
 }
 
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int64_t object_index(const uint32_t *ids, int64_t n, uint32_t id) {
+    const uint32_t *f = bsearch(&id, ids, (size_t)n, sizeof *ids, cmp_u32);
+    return f ? f - ids : -1;
+}
+
+/* APT's mask of one image the way tsr_apt_segment makes it, its stages
+ * kept: the segmenter's mask and logits, gated, post-processed (mask), and
+ * where its missed pixels are added to bd */
+static void segment_breakdown(const tsr_apt_eval_opts *o, const tsr_apt_seg_opts *so, const tsr_apt_image *im,
+                              const uint8_t *coarse, const tsr_apt_points *p, uint8_t *mask, tsr_apt_seg_stats *ss,
+                              tsr_apt_breakdown *bd) {
+    int64_t N = (int64_t)im->w * im->h;
+    float *logit = malloc(sizeof(float) * (size_t)N);
+    uint8_t *raw = malloc((size_t)N), *gated = malloc((size_t)N), *within = malloc((size_t)N);
+    TSR_ASSERT(logit && raw && gated && within);
+    tsr_apt_seg_opts s1 = *so;
+    s1.gate_map = NULL;
+    s1.postprocess = false;
+    s1.logits = logit;
+    tsr_apt_segment(o->model, &s1, im->rgb, im->h, im->w, p, raw, ss);
+    memcpy(gated, raw, (size_t)N);
+    memset(within, 1, (size_t)N);
+    if (so->gate_map) {
+        tsr_apt_gate(gated, so->gate_map, im->h, im->w, so->gate);
+        tsr_apt_gate(within, so->gate_map, im->h, im->w, so->gate);
+    }
+    memcpy(mask, gated, (size_t)N);
+    if (so->postprocess) tsr_apt_postprocess(mask, im->h, im->w, so->min_area);
+    /* the objects: sorted distinct instance keys of the class pixels */
+    int64_t n = 0;
+    uint32_t *ids = malloc(sizeof(uint32_t) * (size_t)N + 1);
+    TSR_ASSERT(ids);
+    for (int64_t i = 0; i < N; i++)
+        if (im->lab[i] == 1 && im->inst[i]) ids[n++] = im->inst[i];
+    qsort(ids, (size_t)n, sizeof *ids, cmp_u32);
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (m == 0 || ids[m - 1] != ids[i]) ids[m++] = ids[i];
+    int64_t *size = calloc((size_t)m + 1, sizeof(int64_t)), *hit = calloc((size_t)m + 1, sizeof(int64_t));
+    uint8_t *prompted = calloc((size_t)m + 1, 1), *in_coarse = calloc((size_t)m + 1, 1);
+    TSR_ASSERT(size && hit && prompted && in_coarse);
+    for (int i = 0; i < p->n; i++) {
+        int x = (int)lroundf(p->x[i]), y = (int)lroundf(p->y[i]);
+        if (x < 0 || y < 0 || x >= im->w || y >= im->h) continue;
+        int64_t k = (int64_t)y * im->w + x;
+        if (p->label[i] != 1) {
+            bd->points_neg++;
+            bd->points_neg_on_class += im->lab[k] == 1;
+            continue;
+        }
+        bd->points_pos++;
+        bd->points_pos_on_class += im->lab[k] == 1;
+        int64_t j = im->lab[k] == 1 ? object_index(ids, m, im->inst[k]) : -1;
+        if (j >= 0) prompted[j] = 1;
+    }
+    float thr = so->threshold;
+    for (int64_t i = 0; i < N; i++) {
+        if (im->lab[i] > 1) continue;
+        if (im->lab[i] == 0) {
+            if (mask[i]) bd->fp++;
+            if (mask[i] && !gated[i]) bd->fp_postprocess++;
+            continue;
+        }
+        int64_t j = im->inst[i] ? object_index(ids, m, im->inst[i]) : -1;
+        if (j >= 0) {
+            size[j]++;
+            hit[j] += mask[i] != 0;
+            in_coarse[j] |= coarse[i] == 1;
+        }
+        bd->truth++;
+        if (mask[i]) continue;
+        bd->fn++;
+        if (!within[i]) {
+            bd->fn_beyond_gate++;
+            bd->fn_beyond_gate_had += raw[i] != 0;
+        } else if (raw[i]) bd->fn_postprocess++;
+        else if (logit[i] == TSR_APT_NO_LOGIT) bd->fn_no_tile++;
+        else if (j < 0 || !prompted[j]) bd->fn_unprompted++;
+        else if (logit[i] >= thr - 1.0f) bd->fn_low_1++;
+        else if (logit[i] >= thr - 3.0f) bd->fn_low_3++;
+        else bd->fn_low_more++;
+    }
+    for (int64_t j = 0; j < m; j++) {
+        bool found = 2 * hit[j] >= size[j] && size[j] > 0;
+        bd->objects++;
+        bd->objects_in_coarse += in_coarse[j];
+        bd->objects_prompted += prompted[j];
+        bd->objects_found += found;
+        bd->objects_prompted_found += found && prompted[j];
+    }
+    free(ids);
+    free(size);
+    free(hit);
+    free(prompted);
+    free(in_coarse);
+    free(logit);
+    free(raw);
+    free(gated);
+    free(within);
+}
+
 tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res) {
     memset(res, 0, sizeof *res);
     if (o->factor < 2 || o->factor > 256) return tsr_errorf(TSR_ERR_ARG, "coarse factor %d must be in 2..256", o->factor);
@@ -156,7 +262,8 @@ tsr_status tsr_apt_evaluate(const tsr_apt_eval_opts *o, tsr_apt_eval_result *res
             st = tsr_apt_prompts(&p, coarse, im.rgb, im.h, im.w, o->mode, o->points, o->iters, o->seed);
         if (!st.code) {
             tsr_apt_seg_stats ss;
-            tsr_apt_segment(o->model, &so, im.rgb, im.h, im.w, &p, mask, &ss);
+            if (o->breakdown) segment_breakdown(o, &so, &im, coarse, &p, mask, &ss, &res->breakdown);
+            else tsr_apt_segment(o->model, &so, im.rgb, im.h, im.w, &p, mask, &ss);
             tsr_apt_conf_add(&conf_apt, mask, im.lab, N);
             tsr_apt_conf_add(&one, mask, im.lab, N);
             res->points += p.n;

@@ -15,10 +15,12 @@
  *               "class": 0..255 (40), "nodata": -1..255 (0),
  *               "mode": "grid" | "random" | "superpixel" ("grid"),
  *               "points_per_class": 1..64 (11), "iterations": 1..10 (3),
- *               "seed": integer (1)
+ *               "seed": integer (1), "gate": -1..100000 (8; -1 off),
+ *               "prompts_per": "tile" | "image" ("tile")
  *             | "points": [[x, y, label], ...] (pixels; label 1 the class,
  *               0 not; at least one 1; at most 256),
- *             "min_area": 0..1e8 (2000)}
+ *             "min_area": 0..1e8 (2000),
+ *             "threshold": -100..100 (-1 for "landcover", 0 for "points")}
  *   reply:   {"object": "segmentation", "model", "width", "height",
  *             "mask": base64 PNG, "mask_pixels", "fraction",
  *             "points": [[x, y, label, iteration], ...], "tiles",
@@ -149,7 +151,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
         return;
     }
     static const char *const known[] = {"image", "landcover", "class", "nodata", "mode", "points_per_class",
-                                        "iterations", "seed", "points", "min_area"};
+                                        "iterations", "seed", "points", "min_area", "gate", "threshold", "prompts_per"};
     for (const cJSON *e = j->child; e; e = e->next) {
         bool ok = false;
         for (size_t k = 0; k < sizeof known / sizeof *known && !ok; k++) ok = strcmp(e->string, known[k]) == 0;
@@ -160,7 +162,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
             tsr_serve_printable(name, sizeof name, e->string);
             tsr_serve_fail(rp, 400, e->string,
                 "unknown field '%s' (fields: image, landcover, class, nodata, mode, points_per_class, iterations, "
-                "seed, points, min_area)",
+                "seed, gate, prompts_per, points, min_area, threshold)",
                 name);
             cJSON_Delete(j);
             return;
@@ -178,7 +180,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
             lc ? "both" : "neither");
         ok = false;
     } else if (pts) {
-        static const char *const lc_only[] = {"class", "nodata", "mode", "points_per_class", "seed"};
+        static const char *const lc_only[] = {"class", "nodata", "mode", "points_per_class", "seed", "gate", "prompts_per"};
         for (size_t k = 0; k < sizeof lc_only / sizeof *lc_only && ok; k++)
             if (cJSON_GetObjectItemCaseSensitive(j, lc_only[k])) {
                 tsr_serve_fail(rp, 400, lc_only[k], "'%s' applies to 'landcover' requests, not to 'points'", lc_only[k]);
@@ -188,6 +190,30 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
     ok = ok && tsr_serve_json_int(j, "class", 0, 255, &cls, rp) && tsr_serve_json_int(j, "nodata", -1, 255, &nodata, rp) &&
          tsr_serve_json_int(j, "points_per_class", 1, 64, &ppc, rp) && tsr_serve_json_int(j, "iterations", 1, 10, &iters, rp) &&
          tsr_serve_json_int(j, "seed", 0, 9007199254740991.0, &seed, rp) && tsr_serve_json_int(j, "min_area", 0, 1e8, &min_area, rp);
+    /* a land-cover request gets segment's defaults (tile prompts, threshold,
+     * gate: those of the evaluation protocol); a points request runs the
+     * points alone at SAM's threshold 0, with no map to gate by */
+    const tsr_apt_eval_opts dflt = tsr_apt_default_eval_opts();
+    double gate = dflt.gate, threshold = lc ? dflt.threshold : 0;
+    bool tile_prompts = dflt.tile_prompts;
+    ok = ok && tsr_serve_json_int(j, "gate", -1, 100000, &gate, rp);
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(j, "threshold"), *pp = cJSON_GetObjectItemCaseSensitive(j, "prompts_per");
+    if (ok && th) {
+        if (!cJSON_IsNumber(th) || !(th->valuedouble >= -100 && th->valuedouble <= 100)) {
+            tsr_serve_fail(rp, 400, "threshold", "'threshold' must be a number in [-100, 100]");
+            ok = false;
+        } else {
+            threshold = th->valuedouble;
+        }
+    }
+    if (ok && pp) {
+        if (!cJSON_IsString(pp) || (strcmp(pp->valuestring, "tile") != 0 && strcmp(pp->valuestring, "image") != 0)) {
+            tsr_serve_fail(rp, 400, "prompts_per", "'prompts_per' must be 'tile' or 'image'");
+            ok = false;
+        } else {
+            tile_prompts = strcmp(pp->valuestring, "tile") == 0;
+        }
+    }
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "mode");
     if (ok && ms) {
         mode = cJSON_IsString(ms) ? tsr_apt_mode_parse(ms->valuestring) : -1;
@@ -198,10 +224,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
     }
     uint8_t *rgb = NULL, *codes = NULL, *lab = NULL, *mask = NULL;
     int w = 0, h = 0;
-    /* as `tessera apt segment`: a model trained here sees shrunk images in
-     * tiles; a land-cover request gets segment's defaults (tile prompts,
-     * threshold, gate: those of the evaluation protocol) */
-    const tsr_apt_eval_opts dflt = tsr_apt_default_eval_opts();
+    /* as `tessera apt segment`: a model trained here sees shrunk images in tiles */
     tsr_apt_seg_opts so = {.shrink = 1, .tiled = false, .iters = (int)iters, .postprocess = true, .min_area = (int)min_area};
     if (s->m.pixel_scale > 0) {
         so.shrink = (int)lroundf(1.0f / s->m.pixel_scale);
@@ -234,7 +257,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
                 lab[i] = codes[i] == (int)cls ? 1 : (nodata >= 0 && codes[i] == (int)nodata) ? 255 : 0;
         }
         if (ok) {
-            tsr_status st = dflt.tile_prompts && so.tiled
+            tsr_status st = tile_prompts && so.tiled
                                 ? tsr_apt_prompts_tiled(&p, lab, rgb, h, w, s->m.cfg.img_size, so.shrink, mode, (int)ppc, (int)iters,
                                                         (uint64_t)seed)
                                 : tsr_apt_prompts(&p, lab, rgb, h, w, mode, (int)ppc, (int)iters, (uint64_t)seed);
@@ -249,10 +272,10 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
     cJSON_Delete(j);
     tsr_apt_seg_stats ss = {0};
     if (ok) {
+        so.threshold = (float)threshold;
         if (lab) {
-            so.threshold = dflt.threshold;
-            so.gate_map = dflt.gate >= 0 ? lab : NULL;
-            so.gate = dflt.gate;
+            so.gate_map = gate >= 0 ? lab : NULL;
+            so.gate = (int)gate;
         }
         mask = malloc((size_t)w * (size_t)h);
         if (!mask) {

@@ -12,7 +12,7 @@
 tsr_ctnet_cfg tsr_ctnet_default_cfg(void) {
     return (tsr_ctnet_cfg){.dim = 16, .n_layers = 2, .hidden = {64, 32}, .cross = 1,
                            .user_buckets = 2048, .item_buckets = 8192, .tok_buckets = 2048,
-                           .n_fields = 5, .adapt_from = 1};
+                           .n_fields = 5, .adapt_from = 1, .adapter_scale = 1.0f};
 }
 
 int tsr_ctnet_input_dim(const tsr_ctnet_cfg *g) { return (3 + g->n_fields) * g->dim; }
@@ -234,7 +234,11 @@ tsr_tensor *tsr_ctnet_forward_states(tsr_ctx *c, const tsr_ctnet_cfg *g, const t
                                      const tsr_tensor *concat_w, const tsr_ctnet_batch *b) {
     tsr_tensor *z = tsr_ctnet_tower_input(c, tgt, g, b);
     for (int l = 0; l <= g->n_layers; l++) {
-        if (zs && ad && ad->wa[l]) z = tsr_add(c, z, tsr_ctnet_adapter(c, ad, l, zs[l]));
+        if (zs && ad && ad->wa[l]) {
+            tsr_tensor *a = tsr_ctnet_adapter(c, ad, l, zs[l]);
+            if (g->adapter_scale != 1.0f) a = tsr_scale(c, a, g->adapter_scale);
+            z = tsr_add(c, z, a);
+        }
         z = tsr_ctnet_tower_layer(c, tgt, g, l, z);
     }
     if (zs && concat_w) /* logit of concat(h_t, h_s) = out(h_t) + concat_w . h_s */

@@ -427,6 +427,7 @@ static void opts_meta(const tsr_ctnet_run_opts *o, char vals[][32], const char *
     }
     KV("cross", "%d", o->cfg.cross);
     KV("adapt_from", "%d", o->cfg.adapt_from);
+    KV("adapter_scale", "%.9g", (double)o->cfg.adapter_scale); /* files written before it have none: 1 */
     KV("user_buckets", "%d", o->cfg.user_buckets);
     KV("item_buckets", "%d", o->cfg.item_buckets);
     KV("tok_buckets", "%d", o->cfg.tok_buckets);
@@ -613,6 +614,45 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
 
 /* ------------------------------------------------------------- protocol */
 
+static double mean_abs(const tsr_tensor *x) {
+    double s = 0;
+    for (int64_t i = 0; i < x->numel; i++) s += fabs((double)tsr_f32(x)[i]);
+    return x->numel ? s / (double)x->numel : 0;
+}
+
+/* verbose CTNet updates: on the period's rows (at most 512), per adapted
+ * layer l, the mean |.| of the target tower's own input z_t, of what the
+ * adapter adds to it, and of the source state it reads */
+static void log_adapter_share(tsr_ctnet_run *r, const tsr_ctnet_log *g, const int64_t *rows, int64_t n) {
+    if (!r->has_ad || n == 0) return;
+    const tsr_ctnet_cfg *cfg = &r->o.cfg;
+    tsr_ctx *c = run_ctx(r);
+    tsr_ctx_reset(c);
+    c->training = false;
+    c->grad_enabled = false;
+    const int64_t B = n < 512 ? n : 512;
+    tsr_ctnet_batch b = tsr_ctnet_make_batch(c, g, rows, B, cfg, NULL);
+    tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 2] = {0};
+    tsr_ctnet_source_states(c, cfg, &r->src, &b, zs);
+    tsr_tensor *z = tsr_ctnet_tower_input(c, &r->tgt, cfg, &b);
+    char line[512];
+    int off = snprintf(line, sizeof line, "ctnet %s: adapters |z_t| |A| |z_s| per layer:",
+                       tsr_ctnet_method_names[r->o.method]);
+    for (int l = 0; l <= cfg->n_layers; l++) {
+        if (r->ad.wa[l]) {
+            tsr_tensor *a = tsr_ctnet_adapter(c, &r->ad, l, r->o.zero_source ? tsr_zeros(c, TSR_F32, TSR_DIMS(B, zs[l]->shape[1])) : zs[l]);
+            a = tsr_scale(c, a, cfg->adapter_scale);
+            if (off < (int)sizeof line)
+                off += snprintf(line + off, sizeof line - (size_t)off, "  %d: %.4f %.4f %.4f", l, mean_abs(z),
+                                mean_abs(a), mean_abs(zs[l]));
+            z = tsr_add(c, z, a);
+        }
+        z = tsr_ctnet_tower_layer(c, &r->tgt, cfg, l, z);
+    }
+    tsr_log("%s\n", line);
+    tsr_ctx_reset(c);
+}
+
 static void run_free(tsr_ctnet_run *r) {
     if (r->scratch_dir[0]) rmdir(r->scratch_dir);
     if (r->ctx_ready) tsr_ctx_free(&r->ctx);
@@ -702,6 +742,7 @@ static tsr_status update(tsr_ctnet_run *r, const tsr_ctnet_log *g, int32_t lo, i
         bool with_src = !warmup && (is_ctnet(m) || m == TSR_CTNET_M_NO_ADAPT);
         st = run_stage(r, g, buf, n, with_src ? STG_CTNET : STG_TARGET, with_src ? P_CTNET : P_TGT, E,
                        r->o.lr, tag * 8 + 4, false, r->scratch, t_tgt);
+        if (!st.code && with_src && r->verbose) log_adapter_share(r, g, buf, n);
     }
     *n_rows = n;
     /* the period's save (after its evaluation) moves the continual state on */
@@ -835,12 +876,21 @@ tsr_status tsr_ctnet_run_save_model(const tsr_ctnet_run *r, const tsr_ctnet_log 
 
 /* --------------------------------------------------------- serving model */
 
+/* an adapter_scale from metadata: a number in [0, 10] */
+static bool meta_scale(const char *s, float *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= 0 && v <= 10)) return false;
+    *out = (float)v;
+    return true;
+}
+
 tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path) {
     memset(m, 0, sizeof *m);
     tsr_st_file f;
     tsr_status st = tsr_st_read(path, &f);
     if (st.code) return st;
-    tsr_ctnet_cfg g = {0};
+    tsr_ctnet_cfg g = {.adapter_scale = 1.0f}; /* absent in files written before it existed */
     const char *fam = tsr_st_meta(&f, "family"), *meth = tsr_st_meta(&f, "method"), *fields = tsr_st_meta(&f, "fields");
     const char *bad = NULL;
     static const char *hk[TSR_CTNET_MAX_LAYERS] = {"hidden0", "hidden1", "hidden2", "hidden3"};
@@ -852,6 +902,8 @@ tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path) {
     else if (tsr_st_meta(&f, "adapt_from") &&
              !tsr_st_meta_int(&f, "adapt_from", 0, TSR_CTNET_MAX_LAYERS, &g.adapt_from))
         bad = "adapt_from"; /* absent in files written before it existed: adapters from layer 0 */
+    else if (tsr_st_meta(&f, "adapter_scale") && !meta_scale(tsr_st_meta(&f, "adapter_scale"), &g.adapter_scale))
+        bad = "adapter_scale";
     else if (!tsr_st_meta_int(&f, "user_buckets", 2, 1 << 24, &g.user_buckets)) bad = "user_buckets";
     else if (!tsr_st_meta_int(&f, "item_buckets", 2, 1 << 24, &g.item_buckets)) bad = "item_buckets";
     else if (!tsr_st_meta_int(&f, "tok_buckets", 2, 1 << 24, &g.tok_buckets)) bad = "tok_buckets";

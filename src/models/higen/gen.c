@@ -65,7 +65,8 @@ static void fill_inputs(const tsr_higen_gen *g, int32_t *tok, uint8_t *mask, int
 tsr_tensor *tsr_higen_gen_loss(tsr_ctx *c, const tsr_higen_gen *g, const tsr_higen_trie *t,
                                const int32_t *q_tok, const int32_t *q_len, const int32_t *items, int B,
                                const tsr_higen_loss_opts *o) {
-    int D = g->cfg.max_depth, Q = g->cfg.max_query, S = g->seq, F = g->cfg.fanout, V = g->vocab;
+    int D = g->cfg.max_depth, Q = g->cfg.max_query, S = g->seq, F = g->cfg.fanout;
+    int base = o->doc_only ? g->doc_base : 0, V = g->vocab - base; /* the output ids base .. vocab-1 */
     TSR_ASSERT(t->max_depth <= D && t->max_fanout <= F);
     tsr_tensor *tok = tsr_new(c, TSR_I32, TSR_DIMS(B, S));
     tsr_tensor *mask = tsr_new(c, TSR_U8, TSR_DIMS(B, S, S));
@@ -79,14 +80,14 @@ tsr_tensor *tsr_higen_gen_loss(tsr_ctx *c, const tsr_higen_gen *g, const tsr_hig
         int32_t node = 0;
         for (int p = 0; p < D; p++) {
             bool on = p < L;
-            tsr_i32(tgt)[b * D + p] = on ? g->doc_base + p * F + d[p] : -1;
+            tsr_i32(tgt)[b * D + p] = on ? g->doc_base - base + p * F + d[p] : -1;
             tsr_f32(w)[b * D + p] = on ? 1.0f - o->pos_decay * (float)p / (float)D : 0.f;
             if (sib) {
                 float *m = tsr_f32(sib) + ((size_t)b * D + p) * V;
                 for (int v = 0; v < V; v++) m[v] = on ? -1e9f : 0.f;
                 if (on) {
                     const tsr_higen_node *nd = &t->nodes[node];
-                    for (int ch = 0; ch < nd->n_children; ch++) m[g->doc_base + p * F + ch] = 0.f;
+                    for (int ch = 0; ch < nd->n_children; ch++) m[g->doc_base - base + p * F + ch] = 0.f;
                     node = nd->first_child + d[p];
                 }
             }
@@ -95,7 +96,8 @@ tsr_tensor *tsr_higen_gen_loss(tsr_ctx *c, const tsr_higen_gen *g, const tsr_hig
     tsr_nn_seq seq = {.pos = NULL, .mask = mask, .causal = true};
     tsr_tensor *h = tsr_nn_llama_hidden(c, &g->dec, tok, &seq);       /* (B,S,C) */
     tsr_tensor *hd = tsr_slice(c, h, 1, Q, Q + D);                     /* (B,D,C) */
-    tsr_tensor *logits = tsr_linear(c, hd, g->dec.lm_head, NULL);      /* (B,D,V) */
+    tsr_tensor *head = o->doc_only ? tsr_slice(c, g->dec.lm_head, 0, base, g->vocab) : g->dec.lm_head;
+    tsr_tensor *logits = tsr_linear(c, hd, head, NULL);                /* (B,D,V) */
     tsr_tensor *loss = tsr_cross_entropy(c, logits, tgt, w, -1, 0.f);
     if (sib) {
         tsr_tensor *ls = tsr_cross_entropy(c, tsr_add(c, logits, sib), tgt, w, -1, 0.f);

@@ -319,7 +319,7 @@ tsr_status tsr_higen_train_generator(tsr_higen_data *d, tsr_higen_gen *g, const 
         return tsr_errorf(TSR_ERR_ARG, "higen: keeping the best checkpoint needs tune pairs (tsr_higen_data_hold_tune)");
     bool indexing = ixo->on;
     char gb[9 * 16], bs[16], pd[32], sb[32], ix[8], np[24], span[32], drop[32];
-    const char *cfg[18 + 14 + 1];
+    const char *cfg[18 + 16 + 1];
     tsr_higen_gen_config_kv(&g->cfg, cfg, gb);
     snprintf(bs, sizeof bs, "%d", batch);
     snprintf(pd, sizeof pd, "%g", (double)lo->pos_decay);
@@ -331,7 +331,9 @@ tsr_status tsr_higen_train_generator(tsr_higen_data *d, tsr_higen_gen *g, const 
     const char *extra[14] = {"train.batch", bs, "loss.pos_decay", pd, "loss.sibling", sb, "data.indexing", ix,
                              "data.pairs", np, "data.index_span", span, "data.index_drop", drop};
     memcpy(cfg + 18, extra, sizeof extra);
-    cfg[32] = NULL;
+    cfg[32] = "loss.doc_only";
+    cfg[33] = lo->doc_only ? "1" : "0";
+    cfg[34] = NULL;
     tsr_train_family f = {.name = "higen generator", .params = &g->params, .config = cfg,
                           .n_items = r.n_pairs + (indexing ? t->n_items : 0), .batch = batch, .unit = "ex",
                           .arena_bytes = (size_t)256 << 20, .ud = &r, .step = gen_step, .eval = gen_eval,
