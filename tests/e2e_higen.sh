@@ -144,6 +144,22 @@ if [ -r "$ML/tags.csv" ]; then
         bad "--keep-best: '$js'"
     "$BIN" higen train --what generator --keep-best --eval-every 0 --model "$TMP/kb1" --catalog "$ML" >/dev/null 2>&1
     [ $? -eq 2 ] && ok || bad "--keep-best without --eval-every is not a usage error"
+    # --doc-only (CE_V over the docID tokens) with the later positions weighted more: both are recorded in
+    # the model's metadata, and a run stopped and resumed ends with the same weights
+    dk="--what generator --catalog $ML --dim 16 --hidden 32 --heads 2 --layers 1 --steps 4 --batch 8 --threads 1 --quiet --doc-only --pos-decay -0.5"
+    mkdir -p "$TMP/dk1" "$TMP/dk2" && cp "$M"/tokenizer.json "$M"/higen.index.safetensors "$TMP/dk1/" &&
+        cp "$M"/tokenizer.json "$M"/higen.index.safetensors "$TMP/dk2/"
+    "$BIN" higen train $dk --model "$TMP/dk1" >/dev/null 2>&1
+    "$BIN" higen train $dk --model "$TMP/dk2" --stop-after 2 >/dev/null 2>&1
+    "$BIN" higen train $dk --model "$TMP/dk2" --resume >/dev/null 2>&1
+    hd=$(head -c 20000 "$TMP/dk1/higen.generator.safetensors" 2>/dev/null | tr -d '\000')
+    echo "$hd" | grep -q '"loss.doc_only":"1"' && echo "$hd" | grep -q '"loss.pos_decay":"-0.5"' &&
+        cmp -s "$TMP/dk1/higen.generator.safetensors" "$TMP/dk2/higen.generator.safetensors" && ok ||
+        bad "--doc-only --pos-decay -0.5: metadata or resume"
+    "$BIN" higen train --what encoder --doc-only --model "$TMP/dk1" --catalog "$ML" >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "--doc-only for the encoder is not a usage error"
+    "$BIN" higen train --what generator --pos-decay 1.5 --model "$TMP/dk1" --catalog "$ML" >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "--pos-decay 1.5 is not a usage error"
     "$BIN" higen eval --catalog "$ML" --construction movielens --split valid --method higen --model "$M" --threads 1 \
         --json 2>/dev/null | grep -q '"recall@10"' && ok || bad "personalised eval"
     a=$("$BIN" higen search --catalog "$ML" --model "$M" --query funny --user 2 -k 5 --json --threads 1 2>/dev/null | sed "s/\"ms\": [0-9.]*//")
