@@ -56,13 +56,7 @@ int main(void) {
     }
     tsr_params_zero_grad(&m.params);
     tsr_backward(&c, loss);
-    for (int k = 0; k < m.params.n; k++) {
-        tsr_tensor *t = m.params.items[k];
-        snprintf(name, sizeof name, "grad.%s", t->name);
-        const tref_entry *e = tref_find(r, name);
-        TU_CHECK(e && e->numel == t->numel, "no reference gradient %s", name);
-        if (e && e->numel == t->numel) tu_close_ref(r, name, t->grad, t->numel, 1e-5, 1e-4);
-    }
+    tu_close_ref_grads(r, &m.params, "grad.", 1e-5, 1e-4);
     /* what lies past a row's length changes nothing */
     tsr_ctx_reset(&c);
     c.grad_enabled = false;

@@ -426,13 +426,7 @@ static void test_qe_model(void) {
     tu_close_ref(r, "loss", tsr_f32(loss), 1, 1e-5, 1e-5);
     tsr_params_zero_grad(&m.params);
     tsr_backward(&c, loss);
-    for (int k = 0; k < m.params.n; k++) {
-        tsr_tensor *t = m.params.items[k];
-        snprintf(name, sizeof name, "grad.%s", t->name);
-        const tref_entry *e = tref_find(r, name);
-        TU_CHECK(e && e->numel == t->numel, "no reference gradient %s", name);
-        if (e && e->numel == t->numel) tu_close_ref(r, name, t->grad, t->numel, 1e-5, 1e-4);
-    }
+    tu_close_ref_grads(r, &m.params, "grad.", 1e-5, 1e-4);
     /* a pair's logits do not depend on the other rows of its batch (the
      * cache's bit identity needs it): row 2 alone is bit-identical to row 2
      * in the batch (at this size; larger matmuls are checked with the model) */

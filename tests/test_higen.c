@@ -43,13 +43,7 @@ static void test_loss_ref(void) {
     tu_close_ref(r, "loss", tsr_f32(loss), 1, 1e-5, 1e-5);
     tsr_params_zero_grad(&g.params);
     tsr_backward(&c, loss);
-    for (int k = 0; k < g.params.n; k++) {
-        tsr_tensor *p = g.params.items[k];
-        snprintf(name, sizeof name, "grad.%s", p->name);
-        const tref_entry *e = tref_find(r, name);
-        TU_CHECK(e && e->numel == p->numel, "no reference gradient %s", name);
-        if (e && e->numel == p->numel) tu_close_ref(r, name, p->grad, p->numel, 1e-5, 1e-4);
-    }
+    tu_close_ref_grads(r, &g.params, "grad.", 1e-5, 1e-4);
     /* the same with CE_V over the docID tokens only: loss and every gradient */
     tsr_ctx_reset(&c);
     lo.doc_only = true;
@@ -57,13 +51,7 @@ static void test_loss_ref(void) {
     tu_close_ref(r, "loss_doc", tsr_f32(loss), 1, 1e-5, 1e-5);
     tsr_params_zero_grad(&g.params);
     tsr_backward(&c, loss);
-    for (int k = 0; k < g.params.n; k++) {
-        tsr_tensor *p = g.params.items[k];
-        snprintf(name, sizeof name, "gdoc.%s", p->name);
-        const tref_entry *e = tref_find(r, name);
-        TU_CHECK(e && e->numel == p->numel, "no reference gradient %s", name);
-        if (e && e->numel == p->numel) tu_close_ref(r, name, p->grad, p->numel, 1e-5, 1e-4);
-    }
+    tu_close_ref_grads(r, &g.params, "gdoc.", 1e-5, 1e-4);
     /* beam search over this trie: every item reachable, scores sorted */
     int32_t out[8];
     float sc[8];

@@ -115,6 +115,18 @@ bool tu_close_ref(const tref *r, const char *name, const float *got, int64_t n, 
     return tu_close(what, got, (const float *)e->data, n, atol, rtol);
 }
 
+void tu_close_ref_grads(const tref *r, const tsr_params *ps, const char *prefix, double atol,
+                        double rtol) {
+    char name[256];
+    for (int k = 0; k < ps->n; k++) {
+        const tsr_tensor *p = ps->items[k];
+        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        const tref_entry *e = tref_find(r, name);
+        TU_CHECK(e && e->numel == p->numel, "no reference gradient %s", name);
+        if (e && e->numel == p->numel) tu_close_ref(r, name, p->grad, p->numel, atol, rtol);
+    }
+}
+
 void tu_randn(float *x, int64_t n, uint64_t seed, float std) {
     tsr_rng r;
     tsr_rng_seed(&r, seed);

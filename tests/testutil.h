@@ -65,6 +65,10 @@ tsr_tensor *tref_tensor(tsr_ctx *c, const tref *r, const char *name, bool requir
 /* compare a buffer to an entry (shape by numel) */
 bool tu_close_ref(const tref *r, const char *name, const float *got, int64_t n, double atol,
                   double rtol);
+/* every parameter's gradient against the entry "<prefix><param name>"; a
+ * missing or wrongly sized entry is a failure */
+void tu_close_ref_grads(const tref *r, const tsr_params *ps, const char *prefix, double atol,
+                        double rtol);
 
 /* ---- gradient check
  * fn builds the op's output from leaf inputs in[i] (step tensors). The
