@@ -1,8 +1,10 @@
 /* Shared harness of the libFuzzer targets that drive one family endpoint
- * of `tessera serve` (fuzz_ctnet_ctr, fuzz_ovadetr_detect,
- * fuzz_apt_segment): the endpoint loads its model once (the file the
- * environment variable `env` names, else the shipped default found as every
- * shipped default is, from any working directory), each input goes through
+ * of `tessera serve` (fuzz_ctnet_ctr, fuzz_ovadetr_detect, fuzz_apt_segment,
+ * fuzz_ebrm_relevance, fuzz_higen_search, fuzz_narformer_latency): the
+ * endpoint loads its model once (the file the environment variable `env`
+ * names, else the shipped default found as every shipped default is, from
+ * any working directory; further models the endpoint declares, such as
+ * EBRM's catalog, from their shipped defaults), each input goes through
  * the first route's handler as a request body, and a reply that is not 200
  * must be a 4xx with a one-line message and no body. The target checks a
  * 200 reply's JSON itself. */
@@ -24,10 +26,13 @@ static cJSON *fuzz_endpoint_call(const tsr_serve_endpoint *ep, const char *env, 
     static void *state;
     static bool loaded;
     if (!loaded) {
-        static char found[4096];
-        const char *path = getenv(env);
-        if (!path) path = tsr_find_model_or(dflt, found, sizeof found);
-        const char *paths[TSR_SERVE_MAX_MODELS] = {path};
+        /* the first model: env, else dflt; the endpoint's other models: their shipped defaults */
+        static char found[TSR_SERVE_MAX_MODELS][4096];
+        const char *paths[TSR_SERVE_MAX_MODELS] = {getenv(env)};
+        if (!paths[0]) paths[0] = tsr_find_model_or(dflt, found[0], sizeof found[0]);
+        for (int i = 1; i < TSR_SERVE_MAX_MODELS && ep->models[i].flag; i++)
+            if (ep->models[i].default_path)
+                paths[i] = tsr_find_model_or(ep->models[i].default_path, found[i], sizeof found[i]);
         tsr_status st = ep->load(&state, paths, NULL);
         if (st.code) {
             fprintf(stderr, "%s: %s\n", ep->routes[0].path, st.msg);

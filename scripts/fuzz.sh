@@ -91,6 +91,36 @@ open(d + "/fuzz_ovadetr_detect/plane", "w").write('{"image":"%s","classes":["pla
 open(d + "/fuzz_apt_segment/lc", "w").write('{"image":"%s","landcover":"%s","points_per_class":2,"iterations":1,"min_area":4}' % (img, lc))
 open(d + "/fuzz_apt_segment/points", "w").write('{"image":"data:image/png;base64,%s","points":[[10,8,1],[2,2,0]],"iterations":1}' % img)
 PY
+# search endpoints and the catalog: request bodies, the ResNet-18 ONNX file,
+# and a small slice of the shipped catalog (three files, "#--#" between them)
+export TSR_EBRM_MODEL="$ROOT/models/ebrm-debian/ebrm.safetensors" TSR_HIGEN_MODEL="$ROOT/models/higen-debian"
+export TSR_NARFORMER_MODEL="$ROOT/models/narformer-latency-cpu-1t.safetensors"
+printf '%s' '{"query": "pdf viewer", "candidates": ["evince", "okular", "zathura", "vim"]}' >"$S/fuzz_ebrm_relevance/q"
+printf '%s' '{"query": "mail server", "candidates": ["postfix", "exim4-daemon-light"], "construction": "virtual"}' \
+    >"$S/fuzz_ebrm_relevance/virtual"
+printf '%s' '{"query": "pdf viewer", "k": 5, "beam": 10}' >"$S/fuzz_higen_search/q"
+printf '%s' '{"item": "vim", "k": 3}' >"$S/fuzz_higen_search/item"
+[ -f "$D/nnlqp/resnet18-v1-7-no-weight.onnx" ] && cp "$D/nnlqp/resnet18-v1-7-no-weight.onnx" "$S/fuzz_narformer_latency/"
+C="$ROOT/models/debian-catalog"
+(printf '\000'; gzip -dc "$C/packages.jsonl.gz" | head -40; printf '#--#\n'; gzip -dc "$C/appstream.jsonl.gz" | head -10
+    printf '#--#\n'; gzip -dc "$C/virtual-package-names-list.yaml.gz" | head -30) >"$S/fuzz_catalog/debian" 2>/dev/null
+if [ -d "$D/movielens-latest-small" ]; then
+    M="$D/movielens-latest-small"
+    (printf '\001'; head -40 "$M/movies.csv"; printf '#--#\n'; head -60 "$M/ratings.csv"; printf '#--#\n'
+        head -30 "$M/tags.csv") >"$S/fuzz_catalog/movielens"
+fi
+# checkpoint loaders: each shipped checkpoint's JSON header, its loader's
+# number in front (the order of fuzz/fuzz_checkpoints.c's SHIPPED list)
+python3 - "$S/fuzz_checkpoints" "$ROOT/models" <<'PY'
+import struct, sys
+names = ["fmnist_cnn", "fmnist_bae", "elm_best", "bigr_fmnist", "bita_pycode", "ctnet_ml_animation",
+         "narformer-nb201-cifar10", "narformer-latency-cpu-1t", "ovadetr", "apt_small", "higen-debian/higen.index",
+         "higen-debian/higen.generator", "higen-debian/encoder", "ebrm-debian/ebrm", "fmnist_vq"]
+for k, n in enumerate(names):
+    with open("%s/%s.safetensors" % (sys.argv[2], n), "rb") as f:
+        h = f.read(struct.unpack("<Q", f.read(8))[0])
+    open("%s/%02d" % (sys.argv[1], k), "wb").write(bytes([k]) + h)
+PY
 rm -f "$S/tiny.safetensors" "$S/r.gguf"
 
 # ---- run each in turn
