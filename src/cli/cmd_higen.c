@@ -354,6 +354,25 @@ static int load_queries(const char *prog, const tsr_catalog *cat, const tsr_qfil
     return CLI_OK;
 }
 
+/* eval's and the position diagnostic's inputs: the --queries file (read
+ * first, so that a bad file fails before the catalog loads) or one
+ * construction's split, and the catalog; on failure nothing is left open. */
+static int load_ranking_inputs(const char *prog, const char *queries, const char *catalog, const char *construction,
+                               const char *split, tsr_catalog *cat, tsr_queryset *qs, int *qc) {
+    tsr_qfile qf = {0};
+    if (queries) {
+        tsr_status st = tsr_qfile_read(&qf, queries);
+        if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
+    }
+    int rc = load_catalog(catalog, cat);
+    if (rc == CLI_OK) {
+        rc = load_queries(prog, cat, queries ? &qf : NULL, queries, construction, split, qs, qc);
+        if (rc != CLI_OK) tsr_catalog_free(cat);
+    }
+    tsr_qfile_free(&qf);
+    return rc;
+}
+
 static int cmd_queries(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *construction = NULL, *split = "all", *out = NULL;
     const arg_spec specs[] = {
@@ -521,24 +540,10 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         return rc;
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
-    tsr_qfile qf = {0};
-    if (queries) {
-        tsr_status st = tsr_qfile_read(&qf, queries);
-        if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
-    }
     tsr_catalog cat;
-    if ((rc = load_catalog(catalog, &cat)) != CLI_OK) {
-        tsr_qfile_free(&qf);
-        return rc;
-    }
     tsr_queryset qs;
     int qc;
-    rc = load_queries(prog, &cat, queries ? &qf : NULL, queries, construction, split, &qs, &qc);
-    tsr_qfile_free(&qf);
-    if (rc != CLI_OK) {
-        tsr_catalog_free(&cat);
-        return rc;
-    }
+    if ((rc = load_ranking_inputs(prog, queries, catalog, construction, split, &cat, &qs, &qc)) != CLI_OK) return rc;
     retriever r;
     if ((rc = retriever_open(&r, method, &cat, TSR_F_ALL & ~tsr_qc_hidden(qc), k1, b, model, beam)) != CLI_OK) {
         tsr_queryset_free(&qs);
@@ -824,24 +829,13 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
     if (method < 0) return CLI_USAGE;
     if (method == M_BM25 || method == M_BIENCODER || method == M_HIGEN_CLUSTER)
         return cli_usage_error(prog, "--method must be a generative method");
-    tsr_qfile qf = {0};
-    if (queries) {
-        tsr_status st = tsr_qfile_read(&qf, queries);
-        if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
-    }
     tsr_catalog cat;
-    if ((rc = load_catalog(catalog, &cat)) != CLI_OK) {
-        tsr_qfile_free(&qf);
-        return rc;
-    }
     tsr_queryset qs;
     int qc;
-    rc = load_queries(prog, &cat, queries ? &qf : NULL, queries, construction, split, &qs, &qc);
-    tsr_qfile_free(&qf);
+    if ((rc = load_ranking_inputs(prog, queries, catalog, construction, split, &cat, &qs, &qc)) != CLI_OK) return rc;
     retriever r;
-    if (rc == CLI_OK && (rc = retriever_open(&r, method, &cat, TSR_F_ALL, BM25_K1, BM25_B, model, beam)) != CLI_OK)
+    if ((rc = retriever_open(&r, method, &cat, TSR_F_ALL, BM25_K1, BM25_B, model, beam)) != CLI_OK) {
         tsr_queryset_free(&qs);
-    if (rc != CLI_OK) {
         tsr_catalog_free(&cat);
         return rc;
     }
