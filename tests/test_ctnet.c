@@ -9,7 +9,10 @@
  * and save points inside periods, then resumed, ends with a model file
  * byte-identical to the straight run's). Tolerances vs PyTorch: logits
  * and loss atol 1e-5 rtol 1e-4, grads atol 1e-5 rtol 1e-3 (float32
- * reductions in another order). */
+ * reductions in another order). --adapter-norm: the forward with constants
+ * against the forward fed pre-scaled states (bitwise), its constants
+ * against an independent RMS, exact resume and refusal with another norm,
+ * a kill-and-resume run with it, and POST /v1/ctr on such a model. */
 #include "testutil.h"
 #include "tessera/ctnet.h"
 #include "tessera/ops.h"
@@ -132,6 +135,86 @@ static void test_vs_torch(void) {
     tu_close_ref(r, "conet.loss", tsr_f32(loss), 1, 1e-5, 1e-4);
     static const char *const conet_p[] = {"target.", "source.", "link.", NULL};
     check_grads(&m, r, "conet", conet_p);
+    tsr_ctx_free(&c);
+    tsr_params_free(&m.p);
+    tref_free(r);
+}
+
+/* --adapter-norm in the forward: the constants are inputs. With every
+ * constant 1 the forward and every gradient are bit-identical to the
+ * adapters without a norm (the default path); with constants c_l they are
+ * bit-identical to the adapters without a norm fed c_l * z_s^l (so the
+ * gradients keep their form, checked against PyTorch above), and no
+ * gradient reaches the source tower. */
+static void norm_pass(tiny_model *m, tsr_ctx *c, const tref *r, const float *k, bool prescale, float *logits,
+                      float **grads) {
+    tsr_ctnet_cfg g = tiny_cfg();
+    tsr_ctx_reset(c);
+    c->training = true;
+    tsr_ctnet_batch b = tref_batch(c, r);
+    tsr_params_zero_grad(&m->p);
+    tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 2] = {0};
+    tsr_ctnet_source_states(c, &g, &m->src, &b, zs);
+    tsr_ctnet_adapters a = m->ad;
+    a.norm = NULL;
+    if (k && prescale) {
+        for (int l = 0; l <= g.n_layers; l++) {
+            tsr_tensor *t = tsr_new_like(c, zs[l]);
+            for (int64_t i = 0; i < t->numel; i++) tsr_f32(t)[i] = tsr_f32(zs[l])[i] * k[l];
+            zs[l] = t;
+        }
+    } else if (k) {
+        a.norm = tsr_new(c, TSR_F32, TSR_DIMS(g.n_layers + 1));
+        memcpy(tsr_f32(a.norm), k, sizeof(float) * (size_t)(g.n_layers + 1));
+    }
+    tsr_tensor *logit = tsr_ctnet_forward_states(c, &g, &m->tgt, zs, &a, NULL, &b);
+    tsr_tensor *loss = tsr_bce_with_logits(c, logit, b.y, NULL, 1, 1);
+    tsr_backward(c, loss);
+    TSR_ASSERT(logit->numel <= 64); /* the callers' buffers */
+    memcpy(logits, tsr_f32(logit), sizeof(float) * (size_t)logit->numel);
+    for (int i = 0; i < m->p.n; i++)
+        memcpy(grads[i], m->p.items[i]->grad, sizeof(float) * (size_t)m->p.items[i]->numel);
+}
+
+static void test_adapter_norm_forward(void) {
+    tref *r = tref_load("tests/refs/ctnet.tref");
+    tiny_model m;
+    tiny_load(&m, r);
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 20);
+    float *ga[64], *gb[64], la[64], lb[64];
+    TU_CHECK(m.p.n <= 64, "%d tensors", m.p.n);
+    for (int i = 0; i < m.p.n; i++) {
+        ga[i] = malloc(sizeof(float) * (size_t)m.p.items[i]->numel);
+        gb[i] = malloc(sizeof(float) * (size_t)m.p.items[i]->numel);
+    }
+    const float ones[3] = {1, 1, 1}, k[3] = {0.37f, 2.5f, 0.125f};
+    struct {
+        const float *ka, *kb;
+        bool pre_b;
+        const char *what;
+    } cases[] = {{NULL, ones, false, "constants 1 vs no norm"}, {k, k, true, "constants c vs states times c"}};
+    for (int t = 0; t < 2; t++) {
+        norm_pass(&m, &c, r, cases[t].ka, false, la, ga);
+        const int64_t B = tref_get(r, "in.y")->numel;
+        norm_pass(&m, &c, r, cases[t].kb, cases[t].pre_b, lb, gb);
+        TU_CHECK(memcmp(la, lb, sizeof(float) * (size_t)B) == 0, "%s: logits differ", cases[t].what);
+        for (int i = 0; i < m.p.n; i++) {
+            const tsr_tensor *p = m.p.items[i];
+            bool eq = memcmp(ga[i], gb[i], sizeof(float) * (size_t)p->numel) == 0;
+            TU_CHECK(eq, "%s: gradient of %s differs", cases[t].what, p->name);
+            if (!strncmp(p->name, "source.", 7)) {
+                double q = 0;
+                for (int64_t j = 0; j < p->numel; j++) q += fabs(gb[i][j]);
+                TU_CHECK(q == 0, "%s: a gradient reached %s", cases[t].what, p->name);
+            }
+        }
+    }
+    /* and the constants do act: c against no norm */
+    norm_pass(&m, &c, r, NULL, false, la, ga);
+    norm_pass(&m, &c, r, k, false, lb, gb);
+    TU_CHECK(memcmp(la, lb, sizeof(float) * (size_t)tref_get(r, "in.y")->numel) != 0, "constants c change nothing");
+    for (int i = 0; i < m.p.n; i++) free(ga[i]), free(gb[i]);
     tsr_ctx_free(&c);
     tsr_params_free(&m.p);
     tref_free(r);
@@ -683,6 +766,131 @@ static void test_adapter_scale(const tsr_ctnet_log *g, tsr_ctnet_run_opts o, con
     unlink(sp);
 }
 
+/* RMS over the target rows of period key of z^l: the source tower's states
+ * (src) or the target tower's own layer inputs (tgt) */
+static double layer_rms(const tsr_ctnet_log *g, const tsr_ctnet_cfg *cfg, const tsr_ctnet_tower *t, bool source,
+                        int32_t key, int l) {
+    int64_t rows[4096], n = 0;
+    for (int64_t i = 0; i < g->n && n < 4096; i++)
+        if (g->period[i] == key && g->domain[i] == TSR_CTNET_TARGET) rows[n++] = i;
+    tsr_ctx c;
+    tsr_ctx_init(&c, 4 << 20);
+    c.grad_enabled = false;
+    tsr_ctnet_batch b = tsr_ctnet_make_batch(&c, g, rows, n, cfg, NULL);
+    tsr_tensor *z[TSR_CTNET_MAX_LAYERS + 2] = {0};
+    if (source) {
+        tsr_ctnet_source_states(&c, cfg, t, &b, z);
+    } else {
+        z[0] = tsr_ctnet_tower_input(&c, t, cfg, &b);
+        for (int k = 0; k < l; k++) z[k + 1] = tsr_ctnet_tower_layer(&c, t, cfg, k, z[k]);
+    }
+    double q = 0;
+    for (int64_t i = 0; i < z[l]->numel; i++) q += (double)tsr_f32(z[l])[i] * (double)tsr_f32(z[l])[i];
+    const double rms = sqrt(q / (double)z[l]->numel);
+    tsr_ctx_free(&c);
+    return rms;
+}
+
+/* --adapter-norm in the protocol: none leaves the model file as before (no
+ * key, no tensor); rms and match store per-layer constants equal to
+ * 1/RMS(z_s) and RMS(z_t)/RMS(z_s) over the last update's target rows
+ * (z_s from the frozen source tower, z_t from the target tower as that
+ * update started: the model of the run stopped one period earlier), 1 at
+ * the layer without an adapter; the loaded model uses them; a state is
+ * resumed exactly with its norm and refused with another. */
+static void test_adapter_norm(const tsr_ctnet_log *g, tsr_ctnet_run_opts o, const char *dir) {
+    o.method = TSR_CTNET_M_CTNET;
+    char path[400], prev[400];
+    snprintf(path, sizeof path, "%s/norm.safetensors", dir);
+    snprintf(prev, sizeof prev, "%s/norm_prev.safetensors", dir);
+    tsr_ctnet_results base, res[TSR_CTNET_NORM_COUNT];
+    for (int k = 0; k < TSR_CTNET_NORM_COUNT; k++) {
+        o.cfg.adapter_norm = k;
+        tsr_ctnet_run *run = NULL, *early = NULL;
+        tsr_status st = tsr_ctnet_run_protocol(g, &o, NULL, false, 0, false, &res[k], &run);
+        if (!st.code) st = tsr_ctnet_run_protocol(g, &o, NULL, false, res[k].steps_done - 1, false, NULL, &early);
+        TU_CHECK(st.code == 0 && run && early, "%s run: %s", tsr_ctnet_norm_names[k], st.msg);
+        if (!run || !early) return;
+        TU_CHECK(tsr_ctnet_run_save_model(run, g, path).code == 0 && tsr_ctnet_run_save_model(early, g, prev).code == 0,
+                 "save");
+        tsr_ctnet_run_free(run);
+        tsr_ctnet_run_free(early);
+        tsr_st_file f;
+        TU_CHECK(tsr_st_read(path, &f).code == 0, "read");
+        const bool key = tsr_st_meta(&f, "adapter_norm") != NULL, ten = tsr_st_find(&f, "adapter_norm.scale") != NULL;
+        tsr_st_free(&f);
+        TU_CHECK(key == (k != 0) && ten == (k != 0), "%s: model file has the key %d, the tensor %d",
+                 tsr_ctnet_norm_names[k], key, ten);
+        tsr_ctnet_model m, mp;
+        TU_CHECK(tsr_ctnet_model_load(&m, path).code == 0 && tsr_ctnet_model_load(&mp, prev).code == 0, "load");
+        TU_CHECK(m.cfg.adapter_norm == k && (m.ad.norm != NULL) == (k != 0), "%s: loaded as %d",
+                 tsr_ctnet_norm_names[k], m.cfg.adapter_norm);
+        if (k) {
+            const int32_t key_last = (int32_t)o.last - 1; /* the last update trained on this period */
+            for (int l = 0; l <= m.cfg.n_layers; l++) {
+                double want = 1;
+                if (l >= m.cfg.adapt_from) {
+                    want = 1 / layer_rms(g, &m.cfg, &m.src, true, key_last, l);
+                    if (k == TSR_CTNET_NORM_MATCH) want *= layer_rms(g, &m.cfg, &mp.tgt, false, key_last, l);
+                }
+                const double got = tsr_f32(m.ad.norm)[l];
+                TU_CHECK(fabs(got - want) <= 1e-5 * fabs(want) && (l >= m.cfg.adapt_from || got == 1.0),
+                         "%s layer %d: constant %.9g, expected %.9g", tsr_ctnet_norm_names[k], l, got, want);
+            }
+            /* the served model reads its constants */
+            float p[8], q[8];
+            tsr_ctnet_model_predict(&m, g, NULL, 8, 8, p);
+            tsr_tensor *keep = m.ad.norm;
+            m.ad.norm = NULL;
+            tsr_ctnet_model_predict(&m, g, NULL, 8, 8, q);
+            m.ad.norm = keep;
+            bool differ = false;
+            for (int i = 0; i < 8; i++) differ = differ || p[i] != q[i];
+            TU_CHECK(differ, "%s: the loaded model ignores its constants", tsr_ctnet_norm_names[k]);
+            bool moved = false;
+            for (int s = 0; s < base.steps_done; s++) moved = moved || res[k].logloss[s] != base.logloss[s];
+            TU_CHECK(moved, "%s: the run is the same as without a norm", tsr_ctnet_norm_names[k]);
+        } else {
+            base = res[k];
+        }
+        tsr_ctnet_model_free(&m);
+        tsr_ctnet_model_free(&mp);
+    }
+    unlink(path);
+    unlink(prev);
+    /* a state is resumed exactly with its norm, and refused with another */
+    char sp[400];
+    snprintf(sp, sizeof sp, "%s/norm.state", dir);
+    for (int k = 1; k < TSR_CTNET_NORM_COUNT; k++) {
+        o.cfg.adapter_norm = k;
+        tsr_status st = tsr_ctnet_run_protocol(g, &o, sp, false, 2, false, NULL, NULL);
+        tsr_ctnet_results rr;
+        if (!st.code) st = tsr_ctnet_run_protocol(g, &o, sp, true, 0, false, &rr, NULL);
+        TU_CHECK(st.code == 0 && rr.steps_done == res[k].steps_done, "%s resume: %s", tsr_ctnet_norm_names[k], st.msg);
+        for (int s = 0; !st.code && s < rr.steps_done; s++)
+            TU_CHECK(rr.auc[s] == res[k].auc[s] && rr.logloss[s] == res[k].logloss[s],
+                     "%s step %d: resumed %.17g, straight %.17g", tsr_ctnet_norm_names[k], s, rr.logloss[s],
+                     res[k].logloss[s]);
+        for (int other = 0; other < TSR_CTNET_NORM_COUNT; other++) {
+            if (other == k) continue;
+            st = tsr_ctnet_run_protocol(g, &o, sp, false, 1, false, NULL, NULL);
+            o.cfg.adapter_norm = other;
+            if (!st.code) st = tsr_ctnet_run_protocol(g, &o, sp, true, 0, false, NULL, NULL);
+            TU_CHECK(st.code != 0 && strstr(st.msg, "adapter_norm"), "%s state resumed with %s: '%s'",
+                     tsr_ctnet_norm_names[k], tsr_ctnet_norm_names[other], st.msg);
+            o.cfg.adapter_norm = k;
+        }
+        /* a none state is not resumed with a norm either */
+        o.cfg.adapter_norm = 0;
+        st = tsr_ctnet_run_protocol(g, &o, sp, false, 1, false, NULL, NULL);
+        o.cfg.adapter_norm = k;
+        if (!st.code) st = tsr_ctnet_run_protocol(g, &o, sp, true, 0, false, NULL, NULL);
+        TU_CHECK(st.code != 0 && strstr(st.msg, "adapter_norm"), "none state resumed with %s: '%s'",
+                 tsr_ctnet_norm_names[k], st.msg);
+    }
+    unlink(sp);
+}
+
 static void test_resume(void) {
     char *csv = synth_csv();
     tsr_ctnet_log g;
@@ -753,11 +961,18 @@ static void test_resume(void) {
     o.carry_optimizer = true;
     test_kill_inside_periods(&g, o, TSR_CTNET_M_CTNET);
     o.carry_optimizer = false;
+    o.cfg.adapter_norm = TSR_CTNET_NORM_MATCH; /* the constants are part of the state */
+    test_kill_inside_periods(&g, o, TSR_CTNET_M_CTNET);
+    o.cfg.adapter_norm = TSR_CTNET_NORM_NONE;
     o.epochs = 2;
     test_carry_optimizer(&g, o);
     test_serve_ctr(&g, o);
     test_source_lr(&g, o);
     test_adapter_scale(&g, o, dir);
+    test_adapter_norm(&g, o, dir);
+    o.cfg.adapter_norm = TSR_CTNET_NORM_RMS;
+    test_serve_ctr(&g, o); /* POST /v1/ctr scores a model with a norm as predict does */
+    o.cfg.adapter_norm = TSR_CTNET_NORM_NONE;
     /* a state from other settings is refused, naming the key */
     o.lr = 1e-3f;
     st = tsr_ctnet_run_protocol(&g, &o, sb, true, 0, false, NULL, NULL);
@@ -773,6 +988,7 @@ static void test_resume(void) {
 int main(void) {
     tsr_threads_set(1);
     test_vs_torch();
+    test_adapter_norm_forward();
     test_finite_differences();
     test_auc();
     test_loader();

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The setting `tessera ctnet eval --tuned FILE` would take, from its JSON lines.
 
-usage: tools/ctnet_best.py FILE PAIR METHOD   -> "lr epochs source_epochs weight_decay adapter_std auc source_lr carry adapter_scale"
+usage: tools/ctnet_best.py FILE PAIR METHOD   -> "lr epochs source_epochs weight_decay adapter_std auc source_lr carry adapter_scale adapter_norm"
        tools/ctnet_best.py FILE PAIR --baseline -> the baseline with the best validation AUC
 Same rule as --tuned: the validation line with the highest auc_mean on the
 pair (the first of equals); lines of the zero-source diagnostic are skipped;
 a line without source_epochs / weight_decay / adapter_std has the defaults,
 one without source_lr 0 (the source tower at the method's lr); carry is 1 when
-the line has "carry_optimizer": true, else 0; one without adapter_scale 1.
+the line has "carry_optimizer": true, else 0; one without adapter_scale 1,
+one without adapter_norm none.
 Standard library only."""
 import json
 import sys
@@ -42,7 +43,8 @@ def main():
         sys.exit(f"{path}: no {method} line for {pair}")
     print(b["lr"], b["epochs"], b.get("source_epochs", 2), b.get("weight_decay", 1e-5),
           b.get("adapter_std", 1e-3), b["auc_mean"], b.get("source_lr", 0),
-          1 if b.get("carry_optimizer") else 0, b.get("adapter_scale", 1))
+          1 if b.get("carry_optimizer") else 0, b.get("adapter_scale", 1),
+          b.get("adapter_norm", "none"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
 #     CTNET_SCALES="X ..." CTNet's grid again with each --adapter-scale X
 #     (also carried when CTNET_CARRY=1 or CTNET_SCALES_CARRY=1), and when
 #     CTNet's best line then has scale 1 the pair stops there (nothing
-#     changed: no evaluation is run);
+#     changed: no evaluation is run); with CTNET_NORMS="rms match" likewise
+#     CTNet's grid again with each --adapter-norm (fresh AdamW, scale 1), and
+#     when CTNet's best line then has no norm the pair stops there;
 #  the three ablations get one validation line each at CTNet's chosen setting;
 #  diagnostics (not used for any choice) at CTNet's setting: the adapters fed
 #     zeros instead of the source states;
@@ -26,7 +28,7 @@
 # takes the grid's lines of the pair from an earlier validation.jsonl (same
 # binary behaviour, same flags) instead of running them again: the plain
 # grid, its carried lines unless CTNET_CARRY=1 runs them again, and any
-# adapter-scale lines.
+# adapter-scale and adapter-norm lines.
 # Writes OUTDIR/validation.jsonl (the --tuned file), OUTDIR/diagnostics.jsonl,
 # OUTDIR/eval.jsonl, OUTDIR/cost.jsonl, OUTDIR/auc_PAIR.png, OUTDIR/load.txt
 # (time and load average at each step) and OUTDIR/tables.md
@@ -84,15 +86,27 @@ for pair in $pairs; do
             done
         done
     done
-    read -r lr ep se wd as auc slr co asc < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
+    for an in ${CTNET_NORMS:-}; do
+        load "search ctnet with --adapter-norm $an $pair"
+        for lr in 0.001 0.003 0.01; do
+            for ep in 3 10; do
+                val --methods ctnet --lr $lr --epochs $ep --adapter-norm "$an" >> "$V"
+            done
+        done
+    done
+    read -r lr ep se wd as auc slr co asc an < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
     if [ -n "${CTNET_SCALES:-}" ] && [ "$asc" = 1 ]; then
         load "$pair: ctnet's best validation line has adapter scale 1 (lr $lr, $ep epochs, carry $co): stop"
         continue
     fi
-    load "ablations and diagnostics $pair at ctnet's lr $lr, $ep epochs, carry $co, adapter scale $asc"
+    if [ -n "${CTNET_NORMS:-}" ] && [ "$an" = none ]; then
+        load "$pair: ctnet's best validation line has no adapter norm (lr $lr, $ep epochs, carry $co, scale $asc, auc $auc): stop"
+        continue
+    fi
+    load "ablations and diagnostics $pair at ctnet's lr $lr, $ep epochs, carry $co, adapter scale $asc, adapter norm $an"
     c="--lr $lr --epochs $ep --retrain-epochs $ep --source-epochs $se --weight-decay $wd --adapter-std $as --source-lr $slr"
     if [ "$co" = 1 ]; then c="$c --carry-optimizer"; fi
-    c="$c --adapter-scale $asc"
+    c="$c --adapter-scale $asc --adapter-norm $an"
     val $c --methods ctnet-no-adapters,ctnet-no-gate,ctnet-random-adapters >> "$V"
     val $c --methods ctnet,ctnet-no-adapters --zero-source-states >> "$D"
     load "evaluation $pair"

@@ -8,7 +8,8 @@ evaluation table (every method at its validation-chosen setting, with the
 chosen line's validation AUC, the time column as a share of retrain's),
 the cost at matched epochs, the validation grid and other settings it was
 chosen on (rows "(carried AdamW)": the grid with --carry-optimizer, "(adapter
-scale X)": with --adapter-scale X), and
+scale X)": with --adapter-scale X, "(adapter norm N)": with
+--adapter-norm N), and
 the diagnostics.
 Standard library only."""
 import json
@@ -35,6 +36,8 @@ def grid_tags(r):
     out = ["carried AdamW"] if r.get("carry_optimizer") else []
     if "adapter_scale" in r:
         out.append(f"adapter scale {r['adapter_scale']:g}")
+    if "adapter_norm" in r:
+        out.append(f"adapter norm {r['adapter_norm']}")
     return out
 
 

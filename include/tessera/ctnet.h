@@ -117,7 +117,20 @@ typedef struct {
      * the gradient's scale, it scales how fast the adapters' output moves
      * per step, like an lr of its own for W_a and b_a. */
     float adapter_scale;
+    /* CTNet's adapters' inputs (TSR_CTNET_NORM_*): NONE reads the source
+     * states as they are (the paper); RMS multiplies the source state of
+     * layer l by 1 / RMS(z_s^l), MATCH by RMS(z_t^l) / RMS(z_s^l), z_t^l
+     * the target tower's own input of layer l (the target tower alone).
+     * The RMS are over the period's target training rows, computed once per
+     * period update after the source tower's own update (so from the frozen
+     * source tower and the target tower as the update starts): constants,
+     * no gradient, held in the adapters' buffer "adapter_norm.scale". */
+    int adapter_norm;
 } tsr_ctnet_cfg;
+
+enum { TSR_CTNET_NORM_NONE, TSR_CTNET_NORM_RMS, TSR_CTNET_NORM_MATCH, TSR_CTNET_NORM_COUNT };
+extern const char *const tsr_ctnet_norm_names[TSR_CTNET_NORM_COUNT]; /* "none", "rms", "match" */
+int tsr_ctnet_norm_parse(const char *name);                          /* -1: unknown */
 
 tsr_ctnet_cfg tsr_ctnet_default_cfg(void);
 int tsr_ctnet_input_dim(const tsr_ctnet_cfg *g); /* (3 + n_fields) * dim */
@@ -140,6 +153,9 @@ typedef enum {
 typedef struct {
     tsr_tensor *wa[TSR_CTNET_MAX_LAYERS + 1], *ba[TSR_CTNET_MAX_LAYERS + 1];
     tsr_tensor *wg[TSR_CTNET_MAX_LAYERS + 1], *bg[TSR_CTNET_MAX_LAYERS + 1];
+    /* cfg.adapter_norm != NONE: (n_layers + 1) multipliers of the source
+     * states the adapters read (a buffer: no gradient); NULL otherwise */
+    tsr_tensor *norm;
 } tsr_ctnet_adapters;
 
 /* registers a tower's tensors as "<prefix>.emb_user.weight", ...,
@@ -181,6 +197,9 @@ tsr_tensor *tsr_ctnet_tower_layer(tsr_ctx *c, const tsr_ctnet_tower *t, const ts
                                   int l, tsr_tensor *z);
 /* A(z) of adapter l: gated or not as built */
 tsr_tensor *tsr_ctnet_adapter(tsr_ctx *c, const tsr_ctnet_adapters *a, int l, tsr_tensor *z);
+/* the source state adapter l reads: zs itself, or zs times the layer's
+ * normalisation constant when the adapters have one (a->norm) */
+tsr_tensor *tsr_ctnet_adapter_input(tsr_ctx *c, const tsr_ctnet_adapters *a, int l, tsr_tensor *zs);
 
 /* Logits (B,1). src == NULL: the target tower alone. With src and
  * adapters: CTNet (src's inputs zs[l] feed A_l, added to the target's

@@ -128,6 +128,7 @@ typedef struct {
     tsr_ctnet_run_opts o;
     const char *method;
     const char *hidden;
+    const char *adapter_norm;
 } run_flags;
 
 #define RUN_SPECS(r)                                                                                           \
@@ -142,6 +143,7 @@ typedef struct {
     {"weight-decay", ARG_FLOAT, &(r)->o.weight_decay, "X", "AdamW decoupled weight decay", NULL},         \
     {"adapter-std", ARG_FLOAT, &(r)->o.adapter_std, "X", "std of the adapters' W_a at init", NULL},        \
     {"adapter-scale", ARG_FLOAT, &(r)->o.cfg.adapter_scale, "X", "CTNet's adapter outputs times X before they are added (default 1; 0: adapters fixed at zero)", NULL}, \
+    {"adapter-norm", ARG_STR, &(r)->adapter_norm, "none|rms|match", "the source states CTNet's adapters read: as they are (none, default), over their RMS (rms), or at the target tower's own layer-input RMS (match); per-layer constants of each period update", NULL}, \
     {"source-lr", ARG_FLOAT, &(r)->o.source_lr, "X", "the source tower's own AdamW learning rate (default: --lr)", NULL}, \
     {"carry-optimizer", ARG_BOOL, &(r)->o.carry_optimizer, NULL, "every continual update (not retrain's) keeps AdamW's moments and step counts from the previous period's instead of starting a fresh AdamW", NULL}, \
     {"adapt-from", ARG_INT, &(r)->o.cfg.adapt_from, "L", "CTNet's adapters feed MLP layers L.. (1: after every hidden layer, as in the paper; 0: also the MLP's input, from the source embeddings)", NULL}
@@ -163,6 +165,8 @@ static int check_run_flags(const char *prog, run_flags *r) {
         if (n == 0) return cli_usage_error(prog, "--hidden is empty");
         g->n_layers = n;
     }
+    if (r->adapter_norm && (g->adapter_norm = tsr_ctnet_norm_parse(r->adapter_norm)) < 0)
+        return cli_usage_error(prog, "--adapter-norm '%s': must be none, rms or match", r->adapter_norm);
     int rc;
     if ((rc = cli_check_int(prog, "dim", g->dim, 1, 256)) != CLI_OK ||
         (rc = cli_check_int(prog, "cross", g->cross, 0, 1)) != CLI_OK ||
@@ -269,6 +273,7 @@ typedef struct {
     float source_lr;           /* 0 when the line has none */
     bool carry_optimizer;      /* the line's "carry_optimizer" (absent: false) */
     float adapter_scale;       /* < 0 when the line has none */
+    int adapter_norm;          /* < 0 when the line has none */
 } tuned_setting;
 
 static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *set, bool *found) {
@@ -292,7 +297,7 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                   *jse = cJSON_GetObjectItem(j, "source_epochs"), *jwd = cJSON_GetObjectItem(j, "weight_decay"),
                   *jas = cJSON_GetObjectItem(j, "adapter_std"), *jz = cJSON_GetObjectItem(j, "zero_source_states"),
                   *jsl = cJSON_GetObjectItem(j, "source_lr"), *jco = cJSON_GetObjectItem(j, "carry_optimizer"),
-                  *jsc = cJSON_GetObjectItem(j, "adapter_scale");
+                  *jsc = cJSON_GetObjectItem(j, "adapter_scale"), *jan = cJSON_GetObjectItem(j, "adapter_norm");
             if (!j || !cJSON_IsString(jm) || !cJSON_IsString(jp) || !cJSON_IsString(js) || !cJSON_IsNumber(jl) ||
                 !cJSON_IsNumber(je)) {
                 cJSON_Delete(j);
@@ -311,7 +316,8 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                                              ? (float)jsl->valuedouble : 0,
                                          cJSON_IsTrue(jco),
                                          cJSON_IsNumber(jsc) && jsc->valuedouble >= 0 && jsc->valuedouble <= 10
-                                             ? (float)jsc->valuedouble : -1};
+                                             ? (float)jsc->valuedouble : -1,
+                                         cJSON_IsString(jan) ? tsr_ctnet_norm_parse(jan->valuestring) : -1};
                 found[m] = true;
             }
             cJSON_Delete(j);
@@ -357,6 +363,7 @@ static tsr_ctnet_run_opts method_opts(const tsr_ctnet_run_opts *base, int m, con
     if (t->source_lr > 0) o.source_lr = t->source_lr;
     if (t->carry_optimizer) o.carry_optimizer = true;
     if (t->adapter_scale >= 0) o.cfg.adapter_scale = t->adapter_scale;
+    if (t->adapter_norm >= 0) o.cfg.adapter_norm = t->adapter_norm;
     return o;
 }
 
@@ -521,6 +528,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             if (mo.cfg.adapter_scale != 1.0f &&
                 (m == TSR_CTNET_M_CTNET || m == TSR_CTNET_M_NO_GATE || m == TSR_CTNET_M_RAND_ADAPT))
                 printf(", \"adapter_scale\": %g", (double)mo.cfg.adapter_scale);
+            if (mo.cfg.adapter_norm != TSR_CTNET_NORM_NONE &&
+                (m == TSR_CTNET_M_CTNET || m == TSR_CTNET_M_NO_GATE || m == TSR_CTNET_M_RAND_ADAPT))
+                printf(", \"adapter_norm\": \"%s\"", tsr_ctnet_norm_names[mo.cfg.adapter_norm]);
             printf("%s}\n", r.o.zero_source ? ", \"zero_source_states\": true" : "");
         } else {
             printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4f CPU s/period (source %.4f)  %.0f examples/period\n",

@@ -15,6 +15,14 @@ tsr_ctnet_cfg tsr_ctnet_default_cfg(void) {
                            .n_fields = 5, .adapt_from = 1, .adapter_scale = 1.0f};
 }
 
+const char *const tsr_ctnet_norm_names[TSR_CTNET_NORM_COUNT] = {"none", "rms", "match"};
+
+int tsr_ctnet_norm_parse(const char *name) {
+    for (int k = 0; k < TSR_CTNET_NORM_COUNT; k++)
+        if (!strcmp(name, tsr_ctnet_norm_names[k])) return k;
+    return -1;
+}
+
 int tsr_ctnet_input_dim(const tsr_ctnet_cfg *g) { return (3 + g->n_fields) * g->dim; }
 
 int tsr_ctnet_layer_in(const tsr_ctnet_cfg *g, int l) {
@@ -123,6 +131,7 @@ void tsr_ctnet_adapters_init(tsr_ctnet_adapters *a, const tsr_ctnet_cfg *g, bool
             tsr_init_const(a->bg[l], 0.0f);
         }
     }
+    if (a->norm) tsr_init_const(a->norm, 1.0f); /* set by every CTNet period update */
 }
 
 /* ---------------------------------------------------------------- batch */
@@ -216,6 +225,11 @@ tsr_tensor *tsr_ctnet_adapter(tsr_ctx *c, const tsr_ctnet_adapters *a, int l, ts
     return tsr_mul(c, v, tsr_sigmoid(c, tsr_linear(c, z, a->wg[l], a->bg[l])));
 }
 
+tsr_tensor *tsr_ctnet_adapter_input(tsr_ctx *c, const tsr_ctnet_adapters *a, int l, tsr_tensor *zs) {
+    /* a constant of the period (no gradient): the states are scaled inputs */
+    return a->norm ? tsr_scale(c, zs, tsr_f32(a->norm)[l]) : zs;
+}
+
 void tsr_ctnet_source_states(tsr_ctx *c, const tsr_ctnet_cfg *g, const tsr_ctnet_tower *src,
                              const tsr_ctnet_batch *b, tsr_tensor **zs) {
     /* the source tower is frozen: no tape, its activations are inputs;
@@ -235,7 +249,7 @@ tsr_tensor *tsr_ctnet_forward_states(tsr_ctx *c, const tsr_ctnet_cfg *g, const t
     tsr_tensor *z = tsr_ctnet_tower_input(c, tgt, g, b);
     for (int l = 0; l <= g->n_layers; l++) {
         if (zs && ad && ad->wa[l]) {
-            tsr_tensor *a = tsr_ctnet_adapter(c, ad, l, zs[l]);
+            tsr_tensor *a = tsr_ctnet_adapter(c, ad, l, tsr_ctnet_adapter_input(c, ad, l, zs[l]));
             if (g->adapter_scale != 1.0f) a = tsr_scale(c, a, g->adapter_scale);
             z = tsr_add(c, z, a);
         }

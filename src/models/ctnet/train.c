@@ -110,6 +110,8 @@ static void build_params(tsr_params *p, const tsr_ctnet_cfg *g, int method, tsr_
     if (uses_source(method)) tsr_ctnet_tower_build(p, "source", g, src);
     if (is_ctnet(method))
         tsr_ctnet_adapters_build(p, "adapter", g, method != TSR_CTNET_M_NO_GATE, g->adapt_from, ad);
+    if (is_ctnet(method) && g->adapter_norm != TSR_CTNET_NORM_NONE) /* not under "adapter.": never trained */
+        ad->norm = tsr_param_new(p, "adapter_norm.scale", TSR_PARAM_BUFFER, TSR_DIMS(g->n_layers + 1));
     if (method == TSR_CTNET_M_CROSS) tsr_ctnet_adapters_build(p, "link", g, false, 0, ad); /* every layer */
     if (method == TSR_CTNET_M_NO_ADAPT)
         *concat_w = tsr_param_new(p, "concat.weight", 0, TSR_DIMS(1, g->hidden[g->n_layers - 1]));
@@ -180,7 +182,32 @@ typedef struct {
     float *zs_cache[TSR_CTNET_MAX_LAYERS + 1];
 } stage;
 
-/* the source states of every row of the stage, in fixed chunks */
+/* cfg.adapter_norm: the constants of this period update from the sums of
+ * squares of the source states (ss) and of the target tower's own layer
+ * inputs (st) over its n rows; a layer whose source states are all zero
+ * keeps the multiplier 1 (nothing to scale) */
+static void set_adapter_norm(tsr_ctnet_run *r, const double *ss, const double *st, int64_t n) {
+    const tsr_ctnet_cfg *g = &r->o.cfg;
+    float *k = tsr_f32(r->ad.norm);
+    for (int l = 0; l <= g->n_layers; l++) {
+        k[l] = 1.0f;
+        if (!r->ad.wa[l] || n == 0) continue;
+        const double cnt = (double)n * (double)tsr_ctnet_layer_in(g, l);
+        const double rs = sqrt(ss[l] / cnt), rt = sqrt(st[l] / cnt);
+        if (!(rs > 1e-12)) continue;
+        k[l] = (float)((g->adapter_norm == TSR_CTNET_NORM_MATCH ? rt : 1.0) / rs);
+    }
+}
+
+static double sum_sq(const tsr_tensor *x) {
+    double q = 0;
+    for (int64_t i = 0; i < x->numel; i++) q += (double)tsr_f32(x)[i] * (double)tsr_f32(x)[i];
+    return q;
+}
+
+/* the source states of every row of the stage, in fixed chunks; with
+ * cfg.adapter_norm also the period's normalisation constants (from the
+ * states before --zero-source-states replaces them) */
 static void stage_cache_states(stage *s) {
     tsr_ctnet_run *r = s->r;
     const tsr_ctnet_cfg *g = &r->o.cfg;
@@ -194,6 +221,7 @@ static void stage_cache_states(stage *s) {
         }
     tsr_ctx *c = run_ctx(r);
     const int64_t chunk = 512;
+    double ss[TSR_CTNET_MAX_LAYERS + 1] = {0}, st[TSR_CTNET_MAX_LAYERS + 1] = {0};
     for (int64_t a = 0; a < s->n; a += chunk) {
         const int64_t B = s->n - a < chunk ? s->n - a : chunk;
         tsr_ctx_reset(c);
@@ -202,6 +230,16 @@ static void stage_cache_states(stage *s) {
         tsr_ctnet_batch b = tsr_ctnet_make_batch(c, s->g, s->rows + a, B, g, NULL);
         tsr_tensor *zs[TSR_CTNET_MAX_LAYERS + 2] = {0};
         tsr_ctnet_source_states(c, g, &r->src, &b, zs);
+        if (r->has_ad && r->ad.norm) {
+            tsr_tensor *zt = g->adapter_norm == TSR_CTNET_NORM_MATCH ? tsr_ctnet_tower_input(c, &r->tgt, g, &b) : NULL;
+            for (int l = 0; l <= g->n_layers; l++) {
+                if (r->ad.wa[l]) {
+                    ss[l] += sum_sq(zs[l]);
+                    if (zt) st[l] += sum_sq(zt);
+                }
+                if (zt && l < g->n_layers) zt = tsr_ctnet_tower_layer(c, &r->tgt, g, l, zt);
+            }
+        }
         for (int l = 0; l <= g->n_layers; l++)
             if (s->zs_cache[l]) {
                 const int64_t w = tsr_ctnet_layer_in(g, l);
@@ -209,6 +247,7 @@ static void stage_cache_states(stage *s) {
                 else memcpy(s->zs_cache[l] + a * w, tsr_f32(zs[l]), sizeof(float) * (size_t)(B * w));
             }
     }
+    if (r->has_ad && r->ad.norm) set_adapter_norm(r, ss, st, s->n);
     tsr_ctx_reset(c);
 }
 
@@ -428,6 +467,8 @@ static void opts_meta(const tsr_ctnet_run_opts *o, char vals[][32], const char *
     KV("cross", "%d", o->cfg.cross);
     KV("adapt_from", "%d", o->cfg.adapt_from);
     KV("adapter_scale", "%.9g", (double)o->cfg.adapter_scale); /* files written before it have none: 1 */
+    if (o->cfg.adapter_norm != TSR_CTNET_NORM_NONE) /* absent: none (and files written before it) */
+        KV("adapter_norm", "%s", tsr_ctnet_norm_names[o->cfg.adapter_norm]);
     KV("user_buckets", "%d", o->cfg.user_buckets);
     KV("item_buckets", "%d", o->cfg.item_buckets);
     KV("tok_buckets", "%d", o->cfg.tok_buckets);
@@ -570,11 +611,20 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
     int64_t step;
     tsr_status st = tsr_ckpt_check_meta(path, keys, vp, n, &step);
     if (st.code) return st;
-    st = tsr_params_load(&r->all, path, r->cm != NULL);
-    if (st.code) return st;
     tsr_st_file f;
     st = tsr_st_read(path, &f);
     if (st.code) return st;
+    const char *an = tsr_st_meta(&f, "adapter_norm"); /* a key of opts_meta only when not none */
+    if (an && r->o.cfg.adapter_norm == TSR_CTNET_NORM_NONE) {
+        tsr_st_free(&f);
+        return tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: it was trained with adapter_norm=%s, this run has none",
+                          path, an);
+    }
+    st = tsr_params_load(&r->all, path, r->cm != NULL);
+    if (st.code) {
+        tsr_st_free(&f);
+        return st;
+    }
     if (r->cm && (st = load_carry(r, &f, path)).code) {
         tsr_st_free(&f);
         return st;
@@ -640,11 +690,15 @@ static void log_adapter_share(tsr_ctnet_run *r, const tsr_ctnet_log *g, const in
                        tsr_ctnet_method_names[r->o.method]);
     for (int l = 0; l <= cfg->n_layers; l++) {
         if (r->ad.wa[l]) {
-            tsr_tensor *a = tsr_ctnet_adapter(c, &r->ad, l, r->o.zero_source ? tsr_zeros(c, TSR_F32, TSR_DIMS(B, zs[l]->shape[1])) : zs[l]);
+            tsr_tensor *zin = tsr_ctnet_adapter_input(c, &r->ad, l, zs[l]);
+            tsr_tensor *a = tsr_ctnet_adapter(c, &r->ad, l, r->o.zero_source ? tsr_zeros(c, TSR_F32, TSR_DIMS(B, zs[l]->shape[1])) : zin);
             a = tsr_scale(c, a, cfg->adapter_scale);
             if (off < (int)sizeof line)
                 off += snprintf(line + off, sizeof line - (size_t)off, "  %d: %.4f %.4f %.4f", l, mean_abs(z),
                                 mean_abs(a), mean_abs(zs[l]));
+            if (r->ad.norm && off < (int)sizeof line) /* the normalised state the adapter reads, and its constant */
+                off += snprintf(line + off, sizeof line - (size_t)off, " (read %.4f, x %.4g)", mean_abs(zin),
+                                (double)tsr_f32(r->ad.norm)[l]);
             z = tsr_add(c, z, a);
         }
         z = tsr_ctnet_tower_layer(c, &r->tgt, cfg, l, z);
@@ -761,6 +815,8 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
         return tsr_errorf(TSR_ERR_ARG, "adapt_from %d: must be in [0, %d]", o->cfg.adapt_from, o->cfg.n_layers);
     if (o->cfg.n_fields != g->n_fields)
         return tsr_errorf(TSR_ERR_ARG, "model has %d fields, the log %d", o->cfg.n_fields, g->n_fields);
+    if (o->cfg.adapter_norm < 0 || o->cfg.adapter_norm >= TSR_CTNET_NORM_COUNT)
+        return tsr_errorf(TSR_ERR_ARG, "adapter_norm %d: must be none, rms or match", o->cfg.adapter_norm);
     tsr_ctnet_run *r = calloc(1, sizeof *r);
     TSR_ASSERT(r);
     r->o = *o;
@@ -904,6 +960,9 @@ tsr_status tsr_ctnet_model_load(tsr_ctnet_model *m, const char *path) {
         bad = "adapt_from"; /* absent in files written before it existed: adapters from layer 0 */
     else if (tsr_st_meta(&f, "adapter_scale") && !meta_scale(tsr_st_meta(&f, "adapter_scale"), &g.adapter_scale))
         bad = "adapter_scale";
+    else if (tsr_st_meta(&f, "adapter_norm") && /* absent in files written before it existed: none */
+             (g.adapter_norm = tsr_ctnet_norm_parse(tsr_st_meta(&f, "adapter_norm"))) < 0)
+        bad = "adapter_norm";
     else if (!tsr_st_meta_int(&f, "user_buckets", 2, 1 << 24, &g.user_buckets)) bad = "user_buckets";
     else if (!tsr_st_meta_int(&f, "item_buckets", 2, 1 << 24, &g.item_buckets)) bad = "item_buckets";
     else if (!tsr_st_meta_int(&f, "tok_buckets", 2, 1 << 24, &g.tok_buckets)) bad = "tok_buckets";
