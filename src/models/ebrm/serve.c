@@ -23,6 +23,15 @@ typedef struct {
     int64_t hits, misses; /* the cache's counters as of the last request, for /metrics (atomic) */
 } relevance_state;
 
+/* a fused model's BM25 index over the catalog's text: x = 0 every field (the
+ * constructions that hide none, and request files), 1 without debtags (the
+ * constructions whose labels come from them); the CLI's first-stage k1, b */
+static void build_index(relevance_state *s, int x) {
+    if (s->have_ix[x]) return;
+    tsr_bm25_build_catalog(&s->ix[x], &s->cat, x ? TSR_F_ALL & ~TSR_F_TAGS : TSR_F_ALL, 1.2f, 0.4f);
+    s->have_ix[x] = true;
+}
+
 static tsr_status load(void **state, const char *const *paths, const struct tsr_serve_opts *opts) {
     (void)opts;
     *state = NULL;
@@ -54,6 +63,7 @@ static tsr_status load(void **state, const char *const *paths, const struct tsr_
     }
     tsr_ebrm_model_prepare(&s->m, &s->E);
     tsr_ebrm_cache_init(&s->cache, 1 << 18);
+    if (s->m.agg == TSR_EBRM_AGG_FUSE) build_index(s, 0); /* now, not in the first request */
     *state = s;
     return tsr_ok();
 }
@@ -131,10 +141,7 @@ static void relevance(void *state, const tsr_serve_request *rq, tsr_serve_reply 
             /* the BM25 index of the construction's visible text, built on first use
              * (the same k1, b as the CLI's first stage) */
             int x = (tsr_qc_hidden(cons) & TSR_F_TAGS) ? 1 : 0;
-            if (!s->have_ix[x]) {
-                tsr_bm25_build_catalog(&s->ix[x], &s->cat, TSR_F_ALL & ~tsr_qc_hidden(cons), 1.2f, 0.4f);
-                s->have_ix[x] = true;
-            }
+            build_index(s, x);
             lex = malloc((size_t)n * sizeof *lex);
             TSR_ASSERT(lex);
             tsr_ebrm_lex_ex(&s->ix[x], q->valuestring, s->m.lex_norm, -1, items, NULL, n, lex);
