@@ -12,9 +12,18 @@
 
 #include <math.h>
 
+#define MODEL_ENV "TSR_EBRM_MODEL"
+#define MODEL_DEFAULT "models/ebrm-debian/ebrm.safetensors"
+
+/* the catalog and its BM25 index load here, not in the first input's time */
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    fuzz_endpoint_state(&tsr_ebrm_serve_endpoint, MODEL_ENV, MODEL_DEFAULT);
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    cJSON *j = fuzz_endpoint_call(&tsr_ebrm_serve_endpoint, "TSR_EBRM_MODEL", "models/ebrm-debian/ebrm.safetensors",
-                                  data, size);
+    cJSON *j = fuzz_endpoint_call(&tsr_ebrm_serve_endpoint, MODEL_ENV, MODEL_DEFAULT, data, size);
     if (!j) return 0;
     /* a 200 reply answers a request that parsed: its candidates, in order */
     cJSON *rq = cJSON_ParseWithLength((const char *)data, size);

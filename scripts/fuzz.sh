@@ -123,7 +123,9 @@ for k, n in enumerate(names):
 PY
 rm -f "$S/tiny.safetensors" "$S/r.gguf"
 
-# ---- run each in turn
+# ---- run each in turn, on one thread (the kernels' OpenMP teams only slow an
+# instrumented run down, and spin under load)
+export OMP_NUM_THREADS=1 TESSERA_THREADS=1
 bad=0
 printf '%-18s %10s %8s %8s  %s\n' target execs cov corpus result
 for t in $targets; do
