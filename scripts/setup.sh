@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev libpng-dev libmicrohttpd-dev libgdal-dev curl dataset-fashion-mnist libpython3.11-stdlib libpython3.11-testsuite python3"
+PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev libpng-dev libmicrohttpd-dev libgdal-dev gdal-bin curl dataset-fashion-mnist libpython3.11-stdlib libpython3.11-testsuite python3"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

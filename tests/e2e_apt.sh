@@ -3,7 +3,8 @@
 #  - prompts on the real WorldCover tile (São Tomé window, GDAL) and on a
 #    same-grid PNG pair; segment with the reduced fixture model on a PNG
 #    (mask + overlay written) and, with GDAL, on a GeoTIFF whose mask keeps
-#    the georeferencing;
+#    the georeferencing, and on a larger one window by window (each window
+#    equal to its crop segmented alone);
 #  - eval --truth dota (true masks from filled DOTA vehicle boxes);
 #  - bad input gets one line and a non-zero exit: a class absent from the
 #    area, maps that do not overlap, a corrupt GeoTIFF, a missing file, a
@@ -190,6 +191,50 @@ if [ "$GDAL" = 1 ] && [ -r "$WC" ]; then
                 grep -q 'Pixel Size = (2.0*,-2.0*)' "$T/gi" && grep -q 'ID\["EPSG",32632\]\]' "$T/gi" && ok ||
                 { bad "mask GeoTIFF lost the image's georeferencing ($lc)"; cat "$T/gi" >&2; }
         done
+        # a larger georeferenced image (600 x 400 at 2 m) segmented window by window (--window 256:
+        # 3 x 2 windows) into one GeoTIFF with the image's georeferencing; each window of the mask
+        # equals that window cut out and segmented alone with the seed plus its index (random
+        # prompts, so the seed counts), or is empty where the window holds no cropland
+        gdal_translate -q -of GTiff -outsize 600 400 -a_srs EPSG:32632 -a_ullr 235956 43937 237156 43137 "$T/img.png" "$T/big.tif"
+        expect 0 "" "$BIN" apt segment --image "$T/big.tif" --landcover "$WC" --model $FIX --out "$T/wm.tif" --window 256 \
+            --mode random --points 3 --iterations 1 --min-area 50 --seed 5 --json
+        grep -q '"windows": 6' "$T/out" && ok || bad "--window 256 on 600 x 400: not 6 windows"
+        cp "$T/out" "$T/windowed.json"
+        gdalinfo "$T/wm.tif" > "$T/gi" 2>&1
+        grep -q 'Size is 600, 400' "$T/gi" && grep -q 'Origin = (235956.0*,43937.0*)' "$T/gi" && ok ||
+            { bad "windowed mask GeoTIFF: size or georeferencing"; cat "$T/gi" >&2; }
+        alone=0
+        for k in 0 1 2 3 4 5; do
+            x0=$(((k % 3) * 256)) y0=$(((k / 3) * 256))
+            w=$((600 - x0 < 256 ? 600 - x0 : 256)) h=$((400 - y0 < 256 ? 400 - y0 : 256))
+            gdal_translate -q -srcwin $x0 $y0 $w $h "$T/big.tif" "$T/crop.tif"
+            gdal_translate -q -of PNG -srcwin $x0 $y0 $w $h "$T/wm.tif" "$T/win.png"
+            rm -f "$T/cm.tif"
+            if "$BIN" apt segment --image "$T/crop.tif" --landcover "$WC" --model $FIX --out "$T/cm.tif" --mode random \
+                --points 3 --iterations 1 --min-area 50 --seed $((5 + k)) --json > "$T/alone$k.json" 2> "$T/err"; then
+                gdal_translate -q -of PNG "$T/cm.tif" "$T/alone.png"
+                cmp -s "$T/win.png" "$T/alone.png" && ok || bad "window $k differs from its crop segmented alone"
+                alone=$((alone + 1))
+            else
+                grep -q "absent" "$T/err" && gdalinfo -stats "$T/win.png" 2> /dev/null | grep -q "STATISTICS_MAXIMUM=0" && ok ||
+                    bad "window $k: no cropland alone, yet not empty in the windowed mask"
+            fi
+        done
+        [ $alone -ge 2 ] && ok || bad "only $alone windows held cropland: the check compared too little"
+        # the windowed run's prompts are the windows' own, moved to the image's grid, window by window
+        python3 - "$T" << 'PY' && ok || bad "the windowed run's points are not the windows' own"
+import json, os, sys
+d = sys.argv[1]
+got = json.load(open(d + "/windowed.json"))["points"]
+want = []
+for k in range(6):
+    f = "%s/alone%d.json" % (d, k)
+    if os.path.getsize(f):
+        want += [[x + (k % 3) * 256, y + (k // 3) * 256, l, g] for x, y, l, g in json.load(open(f))["points"]]
+sys.exit(0 if got == want and want else 1)
+PY
+        expect 2 "windows" "$BIN" apt segment --image "$T/big.tif" --landcover "$WC" --model $FIX --out "$T/wm.png" --window 256
+        expect 2 "window" "$BIN" apt segment --image "$T/big.tif" --landcover "$WC" --model $FIX --out "$T/wm.tif" --window 100
     else
         echo "e2e_apt: gdal_translate/gdalwarp/gdalinfo absent: GeoTIFF segment case skipped"
     fi

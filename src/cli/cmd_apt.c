@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define SHIPPED "models/apt_small.safetensors"
@@ -102,13 +103,146 @@ static void print_points_json(const tsr_apt_points *p) {
     printf("]");
 }
 
+/* what segment does to an image, or to each window of a huge one */
+typedef struct {
+    const char *landcover;
+    int cls, nodata, mode, points, iters, gate;
+    bool per_tile;
+    tsr_apt_seg_opts so;
+} seg_job;
+
+/* The land-cover map onto img's grid, prompts and segmentation into mask
+ * (img->w * img->h). window: img is a window of a huge image, and a window
+ * outside the map or without the class gets an empty mask and no points.
+ * *n_class: the class pixels the image (window) holds. */
+static tsr_status segment_raster(const tsr_sam *m, const seg_job *j, const tsr_raster *img, bool window, uint64_t seed,
+                                 uint8_t *mask, tsr_apt_points *p, tsr_apt_seg_stats *ss, int64_t *n_class) {
+    memset(p, 0, sizeof *p);
+    *n_class = 0;
+    const int64_t N = (int64_t)img->w * img->h;
+    uint8_t *codes = NULL;
+    tsr_status st = window ? tsr_raster_classes_on_grid_any(j->landcover, img, &codes)
+                           : tsr_raster_classes_on_grid(j->landcover, img, &codes);
+    if (st.code) return st;
+    uint8_t *lab = malloc((size_t)N);
+    if (!lab) {
+        free(codes);
+        return tsr_errorf(TSR_ERR_NOMEM, "out of memory");
+    }
+    *n_class = to_label(lab, codes, N, j->cls, j->nodata);
+    free(codes);
+    memset(mask, 0, (size_t)N);
+    if (window && *n_class == 0) {
+        free(lab);
+        return tsr_ok();
+    }
+    tsr_apt_seg_opts so = j->so;
+    if (j->per_tile && so.tiled)
+        st = tsr_apt_prompts_tiled(p, lab, img->px, img->h, img->w, m->cfg.img_size, so.shrink, j->mode, j->points,
+                                   j->iters, seed);
+    else
+        st = tsr_apt_prompts(p, lab, img->px, img->h, img->w, j->mode, j->points, j->iters, seed);
+    if (st.code) {
+        char msg[sizeof st.msg];
+        snprintf(msg, sizeof msg, "%.60s: class %d: %.180s", j->landcover, j->cls, st.msg);
+        snprintf(st.msg, sizeof st.msg, "%s", msg);
+    } else {
+        so.gate_map = j->gate >= 0 ? lab : NULL;
+        tsr_apt_segment(m, &so, img->px, img->h, img->w, p, mask, ss);
+    }
+    free(lab);
+    return st;
+}
+
+/* src's points moved by (dx, dy) appended to dst */
+static void points_append(tsr_apt_points *dst, const tsr_apt_points *src, int dx, int dy) {
+    if (dst->n + src->n > dst->cap) {
+        int cap = dst->n + src->n + 64;
+        dst->x = realloc(dst->x, sizeof(float) * (size_t)cap);
+        dst->y = realloc(dst->y, sizeof(float) * (size_t)cap);
+        dst->label = realloc(dst->label, sizeof(int) * (size_t)cap);
+        dst->group = realloc(dst->group, sizeof(int) * (size_t)cap);
+        TSR_ASSERT(dst->x && dst->y && dst->label && dst->group);
+        dst->cap = cap;
+    }
+    for (int i = 0; i < src->n; i++, dst->n++) {
+        dst->x[dst->n] = src->x[i] + (float)dx;
+        dst->y[dst->n] = src->y[i] + (float)dy;
+        dst->label[dst->n] = src->label[i];
+        dst->group[dst->n] = src->group[i];
+    }
+}
+
+static void stats_add(tsr_apt_seg_stats *a, const tsr_apt_seg_stats *b) {
+    a->encode_s += b->encode_s;
+    a->decode_s += b->decode_s;
+    a->decoder_runs += b->decoder_runs;
+    a->tiles += b->tiles;
+}
+
+#define WINDOW_DEFAULT 4096 /* the window side of an image above TSR_RASTER_MAX_PIXELS */
+
+/* A raster too large to hold whole, segmented window by window (side x side,
+ * the last row and column narrower) into a GeoTIFF mask written as it goes:
+ * each window is read, brought onto the land-cover map, prompted (seed + its
+ * index) and segmented on its own. The mask file appears only when every
+ * window is done. */
+static tsr_status segment_windows(const char *prog, const tsr_sam *m, const seg_job *j, const char *image,
+                                  const tsr_raster *info, int side, uint64_t seed, bool quiet, const char *out,
+                                  tsr_apt_points *all, tsr_apt_seg_stats *ss, int64_t *on, int *n_windows) {
+    const int nx = (info->w + side - 1) / side, ny = (info->h + side - 1) / side;
+    *n_windows = nx * ny;
+    tsr_raster_writer *wr;
+    tsr_status st = tsr_raster_writer_open(&wr, out, info->w, info->h, info);
+    if (st.code) return st;
+    uint8_t *mask = malloc((size_t)side * side);
+    if (!mask) st = tsr_errorf(TSR_ERR_NOMEM, "out of memory");
+    int64_t n_class = 0;
+    for (int k = 0; !st.code && k < nx * ny; k++) {
+        const int x0 = (k % nx) * side, y0 = (k / nx) * side;
+        const int w = info->w - x0 < side ? info->w - x0 : side, h = info->h - y0 < side ? info->h - y0 : side;
+        tsr_raster win;
+        st = tsr_raster_read_rgb_window(image, x0, y0, w, h, &win);
+        if (st.code) break;
+        tsr_apt_points p;
+        tsr_apt_seg_stats s = {0};
+        int64_t nc = 0;
+        st = segment_raster(m, j, &win, true, seed + (uint64_t)k, mask, &p, &s, &nc);
+        if (!st.code) st = tsr_raster_writer_put(wr, x0, y0, w, h, mask);
+        if (!st.code) {
+            int64_t won = 0;
+            for (int64_t i = 0; i < (int64_t)w * h; i++) won += mask[i] != 0;
+            *on += won;
+            n_class += nc;
+            points_append(all, &p, x0, y0);
+            stats_add(ss, &s);
+            if (!quiet)
+                fprintf(stderr, "%s: window %d/%d at %d,%d (%d x %d): %d points, %lld mask pixels\n", prog, k + 1,
+                        nx * ny, x0, y0, w, h, p.n, (long long)won);
+        }
+        tsr_apt_points_free(&p);
+        tsr_raster_free(&win);
+    }
+    free(mask);
+    if (!st.code && n_class == 0)
+        st = tsr_errorf(TSR_ERR_ARG, "%.60s: class %d: the land-cover class is absent from the area covered by the image",
+                        j->landcover, j->cls);
+    tsr_status sc = tsr_raster_writer_close(wr, !st.code);
+    return st.code ? st : sc;
+}
+
+static bool ends_png(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && strcasecmp(path + n - 4, ".png") == 0;
+}
+
 static int cmd_segment(const char *prog, int argc, char **argv) {
     /* gate, prompts per tile and threshold: the settings chosen on the validation scenes, as in eval */
     const tsr_apt_eval_opts dflt = tsr_apt_default_eval_opts();
     const char *image = NULL, *landcover = NULL, *out = NULL, *overlay = NULL, *mode_s = "grid", *model = SHIPPED,
                *feedback_s = "on", *per_s = dflt.tile_prompts ? "tile" : "image";
     bool no_feedback = false;
-    int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0, gate = dflt.gate;
+    int cls = 40, points = 11, iters = 3, min_area = 2000, nodata = 0, gate = dflt.gate, window = 0;
     float threshold = dflt.threshold;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
@@ -124,9 +258,12 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         {"feedback", ARG_STR, &feedback_s, "on|off", "feed each pass's low-res logits to the next as the mask input (default on, APT's loop)", NULL},
         {"gate", ARG_INT, &gate, "PX", "keep the mask only within PX pixels of the land-cover class (default 8; -1: off, the paper's)", NULL},
         {"prompts-per", ARG_STR, &per_s, "WHERE", "draw prompts per 'tile' of a tiled model (default) or per 'image' (the paper's)", NULL},
+        {"window", ARG_INT, &window, "PX", "segment a GDAL raster in windows of at most PX x PX pixels, each read, prompted and "
+                                           "segmented on its own, into a GeoTIFF mask (default 0: only images above 64 Mpx, "
+                                           "in windows of 4096; a tiled model's windows are whole tiles)", NULL},
         {"model", ARG_STR, &model, "PATH", "segmenter (default: the shipped " SHIPPED ")", NULL},
         {"out", ARG_STR, &out, "MASK", "mask to write (.tif with the image's georeferencing, or .png)", NULL},
-        {"overlay", ARG_STR, &overlay, "PNG", "also write the image with the mask and the points drawn", NULL},
+        {"overlay", ARG_STR, &overlay, "PNG", "also write the image with the mask and the points drawn (not in windows)", NULL},
         CLI_COMMON_SEED(&cm), CLI_COMMON_THREADS(&cm), CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "Segment a land-cover class on an image by prompting the segmenter with points drawn from the land-cover map.",
@@ -143,6 +280,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         (rc = cli_check_int(prog, "min-area", min_area, 0, 100000000)) || (rc = cli_check_int(prog, "gate", gate, -1, 100000)) ||
         (rc = cli_check_float(prog, "threshold", threshold, -100, 100)))
         return rc;
+    if (window != 0 && (rc = cli_check_int(prog, "window", window, 256, 8192)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     if (overlay && (rc = cli_check_output(prog, "overlay", overlay, false)) != CLI_OK) return rc;
@@ -150,39 +288,49 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
     model = cli_shipped_default(model, SHIPPED, buf, sizeof buf);
     tsr_sam m;
     if ((rc = load_model(model, &m)) != CLI_OK) return rc;
-    tsr_raster img;
-    tsr_status st = tsr_raster_read_rgb(image, &img);
-    uint8_t *codes = NULL;
-    if (!st.code) st = tsr_raster_classes_on_grid(landcover, &img, &codes);
-    if (st.code) {
-        tsr_sam_free(&m);
-        tsr_raster_free(&img);
-        return cli_fail(st, NULL);
+    seg_job job = {.landcover = landcover, .cls = cls, .nodata = nodata, .mode = mode, .points = points,
+                   .iters = iters, .gate = gate, .per_tile = strcmp(per_s, "tile") == 0,
+                   .so = seg_opts_for(&m, iters, min_area)};
+    job.so.threshold = threshold;
+    job.so.no_feedback = no_feedback;
+    job.so.gate = gate;
+    /* a GDAL raster above the whole-image limit (or wider than --window) goes window by window */
+    tsr_raster img = {0};
+    tsr_status st = tsr_ok();
+    int side = 0;
+    if (!ends_png(image)) {
+        st = tsr_raster_probe(image, &img);
+        if (!st.code && (window ? img.w > window || img.h > window : (int64_t)img.w * img.h > TSR_RASTER_MAX_PIXELS)) {
+            side = window ? window : WINDOW_DEFAULT;
+            const int tile = job.so.tiled ? m.cfg.img_size * job.so.shrink : 1;
+            if (tile > 1) side = side / tile * tile > tile ? side / tile * tile : tile;
+            if (ends_png(out) || overlay) {
+                tsr_raster_free(&img);
+                tsr_sam_free(&m);
+                return cli_usage_error(prog, "%s is %d x %d pixels, segmented in windows of %d: give --out a .tif and "
+                                             "no --overlay (they need the image whole)", image, img.w, img.h, side);
+            }
+        }
     }
-    int64_t N = (int64_t)img.w * img.h;
-    uint8_t *lab = malloc((size_t)N), *mask = malloc((size_t)N);
-    if (!lab || !mask) return cli_fail(tsr_errorf(TSR_ERR_NOMEM, "out of memory"), NULL);
-    to_label(lab, codes, N, cls, nodata);
-    tsr_apt_points p;
-    tsr_apt_seg_opts so = seg_opts_for(&m, iters, min_area);
-    if (strcmp(per_s, "tile") == 0 && so.tiled)
-        st = tsr_apt_prompts_tiled(&p, lab, img.px, img.h, img.w, m.cfg.img_size, so.shrink, mode, points, iters, cm.seed);
-    else
-        st = tsr_apt_prompts(&p, lab, img.px, img.h, img.w, mode, points, iters, cm.seed);
-    if (st.code) {
-        char msg[sizeof st.msg];
-        snprintf(msg, sizeof msg, "%.60s: class %d: %.180s", landcover, cls, st.msg);
-        snprintf(st.msg, sizeof st.msg, "%s", msg);
-    }
+    int64_t N = (int64_t)img.w * img.h, on = 0;
+    int n_windows = 1;
+    uint8_t *mask = NULL;
+    tsr_apt_points p = {0};
     tsr_apt_seg_stats ss = {0};
-    if (!st.code) {
-        so.threshold = threshold;
-        so.no_feedback = no_feedback;
-        so.gate_map = gate >= 0 ? lab : NULL;
-        so.gate = gate;
-        if (!cm.json) fprintf(stderr, "%s: %d points (%s), %s\n", prog, p.n, mode_s, so.tiled ? "tiled" : "whole image");
-        tsr_apt_segment(&m, &so, img.px, img.h, img.w, &p, mask, &ss);
-        st = tsr_raster_write_mask(out, mask, img.w, img.h, &img);
+    if (!st.code && side) {
+        if (!cm.json) fprintf(stderr, "%s: %d x %d pixels, in windows of %d\n", prog, img.w, img.h, side);
+        st = segment_windows(prog, &m, &job, image, &img, side, cm.seed, cm.json, out, &p, &ss, &on, &n_windows);
+    } else if (!st.code) {
+        tsr_raster_free(&img);
+        st = tsr_raster_read_rgb(image, &img);
+        N = (int64_t)img.w * img.h;
+        if (!st.code && !(mask = malloc((size_t)N))) st = tsr_errorf(TSR_ERR_NOMEM, "out of memory");
+        int64_t n_class;
+        if (!st.code) st = segment_raster(&m, &job, &img, false, cm.seed, mask, &p, &ss, &n_class);
+        if (!st.code && !cm.json)
+            fprintf(stderr, "%s: %d points (%s), %s\n", prog, p.n, mode_s, job.so.tiled ? "tiled" : "whole image");
+        if (!st.code) st = tsr_raster_write_mask(out, mask, img.w, img.h, &img);
+        for (int64_t i = 0; !st.code && i < N; i++) on += mask[i] != 0;
     }
     if (!st.code && overlay) {
         uint8_t *ov = malloc((size_t)N * 3);
@@ -199,13 +347,12 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
             free(ov);
         }
     }
-    int64_t on = 0;
-    for (int64_t i = 0; !st.code && i < N; i++) on += mask[i] != 0;
     if (!st.code) {
         if (cm.json) {
             printf("{\"width\": %d, \"height\": %d, \"mask_pixels\": %lld, \"fraction\": %.6f, \"tiles\": %d, "
-                   "\"encoder_s\": %.3f, \"decoder_s\": %.3f, \"decoder_runs\": %lld, \"georeferenced\": %s, ",
-                   img.w, img.h, (long long)on, (double)on / (double)N, ss.tiles, ss.encode_s, ss.decode_s,
+                   "\"windows\": %d, \"encoder_s\": %.3f, \"decoder_s\": %.3f, \"decoder_runs\": %lld, "
+                   "\"georeferenced\": %s, ",
+                   img.w, img.h, (long long)on, (double)on / (double)N, ss.tiles, n_windows, ss.encode_s, ss.decode_s,
                    (long long)ss.decoder_runs, img.georef ? "true" : "false");
             print_points_json(&p);
             printf("}\n");
@@ -216,9 +363,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         }
     }
     tsr_apt_points_free(&p);
-    free(lab);
     free(mask);
-    free(codes);
     tsr_raster_free(&img);
     tsr_sam_free(&m);
     return st.code ? cli_fail(st, NULL) : CLI_OK;

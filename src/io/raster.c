@@ -128,16 +128,30 @@ tsr_status tsr_raster_read_rgb(const char *path, tsr_raster *r) {
         }
         return tsr_ok();
     }
+    return tsr_raster_read_rgb_window(path, 0, 0, 0, 0, r);
+}
+
+tsr_status tsr_raster_read_rgb_window(const char *path, int x0, int y0, int w, int h, tsr_raster *r) {
+    memset(r, 0, sizeof *r);
 #ifndef TSR_HAVE_GDAL
+    (void)x0, (void)y0, (void)w, (void)h;
     return no_gdal(path);
 #else
-    GDALDatasetH ds;
+    GDALDatasetH ds = NULL;
     tsr_status st = gdal_open(path, &ds);
     if (st.code) return st;
-    int w = GDALGetRasterXSize(ds), h = GDALGetRasterYSize(ds), nb = GDALGetRasterCount(ds);
-    if (nb < 1 || w < 1 || h < 1) {
+    const int W = GDALGetRasterXSize(ds), H = GDALGetRasterYSize(ds), nb = GDALGetRasterCount(ds);
+    if (nb < 1 || W < 1 || H < 1) {
         GDALClose(ds);
         return tsr_errorf(TSR_ERR_FORMAT, "%s: a raster with no bands or no pixels", path);
+    }
+    if (w == 0 && h == 0) { /* the whole raster */
+        w = W;
+        h = H;
+    }
+    if (x0 < 0 || y0 < 0 || w < 1 || h < 1 || x0 > W - w || y0 > H - h) {
+        GDALClose(ds);
+        return tsr_errorf(TSR_ERR_ARG, "%s: window %d,%d %dx%d lies outside the %d x %d raster", path, x0, y0, w, h, W, H);
     }
     if ((int64_t)w * h > TSR_RASTER_MAX_PIXELS) {
         GDALClose(ds);
@@ -149,15 +163,51 @@ tsr_status tsr_raster_read_rgb(const char *path, tsr_raster *r) {
     r->bands = 3;
     r->px = malloc((size_t)w * h * 3);
     TSR_ASSERT(r->px);
-    st = read_bands(ds, path, 0, 0, w, h, w, h, bands, 3, false, r->px);
-    if (!st.code) georef_of(ds, r);
+    st = read_bands(ds, path, x0, y0, w, h, w, h, bands, 3, false, r->px);
+    if (!st.code) {
+        georef_of(ds, r);
+        if (r->georef) { /* the window's own origin */
+            const double g0 = r->gt[0], g3 = r->gt[3];
+            r->gt[0] = g0 + x0 * r->gt[1] + y0 * r->gt[2];
+            r->gt[3] = g3 + x0 * r->gt[4] + y0 * r->gt[5];
+        }
+    }
     GDALClose(ds);
     if (st.code) tsr_raster_free(r);
     return st;
 #endif
 }
 
-tsr_status tsr_raster_classes_on_grid(const char *path, const tsr_raster *img, uint8_t **cls) {
+tsr_status tsr_raster_probe(const char *path, tsr_raster *r) {
+    memset(r, 0, sizeof *r);
+    if (is_png(path)) {
+        tsr_raster img;
+        tsr_status st = tsr_raster_read_rgb(path, &img);
+        if (st.code) return st;
+        r->w = img.w;
+        r->h = img.h;
+        r->bands = 3;
+        tsr_raster_free(&img);
+        return tsr_ok();
+    }
+#ifndef TSR_HAVE_GDAL
+    return no_gdal(path);
+#else
+    GDALDatasetH ds = NULL;
+    tsr_status st = gdal_open(path, &ds);
+    if (st.code) return st;
+    r->w = GDALGetRasterXSize(ds);
+    r->h = GDALGetRasterYSize(ds);
+    r->bands = GDALGetRasterCount(ds);
+    if (r->bands < 1 || r->w < 1 || r->h < 1) st = tsr_errorf(TSR_ERR_FORMAT, "%s: a raster with no bands or no pixels", path);
+    else georef_of(ds, r);
+    GDALClose(ds);
+    if (st.code) tsr_raster_free(r);
+    return st;
+#endif
+}
+
+static tsr_status classes_on_grid(const char *path, const tsr_raster *img, bool need_overlap, uint8_t **cls) {
     *cls = NULL;
     int64_t N = (int64_t)img->w * img->h;
     if (is_png(path)) {
@@ -236,7 +286,7 @@ tsr_status tsr_raster_classes_on_grid(const char *path, const tsr_raster *img, u
             if (!st.code) {
                 int64_t covered = 0;
                 for (int64_t i = 0; i < N; i++) covered += (*cls)[i] != 0;
-                if (!covered)
+                if (!covered && need_overlap)
                     st = tsr_errorf(TSR_ERR_ARG, "%s: the land-cover map does not overlap the image (different places, "
                                                  "or different CRSs with no common area)", path);
             }
@@ -251,6 +301,14 @@ tsr_status tsr_raster_classes_on_grid(const char *path, const tsr_raster *img, u
     }
     return st;
 #endif
+}
+
+tsr_status tsr_raster_classes_on_grid(const char *path, const tsr_raster *img, uint8_t **cls) {
+    return classes_on_grid(path, img, true, cls);
+}
+
+tsr_status tsr_raster_classes_on_grid_any(const char *path, const tsr_raster *img, uint8_t **cls) {
+    return classes_on_grid(path, img, false, cls);
 }
 
 tsr_status tsr_raster_read_classes_window(const char *path, const double *bbox, int max_side, tsr_raster *r) {
@@ -269,7 +327,7 @@ tsr_status tsr_raster_read_classes_window(const char *path, const double *bbox, 
     }
     return no_gdal(path);
 #else
-    GDALDatasetH ds;
+    GDALDatasetH ds = NULL;
     tsr_status st = gdal_open(path, &ds);
     if (st.code) return st;
     int W = GDALGetRasterXSize(ds), H = GDALGetRasterYSize(ds);
@@ -330,44 +388,98 @@ tsr_status tsr_raster_read_classes_window(const char *path, const double *bbox, 
 #endif
 }
 
-tsr_status tsr_raster_write_mask(const char *path, const uint8_t *mask, int w, int h, const tsr_raster *ref) {
-    if (is_png(path)) return tsr_png_write(path, mask, w, h, 1);
+struct tsr_raster_writer {
+#ifdef TSR_HAVE_GDAL
+    GDALDatasetH ds;
+#endif
+    int w, h;
+    char path[4096], tmp[4096];
+};
+
+tsr_status tsr_raster_writer_open(tsr_raster_writer **out, const char *path, int w, int h, const tsr_raster *ref) {
+    *out = NULL;
 #ifndef TSR_HAVE_GDAL
-    (void)mask;
-    (void)w;
-    (void)h;
-    (void)ref;
+    (void)w, (void)h, (void)ref;
     return no_gdal(path);
 #else
+    tsr_raster_writer *wr = calloc(1, sizeof *wr);
+    TSR_ASSERT(wr);
+    int k = snprintf(wr->tmp, sizeof wr->tmp, "%s.tmp", path);
+    if (k < 0 || (size_t)k >= sizeof wr->tmp) {
+        free(wr);
+        return tsr_errorf(TSR_ERR_ARG, "%s: path too long", path);
+    }
+    snprintf(wr->path, sizeof wr->path, "%s", path);
+    wr->w = w;
+    wr->h = h;
     gdal_init();
-    char tmp[4096];
-    int k = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (k < 0 || (size_t)k >= sizeof tmp) return tsr_errorf(TSR_ERR_ARG, "%s: path too long", path);
     char **opts = CSLSetNameValue(NULL, "COMPRESS", "DEFLATE");
+    if ((int64_t)w * h > ((int64_t)16 << 20)) { /* big masks: internal tiles, and BigTIFF if it may pass 4 GB */
+        opts = CSLSetNameValue(opts, "TILED", "YES");
+        opts = CSLSetNameValue(opts, "BIGTIFF", "IF_SAFER");
+    }
     CPLErrorReset();
-    GDALDatasetH ds = GDALCreate(GDALGetDriverByName("GTiff"), tmp, w, h, 1, GDT_Byte, opts);
+    wr->ds = GDALCreate(GDALGetDriverByName("GTiff"), wr->tmp, w, h, 1, GDT_Byte, opts);
     CSLDestroy(opts);
-    if (!ds) return tsr_errorf(TSR_ERR_IO, "%s: cannot create%s%.160s", path, *CPLGetLastErrorMsg() ? ": " : "", CPLGetLastErrorMsg());
+    if (!wr->ds) {
+        tsr_status st = tsr_errorf(TSR_ERR_IO, "%s: cannot create%s%.160s", path, *CPLGetLastErrorMsg() ? ": " : "",
+                                   CPLGetLastErrorMsg());
+        free(wr);
+        return st;
+    }
     if (ref && ref->georef) {
-        GDALSetGeoTransform(ds, (double *)ref->gt);
-        GDALSetProjection(ds, ref->wkt);
+        GDALSetGeoTransform(wr->ds, (double *)ref->gt);
+        GDALSetProjection(wr->ds, ref->wkt);
     }
-    CPLErr e = GDALRasterIO(GDALGetRasterBand(ds, 1), GF_Write, 0, 0, w, h, (void *)mask, w, h, GDT_Byte, 0, 0);
-    GDALClose(ds); /* flushes */
-    if (e != CE_None) {
-        unlink(tmp);
-        return tsr_errorf(TSR_ERR_IO, "%s: write failed", path);
-    }
-    FILE *f = fopen(tmp, "rb+");
+    *out = wr;
+    return tsr_ok();
+#endif
+}
+
+tsr_status tsr_raster_writer_put(tsr_raster_writer *wr, int x0, int y0, int w, int h, const uint8_t *mask) {
+#ifndef TSR_HAVE_GDAL
+    (void)x0, (void)y0, (void)w, (void)h, (void)mask;
+    return no_gdal(wr->path);
+#else
+    if (x0 < 0 || y0 < 0 || w < 1 || h < 1 || x0 > wr->w - w || y0 > wr->h - h)
+        return tsr_errorf(TSR_ERR_ARG, "%s: window %d,%d %dx%d lies outside the %d x %d mask", wr->path, x0, y0, w, h,
+                          wr->w, wr->h);
+    CPLErr e = GDALRasterIO(GDALGetRasterBand(wr->ds, 1), GF_Write, x0, y0, w, h, (void *)mask, w, h, GDT_Byte, 0, 0);
+    return e == CE_None ? tsr_ok() : tsr_errorf(TSR_ERR_IO, "%s: write failed", wr->path);
+#endif
+}
+
+tsr_status tsr_raster_writer_close(tsr_raster_writer *wr, bool commit) {
+    if (!wr) return tsr_ok();
+    tsr_status st = tsr_ok();
+#ifdef TSR_HAVE_GDAL
+    CPLErrorReset();
+    GDALClose(wr->ds); /* flushes */
+    if (commit && CPLGetLastErrorType() >= CE_Failure) st = tsr_errorf(TSR_ERR_IO, "%s: write failed", wr->path);
+    FILE *f = commit && !st.code ? fopen(wr->tmp, "rb+") : NULL;
     if (f) {
         fflush(f);
         fsync(fileno(f));
         fclose(f);
     }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return tsr_errorf(TSR_ERR_IO, "%s: cannot rename the finished file into place", path);
+    if (!commit || st.code) unlink(wr->tmp);
+    else if (rename(wr->tmp, wr->path) != 0) {
+        unlink(wr->tmp);
+        st = tsr_errorf(TSR_ERR_IO, "%s: cannot rename the finished file into place", wr->path);
     }
-    return tsr_ok();
+#else
+    (void)commit;
 #endif
+    free(wr);
+    return st;
+}
+
+tsr_status tsr_raster_write_mask(const char *path, const uint8_t *mask, int w, int h, const tsr_raster *ref) {
+    if (is_png(path)) return tsr_png_write(path, mask, w, h, 1);
+    tsr_raster_writer *wr;
+    tsr_status st = tsr_raster_writer_open(&wr, path, w, h, ref);
+    if (st.code) return st;
+    st = tsr_raster_writer_put(wr, 0, 0, w, h, mask);
+    tsr_status sc = tsr_raster_writer_close(wr, !st.code);
+    return st.code ? st : sc;
 }
