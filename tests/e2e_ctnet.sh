@@ -219,6 +219,17 @@ expect 0 "$BIN" ctnet bench --model "$T/n.safetensors" $S --requests 20 --batch 
 has "$T/out" '"rows_per_s_per_core"'
 expect 0 "$BIN" ctnet bench --model "$T/a.safetensors" $S --requests 50 --batch 32 --json
 has "$T/out" '"rows_per_s_per_core"'
+# a log without target rows: one line and exit 1 from bench, not a division by zero
+expect 1 "$BIN" ctnet bench --model "$T/a.safetensors" $S --target nosuchdomain --requests 20
+lines "$T/err" 2
+has "$T/err" "no target rows"
+# a --tuned file with no setting of this pair (empty, or other pairs only) is an error, not a run at the flags
+: >"$T/tuned_empty.jsonl"
+expect 1 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned_empty.jsonl" --json
+has "$T/err" "no validation line of pair 'csv'"
+echo '{"method": "ctnet", "pair": "other", "split": "validation", "auc_mean": 0.95, "lr": 0.006, "epochs": 5}' >"$T/tuned_other.jsonl"
+expect 1 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned_other.jsonl" --json
+has "$T/err" "no validation line of pair 'csv'"
 
 echo "e2e_ctnet: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -325,7 +325,11 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
         line = nl ? nl + 1 : NULL;
     }
     free(buf);
-    return tsr_ok();
+    for (int m = 0; m < TSR_CTNET_M_COUNT; m++)
+        if (found[m]) return tsr_ok();
+    /* an empty file, or one of other pairs: every method would quietly keep the flags */
+    return tsr_errorf(TSR_ERR_FORMAT, "%s: no validation line of pair '%s' (from 'tessera ctnet eval --validation --json')",
+                      path, pair);
 }
 
 /* two-sided 97.5% Student t quantiles for 1..10 degrees of freedom */
@@ -667,6 +671,13 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     TSR_ASSERT(rows);
     for (int64_t i = 0; i < g.n; i++)
         if (g.domain[i] == TSR_CTNET_TARGET) rows[n++] = i;
+    if (n == 0) {
+        free(rows);
+        tsr_ctnet_log_free(&g);
+        tsr_ctnet_model_free(&m);
+        return cli_fail(tsr_errorf(TSR_ERR_ARG, "%s: no target rows to score", d.data),
+                        "bench scores the log's target rows: pass --target with the domain value they carry");
+    }
     float *p = malloc(sizeof(float) * (size_t)(n > batch ? n : batch));
     double *lat = malloc(sizeof(double) * (size_t)requests);
     TSR_ASSERT(p && lat);
