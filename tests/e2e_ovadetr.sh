@@ -115,6 +115,12 @@ IMG=$D/aerial/mmrotate-demos/P0004__1__0___0.png
     >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 1 ] && grep -q "flibbertigibbet" "$TMP/err.txt" && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && \
     [ ! -e "$TMP/u.json" ] && ok || bad "an unknown class is not a one-line failure"
+# more names than the closed-set twin maps (its name -> column table holds 256): one line, not a crash
+many=$(printf 'car%.0s,' $(seq 300)); many=${many%,}
+"$BIN" ovadetr detect --model models/ovadetr_closed.safetensors --image "$IMG" --classes "$many" --out "$TMP/m.json" \
+    >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "at most 256 class names" "$TMP/err.txt" && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && \
+    [ ! -e "$TMP/m.json" ] && ok || bad "300 names on the closed-set twin are not a one-line failure"
 # corrupt PNG
 head -c 2000 "$IMG" > "$TMP/cut.png"
 "$BIN" ovadetr detect --model "$M" --image "$TMP/cut.png" --classes plane --out "$TMP/c.json" >/dev/null 2>"$TMP/err.txt"

@@ -779,8 +779,10 @@ tsr_status tsr_ovd_detect(const tsr_ovd_model *m, const char *const *model_class
         return tsr_errorf(TSR_ERR_ARG, "tile must be a multiple of 32 >= 64 and overlap in [0, tile)");
     /* closed-set twin: name -> column (-1: cannot name it) */
     int col[256];
+    if (m->cfg.closed && K > 256)
+        return tsr_errorf(TSR_ERR_ARG, "the closed-set twin takes at most 256 class names (got %d)", K);
     if (m->cfg.closed) {
-        for (int k = 0; k < K && k < 256; k++) {
+        for (int k = 0; k < K; k++) {
             col[k] = -1;
             for (int j = 0; j < n_model_classes; j++)
                 if (!strcmp(names[k], model_classes[j])) col[k] = j;
