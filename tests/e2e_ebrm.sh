@@ -32,6 +32,8 @@ for a in "--stage cross --qe-aux 1" "--stage qe --qe-aux 1" "--qe-aux -1" "--qe-
     "$BIN" ebrm train $a --dir "$TMP/none" >/dev/null 2>&1
     [ $? -eq 2 ] && [ ! -e "$TMP/none" ] && ok || bad "train $a is not a usage error"
 done
+"$BIN" ebrm score --query pdf --items ",," >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "score --items ',,' (no package) is not a usage error"
 "$BIN" ebrm rank >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "rank without --query is not a usage error"
 "$BIN" ebrm train --stage bogus >/dev/null 2>&1
@@ -56,6 +58,10 @@ mkdir -p "$TMP/away"
 cd "$TMP/away" || exit 1
 [ ! -e ../shared ] || { echo "FAIL: $TMP/away has a ../shared" >&2; exit 1; }
 BIN=$ABS
+# train's default --tokenizer is the shipped one, found from here too: the run gets as far as the catalog
+"$BIN" ebrm train --stage qe --dir "$TMP/away/d" --catalog "$TMP/nocatalog" --steps 1 --threads 1 >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "nocatalog" "$TMP/err" && [ -s "$TMP/away/d/tokenizer.json" ] && ok ||
+    bad "train does not find the shipped tokenizer from another directory: $(cat "$TMP/err")"
 printf '{"query": "pdf viewer", "relevant": ["zathura", "evince", "okular"]}\n{"query": "text editor", "relevant": ["vim", "nano"]}\n' >"$TMP/q.jsonl"
 "$BIN" ebrm eval --queries "$TMP/q.jsonl" --method bm25 --json >"$TMP/out.json" 2>/dev/null &&
     grep -q '^{"method": "bm25", "queries": 2, "ndcg@10": [0-9.]*, "auc": [0-9.]*, "recall@10": [0-9.]*, "mrr@10": [0-9.]*' "$TMP/out.json" &&

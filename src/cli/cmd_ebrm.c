@@ -462,7 +462,8 @@ static int cmd_score(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (!query || blank(query)) return cli_usage_error(prog, "--query TEXT is required and must not be empty");
-    if (!items_arg || blank(items_arg)) return cli_usage_error(prog, "--items ID,... is required");
+    if (!items_arg || items_arg[strspn(items_arg, ", \t")] == 0) /* "," names no package */
+        return cli_usage_error(prog, "--items ID,... is required");
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
     if (method == M_BM25) return cli_usage_error(prog, "score needs a model: --method ebrm, cross-encoder or bi-encoder");

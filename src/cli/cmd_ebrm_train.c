@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#define DEFAULT_TOKENIZER "models/higen-debian/tokenizer.json"
 #define MODEL_HINT "--dir must be a writable directory holding tokenizer.json (or pass --tokenizer to copy one in)"
 
 int cli_ebrm_train(const char *prog, int argc, char **argv);
@@ -92,7 +93,7 @@ static int fuse_stage(const char *prog, const char *init, const char *out, float
 
 int cli_ebrm_train(const char *prog, int argc, char **argv) {
     const char *stage = "qi", *dir = "models/ebrm-debian", *out_arg = NULL, *init = NULL, *agg_name = "softlogic",
-               *tokenizer = "models/higen-debian/tokenizer.json", *catalog = "../shared/data/debian-catalog",
+               *tokenizer = DEFAULT_TOKENIZER, *catalog = "../shared/data/debian-catalog",
                *cons_arg = "appstream,virtual,debtags";
     tsr_benc_cfg ec = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .hidden_dim = 128, .max_seq = 80};
     int n_neg = 15, min_pkgs = 2;
@@ -198,6 +199,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     t.o.out = out;
     tsr_bpe bpe;
     struct stat sb;
+    char tbuf[1024];
+    tokenizer = cli_shipped_default(tokenizer, DEFAULT_TOKENIZER, tbuf, sizeof tbuf); /* from any directory */
     tsr_status st = tsr_bpe_load(&bpe, stat(tok, &sb) == 0 ? tok : tokenizer);
     if (st.code != TSR_OK) return cli_fail(st, MODEL_HINT);
     if (stat(tok, &sb) != 0 && (st = tsr_bpe_save(&bpe, tok)).code != TSR_OK) {
