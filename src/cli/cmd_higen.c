@@ -436,7 +436,7 @@ static int cmd_index(const char *prog, int argc, char **argv) {
         {"variant", ARG_STR, &variant, "NAME", VARIANT_LIST, NULL},
         {"k", ARG_INT, &o.k, "N", "k-means branching factor", NULL},
         {"leaf-size", ARG_INT, &o.leaf_size, "N", "largest group not split further", NULL},
-        {"eff-buckets", ARG_INT, &eff_buckets, "N", "efficiency buckets after the category path (higen: 4)", NULL},
+        {"eff-buckets", ARG_INT, &eff_buckets, "N", "efficiency buckets after the category path (-1: the variant's; higen: 4)", NULL},
         {"iters", ARG_INT, &o.iters, "N", "k-means iterations", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         CLI_COMMON_THREADS(&cm),
@@ -453,10 +453,11 @@ static int cmd_index(const char *prog, int argc, char **argv) {
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     bool use_eff;
     if ((rc = variant_opts(prog, variant, &o, &use_eff)) != CLI_OK) return rc;
+    if ((rc = cli_check_int(prog, "eff-buckets", eff_buckets, -1, 64)) != CLI_OK) return rc;
     if (eff_buckets >= 0) o.eff_buckets = eff_buckets;
     if (cm.seed) o.seed = cm.seed;
     if ((rc = cli_check_int(prog, "k", o.k, 2, 4096)) != CLI_OK || (rc = cli_check_int(prog, "leaf-size", o.leaf_size, 1, 65536)) != CLI_OK ||
-        (rc = cli_check_int(prog, "eff-buckets", o.eff_buckets, 0, 64)) != CLI_OK || (rc = cli_check_int(prog, "iters", o.iters, 0, 1000)) != CLI_OK)
+        (rc = cli_check_int(prog, "iters", o.iters, 0, 1000)) != CLI_OK)
         return rc;
     char path[1024], out[1024];
     snprintf(out, sizeof out, "%s/%s.index.safetensors", model, variant);
@@ -950,7 +951,8 @@ static int cmd_tune_bm25(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     int sp = tsr_split_from_name(split);
-    if (sp < 0) return cli_usage_error(prog, "unknown --split '%s' (train, valid, test)", split);
+    if (sp < 0) return cli_usage_error(prog, "unknown --split '%s' (train, valid)", split);
+    if (sp == TSR_SPLIT_TEST) return cli_usage_error(prog, "--split test is the evaluation split: tune on valid (or train)");
     tsr_catalog cat;
     if ((rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
     if (cat.kind != TSR_CATALOG_DEBIAN) {
