@@ -35,6 +35,13 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 [ $? -eq 2 ] && ok || bad "an unknown index variant is not a usage error"
 "$BIN" higen index --k 1 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--k 1 is not a usage error"
+"$BIN" higen index --eff-buckets -5 --model "$TMP/m" >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] && grep -q "eff-buckets" "$TMP/err" && ok || bad "--eff-buckets -5 is not a usage error"
+"$BIN" higen tune-bm25 --split test >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] && grep -q "evaluation split" "$TMP/err" && ok || bad "tune-bm25 tunes on the test split"
+# a bad --log fails before the data is read (here a missing catalog would fail next)
+"$BIN" higen train --log "$TMP/no-dir/log.jsonl" --model "$TMP/m" --catalog "$TMP/none" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "no-dir" "$TMP/err" && ok || bad "a --log in a missing directory is not refused first: $(cat "$TMP/err")"
 "$BIN" higen bench --method bm25 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "bench of a non-generative method is not a usage error"
 "$BIN" higen levels --method biencoder --construction virtual >/dev/null 2>&1

@@ -21,6 +21,14 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 [ $? -eq 2 ] && ok || bad "an unknown --method is not a usage error"
 "$BIN" narformer eval --train-frac 2 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--train-frac 2 is not a usage error"
+# eval trains into a temporary file: no checkpoint or resume flags, and a bad --log fails at once
+for f in --resume "--stop-after 5" "--ckpt-every 10" "--ckpt-minutes 1"; do
+    "$BIN" narformer eval $f >/dev/null 2>&1
+    [ $? -eq 2 ] && ok || bad "eval $f is not a usage error"
+done
+"$BIN" narformer eval --help | grep -q -- --resume && bad "eval --help lists --resume" || ok
+"$BIN" narformer eval --method flops --log "$TMP/no-dir/log.jsonl" >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "no-dir" "$TMP/err.txt" && ok || bad "eval --log in a missing directory is not refused"
 head -c 300 /dev/urandom > "$TMP/junk.onnx"
 "$BIN" narformer tokenize "$TMP/junk.onnx" >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && ok || bad "a junk file is not a one-line failure"

@@ -930,7 +930,8 @@ static int cmd_train(const char *prog, int argc, char **argv) {
 
 static int cmd_eval(const char *prog, int argc, char **argv) {
     nb_args a = nb_defaults();
-    cli_train t = cli_train_init(nb_train_defaults(), 16, CLI_TF_EPOCHS | CLI_TF_BATCH);
+    /* the predictor is trained into a temporary file: no state to checkpoint or resume */
+    cli_train t = cli_train_init(nb_train_defaults(), 16, CLI_TF_EPOCHS | CLI_TF_BATCH | CLI_TF_NO_STATE);
     const char *model = NULL;
     bool model_set = false, frac_set = false;
     t.cm.threads = 1;

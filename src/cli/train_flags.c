@@ -49,10 +49,12 @@ int cli_train_parse(const char *prog, const char *summary, const arg_spec *own, 
     s[n++] = (arg_spec){"clip", ARG_FLOAT, &o->clip, "X", "clip the global gradient norm (0: off)", NULL};
     if (t->flags & CLI_TF_EVAL)
         s[n++] = (arg_spec){"eval-every", ARG_I64, &o->eval_every, "N", "steps between evaluations (0: at the end)", NULL};
-    s[n++] = (arg_spec){"ckpt-every", ARG_I64, &o->ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL};
-    s[n++] = (arg_spec){"ckpt-minutes", ARG_FLOAT, &o->ckpt_minutes, "M", "minutes between checkpoints (0: off)", NULL};
-    s[n++] = (arg_spec){"stop-after", ARG_I64, &o->stop_after, "N", "stop with a checkpoint after global step N (0: never)", NULL};
-    s[n++] = (arg_spec){"resume", ARG_BOOL, &o->resume, NULL, "continue from --out's training state (the same settings)", NULL};
+    if (!(t->flags & CLI_TF_NO_STATE)) {
+        s[n++] = (arg_spec){"ckpt-every", ARG_I64, &o->ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL};
+        s[n++] = (arg_spec){"ckpt-minutes", ARG_FLOAT, &o->ckpt_minutes, "M", "minutes between checkpoints (0: off)", NULL};
+        s[n++] = (arg_spec){"stop-after", ARG_I64, &o->stop_after, "N", "stop with a checkpoint after global step N (0: never)", NULL};
+        s[n++] = (arg_spec){"resume", ARG_BOOL, &o->resume, NULL, "continue from --out's training state (the same settings)", NULL};
+    }
     s[n++] = (arg_spec){"log", ARG_STR, &o->log_path, "FILE.jsonl", "metrics per logged step and evaluation (JSON lines)", NULL};
     s[n++] = (arg_spec){"log-every", ARG_I64, &o->log_every, "N", "steps between progress lines and log records", NULL};
     s[n++] = (arg_spec){"quiet", ARG_BOOL, &t->quiet, NULL, "no progress lines", NULL};
@@ -80,6 +82,8 @@ int cli_train_parse(const char *prog, const char *summary, const arg_spec *own, 
     if (o->warmup < 0 || o->eval_every < 0 || o->ckpt_every < 0 || o->stop_after < 0 || o->log_every < 0)
         return cli_usage_error(prog, "--warmup, --eval-every, --ckpt-every, --stop-after and --log-every must be >= 0");
     if ((rc = cli_common_apply(prog, &t->cm)) != CLI_OK) return rc;
+    /* before the verb loads its data: a bad --log fails now, not when training starts */
+    if (o->log_path && (rc = cli_check_output(prog, "log", o->log_path, false)) != CLI_OK) return rc;
     o->seed = t->cm.seed;
     return CLI_OK;
 }

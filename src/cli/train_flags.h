@@ -23,6 +23,8 @@ enum {
     CLI_TF_EPOCHS = 2,  /* --epochs N */
     CLI_TF_BATCH = 4,   /* --batch B (into t.batch) */
     CLI_TF_EVAL = 8,    /* --eval-every N */
+    CLI_TF_NO_STATE = 16, /* the run keeps no training state (an evaluation training into a temporary
+                           * file): no --ckpt-every, --ckpt-minutes, --stop-after or --resume */
 };
 
 typedef struct {
@@ -42,8 +44,9 @@ typedef struct {
 } cli_train;
 
 cli_train cli_train_init(tsr_train_opts defaults, int batch, int flags);
-/* own specs first, then the shared ones; validates the shared values and
- * applies --threads. CLI_OK, CLI_HELP or CLI_USAGE. */
+/* own specs first, then the shared ones; validates the shared values,
+ * checks --log as an output (before any work) and applies --threads.
+ * CLI_OK, CLI_HELP, CLI_USAGE or CLI_FAIL (an unusable --log). */
 int cli_train_parse(const char *prog, const char *summary, const arg_spec *own, int n_own, cli_train *t,
                     int argc, char **argv);
 /* signal handlers + the progress printer (unless --quiet) */
