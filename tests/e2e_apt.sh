@@ -55,6 +55,13 @@ expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --mo
 expect 0 "" "$BIN" apt prompts --landcover "$T/lc.png" --image "$T/img.png" --mode superpixel --out "$T/p.png" --json
 grep -q '"positive"' "$T/out" && ok || bad "prompts --json lacks positive"
 expect 1 "absent" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_none.png" --model $FIX --out "$T/m2.png"
+# the message names the map in full (a path of 60-100 characters was cut at 60)
+LONG="$T/a_land_cover_map_with_a_rather_long_file_name_0123456789.png"
+cp "$T/lc_none.png" "$LONG"
+expect 1 "$LONG: class 40: the land-cover class is absent" "$BIN" apt segment --image "$T/img.png" --landcover "$LONG" --model $FIX --out "$T/m2.png"
+# a mask is written as GeoTIFF or PNG by its name; any other name is a usage error, not a TIFF under that name
+expect 2 "must end in .tif, .tiff or .png" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/m.jpg"
+[ ! -e "$T/m.jpg" ] && ok || bad "segment wrote a mask named .jpg"
 [ ! -e "$T/m2.png" ] && ok || bad "a failed segment left a mask"
 expect 1 "image grid" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_small.png" --model $FIX --out "$T/m3.png"
 expect 1 "cannot open" "$BIN" apt segment --image "$T/nope.png" --landcover "$T/lc.png" --model $FIX --out "$T/m4.png"

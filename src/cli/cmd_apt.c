@@ -144,7 +144,7 @@ static tsr_status segment_raster(const tsr_sam *m, const seg_job *j, const tsr_r
         st = tsr_apt_prompts(p, lab, img->px, img->h, img->w, j->mode, j->points, j->iters, seed);
     if (st.code) {
         char msg[sizeof st.msg];
-        snprintf(msg, sizeof msg, "%.60s: class %d: %.180s", j->landcover, j->cls, st.msg);
+        snprintf(msg, sizeof msg, "%.100s: class %d: %.140s", j->landcover, j->cls, st.msg);
         snprintf(st.msg, sizeof st.msg, "%s", msg);
     } else {
         so.gate_map = j->gate >= 0 ? lab : NULL;
@@ -225,7 +225,7 @@ static tsr_status segment_windows(const char *prog, const tsr_sam *m, const seg_
     }
     free(mask);
     if (!st.code && n_class == 0)
-        st = tsr_errorf(TSR_ERR_ARG, "%.60s: class %d: the land-cover class is absent from the area covered by the image",
+        st = tsr_errorf(TSR_ERR_ARG, "%.100s: class %d: the land-cover class is absent from the area covered by the image",
                         j->landcover, j->cls);
     tsr_status sc = tsr_raster_writer_close(wr, !st.code);
     return st.code ? st : sc;
@@ -282,6 +282,10 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         return rc;
     if (window != 0 && (rc = cli_check_int(prog, "window", window, 256, 8192)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    size_t no = strlen(out);
+    if (!(no > 4 && (!strcasecmp(out + no - 4, ".png") || !strcasecmp(out + no - 4, ".tif"))) &&
+        !(no > 5 && !strcasecmp(out + no - 5, ".tiff")))
+        return cli_usage_error(prog, "--out must end in .tif, .tiff or .png (got '%s')", out);
     if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     if (overlay && (rc = cli_check_output(prog, "overlay", overlay, false)) != CLI_OK) return rc;
     char buf[4096];
@@ -436,7 +440,7 @@ static int cmd_prompts(const char *prog, int argc, char **argv) {
     st = tsr_apt_prompts(&p, lab, pic, base.h, base.w, mode, points, iters, cm.seed);
     if (st.code) {
         char msg[sizeof st.msg];
-        snprintf(msg, sizeof msg, "%.60s: class %d: %.180s", landcover, cls, st.msg);
+        snprintf(msg, sizeof msg, "%.100s: class %d: %.140s", landcover, cls, st.msg);
         snprintf(st.msg, sizeof st.msg, "%s", msg);
     } else {
         draw_points(pic, base.w, base.h, &p);
