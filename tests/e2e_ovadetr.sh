@@ -121,6 +121,12 @@ many=$(printf 'car%.0s,' $(seq 300)); many=${many%,}
     >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 1 ] && grep -q "at most 256 class names" "$TMP/err.txt" && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && \
     [ ! -e "$TMP/m.json" ] && ok || bad "300 names on the closed-set twin are not a one-line failure"
+# a checkpoint of another family: one line naming the file once
+"$BIN" ovadetr detect --model models/apt_small.safetensors --image "$IMG" --classes car --out "$TMP/a.json" \
+    >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "apt_small.safetensors: not an ovadetr model" "$TMP/err.txt" && \
+    [ "$(grep -o 'apt_small.safetensors' "$TMP/err.txt" | wc -l)" -eq 1 ] && ok || \
+    bad "another family's checkpoint: $(cat "$TMP/err.txt")"
 # corrupt PNG
 head -c 2000 "$IMG" > "$TMP/cut.png"
 "$BIN" ovadetr detect --model "$M" --image "$TMP/cut.png" --classes plane --out "$TMP/c.json" >/dev/null 2>"$TMP/err.txt"

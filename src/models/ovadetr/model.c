@@ -597,7 +597,7 @@ tsr_status tsr_ovd_load(tsr_ovd_model *m, const char *path) {
     if (st.code) return st;
     const char *cs = tsr_st_meta(&f, "ovadetr.config");
     tsr_ovd_cfg cfg = tsr_ovd_default_cfg();
-    if (!cs) st = tsr_errorf(TSR_ERR_FORMAT, "%s: not an ovadetr model (no ovadetr.config in its metadata)", path);
+    if (!cs) st = tsr_errorf(TSR_ERR_FORMAT, "not an ovadetr model (no ovadetr.config in its metadata)"); /* path added below */
     else st = tsr_ovd_cfg_parse(&cfg, cs);
     const char *cr = tsr_st_meta(&f, "data.crop");
     int crop = cr ? atoi(cr) : 0;
