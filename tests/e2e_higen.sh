@@ -50,6 +50,18 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 [ $? -eq 2 ] && ok || bad "levels without queries is not a usage error"
 "$BIN" higen search --query x --model "$TMP/none" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -q hint "$TMP/err" && ok || bad "a missing model is not a failure with a hint"
+# a corrupt index (a docID length of 100 in a depth-6 index) is named as stored
+mkdir -p "$TMP/ci" && cp models/higen-debian/tokenizer.json models/higen-debian/higen.generator.safetensors "$TMP/ci/"
+/usr/bin/env python3 - models/higen-debian/higen.index.safetensors "$TMP/ci/higen.index.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+off = 8 + n + json.loads(b[8:8 + n])["docid_len"]["data_offsets"][0]
+b[off:off + 4] = struct.pack("<i", 100)
+open(sys.argv[2], "wb").write(b)
+PY
+"$BIN" higen search --query "pdf viewer" --model "$TMP/ci" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "item 0 has a docID of length 100 (1..6)" "$TMP/err" && ok || bad "a corrupt index: $(cat "$TMP/err")"
 "$BIN" higen search --query x --method bm25 --catalog "$TMP/none" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -q hint "$TMP/err" && ok || bad "a missing catalog is not a failure with a hint"
 

@@ -159,8 +159,12 @@ tsr_status tsr_higen_index_load(tsr_higen_index *ix, const char *path) {
     uint8_t *lens = malloc((size_t)n);
     TSR_ASSERT(lens);
     const int32_t *lv = len->data;
-    for (int32_t i = 0; i < n; i++) lens[i] = (uint8_t)(lv[i] >= 1 && lv[i] <= D ? lv[i] : 0);
-    st = tsr_higen_trie_from_docids(&ix->trie, doc->data, lens, D, n, path);
+    for (int32_t i = 0; i < n && !st.code; i++) {
+        if (lv[i] < 1 || lv[i] > D) /* named as stored, not as the byte it would clamp to */
+            st = tsr_errorf(TSR_ERR_FORMAT, "%s: item %d has a docID of length %d (1..%d)", path, (int)i, (int)lv[i], D);
+        lens[i] = (uint8_t)(st.code ? 0 : lv[i]);
+    }
+    if (!st.code) st = tsr_higen_trie_from_docids(&ix->trie, doc->data, lens, D, n, path);
     free(lens);
     if (st.code == TSR_OK) {
         /* n lines "id\tsummary\n" */
