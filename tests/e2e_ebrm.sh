@@ -34,6 +34,13 @@ for a in "--stage cross --qe-aux 1" "--stage qe --qe-aux 1" "--qe-aux -1" "--qe-
 done
 "$BIN" ebrm score --query pdf --items ",," >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "score --items ',,' (no package) is not a usage error"
+# flags the run would ignore are usage errors: --split with a --queries file, --model with bm25
+"$BIN" ebrm eval --queries x --split test >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] && grep -q -- "--split" "$TMP/err" && ok || bad "eval --queries with --split is not a usage error"
+"$BIN" ebrm eval --queries x --method bm25 --model x >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "eval --method bm25 --model is not a usage error"
+"$BIN" ebrm rank --query pdf --method bm25 --model x >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "rank --method bm25 --model is not a usage error"
 "$BIN" ebrm rank >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "rank without --query is not a usage error"
 "$BIN" ebrm train --stage bogus >/dev/null 2>&1

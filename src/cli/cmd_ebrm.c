@@ -388,6 +388,7 @@ static int cmd_rank(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_int(prog, "k", k, 1, N_CAND)) != CLI_OK) return rc;
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
+    if (method == M_BM25 && model) return cli_usage_error(prog, "--method bm25 takes no --model (it has no weights)");
     int cons = construction_from(prog, cons_name);
     if (cons < 0) return CLI_USAGE;
     if (setqe && method != M_EBRM) return cli_usage_error(prog, "--set-qe needs --method ebrm");
@@ -635,6 +636,7 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
 static int cmd_eval(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *queries = NULL, *method_name = "ebrm", *model = NULL, *cons_name = NULL,
                *split_name = "valid";
+    bool split_set = false;
     float k1 = 1.2f, b = 0.4f; /* the search module's tuned values (docs/search.md) */
     float fuse_alpha = NAN, fuse_bi = NAN; /* not given (the parser refuses "nan") */
     const char *fuse_lex = NULL, *bi_model = NULL;
@@ -644,7 +646,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"construction", ARG_STR, &cons_name, "NAME", "without --queries: that construction's queries of --split; "
                                                       "with --queries: hide its label fields", NULL},
         {"split", ARG_STR, &split_name, "NAME", "train, valid (default) or test, with --construction alone; "
-                                               "tune: the part of train that `train --tune` holds out", NULL},
+                                               "tune: the part of train that `train --tune` holds out", &split_set},
         {"method", ARG_STR, &method_name, "NAME", "ebrm (default), cross-encoder, bi-encoder or bm25", NULL},
         {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
         {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "ebrm and cross-encoder: fuse the score with the first stage's BM25 "
@@ -666,10 +668,12 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (!queries && !cons_name) return cli_usage_error(prog, "--queries FILE (or --construction NAME) is required");
+    if (queries && split_set) return cli_usage_error(prog, "--split picks a construction's queries; with --queries the file is the query set");
     if ((rc = cli_check_float(prog, "k1", k1, 0, 100)) != CLI_OK || (rc = cli_check_float(prog, "b", b, 0, 1)) != CLI_OK)
         return rc;
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
+    if (method == M_BM25 && model) return cli_usage_error(prog, "--method bm25 takes no --model (it has no weights)");
     bool fuse = !isnan(fuse_alpha);
     if (fuse && (rc = cli_check_float(prog, "fuse-alpha", fuse_alpha, 0, 1000)) != CLI_OK) return rc;
     if (fuse && method != M_EBRM && method != M_CROSS)
