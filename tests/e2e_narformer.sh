@@ -21,6 +21,11 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 [ $? -eq 2 ] && ok || bad "an unknown --method is not a usage error"
 "$BIN" narformer eval --train-frac 2 >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--train-frac 2 is not a usage error"
+# the closed-form methods have no weights: train refuses them instead of exiting 0 with no --out written
+for m in flops kernel-sum; do
+    "$BIN" narformer train --method $m --out "$TMP/f.safetensors" >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 2 ] && grep -q "closed-form" "$TMP/err.txt" && [ ! -e "$TMP/f.safetensors" ] && ok || bad "train --method $m is not a usage error"
+done
 # eval trains into a temporary file: no checkpoint or resume flags, and a bad --log fails at once
 for f in --resume "--stop-after 5" "--ckpt-every 10" "--ckpt-minutes 1"; do
     "$BIN" narformer eval $f >/dev/null 2>&1

@@ -908,13 +908,17 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"out", ARG_STR, &t.o.out, "PATH", "weights to write (training state beside it: *.state.safetensors)", NULL},
     };
     int rc = cli_train_parse(prog,
-                             "Train a NAS-Bench-201 CIFAR-10 accuracy predictor (NAR-Former V2 or a baseline) on a "
-                             "fixed split, then evaluate it (Kendall tau over all 15,625 cells and the held-out ones).",
+                             "Train a predictor (NAR-Former V2 or a learned baseline) on a fixed split and evaluate it: "
+                             "NAS-Bench-201 CIFAR-10 accuracy (Kendall tau over all 15,625 cells and the held-out ones), "
+                             "or with --task latency the latency of the generated networks.",
                              specs, (int)(sizeof specs / sizeof specs[0]), &t, argc, argv);
     if (rc != CLI_OK) return rc;
     int method;
     if ((rc = nb_check(prog, &a, &method)) != CLI_OK) return rc;
     if (!strcmp(a.task, "help-latency")) return cli_usage_error(prog, "train supports --task nb201-accuracy or latency");
+    if (method == TSR_NF_METHOD_FLOPS || method == TSR_NF_METHOD_KERNEL_SUM) /* nothing would be written to --out */
+        return cli_usage_error(prog, "--method %s is closed-form, with no weights to train: score it with 'narformer eval'",
+                               tsr_nf_method_name(method));
     if (!t.o.out) return cli_usage_error(prog, "--out PATH is required");
     if ((rc = cli_check_output(prog, "out", t.o.out, false)) != CLI_OK) return rc;
     if (!strcmp(a.task, "latency")) {
