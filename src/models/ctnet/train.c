@@ -615,10 +615,10 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
     st = tsr_st_read(path, &f);
     if (st.code) return st;
     const char *an = tsr_st_meta(&f, "adapter_norm"); /* a key of opts_meta only when not none */
-    if (an && r->o.cfg.adapter_norm == TSR_CTNET_NORM_NONE) {
+    if (an && r->o.cfg.adapter_norm == TSR_CTNET_NORM_NONE) { /* the message before the file (and an) is freed */
+        st = tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: it was trained with adapter_norm=%s, this run has none", path, an);
         tsr_st_free(&f);
-        return tsr_errorf(TSR_ERR_ARG, "%s: cannot resume: it was trained with adapter_norm=%s, this run has none",
-                          path, an);
+        return st;
     }
     st = tsr_params_load(&r->all, path, r->cm != NULL);
     if (st.code) {
@@ -641,8 +641,9 @@ static tsr_status load_state(tsr_ctnet_run *r, const char *path) {
     const char *sg = tsr_st_meta(&f, "stage"); /* absent in states saved only per period */
     r->stage = sg ? atoi(sg) : 0;
     if (r->stage < 0 || r->stage > 1) {
+        st = tsr_errorf(TSR_ERR_FORMAT, "%s: not a ctnet run state (stage '%s')", path, sg);
         tsr_st_free(&f);
-        return tsr_errorf(TSR_ERR_FORMAT, "%s: not a ctnet run state (stage '%s')", path, sg);
+        return st;
     }
     const char *p = rs;
     for (int s = 0; s < done; s++) {
