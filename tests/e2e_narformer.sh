@@ -67,6 +67,10 @@ if [ -r "$CSV" ]; then
     [ $? -eq 0 ] && grep -q '"method": "narformer"' "$TMP/ne.json" && ok || bad "eval of a saved model failed"
     "$BIN" narformer eval --model "$TMP/n.safetensors" --train-frac 0.1 --json >/dev/null 2>&1
     [ $? -eq 1 ] && ok || bad "a model evaluated on another split is not refused"
+    # a training flag on the shipped model's split trains a predictor instead of loading the shipped one
+    "$BIN" narformer eval --epochs 1 --dim 16 --layers 1 --ensemble 1 --json > "$TMP/nr.json" 2> "$TMP/err.txt"
+    [ $? -eq 0 ] && grep -q "training narformer on 1563 cells" "$TMP/err.txt" && grep -q '"n_train": 1563' "$TMP/nr.json" \
+        && ok || bad "eval with training flags on the shipped split did not train"
     # --validate: a fifth of the training cells (156 at 0.01) validates, 125 are trained on
     "$BIN" narformer eval --method mlp --validate --epochs 1 --train-frac 0.01 --json > "$TMP/nv.json" 2>/dev/null
     [ $? -eq 0 ] && grep -q '"split": "validation"' "$TMP/nv.json" && grep -q '"n_train": 125' "$TMP/nv.json" \

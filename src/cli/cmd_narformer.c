@@ -689,6 +689,17 @@ static bool flag_given(int argc, char **argv, const char *name) {
     return false;
 }
 
+/* a flag that changes how a predictor is trained: the shipped model, trained
+ * with the defaults, no longer answers, so eval trains one */
+static bool recipe_given(int argc, char **argv) {
+    static const char *const flags[] = {"--epochs", "--steps",  "--lr",        "--min-lr",      "--batch", "--warmup",
+                                        "--wd",     "--weight-decay", "--clip", "--sched",      "--dim",   "--layers",
+                                        "--lambda-sr", "--lambda-cons", "--seed", "--prior"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (flag_given(argc, argv, flags[i])) return true;
+    return false;
+}
+
 /* the NB201 accuracy protocol's epochs where the flags left them */
 static void nb201_train_flags(cli_train *t, int argc, char **argv) {
     if (!flag_given(argc, argv, "--epochs") && !flag_given(argc, argv, "--steps")) t->o.epochs = NB201_EPOCHS;
@@ -942,7 +953,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         NB_SPECS(&a),
         {"model", ARG_STR, &model, "PATH", "trained narformer NB201 model, with the members saved beside it (PATH.m1...) "
-                                            "(default: the shipped " NB201_MODEL " for its own split; else one is trained now; "
+                                            "(default: the shipped " NB201_MODEL " for its own split and training flags; else one is trained now; "
                                             "with --validate, one written by train --validate; --task latency: a latency predictor, "
                                             "with --validate scored on the validation fifth)", &model_set},
     };
@@ -965,7 +976,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
          * training split has seen those networks) */
         if (method == TSR_NF_METHOD_NARFORMER && model_set) load = model;
         else if (method == TSR_NF_METHOD_NARFORMER && !strcmp(a.split, "random") && !a.frac_set && a.split_seed == 0 &&
-                 !a.dim_set && !a.layers_set && !a.validate) {
+                 !recipe_given(argc, argv) && !a.validate) {
             char rel[128];
             snprintf(rel, sizeof rel, LAT_MODEL_FMT, a.platform);
             if (cli_find_shipped(rel, shipped, sizeof shipped)) load = shipped;
@@ -986,8 +997,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
                     a.ensemble = k + 1;
                 }
             }
-        } else if (!a.validate && cli_find_shipped(NB201_MODEL, shipped, sizeof shipped)) {
-            /* the shipped model answers only for its own split */
+        } else if (!a.validate && !recipe_given(argc, argv) && cli_find_shipped(NB201_MODEL, shipped, sizeof shipped)) {
+            /* the shipped model answers only for its own split and recipe */
             tsr_st_file f;
             if (!tsr_st_read(shipped, &f).code) {
                 const char *nt = tsr_st_meta(&f, "nb201.n_train");
