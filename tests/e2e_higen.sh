@@ -27,13 +27,14 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 [ $? -eq 2 ] && ok || bad "an unknown method is not a usage error"
 "$BIN" higen eval >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "eval without queries is not a usage error"
-"$BIN" higen train --what nothing >/dev/null 2>&1
+# usage errors, each given a scratch --model: if a check failed, the verb would write there, not into the shipped model
+"$BIN" higen train --what nothing --model "$TMP/m" >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "train --what nothing is not a usage error"
-"$BIN" higen train --what generator --variant magic >/dev/null 2>&1
+"$BIN" higen train --what generator --variant magic --model "$TMP/m" >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "an unknown generator variant is not a usage error"
-"$BIN" higen index --variant magic >/dev/null 2>&1
+"$BIN" higen index --variant magic --model "$TMP/m" >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "an unknown index variant is not a usage error"
-"$BIN" higen index --k 1 >/dev/null 2>&1
+"$BIN" higen index --k 1 --model "$TMP/m" >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "--k 1 is not a usage error"
 "$BIN" higen index --eff-buckets -5 --model "$TMP/m" >/dev/null 2>"$TMP/err"
 [ $? -eq 2 ] && grep -q "eff-buckets" "$TMP/err" && ok || bad "--eff-buckets -5 is not a usage error"
