@@ -53,7 +53,7 @@ int cli_train_parse(const char *prog, const char *summary, const arg_spec *own, 
         s[n++] = (arg_spec){"ckpt-every", ARG_I64, &o->ckpt_every, "N", "steps between checkpoints (0: only at the end)", NULL};
         s[n++] = (arg_spec){"ckpt-minutes", ARG_FLOAT, &o->ckpt_minutes, "M", "minutes between checkpoints (0: off)", NULL};
         s[n++] = (arg_spec){"stop-after", ARG_I64, &o->stop_after, "N", "stop with a checkpoint after global step N (0: never)", NULL};
-        s[n++] = (arg_spec){"resume", ARG_BOOL, &o->resume, NULL, "continue from --out's training state (the same settings)", NULL};
+        s[n++] = (arg_spec){"resume", ARG_BOOL, &o->resume, NULL, "continue from the training state saved beside the output (the same settings)", NULL};
     }
     s[n++] = (arg_spec){"log", ARG_STR, &o->log_path, "FILE.jsonl", "metrics per logged step and evaluation (JSON lines)", NULL};
     s[n++] = (arg_spec){"log-every", ARG_I64, &o->log_every, "N", "steps between progress lines and log records", NULL};
@@ -158,7 +158,7 @@ const char *cli_train_hint(const cli_train *t, tsr_status st, const char *fallba
     if (st.code == TSR_ERR_ARG && strstr(st.msg, "cannot resume"))
         return "resume with the settings of the original run, or start a new run without --resume";
     if (t->o.resume && strstr(st.msg, ".state") && strstr(st.msg, "cannot open"))
-        return "there is no training state to resume beside --out; start without --resume";
+        return "there is no training state to resume beside the output; start without --resume";
     if (st.code == TSR_ERR_IO && t->o.out && strstr(st.msg, t->o.out))
         return "check that the output directory exists and is writable, or pass another --out";
     return fallback;
