@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of `tessera ovadetr`: usage errors (exit 2), bad inputs
-# (corrupt PNG, unknown class name, wrong embeddings file: exit 1 with one
-# error line, no output left behind), a two-step training run of a tiny
+# (corrupt PNG, unknown or repeated class name, wrong embeddings file, an
+# all-zero or NaN embeddings row: exit 1 with one error line, no output left
+# behind), a two-step training run of a tiny
 # model on the real images with exact resume, and detect on a real crop and
 # on a large image (tiled, not refused): COCO JSON and a PNG.
 # Usage: tests/e2e_ovadetr.sh path/to/tessera   (cwd = repository root)
@@ -15,6 +16,26 @@ pass=0
 ok() { pass=$((pass + 1)); }
 bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 export OMP_NUM_THREADS=1
+# mknpy FILE ROWS FILL: a float32 (ROWS, 512) .npy; FILL ramp (every row non-zero), zero-row-I (ramp but row I
+# all zeros) or nan (ramp with one NaN)
+mknpy() {
+    /usr/bin/env python3 - "$@" <<'PY' 2>/dev/null
+import struct, sys
+path, rows, fill = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+vals = []
+for r in range(rows):
+    row = [((r * 31 + k * 7) % 97 - 48) / 48.0 + 0.01 for k in range(512)]
+    if fill == "zero-row-%d" % r:
+        row = [0.0] * 512
+    if fill == "nan" and r == 0:
+        row[5] = float("nan")
+    vals += row
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, 512), }" % rows
+hdr += " " * (118 - len(hdr)) + "\n"
+open(path, "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<%df" % len(vals), *vals))
+PY
+    [ -s "$1" ]
+}
 
 "$BIN" ovadetr --help >/dev/null 2>&1 && ok || bad "ovadetr --help fails"
 "$BIN" ovadetr detect --bogus >/dev/null 2>&1
@@ -115,12 +136,21 @@ IMG=$D/aerial/mmrotate-demos/P0004__1__0___0.png
     >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 1 ] && grep -q "flibbertigibbet" "$TMP/err.txt" && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && \
     [ ! -e "$TMP/u.json" ] && ok || bad "an unknown class is not a one-line failure"
+# a repeated class name (case aside) is one line, nothing written
+for cl in "car,car" "plane,car,Car"; do
+    "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "$cl" --out "$TMP/d.json" >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 1 ] && grep -q "repeats name" "$TMP/err.txt" && [ "$(wc -l <"$TMP/err.txt")" -eq 1 ] && \
+        [ ! -e "$TMP/d.json" ] && ok || bad "--classes $cl (a repeated name) is not a one-line failure: $(cat "$TMP/err.txt")"
+done
 # more names than the closed-set twin maps (its name -> column table holds 256): one line, not a crash
-many=$(printf 'car%.0s,' $(seq 300)); many=${many%,}
-"$BIN" ovadetr detect --model models/ovadetr_closed.safetensors --image "$IMG" --classes "$many" --out "$TMP/m.json" \
-    >/dev/null 2>"$TMP/err.txt"
-[ $? -eq 1 ] && grep -q "at most 256 class names" "$TMP/err.txt" && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && \
-    [ ! -e "$TMP/m.json" ] && ok || bad "300 names on the closed-set twin are not a one-line failure"
+# (300 distinct names, c1..c300, each with its own non-zero row)
+many=$(printf 'c%d,' $(seq 300)); many=${many%,}
+if mknpy "$TMP/many.npy" 300 ramp; then
+    "$BIN" ovadetr detect --model models/ovadetr_closed.safetensors --image "$IMG" --classes "$many" \
+        --embeddings "$TMP/many.npy" --out "$TMP/m.json" >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 1 ] && grep -q "at most 256 class names" "$TMP/err.txt" && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && \
+        [ ! -e "$TMP/m.json" ] && ok || bad "300 names on the closed-set twin are not a one-line failure"
+fi
 # a checkpoint of another family: one line naming the file once
 "$BIN" ovadetr detect --model models/apt_small.safetensors --image "$IMG" --classes car --out "$TMP/a.json" \
     >/dev/null 2>"$TMP/err.txt"
@@ -132,20 +162,31 @@ head -c 2000 "$IMG" > "$TMP/cut.png"
 "$BIN" ovadetr detect --model "$M" --image "$TMP/cut.png" --classes plane --out "$TMP/c.json" >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && [ ! -e "$TMP/c.json" ] && ok || \
     bad "a corrupt PNG is not a one-line failure"
-# an embeddings file with the wrong number of rows
-/usr/bin/env python3 - "$TMP/e.npy" <<'PY' 2>/dev/null
-import struct, sys
-hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 512), }"
-hdr += " " * (118 - len(hdr)) + "\n"
-open(sys.argv[1], "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + b"\0" * 2048)
-PY
-if [ -s "$TMP/e.npy" ]; then
+# embeddings files: a missing one (hinted as --embeddings), the wrong number of rows, an all-zero row (no
+# direction: refused, naming the row and the class), a non-finite row, and a real row naming a new class
+"$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "a,b" --embeddings "$TMP/nofile.npy" --out "$TMP/e.json" \
+    >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "nofile.npy" "$TMP/err.txt" && grep -q "hint: pass --embeddings" "$TMP/err.txt" && \
+    [ ! -e "$TMP/e.json" ] && ok || bad "a missing --embeddings file: $(cat "$TMP/err.txt")"
+if mknpy "$TMP/e.npy" 1 ramp && mknpy "$TMP/z.npy" 2 zero-row-1 && mknpy "$TMP/n.npy" 1 nan; then
     "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "a,b" --embeddings "$TMP/e.npy" --out "$TMP/e.json" \
         >/dev/null 2>"$TMP/err.txt"
-    [ $? -eq 1 ] && grep -q "one per --classes name" "$TMP/err.txt" && ok || bad "a wrong embeddings file is accepted"
+    [ $? -eq 1 ] && grep -q "one per --classes name" "$TMP/err.txt" && [ "$(wc -l <"$TMP/err.txt")" -eq 1 ] && \
+        [ ! -e "$TMP/e.json" ] && ok || bad "a wrong embeddings file is accepted: $(cat "$TMP/err.txt")"
+    "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "yyy,zzz" --embeddings "$TMP/z.npy" --out "$TMP/z.json" \
+        >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 1 ] && grep -q "row 1 (class 'zzz') is all zeros" "$TMP/err.txt" && [ "$(wc -l <"$TMP/err.txt")" -eq 1 ] && \
+        [ ! -e "$TMP/z.json" ] && ok || bad "an all-zero embeddings row is accepted: $(cat "$TMP/err.txt")"
+    "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "zzz" --embeddings "$TMP/n.npy" --out "$TMP/n.json" \
+        >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 1 ] && grep -q "error: .*n.npy: .npy element 5 is not finite" "$TMP/err.txt" && \
+        [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && [ ! -e "$TMP/n.json" ] && ok || \
+        bad "a NaN embeddings row is accepted: $(cat "$TMP/err.txt")"
     "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "zzz" --embeddings "$TMP/e.npy" --out "$TMP/e.json" \
         --min-score 0 --max-det 3 >/dev/null 2>&1
     [ $? -eq 0 ] && grep -q '"name":"zzz"' "$TMP/e.json" && ok || bad "--embeddings does not name a new class"
+else
+    bad "python3 could not write the test's .npy files"
 fi
 # a large image is tiled, not refused (2600 x 1900 grey PNG from the stdlib)
 /usr/bin/env python3 - "$TMP/big.png" <<'PY' 2>/dev/null

@@ -153,6 +153,15 @@ static void draw_box(uint8_t *px, int w, int h, const tsr_ovd_det *d, const char
 
 /* ------------------------------------------------------------- detect */
 
+/* the hint under a failed detect: none where the message names the flag
+ * (or says what to pass), the --embeddings file's form where it names that
+ * file, else the inputs */
+static const char *detect_hint(tsr_status st, const char *emb) {
+    if (strstr(st.msg, "--classes") || strstr(st.msg, "--embeddings") || strstr(st.msg, "embedding")) return NULL;
+    if (emb && strstr(st.msg, emb)) return "pass --embeddings a float32 .npy of one 512-d CLIP row per --classes name";
+    return "check the --image PNG, --classes and --model";
+}
+
 static int cmd_detect(const char *prog, int argc, char **argv) {
     const char *image = NULL, *classes = NULL, *emb = NULL, *out = NULL, *draw = NULL, *model = OVD_MODEL;
     int tile = 0, overlap = -1, max_det = 100;
@@ -237,17 +246,12 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
         for (int i = nd - 1; i >= 0; i--) draw_box(px, w, h, &dets[i], names[dets[i].cls], g_col[dets[i].cls % 8]);
         st = tsr_png_write(draw, px, w, h, 3);
     }
-    if (!st.code && cm.json) {
-        printf("{\"image\":");
-        cli_json_str(stdout, image);
-        printf(",\"width\":%d,\"height\":%d,\"detections\":%d}\n", w, h, nd);
-    }
     free(px), free(dets), free(rows);
     tsr_ovd_names_free(names, K);
     tsr_ovd_names_free(mcls, nmc);
     tsr_ovd_vocab_free(&v);
     tsr_ovd_free(&m);
-    if (st.code) return cli_fail(st, strstr(st.msg, "embedding") ? NULL : "check the --image PNG, --classes and --model");
+    if (st.code) return cli_fail(st, detect_hint(st, emb));
     return CLI_OK;
 }
 

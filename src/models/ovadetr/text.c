@@ -10,6 +10,7 @@
 #include <cJSON.h>
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const coco_names[80] = {
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
@@ -195,6 +196,15 @@ tsr_status tsr_ovd_text_for(const tsr_ovd_vocab *v, const char *classes, const c
         free(nm);
         return tsr_errorf(TSR_ERR_ARG, "--classes: no class names given (e.g. \"ship,harbor,car\")");
     }
+    /* a repeated name (case aside) would be one category twice */
+    for (int i = 1; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcasecmp(nm[i], nm[j])) {
+                tsr_status d = tsr_errorf(TSR_ERR_ARG, "--classes: name %d ('%s') repeats name %d ('%s'); give each class once",
+                                          i + 1, nm[i], j + 1, nm[j]);
+                tsr_ovd_names_free(nm, n);
+                return d;
+            }
     float *r = malloc(sizeof(float) * (size_t)n * TSR_OVD_TEXT_DIM);
     tsr_status st = tsr_ok();
     if (emb_path) {
@@ -202,11 +212,22 @@ tsr_status tsr_ovd_text_for(const tsr_ovd_vocab *v, const char *classes, const c
         st = tsr_npy_read(&a, emb_path);
         if (!st.code) {
             if (a.ndim != 2 || a.shape[1] != TSR_OVD_TEXT_DIM || a.shape[0] != n)
-                st = tsr_errorf(TSR_ERR_SHAPE, "%s: expected %d rows of %d (one per --classes name), got %s%lld x %lld",
+                st = tsr_errorf(TSR_ERR_SHAPE, "--embeddings %s: expected %d rows of %d (one per --classes name), got %s%lld x %lld",
                                 emb_path, n, TSR_OVD_TEXT_DIM, a.ndim != 2 ? "a non-matrix " : "",
                                 (long long)a.shape[0], (long long)(a.ndim > 1 ? a.shape[1] : 0));
             else memcpy(r, a.data, sizeof(float) * (size_t)n * TSR_OVD_TEXT_DIM);
             tsr_npy_free(&a);
+            /* a row is L2-normalised before use: an all-zero row has no
+             * direction and would score nothing (the reader refuses
+             * non-finite values) */
+            for (int i = 0; i < n && !st.code; i++) {
+                const float *x = r + (size_t)i * TSR_OVD_TEXT_DIM;
+                bool zero = true;
+                for (int k = 0; k < TSR_OVD_TEXT_DIM; k++) zero &= x[k] == 0.0f;
+                if (zero)
+                    st = tsr_errorf(TSR_ERR_ARG, "--embeddings %s: row %d (class '%s') is all zeros; a class with no "
+                                    "direction cannot be scored", emb_path, i, nm[i]);
+            }
         }
     } else {
         for (int i = 0; i < n && !st.code; i++) {
