@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of `tessera ebrm`: misuse is a usage error (exit 2), a bad
 # query file, a corrupt model or an unknown --set-qe entity is a one-line
-# error; from a directory outside the repository with no ../shared (a
+# error, its hint naming the flag given; a failed train leaves no directory
+# or tokenizer it created; from a directory outside the repository with no ../shared (a
 # user's machine), on the shipped model and catalog copy, `eval --json`
 # prints the contract's fields for every method, `rank` uses the shipped
 # model and ranks as on the full snapshot, `--set-qe` changes the ranking
@@ -65,10 +66,25 @@ mkdir -p "$TMP/away"
 cd "$TMP/away" || exit 1
 [ ! -e ../shared ] || { echo "FAIL: $TMP/away has a ../shared" >&2; exit 1; }
 BIN=$ABS
-# train's default --tokenizer is the shipped one, found from here too: the run gets as far as the catalog
+# train's default --tokenizer is the shipped one, found from here too: the run gets as far as the catalog,
+# which is read before --dir is created, so the failed run leaves no directory behind (and one that was
+# there before stays, empty)
 "$BIN" ebrm train --stage qe --dir "$TMP/away/d" --catalog "$TMP/nocatalog" --steps 1 --threads 1 >/dev/null 2>"$TMP/err"
-[ $? -eq 1 ] && grep -q "nocatalog" "$TMP/err" && [ -s "$TMP/away/d/tokenizer.json" ] && ok ||
-    bad "train does not find the shipped tokenizer from another directory: $(cat "$TMP/err")"
+[ $? -eq 1 ] && grep -q "nocatalog" "$TMP/err" && [ ! -e "$TMP/away/d" ] && ok ||
+    bad "train with a bad --catalog: $(cat "$TMP/err"; ls -A "$TMP/away/d" 2>&1)"
+mkdir "$TMP/away/kept"
+"$BIN" ebrm train --stage qe --dir "$TMP/away/kept" --catalog "$TMP/nocatalog" --steps 1 --threads 1 >/dev/null 2>&1
+[ $? -eq 1 ] && [ -d "$TMP/away/kept" ] && [ -z "$(ls -A "$TMP/away/kept")" ] && ok ||
+    bad "train with a bad --catalog into an existing --dir: $(ls -A "$TMP/away/kept" 2>&1)"
+# a failure after --dir is made (qi with no qe.safetensors to start from): what the run created goes
+"$BIN" ebrm train --stage qi --dir "$TMP/away/q" --catalog "$ROOT/models/debian-catalog" --steps 1 --threads 1 \
+    >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "hint: --stage qi starts from --dir's qe.safetensors" "$TMP/err" && [ ! -e "$TMP/away/q" ] && ok ||
+    bad "train --stage qi with nothing to start from: $(cat "$TMP/err"; ls -A "$TMP/away/q" 2>&1)"
+"$BIN" ebrm train --stage qi --dir "$TMP/away/kept" --catalog "$ROOT/models/debian-catalog" --steps 1 --threads 1 \
+    >/dev/null 2>&1
+[ $? -eq 1 ] && [ -d "$TMP/away/kept" ] && [ -z "$(ls -A "$TMP/away/kept")" ] && ok ||
+    bad "train --stage qi into an existing --dir leaves the tokenizer it copied: $(ls -A "$TMP/away/kept" 2>&1)"
 printf '{"query": "pdf viewer", "relevant": ["zathura", "evince", "okular"]}\n{"query": "text editor", "relevant": ["vim", "nano"]}\n' >"$TMP/q.jsonl"
 "$BIN" ebrm eval --queries "$TMP/q.jsonl" --method bm25 --json >"$TMP/out.json" 2>/dev/null &&
     grep -q '^{"method": "bm25", "queries": 2, "ndcg@10": [0-9.]*, "auc": [0-9.]*, "recall@10": [0-9.]*, "mrr@10": [0-9.]*' "$TMP/out.json" &&
@@ -132,6 +148,13 @@ fi
     bad "unknown --set-qe entity: $(cat "$TMP/err")"
 "$BIN" ebrm rank --query "pdf viewer" --set-qe "works-with-format::pdf=2" >/dev/null 2>"$TMP/err"
 [ $? -eq 2 ] && ok || bad "--set-qe value out of [0,1]: $(cat "$TMP/err")"
+"$BIN" ebrm rank --query "pdf viewer" --set-qe ",,," >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "names no KEY=VALUE" "$TMP/err" && ok ||
+    bad "--set-qe ',,,' (no override) is not a usage error: $(cat "$TMP/err")"
+# a bad weights file is hinted by the flag that named it
+"$BIN" ebrm bench --cross "$TMP/nothere.safetensors" --queries 1 --reps 1 --threads 1 >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "nothere.safetensors" "$TMP/err" && grep -q "hint: --cross must be" "$TMP/err" && ok ||
+    bad "bench --cross with a missing file: $(cat "$TMP/err")"
 RECON='import json,sys; d=json.load(open(sys.argv[1])); p=d["score"]; s=1.0; k=1.0
 for e in d["entities"]: s*=e["support_factor"]; k*=e["veto_factor"]
 r=k*(1-(1-d["leak"])*s)

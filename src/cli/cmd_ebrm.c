@@ -21,7 +21,6 @@
 #define DEFAULT_BIENC "models/higen-debian/encoder.safetensors"
 #define QFILE_HINT "each line must be {\"query\": str, \"relevant\": [item ids], \"user\": optional}"
 #define CATALOG_HINT "--catalog must be the Debian catalog directory (packages.jsonl.gz, appstream.jsonl.gz, virtual-package-names-list.yaml.gz)"
-#define MODEL_HINT "--model must be a weights file written by 'tessera ebrm train' with tokenizer.json beside it"
 #define N_CAND 100
 
 int cli_ebrm_train(const char *prog, int argc, char **argv);
@@ -107,7 +106,8 @@ static void benc_alloc(env *v) {
 
 /* the model first (a bad model file fails before the catalog is read),
  * then the catalog and its entities */
-static int env_open(env *v, const char *catalog, int method, const char *model, float k1, float b) {
+/* flag: the one that named the model ("model", "cross", "biencoder"), for the hint */
+static int env_open(env *v, const char *catalog, int method, const char *model, const char *flag, float k1, float b) {
     memset(v, 0, sizeof *v);
     v->method = method;
     v->k1 = k1;
@@ -126,10 +126,14 @@ static int env_open(env *v, const char *catalog, int method, const char *model, 
     } else if (method == M_BIENC) {
         st = benc_load(v, model);
     }
-    if (st.code != TSR_OK)
-        return cli_fail(st, method == M_BIENC ? "--model must be a bi-encoder (tessera higen train --what encoder) "
-                                                "with tokenizer.json beside it"
-                                              : MODEL_HINT);
+    if (st.code != TSR_OK) {
+        char hint[200];
+        snprintf(hint, sizeof hint, "--%s must be %s with tokenizer.json beside it", flag,
+                 method == M_BIENC ? "a bi-encoder (tessera higen train --what encoder)"
+                 : method == M_CROSS ? "a cross-encoder written by 'tessera ebrm train --stage cross'"
+                                     : "a weights file written by 'tessera ebrm train'");
+        return cli_fail(st, hint);
+    }
     char found[4096];
     st = tsr_catalog_load_debian(&v->cat, cli_shipped_default(catalog, DEFAULT_CATALOG, found, sizeof found));
     if (st.code != TSR_OK) {
@@ -306,6 +310,8 @@ static int parse_setqe(const char *prog, const tsr_ebrm_entities *E, const char 
             out->ent[out->n] = e, out->r[out->n++] = (float)x;
     }
     free(s);
+    if (rc == CLI_OK && !out->n) /* only commas: the user meant some override */
+        rc = cli_usage_error(prog, "--set-qe '%s' names no KEY=VALUE, e.g. works-with-format::pdf=1", spec);
     if (rc != CLI_OK) {
         free(out->ent), free(out->r);
         memset(out, 0, sizeof *out);
@@ -348,7 +354,7 @@ static int open_query_env(const char *prog, env *v, const char *catalog, int met
     int rc = parse_setqe(prog, NULL, setqe, set);
     setqe_free(set);
     if (rc != CLI_OK) return rc;
-    rc = env_open(v, catalog, method, default_model(method, model, mb, sizeof mb), 1.2f, 0.4f);
+    rc = env_open(v, catalog, method, default_model(method, model, mb, sizeof mb), "model", 1.2f, 0.4f);
     if (rc != CLI_OK) return rc;
     if ((rc = parse_setqe(prog, &v->E, setqe, set)) != CLI_OK) env_close(v);
     return rc;
@@ -705,7 +711,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     }
     char mb[1024];
     env v;
-    if ((rc = env_open(&v, catalog, method, default_model(method, model, mb, sizeof mb), k1, b)) != CLI_OK) {
+    if ((rc = env_open(&v, catalog, method, default_model(method, model, mb, sizeof mb), "model", k1, b)) != CLI_OK) {
         tsr_qfile_free(&qf);
         return rc;
     }
@@ -885,12 +891,12 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     const char *names[4] = {"ebrm", "ebrm-nocache", "bi-encoder", "cross-encoder"};
     /* three settings: EBRM (also scored without its cache), bi-encoder, cross-encoder */
     const int meth[3] = {M_EBRM, M_BIENC, M_CROSS};
-    const char *paths[3] = {model, bienc, cross};
+    const char *paths[3] = {model, bienc, cross}, *flags[3] = {"model", "biencoder", "cross"};
     const int env_of[4] = {0, 0, 1, 2};
     env v[3];
     char mb[1024];
     for (int e = 0; e < 3; e++)
-        if ((rc = env_open(&v[e], catalog, meth[e], default_model(meth[e], paths[e], mb, sizeof mb), 1.2f, 0.4f)) != CLI_OK) {
+        if ((rc = env_open(&v[e], catalog, meth[e], default_model(meth[e], paths[e], mb, sizeof mb), flags[e], 1.2f, 0.4f)) != CLI_OK) {
             while (e-- > 0) env_close(&v[e]);
             return rc;
         }

@@ -11,11 +11,33 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_TOKENIZER "models/higen-debian/tokenizer.json"
 #define MODEL_HINT "--dir must be a writable directory holding tokenizer.json (or pass --tokenizer to copy one in)"
 
+#define TOKENIZER_HINT "--tokenizer must be a tokenizer.json written by tessera (e.g. " DEFAULT_TOKENIZER ")"
+
 int cli_ebrm_train(const char *prog, int argc, char **argv);
+
+/* what a run created in --dir, to be removed again when it fails */
+typedef struct {
+    const char *dir, *tok, *out;
+    bool made_dir, made_tok;
+} created;
+
+/* Removes what the run created, unless it left a model or a training state
+ * (a state is resumed with --resume): tokenizer.json if it copied it in,
+ * then the directory if it made it and it is empty (rmdir removes nothing
+ * else). */
+static void undo_created(const created *c) {
+    struct stat sb;
+    char state[1100];
+    tsr_train_state_path(c->out, state, sizeof state);
+    if (stat(c->out, &sb) == 0 || stat(state, &sb) == 0) return;
+    if (c->made_tok) unlink(c->tok);
+    if (c->made_dir) rmdir(c->dir);
+}
 
 static int parse_constructions(const char *prog, const char *s, bool use[TSR_QC_COUNT]) {
     char buf[256];
@@ -189,25 +211,17 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     if (qe_aux > 0 && st_kind != 1)
         return cli_usage_error(prog, "--qe-aux is for --stage qi");
     ec.n_kv_heads = ec.n_heads;
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return cli_fail(tsr_errorf(TSR_ERR_IO, "cannot create %s: %s", dir, strerror(errno)), MODEL_HINT);
     char out[1024], tok[1024], initp[1024];
-    snprintf(out, sizeof out, "%s/%s.safetensors", dir, st_kind == 0 ? "qe" : st_kind == 1 ? "ebrm" : "cross");
-    if (out_arg) snprintf(out, sizeof out, "%s", out_arg);
     snprintf(tok, sizeof tok, "%s/tokenizer.json", dir);
-    if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
-    t.o.out = out;
+    /* the inputs first (tokenizer, catalog), so that a run refused on them
+     * creates nothing */
     tsr_bpe bpe;
     struct stat sb;
     char tbuf[1024];
     tokenizer = cli_shipped_default(tokenizer, DEFAULT_TOKENIZER, tbuf, sizeof tbuf); /* from any directory */
-    tsr_status st = tsr_bpe_load(&bpe, stat(tok, &sb) == 0 ? tok : tokenizer);
-    if (st.code != TSR_OK) return cli_fail(st, MODEL_HINT);
-    if (stat(tok, &sb) != 0 && (st = tsr_bpe_save(&bpe, tok)).code != TSR_OK) {
-        tsr_bpe_free(&bpe);
-        return cli_fail(st, MODEL_HINT);
-    }
-    ec.vocab = bpe.vocab_size + 1;
+    const bool had_tok = stat(tok, &sb) == 0;
+    tsr_status st = tsr_bpe_load(&bpe, had_tok ? tok : tokenizer);
+    if (st.code != TSR_OK) return cli_fail(st, had_tok ? MODEL_HINT : TOKENIZER_HINT);
     tsr_catalog cat;
     st = tsr_catalog_load_debian(&cat, catalog);
     if (st.code != TSR_OK) {
@@ -216,8 +230,33 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     }
     tsr_ebrm_entities E;
     st = tsr_ebrm_entities_build(&E, &cat);
+    /* then --dir; on a failure that leaves neither a model nor a training
+     * state, what this run created there (tokenizer.json, the directory) is
+     * removed again, never what was there before */
+    created cr = {.dir = dir, .tok = tok};
+    if (st.code == TSR_OK) {
+        if (mkdir(dir, 0777) == 0) cr.made_dir = true;
+        else if (errno != EEXIST) st = tsr_errorf(TSR_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    }
+    snprintf(out, sizeof out, "%s/%s.safetensors", dir, st_kind == 0 ? "qe" : st_kind == 1 ? "ebrm" : "cross");
+    if (out_arg) snprintf(out, sizeof out, "%s", out_arg);
+    cr.out = out;
+    if (st.code == TSR_OK && (rc = cli_check_output(prog, "out", out, false)) != CLI_OK) {
+        tsr_bpe_free(&bpe);
+        tsr_ebrm_entities_free(&E);
+        tsr_catalog_free(&cat);
+        undo_created(&cr);
+        return rc;
+    }
+    t.o.out = out;
+    if (st.code == TSR_OK && !had_tok) {
+        st = tsr_bpe_save(&bpe, tok);
+        cr.made_tok = st.code == TSR_OK;
+    }
+    if (st.code == TSR_OK) ec.vocab = bpe.vocab_size + 1;
     tsr_ebrm_model m;
     bool have_m = false;
+    const char *hint = MODEL_HINT;
     if (st.code == TSR_OK) {
         /* qi starts from the pretrained QE model unless told otherwise */
         snprintf(initp, sizeof initp, "%s/qe.safetensors", dir);
@@ -232,6 +271,10 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                     st = tsr_ebrm_model_set_agg(&m, agg, 0.f);
                 ec = m.qe.cfg;
             }
+            if (st.code != TSR_OK) /* the starting weights, not --dir, are at fault */
+                hint = init ? "--init must be a model of this stage written by 'tessera ebrm train' (or none: from scratch)"
+                            : "--stage qi starts from --dir's qe.safetensors: train --stage qe into --dir first, or "
+                              "pass --init FILE (none: from scratch)";
         } else {
             st = tsr_ebrm_model_init(&m, &ec, st_kind == 2 ? TSR_EBRM_KIND_CROSS : TSR_EBRM_KIND_EBRM, agg);
             if (st.code == TSR_OK) {
@@ -304,7 +347,10 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
     if (have_m) tsr_ebrm_model_free(&m);
     tsr_ebrm_entities_free(&E);
     tsr_catalog_free(&cat);
-    if (st.code != TSR_OK) return cli_fail(st, cli_train_hint(&t, st, MODEL_HINT));
+    if (st.code != TSR_OK) {
+        undo_created(&cr);
+        return cli_fail(st, cli_train_hint(&t, st, hint));
+    }
     if (t.cm.json) {
         printf("{\"stage\": \"%s\", \"out\": ", stage);
         cli_json_str(stdout, out);
