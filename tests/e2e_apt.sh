@@ -174,6 +174,10 @@ if [ -r "$D/P0005.png" ]; then
         bad "apt.dota_share not recorded as asked"
     [ -s "$T/loss_w" ] && ! cmp -s "$T/loss_u" "$T/loss_w" && ok || bad "--dota-share left the training loss unchanged"
     expect 2 "dota-share needs" "$BIN" apt train --data "$D" --steps 1 --out "$T/u3.safetensors" --dota-share 0.5
+    # a bad --init file: the hint names --init, not --data; no checkpoint
+    expect 1 "nothere.safetensors" "$BIN" apt train --data "$D" --steps 1 --batch 1 --threads 1 --quiet --out "$T/i1.safetensors" --init "$T/nothere.safetensors"
+    grep -q "hint: pass --init" "$T/err" && ! grep -q -- "--data" "$T/err" && [ ! -e "$T/i1.safetensors" ] && ok ||
+        bad "train --init with a missing file: $(cat "$T/err")"
 fi
 
 if [ "$GDAL" = 1 ] && [ -r "$WC" ]; then

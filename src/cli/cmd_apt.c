@@ -729,6 +729,9 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     o.train = t.o;
     tsr_status st = tsr_apt_train(&o, &r);
     cli_train_end(&t, &r);
+    if (st.code && o.init && strstr(st.msg, o.init)) /* the --init file, not the data */
+        return cli_fail(st, cli_train_hint(&t, st, "pass --init a segmenter written by 'tessera apt train' (e.g. "
+                                                   "models/apt_small.safetensors)"));
     if (st.code)
         return cli_fail(st, cli_train_hint(&t, st, o.dota_images ? "pass --data with the iSAID images folder and --dota-data with "
                                                                    "the folder holding the --dota-images and their .txt boxes"
