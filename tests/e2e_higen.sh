@@ -49,6 +49,13 @@ bad() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 [ $? -eq 2 ] && ok || bad "levels of a non-generative method is not a usage error"
 "$BIN" higen levels >/dev/null 2>&1
 [ $? -eq 2 ] && ok || bad "levels without queries is not a usage error"
+# an unknown --construction or --split is refused before the catalog loads (a missing one would fail next, exit 1)
+for v in "queries --out $TMP/q.jsonl --construction foo" "eval --construction foo" "levels --construction foo" \
+    "queries --out $TMP/q.jsonl --construction virtual --split foo" "eval --construction virtual --split foo"; do
+    "$BIN" higen $v --catalog "$TMP/none" >/dev/null 2>"$TMP/err"
+    [ $? -eq 2 ] && grep -q "unknown --.*'foo'" "$TMP/err" && [ "$(wc -l <"$TMP/err")" -eq 1 ] && [ ! -e "$TMP/q.jsonl" ] &&
+        ok || bad "higen $v is not refused before the catalog: $(cat "$TMP/err")"
+done
 "$BIN" higen search --query x --model "$TMP/none" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -q hint "$TMP/err" && ok || bad "a missing model is not a failure with a hint"
 # a corrupt index (a docID length of 100 in a depth-6 index) is named as stored

@@ -320,6 +320,23 @@ static void retriever_close(retriever *r) {
  * construction's split. */
 #define QFILE_HINT "each line must be {\"query\": str, \"relevant\": [item ids], \"user\": optional}"
 
+/* --construction and --split by name (before anything loads): the
+ * construction in *c, the split in *sp (-1: all) and *tune (the tuning
+ * subset of the train queries); CLI_USAGE after a usage error */
+static int construction_split(const char *prog, const char *construction, const char *split, int *c, int *sp,
+                              bool *tune) {
+    *c = tsr_qc_from_name(construction);
+    if (*c < 0 || *c == TSR_QC_FILE)
+        return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, movielens)",
+                               construction);
+    *sp = -1;
+    *tune = strcmp(split, "tune") == 0;
+    if (*tune) *sp = TSR_SPLIT_TRAIN;
+    else if (strcmp(split, "all") != 0 && (*sp = tsr_split_from_name(split)) < 0)
+        return cli_usage_error(prog, "unknown --split '%s' (train, tune, valid, test, all)", split);
+    return CLI_OK;
+}
+
 /* qf: the parsed --queries file (read before the catalog, so that a bad
  * file fails at once), or NULL for a construction. */
 static int load_queries(const char *prog, const tsr_catalog *cat, const tsr_qfile *qf, const char *file,
@@ -331,15 +348,9 @@ static int load_queries(const char *prog, const tsr_catalog *cat, const tsr_qfil
         if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
         return CLI_OK;
     }
-    int c = tsr_qc_from_name(construction);
-    if (c < 0 || c == TSR_QC_FILE)
-        return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, movielens)",
-                               construction);
-    int sp = -1;
-    bool tune = strcmp(split, "tune") == 0; /* the tuning subset of the train queries */
-    if (tune) sp = TSR_SPLIT_TRAIN;
-    else if (strcmp(split, "all") != 0 && (sp = tsr_split_from_name(split)) < 0)
-        return cli_usage_error(prog, "unknown --split '%s' (train, tune, valid, test, all)", split);
+    int c, sp, rc;
+    bool tune;
+    if ((rc = construction_split(prog, construction, split, &c, &sp, &tune)) != CLI_OK) return rc;
     tsr_queryset all = {0};
     tsr_status st = tsr_queries_build(&all, cat, c);
     if (st.code != TSR_OK) {
@@ -360,11 +371,14 @@ static int load_queries(const char *prog, const tsr_catalog *cat, const tsr_qfil
 static int load_ranking_inputs(const char *prog, const char *queries, const char *catalog, const char *construction,
                                const char *split, tsr_catalog *cat, tsr_queryset *qs, int *qc) {
     tsr_qfile qf = {0};
+    int c, sp, rc;
+    bool tune;
+    if (!queries && (rc = construction_split(prog, construction, split, &c, &sp, &tune)) != CLI_OK) return rc;
     if (queries) {
         tsr_status st = tsr_qfile_read(&qf, queries);
         if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
     }
-    int rc = load_catalog(catalog, cat);
+    rc = load_catalog(catalog, cat);
     if (rc == CLI_OK) {
         rc = load_queries(prog, cat, queries ? &qf : NULL, queries, construction, split, qs, qc);
         if (rc != CLI_OK) tsr_catalog_free(cat);
@@ -385,6 +399,9 @@ static int cmd_queries(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!construction || !out) return cli_usage_error(prog, "--construction and --out are required");
+    int c, sp;
+    bool tune;
+    if ((rc = construction_split(prog, construction, split, &c, &sp, &tune)) != CLI_OK) return rc;
     if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     tsr_catalog cat;
     if ((rc = load_catalog(catalog, &cat)) != CLI_OK) return rc;
