@@ -86,58 +86,82 @@ static void check_grads(const tiny_model *m, const tref *r, const char *tag, con
     }
 }
 
-static void test_vs_torch(void) {
-    tref *r = tref_load("tests/refs/ctnet.tref");
+/* the PyTorch fixture's tensors, the tiny model loaded from them and a
+ * context: the set-up of the reference, norm and finite-difference tests */
+typedef struct {
+    tref *r;
     tiny_model m;
-    tiny_load(&m, r);
-    tsr_ctnet_cfg g = tiny_cfg();
     tsr_ctx c;
-    tsr_ctx_init(&c, 1 << 20);
-    c.training = true;
+} fixture;
+
+static void fixture_open(fixture *f) {
+    f->r = tref_load("tests/refs/ctnet.tref");
+    tiny_load(&f->m, f->r);
+    tsr_ctx_init(&f->c, 1 << 20);
+}
+
+static void fixture_close(fixture *f) {
+    tsr_ctx_free(&f->c);
+    tsr_params_free(&f->m.p);
+    tref_free(f->r);
+}
+
+/* one CTNet forward, BCE loss and backward on the fixture's batch against
+ * the reference's TAG.logits, TAG.loss and TAG.g.*: adapters a, the source
+ * tower reading its own domain token when tok_src, gradients only on the
+ * tensors under prefixes */
+static void ctnet_case(fixture *f, const tsr_ctnet_adapters *a, bool tok_src, const char *tag,
+                       const char *const *prefixes) {
+    tsr_ctnet_cfg g = tiny_cfg();
+    tsr_ctx *c = &f->c;
+    tsr_ctx_reset(c);
+    c->training = true;
+    tsr_ctnet_batch b = tref_batch(c, f->r);
+    if (tok_src) b.tok_src = tref_tensor(c, f->r, "in.tok_src", false);
+    tsr_params_zero_grad(&f->m.p);
+    tsr_tensor *logit = tsr_ctnet_forward(c, &g, &f->m.tgt, &f->m.src, a, NULL, &b);
+    tsr_tensor *loss = tsr_bce_with_logits(c, logit, b.y, NULL, 1, 1);
+    tsr_backward(c, loss);
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s.logits", tag);
+    tu_close_ref(f->r, nm, tsr_f32(logit), logit->numel, 1e-5, 1e-4);
+    snprintf(nm, sizeof nm, "%s.loss", tag);
+    tu_close_ref(f->r, nm, tsr_f32(loss), 1, 1e-5, 1e-4);
+    check_grads(&f->m, f->r, tag, prefixes);
+}
+
+static void test_vs_torch(void) {
+    fixture f;
+    fixture_open(&f);
+    tiny_model *m = &f.m;
     /* CTNet */
-    tsr_ctnet_batch b = tref_batch(&c, r);
-    tsr_params_zero_grad(&m.p);
-    tsr_tensor *logit = tsr_ctnet_forward(&c, &g, &m.tgt, &m.src, &m.ad, NULL, &b);
-    tsr_tensor *loss = tsr_bce_with_logits(&c, logit, b.y, NULL, 1, 1);
-    tsr_backward(&c, loss);
-    tu_close_ref(r, "ctnet.logits", tsr_f32(logit), logit->numel, 1e-5, 1e-4);
-    tu_close_ref(r, "ctnet.loss", tsr_f32(loss), 1, 1e-5, 1e-4);
     static const char *const ctnet_p[] = {"target.", "adapter.", NULL};
-    check_grads(&m, r, "ctnet", ctnet_p);
+    ctnet_case(&f, &m->ad, false, "ctnet", ctnet_p);
     /* CTNet with adapters after the hidden layers only, the source tower
      * reading its own domain token (tok_src) */
-    tsr_ctx_reset(&c);
-    b = tref_batch(&c, r);
-    b.tok_src = tref_tensor(&c, r, "in.tok_src", false);
-    tsr_params_zero_grad(&m.p);
-    tsr_ctnet_adapters hidden = m.ad;
+    tsr_ctnet_adapters hidden = m->ad;
     hidden.wa[0] = hidden.ba[0] = hidden.wg[0] = hidden.bg[0] = NULL;
-    logit = tsr_ctnet_forward(&c, &g, &m.tgt, &m.src, &hidden, NULL, &b);
-    loss = tsr_bce_with_logits(&c, logit, b.y, NULL, 1, 1);
-    tsr_backward(&c, loss);
-    tu_close_ref(r, "ctnet_h.logits", tsr_f32(logit), logit->numel, 1e-5, 1e-4);
-    tu_close_ref(r, "ctnet_h.loss", tsr_f32(loss), 1, 1e-5, 1e-4);
     static const char *const ctnet_h_p[] = {"target.", "adapter.1.", "adapter.2.", NULL};
-    check_grads(&m, r, "ctnet_h", ctnet_h_p);
+    ctnet_case(&f, &hidden, true, "ctnet_h", ctnet_h_p);
     /* CoNet */
-    tsr_ctx_reset(&c);
-    b = tref_batch(&c, r);
-    tsr_params_zero_grad(&m.p);
+    tsr_ctnet_cfg g = tiny_cfg();
+    tsr_ctx *c = &f.c;
+    tsr_ctx_reset(c);
+    tsr_ctnet_batch b = tref_batch(c, f.r);
+    tsr_params_zero_grad(&m->p);
     tsr_tensor *lt, *ls;
-    tsr_ctnet_conet_forward(&c, &g, &m.tgt, &m.src, &m.link, &b, &lt, &ls);
-    tsr_tensor *wt = tref_tensor(&c, r, "conet.in.dom_t", false);
-    tsr_tensor *ws = tsr_new(&c, TSR_F32, TSR_DIMS(b.B, 1));
+    tsr_ctnet_conet_forward(c, &g, &m->tgt, &m->src, &m->link, &b, &lt, &ls);
+    tsr_tensor *wt = tref_tensor(c, f.r, "conet.in.dom_t", false);
+    tsr_tensor *ws = tsr_new(c, TSR_F32, TSR_DIMS(b.B, 1));
     for (int64_t i = 0; i < b.B; i++) tsr_f32(ws)[i] = 1 - tsr_f32(wt)[i];
-    loss = tsr_add(&c, tsr_bce_with_logits(&c, lt, b.y, wt, 1, 1), tsr_bce_with_logits(&c, ls, b.y, ws, 1, 1));
-    tsr_backward(&c, loss);
-    tu_close_ref(r, "conet.logits_t", tsr_f32(lt), lt->numel, 1e-5, 1e-4);
-    tu_close_ref(r, "conet.logits_s", tsr_f32(ls), ls->numel, 1e-5, 1e-4);
-    tu_close_ref(r, "conet.loss", tsr_f32(loss), 1, 1e-5, 1e-4);
+    tsr_tensor *loss = tsr_add(c, tsr_bce_with_logits(c, lt, b.y, wt, 1, 1), tsr_bce_with_logits(c, ls, b.y, ws, 1, 1));
+    tsr_backward(c, loss);
+    tu_close_ref(f.r, "conet.logits_t", tsr_f32(lt), lt->numel, 1e-5, 1e-4);
+    tu_close_ref(f.r, "conet.logits_s", tsr_f32(ls), ls->numel, 1e-5, 1e-4);
+    tu_close_ref(f.r, "conet.loss", tsr_f32(loss), 1, 1e-5, 1e-4);
     static const char *const conet_p[] = {"target.", "source.", "link.", NULL};
-    check_grads(&m, r, "conet", conet_p);
-    tsr_ctx_free(&c);
-    tsr_params_free(&m.p);
-    tref_free(r);
+    check_grads(m, f.r, "conet", conet_p);
+    fixture_close(&f);
 }
 
 /* --adapter-norm in the forward: the constants are inputs. With every
@@ -177,16 +201,16 @@ static void norm_pass(tiny_model *m, tsr_ctx *c, const tref *r, const float *k, 
 }
 
 static void test_adapter_norm_forward(void) {
-    tref *r = tref_load("tests/refs/ctnet.tref");
-    tiny_model m;
-    tiny_load(&m, r);
-    tsr_ctx c;
-    tsr_ctx_init(&c, 1 << 20);
+    fixture f;
+    fixture_open(&f);
+    tiny_model *m = &f.m;
+    tsr_ctx *c = &f.c;
+    const tref *r = f.r;
     float *ga[64], *gb[64], la[64], lb[64];
-    TU_CHECK(m.p.n <= 64, "%d tensors", m.p.n);
-    for (int i = 0; i < m.p.n; i++) {
-        ga[i] = malloc(sizeof(float) * (size_t)m.p.items[i]->numel);
-        gb[i] = malloc(sizeof(float) * (size_t)m.p.items[i]->numel);
+    TU_CHECK(m->p.n <= 64, "%d tensors", m->p.n);
+    for (int i = 0; i < m->p.n; i++) {
+        ga[i] = malloc(sizeof(float) * (size_t)m->p.items[i]->numel);
+        gb[i] = malloc(sizeof(float) * (size_t)m->p.items[i]->numel);
     }
     const float ones[3] = {1, 1, 1}, k[3] = {0.37f, 2.5f, 0.125f};
     struct {
@@ -195,12 +219,12 @@ static void test_adapter_norm_forward(void) {
         const char *what;
     } cases[] = {{NULL, ones, false, "constants 1 vs no norm"}, {k, k, true, "constants c vs states times c"}};
     for (int t = 0; t < 2; t++) {
-        norm_pass(&m, &c, r, cases[t].ka, false, la, ga);
+        norm_pass(m, c, r, cases[t].ka, false, la, ga);
         const int64_t B = tref_get(r, "in.y")->numel;
-        norm_pass(&m, &c, r, cases[t].kb, cases[t].pre_b, lb, gb);
+        norm_pass(m, c, r, cases[t].kb, cases[t].pre_b, lb, gb);
         TU_CHECK(memcmp(la, lb, sizeof(float) * (size_t)B) == 0, "%s: logits differ", cases[t].what);
-        for (int i = 0; i < m.p.n; i++) {
-            const tsr_tensor *p = m.p.items[i];
+        for (int i = 0; i < m->p.n; i++) {
+            const tsr_tensor *p = m->p.items[i];
             bool eq = memcmp(ga[i], gb[i], sizeof(float) * (size_t)p->numel) == 0;
             TU_CHECK(eq, "%s: gradient of %s differs", cases[t].what, p->name);
             if (!strncmp(p->name, "source.", 7)) {
@@ -211,13 +235,11 @@ static void test_adapter_norm_forward(void) {
         }
     }
     /* and the constants do act: c against no norm */
-    norm_pass(&m, &c, r, NULL, false, la, ga);
-    norm_pass(&m, &c, r, k, false, lb, gb);
+    norm_pass(m, c, r, NULL, false, la, ga);
+    norm_pass(m, c, r, k, false, lb, gb);
     TU_CHECK(memcmp(la, lb, sizeof(float) * (size_t)tref_get(r, "in.y")->numel) != 0, "constants c change nothing");
-    for (int i = 0; i < m.p.n; i++) free(ga[i]), free(gb[i]);
-    tsr_ctx_free(&c);
-    tsr_params_free(&m.p);
-    tref_free(r);
+    for (int i = 0; i < m->p.n; i++) free(ga[i]), free(gb[i]);
+    fixture_close(&f);
 }
 
 /* ------------------------------------------------- finite differences */
@@ -260,31 +282,27 @@ static gc_input gc_of(tsr_tensor *t) {
 }
 
 static void test_finite_differences(void) {
-    tref *r = tref_load("tests/refs/ctnet.tref");
-    tiny_model m;
-    tiny_load(&m, r);
-    tsr_ctx c;
-    tsr_ctx_init(&c, 1 << 20);
+    fixture f;
+    fixture_open(&f);
+    const tiny_model *m = &f.m;
     /* the adapter on a random source representation, gated and not */
     float zs[5 * 6];
     tu_randn(zs, 30, 3, 1.0f);
     for (int gated = 0; gated < 2; gated++) {
         fd_ud u = {.gated = gated};
         gc_input in[5] = {{.dtype = TSR_F32, .ndim = 2, .shape = {5, 6}, .data = zs, .check = true},
-                          gc_of(m.ad.wa[1]), gc_of(m.ad.ba[1]), gc_of(m.ad.wg[1]), gc_of(m.ad.bg[1])};
+                          gc_of(m->ad.wa[1]), gc_of(m->ad.ba[1]), gc_of(m->ad.wg[1]), gc_of(m->ad.bg[1])};
         tu_gradcheck(gated ? "adapter (gated)" : "adapter (no gate)", adapter_fn, &u, gated ? 5 : 3, in, 1e-2,
                      1e-3, 1e-2, 200);
     }
     /* the whole tower from its embeddings to the logit */
-    fd_ud u = {.b = tref_batch(&c, r)};
+    fd_ud u = {.b = tref_batch(&f.c, f.r)};
     gc_input in[11];
-    tsr_tensor *ts[11] = {m.tgt.emb_user, m.tgt.emb_item, m.tgt.emb_tok, m.tgt.cross_w, m.tgt.cross_b,
-                          m.tgt.w[0], m.tgt.b[0], m.tgt.w[1], m.tgt.b[1], m.tgt.w[2], m.tgt.b[2]};
+    tsr_tensor *ts[11] = {m->tgt.emb_user, m->tgt.emb_item, m->tgt.emb_tok, m->tgt.cross_w, m->tgt.cross_b,
+                          m->tgt.w[0], m->tgt.b[0], m->tgt.w[1], m->tgt.b[1], m->tgt.w[2], m->tgt.b[2]};
     for (int i = 0; i < 11; i++) in[i] = gc_of(ts[i]);
     tu_gradcheck("tower", tower_fn, &u, 11, in, 1e-3, 2e-3, 2e-2, 60);
-    tsr_ctx_free(&c);
-    tsr_params_free(&m.p);
-    tref_free(r);
+    fixture_close(&f);
 }
 
 /* ------------------------------------------------------------------ AUC */
