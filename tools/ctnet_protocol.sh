@@ -12,7 +12,11 @@
 #     CTNet's best line then has scale 1 the pair stops there (nothing
 #     changed: no evaluation is run); with CTNET_NORMS="rms match" likewise
 #     CTNet's grid again with each --adapter-norm (fresh AdamW, scale 1), and
-#     when CTNet's best line then has no norm the pair stops there;
+#     when CTNet's best line then has no norm the pair stops there; with
+#     CTNET_COMBOS="rms:0.1 match:0.01 ..." CTNet's grid again with each
+#     --adapter-norm:--adapter-scale pair (also carried when
+#     CTNET_COMBOS_CARRY=1), and when CTNet's best line then is not such a
+#     combination the pair stops there;
 #  the three ablations get one validation line each at CTNet's chosen setting;
 #  diagnostics (not used for any choice) at CTNet's setting: the adapters fed
 #     zeros instead of the source states;
@@ -94,6 +98,19 @@ for pair in $pairs; do
             done
         done
     done
+    for cb in ${CTNET_COMBOS:-}; do
+        an=${cb%%:*} sc=${cb#*:}
+        load "search ctnet with --adapter-norm $an --adapter-scale $sc $pair"
+        for co in 0 1; do
+            if [ $co = 1 ] && [ "${CTNET_COMBOS_CARRY:-0}" != 1 ]; then continue; fi
+            for lr in 0.001 0.003 0.01; do
+                for ep in 3 10; do
+                    val --methods ctnet --lr $lr --epochs $ep --adapter-norm "$an" --adapter-scale "$sc" \
+                        $(if [ $co = 1 ]; then echo --carry-optimizer; fi) >> "$V"
+                done
+            done
+        done
+    done
     read -r lr ep se wd as auc slr co asc an < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
     if [ -n "${CTNET_SCALES:-}" ] && [ "$asc" = 1 ]; then
         load "$pair: ctnet's best validation line has adapter scale 1 (lr $lr, $ep epochs, carry $co): stop"
@@ -101,6 +118,10 @@ for pair in $pairs; do
     fi
     if [ -n "${CTNET_NORMS:-}" ] && [ "$an" = none ]; then
         load "$pair: ctnet's best validation line has no adapter norm (lr $lr, $ep epochs, carry $co, scale $asc, auc $auc): stop"
+        continue
+    fi
+    if [ -n "${CTNET_COMBOS:-}" ] && { [ "$an" = none ] || [ "$asc" = 1 ]; }; then
+        load "$pair: ctnet's best validation line is no norm-and-scale combination (lr $lr, $ep epochs, carry $co, scale $asc, norm $an, auc $auc): stop"
         continue
     fi
     load "ablations and diagnostics $pair at ctnet's lr $lr, $ep epochs, carry $co, adapter scale $asc, adapter norm $an"
