@@ -1,5 +1,5 @@
 /* Tests for speculative verification (src/decode/, tsr_lm_forward_masked
- * and tsr_lm_cache_compact in src/models/lm/).
+ * and tsr_lm_cache_compact in src/decode/).
  *
  * Tolerances: none. Everything here is exact.
  * - Masks, positions, acceptance and the n-gram drafters against

@@ -1,5 +1,5 @@
 /* Tests for the lm family's bf16 / Q8 weights and the HF / safetensors
- * loaders (src/models/lm/kernels.c, src/models/lm/model.c,
+ * loaders (src/decode/lm_kernels.c, src/decode/lm_model.c,
  * src/io/hf_llama.c, tsr_lm_generate_bpe).
  *
  * Tolerances

@@ -1,4 +1,4 @@
-/* Tests for the lm inference path (src/models/lm, src/io/llama2c.c):
+/* Tests for the lm inference path (src/decode/lm_*.c, src/models/lm, src/io/llama2c.c):
  * - kernels: tsr_lm_matmul vs its naive twin (atol 1e-5, rtol 1e-5: sums of
  *   <= 100 products of O(1) values in f32, different order), and
  *   bit-identity of every output element whatever n and thread count;

@@ -2,6 +2,10 @@
  * (RMSNorm, rotary attention with grouped KV heads, SwiGLU MLP), their KV
  * cache, token sampling and text generation; plus the llama2.c checkpoint
  * reader that produces such a model.
+ * Where: the model, its KV cache, the forward and its kernels are shared
+ * by several families (lm, bita, space, higen) and the server, so they
+ * live below the families in src/decode/lm_*.c; sampling, generation and
+ * benches are the lm family's (src/models/lm/).
  *
  * Contracts
  * - tsr_lm_forward(model, cache, tokens, n, pos0, logits) runs n new tokens

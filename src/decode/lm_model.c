@@ -1,4 +1,4 @@
-/* lm family: model configuration checks, weight storage layout and the KV
+/* lm inference (src/decode): model configuration checks, weight storage layout and the KV
  * cache. One aligned block holds every weight so a loader can fill it
  * tensor by tensor in whatever order its file uses. */
 #include "tessera/lm.h"

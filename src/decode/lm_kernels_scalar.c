@@ -1,3 +1,3 @@
 /* lm kernels at level 'scalar' (compiled with that level's flags, see CMakeLists.txt) */
 #define TSR_KLEVEL scalar
-#include "models/lm/kernels_impl.h"
+#include "decode/lm_kernels_impl.h"

@@ -1,3 +1,3 @@
 /* lm kernels at level 'avx2' (compiled with that level's flags, see CMakeLists.txt) */
 #define TSR_KLEVEL avx2
-#include "models/lm/kernels_impl.h"
+#include "decode/lm_kernels_impl.h"

@@ -1,10 +1,10 @@
-/* lm family: the Llama forward pass over n new tokens with a KV cache
+/* lm inference (src/decode): the Llama forward pass over n new tokens with a KV cache
  * (pre-norm RMSNorm blocks, rotary attention with grouped KV heads, SwiGLU
  * MLP; Touvron et al. 2023, sec. 2.2). Numerics follow llama2.c's run.c
  * (RoPE angles from powf/cosf/sinf in f32, scores divided by sqrt(D),
  * softmax with max subtraction) so greedy outputs track its reference.
  * Every per-token quantity is computed the same way whatever n is: see
- * kernels.c for the matmuls; norms, RoPE and attention are per token with
+ * lm_kernels.c for the matmuls; norms, RoPE and attention are per token with
  * keys visited in cache-slot order.
  * The masked form (speculative verification of draft trees) writes the n
  * new rows to cache slots n_ctx.. while rotating each by its own position,
@@ -12,7 +12,7 @@
  * order through the very same attention body: a row whose visible keys
  * and position equal those of a causal decode step gets the same bits. */
 #include "tessera/lm.h"
-#include "models/lm/kernels.h"
+#include "decode/lm_kernels.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-/* lm family: one table of matmul/attention kernels per kernel level (see
- * tessera/cpu.h); kernels_impl.h is compiled into each. */
+/* lm inference (src/decode): one table of matmul/attention kernels per kernel level (see
+ * tessera/cpu.h); lm_kernels_impl.h is compiled into each. */
 #ifndef TSR_LM_KERNELS_H
 #define TSR_LM_KERNELS_H
 

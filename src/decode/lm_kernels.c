@@ -1,7 +1,7 @@
-/* lm family: the kernel entry points. Each call goes through the table of
+/* lm inference (src/decode): the kernel entry points. Each call goes through the table of
  * the kernel level in use (tessera/cpu.h); the bodies are in
- * kernels_impl.h, compiled once per level. */
-#include "models/lm/kernels.h"
+ * lm_kernels_impl.h, compiled once per level. */
+#include "decode/lm_kernels.h"
 
 #include <math.h>
 

@@ -1,7 +1,7 @@
-/* lm family: matrix-vector/matrix-matrix kernels for inference whose
+/* lm inference (src/decode): matrix-vector/matrix-matrix kernels for inference whose
  * result per output element does not depend on the batch. This body is
- * compiled once per kernel level (kernels_<level>.c, each with its own
- * -march flags); kernels.c picks one table at run time (tessera/cpu.h).
+ * compiled once per kernel level (lm_kernels_<level>.c, each with its own
+ * -march flags); lm_kernels.c picks one table at run time (tessera/cpu.h).
  *
  * Why our own and not sgemm: speculative verification and batched prefill
  * must give a token exactly the logits it gets when processed alone. BLAS
@@ -25,14 +25,14 @@
  * every SIMD level; without SIMD, scalar code computes the same lanes (f32
  * without FMA).
  */
-#include "models/lm/kernels.h"
+#include "decode/lm_kernels.h"
 
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #if !defined(TSR_KLEVEL)
-#error "define TSR_KLEVEL before including kernels_impl.h"
+#error "define TSR_KLEVEL before including lm_kernels_impl.h"
 #endif
 #define KCAT2(a, b) a##_##b
 #define KCAT(a, b) KCAT2(a, b)
