@@ -3,13 +3,50 @@
  * on a synthetic catalog (unique, dense, category-first, deterministic,
  * rebuilt from stored docIDs, corrupt docIDs refused); the constrained beam
  * search never emits an invalid item over many queries and is
- * deterministic. */
+ * deterministic; the KV-cached search returns what the uncached reference
+ * returns (same items in the same order, scores within 1e-5 relative +
+ * 1e-6) on random and on real queries, whatever the thread count. */
 #include "testutil.h"
 #include "tessera/higen.h"
 #include "tessera/higen_train.h"
 
 #include <math.h>
 #include <string.h>
+
+/* the cached search against the uncached reference: same items in the same
+ * order, scores |a - b| <= 1e-5 max(|a|, |b|) + 1e-6; tallies the largest
+ * differences and how many scores agree bit for bit */
+typedef struct {
+    int searches, mismatched, scores, bitwise;
+    double max_rel, max_abs;
+} cmp_tally;
+
+static void cmp_search(cmp_tally *ct, const tsr_higen_gen *g, const tsr_higen_trie *t, const int32_t *qt, int ql,
+                       int beam, int k) {
+    int32_t a[64], b[64];
+    float sa[64], sb[64];
+    TSR_ASSERT(k <= 64);
+    int na = tsr_higen_beam_search(g, t, qt, ql, beam, k, a, sa);
+    int nb = tsr_higen_beam_search_uncached(g, t, qt, ql, beam, k, b, sb);
+    bool bad = na != nb || memcmp(a, b, sizeof(int32_t) * (size_t)(na < nb ? na : nb)) != 0;
+    for (int i = 0; i < na && i < nb; i++) {
+        double d = fabs((double)sa[i] - (double)sb[i]), m = fmax(fabs((double)sa[i]), fabs((double)sb[i]));
+        bad |= !(d <= 1e-5 * m + 1e-6);
+        ct->max_abs = fmax(ct->max_abs, d);
+        if (m > 0) ct->max_rel = fmax(ct->max_rel, d / m);
+        ct->bitwise += memcmp(&sa[i], &sb[i], sizeof(float)) == 0;
+        ct->scores++;
+    }
+    ct->searches++;
+    ct->mismatched += bad;
+}
+
+static void cmp_report(const cmp_tally *ct, const char *what) {
+    TU_CHECK(ct->mismatched == 0, "%s: the cached search differs from the uncached one on %d of %d searches", what,
+             ct->mismatched, ct->searches);
+    printf("%s: %d searches, %d scores: max |diff| %.3g, max rel %.3g, %d bitwise equal\n", what, ct->searches,
+           ct->scores, ct->max_abs, ct->max_rel, ct->bitwise);
+}
 
 static void test_loss_ref(void) {
     tref *r = tref_load("tests/refs/higen.tref");
@@ -66,6 +103,36 @@ static void test_loss_ref(void) {
     double psum = 0;
     for (int i = 0; i < n; i++) psum += exp((double)sc[i]);
     TU_CHECK(fabs(psum - 1) < 1e-4, "item probabilities over the whole trie sum to 1 (%g)", psum);
+    cmp_tally ct = {0};
+    for (int b = 0; b < 4; b++)
+        for (int bw = 1; bw <= 8; bw *= 2) cmp_search(&ct, &g, &t, qt + b * 4, ql[b], bw, bw);
+    cmp_report(&ct, "reference generator");
+    /* the lm forward's hidden rows dotted with the classifier give its logits bit for bit */
+    {
+        enum { N = 5 };
+        int tk[N] = {3, 7, g.sep, g.doc_base + 1, g.doc_base + 3 + 2}, ps[N] = {1, 2, 3, 4, 5};
+        uint8_t mk[N * N];
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++) mk[i * N + j] = j <= i && j != 1; /* slot 1 hidden from the later rows */
+        mk[1 * N + 1] = 1;
+        tsr_lm_cache lc;
+        TU_CHECK(tsr_lm_cache_init(&lc, &g.lm.cfg, 0).code == TSR_OK, "lm cache");
+        float *hid = malloc(sizeof(float) * N * (size_t)cfg.dim), *lg = malloc(sizeof(float) * N * (size_t)g.vocab);
+        st = tsr_lm_forward_masked_hidden(&g.lm, &lc, tk, N, 0, ps, mk, N, hid);
+        TU_CHECK(st.code == TSR_OK, "forward hidden: %s", st.msg);
+        st = tsr_lm_forward_masked(&g.lm, &lc, tk, N, 0, ps, mk, N, lg);
+        TU_CHECK(st.code == TSR_OK, "forward logits: %s", st.msg);
+        int off = 0;
+        for (int i = 0; i < N; i++)
+            for (int v = 0; v < g.vocab; v++) {
+                float x = tsr_lm_dot(hid + i * cfg.dim, tsr_f32(g.dec.lm_head) + (size_t)v * cfg.dim, cfg.dim);
+                off += memcmp(&x, &lg[(size_t)i * g.vocab + v], sizeof x) != 0;
+            }
+        TU_CHECK(off == 0, "lm hidden states . classifier rows != the forward's logits (%d of %d)", off, N * g.vocab);
+        free(hid);
+        free(lg);
+        tsr_lm_cache_free(&lc);
+    }
     tsr_higen_trie_free(&t);
     /* corrupt stored docIDs are refused */
     int32_t bad1[] = {0, 0, 0, 2, 0, 0}; /* codes 0 and 2 under the root: not dense */
@@ -170,6 +237,7 @@ static void test_docids(void) {
             tsr_rng r;
             tsr_rng_seed(&r, 11);
             int invalid = 0, nondet = 0, short_lists = 0, greedy_off = 0, rank_bad = 0;
+            cmp_tally ct = {0};
             for (int q = 0; q < 60; q++) {
                 int32_t qt[6], out[10], out2[10];
                 float s1[10], s2[10];
@@ -177,6 +245,9 @@ static void test_docids(void) {
                 for (int i = 0; i < ql; i++) qt[i] = 1 + (int)tsr_rng_below(&r, 49);
                 int n = tsr_higen_beam_search(&g, &t, qt, ql, 10, 10, out, s1);
                 int n2 = tsr_higen_beam_search(&g, &t, qt, ql, 10, 10, out2, s2);
+                cmp_search(&ct, &g, &t, qt, ql, 10, 10);
+                cmp_search(&ct, &g, &t, qt, ql, 1, 1);
+                cmp_search(&ct, &g, &t, qt, ql, 30, 30);
                 short_lists += n < 1;
                 nondet += n != n2 || memcmp(out, out2, sizeof(int32_t) * (size_t)n) != 0 ||
                           memcmp(s1, s2, sizeof(float) * (size_t)n) != 0;
@@ -205,6 +276,9 @@ static void test_docids(void) {
             TU_CHECK(invalid == 0 && short_lists == 0, "%s: %d invalid or repeated items, %d empty answers",
                      names[variant], invalid, short_lists);
             TU_CHECK(nondet == 0, "%s: beam search not deterministic (%d queries)", names[variant], nondet);
+            char what[64];
+            snprintf(what, sizeof what, "%s, 60 random queries, beams 1/10/30", names[variant]);
+            cmp_report(&ct, what);
             tsr_higen_gen_free(&g);
         }
         free(flat);
@@ -331,11 +405,63 @@ static void test_cap_pairs(void) {
     free(d.pair_q[TSR_SPLIT_TRAIN]);
 }
 
+/* real queries through the shipped model (models/higen-debian): the cached
+ * search returns what the uncached one does at beams 10, 20 and 50, and
+ * the same bits at 1 and 2 threads */
+static void test_real_queries(void) {
+    const char *dir = "models/higen-debian";
+    char path[512];
+    tsr_higen_gen g;
+    tsr_higen_index ix;
+    tsr_bpe bpe;
+    snprintf(path, sizeof path, "%s/higen.generator.safetensors", dir);
+    tsr_status st = tsr_higen_gen_load(&g, path);
+    TU_CHECK(st.code == TSR_OK, "shipped generator: %s", st.msg);
+    if (st.code != TSR_OK) return;
+    snprintf(path, sizeof path, "%s/higen.index.safetensors", dir);
+    st = tsr_higen_index_load(&ix, path);
+    TU_CHECK(st.code == TSR_OK, "shipped index: %s", st.msg);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    tsr_status sb = tsr_bpe_load(&bpe, path);
+    TU_CHECK(sb.code == TSR_OK, "shipped tokenizer: %s", sb.msg);
+    if (st.code == TSR_OK && sb.code == TSR_OK) {
+        static const char *const qs[] = {"pdf viewer", "text editor for programmers", "web browser",
+                                         "music player", "python library for http requests", "backup tool",
+                                         "a", "compress and extract zip archives with a graphical user interface"};
+        cmp_tally ct = {0};
+        int thr_diff = 0, n_thr = 0, saved = tsr_threads_get();
+        for (size_t i = 0; i < sizeof qs / sizeof *qs; i++) {
+            int32_t qt[256];
+            TSR_ASSERT(g.cfg.max_query <= 256);
+            int ql = tsr_higen_encode(&bpe, qs[i], qt, g.cfg.max_query);
+            static const int bws[3] = {10, 20, 50};
+            for (int j = 0; j < 3; j++) cmp_search(&ct, &g, &ix.trie, qt, ql, bws[j], bws[j]);
+            int32_t a[50], b[50];
+            float sa[50], sb2[50];
+            tsr_threads_set(1);
+            int na = tsr_higen_beam_search(&g, &ix.trie, qt, ql, 50, 50, a, sa);
+            tsr_threads_set(2);
+            int nb = tsr_higen_beam_search(&g, &ix.trie, qt, ql, 50, 50, b, sb2);
+            tsr_threads_set(saved);
+            thr_diff += na != nb || memcmp(a, b, sizeof(int32_t) * (size_t)na) != 0 ||
+                        memcmp(sa, sb2, sizeof(float) * (size_t)na) != 0;
+            n_thr++;
+        }
+        cmp_report(&ct, "shipped model, 8 real queries, beams 10/20/50");
+        TU_CHECK(thr_diff == 0, "shipped model: beam 50 differs between 1 and 2 threads on %d of %d queries", thr_diff,
+                 n_thr);
+    }
+    if (sb.code == TSR_OK) tsr_bpe_free(&bpe);
+    if (st.code == TSR_OK) tsr_higen_index_free(&ix);
+    tsr_higen_gen_free(&g);
+}
+
 int main(void) {
     test_cap_pairs();
     test_index_view();
     test_query_text();
     test_loss_ref();
     test_docids();
+    test_real_queries();
     return tu_finish("higen");
 }

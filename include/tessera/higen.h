@@ -7,6 +7,7 @@
 #ifndef TESSERA_HIGEN_H
 #define TESSERA_HIGEN_H
 
+#include "tessera/lm.h"
 #include "tessera/search.h"
 
 /* ---------------------------------------------------------------- docIDs */
@@ -88,7 +89,8 @@ typedef struct {
 typedef struct {
     tsr_higen_gen_cfg cfg;
     tsr_params params;
-    tsr_nn_llama dec;
+    tsr_nn_llama dec;  /* training: the nn decoder over the parameters */
+    tsr_lm_model lm;   /* inference: an lm view of the same weights (KV-cache forward) */
     int sep, doc_base, vocab, seq;
 } tsr_higen_gen;
 
@@ -126,9 +128,17 @@ tsr_tensor *tsr_higen_gen_loss(tsr_ctx *c, const tsr_higen_gen *g, const tsr_hig
  * only by the children of its node (log-softmax over those children), the
  * best `beam` prefixes by summed log-probability go on (ties: lower node
  * id); a prefix that reaches a leaf is a finished item. Returns up to k
- * items (k <= beam), best first, and their scores. Deterministic. */
+ * items (k <= beam), best first, and their scores. Deterministic, and the
+ * same whatever the thread count.
+ * The decoder runs with a KV cache (the lm stack's forward, lm.h): the
+ * query prefix [query, SEP] once, then one row per live beam per step. */
 int tsr_higen_beam_search(const tsr_higen_gen *g, const tsr_higen_trie *t, const int32_t *q_tok, int q_len,
                           int beam, int k, int32_t *items, float *scores);
+/* Tests only: the same search re-running each beam's whole row [pads,
+ * query, SEP, prefix] through the nn decoder at every step (no cache), the
+ * reference tsr_higen_beam_search is checked against (tests/test_higen.c). */
+int tsr_higen_beam_search_uncached(const tsr_higen_gen *g, const tsr_higen_trie *t, const int32_t *q_tok, int q_len,
+                                   int beam, int k, int32_t *items, float *scores);
 
 /* Teacher-forced diagnosis of one (query, item): the generator reads the
  * query and the item's true docID prefix; rank[p] is the true token's rank

@@ -128,6 +128,13 @@ size_t tsr_lm_mat_bytes(const tsr_lm_mat *w);
 static inline int tsr_lm_mat_groups(const tsr_lm_mat *w) {
     return w->group_size > 0 ? (w->cols + w->group_size - 1) / w->group_size : 0;
 }
+/* A view of a tsr_nn_llama (nn.h: a model trained in-process) as an f32
+ * model: every matrix, norm and the embedding point at the nn parameters'
+ * data (nothing is copied; the view is valid while they live and sees
+ * their current values). HF rotate-half RoPE, as nn's decoder. Free it
+ * with tsr_lm_model_free (it owns only its layer array). */
+struct tsr_nn_llama;
+tsr_status tsr_lm_model_view_nn(tsr_lm_model *m, const struct tsr_nn_llama *src);
 /* Fill every weight with N(0, std) (norm weights 1 + N(0, std)); tests. */
 void tsr_lm_model_randomize(tsr_lm_model *m, uint64_t seed, float std);
 void tsr_lm_model_free(tsr_lm_model *m);
@@ -183,6 +190,13 @@ tsr_status tsr_lm_forward_batch(const tsr_lm_model *m, tsr_lm_cache *ws, tsr_lm_
  * step at p sees (holding the same K/V) gets bit-identical logits (n, V). */
 tsr_status tsr_lm_forward_masked(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int n_ctx,
                                  const int *pos, const uint8_t *mask, int mask_ld, float *logits);
+/* The same, writing each row's final normed hidden state (n, C) instead
+ * of its logits, for a caller that scores only a few output rows (higen's
+ * beam search scores the children of a trie node). With f32 weights,
+ * tsr_lm_dot(hidden row, classifier row) is bit for bit the logit
+ * tsr_lm_forward_masked writes (the canonical dot product). */
+tsr_status tsr_lm_forward_masked_hidden(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int n_ctx,
+                                        const int *pos, const uint8_t *mask, int mask_ld, float *hidden);
 /* Keep rows keep[0..n_keep) (strictly increasing, relative to slot n_ctx)
  * of the last forward's new rows and move their K/V in place to slots
  * n_ctx..n_ctx+n_keep-1. */

@@ -94,7 +94,7 @@ void tsr_nn_llama_block_init(tsr_nn_llama_block *b, tsr_params *p, const char *p
 tsr_tensor *tsr_nn_llama_block_forward(tsr_ctx *c, const tsr_nn_llama_block *b, tsr_tensor *x,
                                        const tsr_nn_seq *seq);
 
-typedef struct {
+typedef struct tsr_nn_llama {
     tsr_nn_llama_cfg cfg;
     tsr_params *params;
     tsr_nn_embedding embed_tokens;

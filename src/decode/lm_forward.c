@@ -111,10 +111,11 @@ static void embed_row(float *xt, const float *emb, int C, float *ct, int p, int 
 /* rc non-NULL (batched sequences): row t belongs to the sequence whose
  * cache is rc[t], sits at position pos[t] (mask NULL) and sees that cache's
  * slots 0..pos[t]; c only lends its scratch. want (may be NULL) marks the
- * rows whose logits are written, compactly in row order. */
+ * rows whose logits are written, compactly in row order. hidden: the rows'
+ * final normed states (C each) go to logits instead of their logits. */
 static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
                           const int *pos, const uint8_t *mask, int mask_ld, float *logits, bool last_only,
-                          tsr_lm_cache *const *rc, const uint8_t *want) {
+                          tsr_lm_cache *const *rc, const uint8_t *want, bool hidden) {
     const tsr_lm_config *cfg = &m->cfg;
     const int C = cfg->dim, Hd = cfg->hidden_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
     const int D = C / H, kv = D * Hkv, V = cfg->vocab_size, group = H / Hkv;
@@ -342,34 +343,42 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
     if (logits) {
         /* the selected rows, normed into consecutive rows of xb */
         int k = 0;
+        float *normed = hidden ? logits : xb;
         for (int t = 0; t < nr; t++)
             if (mapped || (want ? want[t] != 0 : !last_only || t == n - 1))
-                rmsnorm(xb + (size_t)k++ * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
-        tsr_lm_matmul(logits, V, xb, C, &m->wcls, k, mms);
+                rmsnorm(normed + (size_t)k++ * C, x + (size_t)t * C, m->rms_final, C, cfg->norm_eps);
+        if (!hidden) tsr_lm_matmul(logits, V, xb, C, &m->wcls, k, mms);
     }
     return tsr_ok();
 }
 
 tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
                           float *logits) {
-    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, false, NULL, NULL);
+    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, false, NULL, NULL, false);
 }
 
 tsr_status tsr_lm_forward_last(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
                                float *logits) {
-    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, true, NULL, NULL);
+    return forward(m, c, tokens, n, pos0, NULL, NULL, 0, logits, true, NULL, NULL, false);
 }
 
 tsr_status tsr_lm_forward_masked(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int n_ctx,
                                  const int *pos, const uint8_t *mask, int mask_ld, float *logits) {
     if (!pos || !mask) return tsr_errorf(TSR_ERR_ARG, "lm forward: masked forward needs positions and a mask");
-    return forward(m, c, tokens, n, n_ctx, pos, mask, mask_ld, logits, false, NULL, NULL);
+    return forward(m, c, tokens, n, n_ctx, pos, mask, mask_ld, logits, false, NULL, NULL, false);
+}
+
+tsr_status tsr_lm_forward_masked_hidden(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int n_ctx,
+                                        const int *pos, const uint8_t *mask, int mask_ld, float *hidden) {
+    if (!pos || !mask || !hidden)
+        return tsr_errorf(TSR_ERR_ARG, "lm forward: masked forward needs positions, a mask and an output");
+    return forward(m, c, tokens, n, n_ctx, pos, mask, mask_ld, hidden, false, NULL, NULL, true);
 }
 
 tsr_status tsr_lm_forward_batch(const tsr_lm_model *m, tsr_lm_cache *ws, tsr_lm_cache *const *caches,
                                 const int *tokens, const int *pos, int n, const uint8_t *want, float *logits) {
     if (n > 0 && (!caches || !pos)) return tsr_errorf(TSR_ERR_ARG, "lm forward: batched forward needs caches and positions");
-    return forward(m, ws, tokens, n, 0, pos, NULL, 0, logits, false, caches, want);
+    return forward(m, ws, tokens, n, 0, pos, NULL, 0, logits, false, caches, want, false);
 }
 
 tsr_status tsr_lm_cache_compact(tsr_lm_cache *c, int n_ctx, const int *keep, int n_keep) {

@@ -1,7 +1,9 @@
 /* lm inference (src/decode): model configuration checks, weight storage layout and the KV
  * cache. One aligned block holds every weight so a loader can fill it
- * tensor by tensor in whatever order its file uses. */
+ * tensor by tensor in whatever order its file uses; a view of an nn
+ * decoder (tsr_lm_model_view_nn) holds none and points at its parameters. */
 #include "tessera/lm.h"
+#include "tessera/nn.h"
 
 #include <math.h>
 #include <string.h>
@@ -296,6 +298,43 @@ void tsr_lm_mat_row(const tsr_lm_mat *w, int r, float *dst) {
         for (size_t j = 0; j < k; j++) dst[j] = (float)d[j] * sc[j / gs];
     } break;
     }
+}
+
+static tsr_lm_mat view_mat(const tsr_tensor *w) {
+    TSR_ASSERT(w && w->dtype == TSR_F32 && w->ndim == 2);
+    return (tsr_lm_mat){TSR_LM_W_F32, (int)w->shape[0], (int)w->shape[1], w->data, NULL, 0};
+}
+
+tsr_status tsr_lm_model_view_nn(tsr_lm_model *m, const struct tsr_nn_llama *src) {
+    memset(m, 0, sizeof *m);
+    const tsr_nn_llama_cfg *g = &src->cfg;
+    tsr_lm_config cfg = {.dim = g->dim, .hidden_dim = g->hidden_dim, .n_layers = g->n_layers,
+                         .n_heads = g->n_heads, .n_kv_heads = g->n_kv_heads, .vocab_size = g->vocab,
+                         .seq_len = g->max_seq, .rope_theta = g->rope_theta, .norm_eps = g->norm_eps,
+                         .shared_classifier = g->tied, .rope_layout = TSR_LM_ROPE_HALF};
+    tsr_status s = tsr_lm_config_check(&cfg, "nn llama");
+    if (s.code) return s;
+    m->cfg = cfg;
+    m->wtype = TSR_LM_W_F32;
+    m->layers = calloc((size_t)cfg.n_layers, sizeof(tsr_lm_layer));
+    if (!m->layers) return tsr_errorf(TSR_ERR_NOMEM, "lm view: out of memory");
+    m->tok_emb = tsr_f32(src->embed_tokens.weight);
+    for (int l = 0; l < cfg.n_layers; l++) {
+        const tsr_nn_llama_block *b = &src->layers[l];
+        tsr_lm_layer *L = &m->layers[l];
+        L->rms_att = tsr_f32(b->input_layernorm.weight);
+        L->rms_ffn = tsr_f32(b->post_attention_layernorm.weight);
+        L->wq = view_mat(b->q_proj.weight);
+        L->wk = view_mat(b->k_proj.weight);
+        L->wv = view_mat(b->v_proj.weight);
+        L->wo = view_mat(b->o_proj.weight);
+        L->w1 = view_mat(b->gate_proj.weight);
+        L->w3 = view_mat(b->up_proj.weight);
+        L->w2 = view_mat(b->down_proj.weight);
+    }
+    m->rms_final = tsr_f32(src->norm.weight);
+    m->wcls = view_mat(src->lm_head);
+    return tsr_ok();
 }
 
 void tsr_lm_model_free(tsr_lm_model *m) {
