@@ -9,8 +9,9 @@
 #   debian:    OUTDIR/deb: the shipped tokenizer and encoder, the indexes of
 #              higen, nci, higen-noeff, higen-nocat, dsi, and a generator
 #              each for higen, higen-ce, higen-noeff, higen-nocat, nci
-#              (dsi with HIGEN_DSI=1): dim 128, 2 layers, MLP 256, 3,000
-#              steps x 64 (STEPS=), lr 2e-3, --index-span 0.5
+#              (dsi with HIGEN_DSI=1; GENS="dsi" trains that one alone):
+#              dim 128, 2 layers, MLP 256, 3,000 steps x 64 (STEPS=), lr 2e-3,
+#              --index-span 0.5
 #   movielens: OUTDIR/ml: encoder (440 steps, dim 64), the five indexes and
 #              a generator each for every variant plus one without the
 #              user's profile (OUTDIR/ml-noprof): dim 64, MLP 128, 1,000
@@ -49,7 +50,7 @@ for part in $parts; do
         for v in higen nci higen-noeff higen-nocat dsi; do
             "$bin" higen index --model "$d" --variant "$v" --threads 1 --json >>"$out/train.jsonl" 2>/dev/null
         done
-        vs="higen higen-ce higen-noeff higen-nocat nci"
+        vs=${GENS:-higen higen-ce higen-noeff higen-nocat nci}
         [ "${HIGEN_DSI:-0}" = 1 ] && vs="$vs dsi"
         for v in $vs; do
             gen "$d" "$steps" 500 "$v" --dim 128 --hidden 256 --warmup 200 --index-span 0.5
