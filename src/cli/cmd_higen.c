@@ -392,7 +392,7 @@ static int cmd_queries(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         {"construction", ARG_STR, &construction, "NAME", "appstream, virtual, debtags, known-item or movielens", NULL},
-        {"split", ARG_STR, &split, "NAME", "train, valid, test or all", NULL},
+        {"split", ARG_STR, &split, "NAME", "train, tune, valid, test or all", NULL},
         {"out", ARG_STR, &out, "PATH", "JSONL query file to write", NULL},
     };
     int rc = args_parse(prog, "Write one construction's queries as a JSONL query file (the format eval reads).",
