@@ -1,6 +1,6 @@
-/* lm family: next-token sampling for generation. Greedy argmax at
- * temperature 0 (first index on ties, as llama2.c); otherwise softmax at a
- * temperature, then optional repetition penalty (Keskar et al. 2019, CTRL,
+/* Next-token sampling for the lm stack (lm, space, bita, serve). Greedy
+ * argmax at temperature 0 (first index on ties, as llama2.c); otherwise
+ * softmax at a temperature, then optional repetition penalty (Keskar et al. 2019, CTRL,
  * sec. 4.1: divide positive logits, multiply negative ones), min-p, top-k
  * and top-p (nucleus, Holtzman et al. 2020) filters, and one draw from the
  * renormalised distribution. The random stream is tessera's xoshiro rng, so
