@@ -100,6 +100,25 @@ done
 "$BIN" higen queries --construction virtual --split valid --out "$TMP/v.jsonl" 2>/dev/null &&
     "$BIN" higen eval --method bm25 --queries "$TMP/v.jsonl" --json >/dev/null 2>&1 && ok || bad "queries -> eval round trip"
 
+# item-to-item (Hi-Gen-I2I) constructions: each query names its trigger, which no method returns
+"$BIN" higen queries --construction i2i-source --split valid --out "$TMP/i2i.jsonl" 2>/dev/null &&
+    head -1 "$TMP/i2i.jsonl" | grep -q '"trigger":"' && ok || bad "i2i-source queries carry their trigger"
+js=$("$BIN" higen eval --construction i2i-recommends --split valid --method bm25 --json 2>/dev/null)
+echo "$js" | grep -q '"construction": "i2i-recommends", "split": "valid"' && echo "$js" | grep -q '"queries": 3001,' &&
+    ok || bad "eval on i2i-recommends: $js"
+head -50 "$TMP/i2i.jsonl" >"$TMP/i2i50.jsonl"
+a=$("$BIN" higen eval --queries "$TMP/i2i50.jsonl" --method bm25 --json 2>/dev/null | sed 's/"qps": [0-9.]*//')
+sed 's/,"trigger":"[^"]*"//' "$TMP/i2i50.jsonl" >"$TMP/notrig.jsonl"
+b=$("$BIN" higen eval --queries "$TMP/notrig.jsonl" --method bm25 --json 2>/dev/null | sed 's/"qps": [0-9.]*//')
+[ -n "$a" ] && [ "$a" != "$b" ] && ok || bad "dropping the trigger does not change BM25's i2i figures: '$a' / '$b'"
+out=$("$BIN" higen search --method bm25 --item evince -k 5 2>/dev/null)
+[ "$(echo "$out" | wc -l)" -eq 5 ] && ! echo "$out" | grep -q '^ *[0-9]*\. evince ' && echo "$out" | grep -q evince-common &&
+    ok || bad "search --item with bm25: 5 items, evince itself removed: $out"
+echo '{"query": "evince", "relevant": ["evince-common"], "trigger": "no-such-package-xyz"}' >"$TMP/trig.jsonl"
+"$BIN" higen eval --queries "$TMP/trig.jsonl" --method bm25 2>"$TMP/err" >/dev/null
+[ $? -eq 1 ] && grep -q "trig.jsonl:1: unknown trigger 'no-such-package-xyz'" "$TMP/err" &&
+    [ "$(grep -c error "$TMP/err")" -eq 1 ] && ok || bad "an unknown trigger is not a one-line failure: $(cat "$TMP/err")"
+
 M=models/higen-debian
 if [ -r "$M/higen.generator.safetensors" ]; then
     out=$("$BIN" higen search --query "pdf viewer" -k 5 2>/dev/null)

@@ -2,7 +2,8 @@
  * the ranking metrics against tools/refs/gen_search_metrics.py, the query
  * split, the JSONL query-file parser (every rejection is one line naming
  * file and line), a small synthetic catalog on disk (loader, reverse
- * counts, efficiency, paths, constructions), and the real Debian and
+ * counts, efficiency, paths, constructions), the item-to-item
+ * constructions on a synthetic catalog, and the real Debian and
  * MovieLens snapshots when ../shared/data is present. */
 #include "testutil.h"
 #include "tessera/search.h"
@@ -347,6 +348,141 @@ static void test_tiny_catalog(void) {
     rmdir(dir);
 }
 
+/* ------------------------------------------ item-to-item constructions */
+
+static int find_q(const tsr_queryset *qs, const tsr_catalog *cat, const char *trigger) {
+    for (int i = 0; i < qs->n; i++)
+        if (qs->q[i].trigger >= 0 && strcmp(cat->items[qs->q[i].trigger].id, trigger) == 0) return i;
+    return -1;
+}
+
+/* the relevant ids of a query, sorted by item index, comma-joined */
+static void rel_ids(const tsr_queryset *qs, const tsr_catalog *cat, int q, char *out, size_t n) {
+    size_t at = 0;
+    out[0] = 0;
+    for (int j = 0; q >= 0 && j < qs->q[q].n_rel; j++)
+        at += (size_t)snprintf(out + at, n - at, "%s%s", j ? "," : "", cat->items[qs->q[q].rel[j]].id);
+}
+
+static void test_i2i(void) {
+    char dir[] = "/tmp/tsr_i2i_XXXXXX", p[512];
+    TSR_ASSERT(mkdtemp(dir));
+    /* alpha recommends beta, itself and a virtual name, suggests gamma; delta
+     * suggests beta. Sources: {alpha, beta}, {gamma, delta}, solo, a family of
+     * 50 (kept) and one of 51 (skipped). */
+    size_t cap = 1 << 16, at = 0;
+    char *buf = malloc(cap);
+    TSR_ASSERT(buf);
+    at += (size_t)snprintf(buf + at, cap - at,
+                           "{\"package\": \"alpha\", \"source\": \"alpha\", \"summary\": \"alpha tool\", "
+                           "\"recommends\": [\"beta\", \"alpha\", \"virt-name\"], \"suggests\": [\"gamma\"]}\n"
+                           "{\"package\": \"beta\", \"source\": \"alpha\", \"summary\": \"beta data\"}\n"
+                           "{\"package\": \"gamma\", \"source\": \"gamma\", \"summary\": \"gamma\"}\n"
+                           "{\"package\": \"delta\", \"source\": \"gamma\", \"summary\": \"delta\", "
+                           "\"suggests\": [\"beta\"]}\n"
+                           "{\"package\": \"solo\", \"source\": \"solo\", \"summary\": \"alone\"}\n");
+    for (int i = 0; i < 50; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "{\"package\": \"mid%d\", \"source\": \"mid\", \"summary\": \"m\"}\n", i);
+    for (int i = 0; i < 51; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "{\"package\": \"big%d\", \"source\": \"big\", \"summary\": \"b\"}\n", i);
+    snprintf(p, sizeof p, "%s/packages.jsonl.gz", dir);
+    write_gz(p, buf);
+    free(buf);
+    snprintf(p, sizeof p, "%s/appstream.jsonl.gz", dir);
+    write_gz(p, "");
+    snprintf(p, sizeof p, "%s/virtual-package-names-list.yaml.gz", dir);
+    write_gz(p, "virtualPackages:\n - name: virt-name\n   description: a virtual name\n");
+    tsr_catalog cat;
+    tsr_status st = tsr_catalog_load_debian(&cat, dir);
+    TU_CHECK(st.code == TSR_OK, "i2i catalog: %s", st.msg);
+    if (st.code == TSR_OK) {
+        char got[4096];
+        tsr_queryset qs = {0};
+        TU_CHECK(tsr_queries_build(&qs, &cat, TSR_QC_I2I_RECOMMENDS).code == TSR_OK, "i2i-recommends builds");
+        TU_CHECK(qs.n == 4, "i2i-recommends: 4 triggers (solo and the families have none): %d", qs.n);
+        rel_ids(&qs, &cat, find_q(&qs, &cat, "alpha"), got, sizeof got);
+        TU_CHECK(strcmp(got, "beta,gamma") == 0, "alpha -> recommends + suggests, itself and virtual names dropped: %s",
+                 got);
+        rel_ids(&qs, &cat, find_q(&qs, &cat, "beta"), got, sizeof got);
+        TU_CHECK(strcmp(got, "alpha,delta") == 0, "beta <- recommended by alpha, suggested by delta: %s", got);
+        rel_ids(&qs, &cat, find_q(&qs, &cat, "gamma"), got, sizeof got);
+        TU_CHECK(strcmp(got, "alpha") == 0, "gamma <- suggested by alpha: %s", got);
+        int a = find_q(&qs, &cat, "alpha");
+        bool ok = true;
+        for (int i = 0; i < qs.n; i++) {
+            const tsr_query *q = &qs.q[i];
+            ok &= q->construction == TSR_QC_I2I_RECOMMENDS && q->user == -1;
+            ok &= q->split == tsr_query_split(cat.items[q->trigger].id);
+            ok &= strcmp(tsr_query_split_key(&cat, q), cat.items[q->trigger].id) == 0;
+            for (int j = 0; j < q->n_rel; j++) ok &= q->rel[j] != q->trigger;
+        }
+        TU_CHECK(ok, "split by the trigger's id, the trigger never relevant");
+        TU_CHECK(a >= 0 && strcmp(qs.q[a].text, "alpha\nalpha tool") == 0, "query text is name + summary");
+        /* JSONL round trip keeps the trigger; bad triggers are one-line errors */
+        snprintf(p, sizeof p, "%s/q.jsonl", dir);
+        TU_CHECK(tsr_queryset_write(&qs, &cat, -1, p).code == TSR_OK, "write i2i queries");
+        tsr_qfile qf;
+        st = tsr_qfile_read(&qf, p);
+        TU_CHECK(st.code == TSR_OK && qf.n == qs.n && qf.l[0].trigger, "read back: %s", st.msg);
+        if (st.code == TSR_OK) {
+            tsr_queryset back = {0};
+            st = tsr_qfile_resolve(&back, &qf, &cat, p);
+            ok = st.code == TSR_OK && back.n == qs.n;
+            for (int i = 0; ok && i < back.n; i++)
+                ok &= back.q[i].trigger == qs.q[i].trigger && back.q[i].split == qs.q[i].split &&
+                      back.q[i].n_rel == qs.q[i].n_rel;
+            TU_CHECK(ok, "resolve keeps trigger and split: %s", st.msg);
+            tsr_queryset_free(&back);
+            tsr_qfile_free(&qf);
+        }
+        const char *bad[][2] = {
+            {"{\"query\": \"a\", \"relevant\": [\"beta\"], \"trigger\": \"nope\"}", "u.jsonl:1: unknown trigger 'nope'"},
+            {"{\"query\": \"a\", \"relevant\": [\"beta\"], \"trigger\": \"beta\"}", "u.jsonl:1: the trigger 'beta' is among"},
+            {"{\"query\": \"a\", \"relevant\": [\"beta\"], \"trigger\": [1]}", "u.jsonl:1: \"trigger\" must be an item id"},
+        };
+        for (int i = 0; i < 3; i++) {
+            tsr_queryset back = {0};
+            st = tsr_qfile_parse(&qf, bad[i][0], strlen(bad[i][0]), "u.jsonl");
+            if (st.code == TSR_OK) {
+                st = tsr_qfile_resolve(&back, &qf, &cat, "u.jsonl");
+                tsr_qfile_free(&qf);
+            }
+            TU_CHECK(st.code != TSR_OK && strstr(st.msg, bad[i][1]) && !strchr(st.msg, '\n'), "bad trigger %d: %s", i,
+                     st.msg);
+            tsr_queryset_free(&back);
+        }
+        tsr_queryset_free(&qs);
+
+        TU_CHECK(tsr_queries_build(&qs, &cat, TSR_QC_I2I_SOURCE).code == TSR_OK, "i2i-source builds");
+        TU_CHECK(qs.n == 54, "i2i-source: alpha, beta, gamma, delta and the 50-family; the 51-family skipped: %d", qs.n);
+        rel_ids(&qs, &cat, find_q(&qs, &cat, "beta"), got, sizeof got);
+        TU_CHECK(strcmp(got, "alpha") == 0, "beta -> its source sibling: %s", got);
+        rel_ids(&qs, &cat, find_q(&qs, &cat, "delta"), got, sizeof got);
+        TU_CHECK(strcmp(got, "gamma") == 0, "delta -> its source sibling: %s", got);
+        int m = find_q(&qs, &cat, "mid7");
+        TU_CHECK(m >= 0 && qs.q[m].n_rel == 49 && find_q(&qs, &cat, "big0") < 0 && find_q(&qs, &cat, "solo") < 0,
+                 "a 50-binary family is kept (49 siblings), a 51-binary one skipped, a singleton has none");
+        /* deterministic: built twice, the same queries */
+        tsr_queryset q2 = {0};
+        tsr_queries_build(&q2, &cat, TSR_QC_I2I_SOURCE);
+        ok = q2.n == qs.n;
+        for (int i = 0; ok && i < qs.n; i++)
+            ok &= q2.q[i].trigger == qs.q[i].trigger && q2.q[i].split == qs.q[i].split &&
+                  strcmp(q2.q[i].text, qs.q[i].text) == 0 && q2.q[i].n_rel == qs.q[i].n_rel &&
+                  memcmp(q2.q[i].rel, qs.q[i].rel, (size_t)qs.q[i].n_rel * sizeof *qs.q[i].rel) == 0;
+        TU_CHECK(ok, "i2i-source is deterministic");
+        tsr_queryset_free(&q2);
+        tsr_queryset_free(&qs);
+        tsr_catalog_free(&cat);
+    }
+    const char *names[] = {"packages.jsonl.gz", "appstream.jsonl.gz", "virtual-package-names-list.yaml.gz", "q.jsonl"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 /* ------------------------------------------------------- real data */
 
 #define DEB "../shared/data/debian-catalog"
@@ -378,6 +514,23 @@ static void test_real(void) {
             for (int j = 0; j < qs.q[i].n_rel; j++) bad += qs.q[i].rel[j] < 0 || qs.q[i].rel[j] >= cat.n_items;
         }
         TU_CHECK(st.code == TSR_OK && per[0] > 0 && per[1] > 0 && per[2] > 0 && bad == 0,
+                 "%s: %d/%d/%d, %d bad", tsr_qc_names[c], per[0], per[1], per[2], bad);
+        tsr_queryset_free(&qs);
+    }
+    /* the item-to-item constructions: triggers in every split, never their own relevant item */
+    for (int c = TSR_QC_I2I_RECOMMENDS; c <= TSR_QC_I2I_SOURCE; c++) {
+        tsr_queryset qs = {0};
+        st = tsr_queries_build(&qs, &cat, c);
+        int per[TSR_SPLIT_COUNT] = {0}, bad = 0;
+        for (int i = 0; i < qs.n; i++) {
+            const tsr_query *q = &qs.q[i];
+            per[q->split]++;
+            bad += q->trigger < 0 || q->n_rel < 1 || q->n_rel > TSR_QC_MAX_REL ||
+                   q->split != tsr_query_split(cat.items[q->trigger].id);
+            for (int j = 0; j < q->n_rel; j++) bad += q->rel[j] == q->trigger;
+        }
+        printf("%s: %d/%d/%d triggers (train/valid/test)\n", tsr_qc_names[c], per[0], per[1], per[2]);
+        TU_CHECK(st.code == TSR_OK && per[0] > 1000 && per[1] > 100 && per[2] > 100 && bad == 0,
                  "%s: %d/%d/%d, %d bad", tsr_qc_names[c], per[0], per[1], per[2], bad);
         tsr_queryset_free(&qs);
     }
@@ -418,6 +571,7 @@ int main(void) {
     test_metrics_ref();
     test_qfile();
     test_tiny_catalog();
+    test_i2i();
     test_real();
     return tu_finish("search");
 }

@@ -14,7 +14,7 @@ import shutil
 import sys
 
 PKG_KEYS = ("package", "section", "priority", "essential", "summary", "description",
-            "tags", "provides", "depends", "recommends", "suggests")
+            "tags", "provides", "depends", "recommends", "suggests", "source")
 AS_KEYS = ("package", "name", "summary", "description", "keywords", "categories")
 
 

@@ -63,6 +63,9 @@ typedef struct {
     int n_keywords;
     char **provides;   /* virtual packages provided */
     int n_provides;
+    char *source;      /* Debian source package; movie: NULL */
+    char **recommends, **suggests; /* package names as listed (the I2I constructions) */
+    int n_recommends, n_suggests;
     bool essential;
     /* popularity evidence (see tsr_catalog_efficiency) */
     int32_t n_rdepends, n_rrecommends, n_rsuggests, n_tasks;
@@ -215,6 +218,7 @@ typedef struct {
     int n_rel;
     int construction; /* TSR_QC_* */
     int split;        /* TSR_SPLIT_* */
+    int32_t trigger;  /* item-to-item queries: the trigger item (never a result); -1: none */
 } tsr_query;
 
 typedef struct {
@@ -229,8 +233,24 @@ enum {
     TSR_QC_KNOWN_ITEM,    /* words from one package's summary -> that package */
     TSR_QC_MOVIELENS,     /* (user, tag) -> the movies that user tagged with it */
     TSR_QC_FILE,          /* read from a JSONL query file */
+    /* item-to-item (Hi-Gen-I2I): the query is a trigger item (its name and
+     * summary as text, split by its id), relevant = related items */
+    TSR_QC_I2I_RECOMMENDS, /* the trigger's recommends + suggests, and what recommends/suggests it */
+    TSR_QC_I2I_SOURCE,     /* the other binary packages of the trigger's source package */
     TSR_QC_COUNT
 };
+/* true for the item-to-item constructions */
+bool tsr_qc_is_i2i(int construction);
+/* I2I caps: an i2i-source trigger whose source package builds more than
+ * TSR_I2I_MAX_FAMILY binaries is skipped; any construction's query with
+ * more than TSR_QC_MAX_REL relevant items is skipped. */
+enum { TSR_I2I_MAX_FAMILY = 50, TSR_QC_MAX_REL = 100 };
+/* The text an item-to-item query reads: "ID\nSUMMARY" (malloc'd), what
+ * `higen search --item` gives the generator. */
+char *tsr_i2i_text(const tsr_catalog *cat, int32_t item);
+/* The key a query's split and tuning subset hash: the trigger's id for
+ * an item-to-item query, else its text. */
+const char *tsr_query_split_key(const tsr_catalog *cat, const tsr_query *q);
 extern const char *const tsr_qc_names[TSR_QC_COUNT];
 /* Fields a construction's labels derive from, hidden from every method's
  * item text for that construction's queries (TSR_F_*). */
@@ -260,16 +280,21 @@ bool tsr_query_is_tune(const char *text);
  * sources merges their relevant sets). */
 tsr_status tsr_queries_build(tsr_queryset *qs, const tsr_catalog *cat, int construction);
 void tsr_queryset_free(tsr_queryset *qs);
-/* copies q (text and relevant set) into qs */
+/* copies q (text and relevant set) into qs, with no trigger
+ * (tsr_queryset_add_i2i: with one) */
 void tsr_queryset_add(tsr_queryset *qs, const char *text, int64_t user, const int32_t *rel,
                       int n_rel, int construction, int split);
+void tsr_queryset_add_i2i(tsr_queryset *qs, const char *text, int32_t trigger, const int32_t *rel, int n_rel,
+                          int construction, int split);
 
 /* ------------------------------------------------------ JSONL query files */
 
 /* A parsed query file line: {"query": str, "relevant": [str|int, ...],
- * "user": int|str (optional)}. Relevant ids stay strings here. */
+ * "user": int|str (optional), "trigger": str (optional: an item-to-item
+ * query's trigger item id)}. Ids stay strings here. */
 typedef struct {
     char *query;
+    char *trigger; /* NULL when absent */
     char **relevant;
     int n_relevant;
     int64_t user; /* -1 when absent */
@@ -289,9 +314,10 @@ tsr_status tsr_qfile_parse(tsr_qfile *qf, const char *buf, size_t len, const cha
 tsr_status tsr_qfile_read(tsr_qfile *qf, const char *path);
 void tsr_qfile_free(tsr_qfile *qf);
 /* Resolves the relevant ids against the catalog into qs (construction
- * TSR_QC_FILE, split from tsr_query_split). An unknown item id, or a user
- * that the catalog does not know (when it has users), is an error naming
- * the file line. */
+ * TSR_QC_FILE, split from tsr_query_split of the trigger's id when there
+ * is one, else of the text). An unknown item id or trigger, a trigger
+ * among its own relevant items, or a user that the catalog does not know
+ * (when it has users), is an error naming the file line. */
 tsr_status tsr_qfile_resolve(tsr_queryset *qs, const tsr_qfile *qf, const tsr_catalog *cat,
                              const char *name);
 /* Writes queries (one split or all when split < 0) as JSONL, atomically. */

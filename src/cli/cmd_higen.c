@@ -91,7 +91,8 @@ typedef struct {
     bool have_bpe;
     tsr_benc enc;
     bool have_enc;
-    float *emb; /* n_items x dim item embeddings */
+    float *emb;   /* n_items x dim item embeddings */
+    float *plain; /* the same without the efficiency term: an I2I trigger's query vector */
     tsr_higen_index ix;
     bool have_ix;
     tsr_higen_gen gen;
@@ -149,10 +150,9 @@ static tsr_status catalog_embeddings(const tsr_catalog *cat, const char *model_d
 static int embed_catalog(retriever *r, const char *model_dir, int view) {
     size_t n = (size_t)r->cat->n_items * r->enc.cfg.dim;
     r->emb = malloc(n * sizeof *r->emb);
-    float *plain = malloc(n * sizeof *plain);
-    TSR_ASSERT(r->emb && plain);
-    tsr_status st = catalog_embeddings(r->cat, model_dir, &r->enc, view, r->emb, plain);
-    free(plain);
+    r->plain = malloc(n * sizeof *r->plain);
+    TSR_ASSERT(r->emb && r->plain);
+    tsr_status st = catalog_embeddings(r->cat, model_dir, &r->enc, view, r->emb, r->plain);
     return st.code == TSR_OK ? CLI_OK : cli_fail(st, MODEL_HINT);
 }
 
@@ -256,25 +256,44 @@ static int topk_dense(const float *q, const float *emb, int dim, const int32_t *
     return m;
 }
 
-static int retrieve_text(retriever *r, const char *text, int k, int32_t *out);
+static int retrieve_text(retriever *r, const char *text, int32_t trigger, int k, int32_t *out);
 
 /* the encoder and the generator read the query text, plus the user's
- * profile on a personalised catalog (tsr_higen_query_text) */
+ * profile on a personalised catalog (tsr_higen_query_text). An item-to-item
+ * query (q->trigger >= 0): every method asks for k + 1 items and drops the
+ * trigger; the dense methods' query vector is the trigger's text-only item
+ * embedding. out holds k + 1 items. */
 static int retrieve(retriever *r, const tsr_query *q, int k, int32_t *out) {
-    if (k > 4096) k = 4096;
-    if (r->method == M_BM25) return tsr_bm25_search(&r->bm25, q->text, k, out, r->scores, r->scratch);
-    bool personal = r->cat && r->cat->n_users > 0 && q->user >= 0;
-    char *text = personal ? tsr_higen_query_text(r->cat, q->text, tsr_catalog_find_user(r->cat, q->user)) : NULL;
-    int n = retrieve_text(r, text ? text : q->text, k, out);
-    free(text);
+    if (k > 4095) k = 4095;
+    int kk = q->trigger >= 0 ? k + 1 : k, n;
+    if (r->method == M_BM25) n = tsr_bm25_search(&r->bm25, q->text, kk, out, r->scores, r->scratch);
+    else {
+        bool personal = r->cat && r->cat->n_users > 0 && q->user >= 0;
+        char *text = personal ? tsr_higen_query_text(r->cat, q->text, tsr_catalog_find_user(r->cat, q->user)) : NULL;
+        n = retrieve_text(r, text ? text : q->text, q->trigger, kk, out);
+        free(text);
+    }
+    if (q->trigger >= 0) { /* the trigger itself is not a related item */
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (out[i] != q->trigger) out[m] = out[i], r->scores[m] = r->scores[i], m++;
+        n = m < k ? m : k;
+    }
     return n;
 }
 
-static int retrieve_text(retriever *r, const char *text, int k, int32_t *out) {
+/* the encoder's query vector: the trigger's text-only embedding, or the text's */
+static const float *query_vec(retriever *r, const char *text, int32_t trigger, float *qe) {
+    if (trigger >= 0 && r->plain) return r->plain + (size_t)trigger * r->enc.cfg.dim;
+    tsr_higen_embed_query(qe, &r->bpe, &r->enc, text);
+    return qe;
+}
+
+static int retrieve_text(retriever *r, const char *text, int32_t trigger, int k, int32_t *out) {
     if (r->method == M_BIENCODER) {
         float qe[1024];
-        tsr_higen_embed_query(qe, &r->bpe, &r->enc, text);
-        return topk_dense(qe, r->emb, r->enc.cfg.dim, NULL, r->cat->n_items, k, out, r->scores);
+        const float *qv = query_vec(r, text, trigger, qe);
+        return topk_dense(qv, r->emb, r->enc.cfg.dim, NULL, r->cat->n_items, k, out, r->scores);
     }
     int ql = tsr_higen_encode(&r->bpe, text, r->qtok, r->gen.cfg.max_query);
     int beam = r->beam, kk = k < beam ? k : beam;
@@ -295,8 +314,8 @@ static int retrieve_text(retriever *r, const char *text, int k, int32_t *out) {
     for (int i = 0; i < nc; i++) r->cand_seen[r->cand[i]] = 0;
     free(top);
     float qe[1024];
-    tsr_higen_embed_query(qe, &r->bpe, &r->enc, text);
-    return topk_dense(qe, r->emb, r->enc.cfg.dim, r->cand, nc, k, out, r->scores);
+    const float *qv = query_vec(r, text, trigger, qe);
+    return topk_dense(qv, r->emb, r->enc.cfg.dim, r->cand, nc, k, out, r->scores);
 }
 
 static void retriever_close(retriever *r) {
@@ -308,6 +327,7 @@ static void retriever_close(retriever *r) {
     if (r->have_ix) tsr_higen_index_free(&r->ix);
     if (r->have_gen) tsr_higen_gen_free(&r->gen);
     free(r->emb);
+    free(r->plain);
     free(r->qtok);
     free(r->cand);
     free(r->cand_seen);
@@ -318,7 +338,10 @@ static void retriever_close(retriever *r) {
 
 /* The queries an eval or queries verb works on: a JSONL file, or one
  * construction's split. */
-#define QFILE_HINT "each line must be {\"query\": str, \"relevant\": [item ids], \"user\": optional}"
+#define QFILE_HINT                                                                                                     \
+    "each line must be {\"query\": str, \"relevant\": [item ids], \"user\": optional, \"trigger\": optional item id}"
+
+#define CONSTRUCTION_LIST "appstream, virtual, debtags, known-item, movielens, i2i-recommends, i2i-source"
 
 /* --construction and --split by name (before anything loads): the
  * construction in *c, the split in *sp (-1: all) and *tune (the tuning
@@ -327,8 +350,7 @@ static int construction_split(const char *prog, const char *construction, const 
                               bool *tune) {
     *c = tsr_qc_from_name(construction);
     if (*c < 0 || *c == TSR_QC_FILE)
-        return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, movielens)",
-                               construction);
+        return cli_usage_error(prog, "unknown --construction '%s' (" CONSTRUCTION_LIST ")", construction);
     *sp = -1;
     *tune = strcmp(split, "tune") == 0;
     if (*tune) *sp = TSR_SPLIT_TRAIN;
@@ -358,8 +380,10 @@ static int load_queries(const char *prog, const tsr_catalog *cat, const tsr_qfil
         return cli_fail(st, "the movielens construction needs --catalog ../shared/data/movielens-latest-small");
     }
     for (int32_t i = 0; i < all.n; i++)
-        if ((sp < 0 || all.q[i].split == sp) && (!tune || tsr_query_is_tune(all.q[i].text)))
+        if ((sp < 0 || all.q[i].split == sp) && (!tune || tsr_query_is_tune(tsr_query_split_key(cat, &all.q[i])))) {
             tsr_queryset_add(qs, all.q[i].text, all.q[i].user, all.q[i].rel, all.q[i].n_rel, c, all.q[i].split);
+            qs->q[qs->n - 1].trigger = all.q[i].trigger;
+        }
     tsr_queryset_free(&all);
     *qc = c;
     return CLI_OK;
@@ -391,7 +415,8 @@ static int cmd_queries(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *construction = NULL, *split = "all", *out = NULL;
     const arg_spec specs[] = {
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
-        {"construction", ARG_STR, &construction, "NAME", "appstream, virtual, debtags, known-item or movielens", NULL},
+        {"construction", ARG_STR, &construction, "NAME", CONSTRUCTION_LIST " (i2i-*: item-to-item, "
+                                                          "each query a trigger item)", NULL},
         {"split", ARG_STR, &split, "NAME", "train, tune, valid, test or all", NULL},
         {"out", ARG_STR, &out, "PATH", "JSONL query file to write", NULL},
     };
@@ -537,7 +562,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "DIR", "tokenizer, encoder, indexes and generators", NULL},
         {"beam", ARG_INT, &beam, "N", "beam width of the generative methods (they return at most N items)", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
-        {"construction", ARG_STR, &construction, "NAME", "instead of --queries: a built-in construction", NULL},
+        {"construction", ARG_STR, &construction, "NAME", "instead of --queries: a built-in construction, "
+                                                          CONSTRUCTION_LIST " (i2i-*: Hi-Gen-I2I, the trigger "
+                                                          "removed from every method's list)", NULL},
         {"split", ARG_STR, &split, "NAME", "the construction's split: train, valid, test or all; tune: the tuning "
                                             "subset of train (held out by 'train --tune')", NULL},
         {"k1", ARG_FLOAT, &k1, "X", "BM25 term-frequency saturation", NULL},
@@ -568,7 +595,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         tsr_catalog_free(&cat);
         return rc;
     }
-    int32_t ranked[100];
+    int32_t ranked[101];
     tsr_metric_acc acc = {0};
     double t0 = now_s();
     for (int32_t i = 0; i < qs.n; i++) {
@@ -610,7 +637,8 @@ static int cmd_search(const char *prog, int argc, char **argv) {
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
         {"query", ARG_STR, &query, "TEXT", "what to search for", NULL},
-        {"item", ARG_STR, &item, "ID", "instead of --query: items related to this one (Hi-Gen-I2I)", NULL},
+        {"item", ARG_STR, &item, "ID", "instead of --query: items related to this one (Hi-Gen-I2I; bm25 reads its "
+                                       "name + summary, biencoder uses its item embedding)", NULL},
         {"user", ARG_I64, &user, "ID", "user id (personalised catalog only)", &user_set},
         {"k", ARG_INT, &k, "N", "results to print (also -k)", NULL},
         {"method", ARG_STR, &method_name, "NAME", METHOD_LIST, NULL},
@@ -640,7 +668,6 @@ static int cmd_search(const char *prog, int argc, char **argv) {
     int method = method_from(prog, method_name);
     if (method < 0) return CLI_USAGE;
     bool generative = method != M_BM25 && method != M_BIENCODER && method != M_HIGEN_CLUSTER;
-    if (item && !generative) return cli_usage_error(prog, "--item needs a generative --method (higen, nci, dsi, ...)");
     if (generative && k + (item != NULL) > beam) beam = k + (item != NULL);
     tsr_catalog cat;
     bool have_cat = !generative || catalog_set || user_set;
@@ -662,31 +689,31 @@ static int cmd_search(const char *prog, int argc, char **argv) {
     TSR_ASSERT(top);
     char *i2i = NULL;
     if (item) { /* Hi-Gen-I2I: the generator reads the item's own text, as its indexing examples taught it */
-        for (int32_t i = 0; i < r.ix.n_items && trigger < 0; i++)
-            if (strcmp(r.ix.ids[i], item) == 0) trigger = i;
+        if (have_cat) trigger = tsr_catalog_find(&cat, item);
+        else
+            for (int32_t i = 0; i < r.ix.n_items && trigger < 0; i++)
+                if (strcmp(r.ix.ids[i], item) == 0) trigger = i;
         if (trigger < 0) {
             free(top);
             retriever_close(&r);
             if (have_cat) tsr_catalog_free(&cat);
-            return cli_fail(tsr_errorf(TSR_ERR_ARG, "unknown item '%s' (not in the index)", item),
+            return cli_fail(tsr_errorf(TSR_ERR_ARG, "unknown item '%s' (not in the %s)", item,
+                                       have_cat ? "catalog" : "index"),
                             "--item must be a package name of the catalog");
         }
-        size_t len = strlen(r.ix.ids[trigger]) + strlen(r.ix.summaries[trigger]) + 2;
-        i2i = malloc(len);
-        TSR_ASSERT(i2i);
-        snprintf(i2i, len, "%s\n%s", r.ix.ids[trigger], r.ix.summaries[trigger]);
+        if (have_cat) i2i = tsr_i2i_text(&cat, trigger);
+        else {
+            size_t len = strlen(r.ix.ids[trigger]) + strlen(r.ix.summaries[trigger]) + 2;
+            i2i = malloc(len);
+            TSR_ASSERT(i2i);
+            snprintf(i2i, len, "%s\n%s", r.ix.ids[trigger], r.ix.summaries[trigger]);
+        }
         query = i2i;
     }
-    tsr_query q = {.text = (char *)query, .user = user};
+    tsr_query q = {.text = (char *)query, .user = user, .trigger = trigger};
     double t0 = now_s();
-    int n = retrieve(&r, &q, k + (trigger >= 0), top);
+    int n = retrieve(&r, &q, k, top); /* an --item trigger is dropped from the list */
     double ms = 1e3 * (now_s() - t0);
-    if (trigger >= 0) { /* the trigger itself is not a related item */
-        int m = 0;
-        for (int i = 0; i < n; i++)
-            if (top[i] != trigger) top[m] = top[i], r.scores[m] = r.scores[i], m++;
-        n = m < k ? m : k;
-    }
     if (cm.json) printf("{\"query\": "), cli_json_str(stdout, query), printf(", \"method\": \"%s\", \"ms\": %.3f, \"results\": [", k_methods[method], ms);
     for (int i = 0; i < n; i++) {
         const char *id = have_cat ? cat.items[top[i]].id : r.ix.ids[top[i]];
@@ -780,7 +807,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     static const int beams[2] = {10, 50};
     for (int bi = 0; bi < 2; bi++) {
         r.beam = beams[bi];
-        tsr_query q = {.user = -1};
+        tsr_query q = {.user = -1, .trigger = -1};
         q.text = texts[0];
         retrieve(&r, &q, 10, out); /* warm-up */
         double t0 = now_s();

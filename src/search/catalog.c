@@ -177,6 +177,7 @@ static tsr_status pkg_line(const char *line, int lineno, void *ud) {
     it->section = srch_strdup(jstr(o, "section"));
     it->priority = srch_strdup(jstr(o, "priority"));
     it->appstream = srch_strdup("");
+    it->source = srch_strdup(jstr(o, "source")[0] ? jstr(o, "source") : it->id);
     it->essential = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "essential"));
     jstrv(o, "tags", &it->tags, &it->n_tags, false);
     jstrv(o, "provides", &it->provides, &it->n_provides, false);
@@ -354,6 +355,14 @@ tsr_status tsr_catalog_load_debian(tsr_catalog *cat, const char *dir) {
                 }
         }
     }
+    if (st.code == TSR_OK) /* recommends and suggests stay with the items (the I2I constructions) */
+        for (int32_t i = 0; i < cat->n_items; i++) {
+            tsr_item *it = &cat->items[i];
+            it->recommends = pc.deps[1][i], it->n_recommends = pc.n_deps[1][i];
+            it->suggests = pc.deps[2][i], it->n_suggests = pc.n_deps[2][i];
+            pc.deps[1][i] = pc.deps[2][i] = NULL;
+            pc.n_deps[1][i] = pc.n_deps[2][i] = 0;
+        }
     for (int k = 0; k < 3; k++) {
         for (int32_t i = 0; i < cat->n_items; i++) srch_strv_free(pc.deps[k][i], pc.n_deps[k][i]);
         free(pc.deps[k]);
@@ -403,6 +412,9 @@ void tsr_catalog_free(tsr_catalog *cat) {
         srch_strv_free(it->as_categories, it->n_as_categories);
         srch_strv_free(it->keywords, it->n_keywords);
         srch_strv_free(it->provides, it->n_provides);
+        free(it->source);
+        srch_strv_free(it->recommends, it->n_recommends);
+        srch_strv_free(it->suggests, it->n_suggests);
     }
     free(cat->items);
     tsr_strmap_free(&cat->by_id);

@@ -1,6 +1,6 @@
 /* tessera search: JSONL query files, the input of `higen eval` and
- * `ebrm eval`: one {"query": str, "relevant": [ids], "user": optional}
- * object a line. Parsing (fuzzed by fuzz/fuzz_qfile.c) is separate from
+ * `ebrm eval`: one {"query": str, "relevant": [ids], "user": optional,
+ * "trigger": optional item id (item-to-item queries)} object a line. Parsing (fuzzed by fuzz/fuzz_qfile.c) is separate from
  * resolving ids against a catalog. */
 #include "search_internal.h"
 
@@ -25,6 +25,7 @@ static void clip(char *out, size_t n, const char *s) {
 void tsr_qfile_free(tsr_qfile *qf) {
     for (int i = 0; i < qf->n; i++) {
         free(qf->l[i].query);
+        free(qf->l[i].trigger);
         srch_strv_free(qf->l[i].relevant, qf->l[i].n_relevant);
     }
     free(qf->l);
@@ -58,7 +59,7 @@ static tsr_status parse_line(tsr_qline *ql, const char *s, size_t len, const cha
     ql->user = -1;
     cJSON *o = cJSON_ParseWithLength(s, len);
     tsr_status st = tsr_ok();
-    const cJSON *q = NULL, *r = NULL, *u = NULL, *e;
+    const cJSON *q = NULL, *r = NULL, *u = NULL, *t = NULL, *e;
     if (!cJSON_IsObject(o)) {
         st = tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a JSON object", name, lineno);
         goto done;
@@ -66,6 +67,7 @@ static tsr_status parse_line(tsr_qline *ql, const char *s, size_t len, const cha
     q = cJSON_GetObjectItemCaseSensitive(o, "query");
     r = cJSON_GetObjectItemCaseSensitive(o, "relevant");
     u = cJSON_GetObjectItemCaseSensitive(o, "user");
+    t = cJSON_GetObjectItemCaseSensitive(o, "trigger");
     if (!cJSON_IsString(q) || !q->valuestring) {
         st = tsr_errorf(TSR_ERR_FORMAT, "%s:%d: \"query\" must be a string", name, lineno);
         goto done;
@@ -108,6 +110,14 @@ static tsr_status parse_line(tsr_qline *ql, const char *s, size_t len, const cha
         }
         ql->user = v;
     }
+    if (t && !cJSON_IsNull(t)) {
+        if (!id_of(t, id, sizeof id)) {
+            st = tsr_errorf(TSR_ERR_FORMAT, "%s:%d: \"trigger\" must be an item id (a non-empty string)", name,
+                            lineno);
+            goto done;
+        }
+        ql->trigger = srch_strdup(id);
+    }
     ql->query = srch_strdup(q->valuestring);
 done:
     cJSON_Delete(o);
@@ -115,6 +125,8 @@ done:
         srch_strv_free(ql->relevant, ql->n_relevant);
         ql->relevant = NULL;
         ql->n_relevant = 0;
+        free(ql->trigger);
+        ql->trigger = NULL;
     }
     return st;
 }
@@ -188,8 +200,25 @@ tsr_status tsr_qfile_resolve(tsr_queryset *qs, const tsr_qfile *qf, const tsr_ca
                                   name, l->line, c);
             }
         }
+        int32_t trig = -1;
+        if (l->trigger) {
+            trig = tsr_catalog_find(cat, l->trigger);
+            clip(c, sizeof c, l->trigger);
+            for (int j = 0; trig >= 0 && j < l->n_relevant; j++)
+                if (rel[j] == trig) {
+                    free(rel);
+                    return tsr_errorf(TSR_ERR_FORMAT, "%s:%d: the trigger '%s' is among its own relevant items",
+                                      name, l->line, c);
+                }
+            if (trig < 0) {
+                free(rel);
+                return tsr_errorf(TSR_ERR_FORMAT, "%s:%d: unknown trigger '%s' (not in the catalog)", name,
+                                  l->line, c);
+            }
+        }
         tsr_queryset_add(qs, l->query, l->user, rel, l->n_relevant, TSR_QC_FILE,
-                         tsr_query_split(l->query));
+                         tsr_query_split(trig >= 0 ? cat->items[trig].id : l->query));
+        qs->q[qs->n - 1].trigger = trig;
     }
     free(rel);
     return tsr_ok();
@@ -210,6 +239,7 @@ tsr_status tsr_queryset_write(const tsr_queryset *qs, const tsr_catalog *cat, in
             cJSON_AddItemToArray(r, cJSON_CreateString(cat->items[q->rel[j]].id));
         cJSON_AddItemToObject(o, "relevant", r);
         if (q->user >= 0) cJSON_AddNumberToObject(o, "user", (double)q->user);
+        if (q->trigger >= 0) cJSON_AddStringToObject(o, "trigger", cat->items[q->trigger].id);
         char *s = cJSON_PrintUnformatted(o);
         TSR_ASSERT(s);
         size_t m = strlen(s);

@@ -6,9 +6,13 @@
 
 #include <string.h>
 
-const char *const tsr_qc_names[TSR_QC_COUNT] = {"appstream", "virtual", "debtags",
-                                                 "known-item", "movielens", "file"};
-_Static_assert(TSR_QC_COUNT == 6, "tsr_qc_names out of date");
+const char *const tsr_qc_names[TSR_QC_COUNT] = {"appstream", "virtual", "debtags",       "known-item",
+                                                 "movielens", "file",    "i2i-recommends", "i2i-source"};
+_Static_assert(TSR_QC_COUNT == 8, "tsr_qc_names out of date");
+
+bool tsr_qc_is_i2i(int construction) {
+    return construction == TSR_QC_I2I_RECOMMENDS || construction == TSR_QC_I2I_SOURCE;
+}
 const char *const tsr_split_names[TSR_SPLIT_COUNT] = {"train", "valid", "test"};
 
 int tsr_qc_from_name(const char *name) {
@@ -25,7 +29,8 @@ int tsr_split_from_name(const char *name) {
 
 unsigned tsr_qc_hidden(int construction) {
     /* AppStream keywords and `provides` are never item text; debtags queries
-     * are phrased from tags, so the tags are hidden for them. */
+     * are phrased from tags, so the tags are hidden for them. The I2I labels
+     * (recommends, suggests, source) are never item text either. */
     return construction == TSR_QC_DEBTAGS ? TSR_F_TAGS : 0u;
 }
 
@@ -60,6 +65,16 @@ bool tsr_query_is_tune(const char *text) {
     return h % 8 == 0;
 }
 
+const char *tsr_query_split_key(const tsr_catalog *cat, const tsr_query *q) {
+    return q->trigger >= 0 && q->trigger < cat->n_items ? cat->items[q->trigger].id : q->text;
+}
+
+void tsr_queryset_add_i2i(tsr_queryset *qs, const char *text, int32_t trigger, const int32_t *rel, int n_rel,
+                          int construction, int split) {
+    tsr_queryset_add(qs, text, -1, rel, n_rel, construction, split);
+    qs->q[qs->n - 1].trigger = trigger;
+}
+
 void tsr_queryset_add(tsr_queryset *qs, const char *text, int64_t user, const int32_t *rel,
                       int n_rel, int construction, int split) {
     if (qs->n == qs->cap) {
@@ -76,6 +91,7 @@ void tsr_queryset_add(tsr_queryset *qs, const char *text, int64_t user, const in
     memcpy(q->rel, rel, (size_t)n_rel * sizeof *rel);
     q->construction = construction;
     q->split = split;
+    q->trigger = -1;
 }
 
 void tsr_queryset_free(tsr_queryset *qs) {
@@ -162,7 +178,7 @@ static void groups_emit(groups *g, tsr_queryset *qs, int construction, int min_r
 /* The most relevant items a construction's query may name: beyond this a
  * "query" is a browse category, not a search (recall@k is then tiny by
  * construction). */
-enum { MAX_REL = 100 };
+enum { MAX_REL = TSR_QC_MAX_REL };
 
 static void build_appstream(groups *g, const tsr_catalog *cat) {
     for (int32_t i = 0; i < cat->n_items; i++)
@@ -276,13 +292,120 @@ static void build_movielens(groups *g, const tsr_catalog *cat) {
     }
 }
 
+/* ----------------------------------------------- item-to-item (I2I) */
+
+char *tsr_i2i_text(const tsr_catalog *cat, int32_t item) {
+    const tsr_item *it = &cat->items[item];
+    size_t n = strlen(it->id) + strlen(it->summary) + 2;
+    char *s = malloc(n);
+    TSR_ASSERT(s);
+    snprintf(s, n, "%s\n%s", it->id, it->summary);
+    return s;
+}
+
+/* per-item sets of related items */
+typedef struct {
+    int32_t **v;
+    int *n, *cap;
+} relsets;
+
+static void rel_add(relsets *r, int32_t i, int32_t j) {
+    for (int k = 0; k < r->n[i]; k++)
+        if (r->v[i][k] == j) return;
+    if (r->n[i] == r->cap[i]) {
+        r->cap[i] = r->cap[i] ? 2 * r->cap[i] : 4;
+        r->v[i] = realloc(r->v[i], (size_t)r->cap[i] * sizeof **r->v);
+        TSR_ASSERT(r->v[i]);
+    }
+    r->v[i][r->n[i]++] = j;
+}
+
+/* i2i-recommends: j is related to i when i recommends or suggests j, or j
+ * recommends or suggests i. Names are matched as the reverse counts match
+ * them: a name that is not a catalog item (a virtual package, a package
+ * outside the snapshot) is dropped; the snapshot lists each alternative as
+ * a name of its own. */
+static void build_i2i_recommends(relsets *r, const tsr_catalog *cat) {
+    for (int32_t i = 0; i < cat->n_items; i++) {
+        const tsr_item *it = &cat->items[i];
+        for (int k = 0; k < it->n_recommends + it->n_suggests; k++) {
+            const char *name = k < it->n_recommends ? it->recommends[k] : it->suggests[k - it->n_recommends];
+            int32_t j = tsr_catalog_find(cat, name);
+            if (j < 0 || j == i) continue;
+            rel_add(r, i, j);
+            rel_add(r, j, i);
+        }
+    }
+}
+
+/* i2i-source: the other binaries of the trigger's source package; families
+ * above TSR_I2I_MAX_FAMILY binaries are skipped. */
+static void build_i2i_source(relsets *r, const tsr_catalog *cat) {
+    tsr_strmap fam;
+    tsr_strmap_init(&fam, cat->n_items);
+    int32_t *head = malloc((size_t)cat->n_items * sizeof *head), *next = malloc((size_t)cat->n_items * sizeof *next),
+            *size = calloc((size_t)cat->n_items, sizeof *size);
+    TSR_ASSERT(head && next && size);
+    int32_t n_fam = 0;
+    for (int32_t i = cat->n_items - 1; i >= 0; i--) { /* lists in item order */
+        const char *src = cat->items[i].source ? cat->items[i].source : cat->items[i].id;
+        int32_t f = tsr_strmap_get(&fam, src);
+        if (f < 0) {
+            f = n_fam++;
+            head[f] = -1;
+            tsr_strmap_put(&fam, src, f);
+        }
+        next[i] = head[f];
+        head[f] = i;
+        size[f]++;
+    }
+    for (int32_t f = 0; f < n_fam; f++) {
+        if (size[f] < 2 || size[f] > TSR_I2I_MAX_FAMILY) continue;
+        for (int32_t i = head[f]; i >= 0; i = next[i])
+            for (int32_t j = head[f]; j >= 0; j = next[j])
+                if (j != i) rel_add(r, i, j);
+    }
+    tsr_strmap_free(&fam);
+    free(head);
+    free(next);
+    free(size);
+}
+
+/* one query per trigger with 1..TSR_QC_MAX_REL related items, in item
+ * order, related items sorted; split by the trigger's id */
+static void build_i2i(tsr_queryset *qs, const tsr_catalog *cat, int construction) {
+    relsets r;
+    r.v = calloc((size_t)cat->n_items, sizeof *r.v);
+    r.n = calloc((size_t)cat->n_items, sizeof *r.n);
+    r.cap = calloc((size_t)cat->n_items, sizeof *r.cap);
+    TSR_ASSERT(r.v && r.n && r.cap);
+    if (construction == TSR_QC_I2I_RECOMMENDS) build_i2i_recommends(&r, cat);
+    else build_i2i_source(&r, cat);
+    for (int32_t i = 0; i < cat->n_items; i++) {
+        if (r.n[i] >= 1 && r.n[i] <= MAX_REL) {
+            sort_i32(r.v[i], r.n[i]);
+            char *text = tsr_i2i_text(cat, i);
+            tsr_queryset_add_i2i(qs, text, i, r.v[i], r.n[i], construction, tsr_query_split(cat->items[i].id));
+            free(text);
+        }
+        free(r.v[i]);
+    }
+    free(r.v);
+    free(r.n);
+    free(r.cap);
+}
+
 tsr_status tsr_queries_build(tsr_queryset *qs, const tsr_catalog *cat, int construction) {
     bool deb = cat->kind == TSR_CATALOG_DEBIAN;
-    if (construction < 0 || construction >= TSR_QC_FILE)
+    if (construction < 0 || construction >= TSR_QC_COUNT || construction == TSR_QC_FILE)
         return tsr_errorf(TSR_ERR_ARG, "unknown query construction %d", construction);
     if (deb == (construction == TSR_QC_MOVIELENS))
         return tsr_errorf(TSR_ERR_ARG, "the %s construction needs the %s catalog",
                           tsr_qc_names[construction], deb ? "MovieLens" : "Debian");
+    if (tsr_qc_is_i2i(construction)) {
+        build_i2i(qs, cat, construction);
+        return tsr_ok();
+    }
     groups g = {0};
     tsr_strmap_init(&g.idx, 4096);
     int min_rel = 1;
