@@ -914,7 +914,10 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
             lq[2] += 1.0 / (rank[L - 1] + 1);
         }
         for (int s = 0; s < 3; s++) last[s] += lq[s] / q->n_rel;
-        int n = tsr_higen_beam_search(&r.gen, &r.ix.trie, r.qtok, ql, beam, beam, top, NULL);
+        int n = tsr_higen_beam_search(&r.gen, &r.ix.trie, r.qtok, ql, beam, beam, top, NULL), m = 0;
+        for (int b = 0; b < n; b++) /* an item-to-item trigger is not a result */
+            if (top[b] != q->trigger) top[m++] = top[b];
+        n = m;
         int best[TSR_HIGEN_MAX_DEPTH] = {0}, any[TSR_HIGEN_MAX_DEPTH] = {0}, hb = 0, ha = 0;
         for (int j = 0; j < q->n_rel; j++) {
             int Lr = tsr_higen_docid(&r.ix.trie, q->rel[j], rd);
