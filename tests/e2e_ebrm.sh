@@ -54,6 +54,15 @@ echo '{"query": "pdf viewer", "relevant": ["zathura"' >"$TMP/bad.jsonl"
 "$BIN" ebrm eval --queries "$TMP/bad.jsonl" --method bm25 >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && [ "$(wc -l <"$TMP/err")" -le 2 ] && grep -q "bad.jsonl:1" "$TMP/err" && ok ||
     bad "a malformed query file: $(cat "$TMP/err")"
+# item-to-item sets (higen's Hi-Gen-I2I) are not text queries: refused before anything loads
+"$BIN" ebrm eval --construction i2i-source --method bm25 >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] && grep -q "item-to-item" "$TMP/err" && ok || bad "eval --construction i2i-source is not a usage error"
+"$BIN" ebrm rank --query pdf --construction i2i-recommends >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "rank --construction i2i-recommends is not a usage error"
+echo '{"query": "zathura", "trigger": "zathura", "relevant": ["zathura-pdf-poppler"]}' >"$TMP/i2i.jsonl"
+"$BIN" ebrm eval --queries "$TMP/i2i.jsonl" --method bm25 >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && [ "$(wc -l <"$TMP/err")" -le 2 ] && grep -q "i2i.jsonl:1" "$TMP/err" && ok ||
+    bad "a query file with a trigger is not a one-line error: $(cat "$TMP/err")"
 # Everything below runs from a directory outside the repository, with no
 # ../shared in reach: score, rank, explain, eval and POST /v1/relevance must
 # find the shipped model and the shipped copy of the catalog

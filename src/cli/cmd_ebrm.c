@@ -341,7 +341,7 @@ static const char *default_model(int method, const char *model, char *buf, size_
  * after a usage error */
 static int construction_from(const char *prog, const char *name) {
     int cons = tsr_qc_from_name(name);
-    if (cons >= 0 && cons != TSR_QC_MOVIELENS) return cons;
+    if (cons >= 0 && cons != TSR_QC_MOVIELENS && !tsr_qc_is_i2i(cons)) return cons;
     cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item, file)", name);
     return -1;
 }
@@ -698,6 +698,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     int cons = TSR_QC_FILE, split = -1;
     if (cons_name) {
         cons = tsr_qc_from_name(cons_name);
+        if (cons >= 0 && tsr_qc_is_i2i(cons))
+            return cli_usage_error(prog, "--construction %s is an item-to-item set (higen eval); ebrm ranks items for "
+                                         "text queries (appstream, virtual, debtags, known-item)", cons_name);
         if (cons < 0 || cons == TSR_QC_MOVIELENS || (!queries && cons == TSR_QC_FILE))
             return cli_usage_error(prog, "unknown --construction '%s' (appstream, virtual, debtags, known-item)", cons_name);
         split = strcmp(split_name, "tune") == 0 ? TSR_EBRM_SPLIT_TUNE : tsr_split_from_name(split_name);
@@ -708,6 +711,13 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (queries) {
         st = tsr_qfile_read(&qf, queries);
         if (st.code != TSR_OK) return cli_fail(st, QFILE_HINT);
+        for (int i = 0; i < qf.n; i++)
+            if (qf.l[i].trigger) {
+                int line = qf.l[i].line;
+                tsr_qfile_free(&qf);
+                return cli_fail(tsr_errorf(TSR_ERR_ARG, "%s:%d: an item-to-item query (\"trigger\")", queries, line),
+                                "ebrm ranks items for text queries; evaluate item-to-item sets with higen eval");
+            }
     }
     char mb[1024];
     env v;
