@@ -2,8 +2,9 @@
  * catalog.c: the Debian catalog's packages.jsonl, appstream.jsonl and
  * virtual-package-names-list.yaml, plain or gzip; src/search/movielens.c:
  * movies.csv, ratings.csv and tags.csv), then what every family builds on
- * a loaded catalog: the query constructions, BM25 over every field, a
- * search, and EBRM's entities. The first byte picks the loader; the rest
+ * a loaded catalog: the query constructions (the item-to-item ones too: a
+ * trigger is an item and never among its own relevant ones), BM25 over
+ * every field, a search, and EBRM's entities. The first byte picks the loader; the rest
  * is the three files, separated by the line "#--#". Any input loads or
  * gives a one-line status; a loaded catalog's items, paths and queries
  * stay in range. Files go through a folder in /dev/shm (or /tmp). Build:
@@ -57,13 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int l = 0; l < cat.n_levels; l++)
             if (it->path[l] < 0 || it->path[l] >= cat.n_cat[l]) __builtin_trap();
     }
-    for (int c = 0; c < TSR_QC_FILE; c++) {
-        if ((c == TSR_QC_MOVIELENS) != ml) continue;
+    for (int c = 0; c < TSR_QC_COUNT; c++) { /* every construction, the item-to-item ones too */
+        if (c == TSR_QC_FILE || (c == TSR_QC_MOVIELENS) != ml) continue;
         tsr_queryset qs = {0};
         if (tsr_queries_build(&qs, &cat, c).code == TSR_OK)
-            for (int32_t q = 0; q < qs.n; q++)
+            for (int32_t q = 0; q < qs.n; q++) {
+                const int32_t t = qs.q[q].trigger;
+                if (t < -1 || t >= cat.n_items || (tsr_qc_is_i2i(c) && t < 0)) __builtin_trap();
                 for (int32_t r = 0; r < qs.q[q].n_rel; r++)
-                    if (qs.q[q].rel[r] < 0 || qs.q[q].rel[r] >= cat.n_items) __builtin_trap();
+                    if (qs.q[q].rel[r] < 0 || qs.q[q].rel[r] >= cat.n_items || qs.q[q].rel[r] == t) __builtin_trap();
+            }
         tsr_queryset_free(&qs);
     }
     tsr_bm25 ix;
