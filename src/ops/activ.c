@@ -66,10 +66,12 @@ static inline float tanh_d(float x) {
 }
 
 /* one loop per kind over cnt elements: a switch inside the loop would
- * keep -O2 from vectorising */
+ * keep -O2 from vectorising. The if clause names parallel: without the
+ * modifier it also applies to simd, and arrays under PAR_MIN ran one
+ * element at a time. */
 #define ACT_LOOP(STMT)                                                                            \
     do {                                                                                          \
-        _Pragma("omp parallel for simd schedule(static) if (cnt >= PAR_MIN)")                     \
+        _Pragma("omp parallel for simd schedule(static) if (parallel: cnt >= PAR_MIN)")           \
         for (int64_t i = 0; i < cnt; i++) STMT;                                                   \
     } while (0)
 
@@ -137,7 +139,7 @@ static void swiglu_backward(tsr_ctx *c, tsr_node *n) {
     int64_t N = gt->numel;
     /* one loop per case so each body is branch-free and vectorises */
     if (dg && du) {
-#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: N >= PAR_MIN)
         for (int64_t i = 0; i < N; i++) {
             float s, sn;
             sigm2(g[i], &s, &sn);
@@ -145,14 +147,14 @@ static void swiglu_backward(tsr_ctx *c, tsr_node *n) {
             du[i] += go[i] * g[i] * s;
         }
     } else if (dg) {
-#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: N >= PAR_MIN)
         for (int64_t i = 0; i < N; i++) {
             float s, sn;
             sigm2(g[i], &s, &sn);
             dg[i] += go[i] * u[i] * s * (1.0f + g[i] * sn);
         }
     } else if (du) {
-#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: N >= PAR_MIN)
         for (int64_t i = 0; i < N; i++) du[i] += go[i] * g[i] * sigm(g[i]);
     }
 }
@@ -163,7 +165,7 @@ tsr_tensor *tsr_swiglu(tsr_ctx *c, tsr_tensor *gate, tsr_tensor *up) {
     const float *g = tsr_f32(gate), *u = tsr_f32(up);
     float *y = tsr_f32(out);
     int64_t N = gate->numel;
-#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) y[i] = g[i] * sigm(g[i]) * u[i];
     tsr_tensor *ins[2] = {gate, up};
     tsr_record(c, "swiglu", swiglu_backward, out, 2, ins);
@@ -179,7 +181,7 @@ static void dropout_backward(tsr_ctx *c, tsr_node *n) {
     const float *go = n->out->grad;
     float *gx = tsr_grad(c, x), s = n->farg[0];
     int64_t N = x->numel;
-#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) gx[i] += m[i] ? go[i] * s : 0.0f;
 }
 
@@ -206,7 +208,7 @@ tsr_tensor *tsr_dropout(tsr_ctx *c, tsr_tensor *x, float p) {
     tsr_tensor *out = tsr_new_like(c, x);
     const float *X = tsr_f32(x);
     float *Y = tsr_f32(out);
-#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) Y[i] = m[i] ? X[i] * s : 0.0f;
     tsr_node *n = tsr_record(c, "dropout", dropout_backward, out, 1, &x);
     if (n) n->saved = m, n->farg[0] = s;
@@ -222,7 +224,7 @@ static void relu_dropout_backward(tsr_ctx *c, tsr_node *n) {
     const float *go = n->out->grad, *X = tsr_f32(x);
     float *gx = tsr_grad(c, x), s = n->farg[0];
     int64_t N = x->numel;
-#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) gx[i] += m[i] && X[i] > 0.0f ? go[i] * s : 0.0f;
 }
 
@@ -235,7 +237,7 @@ tsr_tensor *tsr_relu_dropout(tsr_ctx *c, tsr_tensor *x, float p) {
     tsr_tensor *out = tsr_new_like(c, x);
     const float *X = tsr_f32(x);
     float *Y = tsr_f32(out);
-#pragma omp parallel for simd schedule(static) if (N >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: N >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) Y[i] = m[i] && X[i] > 0.0f ? X[i] * s : 0.0f;
     tsr_node *n = tsr_record(c, "relu_dropout", relu_dropout_backward, out, 1, &x);
     if (n) n->saved = m, n->farg[0] = s;

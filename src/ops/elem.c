@@ -12,6 +12,8 @@
 
 /* below this many elements, waking threads costs more than it saves */
 #define PAR_MIN 32768
+/* "if (parallel: ...)" on the "parallel for simd" loops: an unqualified if
+ * clause also turns simd off, so small arrays ran scalar */
 /* binary-op tiles: long rows are cut so a single row still spreads */
 #define BIN_TILE 4096
 /* reduce column block: per-tile stack accumulator */
@@ -269,7 +271,7 @@ void tsr_reduce_acc_ref(float *dst, const float *g, float scale, int ndo, const 
 /* ------------------------------------------------------- autograd ops */
 
 static void vec_acc(float *dst, const float *src, float s, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) dst[i] += s * src[i];
 }
 
@@ -314,7 +316,7 @@ static void binary_backward(tsr_ctx *c, tsr_node *n) {
     if (b->requires_grad) {
         const float *Y = tsr_f32(y);
         int64_t ny = y->numel;
-#pragma omp parallel for simd schedule(static) if (ny >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: ny >= PAR_MIN)
         for (int64_t i = 0; i < ny; i++) tmp[i] *= Y[i];
         acc_reduced(c, b, tmp, -1.0f, y);
     }
@@ -352,10 +354,10 @@ static tsr_tensor *scalar_op(tsr_ctx *c, tsr_tensor *x, float s, bool add) {
     float *O = tsr_f32(out);
     int64_t n = x->numel;
     if (add) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++) O[i] = X[i] + s;
     } else {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel: n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++) O[i] = X[i] * s;
     }
     tsr_node *nd = tsr_record(c, add ? "add_scalar" : "scale", scalar_backward, out, 1, &x);
