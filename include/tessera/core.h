@@ -118,6 +118,17 @@ void *tsr_arena_alloc(tsr_arena *a, size_t bytes);  /* uninitialised */
 void *tsr_arena_calloc(tsr_arena *a, size_t bytes); /* zeroed */
 void tsr_arena_reset(tsr_arena *a);
 void tsr_arena_free(tsr_arena *a);
+/* A point to rewind to: tsr_arena_rewind(a, m) hands everything allocated
+ * after tsr_arena_mark(a) back for reuse (its blocks stay chained), so a
+ * tape-free pass that copies out what it keeps can run stage after stage
+ * in the same memory (fewer fresh pages, warmer cache). Anything allocated
+ * after the mark is invalid afterwards; a reset invalidates the mark. */
+typedef struct {
+    tsr_arena_block *head;
+    size_t used, used_total;
+} tsr_arena_pos;
+tsr_arena_pos tsr_arena_mark(const tsr_arena *a);
+void tsr_arena_rewind(tsr_arena *a, tsr_arena_pos m);
 
 /* ----------------------------------------------------------------- tensor */
 

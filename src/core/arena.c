@@ -80,6 +80,22 @@ void tsr_arena_reset(tsr_arena *a) {
     a->used_total = 0;
 }
 
+tsr_arena_pos tsr_arena_mark(const tsr_arena *a) {
+    tsr_arena_pos m = {a->head, a->head ? a->head->used : 0, a->used_total};
+    return m;
+}
+
+void tsr_arena_rewind(tsr_arena *a, tsr_arena_pos m) {
+    if (!m.head) { /* marked before the first block: rewind to its start */
+        if (a->first) a->first->used = 0;
+        a->head = a->first;
+    } else {
+        a->head = m.head;
+        a->head->used = m.used;
+    }
+    a->used_total = m.used_total;
+}
+
 void tsr_arena_free(tsr_arena *a) {
     tsr_arena_block *b = a->first;
     while (b) {
