@@ -2,7 +2,8 @@
  * -logsigmoid) against their _ref twins, finite differences and PyTorch;
  * the whole model on a tiny config against the PyTorch reference
  * (tools/refs/gen_narformer.py -> tests/refs/narformer.tref): predictions,
- * losses and every gradient, for both heads; save/load round trip. */
+ * losses and every gradient, for both heads; save/load round trip; the
+ * sparse prediction path against PyTorch and the dense forward. */
 #include "testutil.h"
 #include "tessera/narformer.h"
 #include "tessera/ops.h"
@@ -104,6 +105,15 @@ static void test_model(const tref *r, int head) {
     tsr_tensor *y = tref_tensor(&c, r, REF("y"), false);
     tsr_tensor *pred = tsr_nf_forward(&c, &m, x, adj, sf);
     tu_close_ref(r, REF("pred"), tsr_f32(pred), pred->numel, 1e-5, 1e-4);
+    { /* the sparse prediction path on the same inputs, without the tape */
+        c.grad_enabled = false;
+        c.training = false;
+        tsr_tensor *ps = tsr_nf_forward_sparse(&c, &m, x, adj, sf);
+        tu_close_ref(r, REF("pred"), tsr_f32(ps), ps->numel, 1e-5, 1e-4);
+        tu_close("sparse vs dense prediction", tsr_f32(ps), tsr_f32(pred), pred->numel, 1e-7, 1e-6);
+        c.grad_enabled = true;
+        c.training = true;
+    }
     tsr_tensor *loss = tsr_nf_loss_ratio(&c, pred, y);
     if (head == TSR_NF_HEAD_ACCURACY) {
         tsr_tensor *perm = tsr_new(&c, TSR_I32, TSR_DIMS(3));
@@ -200,12 +210,61 @@ static void test_batched(void) {
     tsr_nf_model_free(&m);
 }
 
+/* the sparse prediction path (tsr_nf_forward_sparse) against the dense
+ * forward on graphs of the size that made the dense form slow: 300 tokens
+ * (past OpenBLAS's K blocking), the shipped latency config, a hub node
+ * with many neighbours, an isolated node, a batch with one adjacency per
+ * graph and a batch sharing one; accuracy head too */
+static void test_sparse(void) {
+    enum { B = 3, N = 300 };
+    for (int head = 0; head < 2; head++) {
+        tsr_nf_cfg cfg = tsr_nf_default_cfg(head, TSR_NF_TOKEN_DIM);
+        cfg.dim = 64;
+        cfg.fc_hidden = 64;
+        cfg.dropout = 0;
+        tsr_nf_model m;
+        tsr_status st = tsr_nf_model_init(&m, &cfg, 5 + head);
+        TU_CHECK(st.code == 0, "%s", st.msg);
+        for (int i = 0; i < m.params.n; i++) /* let the FFN branch matter too */
+            if (strstr(m.params.items[i]->name, "gamma")) tsr_init_const(m.params.items[i], 0.5f);
+        tsr_ctx c;
+        tsr_ctx_init(&c, 1 << 24);
+        c.grad_enabled = false;
+        for (int shared = 0; shared < 2; shared++) {
+            tsr_ctx_reset(&c);
+            tsr_tensor *x = tsr_new(&c, TSR_F32, TSR_DIMS(B, N, TSR_NF_TOKEN_DIM));
+            tu_randn(tsr_f32(x), x->numel, 21 + shared, 1.0f);
+            tsr_tensor *adj = shared ? tsr_zeros(&c, TSR_F32, TSR_DIMS(N, N)) : tsr_zeros(&c, TSR_F32, TSR_DIMS(B, N, N));
+            float *a = tsr_f32(adj);
+            for (int b = 0; b < (shared ? 1 : B); b++)
+                for (int i = 0; i + 1 < N - 1; i++) { /* node N-1 stays isolated */
+                    int js[3] = {i + 1, (i * 37 + 11 * b + 5) % (N - 1), i % 7 == 0 ? 150 : i}; /* chain, skip, hub */
+                    for (int k = 0; k < 3; k++)
+                        if (js[k] != i) a[((int64_t)b * N + i) * N + js[k]] = a[((int64_t)b * N + js[k]) * N + i] = 1.0f;
+                }
+            tsr_tensor *sf = NULL;
+            if (head == TSR_NF_HEAD_LATENCY) {
+                sf = tsr_new(&c, TSR_F32, TSR_DIMS(B, TSR_NF_STATIC_DIM));
+                tu_randn(tsr_f32(sf), sf->numel, 31, 1.0f);
+            }
+            tsr_tensor *pd = tsr_nf_forward(&c, &m, x, adj, sf), *ps = tsr_nf_forward_sparse(&c, &m, x, adj, sf);
+            for (int b = 0; b < B; b++)
+                TU_CHECK(fabsf(tsr_f32(ps)[b] - tsr_f32(pd)[b]) <= 1e-5f * fabsf(tsr_f32(pd)[b]),
+                         "head %d shared %d graph %d: sparse %.9g dense %.9g", head, shared, b, tsr_f32(ps)[b],
+                         tsr_f32(pd)[b]);
+        }
+        tsr_ctx_free(&c);
+        tsr_nf_model_free(&m);
+    }
+}
+
 int main(void) {
     tref *r = tref_load("tests/refs/narformer.tref");
     test_ops(r);
     test_model(r, TSR_NF_HEAD_LATENCY);
     test_model(r, TSR_NF_HEAD_ACCURACY);
     test_batched();
+    test_sparse();
     tref_free(r);
     return tu_finish("narformer_model");
 }

@@ -355,7 +355,8 @@ static tsr_tensor *graph_forward(tsr_ctx *c, const tsr_nf_lat_pred *p, const tsr
     tsr_tensor *adj = tsr_new(c, TSR_F32, TSR_DIMS(N, N));
     tsr_tensor *sf = tsr_new(c, TSR_F32, TSR_DIMS(1, TSR_NF_STATIC_DIM));
     tsr_nf_tokenize(g, tsr_f32(x), tsr_f32(adj), tsr_f32(sf));
-    if (p->method == TSR_NF_METHOD_NARFORMER) return tsr_nf_forward(c, &p->nf, x, adj, sf);
+    if (p->method == TSR_NF_METHOD_NARFORMER) /* training: dense (recorded); prediction: sparse */
+        return c->grad_enabled ? tsr_nf_forward(c, &p->nf, x, adj, sf) : tsr_nf_forward_sparse(c, &p->nf, x, adj, sf);
     float *a = tsr_f32(adj);
     for (int i = 0; i < N; i++) { /* mean over neighbours */
         double d = 0;

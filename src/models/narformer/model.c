@@ -201,20 +201,102 @@ static tsr_tensor *group_linear(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_te
     return tsr_layernorm(c, glin(c, x, w, b), lnw, lnb, 1e-5f);
 }
 
+/* the adjacency's nonzeros row by row, for prediction: Ba graphs (1 when
+ * one (N,N) adjacency is shared by the batch) of N rows; row r = b*N + i
+ * holds columns col[start[r]..start[r+1]) in increasing order, values val */
+typedef struct {
+    int64_t Ba, N;
+    int64_t *start;
+    int32_t *col;
+    float *val;
+} nf_nbrs;
+
+static void nbrs_build(tsr_ctx *c, const tsr_tensor *adj, int64_t N, nf_nbrs *s) {
+    const float *a = tsr_f32(adj);
+    s->Ba = adj->ndim == 3 ? adj->shape[0] : 1;
+    s->N = N;
+    int64_t R = s->Ba * N, nnz = 0;
+    for (int64_t i = 0; i < R * N; i++) nnz += a[i] != 0.0f;
+    s->start = tsr_arena_alloc(&c->arena, sizeof(int64_t) * (size_t)(R + 1));
+    s->col = tsr_arena_alloc(&c->arena, sizeof(int32_t) * (size_t)(nnz > 0 ? nnz : 1));
+    s->val = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)(nnz > 0 ? nnz : 1));
+    int64_t k = 0;
+    for (int64_t r = 0; r < R; r++) {
+        s->start[r] = k;
+        for (int64_t j = 0; j < N; j++)
+            if (a[r * N + j] != 0.0f) {
+                s->col[k] = (int32_t)j;
+                s->val[k++] = a[r * N + j];
+            }
+    }
+    s->start[R] = k;
+}
+
+/* 8 independent partial sums, so the loop vectorises without fast-math */
+static float dot8(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0.0f;
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[k + l] * b[k + l];
+    for (; k < n; k++) tail += a[k] * b[k];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+/* S x of the attention below over the adjacency's nonzeros, without the
+ * tape (prediction): s_ij = (q_i . q_j) * scale * a_ij, w_ij = s_ij /
+ * (sum_j s_ij + 1e-6), out_i = sum_j w_ij x_j. The dense form's zero
+ * entries add exact zeros to every sum, so this is the same function in
+ * O(edges * Din) instead of O(N^2 * Din); only the summation order differs
+ * (relative differences ~1e-7, docs/narformer.md). */
+static tsr_tensor *sparse_attend(tsr_ctx *c, tsr_tensor *q, tsr_tensor *x, const nf_nbrs *a, float scale) {
+    const int64_t B = x->shape[0], N = x->shape[1], Din = x->shape[2];
+    tsr_tensor *out = tsr_zeros(c, TSR_F32, TSR_DIMS(B, N, Din));
+    const float *Q = tsr_f32(q), *X = tsr_f32(x);
+    float *O = tsr_f32(out);
+    int64_t maxdeg = 1;
+    for (int64_t r = 0; r < a->Ba * N; r++)
+        if (a->start[r + 1] - a->start[r] > maxdeg) maxdeg = a->start[r + 1] - a->start[r];
+    float *w = tsr_arena_alloc(&c->arena, sizeof(float) * (size_t)maxdeg);
+    for (int64_t b = 0; b < B; b++) {
+        const float *Qb = Q + b * N * Din, *Xb = X + b * N * Din;
+        for (int64_t i = 0; i < N; i++) {
+            const int64_t r = (a->Ba == 1 ? 0 : b) * N + i, k0 = a->start[r], nk = a->start[r + 1] - k0;
+            float rs = 0.0f;
+            for (int64_t k = 0; k < nk; k++) {
+                w[k] = dot8(Qb + i * Din, Qb + (int64_t)a->col[k0 + k] * Din, Din) * scale * a->val[k0 + k];
+                rs += w[k];
+            }
+            rs += 1e-6f;
+            float *o = O + (b * N + i) * Din;
+            for (int64_t k = 0; k < nk; k++) {
+                const float wk = w[k] / rs, *xj = Xb + (int64_t)a->col[k0 + k] * Din;
+                for (int64_t d = 0; d < Din; d++) o[d] += wk * xj[d];
+            }
+        }
+    }
+    return out;
+}
+
+/* nbrs: NULL for the dense form (training: the tape records it), else the
+ * adjacency's nonzeros for the sparse prediction path */
 static tsr_tensor *layer_forward(tsr_ctx *c, const tsr_nf_model *m, const tsr_nf_layer *ly,
-                                 tsr_tensor *x, tsr_tensor *adj, tsr_tensor *deg) {
+                                 tsr_tensor *x, tsr_tensor *adj, const nf_nbrs *nbrs, tsr_tensor *deg) {
     int64_t B = x->shape[0], N = x->shape[1], Din = x->shape[2];
     if (m->cfg.degree) {
         tsr_tensor *gate = tsr_sigmoid(c, tsr_linear(c, deg, ly->lin_d_w, ly->lin_d_b));
         x = tsr_mul(c, x, gate);
     }
     tsr_tensor *q = tsr_sigmoid(c, tsr_linear(c, x, ly->qk_w, ly->qk_b));
-    tsr_tensor *s = tsr_matmul(c, q, q, false, true); /* (B,N,N) */
-    s = tsr_scale(c, s, 1.0f / sqrtf((float)Din));
-    s = tsr_mul(c, s, adj);
-    tsr_tensor *rs = tsr_add_scalar(c, tsr_sum(c, s, -1, true), 1e-6f);
-    s = tsr_div(c, s, rs);
-    tsr_tensor *agg = tsr_matmul(c, s, x, false, false); /* (B,N,Din) */
+    tsr_tensor *agg;
+    if (nbrs) agg = sparse_attend(c, q, x, nbrs, 1.0f / sqrtf((float)Din));
+    else {
+        tsr_tensor *s = tsr_matmul(c, q, q, false, true); /* (B,N,N) */
+        s = tsr_scale(c, s, 1.0f / sqrtf((float)Din));
+        s = tsr_mul(c, s, adj);
+        tsr_tensor *rs = tsr_add_scalar(c, tsr_sum(c, s, -1, true), 1e-6f);
+        s = tsr_div(c, s, rs);
+        agg = tsr_matmul(c, s, x, false, false); /* (B,N,Din) */
+    }
     tsr_tensor *h = tsr_add(c, tsr_linear(c, agg, ly->l_w, ly->l_b), tsr_linear(c, x, ly->r_w, NULL));
     h = tsr_l2_normalize(c, h, 1e-12f);
     h = tsr_relu_dropout(c, h, m->cfg.dropout);
@@ -229,13 +311,17 @@ static tsr_tensor *layer_forward(tsr_ctx *c, const tsr_nf_model *m, const tsr_nf
     return tsr_add(c, h, tsr_mul(c, f, ly->gamma));
 }
 
-tsr_tensor *tsr_nf_forward(tsr_ctx *c, const tsr_nf_model *m, tsr_tensor *x, tsr_tensor *adj,
-                           tsr_tensor *static_feat) {
+static tsr_tensor *forward(tsr_ctx *c, const tsr_nf_model *m, tsr_tensor *x, tsr_tensor *adj,
+                           tsr_tensor *static_feat, bool sparse) {
     const tsr_nf_cfg *cfg = &m->cfg;
     TSR_ASSERT(x->ndim == 3 && x->shape[2] == cfg->in_dim);
     int64_t B = x->shape[0], N = x->shape[1], D = cfg->dim, L = cfg->n_layers;
     TSR_ASSERT(adj->shape[adj->ndim - 1] == N && adj->shape[adj->ndim - 2] == N);
-    /* degrees (constant): (B,N,1) or (N,1) */
+    TSR_ASSERT(adj->ndim == 2 || (adj->ndim == 3 && (adj->shape[0] == B || adj->shape[0] == 1)));
+    nf_nbrs nb;
+    if (sparse) nbrs_build(c, adj, N, &nb);
+    /* degrees (constant): (B,N,1) or (N,1); the sparse path sums the same
+     * nonzeros in the same order (zeros add nothing): the same values */
     tsr_tensor *deg = NULL;
     if (cfg->degree) {
         int64_t Ba = adj->ndim == 3 ? adj->shape[0] : 1;
@@ -243,13 +329,24 @@ tsr_tensor *tsr_nf_forward(tsr_ctx *c, const tsr_nf_model *m, tsr_tensor *x, tsr
         const float *a = tsr_f32(adj);
         for (int64_t i = 0; i < Ba * N; i++) {
             float sum = 0;
-            for (int64_t j = 0; j < N; j++) sum += a[i * N + j];
+            if (sparse)
+                for (int64_t k = nb.start[i]; k < nb.start[i + 1]; k++) sum += nb.val[k];
+            else
+                for (int64_t j = 0; j < N; j++) sum += a[i * N + j];
             tsr_f32(deg)[i] = sum;
         }
     }
     tsr_tensor *pooled[32];
     for (int i = 0; i < L; i++) {
-        x = layer_forward(c, m, &m->layers[i], x, adj, deg);
+        if (sparse) { /* no tape: each layer runs in the memory of the one before (fewer fresh pages) */
+            tsr_tensor *keep = tsr_new(c, TSR_F32, TSR_DIMS(B, N, D));
+            tsr_arena_pos mk = tsr_arena_mark(&c->arena);
+            tsr_tensor *y = layer_forward(c, m, &m->layers[i], x, adj, &nb, deg);
+            memcpy(tsr_f32(keep), tsr_f32(y), sizeof(float) * (size_t)keep->numel);
+            tsr_arena_rewind(&c->arena, mk);
+            x = keep;
+        } else
+            x = layer_forward(c, m, &m->layers[i], x, adj, NULL, deg);
         if (cfg->head == TSR_NF_HEAD_ACCURACY) pooled[i] = tsr_mean(c, x, 1, false); /* (B,D) */
     }
     tsr_tensor *h;
@@ -271,6 +368,17 @@ tsr_tensor *tsr_nf_forward(tsr_ctx *c, const tsr_nf_model *m, tsr_tensor *x, tsr
     h = tsr_relu_dropout(c, tsr_linear(c, h, m->fc2_w, m->fc2_b), cfg->dropout);
     h = tsr_linear(c, h, m->pred_w, m->pred_b);
     return tsr_neg_logsigmoid(c, h); /* (B,1) */
+}
+
+tsr_tensor *tsr_nf_forward(tsr_ctx *c, const tsr_nf_model *m, tsr_tensor *x, tsr_tensor *adj,
+                           tsr_tensor *static_feat) {
+    return forward(c, m, x, adj, static_feat, false);
+}
+
+tsr_tensor *tsr_nf_forward_sparse(tsr_ctx *c, const tsr_nf_model *m, tsr_tensor *x, tsr_tensor *adj,
+                                  tsr_tensor *static_feat) {
+    TSR_ASSERT(!c->grad_enabled); /* no backward: training runs tsr_nf_forward */
+    return forward(c, m, x, adj, static_feat, true);
 }
 
 tsr_tensor *tsr_nf_loss_ratio(tsr_ctx *c, tsr_tensor *pred, tsr_tensor *y) {
