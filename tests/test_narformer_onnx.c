@@ -66,6 +66,42 @@ static void test_encoding(void) {
     TU_CHECK(fabs(e[8] - sin(3.0 * pow(10000.0, -0.8))) < 1e-6, "f_4 = 10000^-0.8");
 }
 
+/* tsr_nf_tokenize encodes each distinct scalar once per call (a memo):
+ * its tokens must be bit for bit those of tsr_nf_encode_scalar per field,
+ * on generated graphs of every family (hundreds of tokens, many distinct
+ * values, memo slots shared) */
+static void test_tokenize_memo(void) {
+    const int E = 2 * TSR_NF_FREQS;
+    for (int f = 0; f < TSR_NF_FAMILIES; f++)
+        for (uint64_t seed = 8; seed < 10; seed++) {
+            tsr_nf_graph g;
+            tsr_status st = tsr_nf_netgen(&g, f, seed);
+            TU_CHECK(st.code == 0, "netgen: %s", st.msg);
+            if (st.code) continue;
+            float *tok = malloc(sizeof(float) * (size_t)g.n * TSR_NF_TOKEN_DIM);
+            float *ref = calloc((size_t)g.n * TSR_NF_TOKEN_DIM, sizeof(float));
+            tsr_nf_tokenize(&g, tok, NULL, NULL);
+            for (int i = 0; i < g.n; i++) {
+                const tsr_nf_node *nd = &g.nodes[i];
+                float *t = ref + (size_t)i * TSR_NF_TOKEN_DIM;
+                if (nd->op >= 0) {
+                    t[nd->op] = 1.0f;
+                    for (int a = 0; a < nd->n_attr && a < TSR_NF_ATTRS; a++)
+                        tsr_nf_encode_scalar(t + TSR_NF_OPS + a * E, nd->attr[a], TSR_NF_FREQS);
+                }
+                for (int d = 0; d < 4; d++)
+                    tsr_nf_encode_scalar(t + TSR_NF_OPS + TSR_NF_ATTRS * E + d * E,
+                                         d < nd->ndim ? (double)nd->shape[d] : 0.0, TSR_NF_FREQS);
+            }
+            TU_CHECK(!memcmp(tok, ref, sizeof(float) * (size_t)g.n * TSR_NF_TOKEN_DIM),
+                     "%s seed %llu: tokens differ from the per-field encoding", tsr_nf_family_name(f),
+                     (unsigned long long)seed);
+            free(tok);
+            free(ref);
+            tsr_nf_graph_free(&g);
+        }
+}
+
 static int try_parse(const uint8_t *b, size_t n) {
     tsr_onnx_model m;
     tsr_status st = tsr_onnx_parse(&m, b, n);
@@ -131,6 +167,7 @@ static void test_hostile(void) {
 
 int main(void) {
     test_encoding();
+    test_tokenize_memo();
     test_resnet18();
     test_hostile();
     return tu_finish("narformer_onnx");

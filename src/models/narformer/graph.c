@@ -67,9 +67,44 @@ void tsr_nf_encode_scalar(float *out, double x, int n_freqs) {
     }
 }
 
+/* A graph's tokens repeat few scalars (kernel 3, stride 1, a handful of
+ * channel and spatial sizes): each distinct value is encoded once per
+ * call and copied after, with the frequencies computed once. The same
+ * expressions as tsr_nf_encode_scalar, so the same values. */
+enum { ENC_MEMO = 256 };
+typedef struct {
+    double f[TSR_NF_FREQS];
+    uint64_t key[ENC_MEMO];
+    bool used[ENC_MEMO];
+    float enc[ENC_MEMO][2 * TSR_NF_FREQS];
+} enc_memo;
+
+static void enc_memo_init(enc_memo *m) {
+    for (int j = 0; j < TSR_NF_FREQS; j++) m->f[j] = pow(10000.0, -(double)j / TSR_NF_FREQS);
+    memset(m->used, 0, sizeof m->used);
+}
+
+static void enc_memo_put(enc_memo *m, float *out, double x) {
+    uint64_t k;
+    memcpy(&k, &x, sizeof k);
+    uint32_t h = (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 56) & (ENC_MEMO - 1);
+    if (!m->used[h] || m->key[h] != k) {
+        for (int j = 0; j < TSR_NF_FREQS; j++) {
+            m->enc[h][2 * j] = (float)sin(x * m->f[j]);
+            m->enc[h][2 * j + 1] = (float)cos(x * m->f[j]);
+        }
+        m->key[h] = k;
+        m->used[h] = true;
+    }
+    memcpy(out, m->enc[h], sizeof m->enc[h]);
+}
+
 void tsr_nf_tokenize(const tsr_nf_graph *g, float *tokens, float *adj, float *static_feat) {
     const int E = 2 * TSR_NF_FREQS;
     if (tokens) {
+        enc_memo *memo = malloc(sizeof *memo);
+        TSR_ASSERT(memo);
+        enc_memo_init(memo);
         memset(tokens, 0, sizeof(float) * (size_t)g->n * TSR_NF_TOKEN_DIM);
         for (int i = 0; i < g->n; i++) {
             const tsr_nf_node *nd = &g->nodes[i];
@@ -77,12 +112,13 @@ void tsr_nf_tokenize(const tsr_nf_graph *g, float *tokens, float *adj, float *st
             if (nd->op >= 0) {
                 t[nd->op] = 1.0f;
                 for (int a = 0; a < nd->n_attr && a < TSR_NF_ATTRS; a++)
-                    tsr_nf_encode_scalar(t + TSR_NF_OPS + a * E, nd->attr[a], TSR_NF_FREQS);
+                    enc_memo_put(memo, t + TSR_NF_OPS + a * E, nd->attr[a]);
             }
             for (int d = 0; d < 4; d++)
-                tsr_nf_encode_scalar(t + TSR_NF_OPS + TSR_NF_ATTRS * E + d * E,
-                                     d < nd->ndim ? (double)nd->shape[d] : 0.0, TSR_NF_FREQS);
+                enc_memo_put(memo, t + TSR_NF_OPS + TSR_NF_ATTRS * E + d * E,
+                             d < nd->ndim ? (double)nd->shape[d] : 0.0);
         }
+        free(memo);
     }
     if (adj) {
         memset(adj, 0, sizeof(float) * (size_t)g->n * g->n);
