@@ -34,6 +34,13 @@ WC=../shared/data/worldcover/ESA_WorldCover_10m_2021_v200_N00E006_Map.tif
 GDAL=0
 "$BIN" apt segment --image "$T/none.tif" --landcover "$T/none.tif" --out "$T/m.tif" --model $FIX 2> "$T/e"
 grep -q "without GDAL" "$T/e" || GDAL=1
+# GDAL is loaded on first use (dlopen in src/io/raster.c), never linked: its
+# hundred dependencies cost every command ~80 ms of start-up when it was
+if command -v ldd > /dev/null && ldd "$BIN" > "$T/ldd" 2>&1; then
+    ! grep -q "libgdal" "$T/ldd" && ok || bad "the binary links libgdal (it should dlopen it): $(grep libgdal "$T/ldd")"
+else
+    echo "e2e_apt: ldd absent or not usable here: the not-linked-to-GDAL check skipped"
+fi
 
 # a PNG image and a same-grid land-cover PNG (class 40 in a block)
 python3 - "$T" <<'PY'

@@ -1,7 +1,9 @@
 /* tessera io: rasters with georeferencing — GeoTIFF (and anything else GDAL
  * reads) in and out through GDAL, PNG always. src/io/raster.c. GDAL is an
  * optional build dependency (libgdal-dev, found by pkg-config): without it
- * PNG works and every GeoTIFF call returns one clear error. Used by apt. */
+ * PNG works and every GeoTIFF call returns one clear error. With it, libgdal
+ * is still not linked but loaded on the first GeoTIFF call (dlopen); if it
+ * cannot be loaded then, that call returns one clear error. Used by apt. */
 #ifndef TESSERA_RASTER_H
 #define TESSERA_RASTER_H
 #include "tessera/core.h"
@@ -20,7 +22,7 @@ typedef struct {
 } tsr_raster;
 
 void tsr_raster_free(tsr_raster *r);
-/* true when built with GDAL */
+/* true when built with GDAL (whether libgdal loads is known on first use) */
 bool tsr_raster_have_gdal(void);
 
 /* An image as 8-bit RGB: PNG (grey expanded), or through GDAL any raster

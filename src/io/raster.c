@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #ifdef TSR_HAVE_GDAL
+#include <dlfcn.h>
+#include <pthread.h>
+
 #include <cpl_conv.h>
 #include <cpl_error.h>
 #include <cpl_string.h>
@@ -53,31 +56,83 @@ static tsr_status no_gdal(const char *path) {
                                    "(install libgdal-dev and rebuild for GeoTIFF)", path);
 }
 #else
-static void gdal_init(void) {
-    static bool done;
-    if (!done) {
-        GDALAllRegister();
-        CPLSetErrorHandler(CPLQuietErrorHandler);
-        done = true;
+/* GDAL is loaded on first use, not linked: libgdal pulls in about a hundred
+ * shared libraries (curl, proj, geos, xml2, odbc, heif, ...) whose loading
+ * and relocation cost every tessera command ~80 ms of CPU at start-up, while
+ * only apt's GeoTIFF input/output and reprojection need it. The headers
+ * still give the types, struct layouts and macros; every call goes through
+ * this table, filled once by dlopen/dlsym of the libgdal the build found
+ * (its SONAME, TSR_GDAL_SONAME, from CMakeLists.txt). */
+#ifndef TSR_GDAL_SONAME
+#define TSR_GDAL_SONAME "libgdal.so"
+#endif
+#define TSR_GDAL_FNS(X)                                                                                               \
+    X(GDALAllRegister) X(CPLSetErrorHandler) X(CPLQuietErrorHandler) X(CPLErrorReset) X(CPLGetLastErrorMsg)          \
+    X(CPLGetLastErrorType) X(CPLMalloc) X(CSLSetNameValue) X(CSLDestroy) X(GDALOpen) X(GDALClose)                    \
+    X(GDALGetProjectionRef) X(GDALGetGeoTransform) X(GDALSetGeoTransform) X(GDALSetProjection) X(GDALGetRasterBand)  \
+    X(GDALGetRasterXSize) X(GDALGetRasterYSize) X(GDALGetRasterCount) X(GDALRasterIO) X(GDALRasterIOEx) X(GDALCreate) \
+    X(GDALGetDriverByName) X(GDALCreateGenImgProjTransformer2) X(GDALGenImgProjTransform)                            \
+    X(GDALDestroyGenImgProjTransformer) X(GDALCreateWarpOptions) X(GDALDestroyWarpOptions)                            \
+    X(GDALCreateWarpOperation) X(GDALChunkAndWarpImage) X(GDALDestroyWarpOperation)
+
+static struct {
+#define TSR_GDAL_FIELD(f) __typeof__(&f) f;
+    TSR_GDAL_FNS(TSR_GDAL_FIELD)
+#undef TSR_GDAL_FIELD
+} gd;
+static pthread_once_t gdal_once = PTHREAD_ONCE_INIT;
+static bool gdal_loaded;
+static char gdal_why[320];
+
+static void gdal_load(void) {
+    void *lib = dlopen(TSR_GDAL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        const char *e = dlerror();
+        snprintf(gdal_why, sizeof gdal_why, "%s could not be loaded (install gdal-bin, which brings it): %.120s", TSR_GDAL_SONAME,
+                 e ? e : "dlopen failed");
+        return;
     }
+    void *p;
+#define TSR_GDAL_SYM(f)                                                                                              \
+    if (!(p = dlsym(lib, #f))) {                                                                                     \
+        snprintf(gdal_why, sizeof gdal_why, "%s has no %s (a GDAL too old or not the one tessera was built with)",     \
+                 TSR_GDAL_SONAME, #f);                                                                               \
+        dlclose(lib);                                                                                                \
+        return;                                                                                                      \
+    }                                                                                                                \
+    memcpy(&gd.f, &p, sizeof p);
+    TSR_GDAL_FNS(TSR_GDAL_SYM)
+#undef TSR_GDAL_SYM
+    gd.GDALAllRegister();
+    gd.CPLSetErrorHandler(gd.CPLQuietErrorHandler);
+    gdal_loaded = true;
+}
+
+/* loads GDAL once (thread-safe); a clear error naming path when it cannot */
+static tsr_status gdal_init(const char *path) {
+    pthread_once(&gdal_once, gdal_load);
+    if (!gdal_loaded) return tsr_errorf(TSR_ERR_IO, "%s: GeoTIFF needs GDAL: %s", path, gdal_why);
+    return tsr_ok();
 }
 
 static tsr_status gdal_open(const char *path, GDALDatasetH *ds) {
-    gdal_init();
+    *ds = NULL;
+    tsr_status st = gdal_init(path);
+    if (st.code) return st;
     if (access(path, R_OK) != 0 && strncmp(path, "/vsi", 4) != 0)
         return tsr_errorf(TSR_ERR_IO, "%s: cannot open (no such file or not readable)", path);
-    CPLErrorReset();
-    *ds = GDALOpen(path, GA_ReadOnly);
+    gd.CPLErrorReset();
+    *ds = gd.GDALOpen(path, GA_ReadOnly);
     if (!*ds) {
-        const char *m = CPLGetLastErrorMsg();
+        const char *m = gd.CPLGetLastErrorMsg();
         return tsr_errorf(TSR_ERR_FORMAT, "%s: not a raster GDAL can read%s%.160s", path, m && *m ? ": " : "", m ? m : "");
     }
     return tsr_ok();
 }
 
 static void georef_of(GDALDatasetH ds, tsr_raster *r) {
-    const char *wkt = GDALGetProjectionRef(ds);
-    if (GDALGetGeoTransform(ds, r->gt) == CE_None && wkt && *wkt) {
+    const char *wkt = gd.GDALGetProjectionRef(ds);
+    if (gd.GDALGetGeoTransform(ds, r->gt) == CE_None && wkt && *wkt) {
         r->georef = true;
         r->wkt = strdup(wkt);
         TSR_ASSERT(r->wkt);
@@ -90,14 +145,14 @@ static tsr_status read_bands(GDALDatasetH ds, const char *path, int x0, int y0, 
     GDALRasterIOExtraArg ex;
     INIT_RASTERIO_EXTRA_ARG(ex);
     ex.eResampleAlg = mode ? GRIORA_Mode : GRIORA_NearestNeighbour;
-    CPLErrorReset();
+    gd.CPLErrorReset();
     for (int b = 0; b < nb; b++) {
-        GDALRasterBandH band = GDALGetRasterBand(ds, bands[b]);
-        CPLErr e = band ? GDALRasterIOEx(band, GF_Read, x0, y0, w, h, px + b, ow, oh, GDT_Byte, nb,
+        GDALRasterBandH band = gd.GDALGetRasterBand(ds, bands[b]);
+        CPLErr e = band ? gd.GDALRasterIOEx(band, GF_Read, x0, y0, w, h, px + b, ow, oh, GDT_Byte, nb,
                                          (GSpacing)nb * ow, &ex)
                         : CE_Failure;
         if (e != CE_None) {
-            const char *m = CPLGetLastErrorMsg();
+            const char *m = gd.CPLGetLastErrorMsg();
             return tsr_errorf(TSR_ERR_FORMAT, "%s: cannot read band %d (corrupt or truncated?)%s%.160s", path, bands[b],
                               m && *m ? ": " : "", m ? m : "");
         }
@@ -140,9 +195,9 @@ tsr_status tsr_raster_read_rgb_window(const char *path, int x0, int y0, int w, i
     GDALDatasetH ds = NULL;
     tsr_status st = gdal_open(path, &ds);
     if (st.code) return st;
-    const int W = GDALGetRasterXSize(ds), H = GDALGetRasterYSize(ds), nb = GDALGetRasterCount(ds);
+    const int W = gd.GDALGetRasterXSize(ds), H = gd.GDALGetRasterYSize(ds), nb = gd.GDALGetRasterCount(ds);
     if (nb < 1 || W < 1 || H < 1) {
-        GDALClose(ds);
+        gd.GDALClose(ds);
         return tsr_errorf(TSR_ERR_FORMAT, "%s: a raster with no bands or no pixels", path);
     }
     if (w == 0 && h == 0) { /* the whole raster */
@@ -150,11 +205,11 @@ tsr_status tsr_raster_read_rgb_window(const char *path, int x0, int y0, int w, i
         h = H;
     }
     if (x0 < 0 || y0 < 0 || w < 1 || h < 1 || x0 > W - w || y0 > H - h) {
-        GDALClose(ds);
+        gd.GDALClose(ds);
         return tsr_errorf(TSR_ERR_ARG, "%s: window %d,%d %dx%d lies outside the %d x %d raster", path, x0, y0, w, h, W, H);
     }
     if ((int64_t)w * h > TSR_RASTER_MAX_PIXELS) {
-        GDALClose(ds);
+        gd.GDALClose(ds);
         return too_big(path, w, h);
     }
     int bands[3] = {1, nb >= 3 ? 2 : 1, nb >= 3 ? 3 : 1};
@@ -172,7 +227,7 @@ tsr_status tsr_raster_read_rgb_window(const char *path, int x0, int y0, int w, i
             r->gt[3] = g3 + x0 * r->gt[4] + y0 * r->gt[5];
         }
     }
-    GDALClose(ds);
+    gd.GDALClose(ds);
     if (st.code) tsr_raster_free(r);
     return st;
 #endif
@@ -196,12 +251,12 @@ tsr_status tsr_raster_probe(const char *path, tsr_raster *r) {
     GDALDatasetH ds = NULL;
     tsr_status st = gdal_open(path, &ds);
     if (st.code) return st;
-    r->w = GDALGetRasterXSize(ds);
-    r->h = GDALGetRasterYSize(ds);
-    r->bands = GDALGetRasterCount(ds);
+    r->w = gd.GDALGetRasterXSize(ds);
+    r->h = gd.GDALGetRasterYSize(ds);
+    r->bands = gd.GDALGetRasterCount(ds);
     if (r->bands < 1 || r->w < 1 || r->h < 1) st = tsr_errorf(TSR_ERR_FORMAT, "%s: a raster with no bands or no pixels", path);
     else georef_of(ds, r);
-    GDALClose(ds);
+    gd.GDALClose(ds);
     if (st.code) tsr_raster_free(r);
     return st;
 #endif
@@ -227,13 +282,14 @@ static tsr_status classes_on_grid(const char *path, const tsr_raster *img, bool 
         return tsr_ok();
     }
 #ifndef TSR_HAVE_GDAL
+    (void)need_overlap;
     return no_gdal(path);
 #else
     GDALDatasetH src;
     tsr_status st = gdal_open(path, &src);
     if (st.code) return st;
-    if (GDALGetRasterCount(src) < 1) {
-        GDALClose(src);
+    if (gd.GDALGetRasterCount(src) < 1) {
+        gd.GDALClose(src);
         return tsr_errorf(TSR_ERR_FORMAT, "%s: a raster with no bands", path);
     }
     tsr_raster lc = {0};
@@ -241,7 +297,7 @@ static tsr_status classes_on_grid(const char *path, const tsr_raster *img, bool 
     *cls = calloc((size_t)N, 1);
     TSR_ASSERT(*cls);
     if (!img->georef || !lc.georef) {
-        int w = GDALGetRasterXSize(src), h = GDALGetRasterYSize(src), b1 = 1;
+        int w = gd.GDALGetRasterXSize(src), h = gd.GDALGetRasterYSize(src), b1 = 1;
         if (w != img->w || h != img->h) {
             st = tsr_errorf(TSR_ERR_SHAPE, "%s: %s, so the land-cover map must be on the image grid: it is %d x %d, the image %d x %d",
                             path, img->georef ? "the land-cover map has no georeferencing" : "the image has no georeferencing",
@@ -250,37 +306,37 @@ static tsr_status classes_on_grid(const char *path, const tsr_raster *img, bool 
             st = read_bands(src, path, 0, 0, w, h, w, h, &b1, 1, false, *cls);
         }
     } else {
-        GDALDatasetH dst = GDALCreate(GDALGetDriverByName("MEM"), "", img->w, img->h, 1, GDT_Byte, NULL);
+        GDALDatasetH dst = gd.GDALCreate(gd.GDALGetDriverByName("MEM"), "", img->w, img->h, 1, GDT_Byte, NULL);
         TSR_ASSERT(dst);
-        GDALSetGeoTransform(dst, (double *)img->gt);
-        GDALSetProjection(dst, img->wkt);
-        CPLErrorReset();
-        void *tr = GDALCreateGenImgProjTransformer2(src, dst, NULL);
+        gd.GDALSetGeoTransform(dst, (double *)img->gt);
+        gd.GDALSetProjection(dst, img->wkt);
+        gd.CPLErrorReset();
+        void *tr = gd.GDALCreateGenImgProjTransformer2(src, dst, NULL);
         if (!tr) {
             st = tsr_errorf(TSR_ERR_ARG, "%s: cannot transform between its CRS and the image's%s%.120s", path,
-                            *CPLGetLastErrorMsg() ? ": " : "", CPLGetLastErrorMsg());
+                            *gd.CPLGetLastErrorMsg() ? ": " : "", gd.CPLGetLastErrorMsg());
         } else {
-            GDALWarpOptions *wo = GDALCreateWarpOptions();
+            GDALWarpOptions *wo = gd.GDALCreateWarpOptions();
             wo->hSrcDS = src;
             wo->hDstDS = dst;
             wo->nBandCount = 1;
-            wo->panSrcBands = CPLMalloc(sizeof(int));
-            wo->panDstBands = CPLMalloc(sizeof(int));
+            wo->panSrcBands = gd.CPLMalloc(sizeof(int));
+            wo->panDstBands = gd.CPLMalloc(sizeof(int));
             wo->panSrcBands[0] = wo->panDstBands[0] = 1;
             wo->eResampleAlg = GRA_NearestNeighbour; /* class codes: never interpolated */
-            wo->papszWarpOptions = CSLSetNameValue(wo->papszWarpOptions, "INIT_DEST", "0");
+            wo->papszWarpOptions = gd.CSLSetNameValue(wo->papszWarpOptions, "INIT_DEST", "0");
             wo->pTransformerArg = tr;
-            wo->pfnTransformer = GDALGenImgProjTransform;
-            GDALWarpOperationH op = GDALCreateWarpOperation(wo);
-            CPLErr e = op ? GDALChunkAndWarpImage(op, 0, 0, img->w, img->h) : CE_Failure;
-            if (op) GDALDestroyWarpOperation(op);
-            GDALDestroyGenImgProjTransformer(tr);
+            wo->pfnTransformer = gd.GDALGenImgProjTransform;
+            GDALWarpOperationH op = gd.GDALCreateWarpOperation(wo);
+            CPLErr e = op ? gd.GDALChunkAndWarpImage(op, 0, 0, img->w, img->h) : CE_Failure;
+            if (op) gd.GDALDestroyWarpOperation(op);
+            gd.GDALDestroyGenImgProjTransformer(tr);
             wo->pTransformerArg = NULL;
-            GDALDestroyWarpOptions(wo);
+            gd.GDALDestroyWarpOptions(wo);
             int b1 = 1;
             if (e != CE_None)
                 st = tsr_errorf(TSR_ERR_FORMAT, "%s: reprojection onto the image grid failed%s%.120s", path,
-                                *CPLGetLastErrorMsg() ? ": " : "", CPLGetLastErrorMsg());
+                                *gd.CPLGetLastErrorMsg() ? ": " : "", gd.CPLGetLastErrorMsg());
             else
                 st = read_bands(dst, path, 0, 0, img->w, img->h, img->w, img->h, &b1, 1, false, *cls);
             if (!st.code) {
@@ -291,9 +347,9 @@ static tsr_status classes_on_grid(const char *path, const tsr_raster *img, bool 
                                                  "or different CRSs with no common area)", path);
             }
         }
-        GDALClose(dst);
+        gd.GDALClose(dst);
     }
-    GDALClose(src);
+    gd.GDALClose(src);
     tsr_raster_free(&lc);
     if (st.code) {
         free(*cls);
@@ -330,13 +386,13 @@ tsr_status tsr_raster_read_classes_window(const char *path, const double *bbox, 
     GDALDatasetH ds = NULL;
     tsr_status st = gdal_open(path, &ds);
     if (st.code) return st;
-    int W = GDALGetRasterXSize(ds), H = GDALGetRasterYSize(ds);
+    int W = gd.GDALGetRasterXSize(ds), H = gd.GDALGetRasterYSize(ds);
     double gt[6] = {0, 1, 0, 0, 0, 1};
-    bool geo = GDALGetGeoTransform(ds, gt) == CE_None;
+    bool geo = gd.GDALGetGeoTransform(ds, gt) == CE_None;
     int x0 = 0, y0 = 0, x1 = W, y1 = H;
     if (bbox) {
         if (!geo || gt[2] != 0 || gt[4] != 0) {
-            GDALClose(ds);
+            gd.GDALClose(ds);
             return tsr_errorf(TSR_ERR_ARG, "%s: --bbox needs a north-up georeferenced map", path);
         }
         double ax = (bbox[0] - gt[0]) / gt[1], bx = (bbox[2] - gt[0]) / gt[1];
@@ -350,7 +406,7 @@ tsr_status tsr_raster_read_classes_window(const char *path, const double *bbox, 
         if (x1 > W) x1 = W;
         if (y1 > H) y1 = H;
         if (x1 <= x0 || y1 <= y0) {
-            GDALClose(ds);
+            gd.GDALClose(ds);
             return tsr_errorf(TSR_ERR_ARG, "%s: the --bbox does not overlap the map", path);
         }
     }
@@ -363,7 +419,7 @@ tsr_status tsr_raster_read_classes_window(const char *path, const double *bbox, 
         if (oh < 1) oh = 1;
     }
     if ((int64_t)ow * oh > TSR_RASTER_MAX_PIXELS) {
-        GDALClose(ds);
+        gd.GDALClose(ds);
         return too_big(path, ow, oh);
     }
     r->w = ow;
@@ -382,7 +438,7 @@ tsr_status tsr_raster_read_classes_window(const char *path, const double *bbox, 
             r->gt[5] = gt[5] * h / oh;
         }
     }
-    GDALClose(ds);
+    gd.GDALClose(ds);
     if (st.code) tsr_raster_free(r);
     return st;
 #endif
@@ -412,24 +468,28 @@ tsr_status tsr_raster_writer_open(tsr_raster_writer **out, const char *path, int
     snprintf(wr->path, sizeof wr->path, "%s", path);
     wr->w = w;
     wr->h = h;
-    gdal_init();
-    char **opts = CSLSetNameValue(NULL, "COMPRESS", "DEFLATE");
-    if ((int64_t)w * h > ((int64_t)16 << 20)) { /* big masks: internal tiles, and BigTIFF if it may pass 4 GB */
-        opts = CSLSetNameValue(opts, "TILED", "YES");
-        opts = CSLSetNameValue(opts, "BIGTIFF", "IF_SAFER");
+    tsr_status st = gdal_init(path);
+    if (st.code) {
+        free(wr);
+        return st;
     }
-    CPLErrorReset();
-    wr->ds = GDALCreate(GDALGetDriverByName("GTiff"), wr->tmp, w, h, 1, GDT_Byte, opts);
-    CSLDestroy(opts);
+    char **opts = gd.CSLSetNameValue(NULL, "COMPRESS", "DEFLATE");
+    if ((int64_t)w * h > ((int64_t)16 << 20)) { /* big masks: internal tiles, and BigTIFF if it may pass 4 GB */
+        opts = gd.CSLSetNameValue(opts, "TILED", "YES");
+        opts = gd.CSLSetNameValue(opts, "BIGTIFF", "IF_SAFER");
+    }
+    gd.CPLErrorReset();
+    wr->ds = gd.GDALCreate(gd.GDALGetDriverByName("GTiff"), wr->tmp, w, h, 1, GDT_Byte, opts);
+    gd.CSLDestroy(opts);
     if (!wr->ds) {
-        tsr_status st = tsr_errorf(TSR_ERR_IO, "%s: cannot create%s%.160s", path, *CPLGetLastErrorMsg() ? ": " : "",
-                                   CPLGetLastErrorMsg());
+        st = tsr_errorf(TSR_ERR_IO, "%s: cannot create%s%.160s", path, *gd.CPLGetLastErrorMsg() ? ": " : "",
+                                   gd.CPLGetLastErrorMsg());
         free(wr);
         return st;
     }
     if (ref && ref->georef) {
-        GDALSetGeoTransform(wr->ds, (double *)ref->gt);
-        GDALSetProjection(wr->ds, ref->wkt);
+        gd.GDALSetGeoTransform(wr->ds, (double *)ref->gt);
+        gd.GDALSetProjection(wr->ds, ref->wkt);
     }
     *out = wr;
     return tsr_ok();
@@ -444,7 +504,7 @@ tsr_status tsr_raster_writer_put(tsr_raster_writer *wr, int x0, int y0, int w, i
     if (x0 < 0 || y0 < 0 || w < 1 || h < 1 || x0 > wr->w - w || y0 > wr->h - h)
         return tsr_errorf(TSR_ERR_ARG, "%s: window %d,%d %dx%d lies outside the %d x %d mask", wr->path, x0, y0, w, h,
                           wr->w, wr->h);
-    CPLErr e = GDALRasterIO(GDALGetRasterBand(wr->ds, 1), GF_Write, x0, y0, w, h, (void *)mask, w, h, GDT_Byte, 0, 0);
+    CPLErr e = gd.GDALRasterIO(gd.GDALGetRasterBand(wr->ds, 1), GF_Write, x0, y0, w, h, (void *)mask, w, h, GDT_Byte, 0, 0);
     return e == CE_None ? tsr_ok() : tsr_errorf(TSR_ERR_IO, "%s: write failed", wr->path);
 #endif
 }
@@ -453,9 +513,9 @@ tsr_status tsr_raster_writer_close(tsr_raster_writer *wr, bool commit) {
     if (!wr) return tsr_ok();
     tsr_status st = tsr_ok();
 #ifdef TSR_HAVE_GDAL
-    CPLErrorReset();
-    GDALClose(wr->ds); /* flushes */
-    if (commit && CPLGetLastErrorType() >= CE_Failure) st = tsr_errorf(TSR_ERR_IO, "%s: write failed", wr->path);
+    gd.CPLErrorReset();
+    gd.GDALClose(wr->ds); /* flushes */
+    if (commit && gd.CPLGetLastErrorType() >= CE_Failure) st = tsr_errorf(TSR_ERR_IO, "%s: write failed", wr->path);
     FILE *f = commit && !st.code ? fopen(wr->tmp, "rb+") : NULL;
     if (f) {
         fflush(f);
