@@ -45,6 +45,11 @@ for f in /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz; do [ -f "$
 [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] &&
     gzip -dc /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz | head -c 208 >"$S/fuzz_idx/labels_plain"
 ls "$ROOT"/docs/*.png >/dev/null 2>&1 && cp "$(ls -S "$ROOT"/docs/*.png | tail -1)" "$S/fuzz_png/"
+# rasters: a small PNG and, with gdal-bin, a 48 x 48 georeferenced GeoTIFF cut from the WorldCover tile
+cp "$S"/fuzz_png/* "$S/fuzz_raster/" 2>/dev/null
+WC="$D/worldcover/ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
+command -v gdal_translate >/dev/null && [ -f "$WC" ] &&
+    gdal_translate -q -srcwin 20000 20000 48 48 -co COMPRESS=DEFLATE "$WC" "$S/fuzz_raster/wc.tif" 2>/dev/null
 cp "$ROOT/models/pycode/tokenizer.json" "$S/fuzz_bpe_json/"
 printf '{"query": "a text editor for the terminal", "relevant": ["vim", "nano"]}\n{"query": "x", "relevant": ["y"], "user": "7"}\n' \
     >"$S/fuzz_qfile/two.jsonl"
