@@ -313,6 +313,10 @@ int tsr_threads_get(void);
  * scheduler or connection threads) would otherwise run its parallel
  * regions on every core whatever --threads says. */
 void tsr_threads_adopt(void);
+/* The calling thread's OpenMP team limit and its index in the running
+ * team (1 and 0 without OpenMP), for per-thread scratch. */
+int tsr_omp_max_threads(void);
+int tsr_omp_thread_num(void);
 
 /* Test hook for crash tests: called at named points of multi-file saves
  * (the atomic writer after its tmp file is complete, the trainer between

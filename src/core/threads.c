@@ -33,6 +33,22 @@ void tsr_threads_adopt(void) {
 #endif
 }
 
+int tsr_omp_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int tsr_omp_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 int tsr_threads_get(void) {
     if (g_threads == 0) tsr_threads_set(0);
     return g_threads;

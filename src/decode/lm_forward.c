@@ -16,9 +16,6 @@
 
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 static void rmsnorm(float *o, const float *x, const float *w, int C, float eps) {
     float ss = 0.0f;
@@ -64,21 +61,6 @@ static size_t mm_scratch(const tsr_lm_model *m, int n) {
         }
     }
     return b;
-}
-
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
 }
 
 /* A row's embedding (C floats) into xt and its RoPE (cos, sin) pairs for
@@ -159,7 +141,7 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
 
     /* scratch: x, xb, xb2, q (n*C each), hb, hb2 (n*Hd), rope (n*D), att
      * (threads*max_len), then the matmuls' prepared activations (aligned) */
-    int nth = max_threads();
+    int nth = tsr_omp_max_threads();
     /* batched sequences: the new K/V rows (n*kv each) before they go to their caches */
     size_t base = (size_t)n * (4 * (size_t)C + 2 * (size_t)Hd + (size_t)D) + (size_t)nth * (size_t)alen;
     if (rc) base += 2 * (size_t)n * (size_t)kv;
@@ -297,7 +279,7 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
 #pragma omp parallel for schedule(dynamic, chunk) if (awork > 32768.0)
         for (int ph = 0; ph < pairs; ph++) {
             int k = ph / H, h = ph % H, t = mapped ? rmap[k] : k;
-            float *att = att_all + (size_t)thread_id() * alen;
+            float *att = att_all + (size_t)tsr_omp_thread_num() * alen;
             size_t kvo = (size_t)(h / group) * D;
             float *o = xb + (size_t)k * C + (size_t)h * D;
             const float *qh = q + (size_t)k * C + (size_t)h * D;

@@ -27,9 +27,6 @@
 
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* a*b+c as one fused multiply-add: faster and no less accurate. -std=c11
  * turns contraction off by default. */
@@ -56,14 +53,6 @@ static inline v16 vload(const float *p) {
 }
 static inline void vstore(float *p, v16 x) { memcpy(p, &x, sizeof x); }
 static inline v16 vsplat(float f) { return (v16){f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f}; }
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* ------------------------------------------------------------ tiny gemm */
 
@@ -469,7 +458,7 @@ void KV(tsr_attention_fwd)(float *out, float *lse, float *scratch, const float *
     int64_t units = (int64_t)B * H * nqt;
 #pragma omp parallel num_threads(nthreads)
     {
-        float *P = per_thread + (int64_t)thread_id() * QT * ldp;
+        float *P = per_thread + (int64_t)tsr_omp_thread_num() * QT * ldp;
 #pragma omp for schedule(dynamic)
         for (int64_t u = 0; u < units; u++) {
             int b = (int)(u / ((int64_t)H * nqt)), h = (int)(u / nqt % H), qt = (int)(u % nqt);
@@ -558,7 +547,7 @@ void KV(tsr_attention_bwd)(float *dq, float *dk, float *dv, float *dbias, float 
         int64_t units = (int64_t)nb * nh * nqt;
 #pragma omp parallel num_threads(nthreads)
         {
-            float *P = per_thread + (int64_t)thread_id() * per, *dP = P + QT * ldp;
+            float *P = per_thread + (int64_t)tsr_omp_thread_num() * per, *dP = P + QT * ldp;
 #pragma omp for schedule(dynamic)
             for (int64_t u = 0; u < units; u++) {
                 int bo = (int)(u / ((int64_t)nh * nqt)), ho = (int)(u / nqt % nh), qt = (int)(u % nqt);
@@ -603,7 +592,7 @@ void KV(tsr_attention_bwd)(float *dq, float *dk, float *dv, float *dbias, float 
     int64_t units = (int64_t)B * Hkv * nkt;
 #pragma omp parallel num_threads(nthreads)
     {
-        float *P = per_thread + (int64_t)thread_id() * per, *dP = P + QT * KT;
+        float *P = per_thread + (int64_t)tsr_omp_thread_num() * per, *dP = P + QT * KT;
         float *gk = dP + QT * KT, *gv = gk + KT * D;
 #pragma omp for schedule(dynamic)
         for (int64_t u = 0; u < units; u++) {

@@ -14,9 +14,6 @@
 #include "tessera/cpu.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 int openblas_get_num_threads(void);
 void openblas_set_num_threads(int n);
@@ -25,14 +22,6 @@ void openblas_set_num_threads(int n);
 #define PAR_MIN 32768
 
 static int or_default(int v, int d) { return v ? v : d; }
-
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 /* images per chunk: about 1k sgemm columns (one 28x28 image, five 14x14),
  * so a thread's im2col buffer stays in its L2; then rebalanced so the chunk
@@ -64,7 +53,7 @@ tsr_conv_geom tsr_conv_geom_make(int B, int cin, int h, int w, int cout, int kh,
     g.groups = or_default(o ? o->groups : 0, 1);
     g.ho = (h + 2 * g.ph - g.dh * (kh - 1) - 1) / g.sh + 1;
     g.wo = (w + 2 * g.pw - g.dw * (kw - 1) - 1) / g.sw + 1;
-    g.threads = max_threads();
+    g.threads = tsr_omp_max_threads();
     pick_chunk(&g);
     return g;
 }
@@ -313,14 +302,6 @@ static void end_parallel(int saved_blas) {
     if (saved_blas > 1) openblas_set_num_threads(saved_blas);
 }
 
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* the direct 3x3 kernels of the kernel level in use (conv_direct.h) */
 static const tsr_conv_direct_kern *direct(void) {
     switch (tsr_cpu_level()) {
@@ -393,7 +374,7 @@ static void fwd_banded(const tsr_backend *be, float *out, const float *x, const 
 #pragma omp parallel for schedule(dynamic) num_threads(g->threads) if (g->threads > 1)
     for (int k = 0; k < nbands; k++) {
         int oh0 = k * R, oh1 = oh0 + R < g->ho ? oh0 + R : g->ho;
-        fwd_band(be, out, x, w, bias, g, scratch + thread_id() * sf, accumulate, oh0, oh1);
+        fwd_band(be, out, x, w, bias, g, scratch + tsr_omp_thread_num() * sf, accumulate, oh0, oh1);
     }
     end_parallel(saved);
 }
@@ -414,7 +395,7 @@ void tsr_conv2d_fwd(const tsr_backend *be, float *out, const float *x, const flo
     if (go_parallel(be, g, &sb)) {
 #pragma omp parallel for schedule(dynamic) num_threads(g->threads)
         for (int k = 0; k < nc; k++)
-            fwd_chunk(be, out, x, w, bias, g, scratch + thread_id() * sf, accumulate, k * g->nb);
+            fwd_chunk(be, out, x, w, bias, g, scratch + tsr_omp_thread_num() * sf, accumulate, k * g->nb);
         end_parallel(sb);
     } else {
         for (int k = 0; k < nc; k++) fwd_chunk(be, out, x, w, bias, g, scratch, accumulate, k * g->nb);
@@ -451,7 +432,7 @@ void tsr_conv2d_bwd_data(const tsr_backend *be, float *dx, const float *dout, co
     int64_t sf = slot_floats(g);
     if (go_parallel(be, g, &sb)) {
 #pragma omp parallel for schedule(dynamic) num_threads(g->threads)
-        for (int k = 0; k < nc; k++) bwd_data_chunk(be, dx, dout, w, g, scratch + thread_id() * sf, k * g->nb);
+        for (int k = 0; k < nc; k++) bwd_data_chunk(be, dx, dout, w, g, scratch + tsr_omp_thread_num() * sf, k * g->nb);
         end_parallel(sb);
     } else {
         for (int k = 0; k < nc; k++) bwd_data_chunk(be, dx, dout, w, g, scratch, k * g->nb);
@@ -487,7 +468,7 @@ void tsr_conv2d_bwd_weight(const tsr_backend *be, float *dw, float *dbias, const
             float *parts = scratch + sf * n_slots(g);
 #pragma omp parallel num_threads(g->threads)
             {
-                float *slot = scratch + thread_id() * sf;
+                float *slot = scratch + tsr_omp_thread_num() * sf;
 #pragma omp for schedule(dynamic)
                 for (int j = 0; j < ng; j++) {
                     float *pj = parts + j * nw;

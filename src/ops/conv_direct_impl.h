@@ -59,17 +59,6 @@ static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 #define VPIN(v) ((void)0)
 #endif
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* short rows (7..28 floats here): masked 16-lane blocks instead of a
  * memcpy call or a scalar remainder loop per row */
 static inline void row_copy(float *d, const float *s, int n) {
@@ -183,7 +172,7 @@ static void KV(direct_fwd)(float *out, const float *x, const float *w, const flo
     int64_t hw = (int64_t)g->h * g->w;
 #pragma omp parallel for schedule(dynamic) num_threads(g->threads) if (g->threads > 1 && g->B > 1)
     for (int b = 0; b < g->B; b++) {
-        float *slot = scratch + thread_id() * d.slot;
+        float *slot = scratch + tsr_omp_thread_num() * d.slot;
         float *xp = slot, *grid = slot + (int64_t)(cin + cout) * d.pp;
         pad_planes(xp, x + (int64_t)b * cin * hw, cin, g->h, g->w, &d);
         direct_kernel(grid, xp, wpk, cin, cout, &d);
@@ -250,7 +239,7 @@ static void KV(direct_bwd)(float *dx, float *dw, const float *dout, const float 
     if (dx) pack_wt_flipped(wpk, w, cin, cout);
 #pragma omp parallel num_threads(g->threads) if (g->threads > 1 && ng > 1)
     {
-        float *slot = scratch + thread_id() * d.slot;
+        float *slot = scratch + tsr_omp_thread_num() * d.slot;
         float *xp = slot, *dp = slot + (int64_t)cin * d.pp, *grid = slot + (int64_t)(cin + cout) * d.pp;
         float *acc16 = grid + (int64_t)(cin > cout ? cin : cout) * d.qn;
 #pragma omp for schedule(dynamic)
