@@ -230,6 +230,48 @@ has "$T/err" "no validation line of pair 'csv'"
 echo '{"method": "ctnet", "pair": "other", "split": "validation", "auc_mean": 0.95, "lr": 0.006, "epochs": 5}' >"$T/tuned_other.jsonl"
 expect 1 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned_other.jsonl" --json
 has "$T/err" "no validation line of pair 'csv'"
+# --tuned-max-cost F: CTNet takes its best validation line among those whose
+# train_seconds_per_period is at most F times that of retrain's chosen line
+# (retrain's best AUC, not its cheapest); without the flag, its best line
+{
+    echo '{"method": "retrain", "pair": "csv", "split": "validation", "auc_mean": 0.7, "lr": 0.003, "epochs": 1, "train_seconds_per_period": 1.0}'
+    echo '{"method": "retrain", "pair": "csv", "split": "validation", "auc_mean": 0.6, "lr": 0.002, "epochs": 1, "train_seconds_per_period": 0.1}'
+    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.9, "lr": 0.005, "epochs": 4, "train_seconds_per_period": 0.5}'
+    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.85, "lr": 0.007, "epochs": 3}'
+    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.8, "lr": 0.006, "epochs": 3, "train_seconds_per_period": 0.2000000015}'
+    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.6, "lr": 0.004, "epochs": 2, "train_seconds_per_period": 0.2}'
+    echo '{"method": "ctnet", "pair": "csv", "split": "validation", "auc_mean": 0.6, "lr": 0.008, "epochs": 1, "train_seconds_per_period": 0.01}'
+} >"$T/tuned5.jsonl"
+expect 0 "$BIN" ctnet eval --help
+has "$T/out" "tuned-max-cost"
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned5.jsonl" --json
+has "$T/out" '"method": "ctnet".*"lr": 0.005, "epochs": 4,'
+expect 0 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet,retrain --tuned "$T/tuned5.jsonl" --tuned-max-cost 0.2 --json
+has "$T/out" '"method": "ctnet".*"lr": 0.004, "epochs": 2,.*"tuned_max_cost": 0.2}'
+has "$T/out" '"method": "retrain".*"lr": 0.003, "epochs": 1,'
+# the same choice from tools/ctnet_best.py
+TOOLS=$(dirname "$0")/../tools
+if command -v python3 >/dev/null; then
+    python3 "$TOOLS/ctnet_best.py" "$T/tuned5.jsonl" csv ctnet --max-cost 0.2 >"$T/out" 2>"$T/err" && ok || bad "ctnet_best.py --max-cost"
+    has "$T/out" '^0.004 2 '
+    python3 "$TOOLS/ctnet_best.py" "$T/tuned5.jsonl" csv ctnet >"$T/out" 2>"$T/err" && ok || bad "ctnet_best.py"
+    has "$T/out" '^0.005 4 '
+    expect 1 python3 "$TOOLS/ctnet_best.py" "$T/tuned5.jsonl" csv ctnet --max-cost 0.005
+    has "$T/err" "within 0.005"
+    expect 1 python3 "$TOOLS/ctnet_best.py" "$T/tuned5.jsonl" csv ctnet --max-cost -1
+fi
+for v in 0 -0.1 11 nan x; do
+    expect 2 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned5.jsonl" --tuned-max-cost "$v" --json
+    lines "$T/err" 1
+done
+expect 2 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned-max-cost 0.2 --json
+has "$T/err" "needs --tuned"
+# no ctnet line within the bound, or no retrain line to measure it by: an error, not a run
+expect 1 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned5.jsonl" --tuned-max-cost 0.005 --json
+has "$T/err" "no ctnet line of pair 'csv' within 0.005"
+grep -v '"retrain"' "$T/tuned5.jsonl" >"$T/tuned6.jsonl"
+expect 1 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned6.jsonl" --tuned-max-cost 0.2 --json
+has "$T/err" "needs retrain's validation line"
 
 echo "e2e_ctnet: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -21,7 +21,10 @@
 #  diagnostics (not used for any choice) at CTNet's setting: the adapters fed
 #     zeros instead of the source states;
 #  then the evaluation periods of the default protocol once, 5 seeds, each
-#     method at the setting of its best validation line (`eval --tuned`), and
+#     method at the setting of its best validation line (`eval --tuned`;
+#     with CTNET_MAX_COST=F, CTNet at its best line among those whose
+#     validation train_seconds_per_period is at most F times retrain's chosen
+#     line's: `--tuned-max-cost F`, the issue's bound is 0.2), and
 #  the cost at matched epochs: retrain at CTNet's lr and epochs (2 seeds; cost
 #     only, its AUC chooses nothing).
 # usage: tools/ctnet_protocol.sh OUTDIR [PAIR...]   (default: big-animation big-horror)
@@ -111,7 +114,13 @@ for pair in $pairs; do
             done
         done
     done
-    read -r lr ep se wd as auc slr co asc an < <(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet)
+    mc=()
+    if [ -n "${CTNET_MAX_COST:-}" ]; then mc=(--max-cost "$CTNET_MAX_COST"); fi
+    if ! best=$(python3 "$tools/ctnet_best.py" "$V" "$pair" ctnet "${mc[@]}"); then
+        load "$pair: no ctnet setting (max cost ${CTNET_MAX_COST:-none}): stop"
+        continue
+    fi
+    read -r lr ep se wd as auc slr co asc an <<<"$best"
     if [ -n "${CTNET_SCALES:-}" ] && [ "$asc" = 1 ]; then
         load "$pair: ctnet's best validation line has adapter scale 1 (lr $lr, $ep epochs, carry $co): stop"
         continue
@@ -132,6 +141,7 @@ for pair in $pairs; do
     val $c --methods ctnet,ctnet-no-adapters --zero-source-states >> "$D"
     load "evaluation $pair"
     "$bin" ctnet eval --data "$data" --pair "$pair" --tuned "$V" --seeds 5 --json \
+        $(if [ -n "${CTNET_MAX_COST:-}" ]; then echo --tuned-max-cost "$CTNET_MAX_COST"; fi) \
         --plot "$out/auc_$pair.png" >> "$out/eval.jsonl"
     load "matched cost $pair"
     "$bin" ctnet eval --data "$data" --pair "$pair" $c --methods ctnet,retrain --seeds 2 --json >> "$out/cost.jsonl"

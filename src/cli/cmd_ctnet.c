@@ -274,15 +274,21 @@ typedef struct {
     bool carry_optimizer;      /* the line's "carry_optimizer" (absent: false) */
     float adapter_scale;       /* < 0 when the line has none */
     int adapter_norm;          /* < 0 when the line has none */
+    double train_s;            /* the line's train_seconds_per_period; < 0 when it has none */
 } tuned_setting;
 
-static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *set, bool *found) {
+/* only_m < 0: every method's best line. only_m >= 0: only that method's,
+ * among its lines whose train_seconds_per_period is at most max_s (the
+ * cost-constrained choice; a line without the field is not a candidate). */
+static tsr_status read_tuned(const char *path, const char *pair, int only_m, double max_s, tuned_setting *set,
+                             bool *found) {
     char *buf;
     size_t len;
     tsr_status st = tsr_read_file(path, &buf, &len);
     if (st.code) return st;
     double best[TSR_CTNET_M_COUNT];
-    for (int m = 0; m < TSR_CTNET_M_COUNT; m++) found[m] = false, best[m] = -1;
+    for (int m = 0; m < TSR_CTNET_M_COUNT; m++)
+        if (only_m < 0 || m == only_m) found[m] = false, best[m] = -1;
     char *line = buf;
     int ln = 0;
     while (line && *line) {
@@ -297,7 +303,8 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                   *jse = cJSON_GetObjectItem(j, "source_epochs"), *jwd = cJSON_GetObjectItem(j, "weight_decay"),
                   *jas = cJSON_GetObjectItem(j, "adapter_std"), *jz = cJSON_GetObjectItem(j, "zero_source_states"),
                   *jsl = cJSON_GetObjectItem(j, "source_lr"), *jco = cJSON_GetObjectItem(j, "carry_optimizer"),
-                  *jsc = cJSON_GetObjectItem(j, "adapter_scale"), *jan = cJSON_GetObjectItem(j, "adapter_norm");
+                  *jsc = cJSON_GetObjectItem(j, "adapter_scale"), *jan = cJSON_GetObjectItem(j, "adapter_norm"),
+                  *jts = cJSON_GetObjectItem(j, "train_seconds_per_period");
             if (!j || !cJSON_IsString(jm) || !cJSON_IsString(jp) || !cJSON_IsString(js) || !cJSON_IsNumber(jl) ||
                 !cJSON_IsNumber(je)) {
                 cJSON_Delete(j);
@@ -305,9 +312,11 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                 return tsr_errorf(TSR_ERR_FORMAT, "%s:%d: not a line of 'tessera ctnet eval --validation --json'", path, ln);
             }
             int m = tsr_ctnet_method_parse(jm->valuestring);
+            const double ts = cJSON_IsNumber(jts) && jts->valuedouble >= 0 ? jts->valuedouble : -1;
             /* lines of the zero-source diagnostic are not settings */
-            if (m >= 0 && !strcmp(jp->valuestring, pair) && !strcmp(js->valuestring, "validation") &&
-                !cJSON_IsTrue(jz) && cJSON_IsNumber(ja) && ja->valuedouble > best[m]) {
+            if (m >= 0 && (only_m < 0 || (m == only_m && ts >= 0 && ts <= max_s)) && !strcmp(jp->valuestring, pair) &&
+                !strcmp(js->valuestring, "validation") && !cJSON_IsTrue(jz) && cJSON_IsNumber(ja) &&
+                ja->valuedouble > best[m]) {
                 best[m] = ja->valuedouble;
                 set[m] = (tuned_setting){(float)jl->valuedouble, cJSON_IsNumber(jwd) ? (float)jwd->valuedouble : -1,
                                          cJSON_IsNumber(jas) ? (float)jas->valuedouble : -1, je->valueint,
@@ -317,7 +326,7 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
                                          cJSON_IsTrue(jco),
                                          cJSON_IsNumber(jsc) && jsc->valuedouble >= 0 && jsc->valuedouble <= 10
                                              ? (float)jsc->valuedouble : -1,
-                                         cJSON_IsString(jan) ? tsr_ctnet_norm_parse(jan->valuestring) : -1};
+                                         cJSON_IsString(jan) ? tsr_ctnet_norm_parse(jan->valuestring) : -1, ts};
                 found[m] = true;
             }
             cJSON_Delete(j);
@@ -325,6 +334,7 @@ static tsr_status read_tuned(const char *path, const char *pair, tuned_setting *
         line = nl ? nl + 1 : NULL;
     }
     free(buf);
+    if (only_m >= 0) return tsr_ok();
     for (int m = 0; m < TSR_CTNET_M_COUNT; m++)
         if (found[m]) return tsr_ok();
     /* an empty file, or one of other pairs: every method would quietly keep the flags */
@@ -380,6 +390,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     int seeds = 5;
     bool validation = false;
     const char *tuned = NULL, *plot = NULL;
+    float tuned_max_cost = 0;
+    bool tuned_max_cost_set = false;
     const arg_spec specs[] = {
         DATA_SPECS(&d),
         RUN_SPECS(&r),
@@ -388,6 +400,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"zero-source-states", ARG_BOOL, &r.o.zero_source, NULL, "diagnostic: CTNet's adapters (and the no-adapters concat) read zeros instead of the source tower's states", NULL},
         {"plot", ARG_STR, &plot, "PATH", "also draw the AUC per period of every method as a PNG", NULL},
         {"tuned", ARG_STR, &tuned, "PATH", "JSON lines of 'eval --validation' runs: each method takes the setting (lr, epochs, and source epochs, weight decay and adapter std where given) of its best validation AUC on this pair", NULL},
+        {"tuned-max-cost", ARG_FLOAT, &tuned_max_cost, "F", "with --tuned: CTNet takes its best validation line among those whose train_seconds_per_period is at most F times that of retrain's chosen line (the issue's cost bound: 0.2; default: no bound)", &tuned_max_cost_set},
         {"seeds", ARG_INT, &seeds, "N", "seeds per method (default 5; seeds S..S+N-1)", NULL},
         CTNET_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
@@ -398,6 +411,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if ((rc = check_run_flags(prog, &r)) != CLI_OK) return rc;
     if (seeds < 1 || seeds > 100) return cli_usage_error(prog, "--seeds must be in [1,100]");
+    if (tuned_max_cost_set && !(tuned_max_cost > 0 && tuned_max_cost <= 10))
+        return cli_usage_error(prog, "--tuned-max-cost must be in (0, 10], got %g", (double)tuned_max_cost);
+    if (tuned_max_cost_set && !tuned) return cli_usage_error(prog, "--tuned-max-cost needs --tuned");
     bool want[TSR_CTNET_M_COUNT];
     for (int m = 0; m < TSR_CTNET_M_COUNT; m++) want[m] = methods == NULL;
     if (methods) {
@@ -430,7 +446,21 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     tuned_setting t_set[TSR_CTNET_M_COUNT];
     bool t_found[TSR_CTNET_M_COUNT] = {0};
     if (tuned) {
-        tsr_status st = read_tuned(tuned, pair, t_set, t_found);
+        tsr_status st = read_tuned(tuned, pair, -1, 0, t_set, t_found);
+        if (!st.code && tuned_max_cost_set) { /* CTNet again, among its lines within the cost bound */
+            const tuned_setting *rt = &t_set[TSR_CTNET_M_RETRAIN];
+            char fb[32]; /* the bound as the decimal given (0.2, not the float 0.2000000030) */
+            snprintf(fb, sizeof fb, "%.7g", (double)tuned_max_cost);
+            const double max_cost = strtod(fb, NULL);
+            if (!t_found[TSR_CTNET_M_RETRAIN] || !(rt->train_s > 0))
+                st = tsr_errorf(TSR_ERR_FORMAT, "%s: --tuned-max-cost needs retrain's validation line of pair '%s' with train_seconds_per_period",
+                                tuned, pair);
+            else if (t_found[TSR_CTNET_M_CTNET] &&
+                     !(st = read_tuned(tuned, pair, TSR_CTNET_M_CTNET, max_cost * rt->train_s, t_set, t_found)).code &&
+                     !t_found[TSR_CTNET_M_CTNET])
+                st = tsr_errorf(TSR_ERR_FORMAT, "%s: no ctnet line of pair '%s' within %g of retrain's training time per period (%g s)",
+                                tuned, pair, max_cost, rt->train_s);
+        }
         if (st.code) {
             tsr_ctnet_log_free(&g);
             return cli_fail(st, "pass the output of 'tessera ctnet eval --validation --json'");
@@ -535,6 +565,8 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
             if (mo.cfg.adapter_norm != TSR_CTNET_NORM_NONE &&
                 (m == TSR_CTNET_M_CTNET || m == TSR_CTNET_M_NO_GATE || m == TSR_CTNET_M_RAND_ADAPT))
                 printf(", \"adapter_norm\": \"%s\"", tsr_ctnet_norm_names[mo.cfg.adapter_norm]);
+            if (tuned_max_cost_set && m == TSR_CTNET_M_CTNET && t_found[m]) /* the setting's choice was cost-bounded */
+                printf(", \"tuned_max_cost\": %g", (double)tuned_max_cost);
             printf("%s}\n", r.o.zero_source ? ", \"zero_source_states\": true" : "");
         } else {
             printf("%-22s %s  AUC %.4f +- %.4f  logloss %.4f  validation AUC %.4f  train %.4f CPU s/period (source %.4f)  %.0f examples/period\n",
