@@ -125,6 +125,19 @@ for m in flops kernel-sum; do
 done
 "$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --method flops --split unseen --json > "$TMP/lu.json" 2>/dev/null
 [ $? -eq 0 ] && grep -q '"holdout": "vgg"' "$TMP/lu.json" && ok || bad "unseen-family eval failed"
+# --exclude F: the same set as a file without F's lines (a nested run's inner set)
+grep -v '"family": "vgg"' "$TMP/lat.jsonl" > "$TMP/lat-novgg.jsonl"
+strip() { sed 's/"data": "[^"]*", //; s/"seconds": [0-9.e+-]*//g'; }
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --exclude vgg --method kernel-sum --json 2>/dev/null | strip > "$TMP/lx1.json"
+"$BIN" narformer eval --task latency --data "$TMP/lat-novgg.jsonl" --method kernel-sum --json 2>/dev/null | strip > "$TMP/lx2.json"
+grep -q '"n_train": 2' "$TMP/lx1.json" && cmp -s "$TMP/lx1.json" "$TMP/lx2.json" && ok \
+    || bad "--exclude vgg differs from the file without vgg"
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --exclude vgg,nosuch >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--exclude with an unknown family is not a usage error"
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --exclude vgg --split unseen --holdout vgg >/dev/null 2>&1
+[ $? -eq 2 ] && ok || bad "--holdout of an excluded family is not a usage error"
+"$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --exclude vgg,nb201 --method flops >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && [ "$(grep -c error "$TMP/err.txt")" -eq 1 ] && grep -q "fewer than 3 networks" "$TMP/err.txt" && ok || bad "--exclude of every family is not one clear error"
 "$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --steps 3 --batch 2 --dim 16 --layers 1 \
     --out "$TMP/lat.safetensors" --quiet --json > /dev/null 2>&1
 [ $? -eq 0 ] && [ -s "$TMP/lat.safetensors" ] && ok || bad "a short latency training run failed"

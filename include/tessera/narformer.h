@@ -321,6 +321,10 @@ tsr_status tsr_nf_latset_load(tsr_nf_latset *s, const char *path);
 /* the same from memory; path names the source in errors */
 tsr_status tsr_nf_latset_parse(tsr_nf_latset *s, const char *text, size_t len, const char *path);
 void tsr_nf_latset_free(tsr_nf_latset *s);
+/* removes the networks of the families flagged in drop, keeping the others
+ * in file order (the same set as a file without those lines); returns how
+ * many were removed */
+int tsr_nf_latset_drop_families(tsr_nf_latset *s, const bool drop[TSR_NF_FAMILIES]);
 
 /* kernel classes of the kernel-sum model: the operators, with Conv split
  * into pointwise, k x k stride 1, k x k strided and grouped/depthwise */

@@ -288,10 +288,29 @@ typedef struct {
     uint64_t split_seed;
     int dim, layers, hidden;
     float lambda_sr, lambda_cons;
-    const char *data, *platform, *holdout, *prior; /* --task latency */
+    const char *data, *platform, *holdout, *prior, *exclude; /* --task latency */
     bool validate;                                  /* report on a fifth of the training split (latency, nb201-accuracy) */
     bool frac_set, dim_set, layers_set, ensemble_set;
 } nb_args;
+
+/* --exclude F[,F]: the families named, each known */
+static int parse_exclude(const char *prog, const char *list, bool drop[TSR_NF_FAMILIES]) {
+    for (int f = 0; f < TSR_NF_FAMILIES; f++) drop[f] = false;
+    const char *p = list;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        char name[32];
+        if (n == 0 || n >= sizeof name) return cli_usage_error(prog, "--exclude: expected FAMILY[,FAMILY] (got '%s')", list);
+        memcpy(name, p, n);
+        name[n] = '\0';
+        int f = tsr_nf_family_parse(name);
+        if (f < 0) return cli_usage_error(prog, "--exclude: unknown family '%s'", name);
+        drop[f] = true;
+        if (!p[n]) break;
+        p += n + 1;
+    }
+    return CLI_OK;
+}
 
 static nb_args nb_defaults(void) {
     nb_args a = {.task = "nb201-accuracy", .split = "random", .method_s = "narformer", .nb201 = NB201_CSV,
@@ -314,6 +333,7 @@ static nb_args nb_defaults(void) {
     {"data", ARG_STR, &(a)->data, "FILE", "latency: data set from 'narformer dataset' (default " LAT_DATA ")", NULL}, \
     {"platform", ARG_STR, &(a)->platform, "NAME", "latency: cpu-1t | cpu-2t (default cpu-1t)", NULL},       \
     {"holdout", ARG_STR, &(a)->holdout, "FAMILY", "latency, --split unseen: only this held-out family (default: each in turn)", NULL}, \
+    {"exclude", ARG_STR, &(a)->exclude, "F[,F]", "latency: drop these families from --data before any split (a nested run's inner set)", NULL}, \
     {"validate", ARG_BOOL, &(a)->validate, NULL, "latency or nb201-accuracy, random split: train on 4/5 of the training networks/cells, report on the other 1/5 (for choosing settings; the test ones stay unseen)", NULL}, \
     {"ensemble", ARG_INT, &(a)->ensemble, "K", "nb201-accuracy: train (or load) K models, seeds S..S+K-1, and average their predictions (default " NB_STR(NB201_ENSEMBLE) ")", &(a)->ensemble_set}, \
     {"prior", ARG_STR, &(a)->prior, "P", "latency, narformer/gnn: kernel-sum (predict a factor on the kernel-sum estimate, default) | none", NULL}, \
@@ -346,6 +366,13 @@ static int nb_check(const char *prog, nb_args *a, int *method) {
     if (a->ensemble > 1 && strcmp(a->task, "nb201-accuracy"))
         return cli_usage_error(prog, "--ensemble takes --task nb201-accuracy");
     if (lat && a->holdout && tsr_nf_family_parse(a->holdout) < 0) return cli_usage_error(prog, "--holdout: unknown family '%s'", a->holdout);
+    if (a->exclude) {
+        if (!lat) return cli_usage_error(prog, "--exclude takes --task latency");
+        bool drop[TSR_NF_FAMILIES];
+        if ((rc = parse_exclude(prog, a->exclude, drop)) != CLI_OK) return rc;
+        if (a->holdout && drop[tsr_nf_family_parse(a->holdout)])
+            return cli_usage_error(prog, "--holdout %s is one of the --exclude families", a->holdout);
+    }
     if ((rc = cli_check_float(prog, "train-frac", a->train_frac, 0.0002, 0.9)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "dim", a->dim, 8, 1024)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "layers", a->layers, 1, 12)) != CLI_OK) return rc;
@@ -724,11 +751,21 @@ static tsr_nf_lat_opts lat_opts(const nb_args *a, int method, const cli_train *t
     return o;
 }
 
-static int lat_load_data(const nb_args *a, tsr_nf_latset *s) {
+static int lat_load_data(const char *prog, const nb_args *a, tsr_nf_latset *s) {
     tsr_status st = tsr_nf_latset_load(s, a->data);
     if (st.code)
         return cli_fail(st, "build the data set first: tessera narformer dataset --out " LAT_DATA " (see docs/narformer.md), "
                             "or pass --data FILE");
+    if (a->exclude) {
+        bool drop[TSR_NF_FAMILIES];
+        parse_exclude(prog, a->exclude, drop); /* checked with the flags */
+        tsr_nf_latset_drop_families(s, drop);
+        if (s->n < 3) {
+            tsr_nf_latset_free(s);
+            return cli_fail(tsr_errorf(TSR_ERR_ARG, "%s: fewer than 3 networks left after --exclude %s", a->data, a->exclude),
+                            "exclude fewer families");
+        }
+    }
     return CLI_OK;
 }
 
@@ -801,12 +838,12 @@ static tsr_status lat_scatter(const char *path, const float *pred, const float *
     return st;
 }
 
-static int latency_task(nb_args *a, int method, cli_train *t, const char *out, const char *load, bool json) {
+static int latency_task(const char *prog, nb_args *a, int method, cli_train *t, const char *out, const char *load, bool json) {
     if (method == TSR_NF_METHOD_MLP)
         return cli_fail(tsr_errorf(TSR_ERR_ARG, "--method mlp is an NB201 baseline"),
                         "--task latency takes --method narformer, gnn, flops or kernel-sum");
     tsr_nf_latset s;
-    int rc = lat_load_data(a, &s);
+    int rc = lat_load_data(prog, a, &s);
     if (rc != CLI_OK) return rc;
     int platform = tsr_nf_platform_parse(a->platform);
     int32_t *order = malloc(sizeof(int32_t) * (size_t)s.n), *test = malloc(sizeof(int32_t) * (size_t)s.n);
@@ -937,7 +974,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
             return cli_usage_error(prog, "train --task latency writes weights of --method narformer or gnn");
         if (!strcmp(a.split, "unseen")) return cli_usage_error(prog, "train --task latency uses --split random");
         lat_train_flags(&t, argc, argv);
-        return latency_task(&a, method, &t, t.o.out, NULL, t.cm.json);
+        return latency_task(prog, &a, method, &t, t.o.out, NULL, t.cm.json);
     }
     nb201_train_flags(&t, argc, argv);
     return nb201_accuracy(&a, method, &t, t.o.out, NULL, t.cm.json);
@@ -1022,7 +1059,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     if (!strcmp(a.task, "latency")) {
         if (!load && !t.quiet && (method == TSR_NF_METHOD_NARFORMER || method == TSR_NF_METHOD_GNN))
             fprintf(stderr, "%s: training %s (%d epochs) for this evaluation\n", prog, tsr_nf_method_name(method), t.o.epochs);
-        rc = latency_task(&a, method, &t, tmp, load, t.cm.json);
+        rc = latency_task(prog, &a, method, &t, tmp, load, t.cm.json);
     } else if (!strcmp(a.task, "help-latency")) {
         if (method == TSR_NF_METHOD_KERNEL_SUM)
             return cli_usage_error(prog, "--method kernel-sum needs per-operator latencies (--task latency)");

@@ -223,6 +223,22 @@ void tsr_nf_latset_free(tsr_nf_latset *s) {
     memset(s, 0, sizeof *s);
 }
 
+int tsr_nf_latset_drop_families(tsr_nf_latset *s, const bool drop[TSR_NF_FAMILIES]) {
+    int k = 0;
+    for (int i = 0; i < s->n; i++) {
+        tsr_nf_latnet *n = &s->nets[i];
+        if (n->family >= 0 && n->family < TSR_NF_FAMILIES && drop[n->family]) {
+            tsr_nf_graph_free(&n->g);
+            free(n->node_ms);
+        } else {
+            s->nets[k++] = *n; /* the order of the kept networks is unchanged */
+        }
+    }
+    int dropped = s->n - k;
+    s->n = k;
+    return dropped;
+}
+
 /* ------------------------------------------------------------ least squares */
 
 /* solves (X^T X + ridge) c = X^T y for k <= 4 unknowns, accumulated in A (k x k+1) */
