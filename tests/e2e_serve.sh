@@ -5,7 +5,10 @@
 # seeded sampling reproducible, the space/bita/ngram decoders, auth on and
 # off, bad input (4xx in OpenAI's error shape, the server keeps serving),
 # limits (413, 429), a client leaving mid-stream, metrics, the access log
-# and a graceful SIGTERM drain (requests in flight finish, exit 0). Every
+# and a graceful SIGTERM drain (requests in flight finish, exit 0); the
+# family endpoints (detect, segment, and the image samplers: each BiGR and
+# ELM grid byte-identical to the CLI's PNG, 400s naming the field, 503 past
+# --timeout). Every
 # server is stopped by its own pid; every request has a time bound.
 # Usage: tests/e2e_serve.sh path/to/tessera   (cwd = repository root; needs curl)
 set -u
@@ -462,6 +465,159 @@ stop_server
 # --space without a language model is an error, not a silent default
 "$BIN" serve --port 0 --lm none --space models/pycode-space >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 1 ] && grep -q -- '--space needs a language model' "$TMP/err.txt" && ok || bad "--space with --lm none: $(cat "$TMP/err.txt")"
+
+# ------------------------------------------------------------ server E: the image samplers (bigr, elm)
+# from another working directory with no model flag: the shipped BiGR and
+# ELM generators and their tokenizers are found there
+mkdir -p "$TMP/elsewhere_e"
+cd "$TMP/elsewhere_e"
+BIN=$BINABS
+start_server E --lm none --quiet
+BIN=$BIN_SAVE
+cd "$REPO"
+grep -q 'bigr: .*models/bigr_fmnist.safetensors, .*models/fmnist_bae.safetensors' "$TMP/E.err" &&
+    grep -q 'elm: .*models/elm_best.safetensors' "$TMP/E.err" && ok || bad "sampler models: $(grep -E 'bigr|elm' "$TMP/E.err")"
+# sample FAMILY BODY: POSTs BODY (through stdin) to /v1/FAMILY/sample, the reply in $TMP/s.json; prints the status
+sample() { printf '%s' "$2" | $C -o "$TMP/s.json" -w '%{http_code}' $U/v1/$1/sample -d @-; }
+# grid_cmp FAMILY BODY CLI-FLAGS...: the reply's base64 grid, decoded, against the PNG `tessera FAMILY sample
+# CLI-FLAGS --out` writes: cmp's verdict (0 the same bytes); the CLI's file stays in $TMP/cli.png
+grid_cmp() {
+    local fam=$1 body=$2 st
+    shift 2
+    rm -f "$TMP/srv.png" "$TMP/cli.png"
+    st=$(sample "$fam" "$body")
+    [ "$st" = 200 ] || return 3
+    python3 -c 'import base64, json, sys; open(sys.argv[2], "wb").write(base64.b64decode(json.load(open(sys.argv[1]))["grid"]))' \
+        "$TMP/s.json" "$TMP/srv.png" || return 3
+    "$BIN" "$fam" sample "$@" --out "$TMP/cli.png" >/dev/null 2>&1 || return 3
+    cmp -s "$TMP/srv.png" "$TMP/cli.png"
+}
+grid_same() { grid_cmp "$@" && ok || bad "$1 grid of '$2' is not the PNG of '$1 sample ${*:3}': $(head -c 200 "$TMP/s.json")"; }
+grid_same bigr '{"class": "sneaker", "n": 4, "seed": 3, "grid": true}' --class 7 --n 4 --seed 3
+cp "$TMP/cli.png" "$TMP/bigr_grid.png"
+grid_same bigr '{"class": "T-SHIRT/TOP", "grid": true}' --class 0 --n 1 --seed 1
+grid_same bigr '{"class": 2, "n": 3, "seed": 11, "grid": true, "iters": 6, "steps": 10, "cfg": 1.5, "gumbel": 0.2, "temp": 0.9, "order": "random", "deterministic": true}' \
+    --class 2 --n 3 --seed 11 --iters 6 --steps 10 --cfg 1.5 --gumbel 0.2 --temp 0.9 --order random --deterministic
+grid_same bigr '{"class": 5, "n": 2, "seed": 4, "grid": true, "order": "raster", "cfg": 1}' --class 5 --n 2 --seed 4 --order raster --cfg 1
+grid_same elm '{"class": "Ankle Boot", "n": 5, "seed": 2, "grid": true}' --class 9 --n 5 --seed 2
+cp "$TMP/cli.png" "$TMP/elm_grid.png"
+grid_same elm '{"class": 9, "n": 5, "seed": 2, "grid": true, "no_kv_cache": true}' --class 9 --n 5 --seed 2 --no-kv-cache
+grid_same elm '{"class": "unconditional", "n": 3, "seed": 9, "grid": true, "temperature": 0.8, "top_k": 10, "top_p": 0.9, "cfg": 2, "cfg_schedule": "constant", "batch": 2}' \
+    --class 10 --n 3 --seed 9 --temperature 0.8 --top-k 10 --top-p 0.9 --cfg 2 --cfg-schedule constant --batch 2
+# the comparison can fail: another seed (or class) gives other bytes
+grid_cmp bigr '{"class": 7, "n": 4, "seed": 4, "grid": true}' --class 7 --n 4 --seed 3
+[ $? -eq 1 ] && ok || bad "bigr: seed 4's grid equals seed 3's"
+grid_cmp elm '{"class": 8, "n": 5, "seed": 2, "grid": true}' --class 9 --n 5 --seed 2
+[ $? -eq 1 ] && ok || bad "elm: class 8's grid equals class 9's"
+# without "grid": one 28x28 greyscale PNG per sample, the grid's tiles in order
+for fam in bigr elm; do
+    body='{"class": 7, "n": 4, "seed": 3}' pad=128
+    [ $fam = elm ] && body='{"class": 9, "n": 5, "seed": 2}' pad=255
+    st=$(sample $fam "$body")
+    python3 - "$TMP/s.json" "$TMP/${fam}_grid.png" $pad $fam <<'PY' && [ "$st" = 200 ] && ok || bad "$fam images ($st): $(head -c 200 "$TMP/s.json")"
+import base64, json, struct, sys, zlib
+def grey(png):  # an 8-bit greyscale, non-interlaced PNG -> (w, h, rows)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    o, idat = 8, b""
+    while o < len(png):
+        n, t = struct.unpack(">I4s", png[o:o + 8])
+        if t == b"IHDR": w, h, depth, ct, _, _, il = struct.unpack(">IIBBBBB", png[o + 8:o + 21])
+        if t == b"IDAT": idat += png[o + 8:o + 8 + n]
+        o += 12 + n
+    assert depth == 8 and ct == 0 and il == 0, (depth, ct, il)
+    raw, rows, prev = zlib.decompress(idat), [], bytearray(w)
+    for y in range(h):
+        f, line = raw[y * (w + 1)], bytearray(raw[y * (w + 1) + 1:(y + 1) * (w + 1)])
+        for x in range(w):
+            a, b, c = line[x - 1] if x else 0, prev[x], prev[x - 1] if x else 0
+            p = a + b - c
+            pr = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else b if abs(p - b) <= abs(p - c) else c
+            line[x] = (line[x] + [0, a, b, (a + b) // 2, pr][f]) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, rows
+r = json.load(open(sys.argv[1]))
+gw, gh, g = grey(open(sys.argv[2], "rb").read())
+pad, fam = int(sys.argv[3]), sys.argv[4]
+want = {"bigr": (7, "Sneaker", 4, 3, "bigr_fmnist"), "elm": (9, "Ankle boot", 5, 2, "elm_best")}[fam]
+assert (r["class"], r["class_name"], r["n"], r["seed"], r["model"]) == want and r["object"] == "image.sample", r
+assert "grid" not in r and len(r["images"]) == r["n"] and r["ms"] > 0, r
+assert (gw, gh) == (30 * r["n"] + 2, 32), (gw, gh)
+for i, b in enumerate(r["images"]):
+    w, h, t = grey(base64.b64decode(b))
+    assert (w, h) == (28, 28)
+    for y in range(28):
+        assert t[y] == g[2 + y][2 + 30 * i:30 + 30 * i], (i, y)
+assert all(v == pad for v in g[0] + g[1] + g[30] + g[31]), "padding"
+PY
+done
+# bad input: 400 in OpenAI's error shape naming the field; the server keeps serving
+bad_sample() { # family body param
+    local st
+    st=$(sample "$1" "$2")
+    [ "$st" = 400 ] && is_error_shape "$TMP/s.json" && grep -q "\"param\":\"$3\"" "$TMP/s.json" && ok ||
+        bad "$1 '$2': status $st (want 400 naming $3): $(head -c 200 "$TMP/s.json")"
+}
+for fam in bigr elm; do
+    bad_sample $fam '{"n": 2}' class
+    bad_sample $fam '{"class": "sneakers"}' class
+    bad_sample $fam '{"class": -1}' class
+    bad_sample $fam '{"class": 1.5}' class
+    bad_sample $fam '{"class": true}' class
+    bad_sample $fam '{"class": ["bag"]}' class
+    bad_sample $fam '{"class": 1, "n": 0}' n
+    bad_sample $fam '{"class": 1, "n": 65}' n
+    bad_sample $fam '{"class": 1, "n": "4"}' n
+    bad_sample $fam '{"class": 1, "seed": -1}' seed
+    bad_sample $fam '{"class": 1, "seed": 1e300}' seed
+    bad_sample $fam '{"class": 1, "grid": 1}' grid
+    bad_sample $fam '{"class": 1, "colour": "red"}' colour
+    bad_sample $fam '{"class": 1, "steps": 0}' steps
+    bad_sample $fam '{"class": 1, "cfg": 101}' cfg
+    st=$(sample $fam 'not json')
+    [ "$st" = 400 ] && is_error_shape "$TMP/s.json" && ok || bad "$fam malformed body: $st"
+done
+bad_sample bigr '{"class": 10}' class
+bad_sample bigr '{"class": "unconditional"}' class
+bad_sample bigr '{"class": 1, "iters": 50}' iters
+bad_sample bigr '{"class": 1, "steps": 100001}' steps
+bad_sample bigr '{"class": 1, "temp": 0}' temp
+bad_sample bigr '{"class": 1, "gumbel": -0.5}' gumbel
+bad_sample bigr '{"class": 1, "order": "spiral"}' order
+bad_sample bigr '{"class": 1, "deterministic": "yes"}' deterministic
+bad_sample bigr '{"class": 1, "top_k": 5}' top_k
+bad_sample elm '{"class": 11}' class
+bad_sample elm '{"class": 1, "temperature": 100.5}' temperature
+bad_sample elm '{"class": 1, "top_k": -1}' top_k
+bad_sample elm '{"class": 1, "top_p": 0}' top_p
+bad_sample elm '{"class": 1, "cfg_schedule": "cosine"}' cfg_schedule
+bad_sample elm '{"class": 1, "steps": 1001}' steps
+bad_sample elm '{"class": 1, "choice_temp": "hot"}' choice_temp
+bad_sample elm '{"class": 1, "no_kv_cache": 0}' no_kv_cache
+bad_sample elm '{"class": 1, "batch": 4097}' batch
+bad_sample elm '{"class": 1, "iters": 5}' iters
+sample bigr '{"class": 1, "hue\nx": 1}' >/dev/null
+grep -q "unknown field 'hue?x'" "$TMP/s.json" && ok || bad "bigr newline field: $(head -c 200 "$TMP/s.json")"
+$C $U/metrics >"$TMP/metrics_e.txt"
+grep -q '^tessera_bigr_images_total 18$' "$TMP/metrics_e.txt" && grep -q '^tessera_elm_images_total 23$' "$TMP/metrics_e.txt" &&
+    grep -q '^tessera_requests_total{endpoint="/v1/elm/sample",status="400"} [1-9]' "$TMP/metrics_e.txt" && ok ||
+    bad "sampler metrics: $(grep -E 'bigr|elm' "$TMP/metrics_e.txt" | head -6)"
+[ "$(sample elm '{"class": 0}')" = 200 ] && ok || bad "elm after the bad requests"
+stop_server
+# the server's --timeout: a request past it gets 503 (the sampler stops at its next step) and the
+# server keeps serving; with the BiGR model alone, the other endpoints are off (503)
+start_server F --bigr models/bigr_fmnist.safetensors --timeout 1 --quiet
+grep -q 'elm: off' "$TMP/F.err" && grep -q 'bigr: models/bigr_fmnist.safetensors, .*models/fmnist_bae.safetensors' "$TMP/F.err" &&
+    ok || bad "only --bigr named: $(cat "$TMP/F.err")"
+t0=$(date +%s)
+st=$(sample bigr '{"class": 1, "n": 64, "iters": 49, "steps": 256}')
+[ "$st" = 503 ] && is_error_shape "$TMP/s.json" && [ $(($(date +%s) - t0)) -le 10 ] && ok ||
+    bad "bigr past --timeout: $st after $(($(date +%s) - t0)) s: $(head -c 200 "$TMP/s.json")"
+[ "$(sample bigr '{"class": 1, "iters": 2, "steps": 4}')" = 200 ] && ok || bad "bigr after a timed-out request: $(head -c 200 "$TMP/s.json")"
+[ "$(sample elm '{"class": 1}')" = 503 ] && is_error_shape "$TMP/s.json" && ok || bad "elm with only --bigr named"
+stop_server
+"$BIN" serve --port 0 --elm /nonexistent.safetensors >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q nonexistent "$TMP/err.txt" && ok || bad "a missing --elm: $(cat "$TMP/err.txt")"
 
 # usage errors
 "$BIN" serve --port 70000 >/dev/null 2>&1

@@ -141,6 +141,9 @@ typedef struct {
     float temp;         /* transcoder logit temperature */
     tsr_bigr_order order;
     bool deterministic; /* fix bits by p > 0.5 instead of Bernoulli(p) */
+    double deadline;    /* tsr_time() past which sampling stops at the next
+                           transcoder step, the bits left unfinished (0: none):
+                           a server's per-request limit; the caller discards them */
 } tsr_bigr_sample_opts;
 
 tsr_bigr_sample_opts tsr_bigr_default_sample_opts(void);
@@ -206,5 +209,9 @@ void tsr_bigr_codes_free(tsr_bigr_codes *cd);
 double tsr_bigr_linear_probe(const float *xtr, const int32_t *ytr, int64_t ntr, const float *xte,
                              const int32_t *yte, int64_t nte, int d, int C, int epochs,
                              uint64_t seed);
+
+/* `POST /v1/bigr/sample` for `tessera serve` (src/models/bigr/serve.c) */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_bigr_serve_endpoint;
 
 #endif

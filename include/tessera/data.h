@@ -23,6 +23,12 @@ typedef struct {
 tsr_status tsr_mnist_load(const char *dir, bool train, tsr_mnist *out);
 void tsr_mnist_free(tsr_mnist *m);
 
+/* Fashion-MNIST's class names as the data set names them (0 "T-shirt/top",
+ * 1 "Trouser", ..., 7 "Sneaker", 9 "Ankle boot"); NULL outside 0..9. */
+const char *tsr_fmnist_class_name(int c);
+/* The class of a name, matched case-insensitively; -1 when none. */
+int tsr_fmnist_class_find(const char *name);
+
 /* Epoch-wise shuffled order from (seed, epoch) alone, so a cursor
  * (epoch, index) resumes exactly. */
 typedef struct {

@@ -178,6 +178,10 @@ typedef struct {
     bool kv_cache;      /* AR: false re-runs the whole prefix every step */
     int batch;          /* images per forward */
     uint64_t seed;      /* image i draws from rng(seed, i): results do not depend on batch */
+    double deadline;    /* tsr_time() past which sampling stops at the next
+                           position (AR) or step (MLM), the codes left
+                           unfinished (0: none): a server's per-request limit;
+                           the caller discards them */
 } tsr_elm_sample_opts;
 
 tsr_elm_sample_opts tsr_elm_default_sample_opts(void);
@@ -239,5 +243,9 @@ tsr_status tsr_elm_evaluate(const tsr_elm_model *m, const tsr_imgtok *tok, tsr_c
  * horizontal-neighbour bigram distribution of tokens (n, P) with vocab V */
 void tsr_elm_token_kl(const int32_t *tok, int64_t n, int P, int64_t V, double *kl_uni,
                       double *kl_bi);
+
+/* `POST /v1/elm/sample` for `tessera serve` (src/models/elm/serve.c) */
+struct tsr_serve_endpoint;
+extern const struct tsr_serve_endpoint tsr_elm_serve_endpoint;
 
 #endif

@@ -73,12 +73,14 @@ typedef void (*tsr_serve_handler)(void *state, const tsr_serve_request *rq, tsr_
 
 /* A model file an endpoint loads: `--<flag> PATH`, default_path (relative
  * to the working directory or the checkout, like the other shipped models)
- * when not given; NULL default: optional, absent unless given. */
+ * when not given; NULL default: optional, absent unless given (the
+ * endpoint may then find it itself: default_note says how, for --help). */
 typedef struct {
     const char *flag;
     const char *metavar;
     const char *help;
     const char *default_path;
+    const char *default_note; /* NULL: "off" */
 } tsr_serve_model_arg;
 
 #define TSR_SERVE_MAX_ROUTES 8

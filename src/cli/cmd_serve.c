@@ -8,7 +8,9 @@
  * (up to --timeout), then the process exits 0. */
 #include "cli/args.h"
 #include "tessera/apt.h"
+#include "tessera/bigr.h"
 #include "tessera/ebrm.h"
+#include "tessera/elm.h"
 #include "tessera/higen.h"
 #include "tessera/narformer.h"
 #include "tessera/ovadetr.h"
@@ -28,6 +30,8 @@ static const tsr_serve_endpoint *const k_endpoints[] = {
     &tsr_ctnet_serve_endpoint,
     &tsr_ovadetr_serve_endpoint,
     &tsr_apt_serve_endpoint,
+    &tsr_bigr_serve_endpoint,
+    &tsr_elm_serve_endpoint,
     /* families add their endpoint here */
     NULL,
 };
@@ -72,7 +76,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
             const tsr_serve_model_arg *a = &k_endpoints[e]->models[i];
             int f = ns - first_model;
             if (a->default_path) snprintf(helps[f], sizeof helps[f], "%s (default: %s; 'none': off)", a->help, a->default_path);
-            else snprintf(helps[f], sizeof helps[f], "%s (default: off)", a->help);
+            else snprintf(helps[f], sizeof helps[f], "%s (default: %s)", a->help, a->default_note ? a->default_note : "off");
             specs[ns++] = (arg_spec){a->flag, ARG_STR, &paths[f], a->metavar, helps[f], NULL};
         }
     const char *summary = "Serve every loaded model over HTTP: OpenAI-compatible POST /v1/completions and GET /v1/models "

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 #include <zlib.h>
 
 #define IDX_TYPE_U8 0x08
@@ -274,4 +275,15 @@ void tsr_batcher_seek(tsr_batcher *b, int64_t epoch, int64_t index) {
 void tsr_batcher_free(tsr_batcher *b) {
     free(b->order);
     memset(b, 0, sizeof *b);
+}
+
+static const char *const k_fmnist_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                              "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+const char *tsr_fmnist_class_name(int c) { return c >= 0 && c < 10 ? k_fmnist_names[c] : NULL; }
+
+int tsr_fmnist_class_find(const char *name) {
+    for (int c = 0; name && c < 10; c++)
+        if (strcasecmp(name, k_fmnist_names[c]) == 0) return c;
+    return -1;
 }

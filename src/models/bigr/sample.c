@@ -28,6 +28,9 @@ tsr_bigr_sample_opts tsr_bigr_default_sample_opts(void) {
     return o;
 }
 
+/* past the caller's deadline: the bits are left unfinished (p0 too) */
+static bool late(const tsr_bigr_sample_opts *o) { return o->deadline > 0 && tsr_time() > o->deadline; }
+
 static float bern(tsr_rng *r, float p) { return tsr_rng_uniform(r) < p ? 1.0f : 0.0f; }
 
 /* Reverse Bernoulli diffusion for M positions. cond (G*M, d) holds the
@@ -42,7 +45,7 @@ static void run_transcoder(tsr_ctx *cp, const tsr_bigr *m, const float *cond, in
     TSR_ASSERT(xt && ts);
     for (int64_t i = 0; i < M * K; i++) xt[i] = bern(rng, 0.5f);
     tsr_ctx *c = cp;
-    for (int si = 0; si < S; si++) {
+    for (int si = 0; si < S && !late(o); si++) {
         /* BiGR's subsequence of 1..T: evenly spaced, from T down to 1 */
         int t = S == 1 ? 1 : 1 + (int)((double)(S - 1 - si) / (S - 1) * (T - 1));
         int s = si + 1 < S ? 1 + (int)((double)(S - 2 - si) / (S - 1) * (T - 1)) : 0;
@@ -103,6 +106,7 @@ void tsr_bigr_sample(const tsr_bigr *m, uint8_t *bits, const uint8_t *known,
     tsr_ctx_init(&c, (size_t)32 << 20);
     c.grad_enabled = false;
     for (int it = 0; it < o->iters; it++) {
+        if (late(o)) break;
         bool any = false;
         for (int b = 0; b < B; b++) any |= cur[b] > tsr_bigr_masked_after(leff[b], it, o->iters);
         if (!any) continue;
@@ -121,6 +125,7 @@ void tsr_bigr_sample(const tsr_bigr *m, uint8_t *bits, const uint8_t *known,
                 memcpy(cond + (gg * M + i) * d, tsr_f32(z) + ((int64_t)gg * B * L + rowpos[i]) * d,
                        sizeof(float) * (size_t)d);
         run_transcoder(&c, m, cond, M, G, o, rng, p0);
+        if (late(o)) break; /* p0 may be unfinished */
         int64_t r = 0;
         for (int b = 0; b < B; b++) {
             int target = tsr_bigr_masked_after(leff[b], it, o->iters);

@@ -295,6 +295,8 @@ static void guided(const tsr_elm_model *m, int j, const float *hc, const float *
     for (int i = 0; i < V; i++) lg[i] = tmp[i] + s * (lg[i] - tmp[i]);
 }
 
+static bool late(const tsr_elm_sample_opts *o) { return o->deadline > 0 && tsr_time() > o->deadline; }
+
 static void sample_ar(const tsr_elm_model *m, const tsr_elm_sample_opts *o, const int32_t *labels,
                       int nb, tsr_rng *rng, int32_t *sub) {
     const int C = m->cfg.dim, S = m->cfg.n_sub, P = TSR_ELM_POS;
@@ -308,7 +310,7 @@ static void sample_ar(const tsr_elm_model *m, const tsr_elm_sample_opts *o, cons
     float *lg = malloc(sizeof(float) * Vmax * 3);
     TSR_ASSERT(seq && x && hid && lg);
     for (int r = 0; r < R; r++) tsr_elm_infer_embed(m, r < nb ? labels[r] : TSR_ELM_CLASSES, NULL, seq + (size_t)r * (P + 1) * C);
-    for (int p = 0; p < P; p++) {
+    for (int p = 0; p < P && !late(o); p++) {
         int T;
         if (o->kv_cache) {
             T = 1;
@@ -358,7 +360,7 @@ static void sample_mlm(const tsr_elm_model *m, const tsr_elm_sample_opts *o, con
     for (int i = 0; i < nb; i++)
         for (int p = 0; p < P; p++)
             for (int j = 0; j < S; j++) sub[((size_t)i * P + p) * S + j] = m->sub_vocab[j];
-    for (int t = 0; t < steps; t++) {
+    for (int t = 0; t < steps && !late(o); t++) {
         for (int r = 0; r < R; r++) {
             int i = r < nb ? r : r - nb;
             tsr_elm_infer_embed(m, r < nb ? labels[i] : TSR_ELM_CLASSES, NULL, x + (size_t)r * T * C);
@@ -415,7 +417,7 @@ static void sample_mlm(const tsr_elm_model *m, const tsr_elm_sample_opts *o, con
 void tsr_elm_sample(const tsr_elm_model *m, const tsr_elm_sample_opts *o, const int32_t *labels,
                     int64_t n, int32_t *sub) {
     const int S = m->cfg.n_sub, bs = o->batch > 0 ? o->batch : 100;
-    for (int64_t i0 = 0; i0 < n; i0 += bs) {
+    for (int64_t i0 = 0; i0 < n && !late(o); i0 += bs) {
         int nb = (int)(n - i0 < bs ? n - i0 : bs);
         tsr_rng *rng = malloc(sizeof(tsr_rng) * (size_t)nb);
         TSR_ASSERT(rng);
