@@ -5,11 +5,13 @@
  * /v1/completions handler: concurrent requests, greedy and seeded
  * sampling, joining and leaving between steps, give exactly the text each
  * gets alone and exactly what `tessera lm generate` (tsr_lm_generate_bpe)
- * prints. */
+ * prints. Also the image samplers' shared request parser
+ * (tessera/serve_sample.h). */
 #include "testutil.h"
 #include "tessera/bpe.h"
 #include "tessera/lm.h"
 #include "tessera/serve.h"
+#include "tessera/serve_sample.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -492,8 +494,55 @@ static void test_stream_interval(void) {
     free(whole);
 }
 
+/* ------------------------------------------------------------ image samplers' request */
+
+/* parses body with the ELM-like setting (classes 0..10, 10 "unconditional",
+ * one family field "steps"); returns the reply's status (0: parsed) */
+static int sample_parse(const char *body, tsr_serve_sample_req *r, char param[64]) {
+    static const char *const fields[] = {"steps", NULL};
+    tsr_serve_request rq = {.method = "POST", .path = "/v1/x/sample", .body = body, .body_len = strlen(body)};
+    tsr_serve_reply rp;
+    memset(&rp, 0, sizeof rp);
+    cJSON *j = tsr_serve_sample_parse(&rq, fields, 10, "unconditional", r, &rp);
+    TU_CHECK(!j == (rp.status != 0), "%s: object %p with status %d", body, (void *)j, rp.status);
+    TU_CHECK(!j || rp.status == 0, "%s: parsed with status %d", body, rp.status);
+    TU_CHECK(j || (rp.error[0] && !strchr(rp.error, '\n')), "%s: no one-line message", body);
+    snprintf(param, 64, "%s", rp.error_param);
+    cJSON_Delete(j);
+    return rp.status;
+}
+
+static void test_sample_parse(void) {
+    tsr_serve_sample_req r;
+    char p[64];
+    TU_CHECK(sample_parse("{\"class\": \"SNEAKER\"}", &r, p) == 0 && r.klass == 7 && r.n == 1 && r.seed == 1 && !r.grid &&
+                 strcmp(r.class_name, "Sneaker") == 0, "sneaker");
+    TU_CHECK(sample_parse("{\"class\": \"t-shirt/top\", \"n\": 64, \"seed\": 0, \"grid\": true, \"steps\": 3}", &r, p) == 0 &&
+                 r.klass == 0 && r.n == 64 && r.seed == 0 && r.grid && strcmp(r.class_name, "T-shirt/top") == 0, "t-shirt/top");
+    TU_CHECK(sample_parse("{\"class\": \"Unconditional\", \"seed\": 9007199254740991}", &r, p) == 0 && r.klass == 10 &&
+                 r.seed == 9007199254740991ull && strcmp(r.class_name, "unconditional") == 0, "unconditional");
+    TU_CHECK(sample_parse("{\"class\": 9}", &r, p) == 0 && strcmp(r.class_name, "Ankle boot") == 0, "class 9");
+    static const struct { const char *body, *param; } bad[] = {
+        {"{}", "class"}, {"{\"class\": \"boot\"}", "class"}, {"{\"class\": 11}", "class"}, {"{\"class\": -1}", "class"},
+        {"{\"class\": 2.5}", "class"}, {"{\"class\": null}", "class"}, {"{\"class\": 1, \"n\": 65}", "n"},
+        {"{\"class\": 1, \"n\": 0}", "n"}, {"{\"class\": 1, \"seed\": 9007199254740992}", "seed"},
+        {"{\"class\": 1, \"seed\": 1.5}", "seed"}, {"{\"class\": 1, \"grid\": \"yes\"}", "grid"},
+        {"{\"class\": 1, \"iters\": 3}", "iters"}, {"[1]", ""}, {"{\"class\": 1", ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int st = sample_parse(bad[i].body, &r, p);
+        TU_CHECK(st == 400 && strcmp(p, bad[i].param) == 0, "%s: status %d param '%s', want 400 '%s'", bad[i].body, st, p,
+                 bad[i].param);
+    }
+    /* the class names are the data set's, matched in any case */
+    for (int c = 0; c < 10; c++) TU_CHECK(tsr_fmnist_class_find(tsr_fmnist_class_name(c)) == c, "class %d", c);
+    TU_CHECK(tsr_fmnist_class_find("ANKLE BOOT") == 9 && tsr_fmnist_class_find("ankle") == -1 &&
+                 tsr_fmnist_class_name(10) == NULL, "class names");
+}
+
 int main(void) {
     test_parser();
+    test_sample_parse();
     test_forward_batch(TSR_LM_W_F32);
     test_forward_batch(TSR_LM_W_BF16);
     test_forward_batch(TSR_LM_W_Q8);
