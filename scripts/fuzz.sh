@@ -105,6 +105,14 @@ printf '%s' '{"query": "mail server", "candidates": ["postfix", "exim4-daemon-li
     >"$S/fuzz_ebrm_relevance/virtual"
 printf '%s' '{"query": "pdf viewer", "k": 5, "beam": 10}' >"$S/fuzz_higen_search/q"
 printf '%s' '{"item": "vim", "k": 3}' >"$S/fuzz_higen_search/item"
+# the image samplers: small bodies (few images, few steps), every option named once
+export TSR_BIGR_MODEL="$ROOT/models/bigr_fmnist.safetensors" TSR_ELM_MODEL="$ROOT/models/elm_best.safetensors"
+printf '%s' '{"class": "sneaker", "n": 2, "seed": 3, "iters": 4, "steps": 5}' >"$S/fuzz_bigr_sample/sneaker"
+printf '%s' '{"class": 0, "grid": true, "order": "random", "deterministic": true, "cfg": 1, "temp": 0.5, "gumbel": 0}' \
+    >"$S/fuzz_bigr_sample/grid"
+printf '%s' '{"class": "Ankle boot", "n": 3, "seed": 2}' >"$S/fuzz_elm_sample/boot"
+printf '%s' '{"class": "unconditional", "grid": true, "temperature": 0.8, "top_k": 10, "top_p": 0.9, "cfg": 2, "cfg_schedule": "constant", "steps": 3, "choice_temp": 1, "batch": 2, "no_kv_cache": true}' \
+    >"$S/fuzz_elm_sample/grid"
 [ -f "$D/nnlqp/resnet18-v1-7-no-weight.onnx" ] && cp "$D/nnlqp/resnet18-v1-7-no-weight.onnx" "$S/fuzz_narformer_latency/"
 C="$ROOT/models/debian-catalog"
 (printf '\000'; gzip -dc "$C/packages.jsonl.gz" | head -40; printf '#--#\n'; gzip -dc "$C/appstream.jsonl.gz" | head -10
