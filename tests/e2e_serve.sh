@@ -478,7 +478,11 @@ cd "$REPO"
 grep -q 'bigr: .*models/bigr_fmnist.safetensors, .*models/fmnist_bae.safetensors' "$TMP/E.err" &&
     grep -q 'elm: .*models/elm_best.safetensors' "$TMP/E.err" && ok || bad "sampler models: $(grep -E 'bigr|elm' "$TMP/E.err")"
 # sample FAMILY BODY: POSTs BODY (through stdin) to /v1/FAMILY/sample, the reply in $TMP/s.json; prints the status
-sample() { printf '%s' "$2" | $C -o "$TMP/s.json" -w '%{http_code}' $U/v1/$1/sample -d @-; }
+# (removed first: curl leaves an old file in place when a request times out)
+sample() {
+    rm -f "$TMP/s.json"
+    printf '%s' "$2" | $C -o "$TMP/s.json" -w '%{http_code}' $U/v1/$1/sample -d @-
+}
 # grid_cmp FAMILY BODY CLI-FLAGS...: the reply's base64 grid, decoded, against the PNG `tessera FAMILY sample
 # CLI-FLAGS --out` writes: cmp's verdict (0 the same bytes); the CLI's file stays in $TMP/cli.png
 grid_cmp() {
