@@ -130,6 +130,12 @@ IMG=$D/aerial/mmrotate-demos/P0004__1__0___0.png
     --min-score 0 --max-det 5 >/dev/null 2>&1
 [ $? -eq 0 ] && grep -q '"categories"' "$TMP/b.json" && grep -q '"score"' "$TMP/b.json" && [ -s "$TMP/b.png" ] \
     && ok || bad "detect does not write COCO JSON and a PNG"
+# --draw failing after --out was written (a 64 KiB file-size limit: the JSON
+# fits, the PNG does not): one error, and no new output left behind
+( trap '' XFSZ; ulimit -f 64; "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "plane,car" \
+    --out "$TMP/f.json" --draw "$TMP/f.png" --min-score 0 --max-det 5 >/dev/null 2>"$TMP/err.txt" )
+[ $? -eq 1 ] && [ "$(grep -c 'error' "$TMP/err.txt")" -eq 1 ] && [ ! -e "$TMP/f.json" ] && [ ! -e "$TMP/f.png" ] \
+    && [ -z "$(ls "$TMP" | grep '^f\.')" ] && ok || bad "a failed --draw leaves the --out JSON (or a temporary file) behind"
 
 # unknown class with no embedding: one line, exit 1, nothing written
 "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "plane,flibbertigibbet" --out "$TMP/u.json" \

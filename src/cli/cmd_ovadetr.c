@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -219,6 +220,7 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
     }
     tsr_ovd_det *dets = NULL;
     int nd = 0;
+    bool out_existed = out && access(out, F_OK) == 0; /* a failed --draw removes only a new --out */
     if (!st.code) {
         struct timeval a, b;
         gettimeofday(&a, NULL);
@@ -245,6 +247,7 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
     if (!st.code && draw) {
         for (int i = nd - 1; i >= 0; i--) draw_box(px, w, h, &dets[i], names[dets[i].cls], g_col[dets[i].cls % 8]);
         st = tsr_png_write(draw, px, w, h, 3);
+        if (st.code && out && !out_existed) unlink(out); /* both outputs or no new one */
     }
     free(px), free(dets), free(rows);
     tsr_ovd_names_free(names, K);
