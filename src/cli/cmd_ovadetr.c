@@ -157,7 +157,8 @@ static void draw_box(uint8_t *px, int w, int h, const tsr_ovd_det *d, const char
 /* the hint under a failed detect: none where the message names the flag
  * (or says what to pass), the --embeddings file's form where it names that
  * file, else the inputs */
-static const char *detect_hint(tsr_status st, const char *emb) {
+static const char *detect_hint(tsr_status st, const char *emb, bool writing) {
+    if (writing) return "the outputs were checked before the work: check the free space under --out and --draw";
     if (strstr(st.msg, "--classes") || strstr(st.msg, "--embeddings") || strstr(st.msg, "embedding")) return NULL;
     if (emb && strstr(st.msg, emb)) return "pass --embeddings a float32 .npy of one 512-d CLIP row per --classes name";
     return "check the --image PNG, --classes and --model";
@@ -231,6 +232,7 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
             fprintf(stderr, "%s: %d detections in %dx%d px (%.2f s)\n", prog, nd, w, h,
                     (b.tv_sec - a.tv_sec) + 1e-6 * (b.tv_usec - a.tv_usec));
     }
+    bool writing = !st.code; /* a failure from here on is an output's */
     if (!st.code && out) {
         tsr_det_set s;
         tsr_det_set_init(&s);
@@ -254,7 +256,7 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
     tsr_ovd_names_free(mcls, nmc);
     tsr_ovd_vocab_free(&v);
     tsr_ovd_free(&m);
-    if (st.code) return cli_fail(st, detect_hint(st, emb));
+    if (st.code) return cli_fail(st, detect_hint(st, emb, writing));
     return CLI_OK;
 }
 
