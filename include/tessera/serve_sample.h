@@ -80,12 +80,14 @@ static inline cJSON *tsr_serve_sample_parse(const tsr_serve_request *rq, const c
         r->klass = tsr_fmnist_class_find(c->valuestring);
         if (r->klass < 0 && extra_class && strcasecmp(c->valuestring, extra_class) == 0) r->klass = max_class;
         if (r->klass < 0 || r->klass > max_class) {
-            char shown[41];
+            char shown[41], names[160] = "";
             tsr_serve_printable(shown, sizeof shown, c->valuestring);
-            tsr_serve_fail(rp, 400, "class",
-                           "unknown class '%s' (T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, "
-                           "Ankle boot%s%s; any case)",
-                           shown, extra_class ? ", " : "", extra_class ? extra_class : "");
+            for (int k = 0; k < 10; k++) {
+                size_t l = strlen(names);
+                snprintf(names + l, sizeof names - l, "%s%s", k ? ", " : "", tsr_fmnist_class_name(k));
+            }
+            tsr_serve_fail(rp, 400, "class", "unknown class '%s' (%s%s%s; any case)", shown, names,
+                           extra_class ? ", " : "", extra_class ? extra_class : "");
             r->klass = -1;
         }
     } else {

@@ -50,11 +50,11 @@ static tsr_status bigr_load(void **state, const char *const *paths, const struct
         tsr_bigr_free(&s->m);
         return st;
     }
-    if (s->tok.cfg.kind != TSR_IMGTOK_BAE || s->tok.cfg.bits != s->m.cfg.bits || s->m.cfg.classes < 1 ||
-        s->m.cfg.classes > 10) {
-        st = s->tok.cfg.kind != TSR_IMGTOK_BAE || s->tok.cfg.bits != s->m.cfg.bits
-                 ? tsr_errorf(TSR_ERR_ARG, "%s: the tokenizer is not a %d-bit BAE (--bigr-tokenizer)", paths[1], s->m.cfg.bits)
-                 : tsr_errorf(TSR_ERR_FORMAT, "%s: %d classes, not Fashion-MNIST's 10", paths[0], s->m.cfg.classes);
+    if (s->tok.cfg.kind != TSR_IMGTOK_BAE || s->tok.cfg.bits != s->m.cfg.bits)
+        st = tsr_errorf(TSR_ERR_ARG, "%s: the tokenizer is not a %d-bit BAE (--bigr-tokenizer)", paths[1], s->m.cfg.bits);
+    else if (s->m.cfg.classes < 1 || s->m.cfg.classes > 10)
+        st = tsr_errorf(TSR_ERR_FORMAT, "%s: %d classes, not Fashion-MNIST's 10", paths[0], s->m.cfg.classes);
+    if (st.code) {
         tsr_imgtok_free(&s->tok);
         tsr_bigr_free(&s->m);
         return st;
