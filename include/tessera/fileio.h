@@ -14,6 +14,14 @@
  * the path. path "-" reads stdin. */
 tsr_status tsr_read_file(const char *path, char **data, size_t *len);
 
+/* The check a loader runs before it opens a model, tokenizer or other
+ * binary input: an existing path that is not a regular file is refused at
+ * once ("<path>: not a regular file (a FIFO)"), since opening a FIFO blocks
+ * until a writer comes and a device never ends. A path that does not exist
+ * (or cannot be stat'ed) passes: the open then says why. Prompt and text
+ * readers (tsr_read_file) do not use it: a pipe is a fine prompt. */
+tsr_status tsr_input_check(const char *path);
+
 /* ------------------------------------------------------------ outputs */
 
 /* The check to run on every output path BEFORE any long work (training,

@@ -1329,7 +1329,9 @@ tsr_status tsr_bpe_load(tsr_bpe *b, const char *path) {
     memset(b, 0, sizeof *b);
     char *d;
     size_t n;
-    tsr_status st = tsr_read_file(path, &d, &n);
+    tsr_status st = tsr_input_check(path);
+    if (st.code) return st;
+    st = tsr_read_file(path, &d, &n);
     if (st.code) return st;
     st = tsr_bpe_parse(b, d, n, path);
     free(d);

@@ -42,6 +42,14 @@ tsr_status tsr_read_file(const char *path, char **data, size_t *len) {
 
 /* ------------------------------------------------------------ outputs */
 
+static const char *kind_name(mode_t m);
+
+tsr_status tsr_input_check(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || S_ISREG(sb.st_mode)) return tsr_ok();
+    return tsr_errorf(TSR_ERR_IO, "%s: not a regular file (%s)", path, kind_name(sb.st_mode));
+}
+
 static const char *kind_name(mode_t m) {
     if (S_ISDIR(m)) return "a directory";
     if (S_ISLNK(m)) return "a symbolic link";

@@ -339,6 +339,8 @@ bad:
 
 tsr_status tsr_gguf_read(const char *path, tsr_gguf_file *f) {
     memset(f, 0, sizeof *f);
+    tsr_status chk = tsr_input_check(path);
+    if (chk.code) return chk;
     int fd = open(path, O_RDONLY);
     if (fd < 0) return tsr_errorf(TSR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;

@@ -14,6 +14,7 @@
  *   f32 group scales in the same order. Dequantised to f32 here.
  * The whole expected size is computed in 64 bits from a validated header
  * and must equal the file length, so no read can run past the end. */
+#include "tessera/fileio.h"
 #include "tessera/lm.h"
 
 #include <errno.h>
@@ -213,6 +214,8 @@ tsr_status tsr_llama2c_parse(tsr_lm_model *m, const void *buf, size_t len, const
 
 tsr_status tsr_llama2c_load(tsr_lm_model *m, const char *path) {
     memset(m, 0, sizeof *m);
+    tsr_status chk = tsr_input_check(path);
+    if (chk.code) return chk;
     int fd = open(path, O_RDONLY);
     if (fd < 0) return tsr_errorf(TSR_ERR_IO, "%s: cannot open checkpoint: %s", path, strerror(errno));
     struct stat sb;

@@ -122,6 +122,8 @@ static tsr_status read_rows(FILE *f, mem_src *m, const char *path, int64_t max_p
 
 tsr_status tsr_png_read(const char *path, uint8_t **px, int *w, int *h, int *ch) {
     *px = NULL;
+    tsr_status chk = tsr_input_check(path);
+    if (chk.code) return chk;
     FILE *f = fopen(path, "rb");
     if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
     tsr_status st = read_rows(f, NULL, path, 0, px, w, h, ch);

@@ -324,6 +324,8 @@ tsr_status tsr_st_parse(const void *buf, size_t len, const char *what, tsr_st_fi
 
 tsr_status tsr_st_read(const char *path, tsr_st_file *out) {
     memset(out, 0, sizeof *out);
+    tsr_status chk = tsr_input_check(path);
+    if (chk.code) return chk;
     FILE *fp = fopen(path, "rb");
     if (!fp) return tsr_errorf(TSR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;

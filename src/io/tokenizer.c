@@ -4,6 +4,7 @@
  * where run.c would index out of range on odd vocabularies (no " " piece,
  * fewer than 259 tokens) we skip the prefix or fall back to <unk> instead. */
 #include "tessera/tokenizer.h"
+#include "tessera/fileio.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -128,6 +129,8 @@ tsr_status tsr_tokenizer_parse(tsr_tokenizer *t, const void *buf, size_t len, in
 
 tsr_status tsr_tokenizer_load(tsr_tokenizer *t, const char *path, int vocab_size) {
     memset(t, 0, sizeof *t);
+    tsr_status chk = tsr_input_check(path);
+    if (chk.code) return chk;
     FILE *f = fopen(path, "rb");
     if (!f) return tsr_errorf(TSR_ERR_IO, "%s: cannot open tokenizer: %s", path, strerror(errno));
     struct stat sb;
