@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <errno.h>
+#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -37,7 +38,8 @@ static const char *kind_meta(const arg_spec *s) {
     case ARG_I64:
     case ARG_U64: return "N";
     case ARG_FLOAT: return "X";
-    case ARG_STR: return "STR";
+    case ARG_STR:
+    case ARG_TEXT: return "STR";
     default: return "";
     }
 }
@@ -62,6 +64,7 @@ void args_print_help(FILE *f, const char *prog, const char *summary, const arg_s
         case ARG_U64: fprintf(f, " [%llu]", (unsigned long long)*(uint64_t *)specs[i].dst); break;
         case ARG_FLOAT: fprintf(f, " [%g]", (double)*(float *)specs[i].dst); break;
         case ARG_STR:
+        case ARG_TEXT:
             if (*(const char **)specs[i].dst) fprintf(f, " [%s]", *(const char **)specs[i].dst);
             break;
         default: break;
@@ -109,6 +112,7 @@ static int parse_value(const char *prog, const arg_spec *s, const char *v) {
         if (!*v) return cli_usage_error(prog, "--%s expects a non-empty value", s->name);
         *(const char **)s->dst = v;
         break;
+    case ARG_TEXT: *(const char **)s->dst = v; break;
     case ARG_BOOL: *(bool *)s->dst = true; break;
     }
     if (s->set) *s->set = true;
@@ -195,6 +199,26 @@ int cli_check_output(const char *prog, const char *flag, const char *path, bool 
     snprintf(hint, sizeof hint, "pass --%s a new or regular file in a writable directory%s", flag,
              allow_stdout ? " (or '-' for stdout)" : "");
     return cli_fail(st, hint);
+}
+
+/* realpath of path's directory + "/" + its base name (the file itself need
+ * not exist); false when the directory cannot be resolved */
+static bool canonical_name(const char *path, char *out, size_t n) {
+    char *d = strdup(path), *b = strdup(path);
+    TSR_ASSERT(d && b);
+    char dir[PATH_MAX];
+    bool ok = realpath(dirname(d), dir) != NULL;
+    if (ok) ok = (size_t)snprintf(out, n, "%s/%s", dir, basename(b)) < n;
+    free(d), free(b);
+    return ok;
+}
+
+bool cli_same_file(const char *a, const char *b) {
+    if (strcmp(a, b) == 0) return true;
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
+    return canonical_name(a, ca, sizeof ca) && canonical_name(b, cb, sizeof cb) && strcmp(ca, cb) == 0;
 }
 
 static int range_error(const char *prog, const char *flag, const char *lo, const char *hi, const char *got) {

@@ -10,7 +10,8 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_HELP = -1 };
 
-typedef enum { ARG_BOOL, ARG_INT, ARG_I64, ARG_U64, ARG_FLOAT, ARG_STR } arg_kind;
+/* ARG_TEXT: a string that may be empty (a prompt); ARG_STR refuses '' */
+typedef enum { ARG_BOOL, ARG_INT, ARG_I64, ARG_U64, ARG_FLOAT, ARG_STR, ARG_TEXT } arg_kind;
 
 /* One flag: `--name VALUE` or `--name=VALUE` (ARG_BOOL takes no value).
  * dst points at an int, int64_t, uint64_t, float, const char * or bool, by kind.
@@ -60,6 +61,11 @@ const char *cli_shipped_default(const char *v, const char *def, char *buf, size_
  * accepted only when allow_stdout. Prints "tessera: error: ..." with a hint
  * naming --flag; returns CLI_OK or CLI_FAIL. */
 int cli_check_output(const char *prog, const char *flag, const char *path, bool allow_stdout);
+/* Whether two paths name one file ("a.tok" and "./a.tok", a symlinked
+ * directory): the same directory (realpath) and base name, or the same
+ * existing file. For outputs (and an output against an input) that must be
+ * two files. */
+bool cli_same_file(const char *a, const char *b);
 
 /* Documented ranges of numeric flags: CLI_USAGE with "--flag must be
  * between lo and hi (got v)" (or ">= lo" / "<= hi" when the other end is

@@ -97,7 +97,7 @@ static void session_free(session *s) {
     if (s->has_m) tsr_lm_model_free(&s->m);
 }
 
-static int session_open(session *s, const char *model, const char *adapter, const char *dtype) {
+static int session_open(session *s, const char *prog, const char *model, const char *adapter, const char *dtype) {
     memset(s, 0, sizeof *s);
     char mbuf[4096], abuf[4096];
     model = cli_shipped_default(model, DEFAULT_MODEL, mbuf, sizeof mbuf);
@@ -105,7 +105,7 @@ static int session_open(session *s, const char *model, const char *adapter, cons
     int wt = -1;
     if (dtype && strcmp(dtype, "auto") != 0) {
         tsr_lm_wtype t;
-        if (!tsr_lm_wtype_parse(dtype, &t)) return cli_usage_error("tessera bita", "--dtype must be f32, bf16, q8 or auto");
+        if (!tsr_lm_wtype_parse(dtype, &t)) return cli_usage_error(prog, "--dtype must be f32, bf16, q8 or auto");
         wt = (int)t;
     }
     tsr_status st = tsr_lm_load(&s->m, model, wt, 0);
@@ -117,16 +117,18 @@ static int session_open(session *s, const char *model, const char *adapter, cons
         return cli_fail(st, "--adapter expects a file written by 'tessera bita tune'");
     }
     s->has_ad = true;
-    char hash[17];
-    if (s->ad.base_hash[0] && !tsr_bita_file_hash(model, hash).code && strcmp(hash, s->ad.base_hash) != 0)
-        fprintf(stderr, "tessera bita: warning: the adapter was tuned on another base (checksum %s, this one %s)\n",
-                s->ad.base_hash, hash);
     st = tsr_bita_model_init(&s->bm, &s->m, &s->ad);
     if (st.code) {
         session_free(s);
         return cli_fail(st, "the adapter does not fit this model");
     }
     s->has_bm = true;
+    /* a fitting adapter tuned on another base still decodes losslessly
+     * (the base verifies every token), only with fewer accepted drafts */
+    char hash[17];
+    if (s->ad.base_hash[0] && !tsr_bita_file_hash(model, hash).code && strcmp(hash, s->ad.base_hash) != 0)
+        fprintf(stderr, "%s: warning: the adapter was tuned on another base (checksum %s, this one %s)\n", prog,
+                s->ad.base_hash, hash);
     char tp[4096];
     struct stat sb;
     size_t ml = strlen(model);
@@ -180,7 +182,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "PATH", "base model (default: " DEFAULT_MODEL ")", NULL},
         {"adapter", ARG_STR, &adapter, "PATH", "adapter from 'bita tune' (default: " DEFAULT_ADAPTER ")", NULL},
         {"dtype", ARG_STR, &dtype, "T", "weights in memory: f32, bf16, q8 or auto (default)", NULL},
-        {"prompt", ARG_STR, &prompt, "TEXT", "text to continue (this or --prompt-file is required)", NULL},
+        {"prompt", ARG_TEXT, &prompt, "TEXT", "text to continue, may be empty (this or --prompt-file is required)", NULL},
         CLI_PROMPT_FILE_SPEC(prompt_file),
         CLI_TRUNCATE_SPEC(truncate),
         {"max-tokens", ARG_INT, &max_tokens, "N", "new tokens at most (default 256; the context also bounds it)", NULL},
@@ -213,7 +215,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     char *prompt_text;
     if ((rc = cli_read_prompt(prog, prompt, prompt_file, true, &prompt_text)) != CLI_OK) return rc;
     session s;
-    if ((rc = session_open(&s, model, adapter, dtype)) != CLI_OK) {
+    if ((rc = session_open(&s, prog, model, adapter, dtype)) != CLI_OK) {
         free(prompt_text);
         return rc;
     }
@@ -356,7 +358,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     tsr_status st = cli_read_jsonl_field(prompts, "prompt", &texts, &n_texts);
     if (st.code) return cli_fail(st, "each line must be a JSON object with a \"prompt\" string (bench/prompts_pyval.jsonl)");
     session s;
-    if ((rc = session_open(&s, model, adapter, dtype)) != CLI_OK) {
+    if ((rc = session_open(&s, prog, model, adapter, dtype)) != CLI_OK) {
         cli_free_strings(texts, n_texts);
         return rc;
     }

@@ -24,6 +24,13 @@ void cli_lm_train_report(tsr_lm_train_opts *o, cli_train *t, const char *prog);
 
 /* ------------------------------------------------------------ tune */
 
+/* whether an error message starts with path (as "path: ..." or "path/...");
+ * a substring test would match a short --out such as "o" anywhere */
+static bool names_path(const char *msg, const char *path) {
+    size_t n = path ? strlen(path) : 0;
+    return n && strncmp(msg, path, n) == 0 && (msg[n] == ':' || msg[n] == '/');
+}
+
 static int cmd_tune(const char *prog, int argc, char **argv) {
     tsr_space_tune_opts o = tsr_space_tune_default_opts();
     tsr_lm_train_opts *l = &o.lm;
@@ -50,6 +57,8 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
     if (l->cfg.max_seq < 8 || l->cfg.max_seq > 65536) return cli_usage_error(prog, "--context must be in 8..65536");
     if (o.sar.k < 1 || o.sar.k > 15) return cli_usage_error(prog, "--k must be in 1..15");
     if (!(o.sar.prob >= 0 && o.sar.prob <= 1)) return cli_usage_error(prog, "--sar-prob must be in [0, 1]");
+    if ((rc = cli_check_int(prog, "min-prefix", o.sar.min_prefix, 1, l->cfg.max_seq - o.sar.k - 1)) != CLI_OK)
+        return rc;
     l->batch = t.batch;
     t.o.out = NULL; /* the checkpoint is --out/train.safetensors */
     cli_lm_train_report(l, &t, prog);
@@ -60,8 +69,9 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
     cli_train_end(&t, &(tsr_train_result){.step = r.steps, .total = r.total, .interrupted = r.interrupted});
     if (st.code) {
         const char *hint = "see --help";
-        if (strstr(st.msg, o.base)) hint = "--model must be an HF directory with config.json, model.safetensors and tokenizer.json";
-        else if (strstr(st.msg, o.out)) hint = "check that --out can be created and written";
+        if (names_path(st.msg, o.base)) hint = "--model must be an HF directory with config.json, model.safetensors and tokenizer.json";
+        else if (names_path(st.msg, o.out)) hint = "check that --out can be created and written";
+        else if (names_path(st.msg, l->data_dir)) hint = "pass --data DIR with .py files (Debian: libpython3.11-stdlib)";
         return cli_fail(st, cli_train_hint(&t, st, hint));
     }
     if (t.cm.json) {
@@ -142,7 +152,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
         {"model", ARG_STR, &model, "DIR", "SAR model directory (default: the shipped " SPACE_DEFAULT_MODEL ")", NULL},
-        {"prompt", ARG_STR, &prompt, "TEXT", "text to continue (default: empty)", NULL},
+        {"prompt", ARG_TEXT, &prompt, "TEXT", "text to continue (may be empty; default: empty)", NULL},
         CLI_PROMPT_FILE_SPEC(prompt_file),
         CLI_TRUNCATE_SPEC(truncate),
         {"max-tokens", ARG_INT, &max_tokens, "N", "new tokens at most (the context also bounds it)", NULL},

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void tsr_space_sar_batch(void *ud, int32_t *x, int32_t *y, int B, int T, const int32_t *train, size_t n_train,
                          tsr_rng *rng) {
@@ -54,10 +55,13 @@ tsr_space_tune_opts tsr_space_tune_default_opts(void) {
     return o;
 }
 
-static tsr_status make_dir(const char *path) {
-    if (mkdir(path, 0755) == 0 || errno == EEXIST) {
+/* *created: whether this call made it (a failed run then removes it) */
+static tsr_status make_dir(const char *path, bool *created) {
+    *created = mkdir(path, 0755) == 0;
+    if (*created || errno == EEXIST) {
         struct stat sb;
         if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return tsr_ok();
+        return tsr_errorf(TSR_ERR_IO, "%s: exists and is not a directory", path);
     }
     return tsr_errorf(TSR_ERR_IO, "%s: cannot create the directory (%s)", path, strerror(errno));
 }
@@ -102,7 +106,8 @@ tsr_status tsr_space_tune(const tsr_space_tune_opts *o, tsr_lm_train_result *r) 
                           "min prefix %d in 1..%d for context %d)", sar.k, (double)sar.prob, sar.min_prefix,
                           T - sar.k - 1, T);
     }
-    if ((st = make_dir(o->out)).code) {
+    bool created;
+    if ((st = make_dir(o->out, &created)).code) {
         tsr_bpe_free(&bpe);
         return st;
     }
@@ -122,6 +127,7 @@ tsr_status tsr_space_tune(const tsr_space_tune_opts *o, tsr_lm_train_result *r) 
     t.eval_context = bc.seq_len < T ? bc.seq_len : T;
     t.train.eval_first = true;
     st = tsr_lm_train(&t, r);
+    if (st.code && created) rmdir(o->out); /* a run that failed before writing anything leaves no directory */
     if (!st.code && r->finished) {
         /* the shipping directory: BF16 weights, config, tokenizer + mask */
         int id = -1;
