@@ -360,6 +360,13 @@ tsr_status tsr_lm_load_hf_dir(tsr_lm_model *m, const char *dir, int wtype, int g
  * *.gguf or a file starting with "GGUF" -> llama.cpp GGUF (gguf.h),
  * anything else -> llama2.c .bin (then converted to wtype when >= 0). */
 tsr_status tsr_lm_load(tsr_lm_model *m, const char *path, int wtype, int group_size);
+/* A look at a --model path without loading it, for checks that come
+ * before the load: *is_gguf says whether tsr_lm_load would read it as a
+ * GGUF (suffix or magic). The status is the error tsr_lm_load would give at
+ * once for a path that does not exist, is neither a regular file nor a
+ * directory, or is a file of a known other kind (PNG, JSON, text); ok
+ * otherwise. */
+tsr_status tsr_lm_probe(const char *path, bool *is_gguf);
 /* Config from a JSON object text (config.json); name labels messages. */
 tsr_status tsr_lm_config_from_json(tsr_lm_config *c, const char *json, size_t len, const char *name);
 /* Write the model as safetensors (HF names, matrices in the model's type,

@@ -74,16 +74,22 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* a GGUF by suffix or by its magic (a .gguf renamed .bin) */
+static bool is_gguf_path(const char *path) {
+    bool g = false;
+    return ends_with(path, ".gguf") || (!tsr_lm_probe(path, &g).code && g);
+}
+
 static bool is_llama2c_path(const char *path) {
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return false;
-    return !ends_with(path, ".safetensors") && !ends_with(path, ".gguf");
+    return !ends_with(path, ".safetensors") && !is_gguf_path(path);
 }
 
 /* A byte-level BPE tokenizer: tokenizer.json, or the one inside a .gguf
  * (with a warning when its pre-tokenizer is not GPT-2's, which ours is) */
 static tsr_status load_bpe(tsr_bpe *b, const char *path) {
-    if (!ends_with(path, ".gguf")) return tsr_bpe_load(b, path);
+    if (!is_gguf_path(path)) return tsr_bpe_load(b, path);
     char pre[64];
     tsr_status st = tsr_bpe_load_gguf(b, path, pre, sizeof pre);
     if (!st.code && pre[0] && strcmp(pre, "gpt-2") != 0)
@@ -104,7 +110,7 @@ static bool find_default_model(char *out, size_t n) { return cli_find_shipped(TS
  * .gguf carries its own */
 static void default_tokenizer(const char *model, char *out, size_t n) {
     struct stat sb;
-    if (ends_with(model, ".gguf")) {
+    if (is_gguf_path(model)) {
         snprintf(out, n, "%s", model);
         return;
     }
@@ -286,13 +292,20 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         model = model_default;
     }
     bool l2c = is_llama2c_path(model);
-    if (!tok_path && l2c) return cli_usage_error(prog, "--tokenizer is required with a llama2.c checkpoint");
+    if (!tok_path && l2c) {
+        /* a missing path, a typo or a file of another kind is reported as
+         * such, not as a llama2.c checkpoint without its tokenizer */
+        bool g;
+        tsr_status pst = tsr_lm_probe(model, &g);
+        if (pst.code) return cli_fail(pst, MODEL_HINT);
+        return cli_usage_error(prog, "--tokenizer is required with a llama2.c checkpoint");
+    }
     char tok_default[4096];
     if (!tok_path) {
         default_tokenizer(model, tok_default, sizeof tok_default);
         tok_path = tok_default;
     }
-    bool bpe_tok = ends_with(tok_path, ".json") || ends_with(tok_path, ".gguf");
+    bool bpe_tok = ends_with(tok_path, ".json") || is_gguf_path(tok_path);
     int wt;
     if ((rc = parse_dtype(prog, dtype, group_size, &wt)) != CLI_OK) return rc;
     if ((rc = cli_check_int(prog, "steps", steps, 0, INT32_MAX)) != CLI_OK ||
@@ -506,7 +519,7 @@ static int convert_gguf(const tsr_lm_model *m, const char *dtype, const char *mo
         default_tokenizer(model, tok_default, sizeof tok_default);
         tok_path = tok_default;
     }
-    if (!tok_path || (!ends_with(tok_path, ".json") && !ends_with(tok_path, ".gguf")))
+    if (!tok_path || (!ends_with(tok_path, ".json") && !is_gguf_path(tok_path)))
         return cli_fail(tsr_errorf(TSR_ERR_ARG, "GGUF output needs a byte-level BPE tokenizer (tokenizer.json)"),
                         "pass --tokenizer PATH/tokenizer.json (llama2.c tokenizer.bin files are not converted)");
     tsr_bpe tok;

@@ -519,10 +519,28 @@ static const char *sniff_other(const char *path) {
     return text ? "a text file" : NULL;
 }
 
+tsr_status tsr_lm_probe(const char *path, bool *is_gguf) {
+    *is_gguf = false;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return tsr_errorf(TSR_ERR_IO, "%s: cannot open checkpoint: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return tsr_ok();
+    tsr_status st = tsr_input_check(path);
+    if (st.code) return st;
+    *is_gguf = has_suffix(path, ".gguf") || has_gguf_magic(path);
+    if (*is_gguf || has_suffix(path, ".safetensors")) return tsr_ok();
+    const char *other = sniff_other(path);
+    if (other)
+        return tsr_errorf(TSR_ERR_FORMAT, "%s: %s, not a model checkpoint (llama2.c .bin, GGUF, HF directory or .safetensors)",
+                          path, other);
+    return tsr_ok();
+}
+
 tsr_status tsr_lm_load(tsr_lm_model *m, const char *path, int wtype, int group_size) {
     memset(m, 0, sizeof *m);
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return tsr_lm_load_hf_dir(m, path, wtype, group_size);
+    tsr_status chk = tsr_input_check(path); /* a FIFO would block the sniffing below */
+    if (chk.code) return chk;
     if (has_suffix(path, ".safetensors")) return tsr_lm_load_safetensors(m, path, wtype, group_size);
     if (has_suffix(path, ".gguf") || has_gguf_magic(path)) return tsr_lm_load_gguf(m, path, wtype, group_size);
     const char *other = sniff_other(path);
