@@ -103,6 +103,10 @@ typedef struct tsr_nn_llama {
     tsr_tensor *lm_head; /* (V,C); the embedding table when tied */
 } tsr_nn_llama;
 
+/* The config check alone (positive sizes, heads dividing dim and kv heads
+ * dividing heads, an even head size, positive norm eps and RoPE base), for
+ * callers that check user input before long work. */
+tsr_status tsr_nn_llama_cfg_check(const tsr_nn_llama_cfg *cfg);
 /* Checks the config (user input: returns an error, registers nothing) and
  * registers every parameter (zeros; norms at 1). */
 tsr_status tsr_nn_llama_init(tsr_nn_llama *m, tsr_params *p, const tsr_nn_llama_cfg *cfg);

@@ -44,11 +44,22 @@ static int open_corpus(const char *prog, const char *data, const char *ext, cons
     return CLI_OK;
 }
 
-/* comma-separated special tokens, in place */
-static int split_specials(char *s, const char **out, int cap) {
-    int n = 0;
-    for (char *p = strtok(s, ","); p && n < cap; p = strtok(NULL, ",")) out[n++] = p;
-    return n;
+/* comma-separated special tokens, split in place: an empty entry, a
+ * repeated one or more than cap are usage errors, found before the corpus
+ * is read (the trainer would drop the empty ones without a word) */
+static int split_specials(const char *prog, const char *arg, char *s, const char **out, int cap, int *n) {
+    *n = 0;
+    for (char *p = s;;) {
+        char *c = strchr(p, ',');
+        if (c) *c = 0;
+        if (!*p) return cli_usage_error(prog, "--specials '%s' has an empty entry (names separated by single commas)", arg);
+        for (int i = 0; i < *n; i++)
+            if (strcmp(out[i], p) == 0) return cli_usage_error(prog, "--specials names '%s' twice", p);
+        if (*n == cap) return cli_usage_error(prog, "--specials takes at most %d tokens", cap);
+        out[(*n)++] = p;
+        if (!c) return CLI_OK;
+        p = c + 1;
+    }
 }
 
 int cli_lm_tokenizer_train(const char *prog, int argc, char **argv) {
@@ -78,9 +89,15 @@ int cli_lm_tokenizer_train(const char *prog, int argc, char **argv) {
         return rc;
     if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     char spbuf[1024];
+    if (strlen(specials_arg) >= sizeof spbuf)
+        return cli_usage_error(prog, "--specials is longer than %zu bytes", sizeof spbuf - 1);
     snprintf(spbuf, sizeof spbuf, "%s", specials_arg);
     const char *specials[16];
-    int n_specials = split_specials(spbuf, specials, 16);
+    int n_specials;
+    if ((rc = split_specials(prog, specials_arg, spbuf, specials, 16, &n_specials)) != CLI_OK) return rc;
+    if (vocab < 256 + n_specials)
+        return cli_usage_error(prog, "--vocab %d leaves no room: %d specials + 256 bytes need at least %d", vocab,
+                               n_specials, 256 + n_specials);
 
     tsr_corpus c;
     if ((rc = open_corpus(prog, data, ext, val_list, &c)) != CLI_OK) return rc;
@@ -162,7 +179,7 @@ int cli_lm_tokenize(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if (!tok) return cli_usage_error(prog, "--tokenizer is required");
     if (!out_train || !out_val) return cli_usage_error(prog, "--out-train and --out-val are required");
-    if (strcmp(out_train, out_val) == 0) return cli_usage_error(prog, "--out-train and --out-val must differ");
+    if (cli_same_file(out_train, out_val)) return cli_usage_error(prog, "--out-train and --out-val must differ");
     if (strcmp(val_list, "none") == 0) return cli_usage_error(prog, "tokenize needs a held-out list (--val-list)");
     if ((rc = cli_check_output(prog, "out-train", out_train, false)) != CLI_OK ||
         (rc = cli_check_output(prog, "out-val", out_val, false)) != CLI_OK)

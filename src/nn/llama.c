@@ -71,8 +71,7 @@ tsr_tensor *tsr_nn_llama_block_forward(tsr_ctx *c, const tsr_nn_llama_block *b, 
     return block_forward(c, b, x, default_pos(c, seq, x->shape[1]), seq);
 }
 
-tsr_status tsr_nn_llama_init(tsr_nn_llama *m, tsr_params *p, const tsr_nn_llama_cfg *cfg) {
-    memset(m, 0, sizeof *m);
+tsr_status tsr_nn_llama_cfg_check(const tsr_nn_llama_cfg *cfg) {
     const tsr_nn_llama_cfg *g = cfg;
     if (g->dim <= 0 || g->n_layers <= 0 || g->n_heads <= 0 || g->n_kv_heads <= 0 ||
         g->hidden_dim <= 0 || g->vocab <= 0 || g->max_seq <= 0)
@@ -91,6 +90,14 @@ tsr_status tsr_nn_llama_init(tsr_nn_llama *m, tsr_params *p, const tsr_nn_llama_
                           g->dim / g->n_heads);
     if (!(g->norm_eps > 0) || !(g->rope_theta > 0))
         return tsr_errorf(TSR_ERR_ARG, "llama config: norm_eps and rope_theta must be positive");
+    return tsr_ok();
+}
+
+tsr_status tsr_nn_llama_init(tsr_nn_llama *m, tsr_params *p, const tsr_nn_llama_cfg *cfg) {
+    memset(m, 0, sizeof *m);
+    const tsr_nn_llama_cfg *g = cfg;
+    tsr_status st = tsr_nn_llama_cfg_check(cfg);
+    if (st.code) return st;
     m->cfg = *cfg;
     m->params = p;
     tsr_nn_embedding_init(&m->embed_tokens, p, "model.embed_tokens", g->vocab, g->dim);

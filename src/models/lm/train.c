@@ -11,9 +11,11 @@
 #include "tessera/fileio.h"
 #include "tessera/ops.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 tsr_lm_train_opts tsr_lm_train_default_opts(void) {
     tsr_lm_train_opts o;
@@ -397,6 +399,24 @@ tsr_status tsr_lm_train(const tsr_lm_train_opts *o, tsr_lm_train_result *res) {
     tsr_bpe b;
     tsr_status st = tsr_bpe_load(&b, o->tokenizer);
     if (st.code) return st;
+    /* what can only fail is refused before the corpus is tokenised and its
+     * caches are written: the model config, and a resume without a state */
+    tsr_nn_llama_cfg g = o->cfg;
+    if (g.vocab == 0) g.vocab = b.vocab_size + o->extra_vocab;
+    if (g.n_kv_heads == 0) g.n_kv_heads = g.n_heads;
+    if (g.vocab != b.vocab_size + o->extra_vocab)
+        st = tsr_errorf(TSR_ERR_ARG, "model vocab %d differs from the tokenizer's %d + %d added", g.vocab,
+                        b.vocab_size, o->extra_vocab);
+    else st = tsr_nn_llama_cfg_check(&g);
+    if (!st.code && o->train.resume) {
+        char sp[PATH_MAX];
+        tsr_train_state_path(o->train.out, sp, sizeof sp);
+        if (access(sp, F_OK) != 0) st = tsr_errorf(TSR_ERR_IO, "%s: cannot open: %s", sp, strerror(errno));
+    }
+    if (st.code) {
+        tsr_bpe_free(&b);
+        return st;
+    }
     int sep = tsr_bpe_special_id(&b, "<|endoftext|>");
     tsr_corpus c;
     st = tsr_corpus_list(&c, o->data_dir, ".py");
