@@ -87,6 +87,8 @@ static int cmd_codes(const char *prog, int argc, char **argv) {
  * writes ~55 MB there: that takes --write-codes. */
 static tsr_status get_codes(tsr_bigr_codes *cd, const char *codes, const char *tok, const char *data,
                             bool write) {
+    char tbuf[4096];
+    tok = cli_shipped_default(tok, DEF_TOK, tbuf, sizeof tbuf); /* the shipped BAE from any directory */
     struct stat sb;
     if (stat(codes, &sb) != 0) {
         if (!write && strcmp(codes, DEF_CODES) != 0)
@@ -94,11 +96,13 @@ static tsr_status get_codes(tsr_bigr_codes *cd, const char *codes, const char *t
                               "%s: no code cache there; pass --write-codes to encode the data set into "
                               "a new cache at that path (about 55 MB), or fix the path",
                               codes);
+        /* the default cache lives in runs/ (git-ignored) */
+        if (strncmp(codes, "runs/", 5) == 0) mkdir("runs", 0777);
+        tsr_status st = tsr_output_check(codes); /* before encoding 70,000 images */
+        if (st.code) return st;
         fprintf(stderr, "tessera bigr: %s does not exist: encoding Fashion-MNIST with %s into a new code "
                         "cache there (about 55 MB)\n", codes, tok);
     }
-    /* the default cache lives in runs/ (git-ignored) */
-    if (strncmp(codes, "runs/", 5) == 0) mkdir("runs", 0777);
     return tsr_bigr_codes_get(cd, codes, tok, data);
 }
 
@@ -140,6 +144,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (!(o.p_uncond >= 0 && o.p_uncond <= 1)) return cli_usage_error(prog, "--p-uncond must be in [0,1]");
     if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
     o.batch = t.batch;
+    if (cli_same_file(t.o.out, o.codes)) return cli_usage_error(prog, "--out names the --codes cache; pass another --out");
     if ((st = tsr_output_check(t.o.out)).code) return fail_hint(st, NULL);
     tsr_bigr_codes cd;
     st = get_codes(&cd, o.codes, tok, data, write_codes);
@@ -536,7 +541,8 @@ static bool in_box(int p, const int box[4]) {
 }
 
 static int parse_box(const char *prog, const char *s, int box[4]) {
-    if (sscanf(s, "%d,%d,%d,%d", &box[0], &box[1], &box[2], &box[3]) != 4 || box[0] < 0 ||
+    int end = -1;
+    if (sscanf(s, "%d,%d,%d,%d%n", &box[0], &box[1], &box[2], &box[3], &end) != 4 || s[end] != 0 || box[0] < 0 ||
         box[1] > TSR_BIGR_GRID || box[2] < 0 || box[3] > TSR_BIGR_GRID || box[0] >= box[1] || box[2] >= box[3])
         return cli_usage_error(prog, "--box must be r0,r1,c0,c1 with 0 <= r0 < r1 <= 7, 0 <= c0 < c1 <= 7");
     return CLI_OK;

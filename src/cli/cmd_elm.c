@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define DATA_HINT "pass --data DIR with the Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ...)"
+#define INIT_HINT "pass --init with a checkpoint from 'tessera elm tokenizer-train' (shipped: models/fmnist_bae.safetensors, models/fmnist_vq.safetensors)"
 #define TOK_HINT "pass --tokenizer with a checkpoint from 'tessera elm tokenizer-train' (shipped: models/fmnist_bae.safetensors, models/fmnist_vq.safetensors)"
 #define DEF_CLASSIFIER "models/fmnist_cnn.safetensors"
 #define CLS_HINT "pass --classifier with the Fashion-MNIST CNN (" DEF_CLASSIFIER ")"
@@ -85,7 +86,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (st.code) {
         const char *hint = strstr(st.msg, "idx") || strstr(st.msg, "fashion") ? DATA_HINT
                            : o.percep_w > 0 && strstr(st.msg, o.classifier) ? CLS_HINT
-                           : o.init && strstr(st.msg, o.init) ? TOK_HINT
+                           : o.init && strstr(st.msg, o.init) ? INIT_HINT
                                                              : cli_train_hint(&t, st, NULL);
         return cli_fail(st, hint);
     }

@@ -76,6 +76,19 @@ int cli_elm_train(const char *prog, int argc, char **argv) {
     static char tokbuf[512];
     snprintf(tokbuf, sizeof tokbuf, "%s", tokp ? tokp : tp ? tp : "");
     tsr_st_free(&f);
+    if (tokp) { /* recorded for sampling: it must load and produce these codes, checked before training */
+        tsr_imgtok tk_chk;
+        if ((st = tsr_imgtok_load(&tk_chk, tokp)).code)
+            return cli_fail(st, "pass --tokenizer with the tokenizer the --codes came from (or leave it out)");
+        bool same = tk_chk.cfg.kind == g.tok &&
+                    (g.tok == TSR_IMGTOK_BAE ? tk_chk.cfg.bits == g.bits : tk_chk.cfg.codebook == g.codebook);
+        tsr_imgtok_free(&tk_chk);
+        if (!same)
+            return cli_fail(tsr_errorf(TSR_ERR_ARG, "%s does not produce the codes in %s (%s codes, %d %s)", tokp,
+                                       codes, tkname, g.tok == TSR_IMGTOK_BAE ? g.bits : g.codebook,
+                                       g.tok == TSR_IMGTOK_BAE ? "bits" : "entries"),
+                            "pass --tokenizer with the tokenizer the --codes came from (or leave it out)");
+    }
     o.cfg = g;
     o.codes = codes;
     o.tokenizer = tokbuf;

@@ -17,6 +17,7 @@
 #include "tessera/serve.h"
 #include "tessera/ctnet.h"
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -88,6 +89,9 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     if (!api_key) api_key = getenv("TESSERA_API_KEY");
     if (port < 0 || port > 65535) return cli_usage_error(prog, "--port must be in 0..65535");
+    struct in_addr host_addr; /* before any model loads */
+    if (inet_pton(AF_INET, host, &host_addr) != 1)
+        return cli_usage_error(prog, "--host must be an IPv4 address such as 127.0.0.1 or 0.0.0.0, got '%s'", host);
     if (max_body < 1 || max_body > (int64_t)1 << 30) return cli_usage_error(prog, "--max-body must be in 1..1073741824");
     if (max_tokens < 1) return cli_usage_error(prog, "--max-tokens must be >= 1");
     if (max_conc < 1 || max_conc > 4096) return cli_usage_error(prog, "--max-concurrent must be in 1..4096");

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# End-to-end tests of what a new user meets first in the generation families
+# (lm, space, bita, elm, bigr) and `tessera serve`, run from a scratch
+# directory outside the repository:
+#  - a model path that is missing, mistyped or of another kind is reported as
+#    such (not as a missing --tokenizer); a GGUF without the .gguf suffix
+#    decodes with its own tokenizer;
+#  - an input that is a FIFO is refused at once instead of blocking the open;
+#  - an empty --prompt is a prompt for every generate verb;
+#  - settings that can only fail are refused before the work starts, leaving
+#    no caches or directories behind (lm train model config and --resume,
+#    space tune --data, tokenizer-train --specials, elm train --tokenizer,
+#    serve --host, bigr --box);
+#  - shipped defaults are found from any working directory (bigr's BAE
+#    tokenizer for building a code cache);
+#  - two outputs naming one file are refused.
+# Usage: tests/e2e_usage.sh path/to/tessera   (run by ctest)
+set -u
+BIN=${1:?usage: e2e_usage.sh path/to/tessera}
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+M=$REPO/models
+T=$(mktemp -d /tmp/tsr_e2e_usage.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export TESSERA_THREADS=${TESSERA_THREADS:-2}
+unset TESSERA_MODELS
+fails=0 passes=0
+ok() { passes=$((passes + 1)); }
+bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+# expect EXIT cmd...: runs cmd in $T/w (a fresh directory) with a 20 s limit
+expect() {
+    local want=$1; shift
+    rm -rf "$T/w" && mkdir "$T/w"
+    (cd "$T/w" && timeout 20 "$@" >"$T/out" 2>"$T/err" </dev/null)
+    local got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
+}
+has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
+hasnt() { if grep -q -- "$2" "$1"; then bad "$1 has '$2'"; sed 's/^/  | /' "$1" >&2; else ok; fi; }
+empty_dir() { if [ -z "$(ls -A "$1")" ]; then ok; else bad "$2 left: $(ls -A "$1" | tr '\n' ' ')"; fi; }
+have_fmnist() { [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; }
+
+mkdir -p "$T/fix/corp"
+printf 'def f(x):\n    return x + 1\n' >"$T/fix/corp/a.py"
+printf 'import os\nprint(os.getcwd())\n' >"$T/fix/corp/b.py"
+echo b.py >"$T/fix/val.txt"
+mkfifo "$T/fix/fifo"
+printf '\211PNG\r\n\032\n0000000000000000' >"$T/fix/img.png"
+TOKJ=$M/pycode/tokenizer.json
+
+# ------------------------------------------------- lm generate: model paths
+expect 1 "$BIN" lm generate --model "$T/fix/nope.bin" --prompt x --max-tokens 2
+has "$T/err" "nope.bin: cannot open"
+hasnt "$T/err" "tokenizer is required"
+expect 1 "$BIN" lm generate --model models/pycode --prompt x --max-tokens 2 # a relative path from elsewhere
+has "$T/err" "models/pycode"
+hasnt "$T/err" "tokenizer is required"
+expect 1 "$BIN" lm generate --model "$T/fix/img.png" --prompt x --max-tokens 2
+has "$T/err" "a PNG image"
+# a GGUF named without .gguf carries its own tokenizer
+"$BIN" lm convert --model "$M/pycode" --to gguf --dtype bf16 --out "$T/fix/py.gguf" 2>/dev/null
+cp "$T/fix/py.gguf" "$T/fix/py-gguf.bin"
+expect 0 "$BIN" lm generate --model "$T/fix/py.gguf" --prompt 'def f(' --max-tokens 8 --temperature 0
+cp "$T/out" "$T/gguf.txt"
+expect 0 "$BIN" lm generate --model "$T/fix/py-gguf.bin" --prompt 'def f(' --max-tokens 8 --temperature 0
+cmp -s "$T/out" "$T/gguf.txt" && ok || bad "a GGUF without the suffix decodes differently"
+
+# ------------------------------------------------------- FIFO as an input
+for args in "lm info --model $T/fix/fifo" "classify eval --model $T/fix/fifo --limit 1" \
+    "elm sample --model $T/fix/fifo --n 1" "bita generate --adapter $T/fix/fifo --prompt x" \
+    "lm generate --model $M/pycode --tokenizer $T/fix/fifo --prompt x"; do
+    # shellcheck disable=SC2086
+    expect 1 "$BIN" $args
+    has "$T/err" "not a regular file"
+done
+
+# --------------------------------------------------------- empty prompts
+expect 0 "$BIN" space generate --max-tokens 4
+cp "$T/out" "$T/space_default.txt"
+expect 0 "$BIN" space generate --prompt "" --max-tokens 4
+cmp -s "$T/out" "$T/space_default.txt" && ok || bad "space generate --prompt '' differs from no --prompt"
+expect 0 "$BIN" bita generate --prompt "" --max-tokens 4
+expect 0 "$BIN" lm generate --prompt "" --max-tokens 4 --temperature 0
+
+# ------------------------------------------- refused before any work
+# lm train: a model config that cannot be built, and a resume without a state
+expect 1 "$BIN" lm train --data "$T/fix/corp" --val-list "$T/fix/val.txt" --tokenizer "$TOKJ" --dim 15 --heads 2 \
+    --layers 1 --hidden 8 --context 8 --batch 2 --steps 1 --out m.safetensors
+has "$T/err" "dim 15"
+empty_dir "$T/w" "lm train --dim 15"
+expect 1 "$BIN" lm train --data "$T/fix/corp" --val-list "$T/fix/val.txt" --tokenizer "$TOKJ" --dim 16 --heads 2 \
+    --layers 1 --hidden 8 --context 8 --batch 2 --steps 1 --out m.safetensors --resume
+has "$T/err" "m.state.safetensors"
+empty_dir "$T/w" "lm train --resume without a state"
+# space tune: a missing corpus leaves no --out directory; a bad --min-prefix is a usage error
+expect 1 "$BIN" space tune --out o --data "$T/fix/nodir" --steps 1
+has "$T/err" "nodir"
+empty_dir "$T/w" "space tune --data missing"
+expect 2 "$BIN" space tune --out o --min-prefix 1000 --steps 1
+has "$T/err" "min-prefix"
+# tokenizer-train: an empty or repeated special token
+for sp in ",," "a,,b" "a,a"; do
+    expect 2 "$BIN" lm tokenizer-train --data "$T/fix/corp" --val-list none --vocab 300 --specials "$sp" --out t.json
+    has "$T/err" "specials"
+    empty_dir "$T/w" "tokenizer-train --specials '$sp'"
+done
+# lm tokenize: the two outputs must be two files
+expect 2 "$BIN" lm tokenize --tokenizer "$TOKJ" --data "$T/fix/corp" --val-list "$T/fix/val.txt" \
+    --out-train a.tok --out-val ./a.tok
+has "$T/err" "differ"
+# serve: --host is checked before any model loads
+expect 2 "$BIN" serve --host localhost --port 0
+has "$T/err" "IPv4"
+hasnt "$T/err" "llm:"
+# bigr: a --box with a fifth number
+expect 2 "$BIN" bigr inpaint --box 2,5,1,6,9
+has "$T/err" "box"
+# bita: a bad --dtype names the verb
+expect 2 "$BIN" bita generate --prompt x --dtype f16
+has "$T/err" "tessera bita generate"
+
+if have_fmnist; then
+    # elm train: the --tokenizer recorded for sampling must load and produce these codes
+    "$BIN" elm encode --tokenizer "$M/fmnist_vq_8ep.safetensors" --split train --limit 8 \
+        --out "$T/fix/vq.safetensors" 2>/dev/null
+    expect 1 "$BIN" elm train --codes "$T/fix/vq.safetensors" --tokenizer "$T/fix/img.png" --token-each 1 \
+        --steps 1 --batch 4 --out g.safetensors
+    has "$T/err" "img.png"
+    empty_dir "$T/w" "elm train --tokenizer img.png"
+    expect 1 "$BIN" elm train --codes "$T/fix/vq.safetensors" --tokenizer "$M/fmnist_bae.safetensors" \
+        --token-each 1 --steps 1 --batch 4 --out g.safetensors
+    has "$T/err" "codes"
+    empty_dir "$T/w" "elm train with a tokenizer of another kind"
+    expect 1 "$BIN" elm tokenizer-train --init "$T/fix/img.png" --steps 1 --out t.safetensors
+    has "$T/err" "hint: pass --init"
+    # bigr: the shipped BAE builds a code cache from any directory; the cache's
+    # directory is checked before encoding
+    mkdir -p "$T/fix/nodata"
+    expect 1 "$BIN" bigr train --codes c.safetensors --write-codes --data "$T/fix/nodata" --steps 1 --out b.safetensors
+    hasnt "$T/err" "fmnist_bae.safetensors: cannot open"
+    has "$T/err" "nodata"
+    expect 1 "$BIN" bigr train --codes nodir/c.safetensors --write-codes --steps 1 --out b.safetensors
+    has "$T/err" "nodir does not exist"
+    hasnt "$T/err" "encoding Fashion-MNIST"
+fi
+
+echo "e2e_usage: $passes passed, $fails failed"
+[ $fails -eq 0 ]
