@@ -207,6 +207,13 @@ static void test_npy(void) {
     tsr_npy_free(&a);
     expect_bad(tsr_npy_parse(&a, buf, 128 + 20, "short.npy"), "short.npy", "needs 24");
     expect_bad(tsr_npy_parse(&a, buf, 5, "tiny.npy"), "tiny.npy", "magic");
+    /* two 2^40 dimensions: their product wrapped to 0 elements, so the empty
+     * data section matched and the shape was accepted (found by fuzz_npy) */
+    const char *wrap = "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }";
+    memset(buf + 10, ' ', hl);
+    memcpy(buf + 10, wrap, strlen(wrap));
+    expect_bad(tsr_npy_parse(&a, buf, 128, "wrap.npy"), "wrap.npy", "too large");
+    memcpy(buf + 10, hdr + 10, hl);
     memcpy(buf + 10, "{'descr': '>f4'", 15);
     expect_bad(tsr_npy_parse(&a, buf, 128 + 24, "be.npy"), "be.npy", "dtype");
 }

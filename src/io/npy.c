@@ -72,8 +72,9 @@ tsr_status tsr_npy_parse(tsr_npy *out, const uint8_t *buf, size_t len, const cha
             if (v > ((int64_t)1 << 40)) return tsr_errorf(TSR_ERR_FORMAT, "%s: .npy shape too large", name);
         }
         out->shape[out->ndim++] = v;
+        /* checked before multiplying: two 2^40 dimensions wrapped to 0 elements and passed */
+        if (v && numel > ((int64_t)1 << 40) / v) return tsr_errorf(TSR_ERR_FORMAT, "%s: .npy shape too large", name);
         numel *= v;
-        if (numel > ((int64_t)1 << 40)) return tsr_errorf(TSR_ERR_FORMAT, "%s: .npy shape too large", name);
         while (*p && isspace((unsigned char)*p)) p++;
         if (*p == ',') p++;
         else if (*p != ')') return tsr_errorf(TSR_ERR_FORMAT, "%s: malformed .npy shape", name);
