@@ -115,6 +115,14 @@ hasnt "$T/err" "llm:"
 # bigr: a --box with a fifth number
 expect 2 "$BIN" bigr inpaint --box 2,5,1,6,9
 has "$T/err" "box"
+# lm train: --reschedule only with --resume
+expect 2 "$BIN" lm train --data "$T/fix/corp" --val-list "$T/fix/val.txt" --tokenizer "$TOKJ" --dim 16 --heads 2 \
+    --layers 1 --hidden 8 --context 8 --batch 2 --steps 1 --out m.safetensors --reschedule
+has "$T/err" "reschedule needs --resume"
+empty_dir "$T/w" "lm train --reschedule without --resume"
+# elm tokenizer-train: no reconstruction loss at all
+expect 2 "$BIN" elm tokenizer-train --l1 0 --l2 0 --steps 1 --out t.safetensors
+has "$T/err" "all 0"
 # bita: a bad --dtype names the verb
 expect 2 "$BIN" bita generate --prompt x --dtype f16
 has "$T/err" "tessera bita generate"

@@ -157,7 +157,7 @@ int args_parse(const char *prog, const char *summary, const arg_spec *specs, int
 
 int cli_common_apply(const char *prog, const cli_common *cm) {
     if (cm->threads < 0 || cm->threads > 4096)
-        return cli_usage_error(prog, "--threads must be between 1 and 4096");
+        return cli_usage_error(prog, "--threads must be between 1 and 4096 (0: the default, $TESSERA_THREADS else all cores)");
     tsr_threads_set(cm->threads);
     return CLI_OK;
 }

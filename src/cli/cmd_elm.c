@@ -65,6 +65,8 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     if (!(o.l1_w >= 0) || !(o.l2_w >= 0) || !(o.percep_w >= 0) || !(o.dead >= 0))
         return cli_usage_error(prog, "--l1, --l2, --perceptual and --dead must be >= 0");
     if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
+    if (!(o.l1_w > 0 || o.l2_w > 0 || o.percep_w > 0))
+        return cli_usage_error(prog, "--l1, --l2 and --perceptual are all 0: no reconstruction loss to train on");
     if (o.decoder_only && !o.init) return cli_usage_error(prog, "--decoder-only needs --init PATH (a trained tokenizer)");
     o.cfg = tsr_imgtok_default_cfg(k);
     o.cfg.bits = bits, o.cfg.codebook = codebook, o.cfg.ch = ch, o.cfg.commit = commit, o.cfg.ema_decay = ema;

@@ -226,7 +226,7 @@ int cli_elm_sample(const char *prog, int argc, char **argv) {
         {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer (default: the one recorded in the model)", NULL},
         {"class", ARG_INT, &cls, "C", "class 0..9, 10 = unconditional, -1 = every class (one row each) [-1]", NULL},
         {"n", ARG_I64, &n, "N", "images per class, 1..100000 [10]", NULL},
-        {"out", ARG_STR, &out, "PATH", "PNG grid (one row per class; '-': stdout, the summary then goes to stderr)", NULL},
+        {"out", ARG_STR, &out, "PATH", "PNG grid (one row per class; '-': stdout, the summary then goes to stderr; none: sample and time only)", NULL},
         {"compare-cache", ARG_BOOL, &compare, NULL, "AR: also sample without the KV cache, check the tokens agree, report both speeds", NULL},
         SAMPLE_SPECS(&sf),
         CLI_COMMON_THREADS(&cm),

@@ -64,6 +64,8 @@ int cli_lm_train(const char *prog, int argc, char **argv) {
     if (t.o.steps < 1) return cli_usage_error(prog, "--steps must be >= 1");
     if (o.eval_tokens < 0) return cli_usage_error(prog, "--eval-tokens must be >= 0");
     if (o.cfg.max_seq < 2 || o.cfg.max_seq > 65536) return cli_usage_error(prog, "--context must be in 2..65536");
+    if (t.o.reschedule && !t.o.resume)
+        return cli_usage_error(prog, "--reschedule needs --resume (it re-spreads a resumed run's schedule)");
     o.cfg.vocab = vocab;
     o.cfg.tied = !untied;
     o.batch = t.batch;
