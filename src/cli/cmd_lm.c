@@ -625,7 +625,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
         {"random", ARG_STR, &random, "SPEC", RANDOM_HELP, NULL},
         {"dtype", ARG_STR, &dtype, "T", "f32, bf16, q8 or auto (as stored; default)", NULL},
-        {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64", NULL},
+        {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default: the file's, else 32)", NULL},
         {"decode-tokens", ARG_INT, &decode_tokens, "N", "decode steps timed (default 128)", NULL},
         {"prefill-tokens", ARG_INT, &prefill_tokens, "N", "tokens in the timed prefill forward (default 64)", NULL},
         CLI_COMMON_THREADS(&cm),
