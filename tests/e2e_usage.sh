@@ -11,8 +11,9 @@
 #    no caches or directories behind (lm train model config and --resume,
 #    space tune --data, tokenizer-train --specials, elm train --tokenizer,
 #    serve --host, bigr --box);
-#  - shipped defaults are found from any working directory (bigr's BAE
-#    tokenizer for building a code cache);
+#  - shipped defaults, and an input given as models/NAME, are found from any
+#    working directory (bigr's BAE tokenizer for building a code cache);
+#    an output named models/NAME is never redirected into the shipped models;
 #  - two outputs naming one file are refused.
 # Usage: tests/e2e_usage.sh path/to/tessera   (run by ctest)
 set -u
@@ -52,9 +53,19 @@ TOKJ=$M/pycode/tokenizer.json
 expect 1 "$BIN" lm generate --model "$T/fix/nope.bin" --prompt x --max-tokens 2
 has "$T/err" "nope.bin: cannot open"
 hasnt "$T/err" "tokenizer is required"
-expect 1 "$BIN" lm generate --model models/pycode --prompt x --max-tokens 2 # a relative path from elsewhere
-has "$T/err" "models/pycode"
+expect 1 "$BIN" lm generate --model models/pycod --prompt x --max-tokens 2 # a typo, from elsewhere
+has "$T/err" "models/pycod: cannot open"
 hasnt "$T/err" "tokenizer is required"
+# the documented models/NAME finds the shipped model from any directory (inputs only)
+expect 0 "$BIN" lm generate --model models/pycode --prompt x --max-tokens 2 --temperature 0
+expect 0 "$BIN" lm info --model models/pycode
+if [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+    expect 0 "$BIN" classify eval --model models/fmnist_cnn.safetensors --limit 10 --json
+    has "$T/out" "$M/fmnist_cnn.safetensors"
+fi
+expect 1 "$BIN" lm convert --model models/pycode --out models/x.safetensors
+has "$T/err" "output directory models does not exist"
+[ ! -e "$M/x.safetensors" ] && ok || { bad "an --out models/... was written into the shipped models"; rm -f "$M/x.safetensors"; }
 expect 1 "$BIN" lm generate --model "$T/fix/img.png" --prompt x --max-tokens 2
 has "$T/err" "a PNG image"
 # a GGUF named without .gguf carries its own tokenizer

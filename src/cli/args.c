@@ -39,7 +39,8 @@ static const char *kind_meta(const arg_spec *s) {
     case ARG_U64: return "N";
     case ARG_FLOAT: return "X";
     case ARG_STR:
-    case ARG_TEXT: return "STR";
+    case ARG_TEXT:
+    case ARG_MODEL: return "STR";
     default: return "";
     }
 }
@@ -65,6 +66,7 @@ void args_print_help(FILE *f, const char *prog, const char *summary, const arg_s
         case ARG_FLOAT: fprintf(f, " [%g]", (double)*(float *)specs[i].dst); break;
         case ARG_STR:
         case ARG_TEXT:
+        case ARG_MODEL:
             if (*(const char **)specs[i].dst) fprintf(f, " [%s]", *(const char **)specs[i].dst);
             break;
         default: break;
@@ -113,6 +115,18 @@ static int parse_value(const char *prog, const arg_spec *s, const char *v) {
         *(const char **)s->dst = v;
         break;
     case ARG_TEXT: *(const char **)s->dst = v; break;
+    case ARG_MODEL: {
+        if (!*v) return cli_usage_error(prog, "--%s expects a non-empty value", s->name);
+        /* one buffer per model flag of a command line (serve has the most) */
+        static char found[32][PATH_MAX];
+        static int n_found;
+        struct stat sb;
+        if (strncmp(v, "models/", 7) == 0 && stat(v, &sb) != 0 && n_found < 32 &&
+            tsr_find_model(v, found[n_found], sizeof found[n_found]))
+            v = found[n_found++];
+        *(const char **)s->dst = v;
+        break;
+    }
     case ARG_BOOL: *(bool *)s->dst = true; break;
     }
     if (s->set) *s->set = true;

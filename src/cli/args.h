@@ -10,8 +10,13 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_HELP = -1 };
 
-/* ARG_TEXT: a string that may be empty (a prompt); ARG_STR refuses '' */
-typedef enum { ARG_BOOL, ARG_INT, ARG_I64, ARG_U64, ARG_FLOAT, ARG_STR, ARG_TEXT } arg_kind;
+/* ARG_TEXT: a string that may be empty (a prompt); ARG_STR refuses ''.
+ * ARG_MODEL: an input model path (ARG_STR otherwise): a relative
+ * "models/NAME" that does not exist from the working directory is looked up
+ * among the shipped models (tsr_find_model), so the documented
+ * `--model models/pycode` works from any directory as the defaults do.
+ * Never for outputs: an --out must not land in the shipped models. */
+typedef enum { ARG_BOOL, ARG_INT, ARG_I64, ARG_U64, ARG_FLOAT, ARG_STR, ARG_TEXT, ARG_MODEL } arg_kind;
 
 /* One flag: `--name VALUE` or `--name=VALUE` (ARG_BOOL takes no value).
  * dst points at an int, int64_t, uint64_t, float, const char * or bool, by kind.

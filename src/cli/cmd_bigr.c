@@ -47,7 +47,7 @@ static int cmd_codes(const char *prog, int argc, char **argv) {
     int64_t limit = 0;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"tokenizer", ARG_STR, &tok, "PATH", "BAE tokenizer", NULL},
+        {"tokenizer", ARG_MODEL, &tok, "PATH", "BAE tokenizer", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"out", ARG_STR, &out, "PATH", "code cache to write", NULL},
         {"limit", ARG_I64, &limit, "N", "only the first N images of each split (0: all)", NULL},
@@ -117,7 +117,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"codes", ARG_STR, &o.codes, "PATH", CODES_HELP, NULL},
         {"write-codes", ARG_BOOL, &write_codes, NULL, WRITE_CODES_HELP, NULL},
-        {"tokenizer", ARG_STR, &tok, "PATH", "BAE tokenizer for building the code cache", NULL},
+        {"tokenizer", ARG_MODEL, &tok, "PATH", "BAE tokenizer for building the code cache", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"out", ARG_STR, &t.o.out, "PATH", "checkpoint; training state in *.state.safetensors", NULL},
         {"dim", ARG_INT, &o.cfg.dim, "N", "model width d", NULL},
@@ -199,8 +199,8 @@ static void gen_defaults(gen_args *a) {
 }
 
 #define GEN_SPECS(a)                                                                                    \
-    {"model", ARG_STR, &(a)->model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},                  \
-    {"tokenizer", ARG_STR, &(a)->tok, "PATH", "BAE tokenizer [" DEF_TOK "]", NULL},                     \
+    {"model", ARG_MODEL, &(a)->model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},                  \
+    {"tokenizer", ARG_MODEL, &(a)->tok, "PATH", "BAE tokenizer [" DEF_TOK "]", NULL},                     \
     {"iters", ARG_INT, &(a)->iters, "N", "unmasking iterations, 1..49", NULL},                          \
     {"steps", ARG_INT, &(a)->steps, "N", "transcoder diffusion steps, 1..100000", NULL},                \
     {"cfg", ARG_FLOAT, &(a)->cfg, "X", "classifier-free guidance scale, 0..100 (1: off)", NULL},        \
@@ -343,7 +343,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     a.out = NULL;
     const arg_spec specs[] = {
         {"n", ARG_INT, &a.n, "N", "samples per class", NULL},
-        {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
+        {"classifier", ARG_MODEL, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
         GEN_SPECS(&a),
@@ -434,10 +434,10 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
     bool no_baselines = false, normp = false, write_codes = false;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "BiGR checkpoint [" DEF_MODEL "]", NULL},
         {"codes", ARG_STR, &codes, "PATH", CODES_HELP, NULL},
         {"write-codes", ARG_BOOL, &write_codes, NULL, WRITE_CODES_HELP, NULL},
-        {"tokenizer", ARG_STR, &tok, "PATH", "BAE tokenizer for building the code cache", NULL},
+        {"tokenizer", ARG_MODEL, &tok, "PATH", "BAE tokenizer for building the code cache", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"epochs", ARG_INT, &epochs, "N", "passes of the linear classifier over the train set", NULL},
         {"train-limit", ARG_I64, &train_limit, "N", "use the first N training images (0: all)", NULL},
@@ -618,7 +618,7 @@ static int run_paint(const char *prog, int argc, char **argv, app_kind kind) {
         {"class", ARG_INT, &a.klass, "C", kind == APP_EDIT ? "new class for the region (-1: the next class)" : "class (-1: the true label)", NULL},
         {"codes", ARG_STR, &a.codes, "PATH", CODES_HELP, NULL},
         {"write-codes", ARG_BOOL, &a.write_codes, NULL, WRITE_CODES_HELP, NULL},
-        {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
+        {"classifier", ARG_MODEL, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
         GEN_SPECS(&a),
@@ -789,7 +789,7 @@ static int cmd_enrich(const char *prog, int argc, char **argv) {
         {"n", ARG_INT, &a.n, "N", "test images (the first N; the grid shows up to 10)", NULL},
         {"codes", ARG_STR, &a.codes, "PATH", CODES_HELP, NULL},
         {"write-codes", ARG_BOOL, &a.write_codes, NULL, WRITE_CODES_HELP, NULL},
-        {"classifier", ARG_STR, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
+        {"classifier", ARG_MODEL, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
         GEN_SPECS(&a),

@@ -30,7 +30,7 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
     cli_train t = cli_train_init(o.train, o.batch, CLI_TF_STEPS | CLI_TF_BATCH);
     const char *model = o.model, *data = o.data_dir, *val = NULL;
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "frozen base model (default: " DEFAULT_MODEL ")", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "frozen base model (default: " DEFAULT_MODEL ")", NULL},
         {"out", ARG_STR, &t.o.out, "PATH", "adapter file to write (required), e.g. runs/bita.safetensors", NULL},
         {"data-dir", ARG_STR, &data, "DIR", "code corpus root (default: /usr/lib/python3.11)", NULL},
         {"val-list", ARG_STR, &val, "PATH", "held-out files (default: data/python_val_files.txt; none: no held-out files)", NULL},
@@ -179,8 +179,8 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     bool stats = false;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "base model (default: " DEFAULT_MODEL ")", NULL},
-        {"adapter", ARG_STR, &adapter, "PATH", "adapter from 'bita tune' (default: " DEFAULT_ADAPTER ")", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "base model (default: " DEFAULT_MODEL ")", NULL},
+        {"adapter", ARG_MODEL, &adapter, "PATH", "adapter from 'bita tune' (default: " DEFAULT_ADAPTER ")", NULL},
         {"dtype", ARG_STR, &dtype, "T", "weights in memory: f32, bf16, q8 or auto (default)", NULL},
         {"prompt", ARG_TEXT, &prompt, "TEXT", "text to continue, may be empty (this or --prompt-file is required)", NULL},
         CLI_PROMPT_FILE_SPEC(prompt_file),
@@ -325,8 +325,8 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     int max_tokens = 256, top = 0, depth = -1, limit = 0, reps = 1;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "base model (default: " DEFAULT_MODEL ")", NULL},
-        {"adapter", ARG_STR, &adapter, "PATH", "adapter (default: " DEFAULT_ADAPTER ")", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "base model (default: " DEFAULT_MODEL ")", NULL},
+        {"adapter", ARG_MODEL, &adapter, "PATH", "adapter (default: " DEFAULT_ADAPTER ")", NULL},
         {"dtype", ARG_STR, &dtype, "T", "weights in memory: f32, bf16, q8 or auto (default)", NULL},
         {"prompts", ARG_STR, &prompts, "FILE", "JSONL with a \"prompt\" field (default: bench/prompts_pyval.jsonl)", NULL},
         {"max-tokens", ARG_INT, &max_tokens, "N", "new tokens per prompt (default 256; the context also bounds it)", NULL},

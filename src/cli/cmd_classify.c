@@ -81,7 +81,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     int64_t limit = 0;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "checkpoint (safetensors)", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "checkpoint (safetensors)", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"limit", ARG_I64, &limit, "N", "evaluate the first N test images (0: all)", NULL},
         CLI_COMMON_THREADS(&cm),
@@ -126,7 +126,7 @@ static int cmd_features(const char *prog, int argc, char **argv) {
     int64_t limit = 0;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "checkpoint (safetensors)", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "checkpoint (safetensors)", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"split", ARG_STR, &split, "test|train", "which images", NULL},
         {"out", ARG_STR, &out, "PATH", "output safetensors: features (N,F) f32, labels (N) i32; '-': stdout [fmnist_features_<split>.safetensors]", NULL},

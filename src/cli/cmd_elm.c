@@ -45,9 +45,9 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         {"l1", ARG_FLOAT, &o.l1_w, "X", "weight of the L1 reconstruction loss", NULL},
         {"l2", ARG_FLOAT, &o.l2_w, "X", "weight of the L2 reconstruction loss", NULL},
         {"perceptual", ARG_FLOAT, &o.percep_w, "X", "weight of the feature-matching term on the classifier (0: off)", NULL},
-        {"classifier", ARG_STR, &o.classifier, "PATH", "classifier for --perceptual", NULL},
+        {"classifier", ARG_MODEL, &o.classifier, "PATH", "classifier for --perceptual", NULL},
         {"train-limit", ARG_I64, &o.train_limit, "N", "train on the first N images (0: all)", NULL},
-        {"init", ARG_STR, &o.init, "PATH", "start from this tokenizer's weights and config (the config flags are ignored)", NULL},
+        {"init", ARG_MODEL, &o.init, "PATH", "start from this tokenizer's weights and config (the config flags are ignored)", NULL},
         {"decoder-only", ARG_BOOL, &o.decoder_only, NULL, "freeze the encoder (and VQ codebook); train the decoder on the thresholded / nearest-entry codes", NULL},
     };
     int rc = cli_train_parse(prog, "Train a binary (BAE) or VQ image tokenizer on Fashion-MNIST (28x28 -> 7x7 codes), resumable.",
@@ -119,7 +119,7 @@ static int cmd_encode(const char *prog, int argc, char **argv) {
     int64_t limit = 0;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer checkpoint", NULL},
+        {"tokenizer", ARG_MODEL, &tokp, "PATH", "tokenizer checkpoint", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"split", ARG_STR, &split, "test|train", "which images", NULL},
         {"limit", ARG_I64, &limit, "N", "the first N images (0: all)", NULL},
@@ -206,7 +206,7 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
     int cols = 8;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer checkpoint", NULL},
+        {"tokenizer", ARG_MODEL, &tokp, "PATH", "tokenizer checkpoint", NULL},
         {"codes", ARG_STR, &codes, "PATH", "codes from 'tessera elm encode' (or a generator)", NULL},
         {"out", ARG_STR, &out, "PATH", "PNG grid to write", NULL},
         {"limit", ARG_I64, &limit, "N", "decode the first N code maps, 0..100000 (0: all)", NULL},
@@ -282,8 +282,8 @@ static int cmd_tok_eval(const char *prog, int argc, char **argv) {
     int64_t limit = 0;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer checkpoint", NULL},
-        {"classifier", ARG_STR, &clsp, "PATH", "fixed feature extractor / classifier", NULL},
+        {"tokenizer", ARG_MODEL, &tokp, "PATH", "tokenizer checkpoint", NULL},
+        {"classifier", ARG_MODEL, &clsp, "PATH", "fixed feature extractor / classifier", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"limit", ARG_I64, &limit, "N", "evaluate the first N test images (0: all 10000)", NULL},
         {"grid", ARG_STR, &grid, "PATH", "also write a PNG: rows of 16 originals over their reconstructions", NULL},

@@ -36,7 +36,7 @@ int cli_elm_train(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"kind", ARG_STR, &kind, "ar|mlm", "autoregressive (raster order) or masked (MaskGIT) model", NULL},
         {"codes", ARG_STR, &codes, "PATH", "training codes from 'tessera elm encode --split train'", NULL},
-        {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer the codes came from (recorded for sampling)", NULL},
+        {"tokenizer", ARG_MODEL, &tokp, "PATH", "tokenizer the codes came from (recorded for sampling)", NULL},
         {"token-each", ARG_INT, &g.n_sub, "N", "sub-tokens per code (BAE: K/N bits each; VQ: 1)", NULL},
         {"dim", ARG_INT, &g.dim, "C", "model width", NULL},
         {"layers", ARG_INT, &g.n_layers, "L", "transformer blocks", NULL},
@@ -222,8 +222,8 @@ int cli_elm_sample(const char *prog, int argc, char **argv) {
     samp_flags sf = samp_default();
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
-        {"model", ARG_STR, &modelp, "PATH", "generator checkpoint [" DEFAULT_MODEL "]", NULL},
-        {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer (default: the one recorded in the model)", NULL},
+        {"model", ARG_MODEL, &modelp, "PATH", "generator checkpoint [" DEFAULT_MODEL "]", NULL},
+        {"tokenizer", ARG_MODEL, &tokp, "PATH", "tokenizer (default: the one recorded in the model)", NULL},
         {"class", ARG_INT, &cls, "C", "class 0..9, 10 = unconditional, -1 = every class (one row each) [-1]", NULL},
         {"n", ARG_I64, &n, "N", "images per class, 1..100000 [10]", NULL},
         {"out", ARG_STR, &out, "PATH", "PNG grid (one row per class; '-': stdout, the summary then goes to stderr; none: sample and time only)", NULL},
@@ -299,9 +299,9 @@ int cli_elm_gen_eval(const char *prog, int argc, char **argv) {
     samp_flags sf = samp_default();
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
-        {"model", ARG_STR, &modelp, "PATH", "generator checkpoint [" DEFAULT_MODEL "]", NULL},
-        {"tokenizer", ARG_STR, &tokp, "PATH", "tokenizer (default: the model's); without --model: reconstruction metrics of this tokenizer (stage 1)", NULL},
-        {"classifier", ARG_STR, &clsp, "PATH", "fixed feature extractor / classifier", NULL},
+        {"model", ARG_MODEL, &modelp, "PATH", "generator checkpoint [" DEFAULT_MODEL "]", NULL},
+        {"tokenizer", ARG_MODEL, &tokp, "PATH", "tokenizer (default: the model's); without --model: reconstruction metrics of this tokenizer (stage 1)", NULL},
+        {"classifier", ARG_MODEL, &clsp, "PATH", "fixed feature extractor / classifier", NULL},
         {"data", ARG_STR, &data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
         {"n-per-class", ARG_I64, &per_class, "N", "samples per class, 1..100000 [1000: 10k in all]", NULL},
         {"real", ARG_I64, &n_real, "N", "real test images, 0..10000 (0: all 10000)", NULL},
@@ -433,7 +433,7 @@ int cli_elm_analyze(const char *prog, int argc, char **argv) {
         {"bpe-tokens", ARG_STR, &bpe, "PATH", "token file from 'tessera lm tokenize': the same figures for BPE text tokens", NULL},
         {"bpe-limit", ARG_I64, &bpe_limit, "N", "use the first N BPE tokens (0: as many as the image tokens, else all)", NULL},
         {"token-each", ARG_INT, &each, "N", "BAE codes: read each K-bit code as N sub-tokens of K/N bits, in sequence [1]", NULL},
-        {"model", ARG_STR, &modelp, "PATH", "generator: mean attention distance per layer on --codes", NULL},
+        {"model", ARG_MODEL, &modelp, "PATH", "generator: mean attention distance per layer on --codes", NULL},
         {"limit", ARG_I64, &limit, "N", "code maps for the attention statistics [200]", NULL},
         {"query", ARG_INT, &query, "P", "sequence position (1..49 = code P-1) whose attention --attn-png draws [25: the centre]", NULL},
         {"attn-png", ARG_STR, &png, "PATH", "attention maps of --query over the 7x7 grid, a row per layer, a column per head", NULL},

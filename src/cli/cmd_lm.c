@@ -251,8 +251,8 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     bool steps_set = false;
     cli_common cm = {0, 42, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf (default: the shipped " TSR_LM_DEFAULT_MODEL ")", NULL},
-        {"tokenizer", ARG_STR, &tok_path, "PATH",
+        {"model", ARG_MODEL, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf (default: the shipped " TSR_LM_DEFAULT_MODEL ")", NULL},
+        {"tokenizer", ARG_MODEL, &tok_path, "PATH",
          "llama2.c tokenizer.bin, tokenizer.json or a .gguf's tokenizer (default: the .gguf's own; for HF/safetensors "
          "models tokenizer.json next to the model)",
          NULL},
@@ -425,7 +425,7 @@ static int cmd_info(const char *prog, int argc, char **argv) {
     const char *model = NULL;
     cli_common cm = {0, 0, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
         CLI_COMMON_JSON(&cm),
     };
     int rc = args_parse(prog, "Print a checkpoint's configuration.", specs, 2, argc, argv);
@@ -539,12 +539,12 @@ static int cmd_convert(const char *prog, int argc, char **argv) {
     const char *model = NULL, *random = NULL, *dtype = NULL, *out = NULL, *to = NULL, *tok_path = NULL;
     int group_size = 0;
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
         {"random", ARG_STR, &random, "SPEC", RANDOM_HELP, NULL},
         {"dtype", ARG_STR, &dtype, "T", "f32, bf16, q8 (GGUF: Q8_0) or auto (as stored; default)", NULL},
         {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default 32; GGUF Q8_0 is 32)", NULL},
         {"to", ARG_STR, &to, "FORMAT", "safetensors (default) or gguf (llama.cpp's format, tokenizer included)", NULL},
-        {"tokenizer", ARG_STR, &tok_path, "PATH",
+        {"tokenizer", ARG_MODEL, &tok_path, "PATH",
          "GGUF only: the tokenizer.json to embed (default: next to the model)", NULL},
         {"out", ARG_STR, &out, "PATH", "output .safetensors (HF tensor names, config in the metadata) or .gguf", NULL},
     };
@@ -622,7 +622,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     int group_size = 0, decode_tokens = 128, prefill_tokens = 64;
     cli_common cm = {0, 1, false};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "llama2.c .bin, HF directory, tessera .safetensors or llama.cpp .gguf", NULL},
         {"random", ARG_STR, &random, "SPEC", RANDOM_HELP, NULL},
         {"dtype", ARG_STR, &dtype, "T", "f32, bf16, q8 or auto (as stored; default)", NULL},
         {"group-size", ARG_INT, &group_size, "G", "Q8 group size, 32 or 64 (default: the file's, else 32)", NULL},

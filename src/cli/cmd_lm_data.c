@@ -165,7 +165,7 @@ int cli_lm_tokenize(const char *prog, int argc, char **argv) {
     const char *val_list = DEFAULT_VAL_LIST, *ext = ".py", *sep = "<|endoftext|>";
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"tokenizer", ARG_STR, &tok, "PATH", "tokenizer.json (byte-level BPE)", NULL},
+        {"tokenizer", ARG_MODEL, &tok, "PATH", "tokenizer.json (byte-level BPE)", NULL},
         {"data", ARG_STR, &data, "DIR", "corpus root", NULL},
         {"out-train", ARG_STR, &out_train, "PATH", "token file for the training split", NULL},
         {"out-val", ARG_STR, &out_val, "PATH", "token file for the validation split", NULL},

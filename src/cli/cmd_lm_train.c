@@ -43,7 +43,7 @@ int cli_lm_train(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"data", ARG_STR, &o.data_dir, "DIR", "corpus root (.py files)", NULL},
         {"val-list", ARG_STR, &o.val_list, "PATH", "held-out files (default data/python_val_files.txt; none: no validation)", NULL},
-        {"tokenizer", ARG_STR, &o.tokenizer, "PATH", "tokenizer.json from 'tessera lm tokenizer-train' (required)", NULL},
+        {"tokenizer", ARG_MODEL, &o.tokenizer, "PATH", "tokenizer.json from 'tessera lm tokenizer-train' (required)", NULL},
         {"out", ARG_STR, &t.o.out, "PATH", "F32 checkpoint; .state/.bf16 siblings and token caches beside it", NULL},
         {"dim", ARG_INT, &o.cfg.dim, "N", "model width", NULL},
         {"layers", ARG_INT, &o.cfg.n_layers, "N", "decoder blocks", NULL},

@@ -78,7 +78,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
             int f = ns - first_model;
             if (a->default_path) snprintf(helps[f], sizeof helps[f], "%s (default: %s; 'none': off)", a->help, a->default_path);
             else snprintf(helps[f], sizeof helps[f], "%s (default: %s)", a->help, a->default_note ? a->default_note : "off");
-            specs[ns++] = (arg_spec){a->flag, ARG_STR, &paths[f], a->metavar, helps[f], NULL};
+            specs[ns++] = (arg_spec){a->flag, ARG_MODEL, &paths[f], a->metavar, helps[f], NULL};
         }
     const char *summary = "Serve every loaded model over HTTP: OpenAI-compatible POST /v1/completions and GET /v1/models "
                           "(continuous batching, bit-identical to serving each request alone), GET /health, GET /metrics "

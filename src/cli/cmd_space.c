@@ -36,7 +36,7 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
     tsr_lm_train_opts *l = &o.lm;
     cli_train t = cli_train_init(l->train, l->batch, CLI_TF_STEPS | CLI_TF_BATCH | CLI_TF_EVAL);
     const arg_spec specs[] = {
-        {"model", ARG_STR, &o.base, "DIR", "base model: HF directory with tokenizer.json (default models/pycode)", NULL},
+        {"model", ARG_MODEL, &o.base, "DIR", "base model: HF directory with tokenizer.json (default models/pycode)", NULL},
         {"out", ARG_STR, &o.out, "DIR", "SAR model directory (created; default runs/space)", NULL},
         {"k", ARG_INT, &o.sar.k, "N", "masks with a target per SAR example (paper: 5)", NULL},
         {"sar-prob", ARG_FLOAT, &o.sar.prob, "P", "share of SAR examples (paper: 0.5)", NULL},
@@ -151,7 +151,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     bool stats = false;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "DIR", "SAR model directory (default: the shipped " SPACE_DEFAULT_MODEL ")", NULL},
+        {"model", ARG_MODEL, &model, "DIR", "SAR model directory (default: the shipped " SPACE_DEFAULT_MODEL ")", NULL},
         {"prompt", ARG_TEXT, &prompt, "TEXT", "text to continue (may be empty; default: empty)", NULL},
         CLI_PROMPT_FILE_SPEC(prompt_file),
         CLI_TRUNCATE_SPEC(truncate),
@@ -290,7 +290,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     int max_tokens = 256, k = 0, k_max = 4, limit = 0;
     cli_common cm = {0, 1, false};
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "DIR", "SAR model directory (default: the shipped " SPACE_DEFAULT_MODEL ")", NULL},
+        {"model", ARG_MODEL, &model, "DIR", "SAR model directory (default: the shipped " SPACE_DEFAULT_MODEL ")", NULL},
         {"prompts", ARG_STR, &prompts_path, "FILE", "JSONL, one object with a \"prompt\" field per line (required)", NULL},
         {"max-tokens", ARG_INT, &max_tokens, "N", "new tokens per prompt", NULL},
         {"k", ARG_INT, &k, "N", "candidates per step (0: auto)", NULL},
