@@ -63,6 +63,9 @@ if [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
     expect 0 "$BIN" classify eval --model models/fmnist_cnn.safetensors --limit 10 --json
     has "$T/out" "$M/fmnist_cnn.safetensors"
 fi
+# the shipped prompt set as space.md names it
+expect 0 "$BIN" space bench --prompts bench/prompts_pyval.jsonl --limit 1 --max-tokens 4 --json
+has "$T/out" '"identical": 1'
 expect 1 "$BIN" lm convert --model models/pycode --out models/x.safetensors
 has "$T/err" "output directory models does not exist"
 [ ! -e "$M/x.safetensors" ] && ok || { bad "an --out models/... was written into the shipped models"; rm -f "$M/x.safetensors"; }

@@ -8,12 +8,14 @@
 
 #include "tessera/bpe.h"
 #include "tessera/decode.h"
+#include "tessera/fileio.h"
 #include "tessera/space.h"
 
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 
 #define SPACE_DEFAULT_MODEL "models/pycode-space"
@@ -306,6 +308,11 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc != CLI_OK) return rc;
     if (!prompts_path) return cli_usage_error(prog, "--prompts is required");
+    /* the shipped prompt set from any directory, as bita bench finds it */
+    char pbuf[4096];
+    struct stat psb;
+    if (strcmp(prompts_path, "bench/prompts_pyval.jsonl") == 0 && stat(prompts_path, &psb) != 0)
+        prompts_path = tsr_find_shipped_or(prompts_path, pbuf, sizeof pbuf);
     if ((rc = cli_check_int(prog, "max-tokens", max_tokens, 1, INT32_MAX)) != CLI_OK ||
         (rc = cli_check_int(prog, "limit", limit, 0, INT32_MAX)) != CLI_OK ||
         (rc = cli_check_int(prog, "k", k, 0, 15)) != CLI_OK || (rc = cli_check_int(prog, "k-max", k_max, 1, 15)) != CLI_OK)
