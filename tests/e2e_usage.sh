@@ -137,6 +137,13 @@ empty_dir "$T/w" "lm train --reschedule without --resume"
 # elm tokenizer-train: no reconstruction loss at all
 expect 2 "$BIN" elm tokenizer-train --l1 0 --l2 0 --steps 1 --out t.safetensors
 has "$T/err" "all 0"
+# bigr: the hint names the flag of the file the error is about
+expect 1 "$BIN" bigr train --codes "$M/fmnist_cnn.safetensors" --steps 1 --out b.safetensors
+has "$T/err" "hint: pass --codes"
+if have_fmnist; then
+    expect 1 "$BIN" bigr eval --classifier "$M/elm_best.safetensors" --n 1 --real 10
+    has "$T/err" "hint: pass --classifier"
+fi
 # bita: a bad --dtype names the verb
 expect 2 "$BIN" bita generate --prompt x --dtype f16
 has "$T/err" "tessera bita generate"

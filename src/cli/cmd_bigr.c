@@ -26,15 +26,37 @@
 #define WRITE_CODES_HELP "build a missing --codes cache at that path (about 55 MB)"
 #define MODEL_HINT "pass --model with a checkpoint from 'tessera bigr train' (shipped: " DEF_MODEL ")"
 
+#define TOK_HINT "pass --tokenizer with the BAE (" DEF_TOK ")"
+#define CLS_HINT "pass --classifier (" DEF_CLS ")"
+#define CODES_HINT "pass --codes with a cache from 'tessera bigr codes' (or a new path with --write-codes)"
+
+/* The files this command line named, so a hint names the flag of the file
+ * an error is about (the message starts with its path) rather than guessing
+ * from words in the message ("cnn" sent a --codes error to --classifier). */
+enum { HP_MODEL, HP_TOK, HP_CLS, HP_CODES, HP_N };
+static const char *hint_paths[HP_N];
+static const char *const hint_texts[HP_N] = {MODEL_HINT, TOK_HINT, CLS_HINT, CODES_HINT};
+
+static void hint_files(const char *model, const char *tok, const char *cls, const char *codes) {
+    hint_paths[HP_MODEL] = model, hint_paths[HP_TOK] = tok, hint_paths[HP_CLS] = cls, hint_paths[HP_CODES] = codes;
+}
+
 static int fail_hint(tsr_status st, const char *path_model) {
     const char *hint = "see --help";
+    size_t best = 0; /* the longest path the message starts with */
+    for (int i = 0; i < HP_N; i++) {
+        size_t n = hint_paths[i] ? strlen(hint_paths[i]) : 0;
+        if (n > best && strncmp(st.msg, hint_paths[i], n) == 0 && (st.msg[n] == ':' || st.msg[n] == ' '))
+            best = n, hint = hint_texts[i];
+    }
+    if (best) return cli_fail(st, hint);
     if (path_model && strstr(st.msg, path_model)) hint = MODEL_HINT;
     else if (strstr(st.msg, "idx") || strstr(st.msg, "fashion"))
         hint = "pass --data DIR with the Fashion-MNIST IDX files";
     else if (strstr(st.msg, "cannot resume")) hint = "resume with the flags of the original run, or drop --resume";
     else if (strstr(st.msg, "fmnist_bae") || strstr(st.msg, "tokenizer"))
-        hint = "pass --tokenizer with the BAE (" DEF_TOK ")";
-    else if (strstr(st.msg, "cnn")) hint = "pass --classifier (" DEF_CLS ")";
+        hint = TOK_HINT;
+    else if (strstr(st.msg, "cnn")) hint = CLS_HINT;
     else if (strstr(st.msg, "cannot create") || strstr(st.msg, "failed"))
         hint = "check that the output directory exists and is writable";
     return cli_fail(st, hint);
@@ -63,6 +85,7 @@ static int cmd_codes(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     char tbuf[4096];
     tok = cli_shipped_default(tok, DEF_TOK, tbuf, sizeof tbuf);
+    hint_files(NULL, tok, NULL, NULL);
     tsr_bigr_codes cd;
     double t0 = tsr_time();
     tsr_status st = tsr_bigr_codes_build(&cd, tok, data, limit);
@@ -146,6 +169,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     o.batch = t.batch;
     if (cli_same_file(t.o.out, o.codes)) return cli_usage_error(prog, "--out names the --codes cache; pass another --out");
     if ((st = tsr_output_check(t.o.out)).code) return fail_hint(st, NULL);
+    hint_files(NULL, tok, NULL, o.codes);
     tsr_bigr_codes cd;
     st = get_codes(&cd, o.codes, tok, data, write_codes);
     if (st.code) return fail_hint(st, NULL);
@@ -235,6 +259,7 @@ static int gen_check(const char *prog, gen_args *a, tsr_bigr_sample_opts *so) {
     a->model = cli_shipped_default(a->model, DEF_MODEL, a->model_buf, sizeof a->model_buf);
     a->tok = cli_shipped_default(a->tok, DEF_TOK, a->tok_buf, sizeof a->tok_buf);
     a->cls = cli_shipped_default(a->cls, DEF_CLS, a->cls_buf, sizeof a->cls_buf);
+    hint_files(a->model, a->tok, a->cls, a->codes);
     return CLI_OK;
 }
 
@@ -457,6 +482,7 @@ static int cmd_probe(const char *prog, int argc, char **argv) {
     char mbuf[4096], tbuf[4096];
     model = cli_shipped_default(model, DEF_MODEL, mbuf, sizeof mbuf);
     tok = cli_shipped_default(tok, DEF_TOK, tbuf, sizeof tbuf);
+    hint_files(model, tok, NULL, codes);
     tsr_bigr m;
     tsr_bigr_codes cd;
     tsr_status st = tsr_bigr_load(&m, model);
