@@ -160,6 +160,15 @@ if have_fmnist; then
         --token-each 1 --steps 1 --batch 4 --out g.safetensors
     has "$T/err" "codes"
     empty_dir "$T/w" "elm train with a tokenizer of another kind"
+    # a grid PNG wider or taller than libpng writes (1,000,000 px) is refused before sampling or decoding
+    expect 2 "$BIN" elm sample --n 40000 --class 0 --out s.png
+    has "$T/err" "at most 33333 per class"
+    "$BIN" elm encode --tokenizer "$M/fmnist_bae.safetensors" --split train --limit 33400 \
+        --out "$T/fix/bae33k.safetensors" 2>/dev/null
+    expect 1 "$BIN" elm decode --tokenizer "$M/fmnist_bae.safetensors" --codes "$T/fix/bae33k.safetensors" \
+        --limit 0 --cols 1 --out d.png
+    has "$T/err" "a PNG side holds at most"
+    empty_dir "$T/w" "elm decode of a grid too tall"
     expect 1 "$BIN" elm tokenizer-train --init "$T/fix/img.png" --steps 1 --out t.safetensors
     has "$T/err" "hint: pass --init"
     # bigr: the shipped BAE builds a code cache from any directory; the cache's

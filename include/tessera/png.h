@@ -31,6 +31,12 @@ tsr_status tsr_png_encode(const uint8_t *px, int w, int h, int ch, uint8_t **out
  * them. Returns the malloc'd canvas and its size in *gw, *gh. */
 uint8_t *tsr_png_grid(const uint8_t *imgs, int n, int ih, int iw, int ch, int cols, int pad,
                       uint8_t pad_val, int *gw, int *gh);
+/* libpng writes no image wider or taller than this (its user limits) */
+#define TSR_PNG_MAX_SIDE 1000000
+/* Whether tsr_png_grid's canvas for these sizes can be written: an error
+ * naming the grid's width and height when a side is over TSR_PNG_MAX_SIDE,
+ * for a caller to check before the work that makes the images. */
+tsr_status tsr_png_grid_check(int64_t n, int ih, int iw, int64_t cols, int pad);
 
 /* f32 pixels in [0,1] (clamped) -> u8 with rounding */
 void tsr_png_from_unit(uint8_t *dst, const float *src, int64_t n);

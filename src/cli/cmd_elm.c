@@ -245,7 +245,8 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
     float *img = NULL;
     if (!st.code) {
         n = limit > 0 && limit < t->shape[0] ? limit : t->shape[0];
-        st = tsr_imgtok_check_codes(&m, bae ? t->data : NULL, bae ? NULL : t->data, n);
+        st = tsr_png_grid_check(n, 28, 28, cols, 2); /* before decoding */
+        if (!st.code) st = tsr_imgtok_check_codes(&m, bae ? t->data : NULL, bae ? NULL : t->data, n);
     }
     if (!st.code) {
         img = malloc(sizeof(float) * (size_t)(n * 784));
@@ -261,7 +262,10 @@ static int cmd_decode(const char *prog, int argc, char **argv) {
     free(img);
     tsr_st_free(&f);
     tsr_imgtok_free(&m);
-    if (st.code) return cli_fail(st, strstr(st.msg, out) ? OUT_HINT : "codes must match the tokenizer");
+    if (st.code)
+        return cli_fail(st, strstr(st.msg, out)              ? OUT_HINT
+                            : strncmp(st.msg, "a grid of", 9) == 0 ? "raise --cols or lower --limit"
+                                                                    : "codes must match the tokenizer");
     if (cm.json) {
         printf("{\"n\": %lld, \"out\": ", (long long)n);
         cli_json_str(stdout, out);

@@ -242,6 +242,10 @@ int cli_elm_sample(const char *prog, int argc, char **argv) {
     if ((rc = samp_check(prog, &sf, cm.seed)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
     if (out && (rc = cli_check_output(prog, "out", out, true)) != CLI_OK) return rc;
+    tsr_status gst = tsr_png_grid_check((cls < 0 ? TSR_ELM_CLASSES : 1) * (int64_t)n, 28, 28, n, 2);
+    if (out && gst.code) /* before sampling, not after */
+        return cli_usage_error(prog, "--n %lld: %s (at most %d per class with --out)", (long long)n, gst.msg,
+                               (TSR_PNG_MAX_SIDE - 2) / 30);
     FILE *res = out && strcmp(out, "-") == 0 ? stderr : stdout; /* the PNG may take stdout */
     tsr_elm_model m;
     tsr_imgtok tok;

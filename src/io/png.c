@@ -194,6 +194,17 @@ tsr_status tsr_png_encode(const uint8_t *px, int w, int h, int ch, uint8_t **out
     return tsr_ok();
 }
 
+tsr_status tsr_png_grid_check(int64_t n, int ih, int iw, int64_t cols, int pad) {
+    if (cols > n) cols = n;
+    if (cols < 1) cols = 1;
+    const int64_t rows = (n + cols - 1) / cols;
+    const int64_t W = cols * (iw + pad) + pad, H = rows * (ih + pad) + pad;
+    if (W > TSR_PNG_MAX_SIDE || H > TSR_PNG_MAX_SIDE)
+        return tsr_errorf(TSR_ERR_ARG, "a grid of %lld images in %lld columns is %lld x %lld pixels; a PNG side holds "
+                          "at most %d", (long long)n, (long long)cols, (long long)W, (long long)H, TSR_PNG_MAX_SIDE);
+    return tsr_ok();
+}
+
 uint8_t *tsr_png_grid(const uint8_t *imgs, int n, int ih, int iw, int ch, int cols, int pad,
                       uint8_t pad_val, int *gw, int *gh) {
     TSR_ASSERT(n >= 1 && ih >= 1 && iw >= 1 && ch >= 1 && cols >= 1 && pad >= 0);
