@@ -288,6 +288,32 @@ static void test_agg(void) {
     bool twice = true;
     for (int k = 0; k < TSR_EBRM_THETA; k++) twice &= fabsf(dth2[k] - 2 * dth[k]) <= 1e-6f * (1 + fabsf(dth[k]));
     TU_CHECK(twice, "dtheta adds");
+    /* the "mean" ablation: p = mean of r over the item's entities (leak if none),
+     * its backward against central differences of L = sum dp * p */
+    float pm[N], dmr[S], dmth[TSR_EBRM_THETA] = {0};
+    tsr_ebrm_mean_forward(pm, r, off, N, theta);
+    for (int i = 0; i < N; i++) {
+        double s = 0;
+        for (int64_t j = off[i]; j < off[i + 1]; j++) s += r[j];
+        double want = off[i + 1] > off[i] ? s / (double)(off[i + 1] - off[i]) : 1 / (1 + exp(-thd[0]));
+        TU_CHECK(fabs(pm[i] - want) < 1e-6, "mean item %d: p %g want %g", i, pm[i], want);
+    }
+    tsr_ebrm_mean_backward(dmr, dmth, dp, off, N, theta);
+    for (int j = 0; j < S + 1; j++) {
+        double L[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            double h = sgn ? -eps : eps, rv[S], th0 = thd[0] + (j == S ? h : 0);
+            for (int s = 0; s < S; s++) rv[s] = r[s] + (s == j ? h : 0);
+            L[sgn] = 0;
+            for (int i = 0; i < N; i++) {
+                double s = 0;
+                for (int64_t q = off[i]; q < off[i + 1]; q++) s += rv[q];
+                L[sgn] += dp[i] * (off[i + 1] > off[i] ? s / (double)(off[i + 1] - off[i]) : 1 / (1 + exp(-th0)));
+            }
+        }
+        double num = (L[0] - L[1]) / (2 * eps), ana = j < S ? dmr[j] : dmth[0];
+        TU_CHECK(fabs(num - ana) <= 1e-5 + 1e-4 * fabs(num), "mean grad %d: analytic %g numeric %g", j, ana, num);
+    }
     /* explanation: support >= 0, veto >= 0; a lone entity's support is p - leak*K */
     float sup[8], veto[8];
     tsr_ebrm_agg_explain(sup, veto, r + off[2], c + off[2], t + off[2], 5, theta);
