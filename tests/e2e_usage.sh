@@ -126,6 +126,9 @@ has "$T/err" "differ"
 expect 2 "$BIN" serve --host localhost --port 0
 has "$T/err" "IPv4"
 hasnt "$T/err" "llm:"
+# bigr: --real beyond the 10,000 test images is a usage error (it was cut to 10,000 without a word)
+expect 2 "$BIN" bigr eval --real 20000 --n 1
+has "$T/err" "real"
 # bigr: a --box with a fifth number
 expect 2 "$BIN" bigr inpaint --box 2,5,1,6,9
 has "$T/err" "box"

@@ -244,7 +244,7 @@ static int gen_check(const char *prog, gen_args *a, tsr_bigr_sample_opts *so) {
         (rc = cli_check_int(prog, "steps", a->steps, 1, 100000)) != CLI_OK ||
         (rc = cli_check_float(prog, "cfg", a->cfg, 0, 100)) != CLI_OK ||
         (rc = cli_check_float(prog, "gumbel", a->gumbel, 0, 100)) != CLI_OK ||
-        (rc = cli_check_int(prog, "real", a->real_n, 2, INT64_MAX)) != CLI_OK)
+        (rc = cli_check_int(prog, "real", a->real_n, 2, 10000)) != CLI_OK)
         return rc;
     if (!(a->temp > 0 && a->temp <= 100))
         return cli_usage_error(prog, "--temp must be in (0, 100] (got %g)", (double)a->temp);
@@ -370,7 +370,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"n", ARG_INT, &a.n, "N", "samples per class", NULL},
         {"classifier", ARG_MODEL, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
+        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics, 2..10000", NULL},
         GEN_SPECS(&a),
     };
     int rc = args_parse(prog, "Class-conditional samples: class accuracy under the classifier, Frechet distance to the test set, IS analogue, images/s.",
@@ -646,7 +646,7 @@ static int run_paint(const char *prog, int argc, char **argv, app_kind kind) {
         {"write-codes", ARG_BOOL, &a.write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"classifier", ARG_MODEL, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
+        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics, 2..10000", NULL},
         GEN_SPECS(&a),
     };
     int rc = args_parse(prog, kind == APP_INPAINT ? "Zero-shot inpainting: regenerate a latent box of test images given the rest; masked-region error and Frechet distance."
@@ -817,7 +817,7 @@ static int cmd_enrich(const char *prog, int argc, char **argv) {
         {"write-codes", ARG_BOOL, &a.write_codes, NULL, WRITE_CODES_HELP, NULL},
         {"classifier", ARG_MODEL, &a.cls, "PATH", "feature extractor [" DEF_CLS "]", NULL},
         {"data", ARG_STR, &a.data, "DIR", "Fashion-MNIST directory (default: the installed data set)", NULL},
-        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics", NULL},
+        {"real", ARG_I64, &a.real_n, "N", "test images for the reference statistics, 2..10000", NULL},
         GEN_SPECS(&a),
     };
     int rc = args_parse(prog, "Zero-shot enrichment: encode a 2x-downsampled (blurred) test image, then re-inpaint the four sub-position groups (row, col parity) in turn.",
