@@ -59,6 +59,9 @@ png(d + "/lc_none.png", 160, 120, 1, lambda x, y: 10)
 PY
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mask.png" --overlay "$T/ov.png" --points 3 --iterations 2 --min-area 50
 [ -s "$T/mask.png" ] && [ -s "$T/ov.png" ] && ok || bad "segment wrote no mask/overlay"
+# one path for --out and --overlay: refused before any work (the overlay replaced the mask)
+expect 2 "name the same file" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/same.png" --overlay "$T/same.png"
+[ ! -e "$T/same.png" ] && ok || bad "segment --out = --overlay wrote a file"
 expect 0 "" "$BIN" apt prompts --landcover "$T/lc.png" --image "$T/img.png" --mode superpixel --out "$T/p.png" --json
 grep -q '"positive"' "$T/out" && ok || bad "prompts --json lacks positive"
 expect 1 "absent" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_none.png" --model $FIX --out "$T/m2.png"

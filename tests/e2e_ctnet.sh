@@ -92,6 +92,9 @@ has "$T/err" "lr"
 expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --resume
 cmp -s "$T/a.safetensors" "$T/c.safetensors" && ok || bad "stopped+resumed model file differs from the straight run's"
 expect 2 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --ckpt-every -1
+# one path for --out and --state: refused (the state would replace the model)
+expect 2 "$BIN" ctnet train $S $M --out "$T/e.safetensors" --state "$T/e.safetensors"
+has "$T/err" "name the same file"
 head -50 "$T/log.tsv" | cut -f1,2,4,6 >"$T/rows.tsv"
 expect 0 "$BIN" ctnet predict --model "$T/a.safetensors" --input "$T/rows.tsv"
 cp "$T/out" "$T/pa"

@@ -138,6 +138,9 @@ grep -q '"n_train": 2' "$TMP/lx1.json" && cmp -s "$TMP/lx1.json" "$TMP/lx2.json"
 [ $? -eq 2 ] && ok || bad "--holdout of an excluded family is not a usage error"
 "$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --exclude vgg,nb201 --method flops >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 1 ] && [ "$(grep -c error "$TMP/err.txt")" -eq 1 ] && grep -q "fewer than 3 networks" "$TMP/err.txt" && ok || bad "--exclude of every family is not one clear error"
+# one path for --out and --scatter: refused before any work (the scatter would replace the weights)
+"$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --out "$TMP/same.png" --scatter "$TMP/same.png" >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 2 ] && grep -q "name the same file" "$TMP/err.txt" && [ ! -e "$TMP/same.png" ] && ok || bad "--out = --scatter: $(cat "$TMP/err.txt")"
 "$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --steps 3 --batch 2 --dim 16 --layers 1 \
     --out "$TMP/lat.safetensors" --quiet --json > /dev/null 2>&1
 [ $? -eq 0 ] && [ -s "$TMP/lat.safetensors" ] && ok || bad "a short latency training run failed"

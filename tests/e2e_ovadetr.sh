@@ -130,6 +130,11 @@ IMG=$D/aerial/mmrotate-demos/P0004__1__0___0.png
     --min-score 0 --max-det 5 >/dev/null 2>&1
 [ $? -eq 0 ] && grep -q '"categories"' "$TMP/b.json" && grep -q '"score"' "$TMP/b.json" && [ -s "$TMP/b.png" ] \
     && ok || bad "detect does not write COCO JSON and a PNG"
+# one path for --out and --draw (spelt two ways): refused before any work, nothing written (the PNG replaced the JSON)
+"$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "plane" --out "$TMP/same.out" --draw "$TMP/./same.out" \
+    >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 2 ] && grep -q "name the same file" "$TMP/err.txt" && [ ! -e "$TMP/same.out" ] && ok ||
+    bad "--out = --draw is not refused: $(cat "$TMP/err.txt")"
 # --draw failing after --out was written (a 64 KiB file-size limit: the JSON
 # fits, the PNG does not): one error, and no new output left behind
 ( trap '' XFSZ; ulimit -f 64; "$BIN" ovadetr detect --model "$M" --image "$IMG" --classes "plane,car" \

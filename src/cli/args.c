@@ -235,6 +235,13 @@ bool cli_same_file(const char *a, const char *b) {
     return canonical_name(a, ca, sizeof ca) && canonical_name(b, cb, sizeof cb) && strcmp(ca, cb) == 0;
 }
 
+int cli_check_distinct_outputs(const char *prog, const char *flag_a, const char *a, const char *flag_b, const char *b) {
+    if (!a || !b || !strcmp(a, "-") || !strcmp(b, "-") || !cli_same_file(a, b)) return CLI_OK;
+    if (strncmp(flag_a, "--", 2) == 0) flag_a += 2;
+    if (strncmp(flag_b, "--", 2) == 0) flag_b += 2;
+    return cli_usage_error(prog, "--%s and --%s name the same file '%s'; give each output its own path", flag_a, flag_b, b);
+}
+
 static int range_error(const char *prog, const char *flag, const char *lo, const char *hi, const char *got) {
     if (!lo) return cli_usage_error(prog, "--%s must be <= %s (got %s)", flag, hi, got);
     if (!hi) return cli_usage_error(prog, "--%s must be >= %s (got %s)", flag, lo, got);

@@ -72,6 +72,11 @@ int cli_check_output(const char *prog, const char *flag, const char *path, bool 
  * two files. */
 bool cli_same_file(const char *a, const char *b);
 
+/* Two output flags of one command must not name one file (the second
+ * write would replace the first): CLI_USAGE naming both flags when
+ * cli_same_file(a, b), else CLI_OK. NULL or "-" never clash. */
+int cli_check_distinct_outputs(const char *prog, const char *flag_a, const char *a, const char *flag_b, const char *b);
+
 /* Documented ranges of numeric flags: CLI_USAGE with "--flag must be
  * between lo and hi (got v)" (or ">= lo" / "<= hi" when the other end is
  * open: INT64_MIN/INT64_MAX, -INFINITY/INFINITY), else CLI_OK. */

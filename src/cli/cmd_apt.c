@@ -288,6 +288,7 @@ static int cmd_segment(const char *prog, int argc, char **argv) {
         return cli_usage_error(prog, "--out must end in .tif, .tiff or .png (got '%s')", out);
     if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK) return rc;
     if (overlay && (rc = cli_check_output(prog, "overlay", overlay, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_distinct_outputs(prog, "out", out, "overlay", overlay)) != CLI_OK) return rc;
     char buf[4096];
     model = cli_shipped_default(model, SHIPPED, buf, sizeof buf);
     tsr_sam m;

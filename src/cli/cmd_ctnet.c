@@ -226,6 +226,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
         snprintf(state_buf, sizeof state_buf, "%s.state", out);
         state = state_buf;
     }
+    if ((rc = cli_check_distinct_outputs(prog, "out", out, "state", state)) != CLI_OK) return rc;
     if ((rc = cli_check_output(prog, "out", out, false)) != CLI_OK ||
         (rc = cli_check_output(prog, "state", state, false)) != CLI_OK)
         return rc;

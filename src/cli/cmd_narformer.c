@@ -969,6 +969,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
                                tsr_nf_method_name(method));
     if (!t.o.out) return cli_usage_error(prog, "--out PATH is required");
     if ((rc = cli_check_output(prog, "out", t.o.out, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_distinct_outputs(prog, "out", t.o.out, "scatter", a.scatter)) != CLI_OK) return rc;
     if (!strcmp(a.task, "latency")) {
         if (method != TSR_NF_METHOD_NARFORMER && method != TSR_NF_METHOD_GNN)
             return cli_usage_error(prog, "train --task latency writes weights of --method narformer or gnn");

@@ -194,6 +194,7 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_float(prog, "min-score", min_score, 0, 1)) != CLI_OK) return rc;
     if (out && (rc = cli_check_output(prog, "out", out, true)) != CLI_OK) return rc;
     if (draw && (rc = cli_check_output(prog, "draw", draw, false)) != CLI_OK) return rc;
+    if ((rc = cli_check_distinct_outputs(prog, "out", out, "draw", draw)) != CLI_OK) return rc;
     char mbuf[1024];
     model = cli_shipped_default(model, OVD_MODEL, mbuf, sizeof mbuf);
     tsr_ovd_model m;
