@@ -56,12 +56,15 @@ png(d + "/img.png", 160, 120, 3, lambda x, y: (200, 180, 60) if 40 <= x < 110 an
 png(d + "/lc.png", 160, 120, 1, lambda x, y: 40 if 32 <= x < 112 and 32 <= y < 96 else 10)
 png(d + "/lc_small.png", 80, 60, 1, lambda x, y: 40)
 png(d + "/lc_none.png", 160, 120, 1, lambda x, y: 10)
+png(d + "/wide.png", 16385, 1, 1, lambda x, y: 40)
 PY
 expect 0 "" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/mask.png" --overlay "$T/ov.png" --points 3 --iterations 2 --min-area 50
 [ -s "$T/mask.png" ] && [ -s "$T/ov.png" ] && ok || bad "segment wrote no mask/overlay"
 # one path for --out and --overlay: refused before any work (the overlay replaced the mask)
 expect 2 "name the same file" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc.png" --model $FIX --out "$T/same.png" --overlay "$T/same.png"
 [ ! -e "$T/same.png" ] && ok || bad "segment --out = --overlay wrote a file"
+# a PNG wider than libpng's 16384-pixel side: one line saying so (it was "not a readable PNG")
+expect 1 "16385 x 1 pixels, more than 16384 on a side" "$BIN" apt segment --image "$T/wide.png" --landcover "$T/wide.png" --model $FIX --out "$T/mw.png"
 expect 0 "" "$BIN" apt prompts --landcover "$T/lc.png" --image "$T/img.png" --mode superpixel --out "$T/p.png" --json
 grep -q '"positive"' "$T/out" && ok || bad "prompts --json lacks positive"
 expect 1 "absent" "$BIN" apt segment --image "$T/img.png" --landcover "$T/lc_none.png" --model $FIX --out "$T/m2.png"

@@ -83,18 +83,29 @@ static tsr_status read_rows(FILE *f, mem_src *m, const char *path, int64_t max_p
     uint8_t *volatile px = NULL;
     png_bytep *volatile rows = NULL;
     volatile int64_t too_big = 0;
+    volatile uint32_t big_w = 0, big_h = 0;
     if (!pi || setjmp(png_jmpbuf(ps))) {
         png_destroy_read_struct(&ps, &pi, NULL);
         free(px);
         free(rows);
+        if (big_w)
+            return tsr_errorf(TSR_ERR_ARG, "%s: %u x %u pixels, more than %d on a side: crop or tile it first", path,
+                              (unsigned)big_w, (unsigned)big_h, TSR_PNG_MAX_SIDE);
         if (too_big) return tsr_errorf(TSR_ERR_ARG, "%s: %lld pixels, more than the limit of %lld", path, (long long)too_big,
                                        (long long)max_px);
         return tsr_errorf(TSR_ERR_FORMAT, "%s: not a readable PNG", path);
     }
     if (m) png_set_read_fn(ps, m, mem_read);
     else png_init_io(ps, f);
-    png_set_user_limits(ps, 1 << 14, 1 << 14);
+    /* libpng's own limit would fail as "not a readable PNG"; the IHDR is
+     * checked here instead, before any pixel buffer, so the error says why */
+    png_set_user_limits(ps, 0x7fffffff, 0x7fffffff);
     png_read_info(ps, pi);
+    if (png_get_image_width(ps, pi) > TSR_PNG_MAX_SIDE || png_get_image_height(ps, pi) > TSR_PNG_MAX_SIDE) {
+        big_w = png_get_image_width(ps, pi);
+        big_h = png_get_image_height(ps, pi);
+        png_error(ps, "side");
+    }
     int ct = png_get_color_type(ps, pi), bd = png_get_bit_depth(ps, pi);
     if (bd == 16) png_set_strip_16(ps);
     if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(ps);
