@@ -138,9 +138,18 @@ grep -q '"n_train": 2' "$TMP/lx1.json" && cmp -s "$TMP/lx1.json" "$TMP/lx2.json"
 [ $? -eq 2 ] && ok || bad "--holdout of an excluded family is not a usage error"
 "$BIN" narformer eval --task latency --data "$TMP/lat.jsonl" --exclude vgg,nb201 --method flops >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 1 ] && [ "$(grep -c error "$TMP/err.txt")" -eq 1 ] && grep -q "fewer than 3 networks" "$TMP/err.txt" && ok || bad "--exclude of every family is not one clear error"
+# a latency that overflows a float (1e300 ms) is refused when the data set is read, not turned into inf and a NaN MAPE
+python3 -c 'import re, sys; L=open(sys.argv[1]).read().splitlines(); L[2]=re.sub(r"\"latency_ms\": \[[^]]*\]", "\"latency_ms\": [1e300, 1e300]", L[2]); open(sys.argv[2], "w").write("\n".join(L) + "\n")' \
+    "$TMP/lat.jsonl" "$TMP/lat-huge.jsonl"
+"$BIN" narformer eval --task latency --data "$TMP/lat-huge.jsonl" --method flops --json >"$TMP/lh.json" 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "lat-huge.jsonl:3" "$TMP/err.txt" && ok || bad "a 1e300 ms latency is not refused: $(cat "$TMP/lh.json" "$TMP/err.txt")"
 # one path for --out and --scatter: refused before any work (the scatter would replace the weights)
 "$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --out "$TMP/same.png" --scatter "$TMP/same.png" >/dev/null 2>"$TMP/err.txt"
 [ $? -eq 2 ] && grep -q "name the same file" "$TMP/err.txt" && [ ! -e "$TMP/same.png" ] && ok || bad "--out = --scatter: $(cat "$TMP/err.txt")"
+# no cpu-2t predictor ships: the error names the missing file (it was ": cannot open", an empty path)
+TESSERA_MODELS=$TMP "$BIN" narformer predict "$ONNX" --platform cpu-2t >/dev/null 2>"$TMP/err.txt"
+[ $? -eq 1 ] && grep -q "narformer-latency-cpu-2t.safetensors: not found" "$TMP/err.txt" && grep -q "hint:" "$TMP/err.txt" && ok ||
+    bad "predict --platform cpu-2t without a shipped model: $(cat "$TMP/err.txt")"
 "$BIN" narformer train --task latency --data "$TMP/lat.jsonl" --steps 3 --batch 2 --dim 16 --layers 1 \
     --out "$TMP/lat.safetensors" --quiet --json > /dev/null 2>&1
 [ $? -eq 0 ] && [ -s "$TMP/lat.safetensors" ] && ok || bad "a short latency training run failed"

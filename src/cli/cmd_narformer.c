@@ -1090,7 +1090,13 @@ static int load_lat_model(const char *prog, const char *model, const char *platf
     else {
         char rel[128];
         snprintf(rel, sizeof rel, LAT_MODEL_FMT, platform);
-        tsr_find_model_or(rel, path, n);
+        if (!tsr_find_model(rel, path, n)) {
+            /* no shipped predictor for this platform (only cpu-1t ships) */
+            char hint[256];
+            snprintf(hint, sizeof hint, "no predictor for %s ships; train one (tessera narformer train --task latency --platform %s "
+                     "--out FILE) and pass --model FILE", platform, platform);
+            return cli_fail(tsr_errorf(TSR_ERR_IO, "%s: not found (not a shipped model)", rel), hint);
+        }
     }
     tsr_status st = tsr_nf_lat_load(p, path);
     if (st.code) return cli_fail(st, "--model must be a latency predictor written by 'tessera narformer train --task latency'");

@@ -81,7 +81,8 @@ static bool num_array(const cJSON *a, float *out, int n) {
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) return false;
     int k = 0;
     for (const cJSON *v = a->child; v; v = v->next, k++) {
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return false;
+        /* finite as a float too: 1e300 would become inf (and NaN metrics) */
+        if (!cJSON_IsNumber(v) || !isfinite((float)v->valuedouble)) return false;
         out[k] = (float)v->valuedouble;
     }
     return true;
