@@ -92,6 +92,10 @@ has "$T/err" "lr"
 expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --resume
 cmp -s "$T/a.safetensors" "$T/c.safetensors" && ok || bad "stopped+resumed model file differs from the straight run's"
 expect 2 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --ckpt-every -1
+# stopped before any evaluation period: --json is still JSON (no mean yet: null, not nan)
+expect 0 "$BIN" ctnet train $S $M --out "$T/d.safetensors" --stop-after 1 --json
+python3 -c 'import json, sys; o = json.loads(open(sys.argv[1]).read()); sys.exit(0 if o["auc_mean"] is None and o["steps_done"] == 1 else 1)' \
+    "$T/out" && ok || bad "train --stop-after 1 --json: $(cat "$T/out")"
 # one path for --out and --state: refused (the state would replace the model)
 expect 2 "$BIN" ctnet train $S $M --out "$T/e.safetensors" --state "$T/e.safetensors"
 has "$T/err" "name the same file"

@@ -189,6 +189,17 @@ static bool cli_quiet(void) { return getenv("TESSERA_QUIET") != NULL; }
 
 /* ---------------------------------------------------------------- train */
 
+/* a figure in JSON: null when it is not a number (NaN: no evaluation
+ * period yet, or a period without both classes) */
+static void json_num(double v) {
+    if (isnan(v) || isinf(v)) printf("null");
+    else printf("%.6g", v);
+}
+static void json_f6(double v) {
+    if (isnan(v) || isinf(v)) printf("null");
+    else printf("%.6f", v);
+}
+
 static int cmd_train(const char *prog, int argc, char **argv) {
     data_flags d;
     data_defaults(&d);
@@ -251,9 +262,11 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     for (int s = d.val; s < res.steps_done; s++)
         if (!isnan(res.auc[s])) sum += res.auc[s], n++;
     if (cm.json) {
-        printf("{\"method\": \"%s\", \"steps_done\": %d, \"steps_total\": %d, \"auc_mean\": %.6f, \"auc_per_period\": [",
-               r.method, res.steps_done, res.steps_total, n ? sum / n : NAN);
-        for (int s = d.val; s < res.steps_done; s++) printf("%s%.6f", s > d.val ? ", " : "", res.auc[s]);
+        printf("{\"method\": \"%s\", \"steps_done\": %d, \"steps_total\": %d, \"auc_mean\": ", r.method, res.steps_done,
+               res.steps_total);
+        json_f6(n ? sum / n : NAN);
+        printf(", \"auc_per_period\": [");
+        for (int s = d.val; s < res.steps_done; s++) printf("%s", s > d.val ? ", " : ""), json_f6(res.auc[s]);
         printf("]}\n");
     } else {
         printf("%s: %d/%d period steps, mean next-period AUC %.4f over %d evaluation periods%s%s\n", r.method,
@@ -355,11 +368,6 @@ static void mean_ci(const double *v, int n, double *mean, double *ci) {
     *mean = s / n;
     for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
     *ci = n > 1 ? t975(n - 1) * sqrt(q / (n - 1)) / sqrt((double)n) : NAN;
-}
-
-static void json_num(double v) {
-    if (isnan(v) || isinf(v)) printf("null");
-    else printf("%.6g", v);
 }
 
 /* the run options of method m: the flags, with the method's tuned setting
