@@ -152,6 +152,9 @@ else
 fi
 "$BIN" ebrm rank --query "pdf viewer" -k 5 --set-qe "works-with-format::pdf=1" --threads 1 >"$TMP/set.txt" 2>"$TMP/err" &&
     grep -q "was " "$TMP/set.txt" && ok || bad "rank --set-qe shows no change: $(cat "$TMP/set.txt" "$TMP/err")"
+# a query with no term in the catalog: BM25 has no candidates, and the text output says so (not a blank page)
+"$BIN" ebrm rank --query "!!!" --threads 1 >"$TMP/none.txt" 2>"$TMP/err" && grep -q "no candidates" "$TMP/none.txt" && ok ||
+    bad "rank with no BM25 candidates printed: $(cat "$TMP/none.txt" "$TMP/err")"
 "$BIN" ebrm rank --query "pdf viewer" --set-qe "no-such::entity=1" >/dev/null 2>"$TMP/err"
 [ $? -eq 2 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "unknown entity 'no-such::entity'" "$TMP/err" && ok ||
     bad "unknown --set-qe entity: $(cat "$TMP/err")"
@@ -241,6 +244,15 @@ sys.exit(0 if ok else 1)' "$TMP/r1.json" "$TMP/r2.json" "$TMP/sc.json" && ok ||
         [ "$code" = 400 ] && grep -q '"param":"candidates"' "$TMP/r3.json" && ok || bad "unknown candidate: $code $(cat "$TMP/r3.json")"
         code=$(curl -s -o "$TMP/r4.json" -w '%{http_code}' --max-time 60 $U -d '{"query":')
         [ "$code" = 400 ] && ok || bad "malformed body: $code"
+        # as `ebrm score`: a blank query, a field the route ignores and an
+        # item-to-item construction are 400s naming the field
+        code=$(curl -s -o "$TMP/r5.json" -w '%{http_code}' --max-time 60 $U -d '{"query":"  ","candidates":["evince"]}')
+        [ "$code" = 400 ] && grep -q '"param":"query"' "$TMP/r5.json" && ok || bad "blank query: $code $(cat "$TMP/r5.json")"
+        code=$(curl -s -o "$TMP/r6.json" -w '%{http_code}' --max-time 60 $U -d '{"query":"pdf","candidates":["evince"],"k":3}')
+        [ "$code" = 400 ] && grep -q '"param":"k"' "$TMP/r6.json" && ok || bad "unknown field: $code $(cat "$TMP/r6.json")"
+        code=$(curl -s -o "$TMP/r7.json" -w '%{http_code}' --max-time 60 $U \
+            -d '{"query":"pdf","candidates":["evince"],"construction":"i2i-source"}')
+        [ "$code" = 400 ] && grep -q '"param":"construction"' "$TMP/r7.json" && ok || bad "i2i construction: $code $(cat "$TMP/r7.json")"
         kill -TERM "$SPID"
         wait "$SPID" && ok || bad "server exit"
     else

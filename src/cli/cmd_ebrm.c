@@ -442,6 +442,7 @@ static int cmd_rank(const char *prog, int argc, char **argv) {
         }
     }
     if (cm.json) printf("]}\n");
+    else if (n == 0) printf("(no candidates: BM25 found no item with a term of the query)\n");
     setqe_free(&set);
     env_close(&v);
     return CLI_OK;

@@ -8,6 +8,7 @@
 #include "tessera/serve.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,12 +107,24 @@ static void relevance(void *state, const tsr_serve_request *rq, tsr_serve_reply 
     const cJSON *cands = cJSON_GetObjectItemCaseSensitive(root, "candidates");
     const cJSON *cons_j = cJSON_GetObjectItemCaseSensitive(root, "construction");
     int cons = TSR_QC_FILE;
-    if (!cJSON_IsString(q) || !q->valuestring[0]) {
+    /* as `ebrm score`: a blank query is refused (it would score every
+     * item on its entities alone), and so is a field this route ignores */
+    bool blank = true;
+    for (const char *t = cJSON_IsString(q) ? q->valuestring : ""; *t && blank; t++) blank = isspace((unsigned char)*t);
+    const cJSON *unknown = NULL;
+    for (const cJSON *e = root->child; e && !unknown; e = e->next)
+        if (strcmp(e->string, "query") && strcmp(e->string, "candidates") && strcmp(e->string, "construction")) unknown = e;
+    if (unknown) {
+        char msg[160], name[61];
+        tsr_serve_printable(name, sizeof name, unknown->string);
+        snprintf(msg, sizeof msg, "unknown field '%s' (fields: query, candidates, construction)", name);
+        bad_request(rp, name, msg);
+    } else if (!cJSON_IsString(q) || blank) {
         bad_request(rp, "query", "'query' must be a non-empty string");
     } else if (!cJSON_IsArray(cands) || cJSON_GetArraySize(cands) < 1 || cJSON_GetArraySize(cands) > MAX_CANDIDATES) {
         bad_request(rp, "candidates", "'candidates' must be an array of 1 to 1000 package names");
     } else if (cons_j && (!cJSON_IsString(cons_j) || (cons = tsr_qc_from_name(cons_j->valuestring)) < 0 ||
-                          cons == TSR_QC_MOVIELENS)) {
+                          cons == TSR_QC_MOVIELENS || tsr_qc_is_i2i(cons))) {
         bad_request(rp, "construction", "'construction' must be appstream, virtual, debtags, known-item or file");
     }
     if (rp->status) {
