@@ -387,7 +387,10 @@ tsr_ovd_out tsr_ovd_forward(tsr_ctx *c, const tsr_ovd_model *m, tsr_tensor *img,
             double ss = 0;
             for (int j = 0; j < TSR_OVD_TEXT_DIM; j++) ss += r ? (double)r[j] * r[j] : 0;
             float inv = ss > 0 ? (float)(1 / sqrt(ss)) : 0;
-            for (int j = 0; j < TSR_OVD_TEXT_DIM; j++) e[(size_t)k * TSR_OVD_TEXT_DIM + j] = r ? r[j] * inv : 0;
+            if (isinf(inv)) /* a row of denormals: 1/|r| overflows a float, so divide in double */
+                for (int j = 0; j < TSR_OVD_TEXT_DIM; j++) e[(size_t)k * TSR_OVD_TEXT_DIM + j] = (float)(r[j] / sqrt(ss));
+            else
+                for (int j = 0; j < TSR_OVD_TEXT_DIM; j++) e[(size_t)k * TSR_OVD_TEXT_DIM + j] = r ? r[j] * inv : 0;
         }
         tsr_tensor *et = tsr_from_f32(c, 2, TSR_SHAPE(Kt, TSR_OVD_TEXT_DIM), e);
         free(e);
