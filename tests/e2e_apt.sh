@@ -266,5 +266,36 @@ PY
     expect 1 "" "$BIN" apt segment --image "$T/bad.tif" --landcover "$WC" --model $FIX --out "$T/m6.tif"
     [ ! -e "$T/m6.tif" ] && ok || bad "a failed segment left a GeoTIFF"
 fi
+# POST /v1/segment stops at the server's --timeout (a 503) instead of holding the route for minutes:
+# 64 points per class x 10 iterations prompted one by one is about 14,000 decoder passes
+if command -v curl > /dev/null; then
+    "$BIN" serve --apt $FIX --port 0 --timeout 1 --quiet > "$T/srv.out" 2> "$T/srv.err" &
+    SPID=$!
+    PORT=
+    for _ in $(seq 1 100); do
+        PORT=$(grep -o '"port": [0-9]*' "$T/srv.out" 2> /dev/null | grep -o '[0-9]*$')
+        [ -n "$PORT" ] && break
+        kill -0 "$SPID" 2> /dev/null || break
+        sleep 0.1
+    done
+    if [ -n "$PORT" ]; then
+        printf '{"image": "%s", "landcover": "%s", "points_per_class": 64, "iterations": 10, "prompts_per": "image", "gate": -1}' \
+            "$(base64 -w0 "$T/img.png")" "$(base64 -w0 "$T/lc.png")" > "$T/heavy.json"
+        t0=$(date +%s)
+        code=$(curl -s -o "$T/r1.json" -w '%{http_code}' --max-time 60 --data-binary @"$T/heavy.json" http://127.0.0.1:$PORT/v1/segment)
+        t1=$(date +%s)
+        [ "$code" = 503 ] && grep -q "timeout" "$T/r1.json" && [ $((t1 - t0)) -le 10 ] && ok ||
+            bad "a segmentation past --timeout 1: HTTP $code after $((t1 - t0)) s: $(head -c 300 "$T/r1.json")"
+        printf '{"image": "%s", "landcover": "%s", "points_per_class": 3, "iterations": 1}' \
+            "$(base64 -w0 "$T/img.png")" "$(base64 -w0 "$T/lc.png")" > "$T/light.json"
+        code=$(curl -s -o "$T/r2.json" -w '%{http_code}' --max-time 60 --data-binary @"$T/light.json" http://127.0.0.1:$PORT/v1/segment)
+        [ "$code" = 200 ] && ok || bad "the route after a timed-out request: HTTP $code $(head -c 300 "$T/r2.json")"
+        kill -TERM "$SPID"
+        wait "$SPID" && ok || bad "server exit"
+    else
+        bad "server did not start: $(tail -3 "$T/srv.err")"
+        kill "$SPID" 2> /dev/null
+    fi
+fi
 echo "e2e_apt: $passes passed, $fails failed"
 [ "$fails" = 0 ]

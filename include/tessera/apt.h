@@ -72,6 +72,8 @@ typedef struct {
     int64_t decoder_runs;
     float threshold;        /* mask logit threshold of tsr_apt_upscale (0 after begin: SAM's) */
     bool no_feedback;       /* tsr_apt_run without the low-res logits fed back (false after begin) */
+    double deadline;        /* tsr_time() after which tsr_apt_run stops early (0 after begin: none) */
+    bool late;              /* tsr_apt_run stopped at the deadline: lowres is unfinished */
 } tsr_apt_state;
 
 /* rgb (h,w,3) -> embedding (one encoder pass) */
@@ -125,12 +127,15 @@ typedef struct {
     int gate;            /* with gate_map: the mask is kept only within this many pixels of the class (tsr_apt_gate) */
     float *logits;       /* NULL, or (h,w) out: the mask logits before the threshold on the image grid (the
                           * larger where tiles overlap; TSR_APT_NO_LOGIT where no tile was prompted) */
+    double deadline;     /* tsr_time() after which the work stops early and stats->late is set (0: none;
+                          * the mask is then unfinished: a server's per-request --timeout) */
 } tsr_apt_seg_opts;
 #define TSR_APT_NO_LOGIT (-1e30f)
 typedef struct {
     double encode_s, decode_s;
     int64_t decoder_runs;
     int tiles;
+    bool late;           /* stopped at o->deadline */
 } tsr_apt_seg_stats;
 void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t *rgb, int h, int w,
                      const tsr_apt_points *p, uint8_t *mask, tsr_apt_seg_stats *stats);

@@ -80,6 +80,10 @@ void tsr_apt_run(tsr_apt_state *s, const tsr_apt_points *p, int iters, float *lo
     /* without feedback only the pass with every point counts */
     if (s->no_feedback && p->n > 0) tsr_apt_predict(s, p->x, p->y, p->label, p->n, NULL, lowres);
     for (int i = 0; i < p->n && !s->no_feedback; i++) {
+        if (s->deadline > 0 && tsr_time() > s->deadline) {
+            s->late = true;
+            break;
+        }
         int k = i + 1; /* the first k points */
         int runs = i == 0 ? iters : iters + 1;
         if (i == 0) tsr_apt_predict(s, p->x, p->y, p->label, k, NULL, lowres);
@@ -298,6 +302,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
         tsr_apt_begin(&s, m, src, sh, sw);
         s.threshold = o->threshold;
         s.no_feedback = o->no_feedback;
+        s.deadline = o->deadline;
         tp.n = tp.cap = p->n;
         tp.x = malloc(sizeof(float) * (size_t)(p->n + 1));
         tp.y = malloc(sizeof(float) * (size_t)(p->n + 1));
@@ -315,6 +320,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
         stats->decode_s += s.decode_s;
         stats->decoder_runs += s.decoder_runs;
         stats->tiles = 1;
+        stats->late = s.late;
         tsr_apt_end(&s);
         free(tp.x);
         free(tp.y);
@@ -327,8 +333,8 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
         tp.label = malloc(sizeof(int) * (size_t)(p->n + 1));
         tp.group = malloc(sizeof(int) * (size_t)(p->n + 1));
         TSR_ASSERT(tile && tmask && tp.x && tp.y && tp.label && tp.group);
-        for (int ty = 0; ty < sh; ty += S)
-            for (int tx = 0; tx < sw; tx += S) {
+        for (int ty = 0; ty < sh && !stats->late; ty += S)
+            for (int tx = 0; tx < sw && !stats->late; tx += S) {
                 int y0 = ty + S > sh ? (sh > S ? sh - S : 0) : ty, x0 = tx + S > sw ? (sw > S ? sw - S : 0) : tx;
                 int th = sh < S ? sh : S, tw = sw < S ? sw : S;
                 tp.n = 0;
@@ -350,6 +356,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
                 tsr_apt_begin(&s, m, tile, th, tw);
                 s.threshold = o->threshold;
                 s.no_feedback = o->no_feedback;
+                s.deadline = o->deadline;
                 tsr_apt_run(&s, &tp, o->iters, low);
                 tsr_apt_upscale(&s, low, tmask);
                 for (int y = 0; y < th; y++)
@@ -367,6 +374,7 @@ void tsr_apt_segment(const tsr_sam *m, const tsr_apt_seg_opts *o, const uint8_t 
                 stats->decode_s += s.decode_s;
                 stats->decoder_runs += s.decoder_runs;
                 stats->tiles++;
+                stats->late = s.late;
                 tsr_apt_end(&s);
             }
         free(tile);

@@ -282,7 +282,13 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
             tsr_serve_fail(rp, 500, NULL, "out of memory");
             ok = false;
         } else {
+            so.deadline = rq->deadline; /* the server's --timeout: stop instead of holding the route */
             tsr_apt_segment(&s->m, &so, rgb, h, w, &p, mask, &ss);
+            if (ss.late) {
+                tsr_serve_fail(rp, 503, NULL, "the segmentation ran past the server's --timeout (%d points, %d tiles "
+                               "done); ask for fewer points_per_class or iterations, or a smaller image", p.n, ss.tiles);
+                ok = false;
+            }
         }
     }
     if (ok) {
