@@ -643,7 +643,7 @@ static int cmd_search(const char *prog, int argc, char **argv) {
         {"k", ARG_INT, &k, "N", "results to print (also -k)", NULL},
         {"method", ARG_STR, &method_name, "NAME", METHOD_LIST, NULL},
         {"model", ARG_STR, &model, "DIR", "tokenizer, encoder, indexes and generators", NULL},
-        {"beam", ARG_INT, &beam, "N", "beam width of the generative methods (>= k)", NULL},
+        {"beam", ARG_INT, &beam, "N", "beam width of the generative methods (raised to k when smaller)", NULL},
         {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory (bm25, biencoder, "
                                               "higen-cluster; the generative methods need none)", &catalog_set},
         CLI_COMMON_THREADS(&cm),

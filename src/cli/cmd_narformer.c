@@ -322,7 +322,7 @@ static nb_args nb_defaults(void) {
 
 #define NB_SPECS(a)                                                                                          \
     {"task", ARG_STR, &(a)->task, "T", "nb201-accuracy | help-latency | latency (default nb201-accuracy)", NULL}, \
-    {"method", ARG_STR, &(a)->method_s, "M", "narformer | mlp | gnn | flops | kernel-sum", NULL},                \
+    {"method", ARG_STR, &(a)->method_s, "M", "narformer | mlp | gnn | flops | kernel-sum (flops, kernel-sum: eval only)", NULL}, \
     {"train-frac", ARG_FLOAT, &(a)->train_frac, "F", "share to train on: NB201 cells (default 0.1 = 1,563; 0.05 = 781); latency networks (default 0.8)", &(a)->frac_set}, \
     {"split", ARG_STR, &(a)->split, "S", "random | unseen (test on isomorphism classes absent from training)", NULL}, \
     {"split-seed", ARG_U64, &(a)->split_seed, "S", "seed of the fixed split (default 0)", NULL},              \
