@@ -11,9 +11,9 @@ tsr_status tsr_png_write(const char *path, const uint8_t *px, int w, int h, int 
 
 /* Reads an 8-bit grey or RGB PNG (palette, 16-bit and alpha are converted
  * to 8-bit grey/RGB). *px is malloc'd (caller frees). A PNG wider or taller
- * than TSR_PNG_MAX_SIDE is refused (TSR_ERR_ARG, "crop or tile it first")
- * before its pixels are allocated; so is one by tsr_png_decode. */
-#define TSR_PNG_MAX_SIDE 16384
+ * than TSR_PNG_MAX_READ_SIDE is refused (TSR_ERR_ARG, "crop or tile it
+ * first") before its pixels are allocated; so is one by tsr_png_decode. */
+#define TSR_PNG_MAX_READ_SIDE 16384
 tsr_status tsr_png_read(const char *path, uint8_t **px, int *w, int *h, int *ch);
 
 /* The same from a PNG file's bytes in memory; `what` names the input in

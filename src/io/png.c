@@ -90,7 +90,7 @@ static tsr_status read_rows(FILE *f, mem_src *m, const char *path, int64_t max_p
         free(rows);
         if (big_w)
             return tsr_errorf(TSR_ERR_ARG, "%s: %u x %u pixels, more than %d on a side: crop or tile it first", path,
-                              (unsigned)big_w, (unsigned)big_h, TSR_PNG_MAX_SIDE);
+                              (unsigned)big_w, (unsigned)big_h, TSR_PNG_MAX_READ_SIDE);
         if (too_big) return tsr_errorf(TSR_ERR_ARG, "%s: %lld pixels, more than the limit of %lld", path, (long long)too_big,
                                        (long long)max_px);
         return tsr_errorf(TSR_ERR_FORMAT, "%s: not a readable PNG", path);
@@ -101,7 +101,7 @@ static tsr_status read_rows(FILE *f, mem_src *m, const char *path, int64_t max_p
      * checked here instead, before any pixel buffer, so the error says why */
     png_set_user_limits(ps, 0x7fffffff, 0x7fffffff);
     png_read_info(ps, pi);
-    if (png_get_image_width(ps, pi) > TSR_PNG_MAX_SIDE || png_get_image_height(ps, pi) > TSR_PNG_MAX_SIDE) {
+    if (png_get_image_width(ps, pi) > TSR_PNG_MAX_READ_SIDE || png_get_image_height(ps, pi) > TSR_PNG_MAX_READ_SIDE) {
         big_w = png_get_image_width(ps, pi);
         big_h = png_get_image_height(ps, pi);
         png_error(ps, "side");
