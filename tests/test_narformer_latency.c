@@ -114,6 +114,25 @@ static void test_file(const tsr_nf_latset *s) {
         else ok_or_err += st.msg[0] != 0 && !strchr(st.msg, '\n');
     }
     TU_CHECK(ok_or_err > 0, "truncations give one-line errors");
+    /* a network's "seed" that is no integer in 0..2^64-1: -1 and 1e30 were
+     * converted to uint64_t unchecked (undefined behaviour), "7" read as 0 */
+    const char *seeds[] = {"-1", "1e30", "0.5", "\"7\""};
+    size_t at = 0; /* just after the first "seed": (the header line has none) */
+    while (at + 8 <= len && memcmp(text + at, "\"seed\": ", 8)) at++;
+    at += 8;
+    TU_CHECK(at <= len, "the written file has a network seed");
+    for (size_t i = 0; at <= len && i < sizeof seeds / sizeof *seeds; i++) {
+        size_t dl = strspn(text + at, "0123456789"), sl = strlen(seeds[i]);
+        char *t2 = malloc(len - dl + sl);
+        memcpy(t2, text, at);
+        memcpy(t2 + at, seeds[i], sl);
+        memcpy(t2 + at + sl, text + at + dl, len - at - dl);
+        st = tsr_nf_latset_parse(&r, t2, len - dl + sl, "seed.jsonl");
+        TU_CHECK(st.code != 0 && strstr(st.msg, "seed.jsonl") && strstr(st.msg, "\"seed\""), "seed %s refused: %s",
+                 seeds[i], st.msg);
+        if (!st.code) tsr_nf_latset_free(&r);
+        free(t2);
+    }
     const char *bad[] = {
         "{\"format\": \"other\", \"version\": 1}\n{}\n{}\n",
         "{\"format\": \"tessera-narformer-latency\", \"version\": 1}\n{\"family\": \"resnet\"}\n",

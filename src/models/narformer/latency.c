@@ -108,7 +108,11 @@ static tsr_status parse_net(const cJSON *o, tsr_nf_latnet *n, const char *path, 
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
     if (!cJSON_IsString(fam) || (n->family = tsr_nf_family_parse(fam->valuestring)) < 0)
         return BAD("missing or unknown \"family\"");
-    n->seed = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 0;
+    /* range checked before the conversion: a negative or >= 2^64 seed made it undefined */
+    if (seed && (!cJSON_IsNumber(seed) || !(seed->valuedouble >= 0 && seed->valuedouble < 18446744073709551616.0) ||
+                 seed->valuedouble != floor(seed->valuedouble)))
+        return BAD("\"seed\" must be an integer in 0..2^64-1");
+    n->seed = seed ? (uint64_t)seed->valuedouble : 0;
     if (!num_array(cJSON_GetObjectItemCaseSensitive(o, "latency_ms"), n->lat, TSR_NF_PLATFORMS))
         return BAD("\"latency_ms\" must hold %d numbers", TSR_NF_PLATFORMS);
     for (int p = 0; p < TSR_NF_PLATFORMS; p++)
