@@ -9,6 +9,7 @@
 #include "testutil.h"
 #include "tessera/higen.h"
 #include "tessera/higen_train.h"
+#include "tessera/serve.h"
 
 #include <math.h>
 #include <string.h>
@@ -456,6 +457,37 @@ static void test_real_queries(void) {
     tsr_higen_gen_free(&g);
 }
 
+/* POST /v1/search on the shipped model: "k" and "beam" far outside int's
+ * range are a 400 naming the field (the integer test converted them to int
+ * before the range test: undefined behaviour, which the sanitizer build of
+ * this test traps), and a valid body still answers 200 */
+static void test_endpoint_numbers(void) {
+    const tsr_serve_endpoint *ep = &tsr_higen_serve_endpoint;
+    const char *paths[TSR_SERVE_MAX_MODELS] = {"models/higen-debian"};
+    void *state = NULL;
+    tsr_status st = ep->load(&state, paths, NULL);
+    TU_CHECK(st.code == TSR_OK && state, "endpoint load: %s", st.msg);
+    if (st.code) return;
+    static const struct { const char *body, *field; int status; } cases[] = {
+        {"{\"query\": \"pdf viewer\", \"k\": 1e20}", "'k'", 400},
+        {"{\"query\": \"pdf viewer\", \"k\": -1e300}", "'k'", 400},
+        {"{\"query\": \"pdf viewer\", \"beam\": 3e9}", "'beam'", 400},
+        {"{\"query\": \"pdf viewer\", \"beam\": -2147483649}", "'beam'", 400},
+        {"{\"query\": \"pdf viewer\", \"k\": 2, \"beam\": 4}", NULL, 200},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        tsr_serve_usage usage = {0};
+        tsr_serve_request rq = {"POST", "/v1/search", cases[i].body, strlen(cases[i].body), 0, &usage};
+        tsr_serve_reply rp;
+        memset(&rp, 0, sizeof rp);
+        ep->routes[0].handle(state, &rq, &rp);
+        TU_CHECK(rp.status == cases[i].status && (!cases[i].field || strstr(rp.error, cases[i].field)),
+                 "%s: HTTP %d '%s'", cases[i].body, rp.status, rp.error);
+        free(rp.body);
+    }
+    ep->unload(state);
+}
+
 int main(void) {
     test_cap_pairs();
     test_index_view();
@@ -463,5 +495,6 @@ int main(void) {
     test_loss_ref();
     test_docids();
     test_real_queries();
+    test_endpoint_numbers();
     return tu_finish("higen");
 }

@@ -103,7 +103,8 @@ static void on_search(void *state, const tsr_serve_request *rq, tsr_serve_reply 
         } else if (strcmp(n, "k") == 0 || strcmp(n, "beam") == 0) {
             double v = f->valuedouble;
             int hi = n[0] == 'k' ? 100 : 1000;
-            if (!cJSON_IsNumber(f) || v != (double)(int)v || v < 1 || v > hi) {
+            /* range first: (int)v of a 1e20 is undefined */
+            if (!cJSON_IsNumber(f) || !(v >= 1 && v <= hi) || v != (double)(int)v) {
                 snprintf(msg, sizeof msg, "'%s' must be an integer in 1..%d", n, hi);
                 bad(rp, 400, n, msg);
                 goto done;
