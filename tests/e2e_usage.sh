@@ -69,6 +69,28 @@ has "$T/out" '"identical": 1'
 expect 1 "$BIN" lm convert --model models/pycode --out models/x.safetensors
 has "$T/err" "output directory models does not exist"
 [ ! -e "$M/x.safetensors" ] && ok || { bad "an --out models/... was written into the shipped models"; rm -f "$M/x.safetensors"; }
+# so do the model, catalog and tokenizer flags of narformer, ctnet, higen, ebrm, ovadetr and apt
+python3 - "$T/fix" <<'PY'
+import sys, struct, zlib
+def png(path, w, h, ch, f):
+    raw = b"".join(b"\x00" + bytes(v for x in range(w) for v in f(x, y)) for y in range(h))
+    def chunk(t, b): return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if ch == 3 else 0, 0, 0, 0))
+                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+png(sys.argv[1] + "/rgb.png", 96, 64, 3, lambda x, y: (200, 180, 60) if 30 <= x < 70 else (x % 90, 90, y % 120))
+png(sys.argv[1] + "/lc.png", 96, 64, 1, lambda x, y: (40,) if 30 <= x < 70 else (10,))
+PY
+ONNX=$REPO/../shared/data/nnlqp/resnet18-v1-7-no-weight.onnx
+if [ -r "$ONNX" ]; then
+    expect 0 "$BIN" narformer predict --model models/narformer-latency-cpu-1t.safetensors --onnx "$ONNX"
+    hasnt "$T/err" "cannot open"
+fi
+printf 'user\titem\ttimestamp\n1\t1\t964982703\n' >"$T/fix/rows.tsv"
+expect 0 "$BIN" ctnet predict --model models/ctnet_ml_animation.safetensors --input "$T/fix/rows.tsv"
+expect 0 "$BIN" higen search --query "pdf viewer" --model models/higen-debian/ --catalog models/debian-catalog/ -k 2
+expect 0 "$BIN" ebrm score --query "pdf viewer" --items evince --model models/ebrm-debian/ebrm.safetensors --catalog models/debian-catalog
+expect 0 "$BIN" ovadetr detect --model models/ovadetr_closed.safetensors --image "$T/fix/rgb.png" --classes car --out d.json
+expect 0 "$BIN" apt segment --model models/apt_small_finetuned.safetensors --image "$T/fix/rgb.png" --landcover "$T/fix/lc.png" --out m.png --points 2 --iterations 1
 expect 1 "$BIN" lm generate --model "$T/fix/img.png" --prompt x --max-tokens 2
 has "$T/err" "a PNG image"
 # a GGUF named without .gguf carries its own tokenizer

@@ -613,7 +613,7 @@ static int cmd_predict(const char *prog, int argc, char **argv) {
     cli_common cm = {1, 1, false};
     int batch = 256;
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "model from 'tessera ctnet train' (default " DEFAULT_MODEL ")", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "model from 'tessera ctnet train' (default " DEFAULT_MODEL ")", NULL},
         {"input", ARG_STR, &input, "PATH", "CSV/TSV rows to score: user, item, timestamp, optional history and feature columns", NULL},
         {"batch", ARG_INT, &batch, "B", "rows per forward", NULL},
         CTNET_THREADS(&cm),
@@ -681,7 +681,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     cli_common cm = {1, 1, false};
     int batch = 256, requests = 2000;
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "model (default " DEFAULT_MODEL ")", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "model (default " DEFAULT_MODEL ")", NULL},
         DATA_SPECS(&d),
         {"batch", ARG_INT, &batch, "B", "rows per batched request (default 256)", NULL},
         {"requests", ARG_INT, &requests, "N", "timed batch-1 requests (default 2000)", NULL},

@@ -377,10 +377,10 @@ static int cmd_rank(const char *prog, int argc, char **argv) {
         {"query", ARG_STR, &query, "TEXT", "what to search for", NULL},
         {"k", ARG_INT, &k, "N", "results to print (also -k)", NULL},
         {"method", ARG_STR, &method_name, "NAME", "ebrm (default), cross-encoder, bi-encoder or bm25", NULL},
-        {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
+        {"model", ARG_MODEL, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
         {"set-qe", ARG_STR, &setqe, "KEY=V,...", "ebrm: override the QE score r of entities, e.g. works-with-format::pdf=1", NULL},
         {"construction", ARG_STR, &cons_name, "NAME", "hide that construction's label fields (default: none)", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog directory", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -458,10 +458,10 @@ static int cmd_score(const char *prog, int argc, char **argv) {
         {"query", ARG_STR, &query, "TEXT", "the query", NULL},
         {"items", ARG_STR, &items_arg, "ID,...", "package names to score (comma-separated)", NULL},
         {"method", ARG_STR, &method_name, "NAME", "ebrm (default), cross-encoder, bi-encoder", NULL},
-        {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
+        {"model", ARG_MODEL, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
         {"set-qe", ARG_STR, &setqe, "KEY=V,...", "ebrm: override the QE score r of entities", NULL},
         {"construction", ARG_STR, &cons_name, "NAME", "hide that construction's label fields (default: none)", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog directory", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -524,10 +524,10 @@ static int cmd_explain(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"query", ARG_STR, &query, "TEXT", "the query", NULL},
         {"item", ARG_STR, &item_arg, "ID", "the package to explain", NULL},
-        {"model", ARG_STR, &model, "FILE", "EBRM weights (default: the shipped model)", NULL},
+        {"model", ARG_MODEL, &model, "FILE", "EBRM weights (default: the shipped model)", NULL},
         {"set-qe", ARG_STR, &setqe, "KEY=V,...", "override the QE score r of entities, e.g. works-with-format::pdf=1", NULL},
         {"construction", ARG_STR, &cons_name, "NAME", "hide that construction's label fields (default: none)", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog directory", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -655,15 +655,15 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
         {"split", ARG_STR, &split_name, "NAME", "train, valid (default) or test, with --construction alone; "
                                                "tune: the part of train that `train --tune` holds out", &split_set},
         {"method", ARG_STR, &method_name, "NAME", "ebrm (default), cross-encoder, bi-encoder or bm25", NULL},
-        {"model", ARG_STR, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
+        {"model", ARG_MODEL, &model, "FILE", "weights (default: the shipped model of the method)", NULL},
         {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "ebrm and cross-encoder: fuse the score with the first stage's BM25 "
                                                    "as sigmoid(logit(p) + X * lex), X in [0, 1000] (a fused model's own weight replaced) [the model's own]", NULL},
         {"fuse-lex", ARG_STR, &fuse_lex, "NAME", "with --fuse-alpha: lex = BM25 / top1 (the query's best BM25) or / max "
                                                  "(the score no item reaches) [a fused model's own, else max]", NULL},
         {"fuse-bi", ARG_FLOAT, &fuse_bi, "X", "ebrm and cross-encoder: then add X * cos(query, item) of the bi-encoder "
                                              "to the logit, sigmoid(logit(p) + X * cos), X in [0, 1000] [not fused]", NULL},
-        {"bi-model", ARG_STR, &bi_model, "FILE", "with --fuse-bi: the bi-encoder [the shipped one]", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"bi-model", ARG_MODEL, &bi_model, "FILE", "with --fuse-bi: the bi-encoder [the shipped one]", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog directory", NULL},
         {"k1", ARG_FLOAT, &k1, "X", "BM25 term-frequency saturation", NULL},
         {"b", ARG_FLOAT, &b, "X", "BM25 length normalisation", NULL},
         CLI_COMMON_THREADS(&cm),
@@ -883,10 +883,10 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"queries", ARG_INT, &nq, "N", "validation appstream queries timed (default 20)", NULL},
         {"reps", ARG_INT, &reps, "N", "timings per query, method and cache state; the median counts (default 3)", NULL},
-        {"model", ARG_STR, &model, "FILE", "EBRM weights (default: shipped)", NULL},
-        {"cross", ARG_STR, &cross, "FILE", "cross-encoder weights (default: shipped)", NULL},
-        {"biencoder", ARG_STR, &bienc, "FILE", "bi-encoder weights (default: " DEFAULT_BIENC ")", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"model", ARG_MODEL, &model, "FILE", "EBRM weights (default: shipped)", NULL},
+        {"cross", ARG_MODEL, &cross, "FILE", "cross-encoder weights (default: shipped)", NULL},
+        {"biencoder", ARG_MODEL, &bienc, "FILE", "bi-encoder weights (default: " DEFAULT_BIENC ")", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog directory", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };

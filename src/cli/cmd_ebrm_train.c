@@ -143,7 +143,7 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                                            "model plus late fusion with BM25, weight --fuse-alpha, to --out)", NULL},
         {"dir", ARG_STR, &dir, "DIR", "model directory (created): tokenizer.json, qe/ebrm/cross.safetensors", NULL},
         {"out", ARG_STR, &out_arg, "FILE", "weights file (default: DIR/qe, DIR/ebrm or DIR/cross .safetensors)", NULL},
-        {"init", ARG_STR, &init, "FILE", "qi: start from these weights (default DIR/qe.safetensors; 'none': from "
+        {"init", ARG_MODEL, &init, "FILE", "qi: start from these weights (default DIR/qe.safetensors; 'none': from "
                                          "scratch, the no-pretraining ablation)", NULL},
         {"agg", ARG_STR, &agg_name, "NAME", "qi: softlogic (default) or mean (the ablation)", NULL},
         {"fuse-alpha", ARG_FLOAT, &fuse_alpha, "X", "fuse: the weight of the lexical match in "
@@ -174,8 +174,8 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
                                              "an auxiliary loss, W x their BCE over 64 pairs a step [0: none]", NULL},
         {"tune", ARG_BOOL, &tune, NULL, "hold the tuning split (about 1/8 of the train queries) out of QE pretraining "
                                         "and QI training, and evaluate on it instead of the validation queries", NULL},
-        {"tokenizer", ARG_STR, &tokenizer, "FILE", "tokenizer.json copied into DIR when DIR has none", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"tokenizer", ARG_MODEL, &tokenizer, "FILE", "tokenizer.json copied into DIR when DIR has none", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog directory", NULL},
         {"dim", ARG_INT, &ec.dim, "N", "model width", NULL},
         {"layers", ARG_INT, &ec.n_layers, "N", "transformer blocks", NULL},
         {"heads", ARG_INT, &ec.n_heads, "N", "attention heads", NULL},

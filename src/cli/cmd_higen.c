@@ -414,7 +414,7 @@ static int load_ranking_inputs(const char *prog, const char *queries, const char
 static int cmd_queries(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *construction = NULL, *split = "all", *out = NULL;
     const arg_spec specs[] = {
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         {"construction", ARG_STR, &construction, "NAME", CONSTRUCTION_LIST " (i2i-*: item-to-item, "
                                                           "each query a trigger item)", NULL},
         {"split", ARG_STR, &split, "NAME", "train, tune, valid, test or all", NULL},
@@ -480,7 +480,7 @@ static int cmd_index(const char *prog, int argc, char **argv) {
         {"leaf-size", ARG_INT, &o.leaf_size, "N", "largest group not split further", NULL},
         {"eff-buckets", ARG_INT, &eff_buckets, "N", "efficiency buckets after the category path (-1: the variant's; higen: 4)", NULL},
         {"iters", ARG_INT, &o.iters, "N", "k-means iterations", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_SEED(&cm),
         CLI_COMMON_JSON(&cm),
@@ -559,9 +559,9 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"queries", ARG_STR, &queries, "FILE", "JSONL queries: {\"query\", \"relevant\": [ids], \"user\"}", NULL},
         {"method", ARG_STR, &method_name, "NAME", METHOD_LIST, NULL},
-        {"model", ARG_STR, &model, "DIR", "tokenizer, encoder, indexes and generators", NULL},
+        {"model", ARG_MODEL, &model, "DIR", "tokenizer, encoder, indexes and generators", NULL},
         {"beam", ARG_INT, &beam, "N", "beam width of the generative methods (they return at most N items)", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         {"construction", ARG_STR, &construction, "NAME", "instead of --queries: a built-in construction, "
                                                           CONSTRUCTION_LIST " (i2i-*: Hi-Gen-I2I, the trigger "
                                                           "removed from every method's list)", NULL},
@@ -642,9 +642,9 @@ static int cmd_search(const char *prog, int argc, char **argv) {
         {"user", ARG_I64, &user, "ID", "user id (personalised catalog only)", &user_set},
         {"k", ARG_INT, &k, "N", "results to print (also -k)", NULL},
         {"method", ARG_STR, &method_name, "NAME", METHOD_LIST, NULL},
-        {"model", ARG_STR, &model, "DIR", "tokenizer, encoder, indexes and generators", NULL},
+        {"model", ARG_MODEL, &model, "DIR", "tokenizer, encoder, indexes and generators", NULL},
         {"beam", ARG_INT, &beam, "N", "beam width of the generative methods (raised to k when smaller)", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory (bm25, biencoder, "
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog or MovieLens directory (bm25, biencoder, "
                                               "higen-cluster; the generative methods need none)", &catalog_set},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
@@ -753,11 +753,11 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     int n_q = 100;
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "DIR", "tokenizer, indexes and generators", NULL},
+        {"model", ARG_MODEL, &model, "DIR", "tokenizer, indexes and generators", NULL},
         {"method", ARG_STR, &method_name, "NAME", "a generative method: higen, higen-noeff, higen-nocat, higen-ce, nci, dsi", NULL},
         {"queries", ARG_STR, &queries, "FILE", "JSONL queries (default: the appstream construction's valid split)", NULL},
         {"n", ARG_INT, &n_q, "N", "queries timed per beam width", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog (for the default queries)", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog (for the default queries)", NULL},
         CLI_COMMON_THREADS(&cm),
         CLI_COMMON_JSON(&cm),
     };
@@ -851,9 +851,9 @@ static int cmd_levels(const char *prog, int argc, char **argv) {
     const arg_spec specs[] = {
         {"queries", ARG_STR, &queries, "FILE", "JSONL queries: {\"query\", \"relevant\": [ids], \"user\"}", NULL},
         {"method", ARG_STR, &method_name, "NAME", "a generative method: higen, higen-noeff, higen-nocat, higen-ce, nci, dsi", NULL},
-        {"model", ARG_STR, &model, "DIR", "tokenizer, indexes and generators", NULL},
+        {"model", ARG_MODEL, &model, "DIR", "tokenizer, indexes and generators", NULL},
         {"beam", ARG_INT, &beam, "N", "beam width", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog or MovieLens directory", NULL},
         {"construction", ARG_STR, &construction, "NAME", "instead of --queries: a built-in construction", NULL},
         {"split", ARG_STR, &split, "NAME", "the construction's split: train, tune, valid, test or all", NULL},
         CLI_COMMON_THREADS(&cm),
@@ -988,7 +988,7 @@ static int cmd_tune_bm25(const char *prog, int argc, char **argv) {
     const char *catalog = DEFAULT_CATALOG, *split = "valid";
     cli_common cm = {0, 0, false};
     const arg_spec specs[] = {
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog directory", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog directory", NULL},
         {"split", ARG_STR, &split, "NAME", "the split to tune on (valid; never test)", NULL},
         CLI_COMMON_JSON(&cm),
     };

@@ -43,7 +43,7 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         {"model", ARG_STR, &model, "DIR", "model directory (created): tokenizer.json, encoder.safetensors, "
                                           "<variant>.index/.generator.safetensors", NULL},
         {"variant", ARG_STR, &variant, "NAME", "generator: higen, higen-noeff, higen-nocat, higen-ce, nci, dsi", NULL},
-        {"catalog", ARG_STR, &catalog, "DIR", "Debian catalog, or MovieLens (personalised: query + user profile)", NULL},
+        {"catalog", ARG_MODEL, &catalog, "DIR", "Debian catalog, or MovieLens (personalised: query + user profile)", NULL},
         {"dim", ARG_INT, &ec.dim, "N", "model width (encoder and generator)", NULL},
         {"layers", ARG_INT, &ec.n_layers, "N", "transformer blocks", NULL},
         {"heads", ARG_INT, &ec.n_heads, "N", "attention heads", NULL},

@@ -990,7 +990,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     t.cm.threads = 1;
     const arg_spec specs[] = {
         NB_SPECS(&a),
-        {"model", ARG_STR, &model, "PATH", "trained narformer NB201 model, with the members saved beside it (PATH.m1...) "
+        {"model", ARG_MODEL, &model, "PATH", "trained narformer NB201 model, with the members saved beside it (PATH.m1...) "
                                             "(default: the shipped " NB201_MODEL " for its own split and training flags; else one is trained now; "
                                             "with --validate, one written by train --validate; --task latency: a latency predictor, "
                                             "with --validate scored on the validation fifth)", &model_set},
@@ -1127,7 +1127,7 @@ static int cmd_predict(const char *prog, int argc, char **argv) {
         argv++;
     }
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "latency predictor (default: the shipped models/narformer-latency-<platform>.safetensors)", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "latency predictor (default: the shipped models/narformer-latency-<platform>.safetensors)", NULL},
         {"onnx", ARG_STR, &onnx, "FILE", "the network (also accepted as the first argument)", NULL},
         {"platform", ARG_STR, &platform, "NAME", "cpu-1t | cpu-2t: tessera on this CPU at 1 or 2 threads (default cpu-1t)", NULL},
         {"batch", ARG_INT, &batch, "N", "batch size (default: the file's, 1 if symbolic)", NULL},
@@ -1185,7 +1185,7 @@ static int cmd_bench(const char *prog, int argc, char **argv) {
     uint64_t seed = 4242;
     bool json = false; /* accepted for symmetry with the other commands: the output is JSON lines either way */
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "latency predictor (default: the shipped one of --platform)", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "latency predictor (default: the shipped one of --platform)", NULL},
         {"onnx", ARG_STR, &onnx, "FILE", "also predict and run this network (default " RESNET18_ONNX "; none for none)", NULL},
         {"platform", ARG_STR, &platform, "NAME", "cpu-1t | cpu-2t (default cpu-1t)", NULL},
         {"repeats", ARG_INT, &repeats, "N", "timed predictions per network (default 20)", NULL},

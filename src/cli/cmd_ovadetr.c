@@ -175,7 +175,7 @@ static int cmd_detect(const char *prog, int argc, char **argv) {
         {"embeddings", ARG_STR, &emb, "FILE.npy", "one 512-d CLIP text row per --classes name (for names the vocabulary lacks)", NULL},
         {"out", ARG_STR, &out, "JSON", "detections as COCO JSON (images, categories, annotations with score)", NULL},
         {"draw", ARG_STR, &draw, "PNG", "the image with labelled boxes", NULL},
-        {"model", ARG_STR, &model, "PATH", "model (default: the shipped " OVD_MODEL ")", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "model (default: the shipped " OVD_MODEL ")", NULL},
         {"tile", ARG_INT, &tile, "PX", "tile side, a multiple of 32 (default 0: the model's training crop)", NULL},
         {"overlap", ARG_INT, &overlap, "PX", "tile overlap (default -1: a quarter of the tile)", NULL},
         {"max-det", ARG_INT, &max_det, "N", "detections kept per image (default 100)", NULL},
@@ -275,7 +275,7 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     cli_common cm = {0};
     cm.threads = 0;
     const arg_spec specs[] = {
-        {"model", ARG_STR, &model, "PATH", "model (default: the shipped " OVD_MODEL ", or " OVD_CLOSED " for closed-set; with --split strict " OVD_STRICT " and " OVD_STRICT_CLOSED ")", NULL},
+        {"model", ARG_MODEL, &model, "PATH", "model (default: the shipped " OVD_MODEL ", or " OVD_CLOSED " for closed-set; with --split strict " OVD_STRICT " and " OVD_STRICT_CLOSED ")", NULL},
         {"split", ARG_STR, &split, "NAME", "zero-shot protocol the model was trained on: names (default) | strict (docs/ovadetr.md)", NULL},
         {"method", ARG_STR, &method, "NAME", "ovadetr | closed-set | text-nearest (default ovadetr)", NULL},
         {"on", ARG_STR, &on, "SET", "test (the held-out images; default) | val (with --split strict: P1888, P0003, P0005, the bus images left out of its training)", NULL},
