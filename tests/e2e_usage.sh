@@ -207,5 +207,27 @@ if have_fmnist; then
     hasnt "$T/err" "encoding Fashion-MNIST"
 fi
 
+# --log naming the checkpoint or the training state beside it: a usage error
+# before any work (the log's lines would replace the weights), in every train
+# verb, the output a flag, a default or a file inside a model directory
+expect 2 "$BIN" classify train --out c.safetensors --log ./c.safetensors --epochs 1
+has "$T/err" "--log names the checkpoint 'c.safetensors'"
+empty_dir "$T/w" "classify train --log = --out"
+expect 2 "$BIN" narformer train --task latency --out n.safetensors --log n.state.safetensors
+has "$T/err" "--log names the training state 'n.state.safetensors'"
+empty_dir "$T/w" "narformer train --log = its state"
+expect 2 "$BIN" elm tokenizer-train --kind vq --log fmnist_vq.safetensors
+has "$T/err" "--log names the checkpoint"
+mkdir -p "$T/fix/logdir"
+expect 2 "$BIN" higen train --what encoder --model "$T/fix/logdir" --log "$T/fix/logdir/encoder.safetensors"
+has "$T/err" "--log names the checkpoint"
+expect 2 "$BIN" ebrm train --stage qe --dir "$T/fix/logdir" --log "$T/fix/logdir/./qe.state.safetensors"
+has "$T/err" "--log names the training state"
+expect 2 "$BIN" space tune --out "$T/fix/logdir" --log "$T/fix/logdir/train.safetensors" --steps 1
+has "$T/err" "--log names the checkpoint"
+empty_dir "$T/fix/logdir" "higen, ebrm and space train with --log = their output"
+expect 2 "$BIN" ovadetr train --out o.safetensors --log o.safetensors --steps 1
+has "$T/err" "--log names the checkpoint"
+
 echo "e2e_usage: $passes passed, $fails failed"
 [ $fails -eq 0 ]

@@ -212,6 +212,10 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         return cli_usage_error(prog, "--qe-aux is for --stage qi");
     ec.n_kv_heads = ec.n_heads;
     char out[1024], tok[1024], initp[1024];
+    snprintf(out, sizeof out, "%s/%s.safetensors", dir, st_kind == 0 ? "qe" : st_kind == 1 ? "ebrm" : "cross");
+    if (out_arg) snprintf(out, sizeof out, "%s", out_arg);
+    t.o.out = out;
+    if ((rc = cli_train_check_log(&t)) != CLI_OK) return rc;
     snprintf(tok, sizeof tok, "%s/tokenizer.json", dir);
     /* the inputs first (tokenizer, catalog), so that a run refused on them
      * creates nothing */
@@ -238,8 +242,6 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         if (mkdir(dir, 0777) == 0) cr.made_dir = true;
         else if (errno != EEXIST) st = tsr_errorf(TSR_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
     }
-    snprintf(out, sizeof out, "%s/%s.safetensors", dir, st_kind == 0 ? "qe" : st_kind == 1 ? "ebrm" : "cross");
-    if (out_arg) snprintf(out, sizeof out, "%s", out_arg);
     cr.out = out;
     if (st.code == TSR_OK && (rc = cli_check_output(prog, "out", out, false)) != CLI_OK) {
         tsr_bpe_free(&bpe);
@@ -248,7 +250,6 @@ int cli_ebrm_train(const char *prog, int argc, char **argv) {
         undo_created(&cr);
         return rc;
     }
-    t.o.out = out;
     if (st.code == TSR_OK && !had_tok) {
         st = tsr_bpe_save(&bpe, tok);
         cr.made_tok = st.code == TSR_OK;

@@ -71,6 +71,7 @@ static int cmd_train(const char *prog, int argc, char **argv) {
     o.cfg = tsr_imgtok_default_cfg(k);
     o.cfg.bits = bits, o.cfg.codebook = codebook, o.cfg.ch = ch, o.cfg.commit = commit, o.cfg.ema_decay = ema;
     if (!t.o.out) t.o.out = k == TSR_IMGTOK_VQ ? "fmnist_vq.safetensors" : "fmnist_bae.safetensors";
+    if ((rc = cli_train_check_log(&t)) != CLI_OK) return rc;
     o.batch = t.batch;
     if (!t.quiet) {
         if (o.init)

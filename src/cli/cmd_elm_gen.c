@@ -57,6 +57,7 @@ int cli_elm_train(const char *prog, int argc, char **argv) {
     if (!(o.label_drop >= 0 && o.label_drop <= 1)) return cli_usage_error(prog, "--label-drop must be in [0,1]");
     if (o.train_limit < 0) return cli_usage_error(prog, "--train-limit must be >= 0");
     if (!t.o.out) t.o.out = g.kind == TSR_ELM_AR ? "elm_ar.safetensors" : "elm_mlm.safetensors";
+    if ((rc = cli_train_check_log(&t)) != CLI_OK) return rc;
     tsr_status st = tsr_output_check(t.o.out);
     if (st.code) return cli_fail(st, OUT_HINT);
     /* the tokenizer kind and code size come from the codes file */

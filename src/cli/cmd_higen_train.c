@@ -109,14 +109,15 @@ int cli_higen_train(const char *prog, int argc, char **argv) {
         (rc = cli_check_int(prog, "max-per-query", max_per_query, 0, 1 << 20)) != CLI_OK)
         return rc;
     ec.n_kv_heads = ec.n_heads;
-    if (mkdir(model, 0777) != 0 && errno != EEXIST)
-        return cli_fail(tsr_errorf(TSR_ERR_IO, "cannot create %s: %s", model, strerror(errno)), MODEL_HINT);
     char out[1024], tok[1024], ipath[1024], best[1100];
     snprintf(out, sizeof out, "%s/%s", model, enc ? "encoder.safetensors" : "");
     if (!enc) snprintf(out, sizeof out, "%s/%s.generator.safetensors", model, variant);
+    t.o.out = out;
+    if ((rc = cli_train_check_log(&t)) != CLI_OK) return rc;
+    if (mkdir(model, 0777) != 0 && errno != EEXIST)
+        return cli_fail(tsr_errorf(TSR_ERR_IO, "cannot create %s: %s", model, strerror(errno)), MODEL_HINT);
     snprintf(tok, sizeof tok, "%s/tokenizer.json", model);
     if ((rc = cli_check_output(prog, "model", out, false)) != CLI_OK) return rc;
-    t.o.out = out;
     tsr_catalog cat;
     struct stat sb;
     char mpath[1024];

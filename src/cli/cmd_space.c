@@ -62,6 +62,10 @@ static int cmd_tune(const char *prog, int argc, char **argv) {
     if ((rc = cli_check_int(prog, "min-prefix", o.sar.min_prefix, 1, l->cfg.max_seq - o.sar.k - 1)) != CLI_OK)
         return rc;
     l->batch = t.batch;
+    char ckpt[4096];
+    snprintf(ckpt, sizeof ckpt, "%s/train.safetensors", o.out);
+    t.o.out = ckpt;
+    if ((rc = cli_train_check_log(&t)) != CLI_OK) return rc;
     t.o.out = NULL; /* the checkpoint is --out/train.safetensors */
     cli_lm_train_report(l, &t, prog);
     cli_train_begin(&t);

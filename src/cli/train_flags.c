@@ -84,7 +84,23 @@ int cli_train_parse(const char *prog, const char *summary, const arg_spec *own, 
     if ((rc = cli_common_apply(prog, &t->cm)) != CLI_OK) return rc;
     /* before the verb loads its data: a bad --log fails now, not when training starts */
     if (o->log_path && (rc = cli_check_output(prog, "log", o->log_path, false)) != CLI_OK) return rc;
+    if ((rc = cli_train_check_log(t)) != CLI_OK) return rc;
     o->seed = t->cm.seed;
+    return CLI_OK;
+}
+
+int cli_train_check_log(const cli_train *t) {
+    const tsr_train_opts *o = &t->o;
+    if (!o->log_path || !o->out) return CLI_OK;
+    if (cli_same_file(o->log_path, o->out))
+        return cli_usage_error(t->prog, "--log names the checkpoint '%s' this run writes; give the log its own path",
+                               o->out);
+    if (t->flags & CLI_TF_NO_STATE) return CLI_OK;
+    char state[1200];
+    tsr_train_state_path(o->out, state, sizeof state);
+    if (cli_same_file(o->log_path, state))
+        return cli_usage_error(t->prog, "--log names the training state '%s' kept beside the checkpoint; give the log "
+                               "its own path", state);
     return CLI_OK;
 }
 

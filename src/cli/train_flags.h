@@ -49,6 +49,11 @@ cli_train cli_train_init(tsr_train_opts defaults, int batch, int flags);
  * CLI_OK, CLI_HELP, CLI_USAGE or CLI_FAIL (an unusable --log). */
 int cli_train_parse(const char *prog, const char *summary, const arg_spec *own, int n_own, cli_train *t,
                     int argc, char **argv);
+/* --log must name neither the checkpoint (t->o.out) nor the training state
+ * beside it: CLI_USAGE, else CLI_OK. cli_train_parse runs it for an --out
+ * given as a flag; a verb that sets t->o.out afterwards (a default, a file
+ * inside a model directory) runs it then, before any work. */
+int cli_train_check_log(const cli_train *t);
 /* signal handlers + the progress printer (unless --quiet) */
 void cli_train_begin(cli_train *t);
 /* restores the signals; after an interrupted run, says where the
