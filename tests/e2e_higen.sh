@@ -236,6 +236,16 @@ if command -v curl >/dev/null 2>&1 && [ -f models/higen-debian/higen.generator.s
         # an unknown field's name is echoed on one line: a newline in it shows as '?'
         code=$(curl -s --max-time 60 -o "$TMP/resp" -w '%{http_code}' "$U" -d '{"query": "x", "a\nb": 1}')
         [ "$code" = 400 ] && grep -q "unknown field 'a?b'" "$TMP/resp" && ok || bad "/v1/search newline field: $(cat "$TMP/resp")"
+        # a NUL in a text field (JSON's \u0000) is refused naming the field: it cut the query there ("pdf")
+        for body in '{"query": "pdf\u0000 viewer"}' '{"k": 2, "item": "evince\u0000"}'; do
+            code=$(curl -s --max-time 60 -o "$TMP/resp" -w '%{http_code}' "$U" -d "$body")
+            f=$(printf '%s' "$body" | grep -o '"query"\|"item"')
+            [ "$code" = 400 ] && grep -q "\"param\":$f" "$TMP/resp" && grep -q "NUL" "$TMP/resp" && ok ||
+                bad "/v1/search $body: HTTP $code $(cat "$TMP/resp")"
+        done
+        # an escaped backslash before u0000 is text
+        code=$(curl -s --max-time 60 -o "$TMP/resp" -w '%{http_code}' "$U" -d '{"query": "pdf\\u0000 viewer", "k": 2}')
+        [ "$code" = 200 ] && ok || bad "/v1/search with a backslash before u0000: HTTP $code $(cat "$TMP/resp")"
         curl -s --max-time 60 "$U" -d '{"query": "text editor", "k": 2}' | grep -q '"results"' && ok ||
             bad "the server stopped answering after bad requests"
     else
