@@ -228,9 +228,10 @@ if [ -s "$TMP/big.png" ]; then
     [ $? -eq 0 ] && grep -q '"width":2600' "$TMP/big.json" && ok || bad "a large image is not tiled"
 fi
 
-# POST /v1/detect refuses a repeated class name (case aside) as `detect` does (it answered with one category twice)
+# POST /v1/detect refuses a repeated class name (case aside) as `detect` does (it answered with one category twice),
+# and stops at the server's --timeout with a 503 instead of holding the route
 if command -v curl >/dev/null; then
-    "$BIN" serve --ovadetr models/ovadetr.safetensors --port 0 --threads 1 --quiet >"$TMP/srv.out" 2>"$TMP/srv.err" &
+    "$BIN" serve --ovadetr models/ovadetr.safetensors --port 0 --threads 1 --timeout 1 --quiet >"$TMP/srv.out" 2>"$TMP/srv.err" &
     SPID=$!
     PORT=
     for _ in $(seq 1 100); do
@@ -244,6 +245,15 @@ if command -v curl >/dev/null; then
         code=$(curl -s -o "$TMP/r1.json" -w '%{http_code}' --max-time 60 --data-binary @"$TMP/dup.json" http://127.0.0.1:$PORT/v1/detect)
         [ "$code" = 400 ] && grep -q '"param":"classes"' "$TMP/r1.json" && grep -q "twice" "$TMP/r1.json" && ok ||
             bad "/v1/detect with a repeated class: HTTP $code $(head -c 300 "$TMP/r1.json")"
+        # 2600 x 1900 in 64 px tiles overlapping by 32: about 4,800 tiles, tens of seconds
+        if [ -s "$TMP/big.png" ]; then
+            printf '{"image": "%s", "classes": ["car"], "tile": 64, "overlap": 32}' "$(base64 -w0 "$TMP/big.png")" >"$TMP/heavy.json"
+            t0=$(date +%s)
+            code=$(curl -s -o "$TMP/r2.json" -w '%{http_code}' --max-time 120 --data-binary @"$TMP/heavy.json" http://127.0.0.1:$PORT/v1/detect)
+            t1=$(date +%s)
+            [ "$code" = 503 ] && grep -q "timeout" "$TMP/r2.json" && [ $((t1 - t0)) -le 5 ] && ok ||
+                bad "a detection past --timeout 1: HTTP $code after $((t1 - t0)) s: $(head -c 300 "$TMP/r2.json")"
+        fi
         kill -TERM "$SPID"
         wait "$SPID" && ok || bad "server exit"
     else

@@ -244,6 +244,13 @@ tsr_status tsr_ovd_detect(const tsr_ovd_model *m, const char *const *model_class
                           const uint8_t *rgb, int w, int h, const char *const *names, const float *text,
                           int K, int tile, int overlap, int max_det, float min_score, tsr_ovd_det **dets,
                           int *n);
+/* tsr_ovd_detect that stops before the next tile once tsr_time() passes
+ * deadline (0: none; a server's per-request --timeout): *late is set, and
+ * *dets and *n are empty (an unfinished image has no detections to give). */
+tsr_status tsr_ovd_detect_until(const tsr_ovd_model *m, const char *const *model_classes, int n_model_classes,
+                                const uint8_t *rgb, int w, int h, const char *const *names, const float *text,
+                                int K, int tile, int overlap, int max_det, float min_score, double deadline,
+                                tsr_ovd_det **dets, int *n, bool *late);
 
 enum { TSR_OVD_METHOD_OVADETR, TSR_OVD_METHOD_CLOSED, TSR_OVD_METHOD_TEXT_NEAREST };
 

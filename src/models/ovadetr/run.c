@@ -772,7 +772,17 @@ tsr_status tsr_ovd_detect(const tsr_ovd_model *m, const char *const *model_class
                           const uint8_t *rgb, int w, int h, const char *const *names, const float *text,
                           int K, int tile, int overlap, int max_det, float min_score, tsr_ovd_det **dets,
                           int *n) {
+    bool late;
+    return tsr_ovd_detect_until(m, model_classes, n_model_classes, rgb, w, h, names, text, K, tile, overlap, max_det,
+                                min_score, 0, dets, n, &late);
+}
+
+tsr_status tsr_ovd_detect_until(const tsr_ovd_model *m, const char *const *model_classes, int n_model_classes,
+                                const uint8_t *rgb, int w, int h, const char *const *names, const float *text,
+                                int K, int tile, int overlap, int max_det, float min_score, double deadline,
+                                tsr_ovd_det **dets, int *n, bool *late) {
     *dets = NULL, *n = 0;
+    *late = false;
     if (tile == 0) tile = m->train_crop;
     if (overlap < 0) overlap = tile / 4;
     if (tile < 64 || tile % 32 || overlap < 0 || overlap >= tile)
@@ -796,9 +806,13 @@ tsr_status tsr_ovd_detect(const tsr_ovd_model *m, const char *const *model_class
     tsr_ctx_init(&c, 64 << 20);
     c.grad_enabled = false;
     c.training = false;
-    for (int y0 = 0;; y0 += step) {
+    for (int y0 = 0; !*late; y0 += step) {
         if (y0 + th > h && y0 > 0) y0 = h - th > 0 ? h - th : 0;
         for (int x0 = 0;; x0 += step) {
+            if (deadline > 0 && tsr_time() > deadline) {
+                *late = true;
+                break;
+            }
             if (x0 + tw > w && x0 > 0) x0 = w - tw > 0 ? w - tw : 0;
             /* tile pixels (zero-padded past the image) */
             int cw = w - x0 < tw ? w - x0 : tw, ch = h - y0 < th ? h - y0 : th;
@@ -830,6 +844,10 @@ tsr_status tsr_ovd_detect(const tsr_ovd_model *m, const char *const *model_class
         if (y0 + th >= h) break;
     }
     tsr_ctx_free(&c);
+    if (*late) {
+        free(all);
+        return tsr_ok();
+    }
     /* class-wise NMS over all tiles */
     qsort(all, (size_t)nd, sizeof *all, cmp_det);
     int keep = 0;

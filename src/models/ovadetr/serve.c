@@ -230,10 +230,17 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
     tsr_ovd_det *dets = NULL;
     int nd = 0;
     if (ok) {
-        tsr_status st = tsr_ovd_detect(&s->m, (const char *const *)s->mcls, s->nmc, rgb, w, h,
-                                       (const char *const *)names, rows, K, tile, overlap, max_det, min_score, &dets, &nd);
+        /* the server's --timeout: stop between tiles instead of holding the route */
+        bool late = false;
+        tsr_status st = tsr_ovd_detect_until(&s->m, (const char *const *)s->mcls, s->nmc, rgb, w, h,
+                                             (const char *const *)names, rows, K, tile, overlap, max_det, min_score,
+                                             rq->deadline, &dets, &nd, &late);
         if (st.code) {
             tsr_serve_fail(rp, st.code == TSR_ERR_NOMEM ? 500 : 400, NULL, "%s", st.msg);
+            ok = false;
+        } else if (late) {
+            tsr_serve_fail(rp, 503, NULL, "the detection ran past the server's --timeout (%d x %d image); ask for a "
+                           "larger tile, a smaller overlap or a smaller image", w, h);
             ok = false;
         }
     }
