@@ -328,6 +328,15 @@ req b1 '{"image":"@IMG@","classes":["plane","flibbertigibbet"]}'
 check_bad_at 400 /v1/detect b1 classes
 req b2 '{"classes":["plane"]}'
 check_bad_at 400 /v1/detect b2 image
+# a NUL in a text member (\u0000) is a 400 naming it, on every endpoint; the
+# ONNX bytes /v1/latency takes (NULs and all) are not JSON and are served
+printf '{"image":"x","classes":["car\\u0000"]}' >"$TMP/nul1"
+check_bad_at 400 /v1/detect nul1 classes
+ONNX=$REPO/../shared/data/nnlqp/resnet18-v1-7-no-weight.onnx
+if [ -r "$ONNX" ]; then
+    st=$(code "$TMP/lat.out" $U/v1/latency --data-binary @"$ONNX")
+    [ "$st" = 200 ] && grep -q '"latency_ms"' "$TMP/lat.out" && ok || bad "/v1/latency with ONNX bytes: $st $(head -c 200 "$TMP/lat.out")"
+fi
 req b3 '{"image":"not base64!","classes":["plane"]}'
 check_bad_at 400 /v1/detect b3 image
 req b4 '{"image":"aGVsbG8gd29ybGQ=","classes":["plane"]}'
