@@ -1,8 +1,8 @@
 /* libFuzzer target for the POST /v1/segment request body (src/models/apt/
  * serve.c): any body gets either 200 with a mask PNG of the image's size
  * whose pixels are 0 or 255 and mask_pixels of them 255, or a 4xx with a
- * one-line message and no body. The base64 images go through
- * tsr_png_decode_base64, the mask back through tsr_png_encode and
+ * one-line message and no body (past a 3 s deadline, a 503). The base64
+ * images go through tsr_png_decode_base64, the mask back through tsr_png_encode and
  * tsr_base64_encode. Segments with the shipped model (found from any
  * working directory, or the file TSR_APT_MODEL names). Build: see
  * fuzz/README.md. */
@@ -12,7 +12,10 @@
 #include "fuzz_endpoint.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    cJSON *j = fuzz_endpoint_call(&tsr_apt_serve_endpoint, "TSR_APT_MODEL", "models/apt_small.safetensors", data, size);
+    /* a valid body can hold 2 x 64 points at 10 iterations: each request gets
+     * a 3 s deadline (the server's --timeout), past which a 503 is valid */
+    cJSON *j = fuzz_endpoint_call_within(&tsr_apt_serve_endpoint, "TSR_APT_MODEL", "models/apt_small.safetensors", data,
+                                         size, 3.0);
     if (!j) return 0;
     const cJSON *m = cJSON_GetObjectItem(j, "mask");
     int w = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "width"));
