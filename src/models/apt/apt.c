@@ -73,25 +73,21 @@ float tsr_apt_predict(tsr_apt_state *s, const float *x, const float *y, const in
     return q;
 }
 
-/* past the deadline (none when 0): sets s->late */
-static bool past_deadline(tsr_apt_state *s) {
-    if (s->deadline > 0 && tsr_time() > s->deadline) s->late = true;
-    return s->late;
-}
-
 void tsr_apt_run(tsr_apt_state *s, const tsr_apt_points *p, int iters, float *lowres) {
     int L = 4 * s->model->grid;
     float *prev = malloc(sizeof(float) * (size_t)L * (size_t)L);
     TSR_ASSERT(prev);
     /* without feedback only the pass with every point counts */
     if (s->no_feedback && p->n > 0) tsr_apt_predict(s, p->x, p->y, p->label, p->n, NULL, lowres);
-    /* the deadline is checked before every decoder pass, not only per point:
-     * one point at 10 iterations is 11 passes (seconds in a sanitizer build) */
-    for (int i = 0; i < p->n && !s->no_feedback && !past_deadline(s); i++) {
+    for (int i = 0; i < p->n && !s->no_feedback; i++) {
+        if (s->deadline > 0 && tsr_time() > s->deadline) {
+            s->late = true;
+            break;
+        }
         int k = i + 1; /* the first k points */
         int runs = i == 0 ? iters : iters + 1;
         if (i == 0) tsr_apt_predict(s, p->x, p->y, p->label, k, NULL, lowres);
-        for (int r = 0; r < runs && !past_deadline(s); r++) {
+        for (int r = 0; r < runs; r++) {
             memcpy(prev, lowres, sizeof(float) * (size_t)L * (size_t)L);
             tsr_apt_predict(s, p->x, p->y, p->label, k, prev, lowres);
         }
