@@ -84,6 +84,22 @@ done
 [ "$landed" -eq 1 ] && ok || bad "no kill in 5 tries was resumed from inside a period update"
 [ -f "$T/b.safetensors.state.update.state" ] && bad "the update's training state was left behind" || ok
 ls "$T" | grep -q '\.tmp$' && bad "a .tmp file was left behind" || ok
+# killed inside the warm-up update (before any period): --resume continues
+# that update from its training state
+rm -f "$T"/w.safetensors*
+"$BIN" ctnet train $S $M --ckpt-every 1 --out "$T/w.safetensors" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 4000); do
+    kill -0 $pid 2>/dev/null || break
+    [ -f "$T/w.safetensors.state.update.state" ] && ! grep -aqs '"warm":"1"' "$T/w.safetensors.state" && break
+    sleep 0.002
+done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+env -u TESSERA_QUIET "$BIN" ctnet train $S $M --ckpt-every 1 --out "$T/w.safetensors" --resume >"$T/out" 2>"$T/err" && ok ||
+    bad "resume after a kill in the warm-up failed: $(tail -1 "$T/err")"
+has "$T/err" "resuming a period update at its step"
+cmp -s "$T/a.safetensors" "$T/w.safetensors" && ok || bad "killed-in-warm-up+resumed model file differs from the straight run's"
 expect 2 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after -1
 expect 0 "$BIN" ctnet train $S $M --out "$T/c.safetensors" --stop-after 2
 [ -f "$T/c.safetensors" ] && bad "a stopped run wrote the final model" || ok

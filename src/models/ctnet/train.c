@@ -865,7 +865,16 @@ tsr_status tsr_ctnet_run_protocol(const tsr_ctnet_log *g, const tsr_ctnet_run_op
     }
     r->state_path = state_path;
     r->verbose = verbose;
-    if (state_path && !resume) drop_scratch(r); /* a killed run's update, not ours */
+    if (state_path && !resume) {
+        drop_scratch(r); /* a killed run's update, not ours */
+        /* the state before the warm-up (warm 0): a kill inside the warm-up
+         * update resumes it from its training state like any other update */
+        st = save_state(r, g, state_path, false);
+        if (st.code) {
+            run_free(r);
+            return st;
+        }
+    }
     if (resume) {
         st = load_state(r, state_path);
         if (st.code) {
