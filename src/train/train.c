@@ -196,6 +196,33 @@ static void log_line(trainer *t, const tsr_train_progress *p) {
     fflush(t->log);
 }
 
+/* On resume: the log keeps only what the state on disk saw, the records up
+ * to its step (a run killed after that step had logged later ones, which
+ * the resumed run logs again; a finished run's final evaluation is redone
+ * too); a torn last line goes as well. A missing log is fine. */
+static tsr_status log_trim(const char *path, int64_t step, bool finished) {
+    char *d = NULL;
+    size_t n = 0;
+    if (access(path, F_OK) != 0) return tsr_ok();
+    tsr_status st = tsr_read_file(path, &d, &n);
+    if (st.code) return st;
+    size_t keep = 0;
+    for (size_t a = 0; a < n;) {
+        const char *nl = memchr(d + a, '\n', n - a);
+        if (!nl) break; /* torn */
+        const size_t b = (size_t)(nl - d) + 1;
+        const char *k = strstr(d + a, "\"step\":"); /* within this line: every line has it */
+        if (!k || k > nl) break;
+        const long long s = strtoll(k + 7, NULL, 10);
+        const bool eval = strncmp(d + a, "{\"kind\":\"eval\"", 14) == 0;
+        if (s > step || (finished && eval && s == step)) break;
+        keep = a = b;
+    }
+    if (keep != n) st = tsr_write_file_atomic(path, d, keep, NULL, 0);
+    free(d);
+    return st;
+}
+
 static float lr_at(const tsr_train_opts *o, int64_t step, int64_t total) {
     if (o->sched == TSR_SCHED_LINEAR) {
         if (o->warmup > 0 && step < o->warmup)
@@ -342,6 +369,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
         tsr_batcher_seek(&t.bt, t.tm.cursor[0], t.tm.cursor[1]);
         t.have_bt = true;
     }
+    if (o->log_path && o->resume && (st = log_trim(o->log_path, t.tm.step, t.tm.step >= total)).code) goto out;
     if (o->log_path) {
         t.log = fopen(o->log_path, o->resume ? "a" : "w");
         if (!t.log) {
