@@ -84,6 +84,14 @@ if [ -r "$CSV" ]; then
         | sed -n 's/.*"kendall_tau": \([-0-9.]*\).*/\1/p')
     grep -q "\"member_kendall_tau\": \[[-0-9.]*, $t1\]" "$TMP/e.json" && ok \
         || bad "the second ensemble member's file does not give its reported tau ($t1)"
+    # killed after member 0 finished, before member 1's first checkpoint (here: member 0 trained
+    # alone): --resume trains member 1, and both files equal the straight ensemble's
+    "$BIN" narformer train --method narformer --ensemble 1 --steps 4 --batch 4 --dim 16 --layers 1 \
+        --train-frac 0.002 --out "$TMP/r.safetensors" --quiet >/dev/null 2>&1
+    "$BIN" narformer train --method narformer --ensemble 2 --steps 4 --batch 4 --dim 16 --layers 1 \
+        --train-frac 0.002 --out "$TMP/r.safetensors" --quiet --resume >/dev/null 2>"$TMP/err.txt"
+    [ $? -eq 0 ] && cmp -s "$TMP/e.safetensors" "$TMP/r.safetensors" && cmp -s "$TMP/e.m1.safetensors" "$TMP/r.m1.safetensors" \
+        && ok || bad "--resume of an ensemble killed before its second member: $(tail -1 "$TMP/err.txt")"
     te=$(sed -n 's/.*"kendall_tau": \([-0-9.]*\).*/\1/p' "$TMP/e.json")
     "$BIN" narformer eval --model "$TMP/e.safetensors" --ensemble 2 --train-frac 0.002 --json > "$TMP/el.json" 2>/dev/null
     [ $? -eq 0 ] && grep -q "\"kendall_tau\": $te," "$TMP/el.json" && ok \

@@ -529,13 +529,17 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
         if (a->validate) o.eval_ids = order + n_fit, o.n_eval_ids = n_val;
         if (t->batch > 0) o.batch = t->batch;
         uint64_t seed0 = t->o.seed;
-        char path[600];
+        const bool resume0 = t->o.resume;
+        char path[600], sp[640];
         for (int k = 0; k < K; k++) {
             tsr_train_result tr;
             memset(&tr, 0, sizeof tr);
             member_path(out, k, path, sizeof path);
             t->o.out = path;
             t->o.seed = seed0 + (uint64_t)k;
+            /* a run killed before a later member's first checkpoint: that member starts */
+            tsr_train_state_path(path, sp, sizeof sp);
+            t->o.resume = resume0 && (k == 0 || access(sp, F_OK) == 0);
             cli_train_begin(t);
             st = tsr_nf_nb201_fit(&p, &o, &tb, y, order, n_fit, NULL, &t->o, &tr);
             cli_train_end(t, &tr);
@@ -552,7 +556,7 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
             for (int i = 0; i < TSR_NB201_N; i++) pred[i] += mine[i] / (float)K;
             tsr_nf_nb201_pred_free(&p);
         }
-        t->o.seed = seed0;
+        t->o.seed = seed0, t->o.resume = resume0;
     }
     double train_s = tsr_time() - t0;
     /* held-out cells (and, for unseen, only classes with no training member);
