@@ -29,6 +29,7 @@ typedef struct {
     int nan_loss_at;  /* report a NaN loss in this call */
     int nan_grad_at;  /* poison a gradient in this call */
     float poison;     /* ... with this value (0: inf) in two elements */
+    int inf_weight_at; /* make a weight inf in this call (as an overflowing update would) */
     char hidden[8];   /* a family config value */
 } tiny;
 
@@ -70,6 +71,7 @@ static tsr_status step(void *ud, tsr_ctx *c, const int32_t *ids, int64_t n, floa
     tsr_backward(c, loss);
     if (m->nan_loss_at == m->calls) *loss_v = NAN;
     if (m->nan_grad_at == m->calls) m->w->grad[3] = m->w->grad[5] = m->poison != 0 ? m->poison : INFINITY;
+    if (m->inf_weight_at == m->calls) tsr_f32(m->w)[4] = -INFINITY;
     return tsr_ok();
 }
 
@@ -348,6 +350,25 @@ static void test_nonfinite(void) {
         int64_t at = -1;
         tsr_ckpt_check_meta(sp, NULL, NULL, 0, &at);
         TU_CHECK(at == 5, "the state on disk is the last good checkpoint (step %lld)", (long long)at);
+        tsr_params_free(&m.p);
+    }
+    /* finite loss and gradients, but the weights non-finite after step 10's
+     * update: its checkpoint is refused, the one of step 5 stays */
+    {
+        tiny m;
+        tiny_init(&m);
+        tsr_train_opts o = opts("nw");
+        remove(o.out);
+        m.inf_weight_at = 10;
+        tsr_train_result r;
+        tsr_status st = run(&m, &o, &r);
+        TU_CHECK(st.code == TSR_ERR_NUMERIC && strstr(st.msg, "diverged at step 10") && strstr(st.msg, "fc.weight") &&
+                     strstr(st.msg, "keeps step 5"),
+                 "non-finite weights are not checkpointed: %s", st.msg);
+        tsr_train_state_path(o.out, sp, sizeof sp);
+        int64_t at = -1;
+        tsr_ckpt_check_meta(sp, NULL, NULL, 0, &at);
+        TU_CHECK(at == 5, "the state on disk is step 5's (%lld)", (long long)at);
         tsr_params_free(&m.p);
     }
     /* a real divergence: lr 1e30 */

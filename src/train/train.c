@@ -145,9 +145,20 @@ static tsr_status save_ckpt(trainer *t, bool final) {
     } else if (f->get_cursor) {
         f->get_cursor(f->ud, t->tm.cursor);
     }
+    /* an update can overflow the weights with finite loss and gradients;
+     * such a state would not load again, and the last one on disk stays */
+    tsr_status st = tsr_params_check_finite(f->params, "after its update");
+    if (st.code) {
+        char kept[1400];
+        if (t->saved_step >= 0)
+            snprintf(kept, sizeof kept, "%s keeps step %lld", t->state_path, (long long)t->saved_step);
+        else snprintf(kept, sizeof kept, "no checkpoint was written");
+        return tsr_errorf(TSR_ERR_NUMERIC, "%s train diverged at step %lld: %s; not saved (%s); lower --lr or set --clip",
+                          f->name, (long long)t->tm.step, st.msg, kept);
+    }
     const char *const *meta = config_with_step(&t->rc, t->tm.step);
     fault("state");
-    tsr_status st = tsr_trainstate_write(t->state_path, &t->opt, &t->tm, f->params, meta);
+    st = tsr_trainstate_write(t->state_path, &t->opt, &t->tm, f->params, meta);
     if (st.code) return st;
     fault("weights");
     if (f->save) st = f->save(f->ud, t->o->out, meta, t->eval_step == t->tm.step ? t->eval : NULL, final);
