@@ -47,6 +47,7 @@
 # Every run is bounded by its request count; servers are stopped by their
 # own pids.
 set -u
+. "$(dirname "$0")/../tests/serve_wait.sh"
 cd "$(dirname "$0")/.."
 BIN=${TSR_BIN:-build/tessera}
 BASE=${TSR_BIN_BASE:-}
@@ -107,13 +108,7 @@ trap cleanup EXIT
 start_tessera() {
     "${SBIN:-$BIN}" serve --port 0 "$@" --quiet --threads "$THREADS" >"$TMP/serve.out" 2>"$TMP/serve.err" &
     SPID=$!
-    PORT=
-    for _ in $(seq 1 600); do
-        PORT=$(grep -o '"port": [0-9]*' "$TMP/serve.out" 2>/dev/null | grep -o '[0-9]*$')
-        [ -n "$PORT" ] && break
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
+    PORT=$(serve_wait "$TMP/serve.out" "$SPID")
     [ -n "$PORT" ] || { echo "server did not start: $(cat "$TMP/serve.err")" >&2; exit 1; }
 }
 load1() { cut -d' ' -f1 /proc/loadavg; }

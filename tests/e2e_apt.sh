@@ -10,6 +10,7 @@
 #    area, maps that do not overlap, a corrupt GeoTIFF, a missing file, a
 #    land-cover PNG off the image grid, unknown mode and flags.
 set -u
+. "$(dirname "$0")/serve_wait.sh"
 BIN=${1:?usage: e2e_apt.sh path/to/tessera}
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -271,13 +272,7 @@ fi
 if command -v curl > /dev/null; then
     "$BIN" serve --apt $FIX --port 0 --timeout 1 --quiet > "$T/srv.out" 2> "$T/srv.err" &
     SPID=$!
-    PORT=
-    for _ in $(seq 1 100); do
-        PORT=$(grep -o '"port": [0-9]*' "$T/srv.out" 2> /dev/null | grep -o '[0-9]*$')
-        [ -n "$PORT" ] && break
-        kill -0 "$SPID" 2> /dev/null || break
-        sleep 0.1
-    done
+    PORT=$(serve_wait "$T/srv.out" "$SPID")
     if [ -n "$PORT" ]; then
         printf '{"image": "%s", "landcover": "%s", "points_per_class": 64, "iterations": 10, "prompts_per": "image", "gate": -1}' \
             "$(base64 -w0 "$T/img.png")" "$(base64 -w0 "$T/lc.png")" > "$T/heavy.json"

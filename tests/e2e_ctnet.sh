@@ -5,6 +5,7 @@
 # checkpoint: the model file is byte-identical to an uninterrupted run's), eval --json with the
 # contract fields, predict with --json, and bad inputs exiting 1.
 set -u
+. "$(dirname "$0")/serve_wait.sh"
 BIN=${1:?usage: e2e_ctnet.sh path/to/tessera}
 T=$(mktemp -d /tmp/tsr_e2e_ctnet.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -133,13 +134,7 @@ lines "$T/err" 2
 if command -v curl >/dev/null; then
     "$BIN" serve --port 0 --space none --bita none --ctnet "$T/a.safetensors" --quiet >"$T/srv.out" 2>"$T/srv.err" &
     spid=$!
-    port=
-    for _ in $(seq 1 600); do
-        port=$(grep -o '"port": [0-9]*' "$T/srv.out" 2>/dev/null | grep -o '[0-9]*$')
-        [ -n "$port" ] && break
-        kill -0 $spid 2>/dev/null || break
-        sleep 0.1
-    done
+    port=$(serve_wait "$T/srv.out" $spid)
     if [ -n "$port" ]; then
         head -6 "$T/rows.tsv" >"$T/rows5.tsv"
         awk -F'\t' 'NR > 1 { printf "%s{\"user\": \"%s\", \"item\": \"%s\", \"timestamp\": %s, \"genre\": \"%s\"}",

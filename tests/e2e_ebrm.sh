@@ -10,6 +10,7 @@
 # default server's POST /v1/relevance gives `score`'s scores.
 # Usage: tests/e2e_ebrm.sh path/to/tessera   (cwd = repository root)
 set -u
+. "$(dirname "$0")/serve_wait.sh"
 BIN=${1:?usage: e2e_ebrm.sh path/to/tessera}
 TMP=$(mktemp -d /tmp/tessera_e2e_ebrm.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -223,13 +224,7 @@ printf '{"query": "x", "relevant": ["no-such-package-zz"]}\n' >"$TMP/unk.jsonl"
 if command -v curl >/dev/null; then
     "$BIN" serve --port 0 --lm none --threads 1 --quiet >"$TMP/srv.out" 2>"$TMP/srv.err" &
     SPID=$!
-    PORT=
-    for _ in $(seq 1 300); do
-        PORT=$(grep -o '"port": [0-9]*' "$TMP/srv.out" 2>/dev/null | grep -o '[0-9]*$')
-        [ -n "$PORT" ] && break
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
+    PORT=$(serve_wait "$TMP/srv.out" "$SPID")
     if [ -n "$PORT" ]; then
         U=http://127.0.0.1:$PORT/v1/relevance
         curl -s --max-time 60 $U -d '{"query":"pdf viewer","candidates":["zathura","evince"]}' >"$TMP/r1.json"

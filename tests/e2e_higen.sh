@@ -4,6 +4,7 @@
 # present, search and eval print what the contract names.
 # Usage: tests/e2e_higen.sh path/to/tessera   (cwd = repository root)
 set -u
+. "$(dirname "$0")/serve_wait.sh"
 BIN=${1:?usage: e2e_higen.sh path/to/tessera}
 CAT=../shared/data/debian-catalog
 ML=../shared/data/movielens-latest-small
@@ -217,8 +218,7 @@ fi
 if command -v curl >/dev/null 2>&1 && [ -f models/higen-debian/higen.generator.safetensors ]; then
     "$BIN" serve --port 0 --quiet --space none --bita none --threads 1 >"$TMP/srv.out" 2>"$TMP/srv.err" &
     SPID=$!
-    for _ in $(seq 1 300); do grep -q listening "$TMP/srv.out" 2>/dev/null && break; sleep 0.2; done
-    PORT=$(sed -n 's/.*"port": \([0-9]*\).*/\1/p' "$TMP/srv.out")
+    PORT=$(serve_wait "$TMP/srv.out" "$SPID")
     if [ -n "$PORT" ]; then
         U=http://127.0.0.1:$PORT/v1/search
         ids() { tr '{' '\n' | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | tr '\n' ' ' | sed 's/ *$//'; }

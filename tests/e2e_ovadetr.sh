@@ -7,6 +7,7 @@
 # on a large image (tiled, not refused): COCO JSON and a PNG.
 # Usage: tests/e2e_ovadetr.sh path/to/tessera   (cwd = repository root)
 set -u
+. "$(dirname "$0")/serve_wait.sh"
 BIN=${1:?usage: e2e_ovadetr.sh path/to/tessera}
 D=../shared/data
 TMP=$(mktemp -d /tmp/tessera_e2e_ovd.XXXXXX)
@@ -233,13 +234,7 @@ fi
 if command -v curl >/dev/null; then
     "$BIN" serve --ovadetr models/ovadetr.safetensors --port 0 --threads 1 --timeout 1 --quiet >"$TMP/srv.out" 2>"$TMP/srv.err" &
     SPID=$!
-    PORT=
-    for _ in $(seq 1 100); do
-        PORT=$(grep -o '"port": [0-9]*' "$TMP/srv.out" 2>/dev/null | grep -o '[0-9]*$')
-        [ -n "$PORT" ] && break
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
+    PORT=$(serve_wait "$TMP/srv.out" "$SPID")
     if [ -n "$PORT" ]; then
         printf '{"image": "%s", "classes": ["car", "Car"]}' "$(base64 -w0 "$IMG")" >"$TMP/dup.json"
         code=$(curl -s -o "$TMP/r1.json" -w '%{http_code}' --max-time 60 --data-binary @"$TMP/dup.json" http://127.0.0.1:$PORT/v1/detect)

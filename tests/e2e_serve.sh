@@ -12,6 +12,7 @@
 # server is stopped by its own pid; every request has a time bound.
 # Usage: tests/e2e_serve.sh path/to/tessera   (cwd = repository root; needs curl)
 set -u
+. "$(dirname "$0")/serve_wait.sh"
 BIN=${1:?usage: e2e_serve.sh path/to/tessera}
 if ! command -v curl >/dev/null; then
     echo "SKIP: curl is not installed (scripts/setup.sh installs it)"
@@ -37,13 +38,7 @@ start_server() {
     "$BIN" serve --port 0 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     SPID=$!
     PIDS+=("$SPID")
-    PORT=
-    for _ in $(seq 1 300); do
-        PORT=$(grep -o '"port": [0-9]*' "$TMP/$name.out" 2>/dev/null | grep -o '[0-9]*$')
-        [ -n "$PORT" ] && break
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
+    PORT=$(serve_wait "$TMP/$name.out" "$SPID")
     if [ -z "$PORT" ]; then
         bad "server $name did not start: $(tail -3 "$TMP/$name.err")"
         echo "e2e_serve: $pass passed, $fails failed"
