@@ -16,26 +16,16 @@
 #  - `cmake --install` puts the binary and the models under a prefix, and the
 #    installed binary finds its models there first (TESSERA_MODELS before).
 set -u
-BIN=${1:?usage: e2e_robust.sh path/to/tessera}
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-T=$(mktemp -d /tmp/tsr_e2e_robust.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export TESSERA_THREADS=${TESSERA_THREADS:-2}
-unset TESSERA_MODELS
-fails=0 passes=0
-ok() { passes=$((passes + 1)); }
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/checks.sh"
+e2e_init e2e_robust "$@"
 expect() {
     local want=$1; shift
     "$@" >"$T/out" 2>"$T/err"
     local got=$?
     if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
 }
-has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
 png() { if [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; then ok; else bad "$1 is not a PNG"; fi; }
 kind() { stat -c %F "$1" 2>/dev/null || echo missing; }
-have_fmnist() { [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; }
 
 # ---------------------------------------------------------------- outputs
 N="$T/nodes"
@@ -195,5 +185,4 @@ else
     echo "note: no cmake install script beside $BIN; install checks skipped" >&2
 fi
 
-echo "e2e_robust: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_done

@@ -17,17 +17,9 @@
 #  - two outputs naming one file are refused.
 # Usage: tests/e2e_usage.sh path/to/tessera   (run by ctest)
 set -u
-BIN=${1:?usage: e2e_usage.sh path/to/tessera}
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/checks.sh"
+e2e_init e2e_usage "$@"
 M=$REPO/models
-T=$(mktemp -d /tmp/tsr_e2e_usage.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export TESSERA_THREADS=${TESSERA_THREADS:-2}
-unset TESSERA_MODELS
-fails=0 passes=0
-ok() { passes=$((passes + 1)); }
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
 # expect EXIT cmd...: runs cmd in $T/w (a fresh directory) with a 20 s limit
 expect() {
     local want=$1; shift
@@ -36,10 +28,8 @@ expect() {
     local got=$?
     if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
 }
-has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
 hasnt() { if grep -q -- "$2" "$1"; then bad "$1 has '$2'"; sed 's/^/  | /' "$1" >&2; else ok; fi; }
 empty_dir() { if [ -z "$(ls -A "$1")" ]; then ok; else bad "$2 left: $(ls -A "$1" | tr '\n' ' ')"; fi; }
-have_fmnist() { [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; }
 
 mkdir -p "$T/fix/corp"
 printf 'def f(x):\n    return x + 1\n' >"$T/fix/corp/a.py"
@@ -229,5 +219,4 @@ empty_dir "$T/fix/logdir" "higen, ebrm and space train with --log = their output
 expect 2 "$BIN" ovadetr train --out o.safetensors --log o.safetensors --steps 1
 has "$T/err" "--log names the checkpoint"
 
-echo "e2e_usage: $passes passed, $fails failed"
-[ $fails -eq 0 ]
+e2e_done
