@@ -171,6 +171,9 @@ int tsr_ovd_vocab_find(const tsr_ovd_vocab *v, const char *name);
 tsr_status tsr_ovd_text_for(const tsr_ovd_vocab *v, const char *classes, const char *emb_path,
                             char ***names, int *K, float **rows);
 void tsr_ovd_names_free(char **names, int K);
+/* Whether a class name repeats an earlier one, case aside (it would be one
+ * category twice): true with *i the repeat and *j the earlier name. */
+bool tsr_ovd_names_repeat(const char *const *names, int n, int *i, int *j);
 /* vocabulary <-> model file metadata / tensor */
 tsr_status tsr_ovd_vocab_save(const tsr_ovd_vocab *v, const tsr_ovd_model *m, const char *path,
                               const char *const *meta);

@@ -24,7 +24,6 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
-#include <strings.h>
 
 #define DET_MAX_CLASSES 64
 #define DET_MAX_PIXELS (4096 * 4096)
@@ -134,15 +133,13 @@ static int get_classes(const cJSON *j, char **names, tsr_serve_reply *rp) {
         tsr_serve_fail(rp, 400, "classes", "'classes' names no class");
         return -1;
     }
-    /* as `ovadetr detect`: a name given twice (case aside) would be one category twice */
-    for (int i = 1; i < n; i++)
-        for (int k = 0; k < i; k++)
-            if (!strcasecmp(names[i], names[k])) {
-                char shown[81];
-                tsr_serve_printable(shown, sizeof shown, names[i]);
-                tsr_serve_fail(rp, 400, "classes", "'classes' names '%s' twice; give each class once", shown);
-                goto fail;
-            }
+    int ri, rj;
+    if (tsr_ovd_names_repeat((const char *const *)names, n, &ri, &rj)) { /* as `ovadetr detect` */
+        char shown[81];
+        tsr_serve_printable(shown, sizeof shown, names[ri]);
+        tsr_serve_fail(rp, 400, "classes", "'classes' names '%s' twice; give each class once", shown);
+        goto fail;
+    }
     return n;
 fail:
     for (int i = 0; i < n; i++) free(names[i]);

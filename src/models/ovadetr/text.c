@@ -177,6 +177,13 @@ void tsr_ovd_names_free(char **names, int K) {
     free(names);
 }
 
+bool tsr_ovd_names_repeat(const char *const *names, int n, int *i, int *j) {
+    for (*i = 1; *i < n; ++*i)
+        for (*j = 0; *j < *i; ++*j)
+            if (!strcasecmp(names[*i], names[*j])) return true;
+    return false;
+}
+
 tsr_status tsr_ovd_text_for(const tsr_ovd_vocab *v, const char *classes, const char *emb_path,
                             char ***names, int *K, float **rows) {
     *names = NULL, *K = 0, *rows = NULL;
@@ -196,15 +203,13 @@ tsr_status tsr_ovd_text_for(const tsr_ovd_vocab *v, const char *classes, const c
         free(nm);
         return tsr_errorf(TSR_ERR_ARG, "--classes: no class names given (e.g. \"ship,harbor,car\")");
     }
-    /* a repeated name (case aside) would be one category twice */
-    for (int i = 1; i < n; i++)
-        for (int j = 0; j < i; j++)
-            if (!strcasecmp(nm[i], nm[j])) {
-                tsr_status d = tsr_errorf(TSR_ERR_ARG, "--classes: name %d ('%s') repeats name %d ('%s'); give each class once",
-                                          i + 1, nm[i], j + 1, nm[j]);
-                tsr_ovd_names_free(nm, n);
-                return d;
-            }
+    int ri, rj;
+    if (tsr_ovd_names_repeat((const char *const *)nm, n, &ri, &rj)) {
+        tsr_status d = tsr_errorf(TSR_ERR_ARG, "--classes: name %d ('%s') repeats name %d ('%s'); give each class once",
+                                  ri + 1, nm[ri], rj + 1, nm[rj]);
+        tsr_ovd_names_free(nm, n);
+        return d;
+    }
     float *r = malloc(sizeof(float) * (size_t)n * TSR_OVD_TEXT_DIM);
     tsr_status st = tsr_ok();
     if (emb_path) {
