@@ -77,9 +77,12 @@ if [ -r "$CSV" ]; then
         && grep -q '"n_test": 31' "$TMP/nv.json" && ok || bad "nb201 eval --validate failed"
     # --ensemble: K members (seeds S..S+K-1) saved beside --out, each member's tau reported
     "$BIN" narformer train --method narformer --ensemble 2 --steps 4 --batch 4 --dim 16 --layers 1 \
-        --train-frac 0.002 --out "$TMP/e.safetensors" --quiet --json > "$TMP/e.json" 2>/dev/null
+        --train-frac 0.002 --out "$TMP/e.safetensors" --log "$TMP/e.jsonl" --quiet --json > "$TMP/e.json" 2>/dev/null
     [ $? -eq 0 ] && grep -q '"ensemble": 2' "$TMP/e.json" && grep -q '"member_kendall_tau": \[' "$TMP/e.json" \
         && [ -s "$TMP/e.safetensors" ] && [ -s "$TMP/e.m1.safetensors" ] && ok || bad "train --ensemble 2 failed"
+    # each member logs to its own file (one shared log was truncated by the next member)
+    [ "$(grep -c '"kind":"train"' "$TMP/e.jsonl")" = 1 ] && [ "$(grep -c '"kind":"train"' "$TMP/e.m1.jsonl")" = 1 ] \
+        && ! cmp -s "$TMP/e.jsonl" "$TMP/e.m1.jsonl" && ok || bad "train --ensemble 2 --log: not one log per member"
     t1=$("$BIN" narformer eval --model "$TMP/e.m1.safetensors" --train-frac 0.002 --json 2>/dev/null \
         | sed -n 's/.*"kendall_tau": \([-0-9.]*\).*/\1/p')
     grep -q "\"member_kendall_tau\": \[[-0-9.]*, $t1\]" "$TMP/e.json" && ok \

@@ -335,7 +335,7 @@ static nb_args nb_defaults(void) {
     {"holdout", ARG_STR, &(a)->holdout, "FAMILY", "latency, --split unseen: only this held-out family (default: each in turn)", NULL}, \
     {"exclude", ARG_STR, &(a)->exclude, "F[,F]", "latency: drop these families from --data before any split (a nested run's inner set)", NULL}, \
     {"validate", ARG_BOOL, &(a)->validate, NULL, "latency or nb201-accuracy, random split: train on 4/5 of the training networks/cells, report on the other 1/5 (for choosing settings; the test ones stay unseen)", NULL}, \
-    {"ensemble", ARG_INT, &(a)->ensemble, "K", "nb201-accuracy: train (or load) K models, seeds S..S+K-1, and average their predictions (default " NB_STR(NB201_ENSEMBLE) ")", &(a)->ensemble_set}, \
+    {"ensemble", ARG_INT, &(a)->ensemble, "K", "nb201-accuracy: train (or load) K models, seeds S..S+K-1, and average their predictions; member k>0 is saved as OUT.mK.safetensors, its --log as LOG.mK.jsonl (default " NB_STR(NB201_ENSEMBLE) ")", &(a)->ensemble_set}, \
     {"prior", ARG_STR, &(a)->prior, "P", "latency, narformer/gnn: kernel-sum (predict a factor on the kernel-sum estimate, default) | none", NULL}, \
     {"hidden", ARG_INT, &(a)->hidden, "H", "mlp/gnn width (default 128)", NULL},                             \
     {"lambda-sr", ARG_FLOAT, &(a)->lambda_sr, "X", "pair-difference loss weight (default 0.1)", NULL},       \
@@ -447,18 +447,21 @@ static tsr_status scatter_png(const char *path, const float *pred, const float *
 
 /* split, train (or load), evaluate: all 15,625 cells and the held-out ones
  * (random), or only cells of isomorphism classes unseen in training */
-/* the weights of ensemble member k: OUT for k = 0, else OUT with ".mK"
- * before its ".safetensors" (or at its end) */
-static void member_path(const char *out, int k, char *buf, size_t n) {
+/* the file of ensemble member k: PATH for k = 0, else PATH with ".mK"
+ * before its extension EXT (or at its end) */
+static void member_file(const char *path, const char *ext, int k, char *buf, size_t n) {
     if (k == 0) {
-        snprintf(buf, n, "%s", out);
+        snprintf(buf, n, "%s", path);
         return;
     }
-    size_t len = strlen(out), sl = strlen(".safetensors");
-    if (len > sl && !strcmp(out + len - sl, ".safetensors"))
-        snprintf(buf, n, "%.*s.m%d.safetensors", (int)(len - sl), out, k);
-    else snprintf(buf, n, "%s.m%d", out, k);
+    size_t len = strlen(path), el = strlen(ext);
+    if (len > el && !strcmp(path + len - el, ext))
+        snprintf(buf, n, "%.*s.m%d%s", (int)(len - el), path, k, ext);
+    else snprintf(buf, n, "%s.m%d", path, k);
 }
+
+/* the weights of ensemble member k: OUT, OUT.m1.safetensors, ... */
+static void member_path(const char *out, int k, char *buf, size_t n) { member_file(out, ".safetensors", k, buf, n); }
 
 /* split, train (or load), evaluate: all 15,625 cells and the held-out ones
  * (random), or only cells of isomorphism classes unseen in training; with
@@ -530,12 +533,17 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
         if (t->batch > 0) o.batch = t->batch;
         uint64_t seed0 = t->o.seed;
         const bool resume0 = t->o.resume;
-        char path[600], sp[640];
+        char path[600], sp[640], logp[600];
+        const char *log0 = t->o.log_path;
         for (int k = 0; k < K; k++) {
             tsr_train_result tr;
             memset(&tr, 0, sizeof tr);
             member_path(out, k, path, sizeof path);
             t->o.out = path;
+            if (log0) { /* each member its own log: LOG, LOG.m1.jsonl, ... (one log would be truncated per member) */
+                member_file(log0, ".jsonl", k, logp, sizeof logp);
+                t->o.log_path = logp;
+            }
             t->o.seed = seed0 + (uint64_t)k;
             /* a run killed before a later member's first checkpoint: that member starts */
             tsr_train_state_path(path, sp, sizeof sp);
@@ -549,14 +557,16 @@ static int nb201_accuracy(nb_args *a, int method, cli_train *t, const char *out,
                 if (!st.code) tsr_nf_nb201_pred_free(&p);
                 free(order), free(pred), free(one), free(all);
                 tsr_nb201_free(&tb);
-                return st.code ? cli_fail(st, cli_train_hint(t, st, NULL)) : CLI_OK;
+                int rc = st.code ? cli_fail(st, cli_train_hint(t, st, NULL)) : CLI_OK;
+                t->o.log_path = log0;
+                return rc;
             }
             float *mine = one + (size_t)k * TSR_NB201_N; /* kept: each member's own figure */
             tsr_nf_nb201_predict(&p, &tb, all, TSR_NB201_N, mine);
             for (int i = 0; i < TSR_NB201_N; i++) pred[i] += mine[i] / (float)K;
             tsr_nf_nb201_pred_free(&p);
         }
-        t->o.seed = seed0, t->o.resume = resume0;
+        t->o.seed = seed0, t->o.resume = resume0, t->o.log_path = log0;
     }
     double train_s = tsr_time() - t0;
     /* held-out cells (and, for unseen, only classes with no training member);
