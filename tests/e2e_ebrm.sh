@@ -99,6 +99,10 @@ printf '{"query": "pdf viewer", "relevant": ["zathura", "evince", "okular"]}\n{"
 "$BIN" ebrm eval --queries "$TMP/q.jsonl" --method bm25 --json >"$TMP/out.json" 2>/dev/null &&
     grep -q '^{"method": "bm25", "queries": 2, "ndcg@10": [0-9.]*, "auc": [0-9.]*, "recall@10": [0-9.]*, "mrr@10": [0-9.]*' "$TMP/out.json" &&
     ok || bad "eval --json: $(cat "$TMP/out.json")"
+# no query with a relevant candidate in BM25's top 100: the AUC is undefined, null (it printed 0)
+printf '{"query": "pdf viewer", "relevant": ["zlib1g"]}\n' >"$TMP/q0.jsonl"
+"$BIN" ebrm eval --queries "$TMP/q0.jsonl" --method bm25 --json >"$TMP/out.json" 2>/dev/null &&
+    grep -q '"auc": null, .*"auc_queries": 0,' "$TMP/out.json" && ok || bad "eval with no AUC-scorable query: $(cat "$TMP/out.json")"
 for m in ebrm cross-encoder bi-encoder; do
     "$BIN" ebrm eval --queries "$TMP/q.jsonl" --method $m --json --threads 1 >"$TMP/out.json" 2>"$TMP/err" &&
         grep -q "^{\"method\": \"$m\", \"queries\": 2, \"ndcg@10\": [0-9.]*, \"auc\": [0-9.]*, \"recall@10\": [0-9.]*, \"mrr@10\": [0-9.]*" "$TMP/out.json" &&

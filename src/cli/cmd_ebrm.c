@@ -798,9 +798,13 @@ static int cmd_eval(const char *prog, int argc, char **argv) {
     double auc = auc_n ? auc_sum / (double)auc_n : NAN;
     const char *mpath = method == M_BM25 ? "" : default_model(method, model, mb, sizeof mb);
     if (cm.json) {
-        printf("{\"method\": \"%s\", \"queries\": %lld, \"ndcg@10\": %.6f, \"auc\": %.6f, \"recall@10\": %.6f, "
+        /* no query with both a positive and a negative candidate: the AUC is undefined, null (not 0) */
+        char auc_s[32];
+        if (isnan(auc)) snprintf(auc_s, sizeof auc_s, "null");
+        else snprintf(auc_s, sizeof auc_s, "%.6f", auc);
+        printf("{\"method\": \"%s\", \"queries\": %lld, \"ndcg@10\": %.6f, \"auc\": %s, \"recall@10\": %.6f, "
                "\"mrr@10\": %.6f, \"auc_queries\": %lld, \"construction\": \"%s\", \"model\": ",
-               k_methods[method], (long long)r.queries, r.ndcg10, isnan(auc) ? 0.0 : auc, r.recall10, r.mrr10,
+               k_methods[method], (long long)r.queries, r.ndcg10, auc_s, r.recall10, r.mrr10,
                (long long)auc_n, tsr_qc_names[cons]);
         cli_json_str(stdout, mpath);
         if (v.m.fuse || v.fuse_post)
