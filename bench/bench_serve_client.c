@@ -274,7 +274,7 @@ int main(int argc, char **argv) {
     g_requests = 16;
     g_max_tokens = 64;
     g_prompt_bytes = 200;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --flag value pairs */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "bench_serve_client: %s needs a value\n", argv[i]);
@@ -301,7 +301,6 @@ int main(int argc, char **argv) {
                             "[--prompt-bytes N] [--prompts FILE.jsonl] [--out FILE] [--extra JSON] [--retry-ms M]\n");
             return 2;
         }
-        i++;
     }
     if (g_port <= 0 || g_port > 65535 || g_clients < 1 || g_clients > 1024 || g_requests < 1 ||
         g_requests > 100000 || g_max_tokens < 1 || g_prompt_bytes < 1) {

@@ -136,11 +136,11 @@ static void test_file(const tsr_nf_latset *s) {
     const char *bad[] = {
         "{\"format\": \"other\", \"version\": 1}\n{}\n{}\n",
         "{\"format\": \"tessera-narformer-latency\", \"version\": 1}\n{\"family\": \"resnet\"}\n",
-        "{\"format\": \"tessera-narformer-latency\", \"version\": 1}\n{\"family\": \"resnet\", \"latency_ms\": [1, 2], "
-        "\"min_ms\": [1, 2], \"max_ms\": [1, 2], \"nodes\": [{\"op\": \"Input\", \"attr\": [], \"shape\": [1, 3], "
-        "\"in\": [0], \"flops\": 0, \"params\": 0, \"mem\": 0, \"ms\": [0, 0]}]}\n",
-        "{\"format\": \"tessera-narformer-latency\", \"version\": 1}\n{\"family\": \"resnet\", \"latency_ms\": [0, 2], "
-        "\"min_ms\": [1, 2], \"max_ms\": [1, 2], \"nodes\": []}\n",
+        ("{\"format\": \"tessera-narformer-latency\", \"version\": 1}\n{\"family\": \"resnet\", \"latency_ms\": [1, 2], "
+         "\"min_ms\": [1, 2], \"max_ms\": [1, 2], \"nodes\": [{\"op\": \"Input\", \"attr\": [], \"shape\": [1, 3], "
+         "\"in\": [0], \"flops\": 0, \"params\": 0, \"mem\": 0, \"ms\": [0, 0]}]}\n"),
+        ("{\"format\": \"tessera-narformer-latency\", \"version\": 1}\n{\"family\": \"resnet\", \"latency_ms\": [0, 2], "
+         "\"min_ms\": [1, 2], \"max_ms\": [1, 2], \"nodes\": []}\n"),
         "{\"format\": \"tessera-narformer-latency\", \"version\": 1}\n[1, 2]\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

@@ -1266,9 +1266,9 @@ const tsr_serve_endpoint tsr_serve_llm_endpoint = {
     .summary = "OpenAI-compatible completions over the lm models, continuous batching",
     .models =
         {
-            {"lm", "DIR", "language model: HF directory with tokenizer.json", "models/pycode"},
-            {"space", "DIR", "SPACE model for decoder 'space' (HF directory)", "models/pycode-space"},
-            {"bita", "FILE", "BiTA adapter on the --lm model for decoder 'bita'", "models/bita_pycode.safetensors"},
+            {"lm", "DIR", "language model: HF directory with tokenizer.json", "models/pycode", NULL},
+            {"space", "DIR", "SPACE model for decoder 'space' (HF directory)", "models/pycode-space", NULL},
+            {"bita", "FILE", "BiTA adapter on the --lm model for decoder 'bita'", "models/bita_pycode.safetensors", NULL},
         },
     .load = llm_load,
     .unload = llm_unload,

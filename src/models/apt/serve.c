@@ -347,7 +347,7 @@ static void segment(void *state, const tsr_serve_request *rq, tsr_serve_reply *r
 const tsr_serve_endpoint tsr_apt_serve_endpoint = {
     .name = "segment",
     .summary = "APT: a land-cover class's mask on a PNG image, prompted from a land-cover map or points",
-    .models = {{"apt", "FILE", "APT promptable segmenter for POST /v1/segment", "models/apt_small.safetensors"}},
+    .models = {{"apt", "FILE", "APT promptable segmenter for POST /v1/segment", "models/apt_small.safetensors", NULL}},
     .load = seg_load,
     .unload = seg_unload,
     .metrics = seg_metrics,

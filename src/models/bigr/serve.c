@@ -122,8 +122,8 @@ static void bigr_sample(void *state, const tsr_serve_request *rq, tsr_serve_repl
 const tsr_serve_endpoint tsr_bigr_serve_endpoint = {
     .name = "bigr",
     .summary = "BiGR: class-conditional Fashion-MNIST samples as PNGs",
-    .models = {{"bigr", "FILE", "BiGR generator for POST /v1/bigr/sample", "models/bigr_fmnist.safetensors"},
-               {"bigr-tokenizer", "FILE", "BAE tokenizer the BiGR generator's bits decode with", "models/fmnist_bae.safetensors"}},
+    .models = {{"bigr", "FILE", "BiGR generator for POST /v1/bigr/sample", "models/bigr_fmnist.safetensors", NULL},
+               {"bigr-tokenizer", "FILE", "BAE tokenizer the BiGR generator's bits decode with", "models/fmnist_bae.safetensors", NULL}},
     .load = bigr_load,
     .unload = bigr_unload,
     .metrics = bigr_metrics,

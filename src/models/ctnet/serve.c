@@ -294,7 +294,7 @@ const tsr_serve_endpoint tsr_ctnet_serve_endpoint = {
     .name = "ctr",
     .summary = "click probabilities of rows (CTNet), batched",
     .models = {{"ctnet", "FILE", "CTNet model for POST /v1/ctr (tessera ctnet train)",
-                "models/ctnet_ml_animation.safetensors"}},
+                "models/ctnet_ml_animation.safetensors", NULL}},
     .load = ctr_load,
     .unload = ctr_unload,
     .metrics = ctr_metrics,

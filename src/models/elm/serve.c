@@ -134,7 +134,7 @@ static void elm_sample(void *state, const tsr_serve_request *rq, tsr_serve_reply
 const tsr_serve_endpoint tsr_elm_serve_endpoint = {
     .name = "elm",
     .summary = "ELM: class-conditional Fashion-MNIST samples as PNGs",
-    .models = {{"elm", "FILE", "ELM generator for POST /v1/elm/sample", "models/elm_best.safetensors"},
+    .models = {{"elm", "FILE", "ELM generator for POST /v1/elm/sample", "models/elm_best.safetensors", NULL},
                {"elm-tokenizer", "FILE", "image tokenizer the ELM generator's codes decode with", NULL,
                 "the one recorded in the --elm generator"}},
     .load = elm_load,

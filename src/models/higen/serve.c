@@ -185,7 +185,7 @@ done:
 const tsr_serve_endpoint tsr_higen_serve_endpoint = {
     .name = "search",
     .summary = "Hi-Gen generative retrieval: query (or item) -> top-k catalog items",
-    .models = {{"higen", "DIR", "Hi-Gen model directory (tokenizer, higen index and generator)", "models/higen-debian"}},
+    .models = {{"higen", "DIR", "Hi-Gen model directory (tokenizer, higen index and generator)", "models/higen-debian", NULL}},
     .load = load,
     .unload = unload,
     .routes = {{"POST", "/v1/search", on_search}},

@@ -65,7 +65,7 @@ const tsr_serve_endpoint tsr_narformer_serve_endpoint = {
     .name = "latency",
     .summary = "NAR-Former V2: predicted latency (ms) of an ONNX network on tessera's CPU kernels",
     .models = {{"narformer-latency", "FILE", "narformer latency predictor for POST /v1/latency",
-                "models/narformer-latency-cpu-1t.safetensors"}},
+                "models/narformer-latency-cpu-1t.safetensors", NULL}},
     .load = load,
     .unload = unload,
     .routes = {{"POST", "/v1/latency", latency}},

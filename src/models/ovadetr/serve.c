@@ -282,7 +282,7 @@ static void detect(void *state, const tsr_serve_request *rq, tsr_serve_reply *rp
 const tsr_serve_endpoint tsr_ovadetr_serve_endpoint = {
     .name = "detect",
     .summary = "OVA-DETR: boxes for class names in a PNG image",
-    .models = {{"ovadetr", "FILE", "OVA-DETR detector for POST /v1/detect", "models/ovadetr.safetensors"}},
+    .models = {{"ovadetr", "FILE", "OVA-DETR detector for POST /v1/detect", "models/ovadetr.safetensors", NULL}},
     .load = det_load,
     .unload = det_unload,
     .metrics = det_metrics,
