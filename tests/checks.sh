@@ -1,5 +1,5 @@
-# Sourced by the e2e scripts of the rules every verb shares (e2e_robust.sh,
-# e2e_usage.sh). e2e_init NAME "$@" sets BIN (the binary, absolute), REPO,
+# Sourced by e2e scripts (e2e_robust, e2e_usage, e2e_cli, e2e_train,
+# e2e_bigr, e2e_elm, e2e_ctnet). e2e_init NAME "$@" sets BIN (the binary, absolute), REPO,
 # T (a temporary directory, removed on exit), the threads, and no
 # TESSERA_MODELS; then the counters and checks below. e2e_done prints the
 # tally and returns non-zero on any failure.
@@ -18,8 +18,22 @@ e2e_init() {
 }
 ok() { passes=$((passes + 1)); }
 bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-# has FILE TEXT: FILE contains TEXT (else its lines are shown)
+# expect CODE CMD...: run CMD (stdout to $T/out, stderr to $T/err), check its exit code
+expect() {
+    local want=$1; shift
+    "$@" >"$T/out" 2>"$T/err"
+    local got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
+}
+# has / hasnt FILE TEXT: FILE contains TEXT / does not (else its lines are shown)
 has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
+hasnt() { if grep -q -- "$2" "$1"; then bad "$1 has '$2'"; sed 's/^/  | /' "$1" >&2; else ok; fi; }
+# lines FILE N: FILE has N lines
+lines() {
+    local n; n=$(wc -l <"$1")
+    if [ "$n" -eq "$2" ]; then ok; else bad "$1 has $n lines, want $2"; sed 's/^/  | /' "$1" >&2; fi
+}
+png() { if [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; then ok; else bad "$1 is not a PNG"; fi; }
 have_fmnist() { [ -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; }
 e2e_done() {
     echo "$E2E_NAME: $passes passed, $fails failed"

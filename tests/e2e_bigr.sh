@@ -4,29 +4,12 @@
 # tiny training run stopped and resumed, sample/eval/probe with --json,
 # the five zero-shot applications writing PNGs, and bad inputs exiting 1.
 set -u
-BIN=${1:?usage: e2e_bigr.sh path/to/tessera}
+. "$(dirname "$0")/checks.sh"
+e2e_init e2e_bigr "$@"
 if ! "$BIN" bigr --help >/dev/null 2>&1; then
     echo "SKIP: this tessera binary has no 'bigr' family registered"
     exit 0
 fi
-T=$(mktemp -d /tmp/tsr_e2e_bigr.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export TESSERA_THREADS=${TESSERA_THREADS:-2}
-fails=0 passes=0
-ok() { passes=$((passes + 1)); }
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-expect() {
-    local want=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
-}
-has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
-lines() {
-    local n; n=$(wc -l <"$1")
-    if [ "$n" -eq "$2" ]; then ok; else bad "$1 has $n lines, want $2"; sed 's/^/  | /' "$1" >&2; fi
-}
-png() { if [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; then ok; else bad "$1 is not a PNG"; fi; }
 
 expect 0 "$BIN" bigr --help;              has "$T/out" "probe"; has "$T/out" "enrich"
 expect 0 "$BIN" bigr train --help;        has "$T/out" "--target"
@@ -55,5 +38,4 @@ done
 expect 0 "$BIN" bigr interpolate "${G[@]}" --n 1 --points 2 --out "$T/i.png"; png "$T/i.png"
 expect 1 "$BIN" bigr probe --model "$M" --codes "$T/none.safetensors" --tokenizer "$T/none.safetensors"; has "$T/err" "tessera: error:"
 
-echo "e2e_bigr: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_done

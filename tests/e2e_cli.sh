@@ -4,28 +4,8 @@
 # exit 1 with "tessera: error:", eval --json parses, features shape, and a
 # short training run stopped + resumed is byte-identical to a straight run.
 set -u
-BIN=${1:?usage: e2e_cli.sh path/to/tessera}
-T=$(mktemp -d /tmp/tsr_e2e_cli.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export TESSERA_THREADS=${TESSERA_THREADS:-2}
-fails=0 passes=0
-ok() { passes=$((passes + 1)); }
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-
-# expect CODE CMD...: run, capture stdout/stderr in $T/out $T/err, check exit code
-expect() {
-    local want=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
-}
-has() { # has FILE PATTERN
-    if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi
-}
-lines() { # lines FILE N
-    local n; n=$(wc -l <"$1")
-    if [ "$n" -eq "$2" ]; then ok; else bad "$1 has $n lines, want $2"; sed 's/^/  | /' "$1" >&2; fi
-}
+. "$(dirname "$0")/checks.sh"
+e2e_init e2e_cli "$@"
 
 # --- help at every level
 expect 0 "$BIN" --help;                 has "$T/out" "classify"
@@ -84,5 +64,4 @@ expect 0 "$BIN" classify features --model "$T/a.safetensors" --limit 100 --split
 has "$T/out" '"n": 100'; has "$T/out" '"dim": 16'
 [ -s "$T/f.safetensors" ] && ok || bad "features file missing"
 
-echo "e2e_cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_done

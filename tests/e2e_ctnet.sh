@@ -6,24 +6,9 @@
 # contract fields, predict with --json, and bad inputs exiting 1.
 set -u
 . "$(dirname "$0")/serve_wait.sh"
-BIN=${1:?usage: e2e_ctnet.sh path/to/tessera}
-T=$(mktemp -d /tmp/tsr_e2e_ctnet.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/checks.sh"
+e2e_init e2e_ctnet "$@"
 export TESSERA_QUIET=1
-fails=0 passes=0
-ok() { passes=$((passes + 1)); }
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-expect() {
-    local want=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
-}
-has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
-lines() {
-    local n; n=$(wc -l <"$1")
-    if [ "$n" -eq "$2" ]; then ok; else bad "$1 has $n lines, want $2"; sed 's/^/  | /' "$1" >&2; fi
-}
 
 # a synthetic log: 2000 rows over 2000..2005, click when user and item share a taste class
 awk 'BEGIN { srand(7); print "user\titem\tdomain\ttimestamp\tlabel\tgenre";
@@ -291,5 +276,4 @@ grep -v '"retrain"' "$T/tuned5.jsonl" >"$T/tuned6.jsonl"
 expect 1 "$BIN" ctnet eval $S $M --seeds 1 --methods ctnet --tuned "$T/tuned6.jsonl" --tuned-max-cost 0.2 --json
 has "$T/err" "needs retrain's validation line"
 
-echo "e2e_ctnet: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_done

@@ -4,28 +4,12 @@
 # encode -> codes with the documented dtypes/shapes, decode -> a PNG grid,
 # eval --json, and bad inputs (wrong codes, missing tokenizer) exiting 1.
 set -u
-BIN=${1:?usage: e2e_elm.sh path/to/tessera}
+. "$(dirname "$0")/checks.sh"
+e2e_init e2e_elm "$@"
 if ! "$BIN" elm --help >/dev/null 2>&1; then
     echo "SKIP: this tessera binary has no 'elm' family registered"
     exit 0
 fi
-T=$(mktemp -d /tmp/tsr_e2e_elm.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export TESSERA_THREADS=${TESSERA_THREADS:-2}
-fails=0 passes=0
-ok() { passes=$((passes + 1)); }
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-expect() {
-    local want=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
-}
-has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
-lines() {
-    local n; n=$(wc -l <"$1")
-    if [ "$n" -eq "$2" ]; then ok; else bad "$1 has $n lines, want $2"; sed 's/^/  | /' "$1" >&2; fi
-}
 
 expect 0 "$BIN" elm --help;                   has "$T/out" "tokenizer-train"; has "$T/out" "decode"
 expect 0 "$BIN" elm tokenizer-train --help;   has "$T/out" "--kind"; has "$T/out" "--codebook"
@@ -85,5 +69,4 @@ expect 0 "$BIN" elm analyze --codes "$T/bae.codes.safetensors" --model "$T/g_ar.
 has "$T/out" '"image_kl_unigram"'; has "$T/out" '"attn_distance"'
 [ -s "$T/attn.png" ] && ok || bad "no attention PNG"
 
-echo "e2e_elm: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_done

@@ -18,13 +18,6 @@
 set -u
 . "$(dirname "$0")/checks.sh"
 e2e_init e2e_robust "$@"
-expect() {
-    local want=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
-}
-png() { if [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; then ok; else bad "$1 is not a PNG"; fi; }
 kind() { stat -c %F "$1" 2>/dev/null || echo missing; }
 
 # ---------------------------------------------------------------- outputs

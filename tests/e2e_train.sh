@@ -5,21 +5,8 @@
 # and prints a resume command that works, --log writes JSON lines, outputs
 # are checked before training, and failure hints fit the verb.
 set -u
-BIN=${1:?usage: e2e_train.sh path/to/tessera}
-T=$(mktemp -d /tmp/tsr_e2e_train.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export TESSERA_THREADS=${TESSERA_THREADS:-2}
-fails=0 passes=0
-ok() { passes=$((passes + 1)); }
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-expect() {
-    local want=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
-}
-has() { if grep -q -- "$2" "$1"; then ok; else bad "$1 lacks '$2'"; sed 's/^/  | /' "$1" >&2; fi; }
-hasnt() { if grep -q -- "$2" "$1"; then bad "$1 has '$2'"; sed 's/^/  | /' "$1" >&2; else ok; fi; }
+. "$(dirname "$0")/checks.sh"
+e2e_init e2e_train "$@"
 
 if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     echo "Fashion-MNIST not installed (dataset-fashion-mnist); cannot run the training checks" >&2
@@ -110,5 +97,4 @@ expect 1 "$BIN" plot "$T/nosuch.jsonl" --out "$T/c3.png"; has "$T/err" "nosuch.j
 expect 2 "$BIN" classify train --sched wavy; has "$T/err" "--sched"
 expect 2 "$BIN" classify train --clip -1; has "$T/err" "--clip"
 
-echo "e2e_train: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_done

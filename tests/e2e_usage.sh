@@ -28,7 +28,6 @@ expect() {
     local got=$?
     if [ "$got" -eq "$want" ]; then ok; else bad "exit $got (want $want): $*"; sed 's/^/  | /' "$T/err" >&2; fi
 }
-hasnt() { if grep -q -- "$2" "$1"; then bad "$1 has '$2'"; sed 's/^/  | /' "$1" >&2; else ok; fi; }
 empty_dir() { if [ -z "$(ls -A "$1")" ]; then ok; else bad "$2 left: $(ls -A "$1" | tr '\n' ' ')"; fi; }
 
 mkdir -p "$T/fix/corp"
