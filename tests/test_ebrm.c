@@ -3,7 +3,9 @@
  * keywords only), the soft-logic aggregation (forward against the formula,
  * backward against central differences in double, explanations), the LRU
  * QE cache and cached-vs-uncached bit identity, the QE cross-encoder's
- * logits, loss and gradients against tools/refs/gen_ebrm.py, and the
+ * logits, loss and gradients against tools/refs/gen_ebrm.py, the full
+ * scoring model (QE + soft-logic aggregation + BCE: p, loss, every
+ * parameter's gradient) against the same generator, and the
  * trained-model path at the shipped size (bit identity through the cache,
  * the QI loss's gradients against central differences, save/load). Real-catalog checks run
  * when ../shared/data is present. */
@@ -476,6 +478,60 @@ static void test_qe_model(void) {
     tref_free(r);
 }
 
+
+/* The full scoring model against PyTorch (tools/refs/gen_ebrm.py, the
+ * "full.*" entries): the QE encoder on 6 (query, entity) pairs, then
+ * tsr_ebrm_qi_agg_loss (sigmoids, soft-logic aggregation over 5 items, one
+ * of them without entities, BCE); p, the loss and the gradient of every
+ * parameter (encoder, head and agg.theta) as PyTorch has them. */
+static void test_full_model(void) {
+    tref *r = tref_load("tests/refs/ebrm.tref");
+    tsr_benc_cfg cfg = {.dim = 16, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .hidden_dim = 24,
+                        .vocab = 30, .max_seq = TSR_EBRM_TQ + 1 + TSR_EBRM_TI, .eff_hidden = 0};
+    tsr_ebrm_model m;
+    tsr_status st = tsr_ebrm_model_init(&m, &cfg, TSR_EBRM_KIND_EBRM, TSR_EBRM_AGG_SOFTLOGIC);
+    TU_CHECK(st.code == TSR_OK, "model init: %s", st.msg);
+    if (st.code != TSR_OK) return;
+    TU_CHECK(m.sep == 29, "separator %d", m.sep);
+    char name[300];
+    int n_w = 0;
+    for (int k = 0; k < m.qe.params.n; k++) {
+        tsr_tensor *t = m.qe.params.items[k];
+        if (t == m.theta) snprintf(name, sizeof name, "full.theta");
+        else snprintf(name, sizeof name, "w.%s", t->name);
+        const tref_entry *e = tref_find(r, name);
+        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", name);
+        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel), n_w++;
+    }
+    TU_CHECK(n_w == m.qe.params.n, "%d of %d parameters loaded", n_w, m.qe.params.n);
+    const tref_entry *te = tref_get(r, "full.tokens"), *po = tref_get(r, "full.pair_of"), *ty = tref_get(r, "full.type"),
+                     *of = tref_get(r, "full.off"), *ye = tref_get(r, "full.y");
+    const int np = (int)te->shape[0], ni = (int)ye->numel, ns = (int)po->numel;
+    int64_t off[8];
+    uint8_t type[16], y[8];
+    TSR_ASSERT(ni < 8 && ns <= 16 && of->numel == ni + 1);
+    for (int i = 0; i <= ni; i++) off[i] = ((const int32_t *)of->data)[i];
+    for (int j = 0; j < ns; j++) type[j] = (uint8_t)((const int32_t *)ty->data)[j];
+    for (int i = 0; i < ni; i++) y[i] = (uint8_t)((const int32_t *)ye->data)[i];
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 20);
+    c.grad_enabled = true;
+    tsr_tensor *tok = tsr_new(&c, TSR_I32, te->ndim, te->shape);
+    memcpy(tok->data, te->data, 4 * (size_t)te->numel);
+    tsr_params_zero_grad(&m.qe.params);
+    tsr_tensor *lg = tsr_ebrm_qe_logits(&c, &m.qe, tok, (const int32_t *)tref_get(r, "full.lens")->data);
+    float p[8], loss;
+    loss = tsr_ebrm_qi_agg_loss(&c, &m, lg, np, (const int32_t *)po->data, type, off, ni, y, NULL, 0.f, true, p);
+    tu_close_ref(r, "full.logits", tsr_f32(lg), lg->numel, 1e-5, 1e-4);
+    tu_close_ref(r, "full.p", p, ni, 1e-5, 1e-4);
+    tu_close_ref(r, "full.loss", &loss, 1, 1e-5, 1e-4);
+    tu_close_ref_grads(r, &m.qe.params, "full.grad.", 1e-5, 1e-4);
+    printf("full model vs PyTorch: %d pairs, %d items, loss %.5f, %d parameter gradients\n", np, ni, loss,
+           m.qe.params.n);
+    tsr_ctx_free(&c);
+    tsr_ebrm_model_free(&m);
+    tref_free(r);
+}
 
 /* ------------------------------------------------- the model, real size */
 
@@ -1033,6 +1089,7 @@ int main(void) {
     test_agg();
     test_cache_lru();
     test_qe_model();
+    test_full_model();
     test_real();
     return tu_finish("ebrm");
 }

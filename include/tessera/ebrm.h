@@ -397,6 +397,16 @@ typedef struct {
  * parameters (theta's grad must exist: zeroed params). Model prepared. */
 void tsr_ebrm_qi_loss(tsr_ctx *c, tsr_ebrm_model *m, const tsr_ebrm_qi_train *t, const int32_t *qids, int B,
                       bool backward, float *loss);
+/* The second half of a step's loss: from the logits of np (query, entity)
+ * pairs (np x 2, on the tape; NULL when np is 0) through r, c = sigmoid,
+ * the model's aggregation over items' slots (slot j of item i, j in
+ * off[i]..off[i+1], reads pair pair_of[j] and has entity type type[j]),
+ * the BCE against labels y (mean over the ni items), plus aux_weight * al
+ * when al is given. backward: gradients into theta and, through the tape,
+ * the QE model. p_out (optional) receives the ni items' p. Returns the loss. */
+float tsr_ebrm_qi_agg_loss(tsr_ctx *c, const tsr_ebrm_model *m, tsr_tensor *logits, int np, const int32_t *pair_of,
+                           const uint8_t *type, const int64_t *off, int32_t ni, const uint8_t *y, tsr_tensor *al,
+                           float aux_weight, bool backward, float *p_out);
 tsr_status tsr_ebrm_train_qi(tsr_ebrm_model *m, const tsr_ebrm_qi_train *t, const tsr_train_opts *o,
                              tsr_train_result *res);
 

@@ -7,7 +7,11 @@ float64.
 ebrm.tref: dim 16, 2 layers, 4 heads, 2 kv heads, hidden 24, vocab 30;
 4 pairs (T 7, lengths 7 5 3 1); targets (4, 2) in [0, 1]. Holds every
 weight ("w.<name>"), the inputs, the logits, the loss and every gradient
-("grad.<name>").
+("grad.<name>"). Then the full scoring model on the same weights
+("full.*"): 6 pairs of 2 queries and 5 entities through the encoder, 5
+items aggregated by soft logic (theta "full.theta"), their p, the BCE
+loss and the gradient of every weight and of theta ("full.grad.<name>",
+"full.grad.agg.theta").
 Run: /usr/bin/python3 tools/refs/gen_ebrm.py
 """
 import math
@@ -79,5 +83,57 @@ out = {"tokens": tokens, "lens": torch.tensor(lens), "targets": targets, "logits
        "loss": loss.reshape(1)}
 for k, w in W.items():
     out["w." + k] = w
-    out["grad." + k] = w.grad
+    out["grad." + k] = w.grad.clone()
+    w.grad = None
+
+# The full scoring model (src/models/ebrm/train.c, tsr_ebrm_qi_agg_loss):
+# the QE logits of 6 (query, entity) pairs [query ; sep ; entity], r and c
+# their sigmoids, 5 items whose slots read those pairs (one item with no
+# entity: p = leak), the soft-logic aggregation with 2T+1 = 9 logits theta,
+# and the mean BCE of p against 0/1 labels.
+NT = 4  # TSR_EBRM_TYPES
+SEP = V - 1
+queries = [torch.randint(0, V - 1, (3,)), torch.randint(0, V - 1, (2,))]
+ents = [torch.randint(0, V - 1, (n,)) for n in (2, 1, 3, 2, 1)]
+ent_type = [0, 1, 2, 3, 0]
+pairs = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 3), (1, 4)]
+f_lens = [len(queries[q]) + 1 + len(ents[e]) for q, e in pairs]
+f_tokens = torch.zeros(len(pairs), max(f_lens), dtype=torch.int64)
+for i, (q, e) in enumerate(pairs):
+    f_tokens[i, : f_lens[i]] = torch.cat([queries[q], torch.tensor([SEP]), ents[e]])
+items = [[0, 1], [0, 2, 1], [], [3, 4, 5], [4]]  # pair of each slot
+f_y = torch.tensor([1, 0, 0, 1, 0])
+theta = rnd(2 * NT + 1).requires_grad_(True)
+lg = logits(f_tokens, f_lens)
+r, c = torch.sigmoid(lg[:, 0]), torch.sigmoid(lg[:, 1])
+leak, wt, vt = torch.sigmoid(theta[0]), torch.sigmoid(theta[1 : 1 + NT]), torch.sigmoid(theta[1 + NT :])
+ps = []
+for slots in items:
+    Q = torch.ones((), dtype=DT)
+    K = torch.ones((), dtype=DT)
+    for k in slots:
+        t = ent_type[pairs[k][1]]
+        Q = Q * (1 - wt[t] * r[k])
+        K = K * (1 - vt[t] * c[k])
+    ps.append((1 - (1 - leak) * Q) * K)
+f_p = torch.stack(ps)
+f_loss = torch.nn.functional.binary_cross_entropy(f_p, f_y.to(DT))
+f_loss.backward()
+off = [0]
+for slots in items:
+    off.append(off[-1] + len(slots))
+out["full.tokens"] = f_tokens
+out["full.lens"] = torch.tensor(f_lens)
+out["full.pair_of"] = torch.tensor([k for slots in items for k in slots])
+out["full.type"] = torch.tensor([ent_type[pairs[k][1]] for slots in items for k in slots])
+out["full.off"] = torch.tensor(off)
+out["full.y"] = f_y
+out["full.theta"] = theta
+out["full.logits"] = lg
+out["full.p"] = f_p
+out["full.loss"] = f_loss.reshape(1)
+for k, w in W.items():
+    out["full.grad." + k] = w.grad
+out["full.grad.agg.theta"] = theta.grad
+print("full model: p", [round(float(v), 4) for v in f_p], "loss", float(f_loss))
 print(save("ebrm", out))

@@ -233,6 +233,55 @@ static tsr_tensor *aux_loss(tsr_ctx *c, tsr_ebrm_model *m, const tsr_ebrm_qi_tra
     return l;
 }
 
+/* The QI loss from the pairs' logits (include/tessera/ebrm.h): r, c, the
+ * aggregation and the BCE outside the tape; backward: one pass over the
+ * tape, the aggregation's gradient entering at the logits. */
+float tsr_ebrm_qi_agg_loss(tsr_ctx *c, const tsr_ebrm_model *m, tsr_tensor *logits, int np, const int32_t *pair_of,
+                           const uint8_t *type, const int64_t *off, int32_t ni, const uint8_t *y, tsr_tensor *al,
+                           float aux_weight, bool backward, float *p_out) {
+    const int64_t total = off[ni];
+    float *pr = malloc(((size_t)np + 1) * sizeof *pr), *pc = malloc(((size_t)np + 1) * sizeof *pc);
+    float *sr = malloc(((size_t)total + 1) * sizeof *sr), *sc = malloc(((size_t)total + 1) * sizeof *sc);
+    float *p = malloc(((size_t)ni + 1) * sizeof *p), *dp = malloc(((size_t)ni + 1) * sizeof *dp);
+    TSR_ASSERT(pr && pc && sr && sc && p && dp);
+    for (int k = 0; k < np; k++) {
+        pr[k] = 1.f / (1.f + expf(-tsr_f32(logits)[2 * k]));
+        pc[k] = 1.f / (1.f + expf(-tsr_f32(logits)[2 * k + 1]));
+    }
+    for (int64_t j = 0; j < total; j++) sr[j] = pr[pair_of[j]], sc[j] = pc[pair_of[j]];
+    const float *theta = tsr_f32(m->theta);
+    if (m->agg == TSR_EBRM_AGG_SOFTLOGIC) tsr_ebrm_agg_forward(p, sr, sc, type, off, ni, theta);
+    else tsr_ebrm_mean_forward(p, sr, off, ni, theta);
+    float loss = (float)bce_p(p, y, ni, dp);
+    if (al) loss += aux_weight * tsr_f32(al)[0];
+    if (backward) {
+        float *dr = calloc((size_t)total + 1, sizeof *dr), *dc = calloc((size_t)total + 1, sizeof *dc);
+        TSR_ASSERT(dr && dc);
+        float *dtheta = m->theta->grad;
+        TSR_ASSERT(dtheta);
+        if (m->agg == TSR_EBRM_AGG_SOFTLOGIC) tsr_ebrm_agg_backward(dr, dc, dtheta, dp, sr, sc, type, off, ni, theta);
+        else tsr_ebrm_mean_backward(dr, dtheta, dp, off, ni, theta);
+        if (logits) {
+            float *g = calloc((size_t)np * 2, sizeof *g);
+            TSR_ASSERT(g);
+            for (int64_t j = 0; j < total; j++) {
+                int k = pair_of[j];
+                g[2 * k] += dr[j] * pr[k] * (1 - pr[k]);
+                g[2 * k + 1] += dc[j] * pc[k] * (1 - pc[k]);
+            }
+            if (al) tsr_grad(c, al)[0] += aux_weight; /* seeded before the single pass over the tape */
+            tsr_backward_with(c, logits, g);
+            free(g);
+        } else if (al) {
+            tsr_backward_with(c, al, &aux_weight);
+        }
+        free(dr), free(dc);
+    }
+    if (p_out) memcpy(p_out, p, (size_t)ni * sizeof *p);
+    free(pr), free(pc), free(sr), free(sc), free(p), free(dp);
+    return loss;
+}
+
 static tsr_tensor *qi_step_ebrm(tsr_ctx *c, qi_ctx *r, const int32_t *qids, int64_t B, float *loss, bool backward) {
     const tsr_ebrm_qi_train *t = r->t;
     const tsr_ebrm_entities *E = t->E;
@@ -279,10 +328,6 @@ static tsr_tensor *qi_step_ebrm(tsr_ctx *c, qi_ctx *r, const int32_t *qids, int6
     }
     for (int k = 0; k < np; k++) T = qlen[p_q[k]] + 1 + r->m->ent_len[p_ent[k]] > T ? qlen[p_q[k]] + 1 + r->m->ent_len[p_ent[k]] : T;
     tsr_tensor *logits = NULL;
-    float *pr = malloc(((size_t)np + 1) * sizeof *pr), *pc = malloc(((size_t)np + 1) * sizeof *pc);
-    float *sr = malloc(((size_t)total + 1) * sizeof *sr), *sc = malloc(((size_t)total + 1) * sizeof *sc);
-    float *p = malloc(((size_t)ni + 1) * sizeof *p), *dp = malloc(((size_t)ni + 1) * sizeof *dp);
-    TSR_ASSERT(pr && pc && sr && sc && p && dp);
     if (np > 0) {
         tsr_tensor *tok = tsr_zeros(c, TSR_I32, TSR_DIMS(np, T));
         for (int k = 0; k < np; k++)
@@ -290,44 +335,12 @@ static tsr_tensor *qi_step_ebrm(tsr_ctx *c, qi_ctx *r, const int32_t *qids, int6
                                     r->m->ent_tok + (size_t)p_ent[k] * TSR_EBRM_TE, r->m->ent_len[p_ent[k]],
                                     tsr_i32(tok) + (size_t)k * T);
         logits = tsr_ebrm_qe_logits(c, &r->m->qe, tok, lens);
-        for (int k = 0; k < np; k++) {
-            pr[k] = 1.f / (1.f + expf(-tsr_f32(logits)[2 * k]));
-            pc[k] = 1.f / (1.f + expf(-tsr_f32(logits)[2 * k + 1]));
-        }
     }
     /* the auxiliary QE loss, on the same tape (one backward pass below) */
     tsr_tensor *al = t->aux && t->aux_weight > 0 && t->aux->n > 0 ? aux_loss(c, r->m, t) : NULL;
-    for (int64_t j = 0; j < total; j++) sr[j] = pr[pair_of[j]], sc[j] = pc[pair_of[j]];
-    const float *theta = tsr_f32(r->m->theta);
-    if (r->m->agg == TSR_EBRM_AGG_SOFTLOGIC) tsr_ebrm_agg_forward(p, sr, sc, type, off, ni, theta);
-    else tsr_ebrm_mean_forward(p, sr, off, ni, theta);
-    *loss = (float)bce_p(p, y, ni, dp);
-    if (al) *loss += t->aux_weight * tsr_f32(al)[0];
-    if (backward) {
-        float *dr = calloc((size_t)total + 1, sizeof *dr), *dc = calloc((size_t)total + 1, sizeof *dc);
-        TSR_ASSERT(dr && dc);
-        float *dtheta = r->m->theta->grad;
-        TSR_ASSERT(dtheta);
-        if (r->m->agg == TSR_EBRM_AGG_SOFTLOGIC) tsr_ebrm_agg_backward(dr, dc, dtheta, dp, sr, sc, type, off, ni, theta);
-        else tsr_ebrm_mean_backward(dr, dtheta, dp, off, ni, theta);
-        if (logits) {
-            float *g = calloc((size_t)np * 2, sizeof *g);
-            TSR_ASSERT(g);
-            for (int64_t j = 0; j < total; j++) {
-                int k = pair_of[j];
-                g[2 * k] += dr[j] * pr[k] * (1 - pr[k]);
-                g[2 * k + 1] += dc[j] * pc[k] * (1 - pc[k]);
-            }
-            if (al) tsr_grad(c, al)[0] += t->aux_weight; /* seeded before the single pass over the tape */
-            tsr_backward_with(c, logits, g);
-            free(g);
-        } else if (al) {
-            tsr_backward_with(c, al, &t->aux_weight);
-        }
-        free(dr), free(dc);
-    }
+    *loss = tsr_ebrm_qi_agg_loss(c, r->m, logits, np, pair_of, type, off, ni, y, al, t->aux_weight, backward, NULL);
     free(items), free(item_q), free(y), free(off), free(ent), free(pair_of), free(seen), free(type), free(p_ent),
-        free(p_q), free(lens), free(qtok), free(qlen), free(pr), free(pc), free(sr), free(sc), free(p), free(dp);
+        free(p_q), free(lens), free(qtok), free(qlen);
     return logits;
 }
 
