@@ -1,5 +1,7 @@
 /* Tests for apt (src/models/apt): binary metrics against a Python reference
- * (tools/refs/gen_apt.py, atol 1e-9 on doubles), prompts in the three modes
+ * (tools/refs/gen_apt.py, atol 1e-9 on doubles), the training mask loss
+ * (focal + dice: loss, terms, logits' gradient) against PyTorch from the
+ * same generator (atol 1e-6, rtol 1e-5; gradient rtol 1e-4), prompts in the three modes
  * (points on their class, counts, grouping, the absent-class error; per tile),
  * SLIC (segment count near k, every segment 4-connected), post-processing
  * (closing, small holes filled, small objects removed, big ones kept), the
@@ -12,6 +14,7 @@
 #include "testutil.h"
 #include "tessera/apt.h"
 #include "tessera/apt_eval.h"
+#include "tessera/apt_train.h"
 #include "tessera/raster.h"
 
 #include <math.h>
@@ -420,8 +423,42 @@ static void test_raster(void) {
     free(m);
 }
 
+/* The training mask loss (fw * focal + dice) against PyTorch
+ * (tools/refs/gen_apt.py -> apt_loss.tref): the default weighting, SAM's
+ * (alpha 0.25, fw 20) and an empty target; loss, both terms and the
+ * logits' gradient. */
+static void test_mask_loss(void) {
+    tref *r = tref_load("tests/refs/apt_loss.tref");
+    char k[64];
+    for (int cs = 0; cs < 3; cs++) {
+        tsr_ctx c;
+        tsr_ctx_init(&c, 1 << 20);
+        c.grad_enabled = true;
+        snprintf(k, sizeof k, "case%d.x", cs);
+        tsr_tensor *x = tref_tensor(&c, r, k, true);
+        snprintf(k, sizeof k, "case%d.y", cs);
+        tsr_tensor *y = tref_tensor(&c, r, k, false);
+        snprintf(k, sizeof k, "case%d.cfg", cs);
+        const float *cfg = (const float *)tref_get(r, k)->data;
+        float fo, di;
+        tsr_tensor *loss = tsr_apt_mask_loss(&c, x, y, cfg[0], cfg[1], &fo, &di);
+        snprintf(k, sizeof k, "case%d.loss", cs);
+        tu_close_ref(r, k, tsr_f32(loss), 1, 1e-6, 1e-5);
+        snprintf(k, sizeof k, "case%d.focal", cs);
+        tu_close_ref(r, k, &fo, 1, 1e-6, 1e-5);
+        snprintf(k, sizeof k, "case%d.dice", cs);
+        tu_close_ref(r, k, &di, 1, 1e-6, 1e-5);
+        tsr_backward(&c, loss);
+        snprintf(k, sizeof k, "case%d.gx", cs);
+        tu_close_ref(r, k, tsr_grad(&c, x), x->numel, 1e-6, 1e-4);
+        tsr_ctx_free(&c);
+    }
+    tref_free(r);
+}
+
 int main(void) {
     test_metrics();
+    test_mask_loss();
     test_prompts();
     test_prompts_tiled();
     test_postprocess();

@@ -57,6 +57,15 @@ typedef struct {
                              * whose positive points lie off the class (0: none) */
 } tsr_apt_train_opts;
 
+/* The mask loss of a training round: fw * focal + dice for logits x
+ * against a 0/1 target y (same shape), built from autograd ops. focal: the
+ * mean over pixels of alpha_t (1 - p_t)^2 BCE (gamma 2; alpha_t = alpha for
+ * positives, 1 - alpha for negatives), dice: 1 - (2 sum(p y) + 1) /
+ * (sum p + sum y + 1), p = sigmoid(x). *focal_out and *dice_out get the
+ * two terms. */
+tsr_tensor *tsr_apt_mask_loss(tsr_ctx *c, tsr_tensor *x, tsr_tensor *y, float alpha, float fw, float *focal_out,
+                              float *dice_out);
+
 /* the most training images (the iSAID one and the DOTA-labelled ones) */
 #define TSR_APT_TRAIN_MAX_IMAGES 32
 

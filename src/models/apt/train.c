@@ -248,8 +248,8 @@ static bool pick(tsr_rng *r, const uint8_t *m, int64_t n, uint8_t v, int *x, int
  * validation region of the training image. */
 /* focal (alpha, gamma 2; Lin et al. 2017) + dice losses of logits x
  * against target y (same shape), built from autograd ops */
-static tsr_tensor *mask_loss(tsr_ctx *c, tsr_tensor *x, tsr_tensor *y, float alpha, float fw, float *focal_out,
-                             float *dice_out) {
+tsr_tensor *tsr_apt_mask_loss(tsr_ctx *c, tsr_tensor *x, tsr_tensor *y, float alpha, float fw, float *focal_out,
+                              float *dice_out) {
     tsr_tensor *p = tsr_sigmoid(c, x);
     tsr_tensor *one_m_y = tsr_add_scalar(c, tsr_scale(c, y, -1.0f), 1.0f);
     tsr_tensor *ce = tsr_add(c, tsr_mul(c, y, tsr_neg_logsigmoid(c, x)),
@@ -301,7 +301,7 @@ static tsr_tensor *round_loss(tsr_ctx *c, run *r, tsr_tensor *emb, const int *px
     }
     float iou_true = uni ? (float)inter / (float)uni : 1.0f;
     float fo, di;
-    tsr_tensor *loss = mask_loss(c, up, target, r->o.focal_alpha, r->o.focal_weight, &fo, &di);
+    tsr_tensor *loss = tsr_apt_mask_loss(c, up, target, r->o.focal_alpha, r->o.focal_weight, &fo, &di);
     tsr_tensor *want = tsr_from_f32(c, TSR_DIMS(1, 1), &iou_true);
     loss = tsr_add(c, loss, tsr_mse(c, iou, want));
     r->last_iou += iou_true;
