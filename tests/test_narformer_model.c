@@ -1,5 +1,7 @@
 /* Tests for narformer's predictor: the new ops (row L2 normalisation,
  * -logsigmoid) against their _ref twins, finite differences and PyTorch;
+ * the grouped linear op of the FFN against finite differences (its
+ * PyTorch check is the model's, below);
  * the whole model on a tiny config against the PyTorch reference
  * (tools/refs/gen_narformer.py -> tests/refs/narformer.tref): predictions,
  * losses and every gradient, for both heads; save/load round trip; the
@@ -20,6 +22,11 @@ static tsr_tensor *gc_l2(tsr_ctx *c, tsr_tensor **in, void *ud) {
 static tsr_tensor *gc_nls(tsr_ctx *c, tsr_tensor **in, void *ud) {
     (void)ud;
     return tsr_neg_logsigmoid(c, in[0]);
+}
+
+static tsr_tensor *gc_glin(tsr_ctx *c, tsr_tensor **in, void *ud) {
+    (void)ud;
+    return tsr_nf_group_linear(c, in[0], in[1], in[2]);
 }
 
 static void test_ops(const tref *r) {
@@ -43,6 +50,14 @@ static void test_ops(const tref *r) {
     float xn[9] = {-6, -2, -0.5f, 0, 0.3f, 1, 2.5f, 4, 7};
     gc_input in2 = {TSR_F32, 1, {9}, xn, true};
     TU_CHECK(tu_gradcheck("neg_logsigmoid", gc_nls, NULL, 1, &in2, 1e-3, 1e-3, 1e-2, 64), "nls gradcheck");
+    /* the grouped linear of the FFN: 5 rows, 3 groups of 4 inputs -> 3 outputs */
+    float gx[5 * 12], gw[3 * 4 * 3], gb[3 * 3];
+    tu_randn(gx, 60, 3, 1.0f);
+    tu_randn(gw, 36, 4, 0.5f);
+    tu_randn(gb, 9, 5, 0.5f);
+    gc_input gin[3] = {{TSR_F32, 2, {5, 12}, gx, true}, {TSR_F32, 3, {3, 4, 3}, gw, true},
+                       {TSR_F32, 3, {3, 1, 3}, gb, true}};
+    TU_CHECK(tu_gradcheck("group_linear", gc_glin, NULL, 3, gin, 1e-2, 1e-3, 1e-2, 64), "group_linear gradcheck");
     /* PyTorch */
     tsr_ctx c;
     tsr_ctx_init(&c, 1 << 20);

@@ -127,6 +127,10 @@ typedef struct {
 /* registers parameters (names as the PyTorch reference's state dict) and
  * initialises them from seed as PyTorch does (Linear: U(+-1/sqrt(in)),
  * grouped weights Xavier-uniform, norms 1/0, gamma = layer_scale) */
+/* The grouped linear op of the FFN (one tape node): x holds R rows of G*I
+ * values (any shape of that size), w (G,I,O), b (G,1,O); returns (R,G,O)
+ * with out[r,g] = x[r, g*I:(g+1)*I] w[g] + b[g]. */
+tsr_tensor *tsr_nf_group_linear(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b);
 tsr_status tsr_nf_model_init(tsr_nf_model *m, const tsr_nf_cfg *cfg, uint64_t seed);
 void tsr_nf_model_free(tsr_nf_model *m);
 

@@ -174,7 +174,7 @@ static void glin_backward(tsr_ctx *c, tsr_node *n) {
     }
 }
 
-static tsr_tensor *glin(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b) {
+tsr_tensor *tsr_nf_group_linear(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b) {
     TSR_ASSERT(x->dtype == TSR_F32 && w->ndim == 3 && b->numel == w->shape[0] * w->shape[2]);
     const int G = (int)w->shape[0], I = (int)w->shape[1], O = (int)w->shape[2];
     TSR_ASSERT(x->numel % ((int64_t)G * I) == 0);
@@ -198,7 +198,7 @@ static tsr_tensor *glin(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b)
  * -> (R, G, O) */
 static tsr_tensor *group_linear(tsr_ctx *c, tsr_tensor *x, tsr_tensor *w, tsr_tensor *b,
                                 tsr_tensor *lnw, tsr_tensor *lnb) {
-    return tsr_layernorm(c, glin(c, x, w, b), lnw, lnb, 1e-5f);
+    return tsr_layernorm(c, tsr_nf_group_linear(c, x, w, b), lnw, lnb, 1e-5f);
 }
 
 /* the adjacency's nonzeros row by row, for prediction: Ba graphs (1 when
