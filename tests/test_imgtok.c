@@ -5,9 +5,10 @@
  * numbers), the whole tiny tokenizer against PyTorch
  * (tools/refs/gen_imgtok.py), checkpoints, code validation, and exact
  * resume of the trainer.
- * Tolerances: tokenizer forward/grads vs PyTorch atol 1e-5 rtol 1e-4 (f32
- * convs of <= 600 terms); ST gradients are exact (a copy), compared with 0
- * tolerance; sampling means within 5 standard errors. The conv stack has
+ * Tolerances: tokenizer forward vs PyTorch atol 1e-5 rtol 1e-4 (f32
+ * convs of <= 600 terms), gradients rtol 1e-4 with atol min(1e-5, 1e-3 of
+ * the tensor's largest reference magnitude) (close_grad); ST gradients
+ * are exact (a copy), compared with 0 tolerance; sampling means within 5 standard errors. The conv stack has
  * no finite-difference check of its own here: its ops are gradchecked in
  * test_ops_conv/test_ops_activ, and the composition is held to PyTorch's
  * gradients above (f32 central differences through 9 ReLU layers are
@@ -155,6 +156,17 @@ static void test_vq(void) {
     tsr_ctx_free(&c);
 }
 
+/* A gradient against PyTorch: rtol 1e-4, atol 1e-5 or 1e-3 of the
+ * reference's largest magnitude when that is smaller (the encoder's
+ * gradients are ~1e-7 in the BAE case and the straight-through gradient
+ * ~1e-5 in the VQ case: a plain atol 1e-5 could not see them wrong). */
+static void close_grad(const tref *r, const char *name, const float *got, int64_t n) {
+    const tref_entry *e = tref_get(r, name);
+    double mx = 0;
+    for (int64_t i = 0; i < e->numel; i++) mx = fmax(mx, fabs(((const float *)e->data)[i]));
+    tu_close_ref(r, name, got, n, fmin(1e-5, 1e-3 * mx), 1e-4);
+}
+
 static void test_vs_torch(void) {
     tref *r = tref_load("tests/refs/imgtok.tref");
     tsr_imgtok_cfg cfg = tsr_imgtok_default_cfg(TSR_IMGTOK_BAE);
@@ -181,11 +193,11 @@ static void test_vs_torch(void) {
     tu_close_ref(r, "tok.loss", tsr_f32(loss), 1, 1e-6, 1e-5);
     tsr_params_zero_grad(&m.params);
     tsr_backward(&c, loss);
-    tu_close_ref(r, "tok.gx", x->grad, x->numel, 1e-5, 1e-4);
+    close_grad(r, "tok.gx", x->grad, x->numel);
     for (int i = 0; i < m.params.n; i++) {
         tsr_tensor *t = m.params.items[i];
         snprintf(nm, sizeof nm, "tok.grad.%s", t->name);
-        tu_close_ref(r, nm, t->grad, t->numel, 1e-5, 1e-4);
+        close_grad(r, nm, t->grad, t->numel);
     }
     /* inference helpers agree with the graph: bits are 1[z > 0] */
     uint8_t bits[2 * 49 * 3];
