@@ -3,7 +3,8 @@
  * statistics, threshold mode, determinism), the VQ straight-through op
  * (nearest code, identity gradient) and its EMA/restart update (hand-worked
  * numbers), the whole tiny tokenizer against PyTorch
- * (tools/refs/gen_imgtok.py), checkpoints, code validation, and exact
+ * (tools/refs/gen_imgtok.py) as BAE and as VQ (codes exact, commitment
+ * loss, gradients through the straight-through estimator), checkpoints, code validation, and exact
  * resume of the trainer.
  * Tolerances: tokenizer forward vs PyTorch atol 1e-5 rtol 1e-4 (f32
  * convs of <= 600 terms), gradients rtol 1e-4 with atol min(1e-5, 1e-3 of
@@ -165,6 +166,67 @@ static void close_grad(const tref *r, const char *name, const float *got, int64_
     double mx = 0;
     for (int64_t i = 0; i < e->numel; i++) mx = fmax(mx, fabs(((const float *)e->data)[i]));
     tu_close_ref(r, name, got, n, fmin(1e-5, 1e-3 * mx), 1e-4);
+}
+
+/* The VQ tokenizer against PyTorch (imgtok.tref "vq.*"): the same tiny
+ * network with an 8-entry codebook; z, the chosen codes (exact), q, the
+ * reconstruction, the commitment term, d(L1 + L2)/dz through the
+ * straight-through estimator alone, L1 + L2 + 0.25 * commitment and the
+ * gradients of the input and every weight (the codebook is a buffer moved
+ * by EMA, no gradient). */
+static void test_vq_vs_torch(void) {
+    tref *r = tref_load("tests/refs/imgtok.tref");
+    tsr_imgtok_cfg cfg = tsr_imgtok_default_cfg(TSR_IMGTOK_VQ);
+    cfg.bits = 3, cfg.ch = 4, cfg.codebook = 8, cfg.commit = 0.25f;
+    tsr_imgtok m;
+    TU_CHECK(tsr_imgtok_init(&m, &cfg, 1).code == TSR_OK, "init tiny vq");
+    char nm[160];
+    for (int i = 0; i < m.params.n; i++) {
+        tsr_tensor *t = m.params.items[i];
+        if (t == m.cluster_size || t == m.embed_sum) continue;
+        snprintf(nm, sizeof nm, "vq.%s", t == m.codebook ? "codebook" : t->name);
+        const tref_entry *e = tref_get(r, nm);
+        TU_CHECK(e->numel == t->numel, "%s size", t->name);
+        if (e->numel == t->numel) memcpy(t->data, e->data, sizeof(float) * (size_t)t->numel);
+    }
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 22);
+    tsr_tensor *x = tref_tensor(&c, r, "vq.x", true);
+    tsr_imgtok_out o;
+    tsr_imgtok_forward(&c, &m, x, false, &o);
+    tu_close_ref(r, "vq.z", tsr_f32(o.z), o.z->numel, 1e-5, 1e-4);
+    const tref_entry *ie = tref_get(r, "vq.ids");
+    TU_CHECK(o.ids && ie->numel == o.ids->numel && !memcmp(ie->data, o.ids->data, 4 * (size_t)ie->numel),
+             "vq codes as PyTorch's");
+    tu_close_ref(r, "vq.q", tsr_f32(o.q), o.q->numel, 0, 0);
+    tu_close_ref(r, "vq.y", tsr_f32(o.recon), o.recon->numel, 1e-5, 1e-4);
+    tu_close_ref(r, "vq.commit", tsr_f32(o.commit), 1, 1e-6, 1e-5);
+    /* the straight-through path alone: d(L1 + L2)/dz */
+    tsr_tensor *rec = tsr_add(&c, tsr_l1(&c, o.recon, x), tsr_mse(&c, o.recon, x));
+    tsr_backward(&c, rec);
+    close_grad(r, "vq.gz_rec", tsr_grad(&c, o.z), o.z->numel);
+    /* the training loss, on a fresh tape */
+    tsr_ctx_reset(&c);
+    x = tref_tensor(&c, r, "vq.x", true);
+    tsr_imgtok_forward(&c, &m, x, false, &o);
+    tsr_tensor *loss = tsr_add(&c, tsr_add(&c, tsr_l1(&c, o.recon, x), tsr_mse(&c, o.recon, x)),
+                               tsr_scale(&c, o.commit, cfg.commit));
+    tu_close_ref(r, "vq.loss", tsr_f32(loss), 1, 1e-6, 1e-5);
+    tsr_params_zero_grad(&m.params);
+    tsr_backward(&c, loss);
+    close_grad(r, "vq.gx", x->grad, x->numel);
+    int n = 0;
+    for (int i = 0; i < m.params.n; i++) {
+        tsr_tensor *t = m.params.items[i];
+        if (t == m.codebook || t == m.cluster_size || t == m.embed_sum) continue;
+        snprintf(nm, sizeof nm, "vq.grad.%s", t->name);
+        close_grad(r, nm, t->grad, t->numel);
+        n++;
+    }
+    TU_CHECK(n == 20, "%d weight gradients compared", n);
+    tsr_imgtok_free(&m);
+    tsr_ctx_free(&c);
+    tref_free(r);
 }
 
 static void test_vs_torch(void) {
@@ -338,6 +400,7 @@ int main(void) {
     tsr_threads_set(0);
     test_bernoulli();
     test_vq();
+    test_vq_vs_torch();
     test_vs_torch();
     test_resume(TSR_IMGTOK_BAE);
     test_resume(TSR_IMGTOK_VQ);

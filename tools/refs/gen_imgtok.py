@@ -2,7 +2,8 @@
 (tests/test_imgtok.c, tests/test_imgmetrics.c): a tiny tokenizer forward /
 backward with the straight-through Bernoulli in threshold mode, and the
 Fréchet distance / eigenvalues / IS / k-NN radii computed in float64 with
-torch.linalg (no numpy/scipy)."""
+torch.linalg (no numpy/scipy); then the same tiny network as a VQ
+tokenizer (8-entry codebook, straight-through, commitment loss)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -103,4 +104,33 @@ rf = Df.sort(1).values[:, 2]
 prec = (torch.cdist(Fk.double(), R.double()) ** 2 <= rr[None, :]).any(1).double().mean()
 rec = (torch.cdist(R.double(), Fk.double()) ** 2 <= rf[None, :]).any(1).double().mean()
 out.update({"pr.fake": Fk, "pr.precision": prec.reshape(1), "pr.recall": rec.reshape(1)})
+
+# ---- the VQ tokenizer: same tiny network, an 8-entry codebook of dim 3,
+# nearest code (first minimum) with the straight-through estimator, and the
+# training loss L1 + L2 + beta * commitment, beta 0.25 (codebook held fixed:
+# it moves by EMA, not by gradient); the commitment dominates the encoder's
+# gradients, so the straight-through path is also stored alone: the
+# gradient of L1 + L2 with respect to z (vq.gz_rec). Batch of 1.
+torch.manual_seed(2)
+mv = Tok()
+cb = torch.randn(8, K)
+xv = torch.rand(1, 1, 28, 28, requires_grad=True)
+zv = mv.encode(xv)
+zr = zv.permute(0, 2, 3, 1).reshape(-1, K)
+d2 = ((zr[:, None, :] - cb[None, :, :]) ** 2).sum(-1).detach().double()
+top2 = d2.sort(1).values[:, :2]
+assert (top2[:, 1] - top2[:, 0]).min() > 1e-3, "a near tie: pick another seed"
+ids = d2.argmin(1)
+qv = cb[ids].reshape(1, 7, 7, K).permute(0, 3, 1, 2)
+yv = mv.decode(zv + (qv - zv).detach())
+commit = F.mse_loss(zv, qv.detach())
+rec = F.l1_loss(yv, xv) + F.mse_loss(yv, xv)
+gz_rec = torch.autograd.grad(rec, zv, retain_graph=True)[0]
+lv = rec + 0.25 * commit
+lv.backward()
+for k, v in mv.state_dict().items():
+    out["vq." + k] = v
+    out["vq.grad." + k] = dict(mv.named_parameters())[k].grad
+out.update({"vq.codebook": cb, "vq.x": xv, "vq.z": zv, "vq.ids": ids.reshape(1, 7, 7), "vq.q": qv, "vq.y": yv,
+            "vq.commit": commit.reshape(1), "vq.loss": lv.reshape(1), "vq.gx": xv.grad, "vq.gz_rec": gz_rec})
 save("imgtok", out)
