@@ -483,13 +483,15 @@ static void test_qe_model(void) {
  * "full.*" entries): the QE encoder on 6 (query, entity) pairs, then
  * tsr_ebrm_qi_agg_loss (sigmoids, soft-logic aggregation over 5 items, one
  * of them without entities, BCE); p, the loss and the gradient of every
- * parameter (encoder, head and agg.theta) as PyTorch has them. */
-static void test_full_model(void) {
+ * parameter (encoder, head and agg.theta) as PyTorch has them; the same
+ * for the "mean" aggregation ablation ("mean.*"). */
+static void test_full_model(int agg) {
+    const char *pre = agg == TSR_EBRM_AGG_MEAN ? "mean" : "full";
     tref *r = tref_load("tests/refs/ebrm.tref");
     tsr_benc_cfg cfg = {.dim = 16, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .hidden_dim = 24,
                         .vocab = 30, .max_seq = TSR_EBRM_TQ + 1 + TSR_EBRM_TI, .eff_hidden = 0};
     tsr_ebrm_model m;
-    tsr_status st = tsr_ebrm_model_init(&m, &cfg, TSR_EBRM_KIND_EBRM, TSR_EBRM_AGG_SOFTLOGIC);
+    tsr_status st = tsr_ebrm_model_init(&m, &cfg, TSR_EBRM_KIND_EBRM, agg);
     TU_CHECK(st.code == TSR_OK, "model init: %s", st.msg);
     if (st.code != TSR_OK) return;
     TU_CHECK(m.sep == 29, "separator %d", m.sep);
@@ -497,7 +499,7 @@ static void test_full_model(void) {
     int n_w = 0;
     for (int k = 0; k < m.qe.params.n; k++) {
         tsr_tensor *t = m.qe.params.items[k];
-        if (t == m.theta) snprintf(name, sizeof name, "full.theta");
+        if (t == m.theta) snprintf(name, sizeof name, "full.theta"); /* both aggregations */
         else snprintf(name, sizeof name, "w.%s", t->name);
         const tref_entry *e = tref_find(r, name);
         TU_CHECK(e && e->numel == t->numel, "no reference weight %s", name);
@@ -523,11 +525,14 @@ static void test_full_model(void) {
     float p[8], loss;
     loss = tsr_ebrm_qi_agg_loss(&c, &m, lg, np, (const int32_t *)po->data, type, off, ni, y, NULL, 0.f, true, p);
     tu_close_ref(r, "full.logits", tsr_f32(lg), lg->numel, 1e-5, 1e-4);
-    tu_close_ref(r, "full.p", p, ni, 1e-5, 1e-4);
-    tu_close_ref(r, "full.loss", &loss, 1, 1e-5, 1e-4);
-    tu_close_ref_grads(r, &m.qe.params, "full.grad.", 1e-5, 1e-4);
-    printf("full model vs PyTorch: %d pairs, %d items, loss %.5f, %d parameter gradients\n", np, ni, loss,
-           m.qe.params.n);
+    snprintf(name, sizeof name, "%s.p", pre);
+    tu_close_ref(r, name, p, ni, 1e-5, 1e-4);
+    snprintf(name, sizeof name, "%s.loss", pre);
+    tu_close_ref(r, name, &loss, 1, 1e-5, 1e-4);
+    snprintf(name, sizeof name, "%s.grad.", pre);
+    tu_close_ref_grads(r, &m.qe.params, name, 1e-5, 1e-4);
+    printf("full model (%s) vs PyTorch: %d pairs, %d items, loss %.5f, %d parameter gradients\n",
+           agg == TSR_EBRM_AGG_MEAN ? "mean" : "softlogic", np, ni, loss, m.qe.params.n);
     tsr_ctx_free(&c);
     tsr_ebrm_model_free(&m);
     tref_free(r);
@@ -1089,7 +1094,8 @@ int main(void) {
     test_agg();
     test_cache_lru();
     test_qe_model();
-    test_full_model();
+    test_full_model(TSR_EBRM_AGG_SOFTLOGIC);
+    test_full_model(TSR_EBRM_AGG_MEAN);
     test_real();
     return tu_finish("ebrm");
 }

@@ -11,7 +11,8 @@ weight ("w.<name>"), the inputs, the logits, the loss and every gradient
 ("full.*"): 6 pairs of 2 queries and 5 entities through the encoder, 5
 items aggregated by soft logic (theta "full.theta"), their p, the BCE
 loss and the gradient of every weight and of theta ("full.grad.<name>",
-"full.grad.agg.theta").
+"full.grad.agg.theta"); and the "mean" aggregation ablation on the same
+pairs and items ("mean.*": p, loss, every gradient).
 Run: /usr/bin/python3 tools/refs/gen_ebrm.py
 """
 import math
@@ -136,4 +137,19 @@ for k, w in W.items():
     out["full.grad." + k] = w.grad
 out["full.grad.agg.theta"] = theta.grad
 print("full model: p", [round(float(v), 4) for v in f_p], "loss", float(f_loss))
+
+# The "mean" aggregation ablation on the same pairs and items: p = the mean
+# of r over the item's slots, sigmoid(theta[0]) for an item without any.
+for w in list(W.values()) + [theta]:
+    w.grad = None
+r = torch.sigmoid(logits(f_tokens, f_lens)[:, 0])
+m_p = torch.stack([r[slots].mean() if slots else torch.sigmoid(theta[0]) for slots in items])
+m_loss = torch.nn.functional.binary_cross_entropy(m_p, f_y.to(DT))
+m_loss.backward()
+out["mean.p"] = m_p
+out["mean.loss"] = m_loss.reshape(1)
+for k, w in W.items():
+    out["mean.grad." + k] = w.grad
+out["mean.grad.agg.theta"] = theta.grad
+print("mean aggregation: p", [round(float(v), 4) for v in m_p], "loss", float(m_loss))
 print(save("ebrm", out))
