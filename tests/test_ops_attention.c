@@ -2,7 +2,8 @@
  * double-accumulating twins on odd sizes, masks (random, batched, tree,
  * fully hidden rows), bias kinds and grouped-query heads; thread-count
  * independence; finite-difference gradients for q, k, v and bias; PyTorch
- * fixtures (tools/refs/gen_attention.py) for output and all gradients.
+ * fixtures (tools/refs/gen_attention.py) for output and all gradients;
+ * all of it at every kernel level the CPU supports (scalar, AVX2, AVX-512).
  *
  * Tolerances
  * - fast vs naive: atol 2e-5, rtol 2e-4 on outputs and gradients. Inputs are
@@ -16,6 +17,7 @@
  *   a row's output does not depend on how many queries share the forward:
  *   bitwise. */
 #include "testutil.h"
+#include "tessera/cpu.h"
 #include "tessera/ops.h"
 
 #include <math.h>
@@ -241,8 +243,8 @@ static void check_batch_invariance(void) {
     free(scratch);
 }
 
-int main(void) {
-    tsr_threads_set(0);
+/* every check above at the kernel level in use */
+static void run_checks(void) {
     static const cfg cases[] = {
         {1, 1, 1, 1, 1, 8, false, M_NONE, 0, 0},
         {2, 1, 1, 4, 2, 16, true, M_NONE, 0, 0},
@@ -274,5 +276,21 @@ int main(void) {
     for (int i = 0; i < 5; i++) fixture_case(&c, r, names[i]);
     tsr_ctx_free(&c);
     tref_free(r);
+}
+
+/* The scalar, AVX2 and AVX-512 kernels are separate code (attention.c
+ * dispatches on tsr_cpu_level()): every check runs at every level this CPU
+ * supports (or only at TESSERA_CPU's). The AVX-512 BF16 level runs the
+ * AVX-512 kernels, so it is not repeated. */
+int main(void) {
+    tsr_threads_set(0);
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    for (int i = 0; i < nl; i++) {
+        if (nl > 1 && lv[i] > TSR_CPU_AVX512) continue;
+        tu_level_set(lv[i]);
+        run_checks();
+    }
+    tu_level_restore();
     return tu_finish("ops_attention");
 }
