@@ -1,13 +1,15 @@
 /* Tests for src/ops/conv.c: im2col+sgemm kernels vs the naive twins over
  * many geometries and chunk sizes, gradient checks of conv2d and
- * conv_transpose2d, PyTorch fixtures (tools/refs/gen_conv.py), and a
- * one-shot timing line for a classifier-sized layer.
+ * conv_transpose2d, PyTorch fixtures (tools/refs/gen_conv.py), the direct
+ * 3x3 kernels' checks at every kernel level, and a one-shot timing line
+ * for a classifier-sized layer.
  * Tolerances: fast vs naive (double) atol 1e-4 rtol 1e-4 (f32 sums of up
  * to ~300 terms of O(1) products); forward vs PyTorch atol 1e-5 rtol 1e-4,
  * grads vs PyTorch atol 5e-5 rtol 1e-4 (weight grads sum B*Ho*Wo ~ 100
  * products, magnitudes ~10); gradcheck eps 1e-2, atol 1e-3, rtol 1e-2
  * (conv is bilinear, so central differences are exact up to f32 rounding). */
 #include "testutil.h"
+#include "tessera/cpu.h"
 #include "tessera/ops.h"
 
 #include <string.h>
@@ -170,6 +172,23 @@ static void timing(int B, int cin, int hw, int cout) {
     tsr_ctx_free(&c);
 }
 
+/* the direct 3x3 stride-1 pad-1 kernels (output channels a multiple of 8;
+ * the input grad also needs input channels a multiple of 8): against the
+ * naive twins, determinism, central differences (both backward halves in
+ * one pass) and PyTorch (c_d8_: forward, input and weight grads direct) */
+static void direct_checks(tref *r) {
+    check_fast_vs_ref(3, 8, 9, 7, 16, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 200);
+    check_fast_vs_ref(2, 1, 28, 28, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 201);
+    check_fast_vs_ref(3, 16, 14, 14, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 202);
+    check_fast_vs_ref(2, 5, 1, 13, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 203);
+    check_fast_vs_ref(1, 8, 6, 1, 24, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 204);
+    check_fast_vs_ref(3, 8, 6, 5, 4, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 205); /* input grad only */
+    check_deterministic(16);
+    gradcheck_conv("conv2d direct 3x3", false, (int64_t[]){2, 8, 5, 6}, (int64_t[]){8, 8, 3, 3}, 8,
+                   opts(1, 1, 1, 1, 1, 1, 1, 0, 0));
+    fixture_case(r, "c_d8_", false);
+}
+
 int main(void) {
     tsr_threads_set(0);
     /* fast vs naive: the classifier's shapes in miniature, then every option */
@@ -190,14 +209,6 @@ int main(void) {
         check_fast_vs_ref(5, 3, 1, 1, 4, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), nbs[i], 210 + i);
         check_fast_vs_ref(5, 3, 2, 2, 4, 5, 5, opts(1, 1, 2, 2, 1, 1, 1, 0, 0), nbs[i], 220 + i);
     }
-    /* direct 3x3 stride-1 pad-1 kernels (output channels a multiple of 8;
-     * the input grad also needs input channels a multiple of 8) */
-    check_fast_vs_ref(3, 8, 9, 7, 16, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 200);
-    check_fast_vs_ref(2, 1, 28, 28, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 201);
-    check_fast_vs_ref(3, 16, 14, 14, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 202);
-    check_fast_vs_ref(2, 5, 1, 13, 8, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 203);
-    check_fast_vs_ref(1, 8, 6, 1, 24, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 204);
-    check_fast_vs_ref(3, 8, 6, 5, 4, 3, 3, opts(1, 1, 1, 1, 1, 1, 1, 0, 0), 1, 205); /* input grad only */
     /* one large image with a strided kernel: bands of output rows */
     check_fast_vs_ref(1, 16, 96, 96, 8, 3, 3, opts(2, 2, 1, 1, 1, 1, 1, 0, 0), 1, 230);
     check_fast_vs_ref(1, 3, 200, 130, 5, 3, 5, opts(2, 3, 1, 2, 1, 1, 1, 0, 0), 1, 231);
@@ -209,13 +220,9 @@ int main(void) {
     }
 
     check_deterministic(12);
-    check_deterministic(16); /* the direct kernels */
 
     /* gradient checks */
     gradcheck_conv("conv2d pad1 bias", false, (int64_t[]){2, 3, 6, 5}, (int64_t[]){4, 3, 3, 3}, 4,
-                   opts(1, 1, 1, 1, 1, 1, 1, 0, 0));
-    /* the direct 3x3 kernels, both backward halves in one pass */
-    gradcheck_conv("conv2d direct 3x3", false, (int64_t[]){2, 8, 5, 6}, (int64_t[]){8, 8, 3, 3}, 8,
                    opts(1, 1, 1, 1, 1, 1, 1, 0, 0));
     gradcheck_conv("conv2d stride2", false, (int64_t[]){2, 2, 7, 6}, (int64_t[]){3, 2, 3, 3}, 3,
                    opts(2, 2, 1, 0, 1, 1, 1, 0, 0));
@@ -234,6 +241,17 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) fixture_case(r, cases[i], false);
     const char *tcases[] = {"t_basic_", "t_g2_", "t_s1_", "t_s3_"};
     for (size_t i = 0; i < sizeof tcases / sizeof tcases[0]; i++) fixture_case(r, tcases[i], true);
+    /* the direct 3x3 kernels are separate scalar, AVX2 and AVX-512 code
+     * (conv.c dispatches on tsr_cpu_level()): their checks run at every
+     * level this CPU supports (the BF16 level runs the AVX-512 kernels) */
+    int lv[TSR_CPU_LEVELS];
+    int nl = tu_levels(lv);
+    for (int i = 0; i < nl; i++) {
+        if (nl > 1 && lv[i] > TSR_CPU_AVX512) continue;
+        tu_level_set(lv[i]);
+        direct_checks(r);
+    }
+    tu_level_restore();
     tref_free(r);
 
     timing(32, 32, 28, 64);

@@ -115,3 +115,12 @@ for i, (xs, affine, offset) in enumerate([((4, 3, 5, 5), True, 0.0), ((8, 5), Tr
         chn[q + "rm"] = bn.running_mean.clone()
         chn[q + "rv"] = bn.running_var.clone()
 save("chnorm", chn)
+
+# ---- conv2d on the direct 3x3 kernels (stride 1, pad 1, input and output
+# channels multiples of 8: forward, input grad and weight grad all take the
+# direct path); drawn last so the fixtures above keep their bytes
+torch.manual_seed(1)
+run(conv, "c_d8_", lambda x, w, b: F.conv2d(x, w, b, 1, 1),
+    {"x": torch.randn(2, 8, 6, 5), "w": torch.randn(8, 8, 3, 3) * 0.5, "b": torch.randn(8)},
+    [1, 1, 1, 1, 1, 1, 1, 0, 0, 1])
+save("conv", conv)
