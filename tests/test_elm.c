@@ -2,7 +2,8 @@
  * gen_eval.c): the vocabulary split (code <-> sub-token round trip, the
  * concatenated sub-token embeddings and the per-sub-token heads against a
  * hand computation), both generators on a tiny config against PyTorch
- * (tools/refs/gen_elm.py: logits, loss, every parameter gradient), the plain-C inference forward against the autograd
+ * (tools/refs/gen_elm.py: logits, loss, every parameter gradient; BAE codes
+ * as 2 sub-tokens, and VQ codes as one), the plain-C inference forward against the autograd
  * forward (AR causal and MLM bidirectional), AR causality, KV-cache
  * sampling identical to re-running the prefix (same seed -> same tokens,
  * also across batch sizes), the MaskGIT schedule and decoding, the
@@ -338,57 +339,68 @@ static void test_train(void) {
     tsr_train_state_path(pb, sp, sizeof sp), remove(sp), remove(pb);
 }
 
-/* Both generators against PyTorch (tools/refs/gen_elm.py -> elm.tref):
- * one weight set, AR (causal, codes 0..47 in) and MLM (bidirectional,
- * masked sub-tokens in, loss on them): the logits of both sub-token heads,
- * the loss and the gradient of every parameter. */
-static void test_torch(void) {
-    tref *r = tref_load("tests/refs/elm.tref");
+/* One generator against a PyTorch reference file: weights "w.<name>",
+ * inputs "sub", "labels", "mask"; for case cs the logits of every head,
+ * the loss and every parameter gradient ("<cs>.grad.<name>"). */
+static void torch_case(const tref *r, const char *cs, const tsr_elm_cfg *g) {
     const tref_entry *se = tref_get(r, "sub"), *le = tref_get(r, "labels"), *me = tref_get(r, "mask");
     const int64_t B = le->numel;
     uint8_t mask[2 * TSR_ELM_POS];
-    TSR_ASSERT(B == 2 && me->numel == B * TSR_ELM_POS);
+    TSR_ASSERT(B == 2 && me->numel == B * TSR_ELM_POS && se->numel == B * TSR_ELM_POS * g->n_sub);
     for (int64_t i = 0; i < me->numel; i++) mask[i] = (uint8_t)((const int32_t *)me->data)[i];
+    tsr_elm_model m;
+    tsr_status st = tsr_elm_init(&m, g, 1);
+    TU_CHECK(st.code == 0, "init: %s", st.msg);
+    if (st.code) return;
+    char nm[200];
+    int n_w = 0;
+    for (int i = 0; i < m.params.n; i++) {
+        tsr_tensor *t = m.params.items[i];
+        snprintf(nm, sizeof nm, "w.%s", t->name);
+        const tref_entry *e = tref_find(r, nm);
+        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", nm);
+        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel), n_w++;
+    }
+    TU_CHECK(n_w == m.params.n, "%s: %d of %d parameters in the reference", cs, n_w, m.params.n);
+    tsr_ctx c;
+    tsr_ctx_init(&c, 1 << 22);
+    c.grad_enabled = true;
+    tsr_tensor *lg[TSR_ELM_MAX_SUB];
+    tsr_elm_logits(&c, &m, (const int32_t *)se->data, (const int32_t *)le->data, mask, B, lg);
+    for (int j = 0; j < g->n_sub; j++) {
+        snprintf(nm, sizeof nm, "%s.logits.%d", cs, j);
+        tu_close_ref(r, nm, tsr_f32(lg[j]), lg[j]->numel, 1e-5, 1e-4);
+    }
+    tsr_ctx_reset(&c);
+    tsr_params_zero_grad(&m.params);
+    float nll;
+    tsr_tensor *loss = tsr_elm_loss(&c, &m, (const int32_t *)se->data, (const int32_t *)le->data, mask, B, &nll);
+    snprintf(nm, sizeof nm, "%s.loss", cs);
+    tu_close_ref(r, nm, tsr_f32(loss), 1, 1e-5, 1e-5);
+    tsr_backward(&c, loss);
+    snprintf(nm, sizeof nm, "%s.grad.", cs);
+    tu_close_ref_grads(r, &m.params, nm, 1e-5, 1e-4);
+    printf("%s (%s) vs PyTorch: loss %.6f, %d parameter gradients\n", cs, r->path, tsr_f32(loss)[0], m.params.n);
+    tsr_ctx_free(&c);
+    tsr_elm_free(&m);
+}
+
+/* Against PyTorch (tools/refs/gen_elm.py): elm.tref holds one weight set
+ * run as AR (causal, codes 0..47 in) and as MLM (bidirectional, masked
+ * sub-tokens in, loss on them) with 8-bit BAE codes split 2 x 4 bits;
+ * elm_vq.tref the one-token path (VQ codes, token_each 1) as MLM. */
+static void test_torch(void) {
+    tref *r = tref_load("tests/refs/elm.tref");
     for (int k = 0; k < 2; k++) {
-        const char *cs = k ? "mlm" : "ar";
         tsr_elm_cfg g = tiny_cfg(k ? TSR_ELM_MLM : TSR_ELM_AR, 2);
         g.hidden = 16;
-        tsr_elm_model m;
-        tsr_status st = tsr_elm_init(&m, &g, 1);
-        TU_CHECK(st.code == 0, "init: %s", st.msg);
-        if (st.code) continue;
-        char nm[200];
-        int n_w = 0;
-        for (int i = 0; i < m.params.n; i++) {
-            tsr_tensor *t = m.params.items[i];
-            snprintf(nm, sizeof nm, "w.%s", t->name);
-            const tref_entry *e = tref_find(r, nm);
-            TU_CHECK(e && e->numel == t->numel, "no reference weight %s", nm);
-            if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel), n_w++;
-        }
-        TU_CHECK(n_w == m.params.n, "%s: %d of %d parameters in the reference", cs, n_w, m.params.n);
-        tsr_ctx c;
-        tsr_ctx_init(&c, 1 << 22);
-        c.grad_enabled = true;
-        tsr_tensor *lg[TSR_ELM_MAX_SUB];
-        tsr_elm_logits(&c, &m, (const int32_t *)se->data, (const int32_t *)le->data, mask, B, lg);
-        for (int j = 0; j < 2; j++) {
-            snprintf(nm, sizeof nm, "%s.logits.%d", cs, j);
-            tu_close_ref(r, nm, tsr_f32(lg[j]), lg[j]->numel, 1e-5, 1e-4);
-        }
-        tsr_ctx_reset(&c);
-        tsr_params_zero_grad(&m.params);
-        float nll;
-        tsr_tensor *loss = tsr_elm_loss(&c, &m, (const int32_t *)se->data, (const int32_t *)le->data, mask, B, &nll);
-        snprintf(nm, sizeof nm, "%s.loss", cs);
-        tu_close_ref(r, nm, tsr_f32(loss), 1, 1e-5, 1e-5);
-        tsr_backward(&c, loss);
-        snprintf(nm, sizeof nm, "%s.grad.", cs);
-        tu_close_ref_grads(r, &m.params, nm, 1e-5, 1e-4);
-        printf("%s vs PyTorch: loss %.6f, %d parameter gradients\n", cs, tsr_f32(loss)[0], m.params.n);
-        tsr_ctx_free(&c);
-        tsr_elm_free(&m);
+        torch_case(r, k ? "mlm" : "ar", &g);
     }
+    tref_free(r);
+    r = tref_load("tests/refs/elm_vq.tref");
+    tsr_elm_cfg g = tiny_cfg(TSR_ELM_MLM, 1);
+    g.tok = TSR_IMGTOK_VQ, g.codebook = 16, g.n_layers = 1, g.hidden = 16;
+    torch_case(r, "mlm", &g);
     tref_free(r);
 }
 

@@ -16,6 +16,8 @@ labels 3 and 10 = null). Two cases on the same weights:
          positions' sub-tokens replaced by [MASK], loss on masked positions.
 Each holds the logits of both heads, the loss and every gradient
 ("<case>.grad.<name>").
+elm_vq.tref: the one-token path (VQ codes on a 16-entry codebook, token_each
+1), 1 layer, MLM, the same entries for one head.
 Run: /usr/bin/python3 tools/refs/gen_elm.py
 """
 import math
@@ -139,3 +141,34 @@ for case, ar in (("ar", True), ("mlm", False)):
         w.grad = None
     print(case, "loss", float(loss))
 print(save("elm", out))
+
+# elm_vq.tref: the one-token path (VQ codes, token_each 1: no concatenation,
+# no mean over sub-tokens) on a 16-entry codebook, 1 layer, MLM only (the
+# AR / MLM differences are covered above); same batch layout, new draws.
+torch.manual_seed(42)
+S, V, L, E = 1, 16, 1, C
+W = {"cls_embed.weight": rnd(NCLS + 1, C), "tok_embed.0.weight": rnd(V + 1, E),
+     "in_proj.weight": rnd(C, C, scale=1 / math.sqrt(C))}
+p = "layers.0."
+W[p + "input_layernorm.weight"] = 1 + rnd(C, scale=0.2)
+for k in ("q", "k", "v", "o"):
+    W[p + f"self_attn.{k}_proj.weight"] = rnd(C, C, scale=1 / math.sqrt(C))
+W[p + "post_attention_layernorm.weight"] = 1 + rnd(C, scale=0.2)
+W[p + "mlp.gate_proj.weight"] = rnd(F, C, scale=1 / math.sqrt(C))
+W[p + "mlp.up_proj.weight"] = rnd(F, C, scale=1 / math.sqrt(C))
+W[p + "mlp.down_proj.weight"] = rnd(C, F, scale=1 / math.sqrt(F))
+W["norm.weight"] = 1 + rnd(C, scale=0.2)
+W["head.0.weight"] = rnd(V, C, scale=1 / math.sqrt(C))
+for w in W.values():
+    w.requires_grad_(True)
+sub = torch.randint(0, V, (2, P, 1))
+labels = torch.tensor([7, NCLS])
+mask = torch.rand(2, P) < 0.5
+lg, loss = model_loss(sub, labels, mask, False)
+loss.backward()
+out = {"sub": sub, "labels": labels, "mask": mask.to(torch.int32), "mlm.logits.0": lg[0], "mlm.loss": loss.reshape(1)}
+for k, w in W.items():
+    out["w." + k] = w
+    out["mlm.grad." + k] = w.grad
+print("vq mlm loss", float(loss))
+print(save("elm_vq", out))
