@@ -39,11 +39,9 @@
 #define MR 4  /* register tile rows */
 
 typedef float v16 __attribute__((vector_size(64)));
-#if defined(__GNUC__) && !defined(__clang__) && !defined(__AVX512F__)
-/* below AVX-512 gcc notes that passing v16 by value has no fixed ABI: only
- * static functions here take or return it, so no ABI is involved */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
+/* below AVX-512 compilers note that passing v16 by value has no fixed ABI:
+ * only static functions here take or return it, so no ABI is involved
+ * (-Wno-psabi in CMakeLists.txt) */
 typedef int32_t v16i __attribute__((vector_size(64)));
 
 static inline v16 vload(const float *p) {
