@@ -9,6 +9,10 @@ PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev li
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
+    echo "setup: missing Debian packages:$missing; run this as root (sudo is not installed)" >&2
+    exit 1
+  fi
   echo "setup: installing$missing" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
