@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install tessera's Debian dependencies and build it (Release, in build/).
+# Everything it prints goes to stderr.
 # Usage: scripts/setup.sh            (root, or a user with sudo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +15,9 @@ if [ -n "$missing" ]; then
     exit 1
   fi
   echo "setup: installing$missing" >&2
-  $SUDO apt-get update -qq
+  $SUDO apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+cmake --build build -j"$(nproc)" >&2   # progress on stderr: stdout is left to the command after it
 echo "setup: built build/tessera" >&2
