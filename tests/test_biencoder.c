@@ -24,15 +24,7 @@ int main(void) {
     tsr_benc m;
     tsr_status st = tsr_benc_init(&m, &cfg);
     TU_CHECK(st.code == TSR_OK, "init: %s", st.msg);
-    char name[300];
-    int n_w = 0;
-    for (int k = 0; k < m.params.n; k++) {
-        tsr_tensor *t = m.params.items[k];
-        snprintf(name, sizeof name, "w.%s", t->name);
-        const tref_entry *e = tref_find(r, name);
-        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", name);
-        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel), n_w++;
-    }
+    int n_w = tu_ref_load_params(r, &m.params, "w.", NULL);
     int n_ref = 0;
     for (int i = 0; i < r->n; i++) n_ref += strncmp(r->e[i].name, "w.", 2) == 0;
     TU_CHECK(n_w == n_ref && n_w == m.params.n, "%d params, reference has %d", m.params.n, n_ref);

@@ -429,15 +429,7 @@ static void test_qe_model(void) {
     tsr_status st = tsr_ebrm_qe_init(&m, &cfg);
     TU_CHECK(st.code == TSR_OK, "qe init: %s", st.msg);
     if (st.code != TSR_OK) return;
-    char name[300];
-    int n_w = 0, n_ref = 0;
-    for (int k = 0; k < m.params.n; k++) {
-        tsr_tensor *t = m.params.items[k];
-        snprintf(name, sizeof name, "w.%s", t->name);
-        const tref_entry *e = tref_find(r, name);
-        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", name);
-        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel), n_w++;
-    }
+    int n_w = tu_ref_load_params(r, &m.params, "w.", NULL), n_ref = 0;
     for (int i = 0; i < r->n; i++) n_ref += strncmp(r->e[i].name, "w.", 2) == 0;
     TU_CHECK(n_w == n_ref && n_w == m.params.n, "%d params, reference has %d", m.params.n, n_ref);
     tsr_ctx c;
@@ -496,15 +488,10 @@ static void test_full_model(int agg) {
     if (st.code != TSR_OK) return;
     TU_CHECK(m.sep == 29, "separator %d", m.sep);
     char name[300];
-    int n_w = 0;
-    for (int k = 0; k < m.qe.params.n; k++) {
-        tsr_tensor *t = m.qe.params.items[k];
-        if (t == m.theta) snprintf(name, sizeof name, "full.theta"); /* both aggregations */
-        else snprintf(name, sizeof name, "w.%s", t->name);
-        const tref_entry *e = tref_find(r, name);
-        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", name);
-        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel), n_w++;
-    }
+    int n_w = tu_ref_load_params(r, &m.qe.params, "w.", m.theta);
+    const tref_entry *th = tref_get(r, "full.theta"); /* both aggregations */
+    TU_CHECK(th->numel == m.theta->numel, "theta size %lld", (long long)th->numel);
+    if (th->numel == m.theta->numel) memcpy(m.theta->data, th->data, 4 * (size_t)th->numel), n_w++;
     TU_CHECK(n_w == m.qe.params.n, "%d of %d parameters loaded", n_w, m.qe.params.n);
     const tref_entry *te = tref_get(r, "full.tokens"), *po = tref_get(r, "full.pair_of"), *ty = tref_get(r, "full.type"),
                      *of = tref_get(r, "full.off"), *ye = tref_get(r, "full.y");

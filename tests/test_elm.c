@@ -353,14 +353,7 @@ static void torch_case(const tref *r, const char *cs, const tsr_elm_cfg *g) {
     TU_CHECK(st.code == 0, "init: %s", st.msg);
     if (st.code) return;
     char nm[200];
-    int n_w = 0;
-    for (int i = 0; i < m.params.n; i++) {
-        tsr_tensor *t = m.params.items[i];
-        snprintf(nm, sizeof nm, "w.%s", t->name);
-        const tref_entry *e = tref_find(r, nm);
-        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", nm);
-        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel), n_w++;
-    }
+    int n_w = tu_ref_load_params(r, &m.params, "w.", NULL);
     TU_CHECK(n_w == m.params.n, "%s: %d of %d parameters in the reference", cs, n_w, m.params.n);
     tsr_ctx c;
     tsr_ctx_init(&c, 1 << 22);

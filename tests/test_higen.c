@@ -56,14 +56,7 @@ static void test_loss_ref(void) {
     tsr_higen_gen g;
     tsr_status st = tsr_higen_gen_init(&g, &cfg);
     TU_CHECK(st.code == TSR_OK, "init: %s", st.msg);
-    char name[300];
-    for (int k = 0; k < g.params.n; k++) {
-        tsr_tensor *t = g.params.items[k];
-        snprintf(name, sizeof name, "w.%s", t->name);
-        const tref_entry *e = tref_find(r, name);
-        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", name);
-        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel);
-    }
+    tu_ref_load_params(r, &g.params, "w.", NULL);
     const tref_entry *dd = tref_get(r, "docids"), *dl = tref_get(r, "docid_len");
     int n_items = (int)dd->shape[0];
     uint8_t lens[16];

@@ -115,6 +115,20 @@ bool tu_close_ref(const tref *r, const char *name, const float *got, int64_t n, 
     return tu_close(what, got, (const float *)e->data, n, atol, rtol);
 }
 
+int tu_ref_load_params(const tref *r, tsr_params *ps, const char *prefix, const tsr_tensor *skip) {
+    char name[256];
+    int n = 0;
+    for (int k = 0; k < ps->n; k++) {
+        tsr_tensor *t = ps->items[k];
+        if (t == skip) continue;
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        const tref_entry *e = tref_find(r, name);
+        TU_CHECK(e && e->numel == t->numel, "no reference weight %s", name);
+        if (e && e->numel == t->numel) memcpy(t->data, e->data, 4 * (size_t)t->numel), n++;
+    }
+    return n;
+}
+
 void tu_close_ref_grads(const tref *r, const tsr_params *ps, const char *prefix, double atol,
                         double rtol) {
     char name[256];

@@ -65,6 +65,10 @@ tsr_tensor *tref_tensor(tsr_ctx *c, const tref *r, const char *name, bool requir
 /* compare a buffer to an entry (shape by numel) */
 bool tu_close_ref(const tref *r, const char *name, const float *got, int64_t n, double atol,
                   double rtol);
+/* copies every parameter but skip (may be NULL) from the entry
+ * "<prefix><param name>"; a missing or wrongly sized entry is a failure.
+ * Returns how many were copied. */
+int tu_ref_load_params(const tref *r, tsr_params *ps, const char *prefix, const tsr_tensor *skip);
 /* every parameter's gradient against the entry "<prefix><param name>"; a
  * missing or wrongly sized entry is a failure */
 void tu_close_ref_grads(const tref *r, const tsr_params *ps, const char *prefix, double atol,

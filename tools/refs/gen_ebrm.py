@@ -131,12 +131,19 @@ out["full.off"] = torch.tensor(off)
 out["full.y"] = f_y
 out["full.theta"] = theta
 out["full.logits"] = lg
-out["full.p"] = f_p
-out["full.loss"] = f_loss.reshape(1)
-for k, w in W.items():
-    out["full.grad." + k] = w.grad
-out["full.grad.agg.theta"] = theta.grad
-print("full model: p", [round(float(v), 4) for v in f_p], "loss", float(f_loss))
+
+
+def store(prefix, p, loss):
+    """p, the loss and every gradient (the QE weights', then theta's)."""
+    out[prefix + ".p"] = p
+    out[prefix + ".loss"] = loss.reshape(1)
+    for k, w in W.items():
+        out[prefix + ".grad." + k] = w.grad
+    out[prefix + ".grad.agg.theta"] = theta.grad
+    print(prefix, "p", [round(float(v), 4) for v in p], "loss", float(loss))
+
+
+store("full", f_p, f_loss)
 
 # The "mean" aggregation ablation on the same pairs and items: p = the mean
 # of r over the item's slots, sigmoid(theta[0]) for an item without any.
@@ -146,10 +153,5 @@ r = torch.sigmoid(logits(f_tokens, f_lens)[:, 0])
 m_p = torch.stack([r[slots].mean() if slots else torch.sigmoid(theta[0]) for slots in items])
 m_loss = torch.nn.functional.binary_cross_entropy(m_p, f_y.to(DT))
 m_loss.backward()
-out["mean.p"] = m_p
-out["mean.loss"] = m_loss.reshape(1)
-for k, w in W.items():
-    out["mean.grad." + k] = w.grad
-out["mean.grad.agg.theta"] = theta.grad
-print("mean aggregation: p", [round(float(v), 4) for v in m_p], "loss", float(m_loss))
+store("mean", m_p, m_loss)
 print(save("ebrm", out))
