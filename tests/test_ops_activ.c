@@ -42,6 +42,9 @@ static tsr_tensor *swiglu_fn(tsr_ctx *c, tsr_tensor **in, void *ud) {
 static tsr_tensor *dropout_fn(tsr_ctx *c, tsr_tensor **in, void *ud) {
     return tsr_dropout(c, in[0], *(const float *)ud);
 }
+static tsr_tensor *relu_dropout_fn(tsr_ctx *c, tsr_tensor **in, void *ud) {
+    return tsr_relu_dropout(c, in[0], *(const float *)ud);
+}
 
 static void fixture(tsr_ctx *c, const tref *r, const char *prefix, int n_in, gc_fn fn, void *ud) {
     char k[160];
@@ -255,13 +258,14 @@ static void test_relu_dropout(void) {
 
 /* PyTorch fixture (tools/refs/gen_dropout.py): the generator replays our rng
  * (seed 4242) to get our mask, then torch's dropout kernels apply it; our
- * output and input grad must match (atol 1e-6, rtol 1e-6). */
+ * output and input grad must match (atol 1e-6, rtol 1e-6); the same for
+ * relu_dropout against torch's relu then the mask (case r). */
 static void test_dropout_torch(void) {
     tref *r = tref_load("tests/refs/dropout.tref");
     tsr_ctx c;
     tsr_ctx_init(&c, 1 << 20);
-    const char *names[] = {"a", "b", "c"};
-    for (int t = 0; t < 3; t++) {
+    const char *names[] = {"a", "b", "c", "r"}; /* r: tsr_relu_dropout */
+    for (int t = 0; t < 4; t++) {
         char k[32];
         tsr_ctx_reset(&c);
         snprintf(k, sizeof k, "%s_x", names[t]);
@@ -269,7 +273,7 @@ static void test_dropout_torch(void) {
         snprintf(k, sizeof k, "%s_p", names[t]);
         float p = ((const float *)tref_get(r, k)->data)[0];
         tsr_rng_seed(&c.rng, 4242);
-        tsr_tensor *y = tsr_dropout(&c, x, p);
+        tsr_tensor *y = t == 3 ? tsr_relu_dropout(&c, x, p) : tsr_dropout(&c, x, p);
         snprintf(k, sizeof k, "%s_y", names[t]);
         tu_close_ref(r, k, tsr_f32(y), y->numel, 1e-6, 1e-6);
         snprintf(k, sizeof k, "%s_gy", names[t]);
@@ -301,6 +305,7 @@ int main(void) {
         float p = 0.4f;
         gc_input din[1] = {{TSR_F32, 2, {6, 10}, x, true}};
         tu_gradcheck("dropout", dropout_fn, &p, 1, din, 1e-3, 1e-3, 1e-2, 1000);
+        tu_gradcheck("relu_dropout", relu_dropout_fn, &p, 1, din, 1e-3, 1e-3, 1e-2, 1000);
     }
     /* ---- PyTorch fixtures */
     tref *r = tref_load("tests/refs/elem_activ.tref");

@@ -5,7 +5,8 @@ splitmix64), torch from another, so this generator replays tessera's
 stream in Python to get the same mask, then lets torch's own dropout
 kernels apply it: out = x * mask * scale and aten::native_dropout_backward
 for the gradient. The mask rule (24-bit uniform >= p, two draws per u64,
-element order) is the one documented in tsr_dropout.
+element order) is the one documented in tsr_dropout. Then tsr_relu_dropout
+(dropout of relu(x), same draws) as case "r".
 """
 import torch
 from tref import save
@@ -67,4 +68,17 @@ for name, shape, p in (("a", (2, 3, 5), 0.3), ("b", (4, 33), 0.5), ("c", (7,), 0
     gx = torch.ops.aten.native_dropout_backward(gy, mask, scale)
     out.update({f"{name}_x": x, f"{name}_p": torch.tensor([p]), f"{name}_y": y, f"{name}_gy": gy,
                 f"{name}_gx": gx, f"{name}_mask": mask.to(torch.int32)})
+save("dropout", out)
+
+# tsr_relu_dropout: dropout(relu(x)) in one op, the same rng draws (seed
+# 4242) and so the same mask; drawn after the cases above (their bytes stay)
+x = torch.randn(4, 9, dtype=torch.float32)
+p = 0.4
+mask = tessera_mask(4242, x.numel(), p).reshape(x.shape)
+xr = x.clone().requires_grad_(True)
+y = torch.nn.functional.relu(xr) * mask * (1.0 / (1.0 - p))
+gy = torch.randn(x.shape)
+y.backward(gy)
+out.update({"r_x": x, "r_p": torch.tensor([p]), "r_y": y.detach(), "r_gy": gy, "r_gx": xr.grad,
+            "r_mask": mask.to(torch.int32)})
 save("dropout", out)
