@@ -456,7 +456,22 @@ static void test_mask_loss(void) {
     tref_free(r);
 }
 
+/* an option error returns before the training loop: the result is still
+ * zeroed (the CLI reads its interrupted flag; an unset one was a load of a
+ * garbage bool, UBSan in apt train --init with a missing file) */
+static void test_train_result(void) {
+    tsr_apt_train_opts o = tsr_apt_default_train_opts();
+    o.hard_negatives = 2;
+    tsr_train_result r, zero;
+    memset(&r, 0x5a, sizeof r);
+    memset(&zero, 0, sizeof zero);
+    tsr_status st = tsr_apt_train(&o, &r);
+    TU_CHECK(st.code == TSR_ERR_ARG, "hard negatives 2 refused: %s", st.msg);
+    TU_CHECK(memcmp(&r, &zero, sizeof r) == 0, "result zeroed on an early error");
+}
+
 int main(void) {
+    test_train_result();
     test_metrics();
     test_mask_loss();
     test_prompts();

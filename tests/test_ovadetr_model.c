@@ -110,8 +110,25 @@ static void test_cfg(void) {
     TU_CHECK(same, "cfg string round trip");
 }
 
+/* an option error returns before the training loop: the result is still
+ * zeroed (the CLI reads its interrupted flag whatever the status) */
+static void test_train_result(void) {
+    tsr_ovd_cfg cfg = tsr_ovd_default_cfg();
+    tsr_ovd_data_opts d = tsr_ovd_default_data_opts();
+    d.crop = 10;
+    d.data_dir = "/nonexistent";
+    tsr_train_opts o = tsr_train_default_opts();
+    tsr_train_result r, zero;
+    memset(&r, 0x5a, sizeof r);
+    memset(&zero, 0, sizeof zero);
+    tsr_status st = tsr_ovd_train(&cfg, &d, &o, &r);
+    TU_CHECK(st.code == TSR_ERR_ARG, "crop 10 refused: %s", st.msg);
+    TU_CHECK(memcmp(&r, &zero, sizeof r) == 0, "result zeroed on an early error");
+}
+
 int main(void) {
     test_cfg();
+    test_train_result();
     tref *r = tref_load("tests/refs/ovadetr.tref");
     run(r, "open", 0);
     run(r, "closed", 4);

@@ -196,6 +196,9 @@ typedef struct {
     tsr_train_metrics eval;   /* the last evaluation (n == 0: none) */
 } tsr_train_result;
 
+/* r is zeroed first, so it is defined on every return, an early error
+ * included; a family's train function that wraps this one does the same
+ * (the CLI reads r.interrupted whatever the status). */
 tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr_train_result *r);
 
 /* "m.safetensors" -> "m.state.safetensors" (other names: + ".state") */

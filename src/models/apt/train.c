@@ -531,6 +531,7 @@ static tsr_status load_images(run *r, const tsr_apt_train_opts *o) {
 }
 
 tsr_status tsr_apt_train(const tsr_apt_train_opts *o, tsr_train_result *res) {
+    if (res) memset(res, 0, sizeof *res); /* defined on an early error too (tsr_train_run) */
     run r = {.o = *o};
     if (!(o->hard_negatives >= 0 && o->hard_negatives <= 1))
         return tsr_errorf(TSR_ERR_ARG, "hard-negative share %g must be in [0,1]", (double)o->hard_negatives);

@@ -99,6 +99,7 @@ static tsr_status qe_save(void *ud, const char *path, const char *const *meta, c
 
 tsr_status tsr_ebrm_train_qe(tsr_ebrm_model *m, const tsr_ebrm_entities *E, const tsr_ebrm_qe_data *d, int batch,
                              const tsr_train_opts *o, tsr_train_result *res) {
+    if (res) memset(res, 0, sizeof *res); /* defined on an early error too (tsr_train_run) */
     if (m->kind != TSR_EBRM_KIND_EBRM) return tsr_errorf(TSR_ERR_ARG, "QE pretraining needs an EBRM model");
     if (!m->ent_tok || m->n_ent != E->n) tsr_ebrm_model_prepare(m, E);
     qe_run r = {.m = m, .d = d, .batch = batch};
@@ -438,6 +439,7 @@ static tsr_status qi_save(void *ud, const char *path, const char *const *meta, c
 
 tsr_status tsr_ebrm_train_qi(tsr_ebrm_model *m, const tsr_ebrm_qi_train *t, const tsr_train_opts *o,
                              tsr_train_result *res) {
+    if (res) memset(res, 0, sizeof *res); /* defined on an early error too (tsr_train_run) */
     if (m->fuse) return tsr_errorf(TSR_ERR_ARG, "ebrm training: a fused model is trained before its fusion");
     if (m->kind == TSR_EBRM_KIND_EBRM && (!m->ent_tok || m->n_ent != t->E->n)) tsr_ebrm_model_prepare(m, t->E);
     qi_run r = {.m = m, .t = t};

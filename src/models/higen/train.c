@@ -155,6 +155,7 @@ static tsr_status benc_save(void *ud, const char *path, const char *const *meta,
 tsr_status tsr_higen_train_encoder(tsr_higen_data *d, tsr_benc *m, float tau, int batch,
                                    const tsr_higen_indexing *ixo, bool random_neg, const tsr_train_opts *o,
                                    tsr_train_result *res) {
+    if (res) memset(res, 0, sizeof *res); /* defined on an early error too (tsr_train_run) */
     benc_run r = {.d = d, .m = m, .tau = tau, .batch = batch, .ix = *ixo, .n_pairs = d->n_pairs[TSR_SPLIT_TRAIN],
                   .random_neg = random_neg};
     char mb[8 * 16], bs[16], taus[32], np[24], tq[16], ti[16], ix[8], span[32], drop[32];
@@ -313,6 +314,7 @@ static tsr_status gen_save(void *ud, const char *path, const char *const *meta, 
 tsr_status tsr_higen_train_generator(tsr_higen_data *d, tsr_higen_gen *g, const tsr_higen_trie *t,
                                      const tsr_higen_loss_opts *lo, int batch, const tsr_higen_indexing *ixo,
                                      bool keep_best, const tsr_train_opts *o, tsr_train_result *res) {
+    if (res) memset(res, 0, sizeof *res); /* defined on an early error too (tsr_train_run) */
     gen_run r = {.d = d, .g = g, .t = t, .lo = *lo, .ix = *ixo, .batch = batch,
                  .n_pairs = d->n_pairs[TSR_SPLIT_TRAIN], .keep_best = keep_best};
     if (keep_best && d->n_pairs[TSR_HIGEN_TUNE] == 0)

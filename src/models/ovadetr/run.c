@@ -1174,6 +1174,7 @@ static tsr_status ovd_save(void *ud, const char *path, const char *const *meta, 
 
 tsr_status tsr_ovd_train(const tsr_ovd_cfg *cfg0, const tsr_ovd_data_opts *d, const tsr_train_opts *o,
                          tsr_train_result *res) {
+    if (res) memset(res, 0, sizeof *res); /* defined on an early error too (tsr_train_run) */
     ovd_run *r = calloc(1, sizeof *r);
     r->dopt = *d;
     tsr_ovd_cfg cfg = *cfg0;
