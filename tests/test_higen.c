@@ -7,12 +7,16 @@
  * returns (same items in the same order, scores within 1e-5 relative +
  * 1e-6) on random and on real queries, whatever the thread count. */
 #include "testutil.h"
+#include "tessera/fileio.h"
 #include "tessera/higen.h"
 #include "tessera/higen_train.h"
 #include "tessera/serve.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* the cached search against the uncached reference: same items in the same
  * order, scores |a - b| <= 1e-5 max(|a|, |b|) + 1e-6; tallies the largest
@@ -481,7 +485,34 @@ static void test_endpoint_numbers(void) {
     ep->unload(state);
 }
 
+/* The CLI's error path with a missing model directory: exit 1 and nothing
+ * left allocated (search leaked its score buffer when tokenizer.json was
+ * missing; LeakSanitizer's report in the sanitizer build, where the child
+ * gets its own exit code for a leak). */
+static void test_cli_missing_model(void) {
+    const char *bin = getenv("TSR_BIN");
+    TU_CHECK(bin != NULL, "TSR_BIN names the CLI (set by ctest)");
+    if (!bin) return;
+    char err[64] = "/tmp/tsr_higen_err.XXXXXX", cmd[1024];
+    int fd = mkstemp(err);
+    TSR_ASSERT(fd >= 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd,
+             "ASAN_OPTIONS=detect_leaks=1:exitcode=86 %s higen search --query x --model /nonexistent/tsr_no_model "
+             ">/dev/null 2>%s",
+             bin, err);
+    int rc = system(cmd);
+    char *text = NULL;
+    size_t n = 0;
+    TSR_ASSERT(tsr_read_file(err, &text, &n).code == TSR_OK);
+    unlink(err);
+    TU_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && strstr(text, "tokenizer.json") && !strstr(text, "Sanitizer"),
+             "search with a missing model: exit %d, stderr: %.300s", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, text);
+    free(text);
+}
+
 int main(void) {
+    test_cli_missing_model();
     test_cap_pairs();
     test_index_view();
     test_query_text();

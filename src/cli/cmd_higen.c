@@ -177,7 +177,10 @@ static int retriever_open(retriever *r, int method, const tsr_catalog *cat, unsi
     char path[1024];
     tsr_status st;
     load_model_file(model_dir, "tokenizer.json", path, sizeof path);
-    if ((st = tsr_bpe_load(&r->bpe, path)).code != TSR_OK) return cli_fail(st, MODEL_HINT);
+    if ((st = tsr_bpe_load(&r->bpe, path)).code != TSR_OK) {
+        retriever_close(r);
+        return cli_fail(st, MODEL_HINT);
+    }
     r->have_bpe = true;
     if (method == M_BIENCODER || method == M_HIGEN_CLUSTER) {
         if (!cat) {
