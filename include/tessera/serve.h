@@ -96,7 +96,9 @@ typedef struct tsr_serve_endpoint {
     const char *summary;
     tsr_serve_model_arg models[TSR_SERVE_MAX_MODELS]; /* flag NULL ends the list */
     /* paths[i] is the file for models[i] (NULL when optional and absent);
-     * opts: the server's options (limits the endpoint should honour) */
+     * opts: the server's options (limits the endpoint should honour). On
+     * failure *state is NULL or a state that unload frees: the caller
+     * unloads it either way. unload takes NULL. */
     tsr_status (*load)(void **state, const char *const *paths, const struct tsr_serve_opts *opts);
     void (*unload)(void *state);
     /* optional: more Prometheus lines (cache hit rates, ...) */

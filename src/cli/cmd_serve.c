@@ -133,7 +133,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
         for (int i = 0; i < TSR_SERVE_MAX_MODELS && k_endpoints[e]->models[i].flag; i++, f++)
             if (paths[f] && strcmp(paths[f], "none") != 0) named[e] = any_named = true;
     }
-    void *states[N_EPS + 1];
+    void *states[N_EPS + 1] = {0};
     char found[MAX_FLAGS + 1][4096];
     int loaded = 0, f = 0;
     tsr_status st = tsr_ok();
@@ -159,7 +159,8 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
         if (!st.code) loaded++;
     }
     if (st.code) {
-        for (int e = 0; e < loaded; e++) k_endpoints[e]->unload(states[e]);
+        /* the loaded ones and the one that failed (its state: NULL or one its unload frees) */
+        for (int e = 0; e <= loaded && e < N_EPS; e++) k_endpoints[e]->unload(states[e]);
         return cli_fail(st, "name the model files with the flags in 'tessera serve --help'");
     }
 
