@@ -105,6 +105,11 @@ printf '%s' '{"query": "mail server", "candidates": ["postfix", "exim4-daemon-li
     >"$S/fuzz_ebrm_relevance/virtual"
 printf '%s' '{"query": "pdf viewer", "k": 5, "beam": 10}' >"$S/fuzz_higen_search/q"
 printf '%s' '{"item": "vim", "k": 3}' >"$S/fuzz_higen_search/item"
+# the server's NUL scan of every body: a NUL in a value, in a name, an escaped backslash (text), an array
+printf '%s' '{"query": "pdf\u0000 viewer", "k": 5}' >"$S/fuzz_serve_nul/value"
+printf '%s' ' {"a\u0000b": 1}' >"$S/fuzz_serve_nul/name"
+printf '%s' '{"prompt": "\\u0000", "stop": ["\n"]}' >"$S/fuzz_serve_nul/text"
+printf '["x", 1, {"y": "z\000"}]' >"$S/fuzz_serve_nul/raw"
 # the image samplers: small bodies (few images, few steps), every option named once
 export TSR_BIGR_MODEL="$ROOT/models/bigr_fmnist.safetensors" TSR_ELM_MODEL="$ROOT/models/elm_best.safetensors"
 printf '%s' '{"class": "sneaker", "n": 2, "seed": 3, "iters": 4, "steps": 5}' >"$S/fuzz_bigr_sample/sneaker"

@@ -544,6 +544,33 @@ static void test_sample_parse(void) {
                  tsr_fmnist_class_name(10) == NULL, "class names");
 }
 
+/* the server's NUL scan of a body (every endpoint): n bytes of b, whether
+ * it holds a NUL and, if so, the member named */
+static void nul_case(const char *b, size_t n, bool want, const char *field) {
+    char *copy = malloc(n ? n : 1); /* exactly n bytes: ASan sees a read past them */
+    memcpy(copy, b, n);
+    char f[64] = "unset";
+    bool got = tsr_serve_body_has_nul(copy, n, f);
+    TU_CHECK(got == want, "NUL scan of %zu bytes '%.40s': %d, want %d", n, b, got, want);
+    if (got && want) TU_CHECK(strcmp(f, field) == 0, "NUL scan of '%.40s' names '%s', want '%s'", b, f, field);
+    free(copy);
+}
+
+#define NUL_CASE(lit, want, field) nul_case(lit, sizeof lit - 1, want, field)
+static void test_body_nul(void) {
+    NUL_CASE("{\"query\": \"pdf\\u0000 viewer\"}", true, "query");
+    NUL_CASE("{\"a\\u0000b\": 1}", true, "a");
+    NUL_CASE("{\"q\": \"\\\\u0000\"}", false, ""); /* an escaped backslash: text */
+    NUL_CASE("{\"q\": \"x\0y\"}", true, "q");        /* a raw NUL in a string */
+    NUL_CASE("[1, \0]", true, "");                    /* outside any string */
+    NUL_CASE("{\"q\": \"x\\\0\"}", true, "q");      /* a raw NUL escaped by a backslash */
+    NUL_CASE("{\"q\": \"x\\\0", true, "q");          /* the same at the end of the body */
+    NUL_CASE("{\"q\": \"\\u000", false, "");      /* a cut escape, no NUL */
+    NUL_CASE("{\"q\": \"\\u0000", true, "q");      /* the escape ends the body */
+    NUL_CASE("PK\0\0", false, "");                    /* not JSON (/v1/latency's ONNX bytes) */
+    NUL_CASE("", false, "");
+}
+
 /* `tessera serve` with one endpoint's model missing: exit 1 before it
  * listens, and nothing left allocated (ovadetr, apt, ctnet, bigr and elm
  * kept the failing endpoint's state, which nobody freed; LeakSanitizer's
@@ -576,6 +603,7 @@ static void test_load_failure(void) {
 }
 
 int main(void) {
+    test_body_nul();
     test_load_failure();
     test_parser();
     test_sample_parse();

@@ -178,6 +178,17 @@ typedef struct {
 tsr_status tsr_serve_parse_completion(tsr_serve_completion *c, const char *body, size_t len, char param[64]);
 void tsr_serve_completion_free(tsr_serve_completion *c);
 
+/* Whether a JSON body holds a NUL character in a string, escaped (\u0000)
+ * or raw: every endpoint reads its text members as C strings (cJSON's),
+ * which would end there, so "a\u0000b" would be served as "a". field gets
+ * the member it is in (a string value: the last member name before it; a
+ * member name: that name up to the NUL), printable and cut to 63 bytes;
+ * "" for a raw NUL outside any string. Only a JSON body (an object or an
+ * array) is read: /v1/latency takes an ONNX file's bytes. The server
+ * answers 400 before any handler when it is true; never reads past n
+ * (fuzz/fuzz_serve_nul.c). */
+bool tsr_serve_body_has_nul(const char *body, size_t n, char field[64]);
+
 /* A client-given name (e.g. an unknown JSON field) for a one-line message:
  * copied into out (at most cap - 1 bytes, always terminated) with every
  * control byte (< 0x20 and 0x7f; JSON's "\n" escape reaches a key as a raw

@@ -240,48 +240,6 @@ static bool authorized(tsr_server *s, struct MHD_Connection *mc) {
     return diff == 0;
 }
 
-/* Whether a JSON body holds a NUL character in a string, escaped (\u0000)
- * or raw: every endpoint reads its text members as C strings (cJSON's),
- * which would end there, so "a\u0000b" would be served as "a". field gets
- * the member it is in (a string value: the last member name before it; a
- * member name: that name up to the NUL), printable and cut to cap - 1;
- * "" for a raw NUL outside any string. Only a JSON body (an object or an
- * array) is read: /v1/latency takes an ONNX file's bytes. */
-static bool body_has_nul(const char *b, size_t n, char *field, size_t cap) {
-    const char *key = NULL;
-    size_t key_len = 0, i = 0;
-    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) i++;
-    if (i == n || (b[i] != '{' && b[i] != '[')) return false;
-    for (; i < n; i++) {
-        if (b[i] == 0) {
-            field[0] = 0;
-            return true;
-        }
-        if (b[i] != '"') continue;
-        size_t start = ++i;
-        bool nul = false;
-        size_t nul_at = 0;
-        for (; i < n && b[i] != '"'; i++) {
-            if (b[i] == 0 && !nul) nul = true, nul_at = i;
-            if (b[i] != '\\' || i + 1 >= n) continue;
-            if (b[i + 1] == 'u' && i + 5 < n && !memcmp(b + i + 2, "0000", 4) && !nul) nul = true, nul_at = i;
-            i++; /* the escaped character; the rest of a \uXXXX is plain text */
-        }
-        size_t end = i, j = i + 1;
-        while (j < n && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r')) j++;
-        bool is_key = j < n && b[j] == ':';
-        if (nul) {
-            const char *f = is_key ? b + start : key;
-            size_t fl = is_key ? nul_at - start : key_len, k = 0;
-            for (; f && k < fl && k + 1 < cap; k++) field[k] = f[k] >= 0x20 && f[k] < 0x7f ? f[k] : '?';
-            field[k] = 0;
-            return true;
-        }
-        if (is_key) key = b + start, key_len = end - start;
-    }
-    return false;
-}
-
 static enum MHD_Result dispatch(tsr_server *s, struct MHD_Connection *mc, conn *c) {
     if (strcmp(c->path, "/health") == 0) {
         c->label = LBL_HEALTH;
@@ -328,7 +286,7 @@ static enum MHD_Result dispatch(tsr_server *s, struct MHD_Connection *mc, conn *
         return send_error(mc, c, path_known ? 405 : 404, NULL, NULL, NULL, m);
     }
     char field[64];
-    if (c->body && body_has_nul(c->body, c->len, field, sizeof field)) {
+    if (c->body && tsr_serve_body_has_nul(c->body, c->len, field)) {
         char m[160];
         if (field[0]) snprintf(m, sizeof m, "'%s' holds a NUL character (\\u0000), which no text field takes", field);
         else snprintf(m, sizeof m, "the body holds a NUL character (\\u0000 or a raw 0 byte); send text without one");

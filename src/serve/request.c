@@ -163,3 +163,42 @@ done:
     cJSON_Delete(root);
     return st;
 }
+
+/* the server's scan of a JSON body for NULs (serve.h) */
+bool tsr_serve_body_has_nul(const char *b, size_t n, char field[64]) {
+    const size_t cap = 64;
+    const char *key = NULL;
+    size_t key_len = 0, i = 0;
+    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) i++;
+    if (i == n || (b[i] != '{' && b[i] != '[')) return false;
+    for (; i < n; i++) {
+        if (b[i] == 0) {
+            field[0] = 0;
+            return true;
+        }
+        if (b[i] != '"') continue;
+        size_t start = ++i;
+        bool nul = false;
+        size_t nul_at = 0;
+        for (; i < n && b[i] != '"'; i++) {
+            if (b[i] == 0 && !nul) nul = true, nul_at = i;
+            if (b[i] != '\\' || i + 1 >= n) continue;
+            /* \u0000, or a raw NUL escaped (skipped below, so seen here) */
+            if (!nul && (b[i + 1] == 0 || (b[i + 1] == 'u' && i + 5 < n && !memcmp(b + i + 2, "0000", 4))))
+                nul = true, nul_at = i;
+            i++; /* the escaped character; the rest of a \uXXXX is plain text */
+        }
+        size_t end = i, j = i + 1;
+        while (j < n && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r')) j++;
+        bool is_key = j < n && b[j] == ':';
+        if (nul) {
+            const char *f = is_key ? b + start : key;
+            size_t fl = is_key ? nul_at - start : key_len, k = 0;
+            for (; f && k < fl && k + 1 < cap; k++) field[k] = f[k] >= 0x20 && f[k] < 0x7f ? f[k] : '?';
+            field[k] = 0;
+            return true;
+        }
+        if (is_key) key = b + start, key_len = end - start;
+    }
+    return false;
+}
