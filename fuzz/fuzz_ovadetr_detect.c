@@ -3,14 +3,17 @@
  * and scores in [0,1], or a 4xx with a one-line message and no body. The
  * base64 image goes through tsr_png_decode_base64. Detects with the shipped
  * model (found from any working directory, or the file TSR_OVADETR_MODEL
- * names). Build: see fuzz/README.md. */
+ * names). An input of odd size gets a 0.2 s deadline (the server's
+ * --timeout), so that the path that stops between tiles and answers 503
+ * (valid only once the deadline has passed) is fuzzed as well as the
+ * full detection. Build: see fuzz/README.md. */
 #include "tessera/ovadetr.h"
 
 #include "fuzz_endpoint.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    cJSON *j = fuzz_endpoint_call(&tsr_ovadetr_serve_endpoint, "TSR_OVADETR_MODEL", "models/ovadetr.safetensors", data,
-                                  size);
+    cJSON *j = fuzz_endpoint_call_within(&tsr_ovadetr_serve_endpoint, "TSR_OVADETR_MODEL", "models/ovadetr.safetensors",
+                                         data, size, size % 2 ? 0.2 : 0);
     if (!j) return 0;
     const cJSON *d = cJSON_GetObjectItem(j, "detections");
     double w = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "width")), h = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "height"));

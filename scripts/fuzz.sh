@@ -78,6 +78,14 @@ done
 printf '%s' '{"rows": [{"user": 1, "item": 1, "timestamp": 1514764800, "genre": ["Animation", "Children"], "year": 1990, "history": ["2", "3"]}, {"user": "1", "item": "2", "timestamp": 1514764801, "genre": "Action|Drama", "tag": "pixar"}], "model": "ctnet_ml_animation"}' \
     >"$S/fuzz_ctnet_ctr/two"
 printf '%s' '{"rows": [{"user": 7, "item": 9, "timestamp": 1, "history": "1|2|3"}]}' >"$S/fuzz_ctnet_ctr/one"
+# ctnet's MovieLens loaders: the first movies/items and users, the ratings of those, a quoted tag
+M="$D/movielens-latest-small"
+[ -f "$M/ratings.csv" ] && (printf '\000'; head -41 "$M/movies.csv"
+    printf '#--#\nuserId,movieId,tag,timestamp\n1,1,pixar,964982703\n2,3,"funny, old",964981247\n#--#\n'
+    awk -F, 'NR == 1 || $2 <= 40' "$M/ratings.csv" | head -80) >"$S/fuzz_ctnet_movielens/latest"
+M="$D/movielens-100k"
+[ -f "$M/ml-100k.inter" ] && (printf '\001'; head -41 "$M/ml-100k.item"; printf '#--#\n'; head -41 "$M/ml-100k.user"
+    printf '#--#\n'; awk -F'\t' 'NR == 1 || ($1 <= 40 && $2 <= 40)' "$M/ml-100k.inter" | head -80) >"$S/fuzz_ctnet_movielens/100k"
 # serving endpoints: small request bodies with base64 PNGs; the handlers
 # load the shipped models from these paths (the targets run in $B)
 export TSR_CTNET_MODEL="$ROOT/models/ctnet_ml_animation.safetensors"
@@ -105,6 +113,15 @@ printf '%s' '{"query": "mail server", "candidates": ["postfix", "exim4-daemon-li
     >"$S/fuzz_ebrm_relevance/virtual"
 printf '%s' '{"query": "pdf viewer", "k": 5, "beam": 10}' >"$S/fuzz_higen_search/q"
 printf '%s' '{"item": "vim", "k": 3}' >"$S/fuzz_higen_search/item"
+# NAS-Bench-201: the accuracy table's first rows (byte 0), the latency table's (byte 1, read after the real accuracy table)
+export TSR_NB201_CSV="$D/nas-bench-201/nats_bench.csv"
+[ -f "$TSR_NB201_CSV" ] && (printf '\000'; head -30 "$TSR_NB201_CSV") >"$S/fuzz_nb201/acc"
+[ -f "$D/nb201-latency/nb201_latency_ms.csv.gz" ] &&
+    (printf '\001'; gzip -dc "$D/nb201-latency/nb201_latency_ms.csv.gz" | head -30) >"$S/fuzz_nb201/lat"
+# the LM corpus files: a token cache of three ids (byte 0), a validation list (byte 1)
+(printf '\000'; python3 -c 'import struct, sys; sys.stdout.buffer.write(b"TSRTOKS1" + struct.pack("<IIQQQIIi", 1, 64, 0, 3, 10, 1, 16, 2) + bytes(12) + struct.pack("<3i", 5, 2, 7))') \
+    >"$S/fuzz_corpus/tokens"
+printf '\001# validation files\na.py\nb/d e.py\r\nnothere.py\n' >"$S/fuzz_corpus/list"
 # the server's NUL scan of every body: a NUL in a value, in a name, an escaped backslash (text), an array
 printf '%s' '{"query": "pdf\u0000 viewer", "k": 5}' >"$S/fuzz_serve_nul/value"
 printf '%s' ' {"a\u0000b": 1}' >"$S/fuzz_serve_nul/name"
