@@ -35,6 +35,13 @@ grep -q "tok/s" "$TMP/err.txt" && ok || bad "no throughput on stderr"
 "$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once upon a time" --steps 256 --temperature 0 \
     --prefill-batch 1 --threads 1 >"$TMP/out1.txt" 2>/dev/null
 cmp -s "$TMP/out1.txt" "$D/golden_once_upon_a_time.txt" && ok || bad "prefill-batch 1 / 1 thread differs from golden"
+# the thread count left to tessera, a core kept busy: decode steps may move to
+# fewer threads (tsr_step_team) and the text stays the same
+(while :; do :; done) & busy=$!
+env -u TESSERA_THREADS "$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once upon a time" --steps 256 \
+    --temperature 0 >"$TMP/outa.txt" 2>"$TMP/erra.txt"
+kill $busy; wait $busy 2>/dev/null
+cmp -s "$TMP/outa.txt" "$D/golden_once_upon_a_time.txt" && ok || bad "tuned team size differs from golden: $(tail -1 "$TMP/erra.txt")"
 
 # --max-tokens counts new tokens only: a prefix of the golden text
 "$BIN" lm generate --model "$M" --tokenizer "$T" --prompt "Once upon a time" --max-tokens 8 --temperature 0 \

@@ -313,6 +313,42 @@ int tsr_threads_get(void);
  * scheduler or connection threads) would otherwise run its parallel
  * regions on every core whatever --threads says. */
 void tsr_threads_adopt(void);
+/* Team size of short, repeated steps (one-token decode), chosen by timing
+ * them. On a machine where another program keeps a core busy, a team of 2
+ * on 2 cores waits at every barrier for its descheduled thread and runs
+ * several times slower than one thread; idle, the team is faster. With the
+ * tuning on (generation and serving turn it on; benchmarks and training
+ * keep a fixed team) and the thread count left to tessera
+ * (tsr_threads_set(0) with no TESSERA_THREADS), a probe times 3 steps at
+ * the kept team size and 3 at a neighbour (half or double it, within 1..the
+ * thread count), interleaved, and keeps the neighbour only if its median
+ * step is under 0.9x; as soon as one team's median is 1.5x the other's,
+ * the probe ends there. A kept choice doubles the steps to the next probe (16 up
+ * to 1,024); a change brings it back to 16. Per calling thread. Results do
+ * not depend on it: the kernels give the same bits at every thread count.
+ * begin/end bracket one step (no-ops with the tuning off, an explicit
+ * thread count, one thread, or inside a parallel region). */
+void tsr_step_team_tuning(bool on);
+/* share of the calling thread's tuned steps that ran on fewer threads than
+ * the thread count */
+double tsr_step_team_reduced_share(void);
+typedef struct {
+    int used, prev; /* this step's team (0: not tuned) and the count to restore */
+    double t0;
+} tsr_step_team;
+void tsr_step_team_begin(tsr_step_team *s);
+void tsr_step_team_end(tsr_step_team *s);
+/* The tuner's decision step, for tests: feed a step's team and seconds,
+ * get the team of the next step (0 < team <= threads). */
+typedef struct {
+    int threads, choice, alt; /* thread count, kept team, neighbour probed */
+    int probe, left, period;  /* probe steps left (0: not probing), steps to the next probe, its period */
+    int n_c, n_a, last_dir;
+    double t_c[3], t_a[3];
+} tsr_team_tuner;
+void tsr_team_tuner_init(tsr_team_tuner *u, int threads);
+int tsr_team_tuner_next_team(const tsr_team_tuner *u);
+void tsr_team_tuner_record(tsr_team_tuner *u, int team, double seconds);
 /* The calling thread's OpenMP team limit and its index in the running
  * team (1 and 0 without OpenMP), for per-thread scratch. */
 int tsr_omp_max_threads(void);

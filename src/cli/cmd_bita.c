@@ -212,6 +212,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         (rc = cli_check_float(prog, "min-p", min_p, 0, 1)) != CLI_OK)
         return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    tsr_step_team_tuning(true); /* one-token steps may run on fewer threads when a busy core slows the team */
     char *prompt_text;
     if ((rc = cli_read_prompt(prog, prompt, prompt_file, true, &prompt_text)) != CLI_OK) return rc;
     session s;

@@ -319,6 +319,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     bool keep_last;
     if ((rc = cli_parse_truncate(prog, truncate, &keep_last)) != CLI_OK) return rc;
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    tsr_step_team_tuning(true); /* one-token steps may run on fewer threads when a busy core slows the team */
 
     tsr_lm_sampler_opts so;
     tsr_lm_sampler_defaults(&so);
@@ -410,8 +411,12 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
             fputc('\n', stdout);
         }
         fflush(stdout);
-        fprintf(stderr, "achieved tok/s: %.1f (%d new tokens in %.3f s; prefill %d tokens at %.1f tok/s; %d threads)\n",
-                dec_tps, gs.new_tokens, gs.decode_s, gs.prompt_tokens, pre_tps, tsr_threads_get());
+        char fewer[96] = "";
+        double share = tsr_step_team_reduced_share();
+        if (share > 0)
+            snprintf(fewer, sizeof fewer, "; %.0f%% of the decode steps on fewer: a busy core slowed the team", 100 * share);
+        fprintf(stderr, "achieved tok/s: %.1f (%d new tokens in %.3f s; prefill %d tokens at %.1f tok/s; %d threads%s)\n",
+                dec_tps, gs.new_tokens, gs.decode_s, gs.prompt_tokens, pre_tps, tsr_threads_get(), fewer);
     }
     free(out.buf);
     tsr_lm_sampler_free(&smp);

@@ -100,6 +100,7 @@ static int cmd_serve(const char *prog, int argc, char **argv) {
     if (!(timeout > 0)) return cli_usage_error(prog, "--timeout must be > 0");
     if (!(stream_ms >= 0 && stream_ms <= 1000)) return cli_usage_error(prog, "--stream-interval must be in 0..1000 (ms)");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    tsr_step_team_tuning(true); /* one-token steps may run on fewer threads when a busy core slows the team */
     o.host = host;
     o.port = port;
     o.api_key = api_key && *api_key ? api_key : NULL;

@@ -189,6 +189,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
     else if (draft && strcmp(draft, "mask") != 0) return cli_usage_error(prog, "--draft must be mask or ngram");
     if (ngram && temperature != 0.0f) return cli_usage_error(prog, "--draft ngram needs --temperature 0");
     if ((rc = cli_common_apply(prog, &cm)) != CLI_OK) return rc;
+    tsr_step_team_tuning(true); /* one-token steps may run on fewer threads when a busy core slows the team */
     char *prompt_text;
     if ((rc = cli_read_prompt(prog, prompt, prompt_file, false, &prompt_text)) != CLI_OK) return rc;
     char mbuf[4096];

@@ -95,9 +95,9 @@ static void embed_row(float *xt, const float *emb, int C, float *ct, int p, int 
  * slots 0..pos[t]; c only lends its scratch. want (may be NULL) marks the
  * rows whose logits are written, compactly in row order. hidden: the rows'
  * final normed states (C each) go to logits instead of their logits. */
-static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
-                          const int *pos, const uint8_t *mask, int mask_ld, float *logits, bool last_only,
-                          tsr_lm_cache *const *rc, const uint8_t *want, bool hidden) {
+static tsr_status forward_run(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                              const int *pos, const uint8_t *mask, int mask_ld, float *logits, bool last_only,
+                              tsr_lm_cache *const *rc, const uint8_t *want, bool hidden) {
     const tsr_lm_config *cfg = &m->cfg;
     const int C = cfg->dim, Hd = cfg->hidden_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
     const int D = C / H, kv = D * Hkv, V = cfg->vocab_size, group = H / Hkv;
@@ -332,6 +332,20 @@ static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tok
         if (!hidden) tsr_lm_matmul(logits, V, xb, C, &m->wcls, k, mms);
     }
     return tsr_ok();
+}
+
+/* a one-token step (decode) runs on the team size its timing chose
+ * (tsr_step_team: fewer threads when a busy core makes the full team wait
+ * at its barriers); every other forward on the full team */
+static tsr_status forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
+                          const int *pos, const uint8_t *mask, int mask_ld, float *logits, bool last_only,
+                          tsr_lm_cache *const *rc, const uint8_t *want, bool hidden) {
+    if (n != 1) return forward_run(m, c, tokens, n, pos0, pos, mask, mask_ld, logits, last_only, rc, want, hidden);
+    tsr_step_team team;
+    tsr_step_team_begin(&team);
+    tsr_status st = forward_run(m, c, tokens, n, pos0, pos, mask, mask_ld, logits, last_only, rc, want, hidden);
+    tsr_step_team_end(&team);
+    return st;
 }
 
 tsr_status tsr_lm_forward(const tsr_lm_model *m, tsr_lm_cache *c, const int *tokens, int n, int pos0,
