@@ -44,6 +44,19 @@ if [ -d "$CORPUS" ]; then
         --groups 4 --response 24 --prompt-max 32 --json >"$TMP/tune.json" 2>/dev/null && ok || bad "bita tune failed"
     after=$(cksum <"$M/model.safetensors")
     [ "$before" = "$after" ] && ok || bad "the base model changed"
+    # SIGTERM while the examples are still being generated (before any step):
+    # nothing to checkpoint, so the process ends at once (it ran on for minutes)
+    "$BIN" bita tune --model "$M" --out "$TMP/term.safetensors" --examples 2400 --threads 1 >/dev/null 2>&1 &
+    tp=$!
+    sleep 1
+    kill -TERM $tp
+    for _ in $(seq 50); do kill -0 $tp 2>/dev/null || break; sleep 0.1; done
+    if kill -0 $tp 2>/dev/null; then
+        kill -9 $tp; wait $tp 2>/dev/null; bad "bita tune ran on 5 s after SIGTERM before its first step"
+    else
+        wait $tp; trc=$?
+        [ $trc -eq 143 ] && [ ! -e "$TMP/term.safetensors" ] && ok || bad "bita tune after SIGTERM: exit $trc"
+    fi
     grep -q '"base_unchanged":true' "$TMP/tune.json" && ok || bad "tune did not report the base unchanged"
     sz=$(stat -c %s "$TMP/ad.safetensors" 2>/dev/null || echo 999999999)
     [ "$sz" -lt 1000000 ] && ok || bad "adapter is not small ($sz bytes)"

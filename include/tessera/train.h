@@ -178,6 +178,8 @@ typedef struct {
     const char *log_path;     /* JSONL metrics (NULL: none); appended on resume */
     int64_t log_every;        /* steps between progress reports and log lines */
     volatile sig_atomic_t *stop; /* set (e.g. by a signal handler): checkpoint and return */
+    volatile sig_atomic_t *started; /* optional: set to 1 as the step loop starts (a stop asked
+                                     * before it has no step to checkpoint: the caller may just exit) */
     void (*progress)(const tsr_train_progress *p, void *ud);
     void *progress_ud;
 } tsr_train_opts;

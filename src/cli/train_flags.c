@@ -6,9 +6,16 @@
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t g_stop = 0;
+static volatile sig_atomic_t g_stop = 0, g_started = 0;
+/* SIGINT/SIGTERM in the step loop: checkpoint and stop after the step;
+ * before it (data preparation, loading, a first evaluation) there is no
+ * step to save, so the signal's default action ends the process at once */
 static void on_signal(int sig) {
-    (void)sig;
+    if (!g_started) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     g_stop = 1;
 }
 
@@ -130,7 +137,9 @@ static void progress(const tsr_train_progress *p, void *ud) {
 
 void cli_train_begin(cli_train *t) {
     g_stop = 0;
+    g_started = 0;
     t->o.stop = &g_stop;
+    t->o.started = &g_started;
     t->tty = isatty(2);
     if (!t->quiet) t->o.progress = progress, t->o.progress_ud = t;
     signal(SIGINT, on_signal);

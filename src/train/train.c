@@ -400,6 +400,7 @@ tsr_status tsr_train_run(const tsr_train_family *f, const tsr_train_opts *o, tsr
     const int64_t step0 = t.tm.step;
     int64_t log_step = t.tm.step;
     float loss_v = 0;
+    if (o->started) *o->started = 1;
     while (t.tm.step < total) {
         int64_t b = 0;
         if (t.have_bt) {
