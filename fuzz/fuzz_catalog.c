@@ -12,40 +12,18 @@
 #include "tessera/ebrm.h"
 #include "tessera/search.h"
 
-#include <stdio.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "fuzz_files.h"
 
 static const char *const DEB[3] = {"packages.jsonl.gz", "appstream.jsonl.gz", "virtual-package-names-list.yaml.gz"};
 static const char *const ML[3] = {"movies.csv", "ratings.csv", "tags.csv"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "%s/tsr_fuzz_catalog.%d", access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm",
-                 (int)getpid());
-        mkdir(dir, 0700);
-    }
+    const char *dir = fuzz_dir("catalog");
     if (size < 1) return 0;
     const bool ml = data[0] & 1;
     const char *const *names = ml ? ML : DEB;
     const uint8_t *p = data + 1, *end = data + size;
-    for (int k = 0; k < 3; k++) { /* part k up to the next "\n#--#\n" (the last: to the end) */
-        const uint8_t *stop = end;
-        for (const uint8_t *q = p; k < 2 && q + 6 <= end; q++)
-            if (!memcmp(q, "\n#--#\n", 6)) {
-                stop = q + 1;
-                break;
-            }
-        char path[160];
-        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
-        FILE *f = fopen(path, "wb");
-        if (!f) return 0;
-        fwrite(p, 1, (size_t)(stop - p), f);
-        fclose(f);
-        p = stop < end ? stop + 5 : end;
-    }
+    if (!fuzz_write_parts(dir, names, 3, p, end)) return 0;
     tsr_catalog cat;
     tsr_status st = ml ? tsr_catalog_load_movielens(&cat, dir) : tsr_catalog_load_debian(&cat, dir);
     if (st.code != TSR_OK) {
