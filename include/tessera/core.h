@@ -329,11 +329,13 @@ void tsr_threads_adopt(void);
  * begin/end bracket one step (no-ops with the tuning off, an explicit
  * thread count, one thread, or inside a parallel region). */
 void tsr_step_team_tuning(bool on);
-/* share of the calling thread's tuned steps that ran on fewer threads than
- * the thread count */
+/* share of the calling thread's tuned steps that ran on a team smaller
+ * than the thread count because the timing chose it (probe steps, which
+ * try a smaller team on an idle machine too, are not counted) */
 double tsr_step_team_reduced_share(void);
 typedef struct {
     int used, prev; /* this step's team (0: not tuned) and the count to restore */
+    bool probe;     /* a probe's step */
     double t0;
 } tsr_step_team;
 void tsr_step_team_begin(tsr_step_team *s);

@@ -414,7 +414,7 @@ static int cmd_generate(const char *prog, int argc, char **argv) {
         char fewer[96] = "";
         double share = tsr_step_team_reduced_share();
         if (share > 0)
-            snprintf(fewer, sizeof fewer, "; %.0f%% of the decode steps on fewer: a busy core slowed the team", 100 * share);
+            snprintf(fewer, sizeof fewer, "; %.0f%% of the decode steps on fewer, chosen by timing: a busy core slowed the team", 100 * share);
         fprintf(stderr, "achieved tok/s: %.1f (%d new tokens in %.3f s; prefill %d tokens at %.1f tok/s; %d threads%s)\n",
                 dec_tps, gs.new_tokens, gs.decode_s, gs.prompt_tokens, pre_tps, tsr_threads_get(), fewer);
     }

@@ -139,6 +139,7 @@ void tsr_step_team_begin(tsr_step_team *s) {
     if (u->threads != g_threads) tsr_team_tuner_init(u, g_threads);
     s->prev = omp_get_max_threads();
     s->used = tsr_team_tuner_next_team(u);
+    s->probe = u->probe > 0;
     omp_set_num_threads(s->used);
     s->t0 = tsr_time();
 #endif
@@ -150,7 +151,7 @@ void tsr_step_team_end(tsr_step_team *s) {
     double dt = tsr_time() - s->t0;
     omp_set_num_threads(s->prev);
     g_steps++;
-    g_reduced += s->used < g_threads;
+    g_reduced += !s->probe && s->used < g_threads;
     tsr_team_tuner_record(&g_tuner, s->used, dt);
 #endif
 }
