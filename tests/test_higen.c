@@ -490,24 +490,10 @@ static void test_endpoint_numbers(void) {
  * missing; LeakSanitizer's report in the sanitizer build, where the child
  * gets its own exit code for a leak). */
 static void test_cli_missing_model(void) {
-    const char *bin = getenv("TSR_BIN");
-    TU_CHECK(bin != NULL, "TSR_BIN names the CLI (set by ctest)");
-    if (!bin) return;
-    char err[64] = "/tmp/tsr_higen_err.XXXXXX", cmd[1024];
-    int fd = mkstemp(err);
-    TSR_ASSERT(fd >= 0);
-    close(fd);
-    snprintf(cmd, sizeof cmd,
-             "ASAN_OPTIONS=detect_leaks=1:exitcode=86 %s higen search --query x --model /nonexistent/tsr_no_model "
-             ">/dev/null 2>%s",
-             bin, err);
-    int rc = system(cmd);
-    char *text = NULL;
-    size_t n = 0;
-    TSR_ASSERT(tsr_read_file(err, &text, &n).code == TSR_OK);
-    unlink(err);
-    TU_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && strstr(text, "tokenizer.json") && !strstr(text, "Sanitizer"),
-             "search with a missing model: exit %d, stderr: %.300s", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, text);
+    char *text;
+    int rc = tu_run_cli("higen search --query x --model /nonexistent/tsr_no_model", &text);
+    TU_CHECK(rc == 1 && text && strstr(text, "tokenizer.json") && !strstr(text, "Sanitizer"),
+             "search with a missing model: exit %d, stderr: %.300s", rc, text ? text : "");
     free(text);
 }
 

@@ -577,27 +577,13 @@ static void test_body_nul(void) {
  * report in the sanitizer build, where the child gets its own exit code
  * for a leak). */
 static void test_load_failure(void) {
-    const char *bin = getenv("TSR_BIN");
-    TU_CHECK(bin != NULL, "TSR_BIN names the CLI (set by ctest)");
-    if (!bin) return;
     static const char *const flags[] = {"lm", "ebrm", "higen", "narformer-latency", "ctnet", "ovadetr", "apt", "bigr", "elm"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
-        char err[64] = "/tmp/tsr_serve_err.XXXXXX", cmd[1024];
-        int fd = mkstemp(err);
-        TSR_ASSERT(fd >= 0);
-        close(fd);
-        snprintf(cmd, sizeof cmd,
-                 "ASAN_OPTIONS=detect_leaks=1:exitcode=86 timeout 120 %s serve --port 0 --quiet --%s /nonexistent/tsr_none "
-                 ">/dev/null 2>%s </dev/null",
-                 bin, flags[i], err);
-        int rc = system(cmd);
-        char *text = NULL;
-        size_t n = 0;
-        TSR_ASSERT(tsr_read_file(err, &text, &n).code == TSR_OK);
-        unlink(err);
-        TU_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && strstr(text, "/nonexistent/tsr_none") && !strstr(text, "Sanitizer"),
-                 "serve --%s with a missing file: exit %d, stderr: %.400s", flags[i], WIFEXITED(rc) ? WEXITSTATUS(rc) : -1,
-                 text);
+        char args[256], *text;
+        snprintf(args, sizeof args, "serve --port 0 --quiet --%s /nonexistent/tsr_none", flags[i]);
+        int rc = tu_run_cli(args, &text);
+        TU_CHECK(rc == 1 && text && strstr(text, "/nonexistent/tsr_none") && !strstr(text, "Sanitizer"),
+                 "serve --%s with a missing file: exit %d, stderr: %.400s", flags[i], rc, text ? text : "");
         free(text);
     }
 }

@@ -1,8 +1,12 @@
 /* tessera tests: shared helpers (see testutil.h). */
 #include "testutil.h"
 #include "tessera/cpu.h"
+#include "tessera/fileio.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -265,4 +269,22 @@ void tu_level_set(int level) {
 
 void tu_level_restore(void) {
     if (g_start_level >= 0) (void)tsr_cpu_set_level(g_start_level);
+}
+
+int tu_run_cli(const char *args, char **err) {
+    *err = NULL;
+    const char *bin = getenv("TSR_BIN");
+    TU_CHECK(bin != NULL, "TSR_BIN names the CLI (set by ctest)");
+    if (!bin) return -1;
+    char path[64] = "/tmp/tsr_cli_err.XXXXXX", cmd[2048];
+    int fd = mkstemp(path);
+    TSR_ASSERT(fd >= 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=1:exitcode=86 timeout 120 %s %s >/dev/null 2>%s </dev/null",
+             bin, args, path);
+    int rc = system(cmd);
+    size_t n = 0;
+    TSR_ASSERT(tsr_read_file(path, err, &n).code == TSR_OK);
+    unlink(path);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

@@ -23,6 +23,12 @@ extern int tu_pass, tu_fail;
  * the process's life (several checkouts run the suite at once). */
 const char *tu_tmp(const char *name);
 
+/* Runs the CLI (TSR_BIN, set by ctest) with ARGS, stdin from /dev/null,
+ * stdout dropped, under `timeout 120`; LeakSanitizer's report in the
+ * sanitizer build gets exit code 86. Returns the exit code (-1: not an
+ * exit, or no TSR_BIN) and sets *err to stderr's text (free it). */
+int tu_run_cli(const char *args, char **err);
+
 /* prints "N passed, N failed" and returns the exit code for main */
 int tu_finish(const char *suite);
 
